@@ -1,0 +1,17 @@
+/*
+ * engine/cow_i.h - private entry points of the copy-on-write engine, for the
+ * tests and for other layers of libvss.  Not installed.
+ */
+#ifndef VSS_ENGINE_COW_I_H
+#define VSS_ENGINE_COW_I_H
+
+#include <vss/cow.h>
+#include "io/vfs.h"
+
+/* vss_cow_open() with the files reached through @vfs instead of POSIX. */
+int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
+		     const char *diff_path, const struct vss_cow_config *cfg,
+		     unsigned int flags, struct vss_cow_volume **out,
+		     struct vss_error *err);
+
+#endif
