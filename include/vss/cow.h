@@ -75,7 +75,8 @@ typedef void (*vss_cow_event_fn)(void *arg, const struct vss_cow_event *ev);
 
 struct vss_cow_config {
 	uint32_t block_size;        /* only when creating: power of two, 4K..1M */
-	uint64_t max_diff_bytes;    /* diff area maximum, VSS_COW_UNBOUNDED for none */
+	uint64_t max_diff_bytes;    /* only when creating: diff area maximum (VSS_COW_UNBOUNDED: none);
+	                             * an existing diff area keeps its own, see vss_cow_set_max_diff() */
 	vss_cow_event_fn event;     /* may be NULL */
 	void *event_arg;
 };
@@ -100,7 +101,7 @@ int vss_cow_open(const char *origin_path, const char *diff_path,
 		 const struct vss_cow_config *cfg, unsigned int flags,
 		 struct vss_cow_volume **out, struct vss_error *err);
 
-/* Makes everything durable, writes a compact checkpoint and frees @vol.
+/* Makes everything durable (origin and diff area) and frees @vol.
  * Open shadow handles must have been closed.  Returns the first error met
  * while making things durable (the volume is freed regardless). */
 int vss_cow_close(struct vss_cow_volume *vol);

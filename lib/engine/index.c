@@ -1,0 +1,211 @@
+/*
+ * engine/index.c - Robin Hood hash table of (block, seq) -> slot; see index.h.
+ *
+ * Invariant: a key sits at distance d = (pos - home(block)) mod cap from its
+ * home, and along any probe run distances never drop by more than one from
+ * one bucket to the next (Robin Hood order), so a lookup may stop at the
+ * first bucket whose resident is closer to its home than we are to ours.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "engine/index.h"
+
+#define INITIAL_CAP 1024
+
+static size_t home(const struct vss_index *ix, uint64_t block)
+{
+	uint64_t h = block * 0x9E3779B97F4A7C15ull;
+	h ^= h >> 29;
+	return (size_t)(h & (ix->cap - 1));
+}
+
+static size_t dist(const struct vss_index *ix, size_t pos, uint64_t key)
+{
+	return (pos - home(ix, vss_index_key_block(key))) & (ix->cap - 1);
+}
+
+static int alloc_table(struct vss_index *ix, size_t cap)
+{
+	ix->keys = calloc(cap, sizeof(*ix->keys));
+	ix->slots = malloc(cap * sizeof(*ix->slots));
+	if (!ix->keys || !ix->slots) {
+		free(ix->keys);
+		free(ix->slots);
+		return -ENOMEM;
+	}
+	ix->cap = cap;
+	ix->count = 0;
+	return 0;
+}
+
+int vss_index_init(struct vss_index *ix)
+{
+	return alloc_table(ix, INITIAL_CAP);
+}
+
+void vss_index_release(struct vss_index *ix)
+{
+	free(ix->keys);
+	free(ix->slots);
+	ix->keys = NULL;
+	ix->slots = NULL;
+	ix->cap = ix->count = 0;
+}
+
+static void place(struct vss_index *ix, uint64_t key, uint32_t slot)
+{
+	size_t mask = ix->cap - 1, pos = home(ix, vss_index_key_block(key)), d = 0;
+
+	for (;;) {
+		uint64_t k = ix->keys[pos];
+		if (!k) {
+			ix->keys[pos] = key;
+			ix->slots[pos] = slot;
+			ix->count++;
+			return;
+		}
+		size_t kd = dist(ix, pos, k);
+		if (kd < d) {
+			uint32_t s = ix->slots[pos];
+			ix->keys[pos] = key;
+			ix->slots[pos] = slot;
+			key = k;
+			slot = s;
+			d = kd;
+		}
+		pos = (pos + 1) & mask;
+		d++;
+	}
+}
+
+static int grow(struct vss_index *ix)
+{
+	struct vss_index old = *ix;
+	int r = alloc_table(ix, old.cap * 2);
+
+	if (r) {
+		*ix = old;
+		return r;
+	}
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.keys[i])
+			place(ix, old.keys[i], old.slots[i]);
+	free(old.keys);
+	free(old.slots);
+	return 0;
+}
+
+/* Position of @key, or (size_t)-1. */
+static size_t locate(const struct vss_index *ix, uint64_t key)
+{
+	size_t mask = ix->cap - 1, pos = home(ix, vss_index_key_block(key)), d = 0;
+
+	for (;;) {
+		uint64_t k = ix->keys[pos];
+		if (!k || dist(ix, pos, k) < d)
+			return (size_t)-1;
+		if (k == key)
+			return pos;
+		pos = (pos + 1) & mask;
+		d++;
+	}
+}
+
+int vss_index_find(const struct vss_index *ix, uint64_t block, uint32_t min_seq,
+		   uint32_t *seq, uint32_t *slot)
+{
+	size_t mask = ix->cap - 1, pos = home(ix, block), d = 0;
+	uint32_t best = 0, best_slot = 0;
+
+	for (;;) {
+		uint64_t k = ix->keys[pos];
+		if (!k || dist(ix, pos, k) < d)
+			break;
+		if (vss_index_key_block(k) == block) {
+			uint32_t s = vss_index_key_seq(k);
+			if (s >= min_seq && (!best || s < best)) {
+				best = s;
+				best_slot = ix->slots[pos];
+				if (s == min_seq)
+					break;
+			}
+		}
+		pos = (pos + 1) & mask;
+		d++;
+	}
+	if (!best)
+		return 0;
+	if (seq)
+		*seq = best;
+	if (slot)
+		*slot = best_slot;
+	return 1;
+}
+
+int vss_index_has(const struct vss_index *ix, uint64_t block, uint32_t seq)
+{
+	return locate(ix, vss_index_key(block, seq)) != (size_t)-1;
+}
+
+uint32_t vss_index_max_seq(const struct vss_index *ix, uint64_t block)
+{
+	size_t mask = ix->cap - 1, pos = home(ix, block), d = 0;
+	uint32_t best = 0;
+
+	for (;;) {
+		uint64_t k = ix->keys[pos];
+		if (!k || dist(ix, pos, k) < d)
+			return best;
+		if (vss_index_key_block(k) == block && vss_index_key_seq(k) > best)
+			best = vss_index_key_seq(k);
+		pos = (pos + 1) & mask;
+		d++;
+	}
+}
+
+int vss_index_insert(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t slot)
+{
+	if (block > VSS_INDEX_BLOCK_MAX || !seq || seq > VSS_INDEX_SEQ_MAX)
+		return -EINVAL;
+	if ((ix->count + 1) * 10 > ix->cap * 9) {
+		int r = grow(ix);
+		if (r)
+			return r;
+	}
+	place(ix, vss_index_key(block, seq), slot);
+	return 0;
+}
+
+int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t *slot)
+{
+	size_t mask = ix->cap - 1, pos = locate(ix, vss_index_key(block, seq));
+
+	if (pos == (size_t)-1)
+		return 0;
+	if (slot)
+		*slot = ix->slots[pos];
+	for (;;) {
+		size_t next = (pos + 1) & mask;
+		uint64_t k = ix->keys[next];
+		if (!k || dist(ix, next, k) == 0)
+			break;
+		ix->keys[pos] = k;
+		ix->slots[pos] = ix->slots[next];
+		pos = next;
+	}
+	ix->keys[pos] = 0;
+	ix->count--;
+	return 1;
+}
+
+int vss_index_rekey(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t new_seq)
+{
+	size_t pos = locate(ix, vss_index_key(block, seq));
+
+	if (pos == (size_t)-1 || !new_seq || new_seq > VSS_INDEX_SEQ_MAX)
+		return -ENOENT;
+	/* Same block, same home: the key can change in place. */
+	ix->keys[pos] = vss_index_key(block, new_seq);
+	return 0;
+}

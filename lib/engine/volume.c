@@ -1,0 +1,1242 @@
+/*
+ * engine/volume.c - the copy-on-write engine: origin I/O, the shadow chain,
+ * shadow reads, deletion with hand-down, the diff-area limit, and recovery.
+ *
+ * DESIGN NOTES
+ *
+ * 1. The chain.  Shadows have a sequence number, increasing with creation.
+ *    An index entry (block b, seq s) -> slot says: the content b had when
+ *    shadow s was taken, and until the first write to b while s was the
+ *    newest shadow, is in that slot.  Shadow s reads b from the entry with
+ *    the smallest seq >= s, or from the origin if there is none.  A write
+ *    copies b only if (b, newest) is missing, so its cost does not depend
+ *    on the number of shadows.
+ *
+ * 2. Deleting shadow s.  Each of its entries (b, s) is handed down to the
+ *    next older shadow p if (b, p) is missing (p used to read it through s),
+ *    otherwise freed.  Shadows older than p read through p, so they see the
+ *    same bytes as before.  Replay applies a DELETE record the same way.
+ *
+ * 3. Locks, outermost first:
+ *      gate (rwlock)    shared by every read and write of the volume or a
+ *                       shadow; exclusive to change the shadow list (create,
+ *                       delete, invalidate, limit) and to checkpoint.  Taking
+ *                       it exclusively waits for all I/O in flight, which is
+ *                       what makes a shadow's instant exact.
+ *      stripe (mutex)   one of NSTRIPES by block: serialises the copy of
+ *                       one block so that it happens once.
+ *      ixlock (rwlock)  the index.
+ *    The store has its own lock below all of these.
+ *
+ * 4. A shadow read racing with the first write to the same block.  The
+ *    writer inserts the index entry (after the slot holds the old content)
+ *    before it writes the origin.  The reader reads the origin first and
+ *    then looks the block up again: if an entry has appeared, the origin
+ *    bytes may be new, and it reads the slot instead.  If none has, no
+ *    writer had yet started writing that block's origin when the reader
+ *    finished reading it.  So shadow reads take no per-block lock.
+ *
+ * 5. Durability.  When a valid persistent shadow exists, a write waits
+ *    until the COPY records of every block it touches are durable (group
+ *    commit in the store) before it writes the origin.  stripe_lsn[] holds,
+ *    per stripe, the highest lsn of a copy made there; it is raised before
+ *    the entry becomes visible, so a second writer that finds the entry also
+ *    finds an lsn at least that high and waits for it too.
+ *
+ * 6. The diff area never fails a write.  When a slot cannot be had (limit
+ *    or full filesystem), the writer steps out of the shared gate and, with
+ *    it exclusive, deletes the oldest shadow, or, if only the newest is
+ *    left, invalidates it; then retries.  When the copy cannot be written
+ *    (EIO), every shadow that would read the block from the origin is
+ *    invalidated.  When the log cannot be made durable, the diff area is
+ *    marked failed (sticky, also on disk) and every shadow is invalidated.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <pthread.h>
+
+#include "engine/cow_i.h"
+#include "engine/index.h"
+#include "store/store.h"
+
+#define NSTRIPES 256
+
+struct shadow {
+	vss_cow_id id;
+	vss_cow_id set_id;
+	uint32_t seq;
+	uint32_t flags;
+	uint64_t created_ns;
+	int invalid;
+	_Atomic uint64_t owned;        /* entries with this seq */
+};
+
+struct vss_cow_volume {
+	struct vss_file *origin;
+	const struct vss_store_ops *sops;
+	struct vss_store *store;
+	struct vss_cow_config cfg;
+	uint64_t size;
+	uint64_t nblocks;
+	uint32_t bs;
+	unsigned int bs_shift;
+
+	pthread_rwlock_t gate;
+	/* Under gate (exclusive to change, shared to read): */
+	struct shadow **shadows;       /* oldest first, seq increasing */
+	size_t nshadows, shadows_cap;
+	uint32_t next_seq;
+	size_t valid_persistent;       /* valid persistent shadows */
+	uint32_t newest_valid;         /* seq of the newest valid shadow, 0 if none */
+	int near_full;                 /* NEAR_FULL reported, not yet cleared */
+
+	pthread_rwlock_t ixlock;
+	struct vss_index index;
+
+	pthread_mutex_t stripe[NSTRIPES];
+	_Atomic uint64_t stripe_lsn[NSTRIPES];
+	_Atomic int handles;
+
+	/* replay only */
+	struct vss_error *replay_err;
+};
+
+struct vss_cow_shadow {
+	struct vss_cow_volume *vol;
+	uint32_t seq;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned int stripe_of(uint64_t block)
+{
+	return (unsigned int)((block * 0x9E3779B97F4A7C15ull) >> 56) % NSTRIPES;
+}
+
+static void emit(struct vss_cow_volume *vol, enum vss_cow_event_type type,
+		 const vss_cow_id id, int error, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void emit(struct vss_cow_volume *vol, enum vss_cow_event_type type,
+		 const vss_cow_id id, int error, const char *fmt, ...)
+{
+	struct vss_cow_event ev = { .type = type, .error = error };
+	char msg[256];
+	va_list ap;
+
+	if (!vol->cfg.event)
+		return;
+	if (id)
+		memcpy(ev.shadow, id, 16);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ev.msg = msg;
+	vol->cfg.event(vol->cfg.event_arg, &ev);
+}
+
+/* ---- the shadow list (gate held) ---- */
+
+static struct shadow *shadow_by_seq(struct vss_cow_volume *vol, uint32_t seq, size_t *pos)
+{
+	size_t lo = 0, hi = vol->nshadows;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (vol->shadows[mid]->seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < vol->nshadows && vol->shadows[lo]->seq == seq) {
+		if (pos)
+			*pos = lo;
+		return vol->shadows[lo];
+	}
+	return NULL;
+}
+
+static struct shadow *shadow_by_id(struct vss_cow_volume *vol, const vss_cow_id id, size_t *pos)
+{
+	for (size_t i = 0; i < vol->nshadows; i++)
+		if (!memcmp(vol->shadows[i]->id, id, 16)) {
+			if (pos)
+				*pos = i;
+			return vol->shadows[i];
+		}
+	return NULL;
+}
+
+static void recount(struct vss_cow_volume *vol)
+{
+	vol->valid_persistent = 0;
+	vol->newest_valid = 0;
+	for (size_t i = 0; i < vol->nshadows; i++) {
+		struct shadow *s = vol->shadows[i];
+		if (s->invalid)
+			continue;
+		vol->newest_valid = s->seq;
+		if (s->flags & VSS_COW_SHADOW_PERSISTENT)
+			vol->valid_persistent++;
+	}
+}
+
+static int shadow_append(struct vss_cow_volume *vol, const struct vss_rec *rec)
+{
+	struct shadow *s;
+
+	if (vol->nshadows == vol->shadows_cap) {
+		size_t cap = vol->shadows_cap ? vol->shadows_cap * 2 : 16;
+		struct shadow **n = realloc(vol->shadows, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		vol->shadows = n;
+		vol->shadows_cap = cap;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	memcpy(s->id, rec->id, 16);
+	memcpy(s->set_id, rec->set_id, 16);
+	s->seq = rec->seq;
+	s->flags = rec->flags;
+	s->created_ns = rec->created_ns;
+	vol->shadows[vol->nshadows++] = s;
+	if (rec->seq >= vol->next_seq)
+		vol->next_seq = rec->seq + 1;
+	recount(vol);
+	return 0;
+}
+
+/*
+ * Removes shadow at @pos, handing its entries down (design note 2).  With
+ * @free_slots the store gets the freed slots back (not during replay, when
+ * the store learns what is used only afterwards).
+ */
+static int shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
+{
+	struct shadow *s = vol->shadows[pos];
+	struct shadow *p = pos ? vol->shadows[pos - 1] : NULL;
+	struct vss_index *ix = &vol->index;
+	uint64_t *blocks = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_rwlock_wrlock(&vol->ixlock);
+	for (size_t i = 0; i < ix->cap; i++) {
+		uint64_t k = ix->keys[i];
+		if (!k || vss_index_key_seq(k) != s->seq)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			uint64_t *nb = realloc(blocks, cap * sizeof(*nb));
+			if (!nb) {
+				pthread_rwlock_unlock(&vol->ixlock);
+				free(blocks);
+				return -ENOMEM;
+			}
+			blocks = nb;
+		}
+		blocks[n++] = vss_index_key_block(k);
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t slot;
+		if (p && !vss_index_has(ix, blocks[i], p->seq)) {
+			vss_index_rekey(ix, blocks[i], s->seq, p->seq);
+			p->owned++;
+		} else if (vss_index_remove(ix, blocks[i], s->seq, &slot) && free_slots) {
+			vol->sops->free_slot(vol->store, slot);
+		}
+	}
+	pthread_rwlock_unlock(&vol->ixlock);
+	free(blocks);
+	memmove(&vol->shadows[pos], &vol->shadows[pos + 1],
+		(vol->nshadows - pos - 1) * sizeof(*vol->shadows));
+	vol->nshadows--;
+	free(s);
+	recount(vol);
+	return 0;
+}
+
+/* Sticky failure of the diff area's metadata: nothing in it can be trusted. */
+static void metadata_failed(struct vss_cow_volume *vol, int error)
+{
+	int was = vol->sops->failed(vol->store);
+
+	vol->sops->mark_failed(vol->store);
+	for (size_t i = 0; i < vol->nshadows; i++)
+		vol->shadows[i]->invalid = 1;
+	recount(vol);
+	if (!was)
+		emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, error,
+		     "diff area metadata cannot be written (%s): every shadow of the volume is invalid",
+		     strerror(-error));
+}
+
+/* Logs a record and, if @durable, waits for it; on failure the diff area
+ * is failed.  Gate held exclusively. */
+static int log_rec(struct vss_cow_volume *vol, const struct vss_rec *rec, int durable)
+{
+	uint64_t lsn;
+	int r = vol->sops->append(vol->store, rec, &lsn);
+
+	if (!r && durable)
+		r = vol->sops->commit(vol->store, lsn);
+	if (r)
+		metadata_failed(vol, r);
+	return r;
+}
+
+/* Marks shadows invalid, from @pos to the newest. Gate held exclusively. */
+static void invalidate_from(struct vss_cow_volume *vol, size_t pos, int error, const char *why)
+{
+	int durable = vol->valid_persistent > 0;
+
+	for (size_t i = pos; i < vol->nshadows; i++) {
+		struct shadow *s = vol->shadows[i];
+		struct vss_rec rec = { .type = VSS_REC_SHADOW_INVALID, .seq = s->seq };
+		if (s->invalid)
+			continue;
+		s->invalid = 1;
+		if (log_rec(vol, &rec, 0) == 0)
+			emit(vol, VSS_COW_EV_SHADOW_INVALID, s->id, error,
+			     "shadow invalidated: %s", why);
+	}
+	recount(vol);
+	if (durable)
+		log_rec(vol, &(struct vss_rec){ .type = VSS_REC_NEXT_SEQ, .seq = vol->next_seq }, 1);
+}
+
+static int maybe_checkpoint(struct vss_cow_volume *vol);
+
+/* Deletes the shadow at @pos with its record. Gate held exclusively. */
+static int delete_at(struct vss_cow_volume *vol, size_t pos)
+{
+	struct shadow *s = vol->shadows[pos];
+	struct vss_rec rec = { .type = VSS_REC_SHADOW_DELETE, .seq = s->seq };
+	uint64_t lsn;
+	int r;
+
+	r = vol->sops->append(vol->store, &rec, &lsn);
+	if (r) {
+		metadata_failed(vol, r);
+	}
+	r = shadow_remove(vol, pos, 1);
+	if (r)
+		return r;
+	if (!vol->sops->failed(vol->store)) {
+		/* So that it cannot come back, and its slots can be reused. */
+		r = vol->sops->commit(vol->store, lsn);
+		if (r)
+			metadata_failed(vol, r);
+		maybe_checkpoint(vol);
+	}
+	return 0;
+}
+
+/* A slot could not be had: make room (design note 6). Takes the gate. */
+static void make_room(struct vss_cow_volume *vol, uint32_t seen_newest, int error)
+{
+	pthread_rwlock_wrlock(&vol->gate);
+	/* Somebody else may have made room already. */
+	if (vol->nshadows && vol->shadows[vol->nshadows - 1]->seq == seen_newest &&
+	    vol->newest_valid) {
+		if (vol->nshadows > 1) {
+			struct shadow *s = vol->shadows[0];
+			vss_cow_id id;
+			memcpy(id, s->id, 16);
+			if (delete_at(vol, 0) == 0)
+				emit(vol, VSS_COW_EV_SHADOW_DELETED, id, error,
+				     "shadow deleted to make room in the diff area (%s)",
+				     error == -ENOSPC ? "limit reached or filesystem full"
+						      : strerror(-error));
+		} else {
+			invalidate_from(vol, 0, error,
+					"the diff area cannot hold even the newest shadow");
+		}
+	}
+	pthread_rwlock_unlock(&vol->gate);
+}
+
+/* The copy of @block could not be written: invalidate every shadow that
+ * would read it from the origin. Takes the gate. */
+static void copy_failed(struct vss_cow_volume *vol, uint64_t block, int error)
+{
+	uint32_t m;
+	size_t pos;
+
+	pthread_rwlock_wrlock(&vol->gate);
+	pthread_rwlock_rdlock(&vol->ixlock);
+	m = vss_index_max_seq(&vol->index, block);
+	pthread_rwlock_unlock(&vol->ixlock);
+	for (pos = 0; pos < vol->nshadows && vol->shadows[pos]->seq <= m; pos++)
+		;
+	char why[128];
+	snprintf(why, sizeof(why), "the diff area could not take a block's old content (%s)",
+		 strerror(-error));
+	invalidate_from(vol, pos, error, why);
+	pthread_rwlock_unlock(&vol->gate);
+}
+
+static void check_near_full(struct vss_cow_volume *vol)
+{
+	struct vss_store_usage u;
+
+	vol->sops->usage(vol->store, &u);
+	if (u.max_bytes == VSS_COW_UNBOUNDED)
+		return;
+	if (!vol->near_full && u.used_bytes > u.max_bytes / 10 * 9) {
+		vol->near_full = 1;
+		emit(vol, VSS_COW_EV_DIFF_NEAR_FULL, NULL, 0,
+		     "diff area is %llu%% full (%llu of %llu bytes)",
+		     (unsigned long long)(u.used_bytes * 100 / u.max_bytes),
+		     (unsigned long long)u.used_bytes, (unsigned long long)u.max_bytes);
+	} else if (vol->near_full && u.used_bytes < u.max_bytes / 10 * 8) {
+		vol->near_full = 0;
+	}
+}
+
+/* ---- the write path ---- */
+
+enum copy_result {
+	COPY_DONE = 0,          /* copied now, already copied, or not needed */
+	COPY_NO_ROOM,           /* no slot: make room and retry */
+	COPY_FAILED,            /* the copy could not be written */
+};
+
+/*
+ * Makes sure @block's old content is in the diff area for the newest shadow
+ * (seq @newest), when a valid shadow needs it.  Raises *@need_lsn to the lsn
+ * that must be durable before the origin block is overwritten.  Gate shared.
+ */
+static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block,
+				      uint32_t newest, uint64_t *need_lsn, int *error)
+{
+	unsigned int st = stripe_of(block);
+	uint32_t m, slot;
+	uint64_t lsn, off = block << vol->bs_shift;
+	void *buf;
+	int r;
+
+	pthread_rwlock_rdlock(&vol->ixlock);
+	m = vss_index_max_seq(&vol->index, block);
+	pthread_rwlock_unlock(&vol->ixlock);
+	if (m == newest)
+		goto copied;
+	if (vol->newest_valid <= m)
+		return COPY_DONE;       /* no valid shadow reads it from the origin */
+
+	pthread_mutex_lock(&vol->stripe[st]);
+	pthread_rwlock_rdlock(&vol->ixlock);
+	m = vss_index_max_seq(&vol->index, block);
+	pthread_rwlock_unlock(&vol->ixlock);
+	if (m == newest) {
+		pthread_mutex_unlock(&vol->stripe[st]);
+		goto copied;
+	}
+
+	buf = malloc(vol->bs);
+	if (!buf) {
+		*error = -ENOMEM;
+		pthread_mutex_unlock(&vol->stripe[st]);
+		return COPY_FAILED;
+	}
+	r = vss_file_pread(vol->origin, buf, vol->bs, off);
+	if (!r && off + vol->bs > vol->size)
+		memset((char *)buf + (vol->size - off), 0, off + vol->bs - vol->size);
+	if (r) {
+		*error = r;
+		free(buf);
+		pthread_mutex_unlock(&vol->stripe[st]);
+		return COPY_FAILED;
+	}
+	r = vol->sops->alloc_slot(vol->store, &slot);
+	if (r) {
+		free(buf);
+		pthread_mutex_unlock(&vol->stripe[st]);
+		*error = r;
+		return r == -ENOSPC || r == -EDQUOT ? COPY_NO_ROOM : COPY_FAILED;
+	}
+	r = vol->sops->write_slot(vol->store, slot, buf);
+	free(buf);
+	if (!r) {
+		struct vss_rec rec = { .type = VSS_REC_COPY, .block = block,
+				       .seq = newest, .slot = slot };
+		r = vol->sops->append(vol->store, &rec, &lsn);
+		if (r) {
+			/* The log is gone: nothing can be kept. */
+			vol->sops->free_slot(vol->store, slot);
+			pthread_mutex_unlock(&vol->stripe[st]);
+			*error = r;
+			return COPY_FAILED;
+		}
+	} else {
+		vol->sops->free_slot(vol->store, slot);
+		pthread_mutex_unlock(&vol->stripe[st]);
+		*error = r;
+		return r == -ENOSPC || r == -EDQUOT ? COPY_NO_ROOM : COPY_FAILED;
+	}
+	/* Design note 5: the lsn is visible before the entry is. */
+	if (atomic_load(&vol->stripe_lsn[st]) < lsn)
+		atomic_store(&vol->stripe_lsn[st], lsn);
+	pthread_rwlock_wrlock(&vol->ixlock);
+	r = vss_index_insert(&vol->index, block, newest, slot);
+	pthread_rwlock_unlock(&vol->ixlock);
+	pthread_mutex_unlock(&vol->stripe[st]);
+	if (r) {
+		*error = r;
+		return COPY_FAILED;
+	}
+	{
+		struct shadow *s = shadow_by_seq(vol, newest, NULL);
+		if (s)
+			s->owned++;
+	}
+copied:
+	lsn = atomic_load(&vol->stripe_lsn[st]);
+	if (lsn > *need_lsn)
+		*need_lsn = lsn;
+	return COPY_DONE;
+}
+
+ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, uint64_t off)
+{
+	uint64_t first, last, need_lsn;
+	int r;
+
+	if (off >= vol->size || !len)
+		return 0;
+	if (len > vol->size - off)
+		len = (size_t)(vol->size - off);
+	first = off >> vol->bs_shift;
+	last = (off + len - 1) >> vol->bs_shift;
+
+	pthread_rwlock_rdlock(&vol->gate);
+	for (;;) {
+		uint32_t newest = vol->nshadows ? vol->shadows[vol->nshadows - 1]->seq : 0;
+		enum copy_result cr = COPY_DONE;
+		uint64_t b = first;
+		int error = 0;
+
+		need_lsn = 0;
+		if (vol->newest_valid) {
+			for (; b <= last; b++) {
+				cr = ensure_copied(vol, b, newest, &need_lsn, &error);
+				if (cr != COPY_DONE)
+					break;
+			}
+		}
+		if (cr == COPY_DONE)
+			break;
+		pthread_rwlock_unlock(&vol->gate);
+		if (cr == COPY_NO_ROOM)
+			make_room(vol, newest, error);
+		else
+			copy_failed(vol, b, error);
+		pthread_rwlock_rdlock(&vol->gate);
+	}
+	if (vol->valid_persistent && need_lsn > vol->sops->durable_lsn(vol->store)) {
+		r = vol->sops->commit(vol->store, need_lsn);
+		if (r) {
+			pthread_rwlock_unlock(&vol->gate);
+			pthread_rwlock_wrlock(&vol->gate);
+			metadata_failed(vol, r);
+			pthread_rwlock_unlock(&vol->gate);
+			pthread_rwlock_rdlock(&vol->gate);
+		}
+	}
+	r = vss_file_pwrite(vol->origin, buf, len, off);
+	if (vol->newest_valid && vol->cfg.max_diff_bytes != VSS_COW_UNBOUNDED)
+		check_near_full(vol);
+	pthread_rwlock_unlock(&vol->gate);
+	return r ? r : (ssize_t)len;
+}
+
+ssize_t vss_cow_read(struct vss_cow_volume *vol, void *buf, size_t len, uint64_t off)
+{
+	int r;
+
+	if (off >= vol->size || !len)
+		return 0;
+	if (len > vol->size - off)
+		len = (size_t)(vol->size - off);
+	r = vss_file_pread(vol->origin, buf, len, off);
+	return r ? r : (ssize_t)len;
+}
+
+int vss_cow_flush(struct vss_cow_volume *vol)
+{
+	return vss_file_sync(vol->origin);
+}
+
+/* ---- shadow reads ---- */
+
+ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, uint64_t off)
+{
+	struct vss_cow_volume *vol = sh->vol;
+	struct shadow *s;
+	uint64_t pos, end;
+	char *out = buf;
+	int r = 0;
+
+	pthread_rwlock_rdlock(&vol->gate);
+	s = shadow_by_seq(vol, sh->seq, NULL);
+	if (!s) {
+		r = -ESTALE;
+		goto out;
+	}
+	if (s->invalid) {
+		r = -EIO;
+		goto out;
+	}
+	if (off >= vol->size)
+		len = 0;
+	else if (len > vol->size - off)
+		len = (size_t)(vol->size - off);
+	pos = off;
+	end = off + len;
+	while (pos < end) {
+		uint64_t b = pos >> vol->bs_shift, run_end;
+		uint32_t slot;
+		int found;
+
+		pthread_rwlock_rdlock(&vol->ixlock);
+		found = vss_index_find(&vol->index, b, s->seq, NULL, &slot);
+		if (found) {
+			pthread_rwlock_unlock(&vol->ixlock);
+			run_end = (b + 1) << vol->bs_shift;
+			if (run_end > end)
+				run_end = end;
+			r = vol->sops->read_slot(vol->store, slot, out + (pos - off),
+						 (uint32_t)(pos & (vol->bs - 1)),
+						 (uint32_t)(run_end - pos));
+			if (r)
+				goto out;
+			pos = run_end;
+			continue;
+		}
+		/* A run of blocks that come from the origin. */
+		uint64_t nb = b + 1;
+		while ((nb << vol->bs_shift) < end &&
+		       !vss_index_find(&vol->index, nb, s->seq, NULL, NULL))
+			nb++;
+		pthread_rwlock_unlock(&vol->ixlock);
+		run_end = nb << vol->bs_shift;
+		if (run_end > end)
+			run_end = end;
+		r = vss_file_pread(vol->origin, out + (pos - off), run_end - pos, pos);
+		if (r)
+			goto out;
+		/* Design note 4: a block copied meanwhile is read from its slot. */
+		for (uint64_t cb = b; cb < nb; cb++) {
+			uint64_t cs = cb << vol->bs_shift, ce = (cb + 1) << vol->bs_shift;
+			if (cs < pos)
+				cs = pos;
+			if (ce > run_end)
+				ce = run_end;
+			pthread_rwlock_rdlock(&vol->ixlock);
+			found = vss_index_find(&vol->index, cb, s->seq, NULL, &slot);
+			pthread_rwlock_unlock(&vol->ixlock);
+			if (!found)
+				continue;
+			r = vol->sops->read_slot(vol->store, slot, out + (cs - off),
+						 (uint32_t)(cs & (vol->bs - 1)), (uint32_t)(ce - cs));
+			if (r)
+				goto out;
+		}
+		pos = run_end;
+	}
+	if (s->invalid)
+		r = -EIO;
+out:
+	pthread_rwlock_unlock(&vol->gate);
+	return r ? r : (ssize_t)len;
+}
+
+int vss_cow_shadow_open(struct vss_cow_volume *vol, const vss_cow_id id,
+			struct vss_cow_shadow **out)
+{
+	struct vss_cow_shadow *sh;
+	struct shadow *s;
+
+	pthread_rwlock_rdlock(&vol->gate);
+	s = shadow_by_id(vol, id, NULL);
+	if (!s) {
+		pthread_rwlock_unlock(&vol->gate);
+		return -ENOENT;
+	}
+	sh = malloc(sizeof(*sh));
+	if (!sh) {
+		pthread_rwlock_unlock(&vol->gate);
+		return -ENOMEM;
+	}
+	sh->vol = vol;
+	sh->seq = s->seq;
+	atomic_fetch_add(&vol->handles, 1);
+	pthread_rwlock_unlock(&vol->gate);
+	*out = sh;
+	return 0;
+}
+
+void vss_cow_shadow_close(struct vss_cow_shadow *sh)
+{
+	if (!sh)
+		return;
+	atomic_fetch_sub(&sh->vol->handles, 1);
+	free(sh);
+}
+
+/* ---- shadow management ---- */
+
+int vss_cow_shadow_create(struct vss_cow_volume *vol,
+			  const struct vss_cow_shadow_params *params,
+			  struct vss_error *err)
+{
+	struct vss_rec rec = { .type = VSS_REC_SHADOW_CREATE };
+	int persistent = !!(params->flags & VSS_COW_SHADOW_PERSISTENT);
+	static const vss_cow_id zero;
+	uint64_t lsn;
+	int r;
+
+	if (!memcmp(params->id, zero, 16))
+		return vss_error_set(err, -EINVAL, "a shadow id must not be all zeros");
+	if (params->flags & ~VSS_COW_SHADOW_PERSISTENT)
+		return vss_error_set(err, -EINVAL, "unknown shadow flags 0x%x", params->flags);
+	pthread_rwlock_wrlock(&vol->gate);
+	if (vol->sops->failed(vol->store)) {
+		r = vss_error_set(err, -EIO, "the diff area has failed; delete its shadows and "
+				  "recreate the shadow storage");
+		goto out;
+	}
+	if (shadow_by_id(vol, params->id, NULL)) {
+		r = vss_error_set(err, -EEXIST, "a shadow with this id exists already");
+		goto out;
+	}
+	if (vol->nshadows >= VSS_COW_MAX_SHADOWS) {
+		r = vss_error_set(err, -EMLINK, "the volume has %d shadows, the most it can have",
+				  VSS_COW_MAX_SHADOWS);
+		goto out;
+	}
+	if (vol->next_seq > VSS_INDEX_SEQ_MAX) {
+		r = vss_error_set(err, -EOVERFLOW, "the volume has used up its shadow numbers");
+		goto out;
+	}
+	if (persistent) {
+		/* The shadow's content must survive a crash: the origin first. */
+		r = vss_file_sync(vol->origin);
+		if (r) {
+			vss_error_set(err, r, "cannot flush the volume: %s", strerror(-r));
+			goto out;
+		}
+	}
+	rec.seq = vol->next_seq;
+	rec.flags = params->flags;
+	rec.created_ns = now_ns();
+	memcpy(rec.id, params->id, 16);
+	memcpy(rec.set_id, params->set_id, 16);
+	r = vol->sops->append(vol->store, &rec, &lsn);
+	if (!r && persistent)
+		r = vol->sops->commit(vol->store, lsn);
+	if (r) {
+		metadata_failed(vol, r);
+		vss_error_set(err, r, "cannot record the shadow in the diff area: %s", strerror(-r));
+		goto out;
+	}
+	r = shadow_append(vol, &rec);
+	if (r)
+		vss_error_set(err, r, "out of memory");
+out:
+	pthread_rwlock_unlock(&vol->gate);
+	return r;
+}
+
+int vss_cow_shadow_delete(struct vss_cow_volume *vol, const vss_cow_id id,
+			  struct vss_error *err)
+{
+	size_t pos;
+	int r;
+
+	pthread_rwlock_wrlock(&vol->gate);
+	if (!shadow_by_id(vol, id, &pos)) {
+		r = vss_error_set(err, -ENOENT, "no such shadow");
+	} else {
+		r = delete_at(vol, pos);
+		if (r)
+			vss_error_set(err, r, "cannot delete the shadow: %s", strerror(-r));
+	}
+	pthread_rwlock_unlock(&vol->gate);
+	return r;
+}
+
+int vss_cow_shadow_list(struct vss_cow_volume *vol, struct vss_cow_shadow_info **out,
+			size_t *count)
+{
+	struct vss_cow_shadow_info *a;
+
+	pthread_rwlock_rdlock(&vol->gate);
+	a = calloc(vol->nshadows ? vol->nshadows : 1, sizeof(*a));
+	if (!a) {
+		pthread_rwlock_unlock(&vol->gate);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < vol->nshadows; i++) {
+		struct shadow *s = vol->shadows[i];
+		memcpy(a[i].id, s->id, 16);
+		memcpy(a[i].set_id, s->set_id, 16);
+		a[i].flags = s->flags;
+		a[i].state = s->invalid ? VSS_COW_SHADOW_INVALID : VSS_COW_SHADOW_VALID;
+		a[i].created_ns = s->created_ns;
+		a[i].diff_bytes = atomic_load(&s->owned) * vol->bs;
+		a[i].seq = s->seq;
+	}
+	*count = vol->nshadows;
+	pthread_rwlock_unlock(&vol->gate);
+	*out = a;
+	return 0;
+}
+
+int vss_cow_set_max_diff(struct vss_cow_volume *vol, uint64_t max_bytes,
+			 struct vss_error *err)
+{
+	struct vss_store_usage u;
+	int r;
+
+	pthread_rwlock_wrlock(&vol->gate);
+	r = vol->sops->set_max(vol->store, max_bytes);
+	if (r) {
+		vss_error_set(err, r, "cannot record the new maximum: %s", strerror(-r));
+		goto out;
+	}
+	vol->cfg.max_diff_bytes = max_bytes;
+	/* Shrinking below what is used deletes shadows, oldest first. */
+	for (;;) {
+		vol->sops->usage(vol->store, &u);
+		if (max_bytes == VSS_COW_UNBOUNDED || u.used_bytes <= max_bytes ||
+		    !vol->nshadows)
+			break;
+		vss_cow_id id;
+		memcpy(id, vol->shadows[0]->id, 16);
+		r = delete_at(vol, 0);
+		if (r) {
+			vss_error_set(err, r, "cannot delete a shadow to fit: %s", strerror(-r));
+			goto out;
+		}
+		emit(vol, VSS_COW_EV_SHADOW_DELETED, id, 0,
+		     "shadow deleted: the diff area maximum was lowered below its use");
+	}
+out:
+	pthread_rwlock_unlock(&vol->gate);
+	return r;
+}
+
+/* ---- changed-block tracking ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
+			    const vss_cow_id to, struct vss_cow_extent **out,
+			    size_t *count, struct vss_error *err)
+{
+	struct shadow *a, *b = NULL;
+	uint32_t lo, hi;
+	uint64_t *blocks = NULL;
+	size_t n = 0, cap = 0, ne = 0;
+	struct vss_cow_extent *ext = NULL;
+	int r = 0;
+
+	pthread_rwlock_rdlock(&vol->gate);
+	a = shadow_by_id(vol, from, NULL);
+	if (to)
+		b = shadow_by_id(vol, to, NULL);
+	if (!a || (to && !b)) {
+		r = vss_error_set(err, -ENOENT, "no such shadow");
+		goto out;
+	}
+	if (a->invalid) {
+		r = vss_error_set(err, -EIO, "the older shadow is invalid: its changes are unknown");
+		goto out;
+	}
+	lo = a->seq;
+	hi = b ? b->seq : UINT32_MAX;
+	if (lo >= hi) {
+		r = vss_error_set(err, -EINVAL, "the first shadow must be older than the second");
+		goto out;
+	}
+	pthread_rwlock_rdlock(&vol->ixlock);
+	for (size_t i = 0; i < vol->index.cap; i++) {
+		uint64_t k = vol->index.keys[i];
+		if (!k || vss_index_key_seq(k) < lo || vss_index_key_seq(k) >= hi)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 1024;
+			uint64_t *nb = realloc(blocks, cap * sizeof(*nb));
+			if (!nb) {
+				pthread_rwlock_unlock(&vol->ixlock);
+				r = vss_error_set(err, -ENOMEM, "out of memory");
+				goto out;
+			}
+			blocks = nb;
+		}
+		blocks[n++] = vss_index_key_block(k);
+	}
+	pthread_rwlock_unlock(&vol->ixlock);
+	qsort(blocks, n, sizeof(*blocks), cmp_u64);
+	ext = calloc(n ? n : 1, sizeof(*ext));
+	if (!ext) {
+		r = vss_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t o = blocks[i] << vol->bs_shift;
+		uint64_t l = (uint64_t)vol->bs;
+		if (o + l > vol->size)
+			l = vol->size - o;
+		if (ne && ext[ne - 1].offset + ext[ne - 1].length >= o) {
+			if (o + l > ext[ne - 1].offset + ext[ne - 1].length)
+				ext[ne - 1].length = o + l - ext[ne - 1].offset;
+			continue;
+		}
+		ext[ne].offset = o;
+		ext[ne].length = l;
+		ne++;
+	}
+	*out = ext;
+	*count = ne;
+	ext = NULL;
+out:
+	pthread_rwlock_unlock(&vol->gate);
+	free(blocks);
+	free(ext);
+	return r;
+}
+
+/* ---- accounting ---- */
+
+int vss_cow_usage(struct vss_cow_volume *vol, struct vss_cow_usage *out)
+{
+	struct vss_store_usage u;
+
+	pthread_rwlock_rdlock(&vol->gate);
+	vol->sops->usage(vol->store, &u);
+	out->used_bytes = u.used_bytes;
+	out->allocated_bytes = u.allocated_bytes;
+	out->max_bytes = u.max_bytes;
+	pthread_rwlock_rdlock(&vol->ixlock);
+	out->copied_blocks = vol->index.count;
+	out->index_bytes = vss_index_bytes(&vol->index);
+	pthread_rwlock_unlock(&vol->ixlock);
+	out->shadows = (uint32_t)vol->nshadows;
+	pthread_rwlock_unlock(&vol->gate);
+	return 0;
+}
+
+uint64_t vss_cow_size(const struct vss_cow_volume *vol) { return vol->size; }
+uint32_t vss_cow_block_size(const struct vss_cow_volume *vol) { return vol->bs; }
+
+/* ---- checkpoint, replay, open and close ---- */
+
+static int emit_state(void *arg)
+{
+	struct vss_cow_volume *vol = arg;
+	struct vss_rec rec;
+	uint64_t lsn;
+	int r = 0;
+
+	/* Shadows in creation order (replay insists), then the counter. */
+	for (size_t i = 0; !r && i < vol->nshadows; i++) {
+		struct shadow *s = vol->shadows[i];
+		rec = (struct vss_rec){ .type = VSS_REC_SHADOW_CREATE, .seq = s->seq,
+					.flags = s->flags, .created_ns = s->created_ns };
+		memcpy(rec.id, s->id, 16);
+		memcpy(rec.set_id, s->set_id, 16);
+		r = vol->sops->append(vol->store, &rec, &lsn);
+		if (!r && s->invalid) {
+			rec = (struct vss_rec){ .type = VSS_REC_SHADOW_INVALID, .seq = s->seq };
+			r = vol->sops->append(vol->store, &rec, &lsn);
+		}
+	}
+	if (!r) {
+		rec = (struct vss_rec){ .type = VSS_REC_NEXT_SEQ, .seq = vol->next_seq };
+		r = vol->sops->append(vol->store, &rec, &lsn);
+	}
+	for (size_t i = 0; !r && i < vol->index.cap; i++) {
+		uint64_t k = vol->index.keys[i];
+		if (!k)
+			continue;
+		rec = (struct vss_rec){ .type = VSS_REC_COPY, .block = vss_index_key_block(k),
+					.seq = vss_index_key_seq(k), .slot = vol->index.slots[i] };
+		r = vol->sops->append(vol->store, &rec, &lsn);
+	}
+	return r;
+}
+
+/* Rewrites the log when deletions left it mostly garbage. Gate exclusive. */
+static int maybe_checkpoint(struct vss_cow_volume *vol)
+{
+	struct vss_store_usage u;
+	uint64_t live, log_bytes;
+	int r;
+
+	vol->sops->usage(vol->store, &u);
+	live = vol->index.count * 32 + vol->nshadows * 64 + 64;
+	log_bytes = u.log_slots * vol->bs;
+	if (log_bytes <= 2 * live + (1u << 20))
+		return 0;
+	r = vol->sops->checkpoint(vol->store, emit_state, vol);
+	if (r)
+		metadata_failed(vol, r);
+	return r;
+}
+
+static int replay_rec(void *arg, const struct vss_rec *rec)
+{
+	struct vss_cow_volume *vol = arg;
+	struct vss_error *err = vol->replay_err;
+	struct shadow *s = NULL;
+	size_t pos = 0;
+	int r;
+
+	if (rec->type != VSS_REC_NEXT_SEQ && rec->type != VSS_REC_SHADOW_CREATE) {
+		s = shadow_by_seq(vol, rec->seq, &pos);
+		if (!s)
+			return vss_error_set(err, -EUCLEAN,
+					     "diff area is corrupt: a record names shadow %u, which does not exist",
+					     rec->seq);
+	}
+	switch (rec->type) {
+	case VSS_REC_SHADOW_CREATE: {
+		static const vss_cow_id zero;
+		if (rec->seq < vol->next_seq || rec->seq > VSS_INDEX_SEQ_MAX ||
+		    !memcmp(rec->id, zero, 16) || shadow_by_id(vol, rec->id, NULL) ||
+		    vol->nshadows >= VSS_COW_MAX_SHADOWS)
+			return vss_error_set(err, -EUCLEAN,
+					     "diff area is corrupt: shadow record %u is out of order or repeated",
+					     rec->seq);
+		r = shadow_append(vol, rec);
+		return r ? vss_error_set(err, r, "out of memory") : 0;
+	}
+	case VSS_REC_SHADOW_DELETE:
+		r = shadow_remove(vol, pos, 0);
+		return r ? vss_error_set(err, r, "out of memory") : 0;
+	case VSS_REC_SHADOW_INVALID:
+		s->invalid = 1;
+		recount(vol);
+		return 0;
+	case VSS_REC_COPY:
+		if (rec->block >= vol->nblocks || vss_index_has(&vol->index, rec->block, rec->seq))
+			return vss_error_set(err, -EUCLEAN,
+					     "diff area is corrupt: a copy record names block %llu of shadow %u twice or out of range",
+					     (unsigned long long)rec->block, rec->seq);
+		r = vss_index_insert(&vol->index, rec->block, rec->seq, rec->slot);
+		if (r)
+			return vss_error_set(err, r, "out of memory");
+		s->owned++;
+		return 0;
+	case VSS_REC_NEXT_SEQ:
+		if (rec->seq > VSS_INDEX_SEQ_MAX + 1)
+			return vss_error_set(err, -EUCLEAN, "diff area is corrupt: bad sequence record");
+		if (rec->seq > vol->next_seq)
+			vol->next_seq = rec->seq;
+		return 0;
+	}
+	return vss_error_set(err, -EUCLEAN, "diff area is corrupt: unknown record type %u",
+			     rec->type);
+}
+
+static void volume_free(struct vss_cow_volume *vol)
+{
+	if (vol->store)
+		vol->sops->close(vol->store);
+	vss_file_close(vol->origin);
+	for (size_t i = 0; i < vol->nshadows; i++)
+		free(vol->shadows[i]);
+	free(vol->shadows);
+	vss_index_release(&vol->index);
+	pthread_rwlock_destroy(&vol->gate);
+	pthread_rwlock_destroy(&vol->ixlock);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_destroy(&vol->stripe[i]);
+	free(vol);
+}
+
+int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
+		     const char *diff_path, const struct vss_cow_config *cfg,
+		     unsigned int flags, struct vss_cow_volume **out,
+		     struct vss_error *err)
+{
+	struct vss_cow_config defcfg = VSS_COW_CONFIG_INIT;
+	struct vss_store_geometry geo;
+	struct vss_cow_volume *vol;
+	struct vss_file *df = NULL;
+	int r;
+
+	vss_error_clear(err);
+	if (!cfg)
+		cfg = &defcfg;
+	vol = calloc(1, sizeof(*vol));
+	if (!vol)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	vol->cfg = *cfg;
+	vol->sops = &vss_store_log_ops;
+	vol->next_seq = 1;
+	pthread_rwlock_init(&vol->gate, NULL);
+	pthread_rwlock_init(&vol->ixlock, NULL);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_init(&vol->stripe[i], NULL);
+	r = vss_index_init(&vol->index);
+	if (r) {
+		vss_error_set(err, r, "out of memory");
+		goto fail;
+	}
+
+	r = vfs->open(vfs, origin_path, 0, &vol->origin);
+	if (r) {
+		vss_error_set(err, r, "cannot open the volume %s: %s", origin_path, strerror(-r));
+		goto fail;
+	}
+	r = vss_file_size(vol->origin, &vol->size);
+	if (r) {
+		vss_error_set(err, r, "cannot get the size of %s: %s", origin_path, strerror(-r));
+		goto fail;
+	}
+	if (!vol->size) {
+		r = vss_error_set(err, -EINVAL, "the volume %s is empty", origin_path);
+		goto fail;
+	}
+
+	r = vfs->open(vfs, diff_path, 0, &df);
+	if (r == -ENOENT && (flags & VSS_COW_CREATE)) {
+		uint32_t bs = cfg->block_size;
+		if (bs < VSS_COW_BLOCK_MIN || bs > VSS_COW_BLOCK_MAX || (bs & (bs - 1))) {
+			r = vss_error_set(err, -EINVAL,
+					  "block size %u is not a power of two from 4K to 1M", bs);
+			goto fail;
+		}
+		r = vfs->open(vfs, diff_path, VSS_VFS_CREATE | VSS_VFS_EXCL, &df);
+		if (!r) {
+			geo = (struct vss_store_geometry){ .block_size = bs,
+				.origin_size = vol->size, .max_bytes = cfg->max_diff_bytes };
+			r = vol->sops->format(df, &geo, err);
+			if (r) {
+				vss_file_close(df);
+				df = NULL;
+				vfs->unlink(vfs, diff_path);
+				goto fail;
+			}
+		}
+	}
+	if (r) {
+		if (!err || !err->code)
+			vss_error_set(err, r, "cannot open the diff area %s: %s", diff_path,
+				      strerror(-r));
+		goto fail;
+	}
+
+	r = vol->sops->open(df, &geo, &vol->store, err);
+	df = NULL;
+	if (r)
+		goto fail;
+	if (geo.origin_size != vol->size) {
+		r = vss_error_set(err, -EINVAL,
+				  "the diff area %s was made for a volume of %llu bytes, but %s has %llu",
+				  diff_path, (unsigned long long)geo.origin_size, origin_path,
+				  (unsigned long long)vol->size);
+		goto fail;
+	}
+	vol->bs = geo.block_size;
+	vol->bs_shift = (unsigned int)__builtin_ctz(vol->bs);
+	vol->nblocks = (vol->size + vol->bs - 1) >> vol->bs_shift;
+	vol->cfg.block_size = vol->bs;
+	vol->cfg.max_diff_bytes = geo.max_bytes;
+
+	vol->replay_err = err;
+	r = vol->sops->replay(vol->store, replay_rec, vol, err);
+	vol->replay_err = NULL;
+	if (r)
+		goto fail;
+	for (size_t i = 0; i < vol->index.cap; i++) {
+		if (!vol->index.keys[i])
+			continue;
+		r = vol->sops->mark_used(vol->store, vol->index.slots[i]);
+		if (r) {
+			vss_error_set(err, r == -EUCLEAN ? r : r,
+				      "diff area is corrupt: slot %u is used twice or lies past its end",
+				      vol->index.slots[i]);
+			goto fail;
+		}
+	}
+
+	if (vol->sops->failed(vol->store)) {
+		/* Sticky: what is in it cannot be trusted; keep it read-only. */
+		for (size_t i = 0; i < vol->nshadows; i++)
+			vol->shadows[i]->invalid = 1;
+		recount(vol);
+	} else {
+		/* Non-persistent shadows do not outlive their process. */
+		for (size_t i = vol->nshadows; i-- > 0;)
+			if (!(vol->shadows[i]->flags & VSS_COW_SHADOW_PERSISTENT)) {
+				r = shadow_remove(vol, i, 0);
+				if (r) {
+					vss_error_set(err, r, "out of memory");
+					goto fail;
+				}
+			}
+		/* The slots those held are free: nothing marked them used. */
+		r = vol->sops->checkpoint(vol->store, emit_state, vol);
+		if (r) {
+			vss_error_set(err, r, "cannot write the diff area: %s", strerror(-r));
+			goto fail;
+		}
+	}
+	*out = vol;
+	return 0;
+fail:
+	vss_file_close(df);
+	volume_free(vol);
+	return r;
+}
+
+int vss_cow_open(const char *origin_path, const char *diff_path,
+		 const struct vss_cow_config *cfg, unsigned int flags,
+		 struct vss_cow_volume **out, struct vss_error *err)
+{
+	return vss_cow_open_vfs(vss_vfs_posix(), origin_path, diff_path, cfg, flags,
+				out, err);
+}
+
+int vss_cow_close(struct vss_cow_volume *vol)
+{
+	int r = 0, r2;
+
+	if (!vol)
+		return 0;
+	pthread_rwlock_wrlock(&vol->gate);
+	if (!vol->sops->failed(vol->store)) {
+		struct vss_rec rec = { .type = VSS_REC_NEXT_SEQ, .seq = vol->next_seq };
+		uint64_t lsn;
+		r = vol->sops->append(vol->store, &rec, &lsn);
+		if (!r)
+			r = vol->sops->commit(vol->store, lsn);
+	}
+	r2 = vss_file_sync(vol->origin);
+	if (!r)
+		r = r2;
+	pthread_rwlock_unlock(&vol->gate);
+	volume_free(vol);
+	return r;
+}

@@ -1,0 +1,123 @@
+/*
+ * store/store.h - the diff area behind a struct of operations, the way
+ * dm-snapshot separates its engine from its exception store.
+ *
+ * A store keeps two things for the engine: slots (block-sized places for old
+ * block contents) and a durable record of the engine's metadata (shadows
+ * created, deleted and invalidated; which block of which shadow lives in
+ * which slot).  The engine owns the meaning of the records; the store owns
+ * their encoding, their durability and recovery.  The one store today is the
+ * log-structured diff-area file (store_log.c, whose head documents the
+ * on-disk format).
+ */
+#ifndef VSS_STORE_STORE_H
+#define VSS_STORE_STORE_H
+
+#include <stdint.h>
+
+#include <vss/cow.h>
+#include "io/vfs.h"
+
+struct vss_store;
+
+/* One metadata record, as the engine means it. */
+enum vss_rec_type {
+	VSS_REC_SHADOW_CREATE = 1,  /* seq, flags, created_ns, id, set_id */
+	VSS_REC_SHADOW_DELETE = 2,  /* seq: its blocks are handed down or freed */
+	VSS_REC_SHADOW_INVALID = 3, /* seq: reads fail from now on */
+	VSS_REC_COPY = 4,           /* block's old content for shadow seq is in slot */
+	VSS_REC_NEXT_SEQ = 5,       /* seq: the next shadow gets at least this */
+};
+
+struct vss_rec {
+	enum vss_rec_type type;
+	uint32_t seq;
+	uint32_t flags;
+	uint32_t slot;
+	uint64_t block;
+	uint64_t created_ns;
+	vss_cow_id id;
+	vss_cow_id set_id;
+};
+
+/* What the store hands back while replaying: each record in log order. */
+typedef int (*vss_store_replay_fn)(void *arg, const struct vss_rec *rec);
+
+struct vss_store_geometry {
+	uint32_t block_size;
+	uint64_t origin_size;
+	uint64_t max_bytes;         /* VSS_COW_UNBOUNDED for none */
+};
+
+struct vss_store_usage {
+	uint64_t used_bytes;        /* header + slots in use (data and log) */
+	uint64_t allocated_bytes;   /* what the file occupies on disk */
+	uint64_t max_bytes;
+	uint64_t data_slots;        /* slots holding block contents */
+	uint64_t log_slots;
+};
+
+struct vss_store_ops {
+	const char *name;
+
+	/* Makes a new, empty diff area in @file; durable on return. */
+	int (*format)(struct vss_file *file, const struct vss_store_geometry *geo,
+		      struct vss_error *err);
+	/* Opens the diff area in @file (ownership passes to the store, also on
+	 * failure) and reads its geometry into @geo.  A corrupt diff area fails
+	 * with -EUCLEAN and is not modified. */
+	int (*open)(struct vss_file *file, struct vss_store_geometry *geo,
+		    struct vss_store **out, struct vss_error *err);
+	/* Hands every durable record to @fn, in log order; call once, right
+	 * after open().  -EUCLEAN if the log is damaged beyond a torn tail;
+	 * an error from @fn is returned as is. */
+	int (*replay)(struct vss_store *st, vss_store_replay_fn fn, void *arg,
+		      struct vss_error *err);
+	/* Tells a freshly opened store that @slot holds live data (after
+	 * replay); -EUCLEAN if it is used twice or lies outside the file. */
+	int (*mark_used)(struct vss_store *st, uint32_t slot);
+	/* Starts a new log holding the engine's full state: call @emit, which
+	 * appends every live record with append(); the new log replaces the old
+	 * one atomically and durably when this returns 0. */
+	int (*checkpoint)(struct vss_store *st, int (*emit)(void *arg), void *arg);
+	/* Closes, without implied checkpoint; frees @st. */
+	void (*close)(struct vss_store *st);
+
+	/* Reserves a free slot.  -ENOSPC: the maximum would be passed (or the
+	 * filesystem is full); the caller makes room and tries again. */
+	int (*alloc_slot)(struct vss_store *st, uint32_t *slot);
+	/* Gives a slot back; it is reused only once the record that freed it
+	 * is durable. */
+	void (*free_slot)(struct vss_store *st, uint32_t slot);
+	/* Writes a whole block into @slot / reads part of one; 0 or -errno. */
+	int (*write_slot)(struct vss_store *st, uint32_t slot, const void *buf);
+	int (*read_slot)(struct vss_store *st, uint32_t slot, void *buf,
+			 uint32_t off, uint32_t len);
+
+	/* Appends a record (buffered); its log sequence number goes in *@lsn. */
+	int (*append)(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn);
+	/* Returns once every record up to @lsn, and every slot written before
+	 * it was appended, is durable.  Concurrent callers share one flush. */
+	int (*commit)(struct vss_store *st, uint64_t lsn);
+	/* The highest lsn known durable. */
+	uint64_t (*durable_lsn)(struct vss_store *st);
+
+	/* Sets the maximum (persisted). */
+	int (*set_max)(struct vss_store *st, uint64_t max_bytes);
+	void (*usage)(struct vss_store *st, struct vss_store_usage *out);
+	/* Marks the diff area unusable (sticky, best effort durable): the
+	 * metadata could not be written, so no shadow in it can be trusted. */
+	void (*mark_failed)(struct vss_store *st);
+	/* Whether a store was marked failed (now, or before it was opened). */
+	int (*failed)(struct vss_store *st);
+};
+
+extern const struct vss_store_ops vss_store_log_ops;
+
+/* Record encoding, shared with the fuzz target: decodes one record at @buf
+ * (at most @avail bytes).  Returns its length, 0 at a clean end (zeros), or
+ * -EUCLEAN if the bytes are not a valid record. */
+int vss_store_log_decode(const unsigned char *buf, uint32_t avail,
+			 uint64_t expect_lsn, struct vss_rec *rec);
+
+#endif

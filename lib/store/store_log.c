@@ -1,0 +1,979 @@
+/*
+ * store/store_log.c - the diff-area file: slots for old block contents and
+ * a log of the engine's metadata records, with group commit and recovery.
+ *
+ * ON-DISK FORMAT (version 1).  All integers little-endian.  CRC is CRC-32C.
+ *
+ *   offset 0      superblock copy A (4096 bytes reserved, 128 used)
+ *   offset 4096   superblock copy B
+ *   data_offset   slot 0, slot 1, ... each block_size bytes;
+ *                 data_offset = max(8192, block_size)
+ *
+ * Superblock:
+ *     0  magic "VSSDIFF1"          64  log_first_lsn u64
+ *     8  version u32 (1)           72  max_bytes u64 (all ones: unbounded)
+ *    12  flags u32 (1: FAILED)     80  uuid[16] of this diff area
+ *    16  sb_seq u64                96  reserved (zero)
+ *    24  block_size u32           124  crc u32 over bytes 0..123
+ *    28  reserved u32
+ *    32  origin_size u64
+ *    40  data_offset u64
+ *    48  log_head_slot u64
+ *    56  log_gen u64
+ * The valid copy (magic, version, crc) with the higher sb_seq is current.  A
+ * superblock is only ever rewritten into the other copy, then synced, so a
+ * torn superblock write leaves the previous one intact.
+ *
+ * The metadata log is a chain of segments, each one slot long:
+ *     0  magic "VSSL"   4 crc u32 over bytes 8..39   8 log_gen u64
+ *    16  seg_index u64 (0 for the head)   24 next_slot u64   32 first_lsn u64
+ *    40  records, then zeros
+ * Every segment is written whole (zero-padded) the first time, so nothing of
+ * an earlier use of the slot survives behind its records.  Record:
+ *     0  crc u32 over bytes 4..len-1   4 type u16   6 len u16 (multiple of 8)
+ *     8  lsn u64                       16 payload:
+ *   SHADOW_CREATE (len 64): seq u32, flags u32, created_ns u64, id[16], set_id[16]
+ *   SHADOW_DELETE, SHADOW_INVALID, NEXT_SEQ (len 24): seq u32, zero u32
+ *   COPY (len 32): block u64, seq u32, slot u32
+ * LSNs increase by one per record and never repeat, across generations too.
+ *
+ * Ordering.  A slot's content is written before the record naming it is
+ * appended, and a record is durable (commit: pwrite, fdatasync) before the
+ * engine lets the origin block it protects be overwritten.  A slot freed by
+ * a record is reused only once that record is durable.
+ *
+ * Torn writes and recovery.  Replay starts at the superblock's head segment
+ * and stops at the first record whose crc, lsn or length is wrong, or at a
+ * segment whose header does not continue the chain (gen, index, first_lsn):
+ * that is where the last flush was torn, and nothing behind it was ever
+ * acknowledged.  A bad superblock pair or head segment, or records that do
+ * not make sense together (the engine checks), make the diff area corrupt:
+ * it is refused, not repaired.  After a successful open the engine writes
+ * its whole state as a new log generation (checkpoint) and switches the
+ * superblock to it; the old log is freed only after that switch is durable,
+ * so a crash in the middle leaves the old log in force.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "store/store.h"
+#include "util/crc32c.h"
+
+#define SB_SIZE        4096u
+#define SB_USED        128u
+#define SB_MAGIC       "VSSDIFF1"
+#define SB_VERSION     1u
+#define SB_FLAG_FAILED 0x1u
+#define SEG_MAGIC      "VSSL"
+#define SEG_HDR        40u
+#define REC_HDR        16u
+#define REC_CREATE_LEN 64u
+#define REC_SMALL_LEN  24u
+#define REC_COPY_LEN   32u
+#define MAX_SLOTS      0xFFFFFFF0u  /* slots are u32 in records */
+
+struct pending_free {
+	uint32_t slot;
+	uint64_t lsn;   /* reusable once this is durable */
+};
+
+struct vss_store {
+	struct vss_file *file;
+	struct vss_store_geometry geo;
+	uint32_t bs;
+	uint64_t data_off;
+	unsigned char uuid[16];
+
+	pthread_mutex_t lock;           /* protects every field below */
+	pthread_cond_t cond;            /* commit finished */
+
+	/* superblock */
+	uint64_t sb_seq;
+	int sb_which;                   /* copy (0 A, 1 B) that is current */
+	uint32_t sb_flags;
+
+	/* slots: a bit per slot, set when in use or waiting to be freed */
+	uint64_t *bitmap;
+	uint64_t bitmap_bits;
+	uint64_t nslots;                /* high-water mark: slots below exist in the file */
+	uint64_t used_slots;            /* set bits */
+	uint64_t data_slots;
+	uint64_t hint;                  /* no free slot below this */
+	struct pending_free *pend;
+	size_t npend, pend_cap;
+
+	/* the current log */
+	uint64_t gen;
+	uint32_t head_slot;
+	uint32_t *log_slots;            /* its segments, in order */
+	size_t nlog, log_cap;
+	uint32_t seg_slot, next_slot;
+	uint64_t seg_index;
+	uint64_t log_first_lsn;
+	int next_reserved;              /* next_slot is taken (not so right after open) */
+	unsigned char *seg_buf;
+	uint32_t seg_used;              /* bytes of seg_buf holding header + records */
+	uint32_t seg_written;           /* bytes of it already in the file */
+	int seg_fresh;                  /* not yet written whole */
+	uint64_t next_lsn;
+	uint64_t durable;
+	int committing;
+	int failed;
+};
+
+/* ---- little-endian helpers ---- */
+
+static void put16(unsigned char *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint16_t get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static uint64_t slot_off(const struct vss_store *st, uint64_t slot)
+{
+	return st->data_off + slot * st->bs;
+}
+
+/* ---- records ---- */
+
+static uint32_t rec_len(enum vss_rec_type t)
+{
+	switch (t) {
+	case VSS_REC_SHADOW_CREATE: return REC_CREATE_LEN;
+	case VSS_REC_SHADOW_DELETE:
+	case VSS_REC_SHADOW_INVALID:
+	case VSS_REC_NEXT_SEQ: return REC_SMALL_LEN;
+	case VSS_REC_COPY: return REC_COPY_LEN;
+	}
+	return 0;
+}
+
+static uint32_t rec_encode(unsigned char *p, const struct vss_rec *r, uint64_t lsn)
+{
+	uint32_t len = rec_len(r->type);
+
+	memset(p, 0, len);
+	put16(p + 4, (uint16_t)r->type);
+	put16(p + 6, (uint16_t)len);
+	put64(p + 8, lsn);
+	switch (r->type) {
+	case VSS_REC_SHADOW_CREATE:
+		put32(p + 16, r->seq);
+		put32(p + 20, r->flags);
+		put64(p + 24, r->created_ns);
+		memcpy(p + 32, r->id, 16);
+		memcpy(p + 48, r->set_id, 16);
+		break;
+	case VSS_REC_SHADOW_DELETE:
+	case VSS_REC_SHADOW_INVALID:
+	case VSS_REC_NEXT_SEQ:
+		put32(p + 16, r->seq);
+		break;
+	case VSS_REC_COPY:
+		put64(p + 16, r->block);
+		put32(p + 24, r->seq);
+		put32(p + 28, r->slot);
+		break;
+	}
+	put32(p, vss_crc32c(0, p + 4, len - 4));
+	return len;
+}
+
+int vss_store_log_decode(const unsigned char *p, uint32_t avail,
+			 uint64_t expect_lsn, struct vss_rec *r)
+{
+	uint32_t len, type;
+	static const unsigned char zero[REC_HDR];
+
+	if (avail < REC_HDR || !memcmp(p, zero, REC_HDR))
+		return 0;
+	type = get16(p + 4);
+	len = get16(p + 6);
+	if (len < REC_HDR || len > avail || len % 8 || len != rec_len(type))
+		return -EUCLEAN;
+	if (get32(p) != vss_crc32c(0, p + 4, len - 4) || get64(p + 8) != expect_lsn)
+		return -EUCLEAN;
+	memset(r, 0, sizeof(*r));
+	r->type = type;
+	switch (type) {
+	case VSS_REC_SHADOW_CREATE:
+		r->seq = get32(p + 16);
+		r->flags = get32(p + 20);
+		r->created_ns = get64(p + 24);
+		memcpy(r->id, p + 32, 16);
+		memcpy(r->set_id, p + 48, 16);
+		break;
+	case VSS_REC_SHADOW_DELETE:
+	case VSS_REC_SHADOW_INVALID:
+	case VSS_REC_NEXT_SEQ:
+		r->seq = get32(p + 16);
+		break;
+	case VSS_REC_COPY:
+		r->block = get64(p + 16);
+		r->seq = get32(p + 24);
+		r->slot = get32(p + 28);
+		break;
+	}
+	return (int)len;
+}
+
+/* ---- superblock ---- */
+
+struct sb {
+	uint32_t flags, block_size;
+	uint64_t seq, origin_size, data_off, head_slot, gen, first_lsn, max_bytes;
+	unsigned char uuid[16];
+};
+
+static void sb_encode(unsigned char *p, const struct sb *s)
+{
+	memset(p, 0, SB_SIZE);
+	memcpy(p, SB_MAGIC, 8);
+	put32(p + 8, SB_VERSION);
+	put32(p + 12, s->flags);
+	put64(p + 16, s->seq);
+	put32(p + 24, s->block_size);
+	put64(p + 32, s->origin_size);
+	put64(p + 40, s->data_off);
+	put64(p + 48, s->head_slot);
+	put64(p + 56, s->gen);
+	put64(p + 64, s->first_lsn);
+	put64(p + 72, s->max_bytes);
+	memcpy(p + 80, s->uuid, 16);
+	put32(p + 124, vss_crc32c(0, p, 124));
+}
+
+/* 0 if @p holds a valid superblock, -EUCLEAN (with a reason) otherwise. */
+static int sb_decode(const unsigned char *p, struct sb *s, const char **why)
+{
+	if (memcmp(p, SB_MAGIC, 8)) {
+		*why = "no vss diff-area signature";
+		return -EUCLEAN;
+	}
+	if (get32(p + 124) != vss_crc32c(0, p, 124)) {
+		*why = "superblock checksum mismatch";
+		return -EUCLEAN;
+	}
+	if (get32(p + 8) != SB_VERSION) {
+		*why = "unsupported diff-area format version";
+		return -EUCLEAN;
+	}
+	s->flags = get32(p + 12);
+	s->seq = get64(p + 16);
+	s->block_size = get32(p + 24);
+	s->origin_size = get64(p + 32);
+	s->data_off = get64(p + 40);
+	s->head_slot = get64(p + 48);
+	s->gen = get64(p + 56);
+	s->first_lsn = get64(p + 64);
+	s->max_bytes = get64(p + 72);
+	memcpy(s->uuid, p + 80, 16);
+	if (s->block_size < VSS_COW_BLOCK_MIN || s->block_size > VSS_COW_BLOCK_MAX ||
+	    (s->block_size & (s->block_size - 1))) {
+		*why = "superblock has an invalid block size";
+		return -EUCLEAN;
+	}
+	if (s->data_off != (s->block_size > 2 * SB_SIZE ? s->block_size : 2 * SB_SIZE) ||
+	    s->head_slot >= MAX_SLOTS || s->first_lsn == 0) {
+		*why = "superblock fields are inconsistent";
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+/* Writes the current state into the other superblock copy, durably. */
+static int sb_write(struct vss_store *st, uint64_t head_slot, uint64_t gen,
+		    uint64_t first_lsn)
+{
+	unsigned char *p = calloc(1, SB_SIZE);
+	struct sb s = {
+		.flags = st->sb_flags, .block_size = st->bs, .seq = st->sb_seq + 1,
+		.origin_size = st->geo.origin_size, .data_off = st->data_off,
+		.head_slot = head_slot, .gen = gen, .first_lsn = first_lsn,
+		.max_bytes = st->geo.max_bytes,
+	};
+	int which = st->sb_which ^ 1, r;
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(s.uuid, st->uuid, 16);
+	sb_encode(p, &s);
+	r = vss_file_pwrite(st->file, p, SB_SIZE, (uint64_t)which * SB_SIZE);
+	if (!r)
+		r = vss_file_sync(st->file);
+	free(p);
+	if (r)
+		return r;
+	st->sb_seq++;
+	st->sb_which = which;
+	return 0;
+}
+
+/* ---- slot bitmap ---- */
+
+static int bit_test(const struct vss_store *st, uint64_t s)
+{
+	return s < st->bitmap_bits && (st->bitmap[s / 64] >> (s % 64)) & 1;
+}
+
+static int bitmap_grow(struct vss_store *st, uint64_t need)
+{
+	uint64_t bits = st->bitmap_bits ? st->bitmap_bits : 1024;
+	uint64_t *nb;
+
+	while (bits <= need)
+		bits *= 2;
+	if (bits == st->bitmap_bits)
+		return 0;
+	nb = realloc(st->bitmap, bits / 8);
+	if (!nb)
+		return -ENOMEM;
+	memset((char *)nb + st->bitmap_bits / 8, 0, (bits - st->bitmap_bits) / 8);
+	st->bitmap = nb;
+	st->bitmap_bits = bits;
+	return 0;
+}
+
+static int bit_set(struct vss_store *st, uint64_t s)
+{
+	int r = bitmap_grow(st, s);
+
+	if (r)
+		return r;
+	st->bitmap[s / 64] |= 1ull << (s % 64);
+	st->used_slots++;
+	if (s >= st->nslots)
+		st->nslots = s + 1;
+	return 0;
+}
+
+/* Frees @s for reuse now: clears its bit and gives its space back. */
+static void slot_release(struct vss_store *st, uint64_t s)
+{
+	st->bitmap[s / 64] &= ~(1ull << (s % 64));
+	st->used_slots--;
+	if (s < st->hint)
+		st->hint = s;
+	if (s + 1 == st->nslots) {
+		while (st->nslots && !bit_test(st, st->nslots - 1))
+			st->nslots--;
+		vss_file_truncate(st->file, slot_off(st, st->nslots));
+	} else {
+		vss_file_punch(st->file, slot_off(st, s), st->bs);
+	}
+}
+
+static int over_max(const struct vss_store *st, uint64_t slots)
+{
+	if (st->geo.max_bytes == VSS_COW_UNBOUNDED)
+		return 0;
+	return st->data_off + slots * st->bs > st->geo.max_bytes;
+}
+
+/* Finds and takes the lowest free slot; @force ignores the maximum. */
+static int slot_take(struct vss_store *st, int force, uint32_t *out)
+{
+	uint64_t s = st->hint;
+
+	if (!force && over_max(st, st->used_slots + 1))
+		return -ENOSPC;
+	while (s < st->nslots) {
+		uint64_t w = st->bitmap[s / 64];
+		if (w == ~0ull) {
+			s = (s / 64 + 1) * 64;
+			continue;
+		}
+		if (!((w >> (s % 64)) & 1))
+			break;
+		s++;
+	}
+	if (s >= MAX_SLOTS)
+		return -ENOSPC;
+	st->hint = s + 1;
+	int r = bit_set(st, s);
+	if (r)
+		return r;
+	*out = (uint32_t)s;
+	return 0;
+}
+
+static void release_pending(struct vss_store *st)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < st->npend; i++) {
+		if (st->pend[i].lsn <= st->durable)
+			slot_release(st, st->pend[i].slot);
+		else
+			st->pend[j++] = st->pend[i];
+	}
+	st->npend = j;
+}
+
+/* ---- the log ---- */
+
+static int log_slots_push(struct vss_store *st, uint32_t slot)
+{
+	if (st->nlog == st->log_cap) {
+		size_t cap = st->log_cap ? st->log_cap * 2 : 16;
+		uint32_t *n = realloc(st->log_slots, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		st->log_slots = n;
+		st->log_cap = cap;
+	}
+	st->log_slots[st->nlog++] = slot;
+	return 0;
+}
+
+static void seg_header(struct vss_store *st, uint64_t first_lsn)
+{
+	unsigned char *p = st->seg_buf;
+
+	memset(p, 0, st->bs);
+	memcpy(p, SEG_MAGIC, 4);
+	put64(p + 8, st->gen);
+	put64(p + 16, st->seg_index);
+	put64(p + 24, st->next_slot);
+	put64(p + 32, first_lsn);
+	put32(p + 4, vss_crc32c(0, p + 8, SEG_HDR - 8));
+	st->seg_used = SEG_HDR;
+	st->seg_written = 0;
+	st->seg_fresh = 1;
+}
+
+/* Writes what of the current segment is not in the file yet. */
+static int seg_flush(struct vss_store *st)
+{
+	uint32_t from = st->seg_fresh ? 0 : st->seg_written;
+	uint32_t to = st->seg_fresh ? st->bs : st->seg_used;
+	int r;
+
+	if (from >= to)
+		return 0;
+	r = vss_file_pwrite(st->file, st->seg_buf + from, to - from,
+			    slot_off(st, st->seg_slot) + from);
+	if (r)
+		return r;
+	st->seg_fresh = 0;
+	st->seg_written = st->seg_used;
+	return 0;
+}
+
+/* Starts the log's next segment in the slot reserved for it. */
+static int seg_advance(struct vss_store *st)
+{
+	uint32_t next;
+	int r = seg_flush(st);
+
+	if (r)
+		return r;
+	r = slot_take(st, 1, &next);
+	if (r)
+		return r;
+	r = log_slots_push(st, st->next_slot);
+	if (r)
+		return r;
+	st->seg_slot = st->next_slot;
+	st->next_slot = next;
+	st->seg_index++;
+	seg_header(st, st->next_lsn);
+	return 0;
+}
+
+/* Begins a new log generation in fresh slots (head and its successor). */
+static int log_begin(struct vss_store *st)
+{
+	uint32_t head, next;
+	int r;
+
+	r = slot_take(st, 1, &head);
+	if (r)
+		return r;
+	r = slot_take(st, 1, &next);
+	if (r)
+		return r;
+	st->nlog = 0;
+	r = log_slots_push(st, head);
+	if (r)
+		return r;
+	st->gen++;
+	st->head_slot = head;
+	st->seg_slot = head;
+	st->next_slot = next;
+	st->next_reserved = 1;
+	st->seg_index = 0;
+	st->log_first_lsn = st->next_lsn;
+	seg_header(st, st->next_lsn);
+	return 0;
+}
+
+static int log_append(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn)
+{
+	uint32_t len = rec_len(rec->type);
+	int r;
+
+	if (!len)
+		return -EINVAL;
+	if (st->failed)
+		return -EIO;
+	if (st->seg_used + len > st->bs) {
+		r = seg_advance(st);
+		if (r) {
+			st->failed = 1;
+			return r;
+		}
+	}
+	rec_encode(st->seg_buf + st->seg_used, rec, st->next_lsn);
+	st->seg_used += len;
+	*lsn = st->next_lsn++;
+	return 0;
+}
+
+/* ---- operations ---- */
+
+static int store_format(struct vss_file *file, const struct vss_store_geometry *geo,
+			struct vss_error *err)
+{
+	uint32_t bs = geo->block_size;
+	uint64_t data_off = bs > 2 * SB_SIZE ? bs : 2 * SB_SIZE;
+	unsigned char *buf = calloc(1, bs > SB_SIZE ? bs : SB_SIZE);
+	struct sb s = {
+		.block_size = bs, .seq = 1, .origin_size = geo->origin_size,
+		.data_off = data_off, .head_slot = 0, .gen = 1, .first_lsn = 1,
+		.max_bytes = geo->max_bytes,
+	};
+	int r;
+
+	if (!buf)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	uuid_generate(s.uuid);
+	r = vss_file_truncate(file, 0);
+	/* The head segment: gen 1, index 0, next slot 1, no records. */
+	memcpy(buf, SEG_MAGIC, 4);
+	put64(buf + 8, 1);
+	put64(buf + 16, 0);
+	put64(buf + 24, 1);
+	put64(buf + 32, 1);
+	put32(buf + 4, vss_crc32c(0, buf + 8, SEG_HDR - 8));
+	if (!r)
+		r = vss_file_pwrite(file, buf, bs, data_off);
+	if (!r) {
+		sb_encode(buf, &s);
+		r = vss_file_pwrite(file, buf, SB_SIZE, 0);
+	}
+	if (!r) {
+		s.seq = 0;
+		sb_encode(buf, &s);
+		r = vss_file_pwrite(file, buf, SB_SIZE, SB_SIZE);
+	}
+	if (!r)
+		r = vss_file_sync(file);
+	free(buf);
+	if (r)
+		return vss_error_set(err, r, "cannot write the new diff area: %s", strerror(-r));
+	return 0;
+}
+
+static void store_free(struct vss_store *st)
+{
+	if (!st)
+		return;
+	vss_file_close(st->file);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	free(st->bitmap);
+	free(st->pend);
+	free(st->log_slots);
+	free(st->seg_buf);
+	free(st);
+}
+
+/* Reads the log from its head, handing each record to @fn. */
+static int replay(struct vss_store *st, uint64_t first_lsn, vss_store_replay_fn fn,
+		  void *arg, struct vss_error *err)
+{
+	uint64_t slot = st->head_slot, idx = 0, lsn = first_lsn, fsize;
+	unsigned char *p = st->seg_buf;
+	int r;
+
+	r = vss_file_size(st->file, &fsize);
+	if (r)
+		return vss_error_set(err, r, "cannot stat the diff area: %s", strerror(-r));
+	for (;;) {
+		if (slot >= MAX_SLOTS || slot_off(st, slot) + st->bs > fsize ||
+		    bit_test(st, slot))
+			break;
+		r = vss_file_pread(st->file, p, st->bs, slot_off(st, slot));
+		if (r)
+			return vss_error_set(err, r, "cannot read the diff area log: %s",
+					     strerror(-r));
+		if (memcmp(p, SEG_MAGIC, 4) || get32(p + 4) != vss_crc32c(0, p + 8, SEG_HDR - 8) ||
+		    get64(p + 8) != st->gen || get64(p + 16) != idx || get64(p + 32) != lsn)
+			break;
+		r = bit_set(st, slot);
+		if (!r)
+			r = log_slots_push(st, (uint32_t)slot);
+		if (r)
+			return vss_error_set(err, r, "out of memory");
+		for (uint32_t off = SEG_HDR; off < st->bs;) {
+			struct vss_rec rec;
+			int len = vss_store_log_decode(p + off, st->bs - off, lsn, &rec);
+			if (len <= 0)
+				break;
+			r = fn(arg, &rec);
+			if (r)
+				return r;  /* the engine filled err through its own arg */
+			lsn++;
+			off += (uint32_t)len;
+		}
+		slot = get64(p + 24);
+		idx++;
+	}
+	if (idx == 0)
+		return vss_error_set(err, -EUCLEAN,
+				     "diff area is corrupt: the log head segment is missing or damaged");
+	st->next_lsn = lsn;
+	st->durable = lsn - 1;
+	return 0;
+}
+
+static int store_open(struct vss_file *file, struct vss_store_geometry *geo,
+		      struct vss_store **out, struct vss_error *err)
+{
+	unsigned char sbuf[2][SB_SIZE];
+	struct sb s[2], *cur = NULL;
+	const char *why[2] = { NULL, NULL };
+	struct vss_store *st;
+	uint64_t fsize;
+	int r;
+
+	r = vss_file_size(file, &fsize);
+	if (r) {
+		vss_file_close(file);
+		return vss_error_set(err, r, "cannot stat the diff area: %s", strerror(-r));
+	}
+	if (fsize < 2 * SB_SIZE) {
+		vss_file_close(file);
+		return vss_error_set(err, -EUCLEAN,
+				     "diff area is truncated (%llu bytes): no superblock",
+				     (unsigned long long)fsize);
+	}
+	for (int i = 0; i < 2; i++) {
+		r = vss_file_pread(file, sbuf[i], SB_SIZE, (uint64_t)i * SB_SIZE);
+		if (r) {
+			vss_file_close(file);
+			return vss_error_set(err, r, "cannot read the diff area: %s", strerror(-r));
+		}
+		if (sb_decode(sbuf[i], &s[i], &why[i]) == 0 && (!cur || s[i].seq > cur->seq))
+			cur = &s[i];
+	}
+	if (!cur) {
+		vss_file_close(file);
+		return vss_error_set(err, -EUCLEAN, "diff area is not usable: %s", why[0]);
+	}
+
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		vss_file_close(file);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	st->file = file;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	st->bs = cur->block_size;
+	st->data_off = cur->data_off;
+	memcpy(st->uuid, cur->uuid, 16);
+	st->sb_seq = cur->seq;
+	st->sb_which = (int)(cur - s);
+	st->sb_flags = cur->flags;
+	st->failed = !!(cur->flags & SB_FLAG_FAILED);
+	st->gen = cur->gen;
+	st->head_slot = (uint32_t)cur->head_slot;
+	st->log_first_lsn = cur->first_lsn;
+	st->geo.block_size = cur->block_size;
+	st->geo.origin_size = cur->origin_size;
+	st->geo.max_bytes = cur->max_bytes;
+	st->seg_buf = malloc(st->bs);
+	if (!st->seg_buf) {
+		store_free(st);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	*geo = st->geo;
+	*out = st;
+	return 0;
+}
+
+static int store_replay(struct vss_store *st, vss_store_replay_fn fn, void *arg,
+			struct vss_error *err)
+{
+	return replay(st, st->log_first_lsn, fn, arg, err);
+}
+
+static int store_commit(struct vss_store *st, uint64_t lsn);
+
+static int store_mark_used(struct vss_store *st, uint32_t slot)
+{
+	uint64_t fsize;
+	int r;
+
+	if (bit_test(st, slot))
+		return -EUCLEAN;
+	r = vss_file_size(st->file, &fsize);
+	if (r)
+		return r;
+	if (slot_off(st, slot) + st->bs > fsize)
+		return -EUCLEAN;
+	r = bit_set(st, slot);
+	if (r)
+		return r;
+	st->data_slots++;
+	return 0;
+}
+
+static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *arg)
+{
+	uint32_t *old = st->log_slots;
+	size_t nold = st->nlog;
+	uint32_t old_next = st->next_slot;
+	int old_next_reserved = st->next_reserved, r;
+
+	/* The old log keeps its slots (so stays intact) until the switch. */
+	st->log_slots = NULL;
+	st->nlog = st->log_cap = 0;
+	r = log_begin(st);
+	if (!r)
+		r = emit(arg);
+	if (!r)
+		r = seg_flush(st);
+	if (!r)
+		r = vss_file_sync(st->file);
+	if (!r)
+		r = sb_write(st, st->head_slot, st->gen, st->log_first_lsn);
+	if (r) {
+		/* On disk the old log is still in force; in memory we cannot
+		 * go on appending to a log nothing points at. */
+		st->failed = 1;
+		free(old);
+		return r;
+	}
+	pthread_mutex_lock(&st->lock);
+	st->durable = st->next_lsn - 1;
+	for (size_t i = 0; i < nold; i++)
+		slot_release(st, old[i]);
+	if (old_next_reserved)
+		slot_release(st, old_next);
+	release_pending(st);
+	pthread_mutex_unlock(&st->lock);
+	free(old);
+	return 0;
+}
+
+static void store_close(struct vss_store *st)
+{
+	store_free(st);
+}
+
+static int store_alloc_slot(struct vss_store *st, uint32_t *slot)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = slot_take(st, 0, slot);
+	if (r == -ENOSPC && st->npend && !st->failed) {
+		/* Slots are waiting for their free record to be durable. */
+		uint64_t lsn = st->next_lsn - 1;
+		pthread_mutex_unlock(&st->lock);
+		r = store_commit(st, lsn);
+		pthread_mutex_lock(&st->lock);
+		if (!r)
+			r = slot_take(st, 0, slot);
+	}
+	if (!r)
+		st->data_slots++;
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+static void store_free_slot(struct vss_store *st, uint32_t slot)
+{
+	pthread_mutex_lock(&st->lock);
+	st->data_slots--;
+	if (st->next_lsn - 1 <= st->durable) {
+		slot_release(st, slot);
+	} else {
+		if (st->npend == st->pend_cap) {
+			size_t cap = st->pend_cap ? st->pend_cap * 2 : 64;
+			struct pending_free *n = realloc(st->pend, cap * sizeof(*n));
+			if (!n) {
+				/* Cannot remember it: leak the slot rather than
+				 * reuse it too early.  It comes back at next open. */
+				pthread_mutex_unlock(&st->lock);
+				return;
+			}
+			st->pend = n;
+			st->pend_cap = cap;
+		}
+		st->pend[st->npend].slot = slot;
+		st->pend[st->npend].lsn = st->next_lsn - 1;
+		st->npend++;
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+static int store_write_slot(struct vss_store *st, uint32_t slot, const void *buf)
+{
+	return vss_file_pwrite(st->file, buf, st->bs, slot_off(st, slot));
+}
+
+static int store_read_slot(struct vss_store *st, uint32_t slot, void *buf,
+			   uint32_t off, uint32_t len)
+{
+	return vss_file_pread(st->file, buf, len, slot_off(st, slot) + off);
+}
+
+static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = log_append(st, rec, lsn);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+/* Group commit: one thread writes and syncs for everyone waiting. */
+static int store_commit(struct vss_store *st, uint64_t lsn)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&st->lock);
+	while (st->durable < lsn) {
+		uint64_t target;
+
+		if (st->failed) {
+			r = -EIO;
+			break;
+		}
+		if (st->committing) {
+			pthread_cond_wait(&st->cond, &st->lock);
+			continue;
+		}
+		st->committing = 1;
+		target = st->next_lsn - 1;
+		r = seg_flush(st);
+		pthread_mutex_unlock(&st->lock);
+		if (!r)
+			r = vss_file_sync(st->file);
+		pthread_mutex_lock(&st->lock);
+		st->committing = 0;
+		if (r) {
+			st->failed = 1;
+		} else {
+			st->durable = target;
+			release_pending(st);
+		}
+		pthread_cond_broadcast(&st->cond);
+		if (r)
+			break;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+static uint64_t store_durable_lsn(struct vss_store *st)
+{
+	uint64_t d;
+
+	pthread_mutex_lock(&st->lock);
+	d = st->durable;
+	pthread_mutex_unlock(&st->lock);
+	return d;
+}
+
+static int store_set_max(struct vss_store *st, uint64_t max_bytes)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	st->geo.max_bytes = max_bytes;
+	r = sb_write(st, st->head_slot, st->gen, st->log_first_lsn);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+static void store_usage(struct vss_store *st, struct vss_store_usage *u)
+{
+	uint64_t alloc = 0;
+
+	pthread_mutex_lock(&st->lock);
+	u->used_bytes = st->data_off + st->used_slots * st->bs;
+	u->max_bytes = st->geo.max_bytes;
+	u->data_slots = st->data_slots;
+	u->log_slots = st->nlog + (st->next_reserved ? 1 : 0);
+	pthread_mutex_unlock(&st->lock);
+	if (vss_file_allocated(st->file, &alloc) == 0)
+		u->allocated_bytes = alloc;
+	else
+		u->allocated_bytes = 0;
+}
+
+static void store_mark_failed(struct vss_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->failed = 1;
+	if (!(st->sb_flags & SB_FLAG_FAILED)) {
+		st->sb_flags |= SB_FLAG_FAILED;
+		sb_write(st, st->head_slot, st->gen, st->log_first_lsn);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+static int store_failed(struct vss_store *st)
+{
+	int f;
+
+	pthread_mutex_lock(&st->lock);
+	f = st->failed || (st->sb_flags & SB_FLAG_FAILED);
+	pthread_mutex_unlock(&st->lock);
+	return f;
+}
+
+const struct vss_store_ops vss_store_log_ops = {
+	.name = "log",
+	.format = store_format,
+	.open = store_open,
+	.replay = store_replay,
+	.mark_used = store_mark_used,
+	.checkpoint = store_checkpoint,
+	.close = store_close,
+	.alloc_slot = store_alloc_slot,
+	.free_slot = store_free_slot,
+	.write_slot = store_write_slot,
+	.read_slot = store_read_slot,
+	.append = store_append,
+	.commit = store_commit,
+	.durable_lsn = store_durable_lsn,
+	.set_max = store_set_max,
+	.usage = store_usage,
+	.mark_failed = store_mark_failed,
+	.failed = store_failed,
+};

@@ -1,0 +1,116 @@
+/*
+ * tests/unit/test_index.c - the block index against a plain array model:
+ * random inserts, removals and re-keys, with every query checked.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "engine/index.h"
+
+#define NB 300   /* blocks */
+#define NS 40    /* seqs */
+
+static uint32_t model[NB][NS + 1];   /* slot + 1, 0 = absent */
+
+static void model_find(uint64_t b, uint32_t min_seq, int *found, uint32_t *seq, uint32_t *slot)
+{
+	*found = 0;
+	for (uint32_t s = min_seq; s <= NS; s++)
+		if (model[b][s]) {
+			*found = 1;
+			*seq = s;
+			*slot = model[b][s] - 1;
+			return;
+		}
+}
+
+static void random_against_model(void **state)
+{
+	struct vss_index ix;
+	unsigned seed = 12345;
+	size_t count = 0;
+
+	memset(model, 0, sizeof(model));
+	assert_int_equal(vss_index_init(&ix), 0);
+	for (int step = 0; step < 200000; step++) {
+		uint64_t b = (uint64_t)rand_r(&seed) % NB;
+		uint32_t s = 1 + (uint32_t)rand_r(&seed) % NS;
+		int op = rand_r(&seed) % 10;
+		if (op < 5) {
+			if (!model[b][s]) {
+				uint32_t slot = (uint32_t)rand_r(&seed);
+				assert_int_equal(vss_index_insert(&ix, b, s, slot), 0);
+				model[b][s] = slot + 1;
+				count++;
+			}
+		} else if (op < 8) {
+			uint32_t slot = 0;
+			int had = model[b][s] != 0;
+			assert_int_equal(vss_index_remove(&ix, b, s, &slot), had);
+			if (had) {
+				assert_int_equal(slot, model[b][s] - 1);
+				model[b][s] = 0;
+				count--;
+			}
+		} else if (op < 9) {
+			uint32_t t = 1 + (uint32_t)rand_r(&seed) % NS;
+			if (model[b][s] && !model[b][t] && t != s) {
+				assert_int_equal(vss_index_rekey(&ix, b, s, t), 0);
+				model[b][t] = model[b][s];
+				model[b][s] = 0;
+			}
+		}
+		/* queries */
+		uint64_t qb = (uint64_t)rand_r(&seed) % NB;
+		uint32_t qs = 1 + (uint32_t)rand_r(&seed) % NS, seq = 0, slot = 0, mseq = 0, mslot = 0;
+		int found;
+		model_find(qb, qs, &found, &mseq, &mslot);
+		assert_int_equal(vss_index_find(&ix, qb, qs, &seq, &slot), found);
+		if (found) {
+			assert_int_equal(seq, mseq);
+			assert_int_equal(slot, mslot);
+		}
+		assert_int_equal(vss_index_has(&ix, qb, qs), model[qb][qs] != 0);
+		uint32_t mx = 0;
+		for (uint32_t t = 1; t <= NS; t++)
+			if (model[qb][t])
+				mx = t;
+		assert_int_equal(vss_index_max_seq(&ix, qb), mx);
+		assert_int_equal(ix.count, count);
+	}
+	vss_index_release(&ix);
+}
+
+static void large_blocks_and_growth(void **state)
+{
+	struct vss_index ix;
+	assert_int_equal(vss_index_init(&ix), 0);
+	for (uint64_t i = 0; i < 100000; i++)
+		assert_int_equal(vss_index_insert(&ix, i * 7919 + (1ull << 39), 1 + (uint32_t)(i % 3), (uint32_t)i), 0);
+	for (uint64_t i = 0; i < 100000; i++) {
+		uint32_t slot;
+		assert_true(vss_index_find(&ix, i * 7919 + (1ull << 39), 1, NULL, &slot));
+		assert_int_equal(slot, (uint32_t)i);
+	}
+	/* at most 90% load, at least 45% after growth */
+	assert_true(ix.count * 10 <= ix.cap * 9);
+	assert_true(ix.count * 100 >= ix.cap * 45 / 2);
+	assert_int_equal(vss_index_insert(&ix, VSS_INDEX_BLOCK_MAX + 1, 1, 0), -EINVAL);
+	assert_int_equal(vss_index_insert(&ix, 1, 0, 0), -EINVAL);
+	vss_index_release(&ix);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(random_against_model),
+		cmocka_unit_test(large_blocks_and_growth),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,346 @@
+/*
+ * tests/unit/test_volume.c - the engine's contract in small, exact cases:
+ * shadows read their instant, deletion anywhere in the chain, persistence
+ * across close, limits, changed extents, and refusals with messages.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <vss/cow.h>
+
+#define BS   16384u
+#define SIZE (64u * BS + 1000u)   /* a partial last block on purpose */
+
+struct fx {
+	char dir[64], origin[96], diff[96];
+	struct vss_cow_volume *vol;
+	unsigned char ref[SIZE];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	strcpy(f->dir, "/tmp/vss-test-volume-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->origin, sizeof(f->origin), "%s/origin", f->dir);
+	snprintf(f->diff, sizeof(f->diff), "%s/diff", f->dir);
+	int fd = open(f->origin, O_CREAT | O_RDWR, 0600);
+	if (fd < 0 || ftruncate(fd, SIZE) < 0)
+		return -1;
+	close(fd);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (f->vol)
+		vss_cow_close(f->vol);
+	unlink(f->origin);
+	unlink(f->diff);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void open_vol(struct fx *f, uint64_t max)
+{
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	struct vss_error err;
+	cfg.max_diff_bytes = max;
+	int r = vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err);
+	if (r)
+		fail_msg("open: %s", err.msg);
+}
+
+static void wr(struct fx *f, uint64_t off, size_t len, unsigned char v)
+{
+	unsigned char *b = malloc(len);
+	memset(b, v, len);
+	assert_int_equal(vss_cow_write(f->vol, b, len, off), (ssize_t)len);
+	memset(f->ref + off, v, len);
+	free(b);
+}
+
+static void mkid(vss_cow_id id, int n)
+{
+	memset(id, 0, 16);
+	id[0] = (unsigned char)n;
+	id[15] = 0xAA;
+}
+
+static void take(struct fx *f, int n, uint32_t flags)
+{
+	struct vss_cow_shadow_params p = { .flags = flags };
+	struct vss_error err;
+	mkid(p.id, n);
+	if (vss_cow_shadow_create(f->vol, &p, &err))
+		fail_msg("create: %s", err.msg);
+}
+
+static void check_shadow(struct fx *f, int n, const unsigned char *expect)
+{
+	struct vss_cow_shadow *sh;
+	vss_cow_id id;
+	unsigned char *b = malloc(SIZE);
+	mkid(id, n);
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	/* whole, and in odd pieces */
+	assert_int_equal(vss_cow_shadow_read(sh, b, SIZE, 0), SIZE);
+	assert_memory_equal(b, expect, SIZE);
+	for (uint64_t off = 0; off < SIZE; off += 7777) {
+		size_t len = off + 12345 > SIZE ? SIZE - off : 12345;
+		assert_int_equal(vss_cow_shadow_read(sh, b, len, off), (ssize_t)len);
+		assert_memory_equal(b, expect + off, len);
+	}
+	assert_int_equal(vss_cow_shadow_read(sh, b, 10, SIZE), 0);
+	vss_cow_shadow_close(sh);
+	free(b);
+}
+
+static void chain_and_delete_anywhere(void **state)
+{
+	struct fx *f = *state;
+	static unsigned char snap[5][SIZE];
+	open_vol(f, VSS_COW_UNBOUNDED);
+	wr(f, 0, SIZE, 1);
+	for (int n = 0; n < 5; n++) {
+		memcpy(snap[n], f->ref, SIZE);
+		take(f, n + 1, 0);
+		wr(f, (uint64_t)n * 3 * BS + 100, 2 * BS, (unsigned char)(10 + n));
+		wr(f, SIZE - 500, 500, (unsigned char)(20 + n));
+		wr(f, 5, 3, (unsigned char)(30 + n));
+	}
+	for (int n = 0; n < 5; n++)
+		check_shadow(f, n + 1, snap[n]);
+	/* middle, then oldest, then newest */
+	vss_cow_id id;
+	mkid(id, 3);
+	assert_int_equal(vss_cow_shadow_delete(f->vol, id, NULL), 0);
+	check_shadow(f, 1, snap[0]);
+	check_shadow(f, 2, snap[1]);
+	check_shadow(f, 4, snap[3]);
+	check_shadow(f, 5, snap[4]);
+	mkid(id, 1);
+	assert_int_equal(vss_cow_shadow_delete(f->vol, id, NULL), 0);
+	mkid(id, 5);
+	assert_int_equal(vss_cow_shadow_delete(f->vol, id, NULL), 0);
+	check_shadow(f, 2, snap[1]);
+	check_shadow(f, 4, snap[3]);
+	struct vss_cow_shadow *sh;
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), -ENOENT);
+	/* the live volume */
+	unsigned char *b = malloc(SIZE);
+	assert_int_equal(vss_cow_read(f->vol, b, SIZE, 0), SIZE);
+	assert_memory_equal(b, f->ref, SIZE);
+	free(b);
+}
+
+static void handle_of_deleted_shadow_is_stale(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_shadow *sh;
+	vss_cow_id id;
+	char b[10];
+	open_vol(f, VSS_COW_UNBOUNDED);
+	take(f, 1, 0);
+	mkid(id, 1);
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	assert_int_equal(vss_cow_shadow_delete(f->vol, id, NULL), 0);
+	assert_int_equal(vss_cow_shadow_read(sh, b, 10, 0), -ESTALE);
+	vss_cow_shadow_close(sh);
+}
+
+static void persistent_survive_close_nonpersistent_do_not(void **state)
+{
+	struct fx *f = *state;
+	static unsigned char s1[SIZE], s3[SIZE];
+	open_vol(f, VSS_COW_UNBOUNDED);
+	wr(f, 0, SIZE, 5);
+	memcpy(s1, f->ref, SIZE);
+	take(f, 1, VSS_COW_SHADOW_PERSISTENT);
+	wr(f, BS, 3 * BS, 6);
+	take(f, 2, 0);
+	wr(f, 2 * BS, 3 * BS, 7);
+	memcpy(s3, f->ref, SIZE);
+	take(f, 3, VSS_COW_SHADOW_PERSISTENT);
+	wr(f, 0, SIZE, 8);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	open_vol(f, VSS_COW_UNBOUNDED);
+	struct vss_cow_shadow_info *info;
+	size_t n;
+	assert_int_equal(vss_cow_shadow_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(info[0].id[0], 1);
+	assert_int_equal(info[1].id[0], 3);
+	assert_true(info[0].seq < info[1].seq);
+	assert_int_equal(info[0].state, VSS_COW_SHADOW_VALID);
+	free(info);
+	check_shadow(f, 1, s1);
+	check_shadow(f, 3, s3);
+	/* and once more, with the reopened log */
+	wr(f, 0, BS, 9);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	open_vol(f, VSS_COW_UNBOUNDED);
+	check_shadow(f, 1, s1);
+	check_shadow(f, 3, s3);
+}
+
+static void limit_deletes_oldest_then_invalidates(void **state)
+{
+	struct fx *f = *state;
+	static unsigned char s2[SIZE];
+	/* header (16K) + two log slots + 10 data slots */
+	open_vol(f, BS + 12ull * BS);
+	take(f, 1, 0);
+	wr(f, 0, 4 * BS, 1);
+	memcpy(s2, f->ref, SIZE);
+	take(f, 2, 0);
+	wr(f, 0, 4 * BS, 2);   /* 4 + 4 = 8 slots, fits */
+	check_shadow(f, 2, s2);
+	wr(f, 8 * BS, 4 * BS, 3); /* needs 4 more: shadow 1 goes */
+	struct vss_cow_shadow_info *info;
+	size_t n;
+	assert_int_equal(vss_cow_shadow_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(info[0].id[0], 2);
+	free(info);
+	check_shadow(f, 2, s2);
+	wr(f, 20 * BS, 20 * BS, 4); /* cannot fit: shadow 2 invalid, write succeeds */
+	assert_int_equal(vss_cow_shadow_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(info[0].state, VSS_COW_SHADOW_INVALID);
+	free(info);
+	struct vss_cow_shadow *sh;
+	vss_cow_id id;
+	char b[16];
+	mkid(id, 2);
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	assert_int_equal(vss_cow_shadow_read(sh, b, 16, 0), -EIO);
+	vss_cow_shadow_close(sh);
+	unsigned char *v = malloc(SIZE);
+	assert_int_equal(vss_cow_read(f->vol, v, SIZE, 0), SIZE);
+	assert_memory_equal(v, f->ref, SIZE);
+	free(v);
+}
+
+static void changed_extents_between_shadows(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_extent *e;
+	size_t n;
+	vss_cow_id a, b;
+	open_vol(f, VSS_COW_UNBOUNDED);
+	take(f, 1, 0);
+	wr(f, 3 * BS + 10, 10, 1);     /* block 3 */
+	wr(f, 10 * BS, 2 * BS, 1);     /* blocks 10, 11 */
+	take(f, 2, 0);
+	wr(f, 11 * BS, 2 * BS, 2);     /* blocks 11, 12 */
+	wr(f, SIZE - 1, 1, 2);          /* last, partial block */
+	mkid(a, 1);
+	mkid(b, 2);
+	assert_int_equal(vss_cow_changed_extents(f->vol, a, b, &e, &n, NULL), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(e[0].offset, 3 * BS);
+	assert_int_equal(e[0].length, BS);
+	assert_int_equal(e[1].offset, 10 * BS);
+	assert_int_equal(e[1].length, 2 * BS);
+	free(e);
+	assert_int_equal(vss_cow_changed_extents(f->vol, b, NULL, &e, &n, NULL), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(e[0].offset, 11 * BS);
+	assert_int_equal(e[0].length, 2 * BS);
+	assert_int_equal(e[1].offset, 64 * BS);
+	assert_int_equal(e[1].length, 1000);
+	free(e);
+	assert_int_equal(vss_cow_changed_extents(f->vol, a, NULL, &e, &n, NULL), 0);
+	assert_int_equal(n, 3);
+	free(e);
+	assert_int_equal(vss_cow_changed_extents(f->vol, b, a, &e, &n, NULL), -EINVAL);
+}
+
+static void refusals(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	struct vss_cow_volume *v;
+	struct vss_error err;
+	cfg.block_size = 3000;
+	assert_int_equal(vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &v, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "power of two"));
+	assert_int_equal(vss_cow_open("/nonexistent/x", f->diff, NULL, VSS_COW_CREATE, &v, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "/nonexistent/x"));
+	assert_int_equal(vss_cow_open(f->origin, f->diff, NULL, 0, &v, &err), -ENOENT);
+	open_vol(f, VSS_COW_UNBOUNDED);
+	take(f, 1, 0);
+	struct vss_cow_shadow_params p = { 0 };
+	mkid(p.id, 1);
+	assert_int_equal(vss_cow_shadow_create(f->vol, &p, &err), -EEXIST);
+	memset(p.id, 0, 16);
+	assert_int_equal(vss_cow_shadow_create(f->vol, &p, &err), -EINVAL);
+	vss_cow_close(f->vol);
+	f->vol = NULL;
+	/* a diff area made for another size is refused */
+	assert_int_equal(truncate(f->origin, SIZE + BS), 0);
+	assert_int_equal(vss_cow_open(f->origin, f->diff, NULL, 0, &v, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "was made for a volume"));
+	/* garbage is refused, not crashed on */
+	int fd = open(f->diff, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "garbage", 7), 7);
+	close(fd);
+	assert_int_equal(vss_cow_open(f->origin, f->diff, NULL, 0, &v, &err), -EUCLEAN);
+	assert_non_null(strstr(err.msg, "truncated"));
+}
+
+static void many_shadows(void **state)
+{
+	struct fx *f = *state;
+	static unsigned char snaps[600][64];
+	open_vol(f, VSS_COW_UNBOUNDED);
+	for (int n = 0; n < 600; n++) {
+		memcpy(snaps[n], f->ref + (n % 64) * BS, 64);
+		struct vss_cow_shadow_params p = { 0 };
+		p.id[0] = (unsigned char)n;
+		p.id[1] = (unsigned char)(n >> 8);
+		p.id[2] = 1;
+		assert_int_equal(vss_cow_shadow_create(f->vol, &p, NULL), 0);
+		wr(f, (uint64_t)(n % 64) * BS, 64, (unsigned char)n);
+	}
+	for (int n = 0; n < 600; n += 37) {
+		struct vss_cow_shadow *sh;
+		vss_cow_id id = { (unsigned char)n, (unsigned char)(n >> 8), 1 };
+		unsigned char b[64];
+		assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+		assert_int_equal(vss_cow_shadow_read(sh, b, 64, (uint64_t)(n % 64) * BS), 64);
+		assert_memory_equal(b, snaps[n], 64);
+		vss_cow_shadow_close(sh);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(chain_and_delete_anywhere, setup, teardown),
+		cmocka_unit_test_setup_teardown(handle_of_deleted_shadow_is_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(persistent_survive_close_nonpersistent_do_not, setup, teardown),
+		cmocka_unit_test_setup_teardown(limit_deletes_oldest_then_invalidates, setup, teardown),
+		cmocka_unit_test_setup_teardown(changed_extents_between_shadows, setup, teardown),
+		cmocka_unit_test_setup_teardown(refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(many_shadows, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
