@@ -94,7 +94,9 @@ struct vss_store_ops {
 	int (*read_slot)(struct vss_store *st, uint32_t slot, void *buf,
 			 uint32_t off, uint32_t len);
 
-	/* Appends a record (buffered); its log sequence number goes in *@lsn. */
+	/* Appends a record (buffered); its log sequence number goes in *@lsn.
+	 * -EINVAL before the first checkpoint() after open(): a replayed log
+	 * is never appended to, its torn tail may hide stale records. */
 	int (*append)(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn);
 	/* Returns once every record up to @lsn, and every slot written before
 	 * it was appended, is durable.  Concurrent callers share one flush. */

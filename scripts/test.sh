@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every test vss has, as CI does: installs what is missing, builds with
+# -Werror, runs all suites, then the unit and engine suites again under
+# AddressSanitizer + UBSan, then a short libFuzzer run.  Build trees go under
+# build/ (ci, asan, fuzz).  Must run as root (system tests use loop devices,
+# FUSE and mounts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+setup() {  # setup DIR [meson options...]
+  local dir=$1; shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi
+}
+
+echo "== build (-Werror)"
+setup build/ci -Dwerror=true
+ninja -C build/ci
+echo "== tests"
+meson test -C build/ci --print-errorlogs --no-suite fuzz
+
+echo "== AddressSanitizer + UBSan"
+setup build/asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dc_args=-fno-sanitize-recover=undefined
+ninja -C build/asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  meson test -C build/asan --print-errorlogs --suite unit --suite engine --timeout-multiplier 3
+
+echo "== fuzz (${FUZZ_SECONDS:-60} s a target)"
+CC=clang setup build/fuzz -Dfuzz=true
+ninja -C build/fuzz
+meson test -C build/fuzz --print-errorlogs --suite fuzz
+
+# One closing line over every suite that ran.
+/usr/bin/python3 - build/ci build/asan build/fuzz <<'PY'
+import json, sys, os
+passed = failed = skipped = 0
+for d in sys.argv[1:]:
+    p = os.path.join(d, "meson-logs", "testlog.json")
+    if not os.path.exists(p):
+        continue
+    for line in open(p):
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif r == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
+PY
