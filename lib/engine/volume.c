@@ -94,7 +94,8 @@ struct vss_cow_volume {
 	uint32_t next_seq;
 	size_t valid_persistent;       /* valid persistent shadows */
 	uint32_t newest_valid;         /* seq of the newest valid shadow, 0 if none */
-	int near_full;                 /* NEAR_FULL reported, not yet cleared */
+	uint64_t room_gen;             /* bumped each time make_room() acts */
+	_Atomic int near_full;         /* NEAR_FULL reported, not yet cleared */
 
 	pthread_rwlock_t ixlock;
 	struct vss_index index;
@@ -345,17 +346,17 @@ static int delete_at(struct vss_cow_volume *vol, size_t pos)
 	return 0;
 }
 
-/* A slot could not be had: make room (design note 6). Takes the gate. */
-static void make_room(struct vss_cow_volume *vol, uint32_t seen_newest, int error)
+/* A slot could not be had: make room (design note 6).  @seen_gen is the
+ * room_gen the caller saw when it failed; if it moved, somebody else has
+ * made room meanwhile and the caller just tries again.  Takes the gate. */
+static void make_room(struct vss_cow_volume *vol, uint64_t seen_gen, int error)
 {
 	pthread_rwlock_wrlock(&vol->gate);
-	/* Somebody else may have made room already. */
-	if (vol->nshadows && vol->shadows[vol->nshadows - 1]->seq == seen_newest &&
-	    vol->newest_valid) {
+	if (vol->room_gen == seen_gen && vol->newest_valid) {
+		vol->room_gen++;
 		if (vol->nshadows > 1) {
-			struct shadow *s = vol->shadows[0];
 			vss_cow_id id;
-			memcpy(id, s->id, 16);
+			memcpy(id, vol->shadows[0]->id, 16);
 			if (delete_at(vol, 0) == 0)
 				emit(vol, VSS_COW_EV_SHADOW_DELETED, id, error,
 				     "shadow deleted to make room in the diff area (%s)",
@@ -389,22 +390,17 @@ static void copy_failed(struct vss_cow_volume *vol, uint64_t block, int error)
 	pthread_rwlock_unlock(&vol->gate);
 }
 
+/* Reports a diff area passing 90% of its maximum, once until it drops
+ * below 80% again.  Cheap: no system call. */
 static void check_near_full(struct vss_cow_volume *vol)
 {
-	struct vss_store_usage u;
+	unsigned int pct = vol->sops->fill(vol->store);
 
-	vol->sops->usage(vol->store, &u);
-	if (u.max_bytes == VSS_COW_UNBOUNDED)
-		return;
-	if (!vol->near_full && u.used_bytes > u.max_bytes / 10 * 9) {
-		vol->near_full = 1;
+	if (pct >= 90 && !atomic_exchange(&vol->near_full, 1))
 		emit(vol, VSS_COW_EV_DIFF_NEAR_FULL, NULL, 0,
-		     "diff area is %llu%% full (%llu of %llu bytes)",
-		     (unsigned long long)(u.used_bytes * 100 / u.max_bytes),
-		     (unsigned long long)u.used_bytes, (unsigned long long)u.max_bytes);
-	} else if (vol->near_full && u.used_bytes < u.max_bytes / 10 * 8) {
-		vol->near_full = 0;
-	}
+		     "diff area is %u%% full", pct);
+	else if (pct < 80 && atomic_load(&vol->near_full))
+		atomic_store(&vol->near_full, 0);
 }
 
 /* ---- the write path ---- */
@@ -421,7 +417,8 @@ enum copy_result {
  * that must be durable before the origin block is overwritten.  Gate shared.
  */
 static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block,
-				      uint32_t newest, uint64_t *need_lsn, int *error)
+				      uint32_t newest, uint64_t *need_lsn, int *copied,
+				      int *error)
 {
 	unsigned int st = stripe_of(block);
 	uint32_t m, slot;
@@ -503,6 +500,7 @@ static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block
 		if (s)
 			s->owned++;
 	}
+	*copied = 1;
 copied:
 	lsn = atomic_load(&vol->stripe_lsn[st]);
 	if (lsn > *need_lsn)
@@ -513,7 +511,7 @@ copied:
 ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, uint64_t off)
 {
 	uint64_t first, last, need_lsn;
-	int r;
+	int r, copied;
 
 	if (off >= vol->size || !len)
 		return 0;
@@ -525,14 +523,16 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 	pthread_rwlock_rdlock(&vol->gate);
 	for (;;) {
 		uint32_t newest = vol->nshadows ? vol->shadows[vol->nshadows - 1]->seq : 0;
+		uint64_t room_gen = vol->room_gen;
 		enum copy_result cr = COPY_DONE;
 		uint64_t b = first;
 		int error = 0;
 
 		need_lsn = 0;
+		copied = 0;
 		if (vol->newest_valid) {
 			for (; b <= last; b++) {
-				cr = ensure_copied(vol, b, newest, &need_lsn, &error);
+				cr = ensure_copied(vol, b, newest, &need_lsn, &copied, &error);
 				if (cr != COPY_DONE)
 					break;
 			}
@@ -541,7 +541,7 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 			break;
 		pthread_rwlock_unlock(&vol->gate);
 		if (cr == COPY_NO_ROOM)
-			make_room(vol, newest, error);
+			make_room(vol, room_gen, error);
 		else
 			copy_failed(vol, b, error);
 		pthread_rwlock_rdlock(&vol->gate);
@@ -557,7 +557,7 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 		}
 	}
 	r = vss_file_pwrite(vol->origin, buf, len, off);
-	if (vol->newest_valid && vol->cfg.max_diff_bytes != VSS_COW_UNBOUNDED)
+	if (copied && vol->cfg.max_diff_bytes != VSS_COW_UNBOUNDED)
 		check_near_full(vol);
 	pthread_rwlock_unlock(&vol->gate);
 	return r ? r : (ssize_t)len;
@@ -1094,7 +1094,16 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	vol->cfg = *cfg;
 	vol->sops = &vss_store_log_ops;
 	vol->next_seq = 1;
-	pthread_rwlock_init(&vol->gate, NULL);
+	{
+		/* Creating a shadow must not wait behind an endless stream of
+		 * I/O: new readers queue behind a waiting exclusive locker.  The
+		 * gate is never taken shared twice by one thread. */
+		pthread_rwlockattr_t a;
+		pthread_rwlockattr_init(&a);
+		pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&vol->gate, &a);
+		pthread_rwlockattr_destroy(&a);
+	}
 	pthread_rwlock_init(&vol->ixlock, NULL);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&vol->stripe[i], NULL);

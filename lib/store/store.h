@@ -107,6 +107,8 @@ struct vss_store_ops {
 	/* Sets the maximum (persisted). */
 	int (*set_max)(struct vss_store *st, uint64_t max_bytes);
 	void (*usage)(struct vss_store *st, struct vss_store_usage *out);
+	/* Percent of the maximum in use (0 when unbounded); no system call. */
+	unsigned int (*fill)(struct vss_store *st);
 	/* Marks the diff area unusable (sticky, best effort durable): the
 	 * metadata could not be written, so no shadow in it can be trusted. */
 	void (*mark_failed)(struct vss_store *st);

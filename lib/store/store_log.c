@@ -946,6 +946,18 @@ static void store_usage(struct vss_store *st, struct vss_store_usage *u)
 		u->allocated_bytes = 0;
 }
 
+static unsigned int store_fill(struct vss_store *st)
+{
+	unsigned int pct = 0;
+
+	pthread_mutex_lock(&st->lock);
+	if (st->geo.max_bytes != VSS_COW_UNBOUNDED && st->geo.max_bytes)
+		pct = (unsigned int)((st->data_off + st->used_slots * st->bs) * 100 /
+				     st->geo.max_bytes);
+	pthread_mutex_unlock(&st->lock);
+	return pct;
+}
+
 static void store_mark_failed(struct vss_store *st)
 {
 	pthread_mutex_lock(&st->lock);
@@ -984,6 +996,7 @@ const struct vss_store_ops vss_store_log_ops = {
 	.durable_lsn = store_durable_lsn,
 	.set_max = store_set_max,
 	.usage = store_usage,
+	.fill = store_fill,
 	.mark_failed = store_mark_failed,
 	.failed = store_failed,
 };
