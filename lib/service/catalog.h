@@ -1,0 +1,68 @@
+/*
+ * service/catalog.h - what vssd must remember across restarts and crashes:
+ * the managed volumes, their shadow storage settings, and what the service
+ * knows about each shadow beyond the engine's own record (the target it was
+ * taken for, its attributes).  The engine's diff area stays the truth about
+ * which shadows exist; the catalog is reconciled with it on start.
+ *
+ * Stored in an SQLite database (STATE/catalog.db, WAL, synchronous=FULL):
+ * every call below is one transaction, durable when it returns.
+ * Not thread-safe: the service calls it under its lock.
+ */
+#ifndef VSS_SERVICE_CATALOG_H
+#define VSS_SERVICE_CATALOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vss/error.h>
+
+struct vss_catalog;
+
+struct vss_catalog_volume {
+	char name[65];
+	uint64_t size;
+	uint32_t block_size;
+	char *backing;          /* the origin: a file or block device */
+	bool owns_backing;      /* made by vssd in the state directory: deleted with the volume */
+	char *diff_path;        /* the diff area file */
+	bool storage_explicit;  /* set by "add shadowstorage" */
+	uint64_t max_diff;      /* VSS_COW_UNBOUNDED if none */
+	uint64_t created_ns;
+};
+
+#define VSS_CATALOG_ATTR_PERSISTENT 0x1u
+#define VSS_CATALOG_ATTR_NO_WRITERS 0x2u
+
+struct vss_catalog_shadow {
+	char id[37];
+	char set_id[37];
+	char volume[65];
+	char *target;           /* as the requester gave it */
+	uint64_t created_ns;
+	uint32_t attrs;         /* VSS_CATALOG_ATTR_* */
+};
+
+int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_error *err);
+void vss_catalog_close(struct vss_catalog *c);
+
+/* Inserts or replaces a volume's row. */
+int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volume *v,
+			   struct vss_error *err);
+/* Deletes a volume's row and its shadows' rows. */
+int vss_catalog_volume_delete(struct vss_catalog *c, const char *name,
+			      struct vss_error *err);
+/* Calls @fn for every volume, in name order; the record is valid during the call. */
+int vss_catalog_volume_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_volume *v),
+			    void *arg, struct vss_error *err);
+
+int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shadow *s,
+			   struct vss_error *err);
+int vss_catalog_shadow_delete(struct vss_catalog *c, const char *id,
+			      struct vss_error *err);
+int vss_catalog_shadow_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_shadow *s),
+			    void *arg, struct vss_error *err);
+
+#endif

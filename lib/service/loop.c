@@ -1,0 +1,133 @@
+/*
+ * service/loop.c - loop devices through the loop-control ioctls (see loop.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <linux/loop.h>
+
+#include "service/loop.h"
+
+static int configure(int loop_fd, int file_fd, const char *file, bool read_only,
+		     bool dio)
+{
+	struct loop_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fd = (unsigned int)file_fd;
+	cfg.block_size = 4096;
+	cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (read_only ? LO_FLAGS_READ_ONLY : 0) |
+			    (dio ? LO_FLAGS_DIRECT_IO : 0);
+	snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", file);
+	return ioctl(loop_fd, LOOP_CONFIGURE, &cfg) < 0 ? -errno : 0;
+}
+
+int vss_loop_attach(const char *file, bool read_only, char dev[VSS_LOOP_NAME_MAX],
+		    int *fd, struct vss_error *err)
+{
+	int ctl, file_fd, loop_fd = -1, rc = 0;
+
+	*fd = -1;
+	file_fd = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (file_fd < 0)
+		return vss_error_set(err, -errno, "cannot open %s: %s", file, strerror(errno));
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0) {
+		rc = vss_error_set(err, -errno, "cannot open /dev/loop-control: %s",
+				   strerror(errno));
+		goto out;
+	}
+	/* Another process may take the free device first: try a few times. */
+	for (int tries = 0; tries < 16; tries++) {
+		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+
+		if (n < 0) {
+			rc = vss_error_set(err, -errno, "no free loop device: %s",
+					   strerror(errno));
+			break;
+		}
+		snprintf(dev, VSS_LOOP_NAME_MAX, "/dev/loop%d", n);
+		loop_fd = open(dev, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (loop_fd < 0) {
+			rc = vss_error_set(err, -errno, "cannot open %s: %s", dev, strerror(errno));
+			if (errno == ENOENT)
+				continue;
+			break;
+		}
+		rc = configure(loop_fd, file_fd, file, read_only, true);
+		if (rc == -EINVAL)  /* no direct I/O on this file: buffered then */
+			rc = configure(loop_fd, file_fd, file, read_only, false);
+		if (rc == 0)
+			break;
+		close(loop_fd);
+		loop_fd = -1;
+		if (rc != -EBUSY) {
+			vss_error_set(err, rc, "cannot configure %s on %s: %s", dev, file,
+				      strerror(-rc));
+			break;
+		}
+	}
+	if (loop_fd >= 0) {
+		rc = 0;
+		*fd = loop_fd;
+	} else if (rc == 0 || rc == -EBUSY) {
+		rc = vss_error_set(err, -EBUSY, "cannot find a free loop device");
+	}
+	close(ctl);
+out:
+	close(file_fd);
+	return rc;
+}
+
+int vss_loop_detach(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, LOOP_CLR_FD, 0) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+void vss_loop_each_under(const char *prefix,
+			 void (*fn)(void *arg, const char *dev, const char *backing),
+			 void *arg)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *de;
+	size_t plen = strlen(prefix);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[512], backing[4096], dev[VSS_LOOP_NAME_MAX];
+		FILE *f;
+
+		if (strncmp(de->d_name, "loop", 4) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (!fgets(backing, sizeof(backing), f)) {
+			fclose(f);
+			continue;
+		}
+		fclose(f);
+		backing[strcspn(backing, "\n")] = '\0';
+		if (strncmp(backing, prefix, plen) != 0 ||
+		    (backing[plen] != '/' && backing[plen] != '\0'))
+			continue;
+		snprintf(dev, sizeof(dev), "/dev/%.24s", de->d_name);
+		fn(arg, dev, backing);
+	}
+	closedir(d);
+}

@@ -1,0 +1,500 @@
+/*
+ * service/service.c - vssd's life: start (locks, cleanup of what a dead
+ * vssd left, catalog, devices, reconciliation of shadows), the housekeeper
+ * that acts on the engine's events, and a clean stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uuid/uuid.h>
+
+#include "service/fs.h"
+#include "service/log.h"
+#include "service/service_i.h"
+
+#ifndef VSS_VERSION
+#define VSS_VERSION "0.0.0"
+#endif
+
+void svc_id_str(const vss_cow_id id, char out[37])
+{
+	uuid_unparse_lower(id, out);
+}
+
+int svc_id_parse(const char *s, vss_cow_id id)
+{
+	return uuid_parse(s, id) == 0 ? 0 : -EINVAL;
+}
+
+uint64_t svc_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void svc_time_str(uint64_t ns, char out[40])
+{
+	time_t s = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&s, &tm);
+	n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 40 - n, ".%03uZ", (unsigned int)(ns % 1000000000u / 1000000u));
+}
+
+const char *svc_short_tag(void)
+{
+	static __thread char tag[9];
+	char full[37];
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, full);
+	memcpy(tag, full, 8);
+	tag[8] = '\0';
+	return tag;
+}
+
+int svc_same_fs_as_state(struct vss_service *svc, dev_t dev, const char **what)
+{
+	static __thread char buf[160];
+	struct stat st;
+
+	if (stat(svc->state_dir, &st) == 0 && st.st_dev == dev) {
+		*what = "the service's state directory";
+		return 1;
+	}
+	if (stat(svc->run_dir, &st) == 0 && st.st_dev == dev) {
+		*what = "the service's run directory";
+		return 1;
+	}
+	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
+		if (stat(v->rec.diff_path, &st) == 0 && st.st_dev == dev) {
+			snprintf(buf, sizeof(buf), "the diff area of volume %s", v->rec.name);
+			*what = buf;
+			return 1;
+		}
+		if (stat(v->rec.backing, &st) == 0 && !S_ISBLK(st.st_mode) && st.st_dev == dev) {
+			snprintf(buf, sizeof(buf), "the backing file of volume %s", v->rec.name);
+			*what = buf;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- operations about the service itself ---- */
+
+int svc_op_status(struct vss_service *svc, json_t *args, json_t **res,
+		  struct vss_error *err)
+{
+	int volumes = 0, shadows = 0;
+
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		volumes++;
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		shadows++;
+	*res = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}",
+			 "version", VSS_VERSION, "protocol", 1, "volumes", volumes,
+			 "shadows", shadows, "writers", 0, "pid", (int)getpid(),
+			 "state_dir", svc->state_dir, "run_dir", svc->run_dir,
+			 "transport", svc->tr->ops->name);
+	return 0;
+}
+
+int svc_op_providers_list(struct vss_service *svc, json_t *args, json_t **res,
+			  struct vss_error *err)
+{
+	*res = json_pack("{s:[{s:s, s:s, s:s, s:s, s:i}]}", "providers",
+			 "name", VSS_PROVIDER_NAME, "id", VSS_PROVIDER_ID,
+			 "version", VSS_VERSION, "kind", "software", "priority", 100);
+	return 0;
+}
+
+int svc_op_writers_list(struct vss_service *svc, json_t *args, json_t **res,
+			struct vss_error *err)
+{
+	*res = json_pack("{s:[]}", "writers");
+	return 0;
+}
+
+/* ---- start ---- */
+
+static int make_dir(const char *path, mode_t mode, struct vss_error *err)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return vss_error_set(err, -errno, "cannot create %s: %s", tmp,
+					     strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return vss_error_set(err, -errno, "cannot create %s: %s", tmp, strerror(errno));
+	return 0;
+}
+
+static int take_lock(const char *dir, const char *what, int *fd_out, struct vss_error *err)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vssd.lock", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vss_error_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		if (rc == -EWOULDBLOCK)
+			return vss_error_set(err, -EBUSY, "another vssd is using the %s %s",
+					     what, dir);
+		return vss_error_set(err, rc, "cannot lock %s: %s", path, strerror(-rc));
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static void detach_mount(void *arg, const char *dir)
+{
+	if (umount2(dir, MNT_DETACH) == 0)
+		vss_log("cleanup: unmounted %s, left by a previous vssd", dir);
+}
+
+static void clean_loop(void *arg, const char *dev, const char *backing)
+{
+	vss_fs_each_mount_of(dev, detach_mount, NULL);
+	if (vss_loop_detach(dev) == 0)
+		vss_log("cleanup: detached %s (%s), left by a previous vssd", dev, backing);
+}
+
+/*
+ * A vssd killed with -9 leaves its filesystems mounted on loop devices over
+ * its dead FUSE tree, that tree's mount, and the socket file.  The state
+ * lock proves no vssd owns them any more.
+ */
+static void clean_leftovers(struct vss_service *svc)
+{
+	char sock[PATH_MAX];
+
+	vss_loop_each_under(svc->dev_dir, clean_loop, NULL);
+	if (vss_fs_is_mountpoint(svc->dev_dir) && umount2(svc->dev_dir, MNT_DETACH) == 0)
+		vss_log("cleanup: unmounted the device tree %s, left by a previous vssd",
+			svc->dev_dir);
+	snprintf(sock, sizeof(sock), "%s/vssd.sock", svc->run_dir);
+	unlink(sock);
+}
+
+static int load_volume(void *arg, const struct vss_catalog_volume *rec)
+{
+	struct vss_service *svc = arg;
+	struct svc_volume *v;
+	struct vss_error err;
+
+	if (svc_volume_load(svc, rec, 0, &v, &err) < 0)
+		vss_log("volume %s cannot be opened and is not served: %s", rec->name, err.msg);
+	return 0;
+}
+
+struct shadow_rows {
+	struct vss_catalog_shadow *rows;
+	size_t count, cap;
+};
+
+static int collect_row(void *arg, const struct vss_catalog_shadow *s)
+{
+	struct shadow_rows *r = arg;
+
+	if (r->count == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 16;
+		struct vss_catalog_shadow *bigger = realloc(r->rows, cap * sizeof(*bigger));
+
+		if (!bigger)
+			return -ENOMEM;
+		r->rows = bigger;
+		r->cap = cap;
+	}
+	r->rows[r->count] = *s;
+	r->rows[r->count].target = strdup(s->target);
+	r->count++;
+	return 0;
+}
+
+/*
+ * The engine has replayed each diff area: the persistent shadows are back,
+ * the others gone.  Make the catalog and the service's list say the same,
+ * and serve a device for each shadow.
+ */
+static int reconcile_shadows(struct vss_service *svc, struct vss_error *err)
+{
+	struct shadow_rows r = { 0 };
+	int rc = vss_catalog_shadow_each(svc->cat, collect_row, &r, err);
+
+	if (rc < 0)
+		goto out;
+	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
+		struct vss_cow_shadow_info *infos = NULL;
+		size_t k = 0;
+
+		if (vss_cow_shadow_list(v->cow, &infos, &k) < 0)
+			continue;
+		for (size_t i = 0; i < k; i++) {
+			struct svc_shadow *sh = calloc(1, sizeof(*sh));
+			struct vss_catalog_shadow *row = NULL;
+			struct vss_error e;
+			char id[37];
+
+			if (!sh)
+				break;
+			svc_id_str(infos[i].id, id);
+			for (size_t j = 0; j < r.count; j++)
+				if (strcmp(r.rows[j].id, id) == 0)
+					row = &r.rows[j];
+			sh->vol = v;
+			if (row) {
+				sh->rec = *row;
+				sh->rec.target = row->target;
+				row->target = NULL;
+				row->id[0] = '\0';  /* matched */
+			} else {
+				/* Taken, but vssd died before the catalog heard of it. */
+				memcpy(sh->rec.id, id, sizeof(id));
+				svc_id_str(infos[i].set_id, sh->rec.set_id);
+				snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s", v->rec.name);
+				sh->rec.target = strdup(v->rec.name);
+				sh->rec.created_ns = infos[i].created_ns;
+				sh->rec.attrs = infos[i].flags & VSS_COW_SHADOW_PERSISTENT
+						? VSS_CATALOG_ATTR_PERSISTENT : 0;
+				vss_catalog_shadow_put(svc->cat, &sh->rec, NULL);
+			}
+			struct svc_shadow **pp = &svc->shadows;
+
+			while (*pp)
+				pp = &(*pp)->next;
+			*pp = sh;
+			if (!(infos[i].flags & VSS_COW_SHADOW_PERSISTENT)) {
+				svc_shadow_remove(svc, sh, "not persistent, left by a previous run");
+				continue;
+			}
+			if (svc_shadow_add_device(svc, sh, &e) < 0)
+				vss_log("shadow %s: no device: %s", id, e.msg);
+		}
+		free(infos);
+	}
+	for (size_t j = 0; j < r.count; j++) {
+		struct vss_catalog_shadow *row = &r.rows[j];
+
+		if (!row->id[0] || !svc_volume_find(svc, row->volume))
+			continue;
+		vss_catalog_shadow_delete(svc->cat, row->id, NULL);
+		vss_log("shadow %s of volume %s deleted: %s", row->id, row->volume,
+			row->attrs & VSS_CATALOG_ATTR_PERSISTENT
+			? "its diff area no longer holds it"
+			: "not persistent, left by a previous run");
+	}
+out:
+	for (size_t j = 0; j < r.count; j++)
+		free(r.rows[j].target);
+	free(r.rows);
+	return rc;
+}
+
+static void *housekeeper(void *arg)
+{
+	struct vss_service *svc = arg;
+
+	pthread_mutex_lock(&svc->ev_lock);
+	for (;;) {
+		struct svc_event *list;
+
+		while (!svc->ev_head && !svc->ev_stop)
+			pthread_cond_wait(&svc->ev_cond, &svc->ev_lock);
+		if (!svc->ev_head && svc->ev_stop)
+			break;
+		list = svc->ev_head;
+		svc->ev_head = NULL;
+		pthread_mutex_unlock(&svc->ev_lock);
+		pthread_mutex_lock(&svc->lock);
+		while (list) {
+			struct svc_event *e = list;
+			struct svc_shadow *sh;
+
+			list = e->next;
+			/* Already logged by the engine callback. */
+			if (e->type == VSS_COW_EV_SHADOW_DELETED &&
+			    (sh = svc_shadow_find(svc, e->shadow)))
+				svc_shadow_remove(svc, sh, NULL);
+			free(e);
+		}
+		pthread_mutex_unlock(&svc->lock);
+		pthread_mutex_lock(&svc->ev_lock);
+	}
+	pthread_mutex_unlock(&svc->ev_lock);
+	return NULL;
+}
+
+static char *absolute(const char *dir)
+{
+	char real[PATH_MAX];
+
+	return realpath(dir, real) ? strdup(real) : NULL;
+}
+
+int vss_service_open(const struct vss_service_config *cfg, struct vss_service **out,
+		     struct vss_error *err)
+{
+	struct vss_service *svc = calloc(1, sizeof(*svc));
+	char path[PATH_MAX];
+	int rc;
+
+	*out = NULL;
+	if (!svc)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	svc->state_lock_fd = svc->run_lock_fd = -1;
+	pthread_mutex_init(&svc->lock, NULL);
+	pthread_mutex_init(&svc->ev_lock, NULL);
+	pthread_cond_init(&svc->ev_cond, NULL);
+	if ((rc = make_dir(cfg->state_dir, 0700, err)) < 0 ||
+	    (rc = make_dir(cfg->run_dir, 0755, err)) < 0)
+		goto fail;
+	svc->state_dir = absolute(cfg->state_dir);
+	svc->run_dir = absolute(cfg->run_dir);
+	if (!svc->state_dir || !svc->run_dir) {
+		rc = vss_error_set(err, -ENOMEM, "cannot resolve the state and run directories");
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/dev", svc->run_dir);
+	svc->dev_dir = strdup(path);
+	if ((rc = take_lock(svc->state_dir, "state directory", &svc->state_lock_fd, err)) < 0 ||
+	    (rc = take_lock(svc->run_dir, "run directory", &svc->run_lock_fd, err)) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/volumes", svc->state_dir);
+	if ((rc = make_dir(path, 0700, err)) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/diff", svc->state_dir);
+	if ((rc = make_dir(path, 0700, err)) < 0)
+		goto fail;
+	clean_leftovers(svc);
+	snprintf(path, sizeof(path), "%s/catalog.db", svc->state_dir);
+	if ((rc = vss_catalog_open(path, &svc->cat, err)) < 0)
+		goto fail;
+	svc->tr = vss_transport_fuse_new();
+	if (!svc->tr) {
+		rc = vss_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = svc->tr->ops->start(svc->tr, svc->dev_dir, err)) < 0) {
+		free(svc->tr);  /* never started: nothing else to release */
+		svc->tr = NULL;
+		goto fail;
+	}
+	if ((rc = pthread_create(&svc->ev_thread, NULL, housekeeper, svc)) != 0) {
+		rc = vss_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));
+		goto fail;
+	}
+	svc->ev_running = true;
+	pthread_mutex_lock(&svc->lock);
+	rc = vss_catalog_volume_each(svc->cat, load_volume, svc, err);
+	if (rc == 0)
+		rc = reconcile_shadows(svc, err);
+	pthread_mutex_unlock(&svc->lock);
+	if (rc < 0)
+		goto fail;
+	if ((rc = svc_server_start(svc, err)) < 0)
+		goto fail;
+	vss_log("started (version %s, state %s, run %s)", VSS_VERSION, svc->state_dir,
+		svc->run_dir);
+	*out = svc;
+	return 0;
+fail:
+	vss_service_close(svc);
+	return rc;
+}
+
+void vss_service_close(struct vss_service *svc)
+{
+	if (!svc)
+		return;
+	svc_server_stop(svc);
+	pthread_mutex_lock(&svc->lock);
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (sh->expose_dir) {
+			struct vss_error e;
+
+			if (vss_fs_umount(sh->expose_dir, &e) < 0)
+				vss_fs_umount_force(sh->expose_dir);
+			free(sh->expose_dir);
+			sh->expose_dir = NULL;
+		}
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		if (v->mount_dir && svc_volume_umount(svc, v, false, NULL) < 0)
+			svc_volume_umount(svc, v, true, NULL);
+	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+		next = sh->next;
+		if (!(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT))
+			svc_shadow_remove(svc, sh, "the service is stopping and it is not persistent");
+	}
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		svc_volume_wait_closed(svc, v);
+	pthread_mutex_unlock(&svc->lock);
+	if (svc->ev_running) {
+		pthread_mutex_lock(&svc->ev_lock);
+		svc->ev_stop = true;
+		pthread_cond_signal(&svc->ev_cond);
+		pthread_mutex_unlock(&svc->ev_lock);
+		pthread_join(svc->ev_thread, NULL);
+	}
+	if (svc->tr)
+		svc->tr->ops->stop(svc->tr);
+	while (svc->shadows) {
+		struct svc_shadow *sh = svc->shadows;
+
+		svc->shadows = sh->next;
+		free(sh->rec.target);
+		free(sh);
+	}
+	while (svc->volumes) {
+		struct svc_volume *v = svc->volumes;
+
+		svc->volumes = v->next;
+		svc_volume_put(v);
+	}
+	while (svc->ev_head) {
+		struct svc_event *e = svc->ev_head;
+
+		svc->ev_head = e->next;
+		free(e);
+	}
+	vss_catalog_close(svc->cat);
+	if (svc->run_lock_fd >= 0) {
+		char sock[PATH_MAX];
+
+		snprintf(sock, sizeof(sock), "%s/vssd.sock", svc->run_dir);
+		unlink(sock);
+		close(svc->run_lock_fd);
+		vss_log("stopped");
+	}
+	if (svc->state_lock_fd >= 0)
+		close(svc->state_lock_fd);
+	free(svc->state_dir);
+	free(svc->run_dir);
+	free(svc->dev_dir);
+	free(svc);
+}

@@ -1,0 +1,33 @@
+/*
+ * service/service.h - vssd as a library: the catalog, the volume manager,
+ * the shadow set coordinator and the control socket, wired together.
+ * src/vssd/main.c only parses arguments, calls vss_service_open(), waits
+ * for SIGTERM and calls vss_service_close().
+ */
+#ifndef VSS_SERVICE_SERVICE_H
+#define VSS_SERVICE_SERVICE_H
+
+#include <vss/error.h>
+
+struct vss_service;
+
+struct vss_service_config {
+	const char *state_dir;  /* catalog, volume backing files, diff areas */
+	const char *run_dir;    /* socket, device tree, locks */
+};
+
+/*
+ * Starts the service: takes the state and run directories (one vssd each),
+ * cleans up what a dead vssd left there (mounts, loop devices, the FUSE
+ * tree, the socket), opens the catalog and every volume, serves their
+ * devices and the persistent shadows', and listens on RUN/vssd.sock.
+ * On success *@out runs until vss_service_close().
+ */
+int vss_service_open(const struct vss_service_config *cfg, struct vss_service **out,
+		     struct vss_error *err);
+
+/* Clean shutdown: stops listening, unmounts what it mounted, deletes the
+ * non-persistent shadows, stops serving devices, closes every volume. */
+void vss_service_close(struct vss_service *svc);
+
+#endif

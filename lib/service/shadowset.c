@@ -1,0 +1,605 @@
+/*
+ * service/shadowset.c - the shadow set coordinator, and the shadows it makes.
+ *
+ * Taking a set, all under svc->lock (the order matters):
+ *   1. resolve every target to a volume; refuse duplicates, and refuse to
+ *      freeze a filesystem that holds the service's state, run directory,
+ *      or a volume's backing file or diff area (the copy-on-write would
+ *      wait for the very filesystem it froze);
+ *   2. start the guardian for the mounted targets (guardian.h), then
+ *      FIFREEZE each: the filesystem flushes itself through its loop device
+ *      and our device into the engine, so it is clean on the volume;
+ *   3. close the gate of every volume of the set (vol->gate for writing):
+ *      writes in flight finish, new ones wait; every write acknowledged
+ *      until now is in the engine;
+ *   4. take one engine shadow per volume: the set's single instant;
+ *   5. open the gates, FITHAW in reverse order, release the guardian;
+ *   6. register the shadows (devices, catalog) and reply.
+ * Any failure before 6 deletes the shadows already taken; nothing is left
+ * frozen, since every path thaws what it froze and the guardian covers a
+ * crash.  A hold longer than VSS_FREEZE_LIMIT_MS (the guardian thawed on
+ * its own) aborts the set: what it holds may not be consistent.
+ *
+ * A set taken with "hold" belongs to the connection that asked for it
+ * (sh->owner) until that connection sends "set.complete"; if it goes away
+ * first, the set is deleted (svc_conn_gone).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uuid/uuid.h>
+
+#include "service/fs.h"
+#include "service/guardian.h"
+#include "service/log.h"
+#include "service/service_i.h"
+
+#define MAX_SET_TARGETS 64
+
+static void shadow_device_path(struct vss_service *svc, const char *id, char *out,
+			       size_t len)
+{
+	snprintf(out, len, "%s/shadows/%s", svc->dev_dir, id);
+}
+
+struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id)
+{
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (strcmp(sh->rec.id, id) == 0)
+			return sh;
+	return NULL;
+}
+
+int svc_shadow_count(struct vss_service *svc, struct svc_volume *v)
+{
+	int n = 0;
+
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (sh->vol == v)
+			n++;
+	return n;
+}
+
+void svc_shadow_unexpose(struct svc_shadow *sh, bool force)
+{
+	if (!sh->expose_dir)
+		return;
+	if (force)
+		vss_fs_umount_force(sh->expose_dir);
+	free(sh->expose_dir);
+	sh->expose_dir = NULL;
+}
+
+void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why)
+{
+	struct vss_error err;
+	vss_cow_id id;
+	int rc;
+
+	svc_shadow_unexpose(sh, true);
+	svc->tr->ops->remove(svc->tr, VSS_DEVICE_SHADOW, sh->rec.id);
+	svc_id_parse(sh->rec.id, id);
+	rc = vss_cow_shadow_delete(sh->vol->cow, id, &err);
+	if (rc < 0 && rc != -ENOENT)
+		vss_log("shadow %s: the engine could not delete it: %s", sh->rec.id, err.msg);
+	if (vss_catalog_shadow_delete(svc->cat, sh->rec.id, &err) < 0)
+		vss_log("shadow %s: %s", sh->rec.id, err.msg);
+	for (struct svc_shadow **pp = &svc->shadows; *pp; pp = &(*pp)->next)
+		if (*pp == sh) {
+			*pp = sh->next;
+			break;
+		}
+	if (why)
+		vss_log("shadow %s of volume %s deleted: %s", sh->rec.id, sh->vol->rec.name, why);
+	free(sh->rec.target);
+	free(sh);
+}
+
+/* Finds the shadow (or, with @set, the set) a prefix of at least 8 characters names. */
+static int resolve_prefix(struct vss_service *svc, const char *prefix, bool set,
+			  char out[37], struct vss_error *err)
+{
+	const char *what = set ? "shadow copy set" : "shadow copy";
+	const char *found = NULL;
+	size_t n = strlen(prefix);
+
+	if (n < 8 || n > 36)
+		return vss_error_set(err, -EINVAL, "\"%s\" is not a %s ID or a prefix of at "
+				     "least 8 characters", prefix, what);
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
+		const char *cand = set ? sh->rec.set_id : sh->rec.id;
+
+		if (strncasecmp(cand, prefix, n) != 0)
+			continue;
+		if (found && strcmp(found, cand) != 0)
+			return vss_error_set(err, -EINVAL, "%s ID prefix %s is ambiguous", what,
+					     prefix);
+		found = cand;
+	}
+	if (!found)
+		return vss_error_set(err, -ENOENT, "no %s %s", what, prefix);
+	memcpy(out, found, 37);
+	return 0;
+}
+
+static double ms_between(uint64_t a, uint64_t b)
+{
+	return (double)(b - a) / 1e6;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct set_member {
+	struct svc_volume *vol;
+	const char *target;
+	vss_cow_id id;
+	bool taken;
+	bool frozen;
+};
+
+int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
+			 json_t **res, struct vss_error *err)
+{
+	struct set_member m[MAX_SET_TARGETS];
+	const char *freeze_dirs[MAX_SET_TARGETS];
+	json_t *targets = json_object_get(args, "targets"), *out;
+	struct vss_guardian *guard = NULL;
+	const char *provider;
+	bool persistent, no_writers, hold;
+	size_t n, nfreeze = 0;
+	vss_cow_id set_id;
+	char set_str[37];
+	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
+	int rc, grc = 0;
+
+	if ((rc = svc_arg_bool(args, "persistent", &persistent, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "hold", &hold, err)) < 0 ||
+	    (rc = svc_arg_str(args, "provider", false, &provider, err)) < 0)
+		return rc;
+	if (provider && strcmp(provider, VSS_PROVIDER_NAME) != 0)
+		return vss_error_set(err, -ENOENT, "no provider named \"%s\"", provider);
+	if (!json_is_array(targets) || json_array_size(targets) == 0)
+		return vss_error_set(err, -EINVAL, "argument \"targets\" must be a non-empty "
+				     "array of strings");
+	n = json_array_size(targets);
+	if (n > MAX_SET_TARGETS)
+		return vss_error_set(err, -E2BIG, "a set holds at most %d targets",
+				     MAX_SET_TARGETS);
+	memset(m, 0, sizeof(m));
+	for (size_t i = 0; i < n; i++) {
+		m[i].target = json_string_value(json_array_get(targets, i));
+		if (!m[i].target || !*m[i].target)
+			return vss_error_set(err, -EINVAL, "argument \"targets\" must be a "
+					     "non-empty array of strings");
+		if ((rc = svc_resolve_target(svc, m[i].target, &m[i].vol, err)) < 0)
+			return rc;
+		for (size_t j = 0; j < i; j++)
+			if (m[j].vol == m[i].vol)
+				return vss_error_set(err, -EINVAL, "volume %s is in the set twice "
+						     "(%s and %s)", m[i].vol->rec.name,
+						     m[j].target, m[i].target);
+		if (svc_shadow_count(svc, m[i].vol) >= VSS_COW_MAX_SHADOWS)
+			return vss_error_set(err, -EMLINK, "volume %s already has %d shadow "
+					     "copies", m[i].vol->rec.name, VSS_COW_MAX_SHADOWS);
+		if (m[i].vol->mount_dir) {
+			struct stat st;
+			const char *what;
+
+			if (stat(m[i].vol->mount_dir, &st) < 0)
+				return vss_error_set(err, -errno, "%s: %s", m[i].vol->mount_dir,
+						     strerror(errno));
+			if (svc_same_fs_as_state(svc, st.st_dev, &what))
+				return vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds "
+						     "%s", m[i].vol->mount_dir, what);
+			freeze_dirs[nfreeze++] = m[i].vol->mount_dir;
+		}
+		uuid_generate_random(m[i].id);
+	}
+	uuid_generate_random(set_id);
+	svc_id_str(set_id, set_str);
+
+	/* 2. freeze */
+	if (nfreeze > 0) {
+		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, VSS_FREEZE_LIMIT_MS,
+					     &guard, err)) < 0)
+			return rc;
+		t_freeze = mono_ns();
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			if (!m[i].vol->mount_dir)
+				continue;
+			rc = vss_fs_freeze(m[i].vol->mount_dir, err);
+			m[i].frozen = rc == 0;
+		}
+	}
+	/* 3. close the gates; 4. take the shadows; then open the gates */
+	t_gate = mono_ns();
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			pthread_rwlock_wrlock(&m[i].vol->gate);
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			struct vss_cow_shadow_params p = {
+				.flags = persistent ? VSS_COW_SHADOW_PERSISTENT : 0,
+			};
+
+			memcpy(p.id, m[i].id, sizeof(p.id));
+			memcpy(p.set_id, set_id, sizeof(p.set_id));
+			rc = vss_cow_shadow_create(m[i].vol->cow, &p, err);
+			m[i].taken = rc == 0;
+		}
+		for (size_t i = n; i-- > 0;)
+			pthread_rwlock_unlock(&m[i].vol->gate);
+	}
+	t_open = mono_ns();
+	/* 5. thaw, newest frozen first */
+	for (size_t i = n; i-- > 0;) {
+		struct vss_error terr;
+
+		if (m[i].frozen && vss_fs_thaw(m[i].vol->mount_dir, &terr) < 0)
+			vss_log("set %s: %s", set_str, terr.msg);
+	}
+	if (nfreeze > 0) {
+		t_thawed = mono_ns();
+		grc = vss_guardian_finish(guard);
+	}
+	if (rc == 0 && (grc == -ETIMEDOUT ||
+			ms_between(t_freeze, t_thawed) > VSS_FREEZE_LIMIT_MS))
+		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
+				   "%d ms; the set was aborted", VSS_FREEZE_LIMIT_MS);
+	if (rc < 0) {
+		for (size_t i = 0; i < n; i++)
+			if (m[i].taken)
+				vss_cow_shadow_delete(m[i].vol->cow, m[i].id, NULL);
+		vss_log("set %s aborted: %s", set_str, err->msg);
+		return rc;
+	}
+
+	/* 6. register */
+	out = json_array();
+	for (size_t i = 0; i < n; i++) {
+		struct svc_shadow *sh = calloc(1, sizeof(*sh));
+		char dev[PATH_MAX];
+
+		if (!sh || !(sh->rec.target = strdup(m[i].target))) {
+			free(sh);
+			rc = vss_error_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		sh->vol = m[i].vol;
+		svc_id_str(m[i].id, sh->rec.id);
+		memcpy(sh->rec.set_id, set_str, sizeof(set_str));
+		snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s", m[i].vol->rec.name);
+		sh->rec.created_ns = svc_now_ns();
+		sh->rec.attrs = (persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
+				(no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0);
+		sh->owner = hold ? c : NULL;
+		/* Append first: a failure below removes it like any other shadow. */
+		struct svc_shadow **pp = &svc->shadows;
+
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = sh;
+		m[i].taken = false;
+		if ((rc = vss_catalog_shadow_put(svc->cat, &sh->rec, err)) < 0 ||
+		    (rc = svc_shadow_add_device(svc, sh, err)) < 0)
+			break;
+		shadow_device_path(svc, sh->rec.id, dev, sizeof(dev));
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "id", sh->rec.id,
+						     "target", m[i].target,
+						     "volume", m[i].vol->rec.name,
+						     "device", dev));
+	}
+	if (rc < 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct svc_shadow *sh;
+			char id[37];
+
+			svc_id_str(m[i].id, id);
+			if ((sh = svc_shadow_find(svc, id)))
+				svc_shadow_remove(svc, sh, NULL);
+			else if (m[i].taken)
+				vss_cow_shadow_delete(m[i].vol->cow, m[i].id, NULL);
+		}
+		json_decref(out);
+		vss_log("set %s aborted: %s", set_str, err->msg);
+		return rc;
+	}
+	if (nfreeze > 0)
+		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
+			"for %.3f ms, writes held for %.3f ms", set_str, n, n == 1 ? "" : "s",
+			persistent ? "persistent" : "not persistent",
+			no_writers ? ", no writers" : "", nfreeze, nfreeze == 1 ? "" : "s",
+			ms_between(t_freeze, t_thawed), ms_between(t_gate, t_open));
+	else
+		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
+			"writes held for %.3f ms", set_str, n, n == 1 ? "" : "s",
+			persistent ? "persistent" : "not persistent",
+			no_writers ? ", no writers" : "", ms_between(t_gate, t_open));
+	*res = json_pack("{s:s, s:f, s:f, s:o, s:b}", "set", set_str,
+			 "frozen_ms", nfreeze ? ms_between(t_freeze, t_thawed) : 0.0,
+			 "held_ms", ms_between(t_gate, t_open),
+			 "shadows", out, "complete", !hold);
+	return 0;
+}
+
+int svc_op_set_complete(struct vss_service *svc, struct conn *c, json_t *args,
+			json_t **res, struct vss_error *err)
+{
+	const char *set;
+	int rc, n = 0;
+
+	if ((rc = svc_arg_str(args, "set", true, &set, err)) < 0)
+		return rc;
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (sh->owner == c && strcmp(sh->rec.set_id, set) == 0) {
+			sh->owner = NULL;
+			n++;
+		}
+	if (n == 0)
+		return vss_error_set(err, -ENOENT, "this connection holds no set %s", set);
+	*res = json_pack("{s:s, s:i}", "set", set, "shadows", n);
+	return 0;
+}
+
+void svc_conn_gone(struct vss_service *svc, struct conn *c)
+{
+	pthread_mutex_lock(&svc->lock);
+	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+		next = sh->next;
+		if (sh->owner == c)
+			svc_shadow_remove(svc, sh, "its requester went away before the set "
+					  "was complete");
+	}
+	pthread_mutex_unlock(&svc->lock);
+}
+
+struct listed {
+	uint64_t created_ns;
+	uint32_t seq;
+	json_t *obj;
+};
+
+static int cmp_listed(const void *a, const void *b)
+{
+	const struct listed *x = a, *y = b;
+
+	if (x->created_ns != y->created_ns)
+		return x->created_ns < y->created_ns ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
+			   const struct vss_cow_shadow_info *info)
+{
+	char dev[PATH_MAX], created[40];
+	json_t *attrs = json_array();
+	const char *state;
+
+	shadow_device_path(svc, sh->rec.id, dev, sizeof(dev));
+	svc_time_str(info->created_ns, created);
+	json_array_append_new(attrs, json_string(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT
+						 ? "persistent" : "auto-release"));
+	if (sh->rec.attrs & VSS_CATALOG_ATTR_NO_WRITERS)
+		json_array_append_new(attrs, json_string("no-writers"));
+	json_array_append_new(attrs, json_string("client-accessible"));
+	json_array_append_new(attrs, json_string("differential"));
+	if (sh->expose_dir)
+		json_array_append_new(attrs, json_string("exposed"));
+	if (info->state == VSS_COW_SHADOW_INVALID)
+		state = "invalid";
+	else if (sh->owner)
+		state = "in-progress";
+	else
+		state = "valid";
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:s, s:I, s:i, s:o}",
+			 "id", sh->rec.id, "set", sh->rec.set_id,
+			 "volume", sh->vol->rec.name, "target", sh->rec.target,
+			 "created", created, "created_ns", (json_int_t)info->created_ns,
+			 "device", dev, "provider", VSS_PROVIDER_NAME,
+			 "attributes", attrs, "state", state,
+			 "diff_bytes", (json_int_t)info->diff_bytes,
+			 "seq", (int)info->seq,
+			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null());
+}
+
+int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
+		       struct vss_error *err)
+{
+	const char *target, *set;
+	struct svc_volume *only = NULL;
+	struct listed *items = NULL;
+	size_t count = 0, cap = 0;
+	json_t *arr;
+	int rc;
+
+	if ((rc = svc_arg_str(args, "for", false, &target, err)) < 0 ||
+	    (rc = svc_arg_str(args, "set", false, &set, err)) < 0)
+		return rc;
+	if (target && (rc = svc_resolve_target(svc, target, &only, err)) < 0)
+		return rc;
+	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
+		struct vss_cow_shadow_info *infos = NULL;
+		size_t k = 0;
+
+		if (only && v != only)
+			continue;
+		if ((rc = vss_cow_shadow_list(v->cow, &infos, &k)) < 0) {
+			rc = vss_error_set(err, rc, "cannot list the shadows of %s: %s",
+					   v->rec.name, strerror(-rc));
+			goto fail;
+		}
+		for (size_t i = 0; i < k; i++) {
+			struct svc_shadow *sh;
+			char id[37];
+
+			svc_id_str(infos[i].id, id);
+			sh = svc_shadow_find(svc, id);
+			if (!sh)
+				continue;   /* being taken or deleted right now */
+			if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
+				continue;
+			if (count == cap) {
+				struct listed *bigger;
+
+				cap = cap ? 2 * cap : 16;
+				bigger = realloc(items, cap * sizeof(*items));
+				if (!bigger) {
+					free(infos);
+					rc = vss_error_set(err, -ENOMEM, "out of memory");
+					goto fail;
+				}
+				items = bigger;
+			}
+			items[count].created_ns = infos[i].created_ns;
+			items[count].seq = infos[i].seq;
+			items[count++].obj = shadow_json(svc, sh, &infos[i]);
+		}
+		free(infos);
+	}
+	qsort(items, count, sizeof(*items), cmp_listed);
+	arr = json_array();
+	for (size_t i = 0; i < count; i++)
+		json_array_append_new(arr, items[i].obj);
+	free(items);
+	*res = json_pack("{s:o}", "shadows", arr);
+	return 0;
+fail:
+	for (size_t i = 0; i < count; i++)
+		json_decref(items[i].obj);
+	free(items);
+	return rc;
+}
+
+int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
+			 struct vss_error *err)
+{
+	const char *id, *set, *target;
+	bool oldest, all;
+	struct svc_volume *vol = NULL;
+	char full[37];
+	int rc, modes, n = 0;
+
+	if ((rc = svc_arg_str(args, "shadow", false, &id, err)) < 0 ||
+	    (rc = svc_arg_str(args, "set", false, &set, err)) < 0 ||
+	    (rc = svc_arg_str(args, "for", false, &target, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "oldest", &oldest, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "all", &all, err)) < 0)
+		return rc;
+	modes = !!id + !!set + (target ? 1 : all);
+	if (modes != 1 || (target && oldest == all))
+		return vss_error_set(err, -EINVAL, "say which shadows to delete: shadow, set, "
+				     "for with oldest or all, or all");
+	if (target && (rc = svc_resolve_target(svc, target, &vol, err)) < 0)
+		return rc;
+	if (id) {
+		if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
+			return rc;
+		svc_shadow_remove(svc, svc_shadow_find(svc, full), "deleted on request");
+		n = 1;
+	} else if (set) {
+		if ((rc = resolve_prefix(svc, set, true, full, err)) < 0)
+			return rc;
+		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+			next = sh->next;
+			if (strcmp(sh->rec.set_id, full) == 0) {
+				svc_shadow_remove(svc, sh, "deleted on request (its set)");
+				n++;
+			}
+		}
+	} else {
+		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+			next = sh->next;
+			if (vol && sh->vol != vol)
+				continue;
+			svc_shadow_remove(svc, sh, oldest ? "deleted on request (oldest)"
+							  : "deleted on request");
+			n++;
+			if (oldest)
+				break;
+		}
+	}
+	*res = json_pack("{s:i}", "deleted", n);
+	return 0;
+}
+
+int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res,
+			 struct vss_error *err)
+{
+	const char *id, *dir, *fstype;
+	char full[37], real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX];
+	struct svc_shadow *sh;
+	int rc, fd;
+
+	if ((rc = svc_arg_str(args, "shadow", true, &id, err)) < 0 ||
+	    (rc = svc_arg_str(args, "dir", true, &dir, err)) < 0)
+		return rc;
+	if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
+		return rc;
+	sh = svc_shadow_find(svc, full);
+	if (sh->expose_dir)
+		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s", full,
+				     sh->expose_dir);
+	if (dir[0] != '/')
+		return vss_error_set(err, -EINVAL, "%s must be an absolute path", dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return vss_error_set(err, -errno, "cannot create %s: %s", dir, strerror(errno));
+	if (!realpath(dir, real))
+		return vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
+	if (vss_fs_is_mountpoint(real))
+		return vss_error_set(err, -EBUSY, "something is already mounted at %s", real);
+	shadow_device_path(svc, full, dev, sizeof(dev));
+	if ((rc = vss_loop_attach(dev, true, loop, &fd, err)) < 0)
+		return rc;
+	fstype = vss_fs_detect(loop);
+	if (!fstype) {
+		rc = vss_error_set(err, -EINVAL, "shadow %s holds no ext4, xfs or btrfs "
+				   "filesystem to mount (its device is %s)", full, dev);
+		goto out;
+	}
+	if ((rc = vss_fs_mount(loop, real, fstype, NULL, 1, err)) < 0)
+		goto out;
+	sh->expose_dir = strdup(real);
+	vss_log("shadow %s exposed at %s (%s on %s)", full, real, fstype, loop);
+	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", full, "dir", real, "loop", loop,
+			 "fstype", fstype);
+out:
+	close(fd);
+	return rc;
+}
+
+int svc_op_shadow_unexpose(struct vss_service *svc, json_t *args, json_t **res,
+			   struct vss_error *err)
+{
+	const char *dir;
+	char real[PATH_MAX];
+	struct svc_shadow *sh;
+	int rc;
+
+	if ((rc = svc_arg_str(args, "dir", true, &dir, err)) < 0)
+		return rc;
+	if (!realpath(dir, real))
+		snprintf(real, sizeof(real), "%s", dir);
+	for (sh = svc->shadows; sh; sh = sh->next)
+		if (sh->expose_dir && strcmp(sh->expose_dir, real) == 0)
+			break;
+	if (!sh)
+		return vss_error_set(err, -ENOENT, "no shadow copy is exposed at %s", dir);
+	if ((rc = vss_fs_umount(sh->expose_dir, err)) < 0)
+		return rc;
+	vss_log("shadow %s unexposed from %s", sh->rec.id, sh->expose_dir);
+	free(sh->expose_dir);
+	sh->expose_dir = NULL;
+	*res = json_pack("{s:s, s:s}", "shadow", sh->rec.id, "dir", real);
+	return 0;
+}

@@ -1,0 +1,637 @@
+/*
+ * service/volume.c - the volume manager: managed volumes (an origin plus its
+ * diff area, opened in the engine), their read-write devices, and the
+ * filesystems mounted on them through loop devices.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "service/fs.h"
+#include "service/log.h"
+#include "service/service_i.h"
+
+/* ---- the devices: the only code on the I/O path ---- */
+
+static ssize_t vdev_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct svc_volume *v = ctx;
+	ssize_t n;
+
+	pthread_rwlock_rdlock(&v->gate);
+	n = vss_cow_read(v->cow, buf, len, off);
+	pthread_rwlock_unlock(&v->gate);
+	return n;
+}
+
+static ssize_t vdev_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	struct svc_volume *v = ctx;
+	ssize_t n;
+
+	pthread_rwlock_rdlock(&v->gate);
+	n = vss_cow_write(v->cow, buf, len, off);
+	pthread_rwlock_unlock(&v->gate);
+	return n;
+}
+
+static int vdev_flush(void *ctx)
+{
+	struct svc_volume *v = ctx;
+	int rc;
+
+	pthread_rwlock_rdlock(&v->gate);
+	rc = vss_cow_flush(v->cow);
+	pthread_rwlock_unlock(&v->gate);
+	return rc;
+}
+
+static void vdev_release(void *ctx)
+{
+	svc_volume_put(ctx);
+}
+
+const struct vss_device_ops svc_volume_device_ops = {
+	.read = vdev_read,
+	.write = vdev_write,
+	.flush = vdev_flush,
+	.release = vdev_release,
+};
+
+struct shadow_dev {
+	struct svc_volume *vol;
+	struct vss_cow_shadow *h;
+};
+
+static ssize_t sdev_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct shadow_dev *d = ctx;
+
+	return vss_cow_shadow_read(d->h, buf, len, off);
+}
+
+static void sdev_release(void *ctx)
+{
+	struct shadow_dev *d = ctx;
+
+	vss_cow_shadow_close(d->h);
+	svc_volume_put(d->vol);
+	free(d);
+}
+
+const struct vss_device_ops svc_shadow_device_ops = {
+	.read = sdev_read,
+	.release = sdev_release,
+};
+
+int svc_shadow_add_device(struct vss_service *svc, struct svc_shadow *sh,
+			  struct vss_error *err)
+{
+	struct shadow_dev *d = calloc(1, sizeof(*d));
+	vss_cow_id id;
+	int rc;
+
+	if (!d)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	svc_id_parse(sh->rec.id, id);
+	rc = vss_cow_shadow_open(sh->vol->cow, id, &d->h);
+	if (rc < 0) {
+		free(d);
+		return vss_error_set(err, rc, "cannot open shadow %s: %s", sh->rec.id,
+				     strerror(-rc));
+	}
+	d->vol = sh->vol;
+	svc_volume_get(sh->vol);
+	rc = svc->tr->ops->add(svc->tr, VSS_DEVICE_SHADOW, sh->rec.id, sh->vol->rec.size,
+			       &svc_shadow_device_ops, d, err);
+	if (rc < 0) {
+		vss_cow_shadow_close(d->h);
+		svc_volume_put(d->vol);
+		free(d);
+	}
+	return rc;
+}
+
+/* ---- lifetime ---- */
+
+void svc_volume_get(struct svc_volume *v)
+{
+	__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+}
+
+void svc_volume_put(struct svc_volume *v)
+{
+	if (__atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (v->cow) {
+		int rc = vss_cow_close(v->cow);
+
+		if (rc < 0)
+			vss_log("volume %s: closing the engine failed: %s", v->rec.name,
+				strerror(-rc));
+	}
+	if (v->deleted) {
+		unlink(v->rec.diff_path);
+		if (v->rec.owns_backing)
+			unlink(v->rec.backing);
+	}
+	pthread_rwlock_destroy(&v->gate);
+	free(v->rec.backing);
+	free(v->rec.diff_path);
+	free(v->mount_dir);
+	free(v);
+}
+
+/* Called on the engine's thread: log now, leave the bookkeeping to the housekeeper. */
+static void on_engine_event(void *arg, const struct vss_cow_event *ev)
+{
+	struct svc_volume *v = arg;
+	struct vss_service *svc = v->svc;
+	struct svc_event *e;
+	char id[37];
+
+	svc_id_str(ev->shadow, id);
+	switch (ev->type) {
+	case VSS_COW_EV_SHADOW_DELETED:
+		vss_log("shadow %s of volume %s deleted: diff area limit (%s)", id,
+			v->rec.name, ev->msg ? ev->msg : "");
+		break;
+	case VSS_COW_EV_SHADOW_INVALID:
+		vss_log("shadow %s of volume %s invalidated: %s", id, v->rec.name,
+			ev->msg ? ev->msg : "");
+		return;
+	case VSS_COW_EV_DIFF_NEAR_FULL:
+		vss_log("volume %s: diff area near full: %s", v->rec.name,
+			ev->msg ? ev->msg : "");
+		return;
+	case VSS_COW_EV_METADATA_ERROR:
+		vss_log("volume %s: diff area metadata cannot be written: %s", v->rec.name,
+			ev->msg ? ev->msg : "");
+		return;
+	default:
+		return;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return;
+	e->type = ev->type;
+	snprintf(e->volume, sizeof(e->volume), "%s", v->rec.name);
+	memcpy(e->shadow, id, sizeof(e->shadow));
+	pthread_mutex_lock(&svc->ev_lock);
+	e->next = svc->ev_head;
+	svc->ev_head = e;
+	pthread_cond_signal(&svc->ev_cond);
+	pthread_mutex_unlock(&svc->ev_lock);
+}
+
+int svc_volume_cow_open(struct svc_volume *v, const char *diff_path, unsigned int flags,
+			struct vss_cow_volume **out, struct vss_error *err)
+{
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+
+	cfg.block_size = v->rec.block_size;
+	cfg.max_diff_bytes = v->rec.max_diff;
+	cfg.event = on_engine_event;
+	cfg.event_arg = v;
+	return vss_cow_open(v->rec.backing, diff_path, &cfg, flags, out, err);
+}
+
+void svc_volume_device_path(struct vss_service *svc, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/volumes/%s", svc->dev_dir, name);
+}
+
+int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *rec,
+		    unsigned int cow_flags, struct svc_volume **out, struct vss_error *err)
+{
+	pthread_rwlockattr_t attr;
+	struct svc_volume *v = calloc(1, sizeof(*v));
+	int rc;
+
+	*out = NULL;
+	if (!v)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	v->svc = svc;
+	v->rec = *rec;
+	v->rec.backing = strdup(rec->backing);
+	v->rec.diff_path = strdup(rec->diff_path);
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&v->gate, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	v->refs = 1;
+	if (!v->rec.backing || !v->rec.diff_path) {
+		svc_volume_put(v);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	rc = svc_volume_cow_open(v, rec->diff_path, cow_flags, &v->cow, err);
+	if (rc < 0) {
+		v->cow = NULL;
+		svc_volume_put(v);
+		return rc;
+	}
+	v->rec.size = vss_cow_size(v->cow);
+	v->rec.block_size = vss_cow_block_size(v->cow);
+	svc_volume_get(v);
+	rc = svc->tr->ops->add(svc->tr, VSS_DEVICE_VOLUME, v->rec.name, v->rec.size,
+			       &svc_volume_device_ops, v, err);
+	if (rc < 0) {
+		v->refs--;
+		svc_volume_put(v);
+		return rc;
+	}
+	/* Append, so listings keep creation order. */
+	struct svc_volume **pp = &svc->volumes;
+
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = v;
+	*out = v;
+	return 0;
+}
+
+struct svc_volume *svc_volume_find(struct vss_service *svc, const char *name)
+{
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		if (strcmp(v->rec.name, name) == 0)
+			return v;
+	return NULL;
+}
+
+int svc_volume_open_count(struct vss_service *svc, struct svc_volume *v)
+{
+	return (int)svc->tr->ops->open_count(svc->tr, VSS_DEVICE_VOLUME, v->rec.name);
+}
+
+static bool path_within(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (strcmp(dir, "/") == 0)
+		return true;
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+int svc_resolve_target(struct vss_service *svc, const char *target,
+		       struct svc_volume **out, struct vss_error *err)
+{
+	char real[PATH_MAX];
+	struct stat st, mst;
+
+	*out = NULL;
+	if (target[0] != '/') {
+		*out = svc_volume_find(svc, target);
+		if (!*out)
+			return vss_error_set(err, -ENOENT, "no volume named \"%s\"", target);
+		return 0;
+	}
+	if (!realpath(target, real) || stat(real, &st) < 0)
+		return vss_error_set(err, -ENOENT, "%s: %s", target, strerror(errno));
+	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
+		if (!v->mount_dir)
+			continue;
+		if (path_within(real, v->mount_dir) ||
+		    (stat(v->mount_dir, &mst) == 0 && mst.st_dev == st.st_dev)) {
+			*out = v;
+			return 0;
+		}
+	}
+	return vss_error_set(err, -ENOENT, "%s is not inside a mounted volume", target);
+}
+
+static json_t *volume_json(struct vss_service *svc, struct svc_volume *v)
+{
+	char dev[PATH_MAX];
+
+	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
+	return json_pack("{s:s, s:I, s:I, s:s, s:s, s:o, s:o, s:o, s:i, s:s}",
+			 "name", v->rec.name,
+			 "size", (json_int_t)v->rec.size,
+			 "block_size", (json_int_t)v->rec.block_size,
+			 "backing", v->rec.backing,
+			 "device", dev,
+			 "mount", v->mount_dir ? json_string(v->mount_dir) : json_null(),
+			 "fstype", v->mount_dir ? json_string(v->fstype) : json_null(),
+			 "loop", v->mount_dir ? json_string(v->mount_loop) : json_null(),
+			 "shadows", svc_shadow_count(svc, v),
+			 "diff_area", v->rec.diff_path);
+}
+
+static int check_name(const char *name, struct vss_error *err)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > VSS_NAME_MAX || name[0] == '.' || name[0] == '-')
+		goto bad;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && !strchr("._-", name[i]))
+			goto bad;
+	return 0;
+bad:
+	return vss_error_set(err, -EINVAL, "invalid volume name \"%s\": use 1 to %d letters, "
+			     "digits, '.', '_' or '-', not starting with '.' or '-'",
+			     name, VSS_NAME_MAX);
+}
+
+static int backing_size(const char *path, uint64_t *size, struct vss_error *err)
+{
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st) < 0)
+		return vss_error_set(err, -errno, "backing %s: %s", path, strerror(errno));
+	if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (!S_ISBLK(st.st_mode))
+		return vss_error_set(err, -EINVAL, "backing %s is neither a file nor a block device",
+				     path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vss_error_set(err, -errno, "backing %s: %s", path, strerror(errno));
+	if (ioctl(fd, BLKGETSIZE64, size) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return vss_error_set(err, rc, "backing %s: %s", path, strerror(-rc));
+	}
+	close(fd);
+	return 0;
+}
+
+int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res,
+			 struct vss_error *err)
+{
+	struct vss_catalog_volume rec = { 0 };
+	const char *name, *backing;
+	char backing_real[PATH_MAX], path[PATH_MAX], diff[PATH_MAX], tag[9];
+	uint64_t size = 0, block_size = VSS_COW_BLOCK_DEFAULT;
+	struct svc_volume *v;
+	bool made_backing = false;
+	int rc, fd;
+
+	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0 ||
+	    (rc = svc_arg_str(args, "backing", false, &backing, err)) < 0 ||
+	    (rc = svc_arg_u64(args, "size", false, &size, err)) < 0 ||
+	    (rc = svc_arg_u64(args, "block_size", false, &block_size, err)) < 0 ||
+	    (rc = check_name(name, err)) < 0)
+		return rc;
+	if (svc_volume_find(svc, name))
+		return vss_error_set(err, -EEXIST, "a volume named \"%s\" already exists", name);
+	if (block_size < VSS_COW_BLOCK_MIN || block_size > VSS_COW_BLOCK_MAX ||
+	    (block_size & (block_size - 1)))
+		return vss_error_set(err, -EINVAL, "block size %llu is not a power of two "
+				     "from 4K to 1M", (unsigned long long)block_size);
+	snprintf(tag, sizeof(tag), "%s", svc_short_tag());
+	if (backing) {
+		if (backing[0] != '/')
+			return vss_error_set(err, -EINVAL, "backing %s must be an absolute path",
+					     backing);
+		if (!realpath(backing, backing_real))
+			return vss_error_set(err, -errno, "backing %s: %s", backing,
+					     strerror(errno));
+		if (path_within(backing_real, svc->dev_dir))
+			return vss_error_set(err, -EINVAL, "backing %s is a vss device", backing);
+		for (struct svc_volume *o = svc->volumes; o; o = o->next)
+			if (strcmp(o->rec.backing, backing_real) == 0)
+				return vss_error_set(err, -EBUSY, "%s already backs volume %s",
+						     backing, o->rec.name);
+		if ((rc = backing_size(backing_real, &size, err)) < 0)
+			return rc;
+		if (size < VSS_COW_BLOCK_MIN)
+			return vss_error_set(err, -EINVAL, "backing %s is too small (%llu bytes)",
+					     backing, (unsigned long long)size);
+		snprintf(path, sizeof(path), "%s", backing_real);
+	} else {
+		if (size == 0)
+			return vss_error_set(err, -EINVAL, "a size is needed without a backing file");
+		if (size % 4096)
+			return vss_error_set(err, -EINVAL, "size %llu is not a multiple of 4K",
+					     (unsigned long long)size);
+		snprintf(path, sizeof(path), "%s/volumes/%s-%s.img", svc->state_dir, name, tag);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return vss_error_set(err, -errno, "cannot create %s: %s", path,
+					     strerror(errno));
+		if (ftruncate(fd, (off_t)size) < 0) {
+			rc = vss_error_set(err, -errno, "cannot size %s: %s", path, strerror(errno));
+			close(fd);
+			unlink(path);
+			return rc;
+		}
+		close(fd);
+		made_backing = true;
+	}
+	snprintf(diff, sizeof(diff), "%s/diff/%s-%s.diff", svc->state_dir, name, tag);
+	snprintf(rec.name, sizeof(rec.name), "%s", name);
+	rec.size = size;
+	rec.block_size = (uint32_t)block_size;
+	rec.backing = path;
+	rec.owns_backing = made_backing;
+	rec.diff_path = diff;
+	rec.storage_explicit = false;
+	rec.max_diff = VSS_COW_UNBOUNDED;
+	rec.created_ns = svc_now_ns();
+	rc = svc_volume_load(svc, &rec, VSS_COW_CREATE, &v, err);
+	if (rc < 0)
+		goto fail;
+	rc = vss_catalog_volume_put(svc->cat, &v->rec, err);
+	if (rc < 0) {
+		svc->tr->ops->remove(svc->tr, VSS_DEVICE_VOLUME, name);
+		for (struct svc_volume **pp = &svc->volumes; *pp; pp = &(*pp)->next)
+			if (*pp == v) {
+				*pp = v->next;
+				break;
+			}
+		v->deleted = true;
+		v->rec.owns_backing = made_backing;
+		svc_volume_put(v);
+		return rc;
+	}
+	vss_log("volume %s created: %llu bytes, block size %u, backing %s", name,
+		(unsigned long long)v->rec.size, v->rec.block_size, v->rec.backing);
+	*res = volume_json(svc, v);
+	return 0;
+fail:
+	unlink(diff);
+	if (made_backing)
+		unlink(path);
+	return rc;
+}
+
+int svc_op_volume_list(struct vss_service *svc, json_t *args, json_t **res,
+		       struct vss_error *err)
+{
+	json_t *arr = json_array();
+
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		json_array_append_new(arr, volume_json(svc, v));
+	*res = json_pack("{s:o}", "volumes", arr);
+	return 0;
+}
+
+int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
+		      struct vss_error *err)
+{
+	int rc;
+
+	if (!v->mount_dir)
+		return 0;
+	if (force) {
+		vss_fs_umount_force(v->mount_dir);
+	} else if ((rc = vss_fs_umount(v->mount_dir, err)) < 0) {
+		return rc;
+	}
+	vss_log("volume %s unmounted from %s", v->rec.name, v->mount_dir);
+	free(v->mount_dir);
+	v->mount_dir = NULL;
+	v->mount_loop[0] = '\0';
+	v->fstype[0] = '\0';
+	return 0;
+}
+
+/* Waits a little for the device to be closed: a loop device detaches
+ * asynchronously after the unmount that released it. */
+bool svc_volume_wait_closed(struct vss_service *svc, struct svc_volume *v)
+{
+	for (int i = 0; i < 40; i++) {
+		if (svc_volume_open_count(svc, v) == 0)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+int svc_op_volume_delete(struct vss_service *svc, json_t *args, json_t **res,
+			 struct vss_error *err)
+{
+	const char *name;
+	bool force;
+	struct svc_volume *v;
+	int rc, n;
+
+	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "force", &force, err)) < 0)
+		return rc;
+	v = svc_volume_find(svc, name);
+	if (!v)
+		return vss_error_set(err, -ENOENT, "no volume named \"%s\"", name);
+	if (v->mount_dir) {
+		if (!force)
+			return vss_error_set(err, -EBUSY, "volume %s is mounted at %s; "
+					     "unmount it first (or use --force)", name,
+					     v->mount_dir);
+		if ((rc = svc_volume_umount(svc, v, false, err)) < 0)
+			return rc;
+	}
+	n = svc_shadow_count(svc, v);
+	if (n > 0 && !force)
+		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s; delete them "
+				     "first (or use --force)", name, n, n == 1 ? "y" : "ies");
+	if (!svc_volume_wait_closed(svc, v))
+		return vss_error_set(err, -EBUSY, "the device of volume %s is open", name);
+	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+		next = sh->next;
+		if (sh->vol == v)
+			svc_shadow_remove(svc, sh, "its volume was deleted");
+	}
+	if ((rc = vss_catalog_volume_delete(svc->cat, name, err)) < 0)
+		return rc;
+	svc->tr->ops->remove(svc->tr, VSS_DEVICE_VOLUME, name);
+	for (struct svc_volume **pp = &svc->volumes; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	v->deleted = true;
+	vss_log("volume %s deleted", name);
+	svc_volume_put(v);
+	*res = json_pack("{s:s}", "deleted", name);
+	return 0;
+}
+
+int svc_op_volume_mount(struct vss_service *svc, json_t *args, json_t **res,
+			struct vss_error *err)
+{
+	const char *name, *dir, *mkfs, *options, *fstype;
+	char real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX];
+	struct svc_volume *v;
+	int rc, fd;
+
+	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0 ||
+	    (rc = svc_arg_str(args, "dir", true, &dir, err)) < 0 ||
+	    (rc = svc_arg_str(args, "mkfs", false, &mkfs, err)) < 0 ||
+	    (rc = svc_arg_str(args, "options", false, &options, err)) < 0)
+		return rc;
+	v = svc_volume_find(svc, name);
+	if (!v)
+		return vss_error_set(err, -ENOENT, "no volume named \"%s\"", name);
+	if (v->mount_dir)
+		return vss_error_set(err, -EBUSY, "volume %s is already mounted at %s", name,
+				     v->mount_dir);
+	if (mkfs && !vss_fs_supported(mkfs))
+		return vss_error_set(err, -EINVAL, "cannot make a %s filesystem "
+				     "(supported: ext4, xfs, btrfs)", mkfs);
+	if (dir[0] != '/')
+		return vss_error_set(err, -EINVAL, "mount point %s must be an absolute path", dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return vss_error_set(err, -errno, "cannot create %s: %s", dir, strerror(errno));
+	if (!realpath(dir, real))
+		return vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
+	if (vss_fs_is_mountpoint(real))
+		return vss_error_set(err, -EBUSY, "something is already mounted at %s", real);
+	if (svc_volume_open_count(svc, v) > 0)
+		return vss_error_set(err, -EBUSY, "the device of volume %s is in use", name);
+	svc_volume_device_path(svc, name, dev, sizeof(dev));
+	if ((rc = vss_loop_attach(dev, false, loop, &fd, err)) < 0)
+		return rc;
+	if (mkfs && (rc = vss_fs_mkfs(mkfs, loop, err)) < 0)
+		goto out;
+	fstype = vss_fs_detect(loop);
+	if (!fstype) {
+		rc = vss_error_set(err, -EINVAL, "volume %s holds no ext4, xfs or btrfs "
+				   "filesystem (make one with --mkfs)", name);
+		goto out;
+	}
+	if ((rc = vss_fs_mount(loop, real, fstype, options, 0, err)) < 0)
+		goto out;
+	v->mount_dir = strdup(real);
+	snprintf(v->mount_loop, sizeof(v->mount_loop), "%s", loop);
+	snprintf(v->fstype, sizeof(v->fstype), "%s", fstype);
+	vss_log("volume %s mounted at %s (%s on %s)", name, real, fstype, loop);
+	*res = json_pack("{s:s, s:s, s:s, s:s}", "volume", name, "mount", real,
+			 "loop", loop, "fstype", fstype);
+out:
+	close(fd);  /* autoclear: the loop device now lives as long as the mount */
+	return rc;
+}
+
+int svc_op_volume_umount(struct vss_service *svc, json_t *args, json_t **res,
+			 struct vss_error *err)
+{
+	const char *name;
+	struct svc_volume *v;
+	char dir[PATH_MAX];
+	int rc;
+
+	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0)
+		return rc;
+	v = svc_volume_find(svc, name);
+	if (!v)
+		return vss_error_set(err, -ENOENT, "no volume named \"%s\"", name);
+	if (!v->mount_dir)
+		return vss_error_set(err, -EINVAL, "volume %s is not mounted", name);
+	snprintf(dir, sizeof(dir), "%s", v->mount_dir);
+	if ((rc = svc_volume_umount(svc, v, false, err)) < 0)
+		return rc;
+	*res = json_pack("{s:s, s:s}", "volume", name, "mount", dir);
+	return 0;
+}
