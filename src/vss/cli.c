@@ -1,0 +1,254 @@
+/*
+ * vss/cli.c - argument parsing, daemon calls and printing for the commands
+ * (see cli.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vss/client.h>
+
+#include "cli.h"
+
+int cli_error(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vss: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+static const struct cli_opt common_opts[] = {
+	{ "run-dir", 0, true },
+	{ "json", 0, false },
+	{ NULL, 0, false },
+};
+
+static const struct cli_opt *find_opt(const struct cli_opt *opts, const char *name,
+				      char short_name)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		const struct cli_opt *o = pass ? common_opts : opts;
+
+		for (; o && o->name; o++)
+			if ((name && strcmp(o->name, name) == 0) ||
+			    (!name && short_name && o->short_name == short_name))
+				return o;
+	}
+	return NULL;
+}
+
+int cli_parse(struct cli_args *a, const char *cmd, int argc, char **argv,
+	      const struct cli_opt *opts, int min_pos, int max_pos)
+{
+	bool only_pos = false;
+
+	memset(a, 0, sizeof(*a));
+	a->cmd = cmd;
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i], *val = NULL;
+		const struct cli_opt *o;
+		char name[64];
+
+		if (only_pos || arg[0] != '-' || strcmp(arg, "-") == 0) {
+			if (a->npos >= max_pos || a->npos >= CLI_MAX_POS)
+				return cli_error(EXIT_USAGE, "%s: unexpected argument \"%s\" "
+						 "(see vss --help)", cmd, arg);
+			a->pos[a->npos++] = arg;
+			continue;
+		}
+		if (strcmp(arg, "--") == 0) {
+			only_pos = true;
+			continue;
+		}
+		if (arg[1] == '-') {
+			const char *eq = strchr(arg + 2, '=');
+			size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+
+			if (len >= sizeof(name))
+				len = sizeof(name) - 1;
+			memcpy(name, arg + 2, len);
+			name[len] = '\0';
+			o = find_opt(opts, name, 0);
+			if (eq)
+				val = eq + 1;
+		} else {
+			o = arg[2] ? NULL : find_opt(opts, NULL, arg[1]);
+		}
+		if (!o)
+			return cli_error(EXIT_USAGE, "%s: unknown option %s (see vss --help)",
+					 cmd, arg);
+		if (o->has_arg && !val) {
+			if (i + 1 >= argc)
+				return cli_error(EXIT_USAGE, "%s: option --%s needs a value",
+						 cmd, o->name);
+			val = argv[++i];
+		} else if (!o->has_arg && val) {
+			return cli_error(EXIT_USAGE, "%s: option --%s takes no value", cmd,
+					 o->name);
+		}
+		if (strcmp(o->name, "run-dir") == 0) {
+			a->run_dir = val;
+			continue;
+		}
+		if (strcmp(o->name, "json") == 0) {
+			a->json = true;
+			continue;
+		}
+		if (a->n >= CLI_MAX_OPTS)
+			return cli_error(EXIT_USAGE, "%s: too many options", cmd);
+		a->names[a->n] = o->name;
+		a->vals[a->n++] = val ? val : "";
+	}
+	if (a->npos < min_pos)
+		return cli_error(EXIT_USAGE, "%s: missing argument (see vss --help)", cmd);
+	return 0;
+}
+
+const char *cli_get(const struct cli_args *a, const char *name)
+{
+	const char *v = NULL;
+
+	for (int i = 0; i < a->n; i++)
+		if (strcmp(a->names[i], name) == 0)
+			v = a->vals[i];
+	return v;
+}
+
+bool cli_has(const struct cli_args *a, const char *name)
+{
+	return cli_get(a, name) != NULL;
+}
+
+int cli_get_all(const struct cli_args *a, const char *name, const char **out, int max)
+{
+	int k = 0;
+
+	for (int i = 0; i < a->n && k < max; i++)
+		if (strcmp(a->names[i], name) == 0)
+			out[k++] = a->vals[i];
+	return k;
+}
+
+int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **res)
+{
+	struct vss_client *c;
+	struct vss_error err = { 0 };
+	int rc;
+
+	*res = NULL;
+	rc = vss_client_open(vss_client_run_dir(a->run_dir), &c, &err);
+	if (rc < 0) {
+		json_decref(args);
+		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+	}
+	rc = vss_client_call(c, op, args, res, &err);
+	vss_client_close(c);
+	if (rc == -ECONNRESET || rc == -EPIPE)
+		return cli_error(EXIT_UNREACHABLE, "%s", err.msg);
+	if (rc < 0)
+		return cli_error(EXIT_FAILED, "%s", err.msg);
+	return 0;
+}
+
+char *cli_abs_path(const char *path)
+{
+	char real[PATH_MAX], cwd[PATH_MAX], joined[2 * PATH_MAX + 2];
+
+	if (realpath(path, real))
+		return strdup(real);
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return strdup(path);
+	snprintf(joined, sizeof(joined), "%s/%s", cwd, path);
+	return strdup(joined);
+}
+
+char *cli_target(const char *target)
+{
+	if (strchr(target, '/') || strcmp(target, ".") == 0 || strcmp(target, "..") == 0)
+		return cli_abs_path(target);
+	return strdup(target);
+}
+
+const char *cli_bytes(uint64_t n, char *buf)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)n;
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, 32, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, 32, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+void cli_print_json(json_t *doc)
+{
+	json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', stdout);
+}
+
+struct cli_table {
+	int ncols, nrows, cap;
+	char **cells;       /* (nrows + 1) * ncols, row 0 the headers */
+};
+
+struct cli_table *cli_table_new(int ncols, const char *const *headers)
+{
+	struct cli_table *t = calloc(1, sizeof(*t));
+
+	t->ncols = ncols;
+	cli_table_add(t, headers);
+	return t;
+}
+
+void cli_table_add(struct cli_table *t, const char *const *cells)
+{
+	if (t->nrows == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 8;
+		t->cells = realloc(t->cells, (size_t)t->cap * (size_t)t->ncols * sizeof(char *));
+	}
+	for (int i = 0; i < t->ncols; i++)
+		t->cells[t->nrows * t->ncols + i] = strdup(cells[i] ? cells[i] : "-");
+	t->nrows++;
+}
+
+void cli_table_print(struct cli_table *t)
+{
+	int width[16] = { 0 };
+
+	for (int r = 0; r < t->nrows; r++)
+		for (int c = 0; c < t->ncols && c < 16; c++) {
+			int w = (int)strlen(t->cells[r * t->ncols + c]);
+
+			if (w > width[c])
+				width[c] = w;
+		}
+	for (int r = 0; r < t->nrows; r++) {
+		for (int c = 0; c < t->ncols; c++) {
+			const char *s = t->cells[r * t->ncols + c];
+
+			if (c == t->ncols - 1)
+				printf("%s\n", s);
+			else
+				printf("%-*s  ", width[c], s);
+		}
+	}
+	for (int i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+}

@@ -1,0 +1,97 @@
+/*
+ * vss/cli.h - the command line's own plumbing: the argument parser, the
+ * call to the daemon with the contract's exit codes, and table printing.
+ * Each cmd_*.c file parses one group of commands and prints its results.
+ */
+#ifndef VSS_CLI_H
+#define VSS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define EXIT_FAILED      1
+#define EXIT_USAGE       2
+#define EXIT_UNREACHABLE 3
+
+#define CLI_MAX_OPTS 32
+#define CLI_MAX_POS  8
+
+/* An option a command accepts: "--name" (and "-c" if short is set). */
+struct cli_opt {
+	const char *name;
+	char short_name;
+	bool has_arg;
+};
+
+struct cli_args {
+	const char *cmd;                        /* "volume create", for messages */
+	const char *run_dir;
+	bool json;
+	int n;
+	const char *names[CLI_MAX_OPTS];
+	const char *vals[CLI_MAX_OPTS];
+	int npos;
+	const char *pos[CLI_MAX_POS];
+};
+
+/*
+ * Parses argv against @opts (plus --run-dir and --json, which every
+ * command takes).  Returns 0, or prints a usage error and returns
+ * EXIT_USAGE.
+ */
+int cli_parse(struct cli_args *a, const char *cmd, int argc, char **argv,
+	      const struct cli_opt *opts, int min_pos, int max_pos);
+const char *cli_get(const struct cli_args *a, const char *name);
+bool cli_has(const struct cli_args *a, const char *name);
+/* The values of a repeated option, in order; returns how many. */
+int cli_get_all(const struct cli_args *a, const char *name, const char **out, int max);
+
+/* Prints "vss: error: ..." and returns @code. */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Calls @op with @args (stolen).  On success returns 0 and *@res; else
+ * prints the error and returns the exit code (1, or 3 if unreachable). */
+int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **res);
+
+/* A target or directory as the daemon needs it: absolute, resolved if it exists. */
+char *cli_abs_path(const char *path);
+/* A target: a volume name stays as it is, anything path-like becomes absolute. */
+char *cli_target(const char *target);
+
+/* Human-readable bytes ("1.5 GiB"); @buf of at least 32 bytes. */
+const char *cli_bytes(uint64_t n, char *buf);
+
+/* Prints @doc as the --json output. */
+void cli_print_json(json_t *doc);
+
+/* A table: add rows of @ncols strings, then print with aligned columns. */
+struct cli_table;
+struct cli_table *cli_table_new(int ncols, const char *const *headers);
+void cli_table_add(struct cli_table *t, const char *const *cells);
+void cli_table_print(struct cli_table *t);
+
+#define CLI_NOTHING_FOUND "No items found that satisfy the query."
+
+int cmd_status(int argc, char **argv);
+int cmd_volume(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
+int cmd_expose(int argc, char **argv);
+int cmd_unexpose(int argc, char **argv);
+int cmd_add(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_shadow_create(int argc, char **argv);
+int cmd_shadow_list(int argc, char **argv);
+int cmd_shadow_delete(int argc, char **argv);
+int cmd_storage_list(int argc, char **argv);
+int cmd_storage_add(int argc, char **argv);
+int cmd_storage_resize(int argc, char **argv);
+int cmd_storage_delete(int argc, char **argv);
+int cmd_writers_list(int argc, char **argv);
+int cmd_providers_list(int argc, char **argv);
+int cmd_volume_list(int argc, char **argv);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * vss/cmd_service.c - status, list writers, list providers.
+ */
+#include <stdio.h>
+
+#include "cli.h"
+
+int cmd_status(int argc, char **argv)
+{
+	struct cli_args a;
+	json_t *res;
+	int rc;
+
+	if ((rc = cli_parse(&a, "status", argc, argv, NULL, 0, 0)) ||
+	    (rc = cli_call(&a, "status", NULL, &res)))
+		return rc;
+	if (a.json) {
+		cli_print_json(res);
+	} else {
+		printf("vssd %s (protocol %lld), pid %lld\n",
+		       json_string_value(json_object_get(res, "version")),
+		       json_integer_value(json_object_get(res, "protocol")),
+		       json_integer_value(json_object_get(res, "pid")));
+		printf("state directory: %s\n",
+		       json_string_value(json_object_get(res, "state_dir")));
+		printf("run directory:   %s\n",
+		       json_string_value(json_object_get(res, "run_dir")));
+		printf("volumes: %lld\n", json_integer_value(json_object_get(res, "volumes")));
+		printf("shadows: %lld\n", json_integer_value(json_object_get(res, "shadows")));
+		printf("writers connected: %lld\n",
+		       json_integer_value(json_object_get(res, "writers")));
+	}
+	json_decref(res);
+	return 0;
+}
+
+int cmd_writers_list(int argc, char **argv)
+{
+	static const char *const hdr[] = { "NAME", "ID", "INSTANCE", "STATE", "LAST ERROR" };
+	struct cli_args a;
+	json_t *res, *w;
+	size_t i;
+	int rc;
+
+	if ((rc = cli_parse(&a, "list writers", argc, argv, NULL, 0, 0)) ||
+	    (rc = cli_call(&a, "writers.list", NULL, &res)))
+		return rc;
+	if (a.json) {
+		cli_print_json(res);
+	} else if (json_array_size(json_object_get(res, "writers")) == 0) {
+		puts(CLI_NOTHING_FOUND);
+	} else {
+		struct cli_table *t = cli_table_new(5, hdr);
+
+		json_array_foreach(json_object_get(res, "writers"), i, w) {
+			char state[64];
+			const char *row[5];
+
+			snprintf(state, sizeof(state), "%lld %s",
+				 json_integer_value(json_object_get(w, "state")),
+				 json_string_value(json_object_get(w, "state_name")));
+			row[0] = json_string_value(json_object_get(w, "name"));
+			row[1] = json_string_value(json_object_get(w, "id"));
+			row[2] = json_string_value(json_object_get(w, "instance"));
+			row[3] = state;
+			row[4] = json_string_value(json_object_get(w, "last_error"));
+			cli_table_add(t, row);
+		}
+		cli_table_print(t);
+	}
+	json_decref(res);
+	return 0;
+}
+
+int cmd_providers_list(int argc, char **argv)
+{
+	static const char *const hdr[] = { "NAME", "ID", "VERSION", "KIND", "PRIORITY" };
+	struct cli_args a;
+	json_t *res, *p;
+	size_t i;
+	int rc;
+
+	if ((rc = cli_parse(&a, "list providers", argc, argv, NULL, 0, 0)) ||
+	    (rc = cli_call(&a, "providers.list", NULL, &res)))
+		return rc;
+	if (a.json) {
+		cli_print_json(res);
+	} else {
+		struct cli_table *t = cli_table_new(5, hdr);
+
+		json_array_foreach(json_object_get(res, "providers"), i, p) {
+			char prio[24];
+			const char *row[5];
+
+			snprintf(prio, sizeof(prio), "%lld",
+				 json_integer_value(json_object_get(p, "priority")));
+			row[0] = json_string_value(json_object_get(p, "name"));
+			row[1] = json_string_value(json_object_get(p, "id"));
+			row[2] = json_string_value(json_object_get(p, "version"));
+			row[3] = json_string_value(json_object_get(p, "kind"));
+			row[4] = prio;
+			cli_table_add(t, row);
+		}
+		cli_table_print(t);
+	}
+	json_decref(res);
+	return 0;
+}

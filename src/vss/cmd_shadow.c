@@ -1,0 +1,236 @@
+/*
+ * vss/cmd_shadow.c - create shadow, list shadows, delete shadows, expose,
+ * unexpose.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vss/client.h>
+
+#include "cli.h"
+
+#define MAX_TARGETS 64
+
+/*
+ * The set is taken with "hold": it stays ours until set.complete, so if
+ * this process dies before it has printed the IDs the daemon deletes it.
+ */
+int cmd_shadow_create(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "for", 0, true }, { "persistent", 0, false }, { "no-writers", 0, false },
+		{ "provider", 0, true }, { NULL, 0, false },
+	};
+	const char *targets[MAX_TARGETS];
+	struct vss_client *c;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	json_t *args, *list, *res, *done, *sh;
+	size_t i;
+	int rc, n;
+
+	if ((rc = cli_parse(&a, "create shadow", argc, argv, opts, 0, 0)))
+		return rc;
+	n = cli_get_all(&a, "for", targets, MAX_TARGETS);
+	if (n == 0)
+		return cli_error(EXIT_USAGE, "create shadow: at least one --for TARGET is needed");
+	list = json_array();
+	for (int k = 0; k < n; k++) {
+		char *t = cli_target(targets[k]);
+
+		json_array_append_new(list, json_string(t));
+		free(t);
+	}
+	args = json_pack("{s:o, s:b, s:b, s:b}", "targets", list,
+			 "persistent", cli_has(&a, "persistent"),
+			 "no_writers", cli_has(&a, "no-writers"), "hold", 1);
+	if (cli_has(&a, "provider"))
+		json_object_set_new(args, "provider", json_string(cli_get(&a, "provider")));
+	if (vss_client_open(vss_client_run_dir(a.run_dir), &c, &err) < 0) {
+		json_decref(args);
+		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+	}
+	rc = vss_client_call(c, "shadow.create", args, &res, &err);
+	if (rc == 0) {
+		rc = vss_client_call(c, "set.complete",
+				     json_pack("{s:O}", "set", json_object_get(res, "set")),
+				     &done, &err);
+		json_decref(done);
+		if (rc < 0)
+			json_decref(res);
+	}
+	vss_client_close(c);
+	if (rc < 0)
+		return cli_error(rc == -ECONNRESET || rc == -EPIPE ? EXIT_UNREACHABLE
+								    : EXIT_FAILED, "%s", err.msg);
+	json_object_del(res, "complete");
+	if (a.json) {
+		cli_print_json(res);
+	} else {
+		printf("%s\n", json_string_value(json_object_get(res, "set")));
+		json_array_foreach(json_object_get(res, "shadows"), i, sh)
+			printf("%s %s %s\n", json_string_value(json_object_get(sh, "id")),
+			       json_string_value(json_object_get(sh, "target")),
+			       json_string_value(json_object_get(sh, "device")));
+	}
+	json_decref(res);
+	return 0;
+}
+
+int cmd_shadow_list(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "for", 0, true }, { "set", 0, true }, { NULL, 0, false },
+	};
+	static const char *const hdr[] = { "ID", "SET", "VOLUME", "CREATED", "STATE",
+					   "DIFF", "ATTRIBUTES", "DEVICE" };
+	struct cli_args a;
+	json_t *args, *res, *sh;
+	size_t i;
+	int rc;
+
+	if ((rc = cli_parse(&a, "list shadows", argc, argv, opts, 0, 0)))
+		return rc;
+	args = json_object();
+	if (cli_has(&a, "for")) {
+		char *t = cli_target(cli_get(&a, "for"));
+
+		json_object_set_new(args, "for", json_string(t));
+		free(t);
+	}
+	if (cli_has(&a, "set"))
+		json_object_set_new(args, "set", json_string(cli_get(&a, "set")));
+	if ((rc = cli_call(&a, "shadow.list", args, &res)))
+		return rc;
+	if (a.json) {
+		cli_print_json(res);
+	} else if (json_array_size(json_object_get(res, "shadows")) == 0) {
+		puts(CLI_NOTHING_FOUND);
+	} else {
+		struct cli_table *t = cli_table_new(8, hdr);
+
+		json_array_foreach(json_object_get(res, "shadows"), i, sh) {
+			char diff[32], attrs[256] = "";
+			const char *row[8];
+			json_t *w;
+			size_t k;
+
+			json_array_foreach(json_object_get(sh, "attributes"), k, w) {
+				if (k)
+					strncat(attrs, ",", sizeof(attrs) - strlen(attrs) - 1);
+				strncat(attrs, json_string_value(w), sizeof(attrs) - strlen(attrs) - 1);
+			}
+			cli_bytes((uint64_t)json_integer_value(json_object_get(sh, "diff_bytes")),
+				  diff);
+			row[0] = json_string_value(json_object_get(sh, "id"));
+			row[1] = json_string_value(json_object_get(sh, "set"));
+			row[2] = json_string_value(json_object_get(sh, "volume"));
+			row[3] = json_string_value(json_object_get(sh, "created"));
+			row[4] = json_string_value(json_object_get(sh, "state"));
+			row[5] = diff;
+			row[6] = attrs;
+			row[7] = json_string_value(json_object_get(sh, "device"));
+			cli_table_add(t, row);
+		}
+		cli_table_print(t);
+	}
+	json_decref(res);
+	return 0;
+}
+
+int cmd_shadow_delete(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "shadow", 0, true }, { "set", 0, true }, { "for", 0, true },
+		{ "oldest", 0, false }, { "all", 0, false }, { "quiet", 'q', false },
+		{ NULL, 0, false },
+	};
+	struct cli_args a;
+	json_t *args, *res;
+	bool has_for, oldest, all;
+	int rc, modes;
+	long long n;
+
+	if ((rc = cli_parse(&a, "delete shadows", argc, argv, opts, 0, 0)))
+		return rc;
+	has_for = cli_has(&a, "for");
+	oldest = cli_has(&a, "oldest");
+	all = cli_has(&a, "all");
+	modes = cli_has(&a, "shadow") + cli_has(&a, "set") + (has_for || all);
+	if (modes != 1 || (has_for && oldest == all) || (!has_for && oldest))
+		return cli_error(EXIT_USAGE, "delete shadows: give one of --shadow ID, --set "
+				 "SET_ID, --for TARGET --oldest, --for TARGET --all, --all");
+	args = json_pack("{s:b, s:b}", "oldest", oldest, "all", all);
+	if (cli_has(&a, "shadow"))
+		json_object_set_new(args, "shadow", json_string(cli_get(&a, "shadow")));
+	if (cli_has(&a, "set"))
+		json_object_set_new(args, "set", json_string(cli_get(&a, "set")));
+	if (has_for) {
+		char *t = cli_target(cli_get(&a, "for"));
+
+		json_object_set_new(args, "for", json_string(t));
+		free(t);
+	}
+	if ((rc = cli_call(&a, "shadow.delete", args, &res)))
+		return rc;
+	n = json_integer_value(json_object_get(res, "deleted"));
+	if (a.json)
+		cli_print_json(res);
+	else if (!cli_has(&a, "quiet"))
+		printf("Deleted %lld shadow cop%s.\n", n, n == 1 ? "y" : "ies");
+	json_decref(res);
+	return 0;
+}
+
+int cmd_expose(int argc, char **argv)
+{
+	struct cli_args a;
+	json_t *res;
+	char *dir;
+	int rc;
+
+	if ((rc = cli_parse(&a, "expose", argc, argv, NULL, 2, 2)))
+		return rc;
+	dir = cli_abs_path(a.pos[1]);
+	rc = cli_call(&a, "shadow.expose", json_pack("{s:s, s:s}", "shadow", a.pos[0],
+						     "dir", dir), &res);
+	free(dir);
+	if (rc)
+		return rc;
+	if (a.json)
+		cli_print_json(res);
+	else
+		printf("Shadow copy %s exposed at %s (%s on %s)\n",
+		       json_string_value(json_object_get(res, "shadow")),
+		       json_string_value(json_object_get(res, "dir")),
+		       json_string_value(json_object_get(res, "fstype")),
+		       json_string_value(json_object_get(res, "loop")));
+	json_decref(res);
+	return 0;
+}
+
+int cmd_unexpose(int argc, char **argv)
+{
+	struct cli_args a;
+	json_t *res;
+	char *dir;
+	int rc;
+
+	if ((rc = cli_parse(&a, "unexpose", argc, argv, NULL, 1, 1)))
+		return rc;
+	dir = cli_abs_path(a.pos[0]);
+	rc = cli_call(&a, "shadow.unexpose", json_pack("{s:s}", "dir", dir), &res);
+	free(dir);
+	if (rc)
+		return rc;
+	if (a.json)
+		cli_print_json(res);
+	else
+		printf("Shadow copy %s unexposed from %s\n",
+		       json_string_value(json_object_get(res, "shadow")),
+		       json_string_value(json_object_get(res, "dir")));
+	json_decref(res);
+	return 0;
+}

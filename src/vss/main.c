@@ -1,0 +1,162 @@
+/*
+ * vss - the command line of the vss service: parses a command, asks vssd
+ * through the client library, prints the answer.  The commands and exit
+ * codes are the contract in ../shared/spec/cli.md.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vss/client.h>
+
+#include "cli.h"
+
+#ifndef VSS_VERSION
+#define VSS_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *f)
+{
+	fputs("usage: vss [--run-dir DIR] COMMAND [ARGS]\n"
+	      "\n"
+	      "Volumes:\n"
+	      "  volume create NAME --size SIZE [--backing PATH] [--block-size SIZE]\n"
+	      "  volume list [--json]\n"
+	      "  volume delete NAME [--force]\n"
+	      "  volume mount NAME DIR [--mkfs ext4|xfs|btrfs] [-o OPTIONS]\n"
+	      "  volume umount NAME\n"
+	      "Shadow copies:\n"
+	      "  create shadow --for TARGET [--for TARGET ...] [--persistent] [--no-writers]\n"
+	      "                [--provider NAME] [--json]\n"
+	      "  list shadows [--for TARGET] [--set SET_ID] [--json]\n"
+	      "  delete shadows (--shadow ID | --set SET_ID | --for TARGET --oldest |\n"
+	      "                  --for TARGET --all | --all) [--quiet]\n"
+	      "  expose SHADOW_ID DIR\n"
+	      "  unexpose DIR\n"
+	      "Shadow storage:\n"
+	      "  list shadowstorage [--for VOLUME] [--json]\n"
+	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
+	      "  resize shadowstorage --for VOLUME --maxsize SIZE\n"
+	      "  delete shadowstorage --for VOLUME\n"
+	      "Service:\n"
+	      "  status [--json]\n"
+	      "  list writers [--json]\n"
+	      "  list providers [--json]\n"
+	      "\n"
+	      "Sizes: bytes or K, M, G, T (powers of 1024); shadow storage also takes\n"
+	      "UNBOUNDED and N% of the volume.  Every command takes --run-dir DIR\n"
+	      "(default $VSS_RUN_DIR or " VSS_DEFAULT_RUN_DIR ").\n"
+	      "Exit codes: 0 success, 1 failed, 2 usage error, 3 vssd not reachable.\n", f);
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "status", cmd_status },
+	{ "volume", cmd_volume },
+	{ "create", cmd_create },
+	{ "list", cmd_list },
+	{ "delete", cmd_delete },
+	{ "expose", cmd_expose },
+	{ "unexpose", cmd_unexpose },
+	{ "add", cmd_add },
+	{ "resize", cmd_resize },
+};
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* Options before the command: --run-dir, --help, --version. */
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("vss %s\n", VSS_VERSION);
+			return 0;
+		}
+		if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) {
+			setenv("VSS_RUN_DIR", argv[i + 1], 1);
+			i += 2;
+			continue;
+		}
+		if (strncmp(argv[i], "--run-dir=", 10) == 0) {
+			setenv("VSS_RUN_DIR", argv[i] + 10, 1);
+			i++;
+			continue;
+		}
+		return cli_error(EXIT_USAGE, "unknown option %s (see vss --help)", argv[i]);
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[i], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (strcmp(argv[i], commands[k].name) == 0)
+			return commands[k].fn(argc - i - 1, argv + i + 1);
+	return cli_error(EXIT_USAGE, "unknown command \"%s\" (see vss --help)", argv[i]);
+}
+
+/* "create", "list", "delete", "add", "resize" name what they act on. */
+static int sub(int argc, char **argv, const char *verb,
+	       const char *const *names, int (*const *fns)(int, char **), int n)
+{
+	if (argc < 1)
+		return cli_error(EXIT_USAGE, "%s what? (see vss --help)", verb);
+	for (int k = 0; k < n; k++)
+		if (strcmp(argv[0], names[k]) == 0)
+			return fns[k](argc - 1, argv + 1);
+	return cli_error(EXIT_USAGE, "unknown command \"%s %s\" (see vss --help)", verb,
+			 argv[0]);
+}
+
+int cmd_create(int argc, char **argv)
+{
+	static const char *const names[] = { "shadow" };
+	static int (*const fns[])(int, char **) = { cmd_shadow_create };
+
+	return sub(argc, argv, "create", names, fns, 1);
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const char *const names[] = { "shadows", "shadowstorage", "writers",
+					     "providers", "volumes" };
+	static int (*const fns[])(int, char **) = { cmd_shadow_list, cmd_storage_list,
+		cmd_writers_list, cmd_providers_list, cmd_volume_list };
+
+	return sub(argc, argv, "list", names, fns, 5);
+}
+
+int cmd_delete(int argc, char **argv)
+{
+	static const char *const names[] = { "shadows", "shadowstorage" };
+	static int (*const fns[])(int, char **) = { cmd_shadow_delete, cmd_storage_delete };
+
+	return sub(argc, argv, "delete", names, fns, 2);
+}
+
+int cmd_add(int argc, char **argv)
+{
+	static const char *const names[] = { "shadowstorage" };
+	static int (*const fns[])(int, char **) = { cmd_storage_add };
+
+	return sub(argc, argv, "add", names, fns, 1);
+}
+
+int cmd_resize(int argc, char **argv)
+{
+	static const char *const names[] = { "shadowstorage" };
+	static int (*const fns[])(int, char **) = { cmd_storage_resize };
+
+	return sub(argc, argv, "resize", names, fns, 1);
+}
