@@ -368,6 +368,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	if (!svc)
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	svc->state_lock_fd = svc->run_lock_fd = -1;
+	svc->test_freeze_hold_ms = cfg->test_freeze_hold_ms;
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);

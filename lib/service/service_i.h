@@ -75,6 +75,7 @@ struct vss_service {
 	char *state_dir;
 	char *run_dir;
 	char *dev_dir;                          /* RUN/dev */
+	unsigned int test_freeze_hold_ms;
 	int state_lock_fd;
 	int run_lock_fd;
 	pthread_mutex_t lock;

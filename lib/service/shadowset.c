@@ -223,6 +223,11 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			m[i].frozen = rc == 0;
 		}
 	}
+	if (rc == 0 && nfreeze > 0 && svc->test_freeze_hold_ms) {
+		vss_log("set %s: holding the freeze for %u ms (test hook)", set_str,
+			svc->test_freeze_hold_ms);
+		usleep(svc->test_freeze_hold_ms * 1000u);
+	}
 	/* 3. close the gates; 4. take the shadows; then open the gates */
 	t_gate = mono_ns();
 	if (rc == 0) {
