@@ -24,7 +24,7 @@ def dd_round(dev, size, rng, writes=24):
         off = rng.randrange(0, size - length)
         data = rng.randbytes(length)
         subprocess.run(["dd", "of=" + dev, "bs=%d" % length, "count=1",
-                        "oflag=seek_bytes", "seek=%d" % off, "conv=notrunc,fsync",
+                        "oflag=seek_bytes", "seek=%d" % off, "conv=notrunc,fsync", "iflag=fullblock",
                         "status=none"], input=data, check=True)
 
 

@@ -1,0 +1,221 @@
+"""Filesystems on volumes: ext4 and xfs made and mounted through vss, a
+writer changing a real tree of files while shadows are taken, and every
+shadow exposed and compared file by file with a manifest of the tree made
+at its instant.  Also the freeze's guarantees: a set of two filesystems,
+the guardian thawing after vssd dies, the hold bound, and the refusal to
+freeze a filesystem the service depends on.
+"""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import VSS
+
+TREE_WRITER = r"""
+import os, random, sys
+root = sys.argv[1]; rng = random.Random(int(sys.argv[2]))
+n = 0
+while True:
+    n += 1
+    d = os.path.join(root, "d%d" % rng.randrange(8))
+    os.makedirs(d, exist_ok=True)
+    f = os.path.join(d, "f%d" % rng.randrange(40))
+    op = rng.random()
+    if op < 0.55:
+        with open(f, "wb") as fh:                    # rewrite
+            fh.write(rng.randbytes(rng.randrange(1, 256 * 1024)))
+    elif op < 0.8:
+        with open(f, "ab") as fh:                    # append
+            fh.write(rng.randbytes(rng.randrange(1, 64 * 1024)))
+    elif op < 0.9 and os.path.exists(f):
+        os.rename(f, f + ".r%d" % n)
+    elif os.path.exists(f):
+        os.unlink(f)
+    if n % 50 == 0:
+        os.sync() if rng.random() < 0.2 else None
+"""
+
+
+def manifest(root):
+    """{relative path: (kind, size, sha256)} of everything under root."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if rel == "lost+found" or rel.startswith("lost+found/"):
+            continue
+        out[rel] = ("dir", 0, "")
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while True:
+                    b = f.read(1 << 20)
+                    if not b:
+                        break
+                    h.update(b)
+            out[os.path.join(rel, name)] = ("file", os.path.getsize(p), h.hexdigest())
+    return out
+
+
+def wait_stopped(pid, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.01)
+    raise AssertionError("writer did not stop")
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+def test_filesystem_shadows_match_manifests(vssd, fstype):
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("fs", "512M")
+    vssd.vss("volume", "mount", "fs", mnt, "--mkfs", fstype)
+    assert vssd.volume("fs")["mount"] == mnt
+    data = os.path.join(mnt, "data")
+    os.mkdir(data)
+    w = vssd.spawn([sys.executable, "-c", TREE_WRITER, data, "5"])
+    taken = []
+    for k in range(4):
+        time.sleep(0.7)
+        # Stop the writer where it is (files open, dirty data in the page
+        # cache): the manifest of this instant is what the shadow must hold.
+        w.send_signal(signal.SIGSTOP)
+        wait_stopped(w.pid)
+        m = manifest(mnt)
+        res = vssd.shadow(mnt if k % 2 == 0 else data)
+        w.send_signal(signal.SIGCONT)
+        assert res["frozen_ms"] > 0
+        taken.append((res["shadows"][0]["id"], m))
+    time.sleep(0.5)
+    assert w.poll() is None, "the writer died"
+    w.kill()
+    w.wait()
+    assert "frozen for" in vssd.log()
+    for i, (sid, m) in enumerate(taken):
+        exp = os.path.join(vssd.root, "exp%d" % i)
+        vssd.vss("expose", sid, exp)
+        try:
+            got = manifest(exp)
+            assert len(got) > 5
+            assert got == m, "shadow %s differs from its manifest" % sid
+        finally:
+            vssd.vss("unexpose", exp)
+    # The volume unmounts cleanly, and mounts again.
+    vssd.vss("volume", "umount", "fs")
+    vssd.vss("volume", "mount", "fs", mnt)
+    assert os.path.isdir(data)
+
+
+def test_two_filesystems_in_one_set(vssd):
+    """A writer creates file i in A, fsyncs, then file i in B: a set may
+    never hold B's file i without A's."""
+    ma, mb = os.path.join(vssd.root, "ma"), os.path.join(vssd.root, "mb")
+    for name, m in (("A", ma), ("B", mb)):
+        vssd.create_volume(name, "128M")
+        vssd.vss("volume", "mount", name, m, "--mkfs", "ext4")
+    writer = r"""
+import os, sys
+a, b = sys.argv[1], sys.argv[2]
+i = 0
+while True:
+    i += 1
+    for d in (a, b):
+        fd = os.open(os.path.join(d, "f%06d" % i), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"%d\n" % i)
+        os.fsync(fd)
+        os.close(fd)
+"""
+    w = vssd.spawn([sys.executable, "-c", writer, ma, mb])
+    time.sleep(0.3)
+    sets = [vssd.shadow(ma, mb) for _ in range(5)]
+    w.kill()
+    w.wait()
+    for k, s in enumerate(sets):
+        dirs = {}
+        for sh in s["shadows"]:
+            d = os.path.join(vssd.root, "e%d%s" % (k, sh["volume"]))
+            vssd.vss("expose", sh["id"], d)
+            dirs[sh["volume"]] = d
+        try:
+            fa = {f for f in os.listdir(dirs["A"]) if f.startswith("f")}
+            fb = {f for f in os.listdir(dirs["B"]) if f.startswith("f")}
+            assert fb <= fa, sorted(fb - fa)[:5]
+            assert len(fa) - len(fb) <= 1
+        finally:
+            for d in dirs.values():
+                vssd.vss("unexpose", d)
+
+
+def write_returns(path, timeout):
+    """True if a small write into @path's filesystem returns within @timeout."""
+    p = subprocess.Popen(["sh", "-c", "echo x > '%s'" % path])
+    try:
+        p.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_guardian_thaws_when_vssd_dies(daemon_factory):
+    d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "6000"})
+    mnt = os.path.join(d.root, "mnt")
+    d.create_volume("g", "128M")
+    d.vss("volume", "mount", "g", mnt, "--mkfs", "ext4")
+    c = d.spawn([VSS, "--run-dir", d.run, "create", "shadow", "--for", mnt],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while "holding the freeze" not in d.log():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert not write_returns(os.path.join(mnt, "during"), 0.5), "not frozen"
+    t0 = time.time()
+    d.kill9()
+    assert write_returns(os.path.join(mnt, "after"), 5), "still frozen after vssd died"
+    assert time.time() - t0 < 5
+    assert "vssd went away during a freeze; thawed" in d.log()
+    c.wait(10)
+    assert c.returncode != 0
+
+
+def test_freeze_hold_is_bounded(daemon_factory):
+    d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "12000"})
+    mnt = os.path.join(d.root, "mnt")
+    d.create_volume("b", "128M")
+    d.vss("volume", "mount", "b", mnt, "--mkfs", "ext4")
+    t0 = time.time()
+    r = d.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1
+    assert "frozen longer than" in r.stderr
+    assert time.time() - t0 >= 10
+    assert "exceeded its bound" in d.log()
+    assert d.shadows() == []
+    assert write_returns(os.path.join(mnt, "after"), 5)
+
+
+def test_refuses_to_freeze_what_the_service_needs(vssd):
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("host", "128M")
+    vssd.vss("volume", "mount", "host", mnt, "--mkfs", "ext4")
+    backing = os.path.join(mnt, "inner.img")
+    with open(backing, "wb") as f:
+        f.truncate(16 << 20)
+    vssd.vss("volume", "create", "inner", "--backing", backing)
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1
+    assert "refusing to freeze" in r.stderr
+    assert write_returns(os.path.join(mnt, "after"), 5)
+    # A shadow storage on a vss volume is refused too.
+    r = vssd.vss("add", "shadowstorage", "--for", "inner", "--on", mnt, check=False)
+    assert r.returncode == 1
+    vssd.vss("volume", "delete", "inner")
