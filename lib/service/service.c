@@ -447,11 +447,18 @@ void vss_service_close(struct vss_service *svc)
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		if (v->mount_dir && svc_volume_umount(svc, v, false, NULL) < 0)
 			svc_volume_umount(svc, v, true, NULL);
-	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
-		next = sh->next;
-		if (!(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT))
-			svc_shadow_remove(svc, sh, "the service is stopping and it is not persistent");
-	}
+	/*
+	 * Non-persistent shadows are dropped: out of the catalog now, out of
+	 * the diff area when the engine next opens it (it deletes them then).
+	 * Deleting them here instead would make the stop as slow as freeing
+	 * their whole diff area.
+	 */
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (!(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT)) {
+			vss_catalog_shadow_delete(svc->cat, sh->rec.id, NULL);
+			vss_log("shadow %s of volume %s dropped: the service is stopping and "
+				"it is not persistent", sh->rec.id, sh->vol->rec.name);
+		}
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		svc_volume_wait_closed(svc, v);
 	pthread_mutex_unlock(&svc->lock);

@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""bench-fio: what a shadow copy costs a filesystem's random writes.
+
+Runs fio (random 4 KiB writes, direct I/O, libaio, iodepth 16) on ext4 over
+  1. a vss volume (vssd, FUSE device, loop device): no shadow, 1 shadow,
+     64 shadows;
+  2. a plain file on a loop device (no FUSE, no engine): the floor;
+  3. qemu-storage-daemon exporting a qcow2 image through FUSE, then with
+     1 and 64 external snapshots (QMP blockdev-snapshot-sync).
+and prints IOPS with ratios to each stack's own no-snapshot run and to the
+plain loop device.  Every run first lays the test file out and warms up, so
+that the runs differ only in what is measured.
+
+    sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G]
+
+Needs root, fio, mkfs.ext4, losetup, qemu-img and qemu-storage-daemon (the
+qemu rows are skipped without them).  Works in a private temporary
+directory (--dir to choose where) and removes everything it made, also on
+failure or Ctrl-C.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(*cmd, **kw):
+    kw.setdefault("check", True)
+    return subprocess.run([str(c) for c in cmd], **kw)
+
+
+def fio(path, runtime, size, name="bench"):
+    """Returns write IOPS of random 4 KiB direct writes at iodepth 16."""
+    common = ["fio", "--name=" + name, "--filename=" + path, "--size=" + size,
+              "--ioengine=libaio", "--direct=1", "--output-format=json"]
+    if not os.path.exists(path):   # lay the file out: the runs then overwrite
+        run(*common, "--rw=write", "--bs=1M", "--iodepth=4", capture_output=True)
+    run(*common, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--time_based",
+        "--runtime=3", capture_output=True)  # warm-up
+    out = run(*common, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--time_based",
+              "--runtime=%d" % runtime, capture_output=True, text=True).stdout
+    return json.loads(out[out.index("{"):])["jobs"][0]["write"]["iops"]
+
+
+class Cleanup:
+    def __init__(self):
+        self.steps = []
+
+    def add(self, fn, *args):
+        self.steps.append((fn, args))
+
+    def run(self):
+        while self.steps:
+            fn, args = self.steps.pop()
+            try:
+                fn(*args)
+            except Exception as e:  # keep cleaning whatever happens
+                print("cleanup: %s" % e, file=sys.stderr)
+
+
+def umount(path):
+    subprocess.run(["umount", path], capture_output=True)
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def losetup_detach(dev):
+    subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def stop_process(p, sig=signal.SIGTERM):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def bench_vss(args, work, cl):
+    vssd = os.path.join(args.build, "src", "vssd", "vssd")
+    vss = os.path.join(args.build, "src", "vss", "vss")
+    run_dir, state = os.path.join(work, "vss-run"), os.path.join(work, "vss-state")
+    log = open(os.path.join(work, "vssd.log"), "w")
+    p = subprocess.Popen([vssd, "--run-dir", run_dir, "--state-dir", state],
+                         stdout=log, stderr=log)
+    cl.add(stop_process, p)
+
+    def v(*a, **kw):
+        return run(vss, "--run-dir", run_dir, *a, capture_output=True, text=True, **kw)
+
+    for _ in range(200):
+        if v("status", check=False).returncode == 0:
+            break
+        time.sleep(0.05)
+    mnt = os.path.join(work, "vss-mnt")
+    v("volume", "create", "bench", "--size", args.volume)
+    v("volume", "mount", "bench", mnt, "--mkfs", "ext4")
+    cl.add(v, "volume", "umount", "bench")
+    f = os.path.join(mnt, "fio.dat")
+    rows = [("vss volume", 0, fio(f, args.runtime, args.size))]
+    frozen = []
+    out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
+    frozen.append(out["frozen_ms"])
+    rows.append(("vss volume", 1, fio(f, args.runtime, args.size)))
+    for _ in range(63):
+        out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
+        frozen.append(out["frozen_ms"])
+    rows.append(("vss volume", 64, fio(f, args.runtime, args.size)))
+    st = json.loads(v("list", "shadowstorage", "--json").stdout)["shadowstorage"][0]
+    print("vss: freeze time per set: min %.1f ms, median %.1f ms, max %.1f ms; "
+          "diff area used %.0f MiB" % (min(frozen), sorted(frozen)[len(frozen) // 2],
+                                      max(frozen), st["used"] / 2 ** 20))
+    return rows
+
+
+def bench_loop(args, work, cl):
+    img, mnt = os.path.join(work, "plain.img"), os.path.join(work, "plain-mnt")
+    run("truncate", "-s", args.volume, img)
+    dev = run("losetup", "--find", "--show", "--direct-io=on", "--sector-size", "4096",
+              img, capture_output=True, text=True).stdout.strip()
+    cl.add(losetup_detach, dev)
+    run("mkfs.ext4", "-q", "-E", "nodiscard", dev)
+    os.mkdir(mnt)
+    run("mount", dev, mnt)
+    cl.add(umount, mnt)
+    return [("plain loop file", 0, fio(os.path.join(mnt, "fio.dat"), args.runtime, args.size))]
+
+
+class QMP:
+    def __init__(self, path):
+        for _ in range(200):
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.f = self.s.makefile("rw")
+        json.loads(self.f.readline())            # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **arguments):
+        self.f.write(json.dumps({"execute": name, "arguments": arguments}) + "\n")
+        self.f.flush()
+        while True:
+            r = json.loads(self.f.readline())
+            if "return" in r:
+                return r["return"]
+            if "error" in r:
+                raise RuntimeError("QMP %s: %s" % (name, r["error"]))
+
+
+def bench_qemu(args, work, cl):
+    if not shutil.which("qemu-storage-daemon") or not shutil.which("qemu-img"):
+        print("qemu-storage-daemon or qemu-img missing: no qemu rows", file=sys.stderr)
+        return []
+    base = os.path.join(work, "base.qcow2")
+    export = os.path.join(work, "qsd-export")
+    qmp = os.path.join(work, "qmp.sock")
+    mnt = os.path.join(work, "qsd-mnt")
+    run("qemu-img", "create", "-q", "-f", "qcow2", base, args.volume)
+    open(export, "w").close()
+    p = subprocess.Popen(["qemu-storage-daemon",
+                          "--blockdev", "driver=file,node-name=file0,filename=%s,aio=threads"
+                          ",cache.direct=off" % base,
+                          "--blockdev", "driver=qcow2,node-name=disk0,file=file0",
+                          "--export", "type=fuse,id=exp0,node-name=disk0,mountpoint=%s"
+                          ",writable=on" % export,
+                          "--chardev", "socket,id=qmp,path=%s,server=on,wait=off" % qmp,
+                          "--monitor", "chardev=qmp"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cl.add(stop_process, p)
+    q = QMP(qmp)
+    for _ in range(200):
+        if os.path.ismount(export):
+            break
+        time.sleep(0.05)
+    cl.add(umount, export)
+    # Buffered: qemu 7.2's FUSE export returns stale data to a direct-I/O
+    # loop device (mkfs then mount finds corrupt group descriptors).
+    dev = run("losetup", "--find", "--show", "--sector-size", "4096",
+              export, capture_output=True, text=True).stdout.strip()
+    cl.add(losetup_detach, dev)
+    run("mkfs.ext4", "-q", "-E", "nodiscard", dev)
+    os.mkdir(mnt)
+    run("mount", dev, mnt)
+    cl.add(umount, mnt)
+    f = os.path.join(mnt, "fio.dat")
+    rows = [("qemu qcow2 FUSE", 0, fio(f, args.runtime, args.size))]
+    top = "disk0"
+    for i in range(1, 65):
+        run("sync", "-f", mnt)
+        q.cmd("blockdev-snapshot-sync", **{"node-name": top,
+              "snapshot-file": os.path.join(work, "snap%d.qcow2" % i),
+              "snapshot-node-name": "snap%d" % i, "format": "qcow2"})
+        top = "snap%d" % i
+        if i in (1, 64):
+            rows.append(("qemu qcow2 FUSE", i, fio(f, args.runtime, args.size)))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--dir", default=None, help="where to work (default: /var/tmp)")
+    ap.add_argument("--runtime", type=int, default=20, help="seconds per measurement")
+    ap.add_argument("--size", default="1G", help="fio file size")
+    ap.add_argument("--volume", default="4G", help="size of each device")
+    ap.add_argument("--only", choices=["vss", "loop", "qemu"], action="append")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench-fio: needs root")
+    args.build = os.path.abspath(args.build)
+    work = tempfile.mkdtemp(prefix="vss-bench-", dir=args.dir or "/var/tmp")
+    cl = Cleanup()
+    cl.add(shutil.rmtree, work, True)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+    rows = []
+    try:
+        for name, fn in (("vss", bench_vss), ("loop", bench_loop), ("qemu", bench_qemu)):
+            if not args.only or name in args.only:
+                rows += fn(args, work, cl)
+    finally:
+        cl.run()
+    floor = next((r[2] for r in rows if r[0] == "plain loop file"), None)
+    base = {}
+    print("\nfio randwrite 4k, direct, libaio, iodepth 16, %d s, file %s, on ext4:"
+          % (args.runtime, args.size))
+    print("%-18s %9s %10s %12s %12s" % ("stack", "shadows", "IOPS", "vs own 0", "vs loop"))
+    for stack, n, iops in rows:
+        base.setdefault(stack, iops)
+        print("%-18s %9d %10.0f %12.2f %12s" % (stack, n, iops, iops / base[stack],
+              "%.2f" % (iops / floor) if floor else "-"))
+
+
+if __name__ == "__main__":
+    main()
