@@ -250,9 +250,10 @@ static void scan_mounts(struct mount_scan *s)
 
 		if (!tgt)
 			continue;
-		if (s->dir && strcmp(tgt, s->dir) == 0)
+		if (s->dir && strcmp(tgt, s->dir) == 0 &&
+		    (!s->dev || (src && strcmp(src, s->dev) == 0)))
 			s->found = 1;
-		if (s->dev && src && strcmp(src, s->dev) == 0)
+		if (s->fn && src && strcmp(src, s->dev) == 0)
 			s->fn(s->arg, tgt);
 	}
 	mnt_free_iter(it);
@@ -262,6 +263,14 @@ static void scan_mounts(struct mount_scan *s)
 int vss_fs_is_mountpoint(const char *dir)
 {
 	struct mount_scan s = { .dir = dir };
+
+	scan_mounts(&s);
+	return s.found;
+}
+
+int vss_fs_mounted_from(const char *dev, const char *dir)
+{
+	struct mount_scan s = { .dev = dev, .dir = dir };
 
 	scan_mounts(&s);
 	return s.found;

@@ -39,6 +39,9 @@ int vss_fs_thaw(const char *dir, struct vss_error *err);
 /* True if @dir is a mount point (its own entry in /proc/self/mountinfo). */
 int vss_fs_is_mountpoint(const char *dir);
 
+/* True if @dev is mounted at @dir right now. */
+int vss_fs_mounted_from(const char *dev, const char *dir);
+
 /* Calls @fn for every mount whose source is @dev, innermost last. */
 void vss_fs_each_mount_of(const char *dev, void (*fn)(void *arg, const char *dir),
 			  void *arg);

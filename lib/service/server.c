@@ -149,6 +149,7 @@ static json_t *handle(struct conn *c, json_t *msg)
 	else
 		json_incref(args);
 	pthread_mutex_lock(&svc->lock);
+	svc_refresh_mounts(svc);
 	rc = op->fn ? op->fn(svc, args, &res, &err) : op->conn_fn(svc, c, args, &res, &err);
 	pthread_mutex_unlock(&svc->lock);
 	json_decref(args);

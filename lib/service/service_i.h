@@ -123,6 +123,10 @@ bool svc_volume_wait_closed(struct vss_service *svc, struct svc_volume *v);
 /* Resolves a target: a volume name, or an absolute path inside a mounted volume. */
 int svc_resolve_target(struct vss_service *svc, const char *target,
 		       struct svc_volume **out, struct vss_error *err);
+/* Forgets mounts and exposures that were unmounted behind vss's back, so
+ * that nothing ever acts (freezes!) on a directory vss no longer owns.
+ * Called before every operation. */
+void svc_refresh_mounts(struct vss_service *svc);
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 		      struct vss_error *err);
 int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);

@@ -219,6 +219,13 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 		for (size_t i = 0; i < n && rc == 0; i++) {
 			if (!m[i].vol->mount_dir)
 				continue;
+			/* Only ever freeze what vss mounted on its own volume. */
+			if (!vss_fs_mounted_from(m[i].vol->mount_loop, m[i].vol->mount_dir)) {
+				rc = vss_error_set(err, -ESTALE, "%s is no longer mounted from "
+						   "volume %s", m[i].vol->mount_dir,
+						   m[i].vol->rec.name);
+				break;
+			}
 			rc = vss_fs_freeze(m[i].vol->mount_dir, err);
 			m[i].frozen = rc == 0;
 		}

@@ -367,6 +367,17 @@ static int backing_size(const char *path, uint64_t *size, struct vss_error *err)
 	return 0;
 }
 
+static int name_matches(void *arg, const struct vss_catalog_volume *v)
+{
+	return strcmp(v->name, arg) == 0;
+}
+
+/* A volume that could not be opened at start is not served, but keeps its name. */
+static bool in_catalog(struct vss_service *svc, const char *name)
+{
+	return vss_catalog_volume_each(svc->cat, name_matches, (void *)name, NULL) > 0;
+}
+
 int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
@@ -384,7 +395,7 @@ int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res,
 	    (rc = svc_arg_u64(args, "block_size", false, &block_size, err)) < 0 ||
 	    (rc = check_name(name, err)) < 0)
 		return rc;
-	if (svc_volume_find(svc, name))
+	if (svc_volume_find(svc, name) || in_catalog(svc, name))
 		return vss_error_set(err, -EEXIST, "a volume named \"%s\" already exists", name);
 	if (block_size < VSS_COW_BLOCK_MIN || block_size > VSS_COW_BLOCK_MAX ||
 	    (block_size & (block_size - 1)))
@@ -476,6 +487,26 @@ int svc_op_volume_list(struct vss_service *svc, json_t *args, json_t **res,
 		json_array_append_new(arr, volume_json(svc, v));
 	*res = json_pack("{s:o}", "volumes", arr);
 	return 0;
+}
+
+void svc_refresh_mounts(struct vss_service *svc)
+{
+	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
+		if (!v->mount_dir || vss_fs_mounted_from(v->mount_loop, v->mount_dir))
+			continue;
+		vss_log("volume %s: %s is no longer mounted from %s (unmounted outside vss); "
+			"forgetting it", v->rec.name, v->mount_dir, v->mount_loop);
+		free(v->mount_dir);
+		v->mount_dir = NULL;
+		v->mount_loop[0] = '\0';
+		v->fstype[0] = '\0';
+	}
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (sh->expose_dir && !vss_fs_is_mountpoint(sh->expose_dir)) {
+			vss_log("shadow %s: %s is no longer mounted (unmounted outside vss); "
+				"forgetting it", sh->rec.id, sh->expose_dir);
+			svc_shadow_unexpose(sh, false);
+		}
 }
 
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,

@@ -72,7 +72,7 @@ def wait_stopped(pid, timeout=10):
     raise AssertionError("writer did not stop")
 
 
-@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+@pytest.mark.parametrize("fstype", ["ext4", "xfs", "btrfs"])
 def test_filesystem_shadows_match_manifests(vssd, fstype):
     mnt = os.path.join(vssd.root, "mnt")
     vssd.create_volume("fs", "512M")
@@ -219,3 +219,20 @@ def test_refuses_to_freeze_what_the_service_needs(vssd):
     r = vssd.vss("add", "shadowstorage", "--for", "inner", "--on", mnt, check=False)
     assert r.returncode == 1
     vssd.vss("volume", "delete", "inner")
+
+
+def test_unmounted_behind_our_back_is_never_frozen(vssd):
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("x", "128M")
+    vssd.vss("volume", "mount", "x", mnt, "--mkfs", "ext4", "-o", "noatime")
+    with open("/proc/self/mounts") as f:
+        assert any(l.split()[1] == mnt and "noatime" in l.split()[3] for l in f)
+    subprocess.run(["umount", mnt], check=True)
+    # The directory is now on the temporary directory's filesystem: vss must
+    # neither resolve it to the volume nor freeze anything.
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1 and "not inside a mounted volume" in r.stderr
+    assert vssd.volume("x")["mount"] is None
+    assert "unmounted outside vss" in vssd.log()
+    vssd.vss("volume", "mount", "x", mnt)
+    vssd.shadow(mnt)
