@@ -566,6 +566,7 @@ static int ft_start(struct vss_transport *base, const char *root, struct vss_err
 	if (!t->root)
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	t->se = fuse_session_new(&args, &fuse_ops, sizeof(fuse_ops), t);
+	fuse_opt_free_args(&args);
 	if (!t->se)
 		return vss_error_set(err, -EIO, "cannot create the FUSE session");
 	if (fuse_session_mount(t->se, root) != 0) {

@@ -129,7 +129,7 @@ class Daemon:
         self.proc.wait()
 
     def restart(self):
-        self.stop()
+        assert self.stop() == 0, "vssd did not stop cleanly:\n" + self.log()
         self.start()
 
     def log(self):

@@ -44,6 +44,7 @@ def test_limits_delete_oldest_then_invalidate(vssd):
         with open(os.path.join(vssd.run, "dev", "shadows", s2), "rb") as f:
             f.read(MiB)
     assert "invalidated" in vssd.log()
+    assert "near full" in vssd.log()
     # Live writes went on all along, and read back.
     with open(dev, "rb") as f:
         f.seek(16 * MiB)
