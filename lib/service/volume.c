@@ -567,8 +567,13 @@ int svc_op_volume_delete(struct vss_service *svc, json_t *args, json_t **res,
 	if (n > 0 && !force)
 		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s; delete them "
 				     "first (or use --force)", name, n, n == 1 ? "y" : "ies");
-	if (!svc_volume_wait_closed(svc, v))
-		return vss_error_set(err, -EBUSY, "the device of volume %s is open", name);
+	if (!svc_volume_wait_closed(svc, v)) {
+		if (!force)
+			return vss_error_set(err, -EBUSY, "the device of volume %s is open "
+					     "(use --force to delete it anyway)", name);
+		/* Its users get ENODEV from now on; the engine closes when they do. */
+		vss_log("volume %s: deleting it while its device is open", name);
+	}
 	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 		next = sh->next;
 		if (sh->vol == v)

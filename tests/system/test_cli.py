@@ -3,6 +3,7 @@ delete modes, ID prefixes, volume deletion rules."""
 import os
 import re
 import subprocess
+import time
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -68,14 +69,25 @@ def test_volume_delete_rules(vssd):
     vssd.shadow("v")
     r = vssd.vss("volume", "delete", "v", check=False)
     assert r.returncode == 1 and "shadow" in r.stderr
-    with open(vssd.device("v"), "rb"):
+    with open(vssd.device("v"), "rb", buffering=0) as f:
         vssd.vss("delete", "shadows", "--all")
-        r = vssd.vss("volume", "delete", "v", "--force", check=False)
+        r = vssd.vss("volume", "delete", "v", check=False)
         assert r.returncode == 1 and "open" in r.stderr
-    vssd.shadow("v")
-    vssd.vss("volume", "delete", "v", "--force")
+        vssd.shadow("v")
+        vssd.vss("volume", "delete", "v", "--force")   # shadows and all
+        try:
+            f.read(4096)
+            assert False, "a deleted volume's device still reads"
+        except OSError:
+            pass
     assert vssd.json("volume", "list") == {"volumes": []}
     assert not os.path.exists(vssd.device("v"))
+    # The files go once the last user closed the device (FUSE's release is
+    # asynchronous to close(2)).
+    for _ in range(100):
+        if not set(os.listdir(os.path.join(vssd.state, "volumes"))) & state_files:
+            break
+        time.sleep(0.02)
     assert not (set(os.listdir(os.path.join(vssd.state, "volumes"))) & state_files)
     # The name is free again.
     vssd.create_volume("v", "8M")
