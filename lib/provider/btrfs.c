@@ -41,6 +41,7 @@
  *    named .vss-snapshots that is owned by root and not writable by others.
  *    Nothing else is listed, and nothing else is ever deleted.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -54,7 +55,6 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include <btrfsutil.h>
 #include <linux/btrfs.h>

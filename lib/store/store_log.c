@@ -38,9 +38,14 @@
  * LSNs increase by one per record and never repeat, across generations too.
  *
  * Ordering.  A slot's content is written before the record naming it is
- * appended, and a record is durable (commit: pwrite, fdatasync) before the
- * engine lets the origin block it protects be overwritten.  A slot freed by
- * a record is reused only once that record is durable.
+ * appended.  Appended records stay in memory (staged) until a commit, which
+ * syncs the file (so every slot they name is durable), writes them, and
+ * syncs again: a record can never be on disk while its slot's content is
+ * not, whatever order the disk persists writes in.  The engine lets the
+ * origin block a record protects be overwritten only after that commit.
+ * A slot freed by a record is reused only once that record is durable.
+ * Staged bytes force a commit once STAGED_COMMIT segments wait, so memory
+ * stays bounded when nobody asks for durability.
  *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
