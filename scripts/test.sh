@@ -28,7 +28,7 @@ setup build/asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
   -Dc_args=-fno-sanitize-recover=undefined
 ninja -C build/asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  meson test -C build/asan --print-errorlogs --suite unit --suite engine --timeout-multiplier 3
+  meson test -C build/asan --print-errorlogs --suite unit --suite engine --suite writer --suite btrfs --timeout-multiplier 3
 
 echo "== fuzz (${FUZZ_SECONDS:-60} s a target)"
 CC=clang setup build/fuzz -Dfuzz=true

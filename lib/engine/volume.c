@@ -78,6 +78,9 @@ struct shadow {
 };
 
 struct vss_cow_volume {
+	struct vss_vfs *vfs;
+	char *failed_path;             /* DIFF.failed: the failure, when the diff area takes no writes */
+	int failed_noted;              /* failed_path was written (gate exclusive) */
 	struct vss_file *origin;
 	const struct vss_store_ops *sops;
 	struct vss_store *store;
@@ -275,14 +278,35 @@ static void metadata_failed(struct vss_cow_volume *vol, int error)
 {
 	int was = vol->sops->failed(vol->store);
 
-	vol->sops->mark_failed(vol->store);
-	for (size_t i = 0; i < vol->nshadows; i++)
-		vol->shadows[i]->invalid = 1;
-	recount(vol);
+	if (vol->sops->mark_failed(vol->store) != 0 && !vol->failed_noted) {
+		/* The diff area takes no writes: say so beside it, so that no
+		 * later open trusts the shadows in it. */
+		struct vss_file *f;
+		int r = vol->vfs->open(vol->vfs, vol->failed_path, VSS_VFS_CREATE, &f);
+		if (!r) {
+			r = vss_file_sync(f);
+			vss_file_close(f);
+		}
+		vol->failed_noted = !r;
+		if (r)
+			emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, r,
+			     "cannot record the diff area's failure anywhere (%s): after a restart its "
+			     "shadows may look valid but miss later writes; delete them",
+			     strerror(-r));
+	}
 	if (!was)
 		emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, error,
 		     "diff area metadata cannot be written (%s): every shadow of the volume is invalid",
 		     strerror(-error));
+	for (size_t i = 0; i < vol->nshadows; i++) {
+		struct shadow *s = vol->shadows[i];
+		if (s->invalid)
+			continue;
+		s->invalid = 1;
+		emit(vol, VSS_COW_EV_SHADOW_INVALID, s->id, error,
+		     "shadow invalidated: the diff area's metadata cannot be written");
+	}
+	recount(vol);
 }
 
 /* Logs a record and, if @durable, waits for it; on failure the diff area
@@ -1063,6 +1087,7 @@ static void volume_free(struct vss_cow_volume *vol)
 	if (vol->store)
 		vol->sops->close(vol->store);
 	vss_file_close(vol->origin);
+	free(vol->failed_path);
 	for (size_t i = 0; i < vol->nshadows; i++)
 		free(vol->shadows[i]);
 	free(vol->shadows);
@@ -1092,7 +1117,13 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	if (!vol)
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	vol->cfg = *cfg;
+	vol->vfs = vfs;
 	vol->sops = &vss_store_log_ops;
+	if (asprintf(&vol->failed_path, "%s.failed", diff_path) < 0) {
+		vol->failed_path = NULL;
+		r = vss_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	vol->next_seq = 1;
 	{
 		/* Creating a shadow must not wait behind an endless stream of
@@ -1178,14 +1209,34 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	vol->replay_err = NULL;
 	if (r)
 		goto fail;
+	{
+		struct vss_file *f;
+		if (vfs->open(vfs, vol->failed_path, 0, &f) == 0) {
+			vss_file_close(f);
+			vol->sops->mark_failed(vol->store);
+		}
+	}
+	/* Non-persistent shadows do not outlive their process.  Their
+	 * entries go down to older shadows or (nothing durable refers to the
+	 * slot once the checkpoint below is in force) free. */
+	for (size_t i = vol->nshadows; i-- > 0;)
+		if (!(vol->shadows[i]->flags & VSS_COW_SHADOW_PERSISTENT)) {
+			r = shadow_remove(vol, i, 0);
+			if (r) {
+				vss_error_set(err, r, "out of memory");
+				goto fail;
+			}
+		}
 	for (size_t i = 0; i < vol->index.cap; i++) {
 		if (!vol->index.keys[i])
 			continue;
 		r = vol->sops->mark_used(vol->store, vol->index.slots[i]);
 		if (r) {
-			vss_error_set(err, r == -EUCLEAN ? r : r,
-				      "diff area is corrupt: slot %u is used twice or lies past its end",
-				      vol->index.slots[i]);
+			if (r == -EUCLEAN)
+				vss_error_set(err, r, "diff area is corrupt: slot %u is used twice "
+					      "or lies past its end", vol->index.slots[i]);
+			else
+				vss_error_set(err, r, "cannot read the diff area: %s", strerror(-r));
 			goto fail;
 		}
 	}
@@ -1196,16 +1247,6 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 			vol->shadows[i]->invalid = 1;
 		recount(vol);
 	} else {
-		/* Non-persistent shadows do not outlive their process. */
-		for (size_t i = vol->nshadows; i-- > 0;)
-			if (!(vol->shadows[i]->flags & VSS_COW_SHADOW_PERSISTENT)) {
-				r = shadow_remove(vol, i, 0);
-				if (r) {
-					vss_error_set(err, r, "out of memory");
-					goto fail;
-				}
-			}
-		/* The slots those held are free: nothing marked them used. */
 		r = vol->sops->checkpoint(vol->store, emit_state, vol);
 		if (r) {
 			vss_error_set(err, r, "cannot write the diff area: %s", strerror(-r));
@@ -1241,6 +1282,9 @@ int vss_cow_close(struct vss_cow_volume *vol)
 		r = vol->sops->append(vol->store, &rec, &lsn);
 		if (!r)
 			r = vol->sops->commit(vol->store, lsn);
+	} else {
+		/* One more try to put the failure in the diff area itself. */
+		vol->sops->mark_failed(vol->store);
 	}
 	r2 = vss_file_sync(vol->origin);
 	if (!r)

@@ -109,9 +109,11 @@ struct vss_store_ops {
 	void (*usage)(struct vss_store *st, struct vss_store_usage *out);
 	/* Percent of the maximum in use (0 when unbounded); no system call. */
 	unsigned int (*fill)(struct vss_store *st);
-	/* Marks the diff area unusable (sticky, best effort durable): the
-	 * metadata could not be written, so no shadow in it can be trusted. */
-	void (*mark_failed)(struct vss_store *st);
+	/* Marks the diff area unusable, in memory and on disk (sticky): the
+	 * metadata could not be written, so no shadow in it can be trusted.
+	 * 0 once the mark is durable, else -errno (the caller records the
+	 * failure elsewhere). */
+	int (*mark_failed)(struct vss_store *st);
 	/* Whether a store was marked failed (now, or before it was opened). */
 	int (*failed)(struct vss_store *st);
 };

@@ -38,9 +38,14 @@
  * LSNs increase by one per record and never repeat, across generations too.
  *
  * Ordering.  A slot's content is written before the record naming it is
- * appended, and a record is durable (commit: pwrite, fdatasync) before the
- * engine lets the origin block it protects be overwritten.  A slot freed by
- * a record is reused only once that record is durable.
+ * appended.  Appended records stay in memory (staged) until a commit, which
+ * syncs the file (so every slot they name is durable), writes them, and
+ * syncs again: a record can never be on disk while its slot's content is
+ * not, whatever order the disk persists writes in.  The engine lets the
+ * origin block a record protects be overwritten only after that commit.
+ * A slot freed by a record is reused only once that record is durable.
+ * Staged bytes force a commit once STAGED_COMMIT segments wait, so memory
+ * stays bounded when nobody asks for durability.
  *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
@@ -55,6 +60,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uuid/uuid.h>
@@ -87,6 +93,15 @@ struct pending_free {
 	uint32_t slot;
 	uint64_t lsn;   /* reusable once this is durable */
 };
+
+/* Log bytes appended but not yet in the file.  They go to the file only in
+ * a commit, after a sync that makes every slot they name durable first. */
+struct staged {
+	uint32_t slot, from, len;
+	unsigned char *buf;
+};
+
+#define STAGED_COMMIT 8         /* this many staged segments force a commit */
 
 struct vss_store {
 	struct vss_file *file;
@@ -123,12 +138,15 @@ struct vss_store {
 	uint64_t log_first_lsn;
 	int next_reserved;              /* next_slot is taken (not so right after open) */
 	int log_ready;                  /* a generation of our own was begun (checkpoint) */
+	int failed_durable;             /* the FAILED flag is on disk */
 	unsigned char *seg_buf;
 	uint32_t seg_used;              /* bytes of seg_buf holding header + records */
-	uint32_t seg_written;           /* bytes of it already in the file */
-	int seg_fresh;                  /* not yet written whole */
+	uint32_t seg_written;           /* bytes of it already staged */
+	int seg_fresh;                  /* not yet staged whole */
+	struct staged *staged;          /* log bytes waiting for the next commit */
+	size_t nstaged, staged_cap;
 	uint64_t next_lsn;
-	uint64_t durable;
+	_Atomic uint64_t durable;       /* written under lock, read without */
 	int committing;
 	int failed;
 };
@@ -469,29 +487,65 @@ static void seg_header(struct vss_store *st, uint64_t first_lsn)
 	st->seg_fresh = 1;
 }
 
-/* Writes what of the current segment is not in the file yet. */
-static int seg_flush(struct vss_store *st)
+/* Stages what of the current segment is not staged yet (lock held). */
+static int seg_stage(struct vss_store *st)
 {
 	uint32_t from = st->seg_fresh ? 0 : st->seg_written;
 	uint32_t to = st->seg_fresh ? st->bs : st->seg_used;
-	int r;
+	struct staged *w;
 
 	if (from >= to)
 		return 0;
-	r = vss_file_pwrite(st->file, st->seg_buf + from, to - from,
-			    slot_off(st, st->seg_slot) + from);
-	if (r)
-		return r;
+	if (st->nstaged == st->staged_cap) {
+		size_t cap = st->staged_cap ? st->staged_cap * 2 : 16;
+		struct staged *n = realloc(st->staged, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		st->staged = n;
+		st->staged_cap = cap;
+	}
+	w = &st->staged[st->nstaged];
+	w->buf = malloc(to - from);
+	if (!w->buf)
+		return -ENOMEM;
+	memcpy(w->buf, st->seg_buf + from, to - from);
+	w->slot = st->seg_slot;
+	w->from = from;
+	w->len = to - from;
+	st->nstaged++;
 	st->seg_fresh = 0;
 	st->seg_written = st->seg_used;
 	return 0;
+}
+
+/* Writes staged log bytes to the file, in order, and frees them. */
+static int staged_write(struct vss_store *st, struct staged *w, size_t n)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!r)
+			r = vss_file_pwrite(st->file, w[i].buf, w[i].len,
+					    slot_off(st, w[i].slot) + w[i].from);
+		free(w[i].buf);
+	}
+	free(w);
+	return r;
+}
+
+static void staged_take(struct vss_store *st, struct staged **w, size_t *n)
+{
+	*w = st->staged;
+	*n = st->nstaged;
+	st->staged = NULL;
+	st->nstaged = st->staged_cap = 0;
 }
 
 /* Starts the log's next segment in the slot reserved for it. */
 static int seg_advance(struct vss_store *st)
 {
 	uint32_t next;
-	int r = seg_flush(st);
+	int r = seg_stage(st);
 
 	if (r)
 		return r;
@@ -614,6 +668,9 @@ static void store_free(struct vss_store *st)
 	free(st->pend);
 	free(st->log_slots);
 	free(st->seg_buf);
+	for (size_t i = 0; i < st->nstaged; i++)
+		free(st->staged[i].buf);
+	free(st->staged);
 	free(st);
 }
 
@@ -716,6 +773,7 @@ static int store_open(struct vss_file *file, struct vss_store_geometry *geo,
 	st->sb_which = (int)(cur - s);
 	st->sb_flags = cur->flags;
 	st->failed = !!(cur->flags & SB_FLAG_FAILED);
+	st->failed_durable = st->failed;
 	st->gen = cur->gen;
 	st->head_slot = (uint32_t)cur->head_slot;
 	st->log_first_lsn = cur->first_lsn;
@@ -766,14 +824,29 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	uint32_t old_next = st->next_slot;
 	int old_next_reserved = st->next_reserved, r;
 
-	/* The old log keeps its slots (so stays intact) until the switch. */
+	struct staged *w;
+	size_t nw;
+
+	/* The old log keeps its slots (so stays intact) until the switch; what
+	 * of it was never written is superseded by the new one. */
+	staged_take(st, &w, &nw);
+	for (size_t i = 0; i < nw; i++)
+		free(w[i].buf);
+	free(w);
 	st->log_slots = NULL;
 	st->nlog = st->log_cap = 0;
-	r = log_begin(st);
+	/* Slots the new log names must be durable before it is written. */
+	r = vss_file_sync(st->file);
+	if (!r)
+		r = log_begin(st);
 	if (!r)
 		r = emit(arg);
 	if (!r)
-		r = seg_flush(st);
+		r = seg_stage(st);
+	if (!r) {
+		staged_take(st, &w, &nw);
+		r = staged_write(st, w, nw);
+	}
 	if (!r)
 		r = vss_file_sync(st->file);
 	if (!r)
@@ -864,9 +937,15 @@ static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_
 {
 	int r;
 
+	int busy;
+
 	pthread_mutex_lock(&st->lock);
 	r = log_append(st, rec, lsn);
+	busy = st->nstaged >= STAGED_COMMIT && !st->committing;
 	pthread_mutex_unlock(&st->lock);
+	/* Even with nobody waiting, staged log bytes must not pile up. */
+	if (!r && busy)
+		r = store_commit(st, *lsn);
 	return r;
 }
 
@@ -887,10 +966,27 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 			pthread_cond_wait(&st->cond, &st->lock);
 			continue;
 		}
+		struct staged *w = NULL;
+		size_t nw = 0;
+
 		st->committing = 1;
 		target = st->next_lsn - 1;
-		r = seg_flush(st);
+		r = seg_stage(st);
+		if (!r)
+			staged_take(st, &w, &nw);
 		pthread_mutex_unlock(&st->lock);
+		/* Two syncs: the slots the records name, then the records.  A
+		 * record must never reach the disk before its slot's content,
+		 * or a crash could leave it naming garbage. */
+		if (!r)
+			r = vss_file_sync(st->file);
+		if (!r) {
+			r = staged_write(st, w, nw);
+		} else {
+			for (size_t i = 0; i < nw; i++)
+				free(w[i].buf);
+			free(w);
+		}
 		if (!r)
 			r = vss_file_sync(st->file);
 		pthread_mutex_lock(&st->lock);
@@ -911,12 +1007,7 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 
 static uint64_t store_durable_lsn(struct vss_store *st)
 {
-	uint64_t d;
-
-	pthread_mutex_lock(&st->lock);
-	d = st->durable;
-	pthread_mutex_unlock(&st->lock);
-	return d;
+	return atomic_load(&st->durable);
 }
 
 static int store_set_max(struct vss_store *st, uint64_t max_bytes)
@@ -958,15 +1049,44 @@ static unsigned int store_fill(struct vss_store *st)
 	return pct;
 }
 
-static void store_mark_failed(struct vss_store *st)
+static int store_mark_failed(struct vss_store *st)
 {
+	unsigned char *p;
+	int r;
+
 	pthread_mutex_lock(&st->lock);
 	st->failed = 1;
-	if (!(st->sb_flags & SB_FLAG_FAILED)) {
-		st->sb_flags |= SB_FLAG_FAILED;
-		sb_write(st, st->head_slot, st->gen, st->log_first_lsn);
+	if (st->failed_durable) {
+		pthread_mutex_unlock(&st->lock);
+		return 0;
 	}
+	/* Both copies: whichever write survives, the flag does. */
+	st->sb_flags |= SB_FLAG_FAILED;
+	p = calloc(1, SB_SIZE);
+	if (!p) {
+		pthread_mutex_unlock(&st->lock);
+		return -ENOMEM;
+	}
+	struct sb s = {
+		.flags = st->sb_flags, .block_size = st->bs, .seq = st->sb_seq + 1,
+		.origin_size = st->geo.origin_size, .data_off = st->data_off,
+		.head_slot = st->head_slot, .gen = st->gen, .first_lsn = st->log_first_lsn,
+		.max_bytes = st->geo.max_bytes,
+	};
+	memcpy(s.uuid, st->uuid, 16);
+	sb_encode(p, &s);
+	r = vss_file_pwrite(st->file, p, SB_SIZE, 0);
+	if (!r)
+		r = vss_file_pwrite(st->file, p, SB_SIZE, SB_SIZE);
+	if (!r)
+		r = vss_file_sync(st->file);
+	if (!r) {
+		st->sb_seq++;
+		st->failed_durable = 1;
+	}
+	free(p);
 	pthread_mutex_unlock(&st->lock);
+	return r;
 }
 
 static int store_failed(struct vss_store *st)
