@@ -236,3 +236,47 @@ def test_unmounted_behind_our_back_is_never_frozen(vssd):
     assert "unmounted outside vss" in vssd.log()
     vssd.vss("volume", "mount", "x", mnt)
     vssd.shadow(mnt)
+
+
+def test_restart_after_kill9_with_mounts(vssd):
+    """A vssd killed with -9 leaves a filesystem mounted on a loop device
+    over its dead FUSE tree, an exposed shadow, the socket: the next one
+    cleans all of it up, brings the persistent shadow back, and the volume
+    mounts again."""
+    from conftest import loops_under, mounts_under
+    mnt, exp = os.path.join(vssd.root, "mnt"), os.path.join(vssd.root, "exp")
+    vssd.create_volume("k", "256M")
+    vssd.vss("volume", "mount", "k", mnt, "--mkfs", "ext4")
+    data = os.path.join(mnt, "data")
+    os.mkdir(data)
+    w = vssd.spawn([sys.executable, "-c", TREE_WRITER, data, "9"])
+    time.sleep(0.5)
+    w.send_signal(signal.SIGSTOP)
+    wait_stopped(w.pid)
+    m = manifest(mnt)
+    sid = vssd.shadow(mnt, persistent=True)["shadows"][0]["id"]
+    w.send_signal(signal.SIGCONT)
+    vssd.vss("expose", sid, exp)
+    time.sleep(0.5)
+    vssd.kill9()
+    w.kill()
+    w.wait()
+    assert os.path.exists(os.path.join(vssd.run, "vssd.sock"))
+    assert mounts_under(vssd.root) and loops_under(vssd.root)
+
+    vssd.start()
+    assert mounts_under(vssd.root) == [os.path.join(vssd.run, "dev")]
+    for _ in range(100):
+        if not loops_under(vssd.root):
+            break
+        time.sleep(0.05)
+    assert loops_under(vssd.root) == []
+    assert "left by a previous vssd" in vssd.log()
+    assert [s["id"] for s in vssd.shadows()] == [sid]
+    vssd.vss("expose", sid, exp)
+    try:
+        assert manifest(exp) == m
+    finally:
+        vssd.vss("unexpose", exp)
+    vssd.vss("volume", "mount", "k", mnt)
+    assert os.path.isdir(data)
