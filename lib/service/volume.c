@@ -517,7 +517,11 @@ int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 	if (!v->mount_dir)
 		return 0;
 	if (force) {
-		vss_fs_umount_force(v->mount_dir);
+		if (vss_fs_is_mountpoint(v->mount_dir) && vss_fs_umount(v->mount_dir, NULL) < 0) {
+			vss_log("volume %s: %s is busy; synced and detached lazily", v->rec.name,
+				v->mount_dir);
+			vss_fs_umount_force(v->mount_dir);
+		}
 	} else if ((rc = vss_fs_umount(v->mount_dir, err)) < 0) {
 		return rc;
 	}
