@@ -955,7 +955,8 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 		blocks[n++] = vss_index_key_block(k);
 	}
 	pthread_rwlock_unlock(&vol->ixlock);
-	qsort(blocks, n, sizeof(*blocks), cmp_u64);
+	if (n)
+		qsort(blocks, n, sizeof(*blocks), cmp_u64);
 	ext = calloc(n ? n : 1, sizeof(*ext));
 	if (!ext) {
 		r = vss_error_set(err, -ENOMEM, "out of memory");
