@@ -606,13 +606,50 @@ int vss_cow_flush(struct vss_cow_volume *vol)
 
 /* ---- shadow reads ---- */
 
+#define NO_SLOT UINT32_MAX
+#define READ_STACK_BLOCKS 256
+
+/*
+ * Reads [@pos, @end) of a shadow whose blocks @first.. have been looked up
+ * into @slot[] (NO_SLOT: from the origin), with as few reads as the layout
+ * allows: a run of origin blocks is one read, and so is a run of blocks in
+ * consecutive slots.
+ */
+static int read_runs(struct vss_cow_volume *vol, char *out, uint64_t off, uint64_t pos,
+		     uint64_t end, uint64_t first, const uint32_t *slot)
+{
+	while (pos < end) {
+		uint64_t b = pos >> vol->bs_shift, nb = b + 1, run_end;
+		uint32_t s0 = slot[b - first];
+		int r;
+
+		while ((nb << vol->bs_shift) < end &&
+		       (s0 == NO_SLOT ? slot[nb - first] == NO_SLOT
+				      : slot[nb - first] == s0 + (nb - b)))
+			nb++;
+		run_end = nb << vol->bs_shift;
+		if (run_end > end)
+			run_end = end;
+		if (s0 == NO_SLOT)
+			r = vss_file_pread(vol->origin, out + (pos - off), run_end - pos, pos);
+		else
+			r = vol->sops->read_slot(vol->store, s0, out + (pos - off),
+						 (uint32_t)(pos & (vol->bs - 1)),
+						 (uint32_t)(run_end - pos));
+		if (r)
+			return r;
+		pos = run_end;
+	}
+	return 0;
+}
+
 ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, uint64_t off)
 {
 	struct vss_cow_volume *vol = sh->vol;
+	uint32_t stack_slots[READ_STACK_BLOCKS], *slot = stack_slots;
+	uint64_t first, nblk, end;
 	struct shadow *s;
-	uint64_t pos, end;
-	char *out = buf;
-	int r = 0;
+	int r = 0, any_origin = 0;
 
 	pthread_rwlock_rdlock(&vol->gate);
 	s = shadow_by_seq(vol, sh->seq, NULL);
@@ -628,61 +665,60 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 		len = 0;
 	else if (len > vol->size - off)
 		len = (size_t)(vol->size - off);
-	pos = off;
+	if (!len)
+		goto out;
 	end = off + len;
-	while (pos < end) {
-		uint64_t b = pos >> vol->bs_shift, run_end;
-		uint32_t slot;
-		int found;
-
-		pthread_rwlock_rdlock(&vol->ixlock);
-		found = vss_index_find(&vol->index, b, s->seq, NULL, &slot);
-		if (found) {
-			pthread_rwlock_unlock(&vol->ixlock);
-			run_end = (b + 1) << vol->bs_shift;
-			if (run_end > end)
-				run_end = end;
-			r = vol->sops->read_slot(vol->store, slot, out + (pos - off),
-						 (uint32_t)(pos & (vol->bs - 1)),
-						 (uint32_t)(run_end - pos));
-			if (r)
-				goto out;
-			pos = run_end;
-			continue;
-		}
-		/* A run of blocks that come from the origin. */
-		uint64_t nb = b + 1;
-		while ((nb << vol->bs_shift) < end &&
-		       !vss_index_find(&vol->index, nb, s->seq, NULL, NULL))
-			nb++;
-		pthread_rwlock_unlock(&vol->ixlock);
-		run_end = nb << vol->bs_shift;
-		if (run_end > end)
-			run_end = end;
-		r = vss_file_pread(vol->origin, out + (pos - off), run_end - pos, pos);
-		if (r)
+	first = off >> vol->bs_shift;
+	nblk = ((end - 1) >> vol->bs_shift) - first + 1;
+	if (nblk > READ_STACK_BLOCKS) {
+		slot = malloc(nblk * sizeof(*slot));
+		if (!slot) {
+			r = -ENOMEM;
 			goto out;
-		/* Design note 4: a block copied meanwhile is read from its slot. */
-		for (uint64_t cb = b; cb < nb; cb++) {
-			uint64_t cs = cb << vol->bs_shift, ce = (cb + 1) << vol->bs_shift;
-			if (cs < pos)
-				cs = pos;
-			if (ce > run_end)
-				ce = run_end;
-			pthread_rwlock_rdlock(&vol->ixlock);
-			found = vss_index_find(&vol->index, cb, s->seq, NULL, &slot);
-			pthread_rwlock_unlock(&vol->ixlock);
-			if (!found)
-				continue;
-			r = vol->sops->read_slot(vol->store, slot, out + (cs - off),
-						 (uint32_t)(cs & (vol->bs - 1)), (uint32_t)(ce - cs));
-			if (r)
-				goto out;
 		}
-		pos = run_end;
 	}
-	if (s->invalid)
+
+	/* Where each block comes from, under one hold of the index lock. */
+	pthread_rwlock_rdlock(&vol->ixlock);
+	for (uint64_t i = 0; i < nblk; i++) {
+		if (!vss_index_find(&vol->index, first + i, s->seq, NULL, &slot[i]))
+			slot[i] = NO_SLOT;
+		any_origin |= slot[i] == NO_SLOT;
+	}
+	pthread_rwlock_unlock(&vol->ixlock);
+	r = read_runs(vol, buf, off, off, end, first, slot);
+	if (r || !any_origin)
+		goto done;
+
+	/* Design note 4: a block copied while we read the origin is read
+	 * again from its slot. */
+	pthread_rwlock_rdlock(&vol->ixlock);
+	for (uint64_t i = 0; i < nblk; i++) {
+		uint32_t now;
+		/* Only blocks read from the origin that have a slot now. */
+		if (slot[i] == NO_SLOT &&
+		    vss_index_find(&vol->index, first + i, s->seq, NULL, &now))
+			slot[i] = now;
+		else
+			slot[i] = NO_SLOT;
+	}
+	pthread_rwlock_unlock(&vol->ixlock);
+	for (uint64_t i = 0; !r && i < nblk; i++) {
+		uint64_t bs_ = (first + i) << vol->bs_shift, be = bs_ + vol->bs;
+		if (slot[i] == NO_SLOT)
+			continue;
+		if (bs_ < off)
+			bs_ = off;
+		if (be > end)
+			be = end;
+		r = vol->sops->read_slot(vol->store, slot[i], (char *)buf + (bs_ - off),
+					 (uint32_t)(bs_ & (vol->bs - 1)), (uint32_t)(be - bs_));
+	}
+done:
+	if (!r && s->invalid)
 		r = -EIO;
+	if (slot != stack_slots)
+		free(slot);
 out:
 	pthread_rwlock_unlock(&vol->gate);
 	return r ? r : (ssize_t)len;
@@ -919,7 +955,8 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 		blocks[n++] = vss_index_key_block(k);
 	}
 	pthread_rwlock_unlock(&vol->ixlock);
-	qsort(blocks, n, sizeof(*blocks), cmp_u64);
+	if (n)
+		qsort(blocks, n, sizeof(*blocks), cmp_u64);
 	ext = calloc(n ? n : 1, sizeof(*ext));
 	if (!ext) {
 		r = vss_error_set(err, -ENOMEM, "out of memory");

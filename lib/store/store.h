@@ -89,7 +89,8 @@ struct vss_store_ops {
 	/* Gives a slot back; it is reused only once the record that freed it
 	 * is durable. */
 	void (*free_slot)(struct vss_store *st, uint32_t slot);
-	/* Writes a whole block into @slot / reads part of one; 0 or -errno. */
+	/* Writes a whole block into @slot / reads @len bytes from @off into
+	 * @slot (which may run on into the slots after it); 0 or -errno. */
 	int (*write_slot)(struct vss_store *st, uint32_t slot, const void *buf);
 	int (*read_slot)(struct vss_store *st, uint32_t slot, void *buf,
 			 uint32_t off, uint32_t len);

@@ -420,7 +420,9 @@ static int slot_take(struct vss_store *st, int force, uint32_t *out)
 {
 	uint64_t s = st->hint;
 
-	if (!force && over_max(st, st->used_slots + 1))
+	/* A data slot leaves room for one more log segment: the log takes
+	 * its segments regardless of the maximum, and must stay inside it. */
+	if (!force && over_max(st, st->used_slots + 2))
 		return -ENOSPC;
 	while (s < st->nslots) {
 		uint64_t w = st->bitmap[s / 64];

@@ -6,7 +6,8 @@
  * Environment: VSS_TEST_SEED (the seed is printed), VSS_CRASH_ITERS (crashvfs
  * iterations), VSS_KILL_ROUNDS (SIGKILL rounds), VSS_FAULT_ITERS (fault runs),
  * VSS_CRASH_SERIAL=1 (single-threaded storms only: a failure repeats exactly
- * from its seed), VSS_TEST_VERBOSE=1 (trace every step).
+ * from its seed), VSS_TEST_VERBOSE=1 (trace every step), VSS_TEST_DUMP=DIR
+ * (keep the origin and diff area as each simulated crash left them).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -184,6 +185,7 @@ struct ctx {
 	void *held[HELD_MAX];       /* see hold() */
 	/* what a test went through, printed at its end */
 	unsigned long n_crashes, n_writes, n_shadows, n_checked, n_recovery_crashes;
+	unsigned long n_faults, n_invalid, n_gone, n_back, n_failed_creates;
 };
 
 static void ctx_fail(struct ctx *c, int line, const char *fmt, ...)
@@ -1749,6 +1751,7 @@ static void fault_create(struct ctx *c, struct fmodel *fm, uint64_t *rng, bool s
 		 * must be exact or invalid like any other */
 		s->gone = true;
 		s->failed = true;
+		c->n_failed_creates++;
 		return;
 	}
 	r = vss_cow_shadow_open(c->vol, s->id, &s->h);
@@ -1812,6 +1815,7 @@ static void fault_check(struct ctx *c, struct fmodel *fm, bool reopened, bool le
 		      (unsigned int)(s - fm->sh));
 		s->gone = false;
 		s->deleted = false;
+		c->n_back++;
 		r = vss_cow_shadow_open(c->vol, s->id, &s->h);
 		CHECK(c, r == 0, "opening a listed shadow: %d", r);
 	}
@@ -1840,6 +1844,7 @@ static void fault_check(struct ctx *c, struct fmodel *fm, bool reopened, bool le
 				vss_cow_shadow_close(s->h);
 			s->h = NULL;
 			s->gone = true;
+			c->n_gone++;
 			continue;
 		}
 		CHECK(c, !reopened || s->persistent, "non-persistent shadow %u survived reopening (%s)",
@@ -1849,6 +1854,7 @@ static void fault_check(struct ctx *c, struct fmodel *fm, bool reopened, bool le
 			CHECK(c, s->invalid || reopened ||
 			      fault_event_seen(fm, VSS_COW_EV_SHADOW_INVALID, s->id),
 			      "shadow %u turned invalid without an event", k);
+			c->n_invalid += !s->invalid;
 			s->invalid = true;
 			if (s->h) {
 				nr = vss_cow_shadow_read(s->h, &ch, 1, rng_below(rng, fm->size));
@@ -2000,6 +2006,7 @@ static void fault_iteration(struct ctx *c, uint64_t *rng)
 	c->phase = "after reopening";
 	fault_steps(c, fm, rng, 3, false);
 
+	c->n_faults += crashvfs_faults_hit(c->cv);
 	fmodel_close_handles(fm);
 	r = vss_cow_close(c->vol);
 	c->vol = NULL;
@@ -2023,6 +2030,9 @@ static void test_io_faults(void **state)
 		rng = c->seed;
 		fault_iteration(c, &rng);
 	}
+	print_message("test_crash: %lu failed I/O calls; %lu shadows invalidated, %lu gone, "
+		      "%lu back after reopening, %lu creations failed\n", c->n_faults,
+		      c->n_invalid, c->n_gone, c->n_back, c->n_failed_creates);
 }
 
 int main(void)

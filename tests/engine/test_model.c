@@ -4,7 +4,7 @@
  * compared with a plain in-memory copy, on real files and on crashvfs.
  *
  * VSS_TEST_SEED=n repeats a run (the seed is printed); VSS_TEST_ROUNDS=n sets
- * the steps per case.
+ * the steps per case; VSS_TEST_VERBOSE=1 traces the steps.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -104,6 +104,23 @@ static void release(void **held, void *p, bool keep)
 			held[i] = NULL;
 	if (!keep)
 		free(p);
+}
+
+/* With VSS_TEST_VERBOSE set, says what each step does, to reproduce a failure. */
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void trace(const char *fmt, ...)
+{
+	static int verbose = -1;
+	va_list ap;
+
+	if (verbose < 0)
+		verbose = getenv("VSS_TEST_VERBOSE") != NULL;
+	if (!verbose)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 }
 
 static uint64_t now_ns(void)
@@ -842,6 +859,7 @@ static void step_writes(struct model *m)
 		want = off >= m->size ? 0 : m->size - off < len ? m->size - off : len;
 		rng_fill(&m->rng, buf, len);
 		n = vss_cow_write(m->vol, buf, len, off);
+		trace("round %u: write %zu at %llu\n", m->round, len, (unsigned long long)off);
 		CHECK(m, n == (ssize_t)want, "write %zu at %llu returned %zd, not %llu",
 		      len, (unsigned long long)off, n, (unsigned long long)want);
 		if (want) {
@@ -966,6 +984,7 @@ static void step_concurrent(struct model *m)
 	int victim = -1;
 
 	m->step = "concurrent writes";
+	trace("round %u: concurrent writes\n", m->round);
 	m->n_conc++;
 	memset(w, 0, sizeof(w));
 	for (unsigned int i = 0; i <= MAX_LIVE; i++)
@@ -1083,6 +1102,8 @@ static void step_create(struct model *m)
 	      (unsigned long long)t1);
 	m->max_seq = s->seq;
 	m->n_created++;
+	trace("round %u: created seq %u%s\n", m->round, s->seq,
+	      s->flags & VSS_COW_SHADOW_PERSISTENT ? " (persistent)" : "");
 }
 
 static void step_delete(struct model *m)
@@ -1111,6 +1132,7 @@ static void step_delete(struct model *m)
 	default: i = (unsigned int)rng_below(&m->rng, m->nsh); break;
 	}
 	memcpy(id, m->sh[i].id, sizeof(id));
+	trace("round %u: %s: seq %u, #%u of %u\n", m->round, m->step, m->sh[i].seq, i, m->nsh);
 	r = vss_cow_shadow_delete(m->vol, id, &err);
 	CHECK(m, r == 0, "shadow_delete seq %u: %d (%s)", m->sh[i].seq, r, err.msg);
 	n = vss_cow_shadow_read(m->sh[i].h, &c, 1, 0);
@@ -1149,6 +1171,8 @@ static void step_limit(struct model *m)
 	r = vss_cow_set_max_diff(m->vol, max, &err);
 	CHECK(m, r == 0, "set_max_diff(%llu): %d (%s)", (unsigned long long)max, r, err.msg);
 	m->max_diff = max;
+	trace("round %u: max diff %llu (used %llu)\n", m->round, (unsigned long long)max,
+	      (unsigned long long)u.used_bytes);
 }
 
 static void step_reopen(struct model *m)
@@ -1157,6 +1181,7 @@ static void step_reopen(struct model *m)
 	int r;
 
 	m->step = "reopen";
+	trace("round %u: reopen\n", m->round);
 	m->n_reopen++;
 	model_close_handles(m);
 	r = vss_cow_close(m->vol);
