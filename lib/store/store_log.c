@@ -392,20 +392,47 @@ static int bit_set(struct vss_store *st, uint64_t s)
 	return 0;
 }
 
-/* Frees @s for reuse now: clears its bit and gives its space back. */
-static void slot_release(struct vss_store *st, uint64_t s)
+static int cmp_u32(const void *a, const void *b)
 {
-	st->bitmap[s / 64] &= ~(1ull << (s % 64));
-	st->used_slots--;
-	if (s < st->hint)
-		st->hint = s;
-	if (s + 1 == st->nslots) {
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Frees @n slots for reuse now and gives their space back: the file is cut
+ * after its last used slot, and the rest is punched out in runs (one call a
+ * run: on a filesystem mounted with discard each call is slow).  Sorts @s.
+ */
+static void slots_release(struct vss_store *st, uint32_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		st->bitmap[s[i] / 64] &= ~(1ull << (s[i] % 64));
+		st->used_slots--;
+		if (s[i] < st->hint)
+			st->hint = s[i];
+	}
+	if (n > 1)
+		qsort(s, n, sizeof(*s), cmp_u32);
+	if (n && s[n - 1] + 1 >= st->nslots) {
 		while (st->nslots && !bit_test(st, st->nslots - 1))
 			st->nslots--;
 		vss_file_truncate(st->file, slot_off(st, st->nslots));
-	} else {
-		vss_file_punch(st->file, slot_off(st, s), st->bs);
 	}
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && s[j] == s[j - 1] + 1)
+			j++;
+		if (s[i] < st->nslots) {
+			uint64_t last = s[j - 1] < st->nslots ? s[j - 1] : st->nslots - 1;
+			vss_file_punch(st->file, slot_off(st, s[i]), (last - s[i] + 1) * st->bs);
+		}
+		i = j;
+	}
+}
+
+static void slot_release(struct vss_store *st, uint32_t s)
+{
+	slots_release(st, &s, 1);
 }
 
 static int over_max(const struct vss_store *st, uint64_t slots)
@@ -446,15 +473,20 @@ static int slot_take(struct vss_store *st, int force, uint32_t *out)
 
 static void release_pending(struct vss_store *st)
 {
-	size_t j = 0;
+	uint32_t *done = malloc(st->npend * sizeof(*done) + 1);
+	size_t j = 0, n = 0;
 
 	for (size_t i = 0; i < st->npend; i++) {
-		if (st->pend[i].lsn <= st->durable)
-			slot_release(st, st->pend[i].slot);
-		else
+		if (st->pend[i].lsn > st->durable)
 			st->pend[j++] = st->pend[i];
+		else if (done)
+			done[n++] = st->pend[i].slot;
+		else
+			slot_release(st, st->pend[i].slot);
 	}
 	st->npend = j;
+	slots_release(st, done, n);
+	free(done);
 }
 
 /* ---- the log ---- */
@@ -862,8 +894,7 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	}
 	pthread_mutex_lock(&st->lock);
 	st->durable = st->next_lsn - 1;
-	for (size_t i = 0; i < nold; i++)
-		slot_release(st, old[i]);
+	slots_release(st, old, nold);
 	if (old_next_reserved)
 		slot_release(st, old_next);
 	release_pending(st);
