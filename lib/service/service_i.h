@@ -34,6 +34,7 @@
 
 #include "service/catalog.h"
 #include "service/loop.h"
+#include "service/provider.h"
 #include "service/service.h"
 #include "transport/transport.h"
 
@@ -58,7 +59,10 @@ struct svc_volume {
 
 struct svc_shadow {
 	struct svc_shadow *next;                /* svc->lock, for all fields */
-	struct svc_volume *vol;                 /* outlives the shadow in the list */
+	const struct vss_provider_ops *prov;    /* who made it (provider.h) */
+	struct svc_volume *vol;                 /* built-in only (else NULL); outlives the shadow in the list */
+	char *path;                             /* other providers: the snapshot or live directory; owned */
+	char *origin;                           /* other providers: the mount point of the origin; owned */
 	struct vss_catalog_shadow rec;          /* rec.target owned */
 	char *expose_dir;                       /* where exposed, or NULL */
 	struct conn *owner;                     /* set in progress: its requester */

@@ -74,7 +74,8 @@ int cmd_writers_list(int argc, char **argv)
 
 int cmd_providers_list(int argc, char **argv)
 {
-	static const char *const hdr[] = { "NAME", "ID", "VERSION", "KIND", "PRIORITY" };
+	static const char *const hdr[] = { "NAME", "ID", "VERSION", "KIND", "PRIORITY",
+					   "PATHS" };
 	struct cli_args a;
 	json_t *res, *p;
 	size_t i;
@@ -86,11 +87,19 @@ int cmd_providers_list(int argc, char **argv)
 	if (a.json) {
 		cli_print_json(res);
 	} else {
-		struct cli_table *t = cli_table_new(5, hdr);
+		struct cli_table *t = cli_table_new(6, hdr);
 
 		json_array_foreach(json_object_get(res, "providers"), i, p) {
-			char prio[24];
-			const char *row[5];
+			char prio[24], paths[1024] = "";
+			const char *row[6];
+			json_t *w;
+			size_t k, used = 0;
+
+			json_array_foreach(json_object_get(p, "paths"), k, w)
+				if (used < sizeof(paths))
+					used += (size_t)snprintf(paths + used, sizeof(paths) - used,
+								 "%s%s", k ? "," : "",
+								 json_string_value(w));
 
 			snprintf(prio, sizeof(prio), "%lld",
 				 json_integer_value(json_object_get(p, "priority")));
@@ -99,6 +108,7 @@ int cmd_providers_list(int argc, char **argv)
 			row[2] = json_string_value(json_object_get(p, "version"));
 			row[3] = json_string_value(json_object_get(p, "kind"));
 			row[4] = prio;
+			row[5] = paths[0] ? paths : "-";
 			cli_table_add(t, row);
 		}
 		cli_table_print(t);

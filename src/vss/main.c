@@ -28,7 +28,7 @@ static void usage(FILE *f)
 	      "  volume umount NAME\n"
 	      "Shadow copies:\n"
 	      "  create shadow --for TARGET [--for TARGET ...] [--persistent] [--no-writers]\n"
-	      "                [--provider NAME] [--json]\n"
+	      "                [--provider NAME] [--allow-live] [--json]\n"
 	      "  list shadows [--for TARGET] [--set SET_ID] [--json]\n"
 	      "  delete shadows (--shadow ID | --set SET_ID | --for TARGET --oldest |\n"
 	      "                  --for TARGET --all | --all) [--quiet]\n"
