@@ -168,6 +168,7 @@ static int live_adopt(struct vss_service *svc, struct svc_member *m, struct svc_
 	sh->path = m->priv;
 	m->priv = NULL;
 	sh->origin = svc_provider_mount_of(sh->path);
+	sh->target_path = strdup(sh->path);
 	return 0;
 }
 
@@ -262,6 +263,7 @@ static int live_recover(struct vss_service *svc, struct vss_error *err)
 		if (!(sh->path = realpath(s->target, NULL)))
 			sh->path = strdup(s->target);
 		sh->origin = svc_provider_mount_of(sh->path);
+		sh->target_path = strdup(sh->path);
 		svc_provider_list_add(svc, sh);
 	}
 	svc_provider_rows_release(&r);

@@ -66,7 +66,7 @@ struct vss_provider_ops {
 	int (*commit)(struct vss_service *svc, struct svc_member *m, struct vss_error *err);
 	/* The set is aborted: deletes the shadow if m->taken, undoes prepare. */
 	void (*abort)(struct vss_service *svc, struct svc_member *m);
-	/* After the thaw: fills @sh from @m (sh->path, sh->origin) and serves
+	/* After the thaw: fills @sh from @m (sh->path, sh->origin, sh->target_path) and serves
 	 * it; m->priv is released whatever the outcome. */
 	int (*adopt)(struct vss_service *svc, struct svc_member *m, struct svc_shadow *sh,
 		     struct vss_error *err);

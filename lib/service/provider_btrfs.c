@@ -118,7 +118,8 @@ static int btrfs_adopt(struct vss_service *svc, struct svc_member *m, struct svc
 
 	sh->path = strdup(vss_btrfs_snapshot_path(snap));
 	sh->origin = strdup(vss_btrfs_snapshot_info(snap)->fs.mount_point);
-	if (!sh->path || !sh->origin)
+	sh->target_path = strdup(vss_btrfs_snapshot_target(snap));
+	if (!sh->path || !sh->origin || !sh->target_path)
 		rc = vss_error_set(err, -ENOMEM, "out of memory");
 	vss_btrfs_snapshot_free(snap);
 	m->priv = NULL;
@@ -174,6 +175,19 @@ struct recovery {
 	unsigned int kept;
 };
 
+/* The target inside the snapshot at @snap, if the live target still resolves. */
+static char *target_inside(const char *target, const char *snap)
+{
+	struct vss_btrfs_info info = { 0 };
+	char *out = NULL;
+
+	if (vss_btrfs_probe(target, &info, NULL) == 0 &&
+	    asprintf(&out, "%s%s%s", snap, info.rel_path[0] ? "/" : "", info.rel_path) < 0)
+		out = NULL;
+	vss_btrfs_info_release(&info);
+	return out;
+}
+
 static bool keep_snapshot(void *arg, const struct vss_btrfs_entry *e)
 {
 	struct recovery *r = arg;
@@ -202,6 +216,7 @@ static bool keep_snapshot(void *arg, const struct vss_btrfs_entry *e)
 		sh->rec.target = strdup(row->target);
 		sh->path = strdup(e->path);
 		sh->origin = strdup(e->mount_point);
+		sh->target_path = target_inside(row->target, e->path);
 		svc_provider_list_add(r->svc, sh);
 		r->kept++;
 		return true;
@@ -225,12 +240,21 @@ static int btrfs_recover(struct vss_service *svc, struct vss_error *err)
 	}
 	rc = vss_btrfs_cleanup(NULL, keep_snapshot, &r, &deleted, err);
 	for (size_t i = 0; i < r.rows.count; i++) {
+		const struct vss_catalog_shadow *row = &r.rows.rows[i];
+
 		if (r.found[i])
 			continue;
-		/* Never made (vssd died before commit), or deleted behind our back. */
-		vss_catalog_shadow_delete(svc->cat, r.rows.rows[i].id, NULL);
+		/* A persistent one may be on a filesystem not mounted yet: keep its
+		 * row for the next start.  The others were never made (vssd died
+		 * before the commit) or were deleted behind our back. */
+		if (row->attrs & VSS_CATALOG_ATTR_PERSISTENT) {
+			vss_log("shadow %s (btrfs, %s): its snapshot is on no mounted btrfs; "
+				"kept in the catalog, not listed", row->id, row->target);
+			continue;
+		}
+		vss_catalog_shadow_delete(svc->cat, row->id, NULL);
 		vss_log("shadow %s (btrfs, %s) forgotten: its snapshot does not exist",
-			r.rows.rows[i].id, r.rows.rows[i].target);
+			row->id, row->target);
 	}
 	vss_log("btrfs: %u snapshot%s of an earlier run deleted, %u persistent kept", deleted,
 		deleted == 1 ? "" : "s", r.kept);

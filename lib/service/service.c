@@ -478,6 +478,7 @@ void vss_service_close(struct vss_service *svc)
 		free(sh->rec.target);
 		free(sh->path);
 		free(sh->origin);
+		free(sh->target_path);
 		free(sh);
 	}
 	while (svc->volumes) {

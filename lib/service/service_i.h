@@ -63,6 +63,7 @@ struct svc_shadow {
 	struct svc_volume *vol;                 /* built-in only (else NULL); outlives the shadow in the list */
 	char *path;                             /* other providers: the snapshot or live directory; owned */
 	char *origin;                           /* other providers: the mount point of the origin; owned */
+	char *target_path;                      /* other providers: the target inside the shadow, or NULL; owned */
 	struct vss_catalog_shadow rec;          /* rec.target owned */
 	char *expose_dir;                       /* where exposed, or NULL */
 	struct conn *owner;                     /* set in progress: its requester */

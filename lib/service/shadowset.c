@@ -128,6 +128,7 @@ void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const cha
 	free(sh->rec.target);
 	free(sh->path);
 	free(sh->origin);
+	free(sh->target_path);
 	free(sh);
 }
 
@@ -365,13 +366,15 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 		    (rc = vss_catalog_shadow_put(svc->cat, &sh->rec, err)) < 0)
 			break;
 		sh->prov->location(svc, sh, dev, sizeof(dev));
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}",
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
 						     "id", sh->rec.id,
 						     "target", m[i].target,
 						     "volume", shadow_origin(sh),
 						     "device", dev,
 						     "provider", sh->prov->name,
-						     "live", sh->prov == &svc_provider_live));
+						     "live", sh->prov == &svc_provider_live,
+						     "target_path", sh->target_path
+						     ? json_string(sh->target_path) : json_null()));
 	}
 	if (rc < 0) {
 		for (size_t i = 0; i < n; i++) {
@@ -487,12 +490,14 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 		state = "in-progress";
 	else
 		state = "valid";
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:s, s:I, s:i, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o}",
 			 "id", sh->rec.id, "set", sh->rec.set_id,
 			 "volume", shadow_origin(sh), "target", sh->rec.target,
 			 "created", created, "created_ns", (json_int_t)info->created_ns,
 			 "device", dev, "provider", sh->prov->name,
 			 "path", sh->path ? json_string(sh->path) : json_null(),
+			 "target_path", sh->target_path ? json_string(sh->target_path)
+							: json_null(),
 			 "attributes", attrs, "state", state,
 			 "diff_bytes", (json_int_t)info->diff_bytes,
 			 "seq", (int)info->seq,

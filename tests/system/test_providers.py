@@ -61,6 +61,7 @@ def test_btrfs_busy_subvolume_matches_manifests(vssd):
         assert any("nested" in x for x in res["warnings"]) == (k % 2 == 0)
         sh = res["shadows"][0]
         assert sh["provider"] == "btrfs"
+        assert sh["target_path"] == sh["device"] + ("" if k % 2 == 0 else "/data")
         taken.append((sh, m))
     assert w.poll() is None, "the writer died"
     w.kill()
@@ -150,6 +151,7 @@ def test_refusals_and_allow_live(vssd):
     res = vssd.json("create", "shadow", "--for", tmp, "--allow-live")
     sh = res["shadows"][0]
     assert sh["provider"] == "live" and sh["live"] and sh["device"] == tmp
+    assert sh["target_path"] == tmp
     assert any("tmpfs" in x for x in res["warnings"])
     listed = vssd.shadows()
     assert listed[0]["provider"] == "live" and "live" in listed[0]["attributes"]
@@ -169,6 +171,7 @@ def test_btrfs_orphans_after_kill9(daemon_factory):
     d.start()
     assert [s["id"] for s in d.shadows()] == [pers["id"]]
     assert d.shadows()[0]["provider"] == "btrfs"
+    assert d.shadows()[0]["target_path"] == pers["device"]
     assert not os.path.exists(temp["device"])
     assert os.path.isdir(pers["device"]) and os.path.isdir(other["device"])
     d.restart()
