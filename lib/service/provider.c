@@ -44,6 +44,13 @@ char *svc_provider_mount_of(const char *path)
 	return out;
 }
 
+char *svc_provider_origin_of(const char *path)
+{
+	char *out = svc_provider_btrfs_origin_of(path);
+
+	return out ? out : svc_provider_mount_of(path);
+}
+
 int svc_provider_select(struct vss_service *svc, const char *target, const char *forced,
 			bool allow_live, const struct vss_provider_ops **out, char **warning,
 			struct vss_error *err)
@@ -167,7 +174,7 @@ static int live_adopt(struct vss_service *svc, struct svc_member *m, struct svc_
 {
 	sh->path = m->priv;
 	m->priv = NULL;
-	sh->origin = svc_provider_mount_of(sh->path);
+	sh->origin = svc_provider_origin_of(sh->path);
 	sh->target_path = strdup(sh->path);
 	return 0;
 }
@@ -262,7 +269,7 @@ static int live_recover(struct vss_service *svc, struct vss_error *err)
 		sh->rec.target = strdup(s->target);
 		if (!(sh->path = realpath(s->target, NULL)))
 			sh->path = strdup(s->target);
-		sh->origin = svc_provider_mount_of(sh->path);
+		sh->origin = svc_provider_origin_of(sh->path);
 		sh->target_path = strdup(sh->path);
 		svc_provider_list_add(svc, sh);
 	}

@@ -128,4 +128,9 @@ void svc_provider_list_add(struct vss_service *svc, struct svc_shadow *sh);
 /* The mount point of the filesystem @path is on (malloc'd), or NULL. */
 char *svc_provider_mount_of(const char *path);
 
+/* What svc_shadow.origin of a shadow of @path is (malloc'd), or NULL:
+ * on btrfs the root of its subvolume, elsewhere its mount point. */
+char *svc_provider_origin_of(const char *path);
+char *svc_provider_btrfs_origin_of(const char *path);
+
 #endif

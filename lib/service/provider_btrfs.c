@@ -27,6 +27,18 @@
 #define VSS_VERSION "0.0.0"
 #endif
 
+/* A --for TARGET of list/delete: the root of the subvolume that holds it. */
+char *svc_provider_btrfs_origin_of(const char *path)
+{
+	struct vss_btrfs_info info = { 0 };
+	char *out = NULL;
+
+	if (vss_btrfs_probe(path, &info, NULL) == 0)
+		out = strdup(info.subvol_root);
+	vss_btrfs_info_release(&info);
+	return out;
+}
+
 static int btrfs_supports(struct vss_service *svc, const char *target, struct vss_error *err)
 {
 	struct vss_fsinfo fi = { 0 };
@@ -117,7 +129,7 @@ static int btrfs_adopt(struct vss_service *svc, struct svc_member *m, struct svc
 	int rc = 0;
 
 	sh->path = strdup(vss_btrfs_snapshot_path(snap));
-	sh->origin = strdup(vss_btrfs_snapshot_info(snap)->fs.mount_point);
+	sh->origin = strdup(vss_btrfs_snapshot_info(snap)->subvol_root);
 	sh->target_path = strdup(vss_btrfs_snapshot_target(snap));
 	if (!sh->path || !sh->origin || !sh->target_path)
 		rc = vss_error_set(err, -ENOMEM, "out of memory");
@@ -175,17 +187,21 @@ struct recovery {
 	unsigned int kept;
 };
 
-/* The target inside the snapshot at @snap, if the live target still resolves. */
-static char *target_inside(const char *target, const char *snap)
+/* The target inside the snapshot @sh->path, and the live subvolume's root,
+ * if the live target still resolves (else NULL and the mount point). */
+static void resolve_again(struct svc_shadow *sh, const char *mount_point)
 {
 	struct vss_btrfs_info info = { 0 };
-	char *out = NULL;
 
-	if (vss_btrfs_probe(target, &info, NULL) == 0 &&
-	    asprintf(&out, "%s%s%s", snap, info.rel_path[0] ? "/" : "", info.rel_path) < 0)
-		out = NULL;
+	if (vss_btrfs_probe(sh->rec.target, &info, NULL) == 0) {
+		if (asprintf(&sh->target_path, "%s%s%s", sh->path, info.rel_path[0] ? "/" : "",
+			     info.rel_path) < 0)
+			sh->target_path = NULL;
+		sh->origin = strdup(info.subvol_root);
+	} else {
+		sh->origin = strdup(mount_point);
+	}
 	vss_btrfs_info_release(&info);
-	return out;
 }
 
 static bool keep_snapshot(void *arg, const struct vss_btrfs_entry *e)
@@ -215,8 +231,7 @@ static bool keep_snapshot(void *arg, const struct vss_btrfs_entry *e)
 		sh->rec = *row;
 		sh->rec.target = strdup(row->target);
 		sh->path = strdup(e->path);
-		sh->origin = strdup(e->mount_point);
-		sh->target_path = target_inside(row->target, e->path);
+		resolve_again(sh, e->mount_point);
 		svc_provider_list_add(r->svc, sh);
 		r->kept++;
 		return true;

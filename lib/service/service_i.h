@@ -62,7 +62,8 @@ struct svc_shadow {
 	const struct vss_provider_ops *prov;    /* who made it (provider.h) */
 	struct svc_volume *vol;                 /* built-in only (else NULL); outlives the shadow in the list */
 	char *path;                             /* other providers: the snapshot or live directory; owned */
-	char *origin;                           /* other providers: the mount point of the origin; owned */
+	char *origin;                           /* other providers: what it is of (btrfs: the subvolume's
+	                                         * root; live: the mount point); owned */
 	char *target_path;                      /* other providers: the target inside the shadow, or NULL; owned */
 	struct vss_catalog_shadow rec;          /* rec.target owned */
 	char *expose_dir;                       /* where exposed, or NULL */

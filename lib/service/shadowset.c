@@ -54,7 +54,8 @@ static const char *shadow_origin(const struct svc_shadow *sh)
 	return sh->origin ? sh->origin : sh->rec.target;
 }
 
-/* Whether @sh is of @vol (a volume) or, for other providers, of the filesystem at @mount. */
+/* Whether @sh is of @vol (a volume) or, for other providers, of @mount
+ * (svc_provider_origin_of()). */
 static bool shadow_matches(const struct svc_shadow *sh, const struct svc_volume *vol,
 			   const char *mount)
 {
@@ -63,8 +64,8 @@ static bool shadow_matches(const struct svc_shadow *sh, const struct svc_volume 
 	return mount && sh->origin && strcmp(sh->origin, mount) == 0;
 }
 
-/* Resolves a --for TARGET of list/delete: a volume (*vol) or the mount of another
- * provider's origin (*mount, malloc'd). */
+/* Resolves a --for TARGET of list/delete: a volume (*vol), or for other
+ * providers their origin (*mount, malloc'd: a btrfs subvolume's root, a mount). */
 static int resolve_for(struct vss_service *svc, const char *target, struct svc_volume **vol,
 		       char **mount, struct vss_error *err)
 {
@@ -73,7 +74,7 @@ static int resolve_for(struct vss_service *svc, const char *target, struct svc_v
 	*mount = NULL;
 	if (rc == 0 || target[0] != '/')
 		return rc;
-	if (!(*mount = svc_provider_mount_of(target)))
+	if (!(*mount = svc_provider_origin_of(target)))
 		return rc;
 	return 0;
 }

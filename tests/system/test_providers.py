@@ -79,6 +79,7 @@ def test_btrfs_busy_subvolume_matches_manifests(vssd):
                 open(os.path.join(exp, "x"), "w")
         finally:
             vssd.vss("unexpose", exp)
+    assert vssd.shadows("--for", mnt) == []    # another subvolume
     listed = vssd.shadows("--for", data)
     assert [s["id"] for s in listed] == [sh["id"] for sh, _ in taken]
     assert all(s["provider"] == "btrfs" for s in listed)
