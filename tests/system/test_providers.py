@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, VSS
 from test_fs import TREE_WRITER, manifest, wait_stopped
 
 FUSE_HELLO = os.path.abspath(os.path.join(BUILD, "tests", "btrfs", "fuse_hello"))
@@ -179,3 +179,27 @@ def test_btrfs_orphans_after_kill9(daemon_factory):
     assert [s["id"] for s in d.shadows()] == [pers["id"]]
     d.vss("delete", "shadows", "--all")
     assert snapshots(bt) == [os.path.basename(other["device"])]
+
+
+def test_kill9_inside_a_mixed_set(daemon_factory):
+    """vssd dies inside the freeze of a set with a btrfs member: after the
+    restart nothing of that set is left, and its catalog row is forgotten."""
+    d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "4000"})
+    bt = make_btrfs(d.root)
+    ma = os.path.join(d.root, "ma")
+    d.create_volume("A", "64M")
+    d.vss("volume", "mount", "A", ma, "--mkfs", "ext4")
+    c = d.spawn([VSS, "--run-dir", d.run, "create", "shadow", "--for", ma, "--for", bt],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while "holding the freeze" not in d.log():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    d.kill9()
+    c.wait(10)
+    assert c.returncode != 0
+    d.extra_env = {}
+    d.start()
+    assert d.shadows() == []
+    assert snapshots(bt) == []
+    assert "forgotten: its snapshot does not exist" in d.log()
