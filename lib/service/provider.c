@@ -118,18 +118,43 @@ void svc_providers_recover(struct vss_service *svc)
 int svc_op_providers_list(struct vss_service *svc, json_t *args, json_t **res,
 			  struct vss_error *err)
 {
-	json_t *arr = json_array();
+	const struct vss_provider_ops *chosen = NULL;
+	struct vss_error why = { 0 };
+	const char *target;
+	char *warning = NULL;
+	json_t *arr;
+	int rc;
 
+	if ((rc = svc_arg_str(args, "for", false, &target, err)) < 0)
+		return rc;
+	if (target && svc_provider_select(svc, target, NULL, false, &chosen, &warning, &why) < 0)
+		chosen = NULL;
+	free(warning);
+	arr = json_array();
 	for (size_t i = 0; svc_providers[i]; i++) {
 		const struct vss_provider_ops *p = svc_providers[i];
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o}", "name", p->name,
+				      "id", p->id, "version", p->version, "kind", p->kind,
+				      "priority", p->priority, "paths", p->paths(svc));
 
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o}",
-						     "name", p->name, "id", p->id,
-						     "version", p->version, "kind", p->kind,
-						     "priority", p->priority,
-						     "paths", p->paths(svc)));
+		if (target && p != &svc_provider_live) {
+			struct vss_error e = { 0 };
+			bool yes = p->supports(svc, target, &e) == 0;
+
+			json_object_set_new(o, "supports", json_boolean(yes));
+			json_object_set_new(o, "selected", json_boolean(p == chosen));
+			json_object_set_new(o, "reason", yes ? json_null() : json_string(e.msg));
+		}
+		json_array_append_new(arr, o);
 	}
 	*res = json_pack("{s:o}", "providers", arr);
+	if (target) {
+		json_object_set_new(*res, "for", json_string(target));
+		json_object_set_new(*res, "selected", chosen ? json_string(chosen->name)
+							     : json_null());
+		json_object_set_new(*res, "refusal", chosen ? json_null()
+							    : json_string(why.msg));
+	}
 	return 0;
 }
 

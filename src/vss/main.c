@@ -42,7 +42,7 @@ static void usage(FILE *f)
 	      "Service:\n"
 	      "  status [--json]\n"
 	      "  list writers [--json]\n"
-	      "  list providers [--json]\n"
+	      "  list providers [--for TARGET] [--json]\n"
 	      "\n"
 	      "Sizes: bytes or K, M, G, T (powers of 1024); shadow storage also takes\n"
 	      "UNBOUNDED and N% of the volume.  Every command takes --run-dir DIR\n"

@@ -49,6 +49,9 @@ def test_btrfs_busy_subvolume_matches_manifests(vssd):
     provs = {p["name"]: p for p in vssd.json("list", "providers")["providers"]}
     assert mnt in provs["btrfs"]["paths"]
     assert provs["vss-cow"]["priority"] > provs["btrfs"]["priority"]
+    which = vssd.json("list", "providers", "--for", data)
+    assert which["selected"] == "btrfs"
+    assert [p["supports"] for p in which["providers"][:2]] == [False, True]
     w = vssd.spawn([sys.executable, "-c", TREE_WRITER, data, "7"])
     taken = []
     for k in range(3):
@@ -133,6 +136,9 @@ def test_refusals_and_allow_live(vssd):
     assert r.returncode == 1
     assert r.stderr.startswith("vss: error: ") and "tmpfs" in r.stderr
     assert "--allow-live" in r.stderr
+    which = vssd.json("list", "providers", "--for", tmp)
+    assert which["selected"] is None and "tmpfs" in which["refusal"]
+    assert "no provider" in vssd.vss("list", "providers", "--for", tmp).stdout
     r = vssd.vss("create", "shadow", "--for", tmp, "--provider", "btrfs", check=False)
     assert r.returncode == 1 and "not on btrfs" in r.stderr
     r = vssd.vss("create", "shadow", "--for", tmp, "--provider", "nosuch", check=False)
