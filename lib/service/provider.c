@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "provider/fsinfo.h"
 #include "service/log.h"
@@ -103,6 +104,58 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	*out = &svc_provider_live;
 	return 0;
+}
+
+/* The st_dev of the file behind loop device @source ("/dev/loopN"), or 0. */
+static dev_t loop_backing_dev(const char *source)
+{
+	char path[PATH_MAX], file[PATH_MAX];
+	struct stat st;
+	size_t len;
+	FILE *f;
+
+	if (strncmp(source, "/dev/loop", 9) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", source + 5);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	len = fread(file, 1, sizeof(file) - 1, f);
+	fclose(f);
+	file[len] = '\0';
+	if (len > 0 && file[len - 1] == '\n')
+		file[len - 1] = '\0';
+	return stat(file, &st) == 0 ? st.st_dev : 0;
+}
+
+int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *m, size_t n,
+			      const char *const *freeze_dirs, size_t nfreeze,
+			      struct vss_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0 && nfreeze > 0; i++) {
+		struct vss_fsinfo fi = { 0 };
+		dev_t dev;
+
+		if (m[i].vol || m[i].prov == &svc_provider_live ||
+		    vss_fsinfo_probe(m[i].target, &fi, NULL) < 0)
+			continue;
+		dev = loop_backing_dev(fi.source);
+		for (size_t k = 0; dev && k < nfreeze; k++) {
+			struct stat st;
+
+			if (stat(freeze_dirs[k], &st) == 0 && st.st_dev == dev) {
+				rc = vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds "
+						   "the image behind %s (%s, under %s), which "
+						   "must be written to while the set is taken; "
+						   "take them in two sets", freeze_dirs[k],
+						   fi.source, fi.fstype, m[i].target);
+				break;
+			}
+		}
+		vss_fsinfo_release(&fi);
+	}
+	return rc;
 }
 
 void svc_providers_recover(struct vss_service *svc)

@@ -109,6 +109,15 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 			bool allow_live, const struct vss_provider_ops **out, char **warning,
 			struct vss_error *err);
 
+/*
+ * Refuses a set in which a member of another provider (which is not frozen
+ * and writes while it commits) lives on a loop device whose image is on a
+ * filesystem the set freezes: its commit would wait for the thaw.
+ */
+int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *m, size_t n,
+			      const char *const *freeze_dirs, size_t nfreeze,
+			      struct vss_error *err);
+
 /* Runs every provider's recover; logs what fails and goes on. */
 void svc_providers_recover(struct vss_service *svc);
 

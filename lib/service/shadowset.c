@@ -274,6 +274,8 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			freeze_dirs[nfreeze++] = m[i].vol->mount_dir;
 		}
 	}
+	if ((rc = svc_provider_check_freeze(svc, m, n, freeze_dirs, nfreeze, err)) < 0)
+		goto abort;
 
 	/* 2. freeze */
 	if (nfreeze > 0) {

@@ -18,8 +18,8 @@ from test_fs import TREE_WRITER, manifest, wait_stopped
 FUSE_HELLO = os.path.abspath(os.path.join(BUILD, "tests", "btrfs", "fuse_hello"))
 
 
-def make_btrfs(root, name="bt", size=300 << 20):
-    img = os.path.join(root, name + ".img")
+def make_btrfs(root, name="bt", size=300 << 20, img_dir=None):
+    img = os.path.join(img_dir or root, name + ".img")
     mnt = os.path.join(root, name)
     with open(img, "wb") as f:
         f.truncate(size)
@@ -126,6 +126,21 @@ while True:
         finally:
             vssd.vss("unexpose", exp)
     assert len({s["set"] for s in vssd.shadows()}) == 4
+
+
+def test_btrfs_image_on_a_frozen_member_is_refused(vssd):
+    ma = os.path.join(vssd.root, "ma")
+    vssd.create_volume("A", "256M")
+    vssd.vss("volume", "mount", "A", ma, "--mkfs", "ext4")
+    bt = make_btrfs(vssd.root, "inner", 128 << 20, img_dir=ma)
+    try:
+        r = vssd.vss("create", "shadow", "--for", ma, "--for", bt, check=False)
+        assert r.returncode == 1 and "refusing to freeze" in r.stderr, r.stderr
+        assert vssd.shadows() == [] and snapshots(bt) == []
+        assert vssd.shadow(bt)["shadows"][0]["provider"] == "btrfs"   # alone: fine
+        vssd.vss("delete", "shadows", "--all")
+    finally:
+        subprocess.run(["umount", bt], capture_output=True)
 
 
 def test_refusals_and_allow_live(vssd):
