@@ -68,8 +68,15 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 		if (!p)
 			return vss_error_set(err, -ENOENT, "no provider named \"%s\" (vss list "
 					     "providers shows them)", forced);
+		if (p == &svc_provider_live && !allow_live)
+			return vss_error_set(err, -EINVAL, "provider live reads the live "
+					     "filesystem: say so with --allow-live");
 		if ((rc = p->supports(svc, target, err)) < 0)
 			return rc;
+		if (p == &svc_provider_live &&
+		    !(*warning = strdup("read live (--provider live --allow-live): no shadow "
+					"copy is made of it")))
+			return vss_error_set(err, -ENOMEM, "out of memory");
 		*out = p;
 		return 0;
 	}

@@ -170,6 +170,8 @@ def test_refusals_and_allow_live(vssd):
                 time.sleep(0.05)
             r = vssd.vss("create", "shadow", "--for", fm, check=False)
             assert r.returncode == 1 and word in r.stderr, r.stderr
+    r = vssd.vss("create", "shadow", "--for", tmp, "--provider", "live", check=False)
+    assert r.returncode == 1 and "--allow-live" in r.stderr
     res = vssd.json("create", "shadow", "--for", tmp, "--allow-live")
     sh = res["shadows"][0]
     assert sh["provider"] == "live" and sh["live"] and sh["device"] == tmp
