@@ -113,25 +113,24 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 	return 0;
 }
 
-/* The st_dev of the file behind loop device @source ("/dev/loopN"), or 0. */
-static dev_t loop_backing_dev(const char *source)
+/* The file behind loop device @source ("/dev/loopN") into @file; false if none. */
+static bool loop_backing_file(const char *source, char *file, size_t size)
 {
-	char path[PATH_MAX], file[PATH_MAX];
-	struct stat st;
+	char path[PATH_MAX];
 	size_t len;
 	FILE *f;
 
 	if (strncmp(source, "/dev/loop", 9) != 0)
-		return 0;
+		return false;
 	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", source + 5);
 	if (!(f = fopen(path, "re")))
-		return 0;
-	len = fread(file, 1, sizeof(file) - 1, f);
+		return false;
+	len = fread(file, 1, size - 1, f);
 	fclose(f);
 	file[len] = '\0';
 	if (len > 0 && file[len - 1] == '\n')
-		file[len - 1] = '\0';
-	return stat(file, &st) == 0 ? st.st_dev : 0;
+		file[--len] = '\0';
+	return len > 0;
 }
 
 int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *m, size_t n,
@@ -140,25 +139,40 @@ int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *
 {
 	int rc = 0;
 
-	for (size_t i = 0; i < n && rc == 0 && nfreeze > 0; i++) {
+	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct vss_fsinfo fi = { 0 };
-		dev_t dev;
+		char file[PATH_MAX], dev[PATH_MAX];
+		struct stat st;
 
 		if (m[i].vol || m[i].prov == &svc_provider_live ||
 		    vss_fsinfo_probe(m[i].target, &fi, NULL) < 0)
 			continue;
-		dev = loop_backing_dev(fi.source);
-		for (size_t k = 0; dev && k < nfreeze; k++) {
-			struct stat st;
+		if (!loop_backing_file(fi.source, file, sizeof(file))) {
+			vss_fsinfo_release(&fi);
+			continue;
+		}
+		/* Its loop device on a volume of the set: the gate would stop its commit. */
+		for (size_t k = 0; k < n && rc == 0; k++) {
+			if (!m[k].vol)
+				continue;
+			svc_volume_device_path(svc, m[k].vol->rec.name, dev, sizeof(dev));
+			if (strcmp(file, dev) == 0)
+				rc = vss_error_set(err, -EBUSY, "%s (%s on %s) lives on volume "
+						   "%s, which is in the same set: take it "
+						   "through the volume, or in another set",
+						   m[i].target, fi.fstype, fi.source,
+						   m[k].vol->rec.name);
+		}
+		/* Its image on a filesystem the set freezes: the commit would wait for the thaw. */
+		for (size_t k = 0; k < nfreeze && rc == 0 && stat(file, &st) == 0; k++) {
+			struct stat fst;
 
-			if (stat(freeze_dirs[k], &st) == 0 && st.st_dev == dev) {
+			if (stat(freeze_dirs[k], &fst) == 0 && fst.st_dev == st.st_dev)
 				rc = vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds "
 						   "the image behind %s (%s, under %s), which "
 						   "must be written to while the set is taken; "
 						   "take them in two sets", freeze_dirs[k],
 						   fi.source, fi.fstype, m[i].target);
-				break;
-			}
 		}
 		vss_fsinfo_release(&fi);
 	}

@@ -112,7 +112,9 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 /*
  * Refuses a set in which a member of another provider (which is not frozen
  * and writes while it commits) lives on a loop device whose image is on a
- * filesystem the set freezes: its commit would wait for the thaw.
+ * filesystem the set freezes (its commit would wait for the thaw), or is a
+ * volume of the same set (its commit would wait for the volume's gate,
+ * which the coordinator holds until every commit returned).
  */
 int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *m, size_t n,
 			      const char *const *freeze_dirs, size_t nfreeze,

@@ -128,7 +128,7 @@ while True:
     assert len({s["set"] for s in vssd.shadows()}) == 4
 
 
-def test_btrfs_image_on_a_frozen_member_is_refused(vssd):
+def test_btrfs_under_a_member_of_the_set_is_refused(vssd):
     ma = os.path.join(vssd.root, "ma")
     vssd.create_volume("A", "256M")
     vssd.vss("volume", "mount", "A", ma, "--mkfs", "ext4")
@@ -141,6 +141,22 @@ def test_btrfs_image_on_a_frozen_member_is_refused(vssd):
         vssd.vss("delete", "shadows", "--all")
     finally:
         subprocess.run(["umount", bt], capture_output=True)
+    # btrfs on a loop device over a raw volume of the same set: refused too
+    # (its commit would wait for the volume's gate, held until it returns).
+    vssd.create_volume("R", "160M")
+    loop = subprocess.run(["losetup", "--find", "--show", vssd.device("R")], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    rb = os.path.join(vssd.root, "rb")
+    os.mkdir(rb)
+    try:
+        subprocess.run(["mkfs.btrfs", "-q", "-f", loop], check=True, capture_output=True)
+        subprocess.run(["mount", loop, rb], check=True)
+        r = vssd.vss("create", "shadow", "--for", "R", "--for", rb, check=False)
+        assert r.returncode == 1 and "lives on volume R" in r.stderr, r.stderr
+        assert vssd.shadows() == []
+    finally:
+        subprocess.run(["umount", rb], capture_output=True)
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
 
 
 def test_refusals_and_allow_live(vssd):
