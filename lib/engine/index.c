@@ -13,16 +13,25 @@
 
 #define INITIAL_CAP 1024
 
+/* The table's capacity is any size (it grows by a quarter), so a hash is
+ * mapped onto it by multiplication rather than by a mask. */
 static size_t home(const struct vss_index *ix, uint64_t block)
 {
 	uint64_t h = block * 0x9E3779B97F4A7C15ull;
 	h ^= h >> 29;
-	return (size_t)(h & (ix->cap - 1));
+	h *= 0xBF58476D1CE4E5B9ull;
+	return (size_t)(((unsigned __int128)h * ix->cap) >> 64);
 }
 
 static size_t dist(const struct vss_index *ix, size_t pos, uint64_t key)
 {
-	return (pos - home(ix, vss_index_key_block(key))) & (ix->cap - 1);
+	size_t h = home(ix, vss_index_key_block(key));
+	return pos >= h ? pos - h : pos + ix->cap - h;
+}
+
+static size_t next_pos(const struct vss_index *ix, size_t pos)
+{
+	return pos + 1 == ix->cap ? 0 : pos + 1;
 }
 
 static int alloc_table(struct vss_index *ix, size_t cap)
@@ -55,7 +64,7 @@ void vss_index_release(struct vss_index *ix)
 
 static void place(struct vss_index *ix, uint64_t key, uint32_t slot)
 {
-	size_t mask = ix->cap - 1, pos = home(ix, vss_index_key_block(key)), d = 0;
+	size_t pos = home(ix, vss_index_key_block(key)), d = 0;
 
 	for (;;) {
 		uint64_t k = ix->keys[pos];
@@ -74,7 +83,7 @@ static void place(struct vss_index *ix, uint64_t key, uint32_t slot)
 			slot = s;
 			d = kd;
 		}
-		pos = (pos + 1) & mask;
+		pos = next_pos(ix, pos);
 		d++;
 	}
 }
@@ -82,7 +91,7 @@ static void place(struct vss_index *ix, uint64_t key, uint32_t slot)
 static int grow(struct vss_index *ix)
 {
 	struct vss_index old = *ix;
-	int r = alloc_table(ix, old.cap * 2);
+	int r = alloc_table(ix, old.cap + old.cap / 4);
 
 	if (r) {
 		*ix = old;
@@ -99,7 +108,7 @@ static int grow(struct vss_index *ix)
 /* Position of @key, or (size_t)-1. */
 static size_t locate(const struct vss_index *ix, uint64_t key)
 {
-	size_t mask = ix->cap - 1, pos = home(ix, vss_index_key_block(key)), d = 0;
+	size_t pos = home(ix, vss_index_key_block(key)), d = 0;
 
 	for (;;) {
 		uint64_t k = ix->keys[pos];
@@ -107,7 +116,7 @@ static size_t locate(const struct vss_index *ix, uint64_t key)
 			return (size_t)-1;
 		if (k == key)
 			return pos;
-		pos = (pos + 1) & mask;
+		pos = next_pos(ix, pos);
 		d++;
 	}
 }
@@ -115,7 +124,7 @@ static size_t locate(const struct vss_index *ix, uint64_t key)
 int vss_index_find(const struct vss_index *ix, uint64_t block, uint32_t min_seq,
 		   uint32_t *seq, uint32_t *slot)
 {
-	size_t mask = ix->cap - 1, pos = home(ix, block), d = 0;
+	size_t pos = home(ix, block), d = 0;
 	uint32_t best = 0, best_slot = 0;
 
 	for (;;) {
@@ -131,7 +140,7 @@ int vss_index_find(const struct vss_index *ix, uint64_t block, uint32_t min_seq,
 					break;
 			}
 		}
-		pos = (pos + 1) & mask;
+		pos = next_pos(ix, pos);
 		d++;
 	}
 	if (!best)
@@ -150,7 +159,7 @@ int vss_index_has(const struct vss_index *ix, uint64_t block, uint32_t seq)
 
 uint32_t vss_index_max_seq(const struct vss_index *ix, uint64_t block)
 {
-	size_t mask = ix->cap - 1, pos = home(ix, block), d = 0;
+	size_t pos = home(ix, block), d = 0;
 	uint32_t best = 0;
 
 	for (;;) {
@@ -159,7 +168,7 @@ uint32_t vss_index_max_seq(const struct vss_index *ix, uint64_t block)
 			return best;
 		if (vss_index_key_block(k) == block && vss_index_key_seq(k) > best)
 			best = vss_index_key_seq(k);
-		pos = (pos + 1) & mask;
+		pos = next_pos(ix, pos);
 		d++;
 	}
 }
@@ -179,14 +188,14 @@ int vss_index_insert(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 
 int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t *slot)
 {
-	size_t mask = ix->cap - 1, pos = locate(ix, vss_index_key(block, seq));
+	size_t pos = locate(ix, vss_index_key(block, seq));
 
 	if (pos == (size_t)-1)
 		return 0;
 	if (slot)
 		*slot = ix->slots[pos];
 	for (;;) {
-		size_t next = (pos + 1) & mask;
+		size_t next = next_pos(ix, pos);
 		uint64_t k = ix->keys[next];
 		if (!k || dist(ix, next, k) == 0)
 			break;

@@ -7,7 +7,8 @@
  * after shadow s" is one short probe run whatever the number of shadows.
  * Open addressing with Robin Hood probing and backward-shift deletion; an
  * entry is 12 bytes (a 64-bit key, a 32-bit slot) in two parallel arrays and
- * the table grows at 90% load, so memory is 13 to 27 bytes per copied block.
+ * the table grows by a quarter at 90% load, so memory is 13.3 to 16.7 bytes
+ * per copied block once it is past its initial size.
  *
  * Not thread-safe: the engine serialises access with its index lock.
  */
@@ -24,7 +25,7 @@
 struct vss_index {
 	uint64_t *keys;     /* (block << 24) | seq; 0 marks an empty bucket */
 	uint32_t *slots;
-	size_t cap;         /* power of two */
+	size_t cap;         /* any size >= 1024 */
 	size_t count;
 };
 
