@@ -39,6 +39,10 @@ static void usage(FILE *f)
 	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
 	      "  resize shadowstorage --for VOLUME --maxsize SIZE\n"
 	      "  delete shadowstorage --for VOLUME\n"
+	      "Requesters and writers:\n"
+	      "  exec [--for TARGET ...] [--type full|incremental|differential|log|copy]\n"
+	      "       [--persistent] [--no-writers] [--script FILE] [--exclude-writer NAME]\n"
+	      "       [--allow-live] [--provider NAME] -- COMMAND [ARGS...]\n"
 	      "Service:\n"
 	      "  status [--json]\n"
 	      "  list writers [--json]\n"
@@ -63,6 +67,7 @@ static const struct {
 	{ "unexpose", cmd_unexpose },
 	{ "add", cmd_add },
 	{ "resize", cmd_resize },
+	{ "exec", cmd_exec },
 };
 
 int main(int argc, char **argv)

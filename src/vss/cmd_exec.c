@@ -1,0 +1,333 @@
+/*
+ * vss/cmd_exec.c - vss exec: one backup around a command (vshadow -exec).
+ * begin, prepare, take the set with writers, expose each shadow read-only
+ * under RUN/exec/SET/n, run COMMAND with the VSS_* variables, then complete
+ * (exit 0) or abort, unexpose, delete non-persistent shadows, and exit with
+ * COMMAND's status.  The whole backup runs on one connection: if this
+ * process dies, vssd aborts the backup and deletes the set.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vss/client.h>
+
+#include "cli.h"
+
+#define MAX_TARGETS 64
+
+struct target {
+	char *given;          /* as typed */
+	char *abs;            /* as sent to vssd */
+	bool live;            /* no provider can shadow it: read live */
+	char *mount;          /* the volume's mount point, or NULL (a raw volume) */
+	char *volume;
+	char *shadow_id, *device;
+	char dir[PATH_MAX];   /* where its shadow is exposed, or "" */
+};
+
+/* Finds the volume a target is on: a volume name, or the longest mount
+ * point that holds the path. */
+static bool locate(json_t *volumes, struct target *t)
+{
+	size_t i, best = 0;
+	json_t *v;
+
+	json_array_foreach(volumes, i, v) {
+		const char *name = json_string_value(json_object_get(v, "name"));
+		const char *mnt = json_string_value(json_object_get(v, "mount"));
+		size_t n = mnt ? strlen(mnt) : 0;
+
+		if (strcmp(t->abs, name) == 0) {
+			t->volume = strdup(name);
+			t->mount = mnt ? strdup(mnt) : NULL;
+			return true;
+		}
+		if (mnt && n > best && strncmp(t->abs, mnt, n) == 0 &&
+		    (t->abs[n] == '\0' || t->abs[n] == '/')) {
+			free(t->volume);
+			free(t->mount);
+			t->volume = strdup(name);
+			t->mount = strdup(mnt);
+			best = n;
+		}
+	}
+	return t->volume != NULL;
+}
+
+static int call(struct vss_client *c, const char *op, json_t *args, json_t **res)
+{
+	struct vss_error err = { 0 };
+	json_t *r = NULL;
+	int rc = vss_client_call(c, op, args, &r, &err);
+
+	if (rc < 0) {
+		cli_error(EXIT_FAILED, "%s", err.msg);
+		return rc == -ECONNRESET || rc == -EPIPE ? EXIT_UNREACHABLE : EXIT_FAILED;
+	}
+	if (res)
+		*res = r;
+	else
+		json_decref(r);
+	return 0;
+}
+
+static void put_var(FILE *script, const char *name, const char *val)
+{
+	setenv(name, val, 1);
+	if (!script)
+		return;
+	fprintf(script, "%s='", name);
+	for (const char *p = val; *p; p++)
+		if (*p == '\'')
+			fputs("'\\''", script);
+		else
+			fputc(*p, script);
+	fputs("'\n", script);
+}
+
+static int run_command(char **cmd)
+{
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_term;
+	pid_t pid;
+	int status;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return cli_error(EXIT_FAILED, "fork: %s", strerror(errno)), -1;
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "vss: error: cannot run %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	/* The command gets the terminal's signals; we stay to clean up. */
+	sigaction(SIGINT, &ign, &old_int);
+	sigaction(SIGTERM, &ign, &old_term);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "for", 0, true }, { "type", 0, true }, { "persistent", 0, false },
+		{ "no-writers", 0, false }, { "script", 0, true },
+		{ "exclude-writer", 0, true }, { "allow-live", 0, false },
+		{ "provider", 0, true }, { NULL, 0, false },
+	};
+	const char *fors[MAX_TARGETS], *excl[MAX_TARGETS];
+	struct target t[MAX_TARGETS];
+	struct vss_client *c = NULL;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	json_t *res = NULL, *vols = NULL, *targets, *exclude, *sh;
+	char **cmd = NULL, exec_dir[PATH_MAX] = "", set[40] = "", var[64];
+	const char *run_dir, *type;
+	FILE *script = NULL;
+	int rc, n, nex, nshadow = 0, status = EXIT_FAILED, split = argc;
+	bool ok = false;
+	size_t i;
+
+	for (int k = 0; k < argc; k++)
+		if (strcmp(argv[k], "--") == 0) {
+			split = k;
+			break;
+		}
+	if (split >= argc - 1)
+		return cli_error(EXIT_USAGE, "exec: say which command to run: vss exec "
+				 "[OPTIONS] -- COMMAND [ARGS...]");
+	cmd = argv + split + 1;
+	if ((rc = cli_parse(&a, "exec", split, argv, opts, 0, 0)))
+		return rc;
+	type = cli_get(&a, "type") ? cli_get(&a, "type") : "full";
+	if (strcmp(type, "full") && strcmp(type, "incremental") && strcmp(type, "differential") &&
+	    strcmp(type, "log") && strcmp(type, "copy"))
+		return cli_error(EXIT_USAGE, "exec: unknown backup type \"%s\" (full, "
+				 "incremental, differential, log, copy)", type);
+	n = cli_get_all(&a, "for", fors, MAX_TARGETS);
+	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
+	memset(t, 0, sizeof(t));
+	run_dir = vss_client_run_dir(a.run_dir);
+	if (vss_client_open(run_dir, &c, &err) < 0)
+		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+	if ((rc = call(c, "volume.list", NULL, &vols))) {
+		status = rc;
+		goto out;
+	}
+	if (n == 0) {
+		/* No --for: every mounted volume. */
+		json_t *v;
+
+		json_array_foreach(json_object_get(vols, "volumes"), i, v)
+			if (json_is_string(json_object_get(v, "mount")) && n < MAX_TARGETS)
+				fors[n++] = json_string_value(json_object_get(v, "mount"));
+		if (n == 0) {
+			cli_error(EXIT_FAILED, "exec: no --for TARGET given and no volume is "
+				  "mounted");
+			goto out;
+		}
+	}
+	targets = json_array();
+	for (int k = 0; k < n; k++) {
+		t[k].given = strdup(fors[k]);
+		t[k].abs = cli_target(fors[k]);
+		if (!locate(json_object_get(vols, "volumes"), &t[k])) {
+			if (!cli_has(&a, "allow-live")) {
+				json_decref(targets);
+				cli_error(EXIT_FAILED, "exec: no provider can shadow %s (it is not "
+					  "on a vss volume); --allow-live reads it live",
+					  fors[k]);
+				goto out;
+			}
+			t[k].live = true;
+			continue;
+		}
+		json_array_append_new(targets, json_string(t[k].abs));
+		nshadow++;
+	}
+	exclude = json_array();
+	for (int k = 0; k < nex; k++)
+		json_array_append_new(exclude, json_string(excl[k]));
+	if ((rc = call(c, "backup.begin",
+		       json_pack("{s:s, s:b, s:o}", "type", type, "no_writers",
+				 cli_has(&a, "no-writers"), "exclude_writers", exclude), NULL)) ||
+	    (rc = call(c, "backup.prepare", NULL, NULL))) {
+		json_decref(targets);
+		status = rc;
+		goto out;
+	}
+	if (nshadow > 0) {
+		json_t *args = json_pack("{s:o, s:b, s:b}", "targets", targets, "persistent",
+					 cli_has(&a, "persistent"), "no_writers",
+					 cli_has(&a, "no-writers"));
+		size_t k = 0;
+
+		if (cli_has(&a, "provider"))
+			json_object_set_new(args, "provider", json_string(cli_get(&a, "provider")));
+		if ((rc = call(c, "shadow.create", args, &res))) {
+			status = rc;
+			goto out;
+		}
+		snprintf(set, sizeof(set), "%s", json_string_value(json_object_get(res, "set")));
+		json_array_foreach(json_object_get(res, "shadows"), i, sh) {
+			while (t[k].live)
+				k++;
+			t[k].shadow_id = strdup(json_string_value(json_object_get(sh, "id")));
+			t[k].device = strdup(json_string_value(json_object_get(sh, "device")));
+			k++;
+		}
+		snprintf(exec_dir, sizeof(exec_dir), "%s/exec", run_dir);
+		mkdir(exec_dir, 0755);
+		snprintf(exec_dir, sizeof(exec_dir), "%s/exec/%s", run_dir, set);
+		if (mkdir(exec_dir, 0755) < 0 && errno != EEXIST) {
+			cli_error(EXIT_FAILED, "exec: cannot create %s: %s", exec_dir,
+				  strerror(errno));
+			exec_dir[0] = '\0';
+			goto out;
+		}
+		for (int j = 0; j < n; j++) {
+			if (t[j].live || !t[j].mount)
+				continue;   /* a raw volume: the device is the shadow */
+			snprintf(t[j].dir, sizeof(t[j].dir), "%s/%d", exec_dir, j + 1);
+			if ((rc = call(c, "shadow.expose", json_pack("{s:s, s:s}", "shadow",
+								      t[j].shadow_id, "dir",
+								      t[j].dir), NULL))) {
+				rmdir(t[j].dir);
+				t[j].dir[0] = '\0';
+				status = rc;
+				goto out;
+			}
+		}
+	} else {
+		json_decref(targets);
+	}
+	if (cli_has(&a, "script") && !(script = fopen(cli_get(&a, "script"), "we"))) {
+		cli_error(EXIT_FAILED, "exec: cannot write %s: %s", cli_get(&a, "script"),
+			  strerror(errno));
+		goto out;
+	}
+	if (script)
+		fputs("# vss exec: the shadow copy set, for sh's \".\"\n", script);
+	put_var(script, "VSS_SHADOW_SET_ID", set);
+	for (int j = 0; j < n; j++) {
+		char inside[2 * PATH_MAX];
+
+		if (t[j].live) {
+			snprintf(inside, sizeof(inside), "%s", t[j].abs);
+		} else if (!t[j].mount) {
+			snprintf(inside, sizeof(inside), "%s", t[j].device);
+		} else {
+			const char *rest = strcmp(t[j].abs, t[j].volume) == 0 ? ""
+					   : t[j].abs + strlen(t[j].mount);
+
+			snprintf(inside, sizeof(inside), "%s%s", t[j].dir, rest);
+		}
+#define VAR(fmt) (snprintf(var, sizeof(var), fmt, j + 1), var)
+		put_var(script, VAR("VSS_SHADOW_ID_%d"), t[j].shadow_id ? t[j].shadow_id : "");
+		put_var(script, VAR("VSS_SHADOW_DEVICE_%d"), t[j].device ? t[j].device : "");
+		put_var(script, VAR("VSS_SHADOW_PATH_%d"), t[j].live ? t[j].abs : t[j].dir);
+		put_var(script, VAR("VSS_ORIGIN_PATH_%d"), t[j].given);
+		put_var(script, VAR("VSS_SHADOW_TARGET_%d"), inside);
+		if (t[j].live)
+			put_var(script, VAR("VSS_SHADOW_LIVE_%d"), "1");
+#undef VAR
+	}
+	if (script) {
+		if (fclose(script) != 0) {
+			script = NULL;
+			cli_error(EXIT_FAILED, "exec: cannot write %s", cli_get(&a, "script"));
+			goto out;
+		}
+		script = NULL;
+	}
+	status = run_command(cmd);
+	if (status < 0) {
+		status = EXIT_FAILED;
+		goto out;
+	}
+	ok = true;
+out:
+	if (script)
+		fclose(script);
+	for (int j = 0; j < n; j++)
+		if (t[j].dir[0]) {
+			call(c, "shadow.unexpose", json_pack("{s:s}", "dir", t[j].dir), NULL);
+			rmdir(t[j].dir);
+		}
+	if (exec_dir[0])
+		rmdir(exec_dir);
+	if (ok && status == 0) {
+		if ((rc = call(c, "backup.complete", json_pack("{s:b}", "succeeded", 1), NULL)))
+			status = rc;
+		else if (*set && !cli_has(&a, "persistent") &&
+			 (rc = call(c, "shadow.delete", json_pack("{s:s}", "set", set), NULL)))
+			status = rc;
+	} else {
+		call(c, "backup.abort", NULL, NULL);
+	}
+	vss_client_close(c);
+	for (int j = 0; j < n; j++) {
+		free(t[j].given);
+		free(t[j].abs);
+		free(t[j].mount);
+		free(t[j].volume);
+		free(t[j].shadow_id);
+		free(t[j].device);
+	}
+	json_decref(res);
+	json_decref(vols);
+	return status;
+}

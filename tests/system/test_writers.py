@@ -1,0 +1,305 @@
+"""Writers and requesters (issue 4): the event sequence and its order, a
+writer failing, hanging or crashing at each step, a requester crashing
+mid-set, two requesters at once, refused metadata, and vss exec.  Writers
+are tests/system/test_writer.c (vss-test-writer) on the writer library.
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import BUILD, VSS
+
+TEST_WRITER = os.path.abspath(os.path.join(BUILD, "tests", "system", "vss-test-writer"))
+
+
+# ---- a raw protocol client, to be a requester that can crash ----
+def frame(obj):
+    b = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return struct.pack(">I", len(b)) + b
+
+
+def recv_frame(s):
+    def exact(n):
+        b = b""
+        while len(b) < n:
+            c = s.recv(n - len(b))
+            if not c:
+                return None
+            b += c
+        return b
+    hdr = exact(4)
+    if hdr is None:
+        return None
+    return json.loads(exact(struct.unpack(">I", hdr)[0]))
+
+
+class Client:
+    def __init__(self, d, timeout=30):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(os.path.join(d.run, "vssd.sock"))
+        self.n = 0
+
+    def call(self, op, **args):
+        self.n += 1
+        self.s.sendall(frame({"version": 1, "id": self.n, "op": op, "args": args}))
+        return recv_frame(self.s)
+
+    def close(self):
+        self.s.close()
+
+
+def start_writer(d, name, log, *extra):
+    p = d.spawn([TEST_WRITER, "--run-dir", d.run, "--name", name, "--log", log] +
+                list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line.strip() == "ready", "writer %s did not start: %s" % (name, p.stderr.read())
+    return p
+
+
+def events(log):
+    try:
+        with open(log) as f:
+            return [l.split() for l in f.read().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def writers(d):
+    return {w["name"]: w for w in d.json("list", "writers")["writers"]}
+
+
+@pytest.fixture
+def fsvol(vssd):
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("fs", "96M")
+    vssd.vss("volume", "mount", "fs", mnt, "--mkfs", "ext4")
+    return mnt
+
+
+def test_sequence_and_freeze_order(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    # Registered in the opposite of the freeze order.
+    start_writer(vssd, "sys", log, "--class", "system")
+    start_writer(vssd, "db", log, "--class", "back")
+    start_writer(vssd, "app", log, "--class", "front")
+    ws = writers(vssd)
+    assert set(ws) == {"sys", "db", "app"}
+    assert all(w["state"] == 1 and w["state_name"] == "stable" for w in ws.values())
+    assert vssd.json("status")["writers"] == 3
+
+    r = vssd.vss("exec", "--for", fsvol, "--", "true")
+    assert r.returncode == 0, r.stderr
+    ev = events(log)
+    by = {}
+    for name, what, *rest in ev:
+        by.setdefault(name, []).append(what)
+    seq = ["identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
+           "post_snapshot", "backup_complete"]
+    for name in ("sys", "db", "app"):
+        assert by[name] == seq, (name, by[name])
+    freezes = [e[0] for e in ev if e[1] == "freeze"]
+    thaws = [e[0] for e in ev if e[1] == "thaw"]
+    assert freezes == ["app", "db", "sys"]
+    assert thaws == ["sys", "db", "app"]
+    # BackupComplete says the components succeeded.
+    assert all("succeeded=1" in e for e in ev if e[1] == "backup_complete")
+    assert all(w["state"] == 1 for w in writers(vssd).values())
+    assert vssd.shadows() == []   # exec deletes non-persistent shadows
+
+    # vss create shadow: the snapshot events only.
+    open(log, "w").close()
+    vssd.shadow(fsvol)
+    assert [e[1] for e in events(log) if e[0] == "db"] == [
+        "prepare_snapshot", "freeze", "thaw", "post_snapshot"]
+    # --no-writers: none.
+    open(log, "w").close()
+    vssd.vss("create", "shadow", "--for", fsvol, "--no-writers")
+    assert events(log) == []
+
+
+@pytest.mark.parametrize("step", ["prepare_snapshot", "freeze", "thaw", "post_snapshot"])
+def test_writer_failing_at_a_step(vssd, fsvol, step):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "good", log, "--class", "front")
+    start_writer(vssd, "bad", log, "--class", "back", "--fail-at", step)
+    r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
+    ws = writers(vssd)
+    state = {"prepare_snapshot": 8, "freeze": 9, "thaw": 10, "post_snapshot": 11}[step]
+    assert ws["bad"]["state"] == state
+    assert ws["bad"]["state_name"] == "failed_at_" + step
+    assert "told to fail at " + step in ws["bad"]["last_error"]
+    if step == "post_snapshot":
+        assert r.returncode == 0, r.stderr        # the set stays
+        assert len(vssd.shadows()) == 1
+    else:
+        assert r.returncode == 1
+        assert "writer bad failed at %s" % step in r.stderr
+        assert "aborted" in r.stderr
+        assert vssd.shadows() == []
+        assert ["good", "abort"] in events(log)
+        assert ws["good"]["state"] == 1
+    # The filesystem is not frozen: a write and sync go through at once.
+    with open(os.path.join(fsvol, "after"), "w") as f:
+        f.write("x")
+    subprocess.run(["sync", "-f", fsvol], timeout=10, check=True)
+    # A failed writer is stable again for the next backup.
+    vssd.vss("create", "shadow", "--for", fsvol, "--no-writers")
+    assert writers(vssd)["bad"]["state"] == 1
+
+
+def test_writer_hanging_at_freeze_aborts_within_the_bound(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "other", log, "--class", "front")
+    start_writer(vssd, "hang", log, "--hang-at", "freeze", "--timeout", "1500")
+    t0 = time.time()
+    r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
+    took = time.time() - t0
+    assert r.returncode == 1
+    assert took < 6, took
+    assert "failed at freeze" in r.stderr and "1500 ms" in r.stderr
+    w = writers(vssd)["hang"]
+    assert w["state_name"] == "failed_at_freeze" and w["error_kind"] == "timeout"
+    assert ["other", "abort"] in events(log)
+    assert vssd.shadows() == []
+    with open(os.path.join(fsvol, "after"), "w") as f:
+        f.write("x")
+    subprocess.run(["sync", "-f", fsvol], timeout=10, check=True)
+
+
+def test_writer_crashing(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "ok", log)
+    p = start_writer(vssd, "crash", log, "--crash-at", "freeze")
+    r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
+    assert r.returncode == 1
+    assert "writer crash failed at freeze: the writer disconnected" in r.stderr
+    assert p.wait(5) != 0
+    assert vssd.shadows() == []
+    # Gone from the list once the next backup starts; the other one works.
+    vssd.shadow(fsvol)
+    assert set(writers(vssd)) == {"ok"}
+
+
+def test_requester_crash_mid_set(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "w", log)
+    c = Client(vssd)
+    assert c.call("backup.begin", type="full")["ok"]
+    assert c.call("backup.prepare")["ok"]
+    r = c.call("shadow.create", targets=[fsvol])
+    assert r["ok"], r
+    assert len(vssd.shadows()) == 1
+    assert vssd.shadows()[0]["state"] == "in-progress"
+    assert writers(vssd)["w"]["state_name"] == "waiting_for_backup_complete"
+    c.close()   # the requester "crashes"
+    deadline = time.time() + 5
+    while time.time() < deadline and vssd.shadows():
+        time.sleep(0.05)
+    assert vssd.shadows() == []
+    assert events(log)[-1] == ["w", "abort"]
+    assert writers(vssd)["w"]["state"] == 1
+    assert "requester went away" in vssd.log()
+
+
+def test_two_requesters(vssd, fsvol):
+    a, b = Client(vssd), Client(vssd)
+    assert a.call("backup.begin")["ok"]
+    t0 = time.time()
+    r = b.call("backup.begin", wait_ms=500)
+    assert not r["ok"] and r["error"]["code"] == "EBUSY"
+    assert 0.4 < time.time() - t0 < 5
+    # B waits, and gets the slot when A completes.
+    b.s.sendall(frame({"version": 1, "id": 99, "op": "backup.begin",
+                       "args": {"wait_ms": 10000}}))
+    time.sleep(0.3)
+    r = a.call("shadow.create", targets=[fsvol])
+    assert r["ok"], r
+    assert a.call("backup.complete")["ok"]
+    r = recv_frame(b.s)
+    assert r["ok"], r
+    assert b.call("shadow.create", targets=[fsvol])["ok"]
+    assert b.call("backup.complete")["ok"]
+    a.close()
+    b.close()
+    assert len(vssd.shadows()) == 2 and all(s["state"] == "valid" for s in vssd.shadows())
+
+
+def test_backup_components_through_writers(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "w", log, "--stamp", "lsn:42", "--partial")
+    c = Client(vssd)
+    r = c.call("backup.begin", type="incremental", partial_file_support=True)
+    assert r["ok"], r
+    meta = r["result"]["writers"][0]["metadata"]
+    assert meta["writer_name"] == "w"
+    comp = {"format": "vss-backup-components", "version": 1, "backup_type": "incremental",
+            "partial_file_support": True,
+            "writers": [{"writer_class_id": meta["writer_class_id"],
+                         "writer_instance_id": meta["writer_instance_id"],
+                         "components": [{"name": "data",
+                                         "previous_backup_stamp": "lsn:7"}]}]}
+    r = c.call("backup.prepare", components=json.dumps(comp))
+    assert r["ok"], r
+    doc = json.loads(r["result"]["components"])
+    got = doc["writers"][0]["components"][0]
+    assert got["backup_stamp"] == "lsn:42"
+    assert got["previous_backup_stamp"] == "lsn:7"
+    assert got["partial_files"][0]["filename"] == "big.db"
+    assert got["differenced_files"][0]["file_spec"] == "*.log"
+    assert ["w", "prepare_backup", "previous=lsn:7"] in events(log)
+    assert c.call("backup.complete", succeeded=False)["ok"]
+    assert ["w", "backup_complete", "succeeded=0"] in events(log)
+    # A document naming a component the writer does not have is refused.
+    assert c.call("backup.begin")["ok"]
+    comp["backup_type"] = "full"
+    comp["writers"][0]["components"][0]["name"] = "nope"
+    r = c.call("backup.prepare", components=json.dumps(comp))
+    assert not r["ok"] and "nope" in r["error"]["message"]
+    assert c.call("backup.abort")["ok"]
+    c.close()
+
+
+WMD = {
+    "format": "vss-writer-metadata", "version": 1, "writer_name": "raw",
+    "writer_class_id": "6f1c2a9e-3b7d-4e5f-9a8b-0c1d2e3f4a5b",
+    "writer_instance_id": "b2c3d4e5-f607-4819-a2b3-c4d5e6f70819",
+    "usage_type": "user_data", "source_type": "other", "components": [],
+}
+
+
+def test_metadata_refused(vssd):
+    def register(doc):
+        c = Client(vssd)
+        r = c.call("writer.register", metadata=doc)
+        c.close()
+        return r
+    r = register("{not json")
+    assert not r["ok"] and r["error"]["code"] == "EBADMSG"
+    assert "writer metadata refused" in r["error"]["message"]
+    big = dict(WMD, instance_name="x" * 1000,
+               exclude_files=[{"path": "/a", "file_spec": "f%d" % i} for i in range(12000)])
+    r = register(json.dumps(big))
+    assert not r["ok"] and r["error"]["code"] == "EFBIG", r
+    contradictory = dict(WMD, restore_method={"method": "restore_to_alternate_location"})
+    r = register(json.dumps(contradictory))
+    assert not r["ok"] and r["error"]["code"] == "EINVAL"
+    assert "alternate" in r["error"]["message"]
+    r = register(json.dumps(dict(WMD, bogus=1)))
+    assert not r["ok"] and 'unknown member "bogus"' in r["error"]["message"]
+    # Two instances with one ID: the second is refused while the first lives.
+    c = Client(vssd)
+    assert c.call("writer.register", metadata=json.dumps(WMD))["ok"]
+    r = register(json.dumps(WMD))
+    assert not r["ok"] and r["error"]["code"] == "EEXIST"
+    assert writers(vssd)["raw"]["state"] == 1
+    c.close()
+    time.sleep(0.2)
+    assert writers(vssd) == {}
