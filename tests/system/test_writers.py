@@ -303,3 +303,143 @@ def test_metadata_refused(vssd):
     c.close()
     time.sleep(0.2)
     assert writers(vssd) == {}
+
+
+# ---- vss exec ----
+def test_exec_rsync_from_the_shadow(vssd, fsvol):
+    from test_fs import TREE_WRITER, manifest, wait_stopped
+    from conftest import mounts_under
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "w", log)
+    data = os.path.join(fsvol, "data")
+    os.mkdir(data)
+    w = vssd.spawn([sys.executable, "-c", TREE_WRITER, data, "7"])
+    time.sleep(1.0)
+    # The manifest of the instant: the writer is stopped until the set is
+    # taken, and changes the source again while rsync reads the shadow.
+    w.send_signal(signal.SIGSTOP)
+    wait_stopped(w.pid)
+    m = manifest(data)
+    target = os.path.join(vssd.root, "backup")
+    script = os.path.join(vssd.root, "vars.sh")
+    cmd = ('kill -CONT %d; sleep 0.3; rsync -a "$VSS_SHADOW_TARGET_1/" %s/ && '
+           'test "$VSS_ORIGIN_PATH_1" = %s && test -b "$VSS_SHADOW_DEVICE_1" -o '
+           '-f "$VSS_SHADOW_DEVICE_1" && test -n "$VSS_SHADOW_ID_1" && '
+           'test "$VSS_SHADOW_TARGET_1" = "$VSS_SHADOW_PATH_1/data"'
+           % (w.pid, target, data))
+    r = vssd.vss("exec", "--for", data, "--script", script, "--", "sh", "-c", cmd,
+                 check=False)
+    assert r.returncode == 0, r.stderr + vssd.log()[-2000:]
+    time.sleep(0.3)
+    assert w.poll() is None
+    w.kill()
+    w.wait()
+    got = manifest(target)
+    assert len(got) > 5
+    assert got == m
+    assert manifest(data) != m   # the source did change meanwhile
+    assert vssd.shadows() == []
+    assert mounts_under(os.path.join(vssd.run, "exec")) == []
+    # The script is sourceable and names the set.
+    out = subprocess.run(["sh", "-c", '. "%s"; echo "$VSS_SHADOW_SET_ID $VSS_ORIGIN_PATH_1"'
+                          % script], capture_output=True, text=True, check=True).stdout
+    set_id, origin = out.split()
+    assert len(set_id) == 36 and origin == data
+    assert events(log)[-1] == ["w", "backup_complete", "succeeded=1"]
+
+
+def test_exec_status_persistent_and_live(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "w", log)
+    r = vssd.vss("exec", "--for", fsvol, "--", "sh", "-c", "exit 7", check=False)
+    assert r.returncode == 7
+    assert events(log)[-1] == ["w", "abort"]
+    assert vssd.shadows() == []
+    r = vssd.vss("exec", "--for", fsvol, "--persistent", "--type", "copy", "--",
+                 "true", check=False)
+    assert r.returncode == 0, r.stderr
+    s = vssd.shadows()
+    assert len(s) == 1 and "persistent" in s[0]["attributes"] and s[0]["state"] == "valid"
+    # --no-writers: no events; --exclude-writer: none for that writer.
+    open(log, "w").close()
+    vssd.vss("exec", "--for", fsvol, "--no-writers", "--", "true")
+    vssd.vss("exec", "--for", fsvol, "--exclude-writer", "w", "--", "true")
+    assert events(log) == []
+    # A path no provider can shadow: refused, or read live with --allow-live.
+    live = os.path.join(vssd.root, "live")
+    os.mkdir(live)
+    r = vssd.vss("exec", "--for", live, "--", "true", check=False)
+    assert r.returncode == 1 and "--allow-live" in r.stderr
+    r = vssd.vss("exec", "--for", live, "--for", fsvol, "--allow-live", "--", "sh", "-c",
+                 'test "$VSS_SHADOW_LIVE_1" = 1 && test "$VSS_SHADOW_TARGET_1" = %s && '
+                 'test -z "$VSS_SHADOW_LIVE_2" && test -d "$VSS_SHADOW_PATH_2/lost+found"'
+                 % live, check=False)
+    assert r.returncode == 0, r.stderr
+    r = vssd.vss("exec", "--for", fsvol, check=False)
+    assert r.returncode == 2
+
+
+# ---- vss-writer-hooks ----
+HOOKS = os.path.abspath(os.path.join(BUILD, "src", "vss-writer-hooks", "vss-writer-hooks"))
+
+
+def hooks_dir(root, hooks):
+    d = os.path.join(root, "hooks.d")
+    os.makedirs(d, exist_ok=True)
+    for name, body in hooks.items():
+        p = os.path.join(d, name)
+        with open(p, "w") as f:
+            f.write("#!/bin/sh\n" + body + "\n")
+        os.chmod(p, 0o755)
+    return d
+
+
+def start_hooks(d, hdir, timeout="5"):
+    p = d.spawn([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir, "--timeout", timeout],
+                stderr=open(os.path.join(d.root, "hooks.log"), "ab"))
+    deadline = time.time() + 10
+    while "hooks" not in writers(d):
+        assert time.time() < deadline and p.poll() is None, "vss-writer-hooks did not start"
+        time.sleep(0.05)
+    return p
+
+
+def test_hooks_run_in_name_order(vssd, fsvol):
+    out = os.path.join(vssd.root, "hooks.out")
+    hdir = hooks_dir(vssd.root, {
+        "20-b": 'echo "b $1" >> %s' % out,
+        "10-a": 'echo "a $1" >> %s' % out,
+        ".hidden": 'echo "hidden $1" >> %s' % out,
+    })
+    with open(os.path.join(hdir, "30-not-executable"), "w") as f:
+        f.write("#!/bin/sh\necho nope >> %s\n" % out)
+    start_hooks(vssd, hdir)
+    vssd.shadow(fsvol)
+    with open(out) as f:
+        assert f.read().split("\n")[:-1] == ["a freeze", "b freeze", "a thaw", "b thaw"]
+
+
+@pytest.mark.parametrize("how", ["fail", "hang"])
+def test_hook_failing_or_hanging_aborts_the_set(vssd, fsvol, how):
+    out = os.path.join(vssd.root, "hooks.out")
+    hdir = hooks_dir(vssd.root, {
+        "10-a": 'echo "a $1" >> %s' % out,
+        "20-b": ('[ "$1" = freeze ] && exit 3; exit 0' if how == "fail"
+                 else '[ "$1" = freeze ] && sleep 30; exit 0'),
+    })
+    start_hooks(vssd, hdir, timeout="1")
+    t0 = time.time()
+    r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
+    assert r.returncode == 1
+    assert time.time() - t0 < 8
+    assert "writer hooks failed at freeze" in r.stderr
+    assert ("exit status 3" if how == "fail" else "timed out") in r.stderr
+    assert vssd.shadows() == []
+    w = writers(vssd)["hooks"]
+    assert w["state_name"] == "failed_at_freeze"
+    assert w["error_kind"] == ("nonretryable" if how == "fail" else "timeout")
+    with open(out) as f:
+        assert f.read().split("\n")[:-1] == ["a freeze", "a thaw"]
+    with open(os.path.join(fsvol, "after"), "w") as f:
+        f.write("x")
+    subprocess.run(["sync", "-f", fsvol], timeout=10, check=True)
