@@ -552,7 +552,7 @@ int svc_op_backup_prepare(struct vss_service *svc, struct conn *c, json_t *args,
 			char msg[VSS_ERROR_MSG_MAX];
 
 			snprintf(msg, sizeof(msg), "it returned a backup components document "
-				 "that was refused: %s", e.msg);
+				 "that was refused: %.400s", e.msg);
 			svc_writer_set_state(svc, w, WS_FAILED_AT_PREPARE_BACKUP, "nonretryable",
 					     msg);
 			vss_error_set(&e, rc, "writer %s failed at prepare_backup: %s", w->name,
@@ -688,7 +688,9 @@ int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t 
 			r = vss_error_set(&e, -ETIMEDOUT, "writer %s failed at thaw: %s",
 					  w->name, msg);
 		} else {
-			r = svc_writer_call(svc, w, EV_THAW, json_pack("{s:s}", "set", b->set_id),
+			r = svc_writer_call(svc, w, EV_THAW, json_pack("{s:s, s:i}", "set",
+								       b->set_id, "window_ms",
+								       (int)window),
 					    (unsigned int)left, NULL, &e);
 		}
 		if (r < 0 && rc == 0) {

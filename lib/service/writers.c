@@ -256,6 +256,7 @@ int svc_writer_call(struct vss_service *svc, struct svc_writer *w, enum svc_weve
 {
 	uint64_t id = ++w->next_id;
 	int64_t deadline = mono_ms() + timeout_ms;
+	json_int_t window = json_integer_value(json_object_get(args, "window_ms"));
 	json_t *msg;
 	int rc;
 
@@ -285,8 +286,13 @@ int svc_writer_call(struct vss_service *svc, struct svc_writer *w, enum svc_weve
 		json_t *reply = NULL, *rid, *error;
 
 		if (left <= 0) {
-			rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, err,
-				  "no answer within %u ms", timeout_ms);
+			if (window > 0)
+				rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, err, "no answer "
+					  "within the freeze-to-thaw window of %lld ms",
+					  (long long)window);
+			else
+				rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, err,
+					  "no answer within %u ms", timeout_ms);
 			goto out;
 		}
 		rc = poll(&p, 1, (int)left);
