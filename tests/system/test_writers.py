@@ -525,3 +525,33 @@ def test_sqlite_shadows_hold_consistent_databases(vssd, fsvol, mode):
     assert comp["type"] == "database" and comp["name"] == "app.db"
     assert {fs["kind"] for fs in comp["file_sets"]} == {"database", "log"}
     assert any(fs["file_spec"] == "app.db-wal" for fs in comp["file_sets"])
+
+
+# ---- the requester API's example ----
+def test_requester_example(vssd, fsvol):
+    from conftest import mounts_under
+    demo = os.path.abspath(os.path.join(BUILD, "examples", "requester_demo"))
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "w", log)
+    f = os.path.join(fsvol, "sub", "hello.txt")
+    os.makedirs(os.path.dirname(f))
+    with open(f, "w") as fh:
+        fh.write("before\n")
+    # Change the file once the set is taken: the example must read "before".
+    changer = vssd.spawn(["sh", "-c", 'while ! grep -q post_snapshot "%s" 2>/dev/null; do '
+                          'sleep 0.01; done; echo after > "%s"' % (log, f)])
+    exp = os.path.join(vssd.root, "exp")
+    r = subprocess.run([demo, "--run-dir", vssd.run, fsvol, exp, f], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr + vssd.log()[-2000:]
+    changer.wait(10)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("set ")
+    assert "writer w 5 waiting_for_backup_complete" in lines
+    assert lines[-1] == "file %s %s/sub/hello.txt before" % (f, exp)
+    with open(f) as fh:
+        assert fh.read() == "after\n"
+    assert [e[1] for e in events(log)] == [
+        "identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
+        "post_snapshot", "backup_complete"]
+    assert vssd.shadows() == [] and mounts_under(exp) == []
