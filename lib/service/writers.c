@@ -123,18 +123,23 @@ void svc_writers_free(struct vss_service *svc)
 	svc->wreg = NULL;
 }
 
-/* An idle writer's socket is readable only if it closed (or broke the
- * protocol by speaking first): either way it is gone.  reg->lock held. */
+/* Is an idle writer's connection closed?  Bytes waiting are a late answer to
+ * an event that timed out (svc_writer_call skips it), not a disconnection.
+ * reg->lock held. */
 static void check_idle(struct svc_writer *w)
 {
 	struct pollfd p = { w->fd, POLLIN | POLLRDHUP, 0 };
+	char byte;
 
 	if (w->gone || w->busy || w->fd < 0)
 		return;
-	if (poll(&p, 1, 0) == 1 && p.revents) {
-		w->gone = true;
-		vss_log("writer %s (%s) disconnected", w->name, w->instance_id);
-	}
+	if (poll(&p, 1, 0) != 1 || !p.revents)
+		return;
+	if (!(p.revents & (POLLRDHUP | POLLHUP | POLLERR)) &&
+	    recv(w->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+		return;
+	w->gone = true;
+	vss_log("writer %s (%s) disconnected", w->name, w->instance_id);
 }
 
 int svc_writers_count(struct vss_service *svc)

@@ -6,7 +6,7 @@
  *
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
- *     [--stamp S] [--partial]
+ *     [--slow-at EV] [--stamp S] [--partial]
  * Prints "ready" on stdout once registered.
  */
 #include <errno.h>
@@ -23,6 +23,7 @@
 
 struct opts {
 	const char *name, *log, *run_dir, *fail_at, *kind, *hang_at, *crash_at, *stamp;
+	const char *slow_at;          /* answer 2.5 s late, once */
 	const char *cls;
 	unsigned int timeout_ms;
 	bool partial;
@@ -82,6 +83,10 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	}
 	if (o->crash_at && strcmp(o->crash_at, ev->name) == 0)
 		kill(getpid(), SIGKILL);
+	if (o->slow_at && strcmp(o->slow_at, ev->name) == 0) {
+		o->slow_at = NULL;
+		usleep(2500000);
+	}
 	if (o->hang_at && strcmp(o->hang_at, ev->name) == 0)
 		while (!stop)
 			pause();
@@ -128,6 +133,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--kind") == 0) o.kind = v;
 		else if (strcmp(a, "--hang-at") == 0) o.hang_at = v;
 		else if (strcmp(a, "--crash-at") == 0) o.crash_at = v;
+		else if (strcmp(a, "--slow-at") == 0) o.slow_at = v;
 		else if (strcmp(a, "--stamp") == 0) o.stamp = v;
 		else if (strcmp(a, "--class") == 0) o.cls = v;
 		else if (strcmp(a, "--timeout") == 0) o.timeout_ms = (unsigned)atoi(v);

@@ -555,3 +555,45 @@ def test_requester_example(vssd, fsvol):
         "identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
         "post_snapshot", "backup_complete"]
     assert vssd.shadows() == [] and mounts_under(exp) == []
+
+
+def test_late_answer_then_next_backup(vssd, fsvol):
+    """A writer that answers freeze after its deadline fails that set, but
+    stays registered and takes part in the next one normally."""
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "slow", log, "--slow-at", "freeze", "--timeout", "1000")
+    r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
+    assert r.returncode == 1 and "window of 1000 ms" in r.stderr
+    assert writers(vssd)["slow"]["state_name"] == "failed_at_freeze"
+    time.sleep(2)   # the late answer arrives
+    assert writers(vssd)["slow"]["state_name"] == "failed_at_freeze"
+    vssd.shadow(fsvol)
+    assert writers(vssd)["slow"]["state"] == 1
+    assert [e[1] for e in events(log)][-4:] == ["prepare_snapshot", "freeze", "thaw",
+                                                "post_snapshot"]
+
+
+def test_optional_and_required_writer_failing_early(vssd, fsvol):
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "ok", log)
+    start_writer(vssd, "bad", log, "--fail-at", "prepare_backup")
+    c = Client(vssd)
+    assert c.call("backup.begin")["ok"]
+    r = c.call("backup.prepare")
+    assert r["ok"], r
+    doc = json.loads(r["result"]["components"])
+    assert len(doc["writers"]) == 1          # bad's components left the backup
+    names = {w["name"]: w for w in r["result"]["writers"]}
+    assert set(names) == {"ok"}
+    assert writers(vssd)["bad"]["state_name"] == "failed_at_prepare_backup"
+    assert c.call("shadow.create", targets=[fsvol])["ok"]
+    assert c.call("backup.complete")["ok"]
+    assert ["bad", "freeze"] not in events(log)
+    # Required: the step fails with the writer's reason.
+    assert c.call("backup.begin", require_writers=["bad"])["ok"]
+    r = c.call("backup.prepare")
+    assert not r["ok"] and "writer bad failed at prepare_backup" in r["error"]["message"]
+    assert c.call("backup.abort")["ok"]
+    r = c.call("backup.begin", require_writers=["nobody"])
+    assert not r["ok"] and r["error"]["code"] == "ENOENT"
+    c.close()
