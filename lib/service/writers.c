@@ -359,18 +359,26 @@ out:
 	return rc;
 }
 
+/* reg->lock held. */
+static json_t *writer_json_locked(struct svc_writer *w, bool metadata)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "name", w->name,
+			      "id", w->class_id, "instance", w->instance_id,
+			      "state", w->state, "state_name", svc_writer_state_name(w->state),
+			      "last_error", w->last_error, "error_kind", w->error_kind);
+
+	if (metadata)
+		json_object_set_new(o, "metadata", json_loads(w->metadata, 0, NULL));
+	return o;
+}
+
 json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool metadata)
 {
 	json_t *o;
 
 	pthread_mutex_lock(&svc->wreg->lock);
-	o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "name", w->name,
-		      "id", w->class_id, "instance", w->instance_id, "state", w->state,
-		      "state_name", svc_writer_state_name(w->state),
-		      "last_error", w->last_error, "error_kind", w->error_kind);
+	o = writer_json_locked(w, metadata);
 	pthread_mutex_unlock(&svc->wreg->lock);
-	if (metadata)
-		json_object_set_new(o, "metadata", json_loads(w->metadata, 0, NULL));
 	return o;
 }
 
@@ -389,9 +397,7 @@ int svc_op_writers_list(struct vss_service *svc, json_t *args, json_t **res,
 		check_idle(w);
 		if (w->fd < 0 || (w->gone && w->state == WS_STABLE))
 			continue;
-		pthread_mutex_unlock(&reg->lock);
-		json_array_append_new(arr, svc_writer_json(svc, w, metadata));
-		pthread_mutex_lock(&reg->lock);
+		json_array_append_new(arr, writer_json_locked(w, metadata));
 	}
 	pthread_mutex_unlock(&reg->lock);
 	*res = json_pack("{s:o}", "writers", arr);

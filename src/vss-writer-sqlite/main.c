@@ -8,7 +8,8 @@
  * in WAL or rollback journal mode); writers wait at most the freeze window.
  * Each database is one database component: its file and its WAL/journal.
  *
- * vss-writer-sqlite [--run-dir DIR] DATABASE...
+ * vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] DATABASE...
+ * (--timeout: the freeze-to-thaw window this writer allows; default 60 s.)
  */
 #include <errno.h>
 #include <limits.h>
@@ -156,7 +157,8 @@ static int add_component(struct vss_wmd *wmd, const char *path, struct vss_error
 
 static int usage(void)
 {
-	fputs("usage: vss-writer-sqlite [--run-dir DIR] DATABASE...\n", stderr);
+	fputs("usage: vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] DATABASE...\n",
+	      stderr);
 	return 2;
 }
 
@@ -168,6 +170,7 @@ int main(int argc, char **argv)
 	};
 	static struct dbs s;
 	const char *run_dir = NULL;
+	unsigned int timeout_s = 60;
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
 	struct vss_wmd *wmd;
@@ -184,6 +187,20 @@ int main(int argc, char **argv)
 			if (++i >= argc)
 				return usage();
 			run_dir = argv[i];
+			continue;
+		}
+		if (strcmp(argv[i], "--timeout") == 0) {
+			char *end;
+			long v;
+
+			if (++i >= argc)
+				return usage();
+			v = strtol(argv[i], &end, 10);
+			if (*end || v < 1 || v > 3600) {
+				say("--timeout takes 1 to 3600 seconds");
+				return 2;
+			}
+			timeout_s = (unsigned int)v;
 			continue;
 		}
 		if (argv[i][0] == '-')
@@ -219,7 +236,8 @@ int main(int argc, char **argv)
 	for (int i = 0; rc == 0 && i < s.n; i++)
 		rc = add_component(wmd, s.db[i].path, &err);
 	if (rc == 0)
-		rc = vss_writer_open(&(struct vss_writer_options){ .run_dir = run_dir }, wmd,
+		rc = vss_writer_open(&(struct vss_writer_options){
+			.run_dir = run_dir, .timeout_ms = timeout_s * 1000u }, wmd,
 				     &handlers, &s, &w, &err);
 	vss_wmd_free(wmd);
 	if (rc < 0) {

@@ -126,7 +126,7 @@ int cmd_exec(int argc, char **argv)
 		{ "for", 0, true }, { "type", 0, true }, { "persistent", 0, false },
 		{ "no-writers", 0, false }, { "script", 0, true },
 		{ "exclude-writer", 0, true }, { "allow-live", 0, false },
-		{ "provider", 0, true }, { NULL, 0, false },
+		{ "provider", 0, true }, { "freeze-timeout", 0, true }, { NULL, 0, false },
 	};
 	const char *fors[MAX_TARGETS], *excl[MAX_TARGETS];
 	struct target t[MAX_TARGETS];
@@ -139,6 +139,7 @@ int cmd_exec(int argc, char **argv)
 	FILE *script = NULL;
 	int rc, n, nex, nshadow = 0, status = EXIT_FAILED, split = argc;
 	bool ok = false;
+	json_int_t timeout_ms = 60000;
 	size_t i;
 
 	for (int k = 0; k < argc; k++)
@@ -157,6 +158,15 @@ int cmd_exec(int argc, char **argv)
 	    strcmp(type, "log") && strcmp(type, "copy"))
 		return cli_error(EXIT_USAGE, "exec: unknown backup type \"%s\" (full, "
 				 "incremental, differential, log, copy)", type);
+	if (cli_has(&a, "freeze-timeout")) {
+		char *end;
+		long v = strtol(cli_get(&a, "freeze-timeout"), &end, 10);
+
+		if (*end || v < 1 || v > 3600)
+			return cli_error(EXIT_USAGE, "exec: --freeze-timeout takes 1 to 3600 "
+					 "seconds");
+		timeout_ms = (json_int_t)v * 1000;
+	}
 	n = cli_get_all(&a, "for", fors, MAX_TARGETS);
 	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
 	memset(t, 0, sizeof(t));
@@ -202,8 +212,9 @@ int cmd_exec(int argc, char **argv)
 	for (int k = 0; k < nex; k++)
 		json_array_append_new(exclude, json_string(excl[k]));
 	if ((rc = call(c, "backup.begin",
-		       json_pack("{s:s, s:b, s:o}", "type", type, "no_writers",
-				 cli_has(&a, "no-writers"), "exclude_writers", exclude), NULL)) ||
+		       json_pack("{s:s, s:b, s:o, s:I}", "type", type, "no_writers",
+				 cli_has(&a, "no-writers"), "exclude_writers", exclude,
+				 "timeout_ms", timeout_ms), NULL)) ||
 	    (rc = call(c, "backup.prepare", NULL, NULL))) {
 		json_decref(targets);
 		status = rc;

@@ -21,7 +21,7 @@ int cmd_shadow_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "for", 0, true }, { "persistent", 0, false }, { "no-writers", 0, false },
-		{ "provider", 0, true }, { NULL, 0, false },
+		{ "provider", 0, true }, { "freeze-timeout", 0, true }, { NULL, 0, false },
 	};
 	const char *targets[MAX_TARGETS];
 	struct vss_client *c;
@@ -48,6 +48,17 @@ int cmd_shadow_create(int argc, char **argv)
 			 "no_writers", cli_has(&a, "no-writers"), "hold", 1);
 	if (cli_has(&a, "provider"))
 		json_object_set_new(args, "provider", json_string(cli_get(&a, "provider")));
+	if (cli_has(&a, "freeze-timeout")) {
+		char *end;
+		long v = strtol(cli_get(&a, "freeze-timeout"), &end, 10);
+
+		if (*end || v < 1 || v > 3600) {
+			json_decref(args);
+			return cli_error(EXIT_USAGE, "create shadow: --freeze-timeout takes 1 "
+					 "to 3600 seconds");
+		}
+		json_object_set_new(args, "timeout_ms", json_integer((json_int_t)v * 1000));
+	}
 	if (vss_client_open(vss_client_run_dir(a.run_dir), &c, &err) < 0) {
 		json_decref(args);
 		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);

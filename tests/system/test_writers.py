@@ -597,3 +597,27 @@ def test_optional_and_required_writer_failing_early(vssd, fsvol):
     r = c.call("backup.begin", require_writers=["nobody"])
     assert not r["ok"] and r["error"]["code"] == "ENOENT"
     c.close()
+
+
+def test_set_window_bounds_a_hanging_writer(vssd, fsvol):
+    """The window is configurable per set too: a writer with the default 60 s
+    hangs at freeze; --freeze-timeout 1 aborts the set within about 1 s."""
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "hang", log, "--hang-at", "freeze")
+    for cmd in (["create", "shadow", "--for", fsvol, "--freeze-timeout", "1"],
+                ["exec", "--for", fsvol, "--freeze-timeout", "1", "--", "true"]):
+        if cmd[0] == "exec":
+            # "hang" is still stuck in its freeze: it fails at identify and
+            # leaves the backup; a fresh one hangs at freeze again.
+            start_writer(vssd, "hang2", log, "--hang-at", "freeze")
+        t0 = time.time()
+        r = vssd.vss(*cmd, check=False)
+        assert r.returncode == 1, r.stderr
+        assert time.time() - t0 < 6
+        assert "window of 1000 ms" in r.stderr
+        assert vssd.shadows() == []
+    ws = writers(vssd)
+    assert ws["hang"]["state_name"] == "failed_at_identify"
+    assert ws["hang2"]["state_name"] == "failed_at_freeze"
+    r = vssd.vss("create", "shadow", "--for", fsvol, "--freeze-timeout", "0", check=False)
+    assert r.returncode == 2
