@@ -82,6 +82,7 @@ struct vss_requester_shadow {
 	const char *volume;
 	const char *device;        /* the read-only shadow device */
 	const char *exposed;       /* where its filesystem is mounted, or NULL */
+	const char *mount;         /* the live filesystem's mount point, or NULL (raw) */
 };
 
 /* @run_dir NULL: $VSS_RUN_DIR or /run/vss. */
@@ -105,6 +106,9 @@ void vss_requester_set_timeouts(struct vss_requester *r, unsigned int window_ms,
 void vss_requester_set_persistent(struct vss_requester *r, bool persistent);
 /* Take the set without writers (no events; a crash-consistent set). */
 void vss_requester_set_no_writers(struct vss_requester *r, bool no_writers);
+/* Force a provider by name (copied; NULL: the service chooses). */
+int vss_requester_set_provider(struct vss_requester *r, const char *provider,
+			       struct vss_error *err);
 
 int vss_requester_gather_writer_metadata(struct vss_requester *r, struct vss_error *err);
 size_t vss_requester_writer_count(const struct vss_requester *r);

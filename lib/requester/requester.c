@@ -35,6 +35,7 @@ struct vss_requester {
 	bool partial, persistent, no_writers, keep;
 	unsigned int window_ms, wait_ms;
 	json_t *exclude, *require;
+	char *provider;
 	bool begun, completed;
 	struct req_writer *w;
 	size_t nw;
@@ -145,6 +146,7 @@ void vss_requester_close(struct vss_requester *r)
 	vss_bcd_free(r->bcd);
 	json_decref(r->exclude);
 	json_decref(r->require);
+	free(r->provider);
 	free(r);
 }
 
@@ -195,6 +197,18 @@ void vss_requester_set_persistent(struct vss_requester *r, bool persistent)
 void vss_requester_set_no_writers(struct vss_requester *r, bool no_writers)
 {
 	r->no_writers = no_writers;
+}
+
+int vss_requester_set_provider(struct vss_requester *r, const char *provider,
+			       struct vss_error *err)
+{
+	char *p = provider ? strdup(provider) : NULL;
+
+	if (provider && !p)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	free(r->provider);
+	r->provider = p;
+	return 0;
 }
 
 void vss_requester_keep_set(struct vss_requester *r)
@@ -367,10 +381,11 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 	}
 	for (i = 0; i < r->ntargets; i++)
 		json_array_append_new(targets, json_string(r->targets[i]));
-	rc = call(r, "shadow.create", json_pack("{s:o, s:b, s:b, s:I}", "targets", targets,
-						"persistent", r->persistent, "no_writers",
-						r->no_writers, "timeout_ms",
-						(json_int_t)r->window_ms), &res, err);
+	rc = call(r, "shadow.create", json_pack("{s:o, s:b, s:b, s:I, s:s?}", "targets",
+						targets, "persistent", r->persistent,
+						"no_writers", r->no_writers, "timeout_ms",
+						(json_int_t)r->window_ms, "provider",
+						r->provider), &res, err);
 	if (rc < 0) {
 		/* The service ended the backup with the set. */
 		r->completed = true;
@@ -414,6 +429,7 @@ int vss_requester_shadow(const struct vss_requester *r, size_t i,
 	out->volume = r->sh[i].volume;
 	out->device = r->sh[i].device;
 	out->exposed = r->sh[i].exposed;
+	out->mount = r->sh[i].mount;
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /*
- * vss/cmd_exec.c - vss exec: one backup around a command (vshadow -exec).
- * begin, prepare, take the set with writers, expose each shadow read-only
+ * vss/cmd_exec.c - vss exec: one backup around a command (vshadow -exec),
+ * on the requester API (vss/requester.h): gather, select every component,
+ * prepare, take the set with writers, expose each shadow read-only
  * under RUN/exec/SET/n, run COMMAND with the VSS_* variables, then complete
  * (exit 0) or abort, unexpose, delete non-persistent shadows, and exit with
  * COMMAND's status.  The whole backup runs on one connection: if this
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <vss/client.h>
+#include <vss/requester.h>
 
 #include "cli.h"
 
@@ -29,6 +31,7 @@ struct target {
 	char *mount;          /* the volume's mount point, or NULL (a raw volume) */
 	char *volume;
 	char *shadow_id, *device;
+	size_t index;         /* its shadow in the requester's set */
 	char dir[PATH_MAX];   /* where its shadow is exposed, or "" */
 };
 
@@ -61,21 +64,11 @@ static bool locate(json_t *volumes, struct target *t)
 	return t->volume != NULL;
 }
 
-static int call(struct vss_client *c, const char *op, json_t *args, json_t **res)
+/* Prints the error of a failed step; the exit code for it. */
+static int step_failed(int rc, const struct vss_error *err)
 {
-	struct vss_error err = { 0 };
-	json_t *r = NULL;
-	int rc = vss_client_call(c, op, args, &r, &err);
-
-	if (rc < 0) {
-		cli_error(EXIT_FAILED, "%s", err.msg);
-		return rc == -ECONNRESET || rc == -EPIPE ? EXIT_UNREACHABLE : EXIT_FAILED;
-	}
-	if (res)
-		*res = r;
-	else
-		json_decref(r);
-	return 0;
+	cli_error(EXIT_FAILED, "%s", err->msg);
+	return rc == -ECONNRESET || rc == -EPIPE ? EXIT_UNREACHABLE : EXIT_FAILED;
 }
 
 static void put_var(FILE *script, const char *name, const char *val)
@@ -128,19 +121,21 @@ int cmd_exec(int argc, char **argv)
 		{ "exclude-writer", 0, true }, { "allow-live", 0, false },
 		{ "provider", 0, true }, { "freeze-timeout", 0, true }, { NULL, 0, false },
 	};
+	static const char *const types[] = { "", "full", "incremental", "differential",
+					      "log", "copy" };
 	const char *fors[MAX_TARGETS], *excl[MAX_TARGETS];
 	struct target t[MAX_TARGETS];
-	struct vss_client *c = NULL;
+	struct vss_requester *r = NULL;
 	struct vss_error err = { 0 };
 	struct cli_args a;
-	json_t *res = NULL, *vols = NULL, *targets, *exclude, *sh;
-	char **cmd = NULL, exec_dir[PATH_MAX] = "", set[40] = "", var[64];
-	const char *run_dir, *type;
+	json_t *vols = NULL;
+	char **cmd, exec_dir[PATH_MAX] = "", var[64];
+	const char *run_dir, *type, *set = "";
+	enum vss_backup_type bt = 0;
+	unsigned int window_ms = 60000;
 	FILE *script = NULL;
 	int rc, n, nex, nshadow = 0, status = EXIT_FAILED, split = argc;
 	bool ok = false;
-	json_int_t timeout_ms = 60000;
-	size_t i;
 
 	for (int k = 0; k < argc; k++)
 		if (strcmp(argv[k], "--") == 0) {
@@ -154,8 +149,10 @@ int cmd_exec(int argc, char **argv)
 	if ((rc = cli_parse(&a, "exec", split, argv, opts, 0, 0)))
 		return rc;
 	type = cli_get(&a, "type") ? cli_get(&a, "type") : "full";
-	if (strcmp(type, "full") && strcmp(type, "incremental") && strcmp(type, "differential") &&
-	    strcmp(type, "log") && strcmp(type, "copy"))
+	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
+		if (strcmp(type, types[k]) == 0)
+			bt = k;
+	if (!bt)
 		return cli_error(EXIT_USAGE, "exec: unknown backup type \"%s\" (full, "
 				 "incremental, differential, log, copy)", type);
 	if (cli_has(&a, "freeze-timeout")) {
@@ -165,21 +162,18 @@ int cmd_exec(int argc, char **argv)
 		if (*end || v < 1 || v > 3600)
 			return cli_error(EXIT_USAGE, "exec: --freeze-timeout takes 1 to 3600 "
 					 "seconds");
-		timeout_ms = (json_int_t)v * 1000;
+		window_ms = (unsigned int)v * 1000u;
 	}
 	n = cli_get_all(&a, "for", fors, MAX_TARGETS);
 	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
 	memset(t, 0, sizeof(t));
 	run_dir = vss_client_run_dir(a.run_dir);
-	if (vss_client_open(run_dir, &c, &err) < 0)
-		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
-	if ((rc = call(c, "volume.list", NULL, &vols))) {
-		status = rc;
-		goto out;
-	}
+	if ((rc = cli_call(&a, "volume.list", NULL, &vols)))
+		return rc;
 	if (n == 0) {
 		/* No --for: every mounted volume. */
 		json_t *v;
+		size_t i;
 
 		json_array_foreach(json_object_get(vols, "volumes"), i, v)
 			if (json_is_string(json_object_get(v, "mount")) && n < MAX_TARGETS)
@@ -190,56 +184,54 @@ int cmd_exec(int argc, char **argv)
 			goto out;
 		}
 	}
-	targets = json_array();
 	for (int k = 0; k < n; k++) {
 		t[k].given = strdup(fors[k]);
 		t[k].abs = cli_target(fors[k]);
-		if (!locate(json_object_get(vols, "volumes"), &t[k])) {
-			if (!cli_has(&a, "allow-live")) {
-				json_decref(targets);
-				cli_error(EXIT_FAILED, "exec: no provider can shadow %s (it is not "
-					  "on a vss volume); --allow-live reads it live",
-					  fors[k]);
-				goto out;
-			}
-			t[k].live = true;
+		if (locate(json_object_get(vols, "volumes"), &t[k])) {
+			nshadow++;
 			continue;
 		}
-		json_array_append_new(targets, json_string(t[k].abs));
-		nshadow++;
+		if (!cli_has(&a, "allow-live")) {
+			cli_error(EXIT_FAILED, "exec: no provider can shadow %s (it is not on a "
+				  "vss volume); --allow-live reads it live", fors[k]);
+			goto out;
+		}
+		t[k].live = true;
 	}
-	exclude = json_array();
-	for (int k = 0; k < nex; k++)
-		json_array_append_new(exclude, json_string(excl[k]));
-	if ((rc = call(c, "backup.begin",
-		       json_pack("{s:s, s:b, s:o, s:I}", "type", type, "no_writers",
-				 cli_has(&a, "no-writers"), "exclude_writers", exclude,
-				 "timeout_ms", timeout_ms), NULL)) ||
-	    (rc = call(c, "backup.prepare", NULL, NULL))) {
-		json_decref(targets);
-		status = rc;
+	/* The backup: the requester API's sequence (vss/requester.h). */
+	if ((rc = vss_requester_open(run_dir, &r, &err)) < 0) {
+		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+		goto out;
+	}
+	vss_requester_set_persistent(r, cli_has(&a, "persistent"));
+	vss_requester_set_no_writers(r, cli_has(&a, "no-writers"));
+	vss_requester_set_timeouts(r, window_ms, 60000);
+	rc = vss_requester_set_backup_state(r, bt, false, &err);
+	for (int k = 0; rc == 0 && k < nex; k++)
+		rc = vss_requester_exclude_writer(r, excl[k], &err);
+	if (rc == 0 && cli_has(&a, "provider"))
+		rc = vss_requester_set_provider(r, cli_get(&a, "provider"), &err);
+	if (rc == 0)
+		rc = vss_requester_gather_writer_metadata(r, &err);
+	if (rc == 0)
+		rc = vss_requester_select_all_components(r, &err);
+	if (rc == 0)
+		rc = vss_requester_start_snapshot_set(r, &err);
+	for (int k = 0; rc == 0 && k < n; k++)
+		if (!t[k].live)
+			rc = vss_requester_add_to_snapshot_set(r, t[k].abs, &err);
+	if (rc == 0)
+		rc = vss_requester_prepare_for_backup(r, &err);
+	if (rc == 0 && nshadow > 0)
+		rc = vss_requester_do_snapshot_set(r, &err);
+	if (rc < 0) {
+		status = step_failed(rc, &err);
 		goto out;
 	}
 	if (nshadow > 0) {
-		json_t *args = json_pack("{s:o, s:b, s:b}", "targets", targets, "persistent",
-					 cli_has(&a, "persistent"), "no_writers",
-					 cli_has(&a, "no-writers"));
-		size_t k = 0;
+		size_t s = 0;
 
-		if (cli_has(&a, "provider"))
-			json_object_set_new(args, "provider", json_string(cli_get(&a, "provider")));
-		if ((rc = call(c, "shadow.create", args, &res))) {
-			status = rc;
-			goto out;
-		}
-		snprintf(set, sizeof(set), "%s", json_string_value(json_object_get(res, "set")));
-		json_array_foreach(json_object_get(res, "shadows"), i, sh) {
-			while (t[k].live)
-				k++;
-			t[k].shadow_id = strdup(json_string_value(json_object_get(sh, "id")));
-			t[k].device = strdup(json_string_value(json_object_get(sh, "device")));
-			k++;
-		}
+		set = vss_requester_set_id(r);
 		snprintf(exec_dir, sizeof(exec_dir), "%s/exec", run_dir);
 		mkdir(exec_dir, 0755);
 		snprintf(exec_dir, sizeof(exec_dir), "%s/exec/%s", run_dir, set);
@@ -249,21 +241,26 @@ int cmd_exec(int argc, char **argv)
 			exec_dir[0] = '\0';
 			goto out;
 		}
+		/* The shadows come in the order their targets were added. */
 		for (int j = 0; j < n; j++) {
-			if (t[j].live || !t[j].mount)
+			struct vss_requester_shadow sh;
+
+			if (t[j].live)
+				continue;
+			t[j].index = s;
+			vss_requester_shadow(r, s++, &sh);
+			t[j].shadow_id = strdup(sh.id);
+			t[j].device = strdup(sh.device);
+			if (!t[j].mount)
 				continue;   /* a raw volume: the device is the shadow */
 			snprintf(t[j].dir, sizeof(t[j].dir), "%s/%d", exec_dir, j + 1);
-			if ((rc = call(c, "shadow.expose", json_pack("{s:s, s:s}", "shadow",
-								      t[j].shadow_id, "dir",
-								      t[j].dir), NULL))) {
+			if ((rc = vss_requester_expose(r, t[j].index, t[j].dir, &err)) < 0) {
 				rmdir(t[j].dir);
 				t[j].dir[0] = '\0';
-				status = rc;
+				status = step_failed(rc, &err);
 				goto out;
 			}
 		}
-	} else {
-		json_decref(targets);
 	}
 	if (cli_has(&a, "script") && !(script = fopen(cli_get(&a, "script"), "we"))) {
 		cli_error(EXIT_FAILED, "exec: cannot write %s: %s", cli_get(&a, "script"),
@@ -297,12 +294,12 @@ int cmd_exec(int argc, char **argv)
 #undef VAR
 	}
 	if (script) {
-		if (fclose(script) != 0) {
-			script = NULL;
+		rc = fclose(script);
+		script = NULL;
+		if (rc != 0) {
 			cli_error(EXIT_FAILED, "exec: cannot write %s", cli_get(&a, "script"));
 			goto out;
 		}
-		script = NULL;
 	}
 	status = run_command(cmd);
 	if (status < 0) {
@@ -313,23 +310,17 @@ int cmd_exec(int argc, char **argv)
 out:
 	if (script)
 		fclose(script);
+	if (r && ok && status == 0 && (rc = vss_requester_backup_complete(r, true, &err)) < 0)
+		status = step_failed(rc, &err);
+	else if (r && !(ok && status == 0))
+		vss_requester_abort(r, NULL);
+	/* Unexposes, and deletes the set unless it is persistent. */
+	vss_requester_close(r);
 	for (int j = 0; j < n; j++)
-		if (t[j].dir[0]) {
-			call(c, "shadow.unexpose", json_pack("{s:s}", "dir", t[j].dir), NULL);
+		if (t[j].dir[0])
 			rmdir(t[j].dir);
-		}
 	if (exec_dir[0])
 		rmdir(exec_dir);
-	if (ok && status == 0) {
-		if ((rc = call(c, "backup.complete", json_pack("{s:b}", "succeeded", 1), NULL)))
-			status = rc;
-		else if (*set && !cli_has(&a, "persistent") &&
-			 (rc = call(c, "shadow.delete", json_pack("{s:s}", "set", set), NULL)))
-			status = rc;
-	} else {
-		call(c, "backup.abort", NULL, NULL);
-	}
-	vss_client_close(c);
 	for (int j = 0; j < n; j++) {
 		free(t[j].given);
 		free(t[j].abs);
@@ -338,7 +329,6 @@ out:
 		free(t[j].shadow_id);
 		free(t[j].device);
 	}
-	json_decref(res);
 	json_decref(vols);
 	return status;
 }
