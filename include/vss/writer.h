@@ -21,7 +21,7 @@
  * first call vss_writer_set_failure() to say what kind of failure it is
  * (default: nonretryable) and why.  A failure at prepare_snapshot, freeze or
  * thaw aborts the set.  The service enforces the deadlines: a handler that
- * takes longer than its event's ev->timeout_ms leaves the writer failed with
+ * takes longer than its deadline (the writer's timeout_ms) leaves it failed with
  * a timeout, and a freeze held past the window aborts the set.  A missing
  * handler means success.
  *
@@ -86,7 +86,7 @@ struct vss_writer_event {
 	 * components document (NULL if none).  Changes made in prepare_backup
 	 * (stamps, partial and differenced files) go back to the requester. */
 	struct vss_bcd *components;
-	unsigned int timeout_ms;       /* how long the service waits for this answer */
+	unsigned int timeout_ms;       /* freeze, thaw: the freeze-to-thaw window; else 0 */
 	const char *reason;            /* abort: why; else NULL */
 };
 
