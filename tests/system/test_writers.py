@@ -93,7 +93,12 @@ def test_sequence_and_freeze_order(vssd, fsvol):
     ws = writers(vssd)
     assert set(ws) == {"sys", "db", "app"}
     assert all(w["state"] == 1 and w["state_name"] == "stable" for w in ws.values())
+    assert all(set(w) >= {"name", "id", "instance", "state", "state_name", "last_error"}
+               for w in ws.values())
     assert vssd.json("status")["writers"] == 3
+    table = vssd.vss("list", "writers").stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "ID", "INSTANCE"]
+    assert len(table) == 4 and all("1 stable" in l for l in table[1:])
 
     r = vssd.vss("exec", "--for", fsvol, "--", "true")
     assert r.returncode == 0, r.stderr
@@ -621,3 +626,25 @@ def test_set_window_bounds_a_hanging_writer(vssd, fsvol):
     assert ws["hang2"]["state_name"] == "failed_at_freeze"
     r = vssd.vss("create", "shadow", "--for", fsvol, "--freeze-timeout", "0", check=False)
     assert r.returncode == 2
+
+
+def test_requester_gone_while_writers_are_frozen(vssd, fsvol):
+    """The requester disappears while a writer sits in freeze: when the set
+    is taken the daemon finds it gone, aborts the writers, deletes the set."""
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "slow", log, "--slow-at", "freeze")
+    c = Client(vssd)
+    assert c.call("backup.begin")["ok"]
+    assert c.call("backup.prepare")["ok"]
+    c.s.sendall(frame({"version": 1, "id": 50, "op": "shadow.create",
+                       "args": {"targets": [fsvol]}}))
+    time.sleep(0.5)
+    c.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and (events(log)[-1:] != [["slow", "abort"]]
+                                      or vssd.shadows()):
+        time.sleep(0.1)
+    assert events(log)[-1] == ["slow", "abort"]
+    assert vssd.shadows() == []
+    assert writers(vssd)["slow"]["state"] == 1
+    vssd.shadow(fsvol)   # and the slot is free again
