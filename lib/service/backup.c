@@ -582,8 +582,10 @@ int svc_op_backup_prepare(struct vss_service *svc, struct conn *c, json_t *args,
 
 /* ---- shadow.create with writers ---- */
 
-static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, bool own,
-			 int rc, struct vss_error *err)
+/* Ends a backup whose set failed: Abort to the writers, the set deleted,
+ * the session over (nothing stays held for a requester whose set failed). */
+static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, int rc,
+			 struct vss_error *err)
 {
 	char why[VSS_ERROR_MSG_MAX + 32];
 
@@ -592,9 +594,7 @@ static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, bool own
 	delete_set(svc, b->set_id, why);
 	vss_log("set aborted: %s", err->msg);
 	vss_error_set(err, rc, "%s", why);
-	/* The session ends: nothing stays held for a requester that failed. */
-	if (own || b->owner)
-		session_end(svc, b);
+	session_end(svc, b);
 	return rc;
 }
 
@@ -637,7 +637,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t 
 					  json_pack("{s:s?}", "backup_type",
 						    b->type ? type_names[b->type] : NULL),
 					  deadline_for(b, w), NULL, err)) < 0)
-			return snapshot_fail(svc, b, own, rc, err);
+			return snapshot_fail(svc, b, rc, err);
 		svc_writer_set_state(svc, w, WS_WAITING_FOR_FREEZE, NULL, NULL);
 	}
 	/* Freeze, in order; the window runs from the first Freeze to the last Thaw. */
@@ -655,7 +655,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t 
 		if ((rc = svc_writer_call(svc, w, EV_FREEZE, json_pack("{s:i}", "window_ms",
 								       (int)window),
 					  (unsigned int)left, NULL, err)) < 0)
-			return snapshot_fail(svc, b, own, rc, err);
+			return snapshot_fail(svc, b, rc, err);
 		svc_writer_set_state(svc, w, WS_WAITING_FOR_THAW, NULL, NULL);
 	}
 	/* The set itself: freeze, commit, thaw (shadowset.c). */
@@ -668,7 +668,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t 
 	pthread_mutex_unlock(&svc->lock);
 	json_decref(set_args);
 	if (rc < 0)
-		return snapshot_fail(svc, b, own, rc, err);
+		return snapshot_fail(svc, b, rc, err);
 	snprintf(b->set_id, sizeof(b->set_id), "%s",
 		 json_string_value(json_object_get(out, "set")));
 	/* Thaw, in reverse order: every writer, then abort if any failed. */
@@ -702,7 +702,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t 
 	}
 	if (rc < 0) {
 		json_decref(out);
-		return snapshot_fail(svc, b, own, rc, err);
+		return snapshot_fail(svc, b, rc, err);
 	}
 	/* PostSnapshot: a failure is reported, the set stays. */
 	post = json_pack("{s:s, s:O}", "set", b->set_id, "shadows",
