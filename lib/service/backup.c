@@ -229,18 +229,27 @@ static bool failed_state(int s)
 	return s >= WS_FAILED_AT_IDENTIFY;
 }
 
-/* Abort to every writer still connected; those not failed are stable again. */
+/*
+ * Abort to every writer still connected; those not failed are stable again.
+ * A writer that just timed out is still busy with the event it missed: it
+ * gets the Abort too (it will find it when it is done, and undo its freeze),
+ * but we do not wait another full deadline for its answer.
+ */
 static void abort_writers(struct vss_service *svc, struct svc_backup *b, const char *why)
 {
 	for (size_t k = 0; k < b->nw; k++) {
 		struct svc_writer *w = b->w[k];
 		struct vss_error e;
+		bool stuck;
 
 		if (w->gone)
 			continue;
+		pthread_mutex_lock(&svc->wreg->lock);
+		stuck = failed_state(w->state) && strcmp(w->error_kind, "timeout") == 0;
+		pthread_mutex_unlock(&svc->wreg->lock);
 		svc_writer_call(svc, w, EV_ABORT,
 				json_pack("{s:s, s:s}", "set", b->set_id, "reason", why),
-				deadline_for(b, w), NULL, &e);
+				stuck ? 100 : deadline_for(b, w), NULL, &e);
 		if (!failed_state(svc_writer_state(svc, w)))
 			svc_writer_set_state(svc, w, WS_STABLE, NULL, NULL);
 	}

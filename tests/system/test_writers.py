@@ -168,7 +168,7 @@ def test_writer_hanging_at_freeze_aborts_within_the_bound(vssd, fsvol):
     r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
     took = time.time() - t0
     assert r.returncode == 1
-    assert took < 6, took
+    assert took < 4, took   # the window, and no second wait for the abort
     assert "failed at freeze" in r.stderr and "1500 ms" in r.stderr
     w = writers(vssd)["hang"]
     assert w["state_name"] == "failed_at_freeze" and w["error_kind"] == "timeout"
