@@ -178,6 +178,17 @@ char *cli_target(const char *target)
 	return strdup(target);
 }
 
+void cli_set_for(const struct cli_args *a, json_t *args, const char *key)
+{
+	char *t;
+
+	if (!cli_has(a, "for"))
+		return;
+	t = cli_target(cli_get(a, "for"));
+	json_object_set_new(args, key, json_string(t));
+	free(t);
+}
+
 const char *cli_bytes(uint64_t n, char *buf)
 {
 	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };

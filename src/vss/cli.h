@@ -59,6 +59,8 @@ int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **re
 char *cli_abs_path(const char *path);
 /* A target: a volume name stays as it is, anything path-like becomes absolute. */
 char *cli_target(const char *target);
+/* Sets @key in @args to the target given as --for, if it was given. */
+void cli_set_for(const struct cli_args *a, json_t *args, const char *key);
 
 /* Human-readable bytes ("1.5 GiB"); @buf of at least 32 bytes. */
 const char *cli_bytes(uint64_t n, char *buf);

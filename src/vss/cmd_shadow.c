@@ -105,12 +105,7 @@ int cmd_shadow_list(int argc, char **argv)
 	if ((rc = cli_parse(&a, "list shadows", argc, argv, opts, 0, 0)))
 		return rc;
 	args = json_object();
-	if (cli_has(&a, "for")) {
-		char *t = cli_target(cli_get(&a, "for"));
-
-		json_object_set_new(args, "for", json_string(t));
-		free(t);
-	}
+	cli_set_for(&a, args, "for");
 	if (cli_has(&a, "set"))
 		json_object_set_new(args, "set", json_string(cli_get(&a, "set")));
 	if ((rc = cli_call(&a, "shadow.list", args, &res)))
@@ -178,12 +173,7 @@ int cmd_shadow_delete(int argc, char **argv)
 		json_object_set_new(args, "shadow", json_string(cli_get(&a, "shadow")));
 	if (cli_has(&a, "set"))
 		json_object_set_new(args, "set", json_string(cli_get(&a, "set")));
-	if (has_for) {
-		char *t = cli_target(cli_get(&a, "for"));
-
-		json_object_set_new(args, "for", json_string(t));
-		free(t);
-	}
+	cli_set_for(&a, args, "for");
 	if ((rc = cli_call(&a, "shadow.delete", args, &res)))
 		return rc;
 	n = json_integer_value(json_object_get(res, "deleted"));

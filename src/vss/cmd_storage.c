@@ -61,12 +61,7 @@ int cmd_storage_list(int argc, char **argv)
 	if ((rc = cli_parse(&a, "list shadowstorage", argc, argv, opts, 0, 0)))
 		return rc;
 	args = json_object();
-	if (cli_has(&a, "for")) {
-		char *t = cli_target(cli_get(&a, "for"));
-
-		json_object_set_new(args, "for", json_string(t));
-		free(t);
-	}
+	cli_set_for(&a, args, "for");
 	if ((rc = cli_call(&a, "storage.list", args, &res)))
 		return rc;
 	if (a.json) {
@@ -102,7 +97,7 @@ static int storage_change(int argc, char **argv, const char *cmd, const char *op
 {
 	struct cli_args a;
 	json_t *args, *res;
-	char *t, max[32];
+	char max[32];
 	int rc;
 
 	if ((rc = cli_parse(&a, cmd, argc, argv, opts, 0, 0)))
@@ -111,9 +106,8 @@ static int storage_change(int argc, char **argv, const char *cmd, const char *op
 		return cli_error(EXIT_USAGE, "%s: --for VOLUME is needed", cmd);
 	if (need_max && !cli_has(&a, "maxsize"))
 		return cli_error(EXIT_USAGE, "%s: --maxsize SIZE is needed", cmd);
-	t = cli_target(cli_get(&a, "for"));
-	args = json_pack("{s:s}", "for", t);
-	free(t);
+	args = json_object();
+	cli_set_for(&a, args, "for");
 	if ((rc = maxsize_arg(&a, args))) {
 		json_decref(args);
 		return rc;

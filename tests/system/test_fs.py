@@ -146,6 +146,7 @@ while True:
         try:
             fa = {f for f in os.listdir(dirs["A"]) if f.startswith("f")}
             fb = {f for f in os.listdir(dirs["B"]) if f.startswith("f")}
+            assert fa, "the writer had written nothing by this set"
             assert fb <= fa, sorted(fb - fa)[:5]
             assert len(fa) - len(fb) <= 1
         finally:
