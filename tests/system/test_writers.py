@@ -648,3 +648,29 @@ def test_requester_gone_while_writers_are_frozen(vssd, fsvol):
     assert vssd.shadows() == []
     assert writers(vssd)["slow"]["state"] == 1
     vssd.shadow(fsvol)   # and the slot is free again
+
+
+def test_exec_killed_mid_command(vssd, fsvol):
+    """vss exec dies (kill -9) while COMMAND runs: the daemon aborts the
+    backup, unmounts the exposed shadow and deletes the set."""
+    from conftest import mounts_under
+    log = os.path.join(vssd.root, "events")
+    start_writer(vssd, "w", log)
+    marker = os.path.join(vssd.root, "running")
+    p = vssd.spawn([VSS, "--run-dir", vssd.run, "exec", "--for", fsvol, "--", "sh", "-c",
+                    'touch %s; exec sleep 30' % marker], start_new_session=True)
+    deadline = time.time() + 20
+    while not os.path.exists(marker):
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.05)
+    assert len(vssd.shadows()) == 1
+    assert mounts_under(os.path.join(vssd.run, "exec")) != []
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and (vssd.shadows() or
+                                      mounts_under(os.path.join(vssd.run, "exec"))):
+        time.sleep(0.05)
+    assert vssd.shadows() == []
+    assert mounts_under(os.path.join(vssd.run, "exec")) == []
+    assert events(log)[-1] == ["w", "abort"]
