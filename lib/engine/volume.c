@@ -64,6 +64,7 @@
 #include "engine/cow_i.h"
 #include "engine/index.h"
 #include "store/store.h"
+#include "util/crc32c.h"
 
 #define NSTRIPES 256
 
@@ -490,10 +491,11 @@ static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block
 		return r == -ENOSPC || r == -EDQUOT ? COPY_NO_ROOM : COPY_FAILED;
 	}
 	r = vol->sops->write_slot(vol->store, slot, buf);
+	uint32_t data_crc = vss_crc32c(0, buf, vol->bs);
 	free(buf);
 	if (!r) {
 		struct vss_rec rec = { .type = VSS_REC_COPY, .block = block,
-				       .seq = newest, .slot = slot };
+				       .seq = newest, .slot = slot, .data_crc = data_crc };
 		r = vol->sops->append(vol->store, &rec, &lsn);
 		if (r) {
 			/* The log is gone: nothing can be kept. */
@@ -1108,6 +1110,8 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 			return vss_error_set(err, r, "out of memory");
 		s->owned++;
 		return 0;
+	case VSS_REC_SYNC:
+		break;  /* the store's own; never handed over */
 	case VSS_REC_NEXT_SEQ:
 		if (rec->seq > VSS_INDEX_SEQ_MAX + 1)
 			return vss_error_set(err, -EUCLEAN, "diff area is corrupt: bad sequence record");

@@ -114,15 +114,6 @@ int svc_op_status(struct vss_service *svc, json_t *args, json_t **res,
 	return 0;
 }
 
-int svc_op_providers_list(struct vss_service *svc, json_t *args, json_t **res,
-			  struct vss_error *err)
-{
-	*res = json_pack("{s:[{s:s, s:s, s:s, s:s, s:i}]}", "providers",
-			 "name", VSS_PROVIDER_NAME, "id", VSS_PROVIDER_ID,
-			 "version", VSS_VERSION, "kind", "software", "priority", 100);
-	return 0;
-}
-
 /* ---- start ---- */
 
 static int make_dir(const char *path, mode_t mode, struct vss_error *err)
@@ -261,6 +252,7 @@ static int reconcile_shadows(struct vss_service *svc, struct vss_error *err)
 			for (size_t j = 0; j < r.count; j++)
 				if (strcmp(r.rows[j].id, id) == 0)
 					row = &r.rows[j];
+			sh->prov = &svc_provider_builtin;
 			sh->vol = v;
 			if (row) {
 				sh->rec = *row;
@@ -411,6 +403,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	rc = vss_catalog_volume_each(svc->cat, load_volume, svc, err);
 	if (rc == 0)
 		rc = reconcile_shadows(svc, err);
+	if (rc == 0)
+		svc_providers_recover(svc);
 	pthread_mutex_unlock(&svc->lock);
 	if (rc < 0)
 		goto fail;
@@ -452,9 +446,15 @@ void vss_service_close(struct vss_service *svc)
 	 */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
 		if (!(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT)) {
+			struct vss_error e;
+
+			/* Other providers' snapshots cost nothing to delete now. */
+			if (!sh->vol && sh->prov->remove(svc, sh, &e) < 0)
+				vss_log("shadow %s: %s", sh->rec.id, e.msg);
 			vss_catalog_shadow_delete(svc->cat, sh->rec.id, NULL);
-			vss_log("shadow %s of volume %s dropped: the service is stopping and "
-				"it is not persistent", sh->rec.id, sh->vol->rec.name);
+			vss_log("shadow %s of %s dropped: the service is stopping and it is "
+				"not persistent", sh->rec.id,
+				sh->vol ? sh->vol->rec.name : sh->rec.target);
 		}
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		svc_volume_wait_closed(svc, v);
@@ -473,6 +473,9 @@ void vss_service_close(struct vss_service *svc)
 
 		svc->shadows = sh->next;
 		free(sh->rec.target);
+		free(sh->path);
+		free(sh->origin);
+		free(sh->target_path);
 		free(sh);
 	}
 	while (svc->volumes) {

@@ -34,6 +34,7 @@
 
 #include "service/catalog.h"
 #include "service/loop.h"
+#include "service/provider.h"
 #include "service/service.h"
 #include "transport/transport.h"
 
@@ -58,7 +59,12 @@ struct svc_volume {
 
 struct svc_shadow {
 	struct svc_shadow *next;                /* svc->lock, for all fields */
-	struct svc_volume *vol;                 /* outlives the shadow in the list */
+	const struct vss_provider_ops *prov;    /* who made it (provider.h) */
+	struct svc_volume *vol;                 /* built-in only (else NULL); outlives the shadow in the list */
+	char *path;                             /* other providers: the snapshot or live directory; owned */
+	char *origin;                           /* other providers: what it is of (btrfs: the subvolume's
+	                                         * root; live: the mount point); owned */
+	char *target_path;                      /* other providers: the target inside the shadow, or NULL; owned */
 	struct vss_catalog_shadow rec;          /* rec.target owned */
 	char *expose_dir;                       /* where exposed, or NULL */
 	struct conn *owner;                     /* set in progress: its requester */

@@ -2,20 +2,25 @@
  * service/shadowset.c - the shadow set coordinator, and the shadows it makes.
  *
  * Taking a set, all under svc->lock (the order matters):
- *   1. resolve every target to a volume; refuse duplicates, and refuse to
- *      freeze a filesystem that holds the service's state, run directory,
- *      or a volume's backing file or diff area (the copy-on-write would
- *      wait for the very filesystem it froze);
+ *   1. pick a provider per target (provider.h) and prepare it; for the
+ *      built-in one, resolve the target to a volume; refuse duplicates, and
+ *      refuse to freeze a filesystem that holds the service's state, run
+ *      directory, or a volume's backing file or diff area (the copy-on-write
+ *      would wait for the very filesystem it froze).  Other providers'
+ *      filesystems are never frozen (a btrfs snapshot of a frozen btrfs
+ *      waits for the thaw);
  *   2. start the guardian for the mounted targets (guardian.h), then
  *      FIFREEZE each: the filesystem flushes itself through its loop device
  *      and our device into the engine, so it is clean on the volume;
  *   3. close the gate of every volume of the set (vol->gate for writing):
  *      writes in flight finish, new ones wait; every write acknowledged
  *      until now is in the engine;
- *   4. take one engine shadow per volume: the set's single instant;
+ *   4. every member's provider commits (one engine shadow per volume, one
+ *      btrfs snapshot per subvolume): the set's single instant;
  *   5. open the gates, FITHAW in reverse order, release the guardian;
  *   6. register the shadows (devices, catalog) and reply.
- * Any failure before 6 deletes the shadows already taken; nothing is left
+ * Any failure before 6 aborts every prepared member (deleting the shadows
+ * already taken); nothing is left
  * frozen, since every path thaws what it froze and the guardian covers a
  * crash.  A hold longer than VSS_FREEZE_LIMIT_MS (the guardian thawed on
  * its own) aborts the set: what it holds may not be consistent.
@@ -41,10 +46,37 @@
 
 #define MAX_SET_TARGETS 64
 
-static void shadow_device_path(struct vss_service *svc, const char *id, char *out,
-			       size_t len)
+/* What the shadow was taken of, for the log: its volume, or its origin's mount. */
+static const char *shadow_origin(const struct svc_shadow *sh)
 {
-	snprintf(out, len, "%s/shadows/%s", svc->dev_dir, id);
+	if (sh->vol)
+		return sh->vol->rec.name;
+	return sh->origin ? sh->origin : sh->rec.target;
+}
+
+/* Whether @sh is of @vol (a volume) or, for other providers, of @mount
+ * (svc_provider_origin_of()). */
+static bool shadow_matches(const struct svc_shadow *sh, const struct svc_volume *vol,
+			   const char *mount)
+{
+	if (sh->vol)
+		return sh->vol == vol;
+	return mount && sh->origin && strcmp(sh->origin, mount) == 0;
+}
+
+/* Resolves a --for TARGET of list/delete: a volume (*vol), or for other
+ * providers their origin (*mount, malloc'd: a btrfs subvolume's root, a mount). */
+static int resolve_for(struct vss_service *svc, const char *target, struct svc_volume **vol,
+		       char **mount, struct vss_error *err)
+{
+	int rc = svc_resolve_target(svc, target, vol, err);
+
+	*mount = NULL;
+	if (rc == 0 || target[0] != '/')
+		return rc;
+	if (!(*mount = svc_provider_origin_of(target)))
+		return rc;
+	return 0;
 }
 
 struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id)
@@ -78,15 +110,13 @@ void svc_shadow_unexpose(struct svc_shadow *sh, bool force)
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why)
 {
 	struct vss_error err;
-	vss_cow_id id;
 	int rc;
 
 	svc_shadow_unexpose(sh, true);
-	svc->tr->ops->remove(svc->tr, VSS_DEVICE_SHADOW, sh->rec.id);
-	svc_id_parse(sh->rec.id, id);
-	rc = vss_cow_shadow_delete(sh->vol->cow, id, &err);
-	if (rc < 0 && rc != -ENOENT)
-		vss_log("shadow %s: the engine could not delete it: %s", sh->rec.id, err.msg);
+	rc = sh->prov->remove(svc, sh, &err);
+	if (rc < 0)
+		vss_log("shadow %s: provider %s could not delete it: %s", sh->rec.id,
+			sh->prov->name, err.msg);
 	if (vss_catalog_shadow_delete(svc->cat, sh->rec.id, &err) < 0)
 		vss_log("shadow %s: %s", sh->rec.id, err.msg);
 	for (struct svc_shadow **pp = &svc->shadows; *pp; pp = &(*pp)->next)
@@ -95,8 +125,11 @@ void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const cha
 			break;
 		}
 	if (why)
-		vss_log("shadow %s of volume %s deleted: %s", sh->rec.id, sh->vol->rec.name, why);
+		vss_log("shadow %s of %s deleted: %s", sh->rec.id, shadow_origin(sh), why);
 	free(sh->rec.target);
+	free(sh->path);
+	free(sh->origin);
+	free(sh->target_path);
 	free(sh);
 }
 
@@ -140,23 +173,31 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-struct set_member {
-	struct svc_volume *vol;
-	const char *target;
-	vss_cow_id id;
-	bool taken;
-	bool frozen;
-};
+/* Undoes every member's prepare (and commit), frees their warnings. */
+static void members_abort(struct vss_service *svc, struct svc_member *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].prepared)
+			m[i].prov->abort(svc, &m[i]);
+		m[i].prepared = false;
+	}
+}
+
+static void members_release(struct svc_member *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(m[i].warning);
+}
 
 int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			 json_t **res, struct vss_error *err)
 {
-	struct set_member m[MAX_SET_TARGETS];
+	struct svc_member m[MAX_SET_TARGETS];
 	const char *freeze_dirs[MAX_SET_TARGETS];
-	json_t *targets = json_object_get(args, "targets"), *out;
+	json_t *targets = json_object_get(args, "targets"), *out, *warnings;
 	struct vss_guardian *guard = NULL;
 	const char *provider;
-	bool persistent, no_writers, hold;
+	bool persistent, no_writers, hold, allow_live;
 	size_t n, nfreeze = 0;
 	vss_cow_id set_id;
 	char set_str[37];
@@ -166,10 +207,12 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 	if ((rc = svc_arg_bool(args, "persistent", &persistent, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "hold", &hold, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "allow_live", &allow_live, err)) < 0 ||
 	    (rc = svc_arg_str(args, "provider", false, &provider, err)) < 0)
 		return rc;
-	if (provider && strcmp(provider, VSS_PROVIDER_NAME) != 0)
-		return vss_error_set(err, -ENOENT, "no provider named \"%s\"", provider);
+	if (provider && !svc_provider_find(provider))
+		return vss_error_set(err, -ENOENT, "no provider named \"%s\" (vss list "
+				     "providers shows them)", provider);
 	if (!json_is_array(targets) || json_array_size(targets) == 0)
 		return vss_error_set(err, -EINVAL, "argument \"targets\" must be a non-empty "
 				     "array of strings");
@@ -178,46 +221,70 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 		return vss_error_set(err, -E2BIG, "a set holds at most %d targets",
 				     MAX_SET_TARGETS);
 	memset(m, 0, sizeof(m));
+	uuid_generate_random(set_id);
+	svc_id_str(set_id, set_str);
+	/* 1. resolve: a provider per target, each prepared (before any freeze) */
 	for (size_t i = 0; i < n; i++) {
 		m[i].target = json_string_value(json_array_get(targets, i));
-		if (!m[i].target || !*m[i].target)
-			return vss_error_set(err, -EINVAL, "argument \"targets\" must be a "
-					     "non-empty array of strings");
-		if ((rc = svc_resolve_target(svc, m[i].target, &m[i].vol, err)) < 0)
-			return rc;
+		if (!m[i].target || !*m[i].target) {
+			rc = vss_error_set(err, -EINVAL, "argument \"targets\" must be a "
+					   "non-empty array of strings");
+			goto abort;
+		}
+		uuid_generate_random(m[i].id);
+		m[i].set_id = set_id;
+		m[i].persistent = persistent;
+		m[i].no_writers = no_writers;
+		if ((rc = svc_provider_select(svc, m[i].target, provider, allow_live,
+					      &m[i].prov, &m[i].warning, err)) < 0 ||
+		    (rc = m[i].prov->prepare(svc, &m[i], err)) < 0)
+			goto abort;
+		m[i].prepared = true;
+		if (m[i].warning)
+			vss_log("set %s: %s%s", set_str, m[i].warning,
+				m[i].prov == &svc_provider_live ? " (read live: --allow-live)" : "");
+		if (!m[i].vol)
+			continue;
 		for (size_t j = 0; j < i; j++)
-			if (m[j].vol == m[i].vol)
-				return vss_error_set(err, -EINVAL, "volume %s is in the set twice "
-						     "(%s and %s)", m[i].vol->rec.name,
-						     m[j].target, m[i].target);
-		if (svc_shadow_count(svc, m[i].vol) >= VSS_COW_MAX_SHADOWS)
-			return vss_error_set(err, -EMLINK, "volume %s already has %d shadow "
-					     "copies", m[i].vol->rec.name, VSS_COW_MAX_SHADOWS);
+			if (m[j].vol == m[i].vol) {
+				rc = vss_error_set(err, -EINVAL, "volume %s is in the set twice "
+						   "(%s and %s)", m[i].vol->rec.name,
+						   m[j].target, m[i].target);
+				goto abort;
+			}
+		if (svc_shadow_count(svc, m[i].vol) >= VSS_COW_MAX_SHADOWS) {
+			rc = vss_error_set(err, -EMLINK, "volume %s already has %d shadow "
+					   "copies", m[i].vol->rec.name, VSS_COW_MAX_SHADOWS);
+			goto abort;
+		}
 		if (m[i].vol->mount_dir) {
 			struct stat st;
 			const char *what;
 
-			if (stat(m[i].vol->mount_dir, &st) < 0)
-				return vss_error_set(err, -errno, "%s: %s", m[i].vol->mount_dir,
-						     strerror(errno));
-			if (svc_same_fs_as_state(svc, st.st_dev, &what))
-				return vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds "
-						     "%s", m[i].vol->mount_dir, what);
+			if (stat(m[i].vol->mount_dir, &st) < 0) {
+				rc = vss_error_set(err, -errno, "%s: %s", m[i].vol->mount_dir,
+						   strerror(errno));
+				goto abort;
+			}
+			if (svc_same_fs_as_state(svc, st.st_dev, &what)) {
+				rc = vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds "
+						   "%s", m[i].vol->mount_dir, what);
+				goto abort;
+			}
 			freeze_dirs[nfreeze++] = m[i].vol->mount_dir;
 		}
-		uuid_generate_random(m[i].id);
 	}
-	uuid_generate_random(set_id);
-	svc_id_str(set_id, set_str);
+	if ((rc = svc_provider_check_freeze(svc, m, n, freeze_dirs, nfreeze, err)) < 0)
+		goto abort;
 
 	/* 2. freeze */
 	if (nfreeze > 0) {
 		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, VSS_FREEZE_LIMIT_MS,
 					     &guard, err)) < 0)
-			return rc;
+			goto abort;
 		t_freeze = mono_ns();
 		for (size_t i = 0; i < n && rc == 0; i++) {
-			if (!m[i].vol->mount_dir)
+			if (!m[i].vol || !m[i].vol->mount_dir)
 				continue;
 			/* Only ever freeze what vss mounted on its own volume. */
 			if (!vss_fs_mounted_from(m[i].vol->mount_loop, m[i].vol->mount_dir)) {
@@ -235,23 +302,19 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			svc->test_freeze_hold_ms);
 		usleep(svc->test_freeze_hold_ms * 1000u);
 	}
-	/* 3. close the gates; 4. take the shadows; then open the gates */
+	/* 3. close the gates; 4. every provider commits; then open the gates */
 	t_gate = mono_ns();
 	if (rc == 0) {
 		for (size_t i = 0; i < n; i++)
-			pthread_rwlock_wrlock(&m[i].vol->gate);
+			if (m[i].vol)
+				pthread_rwlock_wrlock(&m[i].vol->gate);
 		for (size_t i = 0; i < n && rc == 0; i++) {
-			struct vss_cow_shadow_params p = {
-				.flags = persistent ? VSS_COW_SHADOW_PERSISTENT : 0,
-			};
-
-			memcpy(p.id, m[i].id, sizeof(p.id));
-			memcpy(p.set_id, set_id, sizeof(p.set_id));
-			rc = vss_cow_shadow_create(m[i].vol->cow, &p, err);
+			rc = m[i].prov->commit(svc, &m[i], err);
 			m[i].taken = rc == 0;
 		}
 		for (size_t i = n; i-- > 0;)
-			pthread_rwlock_unlock(&m[i].vol->gate);
+			if (m[i].vol)
+				pthread_rwlock_unlock(&m[i].vol->gate);
 	}
 	t_open = mono_ns();
 	/* 5. thaw, newest frozen first */
@@ -269,13 +332,8 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			ms_between(t_freeze, t_thawed) > VSS_FREEZE_LIMIT_MS))
 		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
 				   "%d ms; the set was aborted", VSS_FREEZE_LIMIT_MS);
-	if (rc < 0) {
-		for (size_t i = 0; i < n; i++)
-			if (m[i].taken)
-				vss_cow_shadow_delete(m[i].vol->cow, m[i].id, NULL);
-		vss_log("set %s aborted: %s", set_str, err->msg);
-		return rc;
-	}
+	if (rc < 0)
+		goto abort;
 
 	/* 6. register */
 	out = json_array();
@@ -288,13 +346,16 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			rc = vss_error_set(err, -ENOMEM, "out of memory");
 			break;
 		}
-		sh->vol = m[i].vol;
+		sh->prov = m[i].prov;
 		svc_id_str(m[i].id, sh->rec.id);
 		memcpy(sh->rec.set_id, set_str, sizeof(set_str));
-		snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s", m[i].vol->rec.name);
+		if (m[i].vol)
+			snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s",
+				 m[i].vol->rec.name);
 		sh->rec.created_ns = svc_now_ns();
 		sh->rec.attrs = (persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
-				(no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0);
+				(no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0) |
+				m[i].prov->catalog_attr;
 		sh->owner = hold ? c : NULL;
 		/* Append first: a failure below removes it like any other shadow. */
 		struct svc_shadow **pp = &svc->shadows;
@@ -303,14 +364,20 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			pp = &(*pp)->next;
 		*pp = sh;
 		m[i].taken = false;
-		if ((rc = vss_catalog_shadow_put(svc->cat, &sh->rec, err)) < 0 ||
-		    (rc = svc_shadow_add_device(svc, sh, err)) < 0)
+		m[i].prepared = false;
+		if ((rc = m[i].prov->adopt(svc, &m[i], sh, err)) < 0 ||
+		    (rc = vss_catalog_shadow_put(svc->cat, &sh->rec, err)) < 0)
 			break;
-		shadow_device_path(svc, sh->rec.id, dev, sizeof(dev));
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "id", sh->rec.id,
+		sh->prov->location(svc, sh, dev, sizeof(dev));
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
+						     "id", sh->rec.id,
 						     "target", m[i].target,
-						     "volume", m[i].vol->rec.name,
-						     "device", dev));
+						     "volume", shadow_origin(sh),
+						     "device", dev,
+						     "provider", sh->prov->name,
+						     "live", sh->prov == &svc_provider_live,
+						     "target_path", sh->target_path
+						     ? json_string(sh->target_path) : json_null()));
 	}
 	if (rc < 0) {
 		for (size_t i = 0; i < n; i++) {
@@ -320,13 +387,15 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			svc_id_str(m[i].id, id);
 			if ((sh = svc_shadow_find(svc, id)))
 				svc_shadow_remove(svc, sh, NULL);
-			else if (m[i].taken)
-				vss_cow_shadow_delete(m[i].vol->cow, m[i].id, NULL);
 		}
 		json_decref(out);
-		vss_log("set %s aborted: %s", set_str, err->msg);
-		return rc;
+		goto abort;
 	}
+	warnings = json_array();
+	for (size_t i = 0; i < n; i++)
+		if (m[i].warning)
+			json_array_append_new(warnings, json_string(m[i].warning));
+	members_release(m, n);
 	if (nfreeze > 0)
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
 			"for %.3f ms, writes held for %.3f ms", set_str, n, n == 1 ? "" : "s",
@@ -338,11 +407,16 @@ int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
 			"writes held for %.3f ms", set_str, n, n == 1 ? "" : "s",
 			persistent ? "persistent" : "not persistent",
 			no_writers ? ", no writers" : "", ms_between(t_gate, t_open));
-	*res = json_pack("{s:s, s:f, s:f, s:o, s:b}", "set", set_str,
+	*res = json_pack("{s:s, s:f, s:f, s:o, s:o, s:b}", "set", set_str,
 			 "frozen_ms", nfreeze ? ms_between(t_freeze, t_thawed) : 0.0,
 			 "held_ms", ms_between(t_gate, t_open),
-			 "shadows", out, "complete", !hold);
+			 "shadows", out, "warnings", warnings, "complete", !hold);
 	return 0;
+abort:
+	members_abort(svc, m, n);
+	members_release(m, n);
+	vss_log("set %s aborted: %s", set_str, err->msg);
+	return rc;
 }
 
 int svc_op_set_complete(struct vss_service *svc, struct conn *c, json_t *args,
@@ -398,14 +472,19 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 	json_t *attrs = json_array();
 	const char *state;
 
-	shadow_device_path(svc, sh->rec.id, dev, sizeof(dev));
+	sh->prov->location(svc, sh, dev, sizeof(dev));
 	svc_time_str(info->created_ns, created);
 	json_array_append_new(attrs, json_string(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT
 						 ? "persistent" : "auto-release"));
 	if (sh->rec.attrs & VSS_CATALOG_ATTR_NO_WRITERS)
 		json_array_append_new(attrs, json_string("no-writers"));
 	json_array_append_new(attrs, json_string("client-accessible"));
-	json_array_append_new(attrs, json_string("differential"));
+	if (sh->prov == &svc_provider_builtin)
+		json_array_append_new(attrs, json_string("differential"));
+	else if (sh->prov == &svc_provider_live)
+		json_array_append_new(attrs, json_string("live"));
+	else
+		json_array_append_new(attrs, json_string("plex"));
 	if (sh->expose_dir)
 		json_array_append_new(attrs, json_string("exposed"));
 	if (info->state == VSS_COW_SHADOW_INVALID)
@@ -414,11 +493,14 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 		state = "in-progress";
 	else
 		state = "valid";
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:s, s:I, s:i, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o}",
 			 "id", sh->rec.id, "set", sh->rec.set_id,
-			 "volume", sh->vol->rec.name, "target", sh->rec.target,
+			 "volume", shadow_origin(sh), "target", sh->rec.target,
 			 "created", created, "created_ns", (json_int_t)info->created_ns,
-			 "device", dev, "provider", VSS_PROVIDER_NAME,
+			 "device", dev, "provider", sh->prov->name,
+			 "path", sh->path ? json_string(sh->path) : json_null(),
+			 "target_path", sh->target_path ? json_string(sh->target_path)
+							: json_null(),
 			 "attributes", attrs, "state", state,
 			 "diff_bytes", (json_int_t)info->diff_bytes,
 			 "seq", (int)info->seq,
@@ -432,19 +514,20 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 	struct svc_volume *only = NULL;
 	struct listed *items = NULL;
 	size_t count = 0, cap = 0;
+	char *only_mount = NULL;
 	json_t *arr;
 	int rc;
 
 	if ((rc = svc_arg_str(args, "for", false, &target, err)) < 0 ||
 	    (rc = svc_arg_str(args, "set", false, &set, err)) < 0)
 		return rc;
-	if (target && (rc = svc_resolve_target(svc, target, &only, err)) < 0)
+	if (target && (rc = resolve_for(svc, target, &only, &only_mount, err)) < 0)
 		return rc;
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		struct vss_cow_shadow_info *infos = NULL;
 		size_t k = 0;
 
-		if (only && v != only)
+		if (target && v != only)
 			continue;
 		if ((rc = vss_cow_shadow_list(v->cow, &infos, &k)) < 0) {
 			rc = vss_error_set(err, rc, "cannot list the shadows of %s: %s",
@@ -479,6 +562,29 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 		}
 		free(infos);
 	}
+	/* Shadows of the other providers: the service's own record is all there is. */
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
+		struct vss_cow_shadow_info info = { .created_ns = sh->rec.created_ns };
+
+		if (sh->vol || (target && !shadow_matches(sh, only, only_mount)))
+			continue;
+		if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
+			continue;
+		if (count == cap) {
+			struct listed *bigger;
+
+			cap = cap ? 2 * cap : 16;
+			if (!(bigger = realloc(items, cap * sizeof(*items)))) {
+				rc = vss_error_set(err, -ENOMEM, "out of memory");
+				goto fail;
+			}
+			items = bigger;
+		}
+		items[count].created_ns = info.created_ns;
+		items[count].seq = 0;
+		items[count++].obj = shadow_json(svc, sh, &info);
+	}
+	free(only_mount);
 	qsort(items, count, sizeof(*items), cmp_listed);
 	arr = json_array();
 	for (size_t i = 0; i < count; i++)
@@ -490,6 +596,7 @@ fail:
 	for (size_t i = 0; i < count; i++)
 		json_decref(items[i].obj);
 	free(items);
+	free(only_mount);
 	return rc;
 }
 
@@ -499,7 +606,7 @@ int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
 	const char *id, *set, *target;
 	bool oldest, all;
 	struct svc_volume *vol = NULL;
-	char full[37];
+	char full[37], *mount = NULL;
 	int rc, modes, n = 0;
 
 	if ((rc = svc_arg_str(args, "shadow", false, &id, err)) < 0 ||
@@ -512,7 +619,7 @@ int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
 	if (modes != 1 || (target && oldest == all))
 		return vss_error_set(err, -EINVAL, "say which shadows to delete: shadow, set, "
 				     "for with oldest or all, or all");
-	if (target && (rc = svc_resolve_target(svc, target, &vol, err)) < 0)
+	if (target && (rc = resolve_for(svc, target, &vol, &mount, err)) < 0)
 		return rc;
 	if (id) {
 		if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
@@ -532,7 +639,7 @@ int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
 	} else {
 		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 			next = sh->next;
-			if (vol && sh->vol != vol)
+			if (target && !shadow_matches(sh, vol, mount))
 				continue;
 			svc_shadow_remove(svc, sh, oldest ? "deleted on request (oldest)"
 							  : "deleted on request");
@@ -541,6 +648,7 @@ int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
 				break;
 		}
 	}
+	free(mount);
 	*res = json_pack("{s:i}", "deleted", n);
 	return 0;
 }
@@ -570,7 +678,9 @@ int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res,
 		return vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
 	if (vss_fs_is_mountpoint(real))
 		return vss_error_set(err, -EBUSY, "something is already mounted at %s", real);
-	shadow_device_path(svc, full, dev, sizeof(dev));
+	if (sh->prov->expose)
+		return sh->prov->expose(svc, sh, real, res, err);
+	sh->prov->location(svc, sh, dev, sizeof(dev));
 	if ((rc = vss_loop_attach(dev, true, loop, &fd, err)) < 0)
 		return rc;
 	fstype = vss_fs_detect(loop);

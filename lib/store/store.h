@@ -27,6 +27,7 @@ enum vss_rec_type {
 	VSS_REC_SHADOW_INVALID = 3, /* seq: reads fail from now on */
 	VSS_REC_COPY = 4,           /* block's old content for shadow seq is in slot */
 	VSS_REC_NEXT_SEQ = 5,       /* seq: the next shadow gets at least this */
+	VSS_REC_SYNC = 6,           /* (store's own) block: every record up to this lsn was durable */
 };
 
 struct vss_rec {
@@ -34,7 +35,8 @@ struct vss_rec {
 	uint32_t seq;
 	uint32_t flags;
 	uint32_t slot;
-	uint64_t block;
+	uint32_t data_crc;          /* COPY: crc32c of the slot's content */
+	uint64_t block;             /* COPY: the block; SYNC: the lsn */
 	uint64_t created_ns;
 	vss_cow_id id;
 	vss_cow_id set_id;

@@ -34,18 +34,24 @@
  *     8  lsn u64                       16 payload:
  *   SHADOW_CREATE (len 64): seq u32, flags u32, created_ns u64, id[16], set_id[16]
  *   SHADOW_DELETE, SHADOW_INVALID, NEXT_SEQ (len 24): seq u32, zero u32
- *   COPY (len 32): block u64, seq u32, slot u32
+ *   SYNC (len 24): lsn u64
+ *   COPY (len 40): block u64, seq u32, slot u32, data_crc u32 (crc32c of the
+ *                  slot's block_size bytes; 0 in a checkpoint), zero u32
  * LSNs increase by one per record and never repeat, across generations too.
  *
  * Ordering.  A slot's content is written before the record naming it is
  * appended.  Appended records stay in memory (staged) until a commit, which
- * syncs the file (so every slot they name is durable), writes them, and
- * syncs again: a record can never be on disk while its slot's content is
- * not, whatever order the disk persists writes in.  The engine lets the
- * origin block a record protects be overwritten only after that commit.
- * A slot freed by a record is reused only once that record is durable.
- * Staged bytes force a commit once STAGED_COMMIT segments wait, so memory
- * stays bounded when nobody asks for durability.
+ * writes them and syncs the file once; after it a SYNC record (lsn L: every
+ * record up to L, and every slot they name, is durable) is appended for the
+ * next commit to carry.  The disk may persist a record before the slot it
+ * names, so replay reads the slot of every COPY record past the last SYNC
+ * and checks it against the record's data crc; the first mismatch ends the
+ * log there, as a torn tail does (nothing at or after it was committed, so
+ * no origin write relied on it).  The engine lets the origin block a record
+ * protects be overwritten only after that record's commit.  A slot freed by
+ * a record is reused only once that record is durable.  Staged bytes force
+ * a commit once STAGED_COMMIT segments wait, so memory stays bounded when
+ * nobody asks for durability.
  *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
@@ -78,7 +84,7 @@
 #define REC_HDR        16u
 #define REC_CREATE_LEN 64u
 #define REC_SMALL_LEN  24u
-#define REC_COPY_LEN   32u
+#define REC_COPY_LEN   40u
 #define MAX_SLOTS      0xFFFFFFF0u  /* slots are u32 in records */
 
 /* Fuzzing builds accept any checksum, so that mutations reach the parsers
@@ -187,7 +193,8 @@ static uint32_t rec_len(enum vss_rec_type t)
 	case VSS_REC_SHADOW_CREATE: return REC_CREATE_LEN;
 	case VSS_REC_SHADOW_DELETE:
 	case VSS_REC_SHADOW_INVALID:
-	case VSS_REC_NEXT_SEQ: return REC_SMALL_LEN;
+	case VSS_REC_NEXT_SEQ:
+	case VSS_REC_SYNC: return REC_SMALL_LEN;
 	case VSS_REC_COPY: return REC_COPY_LEN;
 	}
 	return 0;
@@ -218,6 +225,10 @@ static uint32_t rec_encode(unsigned char *p, const struct vss_rec *r, uint64_t l
 		put64(p + 16, r->block);
 		put32(p + 24, r->seq);
 		put32(p + 28, r->slot);
+		put32(p + 32, r->data_crc);
+		break;
+	case VSS_REC_SYNC:
+		put64(p + 16, r->block);
 		break;
 	}
 	put32(p, vss_crc32c(0, p + 4, len - 4));
@@ -257,6 +268,10 @@ int vss_store_log_decode(const unsigned char *p, uint32_t avail,
 		r->block = get64(p + 16);
 		r->seq = get32(p + 24);
 		r->slot = get32(p + 28);
+		r->data_crc = get32(p + 32);
+		break;
+	case VSS_REC_SYNC:
+		r->block = get64(p + 16);
 		break;
 	}
 	return (int)len;
@@ -392,20 +407,47 @@ static int bit_set(struct vss_store *st, uint64_t s)
 	return 0;
 }
 
-/* Frees @s for reuse now: clears its bit and gives its space back. */
-static void slot_release(struct vss_store *st, uint64_t s)
+static int cmp_u32(const void *a, const void *b)
 {
-	st->bitmap[s / 64] &= ~(1ull << (s % 64));
-	st->used_slots--;
-	if (s < st->hint)
-		st->hint = s;
-	if (s + 1 == st->nslots) {
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Frees @n slots for reuse now and gives their space back: the file is cut
+ * after its last used slot, and the rest is punched out in runs (one call a
+ * run: on a filesystem mounted with discard each call is slow).  Sorts @s.
+ */
+static void slots_release(struct vss_store *st, uint32_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		st->bitmap[s[i] / 64] &= ~(1ull << (s[i] % 64));
+		st->used_slots--;
+		if (s[i] < st->hint)
+			st->hint = s[i];
+	}
+	if (n > 1)
+		qsort(s, n, sizeof(*s), cmp_u32);
+	if (n && s[n - 1] + 1 >= st->nslots) {
 		while (st->nslots && !bit_test(st, st->nslots - 1))
 			st->nslots--;
 		vss_file_truncate(st->file, slot_off(st, st->nslots));
-	} else {
-		vss_file_punch(st->file, slot_off(st, s), st->bs);
 	}
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && s[j] == s[j - 1] + 1)
+			j++;
+		if (s[i] < st->nslots) {
+			uint64_t last = s[j - 1] < st->nslots ? s[j - 1] : st->nslots - 1;
+			vss_file_punch(st->file, slot_off(st, s[i]), (last - s[i] + 1) * st->bs);
+		}
+		i = j;
+	}
+}
+
+static void slot_release(struct vss_store *st, uint32_t s)
+{
+	slots_release(st, &s, 1);
 }
 
 static int over_max(const struct vss_store *st, uint64_t slots)
@@ -446,15 +488,20 @@ static int slot_take(struct vss_store *st, int force, uint32_t *out)
 
 static void release_pending(struct vss_store *st)
 {
-	size_t j = 0;
+	uint32_t *done = malloc(st->npend * sizeof(*done) + 1);
+	size_t j = 0, n = 0;
 
 	for (size_t i = 0; i < st->npend; i++) {
-		if (st->pend[i].lsn <= st->durable)
-			slot_release(st, st->pend[i].slot);
-		else
+		if (st->pend[i].lsn > st->durable)
 			st->pend[j++] = st->pend[i];
+		else if (done)
+			done[n++] = st->pend[i].slot;
+		else
+			slot_release(st, st->pend[i].slot);
 	}
 	st->npend = j;
+	slots_release(st, done, n);
+	free(done);
 }
 
 /* ---- the log ---- */
@@ -518,6 +565,13 @@ static int seg_stage(struct vss_store *st)
 	st->seg_fresh = 0;
 	st->seg_written = st->seg_used;
 	return 0;
+}
+
+static void staged_drop(struct staged *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(w[i].buf);
+	free(w);
 }
 
 /* Writes staged log bytes to the file, in order, and frees them. */
@@ -676,41 +730,71 @@ static void store_free(struct vss_store *st)
 	free(st);
 }
 
-/* Reads the log from its head, handing each record to @fn. */
-static int replay(struct vss_store *st, uint64_t first_lsn, vss_store_replay_fn fn,
-		  void *arg, struct vss_error *err)
+/*
+ * Walks the log from its head.  With @fn NULL, only finds the highest lsn a
+ * SYNC record vouches for (*@covered).  Otherwise claims the log's segments
+ * and hands each record to @fn, stopping (as at a torn tail) at the first
+ * COPY record past *@covered whose slot does not hold the content it names.
+ */
+static int log_walk(struct vss_store *st, uint64_t first_lsn, vss_store_replay_fn fn,
+		    void *arg, uint64_t *covered, struct vss_error *err)
 {
 	uint64_t slot = st->head_slot, idx = 0, lsn = first_lsn, fsize;
-	unsigned char *p = st->seg_buf;
-	int r;
+	unsigned char *p = st->seg_buf, *data = NULL;
+	int r = 0, stop = 0;
 
 	r = vss_file_size(st->file, &fsize);
 	if (r)
 		return vss_error_set(err, r, "cannot stat the diff area: %s", strerror(-r));
-	for (;;) {
+	while (!stop) {
 		if (slot >= MAX_SLOTS || slot_off(st, slot) + st->bs > fsize ||
 		    bit_test(st, slot))
 			break;
 		r = vss_file_pread(st->file, p, st->bs, slot_off(st, slot));
-		if (r)
-			return vss_error_set(err, r, "cannot read the diff area log: %s",
-					     strerror(-r));
+		if (r) {
+			vss_error_set(err, r, "cannot read the diff area log: %s", strerror(-r));
+			goto out;
+		}
 		if (memcmp(p, SEG_MAGIC, 4) || !crc_ok(get32(p + 4), vss_crc32c(0, p + 8, SEG_HDR - 8)) ||
 		    get64(p + 8) != st->gen || get64(p + 16) != idx || get64(p + 32) != lsn)
 			break;
-		r = bit_set(st, slot);
-		if (!r)
-			r = log_slots_push(st, (uint32_t)slot);
-		if (r)
-			return vss_error_set(err, r, "out of memory");
+		if (fn) {
+			r = bit_set(st, slot);
+			if (!r)
+				r = log_slots_push(st, (uint32_t)slot);
+			if (r) {
+				vss_error_set(err, r, "out of memory");
+				goto out;
+			}
+		}
 		for (uint32_t off = SEG_HDR; off < st->bs;) {
 			struct vss_rec rec;
 			int len = vss_store_log_decode(p + off, st->bs - off, lsn, &rec);
 			if (len <= 0)
 				break;
-			r = fn(arg, &rec);
-			if (r)
-				return r;  /* the engine filled err through its own arg */
+			if (!fn) {
+				if (rec.type == VSS_REC_SYNC && rec.block > *covered)
+					*covered = rec.block;
+			} else {
+				if (rec.type == VSS_REC_COPY && lsn > *covered) {
+					/* Not vouched for: its slot must hold what it names. */
+					if (!data && !(data = malloc(st->bs))) {
+						r = vss_error_set(err, -ENOMEM, "out of memory");
+						goto out;
+					}
+					if (slot_off(st, rec.slot) + st->bs > fsize ||
+					    vss_file_pread(st->file, data, st->bs,
+							   slot_off(st, rec.slot)) ||
+					    !crc_ok(rec.data_crc, vss_crc32c(0, data, st->bs))) {
+						stop = 1;
+						break;
+					}
+				}
+				if (rec.type != VSS_REC_SYNC)
+					r = fn(arg, &rec);
+				if (r)
+					goto out;  /* the engine filled err through its own arg */
+			}
 			lsn++;
 			off += (uint32_t)len;
 		}
@@ -718,11 +802,15 @@ static int replay(struct vss_store *st, uint64_t first_lsn, vss_store_replay_fn 
 		idx++;
 	}
 	if (idx == 0)
-		return vss_error_set(err, -EUCLEAN,
-				     "diff area is corrupt: the log head segment is missing or damaged");
-	st->next_lsn = lsn;
-	st->durable = lsn - 1;
-	return 0;
+		r = vss_error_set(err, -EUCLEAN,
+				  "diff area is corrupt: the log head segment is missing or damaged");
+	else if (fn) {
+		st->next_lsn = lsn;
+		st->durable = lsn - 1;
+	}
+out:
+	free(data);
+	return r;
 }
 
 static int store_open(struct vss_file *file, struct vss_store_geometry *geo,
@@ -795,7 +883,10 @@ static int store_open(struct vss_file *file, struct vss_store_geometry *geo,
 static int store_replay(struct vss_store *st, vss_store_replay_fn fn, void *arg,
 			struct vss_error *err)
 {
-	return replay(st, st->log_first_lsn, fn, arg, err);
+	uint64_t covered = 0;
+	int r = log_walk(st, st->log_first_lsn, NULL, NULL, &covered, err);
+
+	return r ? r : log_walk(st, st->log_first_lsn, fn, arg, &covered, err);
 }
 
 static int store_commit(struct vss_store *st, uint64_t lsn);
@@ -832,9 +923,7 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	/* The old log keeps its slots (so stays intact) until the switch; what
 	 * of it was never written is superseded by the new one. */
 	staged_take(st, &w, &nw);
-	for (size_t i = 0; i < nw; i++)
-		free(w[i].buf);
-	free(w);
+	staged_drop(w, nw);
 	st->log_slots = NULL;
 	st->nlog = st->log_cap = 0;
 	/* Slots the new log names must be durable before it is written. */
@@ -843,6 +932,12 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 		r = log_begin(st);
 	if (!r)
 		r = emit(arg);
+	if (!r) {
+		/* The whole new log is synced before it is in force. */
+		struct vss_rec sync = { .type = VSS_REC_SYNC, .block = st->next_lsn - 1 };
+		uint64_t slsn;
+		r = log_append(st, &sync, &slsn);
+	}
 	if (!r)
 		r = seg_stage(st);
 	if (!r) {
@@ -862,8 +957,7 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	}
 	pthread_mutex_lock(&st->lock);
 	st->durable = st->next_lsn - 1;
-	for (size_t i = 0; i < nold; i++)
-		slot_release(st, old[i]);
+	slots_release(st, old, nold);
 	if (old_next_reserved)
 		slot_release(st, old_next);
 	release_pending(st);
@@ -977,18 +1071,13 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 		if (!r)
 			staged_take(st, &w, &nw);
 		pthread_mutex_unlock(&st->lock);
-		/* Two syncs: the slots the records name, then the records.  A
-		 * record must never reach the disk before its slot's content,
-		 * or a crash could leave it naming garbage. */
+		/* One sync for the slots and the records together.  A record
+		 * may reach the disk before the slot it names; replay checks
+		 * the slot of every COPY record no SYNC record vouches for. */
 		if (!r)
-			r = vss_file_sync(st->file);
-		if (!r) {
 			r = staged_write(st, w, nw);
-		} else {
-			for (size_t i = 0; i < nw; i++)
-				free(w[i].buf);
-			free(w);
-		}
+		else
+			staged_drop(w, nw);
 		if (!r)
 			r = vss_file_sync(st->file);
 		pthread_mutex_lock(&st->lock);
@@ -996,8 +1085,14 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 		if (r) {
 			st->failed = 1;
 		} else {
+			struct vss_rec sync = { .type = VSS_REC_SYNC, .block = target };
+			uint64_t slsn;
 			st->durable = target;
 			release_pending(st);
+			/* Vouches for them at the next commit (or never: then
+			 * replay checks their slots, which is slower, not wrong). */
+			if (log_append(st, &sync, &slsn))
+				st->failed = 1;
 		}
 		pthread_cond_broadcast(&st->cond);
 		if (r)

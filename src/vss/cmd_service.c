@@ -74,23 +74,41 @@ int cmd_writers_list(int argc, char **argv)
 
 int cmd_providers_list(int argc, char **argv)
 {
-	static const char *const hdr[] = { "NAME", "ID", "VERSION", "KIND", "PRIORITY" };
+	static const struct cli_opt opts[] = { { "for", 0, true }, { NULL, 0, false } };
+	static const char *const hdr[] = { "NAME", "ID", "VERSION", "KIND", "PRIORITY",
+					   "PATHS" };
 	struct cli_args a;
-	json_t *res, *p;
+	json_t *args, *res, *p;
 	size_t i;
 	int rc;
 
-	if ((rc = cli_parse(&a, "list providers", argc, argv, NULL, 0, 0)) ||
-	    (rc = cli_call(&a, "providers.list", NULL, &res)))
+	if ((rc = cli_parse(&a, "list providers", argc, argv, opts, 0, 0)))
+		return rc;
+	args = json_object();
+	if (cli_has(&a, "for")) {
+		char *t = cli_target(cli_get(&a, "for"));
+
+		json_object_set_new(args, "for", json_string(t));
+		free(t);
+	}
+	if ((rc = cli_call(&a, "providers.list", args, &res)))
 		return rc;
 	if (a.json) {
 		cli_print_json(res);
 	} else {
-		struct cli_table *t = cli_table_new(5, hdr);
+		struct cli_table *t = cli_table_new(6, hdr);
 
 		json_array_foreach(json_object_get(res, "providers"), i, p) {
-			char prio[24];
-			const char *row[5];
+			char prio[24], paths[1024] = "";
+			const char *row[6];
+			json_t *w;
+			size_t k, used = 0;
+
+			json_array_foreach(json_object_get(p, "paths"), k, w)
+				if (used < sizeof(paths))
+					used += (size_t)snprintf(paths + used, sizeof(paths) - used,
+								 "%s%s", k ? "," : "",
+								 json_string_value(w));
 
 			snprintf(prio, sizeof(prio), "%lld",
 				 json_integer_value(json_object_get(p, "priority")));
@@ -99,9 +117,21 @@ int cmd_providers_list(int argc, char **argv)
 			row[2] = json_string_value(json_object_get(p, "version"));
 			row[3] = json_string_value(json_object_get(p, "kind"));
 			row[4] = prio;
+			row[5] = paths[0] ? paths : "-";
 			cli_table_add(t, row);
 		}
 		cli_table_print(t);
+		if (json_object_get(res, "for")) {
+			const char *sel = json_string_value(json_object_get(res, "selected"));
+
+			if (sel)
+				printf("%s: provider %s\n",
+				       json_string_value(json_object_get(res, "for")), sel);
+			else
+				printf("%s: no provider: %s\n",
+				       json_string_value(json_object_get(res, "for")),
+				       json_string_value(json_object_get(res, "refusal")));
+		}
 	}
 	json_decref(res);
 	return 0;

@@ -21,7 +21,8 @@ int cmd_shadow_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "for", 0, true }, { "persistent", 0, false }, { "no-writers", 0, false },
-		{ "provider", 0, true }, { "freeze-timeout", 0, true }, { NULL, 0, false },
+		{ "provider", 0, true }, { "allow-live", 0, false },
+		{ "freeze-timeout", 0, true }, { NULL, 0, false },
 	};
 	const char *targets[MAX_TARGETS];
 	struct vss_client *c;
@@ -48,6 +49,8 @@ int cmd_shadow_create(int argc, char **argv)
 			 "no_writers", cli_has(&a, "no-writers"), "hold", 1);
 	if (cli_has(&a, "provider"))
 		json_object_set_new(args, "provider", json_string(cli_get(&a, "provider")));
+	if (cli_has(&a, "allow-live"))
+		json_object_set_new(args, "allow_live", json_true());
 	if (cli_has(&a, "freeze-timeout")) {
 		char *end;
 		long v = strtol(cli_get(&a, "freeze-timeout"), &end, 10);
@@ -77,6 +80,8 @@ int cmd_shadow_create(int argc, char **argv)
 		return cli_error(rc == -ECONNRESET || rc == -EPIPE ? EXIT_UNREACHABLE
 								    : EXIT_FAILED, "%s", err.msg);
 	json_object_del(res, "complete");
+	json_array_foreach(json_object_get(res, "warnings"), i, sh)
+		fprintf(stderr, "vss: warning: %s\n", json_string_value(sh));
 	if (a.json) {
 		cli_print_json(res);
 	} else {
