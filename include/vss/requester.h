@@ -82,7 +82,12 @@ struct vss_requester_shadow {
 	const char *volume;
 	const char *device;        /* the read-only shadow device */
 	const char *exposed;       /* where its filesystem is mounted, or NULL */
-	const char *mount;         /* the live filesystem's mount point, or NULL (raw) */
+	const char *mount;         /* the live path its shadow's root stands for: the
+				    * volume's mount point, a btrfs subvolume's root;
+				    * NULL for a raw volume and a live member */
+	const char *provider;      /* "vss-cow", "btrfs", "live" */
+	const char *target_path;   /* btrfs, live: the target inside the shadow; else NULL */
+	bool live;                 /* read live: no shadow was made (allow live) */
 };
 
 /* @run_dir NULL: $VSS_RUN_DIR or /run/vss. */
@@ -106,6 +111,8 @@ void vss_requester_set_timeouts(struct vss_requester *r, unsigned int window_ms,
 void vss_requester_set_persistent(struct vss_requester *r, bool persistent);
 /* Take the set without writers (no events; a crash-consistent set). */
 void vss_requester_set_no_writers(struct vss_requester *r, bool no_writers);
+/* A target no provider can shadow is read live instead of refused. */
+void vss_requester_set_allow_live(struct vss_requester *r, bool allow_live);
 /* Force a provider by name (copied; NULL: the service chooses). */
 int vss_requester_set_provider(struct vss_requester *r, const char *provider,
 			       struct vss_error *err);
@@ -137,8 +144,8 @@ int vss_requester_shadow(const struct vss_requester *r, size_t i,
 int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
 			 struct vss_error *err);
 /* Path redirection: the same file as @live_path (absolute), inside the
- * exposed shadow of its volume.  -ENOENT if no shadow of the set covers it,
- * -ENXIO if that shadow is not exposed. */
+ * exposed shadow of its volume (a live member: the path itself).  -ENOENT if
+ * no shadow of the set covers it, -ENXIO if that shadow is not exposed. */
 int vss_requester_translate_path(const struct vss_requester *r, const char *live_path,
 				 char *out, size_t len, struct vss_error *err);
 

@@ -25,14 +25,16 @@ struct req_writer {
 
 struct req_shadow {
 	char *id, *target, *volume, *device;
-	char *mount;                     /* the live filesystem's mount point, or NULL */
+	char *mount;                     /* the live path its root stands for, or NULL */
 	char *exposed;
+	char *provider, *target_path;
+	bool live;
 };
 
 struct vss_requester {
 	struct vss_client *c;
 	enum vss_backup_type type;
-	bool partial, persistent, no_writers, keep;
+	bool partial, persistent, no_writers, keep, allow_live;
 	unsigned int window_ms, wait_ms;
 	json_t *exclude, *require;
 	char *provider;
@@ -117,6 +119,8 @@ static void free_shadows(struct vss_requester *r)
 		free(r->sh[i].device);
 		free(r->sh[i].mount);
 		free(r->sh[i].exposed);
+		free(r->sh[i].provider);
+		free(r->sh[i].target_path);
 	}
 	memset(r->sh, 0, sizeof(r->sh));
 	r->nsh = 0;
@@ -209,6 +213,11 @@ int vss_requester_set_provider(struct vss_requester *r, const char *provider,
 	free(r->provider);
 	r->provider = p;
 	return 0;
+}
+
+void vss_requester_set_allow_live(struct vss_requester *r, bool allow_live)
+{
+	r->allow_live = allow_live;
 }
 
 void vss_requester_keep_set(struct vss_requester *r)
@@ -381,11 +390,12 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 	}
 	for (i = 0; i < r->ntargets; i++)
 		json_array_append_new(targets, json_string(r->targets[i]));
-	rc = call(r, "shadow.create", json_pack("{s:o, s:b, s:b, s:I, s:s?}", "targets",
+	rc = call(r, "shadow.create", json_pack("{s:o, s:b, s:b, s:I, s:s?, s:b}", "targets",
 						targets, "persistent", r->persistent,
 						"no_writers", r->no_writers, "timeout_ms",
 						(json_int_t)r->window_ms, "provider",
-						r->provider), &res, err);
+						r->provider, "allow_live", r->allow_live),
+		  &res, err);
 	if (rc < 0) {
 		/* The service ended the backup with the set. */
 		r->completed = true;
@@ -402,7 +412,18 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 		sh->target = strdup(json_string_value(json_object_get(s, "target")));
 		sh->volume = strdup(json_string_value(json_object_get(s, "volume")));
 		sh->device = strdup(json_string_value(json_object_get(s, "device")));
-		sh->mount = mount_of(vols, sh->volume);
+		sh->live = json_is_true(json_object_get(s, "live"));
+		if (json_is_string(json_object_get(s, "provider")))
+			sh->provider = strdup(json_string_value(json_object_get(s, "provider")));
+		if (json_is_string(json_object_get(s, "target_path")))
+			sh->target_path = strdup(json_string_value(json_object_get(s,
+										 "target_path")));
+		if (sh->live)
+			sh->mount = NULL;
+		else if (sh->volume[0] == '/')
+			sh->mount = strdup(sh->volume);     /* a btrfs subvolume's root */
+		else
+			sh->mount = mount_of(vols, sh->volume);
 	}
 	json_decref(vols);
 	json_decref(res);
@@ -430,6 +451,9 @@ int vss_requester_shadow(const struct vss_requester *r, size_t i,
 	out->device = r->sh[i].device;
 	out->exposed = r->sh[i].exposed;
 	out->mount = r->sh[i].mount;
+	out->provider = r->sh[i].provider ? r->sh[i].provider : "vss-cow";
+	out->target_path = r->sh[i].target_path;
+	out->live = r->sh[i].live;
 	return 0;
 }
 
@@ -461,6 +485,18 @@ int vss_requester_translate_path(const struct vss_requester *r, const char *live
 
 	if (live_path[0] != '/')
 		return vss_error_set(err, -EINVAL, "%s is not an absolute path", live_path);
+	for (size_t i = 0; i < r->nsh; i++) {
+		const char *t = r->sh[i].target;
+		size_t n = strlen(t);
+
+		/* A live member is read where it is. */
+		if (r->sh[i].live && strncmp(live_path, t, n) == 0 &&
+		    (live_path[n] == '\0' || live_path[n] == '/')) {
+			if ((size_t)snprintf(out, len, "%s", live_path) >= len)
+				return vss_error_set(err, -ENAMETOOLONG, "path too long");
+			return 0;
+		}
+	}
 	for (size_t i = 0; i < r->nsh; i++) {
 		const char *m = r->sh[i].mount;
 		size_t n = m ? strlen(m) : 0;

@@ -28,41 +28,11 @@ struct target {
 	char *given;          /* as typed */
 	char *abs;            /* as sent to vssd */
 	bool live;            /* no provider can shadow it: read live */
-	char *mount;          /* the volume's mount point, or NULL (a raw volume) */
-	char *volume;
+	char *mount;          /* the live path its shadow's root stands for, or NULL */
 	char *shadow_id, *device;
 	size_t index;         /* its shadow in the requester's set */
 	char dir[PATH_MAX];   /* where its shadow is exposed, or "" */
 };
-
-/* Finds the volume a target is on: a volume name, or the longest mount
- * point that holds the path. */
-static bool locate(json_t *volumes, struct target *t)
-{
-	size_t i, best = 0;
-	json_t *v;
-
-	json_array_foreach(volumes, i, v) {
-		const char *name = json_string_value(json_object_get(v, "name"));
-		const char *mnt = json_string_value(json_object_get(v, "mount"));
-		size_t n = mnt ? strlen(mnt) : 0;
-
-		if (strcmp(t->abs, name) == 0) {
-			t->volume = strdup(name);
-			t->mount = mnt ? strdup(mnt) : NULL;
-			return true;
-		}
-		if (mnt && n > best && strncmp(t->abs, mnt, n) == 0 &&
-		    (t->abs[n] == '\0' || t->abs[n] == '/')) {
-			free(t->volume);
-			free(t->mount);
-			t->volume = strdup(name);
-			t->mount = strdup(mnt);
-			best = n;
-		}
-	}
-	return t->volume != NULL;
-}
 
 /* Prints the error of a failed step; the exit code for it. */
 static int step_failed(int rc, const struct vss_error *err)
@@ -134,7 +104,7 @@ int cmd_exec(int argc, char **argv)
 	enum vss_backup_type bt = 0;
 	unsigned int window_ms = 60000;
 	FILE *script = NULL;
-	int rc, n, nex, nshadow = 0, status = EXIT_FAILED, split = argc;
+	int rc, n, nex, status = EXIT_FAILED, split = argc;
 	bool ok = false;
 
 	for (int k = 0; k < argc; k++)
@@ -168,13 +138,13 @@ int cmd_exec(int argc, char **argv)
 	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
 	memset(t, 0, sizeof(t));
 	run_dir = vss_client_run_dir(a.run_dir);
-	if ((rc = cli_call(&a, "volume.list", NULL, &vols)))
-		return rc;
 	if (n == 0) {
 		/* No --for: every mounted volume. */
 		json_t *v;
 		size_t i;
 
+		if ((rc = cli_call(&a, "volume.list", NULL, &vols)))
+			return rc;
 		json_array_foreach(json_object_get(vols, "volumes"), i, v)
 			if (json_is_string(json_object_get(v, "mount")) && n < MAX_TARGETS)
 				fors[n++] = json_string_value(json_object_get(v, "mount"));
@@ -187,16 +157,6 @@ int cmd_exec(int argc, char **argv)
 	for (int k = 0; k < n; k++) {
 		t[k].given = strdup(fors[k]);
 		t[k].abs = cli_target(fors[k]);
-		if (locate(json_object_get(vols, "volumes"), &t[k])) {
-			nshadow++;
-			continue;
-		}
-		if (!cli_has(&a, "allow-live")) {
-			cli_error(EXIT_FAILED, "exec: no provider can shadow %s (it is not on a "
-				  "vss volume); --allow-live reads it live", fors[k]);
-			goto out;
-		}
-		t[k].live = true;
 	}
 	/* The backup: the requester API's sequence (vss/requester.h). */
 	if ((rc = vss_requester_open(run_dir, &r, &err)) < 0) {
@@ -205,6 +165,7 @@ int cmd_exec(int argc, char **argv)
 	}
 	vss_requester_set_persistent(r, cli_has(&a, "persistent"));
 	vss_requester_set_no_writers(r, cli_has(&a, "no-writers"));
+	vss_requester_set_allow_live(r, cli_has(&a, "allow-live"));
 	vss_requester_set_timeouts(r, window_ms, 60000);
 	rc = vss_requester_set_backup_state(r, bt, false, &err);
 	for (int k = 0; rc == 0 && k < nex; k++)
@@ -218,48 +179,46 @@ int cmd_exec(int argc, char **argv)
 	if (rc == 0)
 		rc = vss_requester_start_snapshot_set(r, &err);
 	for (int k = 0; rc == 0 && k < n; k++)
-		if (!t[k].live)
-			rc = vss_requester_add_to_snapshot_set(r, t[k].abs, &err);
+		rc = vss_requester_add_to_snapshot_set(r, t[k].abs, &err);
 	if (rc == 0)
 		rc = vss_requester_prepare_for_backup(r, &err);
-	if (rc == 0 && nshadow > 0)
+	if (rc == 0)
 		rc = vss_requester_do_snapshot_set(r, &err);
 	if (rc < 0) {
 		status = step_failed(rc, &err);
 		goto out;
 	}
-	if (nshadow > 0) {
-		size_t s = 0;
+	set = vss_requester_set_id(r);
+	snprintf(exec_dir, sizeof(exec_dir), "%s/exec", run_dir);
+	mkdir(exec_dir, 0755);
+	snprintf(exec_dir, sizeof(exec_dir), "%s/exec/%s", run_dir, set);
+	if (mkdir(exec_dir, 0755) < 0 && errno != EEXIST) {
+		cli_error(EXIT_FAILED, "exec: cannot create %s: %s", exec_dir, strerror(errno));
+		exec_dir[0] = '\0';
+		goto out;
+	}
+	/* The shadows come in the order of their targets. */
+	for (int j = 0; j < n; j++) {
+		struct vss_requester_shadow sh;
 
-		set = vss_requester_set_id(r);
-		snprintf(exec_dir, sizeof(exec_dir), "%s/exec", run_dir);
-		mkdir(exec_dir, 0755);
-		snprintf(exec_dir, sizeof(exec_dir), "%s/exec/%s", run_dir, set);
-		if (mkdir(exec_dir, 0755) < 0 && errno != EEXIST) {
-			cli_error(EXIT_FAILED, "exec: cannot create %s: %s", exec_dir,
-				  strerror(errno));
-			exec_dir[0] = '\0';
+		if (vss_requester_shadow(r, (size_t)j, &sh) < 0) {
+			cli_error(EXIT_FAILED, "exec: vssd returned fewer shadows than targets");
 			goto out;
 		}
-		/* The shadows come in the order their targets were added. */
-		for (int j = 0; j < n; j++) {
-			struct vss_requester_shadow sh;
-
-			if (t[j].live)
-				continue;
-			t[j].index = s;
-			vss_requester_shadow(r, s++, &sh);
-			t[j].shadow_id = strdup(sh.id);
-			t[j].device = strdup(sh.device);
-			if (!t[j].mount)
-				continue;   /* a raw volume: the device is the shadow */
-			snprintf(t[j].dir, sizeof(t[j].dir), "%s/%d", exec_dir, j + 1);
-			if ((rc = vss_requester_expose(r, t[j].index, t[j].dir, &err)) < 0) {
-				rmdir(t[j].dir);
-				t[j].dir[0] = '\0';
-				status = step_failed(rc, &err);
-				goto out;
-			}
+		t[j].index = (size_t)j;
+		t[j].shadow_id = strdup(sh.id);
+		t[j].device = strdup(sh.device);
+		t[j].live = sh.live;
+		if (sh.mount)
+			t[j].mount = strdup(sh.mount);
+		if (t[j].live || !t[j].mount)
+			continue;   /* read live; or a raw volume: the device is the shadow */
+		snprintf(t[j].dir, sizeof(t[j].dir), "%s/%d", exec_dir, j + 1);
+		if ((rc = vss_requester_expose(r, t[j].index, t[j].dir, &err)) < 0) {
+			rmdir(t[j].dir);
+			t[j].dir[0] = '\0';
+			status = step_failed(rc, &err);
+			goto out;
 		}
 	}
 	if (cli_has(&a, "script") && !(script = fopen(cli_get(&a, "script"), "we"))) {
@@ -278,7 +237,8 @@ int cmd_exec(int argc, char **argv)
 		} else if (!t[j].mount) {
 			snprintf(inside, sizeof(inside), "%s", t[j].device);
 		} else {
-			const char *rest = strcmp(t[j].abs, t[j].volume) == 0 ? ""
+			const char *rest = t[j].abs[0] != '/' ? ""
+					   : strcmp(t[j].mount, "/") == 0 ? t[j].abs
 					   : t[j].abs + strlen(t[j].mount);
 
 			snprintf(inside, sizeof(inside), "%s%s", t[j].dir, rest);
@@ -325,7 +285,6 @@ out:
 		free(t[j].given);
 		free(t[j].abs);
 		free(t[j].mount);
-		free(t[j].volume);
 		free(t[j].shadow_id);
 		free(t[j].device);
 	}

@@ -674,3 +674,26 @@ def test_exec_killed_mid_command(vssd, fsvol):
     assert vssd.shadows() == []
     assert mounts_under(os.path.join(vssd.run, "exec")) == []
     assert events(log)[-1] == ["w", "abort"]
+
+
+def test_exec_on_btrfs_and_a_volume(vssd, fsvol):
+    """vss exec with a btrfs subvolume (btrfs provider) and a vss volume in
+    one set: each target's variables point into its own exposed shadow."""
+    from test_providers import make_btrfs, subvolume
+    from conftest import mounts_under
+    bt = make_btrfs(vssd.root)
+    sub = subvolume(os.path.join(bt, "data"))
+    os.makedirs(os.path.join(sub, "in"))
+    with open(os.path.join(sub, "in", "f"), "w") as f:
+        f.write("btrfs-before\n")
+    with open(os.path.join(fsvol, "g"), "w") as f:
+        f.write("ext4-before\n")
+    cmd = ('cat "$VSS_SHADOW_TARGET_1/f" "$VSS_SHADOW_TARGET_2/g"; '
+           'echo x > %s/in/f; echo y > %s/g; '
+           'cat "$VSS_SHADOW_TARGET_1/f" "$VSS_SHADOW_TARGET_2/g"' % (sub, fsvol))
+    r = vssd.vss("exec", "--for", os.path.join(sub, "in"), "--for", fsvol, "--",
+                 "sh", "-c", cmd, check=False)
+    assert r.returncode == 0, r.stderr + vssd.log()[-2000:]
+    assert r.stdout.split() == ["btrfs-before", "ext4-before"] * 2
+    assert vssd.shadows() == []
+    assert mounts_under(os.path.join(vssd.run, "exec")) == []
