@@ -37,6 +37,9 @@ int vss_client_open(const char *run_dir, struct vss_client **out,
 		    struct vss_error *err);
 void vss_client_close(struct vss_client *c);
 
+/* The connection's socket (the writer library reads events from it). */
+int vss_client_fd(const struct vss_client *c);
+
 /*
  * Sends one request and waits for its reply.  Steals @args (NULL: no
  * arguments).  On success *@result is a new reference the caller releases

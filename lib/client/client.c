@@ -70,6 +70,11 @@ void vss_client_close(struct vss_client *c)
 	free(c);
 }
 
+int vss_client_fd(const struct vss_client *c)
+{
+	return c->fd;
+}
+
 int vss_client_call(struct vss_client *c, const char *op, json_t *args,
 		    json_t **result, struct vss_error *err)
 {

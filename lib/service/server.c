@@ -26,6 +26,7 @@
 #include "proto/proto.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/writers.h"
 
 #define MAX_CONNS 64
 
@@ -37,6 +38,7 @@ struct conn {
 	struct ucred cred;
 	bool may_change;
 	bool done;                      /* the thread has finished: join it */
+	void *writer;                   /* writer.register: hand the socket over */
 };
 
 struct svc_server {
@@ -58,26 +60,39 @@ static const struct op {
 	op_fn fn;
 	op_conn_fn conn_fn;
 	bool changes;                   /* needs root or the vss group */
+	bool unlocked;                  /* takes its own locks (writers.h) */
 } ops[] = {
-	{ "status", svc_op_status, NULL, false },
-	{ "volume.create", svc_op_volume_create, NULL, true },
-	{ "volume.list", svc_op_volume_list, NULL, false },
-	{ "volume.delete", svc_op_volume_delete, NULL, true },
-	{ "volume.mount", svc_op_volume_mount, NULL, true },
-	{ "volume.umount", svc_op_volume_umount, NULL, true },
-	{ "shadow.create", NULL, svc_op_shadow_create, true },
-	{ "set.complete", NULL, svc_op_set_complete, true },
-	{ "shadow.list", svc_op_shadow_list, NULL, false },
-	{ "shadow.delete", svc_op_shadow_delete, NULL, true },
-	{ "shadow.expose", svc_op_shadow_expose, NULL, true },
-	{ "shadow.unexpose", svc_op_shadow_unexpose, NULL, true },
-	{ "storage.list", svc_op_storage_list, NULL, false },
-	{ "storage.add", svc_op_storage_add, NULL, true },
-	{ "storage.resize", svc_op_storage_resize, NULL, true },
-	{ "storage.delete", svc_op_storage_delete, NULL, true },
-	{ "providers.list", svc_op_providers_list, NULL, false },
-	{ "writers.list", svc_op_writers_list, NULL, false },
+	{ "status", svc_op_status, NULL, false, false },
+	{ "volume.create", svc_op_volume_create, NULL, true, false },
+	{ "volume.list", svc_op_volume_list, NULL, false, false },
+	{ "volume.delete", svc_op_volume_delete, NULL, true, false },
+	{ "volume.mount", svc_op_volume_mount, NULL, true, false },
+	{ "volume.umount", svc_op_volume_umount, NULL, true, false },
+	{ "shadow.create", NULL, svc_op_backup_shadow_create, true, true },
+	{ "set.complete", NULL, svc_op_set_complete, true, false },
+	{ "shadow.list", svc_op_shadow_list, NULL, false, false },
+	{ "shadow.delete", svc_op_shadow_delete, NULL, true, false },
+	{ "shadow.expose", svc_op_shadow_expose, NULL, true, false },
+	{ "shadow.unexpose", svc_op_shadow_unexpose, NULL, true, false },
+	{ "storage.list", svc_op_storage_list, NULL, false, false },
+	{ "storage.add", svc_op_storage_add, NULL, true, false },
+	{ "storage.resize", svc_op_storage_resize, NULL, true, false },
+	{ "storage.delete", svc_op_storage_delete, NULL, true, false },
+	{ "providers.list", svc_op_providers_list, NULL, false, false },
+	{ "writers.list", svc_op_writers_list, NULL, false, true },
+	/* Writers and requesters (issue 4): writers.h. */
+	{ "writer.register", NULL, svc_op_writer_register, true, true },
+	{ "backup.begin", NULL, svc_op_backup_begin, true, true },
+	{ "backup.prepare", NULL, svc_op_backup_prepare, true, true },
+	{ "backup.complete", NULL, svc_op_backup_complete, true, true },
+	{ "backup.abort", NULL, svc_op_backup_abort, true, true },
+	{ "backup.status", NULL, svc_op_backup_status, false, true },
 };
+
+void svc_conn_hand_off(struct conn *c, void *writer)
+{
+	c->writer = writer;
+}
 
 /* Root, or a member (primary or supplementary) of the group "vss" if it exists. */
 static bool peer_may_change(const struct ucred *cred)
@@ -148,10 +163,16 @@ static json_t *handle(struct conn *c, json_t *msg)
 		args = json_object();
 	else
 		json_incref(args);
-	pthread_mutex_lock(&svc->lock);
-	svc_refresh_mounts(svc);
-	rc = op->fn ? op->fn(svc, args, &res, &err) : op->conn_fn(svc, c, args, &res, &err);
-	pthread_mutex_unlock(&svc->lock);
+	if (op->unlocked) {
+		rc = op->fn ? op->fn(svc, args, &res, &err)
+			    : op->conn_fn(svc, c, args, &res, &err);
+	} else {
+		pthread_mutex_lock(&svc->lock);
+		svc_refresh_mounts(svc);
+		rc = op->fn ? op->fn(svc, args, &res, &err)
+			    : op->conn_fn(svc, c, args, &res, &err);
+		pthread_mutex_unlock(&svc->lock);
+	}
 	json_decref(args);
 	if (rc < 0) {
 		json_decref(res);
@@ -191,11 +212,19 @@ static void *conn_main(void *arg)
 		json_decref(msg);
 		rc = vss_proto_send(c->fd, reply);
 		json_decref(reply);
+		if (c->writer) {
+			/* From now on the daemon speaks first: writers.c owns the socket. */
+			svc_writer_activate(c->svc, c->writer, c->fd);
+			c->fd = -1;
+			break;
+		}
 		if (rc < 0)
 			break;
 	}
+	svc_backup_conn_gone(c->svc, c);
 	svc_conn_gone(c->svc, c);
-	shutdown(c->fd, SHUT_RDWR);
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
 	pthread_mutex_lock(&srv->lock);
 	c->done = true;
 	pthread_mutex_unlock(&srv->lock);
@@ -214,7 +243,8 @@ static void reap(struct svc_server *srv)
 		}
 		*pp = c->next;
 		pthread_join(c->thread, NULL);
-		close(c->fd);
+		if (c->fd >= 0)
+			close(c->fd);
 		free(c);
 		srv->nconns--;
 	}
@@ -322,7 +352,8 @@ void svc_server_stop(struct vss_service *svc)
 	}
 	pthread_mutex_lock(&srv->lock);
 	for (struct conn *c = srv->conns; c; c = c->next)
-		shutdown(c->fd, SHUT_RDWR);
+		if (c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&srv->lock);
 	for (;;) {
 		bool left;

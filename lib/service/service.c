@@ -19,6 +19,7 @@
 #include "service/fs.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/writers.h"
 
 #ifndef VSS_VERSION
 #define VSS_VERSION "0.0.0"
@@ -107,16 +108,9 @@ int svc_op_status(struct vss_service *svc, json_t *args, json_t **res,
 		shadows++;
 	*res = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}",
 			 "version", VSS_VERSION, "protocol", 1, "volumes", volumes,
-			 "shadows", shadows, "writers", 0, "pid", (int)getpid(),
+			 "shadows", shadows, "writers", svc_writers_count(svc), "pid", (int)getpid(),
 			 "state_dir", svc->state_dir, "run_dir", svc->run_dir,
 			 "transport", svc->tr->ops->name);
-	return 0;
-}
-
-int svc_op_writers_list(struct vss_service *svc, json_t *args, json_t **res,
-			struct vss_error *err)
-{
-	*res = json_pack("{s:[]}", "writers");
 	return 0;
 }
 
@@ -364,6 +358,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);
+	if ((rc = svc_writers_init(svc, err)) < 0)
+		goto fail;
 	if ((rc = make_dir(cfg->state_dir, 0700, err)) < 0 ||
 	    (rc = make_dir(cfg->run_dir, 0755, err)) < 0)
 		goto fail;
@@ -427,6 +423,7 @@ void vss_service_close(struct vss_service *svc)
 {
 	if (!svc)
 		return;
+	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
 	pthread_mutex_lock(&svc->lock);
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
@@ -507,5 +504,6 @@ void vss_service_close(struct vss_service *svc)
 	free(svc->state_dir);
 	free(svc->run_dir);
 	free(svc->dev_dir);
+	svc_writers_free(svc);
 	free(svc);
 }

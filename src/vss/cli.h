@@ -95,5 +95,6 @@ int cmd_storage_delete(int argc, char **argv);
 int cmd_writers_list(int argc, char **argv);
 int cmd_providers_list(int argc, char **argv);
 int cmd_volume_list(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 
 #endif

@@ -21,7 +21,8 @@ int cmd_shadow_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "for", 0, true }, { "persistent", 0, false }, { "no-writers", 0, false },
-		{ "provider", 0, true }, { "allow-live", 0, false }, { NULL, 0, false },
+		{ "provider", 0, true }, { "allow-live", 0, false },
+		{ "freeze-timeout", 0, true }, { NULL, 0, false },
 	};
 	const char *targets[MAX_TARGETS];
 	struct vss_client *c;
@@ -50,6 +51,17 @@ int cmd_shadow_create(int argc, char **argv)
 		json_object_set_new(args, "provider", json_string(cli_get(&a, "provider")));
 	if (cli_has(&a, "allow-live"))
 		json_object_set_new(args, "allow_live", json_true());
+	if (cli_has(&a, "freeze-timeout")) {
+		char *end;
+		long v = strtol(cli_get(&a, "freeze-timeout"), &end, 10);
+
+		if (*end || v < 1 || v > 3600) {
+			json_decref(args);
+			return cli_error(EXIT_USAGE, "create shadow: --freeze-timeout takes 1 "
+					 "to 3600 seconds");
+		}
+		json_object_set_new(args, "timeout_ms", json_integer((json_int_t)v * 1000));
+	}
 	if (vss_client_open(vss_client_run_dir(a.run_dir), &c, &err) < 0) {
 		json_decref(args);
 		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);

@@ -28,7 +28,8 @@ static void usage(FILE *f)
 	      "  volume umount NAME\n"
 	      "Shadow copies:\n"
 	      "  create shadow --for TARGET [--for TARGET ...] [--persistent] [--no-writers]\n"
-	      "                [--provider NAME] [--allow-live] [--json]\n"
+	      "                [--provider NAME] [--allow-live] [--freeze-timeout SECONDS]\n"
+	      "                [--json]\n"
 	      "  list shadows [--for TARGET] [--set SET_ID] [--json]\n"
 	      "  delete shadows (--shadow ID | --set SET_ID | --for TARGET --oldest |\n"
 	      "                  --for TARGET --all | --all) [--quiet]\n"
@@ -39,6 +40,11 @@ static void usage(FILE *f)
 	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
 	      "  resize shadowstorage --for VOLUME --maxsize SIZE\n"
 	      "  delete shadowstorage --for VOLUME\n"
+	      "Requesters and writers:\n"
+	      "  exec [--for TARGET ...] [--type full|incremental|differential|log|copy]\n"
+	      "       [--persistent] [--no-writers] [--script FILE] [--exclude-writer NAME]\n"
+	      "       [--allow-live] [--provider NAME] [--freeze-timeout SECONDS]\n"
+	      "       -- COMMAND [ARGS...]\n"
 	      "Service:\n"
 	      "  status [--json]\n"
 	      "  list writers [--json]\n"
@@ -63,6 +69,7 @@ static const struct {
 	{ "unexpose", cmd_unexpose },
 	{ "add", cmd_add },
 	{ "resize", cmd_resize },
+	{ "exec", cmd_exec },
 };
 
 int main(int argc, char **argv)

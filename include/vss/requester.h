@@ -1,0 +1,164 @@
+/*
+ * vss/requester.h - driving one backup through vssd (IVssBackupComponents,
+ * in C).  The sequence, each call one step:
+ *
+ *   vss_requester_open                 InitializeForBackup (one connection)
+ *   vss_requester_set_backup_state     SetBackupState: type, partial files
+ *   vss_requester_exclude_writer       (optional, before gathering)
+ *   vss_requester_gather_writer_metadata  GatherWriterMetadata: takes the
+ *                                      backup slot (waits while another
+ *                                      backup runs), Identify to writers
+ *   vss_requester_components + vss_bcd_add_component ...  select components,
+ *       or vss_requester_select_all_components; set previous backup stamps
+ *   vss_requester_start_snapshot_set   StartSnapshotSet
+ *   vss_requester_add_to_snapshot_set  AddToSnapshotSet (volume name or path)
+ *   vss_requester_prepare_for_backup   PrepareForBackup: the writers fill
+ *                                      the components document (stamps,
+ *                                      partial and differenced files)
+ *   vss_requester_do_snapshot_set      DoSnapshotSet: prepare-for-snapshot,
+ *                                      freeze, shadows, thaw, post-snapshot
+ *   vss_requester_expose + vss_requester_translate_path: read the files
+ *                                      from the shadows (path redirection)
+ *   vss_bcd_set_backup_succeeded per component, then
+ *   vss_requester_backup_complete      BackupComplete
+ *   (or vss_requester_abort at any step: AbortBackup)
+ *   vss_requester_close                unexposes; deletes the set unless
+ *                                      persistent or kept
+ *
+ * If the process dies or closes the connection before BackupComplete, vssd
+ * aborts the backup: writers get Abort, the set is deleted.
+ *
+ * Errors as everywhere in libvss: 0 or a negative errno, and one readable
+ * line in the optional struct vss_error.  After every step the writers'
+ * states are available (vss_requester_writer_status).  A requester handle is
+ * used by one thread at a time; everything it returns is owned by it and
+ * valid until the next call that changes it, or vss_requester_close.
+ *
+ * Example (examples/requester_demo.c, run by the system tests):
+ *
+ *	vss_requester_open(NULL, &r, &err);
+ *	vss_requester_set_backup_state(r, VSS_BT_FULL, false, &err);
+ *	vss_requester_gather_writer_metadata(r, &err);
+ *	vss_requester_select_all_components(r, &err);
+ *	vss_requester_start_snapshot_set(r, &err);
+ *	vss_requester_add_to_snapshot_set(r, "/srv/data", &err);
+ *	vss_requester_prepare_for_backup(r, &err);
+ *	vss_requester_do_snapshot_set(r, &err);
+ *	vss_requester_expose(r, 0, "/run/backup/1", &err);
+ *	vss_requester_translate_path(r, "/srv/data/db.sqlite", path, sizeof(path), &err);
+ *	... copy path ...
+ *	vss_requester_backup_complete(r, true, &err);
+ *	vss_requester_close(r);
+ */
+#ifndef VSS_REQUESTER_H
+#define VSS_REQUESTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <vss/error.h>
+#include <vss/writer_doc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vss_requester;
+
+/* One writer as the service sees it (vss list writers). */
+struct vss_requester_writer {
+	const char *name;
+	const char *class_id;
+	const char *instance_id;
+	int state;                 /* VSS_WRITER_STATE number: 1 stable, 9 failed at freeze... */
+	const char *state_name;    /* "stable", "failed_at_freeze", ... */
+	const char *error_kind;    /* "" or retryable, nonretryable, timeout, ... */
+	const char *last_error;    /* "" or one line */
+};
+
+struct vss_requester_shadow {
+	const char *id;
+	const char *target;        /* as added */
+	const char *volume;
+	const char *device;        /* the read-only shadow device */
+	const char *exposed;       /* where its filesystem is mounted, or NULL */
+	const char *mount;         /* the live path its shadow's root stands for: the
+				    * volume's mount point, a btrfs subvolume's root;
+				    * NULL for a raw volume and a live member */
+	const char *provider;      /* "vss-cow", "btrfs", "live" */
+	const char *target_path;   /* btrfs, live: the target inside the shadow; else NULL */
+	bool live;                 /* read live: no shadow was made (allow live) */
+};
+
+/* @run_dir NULL: $VSS_RUN_DIR or /run/vss. */
+int vss_requester_open(const char *run_dir, struct vss_requester **out,
+		       struct vss_error *err);
+/* Unexposes what it exposed; aborts a backup not completed; deletes the set
+ * unless it is persistent or vss_requester_keep_set() was called. */
+void vss_requester_close(struct vss_requester *r);
+
+int vss_requester_set_backup_state(struct vss_requester *r, enum vss_backup_type type,
+				   bool partial_file_support, struct vss_error *err);
+/* Writers by name, class ID or instance ID. */
+int vss_requester_exclude_writer(struct vss_requester *r, const char *writer,
+				 struct vss_error *err);
+int vss_requester_require_writer(struct vss_requester *r, const char *writer,
+				 struct vss_error *err);
+/* The freeze-to-thaw window and per-event deadline (default 60000 ms), and
+ * how long to wait for another backup to finish (default 60000 ms). */
+void vss_requester_set_timeouts(struct vss_requester *r, unsigned int window_ms,
+				unsigned int wait_ms);
+void vss_requester_set_persistent(struct vss_requester *r, bool persistent);
+/* Take the set without writers (no events; a crash-consistent set). */
+void vss_requester_set_no_writers(struct vss_requester *r, bool no_writers);
+/* A target no provider can shadow is read live instead of refused. */
+void vss_requester_set_allow_live(struct vss_requester *r, bool allow_live);
+/* Force a provider by name (copied; NULL: the service chooses). */
+int vss_requester_set_provider(struct vss_requester *r, const char *provider,
+			       struct vss_error *err);
+
+int vss_requester_gather_writer_metadata(struct vss_requester *r, struct vss_error *err);
+size_t vss_requester_writer_count(const struct vss_requester *r);
+/* The writer's metadata document (NULL if @i is out of range). */
+const struct vss_wmd *vss_requester_writer_metadata(const struct vss_requester *r,
+						    size_t i);
+int vss_requester_writer_status(const struct vss_requester *r, size_t i,
+				struct vss_requester_writer *out);
+
+/* The backup components document the requester fills before
+ * PrepareForBackup and reads after it (NULL before gathering). */
+struct vss_bcd *vss_requester_components(struct vss_requester *r);
+int vss_requester_select_all_components(struct vss_requester *r, struct vss_error *err);
+
+int vss_requester_start_snapshot_set(struct vss_requester *r, struct vss_error *err);
+int vss_requester_add_to_snapshot_set(struct vss_requester *r, const char *target,
+				      struct vss_error *err);
+int vss_requester_prepare_for_backup(struct vss_requester *r, struct vss_error *err);
+int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err);
+
+const char *vss_requester_set_id(const struct vss_requester *r);
+size_t vss_requester_shadow_count(const struct vss_requester *r);
+int vss_requester_shadow(const struct vss_requester *r, size_t i,
+			 struct vss_requester_shadow *out);
+/* Mounts shadow @i's filesystem read-only at @dir (created if missing). */
+int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
+			 struct vss_error *err);
+/* Path redirection: the same file as @live_path (absolute), inside the
+ * exposed shadow of its volume (a live member: the path itself).  -ENOENT if
+ * no shadow of the set covers it, -ENXIO if that shadow is not exposed. */
+int vss_requester_translate_path(const struct vss_requester *r, const char *live_path,
+				 char *out, size_t len, struct vss_error *err);
+
+/* BackupComplete.  @succeeded marks every selected component unless the
+ * requester set backup_succeeded per component itself (then pass true and
+ * leave those it cleared). */
+int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
+				  struct vss_error *err);
+int vss_requester_abort(struct vss_requester *r, struct vss_error *err);
+/* Keep the set at close (for a persistent set nothing needs keeping). */
+void vss_requester_keep_set(struct vss_requester *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,138 @@
+/*
+ * vss/writer.h - writing a VSS writer: a program that keeps its data
+ * consistent while vssd takes shadow copies (IVssWriter, in C).
+ *
+ * A writer registers with vssd with its writer metadata document
+ * (vss/writer_doc.h), then answers the events of every backup, in order:
+ *
+ *   identify          the requester gathers metadata
+ *   prepare_backup    the backup components document for this writer: read
+ *                     previous backup stamps, set a new one, add partial and
+ *                     differenced files (ev->components, changed in place)
+ *   prepare_snapshot  get ready to freeze (slow work belongs here)
+ *   freeze            stop writing to disk; the window runs until thaw
+ *   thaw              write again
+ *   post_snapshot     the shadows exist (ev->set_id)
+ *   backup_complete   the requester read the shadows (ev->components has
+ *                     backup_succeeded per component)
+ *   abort             the backup or set was abandoned: undo freeze, forget it
+ *
+ * A handler returns 0 for success or a negative errno for failure; it may
+ * first call vss_writer_set_failure() to say what kind of failure it is
+ * (default: nonretryable) and why.  A failure at prepare_snapshot, freeze or
+ * thaw aborts the set.  The service enforces the deadlines: a handler that
+ * takes longer than its deadline (the writer's timeout_ms) leaves it failed with
+ * a timeout, and a freeze held past the window aborts the set.  A missing
+ * handler means success.
+ *
+ * Threads: the handlers run on the thread that calls vss_writer_dispatch()
+ * or vss_writer_run(), one at a time.
+ *
+ * Example:
+ *
+ *	static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev,
+ *			     void *data) { return flush_and_lock(data); }
+ *	static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev,
+ *			   void *data) { return unlock(data); }
+ *	...
+ *	struct vss_writer_handlers h = { .freeze = on_freeze, .thaw = on_thaw,
+ *					 .abort = on_thaw };
+ *	vss_writer_open(&(struct vss_writer_options){ .run_dir = NULL }, wmd, &h,
+ *			state, &w, &err);
+ *	vss_writer_run(w, &stop, &err);    // until the daemon goes or stop is set
+ *	vss_writer_close(w);
+ */
+#ifndef VSS_WRITER_H
+#define VSS_WRITER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include <vss/error.h>
+#include <vss/writer_doc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vss_writer;
+
+enum vss_writer_event_type {
+	VSS_WE_IDENTIFY = 1,
+	VSS_WE_PREPARE_BACKUP,
+	VSS_WE_PREPARE_SNAPSHOT,
+	VSS_WE_FREEZE,
+	VSS_WE_THAW,
+	VSS_WE_POST_SNAPSHOT,
+	VSS_WE_BACKUP_COMPLETE,
+	VSS_WE_ABORT,
+};
+
+/* VSS_E_WRITERERROR_*: what kind of failure a handler reports. */
+enum vss_writer_failure {
+	VSS_WF_RETRYABLE = 1,
+	VSS_WF_NONRETRYABLE,
+	VSS_WF_TIMEOUT,
+	VSS_WF_INCONSISTENT_SNAPSHOT,
+	VSS_WF_OUT_OF_RESOURCES,
+};
+
+struct vss_writer_event {
+	enum vss_writer_event_type type;
+	const char *name;              /* "freeze", ... */
+	const char *set_id;            /* thaw, post_snapshot, backup_complete, abort; else NULL */
+	enum vss_backup_type backup_type; /* 0 when the set is not part of a backup */
+	/* prepare_backup and backup_complete: this writer's part of the backup
+	 * components document (NULL if none).  Changes made in prepare_backup
+	 * (stamps, partial and differenced files) go back to the requester. */
+	struct vss_bcd *components;
+	unsigned int timeout_ms;       /* freeze, thaw: the freeze-to-thaw window; else 0 */
+	const char *reason;            /* abort: why; else NULL */
+};
+
+typedef int (*vss_writer_handler)(struct vss_writer *w,
+				  const struct vss_writer_event *ev, void *data);
+
+struct vss_writer_handlers {
+	vss_writer_handler identify;
+	vss_writer_handler prepare_backup;
+	vss_writer_handler prepare_snapshot;
+	vss_writer_handler freeze;
+	vss_writer_handler thaw;
+	vss_writer_handler post_snapshot;
+	vss_writer_handler backup_complete;
+	vss_writer_handler abort;
+};
+
+struct vss_writer_options {
+	const char *run_dir;           /* NULL: $VSS_RUN_DIR or /run/vss */
+	unsigned int timeout_ms;       /* per event and freeze window; 0: 60000 */
+};
+
+/*
+ * Connects to vssd and registers @wmd (copied; the caller keeps it).  The
+ * handlers and @data are borrowed for the writer's life.  -EINVAL, -EFBIG,
+ * -EEXIST with the daemon's reason when it refuses the metadata.
+ */
+int vss_writer_open(const struct vss_writer_options *opt, const struct vss_wmd *wmd,
+		    const struct vss_writer_handlers *h, void *data,
+		    struct vss_writer **out, struct vss_error *err);
+void vss_writer_close(struct vss_writer *w);
+
+/* The socket, to poll for readability (an event is waiting). */
+int vss_writer_fd(const struct vss_writer *w);
+/* Reads one event, runs its handler, answers.  0, or -ECONNRESET when the
+ * daemon closed the connection. */
+int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err);
+/* Dispatches until the daemon goes away (-ECONNRESET) or *@stop is set. */
+int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
+		   struct vss_error *err);
+
+/* Called by a handler before it returns failure. */
+void vss_writer_set_failure(struct vss_writer *w, enum vss_writer_failure kind,
+			    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

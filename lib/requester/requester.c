@@ -1,0 +1,570 @@
+/*
+ * requester/requester.c - the requester API (vss/requester.h) over the
+ * control protocol's backup.* operations and shadow.create/expose/delete
+ * (doc/protocol.md, doc/writers.md).  One connection carries the whole
+ * backup: vssd aborts it if the connection goes away.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include <vss/client.h>
+#include <vss/requester.h>
+
+#define MAX_TARGETS 64
+
+struct req_writer {
+	struct vss_wmd *wmd;
+	json_t *status;                  /* the latest {name, id, instance, state, ...} */
+};
+
+struct req_shadow {
+	char *id, *target, *volume, *device;
+	char *mount;                     /* the live path its root stands for, or NULL */
+	char *exposed;
+	char *provider, *target_path;
+	bool live;
+};
+
+struct vss_requester {
+	struct vss_client *c;
+	enum vss_backup_type type;
+	bool partial, persistent, no_writers, keep, allow_live;
+	unsigned int window_ms, wait_ms;
+	json_t *exclude, *require;
+	char *provider;
+	bool begun, completed;
+	struct req_writer *w;
+	size_t nw;
+	struct vss_bcd *bcd;
+	char *targets[MAX_TARGETS];
+	size_t ntargets;
+	char set_id[37];
+	struct req_shadow sh[MAX_TARGETS];
+	size_t nsh;
+};
+
+static const char *const type_names[] = {
+	"", "full", "incremental", "differential", "log", "copy",
+};
+
+int vss_requester_open(const char *run_dir, struct vss_requester **out,
+		       struct vss_error *err)
+{
+	struct vss_requester *r = calloc(1, sizeof(*r));
+	int rc;
+
+	*out = NULL;
+	if (!r)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if ((rc = vss_client_open(vss_client_run_dir(run_dir), &r->c, err)) < 0) {
+		free(r);
+		return rc;
+	}
+	r->type = VSS_BT_FULL;
+	r->window_ms = 60000;
+	r->wait_ms = 60000;
+	r->exclude = json_array();
+	r->require = json_array();
+	*out = r;
+	return 0;
+}
+
+static int call(struct vss_requester *r, const char *op, json_t *args, json_t **res,
+		struct vss_error *err)
+{
+	json_t *out = NULL;
+	int rc = vss_client_call(r->c, op, args, &out, err);
+
+	if (res)
+		*res = out;
+	else
+		json_decref(out);
+	return rc;
+}
+
+/* Keeps the writers' latest states from a reply's "writers". */
+static void update_states(struct vss_requester *r, json_t *res)
+{
+	json_t *w;
+	size_t i;
+
+	json_array_foreach(json_object_get(res, "writers"), i, w) {
+		const char *inst = json_string_value(json_object_get(w, "instance"));
+
+		for (size_t k = 0; k < r->nw; k++) {
+			struct vss_wmd_identity id;
+
+			vss_wmd_identity(r->w[k].wmd, &id);
+			if (inst && strcmp(id.instance_id, inst) == 0) {
+				json_decref(r->w[k].status);
+				json_object_del(w, "metadata");
+				r->w[k].status = json_incref(w);
+			}
+		}
+	}
+}
+
+static void free_shadows(struct vss_requester *r)
+{
+	for (size_t i = 0; i < r->nsh; i++) {
+		free(r->sh[i].id);
+		free(r->sh[i].target);
+		free(r->sh[i].volume);
+		free(r->sh[i].device);
+		free(r->sh[i].mount);
+		free(r->sh[i].exposed);
+		free(r->sh[i].provider);
+		free(r->sh[i].target_path);
+	}
+	memset(r->sh, 0, sizeof(r->sh));
+	r->nsh = 0;
+}
+
+void vss_requester_close(struct vss_requester *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nsh; i++)
+		if (r->sh[i].exposed)
+			call(r, "shadow.unexpose", json_pack("{s:s}", "dir", r->sh[i].exposed),
+			     NULL, NULL);
+	if (r->begun && !r->completed)
+		call(r, "backup.abort", NULL, NULL, NULL);
+	else if (r->set_id[0] && !r->persistent && !r->keep)
+		call(r, "shadow.delete", json_pack("{s:s}", "set", r->set_id), NULL, NULL);
+	vss_client_close(r->c);
+	free_shadows(r);
+	for (size_t i = 0; i < r->nw; i++) {
+		vss_wmd_free(r->w[i].wmd);
+		json_decref(r->w[i].status);
+	}
+	free(r->w);
+	for (size_t i = 0; i < r->ntargets; i++)
+		free(r->targets[i]);
+	vss_bcd_free(r->bcd);
+	json_decref(r->exclude);
+	json_decref(r->require);
+	free(r->provider);
+	free(r);
+}
+
+int vss_requester_set_backup_state(struct vss_requester *r, enum vss_backup_type type,
+				   bool partial_file_support, struct vss_error *err)
+{
+	if (r->begun)
+		return vss_error_set(err, -EBUSY, "the backup state is set before gathering "
+				     "writer metadata");
+	if (type < VSS_BT_FULL || type > VSS_BT_COPY)
+		return vss_error_set(err, -EINVAL, "unknown backup type %d", (int)type);
+	r->type = type;
+	r->partial = partial_file_support;
+	return 0;
+}
+
+int vss_requester_exclude_writer(struct vss_requester *r, const char *writer,
+				 struct vss_error *err)
+{
+	if (r->begun)
+		return vss_error_set(err, -EBUSY, "writers are excluded before gathering");
+	json_array_append_new(r->exclude, json_string(writer));
+	return 0;
+}
+
+int vss_requester_require_writer(struct vss_requester *r, const char *writer,
+				 struct vss_error *err)
+{
+	if (r->begun)
+		return vss_error_set(err, -EBUSY, "writers are required before gathering");
+	json_array_append_new(r->require, json_string(writer));
+	return 0;
+}
+
+void vss_requester_set_timeouts(struct vss_requester *r, unsigned int window_ms,
+				unsigned int wait_ms)
+{
+	if (window_ms)
+		r->window_ms = window_ms;
+	r->wait_ms = wait_ms;
+}
+
+void vss_requester_set_persistent(struct vss_requester *r, bool persistent)
+{
+	r->persistent = persistent;
+}
+
+void vss_requester_set_no_writers(struct vss_requester *r, bool no_writers)
+{
+	r->no_writers = no_writers;
+}
+
+int vss_requester_set_provider(struct vss_requester *r, const char *provider,
+			       struct vss_error *err)
+{
+	char *p = provider ? strdup(provider) : NULL;
+
+	if (provider && !p)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	free(r->provider);
+	r->provider = p;
+	return 0;
+}
+
+void vss_requester_set_allow_live(struct vss_requester *r, bool allow_live)
+{
+	r->allow_live = allow_live;
+}
+
+void vss_requester_keep_set(struct vss_requester *r)
+{
+	r->keep = true;
+}
+
+int vss_requester_gather_writer_metadata(struct vss_requester *r, struct vss_error *err)
+{
+	json_t *res, *w;
+	size_t i;
+	int rc;
+
+	if (r->begun)
+		return vss_error_set(err, -EBUSY, "writer metadata was already gathered");
+	rc = call(r, "backup.begin",
+		  json_pack("{s:s, s:b, s:b, s:O, s:O, s:I, s:I}", "type", type_names[r->type],
+			    "partial_file_support", r->partial, "no_writers", r->no_writers,
+			    "exclude_writers", r->exclude, "require_writers", r->require,
+			    "timeout_ms", (json_int_t)r->window_ms,
+			    "wait_ms", (json_int_t)r->wait_ms), &res, err);
+	if (rc < 0)
+		return rc;
+	r->begun = true;
+	r->w = calloc(json_array_size(json_object_get(res, "writers")) + 1, sizeof(*r->w));
+	json_array_foreach(json_object_get(res, "writers"), i, w) {
+		char *text = json_dumps(json_object_get(w, "metadata"), JSON_COMPACT);
+
+		if (text && vss_wmd_parse(text, strlen(text), 0, &r->w[r->nw].wmd, NULL) == 0) {
+			json_object_del(w, "metadata");
+			r->w[r->nw++].status = json_incref(w);
+		}
+		free(text);
+	}
+	json_decref(res);
+	return vss_bcd_new(r->type, r->partial, &r->bcd, err);
+}
+
+size_t vss_requester_writer_count(const struct vss_requester *r)
+{
+	return r->nw;
+}
+
+const struct vss_wmd *vss_requester_writer_metadata(const struct vss_requester *r,
+						    size_t i)
+{
+	return i < r->nw ? r->w[i].wmd : NULL;
+}
+
+int vss_requester_writer_status(const struct vss_requester *r, size_t i,
+				struct vss_requester_writer *out)
+{
+	json_t *s;
+
+	if (i >= r->nw)
+		return -ERANGE;
+	s = r->w[i].status;
+	out->name = json_string_value(json_object_get(s, "name"));
+	out->class_id = json_string_value(json_object_get(s, "id"));
+	out->instance_id = json_string_value(json_object_get(s, "instance"));
+	out->state = (int)json_integer_value(json_object_get(s, "state"));
+	out->state_name = json_string_value(json_object_get(s, "state_name"));
+	out->error_kind = json_string_value(json_object_get(s, "error_kind"));
+	out->last_error = json_string_value(json_object_get(s, "last_error"));
+	return 0;
+}
+
+struct vss_bcd *vss_requester_components(struct vss_requester *r)
+{
+	return r->bcd;
+}
+
+int vss_requester_select_all_components(struct vss_requester *r, struct vss_error *err)
+{
+	if (!r->bcd)
+		return vss_error_set(err, -EINVAL, "gather writer metadata first");
+	for (size_t k = 0; k < r->nw; k++) {
+		struct vss_wmd_identity id;
+
+		vss_wmd_identity(r->w[k].wmd, &id);
+		for (size_t i = 0; i < vss_wmd_component_count(r->w[k].wmd); i++) {
+			struct vss_wmd_component_info ci;
+			int rc;
+
+			vss_wmd_component(r->w[k].wmd, i, &ci);
+			rc = vss_bcd_add_component(r->bcd, &(struct vss_bcd_component_info){
+				.class_id = id.class_id, .instance_id = id.instance_id,
+				.logical_path = ci.logical_path, .name = ci.name }, NULL, err);
+			if (rc < 0 && rc != -EEXIST)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int vss_requester_start_snapshot_set(struct vss_requester *r, struct vss_error *err)
+{
+	if (r->set_id[0])
+		return vss_error_set(err, -EBUSY, "the set %s was already taken", r->set_id);
+	for (size_t i = 0; i < r->ntargets; i++)
+		free(r->targets[i]);
+	r->ntargets = 0;
+	return 0;
+}
+
+int vss_requester_add_to_snapshot_set(struct vss_requester *r, const char *target,
+				      struct vss_error *err)
+{
+	if (r->ntargets >= MAX_TARGETS)
+		return vss_error_set(err, -E2BIG, "a set holds at most %d targets", MAX_TARGETS);
+	if (!*target)
+		return vss_error_set(err, -EINVAL, "empty target");
+	r->targets[r->ntargets++] = strdup(target);
+	return 0;
+}
+
+int vss_requester_prepare_for_backup(struct vss_requester *r, struct vss_error *err)
+{
+	struct vss_bcd *back = NULL;
+	const char *text;
+	json_t *res;
+	char *doc;
+	int rc;
+
+	if (!r->bcd)
+		return vss_error_set(err, -EINVAL, "gather writer metadata first");
+	if ((rc = vss_bcd_serialize(r->bcd, &doc, NULL, err)) < 0)
+		return rc;
+	rc = call(r, "backup.prepare", json_pack("{s:s}", "components", doc), &res, err);
+	free(doc);
+	if (rc < 0)
+		return rc;
+	update_states(r, res);
+	text = json_string_value(json_object_get(res, "components"));
+	if (text && (rc = vss_bcd_parse(text, strlen(text), 0, &back, err)) == 0) {
+		vss_bcd_free(r->bcd);
+		r->bcd = back;
+	}
+	json_decref(res);
+	return rc;
+}
+
+/* The mount point of the volume a target is on, from volume.list. */
+static char *mount_of(json_t *vols, const char *volume)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(vols, "volumes"), i, v)
+		if (strcmp(json_string_value(json_object_get(v, "name")), volume) == 0 &&
+		    json_is_string(json_object_get(v, "mount")))
+			return strdup(json_string_value(json_object_get(v, "mount")));
+	return NULL;
+}
+
+int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err)
+{
+	json_t *targets = json_array(), *res, *vols = NULL, *s;
+	size_t i;
+	int rc;
+
+	if (r->ntargets == 0) {
+		json_decref(targets);
+		return vss_error_set(err, -EINVAL, "the snapshot set is empty "
+				     "(vss_requester_add_to_snapshot_set)");
+	}
+	if (r->set_id[0]) {
+		json_decref(targets);
+		return vss_error_set(err, -EBUSY, "the set %s was already taken", r->set_id);
+	}
+	for (i = 0; i < r->ntargets; i++)
+		json_array_append_new(targets, json_string(r->targets[i]));
+	rc = call(r, "shadow.create", json_pack("{s:o, s:b, s:b, s:I, s:s?, s:b}", "targets",
+						targets, "persistent", r->persistent,
+						"no_writers", r->no_writers, "timeout_ms",
+						(json_int_t)r->window_ms, "provider",
+						r->provider, "allow_live", r->allow_live),
+		  &res, err);
+	if (rc < 0) {
+		/* The service ended the backup with the set. */
+		r->completed = true;
+		return rc;
+	}
+	update_states(r, res);
+	snprintf(r->set_id, sizeof(r->set_id), "%s",
+		 json_string_value(json_object_get(res, "set")));
+	call(r, "volume.list", NULL, &vols, NULL);
+	json_array_foreach(json_object_get(res, "shadows"), i, s) {
+		struct req_shadow *sh = &r->sh[r->nsh++];
+
+		sh->id = strdup(json_string_value(json_object_get(s, "id")));
+		sh->target = strdup(json_string_value(json_object_get(s, "target")));
+		sh->volume = strdup(json_string_value(json_object_get(s, "volume")));
+		sh->device = strdup(json_string_value(json_object_get(s, "device")));
+		sh->live = json_is_true(json_object_get(s, "live"));
+		if (json_is_string(json_object_get(s, "provider")))
+			sh->provider = strdup(json_string_value(json_object_get(s, "provider")));
+		if (json_is_string(json_object_get(s, "target_path")))
+			sh->target_path = strdup(json_string_value(json_object_get(s,
+										 "target_path")));
+		if (sh->live)
+			sh->mount = NULL;
+		else if (sh->volume[0] == '/')
+			sh->mount = strdup(sh->volume);     /* a btrfs subvolume's root */
+		else
+			sh->mount = mount_of(vols, sh->volume);
+	}
+	json_decref(vols);
+	json_decref(res);
+	return 0;
+}
+
+const char *vss_requester_set_id(const struct vss_requester *r)
+{
+	return r->set_id[0] ? r->set_id : NULL;
+}
+
+size_t vss_requester_shadow_count(const struct vss_requester *r)
+{
+	return r->nsh;
+}
+
+int vss_requester_shadow(const struct vss_requester *r, size_t i,
+			 struct vss_requester_shadow *out)
+{
+	if (i >= r->nsh)
+		return -ERANGE;
+	out->id = r->sh[i].id;
+	out->target = r->sh[i].target;
+	out->volume = r->sh[i].volume;
+	out->device = r->sh[i].device;
+	out->exposed = r->sh[i].exposed;
+	out->mount = r->sh[i].mount;
+	out->provider = r->sh[i].provider ? r->sh[i].provider : "vss-cow";
+	out->target_path = r->sh[i].target_path;
+	out->live = r->sh[i].live;
+	return 0;
+}
+
+int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
+			 struct vss_error *err)
+{
+	json_t *res;
+	int rc;
+
+	if (i >= r->nsh)
+		return vss_error_set(err, -ERANGE, "no shadow %zu in the set", i);
+	if (r->sh[i].exposed)
+		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s",
+				     r->sh[i].id, r->sh[i].exposed);
+	rc = call(r, "shadow.expose", json_pack("{s:s, s:s}", "shadow", r->sh[i].id,
+						"dir", dir), &res, err);
+	if (rc < 0)
+		return rc;
+	r->sh[i].exposed = strdup(json_string_value(json_object_get(res, "dir")));
+	json_decref(res);
+	return 0;
+}
+
+int vss_requester_translate_path(const struct vss_requester *r, const char *live_path,
+				 char *out, size_t len, struct vss_error *err)
+{
+	const struct req_shadow *best = NULL;
+	size_t best_len = 0;
+
+	if (live_path[0] != '/')
+		return vss_error_set(err, -EINVAL, "%s is not an absolute path", live_path);
+	for (size_t i = 0; i < r->nsh; i++) {
+		const char *t = r->sh[i].target;
+		size_t n = strlen(t);
+
+		/* A live member is read where it is. */
+		if (r->sh[i].live && strncmp(live_path, t, n) == 0 &&
+		    (live_path[n] == '\0' || live_path[n] == '/')) {
+			if ((size_t)snprintf(out, len, "%s", live_path) >= len)
+				return vss_error_set(err, -ENAMETOOLONG, "path too long");
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < r->nsh; i++) {
+		const char *m = r->sh[i].mount;
+		size_t n = m ? strlen(m) : 0;
+
+		if (m && n >= best_len && strncmp(live_path, m, n) == 0 &&
+		    (live_path[n] == '\0' || live_path[n] == '/' || n == 1)) {
+			best = &r->sh[i];
+			best_len = n;
+		}
+	}
+	if (!best)
+		return vss_error_set(err, -ENOENT, "no shadow of set %s holds %s",
+				     r->set_id[0] ? r->set_id : "(none)", live_path);
+	if (!best->exposed)
+		return vss_error_set(err, -ENXIO, "the shadow %s that holds %s is not "
+				     "exposed (vss_requester_expose)", best->id, live_path);
+	if ((size_t)snprintf(out, len, "%s%s", best->exposed,
+			     best_len == 1 ? live_path : live_path + best_len) >= len)
+		return vss_error_set(err, -ENAMETOOLONG, "the translated path is too long");
+	return 0;
+}
+
+int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
+				  struct vss_error *err)
+{
+	size_t n = r->bcd ? vss_bcd_component_count(r->bcd) : 0;
+	bool any = false;
+	json_t *res;
+	char *doc = NULL;
+	int rc;
+
+	if (!r->begun || r->completed)
+		return vss_error_set(err, -EINVAL, "no backup in progress");
+	for (size_t i = 0; i < n; i++)
+		any |= vss_bcd_backup_succeeded(vss_bcd_component_at(r->bcd, i));
+	for (size_t i = 0; i < n; i++)
+		if (!succeeded || !any)
+			vss_bcd_set_backup_succeeded(vss_bcd_component_at(r->bcd, i), succeeded);
+	if (r->bcd && (rc = vss_bcd_serialize(r->bcd, &doc, NULL, err)) < 0)
+		return rc;
+	rc = call(r, "backup.complete", json_pack("{s:s?}", "components", doc), &res, err);
+	free(doc);
+	if (rc < 0)
+		return rc;
+	r->completed = true;
+	update_states(r, res);
+	json_decref(res);
+	return 0;
+}
+
+int vss_requester_abort(struct vss_requester *r, struct vss_error *err)
+{
+	json_t *res;
+	int rc;
+
+	for (size_t i = 0; i < r->nsh; i++)
+		if (r->sh[i].exposed) {
+			call(r, "shadow.unexpose", json_pack("{s:s}", "dir", r->sh[i].exposed),
+			     NULL, NULL);
+			free(r->sh[i].exposed);
+			r->sh[i].exposed = NULL;
+		}
+	rc = call(r, "backup.abort", NULL, &res, err);
+	if (rc < 0)
+		return rc;
+	r->completed = true;
+	r->set_id[0] = '\0';          /* the service deleted it */
+	update_states(r, res);
+	json_decref(res);
+	return 0;
+}

@@ -1,0 +1,152 @@
+/*
+ * service/writers.h - the writer registry and the backup sequence (issue 4).
+ *
+ * writers.c keeps the registered writers (one connection each, handed over by
+ * server.c after "writer.register"), their VSS states and last errors, and
+ * sends them events with a deadline.  backup.c holds the single backup slot
+ * and the requester's session: begin (gather metadata), prepare (backup
+ * components document), shadow.create (prepare-for-snapshot, freeze, the
+ * coordinator's set, thaw, post-snapshot), complete or abort.  The story is
+ * doc/writers.md; the wire is doc/protocol.md.
+ */
+#ifndef VSS_SERVICE_WRITERS_H
+#define VSS_SERVICE_WRITERS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <vss/error.h>
+#include <vss/writer_doc.h>
+
+struct vss_service;
+struct conn;
+
+/* VSS_WRITER_STATE, same numbers. */
+enum svc_writer_state {
+	WS_UNKNOWN = 0,
+	WS_STABLE = 1,
+	WS_WAITING_FOR_FREEZE = 2,
+	WS_WAITING_FOR_THAW = 3,
+	WS_WAITING_FOR_POST_SNAPSHOT = 4,
+	WS_WAITING_FOR_BACKUP_COMPLETE = 5,
+	WS_FAILED_AT_IDENTIFY = 6,
+	WS_FAILED_AT_PREPARE_BACKUP = 7,
+	WS_FAILED_AT_PREPARE_SNAPSHOT = 8,
+	WS_FAILED_AT_FREEZE = 9,
+	WS_FAILED_AT_THAW = 10,
+	WS_FAILED_AT_POST_SNAPSHOT = 11,
+	WS_FAILED_AT_BACKUP_COMPLETE = 12,
+	WS_FAILED_AT_PRE_RESTORE = 13,
+	WS_FAILED_AT_POST_RESTORE = 14,
+	WS_FAILED_AT_BACKUP_SHUTDOWN = 15,
+};
+
+/* The events, in the order of a backup; each has the state a failure at it
+ * leaves the writer in. */
+enum svc_wevent {
+	EV_IDENTIFY,
+	EV_PREPARE_BACKUP,
+	EV_PREPARE_SNAPSHOT,
+	EV_FREEZE,
+	EV_THAW,
+	EV_POST_SNAPSHOT,
+	EV_BACKUP_COMPLETE,
+	EV_ABORT,
+};
+
+/* Freeze order classes: front-end (applications) first, then back-end
+ * (databases), then system services. */
+enum svc_writer_class { WC_FRONT_END, WC_BACK_END, WC_SYSTEM };
+
+#define SVC_WRITER_METADATA_MAX (256u << 10)  /* bytes of one metadata document */
+#define SVC_WRITER_TIMEOUT_MS   60000u        /* default event and freeze window */
+#define SVC_WRITERS_MAX         64
+
+struct svc_writer {
+	struct svc_writer *next;          /* reg->lock */
+	int fd;                           /* owned; -1 until the register reply went out */
+	bool gone;                        /* reg->lock: the connection failed */
+	bool busy;                        /* reg->lock: an event is outstanding */
+	struct vss_wmd *wmd;              /* owned, never changed */
+	char *metadata;                   /* the document as registered (owned) */
+	char name[VSS_DOC_NAME_MAX + 1];
+	char class_id[37], instance_id[37];
+	enum svc_writer_class wclass;
+	unsigned int timeout_ms;
+	int state;                        /* reg->lock */
+	char error_kind[32];              /* reg->lock: "" or retryable, nonretryable, ... */
+	char last_error[VSS_ERROR_MSG_MAX]; /* reg->lock */
+	uint64_t next_id;                 /* the slot holder's */
+	uint64_t seq;                     /* registration order */
+};
+
+struct svc_backup;
+
+/* svc->wreg: the registry and the backup slot. */
+struct svc_writer_registry {
+	pthread_mutex_t lock;             /* the list and every writer's reg->lock fields */
+	struct svc_writer *list;          /* in registration order */
+	uint64_t seq;
+	pthread_cond_t slot_cond;         /* with lock: the slot was released */
+	bool slot_busy;                   /* lock: one set (backup) at a time */
+	struct svc_backup *cur;           /* lock: the session of the slot holder, or NULL */
+};
+
+/* ---- writers.c ---- */
+int svc_writers_init(struct vss_service *svc, struct vss_error *err);
+/* Shuts every writer connection (at stop, so no event waits its deadline). */
+void svc_writers_shutdown(struct vss_service *svc);
+void svc_writers_free(struct vss_service *svc);
+int svc_writers_count(struct vss_service *svc);
+/* After the reply to writer.register went out: the writer takes @fd. */
+void svc_writer_activate(struct vss_service *svc, void *writer, int fd);
+/* Takes a snapshot of the registered, connected writers (the slot holder's
+ * list); returns how many, at most @max. */
+size_t svc_writers_snapshot(struct vss_service *svc, struct svc_writer **out, size_t max);
+/* Frees writers that went away; only by the slot holder. */
+void svc_writers_prune(struct vss_service *svc);
+void svc_writer_set_state(struct vss_service *svc, struct svc_writer *w, int state,
+			  const char *kind, const char *msg);
+int svc_writer_state(struct vss_service *svc, struct svc_writer *w);
+/*
+ * Sends @ev to @w with @args (stolen) and waits up to @timeout_ms for its
+ * answer.  0 with *@result (new reference, may be NULL) on success; on
+ * failure the writer is left failed at @ev (state, kind, message) and the
+ * error is in @err: -ETIMEDOUT (no answer in time), -ENOTCONN (the writer
+ * went away), or what the writer answered.
+ */
+int svc_writer_call(struct vss_service *svc, struct svc_writer *w, enum svc_wevent ev,
+		    json_t *args, unsigned int timeout_ms, json_t **result,
+		    struct vss_error *err);
+const char *svc_event_name(enum svc_wevent ev);
+const char *svc_writer_state_name(int state);
+json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool metadata);
+
+int svc_op_writer_register(struct vss_service *svc, struct conn *c, json_t *args,
+			   json_t **res, struct vss_error *err);
+
+/* ---- backup.c ---- */
+/* The requester @c went away: abort its backup, if it has one. */
+void svc_backup_conn_gone(struct vss_service *svc, struct conn *c);
+int svc_op_backup_begin(struct vss_service *svc, struct conn *c, json_t *args,
+			json_t **res, struct vss_error *err);
+int svc_op_backup_prepare(struct vss_service *svc, struct conn *c, json_t *args,
+			  json_t **res, struct vss_error *err);
+int svc_op_backup_complete(struct vss_service *svc, struct conn *c, json_t *args,
+			   json_t **res, struct vss_error *err);
+int svc_op_backup_abort(struct vss_service *svc, struct conn *c, json_t *args,
+			json_t **res, struct vss_error *err);
+int svc_op_backup_status(struct vss_service *svc, struct conn *c, json_t *args,
+			 json_t **res, struct vss_error *err);
+/* shadow.create with writers: wraps svc_op_shadow_create (taken under svc->lock). */
+int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
+				json_t **res, struct vss_error *err);
+
+/* ---- server.c ---- */
+/* writer.register succeeded: after its reply, hand the connection to @writer. */
+void svc_conn_hand_off(struct conn *c, void *writer);
+
+#endif

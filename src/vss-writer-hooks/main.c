@@ -1,0 +1,272 @@
+/*
+ * vss-writer-hooks - a writer that runs the executables of a directory with
+ * "freeze" before a set's freeze and "thaw" after it, in name order (the
+ * qemu-guest-agent fsfreeze-hook.d convention).  A hook that fails or
+ * outlives --timeout fails the writer at Freeze, which aborts the set; the
+ * hooks already frozen then get "thaw".  Hook output goes to our standard
+ * error (the log).
+ *
+ * vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS]
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uuid/uuid.h>
+
+#include <vss/writer.h>
+
+#define HOOKS_CLASS_ID "1c3a5e7f-2b4d-4f60-8a9b-0c1d2e3f4a01"
+#define MAX_HOOKS 256
+
+struct hooks {
+	const char *dir;
+	unsigned int timeout_s;
+	char *names[MAX_HOOKS];
+	int n;
+	int frozen;                /* how many hooks ran "freeze" successfully */
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vss-writer-hooks: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The executables of the directory, in name order (read at each freeze). */
+static void scan(struct hooks *h)
+{
+	DIR *d = opendir(h->dir);
+	struct dirent *e;
+
+	for (int i = 0; i < h->n; i++)
+		free(h->names[i]);
+	h->n = 0;
+	if (!d)
+		return;
+	while ((e = readdir(d)) && h->n < MAX_HOOKS) {
+		char path[4096];
+		struct stat st;
+		size_t len = strlen(e->d_name);
+
+		if (e->d_name[0] == '.' || (len && e->d_name[len - 1] == '~'))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", h->dir, e->d_name);
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+			continue;
+		h->names[h->n++] = strdup(e->d_name);
+	}
+	closedir(d);
+	qsort(h->names, (size_t)h->n, sizeof(h->names[0]), cmp_str);
+}
+
+/* Runs one hook; 0, or -EIO (failed) / -ETIMEDOUT (killed) with @why. */
+static int run_hook(struct hooks *h, const char *name, const char *arg, char *why,
+		    size_t len)
+{
+	struct timespec t0, now;
+	char path[4096];
+	int status;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", h->dir, name);
+	pid = fork();
+	if (pid < 0) {
+		snprintf(why, len, "cannot run hook %s: %s", name, strerror(errno));
+		return -EIO;
+	}
+	if (pid == 0) {
+		setpgid(0, 0);
+		dup2(STDERR_FILENO, STDOUT_FILENO);
+		signal(SIGPIPE, SIG_DFL);
+		execl(path, path, arg, (char *)NULL);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec >= (time_t)h->timeout_s) {
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			snprintf(why, len, "hook %s %s timed out after %u s", name, arg,
+				 h->timeout_s);
+			say("%s", why);
+			return -ETIMEDOUT;
+		}
+		usleep(10000);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		say("hook %s %s: ok", name, arg);
+		return 0;
+	}
+	if (WIFEXITED(status))
+		snprintf(why, len, "hook %s %s failed with exit status %d", name, arg,
+			 WEXITSTATUS(status));
+	else
+		snprintf(why, len, "hook %s %s was killed by signal %d", name, arg,
+			 WTERMSIG(status));
+	say("%s", why);
+	return -EIO;
+}
+
+static void thaw_frozen(struct hooks *h)
+{
+	char why[512];
+
+	for (int i = 0; i < h->frozen; i++)
+		run_hook(h, h->names[i], "thaw", why, sizeof(why));
+	h->frozen = 0;
+}
+
+static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct hooks *h = data;
+	char why[512];
+	int rc;
+
+	scan(h);
+	h->frozen = 0;
+	for (int i = 0; i < h->n; i++) {
+		if ((rc = run_hook(h, h->names[i], "freeze", why, sizeof(why))) < 0) {
+			vss_writer_set_failure(w, rc == -ETIMEDOUT ? VSS_WF_TIMEOUT
+					       : VSS_WF_NONRETRYABLE, "%s", why);
+			thaw_frozen(h);
+			return rc;
+		}
+		h->frozen = i + 1;
+	}
+	return 0;
+}
+
+static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct hooks *h = data;
+	char why[512], first[512] = "";
+	int rc = 0;
+
+	for (int i = 0; i < h->frozen; i++)
+		if (run_hook(h, h->names[i], "thaw", why, sizeof(why)) < 0 && rc == 0) {
+			rc = -EIO;
+			snprintf(first, sizeof(first), "%s", why);
+		}
+	h->frozen = 0;
+	if (rc < 0)
+		vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", first);
+	return rc;
+}
+
+static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	thaw_frozen(data);
+	return 0;
+}
+
+static int usage(void)
+{
+	fputs("usage: vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS]\n",
+	      stderr);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct vss_writer_handlers handlers = {
+		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+	};
+	struct hooks h = { .dir = "/etc/vss/hooks.d", .timeout_s = 30 };
+	const char *run_dir = NULL;
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct vss_wmd *wmd;
+	char inst[37];
+	uuid_t u;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage();
+			return 0;
+		}
+		if (i + 1 >= argc)
+			return usage();
+		if (strcmp(a, "--run-dir") == 0) {
+			run_dir = argv[++i];
+		} else if (strcmp(a, "--hooks-dir") == 0) {
+			h.dir = argv[++i];
+		} else if (strcmp(a, "--timeout") == 0) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+
+			if (*end || v < 1 || v > 3600) {
+				say("--timeout takes 1 to 3600 seconds");
+				return 2;
+			}
+			h.timeout_s = (unsigned int)v;
+		} else {
+			return usage();
+		}
+	}
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+	signal(SIGPIPE, SIG_IGN);
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, inst);
+	rc = vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = "hooks", .class_id = HOOKS_CLASS_ID, .instance_id = inst,
+		.instance_name = h.dir, .usage = VSS_UT_OTHER, .source = VSS_ST_OTHER },
+		&wmd, &err);
+	if (rc == 0)
+		/* The hooks' own freeze is bounded by --timeout; leave room for it. */
+		rc = vss_writer_open(&(struct vss_writer_options){
+			.run_dir = run_dir,
+			.timeout_ms = (h.timeout_s + 5) * 1000u < 60000u ? 60000u
+				      : (h.timeout_s + 5) * 1000u }, wmd, &handlers, &h, &w, &err);
+	vss_wmd_free(wmd);
+	if (rc < 0) {
+		say("%s", err.msg);
+		return 1;
+	}
+	say("registered (hooks in %s, timeout %u s)", h.dir, h.timeout_s);
+	rc = vss_writer_run(w, &stop, &err);
+	vss_writer_close(w);
+	if (rc < 0) {
+		say("%s", err.msg);
+		return 1;
+	}
+	return 0;
+}

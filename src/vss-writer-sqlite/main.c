@@ -1,0 +1,281 @@
+/*
+ * vss-writer-sqlite - a writer for SQLite databases.  Before the freeze it
+ * checkpoints each database's WAL (PrepareForSnapshot, then again at
+ * Freeze) and takes its write lock (BEGIN IMMEDIATE), holding it until Thaw
+ * or Abort: no transaction is half-written when the shadow is taken, so the
+ * shadow's database passes PRAGMA integrity_check and ends with a complete
+ * transaction.  Readers are never blocked (a write lock does not stop them,
+ * in WAL or rollback journal mode); writers wait at most the freeze window.
+ * Each database is one database component: its file and its WAL/journal.
+ *
+ * vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] DATABASE...
+ * (--timeout: the freeze-to-thaw window this writer allows; default 60 s.)
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+#include <uuid/uuid.h>
+
+#include <vss/writer.h>
+
+#define SQLITE_CLASS_ID "3d8f0b6a-7c21-4e9d-b5a4-2f6e8c1d0a77"
+#define MAX_DBS 64
+#define LOCK_WAIT_MS 10000
+
+struct db {
+	char path[PATH_MAX];
+	sqlite3 *conn;
+	bool locked;
+};
+
+struct dbs {
+	struct db db[MAX_DBS];
+	int n;
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vss-writer-sqlite: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/*
+ * SQLite's own busy handler sleeps longer and longer between tries, and a
+ * process that commits in a loop takes the write lock back within
+ * microseconds: we would hardly ever see it free.  Retry every 100 us for
+ * LOCK_WAIT_MS instead.
+ */
+static int busy(void *arg, int tries)
+{
+	static struct timespec start;
+	struct timespec now;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (tries == 0)
+		start = now;
+	if ((now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L >=
+	    LOCK_WAIT_MS)
+		return 0;
+	usleep(100);
+	return 1;
+}
+
+static int exec_sql(struct db *d, const char *sql, char *why, size_t len)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(d->conn, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(why, len, "%s: %s: %s", d->path, sql, msg ? msg : sqlite3_errmsg(d->conn));
+	sqlite3_free(msg);
+	return -EIO;
+}
+
+static void unlock_all(struct dbs *s)
+{
+	char why[512];
+
+	for (int i = 0; i < s->n; i++)
+		if (s->db[i].locked) {
+			if (exec_sql(&s->db[i], "ROLLBACK", why, sizeof(why)) < 0)
+				say("%s", why);
+			s->db[i].locked = false;
+		}
+}
+
+static void checkpoint(struct dbs *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		int rc = sqlite3_wal_checkpoint_v2(s->db[i].conn, NULL, SQLITE_CHECKPOINT_PASSIVE,
+						   NULL, NULL);
+
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			say("%s: checkpoint: %s", s->db[i].path, sqlite3_errmsg(s->db[i].conn));
+	}
+}
+
+static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
+			       void *data)
+{
+	checkpoint(data);
+	return 0;
+}
+
+static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct dbs *s = data;
+	char why[1024];
+
+	checkpoint(s);
+	for (int i = 0; i < s->n; i++) {
+		/* Waits for a writer in progress to commit, then keeps others out. */
+		if (exec_sql(&s->db[i], "BEGIN IMMEDIATE", why, sizeof(why)) < 0) {
+			unlock_all(s);
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s", why);
+			return -EBUSY;
+		}
+		s->db[i].locked = true;
+	}
+	return 0;
+}
+
+static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	unlock_all(data);
+	return 0;
+}
+
+/* Logical path of a database: its directory without the leading '/'. */
+static int add_component(struct vss_wmd *wmd, const char *path, struct vss_error *err)
+{
+	char dir[PATH_MAX], lp[PATH_MAX], spec[NAME_MAX + 16];
+	const char *base = strrchr(path, '/') + 1;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%.*s", (int)(base - path - 1), path);
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	snprintf(lp, sizeof(lp), "%s", dir + 1);
+	if ((rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
+		.type = VSS_CT_DATABASE, .logical_path = lp, .name = base,
+		.caption = "SQLite database", .selectable = true }, err)) < 0)
+		return rc;
+	if ((rc = vss_wmd_add_file_set(wmd, lp, base, &(struct vss_wmd_file_set){
+		.kind = VSS_FSK_DATABASE, .path = dir, .file_spec = base,
+		.backup_type_mask = VSS_FSBT_DEFAULT }, err)) < 0)
+		return rc;
+	snprintf(spec, sizeof(spec), "%s-wal", base);
+	if ((rc = vss_wmd_add_file_set(wmd, lp, base, &(struct vss_wmd_file_set){
+		.kind = VSS_FSK_LOG, .path = dir, .file_spec = spec,
+		.backup_type_mask = VSS_FSBT_DEFAULT }, err)) < 0)
+		return rc;
+	snprintf(spec, sizeof(spec), "%s-journal", base);
+	return vss_wmd_add_file_set(wmd, lp, base, &(struct vss_wmd_file_set){
+		.kind = VSS_FSK_LOG, .path = dir, .file_spec = spec,
+		.backup_type_mask = VSS_FSBT_DEFAULT }, err);
+}
+
+static int usage(void)
+{
+	fputs("usage: vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] DATABASE...\n",
+	      stderr);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct vss_writer_handlers handlers = {
+		.prepare_snapshot = on_prepare_snapshot, .freeze = on_freeze,
+		.thaw = on_thaw, .abort = on_thaw,
+	};
+	static struct dbs s;
+	const char *run_dir = NULL;
+	unsigned int timeout_s = 60;
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct vss_wmd *wmd;
+	char inst[37];
+	uuid_t u;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage();
+			return 0;
+		}
+		if (strcmp(argv[i], "--run-dir") == 0) {
+			if (++i >= argc)
+				return usage();
+			run_dir = argv[i];
+			continue;
+		}
+		if (strcmp(argv[i], "--timeout") == 0) {
+			char *end;
+			long v;
+
+			if (++i >= argc)
+				return usage();
+			v = strtol(argv[i], &end, 10);
+			if (*end || v < 1 || v > 3600) {
+				say("--timeout takes 1 to 3600 seconds");
+				return 2;
+			}
+			timeout_s = (unsigned int)v;
+			continue;
+		}
+		if (argv[i][0] == '-')
+			return usage();
+		if (s.n >= MAX_DBS) {
+			say("at most %d databases", MAX_DBS);
+			return 2;
+		}
+		if (!realpath(argv[i], s.db[s.n].path)) {
+			say("%s: %s", argv[i], strerror(errno));
+			return 1;
+		}
+		s.n++;
+	}
+	if (s.n == 0)
+		return usage();
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < s.n; i++) {
+		if (sqlite3_open_v2(s.db[i].path, &s.db[i].conn, SQLITE_OPEN_READWRITE, NULL) !=
+		    SQLITE_OK) {
+			say("%s: %s", s.db[i].path, sqlite3_errmsg(s.db[i].conn));
+			return 1;
+		}
+		sqlite3_busy_handler(s.db[i].conn, busy, NULL);
+	}
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, inst);
+	rc = vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = "sqlite", .class_id = SQLITE_CLASS_ID, .instance_id = inst,
+		.usage = VSS_UT_USER_DATA, .source = VSS_ST_TRANSACTED_DB }, &wmd, &err);
+	for (int i = 0; rc == 0 && i < s.n; i++)
+		rc = add_component(wmd, s.db[i].path, &err);
+	if (rc == 0)
+		rc = vss_writer_open(&(struct vss_writer_options){
+			.run_dir = run_dir, .timeout_ms = timeout_s * 1000u }, wmd,
+				     &handlers, &s, &w, &err);
+	vss_wmd_free(wmd);
+	if (rc < 0) {
+		say("%s", err.msg);
+		return 1;
+	}
+	say("registered (%d database%s)", s.n, s.n == 1 ? "" : "s");
+	rc = vss_writer_run(w, &stop, &err);
+	unlock_all(&s);
+	vss_writer_close(w);
+	for (int i = 0; i < s.n; i++)
+		sqlite3_close(s.db[i].conn);
+	if (rc < 0) {
+		say("%s", err.msg);
+		return 1;
+	}
+	return 0;
+}

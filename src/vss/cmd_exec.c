@@ -1,0 +1,293 @@
+/*
+ * vss/cmd_exec.c - vss exec: one backup around a command (vshadow -exec),
+ * on the requester API (vss/requester.h): gather, select every component,
+ * prepare, take the set with writers, expose each shadow read-only
+ * under RUN/exec/SET/n, run COMMAND with the VSS_* variables, then complete
+ * (exit 0) or abort, unexpose, delete non-persistent shadows, and exit with
+ * COMMAND's status.  The whole backup runs on one connection: if this
+ * process dies, vssd aborts the backup and deletes the set.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vss/client.h>
+#include <vss/requester.h>
+
+#include "cli.h"
+
+#define MAX_TARGETS 64
+
+struct target {
+	char *given;          /* as typed */
+	char *abs;            /* as sent to vssd */
+	bool live;            /* no provider can shadow it: read live */
+	char *mount;          /* the live path its shadow's root stands for, or NULL */
+	char *shadow_id, *device;
+	size_t index;         /* its shadow in the requester's set */
+	char dir[PATH_MAX];   /* where its shadow is exposed, or "" */
+};
+
+/* Prints the error of a failed step; the exit code for it. */
+static int step_failed(int rc, const struct vss_error *err)
+{
+	cli_error(EXIT_FAILED, "%s", err->msg);
+	return rc == -ECONNRESET || rc == -EPIPE ? EXIT_UNREACHABLE : EXIT_FAILED;
+}
+
+static void put_var(FILE *script, const char *name, const char *val)
+{
+	setenv(name, val, 1);
+	if (!script)
+		return;
+	fprintf(script, "%s='", name);
+	for (const char *p = val; *p; p++)
+		if (*p == '\'')
+			fputs("'\\''", script);
+		else
+			fputc(*p, script);
+	fputs("'\n", script);
+}
+
+static int run_command(char **cmd)
+{
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_term;
+	pid_t pid;
+	int status;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return cli_error(EXIT_FAILED, "fork: %s", strerror(errno)), -1;
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "vss: error: cannot run %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	/* The command gets the terminal's signals; we stay to clean up. */
+	sigaction(SIGINT, &ign, &old_int);
+	sigaction(SIGTERM, &ign, &old_term);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "for", 0, true }, { "type", 0, true }, { "persistent", 0, false },
+		{ "no-writers", 0, false }, { "script", 0, true },
+		{ "exclude-writer", 0, true }, { "allow-live", 0, false },
+		{ "provider", 0, true }, { "freeze-timeout", 0, true }, { NULL, 0, false },
+	};
+	static const char *const types[] = { "", "full", "incremental", "differential",
+					      "log", "copy" };
+	const char *fors[MAX_TARGETS], *excl[MAX_TARGETS];
+	struct target t[MAX_TARGETS];
+	struct vss_requester *r = NULL;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	json_t *vols = NULL;
+	char **cmd, exec_dir[PATH_MAX] = "", var[64];
+	const char *run_dir, *type, *set = "";
+	enum vss_backup_type bt = 0;
+	unsigned int window_ms = 60000;
+	FILE *script = NULL;
+	int rc, n, nex, status = EXIT_FAILED, split = argc;
+	bool ok = false;
+
+	for (int k = 0; k < argc; k++)
+		if (strcmp(argv[k], "--") == 0) {
+			split = k;
+			break;
+		}
+	if (split >= argc - 1)
+		return cli_error(EXIT_USAGE, "exec: say which command to run: vss exec "
+				 "[OPTIONS] -- COMMAND [ARGS...]");
+	cmd = argv + split + 1;
+	if ((rc = cli_parse(&a, "exec", split, argv, opts, 0, 0)))
+		return rc;
+	type = cli_get(&a, "type") ? cli_get(&a, "type") : "full";
+	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
+		if (strcmp(type, types[k]) == 0)
+			bt = k;
+	if (!bt)
+		return cli_error(EXIT_USAGE, "exec: unknown backup type \"%s\" (full, "
+				 "incremental, differential, log, copy)", type);
+	if (cli_has(&a, "freeze-timeout")) {
+		char *end;
+		long v = strtol(cli_get(&a, "freeze-timeout"), &end, 10);
+
+		if (*end || v < 1 || v > 3600)
+			return cli_error(EXIT_USAGE, "exec: --freeze-timeout takes 1 to 3600 "
+					 "seconds");
+		window_ms = (unsigned int)v * 1000u;
+	}
+	n = cli_get_all(&a, "for", fors, MAX_TARGETS);
+	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
+	memset(t, 0, sizeof(t));
+	run_dir = vss_client_run_dir(a.run_dir);
+	if (n == 0) {
+		/* No --for: every mounted volume. */
+		json_t *v;
+		size_t i;
+
+		if ((rc = cli_call(&a, "volume.list", NULL, &vols)))
+			return rc;
+		json_array_foreach(json_object_get(vols, "volumes"), i, v)
+			if (json_is_string(json_object_get(v, "mount")) && n < MAX_TARGETS)
+				fors[n++] = json_string_value(json_object_get(v, "mount"));
+		if (n == 0) {
+			cli_error(EXIT_FAILED, "exec: no --for TARGET given and no volume is "
+				  "mounted");
+			goto out;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		t[k].given = strdup(fors[k]);
+		t[k].abs = cli_target(fors[k]);
+	}
+	/* The backup: the requester API's sequence (vss/requester.h). */
+	if ((rc = vss_requester_open(run_dir, &r, &err)) < 0) {
+		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+		goto out;
+	}
+	vss_requester_set_persistent(r, cli_has(&a, "persistent"));
+	vss_requester_set_no_writers(r, cli_has(&a, "no-writers"));
+	vss_requester_set_allow_live(r, cli_has(&a, "allow-live"));
+	vss_requester_set_timeouts(r, window_ms, 60000);
+	rc = vss_requester_set_backup_state(r, bt, false, &err);
+	for (int k = 0; rc == 0 && k < nex; k++)
+		rc = vss_requester_exclude_writer(r, excl[k], &err);
+	if (rc == 0 && cli_has(&a, "provider"))
+		rc = vss_requester_set_provider(r, cli_get(&a, "provider"), &err);
+	if (rc == 0)
+		rc = vss_requester_gather_writer_metadata(r, &err);
+	if (rc == 0)
+		rc = vss_requester_select_all_components(r, &err);
+	if (rc == 0)
+		rc = vss_requester_start_snapshot_set(r, &err);
+	for (int k = 0; rc == 0 && k < n; k++)
+		rc = vss_requester_add_to_snapshot_set(r, t[k].abs, &err);
+	if (rc == 0)
+		rc = vss_requester_prepare_for_backup(r, &err);
+	if (rc == 0)
+		rc = vss_requester_do_snapshot_set(r, &err);
+	if (rc < 0) {
+		status = step_failed(rc, &err);
+		goto out;
+	}
+	set = vss_requester_set_id(r);
+	snprintf(exec_dir, sizeof(exec_dir), "%s/exec", run_dir);
+	mkdir(exec_dir, 0755);
+	snprintf(exec_dir, sizeof(exec_dir), "%s/exec/%s", run_dir, set);
+	if (mkdir(exec_dir, 0755) < 0 && errno != EEXIST) {
+		cli_error(EXIT_FAILED, "exec: cannot create %s: %s", exec_dir, strerror(errno));
+		exec_dir[0] = '\0';
+		goto out;
+	}
+	/* The shadows come in the order of their targets. */
+	for (int j = 0; j < n; j++) {
+		struct vss_requester_shadow sh;
+
+		if (vss_requester_shadow(r, (size_t)j, &sh) < 0) {
+			cli_error(EXIT_FAILED, "exec: vssd returned fewer shadows than targets");
+			goto out;
+		}
+		t[j].index = (size_t)j;
+		t[j].shadow_id = strdup(sh.id);
+		t[j].device = strdup(sh.device);
+		t[j].live = sh.live;
+		if (sh.mount)
+			t[j].mount = strdup(sh.mount);
+		if (t[j].live || !t[j].mount)
+			continue;   /* read live; or a raw volume: the device is the shadow */
+		snprintf(t[j].dir, sizeof(t[j].dir), "%s/%d", exec_dir, j + 1);
+		if ((rc = vss_requester_expose(r, t[j].index, t[j].dir, &err)) < 0) {
+			rmdir(t[j].dir);
+			t[j].dir[0] = '\0';
+			status = step_failed(rc, &err);
+			goto out;
+		}
+	}
+	if (cli_has(&a, "script") && !(script = fopen(cli_get(&a, "script"), "we"))) {
+		cli_error(EXIT_FAILED, "exec: cannot write %s: %s", cli_get(&a, "script"),
+			  strerror(errno));
+		goto out;
+	}
+	if (script)
+		fputs("# vss exec: the shadow copy set, for sh's \".\"\n", script);
+	put_var(script, "VSS_SHADOW_SET_ID", set);
+	for (int j = 0; j < n; j++) {
+		char inside[2 * PATH_MAX];
+
+		if (t[j].live) {
+			snprintf(inside, sizeof(inside), "%s", t[j].abs);
+		} else if (!t[j].mount) {
+			snprintf(inside, sizeof(inside), "%s", t[j].device);
+		} else {
+			const char *rest = t[j].abs[0] != '/' ? ""
+					   : strcmp(t[j].mount, "/") == 0 ? t[j].abs
+					   : t[j].abs + strlen(t[j].mount);
+
+			snprintf(inside, sizeof(inside), "%s%s", t[j].dir, rest);
+		}
+#define VAR(fmt) (snprintf(var, sizeof(var), fmt, j + 1), var)
+		put_var(script, VAR("VSS_SHADOW_ID_%d"), t[j].shadow_id ? t[j].shadow_id : "");
+		put_var(script, VAR("VSS_SHADOW_DEVICE_%d"), t[j].device ? t[j].device : "");
+		put_var(script, VAR("VSS_SHADOW_PATH_%d"), t[j].live ? t[j].abs : t[j].dir);
+		put_var(script, VAR("VSS_ORIGIN_PATH_%d"), t[j].given);
+		put_var(script, VAR("VSS_SHADOW_TARGET_%d"), inside);
+		if (t[j].live)
+			put_var(script, VAR("VSS_SHADOW_LIVE_%d"), "1");
+#undef VAR
+	}
+	if (script) {
+		rc = fclose(script);
+		script = NULL;
+		if (rc != 0) {
+			cli_error(EXIT_FAILED, "exec: cannot write %s", cli_get(&a, "script"));
+			goto out;
+		}
+	}
+	status = run_command(cmd);
+	if (status < 0) {
+		status = EXIT_FAILED;
+		goto out;
+	}
+	ok = true;
+out:
+	if (script)
+		fclose(script);
+	if (r && ok && status == 0 && (rc = vss_requester_backup_complete(r, true, &err)) < 0)
+		status = step_failed(rc, &err);
+	else if (r && !(ok && status == 0))
+		vss_requester_abort(r, NULL);
+	/* Unexposes, and deletes the set unless it is persistent. */
+	vss_requester_close(r);
+	for (int j = 0; j < n; j++)
+		if (t[j].dir[0])
+			rmdir(t[j].dir);
+	if (exec_dir[0])
+		rmdir(exec_dir);
+	for (int j = 0; j < n; j++) {
+		free(t[j].given);
+		free(t[j].abs);
+		free(t[j].mount);
+		free(t[j].shadow_id);
+		free(t[j].device);
+	}
+	json_decref(vols);
+	return status;
+}

@@ -1,0 +1,182 @@
+/*
+ * test_writer.c - a writer for the system tests, built on vss/writer.h: it
+ * logs every event it gets ("NAME EVENT") to a file, and can be told to
+ * fail, hang or crash at one event, and to set a backup stamp and partial
+ * and differenced files at prepare_backup.
+ *
+ * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
+ *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
+ *     [--slow-at EV] [--stamp S] [--partial]
+ * Prints "ready" on stdout once registered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uuid/uuid.h>
+
+#include <vss/writer.h>
+
+struct opts {
+	const char *name, *log, *run_dir, *fail_at, *kind, *hang_at, *crash_at, *stamp;
+	const char *slow_at;          /* answer 2.5 s late, once */
+	const char *cls;
+	unsigned int timeout_ms;
+	bool partial;
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct opts *o = data;
+	char line[512];
+	int fd, n;
+
+	n = snprintf(line, sizeof(line), "%s %s", o->name, ev->name);
+	if (ev->type == VSS_WE_PREPARE_BACKUP && ev->components) {
+		size_t k = vss_bcd_component_count(ev->components);
+
+		for (size_t i = 0; i < k; i++) {
+			struct vss_bcd_component *c = vss_bcd_component_at(ev->components, i);
+			const char *prev = vss_bcd_previous_backup_stamp(c);
+
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " previous=%s",
+				      prev ? prev : "-");
+			if (o->stamp)
+				vss_bcd_set_backup_stamp(c, o->stamp, NULL);
+			if (o->partial) {
+				struct vss_bcd_range r = { 0, 4096 };
+
+				vss_bcd_add_partial_file(c, &(struct vss_bcd_partial_file){
+					.path = "/data", .filename = "big.db", .ranges = &r,
+					.range_count = 1, .metadata = "page 0" }, NULL);
+				vss_bcd_add_differenced_files(c, &(struct vss_bcd_differenced_files){
+					.path = "/data", .file_spec = "*.log", .recursive = true,
+					.last_modify = { 1700000000, 0 } }, NULL);
+			}
+		}
+	}
+	if (ev->type == VSS_WE_BACKUP_COMPLETE && ev->components) {
+		size_t k = vss_bcd_component_count(ev->components);
+
+		for (size_t i = 0; i < k; i++)
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " succeeded=%d",
+				      vss_bcd_backup_succeeded(vss_bcd_component_at(ev->components,
+										    i)));
+	}
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+	fd = open(o->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		(void)!write(fd, line, (size_t)n);
+		close(fd);
+	}
+	if (o->crash_at && strcmp(o->crash_at, ev->name) == 0)
+		kill(getpid(), SIGKILL);
+	if (o->slow_at && strcmp(o->slow_at, ev->name) == 0) {
+		o->slow_at = NULL;
+		usleep(2500000);
+	}
+	if (o->hang_at && strcmp(o->hang_at, ev->name) == 0)
+		while (!stop)
+			pause();
+	if (o->fail_at && strcmp(o->fail_at, ev->name) == 0) {
+		enum vss_writer_failure kind = VSS_WF_NONRETRYABLE;
+
+		if (o->kind && strcmp(o->kind, "retryable") == 0)
+			kind = VSS_WF_RETRYABLE;
+		vss_writer_set_failure(w, kind, "%s was told to fail at %s", o->name, ev->name);
+		return -EIO;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct vss_writer_handlers h = {
+		handle, handle, handle, handle, handle, handle, handle, handle,
+	};
+	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back" };
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct vss_wmd *wmd;
+	uuid_t u;
+	char inst[37], cls[37];
+	int rc;
+
+	for (int i = 1; i + 1 < argc + 1; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--partial") == 0) {
+			o.partial = true;
+			continue;
+		}
+		if (!v) {
+			fprintf(stderr, "%s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (strcmp(a, "--name") == 0) o.name = v;
+		else if (strcmp(a, "--log") == 0) o.log = v;
+		else if (strcmp(a, "--run-dir") == 0) o.run_dir = v;
+		else if (strcmp(a, "--fail-at") == 0) o.fail_at = v;
+		else if (strcmp(a, "--kind") == 0) o.kind = v;
+		else if (strcmp(a, "--hang-at") == 0) o.hang_at = v;
+		else if (strcmp(a, "--crash-at") == 0) o.crash_at = v;
+		else if (strcmp(a, "--slow-at") == 0) o.slow_at = v;
+		else if (strcmp(a, "--stamp") == 0) o.stamp = v;
+		else if (strcmp(a, "--class") == 0) o.cls = v;
+		else if (strcmp(a, "--timeout") == 0) o.timeout_ms = (unsigned)atoi(v);
+		else {
+			fprintf(stderr, "unknown option %s\n", a);
+			return 2;
+		}
+	}
+	signal(SIGTERM, on_term);
+	signal(SIGPIPE, SIG_IGN);
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, inst);
+	/* One class ID per name, so that a name is a writer kind. */
+	uuid_generate_sha1(u, (unsigned char[16]){ 0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11,
+						  0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4,
+						  0x30, 0xc8 }, o.name, strlen(o.name));
+	uuid_unparse_lower(u, cls);
+	rc = vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = o.name, .class_id = cls, .instance_id = inst,
+		.usage = strcmp(o.cls, "system") == 0 ? VSS_UT_SYSTEM_SERVICE : VSS_UT_USER_DATA,
+		.source = strcmp(o.cls, "back") == 0 ? VSS_ST_TRANSACTED_DB : VSS_ST_OTHER },
+		&wmd, &err);
+	if (rc == 0)
+		rc = vss_wmd_set_backup_schema(wmd, VSS_BS_INCREMENTAL | VSS_BS_DIFFERENTIAL |
+					       VSS_BS_TIMESTAMPED | VSS_BS_LAST_MODIFY, &err);
+	if (rc == 0)
+		rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
+			.type = VSS_CT_FILE_GROUP, .name = "data", .selectable = true }, &err);
+	if (rc == 0)
+		rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
+			.kind = VSS_FSK_FILES, .path = "/data", .file_spec = "*",
+			.recursive = true, .backup_type_mask = VSS_FSBT_DEFAULT }, &err);
+	if (rc == 0)
+		rc = vss_writer_open(&(struct vss_writer_options){
+			.run_dir = o.run_dir, .timeout_ms = o.timeout_ms }, wmd, &h, &o, &w, &err);
+	vss_wmd_free(wmd);
+	if (rc < 0) {
+		fprintf(stderr, "vss-test-writer: %s\n", err.msg);
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	rc = vss_writer_run(w, &stop, &err);
+	vss_writer_close(w);
+	return rc < 0 && rc != -ECONNRESET ? 1 : 0;
+}
