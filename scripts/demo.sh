@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job, as a demonstration: builds vss, starts a private vssd, makes
-# an ext4 volume and keeps it busy with a writer, takes a shadow copy in the
-# middle of it, backs the shadow up with rsync while the writer goes on, and
-# checks that the backup is one consistent instant of the volume.  Everything
-# lives in a private directory under /var/tmp and is removed at the end.
+# The main job, as a demonstration: builds vss, starts a private vssd and a
+# hook writer, makes an ext4 volume and keeps it busy with an application,
+# then `vss exec` takes a shadow copy set in the middle of it (the writer's
+# hooks run at freeze and thaw), mounts the shadow and runs rsync from it
+# while the application goes on, and the backup is checked to be one
+# consistent instant of the volume.  Everything lives in a private directory
+# under /var/tmp and is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,11 +24,12 @@ bin=$PWD/build/demo/src
 work=$(mktemp -d /var/tmp/vss-demo.XXXXXX)
 run=$work/run
 vss() { "$bin/vss/vss" --run-dir "$run" "$@"; }
-vssd_pid= writer_pid=
+vssd_pid= writer_pid= hooks_pid=
 
 cleanup() {
   set +e
   [ -n "$writer_pid" ] && kill "$writer_pid" 2>/dev/null && wait "$writer_pid" 2>/dev/null
+  [ -n "$hooks_pid" ] && kill "$hooks_pid" 2>/dev/null && wait "$hooks_pid" 2>/dev/null
   mountpoint -q "$work/shadow" && vss unexpose "$work/shadow"
   vss delete shadows --all --quiet >/dev/null 2>&1
   mountpoint -q "$work/live" && vss volume umount demo
@@ -74,17 +77,28 @@ mkdir "$work/live/data"
 writer_pid=$!
 sleep 3
 
-echo "== shadow copy of the busy volume"
-vss create shadow --for "$work/live" --json > "$work/set.json"
-shadow=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["shadows"][0]["id"])' "$work/set.json")
-/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("set %s, shadow %s, filesystem frozen %.1f ms" % (d["set"], d["shadows"][0]["id"], d.get("frozen_ms", 0)))' "$work/set.json"
+echo "== a writer: vss-writer-hooks runs $work/hooks/* with freeze, then thaw"
+mkdir "$work/hooks"
+printf '#!/bin/sh\necho "$(date +%%T.%%N) hook 10-demo: $1" >> "%s/hooks.log"\n' "$work" \
+  > "$work/hooks/10-demo"
+chmod +x "$work/hooks/10-demo"
+"$bin/vss-writer-hooks/vss-writer-hooks" --run-dir "$run" --hooks-dir "$work/hooks" \
+  2>"$work/writer.log" &
+hooks_pid=$!
+for _ in $(seq 100); do
+  n=$(vss list writers --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["writers"]))')
+  [ "$n" -ge 1 ] && break
+  sleep 0.1
+done
+vss list writers
 
-echo "== backup: rsync from the shadow while the writer goes on"
-vss expose "$shadow" "$work/shadow"
+echo "== backup: vss exec takes the set (with the writer), mounts the shadow, runs rsync from it"
 t0=$(date +%s.%N)
-rsync -a "$work/shadow/data/" "$work/backup/"
+vss exec --for "$work/live" -- sh -c '
+  echo "set $VSS_SHADOW_SET_ID: shadow $VSS_SHADOW_ID_1 of $VSS_ORIGIN_PATH_1 mounted at $VSS_SHADOW_PATH_1"
+  rsync -a "$VSS_SHADOW_TARGET_1/data/" "$1/"' sh "$work/backup"
 t1=$(date +%s.%N)
-vss unexpose "$work/shadow"
+cat "$work/hooks.log"
 kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true
 writer_pid=
 
@@ -94,8 +108,7 @@ bad=0
 while read -r g sum; do
   [ "$(sha256sum < "$work/backup/file-$g" | cut -d' ' -f1)" = "$sum" ] || bad=$((bad + 1))
 done < "$work/backup/ledger"
-printf 'backed up %s files in %.2f s; the live volume has %s by now\n' "$files" "$(echo "$t1 - $t0" | bc)" "$live"
-vss list shadows
+printf 'backed up %s files in %.2f s (set taken, shadow mounted, copied, released); the live volume has %s by now\n' "$files" "$(echo "$t1 - $t0" | bc)" "$live"
 vss list shadowstorage
 if [ "$bad" -eq 0 ] && [ "$files" -gt 0 ]; then
   echo "== the backup is consistent: every one of the $files files its ledger names is complete"
