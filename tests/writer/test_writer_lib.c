@@ -86,7 +86,9 @@ static void *serve(void *arg)
 	assert_string_equal(json_string_value(json_object_get(msg, "op")), "writer.register");
 	snprintf(f->registered, sizeof(f->registered), "%s",
 		 json_string_value(json_object_get(json_object_get(msg, "args"), "metadata")));
-	vss_proto_send(fd, vss_proto_reply_ok(json_object_get(msg, "id"), NULL));
+	json_t *reply = vss_proto_reply_ok(json_object_get(msg, "id"), NULL);
+	vss_proto_send(fd, reply);
+	json_decref(reply);
 	json_decref(msg);
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
 		json_t *args = json_object();
