@@ -36,6 +36,7 @@
 #include <vss/cow.h>
 #include "engine/cow_i.h"
 #include "crashvfs.h"
+#include "testutil.h"
 
 #define MAX_WRITERS 3
 #define MAX_LIVE    6       /* live shadows the storm keeps at most */
@@ -43,54 +44,6 @@
 #define HELD_MAX    8
 
 /* ---- helpers ---- */
-
-static uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	return mix64(*s += 0x9E3779B97F4A7C15ull);
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return n ? rng_next(s) % n : 0;
-}
-
-static void rng_fill(uint64_t *s, void *buf, size_t len)
-{
-	unsigned char *p = buf;
-
-	while (len) {
-		uint64_t v = rng_next(s);
-		size_t n = len < 8 ? len : 8;
-		memcpy(p, &v, n);
-		p += n;
-		len -= n;
-	}
-}
-
-static uint64_t env_u64(const char *name, uint64_t def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? strtoull(v, NULL, 0) : def;
-}
-
-/* VSS_TEST_SEED, or one made from the clock, the same for the whole run. */
-static uint64_t base_seed(void)
-{
-	static uint64_t seed;
-
-	if (!seed)
-		seed = env_u64("VSS_TEST_SEED",
-			       (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16));
-	return seed;
-}
 
 static uint64_t first_diff(const unsigned char *a, const unsigned char *b, uint64_t len)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "crashvfs.h"
+#include "testutil.h"
 
 enum change_kind { CH_WRITE, CH_PUNCH, CH_TRUNCATE };
 
@@ -77,20 +78,6 @@ struct crashvfs {
 };
 
 /* ---- small helpers ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return n ? rng_next(s) % n : 0;
-}
 
 static int image_reserve(struct image *im, uint64_t size)
 {

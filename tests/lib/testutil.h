@@ -1,0 +1,64 @@
+/*
+ * tests/lib/testutil.h - what the randomized tests share: a splitmix64
+ * generator (one state per thread, so runs repeat from their seed), and the
+ * environment knobs (VSS_TEST_SEED, round counts).
+ */
+#ifndef VSS_TESTS_TESTUTIL_H
+#define VSS_TESTS_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static inline uint64_t rng_next(uint64_t *s)
+{
+	return mix64(*s += 0x9E3779B97F4A7C15ull);
+}
+
+static inline uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+	return n ? rng_next(s) % n : 0;
+}
+
+static inline void rng_fill(uint64_t *s, void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	while (len) {
+		uint64_t v = rng_next(s);
+		size_t n = len < 8 ? len : 8;
+		memcpy(p, &v, n);
+		p += n;
+		len -= n;
+	}
+}
+
+static inline uint64_t env_u64(const char *name, uint64_t def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtoull(v, NULL, 0) : def;
+}
+
+/* VSS_TEST_SEED, or one made from the clock, the same for the whole run. */
+static inline uint64_t base_seed(void)
+{
+	static uint64_t seed;
+
+	if (!seed)
+		seed = env_u64("VSS_TEST_SEED",
+			       (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16));
+	return seed;
+}
+
+#endif
