@@ -49,9 +49,9 @@
  * log there, as a torn tail does (nothing at or after it was committed, so
  * no origin write relied on it).  The engine lets the origin block a record
  * protects be overwritten only after that record's commit.  A slot freed by
- * a record is reused only once that record is durable.  Staged bytes force
- * a commit once STAGED_COMMIT segments wait, so memory stays bounded when
- * nobody asks for durability.
+ * a record is reused only once that record is durable.  Staged bytes are
+ * written out (unsynced) once STAGED_COMMIT segments wait, so memory stays
+ * bounded when nobody asks for durability.
  *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
@@ -107,7 +107,7 @@ struct staged {
 	unsigned char *buf;
 };
 
-#define STAGED_COMMIT 8         /* this many staged segments force a commit */
+#define STAGED_COMMIT 8         /* this many staged segments are written out */
 
 struct vss_store {
 	struct vss_file *file;
@@ -1033,15 +1033,21 @@ static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_
 {
 	int r;
 
-	int busy;
-
 	pthread_mutex_lock(&st->lock);
 	r = log_append(st, rec, lsn);
-	busy = st->nstaged >= STAGED_COMMIT && !st->committing;
+	/* Even with nobody waiting for durability, staged log bytes must not
+	 * pile up: write them out, unsynced (replay checks what no SYNC
+	 * record vouches for).  Not while a commit leader is writing its
+	 * share outside the lock: pieces of one segment must land in order. */
+	if (!r && st->nstaged >= STAGED_COMMIT && !st->committing) {
+		struct staged *w;
+		size_t nw;
+		staged_take(st, &w, &nw);
+		r = staged_write(st, w, nw);
+		if (r)
+			st->failed = 1;
+	}
 	pthread_mutex_unlock(&st->lock);
-	/* Even with nobody waiting, staged log bytes must not pile up. */
-	if (!r && busy)
-		r = store_commit(st, *lsn);
 	return r;
 }
 
