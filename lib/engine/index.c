@@ -1,10 +1,15 @@
 /*
  * engine/index.c - Robin Hood hash table of (block, seq) -> slot; see index.h.
  *
- * Invariant: a key sits at distance d = (pos - home(block)) mod cap from its
+ * Invariants: a key sits at distance d = (pos - home(block)) mod cap from its
  * home, and along any probe run distances never drop by more than one from
  * one bucket to the next (Robin Hood order), so a lookup may stop at the
  * first bucket whose resident is closer to its home than we are to ours.
+ * Along a probe run, one block's entries come in descending seq order, so
+ * the write path's question (has the newest shadow a copy?) is answered by
+ * the first entry of the block, however many shadows hold it.  A re-key
+ * only ever lowers a seq to the next older shadow's, below which the block
+ * has no entry between, so it keeps that order.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -75,7 +80,10 @@ static void place(struct vss_index *ix, uint64_t key, uint32_t slot)
 			return;
 		}
 		size_t kd = dist(ix, pos, k);
-		if (kd < d) {
+		/* Robin Hood, and among one block's entries (same home, so
+		 * same distance) the higher seq first. */
+		if (kd < d || (kd == d && vss_index_key_block(k) == vss_index_key_block(key) &&
+			       vss_index_key_seq(k) < vss_index_key_seq(key))) {
 			uint32_t s = ix->slots[pos];
 			ix->keys[pos] = key;
 			ix->slots[pos] = slot;
@@ -133,12 +141,10 @@ int vss_index_find(const struct vss_index *ix, uint64_t block, uint32_t min_seq,
 			break;
 		if (vss_index_key_block(k) == block) {
 			uint32_t s = vss_index_key_seq(k);
-			if (s >= min_seq && (!best || s < best)) {
-				best = s;
-				best_slot = ix->slots[pos];
-				if (s == min_seq)
-					break;
-			}
+			if (s < min_seq)
+				break;  /* descending: the rest are older still */
+			best = s;
+			best_slot = ix->slots[pos];
 		}
 		pos = next_pos(ix, pos);
 		d++;
@@ -160,14 +166,13 @@ int vss_index_has(const struct vss_index *ix, uint64_t block, uint32_t seq)
 uint32_t vss_index_max_seq(const struct vss_index *ix, uint64_t block)
 {
 	size_t pos = home(ix, block), d = 0;
-	uint32_t best = 0;
 
 	for (;;) {
 		uint64_t k = ix->keys[pos];
 		if (!k || dist(ix, pos, k) < d)
-			return best;
-		if (vss_index_key_block(k) == block && vss_index_key_seq(k) > best)
-			best = vss_index_key_seq(k);
+			return 0;
+		if (vss_index_key_block(k) == block)
+			return vss_index_key_seq(k);  /* the first is the newest */
 		pos = next_pos(ix, pos);
 		d++;
 	}

@@ -49,7 +49,9 @@ int vss_index_insert(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 /* Removes (@block, @seq); 1 (slot in *@slot) or 0 if absent. */
 int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t *slot);
 
-/* Moves (@block, @seq) to (@block, @new_seq), which must not exist. */
+/* Moves (@block, @seq) to (@block, @new_seq): @new_seq is lower than @seq
+ * and @block has no entry with a seq from @new_seq to @seq (the hand-down
+ * to the next older shadow), which keeps a block's entries in order. */
 int vss_index_rekey(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t new_seq);
 
 static inline uint64_t vss_index_key(uint64_t block, uint32_t seq)
