@@ -115,11 +115,6 @@ static void release(void **held, void *p, bool keep)
 		free(p);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-	return remove(path);
-}
-
 /* ---- what every test here shares: seed, temp dir, failure report ---- */
 
 struct ctx {
@@ -220,35 +215,6 @@ static int teardown(void **state)
 	free(c);
 	*state = NULL;
 	return 0;
-}
-
-/*
- * Temp dirs are named /tmp/vss-TAG-PID-XXXXXX.  A test that failed cleans
- * up in its teardown; one that died (a signal, a sanitizer abort) cannot, so
- * the next run removes the dirs of processes that are gone.
- */
-static void sweep_stale_dirs(const char *tag)
-{
-	char prefix[64], path[PATH_MAX];
-	struct dirent *e;
-	DIR *d = opendir("/tmp");
-
-	snprintf(prefix, sizeof(prefix), "vss-%s-", tag);
-	while (d && (e = readdir(d))) {
-		long pid;
-		char *end;
-
-		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		pid = strtol(e->d_name + strlen(prefix), &end, 10);
-		if (end == e->d_name + strlen(prefix) || *end != '-' || pid <= 0 ||
-		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-			continue;
-		snprintf(path, sizeof(path), "/tmp/%s", e->d_name);
-		nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	}
-	if (d)
-		closedir(d);
 }
 
 static void make_tempdir(struct ctx *c, const char *tag)

@@ -264,40 +264,6 @@ static const struct test_case cases[] = {
 	{ "64k-2m-vfs",     65536, 2u << 20,                true },
 };
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-	return remove(path);
-}
-
-/*
- * Temp dirs are named /tmp/vss-TAG-PID-XXXXXX.  A test that failed cleans
- * up in its teardown; one that died (a signal, a sanitizer abort) cannot, so
- * the next run removes the dirs of processes that are gone.
- */
-static void sweep_stale_dirs(const char *tag)
-{
-	char prefix[64], path[PATH_MAX];
-	struct dirent *e;
-	DIR *d = opendir("/tmp");
-
-	snprintf(prefix, sizeof(prefix), "vss-%s-", tag);
-	while (d && (e = readdir(d))) {
-		long pid;
-		char *end;
-
-		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		pid = strtol(e->d_name + strlen(prefix), &end, 10);
-		if (end == e->d_name + strlen(prefix) || *end != '-' || pid <= 0 ||
-		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-			continue;
-		snprintf(path, sizeof(path), "/tmp/%s", e->d_name);
-		nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	}
-	if (d)
-		closedir(d);
-}
-
 static void model_close_handles(struct model *m)
 {
 	for (unsigned int i = 0; i < m->nsh; i++) {

@@ -1,7 +1,7 @@
 /*
  * tests/lib/testutil.h - what the randomized tests share: a splitmix64
- * generator (one state per thread, so runs repeat from their seed), and the
- * environment knobs (VSS_TEST_SEED, round counts).
+ * generator (one state per thread, so runs repeat from their seed), the
+ * environment knobs (VSS_TEST_SEED, round counts), and temp-dir cleanup.
  */
 #ifndef VSS_TESTS_TESTUTIL_H
 #define VSS_TESTS_TESTUTIL_H
@@ -10,6 +10,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +66,41 @@ static inline uint64_t base_seed(void)
 		seed = env_u64("VSS_TEST_SEED",
 			       (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16));
 	return seed;
+}
+
+/* For nftw(): removes a tree, deepest first. */
+static inline int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	return remove(path);
+}
+
+/*
+ * Temp dirs are named /tmp/vss-TAG-PID-XXXXXX.  A test that failed cleans
+ * up in its teardown; one that died (a signal, a sanitizer abort) cannot, so
+ * the next run removes the dirs of processes that are gone.
+ */
+static inline void sweep_stale_dirs(const char *tag)
+{
+	char prefix[64], path[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir("/tmp");
+
+	snprintf(prefix, sizeof(prefix), "vss-%s-", tag);
+	while (d && (e = readdir(d))) {
+		long pid;
+		char *end;
+
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		pid = strtol(e->d_name + strlen(prefix), &end, 10);
+		if (end == e->d_name + strlen(prefix) || *end != '-' || pid <= 0 ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "/tmp/%s", e->d_name);
+		nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	}
+	if (d)
+		closedir(d);
 }
 
 #endif
