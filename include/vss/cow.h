@@ -58,6 +58,8 @@ enum vss_cow_event_type {
 	VSS_COW_EV_SHADOW_INVALID,      /* can no longer be kept exact: reads fail */
 	VSS_COW_EV_DIFF_NEAR_FULL,      /* diff area passed 90% of its maximum */
 	VSS_COW_EV_METADATA_ERROR,      /* the diff area's log cannot be written */
+	VSS_COW_EV_WRITE_ERROR,         /* an acknowledged write could not reach the
+					 * origin (the next flush fails) */
 };
 
 struct vss_cow_event {
@@ -68,8 +70,9 @@ struct vss_cow_event {
 };
 
 /*
- * Called from inside the engine (on the thread that caused the event).  It
- * must not call back into the same volume.
+ * Called from inside the engine: on the thread that caused the event, or on
+ * the volume's flusher thread (METADATA_ERROR, WRITE_ERROR).  It must not
+ * call back into the same volume.
  */
 typedef void (*vss_cow_event_fn)(void *arg, const struct vss_cow_event *ev);
 
@@ -122,7 +125,9 @@ int vss_cow_set_max_diff(struct vss_cow_volume *vol, uint64_t max_bytes,
 ssize_t vss_cow_read(struct vss_cow_volume *vol, void *buf, size_t len, uint64_t off);
 ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, uint64_t off);
 
-/* Makes every write acknowledged so far durable on the origin. */
+/* Makes every write acknowledged so far durable on the origin.  A write
+ * acknowledged before its copy was durable (redo queue) and that could not
+ * be written to the origin later is reported here, once, as its error. */
 int vss_cow_flush(struct vss_cow_volume *vol);
 
 /* ---- shadows ---- */

@@ -14,4 +14,8 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 		     unsigned int flags, struct vss_cow_volume **out,
 		     struct vss_error *err);
 
+/* Waits until the flusher has nothing left to do with what was written so
+ * far (design note 7), so that a test sees its effects at once. */
+void vss_cow_quiesce(struct vss_cow_volume *vol);
+
 #endif

@@ -50,6 +50,29 @@
  *    (EIO), every shadow that would read the block from the origin is
  *    invalidated.  When the log cannot be made durable, the diff area is
  *    marked failed (sticky, also on disk) and every shadow is invalidated.
+ *
+ * 7. Persistent first writes do not wait for a sync (engine/redo.c).  A
+ *    write that would wait for a commit (note 5) instead writes its new
+ *    bytes to diff-area slots, logs REDO records naming them, writes the
+ *    log out (unsynced: it now survives a crash of the process) and
+ *    returns.  The flusher commits once for the whole batch queued, then
+ *    writes the batch to the origin in queue order, logs DONE and frees the
+ *    slots.  So the origin still changes only after the copy is durable,
+ *    and an acknowledged write is lost only in a power loss before the next
+ *    flush, as on any disk with a write cache.  Rules that keep it exact:
+ *    - while a block has queued writes, every write to it queues too, so
+ *      the origin sees each block's writes in the order they returned;
+ *    - vss_cow_read() lays the queue over the origin;
+ *    - shadow reads need nothing: a queued block was copied for the newest
+ *      shadow before it was queued, so no shadow reads it from the origin;
+ *    - taking a shadow, a checkpoint and a flush drain the queue first
+ *      (the shadow's instant, and a new log, must not depend on it);
+ *    - replay applies the REDO records no DONE record covers, in log
+ *      order, before anything else happens (a failed diff area's REDO
+ *      records are ignored: nothing after the failure could be logged);
+ *    - a commit the flusher cannot make fails the diff area (as in note 6)
+ *      and the queued writes still go to the origin: they were
+ *      acknowledged, and no shadow in a failed diff area is trusted again.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -63,6 +86,7 @@
 
 #include "engine/cow_i.h"
 #include "engine/index.h"
+#include "engine/redo.h"
 #include "store/store.h"
 #include "util/crc32c.h"
 
@@ -108,8 +132,16 @@ struct vss_cow_volume {
 	_Atomic uint64_t stripe_lsn[NSTRIPES];
 	_Atomic int handles;
 
+	/* Design note 7: NULL while replaying, or if the flusher could not
+	 * start (then every write waits for its commit). */
+	struct vss_redo *redo;
+	_Atomic int async_failed;      /* the flusher could not commit: -errno */
+	_Atomic int async_settled;     /* ... and metadata_failed() has run since */
+	pthread_mutex_t fail_lock;     /* failed_noted */
+
 	/* replay only */
 	struct vss_error *replay_err;
+	struct vss_redo_log replay_redo;
 };
 
 struct vss_cow_shadow {
@@ -274,11 +306,11 @@ static int shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
 	return 0;
 }
 
-/* Sticky failure of the diff area's metadata: nothing in it can be trusted. */
-static void metadata_failed(struct vss_cow_volume *vol, int error)
+/* Records the diff area's failure durably: in the diff area, or else beside
+ * it.  Takes no lock but its own (the flusher calls it too). */
+static void note_failure(struct vss_cow_volume *vol)
 {
-	int was = vol->sops->failed(vol->store);
-
+	pthread_mutex_lock(&vol->fail_lock);
 	if (vol->sops->mark_failed(vol->store) != 0 && !vol->failed_noted) {
 		/* The diff area takes no writes: say so beside it, so that no
 		 * later open trusts the shadows in it. */
@@ -295,6 +327,15 @@ static void metadata_failed(struct vss_cow_volume *vol, int error)
 			     "shadows may look valid but miss later writes; delete them",
 			     strerror(-r));
 	}
+	pthread_mutex_unlock(&vol->fail_lock);
+}
+
+/* Sticky failure of the diff area's metadata: nothing in it can be trusted. */
+static void metadata_failed(struct vss_cow_volume *vol, int error)
+{
+	int was = vol->sops->failed(vol->store);
+
+	note_failure(vol);
 	if (!was)
 		emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, error,
 		     "diff area metadata cannot be written (%s): every shadow of the volume is invalid",
@@ -308,6 +349,69 @@ static void metadata_failed(struct vss_cow_volume *vol, int error)
 		     "shadow invalidated: the diff area's metadata cannot be written");
 	}
 	recount(vol);
+}
+
+/* ---- the redo queue's side (design note 7) ---- */
+
+/* The flusher could not commit: record it durably now (the queued writes
+ * go to the origin next); the shadows are invalidated by the next caller
+ * that can take the gate (settle()). */
+static void redo_failed(void *arg, int error)
+{
+	struct vss_cow_volume *vol = arg;
+	int expect = 0;
+
+	if (!atomic_compare_exchange_strong(&vol->async_failed, &expect, error))
+		return;
+	note_failure(vol);
+	emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, error,
+	     "diff area metadata cannot be written (%s): every shadow of the volume is invalid",
+	     strerror(-error));
+}
+
+static void redo_write_error(void *arg, uint64_t off, uint32_t len, int error)
+{
+	struct vss_cow_volume *vol = arg;
+
+	emit(vol, VSS_COW_EV_WRITE_ERROR, NULL, error,
+	     "an acknowledged write of %u bytes at %llu could not be written to the volume (%s); "
+	     "the next flush fails", len, (unsigned long long)off, strerror(-error));
+}
+
+static struct vss_redo_env redo_env(struct vss_cow_volume *vol)
+{
+	return (struct vss_redo_env){
+		.origin = vol->origin, .sops = vol->sops, .store = vol->store,
+		.size = vol->size, .bs = vol->bs, .bs_shift = vol->bs_shift,
+		.failed = redo_failed, .write_error = redo_write_error, .arg = vol,
+	};
+}
+
+static void metadata_failed(struct vss_cow_volume *vol, int error);
+
+/* Brings the shadow list in line with a failure the flusher met. Gate not held. */
+static void settle(struct vss_cow_volume *vol)
+{
+	if (!atomic_load(&vol->async_failed) || atomic_load(&vol->async_settled))
+		return;
+	pthread_rwlock_wrlock(&vol->gate);
+	if (!atomic_load(&vol->async_settled)) {
+		metadata_failed(vol, atomic_load(&vol->async_failed));
+		atomic_store(&vol->async_settled, 1);
+	}
+	pthread_rwlock_unlock(&vol->gate);
+}
+
+/* Everything queued so far is in the origin. */
+static void drain(struct vss_cow_volume *vol)
+{
+	if (vol->redo)
+		vss_redo_drain(vol->redo, NULL);
+}
+
+void vss_cow_quiesce(struct vss_cow_volume *vol)
+{
+	drain(vol);
 }
 
 /* Logs a record and, if @durable, waits for it; on failure the diff area
@@ -490,7 +594,7 @@ static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block
 		*error = r;
 		return r == -ENOSPC || r == -EDQUOT ? COPY_NO_ROOM : COPY_FAILED;
 	}
-	r = vol->sops->write_slot(vol->store, slot, buf);
+	r = vol->sops->write_slot(vol->store, slot, buf, vol->bs);
 	uint32_t data_crc = vss_crc32c(0, buf, vol->bs);
 	free(buf);
 	if (!r) {
@@ -537,7 +641,7 @@ copied:
 ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, uint64_t off)
 {
 	uint64_t first, last, need_lsn;
-	int r, copied;
+	int r, copied, need_commit;
 
 	if (off >= vol->size || !len)
 		return 0;
@@ -546,6 +650,7 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 	first = off >> vol->bs_shift;
 	last = (off + len - 1) >> vol->bs_shift;
 
+	settle(vol);
 	pthread_rwlock_rdlock(&vol->gate);
 	for (;;) {
 		uint32_t newest = vol->nshadows ? vol->shadows[vol->nshadows - 1]->seq : 0;
@@ -572,7 +677,16 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 			copy_failed(vol, b, error);
 		pthread_rwlock_rdlock(&vol->gate);
 	}
-	if (vol->valid_persistent && need_lsn > vol->sops->durable_lsn(vol->store)) {
+	need_commit = vol->valid_persistent && need_lsn > vol->sops->durable_lsn(vol->store);
+	if (vol->redo && (need_commit || vss_redo_queued(vol->redo, first, last))) {
+		/* Design note 7. */
+		if (vss_redo_write(vol->redo, buf, len, off) == 0) {
+			r = 0;
+			goto out;
+		}
+		vss_redo_wait_clear(vol->redo, first, last);
+	}
+	if (need_commit) {
 		r = vol->sops->commit(vol->store, need_lsn);
 		if (r) {
 			pthread_rwlock_unlock(&vol->gate);
@@ -583,6 +697,7 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 		}
 	}
 	r = vss_file_pwrite(vol->origin, buf, len, off);
+out:
 	if (copied && vol->cfg.max_diff_bytes != VSS_COW_UNBOUNDED)
 		check_near_full(vol);
 	pthread_rwlock_unlock(&vol->gate);
@@ -597,13 +712,35 @@ ssize_t vss_cow_read(struct vss_cow_volume *vol, void *buf, size_t len, uint64_t
 		return 0;
 	if (len > vol->size - off)
 		len = (size_t)(vol->size - off);
-	r = vss_file_pread(vol->origin, buf, len, off);
+	if (vol->redo)
+		r = vss_redo_read(vol->redo, buf, len, off);
+	else
+		r = vss_file_pread(vol->origin, buf, len, off);
 	return r ? r : (ssize_t)len;
 }
 
 int vss_cow_flush(struct vss_cow_volume *vol)
 {
-	return vss_file_sync(vol->origin);
+	uint64_t done = 0;
+	int r, werr = 0;
+
+	/* Shared: a checkpoint (gate exclusive) must not see a commit. */
+	pthread_rwlock_rdlock(&vol->gate);
+	if (vol->redo) {
+		vss_redo_drain(vol->redo, &done);
+		werr = vss_redo_take_error(vol->redo);
+	}
+	r = vss_file_sync(vol->origin);
+	/* The writes are durable in the origin: no REDO record of theirs may
+	 * be replayed over later ones after a power loss (a failed diff
+	 * area's are never replayed). */
+	if (!r && !vol->sops->failed(vol->store) && done > vol->sops->durable_lsn(vol->store)) {
+		r = vol->sops->commit(vol->store, done);
+		if (r)
+			redo_failed(vol, r);
+	}
+	pthread_rwlock_unlock(&vol->gate);
+	return r ? r : werr;
 }
 
 /* ---- shadow reads ---- */
@@ -653,6 +790,7 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	struct shadow *s;
 	int r = 0, any_origin = 0;
 
+	settle(vol);
 	pthread_rwlock_rdlock(&vol->gate);
 	s = shadow_by_seq(vol, sh->seq, NULL);
 	if (!s) {
@@ -775,7 +913,10 @@ int vss_cow_shadow_create(struct vss_cow_volume *vol,
 		return vss_error_set(err, -EINVAL, "a shadow id must not be all zeros");
 	if (params->flags & ~VSS_COW_SHADOW_PERSISTENT)
 		return vss_error_set(err, -EINVAL, "unknown shadow flags 0x%x", params->flags);
+	settle(vol);
 	pthread_rwlock_wrlock(&vol->gate);
+	/* The instant includes every write acknowledged: queued ones too. */
+	drain(vol);
 	if (vol->sops->failed(vol->store)) {
 		r = vss_error_set(err, -EIO, "the diff area has failed; delete its shadows and "
 				  "recreate the shadow storage");
@@ -846,6 +987,7 @@ int vss_cow_shadow_list(struct vss_cow_volume *vol, struct vss_cow_shadow_info *
 {
 	struct vss_cow_shadow_info *a;
 
+	settle(vol);
 	pthread_rwlock_rdlock(&vol->gate);
 	a = calloc(vol->nshadows ? vol->nshadows : 1, sizeof(*a));
 	if (!a) {
@@ -921,6 +1063,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 	struct vss_cow_extent *ext = NULL;
 	int r = 0;
 
+	settle(vol);
 	pthread_rwlock_rdlock(&vol->gate);
 	a = shadow_by_id(vol, from, NULL);
 	if (to)
@@ -1060,6 +1203,7 @@ static int maybe_checkpoint(struct vss_cow_volume *vol)
 	log_bytes = u.log_slots * vol->bs;
 	if (log_bytes <= 2 * live + (1u << 20))
 		return 0;
+	drain(vol);     /* the new log holds no REDO record */
 	r = vol->sops->checkpoint(vol->store, emit_state, vol);
 	if (r)
 		metadata_failed(vol, r);
@@ -1074,6 +1218,19 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 	size_t pos = 0;
 	int r;
 
+	if (rec->type == VSS_REC_REDO) {
+		if (rec->block >= vol->nblocks || !rec->len || rec->off >= vol->bs ||
+		    rec->len > vol->bs - rec->off ||
+		    (rec->block << vol->bs_shift) + rec->off + rec->len > vol->size)
+			return vss_error_set(err, -EUCLEAN,
+					     "diff area is corrupt: a redo record names bytes outside the volume");
+		r = vss_redo_log_add(&vol->replay_redo, rec);
+		return r ? vss_error_set(err, r, "out of memory") : 0;
+	}
+	if (rec->type == VSS_REC_DONE) {
+		vss_redo_log_done(&vol->replay_redo, rec->block);
+		return 0;
+	}
 	if (rec->type != VSS_REC_NEXT_SEQ && rec->type != VSS_REC_SHADOW_CREATE) {
 		s = shadow_by_seq(vol, rec->seq, &pos);
 		if (!s)
@@ -1111,7 +1268,9 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 		s->owned++;
 		return 0;
 	case VSS_REC_SYNC:
-		break;  /* the store's own; never handed over */
+	case VSS_REC_REDO:
+	case VSS_REC_DONE:
+		break;  /* the store's own, or handled above */
 	case VSS_REC_NEXT_SEQ:
 		if (rec->seq > VSS_INDEX_SEQ_MAX + 1)
 			return vss_error_set(err, -EUCLEAN, "diff area is corrupt: bad sequence record");
@@ -1133,6 +1292,8 @@ static void volume_free(struct vss_cow_volume *vol)
 		free(vol->shadows[i]);
 	free(vol->shadows);
 	vss_index_release(&vol->index);
+	vss_redo_log_free(&vol->replay_redo);
+	pthread_mutex_destroy(&vol->fail_lock);
 	pthread_rwlock_destroy(&vol->gate);
 	pthread_rwlock_destroy(&vol->ixlock);
 	for (int i = 0; i < NSTRIPES; i++)
@@ -1177,6 +1338,7 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 		pthread_rwlockattr_destroy(&a);
 	}
 	pthread_rwlock_init(&vol->ixlock, NULL);
+	pthread_mutex_init(&vol->fail_lock, NULL);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&vol->stripe[i], NULL);
 	r = vss_index_init(&vol->index);
@@ -1257,6 +1419,23 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 			vol->sops->mark_failed(vol->store);
 		}
 	}
+	if (!vol->sops->failed(vol->store)) {
+		/* Design note 7: acknowledged writes that may not have reached
+		 * the origin.  Their slots stay taken until the checkpoint
+		 * below is in force: a crash before it replays them again. */
+		struct vss_redo_env env = redo_env(vol);
+		r = vss_redo_log_apply(&vol->replay_redo, &env, err);
+		for (size_t i = vol->replay_redo.start; !r && i < vol->replay_redo.n; i++)
+			if (vol->sops->mark_used(vol->store, vol->replay_redo.v[i].slot,
+						 vol->replay_redo.v[i].len))
+				r = vss_error_set(err, -EUCLEAN, "diff area is corrupt: slot %u is "
+						  "used twice or lies past its end",
+						  vol->replay_redo.v[i].slot);
+		if (r)
+			goto fail;
+	} else {
+		vss_redo_log_free(&vol->replay_redo);
+	}
 	/* Non-persistent shadows do not outlive their process.  Their
 	 * entries go down to older shadows or (nothing durable refers to the
 	 * slot once the checkpoint below is in force) free. */
@@ -1271,7 +1450,7 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	for (size_t i = 0; i < vol->index.cap; i++) {
 		if (!vol->index.keys[i])
 			continue;
-		r = vol->sops->mark_used(vol->store, vol->index.slots[i]);
+		r = vol->sops->mark_used(vol->store, vol->index.slots[i], vol->bs);
 		if (r) {
 			if (r == -EUCLEAN)
 				vss_error_set(err, r, "diff area is corrupt: slot %u is used twice "
@@ -1293,6 +1472,13 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 			vss_error_set(err, r, "cannot write the diff area: %s", strerror(-r));
 			goto fail;
 		}
+		for (size_t i = vol->replay_redo.start; i < vol->replay_redo.n; i++)
+			vol->sops->free_slot(vol->store, vol->replay_redo.v[i].slot);
+		vss_redo_log_free(&vol->replay_redo);
+		/* Without a flusher, writes just wait for their commits. */
+		struct vss_redo_env env = redo_env(vol);
+		if (vss_redo_start(&env, &vol->redo) != 0)
+			vol->redo = NULL;
 	}
 	*out = vol;
 	return 0;
@@ -1317,19 +1503,27 @@ int vss_cow_close(struct vss_cow_volume *vol)
 	if (!vol)
 		return 0;
 	pthread_rwlock_wrlock(&vol->gate);
+	if (vol->redo) {
+		r = vss_redo_stop(vol->redo);   /* applies what is queued */
+		vol->redo = NULL;
+	}
+	/* The origin first: the DONE records committed next must not stand
+	 * for writes a power loss could still take back. */
+	r2 = vss_file_sync(vol->origin);
+	if (!r)
+		r = r2;
 	if (!vol->sops->failed(vol->store)) {
 		struct vss_rec rec = { .type = VSS_REC_NEXT_SEQ, .seq = vol->next_seq };
 		uint64_t lsn;
-		r = vol->sops->append(vol->store, &rec, &lsn);
+		r2 = vol->sops->append(vol->store, &rec, &lsn);
+		if (!r2)
+			r2 = vol->sops->commit(vol->store, lsn);
 		if (!r)
-			r = vol->sops->commit(vol->store, lsn);
+			r = r2;
 	} else {
 		/* One more try to put the failure in the diff area itself. */
 		vol->sops->mark_failed(vol->store);
 	}
-	r2 = vss_file_sync(vol->origin);
-	if (!r)
-		r = r2;
 	pthread_rwlock_unlock(&vol->gate);
 	volume_free(vol);
 	return r;

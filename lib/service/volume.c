@@ -175,6 +175,9 @@ static void on_engine_event(void *arg, const struct vss_cow_event *ev)
 		vss_log("volume %s: diff area metadata cannot be written: %s", v->rec.name,
 			ev->msg ? ev->msg : "");
 		return;
+	case VSS_COW_EV_WRITE_ERROR:
+		vss_log("volume %s: %s", v->rec.name, ev->msg ? ev->msg : "write error");
+		return;
 	default:
 		return;
 	}

@@ -28,6 +28,8 @@ enum vss_rec_type {
 	VSS_REC_COPY = 4,           /* block's old content for shadow seq is in slot */
 	VSS_REC_NEXT_SEQ = 5,       /* seq: the next shadow gets at least this */
 	VSS_REC_SYNC = 6,           /* (store's own) block: every record up to this lsn was durable */
+	VSS_REC_REDO = 7,           /* bytes [off, off+len) of block are to be written from slot */
+	VSS_REC_DONE = 8,           /* block: every REDO record up to this lsn is in the origin */
 };
 
 struct vss_rec {
@@ -35,8 +37,10 @@ struct vss_rec {
 	uint32_t seq;
 	uint32_t flags;
 	uint32_t slot;
-	uint32_t data_crc;          /* COPY: crc32c of the slot's content */
-	uint64_t block;             /* COPY: the block; SYNC: the lsn */
+	uint32_t data_crc;          /* COPY: crc32c of the slot's content; REDO: of its len bytes */
+	uint32_t off, len;          /* REDO: the bytes of the block it writes */
+	uint64_t block;             /* COPY, REDO: the block; SYNC, DONE: the lsn */
+	uint64_t lsn;               /* replay: the record's own lsn */
 	uint64_t created_ns;
 	vss_cow_id id;
 	vss_cow_id set_id;
@@ -75,9 +79,10 @@ struct vss_store_ops {
 	 * an error from @fn is returned as is. */
 	int (*replay)(struct vss_store *st, vss_store_replay_fn fn, void *arg,
 		      struct vss_error *err);
-	/* Tells a freshly opened store that @slot holds live data (after
-	 * replay); -EUCLEAN if it is used twice or lies outside the file. */
-	int (*mark_used)(struct vss_store *st, uint32_t slot);
+	/* Tells a freshly opened store that the first @len bytes of @slot
+	 * hold live data (after replay); -EUCLEAN if it is used twice or
+	 * they lie outside the file. */
+	int (*mark_used)(struct vss_store *st, uint32_t slot, uint32_t len);
 	/* Starts a new log holding the engine's full state: call @emit, which
 	 * appends every live record with append(); the new log replaces the old
 	 * one atomically and durably when this returns 0. */
@@ -91,9 +96,13 @@ struct vss_store_ops {
 	/* Gives a slot back; it is reused only once the record that freed it
 	 * is durable. */
 	void (*free_slot)(struct vss_store *st, uint32_t slot);
-	/* Writes a whole block into @slot / reads @len bytes from @off into
-	 * @slot (which may run on into the slots after it); 0 or -errno. */
-	int (*write_slot)(struct vss_store *st, uint32_t slot, const void *buf);
+	/* free_slot() for a slot about to be reused: its space stays in the
+	 * file (giving it back can cost a synchronous discard). */
+	void (*recycle_slot)(struct vss_store *st, uint32_t slot);
+	/* Writes @len bytes (at most a block) at the start of @slot / reads
+	 * @len bytes from @off into @slot (which may run on into the slots
+	 * after it); 0 or -errno. */
+	int (*write_slot)(struct vss_store *st, uint32_t slot, const void *buf, uint32_t len);
 	int (*read_slot)(struct vss_store *st, uint32_t slot, void *buf,
 			 uint32_t off, uint32_t len);
 
@@ -104,6 +113,9 @@ struct vss_store_ops {
 	/* Returns once every record up to @lsn, and every slot written before
 	 * it was appended, is durable.  Concurrent callers share one flush. */
 	int (*commit)(struct vss_store *st, uint64_t lsn);
+	/* Writes every record appended so far to the file, unsynced: they
+	 * survive a crash of the process (not a power loss).  0 or -errno. */
+	int (*write_out)(struct vss_store *st);
 	/* The highest lsn known durable. */
 	uint64_t (*durable_lsn)(struct vss_store *st);
 

@@ -2,7 +2,9 @@
  * store/store_log.c - the diff-area file: slots for old block contents and
  * a log of the engine's metadata records, with group commit and recovery.
  *
- * ON-DISK FORMAT (version 1).  All integers little-endian.  CRC is CRC-32C.
+ * ON-DISK FORMAT (version 2).  All integers little-endian.  CRC is CRC-32C.
+ * Version 2 added the REDO and DONE records; a version 1 diff area is read
+ * as is and written as version 2 from its first checkpoint on.
  *
  *   offset 0      superblock copy A (4096 bytes reserved, 128 used)
  *   offset 4096   superblock copy B
@@ -11,7 +13,7 @@
  *
  * Superblock:
  *     0  magic "VSSDIFF1"          64  log_first_lsn u64
- *     8  version u32 (1)           72  max_bytes u64 (all ones: unbounded)
+ *     8  version u32 (2)           72  max_bytes u64 (all ones: unbounded)
  *    12  flags u32 (1: FAILED)     80  uuid[16] of this diff area
  *    16  sb_seq u64                96  reserved (zero)
  *    24  block_size u32           124  crc u32 over bytes 0..123
@@ -37,6 +39,11 @@
  *   SYNC (len 24): lsn u64
  *   COPY (len 40): block u64, seq u32, slot u32, data_crc u32 (crc32c of the
  *                  slot's block_size bytes; 0 in a checkpoint), zero u32
+ *   REDO (len 40): block u64, slot u32, data_crc u32 (crc32c of the len
+ *                  bytes at the start of the slot), off u32, len u32: a
+ *                  write of those bytes to [off, off+len) of the block,
+ *                  acknowledged but maybe not yet in the origin
+ *   DONE (len 24): lsn u64: every REDO record up to it is in the origin
  * LSNs increase by one per record and never repeat, across generations too.
  *
  * Ordering.  A slot's content is written before the record naming it is
@@ -47,11 +54,18 @@
  * names, so replay reads the slot of every COPY record past the last SYNC
  * and checks it against the record's data crc; the first mismatch ends the
  * log there, as a torn tail does (nothing at or after it was committed, so
- * no origin write relied on it).  The engine lets the origin block a record
- * protects be overwritten only after that record's commit.  A slot freed by
- * a record is reused only once that record is durable.  Staged bytes are
- * written out (unsynced) once STAGED_COMMIT segments wait, so memory stays
- * bounded when nobody asks for durability.
+ * no origin write relied on it).  REDO records are checked the same way.
+ * The engine lets the origin block a record protects be overwritten only
+ * after that record's commit.  A slot freed by a record (DELETE, DONE) is
+ * reused only once a durable SYNC record vouches for the freeing record,
+ * and so for the record that named the slot: replay never checks a reused
+ * slot against an old record (it would end the log there, and lose what
+ * came after).  Staged bytes are written out
+ * (unsynced) once STAGED_COMMIT segments wait, so memory stays bounded when
+ * nobody asks for durability, and whenever the engine asks (write_out: a
+ * REDO record must survive a crash of the process the moment its write is
+ * acknowledged).  Log bytes are only ever written with the lock held, so
+ * the pieces of a segment reach the file in order.
  *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
@@ -62,7 +76,10 @@
  * it is refused, not repaired.  After a successful open the engine writes
  * its whole state as a new log generation (checkpoint) and switches the
  * superblock to it; the old log is freed only after that switch is durable,
- * so a crash in the middle leaves the old log in force.
+ * so a crash in the middle leaves the old log in force.  Until then the
+ * slots its unvouched COPY and REDO records name stay taken too (held),
+ * even those no live record needs any more: replaying the old log again
+ * checks them, and must find them as they were.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -77,7 +94,8 @@
 #define SB_SIZE        4096u
 #define SB_USED        128u
 #define SB_MAGIC       "VSSDIFF1"
-#define SB_VERSION     1u
+#define SB_VERSION     2u
+#define SB_VERSION_MIN 1u
 #define SB_FLAG_FAILED 0x1u
 #define SEG_MAGIC      "VSSL"
 #define SEG_HDR        40u
@@ -97,7 +115,8 @@
 
 struct pending_free {
 	uint32_t slot;
-	uint64_t lsn;   /* reusable once this is durable */
+	int keep;       /* recycled: its space is not given back */
+	uint64_t lsn;   /* reusable once this is vouched for */
 };
 
 /* Log bytes appended but not yet in the file.  They go to the file only in
@@ -133,6 +152,9 @@ struct vss_store {
 	uint64_t hint;                  /* no free slot below this */
 	struct pending_free *pend;
 	size_t npend, pend_cap;
+	uint32_t *held;                 /* taken until the first checkpoint (see head) */
+	size_t nheld, held_cap;
+	int held_sorted;
 
 	/* the current log */
 	uint64_t gen;
@@ -153,6 +175,8 @@ struct vss_store {
 	size_t nstaged, staged_cap;
 	uint64_t next_lsn;
 	_Atomic uint64_t durable;       /* written under lock, read without */
+	uint64_t vouched;               /* a durable SYNC record covers up to here */
+	uint64_t sync_appended;         /* what the last SYNC record appended covers */
 	int committing;
 	int failed;
 };
@@ -194,8 +218,10 @@ static uint32_t rec_len(enum vss_rec_type t)
 	case VSS_REC_SHADOW_DELETE:
 	case VSS_REC_SHADOW_INVALID:
 	case VSS_REC_NEXT_SEQ:
-	case VSS_REC_SYNC: return REC_SMALL_LEN;
-	case VSS_REC_COPY: return REC_COPY_LEN;
+	case VSS_REC_SYNC:
+	case VSS_REC_DONE: return REC_SMALL_LEN;
+	case VSS_REC_COPY:
+	case VSS_REC_REDO: return REC_COPY_LEN;
 	}
 	return 0;
 }
@@ -227,7 +253,15 @@ static uint32_t rec_encode(unsigned char *p, const struct vss_rec *r, uint64_t l
 		put32(p + 28, r->slot);
 		put32(p + 32, r->data_crc);
 		break;
+	case VSS_REC_REDO:
+		put64(p + 16, r->block);
+		put32(p + 24, r->slot);
+		put32(p + 28, r->data_crc);
+		put32(p + 32, r->off);
+		put32(p + 36, r->len);
+		break;
 	case VSS_REC_SYNC:
+	case VSS_REC_DONE:
 		put64(p + 16, r->block);
 		break;
 	}
@@ -270,10 +304,19 @@ int vss_store_log_decode(const unsigned char *p, uint32_t avail,
 		r->slot = get32(p + 28);
 		r->data_crc = get32(p + 32);
 		break;
+	case VSS_REC_REDO:
+		r->block = get64(p + 16);
+		r->slot = get32(p + 24);
+		r->data_crc = get32(p + 28);
+		r->off = get32(p + 32);
+		r->len = get32(p + 36);
+		break;
 	case VSS_REC_SYNC:
+	case VSS_REC_DONE:
 		r->block = get64(p + 16);
 		break;
 	}
+	r->lsn = expect_lsn;
 	return (int)len;
 }
 
@@ -314,7 +357,7 @@ static int sb_decode(const unsigned char *p, struct sb *s, const char **why)
 		*why = "superblock checksum mismatch";
 		return -EUCLEAN;
 	}
-	if (get32(p + 8) != SB_VERSION) {
+	if (get32(p + 8) < SB_VERSION_MIN || get32(p + 8) > SB_VERSION) {
 		*why = "unsupported diff-area format version";
 		return -EUCLEAN;
 	}
@@ -418,7 +461,9 @@ static int cmp_u32(const void *a, const void *b)
  * after its last used slot, and the rest is punched out in runs (one call a
  * run: on a filesystem mounted with discard each call is slow).  Sorts @s.
  */
-static void slots_release(struct vss_store *st, uint32_t *s, size_t n)
+/* Marks slots free; with @keep their space stays allocated in the file
+ * (they are about to be reused), else it is given back. */
+static void slots_release_keep(struct vss_store *st, uint32_t *s, size_t n, int keep)
 {
 	for (size_t i = 0; i < n; i++) {
 		st->bitmap[s[i] / 64] &= ~(1ull << (s[i] % 64));
@@ -426,6 +471,8 @@ static void slots_release(struct vss_store *st, uint32_t *s, size_t n)
 		if (s[i] < st->hint)
 			st->hint = s[i];
 	}
+	if (keep)
+		return;
 	if (n > 1)
 		qsort(s, n, sizeof(*s), cmp_u32);
 	if (n && s[n - 1] + 1 >= st->nslots) {
@@ -443,6 +490,11 @@ static void slots_release(struct vss_store *st, uint32_t *s, size_t n)
 		}
 		i = j;
 	}
+}
+
+static void slots_release(struct vss_store *st, uint32_t *s, size_t n)
+{
+	slots_release_keep(st, s, n, 0);
 }
 
 static void slot_release(struct vss_store *st, uint32_t s)
@@ -489,18 +541,22 @@ static int slot_take(struct vss_store *st, int force, uint32_t *out)
 static void release_pending(struct vss_store *st)
 {
 	uint32_t *done = malloc(st->npend * sizeof(*done) + 1);
-	size_t j = 0, n = 0;
+	size_t j = 0, n = 0, k = st->npend;
 
+	/* Given back from the front of done[], recycled from the back. */
 	for (size_t i = 0; i < st->npend; i++) {
-		if (st->pend[i].lsn > st->durable)
+		if (st->pend[i].lsn > st->vouched)
 			st->pend[j++] = st->pend[i];
 		else if (done)
-			done[n++] = st->pend[i].slot;
+			done[st->pend[i].keep ? --k : n++] = st->pend[i].slot;
 		else
-			slot_release(st, st->pend[i].slot);
+			slots_release_keep(st, &st->pend[i].slot, 1, st->pend[i].keep);
+	}
+	if (done) {
+		slots_release(st, done, n);
+		slots_release_keep(st, done + k, st->npend - k, 1);
 	}
 	st->npend = j;
-	slots_release(st, done, n);
 	free(done);
 }
 
@@ -595,6 +651,21 @@ static void staged_take(struct vss_store *st, struct staged **w, size_t *n)
 	*n = st->nstaged;
 	st->staged = NULL;
 	st->nstaged = st->staged_cap = 0;
+}
+
+/* Writes what is staged, unsynced (lock held: log bytes are only ever
+ * written under it, so the pieces of a segment land in order). */
+static int log_write_out(struct vss_store *st)
+{
+	struct staged *w;
+	size_t nw;
+	int r;
+
+	staged_take(st, &w, &nw);
+	r = staged_write(st, w, nw);
+	if (r)
+		st->failed = 1;
+	return r;
 }
 
 /* Starts the log's next segment in the slot reserved for it. */
@@ -722,12 +793,52 @@ static void store_free(struct vss_store *st)
 	pthread_cond_destroy(&st->cond);
 	free(st->bitmap);
 	free(st->pend);
+	free(st->held);
 	free(st->log_slots);
 	free(st->seg_buf);
 	for (size_t i = 0; i < st->nstaged; i++)
 		free(st->staged[i].buf);
 	free(st->staged);
 	free(st);
+}
+
+/* Keeps @slot taken until the first checkpoint after open is in force. */
+static int hold_slot(struct vss_store *st, uint32_t slot)
+{
+	if (st->nheld == st->held_cap) {
+		size_t cap = st->held_cap ? 2 * st->held_cap : 64;
+		uint32_t *n = realloc(st->held, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		st->held = n;
+		st->held_cap = cap;
+	}
+	st->held[st->nheld++] = slot;
+	st->held_sorted = 0;
+	return bit_set(st, slot);
+}
+
+/* Takes @slot off the held list, if it is there. */
+static int unhold_slot(struct vss_store *st, uint32_t slot)
+{
+	size_t lo = 0, hi = st->nheld;
+
+	if (!st->held_sorted) {
+		qsort(st->held, st->nheld, sizeof(*st->held), cmp_u32);
+		st->held_sorted = 1;
+	}
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (st->held[mid] < slot)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == st->nheld || st->held[lo] != slot)
+		return 0;
+	memmove(&st->held[lo], &st->held[lo + 1], (st->nheld - lo - 1) * sizeof(*st->held));
+	st->nheld--;
+	return 1;
 }
 
 /*
@@ -776,18 +887,28 @@ static int log_walk(struct vss_store *st, uint64_t first_lsn, vss_store_replay_f
 				if (rec.type == VSS_REC_SYNC && rec.block > *covered)
 					*covered = rec.block;
 			} else {
-				if (rec.type == VSS_REC_COPY && lsn > *covered) {
+				if ((rec.type == VSS_REC_COPY || rec.type == VSS_REC_REDO) &&
+				    lsn > *covered) {
 					/* Not vouched for: its slot must hold what it names. */
+					uint32_t n = rec.type == VSS_REC_COPY ? st->bs : rec.len;
 					if (!data && !(data = malloc(st->bs))) {
 						r = vss_error_set(err, -ENOMEM, "out of memory");
 						goto out;
 					}
-					if (slot_off(st, rec.slot) + st->bs > fsize ||
-					    vss_file_pread(st->file, data, st->bs,
+					if (n > st->bs || slot_off(st, rec.slot) + n > fsize ||
+					    vss_file_pread(st->file, data, n,
 							   slot_off(st, rec.slot)) ||
-					    !crc_ok(rec.data_crc, vss_crc32c(0, data, st->bs))) {
+					    !crc_ok(rec.data_crc, vss_crc32c(0, data, n))) {
 						stop = 1;
 						break;
+					}
+				}
+				if ((rec.type == VSS_REC_COPY || rec.type == VSS_REC_REDO) &&
+				    lsn > *covered && !bit_test(st, rec.slot)) {
+					r = hold_slot(st, rec.slot);
+					if (r) {
+						vss_error_set(err, r, "out of memory");
+						goto out;
 					}
 				}
 				if (rec.type != VSS_REC_SYNC)
@@ -807,6 +928,7 @@ static int log_walk(struct vss_store *st, uint64_t first_lsn, vss_store_replay_f
 	else if (fn) {
 		st->next_lsn = lsn;
 		st->durable = lsn - 1;
+		st->vouched = st->sync_appended = *covered;
 	}
 out:
 	free(data);
@@ -891,21 +1013,23 @@ static int store_replay(struct vss_store *st, vss_store_replay_fn fn, void *arg,
 
 static int store_commit(struct vss_store *st, uint64_t lsn);
 
-static int store_mark_used(struct vss_store *st, uint32_t slot)
+static int store_mark_used(struct vss_store *st, uint32_t slot, uint32_t len)
 {
 	uint64_t fsize;
-	int r;
+	int r, held = 0;
 
-	if (bit_test(st, slot))
+	if (bit_test(st, slot) && !(held = unhold_slot(st, slot)))
 		return -EUCLEAN;
 	r = vss_file_size(st->file, &fsize);
 	if (r)
 		return r;
-	if (slot_off(st, slot) + st->bs > fsize)
+	if (len > st->bs || slot_off(st, slot) + len > fsize)
 		return -EUCLEAN;
-	r = bit_set(st, slot);
-	if (r)
-		return r;
+	if (!held) {
+		r = bit_set(st, slot);
+		if (r)
+			return r;
+	}
 	st->data_slots++;
 	return 0;
 }
@@ -957,7 +1081,10 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	}
 	pthread_mutex_lock(&st->lock);
 	st->durable = st->next_lsn - 1;
+	st->vouched = st->sync_appended = st->durable;  /* the new log ends with its SYNC record */
 	slots_release(st, old, nold);
+	slots_release(st, st->held, st->nheld);
+	st->nheld = 0;
 	if (old_next_reserved)
 		slot_release(st, old_next);
 	release_pending(st);
@@ -977,8 +1104,10 @@ static int store_alloc_slot(struct vss_store *st, uint32_t *slot)
 
 	pthread_mutex_lock(&st->lock);
 	r = slot_take(st, 0, slot);
-	if (r == -ENOSPC && st->npend && !st->failed) {
-		/* Slots are waiting for their free record to be durable. */
+	/* Slots are waiting for a durable SYNC record to vouch for the record
+	 * that freed them: the first commit makes it durable, the second the
+	 * SYNC record that the first appended. */
+	for (int i = 0; i < 2 && r == -ENOSPC && st->npend && !st->failed; i++) {
 		uint64_t lsn = st->next_lsn - 1;
 		pthread_mutex_unlock(&st->lock);
 		r = store_commit(st, lsn);
@@ -992,12 +1121,12 @@ static int store_alloc_slot(struct vss_store *st, uint32_t *slot)
 	return r;
 }
 
-static void store_free_slot(struct vss_store *st, uint32_t slot)
+static void free_slot_keep(struct vss_store *st, uint32_t slot, int keep)
 {
 	pthread_mutex_lock(&st->lock);
 	st->data_slots--;
-	if (st->next_lsn - 1 <= st->durable) {
-		slot_release(st, slot);
+	if (st->next_lsn - 1 <= st->vouched) {
+		slots_release_keep(st, &slot, 1, keep);
 	} else {
 		if (st->npend == st->pend_cap) {
 			size_t cap = st->pend_cap ? st->pend_cap * 2 : 64;
@@ -1012,15 +1141,28 @@ static void store_free_slot(struct vss_store *st, uint32_t slot)
 			st->pend_cap = cap;
 		}
 		st->pend[st->npend].slot = slot;
+		st->pend[st->npend].keep = keep;
 		st->pend[st->npend].lsn = st->next_lsn - 1;
 		st->npend++;
 	}
 	pthread_mutex_unlock(&st->lock);
 }
 
-static int store_write_slot(struct vss_store *st, uint32_t slot, const void *buf)
+static void store_free_slot(struct vss_store *st, uint32_t slot)
 {
-	return vss_file_pwrite(st->file, buf, st->bs, slot_off(st, slot));
+	free_slot_keep(st, slot, 0);
+}
+
+static void store_recycle_slot(struct vss_store *st, uint32_t slot)
+{
+	free_slot_keep(st, slot, 1);
+}
+
+static int store_write_slot(struct vss_store *st, uint32_t slot, const void *buf, uint32_t len)
+{
+	if (len > st->bs)
+		return -EINVAL;
+	return vss_file_pwrite(st->file, buf, len, slot_off(st, slot));
 }
 
 static int store_read_slot(struct vss_store *st, uint32_t slot, void *buf,
@@ -1037,16 +1179,21 @@ static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_
 	r = log_append(st, rec, lsn);
 	/* Even with nobody waiting for durability, staged log bytes must not
 	 * pile up: write them out, unsynced (replay checks what no SYNC
-	 * record vouches for).  Not while a commit leader is writing its
-	 * share outside the lock: pieces of one segment must land in order. */
-	if (!r && st->nstaged >= STAGED_COMMIT && !st->committing) {
-		struct staged *w;
-		size_t nw;
-		staged_take(st, &w, &nw);
-		r = staged_write(st, w, nw);
-		if (r)
-			st->failed = 1;
-	}
+	 * record vouches for). */
+	if (!r && st->nstaged >= STAGED_COMMIT)
+		r = log_write_out(st);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+static int store_write_out(struct vss_store *st)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = st->failed ? -EIO : seg_stage(st);
+	if (!r)
+		r = log_write_out(st);
 	pthread_mutex_unlock(&st->lock);
 	return r;
 }
@@ -1058,7 +1205,7 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 
 	pthread_mutex_lock(&st->lock);
 	while (st->durable < lsn) {
-		uint64_t target;
+		uint64_t target, sync_val;
 
 		if (st->failed) {
 			r = -EIO;
@@ -1068,22 +1215,17 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 			pthread_cond_wait(&st->cond, &st->lock);
 			continue;
 		}
-		struct staged *w = NULL;
-		size_t nw = 0;
-
 		st->committing = 1;
 		target = st->next_lsn - 1;
+		sync_val = st->sync_appended;   /* its SYNC record is at or before target */
 		r = seg_stage(st);
 		if (!r)
-			staged_take(st, &w, &nw);
+			r = log_write_out(st);
 		pthread_mutex_unlock(&st->lock);
 		/* One sync for the slots and the records together.  A record
 		 * may reach the disk before the slot it names; replay checks
-		 * the slot of every COPY record no SYNC record vouches for. */
-		if (!r)
-			r = staged_write(st, w, nw);
-		else
-			staged_drop(w, nw);
+		 * the slot of every COPY and REDO record no SYNC record
+		 * vouches for. */
 		if (!r)
 			r = vss_file_sync(st->file);
 		pthread_mutex_lock(&st->lock);
@@ -1094,11 +1236,15 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 			struct vss_rec sync = { .type = VSS_REC_SYNC, .block = target };
 			uint64_t slsn;
 			st->durable = target;
+			if (sync_val > st->vouched)
+				st->vouched = sync_val;
 			release_pending(st);
 			/* Vouches for them at the next commit (or never: then
 			 * replay checks their slots, which is slower, not wrong). */
 			if (log_append(st, &sync, &slsn))
 				st->failed = 1;
+			else
+				st->sync_appended = target;
 		}
 		pthread_cond_broadcast(&st->cond);
 		if (r)
@@ -1212,9 +1358,11 @@ const struct vss_store_ops vss_store_log_ops = {
 	.close = store_close,
 	.alloc_slot = store_alloc_slot,
 	.free_slot = store_free_slot,
+	.recycle_slot = store_recycle_slot,
 	.write_slot = store_write_slot,
 	.read_slot = store_read_slot,
 	.append = store_append,
+	.write_out = store_write_out,
 	.commit = store_commit,
 	.durable_lsn = store_durable_lsn,
 	.set_max = store_set_max,

@@ -1693,11 +1693,14 @@ static void fault_check(struct ctx *c, struct fmodel *fm, bool reopened, bool le
 {
 	struct vss_cow_shadow_info *info = NULL;
 	unsigned char *got = hold(c->held, malloc(fm->size));
-	bool faults = crashvfs_faults_hit(c->cv) > 0;
+	bool faults;
 	size_t n = 0;
 	uint64_t d, off;
 	int r;
 
+	/* The flusher works behind the writes: let it meet its faults first. */
+	vss_cow_quiesce(c->vol);
+	faults = crashvfs_faults_hit(c->cv) > 0;
 	assert_non_null(got);
 	for (off = 0; off < fm->size;) {
 		size_t len = 1 + rng_below(rng, 2 * (uint64_t)fm->bs);

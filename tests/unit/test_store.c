@@ -107,7 +107,7 @@ static struct vss_rec copy_rec_data(struct vss_store *st, uint64_t i)
 
 	memset(buf, (int)(i * 7 + 1), sizeof(buf));
 	assert_int_equal(ops->alloc_slot(st, &r.slot), 0);
-	assert_int_equal(ops->write_slot(st, r.slot, buf), 0);
+	assert_int_equal(ops->write_slot(st, r.slot, buf, BS), 0);
 	r.data_crc = vss_crc32c(0, buf, sizeof(buf));
 	return r;
 }
