@@ -91,11 +91,13 @@ struct vss_store_ops {
 	/* Gives a slot back; it is reused only once the record that freed it
 	 * is durable. */
 	void (*free_slot)(struct vss_store *st, uint32_t slot);
-	/* Writes a whole block into @slot / reads @len bytes from @off into
-	 * @slot (which may run on into the slots after it); 0 or -errno. */
+	/* Writes a whole block into @slot; 0 or -errno. */
 	int (*write_slot)(struct vss_store *st, uint32_t slot, const void *buf);
-	int (*read_slot)(struct vss_store *st, uint32_t slot, void *buf,
-			 uint32_t off, uint32_t len);
+	/* Fills @rd with the read of @len bytes from @off in @slot (which may
+	 * run on into the slots after it) into @buf, for the caller to do with
+	 * its other reads in one vss_vfs_read_batch() on the store's vfs. */
+	void (*read_slot_prep)(struct vss_store *st, uint32_t slot, void *buf,
+			       uint32_t off, uint32_t len, struct vss_read *rd);
 
 	/* Appends a record (buffered); its log sequence number goes in *@lsn.
 	 * -EINVAL before the first checkpoint() after open(): a replayed log

@@ -1023,10 +1023,11 @@ static int store_write_slot(struct vss_store *st, uint32_t slot, const void *buf
 	return vss_file_pwrite(st->file, buf, st->bs, slot_off(st, slot));
 }
 
-static int store_read_slot(struct vss_store *st, uint32_t slot, void *buf,
-			   uint32_t off, uint32_t len)
+static void store_read_slot_prep(struct vss_store *st, uint32_t slot, void *buf,
+				 uint32_t off, uint32_t len, struct vss_read *rd)
 {
-	return vss_file_pread(st->file, buf, len, slot_off(st, slot) + off);
+	*rd = (struct vss_read){ .file = st->file, .buf = buf, .len = len,
+				 .off = slot_off(st, slot) + off };
 }
 
 static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn)
@@ -1213,7 +1214,7 @@ const struct vss_store_ops vss_store_log_ops = {
 	.alloc_slot = store_alloc_slot,
 	.free_slot = store_free_slot,
 	.write_slot = store_write_slot,
-	.read_slot = store_read_slot,
+	.read_slot_prep = store_read_slot_prep,
 	.append = store_append,
 	.commit = store_commit,
 	.durable_lsn = store_durable_lsn,
