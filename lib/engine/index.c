@@ -55,6 +55,7 @@ static int alloc_table(struct vss_index *ix, size_t cap)
 
 int vss_index_init(struct vss_index *ix)
 {
+	ix->gen = 0;
 	return alloc_table(ix, INITIAL_CAP);
 }
 
@@ -188,6 +189,7 @@ int vss_index_insert(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 			return r;
 	}
 	place(ix, vss_index_key(block, seq), slot);
+	ix->gen++;
 	return 0;
 }
 
@@ -210,6 +212,7 @@ int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 	}
 	ix->keys[pos] = 0;
 	ix->count--;
+	ix->gen++;
 	return 1;
 }
 
@@ -221,5 +224,6 @@ int vss_index_rekey(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t
 		return -ENOENT;
 	/* Same block, same home: the key can change in place. */
 	ix->keys[pos] = vss_index_key(block, new_seq);
+	ix->gen++;
 	return 0;
 }

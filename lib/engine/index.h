@@ -27,6 +27,8 @@ struct vss_index {
 	uint32_t *slots;
 	size_t cap;         /* any size >= 1024 */
 	size_t count;
+	uint64_t gen;       /* bumped by every insert, removal and re-key: while it
+			     * stays the same, every lookup answers the same */
 };
 
 int vss_index_init(struct vss_index *ix);

@@ -34,7 +34,11 @@
  *    then looks the block up again: if an entry has appeared, the origin
  *    bytes may be new, and it reads the slot instead.  If none has, no
  *    writer had yet started writing that block's origin when the reader
- *    finished reading it.  So shadow reads take no per-block lock.
+ *    finished reading it.  So shadow reads take no per-block lock.  A read
+ *    looks up all its blocks under one hold of ixlock and notes the index
+ *    generation; every read it then needs (origin and slots) goes to the
+ *    vfs as one batch, complete before the second look, which is skipped
+ *    when the generation has not moved: then no entry can have appeared.
  *
  * 5. Durability.  When a valid persistent shadow exists, a write waits
  *    until the COPY records of every block it touches are durable (group
@@ -747,22 +751,25 @@ int vss_cow_flush(struct vss_cow_volume *vol)
 
 #define NO_SLOT UINT32_MAX
 #define READ_STACK_BLOCKS 256
+#define READ_RUN_MAX (1u << 30)  /* bytes in one read: slot reads take 32-bit lengths */
 
 /*
- * Reads [@pos, @end) of a shadow whose blocks @first.. have been looked up
- * into @slot[] (NO_SLOT: from the origin), with as few reads as the layout
- * allows: a run of origin blocks is one read, and so is a run of blocks in
- * consecutive slots.
+ * Plans the reads of [@off, @end) of a shadow whose blocks @first.. have
+ * been looked up into @slot[] (NO_SLOT: from the origin) into @rd, as few as
+ * the layout allows: a run of origin blocks is one read, and so is a run of
+ * blocks in consecutive slots.  Returns how many (at most one per block).
  */
-static int read_runs(struct vss_cow_volume *vol, char *out, uint64_t off, uint64_t pos,
-		     uint64_t end, uint64_t first, const uint32_t *slot)
+static size_t plan_reads(struct vss_cow_volume *vol, char *out, uint64_t off, uint64_t end,
+			 uint64_t first, const uint32_t *slot, struct vss_read *rd)
 {
+	uint64_t pos = off;
+	size_t n = 0;
+
 	while (pos < end) {
 		uint64_t b = pos >> vol->bs_shift, nb = b + 1, run_end;
 		uint32_t s0 = slot[b - first];
-		int r;
 
-		while ((nb << vol->bs_shift) < end &&
+		while ((nb << vol->bs_shift) < end && (nb << vol->bs_shift) - pos < READ_RUN_MAX &&
 		       (s0 == NO_SLOT ? slot[nb - first] == NO_SLOT
 				      : slot[nb - first] == s0 + (nb - b)))
 			nb++;
@@ -770,23 +777,30 @@ static int read_runs(struct vss_cow_volume *vol, char *out, uint64_t off, uint64
 		if (run_end > end)
 			run_end = end;
 		if (s0 == NO_SLOT)
-			r = vss_file_pread(vol->origin, out + (pos - off), run_end - pos, pos);
+			rd[n] = (struct vss_read){ .file = vol->origin, .buf = out + (pos - off),
+						   .len = run_end - pos, .off = pos };
 		else
-			r = vol->sops->read_slot(vol->store, s0, out + (pos - off),
-						 (uint32_t)(pos & (vol->bs - 1)),
-						 (uint32_t)(run_end - pos));
-		if (r)
-			return r;
+			vol->sops->read_slot_prep(vol->store, s0, out + (pos - off),
+						  (uint32_t)(pos & (vol->bs - 1)),
+						  (uint32_t)(run_end - pos), &rd[n]);
+		n++;
 		pos = run_end;
 	}
-	return 0;
+	return n;
 }
 
+/*
+ * The blocks are looked up under one hold of the index lock, and all the
+ * reads they need, of the origin and of the diff area, go to the vfs as one
+ * batch: with the posix vfs one system call, not one per run of blocks.
+ */
 ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, uint64_t off)
 {
 	struct vss_cow_volume *vol = sh->vol;
 	uint32_t stack_slots[READ_STACK_BLOCKS], *slot = stack_slots;
-	uint64_t first, nblk, end;
+	struct vss_read stack_rd[READ_STACK_BLOCKS], *rd = stack_rd;
+	uint64_t first, nblk, end, gen;
+	size_t n;
 	struct shadow *s;
 	int r = 0, any_origin = 0;
 
@@ -811,54 +825,56 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	first = off >> vol->bs_shift;
 	nblk = ((end - 1) >> vol->bs_shift) - first + 1;
 	if (nblk > READ_STACK_BLOCKS) {
-		slot = malloc(nblk * sizeof(*slot));
-		if (!slot) {
+		rd = malloc(nblk * (sizeof(*rd) + sizeof(*slot)));
+		if (!rd) {
 			r = -ENOMEM;
 			goto out;
 		}
+		slot = (uint32_t *)(rd + nblk);
 	}
 
 	/* Where each block comes from, under one hold of the index lock. */
 	pthread_rwlock_rdlock(&vol->ixlock);
+	gen = vol->index.gen;
 	for (uint64_t i = 0; i < nblk; i++) {
 		if (!vss_index_find(&vol->index, first + i, s->seq, NULL, &slot[i]))
 			slot[i] = NO_SLOT;
 		any_origin |= slot[i] == NO_SLOT;
 	}
 	pthread_rwlock_unlock(&vol->ixlock);
-	r = read_runs(vol, buf, off, off, end, first, slot);
+	n = plan_reads(vol, buf, off, end, first, slot, rd);
+	r = vss_vfs_read_batch(vol->vfs, rd, n);
 	if (r || !any_origin)
 		goto done;
 
 	/* Design note 4: a block copied while we read the origin is read
-	 * again from its slot. */
+	 * again from its slot.  An unchanged index generation says that no
+	 * block was. */
+	n = 0;
 	pthread_rwlock_rdlock(&vol->ixlock);
-	for (uint64_t i = 0; i < nblk; i++) {
-		uint32_t now;
-		/* Only blocks read from the origin that have a slot now. */
-		if (slot[i] == NO_SLOT &&
-		    vss_index_find(&vol->index, first + i, s->seq, NULL, &now))
-			slot[i] = now;
-		else
-			slot[i] = NO_SLOT;
-	}
-	pthread_rwlock_unlock(&vol->ixlock);
-	for (uint64_t i = 0; !r && i < nblk; i++) {
+	for (uint64_t i = 0; vol->index.gen != gen && i < nblk; i++) {
 		uint64_t bs_ = (first + i) << vol->bs_shift, be = bs_ + vol->bs;
-		if (slot[i] == NO_SLOT)
+		uint32_t now;
+
+		/* Only blocks read from the origin that have a slot now. */
+		if (slot[i] != NO_SLOT ||
+		    !vss_index_find(&vol->index, first + i, s->seq, NULL, &now))
 			continue;
 		if (bs_ < off)
 			bs_ = off;
 		if (be > end)
 			be = end;
-		r = vol->sops->read_slot(vol->store, slot[i], (char *)buf + (bs_ - off),
-					 (uint32_t)(bs_ & (vol->bs - 1)), (uint32_t)(be - bs_));
+		vol->sops->read_slot_prep(vol->store, now, (char *)buf + (bs_ - off),
+					  (uint32_t)(bs_ & (vol->bs - 1)), (uint32_t)(be - bs_),
+					  &rd[n++]);
 	}
+	pthread_rwlock_unlock(&vol->ixlock);
+	r = vss_vfs_read_batch(vol->vfs, rd, n);
 done:
 	if (!r && s->invalid)
 		r = -EIO;
-	if (slot != stack_slots)
-		free(slot);
+	if (rd != stack_rd)
+		free(rd);
 out:
 	pthread_rwlock_unlock(&vol->gate);
 	return r ? r : (ssize_t)len;

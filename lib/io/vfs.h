@@ -41,14 +41,27 @@ struct vss_file {
 #define VSS_VFS_CREATE 0x1   /* create if missing */
 #define VSS_VFS_EXCL   0x2   /* with CREATE: fail with -EEXIST if it exists */
 
+/* One read of a batch: @len bytes at @off of @file into @buf. */
+struct vss_read {
+	struct vss_file *file;
+	void *buf;
+	size_t len;
+	uint64_t off;
+};
+
 struct vss_vfs {
 	/* Opens @path read-write; on success *@out is owned by the caller. */
 	int (*open)(struct vss_vfs *vfs, const char *path, int flags, struct vss_file **out);
 	/* Removes @path; 0 or -errno. */
 	int (*unlink)(struct vss_vfs *vfs, const char *path);
+	/* Optional (NULL: one pread each).  Does the @n reads of @rd, on files
+	 * of this vfs, each as pread does, in any order and together: returns
+	 * once all are done, 0 or the -errno of one that failed. */
+	int (*read_batch)(struct vss_vfs *vfs, const struct vss_read *rd, size_t n);
 };
 
-/* The real one: pread/pwrite/fdatasync/fallocate on file descriptors. */
+/* The real one: pread/pwrite/fdatasync/fallocate on file descriptors, read
+ * batches through io_uring (io/uring.h). */
 struct vss_vfs *vss_vfs_posix(void);
 
 static inline int vss_file_pread(struct vss_file *f, void *b, size_t n, uint64_t o)
@@ -64,5 +77,18 @@ static inline int vss_file_size(struct vss_file *f, uint64_t *s) { return f->ops
 static inline int vss_file_allocated(struct vss_file *f, uint64_t *b)
 { return f->ops->allocated(f, b); }
 static inline void vss_file_close(struct vss_file *f) { if (f) f->ops->close(f); }
+
+/* Many reads at once (vss_vfs.read_batch), or one after the other. */
+static inline int vss_vfs_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size_t n)
+{
+	if (vfs->read_batch)
+		return vfs->read_batch(vfs, rd, n);
+	for (size_t i = 0; i < n; i++) {
+		int r = vss_file_pread(rd[i].file, rd[i].buf, rd[i].len, rd[i].off);
+		if (r)
+			return r;
+	}
+	return 0;
+}
 
 #endif

@@ -105,6 +105,11 @@ struct vss_store_ops {
 	int (*write_slot)(struct vss_store *st, uint32_t slot, const void *buf, uint32_t len);
 	int (*read_slot)(struct vss_store *st, uint32_t slot, void *buf,
 			 uint32_t off, uint32_t len);
+	/* Fills @rd with the read of @len bytes from @off in @slot (which may
+	 * run on into the slots after it) into @buf, for the caller to do with
+	 * its other reads in one vss_vfs_read_batch() on the store's vfs. */
+	void (*read_slot_prep)(struct vss_store *st, uint32_t slot, void *buf,
+			       uint32_t off, uint32_t len, struct vss_read *rd);
 
 	/* Appends a record (buffered); its log sequence number goes in *@lsn.
 	 * -EINVAL before the first checkpoint() after open(): a replayed log

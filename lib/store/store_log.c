@@ -1171,6 +1171,13 @@ static int store_read_slot(struct vss_store *st, uint32_t slot, void *buf,
 	return vss_file_pread(st->file, buf, len, slot_off(st, slot) + off);
 }
 
+static void store_read_slot_prep(struct vss_store *st, uint32_t slot, void *buf,
+				 uint32_t off, uint32_t len, struct vss_read *rd)
+{
+	*rd = (struct vss_read){ .file = st->file, .buf = buf, .len = len,
+				 .off = slot_off(st, slot) + off };
+}
+
 static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn)
 {
 	int r;
@@ -1361,6 +1368,7 @@ const struct vss_store_ops vss_store_log_ops = {
 	.recycle_slot = store_recycle_slot,
 	.write_slot = store_write_slot,
 	.read_slot = store_read_slot,
+	.read_slot_prep = store_read_slot_prep,
 	.append = store_append,
 	.write_out = store_write_out,
 	.commit = store_commit,

@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_index.c - the block index against a plain array model:
- * random inserts, removals and re-keys, with every query checked.
+ * random inserts, removals and re-keys, with every query checked, and the
+ * generation moving with every change and only then.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,12 +43,14 @@ static void random_against_model(void **state)
 		uint64_t b = (uint64_t)rand_r(&seed) % NB;
 		uint32_t s = 1 + (uint32_t)rand_r(&seed) % NS;
 		int op = rand_r(&seed) % 10;
+		uint64_t gen = ix.gen, changes = 0;
 		if (op < 5) {
 			if (!model[b][s]) {
 				uint32_t slot = (uint32_t)rand_r(&seed);
 				assert_int_equal(vss_index_insert(&ix, b, s, slot), 0);
 				model[b][s] = slot + 1;
 				count++;
+				changes++;
 			}
 		} else if (op < 8) {
 			uint32_t slot = 0;
@@ -57,6 +60,7 @@ static void random_against_model(void **state)
 				assert_int_equal(slot, model[b][s] - 1);
 				model[b][s] = 0;
 				count--;
+				changes++;
 			}
 		} else if (op < 9) {
 			/* the engine's hand-down: to a lower seq, with no entry
@@ -69,8 +73,12 @@ static void random_against_model(void **state)
 				assert_int_equal(vss_index_rekey(&ix, b, s, t), 0);
 				model[b][t] = model[b][s];
 				model[b][s] = 0;
+				changes++;
 			}
 		}
+		/* a reader that finds the generation unchanged may trust
+		 * what it looked up before (engine design note 4) */
+		assert_int_equal(ix.gen, gen + changes);
 		/* queries */
 		uint64_t qb = (uint64_t)rand_r(&seed) % NB;
 		uint32_t qs = 1 + (uint32_t)rand_r(&seed) % NS, seq = 0, slot = 0, mseq = 0, mslot = 0;
@@ -88,6 +96,7 @@ static void random_against_model(void **state)
 				mx = t;
 		assert_int_equal(vss_index_max_seq(&ix, qb), mx);
 		assert_int_equal(ix.count, count);
+		assert_int_equal(ix.gen, gen + changes);
 	}
 	vss_index_release(&ix);
 }

@@ -1,0 +1,204 @@
+/*
+ * tests/unit/test_vfs.c - the posix vfs's read batches: random batches of
+ * reads over two files, some past their ends, return what pread would,
+ * through io_uring and without it; io_uring's own answers (short reads,
+ * errors); and no ring outlives the last open file.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "io/uring.h"
+#include "io/vfs.h"
+#include "../lib/testutil.h"
+
+#define NFILES 2
+#define MAX_READ (64u << 10)
+
+static const size_t file_size[NFILES] = { (1u << 20) + 777, 300u << 10 };
+
+struct fx {
+	char dir[64], path[NFILES][96];
+	unsigned char *data[NFILES];      /* what each file holds */
+	struct vss_file *file[NFILES];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	uint64_t rng = 99;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vss-vfs-%d-XXXXXX", (int)getpid());
+	if (!mkdtemp(f->dir))
+		return -1;
+	for (int i = 0; i < NFILES; i++) {
+		snprintf(f->path[i], sizeof(f->path[i]), "%s/f%d", f->dir, i);
+		f->data[i] = malloc(file_size[i]);
+		rng_fill(&rng, f->data[i], file_size[i]);
+		int fd = open(f->path[i], O_CREAT | O_RDWR | O_TRUNC, 0600);
+		if (fd < 0 || write(fd, f->data[i], file_size[i]) != (ssize_t)file_size[i])
+			return -1;
+		close(fd);
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	for (int i = 0; i < NFILES; i++) {
+		vss_file_close(f->file[i]);
+		unlink(f->path[i]);
+		free(f->data[i]);
+	}
+	rmdir(f->dir);
+	free(f);
+	vss_uring_enable(1);
+	return 0;
+}
+
+static void open_all(struct fx *f)
+{
+	struct vss_vfs *vfs = vss_vfs_posix();
+
+	for (int i = 0; i < NFILES; i++)
+		assert_int_equal(vfs->open(vfs, f->path[i], 0, &f->file[i]), 0);
+}
+
+static void close_all(struct fx *f)
+{
+	for (int i = 0; i < NFILES; i++) {
+		vss_file_close(f->file[i]);
+		f->file[i] = NULL;
+	}
+}
+
+/* Random batches of @n reads against the files' known contents. */
+static void batches(struct fx *f, size_t n, uint64_t seed)
+{
+	struct vss_read *rd = calloc(n, sizeof(*rd));
+	unsigned char *buf = malloc(n * MAX_READ), *want = malloc(MAX_READ);
+	int *which = calloc(n ? n : 1, sizeof(*which));
+
+	for (int round = 0; round < 20; round++) {
+		for (size_t i = 0; i < n; i++) {
+			int k = (int)rng_below(&seed, NFILES);
+			/* a few reads start or run past the end: zeros there */
+			uint64_t off = rng_below(&seed, file_size[k] + 2 * MAX_READ);
+			which[i] = k;
+			rd[i] = (struct vss_read){ .file = f->file[k], .buf = buf + i * MAX_READ,
+						   .len = rng_below(&seed, MAX_READ + 1), .off = off };
+			memset(rd[i].buf, 0xA5, rd[i].len);
+		}
+		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, n), 0);
+		for (size_t i = 0; i < n; i++) {
+			size_t k = (size_t)which[i], have = 0;
+			memset(want, 0, rd[i].len);
+			if (rd[i].off < file_size[k])
+				have = file_size[k] - rd[i].off;
+			if (have > rd[i].len)
+				have = rd[i].len;
+			memcpy(want, f->data[k] + (have ? rd[i].off : 0), have);
+			assert_memory_equal(rd[i].buf, want, rd[i].len);
+		}
+	}
+	free(rd);
+	free(buf);
+	free(want);
+	free(which);
+}
+
+static void batch_reads_like_pread(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 2, 37, VSS_URING_ENTRIES, VSS_URING_ENTRIES + 1, 400 };
+	struct fx *f = *state;
+
+	open_all(f);
+	for (int on = 1; on >= 0; on--) {
+		vss_uring_enable(on);
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(*sizes); i++)
+			batches(f, sizes[i], 1000 * i + (uint64_t)on);
+	}
+	close_all(f);
+}
+
+static void uring_answers(void **state)
+{
+	struct fx *f = *state;
+	unsigned char a[4096], b[4096], c[4096];
+	int fd = open(f->path[1], O_RDONLY);
+	struct vss_uring_read rd[3] = {
+		{ .fd = fd, .len = sizeof(a), .buf = a, .off = 8192 },
+		{ .fd = fd, .len = sizeof(b), .buf = b, .off = file_size[1] - 100 },
+		{ .fd = -1, .len = sizeof(c), .buf = c, .off = 0 },
+	};
+	int r;
+
+	assert_true(fd >= 0);
+	vss_uring_hold();
+	r = vss_uring_read(rd, 3);
+	if (r == -ENOSYS) {
+		vss_uring_release();
+		close(fd);
+		skip();     /* io_uring is not available here */
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(rd[0].res, sizeof(a));
+	assert_memory_equal(a, f->data[1] + 8192, sizeof(a));
+	assert_int_equal(rd[1].res, 100);          /* short: the end of the file */
+	assert_memory_equal(b, f->data[1] + file_size[1] - 100, 100);
+	assert_int_equal(rd[2].res, -EBADF);
+	assert_int_equal(vss_uring_read(rd, VSS_URING_ENTRIES + 1), -EINVAL);
+
+	vss_uring_enable(0);
+	assert_int_equal(vss_uring_read(rd, 1), -ENOSYS);
+	assert_int_equal(rd[0].res, -ECANCELED);
+	vss_uring_enable(1);
+	vss_uring_release();
+	close(fd);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void rings_go_with_the_last_file(void **state)
+{
+	struct fx *f = *state;
+	int before = count_fds();
+
+	open_all(f);
+	batches(f, 50, 7);
+	close_all(f);
+	assert_int_equal(count_fds(), before);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(batch_reads_like_pread, setup, teardown),
+		cmocka_unit_test_setup_teardown(uring_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(rings_go_with_the_last_file, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
