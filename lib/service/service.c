@@ -95,6 +95,19 @@ int svc_same_fs_as_state(struct vss_service *svc, dev_t dev, const char **what)
 	return 0;
 }
 
+void *svc_grow(void *items, size_t *cap, size_t count, size_t size)
+{
+	size_t n = *cap ? 2 * *cap : 16;
+	void *bigger;
+
+	if (count < *cap)
+		return items;
+	if (!(bigger = realloc(items, n * size)))
+		return NULL;
+	*cap = n;
+	return bigger;
+}
+
 /* ---- operations about the service itself ---- */
 
 int svc_op_status(struct vss_service *svc, json_t *args, json_t **res,
@@ -206,16 +219,11 @@ struct shadow_rows {
 static int collect_row(void *arg, const struct vss_catalog_shadow *s)
 {
 	struct shadow_rows *r = arg;
+	struct vss_catalog_shadow *rows = svc_grow(r->rows, &r->cap, r->count, sizeof(*rows));
 
-	if (r->count == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 16;
-		struct vss_catalog_shadow *bigger = realloc(r->rows, cap * sizeof(*bigger));
-
-		if (!bigger)
-			return -ENOMEM;
-		r->rows = bigger;
-		r->cap = cap;
-	}
+	if (!rows)
+		return -ENOMEM;
+	r->rows = rows;
 	r->rows[r->count] = *s;
 	r->rows[r->count].target = strdup(s->target);
 	r->count++;

@@ -109,6 +109,10 @@ uint64_t svc_now_ns(void);
 const char *svc_short_tag(void);
 void svc_time_str(uint64_t ns, char out[40]);
 int svc_same_fs_as_state(struct vss_service *svc, dev_t dev, const char **what);
+/* Room for one more in the array @items of @count elements of @size bytes
+ * and capacity *@cap: @items, or a bigger copy (*@cap updated), or NULL
+ * (out of memory; @items untouched). */
+void *svc_grow(void *items, size_t *cap, size_t count, size_t size);
 
 /* ---- volume.c ---- */
 extern const struct vss_device_ops svc_volume_device_ops;

@@ -512,7 +512,7 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 {
 	const char *target, *set;
 	struct svc_volume *only = NULL;
-	struct listed *items = NULL;
+	struct listed *items = NULL, *bigger;
 	size_t count = 0, cap = 0;
 	char *only_mount = NULL;
 	json_t *arr;
@@ -544,18 +544,12 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 				continue;   /* being taken or deleted right now */
 			if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 				continue;
-			if (count == cap) {
-				struct listed *bigger;
-
-				cap = cap ? 2 * cap : 16;
-				bigger = realloc(items, cap * sizeof(*items));
-				if (!bigger) {
-					free(infos);
-					rc = vss_error_set(err, -ENOMEM, "out of memory");
-					goto fail;
-				}
-				items = bigger;
+			if (!(bigger = svc_grow(items, &cap, count, sizeof(*items)))) {
+				free(infos);
+				rc = vss_error_set(err, -ENOMEM, "out of memory");
+				goto fail;
 			}
+			items = bigger;
 			items[count].created_ns = infos[i].created_ns;
 			items[count].seq = infos[i].seq;
 			items[count++].obj = shadow_json(svc, sh, &infos[i]);
@@ -570,16 +564,11 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 			continue;
 		if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 			continue;
-		if (count == cap) {
-			struct listed *bigger;
-
-			cap = cap ? 2 * cap : 16;
-			if (!(bigger = realloc(items, cap * sizeof(*items)))) {
-				rc = vss_error_set(err, -ENOMEM, "out of memory");
-				goto fail;
-			}
-			items = bigger;
+		if (!(bigger = svc_grow(items, &cap, count, sizeof(*items)))) {
+			rc = vss_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
 		}
+		items = bigger;
 		items[count].created_ns = info.created_ns;
 		items[count].seq = 0;
 		items[count++].obj = shadow_json(svc, sh, &info);
