@@ -1,10 +1,16 @@
 /*
  * service/catalog.c - the catalog in SQLite (see catalog.h).
  *
- * Schema, version 1 (PRAGMA user_version):
+ * Schema, version 2 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
  *           storage_explicit, max_diff [-1 = unbounded], created_ns)
  *   shadows(id PK, set_id, volume, target, created_ns, attrs)
+ *   mounts(kind ["volume" | "shadow"], name [volume name | shadow ID],
+ *          dir, options, fstype, PK(kind, name))      since version 2
+ * Migration: open brings an older catalog up to this version in one
+ * transaction (1 -> 2 adds the empty mounts table: nothing was mounted as
+ * far as the catalog knows).  A newer catalog is refused, so that an older vssd
+ * never leaves rows it does not know about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
  */
@@ -19,7 +25,7 @@
 
 #include "service/catalog.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 struct vss_catalog {
 	sqlite3 *db;
@@ -54,7 +60,11 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		"CREATE TABLE IF NOT EXISTS shadows("
 		" id TEXT PRIMARY KEY, set_id TEXT NOT NULL, volume TEXT NOT NULL,"
 		" target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
-		" attrs INTEGER NOT NULL);";
+		" attrs INTEGER NOT NULL);"
+		"CREATE TABLE IF NOT EXISTS mounts("
+		" kind TEXT NOT NULL, name TEXT NOT NULL, dir TEXT NOT NULL,"
+		" options TEXT NOT NULL, fstype TEXT NOT NULL, PRIMARY KEY(kind, name));"
+		"PRAGMA user_version=2;";
 	struct vss_catalog *c = calloc(1, sizeof(*c));
 	sqlite3_stmt *st;
 	int version = 0, rc;
@@ -83,9 +93,14 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 				   "this vssd knows up to %d", path, version, SCHEMA_VERSION);
 		goto fail;
 	}
-	if ((rc = exec(c, schema, err)) < 0 ||
-	    (rc = exec(c, "PRAGMA user_version=1", err)) < 0)
-		goto fail;
+	if (version < SCHEMA_VERSION) {
+		if ((rc = exec(c, "BEGIN IMMEDIATE", err)) < 0)
+			goto fail;
+		if ((rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
+			exec(c, "ROLLBACK", NULL);
+			goto fail;
+		}
+	}
 	*out = c;
 	return 0;
 fail:
@@ -122,6 +137,29 @@ static int step_done(struct vss_catalog *c, sqlite3_stmt *st, struct vss_error *
 	return rc;
 }
 
+/* Runs each of @sql (one '?' each, bound to @key) in one transaction. */
+static int delete_by_key(struct vss_catalog *c, const char *const *sql, size_t n,
+			 const char *key, struct vss_error *err)
+{
+	int rc;
+
+	if ((rc = exec(c, "BEGIN IMMEDIATE", err)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *st = prepare(c, sql[i], err);
+
+		if (!st)
+			goto fail;
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (step_done(c, st, err, "deleting") < 0)
+			goto fail;
+	}
+	return exec(c, "COMMIT", err);
+fail:
+	exec(c, "ROLLBACK", NULL);
+	return -EIO;
+}
+
 static int64_t max_to_db(uint64_t max)
 {
 	return max == VSS_COW_UNBOUNDED ? -1 : (int64_t)max;
@@ -149,27 +187,15 @@ int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volum
 int vss_catalog_volume_delete(struct vss_catalog *c, const char *name,
 			      struct vss_error *err)
 {
-	sqlite3_stmt *st;
-	int rc;
+	static const char *const sql[] = {
+		"DELETE FROM mounts WHERE kind = 'shadow'"
+		" AND name IN (SELECT id FROM shadows WHERE volume = ?)",
+		"DELETE FROM shadows WHERE volume = ?",
+		"DELETE FROM mounts WHERE kind = 'volume' AND name = ?",
+		"DELETE FROM volumes WHERE name = ?",
+	};
 
-	if ((rc = exec(c, "BEGIN IMMEDIATE", err)) < 0)
-		return rc;
-	st = prepare(c, "DELETE FROM shadows WHERE volume = ?", err);
-	if (!st)
-		goto fail;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (step_done(c, st, err, "deleting a volume's shadows") < 0)
-		goto fail;
-	st = prepare(c, "DELETE FROM volumes WHERE name = ?", err);
-	if (!st)
-		goto fail;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (step_done(c, st, err, "deleting a volume") < 0)
-		goto fail;
-	return exec(c, "COMMIT", err);
-fail:
-	exec(c, "ROLLBACK", NULL);
-	return -EIO;
+	return delete_by_key(c, sql, sizeof(sql) / sizeof(sql[0]), name, err);
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -179,37 +205,57 @@ static const char *col_text(sqlite3_stmt *st, int i)
 	return s ? (const char *)s : "";
 }
 
-int vss_catalog_volume_each(struct vss_catalog *c,
-			    int (*fn)(void *arg, const struct vss_catalog_volume *v),
-			    void *arg, struct vss_error *err)
+/* Steps through @sql's rows, calling @row for each until it returns nonzero. */
+static int each_row(struct vss_catalog *c, const char *sql,
+		    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx, const char *what,
+		    struct vss_error *err)
 {
-	sqlite3_stmt *st = prepare(c, "SELECT name, size, block_size, backing, owns_backing,"
-				   " diff_path, storage_explicit, max_diff, created_ns"
-				   " FROM volumes ORDER BY name", err);
+	sqlite3_stmt *st = prepare(c, sql, err);
 	int rc = 0, s;
 
 	if (!st)
 		return -EIO;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		struct vss_catalog_volume v = { 0 };
-		int64_t max = sqlite3_column_int64(st, 7);
-
-		snprintf(v.name, sizeof(v.name), "%s", col_text(st, 0));
-		v.size = (uint64_t)sqlite3_column_int64(st, 1);
-		v.block_size = (uint32_t)sqlite3_column_int64(st, 2);
-		v.backing = (char *)col_text(st, 3);
-		v.owns_backing = sqlite3_column_int(st, 4) != 0;
-		v.diff_path = (char *)col_text(st, 5);
-		v.storage_explicit = sqlite3_column_int(st, 6) != 0;
-		v.max_diff = max < 0 ? VSS_COW_UNBOUNDED : (uint64_t)max;
-		v.created_ns = (uint64_t)sqlite3_column_int64(st, 8);
-		if ((rc = fn(arg, &v)) != 0)
+	while ((s = sqlite3_step(st)) == SQLITE_ROW)
+		if ((rc = row(st, ctx)) != 0)
 			break;
-	}
 	if (rc == 0 && s != SQLITE_DONE)
-		rc = db_error(c, err, "reading the volumes");
+		rc = db_error(c, err, what);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+struct volume_each {
+	int (*fn)(void *arg, const struct vss_catalog_volume *v);
+	void *arg;
+};
+
+static int volume_row(sqlite3_stmt *st, void *ctx)
+{
+	struct volume_each *e = ctx;
+	struct vss_catalog_volume v = { 0 };
+	int64_t max = sqlite3_column_int64(st, 7);
+
+	snprintf(v.name, sizeof(v.name), "%s", col_text(st, 0));
+	v.size = (uint64_t)sqlite3_column_int64(st, 1);
+	v.block_size = (uint32_t)sqlite3_column_int64(st, 2);
+	v.backing = (char *)col_text(st, 3);
+	v.owns_backing = sqlite3_column_int(st, 4) != 0;
+	v.diff_path = (char *)col_text(st, 5);
+	v.storage_explicit = sqlite3_column_int(st, 6) != 0;
+	v.max_diff = max < 0 ? VSS_COW_UNBOUNDED : (uint64_t)max;
+	v.created_ns = (uint64_t)sqlite3_column_int64(st, 8);
+	return e->fn(e->arg, &v);
+}
+
+int vss_catalog_volume_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_volume *v),
+			    void *arg, struct vss_error *err)
+{
+	struct volume_each e = { fn, arg };
+
+	return each_row(c, "SELECT name, size, block_size, backing, owns_backing, diff_path,"
+			" storage_explicit, max_diff, created_ns FROM volumes ORDER BY name",
+			volume_row, &e, "reading the volumes", err);
 }
 
 int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shadow *s,
@@ -231,38 +277,94 @@ int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shado
 int vss_catalog_shadow_delete(struct vss_catalog *c, const char *id,
 			      struct vss_error *err)
 {
-	sqlite3_stmt *st = prepare(c, "DELETE FROM shadows WHERE id = ?", err);
+	static const char *const sql[] = {
+		"DELETE FROM mounts WHERE kind = 'shadow' AND name = ?",
+		"DELETE FROM shadows WHERE id = ?",
+	};
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	return step_done(c, st, err, "deleting a shadow");
+	return delete_by_key(c, sql, sizeof(sql) / sizeof(sql[0]), id, err);
+}
+
+struct shadow_each {
+	int (*fn)(void *arg, const struct vss_catalog_shadow *s);
+	void *arg;
+};
+
+static int shadow_row(sqlite3_stmt *st, void *ctx)
+{
+	struct shadow_each *e = ctx;
+	struct vss_catalog_shadow sh = { 0 };
+
+	snprintf(sh.id, sizeof(sh.id), "%s", col_text(st, 0));
+	snprintf(sh.set_id, sizeof(sh.set_id), "%s", col_text(st, 1));
+	snprintf(sh.volume, sizeof(sh.volume), "%s", col_text(st, 2));
+	sh.target = (char *)col_text(st, 3);
+	sh.created_ns = (uint64_t)sqlite3_column_int64(st, 4);
+	sh.attrs = (uint32_t)sqlite3_column_int64(st, 5);
+	return e->fn(e->arg, &sh);
 }
 
 int vss_catalog_shadow_each(struct vss_catalog *c,
 			    int (*fn)(void *arg, const struct vss_catalog_shadow *s),
 			    void *arg, struct vss_error *err)
 {
-	sqlite3_stmt *st = prepare(c, "SELECT id, set_id, volume, target, created_ns, attrs"
-				   " FROM shadows ORDER BY created_ns", err);
-	int rc = 0, s;
+	struct shadow_each e = { fn, arg };
+
+	return each_row(c, "SELECT id, set_id, volume, target, created_ns, attrs"
+			" FROM shadows ORDER BY created_ns", shadow_row, &e,
+			"reading the shadows", err);
+}
+
+int vss_catalog_mount_put(struct vss_catalog *c, const struct vss_catalog_mount *m,
+			  struct vss_error *err)
+{
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO mounts VALUES(?,?,?,?,?)", err);
 
 	if (!st)
 		return -EIO;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		struct vss_catalog_shadow sh = { 0 };
+	sqlite3_bind_text(st, 1, m->shadow ? "shadow" : "volume", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, m->dir, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, m->options ? m->options : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, m->fstype, -1, SQLITE_STATIC);
+	return step_done(c, st, err, "saving a mount");
+}
 
-		snprintf(sh.id, sizeof(sh.id), "%s", col_text(st, 0));
-		snprintf(sh.set_id, sizeof(sh.set_id), "%s", col_text(st, 1));
-		snprintf(sh.volume, sizeof(sh.volume), "%s", col_text(st, 2));
-		sh.target = (char *)col_text(st, 3);
-		sh.created_ns = (uint64_t)sqlite3_column_int64(st, 4);
-		sh.attrs = (uint32_t)sqlite3_column_int64(st, 5);
-		if ((rc = fn(arg, &sh)) != 0)
-			break;
-	}
-	if (rc == 0 && s != SQLITE_DONE)
-		rc = db_error(c, err, "reading the shadows");
-	sqlite3_finalize(st);
-	return rc;
+int vss_catalog_mount_delete(struct vss_catalog *c, bool shadow, const char *name,
+			     struct vss_error *err)
+{
+	static const char *const sql[2][1] = {
+		{ "DELETE FROM mounts WHERE kind = 'volume' AND name = ?" },
+		{ "DELETE FROM mounts WHERE kind = 'shadow' AND name = ?" },
+	};
+
+	return delete_by_key(c, sql[shadow], 1, name, err);
+}
+
+struct mount_each {
+	int (*fn)(void *arg, const struct vss_catalog_mount *m);
+	void *arg;
+};
+
+static int mount_row(sqlite3_stmt *st, void *ctx)
+{
+	struct mount_each *e = ctx;
+	struct vss_catalog_mount m = { 0 };
+
+	m.shadow = strcmp(col_text(st, 0), "shadow") == 0;
+	snprintf(m.name, sizeof(m.name), "%s", col_text(st, 1));
+	m.dir = (char *)col_text(st, 2);
+	m.options = (char *)col_text(st, 3);
+	snprintf(m.fstype, sizeof(m.fstype), "%s", col_text(st, 4));
+	return e->fn(e->arg, &m);
+}
+
+int vss_catalog_mount_each(struct vss_catalog *c,
+			   int (*fn)(void *arg, const struct vss_catalog_mount *m),
+			   void *arg, struct vss_error *err)
+{
+	struct mount_each e = { fn, arg };
+
+	return each_row(c, "SELECT kind, name, dir, options, fstype FROM mounts"
+			" ORDER BY dir, kind DESC", mount_row, &e, "reading the mounts", err);
 }

@@ -3,7 +3,9 @@
  * the managed volumes, their shadow storage settings, and what the service
  * knows about each shadow beyond the engine's own record (the target it was
  * taken for, its attributes).  The engine's diff area stays the truth about
- * which shadows exist; the catalog is reconciled with it on start.
+ * which shadows exist; the catalog is reconciled with it on start.  It also
+ * records what the administrator mounted (volume mounts, exposed shadows),
+ * so that a restart brings them back (service.c, restore_mounts()).
  *
  * Stored in an SQLite database (STATE/catalog.db, WAL, synchronous=FULL):
  * every call below is one transaction, durable when it returns.
@@ -45,13 +47,23 @@ struct vss_catalog_shadow {
 	uint32_t attrs;         /* VSS_CATALOG_ATTR_* */
 };
 
+/* What vss mounted on the administrator's request: a volume ("vss volume
+ * mount", read-write) or a shadow ("vss expose", read-only). */
+struct vss_catalog_mount {
+	bool shadow;            /* name is a shadow's ID, else a volume's name */
+	char name[65];
+	char *dir;              /* absolute, resolved */
+	char *options;          /* volumes: as given (mount(8) syntax), "" for none; shadows: "" */
+	char fstype[16];        /* volumes: what it held when it was mounted; shadows: "" */
+};
+
 int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_error *err);
 void vss_catalog_close(struct vss_catalog *c);
 
 /* Inserts or replaces a volume's row. */
 int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volume *v,
 			   struct vss_error *err);
-/* Deletes a volume's row and its shadows' rows. */
+/* Deletes a volume's row, its shadows' rows and every mount of them. */
 int vss_catalog_volume_delete(struct vss_catalog *c, const char *name,
 			      struct vss_error *err);
 /* Calls @fn for every volume, in name order; the record is valid during the call. */
@@ -61,10 +73,23 @@ int vss_catalog_volume_each(struct vss_catalog *c,
 
 int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shadow *s,
 			   struct vss_error *err);
+/* Deletes a shadow's row and its mount (exposure). */
 int vss_catalog_shadow_delete(struct vss_catalog *c, const char *id,
 			      struct vss_error *err);
 int vss_catalog_shadow_each(struct vss_catalog *c,
 			    int (*fn)(void *arg, const struct vss_catalog_shadow *s),
 			    void *arg, struct vss_error *err);
+
+/* Inserts or replaces the mount of @m's volume or shadow (one each). */
+int vss_catalog_mount_put(struct vss_catalog *c, const struct vss_catalog_mount *m,
+			  struct vss_error *err);
+/* Deletes the mount of a volume (or, if @shadow, a shadow) @name, if any. */
+int vss_catalog_mount_delete(struct vss_catalog *c, bool shadow, const char *name,
+			     struct vss_error *err);
+/* Calls @fn for every mount, in order of their directories (a mount inside
+ * another's directory comes after it); the record is valid during the call. */
+int vss_catalog_mount_each(struct vss_catalog *c,
+			   int (*fn)(void *arg, const struct vss_catalog_mount *m),
+			   void *arg, struct vss_error *err);
 
 #endif

@@ -189,6 +189,24 @@ int vss_fs_umount(const char *dir, struct vss_error *err)
 	return vss_error_set(err, -EBUSY, "cannot unmount %s: it is in use", dir);
 }
 
+int vss_fs_make_mountpoint(const char *dir, struct vss_error *err)
+{
+	if (dir[0] != '/')
+		return vss_error_set(err, -EINVAL, "mount point %s must be an absolute path", dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return vss_error_set(err, -errno, "cannot create %s: %s", dir, strerror(errno));
+	return 0;
+}
+
+int vss_fs_free_mountpoint(const char *dir, char real[PATH_MAX], struct vss_error *err)
+{
+	if (!realpath(dir, real))
+		return vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
+	if (vss_fs_is_mountpoint(real))
+		return vss_error_set(err, -EBUSY, "something is already mounted at %s", real);
+	return 0;
+}
+
 void vss_fs_umount_force(const char *dir)
 {
 	int fd;

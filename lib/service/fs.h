@@ -6,6 +6,8 @@
 #ifndef VSS_SERVICE_FS_H
 #define VSS_SERVICE_FS_H
 
+#include <limits.h>
+
 #include <vss/error.h>
 
 /* True for the filesystems vssd knows how to make and to mount from a shadow. */
@@ -35,6 +37,13 @@ void vss_fs_umount_force(const char *dir);
 /* FIFREEZE / FITHAW on the filesystem mounted at @dir. */
 int vss_fs_freeze(const char *dir, struct vss_error *err);
 int vss_fs_thaw(const char *dir, struct vss_error *err);
+
+/* For a mount asked for: refuses a relative @dir, creates it if missing. */
+int vss_fs_make_mountpoint(const char *dir, struct vss_error *err);
+
+/* Resolves @dir (which must exist) into @real; -EBUSY if something is
+ * already mounted there. */
+int vss_fs_free_mountpoint(const char *dir, char real[PATH_MAX], struct vss_error *err);
 
 /* True if @dir is a mount point (its own entry in /proc/self/mountinfo). */
 int vss_fs_is_mountpoint(const char *dir);

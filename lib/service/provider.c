@@ -299,18 +299,13 @@ static int live_expose(struct vss_service *svc, struct svc_shadow *sh, const cha
 static int collect(void *arg, const struct vss_catalog_shadow *s)
 {
 	struct svc_rows *r = arg;
+	struct vss_catalog_shadow *rows;
 
 	if (!(s->attrs & r->attr))
 		return 0;
-	if (r->count == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 16;
-		struct vss_catalog_shadow *bigger = realloc(r->rows, cap * sizeof(*bigger));
-
-		if (!bigger)
-			return -ENOMEM;
-		r->rows = bigger;
-		r->cap = cap;
-	}
+	if (!(rows = svc_grow(r->rows, &r->cap, r->count, sizeof(*rows))))
+		return -ENOMEM;
+	r->rows = rows;
 	r->rows[r->count] = *s;
 	if (!(r->rows[r->count].target = strdup(s->target)))
 		return -ENOMEM;

@@ -95,6 +95,19 @@ int svc_same_fs_as_state(struct vss_service *svc, dev_t dev, const char **what)
 	return 0;
 }
 
+void *svc_grow(void *items, size_t *cap, size_t count, size_t size)
+{
+	size_t n = *cap ? 2 * *cap : 16;
+	void *bigger;
+
+	if (count < *cap)
+		return items;
+	if (!(bigger = realloc(items, n * size)))
+		return NULL;
+	*cap = n;
+	return bigger;
+}
+
 /* ---- operations about the service itself ---- */
 
 int svc_op_status(struct vss_service *svc, json_t *args, json_t **res,
@@ -206,16 +219,11 @@ struct shadow_rows {
 static int collect_row(void *arg, const struct vss_catalog_shadow *s)
 {
 	struct shadow_rows *r = arg;
+	struct vss_catalog_shadow *rows = svc_grow(r->rows, &r->cap, r->count, sizeof(*rows));
 
-	if (r->count == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 16;
-		struct vss_catalog_shadow *bigger = realloc(r->rows, cap * sizeof(*bigger));
-
-		if (!bigger)
-			return -ENOMEM;
-		r->rows = bigger;
-		r->cap = cap;
-	}
+	if (!rows)
+		return -ENOMEM;
+	r->rows = rows;
 	r->rows[r->count] = *s;
 	r->rows[r->count].target = strdup(s->target);
 	r->count++;
@@ -347,6 +355,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		     struct vss_error *err)
 {
 	struct vss_service *svc = calloc(1, sizeof(*svc));
+	struct svc_restore *restore = NULL;
 	char path[PATH_MAX];
 	int rc;
 
@@ -382,7 +391,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		goto fail;
 	clean_leftovers(svc);
 	snprintf(path, sizeof(path), "%s/catalog.db", svc->state_dir);
-	if ((rc = vss_catalog_open(path, &svc->cat, err)) < 0)
+	if ((rc = vss_catalog_open(path, &svc->cat, err)) < 0 ||
+	    (rc = svc_restore_read(svc, &restore, err)) < 0)
 		goto fail;
 	svc->tr = vss_transport_fuse_new();
 	if (!svc->tr) {
@@ -403,9 +413,13 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	rc = vss_catalog_volume_each(svc->cat, load_volume, svc, err);
 	if (rc == 0)
 		rc = reconcile_shadows(svc, err);
-	if (rc == 0)
+	if (rc == 0) {
 		svc_providers_recover(svc);
+		svc_restore_run(svc, restore);
+	}
 	pthread_mutex_unlock(&svc->lock);
+	svc_restore_free(restore);
+	restore = NULL;
 	if (rc < 0)
 		goto fail;
 	if ((rc = svc_server_start(svc, err)) < 0)
@@ -415,6 +429,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	*out = svc;
 	return 0;
 fail:
+	svc_restore_free(restore);
 	vss_service_close(svc);
 	return rc;
 }
@@ -426,14 +441,13 @@ void vss_service_close(struct vss_service *svc)
 	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
 	pthread_mutex_lock(&svc->lock);
+	/* Their catalog records stay: the next start mounts them again (restore.c). */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
 		if (sh->expose_dir) {
-			struct vss_error e;
-
-			if (vss_fs_umount(sh->expose_dir, &e) < 0)
+			if (vss_fs_umount(sh->expose_dir, NULL) < 0)
 				vss_fs_umount_force(sh->expose_dir);
-			free(sh->expose_dir);
-			sh->expose_dir = NULL;
+			vss_log("shadow %s unexposed from %s", sh->rec.id, sh->expose_dir);
+			svc_shadow_unexpose(sh, false);
 		}
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		if (v->mount_dir && svc_volume_umount(svc, v, false, NULL) < 0)

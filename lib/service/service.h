@@ -23,14 +23,17 @@ struct vss_service_config {
  * Starts the service: takes the state and run directories (one vssd each),
  * cleans up what a dead vssd left there (mounts, loop devices, the FUSE
  * tree, the socket), opens the catalog and every volume, serves their
- * devices and the persistent shadows', and listens on RUN/vssd.sock.
+ * devices and the persistent shadows', mounts again what the catalog says
+ * was mounted (restore.c), and listens on RUN/vssd.sock.
  * On success *@out runs until vss_service_close().
  */
 int vss_service_open(const struct vss_service_config *cfg, struct vss_service **out,
 		     struct vss_error *err);
 
-/* Clean shutdown: stops listening, unmounts what it mounted, deletes the
- * non-persistent shadows, stops serving devices, closes every volume. */
+/* Clean shutdown: stops listening, unmounts what it mounted (keeping the
+ * catalog's records of it, for the next start), deletes the non-persistent
+ * shadows (and the records of their exposures), stops serving devices,
+ * closes every volume. */
 void vss_service_close(struct vss_service *svc);
 
 #endif

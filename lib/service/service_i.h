@@ -2,7 +2,8 @@
  * service/service_i.h - the service's private state, shared by its files:
  * service.c (start, stop, recovery, events), volume.c (volume manager),
  * shadowset.c (shadow set coordinator and shadows), storage.c (diff area
- * settings), server.c (control socket and dispatch).
+ * settings), restore.c (mounts brought back at start), server.c (control
+ * socket and dispatch).
  *
  * Locking:
  * - svc->lock (a mutex) serialises every control operation and protects
@@ -109,6 +110,10 @@ uint64_t svc_now_ns(void);
 const char *svc_short_tag(void);
 void svc_time_str(uint64_t ns, char out[40]);
 int svc_same_fs_as_state(struct vss_service *svc, dev_t dev, const char **what);
+/* Room for one more in the array @items of @count elements of @size bytes
+ * and capacity *@cap: @items, or a bigger copy (*@cap updated), or NULL
+ * (out of memory; @items untouched). */
+void *svc_grow(void *items, size_t *cap, size_t count, size_t size);
 
 /* ---- volume.c ---- */
 extern const struct vss_device_ops svc_volume_device_ops;
@@ -134,6 +139,23 @@ int svc_resolve_target(struct vss_service *svc, const char *target,
  * that nothing ever acts (freezes!) on a directory vss no longer owns.
  * Called before every operation. */
 void svc_refresh_mounts(struct vss_service *svc);
+/*
+ * Attaches @file to a loop device (read-only if @shadow), makes a @mkfs
+ * filesystem on it unless NULL, and mounts what it holds at @dir with
+ * @options (and, if @shadow, the read-only options of fs.h), refusing
+ * anything but ext4, xfs or btrfs, or but @fstype if not NULL.  @what names
+ * it in messages.  The loop device goes away with the mount.
+ */
+int svc_mount_device(const char *file, bool shadow, const char *dir, const char *mkfs,
+		     const char *fstype, const char *options, const char *what,
+		     char loop[VSS_LOOP_NAME_MAX], const char **found, struct vss_error *err);
+/* Mounts @v at @dir (must exist): a loop device on its device, mkfs.@mkfs
+ * first unless NULL, refused unless the filesystem found is @fstype (NULL:
+ * any), mounted with @options (may be NULL).  Records nothing in the catalog. */
+int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *dir,
+		     const char *mkfs, const char *fstype, const char *options,
+		     struct vss_error *err);
+/* Unmounts @v (lazily if @force and busy); keeps the catalog's record. */
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 		      struct vss_error *err);
 int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
@@ -148,6 +170,14 @@ int svc_shadow_add_device(struct vss_service *svc, struct svc_shadow *sh, struct
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why);
 struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id);
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
+/* Mounts @sh read-only at @dir (must exist, nothing mounted there): the
+ * provider's expose, or a read-only loop device and the filesystem's
+ * options for an image of a live filesystem (fs.h).  Records nothing in the
+ * catalog. */
+int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
+		      json_t **res, struct vss_error *err);
+/* Forgets where @sh is exposed (unmounting it, lazily if busy, if @force);
+ * keeps the catalog's record. */
 void svc_shadow_unexpose(struct svc_shadow *sh, bool force);
 void svc_conn_gone(struct vss_service *svc, struct conn *c);
 int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args, json_t **res, struct vss_error *err);
@@ -156,6 +186,14 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res, stru
 int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_shadow_unexpose(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
+
+/* ---- restore.c: mounts and exposures brought back at start ---- */
+struct svc_restore;
+/* Reads the catalog's mounts and exposures, before start changes anything. */
+int svc_restore_read(struct vss_service *svc, struct svc_restore **out, struct vss_error *err);
+/* Mounts and exposes them again; logs and drops (or keeps) what fails. */
+void svc_restore_run(struct vss_service *svc, struct svc_restore *r);
+void svc_restore_free(struct svc_restore *r);
 
 /* ---- storage.c ---- */
 int svc_op_storage_list(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);

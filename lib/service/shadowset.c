@@ -512,7 +512,7 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 {
 	const char *target, *set;
 	struct svc_volume *only = NULL;
-	struct listed *items = NULL;
+	struct listed *items = NULL, *bigger;
 	size_t count = 0, cap = 0;
 	char *only_mount = NULL;
 	json_t *arr;
@@ -544,18 +544,12 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 				continue;   /* being taken or deleted right now */
 			if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 				continue;
-			if (count == cap) {
-				struct listed *bigger;
-
-				cap = cap ? 2 * cap : 16;
-				bigger = realloc(items, cap * sizeof(*items));
-				if (!bigger) {
-					free(infos);
-					rc = vss_error_set(err, -ENOMEM, "out of memory");
-					goto fail;
-				}
-				items = bigger;
+			if (!(bigger = svc_grow(items, &cap, count, sizeof(*items)))) {
+				free(infos);
+				rc = vss_error_set(err, -ENOMEM, "out of memory");
+				goto fail;
 			}
+			items = bigger;
 			items[count].created_ns = infos[i].created_ns;
 			items[count].seq = infos[i].seq;
 			items[count++].obj = shadow_json(svc, sh, &infos[i]);
@@ -570,16 +564,11 @@ int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
 			continue;
 		if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 			continue;
-		if (count == cap) {
-			struct listed *bigger;
-
-			cap = cap ? 2 * cap : 16;
-			if (!(bigger = realloc(items, cap * sizeof(*items)))) {
-				rc = vss_error_set(err, -ENOMEM, "out of memory");
-				goto fail;
-			}
-			items = bigger;
+		if (!(bigger = svc_grow(items, &cap, count, sizeof(*items)))) {
+			rc = vss_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
 		}
+		items = bigger;
 		items[count].created_ns = info.created_ns;
 		items[count].seq = 0;
 		items[count++].obj = shadow_json(svc, sh, &info);
@@ -653,13 +642,43 @@ int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
 	return 0;
 }
 
+int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
+		      json_t **res, struct vss_error *err)
+{
+	char real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX], what[80];
+	const char *fstype;
+	int rc;
+
+	if (sh->expose_dir)
+		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s",
+				     sh->rec.id, sh->expose_dir);
+	if ((rc = vss_fs_free_mountpoint(dir, real, err)) < 0)
+		return rc;
+	if (sh->prov->expose)
+		return sh->prov->expose(svc, sh, real, res, err);
+	sh->prov->location(svc, sh, dev, sizeof(dev));
+	snprintf(what, sizeof(what), "shadow %s", sh->rec.id);
+	if ((rc = svc_mount_device(dev, true, real, NULL, NULL, NULL, what, loop, &fstype,
+				   err)) < 0)
+		return rc;
+	if (!(sh->expose_dir = strdup(real))) {
+		vss_fs_umount_force(real);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	vss_log("shadow %s exposed at %s (%s on %s)", sh->rec.id, real, fstype, loop);
+	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", sh->rec.id, "dir", real,
+			 "loop", loop, "fstype", fstype);
+	return 0;
+}
+
 int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
-	const char *id, *dir, *fstype;
-	char full[37], real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX];
+	struct vss_catalog_mount x = { .shadow = true };
+	const char *id, *dir;
+	char full[37];
 	struct svc_shadow *sh;
-	int rc, fd;
+	int rc;
 
 	if ((rc = svc_arg_str(args, "shadow", true, &id, err)) < 0 ||
 	    (rc = svc_arg_str(args, "dir", true, &dir, err)) < 0)
@@ -670,33 +689,17 @@ int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res,
 	if (sh->expose_dir)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s", full,
 				     sh->expose_dir);
-	if (dir[0] != '/')
-		return vss_error_set(err, -EINVAL, "%s must be an absolute path", dir);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return vss_error_set(err, -errno, "cannot create %s: %s", dir, strerror(errno));
-	if (!realpath(dir, real))
-		return vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
-	if (vss_fs_is_mountpoint(real))
-		return vss_error_set(err, -EBUSY, "something is already mounted at %s", real);
-	if (sh->prov->expose)
-		return sh->prov->expose(svc, sh, real, res, err);
-	sh->prov->location(svc, sh, dev, sizeof(dev));
-	if ((rc = vss_loop_attach(dev, true, loop, &fd, err)) < 0)
+	if ((rc = vss_fs_make_mountpoint(dir, err)) < 0 ||
+	    (rc = svc_shadow_expose(svc, sh, dir, res, err)) < 0)
 		return rc;
-	fstype = vss_fs_detect(loop);
-	if (!fstype) {
-		rc = vss_error_set(err, -EINVAL, "shadow %s holds no ext4, xfs or btrfs "
-				   "filesystem to mount (its device is %s)", full, dev);
-		goto out;
+	/* Recorded, so that a restart exposes it again (restore.c). */
+	snprintf(x.name, sizeof(x.name), "%s", sh->rec.id);
+	x.dir = sh->expose_dir;
+	if ((rc = vss_catalog_mount_put(svc->cat, &x, err)) < 0) {
+		svc_shadow_unexpose(sh, true);
+		json_decref(*res);
+		*res = NULL;
 	}
-	if ((rc = vss_fs_mount(loop, real, fstype, NULL, 1, err)) < 0)
-		goto out;
-	sh->expose_dir = strdup(real);
-	vss_log("shadow %s exposed at %s (%s on %s)", full, real, fstype, loop);
-	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", full, "dir", real, "loop", loop,
-			 "fstype", fstype);
-out:
-	close(fd);
 	return rc;
 }
 
@@ -706,6 +709,7 @@ int svc_op_shadow_unexpose(struct vss_service *svc, json_t *args, json_t **res,
 	const char *dir;
 	char real[PATH_MAX];
 	struct svc_shadow *sh;
+	struct vss_error e;
 	int rc;
 
 	if ((rc = svc_arg_str(args, "dir", true, &dir, err)) < 0)
@@ -720,6 +724,8 @@ int svc_op_shadow_unexpose(struct vss_service *svc, json_t *args, json_t **res,
 	if ((rc = vss_fs_umount(sh->expose_dir, err)) < 0)
 		return rc;
 	vss_log("shadow %s unexposed from %s", sh->rec.id, sh->expose_dir);
+	if (vss_catalog_mount_delete(svc->cat, true, sh->rec.id, &e) < 0)
+		vss_log("shadow %s: %s", sh->rec.id, e.msg);
 	free(sh->expose_dir);
 	sh->expose_dir = NULL;
 	*res = json_pack("{s:s, s:s}", "shadow", sh->rec.id, "dir", real);

@@ -492,6 +492,15 @@ int svc_op_volume_list(struct vss_service *svc, json_t *args, json_t **res,
 	return 0;
 }
 
+/* Forgets where @v was mounted (not the catalog's record). */
+static void forget_mount(struct svc_volume *v)
+{
+	free(v->mount_dir);
+	v->mount_dir = NULL;
+	v->mount_loop[0] = '\0';
+	v->fstype[0] = '\0';
+}
+
 void svc_refresh_mounts(struct vss_service *svc)
 {
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
@@ -499,15 +508,14 @@ void svc_refresh_mounts(struct vss_service *svc)
 			continue;
 		vss_log("volume %s: %s is no longer mounted from %s (unmounted outside vss); "
 			"forgetting it", v->rec.name, v->mount_dir, v->mount_loop);
-		free(v->mount_dir);
-		v->mount_dir = NULL;
-		v->mount_loop[0] = '\0';
-		v->fstype[0] = '\0';
+		vss_catalog_mount_delete(svc->cat, false, v->rec.name, NULL);
+		forget_mount(v);
 	}
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
 		if (sh->expose_dir && !vss_fs_is_mountpoint(sh->expose_dir)) {
 			vss_log("shadow %s: %s is no longer mounted (unmounted outside vss); "
 				"forgetting it", sh->rec.id, sh->expose_dir);
+			vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
 			svc_shadow_unexpose(sh, false);
 		}
 }
@@ -529,10 +537,7 @@ int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 		return rc;
 	}
 	vss_log("volume %s unmounted from %s", v->rec.name, v->mount_dir);
-	free(v->mount_dir);
-	v->mount_dir = NULL;
-	v->mount_loop[0] = '\0';
-	v->fstype[0] = '\0';
+	forget_mount(v);
 	return 0;
 }
 
@@ -601,13 +606,67 @@ int svc_op_volume_delete(struct vss_service *svc, json_t *args, json_t **res,
 	return 0;
 }
 
+int svc_mount_device(const char *file, bool shadow, const char *dir, const char *mkfs,
+		     const char *fstype, const char *options, const char *what,
+		     char loop[VSS_LOOP_NAME_MAX], const char **found, struct vss_error *err)
+{
+	int rc, fd;
+
+	if ((rc = vss_loop_attach(file, shadow, loop, &fd, err)) < 0)
+		return rc;
+	if (mkfs && (rc = vss_fs_mkfs(mkfs, loop, err)) < 0)
+		goto out;
+	if (!(*found = vss_fs_detect(loop)))
+		rc = vss_error_set(err, -EINVAL, "%s holds no ext4, xfs or btrfs filesystem%s",
+				   what, shadow ? " to mount" : " (make one with --mkfs)");
+	else if (fstype && strcmp(fstype, *found) != 0)
+		rc = vss_error_set(err, -EINVAL, "%s holds %s, not the %s it held when it was "
+				   "mounted", what, *found, fstype);
+	else
+		rc = vss_fs_mount(loop, dir, *found, options, shadow, err);
+out:
+	close(fd);  /* autoclear: the loop device now lives as long as the mount */
+	return rc;
+}
+
+int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *dir,
+		     const char *mkfs, const char *fstype, const char *options,
+		     struct vss_error *err)
+{
+	char real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX], what[80];
+	const char *found;
+	int rc;
+
+	if (v->mount_dir)
+		return vss_error_set(err, -EBUSY, "volume %s is already mounted at %s",
+				     v->rec.name, v->mount_dir);
+	if ((rc = vss_fs_free_mountpoint(dir, real, err)) < 0)
+		return rc;
+	if (svc_volume_open_count(svc, v) > 0)
+		return vss_error_set(err, -EBUSY, "the device of volume %s is in use",
+				     v->rec.name);
+	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
+	snprintf(what, sizeof(what), "volume %s", v->rec.name);
+	if ((rc = svc_mount_device(dev, false, real, mkfs, fstype, options, what, loop, &found,
+				   err)) < 0)
+		return rc;
+	if (!(v->mount_dir = strdup(real))) {
+		vss_fs_umount_force(real);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	snprintf(v->mount_loop, sizeof(v->mount_loop), "%s", loop);
+	snprintf(v->fstype, sizeof(v->fstype), "%s", found);
+	vss_log("volume %s mounted at %s (%s on %s)", v->rec.name, real, found, loop);
+	return 0;
+}
+
 int svc_op_volume_mount(struct vss_service *svc, json_t *args, json_t **res,
 			struct vss_error *err)
 {
-	const char *name, *dir, *mkfs, *options, *fstype;
-	char real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX];
+	const char *name, *dir, *mkfs, *options;
+	struct vss_catalog_mount m = { .shadow = false };
 	struct svc_volume *v;
-	int rc, fd;
+	int rc;
 
 	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0 ||
 	    (rc = svc_arg_str(args, "dir", true, &dir, err)) < 0 ||
@@ -623,38 +682,21 @@ int svc_op_volume_mount(struct vss_service *svc, json_t *args, json_t **res,
 	if (mkfs && !vss_fs_supported(mkfs))
 		return vss_error_set(err, -EINVAL, "cannot make a %s filesystem "
 				     "(supported: ext4, xfs, btrfs)", mkfs);
-	if (dir[0] != '/')
-		return vss_error_set(err, -EINVAL, "mount point %s must be an absolute path", dir);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return vss_error_set(err, -errno, "cannot create %s: %s", dir, strerror(errno));
-	if (!realpath(dir, real))
-		return vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
-	if (vss_fs_is_mountpoint(real))
-		return vss_error_set(err, -EBUSY, "something is already mounted at %s", real);
-	if (svc_volume_open_count(svc, v) > 0)
-		return vss_error_set(err, -EBUSY, "the device of volume %s is in use", name);
-	svc_volume_device_path(svc, name, dev, sizeof(dev));
-	if ((rc = vss_loop_attach(dev, false, loop, &fd, err)) < 0)
+	if ((rc = vss_fs_make_mountpoint(dir, err)) < 0 ||
+	    (rc = svc_volume_mount(svc, v, dir, mkfs, NULL, options, err)) < 0)
 		return rc;
-	if (mkfs && (rc = vss_fs_mkfs(mkfs, loop, err)) < 0)
-		goto out;
-	fstype = vss_fs_detect(loop);
-	if (!fstype) {
-		rc = vss_error_set(err, -EINVAL, "volume %s holds no ext4, xfs or btrfs "
-				   "filesystem (make one with --mkfs)", name);
-		goto out;
+	/* Recorded, so that a restart mounts it again (restore.c). */
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	m.dir = v->mount_dir;
+	m.options = (char *)options;
+	snprintf(m.fstype, sizeof(m.fstype), "%s", v->fstype);
+	if ((rc = vss_catalog_mount_put(svc->cat, &m, err)) < 0) {
+		svc_volume_umount(svc, v, true, NULL);
+		return rc;
 	}
-	if ((rc = vss_fs_mount(loop, real, fstype, options, 0, err)) < 0)
-		goto out;
-	v->mount_dir = strdup(real);
-	snprintf(v->mount_loop, sizeof(v->mount_loop), "%s", loop);
-	snprintf(v->fstype, sizeof(v->fstype), "%s", fstype);
-	vss_log("volume %s mounted at %s (%s on %s)", name, real, fstype, loop);
-	*res = json_pack("{s:s, s:s, s:s, s:s}", "volume", name, "mount", real,
-			 "loop", loop, "fstype", fstype);
-out:
-	close(fd);  /* autoclear: the loop device now lives as long as the mount */
-	return rc;
+	*res = json_pack("{s:s, s:s, s:s, s:s}", "volume", name, "mount", v->mount_dir,
+			 "loop", v->mount_loop, "fstype", v->fstype);
+	return 0;
 }
 
 int svc_op_volume_umount(struct vss_service *svc, json_t *args, json_t **res,
@@ -662,6 +704,7 @@ int svc_op_volume_umount(struct vss_service *svc, json_t *args, json_t **res,
 {
 	const char *name;
 	struct svc_volume *v;
+	struct vss_error e;
 	char dir[PATH_MAX];
 	int rc;
 
@@ -675,6 +718,8 @@ int svc_op_volume_umount(struct vss_service *svc, json_t *args, json_t **res,
 	snprintf(dir, sizeof(dir), "%s", v->mount_dir);
 	if ((rc = svc_volume_umount(svc, v, false, err)) < 0)
 		return rc;
+	if (vss_catalog_mount_delete(svc->cat, false, name, &e) < 0)
+		vss_log("volume %s: %s", name, e.msg);
 	*res = json_pack("{s:s, s:s}", "volume", name, "mount", dir);
 	return 0;
 }

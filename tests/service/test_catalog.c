@@ -1,6 +1,8 @@
 /*
  * tests/service/test_catalog.c - the catalog keeps what it was told, across
- * closing and reopening, and refuses a schema from the future.
+ * closing and reopening; mounts go with the volume or shadow they are of;
+ * a version 1 catalog is brought up to date and a schema from the future
+ * is refused.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -104,6 +106,117 @@ static void persists(void **state)
 	vss_catalog_close(c);
 }
 
+static int collect_mount(void *arg, const struct vss_catalog_mount *m)
+{
+	char *out = arg;
+
+	strcat(out, m->shadow ? "s:" : "v:");
+	strcat(out, m->name);
+	strcat(out, "@");
+	strcat(out, m->dir);
+	if (m->options[0] || m->fstype[0]) {
+		strcat(out, "[");
+		strcat(out, m->options);
+		strcat(out, ",");
+		strcat(out, m->fstype);
+		strcat(out, "]");
+	}
+	strcat(out, " ");
+	return 0;
+}
+
+static void mounts_follow_their_owners(void **state)
+{
+	struct vss_catalog *c;
+	struct vss_error err;
+	struct vss_catalog_volume v = { "vol", 1u << 30, 16384, "/srv/v.img", false,
+					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1 };
+	struct vss_catalog_shadow s = { "s1", "set1", "vol", "vol", 10,
+					VSS_CATALOG_ATTR_PERSISTENT };
+	struct vss_catalog_mount m = { false, "vol", "/mnt/v", "noatime", "ext4" };
+	char out[512] = "";
+
+	assert_int_equal(vss_catalog_open(path, &c, &err), 0);
+	assert_int_equal(vss_catalog_volume_put(c, &v, &err), 0);
+	assert_int_equal(vss_catalog_shadow_put(c, &s, &err), 0);
+	snprintf(s.id, sizeof(s.id), "s2");
+	assert_int_equal(vss_catalog_shadow_put(c, &s, &err), 0);
+	assert_int_equal(vss_catalog_mount_put(c, &m, &err), 0);
+	/* A shadow and a volume of the same name are two mounts. */
+	m = (struct vss_catalog_mount){ true, "vol", "/exp/z", "", "" };
+	assert_int_equal(vss_catalog_mount_put(c, &m, &err), 0);
+	m = (struct vss_catalog_mount){ true, "s1", "/mnt/v/inside", "", "" };
+	assert_int_equal(vss_catalog_mount_put(c, &m, &err), 0);
+	m = (struct vss_catalog_mount){ true, "s2", "/exp/a", "", "" };
+	assert_int_equal(vss_catalog_mount_put(c, &m, &err), 0);
+	vss_catalog_close(c);
+
+	assert_int_equal(vss_catalog_open(path, &c, &err), 0);
+	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
+	assert_string_equal(out, "s:s2@/exp/a s:vol@/exp/z v:vol@/mnt/v[noatime,ext4] "
+			    "s:s1@/mnt/v/inside ");
+	/* Deleting a shadow deletes its exposure; deleting a mount, only it. */
+	assert_int_equal(vss_catalog_shadow_delete(c, "s2", &err), 0);
+	assert_int_equal(vss_catalog_mount_delete(c, true, "vol", &err), 0);
+	assert_int_equal(vss_catalog_mount_delete(c, true, "nothing", &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
+	assert_string_equal(out, "v:vol@/mnt/v[noatime,ext4] s:s1@/mnt/v/inside ");
+	/* Deleting a volume deletes its mount and its shadows' exposures. */
+	assert_int_equal(vss_catalog_volume_delete(c, "vol", &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
+	assert_string_equal(out, "");
+	vss_catalog_close(c);
+}
+
+static void migrates_version_1(void **state)
+{
+	static const char *v1 =
+		"CREATE TABLE volumes(name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+		" block_size INTEGER NOT NULL, backing TEXT NOT NULL,"
+		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
+		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
+		" created_ns INTEGER NOT NULL);"
+		"CREATE TABLE shadows(id TEXT PRIMARY KEY, set_id TEXT NOT NULL,"
+		" volume TEXT NOT NULL, target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
+		" attrs INTEGER NOT NULL);"
+		"INSERT INTO volumes VALUES('old', 1073741824, 16384, '/srv/data.img', 0,"
+		" '/srv/data.diff', 1, 123456, 5);"
+		"INSERT INTO shadows VALUES('x', 'set', 'old', 'old', 7, 1);"
+		"PRAGMA user_version=1;";
+	struct vss_catalog_mount m = { false, "old", "/mnt/old", "", "xfs" };
+	struct vss_catalog *c;
+	struct vss_error err;
+	char v1_path[80], ids[64] = "", out[256] = "";
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	snprintf(v1_path, sizeof(v1_path), "%s/v1.db", dir);
+	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
+	assert_int_equal(vss_catalog_shadow_each(c, collect_shadow, ids, &err), 0);
+	assert_string_equal(ids, "x+");
+	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(vss_catalog_mount_put(c, &m, &err), 0);
+	vss_catalog_close(c);
+
+	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 2);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
+	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
+	assert_string_equal(out, "v:old@/mnt/old[,xfs] ");
+	vss_catalog_close(c);
+}
+
 static void refuses_future_schema(void **state)
 {
 	struct vss_catalog *c;
@@ -121,6 +234,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(persists),
+		cmocka_unit_test(mounts_follow_their_owners),
+		cmocka_unit_test(migrates_version_1),
 		cmocka_unit_test(refuses_future_schema),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
