@@ -8,7 +8,8 @@ Runs fio (random 4 KiB writes, direct I/O, libaio, iodepth 16) on ext4 over
   3. qemu-storage-daemon exporting a qcow2 image through FUSE, then with
      1 and 64 external snapshots (QMP blockdev-snapshot-sync).
 and prints IOPS with ratios to each stack's own no-snapshot run and to the
-plain loop device.  Every run first lays the test file out and warms up, so
+plain loop device.  Between two of the 64 shadows (snapshots) a burst of
+8 MiB of random writes lands, so that each owns copies of its own.  Every run first lays the test file out and warms up, so
 that the runs differ only in what is measured.
 
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G]
@@ -48,6 +49,13 @@ def fio(path, runtime, size, name="bench"):
     out = run(*common, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--time_based",
               "--runtime=%d" % runtime, capture_output=True, text=True).stdout
     return json.loads(out[out.index("{"):])["jobs"][0]["write"]["iops"]
+
+
+def fio_burst(path, size, name="burst"):
+    """A short burst of random 4 KiB writes (8 MiB), untimed."""
+    run("fio", "--name=" + name, "--filename=" + path, "--size=" + size,
+        "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
+        "--iodepth=16", "--io_size=8M", capture_output=True)
 
 
 class Cleanup:
@@ -112,7 +120,11 @@ def bench_vss(args, work, cl):
     out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
     frozen.append(out["frozen_ms"])
     rows.append(("vss volume", 1, fio(f, args.runtime, args.size)))
-    for _ in range(63):
+    for i in range(2, 65):
+        # Each shadow owns copies of its own, as it would in real use (the
+        # 1-shadow run's writes are the first's).
+        if i > 2:
+            fio_burst(f, args.size)
         out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
         frozen.append(out["frozen_ms"])
     rows.append(("vss volume", 64, fio(f, args.runtime, args.size)))
@@ -204,6 +216,8 @@ def bench_qemu(args, work, cl):
     rows = [("qemu qcow2 FUSE", 0, fio(f, args.runtime, args.size))]
     top = "disk0"
     for i in range(1, 65):
+        if i > 2:
+            fio_burst(f, args.size)     # as for vss: each snapshot owns writes
         run("sync", "-f", mnt)
         q.cmd("blockdev-snapshot-sync", **{"node-name": top,
               "snapshot-file": os.path.join(work, "snap%d.qcow2" % i),
