@@ -446,17 +446,28 @@ static void set_sb_version(struct fx *f, uint32_t version)
 	close(fd);
 }
 
-/* The version of the current superblock (the copy with the higher sb_seq). */
-static uint32_t sb_version(struct fx *f)
+/* @n bytes at @off of the file, little-endian. */
+static uint64_t file_le(struct fx *f, uint64_t off, int n)
 {
 	int fd = open(f->path, O_RDONLY);
-	unsigned char sb[2][128];
+	unsigned char b[8];
 
 	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, sb[0], 128, 0), 128);
-	assert_int_equal(pread(fd, sb[1], 128, 4096), 128);
+	assert_int_equal(pread(fd, b, (size_t)n, (off_t)off), n);
 	close(fd);
-	return (uint32_t)get_le(sb[get_le(sb[1] + 16, 8) > get_le(sb[0] + 16, 8)] + 8, 4);
+	return get_le(b, n);
+}
+
+/* A field of the current superblock (the copy with the higher sb_seq). */
+static uint64_t sb_field(struct fx *f, int off, int n)
+{
+	int cur = file_le(f, 4096 + 16, 8) > file_le(f, 16, 8);
+	return file_le(f, (uint64_t)cur * 4096 + (uint64_t)off, n);
+}
+
+static uint32_t sb_version(struct fx *f)
+{
+	return (uint32_t)sb_field(f, 8, 4);
 }
 
 static void superblock_versions(void **state)
@@ -731,6 +742,111 @@ static void recycled_slots_keep_their_space(void **state)
 	}
 }
 
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* A log segment (gen, index, first lsn) holding one SHADOW_DELETE record
+ * of shadow 77: what a volume's user could write in a block. */
+static void forge_segment(unsigned char *p, uint64_t gen, uint64_t idx, uint64_t first_lsn)
+{
+	memset(p, 0, BS);
+	memcpy(p, "VSSL", 4);
+	put_le64(p + 8, gen);
+	put_le64(p + 16, idx);
+	put_le64(p + 24, 0xFFFFFFFFull);        /* no next segment */
+	put_le64(p + 32, first_lsn);
+	put_le32(p + 4, vss_crc32c(0, p + 8, 32));
+	unsigned char *r = p + 40;
+	r[4] = VSS_REC_SHADOW_DELETE;
+	r[6] = 24;
+	put_le64(r + 8, first_lsn);
+	put_le32(r + 16, 77);
+	put_le32(r, vss_crc32c(0, r + 4, 20));
+}
+
+/* Takes a slot for a REDO record of @len bytes of @data, and recycles it
+ * once that is over (DONE, vouched for): free again, its bytes kept. */
+static uint32_t redo_and_recycle(struct vss_store *st, const unsigned char *data)
+{
+	struct vss_rec r = { .type = VSS_REC_REDO, .len = BS, .data_crc = vss_crc32c(0, data, BS) };
+
+	assert_int_equal(ops->alloc_slot(st, &r.slot), 0);
+	assert_int_equal(ops->write_slot(st, r.slot, data, BS), 0);
+	uint64_t l = add(st, r);
+	assert_int_equal(ops->commit(st, l), 0);
+	add(st, (struct vss_rec){ .type = VSS_REC_DONE, .block = l });
+	ops->recycle_slot(st, r.slot);
+	return r.slot;
+}
+
+/*
+ * A recycled REDO slot holding a forged segment (for the segment that
+ * starts at @first_lsn; 0: not known yet) is taken for the log's next
+ * segment, by the log running into it (@ckpt 0) or by a checkpoint (1);
+ * the log ends inside the segment before it.  Returns the lsn that next
+ * segment would start at, and the slot in *@slot.
+ */
+static uint64_t recycled_slot_reserved_for_log(struct fx *f, int ckpt, uint64_t first_lsn,
+					       uint32_t *slot)
+{
+	struct vss_store *st = fresh(f);
+	struct vss_store_usage u;
+	unsigned char seg[BS];
+
+	/* The checkpoint's log starts in the lowest free slot, its next
+	 * segment goes in the one after. */
+	memset(seg, 0x11, BS);
+	if (ckpt)
+		redo_and_recycle(st, seg);
+	forge_segment(seg, sb_field(f, 56, 8) + (uint64_t)ckpt, ckpt ? 1 : 2, first_lsn);
+	*slot = redo_and_recycle(st, seg);
+	add_commit(st);
+	add_commit(st);                         /* vouched for: free, bytes kept */
+	if (ckpt) {
+		assert_int_equal(ops->checkpoint(st, emit_nothing, NULL), 0);
+	} else {
+		do {                            /* fill the head segment */
+			add(st, (struct vss_rec){ .type = VSS_REC_NEXT_SEQ, .seq = 1 });
+			ops->usage(st, &u);
+		} while (u.log_slots < 3);
+		add_commit(st);
+	}
+	uint64_t next = ops->durable_lsn(st) + 1;
+	ops->close(st);
+	return next;
+}
+
+/* The slot reserved for the log's next segment is read by every replay
+ * (the chain leads there) before the log ever writes it: what a recycled
+ * slot still holds must not pass for that segment. */
+static void recycled_slot_never_continues_the_log(void **state)
+{
+	struct fx *f = *state;
+	struct vss_store *st;
+	uint32_t slot, again;
+
+	for (int ckpt = 0; ckpt < 2; ckpt++) {
+		uint64_t first = recycled_slot_reserved_for_log(f, ckpt, 0, &slot);
+		assert_int_equal(recycled_slot_reserved_for_log(f, ckpt, first, &again), first);
+		assert_int_equal(again, slot);
+		/* the chain from the head leads to the recycled slot */
+		uint64_t seg = sb_field(f, 48, 8);
+		for (int i = 0; i < 1 + !ckpt; i++)
+			seg = file_le(f, slot_pos((uint32_t)seg) + 24, 8);
+		assert_int_equal(seg, slot);
+		assert_int_equal(open_only(f, &st, NULL), 0);
+		for (size_t i = 0; i < f->ngot; i++)
+			assert_false(f->got[i].type == VSS_REC_SHADOW_DELETE && f->got[i].seq == 77);
+		if (f->ngot)
+			assert_int_equal(f->got[f->ngot - 1].lsn, first - 1);
+		ops->close(st);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -748,6 +864,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(freed_slot_waits_for_vouching, setup, teardown),
 		cmocka_unit_test_setup_teardown(unvouched_slots_held_until_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(recycled_slots_keep_their_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(recycled_slot_never_continues_the_log, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
