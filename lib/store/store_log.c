@@ -31,7 +31,11 @@
  *    16  seg_index u64 (0 for the head)   24 next_slot u64   32 first_lsn u64
  *    40  records, then zeros
  * Every segment is written whole (zero-padded) the first time, so nothing of
- * an earlier use of the slot survives behind its records.  Record:
+ * an earlier use of the slot survives behind its records.  The slot named as
+ * a segment's successor is taken with it, and its header zeroed at once:
+ * replay follows the chain there before the log writes it, and a recycled
+ * slot still holds what it held (for a REDO record, bytes the volume's user
+ * chose, which could pass for the next segment).  Record:
  *     0  crc u32 over bytes 4..len-1   4 type u16   6 len u16 (multiple of 8)
  *     8  lsn u64                       16 payload:
  *   SHADOW_CREATE (len 64): seq u32, flags u32, created_ns u64, id[16], set_id[16]
@@ -668,6 +672,16 @@ static int log_write_out(struct vss_store *st)
 	return r;
 }
 
+/* Takes a slot for the log's next segment and zeroes its header (see the
+ * head: replay reads it before the log writes it). */
+static int log_take_next(struct vss_store *st, uint32_t *slot)
+{
+	static const unsigned char zero[SEG_HDR];
+	int r = slot_take(st, 1, slot);
+
+	return r ? r : vss_file_pwrite(st->file, zero, SEG_HDR, slot_off(st, *slot));
+}
+
 /* Starts the log's next segment in the slot reserved for it. */
 static int seg_advance(struct vss_store *st)
 {
@@ -676,7 +690,7 @@ static int seg_advance(struct vss_store *st)
 
 	if (r)
 		return r;
-	r = slot_take(st, 1, &next);
+	r = log_take_next(st, &next);
 	if (r)
 		return r;
 	r = log_slots_push(st, st->next_slot);
@@ -698,7 +712,7 @@ static int log_begin(struct vss_store *st)
 	r = slot_take(st, 1, &head);
 	if (r)
 		return r;
-	r = slot_take(st, 1, &next);
+	r = log_take_next(st, &next);
 	if (r)
 		return r;
 	st->nlog = 0;
