@@ -1059,7 +1059,7 @@ static void verify_recovered(struct ctx *c, struct run *rn, struct storm *st,
 	if (d != rn->size)
 		explain_cut(st, got, d, st->durable_cut, NO_SEQ);
 	CHECK(c, d == rn->size,
-	      "volume lost a write made durable by a flush at byte %llu (block %llu)",
+	      "volume lost a write it must keep (flushed, or returned before a kill) at byte %llu (block %llu)",
 	      (unsigned long long)d, (unsigned long long)(d / rn->bs));
 	release(c->held, got, true);
 	free(rn->base);

@@ -111,16 +111,36 @@ def test_persistent_shadows_survive_restart(vssd):
 
 
 STORM = r"""
-import os, random, sys
+import os, random, struct, sys
+# Writer N of 4 owns the N-th quarter of the device and writes 4 KiB records
+# (N, count) at random places in it; after each write returns, it logs
+# "offset count" to its log, so the log names only acknowledged writes.
 fd = os.open(sys.argv[1], os.O_RDWR)
-size = int(sys.argv[2]); rng = random.Random(int(sys.argv[3]))
+size, n = int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(n)
+quarter = size // 4
+log = os.open(sys.argv[4], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+count = 0
 while True:
-    n = rng.choice([4096, 16384, 65536])
+    count += 1
+    off = n * quarter + rng.randrange(0, quarter // 4096) * 4096
     try:
-        os.pwrite(fd, rng.randbytes(n), rng.randrange(0, size - n))
+        os.pwrite(fd, struct.pack("<QQ", n, count) * 256, off)
     except OSError:
         sys.exit(0)
+    os.write(log, b"%d %d\n" % (off, count))
 """
+
+
+def acknowledged(log):
+    """offset -> count of the last write the log says returned."""
+    last = {}
+    with open(log, "rb") as f:
+        for line in f.read().split(b"\n"):
+            parts = line.split()
+            if len(parts) == 2:
+                last[int(parts[0])] = int(parts[1])
+    return last
 
 
 def test_kill9_during_write_storm(vssd):
@@ -134,7 +154,8 @@ def test_kill9_during_write_storm(vssd):
         kept.append((vssd.shadow("storm", persistent=True)["shadows"][0]["id"], ref))
         if r == 1:
             vssd.shadow("storm")  # a non-persistent one in between
-    writers = [vssd.spawn([sys.executable, "-c", STORM, dev, str(size), str(s)])
+    logs = [os.path.join(vssd.root, "storm%d.log" % s) for s in range(4)]
+    writers = [vssd.spawn([sys.executable, "-c", STORM, dev, str(size), str(s), logs[s]])
                for s in range(4)]
     time.sleep(2)
     assert all(w.poll() is None for w in writers), "the storm did not run"
@@ -147,6 +168,19 @@ def test_kill9_during_write_storm(vssd):
             w.wait()
 
     vssd.start()
+    # Every write that returned before the kill is on the volume (or a
+    # later one of the same writer, in flight at the kill, is).
+    import struct
+    with open(dev, "rb", buffering=0) as f:
+        checked = 0
+        for n, log in enumerate(logs):
+            for off, count in acknowledged(log).items():
+                f.seek(off)
+                who, got = struct.unpack("<QQ", f.read(16))
+                assert who == n and got >= count, \
+                    "write %d of writer %d at %d lost: found (%d, %d)" % (count, n, off, who, got)
+                checked += 1
+    assert checked > 100, "the storm wrote too little to tell"
     ids = [s["id"] for s in vssd.shadows()]
     assert ids == [sid for sid, _ in kept]
     for sid, ref in kept:
