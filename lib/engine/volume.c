@@ -1207,6 +1207,12 @@ static int emit_state(void *arg)
 	return r;
 }
 
+/* At most the bytes of records emit_state() appends. */
+static uint64_t state_bytes(struct vss_cow_volume *vol)
+{
+	return (uint64_t)vol->index.count * 40 + (uint64_t)vol->nshadows * (64 + 24) + 24;
+}
+
 /* Rewrites the log when deletions left it mostly garbage. Gate exclusive. */
 static int maybe_checkpoint(struct vss_cow_volume *vol)
 {
@@ -1220,8 +1226,9 @@ static int maybe_checkpoint(struct vss_cow_volume *vol)
 	if (log_bytes <= 2 * live + (1u << 20))
 		return 0;
 	drain(vol);     /* the new log holds no REDO record */
-	r = vol->sops->checkpoint(vol->store, emit_state, vol);
-	if (r)
+	r = vol->sops->checkpoint(vol->store, emit_state, vol, state_bytes(vol));
+	/* No room for a new log on the filesystem: the old one goes on. */
+	if (r && r != -ENOSPC)
 		metadata_failed(vol, r);
 	return r;
 }
@@ -1483,7 +1490,7 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 			vol->shadows[i]->invalid = 1;
 		recount(vol);
 	} else {
-		r = vol->sops->checkpoint(vol->store, emit_state, vol);
+		r = vol->sops->checkpoint(vol->store, emit_state, vol, state_bytes(vol));
 		if (r) {
 			vss_error_set(err, r, "cannot write the diff area: %s", strerror(-r));
 			goto fail;
