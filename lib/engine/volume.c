@@ -54,6 +54,13 @@
  *    (EIO), every shadow that would read the block from the origin is
  *    invalidated.  When the log cannot be made durable, the diff area is
  *    marked failed (sticky, also on disk) and every shadow is invalidated.
+ *    A full filesystem is a limit like the maximum, not a failure: the
+ *    store keeps the log's growth reserved and says -ENOSPC from
+ *    alloc_slot() while it cannot (store_log.c head), so the records that
+ *    making room appends always fit; a checkpoint with no room is skipped
+ *    (the old log goes on).  A redo write that gets no slot is written
+ *    through (note 7), and the flusher's commits only write reserved log
+ *    space, so no queued write is stuck or lost.
  *
  * 7. Persistent first writes do not wait for a sync (engine/redo.c).  A
  *    write that would wait for a commit (note 5) instead writes its new

@@ -71,6 +71,24 @@
  * acknowledged).  Log bytes are only ever written with the lock held, so
  * the pieces of a segment reach the file in order.
  *
+ * A full filesystem.  The log must never fail for want of space: deleting
+ * a shadow to make room needs a DELETE record and a commit.  So the log
+ * grows only into space reserved ahead (vss_file_reserve: fallocate with
+ * KEEP_SIZE): a pool of taken slots, in memory only (after a crash they
+ * are just free slots), from which the log takes its next segments.  The
+ * pool always holds room for a record for every slot handed out that no
+ * record names yet, plus LOG_SLACK bytes for what making room appends
+ * (DELETE, SYNC, DONE, INVALID, NEXT_SEQ).  alloc_slot() tops the pool up
+ * first and returns -ENOSPC when the filesystem cannot give that space:
+ * the engine then deletes shadows, as at the maximum.  A checkpoint
+ * reserves every slot its new log needs before it changes anything, and
+ * returns -ENOSPC with the old log still in use.  Writes into reserved
+ * space do not fail on ext4 and XFS (they keep blocks for converting
+ * unwritten extents).  On a copy-on-write filesystem (btrfs without
+ * nodatacow) a rewrite of log bytes needs new space all the same, so
+ * there a full filesystem can still fail the diff area as a whole (every
+ * shadow invalid, live writes go on), as before.
+ *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
  * segment whose header does not continue the chain (gen, index, first_lsn):
