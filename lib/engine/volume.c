@@ -54,6 +54,13 @@
  *    (EIO), every shadow that would read the block from the origin is
  *    invalidated.  When the log cannot be made durable, the diff area is
  *    marked failed (sticky, also on disk) and every shadow is invalidated.
+ *    A full filesystem is a limit like the maximum, not a failure: the
+ *    store keeps the log's growth reserved and says -ENOSPC from
+ *    alloc_slot() while it cannot (store_log.c head), so the records that
+ *    making room appends always fit; a checkpoint with no room is skipped
+ *    (the old log goes on).  A redo write that gets no slot is written
+ *    through (note 7), and the flusher's commits only write reserved log
+ *    space, so no queued write is stuck or lost.
  *
  * 7. Persistent first writes do not wait for a sync (engine/redo.c).  A
  *    write that would wait for a commit (note 5) instead writes its new
@@ -1207,6 +1214,12 @@ static int emit_state(void *arg)
 	return r;
 }
 
+/* At most the bytes of records emit_state() appends. */
+static uint64_t state_bytes(struct vss_cow_volume *vol)
+{
+	return (uint64_t)vol->index.count * 40 + (uint64_t)vol->nshadows * (64 + 24) + 24;
+}
+
 /* Rewrites the log when deletions left it mostly garbage. Gate exclusive. */
 static int maybe_checkpoint(struct vss_cow_volume *vol)
 {
@@ -1220,8 +1233,9 @@ static int maybe_checkpoint(struct vss_cow_volume *vol)
 	if (log_bytes <= 2 * live + (1u << 20))
 		return 0;
 	drain(vol);     /* the new log holds no REDO record */
-	r = vol->sops->checkpoint(vol->store, emit_state, vol);
-	if (r)
+	r = vol->sops->checkpoint(vol->store, emit_state, vol, state_bytes(vol));
+	/* No room for a new log on the filesystem: the old one goes on. */
+	if (r && r != -ENOSPC)
 		metadata_failed(vol, r);
 	return r;
 }
@@ -1483,7 +1497,7 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 			vol->shadows[i]->invalid = 1;
 		recount(vol);
 	} else {
-		r = vol->sops->checkpoint(vol->store, emit_state, vol);
+		r = vol->sops->checkpoint(vol->store, emit_state, vol, state_bytes(vol));
 		if (r) {
 			vss_error_set(err, r, "cannot write the diff area: %s", strerror(-r));
 			goto fail;

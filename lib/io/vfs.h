@@ -9,6 +9,7 @@
 #ifndef VSS_IO_VFS_H
 #define VSS_IO_VFS_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -23,6 +24,12 @@ struct vss_file_ops {
 	int (*sync)(struct vss_file *f);
 	/* Deallocates [@off, @off+@len) so it reads as zeros; 0 or -errno (-EOPNOTSUPP is harmless). */
 	int (*punch)(struct vss_file *f, uint64_t off, uint64_t len);
+	/* Optional (NULL: nothing reserved).  Allocates [@off, @off+@len) on
+	 * the filesystem without changing what the file reads or its size
+	 * (fallocate with KEEP_SIZE), so that writes there later do not fail
+	 * for want of space: 0, -ENOSPC, or -errno (-EOPNOTSUPP: the
+	 * filesystem cannot; writes may then meet ENOSPC as usual). */
+	int (*reserve)(struct vss_file *f, uint64_t off, uint64_t len);
 	/* Sets the file size; 0 or -errno. */
 	int (*truncate)(struct vss_file *f, uint64_t size);
 	/* Current size in bytes (for a block device, its capacity); 0 or -errno. */
@@ -71,6 +78,8 @@ static inline int vss_file_pwrite(struct vss_file *f, const void *b, size_t n, u
 static inline int vss_file_sync(struct vss_file *f) { return f->ops->sync(f); }
 static inline int vss_file_punch(struct vss_file *f, uint64_t o, uint64_t n)
 { return f->ops->punch(f, o, n); }
+static inline int vss_file_reserve(struct vss_file *f, uint64_t o, uint64_t n)
+{ return f->ops->reserve ? f->ops->reserve(f, o, n) : -EOPNOTSUPP; }
 static inline int vss_file_truncate(struct vss_file *f, uint64_t s)
 { return f->ops->truncate(f, s); }
 static inline int vss_file_size(struct vss_file *f, uint64_t *s) { return f->ops->size(f, s); }

@@ -80,6 +80,15 @@ static int posix_punch(struct vss_file *f, uint64_t off, uint64_t len)
 	return 0;
 }
 
+static int posix_reserve(struct vss_file *f, uint64_t off, uint64_t len)
+{
+	if (PF(f)->is_blk)
+		return 0;       /* a device's blocks are all there */
+	if (fallocate(PF(f)->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
 static int posix_truncate(struct vss_file *f, uint64_t size)
 {
 	if (PF(f)->is_blk)
@@ -121,6 +130,7 @@ static const struct vss_file_ops posix_file_ops = {
 	.pwrite = posix_pwrite,
 	.sync = posix_sync,
 	.punch = posix_punch,
+	.reserve = posix_reserve,
 	.truncate = posix_truncate,
 	.size = posix_size,
 	.allocated = posix_allocated,

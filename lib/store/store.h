@@ -84,14 +84,20 @@ struct vss_store_ops {
 	 * they lie outside the file. */
 	int (*mark_used)(struct vss_store *st, uint32_t slot, uint32_t len);
 	/* Starts a new log holding the engine's full state: call @emit, which
-	 * appends every live record with append(); the new log replaces the old
-	 * one atomically and durably when this returns 0. */
-	int (*checkpoint)(struct vss_store *st, int (*emit)(void *arg), void *arg);
+	 * appends every live record with append() (at most @bytes of them; 0:
+	 * no more than the current log holds); the new log replaces the old
+	 * one atomically and durably when this returns 0.  -ENOSPC: the
+	 * filesystem has no room for the new log; nothing changed, the old
+	 * log stays in use. */
+	int (*checkpoint)(struct vss_store *st, int (*emit)(void *arg), void *arg,
+			  uint64_t bytes);
 	/* Closes, without implied checkpoint; frees @st. */
 	void (*close)(struct vss_store *st);
 
-	/* Reserves a free slot.  -ENOSPC: the maximum would be passed (or the
-	 * filesystem is full); the caller makes room and tries again. */
+	/* Reserves a free slot, and room in the log for the record that will
+	 * name it.  -ENOSPC: the maximum would be passed, or the filesystem
+	 * has no room left for the log to grow into; the caller makes room
+	 * (appending a few records, which always fit) and tries again. */
 	int (*alloc_slot)(struct vss_store *st, uint32_t *slot);
 	/* Gives a slot back; it is reused only once the record that freed it
 	 * is durable. */

@@ -71,6 +71,24 @@
  * acknowledged).  Log bytes are only ever written with the lock held, so
  * the pieces of a segment reach the file in order.
  *
+ * A full filesystem.  The log must never fail for want of space: deleting
+ * a shadow to make room needs a DELETE record and a commit.  So the log
+ * grows only into space reserved ahead (vss_file_reserve: fallocate with
+ * KEEP_SIZE): a pool of taken slots, in memory only (after a crash they
+ * are just free slots), from which the log takes its next segments.  The
+ * pool always holds room for a record for every slot handed out that no
+ * record names yet, plus LOG_SLACK bytes for what making room appends
+ * (DELETE, SYNC, DONE, INVALID, NEXT_SEQ).  alloc_slot() tops the pool up
+ * first and returns -ENOSPC when the filesystem cannot give that space:
+ * the engine then deletes shadows, as at the maximum.  A checkpoint
+ * reserves every slot its new log needs before it changes anything, and
+ * returns -ENOSPC with the old log still in use.  Writes into reserved
+ * space do not fail on ext4 and XFS (they keep blocks for converting
+ * unwritten extents).  On a copy-on-write filesystem (btrfs without
+ * nodatacow) a rewrite of log bytes needs new space all the same, so
+ * there a full filesystem can still fail the diff area as a whole (every
+ * shadow invalid, live writes go on), as before.
+ *
  * Torn writes and recovery.  Replay starts at the superblock's head segment
  * and stops at the first record whose crc, lsn or length is wrong, or at a
  * segment whose header does not continue the chain (gen, index, first_lsn):
@@ -108,6 +126,7 @@
 #define REC_SMALL_LEN  24u
 #define REC_COPY_LEN   40u
 #define MAX_SLOTS      0xFFFFFFF0u  /* slots are u32 in records */
+#define LOG_SLACK      4096u        /* log bytes kept for making room (see head) */
 
 /* Fuzzing builds accept any checksum, so that mutations reach the parsers
  * behind them; nothing else changes. */
@@ -149,7 +168,11 @@ struct vss_store {
 
 	/* slots: a bit per slot, set when in use or waiting to be freed */
 	uint64_t *bitmap;
+	uint64_t *unrec;                /* a bit per slot: handed out, no record names it yet */
 	uint64_t bitmap_bits;
+	uint64_t nunrec;                /* set bits of unrec */
+	uint32_t *pool;                 /* taken, space reserved: the log's next segments */
+	size_t npool, pool_cap;
 	uint64_t nslots;                /* high-water mark: slots below exist in the file */
 	uint64_t used_slots;            /* set bits */
 	uint64_t data_slots;
@@ -437,6 +460,11 @@ static int bitmap_grow(struct vss_store *st, uint64_t need)
 		return -ENOMEM;
 	memset((char *)nb + st->bitmap_bits / 8, 0, (bits - st->bitmap_bits) / 8);
 	st->bitmap = nb;
+	nb = realloc(st->unrec, bits / 8);
+	if (!nb)
+		return -ENOMEM;
+	memset((char *)nb + st->bitmap_bits / 8, 0, (bits - st->bitmap_bits) / 8);
+	st->unrec = nb;
 	st->bitmap_bits = bits;
 	return 0;
 }
@@ -520,7 +548,7 @@ static int slot_take(struct vss_store *st, int force, uint32_t *out)
 
 	/* A data slot leaves room for one more log segment: the log takes
 	 * its segments regardless of the maximum, and must stay inside it. */
-	if (!force && over_max(st, st->used_slots + 2))
+	if (!force && over_max(st, st->used_slots - st->npool + 2))
 		return -ENOSPC;
 	while (s < st->nslots) {
 		uint64_t w = st->bitmap[s / 64];
@@ -566,16 +594,24 @@ static void release_pending(struct vss_store *st)
 
 /* ---- the log ---- */
 
+/* Makes room for one more slot number in the array *@v of @n (of *@cap). */
+static int slots_grow(uint32_t **v, size_t n, size_t *cap)
+{
+	if (n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		uint32_t *nv = realloc(*v, c * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	return 0;
+}
+
 static int log_slots_push(struct vss_store *st, uint32_t slot)
 {
-	if (st->nlog == st->log_cap) {
-		size_t cap = st->log_cap ? st->log_cap * 2 : 16;
-		uint32_t *n = realloc(st->log_slots, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		st->log_slots = n;
-		st->log_cap = cap;
-	}
+	if (slots_grow(&st->log_slots, st->nlog, &st->log_cap))
+		return -ENOMEM;
 	st->log_slots[st->nlog++] = slot;
 	return 0;
 }
@@ -672,12 +708,116 @@ static int log_write_out(struct vss_store *st)
 	return r;
 }
 
+/* ---- the log's reserve (see the head: a full filesystem) ---- */
+
+/* @slot is named by a record now, or given back: no record to make room for. */
+static void unrec_clear(struct vss_store *st, uint32_t slot)
+{
+	if (slot < st->bitmap_bits && (st->unrec[slot / 64] >> (slot % 64)) & 1) {
+		st->unrec[slot / 64] &= ~(1ull << (slot % 64));
+		st->nunrec--;
+	}
+}
+
+/* Bytes of records one segment surely holds (records do not straddle). */
+static uint64_t seg_room(const struct vss_store *st)
+{
+	return st->bs - SEG_HDR - REC_CREATE_LEN;
+}
+
+/* Bytes the log can take without space the filesystem has yet to give:
+ * the rest of the current segment, then one segment per pool slot (each
+ * step moves into the reserved successor and takes a pool slot as its
+ * own successor). */
+static uint64_t log_room(const struct vss_store *st)
+{
+	uint64_t cur = st->seg_used < st->bs - REC_CREATE_LEN ?
+		       st->bs - REC_CREATE_LEN - st->seg_used : 0;
+
+	return cur + st->npool * seg_room(st);
+}
+
+/* Bytes the log must be able to take: a record for every slot handed out
+ * and not yet named, with @extra more, and what making room appends. */
+static uint64_t log_need(const struct vss_store *st, uint64_t extra)
+{
+	return (st->nunrec + extra) * REC_COPY_LEN + LOG_SLACK;
+}
+
+/* Takes the lowest free slot and reserves its space on disk (lock held). */
+static int slot_take_reserved(struct vss_store *st, uint32_t *slot)
+{
+	int r = slot_take(st, 1, slot);
+
+	if (r)
+		return r;
+	r = vss_file_reserve(st->file, slot_off(st, *slot), st->bs);
+	if (r == -EOPNOTSUPP)
+		r = 0;          /* cannot: writes there may meet ENOSPC as before */
+	if (r) {
+		slot_release(st, *slot);
+		return r;
+	}
+	return 0;
+}
+
+/* Adds a slot to the pool; -ENOSPC when the filesystem has no room. */
+static int pool_add(struct vss_store *st)
+{
+	uint32_t slot;
+	int r;
+
+	if (slots_grow(&st->pool, st->npool, &st->pool_cap))
+		return -ENOMEM;
+	r = slot_take_reserved(st, &slot);
+	if (!r) {
+		/* Kept in order: the log takes the lowest first. */
+		size_t i = st->npool++;
+		for (; i && st->pool[i - 1] > slot; i--)
+			st->pool[i] = st->pool[i - 1];
+		st->pool[i] = slot;
+	}
+	return r;
+}
+
+/* Grows the pool until the log can take @need bytes (the pool keeps what
+ * it got on failure).  Lock held. */
+static int pool_fill(struct vss_store *st, uint64_t need)
+{
+	int r = 0;
+
+	while (!r && log_room(st) < need)
+		r = pool_add(st);
+	return r;
+}
+
+/* Gives back pool slots beyond what the log needs now (lock held). */
+static void pool_trim(struct vss_store *st)
+{
+	uint64_t need = log_need(st, 0);
+
+	while (st->npool > 1 && log_room(st) - seg_room(st) >= need)
+		slot_release(st, st->pool[--st->npool]);
+}
+
+/* A slot for a log segment: from the pool, else taken and reserved now
+ * (which fails with -ENOSPC only if the engine outran the reserve). */
+static int log_slot_get(struct vss_store *st, uint32_t *slot)
+{
+	if (st->npool) {
+		*slot = st->pool[0];
+		memmove(st->pool, st->pool + 1, --st->npool * sizeof(*st->pool));
+		return 0;
+	}
+	return slot_take_reserved(st, slot);
+}
+
 /* Takes a slot for the log's next segment and zeroes its header (see the
  * head: replay reads it before the log writes it). */
 static int log_take_next(struct vss_store *st, uint32_t *slot)
 {
 	static const unsigned char zero[SEG_HDR];
-	int r = slot_take(st, 1, slot);
+	int r = log_slot_get(st, slot);
 
 	return r ? r : vss_file_pwrite(st->file, zero, SEG_HDR, slot_off(st, *slot));
 }
@@ -709,7 +849,7 @@ static int log_begin(struct vss_store *st)
 	uint32_t head, next;
 	int r;
 
-	r = slot_take(st, 1, &head);
+	r = log_slot_get(st, &head);
 	if (r)
 		return r;
 	r = log_take_next(st, &next);
@@ -747,6 +887,8 @@ static int log_append(struct vss_store *st, const struct vss_rec *rec, uint64_t 
 			return r;
 		}
 	}
+	if ((rec->type == VSS_REC_COPY || rec->type == VSS_REC_REDO))
+		unrec_clear(st, rec->slot);
 	rec_encode(st->seg_buf + st->seg_used, rec, st->next_lsn);
 	st->seg_used += len;
 	*lsn = st->next_lsn++;
@@ -806,6 +948,8 @@ static void store_free(struct vss_store *st)
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->cond);
 	free(st->bitmap);
+	free(st->unrec);
+	free(st->pool);
 	free(st->pend);
 	free(st->held);
 	free(st->log_slots);
@@ -1048,15 +1192,34 @@ static int store_mark_used(struct vss_store *st, uint32_t slot, uint32_t len)
 	return 0;
 }
 
-static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *arg)
+static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *arg,
+			    uint64_t bytes)
 {
 	uint32_t *old = st->log_slots;
 	size_t nold = st->nlog;
 	uint32_t old_next = st->next_slot;
 	int old_next_reserved = st->next_reserved, r;
-
+	uint64_t segs, keep;
 	struct staged *w;
 	size_t nw;
+
+	/* Every slot the new log takes is reserved before anything changes:
+	 * on a full filesystem this fails with -ENOSPC, and the old log goes
+	 * on as if nothing had happened. */
+	if (!bytes)
+		bytes = (uint64_t)nold * st->bs;
+	segs = (bytes + REC_SMALL_LEN + seg_room(st) - 1) / seg_room(st) + 1;
+	keep = (log_need(st, 0) + seg_room(st) - 1) / seg_room(st);
+	pthread_mutex_lock(&st->lock);
+	r = 0;
+	while (!r && st->npool < segs + keep)
+		r = pool_add(st);
+	if (r) {
+		pool_trim(st);
+		pthread_mutex_unlock(&st->lock);
+		return r;
+	}
+	pthread_mutex_unlock(&st->lock);
 
 	/* The old log keeps its slots (so stays intact) until the switch; what
 	 * of it was never written is superseded by the new one. */
@@ -1102,6 +1265,7 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	if (old_next_reserved)
 		slot_release(st, old_next);
 	release_pending(st);
+	pool_trim(st);
 	pthread_mutex_unlock(&st->lock);
 	free(old);
 	return 0;
@@ -1112,12 +1276,25 @@ static void store_close(struct vss_store *st)
 	store_free(st);
 }
 
+/* A data slot, with log room for its record kept (lock held). */
+static int data_slot_take(struct vss_store *st, uint32_t *slot)
+{
+	int r = slot_take(st, 0, slot);
+
+	if (r)
+		return r;
+	r = pool_fill(st, log_need(st, 1));
+	if (r)
+		slots_release_keep(st, slot, 1, 1);  /* as it was: free, space untouched */
+	return r;
+}
+
 static int store_alloc_slot(struct vss_store *st, uint32_t *slot)
 {
 	int r;
 
 	pthread_mutex_lock(&st->lock);
-	r = slot_take(st, 0, slot);
+	r = data_slot_take(st, slot);
 	/* Slots are waiting for a durable SYNC record to vouch for the record
 	 * that freed them: the first commit makes it durable, the second the
 	 * SYNC record that the first appended. */
@@ -1127,10 +1304,13 @@ static int store_alloc_slot(struct vss_store *st, uint32_t *slot)
 		r = store_commit(st, lsn);
 		pthread_mutex_lock(&st->lock);
 		if (!r)
-			r = slot_take(st, 0, slot);
+			r = data_slot_take(st, slot);
 	}
-	if (!r)
+	if (!r) {
 		st->data_slots++;
+		st->unrec[*slot / 64] |= 1ull << (*slot % 64);
+		st->nunrec++;
+	}
 	pthread_mutex_unlock(&st->lock);
 	return r;
 }
@@ -1139,6 +1319,7 @@ static void free_slot_keep(struct vss_store *st, uint32_t slot, int keep)
 {
 	pthread_mutex_lock(&st->lock);
 	st->data_slots--;
+	unrec_clear(st, slot);
 	if (st->next_lsn - 1 <= st->vouched) {
 		slots_release_keep(st, &slot, 1, keep);
 	} else {

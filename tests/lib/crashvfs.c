@@ -36,6 +36,11 @@ struct node {
 	struct change *q;       /* unsynced changes, oldest first */
 	size_t nq, qcap;
 	uint64_t calls[CRASHVFS_NOPS];
+	/* Filesystem space, in CRASHVFS_PAGE pages of the volatile image:
+	 * one flag per page, set once written or reserved. */
+	unsigned char *pages;
+	uint64_t npages_cap, allocated;
+	uint64_t budget;        /* pages the file may hold; 0: no limit */
 	struct node *next;
 };
 
@@ -78,6 +83,80 @@ struct crashvfs {
 };
 
 /* ---- small helpers ---- */
+
+#define CRASHVFS_PAGE 4096u
+
+/* Pages of [@off, @off+@len) not yet allocated; -ENOMEM. */
+static int64_t pages_new(struct node *n, uint64_t off, uint64_t len)
+{
+	uint64_t first = off / CRASHVFS_PAGE, last = (off + len - 1) / CRASHVFS_PAGE;
+	int64_t k = 0;
+
+	if (!len)
+		return 0;
+	if (last >= n->npages_cap) {
+		uint64_t cap = n->npages_cap ? n->npages_cap : 256;
+		unsigned char *p;
+		while (cap <= last)
+			cap *= 2;
+		p = realloc(n->pages, cap);
+		if (!p)
+			return -ENOMEM;
+		memset(p + n->npages_cap, 0, cap - n->npages_cap);
+		n->pages = p;
+		n->npages_cap = cap;
+	}
+	for (uint64_t i = first; i <= last; i++)
+		k += !n->pages[i];
+	return k;
+}
+
+/* Allocates the pages of [@off, @off+@len), or fails with -ENOSPC when the
+ * budget would be passed (allocating nothing). */
+static int pages_alloc(struct node *n, uint64_t off, uint64_t len)
+{
+	int64_t k = pages_new(n, off, len);
+
+	if (k < 0)
+		return (int)k;
+	if (n->budget && n->allocated + (uint64_t)k > n->budget)
+		return -ENOSPC;
+	for (uint64_t i = off / CRASHVFS_PAGE; len && i <= (off + len - 1) / CRASHVFS_PAGE; i++)
+		n->pages[i] = 1;
+	n->allocated += (uint64_t)k;
+	return 0;
+}
+
+/* Gives back the whole pages inside [@off, @off+@len) (@len 0: to the end). */
+static void pages_free(struct node *n, uint64_t off, uint64_t len)
+{
+	uint64_t first = (off + CRASHVFS_PAGE - 1) / CRASHVFS_PAGE;
+	uint64_t end = len ? (off + len) / CRASHVFS_PAGE : n->npages_cap;
+
+	for (uint64_t i = first; i < end && i < n->npages_cap; i++) {
+		n->allocated -= n->pages[i];
+		n->pages[i] = 0;
+	}
+}
+
+/* After a crash: the pages holding anything are allocated. */
+static void pages_recount(struct node *n)
+{
+	const struct image *im = &n->vol;
+
+	pages_free(n, 0, 0);
+	for (uint64_t off = 0; off < im->size; off += CRASHVFS_PAGE) {
+		uint64_t len = im->size - off < CRASHVFS_PAGE ? im->size - off : CRASHVFS_PAGE;
+		for (uint64_t i = 0; i < len; i++)
+			if (im->buf[off + i]) {
+				uint64_t save = n->budget;
+				n->budget = 0;  /* what survived is there, budget or not */
+				(void)pages_alloc(n, off, 1);
+				n->budget = save;
+				break;
+			}
+	}
+}
 
 static int image_reserve(struct image *im, uint64_t size)
 {
@@ -247,6 +326,7 @@ static void node_free(struct crashvfs *cv, struct node *n)
 	}
 	queue_clear(n);
 	free(n->q);
+	free(n->pages);
 	image_release(&n->vol);
 	image_release(&n->dur);
 	free(n->path);
@@ -327,6 +407,7 @@ static void do_crash(struct crashvfs *cv, uint64_t seed)
 		}
 		queue_clear(n);
 		(void)image_copy(&n->vol, &n->dur);
+		pages_recount(n);
 	}
 }
 
@@ -401,6 +482,8 @@ static int cv_change(struct vss_file *f, enum crashvfs_op op, enum change_kind k
 
 	pthread_mutex_lock(&cv->lock);
 	r = call_enter(H(f), op, true, &crashed);
+	if (r == 0 && !crashed && kind == CH_WRITE)
+		r = pages_alloc(n, off, len);
 	if (r == 0) {
 		struct change c = { .kind = kind, .off = off, .len = len,
 				    .data = (unsigned char *)data };
@@ -410,6 +493,10 @@ static int cv_change(struct vss_file *f, enum crashvfs_op op, enum change_kind k
 			if (r < 0)
 				free(n->q[--n->nq].data);
 		}
+		if (r == 0 && kind == CH_PUNCH)
+			pages_free(n, off, len);
+		else if (r == 0 && kind == CH_TRUNCATE)
+			pages_free(n, off + CRASHVFS_PAGE - 1 - (off + CRASHVFS_PAGE - 1) % CRASHVFS_PAGE, 0);
 	}
 	if (crashed) {
 		do_crash(cv, cv->crash_seed);
@@ -427,6 +514,21 @@ static int cv_pwrite(struct vss_file *f, const void *buf, size_t len, uint64_t o
 static int cv_punch(struct vss_file *f, uint64_t off, uint64_t len)
 {
 	return cv_change(f, CRASHVFS_PUNCH, CH_PUNCH, NULL, len, off);
+}
+
+/* Space only: not a change of content, so nothing to queue for a crash. */
+static int cv_reserve(struct vss_file *f, uint64_t off, uint64_t len)
+{
+	struct crashvfs *cv = H(f)->cv;
+	bool crashed;
+	int r;
+
+	pthread_mutex_lock(&cv->lock);
+	r = call_enter(H(f), CRASHVFS_RESERVE, false, &crashed);
+	if (r == 0)
+		r = pages_alloc(H(f)->node, off, len);
+	pthread_mutex_unlock(&cv->lock);
+	return r;
 }
 
 static int cv_truncate(struct vss_file *f, uint64_t size)
@@ -514,6 +616,7 @@ static const struct vss_file_ops cv_file_ops = {
 	.pwrite = cv_pwrite,
 	.sync = cv_sync,
 	.punch = cv_punch,
+	.reserve = cv_reserve,
 	.truncate = cv_truncate,
 	.size = cv_size,
 	.allocated = cv_allocated,
@@ -771,6 +874,34 @@ int crashvfs_get(struct crashvfs *cv, const char *path, bool durable,
 	}
 	pthread_mutex_unlock(&cv->lock);
 	return r;
+}
+
+int crashvfs_set_budget(struct crashvfs *cv, const char *path, uint64_t bytes)
+{
+	struct node *n;
+	int r = 0;
+
+	pthread_mutex_lock(&cv->lock);
+	n = node_find(cv, path);
+	if (!n)
+		r = -ENOENT;
+	else
+		n->budget = (bytes + CRASHVFS_PAGE - 1) / CRASHVFS_PAGE;
+	pthread_mutex_unlock(&cv->lock);
+	return r;
+}
+
+uint64_t crashvfs_allocated(struct crashvfs *cv, const char *path)
+{
+	struct node *n;
+	uint64_t a = 0;
+
+	pthread_mutex_lock(&cv->lock);
+	n = node_find(cv, path);
+	if (n)
+		a = n->allocated * CRASHVFS_PAGE;
+	pthread_mutex_unlock(&cv->lock);
+	return a;
 }
 
 bool crashvfs_exists(struct crashvfs *cv, const char *path)

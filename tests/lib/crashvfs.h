@@ -61,6 +61,7 @@ enum crashvfs_op {
 	CRASHVFS_SYNC,
 	CRASHVFS_PUNCH,
 	CRASHVFS_TRUNCATE,
+	CRASHVFS_RESERVE,
 	CRASHVFS_NOPS
 };
 
@@ -96,6 +97,18 @@ int crashvfs_put(struct crashvfs *cv, const char *path, const void *data, size_t
  * in *@len; the caller frees.  0, -ENOENT or -ENOMEM. */
 int crashvfs_get(struct crashvfs *cv, const char *path, bool durable,
 		 void **out, size_t *len);
+
+/*
+ * A full filesystem: @path may occupy at most @bytes (rounded up to 4 KiB
+ * pages; 0: no limit).  A page is occupied once written or reserved
+ * (vss_file_reserve), and given back by a punch covering it or a truncate
+ * below it.  A pwrite or reserve needing pages past the budget fails with
+ * -ENOSPC and changes nothing.  After a crash the pages holding anything
+ * are occupied, whatever the budget.  0 or -ENOENT.
+ */
+int crashvfs_set_budget(struct crashvfs *cv, const char *path, uint64_t bytes);
+/* Bytes @path occupies in that count (0 if it does not exist). */
+uint64_t crashvfs_allocated(struct crashvfs *cv, const char *path);
 
 /* Whether @path exists. */
 bool crashvfs_exists(struct crashvfs *cv, const char *path);
