@@ -188,8 +188,8 @@ int vss_catalog_volume_delete(struct vss_catalog *c, const char *name,
 			      struct vss_error *err)
 {
 	static const char *const sql[] = {
-		"DELETE FROM mounts WHERE kind = 'shadow'"
-		" AND name IN (SELECT id FROM shadows WHERE volume = ?)",
+		("DELETE FROM mounts WHERE kind = 'shadow'"
+		 " AND name IN (SELECT id FROM shadows WHERE volume = ?)"),
 		"DELETE FROM shadows WHERE volume = ?",
 		"DELETE FROM mounts WHERE kind = 'volume' AND name = ?",
 		"DELETE FROM volumes WHERE name = ?",

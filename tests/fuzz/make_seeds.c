@@ -114,8 +114,13 @@ static void sf_close(struct vss_file *f)
 	free(f);
 }
 
+static int sf_reserve(struct vss_file *f, uint64_t o, uint64_t n)
+{ return vss_file_reserve(SF(f)->inner, o, n); }
+
 static const struct vss_file_ops sf_ops = {
-	sf_pread, sf_pwrite, sf_sync, sf_punch, sf_truncate, sf_size, sf_allocated, sf_close,
+	.pread = sf_pread, .pwrite = sf_pwrite, .sync = sf_sync, .punch = sf_punch,
+	.reserve = sf_reserve, .truncate = sf_truncate, .size = sf_size,
+	.allocated = sf_allocated, .close = sf_close,
 };
 
 static int sv_open(struct vss_vfs *vfs, const char *path, int flags, struct vss_file **out)
