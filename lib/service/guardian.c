@@ -40,6 +40,14 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static volatile sig_atomic_t told_to_stop;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	told_to_stop = 1;
+}
+
 static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 						     const char *const *dirs, size_t n,
 						     unsigned int limit_ms)
@@ -51,8 +59,22 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 	char c = 0;
 	int timed_out = 0;
 
+	/* Told to stop (a service manager ending vssd's whole group, say):
+	 * thaw first, never leave a filesystem frozen behind. */
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	/* They are let in only while waiting in ppoll(), so none is missed
+	 * between the check of told_to_stop and the wait. */
+	sigset_t stops;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGHUP);
+	sigprocmask(SIG_SETMASK, &stops, NULL);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();   /* a signal to vssd's process group must not reach us */
 	prctl(PR_SET_NAME, "vss-guardian", 0, 0, 0);
 	for (size_t i = 0; i < n; i++)
@@ -66,7 +88,10 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 			timed_out = 1;
 			break;
 		}
-		r = poll(&pfd, 1, (int)left);
+		if (told_to_stop)
+			break;
+		struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000 };
+		r = ppoll(&pfd, 1, &ts, &none);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r == 0) {
@@ -78,6 +103,8 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 			continue;
 		break;  /* "D", or end of file: vssd is gone */
 	}
+	if (told_to_stop)
+		c = 0;  /* thaw, whatever vssd said */
 	if (c == 'D' && !timed_out)
 		_exit(0);
 	for (size_t i = 0; i < n; i++) {
@@ -85,6 +112,7 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 			continue;
 		if (ioctl(fds[i], FITHAW, 0) == 0) {
 			say(timed_out ? "vss-guardian: freeze hold exceeded its bound; thawed "
+			    : told_to_stop ? "vss-guardian: told to stop during a freeze; thawed "
 				      : "vss-guardian: vssd went away during a freeze; thawed ");
 			say(dirs[i]);
 			say("\n");

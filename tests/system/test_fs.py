@@ -189,6 +189,34 @@ def test_guardian_thaws_when_vssd_dies(daemon_factory):
     assert c.returncode != 0
 
 
+def test_guardian_thaws_when_told_to_stop(daemon_factory):
+    """A service manager stopping vssd's whole group (systemd's default
+    KillMode) sends the guardian SIGTERM too: it thaws before it goes."""
+    d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "6000"})
+    mnt = os.path.join(d.root, "mnt")
+    d.create_volume("t", "128M")
+    d.vss("volume", "mount", "t", mnt, "--mkfs", "ext4")
+    c = d.spawn([VSS, "--run-dir", d.run, "create", "shadow", "--for", mnt],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while "holding the freeze" not in d.log():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    guardians = subprocess.run(["pgrep", "-P", str(d.proc.pid), "-x", "vss-guardian"],
+                               capture_output=True, text=True).stdout.split()
+    assert len(guardians) == 1, guardians
+    assert not write_returns(os.path.join(mnt, "during"), 0.5), "not frozen"
+    t0 = time.time()
+    os.kill(int(guardians[0]), signal.SIGTERM)
+    assert write_returns(os.path.join(mnt, "after"), 5), "still frozen after the guardian's SIGTERM"
+    assert time.time() - t0 < 3
+    deadline = time.time() + 5
+    while "told to stop during a freeze; thawed" not in d.log():
+        assert time.time() < deadline, d.log()
+        time.sleep(0.05)
+    c.wait(15)
+
+
 def test_freeze_hold_is_bounded(daemon_factory):
     d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "12000"})
     mnt = os.path.join(d.root, "mnt")
