@@ -149,6 +149,7 @@ struct vss_cow_volume {
 	_Atomic int async_failed;      /* the flusher could not commit: -errno */
 	_Atomic int async_settled;     /* ... and metadata_failed() has run since */
 	pthread_mutex_t fail_lock;     /* failed_noted */
+	int log_stale;                 /* open could not write a new log: the replayed one takes no records */
 
 	/* replay only */
 	struct vss_error *replay_err;
@@ -1237,6 +1238,8 @@ static int maybe_checkpoint(struct vss_cow_volume *vol)
 	/* No room for a new log on the filesystem: the old one goes on. */
 	if (r && r != -ENOSPC)
 		metadata_failed(vol, r);
+	if (!r)
+		vol->log_stale = 0;
 	return r;
 }
 
@@ -1498,12 +1501,24 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 		recount(vol);
 	} else {
 		r = vol->sops->checkpoint(vol->store, emit_state, vol, state_bytes(vol));
-		if (r) {
+		if (r == -ENOSPC) {
+			vol->log_stale = 1;
+			/* The volume must come up all the same.  The replayed log
+			 * stays in force and takes no records: the shadows read
+			 * as they are until the first write that needs a copy,
+			 * which can only invalidate them (note 6); freeing space
+			 * and opening again keeps them. */
+			emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, r,
+			     "no room for the diff area's new log (filesystem full): its shadows "
+			     "stay readable until the first write that needs a copy invalidates "
+			     "them; free space and reopen the volume to keep them");
+		} else if (r) {
 			vss_error_set(err, r, "cannot write the diff area: %s", strerror(-r));
 			goto fail;
+		} else {
+			for (size_t i = vol->replay_redo.start; i < vol->replay_redo.n; i++)
+				vol->sops->free_slot(vol->store, vol->replay_redo.v[i].slot);
 		}
-		for (size_t i = vol->replay_redo.start; i < vol->replay_redo.n; i++)
-			vol->sops->free_slot(vol->store, vol->replay_redo.v[i].slot);
 		vss_redo_log_free(&vol->replay_redo);
 		/* Without a flusher, writes just wait for their commits. */
 		struct vss_redo_env env = redo_env(vol);
@@ -1542,7 +1557,7 @@ int vss_cow_close(struct vss_cow_volume *vol)
 	r2 = vss_file_sync(vol->origin);
 	if (!r)
 		r = r2;
-	if (!vol->sops->failed(vol->store)) {
+	if (!vol->sops->failed(vol->store) && !vol->log_stale) {
 		struct vss_rec rec = { .type = VSS_REC_NEXT_SEQ, .seq = vol->next_seq };
 		uint64_t lsn;
 		r2 = vol->sops->append(vol->store, &rec, &lsn);
