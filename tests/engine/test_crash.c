@@ -41,7 +41,6 @@
 #define MAX_WRITERS 3
 #define MAX_LIVE    6       /* live shadows the storm keeps at most */
 #define NO_SEQ      UINT64_MAX
-#define HELD_MAX    8
 
 /* ---- helpers ---- */
 
@@ -91,30 +90,6 @@ static void make_id(uint64_t key, uint32_t idx, vss_cow_id id)
 	memcpy(id + 8, &b, 8);
 }
 
-/* Buffers held across checks: a failing check jumps out, and teardown frees
- * what is still held (so that a failure leaks nothing). */
-static void *hold(void **held, void *p)
-{
-	for (int i = 0; p && i < HELD_MAX; i++) {
-		if (!held[i]) {
-			held[i] = p;
-			return p;
-		}
-	}
-	assert_true(p == NULL);
-	return p;
-}
-
-/* Stops holding @p; frees it unless @keep. */
-static void release(void **held, void *p, bool keep)
-{
-	for (int i = 0; p && i < HELD_MAX; i++)
-		if (held[i] == p)
-			held[i] = NULL;
-	if (!keep)
-		free(p);
-}
-
 /* ---- what every test here shares: seed, temp dir, failure report ---- */
 
 struct ctx {
@@ -153,23 +128,6 @@ static void ctx_fail(struct ctx *c, int line, const char *fmt, ...)
 		    c->phase ? c->phase : "-", line, msg,
 		    (unsigned long long)c->base_seed);
 	fail();
-}
-
-/* With VSS_TEST_VERBOSE set, says what each step does, to reproduce a failure. */
-static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void trace(const char *fmt, ...)
-{
-	static int verbose = -1;
-	va_list ap;
-
-	if (verbose < 0)
-		verbose = getenv("VSS_TEST_VERBOSE") != NULL;
-	if (!verbose)
-		return;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
 }
 
 #define CHECK(c, cond, ...) \

@@ -33,49 +33,7 @@
 #include "testutil.h"
 
 #define MAX_LIVE     8     /* shadows kept alive at once */
-#define HELD_MAX     8
 #define MAX_THREADS  4
-
-/* Buffers held across checks: a failing check jumps out, and teardown frees
- * what is still held (so that a failure leaks nothing). */
-static void *hold(void **held, void *p)
-{
-	for (int i = 0; p && i < HELD_MAX; i++) {
-		if (!held[i]) {
-			held[i] = p;
-			return p;
-		}
-	}
-	assert_true(p == NULL);
-	return p;
-}
-
-/* Stops holding @p; frees it unless @keep. */
-static void release(void **held, void *p, bool keep)
-{
-	for (int i = 0; p && i < HELD_MAX; i++)
-		if (held[i] == p)
-			held[i] = NULL;
-	if (!keep)
-		free(p);
-}
-
-/* With VSS_TEST_VERBOSE set, says what each step does, to reproduce a failure. */
-static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void trace(const char *fmt, ...)
-{
-	static int verbose = -1;
-	va_list ap;
-
-	if (verbose < 0)
-		verbose = getenv("VSS_TEST_VERBOSE") != NULL;
-	if (!verbose)
-		return;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t now_ns(void)
 {

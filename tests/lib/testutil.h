@@ -1,7 +1,8 @@
 /*
  * tests/lib/testutil.h - what the randomized tests share: a splitmix64
  * generator (one state per thread, so runs repeat from their seed), the
- * environment knobs (VSS_TEST_SEED, round counts), and temp-dir cleanup.
+ * environment knobs (VSS_TEST_SEED, round counts), temp-dir cleanup, and
+ * (after <cmocka.h>) held buffers and VSS_TEST_VERBOSE tracing.
  */
 #ifndef VSS_TESTS_TESTUTIL_H
 #define VSS_TESTS_TESTUTIL_H
@@ -102,5 +103,53 @@ static inline void sweep_stale_dirs(const char *tag)
 	if (d)
 		closedir(d);
 }
+
+#ifdef assert_true     /* after <cmocka.h> */
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define HELD_MAX 8
+
+/* Buffers held across checks: a failing check jumps out, and teardown frees
+ * what is still held (so that a failure leaks nothing). */
+static inline void *hold(void **held, void *p)
+{
+	for (int i = 0; p && i < HELD_MAX; i++) {
+		if (!held[i]) {
+			held[i] = p;
+			return p;
+		}
+	}
+	assert_true(p == NULL);
+	return p;
+}
+
+/* Stops holding @p; frees it unless @keep. */
+static inline void release(void **held, void *p, bool keep)
+{
+	for (int i = 0; p && i < HELD_MAX; i++)
+		if (held[i] == p)
+			held[i] = NULL;
+	if (!keep)
+		free(p);
+}
+
+/* With VSS_TEST_VERBOSE set, says what each step does, to reproduce a failure. */
+static inline void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline void trace(const char *fmt, ...)
+{
+	static int verbose = -1;
+	va_list ap;
+
+	if (verbose < 0)
+		verbose = getenv("VSS_TEST_VERBOSE") != NULL;
+	if (!verbose)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+#endif
 
 #endif
