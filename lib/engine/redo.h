@@ -76,7 +76,8 @@ int vss_redo_take_error(struct vss_redo *q);
 /*
  * Recovery: the REDO records a replay found that no DONE record covers, in
  * log order.  vss_redo_log_apply() writes them to the origin and syncs it;
- * it must run before any slot of the store is allocated.
+ * the caller then marks their slots used, so that nothing (the new log of
+ * the checkpoint among them) takes one before the checkpoint is in force.
  */
 struct vss_redo_log {
 	struct vss_redo_entry {

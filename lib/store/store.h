@@ -99,8 +99,8 @@ struct vss_store_ops {
 	 * has no room left for the log to grow into; the caller makes room
 	 * (appending a few records, which always fit) and tries again. */
 	int (*alloc_slot)(struct vss_store *st, uint32_t *slot);
-	/* Gives a slot back; it is reused only once the record that freed it
-	 * is durable. */
+	/* Gives a slot back (its space too); it is reused only once a durable
+	 * SYNC record vouches for the record that freed it. */
 	void (*free_slot)(struct vss_store *st, uint32_t slot);
 	/* free_slot() for a slot about to be reused: its space stays in the
 	 * file (giving it back can cost a synchronous discard). */
