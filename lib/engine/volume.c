@@ -1565,10 +1565,10 @@ int vss_cow_close(struct vss_cow_volume *vol)
 			r2 = vol->sops->commit(vol->store, lsn);
 		if (!r)
 			r = r2;
-	} else {
+	} else if (vol->sops->failed(vol->store)) {
 		/* One more try to put the failure in the diff area itself. */
 		vol->sops->mark_failed(vol->store);
-	}
+	}       /* else the log is stale (open found no room): the old one stays in force */
 	pthread_rwlock_unlock(&vol->gate);
 	volume_free(vol);
 	return r;
