@@ -24,6 +24,8 @@
 
 #include <vss/cow.h>
 
+#include "io/vfs.h"
+
 #define KiB ((uint64_t)1024)
 #define MiB (1024 * KiB)
 #define GiB (1024 * MiB)
@@ -52,6 +54,7 @@ struct opts {
 	unsigned creates;           /* non-persistent shadow creations per size */
 	unsigned persistent_creates;
 	const char *parent;         /* where the temporary directory goes */
+	bool reads_only;            /* --reads: the read figures alone */
 };
 
 /* ---- files: everything lives in one directory, removed at exit ---- */
@@ -562,17 +565,76 @@ static void measure_group(const struct opts *o, struct member *m, unsigned n,
 
 /* ---- shadow reads ---- */
 
-/* Reads the whole volume or shadow once; returns the nanoseconds taken. */
+/*
+ * What is read in each timed pass: the live volume, three shadows with more
+ * and more of their blocks in the diff area, and the "floor": the reads the
+ * oldest shadow's read makes (a run of unchanged blocks is one read, a
+ * changed block one read of its own) made without the engine, each from
+ * the origin file at the block's own offset, one vfs batch per 1 MiB.  It
+ * is what those reads would cost if the diff area held the shadow's blocks
+ * in block order, next to each other in memory: the price of the pieces
+ * alone.  The engine reads the changed blocks from slots scattered over
+ * the diff area in the order they were copied, which costs more again.
+ */
+enum { RD_VOLUME, RD_FRESH, RD_NEWEST, RD_OLDEST, RD_FLOOR, RD_COUNT };
+
+static const char *const read_names[RD_COUNT] = {
+	"volume", "shadow just taken", "newest of 8", "oldest of 8",
+	"oldest's pieces, block order",
+};
+
+struct read_result {
+	double mibs[RD_COUNT];
+	double ratio[RD_COUNT];     /* median over passes of speed / volume speed */
+	double changed[RD_COUNT];   /* share of the blocks read from the diff area */
+	double engine_ratio;        /* median over passes of oldest / floor speed */
+	unsigned passes;
+};
+
+struct floor_plan {
+	struct vss_vfs *vfs;
+	struct vss_file *origin;
+	const bool *changed;        /* per block, of the oldest shadow */
+	uint64_t bs;
+	struct vss_read *rd;        /* room for one read per block of READ_SIZE */
+};
+
+/* The floor's reads of [@off, @off + @len) into @buf. */
+static void floor_read(const struct floor_plan *f, void *buf, size_t len, uint64_t off)
+{
+	size_t n = 0;
+
+	for (uint64_t pos = off; pos < off + len;) {
+		uint64_t b = pos / f->bs, e = (b + 1) * f->bs;
+
+		if (!f->changed[b])
+			while (e < off + len && !f->changed[e / f->bs])
+				e += f->bs;
+		if (e > off + len)
+			e = off + len;
+		f->rd[n++] = (struct vss_read){ .file = f->origin, .buf = (char *)buf + (pos - off),
+						.len = e - pos, .off = pos };
+		pos = e;
+	}
+	if (vss_vfs_read_batch(f->vfs, f->rd, n))
+		fail("vss_vfs_read_batch", -EIO, NULL);
+}
+
+/* Reads the whole of one of RD_COUNT once; returns the nanoseconds taken. */
 static uint64_t read_pass(struct vss_cow_volume *vol, struct vss_cow_shadow *sh,
-			  void *buf, uint64_t size)
+			  const struct floor_plan *f, void *buf, uint64_t size)
 {
 	uint64_t t0 = now_ns();
 
 	for (uint64_t off = 0; off < size; off += READ_SIZE) {
 		size_t want = size - off < READ_SIZE ? size - off : READ_SIZE;
-		ssize_t n = sh ? vss_cow_shadow_read(sh, buf, want, off)
-			       : vss_cow_read(vol, buf, want, off);
+		ssize_t n;
 
+		if (f) {
+			floor_read(f, buf, want, off);
+			continue;
+		}
+		n = sh ? vss_cow_shadow_read(sh, buf, want, off) : vss_cow_read(vol, buf, want, off);
 		if (n != (ssize_t)want)
 			fail(sh ? "vss_cow_shadow_read" : "vss_cow_read",
 			     n < 0 ? n : -EIO, NULL);
@@ -580,82 +642,119 @@ static uint64_t read_pass(struct vss_cow_volume *vol, struct vss_cow_shadow *sh,
 	return now_ns() - t0;
 }
 
-struct read_result {
-	double volume_mibs, shadow_mibs;
-	double ratio;               /* median over pass pairs of shadow / volume speed */
-	unsigned passes;
-	double copied_fraction;     /* of the oldest shadow's blocks, read from the diff area */
-};
-
-/* The share of the volume written since shadow @id: what reading it takes
- * from the diff area rather than the origin. */
-static double changed_fraction(struct vss_cow_volume *vol, const vss_cow_id id)
+/* Marks in @changed (may be NULL) the blocks written since shadow @id;
+ * returns their share of the volume. */
+static double changed_blocks(struct vss_cow_volume *vol, const vss_cow_id id, bool *changed)
 {
 	struct vss_cow_extent *ext;
 	struct vss_error err = { 0 };
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, bs = vss_cow_block_size(vol);
 	size_t n;
 	int rc = vss_cow_changed_extents(vol, id, NULL, &ext, &n, &err);
 
 	if (rc < 0)
 		fail("vss_cow_changed_extents", rc, &err);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		bytes += ext[i].length;
+		for (uint64_t o = ext[i].offset; changed && o < ext[i].offset + ext[i].length; o += bs)
+			changed[o / bs] = true;
+	}
 	free(ext);
 	return (double)bytes / (double)vss_cow_size(vol);
 }
 
+static struct vss_cow_shadow *shadow_open(struct vss_cow_volume *vol, const vss_cow_id id)
+{
+	struct vss_cow_shadow *sh;
+	int rc = vss_cow_shadow_open(vol, id, &sh);
+
+	if (rc < 0)
+		fail("vss_cow_shadow_open", rc, NULL);
+	return sh;
+}
+
 /*
- * The oldest of READ_SHADOWS shadows, versus the live volume.  A quarter of
- * the blocks are written after it, and 2% more after each later shadow; the
- * rest it still reads from the origin.  Both are read once untimed to warm
- * the page cache, then timed passes alternate.
+ * The oldest of READ_SHADOWS shadows has a quarter of the blocks written
+ * after it, and 2% more after each later shadow; the newest has 2%; a shadow
+ * taken last has none.  Each is read once untimed to warm the page cache,
+ * then timed passes go round all of them, the volume first.
  */
 static void measure_reads(const struct opts *o, struct read_result *res)
 {
 	struct vss_cow_volume *vol = volume_open(paths[F_ORIGIN], paths[F_DIFF], NULL);
 	uint64_t bs = vss_cow_block_size(vol), size = vss_cow_size(vol);
 	uint64_t nblocks = size / bs, rng = 0x7ead, copied = nblocks / 4;
-	uint64_t *perm = shuffled_blocks(nblocks, rng);
-	uint64_t vol_ns = 0, sh_ns = 0;
-	double ratios[MAX_READ_PASSES];
-	struct vss_cow_shadow *sh;
+	uint64_t *perm = shuffled_blocks(nblocks, rng), ns[RD_COUNT] = { 0 };
+	double ratios[RD_COUNT][MAX_READ_PASSES], engine[MAX_READ_PASSES];
+	struct vss_cow_shadow *sh[RD_COUNT] = { NULL };
+	vss_cow_id ids[RD_COUNT];
+	struct floor_plan f = { .vfs = vss_vfs_posix(), .bs = bs };
+	bool *changed = xalloc(8, nblocks * sizeof(bool));
 	unsigned passes = 0;
-	vss_cow_id oldest;
 	void *buf;
 	int rc;
 
-	shadow_create(vol, 0, oldest);
+	shadow_create(vol, 0, ids[RD_OLDEST]);
 	for (uint64_t i = 0; i < copied; i++)
 		write_4k(vol, perm[i] * bs + rng_below(&rng, bs / IO_SIZE) * IO_SIZE, i);
 	for (unsigned i = 1; i < READ_SHADOWS; i++) {
-		shadow_create(vol, 0, NULL);
+		shadow_create(vol, 0, i == READ_SHADOWS - 1 ? ids[RD_NEWEST] : NULL);
 		dirty_random(vol, (unsigned)(nblocks / 50), &rng);
 	}
+	shadow_create(vol, 0, ids[RD_FRESH]);
 	free(perm);
-	res->copied_fraction = changed_fraction(vol, oldest);
-	rc = vss_cow_shadow_open(vol, oldest, &sh);
-	if (rc < 0)
-		fail("vss_cow_shadow_open", rc, NULL);
-	buf = xalloc(4096, READ_SIZE);
-	read_pass(vol, NULL, buf, size);
-	read_pass(vol, sh, buf, size);
-	while (passes < MAX_READ_PASSES &&
-	       (passes < 3 || vol_ns + sh_ns < 2 * o->seconds * 1e9)) {
-		uint64_t v = read_pass(vol, NULL, buf, size);
-		uint64_t t = read_pass(vol, sh, buf, size);
-
-		ratios[passes++] = (double)v / (double)t;
-		vol_ns += v;
-		sh_ns += t;
+	memset(changed, 0, nblocks * sizeof(bool));
+	for (int k = RD_FRESH; k <= RD_OLDEST; k++) {
+		res->changed[k] = changed_blocks(vol, ids[k], k == RD_OLDEST ? changed : NULL);
+		sh[k] = shadow_open(vol, ids[k]);
 	}
-	free(buf);
-	vss_cow_shadow_close(sh);
-	res->volume_mibs = (double)passes * size / MiB / (vol_ns / 1e9);
-	res->shadow_mibs = (double)passes * size / MiB / (sh_ns / 1e9);
-	res->ratio = median(ratios, passes);
+	res->changed[RD_FLOOR] = res->changed[RD_OLDEST];
+	rc = f.vfs->open(f.vfs, paths[F_ORIGIN], 0, &f.origin);
+	if (rc < 0)
+		fail("open", rc, NULL);
+	f.changed = changed;
+	f.rd = xalloc(8, (READ_SIZE / bs + 1) * sizeof(*f.rd));
+
+	buf = xalloc(4096, READ_SIZE);
+	for (int k = 0; k < RD_COUNT; k++)
+		read_pass(vol, sh[k], k == RD_FLOOR ? &f : NULL, buf, size);
+	while (passes < MAX_READ_PASSES &&
+	       (passes < 3 || ns[RD_VOLUME] + ns[RD_OLDEST] < 2 * o->seconds * 1e9)) {
+		uint64_t t[RD_COUNT];
+
+		for (int k = 0; k < RD_COUNT; k++) {
+			t[k] = read_pass(vol, sh[k], k == RD_FLOOR ? &f : NULL, buf, size);
+			ns[k] += t[k];
+			ratios[k][passes] = (double)t[RD_VOLUME] / (double)t[k];
+		}
+		engine[passes] = (double)t[RD_FLOOR] / (double)t[RD_OLDEST];
+		passes++;
+	}
+	for (int k = 0; k < RD_COUNT; k++) {
+		res->mibs[k] = (double)passes * size / MiB / (ns[k] / 1e9);
+		res->ratio[k] = median(ratios[k], passes);
+		if (sh[k])
+			vss_cow_shadow_close(sh[k]);
+	}
+	res->engine_ratio = median(engine, passes);
 	res->passes = passes;
+	free(buf);
+	free(f.rd);
+	free(changed);
+	vss_file_close(f.origin);
 	volume_close(vol, paths[F_DIFF]);
+}
+
+static void print_reads(const struct read_result *rr)
+{
+	printf("\nsequential 1 MiB reads, 1 thread, %u timed passes of each after an "
+	       "untimed one (warm cache)\n", rr->passes);
+	printf("  %-28s %8s %12s %10s\n", "what", "changed", "MiB/s", "vs volume");
+	for (int k = 0; k < RD_COUNT; k++)
+		printf("  %-28s %7.0f%% %12.1f %9.3fx\n", read_names[k], rr->changed[k] * 100,
+		       rr->mibs[k], rr->ratio[k]);
+	printf("  oldest of 8 vs its pieces in block order (no engine, no scattered slots) "
+	       "%.3fx\n", rr->engine_ratio);
 }
 
 /* ---- shadow creation ---- */
@@ -778,6 +877,7 @@ static void usage(FILE *f)
 "  --dir DIR     make the temporary directory in DIR (default /var/tmp);\n"
 "                it must be on a disk filesystem, not tmpfs\n"
 "  --size MiB    volume size for writes and reads (default 256, quick 128)\n"
+"  --reads       measure reads only (no writes, no creation, no summary)\n"
 "  --rounds N    repeat the write measurements on fresh volumes, each time\n"
 "                on another origin file (default 4, quick 1; at most 9)\n"
 "Prints figures and a summary of targets; exits 0 unless the engine fails.\n");
@@ -791,6 +891,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "size", required_argument, NULL, 'S' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "reads", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -801,7 +902,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	int c;
 
 	o->parent = "/var/tmp";
-	while ((c = getopt_long(argc, argv, "qs:d:S:r:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qs:d:S:r:Rh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quick = true; break;
 		case 's':
@@ -820,6 +921,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			if (*end || rounds < 1 || rounds > MAX_ROUNDS)
 				goto bad;
 			break;
+		case 'R': o->reads_only = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: goto bad;
 		}
@@ -969,8 +1071,14 @@ static void print_summary(const struct opts *o, struct cell m[N_MT][N_MS],
 		snprintf(what, sizeof(what), "already-copied writes, 64 shadows vs none, %u thr", n);
 		target(what, r, "x", ">= 0.95", r >= 0.95);
 	}
-	target("shadow reads vs volume reads (oldest of 8)", rr->ratio, "x",
-	       ">= 0.95", rr->ratio >= 0.95);
+	target("shadow reads vs volume reads, shadow just taken", rr->ratio[RD_FRESH], "x",
+	       ">= 0.95", rr->ratio[RD_FRESH] >= 0.95);
+	target("shadow reads vs volume reads, newest of 8", rr->ratio[RD_NEWEST], "x",
+	       ">= 0.95", rr->ratio[RD_NEWEST] >= 0.95);
+	target("shadow reads vs volume reads, oldest of 8", rr->ratio[RD_OLDEST], "x",
+	       ">= 0.95", rr->ratio[RD_OLDEST] >= 0.95);
+	printf("  %-52s %9.3f%-3s %-9s %s\n", "oldest of 8's pieces in block order vs volume",
+	       rr->ratio[RD_FLOOR], "x", "-", "info");
 	for (int i = 0; i < 2; i++) {
 		if (cr[i].skipped)
 			continue;
@@ -1003,7 +1111,7 @@ int main(int argc, char **argv)
 	uint64_t t_start = now_ns();
 	double load[1] = { -1 };
 	bool memory_backed;
-	struct opts o;
+	struct opts o = { 0 };
 	const char *fs;
 
 	parse_opts(argc, argv, &o);
@@ -1022,6 +1130,11 @@ int main(int argc, char **argv)
 		       "reflect a disk. Use --dir on a disk filesystem.\n", tmpdir, fs);
 	fflush(stdout);
 	make_origins(o.volume_bytes);
+	if (o.reads_only) {
+		measure_reads(&o, &rr);
+		print_reads(&rr);
+		return 0;
+	}
 
 	for (unsigned r = 0; r < o.rounds; r++) {
 		for (unsigned t = 0; t < N_MT; t++) {
@@ -1047,12 +1160,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	measure_reads(&o, &rr);
-	printf("\nsequential 1 MiB reads, 1 thread, oldest of %u shadows, %.0f%% of "
-	       "its blocks changed since; one untimed pass each first (warm cache)\n",
-	       READ_SHADOWS, rr.copied_fraction * 100);
-	printf("  volume %10.1f MiB/s   shadow %10.1f MiB/s   ratio %.3fx "
-	       "(median of %u alternating pass pairs)\n", rr.volume_mibs,
-	       rr.shadow_mibs, rr.ratio, rr.passes);
+	print_reads(&rr);
 	fflush(stdout);
 
 	for (int i = 0; i < 2; i++)

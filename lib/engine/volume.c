@@ -39,6 +39,11 @@
  *    generation; every read it then needs (origin and slots) goes to the
  *    vfs as one batch, complete before the second look, which is skipped
  *    when the generation has not moved: then no entry can have appeared.
+ *    The first look is skipped too when no shadow from the one read on
+ *    owns a block (a shadow just taken): each shadow's count of entries
+ *    (owned) moves with its entries, under ixlock, so a count of zero seen
+ *    with the generation means no entry, and the second look is made as
+ *    usual.
  *
  * 5. Durability.  When a valid persistent shadow exists, a write waits
  *    until the COPY records of every block it touches are durable (group
@@ -631,16 +636,19 @@ static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block
 		atomic_store(&vol->stripe_lsn[st], lsn);
 	pthread_rwlock_wrlock(&vol->ixlock);
 	r = vss_index_insert(&vol->index, block, newest, slot);
+	if (!r) {
+		/* With the entry, under the index lock: a reader that finds no
+		 * shadow owning anything skips the lookups (see
+		 * vss_cow_shadow_read). */
+		struct shadow *s = shadow_by_seq(vol, newest, NULL);
+		if (s)
+			s->owned++;
+	}
 	pthread_rwlock_unlock(&vol->ixlock);
 	pthread_mutex_unlock(&vol->stripe[st]);
 	if (r) {
 		*error = r;
 		return COPY_FAILED;
-	}
-	{
-		struct shadow *s = shadow_by_seq(vol, newest, NULL);
-		if (s)
-			s->owned++;
 	}
 	*copied = 1;
 copied:
@@ -797,8 +805,23 @@ static size_t plan_reads(struct vss_cow_volume *vol, char *out, uint64_t off, ui
 	return n;
 }
 
+/* Whether no shadow from position @pos on owns a block (index lock held):
+ * a read of the shadow at @pos then finds every block in the origin.  Looks
+ * at the newest few only; more than that is answered "maybe". */
+#define OWNS_NONE_LOOK 16
+static int owns_none_since(struct vss_cow_volume *vol, size_t pos)
+{
+	if (vol->nshadows - pos > OWNS_NONE_LOOK)
+		return 0;
+	for (size_t i = pos; i < vol->nshadows; i++)
+		if (atomic_load(&vol->shadows[i]->owned))
+			return 0;
+	return 1;
+}
+
 /*
- * The blocks are looked up under one hold of the index lock, and all the
+ * The blocks are looked up under one hold of the index lock (none at all
+ * when no shadow from this one on owns a block: a shadow just taken), and all the
  * reads they need, of the origin and of the diff area, go to the vfs as one
  * batch: with the posix vfs one system call, not one per run of blocks.
  */
@@ -808,13 +831,13 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	uint32_t stack_slots[READ_STACK_BLOCKS], *slot = stack_slots;
 	struct vss_read stack_rd[READ_STACK_BLOCKS], *rd = stack_rd;
 	uint64_t first, nblk, end, gen;
-	size_t n;
+	size_t n, pos;
 	struct shadow *s;
 	int r = 0, any_origin = 0;
 
 	settle(vol);
 	pthread_rwlock_rdlock(&vol->gate);
-	s = shadow_by_seq(vol, sh->seq, NULL);
+	s = shadow_by_seq(vol, sh->seq, &pos);
 	if (!s) {
 		r = -ESTALE;
 		goto out;
@@ -844,10 +867,15 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	/* Where each block comes from, under one hold of the index lock. */
 	pthread_rwlock_rdlock(&vol->ixlock);
 	gen = vol->index.gen;
-	for (uint64_t i = 0; i < nblk; i++) {
-		if (!vss_index_find(&vol->index, first + i, s->seq, NULL, &slot[i]))
-			slot[i] = NO_SLOT;
-		any_origin |= slot[i] == NO_SLOT;
+	if (owns_none_since(vol, pos)) {
+		memset(slot, 0xff, nblk * sizeof(*slot));  /* NO_SLOT */
+		any_origin = 1;
+	} else {
+		for (uint64_t i = 0; i < nblk; i++) {
+			if (!vss_index_find(&vol->index, first + i, s->seq, NULL, &slot[i]))
+				slot[i] = NO_SLOT;
+			any_origin |= slot[i] == NO_SLOT;
+		}
 	}
 	pthread_rwlock_unlock(&vol->ixlock);
 	n = plan_reads(vol, buf, off, end, first, slot, rd);
