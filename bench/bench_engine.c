@@ -587,7 +587,7 @@ struct read_result {
 	double mibs[RD_COUNT];
 	double ratio[RD_COUNT];     /* median over passes of speed / volume speed */
 	double changed[RD_COUNT];   /* share of the blocks read from the diff area */
-	double engine_ratio;        /* median over passes of oldest / floor speed */
+	double vs_block_order;      /* median over passes of oldest / floor speed */
 	unsigned passes;
 };
 
@@ -685,7 +685,7 @@ static void measure_reads(const struct opts *o, struct read_result *res)
 	uint64_t bs = vss_cow_block_size(vol), size = vss_cow_size(vol);
 	uint64_t nblocks = size / bs, rng = 0x7ead, copied = nblocks / 4;
 	uint64_t *perm = shuffled_blocks(nblocks, rng), ns[RD_COUNT] = { 0 };
-	double ratios[RD_COUNT][MAX_READ_PASSES], engine[MAX_READ_PASSES];
+	double ratios[RD_COUNT][MAX_READ_PASSES], vs_order[MAX_READ_PASSES];
 	struct vss_cow_shadow *sh[RD_COUNT] = { NULL };
 	vss_cow_id ids[RD_COUNT];
 	struct floor_plan f = { .vfs = vss_vfs_posix(), .bs = bs };
@@ -727,7 +727,7 @@ static void measure_reads(const struct opts *o, struct read_result *res)
 			ns[k] += t[k];
 			ratios[k][passes] = (double)t[RD_VOLUME] / (double)t[k];
 		}
-		engine[passes] = (double)t[RD_FLOOR] / (double)t[RD_OLDEST];
+		vs_order[passes] = (double)t[RD_FLOOR] / (double)t[RD_OLDEST];
 		passes++;
 	}
 	for (int k = 0; k < RD_COUNT; k++) {
@@ -736,7 +736,7 @@ static void measure_reads(const struct opts *o, struct read_result *res)
 		if (sh[k])
 			vss_cow_shadow_close(sh[k]);
 	}
-	res->engine_ratio = median(engine, passes);
+	res->vs_block_order = median(vs_order, passes);
 	res->passes = passes;
 	free(buf);
 	free(f.rd);
@@ -754,7 +754,7 @@ static void print_reads(const struct read_result *rr)
 		printf("  %-28s %7.0f%% %12.1f %9.3fx\n", read_names[k], rr->changed[k] * 100,
 		       rr->mibs[k], rr->ratio[k]);
 	printf("  oldest of 8 vs its pieces in block order (no engine, no scattered slots) "
-	       "%.3fx\n", rr->engine_ratio);
+	       "%.3fx\n", rr->vs_block_order);
 }
 
 /* ---- shadow creation ---- */
