@@ -37,7 +37,9 @@
  *    finished reading it.  So shadow reads take no per-block lock.  A read
  *    looks up all its blocks under one hold of ixlock and notes the index
  *    generation; every read it then needs (origin and slots) goes to the
- *    vfs as one batch, complete before the second look, which is skipped
+ *    vfs as one batch (when blocks of both kinds mix, the origin is read
+ *    whole, the bytes of blocks with slots dropped into a scratch block:
+ *    plan_reads_whole), complete before the second look, which is skipped
  *    when the generation has not moved: then no entry can have appeared.
  *    The first look is skipped too when no shadow from the one read on
  *    owns a block (a shadow just taken): each shadow's count of entries
@@ -130,6 +132,7 @@ struct vss_cow_volume {
 	uint64_t nblocks;
 	uint32_t bs;
 	unsigned int bs_shift;
+	void *scratch;                 /* one block: where shadow reads drop origin bytes (never read) */
 
 	pthread_rwlock_t gate;
 	/* Under gate (exclusive to change, shared to read): */
@@ -805,6 +808,68 @@ static size_t plan_reads(struct vss_cow_volume *vol, char *out, uint64_t off, ui
 	return n;
 }
 
+/*
+ * The same reads, but the origin is read whole, as one read of [@off,
+ * @end) (more only past VSS_READ_IOV_MAX pieces or READ_RUN_MAX bytes),
+ * vectored: the origin blocks into @out, the bytes of blocks that have
+ * slots into the volume's scratch block, never looked at.  The kernel then
+ * sees one sequential read of the origin (readahead works on a cold cache;
+ * a warm one copies 2 extra bytes per bytes dropped, but spares a system
+ * call's worth of work per piece), and the slot reads, which fill the
+ * blocks of @out the origin read skips, go with it in the same batch.
+ * @iov has room for one entry per block.
+ */
+static size_t plan_reads_whole(struct vss_cow_volume *vol, char *out, uint64_t off,
+			       uint64_t end, uint64_t first, const uint32_t *slot,
+			       struct vss_read *rd, struct iovec *iov)
+{
+	struct vss_read *org = NULL;
+	uint64_t pos = off;
+	size_t n = 0, niov = 0;
+
+	while (pos < end) {
+		uint64_t b = pos >> vol->bs_shift, nb = b + 1, run_end;
+		uint32_t s0 = slot[b - first];
+
+		uint64_t need;      /* iov entries */
+
+		while ((nb << vol->bs_shift) < end && (nb << vol->bs_shift) - pos < READ_RUN_MAX &&
+		       (s0 == NO_SLOT ? slot[nb - first] == NO_SLOT
+				      : slot[nb - first] == s0 + (nb - b) &&
+					nb - b < VSS_READ_IOV_MAX))
+			nb++;
+		run_end = nb << vol->bs_shift;
+		if (run_end > end)
+			run_end = end;
+		need = s0 == NO_SLOT ? 1 : nb - b;
+		if (!org || org->iovcnt + need > VSS_READ_IOV_MAX ||
+		    org->len + (run_end - pos) > READ_RUN_MAX) {
+			org = &rd[n++];
+			*org = (struct vss_read){ .file = vol->origin, .off = pos, .iov = &iov[niov] };
+		}
+		if (s0 == NO_SLOT) {
+			iov[niov++] = (struct iovec){ .iov_base = out + (pos - off),
+						      .iov_len = run_end - pos };
+			org->iovcnt++;
+		} else {
+			vol->sops->read_slot_prep(vol->store, s0, out + (pos - off),
+						  (uint32_t)(pos & (vol->bs - 1)),
+						  (uint32_t)(run_end - pos), &rd[n++]);
+			/* One scratch entry per block: the scratch is a block. */
+			for (uint64_t p = pos, e; p < run_end; p = e, org->iovcnt++) {
+				e = ((p >> vol->bs_shift) + 1) << vol->bs_shift;
+				if (e > run_end)
+					e = run_end;
+				iov[niov++] = (struct iovec){ .iov_base = vol->scratch,
+							      .iov_len = e - p };
+			}
+		}
+		org->len += run_end - pos;
+		pos = run_end;
+	}
+	return n;
+}
+
 /* Whether no shadow from position @pos on owns a block (index lock held):
  * a read of the shadow at @pos then finds every block in the origin.  Looks
  * at the newest few only; more than that is answered "maybe". */
@@ -824,13 +889,18 @@ static int owns_none_since(struct vss_cow_volume *vol, size_t pos)
  * when no shadow from this one on owns a block: a shadow just taken), and all the
  * reads they need, of the origin and of the diff area, go to the vfs as one
  * batch: with the posix vfs one system call, not one per run of blocks.
+ * The origin is read whole when some blocks come from it and some from
+ * slots (plan_reads_whole): bench-engine --reads measured a shadow with 2%
+ * of its blocks copied at 0.60-0.64x of the volume read cold, against
+ * 0.46-0.50x in pieces, and the same warm.
  */
 ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, uint64_t off)
 {
 	struct vss_cow_volume *vol = sh->vol;
 	uint32_t stack_slots[READ_STACK_BLOCKS], *slot = stack_slots;
-	struct vss_read stack_rd[READ_STACK_BLOCKS], *rd = stack_rd;
-	uint64_t first, nblk, end, gen;
+	struct vss_read stack_rd[READ_STACK_BLOCKS + 4], *rd = stack_rd;
+	struct iovec stack_iov[READ_STACK_BLOCKS], *iov = stack_iov;
+	uint64_t first, nblk, end, gen, nslot = 0;
 	size_t n, pos;
 	struct shadow *s;
 	int r = 0, any_origin = 0;
@@ -856,12 +926,17 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	first = off >> vol->bs_shift;
 	nblk = ((end - 1) >> vol->bs_shift) - first + 1;
 	if (nblk > READ_STACK_BLOCKS) {
-		rd = malloc(nblk * (sizeof(*rd) + sizeof(*slot)));
+		/* Whole-origin plans: a read per VSS_READ_IOV_MAX / 2 blocks
+		 * at worst besides the slot runs (see plan_reads_whole). */
+		size_t nrd = nblk + nblk / (VSS_READ_IOV_MAX / 2) + 4;
+
+		rd = malloc(nrd * sizeof(*rd) + nblk * (sizeof(*iov) + sizeof(*slot)));
 		if (!rd) {
 			r = -ENOMEM;
 			goto out;
 		}
-		slot = (uint32_t *)(rd + nblk);
+		iov = (struct iovec *)(rd + nrd);
+		slot = (uint32_t *)(iov + nblk);
 	}
 
 	/* Where each block comes from, under one hold of the index lock. */
@@ -874,11 +949,16 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 		for (uint64_t i = 0; i < nblk; i++) {
 			if (!vss_index_find(&vol->index, first + i, s->seq, NULL, &slot[i]))
 				slot[i] = NO_SLOT;
-			any_origin |= slot[i] == NO_SLOT;
+			else
+				nslot++;
 		}
+		any_origin = nslot < nblk;
 	}
 	pthread_rwlock_unlock(&vol->ixlock);
-	n = plan_reads(vol, buf, off, end, first, slot, rd);
+	if (any_origin && nslot)
+		n = plan_reads_whole(vol, buf, off, end, first, slot, rd, iov);
+	else
+		n = plan_reads(vol, buf, off, end, first, slot, rd);
 	r = vss_vfs_read_batch(vol->vfs, rd, n);
 	if (r || !any_origin)
 		goto done;
@@ -1349,6 +1429,7 @@ static void volume_free(struct vss_cow_volume *vol)
 		vol->sops->close(vol->store);
 	vss_file_close(vol->origin);
 	free(vol->failed_path);
+	free(vol->scratch);
 	for (size_t i = 0; i < vol->nshadows; i++)
 		free(vol->shadows[i]);
 	free(vol->shadows);
@@ -1466,6 +1547,11 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	vol->bs_shift = (unsigned int)__builtin_ctz(vol->bs);
 	vol->nblocks = (vol->size + vol->bs - 1) >> vol->bs_shift;
 	vol->cfg.block_size = vol->bs;
+	vol->scratch = malloc(vol->bs);
+	if (!vol->scratch) {
+		r = vss_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	vol->cfg.max_diff_bytes = geo.max_bytes;
 
 	vol->replay_err = err;

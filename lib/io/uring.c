@@ -152,10 +152,11 @@ static int ring_run(struct ring *rg, struct vss_uring_read *rd, unsigned int n)
 	for (unsigned int i = 0; i < n; i++, tail++) {
 		struct io_uring_sqe *sqe = &rg->sqes[tail & rg->sq_mask];
 		memset(sqe, 0, sizeof(*sqe));
-		sqe->opcode = IORING_OP_READ;
+		sqe->opcode = rd[i].iovcnt ? IORING_OP_READV : IORING_OP_READ;
 		sqe->fd = rd[i].fd;
-		sqe->addr = (uint64_t)(uintptr_t)rd[i].buf;
-		sqe->len = rd[i].len;
+		sqe->addr = rd[i].iovcnt ? (uint64_t)(uintptr_t)rd[i].iov
+					 : (uint64_t)(uintptr_t)rd[i].buf;
+		sqe->len = rd[i].iovcnt ? rd[i].iovcnt : rd[i].len;
 		sqe->off = rd[i].off;
 		sqe->user_data = i;
 		rd[i].res = -ECANCELED;

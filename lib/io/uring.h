@@ -8,19 +8,23 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Reads at most this many at once (one system call); longer batches go in
  * turns. */
 #define VSS_URING_ENTRIES 128u
 
-/* One read: @len bytes at @off of @fd into @buf.  vss_uring_read() sets
- * @res to the bytes read (less than @len at the end of the file) or to a
- * negative errno; a read it did not do keeps -ECANCELED. */
+/* One read: @len bytes at @off of @fd into @buf; or, when @iovcnt > 0,
+ * into the @iovcnt buffers of @iov as preadv() would (@len, @buf unused).
+ * vss_uring_read() sets @res to the bytes read (fewer at the end of the
+ * file) or to a negative errno; a read it did not do keeps -ECANCELED. */
 struct vss_uring_read {
 	int fd;
 	uint32_t len;
 	void *buf;
 	uint64_t off;
+	const struct iovec *iov;
+	unsigned int iovcnt;
 	int32_t res;
 };
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 struct vss_file;
 
@@ -48,13 +49,37 @@ struct vss_file {
 #define VSS_VFS_CREATE 0x1   /* create if missing */
 #define VSS_VFS_EXCL   0x2   /* with CREATE: fail with -EEXIST if it exists */
 
-/* One read of a batch: @len bytes at @off of @file into @buf. */
+/*
+ * One read of a batch: @len bytes at @off of @file into @buf.  Vectored
+ * when @iovcnt > 0 (at most VSS_READ_IOV_MAX): the @len bytes go to the
+ * buffers of @iov in turn, as preadv() puts them (@buf unused; the @iov
+ * lengths add up to @len).
+ */
 struct vss_read {
 	struct vss_file *file;
 	void *buf;
 	size_t len;
 	uint64_t off;
+	const struct iovec *iov;
+	int iovcnt;
 };
+
+#define VSS_READ_IOV_MAX 1024   /* IOV_MAX on Linux */
+
+/* The buffer of the byte @at of a vectored read, with the bytes of it left
+ * from there; for the generic piecewise fallbacks. */
+static inline void *vss_read_iov_at(const struct vss_read *rd, size_t at, size_t *left)
+{
+	for (int i = 0; i < rd->iovcnt; i++) {
+		if (at < rd->iov[i].iov_len) {
+			*left = rd->iov[i].iov_len - at;
+			return (char *)rd->iov[i].iov_base + at;
+		}
+		at -= rd->iov[i].iov_len;
+	}
+	*left = 0;
+	return NULL;
+}
 
 struct vss_vfs {
 	/* Opens @path read-write; on success *@out is owned by the caller. */
@@ -87,13 +112,34 @@ static inline int vss_file_allocated(struct vss_file *f, uint64_t *b)
 { return f->ops->allocated(f, b); }
 static inline void vss_file_close(struct vss_file *f) { if (f) f->ops->close(f); }
 
-/* Many reads at once (vss_vfs.read_batch), or one after the other. */
+/* The bytes of one read of a batch from its byte @got on, by the file's
+ * pread: a vectored read a piece at a time. */
+static inline int vss_read_rest(const struct vss_read *rd, size_t got)
+{
+	size_t left;
+	void *p;
+
+	if (rd->iovcnt <= 0)
+		return vss_file_pread(rd->file, (char *)rd->buf + got, rd->len - got, rd->off + got);
+	if (rd->iovcnt > VSS_READ_IOV_MAX)
+		return -EINVAL;
+	while (got < rd->len && (p = vss_read_iov_at(rd, got, &left))) {
+		int r = vss_file_pread(rd->file, p, left, rd->off + got);
+		if (r)
+			return r;
+		got += left;
+	}
+	return 0;
+}
+
+/* Many reads at once (vss_vfs.read_batch), or one after the other.  A
+ * vectored read of more than VSS_READ_IOV_MAX pieces is refused, -EINVAL. */
 static inline int vss_vfs_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size_t n)
 {
 	if (vfs->read_batch)
 		return vfs->read_batch(vfs, rd, n);
 	for (size_t i = 0; i < n; i++) {
-		int r = vss_file_pread(rd[i].file, rd[i].buf, rd[i].len, rd[i].off);
+		int r = vss_read_rest(&rd[i], 0);
 		if (r)
 			return r;
 	}

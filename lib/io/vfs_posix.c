@@ -179,6 +179,19 @@ static int posix_unlink(struct vss_vfs *vfs, const char *path)
 	return unlink(path) < 0 ? -errno : 0;
 }
 
+/* A vectored read alone: preadv, the rest of a short one piecewise. */
+static int posix_readv(const struct vss_read *rd)
+{
+	ssize_t n;
+
+	do
+		n = preadv(PF(rd->file)->fd, rd->iov, rd->iovcnt, (off_t)rd->off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n >= rd->len ? 0 : vss_read_rest(rd, (size_t)n);
+}
+
 /*
  * In turns of VSS_URING_ENTRIES, one system call each; whatever io_uring
  * leaves undone (not available, a short read at the end of a file, an
@@ -188,6 +201,9 @@ static int posix_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size
 {
 	struct vss_uring_read ur[VSS_URING_ENTRIES];
 
+	for (size_t i = 0; i < n; i++)
+		if (rd[i].iovcnt > VSS_READ_IOV_MAX)
+			return -EINVAL;
 	while (n > 1) {
 		unsigned int k = n < VSS_URING_ENTRIES ? (unsigned int)n : VSS_URING_ENTRIES;
 
@@ -195,7 +211,9 @@ static int posix_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size
 			/* One read is at most 1 GiB: the ring's lengths are 32 bits. */
 			size_t len = rd[i].len < (1u << 30) ? rd[i].len : (1u << 30);
 			ur[i] = (struct vss_uring_read){ .fd = PF(rd[i].file)->fd,
-				.len = (uint32_t)len, .buf = rd[i].buf, .off = rd[i].off };
+				.len = (uint32_t)len, .buf = rd[i].buf, .off = rd[i].off,
+				.iov = rd[i].iov,
+				.iovcnt = rd[i].iovcnt > 0 ? (unsigned int)rd[i].iovcnt : 0 };
 		}
 		if (vss_uring_read(ur, k) == -ENOSYS)
 			break;
@@ -205,8 +223,7 @@ static int posix_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size
 
 			if (got >= rd[i].len)
 				continue;
-			r = posix_pread(rd[i].file, (char *)rd[i].buf + got, rd[i].len - got,
-					rd[i].off + got);
+			r = vss_read_rest(&rd[i], got);
 			if (r)
 				return r;
 		}
@@ -214,7 +231,8 @@ static int posix_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size
 		n -= k;
 	}
 	for (size_t i = 0; i < n; i++) {
-		int r = posix_pread(rd[i].file, rd[i].buf, rd[i].len, rd[i].off);
+		int r = rd[i].iovcnt > 0 ? posix_readv(&rd[i]) : posix_pread(rd[i].file, rd[i].buf,
+									      rd[i].len, rd[i].off);
 		if (r)
 			return r;
 	}

@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_vfs.c - the posix vfs's read batches: random batches of
- * reads over two files, some past their ends, return what pread would,
+ * reads over two files, some past their ends, some vectored, return what
+ * pread would,
  * through io_uring and without it; io_uring's own answers (short reads,
  * errors); and no ring outlives the last open file.
  */
@@ -84,11 +85,49 @@ static void close_all(struct fx *f)
 	}
 }
 
-/* Random batches of @n reads against the files' known contents. */
+#define GAP 3          /* bytes between the pieces of a vectored read */
+#define MAX_PIECES 5
+#define SLOT (MAX_READ + GAP * MAX_PIECES)
+
+/* Splits the read @rd into @iov: up to MAX_PIECES pieces, GAP bytes apart
+ * in its slot of the buffer, so that preadv's order is seen. */
+static void make_vectored(struct vss_read *rd, struct iovec *iov, uint64_t *seed)
+{
+	int k = 1 + (int)rng_below(seed, MAX_PIECES);
+	char *p = rd->buf;
+	size_t left = rd->len;
+
+	for (int i = 0; i < k; i++) {
+		size_t len = i == k - 1 ? left : (size_t)rng_below(seed, left + 1);
+		iov[i] = (struct iovec){ .iov_base = p, .iov_len = len };
+		p += len + GAP;
+		left -= len;
+	}
+	rd->iov = iov;
+	rd->iovcnt = k;
+}
+
+/* Gathers what a (maybe vectored) read put in its buffer. */
+static void gather(const struct vss_read *rd, unsigned char *out)
+{
+	if (!rd->iovcnt) {
+		memcpy(out, rd->buf, rd->len);
+		return;
+	}
+	for (int i = 0; i < rd->iovcnt; i++) {
+		memcpy(out, rd->iov[i].iov_base, rd->iov[i].iov_len);
+		out += rd->iov[i].iov_len;
+	}
+}
+
+/* Random batches of @n reads, a third of them vectored, against the files'
+ * known contents. */
 static void batches(struct fx *f, size_t n, uint64_t seed)
 {
-	struct vss_read *rd = calloc(n, sizeof(*rd));
-	unsigned char *buf = malloc(n * MAX_READ), *want = malloc(MAX_READ);
+	struct vss_read *rd = calloc(n ? n : 1, sizeof(*rd));
+	struct iovec *iov = calloc((n ? n : 1) * MAX_PIECES, sizeof(*iov));
+	unsigned char *buf = malloc((n ? n : 1) * SLOT), *want = malloc(MAX_READ);
+	unsigned char *got = malloc(MAX_READ);
 	int *which = calloc(n ? n : 1, sizeof(*which));
 
 	for (int round = 0; round < 20; round++) {
@@ -97,9 +136,11 @@ static void batches(struct fx *f, size_t n, uint64_t seed)
 			/* a few reads start or run past the end: zeros there */
 			uint64_t off = rng_below(&seed, file_size[k] + 2 * MAX_READ);
 			which[i] = k;
-			rd[i] = (struct vss_read){ .file = f->file[k], .buf = buf + i * MAX_READ,
+			rd[i] = (struct vss_read){ .file = f->file[k], .buf = buf + i * SLOT,
 						   .len = rng_below(&seed, MAX_READ + 1), .off = off };
-			memset(rd[i].buf, 0xA5, rd[i].len);
+			memset(rd[i].buf, 0xA5, SLOT);
+			if (rng_below(&seed, 3) == 0)
+				make_vectored(&rd[i], iov + i * MAX_PIECES, &seed);
 		}
 		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, n), 0);
 		for (size_t i = 0; i < n; i++) {
@@ -110,12 +151,30 @@ static void batches(struct fx *f, size_t n, uint64_t seed)
 			if (have > rd[i].len)
 				have = rd[i].len;
 			memcpy(want, f->data[k] + (have ? rd[i].off : 0), have);
-			assert_memory_equal(rd[i].buf, want, rd[i].len);
+			gather(&rd[i], got);
+			assert_memory_equal(got, want, rd[i].len);
+			/* nothing between the pieces was written */
+			for (int j = 0; j + 1 < rd[i].iovcnt; j++)
+				for (int g = 0; g < GAP; g++)
+					assert_int_equal(((unsigned char *)rd[i].iov[j].iov_base)
+							 [rd[i].iov[j].iov_len + (size_t)g], 0xA5);
 		}
 	}
+	/* More pieces than a vectored read may have: refused. */
+	if (n) {
+		struct iovec *many = calloc(VSS_READ_IOV_MAX + 1, sizeof(*many));
+		for (int i = 0; i <= VSS_READ_IOV_MAX; i++)
+			many[i] = (struct iovec){ .iov_base = buf, .iov_len = 1 };
+		rd[0] = (struct vss_read){ .file = f->file[0], .len = VSS_READ_IOV_MAX + 1,
+					   .iov = many, .iovcnt = VSS_READ_IOV_MAX + 1 };
+		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, n), -EINVAL);
+		free(many);
+	}
 	free(rd);
+	free(iov);
 	free(buf);
 	free(want);
+	free(got);
 	free(which);
 }
 
@@ -136,18 +195,20 @@ static void batch_reads_like_pread(void **state)
 static void uring_answers(void **state)
 {
 	struct fx *f = *state;
-	unsigned char a[4096], b[4096], c[4096];
+	unsigned char a[4096], b[4096], c[4096], d[3000], e[3000];
 	int fd = open(f->path[1], O_RDONLY);
-	struct vss_uring_read rd[3] = {
+	struct iovec de[2] = { { .iov_base = e, .iov_len = 1000 }, { .iov_base = d, .iov_len = 3000 } };
+	struct vss_uring_read rd[4] = {
 		{ .fd = fd, .len = sizeof(a), .buf = a, .off = 8192 },
 		{ .fd = fd, .len = sizeof(b), .buf = b, .off = file_size[1] - 100 },
 		{ .fd = -1, .len = sizeof(c), .buf = c, .off = 0 },
+		{ .fd = fd, .iov = de, .iovcnt = 2, .off = 5 },    /* vectored */
 	};
 	int r;
 
 	assert_true(fd >= 0);
 	vss_uring_hold();
-	r = vss_uring_read(rd, 3);
+	r = vss_uring_read(rd, 4);
 	if (r == -ENOSYS) {
 		vss_uring_release();
 		close(fd);
@@ -159,6 +220,9 @@ static void uring_answers(void **state)
 	assert_int_equal(rd[1].res, 100);          /* short: the end of the file */
 	assert_memory_equal(b, f->data[1] + file_size[1] - 100, 100);
 	assert_int_equal(rd[2].res, -EBADF);
+	assert_int_equal(rd[3].res, 4000);
+	assert_memory_equal(e, f->data[1] + 5, 1000);
+	assert_memory_equal(d, f->data[1] + 1005, 3000);
 	assert_int_equal(vss_uring_read(rd, VSS_URING_ENTRIES + 1), -EINVAL);
 
 	vss_uring_enable(0);

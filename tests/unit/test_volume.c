@@ -1,7 +1,10 @@
 /*
  * tests/unit/test_volume.c - the engine's contract in small, exact cases:
  * shadows read their instant, deletion anywhere in the chain, persistence
- * across close, limits, changed extents, and refusals with messages.
+ * across close, limits, changed extents, refusals with messages, and
+ * shadow reads far longer than a block whose blocks alternate between the
+ * origin and the diff area (the vectored whole-origin reads and their
+ * limits), with io_uring and without.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +19,9 @@
 #include <cmocka.h>
 
 #include <vss/cow.h>
+
+#include "io/uring.h"
+#include "../lib/testutil.h"
 
 #define BS   16384u
 #define SIZE (64u * BS + 1000u)   /* a partial last block on purpose */
@@ -331,6 +337,113 @@ static void many_shadows(void **state)
 	}
 }
 
+/* Whether io_uring still reads (a batch it refused, -EINVAL from a vectored
+ * read of too many pieces say, would turn it off for the process). */
+static int uring_works(const char *path)
+{
+	struct vss_uring_read rd;
+	char c;
+	int fd = open(path, O_RDONLY), r;
+
+	assert_true(fd >= 0);
+	rd = (struct vss_uring_read){ .fd = fd, .len = 1, .buf = &c, .off = 0 };
+	vss_uring_hold();
+	r = vss_uring_read(&rd, 1);
+	vss_uring_release();
+	close(fd);
+	return r == 0 && rd.res == 1;
+}
+
+/*
+ * A volume of 2048 + @run + 10 blocks of @bs and a part: the first 2048 blocks
+ * every third one changed in a shuffled order (slots scattered), the next
+ * @run blocks changed in order (consecutive slots, between the log's own:
+ * longer, with 64 KiB blocks, than one vectored read may hold), the
+ * partial last block changed.  Shadow reads of up to the whole volume,
+ * aligned and not, must return the instant; they are planned in many more
+ * pieces than VSS_READ_IOV_MAX, over more blocks than the reader keeps on
+ * its stack.
+ */
+static void mixed_reads(struct fx *f, uint32_t bs, uint32_t run)
+{
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	const uint64_t size = (uint64_t)(2048 + run + 10) * bs + 1234u;
+	unsigned char *before = malloc(size), *now = malloc(size), *b = malloc(size);
+	uint32_t order[2048 / 3 + 1], n = 0;
+	struct vss_cow_shadow *sh;
+	struct vss_error err;
+	uint64_t rng = 4242 + bs;
+	vss_cow_id id;
+	int fd, had_uring;
+
+	assert_non_null(before);
+	assert_non_null(now);
+	assert_non_null(b);
+	rng_fill(&rng, before, size);
+	fd = open(f->origin, O_RDWR | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, before, size, 0), (ssize_t)size);
+	close(fd);
+	cfg.block_size = bs;
+	if (vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err))
+		fail_msg("open: %s", err.msg);
+	memcpy(now, before, size);
+	take(f, 1, 0);
+	mkid(id, 1);
+
+	for (uint32_t blk = 0; blk < 2048; blk += 3)
+		order[n++] = blk;
+	for (uint32_t i = n - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)rng_below(&rng, i + 1), t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = (uint64_t)order[i] * bs + rng_below(&rng, bs - 100);
+		rng_fill(&rng, now + off, 100);
+		assert_int_equal(vss_cow_write(f->vol, now + off, 100, off), 100);
+	}
+	for (uint64_t off = 2050ull * bs; off < (2050ull + run) * bs; off += bs) {
+		rng_fill(&rng, now + off, bs);
+		assert_int_equal(vss_cow_write(f->vol, now + off, bs, off), (ssize_t)bs);
+	}
+	rng_fill(&rng, now + size - 1000, 1000);
+	assert_int_equal(vss_cow_write(f->vol, now + size - 1000, 1000, size - 1000), 1000);
+
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	had_uring = uring_works(f->origin);
+	for (int on = 1; on >= 0; on--) {
+		vss_uring_enable(on);
+		memset(b, 0xEE, size);
+		assert_int_equal(vss_cow_shadow_read(sh, b, size, 0), (ssize_t)size);
+		assert_memory_equal(b, before, size);
+		memset(b, 0xEE, size);
+		assert_int_equal(vss_cow_shadow_read(sh, b, size - 3001, 1000),
+				 (ssize_t)(size - 3001));
+		assert_memory_equal(b, before + 1000, size - 3001);
+		for (int k = 0; k < 40; k++) {
+			uint64_t off = rng_below(&rng, size);
+			size_t len = 1 + (size_t)rng_below(&rng, size / 2);
+			size_t want = len > size - off ? (size_t)(size - off) : len;
+
+			assert_int_equal(vss_cow_shadow_read(sh, b, len, off), (ssize_t)want);
+			assert_memory_equal(b, before + off, want);
+		}
+		assert_int_equal(vss_cow_read(f->vol, b, size, 0), (ssize_t)size);
+		assert_memory_equal(b, now, size);
+		if (on)
+			assert_int_equal(uring_works(f->origin), had_uring);
+	}
+	vss_uring_enable(1);
+	vss_cow_shadow_close(sh);
+	free(before);
+	free(now);
+	free(b);
+}
+
+static void mixed_reads_4k(void **state) { mixed_reads(*state, 4096, 1200); }
+static void mixed_reads_64k(void **state) { mixed_reads(*state, 65536, 1100); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +454,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(changed_extents_between_shadows, setup, teardown),
 		cmocka_unit_test_setup_teardown(refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_shadows, setup, teardown),
+		cmocka_unit_test_setup_teardown(mixed_reads_4k, setup, teardown),
+		cmocka_unit_test_setup_teardown(mixed_reads_64k, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
