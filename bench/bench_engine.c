@@ -617,7 +617,7 @@ static void floor_read(const struct floor_plan *f, void *buf, size_t len, uint64
 						.len = e - pos, .off = pos };
 		pos = e;
 	}
-	if (vss_vfs_read_batch(f->vfs, f->rd, n))
+	if (vss_vfs_read_batch(f->vfs, f->rd, n) < 0)
 		fail("vss_vfs_read_batch", -EIO, NULL);
 }
 

@@ -18,4 +18,8 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
  * far (design note 7), so that a test sees its effects at once. */
 void vss_cow_quiesce(struct vss_cow_volume *vol);
 
+/* Waits until the diff-area readahead queued so far has been asked of the
+ * kernel (engine/prefetch.h); returns how many requests it has done in all. */
+uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol);
+
 #endif

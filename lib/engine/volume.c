@@ -104,6 +104,7 @@
 
 #include "engine/cow_i.h"
 #include "engine/index.h"
+#include "engine/prefetch.h"
 #include "engine/redo.h"
 #include "store/store.h"
 #include "util/crc32c.h"
@@ -133,6 +134,7 @@ struct vss_cow_volume {
 	uint32_t bs;
 	unsigned int bs_shift;
 	void *scratch;                 /* one block: where shadow reads drop origin bytes (never read) */
+	struct vss_prefetch prefetch;  /* diff-area readahead for sequential shadow readers */
 
 	pthread_rwlock_t gate;
 	/* Under gate (exclusive to change, shared to read): */
@@ -167,6 +169,10 @@ struct vss_cow_volume {
 struct vss_cow_shadow {
 	struct vss_cow_volume *vol;
 	uint32_t seq;
+	/* Readahead (hints; handles shared by threads race harmlessly): */
+	_Atomic uint64_t next_off;     /* where a sequential read goes on */
+	_Atomic uint64_t ra_end;       /* diff-area readahead asked up to here */
+	_Atomic int cold;              /* the stream met slots not in the page cache */
 };
 
 static uint64_t now_ns(void)
@@ -798,10 +804,12 @@ static size_t plan_reads(struct vss_cow_volume *vol, char *out, uint64_t off, ui
 		if (s0 == NO_SLOT)
 			rd[n] = (struct vss_read){ .file = vol->origin, .buf = out + (pos - off),
 						   .len = run_end - pos, .off = pos };
-		else
+		else {
 			vol->sops->read_slot_prep(vol->store, s0, out + (pos - off),
 						  (uint32_t)(pos & (vol->bs - 1)),
 						  (uint32_t)(run_end - pos), &rd[n]);
+			rd[n].probe = 1;        /* readahead() wants to know */
+		}
 		n++;
 		pos = run_end;
 	}
@@ -854,7 +862,8 @@ static size_t plan_reads_whole(struct vss_cow_volume *vol, char *out, uint64_t o
 		} else {
 			vol->sops->read_slot_prep(vol->store, s0, out + (pos - off),
 						  (uint32_t)(pos & (vol->bs - 1)),
-						  (uint32_t)(run_end - pos), &rd[n++]);
+						  (uint32_t)(run_end - pos), &rd[n]);
+			rd[n++].probe = 1;
 			/* One scratch entry per block: the scratch is a block. */
 			for (uint64_t p = pos, e; p < run_end; p = e, org->iovcnt++) {
 				e = ((p >> vol->bs_shift) + 1) << vol->bs_shift;
@@ -885,6 +894,96 @@ static int owns_none_since(struct vss_cow_volume *vol, size_t pos)
 }
 
 /*
+ * Diff-area readahead (engine/prefetch.h).  A handle's reads that follow
+ * one another (or start at 0) make a stream; a stream turns cold when one
+ * of its reads found a slot missing from the page cache (the vfs probes
+ * slot reads: RWF_NOWAIT first).  A cold stream asks for the slots of the
+ * next READAHEAD bytes each time it comes within half of that of the end
+ * of what it asked for before; a warm one asks for nothing (waking the
+ * prefetch thread costs a reader 20-50 us on the 2-core guest, measured:
+ * 7% of a warm read).  The prefetch thread looks the blocks up under the
+ * index lock, a chunk at a time, and hints each run of consecutive slots
+ * to the kernel.  A hint for a slot freed or reused meanwhile only reads
+ * something in vain: nothing is read from it.
+ */
+#define READAHEAD (32u << 20)
+#define PREFETCH_CHUNK 64
+
+static void prefetch_slots(void *ctx, const struct vss_prefetch_req *rq)
+{
+	struct vss_cow_volume *vol = ctx;
+	uint32_t slot[PREFETCH_CHUNK];
+
+	for (uint64_t b = rq->first; b < rq->first + rq->count; b += PREFETCH_CHUNK) {
+		uint64_t n = rq->first + rq->count - b;
+
+		if (n > PREFETCH_CHUNK)
+			n = PREFETCH_CHUNK;
+		pthread_rwlock_rdlock(&vol->ixlock);
+		for (uint64_t i = 0; i < n; i++)
+			if (!vss_index_find(&vol->index, b + i, rq->seq, NULL, &slot[i]))
+				slot[i] = NO_SLOT;
+		pthread_rwlock_unlock(&vol->ixlock);
+		for (uint64_t i = 0, j; i < n; i = j) {
+			struct vss_read rd;
+
+			j = i + 1;
+			if (slot[i] == NO_SLOT)
+				continue;
+			while (j < n && slot[j] == slot[i] + (j - i))
+				j++;
+			vol->sops->read_slot_prep(vol->store, slot[i], NULL, 0,
+						  (uint32_t)((j - i) << vol->bs_shift), &rd);
+			vss_file_willneed(rd.file, rd.off, rd.len);
+		}
+	}
+}
+
+/* After a read of [@off, @end) of @sh, whose shadow (or a newer one) owns
+ * blocks; @missed: some of its slots were not in the page cache. */
+static void readahead(struct vss_cow_shadow *sh, uint32_t seq, uint64_t off, uint64_t end,
+		      int missed)
+{
+	struct vss_cow_volume *vol = sh->vol;
+	uint64_t next = atomic_exchange_explicit(&sh->next_off, end, memory_order_relaxed);
+	uint64_t ra = atomic_load_explicit(&sh->ra_end, memory_order_relaxed), to;
+
+	if (off != next) {
+		/* A jump: a new stream, warm until it misses. */
+		atomic_store_explicit(&sh->ra_end, end, memory_order_relaxed);
+		atomic_store_explicit(&sh->cold, missed, memory_order_relaxed);
+		if (off != 0)
+			return;         /* not sequential (yet) */
+		ra = end;
+	}
+	if (missed)
+		atomic_store_explicit(&sh->cold, 1, memory_order_relaxed);
+	else if (!atomic_load_explicit(&sh->cold, memory_order_relaxed))
+		return;
+	if (ra < end)
+		ra = end;
+	to = end + READAHEAD < vol->size ? end + READAHEAD : vol->size;
+	if (ra >= to || ra - end >= READAHEAD / 2)
+		return;         /* far enough ahead */
+	atomic_store_explicit(&sh->ra_end, to, memory_order_relaxed);
+	ra &= ~(uint64_t)(vol->bs - 1);
+	vss_prefetch_post(&vol->prefetch, &(struct vss_prefetch_req){
+		.seq = seq, .first = ra >> vol->bs_shift,
+		.count = ((to - 1) >> vol->bs_shift) + 1 - (ra >> vol->bs_shift) });
+}
+
+uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol)
+{
+	uint64_t done;
+
+	vss_prefetch_drain(&vol->prefetch);
+	pthread_mutex_lock(&vol->prefetch.lock);
+	done = vol->prefetch.done;
+	pthread_mutex_unlock(&vol->prefetch.lock);
+	return done;
+}
+
+/*
  * The blocks are looked up under one hold of the index lock (none at all
  * when no shadow from this one on owns a block: a shadow just taken), and all the
  * reads they need, of the origin and of the diff area, go to the vfs as one
@@ -903,7 +1002,7 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	uint64_t first, nblk, end, gen, nslot = 0;
 	size_t n, pos;
 	struct shadow *s;
-	int r = 0, any_origin = 0;
+	int r = 0, any_origin = 0, none_owned;
 
 	settle(vol);
 	pthread_rwlock_rdlock(&vol->gate);
@@ -942,7 +1041,8 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	/* Where each block comes from, under one hold of the index lock. */
 	pthread_rwlock_rdlock(&vol->ixlock);
 	gen = vol->index.gen;
-	if (owns_none_since(vol, pos)) {
+	none_owned = owns_none_since(vol, pos);
+	if (none_owned) {
 		memset(slot, 0xff, nblk * sizeof(*slot));  /* NO_SLOT */
 		any_origin = 1;
 	} else {
@@ -960,6 +1060,10 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	else
 		n = plan_reads(vol, buf, off, end, first, slot, rd);
 	r = vss_vfs_read_batch(vol->vfs, rd, n);
+	if (r >= 0 && !none_owned)
+		readahead(sh, s->seq, off, end, r > 0);
+	if (r > 0)
+		r = 0;          /* slots that were not in the page cache */
 	if (r || !any_origin)
 		goto done;
 
@@ -986,6 +1090,8 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	}
 	pthread_rwlock_unlock(&vol->ixlock);
 	r = vss_vfs_read_batch(vol->vfs, rd, n);
+	if (r > 0)
+		r = 0;
 done:
 	if (!r && s->invalid)
 		r = -EIO;
@@ -1015,6 +1121,9 @@ int vss_cow_shadow_open(struct vss_cow_volume *vol, const vss_cow_id id,
 	}
 	sh->vol = vol;
 	sh->seq = s->seq;
+	atomic_init(&sh->next_off, 0);
+	atomic_init(&sh->ra_end, 0);
+	atomic_init(&sh->cold, 0);
 	atomic_fetch_add(&vol->handles, 1);
 	pthread_rwlock_unlock(&vol->gate);
 	*out = sh;
@@ -1425,6 +1534,7 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 
 static void volume_free(struct vss_cow_volume *vol)
 {
+	vss_prefetch_stop(&vol->prefetch);     /* first: it looks at the index and store */
 	if (vol->store)
 		vol->sops->close(vol->store);
 	vss_file_close(vol->origin);
@@ -1463,6 +1573,7 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	vol->cfg = *cfg;
 	vol->vfs = vfs;
 	vol->sops = &vss_store_log_ops;
+	vss_prefetch_init(&vol->prefetch, prefetch_slots, vol);
 	if (asprintf(&vol->failed_path, "%s.failed", diff_path) < 0) {
 		vol->failed_path = NULL;
 		r = vss_error_set(err, -ENOMEM, "out of memory");

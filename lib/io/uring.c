@@ -158,6 +158,7 @@ static int ring_run(struct ring *rg, struct vss_uring_read *rd, unsigned int n)
 					 : (uint64_t)(uintptr_t)rd[i].buf;
 		sqe->len = rd[i].iovcnt ? rd[i].iovcnt : rd[i].len;
 		sqe->off = rd[i].off;
+		sqe->rw_flags = rd[i].nowait ? RWF_NOWAIT : 0;
 		sqe->user_data = i;
 		rd[i].res = -ECANCELED;
 	}

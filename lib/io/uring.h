@@ -16,8 +16,10 @@
 
 /* One read: @len bytes at @off of @fd into @buf; or, when @iovcnt > 0,
  * into the @iovcnt buffers of @iov as preadv() would (@len, @buf unused).
- * vss_uring_read() sets @res to the bytes read (fewer at the end of the
- * file) or to a negative errno; a read it did not do keeps -ECANCELED. */
+ * With @nowait, only from the page cache (RWF_NOWAIT): -EAGAIN if it would
+ * wait for the disk.  vss_uring_read() sets @res to the bytes read (fewer
+ * at the end of the file) or to a negative errno; a read it did not do
+ * keeps -ECANCELED. */
 struct vss_uring_read {
 	int fd;
 	uint32_t len;
@@ -25,6 +27,7 @@ struct vss_uring_read {
 	uint64_t off;
 	const struct iovec *iov;
 	unsigned int iovcnt;
+	int nowait;
 	int32_t res;
 };
 

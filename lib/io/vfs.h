@@ -31,6 +31,9 @@ struct vss_file_ops {
 	 * for want of space: 0, -ENOSPC, or -errno (-EOPNOTSUPP: the
 	 * filesystem cannot; writes may then meet ENOSPC as usual). */
 	int (*reserve)(struct vss_file *f, uint64_t off, uint64_t len);
+	/* Optional (NULL: no hint).  Starts reading [@off, @off+@len) into the
+	 * page cache without waiting for it (POSIX_FADV_WILLNEED): a hint. */
+	void (*willneed)(struct vss_file *f, uint64_t off, uint64_t len);
 	/* Sets the file size; 0 or -errno. */
 	int (*truncate)(struct vss_file *f, uint64_t size);
 	/* Current size in bytes (for a block device, its capacity); 0 or -errno. */
@@ -53,7 +56,8 @@ struct vss_file {
  * One read of a batch: @len bytes at @off of @file into @buf.  Vectored
  * when @iovcnt > 0 (at most VSS_READ_IOV_MAX): the @len bytes go to the
  * buffers of @iov in turn, as preadv() puts them (@buf unused; the @iov
- * lengths add up to @len).
+ * lengths add up to @len).  With @probe set, the batch also tells whether
+ * the read found its bytes in the page cache (see read_batch).
  */
 struct vss_read {
 	struct vss_file *file;
@@ -62,6 +66,7 @@ struct vss_read {
 	uint64_t off;
 	const struct iovec *iov;
 	int iovcnt;
+	int probe;
 };
 
 #define VSS_READ_IOV_MAX 1024   /* IOV_MAX on Linux */
@@ -88,7 +93,9 @@ struct vss_vfs {
 	int (*unlink)(struct vss_vfs *vfs, const char *path);
 	/* Optional (NULL: one pread each).  Does the @n reads of @rd, on files
 	 * of this vfs, each as pread does, in any order and together: returns
-	 * once all are done, 0 or the -errno of one that failed. */
+	 * once all are done, the -errno of one that failed, or how many of
+	 * the reads marked @probe had to wait for the disk (0 when it cannot
+	 * tell): those were read all the same. */
 	int (*read_batch)(struct vss_vfs *vfs, const struct vss_read *rd, size_t n);
 };
 
@@ -105,6 +112,8 @@ static inline int vss_file_punch(struct vss_file *f, uint64_t o, uint64_t n)
 { return f->ops->punch(f, o, n); }
 static inline int vss_file_reserve(struct vss_file *f, uint64_t o, uint64_t n)
 { return f->ops->reserve ? f->ops->reserve(f, o, n) : -EOPNOTSUPP; }
+static inline void vss_file_willneed(struct vss_file *f, uint64_t o, uint64_t n)
+{ if (f->ops->willneed) f->ops->willneed(f, o, n); }
 static inline int vss_file_truncate(struct vss_file *f, uint64_t s)
 { return f->ops->truncate(f, s); }
 static inline int vss_file_size(struct vss_file *f, uint64_t *s) { return f->ops->size(f, s); }
@@ -132,8 +141,9 @@ static inline int vss_read_rest(const struct vss_read *rd, size_t got)
 	return 0;
 }
 
-/* Many reads at once (vss_vfs.read_batch), or one after the other.  A
- * vectored read of more than VSS_READ_IOV_MAX pieces is refused, -EINVAL. */
+/* Many reads at once (vss_vfs.read_batch), or one after the other: 0 or
+ * more (probes that missed the page cache) when all are done, or -errno.
+ * A vectored read of more than VSS_READ_IOV_MAX pieces is refused, -EINVAL. */
 static inline int vss_vfs_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size_t n)
 {
 	if (vfs->read_batch)

@@ -125,12 +125,18 @@ static void posix_close(struct vss_file *f)
 	vss_uring_release();
 }
 
+static void posix_willneed(struct vss_file *f, uint64_t off, uint64_t len)
+{
+	(void)posix_fadvise(PF(f)->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 static const struct vss_file_ops posix_file_ops = {
 	.pread = posix_pread,
 	.pwrite = posix_pwrite,
 	.sync = posix_sync,
 	.punch = posix_punch,
 	.reserve = posix_reserve,
+	.willneed = posix_willneed,
 	.truncate = posix_truncate,
 	.size = posix_size,
 	.allocated = posix_allocated,
@@ -193,40 +199,69 @@ static int posix_readv(const struct vss_read *rd)
 }
 
 /*
- * In turns of VSS_URING_ENTRIES, one system call each; whatever io_uring
- * leaves undone (not available, a short read at the end of a file, an
+ * One turn of at most VSS_URING_ENTRIES reads through io_uring: probes go
+ * first with RWF_NOWAIT, and those the page cache could not serve (counted
+ * in *@misses) go again at once in a second submission, together.
+ * Whatever io_uring leaves undone (a short read at the end of a file, an
  * error) is read again with pread, which has the last word on errors.
+ * -ENOSYS: io_uring cannot be used, nothing was read.
  */
+static int uring_turn(const struct vss_read *rd, unsigned int k, int *misses)
+{
+	struct vss_uring_read ur[VSS_URING_ENTRIES], again[VSS_URING_ENTRIES];
+	unsigned int which[VSS_URING_ENTRIES], n = 0;
+
+	for (unsigned int i = 0; i < k; i++) {
+		/* One read is at most 1 GiB: the ring's lengths are 32 bits. */
+		size_t len = rd[i].len < (1u << 30) ? rd[i].len : (1u << 30);
+		ur[i] = (struct vss_uring_read){ .fd = PF(rd[i].file)->fd,
+			.len = (uint32_t)len, .buf = rd[i].buf, .off = rd[i].off,
+			.iov = rd[i].iov, .nowait = rd[i].probe,
+			.iovcnt = rd[i].iovcnt > 0 ? (unsigned int)rd[i].iovcnt : 0 };
+	}
+	if (vss_uring_read(ur, k) == -ENOSYS)
+		return -ENOSYS;
+	for (unsigned int i = 0; i < k; i++)
+		if (rd[i].probe && ur[i].res == -EAGAIN) {
+			again[n] = ur[i];
+			again[n].nowait = 0;
+			which[n++] = i;
+		}
+	*misses += (int)n;
+	if (n && vss_uring_read(again, n) != -ENOSYS)
+		for (unsigned int j = 0; j < n; j++)
+			ur[which[j]].res = again[j].res;
+	for (unsigned int i = 0; i < k; i++) {
+		size_t got = ur[i].res > 0 ? (size_t)ur[i].res : 0;
+		int r;
+
+		if (got >= rd[i].len)
+			continue;
+		r = vss_read_rest(&rd[i], got);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* In turns of VSS_URING_ENTRIES, one system call each (two when probes
+ * miss the page cache); without io_uring, one pread or preadv each (and
+ * no probe is answered). */
 static int posix_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size_t n)
 {
-	struct vss_uring_read ur[VSS_URING_ENTRIES];
+	int misses = 0;
 
 	for (size_t i = 0; i < n; i++)
 		if (rd[i].iovcnt > VSS_READ_IOV_MAX)
 			return -EINVAL;
 	while (n > 1) {
 		unsigned int k = n < VSS_URING_ENTRIES ? (unsigned int)n : VSS_URING_ENTRIES;
+		int r = uring_turn(rd, k, &misses);
 
-		for (unsigned int i = 0; i < k; i++) {
-			/* One read is at most 1 GiB: the ring's lengths are 32 bits. */
-			size_t len = rd[i].len < (1u << 30) ? rd[i].len : (1u << 30);
-			ur[i] = (struct vss_uring_read){ .fd = PF(rd[i].file)->fd,
-				.len = (uint32_t)len, .buf = rd[i].buf, .off = rd[i].off,
-				.iov = rd[i].iov,
-				.iovcnt = rd[i].iovcnt > 0 ? (unsigned int)rd[i].iovcnt : 0 };
-		}
-		if (vss_uring_read(ur, k) == -ENOSYS)
+		if (r == -ENOSYS)
 			break;
-		for (unsigned int i = 0; i < k; i++) {
-			size_t got = ur[i].res > 0 ? (size_t)ur[i].res : 0;
-			int r;
-
-			if (got >= rd[i].len)
-				continue;
-			r = vss_read_rest(&rd[i], got);
-			if (r)
-				return r;
-		}
+		if (r)
+			return r;
 		rd += k;
 		n -= k;
 	}
@@ -236,7 +271,7 @@ static int posix_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size
 		if (r)
 			return r;
 	}
-	return 0;
+	return misses;
 }
 
 static struct vss_vfs posix_vfs = {

@@ -1,9 +1,9 @@
 /*
  * tests/unit/test_vfs.c - the posix vfs's read batches: random batches of
  * reads over two files, some past their ends, some vectored, return what
- * pread would,
- * through io_uring and without it; io_uring's own answers (short reads,
- * errors); and no ring outlives the last open file.
+ * pread would, through io_uring and without it; probed reads count the
+ * page-cache misses; io_uring's own answers (short reads, errors); and no
+ * ring outlives the last open file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -233,6 +233,44 @@ static void uring_answers(void **state)
 	close(fd);
 }
 
+/* Probed reads say how many missed the page cache, and still read. */
+static void probes_count_misses(void **state)
+{
+	struct fx *f = *state;
+	unsigned char a[4096], b[4096];
+	struct vss_read rd[2];
+	int fd = open(f->path[0], O_RDONLY), r;
+
+	assert_true(fd >= 0);
+	open_all(f);
+	rd[0] = (struct vss_read){ .file = f->file[0], .buf = a, .len = sizeof(a), .off = 0,
+				   .probe = 1 };
+	rd[1] = (struct vss_read){ .file = f->file[0], .buf = b, .len = sizeof(b),
+				   .off = 512 << 10, .probe = 1 };
+	assert_int_equal(fdatasync(fd), 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	r = vss_vfs_read_batch(vss_vfs_posix(), rd, 2);
+	assert_true(r >= 0);
+	assert_memory_equal(a, f->data[0], sizeof(a));
+	assert_memory_equal(b, f->data[0] + (512 << 10), sizeof(b));
+	if (r == 0) {
+		/* No io_uring, or a filesystem whose cache cannot be dropped. */
+		close_all(f);
+		close(fd);
+		skip();
+	}
+	assert_int_equal(r, 2);
+	/* Warm now. */
+	assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, 2), 0);
+	vss_uring_enable(0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, 2), 0);   /* cannot tell */
+	assert_memory_equal(b, f->data[0] + (512 << 10), sizeof(b));
+	vss_uring_enable(1);
+	close_all(f);
+	close(fd);
+}
+
 static int count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -262,6 +300,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(batch_reads_like_pread, setup, teardown),
 		cmocka_unit_test_setup_teardown(uring_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(probes_count_misses, setup, teardown),
 		cmocka_unit_test_setup_teardown(rings_go_with_the_last_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,8 @@
  * across close, limits, changed extents, refusals with messages, and
  * shadow reads far longer than a block whose blocks alternate between the
  * origin and the diff area (the vectored whole-origin reads and their
- * limits), with io_uring and without.
+ * limits), with io_uring and without; and the diff-area readahead of a
+ * sequential reader that meets slots not in the page cache.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,11 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include <vss/cow.h>
 
+#include "engine/cow_i.h"
 #include "io/uring.h"
 #include "../lib/testutil.h"
 
@@ -444,6 +449,119 @@ static void mixed_reads(struct fx *f, uint32_t bs, uint32_t run)
 static void mixed_reads_4k(void **state) { mixed_reads(*state, 4096, 1200); }
 static void mixed_reads_64k(void **state) { mixed_reads(*state, 65536, 1100); }
 
+/* Writes back and drops the page cache of @path; 0, or -1 if it stayed. */
+static int drop_cache(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	struct statfs st;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fdatasync(fd), 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	assert_int_equal(fstatfs(fd, &st), 0);
+	close(fd);
+	return st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC ? -1 : 0;
+}
+
+/* The bytes of @path in the page cache. */
+static uint64_t resident(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	off_t size = lseek(fd, 0, SEEK_END);
+	size_t pages = (size_t)(size + 4095) / 4096, in = 0;
+	unsigned char *vec = malloc(pages);
+	void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+
+	assert_true(map != MAP_FAILED);
+	assert_int_equal(mincore(map, (size_t)size, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		in += vec[i] & 1;
+	munmap(map, (size_t)size);
+	free(vec);
+	close(fd);
+	return (uint64_t)in * 4096;
+}
+
+/*
+ * A 32 MiB volume, a shadow, then a quarter of the blocks written in a
+ * shuffled order: the diff area holds them scattered.  From a cold cache,
+ * the first MiB read of the shadow misses, so the stream asks for the
+ * slots ahead, and once that is done most of the diff area is in the page
+ * cache although only a MiB was read.  Read again from the start,
+ * warm, the stream asks for nothing.  Every read returns the instant.
+ */
+#define RA_SIZE (32u << 20)
+
+static void readahead_of_a_cold_stream(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	unsigned char *before = malloc(RA_SIZE), *b = malloc(1u << 20), *blk = malloc(BS);
+	uint32_t nblocks = RA_SIZE / BS, *order = malloc(nblocks * sizeof(*order));
+	struct vss_cow_shadow *sh;
+	struct vss_error err;
+	uint64_t rng = 77, done0, done1;
+	vss_cow_id id;
+	int fd;
+
+	rng_fill(&rng, before, RA_SIZE);
+	fd = open(f->origin, O_RDWR | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, before, RA_SIZE, 0), (ssize_t)RA_SIZE);
+	close(fd);
+	if (vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err))
+		fail_msg("open: %s", err.msg);
+	take(f, 1, 0);
+	mkid(id, 1);
+	for (uint32_t i = 0; i < nblocks; i++)
+		order[i] = i;
+	for (uint32_t i = nblocks - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)rng_below(&rng, i + 1), t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	memset(blk, 0x5A, BS);
+	for (uint32_t i = 0; i < nblocks / 4; i++)
+		assert_int_equal(vss_cow_write(f->vol, blk, BS, (uint64_t)order[i] * BS), BS);
+	assert_int_equal(vss_cow_flush(f->vol), 0);
+
+	if (!uring_works(f->origin) || drop_cache(f->diff) || drop_cache(f->origin) ||
+	    resident(f->diff) > RA_SIZE / 4 / 20) {
+		free(before);
+		free(b);
+		free(blk);
+		free(order);
+		skip();     /* no io_uring (no probes), or a cache that cannot be dropped */
+	}
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	done0 = vss_cow_readahead_wait(f->vol);
+	assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, 0), 1 << 20);
+	assert_memory_equal(b, before, 1u << 20);
+	done1 = vss_cow_readahead_wait(f->vol);
+	assert_true(done1 > done0);
+	/* Half of the slots' bytes at least: the read itself brought in
+	 * 1/32 of them.  (The kernel started 64-72% of what was hinted in
+	 * runs on the development VM, where the hints covered 97%.) */
+	assert_true(resident(f->diff) >= (uint64_t)RA_SIZE / 4 / 2);
+
+	for (uint64_t off = 1u << 20; off < RA_SIZE; off += 1u << 20) {
+		assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, off), 1 << 20);
+		assert_memory_equal(b, before + off, 1u << 20);
+	}
+	/* Warm now: a new stream from the start asks for nothing. */
+	done1 = vss_cow_readahead_wait(f->vol);
+	for (uint64_t off = 0; off < RA_SIZE; off += 1u << 20) {
+		assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, off), 1 << 20);
+		assert_memory_equal(b, before + off, 1u << 20);
+	}
+	assert_int_equal(vss_cow_readahead_wait(f->vol), done1);
+	vss_cow_shadow_close(sh);
+	free(before);
+	free(b);
+	free(blk);
+	free(order);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +574,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_shadows, setup, teardown),
 		cmocka_unit_test_setup_teardown(mixed_reads_4k, setup, teardown),
 		cmocka_unit_test_setup_teardown(mixed_reads_64k, setup, teardown),
+		cmocka_unit_test_setup_teardown(readahead_of_a_cold_stream, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
