@@ -91,6 +91,16 @@
  *    - a commit the flusher cannot make fails the diff area (as in note 6)
  *      and the queued writes still go to the origin: they were
  *      acknowledged, and no shadow in a failed diff area is trusted again.
+ *
+ * 8. Shadow reads from a cold cache.  A read that mixes origin blocks and
+ *    slots reads the origin whole, one vectored read (plan_reads_whole),
+ *    so the kernel's readahead follows the origin.  Slots lie in copy
+ *    order, where no readahead of the kernel's can foresee them: slot
+ *    reads probe the page cache (RWF_NOWAIT first), and a sequential
+ *    stream of a handle that misses turns cold; a cold stream has the
+ *    prefetch thread (engine/prefetch.h) hint the slots of the next
+ *    READAHEAD bytes to the kernel.  Only hints, outside every lock but
+ *    the index lock: nothing is read from what they bring in.
  */
 #include <errno.h>
 #include <stdarg.h>
