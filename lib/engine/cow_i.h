@@ -19,7 +19,8 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 void vss_cow_quiesce(struct vss_cow_volume *vol);
 
 /* Waits until the diff-area readahead queued so far has been asked of the
- * kernel (engine/prefetch.h); returns how many requests it has done in all. */
-uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol);
+ * kernel (engine/prefetch.h); returns how many requests it has done in all
+ * and, in *@hinted (may be NULL), the diff-area bytes they hinted. */
+uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol, uint64_t *hinted);
 
 #endif

@@ -145,6 +145,7 @@ struct vss_cow_volume {
 	unsigned int bs_shift;
 	void *scratch;                 /* one block: where shadow reads drop origin bytes (never read) */
 	struct vss_prefetch prefetch;  /* diff-area readahead for sequential shadow readers */
+	_Atomic uint64_t ra_hinted;    /* diff-area bytes it hinted, in all */
 
 	pthread_rwlock_t gate;
 	/* Under gate (exclusive to change, shared to read): */
@@ -905,7 +906,7 @@ static int owns_none_since(struct vss_cow_volume *vol, size_t pos)
 
 /*
  * Diff-area readahead (engine/prefetch.h).  A handle's reads that follow
- * one another (or start at 0) make a stream; a stream turns cold when one
+ * one another, give or take READAHEAD / 4 (or start at 0), make a stream; a stream turns cold when one
  * of its reads found a slot missing from the page cache (the vfs probes
  * slot reads: RWF_NOWAIT first).  A cold stream asks for the slots of the
  * next READAHEAD bytes each time it comes within half of that of the end
@@ -923,6 +924,7 @@ static void prefetch_slots(void *ctx, const struct vss_prefetch_req *rq)
 {
 	struct vss_cow_volume *vol = ctx;
 	uint32_t slot[PREFETCH_CHUNK];
+	uint64_t hinted = 0;
 
 	for (uint64_t b = rq->first; b < rq->first + rq->count; b += PREFETCH_CHUNK) {
 		uint64_t n = rq->first + rq->count - b;
@@ -945,8 +947,10 @@ static void prefetch_slots(void *ctx, const struct vss_prefetch_req *rq)
 			vol->sops->read_slot_prep(vol->store, slot[i], NULL, 0,
 						  (uint32_t)((j - i) << vol->bs_shift), &rd);
 			vss_file_willneed(rd.file, rd.off, rd.len);
+			hinted += rd.len;
 		}
 	}
+	atomic_fetch_add_explicit(&vol->ra_hinted, hinted, memory_order_relaxed);
 }
 
 /* After a read of [@off, @end) of @sh, whose shadow (or a newer one) owns
@@ -955,16 +959,21 @@ static void readahead(struct vss_cow_shadow *sh, uint32_t seq, uint64_t off, uin
 		      int missed)
 {
 	struct vss_cow_volume *vol = sh->vol;
-	uint64_t next = atomic_exchange_explicit(&sh->next_off, end, memory_order_relaxed);
+	uint64_t next = atomic_load_explicit(&sh->next_off, memory_order_relaxed);
 	uint64_t ra = atomic_load_explicit(&sh->ra_end, memory_order_relaxed), to;
 
-	if (off != next) {
+	/* Near where the stream got to counts as going on: a FUSE device's
+	 * readers get the kernel's readahead requests in any order. */
+	if (off + READAHEAD / 4 < next || off > next + READAHEAD / 4) {
 		/* A jump: a new stream, warm until it misses. */
+		atomic_store_explicit(&sh->next_off, end, memory_order_relaxed);
 		atomic_store_explicit(&sh->ra_end, end, memory_order_relaxed);
 		atomic_store_explicit(&sh->cold, missed, memory_order_relaxed);
 		if (off != 0)
 			return;         /* not sequential (yet) */
 		ra = end;
+	} else if (end > next) {
+		atomic_store_explicit(&sh->next_off, end, memory_order_relaxed);
 	}
 	if (missed)
 		atomic_store_explicit(&sh->cold, 1, memory_order_relaxed);
@@ -982,7 +991,7 @@ static void readahead(struct vss_cow_shadow *sh, uint32_t seq, uint64_t off, uin
 		.count = ((to - 1) >> vol->bs_shift) + 1 - (ra >> vol->bs_shift) });
 }
 
-uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol)
+uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol, uint64_t *hinted)
 {
 	uint64_t done;
 
@@ -990,6 +999,8 @@ uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol)
 	pthread_mutex_lock(&vol->prefetch.lock);
 	done = vol->prefetch.done;
 	pthread_mutex_unlock(&vol->prefetch.lock);
+	if (hinted)
+		*hinted = atomic_load(&vol->ra_hinted);
 	return done;
 }
 

@@ -486,8 +486,8 @@ static uint64_t resident(const char *path)
  * A 32 MiB volume, a shadow, then a quarter of the blocks written in a
  * shuffled order: the diff area holds them scattered.  From a cold cache,
  * the first MiB read of the shadow misses, so the stream asks for the
- * slots ahead, and once that is done most of the diff area is in the page
- * cache although only a MiB was read.  Read again from the start,
+ * slots ahead, and hints nearly every slot to the kernel although only a
+ * MiB was read.  Read again from the start,
  * warm, the stream asks for nothing.  Every read returns the instant.
  */
 #define RA_SIZE (32u << 20)
@@ -500,7 +500,7 @@ static void readahead_of_a_cold_stream(void **state)
 	uint32_t nblocks = RA_SIZE / BS, *order = malloc(nblocks * sizeof(*order));
 	struct vss_cow_shadow *sh;
 	struct vss_error err;
-	uint64_t rng = 77, done0, done1;
+	uint64_t rng = 77, done0, done1, hinted;
 	vss_cow_id id;
 	int fd;
 
@@ -534,27 +534,30 @@ static void readahead_of_a_cold_stream(void **state)
 		skip();     /* no io_uring (no probes), or a cache that cannot be dropped */
 	}
 	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
-	done0 = vss_cow_readahead_wait(f->vol);
+	done0 = vss_cow_readahead_wait(f->vol, NULL);
 	assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, 0), 1 << 20);
 	assert_memory_equal(b, before, 1u << 20);
-	done1 = vss_cow_readahead_wait(f->vol);
+	done1 = vss_cow_readahead_wait(f->vol, &hinted);
 	assert_true(done1 > done0);
-	/* Half of the slots' bytes at least: the read itself brought in
-	 * 1/32 of them.  (The kernel started 64-72% of what was hinted in
-	 * runs on the development VM, where the hints covered 97%.) */
-	assert_true(resident(f->diff) >= (uint64_t)RA_SIZE / 4 / 2);
+	/* Every slot past the first MiB is hinted (those of the first MiB
+	 * the read itself brought in): 31/32 of the slots, give or take the
+	 * shuffle.  What the kernel makes of hints depends on its load (it
+	 * started 64-72% of these on the idle development VM, less while
+	 * the test suite ran beside it), so residency is not asserted. */
+	assert_true(hinted >= (uint64_t)RA_SIZE / 4 / 10 * 9);
+	assert_true(hinted <= (uint64_t)RA_SIZE / 4);
 
 	for (uint64_t off = 1u << 20; off < RA_SIZE; off += 1u << 20) {
 		assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, off), 1 << 20);
 		assert_memory_equal(b, before + off, 1u << 20);
 	}
 	/* Warm now: a new stream from the start asks for nothing. */
-	done1 = vss_cow_readahead_wait(f->vol);
+	done1 = vss_cow_readahead_wait(f->vol, NULL);
 	for (uint64_t off = 0; off < RA_SIZE; off += 1u << 20) {
 		assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, off), 1 << 20);
 		assert_memory_equal(b, before + off, 1u << 20);
 	}
-	assert_int_equal(vss_cow_readahead_wait(f->vol), done1);
+	assert_int_equal(vss_cow_readahead_wait(f->vol, NULL), done1);
 	vss_cow_shadow_close(sh);
 	free(before);
 	free(b);
