@@ -20,6 +20,7 @@ void vss_prefetch_init(struct vss_prefetch *pf, vss_prefetch_fn *fn, void *ctx)
 static void *prefetch_main(void *arg)
 {
 	struct vss_prefetch *pf = arg;
+
 	pthread_mutex_lock(&pf->lock);
 	for (;;) {
 		struct vss_prefetch_req rq;
@@ -60,9 +61,8 @@ void vss_prefetch_post(struct vss_prefetch *pf, const struct vss_prefetch_req *r
 	pthread_mutex_lock(&pf->lock);
 	if (!pf->started)
 		start(pf);
-	if (pf->started < 0 || pf->stop || pf->n == VSS_PREFETCH_QUEUE) {
-		pf->dropped++;
-	} else {
+	/* Full (or no thread): dropped, it is only a hint. */
+	if (pf->started > 0 && !pf->stop && pf->n < VSS_PREFETCH_QUEUE) {
 		pf->q[(pf->head + pf->n) % VSS_PREFETCH_QUEUE] = *rq;
 		if (!pf->n++)
 			pthread_cond_broadcast(&pf->wake);

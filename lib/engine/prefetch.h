@@ -39,7 +39,7 @@ struct vss_prefetch {
 	pthread_t thread;
 	vss_prefetch_fn *fn;
 	void *ctx;
-	uint64_t done, dropped; /* requests, for tests and figures */
+	uint64_t done;          /* requests done, for tests */
 };
 
 void vss_prefetch_init(struct vss_prefetch *pf, vss_prefetch_fn *fn, void *ctx);
