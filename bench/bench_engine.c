@@ -24,6 +24,7 @@
 
 #include <vss/cow.h>
 
+#include "engine/cow_i.h"
 #include "io/vfs.h"
 
 #define KiB ((uint64_t)1024)
@@ -210,8 +211,8 @@ static void on_event(void *arg, const struct vss_cow_event *ev)
 		ev->msg ? ev->msg : "");
 }
 
-static struct vss_cow_volume *volume_open(const char *origin, const char *diff,
-					  uint64_t *open_ns)
+static struct vss_cow_volume *volume_open_vfs(struct vss_vfs *vfs, const char *origin,
+					      const char *diff, uint64_t *open_ns)
 {
 	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
 	struct vss_cow_volume *vol;
@@ -222,12 +223,19 @@ static struct vss_cow_volume *volume_open(const char *origin, const char *diff,
 	cfg.event = on_event;
 	unlink(diff);
 	t0 = now_ns();
-	rc = vss_cow_open(origin, diff, &cfg, VSS_COW_CREATE, &vol, &err);
+	rc = vfs ? vss_cow_open_vfs(vfs, origin, diff, &cfg, VSS_COW_CREATE, &vol, &err)
+		 : vss_cow_open(origin, diff, &cfg, VSS_COW_CREATE, &vol, &err);
 	if (rc < 0)
 		fail("vss_cow_open", rc, &err);
 	if (open_ns)
 		*open_ns = now_ns() - t0;
 	return vol;
+}
+
+static struct vss_cow_volume *volume_open(const char *origin, const char *diff,
+					  uint64_t *open_ns)
+{
+	return volume_open_vfs(NULL, origin, diff, open_ns);
 }
 
 /*
@@ -576,11 +584,16 @@ static void measure_group(const struct opts *o, struct member *m, unsigned n,
  * alone.  The engine reads the changed blocks from slots scattered over
  * the diff area in the order they were copied, which costs more again.
  */
-enum { RD_VOLUME, RD_FRESH, RD_NEWEST, RD_OLDEST, RD_FLOOR, RD_COUNT };
+enum {
+	RD_VOLUME, RD_FRESH, RD_NEWEST, RD_OLDEST, RD_FLOOR,
+	RD_NEWEST_IO, RD_OLDEST_IO,     /* warm only: the replays */
+	RD_COUNT
+};
 
 static const char *const read_names[RD_COUNT] = {
 	"volume", "shadow just taken", "newest of 8", "oldest of 8",
-	"oldest's pieces, block order",
+	"oldest's pieces, block order", "newest's reads, no engine",
+	"oldest's reads, no engine",
 };
 
 struct read_result {
@@ -589,6 +602,7 @@ struct read_result {
 	double ratio[RD_COUNT];     /* median over passes of speed / volume speed */
 	double changed[RD_COUNT];   /* share of the blocks read from the diff area */
 	double vs_block_order;      /* median over passes of oldest / floor speed */
+	double vs_own_reads[2];     /* the same for newest, oldest / their replays */
 	unsigned passes;
 };
 
@@ -634,6 +648,126 @@ static void drop_cache(const char *path)
 	if (errno)
 		fail_errno("posix_fadvise", path);
 	close(fd);
+}
+
+/*
+ * A shadow's reads made without the engine.  While a pass of the shadow is
+ * recorded, the volume's vfs keeps every read batch the engine asks of it
+ * (file, offset, length, vectors, probe), with each buffer pointed into
+ * @buf at the same place as in the caller's 1 MiB buffer, or into
+ * @scratch for the engine's own scratch block.  A replay makes the same
+ * batches through the posix vfs: the cost of the reads themselves, so that
+ * shadow / replay is what the engine adds (index lookups, planning, locks).
+ */
+struct replay {
+	struct vss_read *rd;
+	size_t nrd, caprd;
+	size_t *iov_at, capat;      /* per read: its first vector in @iov */
+	struct iovec *iov;
+	size_t niov, capiov;
+	size_t *batch_end;          /* batch i is rd[batch_end[i-1], batch_end[i]) */
+	size_t nbatch, capbatch;
+	char *buf, *scratch;        /* READ_SIZE each */
+};
+
+struct rec_vfs {
+	struct vss_vfs base;        /* first: the engine's vfs */
+	struct vss_vfs *inner;      /* posix */
+	struct replay *rec;         /* recording into, or NULL */
+	const char *user;           /* the caller's buffer of the pass recorded */
+};
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return p;
+	*cap = need > 2 * *cap ? need : 2 * *cap;
+	p = realloc(p, *cap * size);
+	if (!p)
+		fail("realloc", -ENOMEM, NULL);
+	return p;
+}
+
+static void *replay_ptr(const struct rec_vfs *v, const void *p, size_t len)
+{
+	const char *c = p;
+
+	if (c >= v->user && c + len <= v->user + READ_SIZE)
+		return v->rec->buf + (c - v->user);
+	if (len > READ_SIZE)
+		fail("replay", -E2BIG, NULL);
+	return v->rec->scratch;
+}
+
+static int rec_open(struct vss_vfs *vfs, const char *path, int flags, struct vss_file **out)
+{
+	struct rec_vfs *v = (struct rec_vfs *)vfs;
+
+	return v->inner->open(v->inner, path, flags, out);
+}
+
+static int rec_unlink(struct vss_vfs *vfs, const char *path)
+{
+	struct rec_vfs *v = (struct rec_vfs *)vfs;
+
+	return v->inner->unlink(v->inner, path);
+}
+
+static int rec_read_batch(struct vss_vfs *vfs, const struct vss_read *rd, size_t n)
+{
+	struct rec_vfs *v = (struct rec_vfs *)vfs;
+	struct replay *r = v->rec;
+
+	if (r && n) {
+		r->rd = grow(r->rd, &r->caprd, r->nrd + n, sizeof(*r->rd));
+		r->iov_at = grow(r->iov_at, &r->capat, r->nrd + n, sizeof(*r->iov_at));
+		for (size_t i = 0; i < n; i++) {
+			struct vss_read *c = &r->rd[r->nrd];
+
+			*c = rd[i];
+			r->iov_at[r->nrd++] = r->niov;
+			if (!rd[i].iovcnt) {
+				c->buf = replay_ptr(v, rd[i].buf, rd[i].len);
+				continue;
+			}
+			r->iov = grow(r->iov, &r->capiov, r->niov + (size_t)rd[i].iovcnt,
+				      sizeof(*r->iov));
+			for (int j = 0; j < rd[i].iovcnt; j++)
+				r->iov[r->niov++] = (struct iovec){
+					.iov_base = replay_ptr(v, rd[i].iov[j].iov_base,
+							       rd[i].iov[j].iov_len),
+					.iov_len = rd[i].iov[j].iov_len };
+		}
+		r->batch_end = grow(r->batch_end, &r->capbatch, r->nbatch + 1,
+				    sizeof(*r->batch_end));
+		r->batch_end[r->nbatch++] = r->nrd;
+	}
+	return vss_vfs_read_batch(v->inner, rd, n);
+}
+
+/* Once recorded: the vectors are where they will stay. */
+static void replay_seal(struct replay *r)
+{
+	for (size_t i = 0; i < r->nrd; i++)
+		if (r->rd[i].iovcnt)
+			r->rd[i].iov = &r->iov[r->iov_at[i]];
+}
+
+static void replay_run(const struct replay *r, struct vss_vfs *vfs)
+{
+	for (size_t b = 0, at = 0; b < r->nbatch; at = r->batch_end[b++])
+		if (vss_vfs_read_batch(vfs, &r->rd[at], r->batch_end[b] - at) < 0)
+			fail("replay: vss_vfs_read_batch", -EIO, NULL);
+}
+
+static void replay_free(struct replay *r)
+{
+	free(r->rd);
+	free(r->iov_at);
+	free(r->iov);
+	free(r->batch_end);
+	free(r->buf);
+	free(r->scratch);
 }
 
 /* Reads the whole of one of RD_COUNT once; returns the nanoseconds taken. */
@@ -697,11 +831,18 @@ static struct vss_cow_shadow *shadow_open(struct vss_cow_volume *vol, const vss_
  */
 static void measure_reads(const struct opts *o, struct read_result *res, bool cold)
 {
-	struct vss_cow_volume *vol = volume_open(paths[F_ORIGIN], paths[F_DIFF], NULL);
+	struct rec_vfs rv = {
+		.base = { .open = rec_open, .unlink = rec_unlink, .read_batch = rec_read_batch },
+		.inner = vss_vfs_posix(),
+	};
+	struct vss_cow_volume *vol = volume_open_vfs(&rv.base, paths[F_ORIGIN], paths[F_DIFF],
+						     NULL);
+	struct replay rp[2] = { { 0 } };    /* newest, oldest */
 	uint64_t bs = vss_cow_block_size(vol), size = vss_cow_size(vol);
 	uint64_t nblocks = size / bs, rng = 0x7ead, copied = nblocks / 4;
 	uint64_t *perm = shuffled_blocks(nblocks, rng), ns[RD_COUNT] = { 0 };
 	double ratios[RD_COUNT][MAX_READ_PASSES], vs_order[MAX_READ_PASSES];
+	double vs_own[2][MAX_READ_PASSES];
 	struct vss_cow_shadow *sh[RD_COUNT] = { NULL };
 	vss_cow_id ids[RD_COUNT];
 	struct floor_plan f = { .vfs = vss_vfs_posix(), .bs = bs };
@@ -725,6 +866,8 @@ static void measure_reads(const struct opts *o, struct read_result *res, bool co
 		sh[k] = shadow_open(vol, ids[k]);
 	}
 	res->changed[RD_FLOOR] = res->changed[RD_OLDEST];
+	res->changed[RD_NEWEST_IO] = res->changed[RD_NEWEST];
+	res->changed[RD_OLDEST_IO] = res->changed[RD_OLDEST];
 	rc = f.vfs->open(f.vfs, paths[F_ORIGIN], 0, &f.origin);
 	if (rc < 0)
 		fail("open", rc, NULL);
@@ -737,31 +880,65 @@ static void measure_reads(const struct opts *o, struct read_result *res, bool co
 	if (rc < 0)
 		fail("vss_cow_flush", rc, NULL);
 	for (int k = 0; k < RD_COUNT && !cold; k++)
-		read_pass(vol, sh[k], k == RD_FLOOR ? &f : NULL, buf, size);
+		if (k != RD_NEWEST_IO && k != RD_OLDEST_IO)
+			read_pass(vol, sh[k], k == RD_FLOOR ? &f : NULL, buf, size);
+	/* Warm: record one more pass of newest and oldest for their replays
+	 * (cold, the engine's readahead would make the replays unfair). */
+	for (int i = 0; i < 2 && !cold; i++) {
+		rp[i].buf = xalloc(4096, READ_SIZE);
+		rp[i].scratch = xalloc(4096, READ_SIZE);
+		rv.rec = &rp[i];
+		rv.user = buf;
+		read_pass(vol, sh[i ? RD_OLDEST : RD_NEWEST], NULL, buf, size);
+		rv.rec = NULL;
+		replay_seal(&rp[i]);
+		replay_run(&rp[i], rv.inner);
+	}
 	/* Cold passes vary more (the disk): at least 8. */
 	while (passes < MAX_READ_PASSES &&
 	       (passes < (cold ? 8u : 3u) || ns[RD_VOLUME] + ns[RD_OLDEST] < 2 * o->seconds * 1e9)) {
 		uint64_t t[RD_COUNT];
 
 		for (int k = 0; k < RD_COUNT; k++) {
+			bool io = k == RD_NEWEST_IO || k == RD_OLDEST_IO;
+			uint64_t t0;
+
+			if (io && cold)
+				continue;
 			if (cold) {
 				drop_cache(paths[F_ORIGIN]);
 				drop_cache(paths[F_DIFF]);
 			}
-			t[k] = read_pass(vol, sh[k], k == RD_FLOOR ? &f : NULL, buf, size);
+			if (io) {
+				t0 = now_ns();
+				replay_run(&rp[k == RD_OLDEST_IO], rv.inner);
+				t[k] = now_ns() - t0;
+			} else {
+				t[k] = read_pass(vol, sh[k], k == RD_FLOOR ? &f : NULL, buf, size);
+			}
 			ns[k] += t[k];
 			ratios[k][passes] = (double)t[RD_VOLUME] / (double)t[k];
 		}
 		vs_order[passes] = (double)t[RD_FLOOR] / (double)t[RD_OLDEST];
+		if (!cold) {
+			vs_own[0][passes] = (double)t[RD_NEWEST_IO] / (double)t[RD_NEWEST];
+			vs_own[1][passes] = (double)t[RD_OLDEST_IO] / (double)t[RD_OLDEST];
+		}
 		passes++;
 	}
 	for (int k = 0; k < RD_COUNT; k++) {
-		res->mibs[k] = (double)passes * size / MiB / (ns[k] / 1e9);
-		res->ratio[k] = median(ratios[k], passes);
+		bool io = k == RD_NEWEST_IO || k == RD_OLDEST_IO;
+
+		res->mibs[k] = cold && io ? 0 : (double)passes * size / MiB / (ns[k] / 1e9);
+		res->ratio[k] = cold && io ? 0 : median(ratios[k], passes);
 		if (sh[k])
 			vss_cow_shadow_close(sh[k]);
 	}
 	res->vs_block_order = median(vs_order, passes);
+	for (int i = 0; i < 2; i++) {
+		res->vs_own_reads[i] = cold ? 0 : median(vs_own[i], passes);
+		replay_free(&rp[i]);
+	}
 	res->passes = passes;
 	free(buf);
 	free(f.rd);
@@ -780,10 +957,14 @@ static void print_reads(const struct read_result *rr)
 		       "untimed one (warm cache)\n", rr->passes);
 	printf("  %-28s %8s %12s %10s\n", "what", "changed", "MiB/s", "vs volume");
 	for (int k = 0; k < RD_COUNT; k++)
-		printf("  %-28s %7.0f%% %12.1f %9.3fx\n", read_names[k], rr->changed[k] * 100,
-		       rr->mibs[k], rr->ratio[k]);
+		if (!rr->cold || (k != RD_NEWEST_IO && k != RD_OLDEST_IO))
+			printf("  %-28s %7.0f%% %12.1f %9.3fx\n", read_names[k],
+			       rr->changed[k] * 100, rr->mibs[k], rr->ratio[k]);
 	printf("  oldest of 8 vs its pieces in block order (no engine, no scattered slots) "
 	       "%.3fx\n", rr->vs_block_order);
+	if (!rr->cold)
+		printf("  shadow vs its own reads made without the engine (what the engine adds): "
+		       "newest %.3fx, oldest %.3fx\n", rr->vs_own_reads[0], rr->vs_own_reads[1]);
 }
 
 /* ---- shadow creation ---- */
@@ -1108,6 +1289,14 @@ static void print_summary(const struct opts *o, struct cell m[N_MT][N_MS],
 	       ">= 0.95", rr->ratio[RD_OLDEST] >= 0.95);
 	printf("  %-52s %9.3f%-3s %-9s %s\n", "oldest of 8's pieces in block order vs volume",
 	       rr->ratio[RD_FLOOR], "x", "-", "info");
+	printf("  %-52s %9.3f%-3s %-9s %s\n", "newest of 8's own reads, no engine, vs volume",
+	       rr->ratio[RD_NEWEST_IO], "x", "-", "info");
+	printf("  %-52s %9.3f%-3s %-9s %s\n", "oldest of 8's own reads, no engine, vs volume",
+	       rr->ratio[RD_OLDEST_IO], "x", "-", "info");
+	printf("  %-52s %9.3f%-3s %-9s %s\n", "newest of 8 vs its own reads without the engine",
+	       rr->vs_own_reads[0], "x", "-", "info");
+	printf("  %-52s %9.3f%-3s %-9s %s\n", "oldest of 8 vs its own reads without the engine",
+	       rr->vs_own_reads[1], "x", "-", "info");
 	printf("  %-52s %9.3f%-3s %-9s %s\n", "cold cache: newest of 8 vs volume",
 	       cold->ratio[RD_NEWEST], "x", "-", "info");
 	printf("  %-52s %9.3f%-3s %-9s %s\n", "cold cache: oldest of 8 vs volume",
