@@ -28,6 +28,21 @@
  * Threads: the handlers run on the thread that calls vss_writer_dispatch()
  * or vss_writer_run(), one at a time.
  *
+ * Losing vssd.  A writer is never left holding a freeze for a daemon that
+ * is gone or stuck:
+ *   - when the connection closes while a set or backup is in flight (from
+ *     prepare_backup or prepare_snapshot until backup_complete or abort,
+ *     or post_snapshot for a set outside a backup) the library calls the
+ *     abort handler itself, with reason "vssd went away: ...";
+ *   - vss_writer_run() gives up a freeze that no thaw or abort ended
+ *     within its window (ev->timeout_ms) and VSS_WRITER_THAW_GRACE_MS more:
+ *     it calls abort (reason "no thaw within ..."), answers a late thaw with
+ *     a timeout failure (which aborts the set) and a late abort without
+ *     calling the handler again.
+ * With the reconnect option, vss_writer_run() then connects and registers
+ * again (after 0.1 s, doubling to 5 s between tries) until it succeeds or
+ * is stopped: a writer outlives a restart of vssd.
+ *
  * Example:
  *
  *	static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev,
@@ -104,9 +119,20 @@ struct vss_writer_handlers {
 	vss_writer_handler abort;
 };
 
+/* A frozen writer waits this long past its freeze window for a thaw. */
+#define VSS_WRITER_THAW_GRACE_MS 1000u
+
 struct vss_writer_options {
 	const char *run_dir;           /* NULL: $VSS_RUN_DIR or /run/vss */
 	unsigned int timeout_ms;       /* per event and freeze window; 0: 60000 */
+	/* vss_writer_run() registers again when vssd goes away. */
+	bool reconnect;
+	/* Optional: told when vssd goes away (@connected false, @why says
+	 * what happened; again when a try to register again fails for a new
+	 * reason) and when the writer is registered again (@connected true).
+	 * Called on the thread of vss_writer_run() with the handlers' @data. */
+	void (*on_connection)(struct vss_writer *w, bool connected, const char *why,
+			      void *data);
 };
 
 /*
@@ -122,9 +148,12 @@ void vss_writer_close(struct vss_writer *w);
 /* The socket, to poll for readability (an event is waiting). */
 int vss_writer_fd(const struct vss_writer *w);
 /* Reads one event, runs its handler, answers.  0, or -ECONNRESET when the
- * daemon closed the connection. */
+ * daemon closed the connection (the abort handler has run if a set was in
+ * flight).  A caller that polls by itself does without the freeze watchdog
+ * and reconnecting: those are vss_writer_run()'s. */
 int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err);
-/* Dispatches until the daemon goes away (-ECONNRESET) or *@stop is set. */
+/* Dispatches until *@stop is set (0), or the daemon goes away
+ * (-ECONNRESET) unless the writer reconnects. */
 int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 		   struct vss_error *err);
 

@@ -5,18 +5,29 @@
  * jansson's limits, and every failure has a readable line.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "proto/proto.h"
 
+/* Writes all of @buf.  On a socket without SIGPIPE: a peer that went away
+ * is -EPIPE for the caller, not the end of a process that did not ignore
+ * the signal (a writer holding a freeze, say). */
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
+	bool sock = true;
 
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = sock ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
+
+		if (n < 0 && sock && errno == ENOTSOCK) {
+			sock = false;
+			continue;
+		}
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -2,13 +2,20 @@
  * writer/writer.c - the writer side of the control protocol (vss/writer.h):
  * register with the metadata document, then answer events.  The wire is
  * doc/protocol.md ("Writers"); the service side is service/writers.c.
+ *
+ * The library follows the sequence in flight (in_backup, in_set, frozen)
+ * so that losing vssd, or a vssd that never thaws, ends in the abort
+ * handler rather than in a writer frozen for good (vss/writer.h, "Losing
+ * vssd").
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vss/client.h>
@@ -16,14 +23,39 @@
 
 #include "proto/proto.h"
 
+#define RETRY_FIRST_MS 100u
+#define RETRY_MAX_MS   5000u
+
 struct vss_writer {
-	struct vss_client *client;
-	int fd;
+	struct vss_client *client;      /* NULL while disconnected */
+	int fd;                         /* -1 while disconnected */
 	const struct vss_writer_handlers *h;
 	void *data;
+	char *doc;                      /* the metadata document, to register again */
+	char *run_dir;
+	unsigned int timeout_ms;
+	bool reconnect;
+	void (*on_connection)(struct vss_writer *w, bool connected, const char *why,
+			      void *data);
+	/* The sequence in flight. */
+	bool in_backup;                 /* prepare_backup answered, no backup_complete/abort */
+	bool in_set;                    /* prepare_snapshot seen, the set not ended */
+	bool frozen;                    /* freeze answered with success, no thaw/abort */
+	bool gave_up;                   /* the watchdog ended a freeze vssd never thawed */
+	uint64_t thaw_by_ms;            /* frozen: when the watchdog gives up */
+	unsigned int window_ms;         /* of that freeze */
+	char set_id[64];                /* the last set named by an event */
 	enum vss_writer_failure fail_kind;
 	char fail_msg[VSS_ERROR_MSG_MAX];
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static const struct {
 	const char *name;
@@ -51,43 +83,67 @@ static const char *const type_names[] = {
 	"", "full", "incremental", "differential", "log", "copy",
 };
 
+/* Connects and registers w->doc; 0 or -errno with @err filled. */
+static int connect_and_register(struct vss_writer *w, struct vss_error *err)
+{
+	struct vss_client *c;
+	json_t *res = NULL;
+	int rc = vss_client_open(w->run_dir, &c, err);
+
+	if (rc < 0)
+		return rc;
+	rc = vss_client_call(c, "writer.register",
+			     json_pack("{s:s, s:I}", "metadata", w->doc, "timeout_ms",
+				       (json_int_t)w->timeout_ms),
+			     &res, err);
+	if (rc < 0) {
+		vss_client_close(c);
+		return rc;
+	}
+	json_decref(res);
+	w->client = c;
+	w->fd = vss_client_fd(c);
+	return 0;
+}
+
+static void disconnect(struct vss_writer *w)
+{
+	vss_client_close(w->client);
+	w->client = NULL;
+	w->fd = -1;
+}
+
 int vss_writer_open(const struct vss_writer_options *opt, const struct vss_wmd *wmd,
 		    const struct vss_writer_handlers *h, void *data,
 		    struct vss_writer **out, struct vss_error *err)
 {
 	static const struct vss_writer_handlers none;
 	struct vss_writer *w;
-	json_t *res = NULL;
-	char *doc;
 	int rc;
 
 	*out = NULL;
-	if ((rc = vss_wmd_serialize(wmd, &doc, NULL, err)) < 0)
-		return rc;
-	if (!(w = calloc(1, sizeof(*w)))) {
-		free(doc);
+	if (!(w = calloc(1, sizeof(*w))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
+	w->fd = -1;
+	if ((rc = vss_wmd_serialize(wmd, &w->doc, NULL, err)) < 0)
+		goto fail;
+	w->run_dir = strdup(vss_client_run_dir(opt ? opt->run_dir : NULL));
+	if (!w->run_dir) {
+		rc = vss_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
 	}
 	w->h = h ? h : &none;
 	w->data = data;
-	rc = vss_client_open(vss_client_run_dir(opt ? opt->run_dir : NULL), &w->client, err);
-	if (rc < 0)
+	w->timeout_ms = opt && opt->timeout_ms ? opt->timeout_ms : 60000;
+	w->reconnect = opt && opt->reconnect;
+	w->on_connection = opt ? opt->on_connection : NULL;
+	if ((rc = connect_and_register(w, err)) < 0)
 		goto fail;
-	rc = vss_client_call(w->client, "writer.register",
-			     json_pack("{s:s, s:I}", "metadata", doc, "timeout_ms",
-				       (json_int_t)(opt && opt->timeout_ms ? opt->timeout_ms
-							    : 60000)),
-			     &res, err);
-	if (rc < 0)
-		goto fail;
-	json_decref(res);
-	free(doc);
-	w->fd = vss_client_fd(w->client);
 	*out = w;
 	return 0;
 fail:
-	free(doc);
-	vss_client_close(w->client);
+	free(w->doc);
+	free(w->run_dir);
 	free(w);
 	return rc;
 }
@@ -97,6 +153,8 @@ void vss_writer_close(struct vss_writer *w)
 	if (!w)
 		return;
 	vss_client_close(w->client);
+	free(w->doc);
+	free(w->run_dir);
 	free(w);
 }
 
@@ -124,6 +182,79 @@ static int send_reply(struct vss_writer *w, json_t *reply)
 	return rc;
 }
 
+static void sequence_clear(struct vss_writer *w)
+{
+	w->in_backup = w->in_set = w->frozen = false;
+}
+
+/* Runs the abort handler for the sequence in flight, as vssd would have
+ * sent it, and forgets the sequence. */
+static void abort_in_flight(struct vss_writer *w, const char *reason)
+{
+	struct vss_writer_event ev = {
+		.type = VSS_WE_ABORT, .name = "abort",
+		.set_id = w->set_id[0] ? w->set_id : NULL, .reason = reason,
+	};
+
+	sequence_clear(w);
+	if (w->h->abort)
+		w->h->abort(w, &ev, w->data);
+}
+
+/* The connection is gone: a sequence in flight is abandoned. */
+static int lost(struct vss_writer *w, struct vss_error *err)
+{
+	if (w->in_backup || w->in_set || w->frozen)
+		abort_in_flight(w, "vssd went away: the connection closed");
+	w->gave_up = false;
+	return vss_error_set(err, -ECONNRESET, "vssd closed the connection");
+}
+
+/* After the handler of @ev answered @rc: what is in flight now. */
+static void sequence_after(struct vss_writer *w, const struct vss_writer_event *ev, int rc)
+{
+	switch (ev->type) {
+	case VSS_WE_IDENTIFY:
+		break;
+	case VSS_WE_PREPARE_BACKUP:
+		w->in_backup = rc == 0;
+		break;
+	case VSS_WE_PREPARE_SNAPSHOT:
+		w->in_set = true;     /* a failure here is followed by abort */
+		break;
+	case VSS_WE_FREEZE:
+		w->in_set = true;
+		w->frozen = rc == 0;
+		w->window_ms = ev->timeout_ms ? ev->timeout_ms : w->timeout_ms;
+		w->thaw_by_ms = now_ms() + w->window_ms + VSS_WRITER_THAW_GRACE_MS;
+		break;
+	case VSS_WE_THAW:
+		w->frozen = false;
+		break;
+	case VSS_WE_POST_SNAPSHOT:
+		if (!w->in_backup)
+			w->in_set = false;
+		break;
+	case VSS_WE_BACKUP_COMPLETE:
+	case VSS_WE_ABORT:
+		sequence_clear(w);
+		break;
+	}
+}
+
+/* The watchdog: a freeze nobody thawed within its window is given up. */
+static void watchdog(struct vss_writer *w)
+{
+	char why[128];
+
+	if (!w->frozen || now_ms() < w->thaw_by_ms)
+		return;
+	snprintf(why, sizeof(why), "no thaw within the freeze window of %u ms; "
+		 "vssd may be stuck", w->window_ms);
+	abort_in_flight(w, why);
+	w->gave_up = true;
+}
+
 int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 {
 	struct vss_writer_event ev = { 0 };
@@ -132,11 +263,13 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	const char *name, *type, *comps;
 	int rc;
 
+	if (w->fd < 0)
+		return vss_error_set(err, -ECONNRESET, "not connected to vssd");
 	rc = vss_proto_recv(w->fd, &msg, err);
 	if (rc == -EBADMSG)
 		return 0;
 	if (rc < 0 || !msg)
-		return vss_error_set(err, -ECONNRESET, "vssd closed the connection");
+		return lost(w, err);
 	id = json_object_get(msg, "id");
 	args = json_object_get(msg, "args");
 	name = json_string_value(json_object_get(msg, "event"));
@@ -146,12 +279,17 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	if (!ev.type) {
 		rc = send_reply(w, vss_proto_reply_error(id, -ENOSYS, "unknown event"));
 		json_decref(msg);
-		return rc < 0 ? vss_error_set(err, -ECONNRESET, "vssd closed the connection") : 0;
+		return rc < 0 ? lost(w, err) : 0;
 	}
 	ev.name = name;
 	ev.set_id = json_string_value(json_object_get(args, "set"));
 	if (ev.set_id && !*ev.set_id)
 		ev.set_id = NULL;
+	if (ev.set_id)
+		snprintf(w->set_id, sizeof(w->set_id), "%s", ev.set_id);
+	else if (ev.type == VSS_WE_IDENTIFY || ev.type == VSS_WE_PREPARE_BACKUP ||
+		 ev.type == VSS_WE_PREPARE_SNAPSHOT)
+		w->set_id[0] = '\0';      /* a new sequence, its set not named yet */
 	ev.reason = json_string_value(json_object_get(args, "reason"));
 	type = json_string_value(json_object_get(args, "backup_type"));
 	for (int t = 1; type && t <= 5; t++)
@@ -173,7 +311,21 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	}
 	w->fail_kind = 0;
 	w->fail_msg[0] = '\0';
-	rc = fn ? fn(w, &ev, w->data) : 0;
+	if (w->gave_up && ev.type == VSS_WE_THAW) {
+		/* The abort handler ran already: the freeze is not held. */
+		vss_writer_set_failure(w, VSS_WF_TIMEOUT, "the writer gave up its freeze: no "
+				       "thaw within the freeze window of %u ms", w->window_ms);
+		fn = NULL;
+		rc = -ETIMEDOUT;
+	} else if (w->gave_up && ev.type == VSS_WE_ABORT) {
+		fn = NULL;
+		rc = 0;
+	} else {
+		rc = fn ? fn(w, &ev, w->data) : 0;
+	}
+	if (ev.type != VSS_WE_THAW && ev.type != VSS_WE_POST_SNAPSHOT)
+		w->gave_up = false;
+	sequence_after(w, &ev, rc);
 	if (rc < 0) {
 		json_t *reply = vss_proto_reply_error(id, rc, w->fail_msg[0] ? w->fail_msg
 						      : strerror(-rc));
@@ -197,8 +349,53 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	vss_bcd_free(ev.components);
 	json_decref(msg);
 	if (rc < 0)
-		return vss_error_set(err, -ECONNRESET, "vssd closed the connection");
+		return lost(w, err);
 	return 0;
+}
+
+static void notify(struct vss_writer *w, bool up, const char *why)
+{
+	if (w->on_connection)
+		w->on_connection(w, up, why, w->data);
+}
+
+/* Sleeps @ms in slices, returning early once *@stop is set; true if set. */
+static bool nap(unsigned int ms, volatile sig_atomic_t *stop)
+{
+	while (ms && (!stop || !*stop)) {
+		unsigned int step = ms < 100 ? ms : 100;
+
+		poll(NULL, 0, (int)step);
+		ms -= step;
+	}
+	return stop && *stop;
+}
+
+/* Registers again after a lost connection: 0 once registered, 1 if
+ * stopped first.  Says so through on_connection. */
+static int register_again(struct vss_writer *w, volatile sig_atomic_t *stop,
+			  const char *why)
+{
+	char last[VSS_ERROR_MSG_MAX];
+	unsigned int delay = RETRY_FIRST_MS;
+
+	disconnect(w);
+	snprintf(last, sizeof(last), "%s", why);
+	notify(w, false, last);
+	while (!nap(delay, stop)) {
+		struct vss_error e = { 0 };
+
+		if (connect_and_register(w, &e) == 0) {
+			notify(w, true, "registered again");
+			return 0;
+		}
+		if (strcmp(e.msg, last) != 0) {
+			snprintf(last, sizeof(last), "%s", e.msg);
+			notify(w, false, last);
+		}
+		delay = delay * 2 < RETRY_MAX_MS ? delay * 2 : RETRY_MAX_MS;
+	}
+	return 1;
 }
 
 int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
@@ -206,14 +403,29 @@ int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 {
 	while (!stop || !*stop) {
 		struct pollfd p = { w->fd, POLLIN, 0 };
-		int rc = poll(&p, 1, 200);
+		int timeout = 200, rc;
 
+		if (w->frozen) {
+			uint64_t now = now_ms();
+
+			if (w->thaw_by_ms <= now)
+				timeout = 0;
+			else if (w->thaw_by_ms - now < (uint64_t)timeout)
+				timeout = (int)(w->thaw_by_ms - now);
+		}
+		rc = poll(&p, 1, timeout);
 		if (rc < 0 && errno != EINTR)
 			return vss_error_set(err, -errno, "poll: %s", strerror(errno));
-		if (rc <= 0)
-			continue;
-		if ((rc = vss_writer_dispatch(w, err)) < 0)
-			return rc;
+		/* An event that arrived in time is answered before the
+		 * watchdog looks. */
+		if (rc > 0 && (rc = vss_writer_dispatch(w, err)) < 0) {
+			if (rc != -ECONNRESET || !w->reconnect)
+				return rc;
+			if (register_again(w, stop, err->msg))
+				break;
+			vss_error_clear(err);
+		}
+		watchdog(w);
 	}
 	return 0;
 }

@@ -6,7 +6,10 @@
  * hooks already frozen then get "thaw".  Hook output goes to our standard
  * error (the log).
  *
- * vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS]
+ * When vssd goes away the hooks frozen get "thaw" (abort) and the writer
+ * registers again once vssd is back; --once: exit instead.
+ *
+ * vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS] [--once]
  */
 #include <dirent.h>
 #include <errno.h>
@@ -194,10 +197,20 @@ static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, voi
 	return 0;
 }
 
+static void on_connection(struct vss_writer *w, bool up, const char *why, void *data)
+{
+	(void)w;
+	(void)data;
+	if (up)
+		say("registered again");
+	else
+		say("%s; registering again once vssd is back", why);
+}
+
 static int usage(void)
 {
-	fputs("usage: vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS]\n",
-	      stderr);
+	fputs("usage: vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS] "
+	      "[--once]\n", stderr);
 	return 2;
 }
 
@@ -208,6 +221,7 @@ int main(int argc, char **argv)
 	};
 	struct hooks h = { .dir = "/etc/vss/hooks.d", .timeout_s = 30 };
 	const char *run_dir = NULL;
+	bool once = false;
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
 	struct vss_wmd *wmd;
@@ -221,6 +235,10 @@ int main(int argc, char **argv)
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage();
 			return 0;
+		}
+		if (strcmp(a, "--once") == 0) {
+			once = true;
+			continue;
 		}
 		if (i + 1 >= argc)
 			return usage();
@@ -253,7 +271,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		/* The hooks' own freeze is bounded by --timeout; leave room for it. */
 		rc = vss_writer_open(&(struct vss_writer_options){
-			.run_dir = run_dir,
+			.run_dir = run_dir, .reconnect = !once, .on_connection = on_connection,
 			.timeout_ms = (h.timeout_s + 5) * 1000u < 60000u ? 60000u
 				      : (h.timeout_s + 5) * 1000u }, wmd, &handlers, &h, &w, &err);
 	vss_wmd_free(wmd);

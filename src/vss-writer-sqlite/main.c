@@ -8,8 +8,10 @@
  * in WAL or rollback journal mode); writers wait at most the freeze window.
  * Each database is one database component: its file and its WAL/journal.
  *
- * vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] DATABASE...
- * (--timeout: the freeze-to-thaw window this writer allows; default 60 s.)
+ * vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] [--once] DATABASE...
+ * (--timeout: the freeze-to-thaw window this writer allows; default 60 s.
+ * When vssd goes away the writer lets go of its locks (abort) and registers
+ * again once vssd is back; --once: exit instead.)
  */
 #include <errno.h>
 #include <limits.h>
@@ -178,10 +180,20 @@ static int add_component(struct vss_wmd *wmd, const char *path, struct vss_error
 		.backup_type_mask = VSS_FSBT_DEFAULT }, err);
 }
 
+static void on_connection(struct vss_writer *w, bool up, const char *why, void *data)
+{
+	(void)w;
+	(void)data;
+	if (up)
+		say("registered again");
+	else
+		say("%s; registering again once vssd is back", why);
+}
+
 static int usage(void)
 {
-	fputs("usage: vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] DATABASE...\n",
-	      stderr);
+	fputs("usage: vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] [--once] "
+	      "DATABASE...\n", stderr);
 	return 2;
 }
 
@@ -193,6 +205,7 @@ int main(int argc, char **argv)
 	};
 	static struct dbs s;
 	const char *run_dir = NULL;
+	bool once = false;
 	unsigned int timeout_s = 60;
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
@@ -210,6 +223,10 @@ int main(int argc, char **argv)
 			if (++i >= argc)
 				return usage();
 			run_dir = argv[i];
+			continue;
+		}
+		if (strcmp(argv[i], "--once") == 0) {
+			once = true;
 			continue;
 		}
 		if (strcmp(argv[i], "--timeout") == 0) {
@@ -260,7 +277,8 @@ int main(int argc, char **argv)
 		rc = add_component(wmd, s.db[i].path, &err);
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
-			.run_dir = run_dir, .timeout_ms = timeout_s * 1000u }, wmd,
+			.run_dir = run_dir, .timeout_ms = timeout_s * 1000u,
+			.reconnect = !once, .on_connection = on_connection }, wmd,
 				     &handlers, &s, &w, &err);
 	vss_wmd_free(wmd);
 	if (rc < 0) {

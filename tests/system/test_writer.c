@@ -6,7 +6,7 @@
  *
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
- *     [--slow-at EV] [--stamp S] [--partial]
+ *     [--slow-at EV] [--stamp S] [--partial] [--reconnect]
  * Prints "ready" on stdout once registered.
  */
 #include <errno.h>
@@ -27,6 +27,7 @@ struct opts {
 	const char *cls;
 	unsigned int timeout_ms;
 	bool partial;
+	bool reconnect;             /* register again when vssd comes back */
 };
 
 static volatile sig_atomic_t stop;
@@ -101,6 +102,23 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	return 0;
 }
 
+/* Logged as events are: "NAME connection up|down". */
+static void on_connection(struct vss_writer *w, bool up, const char *why, void *data)
+{
+	struct opts *o = data;
+	char line[256];
+	int fd, n;
+
+	(void)w;
+	(void)why;
+	n = snprintf(line, sizeof(line), "%s connection %s\n", o->name, up ? "up" : "down");
+	fd = open(o->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		(void)!write(fd, line, (size_t)n);
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct vss_writer_handlers h = {
@@ -119,6 +137,10 @@ int main(int argc, char **argv)
 
 		if (strcmp(a, "--partial") == 0) {
 			o.partial = true;
+			continue;
+		}
+		if (strcmp(a, "--reconnect") == 0) {
+			o.reconnect = true;
 			continue;
 		}
 		if (!v) {
@@ -168,7 +190,8 @@ int main(int argc, char **argv)
 			.recursive = true, .backup_type_mask = VSS_FSBT_DEFAULT }, &err);
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
-			.run_dir = o.run_dir, .timeout_ms = o.timeout_ms }, wmd, &h, &o, &w, &err);
+			.run_dir = o.run_dir, .timeout_ms = o.timeout_ms, .reconnect = o.reconnect,
+			.on_connection = on_connection }, wmd, &h, &o, &w, &err);
 	vss_wmd_free(wmd);
 	if (rc < 0) {
 		fprintf(stderr, "vss-test-writer: %s\n", err.msg);

@@ -697,3 +697,59 @@ def test_exec_on_btrfs_and_a_volume(vssd, fsvol):
     assert r.stdout.split() == ["btrfs-before", "ext4-before"] * 2
     assert vssd.shadows() == []
     assert mounts_under(os.path.join(vssd.run, "exec")) == []
+
+
+def wait_for(cond, seconds, what):
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, what
+        time.sleep(0.05)
+
+
+def test_writers_outlive_vssd(vssd, fsvol):
+    """vssd is killed (kill -9) while writers hold their freeze: each lets go
+    at once (the library runs abort: the hooks get "thaw"), registers again
+    once a new vssd is up, and takes part in the next backup.  A writer
+    started with --once exits instead."""
+    log = os.path.join(vssd.root, "events")
+    out = os.path.join(vssd.root, "hooks.out")
+    hdir = hooks_dir(vssd.root, {"10-a": 'echo "a $1" >> %s' % out})
+    hooks = start_hooks(vssd, hdir)
+    once = vssd.spawn([HOOKS, "--run-dir", vssd.run, "--hooks-dir", hdir, "--once"],
+                      stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(vssd.json("list", "writers")["writers"]) == 2, 10,
+             "the --once hooks writer did not start")
+    # Back-end: frozen after the hooks (front-end); answers freeze 2.5 s late.
+    start_writer(vssd, "db", log, "--reconnect", "--slow-at", "freeze")
+    c = vssd.spawn([VSS, "--run-dir", vssd.run, "create", "shadow", "--for", fsvol],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: ["db", "freeze"] in events(log), 20, "db never got freeze")
+    with open(out) as f:
+        assert f.read().split("\n")[:-1] == ["a freeze", "a freeze"]   # two hooks writers
+    vssd.kill9()
+    c.wait(10)
+    assert c.returncode != 0
+    # Nobody waits for a new vssd to let go of a freeze.
+    wait_for(lambda: ["db", "abort"] in events(log), 10, "db kept its freeze")
+    wait_for(lambda: open(out).read().count("a thaw") == 2, 10, "a hook kept its freeze")
+    ev = events(log)
+    assert ev[ev.index(["db", "freeze"]):] == [["db", "freeze"], ["db", "abort"],
+                                               ["db", "connection", "down"]]
+    once.wait(10)
+    assert once.returncode == 1
+    assert hooks.poll() is None
+
+    vssd.start()
+    wait_for(lambda: sorted(w["name"] for w in vssd.json("list", "writers")["writers"])
+             == ["db", "hooks"], 20, "the writers did not register again")
+    assert events(log)[-1] == ["db", "connection", "up"]
+    with open(os.path.join(vssd.root, "hooks.log")) as f:
+        hlog = f.read()
+    assert "registering again once vssd is back" in hlog and "registered again" in hlog
+    n = len(events(log))
+    vssd.vss("exec", "--for", fsvol, "--", "true")
+    assert [e[1] for e in events(log)[n:]] == [
+        "identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
+        "post_snapshot", "backup_complete"]
+    with open(out) as f:
+        assert f.read().split("\n")[-3:-1] == ["a freeze", "a thaw"]

@@ -4,10 +4,15 @@
  * metadata document; each event reaches its handler with its arguments; a
  * failure goes back with its kind and reason; prepare_backup's changes to
  * the components document go back; a closed daemon ends vss_writer_run.
+ * Losing vssd: the abort handler runs when the connection closes with a set
+ * in flight, the watchdog gives up a freeze never thawed, and a writer
+ * that reconnects registers again with the same document.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -146,7 +152,8 @@ static void test_events_round_trip(void **state)
 	pthread_join(th, NULL);
 
 	assert_non_null(strstr(f.registered, "\"writer_name\": \"t\""));
-	assert_string_equal(seen, "identify prepare_backup freeze thaw ");
+	/* The backup was in flight when the fake closed: abort ran. */
+	assert_string_equal(seen, "identify prepare_backup freeze thaw abort ");
 	assert_int_equal(f.nreplies, 5);
 	assert_true(json_is_true(json_object_get(f.replies[0], "ok")));
 	assert_int_equal(json_integer_value(json_object_get(f.replies[0], "id")), 10);
@@ -176,10 +183,300 @@ static void test_events_round_trip(void **state)
 	rmdir(f.dir);
 }
 
+/* ---- losing vssd ---- */
+
+struct loss {
+	char dir[64];
+	char sock[96];
+	int listen_fd;
+	char log[512];             /* the handler's events, "name[:reason] " */
+	pthread_mutex_t lock;
+	int aborts;
+	char conn[256];            /* on_connection: "up " / "down " */
+	char first_doc[4096], second_doc[4096];
+	json_t *thaw_reply, *late_abort_reply;
+	uint64_t abort_after_ms;   /* watchdog: from the freeze answer to abort */
+};
+
+static volatile sig_atomic_t loss_stop;
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int loss_handler(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct loss *l = data;
+
+	(void)w;
+	pthread_mutex_lock(&l->lock);
+	strncat(l->log, ev->name, sizeof(l->log) - strlen(l->log) - 1);
+	if (ev->type == VSS_WE_ABORT) {
+		char extra[160];
+
+		snprintf(extra, sizeof(extra), "[%s|%s]", ev->set_id ? ev->set_id : "-",
+			 ev->reason ? ev->reason : "-");
+		strncat(l->log, extra, sizeof(l->log) - strlen(l->log) - 1);
+		l->aborts++;
+	}
+	strncat(l->log, " ", sizeof(l->log) - strlen(l->log) - 1);
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+static void loss_conn(struct vss_writer *w, bool up, const char *why, void *data)
+{
+	struct loss *l = data;
+
+	(void)w;
+	assert_non_null(why);
+	pthread_mutex_lock(&l->lock);
+	strncat(l->conn, up ? "up " : "down ", sizeof(l->conn) - strlen(l->conn) - 1);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static int loss_aborts(struct loss *l)
+{
+	int n;
+
+	pthread_mutex_lock(&l->lock);
+	n = l->aborts;
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
+/* Accepts a connection and answers its registration; returns the socket. */
+static int accept_register(struct loss *l, char *doc, size_t doclen)
+{
+	struct vss_error err;
+	json_t *msg = NULL, *reply;
+	int fd = accept(l->listen_fd, NULL, NULL);
+
+	assert_true(fd >= 0);
+	assert_int_equal(vss_proto_recv(fd, &msg, &err), 0);
+	assert_string_equal(json_string_value(json_object_get(msg, "op")), "writer.register");
+	snprintf(doc, doclen, "%s",
+		 json_string_value(json_object_get(json_object_get(msg, "args"), "metadata")));
+	reply = vss_proto_reply_ok(json_object_get(msg, "id"), NULL);
+	vss_proto_send(fd, reply);
+	json_decref(reply);
+	json_decref(msg);
+	return fd;
+}
+
+/* Sends event @name (with set "s1" and @window_ms) and returns the answer. */
+static json_t *event(int fd, const char *name, int window_ms)
+{
+	static int id = 100;
+	struct vss_error err;
+	json_t *msg = json_pack("{s:i, s:i, s:s, s:{s:s, s:i}}", "version", 1, "id", id++,
+				"event", name, "args", "set", "s1", "window_ms", window_ms);
+	json_t *reply = NULL;
+
+	assert_int_equal(vss_proto_send(fd, msg), 0);
+	json_decref(msg);
+	assert_int_equal(vss_proto_recv(fd, &reply, &err), 0);
+	assert_non_null(reply);
+	return reply;
+}
+
+static void loss_setup(struct loss *l)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->lock, NULL);
+	snprintf(l->dir, sizeof(l->dir), "/tmp/vss-writer-lib-XXXXXX");
+	assert_non_null(mkdtemp(l->dir));
+	snprintf(l->sock, sizeof(l->sock), "%s/vssd.sock", l->dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", l->sock);
+	l->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(l->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(l->listen_fd, 4), 0);
+	loss_stop = 0;
+}
+
+static void loss_teardown(struct loss *l)
+{
+	close(l->listen_fd);
+	unlink(l->sock);
+	rmdir(l->dir);
+	json_decref(l->thaw_reply);
+	json_decref(l->late_abort_reply);
+	pthread_mutex_destroy(&l->lock);
+}
+
+static struct vss_writer *loss_writer(struct loss *l, bool reconnect)
+{
+	static const struct vss_writer_handlers h = {
+		.identify = loss_handler, .prepare_backup = loss_handler,
+		.prepare_snapshot = loss_handler, .freeze = loss_handler,
+		.thaw = loss_handler, .post_snapshot = loss_handler,
+		.backup_complete = loss_handler, .abort = loss_handler,
+	};
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct vss_wmd *wmd;
+
+	assert_int_equal(vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = "t", .class_id = CLS, .instance_id = INST,
+		.usage = VSS_UT_USER_DATA, .source = VSS_ST_OTHER }, &wmd, &err), 0);
+	assert_int_equal(vss_writer_open(&(struct vss_writer_options){
+		.run_dir = l->dir, .reconnect = reconnect, .on_connection = loss_conn },
+		wmd, &h, l, &w, &err), 0);
+	vss_wmd_free(wmd);
+	return w;
+}
+
+/* vssd goes away while the writer is frozen: the library runs abort; after
+ * only an identify it does not. */
+static void *serve_gone_frozen(void *arg)
+{
+	struct loss *l = arg;
+	int fd = accept_register(l, l->first_doc, sizeof(l->first_doc));
+
+	json_decref(event(fd, "prepare_snapshot", 0));
+	json_decref(event(fd, "freeze", 60000));
+	close(fd);
+	fd = accept_register(l, l->second_doc, sizeof(l->second_doc));
+	json_decref(event(fd, "identify", 0));
+	close(fd);
+	return NULL;
+}
+
+static void test_abort_when_vssd_goes_away(void **state)
+{
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct loss l;
+	pthread_t th;
+
+	(void)state;
+	loss_setup(&l);
+	pthread_create(&th, NULL, serve_gone_frozen, &l);
+	w = loss_writer(&l, false);
+	assert_int_equal(vss_writer_run(w, NULL, &err), -ECONNRESET);
+	vss_writer_close(w);
+	assert_string_equal(l.log, "prepare_snapshot freeze "
+			    "abort[s1|vssd went away: the connection closed] ");
+	/* Identify alone is no sequence in flight. */
+	l.log[0] = '\0';
+	w = loss_writer(&l, false);
+	assert_int_equal(vss_writer_run(w, NULL, &err), -ECONNRESET);
+	vss_writer_close(w);
+	pthread_join(th, NULL);
+	assert_string_equal(l.log, "identify ");
+	assert_string_equal(l.conn, "");    /* no reconnecting: not told */
+	loss_teardown(&l);
+}
+
+/* With reconnect the writer registers again, with the same document, and
+ * goes on answering; stop ends it. */
+static void *serve_restart(void *arg)
+{
+	struct loss *l = arg;
+	int fd = accept_register(l, l->first_doc, sizeof(l->first_doc));
+
+	json_decref(event(fd, "freeze", 60000));
+	close(fd);
+	fd = accept_register(l, l->second_doc, sizeof(l->second_doc));
+	json_decref(event(fd, "identify", 0));
+	loss_stop = 1;
+	/* The writer sees stop within its poll interval and returns. */
+	for (int i = 0; i < 100 && loss_aborts(l) >= 0; i++) {
+		char b;
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 100) > 0 && read(fd, &b, 1) <= 0)
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void test_reconnect_after_vssd_restart(void **state)
+{
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct loss l;
+	pthread_t th;
+
+	(void)state;
+	loss_setup(&l);
+	pthread_create(&th, NULL, serve_restart, &l);
+	w = loss_writer(&l, true);
+	assert_int_equal(vss_writer_run(w, &loss_stop, &err), 0);
+	vss_writer_close(w);
+	pthread_join(th, NULL);
+	assert_string_equal(l.log, "freeze abort[s1|vssd went away: the connection closed] "
+			    "identify ");
+	assert_string_equal(l.conn, "down up ");
+	assert_true(l.first_doc[0]);
+	assert_string_equal(l.first_doc, l.second_doc);
+	loss_teardown(&l);
+}
+
+/* A vssd that never thaws: the watchdog gives the freeze up after its
+ * window and the grace; a late thaw is answered with a timeout failure, a
+ * late abort without running the handler twice. */
+static void *serve_stuck(void *arg)
+{
+	struct loss *l = arg;
+	int fd = accept_register(l, l->first_doc, sizeof(l->first_doc));
+	uint64_t t0;
+
+	json_decref(event(fd, "freeze", 100));
+	t0 = ms_now();
+	while (loss_aborts(l) == 0 && ms_now() - t0 < 20000)
+		poll(NULL, 0, 10);
+	l->abort_after_ms = ms_now() - t0;
+	l->thaw_reply = event(fd, "thaw", 0);
+	l->late_abort_reply = event(fd, "abort", 0);
+	json_decref(event(fd, "identify", 0));
+	close(fd);
+	return NULL;
+}
+
+static void test_watchdog_gives_up_a_freeze_never_thawed(void **state)
+{
+	struct vss_error err = { 0 };
+	struct vss_writer *w;
+	struct loss l;
+	pthread_t th;
+	json_t *e;
+
+	(void)state;
+	loss_setup(&l);
+	pthread_create(&th, NULL, serve_stuck, &l);
+	w = loss_writer(&l, false);
+	assert_int_equal(vss_writer_run(w, NULL, &err), -ECONNRESET);
+	vss_writer_close(w);
+	pthread_join(th, NULL);
+	assert_string_equal(l.log, "freeze abort[s1|no thaw within the freeze window of 100 ms; "
+			    "vssd may be stuck] identify ");
+	/* Not before the window and the grace (poll slices may end early by
+	 * a millisecond), and not much later. */
+	assert_true(l.abort_after_ms + 5 >= 100 + VSS_WRITER_THAW_GRACE_MS);
+	assert_true(l.abort_after_ms < 100 + VSS_WRITER_THAW_GRACE_MS + 5000);
+	e = json_object_get(l.thaw_reply, "error");
+	assert_false(json_is_true(json_object_get(l.thaw_reply, "ok")));
+	assert_string_equal(json_string_value(json_object_get(e, "kind")), "timeout");
+	assert_string_equal(json_string_value(json_object_get(e, "code")), "ETIMEDOUT");
+	assert_true(json_is_true(json_object_get(l.late_abort_reply, "ok")));
+	loss_teardown(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_events_round_trip),
+		cmocka_unit_test(test_abort_when_vssd_goes_away),
+		cmocka_unit_test(test_reconnect_after_vssd_restart),
+		cmocka_unit_test(test_watchdog_gives_up_a_freeze_never_thawed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
