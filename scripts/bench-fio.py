@@ -8,11 +8,16 @@ Runs fio (random 4 KiB writes, direct I/O, libaio, iodepth 16) on ext4 over
   3. qemu-storage-daemon exporting a qcow2 image through FUSE, then with
      1 and 64 external snapshots (QMP blockdev-snapshot-sync).
 and prints IOPS with ratios to each stack's own no-snapshot run and to the
-plain loop device.  Between two of the 64 shadows (snapshots) a burst of
+plain loop device.  Then it reads: the file (sequential 1 MiB direct reads)
+from the live volume and from two exposed shadows, one with about a quarter
+of the file's blocks copied since it was taken and one with about 3%, each
+cold (every cache dropped first: `drop_caches`) and warm (the engine's files
+in the page cache), with ratios to the live volume; `--reads` does only
+this part.  Between two of the 64 shadows (snapshots) a burst of
 8 MiB of random writes lands, so that each owns copies of its own.  Every run first lays the test file out and warms up, so
 that the runs differ only in what is measured.
 
-    sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G]
+    sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
 
 Needs root, fio, mkfs.ext4, losetup, qemu-img and qemu-storage-daemon (the
 qemu rows are skipped without them).  Works in a private temporary
@@ -51,11 +56,75 @@ def fio(path, runtime, size, name="bench"):
     return json.loads(out[out.index("{"):])["jobs"][0]["write"]["iops"]
 
 
-def fio_burst(path, size, name="burst"):
+def fio_burst(path, size, name="burst", amount="8M"):
     """A short burst of random 4 KiB writes (8 MiB), untimed."""
     run("fio", "--name=" + name, "--filename=" + path, "--size=" + size,
         "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
-        "--iodepth=16", "--io_size=8M", capture_output=True)
+        "--iodepth=16", "--io_size=" + amount, capture_output=True)
+
+
+def fio_read(path, size):
+    """MiB/s of one sequential pass of 1 MiB direct reads."""
+    out = run("fio", "--name=read", "--filename=" + path, "--size=" + size,
+              "--ioengine=psync", "--direct=1", "--rw=read", "--bs=1M",
+              "--output-format=json", capture_output=True, text=True).stdout
+    return json.loads(out[out.index("{"):])["jobs"][0]["read"]["bw_bytes"] / 2 ** 20
+
+
+def drop_caches():
+    run("sync")
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def bench_vss_reads(args, work, cl, v, mnt, f):
+    """Sequential reads of @f: live, and through two exposed shadows."""
+    v("delete", "shadows", "--all", "--quiet")
+    if not os.path.exists(f):
+        run("fio", "--name=layout", "--filename=" + f, "--size=" + args.size,
+            "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
+            capture_output=True)
+    size = os.path.getsize(f)
+    blocks = size // 16384
+    old = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)["shadows"][0]
+    # Random 4 KiB writes over a quarter of the blocks (some twice).
+    fio_burst(f, args.size, amount=str(blocks // 4 * 4096))
+    new = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)["shadows"][0]
+    fio_burst(f, args.size, amount=str(blocks * 3 // 100 * 4096))
+    run("sync", "-f", mnt)
+    targets = []
+    for name, sh in (("live volume", None), ("shadow, ~3% copied", new),
+                     ("shadow, ~25% copied", old)):
+        path = f
+        if sh:
+            d = os.path.join(work, "exp-" + sh["id"][:8])
+            os.mkdir(d)
+            v("expose", sh["id"], d)
+            cl.add(v, "unexpose", d)
+            path = os.path.join(d, os.path.basename(f))
+        targets.append((name, path))
+    # Passes go round the three, so that the machine's drift hits all alike;
+    # ratios are medians of the per-pass ratios.
+    cold = [[] for _ in targets]
+    warm = [[] for _ in targets]
+    for _ in range(args.read_passes):
+        for i, (name, path) in enumerate(targets):
+            drop_caches()
+            cold[i].append(fio_read(path, args.size))
+            warm[i].append(fio_read(path, args.size))   # warms what the first left
+            warm[i][-1] = fio_read(path, args.size)
+
+    def med(xs):
+        return sorted(xs)[len(xs) // 2]
+
+    print("\nsequential 1 MiB direct reads of the %s file (ext4 on the volume, loop, "
+          "FUSE, engine), MiB/s, median of %d passes; ratios: median of per-pass ratios "
+          "to the live volume:" % (args.size, args.read_passes))
+    print("%-24s %10s %10s %10s %10s" % ("what", "cold", "vs live", "warm", "vs live"))
+    for i, (name, _) in enumerate(targets):
+        print("%-24s %10.0f %10.2f %10.0f %10.2f" % (
+            name, med(cold[i]), med([c / l for c, l in zip(cold[i], cold[0])]),
+            med(warm[i]), med([w / l for w, l in zip(warm[i], warm[0])])))
 
 
 class Cleanup:
@@ -115,6 +184,9 @@ def bench_vss(args, work, cl):
     v("volume", "mount", "bench", mnt, "--mkfs", "ext4")
     cl.add(v, "volume", "umount", "bench")
     f = os.path.join(mnt, "fio.dat")
+    if args.reads:
+        bench_vss_reads(args, work, cl, v, mnt, f)
+        return []
     rows = [("vss volume", 0, fio(f, args.runtime, args.size))]
     frozen = []
     out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
@@ -137,6 +209,7 @@ def bench_vss(args, work, cl):
     print("vss: freeze time per set: min %.1f ms, median %.1f ms, max %.1f ms; "
           "diff area used %.0f MiB" % (min(frozen), sorted(frozen)[len(frozen) // 2],
                                       max(frozen), st["used"] / 2 ** 20))
+    bench_vss_reads(args, work, cl, v, mnt, f)
     return rows
 
 
@@ -236,7 +309,12 @@ def main():
     ap.add_argument("--size", default="1G", help="fio file size")
     ap.add_argument("--volume", default="4G", help="size of each device")
     ap.add_argument("--only", choices=["vss", "loop", "qemu"], action="append")
+    ap.add_argument("--reads", action="store_true",
+                    help="only the vss read measurements")
+    ap.add_argument("--read-passes", type=int, default=5, help="passes of the reads")
     args = ap.parse_args()
+    if args.reads:
+        args.only = ["vss"]
     if os.geteuid() != 0:
         sys.exit("bench-fio: needs root")
     args.build = os.path.abspath(args.build)
@@ -251,6 +329,8 @@ def main():
                 rows += fn(args, work, cl)
     finally:
         cl.run()
+    if not rows:
+        return
     floor = next((r[2] for r in rows if r[0] == "plain loop file"), None)
     base = {}
     print("\nfio randwrite 4k, direct, libaio, iodepth 16, %d s, file %s, on ext4:"
