@@ -100,7 +100,11 @@
  *    stream of a handle that misses turns cold; a cold stream has the
  *    prefetch thread (engine/prefetch.h) hint the slots of the next
  *    READAHEAD bytes to the kernel.  Only hints, outside every lock but
- *    the index lock: nothing is read from what they bring in.
+ *    the index lock: nothing is read from what they bring in.  A read
+ *    within READAHEAD / 4 of where the stream got to goes on with it (a
+ *    FUSE device gets the kernel's requests in any order); a farther one
+ *    starts a new stream, which posts from its second read on (from its
+ *    first at offset 0).  test_volume.c readahead_out_of_order_and_random.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -565,6 +565,97 @@ static void readahead_of_a_cold_stream(void **state)
 	free(order);
 }
 
+/*
+ * Streams as a FUSE device sees them: the kernel's requests (128 KiB here)
+ * arrive out of order, and a stream may start anywhere.  Reads that jump
+ * around (more than READAHEAD / 4 each time, never at 0) post nothing,
+ * cold as they are; a stream whose requests come in swapped pairs from
+ * 8 MiB on posts one request on its second read, hinting every slot from
+ * where it got to up to the end of the volume.
+ */
+static void readahead_out_of_order_and_random(void **state)
+{
+	static const unsigned jumps_mib[] = { 24, 4, 16, 28, 2, 12, 22 };
+	struct fx *f = *state;
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	const uint32_t req = 128u << 10, nblocks = RA_SIZE / BS;
+	unsigned char *before = malloc(RA_SIZE), *b = malloc(req), *blk = malloc(BS);
+	uint32_t *order = malloc(nblocks * sizeof(*order));
+	uint64_t rng = 78, done0, done1, hinted0, hinted1, expect = 0, start;
+	struct vss_cow_shadow *sh;
+	struct vss_error err;
+	vss_cow_id id;
+	int fd;
+
+	rng_fill(&rng, before, RA_SIZE);
+	fd = open(f->origin, O_RDWR | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, before, RA_SIZE, 0), (ssize_t)RA_SIZE);
+	close(fd);
+	if (vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err))
+		fail_msg("open: %s", err.msg);
+	take(f, 1, 0);
+	mkid(id, 1);
+	for (uint32_t i = 0; i < nblocks; i++)
+		order[i] = i;
+	for (uint32_t i = nblocks - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)rng_below(&rng, i + 1), t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	memset(blk, 0x5A, BS);
+	for (uint32_t i = 0; i < nblocks / 4; i++)
+		assert_int_equal(vss_cow_write(f->vol, blk, BS, (uint64_t)order[i] * BS), BS);
+	assert_int_equal(vss_cow_flush(f->vol), 0);
+	if (!uring_works(f->origin) || drop_cache(f->diff) || drop_cache(f->origin) ||
+	    resident(f->diff) > RA_SIZE / 4 / 20) {
+		free(before);
+		free(b);
+		free(blk);
+		free(order);
+		skip();
+	}
+
+	/* Jumps: cold, but no stream. */
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	done0 = vss_cow_readahead_wait(f->vol, &hinted0);
+	for (size_t i = 0; i < sizeof(jumps_mib) / sizeof(jumps_mib[0]); i++) {
+		uint64_t off = (uint64_t)jumps_mib[i] << 20;
+
+		assert_int_equal(vss_cow_shadow_read(sh, b, req, off), (ssize_t)req);
+		assert_memory_equal(b, before + off, req);
+	}
+	assert_int_equal(vss_cow_readahead_wait(f->vol, &hinted1), done0);
+	assert_int_equal(hinted1, hinted0);
+	vss_cow_shadow_close(sh);
+
+	/* Swapped pairs from 8 MiB: 8M+128K, 8M, 8M+384K, 8M+256K, ... */
+	assert_int_equal(drop_cache(f->diff), 0);
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	for (uint64_t pair = 8u << 20; pair < (9u << 20); pair += 2 * req) {
+		for (int k = 1; k >= 0; k--) {
+			uint64_t off = pair + (uint64_t)k * req;
+
+			assert_int_equal(vss_cow_shadow_read(sh, b, req, off), (ssize_t)req);
+			assert_memory_equal(b, before + off, req);
+		}
+	}
+	done1 = vss_cow_readahead_wait(f->vol, &hinted1);
+	assert_int_equal(done1, done0 + 1);
+	/* The post came at the second read, from the end of the first. */
+	start = ((8u << 20) + 2 * req) / BS;
+	for (uint32_t i = 0; i < nblocks / 4; i++)
+		if (order[i] >= start)
+			expect += BS;
+	assert_true(hinted1 - hinted0 >= expect / 10 * 9);
+	assert_true(hinted1 - hinted0 <= expect);
+	vss_cow_shadow_close(sh);
+	free(before);
+	free(b);
+	free(blk);
+	free(order);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -578,6 +669,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(mixed_reads_4k, setup, teardown),
 		cmocka_unit_test_setup_teardown(mixed_reads_64k, setup, teardown),
 		cmocka_unit_test_setup_teardown(readahead_of_a_cold_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(readahead_out_of_order_and_random, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
