@@ -315,11 +315,9 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 		/* The abort handler ran already: the freeze is not held. */
 		vss_writer_set_failure(w, VSS_WF_TIMEOUT, "the writer gave up its freeze: no "
 				       "thaw within the freeze window of %u ms", w->window_ms);
-		fn = NULL;
 		rc = -ETIMEDOUT;
 	} else if (w->gave_up && ev.type == VSS_WE_ABORT) {
-		fn = NULL;
-		rc = 0;
+		rc = 0;         /* nor run twice */
 	} else {
 		rc = fn ? fn(w, &ev, w->data) : 0;
 	}

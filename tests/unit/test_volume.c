@@ -492,47 +492,66 @@ static uint64_t resident(const char *path)
  */
 #define RA_SIZE (32u << 20)
 
-static void readahead_of_a_cold_stream(void **state)
+/*
+ * A volume of RA_SIZE (its bytes in *@before) with shadow 1 and a shuffled
+ * quarter of its blocks (those of (*@order)[0, RA_SIZE / BS / 4)) written
+ * since, the caches of both files dropped.  false (and nothing allocated)
+ * when the test cannot run here: no io_uring (no probes), or a cache that
+ * cannot be dropped.
+ */
+static bool cold_quarter_copied(struct fx *f, uint64_t seed, unsigned char **before,
+				uint32_t **order)
 {
-	struct fx *f = *state;
 	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
-	unsigned char *before = malloc(RA_SIZE), *b = malloc(1u << 20), *blk = malloc(BS);
-	uint32_t nblocks = RA_SIZE / BS, *order = malloc(nblocks * sizeof(*order));
-	struct vss_cow_shadow *sh;
+	uint32_t nblocks = RA_SIZE / BS;
+	unsigned char *blk = malloc(BS);
 	struct vss_error err;
-	uint64_t rng = 77, done0, done1, hinted;
-	vss_cow_id id;
+	uint64_t rng = seed;
 	int fd;
 
-	rng_fill(&rng, before, RA_SIZE);
+	*before = malloc(RA_SIZE);
+	*order = malloc(nblocks * sizeof(**order));
+	rng_fill(&rng, *before, RA_SIZE);
 	fd = open(f->origin, O_RDWR | O_TRUNC);
 	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, before, RA_SIZE, 0), (ssize_t)RA_SIZE);
+	assert_int_equal(pwrite(fd, *before, RA_SIZE, 0), (ssize_t)RA_SIZE);
 	close(fd);
 	if (vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err))
 		fail_msg("open: %s", err.msg);
 	take(f, 1, 0);
-	mkid(id, 1);
 	for (uint32_t i = 0; i < nblocks; i++)
-		order[i] = i;
+		(*order)[i] = i;
 	for (uint32_t i = nblocks - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)rng_below(&rng, i + 1), t = order[i];
-		order[i] = order[j];
-		order[j] = t;
+		uint32_t j = (uint32_t)rng_below(&rng, i + 1), t = (*order)[i];
+		(*order)[i] = (*order)[j];
+		(*order)[j] = t;
 	}
 	memset(blk, 0x5A, BS);
 	for (uint32_t i = 0; i < nblocks / 4; i++)
-		assert_int_equal(vss_cow_write(f->vol, blk, BS, (uint64_t)order[i] * BS), BS);
+		assert_int_equal(vss_cow_write(f->vol, blk, BS, (uint64_t)(*order)[i] * BS), BS);
+	free(blk);
 	assert_int_equal(vss_cow_flush(f->vol), 0);
+	if (uring_works(f->origin) && !drop_cache(f->diff) && !drop_cache(f->origin) &&
+	    resident(f->diff) <= RA_SIZE / 4 / 20)
+		return true;
+	free(*before);
+	free(*order);
+	return false;
+}
 
-	if (!uring_works(f->origin) || drop_cache(f->diff) || drop_cache(f->origin) ||
-	    resident(f->diff) > RA_SIZE / 4 / 20) {
-		free(before);
-		free(b);
-		free(blk);
-		free(order);
-		skip();     /* no io_uring (no probes), or a cache that cannot be dropped */
-	}
+static void readahead_of_a_cold_stream(void **state)
+{
+	struct fx *f = *state;
+	unsigned char *before, *b;
+	uint32_t *order;
+	struct vss_cow_shadow *sh;
+	uint64_t done0, done1, hinted;
+	vss_cow_id id;
+
+	if (!cold_quarter_copied(f, 77, &before, &order))
+		skip();
+	b = malloc(1u << 20);
+	mkid(id, 1);
 	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
 	done0 = vss_cow_readahead_wait(f->vol, NULL);
 	assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, 0), 1 << 20);
@@ -561,7 +580,6 @@ static void readahead_of_a_cold_stream(void **state)
 	vss_cow_shadow_close(sh);
 	free(before);
 	free(b);
-	free(blk);
 	free(order);
 }
 
@@ -577,44 +595,17 @@ static void readahead_out_of_order_and_random(void **state)
 {
 	static const unsigned jumps_mib[] = { 24, 4, 16, 28, 2, 12, 22 };
 	struct fx *f = *state;
-	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
 	const uint32_t req = 128u << 10, nblocks = RA_SIZE / BS;
-	unsigned char *before = malloc(RA_SIZE), *b = malloc(req), *blk = malloc(BS);
-	uint32_t *order = malloc(nblocks * sizeof(*order));
-	uint64_t rng = 78, done0, done1, hinted0, hinted1, expect = 0, start;
+	unsigned char *before, *b;
+	uint32_t *order;
+	uint64_t done0, done1, hinted0, hinted1, expect = 0, start;
 	struct vss_cow_shadow *sh;
-	struct vss_error err;
 	vss_cow_id id;
-	int fd;
 
-	rng_fill(&rng, before, RA_SIZE);
-	fd = open(f->origin, O_RDWR | O_TRUNC);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, before, RA_SIZE, 0), (ssize_t)RA_SIZE);
-	close(fd);
-	if (vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err))
-		fail_msg("open: %s", err.msg);
-	take(f, 1, 0);
-	mkid(id, 1);
-	for (uint32_t i = 0; i < nblocks; i++)
-		order[i] = i;
-	for (uint32_t i = nblocks - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)rng_below(&rng, i + 1), t = order[i];
-		order[i] = order[j];
-		order[j] = t;
-	}
-	memset(blk, 0x5A, BS);
-	for (uint32_t i = 0; i < nblocks / 4; i++)
-		assert_int_equal(vss_cow_write(f->vol, blk, BS, (uint64_t)order[i] * BS), BS);
-	assert_int_equal(vss_cow_flush(f->vol), 0);
-	if (!uring_works(f->origin) || drop_cache(f->diff) || drop_cache(f->origin) ||
-	    resident(f->diff) > RA_SIZE / 4 / 20) {
-		free(before);
-		free(b);
-		free(blk);
-		free(order);
+	if (!cold_quarter_copied(f, 78, &before, &order))
 		skip();
-	}
+	b = malloc(req);
+	mkid(id, 1);
 
 	/* Jumps: cold, but no stream. */
 	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
@@ -652,7 +643,6 @@ static void readahead_out_of_order_and_random(void **state)
 	vss_cow_shadow_close(sh);
 	free(before);
 	free(b);
-	free(blk);
 	free(order);
 }
 
