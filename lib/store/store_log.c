@@ -541,15 +541,11 @@ static int over_max(const struct vss_store *st, uint64_t slots)
 	return st->data_off + slots * st->bs > st->geo.max_bytes;
 }
 
-/* Finds and takes the lowest free slot; @force ignores the maximum. */
-static int slot_take(struct vss_store *st, int force, uint32_t *out)
+/* Finds and takes the lowest free slot (data_slot_take() minds the maximum). */
+static int slot_take(struct vss_store *st, uint32_t *out)
 {
 	uint64_t s = st->hint;
 
-	/* A data slot leaves room for one more log segment: the log takes
-	 * its segments regardless of the maximum, and must stay inside it. */
-	if (!force && over_max(st, st->used_slots - st->npool + 2))
-		return -ENOSPC;
 	while (s < st->nslots) {
 		uint64_t w = st->bitmap[s / 64];
 		if (w == ~0ull) {
@@ -747,7 +743,7 @@ static uint64_t log_need(const struct vss_store *st, uint64_t extra)
 /* Takes the lowest free slot and reserves its space on disk (lock held). */
 static int slot_take_reserved(struct vss_store *st, uint32_t *slot)
 {
-	int r = slot_take(st, 1, slot);
+	int r = slot_take(st, slot);
 
 	if (r)
 		return r;
@@ -1276,11 +1272,30 @@ static void store_close(struct vss_store *st)
 	store_free(st);
 }
 
-/* A data slot, with log room for its record kept (lock held). */
+/* Pool slots pool_fill() would add for the log to take @need bytes. */
+static uint64_t pool_short(const struct vss_store *st, uint64_t need)
+{
+	uint64_t room = log_room(st);
+
+	return need > room ? (need - room + seg_room(st) - 1) / seg_room(st) : 0;
+}
+
+/*
+ * A data slot, with log room for its record kept (lock held).  The maximum
+ * counts all the diff area takes: this slot, the pool slots the log must
+ * keep once it is handed out (two or more with small blocks: LOG_SLACK
+ * alone can be more than a segment holds), and, if that leaves the pool
+ * empty, one segment more: the log takes its segments regardless of the
+ * maximum, and must stay inside it.
+ */
 static int data_slot_take(struct vss_store *st, uint32_t *slot)
 {
-	int r = slot_take(st, 0, slot);
+	uint64_t grow = pool_short(st, log_need(st, 1));
+	int r;
 
+	if (over_max(st, st->used_slots + 1 + grow + (st->npool + grow ? 0 : 1)))
+		return -ENOSPC;
+	r = slot_take(st, slot);
 	if (r)
 		return r;
 	r = pool_fill(st, log_need(st, 1));

@@ -605,6 +605,63 @@ static void freed_slot_waits_for_vouching(void **state)
 }
 
 /*
+ * The maximum holds for everything the diff area takes: data slots, the
+ * log's segments and the pool kept for them.  With 4 KiB slots the pool
+ * needs two segments whenever the current one is nearly full (LOG_SLACK is
+ * more than a segment holds), and more when many slots are handed out that
+ * no record names yet (concurrent first writes).  A data slot that would
+ * take the total past the maximum is refused, the pool's growth counted.
+ */
+static void maximum_counts_the_log_pool(void **state)
+{
+	struct fx *f = *state;
+	struct vss_store_usage u;
+	struct vss_store *st;
+
+	/* @fill small records first put the segment's end at every distance
+	 * from where the data slots run out */
+	for (unsigned int fill = 120; fill <= 170; fill += 2)
+	for (uint32_t nmax = 10; nmax <= 14; nmax++)
+	for (unsigned int unnamed = 0; unnamed <= 24; unnamed += 8) {
+		const uint64_t max = slot_pos(nmax);
+		unsigned int taken = 0;
+		uint32_t pend[32];
+		unsigned int npend = 0;
+
+		st = fresh(f);
+		assert_int_equal(ops->set_max(st, max), 0);
+		for (unsigned int k = 0; k < fill; k++)
+			add(st, (struct vss_rec){ .type = VSS_REC_NEXT_SEQ, .seq = k + 1 });
+		for (uint64_t i = 0;; i++) {
+			struct vss_rec c = copy_rec(i);
+			int r = ops->alloc_slot(st, &c.slot);
+
+			ops->usage(st, &u);
+			assert_true(u.used_bytes <= max);
+			if (r == -ENOSPC)
+				break;
+			assert_int_equal(r, 0);
+			taken++;
+			/* @unnamed slots at a time wait for their records */
+			pend[npend++] = c.slot;
+			if (npend > unnamed) {
+				for (unsigned int k = 0; k < npend; k++) {
+					c = copy_rec(i * 32 + k);
+					c.slot = pend[k];
+					add(st, c);
+				}
+				npend = 0;
+			}
+			ops->usage(st, &u);
+			assert_true(u.used_bytes <= max);
+		}
+		/* the limit was reached by data, not by a runaway pool */
+		assert_true(taken + 6 >= nmax);
+		ops->close(st);
+	}
+}
+
+/*
  * Slots named by COPY and REDO records of a replayed log that no SYNC record
  * vouches for stay taken until the first checkpoint, even if nothing live
  * names them: a crash before it replays that log again, which checks them.
@@ -854,6 +911,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(unvouched_redo_naming_stale_slot_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(write_out_survives_process_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(freed_slot_waits_for_vouching, setup, teardown),
+		cmocka_unit_test_setup_teardown(maximum_counts_the_log_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(unvouched_slots_held_until_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(recycled_slots_keep_their_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(recycled_slot_never_continues_the_log, setup, teardown),
