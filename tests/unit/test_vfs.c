@@ -247,17 +247,23 @@ static void probes_count_misses(void **state)
 				   .probe = 1 };
 	rd[1] = (struct vss_read){ .file = f->file[0], .buf = b, .len = sizeof(b),
 				   .off = 512 << 10, .probe = 1 };
-	assert_int_equal(fdatasync(fd), 0);
-	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-	r = vss_vfs_read_batch(vss_vfs_posix(), rd, 2);
-	assert_true(r >= 0);
-	assert_memory_equal(a, f->data[0], sizeof(a));
-	assert_memory_equal(b, f->data[0] + (512 << 10), sizeof(b));
-	if (r == 0) {
-		/* No io_uring, or a filesystem whose cache cannot be dropped. */
-		close_all(f);
-		close(fd);
-		skip();
+	for (int tries = 1;; tries++) {
+		assert_int_equal(fdatasync(fd), 0);
+		assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		r = vss_vfs_read_batch(vss_vfs_posix(), rd, 2);
+		assert_true(r >= 0);
+		assert_memory_equal(a, f->data[0], sizeof(a));
+		assert_memory_equal(b, f->data[0] + (512 << 10), sizeof(b));
+		if (r == 0) {
+			/* No io_uring, or a filesystem whose cache cannot be dropped. */
+			close_all(f);
+			close(fd);
+			skip();
+		}
+		/* Under load the kernel may keep a page it is asked to drop
+		 * (seen once here under load: one miss of two); ask again. */
+		if (r == 2 || tries == 5)
+			break;
 	}
 	assert_int_equal(r, 2);
 	/* Warm now. */
