@@ -297,15 +297,20 @@ int svc_resolve_target(struct vss_service *svc, const char *target,
 	}
 	if (!realpath(target, real) || stat(real, &st) < 0)
 		return vss_error_set(err, -ENOENT, "%s: %s", target, strerror(errno));
-	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
-		if (!v->mount_dir)
-			continue;
-		if (path_within(real, v->mount_dir) ||
-		    (stat(v->mount_dir, &mst) == 0 && mst.st_dev == st.st_dev)) {
+	/* The volume whose filesystem holds the path: a volume mounted inside
+	 * another is not the outer one.  Else the innermost mount the path is
+	 * under (a btrfs subvolume has a device number of its own). */
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		if (v->mount_dir && stat(v->mount_dir, &mst) == 0 && mst.st_dev == st.st_dev) {
 			*out = v;
 			return 0;
 		}
-	}
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		if (v->mount_dir && path_within(real, v->mount_dir) &&
+		    (!*out || strlen(v->mount_dir) > strlen((*out)->mount_dir)))
+			*out = v;
+	if (*out)
+		return 0;
 	return vss_error_set(err, -ENOENT, "%s is not inside a mounted volume", target);
 }
 
