@@ -10,6 +10,7 @@ pkgs=(
   libsqlite3-dev sqlite3 libcmocka-dev python3 python3-pytest
   e2fsprogs xfsprogs btrfs-progs util-linux fio rsync systemd
   qemu-utils qemu-system-common
+  restic borgbackup
 )
 
 missing=()

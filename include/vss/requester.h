@@ -149,6 +149,27 @@ int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
 int vss_requester_translate_path(const struct vss_requester *r, const char *live_path,
 				 char *out, size_t len, struct vss_error *err);
 
+/*
+ * Runs @argv (PATH searched) while the set is in place: in a mount namespace
+ * of its own, every target that has a live path shows the same path inside
+ * its exposed shadow, bind-mounted read-only (a target given as a volume
+ * name: the volume's mount point).  Backup programs then record the live
+ * paths while reading the instant of the set.  Expose the shadows first
+ * (-ENXIO otherwise).  Live members of the set stay live; a raw volume has no
+ * path (read its shadow device); a target of "/" is refused (-EINVAL).
+ * Inside, the shadows' filesystems are read-only, so point a backup
+ * program's cache outside them.  Processes the command leaves running are
+ * killed when it exits (its orphans come to a subreaper): they would hold
+ * the shadows.  Needs root (CAP_SYS_ADMIN).  On success *@status
+ * is the command's exit status as a shell gives it (128 + n for signal n,
+ * 127 if it could not be run); an error means the command did not run.
+ * While the command runs the caller ignores SIGINT and SIGTERM (as a shell
+ * does with a foreground job: ^C ends the command, the caller cleans up);
+ * the command gets the dispositions the caller had.
+ */
+int vss_requester_run_in_place(struct vss_requester *r, char *const argv[], int *status,
+			       struct vss_error *err);
+
 /* BackupComplete.  @succeeded marks every selected component unless the
  * requester set backup_succeeded per component itself (then pass true and
  * leave those it cleared). */

@@ -4,7 +4,9 @@
  * prepare, take the set with writers, expose each shadow read-only
  * under RUN/exec/SET/n, run COMMAND with the VSS_* variables, then complete
  * (exit 0) or abort, unexpose, delete non-persistent shadows, and exit with
- * COMMAND's status.  The whole backup runs on one connection: if this
+ * COMMAND's status.  With --in-place COMMAND sees each target's shadow at
+ * the target's own path (vss_requester_run_in_place), so backup programs
+ * record the live paths.  The whole backup runs on one connection: if this
  * process dies, vssd aborts the backup and deletes the set.
  */
 #include <errno.h>
@@ -55,12 +57,26 @@ static void put_var(FILE *script, const char *name, const char *val)
 	fputs("'\n", script);
 }
 
-static int run_command(char **cmd)
+/* Runs COMMAND (in place: vss_requester_run_in_place); its exit status as
+ * a shell gives it, or -1 if it did not run. */
+static int run_command(struct vss_requester *r, char **cmd, bool in_place)
 {
 	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_term;
 	pid_t pid;
 	int status;
 
+	if (in_place) {
+		struct vss_error err = { 0 };
+		int rc;
+
+		/* The command gets SIGPIPE as usual (vss ignores it). */
+		signal(SIGPIPE, SIG_DFL);
+		rc = vss_requester_run_in_place(r, cmd, &status, &err);
+		signal(SIGPIPE, SIG_IGN);
+		if (rc < 0)
+			return cli_error(EXIT_FAILED, "exec --in-place: %s", err.msg), -1;
+		return status;
+	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
@@ -89,7 +105,8 @@ int cmd_exec(int argc, char **argv)
 		{ "for", 0, true }, { "type", 0, true }, { "persistent", 0, false },
 		{ "no-writers", 0, false }, { "script", 0, true },
 		{ "exclude-writer", 0, true }, { "allow-live", 0, false },
-		{ "provider", 0, true }, { "freeze-timeout", 0, true }, { NULL, 0, false },
+		{ "provider", 0, true }, { "freeze-timeout", 0, true },
+		{ "in-place", 0, false }, { NULL, 0, false },
 	};
 	static const char *const types[] = { "", "full", "incremental", "differential",
 					      "log", "copy" };
@@ -253,6 +270,8 @@ int cmd_exec(int argc, char **argv)
 			put_var(script, VAR("VSS_SHADOW_LIVE_%d"), "1");
 #undef VAR
 	}
+	if (cli_has(&a, "in-place"))
+		put_var(script, "VSS_IN_PLACE", "1");
 	if (script) {
 		rc = fclose(script);
 		script = NULL;
@@ -261,7 +280,7 @@ int cmd_exec(int argc, char **argv)
 			goto out;
 		}
 	}
-	status = run_command(cmd);
+	status = run_command(r, cmd, cli_has(&a, "in-place"));
 	if (status < 0) {
 		status = EXIT_FAILED;
 		goto out;

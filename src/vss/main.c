@@ -44,7 +44,7 @@ static void usage(FILE *f)
 	      "  exec [--for TARGET ...] [--type full|incremental|differential|log|copy]\n"
 	      "       [--persistent] [--no-writers] [--script FILE] [--exclude-writer NAME]\n"
 	      "       [--allow-live] [--provider NAME] [--freeze-timeout SECONDS]\n"
-	      "       -- COMMAND [ARGS...]\n"
+	      "       [--in-place] -- COMMAND [ARGS...]\n"
 	      "Service:\n"
 	      "  status [--json]\n"
 	      "  list writers [--json]\n"

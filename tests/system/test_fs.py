@@ -62,6 +62,16 @@ def manifest(root):
     return out
 
 
+def busy_tree(d, data, seed, seconds=1.0):
+    """Runs TREE_WRITER on @data for @seconds, then stops it (SIGSTOP) at a
+    known state: (the writer, for SIGCONT or kill; the manifest of now)."""
+    w = d.spawn([sys.executable, "-c", TREE_WRITER, data, str(seed)])
+    time.sleep(seconds)
+    w.send_signal(signal.SIGSTOP)
+    wait_stopped(w.pid)
+    return w, manifest(data)
+
+
 def wait_stopped(pid, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
