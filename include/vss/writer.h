@@ -41,7 +41,12 @@
  *     calling the handler again.
  * With the reconnect option, vss_writer_run() then connects and registers
  * again (after 0.1 s, doubling to 5 s between tries) until it succeeds or
- * is stopped: a writer outlives a restart of vssd.
+ * is stopped: a writer outlives a restart of vssd.  With it, a writer may
+ * also start before vssd: vss_writer_open() succeeds when vssd cannot be
+ * reached (no socket, or nobody listening), vss_writer_fd() is -1, and
+ * vss_writer_run() registers once vssd is up (on_connection: down, then
+ * up with "registered").  A refusal (bad metadata, the same instance
+ * twice) still fails vss_writer_open().
  *
  * Example:
  *

@@ -35,6 +35,7 @@ struct vss_writer {
 	char *run_dir;
 	unsigned int timeout_ms;
 	bool reconnect;
+	char waiting[VSS_ERROR_MSG_MAX]; /* opened before vssd was up: why; "" once run */
 	void (*on_connection)(struct vss_writer *w, bool connected, const char *why,
 			      void *data);
 	/* The sequence in flight. */
@@ -106,6 +107,12 @@ static int connect_and_register(struct vss_writer *w, struct vss_error *err)
 	return 0;
 }
 
+/* vssd is not there (yet, or any more), as opposed to refusing the writer. */
+static bool unreachable(int rc)
+{
+	return rc == -ENOENT || rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -EPIPE;
+}
+
 static void disconnect(struct vss_writer *w)
 {
 	vss_client_close(w->client);
@@ -137,8 +144,14 @@ int vss_writer_open(const struct vss_writer_options *opt, const struct vss_wmd *
 	w->timeout_ms = opt && opt->timeout_ms ? opt->timeout_ms : 60000;
 	w->reconnect = opt && opt->reconnect;
 	w->on_connection = opt ? opt->on_connection : NULL;
-	if ((rc = connect_and_register(w, err)) < 0)
-		goto fail;
+	if ((rc = connect_and_register(w, err)) < 0) {
+		if (!w->reconnect || !unreachable(rc))
+			goto fail;
+		/* Started before vssd: vss_writer_run() registers once it is up. */
+		snprintf(w->waiting, sizeof(w->waiting), "%s", err ? err->msg : strerror(-rc));
+		if (err)
+			vss_error_clear(err);
+	}
 	*out = w;
 	return 0;
 fail:
@@ -372,7 +385,7 @@ static bool nap(unsigned int ms, volatile sig_atomic_t *stop)
 /* Registers again after a lost connection: 0 once registered, 1 if
  * stopped first.  Says so through on_connection. */
 static int register_again(struct vss_writer *w, volatile sig_atomic_t *stop,
-			  const char *why)
+			  const char *why, const char *done)
 {
 	char last[VSS_ERROR_MSG_MAX];
 	unsigned int delay = RETRY_FIRST_MS;
@@ -384,7 +397,7 @@ static int register_again(struct vss_writer *w, volatile sig_atomic_t *stop,
 		struct vss_error e = { 0 };
 
 		if (connect_and_register(w, &e) == 0) {
-			notify(w, true, "registered again");
+			notify(w, true, done);
 			return 0;
 		}
 		if (strcmp(e.msg, last) != 0) {
@@ -399,6 +412,13 @@ static int register_again(struct vss_writer *w, volatile sig_atomic_t *stop,
 int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 		   struct vss_error *err)
 {
+	if (w->waiting[0]) {
+		int stopped = register_again(w, stop, w->waiting, "registered");
+
+		w->waiting[0] = '\0';
+		if (stopped)
+			return 0;
+	}
 	while (!stop || !*stop) {
 		struct pollfd p = { w->fd, POLLIN, 0 };
 		int timeout = 200, rc;
@@ -419,7 +439,7 @@ int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 		if (rc > 0 && (rc = vss_writer_dispatch(w, err)) < 0) {
 			if (rc != -ECONNRESET || !w->reconnect)
 				return rc;
-			if (register_again(w, stop, err->msg))
+			if (register_again(w, stop, err->msg, "registered again"))
 				break;
 			vss_error_clear(err);
 		}

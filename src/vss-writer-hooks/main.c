@@ -202,9 +202,9 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 	(void)w;
 	(void)data;
 	if (up)
-		say("registered again");
+		say("%s", why);     /* "registered", "registered again" */
 	else
-		say("%s; registering again once vssd is back", why);
+		say("%s; registering when vssd is up", why);
 }
 
 static int usage(void)
@@ -279,7 +279,9 @@ int main(int argc, char **argv)
 		say("%s", err.msg);
 		return 1;
 	}
-	say("registered (hooks in %s, timeout %u s)", h.dir, h.timeout_s);
+	say("%s (hooks in %s, timeout %u s)",
+	    vss_writer_fd(w) >= 0 ? "registered" : "started, vssd not up yet", h.dir,
+	    h.timeout_s);
 	rc = vss_writer_run(w, &stop, &err);
 	vss_writer_close(w);
 	if (rc < 0) {

@@ -185,9 +185,9 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 	(void)w;
 	(void)data;
 	if (up)
-		say("registered again");
+		say("%s", why);     /* "registered", "registered again" */
 	else
-		say("%s; registering again once vssd is back", why);
+		say("%s; registering when vssd is up", why);
 }
 
 static int usage(void)
@@ -285,7 +285,8 @@ int main(int argc, char **argv)
 		say("%s", err.msg);
 		return 1;
 	}
-	say("registered (%d database%s)", s.n, s.n == 1 ? "" : "s");
+	say("%s (%d database%s)", vss_writer_fd(w) >= 0 ? "registered" : "started, vssd not up yet",
+	    s.n, s.n == 1 ? "" : "s");
 	rc = vss_writer_run(w, &stop, &err);
 	unlock_all(&s);
 	vss_writer_close(w);

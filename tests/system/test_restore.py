@@ -264,3 +264,18 @@ def test_systemd_unit_is_valid(tmp_path):
     r = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True)
     # It warns (exit 0) about keys it cannot parse: none is accepted.
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+    # The writers' units (an instance of the SQLite one names a database).
+    for name, unit_name, binary in (
+            ("vss-writer-hooks.service", "vss-writer-hooks.service", "vss-writer-hooks"),
+            ("vss-writer-sqlite@.service", "vss-writer-sqlite@srv-app.db.service",
+             "vss-writer-sqlite")):
+        unit = open(os.path.join(BUILD, name)).read()
+        assert "After=vssd.service" in unit
+        exec_line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
+        binary_path = os.path.abspath(os.path.join(BUILD, "src", binary, binary))
+        path = tmp_path / unit_name
+        path.write_text(unit.replace(exec_line, exec_line.replace(exec_line.split()[0],
+                                                                  "ExecStart=" + binary_path)))
+        r = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), \
+            (unit_name, r.stdout + r.stderr)

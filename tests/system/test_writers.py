@@ -312,19 +312,15 @@ def test_metadata_refused(vssd):
 
 # ---- vss exec ----
 def test_exec_rsync_from_the_shadow(vssd, fsvol):
-    from test_fs import TREE_WRITER, manifest, wait_stopped
+    from test_fs import busy_tree, manifest
     from conftest import mounts_under
     log = os.path.join(vssd.root, "events")
     start_writer(vssd, "w", log)
     data = os.path.join(fsvol, "data")
     os.mkdir(data)
-    w = vssd.spawn([sys.executable, "-c", TREE_WRITER, data, "7"])
-    time.sleep(1.0)
     # The manifest of the instant: the writer is stopped until the set is
     # taken, and changes the source again while rsync reads the shadow.
-    w.send_signal(signal.SIGSTOP)
-    wait_stopped(w.pid)
-    m = manifest(data)
+    w, m = busy_tree(vssd, data, 7)
     target = os.path.join(vssd.root, "backup")
     script = os.path.join(vssd.root, "vars.sh")
     cmd = ('kill -CONT %d; sleep 0.3; rsync -a "$VSS_SHADOW_TARGET_1/" %s/ && '
@@ -745,7 +741,7 @@ def test_writers_outlive_vssd(vssd, fsvol):
     assert events(log)[-1] == ["db", "connection", "up"]
     with open(os.path.join(vssd.root, "hooks.log")) as f:
         hlog = f.read()
-    assert "registering again once vssd is back" in hlog and "registered again" in hlog
+    assert "registering when vssd is up" in hlog and "registered again" in hlog
     n = len(events(log))
     vssd.vss("exec", "--for", fsvol, "--", "true")
     assert [e[1] for e in events(log)[n:]] == [
@@ -753,3 +749,29 @@ def test_writers_outlive_vssd(vssd, fsvol):
         "post_snapshot", "backup_complete"]
     with open(out) as f:
         assert f.read().split("\n")[-3:-1] == ["a freeze", "a thaw"]
+
+
+def test_writers_started_before_vssd(daemon_factory):
+    """Writers started at boot before vssd wait for it (unless --once) and
+    register once it is up; the SQLite writer too."""
+    d = daemon_factory(start=False)
+    hdir = hooks_dir(d.root, {"10-a": "true"})
+    hlog = os.path.join(d.root, "hooks.log")
+    hooks = d.spawn([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir],
+                    stderr=open(hlog, "ab"))
+    db = os.path.join(d.root, "app.db")
+    subprocess.run(["sqlite3", db, "CREATE TABLE t (n)"], check=True)
+    sq = d.spawn([SQLITE_WRITER, "--run-dir", d.run, db], stderr=subprocess.DEVNULL)
+    once = subprocess.run([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir, "--once"],
+                          capture_output=True, text=True, timeout=10)
+    assert once.returncode == 1 and "cannot reach vssd" in once.stderr
+    wait_for(lambda: "started, vssd not up yet" in open(hlog).read(), 10,
+             "the hooks writer did not start")
+    time.sleep(0.3)
+    assert hooks.poll() is None and sq.poll() is None
+    d.start()
+    wait_for(lambda: sorted(w["name"] for w in d.json("list", "writers")["writers"])
+             == ["hooks", "sqlite"], 20, "the writers did not register")
+    with open(hlog) as f:
+        text = f.read()
+    assert "registering when vssd is up" in text and "vss-writer-hooks: registered\n" in text, text

@@ -284,19 +284,25 @@ static json_t *event(int fd, const char *name, int window_ms)
 	return reply;
 }
 
-static void loss_setup(struct loss *l)
+/* The fake vssd's socket, as vssd makes it at start. */
+static void loss_listen(struct loss *l)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", l->sock);
+	l->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(l->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(l->listen_fd, 4), 0);
+}
+
+static void loss_setup(struct loss *l)
+{
 	memset(l, 0, sizeof(*l));
 	pthread_mutex_init(&l->lock, NULL);
 	snprintf(l->dir, sizeof(l->dir), "/tmp/vss-writer-lib-XXXXXX");
 	assert_non_null(mkdtemp(l->dir));
 	snprintf(l->sock, sizeof(l->sock), "%s/vssd.sock", l->dir);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", l->sock);
-	l->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_int_equal(bind(l->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(l->listen_fd, 4), 0);
+	loss_listen(l);
 	loss_stop = 0;
 }
 
@@ -389,6 +395,31 @@ static void test_abort_when_vssd_goes_away(void **state)
 	loss_teardown(&l);
 }
 
+/* Waits for the writer to close @fd (it sees stop within its poll
+ * interval; the test gives up after 10 s), then closes it. */
+static void wait_closed(int fd)
+{
+	for (int i = 0; i < 100; i++) {
+		char b;
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 100) > 0 && read(fd, &b, 1) <= 0)
+			break;
+	}
+	close(fd);
+}
+
+/* Takes a registration (its document into @doc), sends identify, stops the
+ * writer and waits for it to go. */
+static void identify_then_stop(struct loss *l, char *doc, size_t doclen)
+{
+	int fd = accept_register(l, doc, doclen);
+
+	json_decref(event(fd, "identify", 0));
+	loss_stop = 1;
+	wait_closed(fd);
+}
+
 /* With reconnect the writer registers again, with the same document, and
  * goes on answering; stop ends it. */
 static void *serve_restart(void *arg)
@@ -398,19 +429,7 @@ static void *serve_restart(void *arg)
 
 	json_decref(event(fd, "freeze", 60000));
 	close(fd);
-	fd = accept_register(l, l->second_doc, sizeof(l->second_doc));
-	json_decref(event(fd, "identify", 0));
-	loss_stop = 1;
-	/* The writer sees stop within its poll interval, returns and
-	 * closes the connection (or the test gives up after 10 s). */
-	for (int i = 0; i < 100; i++) {
-		char b;
-		struct pollfd p = { fd, POLLIN, 0 };
-
-		if (poll(&p, 1, 100) > 0 && read(fd, &b, 1) <= 0)
-			break;
-	}
-	close(fd);
+	identify_then_stop(l, l->second_doc, sizeof(l->second_doc));
 	return NULL;
 }
 
@@ -426,6 +445,51 @@ static void test_reconnect_after_vssd_restart(void **state)
 	assert_string_equal(l.conn, "down up ");
 	assert_true(l.first_doc[0]);
 	assert_string_equal(l.first_doc, l.second_doc);
+	loss_teardown(&l);
+}
+
+/* A writer started before vssd: with reconnect, open succeeds unregistered
+ * and vss_writer_run registers once vssd is up; without, open fails. */
+static void *serve_late(void *arg)
+{
+	struct loss *l = arg;
+
+	poll(NULL, 0, 300);
+	loss_listen(l);
+	identify_then_stop(l, l->first_doc, sizeof(l->first_doc));
+	return NULL;
+}
+
+static void test_open_before_vssd(void **state)
+{
+	struct vss_error err = { 0 };
+	struct vss_writer *w, *none = NULL;
+	struct vss_wmd *wmd;
+	struct loss l;
+	pthread_t th;
+
+	(void)state;
+	loss_setup(&l);
+	close(l.listen_fd);
+	unlink(l.sock);
+	assert_int_equal(vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = "t", .class_id = CLS, .instance_id = INST,
+		.usage = VSS_UT_USER_DATA, .source = VSS_ST_OTHER }, &wmd, &err), 0);
+	assert_int_equal(vss_writer_open(&(struct vss_writer_options){ .run_dir = l.dir },
+					 wmd, NULL, NULL, &none, &err), -ENOENT);
+	assert_null(none);
+	assert_non_null(strstr(err.msg, "cannot reach vssd"));
+	vss_wmd_free(wmd);
+	w = loss_writer(&l, true);
+	assert_int_equal(vss_writer_fd(w), -1);
+	assert_string_equal(l.conn, "");      /* told on the run's thread */
+	pthread_create(&th, NULL, serve_late, &l);
+	assert_int_equal(vss_writer_run(w, &loss_stop, &err), 0);
+	vss_writer_close(w);
+	pthread_join(th, NULL);
+	assert_string_equal(l.conn, "down up ");
+	assert_string_equal(l.log, "identify ");
+	assert_non_null(strstr(l.first_doc, "\"writer_name\": \"t\""));
 	loss_teardown(&l);
 }
 
@@ -478,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_events_round_trip),
 		cmocka_unit_test(test_abort_when_vssd_goes_away),
 		cmocka_unit_test(test_reconnect_after_vssd_restart),
+		cmocka_unit_test(test_open_before_vssd),
 		cmocka_unit_test(test_watchdog_gives_up_a_freeze_never_thawed),
 	};
 
