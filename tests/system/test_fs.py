@@ -177,7 +177,10 @@ def write_returns(path, timeout):
             p.kill()
 
 
-def test_guardian_thaws_when_vssd_dies(daemon_factory):
+def frozen_for_6s(daemon_factory):
+    """A vssd that holds a set's freeze 6 s (VSS_TEST_FREEZE_HOLD_MS), an
+    ext4 volume at mnt, and `vss create shadow` of it inside the freeze:
+    (the daemon, mnt, the vss process)."""
     d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "6000"})
     mnt = os.path.join(d.root, "mnt")
     d.create_volume("g", "128M")
@@ -188,6 +191,11 @@ def test_guardian_thaws_when_vssd_dies(daemon_factory):
     while "holding the freeze" not in d.log():
         assert time.time() < deadline
         time.sleep(0.05)
+    return d, mnt, c
+
+
+def test_guardian_thaws_when_vssd_dies(daemon_factory):
+    d, mnt, c = frozen_for_6s(daemon_factory)
     time.sleep(0.3)
     assert not write_returns(os.path.join(mnt, "during"), 0.5), "not frozen"
     t0 = time.time()
@@ -202,16 +210,7 @@ def test_guardian_thaws_when_vssd_dies(daemon_factory):
 def test_guardian_thaws_when_told_to_stop(daemon_factory):
     """A service manager stopping vssd's whole group (systemd's default
     KillMode) sends the guardian SIGTERM too: it thaws before it goes."""
-    d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "6000"})
-    mnt = os.path.join(d.root, "mnt")
-    d.create_volume("t", "128M")
-    d.vss("volume", "mount", "t", mnt, "--mkfs", "ext4")
-    c = d.spawn([VSS, "--run-dir", d.run, "create", "shadow", "--for", mnt],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while "holding the freeze" not in d.log():
-        assert time.time() < deadline
-        time.sleep(0.05)
+    d, mnt, c = frozen_for_6s(daemon_factory)
     guardians = subprocess.run(["pgrep", "-P", str(d.proc.pid), "-x", "vss-guardian"],
                                capture_output=True, text=True).stdout.split()
     assert len(guardians) == 1, guardians
