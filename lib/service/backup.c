@@ -297,9 +297,10 @@ static int session_args(json_t *args, struct svc_backup *b, uint64_t *wait_ms,
 
 /* ---- backup.begin ---- */
 
-int svc_op_backup_begin(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_backup *b;
 	const char *type;
 	bool no_writers;
@@ -478,9 +479,10 @@ static int accept_writer_bcd(struct svc_backup *b, struct svc_writer *w, const c
 	return 0;
 }
 
-int svc_op_backup_prepare(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			  json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_backup *b = session_of(svc, c);
 	struct vss_bcd *bcd = NULL;
 	const char *given;
@@ -607,9 +609,10 @@ static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, int rc,
 	return rc;
 }
 
-int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 				json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_backup *b = session_of(svc, c);
 	bool own = !b, no_writers;
 	json_t *set_args, *out = NULL, *post;
@@ -673,7 +676,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t 
 		json_object_set_new(set_args, "hold", json_true());
 	pthread_mutex_lock(&svc->lock);
 	svc_refresh_mounts(svc);
-	rc = svc_op_shadow_create(svc, c, set_args, &out, err);
+	rc = svc_op_shadow_create(svc, who, set_args, &out, err);
 	pthread_mutex_unlock(&svc->lock);
 	json_decref(set_args);
 	if (rc < 0)
@@ -745,9 +748,10 @@ static void set_all_succeeded(json_t *bcd, bool ok)
 			json_object_set_new(comp, "backup_succeeded", json_boolean(ok));
 }
 
-int svc_op_backup_complete(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_backup *b = session_of(svc, c);
 	const char *given;
 	bool succeeded = true;
@@ -806,9 +810,10 @@ int svc_op_backup_complete(struct vss_service *svc, struct conn *c, json_t *args
 	return 0;
 }
 
-int svc_op_backup_abort(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_abort(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_backup *b = session_of(svc, c);
 	json_t *writers;
 	char set[37];
@@ -824,9 +829,10 @@ int svc_op_backup_abort(struct vss_service *svc, struct conn *c, json_t *args,
 	return 0;
 }
 
-int svc_op_backup_status(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_backup *b = session_of(svc, c);
 
 	if (!b) {

@@ -189,7 +189,7 @@ void svc_providers_recover(struct vss_service *svc)
 	}
 }
 
-int svc_op_providers_list(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			  struct vss_error *err)
 {
 	const struct vss_provider_ops *chosen = NULL;

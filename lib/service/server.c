@@ -1,9 +1,9 @@
 /*
  * service/server.c - the control socket: RUN/vssd.sock, one thread per
- * connection, the peer's credentials (SO_PEERCRED) checked for every
- * operation that changes anything, and dispatch to the service's
- * operations (table below; the wire format is proto/proto.h and
- * doc/protocol.md).
+ * connection, the peer's role (struct svc_caller) checked against the one
+ * each operation needs, and dispatch to the service's operations (table
+ * below; the wire format is proto/proto.h and doc/protocol.md; who may do
+ * what is doc/security.md).
  *
  * Robustness: a frame over the size limit gets an error reply and the
  * connection is closed (it cannot be resynchronised); malformed JSON or a
@@ -35,8 +35,7 @@ struct conn {
 	struct vss_service *svc;
 	int fd;
 	pthread_t thread;
-	struct ucred cred;
-	bool may_change;
+	struct svc_caller who;
 	bool done;                      /* the thread has finished: join it */
 	void *writer;                   /* writer.register: hand the socket over */
 };
@@ -51,42 +50,40 @@ struct svc_server {
 	int nconns;
 };
 
-typedef int (*op_fn)(struct vss_service *, json_t *, json_t **, struct vss_error *);
-typedef int (*op_conn_fn)(struct vss_service *, struct conn *, json_t *, json_t **,
-			  struct vss_error *);
+typedef int (*op_fn)(struct vss_service *, const struct svc_caller *, json_t *, json_t **,
+		     struct vss_error *);
 
 static const struct op {
 	const char *name;
 	op_fn fn;
-	op_conn_fn conn_fn;
-	bool changes;                   /* needs root or the vss group */
+	enum svc_role need;             /* the least role that may call it */
 	bool unlocked;                  /* takes its own locks (writers.h) */
 } ops[] = {
-	{ "status", svc_op_status, NULL, false, false },
-	{ "volume.create", svc_op_volume_create, NULL, true, false },
-	{ "volume.list", svc_op_volume_list, NULL, false, false },
-	{ "volume.delete", svc_op_volume_delete, NULL, true, false },
-	{ "volume.mount", svc_op_volume_mount, NULL, true, false },
-	{ "volume.umount", svc_op_volume_umount, NULL, true, false },
-	{ "shadow.create", NULL, svc_op_backup_shadow_create, true, true },
-	{ "set.complete", NULL, svc_op_set_complete, true, false },
-	{ "shadow.list", svc_op_shadow_list, NULL, false, false },
-	{ "shadow.delete", svc_op_shadow_delete, NULL, true, false },
-	{ "shadow.expose", svc_op_shadow_expose, NULL, true, false },
-	{ "shadow.unexpose", svc_op_shadow_unexpose, NULL, true, false },
-	{ "storage.list", svc_op_storage_list, NULL, false, false },
-	{ "storage.add", svc_op_storage_add, NULL, true, false },
-	{ "storage.resize", svc_op_storage_resize, NULL, true, false },
-	{ "storage.delete", svc_op_storage_delete, NULL, true, false },
-	{ "providers.list", svc_op_providers_list, NULL, false, false },
-	{ "writers.list", svc_op_writers_list, NULL, false, true },
-	/* Writers and requesters (issue 4): writers.h. */
-	{ "writer.register", NULL, svc_op_writer_register, true, true },
-	{ "backup.begin", NULL, svc_op_backup_begin, true, true },
-	{ "backup.prepare", NULL, svc_op_backup_prepare, true, true },
-	{ "backup.complete", NULL, svc_op_backup_complete, true, true },
-	{ "backup.abort", NULL, svc_op_backup_abort, true, true },
-	{ "backup.status", NULL, svc_op_backup_status, false, true },
+	{ "status", svc_op_status, SVC_ROLE_USER, false },
+	{ "volume.create", svc_op_volume_create, SVC_ROLE_ROOT, false },
+	{ "volume.list", svc_op_volume_list, SVC_ROLE_USER, false },
+	{ "volume.delete", svc_op_volume_delete, SVC_ROLE_ROOT, false },
+	{ "volume.mount", svc_op_volume_mount, SVC_ROLE_ROOT, false },
+	{ "volume.umount", svc_op_volume_umount, SVC_ROLE_ROOT, false },
+	{ "shadow.create", svc_op_backup_shadow_create, SVC_ROLE_OPERATOR, true },
+	{ "set.complete", svc_op_set_complete, SVC_ROLE_OPERATOR, false },
+	{ "shadow.list", svc_op_shadow_list, SVC_ROLE_USER, false },
+	{ "shadow.delete", svc_op_shadow_delete, SVC_ROLE_OPERATOR, false },
+	{ "shadow.expose", svc_op_shadow_expose, SVC_ROLE_OPERATOR, false },
+	{ "shadow.unexpose", svc_op_shadow_unexpose, SVC_ROLE_OPERATOR, false },
+	{ "storage.list", svc_op_storage_list, SVC_ROLE_USER, false },
+	{ "storage.add", svc_op_storage_add, SVC_ROLE_ROOT, false },
+	{ "storage.resize", svc_op_storage_resize, SVC_ROLE_ROOT, false },
+	{ "storage.delete", svc_op_storage_delete, SVC_ROLE_ROOT, false },
+	{ "providers.list", svc_op_providers_list, SVC_ROLE_USER, false },
+	{ "writers.list", svc_op_writers_list, SVC_ROLE_USER, true },
+	/* Writers and requesters: writers.h. */
+	{ "writer.register", svc_op_writer_register, SVC_ROLE_OPERATOR, true },
+	{ "backup.begin", svc_op_backup_begin, SVC_ROLE_OPERATOR, true },
+	{ "backup.prepare", svc_op_backup_prepare, SVC_ROLE_OPERATOR, true },
+	{ "backup.complete", svc_op_backup_complete, SVC_ROLE_OPERATOR, true },
+	{ "backup.abort", svc_op_backup_abort, SVC_ROLE_OPERATOR, true },
+	{ "backup.status", svc_op_backup_status, SVC_ROLE_USER, true },
 };
 
 void svc_conn_hand_off(struct conn *c, void *writer)
@@ -94,41 +91,65 @@ void svc_conn_hand_off(struct conn *c, void *writer)
 	c->writer = writer;
 }
 
-/* Root, or a member (primary or supplementary) of the group "vss" if it exists. */
-static bool peer_may_change(const struct ucred *cred)
+/*
+ * Fills @who from the peer of @fd: its credentials and supplementary
+ * groups as they were when it connected (SO_PEERCRED, SO_PEERGROUPS: no
+ * look at /proc, whose PID may be another process by now), and its role:
+ * root, a member of the operator group (svc->operator_group, "vss" unless
+ * vssd was told otherwise; primary or supplementary), or a user.
+ * who->groups keeps the first SVC_CALLER_GROUPS_MAX groups; the role is
+ * decided on all of them.
+ */
+static int caller_init(struct vss_service *svc, int fd, struct svc_caller *who)
 {
 	struct group grbuf, *gr = NULL;
-	char buf[4096], path[64], line[4096];
-	bool ok = false;
-	FILE *f;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t *groups = NULL;
+	char buf[4096];
+	int n = 0;
 
-	if (cred->uid == 0)
-		return true;
-	if (getgrnam_r("vss", &grbuf, buf, sizeof(buf), &gr) != 0 || !gr)
-		return false;
-	if (cred->gid == gr->gr_gid)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)cred->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (!ok && fgets(line, sizeof(line), f)) {
-		char *p, *end;
-
-		if (strncmp(line, "Groups:", 7) != 0)
-			continue;
-		for (p = line + 7;; p = end) {
-			unsigned long g = strtoul(p, &end, 10);
-
-			if (end == p)
-				break;
-			if (g == gr->gr_gid)
-				ok = true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	who->pid = cred.pid;
+	who->uid = cred.uid;
+	who->gid = cred.gid;
+	/* Asked with no room first: the kernel says how much it needs (ERANGE). */
+	len = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &len) < 0 && errno != ERANGE)
+		return -errno;
+	if (len > 0) {
+		if (!(groups = malloc(len)))
+			return -ENOMEM;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+			free(groups);
+			return -errno;
 		}
+		n = (int)(len / sizeof(gid_t));
 	}
-	fclose(f);
-	return ok;
+	who->ngroups = n < SVC_CALLER_GROUPS_MAX ? n : SVC_CALLER_GROUPS_MAX;
+	if (who->ngroups)
+		memcpy(who->groups, groups, (size_t)who->ngroups * sizeof(gid_t));
+	who->role = SVC_ROLE_USER;
+	if (cred.uid == 0)
+		who->role = SVC_ROLE_ROOT;
+	else if (getgrnam_r(svc->operator_group, &grbuf, buf, sizeof(buf), &gr) == 0 && gr) {
+		if (cred.gid == gr->gr_gid)
+			who->role = SVC_ROLE_OPERATOR;
+		for (int i = 0; i < n; i++)
+			if (groups[i] == gr->gr_gid)
+				who->role = SVC_ROLE_OPERATOR;
+	}
+	free(groups);
+	return 0;
 }
+
+static const char *const role_refusal[] = {
+	[SVC_ROLE_OPERATOR] = "permission denied: only root or members of the group vss "
+			      "may do this",
+	[SVC_ROLE_ROOT] = "permission denied: only root may do this (it chooses files, "
+			  "devices, mount points or options for vssd)",
+};
 
 static json_t *handle(struct conn *c, json_t *msg)
 {
@@ -156,21 +177,18 @@ static json_t *handle(struct conn *c, json_t *msg)
 		snprintf(err.msg, sizeof(err.msg), "unknown operation \"%.64s\"", name);
 		return vss_proto_reply_error(id, -ENOSYS, err.msg);
 	}
-	if (op->changes && !c->may_change)
-		return vss_proto_reply_error(id, -EACCES, "permission denied: only root or "
-					     "members of the group vss may do this");
+	if (c->who.role < op->need)
+		return vss_proto_reply_error(id, -EACCES, role_refusal[op->need]);
 	if (!args)
 		args = json_object();
 	else
 		json_incref(args);
 	if (op->unlocked) {
-		rc = op->fn ? op->fn(svc, args, &res, &err)
-			    : op->conn_fn(svc, c, args, &res, &err);
+		rc = op->fn(svc, &c->who, args, &res, &err);
 	} else {
 		pthread_mutex_lock(&svc->lock);
 		svc_refresh_mounts(svc);
-		rc = op->fn ? op->fn(svc, args, &res, &err)
-			    : op->conn_fn(svc, c, args, &res, &err);
+		rc = op->fn(svc, &c->who, args, &res, &err);
 		pthread_mutex_unlock(&svc->lock);
 	}
 	json_decref(args);
@@ -257,7 +275,6 @@ static void *accept_main(void *arg)
 
 	for (;;) {
 		struct pollfd p[2] = { { srv->listen_fd, POLLIN, 0 }, { srv->wake[0], POLLIN, 0 } };
-		socklen_t len = sizeof(struct ucred);
 		struct conn *c;
 		int fd;
 
@@ -281,7 +298,7 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
-		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
+		if (!c || caller_init(svc, fd, &c->who) < 0) {
 			pthread_mutex_unlock(&srv->lock);
 			free(c);
 			close(fd);
@@ -289,7 +306,7 @@ static void *accept_main(void *arg)
 		}
 		c->svc = svc;
 		c->fd = fd;
-		c->may_change = peer_may_change(&c->cred);
+		c->who.conn = c;
 		if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
 			pthread_mutex_unlock(&srv->lock);
 			free(c);

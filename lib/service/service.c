@@ -110,7 +110,7 @@ void *svc_grow(void *items, size_t *cap, size_t count, size_t size)
 
 /* ---- operations about the service itself ---- */
 
-int svc_op_status(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_status(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 		  struct vss_error *err)
 {
 	int volumes = 0, shadows = 0;
@@ -380,6 +380,11 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	}
 	snprintf(path, sizeof(path), "%s/dev", svc->run_dir);
 	svc->dev_dir = strdup(path);
+	svc->operator_group = strdup(cfg->operator_group ? cfg->operator_group : "vss");
+	if (!svc->dev_dir || !svc->operator_group) {
+		rc = vss_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	if ((rc = take_lock(svc->state_dir, "state directory", &svc->state_lock_fd, err)) < 0 ||
 	    (rc = take_lock(svc->run_dir, "run directory", &svc->run_lock_fd, err)) < 0)
 		goto fail;
@@ -518,6 +523,7 @@ void vss_service_close(struct vss_service *svc)
 	free(svc->state_dir);
 	free(svc->run_dir);
 	free(svc->dev_dir);
+	free(svc->operator_group);
 	svc_writers_free(svc);
 	free(svc);
 }

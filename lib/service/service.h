@@ -14,6 +14,8 @@ struct vss_service;
 struct vss_service_config {
 	const char *state_dir;  /* catalog, volume backing files, diff areas */
 	const char *run_dir;    /* socket, device tree, locks */
+	/* The group whose members are operators (doc/security.md); NULL: "vss". */
+	const char *operator_group;
 	/* Tests only: keep the filesystems of a set frozen this long before
 	 * taking it, to exercise the guardian and the hold bound.  0: off. */
 	unsigned int test_freeze_hold_ms;

@@ -45,6 +45,31 @@
 
 struct conn;
 
+/*
+ * Who may do what (doc/security.md).  Every request is checked against the
+ * role its operation needs before it runs (server.c):
+ *  - user: any local user who can reach the socket: status and listings;
+ *  - operator: members of the group "vss": take, complete, expose and
+ *    delete shadow copy sets, run backups, register writers;
+ *  - root: everything, including what chooses files, devices, mount
+ *    points or options for vssd to use as root (volumes, shadow storage).
+ */
+enum svc_role { SVC_ROLE_USER, SVC_ROLE_OPERATOR, SVC_ROLE_ROOT };
+
+#define SVC_CALLER_GROUPS_MAX 64
+
+/* The peer of a request: its credentials as the kernel gave them when it
+ * connected (SO_PEERCRED) and its supplementary groups read then. */
+struct svc_caller {
+	struct conn *conn;              /* the connection; NULL for vssd itself */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[SVC_CALLER_GROUPS_MAX];
+	int ngroups;
+	enum svc_role role;
+};
+
 struct svc_volume {
 	struct svc_volume *next;                /* svc->lock */
 	struct vss_service *svc;
@@ -82,6 +107,7 @@ struct vss_service {
 	char *state_dir;
 	char *run_dir;
 	char *dev_dir;                          /* RUN/dev */
+	char *operator_group;                   /* its members are operators (server.c) */
 	unsigned int test_freeze_hold_ms;
 	int state_lock_fd;
 	int run_lock_fd;
@@ -158,11 +184,11 @@ int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *
 /* Unmounts @v (lazily if @force and busy); keeps the catalog's record. */
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 		      struct vss_error *err);
-int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_volume_list(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_volume_delete(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_volume_mount(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_volume_umount(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_volume_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_volume_mount(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_volume_umount(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 
 /* ---- shadowset.c ---- */
 int svc_shadow_add_device(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
@@ -180,12 +206,12 @@ int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char
  * keeps the catalog's record. */
 void svc_shadow_unexpose(struct svc_shadow *sh, bool force);
 void svc_conn_gone(struct vss_service *svc, struct conn *c);
-int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_set_complete(struct vss_service *svc, struct conn *c, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_shadow_unexpose(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 
 /* ---- restore.c: mounts and exposures brought back at start ---- */
 struct svc_restore;
@@ -196,15 +222,15 @@ void svc_restore_run(struct vss_service *svc, struct svc_restore *r);
 void svc_restore_free(struct svc_restore *r);
 
 /* ---- storage.c ---- */
-int svc_op_storage_list(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_storage_add(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_storage_resize(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_storage_delete(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_storage_add(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_storage_resize(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_storage_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 
 /* ---- service.c: operations about the service itself ---- */
-int svc_op_status(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_providers_list(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
-int svc_op_writers_list(struct vss_service *svc, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_status(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+int svc_op_writers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 
 /* ---- server.c ---- */
 int svc_server_start(struct vss_service *svc, struct vss_error *err);

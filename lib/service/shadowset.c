@@ -189,9 +189,10 @@ static void members_release(struct svc_member *m, size_t n)
 		free(m[i].warning);
 }
 
-int svc_op_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_member m[MAX_SET_TARGETS];
 	const char *freeze_dirs[MAX_SET_TARGETS];
 	json_t *targets = json_object_get(args, "targets"), *out, *warnings;
@@ -419,9 +420,10 @@ abort:
 	return rc;
 }
 
-int svc_op_set_complete(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	const char *set;
 	int rc, n = 0;
 
@@ -507,7 +509,7 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null());
 }
 
-int svc_op_shadow_list(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 		       struct vss_error *err)
 {
 	const char *target, *set;
@@ -589,7 +591,7 @@ fail:
 	return rc;
 }
 
-int svc_op_shadow_delete(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	const char *id, *set, *target;
@@ -671,7 +673,7 @@ int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char
 	return 0;
 }
 
-int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	struct vss_catalog_mount x = { .shadow = true };
@@ -703,7 +705,7 @@ int svc_op_shadow_expose(struct vss_service *svc, json_t *args, json_t **res,
 	return rc;
 }
 
-int svc_op_shadow_unexpose(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			   struct vss_error *err)
 {
 	const char *dir;

@@ -39,7 +39,7 @@ static json_t *storage_json(struct svc_volume *v, struct vss_error *err)
 			 "shadows", (int)u.shadows);
 }
 
-int svc_op_storage_list(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			struct vss_error *err)
 {
 	const char *target;
@@ -155,7 +155,7 @@ static int move_diff_area(struct vss_service *svc, struct svc_volume *v,
 	return 0;
 }
 
-int svc_op_storage_add(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_storage_add(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 		       struct vss_error *err)
 {
 	const char *target, *on;
@@ -210,7 +210,7 @@ int svc_op_storage_add(struct vss_service *svc, json_t *args, json_t **res,
 	return *res ? 0 : err->code;
 }
 
-int svc_op_storage_resize(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_storage_resize(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			  struct vss_error *err)
 {
 	const char *target;
@@ -241,7 +241,7 @@ int svc_op_storage_resize(struct vss_service *svc, json_t *args, json_t **res,
 	return *res ? 0 : err->code;
 }
 
-int svc_op_storage_delete(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_storage_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			  struct vss_error *err)
 {
 	const char *target;

@@ -386,7 +386,7 @@ static bool in_catalog(struct vss_service *svc, const char *name)
 	return vss_catalog_volume_each(svc->cat, name_matches, (void *)name, NULL) > 0;
 }
 
-int svc_op_volume_create(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	struct vss_catalog_volume rec = { 0 };
@@ -486,7 +486,7 @@ fail:
 	return rc;
 }
 
-int svc_op_volume_list(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_volume_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 		       struct vss_error *err)
 {
 	json_t *arr = json_array();
@@ -558,7 +558,7 @@ bool svc_volume_wait_closed(struct vss_service *svc, struct svc_volume *v)
 	return false;
 }
 
-int svc_op_volume_delete(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	const char *name;
@@ -665,7 +665,7 @@ int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *
 	return 0;
 }
 
-int svc_op_volume_mount(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_volume_mount(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			struct vss_error *err)
 {
 	const char *name, *dir, *mkfs, *options;
@@ -704,7 +704,7 @@ int svc_op_volume_mount(struct vss_service *svc, json_t *args, json_t **res,
 	return 0;
 }
 
-int svc_op_volume_umount(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_volume_umount(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	const char *name;

@@ -382,7 +382,7 @@ json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool meta
 	return o;
 }
 
-int svc_op_writers_list(struct vss_service *svc, json_t *args, json_t **res,
+int svc_op_writers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			struct vss_error *err)
 {
 	struct svc_writer_registry *reg = svc->wreg;
@@ -413,9 +413,10 @@ static enum svc_writer_class writer_class(const struct vss_wmd_identity *id)
 	return WC_FRONT_END;
 }
 
-int svc_op_writer_register(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err)
 {
+	struct conn *c = who->conn;
 	struct svc_writer_registry *reg = svc->wreg;
 	struct vss_wmd_identity id;
 	struct svc_writer *w;

@@ -22,6 +22,7 @@
 #include <vss/writer_doc.h>
 
 struct vss_service;
+struct svc_caller;
 struct conn;
 
 /* VSS_WRITER_STATE, same numbers. */
@@ -125,24 +126,24 @@ const char *svc_event_name(enum svc_wevent ev);
 const char *svc_writer_state_name(int state);
 json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool metadata);
 
-int svc_op_writer_register(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err);
 
 /* ---- backup.c ---- */
 /* The requester @c went away: abort its backup, if it has one. */
 void svc_backup_conn_gone(struct vss_service *svc, struct conn *c);
-int svc_op_backup_begin(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
-int svc_op_backup_prepare(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			  json_t **res, struct vss_error *err);
-int svc_op_backup_complete(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err);
-int svc_op_backup_abort(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_abort(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
-int svc_op_backup_status(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err);
 /* shadow.create with writers: wraps svc_op_shadow_create (taken under svc->lock). */
-int svc_op_backup_shadow_create(struct vss_service *svc, struct conn *c, json_t *args,
+int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 				json_t **res, struct vss_error *err);
 
 /* ---- server.c ---- */

@@ -15,10 +15,12 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vssd [--state-dir DIR] [--run-dir DIR]\n"
-		"  --state-dir DIR  catalog, volume backing files, diff areas "
+	fprintf(f, "usage: vssd [--state-dir DIR] [--run-dir DIR] [--operator-group GROUP]\n"
+		"  --state-dir DIR         catalog, volume backing files, diff areas "
 		"(default $VSS_STATE_DIR or %s)\n"
-		"  --run-dir DIR    socket, devices (default $VSS_RUN_DIR or %s)\n",
+		"  --run-dir DIR           socket, devices (default $VSS_RUN_DIR or %s)\n"
+		"  --operator-group GROUP  members may take and delete shadow copies and "
+		"run backups (default vss)\n",
 		VSS_DEFAULT_STATE_DIR, VSS_DEFAULT_RUN_DIR);
 }
 
@@ -27,6 +29,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "run-dir", required_argument, NULL, 'r' },
+		{ "operator-group", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -48,6 +51,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			cfg.run_dir = optarg;
+			break;
+		case 'g':
+			cfg.operator_group = optarg;
 			break;
 		case 'h':
 			usage(stdout);

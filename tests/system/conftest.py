@@ -77,8 +77,9 @@ def loops_under(root):
 class Daemon:
     """One vssd with its own state and run directories under @root."""
 
-    def __init__(self, root, env=None):
+    def __init__(self, root, env=None, args=None):
         self.root = root
+        self.extra_args = list(args or [])
         self.state = os.path.join(root, "state")
         self.run = os.path.join(root, "run")
         self.log_path = os.path.join(root, "vssd.log")
@@ -95,7 +96,7 @@ class Daemon:
         env.update(self.extra_env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [VSSD, "--state-dir", self.state, "--run-dir", self.run],
+            [VSSD, "--state-dir", self.state, "--run-dir", self.run] + self.extra_args,
             stdout=log, stderr=log, env=env)
         log.close()
         if wait:
@@ -140,11 +141,14 @@ class Daemon:
             return ""
 
     # ---- the command line ----
-    def vss(self, *args, check=True, timeout=120, user=None, input=None):
+    def vss(self, *args, check=True, timeout=120, user=None, groups=None, input=None):
+        """Runs vss; as uid @user (gid the same) with the supplementary
+        @groups (gids; none if not given) if @user is not None."""
         cmd = [VSS, "--run-dir", self.run] + [str(a) for a in args]
         if user is not None:
-            cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user,
-                   "--clear-groups"] + cmd
+            cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user] + (
+                ["--groups=" + ",".join(str(g) for g in groups)] if groups
+                else ["--clear-groups"]) + cmd
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                            input=input)
         if check and r.returncode != 0:
@@ -228,8 +232,8 @@ def workdir():
 def daemon_factory(workdir):
     made = []
 
-    def make(name="d", env=None, start=True):
-        d = Daemon(os.path.join(workdir, name), env)
+    def make(name="d", env=None, start=True, args=None):
+        d = Daemon(os.path.join(workdir, name), env, args)
         os.makedirs(d.root, exist_ok=True)
         made.append(d)
         if start:
