@@ -194,7 +194,7 @@ static void one_run(uint64_t seed)
 	}
 
 	/* Reopen: a new log needs room on the filesystem, as much as the state
-	 * it holds; give it some (see README, Known limits). */
+	 * it holds; give it some (see doc/limits.md). */
 	assert_int_equal(crashvfs_set_budget(f.cv, "diff", budget + (1u << 20)), 0);
 	vol = open_vol(&f);
 	check_volume(vol, ref);

@@ -1,4 +1,4 @@
-"""Writers and requesters (issue 4): the event sequence and its order, a
+"""Writers and requesters: the event sequence and its order, a
 writer failing, hanging or crashing at each step, a requester crashing
 mid-set, two requesters at once, refused metadata, and vss exec.  Writers
 are tests/system/test_writer.c (vss-test-writer) on the writer library.
