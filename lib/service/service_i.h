@@ -169,8 +169,9 @@ int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *re
 /*
  * vss_cow_open() on the volume's origin and @diff_path, with its settings,
  * events and the guard of engine design note 9: unless @flags creates it,
- * the diff area must be the one the catalog knows (rec.diff_id, if known),
- * and a failure is recorded in the marks of svc_diff_marks() too.
+ * the diff area (or a copy of it) must be the one the catalog knows
+ * (rec.diff_id, if known), and a failure is recorded in the marks of
+ * svc_diff_marks() too.
  */
 int svc_volume_cow_open(struct svc_volume *v, const char *diff_path, unsigned int flags,
 			struct vss_cow_volume **out, struct vss_error *err);
@@ -252,8 +253,9 @@ void svc_restore_free(struct svc_restore *r);
 /* The marks that record a failure of the diff area at @diff besides
  * DIFF.failed (engine design note 9): STATE/failed/BASE and RUN/failed/BASE. */
 void svc_diff_marks(struct vss_service *svc, const char *diff, char marks[2][PATH_MAX]);
-/* Removes a diff area: its file, DIFF.failed and its marks. */
-void svc_diff_unlink(struct vss_service *svc, const char *diff);
+/* Removes what records a failure of the diff area @diff (DIFF.failed and
+ * its marks), and the file itself if @file. */
+void svc_diff_unlink(struct vss_service *svc, const char *diff, bool file);
 /* "tmpfs" or "ramfs" if @path (or the directory it would be in) is on
  * one, where nothing survives a restart of the machine; else NULL. */
 const char *svc_volatile_fs(const char *path);

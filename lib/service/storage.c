@@ -42,22 +42,17 @@ void svc_diff_marks(struct vss_service *svc, const char *diff, char marks[2][PAT
 	snprintf(marks[1], PATH_MAX, "%s/failed/%s", svc->run_dir, base);
 }
 
-/* DIFF.failed and the marks of the diff area @diff (not the file itself). */
-static void unlink_marks(struct vss_service *svc, const char *diff)
+void svc_diff_unlink(struct vss_service *svc, const char *diff, bool file)
 {
 	char marks[2][PATH_MAX], failed[PATH_MAX + 8];
 
 	svc_diff_marks(svc, diff, marks);
 	snprintf(failed, sizeof(failed), "%s.failed", diff);
+	if (file)
+		unlink(diff);
 	unlink(failed);
 	unlink(marks[0]);
 	unlink(marks[1]);
-}
-
-void svc_diff_unlink(struct vss_service *svc, const char *diff)
-{
-	unlink(diff);
-	unlink_marks(svc, diff);
 }
 
 /* Whether a failure of the diff area @diff is recorded anywhere (as the
@@ -265,22 +260,31 @@ static int move_diff_area(struct vss_service *svc, struct svc_volume *v,
 	if (rc < 0) {
 		struct vss_error e2;
 
-		svc_diff_unlink(svc, path);
+		svc_diff_unlink(svc, path, true);
 		free(copy);
 		if (svc_volume_cow_open(v, old, 0, &v->cow, &e2) < 0) {
-			vss_log("volume %s: cannot reopen its diff area %s: %s", v->rec.name,
-				old, e2.msg);
+			struct vss_error e3;
+			char why[sizeof(e2.msg)];
+
+			/* As at start: a fresh one rather than none. */
 			v->cow = NULL;
+			memcpy(why, e2.msg, sizeof(why));
+			vss_log("volume %s: cannot reopen its diff area %s: %s", v->rec.name,
+				old, why);
+			if (svc_diff_recover(svc, v, e2.code, why, &e3) < 0) {
+				vss_log("volume %s: no diff area at all (its I/O fails): %s",
+					v->rec.name, e3.msg);
+			} else {
+				svc_volume_learn_diff(v);
+				vss_catalog_volume_put(svc->cat, &v->rec, NULL);
+			}
 		}
 		pthread_rwlock_unlock(&v->gate);
 		return rc;
 	}
 	v->cow = fresh;
 	pthread_rwlock_unlock(&v->gate);
-	if (v->detached)
-		unlink_marks(svc, old);
-	else
-		svc_diff_unlink(svc, old);
+	svc_diff_unlink(svc, old, !v->detached);
 	free(old);
 	v->rec.diff_path = copy;
 	v->detached = false;
@@ -538,7 +542,7 @@ static void keep_aside(struct vss_service *svc, const char *path, char aside[PAT
 	snprintf(aside_failed, sizeof(aside_failed), "%s.failed", aside);
 	if (rename(failed, aside_failed) < 0 && was_failed)
 		carry_failure(aside, path);
-	unlink_marks(svc, path);
+	svc_diff_unlink(svc, path, false);
 }
 
 int svc_diff_recover(struct vss_service *svc, struct svc_volume *v, int rc, const char *why,
@@ -565,7 +569,7 @@ int svc_diff_recover(struct vss_service *svc, struct svc_volume *v, int rc, cons
 					 "start (%s); copied to %s, where it goes on with its shadows; "
 					 "the original is left as it was", old, why, path);
 				vss_log("volume %s: %s", v->rec.name, note);
-				unlink_marks(svc, old);
+				svc_diff_unlink(svc, old, false);
 				free(v->rec.diff_path);
 				v->rec.diff_path = strdup(path);
 				svc_volume_set_note(v, note);
@@ -573,7 +577,7 @@ int svc_diff_recover(struct vss_service *svc, struct svc_volume *v, int rc, cons
 				return v->rec.diff_path ? 0 : vss_error_set(err, -ENOMEM, "out of memory");
 			}
 			v->cow = NULL;
-			svc_diff_unlink(svc, path);
+			svc_diff_unlink(svc, path, true);
 		}
 		vss_log("volume %s: its diff area %s could not be used (%s) nor copied (%s)",
 			v->rec.name, old, why, e.msg);
@@ -581,7 +585,7 @@ int svc_diff_recover(struct vss_service *svc, struct svc_volume *v, int rc, cons
 	if (!missing)
 		keep_aside(svc, old, aside);
 	else
-		unlink_marks(svc, old);
+		svc_diff_unlink(svc, old, false);
 	fresh_path(svc, v, old, path);
 	if (svc_volume_cow_open(v, path, VSS_COW_CREATE, &v->cow, &e) < 0) {
 		vss_log("volume %s: cannot make a diff area at %s: %s", v->rec.name, path, e.msg);

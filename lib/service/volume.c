@@ -31,7 +31,7 @@ static ssize_t vdev_read(void *ctx, void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
-	n = vss_cow_read(v->cow, buf, len, off);
+	n = v->cow ? vss_cow_read(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return n;
 }
@@ -42,7 +42,7 @@ static ssize_t vdev_write(void *ctx, const void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
-	n = vss_cow_write(v->cow, buf, len, off);
+	n = v->cow ? vss_cow_write(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return n;
 }
@@ -53,7 +53,7 @@ static int vdev_flush(void *ctx)
 	int rc;
 
 	pthread_rwlock_rdlock(&v->gate);
-	rc = vss_cow_flush(v->cow);
+	rc = v->cow ? vss_cow_flush(v->cow) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return rc;
 }
@@ -146,8 +146,7 @@ void svc_volume_put(struct svc_volume *v)
 		close(v->origin_fd);
 	if (v->deleted) {
 		/* A detached diff area's path is no longer its file. */
-		if (!v->detached)
-			svc_diff_unlink(v->svc, v->rec.diff_path);
+		svc_diff_unlink(v->svc, v->rec.diff_path, !v->detached);
 		if (v->rec.owns_backing)
 			unlink(v->rec.backing);
 	}
@@ -239,8 +238,7 @@ int svc_volume_cow_open(struct svc_volume *v, const char *diff_path, unsigned in
 	svc_diff_marks(v->svc, diff_path, marks);
 	guard.marks[0] = marks[0];
 	guard.marks[1] = marks[1];
-	if (!(flags & VSS_COW_CREATE) && strcmp(diff_path, v->rec.diff_path) == 0 &&
-	    hex_to_id(v->rec.diff_id, id))
+	if (!(flags & VSS_COW_CREATE) && hex_to_id(v->rec.diff_id, id))
 		guard.expect_id = id;
 	return vss_cow_open_guarded(v->rec.backing, diff_path, &cfg, flags, &guard, out, err);
 }

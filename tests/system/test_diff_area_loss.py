@@ -267,6 +267,16 @@ def test_replaced_under_running_vssd_is_noticed_by_the_housekeeper(daemon_factor
     v = d.volume("r")
     assert v["diff_area"] != diff and v["state"] == "online", v
     assert sha256_file(diff) == want        # never touched, never removed
+    # Nor is what is at a detached diff area's path removed with its volume.
+    d.shadow("r")
+    os.rename(v["diff_area"], v["diff_area"] + ".moved")
+    with open(v["diff_area"], "wb") as f:
+        f.write(b"someone else's")
+    assert d.volume("r")["state"] == "degraded"
+    d.vss("volume", "delete", "r", "--force")
+    with open(v["diff_area"], "rb") as f:
+        assert f.read() == b"someone else's"
+    assert sha256_file(diff) == want
 
 
 # ---- on a tmpfs ----
@@ -337,6 +347,15 @@ def test_failure_nothing_beside_it_could_record_is_caught_at_start(vssd):
         s = shadow_of(vssd, sid)
         assert s["state"] == "invalid", (name, s)
         assert read_at(dev, 4) == bytes([7]) * MiB
+
+
+def test_a_mark_that_cannot_be_read_counts_as_a_failure(vssd):
+    sid, _, _ = with_persistent_shadow(vssd, "k")
+    diff = vssd.volume("k")["diff_area"]
+    vssd.stop()
+    os.makedirs(os.path.join(vssd.run, "failed", os.path.basename(diff)))
+    vssd.start()
+    assert shadow_of(vssd, sid)["state"] == "invalid"
 
 
 # ---- .failed files go with their diff area ----
