@@ -51,6 +51,10 @@ int vss_cow_open_guarded(const char *origin_path, const char *diff_path,
 void vss_cow_diff_identity(struct vss_cow_volume *vol, unsigned char id[16], uint64_t *dev,
 			   uint64_t *ino);
 
+/* How many shadow handles are open (vss_cow_shadow_open() not yet closed):
+ * the volume cannot be closed before they are. */
+int vss_cow_open_handles(struct vss_cow_volume *vol);
+
 /*
  * The diff area's file is no longer at its path (deleted or replaced while
  * open): nothing in it survives a restart.  Applies the redo queue to the

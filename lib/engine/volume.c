@@ -1339,6 +1339,11 @@ void vss_cow_detach(struct vss_cow_volume *vol, const char *why)
 	pthread_rwlock_unlock(&vol->gate);
 }
 
+int vss_cow_open_handles(struct vss_cow_volume *vol)
+{
+	return atomic_load(&vol->handles);
+}
+
 void vss_cow_diff_identity(struct vss_cow_volume *vol, unsigned char id[16], uint64_t *dev,
 			   uint64_t *ino)
 {

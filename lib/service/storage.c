@@ -251,6 +251,12 @@ static int move_diff_area(struct vss_service *svc, struct svc_volume *v,
 		free(copy);
 		return vss_error_set(err, -EEXIST, "%s already exists", path);
 	}
+	if (vss_cow_open_handles(v->cow) > 0) {
+		/* Closing the engine under them would free what they use. */
+		free(copy);
+		return vss_error_set(err, -EBUSY, "a deleted shadow of volume %s is still open "
+				     "(its device): close it first", v->rec.name);
+	}
 	pthread_rwlock_wrlock(&v->gate);
 	rc = vss_cow_close(v->cow);
 	v->cow = NULL;
@@ -672,6 +678,8 @@ void svc_check_diff_areas(struct vss_service *svc)
 		if (svc_shadow_count(svc, v) > 0 || vss_cow_usage(v->cow, &u) < 0 || u.shadows)
 			continue;
 		if (v->detached) {
+			if (vss_cow_open_handles(v->cow) > 0)
+				continue;       /* a deleted shadow's device is still open */
 			fresh_path(svc, v, v->rec.diff_path, path);
 			if (move_diff_area(svc, v, path, &e) < 0) {
 				vss_log("volume %s: cannot make a fresh diff area at %s: %s",

@@ -236,10 +236,18 @@ def test_deleted_under_running_vssd_is_no_longer_persistent(vssd):
     r = vssd.vss("create", "shadow", "--for", "d", "--persistent", check=False)
     assert r.returncode == 1 and "persistent" in r.stderr, r.stderr
     assert not os.path.exists(diff)
-    # Its shadows gone, the volume gets a fresh diff area.
+    # Its shadows gone and their devices closed, the volume gets a fresh
+    # diff area.
+    reader = open(shadow_dev(vssd, sid), "rb")
     vssd.vss("delete", "shadows", "--shadow", sid)
+    assert vssd.volume("d")["state"] == "degraded"
+    reader.close()
+    deadline = time.time() + 5
+    while vssd.volume("d")["state"] != "online":
+        assert time.time() < deadline, vssd.volume("d")
+        time.sleep(0.05)
     v = vssd.volume("d")
-    assert v["state"] == "online" and v["diff_area"] != diff, v
+    assert v["diff_area"] != diff, v
     assert os.path.exists(v["diff_area"])
     sid2 = vssd.shadow("d", persistent=True)["shadows"][0]["id"]
     vssd.restart()
