@@ -71,21 +71,23 @@ static bool known_failed(struct vss_service *svc, const char *diff)
 	return false;
 }
 
-/* Writes @path.failed, so that the engine opens the diff area @path failed. */
-static void carry_failure(const char *path, const char *from)
+/* Writes @path.failed, so that the engine opens the diff area @path
+ * failed; true once it is durable. */
+static bool carry_failure(const char *path, const char *from)
 {
 	char failed[PATH_MAX + 8], line[2 * PATH_MAX];
+	bool done;
 	int fd, n;
 
 	snprintf(failed, sizeof(failed), "%s.failed", path);
 	fd = open(failed, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return;
+		return false;
 	n = snprintf(line, sizeof(line), "the diff area %s, of which this is a copy or a "
 		     "successor, had failed: no shadow in it can be trusted\n", from);
-	if (write(fd, line, (size_t)n) == n)
-		fsync(fd);
+	done = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
 	close(fd);
+	return done;
 }
 
 const char *svc_volatile_fs(const char *path)
@@ -568,9 +570,10 @@ int svc_diff_recover(struct vss_service *svc, struct svc_volume *v, int rc, cons
 		 * directory goes on with its shadows and its queued writes. */
 		fresh_path(svc, v, NULL, path);
 		if (copy_file(old, path, &e) == 0) {
-			if (known_failed(svc, old))
-				carry_failure(path, old);
-			if (svc_volume_cow_open(v, path, 0, &v->cow, &e) == 0) {
+			/* A failure recorded beside the original must hold for the copy. */
+			if (known_failed(svc, old) && !carry_failure(path, old))
+				vss_error_set(&e, -EIO, "cannot record its failure beside the copy");
+			else if (svc_volume_cow_open(v, path, 0, &v->cow, &e) == 0) {
 				snprintf(note, sizeof(note), "its diff area %s could not be used at "
 					 "start (%s); copied to %s, where it goes on with its shadows; "
 					 "the original is left as it was", old, why, path);
@@ -682,9 +685,12 @@ void svc_check_diff_areas(struct vss_service *svc)
 				continue;       /* a deleted shadow's device is still open */
 			fresh_path(svc, v, v->rec.diff_path, path);
 			if (move_diff_area(svc, v, path, &e) < 0) {
-				vss_log("volume %s: cannot make a fresh diff area at %s: %s",
-					v->rec.name, path, e.msg);
-				continue;
+				fresh_path(svc, v, NULL, path);
+				if (move_diff_area(svc, v, path, &e) < 0) {
+					vss_log("volume %s: cannot make a fresh diff area at %s: %s",
+						v->rec.name, path, e.msg);
+					continue;
+				}
 			}
 			vss_log("volume %s: the shadows of its detached diff area are gone; a "
 				"fresh one is at %s", v->rec.name, v->rec.diff_path);

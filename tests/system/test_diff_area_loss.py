@@ -177,10 +177,19 @@ def test_unwritable_at_start_is_copied_with_its_shadows(vssd):
     sid = vssd.shadow("u", persistent=True)["shadows"][0]["id"]
     write(dev, 0, 4, 2)
     diff = vssd.volume("u")["diff_area"]
+    # A second one, whose failure was recorded in the state directory only.
+    vssd.create_volume("f", "16M")
+    vssd.vss("add", "shadowstorage", "--for", "f", "--on", mnt)
+    sid_f = vssd.shadow("f", persistent=True)["shadows"][0]["id"]
+    diff_f = vssd.volume("f")["diff_area"]
     vssd.stop()
     before = sha256_file(diff)
+    open(os.path.join(vssd.state, "failed", os.path.basename(diff_f)), "w").close()
     sh("mount", "-o", "remount,ro", mnt)
     vssd.start()
+    s = shadow_of(vssd, sid_f)
+    assert s["state"] == "invalid", s       # the copy keeps the failure
+    assert "copied to" in vssd.volume("f")["reason"]
     v = vssd.volume("u")
     assert v["state"] == "degraded" and "copied to" in v["reason"], v
     assert v["diff_area"].startswith(vssd.state + "/diff/"), v
