@@ -650,10 +650,11 @@ static bool used_by_vss(struct vss_service *svc, struct probe *p)
 
 /*
  * Refuses a backing that vss already uses (used_by_vss), that a loop
- * device is attached to, a loop device over anything vss uses (its own
- * devices among them), and a file that lives on a filesystem on a vss
- * device.  A block device that is mounted or held is refused when the
- * volume opens it exclusively (svc_volume_open_origin).
+ * device is attached to, and a loop device over anything vss uses (its
+ * own devices among them).  A block device that is mounted or held is
+ * refused when the volume opens it exclusively (svc_volume_open_origin).
+ * A file on a filesystem on a vss volume is allowed: shadowset.c refuses
+ * to freeze such a filesystem.
  */
 static int check_backing(struct vss_service *svc, const char *path, struct vss_error *err)
 {
@@ -681,25 +682,6 @@ static int check_backing(struct vss_service *svc, const char *path, struct vss_e
 				 inner.what);
 			goto refuse;
 		}
-	}
-	if (S_ISREG(p.st.st_mode)) {
-		/* On a filesystem whose device is a loop device over a vss device? */
-		char sys[96], backing[PATH_MAX];
-		FILE *f;
-
-		snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/loop/backing_file",
-			 major(p.st.st_dev), minor(p.st.st_dev));
-		if ((f = fopen(sys, "re"))) {
-			if (fgets(backing, sizeof(backing), f)) {
-				backing[strcspn(backing, "\n")] = '\0';
-				if (path_within(backing, svc->dev_dir))
-					snprintf(p.what, sizeof(p.what), "lies on a filesystem of the "
-						 "vss device %s", backing);
-			}
-			fclose(f);
-		}
-		if (p.what[0])
-			goto refuse;
 	}
 	return 0;
 refuse:

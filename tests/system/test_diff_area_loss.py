@@ -6,7 +6,6 @@ vss uses can back a volume.  Every filesystem, loop device and mount is the
 test's own, under its directory.
 """
 import errno
-import hashlib
 import os
 import subprocess
 import time
@@ -493,14 +492,3 @@ def test_backing_vss_devices_and_loop_devices(two_volumes, loops):
     refused(d, img, "loop device %s is attached" % loop)
     sh("losetup", "-d", loop)
     d.vss("volume", "create", "ok", "--backing", img)
-
-
-def test_backing_a_file_on_a_vss_volume(two_volumes):
-    d = two_volumes
-    mnt = os.path.join(d.root, "mnt")
-    d.vss("volume", "mount", "b", mnt, "--mkfs", "ext4")
-    img = os.path.join(mnt, "inner.img")
-    with open(img, "wb") as f:
-        f.truncate(8 * MiB)
-    refused(d, img, "vss device")
-    d.vss("volume", "umount", "b")
