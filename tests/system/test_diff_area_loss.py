@@ -490,5 +490,9 @@ def test_backing_vss_devices_and_loop_devices(two_volumes, loops):
         f.truncate(16 * MiB)
     loop = loops(img)
     refused(d, img, "loop device %s is attached" % loop)
+    # So is a block device one is attached to.
+    upper = loops(loop)
+    refused(d, loop, "loop device %s is attached" % upper)
+    sh("losetup", "-d", upper)
     sh("losetup", "-d", loop)
     d.vss("volume", "create", "ok", "--backing", img)
