@@ -110,14 +110,15 @@
  * 9. The diff area seen from outside (cow_i.h, for the service).  A
  *    failure the diff area cannot take (its filesystem shut down) is
  *    written beside it (DIFF.failed) and in every mark the owner gave
- *    (the service puts them in its state and run directories, on other
- *    filesystems as a rule), before the write that met it goes on to the
- *    origin; an open that finds any of them fails the diff area before its
- *    REDO records could be replayed (note 7).  Only a failure that reaches
- *    none of them is forgotten.  An open may be told the identity the
- *    diff area must have (the uuid its superblock was made with): another
- *    diff area put at the path is refused before it is replayed, so its
- *    REDO records never reach this origin.  When the owner finds that the
+ *    (the service puts them in its state and run directories, which may
+ *    be on other filesystems), before the write that met it goes on to
+ *    the origin; an open that finds any of them (or cannot tell one is
+ *    absent) fails the diff area before its REDO records could be
+ *    replayed (note 7).  Only a failure that reaches none of them is
+ *    forgotten.  An open may be told the identity the diff area must have
+ *    (the uuid its superblock was made with): another diff area put at
+ *    the path is refused before it is replayed, so its REDO records never
+ *    reach this origin.  When the owner finds that the
  *    path no longer leads to the open file (deleted or replaced), the
  *    volume is detached: the queue is applied to the origin, shadows turn
  *    non-persistent (still exact and readable while open: the file is) and
