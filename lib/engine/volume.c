@@ -60,7 +60,8 @@
  *    left, invalidates it; then retries.  When the copy cannot be written
  *    (EIO), every shadow that would read the block from the origin is
  *    invalidated.  When the log cannot be made durable, the diff area is
- *    marked failed (sticky, also on disk) and every shadow is invalidated.
+ *    marked failed (sticky, also on disk: in the diff area, or where note 9
+ *    says when it takes no writes) and every shadow is invalidated.
  *    A full filesystem is a limit like the maximum, not a failure: the
  *    store keeps the log's growth reserved and says -ENOSPC from
  *    alloc_slot() while it cannot (store_log.c head), so the records that
@@ -105,8 +106,30 @@
  *    FUSE device gets the kernel's requests in any order); a farther one
  *    starts a new stream, which posts from its second read on (from its
  *    first at offset 0).  test_volume.c readahead_out_of_order_and_random.
+ *
+ * 9. The diff area seen from outside (cow_i.h, for the service).  A
+ *    failure the diff area cannot take (its filesystem shut down) is
+ *    written beside it (DIFF.failed) and in every mark the owner gave
+ *    (the service puts them in its state and run directories, which may
+ *    be on other filesystems), before the write that met it goes on to
+ *    the origin; an open that finds any of them (or cannot tell one is
+ *    absent) fails the diff area before its REDO records could be
+ *    replayed (note 7).  Only a failure that reaches none of them is
+ *    forgotten.  An open may be told the identity the diff area must have
+ *    (the uuid its superblock was made with): another diff area put at
+ *    the path is refused before it is replayed, so its REDO records never
+ *    reach this origin.  When the owner finds that the
+ *    path no longer leads to the open file (deleted or replaced), the
+ *    volume is detached: the queue is applied to the origin, shadows turn
+ *    non-persistent (still exact and readable while open: the file is) and
+ *    persistent ones are refused, since no restart will find the file.
+ *    When a diff area is lost, the owner makes a fresh one and records the
+ *    shadows the old one held as invalid from the start (they own no
+ *    entry, so notes 1-2 hold as for any invalid shadow), to keep them
+ *    listed until they are deleted.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -138,7 +161,9 @@ struct shadow {
 struct vss_cow_volume {
 	struct vss_vfs *vfs;
 	char *failed_path;             /* DIFF.failed: the failure, when the diff area takes no writes */
-	int failed_noted;              /* failed_path was written (gate exclusive) */
+	char *marks[VSS_COW_MARKS];    /* more places that record it (design note 9), or NULL */
+	int failed_noted;              /* failed_path or a mark was written (fail_lock) */
+	char detached[256];            /* why persistence was taken away (note 9), "" if not: gate */
 	struct vss_file *origin;
 	const struct vss_store_ops *sops;
 	struct vss_store *store;
@@ -347,22 +372,42 @@ static int shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
 	return 0;
 }
 
+/* Writes one file that records the failure (a line of text says what
+ * failed, for whoever finds it); 0 once it is durable. */
+static int write_mark(struct vss_cow_volume *vol, const char *path, int error)
+{
+	struct vss_file *f;
+	char line[PATH_MAX + 160];
+	int r = vol->vfs->open(vol->vfs, path, VSS_VFS_CREATE, &f), n;
+
+	if (r)
+		return r;
+	n = snprintf(line, sizeof(line), "the diff area %.*s failed (%s): no shadow in it "
+		     "can be trusted\n", (int)(strlen(vol->failed_path) - strlen(".failed")),
+		     vol->failed_path, strerror(-error));
+	r = vss_file_pwrite(f, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, 0);
+	if (!r)
+		r = vss_file_sync(f);
+	vss_file_close(f);
+	return r;
+}
+
 /* Records the diff area's failure durably: in the diff area, or else beside
- * it.  Takes no lock but its own (the flusher calls it too). */
-static void note_failure(struct vss_cow_volume *vol)
+ * it and in the marks the owner gave (design note 9).  Takes no lock but
+ * its own (the flusher calls it too). */
+static void note_failure(struct vss_cow_volume *vol, int error)
 {
 	pthread_mutex_lock(&vol->fail_lock);
 	if (vol->sops->mark_failed(vol->store) != 0 && !vol->failed_noted) {
-		/* The diff area takes no writes: say so beside it, so that no
-		 * later open trusts the shadows in it. */
-		struct vss_file *f;
-		int r = vol->vfs->open(vol->vfs, vol->failed_path, VSS_VFS_CREATE, &f);
-		if (!r) {
-			r = vss_file_sync(f);
-			vss_file_close(f);
-		}
+		/* The diff area takes no writes: say so beside it and in
+		 * every mark, so that no later open trusts the shadows in it. */
+		int r = write_mark(vol, vol->failed_path, error);
+
 		vol->failed_noted = !r;
-		if (r)
+		for (int i = 0; i < VSS_COW_MARKS; i++)
+			if (vol->marks[i] && write_mark(vol, vol->marks[i], error) == 0)
+				vol->failed_noted = 1;
+		if (!vol->failed_noted)
 			emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, r,
 			     "cannot record the diff area's failure anywhere (%s): after a restart its "
 			     "shadows may look valid but miss later writes; delete them",
@@ -376,7 +421,7 @@ static void metadata_failed(struct vss_cow_volume *vol, int error)
 {
 	int was = vol->sops->failed(vol->store);
 
-	note_failure(vol);
+	note_failure(vol, error);
 	if (!was)
 		emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, error,
 		     "diff area metadata cannot be written (%s): every shadow of the volume is invalid",
@@ -404,7 +449,7 @@ static void redo_failed(void *arg, int error)
 
 	if (!atomic_compare_exchange_strong(&vol->async_failed, &expect, error))
 		return;
-	note_failure(vol);
+	note_failure(vol, error);
 	emit(vol, VSS_COW_EV_METADATA_ERROR, NULL, error,
 	     "diff area metadata cannot be written (%s): every shadow of the volume is invalid",
 	     strerror(-error));
@@ -1177,20 +1222,31 @@ void vss_cow_shadow_close(struct vss_cow_shadow *sh)
 
 /* ---- shadow management ---- */
 
-int vss_cow_shadow_create(struct vss_cow_volume *vol,
-			  const struct vss_cow_shadow_params *params,
-			  struct vss_error *err)
+static int check_params(const struct vss_cow_shadow_params *params, struct vss_error *err)
 {
-	struct vss_rec rec = { .type = VSS_REC_SHADOW_CREATE };
-	int persistent = !!(params->flags & VSS_COW_SHADOW_PERSISTENT);
 	static const vss_cow_id zero;
-	uint64_t lsn;
-	int r;
 
 	if (!memcmp(params->id, zero, 16))
 		return vss_error_set(err, -EINVAL, "a shadow id must not be all zeros");
 	if (params->flags & ~VSS_COW_SHADOW_PERSISTENT)
 		return vss_error_set(err, -EINVAL, "unknown shadow flags 0x%x", params->flags);
+	return 0;
+}
+
+/*
+ * Takes a shadow; or, with @lost_ns, records one a lost diff area held
+ * (design note 9): created then, invalid from the start, durable.
+ */
+static int create_shadow(struct vss_cow_volume *vol, const struct vss_cow_shadow_params *params,
+			 uint64_t lost_ns, struct vss_error *err)
+{
+	struct vss_rec rec = { .type = VSS_REC_SHADOW_CREATE };
+	int persistent = !!(params->flags & VSS_COW_SHADOW_PERSISTENT);
+	uint64_t lsn;
+	int r;
+
+	if ((r = check_params(params, err)) < 0)
+		return r;
 	settle(vol);
 	pthread_rwlock_wrlock(&vol->gate);
 	/* The instant includes every write acknowledged: queued ones too. */
@@ -1198,6 +1254,11 @@ int vss_cow_shadow_create(struct vss_cow_volume *vol,
 	if (vol->sops->failed(vol->store)) {
 		r = vss_error_set(err, -EIO, "the diff area has failed; delete its shadows and "
 				  "recreate the shadow storage");
+		goto out;
+	}
+	if (persistent && vol->detached[0]) {
+		r = vss_error_set(err, -ESTALE, "no persistent shadow can be taken: %s",
+				  vol->detached);
 		goto out;
 	}
 	if (shadow_by_id(vol, params->id, NULL)) {
@@ -1213,7 +1274,7 @@ int vss_cow_shadow_create(struct vss_cow_volume *vol,
 		r = vss_error_set(err, -EOVERFLOW, "the volume has used up its shadow numbers");
 		goto out;
 	}
-	if (persistent) {
+	if (persistent && !lost_ns) {
 		/* The shadow's content must survive a crash: the origin first. */
 		r = vss_file_sync(vol->origin);
 		if (r) {
@@ -1223,11 +1284,14 @@ int vss_cow_shadow_create(struct vss_cow_volume *vol,
 	}
 	rec.seq = vol->next_seq;
 	rec.flags = params->flags;
-	rec.created_ns = now_ns();
+	rec.created_ns = lost_ns ? lost_ns : now_ns();
 	memcpy(rec.id, params->id, 16);
 	memcpy(rec.set_id, params->set_id, 16);
 	r = vol->sops->append(vol->store, &rec, &lsn);
-	if (!r && persistent)
+	if (!r && lost_ns)
+		r = vol->sops->append(vol->store, &(struct vss_rec){
+			.type = VSS_REC_SHADOW_INVALID, .seq = rec.seq }, &lsn);
+	if (!r && (persistent || lost_ns))
 		r = vol->sops->commit(vol->store, lsn);
 	if (r) {
 		metadata_failed(vol, r);
@@ -1235,11 +1299,56 @@ int vss_cow_shadow_create(struct vss_cow_volume *vol,
 		goto out;
 	}
 	r = shadow_append(vol, &rec);
-	if (r)
+	if (r) {
 		vss_error_set(err, r, "out of memory");
+		goto out;
+	}
+	if (lost_ns) {
+		vol->shadows[vol->nshadows - 1]->invalid = 1;
+		recount(vol);
+	}
 out:
 	pthread_rwlock_unlock(&vol->gate);
 	return r;
+}
+
+int vss_cow_shadow_create(struct vss_cow_volume *vol,
+			  const struct vss_cow_shadow_params *params,
+			  struct vss_error *err)
+{
+	return create_shadow(vol, params, 0, err);
+}
+
+int vss_cow_shadow_create_lost(struct vss_cow_volume *vol,
+			       const struct vss_cow_shadow_params *params, uint64_t created_ns,
+			       struct vss_error *err)
+{
+	return create_shadow(vol, params, created_ns ? created_ns : 1, err);
+}
+
+void vss_cow_detach(struct vss_cow_volume *vol, const char *why)
+{
+	settle(vol);
+	pthread_rwlock_wrlock(&vol->gate);
+	/* What is queued was acknowledged: to the origin now, since the
+	 * file holding its REDO records is no longer where a restart looks. */
+	drain(vol);
+	for (size_t i = 0; i < vol->nshadows; i++)
+		vol->shadows[i]->flags &= ~VSS_COW_SHADOW_PERSISTENT;
+	recount(vol);
+	snprintf(vol->detached, sizeof(vol->detached), "%s", why);
+	pthread_rwlock_unlock(&vol->gate);
+}
+
+int vss_cow_open_handles(struct vss_cow_volume *vol)
+{
+	return atomic_load(&vol->handles);
+}
+
+void vss_cow_diff_identity(struct vss_cow_volume *vol, unsigned char id[16], uint64_t *dev,
+			   uint64_t *ino)
+{
+	vol->sops->identity(vol->store, id, dev, ino);
 }
 
 int vss_cow_shadow_delete(struct vss_cow_volume *vol, const vss_cow_id id,
@@ -1576,6 +1685,8 @@ static void volume_free(struct vss_cow_volume *vol)
 		vol->sops->close(vol->store);
 	vss_file_close(vol->origin);
 	free(vol->failed_path);
+	for (int i = 0; i < VSS_COW_MARKS; i++)
+		free(vol->marks[i]);
 	free(vol->scratch);
 	for (size_t i = 0; i < vol->nshadows; i++)
 		free(vol->shadows[i]);
@@ -1590,10 +1701,10 @@ static void volume_free(struct vss_cow_volume *vol)
 	free(vol);
 }
 
-int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
-		     const char *diff_path, const struct vss_cow_config *cfg,
-		     unsigned int flags, struct vss_cow_volume **out,
-		     struct vss_error *err)
+static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char *diff_path,
+		       const struct vss_cow_config *cfg, unsigned int flags,
+		       const struct vss_cow_guard *guard, struct vss_cow_volume **out,
+		       struct vss_error *err)
 {
 	struct vss_cow_config defcfg = VSS_COW_CONFIG_INIT;
 	struct vss_store_geometry geo;
@@ -1616,6 +1727,11 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 		r = vss_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	for (int i = 0; guard && i < VSS_COW_MARKS; i++)
+		if (guard->marks[i] && !(vol->marks[i] = strdup(guard->marks[i]))) {
+			r = vss_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
 	vol->next_seq = 1;
 	{
 		/* Creating a shadow must not wait behind an endless stream of
@@ -1684,6 +1800,20 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	df = NULL;
 	if (r)
 		goto fail;
+	if (guard && guard->expect_id) {
+		/* Before anything in it is replayed: another diff area's
+		 * REDO records would write its volume's bytes into this one. */
+		unsigned char id[16];
+		uint64_t dev, ino;
+
+		vol->sops->identity(vol->store, id, &dev, &ino);
+		if (memcmp(id, guard->expect_id, 16) != 0) {
+			r = vss_error_set(err, -ESTALE, "%s is not this volume's diff area "
+					  "(another diff area, made for another volume or "
+					  "before this one)", diff_path);
+			goto fail;
+		}
+	}
 	if (geo.origin_size != vol->size) {
 		r = vss_error_set(err, -EINVAL,
 				  "the diff area %s was made for a volume of %llu bytes, but %s has %llu",
@@ -1707,12 +1837,19 @@ int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
 	vol->replay_err = NULL;
 	if (r)
 		goto fail;
-	{
+	for (int i = -1; i < VSS_COW_MARKS; i++) {
+		/* A failure recorded anywhere (design note 9).  A mark that
+		 * cannot be opened for another reason than its absence (a
+		 * read-only filesystem) counts: trusting a failed diff area
+		 * is the one thing that must not happen. */
+		const char *mark = i < 0 ? vol->failed_path : vol->marks[i];
 		struct vss_file *f;
-		if (vfs->open(vfs, vol->failed_path, 0, &f) == 0) {
+		int m = mark ? vfs->open(vfs, mark, 0, &f) : -ENOENT;
+
+		if (m == 0)
 			vss_file_close(f);
+		if (m != -ENOENT && m != -ENOTDIR)
 			vol->sops->mark_failed(vol->store);
-		}
 	}
 	if (!vol->sops->failed(vol->store)) {
 		/* Design note 7: acknowledged writes that may not have reached
@@ -1793,6 +1930,23 @@ fail:
 	vss_file_close(df);
 	volume_free(vol);
 	return r;
+}
+
+int vss_cow_open_vfs(struct vss_vfs *vfs, const char *origin_path,
+		     const char *diff_path, const struct vss_cow_config *cfg,
+		     unsigned int flags, struct vss_cow_volume **out,
+		     struct vss_error *err)
+{
+	return open_volume(vfs, origin_path, diff_path, cfg, flags, NULL, out, err);
+}
+
+int vss_cow_open_guarded(const char *origin_path, const char *diff_path,
+			 const struct vss_cow_config *cfg, unsigned int flags,
+			 const struct vss_cow_guard *guard, struct vss_cow_volume **out,
+			 struct vss_error *err)
+{
+	return open_volume(vss_vfs_posix(), origin_path, diff_path, cfg, flags, guard, out,
+			   err);
 }
 
 int vss_cow_open(const char *origin_path, const char *diff_path,

@@ -42,6 +42,10 @@ struct vss_file_ops {
 	int (*allocated)(struct vss_file *f, uint64_t *bytes);
 	/* Releases the file (no implied sync). */
 	void (*close)(struct vss_file *f);
+	/* Optional (NULL: unknown).  The device and inode of the open file
+	 * (fstat), so that a caller can tell whether a path still leads to
+	 * it; 0 or -errno. */
+	int (*ident)(struct vss_file *f, uint64_t *dev, uint64_t *ino);
 };
 
 /* Every file object starts with this. */
@@ -120,6 +124,8 @@ static inline int vss_file_size(struct vss_file *f, uint64_t *s) { return f->ops
 static inline int vss_file_allocated(struct vss_file *f, uint64_t *b)
 { return f->ops->allocated(f, b); }
 static inline void vss_file_close(struct vss_file *f) { if (f) f->ops->close(f); }
+static inline int vss_file_ident(struct vss_file *f, uint64_t *dev, uint64_t *ino)
+{ return f->ops->ident ? f->ops->ident(f, dev, ino) : -EOPNOTSUPP; }
 
 /* The bytes of one read of a batch from its byte @got on, by the file's
  * pread: a vectored read a piece at a time. */

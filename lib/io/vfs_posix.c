@@ -130,6 +130,17 @@ static void posix_willneed(struct vss_file *f, uint64_t off, uint64_t len)
 	(void)posix_fadvise(PF(f)->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
+static int posix_ident(struct vss_file *f, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+
+	if (fstat(PF(f)->fd, &st) < 0)
+		return -errno;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
 static const struct vss_file_ops posix_file_ops = {
 	.pread = posix_pread,
 	.pwrite = posix_pwrite,
@@ -141,6 +152,7 @@ static const struct vss_file_ops posix_file_ops = {
 	.size = posix_size,
 	.allocated = posix_allocated,
 	.close = posix_close,
+	.ident = posix_ident,
 };
 
 static int posix_open(struct vss_vfs *vfs, const char *path, int flags,

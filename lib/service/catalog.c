@@ -1,16 +1,18 @@
 /*
  * service/catalog.c - the catalog in SQLite (see catalog.h).
  *
- * Schema, version 2 (PRAGMA user_version):
+ * Schema, version 3 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
- *           storage_explicit, max_diff [-1 = unbounded], created_ns)
+ *           storage_explicit, max_diff [-1 = unbounded], created_ns,
+ *           diff_id [hex uuid, "" unknown], note ["" none])   the last two since 3
  *   shadows(id PK, set_id, volume, target, created_ns, attrs)
  *   mounts(kind ["volume" | "shadow"], name [volume name | shadow ID],
  *          dir, options, fstype, PK(kind, name))      since version 2
  * Migration: open brings an older catalog up to this version in one
  * transaction (1 -> 2 adds the empty mounts table: nothing was mounted as
- * far as the catalog knows).  A newer catalog is refused, so that an older vssd
- * never leaves rows it does not know about stale.
+ * far as the catalog knows; 2 -> 3 adds the two columns, empty: the diff
+ * area's identity is learnt at its next open).  A newer catalog is refused,
+ * so that an older vssd never leaves rows it does not know about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
  */
@@ -25,7 +27,7 @@
 
 #include "service/catalog.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 struct vss_catalog {
 	sqlite3 *db;
@@ -56,7 +58,8 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		" block_size INTEGER NOT NULL, backing TEXT NOT NULL,"
 		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
 		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
-		" created_ns INTEGER NOT NULL);"
+		" created_ns INTEGER NOT NULL, diff_id TEXT NOT NULL DEFAULT '',"
+		" note TEXT NOT NULL DEFAULT '');"
 		"CREATE TABLE IF NOT EXISTS shadows("
 		" id TEXT PRIMARY KEY, set_id TEXT NOT NULL, volume TEXT NOT NULL,"
 		" target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
@@ -64,7 +67,11 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		"CREATE TABLE IF NOT EXISTS mounts("
 		" kind TEXT NOT NULL, name TEXT NOT NULL, dir TEXT NOT NULL,"
 		" options TEXT NOT NULL, fstype TEXT NOT NULL, PRIMARY KEY(kind, name));"
-		"PRAGMA user_version=2;";
+		"PRAGMA user_version=3;";
+	/* Version 1 and 2 volumes tables lack the columns of version 3. */
+	static const char *to3 =
+		"ALTER TABLE volumes ADD COLUMN diff_id TEXT NOT NULL DEFAULT '';"
+		"ALTER TABLE volumes ADD COLUMN note TEXT NOT NULL DEFAULT '';";
 	struct vss_catalog *c = calloc(1, sizeof(*c));
 	sqlite3_stmt *st;
 	int version = 0, rc;
@@ -96,7 +103,8 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 	if (version < SCHEMA_VERSION) {
 		if ((rc = exec(c, "BEGIN IMMEDIATE", err)) < 0)
 			goto fail;
-		if ((rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
+		if ((version >= 1 && (rc = exec(c, to3, err)) < 0) ||
+		    (rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
 		}
@@ -168,7 +176,9 @@ static int64_t max_to_db(uint64_t max)
 int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volume *v,
 			   struct vss_error *err)
 {
-	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO volumes VALUES(?,?,?,?,?,?,?,?,?)", err);
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO volumes(name, size, block_size,"
+				   " backing, owns_backing, diff_path, storage_explicit, max_diff,"
+				   " created_ns, diff_id, note) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
 
 	if (!st)
 		return -EIO;
@@ -181,6 +191,8 @@ int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volum
 	sqlite3_bind_int(st, 7, v->storage_explicit);
 	sqlite3_bind_int64(st, 8, max_to_db(v->max_diff));
 	sqlite3_bind_int64(st, 9, (int64_t)v->created_ns);
+	sqlite3_bind_text(st, 10, v->diff_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, v->note ? v->note : "", -1, SQLITE_STATIC);
 	return step_done(c, st, err, "saving a volume");
 }
 
@@ -244,6 +256,8 @@ static int volume_row(sqlite3_stmt *st, void *ctx)
 	v.storage_explicit = sqlite3_column_int(st, 6) != 0;
 	v.max_diff = max < 0 ? VSS_COW_UNBOUNDED : (uint64_t)max;
 	v.created_ns = (uint64_t)sqlite3_column_int64(st, 8);
+	snprintf(v.diff_id, sizeof(v.diff_id), "%s", col_text(st, 9));
+	v.note = *col_text(st, 10) ? (char *)col_text(st, 10) : NULL;
 	return e->fn(e->arg, &v);
 }
 
@@ -254,7 +268,8 @@ int vss_catalog_volume_each(struct vss_catalog *c,
 	struct volume_each e = { fn, arg };
 
 	return each_row(c, "SELECT name, size, block_size, backing, owns_backing, diff_path,"
-			" storage_explicit, max_diff, created_ns FROM volumes ORDER BY name",
+			" storage_explicit, max_diff, created_ns, diff_id, note FROM volumes"
+			" ORDER BY name",
 			volume_row, &e, "reading the volumes", err);
 }
 

@@ -31,6 +31,8 @@ struct vss_catalog_volume {
 	bool storage_explicit;  /* set by "add shadowstorage" */
 	uint64_t max_diff;      /* VSS_COW_UNBOUNDED if none */
 	uint64_t created_ns;
+	char diff_id[33];       /* the diff area's identity (its uuid, in hex), "" if not known yet */
+	char *note;             /* why the volume is degraded (its diff area was lost...), or NULL */
 };
 
 #define VSS_CATALOG_ATTR_PERSISTENT 0x1u

@@ -200,15 +200,96 @@ static void clean_leftovers(struct vss_service *svc)
 	unlink(sock);
 }
 
-static int load_volume(void *arg, const struct vss_catalog_volume *rec)
-{
-	struct vss_service *svc = arg;
-	struct svc_volume *v;
-	struct vss_error err;
+struct volume_recs {
+	struct vss_catalog_volume *recs;
+	size_t count, cap;
+};
 
-	if (svc_volume_load(svc, rec, 0, &v, &err) < 0)
-		vss_log("volume %s cannot be opened and is not served: %s", rec->name, err.msg);
+static int collect_volume(void *arg, const struct vss_catalog_volume *rec)
+{
+	struct volume_recs *r = arg;
+	struct vss_catalog_volume *recs = svc_grow(r->recs, &r->cap, r->count, sizeof(*recs));
+
+	if (!recs)
+		return -ENOMEM;
+	r->recs = recs;
+	recs[r->count] = *rec;
+	recs[r->count].backing = strdup(rec->backing);
+	recs[r->count].diff_path = strdup(rec->diff_path);
+	recs[r->count].note = rec->note ? strdup(rec->note) : NULL;
+	r->count++;
 	return 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/*
+ * Opens a volume of the catalog: its origin, then its diff area, which
+ * never takes the volume down with it (svc_diff_recover).  A volume that
+ * still cannot be served (its origin cannot be opened) is listed offline,
+ * with the reason, and can be deleted.
+ */
+static void load_volume(struct vss_service *svc, const struct vss_catalog_volume *rec)
+{
+	struct svc_volume *v = svc_volume_new(svc, rec);
+	struct vss_error err = { 0 };
+	int rc;
+
+	if (!v) {
+		vss_log("volume %s cannot be opened and is not served: out of memory", rec->name);
+		return;
+	}
+	if ((rc = svc_volume_open_origin(v, &err)) < 0)
+		goto offline;
+	rc = svc_volume_cow_open(v, rec->diff_path, 0, &v->cow, &err);
+	if (rc < 0 && rc != -ENOMEM) {
+		char why[sizeof(err.msg)];
+
+		v->cow = NULL;
+		memcpy(why, err.msg, sizeof(why));
+		rc = svc_diff_recover(svc, v, rc, why, &err);
+	}
+	if (rc < 0) {
+		v->cow = NULL;
+		goto offline;
+	}
+	if (svc_volume_learn_diff(v) | !same_str(rec->diff_path, v->rec.diff_path) |
+	    !same_str(rec->note, v->rec.note))
+		vss_catalog_volume_put(svc->cat, &v->rec, NULL);
+	json_decref(svc_volatile_warning(v));
+	if ((rc = svc_volume_serve(svc, v, &err)) == 0)
+		return;
+	vss_cow_close(v->cow);
+	v->cow = NULL;
+offline:
+	v->offline_why = strdup(err.msg);
+	vss_log("volume %s cannot be opened and is not served: %s (it is listed offline; delete "
+		"it, or restart vssd once that is mended)", rec->name, err.msg);
+	struct svc_volume **pp = &svc->offline;
+
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = v;
+}
+
+/* Every volume of the catalog, read first: opening one may rewrite its row. */
+static int load_volumes(struct vss_service *svc, struct vss_error *err)
+{
+	struct volume_recs r = { 0 };
+	int rc = vss_catalog_volume_each(svc->cat, collect_volume, &r, err);
+
+	for (size_t i = 0; i < r.count; i++) {
+		if (rc == 0 && r.recs[i].backing && r.recs[i].diff_path)
+			load_volume(svc, &r.recs[i]);
+		free(r.recs[i].backing);
+		free(r.recs[i].diff_path);
+		free(r.recs[i].note);
+	}
+	free(r.recs);
+	return rc == -ENOMEM ? vss_error_set(err, rc, "out of memory") : rc;
 }
 
 struct shadow_rows {
@@ -310,16 +391,36 @@ out:
 	return rc;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Acts on the engine's events, and looks at the diff areas every
+ * svc->check_ms (svc_check_diff_areas). */
 static void *housekeeper(void *arg)
 {
 	struct vss_service *svc = arg;
+	uint64_t due = mono_ms() + svc->check_ms;
 
 	pthread_mutex_lock(&svc->ev_lock);
 	for (;;) {
 		struct svc_event *list;
+		struct timespec dl;
 
-		while (!svc->ev_head && !svc->ev_stop)
-			pthread_cond_wait(&svc->ev_cond, &svc->ev_lock);
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += svc->check_ms / 1000;
+		dl.tv_nsec += (long)(svc->check_ms % 1000) * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+		while (!svc->ev_head && !svc->ev_stop &&
+		       pthread_cond_timedwait(&svc->ev_cond, &svc->ev_lock, &dl) != ETIMEDOUT)
+			;
 		if (!svc->ev_head && svc->ev_stop)
 			break;
 		list = svc->ev_head;
@@ -336,6 +437,10 @@ static void *housekeeper(void *arg)
 			    (sh = svc_shadow_find(svc, e->shadow)))
 				svc_shadow_remove(svc, sh, NULL);
 			free(e);
+		}
+		if (mono_ms() >= due) {
+			svc_check_diff_areas(svc);
+			due = mono_ms() + svc->check_ms;
 		}
 		pthread_mutex_unlock(&svc->lock);
 		pthread_mutex_lock(&svc->ev_lock);
@@ -364,6 +469,10 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	svc->state_lock_fd = svc->run_lock_fd = -1;
 	svc->test_freeze_hold_ms = cfg->test_freeze_hold_ms;
+	/* Tests only: look at the diff areas more often than every 10 s. */
+	svc->check_ms = getenv("VSS_TEST_DIFF_CHECK_MS") ? (unsigned int)atoi(getenv("VSS_TEST_DIFF_CHECK_MS")) : 0;
+	if (!svc->check_ms)
+		svc->check_ms = 10000;
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);
@@ -394,6 +503,13 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	snprintf(path, sizeof(path), "%s/diff", svc->state_dir);
 	if ((rc = make_dir(path, 0700, err)) < 0)
 		goto fail;
+	/* Where diff area failures are recorded too (engine design note 9). */
+	snprintf(path, sizeof(path), "%s/failed", svc->state_dir);
+	if ((rc = make_dir(path, 0700, err)) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/failed", svc->run_dir);
+	if ((rc = make_dir(path, 0700, err)) < 0)
+		goto fail;
 	clean_leftovers(svc);
 	snprintf(path, sizeof(path), "%s/catalog.db", svc->state_dir);
 	if ((rc = vss_catalog_open(path, &svc->cat, err)) < 0 ||
@@ -415,7 +531,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	}
 	svc->ev_running = true;
 	pthread_mutex_lock(&svc->lock);
-	rc = vss_catalog_volume_each(svc->cat, load_volume, svc, err);
+	rc = load_volumes(svc, err);
 	if (rc == 0)
 		rc = reconcile_shadows(svc, err);
 	if (rc == 0) {
@@ -501,6 +617,12 @@ void vss_service_close(struct vss_service *svc)
 		struct svc_volume *v = svc->volumes;
 
 		svc->volumes = v->next;
+		svc_volume_put(v);
+	}
+	while (svc->offline) {
+		struct svc_volume *v = svc->offline;
+
+		svc->offline = v->next;
 		svc_volume_put(v);
 	}
 	while (svc->ev_head) {

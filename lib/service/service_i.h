@@ -74,10 +74,17 @@ struct svc_volume {
 	struct svc_volume *next;                /* svc->lock */
 	struct vss_service *svc;
 	struct vss_catalog_volume rec;          /* svc->lock; strings owned */
-	struct vss_cow_volume *cow;             /* replaced only under gate (write) */
+	struct vss_cow_volume *cow;             /* replaced only under gate (write); NULL offline */
 	pthread_rwlock_t gate;
 	int refs;                               /* atomic */
 	bool deleted;                           /* unlink the files on the last put */
+	/* The service's own open of the origin, as long as the volume lives:
+	 * exclusive for a block device (nobody mounts it behind vss's back),
+	 * and what the backing checks compare with; -1 if none. */
+	int origin_fd;
+	uint64_t diff_dev, diff_ino;            /* svc->lock: the diff area file the engine has open */
+	bool detached;                          /* svc->lock: that file is no longer at rec.diff_path */
+	char *offline_why;                      /* offline volumes (svc->offline): why not served */
 	char *mount_dir;                        /* svc->lock: where mounted, or NULL */
 	char mount_loop[VSS_LOOP_NAME_MAX];
 	char fstype[16];
@@ -115,7 +122,9 @@ struct vss_service {
 	struct vss_catalog *cat;
 	struct vss_transport *tr;
 	struct svc_volume *volumes;
+	struct svc_volume *offline;             /* svc->lock: in the catalog, not served (cow NULL) */
 	struct svc_shadow *shadows;             /* oldest first */
+	unsigned int check_ms;                  /* the housekeeper looks at the diff areas this often */
 
 	pthread_mutex_t ev_lock;                /* the engine's events, for the housekeeper */
 	pthread_cond_t ev_cond;
@@ -147,12 +156,30 @@ extern const struct vss_device_ops svc_shadow_device_ops;
 struct svc_volume *svc_volume_find(struct vss_service *svc, const char *name);
 void svc_volume_get(struct svc_volume *v);
 void svc_volume_put(struct svc_volume *v);
-/* Opens the engine on a catalog record and adds the volume's device. */
+/* A volume (one reference) for a catalog record, copied; not open yet.  NULL: no memory. */
+struct svc_volume *svc_volume_new(struct vss_service *svc, const struct vss_catalog_volume *rec);
+/* Opens the origin for the service (struct svc_volume, origin_fd). */
+int svc_volume_open_origin(struct svc_volume *v, struct vss_error *err);
+/* Adds the device of @v (open) and appends it to the served volumes. */
+int svc_volume_serve(struct vss_service *svc, struct svc_volume *v, struct vss_error *err);
+/* The origin, the engine and the device of a new volume (svc_volume_new,
+ * svc_volume_open_origin, svc_volume_cow_open, svc_volume_serve). */
 int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *rec,
 		    unsigned int cow_flags, struct svc_volume **out, struct vss_error *err);
-/* vss_cow_open() on the volume's origin and @diff_path, with its settings and events. */
+/*
+ * vss_cow_open() on the volume's origin and @diff_path, with its settings,
+ * events and the guard of engine design note 9: unless @flags creates it,
+ * the diff area (or a copy of it) must be the one the catalog knows
+ * (rec.diff_id, if known), and a failure is recorded in the marks of
+ * svc_diff_marks() too.
+ */
 int svc_volume_cow_open(struct svc_volume *v, const char *diff_path, unsigned int flags,
 			struct vss_cow_volume **out, struct vss_error *err);
+/* Takes the identity of the diff area v->cow has open (diff_dev, diff_ino,
+ * rec.diff_id); true if rec.diff_id changed (the catalog must be told). */
+bool svc_volume_learn_diff(struct svc_volume *v);
+/* Replaces rec.note with @note (NULL: none). */
+void svc_volume_set_note(struct svc_volume *v, const char *note);
 void svc_volume_device_path(struct vss_service *svc, const char *name, char *out, size_t len);
 int svc_volume_open_count(struct vss_service *svc, struct svc_volume *v);
 /* Waits up to 2 s for the volume's device to be closed (a loop device
@@ -162,8 +189,9 @@ bool svc_volume_wait_closed(struct vss_service *svc, struct svc_volume *v);
 int svc_resolve_target(struct vss_service *svc, const char *target,
 		       struct svc_volume **out, struct vss_error *err);
 /* Forgets mounts and exposures that were unmounted behind vss's back, so
- * that nothing ever acts (freezes!) on a directory vss no longer owns.
- * Called before every operation. */
+ * that nothing ever acts (freezes!) on a directory vss no longer owns, and
+ * looks at the diff areas (svc_check_diff_areas).  Called before every
+ * operation. */
 void svc_refresh_mounts(struct vss_service *svc);
 /*
  * Attaches @file to a loop device (read-only if @shadow), makes a @mkfs
@@ -222,6 +250,33 @@ void svc_restore_run(struct vss_service *svc, struct svc_restore *r);
 void svc_restore_free(struct svc_restore *r);
 
 /* ---- storage.c ---- */
+/* The marks that record a failure of the diff area at @diff besides
+ * DIFF.failed (engine design note 9): STATE/failed/BASE and RUN/failed/BASE. */
+void svc_diff_marks(struct vss_service *svc, const char *diff, char marks[2][PATH_MAX]);
+/* Removes what records a failure of the diff area @diff (DIFF.failed and
+ * its marks), and the file itself if @file. */
+void svc_diff_unlink(struct vss_service *svc, const char *diff, bool file);
+/* "tmpfs" or "ramfs" if @path (or the directory it would be in) is on
+ * one, where nothing survives a restart of the machine; else NULL. */
+const char *svc_volatile_fs(const char *path);
+/*
+ * The diff area of @v (origin open, engine not) could not be opened:
+ * @rc, @why.  Copies one that is only unusable where it is to the state
+ * directory and goes on there; else keeps a damaged one aside (renamed),
+ * makes a fresh one and records the persistent shadows the catalog knew
+ * in it as invalid.  Sets v->cow, rec.diff_path and rec.note; 0 or -errno
+ * (then the volume cannot be served).
+ */
+int svc_diff_recover(struct vss_service *svc, struct svc_volume *v, int rc, const char *why,
+		     struct vss_error *err);
+/* Notices diff areas whose path no longer leads to the file the engine
+ * has open (deleted, replaced): detaches them (engine design note 9), and
+ * gives a detached volume a fresh diff area once it has no shadows.  Called
+ * before every operation and by the housekeeper, with svc->lock held. */
+void svc_check_diff_areas(struct vss_service *svc);
+/* Logs a warning when @v's diff area is on a tmpfs or ramfs, and returns
+ * it as an array of lines for a reply (empty if none). */
+json_t *svc_volatile_warning(struct svc_volume *v);
 int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_storage_add(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_storage_resize(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);

@@ -4,16 +4,21 @@
  * filesystems mounted on them through loop devices.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/loop.h>
+#include <linux/major.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "engine/cow_i.h"
 #include "service/fs.h"
 #include "service/log.h"
 #include "service/service_i.h"
@@ -26,7 +31,7 @@ static ssize_t vdev_read(void *ctx, void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
-	n = vss_cow_read(v->cow, buf, len, off);
+	n = v->cow ? vss_cow_read(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return n;
 }
@@ -37,7 +42,7 @@ static ssize_t vdev_write(void *ctx, const void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
-	n = vss_cow_write(v->cow, buf, len, off);
+	n = v->cow ? vss_cow_write(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return n;
 }
@@ -48,7 +53,7 @@ static int vdev_flush(void *ctx)
 	int rc;
 
 	pthread_rwlock_rdlock(&v->gate);
-	rc = vss_cow_flush(v->cow);
+	rc = v->cow ? vss_cow_flush(v->cow) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return rc;
 }
@@ -137,14 +142,19 @@ void svc_volume_put(struct svc_volume *v)
 			vss_log("volume %s: closing the engine failed: %s", v->rec.name,
 				strerror(-rc));
 	}
+	if (v->origin_fd >= 0)
+		close(v->origin_fd);
 	if (v->deleted) {
-		unlink(v->rec.diff_path);
+		/* A detached diff area's path is no longer its file. */
+		svc_diff_unlink(v->svc, v->rec.diff_path, !v->detached);
 		if (v->rec.owns_backing)
 			unlink(v->rec.backing);
 	}
 	pthread_rwlock_destroy(&v->gate);
 	free(v->rec.backing);
 	free(v->rec.diff_path);
+	free(v->rec.note);
+	free(v->offline_why);
 	free(v->mount_dir);
 	free(v);
 }
@@ -194,16 +204,62 @@ static void on_engine_event(void *arg, const struct vss_cow_event *ev)
 	pthread_mutex_unlock(&svc->ev_lock);
 }
 
+static void id_to_hex(const unsigned char id[16], char out[33])
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+static bool hex_to_id(const char *hex, unsigned char id[16])
+{
+	for (int i = 0; i < 16; i++) {
+		unsigned int b;
+
+		if (!isxdigit((unsigned char)hex[2 * i]) || !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return false;
+		id[i] = (unsigned char)b;
+	}
+	return hex[32] == '\0';
+}
+
 int svc_volume_cow_open(struct svc_volume *v, const char *diff_path, unsigned int flags,
 			struct vss_cow_volume **out, struct vss_error *err)
 {
 	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	struct vss_cow_guard guard = { 0 };
+	char marks[2][PATH_MAX];
+	unsigned char id[16];
 
 	cfg.block_size = v->rec.block_size;
 	cfg.max_diff_bytes = v->rec.max_diff;
 	cfg.event = on_engine_event;
 	cfg.event_arg = v;
-	return vss_cow_open(v->rec.backing, diff_path, &cfg, flags, out, err);
+	svc_diff_marks(v->svc, diff_path, marks);
+	guard.marks[0] = marks[0];
+	guard.marks[1] = marks[1];
+	if (!(flags & VSS_COW_CREATE) && hex_to_id(v->rec.diff_id, id))
+		guard.expect_id = id;
+	return vss_cow_open_guarded(v->rec.backing, diff_path, &cfg, flags, &guard, out, err);
+}
+
+bool svc_volume_learn_diff(struct svc_volume *v)
+{
+	unsigned char id[16];
+	char hex[33];
+
+	vss_cow_diff_identity(v->cow, id, &v->diff_dev, &v->diff_ino);
+	id_to_hex(id, hex);
+	if (strcmp(hex, v->rec.diff_id) == 0)
+		return false;
+	memcpy(v->rec.diff_id, hex, sizeof(hex));
+	return true;
+}
+
+void svc_volume_set_note(struct svc_volume *v, const char *note)
+{
+	free(v->rec.note);
+	v->rec.note = note ? strdup(note) : NULL;
 }
 
 void svc_volume_device_path(struct vss_service *svc, const char *name, char *out, size_t len)
@@ -211,35 +267,69 @@ void svc_volume_device_path(struct vss_service *svc, const char *name, char *out
 	snprintf(out, len, "%s/volumes/%s", svc->dev_dir, name);
 }
 
-int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *rec,
-		    unsigned int cow_flags, struct svc_volume **out, struct vss_error *err)
+struct svc_volume *svc_volume_new(struct vss_service *svc, const struct vss_catalog_volume *rec)
 {
 	pthread_rwlockattr_t attr;
 	struct svc_volume *v = calloc(1, sizeof(*v));
-	int rc;
 
-	*out = NULL;
 	if (!v)
-		return vss_error_set(err, -ENOMEM, "out of memory");
+		return NULL;
 	v->svc = svc;
 	v->rec = *rec;
 	v->rec.backing = strdup(rec->backing);
 	v->rec.diff_path = strdup(rec->diff_path);
+	v->rec.note = rec->note ? strdup(rec->note) : NULL;
+	v->origin_fd = -1;
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&v->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	v->refs = 1;
-	if (!v->rec.backing || !v->rec.diff_path) {
+	if (!v->rec.backing || !v->rec.diff_path || (rec->note && !v->rec.note)) {
 		svc_volume_put(v);
-		return vss_error_set(err, -ENOMEM, "out of memory");
+		return NULL;
 	}
-	rc = svc_volume_cow_open(v, rec->diff_path, cow_flags, &v->cow, err);
-	if (rc < 0) {
-		v->cow = NULL;
-		svc_volume_put(v);
-		return rc;
+	return v;
+}
+
+int svc_volume_open_origin(struct svc_volume *v, struct vss_error *err)
+{
+	const char *path = v->rec.backing;
+	uint64_t size = 0;
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st) < 0)
+		return vss_error_set(err, -errno, "the origin %s: %s", path, strerror(errno));
+	if (S_ISBLK(st.st_mode)) {
+		/* Exclusive: fails while it is mounted or held (device mapper,
+		 * md, swap, another exclusive opener), and keeps anyone from
+		 * mounting it while vss serves it. */
+		fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+		if (fd < 0 && errno == EBUSY)
+			return vss_error_set(err, -EBUSY, "the origin %s is mounted or in use by "
+					     "something else", path);
+	} else if (S_ISREG(st.st_mode)) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	} else {
+		return vss_error_set(err, -EINVAL, "the origin %s is neither a file nor a block "
+				     "device", path);
 	}
+	if (fd < 0)
+		return vss_error_set(err, -errno, "the origin %s: %s", path, strerror(errno));
+	v->origin_fd = fd;
+	/* What the engine would refuse of the origin is said here, so that
+	 * what it refuses afterwards is the diff area's doing. */
+	if (S_ISREG(st.st_mode) ? st.st_size == 0 :
+	    ioctl(fd, BLKGETSIZE64, &size) < 0 || size == 0)
+		return vss_error_set(err, -EINVAL, "the origin %s is empty", path);
+	return 0;
+}
+
+int svc_volume_serve(struct vss_service *svc, struct svc_volume *v, struct vss_error *err)
+{
+	int rc;
+
 	v->rec.size = vss_cow_size(v->cow);
 	v->rec.block_size = vss_cow_block_size(v->cow);
 	svc_volume_get(v);
@@ -247,7 +337,6 @@ int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *re
 			       &svc_volume_device_ops, v, err);
 	if (rc < 0) {
 		v->refs--;
-		svc_volume_put(v);
 		return rc;
 	}
 	/* Append, so listings keep creation order. */
@@ -256,6 +345,29 @@ int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *re
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = v;
+	return 0;
+}
+
+int svc_volume_load(struct vss_service *svc, const struct vss_catalog_volume *rec,
+		    unsigned int cow_flags, struct svc_volume **out, struct vss_error *err)
+{
+	struct svc_volume *v = svc_volume_new(svc, rec);
+	int rc;
+
+	*out = NULL;
+	if (!v)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if ((rc = svc_volume_open_origin(v, err)) < 0 ||
+	    (rc = svc_volume_cow_open(v, rec->diff_path, cow_flags, &v->cow, err)) < 0) {
+		v->cow = NULL;
+		svc_volume_put(v);
+		return rc;
+	}
+	svc_volume_learn_diff(v);
+	if ((rc = svc_volume_serve(svc, v, err)) < 0) {
+		svc_volume_put(v);
+		return rc;
+	}
 	*out = v;
 	return 0;
 }
@@ -314,22 +426,51 @@ int svc_resolve_target(struct vss_service *svc, const char *target,
 	return vss_error_set(err, -ENOENT, "%s is not inside a mounted volume", target);
 }
 
+static int count_rows(void *arg, const struct vss_catalog_shadow *s)
+{
+	struct { const char *name; int n; } *c = arg;
+
+	if (strcmp(s->volume, c->name) == 0)
+		c->n++;
+	return 0;
+}
+
+/* Shadows the catalog knows of volume @name (for volumes not served). */
+static int catalog_shadow_count(struct vss_service *svc, const char *name)
+{
+	struct { const char *name; int n; } c = { name, 0 };
+
+	vss_catalog_shadow_each(svc->cat, count_rows, &c, NULL);
+	return c.n;
+}
+
+/*
+ * A volume as listed.  "state": "online"; "degraded" while its note says
+ * what happened to its diff area (lost, damaged, moved, detached: until
+ * the shadows concerned are deleted); "offline" when it is not served
+ * (the origin cannot be opened): "reason" says why.
+ */
 static json_t *volume_json(struct vss_service *svc, struct svc_volume *v)
 {
 	char dev[PATH_MAX];
+	const char *state = v->offline_why ? "offline" : v->rec.note ? "degraded" : "online";
+	const char *reason = v->offline_why ? v->offline_why : v->rec.note;
 
 	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
-	return json_pack("{s:s, s:I, s:I, s:s, s:s, s:o, s:o, s:o, s:i, s:s}",
+	return json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:i, s:s, s:s, s:o}",
 			 "name", v->rec.name,
 			 "size", (json_int_t)v->rec.size,
 			 "block_size", (json_int_t)v->rec.block_size,
 			 "backing", v->rec.backing,
-			 "device", dev,
+			 "device", v->cow ? json_string(dev) : json_null(),
 			 "mount", v->mount_dir ? json_string(v->mount_dir) : json_null(),
 			 "fstype", v->mount_dir ? json_string(v->fstype) : json_null(),
 			 "loop", v->mount_dir ? json_string(v->mount_loop) : json_null(),
-			 "shadows", svc_shadow_count(svc, v),
-			 "diff_area", v->rec.diff_path);
+			 "shadows", v->cow ? svc_shadow_count(svc, v)
+					   : catalog_shadow_count(svc, v->rec.name),
+			 "diff_area", v->rec.diff_path,
+			 "state", state,
+			 "reason", reason ? json_string(reason) : json_null());
 }
 
 static int check_name(const char *name, struct vss_error *err)
@@ -375,6 +516,178 @@ static int backing_size(const char *path, uint64_t *size, struct vss_error *err)
 	return 0;
 }
 
+/* ---- what may back a volume: nothing vss already uses, by device and inode ---- */
+
+/* The same file: a block device by its number, anything else by its
+ * filesystem and inode (so hard links and other names are the same). */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	if (S_ISBLK(a->st_mode) || S_ISBLK(b->st_mode))
+		return S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode) && a->st_rdev == b->st_rdev;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+struct probe {
+	struct stat st;                 /* the candidate */
+	dev_t fuse_dev;                 /* RUN/dev: vss's own devices */
+	char what[2 * PATH_MAX];        /* what it turned out to be */
+};
+
+/* Walks @dir (not into other filesystems, nor into vss's device tree),
+ * looking for the candidate; true if found (probe->what says where). */
+static bool walk_for(struct probe *p, int dirfd, const char *dir, dev_t dev, int depth)
+{
+	DIR *d = fdopendir(dirfd);
+	struct dirent *de;
+	bool found = false;
+
+	if (!d) {
+		close(dirfd);
+		return false;
+	}
+	while (!found && (de = readdir(d))) {
+		char path[PATH_MAX];
+		struct stat st;
+		int fd;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (same_file(&st, &p->st)) {
+			snprintf(p->what, sizeof(p->what), "is vssd's own file %s", path);
+			found = true;
+		} else if (S_ISDIR(st.st_mode) && st.st_dev == dev && depth < 8 &&
+			   (fd = openat(dirfd, de->d_name,
+					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+			found = walk_for(p, fd, path, dev, depth + 1);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static bool under_dir(struct probe *p, const char *dir)
+{
+	struct stat st;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return false;
+	}
+	return walk_for(p, fd, dir, st.st_dev, 0);
+}
+
+/* The backing file of loop device @dev as a struct stat (a block device
+ * or a file); false if it has none. */
+static bool loop_backing(const char *dev, struct stat *out)
+{
+	struct loop_info64 li;
+	int fd = open(dev, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return false;
+	rc = ioctl(fd, LOOP_GET_STATUS64, &li);
+	close(fd);
+	if (rc < 0)
+		return false;
+	memset(out, 0, sizeof(*out));
+	if (li.lo_rdevice) {
+		out->st_mode = S_IFBLK;
+		out->st_rdev = (dev_t)li.lo_rdevice;
+	} else {
+		out->st_mode = S_IFREG;
+		out->st_dev = (dev_t)li.lo_device;
+		out->st_ino = (ino_t)li.lo_inode;
+	}
+	return true;
+}
+
+static void loop_over(void *arg, const char *dev, const char *backing)
+{
+	struct probe *p = arg;
+	struct stat b;
+
+	if (!p->what[0] && loop_backing(dev, &b) && same_file(&b, &p->st))
+		snprintf(p->what, sizeof(p->what), "is in use: loop device %s is attached to it",
+			 dev);
+}
+
+/* Whether @p's candidate is something vss uses: a volume's origin or diff
+ * area, a file of its state or run directory (the catalog, its -wal and
+ * -shm among them), one of its devices.  Sets p->what. */
+static bool used_by_vss(struct vss_service *svc, struct probe *p)
+{
+	struct svc_volume *lists[2] = { svc->volumes, svc->offline };
+	struct stat st;
+
+	for (int l = 0; l < 2; l++)
+		for (struct svc_volume *v = lists[l]; v; v = v->next) {
+			if ((v->origin_fd >= 0 ? fstat(v->origin_fd, &st) : stat(v->rec.backing, &st)) == 0 &&
+			    same_file(&st, &p->st)) {
+				snprintf(p->what, sizeof(p->what), "already backs volume %s",
+					 v->rec.name);
+				return true;
+			}
+			if ((stat(v->rec.diff_path, &st) == 0 && same_file(&st, &p->st)) ||
+			    (v->cow && S_ISREG(p->st.st_mode) && v->diff_dev == p->st.st_dev &&
+			     v->diff_ino == p->st.st_ino)) {
+				snprintf(p->what, sizeof(p->what), "is the diff area of volume %s",
+					 v->rec.name);
+				return true;
+			}
+		}
+	if (!S_ISBLK(p->st.st_mode) && p->st.st_dev == p->fuse_dev) {
+		snprintf(p->what, sizeof(p->what), "is a vss device");
+		return true;
+	}
+	return under_dir(p, svc->state_dir) || under_dir(p, svc->run_dir);
+}
+
+/*
+ * Refuses a backing that vss already uses (used_by_vss), that a loop
+ * device is attached to, and a loop device over anything vss uses (its
+ * own devices among them).  A block device that is mounted or held is
+ * refused when the volume opens it exclusively (svc_volume_open_origin).
+ * A file on a filesystem on a vss volume is allowed: shadowset.c refuses
+ * to freeze such a filesystem.
+ */
+static int check_backing(struct vss_service *svc, const char *path, struct vss_error *err)
+{
+	struct probe p = { 0 };
+	struct stat st;
+
+	if (path_within(path, svc->state_dir) || path_within(path, svc->run_dir))
+		return vss_error_set(err, -EINVAL, "backing %s lies in vssd's %s directory", path,
+				     path_within(path, svc->run_dir) ? "run" : "state");
+	if (stat(path, &p.st) < 0)
+		return vss_error_set(err, -errno, "backing %s: %s", path, strerror(errno));
+	p.fuse_dev = stat(svc->dev_dir, &st) == 0 ? st.st_dev : (dev_t)-1;
+	if (used_by_vss(svc, &p))
+		goto refuse;
+	vss_loop_each_under("", loop_over, &p);
+	if (p.what[0])
+		goto refuse;
+	if (S_ISBLK(p.st.st_mode) && major(p.st.st_rdev) == LOOP_MAJOR) {
+		char dev[VSS_LOOP_NAME_MAX];
+		struct probe inner = { .fuse_dev = p.fuse_dev };
+
+		snprintf(dev, sizeof(dev), "/dev/loop%u", minor(p.st.st_rdev));
+		if (loop_backing(dev, &inner.st) && used_by_vss(svc, &inner)) {
+			snprintf(p.what, sizeof(p.what), "is a loop device over a file that %.4000s",
+				 inner.what);
+			goto refuse;
+		}
+	}
+	return 0;
+refuse:
+	return vss_error_set(err, -EBUSY, "backing %s %s", path, p.what);
+}
+
 static int name_matches(void *arg, const struct vss_catalog_volume *v)
 {
 	return strcmp(v->name, arg) == 0;
@@ -384,6 +697,14 @@ static int name_matches(void *arg, const struct vss_catalog_volume *v)
 static bool in_catalog(struct vss_service *svc, const char *name)
 {
 	return vss_catalog_volume_each(svc->cat, name_matches, (void *)name, NULL) > 0;
+}
+
+static struct svc_volume *offline_find(struct vss_service *svc, const char *name)
+{
+	for (struct svc_volume *v = svc->offline; v; v = v->next)
+		if (strcmp(v->rec.name, name) == 0)
+			return v;
+	return NULL;
 }
 
 int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
@@ -403,6 +724,9 @@ int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, 
 	    (rc = svc_arg_u64(args, "block_size", false, &block_size, err)) < 0 ||
 	    (rc = check_name(name, err)) < 0)
 		return rc;
+	if ((v = offline_find(svc, name)))
+		return vss_error_set(err, -EEXIST, "a volume named \"%s\" already exists (not "
+				     "served: %s; delete it first)", name, v->offline_why);
 	if (svc_volume_find(svc, name) || in_catalog(svc, name))
 		return vss_error_set(err, -EEXIST, "a volume named \"%s\" already exists", name);
 	if (block_size < VSS_COW_BLOCK_MIN || block_size > VSS_COW_BLOCK_MAX ||
@@ -419,11 +743,8 @@ int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, 
 					     strerror(errno));
 		if (path_within(backing_real, svc->dev_dir))
 			return vss_error_set(err, -EINVAL, "backing %s is a vss device", backing);
-		for (struct svc_volume *o = svc->volumes; o; o = o->next)
-			if (strcmp(o->rec.backing, backing_real) == 0)
-				return vss_error_set(err, -EBUSY, "%s already backs volume %s",
-						     backing, o->rec.name);
-		if ((rc = backing_size(backing_real, &size, err)) < 0)
+		if ((rc = check_backing(svc, backing_real, err)) < 0 ||
+		    (rc = backing_size(backing_real, &size, err)) < 0)
 			return rc;
 		if (size < VSS_COW_BLOCK_MIN)
 			return vss_error_set(err, -EINVAL, "backing %s is too small (%llu bytes)",
@@ -478,6 +799,7 @@ int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, 
 	vss_log("volume %s created: %llu bytes, block size %u, backing %s", name,
 		(unsigned long long)v->rec.size, v->rec.block_size, v->rec.backing);
 	*res = volume_json(svc, v);
+	json_object_set_new(*res, "warnings", svc_volatile_warning(v));
 	return 0;
 fail:
 	unlink(diff);
@@ -492,6 +814,8 @@ int svc_op_volume_list(struct vss_service *svc, const struct svc_caller *who, js
 	json_t *arr = json_array();
 
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		json_array_append_new(arr, volume_json(svc, v));
+	for (struct svc_volume *v = svc->offline; v; v = v->next)
 		json_array_append_new(arr, volume_json(svc, v));
 	*res = json_pack("{s:o}", "volumes", arr);
 	return 0;
@@ -523,6 +847,7 @@ void svc_refresh_mounts(struct vss_service *svc)
 			vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
 			svc_shadow_unexpose(sh, false);
 		}
+	svc_check_diff_areas(svc);
 }
 
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
@@ -558,6 +883,31 @@ bool svc_volume_wait_closed(struct vss_service *svc, struct svc_volume *v)
 	return false;
 }
 
+/* A volume the catalog knows but that is not served: its rows go, and
+ * the files vssd made for it. */
+static int delete_offline(struct vss_service *svc, struct svc_volume *v, bool force,
+			  json_t **res, struct vss_error *err)
+{
+	int n = catalog_shadow_count(svc, v->rec.name), rc;
+
+	if (n > 0 && !force)
+		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s in the catalog; "
+				     "delete them first (or use --force)", v->rec.name, n,
+				     n == 1 ? "y" : "ies");
+	if ((rc = vss_catalog_volume_delete(svc->cat, v->rec.name, err)) < 0)
+		return rc;
+	for (struct svc_volume **pp = &svc->offline; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	vss_log("volume %s deleted (it was not served: %s)", v->rec.name, v->offline_why);
+	*res = json_pack("{s:s}", "deleted", v->rec.name);
+	v->deleted = true;
+	svc_volume_put(v);
+	return 0;
+}
+
 int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
@@ -569,6 +919,8 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "force", &force, err)) < 0)
 		return rc;
+	if (offline_find(svc, name))
+		return delete_offline(svc, offline_find(svc, name), force, res, err);
 	v = svc_volume_find(svc, name);
 	if (!v)
 		return vss_error_set(err, -ENOENT, "no volume named \"%s\"", name);

@@ -142,6 +142,11 @@ struct vss_store_ops {
 	int (*mark_failed)(struct vss_store *st);
 	/* Whether a store was marked failed (now, or before it was opened). */
 	int (*failed)(struct vss_store *st);
+	/* The diff area's identity: the uuid it was made with (kept by every
+	 * copy of it), and the device and inode of its open file (0 when the
+	 * vfs cannot tell). */
+	void (*identity)(struct vss_store *st, unsigned char uuid[16], uint64_t *dev,
+			 uint64_t *ino);
 };
 
 extern const struct vss_store_ops vss_store_log_ops;

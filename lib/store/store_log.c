@@ -1565,6 +1565,14 @@ static int store_failed(struct vss_store *st)
 	return f;
 }
 
+static void store_identity(struct vss_store *st, unsigned char uuid[16], uint64_t *dev,
+			   uint64_t *ino)
+{
+	memcpy(uuid, st->uuid, 16);
+	if (vss_file_ident(st->file, dev, ino) != 0)
+		*dev = *ino = 0;
+}
+
 const struct vss_store_ops vss_store_log_ops = {
 	.name = "log",
 	.format = store_format,
@@ -1588,4 +1596,5 @@ const struct vss_store_ops vss_store_log_ops = {
 	.fill = store_fill,
 	.mark_failed = store_mark_failed,
 	.failed = store_failed,
+	.identity = store_identity,
 };

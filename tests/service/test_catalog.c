@@ -1,8 +1,8 @@
 /*
  * tests/service/test_catalog.c - the catalog keeps what it was told, across
  * closing and reopening; mounts go with the volume or shadow they are of;
- * a version 1 catalog is brought up to date and a schema from the future
- * is refused.
+ * version 1 and 2 catalogs are brought up to date and a schema from the
+ * future is refused.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -69,7 +69,7 @@ static void persists(void **state)
 	struct vss_catalog *c;
 	struct vss_error err;
 	struct vss_catalog_volume v = { "data", 1u << 30, 16384, "/srv/data.img", false,
-					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1 };
+					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL };
 	struct vss_catalog_shadow s = { "a", "set1", "data", "data", 10,
 					VSS_CATALOG_ATTR_PERSISTENT };
 	char ids[64] = "";
@@ -130,7 +130,7 @@ static void mounts_follow_their_owners(void **state)
 	struct vss_catalog *c;
 	struct vss_error err;
 	struct vss_catalog_volume v = { "vol", 1u << 30, 16384, "/srv/v.img", false,
-					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1 };
+					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL };
 	struct vss_catalog_shadow s = { "s1", "set1", "vol", "vol", 10,
 					VSS_CATALOG_ATTR_PERSISTENT };
 	struct vss_catalog_mount m = { false, "vol", "/mnt/v", "noatime", "ext4" };
@@ -170,17 +170,31 @@ static void mounts_follow_their_owners(void **state)
 	vss_catalog_close(c);
 }
 
+/* A catalog as an older vssd left it: @sql run on a new database. */
+static void make_db(const char *at, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(at, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* The tables of schema version 1 (version 2 added mounts). */
+#define V1_TABLES \
+	"CREATE TABLE volumes(name TEXT PRIMARY KEY, size INTEGER NOT NULL," \
+	" block_size INTEGER NOT NULL, backing TEXT NOT NULL," \
+	" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL," \
+	" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL," \
+	" created_ns INTEGER NOT NULL);" \
+	"CREATE TABLE shadows(id TEXT PRIMARY KEY, set_id TEXT NOT NULL," \
+	" volume TEXT NOT NULL, target TEXT NOT NULL, created_ns INTEGER NOT NULL," \
+	" attrs INTEGER NOT NULL);"
+
 static void migrates_version_1(void **state)
 {
 	static const char *v1 =
-		"CREATE TABLE volumes(name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-		" block_size INTEGER NOT NULL, backing TEXT NOT NULL,"
-		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
-		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
-		" created_ns INTEGER NOT NULL);"
-		"CREATE TABLE shadows(id TEXT PRIMARY KEY, set_id TEXT NOT NULL,"
-		" volume TEXT NOT NULL, target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
-		" attrs INTEGER NOT NULL);"
+		V1_TABLES
 		"INSERT INTO volumes VALUES('old', 1073741824, 16384, '/srv/data.img', 0,"
 		" '/srv/data.diff', 1, 123456, 5);"
 		"INSERT INTO shadows VALUES('x', 'set', 'old', 'old', 7, 1);"
@@ -193,9 +207,7 @@ static void migrates_version_1(void **state)
 	sqlite3_stmt *st;
 
 	snprintf(v1_path, sizeof(v1_path), "%s/v1.db", dir);
-	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	make_db(v1_path, v1);
 
 	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
 	assert_int_equal(vss_catalog_shadow_each(c, collect_shadow, ids, &err), 0);
@@ -208,12 +220,76 @@ static void migrates_version_1(void **state)
 	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 2);
+	assert_int_equal(sqlite3_column_int(st, 0), 3);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
 	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
 	assert_string_equal(out, "v:old@/mnt/old[,xfs] ");
+	vss_catalog_close(c);
+}
+
+struct identity {
+	const char *diff_id, *note;
+};
+
+static int check_identity(void *arg, const struct vss_catalog_volume *v)
+{
+	const struct identity *want = arg;
+
+	if (strcmp(v->name, "old") != 0)
+		return 0;
+	assert_string_equal(v->diff_path, "/srv/data.diff");
+	assert_true(v->max_diff == 123456 && v->storage_explicit);
+	assert_string_equal(v->diff_id, want->diff_id);
+	if (want->note) {
+		assert_non_null(v->note);
+		assert_string_equal(v->note, want->note);
+	} else {
+		assert_null(v->note);
+	}
+	return 1;
+}
+
+/* Version 2 gains the diff area's identity and the volume's note, empty;
+ * both are kept from then on. */
+static void migrates_version_2(void **state)
+{
+	static const char *v2 =
+		V1_TABLES
+		"CREATE TABLE mounts(kind TEXT NOT NULL, name TEXT NOT NULL, dir TEXT NOT NULL,"
+		" options TEXT NOT NULL, fstype TEXT NOT NULL, PRIMARY KEY(kind, name));"
+		"INSERT INTO volumes VALUES('old', 1073741824, 16384, '/srv/data.img', 0,"
+		" '/srv/data.diff', 1, 123456, 5);"
+		"INSERT INTO mounts VALUES('volume', 'old', '/mnt/old', '', 'ext4');"
+		"PRAGMA user_version=2;";
+	struct vss_catalog *c;
+	struct vss_error err;
+	char v2_path[80], out[256] = "";
+	struct vss_catalog_volume v = { "old", 1u << 30, 16384, "/srv/data.img", false,
+					"/srv/data.diff", true, 123456, 5,
+					"00112233445566778899aabbccddeeff",
+					"its diff area was lost" };
+
+	snprintf(v2_path, sizeof(v2_path), "%s/v2.db", dir);
+	make_db(v2_path, v2);
+
+	assert_int_equal(vss_catalog_open(v2_path, &c, &err), 0);
+	/* The identity is learnt at the diff area's next open. */
+	assert_int_equal(vss_catalog_volume_each(c, check_identity,
+						 &(struct identity){ "", NULL }, &err), 1);
+	assert_int_equal(vss_catalog_mount_each(c, collect_mount, out, &err), 0);
+	assert_string_equal(out, "v:old@/mnt/old[,ext4] ");
+	assert_int_equal(vss_catalog_volume_put(c, &v, &err), 0);
+	vss_catalog_close(c);
+	assert_int_equal(vss_catalog_open(v2_path, &c, &err), 0);
+	assert_int_equal(vss_catalog_volume_each(c, check_identity,
+						 &(struct identity){ v.diff_id, v.note }, &err), 1);
+	/* No note is stored as none. */
+	v.note = NULL;
+	assert_int_equal(vss_catalog_volume_put(c, &v, &err), 0);
+	assert_int_equal(vss_catalog_volume_each(c, check_identity,
+						 &(struct identity){ v.diff_id, NULL }, &err), 1);
 	vss_catalog_close(c);
 }
 
@@ -236,6 +312,7 @@ int main(void)
 		cmocka_unit_test(persists),
 		cmocka_unit_test(mounts_follow_their_owners),
 		cmocka_unit_test(migrates_version_1),
+		cmocka_unit_test(migrates_version_2),
 		cmocka_unit_test(refuses_future_schema),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -4,8 +4,9 @@
  * across close, limits, changed extents, refusals with messages, and
  * shadow reads far longer than a block whose blocks alternate between the
  * origin and the diff area (the vectored whole-origin reads and their
- * limits), with io_uring and without; and the diff-area readahead of a
- * sequential reader that meets slots not in the page cache.
+ * limits), with io_uring and without; the diff-area readahead of a
+ * sequential reader that meets slots not in the page cache; and what the
+ * service guards a volume with (design note 9).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
 #include <unistd.h>
@@ -56,10 +58,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+	char mark[128];
+
 	if (f->vol)
 		vss_cow_close(f->vol);
 	unlink(f->origin);
 	unlink(f->diff);
+	snprintf(mark, sizeof(mark), "%s/mark", f->dir);
+	unlink(mark);
 	rmdir(f->dir);
 	free(f);
 	return 0;
@@ -646,6 +652,145 @@ static void readahead_out_of_order_and_random(void **state)
 	free(order);
 }
 
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	unsigned char *b;
+	long n;
+
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	b = malloc((size_t)n + 1);
+	assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return b;
+}
+
+static enum vss_cow_shadow_state state_of(struct fx *f, int n, uint32_t *flags)
+{
+	struct vss_cow_shadow_info *info;
+	enum vss_cow_shadow_state st = 0;
+	size_t k;
+
+	assert_int_equal(vss_cow_shadow_list(f->vol, &info, &k), 0);
+	for (size_t i = 0; i < k; i++)
+		if (info[i].id[0] == n) {
+			st = info[i].state;
+			if (flags)
+				*flags = info[i].flags;
+		}
+	free(info);
+	return st;
+}
+
+/* Design note 9: another diff area is refused before anything in it is
+ * replayed or written; a failure mark found at open fails the diff area. */
+static void guarded_open(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	struct vss_cow_guard g = { 0 };
+	unsigned char id[16], other[16], *o1, *d1, *o2, *d2;
+	size_t on1, dn1, on2, dn2;
+	uint64_t dev, ino;
+	char mark[128];
+	struct vss_error err;
+	struct stat st;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	wr(f, 0, SIZE, 1);
+	take(f, 1, VSS_COW_SHADOW_PERSISTENT);
+	wr(f, 0, 4 * BS, 2);
+	vss_cow_diff_identity(f->vol, id, &dev, &ino);
+	assert_int_equal(stat(f->diff, &st), 0);
+	assert_true(dev == (uint64_t)st.st_dev && ino == (uint64_t)st.st_ino);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+
+	o1 = slurp(f->origin, &on1);
+	d1 = slurp(f->diff, &dn1);
+	memcpy(other, id, 16);
+	other[0] ^= 1;
+	g.expect_id = other;
+	assert_int_equal(vss_cow_open_guarded(f->origin, f->diff, &cfg, 0, &g, &f->vol, &err),
+			 -ESTALE);
+	assert_non_null(strstr(err.msg, "not this volume's diff area"));
+	o2 = slurp(f->origin, &on2);
+	d2 = slurp(f->diff, &dn2);
+	assert_true(on1 == on2 && dn1 == dn2);
+	assert_memory_equal(o1, o2, on1);
+	assert_memory_equal(d1, d2, dn1);
+
+	g.expect_id = id;
+	snprintf(mark, sizeof(mark), "%s/mark", f->dir);
+	g.marks[1] = mark;
+	assert_int_equal(vss_cow_open_guarded(f->origin, f->diff, &cfg, 0, &g, &f->vol, &err), 0);
+	assert_int_equal(state_of(f, 1, NULL), VSS_COW_SHADOW_VALID);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	close(open(mark, O_CREAT | O_WRONLY, 0600));
+	assert_int_equal(vss_cow_open_guarded(f->origin, f->diff, &cfg, 0, &g, &f->vol, &err), 0);
+	assert_int_equal(state_of(f, 1, NULL), VSS_COW_SHADOW_INVALID);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	/* Sticky: the diff area itself says so now. */
+	unlink(mark);
+	open_vol(f, VSS_COW_UNBOUNDED);
+	assert_int_equal(state_of(f, 1, NULL), VSS_COW_SHADOW_INVALID);
+	free(o1);
+	free(d1);
+	free(o2);
+	free(d2);
+}
+
+/* Design note 9: a lost diff area's shadows are recorded invalid and stay;
+ * a detached volume's shadows turn non-persistent, still exact. */
+static void lost_shadows_and_detach(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_shadow_params p = { .flags = VSS_COW_SHADOW_PERSISTENT };
+	struct vss_cow_shadow_info *info;
+	static unsigned char s8[SIZE];
+	struct vss_cow_shadow *sh;
+	struct vss_error err;
+	uint32_t flags;
+	char b[16];
+	size_t n;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	mkid(p.id, 7);
+	assert_int_equal(vss_cow_shadow_create_lost(f->vol, &p, 12345, &err), 0);
+	assert_int_equal(vss_cow_shadow_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(info[0].state == VSS_COW_SHADOW_INVALID && info[0].created_ns == 12345);
+	free(info);
+	assert_int_equal(vss_cow_shadow_open(f->vol, p.id, &sh), 0);
+	assert_int_equal(vss_cow_shadow_read(sh, b, sizeof(b), 0), -EIO);
+	vss_cow_shadow_close(sh);
+	wr(f, 0, SIZE, 3);
+	memcpy(s8, f->ref, SIZE);
+	take(f, 8, VSS_COW_SHADOW_PERSISTENT);
+	wr(f, 0, 2 * BS, 4);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	open_vol(f, VSS_COW_UNBOUNDED);
+	assert_int_equal(state_of(f, 7, NULL), VSS_COW_SHADOW_INVALID);
+	assert_int_equal(state_of(f, 8, &flags), VSS_COW_SHADOW_VALID);
+	assert_true(flags & VSS_COW_SHADOW_PERSISTENT);
+
+	vss_cow_detach(f->vol, "its file is gone");
+	assert_int_equal(state_of(f, 8, &flags), VSS_COW_SHADOW_VALID);
+	assert_false(flags & VSS_COW_SHADOW_PERSISTENT);
+	wr(f, BS, 3 * BS, 5);
+	check_shadow(f, 8, s8);
+	mkid(p.id, 9);
+	assert_int_equal(vss_cow_shadow_create(f->vol, &p, &err), -ESTALE);
+	assert_non_null(strstr(err.msg, "its file is gone"));
+	take(f, 9, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -660,6 +805,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(mixed_reads_64k, setup, teardown),
 		cmocka_unit_test_setup_teardown(readahead_of_a_cold_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(readahead_out_of_order_and_random, setup, teardown),
+		cmocka_unit_test_setup_teardown(guarded_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(lost_shadows_and_detach, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
