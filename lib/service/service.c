@@ -427,7 +427,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	restore = NULL;
 	if (rc < 0)
 		goto fail;
-	if ((rc = svc_server_start(svc, err)) < 0)
+	if ((rc = svc_server_start(svc, cfg, err)) < 0)
 		goto fail;
 	vss_log("started (version %s, state %s, run %s)", VSS_VERSION, svc->state_dir,
 		svc->run_dir);
