@@ -452,3 +452,36 @@ def test_names_cannot_forge_lines(vssd):
     assert not any(l.startswith("vssd: forged") for l in log.split("\n")), log
     assert "m\\nvssd: forged\\r\\x1b[2K\\u2028" in log, log
 
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_of_a_write_burst_is_given_back(vssd):
+    # A burst of writes behind a persistent shadow (queued writes, 64 FUSE
+    # workers) took vssd to ~150 MB and it kept 70-90 MB of it for good.
+    mnt = os.path.join(vssd.root, "m")
+    os.mkdir(mnt)
+    vssd.create_volume("v", "1G")
+    vssd.vss("volume", "mount", "v", mnt, "--mkfs", "ext4")
+    vssd.vss("create", "shadow", "--for", "v", "--persistent")
+    base = rss_kb(vssd.proc.pid)
+    subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(mnt, "f"), "bs=1M",
+                    "count=384", "conv=fsync", "status=none"], check=True, timeout=300)
+    subprocess.run(["fio", "--name=w", "--directory=" + mnt, "--size=64M",
+                    "--rw=randwrite", "--bs=64k", "--direct=1", "--ioengine=libaio",
+                    "--iodepth=64", "--numjobs=4", "--group_reporting",
+                    "--output=/dev/null"], check=True, timeout=300)
+    after = rss_kb(vssd.proc.pid)
+    # Idle again: vssd gives back what the burst left in its heap.
+    deadline = time.time() + 15
+    while rss_kb(vssd.proc.pid) > base + (32 << 10) and time.time() < deadline:
+        time.sleep(0.5)
+    now = rss_kb(vssd.proc.pid)
+    vssd.vss("volume", "umount", "v")
+    assert now <= base + (32 << 10), "VmRSS %d kB at start, %d kB after the writes, " \
+        "%d kB once idle" % (base, after, now)
