@@ -75,6 +75,9 @@ int vss_client_fd(const struct vss_client *c)
 	return c->fd;
 }
 
+/* Replies take up to VSS_PROTO_MAX_REPLY bytes, in as many frames as they need. */
+static const struct vss_proto_opts reply_opts = { .max_message = VSS_PROTO_MAX_REPLY };
+
 int vss_client_call(struct vss_client *c, const char *op, json_t *args,
 		    json_t **result, struct vss_error *err)
 {
@@ -86,13 +89,23 @@ int vss_client_call(struct vss_client *c, const char *op, json_t *args,
 	*result = NULL;
 	rc = vss_proto_send(c->fd, req);
 	json_decref(req);
-	if (rc < 0)
-		return vss_error_set(err, rc, "cannot send to vssd: %s", strerror(-rc));
-	rc = vss_proto_recv(c->fd, &reply, err);
-	if (rc < 0)
-		return rc;
-	if (!reply)
-		return vss_error_set(err, -ECONNRESET, "vssd closed the connection");
+	if (rc < 0) {
+		/*
+		 * vssd may have refused this connection (too many from this
+		 * user) or closed it (idle, or a request too large) before
+		 * reading our request; its reason is waiting to be read.
+		 */
+		struct vss_error rerr = { 0 };
+
+		if (vss_proto_recv_opts(c->fd, &reply_opts, &reply, &rerr) < 0 || !reply)
+			return vss_error_set(err, rc, "cannot send to vssd: %s", strerror(-rc));
+	} else {
+		rc = vss_proto_recv_opts(c->fd, &reply_opts, &reply, err);
+		if (rc < 0)
+			return rc;
+		if (!reply)
+			return vss_error_set(err, -ECONNRESET, "vssd closed the connection");
+	}
 	rc = vss_proto_reply_parse(reply, &res, err);
 	if (rc == 0)
 		*result = json_incref(res);

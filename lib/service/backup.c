@@ -844,6 +844,11 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	return 0;
 }
 
+bool svc_backup_conn_active(struct vss_service *svc, struct conn *c)
+{
+	return session_of(svc, c) != NULL;
+}
+
 void svc_backup_conn_gone(struct vss_service *svc, struct conn *c)
 {
 	struct svc_backup *b = session_of(svc, c);

@@ -15,11 +15,18 @@
  * so that an older vssd never leaves rows it does not know about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
+ * Permissions: the catalog names every backing file, diff area and mount
+ * point: it is 0600 whatever the umask and whatever the state directory
+ * allows (the directory may exist, readable, before vssd first runs).
+ * SQLite gives its -wal and -shm files the database file's mode.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -46,6 +53,34 @@ static int exec(struct vss_catalog *c, const char *sql, struct vss_error *err)
 		vss_error_set(err, -EIO, "catalog: %s", msg ? msg : "error");
 		sqlite3_free(msg);
 		return -EIO;
+	}
+	return 0;
+}
+
+/* Makes @path (created if missing) and the -wal and -shm files an older
+ * vssd may have left readable, 0600. */
+static int make_private(const char *path, struct vss_error *err)
+{
+	static const char *const sidecars[] = { "-wal", "-shm" };
+	char side[4096];
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return vss_error_set(err, -errno, "cannot open the catalog %s: %s", path,
+				     strerror(errno));
+	if (fchmod(fd, 0600) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return vss_error_set(err, rc, "cannot make the catalog %s private: %s", path,
+				     strerror(-rc));
+	}
+	close(fd);
+	for (size_t i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++) {
+		snprintf(side, sizeof(side), "%s%s", path, sidecars[i]);
+		if (chmod(side, 0600) < 0 && errno != ENOENT)
+			return vss_error_set(err, -errno, "cannot make %s private: %s", side,
+					     strerror(errno));
 	}
 	return 0;
 }
@@ -79,6 +114,10 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 	*out = NULL;
 	if (!c)
 		return vss_error_set(err, -ENOMEM, "out of memory");
+	if ((rc = make_private(path, err)) < 0) {
+		free(c);
+		return rc;
+	}
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		rc = vss_error_set(err, -EIO, "cannot open the catalog %s: %s", path,

@@ -1,17 +1,21 @@
 /*
  * service/log.c - see log.h.  A line is formatted whole and written with one
- * write(2), so lines from concurrent threads never interleave.
+ * write(2), so lines from concurrent threads never interleave.  Names and
+ * paths in it come from users: control characters (newlines, carriage
+ * returns, terminal escapes) are escaped (vss_proto_line), so that no name
+ * can end a line or forge one.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/proto.h"
 #include "service/log.h"
 
 void vss_log(const char *fmt, ...)
 {
-	char line[1024];
+	char msg[1024], line[2048];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
@@ -23,11 +27,11 @@ void vss_log(const char *fmt, ...)
 	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ vssd: ",
 			      ts.tv_nsec / 1000000);
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	for (n = 0; line[n]; n++)
-		if (line[n] == '\n')
-			line[n] = ' ';
+	vss_proto_line(line + n, sizeof(line) - n - 1, msg);
+	while (line[n])
+		n++;
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);
 }

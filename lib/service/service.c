@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,12 +400,54 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Acts on the engine's events, and looks at the diff areas every
- * svc->check_ms (svc_check_diff_areas). */
+/*
+ * Memory: a burst of writes leaves the FUSE workers' malloc arenas holding
+ * what it freed (each worker's 1 MiB request buffer once the worker exits,
+ * the copies of writes queued behind a persistent shadow: up to 32 MiB),
+ * 50 to 80 MB that glibc keeps for reuse.  Once vssd has gone idle (under
+ * IDLE_CPU_PERMILLE of a CPU over a check) after being busy, the
+ * housekeeper gives it back with malloc_trim().  Only this thread touches
+ * the state.
+ */
+#define TRIM_CHECK_MS     2000
+#define IDLE_CPU_PERMILLE 20
+
+struct idle_trim {
+	uint64_t cpu_ns;        /* the process's CPU time at the last check */
+	uint64_t due_ms;        /* the next check (mono_ms) */
+	bool busy;              /* work since the last trim */
+};
+
+static void trim_when_idle(struct idle_trim *t)
+{
+	struct timespec ts;
+	uint64_t now, used;
+
+	if (mono_ms() < t->due_ms)
+		return;
+	t->due_ms = mono_ms() + TRIM_CHECK_MS;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	used = now - t->cpu_ns;
+	t->cpu_ns = now;
+	if (used * 1000 > (uint64_t)TRIM_CHECK_MS * 1000000u * IDLE_CPU_PERMILLE) {
+		t->busy = true;
+		return;
+	}
+	if (t->busy) {
+		malloc_trim(0);
+		t->busy = false;
+	}
+}
+
+/* Acts on the engine's events, looks at the diff areas every svc->check_ms
+ * (svc_check_diff_areas) and gives memory back once idle (trim_when_idle). */
 static void *housekeeper(void *arg)
 {
 	struct vss_service *svc = arg;
 	uint64_t due = mono_ms() + svc->check_ms;
+	unsigned int tick = svc->check_ms < TRIM_CHECK_MS ? svc->check_ms : TRIM_CHECK_MS;
+	struct idle_trim trim = { .due_ms = mono_ms() + TRIM_CHECK_MS };
 
 	pthread_mutex_lock(&svc->ev_lock);
 	for (;;) {
@@ -412,8 +455,8 @@ static void *housekeeper(void *arg)
 		struct timespec dl;
 
 		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += svc->check_ms / 1000;
-		dl.tv_nsec += (long)(svc->check_ms % 1000) * 1000000;
+		dl.tv_sec += tick / 1000;
+		dl.tv_nsec += (long)(tick % 1000) * 1000000;
 		if (dl.tv_nsec >= 1000000000) {
 			dl.tv_sec++;
 			dl.tv_nsec -= 1000000000;
@@ -421,6 +464,11 @@ static void *housekeeper(void *arg)
 		while (!svc->ev_head && !svc->ev_stop &&
 		       pthread_cond_timedwait(&svc->ev_cond, &svc->ev_lock, &dl) != ETIMEDOUT)
 			;
+		if (!svc->ev_head && svc->ev_stop)
+			break;
+		pthread_mutex_unlock(&svc->ev_lock);
+		trim_when_idle(&trim);
+		pthread_mutex_lock(&svc->ev_lock);
 		if (!svc->ev_head && svc->ev_stop)
 			break;
 		list = svc->ev_head;
@@ -543,7 +591,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	restore = NULL;
 	if (rc < 0)
 		goto fail;
-	if ((rc = svc_server_start(svc, err)) < 0)
+	if ((rc = svc_server_start(svc, cfg, err)) < 0)
 		goto fail;
 	vss_log("started (version %s, state %s, run %s)", VSS_VERSION, svc->state_dir,
 		svc->run_dir);

@@ -11,6 +11,13 @@
 
 struct vss_service;
 
+/* The control socket's defaults (server.c; doc/protocol.md, "Limits"). */
+#define VSS_SERVICE_MAX_CONNS          256     /* connections at once */
+#define VSS_SERVICE_MAX_CONNS_PER_USER 32      /* from one uid other than root */
+#define VSS_SERVICE_RESERVED_CONNS     64      /* of those, for root and operators only */
+#define VSS_SERVICE_IDLE_TIMEOUT_MS    120000  /* no request started: closed */
+#define VSS_SERVICE_FRAME_TIMEOUT_MS   10000   /* a request whole; each frame of a reply taken */
+
 struct vss_service_config {
 	const char *state_dir;  /* catalog, volume backing files, diff areas */
 	const char *run_dir;    /* socket, device tree, locks */
@@ -19,6 +26,16 @@ struct vss_service_config {
 	/* Tests only: keep the filesystems of a set frozen this long before
 	 * taking it, to exercise the guardian and the hold bound.  0: off. */
 	unsigned int test_freeze_hold_ms;
+	/* The control socket's limits; 0: the default above.  reserved_conns
+	 * must be less than max_conns. */
+	unsigned int max_conns;
+	unsigned int max_conns_per_user;
+	unsigned int reserved_conns;
+	unsigned int idle_timeout_ms;
+	unsigned int frame_timeout_ms;
+	/* Tests only: vssd sends frames of at most this many bytes (a reply
+	 * over it takes several, as one over VSS_PROTO_MAX_FRAME does).  0: off. */
+	unsigned int test_frame_max;
 };
 
 /*

@@ -233,6 +233,9 @@ int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char
 /* Forgets where @sh is exposed (unmounting it, lazily if busy, if @force);
  * keeps the catalog's record. */
 void svc_shadow_unexpose(struct svc_shadow *sh, bool force);
+/* Whether @c holds a set taken with "hold" (the server does not close such
+ * a connection for being idle). */
+bool svc_conn_holds_set(struct vss_service *svc, struct conn *c);
 void svc_conn_gone(struct vss_service *svc, struct conn *c);
 int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
@@ -288,7 +291,9 @@ int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who,
 int svc_op_writers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 
 /* ---- server.c ---- */
-int svc_server_start(struct vss_service *svc, struct vss_error *err);
+/* Listens on RUN/vssd.sock with @cfg's limits. */
+int svc_server_start(struct vss_service *svc, const struct vss_service_config *cfg,
+		     struct vss_error *err);
 void svc_server_stop(struct vss_service *svc);
 
 /* ---- args.c: reading request arguments ---- */

@@ -440,6 +440,17 @@ int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, j
 	return 0;
 }
 
+bool svc_conn_holds_set(struct vss_service *svc, struct conn *c)
+{
+	bool held = false;
+
+	pthread_mutex_lock(&svc->lock);
+	for (struct svc_shadow *sh = svc->shadows; sh && !held; sh = sh->next)
+		held = sh->owner == c;
+	pthread_mutex_unlock(&svc->lock);
+	return held;
+}
+
 void svc_conn_gone(struct vss_service *svc, struct conn *c)
 {
 	pthread_mutex_lock(&svc->lock);

@@ -130,6 +130,9 @@ int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who
 			   json_t **res, struct vss_error *err);
 
 /* ---- backup.c ---- */
+/* Whether the requester @c has a backup in progress (the server does not
+ * close such a connection for being idle). */
+bool svc_backup_conn_active(struct vss_service *svc, struct conn *c);
 /* The requester @c went away: abort its backup, if it has one. */
 void svc_backup_conn_gone(struct vss_service *svc, struct conn *c);
 int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,

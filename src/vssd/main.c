@@ -3,7 +3,9 @@
  * (lib/service), waits for SIGTERM or SIGINT, stops it cleanly.  Stays in
  * the foreground; logs to standard error.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +18,59 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vssd [--state-dir DIR] [--run-dir DIR] [--operator-group GROUP]\n"
+		"            [--max-connections N] [--max-connections-per-user N]\n"
+		"            [--reserved-connections N] [--idle-timeout SECONDS]\n"
+		"            [--frame-timeout SECONDS]\n"
 		"  --state-dir DIR         catalog, volume backing files, diff areas "
 		"(default $VSS_STATE_DIR or %s)\n"
 		"  --run-dir DIR           socket, devices (default $VSS_RUN_DIR or %s)\n"
 		"  --operator-group GROUP  members may take and delete shadow copies and "
-		"run backups (default vss)\n",
-		VSS_DEFAULT_STATE_DIR, VSS_DEFAULT_RUN_DIR);
+		"run backups (default vss)\n"
+		"The control socket (doc/protocol.md, \"Limits\"):\n"
+		"  --max-connections N     connections served at once (default %u)\n"
+		"  --max-connections-per-user N\n"
+		"                          connections at once from one uid other than root "
+		"(default %u)\n"
+		"  --reserved-connections N\n"
+		"                          of --max-connections, kept for root and the operator "
+		"group:\n"
+		"                          other users never take them (default %u)\n"
+		"  --idle-timeout SECONDS  close a connection on which no request starts for "
+		"this long,\n"
+		"                          unless it holds a backup or a held set (default %g)\n"
+		"  --frame-timeout SECONDS a request must arrive whole within this of its first "
+		"byte,\n"
+		"                          and each frame of a reply be taken within it "
+		"(default %g)\n",
+		VSS_DEFAULT_STATE_DIR, VSS_DEFAULT_RUN_DIR, VSS_SERVICE_MAX_CONNS,
+		VSS_SERVICE_MAX_CONNS_PER_USER, VSS_SERVICE_RESERVED_CONNS,
+		VSS_SERVICE_IDLE_TIMEOUT_MS / 1000.0, VSS_SERVICE_FRAME_TIMEOUT_MS / 1000.0);
+}
+
+/* A count from 1 to 65536: 0 if @s is not one. */
+static unsigned int parse_count(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 1 || v > 65536)
+		return 0;
+	return (unsigned int)v;
+}
+
+/* Seconds (decimals allowed) from 0.001 to 86400, in milliseconds: 0 if not. */
+static unsigned int parse_seconds(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0.001 && v <= 86400))
+		return 0;
+	return (unsigned int)(v * 1000 + 0.5);
 }
 
 int main(int argc, char **argv)
@@ -30,6 +79,11 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "operator-group", required_argument, NULL, 'g' },
+		{ "max-connections", required_argument, NULL, 'C' },
+		{ "max-connections-per-user", required_argument, NULL, 'U' },
+		{ "reserved-connections", required_argument, NULL, 'R' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "frame-timeout", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -38,13 +92,16 @@ int main(int argc, char **argv)
 	struct vss_service *svc;
 	struct vss_error err = { 0 };
 	sigset_t set;
-	int c, sig;
+	unsigned int *count = NULL, *ms = NULL;
+	int c, sig, opt = 0;
 
 	cfg.state_dir = getenv("VSS_STATE_DIR");
 	cfg.run_dir = getenv("VSS_RUN_DIR");
 	if (getenv("VSS_TEST_FREEZE_HOLD_MS"))
 		cfg.test_freeze_hold_ms = (unsigned int)atoi(getenv("VSS_TEST_FREEZE_HOLD_MS"));
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	if (getenv("VSS_TEST_PROTO_FRAME"))
+		cfg.test_frame_max = (unsigned int)atoi(getenv("VSS_TEST_PROTO_FRAME"));
+	while ((c = getopt_long(argc, argv, "h", opts, &opt)) != -1) {
 		switch (c) {
 		case 's':
 			cfg.state_dir = optarg;
@@ -54,6 +111,21 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			cfg.operator_group = optarg;
+			break;
+		case 'C':
+			count = &cfg.max_conns;
+			break;
+		case 'U':
+			count = &cfg.max_conns_per_user;
+			break;
+		case 'R':
+			count = &cfg.reserved_conns;
+			break;
+		case 'I':
+			ms = &cfg.idle_timeout_ms;
+			break;
+		case 'F':
+			ms = &cfg.frame_timeout_ms;
 			break;
 		case 'h':
 			usage(stdout);
@@ -65,6 +137,23 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+		if (count && !(*count = parse_count(optarg))) {
+			fprintf(stderr, "vssd: error: --%s takes a count from 1 to 65536\n",
+				opts[opt].name);
+			return 2;
+		}
+		if (ms && !(*ms = parse_seconds(optarg))) {
+			fprintf(stderr, "vssd: error: --%s takes seconds, from 0.001 to 86400\n",
+				opts[opt].name);
+			return 2;
+		}
+		count = ms = NULL;
+	}
+	if ((cfg.reserved_conns ? cfg.reserved_conns : VSS_SERVICE_RESERVED_CONNS) >=
+	    (cfg.max_conns ? cfg.max_conns : VSS_SERVICE_MAX_CONNS)) {
+		fprintf(stderr, "vssd: error: --reserved-connections must be less than "
+			"--max-connections\n");
+		return 2;
 	}
 	if (optind < argc) {
 		usage(stderr);
