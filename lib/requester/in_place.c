@@ -3,10 +3,12 @@
  * its backup at the live paths while every byte comes from the shadows.
  *
  * Backup programs record the paths they read: restic, borg, tar and rsync
- * run on a shadow's mount point would store RUN/exec/SET/1/... instead of
+ * run on a shadow's mount point would store RUN/exec/SET/ID/... instead of
  * /srv/data/...  So the command runs in a mount namespace of its own in
  * which each target of the set is the matching path inside its exposed
- * shadow, bind-mounted read-only over the live path.  Nothing changes for
+ * shadow, bind-mounted read-only, nosuid and nodev (noexec as the
+ * exposure) over the live path, which is opened without following
+ * symlinks.  Nothing changes for
  * any other process, and nothing is left behind: the namespace ends with
  * the last process in it.
  *
@@ -190,7 +192,7 @@ static void report(int fd, int code, const char *fmt, ...)
 
 static int open_dir(const char *path)
 {
-	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
 				.resolve = RESOLVE_NO_SYMLINKS };
 	long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
 

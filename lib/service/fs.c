@@ -208,7 +208,7 @@ static int open_here(const char *path, unsigned int how, uid_t owner)
 	int fd, pfd;
 
 	if (how & VSS_FS_OPEN_NOFOLLOW) {
-		flags |= O_DIRECTORY | O_NOFOLLOW;
+		flags |= O_DIRECTORY;
 		resolve = RESOLVE_NO_SYMLINKS;
 	}
 	if (!(how & VSS_FS_OPEN_MKDIR)) {
@@ -468,7 +468,7 @@ int vss_fs_private_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_
 	made = mkdirat(dirfd, name, mode) == 0;
 	if (!made && errno != EEXIST)
 		return -errno;
-	d = openat2_fd(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	d = openat2_fd(dirfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC,
 		       RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH);
 	if (d < 0)
 		return d;
@@ -668,7 +668,7 @@ int vss_fs_bind(const char *src, int dirfd, unsigned int flags, struct vss_fs_mo
 
 	if (fd_path(dirfd, where) < 0)
 		snprintf(where, sizeof(where), "(a directory that is gone)");
-	sfd = openat2_fd(AT_FDCWD, src, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	sfd = openat2_fd(AT_FDCWD, src, O_PATH | O_DIRECTORY | O_CLOEXEC,
 			 RESOLVE_NO_SYMLINKS);
 	if (sfd < 0)
 		return vss_error_set(err, sfd, "cannot bind-mount %s: %s", src, strerror(-sfd));
@@ -694,7 +694,7 @@ int vss_fs_bind(const char *src, int dirfd, unsigned int flags, struct vss_fs_mo
  * -EINVAL if @dir is not the root of a mount. */
 static int open_mount_root(const char *dir, uint64_t flags)
 {
-	int fd = openat2_fd(AT_FDCWD, dir, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	int fd = openat2_fd(AT_FDCWD, dir, flags | O_DIRECTORY | O_CLOEXEC,
 			    RESOLVE_NO_SYMLINKS);
 	int r;
 
@@ -744,7 +744,7 @@ static int umount_at(const char *dir, int mflags, struct vss_error *err)
 	pfd = openat2_fd(AT_FDCWD, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS);
 	if (pfd < 0)
 		return vss_error_set(err, pfd, "cannot unmount %s: %s", dir, strerror(-pfd));
-	fd = openat2_fd(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	fd = openat2_fd(pfd, base, O_PATH | O_DIRECTORY | O_CLOEXEC,
 			RESOLVE_NO_SYMLINKS);
 	rc = fd < 0 ? fd : is_mount_root(fd);
 	if (fd >= 0)

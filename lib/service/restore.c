@@ -12,10 +12,15 @@
  * refused if they no longer hold the recorded filesystem type; shadows are
  * exposed as "vss expose" does (svc_shadow_expose()).  In order of their
  * directories, so that a directory inside another mount is there when it
- * is needed.  Nothing already mounted is ever unmounted: a directory with
- * something on it is a failure, except a btrfs shadow's bind mount that
- * outlived a killed vssd (the same directory: it is adopted).  No directory
- * is made, and no filesystem.
+ * is needed.  Each directory is opened and checked as the operations do
+ * (svc_mountpoint_open(): no symlinks, no system, state or run directory
+ * but vssd's own RUN/exec/SET/ID), and a record follows its mount if the
+ * directory has another path by now.  Nothing already mounted is ever
+ * unmounted: a directory with something on it is a failure, except a
+ * btrfs shadow's bind mount that outlived a killed vssd (the same
+ * directory: it is adopted, and made nosuid, nodev, noexec again).  No
+ * directory is made, and no filesystem; empty RUN/exec directories left
+ * by a stop or a crash are removed.
  *
  * What cannot be brought back is logged in one line, and its record
  *  - dropped when the volume or shadow is served but the mount fails (the
