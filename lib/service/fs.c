@@ -12,6 +12,7 @@
 #include <linux/fs.h>
 #include <linux/openat2.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,6 +302,38 @@ static int recv_result(int sock, unsigned int timeout_ms, int *fd)
 }
 
 /*
+ * Children that did not die of SIGKILL within a second (a lookup in
+ * uninterruptible sleep: a hard NFS mount whose server is gone) are
+ * reaped by a later call, so that a stuck lookup never holds vssd.
+ */
+static pthread_mutex_t stuck_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t stuck[32];
+
+static void reap(pid_t pid, bool killed)
+{
+	int tries = killed ? 100 : -1;
+	pid_t r;
+
+	while ((r = waitpid(pid, NULL, tries < 0 ? 0 : WNOHANG)) == 0 ||
+	       (r < 0 && errno == EINTR)) {
+		if (r == 0 && --tries < 0)
+			break;
+		if (r == 0)
+			usleep(10000);
+	}
+	pthread_mutex_lock(&stuck_lock);
+	for (size_t i = 0; i < sizeof(stuck) / sizeof(stuck[0]); i++) {
+		if (stuck[i] && waitpid(stuck[i], NULL, WNOHANG) != 0)
+			stuck[i] = 0;
+		if (r == 0 && !stuck[i]) {
+			stuck[i] = pid;
+			r = -1;
+		}
+	}
+	pthread_mutex_unlock(&stuck_lock);
+}
+
+/*
  * open_here() in a child that is @cred: it takes the user's groups, gid and
  * uid (and so loses every capability) before it looks, is not dumpable (its
  * memory is vssd's), keeps no descriptor of vssd's but its socket, and
@@ -337,11 +370,10 @@ static int open_as(const char *path, const struct vss_fs_cred *cred, unsigned in
 	}
 	close(sv[1]);
 	rc = recv_result(sv[0], timeout_ms, &fd);
+	close(sv[0]);
 	if (rc == -ETIMEDOUT)
 		kill(pid, SIGKILL);
-	close(sv[0]);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	reap(pid, rc == -ETIMEDOUT);
 	return rc < 0 ? rc : fd;
 }
 
