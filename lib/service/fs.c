@@ -357,8 +357,8 @@ static int open_as(const char *path, const struct vss_fs_cred *cred, unsigned in
 	}
 	if (pid == 0) {
 		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-		if (sv[1] > 3)
-			close_range(3, (unsigned int)sv[1] - 1, 0);
+		if (sv[1] > 0)
+			close_range(0, (unsigned int)sv[1] - 1, 0);
 		close_range((unsigned int)sv[1] + 1, ~0u, 0);
 		if (setgroups((size_t)cred->ngroups, cred->groups) < 0 ||
 		    setresgid(cred->gid, cred->gid, cred->gid) < 0 ||
