@@ -140,7 +140,11 @@ const char *vss_requester_set_id(const struct vss_requester *r);
 size_t vss_requester_shadow_count(const struct vss_requester *r);
 int vss_requester_shadow(const struct vss_requester *r, size_t i,
 			 struct vss_requester_shadow *out);
-/* Mounts shadow @i's filesystem read-only at @dir (created if missing). */
+/* Mounts shadow @i's filesystem read-only, nosuid, nodev, noexec at @dir
+ * (created if missing; for a caller other than root it must be the
+ * caller's own), or with @dir NULL where vssd picks: RUN/exec/SET/ID, in a
+ * directory of the caller's with mode 0700, removed when it is unexposed.
+ * vss_requester_shadow() then says where (.exposed). */
 int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
 			 struct vss_error *err);
 /* Path redirection: the same file as @live_path (absolute), inside the

@@ -3,10 +3,12 @@
  * its backup at the live paths while every byte comes from the shadows.
  *
  * Backup programs record the paths they read: restic, borg, tar and rsync
- * run on a shadow's mount point would store RUN/exec/SET/1/... instead of
+ * run on a shadow's mount point would store RUN/exec/SET/ID/... instead of
  * /srv/data/...  So the command runs in a mount namespace of its own in
  * which each target of the set is the matching path inside its exposed
- * shadow, bind-mounted read-only over the live path.  Nothing changes for
+ * shadow, bind-mounted read-only, nosuid and nodev (noexec as the
+ * exposure) over the live path, which is opened without following
+ * symlinks.  Nothing changes for
  * any other process, and nothing is left behind: the namespace ends with
  * the last process in it.
  *
@@ -23,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -186,22 +190,55 @@ static void report(int fd, int code, const char *fmt, ...)
 		_exit(127);
 }
 
-/* The per-mount flags of @path's mount that a read-only bind keeps. */
-static unsigned long kept_flags(const char *path)
+static int open_dir(const char *path)
 {
-	static const struct { unsigned long st, ms; } map[] = {
-		{ ST_NOSUID, MS_NOSUID }, { ST_NODEV, MS_NODEV }, { ST_NOEXEC, MS_NOEXEC },
-		{ ST_NOATIME, MS_NOATIME }, { ST_NODIRATIME, MS_NODIRATIME },
-		{ ST_RELATIME, MS_RELATIME },
-	};
-	struct statvfs sv;
-	unsigned long f = 0;
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_NO_SYMLINKS };
+	long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
 
-	if (statvfs(path, &sv) == 0)
-		for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-			if (sv.f_flag & map[i].st)
-				f |= map[i].ms;
-	return f;
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/*
+ * Shows @src at @path: a bind mount of @src, read-only, nosuid and nodev,
+ * and noexec if @src's mount is (a shadow is, unless root exposed it with
+ * exec), set before it is attached; both paths opened without following
+ * symlinks, and the bind attached to the directory opened.  0, or
+ * reported on @fd.
+ */
+static int show(const char *src, const char *path, int fd)
+{
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+					       MOUNT_ATTR_NODEV };
+	struct statvfs sv;
+	int sfd, tfd = -1, dfd = -1, rc = -1;
+
+	if (statvfs(src, &sv) == 0 && (sv.f_flag & ST_NOEXEC))
+		attr.attr_set |= MOUNT_ATTR_NOEXEC;
+	if ((sfd = open_dir(src)) < 0) {
+		report(fd, sfd, "cannot show %s at %s: %s", src, path, strerror(-sfd));
+		return -1;
+	}
+	tfd = open_tree(sfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	close(sfd);
+	if (tfd < 0) {
+		report(fd, -errno, "cannot show %s at %s: %s", src, path, strerror(errno));
+		return -1;
+	}
+	if (mount_setattr(tfd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+		report(fd, -errno, "cannot make %s read-only: %s", path, strerror(errno));
+	else if ((dfd = open_dir(path)) < 0)
+		report(fd, dfd, "cannot show %s at %s: %s%s", src, path, strerror(-dfd),
+		       dfd == -ELOOP ? " (a symlink on the way: not followed)" : "");
+	else if (move_mount(tfd, "", dfd, "", MOVE_MOUNT_F_EMPTY_PATH |
+						MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		report(fd, -errno, "cannot show %s at %s: %s", src, path, strerror(errno));
+	else
+		rc = 0;
+	if (dfd >= 0)
+		close(dfd);
+	close(tfd);
+	return rc;
 }
 
 /* In A: the namespaces and the binds.  0, or reported on @fd. */
@@ -220,21 +257,9 @@ static int enter(const struct vss_in_place_bind *b, size_t n, int fd)
 		       strerror(errno));
 		return -1;
 	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned long keep = kept_flags(b[i].source);
-
-		if (mount(b[i].source, b[i].path, NULL, MS_BIND, NULL) < 0) {
-			report(fd, -errno, "cannot show %s at %s: %s", b[i].source, b[i].path,
-			       strerror(errno));
+	for (size_t i = 0; i < n; i++)
+		if (show(b[i].source, b[i].path, fd) < 0)
 			return -1;
-		}
-		if (mount(NULL, b[i].path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep,
-			  NULL) < 0) {
-			report(fd, -errno, "cannot make %s read-only: %s", b[i].path,
-			       strerror(errno));
-			return -1;
-		}
-	}
 	return 0;
 }
 

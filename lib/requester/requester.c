@@ -468,7 +468,7 @@ int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
 	if (r->sh[i].exposed)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s",
 				     r->sh[i].id, r->sh[i].exposed);
-	rc = call(r, "shadow.expose", json_pack("{s:s, s:s}", "shadow", r->sh[i].id,
+	rc = call(r, "shadow.expose", json_pack("{s:s, s:s?}", "shadow", r->sh[i].id,
 						"dir", dir), &res, err);
 	if (rc < 0)
 		return rc;

@@ -195,12 +195,17 @@ int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who,
 	const struct vss_provider_ops *chosen = NULL;
 	struct vss_error why = { 0 };
 	const char *target;
-	char *warning = NULL;
+	char *warning = NULL, *seen = NULL;
 	json_t *arr;
 	int rc;
 
 	if ((rc = svc_arg_str(args, "for", false, &target, err)) < 0)
 		return rc;
+	/* As the caller sees it (caller.c): vssd tells no one about paths they cannot reach. */
+	if (target && (rc = svc_caller_path(who, target, &seen, err)) < 0)
+		return rc;
+	if (seen)
+		target = seen;
 	if (target && svc_provider_select(svc, target, NULL, false, &chosen, &warning, &why) < 0)
 		chosen = NULL;
 	free(warning);
@@ -229,6 +234,7 @@ int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who,
 		json_object_set_new(*res, "refusal", chosen ? json_null()
 							    : json_string(why.msg));
 	}
+	free(seen);
 	return 0;
 }
 
@@ -289,8 +295,8 @@ static int live_remove(struct vss_service *svc, struct svc_shadow *sh, struct vs
 	return 0;
 }
 
-static int live_expose(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
-		       json_t **res, struct vss_error *err)
+static int live_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+		       unsigned int flags, json_t **res, struct vss_error *err)
 {
 	return vss_error_set(err, -EOPNOTSUPP, "shadow %s is the live filesystem (%s): read "
 			     "it there", sh->rec.id, sh->path);

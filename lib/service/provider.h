@@ -76,10 +76,12 @@ struct vss_provider_ops {
 	/* Deletes what the provider made for @sh (not its catalog row, not its
 	 * place in the service's list). */
 	int (*remove)(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
-	/* Optional: mounts @sh read-only at @dir (absolute, resolved, not a mount
-	 * point); NULL means the coordinator mounts the device's filesystem. */
-	int (*expose)(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
-		      json_t **res, struct vss_error *err);
+	/* Optional: mounts @sh read-only, nosuid, nodev (and noexec unless
+	 * VSS_FS_EXEC in @flags) on the directory @dirfd (checked, nothing
+	 * mounted there: svc_mountpoint_open()), and sets sh->expose_*; NULL
+	 * means the coordinator mounts the device's filesystem. */
+	int (*expose)(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+		      unsigned int flags, json_t **res, struct vss_error *err);
 	/* Optional: at start, deletes what an earlier run of this instance made
 	 * and did not keep (not persistent, or never recorded as done), lists
 	 * the persistent shadows again, and never touches what other instances

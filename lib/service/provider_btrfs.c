@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 
 #include "provider/btrfs.h"
 #include "provider/fsinfo.h"
@@ -154,26 +153,25 @@ static int btrfs_remove(struct vss_service *svc, struct svc_shadow *sh, struct v
 	return rc == -ENOENT ? 0 : rc;
 }
 
-static int btrfs_expose(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
-			json_t **res, struct vss_error *err)
+static int btrfs_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+			unsigned int flags, json_t **res, struct vss_error *err)
 {
-	if (mount(sh->path, dir, NULL, MS_BIND, NULL) < 0)
-		return vss_error_set(err, -errno, "cannot bind-mount %s on %s: %s", sh->path,
-				     dir, strerror(errno));
-	if (mount(NULL, dir, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-		  NULL) < 0) {
-		int e = errno;
+	struct vss_fs_mounted m;
+	int rc;
 
-		umount2(dir, MNT_DETACH);
-		return vss_error_set(err, -e, "cannot make %s read-only: %s", dir, strerror(e));
-	}
-	if (!(sh->expose_dir = strdup(dir))) {
-		umount2(dir, MNT_DETACH);
+	/* Read-only, nosuid, nodev, noexec before it is attached: never
+	 * anything else, not even for a moment. */
+	if ((rc = vss_fs_bind(sh->path, dirfd, flags, &m, err)) < 0)
+		return rc;
+	if (!(sh->expose_dir = strdup(m.dir))) {
+		vss_fs_umount_force(m.dir);
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	}
-	vss_log("shadow %s exposed at %s (bind mount of %s, read-only)", sh->rec.id, dir,
+	sh->expose_id = m.id;
+	sh->expose_loop[0] = '\0';
+	vss_log("shadow %s exposed at %s (bind mount of %s, read-only)", sh->rec.id, m.dir,
 		sh->path);
-	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", sh->rec.id, "dir", dir,
+	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", sh->rec.id, "dir", m.dir,
 			 "source", sh->path, "fstype", "btrfs");
 	return 0;
 }

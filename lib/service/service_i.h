@@ -3,7 +3,8 @@
  * service.c (start, stop, recovery, events), volume.c (volume manager),
  * shadowset.c (shadow set coordinator and shadows), storage.c (diff area
  * settings), restore.c (mounts brought back at start), server.c (control
- * socket and dispatch).
+ * socket and dispatch), caller.c (paths and mount points as the caller sees
+ * them).
  *
  * Locking:
  * - svc->lock (a mutex) serialises every control operation and protects
@@ -34,6 +35,7 @@
 #include <vss/error.h>
 
 #include "service/catalog.h"
+#include "service/fs.h"
 #include "service/loop.h"
 #include "service/provider.h"
 #include "service/service.h"
@@ -86,6 +88,7 @@ struct svc_volume {
 	bool detached;                          /* svc->lock: that file is no longer at rec.diff_path */
 	char *offline_why;                      /* offline volumes (svc->offline): why not served */
 	char *mount_dir;                        /* svc->lock: where mounted, or NULL */
+	uint64_t mount_id;                      /* svc->lock: that mount's ID (fs.h) */
 	char mount_loop[VSS_LOOP_NAME_MAX];
 	char fstype[16];
 };
@@ -100,6 +103,10 @@ struct svc_shadow {
 	char *target_path;                      /* other providers: the target inside the shadow, or NULL; owned */
 	struct vss_catalog_shadow rec;          /* rec.target owned */
 	char *expose_dir;                       /* where exposed, or NULL */
+	uint64_t expose_id;                     /* that mount's ID (fs.h) */
+	char expose_loop[VSS_LOOP_NAME_MAX];    /* its loop device, or "" (a bind mount) */
+	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID: it goes
+						 * with the exposure */
 	struct conn *owner;                     /* set in progress: its requester */
 };
 
@@ -194,21 +201,25 @@ int svc_resolve_target(struct vss_service *svc, const char *target,
  * operation. */
 void svc_refresh_mounts(struct vss_service *svc);
 /*
- * Attaches @file to a loop device (read-only if @shadow), makes a @mkfs
- * filesystem on it unless NULL, and mounts what it holds at @dir with
- * @options (and, if @shadow, the read-only options of fs.h), refusing
- * anything but ext4, xfs or btrfs, or but @fstype if not NULL.  @what names
- * it in messages.  The loop device goes away with the mount.
+ * Attaches @file to a loop device (read-only with VSS_FS_SHADOW in @flags),
+ * makes a @mkfs filesystem on it unless NULL, and mounts what it holds on
+ * the directory @dirfd (svc_mountpoint_open()) with @options and @flags
+ * (fs.h: a shadow is read-only, nosuid, nodev, noexec unless VSS_FS_EXEC),
+ * refusing anything but ext4, xfs or btrfs, or but @fstype if not NULL.
+ * @what names it in messages.  The loop device goes away with the mount.
  */
-int svc_mount_device(const char *file, bool shadow, const char *dir, const char *mkfs,
+int svc_mount_device(const char *file, unsigned int flags, int dirfd, const char *mkfs,
 		     const char *fstype, const char *options, const char *what,
-		     char loop[VSS_LOOP_NAME_MAX], const char **found, struct vss_error *err);
-/* Mounts @v at @dir (must exist): a loop device on its device, mkfs.@mkfs
+		     char loop[VSS_LOOP_NAME_MAX], const char **found,
+		     struct vss_fs_mounted *mounted, struct vss_error *err);
+/* Mounts @v at @dir (made first with SVC_MOUNT_MKDIR in @how, else it must
+ * exist; svc_mountpoint_open()): a loop device on its device, mkfs.@mkfs
  * first unless NULL, refused unless the filesystem found is @fstype (NULL:
- * any), mounted with @options (may be NULL).  Records nothing in the catalog. */
+ * any), mounted with @options (may be NULL).  v->mount_dir is where the
+ * mount landed.  Records nothing in the catalog. */
 int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *dir,
-		     const char *mkfs, const char *fstype, const char *options,
-		     struct vss_error *err);
+		     unsigned int how, const char *mkfs, const char *fstype,
+		     const char *options, struct vss_error *err);
 /* Unmounts @v (lazily if @force and busy); keeps the catalog's record. */
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 		      struct vss_error *err);
@@ -224,14 +235,15 @@ int svc_shadow_add_device(struct vss_service *svc, struct svc_shadow *sh, struct
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why);
 struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id);
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
-/* Mounts @sh read-only at @dir (must exist, nothing mounted there): the
- * provider's expose, or a read-only loop device and the filesystem's
- * options for an image of a live filesystem (fs.h).  Records nothing in the
- * catalog. */
-int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
-		      json_t **res, struct vss_error *err);
-/* Forgets where @sh is exposed (unmounting it, lazily if busy, if @force);
- * keeps the catalog's record. */
+/* Mounts @sh read-only, nosuid, nodev (and noexec unless VSS_FS_EXEC in
+ * @flags) on the directory @dirfd (svc_mountpoint_open()): the provider's
+ * expose, or a read-only loop device and the filesystem's options for an
+ * image of a live filesystem (fs.h).  Records nothing in the catalog. */
+int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+		      unsigned int flags, json_t **res, struct vss_error *err);
+/* Forgets where @sh is exposed; with @force, unmounts it first (lazily if
+ * busy) and removes the directory if it was vssd's own (sh->expose_own).
+ * Keeps the catalog's record. */
 void svc_shadow_unexpose(struct svc_shadow *sh, bool force);
 /* Whether @c holds a set taken with "hold" (the server does not close such
  * a connection for being idle). */
@@ -243,6 +255,34 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
 int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res, struct vss_error *err);
+
+/* ---- caller.c: what a caller names, as the caller sees it ---- */
+/* @who's credentials in @buf for fs.h, or NULL for root (and for @who NULL:
+ * vssd itself). */
+const struct vss_fs_cred *svc_caller_cred(const struct svc_caller *who,
+					  struct vss_fs_cred *buf);
+/* A path a caller named (a target, a --for; *@out malloc'd): root's and
+ * what is not an absolute path (a volume name) as they are; anyone else's
+ * resolved as that caller (fs.h: in a child with the caller's
+ * credentials), "does not exist" and "may not reach it" alike. */
+int svc_caller_path(const struct svc_caller *who, const char *path, char **out,
+		    struct vss_error *err);
+/* 0 if @who can reach @path (the live side of a shadow, named @what in the
+ * message), else -EACCES. */
+int svc_caller_reaches(const struct svc_caller *who, const char *path, const char *what,
+		       struct vss_error *err);
+#define SVC_MOUNT_MKDIR 0x1u    /* create the directory if missing */
+#define SVC_MOUNT_OWN   0x2u    /* vssd's own RUN/exec/SET/ID, at start (restore.c) */
+/*
+ * Opens @dir to mount on, as @who (NULL: vssd) sees it, never through a
+ * symlink: an existing directory (SVC_MOUNT_MKDIR: made, as @who), that
+ * is @who's own unless @who is root, is none of the system's (fs.h), nor in
+ * the state or run directory (but SVC_MOUNT_OWN's), and has nothing mounted
+ * on it.  *@fd (O_PATH) is what to mount on; @real its path.
+ */
+int svc_mountpoint_open(struct vss_service *svc, const struct svc_caller *who,
+			const char *dir, unsigned int how, int *fd, char real[PATH_MAX],
+			struct vss_error *err);
 
 /* ---- restore.c: mounts and exposures brought back at start ---- */
 struct svc_restore;

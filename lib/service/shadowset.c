@@ -64,19 +64,25 @@ static bool shadow_matches(const struct svc_shadow *sh, const struct svc_volume 
 	return mount && sh->origin && strcmp(sh->origin, mount) == 0;
 }
 
-/* Resolves a --for TARGET of list/delete: a volume (*vol), or for other
- * providers their origin (*mount, malloc'd: a btrfs subvolume's root, a mount). */
-static int resolve_for(struct vss_service *svc, const char *target, struct svc_volume **vol,
-		       char **mount, struct vss_error *err)
+/* Resolves a --for TARGET of list/delete, as @who sees it: a volume (*vol),
+ * or for other providers their origin (*mount, malloc'd: a btrfs
+ * subvolume's root, a mount). */
+static int resolve_for(struct vss_service *svc, const struct svc_caller *who,
+		       const char *target, struct svc_volume **vol, char **mount,
+		       struct vss_error *err)
 {
-	int rc = svc_resolve_target(svc, target, vol, err);
+	char *seen;
+	int rc;
 
+	*vol = NULL;
 	*mount = NULL;
-	if (rc == 0 || target[0] != '/')
+	if ((rc = svc_caller_path(who, target, &seen, err)) < 0)
 		return rc;
-	if (!(*mount = svc_provider_origin_of(target)))
-		return rc;
-	return 0;
+	rc = svc_resolve_target(svc, seen, vol, err);
+	if (rc != 0 && seen[0] == '/' && (*mount = svc_provider_origin_of(seen)))
+		rc = 0;
+	free(seen);
+	return rc;
 }
 
 struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id)
@@ -97,14 +103,35 @@ int svc_shadow_count(struct vss_service *svc, struct svc_volume *v)
 	return n;
 }
 
+/* Removes vssd's own exposure directory RUN/exec/SET/ID, and SET if empty. */
+static void own_dir_remove(const char *dir)
+{
+	char set[PATH_MAX];
+	char *slash;
+
+	if (vss_fs_rmdir(dir) < 0)
+		return;
+	snprintf(set, sizeof(set), "%s", dir);
+	if ((slash = strrchr(set, '/')) && slash != set) {
+		*slash = '\0';
+		vss_fs_rmdir(set);
+	}
+}
+
 void svc_shadow_unexpose(struct svc_shadow *sh, bool force)
 {
 	if (!sh->expose_dir)
 		return;
-	if (force)
+	if (force) {
 		vss_fs_umount_force(sh->expose_dir);
+		if (sh->expose_own)
+			own_dir_remove(sh->expose_dir);
+	}
 	free(sh->expose_dir);
 	sh->expose_dir = NULL;
+	sh->expose_id = 0;
+	sh->expose_loop[0] = '\0';
+	sh->expose_own = false;
 }
 
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why)
@@ -194,6 +221,7 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 {
 	struct conn *c = who->conn;
 	struct svc_member m[MAX_SET_TARGETS];
+	char *seen[MAX_SET_TARGETS] = { NULL };     /* the targets as the caller sees them */
 	const char *freeze_dirs[MAX_SET_TARGETS];
 	json_t *targets = json_object_get(args, "targets"), *out, *warnings;
 	struct vss_guardian *guard = NULL;
@@ -232,6 +260,9 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 					   "non-empty array of strings");
 			goto abort;
 		}
+		if ((rc = svc_caller_path(who, m[i].target, &seen[i], err)) < 0)
+			goto abort;
+		m[i].target = seen[i];
 		uuid_generate_random(m[i].id);
 		m[i].set_id = set_id;
 		m[i].persistent = persistent;
@@ -412,10 +443,14 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 			 "frozen_ms", nfreeze ? ms_between(t_freeze, t_thawed) : 0.0,
 			 "held_ms", ms_between(t_gate, t_open),
 			 "shadows", out, "warnings", warnings, "complete", !hold);
+	for (size_t i = 0; i < n; i++)
+		free(seen[i]);
 	return 0;
 abort:
 	members_abort(svc, m, n);
 	members_release(m, n);
+	for (size_t i = 0; i < n; i++)
+		free(seen[i]);
 	vss_log("set %s aborted: %s", set_str, err->msg);
 	return rc;
 }
@@ -534,7 +569,7 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 	if ((rc = svc_arg_str(args, "for", false, &target, err)) < 0 ||
 	    (rc = svc_arg_str(args, "set", false, &set, err)) < 0)
 		return rc;
-	if (target && (rc = resolve_for(svc, target, &only, &only_mount, err)) < 0)
+	if (target && (rc = resolve_for(svc, who, target, &only, &only_mount, err)) < 0)
 		return rc;
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		struct vss_cow_shadow_info *infos = NULL;
@@ -621,7 +656,7 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 	if (modes != 1 || (target && oldest == all))
 		return vss_error_set(err, -EINVAL, "say which shadows to delete: shadow, set, "
 				     "for with oldest or all, or all");
-	if (target && (rc = resolve_for(svc, target, &vol, &mount, err)) < 0)
+	if (target && (rc = resolve_for(svc, who, target, &vol, &mount, err)) < 0)
 		return rc;
 	if (id) {
 		if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
@@ -655,33 +690,103 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 	return 0;
 }
 
-int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, const char *dir,
-		      json_t **res, struct vss_error *err)
+int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+		      unsigned int flags, json_t **res, struct vss_error *err)
 {
-	char real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX], what[80];
+	char dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX], what[80];
+	struct vss_fs_mounted m;
 	const char *fstype;
 	int rc;
 
 	if (sh->expose_dir)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s",
 				     sh->rec.id, sh->expose_dir);
-	if ((rc = vss_fs_free_mountpoint(dir, real, err)) < 0)
-		return rc;
 	if (sh->prov->expose)
-		return sh->prov->expose(svc, sh, real, res, err);
+		return sh->prov->expose(svc, sh, dirfd, flags, res, err);
 	sh->prov->location(svc, sh, dev, sizeof(dev));
 	snprintf(what, sizeof(what), "shadow %s", sh->rec.id);
-	if ((rc = svc_mount_device(dev, true, real, NULL, NULL, NULL, what, loop, &fstype,
-				   err)) < 0)
+	if ((rc = svc_mount_device(dev, flags | VSS_FS_SHADOW, dirfd, NULL, NULL, NULL, what,
+				   loop, &fstype, &m, err)) < 0)
 		return rc;
-	if (!(sh->expose_dir = strdup(real))) {
-		vss_fs_umount_force(real);
+	if (!(sh->expose_dir = strdup(m.dir))) {
+		vss_fs_umount_force(m.dir);
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	}
-	vss_log("shadow %s exposed at %s (%s on %s)", sh->rec.id, real, fstype, loop);
-	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", sh->rec.id, "dir", real,
+	sh->expose_id = m.id;
+	snprintf(sh->expose_loop, sizeof(sh->expose_loop), "%s", loop);
+	vss_log("shadow %s exposed at %s (%s on %s)", sh->rec.id, m.dir, fstype, loop);
+	*res = json_pack("{s:s, s:s, s:s, s:s}", "shadow", sh->rec.id, "dir", m.dir,
 			 "loop", loop, "fstype", fstype);
 	return 0;
+}
+
+/*
+ * The directory vssd picks when shadow.expose names none: RUN/exec/SET/ID,
+ * where RUN/exec/SET is the caller's own, mode 0700.  Through it the shadow
+ * is no more reachable than its live side: only the caller (who could reach
+ * that) and root get in, whatever the directories above the live mount
+ * allow.  It is removed with the exposure.
+ */
+static int own_dir_open(struct vss_service *svc, const struct svc_caller *who,
+			const struct svc_shadow *sh, int *fd, char real[PATH_MAX],
+			struct vss_error *err)
+{
+	uid_t uid = who ? who->uid : 0;
+	gid_t gid = who ? who->gid : 0;
+	int run = -1, exec = -1, set = -1, rc;
+
+	*fd = -1;
+	if ((rc = vss_fs_open(svc->run_dir, NULL, VSS_FS_OPEN_NOFOLLOW, &run, real, err)) < 0)
+		return rc;
+	if ((rc = vss_fs_private_dir(run, "exec", 0755, 0, 0, &exec)) < 0) {
+		rc = vss_error_set(err, rc, "%s/exec: %s", svc->run_dir, rc == -EPERM
+				   ? "not root's" : strerror(-rc));
+		goto out;
+	}
+	if ((rc = vss_fs_private_dir(exec, sh->rec.set_id, 0700, uid, gid, &set)) < 0) {
+		rc = vss_error_set(err, rc == -EPERM ? -EBUSY : rc, "%s/exec/%s: %s",
+				   svc->run_dir, sh->rec.set_id, rc == -EPERM
+				   ? "another user's (name a directory to expose in)"
+				   : strerror(-rc));
+		goto out;
+	}
+	if ((rc = vss_fs_private_dir(set, sh->rec.id, 0700, (uid_t)-1, 0, fd)) < 0) {
+		rc = vss_error_set(err, rc, "%s/exec/%s/%s: %s", svc->run_dir, sh->rec.set_id,
+				   sh->rec.id, strerror(-rc));
+		goto out;
+	}
+	snprintf(real, PATH_MAX, "%s/exec/%s/%s", svc->run_dir, sh->rec.set_id, sh->rec.id);
+	if ((rc = vss_fs_check_free(*fd, real, err)) < 0) {
+		close(*fd);
+		*fd = -1;
+	}
+out:
+	if (set >= 0)
+		close(set);
+	if (exec >= 0)
+		close(exec);
+	close(run);
+	return rc;
+}
+
+/* A user or operator may expose a shadow only if it can reach what the
+ * shadow is of: the mount point of its volume, its subvolume. */
+static int check_reach(const struct svc_caller *who, const struct svc_shadow *sh,
+		       struct vss_error *err)
+{
+	if (!who || who->uid == 0)
+		return 0;
+	if (sh->vol) {
+		if (!sh->vol->mount_dir)
+			return vss_error_set(err, -EACCES, "permission denied: volume %s is not "
+					     "mounted, so only root may expose its shadows",
+					     sh->vol->rec.name);
+		return svc_caller_reaches(who, sh->vol->mount_dir, sh->vol->rec.name, err);
+	}
+	if (!sh->origin)
+		return vss_error_set(err, -EACCES, "permission denied: only root may expose "
+				     "shadow %s", sh->rec.id);
+	return svc_caller_reaches(who, sh->origin, "the shadow's origin", err);
 }
 
 int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
@@ -689,25 +794,46 @@ int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, 
 {
 	struct vss_catalog_mount x = { .shadow = true };
 	const char *id, *dir;
-	char full[37];
+	char full[37], real[PATH_MAX];
 	struct svc_shadow *sh;
-	int rc;
+	bool exec;
+	int rc, fd;
 
 	if ((rc = svc_arg_str(args, "shadow", true, &id, err)) < 0 ||
-	    (rc = svc_arg_str(args, "dir", true, &dir, err)) < 0)
+	    (rc = svc_arg_str(args, "dir", false, &dir, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "exec", &exec, err)) < 0)
 		return rc;
+	if (dir && !*dir)
+		return vss_error_set(err, -EINVAL, "argument \"dir\" must not be empty");
+	if (exec && who && who->uid != 0)
+		return vss_error_set(err, -EACCES, "permission denied: only root may expose "
+				     "a shadow with its programs allowed to run (exec)");
 	if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
 		return rc;
 	sh = svc_shadow_find(svc, full);
 	if (sh->expose_dir)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s", full,
 				     sh->expose_dir);
-	if ((rc = vss_fs_make_mountpoint(dir, err)) < 0 ||
-	    (rc = svc_shadow_expose(svc, sh, dir, res, err)) < 0)
+	if ((rc = check_reach(who, sh, err)) < 0)
 		return rc;
+	if (dir)
+		rc = svc_mountpoint_open(svc, who, dir, SVC_MOUNT_MKDIR, &fd, real, err);
+	else
+		rc = own_dir_open(svc, who, sh, &fd, real, err);
+	if (rc < 0)
+		return rc;
+	rc = svc_shadow_expose(svc, sh, fd, exec ? VSS_FS_EXEC : 0, res, err);
+	close(fd);
+	if (rc < 0) {
+		if (!dir)
+			own_dir_remove(real);
+		return rc;
+	}
+	sh->expose_own = !dir;
 	/* Recorded, so that a restart exposes it again (restore.c). */
 	snprintf(x.name, sizeof(x.name), "%s", sh->rec.id);
 	x.dir = sh->expose_dir;
+	x.options = exec ? "exec" : "";
 	if ((rc = vss_catalog_mount_put(svc->cat, &x, err)) < 0) {
 		svc_shadow_unexpose(sh, true);
 		json_decref(*res);
@@ -720,15 +846,22 @@ int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who
 			   struct vss_error *err)
 {
 	const char *dir;
-	char real[PATH_MAX];
+	char real[PATH_MAX], *seen = NULL;
 	struct svc_shadow *sh;
 	struct vss_error e;
 	int rc;
 
 	if ((rc = svc_arg_str(args, "dir", true, &dir, err)) < 0)
 		return rc;
-	if (!realpath(dir, real))
+	/* As the caller sees it; else as given (vssd looks no further). */
+	if (who && who->uid != 0) {
+		if (svc_caller_path(who, dir, &seen, NULL) < 0)
+			seen = NULL;
+		snprintf(real, sizeof(real), "%s", seen ? seen : dir);
+		free(seen);
+	} else if (!realpath(dir, real)) {
 		snprintf(real, sizeof(real), "%s", dir);
+	}
 	for (sh = svc->shadows; sh; sh = sh->next)
 		if (sh->expose_dir && strcmp(sh->expose_dir, real) == 0)
 			break;
@@ -739,8 +872,9 @@ int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who
 	vss_log("shadow %s unexposed from %s", sh->rec.id, sh->expose_dir);
 	if (vss_catalog_mount_delete(svc->cat, true, sh->rec.id, &e) < 0)
 		vss_log("shadow %s: %s", sh->rec.id, e.msg);
-	free(sh->expose_dir);
-	sh->expose_dir = NULL;
+	if (sh->expose_own)
+		own_dir_remove(sh->expose_dir);
 	*res = json_pack("{s:s, s:s}", "shadow", sh->rec.id, "dir", real);
+	svc_shadow_unexpose(sh, false);
 	return 0;
 }

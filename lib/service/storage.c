@@ -167,13 +167,21 @@ int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, j
 {
 	const char *target;
 	struct svc_volume *only = NULL;
+	char *seen;
 	json_t *arr;
 	int rc;
 
 	if ((rc = svc_arg_str(args, "for", false, &target, err)) < 0)
 		return rc;
-	if (target && (rc = svc_resolve_target(svc, target, &only, err)) < 0)
-		return rc;
+	/* As the caller sees it (caller.c): vssd tells no one about paths they cannot reach. */
+	if (target) {
+		if ((rc = svc_caller_path(who, target, &seen, err)) < 0)
+			return rc;
+		rc = svc_resolve_target(svc, seen, &only, err);
+		free(seen);
+		if (rc < 0)
+			return rc;
+	}
 	arr = json_array();
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		json_t *o;

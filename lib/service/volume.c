@@ -826,27 +826,140 @@ static void forget_mount(struct svc_volume *v)
 {
 	free(v->mount_dir);
 	v->mount_dir = NULL;
+	v->mount_id = 0;
 	v->mount_loop[0] = '\0';
 	v->fstype[0] = '\0';
 }
 
+struct loop_check {
+	const char *loop;
+	bool found;
+};
+
+static void loop_match(void *arg, const char *dev, const char *backing)
+{
+	struct loop_check *c = arg;
+
+	if (strcmp(dev, c->loop) == 0)
+		c->found = true;
+}
+
+/*
+ * Where the mount @id is now, if it is still the one vss made: from @loop
+ * whose backing file is @file (vssd's device), or for a bind mount (@loop
+ * "") of the directory @file.  Mount IDs and loop devices are both reused,
+ * so the source is checked as well as the ID.
+ */
+static bool mount_now(uint64_t id, const char *loop, const char *file, char now[PATH_MAX])
+{
+	char source[PATH_MAX];
+	struct stat a, b;
+
+	if (!vss_fs_mount_where(id, now, source, sizeof(source)))
+		return false;
+	if (loop[0]) {
+		struct loop_check c = { .loop = loop };
+
+		if (strcmp(source, loop) != 0)
+			return false;
+		vss_loop_each_under(file, loop_match, &c);
+		return c.found;
+	}
+	return stat(now, &a) == 0 && stat(file, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+struct moved {
+	struct vss_catalog_mount m;
+	char options[1024];
+	bool found;
+};
+
+static int find_row(void *arg, const struct vss_catalog_mount *m)
+{
+	struct moved *mv = arg;
+
+	if (m->shadow != mv->m.shadow || strcmp(m->name, mv->m.name) != 0)
+		return 0;
+	snprintf(mv->options, sizeof(mv->options), "%s", m->options);
+	snprintf(mv->m.fstype, sizeof(mv->m.fstype), "%s", m->fstype);
+	mv->found = true;
+	return 1;
+}
+
+/* The catalog's record of the mount of @name follows it to @dir. */
+static void record_moved(struct vss_service *svc, bool shadow, const char *name,
+			 const char *dir)
+{
+	struct moved mv = { .m = { .shadow = shadow } };
+	struct vss_error e;
+
+	snprintf(mv.m.name, sizeof(mv.m.name), "%s", name);
+	vss_catalog_mount_each(svc->cat, find_row, &mv, NULL);
+	if (!mv.found)
+		return;
+	mv.m.dir = (char *)dir;
+	mv.m.options = mv.options;
+	if (vss_catalog_mount_put(svc->cat, &mv.m, &e) < 0)
+		vss_log("%s %s: %s", shadow ? "shadow" : "volume", name, e.msg);
+}
+
+/*
+ * Whether the mount @id that vss made (of @name: from @loop on @file, or a
+ * bind mount of @file) is still there.  If its directory was renamed or
+ * swapped since, *@dir and the catalog's record follow it, so that vss
+ * can still unmount it and the volume can be mounted again.
+ */
+static bool still_mounted(struct vss_service *svc, bool shadow, const char *name,
+			  uint64_t id, const char *loop, const char *file, char **dir)
+{
+	char now[PATH_MAX], *moved;
+
+	if (!id)    /* the kernel gave no mount ID: by path, as it was */
+		return loop[0] ? vss_fs_mounted_from(loop, *dir) : vss_fs_is_mountpoint(*dir);
+	if (!mount_now(id, loop, file, now))
+		return false;
+	if (strcmp(now, *dir) != 0 && (moved = strdup(now))) {
+		vss_log("%s %s: its mount moved from %s to %s; following it",
+			shadow ? "shadow" : "volume", name, *dir, now);
+		free(*dir);
+		*dir = moved;
+		record_moved(svc, shadow, name, moved);
+	}
+	return true;
+}
+
 void svc_refresh_mounts(struct vss_service *svc)
 {
+	char file[PATH_MAX];
+
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
-		if (!v->mount_dir || vss_fs_mounted_from(v->mount_loop, v->mount_dir))
+		if (!v->mount_dir)
+			continue;
+		svc_volume_device_path(svc, v->rec.name, file, sizeof(file));
+		if (still_mounted(svc, false, v->rec.name, v->mount_id, v->mount_loop, file,
+				  &v->mount_dir))
 			continue;
 		vss_log("volume %s: %s is no longer mounted from %s (unmounted outside vss); "
 			"forgetting it", v->rec.name, v->mount_dir, v->mount_loop);
 		vss_catalog_mount_delete(svc->cat, false, v->rec.name, NULL);
 		forget_mount(v);
 	}
-	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
-		if (sh->expose_dir && !vss_fs_is_mountpoint(sh->expose_dir)) {
-			vss_log("shadow %s: %s is no longer mounted (unmounted outside vss); "
-				"forgetting it", sh->rec.id, sh->expose_dir);
-			vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
-			svc_shadow_unexpose(sh, false);
-		}
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
+		if (!sh->expose_dir)
+			continue;
+		if (sh->expose_loop[0])
+			sh->prov->location(svc, sh, file, sizeof(file));
+		else
+			snprintf(file, sizeof(file), "%s", sh->path ? sh->path : "");
+		if (still_mounted(svc, true, sh->rec.id, sh->expose_id, sh->expose_loop, file,
+				  &sh->expose_dir))
+			continue;
+		vss_log("shadow %s: %s is no longer mounted (unmounted outside vss); "
+			"forgetting it", sh->rec.id, sh->expose_dir);
+		vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
+		svc_shadow_unexpose(sh, false);
+	}
 	svc_check_diff_areas(svc);
 }
 
@@ -963,10 +1076,12 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 	return 0;
 }
 
-int svc_mount_device(const char *file, bool shadow, const char *dir, const char *mkfs,
+int svc_mount_device(const char *file, unsigned int flags, int dirfd, const char *mkfs,
 		     const char *fstype, const char *options, const char *what,
-		     char loop[VSS_LOOP_NAME_MAX], const char **found, struct vss_error *err)
+		     char loop[VSS_LOOP_NAME_MAX], const char **found,
+		     struct vss_fs_mounted *mounted, struct vss_error *err)
 {
+	bool shadow = flags & VSS_FS_SHADOW;
 	int rc, fd;
 
 	if ((rc = vss_loop_attach(file, shadow, loop, &fd, err)) < 0)
@@ -980,40 +1095,47 @@ int svc_mount_device(const char *file, bool shadow, const char *dir, const char 
 		rc = vss_error_set(err, -EINVAL, "%s holds %s, not the %s it held when it was "
 				   "mounted", what, *found, fstype);
 	else
-		rc = vss_fs_mount(loop, dir, *found, options, shadow, err);
+		rc = vss_fs_mount(loop, dirfd, *found, options, flags, mounted, err);
 out:
 	close(fd);  /* autoclear: the loop device now lives as long as the mount */
 	return rc;
 }
 
 int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *dir,
-		     const char *mkfs, const char *fstype, const char *options,
-		     struct vss_error *err)
+		     unsigned int how, const char *mkfs, const char *fstype,
+		     const char *options, struct vss_error *err)
 {
 	char real[PATH_MAX], dev[PATH_MAX], loop[VSS_LOOP_NAME_MAX], what[80];
+	struct vss_fs_mounted m;
 	const char *found;
-	int rc;
+	int rc, dirfd;
 
 	if (v->mount_dir)
 		return vss_error_set(err, -EBUSY, "volume %s is already mounted at %s",
 				     v->rec.name, v->mount_dir);
-	if ((rc = vss_fs_free_mountpoint(dir, real, err)) < 0)
-		return rc;
 	if (svc_volume_open_count(svc, v) > 0)
 		return vss_error_set(err, -EBUSY, "the device of volume %s is in use",
 				     v->rec.name);
+	if ((rc = svc_mountpoint_open(svc, NULL, dir, how, &dirfd, real, err)) < 0)
+		return rc;
 	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
 	snprintf(what, sizeof(what), "volume %s", v->rec.name);
-	if ((rc = svc_mount_device(dev, false, real, mkfs, fstype, options, what, loop, &found,
-				   err)) < 0)
+	rc = svc_mount_device(dev, 0, dirfd, mkfs, fstype, options, what, loop, &found, &m, err);
+	close(dirfd);
+	if (rc < 0)
 		return rc;
-	if (!(v->mount_dir = strdup(real))) {
-		vss_fs_umount_force(real);
+	/* Where it landed, which is what was opened and checked as @real even
+	 * if the directory has been renamed since. */
+	if (!m.dir[0])
+		snprintf(m.dir, sizeof(m.dir), "%s", real);
+	if (!(v->mount_dir = strdup(m.dir))) {
+		vss_fs_umount_force(m.dir);
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	}
+	v->mount_id = m.id;
 	snprintf(v->mount_loop, sizeof(v->mount_loop), "%s", loop);
 	snprintf(v->fstype, sizeof(v->fstype), "%s", found);
-	vss_log("volume %s mounted at %s (%s on %s)", v->rec.name, real, found, loop);
+	vss_log("volume %s mounted at %s (%s on %s)", v->rec.name, v->mount_dir, found, loop);
 	return 0;
 }
 
@@ -1039,8 +1161,7 @@ int svc_op_volume_mount(struct vss_service *svc, const struct svc_caller *who, j
 	if (mkfs && !vss_fs_supported(mkfs))
 		return vss_error_set(err, -EINVAL, "cannot make a %s filesystem "
 				     "(supported: ext4, xfs, btrfs)", mkfs);
-	if ((rc = vss_fs_make_mountpoint(dir, err)) < 0 ||
-	    (rc = svc_volume_mount(svc, v, dir, mkfs, NULL, options, err)) < 0)
+	if ((rc = svc_volume_mount(svc, v, dir, SVC_MOUNT_MKDIR, mkfs, NULL, options, err)) < 0)
 		return rc;
 	/* Recorded, so that a restart mounts it again (restore.c). */
 	snprintf(m.name, sizeof(m.name), "%s", name);

@@ -159,16 +159,23 @@ int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **re
 	return 0;
 }
 
-char *cli_abs_path(const char *path)
+char *cli_mount_point(const char *path)
 {
-	char real[PATH_MAX], cwd[PATH_MAX], joined[2 * PATH_MAX + 2];
+	char cwd[PATH_MAX], joined[2 * PATH_MAX + 2];
 
-	if (realpath(path, real))
-		return strdup(real);
 	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
 		return strdup(path);
 	snprintf(joined, sizeof(joined), "%s/%s", cwd, path);
 	return strdup(joined);
+}
+
+char *cli_abs_path(const char *path)
+{
+	char real[PATH_MAX];
+
+	if (realpath(path, real))
+		return strdup(real);
+	return cli_mount_point(path);
 }
 
 char *cli_target(const char *target)

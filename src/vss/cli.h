@@ -57,6 +57,10 @@ int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **re
 
 /* A target or directory as the daemon needs it: absolute, resolved if it exists. */
 char *cli_abs_path(const char *path);
+/* @path made absolute (against the working directory) without resolving
+ * any symlink in it: a mount point, which vssd refuses to reach through a
+ * symlink (malloc'd). */
+char *cli_mount_point(const char *path);
 /* A target: a volume name stays as it is, anything path-like becomes absolute. */
 char *cli_target(const char *target);
 /* Sets @key in @args to the target given as --for, if it was given. */

@@ -2,7 +2,8 @@
  * vss/cmd_exec.c - vss exec: one backup around a command (vshadow -exec),
  * on the requester API (vss/requester.h): gather, select every component,
  * prepare, take the set with writers, expose each shadow read-only
- * under RUN/exec/SET/n, run COMMAND with the VSS_* variables, then complete
+ * where vssd picks (RUN/exec/SET/ID: RUN/exec/SET is this user's, mode 0700,
+ * so the shadow is no more reachable there than at its live path), run COMMAND with the VSS_* variables, then complete
  * (exit 0) or abort, unexpose, delete non-persistent shadows, and exit with
  * COMMAND's status.  With --in-place COMMAND sees each target's shadow at
  * the target's own path (vss_requester_run_in_place), so backup programs
@@ -116,7 +117,7 @@ int cmd_exec(int argc, char **argv)
 	struct vss_error err = { 0 };
 	struct cli_args a;
 	json_t *vols = NULL;
-	char **cmd, exec_dir[PATH_MAX] = "", var[64];
+	char **cmd, var[64];
 	const char *run_dir, *type, *set = "";
 	enum vss_backup_type bt = 0;
 	unsigned int window_ms = 60000;
@@ -206,14 +207,6 @@ int cmd_exec(int argc, char **argv)
 		goto out;
 	}
 	set = vss_requester_set_id(r);
-	snprintf(exec_dir, sizeof(exec_dir), "%s/exec", run_dir);
-	mkdir(exec_dir, 0755);
-	snprintf(exec_dir, sizeof(exec_dir), "%s/exec/%s", run_dir, set);
-	if (mkdir(exec_dir, 0755) < 0 && errno != EEXIST) {
-		cli_error(EXIT_FAILED, "exec: cannot create %s: %s", exec_dir, strerror(errno));
-		exec_dir[0] = '\0';
-		goto out;
-	}
 	/* The shadows come in the order of their targets. */
 	for (int j = 0; j < n; j++) {
 		struct vss_requester_shadow sh;
@@ -230,13 +223,14 @@ int cmd_exec(int argc, char **argv)
 			t[j].mount = strdup(sh.mount);
 		if (t[j].live || !t[j].mount)
 			continue;   /* read live; or a raw volume: the device is the shadow */
-		snprintf(t[j].dir, sizeof(t[j].dir), "%s/%d", exec_dir, j + 1);
-		if ((rc = vss_requester_expose(r, t[j].index, t[j].dir, &err)) < 0) {
-			rmdir(t[j].dir);
-			t[j].dir[0] = '\0';
+		/* vssd picks the directory: RUN/exec/SET/ID, under a directory of
+		 * this user's, mode 0700, removed with the exposure. */
+		if ((rc = vss_requester_expose(r, t[j].index, NULL, &err)) < 0 ||
+		    (rc = vss_requester_shadow(r, t[j].index, &sh)) < 0) {
 			status = step_failed(rc, &err);
 			goto out;
 		}
+		snprintf(t[j].dir, sizeof(t[j].dir), "%s", sh.exposed);
 	}
 	if (cli_has(&a, "script") && !(script = fopen(cli_get(&a, "script"), "we"))) {
 		cli_error(EXIT_FAILED, "exec: cannot write %s: %s", cli_get(&a, "script"),
@@ -293,13 +287,9 @@ out:
 		status = step_failed(rc, &err);
 	else if (r && !(ok && status == 0))
 		vss_requester_abort(r, NULL);
-	/* Unexposes, and deletes the set unless it is persistent. */
+	/* Unexposes (vssd removes its directories), and deletes the set unless
+	 * it is persistent. */
 	vss_requester_close(r);
-	for (int j = 0; j < n; j++)
-		if (t[j].dir[0])
-			rmdir(t[j].dir);
-	if (exec_dir[0])
-		rmdir(exec_dir);
 	for (int j = 0; j < n; j++) {
 		free(t[j].given);
 		free(t[j].abs);

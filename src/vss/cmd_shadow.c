@@ -199,7 +199,7 @@ int cmd_expose(int argc, char **argv)
 
 	if ((rc = cli_parse(&a, "expose", argc, argv, NULL, 2, 2)))
 		return rc;
-	dir = cli_abs_path(a.pos[1]);
+	dir = cli_mount_point(a.pos[1]);
 	rc = cli_call(&a, "shadow.expose", json_pack("{s:s, s:s}", "shadow", a.pos[0],
 						     "dir", dir), &res);
 	free(dir);

@@ -143,7 +143,7 @@ static int volume_mount(int argc, char **argv)
 	mkfs = cli_get(&a, "mkfs");
 	if (mkfs && strcmp(mkfs, "ext4") && strcmp(mkfs, "xfs") && strcmp(mkfs, "btrfs"))
 		return cli_error(EXIT_USAGE, "volume mount: --mkfs takes ext4, xfs or btrfs");
-	dir = cli_abs_path(a.pos[1]);
+	dir = cli_mount_point(a.pos[1]);
 	args = json_pack("{s:s, s:s}", "name", a.pos[0], "dir", dir);
 	free(dir);
 	if (mkfs)
