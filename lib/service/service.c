@@ -17,6 +17,7 @@
 #include <uuid/uuid.h>
 
 #include "service/fs.h"
+#include "service/guardian.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/writers.h"
@@ -364,6 +365,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	svc->state_lock_fd = svc->run_lock_fd = -1;
 	svc->test_freeze_hold_ms = cfg->test_freeze_hold_ms;
+	svc->freeze_limit_ms = cfg->test_freeze_limit_ms ? cfg->test_freeze_limit_ms
+							 : VSS_FREEZE_LIMIT_MS;
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);

@@ -19,6 +19,9 @@ struct vss_service_config {
 	/* Tests only: keep the filesystems of a set frozen this long before
 	 * taking it, to exercise the guardian and the hold bound.  0: off. */
 	unsigned int test_freeze_hold_ms;
+	/* Tests only: the freeze bound (guardian.h) instead of
+	 * VSS_FREEZE_LIMIT_MS.  0: the default. */
+	unsigned int test_freeze_limit_ms;
 };
 
 /*

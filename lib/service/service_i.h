@@ -109,6 +109,7 @@ struct vss_service {
 	char *dev_dir;                          /* RUN/dev */
 	char *operator_group;                   /* its members are operators (server.c) */
 	unsigned int test_freeze_hold_ms;
+	unsigned int freeze_limit_ms;           /* the guardian's bound (guardian.h) */
 	int state_lock_fd;
 	int run_lock_fd;
 	pthread_mutex_t lock;

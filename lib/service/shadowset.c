@@ -22,8 +22,9 @@
  * Any failure before 6 aborts every prepared member (deleting the shadows
  * already taken); nothing is left
  * frozen, since every path thaws what it froze and the guardian covers a
- * crash.  A hold longer than VSS_FREEZE_LIMIT_MS (the guardian thawed on
- * its own) aborts the set: what it holds may not be consistent.
+ * crash.  A hold longer than svc->freeze_limit_ms (VSS_FREEZE_LIMIT_MS; the
+ * guardian thawed on its own) aborts the set: what it holds may not be
+ * consistent.
  *
  * A set taken with "hold" belongs to the connection that asked for it
  * (sh->owner) until that connection sends "set.complete"; if it goes away
@@ -280,8 +281,12 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 
 	/* 2. freeze */
 	if (nfreeze > 0) {
-		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, VSS_FREEZE_LIMIT_MS,
-					     &guard, err)) < 0)
+		struct vss_guardian_config gcfg = {
+			.limit_ms = svc->freeze_limit_ms, .server = getpid(),
+			.device_tree = svc->dev_dir,
+		};
+
+		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, &gcfg, &guard, err)) < 0)
 			goto abort;
 		t_freeze = mono_ns();
 		for (size_t i = 0; i < n && rc == 0; i++) {
@@ -330,9 +335,9 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 		grc = vss_guardian_finish(guard);
 	}
 	if (rc == 0 && (grc == -ETIMEDOUT ||
-			ms_between(t_freeze, t_thawed) > VSS_FREEZE_LIMIT_MS))
+			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
 		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
-				   "%d ms; the set was aborted", VSS_FREEZE_LIMIT_MS);
+				   "%u ms; the set was aborted", svc->freeze_limit_ms);
 	if (rc < 0)
 		goto abort;
 

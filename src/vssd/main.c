@@ -44,6 +44,8 @@ int main(int argc, char **argv)
 	cfg.run_dir = getenv("VSS_RUN_DIR");
 	if (getenv("VSS_TEST_FREEZE_HOLD_MS"))
 		cfg.test_freeze_hold_ms = (unsigned int)atoi(getenv("VSS_TEST_FREEZE_HOLD_MS"));
+	if (getenv("VSS_TEST_FREEZE_LIMIT_MS"))
+		cfg.test_freeze_limit_ms = (unsigned int)atoi(getenv("VSS_TEST_FREEZE_LIMIT_MS"));
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
