@@ -11,6 +11,9 @@
 
 struct vss_service;
 
+#define VSS_HOLD_LEASE_MS 120000u       /* holds: the default lease */
+#define VSS_HOLD_MAX_MS   86400000ull   /* holds: the default longest */
+
 struct vss_service_config {
 	const char *state_dir;  /* catalog, volume backing files, diff areas */
 	const char *run_dir;    /* socket, device tree, locks */
@@ -22,6 +25,11 @@ struct vss_service_config {
 	/* Tests only: the freeze bound (guardian.h) instead of
 	 * VSS_FREEZE_LIMIT_MS.  0: the default. */
 	unsigned int test_freeze_limit_ms;
+	/* Holds of backup sessions and held sets (doc/writers.md): the lease a
+	 * requester gets unless it asks for another, and the longest any hold
+	 * may last.  0: the defaults (writers.h). */
+	unsigned int hold_lease_ms;
+	unsigned long long hold_max_ms;
 };
 
 /*

@@ -28,7 +28,9 @@
  *
  * A set taken with "hold" belongs to the connection that asked for it
  * (sh->owner) until that connection sends "set.complete"; if it goes away
- * first, the set is deleted (svc_conn_gone).
+ * first, or does not complete it within its hold's deadlines (backup.c:
+ * the lease and the limit, ended by the reaper), the set is deleted
+ * (svc_conn_gone, expire_set).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +46,7 @@
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/writers.h"
 
 #define MAX_SET_TARGETS 64
 
@@ -439,8 +442,13 @@ int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, j
 			sh->owner = NULL;
 			n++;
 		}
-	if (n == 0)
+	if (n == 0) {
+		/* Held past its deadline, vssd deleted it (backup.c). */
+		if ((rc = svc_backup_set_ended(svc, c, set, err)) < 0)
+			return rc;
 		return vss_error_set(err, -ENOENT, "this connection holds no set %s", set);
+	}
+	svc_backup_set_released(svc, c, set);
 	*res = json_pack("{s:s, s:i}", "set", set, "shadows", n);
 	return 0;
 }
