@@ -26,13 +26,21 @@
  *                                      persistent or kept
  *
  * If the process dies or closes the connection before BackupComplete, vssd
- * aborts the backup: writers get Abort, the set is deleted.
+ * aborts the backup: writers get Abort, the set is deleted.  It does the
+ * same if it does not hear from the requester within the backup's lease
+ * (a stopped or hung process), or when the backup has lasted its limit
+ * (vss_requester_set_hold; doc/writers.md "Holds"): the next call says
+ * why.  The library keeps the lease by itself: from gathering until the
+ * backup ends, a thread of its own asks vssd for the backup's status every
+ * third of the lease, so a program may read its shadows for hours without
+ * calling anything.
  *
  * Errors as everywhere in libvss: 0 or a negative errno, and one readable
  * line in the optional struct vss_error.  After every step the writers'
  * states are available (vss_requester_writer_status).  A requester handle is
- * used by one thread at a time; everything it returns is owned by it and
- * valid until the next call that changes it, or vss_requester_close.
+ * used by one thread at a time (the library's own thread shares only the
+ * connection, under a lock of its own); everything it returns is owned by
+ * it and valid until the next call that changes it, or vss_requester_close.
  *
  * Example (examples/requester_demo.c, run by the system tests):
  *
@@ -108,6 +116,12 @@ int vss_requester_require_writer(struct vss_requester *r, const char *writer,
  * how long to wait for another backup to finish (default 60000 ms). */
 void vss_requester_set_timeouts(struct vss_requester *r, unsigned int window_ms,
 				unsigned int wait_ms);
+/* The backup's hold (before gathering): vssd aborts it if it hears nothing
+ * from this requester for @lease_ms (the library renews it by itself every
+ * third of it), or once it has lasted @hold_ms.  0: vssd's defaults
+ * (vssd --hold-lease, --hold-max, which also bounds both). */
+void vss_requester_set_hold(struct vss_requester *r, unsigned int lease_ms,
+			    unsigned long long hold_ms);
 void vss_requester_set_persistent(struct vss_requester *r, bool persistent);
 /* Take the set without writers (no events; a crash-consistent set). */
 void vss_requester_set_no_writers(struct vss_requester *r, bool no_writers);

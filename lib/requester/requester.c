@@ -2,14 +2,21 @@
  * requester/requester.c - the requester API (vss/requester.h) over the
  * control protocol's backup.* operations and shadow.create/expose/delete
  * (doc/protocol.md, doc/writers.md).  One connection carries the whole
- * backup: vssd aborts it if the connection goes away.
+ * backup: vssd aborts it if the connection goes away, or if it does not
+ * hear from the requester within the backup's lease.  So from
+ * backup.begin until the backup ends a thread of the library's own (the
+ * renewer) sends backup.status every third of the lease; the connection
+ * is shared with the caller's thread under r->call_lock.
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -33,9 +40,18 @@ struct req_shadow {
 
 struct vss_requester {
 	struct vss_client *c;
+	pthread_mutex_t call_lock;       /* c: the caller's thread and the renewer */
 	enum vss_backup_type type;
 	bool partial, persistent, no_writers, keep, allow_live;
 	unsigned int window_ms, wait_ms;
+	unsigned int lease_ms;           /* asked for (0: vssd's default) */
+	unsigned long long hold_ms;      /* asked for (0: vssd's default) */
+	/* The renewer (renew_lock for the flags). */
+	pthread_t renewer;
+	bool renewing, renew_stop;
+	unsigned int renew_every_ms;
+	pthread_mutex_t renew_lock;
+	pthread_cond_t renew_cond;       /* monotonic clock */
 	json_t *exclude, *require;
 	char *provider;
 	bool begun, completed;
@@ -66,6 +82,16 @@ int vss_requester_open(const char *run_dir, struct vss_requester **out,
 		free(r);
 		return rc;
 	}
+	pthread_mutex_init(&r->call_lock, NULL);
+	pthread_mutex_init(&r->renew_lock, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&r->renew_cond, &attr);
+		pthread_condattr_destroy(&attr);
+	}
 	r->type = VSS_BT_FULL;
 	r->window_ms = 60000;
 	r->wait_ms = 60000;
@@ -79,13 +105,81 @@ static int call(struct vss_requester *r, const char *op, json_t *args, json_t **
 		struct vss_error *err)
 {
 	json_t *out = NULL;
-	int rc = vss_client_call(r->c, op, args, &out, err);
+	int rc;
 
+	pthread_mutex_lock(&r->call_lock);
+	rc = vss_client_call(r->c, op, args, &out, err);
+	pthread_mutex_unlock(&r->call_lock);
 	if (res)
 		*res = out;
 	else
 		json_decref(out);
 	return rc;
+}
+
+/* Keeps the backup's lease: backup.status every renew_every_ms until told
+ * to stop, or until vssd says there is no backup any more. */
+static void *renewer_main(void *arg)
+{
+	struct vss_requester *r = arg;
+
+	pthread_mutex_lock(&r->renew_lock);
+	while (!r->renew_stop) {
+		struct timespec ts;
+		json_t *res = NULL;
+		bool active;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += r->renew_every_ms / 1000;
+		ts.tv_nsec += (long)(r->renew_every_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!r->renew_stop &&
+		       pthread_cond_timedwait(&r->renew_cond, &r->renew_lock, &ts) != ETIMEDOUT)
+			;
+		if (r->renew_stop)
+			break;
+		pthread_mutex_unlock(&r->renew_lock);
+		active = call(r, "backup.status", NULL, &res, NULL) == 0 &&
+			 json_is_true(json_object_get(res, "active"));
+		json_decref(res);
+		pthread_mutex_lock(&r->renew_lock);
+		if (!active)
+			break;  /* over (the caller's next call says why) */
+	}
+	pthread_mutex_unlock(&r->renew_lock);
+	return NULL;
+}
+
+/* Starts the renewer for a backup whose lease is @lease_ms (0: vssd did
+ * not say; an older vssd has no leases). */
+static void renew_start(struct vss_requester *r, unsigned long long lease_ms)
+{
+	sigset_t all, old;
+
+	if (!lease_ms || r->renewing)
+		return;
+	r->renew_every_ms = lease_ms / 3 < 50 ? 50 : (unsigned int)(lease_ms / 3);
+	r->renew_stop = false;
+	/* Signals are the caller's business, not the renewer's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r->renewing = pthread_create(&r->renewer, NULL, renewer_main, r) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void renew_stop(struct vss_requester *r)
+{
+	if (!r->renewing)
+		return;
+	pthread_mutex_lock(&r->renew_lock);
+	r->renew_stop = true;
+	pthread_cond_signal(&r->renew_cond);
+	pthread_mutex_unlock(&r->renew_lock);
+	pthread_join(r->renewer, NULL);
+	r->renewing = false;
 }
 
 /* Keeps the writers' latest states from a reply's "writers". */
@@ -130,6 +224,7 @@ void vss_requester_close(struct vss_requester *r)
 {
 	if (!r)
 		return;
+	renew_stop(r);
 	for (size_t i = 0; i < r->nsh; i++)
 		if (r->sh[i].exposed)
 			call(r, "shadow.unexpose", json_pack("{s:s}", "dir", r->sh[i].exposed),
@@ -151,6 +246,9 @@ void vss_requester_close(struct vss_requester *r)
 	json_decref(r->exclude);
 	json_decref(r->require);
 	free(r->provider);
+	pthread_mutex_destroy(&r->call_lock);
+	pthread_mutex_destroy(&r->renew_lock);
+	pthread_cond_destroy(&r->renew_cond);
 	free(r);
 }
 
@@ -193,6 +291,13 @@ void vss_requester_set_timeouts(struct vss_requester *r, unsigned int window_ms,
 	r->wait_ms = wait_ms;
 }
 
+void vss_requester_set_hold(struct vss_requester *r, unsigned int lease_ms,
+			    unsigned long long hold_ms)
+{
+	r->lease_ms = lease_ms;
+	r->hold_ms = hold_ms;
+}
+
 void vss_requester_set_persistent(struct vss_requester *r, bool persistent)
 {
 	r->persistent = persistent;
@@ -227,21 +332,26 @@ void vss_requester_keep_set(struct vss_requester *r)
 
 int vss_requester_gather_writer_metadata(struct vss_requester *r, struct vss_error *err)
 {
-	json_t *res, *w;
+	json_t *args, *res, *w;
 	size_t i;
 	int rc;
 
 	if (r->begun)
 		return vss_error_set(err, -EBUSY, "writer metadata was already gathered");
-	rc = call(r, "backup.begin",
-		  json_pack("{s:s, s:b, s:b, s:O, s:O, s:I, s:I}", "type", type_names[r->type],
-			    "partial_file_support", r->partial, "no_writers", r->no_writers,
-			    "exclude_writers", r->exclude, "require_writers", r->require,
-			    "timeout_ms", (json_int_t)r->window_ms,
-			    "wait_ms", (json_int_t)r->wait_ms), &res, err);
+	args = json_pack("{s:s, s:b, s:b, s:O, s:O, s:I, s:I}", "type", type_names[r->type],
+			 "partial_file_support", r->partial, "no_writers", r->no_writers,
+			 "exclude_writers", r->exclude, "require_writers", r->require,
+			 "timeout_ms", (json_int_t)r->window_ms,
+			 "wait_ms", (json_int_t)r->wait_ms);
+	if (r->lease_ms)
+		json_object_set_new(args, "lease_ms", json_integer((json_int_t)r->lease_ms));
+	if (r->hold_ms)
+		json_object_set_new(args, "hold_ms", json_integer((json_int_t)r->hold_ms));
+	rc = call(r, "backup.begin", args, &res, err);
 	if (rc < 0)
 		return rc;
 	r->begun = true;
+	renew_start(r, (unsigned long long)json_integer_value(json_object_get(res, "lease_ms")));
 	r->w = calloc(json_array_size(json_object_get(res, "writers")) + 1, sizeof(*r->w));
 	json_array_foreach(json_object_get(res, "writers"), i, w) {
 		char *text = json_dumps(json_object_get(w, "metadata"), JSON_COMPACT);
@@ -399,6 +509,7 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 	if (rc < 0) {
 		/* The service ended the backup with the set. */
 		r->completed = true;
+		renew_stop(r);
 		return rc;
 	}
 	update_states(r, res);
@@ -542,6 +653,7 @@ int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
 	if (rc < 0)
 		return rc;
 	r->completed = true;
+	renew_stop(r);
 	update_states(r, res);
 	json_decref(res);
 	return 0;
@@ -563,6 +675,7 @@ int vss_requester_abort(struct vss_requester *r, struct vss_error *err)
 	if (rc < 0)
 		return rc;
 	r->completed = true;
+	renew_stop(r);
 	r->set_id[0] = '\0';          /* the service deleted it */
 	update_states(r, res);
 	json_decref(res);

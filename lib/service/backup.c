@@ -1,14 +1,14 @@
 /*
- * service/backup.c - one backup through vssd: the requester's session and
- * the writers' side of taking a set.
+ * service/backup.c - one backup through vssd: the requester's session, the
+ * writers' side of taking a set, and the deadlines of what requesters hold.
  *
  * The backup slot (svc->wreg: slot_busy, cur) admits one set at a time; a
  * second requester waits for it up to its deadline (wait_ms).  A session is
- * owned by the requester's connection and only that connection's thread
- * touches it, so its fields need no lock.  The sequence (doc/writers.md):
+ * owned by the requester's connection.  The sequence (doc/writers.md):
  *
- *   backup.begin    take the slot, pick the writers (exclude, require),
- *                   Identify each: their metadata goes to the requester
+ *   backup.begin    take the slot, pick the writers (exclude, require; an
+ *                   unresponsive writer is left out), Identify each: their
+ *                   metadata goes to the requester
  *   backup.prepare  the backup components document (given, or every
  *                   component selected); PrepareForBackup to each writer,
  *                   which may set stamps, partial and differenced files
@@ -18,6 +18,11 @@
  *   backup.complete BackupComplete to each writer; the set becomes complete
  *   backup.abort    Abort to each writer; the set is deleted
  *
+ * Every event but Freeze and Thaw goes to all the writers at once
+ * (svc_writers_call), so writers that do not answer cost one deadline
+ * together; Freeze and Thaw go one writer at a time, in order, within the
+ * freeze-to-thaw window.
+ *
  * Invariants: a writer that fails or does not answer at PrepareForSnapshot,
  * Freeze or Thaw, or a freeze-to-thaw window that runs out, aborts the set:
  * every writer gets Abort and the set's shadows are deleted (the coordinator
@@ -26,6 +31,39 @@
  * session ends, and the slot is free, after complete, abort, or a failed
  * shadow.create.  shadow.create without a session makes a session of its
  * own for the length of the call (writers get the snapshot events only).
+ *
+ * Holds and their deadlines.  A session holds the slot from backup.begin
+ * to backup.complete or backup.abort; a set taken with "hold" outside a
+ * session is held (in-progress) until set.complete.  Each hold belongs to
+ * one connection and has two deadlines:
+ *  - its lease: vssd must hear from the requester at least every lease_ms
+ *    (the requester asks at backup.begin or shadow.create; default vssd
+ *    --hold-lease, 120 s).  Each backup.* request of the owning connection
+ *    and shadow.create in a session renews a session's lease when it ends
+ *    (a request in progress never expires); backup.status renews the
+ *    connection's held sets too.  The requester library sends
+ *    backup.status by itself every third of the lease while it holds a
+ *    session, so a program that reads its shadows for hours does nothing
+ *    special;
+ *  - its limit: hold_ms after it started (asked likewise; default and
+ *    maximum vssd --hold-max, 24 h), whatever the requester says.
+ * A thread (the reaper) ends a hold whose deadline passed as if its
+ * requester had gone away: the session's writers get Abort, its set is
+ * deleted, the slot is free; a held set is deleted.  The requester's next
+ * call on that connection says why (a notice, kept until then or until the
+ * connection closes; backup.status shows it without using it up).  root
+ * may end any session the same way (backup.abort with "session"); status
+ * and backup.status show who holds the slot, since and until when.
+ *
+ * Threads: a session's own fields (writers, documents, set) are used by
+ * one thread at a time: its owner's, during a request (b->in_use, from
+ * session_take or slot_acquire to session_put), or the thread that ends it
+ * without its owner (b->ending: the reaper, root's backup.abort), which
+ * marks it only while it is not in use; the owner waits for that to finish
+ * and then finds the notice.  reg->lock protects in_use, ending, the hold
+ * times, the held sets and the notices; removing a held set also takes
+ * svc->lock first, so that set.complete, the reaper and a closing
+ * connection agree on who ends it.  Lock order: svc->lock, then reg->lock.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -39,9 +77,26 @@
 #include "service/writers.h"
 
 #define SLOT_WAIT_MS 60000u
+#define HOLD_MIN_MS  100u
+
+/* A requester's hold on a session or a set (reg->lock). */
+struct hold {
+	uid_t uid;                        /* the requester */
+	pid_t pid;
+	uint64_t since_ns;                /* wall clock, for status */
+	int64_t since_ms;                 /* monotonic, as the rest */
+	int64_t heard_ms;                 /* the end of its last request */
+	uint64_t lease_ms;
+	uint64_t limit_ms;
+};
 
 struct svc_backup {
 	struct conn *owner;               /* NULL: shadow.create's own session */
+	uint64_t id;                      /* "session" of status and backup.abort */
+	struct hold hold;                 /* reg->lock */
+	bool in_use;                      /* reg->lock: its owner is in a request */
+	bool ending;                      /* reg->lock: another thread is ending it */
+	json_t *skipped;                  /* the unresponsive writers left out */
 	enum vss_backup_type type;
 	bool partial;
 	unsigned int timeout_ms;          /* the set's window and event deadline */
@@ -50,6 +105,23 @@ struct svc_backup {
 	size_t nw;
 	json_t *bcd;                      /* the backup components document, once prepared */
 	char set_id[37];                  /* "" until the set is taken */
+};
+
+/* A set taken with "hold" outside a session, until set.complete. */
+struct svc_set_hold {
+	struct svc_set_hold *next;
+	struct conn *conn;
+	char set_id[37];
+	struct hold hold;
+};
+
+/* Why a hold ended without its requester, for its next call. */
+struct svc_hold_notice {
+	struct svc_hold_notice *next;
+	struct conn *conn;
+	char set_id[37];                  /* "": a session */
+	int code;
+	char why[VSS_ERROR_MSG_MAX];
 };
 
 static const char *const type_names[] = {
@@ -68,6 +140,7 @@ static int64_t now_ms(void)
 
 /* ---- the slot ---- */
 
+/* Takes the slot for @b (waiting up to @wait_ms), in use by its caller. */
 static int slot_acquire(struct vss_service *svc, struct svc_backup *b, uint64_t wait_ms,
 			struct vss_error *err)
 {
@@ -87,26 +160,29 @@ static int slot_acquire(struct vss_service *svc, struct svc_backup *b, uint64_t 
 		    reg->slot_busy) {
 			pthread_mutex_unlock(&reg->lock);
 			return vss_error_set(err, -EBUSY, "another backup is in progress; "
-					     "gave up waiting after %llu ms",
+					     "gave up waiting after %llu ms (vss status shows it)",
 					     (unsigned long long)wait_ms);
 		}
 	}
 	reg->slot_busy = true;
+	b->id = ++reg->sessions;
+	b->in_use = true;
+	b->hold.since_ns = svc_now_ns();
+	b->hold.since_ms = b->hold.heard_ms = now_ms();
 	reg->cur = b;
+	pthread_cond_signal(&reg->reaper_cond);
 	pthread_mutex_unlock(&reg->lock);
 	svc_writers_prune(svc);
 	return 0;
 }
 
-static void slot_release(struct vss_service *svc)
+/* reg->lock held. */
+static void slot_release_locked(struct svc_writer_registry *reg)
 {
-	struct svc_writer_registry *reg = svc->wreg;
-
-	pthread_mutex_lock(&reg->lock);
 	reg->slot_busy = false;
 	reg->cur = NULL;
 	pthread_cond_broadcast(&reg->slot_cond);
-	pthread_mutex_unlock(&reg->lock);
+	pthread_cond_broadcast(&reg->hold_cond);
 }
 
 static struct svc_backup *session_of(struct vss_service *svc, struct conn *c)
@@ -120,11 +196,55 @@ static struct svc_backup *session_of(struct vss_service *svc, struct conn *c)
 	return b;
 }
 
+/* The session of @c, in use by its caller until session_put (or its end);
+ * NULL if it has none.  Waits while another thread ends it. */
+static struct svc_backup *session_take(struct vss_service *svc, struct conn *c)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	struct svc_backup *b;
+
+	pthread_mutex_lock(&reg->lock);
+	for (;;) {
+		b = reg->cur && reg->cur->owner == c ? reg->cur : NULL;
+		if (!b || !b->ending)
+			break;
+		pthread_cond_wait(&reg->hold_cond, &reg->lock);
+	}
+	if (b)
+		b->in_use = true;
+	pthread_mutex_unlock(&reg->lock);
+	return b;
+}
+
+/* The owner's request is over: its lease runs again from now. */
+static void session_put(struct vss_service *svc, struct svc_backup *b)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+
+	pthread_mutex_lock(&reg->lock);
+	b->in_use = false;
+	b->hold.heard_ms = now_ms();
+	pthread_cond_broadcast(&reg->hold_cond);
+	pthread_cond_signal(&reg->reaper_cond);
+	pthread_mutex_unlock(&reg->lock);
+}
+
+static void session_free(struct svc_backup *b)
+{
+	json_decref(b->bcd);
+	json_decref(b->skipped);
+	free(b);
+}
+
+/* Ends @b, in use by the caller: the slot is free. */
 static void session_end(struct vss_service *svc, struct svc_backup *b)
 {
-	slot_release(svc);
-	json_decref(b->bcd);
-	free(b);
+	for (size_t k = 0; k < b->nw; k++)
+		svc_writer_enlist(svc, b->w[k], false);
+	pthread_mutex_lock(&svc->wreg->lock);
+	slot_release_locked(svc->wreg);
+	pthread_mutex_unlock(&svc->wreg->lock);
+	session_free(b);
 }
 
 /* ---- picking writers ---- */
@@ -165,7 +285,8 @@ static int cmp_order(const void *a, const void *b)
 }
 
 /* Fills b->w with the writers taking part: every connected one but the
- * excluded, in freeze order; a required writer must be among them. */
+ * excluded and the unresponsive (b->skipped), in freeze order; a required
+ * writer must be among them. */
 static int pick_writers(struct vss_service *svc, struct svc_backup *b, json_t *args,
 			bool no_writers, struct vss_error *err)
 {
@@ -178,14 +299,28 @@ static int pick_writers(struct vss_service *svc, struct svc_backup *b, json_t *a
 	    (rc = str_array(args, "require_writers", &require, err)) < 0)
 		return rc;
 	b->nw = 0;
+	b->skipped = json_array();
 	n = no_writers ? 0 : svc_writers_snapshot(svc, all, SVC_WRITERS_MAX);
 	for (size_t k = 0; k < n; k++) {
+		char why[VSS_ERROR_MSG_MAX];
 		bool out = false;
 
 		json_array_foreach(exclude, i, e)
 			out |= writer_named(all[k], json_string_value(e));
-		if (!out)
+		if (out)
+			continue;
+		if (!svc_writer_unresponsive(svc, all[k], why, sizeof(why))) {
 			b->w[b->nw++] = all[k];
+			continue;
+		}
+		json_array_foreach(require, i, e)
+			if (writer_named(all[k], json_string_value(e)))
+				return vss_error_set(err, -ETIMEDOUT, "required writer %s is not "
+						     "answering: %s", all[k]->name, why);
+		vss_log("backup: writer %s left out: %s", all[k]->name, why);
+		json_array_append_new(b->skipped, json_pack("{s:s, s:s, s:s}", "name",
+							    all[k]->name, "instance",
+							    all[k]->instance_id, "why", why));
 	}
 	qsort(b->w, b->nw, sizeof(b->w[0]), cmp_order);
 	json_array_foreach(require, i, e) {
@@ -200,11 +335,14 @@ static int pick_writers(struct vss_service *svc, struct svc_backup *b, json_t *a
 					     "registered%s", name, no_writers ?
 					     " (or writers were turned off)" : "");
 	}
+	for (size_t k = 0; k < b->nw; k++)
+		svc_writer_enlist(svc, b->w[k], true);
 	return 0;
 }
 
-static void drop_writer(struct svc_backup *b, size_t k)
+static void drop_writer(struct vss_service *svc, struct svc_backup *b, size_t k)
 {
+	svc_writer_enlist(svc, b->w[k], false);
 	memmove(&b->w[k], &b->w[k + 1], (b->nw - k - 1) * sizeof(b->w[0]));
 	memmove(&b->required[k], &b->required[k + 1], (b->nw - k - 1) * sizeof(b->required[0]));
 	b->nw--;
@@ -230,28 +368,28 @@ static bool failed_state(int s)
 }
 
 /*
- * Abort to every writer still connected; those not failed are stable again.
- * A writer that just timed out is still busy with the event it missed: it
- * gets the Abort too (it will find it when it is done, and undo its freeze),
- * but we do not wait another full deadline for its answer.
+ * Abort to every writer still connected, all at once; those not failed are
+ * stable again.  A writer that just timed out is still busy with the event
+ * it missed: it gets the Abort too (it will find it when it is done, and
+ * undo its freeze), but is not waited for (svc_writers_call).
  */
 static void abort_writers(struct vss_service *svc, struct svc_backup *b, const char *why)
 {
-	for (size_t k = 0; k < b->nw; k++) {
-		struct svc_writer *w = b->w[k];
-		struct vss_error e;
-		bool stuck;
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+	size_t n = 0;
 
-		if (w->gone)
+	for (size_t k = 0; k < b->nw; k++) {
+		if (b->w[k]->gone)
 			continue;
-		pthread_mutex_lock(&svc->wreg->lock);
-		stuck = failed_state(w->state) && strcmp(w->error_kind, "timeout") == 0;
-		pthread_mutex_unlock(&svc->wreg->lock);
-		svc_writer_call(svc, w, EV_ABORT,
-				json_pack("{s:s, s:s}", "set", b->set_id, "reason", why),
-				stuck ? 100 : deadline_for(b, w), NULL, &e);
-		if (!failed_state(svc_writer_state(svc, w)))
-			svc_writer_set_state(svc, w, WS_STABLE, NULL, NULL);
+		calls[n++] = (struct svc_wcall){
+			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+			.args = json_pack("{s:s, s:s}", "set", b->set_id, "reason", why) };
+	}
+	svc_writers_call(svc, EV_ABORT, calls, n);
+	for (size_t i = 0; i < n; i++) {
+		json_decref(calls[i].result);
+		if (!failed_state(svc_writer_state(svc, calls[i].w)))
+			svc_writer_set_state(svc, calls[i].w, WS_STABLE, NULL, NULL);
 	}
 }
 
@@ -295,21 +433,392 @@ static int session_args(json_t *args, struct svc_backup *b, uint64_t *wait_ms,
 	return 0;
 }
 
+/* ---- holds: leases, limits, the reaper, notices ---- */
+
+/* A new hold of @who: lease_ms and hold_ms as asked (at most vssd's
+ * --hold-max; a lease never longer than the limit). */
+static int hold_args(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		     struct hold *h, struct vss_error *err)
+{
+	uint64_t lease = svc->hold_lease_ms, limit = svc->hold_max_ms;
+	int rc;
+
+	if ((rc = svc_arg_u64(args, "lease_ms", false, &lease, err)) < 0 ||
+	    (rc = svc_arg_u64(args, "hold_ms", false, &limit, err)) < 0)
+		return rc;
+	if (lease < HOLD_MIN_MS || limit < HOLD_MIN_MS)
+		return vss_error_set(err, -EINVAL, "arguments \"lease_ms\" and \"hold_ms\" "
+				     "are at least %u", HOLD_MIN_MS);
+	if (limit > svc->hold_max_ms)
+		limit = svc->hold_max_ms;
+	if (lease > limit)
+		lease = limit;
+	h->uid = who->uid;
+	h->pid = who->pid;
+	h->since_ns = svc_now_ns();
+	h->since_ms = h->heard_ms = now_ms();
+	h->lease_ms = lease;
+	h->limit_ms = limit;
+	return 0;
+}
+
+static int64_t hold_until(const struct hold *h)
+{
+	int64_t lease = h->heard_ms + (int64_t)h->lease_ms;
+	int64_t limit = h->since_ms + (int64_t)h->limit_ms;
+
+	return lease < limit ? lease : limit;
+}
+
+/* Why @h ended at @now (its deadline passed). */
+static void hold_expired_why(const struct hold *h, int64_t now, char *out, size_t len)
+{
+	if (h->since_ms + (int64_t)h->limit_ms <= now)
+		snprintf(out, len, "it was held for %llu ms, its limit (hold_ms)",
+			 (unsigned long long)h->limit_ms);
+	else
+		snprintf(out, len, "vssd did not hear from its requester (uid %u, pid %d) for "
+			 "%llu ms, its lease (lease_ms)", (unsigned)h->uid, (int)h->pid,
+			 (unsigned long long)h->lease_ms);
+}
+
+/* @h for status: who, since and until when (reg->lock held). */
+static json_t *hold_json(const struct hold *h, bool until)
+{
+	int64_t now = now_ms(), left = hold_until(h) - now;
+	char since[40], at[40];
+
+	svc_time_str(h->since_ns, since);
+	if (left < 0)
+		left = 0;
+	svc_time_str(svc_now_ns() + (uint64_t)left * 1000000u, at);
+	return json_pack("{s:i, s:i, s:s, s:s?, s:I, s:I, s:I}", "uid", (int)h->uid,
+			 "pid", (int)h->pid, "since", since, "until", until ? at : NULL,
+			 "left_ms", (json_int_t)(until ? left : 0),
+			 "lease_ms", (json_int_t)h->lease_ms, "hold_ms", (json_int_t)h->limit_ms);
+}
+
+/* reg->lock held. */
+static void notice_add(struct svc_writer_registry *reg, struct conn *c, const char *set,
+		       int code, const char *why)
+{
+	struct svc_hold_notice *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return;
+	n->conn = c;
+	snprintf(n->set_id, sizeof(n->set_id), "%s", set);
+	n->code = code;
+	snprintf(n->why, sizeof(n->why), "%s", why);
+	n->next = reg->notices;
+	reg->notices = n;
+}
+
+/*
+ * The notice for @c's session (@set NULL) or held set @set: its code, with
+ * the reason in @err; 0 if there is none.  Used up if @take.  reg->lock held.
+ */
+static int notice_find(struct svc_writer_registry *reg, struct conn *c, const char *set,
+		       bool take, struct vss_error *err)
+{
+	for (struct svc_hold_notice **pp = &reg->notices; *pp; pp = &(*pp)->next) {
+		struct svc_hold_notice *n = *pp;
+		int code = n->code;
+
+		if (n->conn != c || strcmp(n->set_id, set ? set : "") != 0)
+			continue;
+		vss_error_set(err, code, "%s", n->why);
+		if (take) {
+			*pp = n->next;
+			free(n);
+		}
+		return code;
+	}
+	return 0;
+}
+
+/* The notice of @c's session, used up: its code (and @err), or 0. */
+static int session_notice(struct vss_service *svc, struct conn *c, struct vss_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&svc->wreg->lock);
+	rc = notice_find(svc->wreg, c, NULL, true, err);
+	pthread_mutex_unlock(&svc->wreg->lock);
+	return rc;
+}
+
+/*
+ * Ends @b without its owner, as if it had gone away: Abort to its writers,
+ * its set deleted, the slot free, and a notice for the owner's next call.
+ * Called with reg->lock held, @b neither in use nor ending; returns with it
+ * held, @b freed.
+ */
+static void end_without_owner(struct vss_service *svc, struct svc_backup *b, int code,
+			      const char *why)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	char msg[VSS_ERROR_MSG_MAX];
+
+	b->ending = true;
+	pthread_mutex_unlock(&reg->lock);
+	if (*b->set_id)
+		snprintf(msg, sizeof(msg), "the backup was aborted: %s; its writers got abort "
+			 "and its set %s was deleted", why, b->set_id);
+	else
+		snprintf(msg, sizeof(msg), "the backup was aborted: %s; its writers got abort",
+			 why);
+	vss_log("backup (session %llu) aborted: %s", (unsigned long long)b->id, why);
+	abort_writers(svc, b, msg);
+	delete_set(svc, b->set_id, msg);
+	for (size_t k = 0; k < b->nw; k++)
+		svc_writer_enlist(svc, b->w[k], false);
+	pthread_mutex_lock(&reg->lock);
+	/* The notice first: the owner, woken by the release, finds it. */
+	notice_add(reg, b->owner, "", code, msg);
+	slot_release_locked(reg);
+	session_free(b);
+}
+
+/* Deletes @c's held set @set if its deadline has passed (it may have been
+ * completed or renewed meanwhile). */
+static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	struct svc_set_hold *h = NULL;
+	char why[256], msg[VSS_ERROR_MSG_MAX];
+
+	pthread_mutex_lock(&svc->lock);
+	pthread_mutex_lock(&reg->lock);
+	for (struct svc_set_hold **pp = &reg->sets; *pp; pp = &(*pp)->next)
+		if ((*pp)->conn == c && strcmp((*pp)->set_id, set) == 0 &&
+		    hold_until(&(*pp)->hold) <= now_ms()) {
+			h = *pp;
+			*pp = h->next;
+			break;
+		}
+	if (!h) {
+		pthread_mutex_unlock(&reg->lock);
+		pthread_mutex_unlock(&svc->lock);
+		return;
+	}
+	hold_expired_why(&h->hold, now_ms(), why, sizeof(why));
+	snprintf(msg, sizeof(msg), "set %s was deleted before set.complete: %s", set, why);
+	notice_add(reg, c, set, -ETIMEDOUT, msg);
+	pthread_mutex_unlock(&reg->lock);
+	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+		next = sh->next;
+		if (sh->owner == c && strcmp(sh->rec.set_id, set) == 0)
+			svc_shadow_remove(svc, sh, why);
+	}
+	pthread_mutex_unlock(&svc->lock);
+	free(h);
+}
+
+/* The reaper: ends the holds whose deadline passed, and sleeps until the
+ * next one (woken when one may have moved). */
+static void *reaper_main(void *arg)
+{
+	struct vss_service *svc = arg;
+	struct svc_writer_registry *reg = svc->wreg;
+
+	pthread_mutex_lock(&reg->lock);
+	while (!reg->reaper_stop) {
+		struct svc_backup *b = reg->cur;
+		struct svc_set_hold *h;
+		int64_t now = now_ms(), next = INT64_MAX;
+
+		if (b && b->owner && !b->in_use && !b->ending) {
+			if (hold_until(&b->hold) <= now) {
+				char why[256];
+
+				hold_expired_why(&b->hold, now, why, sizeof(why));
+				end_without_owner(svc, b, -ETIMEDOUT, why);
+				continue;
+			}
+			next = hold_until(&b->hold);
+		}
+		for (h = reg->sets; h && hold_until(&h->hold) > now; h = h->next)
+			if (hold_until(&h->hold) < next)
+				next = hold_until(&h->hold);
+		if (h) {
+			struct conn *c = h->conn;
+			char set[37];
+
+			memcpy(set, h->set_id, sizeof(set));
+			pthread_mutex_unlock(&reg->lock);
+			expire_set(svc, c, set);
+			pthread_mutex_lock(&reg->lock);
+			continue;
+		}
+		if (next == INT64_MAX) {
+			pthread_cond_wait(&reg->reaper_cond, &reg->lock);
+		} else {
+			struct timespec ts = { .tv_sec = next / 1000,
+					       .tv_nsec = (next % 1000) * 1000000L };
+
+			pthread_cond_timedwait(&reg->reaper_cond, &reg->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return NULL;
+}
+
+int svc_backup_reaper_start(struct vss_service *svc, struct vss_error *err)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	pthread_condattr_t attr;
+	int rc;
+
+	/* The reaper's deadlines are monotonic, as now_ms(). */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&reg->reaper_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_cond_init(&reg->hold_cond, NULL);
+	rc = pthread_create(&reg->reaper, NULL, reaper_main, svc);
+	if (rc)
+		return vss_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));
+	reg->reaper_running = true;
+	return 0;
+}
+
+void svc_backup_reaper_stop(struct vss_service *svc)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+
+	if (!reg->reaper_running)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	reg->reaper_stop = true;
+	pthread_cond_signal(&reg->reaper_cond);
+	pthread_mutex_unlock(&reg->lock);
+	pthread_join(reg->reaper, NULL);
+	reg->reaper_running = false;
+}
+
+void svc_backup_free(struct vss_service *svc)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+
+	svc_backup_reaper_stop(svc);
+	while (reg->sets) {
+		struct svc_set_hold *h = reg->sets;
+
+		reg->sets = h->next;
+		free(h);
+	}
+	while (reg->notices) {
+		struct svc_hold_notice *n = reg->notices;
+
+		reg->notices = n->next;
+		free(n);
+	}
+	pthread_cond_destroy(&reg->reaper_cond);
+	pthread_cond_destroy(&reg->hold_cond);
+}
+
+/* A set @c took with "hold" outside a session (svc->lock held). */
+static void set_hold_add(struct vss_service *svc, struct conn *c, const char *set,
+			 const struct hold *hold)
+{
+	struct svc_set_hold *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return;     /* held without a deadline, as before holds had one */
+	h->conn = c;
+	snprintf(h->set_id, sizeof(h->set_id), "%s", set);
+	h->hold = *hold;
+	h->hold.since_ns = svc_now_ns();
+	h->hold.since_ms = h->hold.heard_ms = now_ms();
+	pthread_mutex_lock(&svc->wreg->lock);
+	h->next = svc->wreg->sets;
+	svc->wreg->sets = h;
+	pthread_cond_signal(&svc->wreg->reaper_cond);
+	pthread_mutex_unlock(&svc->wreg->lock);
+}
+
+void svc_backup_set_released(struct vss_service *svc, struct conn *c, const char *set)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+
+	pthread_mutex_lock(&reg->lock);
+	for (struct svc_set_hold **pp = &reg->sets; *pp; pp = &(*pp)->next)
+		if ((*pp)->conn == c && strcmp((*pp)->set_id, set) == 0) {
+			struct svc_set_hold *h = *pp;
+
+			*pp = h->next;
+			free(h);
+			break;
+		}
+	pthread_mutex_unlock(&reg->lock);
+}
+
+int svc_backup_set_ended(struct vss_service *svc, struct conn *c, const char *set,
+			 struct vss_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&svc->wreg->lock);
+	rc = notice_find(svc->wreg, c, set, true, err);
+	pthread_mutex_unlock(&svc->wreg->lock);
+	return rc;
+}
+
+/* The slot holder's session for status (reg->lock held), or null. */
+static json_t *slot_json(struct svc_writer_registry *reg)
+{
+	struct svc_backup *b = reg->cur;
+	json_t *o;
+
+	if (!b)
+		return json_null();
+	/* shadow.create's own session lasts one request: it has no lease. */
+	o = hold_json(&b->hold, b->owner != NULL);
+	json_object_set_new(o, "session", json_integer((json_int_t)b->id));
+	json_object_set_new(o, "kind", json_string(b->owner ? "backup" : "shadow.create"));
+	json_object_set_new(o, "set", *b->set_id ? json_string(b->set_id) : json_null());
+	json_object_set_new(o, "state", json_string(b->ending ? "ending" : b->in_use ?
+						    "in a request" : "waiting for its requester"));
+	return o;
+}
+
+json_t *svc_backup_holds_json(struct vss_service *svc)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	json_t *sets = json_array(), *o;
+
+	pthread_mutex_lock(&reg->lock);
+	for (struct svc_set_hold *h = reg->sets; h; h = h->next) {
+		json_t *j = hold_json(&h->hold, true);
+
+		json_object_set_new(j, "set", json_string(h->set_id));
+		json_array_append_new(sets, j);
+	}
+	o = json_pack("{s:o, s:o}", "backup", slot_json(reg), "held_sets", sets);
+	pthread_mutex_unlock(&reg->lock);
+	return o;
+}
+
 /* ---- backup.begin ---- */
 
 int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err)
 {
 	struct conn *c = who->conn;
+	struct svc_wcall calls[SVC_WRITERS_MAX];
 	struct svc_backup *b;
 	const char *type;
 	bool no_writers;
 	uint64_t wait_ms;
+	size_t n;
 	int rc;
 
 	if (session_of(svc, c))
 		return vss_error_set(err, -EBUSY, "this connection already has a backup in "
 				     "progress");
+	/* A new backup: why the last one ended is old news. */
+	session_notice(svc, c, NULL);
 	if (!(b = calloc(1, sizeof(*b))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	b->owner = c;
@@ -317,7 +826,8 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 	if ((rc = svc_arg_str(args, "type", false, &type, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "partial_file_support", &b->partial, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
-	    (rc = session_args(args, b, &wait_ms, err)) < 0)
+	    (rc = session_args(args, b, &wait_ms, err)) < 0 ||
+	    (rc = hold_args(svc, who, args, &b->hold, err)) < 0)
 		goto fail_free;
 	if (type) {
 		b->type = 0;
@@ -336,28 +846,35 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 		session_end(svc, b);
 		return rc;
 	}
-	/* Identify (GatherWriterMetadata). */
-	for (size_t k = 0; k < b->nw;) {
-		struct vss_error e;
-
-		if (svc_writer_call(svc, b->w[k], EV_IDENTIFY,
-				    json_pack("{s:s}", "backup_type", type_names[b->type]),
-				    deadline_for(b, b->w[k]), NULL, &e) == 0) {
-			k++;
+	/* Identify (GatherWriterMetadata), to every writer at once. */
+	n = b->nw;
+	for (size_t k = 0; k < n; k++)
+		calls[k] = (struct svc_wcall){
+			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+			.args = json_pack("{s:s}", "backup_type", type_names[b->type]) };
+	svc_writers_call(svc, EV_IDENTIFY, calls, n);
+	for (size_t i = 0, k = 0; i < n; i++) {
+		json_decref(calls[i].result);
+		if (calls[i].rc < 0 && !b->required[k]) {
+			drop_writer(svc, b, k);
 			continue;
 		}
-		if (b->required[k]) {
-			rc = vss_error_set(err, e.code, "%s", e.msg);
-			abort_session(svc, b, e.msg);
-			return rc;
-		}
-		drop_writer(b, k);
+		if (calls[i].rc < 0 && rc == 0)
+			rc = vss_error_set(err, calls[i].err.code, "%s", calls[i].err.msg);
+		k++;
 	}
-	vss_log("backup started (%s, %zu writer%s)", type_names[b->type], b->nw,
-		b->nw == 1 ? "" : "s");
-	*res = json_pack("{s:s, s:b, s:o}", "type", type_names[b->type],
+	if (rc < 0) {
+		abort_session(svc, b, err->msg);
+		return rc;
+	}
+	vss_log("backup started (session %llu, %s, %zu writer%s)", (unsigned long long)b->id,
+		type_names[b->type], b->nw, b->nw == 1 ? "" : "s");
+	*res = json_pack("{s:s, s:b, s:o, s:O, s:I, s:I, s:I}", "type", type_names[b->type],
 			 "partial_file_support", b->partial, "writers",
-			 writers_json(svc, b, true));
+			 writers_json(svc, b, true), "skipped", b->skipped,
+			 "session", (json_int_t)b->id, "lease_ms", (json_int_t)b->hold.lease_ms,
+			 "hold_ms", (json_int_t)b->hold.limit_ms);
+	session_put(svc, b);
 	return 0;
 fail_free:
 	free(b);
@@ -479,19 +996,25 @@ static int accept_writer_bcd(struct svc_backup *b, struct svc_writer *w, const c
 	return 0;
 }
 
-int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			  json_t **res, struct vss_error *err)
+/* @c has no session: why (once), if vssd ended it, else -ENOENT and @what. */
+static int no_session(struct vss_service *svc, struct conn *c, const char *what,
+		      struct vss_error *err)
 {
-	struct conn *c = who->conn;
-	struct svc_backup *b = session_of(svc, c);
+	int rc = session_notice(svc, c, err);
+
+	return rc < 0 ? rc : vss_error_set(err, -ENOENT, "%s", what);
+}
+
+static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, json_t **res,
+		   struct vss_error *err)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
 	struct vss_bcd *bcd = NULL;
 	const char *given;
 	char *text;
+	size_t n;
 	int rc;
 
-	if (!b)
-		return vss_error_set(err, -ENOENT, "no backup in progress on this connection "
-				     "(backup.begin first)");
 	if (*b->set_id)
 		return vss_error_set(err, -EBUSY, "the set is already taken");
 	if ((rc = svc_arg_str(args, "components", false, &given, err)) < 0)
@@ -544,51 +1067,77 @@ int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who,
 	vss_bcd_free(bcd);
 	if (!b->bcd)
 		return err->code ? err->code : -ENOMEM;
-	/* PrepareForBackup, one writer at a time. */
-	for (size_t k = 0; k < b->nw;) {
-		struct svc_writer *w = b->w[k];
-		char *sub = bcd_for_writer(b->bcd, w);
-		json_t *out = NULL;
-		struct vss_error e;
-		const char *back;
+	/* PrepareForBackup, to every writer at once; then what each returned. */
+	n = b->nw;
+	for (size_t k = 0; k < n; k++) {
+		char *sub = bcd_for_writer(b->bcd, b->w[k]);
 
-		rc = svc_writer_call(svc, w, EV_PREPARE_BACKUP,
-				     json_pack("{s:s, s:b, s:s%}", "backup_type",
-					       type_names[b->type], "partial_file_support",
-					       b->partial, "components", sub, strlen(sub)),
-				     deadline_for(b, w), &out, &e);
+		calls[k] = (struct svc_wcall){
+			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+			.args = json_pack("{s:s, s:b, s:s%}", "backup_type", type_names[b->type],
+					  "partial_file_support", b->partial, "components", sub,
+					  strlen(sub)) };
 		free(sub);
-		back = json_string_value(json_object_get(out, "components"));
-		if (rc == 0 && back && (rc = accept_writer_bcd(b, w, back, &e)) < 0) {
+	}
+	svc_writers_call(svc, EV_PREPARE_BACKUP, calls, n);
+	rc = 0;
+	for (size_t i = 0, k = 0; i < n; i++) {
+		struct svc_writer *w = calls[i].w;
+		const char *back = json_string_value(json_object_get(calls[i].result,
+								     "components"));
+		struct vss_error *e = &calls[i].err;
+		int r = calls[i].rc;
+
+		if (r == 0 && back && (r = accept_writer_bcd(b, w, back, e)) < 0) {
 			char msg[VSS_ERROR_MSG_MAX];
 
 			snprintf(msg, sizeof(msg), "it returned a backup components document "
-				 "that was refused: %.400s", e.msg);
+				 "that was refused: %.400s", e->msg);
 			svc_writer_set_state(svc, w, WS_FAILED_AT_PREPARE_BACKUP, "nonretryable",
 					     msg);
-			vss_error_set(&e, rc, "writer %s failed at prepare_backup: %s", w->name,
+			vss_error_set(e, r, "writer %s failed at prepare_backup: %s", w->name,
 				      msg);
 		}
-		json_decref(out);
-		if (rc == 0) {
+		json_decref(calls[i].result);
+		if (r == 0) {
 			k++;
 			continue;
 		}
-		if (b->required[k])
-			return vss_error_set(err, rc, "%s", e.msg);
+		if (b->required[k]) {
+			if (rc == 0)
+				rc = vss_error_set(err, r, "%s", e->msg);
+			k++;
+			continue;
+		}
 		/* An optional writer that failed leaves the backup with its components. */
 		{
-			int i = bcd_entry(b->bcd, w);
+			int j = bcd_entry(b->bcd, w);
 
-			if (i >= 0)
-				json_array_remove(json_object_get(b->bcd, "writers"), (size_t)i);
+			if (j >= 0)
+				json_array_remove(json_object_get(b->bcd, "writers"), (size_t)j);
 		}
-		drop_writer(b, k);
+		drop_writer(svc, b, k);
 	}
+	if (rc < 0)
+		return rc;
 	text = json_dumps(b->bcd, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	*res = json_pack("{s:s, s:o}", "components", text, "writers", writers_json(svc, b, false));
 	free(text);
 	return 0;
+}
+
+int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			  json_t **res, struct vss_error *err)
+{
+	struct svc_backup *b = session_take(svc, who->conn);
+	int rc;
+
+	if (!b)
+		return no_session(svc, who->conn, "no backup in progress on this connection "
+				  "(backup.begin first)", err);
+	rc = prepare(svc, b, args, res, err);
+	session_put(svc, b);
+	return rc;
 }
 
 /* ---- shadow.create with writers ---- */
@@ -600,7 +1149,9 @@ static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, int rc,
 {
 	char why[VSS_ERROR_MSG_MAX + 32];
 
-	snprintf(why, sizeof(why), "%s; the set was aborted", err->msg);
+	/* The coordinator's own message may say so already. */
+	snprintf(why, sizeof(why), "%s%s", err->msg,
+		 strstr(err->msg, "the set was aborted") ? "" : "; the set was aborted");
 	abort_writers(svc, b, err->msg);
 	delete_set(svc, b->set_id, why);
 	vss_log("set aborted: %s", err->msg);
@@ -609,49 +1160,53 @@ static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, int rc,
 	return rc;
 }
 
-int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-				json_t **res, struct vss_error *err)
+/* Sends @ev to every writer of @b at once (args: @args, shared); the first
+ * failure in freeze order is the result.  Writers that answered get @ok_state. */
+static int call_all(struct vss_service *svc, struct svc_backup *b, enum svc_wevent ev,
+		    json_t *args, int ok_state, struct vss_error *err)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+	int rc = 0;
+
+	for (size_t k = 0; k < b->nw; k++)
+		calls[k] = (struct svc_wcall){ .w = b->w[k], .args = json_incref(args),
+					       .timeout_ms = deadline_for(b, b->w[k]) };
+	json_decref(args);
+	svc_writers_call(svc, ev, calls, b->nw);
+	for (size_t k = 0; k < b->nw; k++) {
+		json_decref(calls[k].result);
+		if (calls[k].rc == 0)
+			svc_writer_set_state(svc, b->w[k], ok_state, NULL, NULL);
+		else if (rc == 0 && err)
+			rc = vss_error_set(err, calls[k].rc, "%s", calls[k].err.msg);
+	}
+	return rc;
+}
+
+/* shadow.create: with the caller's session (taken with hold, its set), or
+ * with a session of its own for the length of the call. */
+static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
+			 struct svc_backup *b, json_t *args, json_t **res, struct vss_error *err)
 {
 	struct conn *c = who->conn;
-	struct svc_backup *b = session_of(svc, c);
-	bool own = !b, no_writers;
-	json_t *set_args, *out = NULL, *post;
+	bool own = !b->owner, hold_set = false;
+	struct hold hold = { 0 };
+	json_t *set_args, *out = NULL;
 	int64_t deadline;
 	unsigned int window;
-	uint64_t wait_ms;
 	int rc;
 
-	if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0)
+	if (own && ((rc = svc_arg_bool(args, "hold", &hold_set, err)) < 0 ||
+		    (hold_set && (rc = hold_args(svc, who, args, &hold, err)) < 0))) {
+		session_end(svc, b);
 		return rc;
-	if (b && *b->set_id)
-		return vss_error_set(err, -EBUSY, "this backup already took its set %s",
-				     b->set_id);
-	if (own) {
-		if (!(b = calloc(1, sizeof(*b))))
-			return vss_error_set(err, -ENOMEM, "out of memory");
-		if ((rc = session_args(args, b, &wait_ms, err)) < 0 ||
-		    (rc = slot_acquire(svc, b, wait_ms, err)) < 0) {
-			free(b);
-			return rc;
-		}
-		if ((rc = pick_writers(svc, b, args, no_writers, err)) < 0) {
-			session_end(svc, b);
-			return rc;
-		}
-	} else if (no_writers) {
-		b->nw = 0;
 	}
 	/* PrepareForSnapshot */
-	for (size_t k = 0; k < b->nw; k++) {
-		struct svc_writer *w = b->w[k];
-
-		if ((rc = svc_writer_call(svc, w, EV_PREPARE_SNAPSHOT,
-					  json_pack("{s:s?}", "backup_type",
-						    b->type ? type_names[b->type] : NULL),
-					  deadline_for(b, w), NULL, err)) < 0)
-			return snapshot_fail(svc, b, rc, err);
-		svc_writer_set_state(svc, w, WS_WAITING_FOR_FREEZE, NULL, NULL);
-	}
+	rc = call_all(svc, b, EV_PREPARE_SNAPSHOT,
+		      json_pack("{s:s?}", "backup_type", b->type ? type_names[b->type] : NULL),
+		      WS_WAITING_FOR_FREEZE, err);
+	if (rc < 0)
+		return snapshot_fail(svc, b, rc, err);
 	/* Freeze, in order; the window runs from the first Freeze to the last Thaw. */
 	window = b->timeout_ms;
 	for (size_t k = 0; k < b->nw; k++)
@@ -717,23 +1272,73 @@ int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller
 		return snapshot_fail(svc, b, rc, err);
 	}
 	/* PostSnapshot: a failure is reported, the set stays. */
-	post = json_pack("{s:s, s:O}", "set", b->set_id, "shadows",
-			 json_object_get(out, "shadows"));
-	for (size_t k = 0; k < b->nw; k++) {
-		struct svc_writer *w = b->w[k];
-		struct vss_error e;
-
-		if (svc_writer_call(svc, w, EV_POST_SNAPSHOT, json_incref(post),
-				    deadline_for(b, w), NULL, &e) == 0)
-			svc_writer_set_state(svc, w, own ? WS_STABLE
-							 : WS_WAITING_FOR_BACKUP_COMPLETE, NULL, NULL);
-	}
-	json_decref(post);
+	call_all(svc, b, EV_POST_SNAPSHOT,
+		 json_pack("{s:s, s:O}", "set", b->set_id, "shadows",
+			   json_object_get(out, "shadows")),
+		 own ? WS_STABLE : WS_WAITING_FOR_BACKUP_COMPLETE, NULL);
 	json_object_set_new(out, "writers", writers_json(svc, b, false));
-	if (own)
+	if (own) {
+		json_object_set(out, "skipped", b->skipped);
+		if (hold_set) {
+			set_hold_add(svc, c, b->set_id, &hold);
+			json_object_set_new(out, "lease_ms", json_integer((json_int_t)hold.lease_ms));
+			json_object_set_new(out, "hold_ms", json_integer((json_int_t)hold.limit_ms));
+		}
 		session_end(svc, b);
+	}
 	*res = out;
 	return 0;
+}
+
+int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who,
+				json_t *args, json_t **res, struct vss_error *err)
+{
+	struct conn *c = who->conn;
+	struct svc_backup *b = session_take(svc, c);
+	bool no_writers;
+	uint64_t wait_ms;
+	int rc;
+
+	if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0)
+		goto out;
+	if (b && *b->set_id) {
+		rc = vss_error_set(err, -EBUSY, "this backup already took its set %s",
+				   b->set_id);
+		goto out;
+	}
+	if (b) {
+		if (no_writers) {
+			for (size_t k = 0; k < b->nw; k++)
+				svc_writer_enlist(svc, b->w[k], false);
+			b->nw = 0;
+		}
+		rc = shadow_create(svc, who, b, args, res, err);
+		/* A failed set ended the backup (snapshot_fail). */
+		if (rc < 0)
+			return rc;
+		goto out;
+	}
+	/* Meant for a backup that vssd ended meanwhile: say so, take nothing. */
+	if ((rc = session_notice(svc, c, err)) < 0)
+		return rc;
+	if (!(b = calloc(1, sizeof(*b))))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	b->hold.uid = who->uid;
+	b->hold.pid = who->pid;
+	if ((rc = session_args(args, b, &wait_ms, err)) < 0 ||
+	    (rc = slot_acquire(svc, b, wait_ms, err)) < 0) {
+		free(b);
+		return rc;
+	}
+	if ((rc = pick_writers(svc, b, args, no_writers, err)) < 0) {
+		session_end(svc, b);
+		return rc;
+	}
+	return shadow_create(svc, who, b, args, res, err);
+out:
+	if (b)
+		session_put(svc, b);
+	return rc;
 }
 
 /* ---- backup.complete, backup.abort ---- */
@@ -748,19 +1353,16 @@ static void set_all_succeeded(json_t *bcd, bool ok)
 			json_object_set_new(comp, "backup_succeeded", json_boolean(ok));
 }
 
-int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			   json_t **res, struct vss_error *err)
+static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *b,
+		    json_t *args, json_t **res, struct vss_error *err)
 {
-	struct conn *c = who->conn;
-	struct svc_backup *b = session_of(svc, c);
+	struct svc_wcall calls[SVC_WRITERS_MAX];
 	const char *given;
 	bool succeeded = true;
 	json_t *v, *writers;
 	char *text;
 	int rc;
 
-	if (!b)
-		return vss_error_set(err, -ENOENT, "no backup in progress on this connection");
 	if ((rc = svc_arg_str(args, "components", false, &given, err)) < 0)
 		return rc;
 	v = json_object_get(args, "succeeded");
@@ -780,18 +1382,20 @@ int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who
 	} else if (b->bcd) {
 		set_all_succeeded(b->bcd, succeeded);
 	}
+	/* BackupComplete, to every writer at once: a failure is only reported. */
 	for (size_t k = 0; k < b->nw; k++) {
-		struct svc_writer *w = b->w[k];
-		char *sub = b->bcd ? bcd_for_writer(b->bcd, w) : NULL;
-		struct vss_error e;
+		char *sub = b->bcd ? bcd_for_writer(b->bcd, b->w[k]) : NULL;
 
-		if (svc_writer_call(svc, w, EV_BACKUP_COMPLETE,
-				    json_pack("{s:s, s:s?}", "set", b->set_id,
-					      "components", sub),
-				    deadline_for(b, w), NULL, &e) == 0 &&
-		    !failed_state(svc_writer_state(svc, w)))
-			svc_writer_set_state(svc, w, WS_STABLE, NULL, NULL);
+		calls[k] = (struct svc_wcall){
+			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+			.args = json_pack("{s:s, s:s?}", "set", b->set_id, "components", sub) };
 		free(sub);
+	}
+	svc_writers_call(svc, EV_BACKUP_COMPLETE, calls, b->nw);
+	for (size_t k = 0; k < b->nw; k++) {
+		json_decref(calls[k].result);
+		if (calls[k].rc == 0 && !failed_state(svc_writer_state(svc, b->w[k])))
+			svc_writer_set_state(svc, b->w[k], WS_STABLE, NULL, NULL);
 	}
 	if (*b->set_id) {
 		pthread_mutex_lock(&svc->lock);
@@ -805,8 +1409,62 @@ int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who
 	*res = json_pack("{s:s, s:s?, s:o}", "set", b->set_id, "components", text,
 			 "writers", writers);
 	free(text);
-	vss_log("backup complete (set %s)", *b->set_id ? b->set_id : "none");
+	vss_log("backup complete (session %llu, set %s)", (unsigned long long)b->id,
+		*b->set_id ? b->set_id : "none");
 	session_end(svc, b);
+	return 0;
+}
+
+int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			   json_t **res, struct vss_error *err)
+{
+	struct svc_backup *b = session_take(svc, who->conn);
+	int rc;
+
+	if (!b)
+		return no_session(svc, who->conn, "no backup in progress on this connection",
+				  err);
+	rc = complete(svc, who->conn, b, args, res, err);
+	if (rc < 0)
+		session_put(svc, b);
+	return rc;
+}
+
+/*
+ * backup.abort with "session": root ends another requester's session, once
+ * no request of its own is running (its requests are bounded by their
+ * deadlines), as the reaper would.
+ */
+static int abort_other(struct vss_service *svc, const struct svc_caller *who, uint64_t id,
+		       json_t **res, struct vss_error *err)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	struct svc_backup *b;
+	char why[128], set[37];
+
+	pthread_mutex_lock(&reg->lock);
+	for (;;) {
+		b = reg->cur;
+		if (!b || b->id != id || !b->owner) {
+			pthread_mutex_unlock(&reg->lock);
+			return vss_error_set(err, -ENOENT, "no backup session %llu is in progress "
+					     "(vss status shows the one that is)",
+					     (unsigned long long)id);
+		}
+		if (who->role != SVC_ROLE_ROOT) {
+			pthread_mutex_unlock(&reg->lock);
+			return vss_error_set(err, -EACCES, "permission denied: only root may abort "
+					     "another requester's backup");
+		}
+		if (!b->in_use && !b->ending)
+			break;
+		pthread_cond_wait(&reg->hold_cond, &reg->lock);
+	}
+	snprintf(why, sizeof(why), "root (pid %d) aborted it", (int)who->pid);
+	memcpy(set, b->set_id, sizeof(set));
+	end_without_owner(svc, b, -ECANCELED, why);
+	pthread_mutex_unlock(&reg->lock);
+	*res = json_pack("{s:b, s:I, s:s}", "aborted", 1, "session", (json_int_t)id, "set", set);
 	return 0;
 }
 
@@ -814,12 +1472,24 @@ int svc_op_backup_abort(struct vss_service *svc, const struct svc_caller *who, j
 			json_t **res, struct vss_error *err)
 {
 	struct conn *c = who->conn;
-	struct svc_backup *b = session_of(svc, c);
+	struct svc_backup *b;
+	struct vss_error e;
+	uint64_t id = 0;
 	json_t *writers;
 	char set[37];
+	int rc;
 
+	if ((rc = svc_arg_u64(args, "session", false, &id, err)) < 0)
+		return rc;
+	b = session_take(svc, c);
+	if (id && (!b || b->id != id)) {
+		if (b)
+			session_put(svc, b);
+		return abort_other(svc, who, id, res, err);
+	}
 	if (!b) {
-		*res = json_pack("{s:b}", "aborted", 0);
+		rc = session_notice(svc, c, &e);
+		*res = json_pack("{s:b, s:s?}", "aborted", 0, "ended", rc < 0 ? e.msg : NULL);
 		return 0;
 	}
 	writers = writers_json(svc, b, false);
@@ -829,18 +1499,41 @@ int svc_op_backup_abort(struct vss_service *svc, const struct svc_caller *who, j
 	return 0;
 }
 
+/* backup.status: the caller's backup (renewing its lease and those of its
+ * held sets), or why vssd ended it; and who holds the slot. */
 int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err)
 {
+	struct svc_writer_registry *reg = svc->wreg;
 	struct conn *c = who->conn;
-	struct svc_backup *b = session_of(svc, c);
+	struct svc_backup *b = session_take(svc, c);
+	struct vss_error e;
+	json_t *holds = svc_backup_holds_json(svc), *hold;
 
+	pthread_mutex_lock(&reg->lock);
+	for (struct svc_set_hold *h = reg->sets; h; h = h->next)
+		if (h->conn == c)
+			h->hold.heard_ms = now_ms();
+	pthread_cond_signal(&reg->reaper_cond);
 	if (!b) {
-		*res = json_pack("{s:b}", "active", 0);
+		int rc = notice_find(reg, c, NULL, false, &e);
+
+		pthread_mutex_unlock(&reg->lock);
+		*res = json_pack("{s:b, s:s?, s:O}", "active", 0, "ended", rc < 0 ? e.msg : NULL,
+				 "holder", json_object_get(holds, "backup"));
+		json_decref(holds);
 		return 0;
 	}
-	*res = json_pack("{s:b, s:s, s:s, s:o}", "active", 1, "type", type_names[b->type],
-			 "set", b->set_id, "writers", writers_json(svc, b, false));
+	hold = hold_json(&b->hold, true);
+	pthread_mutex_unlock(&reg->lock);
+	json_object_update_new(hold, json_pack("{s:b, s:I, s:s, s:s, s:o, s:O}", "active", 1,
+					   "session", (json_int_t)b->id,
+					   "type", type_names[b->type], "set", b->set_id,
+					   "writers", writers_json(svc, b, false),
+					   "holder", json_object_get(holds, "backup")));
+	json_decref(holds);
+	session_put(svc, b);
+	*res = hold;
 	return 0;
 }
 
@@ -851,9 +1544,35 @@ bool svc_backup_conn_active(struct vss_service *svc, struct conn *c)
 
 void svc_backup_conn_gone(struct vss_service *svc, struct conn *c)
 {
-	struct svc_backup *b = session_of(svc, c);
+	struct svc_writer_registry *reg = svc->wreg;
+	struct svc_backup *b = session_take(svc, c);
 
 	if (b)
 		abort_session(svc, b, "its requester went away before the backup was "
 			      "complete");
+	/* After the reaper: it removes a held set under svc->lock too. */
+	pthread_mutex_lock(&svc->lock);
+	pthread_mutex_lock(&reg->lock);
+	for (struct svc_set_hold **pp = &reg->sets; *pp;) {
+		struct svc_set_hold *h = *pp;
+
+		if (h->conn != c) {
+			pp = &h->next;
+			continue;
+		}
+		*pp = h->next;
+		free(h);
+	}
+	for (struct svc_hold_notice **pp = &reg->notices; *pp;) {
+		struct svc_hold_notice *n = *pp;
+
+		if (n->conn != c) {
+			pp = &n->next;
+			continue;
+		}
+		*pp = n->next;
+		free(n);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	pthread_mutex_unlock(&svc->lock);
 }

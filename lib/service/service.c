@@ -18,6 +18,7 @@
 #include <uuid/uuid.h>
 
 #include "service/fs.h"
+#include "service/guardian.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/writers.h"
@@ -125,6 +126,8 @@ int svc_op_status(struct vss_service *svc, const struct svc_caller *who, json_t 
 			 "shadows", shadows, "writers", svc_writers_count(svc), "pid", (int)getpid(),
 			 "state_dir", svc->state_dir, "run_dir", svc->run_dir,
 			 "transport", svc->tr->ops->name);
+	/* Who holds the backup slot and which sets are held (backup.c). */
+	json_object_update_new(*res, svc_backup_holds_json(svc));
 	return 0;
 }
 
@@ -521,6 +524,10 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	svc->check_ms = getenv("VSS_TEST_DIFF_CHECK_MS") ? (unsigned int)atoi(getenv("VSS_TEST_DIFF_CHECK_MS")) : 0;
 	if (!svc->check_ms)
 		svc->check_ms = 10000;
+	svc->freeze_limit_ms = cfg->test_freeze_limit_ms ? cfg->test_freeze_limit_ms
+							 : VSS_FREEZE_LIMIT_MS;
+	svc->hold_lease_ms = cfg->hold_lease_ms ? cfg->hold_lease_ms : VSS_HOLD_LEASE_MS;
+	svc->hold_max_ms = cfg->hold_max_ms ? cfg->hold_max_ms : VSS_HOLD_MAX_MS;
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);

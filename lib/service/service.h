@@ -17,6 +17,8 @@ struct vss_service;
 #define VSS_SERVICE_RESERVED_CONNS     64      /* of those, for root and operators only */
 #define VSS_SERVICE_IDLE_TIMEOUT_MS    120000  /* no request started: closed */
 #define VSS_SERVICE_FRAME_TIMEOUT_MS   10000   /* a request whole; each frame of a reply taken */
+#define VSS_HOLD_LEASE_MS 120000u       /* holds: the default lease */
+#define VSS_HOLD_MAX_MS   86400000ull   /* holds: the default longest */
 
 struct vss_service_config {
 	const char *state_dir;  /* catalog, volume backing files, diff areas */
@@ -36,6 +38,14 @@ struct vss_service_config {
 	/* Tests only: vssd sends frames of at most this many bytes (a reply
 	 * over it takes several, as one over VSS_PROTO_MAX_FRAME does).  0: off. */
 	unsigned int test_frame_max;
+	/* Tests only: the freeze bound (guardian.h) instead of
+	 * VSS_FREEZE_LIMIT_MS.  0: the default. */
+	unsigned int test_freeze_limit_ms;
+	/* Holds of backup sessions and held sets (doc/writers.md): the lease a
+	 * requester gets unless it asks for another, and the longest any hold
+	 * may last.  0: the defaults (writers.h). */
+	unsigned int hold_lease_ms;
+	unsigned long long hold_max_ms;
 };
 
 /*

@@ -22,12 +22,15 @@
  * Any failure before 6 aborts every prepared member (deleting the shadows
  * already taken); nothing is left
  * frozen, since every path thaws what it froze and the guardian covers a
- * crash.  A hold longer than VSS_FREEZE_LIMIT_MS (the guardian thawed on
- * its own) aborts the set: what it holds may not be consistent.
+ * crash.  A hold longer than svc->freeze_limit_ms (VSS_FREEZE_LIMIT_MS; the
+ * guardian thawed on its own) aborts the set: what it holds may not be
+ * consistent.
  *
  * A set taken with "hold" belongs to the connection that asked for it
  * (sh->owner) until that connection sends "set.complete"; if it goes away
- * first, the set is deleted (svc_conn_gone).
+ * first, or does not complete it within its hold's deadlines (backup.c:
+ * the lease and the limit, ended by the reaper), the set is deleted
+ * (svc_conn_gone, expire_set).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -43,6 +46,7 @@
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/writers.h"
 
 #define MAX_SET_TARGETS 64
 
@@ -311,8 +315,12 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 
 	/* 2. freeze */
 	if (nfreeze > 0) {
-		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, VSS_FREEZE_LIMIT_MS,
-					     &guard, err)) < 0)
+		struct vss_guardian_config gcfg = {
+			.limit_ms = svc->freeze_limit_ms, .server = getpid(),
+			.device_tree = svc->dev_dir,
+		};
+
+		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, &gcfg, &guard, err)) < 0)
 			goto abort;
 		t_freeze = mono_ns();
 		for (size_t i = 0; i < n && rc == 0; i++) {
@@ -361,9 +369,9 @@ int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, 
 		grc = vss_guardian_finish(guard);
 	}
 	if (rc == 0 && (grc == -ETIMEDOUT ||
-			ms_between(t_freeze, t_thawed) > VSS_FREEZE_LIMIT_MS))
+			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
 		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
-				   "%d ms; the set was aborted", VSS_FREEZE_LIMIT_MS);
+				   "%u ms; the set was aborted", svc->freeze_limit_ms);
 	if (rc < 0)
 		goto abort;
 
@@ -469,8 +477,13 @@ int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, j
 			sh->owner = NULL;
 			n++;
 		}
-	if (n == 0)
+	if (n == 0) {
+		/* Held past its deadline, vssd deleted it (backup.c). */
+		if ((rc = svc_backup_set_ended(svc, c, set, err)) < 0)
+			return rc;
 		return vss_error_set(err, -ENOENT, "this connection holds no set %s", set);
+	}
+	svc_backup_set_released(svc, c, set);
 	*res = json_pack("{s:s, s:i}", "set", set, "shadows", n);
 	return 0;
 }

@@ -13,7 +13,19 @@
  * at stop, so the slot holder's pointers stay valid while it works.  A writer
  * whose connection fails is marked gone: it is failed if it was in a backup,
  * never waited for, and pruned at the next backup.
+ *
+ * Unresponsive writers: a writer that lets an event's deadline pass is
+ * marked unresponsive (w->unresponsive) until any answer comes from it, a
+ * late one included.  Until then later events reach it (it finds them when
+ * it is done) but nobody waits more than SVC_WRITER_STUCK_MS for it, new
+ * backups leave it out (backup.c; a backup that requires it fails at once)
+ * and it stays failed in writers.list with its reason.  A late answer is
+ * read whenever the registry looks at an idle writer (check_idle: a status,
+ * a listing, the next backup), and the writer is stable again unless it is
+ * part of the backup in progress.  A writer that registers again (after its
+ * old connection closed) starts afresh.
  */
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -21,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,7 +93,7 @@ int svc_writers_init(struct vss_service *svc, struct vss_error *err)
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_cond_init(&reg->slot_cond, NULL);
 	svc->wreg = reg;
-	return 0;
+	return svc_backup_reaper_start(svc, err);
 }
 
 static void writer_free(struct svc_writer *w)
@@ -103,6 +116,7 @@ void svc_writers_shutdown(struct vss_service *svc)
 		if (w->fd >= 0)
 			shutdown(w->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&reg->lock);
+	svc_backup_reaper_stop(svc);
 }
 
 void svc_writers_free(struct vss_service *svc)
@@ -111,6 +125,7 @@ void svc_writers_free(struct vss_service *svc)
 
 	if (!reg)
 		return;
+	svc_backup_free(svc);
 	while (reg->list) {
 		struct svc_writer *w = reg->list;
 
@@ -123,9 +138,52 @@ void svc_writers_free(struct vss_service *svc)
 	svc->wreg = NULL;
 }
 
+/* Any answer from @w, a late one too: it answers again.  reg->lock held. */
+static void answered(struct svc_writer *w)
+{
+	if (!w->unresponsive)
+		return;
+	w->unresponsive = false;
+	if (!w->enlisted && w->state >= WS_FAILED_AT_IDENTIFY) {
+		w->state = WS_STABLE;
+		w->error_kind[0] = '\0';
+	}
+	vss_log("writer %s (%s) answers again", w->name, w->instance_id);
+}
+
+/*
+ * Reads the late answers (to events that timed out) that wait whole on an
+ * idle writer's socket.  Only whole frames, without blocking: the header
+ * is peeked and the frame read only if all of it is there.  reg->lock held.
+ */
+static void read_late_answers(struct svc_writer *w)
+{
+	for (;;) {
+		unsigned char hdr[4];
+		int avail = 0;
+		uint32_t len;
+		json_t *msg = NULL;
+		struct vss_error e;
+
+		if (recv(w->fd, hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT) != (ssize_t)sizeof(hdr))
+			return;
+		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
+		      hdr[3];
+		if (len > VSS_PROTO_MAX_FRAME || ioctl(w->fd, FIONREAD, &avail) < 0 ||
+		    (size_t)avail < sizeof(hdr) + len)
+			return;
+		if (vss_proto_recv(w->fd, &msg, &e) == -EBADMSG)
+			continue;
+		if (!msg)
+			return;
+		json_decref(msg);
+		answered(w);
+	}
+}
+
 /* Is an idle writer's connection closed?  Bytes waiting are a late answer to
- * an event that timed out (svc_writer_call skips it), not a disconnection.
- * reg->lock held. */
+ * an event that timed out (read here if it is whole; svc_writers_call skips
+ * it otherwise), not a disconnection.  reg->lock held. */
 static void check_idle(struct svc_writer *w)
 {
 	struct pollfd p = { w->fd, POLLIN | POLLRDHUP, 0 };
@@ -133,6 +191,7 @@ static void check_idle(struct svc_writer *w)
 
 	if (w->gone || w->busy || w->fd < 0)
 		return;
+	read_late_answers(w);
 	if (poll(&p, 1, 0) != 1 || !p.revents)
 		return;
 	if (!(p.revents & (POLLRDHUP | POLLHUP | POLLERR)) &&
@@ -194,8 +253,9 @@ void svc_writers_prune(struct vss_service *svc)
 			writer_free(w);
 			continue;
 		}
-		/* A failed writer is stable again for the next backup. */
-		if (w->state != WS_STABLE) {
+		/* A failed writer is stable again for the next backup, unless it
+		 * still owes an answer. */
+		if (w->state != WS_STABLE && !w->unresponsive) {
 			w->state = WS_STABLE;
 			w->error_kind[0] = '\0';
 		}
@@ -255,117 +315,256 @@ static int fail(struct vss_service *svc, struct svc_writer *w, enum svc_wevent e
 			     events[ev].name, msg);
 }
 
+bool svc_writer_unresponsive(struct vss_service *svc, struct svc_writer *w, char *why,
+			     size_t len)
+{
+	bool r;
+
+	pthread_mutex_lock(&svc->wreg->lock);
+	check_idle(w);
+	r = w->unresponsive && !w->gone;
+	if (r && why)
+		snprintf(why, len, "%s", w->last_error);
+	pthread_mutex_unlock(&svc->wreg->lock);
+	return r;
+}
+
+void svc_writer_enlist(struct vss_service *svc, struct svc_writer *w, bool enlisted)
+{
+	pthread_mutex_lock(&svc->wreg->lock);
+	w->enlisted = enlisted;
+	pthread_mutex_unlock(&svc->wreg->lock);
+}
+
+/* One call of svc_writers_call while it waits. */
+struct pending {
+	uint64_t id;
+	int64_t deadline;
+	json_int_t window;                /* freeze and thaw: the window, for the message */
+	bool stuck;                       /* unresponsive when the event was sent */
+	bool done;
+};
+
+/* The call is over: the writer is free for the next one. */
+static void call_done(struct vss_service *svc, struct svc_wcall *c, struct pending *p)
+{
+	pthread_mutex_lock(&svc->wreg->lock);
+	c->w->busy = false;
+	pthread_mutex_unlock(&svc->wreg->lock);
+	p->done = true;
+}
+
+static void call_gone(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *c,
+		      struct pending *p)
+{
+	pthread_mutex_lock(&svc->wreg->lock);
+	c->w->gone = true;
+	pthread_mutex_unlock(&svc->wreg->lock);
+	c->rc = fail(svc, c->w, ev, "nonretryable", -ENOTCONN, &c->err,
+		     "the writer disconnected");
+	call_done(svc, c, p);
+}
+
+/*
+ * No answer in time.  A writer that answered until now becomes
+ * unresponsive, and its last error says since when; one that already was
+ * keeps the reason it had (its state says what it missed first).
+ */
+static void call_timed_out(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *c,
+			   struct pending *p)
+{
+	struct svc_writer *w = c->w;
+	char now[40], msg[VSS_ERROR_MSG_MAX];
+
+	if (p->stuck) {
+		c->rc = vss_error_set(&c->err, -ETIMEDOUT, "writer %s failed at %s: no answer: "
+				      "it has not answered an earlier event yet", w->name,
+				      events[ev].name);
+		call_done(svc, c, p);
+		return;
+	}
+	if (p->window > 0)
+		c->rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, &c->err, "no answer within the "
+			     "freeze-to-thaw window of %lld ms", (long long)p->window);
+	else
+		c->rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, &c->err, "no answer within %u ms",
+			     c->timeout_ms);
+	svc_time_str(svc_now_ns(), now);
+	snprintf(msg, sizeof(msg), "no answer to %s within %u ms, at %s; left out of "
+		 "backups until it answers", events[ev].name, c->timeout_ms, now);
+	pthread_mutex_lock(&svc->wreg->lock);
+	w->unresponsive = true;
+	snprintf(w->error_kind, sizeof(w->error_kind), "timeout");
+	snprintf(w->last_error, sizeof(w->last_error), "%s", msg);
+	pthread_mutex_unlock(&svc->wreg->lock);
+	vss_log("writer %s (%s) is unresponsive: %s", w->name, w->instance_id, msg);
+	call_done(svc, c, p);
+}
+
+/* Sends the call's event; false if it could not (the call is then over). */
+static bool call_send(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *c,
+		      struct pending *p)
+{
+	struct svc_writer *w = c->w;
+	json_t *msg;
+	bool busy;
+
+	c->result = NULL;
+	c->rc = 0;
+	p->done = false;
+	p->window = json_integer_value(json_object_get(c->args, "window_ms"));
+	pthread_mutex_lock(&svc->wreg->lock);
+	check_idle(w);
+	busy = w->busy = !w->gone;
+	p->stuck = w->unresponsive;
+	pthread_mutex_unlock(&svc->wreg->lock);
+	if (!busy) {
+		json_decref(c->args);
+		c->rc = fail(svc, w, ev, "nonretryable", -ENOTCONN, &c->err,
+			     "the writer disconnected");
+		p->done = true;
+		return false;
+	}
+	if (p->stuck && c->timeout_ms > SVC_WRITER_STUCK_MS)
+		c->timeout_ms = SVC_WRITER_STUCK_MS;
+	p->deadline = mono_ms() + c->timeout_ms;
+	p->id = ++w->next_id;
+	msg = json_pack("{s:i, s:I, s:s, s:o}", "version", VSS_PROTO_VERSION,
+			"id", (json_int_t)p->id, "event", events[ev].name,
+			"args", c->args ? c->args : json_object());
+	c->args = NULL;
+	if (vss_proto_send(w->fd, msg) < 0) {
+		json_decref(msg);
+		call_gone(svc, ev, c, p);
+		return false;
+	}
+	json_decref(msg);
+	return true;
+}
+
+/* Reads one frame from a call's writer (it is readable); the call may end. */
+static void call_read(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *c,
+		      struct pending *p)
+{
+	struct svc_writer *w = c->w;
+	int64_t left = p->deadline - mono_ms();
+	struct vss_error perr;
+	struct timeval tv;
+	json_t *reply = NULL, *rid, *error;
+	const char *kind, *text, *code;
+	bool known = false;
+	int rc;
+
+	/* A frame that starts must finish before the deadline too (or soon
+	 * after, if it started just before it). */
+	if (left < (int64_t)SVC_WRITER_STUCK_MS)
+		left = SVC_WRITER_STUCK_MS;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rc = vss_proto_recv(w->fd, &reply, &perr);
+	if (rc == -EBADMSG)
+		return;
+	if (rc < 0 || !reply) {
+		call_gone(svc, ev, c, p);
+		return;
+	}
+	rid = json_object_get(reply, "id");
+	if (!json_is_integer(rid) || (uint64_t)json_integer_value(rid) != p->id) {
+		json_decref(reply);     /* a late answer to an event that timed out */
+		pthread_mutex_lock(&svc->wreg->lock);
+		answered(w);
+		pthread_mutex_unlock(&svc->wreg->lock);
+		p->stuck = false;
+		return;
+	}
+	pthread_mutex_lock(&svc->wreg->lock);
+	answered(w);
+	pthread_mutex_unlock(&svc->wreg->lock);
+	if (json_is_true(json_object_get(reply, "ok"))) {
+		json_t *r = json_object_get(reply, "result");
+
+		c->result = r ? json_incref(r) : NULL;
+		json_decref(reply);
+		call_done(svc, c, p);
+		return;
+	}
+	error = json_object_get(reply, "error");
+	kind = json_string_value(json_object_get(error, "kind"));
+	text = json_string_value(json_object_get(error, "message"));
+	code = json_string_value(json_object_get(error, "code"));
+	for (int k = 0; kind && failure_kinds[k]; k++)
+		known |= strcmp(kind, failure_kinds[k]) == 0;
+	c->rc = fail(svc, w, ev, known ? kind : "nonretryable",
+		     code ? vss_proto_errno_value(code) : -EIO, &c->err, "%s",
+		     text && *text ? text : "the writer reported a failure");
+	if (c->rc >= 0)
+		c->rc = -EIO;
+	json_decref(reply);
+	call_done(svc, c, p);
+}
+
+void svc_writers_call(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *calls,
+		      size_t n)
+{
+	struct pending p[SVC_WRITERS_MAX];
+	size_t waiting = 0;
+
+	assert(n <= SVC_WRITERS_MAX);
+	for (size_t i = 0; i < n; i++)
+		waiting += call_send(svc, ev, &calls[i], &p[i]);
+	while (waiting > 0) {
+		struct pollfd pfd[SVC_WRITERS_MAX];
+		size_t idx[SVC_WRITERS_MAX], np = 0;
+		int64_t now = mono_ms(), wait = INT64_MAX;
+
+		for (size_t i = 0; i < n; i++) {
+			if (p[i].done)
+				continue;
+			pfd[np] = (struct pollfd){ calls[i].w->fd, POLLIN, 0 };
+			idx[np++] = i;
+			if (p[i].deadline - now < wait)
+				wait = p[i].deadline - now;
+		}
+		if (poll(pfd, np, wait < 0 ? 0 : (int)wait) < 0 && errno != EINTR)
+			memset(pfd, 0, sizeof(pfd));
+		now = mono_ms();
+		for (size_t k = 0; k < np; k++) {
+			size_t i = idx[k];
+
+			if (pfd[k].revents)
+				call_read(svc, ev, &calls[i], &p[i]);
+			else if (now >= p[i].deadline)
+				call_timed_out(svc, ev, &calls[i], &p[i]);
+			waiting -= p[i].done;
+		}
+	}
+}
+
 int svc_writer_call(struct vss_service *svc, struct svc_writer *w, enum svc_wevent ev,
 		    json_t *args, unsigned int timeout_ms, json_t **result,
 		    struct vss_error *err)
 {
-	uint64_t id = ++w->next_id;
-	int64_t deadline = mono_ms() + timeout_ms;
-	json_int_t window = json_integer_value(json_object_get(args, "window_ms"));
-	json_t *msg;
-	int rc;
+	struct svc_wcall c = { .w = w, .args = args, .timeout_ms = timeout_ms };
 
+	svc_writers_call(svc, ev, &c, 1);
 	if (result)
-		*result = NULL;
-	pthread_mutex_lock(&svc->wreg->lock);
-	check_idle(w);
-	w->busy = !w->gone;
-	pthread_mutex_unlock(&svc->wreg->lock);
-	if (!w->busy) {
-		json_decref(args);
-		return fail(svc, w, ev, "nonretryable", -ENOTCONN, err,
-			    "the writer disconnected");
-	}
-	msg = json_pack("{s:i, s:I, s:s, s:o}", "version", VSS_PROTO_VERSION,
-			"id", (json_int_t)id, "event", events[ev].name,
-			"args", args ? args : json_object());
-	rc = vss_proto_send(w->fd, msg);
-	json_decref(msg);
-	if (rc < 0)
-		goto gone;
-	for (;;) {
-		int64_t left = deadline - mono_ms();
-		struct pollfd p = { w->fd, POLLIN, 0 };
-		struct timeval tv;
-		struct vss_error perr;
-		json_t *reply = NULL, *rid, *error;
-
-		if (left <= 0) {
-			if (window > 0)
-				rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, err, "no answer "
-					  "within the freeze-to-thaw window of %lld ms",
-					  (long long)window);
-			else
-				rc = fail(svc, w, ev, "timeout", -ETIMEDOUT, err,
-					  "no answer within %u ms", timeout_ms);
-			goto out;
-		}
-		rc = poll(&p, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc <= 0)
-			continue;
-		/* A frame that starts must finish before the deadline too. */
-		tv.tv_sec = left / 1000;
-		tv.tv_usec = (left % 1000) * 1000;
-		setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		rc = vss_proto_recv(w->fd, &reply, &perr);
-		if (rc == -EBADMSG)
-			continue;
-		if (rc < 0 || !reply)
-			goto gone;
-		rid = json_object_get(reply, "id");
-		if (!json_is_integer(rid) || (uint64_t)json_integer_value(rid) != id) {
-			json_decref(reply);     /* a late answer to an event that timed out */
-			continue;
-		}
-		if (json_is_true(json_object_get(reply, "ok"))) {
-			if (result) {
-				json_t *r = json_object_get(reply, "result");
-
-				*result = r ? json_incref(r) : NULL;
-			}
-			json_decref(reply);
-			rc = 0;
-			goto out;
-		}
-		error = json_object_get(reply, "error");
-		{
-			const char *kind = json_string_value(json_object_get(error, "kind"));
-			const char *text = json_string_value(json_object_get(error, "message"));
-			const char *code = json_string_value(json_object_get(error, "code"));
-			bool known = false;
-
-			for (int k = 0; kind && failure_kinds[k]; k++)
-				known |= strcmp(kind, failure_kinds[k]) == 0;
-			rc = fail(svc, w, ev, known ? kind : "nonretryable",
-				  code ? vss_proto_errno_value(code) : -EIO, err, "%s",
-				  text && *text ? text : "the writer reported a failure");
-			if (rc >= 0)
-				rc = -EIO;
-		}
-		json_decref(reply);
-		goto out;
-	}
-gone:
-	pthread_mutex_lock(&svc->wreg->lock);
-	w->gone = true;
-	pthread_mutex_unlock(&svc->wreg->lock);
-	rc = fail(svc, w, ev, "nonretryable", -ENOTCONN, err, "the writer disconnected");
-out:
-	pthread_mutex_lock(&svc->wreg->lock);
-	w->busy = false;
-	pthread_mutex_unlock(&svc->wreg->lock);
-	return rc;
+		*result = c.result;
+	else
+		json_decref(c.result);
+	if (c.rc < 0 && err)
+		*err = c.err;
+	return c.rc;
 }
 
 /* reg->lock held. */
 static json_t *writer_json_locked(struct svc_writer *w, bool metadata)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "name", w->name,
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:b}", "name", w->name,
 			      "id", w->class_id, "instance", w->instance_id,
 			      "state", w->state, "state_name", svc_writer_state_name(w->state),
-			      "last_error", w->last_error, "error_kind", w->error_kind);
+			      "last_error", w->last_error, "error_kind", w->error_kind,
+			      "unresponsive", w->unresponsive && !w->gone);
 
 	if (metadata)
 		json_object_set_new(o, "metadata", json_loads(w->metadata, 0, NULL));

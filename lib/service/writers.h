@@ -64,6 +64,7 @@ enum svc_writer_class { WC_FRONT_END, WC_BACK_END, WC_SYSTEM };
 
 #define SVC_WRITER_METADATA_MAX (256u << 10)  /* bytes of one metadata document */
 #define SVC_WRITER_TIMEOUT_MS   60000u        /* default event and freeze window */
+#define SVC_WRITER_STUCK_MS     100u          /* an unresponsive writer's deadline */
 #define SVC_WRITERS_MAX         64
 
 struct svc_writer {
@@ -82,11 +83,17 @@ struct svc_writer {
 	char last_error[VSS_ERROR_MSG_MAX]; /* reg->lock */
 	uint64_t next_id;                 /* the slot holder's */
 	uint64_t seq;                     /* registration order */
+	/* reg->lock: an event timed out and no answer came since (not even a
+	 * late one): left out of backups until one does (writers.c). */
+	bool unresponsive;
+	bool enlisted;                    /* reg->lock: in the slot holder's backup */
 };
 
 struct svc_backup;
+struct svc_set_hold;
+struct svc_hold_notice;
 
-/* svc->wreg: the registry and the backup slot. */
+/* svc->wreg: the registry, the backup slot and the holds (backup.c). */
 struct svc_writer_registry {
 	pthread_mutex_t lock;             /* the list and every writer's reg->lock fields */
 	struct svc_writer *list;          /* in registration order */
@@ -94,6 +101,24 @@ struct svc_writer_registry {
 	pthread_cond_t slot_cond;         /* with lock: the slot was released */
 	bool slot_busy;                   /* lock: one set (backup) at a time */
 	struct svc_backup *cur;           /* lock: the session of the slot holder, or NULL */
+	uint64_t sessions;                /* lock: the last session's number */
+	struct svc_set_hold *sets;        /* lock (and svc->lock to remove): held sets
+	                                   * outside a session */
+	struct svc_hold_notice *notices;  /* lock: holds that ended without their requester */
+	pthread_cond_t hold_cond;         /* with lock: a session's request or ending is over */
+	pthread_cond_t reaper_cond;       /* with lock: a deadline may have moved */
+	pthread_t reaper;                 /* ends holds past their deadline */
+	bool reaper_running, reaper_stop; /* lock */
+};
+
+/* One event to one writer, for svc_writers_call. */
+struct svc_wcall {
+	struct svc_writer *w;
+	json_t *args;                     /* stolen */
+	unsigned int timeout_ms;
+	json_t *result;                   /* out: a new reference, or NULL */
+	int rc;                           /* out: as svc_writer_call returns */
+	struct vss_error err;             /* out, if rc < 0 */
 };
 
 /* ---- writers.c ---- */
@@ -122,6 +147,20 @@ int svc_writer_state(struct vss_service *svc, struct svc_writer *w);
 int svc_writer_call(struct vss_service *svc, struct svc_writer *w, enum svc_wevent ev,
 		    json_t *args, unsigned int timeout_ms, json_t **result,
 		    struct vss_error *err);
+/*
+ * svc_writer_call to @n writers at once: @ev goes to all of them, then the
+ * answers are read as they come, each within its own call's deadline, so
+ * that writers that do not answer cost one deadline together, not one each.
+ * A writer that is unresponsive (it has not answered an earlier event) gets
+ * the event but only SVC_WRITER_STUCK_MS to answer it.
+ */
+void svc_writers_call(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *calls,
+		      size_t n);
+/* Is @w unresponsive?  If so @why (of @len bytes) says since when and why. */
+bool svc_writer_unresponsive(struct vss_service *svc, struct svc_writer *w, char *why,
+			     size_t len);
+/* Marks @w as taking part (or no longer) in the slot holder's backup. */
+void svc_writer_enlist(struct vss_service *svc, struct svc_writer *w, bool enlisted);
 const char *svc_event_name(enum svc_wevent ev);
 const char *svc_writer_state_name(int state);
 json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool metadata);
@@ -133,8 +172,22 @@ int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who
 /* Whether the requester @c has a backup in progress (the server does not
  * close such a connection for being idle). */
 bool svc_backup_conn_active(struct vss_service *svc, struct conn *c);
-/* The requester @c went away: abort its backup, if it has one. */
+/* Starts and stops the thread that ends holds past their deadline. */
+int svc_backup_reaper_start(struct vss_service *svc, struct vss_error *err);
+void svc_backup_reaper_stop(struct vss_service *svc);
+/* Stops the thread and frees what is left of holds (at stop). */
+void svc_backup_free(struct vss_service *svc);
+/* The requester @c went away: abort its backup, if it has one, and forget
+ * its held sets (svc_conn_gone deletes them) and its notices. */
 void svc_backup_conn_gone(struct vss_service *svc, struct conn *c);
+/* set.complete of @set by @c (svc->lock held): its hold is over. */
+void svc_backup_set_released(struct vss_service *svc, struct conn *c, const char *set);
+/* @c holds no set @set (svc->lock held): if vssd ended its hold, fills
+ * @err with why (once) and returns its code; else 0. */
+int svc_backup_set_ended(struct vss_service *svc, struct conn *c, const char *set,
+			 struct vss_error *err);
+/* The slot's holder and the held sets, for status (any caller). */
+json_t *svc_backup_holds_json(struct vss_service *svc);
 int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
 int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,

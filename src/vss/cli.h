@@ -81,6 +81,7 @@ void cli_table_print(struct cli_table *t);
 #define CLI_NOTHING_FOUND "No items found that satisfy the query."
 
 int cmd_status(int argc, char **argv);
+int cmd_abort(int argc, char **argv);
 int cmd_volume(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_list(int argc, char **argv);

@@ -1,9 +1,13 @@
 /*
- * vss/cmd_service.c - status, list writers, list providers.
+ * vss/cmd_service.c - status, list writers, list providers, abort backup.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+
+static void print_holds(json_t *res);
 
 int cmd_status(int argc, char **argv)
 {
@@ -29,7 +33,83 @@ int cmd_status(int argc, char **argv)
 		printf("shadows: %lld\n", json_integer_value(json_object_get(res, "shadows")));
 		printf("writers connected: %lld\n",
 		       json_integer_value(json_object_get(res, "writers")));
+		print_holds(res);
 	}
+	json_decref(res);
+	return 0;
+}
+
+/* "backup" and "held_sets" of status: who holds what, since and until when. */
+static void print_hold(const char *what, json_t *h)
+{
+	const char *until = json_string_value(json_object_get(h, "until"));
+
+	printf("%s: uid %lld, pid %lld, since %s", what,
+	       json_integer_value(json_object_get(h, "uid")),
+	       json_integer_value(json_object_get(h, "pid")),
+	       json_string_value(json_object_get(h, "since")));
+	if (until)
+		printf(", until %s (lease %lld ms)", until,
+		       json_integer_value(json_object_get(h, "lease_ms")));
+	if (json_is_string(json_object_get(h, "set")))
+		printf(", set %s", json_string_value(json_object_get(h, "set")));
+	putchar('\n');
+}
+
+static void print_holds(json_t *res)
+{
+	json_t *b = json_object_get(res, "backup"), *h;
+	size_t i;
+
+	if (json_is_object(b)) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "backup slot: %s, session %lld (%s)",
+			 json_string_value(json_object_get(b, "kind")),
+			 json_integer_value(json_object_get(b, "session")),
+			 json_string_value(json_object_get(b, "state")));
+		print_hold(what, b);
+	} else if (b) {
+		puts("backup slot: free");
+	}
+	json_array_foreach(json_object_get(res, "held_sets"), i, h)
+		print_hold("held set", h);
+}
+
+/* vss abort backup [SESSION]: root ends a backup (another requester's too). */
+int cmd_abort(int argc, char **argv)
+{
+	struct cli_args a;
+	json_t *args, *res, *st, *b;
+	long long id;
+	char *end;
+	int rc;
+
+	if (argc < 1 || strcmp(argv[0], "backup") != 0)
+		return cli_error(EXIT_USAGE, "abort what? (vss abort backup [SESSION])");
+	if ((rc = cli_parse(&a, "abort backup", argc - 1, argv + 1, NULL, 0, 1)))
+		return rc;
+	if (a.npos == 1) {
+		id = strtoll(a.pos[0], &end, 10);
+		if (*end || id <= 0)
+			return cli_error(EXIT_USAGE, "abort backup: SESSION is a number (vss "
+					 "status shows it)");
+	} else {
+		if ((rc = cli_call(&a, "status", NULL, &st)))
+			return rc;
+		b = json_object_get(st, "backup");
+		id = json_is_object(b) ? json_integer_value(json_object_get(b, "session")) : 0;
+		json_decref(st);
+		if (id <= 0)
+			return cli_error(EXIT_FAILED, "no backup is in progress");
+	}
+	args = json_pack("{s:I}", "session", (json_int_t)id);
+	if ((rc = cli_call(&a, "backup.abort", args, &res)))
+		return rc;
+	if (a.json)
+		cli_print_json(res);
+	else
+		printf("backup session %lld aborted\n", id);
 	json_decref(res);
 	return 0;
 }

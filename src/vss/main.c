@@ -47,6 +47,7 @@ static void usage(FILE *f)
 	      "       [--in-place] -- COMMAND [ARGS...]\n"
 	      "Service:\n"
 	      "  status [--json]\n"
+	      "  abort backup [SESSION]     (root: another requester's backup too)\n"
 	      "  list writers [--json]\n"
 	      "  list providers [--for TARGET] [--json]\n"
 	      "\n"
@@ -61,6 +62,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{ "status", cmd_status },
+	{ "abort", cmd_abort },
 	{ "volume", cmd_volume },
 	{ "create", cmd_create },
 	{ "list", cmd_list },

@@ -20,7 +20,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: vssd [--state-dir DIR] [--run-dir DIR] [--operator-group GROUP]\n"
 		"            [--max-connections N] [--max-connections-per-user N]\n"
 		"            [--reserved-connections N] [--idle-timeout SECONDS]\n"
-		"            [--frame-timeout SECONDS]\n"
+		"            [--frame-timeout SECONDS] [--hold-lease SECONDS] [--hold-max SECONDS]\n"
 		"  --state-dir DIR         catalog, volume backing files, diff areas "
 		"(default $VSS_STATE_DIR or %s)\n"
 		"  --run-dir DIR           socket, devices (default $VSS_RUN_DIR or %s)\n"
@@ -41,10 +41,18 @@ static void usage(FILE *f)
 		"  --frame-timeout SECONDS a request must arrive whole within this of its first "
 		"byte,\n"
 		"                          and each frame of a reply be taken within it "
-		"(default %g)\n",
+		"(default %g)\n"
+		"Backups and held sets (doc/writers.md, \"Holds and their deadlines\"):\n"
+		"  --hold-lease SECONDS    a backup or held set whose requester is not heard "
+		"from\n"
+		"                          this long is aborted, unless it asked for another "
+		"lease\n"
+		"                          (default %u)\n"
+		"  --hold-max SECONDS      no backup or held set lasts longer (default %llu)\n",
 		VSS_DEFAULT_STATE_DIR, VSS_DEFAULT_RUN_DIR, VSS_SERVICE_MAX_CONNS,
 		VSS_SERVICE_MAX_CONNS_PER_USER, VSS_SERVICE_RESERVED_CONNS,
-		VSS_SERVICE_IDLE_TIMEOUT_MS / 1000.0, VSS_SERVICE_FRAME_TIMEOUT_MS / 1000.0);
+		VSS_SERVICE_IDLE_TIMEOUT_MS / 1000.0, VSS_SERVICE_FRAME_TIMEOUT_MS / 1000.0,
+		VSS_HOLD_LEASE_MS / 1000u, VSS_HOLD_MAX_MS / 1000ull);
 }
 
 /* A count from 1 to 65536: 0 if @s is not one. */
@@ -73,6 +81,17 @@ static unsigned int parse_seconds(const char *s)
 	return (unsigned int)(v * 1000 + 0.5);
 }
 
+/* SECONDS (a decimal number, at least 0.1) in milliseconds, or 0 if it is not one. */
+static unsigned long long seconds_ms(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || !(v >= 0.1 && v <= 1e9))
+		return 0;
+	return (unsigned long long)(v * 1000.0 + 0.5);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -84,6 +103,8 @@ int main(int argc, char **argv)
 		{ "reserved-connections", required_argument, NULL, 'R' },
 		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ "frame-timeout", required_argument, NULL, 'F' },
+		{ "hold-lease", required_argument, NULL, 'l' },
+		{ "hold-max", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -93,6 +114,7 @@ int main(int argc, char **argv)
 	struct vss_error err = { 0 };
 	sigset_t set;
 	unsigned int *count = NULL, *ms = NULL;
+	unsigned long long hold;
 	int c, sig, opt = 0;
 
 	cfg.state_dir = getenv("VSS_STATE_DIR");
@@ -101,6 +123,8 @@ int main(int argc, char **argv)
 		cfg.test_freeze_hold_ms = (unsigned int)atoi(getenv("VSS_TEST_FREEZE_HOLD_MS"));
 	if (getenv("VSS_TEST_PROTO_FRAME"))
 		cfg.test_frame_max = (unsigned int)atoi(getenv("VSS_TEST_PROTO_FRAME"));
+	if (getenv("VSS_TEST_FREEZE_LIMIT_MS"))
+		cfg.test_freeze_limit_ms = (unsigned int)atoi(getenv("VSS_TEST_FREEZE_LIMIT_MS"));
 	while ((c = getopt_long(argc, argv, "h", opts, &opt)) != -1) {
 		switch (c) {
 		case 's':
@@ -126,6 +150,19 @@ int main(int argc, char **argv)
 			break;
 		case 'F':
 			ms = &cfg.frame_timeout_ms;
+			break;
+		case 'l':
+		case 'm':
+			hold = seconds_ms(optarg);
+			if (!hold || (c == 'l' && hold > UINT_MAX)) {
+				fprintf(stderr, "vssd: error: --hold-%s takes a number of seconds "
+					"from 0.1\n", c == 'l' ? "lease" : "max");
+				return 2;
+			}
+			if (c == 'l')
+				cfg.hold_lease_ms = (unsigned int)hold;
+			else
+				cfg.hold_max_ms = hold;
 			break;
 		case 'h':
 			usage(stdout);
@@ -157,6 +194,10 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		usage(stderr);
+		return 2;
+	}
+	if (cfg.hold_lease_ms > (cfg.hold_max_ms ? cfg.hold_max_ms : VSS_HOLD_MAX_MS)) {
+		fprintf(stderr, "vssd: error: --hold-lease is longer than --hold-max\n");
 		return 2;
 	}
 	if (!cfg.state_dir || !*cfg.state_dir)

@@ -2,7 +2,8 @@
  * test_writer.c - a writer for the system tests, built on vss/writer.h: it
  * logs every event it gets ("NAME EVENT") to a file, and can be told to
  * fail, hang or crash at one event, and to set a backup stamp and partial
- * and differenced files at prepare_backup.
+ * and differenced files at prepare_backup.  A writer hanging at an event
+ * answers it once it gets SIGUSR1 (and hangs no more).
  *
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
@@ -30,12 +31,18 @@ struct opts {
 	bool reconnect;             /* register again when vssd comes back */
 };
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, resume;
 
 static void on_term(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	resume = 1;
 }
 
 static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
@@ -88,9 +95,12 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 		o->slow_at = NULL;
 		usleep(2500000);
 	}
-	if (o->hang_at && strcmp(o->hang_at, ev->name) == 0)
-		while (!stop)
-			pause();
+	if (o->hang_at && strcmp(o->hang_at, ev->name) == 0) {
+		while (!stop && !resume)
+			usleep(20000);
+		if (resume)
+			o->hang_at = NULL;
+	}
 	if (o->fail_at && strcmp(o->fail_at, ev->name) == 0) {
 		enum vss_writer_failure kind = VSS_WF_NONRETRYABLE;
 
@@ -165,6 +175,7 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGTERM, on_term);
+	signal(SIGUSR1, on_usr1);
 	signal(SIGPIPE, SIG_IGN);
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, inst);

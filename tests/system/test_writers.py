@@ -559,15 +559,18 @@ def test_requester_example(vssd, fsvol):
 
 
 def test_late_answer_then_next_backup(vssd, fsvol):
-    """A writer that answers freeze after its deadline fails that set, but
-    stays registered and takes part in the next one normally."""
+    """A writer that answers freeze after its deadline fails that set, is
+    unresponsive until its late answer arrives, then stable again, and
+    takes part in the next one normally."""
     log = os.path.join(vssd.root, "events")
     start_writer(vssd, "slow", log, "--slow-at", "freeze", "--timeout", "1000")
     r = vssd.vss("create", "shadow", "--for", fsvol, check=False)
     assert r.returncode == 1 and "window of 1000 ms" in r.stderr
-    assert writers(vssd)["slow"]["state_name"] == "failed_at_freeze"
+    w = writers(vssd)["slow"]
+    assert w["state_name"] == "failed_at_freeze" and w["unresponsive"]
     time.sleep(2)   # the late answer arrives
-    assert writers(vssd)["slow"]["state_name"] == "failed_at_freeze"
+    w = writers(vssd)["slow"]
+    assert w["state_name"] == "stable" and not w["unresponsive"]
     vssd.shadow(fsvol)
     assert writers(vssd)["slow"]["state"] == 1
     assert [e[1] for e in events(log)][-4:] == ["prepare_snapshot", "freeze", "thaw",
@@ -608,8 +611,8 @@ def test_set_window_bounds_a_hanging_writer(vssd, fsvol):
     for cmd in (["create", "shadow", "--for", fsvol, "--freeze-timeout", "1"],
                 ["exec", "--for", fsvol, "--freeze-timeout", "1", "--", "true"]):
         if cmd[0] == "exec":
-            # "hang" is still stuck in its freeze: it fails at identify and
-            # leaves the backup; a fresh one hangs at freeze again.
+            # "hang" is still stuck in its freeze: unresponsive, it is left
+            # out of the backup; a fresh one hangs at freeze again.
             start_writer(vssd, "hang2", log, "--hang-at", "freeze")
         t0 = time.time()
         r = vssd.vss(*cmd, check=False)
@@ -618,7 +621,7 @@ def test_set_window_bounds_a_hanging_writer(vssd, fsvol):
         assert "window of 1000 ms" in r.stderr
         assert vssd.shadows() == []
     ws = writers(vssd)
-    assert ws["hang"]["state_name"] == "failed_at_identify"
+    assert ws["hang"]["state_name"] == "failed_at_freeze" and ws["hang"]["unresponsive"]
     assert ws["hang2"]["state_name"] == "failed_at_freeze"
     r = vssd.vss("create", "shadow", "--for", fsvol, "--freeze-timeout", "0", check=False)
     assert r.returncode == 2
