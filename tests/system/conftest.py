@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -32,6 +34,41 @@ def pytest_collection_modifyitems(config, items):
     if why:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=why))
+
+
+# ---- the control protocol, raw (doc/protocol.md), for clients that misbehave ----
+FRAME_MORE = 0x80000000     # another frame of the same message follows
+
+
+def frame(obj_or_bytes):
+    """One frame holding @obj_or_bytes (JSON-encoded unless bytes)."""
+    b = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
+    return struct.pack(">I", len(b)) + b
+
+
+def recv_frame(s):
+    """One message (of one or more frames), parsed; None at end of stream."""
+    payload = b""
+    while True:
+        hdr = s.recv(4, socket.MSG_WAITALL)
+        if len(hdr) < 4:
+            return None
+        word = struct.unpack(">I", hdr)[0]
+        n = word & ~FRAME_MORE
+        body = s.recv(n, socket.MSG_WAITALL) if n else b""
+        if len(body) < n:
+            return None
+        payload += body
+        if not word & FRAME_MORE:
+            return json.loads(payload)
+
+
+def connect(d, timeout=10):
+    """A raw connection to @d's control socket."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(os.path.join(d.run, "vssd.sock"))
+    return s
 
 
 def sha256_file(path, size=None, chunk=1 << 20):

@@ -5,36 +5,8 @@ import os
 import socket
 import struct
 
-from conftest import VSS
+from conftest import connect, frame, recv_frame, VSS
 import subprocess
-
-
-def frame(obj_or_bytes):
-    b = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
-    return struct.pack(">I", len(b)) + b
-
-
-def recv_frame(s):
-    hdr = b""
-    while len(hdr) < 4:
-        chunk = s.recv(4 - len(hdr))
-        if not chunk:
-            return None
-        hdr += chunk
-    (n,) = struct.unpack(">I", hdr)
-    body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        assert chunk
-        body += chunk
-    return json.loads(body)
-
-
-def connect(d):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(os.path.join(d.run, "vssd.sock"))
-    return s
 
 
 def test_usage_errors_exit_2(vssd):

@@ -36,7 +36,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, VSS
+from conftest import frame, recv_frame, BUILD, VSS
 
 TEST_WRITER = os.path.abspath(os.path.join(BUILD, "tests", "system", "vss-test-writer"))
 DURATION = float(os.environ.get("VSS_STRESS_SECONDS", "120"))
@@ -91,26 +91,6 @@ while time.time() < end:
         idle = idle[20:]
     time.sleep(0.5)
 """
-
-
-def frame(obj):
-    b = json.dumps(obj).encode()
-    return struct.pack(">I", len(b)) + b
-
-
-def recv_frame(s):
-    def exact(n):
-        b = b""
-        while len(b) < n:
-            c = s.recv(n - len(b))
-            if not c:
-                return None
-            b += c
-        return b
-    hdr = exact(4)
-    if hdr is None:
-        return None
-    return json.loads(exact(struct.unpack(">I", hdr)[0]))
 
 
 def step_of(image):

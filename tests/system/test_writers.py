@@ -14,32 +14,12 @@ import time
 
 import pytest
 
-from conftest import BUILD, VSS
+from conftest import frame, recv_frame, BUILD, VSS
 
 TEST_WRITER = os.path.abspath(os.path.join(BUILD, "tests", "system", "vss-test-writer"))
 
 
 # ---- a raw protocol client, to be a requester that can crash ----
-def frame(obj):
-    b = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-    return struct.pack(">I", len(b)) + b
-
-
-def recv_frame(s):
-    def exact(n):
-        b = b""
-        while len(b) < n:
-            c = s.recv(n - len(b))
-            if not c:
-                return None
-            b += c
-        return b
-    hdr = exact(4)
-    if hdr is None:
-        return None
-    return json.loads(exact(struct.unpack(">I", hdr)[0]))
-
-
 class Client:
     def __init__(self, d, timeout=30):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
