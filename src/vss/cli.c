@@ -13,6 +13,7 @@
 #include <vss/client.h>
 
 #include "cli.h"
+#include "proto/proto.h"
 
 int cli_error(int code, const char *fmt, ...)
 {
@@ -156,6 +157,15 @@ int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **re
 		return cli_error(EXIT_UNREACHABLE, "%s", err.msg);
 	if (rc < 0)
 		return cli_error(EXIT_FAILED, "%s", err.msg);
+	/* What vssd warns of (a diff area on tmpfs, say) goes to the user
+	 * whatever the output form. */
+	if (json_is_array(json_object_get(*res, "warnings"))) {
+		json_t *w;
+		size_t i;
+
+		json_array_foreach(json_object_get(*res, "warnings"), i, w)
+			fprintf(stderr, "vss: warning: %s\n", cli_line(json_string_value(w)));
+	}
 	return 0;
 }
 
@@ -233,6 +243,15 @@ struct cli_table *cli_table_new(int ncols, const char *const *headers)
 	return t;
 }
 
+const char *cli_line(const char *s)
+{
+	static char bufs[8][16384];
+	static unsigned int next;
+	char *b = bufs[next++ % 8];
+
+	return s ? vss_proto_line(b, sizeof(bufs[0]), s) : NULL;
+}
+
 void cli_table_add(struct cli_table *t, const char *const *cells)
 {
 	if (t->nrows == t->cap) {
@@ -240,7 +259,7 @@ void cli_table_add(struct cli_table *t, const char *const *cells)
 		t->cells = realloc(t->cells, (size_t)t->cap * (size_t)t->ncols * sizeof(char *));
 	}
 	for (int i = 0; i < t->ncols; i++)
-		t->cells[t->nrows * t->ncols + i] = strdup(cells[i] ? cells[i] : "-");
+		t->cells[t->nrows * t->ncols + i] = strdup(cells[i] ? cli_line(cells[i]) : "-");
 	t->nrows++;
 }
 

@@ -74,6 +74,11 @@ void cli_print_json(json_t *doc);
 
 /* A table: add rows of @ncols strings, then print with aligned columns. */
 struct cli_table;
+/* @s as one printable line (vss_proto_line: control characters and bytes
+ * that are not UTF-8 escaped): what vssd sends may hold names others chose,
+ * which must not drive the terminal of whoever reads them.  Valid until the
+ * eighth call after this one; NULL for NULL. */
+const char *cli_line(const char *s);
 struct cli_table *cli_table_new(int ncols, const char *const *headers);
 void cli_table_add(struct cli_table *t, const char *const *cells);
 void cli_table_print(struct cli_table *t);

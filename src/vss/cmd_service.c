@@ -26,9 +26,9 @@ int cmd_status(int argc, char **argv)
 		       json_integer_value(json_object_get(res, "protocol")),
 		       json_integer_value(json_object_get(res, "pid")));
 		printf("state directory: %s\n",
-		       json_string_value(json_object_get(res, "state_dir")));
+		       cli_line(json_string_value(json_object_get(res, "state_dir"))));
 		printf("run directory:   %s\n",
-		       json_string_value(json_object_get(res, "run_dir")));
+		       cli_line(json_string_value(json_object_get(res, "run_dir"))));
 		printf("volumes: %lld\n", json_integer_value(json_object_get(res, "volumes")));
 		printf("shadows: %lld\n", json_integer_value(json_object_get(res, "shadows")));
 		printf("writers connected: %lld\n",
@@ -206,11 +206,12 @@ int cmd_providers_list(int argc, char **argv)
 
 			if (sel)
 				printf("%s: provider %s\n",
-				       json_string_value(json_object_get(res, "for")), sel);
+				       cli_line(json_string_value(json_object_get(res, "for"))),
+				       cli_line(sel));
 			else
 				printf("%s: no provider: %s\n",
-				       json_string_value(json_object_get(res, "for")),
-				       json_string_value(json_object_get(res, "refusal")));
+				       cli_line(json_string_value(json_object_get(res, "for"))),
+				       cli_line(json_string_value(json_object_get(res, "refusal"))));
 		}
 	}
 	json_decref(res);

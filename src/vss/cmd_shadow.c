@@ -81,15 +81,15 @@ int cmd_shadow_create(int argc, char **argv)
 								    : EXIT_FAILED, "%s", err.msg);
 	json_object_del(res, "complete");
 	json_array_foreach(json_object_get(res, "warnings"), i, sh)
-		fprintf(stderr, "vss: warning: %s\n", json_string_value(sh));
+		fprintf(stderr, "vss: warning: %s\n", cli_line(json_string_value(sh)));
 	if (a.json) {
 		cli_print_json(res);
 	} else {
 		printf("%s\n", json_string_value(json_object_get(res, "set")));
 		json_array_foreach(json_object_get(res, "shadows"), i, sh)
-			printf("%s %s %s\n", json_string_value(json_object_get(sh, "id")),
-			       json_string_value(json_object_get(sh, "target")),
-			       json_string_value(json_object_get(sh, "device")));
+			printf("%s %s %s\n", cli_line(json_string_value(json_object_get(sh, "id"))),
+			       cli_line(json_string_value(json_object_get(sh, "target"))),
+			       cli_line(json_string_value(json_object_get(sh, "device"))));
 	}
 	json_decref(res);
 	return 0;

@@ -149,3 +149,21 @@ def test_set_abandoned_by_its_requester_is_deleted(vssd):
         time.sleep(0.05)
     assert vssd.shadows() == []
     assert "requester went away" in vssd.log()
+
+
+def test_names_cannot_drive_the_terminal(vssd):
+    # A target is stored as its taker wrote it: an operator's path holding
+    # terminal escapes must reach root's terminal as text, not as escapes.
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("v", "64M")
+    vssd.vss("volume", "mount", "v", mnt, "--mkfs", "ext4")
+    evil = os.path.join(mnt, "a\x1b]0;owned\x07b\x1b[2Jc\rd")
+    os.mkdir(evil)
+    r = vssd.vss("create", "shadow", "--for", evil)
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "\r" not in r.stdout
+    assert "\\x1b]0;owned\\x07b" in r.stdout, r.stdout
+    r = vssd.vss("list", "providers", "--for", evil)
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "\r" not in r.stdout
+    assert "\\x1b[2Jc\\rd" in r.stdout, r.stdout
+    # In JSON the name is exact (JSON escapes it).
+    assert [s["target"] for s in vssd.shadows()] == [evil]
