@@ -38,6 +38,7 @@
 #include "service/writers.h"
 
 #define NOTE_INTERVAL_MS 10000  /* at most one line about refusals and timeouts */
+#define SVC_ROOT_EXTRA_CONNS 8  /* root's, past max_conns (admit) */
 
 struct conn {
 	struct conn *next;
@@ -374,16 +375,22 @@ static void reap(struct svc_server *srv)
  * reaped): 0, or -EAGAIN with the reason in @why.  Every uid but root has
  * at most srv->per_user; users (neither root nor operators) together at
  * most max_conns - reserved, so the reserved ones are always there for root
- * and the operator group; root only meets max_conns.
+ * and the operator group.  Operators of several uids could still fill all
+ * max_conns: root then has SVC_ROOT_EXTRA_CONNS more of its own.
  */
 static int admit(struct svc_server *srv, const struct svc_caller *who, char *why, size_t len)
 {
-	unsigned int mine = 0, users = 0;
+	unsigned int mine = 0, users = 0, roots = 0;
 
 	for (struct conn *c = srv->conns; c; c = c->next) {
 		mine += c->who.uid == who->uid;
 		users += c->who.role == SVC_ROLE_USER;
+		roots += c->who.uid == 0;
 	}
+	/* Root's own: past the limit, so that no mix of operators and users
+	 * holding every connection can shut root out. */
+	if (who->uid == 0 && srv->nconns >= srv->max_conns && roots < SVC_ROOT_EXTRA_CONNS)
+		return 0;
 	if (srv->nconns >= srv->max_conns)
 		snprintf(why, len, "too many connections: vssd serves at most %u at once",
 			 srv->max_conns);

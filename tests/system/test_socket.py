@@ -225,6 +225,24 @@ def test_users_cannot_lock_root_or_operators_out(daemon_factory, workdir, operat
         time.sleep(0.1)
 
 
+def test_operators_filling_every_connection_leave_root_its_own(daemon_factory, workdir,
+                                                              operators):
+    d = daemon_factory(args=["--operator-group", "users", "--max-connections", "4",
+                             "--max-connections-per-user", "2",
+                             "--reserved-connections", "2"])
+    reachable(d, workdir)
+    a = Holder(d, NOBODY, 2, groups=[operators])
+    b = Holder(d, NOBODY - 1, 2, groups=[operators])
+    assert a.admitted() + b.admitted() == 4
+    r = d.vss("status", user=NOBODY - 2, groups=[operators], check=False)
+    assert r.returncode == 1 and "vssd serves at most 4" in r.stderr, r.stderr
+    # Root is served past the limit.
+    d.vss("status")
+    d.create_volume("v", "8M")
+    a.release()
+    b.release()
+
+
 # ---- idle and slow connections ----
 
 def test_idle_and_slow_connections_are_closed_in_time(daemon_factory, workdir):
