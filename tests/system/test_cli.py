@@ -1,9 +1,11 @@
 """The command-line contract (../shared/spec/cli.md): outputs, JSON shapes,
-delete modes, ID prefixes, volume deletion rules."""
+delete modes, ID prefixes, volume deletion rules, bad sizes."""
 import os
 import re
 import subprocess
 import time
+
+from conftest import VSS
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -109,7 +111,6 @@ def test_backing_file_and_env_run_dir(vssd):
 
 
 def vssd_binary():
-    from conftest import VSS
     return VSS
 
 
@@ -126,3 +127,35 @@ def test_two_daemons_side_by_side(daemon_factory):
     assert dup.proc.wait(10) == 1
     assert "another vssd" in dup.log()
     assert d1.vss("status").returncode == 0
+
+
+def test_bad_sizes_are_usage_errors(vssd):
+    # A size vssd would refuse as such is a usage error, as one that does
+    # not parse is: exit 2, and vssd is never asked.
+    cases = [
+        (["--size", "64M", "--block-size", "3000"], "--block-size", "power of two"),
+        (["--size", "8M", "--block-size", "3K"], "--block-size", "power of two"),
+        (["--size", "8M", "--block-size", "2K"], "--block-size", "from 4K to 1M"),
+        (["--size", "8M", "--block-size", "2M"], "--block-size", "from 4K to 1M"),
+        (["--size", "8M", "--block-size", "0"], "--block-size", "power of two"),
+        (["--size", "1000"], "--size", "multiple of 4K"),
+        (["--size", "8M", "--block-size", "16K", "--size=12289"], "--size", "multiple of 4K"),
+        (["--size", "0"], "--size", "multiple of 4K"),
+    ]
+    for extra, opt, msg in cases:
+        r = vssd.vss("volume", "create", "x", *extra, check=False)
+        assert r.returncode == 2, (extra, r.returncode, r.stderr)
+        assert r.stderr.startswith("vss: error: volume create: " + opt) and msg in r.stderr, \
+            (extra, r.stderr)
+    assert vssd.json("volume", "list") == {"volumes": []}
+    # The edges are sizes.
+    vssd.vss("volume", "create", "lo", "--size", "8M", "--block-size", "4K")
+    vssd.vss("volume", "create", "hi", "--size", "8M", "--block-size", "1M")
+    assert (vssd.volume("lo")["block_size"], vssd.volume("hi")["block_size"]) == (4096, 1 << 20)
+    # With --backing the backing's size wins: --size is not checked.
+    img = os.path.join(vssd.root, "disk.img")
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    vssd.vss("volume", "create", "b", "--backing", img, "--size", "1000")
+    assert vssd.volume("b")["size"] == 8 << 20
+
