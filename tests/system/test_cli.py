@@ -1,8 +1,11 @@
 """The command-line contract (../shared/spec/cli.md): outputs, JSON shapes,
-delete modes, ID prefixes, volume deletion rules, bad sizes."""
+delete modes, ID prefixes, volume deletion rules, bad sizes; a file whose
+tests all skip exits 77."""
+import glob
 import os
 import re
 import subprocess
+import sys
 import time
 
 from conftest import VSS
@@ -158,4 +161,15 @@ def test_bad_sizes_are_usage_errors(vssd):
         f.truncate(8 << 20)
     vssd.vss("volume", "create", "b", "--backing", img, "--size", "1000")
     assert vssd.volume("b")["size"] == 8 << 20
+
+
+def test_a_file_whose_tests_all_skip_exits_77(workdir):
+    # Nothing built where VSS_BUILD_DIR points: every test skips, and the
+    # run says so to meson with 77 (conftest.py), not 0.
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        os.path.join(os.path.dirname(__file__), "test_roles.py")],
+                       env=dict(os.environ, VSS_BUILD_DIR=workdir), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 77, r.stdout + r.stderr
+    assert " skipped" in r.stdout and "passed" not in r.stdout
 
