@@ -7,6 +7,9 @@
 # consistent instant of the volume.  Everything lives in a private directory
 # under /var/tmp and is removed at the end.
 set -euo pipefail
+# A root shell from plain `su` has no sbin directory in its PATH (Debian 10
+# and later), where mkfs, losetup and the like are.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if [ "$(id -u)" -ne 0 ]; then
@@ -93,11 +96,11 @@ done
 vss list writers
 
 echo "== backup: vss exec takes the set (with the writer), mounts the shadow, runs rsync from it"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 vss exec --for "$work/live" -- sh -c '
   echo "set $VSS_SHADOW_SET_ID: shadow $VSS_SHADOW_ID_1 of $VSS_ORIGIN_PATH_1 mounted at $VSS_SHADOW_PATH_1"
   rsync -a "$VSS_SHADOW_TARGET_1/data/" "$1/"' sh "$work/backup"
-t1=$(date +%s.%N)
+t1=$(date +%s%N)
 cat "$work/hooks.log"
 kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true
 writer_pid=
@@ -108,7 +111,8 @@ bad=0
 while read -r g sum; do
   [ "$(sha256sum < "$work/backup/file-$g" | cut -d' ' -f1)" = "$sum" ] || bad=$((bad + 1))
 done < "$work/backup/ledger"
-printf 'backed up %s files in %.2f s (set taken, shadow mounted, copied, released); the live volume has %s by now\n' "$files" "$(echo "$t1 - $t0" | bc)" "$live"
+ms=$(( (t1 - t0) / 1000000 ))
+printf 'backed up %s files in %d.%02d s (set taken, shadow mounted, copied, released); the live volume has %s by now\n' "$files" $((ms / 1000)) $((ms % 1000 / 10)) "$live"
 vss list shadowstorage
 if [ "$bad" -eq 0 ] && [ "$files" -gt 0 ]; then
   echo "== the backup is consistent: every one of the $files files its ledger names is complete"

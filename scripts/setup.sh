@@ -9,6 +9,7 @@ pkgs=(
   libfuse3-dev fuse3 libjansson-dev uuid-dev libmount-dev libbtrfsutil-dev
   libsqlite3-dev sqlite3 libcmocka-dev python3 python3-pytest
   e2fsprogs xfsprogs btrfs-progs util-linux fio rsync systemd
+  procps groff-base
   qemu-utils qemu-system-common
   restic borgbackup
 )

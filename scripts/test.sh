@@ -5,6 +5,9 @@
 # build/ (ci, asan, fuzz).  Must run as root (system tests use loop devices,
 # FUSE and mounts).
 set -euo pipefail
+# A root shell from plain `su` has no sbin directory in its PATH (Debian 10
+# and later), where mkfs, losetup and the like are.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 

@@ -207,10 +207,21 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 		say("%s; registering when vssd is up", why);
 }
 
-static int usage(void)
+static int usage(FILE *f)
 {
 	fputs("usage: vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS] "
-	      "[--once]\n", stderr);
+	      "[--once]\n"
+	      "A vss writer: runs every executable in the hooks directory, in name order,\n"
+	      "with \"freeze\" before a shadow copy set's freeze and \"thaw\" after it.\n"
+	      "  --run-dir DIR      vssd's run directory (default $VSS_RUN_DIR or /run/vss)\n"
+	      "  --hooks-dir DIR    the hooks (default /etc/vss/hooks.d)\n"
+	      "  --timeout SECONDS  each hook may run this long, 1 to 3600 (default 30);\n"
+	      "                     one that fails or runs longer aborts the set\n"
+	      "  --once             exit when vssd goes away (default: register again\n"
+	      "                     when it is back)\n"
+	      "  -h, --help         print this and exit\n"
+	      "Stops on SIGTERM or SIGINT.  Exit codes: 0 stopped, 1 failed (or, with\n"
+	      "--once, vssd went away), 2 usage error.  More: man 8 vss-writer-hooks.\n", f);
 	return 2;
 }
 
@@ -233,7 +244,7 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage();
+			usage(stdout);
 			return 0;
 		}
 		if (strcmp(a, "--once") == 0) {
@@ -241,7 +252,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (i + 1 >= argc)
-			return usage();
+			return usage(stderr);
 		if (strcmp(a, "--run-dir") == 0) {
 			run_dir = argv[++i];
 		} else if (strcmp(a, "--hooks-dir") == 0) {
@@ -256,7 +267,7 @@ int main(int argc, char **argv)
 			}
 			h.timeout_s = (unsigned int)v;
 		} else {
-			return usage();
+			return usage(stderr);
 		}
 	}
 	signal(SIGTERM, on_term);

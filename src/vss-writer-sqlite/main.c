@@ -190,10 +190,20 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 		say("%s; registering when vssd is up", why);
 }
 
-static int usage(void)
+static int usage(FILE *f)
 {
 	fputs("usage: vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] [--once] "
-	      "DATABASE...\n", stderr);
+	      "DATABASE...\n"
+	      "A vss writer for SQLite databases: checkpoints each DATABASE and holds its\n"
+	      "write lock from a shadow copy set's freeze to its thaw.\n"
+	      "  --run-dir DIR      vssd's run directory (default $VSS_RUN_DIR or /run/vss)\n"
+	      "  --timeout SECONDS  the freeze-to-thaw window it allows, 1 to 3600\n"
+	      "                     (default 60)\n"
+	      "  --once             exit when vssd goes away (default: register again\n"
+	      "                     when it is back)\n"
+	      "  -h, --help         print this and exit\n"
+	      "Stops on SIGTERM or SIGINT.  Exit codes: 0 stopped, 1 failed (or, with\n"
+	      "--once, vssd went away), 2 usage error.  More: man 8 vss-writer-sqlite.\n", f);
 	return 2;
 }
 
@@ -216,12 +226,12 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage();
+			usage(stdout);
 			return 0;
 		}
 		if (strcmp(argv[i], "--run-dir") == 0) {
 			if (++i >= argc)
-				return usage();
+				return usage(stderr);
 			run_dir = argv[i];
 			continue;
 		}
@@ -234,7 +244,7 @@ int main(int argc, char **argv)
 			long v;
 
 			if (++i >= argc)
-				return usage();
+				return usage(stderr);
 			v = strtol(argv[i], &end, 10);
 			if (*end || v < 1 || v > 3600) {
 				say("--timeout takes 1 to 3600 seconds");
@@ -244,7 +254,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (argv[i][0] == '-')
-			return usage();
+			return usage(stderr);
 		if (s.n >= MAX_DBS) {
 			say("at most %d databases", MAX_DBS);
 			return 2;
@@ -256,7 +266,7 @@ int main(int argc, char **argv)
 		s.n++;
 	}
 	if (s.n == 0)
-		return usage();
+		return usage(stderr);
 	signal(SIGTERM, on_term);
 	signal(SIGINT, on_term);
 	signal(SIGPIPE, SIG_IGN);

@@ -6,21 +6,40 @@
 #include <string.h>
 
 #include <vss/client.h>
+#include <vss/cow.h>
 
 #include "cli.h"
 
+/* --@name SIZE into @args' @key and *@out (left alone if not given). */
 static int parse_size_opt(const struct cli_args *a, const char *name, json_t *args,
-			  const char *key)
+			  const char *key, uint64_t *out)
 {
 	const char *s = cli_get(a, name);
-	uint64_t v;
 
 	if (!s)
 		return 0;
-	if (vss_parse_size(s, &v) < 0)
+	if (vss_parse_size(s, out) < 0)
 		return cli_error(EXIT_USAGE, "%s: --%s: \"%s\" is not a size (bytes, or a "
 				 "number with K, M, G or T)", a->cmd, name, s);
-	json_object_set_new(args, key, json_integer((json_int_t)v));
+	json_object_set_new(args, key, json_integer((json_int_t)*out));
+	return 0;
+}
+
+/*
+ * A size vssd would refuse as such is a usage error (exit 2), as one that
+ * does not parse is: a block size that is not a power of two from 4K to
+ * 1M, and without --backing a size that is 0 or not a multiple of 4K
+ * (with --backing the backing's size wins).
+ */
+static int check_sizes(const struct cli_args *a, uint64_t size, uint64_t block_size)
+{
+	if (block_size < VSS_COW_BLOCK_MIN || block_size > VSS_COW_BLOCK_MAX ||
+	    (block_size & (block_size - 1)))
+		return cli_error(EXIT_USAGE, "%s: --block-size: \"%s\" is not a power of two "
+				 "from 4K to 1M", a->cmd, cli_get(a, "block-size"));
+	if (!cli_has(a, "backing") && (size == 0 || size % 4096))
+		return cli_error(EXIT_USAGE, "%s: --size: \"%s\" is not a positive multiple "
+				 "of 4K", a->cmd, cli_get(a, "size"));
 	return 0;
 }
 
@@ -32,6 +51,7 @@ static int volume_create(int argc, char **argv)
 	};
 	struct cli_args a;
 	json_t *args, *res;
+	uint64_t size = 0, block_size = VSS_COW_BLOCK_DEFAULT;
 	char b1[32];
 	int rc;
 
@@ -40,8 +60,9 @@ static int volume_create(int argc, char **argv)
 	if (!cli_has(&a, "size") && !cli_has(&a, "backing"))
 		return cli_error(EXIT_USAGE, "volume create: --size is needed without --backing");
 	args = json_pack("{s:s}", "name", a.pos[0]);
-	if ((rc = parse_size_opt(&a, "size", args, "size")) ||
-	    (rc = parse_size_opt(&a, "block-size", args, "block_size"))) {
+	if ((rc = parse_size_opt(&a, "size", args, "size", &size)) ||
+	    (rc = parse_size_opt(&a, "block-size", args, "block_size", &block_size)) ||
+	    (rc = check_sizes(&a, size, block_size))) {
 		json_decref(args);
 		return rc;
 	}

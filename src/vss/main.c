@@ -1,7 +1,7 @@
 /*
  * vss - the command line of the vss service: parses a command, asks vssd
  * through the client library, prints the answer.  The commands and exit
- * codes are the contract in ../shared/spec/cli.md.
+ * codes are the contract in doc/cli.md and vss(8).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,42 +19,47 @@
 static void usage(FILE *f)
 {
 	fputs("usage: vss [--run-dir DIR] COMMAND [ARGS]\n"
+	      "       vss -h|--help | --version | help\n"
 	      "\n"
-	      "Volumes:\n"
+	      "Volumes (root; list: anyone):\n"
 	      "  volume create NAME --size SIZE [--backing PATH] [--block-size SIZE]\n"
-	      "  volume list [--json]\n"
+	      "  volume list [--json]                 (or: list volumes)\n"
 	      "  volume delete NAME [--force]\n"
-	      "  volume mount NAME DIR [--mkfs ext4|xfs|btrfs] [-o OPTIONS]\n"
-	      "  volume umount NAME\n"
-	      "Shadow copies:\n"
+	      "  volume mount NAME DIR [--mkfs ext4|xfs|btrfs] [-o|--options OPTIONS]\n"
+	      "  volume umount NAME                   (or: volume unmount)\n"
+	      "Shadow copies (operator; list: anyone):\n"
 	      "  create shadow --for TARGET [--for TARGET ...] [--persistent] [--no-writers]\n"
 	      "                [--provider NAME] [--allow-live] [--freeze-timeout SECONDS]\n"
 	      "                [--json]\n"
 	      "  list shadows [--for TARGET] [--set SET_ID] [--json]\n"
 	      "  delete shadows (--shadow ID | --set SET_ID | --for TARGET --oldest |\n"
-	      "                  --for TARGET --all | --all) [--quiet]\n"
+	      "                  --for TARGET --all | --all) [-q|--quiet]\n"
 	      "  expose SHADOW_ID DIR\n"
 	      "  unexpose DIR\n"
-	      "Shadow storage:\n"
+	      "Shadow storage (root; list: anyone):\n"
 	      "  list shadowstorage [--for VOLUME] [--json]\n"
 	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
 	      "  resize shadowstorage --for VOLUME --maxsize SIZE\n"
 	      "  delete shadowstorage --for VOLUME\n"
-	      "Requesters and writers:\n"
+	      "Requesters and writers (operator; --in-place: root):\n"
 	      "  exec [--for TARGET ...] [--type full|incremental|differential|log|copy]\n"
-	      "       [--persistent] [--no-writers] [--script FILE] [--exclude-writer NAME]\n"
-	      "       [--allow-live] [--provider NAME] [--freeze-timeout SECONDS]\n"
-	      "       [--in-place] -- COMMAND [ARGS...]\n"
-	      "Service:\n"
+	      "       [--persistent] [--no-writers] [--script FILE]\n"
+	      "       [--exclude-writer NAME ...] [--allow-live] [--provider NAME]\n"
+	      "       [--freeze-timeout SECONDS] [--in-place] -- COMMAND [ARGS...]\n"
+	      "Service (anyone; abort: root):\n"
 	      "  status [--json]\n"
-	      "  abort backup [SESSION]     (root: another requester's backup too)\n"
+	      "  abort backup [SESSION]\n"
 	      "  list writers [--json]\n"
 	      "  list providers [--for TARGET] [--json]\n"
 	      "\n"
+	      "Every command takes --run-dir DIR (default $VSS_RUN_DIR or " VSS_DEFAULT_RUN_DIR ")\n"
+	      "and --json (vssd's answer as one JSON document; exec ignores it).\n"
 	      "Sizes: bytes or K, M, G, T (powers of 1024); shadow storage also takes\n"
-	      "UNBOUNDED and N% of the volume.  Every command takes --run-dir DIR\n"
-	      "(default $VSS_RUN_DIR or " VSS_DEFAULT_RUN_DIR ").\n"
-	      "Exit codes: 0 success, 1 failed, 2 usage error, 3 vssd not reachable.\n", f);
+	      "UNBOUNDED and N% of the volume.  IDs: a unique prefix of 8 or more.\n"
+	      "Roles: root; operator (a member of vssd's operator group, by default\n"
+	      "vss); anyone (any user who can reach the socket).\n"
+	      "Exit codes: 0 success, 1 failed, 2 usage error, 3 vssd not reachable;\n"
+	      "exec exits with COMMAND's status.  More: man 8 vss.\n", f);
 }
 
 static const struct {

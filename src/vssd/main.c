@@ -48,7 +48,12 @@ static void usage(FILE *f)
 		"                          this long is aborted, unless it asked for another "
 		"lease\n"
 		"                          (default %u)\n"
-		"  --hold-max SECONDS      no backup or held set lasts longer (default %llu)\n",
+		"  --hold-max SECONDS      no backup or held set lasts longer (default %llu)\n"
+		"  -h, --help              print this and exit\n"
+		"  --version               print the version and exit\n"
+		"Stays in the foreground and logs to standard error; SIGTERM or SIGINT stops\n"
+		"it (SIGHUP is ignored).  Exit codes: 0 stopped, 1 could not start, 2 usage\n"
+		"error.  Who may do what, and every limit: doc/security.md; man 8 vssd.\n",
 		VSS_DEFAULT_STATE_DIR, VSS_DEFAULT_RUN_DIR, VSS_SERVICE_MAX_CONNS,
 		VSS_SERVICE_MAX_CONNS_PER_USER, VSS_SERVICE_RESERVED_CONNS,
 		VSS_SERVICE_IDLE_TIMEOUT_MS / 1000.0, VSS_SERVICE_FRAME_TIMEOUT_MS / 1000.0,
