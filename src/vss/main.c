@@ -45,6 +45,15 @@ static void usage(FILE *f)
 	      "       [--persistent] [--no-writers] [--script FILE] [--exclude-writer NAME]\n"
 	      "       [--allow-live] [--provider NAME] [--freeze-timeout SECONDS]\n"
 	      "       [--in-place] -- COMMAND [ARGS...]\n"
+	      "Backups (doc/backup-format.md):\n"
+	      "  backup create --to REPO [--for TARGET ...]\n"
+	      "                [--type full|incremental|differential|copy] [--no-writers]\n"
+	      "                [--quiet] [--json]\n"
+	      "  backup list --in REPO [--json]\n"
+	      "  backup show --in REPO ID [--json]\n"
+	      "  backup verify --in REPO [ID]\n"
+	      "  backup delete --in REPO ID [--with-dependents]\n"
+	      "  restore --from REPO [ID] [--to DIR] [--path PATH ...] [--quiet] [--json]\n"
 	      "Service:\n"
 	      "  status [--json]\n"
 	      "  abort backup [SESSION]     (root: another requester's backup too)\n"
@@ -72,6 +81,8 @@ static const struct {
 	{ "add", cmd_add },
 	{ "resize", cmd_resize },
 	{ "exec", cmd_exec },
+	{ "backup", cmd_backup },
+	{ "restore", cmd_restore },
 };
 
 int main(int argc, char **argv)
