@@ -195,6 +195,26 @@ char *cli_target(const char *target)
 	return strdup(target);
 }
 
+int cli_targets(const struct cli_args *a, const char **fors, int max, json_t **vols)
+{
+	int n = cli_get_all(a, "for", fors, max), rc;
+	json_t *v;
+	size_t i;
+
+	*vols = NULL;
+	if (n > 0)
+		return n;
+	if ((rc = cli_call(a, "volume.list", NULL, vols)))
+		return -rc;
+	json_array_foreach(json_object_get(*vols, "volumes"), i, v)
+		if (json_is_string(json_object_get(v, "mount")) && n < max)
+			fors[n++] = json_string_value(json_object_get(v, "mount"));
+	if (n == 0)
+		return -cli_error(EXIT_FAILED, "%s: no --for TARGET given and no volume is "
+				  "mounted", a->cmd);
+	return n;
+}
+
 void cli_set_for(const struct cli_args *a, json_t *args, const char *key)
 {
 	char *t;

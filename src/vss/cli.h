@@ -63,6 +63,10 @@ char *cli_abs_path(const char *path);
 char *cli_mount_point(const char *path);
 /* A target: a volume name stays as it is, anything path-like becomes absolute. */
 char *cli_target(const char *target);
+/* The --for TARGETs given, or every mounted volume's mount point: how many
+ * (at most @max; *@vols holds the strings of the latter, the caller frees
+ * it), or minus the exit code after printing why there are none. */
+int cli_targets(const struct cli_args *a, const char **fors, int max, json_t **vols);
 /* Sets @key in @args to the target given as --for, if it was given. */
 void cli_set_for(const struct cli_args *a, json_t *args, const char *key);
 
@@ -106,5 +110,7 @@ int cmd_writers_list(int argc, char **argv);
 int cmd_providers_list(int argc, char **argv);
 int cmd_volume_list(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

@@ -152,25 +152,14 @@ int cmd_exec(int argc, char **argv)
 					 "seconds");
 		window_ms = (unsigned int)v * 1000u;
 	}
-	n = cli_get_all(&a, "for", fors, MAX_TARGETS);
 	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
 	memset(t, 0, sizeof(t));
 	run_dir = vss_client_run_dir(a.run_dir);
-	if (n == 0) {
-		/* No --for: every mounted volume. */
-		json_t *v;
-		size_t i;
-
-		if ((rc = cli_call(&a, "volume.list", NULL, &vols)))
-			return rc;
-		json_array_foreach(json_object_get(vols, "volumes"), i, v)
-			if (json_is_string(json_object_get(v, "mount")) && n < MAX_TARGETS)
-				fors[n++] = json_string_value(json_object_get(v, "mount"));
-		if (n == 0) {
-			cli_error(EXIT_FAILED, "exec: no --for TARGET given and no volume is "
-				  "mounted");
-			goto out;
-		}
+	/* No --for: every mounted volume. */
+	if ((n = cli_targets(&a, fors, MAX_TARGETS, &vols)) < 0) {
+		status = -n;
+		n = 0;
+		goto out;
 	}
 	for (int k = 0; k < n; k++) {
 		t[k].given = strdup(fors[k]);

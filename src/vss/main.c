@@ -46,6 +46,15 @@ static void usage(FILE *f)
 	      "       [--persistent] [--no-writers] [--script FILE]\n"
 	      "       [--exclude-writer NAME ...] [--allow-live] [--provider NAME]\n"
 	      "       [--freeze-timeout SECONDS] [--in-place] -- COMMAND [ARGS...]\n"
+	      "Backups (operators; doc/backup-format.md):\n"
+	      "  backup create --to REPO [--for TARGET ...]\n"
+	      "                [--type full|incremental|differential|copy] [--no-writers]\n"
+	      "                [-q|--quiet] [--json]\n"
+	      "  backup list --in REPO [--json]\n"
+	      "  backup show --in REPO ID [--json]\n"
+	      "  backup verify --in REPO [ID]\n"
+	      "  backup delete --in REPO ID [--with-dependents]\n"
+	      "  restore --from REPO [ID] [--to DIR] [--path PATH ...] [-q|--quiet] [--json]\n"
 	      "Service (anyone; abort: root):\n"
 	      "  status [--json]\n"
 	      "  abort backup [SESSION]\n"
@@ -77,6 +86,8 @@ static const struct {
 	{ "add", cmd_add },
 	{ "resize", cmd_resize },
 	{ "exec", cmd_exec },
+	{ "backup", cmd_backup },
+	{ "restore", cmd_restore },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,161 @@
+/*
+ * vss/backup.h - backups of directory trees into a repository, and their
+ * restores: the file-level half of a requester's job.  A repository is a
+ * directory whose format (doc/backup-format.md, lib/requester/repo.c) keeps
+ * every stored file as a plain file beside a manifest of the whole tree,
+ * so that a person can browse and copy a backup with ordinary tools.
+ *
+ * What is read is up to the caller: `vss backup create` takes a shadow copy
+ * set, exposes it and hands the shadows' paths here as the sources, with
+ * the live paths to record.  A backup is full, incremental (what changed
+ * since the newest backup of the same sources) or differential (since
+ * their newest full); every backup's manifest lists the whole tree as it
+ * was, so a restore needs that one manifest and the stored files it names,
+ * and a file deleted between two backups never comes back.
+ *
+ * Errors as everywhere in libvss: 0 or a negative errno, one readable line
+ * in the optional struct vss_error.  A repository handle is used by one
+ * thread at a time.  Several processes may use one repository: a backup or
+ * a delete waits for the one in progress (flock), listing, verifying and
+ * restoring run beside each other.
+ */
+#ifndef VSS_BACKUP_H
+#define VSS_BACKUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vss/error.h>
+#include <vss/writer_doc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vss_repo;
+
+#define VSS_REPO_CREATE 0x1u    /* make the repository if the directory has none */
+
+/* Opens the repository in @dir.  -ENOENT if there is none (and no
+ * VSS_REPO_CREATE), -EMEDIUMTYPE if @dir holds something else, -EPROTO if
+ * its format is newer than this library knows. */
+int vss_repo_open(const char *dir, unsigned int flags, struct vss_repo **out,
+		  struct vss_error *err);
+void vss_repo_close(struct vss_repo *r);
+
+/* One tree to back up: recorded as @live, read from @read (the same tree
+ * in a shadow; may equal @live to read it live).  A directory or a file. */
+struct vss_backup_source {
+	const char *live;
+	const char *read;
+};
+
+/* Called about once a second while a backup or restore runs, and once at
+ * the end with @done set. */
+struct vss_backup_progress {
+	uint64_t files, bytes;          /* done so far */
+	uint64_t total_files, total_bytes;  /* to do in all (0: not known) */
+	bool done;
+};
+typedef void (*vss_backup_progress_fn)(void *arg, const struct vss_backup_progress *p);
+
+struct vss_backup_params {
+	size_t size;                    /* sizeof(struct vss_backup_params) */
+	enum vss_backup_type type;      /* FULL, INCREMENTAL, DIFFERENTIAL or COPY */
+	const struct vss_backup_source *sources;
+	size_t nsources;
+	const char *set_id;             /* the shadow copy set read, or NULL */
+	uint64_t instant_ns;            /* when it was taken (CLOCK_REALTIME), or 0 */
+	/* The documents of the backup as they ended, kept with it (may be
+	 * NULL): the backup components document, and each writer's metadata. */
+	const char *components;
+	const char *const *writer_metadata;
+	size_t nwriters;
+	vss_backup_progress_fn progress;        /* may be NULL */
+	void *progress_arg;
+};
+
+#define VSS_BACKUP_ID_MAX 32            /* "YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx" and its NUL */
+
+struct vss_backup_info {
+	char id[VSS_BACKUP_ID_MAX];
+	enum vss_backup_type type;
+	char base[VSS_BACKUP_ID_MAX];   /* the backup it is relative to, "" for a full */
+	uint64_t created_ns;
+	uint64_t instant_ns;
+	uint64_t files;                 /* entries in the tree (all kinds) */
+	uint64_t files_stored;          /* regular files whose bytes this backup stores */
+	uint64_t bytes_stored;
+	uint64_t deleted;               /* entries of the base no longer there */
+	size_t nsources;
+	const char *const *sources;     /* the live paths, valid until the next call */
+};
+
+/*
+ * Makes one backup of @p->sources.  Incremental and differential find their
+ * base among the backups of the same sources (same live paths, same order);
+ * with none, the backup is made full and *@out says so.  Only a complete
+ * backup ever lists: it is written under the repository's tmp/, synced,
+ * then renamed into place.
+ */
+int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
+		    struct vss_backup_info *out, struct vss_error *err);
+
+/* The backups, oldest first, into a malloc'd array the caller frees
+ * (their .sources are not filled). */
+int vss_repo_list(struct vss_repo *r, struct vss_backup_info **out, size_t *count,
+		  struct vss_error *err);
+
+/* One backup (@id may be a unique prefix; NULL: the newest). */
+int vss_repo_show(struct vss_repo *r, const char *id, struct vss_backup_info *out,
+		  struct vss_error *err);
+
+/*
+ * Re-reads every byte the backup @id (NULL: every backup) stores and its
+ * manifest against their checksums.  @bad, if not NULL, is called for each
+ * file that does not match (a path inside the repository, and why).
+ * -EBADMSG if anything did not match.
+ */
+int vss_repo_verify(struct vss_repo *r, const char *id,
+		    void (*bad)(void *arg, const char *path, const char *why), void *arg,
+		    struct vss_error *err);
+
+/* Deletes backup @id.  -EBUSY if later backups need it, unless
+ * @with_dependents: then they go too. *@deleted (may be NULL) counts them. */
+int vss_repo_delete(struct vss_repo *r, const char *id, bool with_dependents,
+		    size_t *deleted, struct vss_error *err);
+
+struct vss_restore_params {
+	size_t size;                    /* sizeof(struct vss_restore_params) */
+	/* Where: NULL restores each file to its live path; otherwise under
+	 * this directory, at the live path with the leading '/' dropped. */
+	const char *to;
+	/* Only these live paths and what is below them (NULL: everything). */
+	const char *const *paths;
+	size_t npaths;
+	vss_backup_progress_fn progress;
+	void *progress_arg;
+};
+
+struct vss_restore_result {
+	uint64_t files;                 /* entries restored */
+	uint64_t bytes;                 /* file bytes written */
+};
+
+/*
+ * Restores backup @id (NULL: the newest) as it was at its instant: files,
+ * directories, symlinks, hard links, device nodes and fifos, with modes,
+ * owners, times, extended attributes (ACLs with them) and holes.  Every
+ * byte is checked against its checksum before it replaces anything; a file
+ * that does not match fails the restore, naming it.  A file is replaced
+ * whole (written beside it, then renamed over it); what is not in the
+ * backup is left as it is.
+ */
+int vss_repo_restore(struct vss_repo *r, const char *id, const struct vss_restore_params *p,
+		     struct vss_restore_result *out, struct vss_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

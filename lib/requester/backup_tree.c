@@ -1,0 +1,826 @@
+/*
+ * requester/backup_tree.c - making one backup (vss_repo_backup): find the
+ * base, walk each source, store what changed since the base, write the
+ * manifest of the whole tree and the entries the base had that are gone,
+ * then publish (doc/backup-format.md, "Making a backup").
+ *
+ * The walk never follows a symlink and never leaves a source's filesystem
+ * (a directory with another filesystem mounted on it is recorded, its
+ * content is not read).  Directories are read through descriptors, one
+ * level at a time, with their entries sorted by name, so a manifest is the
+ * same for the same tree and any depth of tree works.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "requester/repo_i.h"
+
+#define MAX_SOURCES 64
+
+struct hardlink {
+	dev_t dev;
+	ino_t ino;
+	char *path;
+};
+
+struct walk {
+	struct vss_repo *r;
+	const struct vss_backup_params *p;
+	char id[VSS_BACKUP_ID_MAX];
+	int tmp_fd;                     /* REPO/tmp/ID */
+	FILE *manifest;
+	struct entry_index *base;       /* NULL for a full */
+	unsigned int src;               /* the source being walked */
+	dev_t src_dev;
+	struct hardlink *links;         /* of this source */
+	size_t nlinks, links_cap;
+	char **depends;                 /* backups this one names in "in" */
+	size_t ndepends;
+	struct vss_backup_info *out;
+	struct repo_progress pr;
+	struct vss_error *err;
+};
+
+/* A directory of the source being walked, and its place under data/S. */
+struct dir {
+	struct dir *parent;
+	int fd;                         /* the directory in the source */
+	const char *name;               /* in its parent */
+	const char *rel;                /* its path in the source */
+	int data_fd;                    /* its directory under tmp/ID/data/S, -1 until needed */
+};
+
+static int64_t ns_of(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static char *join(const char *rel, const char *name)
+{
+	char *out;
+
+	if (!*rel)
+		return strdup(name);
+	if (asprintf(&out, "%s/%s", rel, name) < 0)
+		return NULL;
+	return out;
+}
+
+/* The directory under data/S that mirrors @d, made on first need. */
+static int data_dir(struct walk *w, struct dir *d)
+{
+	int parent;
+
+	if (d->data_fd >= 0)
+		return d->data_fd;
+	if (!d->parent) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "data/%u", w->src);
+		if (mkdirat(w->tmp_fd, "data", 0755) < 0 && errno != EEXIST)
+			return -errno;
+		if (mkdirat(w->tmp_fd, name, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		d->data_fd = openat(w->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		if ((parent = data_dir(w, d->parent)) < 0)
+			return parent;
+		if (mkdirat(parent, d->name, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		d->data_fd = openat(parent, d->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+				    O_CLOEXEC);
+	}
+	return d->data_fd < 0 ? -errno : d->data_fd;
+}
+
+/* Extended attributes of @name in @dir_fd (not followed), base64 values. */
+static int read_xattrs(int dir_fd, const char *name, json_t **out)
+{
+	char path[64 + NAME_MAX], *names = NULL, *val = NULL;
+	ssize_t n, vn;
+	int rc = 0;
+
+	*out = NULL;
+	/* The entry @name of @dir_fd, not followed; "" is @dir_fd itself. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir_fd, *name ? name : ".");
+	for (;;) {
+		n = llistxattr(path, NULL, 0);
+		if (n <= 0)
+			return n < 0 && errno != ENOTSUP && errno != EOPNOTSUPP ? -errno : 0;
+		free(names);
+		if (!(names = malloc((size_t)n)))
+			return -ENOMEM;
+		n = llistxattr(path, names, (size_t)n);
+		if (n >= 0)
+			break;
+		if (errno != ERANGE) {
+			free(names);
+			return -errno;
+		}
+	}
+	*out = json_object();
+	for (char *k = names; k < names + n; k += strlen(k) + 1) {
+		char *enc;
+
+		vn = lgetxattr(path, k, NULL, 0);
+		if (vn < 0) {
+			if (errno == ENODATA)
+				continue;
+			rc = -errno;
+			break;
+		}
+		free(val);
+		if (!(val = malloc((size_t)vn + 1))) {
+			rc = -ENOMEM;
+			break;
+		}
+		vn = lgetxattr(path, k, val, (size_t)vn);
+		if (vn < 0) {
+			rc = errno == ERANGE ? -EAGAIN : -errno;
+			break;
+		}
+		if (!(enc = b64_encode(val, (size_t)vn))) {
+			rc = -ENOMEM;
+			break;
+		}
+		json_object_set_new(*out, k, json_string(enc));
+		free(enc);
+	}
+	free(names);
+	free(val);
+	if (rc < 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static void add_depend(struct walk *w, const char *in)
+{
+	char **bigger;
+
+	if (strcmp(in, w->id) == 0)
+		return;
+	for (size_t i = 0; i < w->ndepends; i++)
+		if (strcmp(w->depends[i], in) == 0)
+			return;
+	if (!(bigger = realloc(w->depends, (w->ndepends + 1) * sizeof(*bigger))))
+		return;
+	w->depends = bigger;
+	w->depends[w->ndepends] = strdup(in);
+	if (w->depends[w->ndepends])
+		w->ndepends++;
+}
+
+static int emit(struct walk *w, const struct entry *e)
+{
+	json_t *j = entry_to_json(e);
+	char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	int rc = 0;
+
+	json_decref(j);
+	if (!line || fputs(line, w->manifest) < 0 || fputc('\n', w->manifest) < 0)
+		rc = line ? -errno : -ENOMEM;
+	free(line);
+	w->out->files += e->kind != EK_GONE;
+	return rc;
+}
+
+/* Stores the bytes of the file @name of @d (described by @e: e->path is
+ * its path in the source) under data/S. */
+static int store_file(struct walk *w, struct dir *d, const char *name, struct entry *e)
+{
+	const char *dest = *e->path ? name : "@source";
+	int ddir = data_dir(w, d), in, out, rc;
+	uint64_t *ext = NULL;
+	size_t n = 0;
+
+	if (ddir < 0)
+		return ddir;
+	in = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	if (in < 0 && errno == EPERM)
+		in = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	out = openat(ddir, dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out < 0) {
+		rc = -errno;
+		close(in);
+		return rc;
+	}
+	rc = repo_copy(in, out, e->size, e->sha256);
+	if (rc == 0 && repo_extents(out, e->size, &ext, &n) > 0) {
+		e->data = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(e->data, json_pack("[I, I]", (json_int_t)ext[2 * i],
+								 (json_int_t)ext[2 * i + 1]));
+	}
+	free(ext);
+	close(in);
+	if (close(out) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0) {
+		snprintf(e->in, sizeof(e->in), "%s", w->id);
+		w->out->files_stored++;
+		w->out->bytes_stored += e->size;
+		w->pr.p.bytes += e->size;
+	}
+	return rc;
+}
+
+static int fail_at(struct walk *w, const char *rel, int rc, const char *what)
+{
+	const char *live = w->p->sources[w->src - 1].live;
+
+	return vss_error_set(w->err, rc, "%s %s%s%s: %s", what, live, *rel ? "/" : "", rel,
+			     strerror(-rc));
+}
+
+static int walk_dir(struct walk *w, struct dir *d);
+
+/* One entry: @name in @d (or the source itself: @name "" and @d its
+ * directory, or for a file source the file's own descriptor in d->fd). */
+static int visit(struct walk *w, struct dir *d, const char *name, const char *rel,
+		 const struct stat *st)
+{
+	struct entry e = { .src = w->src, .path = (char *)rel };
+	struct entry *base = w->base ? entry_index_find(w->base, w->src, rel) : NULL;
+	int rc = 0;
+
+	e.mode = st->st_mode & 07777;
+	e.uid = st->st_uid;
+	e.gid = st->st_gid;
+	e.mtime = ns_of(&st->st_mtim);
+	e.atime = ns_of(&st->st_atim);
+	e.ctime = ns_of(&st->st_ctim);
+	e.ino = st->st_ino;
+	if (base)
+		entry_index_seen(base);
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG:
+		e.kind = EK_FILE;
+		e.size = (uint64_t)st->st_size;
+		if (st->st_nlink > 1) {
+			for (size_t i = 0; i < w->nlinks; i++)
+				if (w->links[i].dev == st->st_dev && w->links[i].ino == st->st_ino) {
+					struct entry h = { .src = w->src, .path = (char *)rel,
+							   .kind = EK_HARD,
+							   .link = w->links[i].path };
+					return emit(w, &h);
+				}
+			if (w->nlinks == w->links_cap) {
+				struct hardlink *bigger = realloc(w->links, (w->links_cap =
+					w->links_cap ? 2 * w->links_cap : 64) * sizeof(*bigger));
+
+				if (!bigger)
+					return vss_error_set(w->err, -ENOMEM, "out of memory");
+				w->links = bigger;
+			}
+			w->links[w->nlinks].dev = st->st_dev;
+			w->links[w->nlinks].ino = st->st_ino;
+			if (!(w->links[w->nlinks].path = strdup(rel)))
+				return vss_error_set(w->err, -ENOMEM, "out of memory");
+			w->nlinks++;
+		}
+		break;
+	case S_IFDIR:
+		e.kind = EK_DIR;
+		break;
+	case S_IFLNK: {
+		char target[PATH_MAX + 1];
+		ssize_t n = readlinkat(d->fd, name, target, sizeof(target) - 1);
+
+		if (n < 0)
+			return fail_at(w, rel, -errno, "cannot read the symlink");
+		target[n] = '\0';
+		e.kind = EK_LINK;
+		if (!(e.link = strdup(target)))
+			return vss_error_set(w->err, -ENOMEM, "out of memory");
+		break;
+	}
+	case S_IFCHR:
+	case S_IFBLK:
+		e.kind = S_ISCHR(st->st_mode) ? EK_CHR : EK_BLK;
+		e.rdev = st->st_rdev;
+		break;
+	case S_IFIFO:
+		e.kind = EK_FIFO;
+		break;
+	default:
+		e.kind = EK_SOCK;
+		break;
+	}
+	if (e.kind != EK_SOCK && (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
+		rc = fail_at(w, rel, rc, "cannot read the extended attributes of");
+		goto out;
+	}
+	if (e.kind == EK_FILE) {
+		if (base && base->kind == EK_FILE && base->size == e.size &&
+		    base->mtime == e.mtime && base->ctime == e.ctime && base->ino == e.ino) {
+			snprintf(e.in, sizeof(e.in), "%s", base->in);
+			memcpy(e.sha256, base->sha256, SHA256_HEX);
+			e.data = json_incref(base->data);
+		} else if ((rc = store_file(w, d, name, &e)) < 0) {
+			rc = fail_at(w, rel, rc, "cannot back up");
+			goto out;
+		}
+		add_depend(w, e.in);
+		w->pr.p.files++;
+		repo_progress_tick(&w->pr, false);
+	}
+	if ((rc = emit(w, &e)) < 0) {
+		rc = vss_error_set(w->err, rc, "cannot write the manifest: %s", strerror(-rc));
+		goto out;
+	}
+	if (e.kind == EK_DIR) {
+		struct dir sub = { .parent = d, .name = name, .rel = rel, .data_fd = -1 };
+
+		if (st->st_dev != w->src_dev)
+			goto out;       /* another filesystem mounted here: not ours */
+		sub.fd = *name ? openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					O_CLOEXEC)
+			       : dup(d->fd);
+		if (sub.fd < 0) {
+			rc = fail_at(w, rel, -errno, "cannot open");
+			goto out;
+		}
+		if (!*name)
+			sub = (struct dir){ .parent = NULL, .fd = sub.fd, .name = "", .rel = "",
+					    .data_fd = -1 };
+		rc = walk_dir(w, &sub);
+		close(sub.fd);
+		if (sub.data_fd >= 0)
+			close(sub.data_fd);
+	}
+out:
+	e.path = NULL;
+	if (e.kind == EK_HARD)
+		e.link = NULL;
+	entry_release(&e);
+	return rc;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk_dir(struct walk *w, struct dir *d)
+{
+	int fd = dup(d->fd), rc = 0;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *dir;
+
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return fail_at(w, d->rel, -errno, "cannot read");
+	}
+	rewinddir(dir);
+	while ((de = readdir(dir))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			char **bigger = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof(*names));
+
+			if (!bigger) {
+				rc = -ENOMEM;
+				break;
+			}
+			names = bigger;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			rc = -ENOMEM;
+			break;
+		}
+		n++;
+	}
+	closedir(dir);
+	if (rc < 0) {
+		rc = vss_error_set(w->err, rc, "out of memory");
+		goto out;
+	}
+	qsort(names, n, sizeof(*names), cmp_name);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct stat st;
+		char *rel = join(d->rel, names[i]);
+
+		if (!rel) {
+			rc = vss_error_set(w->err, -ENOMEM, "out of memory");
+			break;
+		}
+		if (fstatat(d->fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			/* Gone since it was listed: only when reading live. */
+			if (errno != ENOENT)
+				rc = fail_at(w, rel, -errno, "cannot look at");
+		} else {
+			rc = visit(w, d, names[i], rel, &st);
+		}
+		free(rel);
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int walk_source(struct walk *w, unsigned int src, const char *read)
+{
+	struct dir root = { .name = "", .rel = "", .data_fd = -1 };
+	struct stat st;
+	int rc;
+
+	w->src = src;
+	for (size_t i = 0; i < w->nlinks; i++)
+		free(w->links[i].path);
+	w->nlinks = 0;
+	if (lstat(read, &st) < 0)
+		return vss_error_set(w->err, -errno, "cannot back up %s: %s (read at %s)",
+				     w->p->sources[src - 1].live, strerror(errno), read);
+	w->src_dev = st.st_dev;
+	if (S_ISDIR(st.st_mode)) {
+		root.fd = open(read, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (root.fd < 0)
+			return fail_at(w, "", -errno, "cannot open");
+		rc = visit(w, &root, "", "", &st);
+	} else {
+		/* A file (or a symlink...) as the source: its directory is the
+		 * parent, looked at by name. */
+		char *copy = strdup(read), *slash;
+
+		if (!copy)
+			return vss_error_set(w->err, -ENOMEM, "out of memory");
+		slash = strrchr(copy, '/');
+		if (slash == copy)
+			root.fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		else {
+			*slash = '\0';
+			root.fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		}
+		if (root.fd < 0) {
+			free(copy);
+			return fail_at(w, "", -errno, "cannot open the directory of");
+		}
+		rc = visit(w, &root, slash + 1, "", &st);
+		free(copy);
+	}
+	close(root.fd);
+	if (root.data_fd >= 0)
+		close(root.data_fd);
+	return rc;
+}
+
+/* ---- the base ---- */
+
+static bool same_sources(json_t *info, const struct vss_backup_params *p)
+{
+	json_t *src = json_object_get(info, "sources");
+
+	if (json_array_size(src) != p->nsources)
+		return false;
+	for (size_t i = 0; i < p->nsources; i++)
+		if (strcmp(json_string_value(json_array_get(src, i)), p->sources[i].live) != 0)
+			return false;
+	return true;
+}
+
+/* The base of a backup of @type of @p's sources, into @base ("" if none). */
+static int find_base(struct vss_repo *r, const struct vss_backup_params *p,
+		     enum vss_backup_type type, char base[VSS_BACKUP_ID_MAX],
+		     char sha[SHA256_HEX], struct vss_error *err)
+{
+	char **ids;
+	size_t n;
+	int rc;
+
+	base[0] = '\0';
+	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL)
+		return 0;
+	if ((rc = repo_ids(r, &ids, &n, err)) < 0)
+		return rc;
+	for (size_t i = n; i-- > 0 && !base[0];) {
+		json_t *j = repo_read_info(r, ids[i], NULL);
+		const char *t = json_string_value(json_object_get(j, "type"));
+
+		/* A damaged backup.json is skipped: never a base. */
+		if (j && t && same_sources(j, p) && strcmp(t, "copy") != 0 &&
+		    (type == VSS_BT_INCREMENTAL || strcmp(t, "full") == 0)) {
+			snprintf(base, VSS_BACKUP_ID_MAX, "%s", ids[i]);
+			snprintf(sha, SHA256_HEX, "%s",
+				 json_string_value(json_object_get(j, "manifest_sha256")));
+		}
+		json_decref(j);
+	}
+	repo_ids_free(ids, n);
+	return 0;
+}
+
+static int index_entry(void *arg, struct entry *e)
+{
+	return entry_index_add(arg, e);
+}
+
+/* ---- what is gone ---- */
+
+struct gone {
+	struct entry **v;
+	size_t n, cap;
+};
+
+static void collect_gone(void *arg, struct entry *e)
+{
+	struct gone *g = arg;
+
+	if (g->n == g->cap) {
+		struct entry **bigger = realloc(g->v, (g->cap = g->cap ? 2 * g->cap : 64) *
+						sizeof(*bigger));
+
+		if (!bigger)
+			return;
+		g->v = bigger;
+	}
+	g->v[g->n++] = e;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct entry *x = *(struct entry *const *)a, *y = *(struct entry *const *)b;
+
+	if (x->src != y->src)
+		return x->src < y->src ? -1 : 1;
+	return strcmp(x->path, y->path);
+}
+
+static int emit_gone(struct walk *w)
+{
+	struct gone g = { 0 };
+	int rc = 0;
+
+	entry_index_unseen(w->base, collect_gone, &g);
+	qsort(g.v, g.n, sizeof(*g.v), cmp_entry);
+	for (size_t i = 0; i < g.n && rc == 0; i++) {
+		struct entry e = { .src = g.v[i]->src, .path = g.v[i]->path, .kind = EK_GONE };
+
+		if (g.v[i]->kind == EK_GONE)
+			continue;       /* gone already before the base */
+		rc = emit(w, &e);
+		w->out->deleted++;
+	}
+	free(g.v);
+	return rc;
+}
+
+/* ---- publishing ---- */
+
+static const char *type_name(enum vss_backup_type t)
+{
+	switch (t) {
+	case VSS_BT_INCREMENTAL: return "incremental";
+	case VSS_BT_DIFFERENTIAL: return "differential";
+	case VSS_BT_COPY: return "copy";
+	default: return "full";
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The documents, backup.json; then the sync and the rename that publish. */
+static int publish(struct walk *w, enum vss_backup_type type, const char *base,
+		   const char *full, struct vss_error *err)
+{
+	const struct vss_backup_params *p = w->p;
+	char hex[SHA256_HEX], from[64], to[64];
+	json_t *info, *src = json_array(), *dep = json_array();
+	char *text;
+	int fd, rc;
+
+	fd = openat(w->tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || (rc = repo_hash_fd(fd, hex)) < 0) {
+		rc = fd < 0 ? -errno : rc;
+		if (fd >= 0)
+			close(fd);
+		return vss_error_set(err, rc, "cannot read back the manifest: %s", strerror(-rc));
+	}
+	close(fd);
+	if (p->components && (rc = repo_write_file(w->tmp_fd, "components.json", p->components)) < 0)
+		return vss_error_set(err, rc, "cannot write the components document: %s",
+				     strerror(-rc));
+	if (p->nwriters && mkdirat(w->tmp_fd, "writers", 0755) < 0)
+		return vss_error_set(err, -errno, "cannot write the writers' documents: %s",
+				     strerror(errno));
+	for (size_t i = 0; i < p->nwriters; i++) {
+		char name[48];
+
+		snprintf(name, sizeof(name), "writers/%zu.json", i + 1);
+		if (p->writer_metadata[i] &&
+		    (rc = repo_write_file(w->tmp_fd, name, p->writer_metadata[i])) < 0)
+			return vss_error_set(err, rc, "cannot write %s: %s", name, strerror(-rc));
+	}
+	for (size_t i = 0; i < p->nsources; i++)
+		json_array_append_new(src, json_string(p->sources[i].live));
+	for (size_t i = 0; i < w->ndepends; i++)
+		json_array_append_new(dep, json_string(w->depends[i]));
+	w->out->created_ns = now_ns();
+	info = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s, s:I, s:I, s:s?, s:o, s:I, s:I, s:I, "
+			 "s:I, s:o, s:s}",
+			 "format", "vss-backup", "version", 1, "id", w->id,
+			 "type", type_name(type), "base", *base ? base : NULL,
+			 "full", *full ? full : w->id,
+			 "created_ns", (json_int_t)w->out->created_ns,
+			 "instant_ns", (json_int_t)p->instant_ns, "set", p->set_id,
+			 "sources", src, "files", (json_int_t)w->out->files,
+			 "files_stored", (json_int_t)w->out->files_stored,
+			 "bytes_stored", (json_int_t)w->out->bytes_stored,
+			 "deleted", (json_int_t)w->out->deleted, "depends", dep,
+			 "manifest_sha256", hex);
+	text = info ? json_dumps(info, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(info);
+	if (!text)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	rc = repo_write_file(w->tmp_fd, "backup.json", text);
+	free(text);
+	if (rc < 0)
+		return vss_error_set(err, rc, "cannot write backup.json: %s", strerror(-rc));
+	/* Everything written reaches the disk before the name that lists it. */
+	if (syncfs(w->tmp_fd) < 0)
+		return vss_error_set(err, -errno, "cannot sync the repository: %s",
+				     strerror(errno));
+	snprintf(from, sizeof(from), "tmp/%s", w->id);
+	snprintf(to, sizeof(to), "backups/%s", w->id);
+	if (renameat(w->r->dir_fd, from, w->r->dir_fd, to) < 0)
+		return vss_error_set(err, -errno, "cannot publish backup %s: %s", w->id,
+				     strerror(errno));
+	fd = openat(w->r->dir_fd, "backups", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+/* Removes what killed backups and interrupted deletes left (the lock is
+ * held: nothing else is writing there). */
+static void clean_tmp(struct vss_repo *r)
+{
+	int fd = openat(r->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			repo_rmtree(dirfd(d), de->d_name);
+	closedir(d);
+}
+
+int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
+		    struct vss_backup_info *out, struct vss_error *err)
+{
+	struct walk w = { .r = r, .p = p, .tmp_fd = -1, .out = out, .err = err };
+	enum vss_backup_type type;
+	char base[VSS_BACKUP_ID_MAX], full[VSS_BACKUP_ID_MAX] = "", sha[SHA256_HEX] = "";
+	char path[64];
+	int rc, fd;
+
+	memset(out, 0, sizeof(*out));
+	if (!p || p->size < sizeof(*p))
+		return vss_error_set(err, -EINVAL, "struct vss_backup_params: set .size");
+	type = p->type;
+	if (type != VSS_BT_FULL && type != VSS_BT_INCREMENTAL &&
+	    type != VSS_BT_DIFFERENTIAL && type != VSS_BT_COPY)
+		return vss_error_set(err, -EINVAL, "a file-level backup is full, incremental, "
+				     "differential or copy");
+	if (p->nsources == 0 || p->nsources > MAX_SOURCES)
+		return vss_error_set(err, -EINVAL, "a backup has 1 to %d sources", MAX_SOURCES);
+	for (size_t i = 0; i < p->nsources; i++) {
+		if (!p->sources[i].live || !repo_live_path_ok(p->sources[i].live) ||
+		    !p->sources[i].read)
+			return vss_error_set(err, -EINVAL, "source %zu: its live path must be "
+					     "absolute, with no \".\" or \"..\"", i + 1);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(p->sources[k].live, p->sources[i].live) == 0)
+				return vss_error_set(err, -EINVAL, "%s is a source twice",
+						     p->sources[i].live);
+	}
+	w.pr.fn = p->progress;
+	w.pr.arg = p->progress_arg;
+	if ((rc = repo_lock(r, LOCK_EX, err)) < 0)
+		return rc;
+	clean_tmp(r);
+	if ((rc = find_base(r, p, type, base, sha, err)) < 0)
+		goto out;
+	if (!base[0] && (type == VSS_BT_INCREMENTAL || type == VSS_BT_DIFFERENTIAL))
+		type = VSS_BT_FULL;     /* nothing to be relative to */
+	if (base[0]) {
+		json_t *j = repo_read_info(r, base, err);
+
+		if (!j) {
+			rc = err ? err->code : -EBADMSG;
+			goto out;
+		}
+		snprintf(full, sizeof(full), "%s", json_string_value(json_object_get(j, "full")) ?: "");
+		json_decref(j);
+		if (!(w.base = entry_index_new())) {
+			rc = vss_error_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = manifest_each(r, base, sha, index_entry, w.base, err)) < 0) {
+			char msg[VSS_ERROR_MSG_MAX];
+
+			snprintf(msg, sizeof(msg), "%s", err ? err->msg : "");
+			rc = vss_error_set(err, rc, "the base of this backup is damaged (%s); "
+					   "verify the repository, or make a full backup", msg);
+			goto out;
+		}
+	}
+	out->type = type;
+	snprintf(out->base, sizeof(out->base), "%s", base);
+	out->instant_ns = p->instant_ns;
+	out->nsources = p->nsources;
+	/* IDs sort in the order backups were made: under the lock, a new one
+	 * comes after the newest (the clock may have stepped back). */
+	for (int tries = 0;; tries++) {
+		char newest[VSS_BACKUP_ID_MAX] = "";
+		struct vss_error e;
+
+		repo_new_id(w.id);
+		if (repo_resolve(r, NULL, newest, &e) < 0 || strcmp(w.id, newest) > 0)
+			break;
+		if (tries > 2000) {
+			rc = vss_error_set(err, -EAGAIN, "the clock is behind the newest backup "
+					   "%s: cannot make an ID that sorts after it", newest);
+			goto out;
+		}
+		usleep(1000);
+	}
+	snprintf(out->id, sizeof(out->id), "%s", w.id);
+	snprintf(path, sizeof(path), "tmp/%s", w.id);
+	if (mkdirat(r->dir_fd, path, 0755) < 0 ||
+	    (w.tmp_fd = openat(r->dir_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		rc = vss_error_set(err, -errno, "%s/%s: %s", r->dir, path, strerror(errno));
+		goto out;
+	}
+	fd = openat(w.tmp_fd, "manifest.jsonl", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || !(w.manifest = fdopen(fd, "we"))) {
+		rc = vss_error_set(err, fd < 0 ? -errno : -ENOMEM, "cannot write the manifest: %s",
+				   strerror(fd < 0 ? errno : ENOMEM));
+		if (fd >= 0)
+			close(fd);
+		goto fail;
+	}
+	for (size_t i = 0; i < p->nsources && rc == 0; i++)
+		rc = walk_source(&w, (unsigned int)i + 1, p->sources[i].read);
+	if (rc == 0 && w.base)
+		rc = emit_gone(&w);
+	if (fclose(w.manifest) != 0 && rc == 0)
+		rc = vss_error_set(err, -errno, "cannot write the manifest: %s", strerror(errno));
+	w.manifest = NULL;
+	if (rc < 0)
+		goto fail;
+	if ((rc = publish(&w, type, base, full, err)) < 0)
+		goto fail;
+	repo_progress_tick(&w.pr, true);
+	goto out;
+fail:
+	snprintf(path, sizeof(path), "tmp/%s", w.id);
+	repo_rmtree(r->dir_fd, path);
+out:
+	if (w.manifest)
+		fclose(w.manifest);
+	if (w.tmp_fd >= 0)
+		close(w.tmp_fd);
+	entry_index_free(w.base);
+	for (size_t i = 0; i < w.nlinks; i++)
+		free(w.links[i].path);
+	free(w.links);
+	for (size_t i = 0; i < w.ndepends; i++)
+		free(w.depends[i]);
+	free(w.depends);
+	repo_unlock(r);
+	if (rc < 0)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}

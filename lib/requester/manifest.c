@@ -1,0 +1,634 @@
+/*
+ * requester/manifest.c - the pieces a backup and a restore share: manifest
+ * entries and their JSON lines (doc/backup-format.md, "manifest.jsonl"),
+ * reading a manifest after checking its checksum, an index of entries by
+ * path (a backup's base), SHA-256 of file bytes, copies that keep holes,
+ * base64 and progress.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "requester/repo_i.h"
+
+/* ---- SHA-256 ---- */
+
+struct repo_hash {
+	EVP_MD_CTX *ctx;
+};
+
+struct repo_hash *repo_hash_new(void)
+{
+	struct repo_hash *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(h->ctx);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void repo_hash_update(struct repo_hash *h, const void *buf, size_t len)
+{
+	EVP_DigestUpdate(h->ctx, buf, len);
+}
+
+void repo_hash_zeros(struct repo_hash *h, uint64_t len)
+{
+	static const char zeros[65536];
+
+	while (len > 0) {
+		size_t k = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+
+		EVP_DigestUpdate(h->ctx, zeros, k);
+		len -= k;
+	}
+}
+
+void repo_hash_final(struct repo_hash *h, char out[SHA256_HEX])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	EVP_DigestFinal_ex(h->ctx, md, &n);
+	for (unsigned int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	EVP_MD_CTX_free(h->ctx);
+	free(h);
+}
+
+#define COPY_BUF (1u << 20)
+
+/* Reads [@off, @off + @len) of @in, hashing it and writing it to @out at
+ * the same offset (@out < 0: hash only). */
+static int copy_range(int in, int out, uint64_t off, uint64_t len, struct repo_hash *h,
+		      char *buf)
+{
+	while (len > 0) {
+		size_t want = len < COPY_BUF ? (size_t)len : COPY_BUF;
+		ssize_t n = pread(in, buf, want, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;    /* shorter than it said: it changed under us */
+		repo_hash_update(h, buf, (size_t)n);
+		for (ssize_t done = 0; out >= 0 && done < n;) {
+			ssize_t w = pwrite(out, buf + done, (size_t)(n - done),
+					   (off_t)(off + (uint64_t)done));
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -errno;
+			done += w;
+		}
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int repo_extents(int fd, uint64_t size, uint64_t **out, size_t *n)
+{
+	uint64_t *ext = NULL;
+	size_t count = 0, cap = 0;
+	off_t pos = 0;
+
+	*out = NULL;
+	*n = 0;
+	while ((uint64_t)pos < size) {
+		off_t data = lseek(fd, pos, SEEK_DATA), hole;
+
+		if (data < 0) {
+			if (errno == ENXIO)     /* a hole to the end */
+				break;
+			free(ext);
+			if (errno == EINVAL)    /* no SEEK_DATA here: all data */
+				return 0;
+			return -errno;
+		}
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			free(ext);
+			return -errno;
+		}
+		if ((uint64_t)hole > size)
+			hole = (off_t)size;
+		if (count + 2 > cap) {
+			uint64_t *bigger = realloc(ext, (cap = cap ? 2 * cap : 16) * sizeof(*ext));
+
+			if (!bigger) {
+				free(ext);
+				return -ENOMEM;
+			}
+			ext = bigger;
+		}
+		ext[count++] = (uint64_t)data;
+		ext[count++] = (uint64_t)(hole - data);
+		pos = hole;
+	}
+	/* One extent over the whole file: no holes, nothing to say. */
+	if (count == 2 && ext[0] == 0 && ext[1] == size) {
+		free(ext);
+		return 0;
+	}
+	if (count == 0 && size > 0) {   /* all hole */
+		*out = NULL;
+		*n = 0;
+		return 1;
+	}
+	*out = ext;
+	*n = count / 2;
+	return count ? 1 : 0;
+}
+
+/* Hashes (and copies, if @out >= 0) @size bytes of @in keeping holes. */
+static int copy_sparse(int in, int out, uint64_t size, char hex[SHA256_HEX])
+{
+	struct repo_hash *h = repo_hash_new();
+	uint64_t *ext = NULL, pos = 0;
+	size_t n = 0;
+	char *buf = malloc(COPY_BUF);
+	int rc;
+
+	if (!h || !buf) {
+		free(buf);
+		if (h)
+			repo_hash_final(h, hex);
+		return -ENOMEM;
+	}
+	rc = repo_extents(in, size, &ext, &n);
+	if (rc < 0)
+		goto out;
+	if (rc == 0) {
+		rc = copy_range(in, out, 0, size, h, buf);
+		pos = size;
+	} else {
+		rc = 0;
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			repo_hash_zeros(h, ext[2 * i] - pos);
+			rc = copy_range(in, out, ext[2 * i], ext[2 * i + 1], h, buf);
+			pos = ext[2 * i] + ext[2 * i + 1];
+		}
+	}
+	if (rc == 0 && pos < size)
+		repo_hash_zeros(h, size - pos);
+	if (rc == 0 && out >= 0 && ftruncate(out, (off_t)size) < 0)
+		rc = -errno;
+out:
+	repo_hash_final(h, hex);
+	free(ext);
+	free(buf);
+	return rc;
+}
+
+int repo_copy(int in, int out, uint64_t size, char hex[SHA256_HEX])
+{
+	return copy_sparse(in, out, size, hex);
+}
+
+int repo_hash_fd(int fd, char out[SHA256_HEX])
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	return copy_sparse(fd, -1, (uint64_t)st.st_size, out);
+}
+
+/* ---- base64 ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *b64_encode(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	char *out = malloc(4 * ((len + 2) / 3) + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
+			     (i + 2 < len ? p[i + 2] : 0);
+
+		*o++ = b64[v >> 18 & 63];
+		*o++ = b64[v >> 12 & 63];
+		*o++ = i + 1 < len ? b64[v >> 6 & 63] : '=';
+		*o++ = i + 2 < len ? b64[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+void *b64_decode(const char *s, size_t *len)
+{
+	size_t n = strlen(s), k = 0;
+	unsigned char *out;
+	uint32_t v = 0;
+	int bits = 0;
+
+	if (n % 4)
+		return NULL;
+	if (!(out = malloc(n / 4 * 3 + 1)))
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *c = strchr(b64, s[i]);
+
+		if (s[i] == '=') {
+			if (i < n - 2 || (i == n - 2 && s[n - 1] != '='))
+				goto bad;
+			continue;
+		}
+		if (!c || !s[i])
+			goto bad;
+		v = v << 6 | (uint32_t)(c - b64);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[k++] = (unsigned char)(v >> bits);
+		}
+	}
+	out[k] = '\0';
+	if (len)
+		*len = k;
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/* ---- entries ---- */
+
+void entry_release(struct entry *e)
+{
+	free(e->path);
+	free(e->link);
+	json_decref(e->xattrs);
+	json_decref(e->data);
+	memset(e, 0, sizeof(*e));
+}
+
+/* @key, or @key64 in base64 when @s is not UTF-8. */
+static void set_name(json_t *o, const char *key, const char *s)
+{
+	json_t *v = json_string(s);
+
+	if (v) {
+		json_object_set_new(o, key, v);
+	} else {
+		char k64[8], *enc = b64_encode(s, strlen(s));
+
+		snprintf(k64, sizeof(k64), "%s64", key);
+		json_object_set_new(o, k64, json_string(enc ? enc : ""));
+		free(enc);
+	}
+}
+
+static char *get_name(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	char k64[8];
+	size_t n;
+
+	if (s)
+		return strdup(s);
+	snprintf(k64, sizeof(k64), "%s64", key);
+	s = json_string_value(json_object_get(o, k64));
+	return s ? b64_decode(s, &n) : NULL;
+}
+
+json_t *entry_to_json(const struct entry *e)
+{
+	json_t *o = json_object();
+	char kind[2] = { e->kind, '\0' };
+
+	json_object_set_new(o, "s", json_integer(e->src));
+	set_name(o, "p", e->path);
+	json_object_set_new(o, "k", json_string(kind));
+	if (e->kind == EK_GONE)
+		return o;
+	if (e->kind == EK_HARD) {
+		set_name(o, "h", e->link);
+		return o;
+	}
+	json_object_set_new(o, "mode", json_integer(e->mode));
+	json_object_set_new(o, "uid", json_integer(e->uid));
+	json_object_set_new(o, "gid", json_integer(e->gid));
+	json_object_set_new(o, "mtime", json_integer(e->mtime));
+	json_object_set_new(o, "atime", json_integer(e->atime));
+	json_object_set_new(o, "ctime", json_integer(e->ctime));
+	json_object_set_new(o, "ino", json_integer((json_int_t)e->ino));
+	if (e->kind == EK_FILE) {
+		json_object_set_new(o, "size", json_integer((json_int_t)e->size));
+		json_object_set_new(o, "in", json_string(e->in));
+		json_object_set_new(o, "sha256", json_string(e->sha256));
+		if (e->data)
+			json_object_set(o, "data", e->data);
+	}
+	if (e->kind == EK_CHR || e->kind == EK_BLK)
+		json_object_set_new(o, "rdev", json_integer((json_int_t)e->rdev));
+	if (e->kind == EK_LINK)
+		set_name(o, "l", e->link);
+	if (e->xattrs && json_object_size(e->xattrs))
+		json_object_set(o, "x", e->xattrs);
+	return o;
+}
+
+static bool valid_id(const char *s)
+{
+	return s && strlen(s) < VSS_BACKUP_ID_MAX && strlen(s) > 0 && !strchr(s, '/') &&
+	       s[0] != '.';
+}
+
+/* A path inside a source: relative, no "." or ".." component, no "//". */
+static bool valid_path(const char *p)
+{
+	if (p[0] == '/')
+		return false;
+	for (const char *c = p; *c;) {
+		const char *end = strchrnul(c, '/');
+		size_t n = (size_t)(end - c);
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c = *end ? end + 1 : end;
+	}
+	return true;
+}
+
+int entry_from_json(json_t *j, struct entry *e)
+{
+	const char *k = json_string_value(json_object_get(j, "k"));
+	json_t *v;
+
+	memset(e, 0, sizeof(*e));
+	if (!json_is_object(j) || !k || strlen(k) != 1 || !strchr("fdlhcbps-", k[0]))
+		return -EBADMSG;
+	e->kind = k[0];
+	v = json_object_get(j, "s");
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536)
+		return -EBADMSG;
+	e->src = (unsigned int)json_integer_value(v);
+	if (!(e->path = get_name(j, "p")) || !valid_path(e->path))
+		goto bad;
+	if (e->kind == EK_GONE)
+		return 0;
+	if (e->kind == EK_HARD) {
+		if (!(e->link = get_name(j, "h")) || !valid_path(e->link) || !*e->link)
+			goto bad;
+		return 0;
+	}
+	e->mode = (uint32_t)json_integer_value(json_object_get(j, "mode")) & 07777;
+	e->uid = (uint32_t)json_integer_value(json_object_get(j, "uid"));
+	e->gid = (uint32_t)json_integer_value(json_object_get(j, "gid"));
+	e->mtime = json_integer_value(json_object_get(j, "mtime"));
+	e->atime = json_integer_value(json_object_get(j, "atime"));
+	e->ctime = json_integer_value(json_object_get(j, "ctime"));
+	e->ino = (uint64_t)json_integer_value(json_object_get(j, "ino"));
+	if (e->kind == EK_FILE) {
+		const char *in = json_string_value(json_object_get(j, "in"));
+		const char *sha = json_string_value(json_object_get(j, "sha256"));
+		json_t *ext, *d = json_object_get(j, "data");
+		size_t i;
+
+		v = json_object_get(j, "size");
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || !valid_id(in) || !sha ||
+		    strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64)
+			goto bad;
+		e->size = (uint64_t)json_integer_value(v);
+		snprintf(e->in, sizeof(e->in), "%s", in);
+		memcpy(e->sha256, sha, SHA256_HEX);
+		if (d) {
+			uint64_t end = 0;
+
+			if (!json_is_array(d))
+				goto bad;
+			json_array_foreach(d, i, ext) {
+				json_int_t off = json_integer_value(json_array_get(ext, 0));
+				json_int_t len = json_integer_value(json_array_get(ext, 1));
+
+				if (json_array_size(ext) != 2 || off < 0 || len <= 0 ||
+				    (uint64_t)off < end || (uint64_t)(off + len) > e->size)
+					goto bad;
+				end = (uint64_t)(off + len);
+			}
+			e->data = json_incref(d);
+		}
+	}
+	if (e->kind == EK_CHR || e->kind == EK_BLK)
+		e->rdev = (uint64_t)json_integer_value(json_object_get(j, "rdev"));
+	if (e->kind == EK_LINK && !(e->link = get_name(j, "l")))
+		goto bad;
+	v = json_object_get(j, "x");
+	if (v) {
+		const char *name;
+		json_t *val;
+
+		if (!json_is_object(v))
+			goto bad;
+		json_object_foreach(v, name, val)
+			if (!json_is_string(val))
+				goto bad;
+		e->xattrs = json_incref(v);
+	}
+	return 0;
+bad:
+	entry_release(e);
+	return -EBADMSG;
+}
+
+void repo_data_path(const char *in, unsigned int src, const char *path, char *out,
+		    size_t len)
+{
+	snprintf(out, len, "backups/%s/data/%u/%s", in, src, *path ? path : "@source");
+}
+
+/* ---- reading a manifest ---- */
+
+int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha256,
+		  int (*fn)(void *arg, struct entry *e), void *arg, struct vss_error *err)
+{
+	char path[256], hex[SHA256_HEX];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	unsigned long lineno = 0;
+	int fd, rc = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "backups/%s/manifest.jsonl", id);
+	fd = openat(r->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return vss_error_set(err, -errno, "backup %s: %s: %s", id, path, strerror(errno));
+	if ((rc = repo_hash_fd(fd, hex)) < 0) {
+		close(fd);
+		return vss_error_set(err, rc, "backup %s: reading %s: %s", id, path,
+				     strerror(-rc));
+	}
+	if (strcmp(hex, manifest_sha256) != 0) {
+		close(fd);
+		return vss_error_set(err, -EBADMSG, "backup %s: %s does not match its checksum "
+				     "(damaged)", id, path);
+	}
+	lseek(fd, 0, SEEK_SET);
+	if (!(f = fdopen(fd, "re"))) {
+		close(fd);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	while ((n = getline(&line, &cap, f)) > 0) {
+		json_error_t jerr;
+		json_t *j;
+		struct entry e;
+
+		lineno++;
+		j = json_loadb(line, (size_t)n, 0, &jerr);
+		if (!j || entry_from_json(j, &e) < 0) {
+			json_decref(j);
+			rc = vss_error_set(err, -EBADMSG, "backup %s: line %lu of its manifest is "
+					   "not an entry", id, lineno);
+			break;
+		}
+		json_decref(j);
+		rc = fn(arg, &e);
+		entry_release(&e);
+		if (rc)
+			break;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* ---- an index of entries by (source, path) ---- */
+
+struct slot {
+	struct entry e;
+	bool used, seen;
+};
+
+struct entry_index {
+	struct slot *slots;
+	size_t cap, count;
+};
+
+static uint64_t hash_of(unsigned int src, const char *path)
+{
+	uint64_t h = 1469598103934665603ull ^ src;
+
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return h;
+}
+
+struct entry_index *entry_index_new(void)
+{
+	struct entry_index *x = calloc(1, sizeof(*x));
+
+	if (x && !(x->slots = calloc(x->cap = 1024, sizeof(*x->slots)))) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static struct slot *find_slot(struct entry_index *x, unsigned int src, const char *path)
+{
+	size_t i = (size_t)hash_of(src, path) & (x->cap - 1);
+
+	while (x->slots[i].used &&
+	       (x->slots[i].e.src != src || strcmp(x->slots[i].e.path, path) != 0))
+		i = (i + 1) & (x->cap - 1);
+	return &x->slots[i];
+}
+
+int entry_index_add(struct entry_index *x, struct entry *e)
+{
+	struct slot *s;
+
+	if (2 * (x->count + 1) > x->cap) {
+		struct entry_index big = { calloc(2 * x->cap, sizeof(struct slot)), 2 * x->cap, 0 };
+
+		if (!big.slots)
+			return -ENOMEM;
+		for (size_t i = 0; i < x->cap; i++)
+			if (x->slots[i].used)
+				*find_slot(&big, x->slots[i].e.src, x->slots[i].e.path) = x->slots[i];
+		big.count = x->count;
+		free(x->slots);
+		*x = big;
+	}
+	s = find_slot(x, e->src, e->path);
+	if (s->used)
+		entry_release(&s->e);
+	else
+		x->count++;
+	s->e = *e;
+	s->used = true;
+	s->seen = false;
+	memset(e, 0, sizeof(*e));
+	return 0;
+}
+
+struct entry *entry_index_find(struct entry_index *x, unsigned int src, const char *path)
+{
+	struct slot *s = find_slot(x, src, path);
+
+	return s->used ? &s->e : NULL;
+}
+
+void entry_index_seen(struct entry *e)
+{
+	/* The entry is the first member of its slot. */
+	((struct slot *)(void *)e)->seen = true;
+}
+
+void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
+			void *arg)
+{
+	for (size_t i = 0; i < x->cap; i++)
+		if (x->slots[i].used && !x->slots[i].seen)
+			fn(arg, &x->slots[i].e);
+}
+
+void entry_index_free(struct entry_index *x)
+{
+	if (!x)
+		return;
+	for (size_t i = 0; i < x->cap; i++)
+		if (x->slots[i].used)
+			entry_release(&x->slots[i].e);
+	free(x->slots);
+	free(x);
+}
+
+/* ---- progress ---- */
+
+void repo_progress_tick(struct repo_progress *pr, bool force)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (!pr->fn)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	if (!force && now - pr->last_ms < 1000)
+		return;
+	pr->last_ms = now;
+	pr->p.done = force;
+	pr->fn(pr->arg, &pr->p);
+}

@@ -1,0 +1,140 @@
+/*
+ * requester/repo_i.h - what the files of the backup repository share
+ * (include/vss/backup.h is the API, doc/backup-format.md the format):
+ * repo.c (the repository), manifest.c (entries and manifests),
+ * backup_tree.c (making a backup), restore_tree.c (restoring one).
+ */
+#ifndef VSS_REQUESTER_REPO_I_H
+#define VSS_REQUESTER_REPO_I_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include <vss/backup.h>
+
+#define REPO_MARKER  "vss-backup-repository"
+#define REPO_VERSION 1
+
+struct vss_repo {
+	char *dir;
+	int dir_fd;                     /* the repository's directory */
+	int lock_fd;                    /* REPO/lock */
+	char *sources_buf[64];          /* vss_repo_show's .sources, owned */
+};
+
+/* ---- repo.c ---- */
+/* flock()s REPO/lock (LOCK_SH or LOCK_EX), waiting. */
+int repo_lock(struct vss_repo *r, int how, struct vss_error *err);
+void repo_unlock(struct vss_repo *r);
+/* backup.json of @id, parsed (new reference), or NULL with @err filled. */
+json_t *repo_read_info(struct vss_repo *r, const char *id, struct vss_error *err);
+/* Whether @p is an absolute path with no ".", ".." or empty component: what
+ * a source's live path must be (it decides where a restore writes). */
+bool repo_live_path_ok(const char *p);
+/* Fills @out from a parsed backup.json. */
+void repo_info_from_json(json_t *j, struct vss_backup_info *out);
+/* The IDs of the complete backups, oldest first (malloc'd array of
+ * malloc'd strings). */
+int repo_ids(struct vss_repo *r, char ***ids, size_t *count, struct vss_error *err);
+void repo_ids_free(char **ids, size_t count);
+/* Resolves @id (a unique prefix; NULL: the newest) into @out. */
+int repo_resolve(struct vss_repo *r, const char *id, char out[VSS_BACKUP_ID_MAX],
+		 struct vss_error *err);
+/* A new backup ID: the time now (to the millisecond) and 8 random hex
+ * digits; see vss_repo_backup for how IDs keep the order backups were made. */
+void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
+/* Writes @text to @name under @dir_fd, whole and synced, through a
+ * temporary name (never a half-written file under @name). */
+int repo_write_file(int dir_fd, const char *name, const char *text);
+/* Removes a directory tree under @dir_fd (no symlink followed). */
+int repo_rmtree(int dir_fd, const char *name);
+
+/* ---- checksums and copies (manifest.c) ---- */
+#define SHA256_HEX 65
+/* A stream of bytes into a SHA-256 (OpenSSL's). */
+struct repo_hash;
+struct repo_hash *repo_hash_new(void);
+void repo_hash_update(struct repo_hash *h, const void *buf, size_t len);
+/* Feeds @len zero bytes (a hole). */
+void repo_hash_zeros(struct repo_hash *h, uint64_t len);
+void repo_hash_final(struct repo_hash *h, char out[SHA256_HEX]);
+/* SHA-256 of the whole file @fd (holes as zeros), from its start. */
+int repo_hash_fd(int fd, char out[SHA256_HEX]);
+/* The extents of data of @fd (SEEK_DATA/SEEK_HOLE): a malloc'd array of
+ * offset, length pairs; *@n 0 and *@out NULL for a file with no holes. */
+int repo_extents(int fd, uint64_t size, uint64_t **out, size_t *n);
+/* Copies @size bytes of @in to @out (both at offset 0) keeping holes, and
+ * hashes them into @hex. */
+int repo_copy(int in, int out, uint64_t size, char hex[SHA256_HEX]);
+
+/* ---- entries (manifest.c) ---- */
+enum entry_kind {
+	EK_FILE = 'f', EK_DIR = 'd', EK_LINK = 'l', EK_HARD = 'h', EK_CHR = 'c',
+	EK_BLK = 'b', EK_FIFO = 'p', EK_SOCK = 's', EK_GONE = '-',
+};
+
+/* One line of a manifest.  Strings are owned by the entry. */
+struct entry {
+	unsigned int src;               /* 1-based */
+	char *path;                     /* inside the source; "" for the source itself */
+	char kind;
+	uint32_t mode;
+	uint32_t uid, gid;
+	int64_t mtime, atime, ctime;    /* ns */
+	uint64_t ino, size, rdev;
+	char *link;                     /* symlink target, or a hard link's entry path */
+	json_t *xattrs;                 /* name -> base64, or NULL */
+	char in[VSS_BACKUP_ID_MAX];     /* files: the backup storing the bytes */
+	char sha256[SHA256_HEX];
+	json_t *data;                   /* extents [[off, len], ...] or NULL */
+};
+
+void entry_release(struct entry *e);
+/* The manifest line of @e (new reference). */
+json_t *entry_to_json(const struct entry *e);
+/* Parses one manifest line into @e; -EBADMSG if it is not one. */
+int entry_from_json(json_t *j, struct entry *e);
+
+/* Reads the manifest of backup @id (after checking it against
+ * @manifest_sha256), calling @fn for each entry; stops at @fn's first
+ * nonzero return and returns it. */
+int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha256,
+		  int (*fn)(void *arg, struct entry *e), void *arg, struct vss_error *err);
+
+/* Where backup @in stores the bytes of source @src's @path, relative to
+ * the repository: "backups/IN/data/S/PATH" ("@source" for the source
+ * itself). */
+void repo_data_path(const char *in, unsigned int src, const char *path, char *out,
+		    size_t len);
+
+/* A lookup of entries by (source, path): the base of a backup. */
+struct entry_index;
+struct entry_index *entry_index_new(void);
+/* Takes ownership of @e's contents (the caller's struct is cleared). */
+int entry_index_add(struct entry_index *x, struct entry *e);
+struct entry *entry_index_find(struct entry_index *x, unsigned int src, const char *path);
+/* Calls @fn for every entry not marked as seen (entry_index_seen). */
+void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
+			void *arg);
+void entry_index_seen(struct entry *e);
+void entry_index_free(struct entry_index *x);
+
+/* Base64 (RFC 4648, with padding). */
+char *b64_encode(const void *buf, size_t len);
+/* Decoded bytes (malloc'd, NUL-terminated past *@len), or NULL if bad. */
+void *b64_decode(const char *s, size_t *len);
+
+/* A progress reporter: calls the callback at most once a second. */
+struct repo_progress {
+	vss_backup_progress_fn fn;
+	void *arg;
+	struct vss_backup_progress p;
+	uint64_t last_ms;
+};
+void repo_progress_tick(struct repo_progress *pr, bool force);
+
+#endif

@@ -1,0 +1,487 @@
+/*
+ * vss/cmd_backup.c - vss backup create|list|show|verify|delete and vss
+ * restore: a shadow copy set taken through the requester API, its shadows
+ * exposed and handed to the backup repository (vss/backup.h) as the
+ * sources, recorded under their live paths.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vss/backup.h>
+#include <vss/client.h>
+#include <vss/requester.h>
+
+#include "cli.h"
+
+#define MAX_TARGETS 64
+
+static const char *const type_names[] = { "", "full", "incremental", "differential", "log",
+					  "copy" };
+
+static void time_str(uint64_t ns, char out[40])
+{
+	time_t s = (time_t)(ns / 1000000000u);
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Progress on standard error, one line rewritten in place, when it is a
+ * terminal and --quiet was not given. */
+struct progress {
+	struct timespec start;
+	bool on;
+};
+
+static void show_progress(void *arg, const struct vss_backup_progress *p)
+{
+	struct progress *pr = arg;
+	struct timespec now;
+	double secs;
+	char b[32], rate[32];
+
+	if (!pr->on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	secs = (double)(now.tv_sec - pr->start.tv_sec) +
+	       (double)(now.tv_nsec - pr->start.tv_nsec) / 1e9;
+	cli_bytes(secs > 0 ? (uint64_t)((double)p->bytes / secs) : 0, rate);
+	fprintf(stderr, "\r%llu files, %s, %s/s, %.0f s%s",
+		(unsigned long long)p->files, cli_bytes(p->bytes, b), rate, secs,
+		p->done ? "\n" : "   ");
+	fflush(stderr);
+}
+
+static void progress_init(struct progress *pr, const struct cli_args *a)
+{
+	clock_gettime(CLOCK_MONOTONIC, &pr->start);
+	pr->on = !cli_has(a, "quiet") && isatty(2);
+}
+
+static json_t *info_json(const struct vss_backup_info *b)
+{
+	char created[40];
+	json_t *src = json_array();
+
+	time_str(b->created_ns, created);
+	for (size_t i = 0; b->sources && i < b->nsources; i++)
+		json_array_append_new(src, json_string(b->sources[i]));
+	return json_pack("{s:s, s:s, s:s?, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+			 "id", b->id, "type", type_names[b->type], "base",
+			 b->base[0] ? b->base : NULL, "created", created,
+			 "created_ns", (json_int_t)b->created_ns,
+			 "instant_ns", (json_int_t)b->instant_ns, "files", (json_int_t)b->files,
+			 "files_stored", (json_int_t)b->files_stored,
+			 "bytes_stored", (json_int_t)b->bytes_stored,
+			 "deleted", (json_int_t)b->deleted, "sources", src);
+}
+
+static int repo_open(const char *dir, unsigned int flags, struct vss_repo **r)
+{
+	struct vss_error err = { 0 };
+
+	if (!dir)
+		return cli_error(EXIT_USAGE, "say which repository (--to, --in or --from DIR)");
+	if (vss_repo_open(dir, flags, r, &err) < 0)
+		return cli_error(EXIT_FAILED, "%s", err.msg);
+	return 0;
+}
+
+/* ---- vss backup create ---- */
+
+struct source {
+	char *live;             /* the path recorded */
+	char *read;             /* the same in the exposed shadow */
+};
+
+/* The writers' documents, serialized, for the backup to keep. */
+static void documents(struct vss_requester *r, char **bcd, char ***wmds, size_t *n)
+{
+	struct vss_bcd *c = vss_requester_components(r);
+	size_t len;
+
+	*bcd = NULL;
+	if (c)
+		vss_bcd_serialize(c, bcd, &len, NULL);
+	*n = vss_requester_writer_count(r);
+	*wmds = calloc(*n ? *n : 1, sizeof(char *));
+	for (size_t i = 0; *wmds && i < *n; i++) {
+		const struct vss_wmd *w = vss_requester_writer_metadata(r, i);
+
+		if (w)
+			vss_wmd_serialize(w, &(*wmds)[i], &len, NULL);
+	}
+}
+
+static int backup_create(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "to", 0, true }, { "for", 0, true }, { "type", 0, true },
+		{ "quiet", 'q', false }, { "no-writers", 0, false }, { NULL, 0, false },
+	};
+	const char *fors[MAX_TARGETS], *type;
+	struct source src[MAX_TARGETS];
+	struct vss_backup_source bs[MAX_TARGETS];
+	struct vss_requester *req = NULL;
+	struct vss_repo *repo = NULL;
+	struct vss_backup_params p = { .size = sizeof(p) };
+	struct vss_backup_info info;
+	struct vss_error err = { 0 };
+	struct progress pr;
+	struct cli_args a;
+	struct timespec taken;
+	json_t *vols = NULL;
+	char *bcd = NULL, **wmds = NULL;
+	size_t nw = 0;
+	enum vss_backup_type bt = 0;
+	int rc, n, status = EXIT_FAILED;
+	bool ok = false;
+
+	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0)))
+		return rc;
+	type = cli_has(&a, "type") ? cli_get(&a, "type") : "full";
+	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
+		if (strcmp(type, type_names[k]) == 0)
+			bt = k;
+	if (!bt || bt == VSS_BT_LOG)
+		return cli_error(EXIT_USAGE, "backup create: a backup of files is full, "
+				 "incremental, differential or copy, not \"%s\"", type);
+	if (!cli_has(&a, "to"))
+		return cli_error(EXIT_USAGE, "backup create: say where with --to REPO");
+	memset(src, 0, sizeof(src));
+	if ((n = cli_targets(&a, fors, MAX_TARGETS, &vols)) < 0) {
+		json_decref(vols);
+		return -n;
+	}
+	if ((rc = repo_open(cli_get(&a, "to"), VSS_REPO_CREATE, &repo)))
+		goto out;
+	if (vss_requester_open(vss_client_run_dir(a.run_dir), &req, &err) < 0) {
+		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+		goto out;
+	}
+	vss_requester_set_no_writers(req, cli_has(&a, "no-writers"));
+	rc = vss_requester_set_backup_state(req, bt, false, &err);
+	if (rc == 0)
+		rc = vss_requester_gather_writer_metadata(req, &err);
+	if (rc == 0)
+		rc = vss_requester_select_all_components(req, &err);
+	if (rc == 0)
+		rc = vss_requester_start_snapshot_set(req, &err);
+	for (int k = 0; rc == 0 && k < n; k++) {
+		src[k].live = cli_target(fors[k]);
+		rc = vss_requester_add_to_snapshot_set(req, src[k].live, &err);
+	}
+	if (rc == 0)
+		rc = vss_requester_prepare_for_backup(req, &err);
+	if (rc == 0)
+		rc = vss_requester_do_snapshot_set(req, &err);
+	if (rc < 0) {
+		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &taken);
+	for (int k = 0; k < n; k++) {
+		struct vss_requester_shadow sh;
+		char read[PATH_MAX];
+
+		if ((rc = vss_requester_shadow(req, (size_t)k, &sh)) < 0)
+			break;
+		if (!sh.live && !sh.mount) {
+			cli_error(EXIT_FAILED, "backup create: %s is a volume with no filesystem "
+				  "mounted: a backup of files needs one", fors[k]);
+			goto out;
+		}
+		if (src[k].live[0] != '/') {    /* a volume name: its mount point */
+			free(src[k].live);
+			src[k].live = strdup(sh.mount);
+		}
+		if (!sh.live && (rc = vss_requester_expose(req, (size_t)k, NULL, &err)) < 0)
+			break;
+		if ((rc = vss_requester_translate_path(req, src[k].live, read, sizeof(read),
+						       &err)) < 0)
+			break;
+		src[k].read = strdup(read);
+		bs[k].live = src[k].live;
+		bs[k].read = src[k].read;
+	}
+	if (rc < 0) {
+		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		goto out;
+	}
+	documents(req, &bcd, &wmds, &nw);
+	progress_init(&pr, &a);
+	p.type = bt;
+	p.sources = bs;
+	p.nsources = (size_t)n;
+	p.set_id = vss_requester_set_id(req);
+	p.instant_ns = (uint64_t)taken.tv_sec * 1000000000u + (uint64_t)taken.tv_nsec;
+	p.components = bcd;
+	p.writer_metadata = (const char *const *)wmds;
+	p.nwriters = nw;
+	p.progress = show_progress;
+	p.progress_arg = &pr;
+	if (vss_repo_backup(repo, &p, &info, &err) < 0) {
+		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		goto out;
+	}
+	ok = true;
+	if ((rc = vss_requester_backup_complete(req, true, &err)) < 0) {
+		/* The backup is in the repository; the writers were not told. */
+		cli_error(EXIT_FAILED, "backup create: backup %s is complete, but telling the "
+			  "writers failed: %s", info.id, err.msg);
+		goto out;
+	}
+	if (a.json) {
+		json_t *j = info_json(&info);
+
+		cli_print_json(j);
+		json_decref(j);
+	} else {
+		char b[32];
+
+		printf("Backup %s (%s%s%s): %llu entries, %llu files stored (%s), %llu deleted\n",
+		       info.id, type_names[info.type], info.base[0] ? ", base " : "", info.base,
+		       (unsigned long long)info.files, (unsigned long long)info.files_stored,
+		       cli_bytes(info.bytes_stored, b), (unsigned long long)info.deleted);
+		if (info.type != bt)
+			printf("(no earlier backup of the same sources to be %s to: made full)\n",
+			       bt == VSS_BT_INCREMENTAL ? "incremental" : "differential");
+	}
+	status = 0;
+out:
+	if (req && !ok)
+		vss_requester_abort(req, NULL);
+	vss_requester_close(req);
+	vss_repo_close(repo);
+	for (int k = 0; k < n; k++) {
+		free(src[k].live);
+		free(src[k].read);
+	}
+	for (size_t i = 0; wmds && i < nw; i++)
+		free(wmds[i]);
+	free(wmds);
+	free(bcd);
+	json_decref(vols);
+	return status;
+}
+
+/* ---- vss backup list, show ---- */
+
+static int backup_list(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = { { "in", 0, true }, { NULL, 0, false } };
+	static const char *const hdr[] = { "ID", "TYPE", "BASE", "CREATED", "ENTRIES",
+					   "STORED", "SIZE" };
+	struct vss_backup_info *infos;
+	struct vss_repo *repo;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	size_t n;
+	int rc;
+
+	if ((rc = cli_parse(&a, "backup list", argc, argv, opts, 0, 0)) ||
+	    (rc = repo_open(cli_get(&a, "in"), 0, &repo)))
+		return rc;
+	rc = vss_repo_list(repo, &infos, &n, &err);
+	vss_repo_close(repo);
+	if (rc < 0)
+		return cli_error(EXIT_FAILED, "%s", err.msg);
+	if (a.json) {
+		json_t *arr = json_array(), *doc;
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, info_json(&infos[i]));
+		doc = json_pack("{s:o}", "backups", arr);
+		cli_print_json(doc);
+		json_decref(doc);
+	} else if (n == 0) {
+		puts(CLI_NOTHING_FOUND);
+	} else {
+		struct cli_table *t = cli_table_new(7, hdr);
+
+		for (size_t i = 0; i < n; i++) {
+			char created[40], files[24], stored[24], size[32];
+			const char *row[7];
+
+			time_str(infos[i].created_ns, created);
+			snprintf(files, sizeof(files), "%llu", (unsigned long long)infos[i].files);
+			snprintf(stored, sizeof(stored), "%llu",
+				 (unsigned long long)infos[i].files_stored);
+			row[0] = infos[i].id;
+			row[1] = type_names[infos[i].type];
+			row[2] = infos[i].base[0] ? infos[i].base : "-";
+			row[3] = created;
+			row[4] = files;
+			row[5] = stored;
+			row[6] = cli_bytes(infos[i].bytes_stored, size);
+			cli_table_add(t, row);
+		}
+		cli_table_print(t);
+	}
+	free(infos);
+	return 0;
+}
+
+static int backup_show(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = { { "in", 0, true }, { NULL, 0, false } };
+	struct vss_backup_info info;
+	struct vss_repo *repo;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	json_t *j;
+	int rc;
+
+	if ((rc = cli_parse(&a, "backup show", argc, argv, opts, 1, 1)) ||
+	    (rc = repo_open(cli_get(&a, "in"), 0, &repo)))
+		return rc;
+	if ((rc = vss_repo_show(repo, a.pos[0], &info, &err)) < 0) {
+		vss_repo_close(repo);
+		return cli_error(EXIT_FAILED, "%s", err.msg);
+	}
+	j = info_json(&info);
+	if (a.json) {
+		cli_print_json(j);
+	} else {
+		char b[32];
+
+		printf("backup:   %s\ntype:     %s\nbase:     %s\ncreated:  %s\n"
+		       "entries:  %llu\nstored:   %llu files, %s\ndeleted:  %llu\n", info.id,
+		       type_names[info.type], info.base[0] ? info.base : "-",
+		       json_string_value(json_object_get(j, "created")),
+		       (unsigned long long)info.files, (unsigned long long)info.files_stored,
+		       cli_bytes(info.bytes_stored, b), (unsigned long long)info.deleted);
+		for (size_t i = 0; i < info.nsources; i++)
+			printf("source %zu: %s\n", i + 1, cli_line(info.sources[i]));
+	}
+	json_decref(j);
+	vss_repo_close(repo);
+	return 0;
+}
+
+/* ---- vss backup verify, delete ---- */
+
+static void print_bad(void *arg, const char *path, const char *why)
+{
+	fprintf(stderr, "vss: damaged: %s: %s\n", cli_line(path), why);
+}
+
+static int backup_verify(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = { { "in", 0, true }, { NULL, 0, false } };
+	struct vss_repo *repo;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	int rc;
+
+	if ((rc = cli_parse(&a, "backup verify", argc, argv, opts, 0, 1)) ||
+	    (rc = repo_open(cli_get(&a, "in"), 0, &repo)))
+		return rc;
+	rc = vss_repo_verify(repo, a.npos ? a.pos[0] : NULL, print_bad, NULL, &err);
+	vss_repo_close(repo);
+	if (rc < 0)
+		return cli_error(EXIT_FAILED, "%s", err.msg);
+	printf("Every stored byte matches its checksum.\n");
+	return 0;
+}
+
+static int backup_delete(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "in", 0, true }, { "with-dependents", 0, false }, { NULL, 0, false },
+	};
+	struct vss_repo *repo;
+	struct vss_error err = { 0 };
+	struct cli_args a;
+	size_t n;
+	int rc;
+
+	if ((rc = cli_parse(&a, "backup delete", argc, argv, opts, 1, 1)) ||
+	    (rc = repo_open(cli_get(&a, "in"), 0, &repo)))
+		return rc;
+	rc = vss_repo_delete(repo, a.pos[0], cli_has(&a, "with-dependents"), &n, &err);
+	vss_repo_close(repo);
+	if (rc < 0)
+		return cli_error(EXIT_FAILED, "%s", err.msg);
+	printf("Deleted %zu backup%s.\n", n, n == 1 ? "" : "s");
+	return 0;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} subs[] = {
+		{ "create", backup_create }, { "list", backup_list }, { "show", backup_show },
+		{ "verify", backup_verify }, { "delete", backup_delete },
+	};
+
+	if (argc < 1)
+		return cli_error(EXIT_USAGE, "backup what? (create, list, show, verify, "
+				 "delete; see vss --help)");
+	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
+		if (strcmp(argv[0], subs[k].name) == 0)
+			return subs[k].fn(argc - 1, argv + 1);
+	return cli_error(EXIT_USAGE, "unknown command \"backup %s\" (see vss --help)", argv[0]);
+}
+
+/* ---- vss restore ---- */
+
+int cmd_restore(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "from", 0, true }, { "to", 0, true }, { "path", 0, true },
+		{ "quiet", 'q', false }, { NULL, 0, false },
+	};
+	const char *paths[MAX_TARGETS];
+	char *abs_paths[MAX_TARGETS], *to = NULL;
+	struct vss_restore_params p = { .size = sizeof(p) };
+	struct vss_restore_result res;
+	struct vss_repo *repo;
+	struct vss_error err = { 0 };
+	struct progress pr;
+	struct cli_args a;
+	int rc, n;
+
+	if ((rc = cli_parse(&a, "restore", argc, argv, opts, 0, 1)) ||
+	    (rc = repo_open(cli_get(&a, "from"), 0, &repo)))
+		return rc;
+	n = cli_get_all(&a, "path", paths, MAX_TARGETS);
+	for (int k = 0; k < n; k++)
+		abs_paths[k] = cli_mount_point(paths[k]);
+	if (cli_has(&a, "to"))
+		to = cli_mount_point(cli_get(&a, "to"));
+	progress_init(&pr, &a);
+	p.to = to;
+	p.paths = (const char *const *)abs_paths;
+	p.npaths = (size_t)n;
+	p.progress = show_progress;
+	p.progress_arg = &pr;
+	rc = vss_repo_restore(repo, a.npos ? a.pos[0] : NULL, &p, &res, &err);
+	vss_repo_close(repo);
+	for (int k = 0; k < n; k++)
+		free(abs_paths[k]);
+	free(to);
+	if (rc < 0)
+		return cli_error(EXIT_FAILED, "restore: %s", err.msg);
+	if (a.json) {
+		json_t *j = json_pack("{s:I, s:I}", "files", (json_int_t)res.files,
+				      "bytes", (json_int_t)res.bytes);
+
+		cli_print_json(j);
+		json_decref(j);
+	} else {
+		char b[32];
+
+		printf("Restored %llu entries (%s).\n", (unsigned long long)res.files,
+		       cli_bytes(res.bytes, b));
+	}
+	return 0;
+}

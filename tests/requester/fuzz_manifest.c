@@ -1,0 +1,100 @@
+/*
+ * tests/requester/fuzz_manifest.c - libFuzzer target: the input is one line
+ * of a backup's manifest (doc/backup-format.md), which comes from a
+ * repository anyone with write access to it may have crafted.  A line the
+ * parser accepts names a path that stays inside its source (no "..", not
+ * absolute, no empty component) and, written out again and read back,
+ * gives the same line.
+ *
+ * Built with -DVSS_MANIFEST_SEEDS it is instead the seed maker that
+ * tests/fuzz/run-fuzz.sh runs first: it writes one line of each kind.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "requester/repo_i.h"
+
+#ifndef VSS_MANIFEST_SEEDS
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void stays_inside(const char *p)
+{
+	if (p[0] == '/' || strstr(p, "//"))
+		abort();
+	for (const char *c = p; *c;) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 0 || (n == 2 && c[0] == '.' && c[1] == '.') || (n == 1 && c[0] == '.'))
+			abort();
+		c += n + (c[n] == '/');
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	json_t *j = json_loadb((const char *)data, size, 0, NULL), *out, *again;
+	struct entry e, e2;
+	char *a, *b;
+
+	if (!j)
+		return 0;
+	if (entry_from_json(j, &e) < 0) {
+		json_decref(j);
+		return 0;
+	}
+	stays_inside(e.path);
+	if (e.kind == EK_HARD)
+		stays_inside(e.link);
+	out = entry_to_json(&e);
+	if (entry_from_json(out, &e2) < 0)
+		abort();
+	again = entry_to_json(&e2);
+	a = json_dumps(out, JSON_SORT_KEYS | JSON_COMPACT);
+	b = json_dumps(again, JSON_SORT_KEYS | JSON_COMPACT);
+	if (!a || !b || strcmp(a, b) != 0)
+		abort();
+	free(a);
+	free(b);
+	json_decref(out);
+	json_decref(again);
+	entry_release(&e);
+	entry_release(&e2);
+	json_decref(j);
+	return 0;
+}
+#else
+int main(int argc, char **argv)
+{
+	static const char *const seeds[] = {
+		"{\"s\":1,\"p\":\"\",\"k\":\"d\",\"mode\":493,\"uid\":0,\"gid\":0,\"mtime\":1,"
+		"\"atime\":1,\"ctime\":1,\"ino\":2}",
+		"{\"s\":1,\"p\":\"a/b\",\"k\":\"f\",\"mode\":420,\"uid\":0,\"gid\":0,\"mtime\":1,"
+		"\"atime\":1,\"ctime\":1,\"ino\":12,\"size\":10485761,"
+		"\"in\":\"20261206T024512.345Z-1f2e3d4c\",\"sha256\":"
+		"\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
+		"\"data\":[[10485760,1]],\"x\":{\"user.a\":\"AP8=\"}}",
+		"{\"s\":2,\"p64\":\"/w==\",\"k\":\"l\",\"mode\":511,\"uid\":0,\"gid\":0,"
+		"\"mtime\":1,\"atime\":1,\"ctime\":1,\"ino\":3,\"l\":\"../x\"}",
+		"{\"s\":1,\"p\":\"c\",\"k\":\"h\",\"h\":\"a/b\"}",
+		"{\"s\":1,\"p\":\"null\",\"k\":\"c\",\"mode\":438,\"uid\":0,\"gid\":0,\"mtime\":1,"
+		"\"atime\":1,\"ctime\":1,\"ino\":4,\"rdev\":259}",
+		"{\"s\":1,\"p\":\"gone\",\"k\":\"-\"}",
+	};
+
+	if (argc != 2)
+		return 2;
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		char path[4096];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/seed-%zu", argv[1], i);
+		if (!(f = fopen(path, "w")))
+			return 1;
+		fputs(seeds[i], f);
+		fclose(f);
+	}
+	return 0;
+}
+#endif

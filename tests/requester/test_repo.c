@@ -1,0 +1,256 @@
+/*
+ * tests/requester/test_repo.c - the backup repository (vss/backup.h) on
+ * plain directories, without vssd and without root: a tree backed up
+ * (read live), changed, backed up again incrementally, each backup
+ * restored elsewhere and compared with a copy of the tree made by this
+ * test; the repository's refusals (not a repository, a newer format, IDs
+ * and paths that are not ones, a manifest that does not match); base64.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vss/backup.h>
+
+#include "requester/repo_i.h"
+
+static char base_dir[64];
+
+static void path_of(char *out, const char *rel)
+{
+	snprintf(out, PATH_MAX, "%s/%s", base_dir, rel);
+}
+
+static void write_at(const char *rel, const char *text)
+{
+	char p[PATH_MAX];
+	FILE *f;
+
+	path_of(p, rel);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void run(const char *fmt, ...)
+{
+	char cmd[4 * PATH_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/vss-test-repo-XXXXXX");
+	assert_non_null(mkdtemp(base_dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	run("rm -rf '%s'", base_dir);
+	return 0;
+}
+
+/* Restores backup @id under @to and compares the tree with @ref (a copy of
+ * the source the test kept): same names, kinds, bytes, modes and mtimes. */
+static void restored_equals(struct vss_repo *r, const char *id, const char *src,
+			    const char *ref)
+{
+	struct vss_restore_params p = { .size = sizeof(p) };
+	struct vss_restore_result res;
+	struct vss_error err = { 0 };
+	char to[PATH_MAX];
+
+	path_of(to, "restored");
+	run("rm -rf '%s'", to);
+	p.to = to;
+	assert_int_equal(vss_repo_restore(r, id, &p, &res, &err), 0);
+	/* diff -r compares the bytes and the kinds; rsync's itemized dry run
+	 * the modes and times (no output: nothing differs). */
+	run("diff -r --no-dereference '%s' '%s%s'", ref, to, src);
+	run("test -z \"$(rsync -ani --delete '%s/' '%s%s/')\"", ref, to, src);
+}
+
+static void backup_of(struct vss_repo *r, const char *src, enum vss_backup_type type,
+		      struct vss_backup_info *out)
+{
+	struct vss_backup_source s = { src, src };
+	struct vss_backup_params p = { .size = sizeof(p), .type = type, .sources = &s,
+				       .nsources = 1 };
+	struct vss_error err = { 0 };
+
+	assert_int_equal(vss_repo_backup(r, &p, out, &err), 0);
+}
+
+static void chain_of_backups(void **state)
+{
+	char repo_dir[PATH_MAX], src[PATH_MAX], ref0[PATH_MAX], ref1[PATH_MAX];
+	struct vss_backup_info b0, b1, b2, *list;
+	struct vss_error err = { 0 };
+	struct vss_repo *r;
+	size_t n;
+
+	path_of(repo_dir, "repo");
+	path_of(src, "src");
+	path_of(ref0, "ref0");
+	path_of(ref1, "ref1");
+	run("mkdir -p '%s/d/e' && echo one > '%s/d/e/f' && echo two > '%s/g' && "
+	    "ln -s f '%s/d/e/link' && ln '%s/g' '%s/hard' && "
+	    "truncate -s 10M '%s/sparse' && echo x >> '%s/sparse'",
+	    src, src, src, src, src, src, src, src);
+	assert_int_equal(vss_repo_open(repo_dir, VSS_REPO_CREATE, &r, &err), 0);
+	backup_of(r, src, VSS_BT_FULL, &b0);
+	assert_int_equal(b0.type, VSS_BT_FULL);
+	assert_int_equal(b0.files_stored, 3);   /* f, g, sparse: hard is a link */
+	run("cp -a '%s' '%s'", src, ref0);
+	/* Changed: a new file, one removed, one rewritten. */
+	write_at("src/d/new", "three");
+	run("rm '%s/g' && echo changed > '%s/d/e/f' && touch -d @1 '%s/d/e/f'", src, src, src);
+	backup_of(r, src, VSS_BT_INCREMENTAL, &b1);
+	assert_int_equal(b1.type, VSS_BT_INCREMENTAL);
+	assert_string_equal(b1.base, b0.id);
+	/* new, f, and hard: a second name of g before, its only name now;
+	 * sparse is unchanged and not read again. */
+	assert_int_equal(b1.files_stored, 3);
+	assert_int_equal(b1.deleted, 1);        /* g (hard keeps the bytes) */
+	run("cp -a '%s' '%s'", src, ref1);
+	restored_equals(r, b0.id, src, ref0);
+	restored_equals(r, b1.id, src, ref1);
+	/* A differential of an unchanged tree: against the full. */
+	backup_of(r, src, VSS_BT_DIFFERENTIAL, &b2);
+	assert_string_equal(b2.base, b0.id);
+	assert_int_equal(vss_repo_list(r, &list, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].id, b0.id);
+	assert_string_equal(list[2].id, b2.id);
+	free(list);
+	assert_int_equal(vss_repo_verify(r, NULL, NULL, NULL, &err), 0);
+	/* The full is needed by both: refused, then all three go. */
+	assert_int_equal(vss_repo_delete(r, b0.id, false, &n, &err), -EBUSY);
+	assert_int_equal(vss_repo_delete(r, b0.id, true, &n, &err), 0);
+	assert_int_equal(n, 3);
+	vss_repo_close(r);
+}
+
+static void not_a_repository(void **state)
+{
+	char dir[PATH_MAX];
+	struct vss_error err = { 0 };
+	struct vss_repo *r;
+
+	path_of(dir, "plain");
+	run("mkdir -p '%s' && echo keep > '%s/file'", dir, dir);
+	assert_int_equal(vss_repo_open(dir, 0, &r, &err), -ENOENT);
+	assert_int_equal(vss_repo_open(dir, VSS_REPO_CREATE, &r, &err), -EMEDIUMTYPE);
+	assert_non_null(strstr(err.msg, "not empty"));
+	path_of(dir, "newer");
+	run("mkdir -p '%s' && echo '{\"format\": \"vss-backup-repository\", \"version\": 2}' "
+	    "> '%s/vss-backup-repository'", dir, dir);
+	assert_int_equal(vss_repo_open(dir, 0, &r, &err), -EPROTO);
+	path_of(dir, "other");
+	run("mkdir -p '%s' && echo '{\"format\": \"something\"}' "
+	    "> '%s/vss-backup-repository'", dir, dir);
+	assert_int_equal(vss_repo_open(dir, 0, &r, &err), -EMEDIUMTYPE);
+}
+
+static void damaged_manifest_is_refused(void **state)
+{
+	char repo_dir[PATH_MAX], src[PATH_MAX], m[PATH_MAX + 128];
+	struct vss_backup_info b;
+	struct vss_restore_params p = { .size = sizeof(p) };
+	struct vss_restore_result res;
+	struct vss_error err = { 0 };
+	struct vss_repo *r;
+
+	path_of(repo_dir, "repo2");
+	path_of(src, "src2");
+	run("mkdir -p '%s' && echo data > '%s/f'", src, src);
+	assert_int_equal(vss_repo_open(repo_dir, VSS_REPO_CREATE, &r, &err), 0);
+	backup_of(r, src, VSS_BT_FULL, &b);
+	snprintf(m, sizeof(m), "%s/backups/%s/manifest.jsonl", repo_dir, b.id);
+	run("echo '{\"s\":1,\"p\":\"x\",\"k\":\"d\"}' >> '%s'", m);
+	path_of(m, "r2");
+	p.to = m;
+	assert_int_equal(vss_repo_restore(r, b.id, &p, &res, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "checksum"));
+	assert_int_equal(vss_repo_verify(r, b.id, NULL, NULL, &err), -EBADMSG);
+	/* A prefix that names nothing, and an empty one. */
+	assert_int_equal(vss_repo_restore(r, "1999", &p, &res, &err), -ENOENT);
+	vss_repo_close(r);
+}
+
+static void entries_are_checked(void **state)
+{
+	static const char *const bad[] = {
+		"{\"s\":1,\"p\":\"../x\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"/etc\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a//b\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a/./b\",\"k\":\"d\"}",
+		"{\"s\":0,\"p\":\"a\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"z\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"h\",\"h\":\"../b\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"f\",\"size\":1,\"in\":\"../x\",\"sha256\":\"00\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"f\",\"size\":-1,\"in\":\"x\",\"sha256\":"
+		"\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+	};
+	struct entry e;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *j = json_loads(bad[i], 0, NULL);
+
+		assert_non_null(j);
+		assert_int_equal(entry_from_json(j, &e), -EBADMSG);
+		json_decref(j);
+	}
+}
+
+static void base64_round_trips(void **state)
+{
+	const char *cases[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	const char *enc[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+
+	for (size_t i = 0; i < 7; i++) {
+		char *e = b64_encode(cases[i], strlen(cases[i]));
+		size_t n;
+		char *d = b64_decode(e, &n);
+
+		assert_string_equal(e, enc[i]);
+		assert_int_equal(n, strlen(cases[i]));
+		assert_memory_equal(d, cases[i], n);
+		free(e);
+		free(d);
+	}
+	assert_null(b64_decode("Zm9", NULL));
+	assert_null(b64_decode("Z=9v", NULL));
+	assert_null(b64_decode("Zm9!", NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(chain_of_backups),
+		cmocka_unit_test(not_a_repository),
+		cmocka_unit_test(damaged_manifest_is_refused),
+		cmocka_unit_test(entries_are_checked),
+		cmocka_unit_test(base64_round_trips),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,305 @@
+"""Backups into a repository and their restores (vss backup, vss restore;
+doc/backup-format.md): chains of full, incremental and differential
+backups of a changing tree on ext4 and xfs, each restore compared with an
+independent manifest of the tree at the backup's instant (made here with
+os.lstat, not by vss); damage found by verify and by restore; deletes that
+keep what later backups need; a killed backup that leaves nothing listed;
+repositories that are not repositories."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import VSS
+
+
+def tree_manifest(root):
+    """Everything under @root as this test sees it: path -> what it is."""
+    out, first = {}, {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in [""] + sorted(dirnames + filenames):
+            if name == "" and dirpath != root:
+                continue
+            path = os.path.join(dirpath, name) if name else dirpath
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            e = {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+                 "kind": stat.S_IFMT(st.st_mode),
+                 "xattrs": {k: os.getxattr(path, k, follow_symlinks=False)
+                            for k in sorted(os.listxattr(path, follow_symlinks=False))}}
+            if not stat.S_ISLNK(st.st_mode):
+                e["mtime"] = st.st_mtime_ns
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    e["sha"] = hashlib.sha256(f.read()).hexdigest()
+                e["size"] = st.st_size
+                if st.st_nlink > 1:
+                    e["link_group"] = first.setdefault((st.st_dev, st.st_ino), rel)
+            elif stat.S_ISLNK(st.st_mode):
+                e["target"] = os.readlink(path)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                e["rdev"] = st.st_rdev
+            out[rel] = e
+    return out
+
+
+def diff(a, b):
+    lines = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            lines.append("%s: %s != %s" % (k, a.get(k), b.get(k)))
+    return "\n".join(lines[:20])
+
+
+def blocks_of(path):
+    return os.stat(path).st_blocks
+
+
+def change(root, step):
+    """One round of changes: created, changed, renamed, hard-linked,
+    truncated, deleted, a symlink retargeted, attributes changed."""
+    d = os.path.join(root, "dir%d" % step)
+    os.makedirs(d)
+    with open(os.path.join(d, "new"), "wb") as f:
+        f.write(os.urandom(5000 + step))
+    with open(os.path.join(root, "grows"), "ab") as f:
+        f.write(b"step %d\n" % step)
+    if step > 0 and os.path.exists(os.path.join(root, "dir%d" % (step - 1), "new")):
+        os.rename(os.path.join(root, "dir%d" % (step - 1), "new"),
+                  os.path.join(root, "dir%d" % (step - 1), "renamed"))
+    os.link(os.path.join(d, "new"), os.path.join(root, "link%d" % step))
+    with open(os.path.join(root, "shrinks"), "r+b") as f:
+        f.truncate(max(0, 100000 - 1000 * step))
+    if step % 2 and os.path.exists(os.path.join(root, "doomed")):
+        os.unlink(os.path.join(root, "doomed"))
+    elif not step % 2:
+        with open(os.path.join(root, "doomed"), "wb") as f:
+            f.write(b"back %d" % step)
+    os.unlink(os.path.join(root, "sym"))
+    os.symlink("target-%d" % step, os.path.join(root, "sym"))
+    os.setxattr(os.path.join(root, "grows"), "user.step", b"%d" % step)
+    os.chmod(os.path.join(root, "shrinks"), 0o600 + step % 8)
+
+
+def populate(root):
+    os.makedirs(os.path.join(root, "a/b/c"))
+    for i in range(30):
+        with open(os.path.join(root, "a/b/c/f%d" % i), "wb") as f:
+            f.write(os.urandom(100 * i + 1))
+    with open(os.path.join(root, "grows"), "wb") as f:
+        f.write(b"start\n")
+    with open(os.path.join(root, "shrinks"), "wb") as f:
+        f.write(os.urandom(100000))
+    with open(os.path.join(root, "sparse"), "wb") as f:
+        f.seek(20 << 20)
+        f.write(b"end")
+        f.seek(4 << 20)
+        f.write(b"middle")
+    os.symlink("nowhere", os.path.join(root, "sym"))
+    os.mkfifo(os.path.join(root, "fifo"))
+    os.mknod(os.path.join(root, "null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.setxattr(os.path.join(root, "a"), "user.note", b"\x00\xffbinary")
+    os.chown(os.path.join(root, "a/b"), 65534, 100)
+    os.chmod(os.path.join(root, "a/b/c"), 0o2750)
+    os.utime(os.path.join(root, "a/b/c/f3"), ns=(1_000_000_000, 2_000_000_123))
+
+
+def mounted(vssd, fstype):
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("fs", "320M" if fstype == "xfs" else "160M")
+    vssd.vss("volume", "mount", "fs", mnt, "--mkfs", fstype)
+    return mnt
+
+
+@pytest.fixture
+def fsvol(vssd):
+    return mounted(vssd, "ext4")
+
+
+def backup(vssd, repo, mnt, type_):
+    return vssd.json("backup", "create", "--to", repo, "--for", mnt, "--type", type_)
+
+
+def restore(vssd, repo, bid, to):
+    return vssd.json("restore", "--from", repo, bid, "--to", to)
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+def test_chain_restores_each_instant(vssd, fstype, workdir):
+    fsvol = mounted(vssd, fstype)
+    repo = os.path.join(workdir, "repo")
+    populate(fsvol)
+    refs, ids = [], []
+    plan = ["full"] + ["incremental"] * 5 + ["differential"]
+    for step, type_ in enumerate(plan):
+        if step:
+            change(fsvol, step)
+        os.sync()
+        refs.append(tree_manifest(fsvol))
+        b = backup(vssd, repo, fsvol, type_)
+        assert b["type"] == type_, b
+        ids.append(b["id"])
+        if type_ == "incremental":
+            # Only what changed is read again: a handful, not the 30 of a/b/c.
+            assert b["files_stored"] <= 8, b
+            if step >= 2:       # renamed (and from step 3 on, doomed) files are gone
+                assert b["deleted"] >= 1, b
+            assert b["base"] == ids[-2]
+        if type_ == "differential":
+            assert b["base"] == ids[0]
+    listed = vssd.json("backup", "list", "--in", repo)["backups"]
+    assert [b["id"] for b in listed] == ids
+    assert vssd.shadows() == []     # the sets are gone with the backups
+    for n, (bid, ref) in enumerate(zip(ids, refs)):
+        to = os.path.join(workdir, "r%d" % n)
+        restore(vssd, repo, bid, to)
+        got = tree_manifest(to + fsvol)
+        assert got == ref, "backup %d (%s):\n%s" % (n, plan[n], diff(ref, got))
+    # Holes survive: the 20 MiB sparse file takes a few blocks.
+    assert blocks_of(os.path.join(workdir, "r0") + fsvol + "/sparse") < 1024
+    assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
+
+
+def test_restore_in_place_and_of_paths(vssd, fsvol, workdir):
+    repo = os.path.join(workdir, "repo")
+    populate(fsvol)
+    os.sync()
+    ref = tree_manifest(fsvol)
+    bid = backup(vssd, repo, fsvol, "full")["id"]
+    # Damage the live tree, then restore one subtree in place, then all.
+    shutil.rmtree(os.path.join(fsvol, "a/b/c"))
+    with open(os.path.join(fsvol, "grows"), "wb") as f:
+        f.write(b"overwritten")
+    os.unlink(os.path.join(fsvol, "sym"))
+    vssd.vss("restore", "--from", repo, bid[:12], "--path", os.path.join(fsvol, "a/b/c"))
+    got = tree_manifest(fsvol)
+    assert got["grows"] != ref["grows"] and "sym" not in got   # untouched
+    for k in ref:
+        if k.startswith("a/b/c/"):
+            assert got[k] == ref[k], k
+    # What is not in the backup is left as it is.
+    with open(os.path.join(fsvol, "extra"), "w") as f:
+        f.write("made after the backup")
+    vssd.vss("restore", "--from", repo)
+    got = tree_manifest(fsvol)
+    assert got.pop("extra")["size"] == 21
+    ref["."].pop("mtime")
+    got["."].pop("mtime")        # the root changed again: extra is in it
+    assert got == ref, diff(ref, got)
+
+
+def test_restore_does_not_follow_symlinks_out_of_the_tree(vssd, fsvol, workdir):
+    repo = os.path.join(workdir, "repo")
+    os.makedirs(os.path.join(fsvol, "d"))
+    with open(os.path.join(fsvol, "d/file"), "wb") as f:
+        f.write(b"from the backup")
+    bid = backup(vssd, repo, fsvol, "full")["id"]
+    # Someone replaces d with a symlink to a directory outside the tree.
+    outside = os.path.join(workdir, "outside")
+    os.makedirs(outside)
+    shutil.rmtree(os.path.join(fsvol, "d"))
+    os.symlink(outside, os.path.join(fsvol, "d"))
+    r = vssd.vss("restore", "--from", repo, bid, check=False)
+    assert r.returncode == 1, r.stdout
+    assert os.listdir(outside) == []
+    # The same when the symlink replaces the source itself.
+    src = os.path.join(fsvol, "s")
+    os.makedirs(src)
+    with open(os.path.join(src, "file"), "wb") as f:
+        f.write(b"from the backup")
+    bid = vssd.json("backup", "create", "--to", repo, "--for", src)["id"]
+    shutil.rmtree(src)
+    os.symlink(outside, src)
+    r = vssd.vss("restore", "--from", repo, bid, check=False)
+    assert r.returncode == 1 and "symlink" in r.stderr, r.stderr
+    assert os.listdir(outside) == []
+
+
+def test_damage_is_found_and_named(vssd, fsvol, workdir):
+    repo = os.path.join(workdir, "repo")
+    populate(fsvol)
+    bid = backup(vssd, repo, fsvol, "full")["id"]
+    stored = os.path.join(repo, "backups", bid, "data", "1", "a/b/c/f7")
+    with open(stored, "r+b") as f:
+        b = f.read(1)
+        f.seek(0)
+        f.write(bytes([b[0] ^ 1]))
+    r = vssd.vss("backup", "verify", "--in", repo, check=False)
+    assert r.returncode == 1 and "a/b/c/f7" in r.stderr, r.stderr
+    to = os.path.join(workdir, "r")
+    r = vssd.vss("restore", "--from", repo, bid, "--to", to, check=False)
+    assert r.returncode == 1 and "a/b/c/f7" in r.stderr and "checksum" in r.stderr, r.stderr
+    assert not os.path.exists(to + fsvol + "/a/b/c/f7")
+    # A damaged manifest is refused before anything is read from it.
+    with open(os.path.join(repo, "backups", bid, "manifest.jsonl"), "ab") as f:
+        f.write(b'{"s": 1, "p": "../../etc/passwd", "k": "f"}\n')
+    r = vssd.vss("restore", "--from", repo, bid, "--to", to, check=False)
+    assert r.returncode == 1 and "manifest" in r.stderr, r.stderr
+
+
+def test_delete_keeps_what_later_backups_need(vssd, fsvol, workdir):
+    repo = os.path.join(workdir, "repo")
+    populate(fsvol)
+    full = backup(vssd, repo, fsvol, "full")["id"]
+    change(fsvol, 1)
+    inc = backup(vssd, repo, fsvol, "incremental")["id"]
+    copy = backup(vssd, repo, fsvol, "copy")["id"]
+    r = vssd.vss("backup", "delete", "--in", repo, full, check=False)
+    assert r.returncode == 1 and inc in r.stderr and "--with-dependents" in r.stderr
+    vssd.vss("backup", "delete", "--in", repo, copy)   # nothing needs a copy
+    assert "Deleted 2 backups" in vssd.vss("backup", "delete", "--in", repo, full,
+                                           "--with-dependents").stdout
+    assert vssd.json("backup", "list", "--in", repo)["backups"] == []
+    assert os.listdir(os.path.join(repo, "tmp")) == []
+    # With nothing to be relative to, an incremental is a full, and says so.
+    b = backup(vssd, repo, fsvol, "incremental")
+    assert b["type"] == "full" and b["base"] is None
+
+
+def test_a_killed_backup_leaves_nothing_listed(vssd, fsvol, workdir):
+    repo = os.path.join(workdir, "repo")
+    with open(os.path.join(fsvol, "big"), "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(1 << 20))
+    os.sync()
+    p = subprocess.Popen([VSS, "--run-dir", vssd.run, "backup", "create", "--to", repo,
+                          "--for", fsvol], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Killed while it copies (its temporary backup exists).
+    deadline = time.time() + 60
+    while time.time() < deadline and not (os.path.isdir(os.path.join(repo, "tmp")) and
+                                          os.listdir(os.path.join(repo, "tmp"))):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert vssd.json("backup", "list", "--in", repo)["backups"] == []
+    b = backup(vssd, repo, fsvol, "full")
+    assert os.listdir(os.path.join(repo, "tmp")) == []
+    assert [x["id"] for x in vssd.json("backup", "list", "--in", repo)["backups"]] == [b["id"]]
+    # vssd took the killed requester's set back.
+    deadline = time.time() + 10
+    while vssd.shadows() and time.time() < deadline:
+        time.sleep(0.1)
+    assert vssd.shadows() == []
+
+
+def test_not_a_repository(vssd, fsvol, workdir):
+    other = os.path.join(workdir, "other")
+    os.makedirs(other)
+    with open(os.path.join(other, "precious"), "w") as f:
+        f.write("keep me")
+    r = vssd.vss("backup", "create", "--to", other, "--for", fsvol, check=False)
+    assert r.returncode == 1 and "not a vss backup repository" in r.stderr, r.stderr
+    assert os.listdir(other) == ["precious"]
+    r = vssd.vss("backup", "list", "--in", os.path.join(workdir, "missing"), check=False)
+    assert r.returncode == 1, r.stderr
+    r = vssd.vss("restore", "--from", other, check=False)
+    assert r.returncode == 1 and "not a vss backup repository" in r.stderr, r.stderr
+    r = vssd.vss("backup", "create", "--to", other, "--type", "log", check=False)
+    assert r.returncode == 2, r.stderr
