@@ -167,6 +167,10 @@ class Load:
         self.lock = threading.Lock()
         self.threads = []
         self.own_sets = {}     # client thread -> sets it took (it deletes only those)
+        self.doing = {}        # client -> what it is doing now, for a stuck one
+
+    def now(self, what):
+        self.doing[threading.current_thread().name] = (what, time.time())
 
     def count(self, what):
         with self.lock:
@@ -181,14 +185,28 @@ class Load:
             except Exception as e:          # kept, reported at the end
                 with self.lock:
                     self.errors.append("%s: %r" % (fn.__name__, e))
-        t = threading.Thread(target=body, daemon=True)
+        t = threading.Thread(target=body, daemon=True, name="%s-%d" % (fn.__name__, seed))
         t.start()
         self.threads.append(t)
 
     def join(self):
+        deadline = time.time() + 150
         for t in self.threads:
-            t.join(120)
-        assert not [t for t in self.threads if t.is_alive()], "a client is stuck"
+            t.join(max(0, deadline - time.time()))
+        stuck = [t.name for t in self.threads if t.is_alive()]
+        if stuck:
+            stacks = []
+            for task in os.listdir("/proc/%d/task" % self.vssd.proc.pid):
+                try:
+                    with open("/proc/%d/task/%s/stack" % (self.vssd.proc.pid, task)) as f:
+                        stacks.append("%s: %s" % (task, f.read().replace("\n", " | ")))
+                except OSError:
+                    pass
+            raise AssertionError("clients stuck: %s\n%s\nvssd's threads:\n%s\nlog:\n%s" % (
+                ", ".join("%s (%s, for %.0f s)" % (n, self.doing.get(n, ("?", 0))[0],
+                                                    time.time() - self.doing.get(n, ("", 0))[1])
+                          for n in stuck),
+                "", "\n".join(stacks), self.vssd.log()[-6000:]))
 
     # ---- the clients ----
     def pair_sets(self, rng):
@@ -196,12 +214,15 @@ class Load:
         args = ["create", "shadow", "--for", "A", "--for", "B", "--json"]
         if rng.random() < 0.3:
             args.append("--persistent")
+        self.now(" ".join(args))
         r = v.vss(*args, check=False, timeout=120)
         if r.returncode != 0:
             self.count("pair set refused")
             return
         s = json.loads(r.stdout)
+        self.now("reading set %s" % s["set"])
         check_pair(v, s["shadows"])
+        self.now("deleting")
         self.count("pair set")
         # Deleting only its own sets: another client may be reading its own.
         mine = self.own_sets.setdefault(threading.get_ident(), [])
@@ -213,13 +234,16 @@ class Load:
 
     def fs_sets(self, rng):
         v = self.vssd
+        self.now("create shadow --for the ext4 volume")
         r = v.vss("create", "shadow", "--for", self.mnt, "--json", check=False, timeout=120)
         if r.returncode != 0:
             self.count("fs set failed")     # a writer died or hung in it
             return
         sid = json.loads(r.stdout)["shadows"][0]["id"]
         dev = os.path.join(v.run, "dev", "shadows", sid)
-        fsck = subprocess.run(["e2fsck", "-fn", dev], capture_output=True, text=True)
+        self.now("e2fsck of %s" % sid)
+        fsck = subprocess.run(["e2fsck", "-fn", dev], capture_output=True, text=True,
+                              timeout=120)
         assert fsck.returncode == 0, "shadow %s of the ext4 volume: %s" % (sid, fsck.stdout)
         v.vss("delete", "shadows", "--shadow", sid, check=False)
         self.count("fs set")
