@@ -72,8 +72,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "service/args.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 #include "service/writers.h"
 
 #define SLOT_WAIT_MS 60000u

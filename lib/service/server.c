@@ -33,8 +33,15 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "provider/provider.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
+#include "service/server.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 #include "service/writers.h"
 
 #define NOTE_INTERVAL_MS 10000  /* at most one line about refusals and timeouts */

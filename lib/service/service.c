@@ -17,10 +17,16 @@
 
 #include <uuid/uuid.h>
 
-#include "service/fs.h"
+#include "provider/provider.h"
+#include "service/backup.h"
 #include "service/guardian.h"
 #include "service/log.h"
+#include "service/restore.h"
+#include "service/server.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 #include "service/writers.h"
 
 #ifndef VSS_VERSION

@@ -29,8 +29,13 @@
 #include <unistd.h>
 
 #include "engine/cow_i.h"
+#include "service/args.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 
 /* ---- the files of a diff area ---- */
 

@@ -39,7 +39,11 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "service/args.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
+#include "service/server.h"
 #include "service/service_i.h"
 #include "service/writers.h"
 

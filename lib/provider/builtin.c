@@ -1,5 +1,5 @@
 /*
- * service/provider_builtin.c - the built-in provider: the copy-on-write
+ * provider/builtin.c - the built-in provider: the copy-on-write
  * engine under a managed volume.  A target is a volume name or a path inside
  * a volume vss mounted; its shadow is an engine shadow served as the
  * read-only device RUN/dev/shadows/ID.  The coordinator freezes the volume's
@@ -10,12 +10,17 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "service/log.h"
+#include "provider/provider.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 
 #ifndef VSS_VERSION
 #define VSS_VERSION "0.0.0"
 #endif
+
+#define BUILTIN_NAME "vss-cow"
+#define BUILTIN_ID   "5e1f0c9a-3b0d-4c6e-9a51-7d2c8b4f0e11"
 
 static int builtin_supports(struct vss_service *svc, const char *target,
 			    struct vss_error *err)
@@ -87,8 +92,8 @@ static json_t *builtin_paths(struct vss_service *svc)
 }
 
 const struct vss_provider_ops svc_provider_builtin = {
-	.name = VSS_PROVIDER_NAME,
-	.id = VSS_PROVIDER_ID,
+	.name = BUILTIN_NAME,
+	.id = BUILTIN_ID,
 	.version = VSS_VERSION,
 	.kind = "software",
 	.priority = 100,

@@ -1,5 +1,5 @@
 /*
- * service/provider.h - snapshot providers as the service sees them: one
+ * provider/provider.h - snapshot providers as the service sees them: one
  * struct of operations per provider, and the registry that picks one per
  * target.  The coordinator (shadowset.c) drives a set through them:
  * select (supports) -> prepare -> [freeze] -> commit -> [thaw] -> adopt,
@@ -7,8 +7,8 @@
  * provider's recover finds what an earlier run of this instance left.
  * doc/providers.md is the user's side of the same story.
  */
-#ifndef VSS_SERVICE_PROVIDER_H
-#define VSS_SERVICE_PROVIDER_H
+#ifndef VSS_PROVIDER_PROVIDER_H
+#define VSS_PROVIDER_PROVIDER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +21,7 @@
 #include "service/catalog.h"
 
 struct vss_service;
+struct svc_caller;
 struct svc_volume;
 struct svc_shadow;
 
@@ -121,6 +122,10 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *m, size_t n,
 			      const char *const *freeze_dirs, size_t nfreeze,
 			      struct vss_error *err);
+
+/* "list providers": every provider, and with "for" which takes it (registry.c). */
+int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			  json_t **res, struct vss_error *err);
 
 /* Runs every provider's recover; logs what fails and goes on. */
 void svc_providers_recover(struct vss_service *svc);

@@ -1,5 +1,5 @@
 /*
- * service/volume.c - the volume manager: managed volumes (an origin plus its
+ * service/volumes.c - the volume manager: managed volumes (an origin plus its
  * diff area, opened in the engine), their read-write devices, and the
  * filesystems mounted on them through loop devices.
  */
@@ -19,9 +19,14 @@
 #include <unistd.h>
 
 #include "engine/cow_i.h"
-#include "service/fs.h"
+#include "provider/provider.h"
+#include "service/args.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 
 /* ---- the devices: the only code on the I/O path ---- */
 
@@ -653,7 +658,7 @@ static bool used_by_vss(struct vss_service *svc, struct probe *p)
  * device is attached to, and a loop device over anything vss uses (its
  * own devices among them).  A block device that is mounted or held is
  * refused when the volume opens it exclusively (svc_volume_open_origin).
- * A file on a filesystem on a vss volume is allowed: shadowset.c refuses
+ * A file on a filesystem on a vss volume is allowed: the set coordinator refuses
  * to freeze such a filesystem.
  */
 static int check_backing(struct vss_service *svc, const char *path, struct vss_error *err)

@@ -1,5 +1,5 @@
 /*
- * service/provider.c - the provider registry: which providers exist, which
+ * provider/registry.c - the provider registry: which providers exist, which
  * one takes a target, "list providers", recovery at start; and the "live"
  * pseudo-provider that --allow-live falls back to (the live filesystem,
  * read as it is, nothing made, nothing frozen).
@@ -12,8 +12,13 @@
 #include <sys/stat.h>
 
 #include "provider/fsinfo.h"
+#include "provider/provider.h"
+#include "service/args.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 
 #ifndef VSS_VERSION
 #define VSS_VERSION "0.0.0"

@@ -1,5 +1,5 @@
 /*
- * service/provider_btrfs.c - the btrfs provider behind the service's
+ * provider/btrfs/provider.c - the btrfs provider behind the service's
  * provider operations: a path on btrfs gets a read-only snapshot of its
  * subvolume (lib/provider/btrfs.h does the work).  Its filesystem is never
  * FIFREEZE'd (a snapshot of a frozen btrfs waits for the thaw): commit runs
@@ -17,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider/btrfs.h"
-#include "provider/fsinfo.h"
+#include "provider/btrfs/btrfs.h"
+#include "provider/provider.h"
+#include "service/fs.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
 
 #ifndef VSS_VERSION
 #define VSS_VERSION "0.0.0"

@@ -1,5 +1,5 @@
 /*
- * service/shadowset.c - the shadow set coordinator, and the shadows it makes.
+ * service/shadows.c - the shadow set coordinator, and the shadows it makes.
  *
  * Taking a set, all under svc->lock (the order matters):
  *   1. pick a provider per target (provider.h) and prepare it; for the
@@ -42,11 +42,15 @@
 
 #include <uuid/uuid.h>
 
-#include "service/fs.h"
+#include "provider/provider.h"
+#include "service/args.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/service_i.h"
-#include "service/writers.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 
 #define MAX_SET_TARGETS 64
 
