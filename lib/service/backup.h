@@ -17,6 +17,35 @@ struct conn;
 struct svc_caller;
 struct vss_service;
 
+/*
+ * The life of a backup and of the set it takes: one state machine, kept in
+ * the backup, and for a set taken with "hold" outside a backup in its hold
+ * once the call that took it is over.  Every state but backup complete and
+ * released may go to aborted, which leaves nothing frozen and nothing half
+ * made.  The table, and the one check every change of state passes, are in
+ * backup.c (its header says who moves where); doc/service.md draws it.
+ */
+enum svc_backup_state {
+	SVC_BACKUP_CREATED,        /* the slot is its own, its writers picked */
+	SVC_BACKUP_GATHERED,       /* identify answered: the writers' metadata went out */
+	SVC_BACKUP_PREPARED,       /* prepare_backup answered: the components are agreed */
+	SVC_BACKUP_SNAP_PREPARE,   /* snapshotting: prepare_snapshot is with the writers */
+	SVC_BACKUP_SNAP_FREEZE,    /*   freeze is with the writers, in order */
+	SVC_BACKUP_SNAP_COMMIT,    /*   the coordinator takes the set (set.h) */
+	SVC_BACKUP_SNAP_THAW,      /*   thaw is with the writers, in reverse order */
+	SVC_BACKUP_SNAP_POST,      /*   post_snapshot is with the writers */
+	SVC_BACKUP_READY,          /* the shadows are ready: the requester reads them */
+	SVC_BACKUP_COMPLETE,       /* backup_complete went out; the set is complete */
+	SVC_BACKUP_ABORTED,        /* abort went to the writers; the set is deleted */
+	SVC_BACKUP_RELEASED,       /* over: the slot is free, nothing is held */
+	SVC_BACKUP_STATES
+};
+
+/* Whether the table lets a backup go from @from to @to. */
+bool svc_backup_may(enum svc_backup_state from, enum svc_backup_state to);
+/* "created", "metadata gathered", ... for messages. */
+const char *svc_backup_state_name(enum svc_backup_state s);
+
 /* Whether the requester @c has a backup in progress (the server does not
  * close such a connection for being idle). */
 bool svc_backup_conn_active(struct vss_service *svc, struct conn *c);
@@ -28,12 +57,14 @@ void svc_backup_free(struct vss_service *svc);
 /* The requester @c went away: abort its backup, if it has one, and forget
  * its held sets (svc_conn_gone deletes them) and its notices. */
 void svc_backup_conn_gone(struct vss_service *svc, struct conn *c);
-/* set.complete of @set by @c (svc->lock held): its hold is over. */
-void svc_backup_set_released(struct vss_service *svc, struct conn *c, const char *set);
-/* @c holds no set @set (svc->lock held): if vssd ended its hold, fills
- * @err with why (once) and returns its code; else 0. */
-int svc_backup_set_ended(struct vss_service *svc, struct conn *c, const char *set,
-			 struct vss_error *err);
+/*
+ * set.complete of @set by @c (svc->lock held): the set's shadows owned by
+ * @c stop being in progress (*@n of them) and its hold is over.  Refused if
+ * the set is @c's backup's (backup.complete completes it); -ENOENT if @c
+ * holds no such set, or why vssd ended its hold (once).
+ */
+int svc_backup_set_complete(struct vss_service *svc, struct conn *c, const char *set, int *n,
+			    struct vss_error *err);
 /* The slot's holder and the held sets, for status (any caller). */
 json_t *svc_backup_holds_json(struct vss_service *svc);
 int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
@@ -46,7 +77,7 @@ int svc_op_backup_abort(struct vss_service *svc, const struct svc_caller *who, j
 			json_t **res, struct vss_error *err);
 int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err);
-/* shadow.create with writers: wraps svc_op_shadow_create (taken under svc->lock). */
+/* shadow.create with writers around the set (svc_shadow_create, under svc->lock). */
 int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 				json_t **res, struct vss_error *err);
 

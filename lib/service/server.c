@@ -259,10 +259,10 @@ static json_t *handle(struct conn *c, json_t *msg)
 	if (op->unlocked) {
 		rc = op->fn(svc, &c->who, args, &res, &err);
 	} else {
-		pthread_mutex_lock(&svc->lock);
+		svc_lock(svc);
 		svc_refresh_mounts(svc);
 		rc = op->fn(svc, &c->who, args, &res, &err);
-		pthread_mutex_unlock(&svc->lock);
+		svc_unlock(svc);
 	}
 	json_decref(args);
 	if (rc < 0) {

@@ -24,6 +24,7 @@
 #ifndef VSS_SERVICE_SERVICE_I_H
 #define VSS_SERVICE_SERVICE_I_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@
 #include <vss/error.h>
 
 #include "service/catalog.h"
+#include "service/lock.h"
 #include "service/service.h"
 #include "transport/transport.h"
 
@@ -45,6 +47,8 @@ struct svc_volume;
 struct svc_shadow;
 struct svc_server;
 struct svc_writer_registry;
+struct vss_provider_ops;
+struct svc_freezer_ops;
 
 /* An event of the engine, queued for the housekeeper (service.c). */
 struct svc_event {
@@ -65,13 +69,17 @@ struct vss_service {
 	uint64_t hold_max_ms;                   /* holds: the longest one may last */
 	int state_lock_fd;
 	int run_lock_fd;
-	pthread_mutex_t lock;
+	struct svc_mutex lock;                  /* svc_lock(), svc_unlock() */
 	struct vss_catalog *cat;
 	struct vss_transport *tr;
 	struct svc_volume *volumes;
 	struct svc_volume *offline;             /* svc->lock: in the catalog, not served (cow NULL) */
 	struct svc_shadow *shadows;             /* oldest first */
 	unsigned int check_ms;                  /* the housekeeper looks at the diff areas this often */
+	/* The providers, highest priority first, NULL-terminated: svc_providers
+	 * (provider.h) unless a test gave its own; never changed. */
+	const struct vss_provider_ops *const *providers;
+	const struct svc_freezer_ops *freezer;  /* how sets freeze filesystems (set.h) */
 
 	pthread_mutex_t ev_lock;                /* the engine's events, for the housekeeper */
 	pthread_cond_t ev_cond;
@@ -85,6 +93,18 @@ struct vss_service {
 };
 
 /* ---- service.c ---- */
+/* svc->lock (lock.h: it knows its holder, so what needs it held asserts so). */
+static inline void svc_lock(struct vss_service *svc)
+{
+	svc_mutex_lock(&svc->lock);
+}
+
+static inline void svc_unlock(struct vss_service *svc)
+{
+	svc_mutex_unlock(&svc->lock);
+}
+
+#define svc_assert_locked(svc) assert(svc_mutex_held(&(svc)->lock))
 void svc_id_str(const vss_cow_id id, char out[37]);
 int svc_id_parse(const char *s, vss_cow_id id);
 uint64_t svc_now_ns(void);

@@ -58,8 +58,14 @@ void svc_shadow_unexpose(struct svc_shadow *sh, bool force);
  * a connection for being idle). */
 bool svc_conn_holds_set(struct vss_service *svc, struct conn *c);
 void svc_conn_gone(struct vss_service *svc, struct conn *c);
-int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			 json_t **res, struct vss_error *err);
+/*
+ * shadow.create's set (svc->lock held): reads @args (targets, persistent,
+ * no_writers, allow_live, provider) with the targets as @who sees them,
+ * takes the set (set.h), held by @owner until it completes it (NULL:
+ * complete at once), and replies in *@res.
+ */
+int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		      struct conn *owner, json_t **res, struct vss_error *err);
 int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,

@@ -674,6 +674,7 @@ static void detach(struct vss_service *svc, struct svc_volume *v, bool replaced)
 
 void svc_check_diff_areas(struct vss_service *svc)
 {
+	svc_assert_locked(svc);
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		struct vss_cow_usage u;
 		struct vss_error e;

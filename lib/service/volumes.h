@@ -8,6 +8,7 @@
 #define VSS_SERVICE_VOLUMES_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +33,9 @@ struct svc_volume {
 	struct vss_catalog_volume rec;          /* svc->lock; strings owned */
 	struct vss_cow_volume *cow;             /* replaced only under gate (write); NULL offline */
 	pthread_rwlock_t gate;
-	int refs;                               /* atomic */
+	/* The service's list and every device that may still call into cow
+	 * (svc_volume_get, svc_volume_put); never back from 0. */
+	atomic_int refs;
 	bool deleted;                           /* unlink the files on the last put */
 	/* The service's own open of the origin, as long as the volume lives:
 	 * exclusive for a block device (nobody mounts it behind vss's back),

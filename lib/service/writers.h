@@ -20,6 +20,8 @@
 #include <vss/error.h>
 #include <vss/writer_doc.h>
 
+#include "service/lock.h"
+
 struct vss_service;
 struct svc_caller;
 struct conn;
@@ -94,7 +96,7 @@ struct svc_hold_notice;
 
 /* svc->wreg: the registry, the backup slot and the holds (backup.c). */
 struct svc_writer_registry {
-	pthread_mutex_t lock;             /* the list and every writer's reg->lock fields */
+	struct svc_mutex lock;            /* the list and every writer's reg->lock fields */
 	struct svc_writer *list;          /* in registration order */
 	uint64_t seq;
 	pthread_cond_t slot_cond;         /* with lock: the slot was released */
