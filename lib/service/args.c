@@ -4,7 +4,7 @@
  */
 #include <errno.h>
 
-#include "service/service_i.h"
+#include "service/args.h"
 
 int svc_arg_str(json_t *args, const char *key, bool required, const char **out,
 		struct vss_error *err)

@@ -13,10 +13,37 @@
  *                   component selected); PrepareForBackup to each writer,
  *                   which may set stamps, partial and differenced files
  *   shadow.create   PrepareForSnapshot; Freeze (front-end, back-end,
- *                   system); the coordinator's set (shadowset.c, under
+ *                   system); the coordinator's set (set.c, under
  *                   svc->lock); Thaw (reverse order); PostSnapshot
  *   backup.complete BackupComplete to each writer; the set becomes complete
  *   backup.abort    Abort to each writer; the set is deleted
+ *
+ * The life of a backup and of its set is one state machine (backup.h,
+ * enum svc_backup_state; doc/service.md draws it):
+ *
+ *   created -> metadata gathered -> prepared for backup (-> prepared ...)
+ *   created, metadata gathered, prepared for backup -> snapshotting:
+ *     prepare-for-snapshot -> freeze -> commit -> thaw -> post-snapshot
+ *   -> shadows ready -> backup complete -> released
+ *   every state but backup complete and released -> aborted -> released
+ *   created -> released: nothing reached a writer yet
+ *   shadows ready -> released: a set taken with "hold" outside a backup,
+ *     which its hold (struct svc_set_hold) keeps at shadows ready until
+ *     set.complete (backup complete) or its end (aborted)
+ *
+ * next_states[] is the table; every change of state goes through
+ * backup_enter() (enter_locked()), which asserts the table allows it, and
+ * every request that asks for one is first checked by backup_check(),
+ * which refuses what the table does not allow with a readable error and
+ * changes nothing: backup.prepare once the set is taken, shadow.create a
+ * second time, backup.complete before a set is taken (no BackupComplete
+ * ever goes out without shadows), set.complete of a backup's set.  What
+ * vssd does on its own (the writers failing, the window running out, the
+ * coordinator failing, a requester going away, a deadline) goes to aborted,
+ * which every state before complete may do; aborted ends with nothing
+ * frozen and nothing half made: the coordinator thawed and undid its own
+ * part before it returned (set.h), every writer got Abort, and the set's
+ * shadows are deleted.
  *
  * Every event but Freeze and Thaw goes to all the writers at once
  * (svc_writers_call), so writers that do not answer cost one deadline
@@ -65,6 +92,7 @@
  * svc->lock first, so that set.complete, the reaper and a closing
  * connection agree on who ends it.  Lock order: svc->lock, then reg->lock.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +100,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "service/args.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 #include "service/writers.h"
 
 #define SLOT_WAIT_MS 60000u
@@ -93,6 +126,7 @@ struct hold {
 struct svc_backup {
 	struct conn *owner;               /* NULL: shadow.create's own session */
 	uint64_t id;                      /* "session" of status and backup.abort */
+	enum svc_backup_state state;      /* written under reg->lock (backup_enter) */
 	struct hold hold;                 /* reg->lock */
 	bool in_use;                      /* reg->lock: its owner is in a request */
 	bool ending;                      /* reg->lock: another thread is ending it */
@@ -113,6 +147,7 @@ struct svc_set_hold {
 	struct conn *conn;
 	char set_id[37];
 	struct hold hold;
+	enum svc_backup_state state;      /* reg->lock: shadows ready until it ends */
 };
 
 /* Why a hold ended without its requester, for its next call. */
@@ -129,6 +164,99 @@ static const char *const type_names[] = {
 	[VSS_BT_DIFFERENTIAL] = "differential", [VSS_BT_LOG] = "log",
 	[VSS_BT_COPY] = "copy",
 };
+
+/* ---- the life of a backup (backup.h): the table and its one check ---- */
+
+#define TO(s) (1u << SVC_BACKUP_##s)
+#define ABORTABLE TO(ABORTED)
+
+/* From each state, the states a backup may go to next. */
+static const unsigned int next_states[SVC_BACKUP_STATES] = {
+	/* backup.begin's identify; shadow.create's own backup; nothing sent yet */
+	[SVC_BACKUP_CREATED] = TO(GATHERED) | TO(SNAP_PREPARE) | TO(RELEASED) | ABORTABLE,
+	/* backup.prepare; shadow.create (the components document is optional) */
+	[SVC_BACKUP_GATHERED] = TO(PREPARED) | TO(SNAP_PREPARE) | ABORTABLE,
+	/* backup.prepare again, with another document; shadow.create */
+	[SVC_BACKUP_PREPARED] = TO(PREPARED) | TO(SNAP_PREPARE) | ABORTABLE,
+	[SVC_BACKUP_SNAP_PREPARE] = TO(SNAP_FREEZE) | ABORTABLE,
+	[SVC_BACKUP_SNAP_FREEZE] = TO(SNAP_COMMIT) | ABORTABLE,
+	[SVC_BACKUP_SNAP_COMMIT] = TO(SNAP_THAW) | ABORTABLE,
+	[SVC_BACKUP_SNAP_THAW] = TO(SNAP_POST) | ABORTABLE,
+	/* post_snapshot failing is only reported: the set stays */
+	[SVC_BACKUP_SNAP_POST] = TO(READY) | ABORTABLE,
+	/* backup.complete (set.complete for a held set); a bare shadow.create
+	 * with "hold" ends its own backup, and its hold keeps the set */
+	[SVC_BACKUP_READY] = TO(COMPLETE) | TO(RELEASED) | ABORTABLE,
+	[SVC_BACKUP_COMPLETE] = TO(RELEASED),
+	[SVC_BACKUP_ABORTED] = TO(RELEASED),
+	[SVC_BACKUP_RELEASED] = 0,
+};
+
+static const char *const state_names[SVC_BACKUP_STATES] = {
+	[SVC_BACKUP_CREATED] = "created",
+	[SVC_BACKUP_GATHERED] = "metadata gathered",
+	[SVC_BACKUP_PREPARED] = "prepared for backup",
+	[SVC_BACKUP_SNAP_PREPARE] = "snapshotting: prepare-for-snapshot",
+	[SVC_BACKUP_SNAP_FREEZE] = "snapshotting: freeze",
+	[SVC_BACKUP_SNAP_COMMIT] = "snapshotting: commit",
+	[SVC_BACKUP_SNAP_THAW] = "snapshotting: thaw",
+	[SVC_BACKUP_SNAP_POST] = "snapshotting: post-snapshot",
+	[SVC_BACKUP_READY] = "shadows ready",
+	[SVC_BACKUP_COMPLETE] = "backup complete",
+	[SVC_BACKUP_ABORTED] = "aborted",
+	[SVC_BACKUP_RELEASED] = "released",
+};
+
+bool svc_backup_may(enum svc_backup_state from, enum svc_backup_state to)
+{
+	return from < SVC_BACKUP_STATES && to < SVC_BACKUP_STATES &&
+	       (next_states[from] & (1u << to));
+}
+
+const char *svc_backup_state_name(enum svc_backup_state s)
+{
+	return s < SVC_BACKUP_STATES ? state_names[s] : "unknown";
+}
+
+/*
+ * The one check: 0 if a backup at @from may go to @to now, else why the
+ * request @op (that asks for it) is refused: -EBUSY for a step it has gone
+ * past, -EINVAL for one it is not ready for.
+ */
+static int backup_check(enum svc_backup_state from, enum svc_backup_state to, const char *op,
+			const char *set, struct vss_error *err)
+{
+	if (svc_backup_may(from, to))
+		return 0;
+	if (to == SVC_BACKUP_PREPARED && from == SVC_BACKUP_READY)
+		return vss_error_set(err, -EBUSY, "the set is already taken");
+	if (to == SVC_BACKUP_SNAP_PREPARE && from == SVC_BACKUP_READY)
+		return vss_error_set(err, -EBUSY, "this backup already took its set %s", set);
+	if (to == SVC_BACKUP_COMPLETE && from < SVC_BACKUP_READY)
+		return vss_error_set(err, -EINVAL, "%s refused: no set was taken in this backup "
+				     "(it is at \"%s\"): shadow.create takes it, backup.abort ends "
+				     "a backup without one", op, svc_backup_state_name(from));
+	return vss_error_set(err, to > from ? -EINVAL : -EBUSY, "%s refused: the backup is at "
+			     "\"%s\"", op, svc_backup_state_name(from));
+}
+
+/* Moves *@state to @to, which the check allowed (anything else is a bug).
+ * reg->lock held. */
+static void enter_locked(struct svc_writer_registry *reg, enum svc_backup_state *state,
+			 enum svc_backup_state to)
+{
+	assert(svc_mutex_held(&reg->lock));
+	assert(svc_backup_may(*state, to));
+	*state = to;
+}
+
+static void backup_enter(struct vss_service *svc, struct svc_backup *b,
+			 enum svc_backup_state to)
+{
+	svc_mutex_lock(&svc->wreg->lock);
+	enter_locked(svc->wreg, &b->state, to);
+	svc_mutex_unlock(&svc->wreg->lock);
+}
 
 static int64_t now_ms(void)
 {
@@ -154,11 +282,11 @@ static int slot_acquire(struct vss_service *svc, struct svc_backup *b, uint64_t 
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000L;
 	}
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	while (reg->slot_busy) {
-		if (pthread_cond_timedwait(&reg->slot_cond, &reg->lock, &dl) == ETIMEDOUT &&
+		if (svc_cond_timedwait(&reg->slot_cond, &reg->lock, &dl) == ETIMEDOUT &&
 		    reg->slot_busy) {
-			pthread_mutex_unlock(&reg->lock);
+			svc_mutex_unlock(&reg->lock);
 			return vss_error_set(err, -EBUSY, "another backup is in progress; "
 					     "gave up waiting after %llu ms (vss status shows it)",
 					     (unsigned long long)wait_ms);
@@ -171,7 +299,7 @@ static int slot_acquire(struct vss_service *svc, struct svc_backup *b, uint64_t 
 	b->hold.since_ms = b->hold.heard_ms = now_ms();
 	reg->cur = b;
 	pthread_cond_signal(&reg->reaper_cond);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	svc_writers_prune(svc);
 	return 0;
 }
@@ -179,6 +307,7 @@ static int slot_acquire(struct vss_service *svc, struct svc_backup *b, uint64_t 
 /* reg->lock held. */
 static void slot_release_locked(struct svc_writer_registry *reg)
 {
+	assert(svc_mutex_held(&reg->lock));
 	reg->slot_busy = false;
 	reg->cur = NULL;
 	pthread_cond_broadcast(&reg->slot_cond);
@@ -189,10 +318,10 @@ static struct svc_backup *session_of(struct vss_service *svc, struct conn *c)
 {
 	struct svc_backup *b = NULL;
 
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	if (svc->wreg->cur && svc->wreg->cur->owner == c)
 		b = svc->wreg->cur;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	return b;
 }
 
@@ -203,16 +332,16 @@ static struct svc_backup *session_take(struct vss_service *svc, struct conn *c)
 	struct svc_writer_registry *reg = svc->wreg;
 	struct svc_backup *b;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (;;) {
 		b = reg->cur && reg->cur->owner == c ? reg->cur : NULL;
 		if (!b || !b->ending)
 			break;
-		pthread_cond_wait(&reg->hold_cond, &reg->lock);
+		svc_cond_wait(&reg->hold_cond, &reg->lock);
 	}
 	if (b)
 		b->in_use = true;
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	return b;
 }
 
@@ -221,12 +350,12 @@ static void session_put(struct vss_service *svc, struct svc_backup *b)
 {
 	struct svc_writer_registry *reg = svc->wreg;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	b->in_use = false;
 	b->hold.heard_ms = now_ms();
 	pthread_cond_broadcast(&reg->hold_cond);
 	pthread_cond_signal(&reg->reaper_cond);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 }
 
 static void session_free(struct svc_backup *b)
@@ -236,14 +365,16 @@ static void session_free(struct svc_backup *b)
 	free(b);
 }
 
-/* Ends @b, in use by the caller: the slot is free. */
+/* Ends @b, in use by the caller (complete, aborted, or with nothing sent to
+ * a writer yet, or its held set handed to a hold): the slot is free. */
 static void session_end(struct vss_service *svc, struct svc_backup *b)
 {
 	for (size_t k = 0; k < b->nw; k++)
 		svc_writer_enlist(svc, b->w[k], false);
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
+	enter_locked(svc->wreg, &b->state, SVC_BACKUP_RELEASED);
 	slot_release_locked(svc->wreg);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	session_free(b);
 }
 
@@ -397,17 +528,18 @@ static void delete_set(struct vss_service *svc, const char *set, const char *why
 {
 	if (!*set)
 		return;
-	pthread_mutex_lock(&svc->lock);
+	svc_lock(svc);
 	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 		next = sh->next;
 		if (strcmp(sh->rec.set_id, set) == 0)
 			svc_shadow_remove(svc, sh, why);
 	}
-	pthread_mutex_unlock(&svc->lock);
+	svc_unlock(svc);
 }
 
 static void abort_session(struct vss_service *svc, struct svc_backup *b, const char *why)
 {
+	backup_enter(svc, b, SVC_BACKUP_ABORTED);
 	vss_log("backup aborted: %s", why);
 	abort_writers(svc, b, why);
 	delete_set(svc, b->set_id, why);
@@ -504,6 +636,7 @@ static void notice_add(struct svc_writer_registry *reg, struct conn *c, const ch
 {
 	struct svc_hold_notice *n = calloc(1, sizeof(*n));
 
+	assert(svc_mutex_held(&reg->lock));
 	if (!n)
 		return;
 	n->conn = c;
@@ -521,6 +654,7 @@ static void notice_add(struct svc_writer_registry *reg, struct conn *c, const ch
 static int notice_find(struct svc_writer_registry *reg, struct conn *c, const char *set,
 		       bool take, struct vss_error *err)
 {
+	assert(svc_mutex_held(&reg->lock));
 	for (struct svc_hold_notice **pp = &reg->notices; *pp; pp = &(*pp)->next) {
 		struct svc_hold_notice *n = *pp;
 		int code = n->code;
@@ -542,9 +676,9 @@ static int session_notice(struct vss_service *svc, struct conn *c, struct vss_er
 {
 	int rc;
 
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	rc = notice_find(svc->wreg, c, NULL, true, err);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	return rc;
 }
 
@@ -560,8 +694,10 @@ static void end_without_owner(struct vss_service *svc, struct svc_backup *b, int
 	struct svc_writer_registry *reg = svc->wreg;
 	char msg[VSS_ERROR_MSG_MAX];
 
+	assert(!b->in_use && !b->ending);
 	b->ending = true;
-	pthread_mutex_unlock(&reg->lock);
+	enter_locked(reg, &b->state, SVC_BACKUP_ABORTED);
+	svc_mutex_unlock(&reg->lock);
 	if (*b->set_id)
 		snprintf(msg, sizeof(msg), "the backup was aborted: %s; its writers got abort "
 			 "and its set %s was deleted", why, b->set_id);
@@ -573,11 +709,22 @@ static void end_without_owner(struct vss_service *svc, struct svc_backup *b, int
 	delete_set(svc, b->set_id, msg);
 	for (size_t k = 0; k < b->nw; k++)
 		svc_writer_enlist(svc, b->w[k], false);
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	/* The notice first: the owner, woken by the release, finds it. */
 	notice_add(reg, b->owner, "", code, msg);
+	enter_locked(reg, &b->state, SVC_BACKUP_RELEASED);
 	slot_release_locked(reg);
 	session_free(b);
+}
+
+/* The hold @h (unlinked from reg->sets) ends @how: complete or aborted.
+ * reg->lock held; @h is freed. */
+static void set_hold_end(struct svc_writer_registry *reg, struct svc_set_hold *h,
+			 enum svc_backup_state how)
+{
+	enter_locked(reg, &h->state, how);
+	enter_locked(reg, &h->state, SVC_BACKUP_RELEASED);
+	free(h);
 }
 
 /* Deletes @c's held set @set if its deadline has passed (it may have been
@@ -588,8 +735,8 @@ static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
 	struct svc_set_hold *h = NULL;
 	char why[256], msg[VSS_ERROR_MSG_MAX];
 
-	pthread_mutex_lock(&svc->lock);
-	pthread_mutex_lock(&reg->lock);
+	svc_lock(svc);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_set_hold **pp = &reg->sets; *pp; pp = &(*pp)->next)
 		if ((*pp)->conn == c && strcmp((*pp)->set_id, set) == 0 &&
 		    hold_until(&(*pp)->hold) <= now_ms()) {
@@ -598,21 +745,21 @@ static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
 			break;
 		}
 	if (!h) {
-		pthread_mutex_unlock(&reg->lock);
-		pthread_mutex_unlock(&svc->lock);
+		svc_mutex_unlock(&reg->lock);
+		svc_unlock(svc);
 		return;
 	}
 	hold_expired_why(&h->hold, now_ms(), why, sizeof(why));
 	snprintf(msg, sizeof(msg), "set %s was deleted before set.complete: %s", set, why);
 	notice_add(reg, c, set, -ETIMEDOUT, msg);
-	pthread_mutex_unlock(&reg->lock);
+	set_hold_end(reg, h, SVC_BACKUP_ABORTED);
+	svc_mutex_unlock(&reg->lock);
 	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 		next = sh->next;
 		if (sh->owner == c && strcmp(sh->rec.set_id, set) == 0)
 			svc_shadow_remove(svc, sh, why);
 	}
-	pthread_mutex_unlock(&svc->lock);
-	free(h);
+	svc_unlock(svc);
 }
 
 /* The reaper: ends the holds whose deadline passed, and sleeps until the
@@ -622,7 +769,7 @@ static void *reaper_main(void *arg)
 	struct vss_service *svc = arg;
 	struct svc_writer_registry *reg = svc->wreg;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	while (!reg->reaper_stop) {
 		struct svc_backup *b = reg->cur;
 		struct svc_set_hold *h;
@@ -646,21 +793,21 @@ static void *reaper_main(void *arg)
 			char set[37];
 
 			memcpy(set, h->set_id, sizeof(set));
-			pthread_mutex_unlock(&reg->lock);
+			svc_mutex_unlock(&reg->lock);
 			expire_set(svc, c, set);
-			pthread_mutex_lock(&reg->lock);
+			svc_mutex_lock(&reg->lock);
 			continue;
 		}
 		if (next == INT64_MAX) {
-			pthread_cond_wait(&reg->reaper_cond, &reg->lock);
+			svc_cond_wait(&reg->reaper_cond, &reg->lock);
 		} else {
 			struct timespec ts = { .tv_sec = next / 1000,
 					       .tv_nsec = (next % 1000) * 1000000L };
 
-			pthread_cond_timedwait(&reg->reaper_cond, &reg->lock, &ts);
+			svc_cond_timedwait(&reg->reaper_cond, &reg->lock, &ts);
 		}
 	}
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	return NULL;
 }
 
@@ -689,10 +836,10 @@ void svc_backup_reaper_stop(struct vss_service *svc)
 
 	if (!reg->reaper_running)
 		return;
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	reg->reaper_stop = true;
 	pthread_cond_signal(&reg->reaper_cond);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	pthread_join(reg->reaper, NULL);
 	reg->reaper_running = false;
 }
@@ -718,51 +865,72 @@ void svc_backup_free(struct vss_service *svc)
 	pthread_cond_destroy(&reg->hold_cond);
 }
 
-/* A set @c took with "hold" outside a session (svc->lock held). */
-static void set_hold_add(struct vss_service *svc, struct conn *c, const char *set,
-			 const struct hold *hold)
+/* A set @c took with "hold" outside a session: @h (allocated beforehand,
+ * so that no held set is without its deadlines) takes it over, its shadows
+ * ready until set.complete. */
+static void set_hold_add(struct vss_service *svc, struct svc_set_hold *h, struct conn *c,
+			 const char *set, const struct hold *hold)
 {
-	struct svc_set_hold *h = calloc(1, sizeof(*h));
-
-	if (!h)
-		return;     /* held without a deadline, as before holds had one */
 	h->conn = c;
 	snprintf(h->set_id, sizeof(h->set_id), "%s", set);
 	h->hold = *hold;
 	h->hold.since_ns = svc_now_ns();
 	h->hold.since_ms = h->hold.heard_ms = now_ms();
-	pthread_mutex_lock(&svc->wreg->lock);
+	h->state = SVC_BACKUP_READY;
+	svc_mutex_lock(&svc->wreg->lock);
 	h->next = svc->wreg->sets;
 	svc->wreg->sets = h;
 	pthread_cond_signal(&svc->wreg->reaper_cond);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 }
 
-void svc_backup_set_released(struct vss_service *svc, struct conn *c, const char *set)
+int svc_backup_set_complete(struct vss_service *svc, struct conn *c, const char *set, int *n,
+			    struct vss_error *err)
 {
 	struct svc_writer_registry *reg = svc->wreg;
+	struct svc_set_hold *h = NULL, **at = NULL;
+	int rc = 0;
 
-	pthread_mutex_lock(&reg->lock);
-	for (struct svc_set_hold **pp = &reg->sets; *pp; pp = &(*pp)->next)
-		if ((*pp)->conn == c && strcmp((*pp)->set_id, set) == 0) {
-			struct svc_set_hold *h = *pp;
-
-			*pp = h->next;
-			free(h);
+	svc_assert_locked(svc);
+	*n = 0;
+	svc_mutex_lock(&reg->lock);
+	/* Not a way to complete a backup: its set goes with backup.complete. */
+	if (reg->cur && reg->cur->owner == c && strcmp(reg->cur->set_id, set) == 0)
+		rc = vss_error_set(err, -EINVAL, "set.complete refused: set %s is this "
+				   "connection's backup's (at \"%s\"), which backup.complete "
+				   "completes", set, svc_backup_state_name(reg->cur->state));
+	for (struct svc_set_hold *x = reg->sets; rc == 0 && x; x = x->next)
+		if (x->conn == c && strcmp(x->set_id, set) == 0) {
+			h = x;
+			rc = backup_check(h->state, SVC_BACKUP_COMPLETE, "set.complete", set, err);
 			break;
 		}
-	pthread_mutex_unlock(&reg->lock);
-}
-
-int svc_backup_set_ended(struct vss_service *svc, struct conn *c, const char *set,
-			 struct vss_error *err)
-{
-	int rc;
-
-	pthread_mutex_lock(&svc->wreg->lock);
-	rc = notice_find(svc->wreg, c, set, true, err);
-	pthread_mutex_unlock(&svc->wreg->lock);
-	return rc;
+	svc_mutex_unlock(&reg->lock);
+	if (rc < 0)
+		return rc;
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (sh->owner == c && strcmp(sh->rec.set_id, set) == 0) {
+			sh->owner = NULL;
+			(*n)++;
+		}
+	svc_mutex_lock(&reg->lock);
+	if (*n == 0) {
+		/* Held past its deadline, vssd deleted it (and said why once). */
+		rc = notice_find(reg, c, set, true, err);
+		svc_mutex_unlock(&reg->lock);
+		return rc < 0 ? rc : vss_error_set(err, -ENOENT, "this connection holds no set %s",
+						   set);
+	}
+	/* Still listed: the reaper and a closing connection end a hold under
+	 * svc->lock too. */
+	for (at = &reg->sets; h && *at; at = &(*at)->next)
+		if (*at == h) {
+			*at = h->next;
+			set_hold_end(reg, h, SVC_BACKUP_COMPLETE);
+			break;
+		}
+	svc_mutex_unlock(&reg->lock);
+	return 0;
 }
 
 /* The slot holder's session for status (reg->lock held), or null. */
@@ -771,6 +939,7 @@ static json_t *slot_json(struct svc_writer_registry *reg)
 	struct svc_backup *b = reg->cur;
 	json_t *o;
 
+	assert(svc_mutex_held(&reg->lock));
 	if (!b)
 		return json_null();
 	/* shadow.create's own session lasts one request: it has no lease. */
@@ -788,7 +957,7 @@ json_t *svc_backup_holds_json(struct vss_service *svc)
 	struct svc_writer_registry *reg = svc->wreg;
 	json_t *sets = json_array(), *o;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_set_hold *h = reg->sets; h; h = h->next) {
 		json_t *j = hold_json(&h->hold, true);
 
@@ -796,7 +965,7 @@ json_t *svc_backup_holds_json(struct vss_service *svc)
 		json_array_append_new(sets, j);
 	}
 	o = json_pack("{s:o, s:o}", "backup", slot_json(reg), "held_sets", sets);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	return o;
 }
 
@@ -867,6 +1036,7 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 		abort_session(svc, b, err->msg);
 		return rc;
 	}
+	backup_enter(svc, b, SVC_BACKUP_GATHERED);
 	vss_log("backup started (session %llu, %s, %zu writer%s)", (unsigned long long)b->id,
 		type_names[b->type], b->nw, b->nw == 1 ? "" : "s");
 	*res = json_pack("{s:s, s:b, s:o, s:O, s:I, s:I, s:I}", "type", type_names[b->type],
@@ -1015,9 +1185,9 @@ static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, 
 	size_t n;
 	int rc;
 
-	if (*b->set_id)
-		return vss_error_set(err, -EBUSY, "the set is already taken");
-	if ((rc = svc_arg_str(args, "components", false, &given, err)) < 0)
+	if ((rc = backup_check(b->state, SVC_BACKUP_PREPARED, "backup.prepare", b->set_id,
+			       err)) < 0 ||
+	    (rc = svc_arg_str(args, "components", false, &given, err)) < 0)
 		return rc;
 	if (given) {
 		struct vss_error e;
@@ -1120,6 +1290,7 @@ static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, 
 	}
 	if (rc < 0)
 		return rc;
+	backup_enter(svc, b, SVC_BACKUP_PREPARED);
 	text = json_dumps(b->bcd, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	*res = json_pack("{s:s, s:o}", "components", text, "writers", writers_json(svc, b, false));
 	free(text);
@@ -1149,6 +1320,7 @@ static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, int rc,
 {
 	char why[VSS_ERROR_MSG_MAX + 32];
 
+	backup_enter(svc, b, SVC_BACKUP_ABORTED);
 	/* The coordinator's own message may say so already. */
 	snprintf(why, sizeof(why), "%s%s", err->msg,
 		 strstr(err->msg, "the set was aborted") ? "" : "; the set was aborted");
@@ -1190,23 +1362,28 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 {
 	struct conn *c = who->conn;
 	bool own = !b->owner, hold_set = false;
+	struct svc_set_hold *held = NULL;     /* own, with "hold": what keeps the set */
 	struct hold hold = { 0 };
-	json_t *set_args, *out = NULL;
+	json_t *out = NULL;
 	int64_t deadline;
 	unsigned int window;
 	int rc;
 
 	if (own && ((rc = svc_arg_bool(args, "hold", &hold_set, err)) < 0 ||
-		    (hold_set && (rc = hold_args(svc, who, args, &hold, err)) < 0))) {
+		    (hold_set && (rc = hold_args(svc, who, args, &hold, err)) < 0) ||
+		    (hold_set && !(held = calloc(1, sizeof(*held))) &&
+		     (rc = vss_error_set(err, -ENOMEM, "out of memory")) < 0))) {
 		session_end(svc, b);
 		return rc;
 	}
 	/* PrepareForSnapshot */
+	backup_enter(svc, b, SVC_BACKUP_SNAP_PREPARE);
 	rc = call_all(svc, b, EV_PREPARE_SNAPSHOT,
 		      json_pack("{s:s?}", "backup_type", b->type ? type_names[b->type] : NULL),
 		      WS_WAITING_FOR_FREEZE, err);
 	if (rc < 0)
-		return snapshot_fail(svc, b, rc, err);
+		goto fail;
+	backup_enter(svc, b, SVC_BACKUP_SNAP_FREEZE);
 	/* Freeze, in order; the window runs from the first Freeze to the last Thaw. */
 	window = b->timeout_ms;
 	for (size_t k = 0; k < b->nw; k++)
@@ -1222,23 +1399,22 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 		if ((rc = svc_writer_call(svc, w, EV_FREEZE, json_pack("{s:i}", "window_ms",
 								       (int)window),
 					  (unsigned int)left, NULL, err)) < 0)
-			return snapshot_fail(svc, b, rc, err);
+			goto fail;
 		svc_writer_set_state(svc, w, WS_WAITING_FOR_THAW, NULL, NULL);
 	}
-	/* The set itself: freeze, commit, thaw (shadowset.c). */
-	set_args = json_deep_copy(args);
-	if (!own)
-		json_object_set_new(set_args, "hold", json_true());
-	pthread_mutex_lock(&svc->lock);
+	/* The set itself: freeze, commit, thaw (set.c); held by the requester
+	 * until backup.complete (or set.complete with "hold"). */
+	backup_enter(svc, b, SVC_BACKUP_SNAP_COMMIT);
+	svc_lock(svc);
 	svc_refresh_mounts(svc);
-	rc = svc_op_shadow_create(svc, who, set_args, &out, err);
-	pthread_mutex_unlock(&svc->lock);
-	json_decref(set_args);
+	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, &out, err);
+	svc_unlock(svc);
 	if (rc < 0)
-		return snapshot_fail(svc, b, rc, err);
+		goto fail;
 	snprintf(b->set_id, sizeof(b->set_id), "%s",
 		 json_string_value(json_object_get(out, "set")));
 	/* Thaw, in reverse order: every writer, then abort if any failed. */
+	backup_enter(svc, b, SVC_BACKUP_SNAP_THAW);
 	rc = 0;
 	for (size_t k = b->nw; k-- > 0;) {
 		struct svc_writer *w = b->w[k];
@@ -1269,25 +1445,33 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	}
 	if (rc < 0) {
 		json_decref(out);
-		return snapshot_fail(svc, b, rc, err);
+		goto fail;
 	}
 	/* PostSnapshot: a failure is reported, the set stays. */
+	backup_enter(svc, b, SVC_BACKUP_SNAP_POST);
 	call_all(svc, b, EV_POST_SNAPSHOT,
 		 json_pack("{s:s, s:O}", "set", b->set_id, "shadows",
 			   json_object_get(out, "shadows")),
 		 own ? WS_STABLE : WS_WAITING_FOR_BACKUP_COMPLETE, NULL);
+	backup_enter(svc, b, SVC_BACKUP_READY);
 	json_object_set_new(out, "writers", writers_json(svc, b, false));
 	if (own) {
 		json_object_set(out, "skipped", b->skipped);
-		if (hold_set) {
-			set_hold_add(svc, c, b->set_id, &hold);
+		if (held) {
+			/* Its hold keeps the set, ready, until set.complete. */
+			set_hold_add(svc, held, c, b->set_id, &hold);
 			json_object_set_new(out, "lease_ms", json_integer((json_int_t)hold.lease_ms));
 			json_object_set_new(out, "hold_ms", json_integer((json_int_t)hold.limit_ms));
+		} else {
+			backup_enter(svc, b, SVC_BACKUP_COMPLETE);
 		}
 		session_end(svc, b);
 	}
 	*res = out;
 	return 0;
+fail:
+	free(held);
+	return snapshot_fail(svc, b, rc, err);
 }
 
 int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who,
@@ -1301,11 +1485,9 @@ int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller
 
 	if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0)
 		goto out;
-	if (b && *b->set_id) {
-		rc = vss_error_set(err, -EBUSY, "this backup already took its set %s",
-				   b->set_id);
+	if (b && (rc = backup_check(b->state, SVC_BACKUP_SNAP_PREPARE, "shadow.create",
+				    b->set_id, err)) < 0)
 		goto out;
-	}
 	if (b) {
 		if (no_writers) {
 			for (size_t k = 0; k < b->nw; k++)
@@ -1363,8 +1545,12 @@ static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *
 	char *text;
 	int rc;
 
-	if ((rc = svc_arg_str(args, "components", false, &given, err)) < 0)
+	/* BackupComplete only for a set taken. */
+	if ((rc = backup_check(b->state, SVC_BACKUP_COMPLETE, "backup.complete", b->set_id,
+			       err)) < 0 ||
+	    (rc = svc_arg_str(args, "components", false, &given, err)) < 0)
 		return rc;
+	assert(*b->set_id);
 	v = json_object_get(args, "succeeded");
 	if (v && !json_is_boolean(v))
 		return vss_error_set(err, -EINVAL, "argument \"succeeded\" must be true or false");
@@ -1383,6 +1569,7 @@ static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *
 		set_all_succeeded(b->bcd, succeeded);
 	}
 	/* BackupComplete, to every writer at once: a failure is only reported. */
+	backup_enter(svc, b, SVC_BACKUP_COMPLETE);
 	for (size_t k = 0; k < b->nw; k++) {
 		char *sub = b->bcd ? bcd_for_writer(b->bcd, b->w[k]) : NULL;
 
@@ -1397,20 +1584,17 @@ static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *
 		if (calls[k].rc == 0 && !failed_state(svc_writer_state(svc, b->w[k])))
 			svc_writer_set_state(svc, b->w[k], WS_STABLE, NULL, NULL);
 	}
-	if (*b->set_id) {
-		pthread_mutex_lock(&svc->lock);
-		for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
-			if (sh->owner == c && strcmp(sh->rec.set_id, b->set_id) == 0)
-				sh->owner = NULL;
-		pthread_mutex_unlock(&svc->lock);
-	}
+	svc_lock(svc);
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (sh->owner == c && strcmp(sh->rec.set_id, b->set_id) == 0)
+			sh->owner = NULL;
+	svc_unlock(svc);
 	writers = writers_json(svc, b, false);
 	text = b->bcd ? json_dumps(b->bcd, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
 	*res = json_pack("{s:s, s:s?, s:o}", "set", b->set_id, "components", text,
 			 "writers", writers);
 	free(text);
-	vss_log("backup complete (session %llu, set %s)", (unsigned long long)b->id,
-		*b->set_id ? b->set_id : "none");
+	vss_log("backup complete (session %llu, set %s)", (unsigned long long)b->id, b->set_id);
 	session_end(svc, b);
 	return 0;
 }
@@ -1442,28 +1626,28 @@ static int abort_other(struct vss_service *svc, const struct svc_caller *who, ui
 	struct svc_backup *b;
 	char why[128], set[37];
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (;;) {
 		b = reg->cur;
 		if (!b || b->id != id || !b->owner) {
-			pthread_mutex_unlock(&reg->lock);
+			svc_mutex_unlock(&reg->lock);
 			return vss_error_set(err, -ENOENT, "no backup session %llu is in progress "
 					     "(vss status shows the one that is)",
 					     (unsigned long long)id);
 		}
 		if (who->role != SVC_ROLE_ROOT) {
-			pthread_mutex_unlock(&reg->lock);
+			svc_mutex_unlock(&reg->lock);
 			return vss_error_set(err, -EACCES, "permission denied: only root may abort "
 					     "another requester's backup");
 		}
 		if (!b->in_use && !b->ending)
 			break;
-		pthread_cond_wait(&reg->hold_cond, &reg->lock);
+		svc_cond_wait(&reg->hold_cond, &reg->lock);
 	}
 	snprintf(why, sizeof(why), "root (pid %d) aborted it", (int)who->pid);
 	memcpy(set, b->set_id, sizeof(set));
 	end_without_owner(svc, b, -ECANCELED, why);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	*res = json_pack("{s:b, s:I, s:s}", "aborted", 1, "session", (json_int_t)id, "set", set);
 	return 0;
 }
@@ -1510,7 +1694,7 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	struct vss_error e;
 	json_t *holds = svc_backup_holds_json(svc), *hold;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_set_hold *h = reg->sets; h; h = h->next)
 		if (h->conn == c)
 			h->hold.heard_ms = now_ms();
@@ -1518,14 +1702,14 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	if (!b) {
 		int rc = notice_find(reg, c, NULL, false, &e);
 
-		pthread_mutex_unlock(&reg->lock);
+		svc_mutex_unlock(&reg->lock);
 		*res = json_pack("{s:b, s:s?, s:O}", "active", 0, "ended", rc < 0 ? e.msg : NULL,
 				 "holder", json_object_get(holds, "backup"));
 		json_decref(holds);
 		return 0;
 	}
 	hold = hold_json(&b->hold, true);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	json_object_update_new(hold, json_pack("{s:b, s:I, s:s, s:s, s:o, s:O}", "active", 1,
 					   "session", (json_int_t)b->id,
 					   "type", type_names[b->type], "set", b->set_id,
@@ -1551,8 +1735,8 @@ void svc_backup_conn_gone(struct vss_service *svc, struct conn *c)
 		abort_session(svc, b, "its requester went away before the backup was "
 			      "complete");
 	/* After the reaper: it removes a held set under svc->lock too. */
-	pthread_mutex_lock(&svc->lock);
-	pthread_mutex_lock(&reg->lock);
+	svc_lock(svc);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_set_hold **pp = &reg->sets; *pp;) {
 		struct svc_set_hold *h = *pp;
 
@@ -1561,7 +1745,7 @@ void svc_backup_conn_gone(struct vss_service *svc, struct conn *c)
 			continue;
 		}
 		*pp = h->next;
-		free(h);
+		set_hold_end(reg, h, SVC_BACKUP_ABORTED);
 	}
 	for (struct svc_hold_notice **pp = &reg->notices; *pp;) {
 		struct svc_hold_notice *n = *pp;
@@ -1573,6 +1757,6 @@ void svc_backup_conn_gone(struct vss_service *svc, struct conn *c)
 		*pp = n->next;
 		free(n);
 	}
-	pthread_mutex_unlock(&reg->lock);
-	pthread_mutex_unlock(&svc->lock);
+	svc_mutex_unlock(&reg->lock);
+	svc_unlock(svc);
 }

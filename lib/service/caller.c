@@ -8,7 +8,7 @@
  *
  * Where nothing may be mounted: the system's directories (fs.h), and the
  * state and run directories, but for vssd's own exposure directories
- * RUN/exec/SET/ID (shadowset.c makes them; restore.c finds them again).
+ * RUN/exec/SET/ID (shadows.c makes them; restore.c finds them again).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "service/caller.h"
 #include "service/service_i.h"
 
 const struct vss_fs_cred *svc_caller_cred(const struct svc_caller *who,

@@ -40,9 +40,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "service/fs.h"
+#include "provider/provider.h"
+#include "service/caller.h"
 #include "service/log.h"
+#include "service/restore.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 
 struct svc_restore {
 	struct vss_catalog_mount *items;        /* strings owned */

@@ -33,8 +33,15 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "provider/provider.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
+#include "service/server.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 #include "service/writers.h"
 
 #define NOTE_INTERVAL_MS 10000  /* at most one line about refusals and timeouts */
@@ -252,10 +259,10 @@ static json_t *handle(struct conn *c, json_t *msg)
 	if (op->unlocked) {
 		rc = op->fn(svc, &c->who, args, &res, &err);
 	} else {
-		pthread_mutex_lock(&svc->lock);
+		svc_lock(svc);
 		svc_refresh_mounts(svc);
 		rc = op->fn(svc, &c->who, args, &res, &err);
-		pthread_mutex_unlock(&svc->lock);
+		svc_unlock(svc);
 	}
 	json_decref(args);
 	if (rc < 0) {

@@ -17,10 +17,17 @@
 
 #include <uuid/uuid.h>
 
-#include "service/fs.h"
+#include "provider/provider.h"
+#include "service/backup.h"
 #include "service/guardian.h"
 #include "service/log.h"
+#include "service/restore.h"
+#include "service/server.h"
 #include "service/service_i.h"
+#include "service/set.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 #include "service/writers.h"
 
 #ifndef VSS_VERSION
@@ -477,7 +484,7 @@ static void *housekeeper(void *arg)
 		list = svc->ev_head;
 		svc->ev_head = NULL;
 		pthread_mutex_unlock(&svc->ev_lock);
-		pthread_mutex_lock(&svc->lock);
+		svc_lock(svc);
 		while (list) {
 			struct svc_event *e = list;
 			struct svc_shadow *sh;
@@ -493,7 +500,7 @@ static void *housekeeper(void *arg)
 			svc_check_diff_areas(svc);
 			due = mono_ms() + svc->check_ms;
 		}
-		pthread_mutex_unlock(&svc->lock);
+		svc_unlock(svc);
 		pthread_mutex_lock(&svc->ev_lock);
 	}
 	pthread_mutex_unlock(&svc->ev_lock);
@@ -528,7 +535,9 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 							 : VSS_FREEZE_LIMIT_MS;
 	svc->hold_lease_ms = cfg->hold_lease_ms ? cfg->hold_lease_ms : VSS_HOLD_LEASE_MS;
 	svc->hold_max_ms = cfg->hold_max_ms ? cfg->hold_max_ms : VSS_HOLD_MAX_MS;
-	pthread_mutex_init(&svc->lock, NULL);
+	svc_mutex_init(&svc->lock);
+	svc->providers = cfg->test_providers ? cfg->test_providers : svc_providers;
+	svc->freezer = cfg->test_freezer ? cfg->test_freezer : &svc_freezer_fs;
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);
 	if ((rc = svc_writers_init(svc, err)) < 0)
@@ -570,7 +579,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	if ((rc = vss_catalog_open(path, &svc->cat, err)) < 0 ||
 	    (rc = svc_restore_read(svc, &restore, err)) < 0)
 		goto fail;
-	svc->tr = vss_transport_fuse_new();
+	svc->tr = cfg->test_transport ? cfg->test_transport : vss_transport_fuse_new();
 	if (!svc->tr) {
 		rc = vss_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
@@ -585,7 +594,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		goto fail;
 	}
 	svc->ev_running = true;
-	pthread_mutex_lock(&svc->lock);
+	svc_lock(svc);
 	rc = load_volumes(svc, err);
 	if (rc == 0)
 		rc = reconcile_shadows(svc, err);
@@ -593,7 +602,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		svc_providers_recover(svc);
 		svc_restore_run(svc, restore);
 	}
-	pthread_mutex_unlock(&svc->lock);
+	svc_unlock(svc);
 	svc_restore_free(restore);
 	restore = NULL;
 	if (rc < 0)
@@ -616,7 +625,7 @@ void vss_service_close(struct vss_service *svc)
 		return;
 	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
-	pthread_mutex_lock(&svc->lock);
+	svc_lock(svc);
 	/* Their catalog records stay: the next start mounts them again (restore.c). */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
 		if (sh->expose_dir) {
@@ -639,7 +648,8 @@ void vss_service_close(struct vss_service *svc)
 			struct vss_error e;
 
 			/* Other providers' snapshots cost nothing to delete now. */
-			if (!sh->vol && sh->prov->remove(svc, sh, &e) < 0)
+			if (!(sh->prov->caps & SVC_PROVIDER_DROP_AT_OPEN) &&
+			    sh->prov->remove(svc, sh, &e) < 0)
 				vss_log("shadow %s: %s", sh->rec.id, e.msg);
 			vss_catalog_shadow_delete(svc->cat, sh->rec.id, NULL);
 			vss_log("shadow %s of %s dropped: the service is stopping and it is "
@@ -648,7 +658,7 @@ void vss_service_close(struct vss_service *svc)
 		}
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		svc_volume_wait_closed(svc, v);
-	pthread_mutex_unlock(&svc->lock);
+	svc_unlock(svc);
 	if (svc->ev_running) {
 		pthread_mutex_lock(&svc->ev_lock);
 		svc->ev_stop = true;

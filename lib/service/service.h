@@ -10,6 +10,9 @@
 #include <vss/error.h>
 
 struct vss_service;
+struct vss_provider_ops;
+struct svc_freezer_ops;
+struct vss_transport;
 
 /* The control socket's defaults (server.c; doc/protocol.md, "Limits"). */
 #define VSS_SERVICE_MAX_CONNS          256     /* connections at once */
@@ -46,6 +49,14 @@ struct vss_service_config {
 	 * may last.  0: the defaults (writers.h). */
 	unsigned int hold_lease_ms;
 	unsigned long long hold_max_ms;
+	/* Tests only (tests/service/test_set.c: the coordinator and backups
+	 * without root): the providers instead of vssd's (provider.h: highest
+	 * priority first, NULL-terminated), the freezer instead of the guardian
+	 * and FIFREEZE (set.h), the transport instead of FUSE (vssd starts and
+	 * stops it, and its stop frees it).  NULL: the real ones. */
+	const struct vss_provider_ops *const *test_providers;
+	const struct svc_freezer_ops *test_freezer;
+	struct vss_transport *test_transport;
 };
 
 /*

@@ -29,8 +29,13 @@
 #include <unistd.h>
 
 #include "engine/cow_i.h"
+#include "service/args.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 
 /* ---- the files of a diff area ---- */
 
@@ -669,6 +674,7 @@ static void detach(struct vss_service *svc, struct svc_volume *v, bool replaced)
 
 void svc_check_diff_areas(struct vss_service *svc)
 {
+	svc_assert_locked(svc);
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		struct vss_cow_usage u;
 		struct vss_error e;

@@ -39,7 +39,11 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "service/args.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
+#include "service/server.h"
 #include "service/service_i.h"
 #include "service/writers.h"
 
@@ -90,7 +94,7 @@ int svc_writers_init(struct vss_service *svc, struct vss_error *err)
 
 	if (!reg)
 		return vss_error_set(err, -ENOMEM, "out of memory");
-	pthread_mutex_init(&reg->lock, NULL);
+	svc_mutex_init(&reg->lock);
 	pthread_cond_init(&reg->slot_cond, NULL);
 	svc->wreg = reg;
 	return svc_backup_reaper_start(svc, err);
@@ -111,11 +115,11 @@ void svc_writers_shutdown(struct vss_service *svc)
 
 	if (!reg)
 		return;
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_writer *w = reg->list; w; w = w->next)
 		if (w->fd >= 0)
 			shutdown(w->fd, SHUT_RDWR);
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	svc_backup_reaper_stop(svc);
 }
 
@@ -132,7 +136,7 @@ void svc_writers_free(struct vss_service *svc)
 		reg->list = w->next;
 		writer_free(w);
 	}
-	pthread_mutex_destroy(&reg->lock);
+	svc_mutex_destroy(&reg->lock);
 	pthread_cond_destroy(&reg->slot_cond);
 	free(reg);
 	svc->wreg = NULL;
@@ -206,12 +210,12 @@ int svc_writers_count(struct vss_service *svc)
 	struct svc_writer_registry *reg = svc->wreg;
 	int n = 0;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_writer *w = reg->list; w; w = w->next) {
 		check_idle(w);
 		n += !w->gone;
 	}
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	return n;
 }
 
@@ -219,9 +223,9 @@ void svc_writer_activate(struct vss_service *svc, void *writer, int fd)
 {
 	struct svc_writer *w = writer;
 
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	w->fd = fd;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 }
 
 size_t svc_writers_snapshot(struct vss_service *svc, struct svc_writer **out, size_t max)
@@ -229,13 +233,13 @@ size_t svc_writers_snapshot(struct vss_service *svc, struct svc_writer **out, si
 	struct svc_writer_registry *reg = svc->wreg;
 	size_t n = 0;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_writer *w = reg->list; w && n < max; w = w->next) {
 		check_idle(w);
 		if (!w->gone && w->fd >= 0)
 			out[n++] = w;
 	}
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	return n;
 }
 
@@ -243,7 +247,7 @@ void svc_writers_prune(struct vss_service *svc)
 {
 	struct svc_writer_registry *reg = svc->wreg;
 
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_writer **pp = &reg->list; *pp;) {
 		struct svc_writer *w = *pp;
 
@@ -261,28 +265,28 @@ void svc_writers_prune(struct vss_service *svc)
 		}
 		pp = &w->next;
 	}
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 }
 
 void svc_writer_set_state(struct vss_service *svc, struct svc_writer *w, int state,
 			  const char *kind, const char *msg)
 {
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	w->state = state;
 	if (kind) {
 		snprintf(w->error_kind, sizeof(w->error_kind), "%s", kind);
 		snprintf(w->last_error, sizeof(w->last_error), "%s", msg ? msg : "");
 	}
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 }
 
 int svc_writer_state(struct vss_service *svc, struct svc_writer *w)
 {
 	int s;
 
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	s = w->state;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	return s;
 }
 
@@ -320,20 +324,20 @@ bool svc_writer_unresponsive(struct vss_service *svc, struct svc_writer *w, char
 {
 	bool r;
 
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	check_idle(w);
 	r = w->unresponsive && !w->gone;
 	if (r && why)
 		snprintf(why, len, "%s", w->last_error);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	return r;
 }
 
 void svc_writer_enlist(struct vss_service *svc, struct svc_writer *w, bool enlisted)
 {
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	w->enlisted = enlisted;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 }
 
 /* One call of svc_writers_call while it waits. */
@@ -348,18 +352,18 @@ struct pending {
 /* The call is over: the writer is free for the next one. */
 static void call_done(struct vss_service *svc, struct svc_wcall *c, struct pending *p)
 {
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	c->w->busy = false;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	p->done = true;
 }
 
 static void call_gone(struct vss_service *svc, enum svc_wevent ev, struct svc_wcall *c,
 		      struct pending *p)
 {
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	c->w->gone = true;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	c->rc = fail(svc, c->w, ev, "nonretryable", -ENOTCONN, &c->err,
 		     "the writer disconnected");
 	call_done(svc, c, p);
@@ -392,11 +396,11 @@ static void call_timed_out(struct vss_service *svc, enum svc_wevent ev, struct s
 	svc_time_str(svc_now_ns(), now);
 	snprintf(msg, sizeof(msg), "no answer to %s within %u ms, at %s; left out of "
 		 "backups until it answers", events[ev].name, c->timeout_ms, now);
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	w->unresponsive = true;
 	snprintf(w->error_kind, sizeof(w->error_kind), "timeout");
 	snprintf(w->last_error, sizeof(w->last_error), "%s", msg);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	vss_log("writer %s (%s) is unresponsive: %s", w->name, w->instance_id, msg);
 	call_done(svc, c, p);
 }
@@ -413,11 +417,11 @@ static bool call_send(struct vss_service *svc, enum svc_wevent ev, struct svc_wc
 	c->rc = 0;
 	p->done = false;
 	p->window = json_integer_value(json_object_get(c->args, "window_ms"));
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	check_idle(w);
 	busy = w->busy = !w->gone;
 	p->stuck = w->unresponsive;
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	if (!busy) {
 		json_decref(c->args);
 		c->rc = fail(svc, w, ev, "nonretryable", -ENOTCONN, &c->err,
@@ -472,15 +476,15 @@ static void call_read(struct vss_service *svc, enum svc_wevent ev, struct svc_wc
 	rid = json_object_get(reply, "id");
 	if (!json_is_integer(rid) || (uint64_t)json_integer_value(rid) != p->id) {
 		json_decref(reply);     /* a late answer to an event that timed out */
-		pthread_mutex_lock(&svc->wreg->lock);
+		svc_mutex_lock(&svc->wreg->lock);
 		answered(w);
-		pthread_mutex_unlock(&svc->wreg->lock);
+		svc_mutex_unlock(&svc->wreg->lock);
 		p->stuck = false;
 		return;
 	}
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	answered(w);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	if (json_is_true(json_object_get(reply, "ok"))) {
 		json_t *r = json_object_get(reply, "result");
 
@@ -575,9 +579,9 @@ json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool meta
 {
 	json_t *o;
 
-	pthread_mutex_lock(&svc->wreg->lock);
+	svc_mutex_lock(&svc->wreg->lock);
 	o = writer_json_locked(w, metadata);
-	pthread_mutex_unlock(&svc->wreg->lock);
+	svc_mutex_unlock(&svc->wreg->lock);
 	return o;
 }
 
@@ -591,14 +595,14 @@ int svc_op_writers_list(struct vss_service *svc, const struct svc_caller *who, j
 
 	if ((rc = svc_arg_bool(args, "metadata", &metadata, err)) < 0)
 		return rc;
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_writer *w = reg->list; w; w = w->next) {
 		check_idle(w);
 		if (w->fd < 0 || (w->gone && w->state == WS_STABLE))
 			continue;
 		json_array_append_new(arr, writer_json_locked(w, metadata));
 	}
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	*res = json_pack("{s:o}", "writers", arr);
 	return 0;
 }
@@ -653,14 +657,14 @@ int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who
 		writer_free(w);
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	}
-	pthread_mutex_lock(&reg->lock);
+	svc_mutex_lock(&reg->lock);
 	for (struct svc_writer *o = reg->list; o; o = o->next) {
 		check_idle(o);
 		if (o->gone)
 			continue;
 		n++;
 		if (strcasecmp(o->instance_id, w->instance_id) == 0) {
-			pthread_mutex_unlock(&reg->lock);
+			svc_mutex_unlock(&reg->lock);
 			rc = vss_error_set(err, -EEXIST, "writer metadata refused: a writer "
 					   "with instance ID %s is already registered (%s)",
 					   w->instance_id, o->name);
@@ -669,7 +673,7 @@ int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who
 		}
 	}
 	if (n >= SVC_WRITERS_MAX) {
-		pthread_mutex_unlock(&reg->lock);
+		svc_mutex_unlock(&reg->lock);
 		writer_free(w);
 		return vss_error_set(err, -EMLINK, "at most %d writers may be registered",
 				     SVC_WRITERS_MAX);
@@ -682,7 +686,7 @@ int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who
 			pp = &(*pp)->next;
 		*pp = w;
 	}
-	pthread_mutex_unlock(&reg->lock);
+	svc_mutex_unlock(&reg->lock);
 	svc_conn_hand_off(c, w);
 	vss_log("writer %s registered (class %s, instance %s)", w->name, w->class_id,
 		w->instance_id);

@@ -1,13 +1,12 @@
 /*
- * service/writers.h - the writer registry and the backup sequence (issue 4).
+ * service/writers.h - the writer registry (issue 4).
  *
  * writers.c keeps the registered writers (one connection each, handed over by
  * server.c after "writer.register"), their VSS states and last errors, and
- * sends them events with a deadline.  backup.c holds the single backup slot
- * and the requester's session: begin (gather metadata), prepare (backup
- * components document), shadow.create (prepare-for-snapshot, freeze, the
- * coordinator's set, thaw, post-snapshot), complete or abort.  The story is
- * doc/writers.md; the wire is doc/protocol.md.
+ * sends them events with a deadline.  backup.c (backup.h) holds the single
+ * backup slot, whose fields live in the registry under its lock, and drives
+ * the writers through a backup.  The story is doc/writers.md; the wire is
+ * doc/protocol.md.
  */
 #ifndef VSS_SERVICE_WRITERS_H
 #define VSS_SERVICE_WRITERS_H
@@ -20,6 +19,8 @@
 
 #include <vss/error.h>
 #include <vss/writer_doc.h>
+
+#include "service/lock.h"
 
 struct vss_service;
 struct svc_caller;
@@ -95,7 +96,7 @@ struct svc_hold_notice;
 
 /* svc->wreg: the registry, the backup slot and the holds (backup.c). */
 struct svc_writer_registry {
-	pthread_mutex_t lock;             /* the list and every writer's reg->lock fields */
+	struct svc_mutex lock;            /* the list and every writer's reg->lock fields */
 	struct svc_writer *list;          /* in registration order */
 	uint64_t seq;
 	pthread_cond_t slot_cond;         /* with lock: the slot was released */
@@ -167,43 +168,7 @@ json_t *svc_writer_json(struct vss_service *svc, struct svc_writer *w, bool meta
 
 int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err);
-
-/* ---- backup.c ---- */
-/* Whether the requester @c has a backup in progress (the server does not
- * close such a connection for being idle). */
-bool svc_backup_conn_active(struct vss_service *svc, struct conn *c);
-/* Starts and stops the thread that ends holds past their deadline. */
-int svc_backup_reaper_start(struct vss_service *svc, struct vss_error *err);
-void svc_backup_reaper_stop(struct vss_service *svc);
-/* Stops the thread and frees what is left of holds (at stop). */
-void svc_backup_free(struct vss_service *svc);
-/* The requester @c went away: abort its backup, if it has one, and forget
- * its held sets (svc_conn_gone deletes them) and its notices. */
-void svc_backup_conn_gone(struct vss_service *svc, struct conn *c);
-/* set.complete of @set by @c (svc->lock held): its hold is over. */
-void svc_backup_set_released(struct vss_service *svc, struct conn *c, const char *set);
-/* @c holds no set @set (svc->lock held): if vssd ended its hold, fills
- * @err with why (once) and returns its code; else 0. */
-int svc_backup_set_ended(struct vss_service *svc, struct conn *c, const char *set,
-			 struct vss_error *err);
-/* The slot's holder and the held sets, for status (any caller). */
-json_t *svc_backup_holds_json(struct vss_service *svc);
-int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+int svc_op_writers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
-int svc_op_backup_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			  json_t **res, struct vss_error *err);
-int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			   json_t **res, struct vss_error *err);
-int svc_op_backup_abort(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			json_t **res, struct vss_error *err);
-int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			 json_t **res, struct vss_error *err);
-/* shadow.create with writers: wraps svc_op_shadow_create (taken under svc->lock). */
-int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-				json_t **res, struct vss_error *err);
-
-/* ---- server.c ---- */
-/* writer.register succeeded: after its reply, hand the connection to @writer. */
-void svc_conn_hand_off(struct conn *c, void *writer);
 
 #endif

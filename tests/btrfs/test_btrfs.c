@@ -34,7 +34,7 @@
 #include <cmocka.h>
 #include <linux/fs.h>
 
-#include "provider/btrfs.h"
+#include "provider/btrfs/btrfs.h"
 
 static const char *TOP, *VOL, *RO, *BIND;
 

@@ -41,7 +41,7 @@
 #include <btrfsutil.h>
 #include <cmocka.h>
 
-#include "provider/btrfs.h"
+#include "provider/btrfs/btrfs.h"
 
 #define K      24              /* files */
 #define NDIRS  3

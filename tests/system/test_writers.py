@@ -240,6 +240,12 @@ def test_backup_components_through_writers(vssd, fsvol):
     assert got["partial_files"][0]["filename"] == "big.db"
     assert got["differenced_files"][0]["file_spec"] == "*.log"
     assert ["w", "prepare_backup", "previous=lsn:7"] in events(log)
+    # backup_complete goes out only for a set taken.
+    r = c.call("backup.complete", succeeded=False)
+    assert not r["ok"] and r["error"]["code"] == "EINVAL", r
+    assert "no set was taken" in r["error"]["message"]
+    assert ["w", "backup_complete", "succeeded=0"] not in events(log)
+    assert c.call("shadow.create", targets=[fsvol])["ok"]
     assert c.call("backup.complete", succeeded=False)["ok"]
     assert ["w", "backup_complete", "succeeded=0"] in events(log)
     # A document naming a component the writer does not have is refused.

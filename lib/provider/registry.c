@@ -1,8 +1,9 @@
 /*
- * service/provider.c - the provider registry: which providers exist, which
- * one takes a target, "list providers", recovery at start; and the "live"
- * pseudo-provider that --allow-live falls back to (the live filesystem,
- * read as it is, nothing made, nothing frozen).
+ * provider/registry.c - the provider registry: which providers exist
+ * (svc->providers: svc_providers, or a test's), which one takes a target,
+ * "list providers", recovery at start, and what providers share (their
+ * catalog rows, the service's list).  What differs between providers is in
+ * their capabilities (provider.h); nothing here asks which one it is.
  */
 #include <errno.h>
 #include <limits.h>
@@ -12,12 +13,12 @@
 #include <sys/stat.h>
 
 #include "provider/fsinfo.h"
+#include "provider/provider.h"
+#include "service/args.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
+#include "service/shadows.h"
 
 const struct vss_provider_ops *const svc_providers[] = {
 	&svc_provider_builtin,
@@ -26,11 +27,11 @@ const struct vss_provider_ops *const svc_providers[] = {
 	NULL,
 };
 
-const struct vss_provider_ops *svc_provider_find(const char *name)
+const struct vss_provider_ops *svc_provider_find(struct vss_service *svc, const char *name)
 {
-	for (size_t i = 0; svc_providers[i]; i++)
-		if (strcmp(svc_providers[i]->name, name) == 0)
-			return svc_providers[i];
+	for (size_t i = 0; svc->providers[i]; i++)
+		if (strcmp(svc->providers[i]->name, name) == 0)
+			return svc->providers[i];
 	return NULL;
 }
 
@@ -45,54 +46,61 @@ char *svc_provider_mount_of(const char *path)
 	return out;
 }
 
-char *svc_provider_origin_of(const char *path)
+char *svc_provider_origin_of(struct vss_service *svc, const char *path)
 {
-	char *out = svc_provider_btrfs_origin_of(path);
+	for (size_t i = 0; svc->providers[i]; i++) {
+		char *out;
 
-	return out ? out : svc_provider_mount_of(path);
+		if (svc->providers[i]->origin_of && (out = svc->providers[i]->origin_of(path)))
+			return out;
+	}
+	return svc_provider_mount_of(path);
 }
 
 int svc_provider_select(struct vss_service *svc, const char *target, const char *forced,
 			bool allow_live, const struct vss_provider_ops **out, char **warning,
 			struct vss_error *err)
 {
+	const struct vss_provider_ops *const *all = svc->providers;
 	struct vss_fsinfo fi = { 0 };
 	struct vss_error first = { 0 };
 	int rc;
 
+	svc_assert_locked(svc);
 	*out = NULL;
 	*warning = NULL;
 	if (forced) {
-		const struct vss_provider_ops *p = svc_provider_find(forced);
+		const struct vss_provider_ops *p = svc_provider_find(svc, forced);
+		char line[VSS_ERROR_MSG_MAX];
 
 		if (!p)
 			return vss_error_set(err, -ENOENT, "no provider named \"%s\" (vss list "
 					     "providers shows them)", forced);
-		if (p == &svc_provider_live && !allow_live)
-			return vss_error_set(err, -EINVAL, "provider live reads the live "
-					     "filesystem: say so with --allow-live");
+		if ((p->caps & SVC_PROVIDER_LIVE) && !allow_live)
+			return vss_error_set(err, -EINVAL, "provider %s reads the live "
+					     "filesystem: say so with --allow-live", p->name);
 		if ((rc = p->supports(svc, target, err)) < 0)
 			return rc;
-		if (p == &svc_provider_live &&
-		    !(*warning = strdup("read live (--provider live --allow-live): no shadow "
-					"copy is made of it")))
+		snprintf(line, sizeof(line), "read live (--provider %s --allow-live): no shadow "
+			 "copy is made of it", p->name);
+		if ((p->caps & SVC_PROVIDER_LIVE) && !(*warning = strdup(line)))
 			return vss_error_set(err, -ENOMEM, "out of memory");
 		*out = p;
 		return 0;
 	}
-	for (size_t i = 0; svc_providers[i]; i++) {
+	for (size_t i = 0; all[i]; i++) {
 		struct vss_error e;
 
-		if (svc_providers[i] == &svc_provider_live)
+		if (all[i]->caps & SVC_PROVIDER_LIVE)
 			continue;
-		if (svc_providers[i]->supports(svc, target, &e) == 0) {
-			*out = svc_providers[i];
+		if (all[i]->supports(svc, target, &e) == 0) {
+			*out = all[i];
 			return 0;
 		}
 		if (i == 0)
 			first = e;
 	}
-	/* A volume name, or a path that does not exist: the built-in's answer. */
+	/* A volume name, or a path that does not exist: the first provider's answer. */
 	if (target[0] != '/')
 		return vss_error_set(err, first.code ? first.code : -ENOENT, "%s", first.msg);
 	if ((rc = vss_fsinfo_probe(target, &fi, err)) < 0)
@@ -105,11 +113,15 @@ int svc_provider_select(struct vss_service *svc, const char *target, const char 
 				   "or use --allow-live to read it live",
 				   target, fi.fstype, fi.source);
 	vss_fsinfo_release(&fi);
-	if (!allow_live)
+	for (size_t i = 0; allow_live && all[i] && !*out; i++)
+		if (all[i]->caps & SVC_PROVIDER_LIVE)
+			*out = all[i];
+	if (!*out)
 		return rc;
-	if (!(*warning = strdup(err->msg)))
+	if (!(*warning = strdup(err->msg))) {
+		*out = NULL;
 		return vss_error_set(err, -ENOMEM, "out of memory");
-	*out = &svc_provider_live;
+	}
 	return 0;
 }
 
@@ -141,10 +153,10 @@ int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct vss_fsinfo fi = { 0 };
-		char file[PATH_MAX], dev[PATH_MAX];
+		char file[PATH_MAX];
 		struct stat st;
 
-		if (m[i].vol || m[i].prov == &svc_provider_live ||
+		if (!(m[i].prov->caps & SVC_PROVIDER_COMMIT_WRITES) ||
 		    vss_fsinfo_probe(m[i].target, &fi, NULL) < 0)
 			continue;
 		if (!loop_backing_file(fi.source, file, sizeof(file))) {
@@ -152,17 +164,13 @@ int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *
 			continue;
 		}
 		/* Its loop device on a volume of the set: the gate would stop its commit. */
-		for (size_t k = 0; k < n && rc == 0; k++) {
-			if (!m[k].vol)
-				continue;
-			svc_volume_device_path(svc, m[k].vol->rec.name, dev, sizeof(dev));
-			if (strcmp(file, dev) == 0)
+		for (size_t k = 0; k < n && rc == 0; k++)
+			if (m[k].gate && m[k].device && strcmp(file, m[k].device) == 0)
 				rc = vss_error_set(err, -EBUSY, "%s (%s on %s) lives on volume "
 						   "%s, which is in the same set: take it "
 						   "through the volume, or in another set",
 						   m[i].target, fi.fstype, fi.source,
-						   m[k].vol->rec.name);
-		}
+						   m[k].volume ? m[k].volume : m[k].device);
 		/* Its image on a filesystem the set freezes: the commit would wait for the thaw. */
 		for (size_t k = 0; k < nfreeze && rc == 0 && stat(file, &st) == 0; k++) {
 			struct stat fst;
@@ -181,11 +189,12 @@ int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *
 
 void svc_providers_recover(struct vss_service *svc)
 {
-	for (size_t i = 0; svc_providers[i]; i++) {
+	for (size_t i = 0; svc->providers[i]; i++) {
+		const struct vss_provider_ops *p = svc->providers[i];
 		struct vss_error e;
 
-		if (svc_providers[i]->recover && svc_providers[i]->recover(svc, &e) < 0)
-			vss_log("provider %s: recovery: %s", svc_providers[i]->name, e.msg);
+		if (p->recover && p->recover(svc, &e) < 0)
+			vss_log("provider %s: recovery: %s", p->name, e.msg);
 	}
 }
 
@@ -210,13 +219,14 @@ int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who,
 		chosen = NULL;
 	free(warning);
 	arr = json_array();
-	for (size_t i = 0; svc_providers[i]; i++) {
-		const struct vss_provider_ops *p = svc_providers[i];
+	for (size_t i = 0; svc->providers[i]; i++) {
+		const struct vss_provider_ops *p = svc->providers[i];
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o}", "name", p->name,
 				      "id", p->id, "version", p->version, "kind", p->kind,
 				      "priority", p->priority, "paths", p->paths(svc));
 
-		if (target && p != &svc_provider_live) {
+		/* A live provider takes whatever exists: it is not asked. */
+		if (target && !(p->caps & SVC_PROVIDER_LIVE)) {
 			struct vss_error e = { 0 };
 			bool yes = p->supports(svc, target, &e) == 0;
 
@@ -236,70 +246,6 @@ int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who,
 	}
 	free(seen);
 	return 0;
-}
-
-/* ---- live: the filesystem itself, for --allow-live ---- */
-
-static int live_supports(struct vss_service *svc, const char *target, struct vss_error *err)
-{
-	char real[PATH_MAX];
-
-	if (target[0] != '/')
-		return vss_error_set(err, -EINVAL, "provider live takes paths, not volume "
-				     "names (%s)", target);
-	if (!realpath(target, real))
-		return vss_error_set(err, -errno, "%s: %s", target, strerror(errno));
-	return 0;
-}
-
-static int live_prepare(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
-{
-	char real[PATH_MAX];
-
-	if (!realpath(m->target, real))
-		return vss_error_set(err, -errno, "%s: %s", m->target, strerror(errno));
-	if (!(m->priv = strdup(real)))
-		return vss_error_set(err, -ENOMEM, "out of memory");
-	return 0;
-}
-
-static int live_commit(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
-{
-	return 0;
-}
-
-static void live_abort(struct vss_service *svc, struct svc_member *m)
-{
-	free(m->priv);
-	m->priv = NULL;
-}
-
-static int live_adopt(struct vss_service *svc, struct svc_member *m, struct svc_shadow *sh,
-		      struct vss_error *err)
-{
-	sh->path = m->priv;
-	m->priv = NULL;
-	sh->origin = svc_provider_origin_of(sh->path);
-	sh->target_path = strdup(sh->path);
-	return 0;
-}
-
-static void live_location(struct vss_service *svc, const struct svc_shadow *sh, char *out,
-			  size_t len)
-{
-	snprintf(out, len, "%s", sh->path ? sh->path : "");
-}
-
-static int live_remove(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
-{
-	return 0;
-}
-
-static int live_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
-		       unsigned int flags, json_t **res, struct vss_error *err)
-{
-	return vss_error_set(err, -EOPNOTSUPP, "shadow %s is the live filesystem (%s): read "
-			     "it there", sh->rec.id, sh->path);
 }
 
 static int collect(void *arg, const struct vss_catalog_shadow *s)
@@ -344,59 +290,3 @@ void svc_provider_list_add(struct vss_service *svc, struct svc_shadow *sh)
 	*pp = sh;
 }
 
-/* Live "shadows" from the catalog: the persistent ones are listed again, the others dropped. */
-static int live_recover(struct vss_service *svc, struct vss_error *err)
-{
-	struct svc_rows r;
-	int rc = svc_provider_rows(svc, VSS_CATALOG_ATTR_LIVE, &r, err);
-
-	for (size_t i = 0; rc == 0 && i < r.count; i++) {
-		const struct vss_catalog_shadow *s = &r.rows[i];
-		struct svc_shadow *sh;
-
-		if (!(s->attrs & VSS_CATALOG_ATTR_PERSISTENT)) {
-			vss_catalog_shadow_delete(svc->cat, s->id, NULL);
-			vss_log("shadow %s (live %s) deleted: not persistent, left by a "
-				"previous run", s->id, s->target);
-			continue;
-		}
-		if (!(sh = calloc(1, sizeof(*sh)))) {
-			rc = vss_error_set(err, -ENOMEM, "out of memory");
-			break;
-		}
-		sh->prov = &svc_provider_live;
-		sh->rec = *s;
-		sh->rec.target = strdup(s->target);
-		if (!(sh->path = realpath(s->target, NULL)))
-			sh->path = strdup(s->target);
-		sh->origin = svc_provider_origin_of(sh->path);
-		sh->target_path = strdup(sh->path);
-		svc_provider_list_add(svc, sh);
-	}
-	svc_provider_rows_release(&r);
-	return rc;
-}
-
-static json_t *live_paths(struct vss_service *svc)
-{
-	return json_array();
-}
-
-const struct vss_provider_ops svc_provider_live = {
-	.name = "live",
-	.id = "3f7d2a51-0c44-4e8b-b6f1-9e2a7c5d1b03",
-	.version = VSS_VERSION,
-	.kind = "none",
-	.priority = 0,
-	.catalog_attr = VSS_CATALOG_ATTR_LIVE,
-	.supports = live_supports,
-	.prepare = live_prepare,
-	.commit = live_commit,
-	.abort = live_abort,
-	.adopt = live_adopt,
-	.location = live_location,
-	.remove = live_remove,
-	.expose = live_expose,
-	.recover = live_recover,
-	.paths = live_paths,
-};

@@ -1,30 +1,8 @@
 /*
- * service/shadowset.c - the shadow set coordinator, and the shadows it makes.
- *
- * Taking a set, all under svc->lock (the order matters):
- *   1. pick a provider per target (provider.h) and prepare it; for the
- *      built-in one, resolve the target to a volume; refuse duplicates, and
- *      refuse to freeze a filesystem that holds the service's state, run
- *      directory, or a volume's backing file or diff area (the copy-on-write
- *      would wait for the very filesystem it froze).  Other providers'
- *      filesystems are never frozen (a btrfs snapshot of a frozen btrfs
- *      waits for the thaw);
- *   2. start the guardian for the mounted targets (guardian.h), then
- *      FIFREEZE each: the filesystem flushes itself through its loop device
- *      and our device into the engine, so it is clean on the volume;
- *   3. close the gate of every volume of the set (vol->gate for writing):
- *      writes in flight finish, new ones wait; every write acknowledged
- *      until now is in the engine;
- *   4. every member's provider commits (one engine shadow per volume, one
- *      btrfs snapshot per subvolume): the set's single instant;
- *   5. open the gates, FITHAW in reverse order, release the guardian;
- *   6. register the shadows (devices, catalog) and reply.
- * Any failure before 6 aborts every prepared member (deleting the shadows
- * already taken); nothing is left
- * frozen, since every path thaws what it froze and the guardian covers a
- * crash.  A hold longer than svc->freeze_limit_ms (VSS_FREEZE_LIMIT_MS; the
- * guardian thawed on its own) aborts the set: what it holds may not be
- * consistent.
+ * service/shadows.c - the shadows the service lists, of every provider, and
+ * the requests about them: shadow.create's set (read as the caller sees its
+ * targets, taken by the coordinator, set.c, and replied), set.complete,
+ * shadow.list, shadow.delete, shadow.expose, shadow.unexpose.
  *
  * A set taken with "hold" belongs to the connection that asked for it
  * (sh->owner) until that connection sends "set.complete"; if it goes away
@@ -40,15 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <uuid/uuid.h>
-
-#include "service/fs.h"
-#include "service/guardian.h"
+#include "provider/provider.h"
+#include "service/args.h"
+#include "service/backup.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
-#include "service/writers.h"
-
-#define MAX_SET_TARGETS 64
+#include "service/set.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 
 /* What the shadow was taken of, for the log: its volume, or its origin's mount. */
 static const char *shadow_origin(const struct svc_shadow *sh)
@@ -83,7 +61,7 @@ static int resolve_for(struct vss_service *svc, const struct svc_caller *who,
 	if ((rc = svc_caller_path(who, target, &seen, err)) < 0)
 		return rc;
 	rc = svc_resolve_target(svc, seen, vol, err);
-	if (rc != 0 && seen[0] == '/' && (*mount = svc_provider_origin_of(seen)))
+	if (rc != 0 && seen[0] == '/' && (*mount = svc_provider_origin_of(svc, seen)))
 		rc = 0;
 	free(seen);
 	return rc;
@@ -143,6 +121,7 @@ void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const cha
 	struct vss_error err;
 	int rc;
 
+	svc_assert_locked(svc);
 	svc_shadow_unexpose(sh, true);
 	rc = sh->prov->remove(svc, sh, &err);
 	if (rc < 0)
@@ -191,299 +170,84 @@ static int resolve_prefix(struct vss_service *svc, const char *prefix, bool set,
 	return 0;
 }
 
-static double ms_between(uint64_t a, uint64_t b)
+int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		      struct conn *owner, json_t **res, struct vss_error *err)
 {
-	return (double)(b - a) / 1e6;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Undoes every member's prepare (and commit), frees their warnings. */
-static void members_abort(struct vss_service *svc, struct svc_member *m, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (m[i].prepared)
-			m[i].prov->abort(svc, &m[i]);
-		m[i].prepared = false;
-	}
-}
-
-static void members_release(struct svc_member *m, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(m[i].warning);
-}
-
-int svc_op_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			 json_t **res, struct vss_error *err)
-{
-	struct conn *c = who->conn;
-	struct svc_member m[MAX_SET_TARGETS];
-	char *seen[MAX_SET_TARGETS] = { NULL };     /* the targets as the caller sees them */
-	const char *freeze_dirs[MAX_SET_TARGETS];
 	json_t *targets = json_object_get(args, "targets"), *out, *warnings;
-	struct vss_guardian *guard = NULL;
-	const char *provider;
-	bool persistent, no_writers, hold, allow_live;
-	size_t n, nfreeze = 0;
-	vss_cow_id set_id;
-	char set_str[37];
-	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
-	int rc, grc = 0;
+	const char *seen_targets[SVC_SET_MAX];
+	char *seen[SVC_SET_MAX] = { NULL };     /* the targets as the caller sees them */
+	struct svc_set_params p = { .targets = seen_targets, .owner = owner };
+	struct svc_set *set = NULL;
+	int rc;
 
-	if ((rc = svc_arg_bool(args, "persistent", &persistent, err)) < 0 ||
-	    (rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
-	    (rc = svc_arg_bool(args, "hold", &hold, err)) < 0 ||
-	    (rc = svc_arg_bool(args, "allow_live", &allow_live, err)) < 0 ||
-	    (rc = svc_arg_str(args, "provider", false, &provider, err)) < 0)
+	svc_assert_locked(svc);
+	if ((rc = svc_arg_bool(args, "persistent", &p.persistent, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "no_writers", &p.no_writers, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "allow_live", &p.allow_live, err)) < 0 ||
+	    (rc = svc_arg_str(args, "provider", false, &p.provider, err)) < 0)
 		return rc;
-	if (provider && !svc_provider_find(provider))
+	if (p.provider && !svc_provider_find(svc, p.provider))
 		return vss_error_set(err, -ENOENT, "no provider named \"%s\" (vss list "
-				     "providers shows them)", provider);
+				     "providers shows them)", p.provider);
 	if (!json_is_array(targets) || json_array_size(targets) == 0)
 		return vss_error_set(err, -EINVAL, "argument \"targets\" must be a non-empty "
 				     "array of strings");
-	n = json_array_size(targets);
-	if (n > MAX_SET_TARGETS)
-		return vss_error_set(err, -E2BIG, "a set holds at most %d targets",
-				     MAX_SET_TARGETS);
-	memset(m, 0, sizeof(m));
-	uuid_generate_random(set_id);
-	svc_id_str(set_id, set_str);
-	/* 1. resolve: a provider per target, each prepared (before any freeze) */
-	for (size_t i = 0; i < n; i++) {
-		m[i].target = json_string_value(json_array_get(targets, i));
-		if (!m[i].target || !*m[i].target) {
+	p.n = json_array_size(targets);
+	if (p.n > SVC_SET_MAX)
+		return vss_error_set(err, -E2BIG, "a set holds at most %d targets", SVC_SET_MAX);
+	for (size_t i = 0; i < p.n && rc == 0; i++) {
+		const char *t = json_string_value(json_array_get(targets, i));
+
+		if (!t || !*t)
 			rc = vss_error_set(err, -EINVAL, "argument \"targets\" must be a "
 					   "non-empty array of strings");
-			goto abort;
-		}
-		if ((rc = svc_caller_path(who, m[i].target, &seen[i], err)) < 0)
-			goto abort;
-		m[i].target = seen[i];
-		uuid_generate_random(m[i].id);
-		m[i].set_id = set_id;
-		m[i].persistent = persistent;
-		m[i].no_writers = no_writers;
-		if ((rc = svc_provider_select(svc, m[i].target, provider, allow_live,
-					      &m[i].prov, &m[i].warning, err)) < 0 ||
-		    (rc = m[i].prov->prepare(svc, &m[i], err)) < 0)
-			goto abort;
-		m[i].prepared = true;
-		if (m[i].warning)
-			vss_log("set %s: %s%s", set_str, m[i].warning,
-				m[i].prov == &svc_provider_live ? " (read live: --allow-live)" : "");
-		if (!m[i].vol)
-			continue;
-		for (size_t j = 0; j < i; j++)
-			if (m[j].vol == m[i].vol) {
-				rc = vss_error_set(err, -EINVAL, "volume %s is in the set twice "
-						   "(%s and %s)", m[i].vol->rec.name,
-						   m[j].target, m[i].target);
-				goto abort;
-			}
-		if (svc_shadow_count(svc, m[i].vol) >= VSS_COW_MAX_SHADOWS) {
-			rc = vss_error_set(err, -EMLINK, "volume %s already has %d shadow "
-					   "copies", m[i].vol->rec.name, VSS_COW_MAX_SHADOWS);
-			goto abort;
-		}
-		if (m[i].vol->mount_dir) {
-			struct stat st;
-			const char *what;
-
-			if (stat(m[i].vol->mount_dir, &st) < 0) {
-				rc = vss_error_set(err, -errno, "%s: %s", m[i].vol->mount_dir,
-						   strerror(errno));
-				goto abort;
-			}
-			if (svc_same_fs_as_state(svc, st.st_dev, &what)) {
-				rc = vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds "
-						   "%s", m[i].vol->mount_dir, what);
-				goto abort;
-			}
-			freeze_dirs[nfreeze++] = m[i].vol->mount_dir;
-		}
+		else
+			rc = svc_caller_path(who, t, &seen[i], err);
+		seen_targets[i] = seen[i];
 	}
-	if ((rc = svc_provider_check_freeze(svc, m, n, freeze_dirs, nfreeze, err)) < 0)
-		goto abort;
-
-	/* 2. freeze */
-	if (nfreeze > 0) {
-		struct vss_guardian_config gcfg = {
-			.limit_ms = svc->freeze_limit_ms, .server = getpid(),
-			.device_tree = svc->dev_dir,
-		};
-
-		if ((rc = vss_guardian_start(freeze_dirs, nfreeze, &gcfg, &guard, err)) < 0)
-			goto abort;
-		t_freeze = mono_ns();
-		for (size_t i = 0; i < n && rc == 0; i++) {
-			if (!m[i].vol || !m[i].vol->mount_dir)
-				continue;
-			/* Only ever freeze what vss mounted on its own volume. */
-			if (!vss_fs_mounted_from(m[i].vol->mount_loop, m[i].vol->mount_dir)) {
-				rc = vss_error_set(err, -ESTALE, "%s is no longer mounted from "
-						   "volume %s", m[i].vol->mount_dir,
-						   m[i].vol->rec.name);
-				break;
-			}
-			rc = vss_fs_freeze(m[i].vol->mount_dir, err);
-			m[i].frozen = rc == 0;
-		}
-	}
-	if (rc == 0 && nfreeze > 0 && svc->test_freeze_hold_ms) {
-		vss_log("set %s: holding the freeze for %u ms (test hook)", set_str,
-			svc->test_freeze_hold_ms);
-		usleep(svc->test_freeze_hold_ms * 1000u);
-	}
-	/* 3. close the gates; 4. every provider commits; then open the gates */
-	t_gate = mono_ns();
-	if (rc == 0) {
-		for (size_t i = 0; i < n; i++)
-			if (m[i].vol)
-				pthread_rwlock_wrlock(&m[i].vol->gate);
-		for (size_t i = 0; i < n && rc == 0; i++) {
-			rc = m[i].prov->commit(svc, &m[i], err);
-			m[i].taken = rc == 0;
-		}
-		for (size_t i = n; i-- > 0;)
-			if (m[i].vol)
-				pthread_rwlock_unlock(&m[i].vol->gate);
-	}
-	t_open = mono_ns();
-	/* 5. thaw, newest frozen first */
-	for (size_t i = n; i-- > 0;) {
-		struct vss_error terr;
-
-		if (m[i].frozen && vss_fs_thaw(m[i].vol->mount_dir, &terr) < 0)
-			vss_log("set %s: %s", set_str, terr.msg);
-	}
-	if (nfreeze > 0) {
-		t_thawed = mono_ns();
-		grc = vss_guardian_finish(guard);
-	}
-	if (rc == 0 && (grc == -ETIMEDOUT ||
-			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
-		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
-				   "%u ms; the set was aborted", svc->freeze_limit_ms);
+	if (rc == 0)
+		rc = svc_set_take(svc, &p, &set, err);
 	if (rc < 0)
-		goto abort;
-
-	/* 6. register */
+		goto out;
 	out = json_array();
-	for (size_t i = 0; i < n; i++) {
-		struct svc_shadow *sh = calloc(1, sizeof(*sh));
+	warnings = json_array();
+	for (size_t i = 0; i < set->n; i++) {
+		const struct svc_member *m = &set->m[i];
+		const struct svc_shadow *sh = set->shadows[i];
 		char dev[PATH_MAX];
 
-		if (!sh || !(sh->rec.target = strdup(m[i].target))) {
-			free(sh);
-			rc = vss_error_set(err, -ENOMEM, "out of memory");
-			break;
-		}
-		sh->prov = m[i].prov;
-		svc_id_str(m[i].id, sh->rec.id);
-		memcpy(sh->rec.set_id, set_str, sizeof(set_str));
-		if (m[i].vol)
-			snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s",
-				 m[i].vol->rec.name);
-		sh->rec.created_ns = svc_now_ns();
-		sh->rec.attrs = (persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
-				(no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0) |
-				m[i].prov->catalog_attr;
-		sh->owner = hold ? c : NULL;
-		/* Append first: a failure below removes it like any other shadow. */
-		struct svc_shadow **pp = &svc->shadows;
-
-		while (*pp)
-			pp = &(*pp)->next;
-		*pp = sh;
-		m[i].taken = false;
-		m[i].prepared = false;
-		if ((rc = m[i].prov->adopt(svc, &m[i], sh, err)) < 0 ||
-		    (rc = vss_catalog_shadow_put(svc->cat, &sh->rec, err)) < 0)
-			break;
 		sh->prov->location(svc, sh, dev, sizeof(dev));
 		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
 						     "id", sh->rec.id,
-						     "target", m[i].target,
+						     "target", m->target,
 						     "volume", shadow_origin(sh),
 						     "device", dev,
 						     "provider", sh->prov->name,
-						     "live", sh->prov == &svc_provider_live,
+						     "live", (sh->prov->caps & SVC_PROVIDER_LIVE) != 0,
 						     "target_path", sh->target_path
 						     ? json_string(sh->target_path) : json_null()));
+		if (m->warning)
+			json_array_append_new(warnings, json_string(m->warning));
 	}
-	if (rc < 0) {
-		for (size_t i = 0; i < n; i++) {
-			struct svc_shadow *sh;
-			char id[37];
-
-			svc_id_str(m[i].id, id);
-			if ((sh = svc_shadow_find(svc, id)))
-				svc_shadow_remove(svc, sh, NULL);
-		}
-		json_decref(out);
-		goto abort;
-	}
-	warnings = json_array();
-	for (size_t i = 0; i < n; i++)
-		if (m[i].warning)
-			json_array_append_new(warnings, json_string(m[i].warning));
-	members_release(m, n);
-	if (nfreeze > 0)
-		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
-			"for %.3f ms, writes held for %.3f ms", set_str, n, n == 1 ? "" : "s",
-			persistent ? "persistent" : "not persistent",
-			no_writers ? ", no writers" : "", nfreeze, nfreeze == 1 ? "" : "s",
-			ms_between(t_freeze, t_thawed), ms_between(t_gate, t_open));
-	else
-		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
-			"writes held for %.3f ms", set_str, n, n == 1 ? "" : "s",
-			persistent ? "persistent" : "not persistent",
-			no_writers ? ", no writers" : "", ms_between(t_gate, t_open));
-	*res = json_pack("{s:s, s:f, s:f, s:o, s:o, s:b}", "set", set_str,
-			 "frozen_ms", nfreeze ? ms_between(t_freeze, t_thawed) : 0.0,
-			 "held_ms", ms_between(t_gate, t_open),
-			 "shadows", out, "warnings", warnings, "complete", !hold);
-	for (size_t i = 0; i < n; i++)
+	*res = json_pack("{s:s, s:f, s:f, s:o, s:o, s:b}", "set", set->id,
+			 "frozen_ms", set->frozen_ms, "held_ms", set->held_ms,
+			 "shadows", out, "warnings", warnings, "complete", !owner);
+	svc_set_free(set);
+out:
+	for (size_t i = 0; i < p.n && i < SVC_SET_MAX; i++)
 		free(seen[i]);
-	return 0;
-abort:
-	members_abort(svc, m, n);
-	members_release(m, n);
-	for (size_t i = 0; i < n; i++)
-		free(seen[i]);
-	vss_log("set %s aborted: %s", set_str, err->msg);
 	return rc;
 }
 
 int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err)
 {
-	struct conn *c = who->conn;
 	const char *set;
-	int rc, n = 0;
+	int rc, n;
 
-	if ((rc = svc_arg_str(args, "set", true, &set, err)) < 0)
+	if ((rc = svc_arg_str(args, "set", true, &set, err)) < 0 ||
+	    (rc = svc_backup_set_complete(svc, who->conn, set, &n, err)) < 0)
 		return rc;
-	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
-		if (sh->owner == c && strcmp(sh->rec.set_id, set) == 0) {
-			sh->owner = NULL;
-			n++;
-		}
-	if (n == 0) {
-		/* Held past its deadline, vssd deleted it (backup.c). */
-		if ((rc = svc_backup_set_ended(svc, c, set, err)) < 0)
-			return rc;
-		return vss_error_set(err, -ENOENT, "this connection holds no set %s", set);
-	}
-	svc_backup_set_released(svc, c, set);
 	*res = json_pack("{s:s, s:i}", "set", set, "shadows", n);
 	return 0;
 }
@@ -492,23 +256,23 @@ bool svc_conn_holds_set(struct vss_service *svc, struct conn *c)
 {
 	bool held = false;
 
-	pthread_mutex_lock(&svc->lock);
+	svc_lock(svc);
 	for (struct svc_shadow *sh = svc->shadows; sh && !held; sh = sh->next)
 		held = sh->owner == c;
-	pthread_mutex_unlock(&svc->lock);
+	svc_unlock(svc);
 	return held;
 }
 
 void svc_conn_gone(struct vss_service *svc, struct conn *c)
 {
-	pthread_mutex_lock(&svc->lock);
+	svc_lock(svc);
 	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 		next = sh->next;
 		if (sh->owner == c)
 			svc_shadow_remove(svc, sh, "its requester went away before the set "
 					  "was complete");
 	}
-	pthread_mutex_unlock(&svc->lock);
+	svc_unlock(svc);
 }
 
 struct listed {
@@ -540,12 +304,7 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 	if (sh->rec.attrs & VSS_CATALOG_ATTR_NO_WRITERS)
 		json_array_append_new(attrs, json_string("no-writers"));
 	json_array_append_new(attrs, json_string("client-accessible"));
-	if (sh->prov == &svc_provider_builtin)
-		json_array_append_new(attrs, json_string("differential"));
-	else if (sh->prov == &svc_provider_live)
-		json_array_append_new(attrs, json_string("live"));
-	else
-		json_array_append_new(attrs, json_string("plex"));
+	json_array_append_new(attrs, json_string(sh->prov->shadow_attr));
 	if (sh->expose_dir)
 		json_array_append_new(attrs, json_string("exposed"));
 	if (info->state == VSS_COW_SHADOW_INVALID)

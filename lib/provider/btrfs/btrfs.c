@@ -1,5 +1,5 @@
 /*
- * provider/btrfs.c - read-only btrfs snapshots as shadows (see btrfs.h for
+ * provider/btrfs/btrfs.c - read-only btrfs snapshots as shadows (see btrfs.h for
  * the life of one shadow and where snapshots live; doc/btrfs-provider.md
  * for the measurements behind the choices below).
  *
@@ -60,7 +60,7 @@
 #include <linux/btrfs.h>
 #include <linux/btrfs_tree.h>
 
-#include "btrfs.h"
+#include "provider/btrfs/btrfs.h"
 
 #define NAME_PREFIX   "vss."
 #define KIND_PERSIST  "persistent"

@@ -1,5 +1,5 @@
 /*
- * provider/btrfs.h - the btrfs snapshot provider: a shadow of a path on
+ * provider/btrfs/btrfs.h - the btrfs snapshot provider: a shadow of a path on
  * btrfs is a read-only snapshot of the subvolume that holds it, made with
  * libbtrfsutil.  The service reaches this through its provider operations;
  * doc/btrfs-provider.md is the user's side of the same story.
@@ -54,7 +54,7 @@
 
 #include <vss/error.h>
 
-#include "fsinfo.h"
+#include "provider/fsinfo.h"
 
 #define VSS_BTRFS_SNAPSHOT_DIR ".vss-snapshots"
 #define VSS_BTRFS_LOCK_DIR     "/run/lock"

@@ -1,9 +1,10 @@
 /*
- * service/provider_btrfs.c - the btrfs provider behind the service's
+ * provider/btrfs/provider.c - the btrfs provider behind the service's
  * provider operations: a path on btrfs gets a read-only snapshot of its
- * subvolume (lib/provider/btrfs.h does the work).  Its filesystem is never
- * FIFREEZE'd (a snapshot of a frozen btrfs waits for the thaw): commit runs
- * while the other members of the set are frozen.
+ * subvolume (btrfs.h, the mechanism, does the work).  prepare asks for no
+ * gate and no freeze: a snapshot of a FIFREEZE'd btrfs waits for the thaw.
+ * Commit runs while the other members of the set are frozen, and writes
+ * through the filesystem it snapshots (SVC_PROVIDER_COMMIT_WRITES).
  *
  * Which snapshots are this instance's: the catalog.  prepare writes the
  * shadow's row before the snapshot exists, so a vssd killed at any point
@@ -17,17 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider/btrfs.h"
-#include "provider/fsinfo.h"
+#include "provider/btrfs/btrfs.h"
+#include "provider/provider.h"
+#include "service/fs.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
 
 #ifndef VSS_VERSION
 #define VSS_VERSION "0.0.0"
 #endif
 
-/* A --for TARGET of list/delete: the root of the subvolume that holds it. */
-char *svc_provider_btrfs_origin_of(const char *path)
+/* What a shadow of @path is of: the root of the subvolume that holds it. */
+static char *btrfs_origin_of(const char *path)
 {
 	struct vss_btrfs_info info = { 0 };
 	char *out = NULL;
@@ -300,7 +303,9 @@ const struct vss_provider_ops svc_provider_btrfs = {
 	.version = VSS_VERSION,
 	.kind = "filesystem",
 	.priority = 50,
+	.caps = SVC_PROVIDER_COMMIT_WRITES,
 	.catalog_attr = VSS_CATALOG_ATTR_BTRFS,
+	.shadow_attr = "plex",
 	.supports = btrfs_supports,
 	.prepare = btrfs_prepare,
 	.commit = btrfs_commit,
@@ -310,5 +315,6 @@ const struct vss_provider_ops svc_provider_btrfs = {
 	.remove = btrfs_remove,
 	.expose = btrfs_expose,
 	.recover = btrfs_recover,
+	.origin_of = btrfs_origin_of,
 	.paths = btrfs_paths,
 };

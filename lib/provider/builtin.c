@@ -1,21 +1,30 @@
 /*
- * service/provider_builtin.c - the built-in provider: the copy-on-write
+ * provider/builtin.c - the built-in provider: the copy-on-write
  * engine under a managed volume.  A target is a volume name or a path inside
  * a volume vss mounted; its shadow is an engine shadow served as the
- * read-only device RUN/dev/shadows/ID.  The coordinator freezes the volume's
- * filesystem and closes its gate around commit; recovery is the service's
- * reconciliation of the catalog with the engine (service.c).
+ * read-only device RUN/dev/shadows/ID.  prepare asks the coordinator to
+ * freeze the volume's filesystem and close its gate around commit;
+ * recovery is the service's reconciliation of the catalog with the engine
+ * (service.c).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "service/log.h"
+#include "provider/provider.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/volumes.h"
 
 #ifndef VSS_VERSION
 #define VSS_VERSION "0.0.0"
 #endif
+
+#define BUILTIN_NAME "vss-cow"
+#define BUILTIN_ID   "5e1f0c9a-3b0d-4c6e-9a51-7d2c8b4f0e11"
 
 static int builtin_supports(struct vss_service *svc, const char *target,
 			    struct vss_error *err)
@@ -25,36 +34,75 @@ static int builtin_supports(struct vss_service *svc, const char *target,
 	return svc_resolve_target(svc, target, &v, err);
 }
 
+/*
+ * Resolves the target to a volume (priv), refuses what the set cannot take
+ * of it (more shadows than the engine keeps; a filesystem to freeze that
+ * holds the service's own files, on which the copy-on-write would wait for
+ * the very freeze), and asks the coordinator to close the volume's gate
+ * around commit and to freeze its filesystem if vss mounted one.
+ */
 static int builtin_prepare(struct vss_service *svc, struct svc_member *m,
 			   struct vss_error *err)
 {
-	return svc_resolve_target(svc, m->target, &m->vol, err);
+	char dev[PATH_MAX];
+	struct svc_volume *v;
+	struct stat st;
+	const char *what;
+	int rc;
+
+	if ((rc = svc_resolve_target(svc, m->target, &v, err)) < 0)
+		return rc;
+	if (svc_shadow_count(svc, v) >= VSS_COW_MAX_SHADOWS)
+		return vss_error_set(err, -EMLINK, "volume %s already has %d shadow copies",
+				     v->rec.name, VSS_COW_MAX_SHADOWS);
+	if (v->mount_dir) {
+		if (stat(v->mount_dir, &st) < 0)
+			return vss_error_set(err, -errno, "%s: %s", v->mount_dir,
+					     strerror(errno));
+		if (svc_same_fs_as_state(svc, st.st_dev, &what))
+			return vss_error_set(err, -EBUSY, "refusing to freeze %s: it holds %s",
+					     v->mount_dir, what);
+	}
+	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
+	if (!(m->device = strdup(dev)))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	m->priv = v;
+	m->volume = v->rec.name;
+	m->gate = &v->gate;
+	m->freeze_dir = v->mount_dir;
+	m->freeze_loop = v->mount_loop;
+	return 0;
 }
 
-/* Called with m->vol->gate closed for writing, filesystems frozen. */
+/* Called with the volume's gate closed for writing, filesystems frozen. */
 static int builtin_commit(struct vss_service *svc, struct svc_member *m,
 			  struct vss_error *err)
 {
+	struct svc_volume *v = m->priv;
 	struct vss_cow_shadow_params p = {
 		.flags = m->persistent ? VSS_COW_SHADOW_PERSISTENT : 0,
 	};
 
 	memcpy(p.id, m->id, sizeof(p.id));
 	memcpy(p.set_id, m->set_id, sizeof(p.set_id));
-	return vss_cow_shadow_create(m->vol->cow, &p, err);
+	return vss_cow_shadow_create(v->cow, &p, err);
 }
 
 static void builtin_abort(struct vss_service *svc, struct svc_member *m)
 {
+	struct svc_volume *v = m->priv;
+
 	if (m->taken)
-		vss_cow_shadow_delete(m->vol->cow, m->id, NULL);
+		vss_cow_shadow_delete(v->cow, m->id, NULL);
 	m->taken = false;
+	m->priv = NULL;
 }
 
 static int builtin_adopt(struct vss_service *svc, struct svc_member *m, struct svc_shadow *sh,
 			 struct vss_error *err)
 {
-	sh->vol = m->vol;
+	sh->vol = m->priv;
+	m->priv = NULL;
 	return svc_shadow_add_device(svc, sh, err);
 }
 
@@ -87,12 +135,14 @@ static json_t *builtin_paths(struct vss_service *svc)
 }
 
 const struct vss_provider_ops svc_provider_builtin = {
-	.name = VSS_PROVIDER_NAME,
-	.id = VSS_PROVIDER_ID,
+	.name = BUILTIN_NAME,
+	.id = BUILTIN_ID,
 	.version = VSS_VERSION,
 	.kind = "software",
 	.priority = 100,
+	.caps = SVC_PROVIDER_DROP_AT_OPEN,
 	.catalog_attr = 0,
+	.shadow_attr = "differential",
 	.supports = builtin_supports,
 	.prepare = builtin_prepare,
 	.commit = builtin_commit,
@@ -102,5 +152,6 @@ const struct vss_provider_ops svc_provider_builtin = {
 	.remove = builtin_remove,
 	.expose = NULL,
 	.recover = NULL,
+	.origin_of = NULL,
 	.paths = builtin_paths,
 };

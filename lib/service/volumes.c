@@ -1,8 +1,9 @@
 /*
- * service/volume.c - the volume manager: managed volumes (an origin plus its
+ * service/volumes.c - the volume manager: managed volumes (an origin plus its
  * diff area, opened in the engine), their read-write devices, and the
  * filesystems mounted on them through loop devices.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -19,9 +20,14 @@
 #include <unistd.h>
 
 #include "engine/cow_i.h"
-#include "service/fs.h"
+#include "provider/provider.h"
+#include "service/args.h"
+#include "service/caller.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "service/shadows.h"
+#include "service/storage.h"
+#include "service/volumes.h"
 
 /* ---- the devices: the only code on the I/O path ---- */
 
@@ -128,12 +134,19 @@ int svc_shadow_add_device(struct vss_service *svc, struct svc_shadow *sh,
 
 void svc_volume_get(struct svc_volume *v)
 {
-	__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+	int was = atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+
+	/* Only a holder of a reference may take another. */
+	assert(was > 0);
+	(void)was;
 }
 
 void svc_volume_put(struct svc_volume *v)
 {
-	if (__atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	int was = atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel);
+
+	assert(was > 0);
+	if (was != 1)
 		return;
 	if (v->cow) {
 		int rc = vss_cow_close(v->cow);
@@ -284,7 +297,7 @@ struct svc_volume *svc_volume_new(struct vss_service *svc, const struct vss_cata
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&v->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	v->refs = 1;
+	atomic_init(&v->refs, 1);
 	if (!v->rec.backing || !v->rec.diff_path || (rec->note && !v->rec.note)) {
 		svc_volume_put(v);
 		return NULL;
@@ -336,7 +349,11 @@ int svc_volume_serve(struct vss_service *svc, struct svc_volume *v, struct vss_e
 	rc = svc->tr->ops->add(svc->tr, VSS_DEVICE_VOLUME, v->rec.name, v->rec.size,
 			       &svc_volume_device_ops, v, err);
 	if (rc < 0) {
-		v->refs--;
+		/* The reference taken for the device, never added: the caller's stays. */
+		int was = atomic_fetch_sub_explicit(&v->refs, 1, memory_order_relaxed);
+
+		assert(was > 1);
+		(void)was;
 		return rc;
 	}
 	/* Append, so listings keep creation order. */
@@ -653,7 +670,7 @@ static bool used_by_vss(struct vss_service *svc, struct probe *p)
  * device is attached to, and a loop device over anything vss uses (its
  * own devices among them).  A block device that is mounted or held is
  * refused when the volume opens it exclusively (svc_volume_open_origin).
- * A file on a filesystem on a vss volume is allowed: shadowset.c refuses
+ * A file on a filesystem on a vss volume is allowed: the set coordinator refuses
  * to freeze such a filesystem.
  */
 static int check_backing(struct vss_service *svc, const char *path, struct vss_error *err)
@@ -933,6 +950,7 @@ void svc_refresh_mounts(struct vss_service *svc)
 {
 	char file[PATH_MAX];
 
+	svc_assert_locked(svc);
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		if (!v->mount_dir)
 			continue;

@@ -1,0 +1,205 @@
+/*
+ * provider/provider.h - snapshot providers as the service sees them: one
+ * struct of operations per provider, capabilities for what differs between
+ * them (the service never asks which provider it is), and the registry that
+ * picks one per target (registry.c).  The providers: built-in (builtin.c,
+ * the copy-on-write engine), btrfs (btrfs/provider.c over the mechanism in
+ * btrfs/btrfs.c), live (live.c).
+ *
+ * The set coordinator (service/set.h) drives each member of a set through
+ * them, under svc->lock:
+ *
+ *	select (supports) -> prepare -> [gates closed, filesystems frozen]
+ *	-> commit -> [thawed, gates open] -> adopt
+ *
+ * and abort, from prepare on, for every member of a set that fails; a
+ * shadow later ends with remove.  At start each provider's recover finds
+ * what an earlier run of this instance left.  doc/providers.md is the
+ * user's side of the same story.
+ */
+#ifndef VSS_PROVIDER_PROVIDER_H
+#define VSS_PROVIDER_PROVIDER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include <vss/cow.h>
+#include <vss/error.h>
+
+#include "service/catalog.h"
+
+struct vss_service;
+struct svc_caller;
+struct svc_shadow;
+
+/*
+ * One target of a set while it is being taken.  Lives in the coordinator's
+ * struct svc_set from selection until the shadow is adopted or the set
+ * aborted.  prepare fills in what the coordinator must do around commit
+ * (gate, freeze_dir); the strings it sets there point into the provider's
+ * own objects, which live as long as svc->lock is held.
+ */
+struct svc_member {
+	const struct vss_provider_ops *prov;
+	const char *target;            /* as the requester gave it; not owned */
+	vss_cow_id id;                 /* the new shadow's ID */
+	const unsigned char *set_id;   /* the set's ID (16 bytes); not owned */
+	bool persistent;
+	bool no_writers;
+	/* Set by prepare: */
+	const char *volume;            /* the volume it is of (messages, the catalog row), or NULL */
+	pthread_rwlock_t *gate;        /* closed for writing from before the first commit of the
+	                                * set until after its last (all writes to the volume are
+	                                * then in it), or NULL; one member per gate */
+	char *device;                  /* owned: the device whose writes the gate holds, or NULL */
+	const char *freeze_dir;        /* a mount point the coordinator FIFREEZEs around commit,
+	                                * or NULL */
+	const char *freeze_loop;       /* the loop device freeze_dir must still be mounted from */
+	void *priv;                    /* the provider's, from prepare until adopt or abort */
+	/* The coordinator's: */
+	bool prepared;                 /* prepare succeeded: abort or adopt must follow */
+	bool taken;                    /* commit succeeded: a shadow exists */
+	bool frozen;                   /* the coordinator FIFREEZE'd freeze_dir */
+	char *warning;                 /* owned: one line for the requester and the log, or NULL */
+};
+
+/* Capabilities (vss_provider_ops.caps): what differs between providers. */
+/* Makes nothing: a member reads its target live.  Taken only when the
+ * requester allows it (allow_live): named, or as the last resort for a path
+ * no other provider can shadow; never picked by priority, and the reply and
+ * the log say so. */
+#define SVC_PROVIDER_LIVE          0x1u
+/* Its commit writes through the target's own filesystem, which the set
+ * does not freeze (btrfs): refused where that filesystem lives on something
+ * the same set freezes or gates (svc_provider_check_freeze). */
+#define SVC_PROVIDER_COMMIT_WRITES 0x2u
+/* A shadow that is not persistent is deleted when the provider next opens
+ * its store (the engine, its diff area): a clean stop drops only its row,
+ * instead of calling remove, which may be slow. */
+#define SVC_PROVIDER_DROP_AT_OPEN  0x4u
+
+/*
+ * A provider.  Every member must be set except those marked optional.
+ * All are called under svc->lock.
+ */
+struct vss_provider_ops {
+	const char *name;              /* "vss-cow", "btrfs", "live": what --provider takes */
+	const char *id;                /* a fixed UUID */
+	const char *version;
+	const char *kind;              /* "software", "filesystem", "none" */
+	int priority;                  /* the highest that supports a target takes it */
+	unsigned int caps;             /* SVC_PROVIDER_* */
+	unsigned int catalog_attr;     /* VSS_CATALOG_ATTR_* that marks its rows (0: built-in) */
+	const char *shadow_attr;       /* what "list shadows" says its shadows are:
+	                                * "differential", "plex", "live" */
+
+	/* 0 if it can shadow @target (a volume name or a path); else a negative
+	 * errno and why in @err.  Quick, no side effects. */
+	int (*supports)(struct vss_service *svc, const char *target, struct vss_error *err);
+	/* Before the freeze: resolves m->target and gets ready (may be slow, may
+	 * do I/O); says what to gate and freeze around commit; makes no shadow.
+	 * On failure nothing is left to undo (m->device and m->warning are the
+	 * coordinator's to free). */
+	int (*prepare)(struct vss_service *svc, struct svc_member *m, struct vss_error *err);
+	/* Inside the freeze window: makes the shadow.  Fast; no I/O to the
+	 * frozen filesystems.  On failure no shadow exists. */
+	int (*commit)(struct vss_service *svc, struct svc_member *m, struct vss_error *err);
+	/* The set is aborted: deletes the shadow if m->taken, undoes prepare. */
+	void (*abort)(struct vss_service *svc, struct svc_member *m);
+	/* After the thaw: fills @sh from @m (sh->vol, sh->path, sh->origin,
+	 * sh->target_path) and serves it; m->priv is released whatever the
+	 * outcome (then @sh is removed like any other shadow). */
+	int (*adopt)(struct vss_service *svc, struct svc_member *m, struct svc_shadow *sh,
+		     struct vss_error *err);
+	/* The shadow's read-only device or directory. */
+	void (*location)(struct vss_service *svc, const struct svc_shadow *sh, char *out,
+			 size_t len);
+	/* Deletes what the provider made for @sh (not its catalog row, not its
+	 * place in the service's list). */
+	int (*remove)(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
+	/* Optional: mounts @sh read-only, nosuid, nodev (and noexec unless
+	 * VSS_FS_EXEC in @flags) on the directory @dirfd (checked, nothing
+	 * mounted there: svc_mountpoint_open()), and sets sh->expose_*; NULL
+	 * means the service mounts the device's filesystem (shadows.c). */
+	int (*expose)(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+		      unsigned int flags, json_t **res, struct vss_error *err);
+	/* Optional: at start, deletes what an earlier run of this instance made
+	 * and did not keep (not persistent, or never recorded as done), lists
+	 * the persistent shadows again, and never touches what other instances
+	 * made. */
+	int (*recover)(struct vss_service *svc, struct vss_error *err);
+	/* Optional: what a shadow of @path (not a volume name) made by this
+	 * provider would be of (malloc'd: btrfs, the root of its subvolume), or
+	 * NULL if it would not take @path. */
+	char *(*origin_of)(const char *path);
+	/* What it would take now (mount points, volumes), for "list providers". */
+	json_t *(*paths)(struct vss_service *svc);
+};
+
+extern const struct vss_provider_ops svc_provider_builtin;
+extern const struct vss_provider_ops svc_provider_btrfs;
+extern const struct vss_provider_ops svc_provider_live;
+
+/* vssd's providers, highest priority first, NULL-terminated: what
+ * svc->providers is unless a test gives its own (service.h). */
+extern const struct vss_provider_ops *const svc_providers[];
+
+/* The provider of @svc named @name, or NULL. */
+const struct vss_provider_ops *svc_provider_find(struct vss_service *svc, const char *name);
+
+/*
+ * Picks the provider for @target: @forced (a name, or NULL), else the
+ * highest-priority one that supports it, live ones left out.  A path no
+ * provider can shadow is refused with a line naming its filesystem type and
+ * what would work instead, unless @allow_live: then a live provider takes
+ * it and *@warning (owned by the caller) says why.  A live provider named
+ * in @forced needs @allow_live too.
+ */
+int svc_provider_select(struct vss_service *svc, const char *target, const char *forced,
+			bool allow_live, const struct vss_provider_ops **out, char **warning,
+			struct vss_error *err);
+
+/*
+ * Refuses a set in which a member whose commit writes through its own
+ * filesystem (SVC_PROVIDER_COMMIT_WRITES) lives on a loop device whose
+ * image is on a filesystem the set freezes (its commit would wait for the
+ * thaw), or is the device a member of the same set gates (its commit
+ * would wait for the gate, which the coordinator holds until every commit
+ * returned).
+ */
+int svc_provider_check_freeze(struct vss_service *svc, const struct svc_member *m, size_t n,
+			      const char *const *freeze_dirs, size_t nfreeze,
+			      struct vss_error *err);
+
+/* "list providers": every provider, and with "for" which takes it (registry.c). */
+int svc_op_providers_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			  json_t **res, struct vss_error *err);
+
+/* Runs every provider's recover; logs what fails and goes on. */
+void svc_providers_recover(struct vss_service *svc);
+
+/* Catalog rows with any of the attributes @attr, copied (targets owned). */
+struct svc_rows {
+	struct vss_catalog_shadow *rows;
+	size_t count, cap;
+	unsigned int attr;
+};
+int svc_provider_rows(struct vss_service *svc, unsigned int attr, struct svc_rows *r,
+		      struct vss_error *err);
+void svc_provider_rows_release(struct svc_rows *r);
+
+/* Appends @sh (made by a provider's recover) to the service's list. */
+void svc_provider_list_add(struct vss_service *svc, struct svc_shadow *sh);
+
+/* The mount point of the filesystem @path is on (malloc'd), or NULL. */
+char *svc_provider_mount_of(const char *path);
+
+/* What svc_shadow.origin of a shadow of @path is (malloc'd), or NULL: what
+ * the first provider with origin_of says (on btrfs the root of its
+ * subvolume), else its mount point. */
+char *svc_provider_origin_of(struct vss_service *svc, const char *path);
+
+#endif

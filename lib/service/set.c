@@ -1,0 +1,339 @@
+/*
+ * service/set.c - the shadow set coordinator (set.h): one set of shadows,
+ * of any providers, at one instant, or nothing at all.  It knows providers
+ * only through their operations and the member fields their prepare fills
+ * in (a gate to close, a filesystem to freeze), and filesystems only
+ * through svc->freezer, so that tests/service/test_set.c drives it with fake
+ * ones, without root.
+ *
+ * Taking a set, all under svc->lock (the order matters):
+ *   1. pick a provider per target (provider.h) and prepare it: the built-in
+ *      one resolves the target to a volume and refuses to freeze a
+ *      filesystem that holds the service's state, run directory, or a
+ *      volume's backing file or diff area (the copy-on-write would wait for
+ *      the very filesystem it froze); refuse a volume twice.  Other
+ *      providers' filesystems are never frozen (a btrfs snapshot of a frozen
+ *      btrfs waits for the thaw);
+ *   2. start the guardian for the filesystems to freeze (guardian.h), then
+ *      FIFREEZE each: the filesystem flushes itself through its loop device
+ *      and our device into the engine, so it is clean on the volume;
+ *   3. close the gate of every volume of the set (vol->gate for writing):
+ *      writes in flight finish, new ones wait; every write acknowledged
+ *      until now is in the engine;
+ *   4. every member's provider commits (one engine shadow per volume, one
+ *      btrfs snapshot per subvolume): the set's single instant;
+ *   5. open the gates, FITHAW in reverse order, release the guardian;
+ *   6. adopt the shadows (devices, catalog rows, the service's list).
+ * A member records how far it got (prepared, frozen, taken), and every way
+ * out goes through abort_set(), which undoes exactly that: the shadows
+ * already taken are deleted, the ones adopted removed.  Every path thaws
+ * what it froze, and the guardian covers a crash.  A freeze longer than
+ * svc->freeze_limit_ms (VSS_FREEZE_LIMIT_MS; the guardian thawed on its
+ * own) aborts the set: what it holds may not be consistent.  This is the
+ * "commit" step of a backup's life (backup.c), and the only place a set is
+ * made.
+ *
+ * Invariants (asserted where they are relied on):
+ *  - svc->lock is held throughout;
+ *  - a member commits only once prepared, with every gate of the set closed
+ *    and every filesystem to freeze frozen; a gate belongs to one member;
+ *  - on return no gate is closed and no filesystem frozen; every member is
+ *    adopted (its shadow listed with its catalog row) or aborted (neither
+ *    prepared nor taken), and on failure no shadow of the set is listed.
+ * Nothing is left frozen even if vssd dies: the guardian thaws what it
+ * holds (guardian.h).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uuid/uuid.h>
+
+#include "service/fs.h"
+#include "service/guardian.h"
+#include "service/log.h"
+#include "service/service_i.h"
+#include "service/set.h"
+#include "service/shadows.h"
+
+/* ---- the real freezer: the guardian and FIFREEZE ---- */
+
+static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n, void **guard,
+		    struct vss_error *err)
+{
+	struct vss_guardian_config cfg = {
+		.limit_ms = svc->freeze_limit_ms, .server = getpid(),
+		.device_tree = svc->dev_dir,
+	};
+
+	return vss_guardian_start(dirs, n, &cfg, (struct vss_guardian **)guard, err);
+}
+
+static int fs_freeze(const char *dir, const char *loop, const char *volume,
+		     struct vss_error *err)
+{
+	/* Only ever freeze what vss mounted on its own volume. */
+	if (!vss_fs_mounted_from(loop, dir))
+		return vss_error_set(err, -ESTALE, "%s is no longer mounted from volume %s", dir,
+				     volume);
+	return vss_fs_freeze(dir, err);
+}
+
+static int fs_release(void *guard)
+{
+	return vss_guardian_finish(guard);
+}
+
+const struct svc_freezer_ops svc_freezer_fs = {
+	.guard = fs_guard,
+	.freeze = fs_freeze,
+	.thaw = vss_fs_thaw,
+	.release = fs_release,
+};
+
+/* ---- the coordinator ---- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double ms_between(uint64_t a, uint64_t b)
+{
+	return (double)(b - a) / 1e6;
+}
+
+void svc_set_free(struct svc_set *set)
+{
+	if (!set)
+		return;
+	for (size_t i = 0; i < set->n; i++) {
+		free(set->m[i].warning);
+		free(set->m[i].device);
+	}
+	free(set);
+}
+
+/*
+ * The set fails: every shadow of it already listed is removed, every member
+ * still prepared is aborted (its shadow deleted if taken).  Nothing is
+ * frozen or gated any more (the steps undo those before they fail).
+ */
+static void abort_set(struct vss_service *svc, struct svc_set *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct svc_member *m = &set->m[i];
+
+		assert(!m->frozen);
+		if (set->shadows[i])
+			svc_shadow_remove(svc, set->shadows[i], NULL);
+		set->shadows[i] = NULL;
+		if (m->prepared)
+			m->prov->abort(svc, m);
+		m->prepared = m->taken = false;
+	}
+}
+
+/* 1. A provider per target, each prepared; a gate belongs to one member.
+ * The filesystems to freeze go into @dirs. */
+static int prepare_members(struct vss_service *svc, struct svc_set *set,
+			   const struct svc_set_params *p, const char **dirs,
+			   struct vss_error *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < set->n; i++) {
+		struct svc_member *m = &set->m[i];
+
+		m->target = p->targets[i];
+		uuid_generate_random(m->id);
+		m->set_id = set->uuid;
+		m->persistent = p->persistent;
+		m->no_writers = p->no_writers;
+		if ((rc = svc_provider_select(svc, m->target, p->provider, p->allow_live,
+					      &m->prov, &m->warning, err)) < 0 ||
+		    (rc = m->prov->prepare(svc, m, err)) < 0)
+			return rc;
+		m->prepared = true;
+		if (m->warning)
+			vss_log("set %s: %s%s", set->id, m->warning,
+				m->prov->caps & SVC_PROVIDER_LIVE ? " (read live: --allow-live)" : "");
+		for (size_t j = 0; m->gate && j < i; j++)
+			if (set->m[j].gate == m->gate)
+				return vss_error_set(err, -EINVAL, "volume %s is in the set twice "
+						     "(%s and %s)", m->volume ? m->volume : "",
+						     set->m[j].target, m->target);
+		if (m->freeze_dir)
+			dirs[set->nfreeze++] = m->freeze_dir;
+	}
+	return svc_provider_check_freeze(svc, set->m, set->n, dirs, set->nfreeze, err);
+}
+
+/* 2. Freezes every member's filesystem (the guardian already holds them). */
+static int freeze_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < set->n && rc == 0; i++) {
+		struct svc_member *m = &set->m[i];
+
+		if (!m->freeze_dir)
+			continue;
+		rc = svc->freezer->freeze(m->freeze_dir, m->freeze_loop, m->volume, err);
+		m->frozen = rc == 0;
+	}
+	return rc;
+}
+
+/* 3, 4: every gate closed, every member commits, the gates open again. */
+static int commit_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < set->n; i++)
+		if (set->m[i].gate)
+			pthread_rwlock_wrlock(set->m[i].gate);
+	for (size_t i = 0; i < set->n && rc == 0; i++) {
+		struct svc_member *m = &set->m[i];
+
+		assert(m->prepared && !m->taken);
+		assert(!m->freeze_dir || m->frozen);
+		rc = m->prov->commit(svc, m, err);
+		m->taken = rc == 0;
+	}
+	for (size_t i = set->n; i-- > 0;)
+		if (set->m[i].gate)
+			pthread_rwlock_unlock(set->m[i].gate);
+	return rc;
+}
+
+/* 5. Thaws what was frozen, newest first. */
+static void thaw_members(struct vss_service *svc, struct svc_set *set)
+{
+	for (size_t i = set->n; i-- > 0;) {
+		struct svc_member *m = &set->m[i];
+		struct vss_error terr;
+
+		if (m->frozen && svc->freezer->thaw(m->freeze_dir, &terr) < 0)
+			vss_log("set %s: %s", set->id, terr.msg);
+		m->frozen = false;
+	}
+}
+
+/* 6. Each member becomes a listed shadow with its catalog row. */
+static int adopt_members(struct vss_service *svc, struct svc_set *set,
+			 const struct svc_set_params *p, struct vss_error *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < set->n; i++) {
+		struct svc_member *m = &set->m[i];
+		struct svc_shadow *sh = calloc(1, sizeof(*sh));
+
+		if (!sh || !(sh->rec.target = strdup(m->target))) {
+			free(sh);
+			return vss_error_set(err, -ENOMEM, "out of memory");
+		}
+		sh->prov = m->prov;
+		svc_id_str(m->id, sh->rec.id);
+		memcpy(sh->rec.set_id, set->id, sizeof(set->id));
+		if (m->volume)
+			snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s", m->volume);
+		sh->rec.created_ns = svc_now_ns();
+		sh->rec.attrs = (p->persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
+				(p->no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0) |
+				m->prov->catalog_attr;
+		sh->owner = p->owner;
+		/* Listed first: a failure below removes it like any other shadow. */
+		svc_provider_list_add(svc, sh);
+		set->shadows[i] = sh;
+		m->taken = false;
+		m->prepared = false;
+		if ((rc = m->prov->adopt(svc, m, sh, err)) < 0 ||
+		    (rc = vss_catalog_shadow_put(svc->cat, &sh->rec, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
+		 struct svc_set **out, struct vss_error *err)
+{
+	const char *dirs[SVC_SET_MAX];
+	struct svc_set *set;
+	void *guard = NULL;
+	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
+	int rc, grc = 0;
+
+	svc_assert_locked(svc);
+	*out = NULL;
+	if (p->n == 0 || p->n > SVC_SET_MAX)
+		return vss_error_set(err, -E2BIG, "a set holds 1 to %d targets", SVC_SET_MAX);
+	if (!(set = calloc(1, sizeof(*set))))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	set->n = p->n;
+	uuid_generate_random(set->uuid);
+	svc_id_str(set->uuid, set->id);
+	if ((rc = prepare_members(svc, set, p, dirs, err)) < 0)
+		goto abort;
+	/* 2. freeze: the guardian first, so that nothing stays frozen whatever happens */
+	if (set->nfreeze > 0) {
+		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, &guard, err)) < 0)
+			goto abort;
+		t_freeze = mono_ns();
+		rc = freeze_members(svc, set, err);
+	}
+	if (rc == 0 && set->nfreeze > 0 && svc->test_freeze_hold_ms) {
+		vss_log("set %s: holding the freeze for %u ms (test hook)", set->id,
+			svc->test_freeze_hold_ms);
+		usleep(svc->test_freeze_hold_ms * 1000u);
+	}
+	/* 3, 4: the set's instant */
+	t_gate = mono_ns();
+	if (rc == 0)
+		rc = commit_members(svc, set, err);
+	t_open = mono_ns();
+	/* 5. thaw, whatever happened */
+	thaw_members(svc, set);
+	if (set->nfreeze > 0) {
+		t_thawed = mono_ns();
+		grc = svc->freezer->release(guard);
+	}
+	if (rc == 0 && (grc == -ETIMEDOUT ||
+			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
+		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
+				   "%u ms; the set was aborted", svc->freeze_limit_ms);
+	if (rc < 0)
+		goto abort;
+	/* 6. adopt */
+	if ((rc = adopt_members(svc, set, p, err)) < 0)
+		goto abort;
+	set->frozen_ms = set->nfreeze ? ms_between(t_freeze, t_thawed) : 0.0;
+	set->held_ms = ms_between(t_gate, t_open);
+	if (set->nfreeze > 0)
+		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
+			"for %.3f ms, writes held for %.3f ms", set->id, set->n,
+			set->n == 1 ? "" : "s", p->persistent ? "persistent" : "not persistent",
+			p->no_writers ? ", no writers" : "", set->nfreeze,
+			set->nfreeze == 1 ? "" : "s", set->frozen_ms, set->held_ms);
+	else
+		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
+			"writes held for %.3f ms", set->id, set->n, set->n == 1 ? "" : "s",
+			p->persistent ? "persistent" : "not persistent",
+			p->no_writers ? ", no writers" : "", set->held_ms);
+	*out = set;
+	return 0;
+abort:
+	thaw_members(svc, set);
+	abort_set(svc, set);
+	vss_log("set %s aborted: %s", set->id, err->msg);
+	svc_set_free(set);
+	return rc;
+}

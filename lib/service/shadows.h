@@ -1,0 +1,80 @@
+/*
+ * service/shadows.h - the shadows the service lists (shadows.c): every
+ * provider's, their catalog rows, their exposures (mounted read-only where
+ * a requester reads them), and the operations on them: list, delete,
+ * expose, unexpose.  The set coordinator (set.h) makes them.
+ */
+#ifndef VSS_SERVICE_SHADOWS_H
+#define VSS_SERVICE_SHADOWS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <vss/error.h>
+
+#include "service/catalog.h"
+#include "service/loop.h"
+
+struct conn;
+struct svc_caller;
+struct svc_volume;
+struct vss_provider_ops;
+struct vss_service;
+
+struct svc_shadow {
+	struct svc_shadow *next;                /* svc->lock, for all fields */
+	const struct vss_provider_ops *prov;    /* who made it (provider.h) */
+	struct svc_volume *vol;                 /* built-in only (else NULL); outlives the shadow in the list */
+	char *path;                             /* other providers: the snapshot or live directory; owned */
+	char *origin;                           /* other providers: what it is of (btrfs: the subvolume's
+	                                         * root; live: the mount point); owned */
+	char *target_path;                      /* other providers: the target inside the shadow, or NULL; owned */
+	struct vss_catalog_shadow rec;          /* rec.target owned */
+	char *expose_dir;                       /* where exposed, or NULL */
+	uint64_t expose_id;                     /* that mount's ID (fs.h) */
+	char expose_loop[VSS_LOOP_NAME_MAX];    /* its loop device, or "" (a bind mount) */
+	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID: it goes
+						 * with the exposure */
+	struct conn *owner;                     /* set in progress: its requester */
+};
+
+/* Removes a shadow everywhere (exposure, device, engine, catalog, list); logs @why. */
+void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why);
+struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id);
+int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
+/* Mounts @sh read-only, nosuid, nodev (and noexec unless VSS_FS_EXEC in
+ * @flags) on the directory @dirfd (svc_mountpoint_open()): the provider's
+ * expose, or a read-only loop device and the filesystem's options for an
+ * image of a live filesystem (fs.h).  Records nothing in the catalog. */
+int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
+		      unsigned int flags, json_t **res, struct vss_error *err);
+/* Forgets where @sh is exposed; with @force, unmounts it first (lazily if
+ * busy) and removes the directory if it was vssd's own (sh->expose_own).
+ * Keeps the catalog's record. */
+void svc_shadow_unexpose(struct svc_shadow *sh, bool force);
+/* Whether @c holds a set taken with "hold" (the server does not close such
+ * a connection for being idle). */
+bool svc_conn_holds_set(struct vss_service *svc, struct conn *c);
+void svc_conn_gone(struct vss_service *svc, struct conn *c);
+/*
+ * shadow.create's set (svc->lock held): reads @args (targets, persistent,
+ * no_writers, allow_live, provider) with the targets as @who sees them,
+ * takes the set (set.h), held by @owner until it completes it (NULL:
+ * complete at once), and replies in *@res.
+ */
+int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		      struct conn *owner, json_t **res, struct vss_error *err);
+int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			json_t **res, struct vss_error *err);
+int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		       json_t **res, struct vss_error *err);
+int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			 json_t **res, struct vss_error *err);
+int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			 json_t **res, struct vss_error *err);
+int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			   json_t **res, struct vss_error *err);
+
+#endif
