@@ -89,7 +89,7 @@ struct vss_service {
 	bool ev_running;
 
 	struct svc_server *server;
-	struct svc_writer_registry *wreg;       /* writers.h (issue 4) */
+	struct svc_writer_registry *wreg;       /* writers.h */
 };
 
 /* ---- service.c ---- */

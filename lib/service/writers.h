@@ -1,5 +1,5 @@
 /*
- * service/writers.h - the writer registry (issue 4).
+ * service/writers.h - the writer registry.
  *
  * writers.c keeps the registered writers (one connection each, handed over by
  * server.c after "writer.register"), their VSS states and last errors, and

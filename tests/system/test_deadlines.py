@@ -1,4 +1,4 @@
-"""Deadlines (issue 12, items 9 and 11): nothing a requester, a writer or a
+"""Deadlines: nothing a requester, a writer or a
 stopped vssd does holds backups or a freeze hostage.
 
 - holds: a requester that holds a backup session or a set and goes silent

@@ -1,5 +1,5 @@
-"""Nothing vss mounts lets anyone escalate or read what they could not
-(issue 12): shadows are nosuid, nodev and noexec through vss expose, vss
+"""Nothing vss mounts lets anyone escalate or read what they could not:
+shadows are nosuid, nodev and noexec through vss expose, vss
 exec and --in-place (also after a restart, and for btrfs bind mounts);
 mount targets are never reached through a symlink, even one swapped in
 while vss volume mount runs; the system's, the state and the run
