@@ -1,6 +1,6 @@
 /*
  * engine/redo.c - the redo queue and its flusher (see redo.h, and design
- * note 7 in volume.c for why it is safe).
+ * note 7 in write.c for why it is safe).
  *
  * Locks: q->lock protects the queue; it is taken with the volume's gate
  * held shared (writers) or exclusive (drains), never the other way round,
