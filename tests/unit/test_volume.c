@@ -348,8 +348,8 @@ static void many_shadows(void **state)
 	}
 }
 
-/* Whether io_uring still reads (a batch it refused, -EINVAL from a vectored
- * read of too many pieces say, would turn it off for the process). */
+/* Whether io_uring still reads (a ring setup that failed, or a kernel
+ * without its read operations, turns it off for the process). */
 static int uring_works(const char *path)
 {
 	struct vss_uring_read rd;
