@@ -43,6 +43,8 @@ static int emit_state(void *arg)
 	uint64_t lsn;
 	int r = 0;
 
+	/* The index too: no writer adds an entry while the gate is exclusive. */
+	assert(cow_held_excl(&vol->gate));
 	/* Shadows in creation order (replay insists), then the counter. */
 	for (size_t i = 0; !r && i < vol->nshadows; i++) {
 		struct shadow *s = vol->shadows[i];
@@ -84,6 +86,7 @@ int cow_maybe_checkpoint(struct vss_cow_volume *vol)
 	uint64_t live, log_bytes;
 	int r;
 
+	assert(cow_held_excl(&vol->gate));
 	vol->sops->usage(vol->store, &u);
 	live = vol->index.count * 32 + vol->nshadows * 64 + 64;
 	log_bytes = u.log_slots * vol->bs;
@@ -107,6 +110,7 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 	size_t pos = 0;
 	int r;
 
+	assert(cow_held_excl(&vol->gate));     /* open holds it */
 	if (rec->type == VSS_REC_REDO) {
 		if (rec->block >= vol->nblocks || !rec->len || rec->off >= vol->bs ||
 		    rec->len > vol->bs - rec->off ||
@@ -187,8 +191,8 @@ static void volume_free(struct vss_cow_volume *vol)
 	vss_index_release(&vol->index);
 	vss_redo_log_free(&vol->replay_redo);
 	pthread_mutex_destroy(&vol->fail_lock);
-	pthread_rwlock_destroy(&vol->gate);
-	pthread_rwlock_destroy(&vol->ixlock);
+	cow_rwlock_destroy(&vol->gate);
+	cow_rwlock_destroy(&vol->ixlock);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_destroy(&vol->stripe[i]);
 	free(vol);
@@ -214,6 +218,17 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 	vol->cfg = *cfg;
 	vol->vfs = vfs;
 	vol->sops = &vss_store_log_ops;
+	/* Creating a shadow must not wait behind an endless stream of I/O:
+	 * new readers queue behind a waiting exclusive locker. */
+	cow_rwlock_init(&vol->gate, 1);
+	cow_rwlock_init(&vol->ixlock, 0);
+	pthread_mutex_init(&vol->fail_lock, NULL);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_init(&vol->stripe[i], NULL);
+	/* Nobody else has the volume yet, but what open does (replay, the
+	 * first checkpoint) is done as the rest of the engine does it: with
+	 * the gate exclusive. */
+	cow_wrlock(&vol->gate);
 	vss_prefetch_init(&vol->prefetch, cow_prefetch_slots, vol);
 	if (asprintf(&vol->failed_path, "%s.failed", diff_path) < 0) {
 		vol->failed_path = NULL;
@@ -226,20 +241,6 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 			goto fail;
 		}
 	vol->next_seq = 1;
-	{
-		/* Creating a shadow must not wait behind an endless stream of
-		 * I/O: new readers queue behind a waiting exclusive locker.  The
-		 * gate is never taken shared twice by one thread. */
-		pthread_rwlockattr_t a;
-		pthread_rwlockattr_init(&a);
-		pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		pthread_rwlock_init(&vol->gate, &a);
-		pthread_rwlockattr_destroy(&a);
-	}
-	pthread_rwlock_init(&vol->ixlock, NULL);
-	pthread_mutex_init(&vol->fail_lock, NULL);
-	for (int i = 0; i < NSTRIPES; i++)
-		pthread_mutex_init(&vol->stripe[i], NULL);
 	r = vss_index_init(&vol->index);
 	if (r) {
 		vss_error_set(err, r, "out of memory");
@@ -417,10 +418,13 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 		if (vss_redo_start(&env, &vol->redo) != 0)
 			vol->redo = NULL;
 	}
+	cow_check(vol);
+	cow_unlock(&vol->gate);
 	*out = vol;
 	return 0;
 fail:
 	vss_file_close(df);
+	cow_unlock(&vol->gate);
 	volume_free(vol);
 	return r;
 }
@@ -456,7 +460,10 @@ int vss_cow_close(struct vss_cow_volume *vol)
 
 	if (!vol)
 		return 0;
-	pthread_rwlock_wrlock(&vol->gate);
+	/* cow.h: open shadow handles must have been closed. */
+	assert(atomic_load(&vol->handles) == 0);
+	cow_wrlock(&vol->gate);
+	cow_check(vol);
 	if (vol->redo) {
 		r = vss_redo_stop(vol->redo);   /* applies what is queued */
 		vol->redo = NULL;
@@ -478,7 +485,7 @@ int vss_cow_close(struct vss_cow_volume *vol)
 		/* One more try to put the failure in the diff area itself. */
 		vol->sops->mark_failed(vol->store);
 	}       /* else the log is stale (open found no room): the old one stays in force */
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	volume_free(vol);
 	return r;
 }
@@ -488,7 +495,7 @@ int vss_cow_close(struct vss_cow_volume *vol)
 void vss_cow_detach(struct vss_cow_volume *vol, const char *why)
 {
 	cow_settle(vol);
-	pthread_rwlock_wrlock(&vol->gate);
+	cow_wrlock(&vol->gate);
 	/* What is queued was acknowledged: to the origin now, since the
 	 * file holding its REDO records is no longer where a restart looks. */
 	cow_drain(vol);
@@ -496,5 +503,5 @@ void vss_cow_detach(struct vss_cow_volume *vol, const char *why)
 		vol->shadows[i]->flags &= ~VSS_COW_SHADOW_PERSISTENT;
 	cow_recount(vol);
 	snprintf(vol->detached, sizeof(vol->detached), "%s", why);
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 }

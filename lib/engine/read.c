@@ -188,6 +188,7 @@ static size_t plan_reads_whole(struct vss_cow_volume *vol, char *out, uint64_t o
 #define OWNS_NONE_LOOK 16
 static int owns_none_since(struct vss_cow_volume *vol, size_t pos)
 {
+	assert(cow_held(&vol->ixlock));
 	if (vol->nshadows - pos > OWNS_NONE_LOOK)
 		return 0;
 	for (size_t i = pos; i < vol->nshadows; i++)
@@ -223,11 +224,11 @@ void cow_prefetch_slots(void *ctx, const struct vss_prefetch_req *rq)
 
 		if (n > PREFETCH_CHUNK)
 			n = PREFETCH_CHUNK;
-		pthread_rwlock_rdlock(&vol->ixlock);
+		cow_rdlock(&vol->ixlock);
 		for (uint64_t i = 0; i < n; i++)
 			if (!vss_index_find(&vol->index, b + i, rq->seq, NULL, &slot[i]))
 				slot[i] = NO_SLOT;
-		pthread_rwlock_unlock(&vol->ixlock);
+		cow_unlock(&vol->ixlock);
 		for (uint64_t i = 0, j; i < n; i = j) {
 			struct vss_read rd;
 
@@ -288,9 +289,9 @@ uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol, uint64_t *hinted)
 	uint64_t done;
 
 	vss_prefetch_drain(&vol->prefetch);
-	pthread_mutex_lock(&vol->prefetch.lock);
+	cow_mutex_lock(&vol->prefetch.lock);
 	done = vol->prefetch.done;
-	pthread_mutex_unlock(&vol->prefetch.lock);
+	cow_mutex_unlock(&vol->prefetch.lock);
 	if (hinted)
 		*hinted = atomic_load(&vol->ra_hinted);
 	return done;
@@ -314,12 +315,12 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	struct vss_read stack_rd[READ_STACK_BLOCKS + 4], *rd = stack_rd;
 	struct iovec stack_iov[READ_STACK_BLOCKS], *iov = stack_iov;
 	uint64_t first, nblk, end, gen, nslot = 0;
-	size_t n, pos;
+	size_t n, pos, nrd = READ_STACK_BLOCKS + 4;   /* room in rd[] */
 	struct shadow *s;
 	int r = 0, any_origin = 0, none_owned;
 
 	cow_settle(vol);
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	s = cow_shadow_by_seq(vol, sh->seq, &pos);
 	if (!s) {
 		r = -ESTALE;
@@ -341,8 +342,7 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	if (nblk > READ_STACK_BLOCKS) {
 		/* Whole-origin plans: a read per VSS_READ_IOV_MAX / 2 blocks
 		 * at worst besides the slot runs (see plan_reads_whole). */
-		size_t nrd = nblk + nblk / (VSS_READ_IOV_MAX / 2) + 4;
-
+		nrd = nblk + nblk / (VSS_READ_IOV_MAX / 2) + 4;
 		rd = malloc(nrd * sizeof(*rd) + nblk * (sizeof(*iov) + sizeof(*slot)));
 		if (!rd) {
 			r = -ENOMEM;
@@ -353,7 +353,7 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	}
 
 	/* Where each block comes from, under one hold of the index lock. */
-	pthread_rwlock_rdlock(&vol->ixlock);
+	cow_rdlock(&vol->ixlock);
 	gen = vol->index.gen;
 	none_owned = owns_none_since(vol, pos);
 	if (none_owned) {
@@ -368,11 +368,12 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 		}
 		any_origin = nslot < nblk;
 	}
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	if (any_origin && nslot)
 		n = plan_reads_whole(vol, buf, off, end, first, slot, rd, iov);
 	else
 		n = plan_reads(vol, buf, off, end, first, slot, rd);
+	assert(n <= nrd);
 	r = vss_vfs_read_batch(vol->vfs, rd, n);
 	if (r >= 0 && !none_owned)
 		readahead(sh, s->seq, off, end, r > 0);
@@ -385,7 +386,7 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 	 * again from its slot.  An unchanged index generation says that no
 	 * block was. */
 	n = 0;
-	pthread_rwlock_rdlock(&vol->ixlock);
+	cow_rdlock(&vol->ixlock);
 	for (uint64_t i = 0; vol->index.gen != gen && i < nblk; i++) {
 		uint64_t bs_ = (first + i) << vol->bs_shift, be = bs_ + vol->bs;
 		uint32_t now;
@@ -402,7 +403,8 @@ ssize_t vss_cow_shadow_read(struct vss_cow_shadow *sh, void *buf, size_t len, ui
 					  (uint32_t)(bs_ & (vol->bs - 1)), (uint32_t)(be - bs_),
 					  &rd[n++]);
 	}
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
+	assert(n <= nblk && n <= nrd);
 	r = vss_vfs_read_batch(vol->vfs, rd, n);
 	if (r > 0)
 		r = 0;
@@ -412,7 +414,7 @@ done:
 	if (rd != stack_rd)
 		free(rd);
 out:
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return r ? r : (ssize_t)len;
 }
 
@@ -422,15 +424,15 @@ int vss_cow_shadow_open(struct vss_cow_volume *vol, const vss_cow_id id,
 	struct vss_cow_shadow *sh;
 	struct shadow *s;
 
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	s = cow_shadow_by_id(vol, id, NULL);
 	if (!s) {
-		pthread_rwlock_unlock(&vol->gate);
+		cow_unlock(&vol->gate);
 		return -ENOENT;
 	}
 	sh = malloc(sizeof(*sh));
 	if (!sh) {
-		pthread_rwlock_unlock(&vol->gate);
+		cow_unlock(&vol->gate);
 		return -ENOMEM;
 	}
 	sh->vol = vol;
@@ -439,15 +441,19 @@ int vss_cow_shadow_open(struct vss_cow_volume *vol, const vss_cow_id id,
 	atomic_init(&sh->ra_end, 0);
 	atomic_init(&sh->cold, 0);
 	atomic_fetch_add(&vol->handles, 1);
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	*out = sh;
 	return 0;
 }
 
 void vss_cow_shadow_close(struct vss_cow_shadow *sh)
 {
+	int was;
+
 	if (!sh)
 		return;
-	atomic_fetch_sub(&sh->vol->handles, 1);
+	was = atomic_fetch_sub(&sh->vol->handles, 1);
+	assert(was > 0);
+	(void)was;
 	free(sh);
 }

@@ -40,7 +40,8 @@ int cow_shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
 	uint64_t *blocks = NULL;
 	size_t n = 0, cap = 0;
 
-	pthread_rwlock_wrlock(&vol->ixlock);
+	assert(cow_held_excl(&vol->gate) && pos < vol->nshadows);
+	cow_wrlock(&vol->ixlock);
 	for (size_t i = 0; i < ix->cap; i++) {
 		uint64_t k = ix->keys[i];
 		if (!k || vss_index_key_seq(k) != s->seq)
@@ -49,7 +50,7 @@ int cow_shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
 			cap = cap ? cap * 2 : 256;
 			uint64_t *nb = realloc(blocks, cap * sizeof(*nb));
 			if (!nb) {
-				pthread_rwlock_unlock(&vol->ixlock);
+				cow_unlock(&vol->ixlock);
 				free(blocks);
 				return -ENOMEM;
 			}
@@ -57,22 +58,32 @@ int cow_shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
 		}
 		blocks[n++] = vss_index_key_block(k);
 	}
+	/* owned counts the shadow's entries, all of which were just found. */
+	assert(n == atomic_load(&s->owned));
 	for (size_t i = 0; i < n; i++) {
 		uint32_t slot;
 		if (p && !vss_index_has(ix, blocks[i], p->seq)) {
-			vss_index_rekey(ix, blocks[i], s->seq, p->seq);
+			int rk = vss_index_rekey(ix, blocks[i], s->seq, p->seq);
+
+			assert(rk == 0);
+			(void)rk;
 			p->owned++;
-		} else if (vss_index_remove(ix, blocks[i], s->seq, &slot) && free_slots) {
-			vol->sops->free_slot(vol->store, slot);
+		} else {
+			int rm = vss_index_remove(ix, blocks[i], s->seq, &slot);
+
+			assert(rm == 1);
+			if (rm && free_slots)
+				vol->sops->free_slot(vol->store, slot);
 		}
 	}
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	free(blocks);
 	memmove(&vol->shadows[pos], &vol->shadows[pos + 1],
 		(vol->nshadows - pos - 1) * sizeof(*vol->shadows));
 	vol->nshadows--;
 	free(s);
 	cow_recount(vol);
+	cow_check(vol);
 	return 0;
 }
 
@@ -84,6 +95,7 @@ int cow_delete_at(struct vss_cow_volume *vol, size_t pos)
 	uint64_t lsn;
 	int r;
 
+	assert(cow_held_excl(&vol->gate));
 	r = vol->sops->append(vol->store, &rec, &lsn);
 	if (r) {
 		cow_metadata_failed(vol, r);
@@ -129,7 +141,7 @@ static int create_shadow(struct vss_cow_volume *vol, const struct vss_cow_shadow
 	if ((r = check_params(params, err)) < 0)
 		return r;
 	cow_settle(vol);
-	pthread_rwlock_wrlock(&vol->gate);
+	cow_wrlock(&vol->gate);
 	/* The instant includes every write acknowledged: queued ones too. */
 	cow_drain(vol);
 	if (vol->sops->failed(vol->store)) {
@@ -189,7 +201,7 @@ static int create_shadow(struct vss_cow_volume *vol, const struct vss_cow_shadow
 		cow_recount(vol);
 	}
 out:
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return r;
 }
 
@@ -213,7 +225,7 @@ int vss_cow_shadow_delete(struct vss_cow_volume *vol, const vss_cow_id id,
 	size_t pos;
 	int r;
 
-	pthread_rwlock_wrlock(&vol->gate);
+	cow_wrlock(&vol->gate);
 	if (!cow_shadow_by_id(vol, id, &pos)) {
 		r = vss_error_set(err, -ENOENT, "no such shadow");
 	} else {
@@ -221,7 +233,7 @@ int vss_cow_shadow_delete(struct vss_cow_volume *vol, const vss_cow_id id,
 		if (r)
 			vss_error_set(err, r, "cannot delete the shadow: %s", strerror(-r));
 	}
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return r;
 }
 
@@ -231,10 +243,10 @@ int vss_cow_shadow_list(struct vss_cow_volume *vol, struct vss_cow_shadow_info *
 	struct vss_cow_shadow_info *a;
 
 	cow_settle(vol);
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	a = calloc(vol->nshadows ? vol->nshadows : 1, sizeof(*a));
 	if (!a) {
-		pthread_rwlock_unlock(&vol->gate);
+		cow_unlock(&vol->gate);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < vol->nshadows; i++) {
@@ -248,7 +260,7 @@ int vss_cow_shadow_list(struct vss_cow_volume *vol, struct vss_cow_shadow_info *
 		a[i].seq = s->seq;
 	}
 	*count = vol->nshadows;
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	*out = a;
 	return 0;
 }
@@ -259,7 +271,7 @@ int vss_cow_set_max_diff(struct vss_cow_volume *vol, uint64_t max_bytes,
 	struct vss_store_usage u;
 	int r;
 
-	pthread_rwlock_wrlock(&vol->gate);
+	cow_wrlock(&vol->gate);
 	r = vol->sops->set_max(vol->store, max_bytes);
 	if (r) {
 		vss_error_set(err, r, "cannot record the new maximum: %s", strerror(-r));
@@ -283,7 +295,7 @@ int vss_cow_set_max_diff(struct vss_cow_volume *vol, uint64_t max_bytes,
 			 "shadow deleted: the diff area maximum was lowered below its use");
 	}
 out:
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return r;
 }
 
@@ -307,7 +319,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 	int r = 0;
 
 	cow_settle(vol);
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	a = cow_shadow_by_id(vol, from, NULL);
 	if (to)
 		b = cow_shadow_by_id(vol, to, NULL);
@@ -325,7 +337,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 		r = vss_error_set(err, -EINVAL, "the first shadow must be older than the second");
 		goto out;
 	}
-	pthread_rwlock_rdlock(&vol->ixlock);
+	cow_rdlock(&vol->ixlock);
 	for (size_t i = 0; i < vol->index.cap; i++) {
 		uint64_t k = vol->index.keys[i];
 		if (!k || vss_index_key_seq(k) < lo || vss_index_key_seq(k) >= hi)
@@ -334,7 +346,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 			cap = cap ? cap * 2 : 1024;
 			uint64_t *nb = realloc(blocks, cap * sizeof(*nb));
 			if (!nb) {
-				pthread_rwlock_unlock(&vol->ixlock);
+				cow_unlock(&vol->ixlock);
 				r = vss_error_set(err, -ENOMEM, "out of memory");
 				goto out;
 			}
@@ -342,7 +354,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 		}
 		blocks[n++] = vss_index_key_block(k);
 	}
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	if (n)
 		qsort(blocks, n, sizeof(*blocks), cmp_u64);
 	ext = calloc(n ? n : 1, sizeof(*ext));
@@ -368,7 +380,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 	*count = ne;
 	ext = NULL;
 out:
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	free(blocks);
 	free(ext);
 	return r;

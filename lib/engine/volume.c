@@ -33,7 +33,10 @@
  *      stripe (mutex)   one of NSTRIPES by block: serialises the copy of
  *                       one block so that it happens once.
  *      ixlock (rwlock)  the index.
- *    The store has its own lock below all of these.
+ *    The store has its own lock below all of these.  Each function whose
+ *    comment says which lock it wants held asserts it (engine/lock.h: who
+ *    holds what is known to every build but buildtype=release).  Open
+ *    holds the gate exclusively too, though nobody else has the volume yet.
  */
 #include <errno.h>
 #include <limits.h>
@@ -69,6 +72,8 @@ struct shadow *cow_shadow_by_seq(struct vss_cow_volume *vol, uint32_t seq, size_
 {
 	size_t lo = 0, hi = vol->nshadows;
 
+	assert(cow_held(&vol->gate));
+
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		if (vol->shadows[mid]->seq < seq)
@@ -86,6 +91,7 @@ struct shadow *cow_shadow_by_seq(struct vss_cow_volume *vol, uint32_t seq, size_
 
 struct shadow *cow_shadow_by_id(struct vss_cow_volume *vol, const vss_cow_id id, size_t *pos)
 {
+	assert(cow_held(&vol->gate));
 	for (size_t i = 0; i < vol->nshadows; i++)
 		if (!memcmp(vol->shadows[i]->id, id, 16)) {
 			if (pos)
@@ -97,6 +103,7 @@ struct shadow *cow_shadow_by_id(struct vss_cow_volume *vol, const vss_cow_id id,
 
 void cow_recount(struct vss_cow_volume *vol)
 {
+	assert(cow_held_excl(&vol->gate));
 	vol->valid_persistent = 0;
 	vol->newest_valid = 0;
 	for (size_t i = 0; i < vol->nshadows; i++) {
@@ -113,6 +120,9 @@ int cow_shadow_append(struct vss_cow_volume *vol, const struct vss_rec *rec)
 {
 	struct shadow *s;
 
+	assert(cow_held_excl(&vol->gate));
+	/* Oldest first: seq increasing. */
+	assert(!vol->nshadows || vol->shadows[vol->nshadows - 1]->seq < rec->seq);
 	if (vol->nshadows == vol->shadows_cap) {
 		size_t cap = vol->shadows_cap ? vol->shadows_cap * 2 : 16;
 		struct shadow **n = realloc(vol->shadows, cap * sizeof(*n));
@@ -135,6 +145,39 @@ int cow_shadow_append(struct vss_cow_volume *vol, const struct vss_rec *rec)
 	cow_recount(vol);
 	return 0;
 }
+
+#ifndef NDEBUG
+void cow_check(struct vss_cow_volume *vol)
+{
+	uint64_t *count = calloc(vol->nshadows ? vol->nshadows : 1, sizeof(*count));
+	uint64_t entries = 0;
+
+	assert(cow_held_excl(&vol->gate));
+	if (!count)
+		return;         /* no memory to check with */
+	for (size_t i = 0; i < vol->index.cap; i++) {
+		uint64_t k = vol->index.keys[i];
+		struct shadow *s;
+		size_t pos;
+
+		if (!k)
+			continue;
+		entries++;
+		/* Design note 1: an entry belongs to a shadow of the list. */
+		s = cow_shadow_by_seq(vol, vss_index_key_seq(k), &pos);
+		assert(s);
+		if (s)
+			count[pos]++;
+		assert(vss_index_key_block(k) < vol->nblocks);
+	}
+	assert(entries == vol->index.count);
+	for (size_t i = 0; i < vol->nshadows; i++) {
+		assert(atomic_load(&vol->shadows[i]->owned) == count[i]);
+		assert(vol->shadows[i]->seq < vol->next_seq);
+	}
+	free(count);
+}
+#endif
 
 /* Writes one file that records the failure (a line of text says what
  * failed, for whoever finds it); 0 once it is durable. */
@@ -183,7 +226,10 @@ static void note_failure(struct vss_cow_volume *vol, int error)
 /* Sticky failure of the diff area's metadata: nothing in it can be trusted. */
 void cow_metadata_failed(struct vss_cow_volume *vol, int error)
 {
-	int was = vol->sops->failed(vol->store);
+	int was;
+
+	assert(cow_held_excl(&vol->gate));
+	was = vol->sops->failed(vol->store);
 
 	note_failure(vol, error);
 	if (!was)
@@ -240,14 +286,15 @@ struct vss_redo_env cow_redo_env(struct vss_cow_volume *vol)
 /* Brings the shadow list in line with a failure the flusher met. Gate not held. */
 void cow_settle(struct vss_cow_volume *vol)
 {
+	assert(!cow_held(&vol->gate));
 	if (!atomic_load(&vol->async_failed) || atomic_load(&vol->async_settled))
 		return;
-	pthread_rwlock_wrlock(&vol->gate);
+	cow_wrlock(&vol->gate);
 	if (!atomic_load(&vol->async_settled)) {
 		cow_metadata_failed(vol, atomic_load(&vol->async_failed));
 		atomic_store(&vol->async_settled, 1);
 	}
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 }
 
 /* Everything queued so far is in the origin. */
@@ -267,8 +314,10 @@ void vss_cow_quiesce(struct vss_cow_volume *vol)
 static int log_rec(struct vss_cow_volume *vol, const struct vss_rec *rec, int durable)
 {
 	uint64_t lsn;
-	int r = vol->sops->append(vol->store, rec, &lsn);
+	int r;
 
+	assert(cow_held_excl(&vol->gate));
+	r = vol->sops->append(vol->store, rec, &lsn);
 	if (!r && durable)
 		r = vol->sops->commit(vol->store, lsn);
 	if (r)
@@ -281,6 +330,7 @@ void cow_invalidate_from(struct vss_cow_volume *vol, size_t pos, int error, cons
 {
 	int durable = vol->valid_persistent > 0;
 
+	assert(cow_held_excl(&vol->gate));
 	for (size_t i = pos; i < vol->nshadows; i++) {
 		struct shadow *s = vol->shadows[i];
 		struct vss_rec rec = { .type = VSS_REC_SHADOW_INVALID, .seq = s->seq };
@@ -313,17 +363,17 @@ int vss_cow_usage(struct vss_cow_volume *vol, struct vss_cow_usage *out)
 {
 	struct vss_store_usage u;
 
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	vol->sops->usage(vol->store, &u);
 	out->used_bytes = u.used_bytes;
 	out->allocated_bytes = u.allocated_bytes;
 	out->max_bytes = u.max_bytes;
-	pthread_rwlock_rdlock(&vol->ixlock);
+	cow_rdlock(&vol->ixlock);
 	out->copied_blocks = vol->index.count;
 	out->index_bytes = vss_index_bytes(&vol->index);
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	out->shadows = (uint32_t)vol->nshadows;
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return 0;
 }
 

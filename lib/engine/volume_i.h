@@ -13,11 +13,13 @@
 #ifndef VSS_ENGINE_VOLUME_I_H
 #define VSS_ENGINE_VOLUME_I_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 
 #include "engine/cow_i.h"
 #include "engine/index.h"
+#include "engine/lock.h"
 #include "engine/prefetch.h"
 #include "engine/redo.h"
 #include "store/store.h"
@@ -52,7 +54,7 @@ struct vss_cow_volume {
 	struct vss_prefetch prefetch;  /* diff-area readahead for sequential shadow readers */
 	_Atomic uint64_t ra_hinted;    /* diff-area bytes it hinted, in all */
 
-	pthread_rwlock_t gate;
+	struct cow_rwlock gate;
 	/* Under gate (exclusive to change, shared to read): */
 	struct shadow **shadows;       /* oldest first, seq increasing */
 	size_t nshadows, shadows_cap;
@@ -62,7 +64,7 @@ struct vss_cow_volume {
 	uint64_t room_gen;             /* bumped each time make_room() acts */
 	_Atomic int near_full;         /* NEAR_FULL reported, not yet cleared */
 
-	pthread_rwlock_t ixlock;
+	struct cow_rwlock ixlock;
 	struct vss_index index;
 
 	pthread_mutex_t stripe[NSTRIPES];
@@ -105,6 +107,15 @@ struct shadow *cow_shadow_by_id(struct vss_cow_volume *vol, const vss_cow_id id,
 void cow_recount(struct vss_cow_volume *vol);
 /* Appends the shadow a SHADOW_CREATE record describes; 0 or -ENOMEM. */
 int cow_shadow_append(struct vss_cow_volume *vol, const struct vss_rec *rec);
+
+/* Whether the index and the shadow list agree: every entry names a shadow
+ * in the list, and each shadow's owned counts its entries.  O(entries);
+ * compiled only with assertions, where it asserts.  Gate held exclusively. */
+#ifndef NDEBUG
+void cow_check(struct vss_cow_volume *vol);
+#else
+static inline void cow_check(struct vss_cow_volume *vol) { (void)vol; }
+#endif
 
 /* Sticky failure of the diff area's metadata: every shadow invalid. */
 void cow_metadata_failed(struct vss_cow_volume *vol, int error);

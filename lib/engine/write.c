@@ -72,7 +72,7 @@ static unsigned int stripe_of(uint64_t block)
  * made room meanwhile and the caller just tries again.  Takes the gate. */
 static void make_room(struct vss_cow_volume *vol, uint64_t seen_gen, int error)
 {
-	pthread_rwlock_wrlock(&vol->gate);
+	cow_wrlock(&vol->gate);
 	if (vol->room_gen == seen_gen && vol->newest_valid) {
 		vol->room_gen++;
 		if (vol->nshadows > 1) {
@@ -88,7 +88,7 @@ static void make_room(struct vss_cow_volume *vol, uint64_t seen_gen, int error)
 					    "the diff area cannot hold even the newest shadow");
 		}
 	}
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 }
 
 /* The copy of @block could not be written: invalidate every shadow that
@@ -98,17 +98,17 @@ static void copy_failed(struct vss_cow_volume *vol, uint64_t block, int error)
 	uint32_t m;
 	size_t pos;
 
-	pthread_rwlock_wrlock(&vol->gate);
-	pthread_rwlock_rdlock(&vol->ixlock);
+	cow_wrlock(&vol->gate);
+	cow_rdlock(&vol->ixlock);
 	m = vss_index_max_seq(&vol->index, block);
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	for (pos = 0; pos < vol->nshadows && vol->shadows[pos]->seq <= m; pos++)
 		;
 	char why[128];
 	snprintf(why, sizeof(why), "the diff area could not take a block's old content (%s)",
 		 strerror(-error));
 	cow_invalidate_from(vol, pos, error, why);
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 }
 
 /* Reports a diff area passing 90% of its maximum, once until it drops
@@ -147,18 +147,19 @@ static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block
 	void *buf;
 	int r;
 
-	pthread_rwlock_rdlock(&vol->ixlock);
+	assert(cow_held(&vol->gate) && !cow_held_excl(&vol->gate));
+	cow_rdlock(&vol->ixlock);
 	m = vss_index_max_seq(&vol->index, block);
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	if (m == newest)
 		goto copied;
 	if (vol->newest_valid <= m)
 		return COPY_DONE;       /* no valid shadow reads it from the origin */
 
 	pthread_mutex_lock(&vol->stripe[st]);
-	pthread_rwlock_rdlock(&vol->ixlock);
+	cow_rdlock(&vol->ixlock);
 	m = vss_index_max_seq(&vol->index, block);
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	if (m == newest) {
 		pthread_mutex_unlock(&vol->stripe[st]);
 		goto copied;
@@ -209,17 +210,19 @@ static enum copy_result ensure_copied(struct vss_cow_volume *vol, uint64_t block
 	/* Design note 5: the lsn is visible before the entry is. */
 	if (atomic_load(&vol->stripe_lsn[st]) < lsn)
 		atomic_store(&vol->stripe_lsn[st], lsn);
-	pthread_rwlock_wrlock(&vol->ixlock);
+	cow_wrlock(&vol->ixlock);
 	r = vss_index_insert(&vol->index, block, newest, slot);
 	if (!r) {
 		/* With the entry, under the index lock: a reader that finds no
 		 * shadow owning anything skips the lookups (see
 		 * vss_cow_shadow_read). */
 		struct shadow *s = cow_shadow_by_seq(vol, newest, NULL);
+
+		assert(s);      /* the list cannot change under the gate */
 		if (s)
 			s->owned++;
 	}
-	pthread_rwlock_unlock(&vol->ixlock);
+	cow_unlock(&vol->ixlock);
 	pthread_mutex_unlock(&vol->stripe[st]);
 	if (r) {
 		*error = r;
@@ -246,7 +249,7 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 	last = (off + len - 1) >> vol->bs_shift;
 
 	cow_settle(vol);
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	for (;;) {
 		uint32_t newest = vol->nshadows ? vol->shadows[vol->nshadows - 1]->seq : 0;
 		uint64_t room_gen = vol->room_gen;
@@ -265,12 +268,12 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 		}
 		if (cr == COPY_DONE)
 			break;
-		pthread_rwlock_unlock(&vol->gate);
+		cow_unlock(&vol->gate);
 		if (cr == COPY_NO_ROOM)
 			make_room(vol, room_gen, error);
 		else
 			copy_failed(vol, b, error);
-		pthread_rwlock_rdlock(&vol->gate);
+		cow_rdlock(&vol->gate);
 	}
 	need_commit = vol->valid_persistent && need_lsn > vol->sops->durable_lsn(vol->store);
 	if (vol->redo && (need_commit || vss_redo_queued(vol->redo, first, last))) {
@@ -284,18 +287,18 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 	if (need_commit) {
 		r = vol->sops->commit(vol->store, need_lsn);
 		if (r) {
-			pthread_rwlock_unlock(&vol->gate);
-			pthread_rwlock_wrlock(&vol->gate);
+			cow_unlock(&vol->gate);
+			cow_wrlock(&vol->gate);
 			cow_metadata_failed(vol, r);
-			pthread_rwlock_unlock(&vol->gate);
-			pthread_rwlock_rdlock(&vol->gate);
+			cow_unlock(&vol->gate);
+			cow_rdlock(&vol->gate);
 		}
 	}
 	r = vss_file_pwrite(vol->origin, buf, len, off);
 out:
 	if (copied && vol->cfg.max_diff_bytes != VSS_COW_UNBOUNDED)
 		check_near_full(vol);
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return r ? r : (ssize_t)len;
 }
 
@@ -305,7 +308,7 @@ int vss_cow_flush(struct vss_cow_volume *vol)
 	int r, werr = 0;
 
 	/* Shared: a checkpoint (gate exclusive) must not see a commit. */
-	pthread_rwlock_rdlock(&vol->gate);
+	cow_rdlock(&vol->gate);
 	if (vol->redo) {
 		vss_redo_drain(vol->redo, &done);
 		werr = vss_redo_take_error(vol->redo);
@@ -319,6 +322,6 @@ int vss_cow_flush(struct vss_cow_volume *vol)
 		if (r)
 			cow_redo_failed(vol, r);
 	}
-	pthread_rwlock_unlock(&vol->gate);
+	cow_unlock(&vol->gate);
 	return r ? r : werr;
 }

@@ -197,6 +197,7 @@ void vss_uring_release(void)
 	struct ring *idle = NULL;
 
 	pthread_mutex_lock(&pool_lock);
+	assert(holders > 0);    /* one release per hold */
 	if (holders && !--holders) {
 		idle = pool;
 		pool = NULL;

@@ -755,7 +755,7 @@ static void lost_shadows_and_detach(void **state)
 	static unsigned char s8[SIZE];
 	struct vss_cow_shadow *sh;
 	struct vss_error err;
-	uint32_t flags;
+	uint32_t flags = 0;
 	char b[16];
 	size_t n;
 
