@@ -25,7 +25,7 @@ uint64_t vss_cow_readahead_wait(struct vss_cow_volume *vol, uint64_t *hinted);
 
 /*
  * What the owner of a volume (the service) guards it with, beyond what
- * vss_cow_open() does (design note 9 in engine/volume.c).
+ * vss_cow_open() does (design note 9 in engine/open.c).
  */
 #define VSS_COW_MARKS 2
 struct vss_cow_guard {

@@ -11,6 +11,7 @@
  * only ever lowers a seq to the next older shadow's, below which the block
  * has no entry between, so it keeps that order.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -109,6 +110,7 @@ static int grow(struct vss_index *ix)
 	for (size_t i = 0; i < old.cap; i++)
 		if (old.keys[i])
 			place(ix, old.keys[i], old.slots[i]);
+	assert(ix->count == old.count && vss_index_check(ix) == 0);
 	free(old.keys);
 	free(old.slots);
 	return 0;
@@ -188,6 +190,7 @@ int vss_index_insert(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 		if (r)
 			return r;
 	}
+	assert(locate(ix, vss_index_key(block, seq)) == (size_t)-1);
 	place(ix, vss_index_key(block, seq), slot);
 	ix->gen++;
 	return 0;
@@ -199,6 +202,7 @@ int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 
 	if (pos == (size_t)-1)
 		return 0;
+	assert(ix->count > 0);
 	if (slot)
 		*slot = ix->slots[pos];
 	for (;;) {
@@ -216,14 +220,55 @@ int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
 	return 1;
 }
 
+#ifndef NDEBUG
+/* The seq of @block's entry with the smallest seq >= @min_seq, 0 if none. */
+static uint32_t oldest_from(const struct vss_index *ix, uint64_t block, uint32_t min_seq)
+{
+	uint32_t seq = 0;
+
+	return vss_index_find(ix, block, min_seq, &seq, NULL) ? seq : 0;
+}
+#endif
+
 int vss_index_rekey(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t new_seq)
 {
 	size_t pos = locate(ix, vss_index_key(block, seq));
 
 	if (pos == (size_t)-1 || !new_seq || new_seq > VSS_INDEX_SEQ_MAX)
 		return -ENOENT;
+	/* The contract (index.h) that keeps a block's entries in order: no
+	 * entry from @new_seq up to @seq but this one. */
+	assert(new_seq < seq && oldest_from(ix, block, new_seq) == seq);
 	/* Same block, same home: the key can change in place. */
 	ix->keys[pos] = vss_index_key(block, new_seq);
 	ix->gen++;
 	return 0;
+}
+
+int vss_index_check(const struct vss_index *ix)
+{
+	size_t n = 0;
+
+	for (size_t pos = 0; pos < ix->cap; pos++) {
+		uint64_t k = ix->keys[pos];
+		size_t prev = pos ? pos - 1 : ix->cap - 1, d;
+
+		if (!k)
+			continue;
+		n++;
+		if (!vss_index_key_seq(k))
+			return -EUCLEAN;
+		/* Robin Hood order, and no gap between a key and its home. */
+		d = dist(ix, pos, k);
+		if (d && (!ix->keys[prev] || dist(ix, prev, ix->keys[prev]) + 1 < d))
+			return -EUCLEAN;
+		if (locate(ix, k) != pos)
+			return -EUCLEAN;
+		/* Along the run from its home, the block's newer entries first. */
+		for (size_t p = home(ix, vss_index_key_block(k)); p != pos; p = next_pos(ix, p))
+			if (vss_index_key_block(ix->keys[p]) == vss_index_key_block(k) &&
+			    vss_index_key_seq(ix->keys[p]) <= vss_index_key_seq(k))
+				return -EUCLEAN;
+	}
+	return n == ix->count ? 0 : -EUCLEAN;
 }

@@ -56,6 +56,12 @@ int vss_index_remove(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_
  * to the next older shadow), which keeps a block's entries in order. */
 int vss_index_rekey(struct vss_index *ix, uint64_t block, uint32_t seq, uint32_t new_seq);
 
+/* Whether the table keeps its invariants (index.c head): every entry
+ * found from its home in Robin Hood order, a block's newer entries before
+ * its older ones, the count right.  0 or -EUCLEAN; O(entries x probe
+ * length): for tests and assertions. */
+int vss_index_check(const struct vss_index *ix);
+
 static inline uint64_t vss_index_key(uint64_t block, uint32_t seq)
 {
 	return block << VSS_INDEX_SEQ_BITS | seq;

@@ -6,6 +6,7 @@
  * takes the mutex for a few instructions and signals only a thread that
  * sleeps.  The thread runs the engine's callback with the mutex released.
  */
+#include <assert.h>
 #include <signal.h>
 
 #include "engine/prefetch.h"
@@ -13,7 +14,7 @@
 void vss_prefetch_init(struct vss_prefetch *pf, vss_prefetch_fn *fn, void *ctx)
 {
 	*pf = (struct vss_prefetch){ .fn = fn, .ctx = ctx };
-	pthread_mutex_init(&pf->lock, NULL);
+	cow_mutex_init(&pf->lock);
 	pthread_cond_init(&pf->wake, NULL);
 }
 
@@ -21,25 +22,26 @@ static void *prefetch_main(void *arg)
 {
 	struct vss_prefetch *pf = arg;
 
-	pthread_mutex_lock(&pf->lock);
+	cow_mutex_lock(&pf->lock);
 	for (;;) {
 		struct vss_prefetch_req rq;
 
 		while (!pf->n && !pf->stop)
-			pthread_cond_wait(&pf->wake, &pf->lock);
+			cow_cond_wait(&pf->wake, &pf->lock);
 		if (pf->stop)
 			break;
 		rq = pf->q[pf->head];
-		pthread_mutex_unlock(&pf->lock);
+		cow_mutex_unlock(&pf->lock);
 		pf->fn(pf->ctx, &rq);
-		pthread_mutex_lock(&pf->lock);
+		cow_mutex_lock(&pf->lock);
 		/* Taken off only now: drain() waits for the work, not the queue. */
+		assert(pf->n > 0 && pf->n <= VSS_PREFETCH_QUEUE);
 		pf->head = (pf->head + 1) % VSS_PREFETCH_QUEUE;
 		pf->n--;
 		pf->done++;
 		pthread_cond_broadcast(&pf->wake);
 	}
-	pthread_mutex_unlock(&pf->lock);
+	cow_mutex_unlock(&pf->lock);
 	return NULL;
 }
 
@@ -47,6 +49,8 @@ static void *prefetch_main(void *arg)
 static void start(struct vss_prefetch *pf)
 {
 	sigset_t all, old;
+
+	assert(cow_mutex_held(&pf->lock) && !pf->started);
 
 	/* The thread takes no signals: the process's handlers stay where
 	 * they were meant to run. */
@@ -58,7 +62,7 @@ static void start(struct vss_prefetch *pf)
 
 void vss_prefetch_post(struct vss_prefetch *pf, const struct vss_prefetch_req *rq)
 {
-	pthread_mutex_lock(&pf->lock);
+	cow_mutex_lock(&pf->lock);
 	if (!pf->started)
 		start(pf);
 	/* Full (or no thread): dropped, it is only a hint. */
@@ -67,28 +71,28 @@ void vss_prefetch_post(struct vss_prefetch *pf, const struct vss_prefetch_req *r
 		if (!pf->n++)
 			pthread_cond_broadcast(&pf->wake);
 	}
-	pthread_mutex_unlock(&pf->lock);
+	cow_mutex_unlock(&pf->lock);
 }
 
 void vss_prefetch_drain(struct vss_prefetch *pf)
 {
-	pthread_mutex_lock(&pf->lock);
+	cow_mutex_lock(&pf->lock);
 	while (pf->n && pf->started > 0 && !pf->stop)
-		pthread_cond_wait(&pf->wake, &pf->lock);
-	pthread_mutex_unlock(&pf->lock);
+		cow_cond_wait(&pf->wake, &pf->lock);
+	cow_mutex_unlock(&pf->lock);
 }
 
 void vss_prefetch_stop(struct vss_prefetch *pf)
 {
 	int started;
 
-	pthread_mutex_lock(&pf->lock);
+	cow_mutex_lock(&pf->lock);
 	pf->stop = 1;
 	started = pf->started > 0;
 	pthread_cond_broadcast(&pf->wake);
-	pthread_mutex_unlock(&pf->lock);
+	cow_mutex_unlock(&pf->lock);
 	if (started)
 		pthread_join(pf->thread, NULL);
 	pthread_cond_destroy(&pf->wake);
-	pthread_mutex_destroy(&pf->lock);
+	cow_mutex_destroy(&pf->lock);
 }

@@ -19,6 +19,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "engine/lock.h"
+
 #define VSS_PREFETCH_QUEUE 32
 
 struct vss_prefetch_req {
@@ -30,7 +32,7 @@ struct vss_prefetch_req {
 typedef void vss_prefetch_fn(void *ctx, const struct vss_prefetch_req *rq);
 
 struct vss_prefetch {
-	pthread_mutex_t lock;
+	struct cow_mutex lock;
 	pthread_cond_t wake;
 	struct vss_prefetch_req q[VSS_PREFETCH_QUEUE];
 	unsigned int head, n;

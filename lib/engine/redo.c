@@ -1,6 +1,6 @@
 /*
  * engine/redo.c - the redo queue and its flusher (see redo.h, and design
- * note 7 in volume.c for why it is safe).
+ * note 7 in write.c for why it is safe).
  *
  * Locks: q->lock protects the queue; it is taken with the volume's gate
  * held shared (writers) or exclusive (drains), never the other way round,
@@ -8,6 +8,7 @@
  * nests inside q->lock (REDO records are appended under it, so that their
  * lsn order is the queue's order).
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/lock.h"
 #include "engine/redo.h"
 #include "util/crc32c.h"
 
@@ -36,7 +38,7 @@ struct pending {
 struct vss_redo {
 	struct vss_redo_env env;
 	pthread_t thread;
-	pthread_mutex_t lock;
+	struct cow_mutex lock;
 	pthread_cond_t work;            /* the flusher waits for writes or stop */
 	pthread_cond_t done;            /* a batch was retired */
 	/* under lock: */
@@ -86,10 +88,10 @@ static void apply_batch(struct vss_redo *q, struct pending *first, struct pendin
 			w = vss_file_pwrite(e->origin, p->data, p->len, p->off);
 		}
 		if (w) {
-			pthread_mutex_lock(&q->lock);
+			cow_mutex_lock(&q->lock);
 			if (!q->write_err)
 				q->write_err = w;
-			pthread_mutex_unlock(&q->lock);
+			cow_mutex_unlock(&q->lock);
 			e->write_error(e->arg, p->off, p->len, w);
 		}
 		if (p == last)
@@ -107,9 +109,9 @@ static void apply_batch(struct vss_redo *q, struct pending *first, struct pendin
 		if (r)
 			e->failed(e->arg, r);
 		else {
-			pthread_mutex_lock(&q->lock);
+			cow_mutex_lock(&q->lock);
 			q->done_lsn = lsn;
-			pthread_mutex_unlock(&q->lock);
+			cow_mutex_unlock(&q->lock);
 		}
 	}
 	/* Reused once the DONE record is vouched for; the next writes
@@ -127,15 +129,20 @@ static void retire(struct vss_redo *q, struct pending *first, struct pending *la
 {
 	const struct vss_redo_env *e = &q->env;
 	struct pending *p = first, *next;
-	uint64_t n = 0;
+	uint64_t n = 0, was;
 
+	assert(cow_mutex_held(&q->lock) && first == q->head);
 	for (;;) {
 		uint64_t b0 = p->off >> e->bs_shift, b1 = (p->off + p->len - 1) >> e->bs_shift;
 		int end = p == last;
 
 		next = p->next;
-		for (uint64_t b = b0; b <= b1; b++)
-			atomic_fetch_sub(&q->count[bucket(b)], 1);
+		for (uint64_t b = b0; b <= b1; b++) {
+			/* Each block of a queued write was counted once. */
+			was = atomic_fetch_sub(&q->count[bucket(b)], 1);
+			assert(was > 0);
+		}
+		assert(q->bytes >= p->len && p->ticket == q->applied + 1);
 		q->bytes -= p->len;
 		q->applied = p->ticket;
 		free(p);
@@ -147,7 +154,9 @@ static void retire(struct vss_redo *q, struct pending *first, struct pending *la
 	q->head = next;
 	if (!next)
 		q->tail = NULL;
-	atomic_fetch_sub(&q->nqueued, n);
+	was = atomic_fetch_sub(&q->nqueued, n);
+	assert(was >= n);
+	(void)was;
 	pthread_cond_broadcast(&q->done);
 }
 
@@ -155,22 +164,22 @@ static void *flusher_main(void *arg)
 {
 	struct vss_redo *q = arg;
 
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	for (;;) {
 		struct pending *first, *last;
 
 		while (!q->head && !q->stop)
-			pthread_cond_wait(&q->work, &q->lock);
+			cow_cond_wait(&q->work, &q->lock);
 		if (!q->head)
 			break;
 		first = q->head;
 		last = q->tail;
-		pthread_mutex_unlock(&q->lock);
+		cow_mutex_unlock(&q->lock);
 		apply_batch(q, first, last);
-		pthread_mutex_lock(&q->lock);
+		cow_mutex_lock(&q->lock);
 		retire(q, first, last);
 	}
-	pthread_mutex_unlock(&q->lock);
+	cow_mutex_unlock(&q->lock);
 	return NULL;
 }
 
@@ -182,12 +191,12 @@ int vss_redo_start(const struct vss_redo_env *env, struct vss_redo **out)
 	if (!q)
 		return -ENOMEM;
 	q->env = *env;
-	pthread_mutex_init(&q->lock, NULL);
+	cow_mutex_init(&q->lock);
 	pthread_cond_init(&q->work, NULL);
 	pthread_cond_init(&q->done, NULL);
 	r = pthread_create(&q->thread, NULL, flusher_main, q);
 	if (r) {
-		pthread_mutex_destroy(&q->lock);
+		cow_mutex_destroy(&q->lock);
 		pthread_cond_destroy(&q->work);
 		pthread_cond_destroy(&q->done);
 		free(q);
@@ -203,13 +212,15 @@ int vss_redo_stop(struct vss_redo *q)
 
 	if (!q)
 		return 0;
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	q->stop = 1;
 	pthread_cond_signal(&q->work);
-	pthread_mutex_unlock(&q->lock);
+	cow_mutex_unlock(&q->lock);
 	pthread_join(q->thread, NULL);
+	/* The flusher stops only once everything queued is in the origin. */
+	assert(!q->head && !q->bytes && q->applied == q->tickets && !atomic_load(&q->nqueued));
 	r = q->write_err;
-	pthread_mutex_destroy(&q->lock);
+	cow_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->work);
 	pthread_cond_destroy(&q->done);
 	free(q);
@@ -257,9 +268,9 @@ int vss_redo_write(struct vss_redo *q, const void *buf, size_t len, uint64_t off
 		crc[i] = vss_crc32c(0, p->data + (ps - off), pe - ps);
 	}
 
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	while (q->head && q->bytes + len > QUEUE_MAX_BYTES)
-		pthread_cond_wait(&q->done, &q->lock);
+		cow_cond_wait(&q->done, &q->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t ps, pe;
 		piece(e, first + i, off, len, &ps, &pe);
@@ -271,7 +282,7 @@ int vss_redo_write(struct vss_redo *q, const void *buf, size_t len, uint64_t off
 		 * is ever replayed, not even those appended already. */
 		r = e->sops->append(e->store, &rec, &lsn);
 		if (r) {
-			pthread_mutex_unlock(&q->lock);
+			cow_mutex_unlock(&q->lock);
 			goto undo;
 		}
 	}
@@ -287,15 +298,15 @@ int vss_redo_write(struct vss_redo *q, const void *buf, size_t len, uint64_t off
 		atomic_fetch_add(&q->count[bucket(b)], 1);
 	atomic_fetch_add(&q->nqueued, 1);
 	pthread_cond_signal(&q->work);
-	pthread_mutex_unlock(&q->lock);
+	cow_mutex_unlock(&q->lock);
 
 	if (e->sops->write_out(e->store) != 0) {
 		/* The records are not in the file: only the origin can keep
 		 * the write now.  Wait for the flusher to put it there. */
-		pthread_mutex_lock(&q->lock);
+		cow_mutex_lock(&q->lock);
 		while (q->applied < ticket)
-			pthread_cond_wait(&q->done, &q->lock);
-		pthread_mutex_unlock(&q->lock);
+			cow_cond_wait(&q->done, &q->lock);
+		cow_mutex_unlock(&q->lock);
 	}
 	return 0;
 
@@ -325,10 +336,10 @@ int vss_redo_queued(struct vss_redo *q, uint64_t first, uint64_t last)
 
 void vss_redo_wait_clear(struct vss_redo *q, uint64_t first, uint64_t last)
 {
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	while (queued_locked(q, first, last))
-		pthread_cond_wait(&q->done, &q->lock);
-	pthread_mutex_unlock(&q->lock);
+		cow_cond_wait(&q->done, &q->lock);
+	cow_mutex_unlock(&q->lock);
 }
 
 int vss_redo_read(struct vss_redo *q, void *buf, size_t len, uint64_t off)
@@ -341,7 +352,7 @@ int vss_redo_read(struct vss_redo *q, void *buf, size_t len, uint64_t off)
 	 * is in the origin: with no count, the origin is up to date. */
 	if (!vss_redo_queued(q, off >> e->bs_shift, (end - 1) >> e->bs_shift))
 		return vss_file_pread(e->origin, buf, len, off);
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	r = vss_file_pread(e->origin, buf, len, off);
 	for (struct pending *p = q->head; !r && p; p = p->next) {
 		uint64_t s = p->off > off ? p->off : off;
@@ -349,7 +360,7 @@ int vss_redo_read(struct vss_redo *q, void *buf, size_t len, uint64_t off)
 		if (s < t)
 			memcpy((char *)buf + (s - off), p->data + (s - p->off), t - s);
 	}
-	pthread_mutex_unlock(&q->lock);
+	cow_mutex_unlock(&q->lock);
 	return r;
 }
 
@@ -357,23 +368,23 @@ void vss_redo_drain(struct vss_redo *q, uint64_t *done_lsn)
 {
 	uint64_t target;
 
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	target = q->tickets;
 	while (q->applied < target)
-		pthread_cond_wait(&q->done, &q->lock);
+		cow_cond_wait(&q->done, &q->lock);
 	if (done_lsn)
 		*done_lsn = q->done_lsn;
-	pthread_mutex_unlock(&q->lock);
+	cow_mutex_unlock(&q->lock);
 }
 
 int vss_redo_take_error(struct vss_redo *q)
 {
 	int r;
 
-	pthread_mutex_lock(&q->lock);
+	cow_mutex_lock(&q->lock);
 	r = q->write_err;
 	q->write_err = 0;
-	pthread_mutex_unlock(&q->lock);
+	cow_mutex_unlock(&q->lock);
 	return r;
 }
 

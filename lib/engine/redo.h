@@ -1,7 +1,7 @@
 /*
  * engine/redo.h - the redo queue: writes acknowledged before the copies
  * they depend on are durable, applied to the origin after one group commit
- * (design note 7 in volume.c).
+ * (design note 7 in engine/write.c).
  *
  * A write that would otherwise wait for a commit (a first write while a
  * persistent shadow exists) puts its new bytes in diff-area slots, logs a

@@ -1,7 +1,7 @@
 /*
- * io/uring.h - many reads in one system call, through io_uring driven by
- * raw system calls (no liburing).  The posix vfs batches a shadow read's
- * pieces with it (vss_vfs_read_batch() in io/vfs.h).  Not installed.
+ * io/uring.h - many reads in one system call, through io_uring (liburing).
+ * The posix vfs batches a shadow read's pieces with it
+ * (vss_vfs_read_batch() in io/vfs.h).  Not installed.
  */
 #ifndef VSS_IO_URING_H
 #define VSS_IO_URING_H

@@ -84,12 +84,16 @@ static bool carry_failure(const char *path, const char *from)
 	bool done;
 	int fd, n;
 
-	snprintf(failed, sizeof(failed), "%s.failed", path);
+	/* A name cut short would mark another file: not carried. */
+	if ((size_t)snprintf(failed, sizeof(failed), "%s.failed", path) >= sizeof(failed))
+		return false;
 	fd = open(failed, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return false;
 	n = snprintf(line, sizeof(line), "the diff area %s, of which this is a copy or a "
 		     "successor, had failed: no shadow in it can be trusted\n", from);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = (int)strlen(line);
 	done = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
 	close(fd);
 	return done;

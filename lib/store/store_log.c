@@ -103,6 +103,7 @@
  * even those no live record needs any more: replaying the old log again
  * checks them, and must find them as they were.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -160,6 +161,9 @@ struct vss_store {
 
 	pthread_mutex_t lock;           /* protects every field below */
 	pthread_cond_t cond;            /* commit finished */
+#ifndef NDEBUG
+	_Atomic(const void *) owner;    /* the thread holding lock, for assert() */
+#endif
 
 	/* superblock */
 	uint64_t sb_seq;
@@ -207,6 +211,45 @@ struct vss_store {
 	int committing;
 	int failed;
 };
+
+/* ---- the lock, with its holder known to assert() ---- */
+
+#ifndef NDEBUG
+static _Thread_local char self;         /* this thread, by the address */
+#define assert_locked(st) assert((st)->owner == &self)
+#else
+#define assert_locked(st) ((void)0)
+#endif
+
+static void lock(struct vss_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+#ifndef NDEBUG
+	st->owner = &self;
+#endif
+}
+
+static void unlock(struct vss_store *st)
+{
+	assert_locked(st);
+#ifndef NDEBUG
+	st->owner = NULL;
+#endif
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Waits for a commit to finish (lock held). */
+static void wait_commit(struct vss_store *st)
+{
+	assert_locked(st);
+#ifndef NDEBUG
+	st->owner = NULL;
+#endif
+	pthread_cond_wait(&st->cond, &st->lock);
+#ifndef NDEBUG
+	st->owner = &self;
+#endif
+}
 
 /* ---- little-endian helpers ---- */
 
@@ -424,6 +467,7 @@ static int sb_write(struct vss_store *st, uint64_t head_slot, uint64_t gen,
 	};
 	int which = st->sb_which ^ 1, r;
 
+	assert_locked(st);
 	if (!p)
 		return -ENOMEM;
 	memcpy(s.uuid, st->uuid, 16);
@@ -471,8 +515,12 @@ static int bitmap_grow(struct vss_store *st, uint64_t need)
 
 static int bit_set(struct vss_store *st, uint64_t s)
 {
-	int r = bitmap_grow(st, s);
+	int r;
 
+	assert_locked(st);
+	/* A slot is taken once: used_slots counts the bits set. */
+	assert(!bit_test(st, s));
+	r = bitmap_grow(st, s);
 	if (r)
 		return r;
 	st->bitmap[s / 64] |= 1ull << (s % 64);
@@ -497,7 +545,11 @@ static int cmp_u32(const void *a, const void *b)
  * (they are about to be reused), else it is given back. */
 static void slots_release_keep(struct vss_store *st, uint32_t *s, size_t n, int keep)
 {
+	assert_locked(st);
 	for (size_t i = 0; i < n; i++) {
+		/* Only a slot in use is given back, and only once. */
+		assert(bit_test(st, s[i]) && st->used_slots > 0);
+		assert(!((st->unrec[s[i] / 64] >> (s[i] % 64)) & 1));
 		st->bitmap[s[i] / 64] &= ~(1ull << (s[i] % 64));
 		st->used_slots--;
 		if (s[i] < st->hint)
@@ -546,6 +598,7 @@ static int slot_take(struct vss_store *st, uint32_t *out)
 {
 	uint64_t s = st->hint;
 
+	assert_locked(st);
 	while (s < st->nslots) {
 		uint64_t w = st->bitmap[s / 64];
 		if (w == ~0ull) {
@@ -571,6 +624,7 @@ static void release_pending(struct vss_store *st)
 	uint32_t *done = malloc(st->npend * sizeof(*done) + 1);
 	size_t j = 0, n = 0, k = st->npend;
 
+	assert_locked(st);
 	/* Given back from the front of done[], recycled from the back. */
 	for (size_t i = 0; i < st->npend; i++) {
 		if (st->pend[i].lsn > st->vouched)
@@ -606,6 +660,7 @@ static int slots_grow(uint32_t **v, size_t n, size_t *cap)
 
 static int log_slots_push(struct vss_store *st, uint32_t slot)
 {
+	assert_locked(st);
 	if (slots_grow(&st->log_slots, st->nlog, &st->log_cap))
 		return -ENOMEM;
 	st->log_slots[st->nlog++] = slot;
@@ -635,6 +690,7 @@ static int seg_stage(struct vss_store *st)
 	uint32_t to = st->seg_fresh ? st->bs : st->seg_used;
 	struct staged *w;
 
+	assert_locked(st);
 	if (from >= to)
 		return 0;
 	if (st->nstaged == st->staged_cap) {
@@ -697,6 +753,7 @@ static int log_write_out(struct vss_store *st)
 	size_t nw;
 	int r;
 
+	assert_locked(st);
 	staged_take(st, &w, &nw);
 	r = staged_write(st, w, nw);
 	if (r)
@@ -709,7 +766,9 @@ static int log_write_out(struct vss_store *st)
 /* @slot is named by a record now, or given back: no record to make room for. */
 static void unrec_clear(struct vss_store *st, uint32_t slot)
 {
+	assert_locked(st);
 	if (slot < st->bitmap_bits && (st->unrec[slot / 64] >> (slot % 64)) & 1) {
+		assert(st->nunrec > 0 && bit_test(st, slot));
 		st->unrec[slot / 64] &= ~(1ull << (slot % 64));
 		st->nunrec--;
 	}
@@ -745,6 +804,7 @@ static int slot_take_reserved(struct vss_store *st, uint32_t *slot)
 {
 	int r = slot_take(st, slot);
 
+	assert_locked(st);
 	if (r)
 		return r;
 	r = vss_file_reserve(st->file, slot_off(st, *slot), st->bs);
@@ -763,6 +823,7 @@ static int pool_add(struct vss_store *st)
 	uint32_t slot;
 	int r;
 
+	assert_locked(st);
 	if (slots_grow(&st->pool, st->npool, &st->pool_cap))
 		return -ENOMEM;
 	r = slot_take_reserved(st, &slot);
@@ -782,6 +843,7 @@ static int pool_fill(struct vss_store *st, uint64_t need)
 {
 	int r = 0;
 
+	assert_locked(st);
 	while (!r && log_room(st) < need)
 		r = pool_add(st);
 	return r;
@@ -792,6 +854,7 @@ static void pool_trim(struct vss_store *st)
 {
 	uint64_t need = log_need(st, 0);
 
+	assert_locked(st);
 	while (st->npool > 1 && log_room(st) - seg_room(st) >= need)
 		slot_release(st, st->pool[--st->npool]);
 }
@@ -800,6 +863,7 @@ static void pool_trim(struct vss_store *st)
  * (which fails with -ENOSPC only if the engine outran the reserve). */
 static int log_slot_get(struct vss_store *st, uint32_t *slot)
 {
+	assert_locked(st);
 	if (st->npool) {
 		*slot = st->pool[0];
 		memmove(st->pool, st->pool + 1, --st->npool * sizeof(*st->pool));
@@ -815,6 +879,7 @@ static int log_take_next(struct vss_store *st, uint32_t *slot)
 	static const unsigned char zero[SEG_HDR];
 	int r = log_slot_get(st, slot);
 
+	assert_locked(st);
 	return r ? r : vss_file_pwrite(st->file, zero, SEG_HDR, slot_off(st, *slot));
 }
 
@@ -824,6 +889,7 @@ static int seg_advance(struct vss_store *st)
 	uint32_t next;
 	int r = seg_stage(st);
 
+	assert_locked(st);
 	if (r)
 		return r;
 	r = log_take_next(st, &next);
@@ -845,6 +911,7 @@ static int log_begin(struct vss_store *st)
 	uint32_t head, next;
 	int r;
 
+	assert_locked(st);
 	r = log_slot_get(st, &head);
 	if (r)
 		return r;
@@ -872,6 +939,7 @@ static int log_append(struct vss_store *st, const struct vss_rec *rec, uint64_t 
 	uint32_t len = rec_len(rec->type);
 	int r;
 
+	assert_locked(st);
 	if (!len || !st->log_ready)
 		return -EINVAL;
 	if (st->failed)
@@ -890,6 +958,42 @@ static int log_append(struct vss_store *st, const struct vss_rec *rec, uint64_t 
 	*lsn = st->next_lsn++;
 	return 0;
 }
+
+/* ---- consistency (for assert()) ---- */
+
+#ifndef NDEBUG
+static uint64_t popcount(const uint64_t *words, uint64_t bits)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < bits / 64; i++)
+		n += (uint64_t)__builtin_popcountll(words[i]);
+	return n;
+}
+
+/* The slot bitmap agrees with everything that counts or holds slots:
+ * used_slots counts its bits, nunrec those of unrec (a subset), the log's
+ * segments, its reserved successor and the pool are in use, and no slot
+ * at or past nslots is.  O(slots / 64).  Lock held. */
+static void store_check(struct vss_store *st)
+{
+	assert_locked(st);
+	assert(popcount(st->bitmap, st->bitmap_bits) == st->used_slots);
+	assert(popcount(st->unrec, st->bitmap_bits) == st->nunrec);
+	for (uint64_t i = 0; i < st->bitmap_bits / 64; i++)
+		assert(!(st->unrec[i] & ~st->bitmap[i]));
+	for (size_t i = 0; i < st->nlog; i++)
+		assert(bit_test(st, st->log_slots[i]));
+	assert(!st->next_reserved || bit_test(st, st->next_slot));
+	for (size_t i = 0; i < st->npool; i++)
+		assert(bit_test(st, st->pool[i]) && (!i || st->pool[i - 1] < st->pool[i]));
+	for (uint64_t s = st->nslots; s < st->bitmap_bits; s++)
+		assert(!bit_test(st, s));
+	assert(st->data_slots <= st->used_slots);
+}
+#else
+static void store_check(struct vss_store *st) { (void)st; }
+#endif
 
 /* ---- operations ---- */
 
@@ -959,6 +1063,7 @@ static void store_free(struct vss_store *st)
 /* Keeps @slot taken until the first checkpoint after open is in force. */
 static int hold_slot(struct vss_store *st, uint32_t slot)
 {
+	assert_locked(st);
 	if (st->nheld == st->held_cap) {
 		size_t cap = st->held_cap ? 2 * st->held_cap : 64;
 		uint32_t *n = realloc(st->held, cap * sizeof(*n));
@@ -977,6 +1082,7 @@ static int unhold_slot(struct vss_store *st, uint32_t slot)
 {
 	size_t lo = 0, hi = st->nheld;
 
+	assert_locked(st);
 	if (!st->held_sorted) {
 		qsort(st->held, st->nheld, sizeof(*st->held), cmp_u32);
 		st->held_sorted = 1;
@@ -1024,9 +1130,11 @@ static int log_walk(struct vss_store *st, uint64_t first_lsn, vss_store_replay_f
 		    get64(p + 8) != st->gen || get64(p + 16) != idx || get64(p + 32) != lsn)
 			break;
 		if (fn) {
+			lock(st);
 			r = bit_set(st, slot);
 			if (!r)
 				r = log_slots_push(st, (uint32_t)slot);
+			unlock(st);
 			if (r) {
 				vss_error_set(err, r, "out of memory");
 				goto out;
@@ -1059,7 +1167,9 @@ static int log_walk(struct vss_store *st, uint64_t first_lsn, vss_store_replay_f
 				}
 				if ((rec.type == VSS_REC_COPY || rec.type == VSS_REC_REDO) &&
 				    lsn > *covered && !bit_test(st, rec.slot)) {
+					lock(st);
 					r = hold_slot(st, rec.slot);
+					unlock(st);
 					if (r) {
 						vss_error_set(err, r, "out of memory");
 						goto out;
@@ -1080,9 +1190,11 @@ static int log_walk(struct vss_store *st, uint64_t first_lsn, vss_store_replay_f
 		r = vss_error_set(err, -EUCLEAN,
 				  "diff area is corrupt: the log head segment is missing or damaged");
 	else if (fn) {
+		lock(st);
 		st->next_lsn = lsn;
 		st->durable = lsn - 1;
 		st->vouched = st->sync_appended = *covered;
+		unlock(st);
 	}
 out:
 	free(data);
@@ -1172,33 +1284,39 @@ static int store_mark_used(struct vss_store *st, uint32_t slot, uint32_t len)
 	uint64_t fsize;
 	int r, held = 0;
 
-	if (bit_test(st, slot) && !(held = unhold_slot(st, slot)))
-		return -EUCLEAN;
-	r = vss_file_size(st->file, &fsize);
-	if (r)
-		return r;
-	if (len > st->bs || slot_off(st, slot) + len > fsize)
-		return -EUCLEAN;
-	if (!held) {
-		r = bit_set(st, slot);
-		if (r)
-			return r;
+	lock(st);
+	if (bit_test(st, slot) && !(held = unhold_slot(st, slot))) {
+		r = -EUCLEAN;
+	} else {
+		r = vss_file_size(st->file, &fsize);
+		if (!r && (len > st->bs || slot_off(st, slot) + len > fsize))
+			r = -EUCLEAN;
+		if (!r && !held)
+			r = bit_set(st, slot);
+		if (!r)
+			st->data_slots++;
 	}
-	st->data_slots++;
-	return 0;
+	unlock(st);
+	return r;
 }
 
 static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *arg,
 			    uint64_t bytes)
 {
-	uint32_t *old = st->log_slots;
-	size_t nold = st->nlog;
-	uint32_t old_next = st->next_slot;
-	int old_next_reserved = st->next_reserved, r;
+	uint32_t *old, old_next;
+	size_t nold, nw;
+	int old_next_reserved, r = 0;
 	uint64_t segs, keep;
 	struct staged *w;
-	size_t nw;
 
+	/* Nobody else uses the store meanwhile (the engine holds its gate
+	 * exclusively), but the fields are changed under the lock all the
+	 * same, released only while @emit appends (each append takes it). */
+	lock(st);
+	old = st->log_slots;
+	nold = st->nlog;
+	old_next = st->next_slot;
+	old_next_reserved = st->next_reserved;
 	/* Every slot the new log takes is reserved before anything changes:
 	 * on a full filesystem this fails with -ENOSPC, and the old log goes
 	 * on as if nothing had happened. */
@@ -1206,16 +1324,13 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 		bytes = (uint64_t)nold * st->bs;
 	segs = (bytes + REC_SMALL_LEN + seg_room(st) - 1) / seg_room(st) + 1;
 	keep = (log_need(st, 0) + seg_room(st) - 1) / seg_room(st);
-	pthread_mutex_lock(&st->lock);
-	r = 0;
 	while (!r && st->npool < segs + keep)
 		r = pool_add(st);
 	if (r) {
 		pool_trim(st);
-		pthread_mutex_unlock(&st->lock);
+		unlock(st);
 		return r;
 	}
-	pthread_mutex_unlock(&st->lock);
 
 	/* The old log keeps its slots (so stays intact) until the switch; what
 	 * of it was never written is superseded by the new one. */
@@ -1227,8 +1342,10 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 	r = vss_file_sync(st->file);
 	if (!r)
 		r = log_begin(st);
+	unlock(st);
 	if (!r)
 		r = emit(arg);
+	lock(st);
 	if (!r) {
 		/* The whole new log is synced before it is in force. */
 		struct vss_rec sync = { .type = VSS_REC_SYNC, .block = st->next_lsn - 1 };
@@ -1249,10 +1366,10 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 		/* On disk the old log is still in force; in memory we cannot
 		 * go on appending to a log nothing points at. */
 		st->failed = 1;
+		unlock(st);
 		free(old);
 		return r;
 	}
-	pthread_mutex_lock(&st->lock);
 	st->durable = st->next_lsn - 1;
 	st->vouched = st->sync_appended = st->durable;  /* the new log ends with its SYNC record */
 	slots_release(st, old, nold);
@@ -1262,7 +1379,8 @@ static int store_checkpoint(struct vss_store *st, int (*emit)(void *arg), void *
 		slot_release(st, old_next);
 	release_pending(st);
 	pool_trim(st);
-	pthread_mutex_unlock(&st->lock);
+	store_check(st);
+	unlock(st);
 	free(old);
 	return 0;
 }
@@ -1293,6 +1411,7 @@ static int data_slot_take(struct vss_store *st, uint32_t *slot)
 	uint64_t grow = pool_short(st, log_need(st, 1));
 	int r;
 
+	assert_locked(st);
 	if (over_max(st, st->used_slots + 1 + grow + (st->npool + grow ? 0 : 1)))
 		return -ENOSPC;
 	r = slot_take(st, slot);
@@ -1308,31 +1427,34 @@ static int store_alloc_slot(struct vss_store *st, uint32_t *slot)
 {
 	int r;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	r = data_slot_take(st, slot);
 	/* Slots are waiting for a durable SYNC record to vouch for the record
 	 * that freed them: the first commit makes it durable, the second the
 	 * SYNC record that the first appended. */
 	for (int i = 0; i < 2 && r == -ENOSPC && st->npend && !st->failed; i++) {
 		uint64_t lsn = st->next_lsn - 1;
-		pthread_mutex_unlock(&st->lock);
+		unlock(st);
 		r = store_commit(st, lsn);
-		pthread_mutex_lock(&st->lock);
+		lock(st);
 		if (!r)
 			r = data_slot_take(st, slot);
 	}
 	if (!r) {
+		assert(!((st->unrec[*slot / 64] >> (*slot % 64)) & 1));
 		st->data_slots++;
 		st->unrec[*slot / 64] |= 1ull << (*slot % 64);
 		st->nunrec++;
 	}
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return r;
 }
 
 static void free_slot_keep(struct vss_store *st, uint32_t slot, int keep)
 {
-	pthread_mutex_lock(&st->lock);
+	lock(st);
+	/* A data slot the engine holds: in use until given back here. */
+	assert(st->data_slots > 0 && bit_test(st, slot));
 	st->data_slots--;
 	unrec_clear(st, slot);
 	if (st->next_lsn - 1 <= st->vouched) {
@@ -1344,7 +1466,7 @@ static void free_slot_keep(struct vss_store *st, uint32_t slot, int keep)
 			if (!n) {
 				/* Cannot remember it: leak the slot rather than
 				 * reuse it too early.  It comes back at next open. */
-				pthread_mutex_unlock(&st->lock);
+				unlock(st);
 				return;
 			}
 			st->pend = n;
@@ -1355,7 +1477,7 @@ static void free_slot_keep(struct vss_store *st, uint32_t slot, int keep)
 		st->pend[st->npend].lsn = st->next_lsn - 1;
 		st->npend++;
 	}
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 }
 
 static void store_free_slot(struct vss_store *st, uint32_t slot)
@@ -1392,14 +1514,14 @@ static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_
 {
 	int r;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	r = log_append(st, rec, lsn);
 	/* Even with nobody waiting for durability, staged log bytes must not
 	 * pile up: write them out, unsynced (replay checks what no SYNC
 	 * record vouches for). */
 	if (!r && st->nstaged >= STAGED_COMMIT)
 		r = log_write_out(st);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return r;
 }
 
@@ -1407,11 +1529,11 @@ static int store_write_out(struct vss_store *st)
 {
 	int r;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	r = st->failed ? -EIO : seg_stage(st);
 	if (!r)
 		r = log_write_out(st);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return r;
 }
 
@@ -1420,7 +1542,7 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 {
 	int r = 0;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	while (st->durable < lsn) {
 		uint64_t target, sync_val;
 
@@ -1429,7 +1551,7 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 			break;
 		}
 		if (st->committing) {
-			pthread_cond_wait(&st->cond, &st->lock);
+			wait_commit(st);
 			continue;
 		}
 		st->committing = 1;
@@ -1438,14 +1560,14 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 		r = seg_stage(st);
 		if (!r)
 			r = log_write_out(st);
-		pthread_mutex_unlock(&st->lock);
+		unlock(st);
 		/* One sync for the slots and the records together.  A record
 		 * may reach the disk before the slot it names; replay checks
 		 * the slot of every COPY and REDO record no SYNC record
 		 * vouches for. */
 		if (!r)
 			r = vss_file_sync(st->file);
-		pthread_mutex_lock(&st->lock);
+		lock(st);
 		st->committing = 0;
 		if (r) {
 			st->failed = 1;
@@ -1467,7 +1589,7 @@ static int store_commit(struct vss_store *st, uint64_t lsn)
 		if (r)
 			break;
 	}
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return r;
 }
 
@@ -1480,10 +1602,10 @@ static int store_set_max(struct vss_store *st, uint64_t max_bytes)
 {
 	int r;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	st->geo.max_bytes = max_bytes;
 	r = sb_write(st, st->head_slot, st->gen, st->log_first_lsn);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return r;
 }
 
@@ -1491,12 +1613,12 @@ static void store_usage(struct vss_store *st, struct vss_store_usage *u)
 {
 	uint64_t alloc = 0;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	u->used_bytes = st->data_off + st->used_slots * st->bs;
 	u->max_bytes = st->geo.max_bytes;
 	u->data_slots = st->data_slots;
 	u->log_slots = st->nlog + (st->next_reserved ? 1 : 0);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	if (vss_file_allocated(st->file, &alloc) == 0)
 		u->allocated_bytes = alloc;
 	else
@@ -1507,11 +1629,11 @@ static unsigned int store_fill(struct vss_store *st)
 {
 	unsigned int pct = 0;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	if (st->geo.max_bytes != VSS_COW_UNBOUNDED && st->geo.max_bytes)
 		pct = (unsigned int)((st->data_off + st->used_slots * st->bs) * 100 /
 				     st->geo.max_bytes);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return pct;
 }
 
@@ -1520,17 +1642,17 @@ static int store_mark_failed(struct vss_store *st)
 	unsigned char *p;
 	int r;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	st->failed = 1;
 	if (st->failed_durable) {
-		pthread_mutex_unlock(&st->lock);
+		unlock(st);
 		return 0;
 	}
 	/* Both copies: whichever write survives, the flag does. */
 	st->sb_flags |= SB_FLAG_FAILED;
 	p = calloc(1, SB_SIZE);
 	if (!p) {
-		pthread_mutex_unlock(&st->lock);
+		unlock(st);
 		return -ENOMEM;
 	}
 	struct sb s = {
@@ -1551,7 +1673,7 @@ static int store_mark_failed(struct vss_store *st)
 		st->failed_durable = 1;
 	}
 	free(p);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return r;
 }
 
@@ -1559,9 +1681,9 @@ static int store_failed(struct vss_store *st)
 {
 	int f;
 
-	pthread_mutex_lock(&st->lock);
+	lock(st);
 	f = st->failed || (st->sb_flags & SB_FLAG_FAILED);
-	pthread_mutex_unlock(&st->lock);
+	unlock(st);
 	return f;
 }
 

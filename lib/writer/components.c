@@ -4,7 +4,7 @@
  * each other about them (stamps, success, partial and differenced files).
  *
  * Checked to the same standard as the writer metadata document, with the
- * helpers of metadata.c (writer_doc_i.h).
+ * helpers of doc.c (writer_doc_i.h).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * writer/writer_doc_i.h - what metadata.c and components.c share: the JSON
  * path of the value being checked (for messages), typed member readers over
  * jansson, and the checks of names, paths, UUIDs and times.  Defined in
- * metadata.c; private to lib/writer.
+ * doc.c; private to lib/writer.
  */
 #ifndef VSS_WRITER_DOC_I_H
 #define VSS_WRITER_DOC_I_H
@@ -65,6 +65,8 @@ struct doc_name {
 };
 extern const struct doc_name doc_backup_type_names[];
 const char *doc_name_of(const struct doc_name *t, unsigned value);
+/* "a, b, c": the names of table @t, in @buf of @size, for messages. */
+const char *doc_name_list(char *buf, size_t size, const struct doc_name *t);
 /* A JSON array of the names of the bits set in @value, in table order. */
 json_t *doc_flag_array(const struct doc_name *t, uint32_t value);
 

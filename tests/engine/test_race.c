@@ -1,5 +1,5 @@
 /*
- * tests/engine/test_race.c - the race design note 4 in engine/volume.c is
+ * tests/engine/test_race.c - the race design note 4 in engine/read.c is
  * about: a shadow read and the first write to the same block after the
  * shadow was taken, at the same time.  Round after round, one thread
  * overwrites a few hot blocks while others read the newest shadow over

@@ -1,7 +1,8 @@
 /*
  * tests/unit/test_index.c - the block index against a plain array model:
- * random inserts, removals and re-keys, with every query checked, and the
- * generation moving with every change and only then.
+ * random inserts, removals and re-keys, with every query checked, the
+ * generation moving with every change and only then, and the table's own
+ * consistency check passing (and failing on a damaged table).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,7 +98,53 @@ static void random_against_model(void **state)
 		assert_int_equal(vss_index_max_seq(&ix, qb), mx);
 		assert_int_equal(ix.count, count);
 		assert_int_equal(ix.gen, gen + changes);
+		if (step % 997 == 0)
+			assert_int_equal(vss_index_check(&ix), 0);
 	}
+	assert_int_equal(vss_index_check(&ix), 0);
+	vss_index_release(&ix);
+}
+
+/* vss_index_check() finds what would break lookups: a wrong count, a key
+ * moved out of its probe run, a block's entries out of seq order. */
+static void check_finds_damage(void **state)
+{
+	struct vss_index ix;
+	size_t a = SIZE_MAX, b = SIZE_MAX;
+	uint64_t k;
+
+	assert_int_equal(vss_index_init(&ix), 0);
+	for (uint64_t i = 0; i < 500; i++)
+		for (uint32_t s = 1; s <= 3; s++)
+			assert_int_equal(vss_index_insert(&ix, i, s, (uint32_t)(i * 4 + s)), 0);
+	assert_int_equal(vss_index_check(&ix), 0);
+
+	ix.count++;
+	assert_int_equal(vss_index_check(&ix), -EUCLEAN);
+	ix.count--;
+
+	/* Two entries of one block side by side: swapped, the older first. */
+	for (size_t i = 0; i + 1 < ix.cap && a == SIZE_MAX; i++)
+		if (ix.keys[i] && ix.keys[i + 1] &&
+		    vss_index_key_block(ix.keys[i]) == vss_index_key_block(ix.keys[i + 1]))
+			a = i;
+	assert_true(a != SIZE_MAX);
+	k = ix.keys[a];
+	ix.keys[a] = ix.keys[a + 1];
+	ix.keys[a + 1] = k;
+	assert_int_equal(vss_index_check(&ix), -EUCLEAN);
+	ix.keys[a + 1] = ix.keys[a];
+	ix.keys[a] = k;
+	assert_int_equal(vss_index_check(&ix), 0);
+
+	/* A key put in an empty bucket away from its run. */
+	for (size_t i = 0; i < ix.cap && b == SIZE_MAX; i++)
+		if (!ix.keys[i] && ix.keys[(i + ix.cap / 2) % ix.cap])
+			b = i;
+	assert_true(b != SIZE_MAX);
+	ix.keys[b] = ix.keys[(b + ix.cap / 2) % ix.cap];
+	ix.keys[(b + ix.cap / 2) % ix.cap] = 0;
+	assert_int_equal(vss_index_check(&ix), -EUCLEAN);
 	vss_index_release(&ix);
 }
 
@@ -127,6 +174,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(random_against_model),
 		cmocka_unit_test(large_blocks_and_growth),
+		cmocka_unit_test(check_finds_damage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,9 @@
  * tests/unit/test_vfs.c - the posix vfs's read batches: random batches of
  * reads over two files, some past their ends, some vectored, return what
  * pread would, through io_uring and without it; probed reads count the
- * page-cache misses; io_uring's own answers (short reads, errors); and no
- * ring outlives the last open file.
+ * page-cache misses; io_uring's own answers (short reads, errors); no ring
+ * outlives the last open file; and where seccomp forbids io_uring, batches
+ * read with pread all the same.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include "io/uring.h"
@@ -120,62 +127,105 @@ static void gather(const struct vss_read *rd, unsigned char *out)
 	}
 }
 
-/* Random batches of @n reads, a third of them vectored, against the files'
- * known contents. */
+/* Room for @n random reads. */
+struct batch {
+	size_t n;
+	struct vss_read *rd;
+	struct iovec *iov;
+	unsigned char *buf, *want, *got;
+	int *which;                     /* the file each reads */
+};
+
+static void batch_init(struct batch *b, size_t n)
+{
+	size_t m = n ? n : 1;
+
+	*b = (struct batch){ .n = n, .rd = calloc(m, sizeof(*b->rd)),
+		.iov = calloc(m * MAX_PIECES, sizeof(*b->iov)), .buf = malloc(m * SLOT),
+		.want = malloc(MAX_READ), .got = malloc(MAX_READ), .which = calloc(m, sizeof(int)) };
+}
+
+static void batch_release(struct batch *b)
+{
+	free(b->rd);
+	free(b->iov);
+	free(b->buf);
+	free(b->want);
+	free(b->got);
+	free(b->which);
+}
+
+/* Fills @b with random reads over the files, a third of them vectored, a
+ * few starting or running past the end (zeros there); with @probe set on
+ * each. */
+static void batch_make(struct fx *f, struct batch *b, uint64_t *seed, int probe)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		int k = (int)rng_below(seed, NFILES);
+		uint64_t off = rng_below(seed, file_size[k] + 2 * MAX_READ);
+		struct vss_read *rd = &b->rd[i];
+
+		b->which[i] = k;
+		*rd = (struct vss_read){ .file = f->file[k], .buf = b->buf + i * SLOT,
+					 .len = rng_below(seed, MAX_READ + 1), .off = off,
+					 .probe = probe };
+		memset(rd->buf, 0xA5, SLOT);
+		if (rng_below(seed, 3) == 0)
+			make_vectored(rd, b->iov + i * MAX_PIECES, seed);
+	}
+}
+
+/* What is wrong with what the reads of @b put in their buffers (NULL:
+ * nothing), against the files' known contents. */
+static const char *batch_wrong(struct fx *f, struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct vss_read *rd = &b->rd[i];
+		size_t k = (size_t)b->which[i], have = 0;
+
+		memset(b->want, 0, rd->len);
+		if (rd->off < file_size[k])
+			have = file_size[k] - rd->off;
+		if (have > rd->len)
+			have = rd->len;
+		memcpy(b->want, f->data[k] + (have ? rd->off : 0), have);
+		gather(rd, b->got);
+		if (memcmp(b->got, b->want, rd->len))
+			return "a read returned other bytes than the file holds";
+		for (int j = 0; j + 1 < rd->iovcnt; j++)
+			for (int g = 0; g < GAP; g++)
+				if (((unsigned char *)rd->iov[j].iov_base)[rd->iov[j].iov_len +
+									  (size_t)g] != 0xA5)
+					return "a vectored read wrote between its pieces";
+	}
+	return NULL;
+}
+
+/* Random batches of @n reads against the files' known contents. */
 static void batches(struct fx *f, size_t n, uint64_t seed)
 {
-	struct vss_read *rd = calloc(n ? n : 1, sizeof(*rd));
-	struct iovec *iov = calloc((n ? n : 1) * MAX_PIECES, sizeof(*iov));
-	unsigned char *buf = malloc((n ? n : 1) * SLOT), *want = malloc(MAX_READ);
-	unsigned char *got = malloc(MAX_READ);
-	int *which = calloc(n ? n : 1, sizeof(*which));
+	struct batch b;
 
+	batch_init(&b, n);
 	for (int round = 0; round < 20; round++) {
-		for (size_t i = 0; i < n; i++) {
-			int k = (int)rng_below(&seed, NFILES);
-			/* a few reads start or run past the end: zeros there */
-			uint64_t off = rng_below(&seed, file_size[k] + 2 * MAX_READ);
-			which[i] = k;
-			rd[i] = (struct vss_read){ .file = f->file[k], .buf = buf + i * SLOT,
-						   .len = rng_below(&seed, MAX_READ + 1), .off = off };
-			memset(rd[i].buf, 0xA5, SLOT);
-			if (rng_below(&seed, 3) == 0)
-				make_vectored(&rd[i], iov + i * MAX_PIECES, &seed);
-		}
-		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, n), 0);
-		for (size_t i = 0; i < n; i++) {
-			size_t k = (size_t)which[i], have = 0;
-			memset(want, 0, rd[i].len);
-			if (rd[i].off < file_size[k])
-				have = file_size[k] - rd[i].off;
-			if (have > rd[i].len)
-				have = rd[i].len;
-			memcpy(want, f->data[k] + (have ? rd[i].off : 0), have);
-			gather(&rd[i], got);
-			assert_memory_equal(got, want, rd[i].len);
-			/* nothing between the pieces was written */
-			for (int j = 0; j + 1 < rd[i].iovcnt; j++)
-				for (int g = 0; g < GAP; g++)
-					assert_int_equal(((unsigned char *)rd[i].iov[j].iov_base)
-							 [rd[i].iov[j].iov_len + (size_t)g], 0xA5);
-		}
+		const char *wrong;
+
+		batch_make(f, &b, &seed, 0);
+		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), b.rd, n), 0);
+		if ((wrong = batch_wrong(f, &b)))
+			fail_msg("round %d: %s", round, wrong);
 	}
 	/* More pieces than a vectored read may have: refused. */
 	if (n) {
 		struct iovec *many = calloc(VSS_READ_IOV_MAX + 1, sizeof(*many));
 		for (int i = 0; i <= VSS_READ_IOV_MAX; i++)
-			many[i] = (struct iovec){ .iov_base = buf, .iov_len = 1 };
-		rd[0] = (struct vss_read){ .file = f->file[0], .len = VSS_READ_IOV_MAX + 1,
-					   .iov = many, .iovcnt = VSS_READ_IOV_MAX + 1 };
-		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), rd, n), -EINVAL);
+			many[i] = (struct iovec){ .iov_base = b.buf, .iov_len = 1 };
+		b.rd[0] = (struct vss_read){ .file = f->file[0], .len = VSS_READ_IOV_MAX + 1,
+					     .iov = many, .iovcnt = VSS_READ_IOV_MAX + 1 };
+		assert_int_equal(vss_vfs_read_batch(vss_vfs_posix(), b.rd, n), -EINVAL);
 		free(many);
 	}
-	free(rd);
-	free(iov);
-	free(buf);
-	free(want);
-	free(got);
-	free(which);
+	batch_release(&b);
 }
 
 static void batch_reads_like_pread(void **state)
@@ -301,6 +351,104 @@ static void rings_go_with_the_last_file(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+#if defined(__x86_64__)
+#define NATIVE_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#ifdef NATIVE_ARCH
+/* Has io_uring_setup() fail with @error from now on in this process, as a
+ * container's seccomp profile does; 0 or -errno. */
+static int forbid_io_uring(int error)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)error & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(*f), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		return -errno;
+	return 0;
+}
+
+/* In a child (cmocka's checks cannot run there): fails with a line. */
+#define CHILD_CHECK(c) do { if (!(c)) { \
+	fprintf(stderr, "child, io_uring_setup failing with %d: %s:%d: %s\n", \
+		error, __FILE__, __LINE__, #c); \
+	_exit(1); } } while (0)
+
+/* The child's part of fallback_when_forbidden(). */
+static void forbidden_child(struct fx *f, int error)
+{
+	struct vss_vfs *vfs = vss_vfs_posix();
+	struct vss_uring_read ur;
+	uint64_t seed = 5150 + (uint64_t)error;
+	struct batch b;
+	char params[256] = { 0 };
+	int fd, r;
+
+	CHILD_CHECK(forbid_io_uring(error) == 0);
+	errno = 0;
+	CHILD_CHECK(syscall(__NR_io_uring_setup, 8, params) == -1 && errno == error);
+	for (int i = 0; i < NFILES; i++)
+		CHILD_CHECK(vfs->open(vfs, f->path[i], 0, &f->file[i]) == 0);
+	batch_init(&b, 50);
+	for (int round = 0; round < 10; round++) {
+		batch_make(f, &b, &seed, round % 2);
+		/* Read all the same, and no probe is answered (0 misses). */
+		r = vss_vfs_read_batch(vfs, b.rd, b.n);
+		CHILD_CHECK(r == 0);
+		CHILD_CHECK(batch_wrong(f, &b) == NULL);
+	}
+	batch_release(&b);
+	/* Found out once, for the rest of the process: no new ring is tried. */
+	fd = open(f->path[0], O_RDONLY);
+	CHILD_CHECK(fd >= 0);
+	ur = (struct vss_uring_read){ .fd = fd, .len = 1, .buf = params, .off = 0 };
+	CHILD_CHECK(vss_uring_read(&ur, 1) == -ENOSYS && ur.res == -ECANCELED);
+	close(fd);
+	close_all(f);
+	_exit(0);
+}
+#endif
+
+/*
+ * Where io_uring is forbidden (seccomp answering io_uring_setup() with
+ * EPERM or ENOSYS; the kernel.io_uring_disabled sysctl answers EPERM too),
+ * the posix vfs reads its batches with pread: each in a child process,
+ * whose seccomp filter dies with it.
+ */
+static void fallback_when_forbidden(void **state)
+{
+#ifdef NATIVE_ARCH
+	static const int errors[] = { EPERM, ENOSYS };
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(errors) / sizeof(*errors); i++) {
+		int status;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0)
+			forbidden_child(f, errors[i]);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("the child forbidden io_uring_setup (%s) failed: status 0x%x",
+				 strerror(errors[i]), status);
+	}
+#else
+	skip();     /* no seccomp filter written for this architecture */
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +456,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(uring_answers, setup, teardown),
 		cmocka_unit_test_setup_teardown(probes_count_misses, setup, teardown),
 		cmocka_unit_test_setup_teardown(rings_go_with_the_last_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(fallback_when_forbidden, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

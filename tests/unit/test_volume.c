@@ -348,8 +348,8 @@ static void many_shadows(void **state)
 	}
 }
 
-/* Whether io_uring still reads (a batch it refused, -EINVAL from a vectored
- * read of too many pieces say, would turn it off for the process). */
+/* Whether io_uring still reads (a ring setup that failed, or a kernel
+ * without its read operations, turns it off for the process). */
 static int uring_works(const char *path)
 {
 	struct vss_uring_read rd;
@@ -755,7 +755,7 @@ static void lost_shadows_and_detach(void **state)
 	static unsigned char s8[SIZE];
 	struct vss_cow_shadow *sh;
 	struct vss_error err;
-	uint32_t flags;
+	uint32_t flags = 0;
 	char b[16];
 	size_t n;
 
