@@ -11,13 +11,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <vss/version.h>
+
 #include "provider/fsinfo.h"
 #include "service/log.h"
 #include "service/service_i.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 const struct vss_provider_ops *const svc_providers[] = {
 	&svc_provider_builtin,

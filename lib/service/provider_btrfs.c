@@ -17,14 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vss/version.h>
+
 #include "provider/btrfs.h"
 #include "provider/fsinfo.h"
 #include "service/log.h"
 #include "service/service_i.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 /* A --for TARGET of list/delete: the root of the subvolume that holds it. */
 char *svc_provider_btrfs_origin_of(const char *path)

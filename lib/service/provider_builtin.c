@@ -10,12 +10,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <vss/version.h>
+
 #include "service/log.h"
 #include "service/service_i.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 static int builtin_supports(struct vss_service *svc, const char *target,
 			    struct vss_error *err)

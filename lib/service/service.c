@@ -17,15 +17,13 @@
 
 #include <uuid/uuid.h>
 
+#include <vss/version.h>
+
 #include "service/fs.h"
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/writers.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 void svc_id_str(const vss_cow_id id, char out[37])
 {
