@@ -11,6 +11,7 @@ pkgs=(
   e2fsprogs xfsprogs btrfs-progs util-linux fio rsync systemd
   qemu-utils qemu-system-common
   restic borgbackup
+  debhelper lintian
 )
 
 missing=()
