@@ -19,6 +19,10 @@ rm -rf "$out"
 mkdir -p "$out/src" "$out/root"
 
 fail() { echo "deb: FAIL: $*" >&2; exit 1; }
+# grep -q on a command's whole output (not on a pipe: with pipefail, grep
+# leaving early makes the command die of SIGPIPE and the match count as
+# none).
+has() { grep -q -- "$2" <<<"$1"; }
 
 # 1. The files git knows (and new ones it does not ignore), as they are.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -63,8 +67,9 @@ holds vss /usr/sbin/vssd /usr/bin/vss /usr/bin/vss-writer-hooks /usr/bin/vss-wri
 holds libvss0 "/usr/lib/$arch/libvss.so.0" "/usr/lib/$arch/libvss.so.$ver"
 holds libvss-dev "/usr/lib/$arch/libvss.so" "/usr/lib/$arch/pkgconfig/vss.pc" \
   /usr/include/vss/requester.h /usr/include/vss/writer.h /usr/include/vss/version.h
-dpkg -c "$out"/libvss0_*.deb | grep -q 'include\|\.pc$\|/bin/' && fail "libvss0 holds more than the library"
-dpkg -c "$out"/vss_*.deb | grep -q 'libvss\|include/' && fail "vss holds library files"
+has "$(dpkg -c "$out"/libvss0_*.deb)" 'include\|\.pc$\|/bin/' &&
+  fail "libvss0 holds more than the library"
+has "$(dpkg -c "$out"/vss_*.deb)" 'libvss\|include/' && fail "vss holds library files"
 [ "$(readlink -f "$out/root/usr/lib/$arch/libvss.so")" = \
   "$(readlink -f "$out/root/usr/lib/$arch/libvss.so.$ver")" ] ||
   fail "libvss.so does not lead to libvss.so.$ver"
@@ -74,9 +79,9 @@ grep -qx 'ExecStart=/usr/bin/vss-writer-hooks' \
   "$out/root/lib/systemd/system/vss-writer-hooks.service" ||
   fail "vss-writer-hooks.service does not start /usr/bin/vss-writer-hooks"
 grep -qx 'prefix=/usr' "$out/root/usr/lib/$arch/pkgconfig/vss.pc" || fail "vss.pc: prefix"
-dpkg-deb -f "$out"/vss_*.deb Depends | grep -qF "libvss0 (>= $ver)" ||
+has "$(dpkg-deb -f "$out"/vss_*.deb Depends)" "libvss0 (>= ${ver//./\\.})" ||
   fail "vss does not depend on libvss0 (>= $ver): $(dpkg-deb -f "$out"/vss_*.deb Depends)"
-dpkg-deb -I "$out"/vss_*.deb postinst | grep -q 'addgroup --system --quiet vss' ||
+has "$(dpkg-deb -I "$out"/vss_*.deb postinst)" 'addgroup --system --quiet vss' ||
   fail "vss's postinst does not make the group vss"
 echo "deb: layout checked in $out/root"
 
@@ -85,7 +90,7 @@ export LD_LIBRARY_PATH=$out/root/usr/lib/$arch
 [ "$("$out/root/usr/sbin/vssd" --version)" = "vssd $ver" ] || fail "vssd --version"
 [ "$("$out/root/usr/bin/vss" --version)" = "vss $ver" ] || fail "vss --version"
 for w in vss-writer-hooks vss-writer-sqlite; do
-  ldd "$out/root/usr/bin/$w" | grep -q "libvss.so.0 => $out/root/usr/lib/$arch/" ||
+  has "$(ldd "$out/root/usr/bin/$w")" "libvss.so.0 => $out/root/usr/lib/$arch/" ||
     fail "$w does not take libvss.so.0 from the tree"
 done
 unset LD_LIBRARY_PATH

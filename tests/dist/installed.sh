@@ -61,9 +61,10 @@ echo "${#headers[@]} headers compile alone (C11, C++11), without jansson"
 # shellcheck disable=SC2086  # the flags are words
 cc -std=c17 -Wall -Wextra -Werror $cflags -o "$tmp/requester_demo" \
   "$src/examples/requester_demo.c" $libs
-readelf -d "$tmp/requester_demo" | grep -q 'NEEDED.*\[libvss\.so\.0\]' ||
+dynamic=$(readelf -d "$tmp/requester_demo")
+grep -q 'NEEDED.*\[libvss\.so\.0\]' <<<"$dynamic" ||
   fail "requester_demo does not need libvss.so.0"
-if readelf -d "$tmp/requester_demo" | grep -q 'RPATH\|RUNPATH'; then
+if grep -q 'RPATH\|RUNPATH' <<<"$dynamic"; then
   fail "requester_demo has an rpath"
 fi
 rc=0
