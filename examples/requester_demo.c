@@ -2,7 +2,10 @@
  * requester_demo - one backup with the requester API (vss/requester.h):
  * gather writer metadata, select every component, take a set of TARGET,
  * expose its shadow at DIR, and print each FILE's path inside the shadow
- * and its first line; then BackupComplete.  Run by tests/system.
+ * and its first line; then BackupComplete.  Run by tests/system; built out
+ * of tree against an installed libvss by tests/dist, as any program is:
+ *
+ *	cc requester_demo.c $(pkg-config --cflags --libs vss)
  *
  * requester_demo [--run-dir RUN] TARGET DIR FILE...
  */
@@ -56,7 +59,10 @@ int main(int argc, char **argv)
 		struct vss_requester_writer w;
 
 		vss_requester_writer_status(r, k, &w);
-		printf("writer %s %d %s\n", w.name, w.state, w.state_name);
+		printf("writer %s %d %s", w.name, (int)w.state, w.state_name);
+		if (w.failure != VSS_WF_NONE)
+			printf(" %s: %s", vss_writer_failure_name(w.failure), w.last_error);
+		putchar('\n');
 	}
 	if (vss_requester_expose(r, 0, argv[i + 1], &err) < 0)
 		return fail(r, "expose", &err);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test vss has, as CI does: installs what is missing, builds with
 # -Werror, runs all suites, then the unit and engine suites again under
-# AddressSanitizer + UBSan, then a short libFuzzer run.  Build trees go under
-# build/ (ci, asan, fuzz).  Must run as root (system tests use loop devices,
-# FUSE and mounts).
+# AddressSanitizer + UBSan, then a short libFuzzer run, then builds the
+# Debian packages and checks them (scripts/deb.sh).  Build trees go under
+# build/ (ci, asan, fuzz, deb).  Must run as root (system tests use loop
+# devices, FUSE and mounts).
 set -euo pipefail
 # A root shell from plain `su` has no sbin directory in its PATH (Debian 10
 # and later), where mkfs, losetup and the like are.
@@ -38,8 +39,11 @@ CC=clang setup build/fuzz -Dfuzz=true
 ninja -C build/fuzz
 meson test -C build/fuzz --print-errorlogs --suite fuzz
 
-# One closing line over every suite that ran.
-/usr/bin/python3 - build/ci build/asan build/fuzz <<'PY'
+echo "== Debian packages"
+scripts/deb.sh
+
+# One closing line over every suite that ran (the package build's too).
+/usr/bin/python3 - build/ci build/asan build/fuzz build/deb/src/obj-* <<'PY'
 import json, sys, os
 passed = failed = skipped = 0
 for d in sys.argv[1:]:

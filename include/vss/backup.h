@@ -33,6 +33,8 @@
 extern "C" {
 #endif
 
+#pragma GCC visibility push(default)
+
 struct vss_repo;
 
 #define VSS_REPO_CREATE 0x1u    /* make the repository if the directory has none */
@@ -154,6 +156,8 @@ struct vss_restore_result {
  */
 int vss_repo_restore(struct vss_repo *r, const char *id, const struct vss_restore_params *p,
 		     struct vss_restore_result *out, struct vss_error *err);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

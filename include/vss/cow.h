@@ -41,6 +41,8 @@
 extern "C" {
 #endif
 
+#pragma GCC visibility push(default)
+
 #define VSS_COW_BLOCK_MIN     4096u
 #define VSS_COW_BLOCK_MAX     (1u << 20)
 #define VSS_COW_BLOCK_DEFAULT 16384u
@@ -76,7 +78,10 @@ struct vss_cow_event {
  */
 typedef void (*vss_cow_event_fn)(void *arg, const struct vss_cow_event *ev);
 
+/* Options of vss_cow_open(); start from VSS_COW_CONFIG_INIT.  Members
+ * may be added at the end: @size tells the library which it has. */
 struct vss_cow_config {
+	size_t size;                /* sizeof(struct vss_cow_config) */
 	uint32_t block_size;        /* only when creating: power of two, 4K..1M */
 	uint64_t max_diff_bytes;    /* only when creating: diff area maximum (VSS_COW_UNBOUNDED: none);
 	                             * an existing diff area keeps its own, see vss_cow_set_max_diff() */
@@ -84,8 +89,8 @@ struct vss_cow_config {
 	void *event_arg;
 };
 
-#define VSS_COW_CONFIG_INIT \
-	{ VSS_COW_BLOCK_DEFAULT, VSS_COW_UNBOUNDED, NULL, NULL }
+#define VSS_COW_CONFIG_INIT { .size = sizeof(struct vss_cow_config), \
+	.block_size = VSS_COW_BLOCK_DEFAULT, .max_diff_bytes = VSS_COW_UNBOUNDED }
 
 /* Flags for vss_cow_open(). */
 #define VSS_COW_CREATE  0x1u    /* make a new diff area if @diff_path does not exist */
@@ -98,6 +103,8 @@ struct vss_cow_config {
  * were at the last durable point; non-persistent ones are deleted.  A diff
  * area that is corrupt, truncated or made for an origin of another size is
  * refused with -EUCLEAN or -EINVAL and a message, and is not modified.
+ * @cfg NULL means VSS_COW_CONFIG_INIT; a @cfg->size that is not set is
+ * refused with -EINVAL, a member this library does not know with -E2BIG.
  * On success *@out owns both files until vss_cow_close().
  */
 int vss_cow_open(const char *origin_path, const char *diff_path,
@@ -216,6 +223,8 @@ struct vss_cow_usage {
 };
 
 int vss_cow_usage(struct vss_cow_volume *vol, struct vss_cow_usage *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,8 @@
 extern "C" {
 #endif
 
+#pragma GCC visibility push(default)
+
 #define VSS_ERROR_MSG_MAX 512
 
 struct vss_error {
@@ -26,6 +28,8 @@ int vss_error_set(struct vss_error *err, int code, const char *fmt, ...)
 
 /* Clears @err (if not NULL). */
 void vss_error_clear(struct vss_error *err);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -66,10 +66,13 @@
 
 #include <vss/error.h>
 #include <vss/writer_doc.h>
+#include <vss/writer_state.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#pragma GCC visibility push(default)
 
 struct vss_requester;
 
@@ -78,9 +81,10 @@ struct vss_requester_writer {
 	const char *name;
 	const char *class_id;
 	const char *instance_id;
-	int state;                 /* VSS_WRITER_STATE number: 1 stable, 9 failed at freeze... */
+	enum vss_writer_state state;
 	const char *state_name;    /* "stable", "failed_at_freeze", ... */
-	const char *error_kind;    /* "" or retryable, nonretryable, timeout, ... */
+	enum vss_writer_failure failure; /* of the last failure; VSS_WF_NONE if none */
+	const char *error_kind;    /* its name: "" or retryable, nonretryable, timeout, ... */
 	const char *last_error;    /* "" or one line */
 };
 
@@ -196,6 +200,8 @@ int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
 int vss_requester_abort(struct vss_requester *r, struct vss_error *err);
 /* Keep the set at close (for a persistent set nothing needs keeping). */
 void vss_requester_keep_set(struct vss_requester *r);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

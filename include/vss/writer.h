@@ -55,10 +55,10 @@
  *	static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev,
  *			   void *data) { return unlock(data); }
  *	...
- *	struct vss_writer_handlers h = { .freeze = on_freeze, .thaw = on_thaw,
- *					 .abort = on_thaw };
- *	vss_writer_open(&(struct vss_writer_options){ .run_dir = NULL }, wmd, &h,
- *			state, &w, &err);
+ *	struct vss_writer_handlers h = { .size = sizeof(h), .freeze = on_freeze,
+ *					 .thaw = on_thaw, .abort = on_thaw };
+ *	struct vss_writer_options o = VSS_WRITER_OPTIONS_INIT;
+ *	vss_writer_open(&o, wmd, &h, state, &w, &err);
  *	vss_writer_run(w, &stop, &err);    // until the daemon goes or stop is set
  *	vss_writer_close(w);
  */
@@ -67,13 +67,17 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <vss/error.h>
 #include <vss/writer_doc.h>
+#include <vss/writer_state.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#pragma GCC visibility push(default)
 
 struct vss_writer;
 
@@ -86,15 +90,6 @@ enum vss_writer_event_type {
 	VSS_WE_POST_SNAPSHOT,
 	VSS_WE_BACKUP_COMPLETE,
 	VSS_WE_ABORT,
-};
-
-/* VSS_E_WRITERERROR_*: what kind of failure a handler reports. */
-enum vss_writer_failure {
-	VSS_WF_RETRYABLE = 1,
-	VSS_WF_NONRETRYABLE,
-	VSS_WF_TIMEOUT,
-	VSS_WF_INCONSISTENT_SNAPSHOT,
-	VSS_WF_OUT_OF_RESOURCES,
 };
 
 struct vss_writer_event {
@@ -113,7 +108,10 @@ struct vss_writer_event {
 typedef int (*vss_writer_handler)(struct vss_writer *w,
 				  const struct vss_writer_event *ev, void *data);
 
+/* The handlers, each may be NULL.  Handlers for more events may be added
+ * at the end: @size tells the library which the caller has. */
 struct vss_writer_handlers {
+	size_t size;                   /* sizeof(struct vss_writer_handlers) */
 	vss_writer_handler identify;
 	vss_writer_handler prepare_backup;
 	vss_writer_handler prepare_snapshot;
@@ -127,7 +125,10 @@ struct vss_writer_handlers {
 /* A frozen writer waits this long past its freeze window for a thaw. */
 #define VSS_WRITER_THAW_GRACE_MS 1000u
 
+/* Start from VSS_WRITER_OPTIONS_INIT: members may be added at the end, and
+ * @size tells the library which the caller has. */
 struct vss_writer_options {
+	size_t size;                   /* sizeof(struct vss_writer_options) */
 	const char *run_dir;           /* NULL: $VSS_RUN_DIR or /run/vss */
 	unsigned int timeout_ms;       /* per event and freeze window; 0: 60000 */
 	/* vss_writer_run() registers again when vssd goes away. */
@@ -140,10 +141,14 @@ struct vss_writer_options {
 			      void *data);
 };
 
+#define VSS_WRITER_OPTIONS_INIT { .size = sizeof(struct vss_writer_options) }
+
 /*
- * Connects to vssd and registers @wmd (copied; the caller keeps it).  The
- * handlers and @data are borrowed for the writer's life.  -EINVAL, -EFBIG,
- * -EEXIST with the daemon's reason when it refuses the metadata.
+ * Connects to vssd and registers @wmd (copied; the caller keeps it).  @opt
+ * NULL means the defaults, @h NULL no handlers; both are copied, @data is
+ * borrowed for the writer's life.  -EINVAL, -EFBIG, -EEXIST with the
+ * daemon's reason when it refuses the metadata; -EINVAL if the size of
+ * @opt or @h is not set, -E2BIG if a member this library does not know is.
  */
 int vss_writer_open(const struct vss_writer_options *opt, const struct vss_wmd *wmd,
 		    const struct vss_writer_handlers *h, void *data,
@@ -165,6 +170,8 @@ int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 /* Called by a handler before it returns failure. */
 void vss_writer_set_failure(struct vss_writer *w, enum vss_writer_failure kind,
 			    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,8 @@
 extern "C" {
 #endif
 
+#pragma GCC visibility push(default)
+
 /* Limits, in bytes (strings: UTF-8 bytes, without the terminating NUL). */
 #define VSS_DOC_SIZE_DEFAULT (1u << 20) /* parse refuses larger documents */
 #define VSS_DOC_NAME_MAX     1024u      /* names, captions, logical paths */
@@ -441,6 +443,8 @@ int vss_bcd_check_writer(const struct vss_bcd *bcd, const struct vss_wmd *wmd,
 #define VSS_BCD_TIME_BUF 31
 int vss_bcd_time_parse(const char *text, struct timespec *out);
 int vss_bcd_time_format(const struct timespec *t, char buf[VSS_BCD_TIME_BUF]);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

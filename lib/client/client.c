@@ -1,5 +1,6 @@
 /*
- * client/client.c - a requester's connection to vssd (see vss/client.h).
+ * client/client.c - a connection to vssd (vss/client.h, and with jansson
+ * values client/client_json.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -9,8 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <vss/client.h>
-
+#include "client/client_json.h"
 #include "proto/proto.h"
 
 struct vss_client {
@@ -78,8 +78,8 @@ int vss_client_fd(const struct vss_client *c)
 /* Replies take up to VSS_PROTO_MAX_REPLY bytes, in as many frames as they need. */
 static const struct vss_proto_opts reply_opts = { .max_message = VSS_PROTO_MAX_REPLY };
 
-int vss_client_call(struct vss_client *c, const char *op, json_t *args,
-		    json_t **result, struct vss_error *err)
+int vss_client_call_json(struct vss_client *c, const char *op, json_t *args,
+			 json_t **result, struct vss_error *err)
 {
 	uint64_t id = c->next_id++;
 	json_t *req = vss_proto_request(id, op, args);
@@ -111,4 +111,37 @@ int vss_client_call(struct vss_client *c, const char *op, json_t *args,
 		*result = json_incref(res);
 	json_decref(reply);
 	return rc;
+}
+
+int vss_client_call(struct vss_client *c, const char *op, const char *args_json,
+		    char **result_json, size_t *len, struct vss_error *err)
+{
+	json_t *args = NULL, *res;
+	json_error_t jerr;
+	int rc;
+
+	*result_json = NULL;
+	if (len)
+		*len = 0;
+	if (args_json && *args_json) {
+		args = json_loads(args_json, JSON_REJECT_DUPLICATES, &jerr);
+		if (!args)
+			return vss_error_set(err, -EINVAL, "%s: the arguments are not JSON: %s",
+					     op, jerr.text);
+		if (!json_is_object(args)) {
+			json_decref(args);
+			return vss_error_set(err, -EINVAL, "%s: the arguments are not a JSON "
+					     "object", op);
+		}
+	}
+	rc = vss_client_call_json(c, op, args, &res, err);
+	if (rc < 0)
+		return rc;
+	*result_json = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(res);
+	if (!*result_json)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if (len)
+		*len = strlen(*result_json);
+	return 0;
 }

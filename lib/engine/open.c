@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "engine/volume_i.h"
+#include "util/struct_in.h"
 
 /* ---- checkpoint, replay, open and close ---- */
 
@@ -203,7 +204,7 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 		       const struct vss_cow_guard *guard, struct vss_cow_volume **out,
 		       struct vss_error *err)
 {
-	struct vss_cow_config defcfg = VSS_COW_CONFIG_INIT;
+	struct vss_cow_config defcfg = VSS_COW_CONFIG_INIT, ours;
 	struct vss_store_geometry geo;
 	struct vss_cow_volume *vol;
 	struct vss_file *df = NULL;
@@ -212,6 +213,12 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 	vss_error_clear(err);
 	if (!cfg)
 		cfg = &defcfg;
+	/* The caller's struct may be older or newer than ours. */
+	r = vss_struct_in(&ours, sizeof(ours), cfg, cfg->size,
+			  VSS_SIZE_TO(struct vss_cow_config, event_arg), "struct vss_cow_config", err);
+	if (r < 0)
+		return r;
+	cfg = &ours;
 	vol = calloc(1, sizeof(*vol));
 	if (!vol)
 		return vss_error_set(err, -ENOMEM, "out of memory");

@@ -14,14 +14,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <vss/version.h>
+
 #include "provider/provider.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/volumes.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 #define BUILTIN_NAME "vss-cow"
 #define BUILTIN_ID   "5e1f0c9a-3b0d-4c6e-9a51-7d2c8b4f0e11"

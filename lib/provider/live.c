@@ -10,14 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vss/version.h>
+
 #include "provider/provider.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 static int live_supports(struct vss_service *svc, const char *target, struct vss_error *err)
 {

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <vss/version.h>
+
 #include "provider/fsinfo.h"
 #include "provider/provider.h"
 #include "service/args.h"

@@ -20,8 +20,9 @@
 
 #include <jansson.h>
 
-#include <vss/client.h>
 #include <vss/requester.h>
+
+#include "client/client_json.h"
 
 #define MAX_TARGETS 64
 
@@ -108,7 +109,7 @@ static int call(struct vss_requester *r, const char *op, json_t *args, json_t **
 	int rc;
 
 	pthread_mutex_lock(&r->call_lock);
-	rc = vss_client_call(r->c, op, args, &out, err);
+	rc = vss_client_call_json(r->c, op, args, &out, err);
 	pthread_mutex_unlock(&r->call_lock);
 	if (res)
 		*res = out;
@@ -380,7 +381,9 @@ const struct vss_wmd *vss_requester_writer_metadata(const struct vss_requester *
 int vss_requester_writer_status(const struct vss_requester *r, size_t i,
 				struct vss_requester_writer *out)
 {
+	json_int_t state;
 	json_t *s;
+	int failure;
 
 	if (i >= r->nw)
 		return -ERANGE;
@@ -388,9 +391,14 @@ int vss_requester_writer_status(const struct vss_requester *r, size_t i,
 	out->name = json_string_value(json_object_get(s, "name"));
 	out->class_id = json_string_value(json_object_get(s, "id"));
 	out->instance_id = json_string_value(json_object_get(s, "instance"));
-	out->state = (int)json_integer_value(json_object_get(s, "state"));
+	state = json_integer_value(json_object_get(s, "state"));
+	out->state = state >= 0 && state <= VSS_WS_MAX ? (enum vss_writer_state)state
+		     : VSS_WS_UNKNOWN;
 	out->state_name = json_string_value(json_object_get(s, "state_name"));
 	out->error_kind = json_string_value(json_object_get(s, "error_kind"));
+	/* A kind a newer vssd knows and this library does not: the default. */
+	failure = vss_writer_failure_from_name(out->error_kind);
+	out->failure = failure >= 0 ? (enum vss_writer_failure)failure : VSS_WF_NONRETRYABLE;
 	out->last_error = json_string_value(json_object_get(s, "last_error"));
 	return 0;
 }

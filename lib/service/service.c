@@ -17,6 +17,8 @@
 
 #include <uuid/uuid.h>
 
+#include <vss/version.h>
+
 #include "provider/provider.h"
 #include "service/backup.h"
 #include "service/guardian.h"
@@ -29,10 +31,6 @@
 #include "service/storage.h"
 #include "service/volumes.h"
 #include "service/writers.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 void svc_id_str(const vss_cow_id id, char out[37])
 {

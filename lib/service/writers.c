@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vss/writer_state.h>
+
 #include "proto/proto.h"
 #include "service/args.h"
 #include "service/backup.h"
@@ -47,14 +49,12 @@
 #include "service/service_i.h"
 #include "service/writers.h"
 
-static const char *const state_names[] = {
-	"unknown", "stable", "waiting_for_freeze", "waiting_for_thaw",
-	"waiting_for_post_snapshot", "waiting_for_backup_complete",
-	"failed_at_identify", "failed_at_prepare_backup", "failed_at_prepare_snapshot",
-	"failed_at_freeze", "failed_at_thaw", "failed_at_post_snapshot",
-	"failed_at_backup_complete", "failed_at_pre_restore", "failed_at_post_restore",
-	"failed_at_backup_shutdown",
-};
+/* The states are the public enumeration's numbers (vss/writer_state.h). */
+_Static_assert(WS_UNKNOWN == (int)VSS_WS_UNKNOWN && WS_STABLE == (int)VSS_WS_STABLE &&
+	       WS_WAITING_FOR_BACKUP_COMPLETE == (int)VSS_WS_WAITING_FOR_BACKUP_COMPLETE &&
+	       WS_FAILED_AT_IDENTIFY == (int)VSS_WS_FAILED_AT_IDENTIFY &&
+	       WS_FAILED_AT_BACKUP_SHUTDOWN == (int)VSS_WS_FAILED_AT_BACKUP_SHUTDOWN,
+	       "the writer states are VSS_WRITER_STATE's numbers");
 
 static const struct {
 	const char *name;
@@ -70,12 +70,6 @@ static const struct {
 	[EV_ABORT] = { "abort", WS_STABLE },
 };
 
-/* The failure kinds a writer may report (VSS_E_WRITERERROR_*). */
-static const char *const failure_kinds[] = {
-	"retryable", "nonretryable", "timeout", "inconsistent_snapshot",
-	"out_of_resources", NULL,
-};
-
 const char *svc_event_name(enum svc_wevent ev)
 {
 	return events[ev].name;
@@ -83,9 +77,9 @@ const char *svc_event_name(enum svc_wevent ev)
 
 const char *svc_writer_state_name(int state)
 {
-	if (state < 0 || state >= (int)(sizeof(state_names) / sizeof(state_names[0])))
-		return "unknown";
-	return state_names[state];
+	const char *name = vss_writer_state_name((enum vss_writer_state)state);
+
+	return name ? name : "unknown";
 }
 
 int svc_writers_init(struct vss_service *svc, struct vss_error *err)
@@ -497,8 +491,8 @@ static void call_read(struct vss_service *svc, enum svc_wevent ev, struct svc_wc
 	kind = json_string_value(json_object_get(error, "kind"));
 	text = json_string_value(json_object_get(error, "message"));
 	code = json_string_value(json_object_get(error, "code"));
-	for (int k = 0; kind && failure_kinds[k]; k++)
-		known |= strcmp(kind, failure_kinds[k]) == 0;
+	/* The failure kinds a writer may report (VSS_E_WRITERERROR_*). */
+	known = vss_writer_failure_from_name(kind) > 0;
 	c->rc = fail(svc, w, ev, known ? kind : "nonretryable",
 		     code ? vss_proto_errno_value(code) : -EIO, &c->err, "%s",
 		     text && *text ? text : "the writer reported a failure");

@@ -18,10 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <vss/client.h>
 #include <vss/writer.h>
 
+#include "client/client_json.h"
 #include "proto/proto.h"
+#include "util/struct_in.h"
 
 #define RETRY_FIRST_MS 100u
 #define RETRY_MAX_MS   5000u
@@ -29,7 +30,7 @@
 struct vss_writer {
 	struct vss_client *client;      /* NULL while disconnected */
 	int fd;                         /* -1 while disconnected */
-	const struct vss_writer_handlers *h;
+	struct vss_writer_handlers h;   /* the caller's, copied */
 	void *data;
 	char *doc;                      /* the metadata document, to register again */
 	char *run_dir;
@@ -72,14 +73,6 @@ static const struct {
 	{ "abort", VSS_WE_ABORT },
 };
 
-static const char *const kind_names[] = {
-	[VSS_WF_RETRYABLE] = "retryable",
-	[VSS_WF_NONRETRYABLE] = "nonretryable",
-	[VSS_WF_TIMEOUT] = "timeout",
-	[VSS_WF_INCONSISTENT_SNAPSHOT] = "inconsistent_snapshot",
-	[VSS_WF_OUT_OF_RESOURCES] = "out_of_resources",
-};
-
 static const char *const type_names[] = {
 	"", "full", "incremental", "differential", "log", "copy",
 };
@@ -93,7 +86,7 @@ static int connect_and_register(struct vss_writer *w, struct vss_error *err)
 
 	if (rc < 0)
 		return rc;
-	rc = vss_client_call(c, "writer.register",
+	rc = vss_client_call_json(c, "writer.register",
 			     json_pack("{s:s, s:I}", "metadata", w->doc, "timeout_ms",
 				       (json_int_t)w->timeout_ms),
 			     &res, err);
@@ -124,26 +117,34 @@ int vss_writer_open(const struct vss_writer_options *opt, const struct vss_wmd *
 		    const struct vss_writer_handlers *h, void *data,
 		    struct vss_writer **out, struct vss_error *err)
 {
-	static const struct vss_writer_handlers none;
+	struct vss_writer_options o = VSS_WRITER_OPTIONS_INIT;
 	struct vss_writer *w;
 	int rc;
 
 	*out = NULL;
+	/* The caller's structs may be older or newer than ours. */
+	if (opt && (rc = vss_struct_in(&o, sizeof(o), opt, opt->size,
+				       VSS_SIZE_TO(struct vss_writer_options, on_connection),
+				       "struct vss_writer_options", err)) < 0)
+		return rc;
 	if (!(w = calloc(1, sizeof(*w))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	w->fd = -1;
+	if (h && (rc = vss_struct_in(&w->h, sizeof(w->h), h, h->size,
+				     VSS_SIZE_TO(struct vss_writer_handlers, abort),
+				     "struct vss_writer_handlers", err)) < 0)
+		goto fail;
 	if ((rc = vss_wmd_serialize(wmd, &w->doc, NULL, err)) < 0)
 		goto fail;
-	w->run_dir = strdup(vss_client_run_dir(opt ? opt->run_dir : NULL));
+	w->run_dir = strdup(vss_client_run_dir(o.run_dir));
 	if (!w->run_dir) {
 		rc = vss_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	w->h = h ? h : &none;
 	w->data = data;
-	w->timeout_ms = opt && opt->timeout_ms ? opt->timeout_ms : 60000;
-	w->reconnect = opt && opt->reconnect;
-	w->on_connection = opt ? opt->on_connection : NULL;
+	w->timeout_ms = o.timeout_ms ? o.timeout_ms : 60000;
+	w->reconnect = o.reconnect;
+	w->on_connection = o.on_connection;
 	if ((rc = connect_and_register(w, err)) < 0) {
 		if (!w->reconnect || !unreachable(rc))
 			goto fail;
@@ -210,8 +211,8 @@ static void abort_in_flight(struct vss_writer *w, const char *reason)
 	};
 
 	sequence_clear(w);
-	if (w->h->abort)
-		w->h->abort(w, &ev, w->data);
+	if (w->h.abort)
+		w->h.abort(w, &ev, w->data);
 }
 
 /* The connection is gone: a sequence in flight is abandoned. */
@@ -313,14 +314,14 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	if (comps && vss_bcd_parse(comps, strlen(comps), 0, &ev.components, NULL) < 0)
 		ev.components = NULL;
 	switch (ev.type) {
-	case VSS_WE_IDENTIFY: fn = w->h->identify; break;
-	case VSS_WE_PREPARE_BACKUP: fn = w->h->prepare_backup; break;
-	case VSS_WE_PREPARE_SNAPSHOT: fn = w->h->prepare_snapshot; break;
-	case VSS_WE_FREEZE: fn = w->h->freeze; break;
-	case VSS_WE_THAW: fn = w->h->thaw; break;
-	case VSS_WE_POST_SNAPSHOT: fn = w->h->post_snapshot; break;
-	case VSS_WE_BACKUP_COMPLETE: fn = w->h->backup_complete; break;
-	case VSS_WE_ABORT: fn = w->h->abort; break;
+	case VSS_WE_IDENTIFY: fn = w->h.identify; break;
+	case VSS_WE_PREPARE_BACKUP: fn = w->h.prepare_backup; break;
+	case VSS_WE_PREPARE_SNAPSHOT: fn = w->h.prepare_snapshot; break;
+	case VSS_WE_FREEZE: fn = w->h.freeze; break;
+	case VSS_WE_THAW: fn = w->h.thaw; break;
+	case VSS_WE_POST_SNAPSHOT: fn = w->h.post_snapshot; break;
+	case VSS_WE_BACKUP_COMPLETE: fn = w->h.backup_complete; break;
+	case VSS_WE_ABORT: fn = w->h.abort; break;
 	}
 	w->fail_kind = 0;
 	w->fail_msg[0] = '\0';
@@ -340,10 +341,11 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	if (rc < 0) {
 		json_t *reply = vss_proto_reply_error(id, rc, w->fail_msg[0] ? w->fail_msg
 						      : strerror(-rc));
+		/* VSS_WF_NONE, or a kind this library does not know. */
+		const char *kind = w->fail_kind ? vss_writer_failure_name(w->fail_kind) : NULL;
 
 		json_object_set_new(json_object_get(reply, "error"), "kind",
-				    json_string(kind_names[w->fail_kind ? w->fail_kind
-							   : VSS_WF_NONRETRYABLE]));
+				    json_string(kind ? kind : "nonretryable"));
 		rc = send_reply(w, reply);
 	} else {
 		result = json_object();

@@ -228,6 +228,7 @@ static int usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct vss_writer_handlers handlers = {
+		.size = sizeof(struct vss_writer_handlers),
 		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
 	};
 	struct hooks h = { .dir = "/etc/vss/hooks.d", .timeout_s = 30 };
@@ -282,7 +283,8 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		/* The hooks' own freeze is bounded by --timeout; leave room for it. */
 		rc = vss_writer_open(&(struct vss_writer_options){
-			.run_dir = run_dir, .reconnect = !once, .on_connection = on_connection,
+			.size = sizeof(struct vss_writer_options), .run_dir = run_dir,
+			.reconnect = !once, .on_connection = on_connection,
 			.timeout_ms = (h.timeout_s + 5) * 1000u < 60000u ? 60000u
 				      : (h.timeout_s + 5) * 1000u }, wmd, &handlers, &h, &w, &err);
 	vss_wmd_free(wmd);

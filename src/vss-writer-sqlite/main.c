@@ -210,6 +210,7 @@ static int usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct vss_writer_handlers handlers = {
+		.size = sizeof(struct vss_writer_handlers),
 		.prepare_snapshot = on_prepare_snapshot, .freeze = on_freeze,
 		.thaw = on_thaw, .abort = on_thaw,
 	};
@@ -287,7 +288,8 @@ int main(int argc, char **argv)
 		rc = add_component(wmd, s.db[i].path, &err);
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
-			.run_dir = run_dir, .timeout_ms = timeout_s * 1000u,
+			.size = sizeof(struct vss_writer_options), .run_dir = run_dir,
+			.timeout_ms = timeout_s * 1000u,
 			.reconnect = !once, .on_connection = on_connection }, wmd,
 				     &handlers, &s, &w, &err);
 	vss_wmd_free(wmd);

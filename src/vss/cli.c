@@ -10,9 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <vss/client.h>
-
 #include "cli.h"
+#include "client/client_json.h"
 #include "proto/proto.h"
 
 int cli_error(int code, const char *fmt, ...)
@@ -151,7 +150,7 @@ int cli_call(const struct cli_args *a, const char *op, json_t *args, json_t **re
 		json_decref(args);
 		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
 	}
-	rc = vss_client_call(c, op, args, res, &err);
+	rc = vss_client_call_json(c, op, args, res, &err);
 	vss_client_close(c);
 	if (rc == -ECONNRESET || rc == -EPIPE)
 		return cli_error(EXIT_UNREACHABLE, "%s", err.msg);

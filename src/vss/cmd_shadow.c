@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <vss/client.h>
-
 #include "cli.h"
+#include "client/client_json.h"
 
 #define MAX_TARGETS 64
 
@@ -66,11 +65,11 @@ int cmd_shadow_create(int argc, char **argv)
 		json_decref(args);
 		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
 	}
-	rc = vss_client_call(c, "shadow.create", args, &res, &err);
+	rc = vss_client_call_json(c, "shadow.create", args, &res, &err);
 	if (rc == 0) {
-		rc = vss_client_call(c, "set.complete",
-				     json_pack("{s:O}", "set", json_object_get(res, "set")),
-				     &done, &err);
+		rc = vss_client_call_json(c, "set.complete",
+					  json_pack("{s:O}", "set", json_object_get(res, "set")),
+					  &done, &err);
 		json_decref(done);
 		if (rc < 0)
 			json_decref(res);

@@ -9,12 +9,9 @@
 #include <string.h>
 
 #include <vss/client.h>
+#include <vss/version.h>
 
 #include "cli.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 static void usage(FILE *f)
 {

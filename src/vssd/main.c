@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <vss/client.h>
+#include <vss/version.h>
 
 #include "service/service.h"
 

@@ -41,6 +41,8 @@
 #include <vss/client.h>
 #include <vss/writer.h>
 
+#include "client/client_json.h"
+
 #include "proto/proto.h"
 #include "provider/provider.h"
 #include "service/backup.h"
@@ -378,6 +380,7 @@ static void *writer_main(void *arg)
 static void writer_start(struct fake_writer *fw)
 {
 	static const struct vss_writer_handlers h = {
+		.size = sizeof(h),
 		.identify = on_event, .prepare_backup = on_event, .prepare_snapshot = on_event,
 		.freeze = on_event, .thaw = on_event, .post_snapshot = on_event,
 		.backup_complete = on_event, .abort = on_event,
@@ -402,7 +405,8 @@ static void writer_start(struct fake_writer *fw)
 		.backup_type_mask = VSS_FSBT_DEFAULT }, &err), 0);
 	fw->stop = 0;
 	fw->frozen = false;
-	if (vss_writer_open(&(struct vss_writer_options){ .run_dir = run_dir }, wmd, &h, fw,
+	if (vss_writer_open(&(struct vss_writer_options){ .size = sizeof(struct vss_writer_options),
+						       .run_dir = run_dir }, wmd, &h, fw,
 			    &fw->w, &err) < 0)
 		fail_msg("writer %s: %s", fw->name, err.msg);
 	vss_wmd_free(wmd);
@@ -449,7 +453,7 @@ static int call(struct vss_client *c, const char *op, json_t *args, json_t **res
 		struct vss_error *err)
 {
 	json_t *r = NULL;
-	int rc = vss_client_call(c, op, args, &r, err);
+	int rc = vss_client_call_json(c, op, args, &r, err);
 
 	if (res)
 		*res = r;

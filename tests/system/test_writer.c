@@ -132,6 +132,7 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 int main(int argc, char **argv)
 {
 	static const struct vss_writer_handlers h = {
+		sizeof(struct vss_writer_handlers),
 		handle, handle, handle, handle, handle, handle, handle, handle,
 	};
 	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back" };
@@ -201,7 +202,8 @@ int main(int argc, char **argv)
 			.recursive = true, .backup_type_mask = VSS_FSBT_DEFAULT }, &err);
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
-			.run_dir = o.run_dir, .timeout_ms = o.timeout_ms, .reconnect = o.reconnect,
+			.size = sizeof(struct vss_writer_options), .run_dir = o.run_dir,
+			.timeout_ms = o.timeout_ms, .reconnect = o.reconnect,
 			.on_connection = on_connection }, wmd, &h, &o, &w, &err);
 	vss_wmd_free(wmd);
 	if (rc < 0) {

@@ -119,6 +119,7 @@ static void *serve(void *arg)
 static void test_events_round_trip(void **state)
 {
 	static const struct vss_writer_handlers h = {
+		sizeof(struct vss_writer_handlers),
 		handler, handler, handler, handler, handler, handler, handler, handler,
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -144,8 +145,9 @@ static void test_events_round_trip(void **state)
 						   VSS_BS_TIMESTAMPED, &err), 0);
 	assert_int_equal(vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
 		.type = VSS_CT_FILE_GROUP, .name = "db" }, &err), 0);
-	assert_int_equal(vss_writer_open(&(struct vss_writer_options){ .run_dir = f.dir },
-					 wmd, &h, NULL, &w, &err), 0);
+	assert_int_equal(vss_writer_open(&(struct vss_writer_options){
+		.size = sizeof(struct vss_writer_options), .run_dir = f.dir },
+		wmd, &h, NULL, &w, &err), 0);
 	vss_wmd_free(wmd);
 	assert_int_equal(vss_writer_run(w, NULL, &err), -ECONNRESET);
 	vss_writer_close(w);
@@ -319,6 +321,7 @@ static void loss_teardown(struct loss *l)
 static struct vss_writer *loss_writer(struct loss *l, bool reconnect)
 {
 	static const struct vss_writer_handlers h = {
+		.size = sizeof(struct vss_writer_handlers),
 		.identify = loss_handler, .prepare_backup = loss_handler,
 		.prepare_snapshot = loss_handler, .freeze = loss_handler,
 		.thaw = loss_handler, .post_snapshot = loss_handler,
@@ -332,7 +335,8 @@ static struct vss_writer *loss_writer(struct loss *l, bool reconnect)
 		.writer_name = "t", .class_id = CLS, .instance_id = INST,
 		.usage = VSS_UT_USER_DATA, .source = VSS_ST_OTHER }, &wmd, &err), 0);
 	assert_int_equal(vss_writer_open(&(struct vss_writer_options){
-		.run_dir = l->dir, .reconnect = reconnect, .on_connection = loss_conn },
+		.size = sizeof(struct vss_writer_options), .run_dir = l->dir,
+		.reconnect = reconnect, .on_connection = loss_conn },
 		wmd, &h, l, &w, &err), 0);
 	vss_wmd_free(wmd);
 	return w;
@@ -475,8 +479,9 @@ static void test_open_before_vssd(void **state)
 	assert_int_equal(vss_wmd_new(&(struct vss_wmd_identity){
 		.writer_name = "t", .class_id = CLS, .instance_id = INST,
 		.usage = VSS_UT_USER_DATA, .source = VSS_ST_OTHER }, &wmd, &err), 0);
-	assert_int_equal(vss_writer_open(&(struct vss_writer_options){ .run_dir = l.dir },
-					 wmd, NULL, NULL, &none, &err), -ENOENT);
+	assert_int_equal(vss_writer_open(&(struct vss_writer_options){
+		.size = sizeof(struct vss_writer_options), .run_dir = l.dir },
+		wmd, NULL, NULL, &none, &err), -ENOENT);
 	assert_null(none);
 	assert_non_null(strstr(err.msg, "cannot reach vssd"));
 	vss_wmd_free(wmd);

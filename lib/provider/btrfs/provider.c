@@ -18,16 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vss/version.h>
+
 #include "provider/btrfs/btrfs.h"
 #include "provider/provider.h"
 #include "service/fs.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
-
-#ifndef VSS_VERSION
-#define VSS_VERSION "0.0.0"
-#endif
 
 /* What a shadow of @path is of: the root of the subvolume that holds it. */
 static char *btrfs_origin_of(const char *path)
