@@ -14,6 +14,7 @@
  * handle holds the node (opens > 0), so its ops and ctx stay valid.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -46,7 +47,8 @@ struct fnode {
 	void *ctx;
 	uint64_t nlookup;       /* the kernel's references (lookup - forget) */
 	unsigned int opens;     /* open handles */
-	bool removed;           /* out of the tree; ctx released once opens == 0 */
+	_Atomic bool removed;   /* out of the tree; ctx released once opens == 0.  Set
+				 * under lock, read without it on the I/O path */
 	bool released;
 	struct timespec ctime;
 };
@@ -430,7 +432,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static bool is_removed(struct fnode *n)
 {
-	return __atomic_load_n(&n->removed, __ATOMIC_ACQUIRE);
+	return atomic_load_explicit(&n->removed, memory_order_acquire);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -628,7 +630,7 @@ static int ft_remove(struct vss_transport *base, enum vss_device_kind kind,
 	pthread_mutex_lock(&t->lock);
 	n = find_name(t, kind, name);
 	if (n) {
-		__atomic_store_n(&n->removed, true, __ATOMIC_RELEASE);
+		atomic_store_explicit(&n->removed, true, memory_order_release);
 		node_settle(t, n, &ops, &ctx);
 	}
 	pthread_mutex_unlock(&t->lock);
