@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test vss has, as CI does: installs what is missing, builds with
-# -Werror, runs all suites, then the unit and engine suites again under
-# AddressSanitizer + UBSan, then a short libFuzzer run, then builds the
+# -Werror, runs all suites, then the unit and engine suites (and the system
+# tests of hostile input) again under AddressSanitizer + UBSan, then a short libFuzzer run, then builds the
 # Debian packages and checks them (scripts/deb.sh).  Build trees go under
 # build/ (ci, asan, fuzz, deb).  Must run as root (system tests use loop
 # devices, FUSE and mounts).
@@ -33,6 +33,12 @@ setup build/asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
 ninja -C build/asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   meson test -C build/asan --print-errorlogs --suite unit --suite engine --suite writer --suite btrfs --timeout-multiplier 3
+# vssd and vss themselves under the sanitizers, with the system tests that
+# feed them hostile or damaged input (the others run in build/ci only: the
+# whole suite twice would not fit CI's time).
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  meson test -C build/asan --print-errorlogs --timeout-multiplier 3 \
+  test_bad_input test_roles test_backup test_mount_safety test_diff_area_loss
 
 echo "== fuzz (${FUZZ_SECONDS:-60} s a target)"
 CC=clang setup build/fuzz -Dfuzz=true

@@ -412,7 +412,8 @@ static int walk_dir(struct walk *w, struct dir *d)
 		rc = vss_error_set(w->err, rc, "out of memory");
 		goto out;
 	}
-	qsort(names, n, sizeof(*names), cmp_name);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_name);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct stat st;
 		char *rel = join(d->rel, names[i]);
@@ -570,7 +571,8 @@ static int emit_gone(struct walk *w)
 	int rc = 0;
 
 	entry_index_unseen(w->base, collect_gone, &g);
-	qsort(g.v, g.n, sizeof(*g.v), cmp_entry);
+	if (g.n > 1)
+		qsort(g.v, g.n, sizeof(*g.v), cmp_entry);
 	for (size_t i = 0; i < g.n && rc == 0; i++) {
 		struct entry e = { .src = g.v[i]->src, .path = g.v[i]->path, .kind = EK_GONE };
 

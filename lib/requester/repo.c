@@ -305,7 +305,8 @@ int repo_ids(struct vss_repo *r, char ***out, size_t *count, struct vss_error *e
 		n++;
 	}
 	closedir(d);
-	qsort(ids, n, sizeof(*ids), cmp_str);
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), cmp_str);
 	*out = ids;
 	*count = n;
 	return 0;

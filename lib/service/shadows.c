@@ -394,7 +394,8 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 		items[count++].obj = shadow_json(svc, sh, &info);
 	}
 	free(only_mount);
-	qsort(items, count, sizeof(*items), cmp_listed);
+	if (count > 1)
+		qsort(items, count, sizeof(*items), cmp_listed);
 	arr = json_array();
 	for (size_t i = 0; i < count; i++)
 		json_array_append_new(arr, items[i].obj);

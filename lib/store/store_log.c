@@ -1084,7 +1084,8 @@ static int unhold_slot(struct vss_store *st, uint32_t slot)
 
 	assert_locked(st);
 	if (!st->held_sorted) {
-		qsort(st->held, st->nheld, sizeof(*st->held), cmp_u32);
+		if (st->nheld > 1)
+			qsort(st->held, st->nheld, sizeof(*st->held), cmp_u32);
 		st->held_sorted = 1;
 	}
 	while (lo < hi) {

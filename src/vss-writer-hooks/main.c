@@ -87,7 +87,8 @@ static void scan(struct hooks *h)
 		h->names[h->n++] = strdup(e->d_name);
 	}
 	closedir(d);
-	qsort(h->names, (size_t)h->n, sizeof(h->names[0]), cmp_str);
+	if (h->n > 1)
+		qsort(h->names, (size_t)h->n, sizeof(h->names[0]), cmp_str);
 }
 
 /* Runs one hook; 0, or -EIO (failed) / -ETIMEDOUT (killed) with @why. */
