@@ -254,7 +254,7 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 		 const struct stat *st)
 {
 	struct entry e = { .src = w->src, .path = (char *)rel };
-	struct entry *base = w->base ? entry_index_find(w->base, w->src, rel) : NULL;
+	struct entry *base = w->base ? entry_index_find_seen(w->base, w->src, rel) : NULL;
 	int rc = 0;
 
 	e.mode = st->st_mode & 07777;
@@ -264,8 +264,6 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 	e.atime = ns_of(&st->st_atim);
 	e.ctime = ns_of(&st->st_ctim);
 	e.ino = st->st_ino;
-	if (base)
-		entry_index_seen(base);
 	switch (st->st_mode & S_IFMT) {
 	case S_IFREG:
 		e.kind = EK_FILE;

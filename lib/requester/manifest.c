@@ -515,9 +515,12 @@ int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha25
 
 /* ---- an index of entries by (source, path) ---- */
 
+/* Open addressing over pointers, with each key's hash kept beside it: a
+ * probe compares hashes and touches an entry only when they match. */
 struct slot {
-	struct entry e;
-	bool used, seen;
+	uint64_t hash;
+	struct entry *e;                /* owned; NULL: empty */
+	bool seen;
 };
 
 struct entry_index {
@@ -531,7 +534,7 @@ static uint64_t hash_of(unsigned int src, const char *path)
 
 	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
 		h = (h ^ *p) * 1099511628211ull;
-	return h;
+	return h ^ (h >> 29);
 }
 
 struct entry_index *entry_index_new(void)
@@ -545,18 +548,20 @@ struct entry_index *entry_index_new(void)
 	return x;
 }
 
-static struct slot *find_slot(struct entry_index *x, unsigned int src, const char *path)
+static struct slot *find_slot(struct entry_index *x, uint64_t h, unsigned int src,
+			      const char *path)
 {
-	size_t i = (size_t)hash_of(src, path) & (x->cap - 1);
+	size_t i = (size_t)h & (x->cap - 1);
 
-	while (x->slots[i].used &&
-	       (x->slots[i].e.src != src || strcmp(x->slots[i].e.path, path) != 0))
+	while (x->slots[i].e && (x->slots[i].hash != h || x->slots[i].e->src != src ||
+				 strcmp(x->slots[i].e->path, path) != 0))
 		i = (i + 1) & (x->cap - 1);
 	return &x->slots[i];
 }
 
 int entry_index_add(struct entry_index *x, struct entry *e)
 {
+	uint64_t h = hash_of(e->src, e->path);
 	struct slot *s;
 
 	if (2 * (x->count + 1) > x->cap) {
@@ -565,19 +570,27 @@ int entry_index_add(struct entry_index *x, struct entry *e)
 		if (!big.slots)
 			return -ENOMEM;
 		for (size_t i = 0; i < x->cap; i++)
-			if (x->slots[i].used)
-				*find_slot(&big, x->slots[i].e.src, x->slots[i].e.path) = x->slots[i];
+			if (x->slots[i].e) {
+				struct slot *to = &big.slots[(size_t)x->slots[i].hash & (big.cap - 1)];
+
+				while (to->e)
+					to = &big.slots[((size_t)(to - big.slots) + 1) & (big.cap - 1)];
+				*to = x->slots[i];
+			}
 		big.count = x->count;
 		free(x->slots);
 		*x = big;
 	}
-	s = find_slot(x, e->src, e->path);
-	if (s->used)
-		entry_release(&s->e);
-	else
+	s = find_slot(x, h, e->src, e->path);
+	if (s->e) {
+		entry_release(s->e);
+	} else {
+		if (!(s->e = malloc(sizeof(*s->e))))
+			return -ENOMEM;
 		x->count++;
-	s->e = *e;
-	s->used = true;
+	}
+	*s->e = *e;
+	s->hash = h;
 	s->seen = false;
 	memset(e, 0, sizeof(*e));
 	return 0;
@@ -585,23 +598,24 @@ int entry_index_add(struct entry_index *x, struct entry *e)
 
 struct entry *entry_index_find(struct entry_index *x, unsigned int src, const char *path)
 {
-	struct slot *s = find_slot(x, src, path);
-
-	return s->used ? &s->e : NULL;
+	return find_slot(x, hash_of(src, path), src, path)->e;
 }
 
-void entry_index_seen(struct entry *e)
+struct entry *entry_index_find_seen(struct entry_index *x, unsigned int src, const char *path)
 {
-	/* The entry is the first member of its slot. */
-	((struct slot *)(void *)e)->seen = true;
+	struct slot *s = find_slot(x, hash_of(src, path), src, path);
+
+	if (s->e)
+		s->seen = true;
+	return s->e;
 }
 
 void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
 			void *arg)
 {
 	for (size_t i = 0; i < x->cap; i++)
-		if (x->slots[i].used && !x->slots[i].seen)
-			fn(arg, &x->slots[i].e);
+		if (x->slots[i].e && !x->slots[i].seen)
+			fn(arg, x->slots[i].e);
 }
 
 void entry_index_free(struct entry_index *x)
@@ -609,8 +623,10 @@ void entry_index_free(struct entry_index *x)
 	if (!x)
 		return;
 	for (size_t i = 0; i < x->cap; i++)
-		if (x->slots[i].used)
-			entry_release(&x->slots[i].e);
+		if (x->slots[i].e) {
+			entry_release(x->slots[i].e);
+			free(x->slots[i].e);
+		}
 	free(x->slots);
 	free(x);
 }

@@ -117,10 +117,11 @@ struct entry_index *entry_index_new(void);
 /* Takes ownership of @e's contents (the caller's struct is cleared). */
 int entry_index_add(struct entry_index *x, struct entry *e);
 struct entry *entry_index_find(struct entry_index *x, unsigned int src, const char *path);
-/* Calls @fn for every entry not marked as seen (entry_index_seen). */
+/* Calls @fn for every entry not marked as seen (entry_index_find_seen). */
 void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
 			void *arg);
-void entry_index_seen(struct entry *e);
+/* entry_index_find, and the entry found is marked as seen. */
+struct entry *entry_index_find_seen(struct entry_index *x, unsigned int src, const char *path);
 void entry_index_free(struct entry_index *x);
 
 /* Base64 (RFC 4648, with padding). */
