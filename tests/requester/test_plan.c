@@ -91,6 +91,15 @@ static struct vss_wmd *writer(const char *name, const char *cls, const char *ins
 	return wmd;
 }
 
+/* The last progress report of the last backup. */
+static struct vss_backup_progress last;
+
+static void progress(void *arg, const struct vss_backup_progress *p)
+{
+	(void)arg;
+	last = *p;
+}
+
 /* One backup as vss backup create makes it: plan, the writers' turn at
  * PrepareForBackup (@prepare), then the backup of @src read through
  * "src/." (a shadow standing for it) or, with @live, read live. */
@@ -160,6 +169,8 @@ static int backup(struct vss_repo *r, enum vss_backup_type type, const char *con
 	p.nwriters = nw;
 	p.plan = plan;
 	p.components_only = only;
+	p.progress = progress;
+	memset(&last, 0, sizeof(last));
 	rc = vss_repo_backup(r, &p, out, err);
 out:
 	for (size_t i = 0; i < nw; i++)
@@ -322,6 +333,13 @@ static void masks_stamps_partial_differenced(void **state)
 				&err), 0);
 	assert_string_equal(b1.base, b0.id);
 	assert_int_equal(t1.types[0], VSS_BT_INCREMENTAL);
+	/* The first pass counted what the second stored: the totals of the
+	 * progress, known from the start. */
+	assert_true(last.done);
+	assert_int_equal(last.bytes, b1.bytes_stored);
+	assert_int_equal(last.total_bytes, b1.bytes_stored);
+	assert_int_equal(last.files, last.total_files);
+	assert_true(last.total_bytes > 0 && last.total_bytes < 20000);
 	/* The stamp the full stored came back as the previous one. */
 	assert_non_null(t1.prev_seen[0]);
 	assert_true(strncmp(t1.prev_seen[0], "db-", 3) == 0);
