@@ -12,13 +12,11 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import BUILD, VSS
-from test_writers import COMMITTER, SQLITE_WRITER, TEST_WRITER, events, writers
+from test_writers import TEST_WRITER, events, start_committing
 
 # VSS_BS_* and VSS_FSBT_* (include/vss/writer_doc.h)
 BS_DIFFERENTIAL, BS_INCREMENTAL, BS_EXCLUSIVE = 0x1, 0x2, 0x4
@@ -272,15 +270,7 @@ def test_sqlite_backups_while_committing(vssd, mnt, workdir):
     dbdir = os.path.join(mnt, "db")
     os.mkdir(dbdir)
     db = os.path.join(dbdir, "app.db")
-    c = vssd.spawn([sys.executable, "-c", COMMITTER, db, "wal"], stdout=subprocess.PIPE,
-                   text=True)
-    assert c.stdout.readline().strip() == "ready"
-    w = vssd.spawn([SQLITE_WRITER, "--run-dir", vssd.run, db],
-                   stderr=open(os.path.join(vssd.root, "sqlite.log"), "ab"))
-    deadline = time.time() + 10
-    while "sqlite" not in writers(vssd):
-        assert time.time() < deadline and w.poll() is None
-        time.sleep(0.05)
+    c = start_committing(vssd, db, "wal")
     ids = []
     for t in ("full", "incremental", "incremental", "differential"):
         time.sleep(0.3)
