@@ -9,7 +9,9 @@
  *                                      backup slot (waits while another
  *                                      backup runs), Identify to writers
  *   vss_requester_components + vss_bcd_add_component ...  select components,
- *       or vss_requester_select_all_components; set previous backup stamps
+ *       or vss_requester_select_component / _select_all_components; set
+ *       previous backup stamps (vss_repo_plan, vss/backup.h, does it for a
+ *       backup into a repository)
  *   vss_requester_start_snapshot_set   StartSnapshotSet
  *   vss_requester_add_to_snapshot_set  AddToSnapshotSet (volume name or path)
  *   vss_requester_prepare_for_backup   PrepareForBackup: the writers fill

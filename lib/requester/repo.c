@@ -1,8 +1,8 @@
 /*
  * requester/repo.c - the backup repository (include/vss/backup.h): opening
  * and making one, its lock, backup IDs, listing, showing, verifying and
- * deleting backups.  The format, version 1, is doc/backup-format.md; in
- * short:
+ * deleting backups.  The format, version 2 (1 still read, and kept until a
+ * backup needs 2), is doc/backup-format.md; in short:
  *
  *   REPO/vss-backup-repository   {"format": "vss-backup-repository", "version": 1, ...}
  *   REPO/lock                    flock: exclusive for a backup or a delete, shared to read
