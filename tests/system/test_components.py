@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from test_writers import TEST_WRITER, events, start_committing
+from test_writers import TEST_WRITER, Client, events, start_committing
 
 # VSS_BS_* and VSS_FSBT_* (include/vss/writer_doc.h)
 BS_DIFFERENTIAL, BS_INCREMENTAL, BS_EXCLUSIVE = 0x1, 0x2, 0x4
@@ -104,7 +104,7 @@ def test_masks_stamps_partial_and_differenced(vssd, mnt, workdir):
                 "--set", "%s/logs:*:%#x" % (mnt, FULL_REQ),
                 "--set", "%s/logs2:*:%#x" % (mnt, FULL_REQ),
                 "--exclude", "%s/tmp:*.tmp" % mnt,
-                "--partial-from", pf, "--differenced-from", df)
+                "--partial-from", pf, "--differenced-from", df, "--shutdown")
     os.sync()
     refs, ids = [], []
     # The full: "none" is not needed for a full, tmp/*.tmp never.
@@ -156,6 +156,10 @@ def test_masks_stamps_partial_and_differenced(vssd, mnt, workdir):
     # differential: the full's); the writer could ask about partial files.
     got = prepares(log)
     assert [p["previous"] for p in got] == ["-", "w-1", "w-2", "w-1"], got
+    # Each backup ended with backup_shutdown, after backup_complete.
+    seq = [e[1] for e in events(log)]
+    assert seq.count("backup_shutdown") == 4 and seq[-2:] == ["backup_complete",
+                                                              "backup_shutdown"], seq
     assert all(p["partial"] == "1" for p in got), got
     # Each backup restores to the instant the writer needed.
     for n, (bid, ref) in enumerate(zip(ids, refs)):
@@ -232,12 +236,13 @@ def test_components_volumes_selection_and_refusals(vssd, mnt, workdir):
     with open(pf, "w") as f:
         f.write("%s f 0 1\n" % os.path.join(other, "c"))
     lz = start(vssd, "wz", "--set", "%s/b:*:%#x:r" % (mnt, ALL_REQ | ALL_SNAP),
-               "--partial-from", pf)
+               "--partial-from", pf, "--shutdown")
     r = vssd.vss("backup", "create", "--to", repo, "--component", "wz", check=False)
     assert r.returncode == 1, r.stdout
     assert "writer wz" in r.stderr and os.path.join(other, "c", "f") in r.stderr, r.stderr
     assert len(vssd.json("backup", "list", "--in", repo)["backups"]) == n
-    assert ["wz", "abort"] in events(lz)
+    # The writers got abort, then backup_shutdown: the requester was done.
+    assert [e[1] for e in events(lz)][-2:] == ["abort", "backup_shutdown"], events(lz)
     assert vssd.shadows() == []
 
 
@@ -295,3 +300,21 @@ def test_sqlite_backups_while_committing(vssd, mnt, workdir):
         assert mt == mu, "a transaction is half there"
         counts.append(mt)
     assert counts == sorted(counts) and counts[-1] > counts[0] > 0, counts
+
+
+def test_backup_shutdown_when_the_requester_goes(vssd, mnt):
+    log = start(vssd, "w", "--set", "%s/d:*:%#x:r" % (mnt, ALL_REQ | ALL_SNAP), "--shutdown")
+    # A requester that goes away after gathering: its writers hear that it
+    # is done, after the abort.
+    c = Client(vssd)
+    assert c.call("backup.begin")["ok"]
+    c.close()
+    deadline = time.time() + 10
+    while "backup_shutdown" not in [e[1] for e in events(log)]:
+        assert time.time() < deadline, events(log)
+        time.sleep(0.05)
+    assert [e[1] for e in events(log)] == ["identify", "abort", "backup_shutdown"]
+    # vss create shadow has no requester's backup: none.
+    open(log, "w").close()
+    vssd.shadow(mnt)
+    assert "backup_shutdown" not in [e[1] for e in events(log)]

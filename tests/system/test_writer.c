@@ -9,8 +9,9 @@
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
  *     [--slow-at EV] [--stamp S|auto] [--partial] [--reconnect]
  *     [--schema HEX] [--set PATH:SPEC:MASK[:r] ...] [--exclude PATH:SPEC ...]
- *     [--partial-from FILE] [--differenced-from FILE] [--detail]
- * Prints "ready" on stdout once registered.
+ *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
+ * Prints "ready" on stdout once registered; logs backup_shutdown only with
+ * --shutdown (without, the library answers it).
  *
  * For backups of its components (one, "data"): --schema replaces its backup
  * schema (VSS_BS_* bits), each --set adds a file set (MASK: VSS_FSBT_* bits,
@@ -215,9 +216,11 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 
 int main(int argc, char **argv)
 {
-	static const struct vss_writer_handlers h = {
-		sizeof(struct vss_writer_handlers),
-		handle, handle, handle, handle, handle, handle, handle, handle,
+	struct vss_writer_handlers h = {
+		.size = sizeof(struct vss_writer_handlers),
+		.identify = handle, .prepare_backup = handle, .prepare_snapshot = handle,
+		.freeze = handle, .thaw = handle, .post_snapshot = handle,
+		.backup_complete = handle, .abort = handle,
 	};
 	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back" };
 	struct vss_error err = { 0 };
@@ -240,6 +243,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--detail") == 0) {
 			o.detail = true;
+			continue;
+		}
+		if (strcmp(a, "--shutdown") == 0) {
+			h.backup_shutdown = handle;
 			continue;
 		}
 		if (!v) {
