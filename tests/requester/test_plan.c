@@ -500,6 +500,7 @@ static void components_only_and_refusals(void **state)
 	struct vss_repo *r;
 	char **paths;
 	size_t n;
+	json_t *e;
 
 	(void)state;
 	run("mkdir -p %s/a/db %s/b/c %s/elsewhere && echo 1 > %s/a/db/x.db && "
@@ -522,7 +523,9 @@ static void components_only_and_refusals(void **state)
 	assert_int_equal(b0.files_stored, 2);   /* x.db and f: not x.txt */
 	/* Entries: the two sources' directories, x.db, c and c/f. */
 	assert_int_equal(b0.files, 5);
-	assert_non_null(entry(at("corepo"), b0.id, "c/f"));
+	e = entry(at("corepo"), b0.id, "c/f");
+	assert_non_null(e);
+	json_decref(e);
 	/* A partial file outside the sources is refused, naming the writer. */
 	assert_int_equal(backup(r, VSS_BT_FULL, (const char *const *)paths, n, false, true, &wmd,
 				1, &t, &b0, &err), -EINVAL);
