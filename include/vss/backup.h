@@ -131,7 +131,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
  * A component is backed up as the backup's type, or in full when its
  * writer's schema lacks that type, when the base does not hold it, or
  * when its writer declares incremental and differential exclusive and the
- * chain since its last full holds the other type.  Its file sets then follow
+ * chain since its last full holds the other type; it is not backed up at
+ * all when a file set of it is outside the sources.  Its file sets follow
  * vss_wmd_plan; a partial file is stored as its ranges over the base's bytes
  * and a differenced file with a time is changed when modified after it.
  */
@@ -153,7 +154,9 @@ void vss_backup_plan_free(struct vss_backup_plan *plan);
  * asked for with nothing to be relative to). */
 const char *vss_backup_plan_base(const struct vss_backup_plan *plan);
 enum vss_backup_type vss_backup_plan_type(const struct vss_backup_plan *plan);
-/* The type component @ci is backed up as (0 if the plan does not cover it). */
+/* The type component @ci is backed up as; 0 if it is not backed up: the
+ * plan does not cover it, or a file set of it that exists is outside the
+ * sources (then it is left out whole: mark it not succeeded). */
 enum vss_backup_type vss_backup_plan_component_type(const struct vss_backup_plan *plan,
 						    const struct vss_bcd_component_info *ci);
 /* After PrepareForBackup: -EINVAL, naming the writer and the path, if a

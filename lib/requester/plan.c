@@ -12,7 +12,8 @@
  * incremental and differential exclusive and its history since its last
  * full (the backups of the same sources but copies, oldest first) holds the
  * other type, or for a differential its last full is not the base.  Its
- * previous stamp is the one the base stored for it.
+ * previous stamp is the one the base stored for it.  A component a file
+ * set of which is outside the sources is not backed up at all (type 0).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -249,6 +250,26 @@ enum vss_backup_type vss_backup_plan_component_type(const struct vss_backup_plan
 	return 0;
 }
 
+static bool in_sources(const struct vss_backup_plan *plan, const char *path, bool overlap);
+
+/* Whether every file set of component @ci that exists is inside the
+ * plan's sources (a component backed up in part is not backed up). */
+static bool covered(const struct vss_backup_plan *plan, const struct vss_wmd *wmd,
+		    const struct vss_bcd_component_info *ci)
+{
+	int comp = wmd ? vss_wmd_find_component(wmd, ci->logical_path, ci->name) : -ENOENT;
+
+	for (size_t i = 0; comp >= 0 && i < vss_wmd_file_set_count(wmd, (size_t)comp); i++) {
+		struct vss_wmd_file_set fs;
+		struct stat st;
+
+		vss_wmd_file_set(wmd, (size_t)comp, i, &fs);
+		if (lstat(fs.path, &st) == 0 && !in_sources(plan, fs.path, false))
+			return false;
+	}
+	return true;
+}
+
 /* Decides one component's type and previous stamp. */
 static int plan_component(struct vss_backup_plan *plan, struct vss_bcd_component *c,
 			  const struct vss_wmd *wmd, json_t *base_info,
@@ -271,6 +292,10 @@ static int plan_component(struct vss_backup_plan *plan, struct vss_bcd_component
 	    !(pc->name = strdup(ci.name)))
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	plan->n++;
+	if (!covered(plan, wmd, &ci)) {
+		pc->type = 0;   /* not backed up: its files are not all in the sources */
+		return vss_bcd_set_previous_backup_stamp(c, NULL, err);
+	}
 	if ((t == VSS_BT_INCREMENTAL && !(schema & VSS_BS_INCREMENTAL)) ||
 	    (t == VSS_BT_DIFFERENTIAL && !(schema & VSS_BS_DIFFERENTIAL)))
 		t = VSS_BT_FULL;
@@ -708,7 +733,7 @@ int rules_new(const struct vss_backup_plan *plan, const struct vss_bcd *bcd,
 		struct vss_bcd_component *c = plan_find_comp(bcd, pc->class_id, pc->instance_id,
 							pc->logical_path, pc->name);
 
-		if (!c)
+		if (!c || !pc->type)
 			continue;
 		if ((rc = add_component(x, pc, ++k,
 					find_wmd((const struct vss_wmd *const *)wmds, nwmds,

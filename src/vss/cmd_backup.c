@@ -191,14 +191,30 @@ static json_t *components_json(const struct vss_backup_plan *plan, const struct 
 		struct vss_bcd_component_info ci;
 
 		vss_bcd_component_info(vss_bcd_component_at(bcd, i), &ci);
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "writer_class_id",
+		enum vss_backup_type t = vss_backup_plan_component_type(plan, &ci);
+
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s?}", "writer_class_id",
 						     ci.class_id, "logical_path",
 						     ci.logical_path ? ci.logical_path : "", "name",
-						     ci.name, "type",
-						     type_names[vss_backup_plan_component_type(
-							     plan, &ci)]));
+						     ci.name, "type", t ? type_names[t] : NULL));
 	}
 	return out;
+}
+
+/* Components asked for by name are backed up whole or the backup fails. */
+static int all_covered(const struct vss_backup_plan *plan, const struct vss_bcd *bcd)
+{
+	for (size_t i = 0; i < vss_bcd_component_count(bcd); i++) {
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(vss_bcd_component_at(bcd, i), &ci);
+		if (!vss_backup_plan_component_type(plan, &ci))
+			return cli_error(EXIT_FAILED, "backup create: component %s%s%s has files "
+					 "outside the targets: add them with --for, or leave "
+					 "--for out", ci.logical_path ? ci.logical_path : "",
+					 ci.logical_path && *ci.logical_path ? "/" : "", ci.name);
+	}
+	return 0;
 }
 
 static int backup_create(int argc, char **argv)
@@ -306,6 +322,11 @@ static int backup_create(int argc, char **argv)
 		/* The base, each component's type, the previous stamps. */
 		rc = vss_repo_plan(repo, &p, w, nw, vss_requester_components(req), &plan, &err);
 	}
+	if (rc == 0 && cli_has(&a, "component") && (rc = all_covered(plan,
+			vss_requester_components(req))) != 0) {
+		status = rc;
+		goto out;
+	}
 	if (rc == 0)
 		rc = vss_requester_start_snapshot_set(req, &err);
 	if (rc == 0 && only)
@@ -354,10 +375,15 @@ static int backup_create(int argc, char **argv)
 		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
 		goto out;
 	}
-	/* What the backup keeps says which components it backed up. */
-	for (size_t i = 0; i < vss_bcd_component_count(vss_requester_components(req)); i++)
-		vss_bcd_set_backup_succeeded(vss_bcd_component_at(vss_requester_components(req), i),
-					     true);
+	/* What the backup keeps says which components it backed up: not one
+	 * with files outside the targets. */
+	for (size_t i = 0; i < vss_bcd_component_count(vss_requester_components(req)); i++) {
+		struct vss_bcd_component *c = vss_bcd_component_at(vss_requester_components(req), i);
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(c, &ci);
+		vss_bcd_set_backup_succeeded(c, vss_backup_plan_component_type(plan, &ci) != 0);
+	}
 	documents(req, &bcd, &wmds, &nw);
 	progress_init(&pr, &a);
 	p.set_id = vss_requester_set_id(req);

@@ -225,6 +225,20 @@ def test_components_volumes_selection_and_refusals(vssd, mnt, workdir):
     b = create(vssd, repo)
     assert sorted(b["sources"]) == sorted([os.path.join(mnt, "a/db"), os.path.join(mnt, "b"),
                                            os.path.join(other, "c")]), b
+    # A target that holds only some of the components' files: the others
+    # are not backed up (and say so: no type, not succeeded); asked for by
+    # name, that fails the backup.
+    b = create(vssd, repo, "--for", mnt)
+    meta = {w["name"]: w["id"] for w in vssd.json("list", "writers")["writers"]}
+    assert {c["writer_class_id"]: c["type"] for c in b["components"]} == {
+        meta["wa"]: "full", meta["wc"]: None}, b
+    with open(os.path.join(repo, "backups", b["id"], "components.json")) as f:
+        done = {w["writer_class_id"]: w["components"][0]["backup_succeeded"]
+                for w in json.load(f)["writers"]}
+    assert done == {meta["wa"]: True, meta["wc"]: False}, done
+    r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--component", "wc",
+                 check=False)
+    assert r.returncode == 1 and "outside the targets" in r.stderr, r.stderr
     # What is not there is named.
     r = vssd.vss("backup", "create", "--to", repo, "--component", "wa:nope", check=False)
     assert r.returncode == 1 and "nope" in r.stderr, r.stderr
