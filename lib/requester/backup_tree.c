@@ -2,7 +2,11 @@
  * requester/backup_tree.c - making one backup (vss_repo_backup): find the
  * base, walk each source, store what changed since the base, write the
  * manifest of the whole tree and the entries the base had that are gone,
- * then publish (doc/backup-format.md, "Making a backup").
+ * then publish (doc/backup-format.md, "Making a backup").  With a plan
+ * (plan.c) each entry is first put to the writers' rules: left out, stored
+ * whole, stored as a partial file's ranges, or kept as the base's
+ * (decide()).  With a progress callback a first walk counts what the
+ * second will store.
  *
  * The walk never follows a symlink and never leaves a source's filesystem
  * (a directory with another filesystem mounted on it is recorded, its
