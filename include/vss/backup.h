@@ -62,6 +62,8 @@ struct vss_backup_progress {
 };
 typedef void (*vss_backup_progress_fn)(void *arg, const struct vss_backup_progress *p);
 
+struct vss_backup_plan;
+
 struct vss_backup_params {
 	size_t size;                    /* sizeof(struct vss_backup_params) */
 	enum vss_backup_type type;      /* FULL, INCREMENTAL, DIFFERENTIAL or COPY */
@@ -76,6 +78,14 @@ struct vss_backup_params {
 	size_t nwriters;
 	vss_backup_progress_fn progress;        /* may be NULL */
 	void *progress_arg;
+	/* Added later (0 or NULL: as before).  With @plan (vss_repo_plan's),
+	 * each file of a selected component is handled as its writer says:
+	 * @components is then the document PrepareForBackup returned and
+	 * @writer_metadata the metadata of every writer taking part. */
+	const struct vss_backup_plan *plan;
+	/* Only the selected components' files are backed up: the sources are
+	 * the directories that hold them (vss_backup_component_paths). */
+	bool components_only;
 };
 
 #define VSS_BACKUP_ID_MAX 32            /* "YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx" and its NUL */
@@ -103,6 +113,64 @@ struct vss_backup_info {
  */
 int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
 		    struct vss_backup_info *out, struct vss_error *err);
+
+/*
+ * Writers' components in a backup (doc/backup-format.md, "Components").
+ * The order, with the requester API (vss/requester.h):
+ *
+ *   select components (vss_requester_select_component, or all of them)
+ *   vss_backup_component_paths   without targets: the directories holding
+ *                                the components' files, the sources
+ *   vss_repo_plan                the base, each component's type, and the
+ *                                previous backup stamps set in the document
+ *   vss_requester_prepare_for_backup  the writers set their new stamps,
+ *                                partial and differenced files
+ *   vss_backup_plan_check        those files are inside the sources
+ *   take and expose the set, then vss_repo_backup with .plan
+ *
+ * A component is backed up as the backup's type, or in full when its
+ * writer's schema lacks that type, when the base does not hold it, or
+ * when its writer declares incremental and differential exclusive and the
+ * chain since its last full holds the other type; it is not backed up at
+ * all when a file set of it is outside the sources.  Its file sets follow
+ * vss_wmd_plan; a partial file is stored as its ranges over the base's bytes
+ * and a differenced file with a time is changed when modified after it.
+ */
+
+/*
+ * Before PrepareForBackup: the plan of a backup of @p's type and sources
+ * (live paths; .read is not used yet) for the components @bcd selects
+ * from the writers @wmds: its base, the type each component is backed up
+ * as, and in @bcd each component's previous backup stamp (the stamp the
+ * base stored for it; cleared where the component is backed up in full).
+ * *@out goes into vss_backup_params.plan, and is freed by the caller.
+ */
+int vss_repo_plan(struct vss_repo *r, const struct vss_backup_params *p,
+		  const struct vss_wmd *const *wmds, size_t nwmds, struct vss_bcd *bcd,
+		  struct vss_backup_plan **out, struct vss_error *err);
+void vss_backup_plan_free(struct vss_backup_plan *plan);
+/* The backup the plan is relative to, or "" (a full or copy: then
+ * vss_backup_plan_type says full if an incremental or differential was
+ * asked for with nothing to be relative to). */
+const char *vss_backup_plan_base(const struct vss_backup_plan *plan);
+enum vss_backup_type vss_backup_plan_type(const struct vss_backup_plan *plan);
+/* The type component @ci is backed up as; 0 if it is not backed up: the
+ * plan does not cover it, or a file set of it that exists is outside the
+ * sources (then it is left out whole: mark it not succeeded). */
+enum vss_backup_type vss_backup_plan_component_type(const struct vss_backup_plan *plan,
+						    const struct vss_bcd_component_info *ci);
+/* After PrepareForBackup: -EINVAL, naming the writer and the path, if a
+ * partial or differenced file in @bcd is outside the plan's sources
+ * (vss_repo_backup checks it again). */
+int vss_backup_plan_check(const struct vss_backup_plan *plan, const struct vss_bcd *bcd,
+			  struct vss_error *err);
+
+/* The directories that hold the files of the components @bcd selects
+ * (their file sets' paths that exist, none inside another), for a backup
+ * with no target given: a malloc'd array of malloc'd strings (free each,
+ * then the array); *@n 0 if no file set exists. */
+int vss_backup_component_paths(const struct vss_bcd *bcd, const struct vss_wmd *const *wmds,
+			       size_t nwmds, char ***paths, size_t *n, struct vss_error *err);
 
 /* The backups, oldest first, into a malloc'd array the caller frees
  * (their .sources are not filled). */

@@ -9,7 +9,9 @@
  *                                      backup slot (waits while another
  *                                      backup runs), Identify to writers
  *   vss_requester_components + vss_bcd_add_component ...  select components,
- *       or vss_requester_select_all_components; set previous backup stamps
+ *       or vss_requester_select_component / _select_all_components; set
+ *       previous backup stamps (vss_repo_plan, vss/backup.h, does it for a
+ *       backup into a repository)
  *   vss_requester_start_snapshot_set   StartSnapshotSet
  *   vss_requester_add_to_snapshot_set  AddToSnapshotSet (volume name or path)
  *   vss_requester_prepare_for_backup   PrepareForBackup: the writers fill
@@ -147,6 +149,40 @@ int vss_requester_writer_status(const struct vss_requester *r, size_t i,
  * PrepareForBackup and reads after it (NULL before gathering). */
 struct vss_bcd *vss_requester_components(struct vss_requester *r);
 int vss_requester_select_all_components(struct vss_requester *r, struct vss_error *err);
+
+/* ---- writers' components in a backup (vss/backup.h has the rest) ---- */
+
+/*
+ * Selects components of writer @writer (by name, class ID or instance ID;
+ * every instance that matches): the one whose logical path and name,
+ * "LOGICAL/PATH/NAME", is @path, and every component below it (its
+ * component set); with @path NULL or "", all of the writer's.  With each
+ * come the components it depends on, and the writer's non-selectable
+ * components that no selectable one holds (the writer needs them whenever
+ * it takes part).  -ENOENT naming what is not there.
+ */
+int vss_requester_select_component(struct vss_requester *r, const char *writer,
+				   const char *path, struct vss_error *err);
+/* Adds to the set the volume of each of @paths whose filesystem no target
+ * added so far is on (the service refuses a volume twice): the set for a
+ * backup of the components' files (vss_backup_component_paths). */
+int vss_requester_add_paths_to_snapshot_set(struct vss_requester *r,
+					    const char *const *paths, size_t n,
+					    struct vss_error *err);
+/*
+ * Before prepare_for_backup, for a requester that keeps no repository of
+ * its own (vss exec --components): each selected component's previous
+ * backup stamp from @previous, the document a previous backup of it
+ * completed with (same writer class, logical path and name).  A stamp is
+ * given only to a timestamped writer whose schema has this backup's type,
+ * for a component @previous backed up successfully, and never across a
+ * mix the chain cannot express: a differential after an incremental, or
+ * for a writer that declares them exclusive, an incremental after a
+ * differential; a differential after a differential gets the stamp of
+ * their full.  A copy's document gives none.
+ */
+int vss_requester_set_previous_stamps(struct vss_requester *r, const struct vss_bcd *previous,
+				      struct vss_error *err);
 
 int vss_requester_start_snapshot_set(struct vss_requester *r, struct vss_error *err);
 int vss_requester_add_to_snapshot_set(struct vss_requester *r, const char *target,

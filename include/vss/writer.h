@@ -16,6 +16,9 @@
  *   backup_complete   the requester read the shadows (ev->components has
  *                     backup_succeeded per component)
  *   abort             the backup or set was abandoned: undo freeze, forget it
+ *   backup_shutdown   the requester's backup is over, completed or aborted
+ *                     (OnBackupShutdown): release what it held; a failure is
+ *                     only recorded in the writer's state
  *
  * A handler returns 0 for success or a negative errno for failure; it may
  * first call vss_writer_set_failure() to say what kind of failure it is
@@ -90,12 +93,14 @@ enum vss_writer_event_type {
 	VSS_WE_POST_SNAPSHOT,
 	VSS_WE_BACKUP_COMPLETE,
 	VSS_WE_ABORT,
+	VSS_WE_BACKUP_SHUTDOWN,
 };
 
 struct vss_writer_event {
 	enum vss_writer_event_type type;
 	const char *name;              /* "freeze", ... */
-	const char *set_id;            /* thaw, post_snapshot, backup_complete, abort; else NULL */
+	const char *set_id;            /* thaw, post_snapshot, backup_complete, abort,
+					* backup_shutdown (once a set was taken); else NULL */
 	enum vss_backup_type backup_type; /* 0 when the set is not part of a backup */
 	/* prepare_backup and backup_complete: this writer's part of the backup
 	 * components document (NULL if none).  Changes made in prepare_backup
@@ -120,6 +125,7 @@ struct vss_writer_handlers {
 	vss_writer_handler post_snapshot;
 	vss_writer_handler backup_complete;
 	vss_writer_handler abort;
+	vss_writer_handler backup_shutdown;     /* added later */
 };
 
 /* A frozen writer waits this long past its freeze window for a thaw. */

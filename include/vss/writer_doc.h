@@ -358,12 +358,15 @@ struct vss_bcd_partial_file {
 	const char *metadata;  /* NULL for none */
 };
 
-/* Files changed since a time (AddDifferencedFilesByLastModifyTime). */
+/* Files changed since a time (AddDifferencedFilesByLastModifyTime).  A
+ * last_modify of { 0, 0 } (the epoch; null in the document) is no time:
+ * the writer names the files, the requester finds which of them changed by
+ * its own record of the previous backup. */
 struct vss_bcd_differenced_files {
 	const char *path;      /* absolute directory */
 	const char *file_spec;
 	bool recursive;
-	struct timespec last_modify; /* UTC, 1970-01-01 to 9999-12-31 */
+	struct timespec last_modify; /* UTC, 1970-01-01 to 9999-12-31; { 0, 0 }: none */
 };
 
 /* Makes an empty document (IVssBackupComponents::SetBackupState). */

@@ -2,7 +2,11 @@
  * requester/backup_tree.c - making one backup (vss_repo_backup): find the
  * base, walk each source, store what changed since the base, write the
  * manifest of the whole tree and the entries the base had that are gone,
- * then publish (doc/backup-format.md, "Making a backup").
+ * then publish (doc/backup-format.md, "Making a backup").  With a plan
+ * (plan.c) each entry is first put to the writers' rules: left out, stored
+ * whole, stored as a partial file's ranges, or kept as the base's
+ * (decide()).  With a progress callback a first walk counts what the
+ * second will store.
  *
  * The walk never follows a symlink and never leaves a source's filesystem
  * (a directory with another filesystem mounted on it is recorded, its
@@ -24,6 +28,7 @@
 #include <unistd.h>
 
 #include "requester/repo_i.h"
+#include "util/struct_in.h"
 
 #define MAX_SOURCES 64
 
@@ -49,6 +54,14 @@ struct walk {
 	struct vss_backup_info *out;
 	struct repo_progress pr;
 	struct vss_error *err;
+	/* Writers' components (NULL: none): what the walk asks of each entry. */
+	struct rules *rules;
+	bool only;                      /* only the components' files */
+	bool src_live;                  /* the source being walked is read live */
+	bool v2;                        /* the manifest needs format 2 */
+	/* The first pass only counts what the second will store. */
+	bool counting;
+	uint64_t count_files, count_bytes;
 };
 
 /* A directory of the source being walked, and its place under data/S. */
@@ -184,10 +197,14 @@ static void add_depend(struct walk *w, const char *in)
 
 static int emit(struct walk *w, const struct entry *e)
 {
-	json_t *j = entry_to_json(e);
-	char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_t *j;
+	char *line;
 	int rc = 0;
 
+	if (w->counting)
+		return 0;
+	j = entry_to_json(e);
+	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!line || fputs(line, w->manifest) < 0 || fputc('\n', w->manifest) < 0)
 		rc = line ? -errno : -ENOMEM;
@@ -196,28 +213,39 @@ static int emit(struct walk *w, const struct entry *e)
 	return rc;
 }
 
-/* Stores the bytes of the file @name of @d (described by @e: e->path is
- * its path in the source) under data/S. */
-static int store_file(struct walk *w, struct dir *d, const char *name, struct entry *e)
+/* Opens the file @name of @d (described by @e: e->path is its path in the
+ * source) to read, and its place under data/S to write. */
+static int open_store(struct walk *w, struct dir *d, const char *name, const struct entry *e,
+		      int *in, int *out)
 {
-	const char *dest = *e->path ? name : "@source";
-	int ddir = data_dir(w, d), in, out, rc;
-	uint64_t *ext = NULL;
-	size_t n = 0;
+	int ddir = data_dir(w, d), rc;
 
 	if (ddir < 0)
 		return ddir;
-	in = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-	if (in < 0 && errno == EPERM)
-		in = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (in < 0)
+	*in = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	if (*in < 0 && errno == EPERM)
+		*in = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (*in < 0)
 		return -errno;
-	out = openat(ddir, dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0) {
+	*out = openat(ddir, *e->path ? name : "@source",
+		      O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (*out < 0) {
 		rc = -errno;
-		close(in);
+		close(*in);
 		return rc;
 	}
+	return 0;
+}
+
+/* Stores the bytes of the file @name of @d under data/S. */
+static int store_file(struct walk *w, struct dir *d, const char *name, struct entry *e)
+{
+	uint64_t *ext = NULL;
+	size_t n = 0;
+	int in, out, rc;
+
+	if ((rc = open_store(w, d, name, e, &in, &out)) < 0)
+		return rc;
 	rc = repo_copy(in, out, e->size, e->sha256);
 	if (rc == 0 && repo_extents(out, e->size, &ext, &n) > 0) {
 		e->data = json_array();
@@ -248,15 +276,180 @@ static int fail_at(struct walk *w, const char *rel, int rc, const char *what)
 
 static int walk_dir(struct walk *w, struct dir *d);
 
+/* ---- what the writers say ---- */
+
+/* The live path of entry @rel of the source being walked (malloc'd). */
+static char *live_of(struct walk *w, const char *rel)
+{
+	const char *live = w->p->sources[w->src - 1].live;
+	char *out;
+
+	if (!*rel)
+		return strdup(live);
+	if (asprintf(&out, "%s%s%s", live, strcmp(live, "/") ? "/" : "", rel) < 0)
+		return NULL;
+	return out;
+}
+
+/* What the writers say about entry @rel, which is not a directory: 1 to
+ * leave it out, 0 to take it (@m says how), or an error. */
+static int ask_writers(struct walk *w, const char *rel, struct match *m)
+{
+	char *live;
+	int rc = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (!w->rules)
+		return 0;
+	if (!(live = live_of(w, rel)))
+		return vss_error_set(w->err, -ENOMEM, "out of memory");
+	rules_match(w->rules, live, m);
+	if (m->excluded || (w->only && !m->comp && !m->ranges) ||
+	    (m->comp && m->sel == VSS_SEL_NONE && !m->ranges))
+		rc = 1;
+	else if (m->snapshot && w->src_live)
+		rc = vss_error_set(w->err, -EINVAL, "writer %s needs %s read from a shadow (its "
+				   "file set requires a snapshot for this type of backup), but "
+				   "this backup reads %s live", m->writer, live,
+				   w->p->sources[w->src - 1].live);
+	free(live);
+	return rc;
+}
+
+/* Whether the ranges of @m cover [@from, @to). */
+static bool ranges_cover(const struct match *m, uint64_t from, uint64_t to)
+{
+	for (size_t i = 0; i < m->nranges && from < to; i++) {
+		uint64_t off = (uint64_t)m->ranges[i].offset;
+
+		if (off > from)
+			return false;
+		if (off + (uint64_t)m->ranges[i].length > from)
+			from = off + (uint64_t)m->ranges[i].length;
+	}
+	return from >= to;
+}
+
+static uint64_t ranges_bytes(const struct match *m, uint64_t size)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < m->nranges; i++) {
+		uint64_t off = (uint64_t)m->ranges[i].offset, len = (uint64_t)m->ranges[i].length;
+
+		if (off < size)
+			n += len < size - off ? len : size - off;
+	}
+	return n;
+}
+
+/* How a regular file is backed up. */
+enum how {
+	KEEP,           /* unchanged: the base's bytes */
+	STORE,          /* stored whole */
+	RANGES,         /* a partial file: its ranges over the base's bytes */
+};
+
+static enum how decide(const struct entry *e, const struct entry *base, const struct match *m)
+{
+	bool in_base = base && base->kind == EK_FILE;
+
+	/* A partial file is its ranges over the base's bytes, whatever its
+	 * file set's mask; with nothing to lay them over, or a file grown
+	 * past the base where the ranges do not reach, it is stored whole. */
+	if (m->ranges)
+		return in_base && (e->size <= base->size ||
+				   ranges_cover(m, base->size, e->size)) ? RANGES : STORE;
+	if ((m->comp && m->sel == VSS_SEL_ALL) || !in_base)
+		return STORE;
+	/* The writer's last-modify time says what changed; a size that is not
+	 * the base's is a change whatever the time says. */
+	if (m->differenced && m->has_time)
+		return e->mtime <= m->since_ns && base->size == e->size ? KEEP : STORE;
+	return base->size == e->size && base->mtime == e->mtime && base->ctime == e->ctime &&
+	       base->ino == e->ino ? KEEP : STORE;
+}
+
+/* Stores the ranges of the partial file @name of @d over @base's bytes:
+ * the stored file holds them at their offsets (holes elsewhere), and the
+ * entry's layers say how a restore lays the chain. */
+static int store_ranges(struct walk *w, struct dir *d, const char *name, struct entry *e,
+			const struct entry *base, const struct match *m)
+{
+	char stored[SHA256_HEX];
+	json_t *done = NULL, *layers;
+	uint64_t bytes = 0;
+	int in, out, rc;
+
+	if ((rc = open_store(w, d, name, e, &in, &out)) < 0)
+		return rc;
+	rc = repo_copy_ranges(in, out, e->size, m->ranges, m->nranges, &done, &bytes);
+	if (rc == 0)
+		rc = repo_hash_fd(out, stored);
+	/* The whole file's checksum: what a restore must give. */
+	if (rc == 0)
+		rc = repo_hash_fd(in, e->sha256);
+	close(in);
+	if (close(out) < 0 && rc == 0)
+		rc = -errno;
+	if (rc < 0) {
+		json_decref(done);
+		return rc;
+	}
+	layers = base->layers ? json_deep_copy(base->layers)
+		 : json_pack("[{s:s, s:I, s:s, s:O*}]", "in", base->in, "size",
+			     (json_int_t)base->size, "sha256", base->sha256, "data", base->data);
+	if (!layers || json_array_append_new(layers, json_pack(
+		"{s:s, s:I, s:s, s:o}", "in", w->id, "size", (json_int_t)e->size,
+		"sha256", stored, "ranges", done)) < 0) {
+		json_decref(layers);
+		return -ENOMEM;
+	}
+	e->layers = layers;
+	snprintf(e->in, sizeof(e->in), "%s", w->id);
+	w->v2 = true;
+	w->out->files_stored++;
+	w->out->bytes_stored += bytes;
+	w->pr.p.bytes += bytes;
+	return 0;
+}
+
+/* Every backup whose bytes entry @e needs. */
+static void add_depends(struct walk *w, const struct entry *e)
+{
+	json_t *l;
+	size_t i;
+
+	add_depend(w, e->in);
+	json_array_foreach(e->layers, i, l)
+		add_depend(w, json_string_value(json_object_get(l, "in")));
+}
+
 /* One entry: @name in @d (or the source itself: @name "" and @d its
  * directory, or for a file source the file's own descriptor in d->fd). */
 static int visit(struct walk *w, struct dir *d, const char *name, const char *rel,
 		 const struct stat *st)
 {
 	struct entry e = { .src = w->src, .path = (char *)rel };
-	struct entry *base = w->base ? entry_index_find_seen(w->base, w->src, rel) : NULL;
+	/* The counting pass looks without marking: only the real walk says
+	 * what is still there. */
+	struct entry *base = !w->base ? NULL
+			   : w->counting ? entry_index_find(w->base, w->src, rel)
+			   : entry_index_find_seen(w->base, w->src, rel);
+	struct match m = { 0 };
 	int rc = 0;
 
+	if (!S_ISDIR(st->st_mode)) {
+		if ((rc = ask_writers(w, rel, &m)) != 0)
+			return rc < 0 ? rc : 0;         /* left out: gone, if the base had it */
+	} else if (w->only && *rel) {
+		char *live = live_of(w, rel);
+		bool wanted = live && rules_dir_wanted(w->rules, live);
+
+		free(live);
+		if (!wanted)
+			return 0;
+	}
 	e.mode = st->st_mode & 07777;
 	e.uid = st->st_uid;
 	e.gid = st->st_gid;
@@ -264,6 +457,8 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 	e.atime = ns_of(&st->st_atim);
 	e.ctime = ns_of(&st->st_ctim);
 	e.ino = st->st_ino;
+	e.comp = m.comp;
+	w->v2 |= m.comp != 0;
 	switch (st->st_mode & S_IFMT) {
 	case S_IFREG:
 		e.kind = EK_FILE;
@@ -318,21 +513,32 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 		e.kind = EK_SOCK;
 		break;
 	}
-	if (e.kind != EK_SOCK && (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
+	if (e.kind != EK_SOCK && !w->counting &&
+	    (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
 		rc = fail_at(w, rel, rc, "cannot read the extended attributes of");
 		goto out;
 	}
 	if (e.kind == EK_FILE) {
-		if (base && base->kind == EK_FILE && base->size == e.size &&
-		    base->mtime == e.mtime && base->ctime == e.ctime && base->ino == e.ino) {
+		enum how how = decide(&e, base, &m);
+
+		if (w->counting) {
+			w->count_files++;
+			w->count_bytes += how == STORE ? e.size
+					  : how == RANGES ? ranges_bytes(&m, e.size) : 0;
+			goto out;
+		}
+		if (how == KEEP) {
 			snprintf(e.in, sizeof(e.in), "%s", base->in);
 			memcpy(e.sha256, base->sha256, SHA256_HEX);
 			e.data = json_incref(base->data);
-		} else if ((rc = store_file(w, d, name, &e)) < 0) {
+			e.layers = json_incref(base->layers);
+			w->v2 |= e.layers != NULL;
+		} else if ((rc = how == RANGES ? store_ranges(w, d, name, &e, base, &m)
+					       : store_file(w, d, name, &e)) < 0) {
 			rc = fail_at(w, rel, rc, "cannot back up");
 			goto out;
 		}
-		add_depend(w, e.in);
+		add_depends(w, &e);
 		w->pr.p.files++;
 		repo_progress_tick(&w->pr, false);
 	}
@@ -443,6 +649,7 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 	int rc;
 
 	w->src = src;
+	w->src_live = strcmp(read, w->p->sources[src - 1].live) == 0;
 	for (size_t i = 0; i < w->nlinks; i++)
 		free(w->links[i].path);
 	w->nlinks = 0;
@@ -483,49 +690,6 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 }
 
 /* ---- the base ---- */
-
-static bool same_sources(json_t *info, const struct vss_backup_params *p)
-{
-	json_t *src = json_object_get(info, "sources");
-
-	if (json_array_size(src) != p->nsources)
-		return false;
-	for (size_t i = 0; i < p->nsources; i++)
-		if (strcmp(json_string_value(json_array_get(src, i)), p->sources[i].live) != 0)
-			return false;
-	return true;
-}
-
-/* The base of a backup of @type of @p's sources, into @base ("" if none). */
-static int find_base(struct vss_repo *r, const struct vss_backup_params *p,
-		     enum vss_backup_type type, char base[VSS_BACKUP_ID_MAX],
-		     char sha[SHA256_HEX], struct vss_error *err)
-{
-	char **ids;
-	size_t n;
-	int rc;
-
-	base[0] = '\0';
-	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL)
-		return 0;
-	if ((rc = repo_ids(r, &ids, &n, err)) < 0)
-		return rc;
-	for (size_t i = n; i-- > 0 && !base[0];) {
-		json_t *j = repo_read_info(r, ids[i], NULL);
-		const char *t = json_string_value(json_object_get(j, "type"));
-
-		/* A damaged backup.json is skipped: never a base. */
-		if (j && t && same_sources(j, p) && strcmp(t, "copy") != 0 &&
-		    (type == VSS_BT_INCREMENTAL || strcmp(t, "full") == 0)) {
-			snprintf(base, VSS_BACKUP_ID_MAX, "%s", ids[i]);
-			snprintf(sha, SHA256_HEX, "%s",
-				 json_string_value(json_object_get(j, "manifest_sha256")));
-		}
-		json_decref(j);
-	}
-	repo_ids_free(ids, n);
-	return 0;
-}
 
 static int index_entry(void *arg, struct entry *e)
 {
@@ -642,7 +806,7 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 	w->out->created_ns = now_ns();
 	info = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s, s:I, s:I, s:s?, s:o, s:I, s:I, s:I, "
 			 "s:I, s:o, s:s}",
-			 "format", "vss-backup", "version", 1, "id", w->id,
+			 "format", "vss-backup", "version", w->v2 ? 2 : 1, "id", w->id,
 			 "type", type_name(type), "base", *base ? base : NULL,
 			 "full", *full ? full : w->id,
 			 "created_ns", (json_int_t)w->out->created_ns,
@@ -652,10 +816,18 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 			 "bytes_stored", (json_int_t)w->out->bytes_stored,
 			 "deleted", (json_int_t)w->out->deleted, "depends", dep,
 			 "manifest_sha256", hex);
+	if (info && w->v2)
+		json_object_set_new(info, "components", w->rules ? rules_components_json(w->rules)
+							    : json_array());
 	text = info ? json_dumps(info, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(info);
 	if (!text)
 		return vss_error_set(err, -ENOMEM, "out of memory");
+	if (w->v2 && (rc = repo_raise_version(w->r, 2)) < 0) {
+		free(text);
+		return vss_error_set(err, rc, "cannot raise the repository's format to version 2: "
+				     "%s", strerror(-rc));
+	}
 	rc = repo_write_file(w->tmp_fd, "backup.json", text);
 	free(text);
 	if (rc < 0)
@@ -696,52 +868,141 @@ static void clean_tmp(struct vss_repo *r)
 	closedir(d);
 }
 
-int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
-		    struct vss_backup_info *out, struct vss_error *err)
+int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *out,
+		   struct vss_error *err)
 {
-	struct walk w = { .r = r, .p = p, .tmp_fd = -1, .out = out, .err = err };
-	enum vss_backup_type type;
-	char base[VSS_BACKUP_ID_MAX], full[VSS_BACKUP_ID_MAX] = "", sha[SHA256_HEX] = "";
-	char path[64];
-	int rc, fd;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!p || p->size < sizeof(*p))
-		return vss_error_set(err, -EINVAL, "struct vss_backup_params: set .size");
-	type = p->type;
-	if (type != VSS_BT_FULL && type != VSS_BT_INCREMENTAL &&
-	    type != VSS_BT_DIFFERENTIAL && type != VSS_BT_COPY)
+	if (!p)
+		return vss_error_set(err, -EINVAL, "no struct vss_backup_params");
+	if ((rc = vss_struct_in(out, sizeof(*out), p, p->size,
+				VSS_SIZE_TO(struct vss_backup_params, progress_arg),
+				"struct vss_backup_params", err)) < 0)
+		return rc;
+	if (out->type != VSS_BT_FULL && out->type != VSS_BT_INCREMENTAL &&
+	    out->type != VSS_BT_DIFFERENTIAL && out->type != VSS_BT_COPY)
 		return vss_error_set(err, -EINVAL, "a file-level backup is full, incremental, "
 				     "differential or copy");
-	if (p->nsources == 0 || p->nsources > MAX_SOURCES)
+	if (out->nsources == 0 || out->nsources > MAX_SOURCES)
 		return vss_error_set(err, -EINVAL, "a backup has 1 to %d sources", MAX_SOURCES);
-	for (size_t i = 0; i < p->nsources; i++) {
-		if (!p->sources[i].live || !repo_live_path_ok(p->sources[i].live) ||
-		    !p->sources[i].read)
+	for (size_t i = 0; i < out->nsources; i++) {
+		if (!out->sources[i].live || !repo_live_path_ok(out->sources[i].live) ||
+		    !out->sources[i].read)
 			return vss_error_set(err, -EINVAL, "source %zu: its live path must be "
 					     "absolute, with no \".\" or \"..\"", i + 1);
 		for (size_t k = 0; k < i; k++)
-			if (strcmp(p->sources[k].live, p->sources[i].live) == 0)
+			if (strcmp(out->sources[k].live, out->sources[i].live) == 0)
 				return vss_error_set(err, -EINVAL, "%s is a source twice",
-						     p->sources[i].live);
+						     out->sources[i].live);
 	}
-	w.pr.fn = p->progress;
-	w.pr.arg = p->progress_arg;
-	if ((rc = repo_lock(r, LOCK_EX, err)) < 0)
+	if (out->components_only && !out->plan)
+		return vss_error_set(err, -EINVAL, "a backup of components only needs their plan "
+				     "(vss_repo_plan)");
+	return 0;
+}
+
+/* The writers' rules for @w's backup (none without a plan); checks that the
+ * partial and differenced files are inside the sources. */
+static int writers_rules(struct walk *w, struct vss_error *err)
+{
+	const struct vss_backup_params *p = w->p;
+	struct vss_bcd *bcd = NULL;
+	json_t *comps;
+	int rc;
+
+	if (!p->plan)
+		return 0;
+	if (p->plan->nsources != p->nsources)
+		return vss_error_set(err, -EINVAL, "the plan is for other sources");
+	for (size_t i = 0; i < p->nsources; i++)
+		if (strcmp(p->plan->sources[i], p->sources[i].live) != 0)
+			return vss_error_set(err, -EINVAL, "the plan is for other sources (%s, "
+					     "not %s)", p->plan->sources[i], p->sources[i].live);
+	if (p->components &&
+	    (rc = vss_bcd_parse(p->components, strlen(p->components), 0, &bcd, err)) < 0)
 		return rc;
+	rc = vss_backup_plan_check(p->plan, bcd, err);
+	if (rc == 0)
+		rc = rules_new(p->plan, bcd, p->writer_metadata, p->nwriters, &w->rules, err);
+	vss_bcd_free(bcd);
+	if (rc < 0)
+		return rc;
+	comps = rules_components_json(w->rules);
+	w->v2 = json_array_size(comps) > 0;
+	json_decref(comps);
+	w->only = p->components_only;
+	return 0;
+}
+
+/* The first pass: what the backup will store, for the progress's totals. */
+static int count(struct walk *w)
+{
+	int rc = 0;
+
+	w->counting = true;
+	for (size_t i = 0; i < w->p->nsources && rc == 0; i++)
+		rc = walk_source(w, (unsigned int)i + 1, w->p->sources[i].read);
+	w->counting = false;
+	w->pr.p.total_files = w->count_files;
+	w->pr.p.total_bytes = w->count_bytes;
+	return rc;
+}
+
+int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
+		    struct vss_backup_info *out, struct vss_error *err)
+{
+	struct vss_backup_params pp;
+	struct walk w = { .r = r, .p = &pp, .tmp_fd = -1, .out = out, .err = err };
+	enum vss_backup_type type;
+	char base[VSS_BACKUP_ID_MAX], full[VSS_BACKUP_ID_MAX] = "", sha[SHA256_HEX] = "";
+	char path[64];
+	const char **live = NULL;
+	int rc, fd;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = repo_params_in(params, &pp, err)) < 0)
+		return rc;
+	type = pp.type;
+	if ((rc = writers_rules(&w, err)) < 0)
+		return rc;
+	if (!(live = calloc(pp.nsources, sizeof(*live)))) {
+		rules_free(w.rules);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < pp.nsources; i++)
+		live[i] = pp.sources[i].live;
+	w.pr.fn = pp.progress;
+	w.pr.arg = pp.progress_arg;
+	if ((rc = repo_lock(r, LOCK_EX, err)) < 0) {
+		rules_free(w.rules);
+		free(live);
+		return rc;
+	}
 	clean_tmp(r);
-	if ((rc = find_base(r, p, type, base, sha, err)) < 0)
+	if (pp.plan) {
+		/* The base the writers were told about (their previous stamps). */
+		type = pp.plan->type;
+		snprintf(base, sizeof(base), "%s", pp.plan->base);
+	} else if ((rc = repo_find_base(r, live, pp.nsources, type, base, sha, err)) < 0) {
 		goto out;
+	}
 	if (!base[0] && (type == VSS_BT_INCREMENTAL || type == VSS_BT_DIFFERENTIAL))
 		type = VSS_BT_FULL;     /* nothing to be relative to */
 	if (base[0]) {
 		json_t *j = repo_read_info(r, base, err);
 
 		if (!j) {
+			if (pp.plan)
+				vss_error_set(err, err ? err->code : -ENOENT, "the base of this backup, "
+					      "%s, was deleted while it was being made: make it again",
+					      base);
 			rc = err ? err->code : -EBADMSG;
 			goto out;
 		}
 		snprintf(full, sizeof(full), "%s", json_string_value(json_object_get(j, "full")) ?: "");
+		snprintf(sha, sizeof(sha), "%s",
+			 json_string_value(json_object_get(j, "manifest_sha256")));
 		json_decref(j);
 		if (!(w.base = entry_index_new())) {
 			rc = vss_error_set(err, -ENOMEM, "out of memory");
@@ -756,10 +1017,12 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
 			goto out;
 		}
 	}
+	if (w.pr.fn && (rc = count(&w)) < 0)
+		goto out;
 	out->type = type;
 	snprintf(out->base, sizeof(out->base), "%s", base);
-	out->instant_ns = p->instant_ns;
-	out->nsources = p->nsources;
+	out->instant_ns = pp.instant_ns;
+	out->nsources = pp.nsources;
 	/* IDs sort in the order backups were made: under the lock, a new one
 	 * comes after the newest (the clock may have stepped back). */
 	for (int tries = 0;; tries++) {
@@ -791,8 +1054,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
 			close(fd);
 		goto fail;
 	}
-	for (size_t i = 0; i < p->nsources && rc == 0; i++)
-		rc = walk_source(&w, (unsigned int)i + 1, p->sources[i].read);
+	for (size_t i = 0; i < pp.nsources && rc == 0; i++)
+		rc = walk_source(&w, (unsigned int)i + 1, pp.sources[i].read);
 	if (rc == 0 && w.base)
 		rc = emit_gone(&w);
 	if (fclose(w.manifest) != 0 && rc == 0)
@@ -819,6 +1082,8 @@ out:
 	for (size_t i = 0; i < w.ndepends; i++)
 		free(w.depends[i]);
 	free(w.depends);
+	rules_free(w.rules);
+	free(live);
 	repo_unlock(r);
 	if (rc < 0)
 		memset(out, 0, sizeof(*out));

@@ -201,6 +201,45 @@ int repo_copy(int in, int out, uint64_t size, char hex[SHA256_HEX])
 	return copy_sparse(in, out, size, hex);
 }
 
+int repo_copy_ranges(int in, int out, uint64_t size, const struct vss_bcd_range *r,
+		     size_t n, json_t **done, uint64_t *bytes)
+{
+	struct repo_hash *h = repo_hash_new();
+	char *buf = malloc(COPY_BUF), hex[SHA256_HEX];
+	int rc = 0;
+
+	*done = json_array();
+	*bytes = 0;
+	if (!h || !buf || !*done) {
+		free(buf);
+		if (h)
+			repo_hash_final(h, hex);
+		json_decref(*done);
+		*done = NULL;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint64_t off = (uint64_t)r[i].offset, len = (uint64_t)r[i].length;
+
+		if (off >= size)
+			break;          /* sorted: the rest is past the end too */
+		if (len > size - off)
+			len = size - off;
+		rc = copy_range(in, out, off, len, h, buf);
+		json_array_append_new(*done, json_pack("[I, I]", (json_int_t)off, (json_int_t)len));
+		*bytes += len;
+	}
+	if (rc == 0 && ftruncate(out, (off_t)size) < 0)
+		rc = -errno;
+	repo_hash_final(h, hex);
+	free(buf);
+	if (rc < 0) {
+		json_decref(*done);
+		*done = NULL;
+	}
+	return rc;
+}
+
 int repo_hash_fd(int fd, char out[SHA256_HEX])
 {
 	struct stat st;
@@ -279,6 +318,7 @@ void entry_release(struct entry *e)
 	free(e->link);
 	json_decref(e->xattrs);
 	json_decref(e->data);
+	json_decref(e->layers);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -338,7 +378,11 @@ json_t *entry_to_json(const struct entry *e)
 		json_object_set_new(o, "sha256", json_string(e->sha256));
 		if (e->data)
 			json_object_set(o, "data", e->data);
+		if (e->layers)
+			json_object_set(o, "layers", e->layers);
 	}
+	if (e->comp)
+		json_object_set_new(o, "c", json_integer(e->comp));
 	if (e->kind == EK_CHR || e->kind == EK_BLK)
 		json_object_set_new(o, "rdev", json_integer((json_int_t)e->rdev));
 	if (e->kind == EK_LINK)
@@ -352,6 +396,58 @@ static bool valid_id(const char *s)
 {
 	return s && strlen(s) < VSS_BACKUP_ID_MAX && strlen(s) > 0 && !strchr(s, '/') &&
 	       s[0] != '.';
+}
+
+static bool valid_sha(const char *sha)
+{
+	return sha && strlen(sha) == 64 && strspn(sha, "0123456789abcdef") == 64;
+}
+
+/* [[offset, length], ...]: sorted, not overlapping, inside @size. */
+static bool valid_extents(json_t *d, uint64_t size)
+{
+	uint64_t end = 0;
+	json_t *ext;
+	size_t i;
+
+	if (!json_is_array(d))
+		return false;
+	json_array_foreach(d, i, ext) {
+		json_int_t off = json_integer_value(json_array_get(ext, 0));
+		json_int_t len = json_integer_value(json_array_get(ext, 1));
+
+		if (json_array_size(ext) != 2 || off < 0 || len <= 0 || (uint64_t)off < end ||
+		    (uint64_t)len > size || (uint64_t)off > size - (uint64_t)len)
+			return false;
+		end = (uint64_t)(off + len);
+	}
+	return true;
+}
+
+/* A partial file's layers: the first stored whole, every next one ranges;
+ * the last one of the entry's own size. */
+static bool valid_layers(json_t *layers, uint64_t size)
+{
+	json_t *l;
+	size_t i;
+
+	if (!json_is_array(layers) || json_array_size(layers) < 2 ||
+	    json_array_size(layers) > 1000000)
+		return false;
+	json_array_foreach(layers, i, l) {
+		json_t *sz = json_object_get(l, "size"), *d = json_object_get(l, "data");
+		json_t *ranges = json_object_get(l, "ranges");
+
+		if (!json_is_object(l) || !valid_id(json_string_value(json_object_get(l, "in"))) ||
+		    !valid_sha(json_string_value(json_object_get(l, "sha256"))) ||
+		    !json_is_integer(sz) || json_integer_value(sz) < 0 ||
+		    (i == 0) != !ranges ||
+		    (ranges && !valid_extents(ranges, (uint64_t)json_integer_value(sz))) ||
+		    (d && (i > 0 || !valid_extents(d, (uint64_t)json_integer_value(sz)))))
+			return false;
+	}
+	return (uint64_t)json_integer_value(json_object_get(json_array_get(layers, i - 1),
+							    "size")) == size;
 }
 
 /* A path inside a source: relative, no "." or ".." component, no "//". */
@@ -402,32 +498,32 @@ int entry_from_json(json_t *j, struct entry *e)
 	if (e->kind == EK_FILE) {
 		const char *in = json_string_value(json_object_get(j, "in"));
 		const char *sha = json_string_value(json_object_get(j, "sha256"));
-		json_t *ext, *d = json_object_get(j, "data");
-		size_t i;
+		json_t *d = json_object_get(j, "data"), *layers = json_object_get(j, "layers");
 
 		v = json_object_get(j, "size");
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || !valid_id(in) || !sha ||
-		    strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64)
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || !valid_id(in) ||
+		    !valid_sha(sha))
 			goto bad;
 		e->size = (uint64_t)json_integer_value(v);
 		snprintf(e->in, sizeof(e->in), "%s", in);
 		memcpy(e->sha256, sha, SHA256_HEX);
 		if (d) {
-			uint64_t end = 0;
-
-			if (!json_is_array(d))
+			if (!valid_extents(d, e->size))
 				goto bad;
-			json_array_foreach(d, i, ext) {
-				json_int_t off = json_integer_value(json_array_get(ext, 0));
-				json_int_t len = json_integer_value(json_array_get(ext, 1));
-
-				if (json_array_size(ext) != 2 || off < 0 || len <= 0 ||
-				    (uint64_t)off < end || (uint64_t)(off + len) > e->size)
-					goto bad;
-				end = (uint64_t)(off + len);
-			}
 			e->data = json_incref(d);
 		}
+		if (layers) {
+			if (d || !valid_layers(layers, e->size))
+				goto bad;
+			e->layers = json_incref(layers);
+		}
+	}
+	v = json_object_get(j, "c");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 1000000)
+			goto bad;
+		e->comp = (unsigned int)json_integer_value(v);
 	}
 	if (e->kind == EK_CHR || e->kind == EK_BLK)
 		e->rdev = (uint64_t)json_integer_value(json_object_get(j, "rdev"));
@@ -455,6 +551,111 @@ void repo_data_path(const char *in, unsigned int src, const char *path, char *ou
 		    size_t len)
 {
 	snprintf(out, len, "backups/%s/data/%u/%s", in, src, *path ? path : "@source");
+}
+
+/* ---- restoring a file's bytes ---- */
+
+/* The file backup @in stores for entry @e, opened, if it is @size bytes. */
+static int open_stored(struct vss_repo *r, const char *in, const struct entry *e,
+		       uint64_t size, bool *damaged, struct vss_error *err)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	repo_data_path(in, e->src, e->path, path, sizeof(path));
+	fd = openat(r->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	*damaged = true;
+	if (fd < 0)
+		return vss_error_set(err, -errno, "backup %s: %s/%s: %s", in, r->dir, path,
+				     strerror(errno));
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
+		close(fd);
+		return vss_error_set(err, -EBADMSG, "backup %s: %s/%s is damaged (its size is "
+				     "not the one recorded)", in, r->dir, path);
+	}
+	*damaged = false;
+	return fd;
+}
+
+static int not_matching(struct vss_repo *r, const char *in, const struct entry *e,
+			const char *why, bool *damaged, struct vss_error *err)
+{
+	char path[PATH_MAX];
+
+	repo_data_path(in, e->src, e->path, path, sizeof(path));
+	*damaged = true;
+	return vss_error_set(err, -EBADMSG, "backup %s: %s/%s is damaged (%s); nothing was "
+			     "written in its place", in, r->dir, path, why);
+}
+
+/* Lays layer @l (ranges) of @e over @out. */
+static int lay(struct vss_repo *r, const struct entry *e, json_t *l, int out, bool *damaged,
+	       struct vss_error *err)
+{
+	const char *in = json_string_value(json_object_get(l, "in"));
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(l, "size")), bytes;
+	json_t *ranges = json_object_get(l, "ranges"), *done = NULL, *x;
+	struct vss_bcd_range *v = calloc(json_array_size(ranges) + 1, sizeof(*v));
+	char hex[SHA256_HEX];
+	size_t i;
+	int fd, rc;
+
+	if (!v)
+		return -ENOMEM;
+	json_array_foreach(ranges, i, x) {
+		v[i].offset = json_integer_value(json_array_get(x, 0));
+		v[i].length = json_integer_value(json_array_get(x, 1));
+	}
+	if ((fd = open_stored(r, in, e, size, damaged, err)) < 0) {
+		free(v);
+		return fd;
+	}
+	if ((rc = repo_hash_fd(fd, hex)) < 0)
+		*damaged = true;
+	else if (strcmp(hex, json_string_value(json_object_get(l, "sha256"))) != 0)
+		rc = not_matching(r, in, e, "its ranges do not match their checksum", damaged, err);
+	else
+		rc = repo_copy_ranges(fd, out, size, v, i, &done, &bytes);
+	json_decref(done);
+	close(fd);
+	free(v);
+	return rc;
+}
+
+int repo_file_restore(struct vss_repo *r, const struct entry *e, int out, bool *damaged,
+		      struct vss_error *err)
+{
+	json_t *first = json_array_get(e->layers, 0), *l;
+	const char *in = first ? json_string_value(json_object_get(first, "in")) : e->in;
+	const char *sha = first ? json_string_value(json_object_get(first, "sha256")) : e->sha256;
+	uint64_t size = first ? (uint64_t)json_integer_value(json_object_get(first, "size"))
+			: e->size;
+	char hex[SHA256_HEX];
+	size_t i;
+	int fd, rc;
+
+	if ((fd = open_stored(r, in, e, size, damaged, err)) < 0)
+		return fd;
+	rc = repo_copy(fd, out, size, hex);
+	close(fd);
+	if (rc < 0)
+		return rc;
+	if (strcmp(hex, sha) != 0)
+		return not_matching(r, in, e, "its bytes do not match their checksum", damaged, err);
+	json_array_foreach(e->layers, i, l)
+		if (i > 0 && (rc = lay(r, e, l, out, damaged, err)) < 0)
+			return rc;
+	if (!e->layers)
+		return 0;
+	/* The layers laid must give the bytes the backup read. */
+	if ((rc = repo_hash_fd(out, hex)) < 0)
+		return rc;
+	if (strcmp(hex, e->sha256) != 0)
+		return not_matching(r, e->in, e, "its layers do not give the bytes backed up: "
+				    "the writer named too few ranges, or the repository is "
+				    "damaged", damaged, err);
+	return 0;
 }
 
 /* ---- reading a manifest ---- */

@@ -1,8 +1,8 @@
 /*
  * requester/repo.c - the backup repository (include/vss/backup.h): opening
  * and making one, its lock, backup IDs, listing, showing, verifying and
- * deleting backups.  The format, version 1, is doc/backup-format.md; in
- * short:
+ * deleting backups.  The format, version 2 (1 still read, and kept until a
+ * backup needs 2), is doc/backup-format.md; in short:
  *
  *   REPO/vss-backup-repository   {"format": "vss-backup-repository", "version": 1, ...}
  *   REPO/lock                    flock: exclusive for a backup or a delete, shared to read
@@ -89,11 +89,12 @@ static int make_repo(struct vss_repo *r, struct vss_error *err)
 		return vss_error_set(err, -errno, "cannot make a repository in %s: %s", r->dir,
 				     strerror(errno));
 	snprintf(text, sizeof(text), "{\"format\": \"%s\", \"version\": %d, \"id\": \"%s\", "
-		 "\"created\": \"%s\"}\n", REPO_MARKER, REPO_VERSION, id, created);
+		 "\"created\": \"%s\"}\n", REPO_MARKER, 1, id, created);
 	if ((rc = repo_write_file(r->dir_fd, REPO_MARKER, text)) < 0)
 		return vss_error_set(err, rc, "cannot make a repository in %s: %s", r->dir,
 				     strerror(-rc));
 	fsync(r->dir_fd);
+	r->version = 1;
 	return 0;
 }
 
@@ -133,7 +134,37 @@ static int check_marker(struct vss_repo *r, struct vss_error *err)
 		rc = vss_error_set(err, -EPROTO, "%s: repository format version %lld; this vss "
 				   "reads up to %d", r->dir,
 				   json_integer_value(json_object_get(j, "version")), REPO_VERSION);
+	else
+		r->version = (int)json_integer_value(json_object_get(j, "version"));
 	json_decref(j);
+	return rc;
+}
+
+int repo_raise_version(struct vss_repo *r, int version)
+{
+	json_error_t jerr;
+	json_t *j;
+	char *text;
+	int fd, rc;
+
+	if (r->version >= version)
+		return 0;
+	fd = openat(r->dir_fd, REPO_MARKER, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	j = json_loadfd(fd, 0, &jerr);
+	close(fd);
+	if (!j)
+		return -EBADMSG;
+	json_object_set_new(j, "version", json_integer(version));
+	text = json_dumps(j, JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (!text)
+		return -ENOMEM;
+	rc = repo_write_file(r->dir_fd, REPO_MARKER, text);
+	free(text);
+	if (rc == 0)
+		r->version = version;
 	return rc;
 }
 
@@ -378,7 +409,8 @@ json_t *repo_read_info(struct vss_repo *r, const char *id, struct vss_error *err
 	j = json_loadfd(fd, 0, &jerr);
 	close(fd);
 	if (!j || strcmp(json_string_value(json_object_get(j, "format")) ?: "", "vss-backup") ||
-	    json_integer_value(json_object_get(j, "version")) != 1 ||
+	    json_integer_value(json_object_get(j, "version")) < 1 ||
+	    json_integer_value(json_object_get(j, "version")) > REPO_VERSION ||
 	    strcmp(json_string_value(json_object_get(j, "id")) ?: "", id) ||
 	    !json_is_string(json_object_get(j, "manifest_sha256")) ||
 	    !json_is_array(src = json_object_get(j, "sources"))) {
@@ -393,6 +425,48 @@ json_t *repo_read_info(struct vss_repo *r, const char *id, struct vss_error *err
 			return NULL;
 		}
 	return j;
+}
+
+bool repo_same_sources(json_t *info, const char *const *live, size_t n)
+{
+	json_t *src = json_object_get(info, "sources");
+
+	if (json_array_size(src) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(json_string_value(json_array_get(src, i)), live[i]) != 0)
+			return false;
+	return true;
+}
+
+int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
+		   enum vss_backup_type type, char base[VSS_BACKUP_ID_MAX], char sha[SHA256_HEX],
+		   struct vss_error *err)
+{
+	char **ids;
+	size_t count;
+	int rc;
+
+	base[0] = '\0';
+	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL)
+		return 0;
+	if ((rc = repo_ids(r, &ids, &count, err)) < 0)
+		return rc;
+	for (size_t i = count; i-- > 0 && !base[0];) {
+		json_t *j = repo_read_info(r, ids[i], NULL);
+		const char *t = json_string_value(json_object_get(j, "type"));
+
+		/* A damaged backup.json is skipped: never a base. */
+		if (j && t && repo_same_sources(j, live, n) && strcmp(t, "copy") != 0 &&
+		    (type == VSS_BT_INCREMENTAL || strcmp(t, "full") == 0)) {
+			snprintf(base, VSS_BACKUP_ID_MAX, "%s", ids[i]);
+			snprintf(sha, SHA256_HEX, "%s",
+				 json_string_value(json_object_get(j, "manifest_sha256")));
+		}
+		json_decref(j);
+	}
+	repo_ids_free(ids, count);
+	return 0;
 }
 
 void repo_info_from_json(json_t *j, struct vss_backup_info *out)
@@ -504,32 +578,51 @@ static void report(struct verify *v, const char *path, const char *why)
 		v->bad(v->arg, path, why);
 }
 
-static int verify_entry(void *arg, struct entry *e)
+/* The file this backup stores for @e: @size bytes that hash to @sha. */
+static void verify_stored(struct verify *v, const struct entry *e, uint64_t size,
+			  const char *sha)
 {
-	struct verify *v = arg;
 	char path[PATH_MAX], hex[SHA256_HEX];
 	struct stat st;
 	int fd, rc;
 
-	if (e->kind != EK_FILE || strcmp(e->in, v->id) != 0)
-		return 0;
-	repo_data_path(e->in, e->src, e->path, path, sizeof(path));
+	repo_data_path(v->id, e->src, e->path, path, sizeof(path));
 	fd = openat(v->r->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		report(v, path, strerror(errno));
-		return 0;
+		return;
 	}
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != e->size) {
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
 		report(v, path, "its size is not the one recorded");
 		close(fd);
-		return 0;
+		return;
 	}
 	rc = repo_hash_fd(fd, hex);
 	close(fd);
 	if (rc < 0)
 		report(v, path, strerror(-rc));
-	else if (strcmp(hex, e->sha256) != 0)
+	else if (strcmp(hex, sha) != 0)
 		report(v, path, "its bytes do not match their checksum");
+}
+
+static int verify_entry(void *arg, struct entry *e)
+{
+	struct verify *v = arg;
+	json_t *l;
+	size_t i;
+
+	if (e->kind != EK_FILE)
+		return 0;
+	if (!e->layers) {
+		if (strcmp(e->in, v->id) == 0)
+			verify_stored(v, e, e->size, e->sha256);
+		return 0;
+	}
+	/* A partial file: the layers this backup stores. */
+	json_array_foreach(e->layers, i, l)
+		if (strcmp(json_string_value(json_object_get(l, "in")), v->id) == 0)
+			verify_stored(v, e, (uint64_t)json_integer_value(json_object_get(l, "size")),
+				      json_string_value(json_object_get(l, "sha256")));
 	return 0;
 }
 

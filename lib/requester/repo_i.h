@@ -17,12 +17,16 @@
 #include <vss/backup.h>
 
 #define REPO_MARKER  "vss-backup-repository"
-#define REPO_VERSION 1
+/* The newest format this code reads and writes; a repository stays at 1
+ * until it holds a backup that needs 2 (writers' components, partial
+ * files), so that older code reads what it can. */
+#define REPO_VERSION 2
 
 struct vss_repo {
 	char *dir;
 	int dir_fd;                     /* the repository's directory */
 	int lock_fd;                    /* REPO/lock */
+	int version;                    /* of the format, as its marker says */
 	char *sources_buf[64];          /* vss_repo_show's .sources, owned */
 };
 
@@ -44,6 +48,18 @@ void repo_ids_free(char **ids, size_t count);
 /* Resolves @id (a unique prefix; NULL: the newest) into @out. */
 int repo_resolve(struct vss_repo *r, const char *id, char out[VSS_BACKUP_ID_MAX],
 		 struct vss_error *err);
+/* Raises the repository's format version to @version if it is below (the
+ * exclusive lock is held). */
+int repo_raise_version(struct vss_repo *r, int version);
+/* The base of a backup of @type of the sources @live (@n of them), into
+ * @base ("" if none) and its manifest's checksum into @sha (the lock is
+ * held).  Incremental: the newest backup of the same sources but a copy;
+ * differential: their newest full. */
+int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
+		   enum vss_backup_type type, char base[VSS_BACKUP_ID_MAX], char sha[65],
+		   struct vss_error *err);
+/* Whether backup.json @info has the sources @live, in that order. */
+bool repo_same_sources(json_t *info, const char *const *live, size_t n);
 /* A new backup ID: the time now (to the millisecond) and 8 random hex
  * digits; see vss_repo_backup for how IDs keep the order backups were made. */
 void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
@@ -52,6 +68,12 @@ void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
 int repo_write_file(int dir_fd, const char *name, const char *text);
 /* Removes a directory tree under @dir_fd (no symlink followed). */
 int repo_rmtree(int dir_fd, const char *name);
+
+/* ---- backup_tree.c ---- */
+/* Reads the caller's struct vss_backup_params (it grows, as
+ * util/struct_in.h reads them) into @out and checks its type and sources. */
+int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *out,
+		   struct vss_error *err);
 
 /* ---- checksums and copies (manifest.c) ---- */
 #define SHA256_HEX 65
@@ -70,6 +92,12 @@ int repo_extents(int fd, uint64_t size, uint64_t **out, size_t *n);
 /* Copies @size bytes of @in to @out (both at offset 0) keeping holes, and
  * hashes them into @hex. */
 int repo_copy(int in, int out, uint64_t size, char hex[SHA256_HEX]);
+/* Copies the ranges @r (sorted, not overlapping; clipped to @size) of @in
+ * to @out at their offsets and makes @out @size bytes long (holes
+ * elsewhere); *@done (new reference) lists them as [[offset, length],
+ * ...], *@bytes counts them. */
+int repo_copy_ranges(int in, int out, uint64_t size, const struct vss_bcd_range *r,
+		     size_t n, json_t **done, uint64_t *bytes);
 
 /* ---- entries (manifest.c) ---- */
 enum entry_kind {
@@ -91,6 +119,13 @@ struct entry {
 	char in[VSS_BACKUP_ID_MAX];     /* files: the backup storing the bytes */
 	char sha256[SHA256_HEX];
 	json_t *data;                   /* extents [[off, len], ...] or NULL */
+	/* Format 2.  The component whose file set holds it: 1-based, in
+	 * backup.json's "components"; 0 for none. */
+	unsigned int comp;
+	/* A partial file: its layers, the first a whole file, each next one
+	 * ranges laid over it: [{"in", "size", "sha256", "data"?}, {"in",
+	 * "size", "sha256", "ranges"}, ...]; NULL for a file stored whole. */
+	json_t *layers;
 };
 
 void entry_release(struct entry *e);
@@ -104,6 +139,15 @@ int entry_from_json(json_t *j, struct entry *e);
  * nonzero return and returns it. */
 int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha256,
 		  int (*fn)(void *arg, struct entry *e), void *arg, struct vss_error *err);
+
+/* Writes the bytes of file entry @e into @out (empty, opened for reading
+ * and writing): the file @e->in stores, or a partial file's layers laid in
+ * order; checks them against their checksums.  A damaged repository is
+ * -EBADMSG (or the error opening it) with *@damaged set and @err naming the
+ * file in the repository; any other error leaves *@damaged false and @err
+ * alone. */
+int repo_file_restore(struct vss_repo *r, const struct entry *e, int out, bool *damaged,
+		      struct vss_error *err);
 
 /* Where backup @in stores the bytes of source @src's @path, relative to
  * the repository: "backups/IN/data/S/PATH" ("@source" for the source
@@ -137,5 +181,64 @@ struct repo_progress {
 	uint64_t last_ms;
 };
 void repo_progress_tick(struct repo_progress *pr, bool force);
+
+/* ---- writers' components (plan.c) ---- */
+
+/* One component a plan covers, and the type it is backed up as. */
+struct plan_comp {
+	char *writer;                   /* the writer's name */
+	char *class_id, *instance_id, *logical_path, *name;
+	enum vss_backup_type type;
+};
+
+struct vss_backup_plan {
+	enum vss_backup_type type;      /* the backup's (full if nothing to be relative to) */
+	char base[VSS_BACKUP_ID_MAX];   /* "" for none */
+	char **sources;                 /* live paths */
+	size_t nsources;
+	struct plan_comp *c;
+	size_t n;
+};
+
+/* What the writers say about one entry of a backup (rules_match). */
+struct match {
+	bool excluded;                  /* a writer excludes it from every backup */
+	unsigned int comp;              /* the component holding it (1-based), or 0 */
+	enum vss_selection sel;         /* with comp: as vss_wmd_plan says */
+	bool snapshot;                  /* with comp: must be read from a shadow */
+	const char *writer;             /* of comp, or of the partial file */
+	/* A partial file: the ranges its writer names (sorted, not touching). */
+	const struct vss_bcd_range *ranges;
+	size_t nranges;
+	/* A differenced file: changed if modified after @since; without a
+	 * time, changed by the repository's own record. */
+	bool differenced, has_time;
+	int64_t since_ns;
+};
+
+/* The rules of one backup, from its plan, its components document (as
+ * PrepareForBackup returned it) and its writers' metadata documents. */
+struct rules;
+int rules_new(const struct vss_backup_plan *plan, const struct vss_bcd *bcd,
+	      const char *const *wmds, size_t nwmds, struct rules **out, struct vss_error *err);
+void rules_free(struct rules *x);
+/* What applies to the entry at live path @path (not a directory). */
+void rules_match(const struct rules *x, const char *path, struct match *out);
+/* Whether directory @path may hold a selected component's file: inside a
+ * recursive file set, or on the way to a file set. */
+bool rules_dir_wanted(const struct rules *x, const char *path);
+/* backup.json's "components" (new reference). */
+json_t *rules_components_json(const struct rules *x);
+/* The component (@class_id, @instance_id, @lp, @name) in @bcd: the same
+ * instance if it is there, else the same class (a writer restarted is a
+ * new instance of the same class).  NULL if none. */
+struct vss_bcd_component *plan_find_comp(const struct vss_bcd *bcd, const char *class_id,
+					 const char *instance_id, const char *lp,
+					 const char *name);
+/* The effective type of component (@class_id, @instance_id, @logical_path,
+ * @name) in backup.json @info, 0 if it does not list it. */
+enum vss_backup_type repo_component_type(json_t *info, const char *class_id,
+					 const char *instance_id, const char *logical_path,
+					 const char *name);
 
 #endif

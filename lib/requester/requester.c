@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -23,6 +24,7 @@
 #include <vss/requester.h>
 
 #include "client/client_json.h"
+#include "requester/repo_i.h"
 
 #define MAX_TARGETS 64
 
@@ -60,6 +62,7 @@ struct vss_requester {
 	size_t nw;
 	struct vss_bcd *bcd;
 	char *targets[MAX_TARGETS];
+	dev_t target_dev[MAX_TARGETS];   /* the filesystem of a path target, or 0 */
 	size_t ntargets;
 	char set_id[37];
 	struct req_shadow sh[MAX_TARGETS];
@@ -431,6 +434,181 @@ int vss_requester_select_all_components(struct vss_requester *r, struct vss_erro
 	return 0;
 }
 
+/* Whether @path is @dir or below it. */
+static bool under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return !n || (strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/'));
+}
+
+/* "LOGICAL/PATH/NAME" of component @ci. */
+static void full_path(const struct vss_wmd_component_info *ci, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s", ci->logical_path ? ci->logical_path : "",
+		 ci->logical_path && *ci->logical_path ? "/" : "", ci->name);
+}
+
+static int select_one(struct vss_requester *r, size_t k, size_t comp, struct vss_error *err);
+
+/* The component (@lp, @name) in the writers of class @class_id. */
+static int select_in_class(struct vss_requester *r, const char *class_id, const char *lp,
+			   const char *name, struct vss_error *err)
+{
+	for (size_t k = 0; k < r->nw; k++) {
+		struct vss_wmd_identity id;
+		int comp, rc;
+
+		vss_wmd_identity(r->w[k].wmd, &id);
+		if (strcasecmp(id.class_id, class_id) != 0 ||
+		    (comp = vss_wmd_find_component(r->w[k].wmd, lp, name)) < 0)
+			continue;
+		if ((rc = select_one(r, k, (size_t)comp, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Selects component @comp of writer @k and what it depends on. */
+static int select_one(struct vss_requester *r, size_t k, size_t comp, struct vss_error *err)
+{
+	const struct vss_wmd *wmd = r->w[k].wmd;
+	struct vss_wmd_component_info ci;
+	struct vss_wmd_identity id;
+	int rc;
+
+	vss_wmd_identity(wmd, &id);
+	vss_wmd_component(wmd, comp, &ci);
+	rc = vss_bcd_add_component(r->bcd, &(struct vss_bcd_component_info){
+		.class_id = id.class_id, .instance_id = id.instance_id,
+		.logical_path = ci.logical_path, .name = ci.name }, NULL, err);
+	if (rc == -EEXIST)
+		return 0;       /* and so are its dependencies */
+	for (size_t i = 0; rc == 0 && i < vss_wmd_dependency_count(wmd, comp); i++) {
+		struct vss_wmd_dependency dep;
+
+		vss_wmd_dependency(wmd, comp, i, &dep);
+		rc = select_in_class(r, dep.writer_class_id ? dep.writer_class_id : id.class_id,
+				     dep.logical_path, dep.name, err);
+	}
+	return rc;
+}
+
+/* The writer's non-selectable components that no selectable one holds. */
+static int select_required(struct vss_requester *r, size_t k, struct vss_error *err)
+{
+	const struct vss_wmd *wmd = r->w[k].wmd;
+	size_t n = vss_wmd_component_count(wmd);
+
+	for (size_t i = 0; i < n; i++) {
+		struct vss_wmd_component_info ci;
+		bool held = false;
+		int rc;
+
+		vss_wmd_component(wmd, i, &ci);
+		for (size_t j = 0; !ci.selectable && !held && j < n; j++) {
+			struct vss_wmd_component_info cj;
+			char full[2 * VSS_DOC_NAME_MAX + 2];
+
+			vss_wmd_component(wmd, j, &cj);
+			full_path(&cj, full, sizeof(full));
+			held = j != i && cj.selectable && ci.logical_path &&
+			       under(ci.logical_path, full);
+		}
+		if (!ci.selectable && !held && (rc = select_one(r, k, i, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int vss_requester_select_component(struct vss_requester *r, const char *writer,
+				   const char *path, struct vss_error *err)
+{
+	bool writer_found = false, found = false;
+
+	if (!r->bcd)
+		return vss_error_set(err, -EINVAL, "gather writer metadata first");
+	while (path && *path == '/')
+		path++;
+	for (size_t k = 0; k < r->nw; k++) {
+		const struct vss_wmd *wmd = r->w[k].wmd;
+		struct vss_wmd_identity id;
+		bool here = false;
+		int rc;
+
+		vss_wmd_identity(wmd, &id);
+		if (strcmp(id.writer_name, writer) != 0 && strcasecmp(id.class_id, writer) != 0 &&
+		    strcasecmp(id.instance_id, writer) != 0)
+			continue;
+		writer_found = true;
+		for (size_t i = 0; i < vss_wmd_component_count(wmd); i++) {
+			struct vss_wmd_component_info ci;
+			char full[2 * VSS_DOC_NAME_MAX + 2];
+
+			vss_wmd_component(wmd, i, &ci);
+			full_path(&ci, full, sizeof(full));
+			if (path && *path && !under(full, path))
+				continue;
+			if ((rc = select_one(r, k, i, err)) < 0)
+				return rc;
+			here = true;
+		}
+		if (here && (rc = select_required(r, k, err)) < 0)
+			return rc;
+		found |= here;
+	}
+	if (!writer_found)
+		return vss_error_set(err, -ENOENT, "no writer %s takes part in this backup",
+				     writer);
+	if (!found)
+		return vss_error_set(err, -ENOENT, "writer %s has no component %s", writer,
+				     path && *path ? path : "at all");
+	return 0;
+}
+
+int vss_requester_set_previous_stamps(struct vss_requester *r, const struct vss_bcd *previous,
+				      struct vss_error *err)
+{
+	enum vss_backup_type prev = vss_bcd_backup_type(previous), t = r->type;
+
+	if (!r->bcd)
+		return vss_error_set(err, -EINVAL, "gather writer metadata first");
+	for (size_t i = 0; i < vss_bcd_component_count(r->bcd); i++) {
+		struct vss_bcd_component *c = vss_bcd_component_at(r->bcd, i), *pc;
+		struct vss_bcd_component_info ci;
+		const char *stamp = NULL;
+		uint32_t schema = 0;
+		int rc;
+
+		vss_bcd_component_info(c, &ci);
+		for (size_t k = 0; k < r->nw; k++) {
+			struct vss_wmd_identity id;
+
+			vss_wmd_identity(r->w[k].wmd, &id);
+			if (strcasecmp(id.instance_id, ci.instance_id) == 0)
+				schema = vss_wmd_backup_schema(r->w[k].wmd);
+		}
+		pc = plan_find_comp(previous, ci.class_id, ci.instance_id, ci.logical_path,
+				    ci.name);
+		if (pc && vss_bcd_backup_succeeded(pc) && (schema & VSS_BS_TIMESTAMPED) &&
+		    ((t == VSS_BT_INCREMENTAL && (schema & VSS_BS_INCREMENTAL)) ||
+		     (t == VSS_BT_DIFFERENTIAL && (schema & VSS_BS_DIFFERENTIAL)))) {
+			bool excl = schema & VSS_BS_EXCLUSIVE_INCREMENTAL_DIFFERENTIAL;
+
+			if (prev == VSS_BT_FULL || (prev == VSS_BT_INCREMENTAL &&
+						    t == VSS_BT_INCREMENTAL))
+				stamp = vss_bcd_backup_stamp(pc);
+			else if (prev == VSS_BT_DIFFERENTIAL && t == VSS_BT_DIFFERENTIAL)
+				stamp = vss_bcd_previous_backup_stamp(pc) ?: vss_bcd_backup_stamp(pc);
+			else if (prev == VSS_BT_DIFFERENTIAL && !excl)
+				stamp = vss_bcd_backup_stamp(pc);
+		}
+		if ((rc = vss_bcd_set_previous_backup_stamp(c, stamp, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int vss_requester_start_snapshot_set(struct vss_requester *r, struct vss_error *err)
 {
 	if (r->set_id[0])
@@ -448,7 +626,35 @@ int vss_requester_add_to_snapshot_set(struct vss_requester *r, const char *targe
 		return vss_error_set(err, -E2BIG, "a set holds at most %d targets", MAX_TARGETS);
 	if (!*target)
 		return vss_error_set(err, -EINVAL, "empty target");
-	r->targets[r->ntargets++] = strdup(target);
+	if (!(r->targets[r->ntargets] = strdup(target)))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	r->target_dev[r->ntargets] = 0;
+	if (target[0] == '/') {
+		struct stat st;
+
+		if (stat(target, &st) == 0)
+			r->target_dev[r->ntargets] = st.st_dev;
+	}
+	r->ntargets++;
+	return 0;
+}
+
+int vss_requester_add_paths_to_snapshot_set(struct vss_requester *r,
+					    const char *const *paths, size_t n,
+					    struct vss_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		bool have = false;
+		int rc;
+
+		if (stat(paths[i], &st) < 0)
+			return vss_error_set(err, -errno, "%s: %s", paths[i], strerror(errno));
+		for (size_t k = 0; k < r->ntargets; k++)
+			have |= r->target_dev[k] == st.st_dev;
+		if (!have && (rc = vss_requester_add_to_snapshot_set(r, paths[i], err)) < 0)
+			return rc;
+	}
 	return 0;
 }
 

@@ -264,31 +264,15 @@ static int fail(struct restore *rs, const struct entry *e, int rc, const char *w
 			     rc ? strerror(-rc) : "");
 }
 
-/* Writes the bytes of file entry @e into @fd, checking them. */
+/* Writes the bytes of file entry @e into @fd (a partial file: its layers),
+ * checking them. */
 static int write_file(struct restore *rs, const struct entry *e, int fd)
 {
-	char path[PATH_MAX], hex[SHA256_HEX];
-	struct stat st;
-	int in, rc;
+	bool damaged;
+	int rc = repo_file_restore(rs->r, e, fd, &damaged, rs->err);
 
-	repo_data_path(e->in, e->src, e->path, path, sizeof(path));
-	in = openat(rs->r->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (in < 0)
-		return vss_error_set(rs->err, -errno, "backup %s: %s/%s: %s", rs->id,
-				     rs->r->dir, path, strerror(errno));
-	if (fstat(in, &st) < 0 || (uint64_t)st.st_size != e->size) {
-		close(in);
-		return vss_error_set(rs->err, -EBADMSG, "backup %s: %s/%s is damaged (its size "
-				     "is not the one recorded)", rs->id, rs->r->dir, path);
-	}
-	rc = repo_copy(in, fd, e->size, hex);
-	close(in);
 	if (rc < 0)
-		return fail(rs, e, rc, "writing it");
-	if (strcmp(hex, e->sha256) != 0)
-		return vss_error_set(rs->err, -EBADMSG, "backup %s: %s/%s is damaged (its bytes "
-				     "do not match their checksum); nothing was written in its "
-				     "place", rs->id, rs->r->dir, path);
+		return damaged ? rc : fail(rs, e, rc, "writing it");
 	rs->out->bytes += e->size;
 	rs->pr.p.bytes += e->size;
 	return 0;
@@ -301,7 +285,7 @@ static int make_entry(struct restore *rs, const struct entry *e, int dir, const 
 
 	switch (e->kind) {
 	case EK_FILE:
-		fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		fd = openat(dir, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return fail(rs, e, -errno, "creating it");
 		rc = write_file(rs, e, fd);

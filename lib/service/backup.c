@@ -17,6 +17,8 @@
  *                   svc->lock); Thaw (reverse order); PostSnapshot
  *   backup.complete BackupComplete to each writer; the set becomes complete
  *   backup.abort    Abort to each writer; the set is deleted
+ *   (either, or the requester gone)  BackupShutdown to each writer that
+ *                   Identify reached, as the session ends (session_end)
  *
  * The life of a backup and of its set is one state machine (backup.h,
  * enum svc_backup_state; doc/service.md draws it):
@@ -365,10 +367,34 @@ static void session_free(struct svc_backup *b)
 	free(b);
 }
 
+static unsigned int deadline_for(const struct svc_backup *b, const struct svc_writer *w);
+
+/* BackupShutdown, when the requester's backup is over (completed or
+ * aborted, its requester gone or not), to every writer Identify reached,
+ * all at once.  A failure is only recorded in the writer's state. */
+static void shutdown_writers(struct vss_service *svc, struct svc_backup *b)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+	size_t n = 0;
+
+	if (!b->owner || b->state == SVC_BACKUP_CREATED)
+		return;         /* shadow.create's own session, or nothing was sent */
+	for (size_t k = 0; k < b->nw; k++)
+		if (!b->w[k]->gone)
+			calls[n++] = (struct svc_wcall){
+				.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+				.args = json_pack("{s:s?}", "set",
+						  b->set_id[0] ? b->set_id : NULL) };
+	svc_writers_call(svc, EV_BACKUP_SHUTDOWN, calls, n);
+	for (size_t i = 0; i < n; i++)
+		json_decref(calls[i].result);
+}
+
 /* Ends @b, in use by the caller (complete, aborted, or with nothing sent to
  * a writer yet, or its held set handed to a hold): the slot is free. */
 static void session_end(struct vss_service *svc, struct svc_backup *b)
 {
+	shutdown_writers(svc, b);
 	for (size_t k = 0; k < b->nw; k++)
 		svc_writer_enlist(svc, b->w[k], false);
 	svc_mutex_lock(&svc->wreg->lock);

@@ -68,6 +68,7 @@ static const struct {
 	[EV_POST_SNAPSHOT] = { "post_snapshot", WS_FAILED_AT_POST_SNAPSHOT },
 	[EV_BACKUP_COMPLETE] = { "backup_complete", WS_FAILED_AT_BACKUP_COMPLETE },
 	[EV_ABORT] = { "abort", WS_STABLE },
+	[EV_BACKUP_SHUTDOWN] = { "backup_shutdown", WS_FAILED_AT_BACKUP_SHUTDOWN },
 };
 
 const char *svc_event_name(enum svc_wevent ev)

@@ -57,6 +57,7 @@ enum svc_wevent {
 	EV_POST_SNAPSHOT,
 	EV_BACKUP_COMPLETE,
 	EV_ABORT,
+	EV_BACKUP_SHUTDOWN,
 };
 
 /* Freeze order classes: front-end (applications) first, then back-end

@@ -880,12 +880,15 @@ static json_t *diff_json(const struct bcd_diff *d)
 {
 	char t[VSS_BCD_TIME_BUF];
 	json_t *o = json_object();
+	/* The epoch is "no time": the requester finds what changed itself. */
+	bool none = d->t.tv_sec == 0 && d->t.tv_nsec == 0;
 
 	if (o && vss_bcd_time_format(&d->t, t) == 0 &&
 	    doc_put_str(o, "path", d->path) &&
 	    doc_put_str(o, "file_spec", d->file_spec) &&
 	    doc_put(o, "recursive", json_boolean(d->recursive)) &&
-	    doc_put_str(o, "last_modify_time", t))
+	    (none ? doc_put(o, "last_modify_time", json_null())
+		  : doc_put_str(o, "last_modify_time", t)))
 		return o;
 	json_decref(o);
 	return NULL;
@@ -1060,8 +1063,12 @@ static int parse_diff(struct doc_ctx *c, json_t *o, void *arg)
 	if ((r = doc_members(c, o, diff_members)) < 0 ||
 	    (r = doc_string(c, o, "path", true, &df.path)) < 0 ||
 	    (r = doc_string(c, o, "file_spec", true, &df.file_spec)) < 0 ||
-	    (r = doc_bool(c, o, "recursive", false, &df.recursive)) < 0 ||
-	    (r = doc_string(c, o, "last_modify_time", true, &t)) < 0)
+	    (r = doc_bool(c, o, "recursive", false, &df.recursive)) < 0)
+		return r;
+	/* null: no time (the epoch in C). */
+	if (json_is_null(json_object_get(o, "last_modify_time")))
+		return add_diff(c, cp, &df);
+	if ((r = doc_string(c, o, "last_modify_time", true, &t)) < 0)
 		return r;
 	if (vss_bcd_time_parse(t, &df.last_modify) < 0)
 		return doc_fail_at(c, "last_modify_time", -EINVAL,

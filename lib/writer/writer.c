@@ -71,6 +71,7 @@ static const struct {
 	{ "post_snapshot", VSS_WE_POST_SNAPSHOT },
 	{ "backup_complete", VSS_WE_BACKUP_COMPLETE },
 	{ "abort", VSS_WE_ABORT },
+	{ "backup_shutdown", VSS_WE_BACKUP_SHUTDOWN },
 };
 
 static const char *const type_names[] = {
@@ -251,6 +252,7 @@ static void sequence_after(struct vss_writer *w, const struct vss_writer_event *
 		break;
 	case VSS_WE_BACKUP_COMPLETE:
 	case VSS_WE_ABORT:
+	case VSS_WE_BACKUP_SHUTDOWN:
 		sequence_clear(w);
 		break;
 	}
@@ -322,6 +324,7 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	case VSS_WE_POST_SNAPSHOT: fn = w->h.post_snapshot; break;
 	case VSS_WE_BACKUP_COMPLETE: fn = w->h.backup_complete; break;
 	case VSS_WE_ABORT: fn = w->h.abort; break;
+	case VSS_WE_BACKUP_SHUTDOWN: fn = w->h.backup_shutdown; break;
 	}
 	w->fail_kind = 0;
 	w->fail_msg[0] = '\0';

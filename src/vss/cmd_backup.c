@@ -33,7 +33,8 @@ static void time_str(uint64_t ns, char out[40])
 }
 
 /* Progress on standard error, one line rewritten in place, when it is a
- * terminal and --quiet was not given. */
+ * terminal and --quiet was not given: files and bytes done, of how many
+ * when the total is known, the rate, and then the time left. */
 struct progress {
 	struct timespec start;
 	bool on;
@@ -43,18 +44,28 @@ static void show_progress(void *arg, const struct vss_backup_progress *p)
 {
 	struct progress *pr = arg;
 	struct timespec now;
-	double secs;
-	char b[32], rate[32];
+	double secs, rate;
+	char b[32], t[32], r[32], left[48] = "";
 
 	if (!pr->on)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	secs = (double)(now.tv_sec - pr->start.tv_sec) +
 	       (double)(now.tv_nsec - pr->start.tv_nsec) / 1e9;
-	cli_bytes(secs > 0 ? (uint64_t)((double)p->bytes / secs) : 0, rate);
-	fprintf(stderr, "\r%llu files, %s, %s/s, %.0f s%s",
-		(unsigned long long)p->files, cli_bytes(p->bytes, b), rate, secs,
-		p->done ? "\n" : "   ");
+	rate = secs > 0 ? (double)p->bytes / secs : 0;
+	cli_bytes((uint64_t)rate, r);
+	if (!p->done && p->total_bytes > p->bytes && rate > 0)
+		snprintf(left, sizeof(left), ", about %.0f s left",
+			 (double)(p->total_bytes - p->bytes) / rate);
+	if (p->total_files || p->total_bytes)
+		fprintf(stderr, "\r%llu/%llu files, %s/%s, %s/s, %.0f s%s%s",
+			(unsigned long long)p->files, (unsigned long long)p->total_files,
+			cli_bytes(p->bytes, b), cli_bytes(p->total_bytes, t), r, secs, left,
+			p->done ? "\n" : "   ");
+	else
+		fprintf(stderr, "\r%llu files, %s, %s/s, %.0f s%s",
+			(unsigned long long)p->files, cli_bytes(p->bytes, b), r, secs,
+			p->done ? "\n" : "   ");
 	fflush(stderr);
 }
 
@@ -119,17 +130,107 @@ static void documents(struct vss_requester *r, char **bcd, char ***wmds, size_t 
 	}
 }
 
+/* --component WRITER[:PATH] ..., or every component. */
+static int select_components(struct vss_requester *r, const struct cli_args *a,
+			     struct vss_error *err)
+{
+	const char *given[MAX_TARGETS];
+	int n = cli_get_all(a, "component", given, MAX_TARGETS), rc = 0;
+
+	if (n == 0)
+		return vss_requester_select_all_components(r, err);
+	for (int k = 0; rc == 0 && k < n; k++) {
+		char *writer = strdup(given[k]), *path = writer ? strchr(writer, ':') : NULL;
+
+		if (!writer)
+			return vss_error_set(err, -ENOMEM, "out of memory");
+		if (path)
+			*path++ = '\0';
+		rc = vss_requester_select_component(r, writer, path, err);
+		free(writer);
+	}
+	return rc;
+}
+
+/* The live path of each target: a volume's name becomes its mount point. */
+static int live_paths(const struct cli_args *a, const char **fors, int n, struct source *src)
+{
+	json_t *vols = NULL;
+	int rc = 0;
+
+	for (int k = 0; k < n && rc == 0; k++) {
+		json_t *v;
+		size_t i;
+
+		src[k].live = cli_target(fors[k]);
+		if (src[k].live[0] == '/')
+			continue;
+		if (!vols && (rc = cli_call(a, "volume.list", NULL, &vols)))
+			break;
+		json_array_foreach(json_object_get(vols, "volumes"), i, v)
+			if (strcmp(json_string_value(json_object_get(v, "name")), src[k].live) == 0 &&
+			    json_is_string(json_object_get(v, "mount"))) {
+				free(src[k].live);
+				src[k].live = strdup(json_string_value(json_object_get(v, "mount")));
+				break;
+			}
+		if (src[k].live[0] != '/')
+			rc = cli_error(EXIT_FAILED, "backup create: %s is a volume with no "
+				       "filesystem mounted: a backup of files needs one", fors[k]);
+	}
+	json_decref(vols);
+	return rc;
+}
+
+/* The components and the type each was backed up as, for --json. */
+static json_t *components_json(const struct vss_backup_plan *plan, const struct vss_bcd *bcd)
+{
+	json_t *out = json_array();
+
+	for (size_t i = 0; bcd && i < vss_bcd_component_count(bcd); i++) {
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(vss_bcd_component_at(bcd, i), &ci);
+		enum vss_backup_type t = vss_backup_plan_component_type(plan, &ci);
+
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s?}", "writer_class_id",
+						     ci.class_id, "logical_path",
+						     ci.logical_path ? ci.logical_path : "", "name",
+						     ci.name, "type", t ? type_names[t] : NULL));
+	}
+	return out;
+}
+
+/* Components asked for by name are backed up whole or the backup fails. */
+static int all_covered(const struct vss_backup_plan *plan, const struct vss_bcd *bcd)
+{
+	for (size_t i = 0; i < vss_bcd_component_count(bcd); i++) {
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(vss_bcd_component_at(bcd, i), &ci);
+		if (!vss_backup_plan_component_type(plan, &ci))
+			return cli_error(EXIT_FAILED, "backup create: component %s%s%s has files "
+					 "outside the targets: add them with --for, or leave "
+					 "--for out", ci.logical_path ? ci.logical_path : "",
+					 ci.logical_path && *ci.logical_path ? "/" : "", ci.name);
+	}
+	return 0;
+}
+
 static int backup_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "to", 0, true }, { "for", 0, true }, { "type", 0, true },
-		{ "quiet", 'q', false }, { "no-writers", 0, false }, { NULL, 0, false },
+		{ "component", 0, true }, { "quiet", 'q', false }, { "no-writers", 0, false },
+		{ NULL, 0, false },
 	};
 	const char *fors[MAX_TARGETS], *type;
+	const struct vss_wmd **w = NULL;
 	struct source src[MAX_TARGETS];
 	struct vss_backup_source bs[MAX_TARGETS];
 	struct vss_requester *req = NULL;
 	struct vss_repo *repo = NULL;
+	struct vss_backup_plan *plan = NULL;
 	struct vss_backup_params p = { .size = sizeof(p) };
 	struct vss_backup_info info;
 	struct vss_error err = { 0 };
@@ -137,11 +238,11 @@ static int backup_create(int argc, char **argv)
 	struct cli_args a;
 	struct timespec taken;
 	json_t *vols = NULL;
-	char *bcd = NULL, **wmds = NULL;
-	size_t nw = 0;
+	char *bcd = NULL, **wmds = NULL, **paths = NULL;
+	size_t nw = 0, npaths = 0;
 	enum vss_backup_type bt = 0;
-	int rc, n, status = EXIT_FAILED;
-	bool ok = false;
+	int rc, n = 0, status = EXIT_FAILED;
+	bool ok = false, only = false;
 
 	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0)))
 		return rc;
@@ -154,31 +255,93 @@ static int backup_create(int argc, char **argv)
 				 "incremental, differential or copy, not \"%s\"", type);
 	if (!cli_has(&a, "to"))
 		return cli_error(EXIT_USAGE, "backup create: say where with --to REPO");
+	if (cli_has(&a, "component") && cli_has(&a, "no-writers"))
+		return cli_error(EXIT_USAGE, "backup create: --component needs the writers "
+				 "(not --no-writers)");
 	memset(src, 0, sizeof(src));
-	if ((n = cli_targets(&a, fors, MAX_TARGETS, &vols)) < 0) {
-		json_decref(vols);
-		return -n;
-	}
 	if ((rc = repo_open(cli_get(&a, "to"), VSS_REPO_CREATE, &repo)))
-		goto out;
+		return rc;
 	if (vss_requester_open(vss_client_run_dir(a.run_dir), &req, &err) < 0) {
 		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
 		goto out;
 	}
 	vss_requester_set_no_writers(req, cli_has(&a, "no-writers"));
-	rc = vss_requester_set_backup_state(req, bt, false, &err);
+	rc = vss_requester_set_backup_state(req, bt, true, &err);
 	if (rc == 0)
 		rc = vss_requester_gather_writer_metadata(req, &err);
 	if (rc == 0)
-		rc = vss_requester_select_all_components(req, &err);
+		rc = select_components(req, &a, &err);
+	if (rc < 0) {
+		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		goto out;
+	}
+	nw = vss_requester_writer_count(req);
+	if (!(w = calloc(nw ? nw : 1, sizeof(*w)))) {
+		cli_error(EXIT_FAILED, "backup create: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nw; i++)
+		w[i] = vss_requester_writer_metadata(req, i);
+	{
+		/* No target: the volumes holding the selected components' files
+		 * (or, with no component, every mounted volume). */
+		if (!cli_has(&a, "for") &&
+		    vss_bcd_component_count(vss_requester_components(req)) &&
+		    (rc = vss_backup_component_paths(vss_requester_components(req), w, nw,
+						     &paths, &npaths, &err)) < 0) {
+			cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+			goto out;
+		}
+		if (!cli_has(&a, "for") && vss_bcd_component_count(vss_requester_components(req))) {
+			if (npaths == 0 || npaths > MAX_TARGETS) {
+				cli_error(EXIT_FAILED, "backup create: %s", npaths ? "the components' "
+					  "files are in too many places: say where with --for" :
+					  "none of the selected components' files exist");
+				goto out;
+			}
+			only = true;
+			n = (int)npaths;
+			for (int k = 0; k < n; k++)
+				src[k].live = strdup(paths[k]);
+		} else {
+			if ((n = cli_targets(&a, fors, MAX_TARGETS, &vols)) < 0) {
+				status = -n;
+				n = 0;
+				goto out;
+			}
+			if ((rc = live_paths(&a, fors, n, src))) {
+				status = rc;
+				goto out;
+			}
+		}
+		for (int k = 0; k < n; k++)
+			bs[k] = (struct vss_backup_source){ .live = src[k].live, .read = src[k].live };
+		p.type = bt;
+		p.sources = bs;
+		p.nsources = (size_t)n;
+		/* The base, each component's type, the previous stamps. */
+		rc = vss_repo_plan(repo, &p, w, nw, vss_requester_components(req), &plan, &err);
+	}
+	if (rc == 0 && cli_has(&a, "component") && (rc = all_covered(plan,
+			vss_requester_components(req))) != 0) {
+		status = rc;
+		goto out;
+	}
 	if (rc == 0)
 		rc = vss_requester_start_snapshot_set(req, &err);
-	for (int k = 0; rc == 0 && k < n; k++) {
-		src[k].live = cli_target(fors[k]);
-		rc = vss_requester_add_to_snapshot_set(req, src[k].live, &err);
+	if (rc == 0 && only)
+		rc = vss_requester_add_paths_to_snapshot_set(req, (const char *const *)paths,
+							     npaths, &err);
+	for (int k = 0; rc == 0 && !only && k < n; k++) {
+		char *t = cli_target(fors[k]);
+
+		rc = vss_requester_add_to_snapshot_set(req, t, &err);
+		free(t);
 	}
 	if (rc == 0)
 		rc = vss_requester_prepare_for_backup(req, &err);
+	if (rc == 0)
+		rc = vss_backup_plan_check(plan, vss_requester_components(req), &err);
 	if (rc == 0)
 		rc = vss_requester_do_snapshot_set(req, &err);
 	if (rc < 0) {
@@ -186,46 +349,52 @@ static int backup_create(int argc, char **argv)
 		goto out;
 	}
 	clock_gettime(CLOCK_REALTIME, &taken);
-	for (int k = 0; k < n; k++) {
+	for (size_t k = 0; rc == 0 && k < vss_requester_shadow_count(req); k++) {
 		struct vss_requester_shadow sh;
-		char read[PATH_MAX];
 
-		if ((rc = vss_requester_shadow(req, (size_t)k, &sh)) < 0)
+		if ((rc = vss_requester_shadow(req, k, &sh)) < 0)
 			break;
 		if (!sh.live && !sh.mount) {
 			cli_error(EXIT_FAILED, "backup create: %s is a volume with no filesystem "
-				  "mounted: a backup of files needs one", fors[k]);
+				  "mounted: a backup of files needs one", sh.target);
 			goto out;
 		}
-		if (src[k].live[0] != '/') {    /* a volume name: its mount point */
-			free(src[k].live);
-			src[k].live = strdup(sh.mount);
-		}
-		if (!sh.live && (rc = vss_requester_expose(req, (size_t)k, NULL, &err)) < 0)
-			break;
+		if (!sh.live)
+			rc = vss_requester_expose(req, k, NULL, &err);
+	}
+	for (int k = 0; rc == 0 && k < n; k++) {
+		char read[PATH_MAX];
+
 		if ((rc = vss_requester_translate_path(req, src[k].live, read, sizeof(read),
 						       &err)) < 0)
 			break;
 		src[k].read = strdup(read);
-		bs[k].live = src[k].live;
 		bs[k].read = src[k].read;
 	}
 	if (rc < 0) {
 		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
 		goto out;
 	}
+	/* What the backup keeps says which components it backed up: not one
+	 * with files outside the targets. */
+	for (size_t i = 0; i < vss_bcd_component_count(vss_requester_components(req)); i++) {
+		struct vss_bcd_component *c = vss_bcd_component_at(vss_requester_components(req), i);
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(c, &ci);
+		vss_bcd_set_backup_succeeded(c, vss_backup_plan_component_type(plan, &ci) != 0);
+	}
 	documents(req, &bcd, &wmds, &nw);
 	progress_init(&pr, &a);
-	p.type = bt;
-	p.sources = bs;
-	p.nsources = (size_t)n;
 	p.set_id = vss_requester_set_id(req);
 	p.instant_ns = (uint64_t)taken.tv_sec * 1000000000u + (uint64_t)taken.tv_nsec;
 	p.components = bcd;
 	p.writer_metadata = (const char *const *)wmds;
 	p.nwriters = nw;
-	p.progress = show_progress;
+	p.progress = pr.on ? show_progress : NULL;
 	p.progress_arg = &pr;
+	p.plan = plan;
+	p.components_only = only;
 	if (vss_repo_backup(repo, &p, &info, &err) < 0) {
 		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
 		goto out;
@@ -238,8 +407,14 @@ static int backup_create(int argc, char **argv)
 		goto out;
 	}
 	if (a.json) {
-		json_t *j = info_json(&info);
+		json_t *j = info_json(&info), *sources = json_array();
 
+		/* info_json lists no sources: the backup's are these. */
+		for (int k = 0; k < n; k++)
+			json_array_append_new(sources, json_string(src[k].live));
+		json_object_set_new(j, "sources", sources);
+		json_object_set_new(j, "components",
+				    components_json(plan, vss_requester_components(req)));
 		cli_print_json(j);
 		json_decref(j);
 	} else {
@@ -259,13 +434,18 @@ out:
 		vss_requester_abort(req, NULL);
 	vss_requester_close(req);
 	vss_repo_close(repo);
+	vss_backup_plan_free(plan);
 	for (int k = 0; k < n; k++) {
 		free(src[k].live);
 		free(src[k].read);
 	}
+	for (size_t i = 0; i < npaths; i++)
+		free(paths[i]);
+	free(paths);
 	for (size_t i = 0; wmds && i < nw; i++)
 		free(wmds[i]);
 	free(wmds);
+	free(w);
 	free(bcd);
 	json_decref(vols);
 	return status;

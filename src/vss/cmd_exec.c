@@ -58,6 +58,69 @@ static void put_var(FILE *script, const char *name, const char *val)
 	fputs("'\n", script);
 }
 
+/* --components FILE: the document a previous run saved, its stamps handed
+ * on as the previous ones (none yet: a first run). */
+static int load_components(struct vss_requester *r, const char *file, struct vss_error *err)
+{
+	struct vss_bcd *prev = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = fopen(file, "re");
+	int rc;
+
+	if (!f)
+		return errno == ENOENT ? 0 : vss_error_set(err, -errno, "%s: %s", file,
+							   strerror(errno));
+	buf = malloc(VSS_DOC_SIZE_DEFAULT + 1);
+	if (buf)
+		len = fread(buf, 1, VSS_DOC_SIZE_DEFAULT + 1, f);
+	fclose(f);
+	if (!buf)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	rc = vss_bcd_parse(buf, len, 0, &prev, err);
+	free(buf);
+	if (rc < 0) {
+		char msg[VSS_ERROR_MSG_MAX];
+
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		return vss_error_set(err, rc, "%s is not a backup components document: %s", file,
+				     msg);
+	}
+	rc = vss_requester_set_previous_stamps(r, prev, err);
+	vss_bcd_free(prev);
+	return rc;
+}
+
+/* Saves the document the backup completed with, whole or not at all. */
+static int save_components(struct vss_requester *r, const char *file)
+{
+	char *text = NULL, *tmp = NULL;
+	FILE *f;
+	int rc = -1;
+
+	if (vss_bcd_serialize(vss_requester_components(r), &text, NULL, NULL) < 0 ||
+	    asprintf(&tmp, "%s.tmp", file) < 0) {
+		free(text);
+		return cli_error(EXIT_FAILED, "exec: cannot save the components document");
+	}
+	if ((f = fopen(tmp, "we"))) {
+		rc = fputs(text, f) < 0 || fputc('\n', f) < 0 || fflush(f) != 0 ||
+		     fsync(fileno(f)) < 0 ? -1 : 0;
+		if (fclose(f) != 0)
+			rc = -1;
+	}
+	if (rc == 0 && rename(tmp, file) < 0)
+		rc = -1;
+	if (rc < 0) {
+		cli_error(EXIT_FAILED, "exec: cannot save the components document in %s: %s",
+			  file, strerror(errno));
+		unlink(tmp);
+	}
+	free(text);
+	free(tmp);
+	return rc < 0 ? EXIT_FAILED : 0;
+}
+
 /* Runs COMMAND (in place: vss_requester_run_in_place); its exit status as
  * a shell gives it, or -1 if it did not run. */
 static int run_command(struct vss_requester *r, char **cmd, bool in_place)
@@ -107,7 +170,7 @@ int cmd_exec(int argc, char **argv)
 		{ "no-writers", 0, false }, { "script", 0, true },
 		{ "exclude-writer", 0, true }, { "allow-live", 0, false },
 		{ "provider", 0, true }, { "freeze-timeout", 0, true },
-		{ "in-place", 0, false }, { NULL, 0, false },
+		{ "in-place", 0, false }, { "components", 0, true }, { NULL, 0, false },
 	};
 	static const char *const types[] = { "", "full", "incremental", "differential",
 					      "log", "copy" };
@@ -183,6 +246,8 @@ int cmd_exec(int argc, char **argv)
 		rc = vss_requester_gather_writer_metadata(r, &err);
 	if (rc == 0)
 		rc = vss_requester_select_all_components(r, &err);
+	if (rc == 0 && cli_has(&a, "components"))
+		rc = load_components(r, cli_get(&a, "components"), &err);
 	if (rc == 0)
 		rc = vss_requester_start_snapshot_set(r, &err);
 	for (int k = 0; rc == 0 && k < n; k++)
@@ -276,6 +341,9 @@ out:
 		status = step_failed(rc, &err);
 	else if (r && !(ok && status == 0))
 		vss_requester_abort(r, NULL);
+	/* The stamps for the next run; a copy is no part of the history. */
+	else if (r && cli_has(&a, "components") && bt != VSS_BT_COPY)
+		status = save_components(r, cli_get(&a, "components"));
 	/* Unexposes (vssd removes its directories), and deletes the set unless
 	 * it is persistent. */
 	vss_requester_close(r);

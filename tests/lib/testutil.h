@@ -2,7 +2,8 @@
  * tests/lib/testutil.h - what the randomized tests share: a splitmix64
  * generator (one state per thread, so runs repeat from their seed), the
  * environment knobs (VSS_TEST_SEED, round counts), temp-dir cleanup, and
- * (after <cmocka.h>) held buffers and VSS_TEST_VERBOSE tracing.
+ * (after <cmocka.h>) held buffers, shell commands and VSS_TEST_VERBOSE
+ * tracing.
  */
 #ifndef VSS_TESTS_TESTUTIL_H
 #define VSS_TESTS_TESTUTIL_H
@@ -132,6 +133,20 @@ static inline void release(void **held, void *p, bool keep)
 			held[i] = NULL;
 	if (!keep)
 		free(p);
+}
+
+/* Runs the shell command @fmt makes; the check fails unless it exits 0. */
+static inline void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline void run(const char *fmt, ...)
+{
+	char cmd[4 * PATH_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* With VSS_TEST_VERBOSE set, says what each step does, to reproduce a failure. */

@@ -24,6 +24,7 @@
 #include <vss/backup.h>
 
 #include "requester/repo_i.h"
+#include "../lib/testutil.h"
 
 static char base_dir[64];
 
@@ -42,17 +43,6 @@ static void write_at(const char *rel, const char *text)
 	assert_non_null(f);
 	fputs(text, f);
 	fclose(f);
-}
-
-static void run(const char *fmt, ...)
-{
-	char cmd[4 * PATH_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	assert_int_equal(system(cmd), 0);
 }
 
 static int setup(void **state)
@@ -161,7 +151,7 @@ static void not_a_repository(void **state)
 	assert_int_equal(vss_repo_open(dir, VSS_REPO_CREATE, &r, &err), -EMEDIUMTYPE);
 	assert_non_null(strstr(err.msg, "not empty"));
 	path_of(dir, "newer");
-	run("mkdir -p '%s' && echo '{\"format\": \"vss-backup-repository\", \"version\": 2}' "
+	run("mkdir -p '%s' && echo '{\"format\": \"vss-backup-repository\", \"version\": 3}' "
 	    "> '%s/vss-backup-repository'", dir, dir);
 	assert_int_equal(vss_repo_open(dir, 0, &r, &err), -EPROTO);
 	path_of(dir, "other");

@@ -7,12 +7,26 @@
  *
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
- *     [--slow-at EV] [--stamp S] [--partial] [--reconnect]
- * Prints "ready" on stdout once registered.
+ *     [--slow-at EV] [--stamp S|auto] [--partial] [--reconnect]
+ *     [--schema HEX] [--set PATH:SPEC:MASK[:r] ...] [--exclude PATH:SPEC ...]
+ *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
+ * Prints "ready" on stdout once registered; logs backup_shutdown only with
+ * --shutdown (without, the library answers it).
+ *
+ * For backups of its components (one, "data"): --schema replaces its backup
+ * schema (VSS_BS_* bits), each --set adds a file set (MASK: VSS_FSBT_* bits,
+ * r: recursive; without any, /data * recursive with the default mask),
+ * --stamp auto sets "NAME-N" at the Nth prepare_backup, and at
+ * prepare_backup it reads the partial files to name from FILE, one a line,
+ * "DIR NAME OFFSET LENGTH [OFFSET LENGTH ...]", and the differenced files
+ * from FILE, "DIR SPEC RECURSIVE(0|1) TIME|-" (- for none).  --detail adds
+ * to the prepare_backup line the backup type, whether the requester
+ * supports partial files, and each stamp set.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +36,8 @@
 
 #include <vss/writer.h>
 
+#define MAX_SETS 16
+
 struct opts {
 	const char *name, *log, *run_dir, *fail_at, *kind, *hang_at, *crash_at, *stamp;
 	const char *slow_at;          /* answer 2.5 s late, once */
@@ -29,7 +45,59 @@ struct opts {
 	unsigned int timeout_ms;
 	bool partial;
 	bool reconnect;             /* register again when vssd comes back */
+	bool detail;
+	uint32_t schema, schema_now;  /* asked for; the one registered */
+	const char *sets[MAX_SETS], *excludes[MAX_SETS];
+	int nsets, nexcludes;
+	const char *partial_from, *differenced_from;
+	unsigned int backups;       /* prepare_backup events so far */
 };
+
+/* The partial files named in o->partial_from. */
+static void add_partials(const struct opts *o, struct vss_bcd_component *c)
+{
+	FILE *f = o->partial_from ? fopen(o->partial_from, "re") : NULL;
+	char line[4096];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		struct vss_bcd_range r[64];
+		char *save, *dir = strtok_r(line, " \n", &save), *name = strtok_r(NULL, " \n", &save);
+		char *off, *len;
+		size_t n = 0;
+
+		while (n < 64 && (off = strtok_r(NULL, " \n", &save)) &&
+		       (len = strtok_r(NULL, " \n", &save)))
+			r[n++] = (struct vss_bcd_range){ atoll(off), atoll(len) };
+		if (dir && name && n)
+			vss_bcd_add_partial_file(c, &(struct vss_bcd_partial_file){
+				.path = dir, .filename = name, .ranges = r, .range_count = n },
+				NULL);
+	}
+	if (f)
+		fclose(f);
+}
+
+/* The differenced files named in o->differenced_from. */
+static void add_differenced(const struct opts *o, struct vss_bcd_component *c)
+{
+	FILE *f = o->differenced_from ? fopen(o->differenced_from, "re") : NULL;
+	char line[4096];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *save, *dir = strtok_r(line, " \n", &save), *spec = strtok_r(NULL, " \n", &save);
+		char *rec = strtok_r(NULL, " \n", &save), *t = strtok_r(NULL, " \n", &save);
+		struct timespec since = { 0, 0 };
+
+		if (!dir || !spec || !rec || !t || (strcmp(t, "-") != 0 &&
+						    vss_bcd_time_parse(t, &since) < 0))
+			continue;
+		vss_bcd_add_differenced_files(c, &(struct vss_bcd_differenced_files){
+			.path = dir, .file_spec = spec, .recursive = strcmp(rec, "1") == 0,
+			.last_modify = since }, NULL);
+	}
+	if (f)
+		fclose(f);
+}
 
 static volatile sig_atomic_t stop, resume;
 
@@ -54,15 +122,32 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	n = snprintf(line, sizeof(line), "%s %s", o->name, ev->name);
 	if (ev->type == VSS_WE_PREPARE_BACKUP && ev->components) {
 		size_t k = vss_bcd_component_count(ev->components);
+		char stamp[64];
 
+		o->backups++;
+		snprintf(stamp, sizeof(stamp), "%s-%u", o->name, o->backups);
+		/* A writer may ask with no component selected, too. */
+		if (o->detail)
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " type=%d partial=%d",
+				      (int)ev->backup_type,
+				      vss_bcd_partial_file_support(ev->components));
 		for (size_t i = 0; i < k; i++) {
 			struct vss_bcd_component *c = vss_bcd_component_at(ev->components, i);
 			const char *prev = vss_bcd_previous_backup_stamp(c);
 
 			n += snprintf(line + n, sizeof(line) - (size_t)n, " previous=%s",
 				      prev ? prev : "-");
-			if (o->stamp)
-				vss_bcd_set_backup_stamp(c, o->stamp, NULL);
+			/* auto: only when the schema says the writer keeps stamps. */
+			if (o->stamp && (strcmp(o->stamp, "auto") != 0 ||
+					 (o->schema_now & VSS_BS_TIMESTAMPED)))
+				vss_bcd_set_backup_stamp(c, strcmp(o->stamp, "auto") == 0 ? stamp
+							 : o->stamp, NULL);
+			if (o->stamp && o->detail && vss_bcd_backup_stamp(c))
+				n += snprintf(line + n, sizeof(line) - (size_t)n, " stamp=%s",
+					      vss_bcd_backup_stamp(c));
+			if (vss_bcd_partial_file_support(ev->components))
+				add_partials(o, c);
+			add_differenced(o, c);
 			if (o->partial) {
 				struct vss_bcd_range r = { 0, 4096 };
 
@@ -131,9 +216,11 @@ static void on_connection(struct vss_writer *w, bool up, const char *why, void *
 
 int main(int argc, char **argv)
 {
-	static const struct vss_writer_handlers h = {
-		sizeof(struct vss_writer_handlers),
-		handle, handle, handle, handle, handle, handle, handle, handle,
+	struct vss_writer_handlers h = {
+		.size = sizeof(struct vss_writer_handlers),
+		.identify = handle, .prepare_backup = handle, .prepare_snapshot = handle,
+		.freeze = handle, .thaw = handle, .post_snapshot = handle,
+		.backup_complete = handle, .abort = handle,
 	};
 	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back" };
 	struct vss_error err = { 0 };
@@ -154,6 +241,14 @@ int main(int argc, char **argv)
 			o.reconnect = true;
 			continue;
 		}
+		if (strcmp(a, "--detail") == 0) {
+			o.detail = true;
+			continue;
+		}
+		if (strcmp(a, "--shutdown") == 0) {
+			h.backup_shutdown = handle;
+			continue;
+		}
 		if (!v) {
 			fprintf(stderr, "%s needs a value\n", a);
 			return 2;
@@ -170,6 +265,12 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--stamp") == 0) o.stamp = v;
 		else if (strcmp(a, "--class") == 0) o.cls = v;
 		else if (strcmp(a, "--timeout") == 0) o.timeout_ms = (unsigned)atoi(v);
+		else if (strcmp(a, "--schema") == 0) o.schema = (uint32_t)strtoul(v, NULL, 0);
+		else if (strcmp(a, "--set") == 0 && o.nsets < MAX_SETS) o.sets[o.nsets++] = v;
+		else if (strcmp(a, "--exclude") == 0 && o.nexcludes < MAX_SETS)
+			o.excludes[o.nexcludes++] = v;
+		else if (strcmp(a, "--partial-from") == 0) o.partial_from = v;
+		else if (strcmp(a, "--differenced-from") == 0) o.differenced_from = v;
 		else {
 			fprintf(stderr, "unknown option %s\n", a);
 			return 2;
@@ -190,16 +291,34 @@ int main(int argc, char **argv)
 		.usage = strcmp(o.cls, "system") == 0 ? VSS_UT_SYSTEM_SERVICE : VSS_UT_USER_DATA,
 		.source = strcmp(o.cls, "back") == 0 ? VSS_ST_TRANSACTED_DB : VSS_ST_OTHER },
 		&wmd, &err);
+	o.schema_now = o.schema ? o.schema : VSS_BS_INCREMENTAL | VSS_BS_DIFFERENTIAL |
+		       VSS_BS_TIMESTAMPED | VSS_BS_LAST_MODIFY;
 	if (rc == 0)
-		rc = vss_wmd_set_backup_schema(wmd, VSS_BS_INCREMENTAL | VSS_BS_DIFFERENTIAL |
-					       VSS_BS_TIMESTAMPED | VSS_BS_LAST_MODIFY, &err);
+		rc = vss_wmd_set_backup_schema(wmd, o.schema_now, &err);
 	if (rc == 0)
 		rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
 			.type = VSS_CT_FILE_GROUP, .name = "data", .selectable = true }, &err);
-	if (rc == 0)
+	if (rc == 0 && !o.nsets)
 		rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
 			.kind = VSS_FSK_FILES, .path = "/data", .file_spec = "*",
 			.recursive = true, .backup_type_mask = VSS_FSBT_DEFAULT }, &err);
+	/* PATH:SPEC:MASK[:r] and PATH:SPEC. */
+	for (int i = 0; rc == 0 && i < o.nsets + o.nexcludes; i++) {
+		char *copy = strdup(i < o.nsets ? o.sets[i] : o.excludes[i - o.nsets]), *save;
+		char *path = strtok_r(copy, ":", &save), *spec = strtok_r(NULL, ":", &save);
+		char *mask = strtok_r(NULL, ":", &save), *rec = strtok_r(NULL, ":", &save);
+
+		if (i < o.nsets)
+			rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
+				.kind = VSS_FSK_FILES, .path = path, .file_spec = spec,
+				.recursive = rec && strcmp(rec, "r") == 0,
+				.backup_type_mask = mask ? (uint32_t)strtoul(mask, NULL, 0) : 0 },
+				&err);
+		else
+			rc = vss_wmd_add_exclude_files(wmd, &(struct vss_wmd_file_spec){
+				.path = path, .file_spec = spec, .recursive = true }, &err);
+		free(copy);
+	}
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
 			.size = sizeof(struct vss_writer_options), .run_dir = o.run_dir,

@@ -455,6 +455,21 @@ while True:
 """
 
 
+def start_committing(d, db, mode):
+    """A program committing to @db in a loop, and the SQLite writer for it,
+    registered; returns the program's process."""
+    c = d.spawn([sys.executable, "-c", COMMITTER, db, mode], stdout=subprocess.PIPE,
+                text=True)
+    assert c.stdout.readline().strip() == "ready"
+    w = d.spawn([SQLITE_WRITER, "--run-dir", d.run, db],
+                stderr=open(os.path.join(d.root, "sqlite.log"), "ab"))
+    deadline = time.time() + 10
+    while "sqlite" not in writers(d):
+        assert time.time() < deadline and w.poll() is None
+        time.sleep(0.05)
+    return c
+
+
 @pytest.mark.parametrize("mode", ["wal", "delete"])
 def test_sqlite_shadows_hold_consistent_databases(vssd, fsvol, mode):
     import shutil
@@ -462,15 +477,7 @@ def test_sqlite_shadows_hold_consistent_databases(vssd, fsvol, mode):
     dbdir = os.path.join(fsvol, "db")
     os.mkdir(dbdir)
     db = os.path.join(dbdir, "app.db")
-    c = vssd.spawn([sys.executable, "-c", COMMITTER, db, mode], stdout=subprocess.PIPE,
-                   text=True)
-    assert c.stdout.readline().strip() == "ready"
-    w = vssd.spawn([SQLITE_WRITER, "--run-dir", vssd.run, db],
-                   stderr=open(os.path.join(vssd.root, "sqlite.log"), "ab"))
-    deadline = time.time() + 10
-    while "sqlite" not in writers(vssd):
-        assert time.time() < deadline and w.poll() is None
-        time.sleep(0.05)
+    c = start_committing(vssd, db, mode)
     ids = []
     for _ in range(4):
         time.sleep(0.4)

@@ -432,6 +432,9 @@ static void builder_round_trip(void **state)
 	assert_int_equal(vss_bcd_add_differenced_files(c3, &(struct vss_bcd_differenced_files){
 		.path = "/srv", .file_spec = "*.log", .recursive = true,
 		.last_modify = { .tv_sec = 1714528800, .tv_nsec = 250000000 } }, &err), 0);
+	/* No time: null in the document, the epoch in C. */
+	assert_int_equal(vss_bcd_add_differenced_files(c3, &(struct vss_bcd_differenced_files){
+		.path = "/srv", .file_spec = "*.dat" }, &err), 0);
 
 	text = round_trip(bcd, &back);
 	assert_int_equal(vss_bcd_backup_type(back), VSS_BT_DIFFERENTIAL);
@@ -462,11 +465,16 @@ static void builder_round_trip(void **state)
 	assert_string_equal(ci.name, "two");
 	assert_string_equal(ci.instance_id, INST);
 	assert_false(vss_bcd_backup_succeeded(c));
-	assert_int_equal(vss_bcd_differenced_files_count(c), 1);
+	assert_int_equal(vss_bcd_differenced_files_count(c), 2);
 	assert_int_equal(vss_bcd_differenced_files(c, 0, &df), 0);
 	assert_true(df.recursive);
 	assert_int_equal(df.last_modify.tv_sec, 1714528800);
 	assert_int_equal(df.last_modify.tv_nsec, 250000000);
+	assert_int_equal(vss_bcd_differenced_files(c, 1, &df), 0);
+	assert_string_equal(df.file_spec, "*.dat");
+	assert_int_equal(df.last_modify.tv_sec, 0);
+	assert_int_equal(df.last_modify.tv_nsec, 0);
+	assert_non_null(strstr(text, "\"last_modify_time\": null"));
 	c = vss_bcd_component_at(back, 2);
 	vss_bcd_component_info(c, &ci);
 	assert_string_equal(ci.class_id, CLS2);

@@ -119,8 +119,10 @@ static void *serve(void *arg)
 static void test_events_round_trip(void **state)
 {
 	static const struct vss_writer_handlers h = {
-		sizeof(struct vss_writer_handlers),
-		handler, handler, handler, handler, handler, handler, handler, handler,
+		.size = sizeof(struct vss_writer_handlers),
+		.identify = handler, .prepare_backup = handler, .prepare_snapshot = handler,
+		.freeze = handler, .thaw = handler, .post_snapshot = handler,
+		.backup_complete = handler, .abort = handler,
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct fake f = { 0 };
