@@ -68,6 +68,8 @@ static const struct {
 	[EV_POST_SNAPSHOT] = { "post_snapshot", WS_FAILED_AT_POST_SNAPSHOT },
 	[EV_BACKUP_COMPLETE] = { "backup_complete", WS_FAILED_AT_BACKUP_COMPLETE },
 	[EV_ABORT] = { "abort", WS_STABLE },
+	[EV_PRE_RESTORE] = { "pre_restore", WS_FAILED_AT_PRE_RESTORE },
+	[EV_POST_RESTORE] = { "post_restore", WS_FAILED_AT_POST_RESTORE },
 };
 
 const char *svc_event_name(enum svc_wevent ev)
