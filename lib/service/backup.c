@@ -2056,7 +2056,7 @@ static int restore_arg(struct svc_backup *b, json_t *args, bool post, json_t *pe
 	    (rc = doc_array(&ctx, r, "components", true, &comps)) < 0)
 		goto refused;
 	for (size_t k = 0; k < b->nw; k++)
-		per[k] = json_pack("{s:s, s:s?, s:[]}", "backup", backup, "to", to, "components");
+		per[k] = json_pack("{s:s, s:s*, s:[]}", "backup", backup, "to", to, "components");
 	mark = doc_enter(&ctx, "components");
 	json_array_foreach(comps, i, c) {
 		const char *inst, *lp = NULL, *name, *status = NULL, *msg = NULL;
