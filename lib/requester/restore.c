@@ -414,10 +414,10 @@ static void add_ancestors(struct rst *rs, const char *live)
 
 	while (copy && (slash = strrchr(copy, '/')) && slash != copy) {
 		*slash = '\0';
-		json_object_set_new(rs->ancestors, copy, json_true());
+		json_object_set_new_nocheck(rs->ancestors, copy, json_true());
 	}
 	if (copy && strcmp(live, "/") != 0)
-		json_object_set_new(rs->ancestors, "/", json_true());
+		json_object_set_new_nocheck(rs->ancestors, "/", json_true());
 	free(copy);
 }
 
@@ -503,11 +503,17 @@ static int choose(void *arg, const struct entry *e, const char *live, struct res
 	ch->dest = mapped(w, live, e->kind == EK_DIR);
 	if (e->kind == EK_HARD) {
 		char *target;
+		bool ok;
 
 		if (asprintf(&target, "%s/%s", live_of(rs, e->src), e->link) < 0)
 			return vss_error_set(rs->err, -ENOMEM, "out of memory");
-		ch->link_dest = mapped(w, target, false);
+		/* Linked to what is restored, never to a file left as it is. */
+		ok = !rs->restricted || component_of(rs, target);
+		ch->link_dest = ok ? mapped(w, target, false) : NULL;
 		free(target);
+		if (!ok)
+			return vss_error_set(rs->err, -EXDEV, "cannot restore %s: it is a hard "
+					     "link to a file of no component being restored", live);
 	}
 	if (!rs->p.to && e->kind != EK_DIR && w->rm.method == VSS_RME_RESTORE_AT_REBOOT)
 		ch->action = RA_STAGE;

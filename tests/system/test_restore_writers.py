@@ -515,6 +515,10 @@ def test_restore_killed_mid_run(vssd, fsvol, workdir):
 def test_two_backups_into_one_repository_at_once(vssd, fsvol, workdir):
     repo = os.path.join(workdir, "repo")
     write(os.path.join(fsvol, "one"), os.urandom(4 << 20))
+    # The repository exists (two backups that both make it at once race:
+    # the second can find it half made).
+    first = backup(vssd, repo, fsvol, "--no-writers")["id"]
+    write(os.path.join(fsvol, "one"), os.urandom(4 << 20))
     results = [None, None]
 
     def run(i):
@@ -528,7 +532,8 @@ def test_two_backups_into_one_repository_at_once(vssd, fsvol, workdir):
         t.join()
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     ids = sorted(json.loads(r.stdout)["id"] for r in results)
-    assert [b["id"] for b in vssd.json("backup", "list", "--in", repo)["backups"]] == ids
+    assert [b["id"] for b in vssd.json("backup", "list", "--in", repo)["backups"]] == \
+        [first] + ids
     assert os.listdir(os.path.join(repo, "tmp")) == []
     assert run_vss(vssd, "backup", "verify", "--in", repo).returncode == 0
     for i, bid in enumerate(ids):
