@@ -555,3 +555,22 @@ def test_restore_at_boot_unit_is_valid(tmp_path):
     path.write_text(unit.replace(exec_line, "ExecStart=%s restore --at-boot" % VSS))
     r = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+
+
+def test_a_user_may_not_drive_the_writers(vssd, fsvol, workdir):
+    """restore.* is the operator's (doc/security.md): a user without the
+    role restoring a backup with writers is refused before anything is
+    written, and no writer hears of it."""
+    repo = os.path.join(workdir, "repo")
+    data, log = data_writer(vssd, fsvol, "w")
+    bid = backup(vssd, repo, fsvol)["id"]
+    to = os.path.join(workdir, "to")
+    os.makedirs(to)
+    os.chown(to, 65534, 65534)
+    for p in (workdir, vssd.root):
+        os.chmod(p, 0o755)
+    subprocess.run(["chmod", "-R", "a+rX", repo], check=True)
+    r = vssd.vss("restore", "--from", repo, bid, "--to", to, user=65534, check=False)
+    assert r.returncode == 1 and "permission denied" in r.stderr, r.stderr
+    assert os.listdir(to) == []
+    assert "pre_restore" not in [e[1] for e in events(log)]
