@@ -63,7 +63,8 @@ holds() {  # holds PACKAGE PATH... : each PATH is in PACKAGE's .deb
 }
 holds vss /usr/sbin/vssd /usr/bin/vss /usr/bin/vss-writer-hooks /usr/bin/vss-writer-sqlite \
   /lib/systemd/system/vssd.service /lib/systemd/system/vss-writer-hooks.service \
-  /lib/systemd/system/vss-writer-sqlite@.service /etc/vss/hooks.d/
+  /lib/systemd/system/vss-writer-sqlite@.service \
+  /lib/systemd/system/vss-restore-at-boot.service /etc/vss/hooks.d/
 holds libvss0 "/usr/lib/$arch/libvss.so.0" "/usr/lib/$arch/libvss.so.$ver"
 holds libvss-dev "/usr/lib/$arch/libvss.so" "/usr/lib/$arch/pkgconfig/vss.pc" \
   /usr/include/vss/requester.h /usr/include/vss/writer.h /usr/include/vss/version.h

@@ -66,6 +66,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <vss/backup.h>
 #include <vss/error.h>
 #include <vss/writer_doc.h>
 #include <vss/writer_state.h>
@@ -236,6 +237,127 @@ int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
 int vss_requester_abort(struct vss_requester *r, struct vss_error *err);
 /* Keep the set at close (for a persistent set nothing needs keeping). */
 void vss_requester_keep_set(struct vss_requester *r);
+
+/* ------------------------------------------------------------------------
+ * Restores, with the writers of the backup (InitializeForRestore,
+ * PreRestore, PostRestore).  A backup keeps its components document and
+ * each writer's metadata as taken (doc/backup-format.md); a restore
+ * involves the writers whose components it restores, whose metadata asks
+ * for it (writer_restore "always" or "if_replace_fails") and that are
+ * registered now (the same instance, or one of the same class with those
+ * components: a writer that started again).  The sequence:
+ *
+ *   restore.begin     the backup slot, the writers matched, identify
+ *   pre_restore       each writer is told what is restored, from which
+ *                     backup and where; one failing stops the restore
+ *                     with its message before anything is written
+ *   services stopped  stop_restore_start (systemctl stop UNIT)
+ *   the files         by each component's restore method (below), every
+ *                     byte checked before it replaces anything
+ *   services started  stop_restore_start; restore_stop_start restarts it
+ *   post_restore      each writer is told each component's status; a
+ *                     failure (recovery_failed, ...) is reported
+ *
+ * Restore methods, per component, from the metadata the backup kept:
+ * restore_if_not_there (none of its files is written if one is there),
+ * restore_if_can_replace (the default), stop_restore_start and
+ * restore_stop_start (the service named, through systemctl: only when the
+ * files go back to their live paths), restore_to_alternate_location (its
+ * files go to the writer's alternate location mappings), restore_at_reboot
+ * (written and checked beside their places now, put in place at the next
+ * boot by vss_requester_restore_at_boot), restore_at_reboot_if_cannot_replace
+ * (likewise, for the files that cannot replace what is there now), custom
+ * (nothing written: the writer's user procedure is reported).  With .to
+ * every file goes below that directory, the alternate location mappings
+ * applying within it, and nothing is stopped or staged.  A backup without
+ * components restores as vss_repo_restore does, without vssd.
+ * ------------------------------------------------------------------------ */
+
+/* One file: what was done with it. */
+struct vss_requester_restored_file {
+	const char *live;               /* its path when it was backed up */
+	const char *path;               /* where it was written (or waits for the next
+					 * boot), or NULL if it was not */
+	enum vss_file_restore_status status;   /* ALL written, NONE left as it was,
+						* STAGED, FAILED */
+	const char *why;                /* NONE, FAILED: why; else NULL */
+};
+
+/* One component of the backup the restore selected, once it is over. */
+struct vss_requester_restored_component {
+	const char *writer;             /* the writer's name, as the backup recorded it */
+	const char *logical_path;       /* "" at the top level */
+	const char *name;
+	enum vss_restore_method method;
+	enum vss_file_restore_status status;
+	unsigned long long files;       /* written or staged */
+	const char *taken_by;           /* the instance ID of the writer that took part,
+					 * or NULL (none did: message says why) */
+	const char *message;            /* why not all, a writer's failure, or NULL */
+};
+
+/* Start from VSS_REQUESTER_RESTORE_PARAMS_INIT: members may be added at the
+ * end, and @size tells the library which the caller has. */
+struct vss_requester_restore_params {
+	size_t size;                    /* sizeof(struct vss_requester_restore_params) */
+	const char *run_dir;            /* vssd's; NULL: $VSS_RUN_DIR or /run/vss */
+	const char *to;                 /* as struct vss_restore_params */
+	const char *const *paths;
+	size_t npaths;
+	/* Only these components (and their files): "[WRITER:]PATH", PATH a
+	 * component's logical path and name ("srv/app/app.db"), or a logical
+	 * path, for every component below it; WRITER a name, class or
+	 * instance ID.  NULL: everything the backup holds. */
+	const char *const *components;
+	size_t ncomponents;
+	bool no_writers;                /* restore the files alone: no vssd, no events */
+	unsigned int timeout_ms;        /* each writer event's deadline; 0: 60000 */
+	/* Where restores at reboot wait: NULL: $VSS_STATE_DIR or /var/lib/vss. */
+	const char *state_dir;
+	vss_backup_progress_fn progress;        /* may be NULL */
+	void *progress_arg;
+	/* Told of each file written, staged, left or failed, and at the end of
+	 * each component; called on the caller's thread with @arg. */
+	void (*file)(void *arg, const struct vss_requester_restored_file *f);
+	void (*component)(void *arg, const struct vss_requester_restored_component *c);
+	void *arg;
+};
+
+#define VSS_REQUESTER_RESTORE_PARAMS_INIT \
+	{ .size = sizeof(struct vss_requester_restore_params) }
+
+struct vss_requester_restore_result {
+	unsigned long long files;       /* entries restored (staged ones included) */
+	unsigned long long bytes;       /* file bytes written */
+	unsigned long long staged;      /* files that wait for the next boot */
+	unsigned long long left;        /* files a restore method left as they were */
+	size_t writers;                 /* writers that took part */
+};
+
+/*
+ * Restores backup @id (NULL: the newest) of @repo with its writers.  An
+ * error when a writer failed pre_restore (nothing was written), when a file
+ * could not be restored (post_restore still went out), or when a writer
+ * failed post_restore (the files are restored); -ENOTCONN when writers
+ * take part and vssd cannot be reached (nothing was written); *@out says
+ * what was done in every case.
+ */
+int vss_requester_restore(struct vss_repo *repo, const char *id,
+			  const struct vss_requester_restore_params *p,
+			  struct vss_requester_restore_result *out, struct vss_error *err);
+
+/*
+ * Puts in place what restores staged for the next boot (restore methods
+ * restore_at_reboot*) under @state_dir (NULL: $VSS_STATE_DIR or
+ * /var/lib/vss), in the order they were staged; run at boot by
+ * vss-restore-at-boot.service (vss restore --at-boot).  @file (may be
+ * NULL) is told of each; *@count (may be NULL) counts those put in place.
+ * An error if any could not be (it stays beside its place).
+ */
+int vss_requester_restore_at_boot(const char *state_dir,
+				  void (*file)(void *arg,
+					       const struct vss_requester_restored_file *f),
+				  void *arg, unsigned long long *count, struct vss_error *err);
 
 #pragma GCC visibility pop
 

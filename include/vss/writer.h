@@ -20,6 +20,19 @@
  *                     (OnBackupShutdown): release what it held; a failure is
  *                     only recorded in the writer's state
  *
+ * and those of every restore of a backup that holds its components (when
+ * its metadata says writer_restore "always" or "if_replace_fails"):
+ *
+ *   identify          the requester gathers metadata
+ *   pre_restore       the files are about to be restored: what, from which
+ *                     backup and where (vss_writer_restore_*()); a failure
+ *                     stops the restore before anything is written
+ *   post_restore      the files were restored, or not: each component's
+ *                     status; bring the data back into use
+ *   abort             the restore was abandoned after pre_restore (the
+ *                     requester went away): vss_writer_restore_info() says it is
+ *                     a restore's, whose files may be partly written
+ *
  * A handler returns 0 for success or a negative errno for failure; it may
  * first call vss_writer_set_failure() to say what kind of failure it is
  * (default: nonretryable) and why.  A failure at prepare_snapshot, freeze or
@@ -94,6 +107,8 @@ enum vss_writer_event_type {
 	VSS_WE_BACKUP_COMPLETE,
 	VSS_WE_ABORT,
 	VSS_WE_BACKUP_SHUTDOWN,
+	VSS_WE_PRE_RESTORE,
+	VSS_WE_POST_RESTORE,
 };
 
 struct vss_writer_event {
@@ -104,7 +119,9 @@ struct vss_writer_event {
 	enum vss_backup_type backup_type; /* 0 when the set is not part of a backup */
 	/* prepare_backup and backup_complete: this writer's part of the backup
 	 * components document (NULL if none).  Changes made in prepare_backup
-	 * (stamps, partial and differenced files) go back to the requester. */
+	 * (stamps, partial and differenced files) go back to the requester.
+	 * pre_restore and post_restore: its part of the document the backup
+	 * being restored kept (stamps and all; read only). */
 	struct vss_bcd *components;
 	unsigned int timeout_ms;       /* freeze, thaw: the freeze-to-thaw window; else 0 */
 	const char *reason;            /* abort: why; else NULL */
@@ -126,6 +143,8 @@ struct vss_writer_handlers {
 	vss_writer_handler backup_complete;
 	vss_writer_handler abort;
 	vss_writer_handler backup_shutdown;     /* added later */
+	vss_writer_handler pre_restore;
+	vss_writer_handler post_restore;
 };
 
 /* A frozen writer waits this long past its freeze window for a thaw. */
@@ -176,6 +195,41 @@ int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 /* Called by a handler before it returns failure. */
 void vss_writer_set_failure(struct vss_writer *w, enum vss_writer_failure kind,
 			    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * The restore of the event being handled (called from a handler): 0 for
+ * pre_restore, post_restore and an abort that ends a restore, -ENOENT for
+ * the events of a backup.  What these fill is borrowed from the event and
+ * valid while its handler runs.
+ */
+struct vss_writer_restore_info {
+	const char *backup_id;         /* the backup restored (its repository's ID) */
+	const char *to;                /* NULL: to the live paths; else every file goes
+					* below this directory (vss restore --to) */
+	size_t component_count;        /* this writer's components in the restore */
+};
+int vss_writer_restore_info(const struct vss_writer *w,
+			    struct vss_writer_restore_info *out);
+
+/* Component @i of the restore (-ERANGE past the last). */
+struct vss_writer_restore_component {
+	const char *logical_path;      /* "" at the top level */
+	const char *name;
+	enum vss_restore_method method; /* of the metadata the backup kept */
+	bool original_location;        /* every file goes back to its live path */
+	size_t location_count;         /* vss_writer_restore_location() */
+	enum vss_file_restore_status status; /* post_restore: what was done;
+					      * VSS_RS_UNDEFINED before */
+	unsigned long long files;      /* post_restore: files written (or staged) */
+	const char *message;           /* post_restore: why not all of them, or NULL */
+};
+int vss_writer_restore_component(const struct vss_writer *w, size_t i,
+				 struct vss_writer_restore_component *out);
+/* Where file set @j of component @i goes: its live place (path, file_spec,
+ * recursive) and the directory its files are written to instead of path
+ * (destination; equal to path when they go back where they were). */
+int vss_writer_restore_location(const struct vss_writer *w, size_t i, size_t j,
+				struct vss_wmd_file_spec *out);
 
 #pragma GCC visibility pop
 

@@ -1,6 +1,7 @@
 /*
- * vss/writer_state.h - the state vssd keeps for each writer and the kinds
- * of failure a writer reports (VSS_WRITER_STATE, VSS_E_WRITERERROR_*): what
+ * vss/writer_state.h - the state vssd keeps for each writer, the kinds of
+ * failure a writer reports (VSS_WRITER_STATE, VSS_E_WRITERERROR_*) and what
+ * a restore did with a component's files (VSS_FILE_RESTORE_STATUS): what
  * a writer says (vss/writer.h) and what a requester reads
  * (vss/requester.h).  The numbers are the protocol's ("state" in
  * writers.list and in the backup replies; doc/writers.md), and never change.
@@ -40,8 +41,28 @@ enum vss_writer_failure {
 	VSS_WF_TIMEOUT,
 	VSS_WF_INCONSISTENT_SNAPSHOT,
 	VSS_WF_OUT_OF_RESOURCES,
+	/* The restore side: the writer could not bring its data back into
+	 * use after a restore (VSS_E_WRITERERROR_RECOVERY_FAILED), or only
+	 * part of what it was asked (VSS_E_WRITERERROR_PARTIAL_FAILURE). */
+	VSS_WF_RECOVERY_FAILED,
+	VSS_WF_PARTIAL_FAILURE,
 };
-#define VSS_WF_MAX VSS_WF_OUT_OF_RESOURCES
+#define VSS_WF_MAX VSS_WF_PARTIAL_FAILURE
+
+/*
+ * What a restore did with the files of one component (VSS_FILE_RESTORE_STATUS,
+ * same numbers, and one of ours): the requester tells each writer at
+ * post_restore (vss/writer.h) and its caller (vss/requester.h).
+ */
+enum vss_file_restore_status {
+	VSS_RS_UNDEFINED = 0,          /* not decided yet (pre_restore) */
+	VSS_RS_NONE = 1,               /* none of its files was written */
+	VSS_RS_ALL = 2,                /* every file it has in the backup is back */
+	VSS_RS_FAILED = 3,             /* some were written, then the restore failed */
+	VSS_RS_STAGED = 4,             /* written beside their places, put in place at the
+					* next boot (restore at reboot) */
+};
+#define VSS_RS_MAX VSS_RS_STAGED
 
 #pragma GCC visibility push(default)
 
@@ -52,6 +73,10 @@ const char *vss_writer_state_name(enum vss_writer_state state);
 const char *vss_writer_failure_name(enum vss_writer_failure kind);
 /* The failure a name stands for ("" and NULL: VSS_WF_NONE), or -EINVAL. */
 int vss_writer_failure_from_name(const char *name);
+/* "undefined", "none", "all", "failed", "staged"; NULL outside the
+ * enumeration.  And back: the status, or -EINVAL. */
+const char *vss_file_restore_status_name(enum vss_file_restore_status status);
+int vss_file_restore_status_from_name(const char *name);
 
 #pragma GCC visibility pop
 

@@ -5,8 +5,8 @@
  * backup: vssd aborts it if the connection goes away, or if it does not
  * hear from the requester within the backup's lease.  So from
  * backup.begin until the backup ends a thread of the library's own (the
- * renewer) sends backup.status every third of the lease; the connection
- * is shared with the caller's thread under r->call_lock.
+ * renewer, lease.c) sends backup.status every third of the lease; the
+ * connection is shared with the caller's thread under r->call_lock.
  */
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +25,7 @@
 
 #include "client/client_json.h"
 #include "requester/repo_i.h"
+#include "requester/lease_i.h"
 
 #define MAX_TARGETS 64
 
@@ -49,12 +50,7 @@ struct vss_requester {
 	unsigned int window_ms, wait_ms;
 	unsigned int lease_ms;           /* asked for (0: vssd's default) */
 	unsigned long long hold_ms;      /* asked for (0: vssd's default) */
-	/* The renewer (renew_lock for the flags). */
-	pthread_t renewer;
-	bool renewing, renew_stop;
-	unsigned int renew_every_ms;
-	pthread_mutex_t renew_lock;
-	pthread_cond_t renew_cond;       /* monotonic clock */
+	struct req_lease lease;          /* the renewer */
 	json_t *exclude, *require;
 	char *provider;
 	bool begun, completed;
@@ -87,15 +83,7 @@ int vss_requester_open(const char *run_dir, struct vss_requester **out,
 		return rc;
 	}
 	pthread_mutex_init(&r->call_lock, NULL);
-	pthread_mutex_init(&r->renew_lock, NULL);
-	{
-		pthread_condattr_t attr;
-
-		pthread_condattr_init(&attr);
-		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-		pthread_cond_init(&r->renew_cond, &attr);
-		pthread_condattr_destroy(&attr);
-	}
+	req_lease_init(&r->lease, r->c, &r->call_lock);
 	r->type = VSS_BT_FULL;
 	r->window_ms = 60000;
 	r->wait_ms = 60000;
@@ -121,69 +109,14 @@ static int call(struct vss_requester *r, const char *op, json_t *args, json_t **
 	return rc;
 }
 
-/* Keeps the backup's lease: backup.status every renew_every_ms until told
- * to stop, or until vssd says there is no backup any more. */
-static void *renewer_main(void *arg)
-{
-	struct vss_requester *r = arg;
-
-	pthread_mutex_lock(&r->renew_lock);
-	while (!r->renew_stop) {
-		struct timespec ts;
-		json_t *res = NULL;
-		bool active;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += r->renew_every_ms / 1000;
-		ts.tv_nsec += (long)(r->renew_every_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		while (!r->renew_stop &&
-		       pthread_cond_timedwait(&r->renew_cond, &r->renew_lock, &ts) != ETIMEDOUT)
-			;
-		if (r->renew_stop)
-			break;
-		pthread_mutex_unlock(&r->renew_lock);
-		active = call(r, "backup.status", NULL, &res, NULL) == 0 &&
-			 json_is_true(json_object_get(res, "active"));
-		json_decref(res);
-		pthread_mutex_lock(&r->renew_lock);
-		if (!active)
-			break;  /* over (the caller's next call says why) */
-	}
-	pthread_mutex_unlock(&r->renew_lock);
-	return NULL;
-}
-
-/* Starts the renewer for a backup whose lease is @lease_ms (0: vssd did
- * not say; an older vssd has no leases). */
 static void renew_start(struct vss_requester *r, unsigned long long lease_ms)
 {
-	sigset_t all, old;
-
-	if (!lease_ms || r->renewing)
-		return;
-	r->renew_every_ms = lease_ms / 3 < 50 ? 50 : (unsigned int)(lease_ms / 3);
-	r->renew_stop = false;
-	/* Signals are the caller's business, not the renewer's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r->renewing = pthread_create(&r->renewer, NULL, renewer_main, r) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	req_lease_start(&r->lease, lease_ms);
 }
 
 static void renew_stop(struct vss_requester *r)
 {
-	if (!r->renewing)
-		return;
-	pthread_mutex_lock(&r->renew_lock);
-	r->renew_stop = true;
-	pthread_cond_signal(&r->renew_cond);
-	pthread_mutex_unlock(&r->renew_lock);
-	pthread_join(r->renewer, NULL);
-	r->renewing = false;
+	req_lease_stop(&r->lease);
 }
 
 /* Keeps the writers' latest states from a reply's "writers". */
@@ -250,9 +183,8 @@ void vss_requester_close(struct vss_requester *r)
 	json_decref(r->exclude);
 	json_decref(r->require);
 	free(r->provider);
+	req_lease_release(&r->lease);
 	pthread_mutex_destroy(&r->call_lock);
-	pthread_mutex_destroy(&r->renew_lock);
-	pthread_cond_destroy(&r->renew_cond);
 	free(r);
 }
 

@@ -12,6 +12,13 @@
  * leaves a half-written file under a real name.  Directories get their
  * metadata last, deepest first, so that writing their content does not
  * change their times again.
+ *
+ * A restore with writers (restore.c, through restore_i.h) decides per
+ * entry: restore it, leave it, send it elsewhere (an alternate location:
+ * reached from the --to directory or "/" the same way, nothing followed),
+ * or stage it for the next boot (written and checked beside its place,
+ * under a temporary name that restore.c records), and is told of each
+ * file written, staged or failed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +33,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "requester/repo_i.h"
+#include "requester/restore_i.h"
 
 struct dirmeta {
 	unsigned int src;
-	char *rel;
+	char *rel;                      /* in its source, or (src 0) below the base */
 	struct entry meta;              /* mode, owner, times, xattrs */
 };
 
@@ -48,6 +55,8 @@ struct restore {
 	struct repo_progress pr;
 	struct vss_error *err;
 	unsigned long tmp_seq;
+	const struct restore_hooks *h;  /* NULL: everything to its live path */
+	int base;                       /* p->to or "/", once opened; -1 before */
 };
 
 static int openat2_beneath(int dir_fd, const char *path, int flags)
@@ -66,14 +75,12 @@ static const char *live_of(struct restore *rs, unsigned int src)
 	return json_string_value(json_array_get(rs->sources, src - 1));
 }
 
-/* Whether live path @live is one the restore was asked for (or p->paths is
- * empty). */
-static bool wanted(struct restore *rs, const char *live)
+bool restore_wanted(const char *const *paths, size_t npaths, const char *live)
 {
-	if (!rs->p->npaths)
+	if (!npaths)
 		return true;
-	for (size_t i = 0; i < rs->p->npaths; i++) {
-		const char *want = rs->p->paths[i];
+	for (size_t i = 0; i < npaths; i++) {
+		const char *want = paths[i];
 		size_t n = strlen(want);
 
 		while (n > 1 && want[n - 1] == '/')
@@ -83,6 +90,18 @@ static bool wanted(struct restore *rs, const char *live)
 			return true;
 	}
 	return false;
+}
+
+/* Whether live path @live is one the restore was asked for (or p->paths is
+ * empty). */
+static bool wanted(struct restore *rs, const char *live)
+{
+	return restore_wanted(rs->p->paths, rs->p->npaths, live);
+}
+
+int restore_openat2(int dir_fd, const char *path, int flags)
+{
+	return openat2_beneath(dir_fd, path, flags);
 }
 
 /* Opens directory @rel beneath @base, making what is missing (0755), never
@@ -119,6 +138,29 @@ static int open_dirs_beneath(int base, const char *rel)
 	}
 	free(copy);
 	return rc;
+}
+
+int restore_open_dirs(int base, const char *rel)
+{
+	return open_dirs_beneath(base, rel);
+}
+
+/* The directory everything is restored below: p->to (made if missing) or
+ * "/", opened once. */
+static int base_of(struct restore *rs)
+{
+	const char *at = rs->p->to ? rs->p->to : "/";
+
+	if (rs->base >= 0)
+		return rs->base;
+	/* The place given is the administrator's, symlinks and all; from
+	 * there on nothing is followed. */
+	rs->base = open(at, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rs->base < 0 && rs->p->to && errno == ENOENT && mkdir(rs->p->to, 0755) == 0)
+		rs->base = open(at, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rs->base < 0)
+		return vss_error_set(rs->err, -errno, "cannot open %s: %s", at, strerror(errno));
+	return rs->base;
 }
 
 /* The directory each source is restored into: its live path (a file
@@ -159,19 +201,11 @@ static int root_of(struct restore *rs, unsigned int src, bool is_dir_source)
 		else
 			rel[0] = '\0';
 	}
-	/* The place given is the administrator's, symlinks and all; from
-	 * there on nothing is followed. */
-	base = open(rs->p->to ? rs->p->to : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (base < 0 && rs->p->to && errno == ENOENT && mkdir(rs->p->to, 0755) == 0)
-		base = open(rs->p->to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (base < 0) {
-		rc = vss_error_set(rs->err, -errno, "cannot open %s: %s",
-				   rs->p->to ? rs->p->to : "/", strerror(errno));
+	if ((base = base_of(rs)) < 0) {
 		free(rel);
-		return rc;
+		return base;
 	}
 	rs->roots[src - 1] = open_dirs_beneath(base, rel);
-	close(base);
 	if (rs->roots[src - 1] < 0) {
 		rc = rs->roots[src - 1];
 		rs->roots[src - 1] = -1;
@@ -310,9 +344,29 @@ static int make_entry(struct restore *rs, const struct entry *e, int dir, const 
 	}
 }
 
+/* The directory that holds absolute path @abs below the base (made if
+ * missing), and its last component in *@name (pointing into @abs). */
+static int open_dest_parent(struct restore *rs, const char *abs, const char **name)
+{
+	const char *slash = strrchr(abs, '/');
+	char *rel;
+	int base = base_of(rs), fd;
+
+	if (base < 0)
+		return base;
+	*name = slash + 1;
+	if (!(rel = strndup(abs + 1, (size_t)(slash - abs) - (slash > abs))))
+		return -ENOMEM;
+	fd = open_dirs_beneath(base, rel);
+	free(rel);
+	return fd;
+}
+
 /* A hard link: to the entry of the same source it names, restored before
- * it (a manifest lists the first name of a file first). */
-static int link_entry(struct restore *rs, const struct entry *e, int dir, const char *tmp)
+ * it (a manifest lists the first name of a file first), where that entry
+ * went (@to: its alternate place, or NULL: its live path). */
+static int link_entry(struct restore *rs, const struct entry *e, const char *to, int dir,
+		      const char *tmp)
 {
 	const char *name;
 	char *live;
@@ -325,7 +379,8 @@ static int link_entry(struct restore *rs, const struct entry *e, int dir, const 
 	free(live);
 	if (!ok)
 		return fail(rs, e, -EXDEV, "it is a hard link to a file not being restored");
-	from = open_parent(rs->roots[e->src - 1], e->link, &name);
+	from = to ? open_dest_parent(rs, to, &name)
+		  : open_parent(rs->roots[e->src - 1], e->link, &name);
 	if (from < 0)
 		return fail(rs, e, from, "opening the directory of its first name");
 	if (linkat(from, name, dir, tmp, 0) < 0)
@@ -334,14 +389,110 @@ static int link_entry(struct restore *rs, const struct entry *e, int dir, const 
 	return rc;
 }
 
+/* Remembers directory @e (at @rel of its source, or @src 0: @rel below the
+ * base) for its metadata at the end; takes over @e's strings. */
+static int remember_dir(struct restore *rs, struct entry *e, unsigned int src, char *rel)
+{
+	struct dirmeta *dm;
+
+	if (rs->ndirs == rs->dirs_cap) {
+		struct dirmeta *bigger = realloc(rs->dirs, (rs->dirs_cap = rs->dirs_cap ?
+				2 * rs->dirs_cap : 64) * sizeof(*bigger));
+
+		if (!bigger) {
+			free(rel);
+			return vss_error_set(rs->err, -ENOMEM, "out of memory");
+		}
+		rs->dirs = bigger;
+	}
+	dm = &rs->dirs[rs->ndirs++];
+	dm->src = src;
+	dm->rel = rel;
+	dm->meta = *e;
+	dm->meta.path = NULL;
+	if (rel != e->path)
+		free(e->path);
+	e->path = NULL;
+	e->xattrs = NULL;
+	e->link = NULL;
+	e->data = NULL;
+	return 0;
+}
+
+/* A directory: made if missing; its metadata at the end (RA_ENSURE: only
+ * if it was missing). */
+static int restore_dir(struct restore *rs, struct entry *e, int dir, const char *name,
+		       const struct restore_choice *c)
+{
+	struct stat st;
+	bool made = false;
+	char *rel;
+
+	if (*name) {
+		if (mkdirat(dir, name, 0700) == 0)
+			made = true;
+		else if (errno != EEXIST)
+			return fail(rs, e, -errno, "making the directory");
+	}
+	if (fstatat(dir, *name ? name : ".", &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISDIR(st.st_mode))
+		return fail(rs, e, 0, "something that is not a directory is in its place");
+	if (c->action == RA_ENSURE && !made)
+		return 0;
+	rs->out->files++;
+	if (!c->dest)
+		return remember_dir(rs, e, e->src, e->path);
+	if (!(rel = strdup(c->dest + 1)))
+		return vss_error_set(rs->err, -ENOMEM, "out of memory");
+	return remember_dir(rs, e, 0, rel);
+}
+
+/* Tells the hooks what became of entry @e. */
+static void report(struct restore *rs, const struct entry *e, const char *live,
+		   const char *where, enum vss_file_restore_status st, int rc)
+{
+	if (rs->h && rs->h->done)
+		rs->h->done(rs->h->arg, &(struct restore_done){
+			.e = e, .live = live, .where = where, .status = st, .rc = rc,
+			.why = rc < 0 && rs->err ? rs->err->msg : NULL });
+}
+
+/* @e written as @tmp in @dir: into its place, or left there for the next
+ * boot; *@st says which. */
+static int put_in_place(struct restore *rs, const struct entry *e, int dir, const char *tmp,
+			const char *name, const char *where, enum restore_action action,
+			enum vss_file_restore_status *st)
+{
+	char *at;
+	int rc;
+
+	*st = VSS_RS_ALL;
+	if (action != RA_STAGE && renameat(dir, tmp, dir, name) == 0)
+		return 0;
+	/* What cannot be replaced now (immutable, in the way) waits for the
+	 * next boot when the restore method says so. */
+	if (action == RA_RESTORE || (action == RA_STAGE_IF_CANNOT_REPLACE &&
+				     errno != EPERM && errno != EBUSY && errno != ETXTBSY &&
+				     errno != EACCES))
+		return fail(rs, e, -errno, "putting it in place");
+	*st = VSS_RS_STAGED;
+	if (!(at = strdup(where)))
+		return vss_error_set(rs->err, -ENOMEM, "out of memory");
+	*strrchr(at, '/') = '\0';
+	rc = rs->h->staged(rs->h->arg, *at ? at : "/", tmp, name, rs->err);
+	free(at);
+	return rc;
+}
+
 static int restore_entry(void *arg, struct entry *e)
 {
 	struct restore *rs = arg;
 	const char *live = live_of(rs, e->src), *name;
-	char tmp[NAME_MAX + 1], *full;
-	struct stat st;
-	int root, dir, rc;
-	bool ok;
+	struct restore_choice c = { .action = RA_RESTORE };
+	enum vss_file_restore_status st = VSS_RS_FAILED;
+	char tmp[NAME_MAX + 1], *full = NULL, *where = NULL;
+	struct stat st_in_place;
+	int root, dir = -1, rc;
 
 	if (!live)
 		return vss_error_set(rs->err, -EBADMSG, "backup %s: an entry names source %u, "
@@ -350,77 +501,75 @@ static int restore_entry(void *arg, struct entry *e)
 		return 0;
 	if (asprintf(&full, "%s%s%s", live, *e->path ? "/" : "", e->path) < 0)
 		return vss_error_set(rs->err, -ENOMEM, "out of memory");
-	ok = wanted(rs, full);
-	free(full);
-	if (!ok)
-		return 0;
-	root = root_of(rs, e->src, !(*e->path == '\0' && e->kind != EK_DIR));
-	if (root < 0)
-		return root;
-	if (*e->path == '\0' && e->kind == EK_DIR) {
-		dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
-		name = "";
-	} else if (*e->path == '\0') {
-		dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
-		name = rs->root_names[e->src - 1];
+	rc = 0;
+	if (!wanted(rs, full))
+		goto out;
+	if (rs->h && (rc = rs->h->choose(rs->h->arg, e, full, &c)) < 0)
+		goto out;
+	if (c.action == RA_SKIP)
+		goto out;
+	if (asprintf(&where, "%s%s", rs->p->to ? rs->p->to : "",
+		     c.dest ? c.dest : full) < 0) {
+		rc = vss_error_set(rs->err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (c.dest) {
+		dir = open_dest_parent(rs, c.dest, &name);
 	} else {
-		dir = open_parent(root, e->path, &name);
+		root = root_of(rs, e->src, !(*e->path == '\0' && e->kind != EK_DIR));
+		if (root < 0) {
+			rc = root;
+			goto out;
+		}
+		if (*e->path == '\0' && e->kind == EK_DIR) {
+			dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+			name = "";
+		} else if (*e->path == '\0') {
+			dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+			name = rs->root_names[e->src - 1];
+		} else {
+			dir = open_parent(root, e->path, &name);
+		}
 	}
-	if (dir < 0)
-		return fail(rs, e, dir, "opening its directory");
+	if (dir < 0) {
+		rc = fail(rs, e, dir, "opening its directory");
+		goto out;
+	}
 	if (e->kind == EK_DIR) {
-		struct dirmeta *dm;
-
-		if (*name && mkdirat(dir, name, 0700) < 0 && errno != EEXIST) {
-			rc = fail(rs, e, -errno, "making the directory");
-			goto out;
-		}
-		if (fstatat(dir, *name ? name : ".", &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISDIR(st.st_mode)) {
-			rc = fail(rs, e, 0, "something that is not a directory is in its place");
-			goto out;
-		}
-		if (rs->ndirs == rs->dirs_cap) {
-			struct dirmeta *bigger = realloc(rs->dirs, (rs->dirs_cap = rs->dirs_cap ?
-					2 * rs->dirs_cap : 64) * sizeof(*bigger));
-
-			if (!bigger) {
-				rc = vss_error_set(rs->err, -ENOMEM, "out of memory");
-				goto out;
-			}
-			rs->dirs = bigger;
-		}
-		dm = &rs->dirs[rs->ndirs++];
-		dm->src = e->src;
-		dm->rel = e->path;      /* taken over from the entry */
-		dm->meta = *e;
-		dm->meta.path = NULL;
-		e->path = NULL;
-		e->xattrs = NULL;
-		e->link = NULL;
-		e->data = NULL;
-		rs->out->files++;
-		rc = 0;
+		rc = restore_dir(rs, e, dir, name, &c);
 		goto out;
 	}
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-		rc = fail(rs, e, 0, "a directory is in its place");
+	if (c.action == RA_ENSURE)
 		goto out;
+	if (fstatat(dir, name, &st_in_place, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st_in_place.st_mode)) {
+		rc = fail(rs, e, 0, "a directory is in its place");
+		goto reported;
 	}
 	snprintf(tmp, sizeof(tmp), ".vss-restore-%d-%lu", (int)getpid(), ++rs->tmp_seq);
-	rc = e->kind == EK_HARD ? link_entry(rs, e, dir, tmp) : make_entry(rs, e, dir, tmp);
+	rc = e->kind == EK_HARD ? link_entry(rs, e, c.link_dest, dir, tmp)
+				: make_entry(rs, e, dir, tmp);
 	if (rc == 0 && e->kind != EK_HARD && (rc = apply_meta(dir, tmp, e)) < 0)
 		rc = fail(rs, e, rc, "setting its owner, mode, attributes or times");
-	if (rc == 0 && renameat(dir, tmp, dir, name) < 0)
-		rc = fail(rs, e, -errno, "putting it in place");
-	if (rc < 0)
+	if (rc == 0)
+		rc = put_in_place(rs, e, dir, tmp, name, where, c.action, &st);
+	if (rc < 0) {
 		unlinkat(dir, tmp, 0);
-	else
+		st = VSS_RS_FAILED;
+	} else {
 		rs->out->files++;
+	}
 	rs->pr.p.files++;
 	repo_progress_tick(&rs->pr, false);
+reported:
+	report(rs, e, full, where, rc < 0 ? VSS_RS_FAILED : st, rc);
 out:
-	close(dir);
+	if (dir >= 0)
+		close(dir);
+	free(c.dest);
+	free(c.link_dest);
+	free(where);
+	free(full);
 	return rc;
 }
 
@@ -431,13 +580,16 @@ static int finish_dirs(struct restore *rs)
 
 	for (size_t i = rs->ndirs; i-- > 0;) {
 		struct dirmeta *dm = &rs->dirs[i];
-		const char *name;
-		int dir, root = rs->roots[dm->src - 1], r2;
+		const char *name = "";
+		int dir, r2;
 
-		dir = *dm->rel ? open_parent(root, dm->rel, &name)
-			       : fcntl(root, F_DUPFD_CLOEXEC, 0);
-		if (!*dm->rel)
-			name = "";
+		if (dm->src == 0)
+			dir = *dm->rel ? open_parent(rs->base, dm->rel, &name)
+				       : fcntl(rs->base, F_DUPFD_CLOEXEC, 0);
+		else if (*dm->rel)
+			dir = open_parent(rs->roots[dm->src - 1], dm->rel, &name);
+		else
+			dir = fcntl(rs->roots[dm->src - 1], F_DUPFD_CLOEXEC, 0);
 		if (dir < 0) {
 			rc = rc ?: dir;
 			continue;
@@ -454,35 +606,24 @@ static int finish_dirs(struct restore *rs)
 	return rc;
 }
 
-int vss_repo_restore(struct vss_repo *r, const char *id, const struct vss_restore_params *p,
-		     struct vss_restore_result *out, struct vss_error *err)
+int restore_tree(struct vss_repo *r, const char *id, const struct vss_restore_params *p,
+		 const struct restore_hooks *h, struct vss_restore_result *out,
+		 struct vss_error *err)
 {
-	struct restore rs = { .r = r, .p = p, .out = out, .err = err };
-	char full[VSS_BACKUP_ID_MAX];
-	json_t *info = NULL;
+	struct restore rs = { .r = r, .id = id, .p = p, .out = out, .err = err, .h = h,
+			      .base = -1 };
+	json_t *info;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!p || p->size < sizeof(*p))
-		return vss_error_set(err, -EINVAL, "struct vss_restore_params: set .size");
-	if (p->to && p->to[0] != '/')
-		return vss_error_set(err, -EINVAL, "the place to restore to must be an absolute "
-				     "path (%s)", p->to);
 	rs.pr.fn = p->progress;
 	rs.pr.arg = p->progress_arg;
-	if ((rc = repo_lock(r, LOCK_SH, err)) < 0)
-		return rc;
-	if ((rc = repo_resolve(r, id, full, err)) < 0)
-		goto out;
-	rs.id = full;
-	if (!(info = repo_read_info(r, full, err))) {
-		rc = err ? err->code : -EBADMSG;
-		goto out;
-	}
+	if (!(info = repo_read_info(r, id, err)))
+		return err ? err->code : -EBADMSG;
 	rs.sources = json_object_get(info, "sources");
 	if ((rc = open_roots(&rs)) < 0)
 		goto out;
-	rc = manifest_each(r, full, json_string_value(json_object_get(info, "manifest_sha256")),
+	rc = manifest_each(r, id, json_string_value(json_object_get(info, "manifest_sha256")),
 			   restore_entry, &rs, err);
 	if (rc == 0)
 		rc = finish_dirs(&rs);
@@ -502,7 +643,28 @@ out:
 		entry_release(&rs.dirs[i].meta);
 	}
 	free(rs.dirs);
+	if (rs.base >= 0)
+		close(rs.base);
 	json_decref(info);
+	return rc;
+}
+
+int vss_repo_restore(struct vss_repo *r, const char *id, const struct vss_restore_params *p,
+		     struct vss_restore_result *out, struct vss_error *err)
+{
+	char full[VSS_BACKUP_ID_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!p || p->size < sizeof(*p))
+		return vss_error_set(err, -EINVAL, "struct vss_restore_params: set .size");
+	if (p->to && p->to[0] != '/')
+		return vss_error_set(err, -EINVAL, "the place to restore to must be an absolute "
+				     "path (%s)", p->to);
+	if ((rc = repo_lock(r, LOCK_SH, err)) < 0)
+		return rc;
+	if ((rc = repo_resolve(r, id, full, err)) == 0)
+		rc = restore_tree(r, full, p, NULL, out, err);
 	repo_unlock(r);
 	return rc;
 }

@@ -20,6 +20,23 @@
  *   (either, or the requester gone)  BackupShutdown to each writer that
  *                   Identify reached, as the session ends (session_end)
  *
+ * A restore takes the same slot, with the writers of the backup restored
+ * (the requester reads the repository and writes the files; vssd only runs
+ * the events and keeps nothing of the repository):
+ *
+ *   restore.begin    take the slot, match the writers of the backup's
+ *                    components document with those registered now (by
+ *                    class and instance ID, else by class and the
+ *                    components), Identify each
+ *   restore.prepare  PreRestore: what is restored, from which backup, where;
+ *                    a writer failing stops the restore (Abort to every
+ *                    writer) before the requester writes anything
+ *   restore.complete PostRestore with each component's status; a failure is
+ *                    only reported; the restore is over
+ *   backup.abort     (or restore.abort, the requester going away, a
+ *                    deadline) Abort to each writer: those that let go of
+ *                    their data at PreRestore take it back
+ *
  * The life of a backup and of its set is one state machine (backup.h,
  * enum svc_backup_state; doc/service.md draws it):
  *
@@ -32,6 +49,9 @@
  *   shadows ready -> released: a set taken with "hold" outside a backup,
  *     which its hold (struct svc_set_hold) keeps at shadows ready until
  *     set.complete (backup complete) or its end (aborted)
+ *   created -> restore: metadata gathered -> pre-restore -> files
+ *     -> post-restore -> restore complete -> released; every restore state
+ *     but restore complete -> aborted
  *
  * next_states[] is the table; every change of state goes through
  * backup_enter() (enter_locked()), which asserts the table allows it, and
@@ -39,7 +59,9 @@
  * which refuses what the table does not allow with a readable error and
  * changes nothing: backup.prepare once the set is taken, shadow.create a
  * second time, backup.complete before a set is taken (no BackupComplete
- * ever goes out without shadows), set.complete of a backup's set.  What
+ * ever goes out without shadows), set.complete of a backup's set; the
+ * restore states lead nowhere near a set, and no PostRestore goes out
+ * without a PreRestore before it.  What
  * vssd does on its own (the writers failing, the window running out, the
  * coordinator failing, a requester going away, a deadline) goes to aborted,
  * which every state before complete may do; aborted ends with nothing
@@ -96,11 +118,14 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include <vss/writer_state.h>
 
 #include "service/args.h"
 #include "service/backup.h"
@@ -110,6 +135,7 @@
 #include "service/shadows.h"
 #include "service/volumes.h"
 #include "service/writers.h"
+#include "writer/writer_doc_i.h"
 
 #define SLOT_WAIT_MS 60000u
 #define HOLD_MIN_MS  100u
@@ -125,10 +151,13 @@ struct hold {
 	uint64_t limit_ms;
 };
 
+struct restore_match;
+
 struct svc_backup {
 	struct conn *owner;               /* NULL: shadow.create's own session */
 	uint64_t id;                      /* "session" of status and backup.abort */
 	enum svc_backup_state state;      /* written under reg->lock (backup_enter) */
+	bool restore;                     /* a restore's session (restore.begin) */
 	struct hold hold;                 /* reg->lock */
 	bool in_use;                      /* reg->lock: its owner is in a request */
 	bool ending;                      /* reg->lock: another thread is ending it */
@@ -139,7 +168,9 @@ struct svc_backup {
 	struct svc_writer *w[SVC_WRITERS_MAX];   /* taking part, in freeze order */
 	bool required[SVC_WRITERS_MAX];
 	size_t nw;
-	json_t *bcd;                      /* the backup components document, once prepared */
+	json_t *bcd;                      /* the backup components document, once prepared;
+					   * a restore's: the writers taking part */
+	struct restore_match *match;      /* restore.begin, while it matches writers */
 	char set_id[37];                  /* "" until the set is taken */
 };
 
@@ -170,12 +201,14 @@ static const char *const type_names[] = {
 /* ---- the life of a backup (backup.h): the table and its one check ---- */
 
 #define TO(s) (1u << SVC_BACKUP_##s)
+#define RTO(s) (1u << SVC_RESTORE_##s)
 #define ABORTABLE TO(ABORTED)
 
 /* From each state, the states a backup may go to next. */
 static const unsigned int next_states[SVC_BACKUP_STATES] = {
 	/* backup.begin's identify; shadow.create's own backup; nothing sent yet */
-	[SVC_BACKUP_CREATED] = TO(GATHERED) | TO(SNAP_PREPARE) | TO(RELEASED) | ABORTABLE,
+	[SVC_BACKUP_CREATED] = TO(GATHERED) | TO(SNAP_PREPARE) | TO(RELEASED) |
+			       (1u << SVC_RESTORE_GATHERED) | ABORTABLE,
 	/* backup.prepare; shadow.create (the components document is optional) */
 	[SVC_BACKUP_GATHERED] = TO(PREPARED) | TO(SNAP_PREPARE) | ABORTABLE,
 	/* backup.prepare again, with another document; shadow.create */
@@ -190,6 +223,13 @@ static const unsigned int next_states[SVC_BACKUP_STATES] = {
 	 * with "hold" ends its own backup, and its hold keeps the set */
 	[SVC_BACKUP_READY] = TO(COMPLETE) | TO(RELEASED) | ABORTABLE,
 	[SVC_BACKUP_COMPLETE] = TO(RELEASED),
+	/* A restore: restore.prepare, the requester's files, restore.complete;
+	 * post_restore failing is only reported */
+	[SVC_RESTORE_GATHERED] = RTO(PRE) | ABORTABLE,
+	[SVC_RESTORE_PRE] = RTO(FILES) | ABORTABLE,
+	[SVC_RESTORE_FILES] = RTO(POST) | ABORTABLE,
+	[SVC_RESTORE_POST] = RTO(COMPLETE) | ABORTABLE,
+	[SVC_RESTORE_COMPLETE] = TO(RELEASED),
 	[SVC_BACKUP_ABORTED] = TO(RELEASED),
 	[SVC_BACKUP_RELEASED] = 0,
 };
@@ -205,6 +245,11 @@ static const char *const state_names[SVC_BACKUP_STATES] = {
 	[SVC_BACKUP_SNAP_POST] = "snapshotting: post-snapshot",
 	[SVC_BACKUP_READY] = "shadows ready",
 	[SVC_BACKUP_COMPLETE] = "backup complete",
+	[SVC_RESTORE_GATHERED] = "restore: metadata gathered",
+	[SVC_RESTORE_PRE] = "restore: pre-restore",
+	[SVC_RESTORE_FILES] = "restore: files",
+	[SVC_RESTORE_POST] = "restore: post-restore",
+	[SVC_RESTORE_COMPLETE] = "restore complete",
 	[SVC_BACKUP_ABORTED] = "aborted",
 	[SVC_BACKUP_RELEASED] = "released",
 };
@@ -238,7 +283,11 @@ static int backup_check(enum svc_backup_state from, enum svc_backup_state to, co
 		return vss_error_set(err, -EINVAL, "%s refused: no set was taken in this backup "
 				     "(it is at \"%s\"): shadow.create takes it, backup.abort ends "
 				     "a backup without one", op, svc_backup_state_name(from));
-	return vss_error_set(err, to > from ? -EINVAL : -EBUSY, "%s refused: the backup is at "
+	if (to == SVC_RESTORE_POST && from == SVC_RESTORE_GATHERED)
+		return vss_error_set(err, -EINVAL, "%s refused: no pre_restore went out in this "
+				     "restore (restore.prepare sends it; backup.abort ends a restore "
+				     "without one)", op);
+	return vss_error_set(err, to > from ? -EINVAL : -EBUSY, "%s refused: the session is at "
 			     "\"%s\"", op, svc_backup_state_name(from));
 }
 
@@ -563,10 +612,15 @@ static void delete_set(struct vss_service *svc, const char *set, const char *why
 	svc_unlock(svc);
 }
 
+static const char *kind_of(const struct svc_backup *b)
+{
+	return b->restore ? "restore" : "backup";
+}
+
 static void abort_session(struct vss_service *svc, struct svc_backup *b, const char *why)
 {
 	backup_enter(svc, b, SVC_BACKUP_ABORTED);
-	vss_log("backup aborted: %s", why);
+	vss_log("%s aborted: %s", kind_of(b), why);
 	abort_writers(svc, b, why);
 	delete_set(svc, b->set_id, why);
 	session_end(svc, b);
@@ -728,9 +782,9 @@ static void end_without_owner(struct vss_service *svc, struct svc_backup *b, int
 		snprintf(msg, sizeof(msg), "the backup was aborted: %s; its writers got abort "
 			 "and its set %s was deleted", why, b->set_id);
 	else
-		snprintf(msg, sizeof(msg), "the backup was aborted: %s; its writers got abort",
-			 why);
-	vss_log("backup (session %llu) aborted: %s", (unsigned long long)b->id, why);
+		snprintf(msg, sizeof(msg), "the %s was aborted: %s; its writers got abort",
+			 kind_of(b), why);
+	vss_log("%s (session %llu) aborted: %s", kind_of(b), (unsigned long long)b->id, why);
 	abort_writers(svc, b, msg);
 	delete_set(svc, b->set_id, msg);
 	for (size_t k = 0; k < b->nw; k++)
@@ -971,7 +1025,7 @@ static json_t *slot_json(struct svc_writer_registry *reg)
 	/* shadow.create's own session lasts one request: it has no lease. */
 	o = hold_json(&b->hold, b->owner != NULL);
 	json_object_set_new(o, "session", json_integer((json_int_t)b->id));
-	json_object_set_new(o, "kind", json_string(b->owner ? "backup" : "shadow.create"));
+	json_object_set_new(o, "kind", json_string(b->owner ? kind_of(b) : "shadow.create"));
 	json_object_set_new(o, "set", *b->set_id ? json_string(b->set_id) : json_null());
 	json_object_set_new(o, "state", json_string(b->ending ? "ending" : b->in_use ?
 						    "in a request" : "waiting for its requester"));
@@ -995,24 +1049,22 @@ json_t *svc_backup_holds_json(struct vss_service *svc)
 	return o;
 }
 
-/* ---- backup.begin ---- */
+/* ---- backup.begin (and restore.begin) ---- */
 
-int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			json_t **res, struct vss_error *err)
+/* A new session for @who (not yet in the slot): its type, timeouts and
+ * hold from @args; *@wait_ms how long it may wait for the slot. */
+static int session_new(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		       struct svc_backup **out, uint64_t *wait_ms, struct vss_error *err)
 {
 	struct conn *c = who->conn;
-	struct svc_wcall calls[SVC_WRITERS_MAX];
 	struct svc_backup *b;
 	const char *type;
-	bool no_writers;
-	uint64_t wait_ms;
-	size_t n;
 	int rc;
 
 	if (session_of(svc, c))
-		return vss_error_set(err, -EBUSY, "this connection already has a backup in "
-				     "progress");
-	/* A new backup: why the last one ended is old news. */
+		return vss_error_set(err, -EBUSY, "this connection already has a backup or "
+				     "restore in progress");
+	/* A new session: why the last one ended is old news. */
 	session_notice(svc, c, NULL);
 	if (!(b = calloc(1, sizeof(*b))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
@@ -1020,10 +1072,9 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 	b->type = VSS_BT_FULL;
 	if ((rc = svc_arg_str(args, "type", false, &type, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "partial_file_support", &b->partial, err)) < 0 ||
-	    (rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
-	    (rc = session_args(args, b, &wait_ms, err)) < 0 ||
+	    (rc = session_args(args, b, wait_ms, err)) < 0 ||
 	    (rc = hold_args(svc, who, args, &b->hold, err)) < 0)
-		goto fail_free;
+		goto fail;
 	if (type) {
 		b->type = 0;
 		for (int t = VSS_BT_FULL; t <= VSS_BT_COPY; t++)
@@ -1032,17 +1083,29 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 		if (!b->type) {
 			rc = vss_error_set(err, -EINVAL, "unknown backup type \"%s\" (full, "
 					   "incremental, differential, log, copy)", type);
-			goto fail_free;
+			goto fail;
 		}
 	}
-	if ((rc = slot_acquire(svc, b, wait_ms, err)) < 0)
-		goto fail_free;
-	if ((rc = pick_writers(svc, b, args, no_writers, err)) < 0) {
-		session_end(svc, b);
-		return rc;
-	}
-	/* Identify (GatherWriterMetadata), to every writer at once. */
-	n = b->nw;
+	*out = b;
+	return 0;
+fail:
+	free(b);
+	return rc;
+}
+
+/*
+ * Identify (GatherWriterMetadata) to every writer of @b at once.  One that
+ * fails leaves the session (with its components), unless it is required:
+ * then the step fails, and @on_drop (may be NULL) is told of each that left.
+ */
+static int identify(struct vss_service *svc, struct svc_backup *b,
+		    void (*on_drop)(struct svc_backup *b, struct svc_writer *w, const char *why),
+		    struct vss_error *err)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+	size_t n = b->nw;
+	int rc = 0;
+
 	for (size_t k = 0; k < n; k++)
 		calls[k] = (struct svc_wcall){
 			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
@@ -1051,6 +1114,8 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 	for (size_t i = 0, k = 0; i < n; i++) {
 		json_decref(calls[i].result);
 		if (calls[i].rc < 0 && !b->required[k]) {
+			if (on_drop)
+				on_drop(b, b->w[k], calls[i].err.msg);
 			drop_writer(svc, b, k);
 			continue;
 		}
@@ -1058,7 +1123,29 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 			rc = vss_error_set(err, calls[i].err.code, "%s", calls[i].err.msg);
 		k++;
 	}
-	if (rc < 0) {
+	return rc;
+}
+
+int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			json_t **res, struct vss_error *err)
+{
+	struct svc_backup *b;
+	bool no_writers;
+	uint64_t wait_ms;
+	int rc;
+
+	if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
+	    (rc = session_new(svc, who, args, &b, &wait_ms, err)) < 0)
+		return rc;
+	if ((rc = slot_acquire(svc, b, wait_ms, err)) < 0) {
+		free(b);
+		return rc;
+	}
+	if ((rc = pick_writers(svc, b, args, no_writers, err)) < 0) {
+		session_end(svc, b);
+		return rc;
+	}
+	if ((rc = identify(svc, b, NULL, err)) < 0) {
 		abort_session(svc, b, err->msg);
 		return rc;
 	}
@@ -1072,9 +1159,6 @@ int svc_op_backup_begin(struct vss_service *svc, const struct svc_caller *who, j
 			 "hold_ms", (json_int_t)b->hold.limit_ms);
 	session_put(svc, b);
 	return 0;
-fail_free:
-	free(b);
-	return rc;
 }
 
 /* ---- backup.prepare ---- */
@@ -1747,6 +1831,443 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	return 0;
 }
 
+/* ---- restores ---- */
+
+/*
+ * Which registered writer takes part for each entry of the backup's
+ * components document: the one with its instance ID, else (a writer that
+ * started again has a new one) a writer of its class, not taken by another
+ * entry, whose metadata has every component of the entry, first registered
+ * first.  Entries with none, or with one excluded, unresponsive or failing
+ * at identify, are restored without a writer (left_out says why).
+ * b->bcd is the document of the writers taking part, each entry under the
+ * instance ID of its writer now; b->w[k]'s entry was the backup's
+ * backup_instance[k].
+ */
+struct restore_match {
+	json_t *left_out;                 /* [{writer_class_id, writer_instance_id, why}] */
+	char backup_instance[SVC_WRITERS_MAX][37];
+};
+
+/* Whether the entry @entry of a components document has component @lp/@name. */
+static bool component_in(json_t *entry, const char *lp, const char *name)
+{
+	json_t *comp;
+	size_t i;
+
+	json_array_foreach(json_object_get(entry, "components"), i, comp) {
+		const char *l = json_string_value(json_object_get(comp, "logical_path"));
+
+		if (strcmp(l ? l : "", lp) == 0 &&
+		    strcmp(json_string_value(json_object_get(comp, "name")), name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool has_components(const struct svc_writer *w, json_t *entry)
+{
+	json_t *comp;
+	size_t i;
+
+	json_array_foreach(json_object_get(entry, "components"), i, comp) {
+		const char *lp = json_string_value(json_object_get(comp, "logical_path"));
+
+		if (vss_wmd_find_component(w->wmd, lp ? lp : "",
+					   json_string_value(json_object_get(comp, "name"))) < 0)
+			return false;
+	}
+	return true;
+}
+
+static void left_out(struct restore_match *m, json_t *entry, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void left_out(struct restore_match *m, json_t *entry, const char *fmt, ...)
+{
+	char why[VSS_ERROR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	json_array_append_new(m->left_out, json_pack(
+		"{s:O, s:O, s:s}", "writer_class_id", json_object_get(entry, "writer_class_id"),
+		"writer_instance_id", json_object_get(entry, "writer_instance_id"), "why", why));
+}
+
+static int match_writers(struct vss_service *svc, struct svc_backup *b, json_t *doc,
+			 json_t *exclude, struct restore_match *m)
+{
+	struct svc_writer *all[SVC_WRITERS_MAX], *of[SVC_WRITERS_MAX] = { 0 };
+	json_t *entries = json_object_get(doc, "writers"), *entry, *e, *mine = json_array();
+	bool taken[SVC_WRITERS_MAX] = { 0 };
+	size_t n = svc_writers_snapshot(svc, all, SVC_WRITERS_MAX), i, x;
+
+	/* By instance first, so that a class match never takes a writer
+	 * whose own entry comes later. */
+	json_array_foreach(entries, i, entry)
+		for (size_t k = 0; i < SVC_WRITERS_MAX && k < n; k++)
+			if (!taken[k] && strcasecmp(all[k]->instance_id, json_string_value(
+				    json_object_get(entry, "writer_instance_id"))) == 0) {
+				of[i] = all[k];
+				taken[k] = true;
+			}
+	json_array_foreach(entries, i, entry)
+		for (size_t k = 0; i < SVC_WRITERS_MAX && !of[i] && k < n; k++)
+			if (!taken[k] && strcasecmp(all[k]->class_id, json_string_value(
+				    json_object_get(entry, "writer_class_id"))) == 0 &&
+			    has_components(all[k], entry)) {
+				of[i] = all[k];
+				taken[k] = true;
+			}
+	b->nw = 0;
+	json_array_foreach(entries, i, entry) {
+		struct svc_writer *w = i < SVC_WRITERS_MAX ? of[i] : NULL;
+		char why[VSS_ERROR_MSG_MAX];
+		bool out = false;
+
+		if (!w) {
+			left_out(m, entry, "no writer of class %s with these components is "
+				 "registered", json_string_value(json_object_get(
+					 entry, "writer_class_id")));
+			continue;
+		}
+		json_array_foreach(exclude, x, e)
+			out |= writer_named(w, json_string_value(e));
+		if (out) {
+			left_out(m, entry, "writer %s was excluded", w->name);
+			continue;
+		}
+		if (svc_writer_unresponsive(svc, w, why, sizeof(why))) {
+			vss_log("restore: writer %s left out: %s", w->name, why);
+			json_array_append_new(b->skipped, json_pack("{s:s, s:s, s:s}", "name",
+								    w->name, "instance",
+								    w->instance_id, "why", why));
+			left_out(m, entry, "writer %s is not answering: %s", w->name, why);
+			continue;
+		}
+		snprintf(m->backup_instance[b->nw], sizeof(m->backup_instance[0]), "%s",
+			 json_string_value(json_object_get(entry, "writer_instance_id")));
+		b->w[b->nw++] = w;
+		/* From now on the entry is the writer's as it is registered. */
+		e = json_deep_copy(entry);
+		json_object_set_new(e, "writer_instance_id", json_string(w->instance_id));
+		json_array_append_new(mine, e);
+	}
+	json_object_set_new(doc, "writers", mine);
+	for (size_t k = 0; k < b->nw; k++)
+		svc_writer_enlist(svc, b->w[k], true);
+	return 0;
+}
+
+/* A writer that failed identify leaves the restore: its entry goes too. */
+static void restore_drop(struct svc_backup *b, struct svc_writer *w, const char *why)
+{
+	struct restore_match *m = b->match;
+	json_t *entries = json_object_get(b->bcd, "writers");
+	int i = bcd_entry(b->bcd, w);
+	size_t k = 0;
+
+	while (k < b->nw && b->w[k] != w)
+		k++;
+	if (i >= 0) {
+		json_t *entry = json_deep_copy(json_array_get(entries, (size_t)i));
+
+		json_object_set_new(entry, "writer_instance_id",
+				    json_string(m->backup_instance[k]));
+		left_out(m, entry, "%s", why);
+		json_decref(entry);
+		json_array_remove(entries, (size_t)i);
+	}
+	memmove(&m->backup_instance[k], &m->backup_instance[k + 1],
+		(b->nw - k - 1) * sizeof(m->backup_instance[0]));
+}
+
+int svc_op_restore_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			 json_t **res, struct vss_error *err)
+{
+	struct restore_match m = { 0 };
+	struct vss_bcd *bcd = NULL;
+	struct svc_backup *b;
+	struct vss_error e;
+	const char *given;
+	json_t *exclude, *doc, *writers;
+	uint64_t wait_ms;
+	int rc;
+
+	if ((rc = svc_arg_str(args, "components", true, &given, err)) < 0 ||
+	    (rc = str_array(args, "exclude_writers", &exclude, err)) < 0)
+		return rc;
+	if ((rc = check_bcd(given, &bcd, &e)) < 0)
+		return vss_error_set(err, rc, "backup components document refused: %s", e.msg);
+	if ((rc = session_new(svc, who, args, &b, &wait_ms, err)) < 0) {
+		vss_bcd_free(bcd);
+		return rc;
+	}
+	/* The type of the backup restored, whatever args said. */
+	b->type = vss_bcd_backup_type(bcd);
+	b->partial = vss_bcd_partial_file_support(bcd);
+	b->restore = true;
+	doc = bcd_json(bcd, err);
+	vss_bcd_free(bcd);
+	if (!doc) {
+		free(b);
+		return err->code ? err->code : -ENOMEM;
+	}
+	if ((rc = slot_acquire(svc, b, wait_ms, err)) < 0) {
+		json_decref(doc);
+		free(b);
+		return rc;
+	}
+	m.left_out = json_array();
+	b->skipped = json_array();
+	b->bcd = doc;
+	b->match = &m;
+	match_writers(svc, b, doc, exclude, &m);
+	identify(svc, b, restore_drop, err);
+	b->match = NULL;
+	backup_enter(svc, b, SVC_RESTORE_GATHERED);
+	vss_log("restore started (session %llu, %zu writer%s, %zu left out)",
+		(unsigned long long)b->id, b->nw, b->nw == 1 ? "" : "s",
+		json_array_size(m.left_out));
+	writers = writers_json(svc, b, true);
+	for (size_t k = 0; k < b->nw; k++)
+		json_object_set_new(json_array_get(writers, k), "backup_instance",
+				    json_string(m.backup_instance[k]));
+	*res = json_pack("{s:s, s:o, s:o, s:O, s:I, s:I, s:I}", "type", type_names[b->type],
+			 "writers", writers, "left_out", m.left_out, "skipped", b->skipped,
+			 "session", (json_int_t)b->id, "lease_ms", (json_int_t)b->hold.lease_ms,
+			 "hold_ms", (json_int_t)b->hold.limit_ms);
+	session_put(svc, b);
+	return 0;
+}
+
+/*
+ * The "restore" argument of restore.prepare (@post false) and
+ * restore.complete (@post true), checked whole before any writer sees it:
+ * {"backup": ID, "to"?: DIR, "components": [{"writer_instance_id",
+ * "logical_path"?, "name", "method", "original_location", "locations":
+ * [{path, file_spec, recursive?, destination}], and for post "status",
+ * "files", "message"?}]}, each component one of that writer's in the
+ * session's document.  *@per[k] (new) is what writer k gets, made of the
+ * checked values only.
+ */
+static int restore_arg(struct svc_backup *b, json_t *args, bool post, json_t *per[],
+		       struct vss_error *err)
+{
+	static const char *const top[] = { "backup", "to", "components", NULL };
+	static const char *const comp_members[] = {
+		"writer_instance_id", "logical_path", "name", "method", "original_location",
+		"locations", "status", "files", "message", NULL };
+	static const char *const loc_members[] = {
+		"path", "file_spec", "recursive", "destination", NULL };
+	json_t *r = json_object_get(args, "restore"), *comps, *c;
+	const char *backup, *to;
+	char why[VSS_ERROR_MSG_MAX];
+	struct doc_ctx ctx;
+	size_t i, mark;
+	int rc;
+
+	for (size_t k = 0; k < b->nw; k++)
+		per[k] = NULL;
+	doc_ctx_init(&ctx, err);
+	if (!r)
+		return vss_error_set(err, -EINVAL, "missing argument \"restore\"");
+	if ((rc = doc_members(&ctx, r, top)) < 0 ||
+	    (rc = doc_string(&ctx, r, "backup", true, &backup)) < 0 ||
+	    (rc = doc_check_text(&ctx, "backup", backup, VSS_DOC_NAME_MAX, 0)) < 0 ||
+	    (rc = doc_string(&ctx, r, "to", false, &to)) < 0 ||
+	    (to && (rc = doc_check_abs_path(&ctx, "to", to)) < 0) ||
+	    (rc = doc_array(&ctx, r, "components", true, &comps)) < 0)
+		goto refused;
+	for (size_t k = 0; k < b->nw; k++)
+		per[k] = json_pack("{s:s, s:s*, s:[]}", "backup", backup, "to", to, "components");
+	mark = doc_enter(&ctx, "components");
+	json_array_foreach(comps, i, c) {
+		const char *inst, *lp = NULL, *name, *status = NULL, *msg = NULL;
+		size_t cm = doc_enter_index(&ctx, i), j, k;
+		json_t *locs, *loc, *out, *entry;
+		unsigned method;
+		json_int_t files = 0;
+		bool orig;
+
+		if ((rc = doc_members(&ctx, c, comp_members)) < 0 ||
+		    (rc = doc_string(&ctx, c, "writer_instance_id", true, &inst)) < 0 ||
+		    (rc = doc_string(&ctx, c, "logical_path", false, &lp)) < 0 ||
+		    (lp && (rc = doc_check_logical_path(&ctx, "logical_path", lp)) < 0) ||
+		    (rc = doc_string(&ctx, c, "name", true, &name)) < 0 ||
+		    (rc = doc_enum(&ctx, c, "method", doc_restore_method_names, true, 0,
+				   &method)) < 0 ||
+		    (rc = doc_bool(&ctx, c, "original_location", false, &orig)) < 0 ||
+		    (rc = doc_array(&ctx, c, "locations", true, &locs)) < 0)
+			goto refused;
+		if (post && ((rc = doc_string(&ctx, c, "status", true, &status)) < 0 ||
+			     (rc = doc_int(&ctx, c, "files", &files)) < 0 ||
+			     (rc = doc_string(&ctx, c, "message", false, &msg)) < 0 ||
+			     (msg && (rc = doc_check_text(&ctx, "message", msg, VSS_DOC_TEXT_MAX,
+							  DOC_CTL_OK)) < 0)))
+			goto refused;
+		if (post && (vss_file_restore_status_from_name(status) <= VSS_RS_UNDEFINED ||
+			     files < 0)) {
+			rc = doc_fail(&ctx, -EINVAL, "status must be none, all, failed or staged, "
+				      "and files a count");
+			goto refused;
+		}
+		for (k = 0; k < b->nw && strcasecmp(b->w[k]->instance_id, inst) != 0; k++)
+			;
+		entry = k < b->nw ? json_array_get(json_object_get(b->bcd, "writers"),
+						   (size_t)bcd_entry(b->bcd, b->w[k])) : NULL;
+		if (!entry || !component_in(entry, lp ? lp : "", name)) {
+			rc = doc_fail(&ctx, -EINVAL, "no component \"%s%s%s\" of writer instance "
+				      "%s is in this restore", lp ? lp : "", lp && *lp ? "/" : "",
+				      name, inst);
+			goto refused;
+		}
+		out = json_pack("{s:s, s:s, s:s, s:b, s:[]}", "logical_path", lp ? lp : "",
+				"name", name, "method", doc_name_of(doc_restore_method_names, method),
+				"original_location", orig, "locations");
+		if (post)
+			json_object_update_new(out, json_pack("{s:s, s:I, s:s?}", "status", status,
+							      "files", files, "message", msg));
+		json_array_append_new(json_object_get(per[k], "components"), out);
+		json_array_foreach(locs, j, loc) {
+			const char *path, *spec, *dest;
+			size_t lm = doc_enter(&ctx, "locations");
+			bool rec;
+
+			doc_enter_index(&ctx, j);
+			if ((rc = doc_members(&ctx, loc, loc_members)) < 0 ||
+			    (rc = doc_string(&ctx, loc, "path", true, &path)) < 0 ||
+			    (rc = doc_check_abs_path(&ctx, "path", path)) < 0 ||
+			    (rc = doc_string(&ctx, loc, "file_spec", true, &spec)) < 0 ||
+			    (rc = doc_check_spec(&ctx, "file_spec", spec)) < 0 ||
+			    (rc = doc_bool(&ctx, loc, "recursive", false, &rec)) < 0 ||
+			    (rc = doc_string(&ctx, loc, "destination", true, &dest)) < 0 ||
+			    (rc = doc_check_abs_path(&ctx, "destination", dest)) < 0)
+				goto refused;
+			json_array_append_new(json_object_get(out, "locations"), json_pack(
+				"{s:s, s:s, s:b, s:s}", "path", path, "file_spec", spec,
+				"recursive", rec, "destination", dest));
+			doc_leave(&ctx, lm);
+		}
+		doc_leave(&ctx, cm);
+	}
+	doc_leave(&ctx, mark);
+	return 0;
+refused:
+	for (size_t k = 0; k < b->nw; k++) {
+		json_decref(per[k]);
+		per[k] = NULL;
+	}
+	snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+	return vss_error_set(err, rc, "argument \"restore\" refused: %s", why);
+}
+
+/* The session of @who for restore request @op, which moves it to @to with
+ * event @ev: the "restore" argument checked, the state entered, @ev sent to
+ * every writer at once, each with its part of the document and of the
+ * restore; NULL (and *@rc, @err) if it is refused, changing nothing. */
+static struct svc_backup *restore_step(struct vss_service *svc, const struct svc_caller *who,
+				       const char *op, enum svc_backup_state to,
+				       enum svc_wevent ev, json_t *args, struct svc_wcall *calls,
+				       int *rc, struct vss_error *err)
+{
+	struct svc_backup *b = session_take(svc, who->conn);
+	json_t *per[SVC_WRITERS_MAX];
+
+	if (!b) {
+		*rc = no_session(svc, who->conn, "no restore in progress on this connection "
+				 "(restore.begin first)", err);
+		return NULL;
+	}
+	if (!b->restore)
+		*rc = vss_error_set(err, -EINVAL, "%s refused: this connection's session is a "
+				    "backup, not a restore", op);
+	else if ((*rc = backup_check(b->state, to, op, b->set_id, err)) == 0)
+		*rc = restore_arg(b, args, ev == EV_POST_RESTORE, per, err);
+	if (*rc < 0) {
+		session_put(svc, b);
+		return NULL;
+	}
+	backup_enter(svc, b, to);
+	for (size_t k = 0; k < b->nw; k++) {
+		char *sub = bcd_for_writer(b->bcd, b->w[k]);
+
+		calls[k] = (struct svc_wcall){
+			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+			.args = json_pack("{s:s, s:s, s:o}", "backup_type", type_names[b->type],
+					  "components", sub, "restore", per[k]) };
+		free(sub);
+	}
+	svc_writers_call(svc, ev, calls, b->nw);
+	return b;
+}
+
+int svc_op_restore_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			   json_t **res, struct vss_error *err)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+	struct svc_backup *b;
+	char why[VSS_ERROR_MSG_MAX + 64];
+	int rc = 0;
+
+	/* PreRestore, to every writer at once: one failing stops the restore
+	 * before the requester writes anything, and every writer gets Abort
+	 * (one may have let go of its data before another failed). */
+	if (!(b = restore_step(svc, who, "restore.prepare", SVC_RESTORE_PRE, EV_PRE_RESTORE,
+			       args, calls, &rc, err)))
+		return rc;
+	for (size_t k = 0; k < b->nw; k++) {
+		json_decref(calls[k].result);
+		if (calls[k].rc < 0 && rc == 0)
+			rc = vss_error_set(err, calls[k].rc, "%s", calls[k].err.msg);
+	}
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "%s; the restore was stopped before anything was "
+			 "restored", err->msg);
+		vss_error_set(err, rc, "%s", why);
+		abort_session(svc, b, why);
+		return rc;
+	}
+	backup_enter(svc, b, SVC_RESTORE_FILES);
+	vss_log("restore (session %llu): pre_restore answered by %zu writer%s",
+		(unsigned long long)b->id, b->nw, b->nw == 1 ? "" : "s");
+	*res = json_pack("{s:o}", "writers", writers_json(svc, b, false));
+	session_put(svc, b);
+	return 0;
+}
+
+int svc_op_restore_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			    json_t **res, struct vss_error *err)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+	struct svc_backup *b;
+	json_t *failures;
+	int rc = 0;
+
+	/* PostRestore, to every writer at once: a failure is only reported. */
+	if (!(b = restore_step(svc, who, "restore.complete", SVC_RESTORE_POST, EV_POST_RESTORE,
+			       args, calls, &rc, err)))
+		return rc;
+	failures = json_array();
+	for (size_t k = 0; k < b->nw; k++) {
+		json_decref(calls[k].result);
+		if (calls[k].rc < 0)
+			json_array_append_new(failures, json_pack(
+				"{s:s, s:s, s:s}", "name", b->w[k]->name, "instance",
+				b->w[k]->instance_id, "message", calls[k].err.msg));
+	}
+	backup_enter(svc, b, SVC_RESTORE_COMPLETE);
+	*res = json_pack("{s:o, s:o}", "writers", writers_json(svc, b, false), "failures",
+			 failures);
+	vss_log("restore complete (session %llu, %zu writer%s failed at post_restore)",
+		(unsigned long long)b->id, json_array_size(failures),
+		json_array_size(failures) == 1 ? "" : "s");
+	session_end(svc, b);
+	return 0;
+}
+
 bool svc_backup_conn_active(struct vss_service *svc, struct conn *c)
 {
 	return session_of(svc, c) != NULL;
@@ -1758,8 +2279,9 @@ void svc_backup_conn_gone(struct vss_service *svc, struct conn *c)
 	struct svc_backup *b = session_take(svc, c);
 
 	if (b)
-		abort_session(svc, b, "its requester went away before the backup was "
-			      "complete");
+		abort_session(svc, b, b->restore ? "its requester went away before the "
+			      "restore was complete" : "its requester went away before the "
+			      "backup was complete");
 	/* After the reaper: it removes a held set under svc->lock too. */
 	svc_lock(svc);
 	svc_mutex_lock(&reg->lock);

@@ -18,12 +18,14 @@ struct svc_caller;
 struct vss_service;
 
 /*
- * The life of a backup and of the set it takes: one state machine, kept in
- * the backup, and for a set taken with "hold" outside a backup in its hold
- * once the call that took it is over.  Every state but backup complete and
- * released may go to aborted, which leaves nothing frozen and nothing half
- * made.  The table, and the one check every change of state passes, are in
- * backup.c (its header says who moves where); doc/service.md draws it.
+ * The life of a backup and of the set it takes, and of a restore: one state
+ * machine, kept in the session, and for a set taken with "hold" outside a
+ * backup in its hold once the call that took it is over.  Every state but
+ * backup complete, restore complete and released may go to aborted, which
+ * leaves nothing frozen and nothing half made, and every writer a restore
+ * reached given back its data.  The table, and the one check every change
+ * of state passes, are in backup.c (its header says who moves where);
+ * doc/service.md draws it.
  */
 enum svc_backup_state {
 	SVC_BACKUP_CREATED,        /* the slot is its own, its writers picked */
@@ -36,6 +38,11 @@ enum svc_backup_state {
 	SVC_BACKUP_SNAP_POST,      /*   post_snapshot is with the writers */
 	SVC_BACKUP_READY,          /* the shadows are ready: the requester reads them */
 	SVC_BACKUP_COMPLETE,       /* backup_complete went out; the set is complete */
+	SVC_RESTORE_GATHERED,      /* restore.begin: the writers matched, identify answered */
+	SVC_RESTORE_PRE,           /* pre_restore is with the writers */
+	SVC_RESTORE_FILES,         /* pre_restore answered: the requester writes the files */
+	SVC_RESTORE_POST,          /* post_restore is with the writers */
+	SVC_RESTORE_COMPLETE,      /* post_restore answered (a failure is only reported) */
 	SVC_BACKUP_ABORTED,        /* abort went to the writers; the set is deleted */
 	SVC_BACKUP_RELEASED,       /* over: the slot is free, nothing is held */
 	SVC_BACKUP_STATES
@@ -80,5 +87,14 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 /* shadow.create with writers around the set (svc_shadow_create, under svc->lock). */
 int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 				json_t **res, struct vss_error *err);
+/* A restore with the writers of the backup (backup.c, "restores"): the
+ * session is a backup's in all but its states; backup.abort, backup.status
+ * and the deadlines are the same. */
+int svc_op_restore_begin(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			 json_t **res, struct vss_error *err);
+int svc_op_restore_prepare(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			   json_t **res, struct vss_error *err);
+int svc_op_restore_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			    json_t **res, struct vss_error *err);
 
 #endif

@@ -111,6 +111,11 @@ static const struct op {
 	{ "backup.complete", svc_op_backup_complete, SVC_ROLE_OPERATOR, true, NULL },
 	{ "backup.abort", svc_op_backup_abort, SVC_ROLE_OPERATOR, true, NULL },
 	{ "backup.status", svc_op_backup_status, SVC_ROLE_USER, true, NULL },
+	/* A restore with the writers of the backup (the same slot and session). */
+	{ "restore.begin", svc_op_restore_begin, SVC_ROLE_OPERATOR, true, NULL },
+	{ "restore.prepare", svc_op_restore_prepare, SVC_ROLE_OPERATOR, true, NULL },
+	{ "restore.complete", svc_op_restore_complete, SVC_ROLE_OPERATOR, true, NULL },
+	{ "restore.abort", svc_op_backup_abort, SVC_ROLE_OPERATOR, true, NULL },
 };
 
 void svc_conn_hand_off(struct conn *c, void *writer)

@@ -69,6 +69,8 @@ static const struct {
 	[EV_BACKUP_COMPLETE] = { "backup_complete", WS_FAILED_AT_BACKUP_COMPLETE },
 	[EV_ABORT] = { "abort", WS_STABLE },
 	[EV_BACKUP_SHUTDOWN] = { "backup_shutdown", WS_FAILED_AT_BACKUP_SHUTDOWN },
+	[EV_PRE_RESTORE] = { "pre_restore", WS_FAILED_AT_PRE_RESTORE },
+	[EV_POST_RESTORE] = { "post_restore", WS_FAILED_AT_POST_RESTORE },
 };
 
 const char *svc_event_name(enum svc_wevent ev)

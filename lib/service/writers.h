@@ -46,8 +46,8 @@ enum svc_writer_state {
 	WS_FAILED_AT_BACKUP_SHUTDOWN = 15,
 };
 
-/* The events, in the order of a backup; each has the state a failure at it
- * leaves the writer in. */
+/* The events, in the order of a backup, then a restore's; each has the
+ * state a failure at it leaves the writer in. */
 enum svc_wevent {
 	EV_IDENTIFY,
 	EV_PREPARE_BACKUP,
@@ -58,6 +58,8 @@ enum svc_wevent {
 	EV_BACKUP_COMPLETE,
 	EV_ABORT,
 	EV_BACKUP_SHUTDOWN,
+	EV_PRE_RESTORE,
+	EV_POST_RESTORE,
 };
 
 /* Freeze order classes: front-end (applications) first, then back-end

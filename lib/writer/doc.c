@@ -309,6 +309,14 @@ const char *doc_name_of(const struct doc_name *t, unsigned value)
 	return NULL;
 }
 
+unsigned doc_value_of(const struct doc_name *t, const char *name)
+{
+	for (; name && t->name; t++)
+		if (strcmp(t->name, name) == 0)
+			return t->value;
+	return 0;
+}
+
 json_t *doc_flag_array(const struct doc_name *t, uint32_t value)
 {
 	json_t *a = json_array();

@@ -34,7 +34,7 @@ static const struct doc_name source_names[] = {
 	{ NULL, 0 },
 };
 
-static const struct doc_name method_names[] = {
+const struct doc_name doc_restore_method_names[] = {
 	{ "restore_if_not_there", VSS_RME_RESTORE_IF_NOT_THERE },
 	{ "restore_if_can_replace", VSS_RME_RESTORE_IF_CAN_REPLACE },
 	{ "stop_restore_start", VSS_RME_STOP_RESTORE_START },
@@ -305,13 +305,13 @@ static int wmd_set_restore(struct doc_ctx *c, struct vss_wmd *wmd,
 	char *service, *proc;
 	int r;
 
-	if ((r = check_enum(c, "method", method_names, rm->method)) < 0 ||
+	if ((r = check_enum(c, "method", doc_restore_method_names, rm->method)) < 0 ||
 	    (r = check_enum(c, "writer_restore", writer_restore_names, rm->writer_restore)) < 0)
 		return r;
 	if (wants_service && !rm->service)
 		return doc_fail_at(c, "service", -EINVAL,
 				   "required with method \"%s\"",
-				   doc_name_of(method_names, rm->method));
+				   doc_name_of(doc_restore_method_names, rm->method));
 	if (!wants_service && rm->service)
 		return doc_fail_at(c, "service", -EINVAL,
 				   "only allowed with methods \"stop_restore_start\" and \"restore_stop_start\"");
@@ -874,7 +874,7 @@ static json_t *wmd_json(const struct vss_wmd *wmd)
 	       *ex = json_array(), *maps = json_array();
 	bool ok = o && rm && comps && ex && maps;
 
-	ok = ok && doc_put_str(rm, "method", doc_name_of(method_names, wmd->method)) &&
+	ok = ok && doc_put_str(rm, "method", doc_name_of(doc_restore_method_names, wmd->method)) &&
 	     doc_put_str(rm, "service", wmd->service) &&
 	     doc_put_str(rm, "user_procedure", wmd->user_procedure) &&
 	     doc_put_str(rm, "writer_restore",
@@ -986,7 +986,7 @@ static int parse_restore(struct doc_ctx *c, json_t *root, struct vss_wmd *wmd)
 		return r;
 	mark = doc_enter(c, "restore_method");
 	if ((r = doc_members(c, o, restore_members)) < 0 ||
-	    (r = doc_enum(c, o, "method", method_names, true, 0, &method)) < 0 ||
+	    (r = doc_enum(c, o, "method", doc_restore_method_names, true, 0, &method)) < 0 ||
 	    (r = doc_string(c, o, "service", false, &rm.service)) < 0 ||
 	    (r = doc_string(c, o, "user_procedure", false, &rm.user_procedure)) < 0 ||
 	    (r = doc_enum(c, o, "writer_restore", writer_restore_names, false,

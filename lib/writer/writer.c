@@ -3,10 +3,13 @@
  * register with the metadata document, then answer events.  The wire is
  * doc/protocol.md ("Writers"); the service side is service/writers.c.
  *
- * The library follows the sequence in flight (in_backup, in_set, frozen)
- * so that losing vssd, or a vssd that never thaws, ends in the abort
- * handler rather than in a writer frozen for good (vss/writer.h, "Losing
- * vssd").
+ * The library follows the sequence in flight (in_backup, in_set, frozen,
+ * in_restore) so that losing vssd, or a vssd that never thaws, ends in the
+ * abort handler rather than in a writer frozen for good (vss/writer.h,
+ * "Losing vssd"), and a writer that let go of its data for a restore gets
+ * it back.  What a restore event carries ("restore" of its arguments:
+ * doc/protocol.md) is read by vss_writer_restore_*() while its handler
+ * runs; pre_restore's is kept for an abort that ends the restore.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,6 +26,7 @@
 #include "client/client_json.h"
 #include "proto/proto.h"
 #include "util/struct_in.h"
+#include "writer/writer_doc_i.h"
 
 #define RETRY_FIRST_MS 100u
 #define RETRY_MAX_MS   5000u
@@ -44,6 +48,9 @@ struct vss_writer {
 	bool in_set;                    /* prepare_snapshot seen, the set not ended */
 	bool frozen;                    /* freeze answered with success, no thaw/abort */
 	bool gave_up;                   /* the watchdog ended a freeze vssd never thawed */
+	bool in_restore;                /* pre_restore seen, no post_restore/abort yet */
+	json_t *restore;                /* in_restore: pre_restore's "restore" (owned) */
+	json_t *cur_restore;            /* the handler's event's, borrowed; else NULL */
 	uint64_t thaw_by_ms;            /* frozen: when the watchdog gives up */
 	unsigned int window_ms;         /* of that freeze */
 	char set_id[64];                /* the last set named by an event */
@@ -72,6 +79,8 @@ static const struct {
 	{ "backup_complete", VSS_WE_BACKUP_COMPLETE },
 	{ "abort", VSS_WE_ABORT },
 	{ "backup_shutdown", VSS_WE_BACKUP_SHUTDOWN },
+	{ "pre_restore", VSS_WE_PRE_RESTORE },
+	{ "post_restore", VSS_WE_POST_RESTORE },
 };
 
 static const char *const type_names[] = {
@@ -168,6 +177,7 @@ void vss_writer_close(struct vss_writer *w)
 	if (!w)
 		return;
 	vss_client_close(w->client);
+	json_decref(w->restore);
 	free(w->doc);
 	free(w->run_dir);
 	free(w);
@@ -199,7 +209,9 @@ static int send_reply(struct vss_writer *w, json_t *reply)
 
 static void sequence_clear(struct vss_writer *w)
 {
-	w->in_backup = w->in_set = w->frozen = false;
+	w->in_backup = w->in_set = w->frozen = w->in_restore = false;
+	json_decref(w->restore);
+	w->restore = NULL;
 }
 
 /* Runs the abort handler for the sequence in flight, as vssd would have
@@ -210,16 +222,20 @@ static void abort_in_flight(struct vss_writer *w, const char *reason)
 		.type = VSS_WE_ABORT, .name = "abort",
 		.set_id = w->set_id[0] ? w->set_id : NULL, .reason = reason,
 	};
+	json_t *restore = w->in_restore ? json_incref(w->restore) : NULL;
 
 	sequence_clear(w);
+	w->cur_restore = restore;
 	if (w->h.abort)
 		w->h.abort(w, &ev, w->data);
+	w->cur_restore = NULL;
+	json_decref(restore);
 }
 
 /* The connection is gone: a sequence in flight is abandoned. */
 static int lost(struct vss_writer *w, struct vss_error *err)
 {
-	if (w->in_backup || w->in_set || w->frozen)
+	if (w->in_backup || w->in_set || w->frozen || w->in_restore)
 		abort_in_flight(w, "vssd went away: the connection closed");
 	w->gave_up = false;
 	return vss_error_set(err, -ECONNRESET, "vssd closed the connection");
@@ -253,7 +269,13 @@ static void sequence_after(struct vss_writer *w, const struct vss_writer_event *
 	case VSS_WE_BACKUP_COMPLETE:
 	case VSS_WE_ABORT:
 	case VSS_WE_BACKUP_SHUTDOWN:
+	case VSS_WE_POST_RESTORE:
 		sequence_clear(w);
+		break;
+	case VSS_WE_PRE_RESTORE:
+		/* A failure here is followed by abort too: the writer may have
+		 * let go of part of its data before it failed. */
+		w->in_restore = true;
 		break;
 	}
 }
@@ -304,7 +326,7 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	if (ev.set_id)
 		snprintf(w->set_id, sizeof(w->set_id), "%s", ev.set_id);
 	else if (ev.type == VSS_WE_IDENTIFY || ev.type == VSS_WE_PREPARE_BACKUP ||
-		 ev.type == VSS_WE_PREPARE_SNAPSHOT)
+		 ev.type == VSS_WE_PREPARE_SNAPSHOT || ev.type == VSS_WE_PRE_RESTORE)
 		w->set_id[0] = '\0';      /* a new sequence, its set not named yet */
 	ev.reason = json_string_value(json_object_get(args, "reason"));
 	type = json_string_value(json_object_get(args, "backup_type"));
@@ -325,6 +347,18 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	case VSS_WE_BACKUP_COMPLETE: fn = w->h.backup_complete; break;
 	case VSS_WE_ABORT: fn = w->h.abort; break;
 	case VSS_WE_BACKUP_SHUTDOWN: fn = w->h.backup_shutdown; break;
+	case VSS_WE_PRE_RESTORE: fn = w->h.pre_restore; break;
+	case VSS_WE_POST_RESTORE: fn = w->h.post_restore; break;
+	}
+	/* What vss_writer_restore_*() read: the event's own, or for an abort
+	 * that ends a restore, what its pre_restore said. */
+	if (ev.type == VSS_WE_PRE_RESTORE || ev.type == VSS_WE_POST_RESTORE)
+		w->cur_restore = json_object_get(args, "restore");
+	else if (ev.type == VSS_WE_ABORT && w->in_restore)
+		w->cur_restore = w->restore;
+	if (ev.type == VSS_WE_PRE_RESTORE && w->cur_restore) {
+		json_decref(w->restore);
+		w->restore = json_incref(w->cur_restore);
 	}
 	w->fail_kind = 0;
 	w->fail_msg[0] = '\0';
@@ -338,6 +372,7 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 	} else {
 		rc = fn ? fn(w, &ev, w->data) : 0;
 	}
+	w->cur_restore = NULL;
 	if (ev.type != VSS_WE_THAW && ev.type != VSS_WE_POST_SNAPSHOT)
 		w->gave_up = false;
 	sequence_after(w, &ev, rc);
@@ -450,5 +485,73 @@ int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 		}
 		watchdog(w);
 	}
+	return 0;
+}
+
+/* ---- what a restore event says (vss_writer_restore_*) ---- */
+
+int vss_writer_restore_info(const struct vss_writer *w,
+			    struct vss_writer_restore_info *out)
+{
+	json_t *r = w->cur_restore, *to;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(r))
+		return -ENOENT;
+	to = json_object_get(r, "to");
+	out->backup_id = json_string_value(json_object_get(r, "backup"));
+	out->to = json_is_string(to) ? json_string_value(to) : NULL;
+	out->component_count = json_array_size(json_object_get(r, "components"));
+	return 0;
+}
+
+static json_t *restore_component(const struct vss_writer *w, size_t i)
+{
+	return json_array_get(json_object_get(w->cur_restore, "components"), i);
+}
+
+int vss_writer_restore_component(const struct vss_writer *w, size_t i,
+				 struct vss_writer_restore_component *out)
+{
+	json_t *c = restore_component(w, i), *msg;
+	int status;
+
+	memset(out, 0, sizeof(*out));
+	if (!w->cur_restore)
+		return -ENOENT;
+	if (!json_is_object(c))
+		return -ERANGE;
+	out->logical_path = json_string_value(json_object_get(c, "logical_path"));
+	if (!out->logical_path)
+		out->logical_path = "";
+	out->name = json_string_value(json_object_get(c, "name"));
+	out->method = (enum vss_restore_method)doc_value_of(
+		doc_restore_method_names, json_string_value(json_object_get(c, "method")));
+	out->original_location = json_is_true(json_object_get(c, "original_location"));
+	out->location_count = json_array_size(json_object_get(c, "locations"));
+	status = vss_file_restore_status_from_name(json_string_value(json_object_get(c,
+										      "status")));
+	out->status = status > 0 ? (enum vss_file_restore_status)status : VSS_RS_UNDEFINED;
+	out->files = (unsigned long long)json_integer_value(json_object_get(c, "files"));
+	msg = json_object_get(c, "message");
+	out->message = json_is_string(msg) ? json_string_value(msg) : NULL;
+	return 0;
+}
+
+int vss_writer_restore_location(const struct vss_writer *w, size_t i, size_t j,
+				struct vss_wmd_file_spec *out)
+{
+	json_t *c = restore_component(w, i), *l;
+
+	memset(out, 0, sizeof(*out));
+	if (!w->cur_restore)
+		return -ENOENT;
+	l = json_array_get(json_object_get(c, "locations"), j);
+	if (!json_is_object(l))
+		return -ERANGE;
+	out->path = json_string_value(json_object_get(l, "path"));
+	out->file_spec = json_string_value(json_object_get(l, "file_spec"));
+	out->recursive = json_is_true(json_object_get(l, "recursive"));
+	out->destination = json_string_value(json_object_get(l, "destination"));
 	return 0;
 }

@@ -64,7 +64,10 @@ struct doc_name {
 	unsigned value;
 };
 extern const struct doc_name doc_backup_type_names[];
+extern const struct doc_name doc_restore_method_names[];
 const char *doc_name_of(const struct doc_name *t, unsigned value);
+/* The value @name stands for in table @t, or 0 (no table has a value 0). */
+unsigned doc_value_of(const struct doc_name *t, const char *name);
 /* "a, b, c": the names of table @t, in @buf of @size, for messages. */
 const char *doc_name_list(char *buf, size_t size, const struct doc_name *t);
 /* A JSON array of the names of the bits set in @value, in table order. */

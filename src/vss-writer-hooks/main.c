@@ -6,6 +6,14 @@
  * hooks already frozen then get "thaw".  Hook output goes to our standard
  * error (the log).
  *
+ * Restores of a backup it took part in: "pre-restore" before the files are
+ * written (a hook failing stops the restore, nothing written; the hooks
+ * that had run it get "post-restore" with VSS_RESTORE_STATUS=aborted) and
+ * "post-restore" after, to the hooks that ran "pre-restore", with
+ * VSS_RESTORE_BACKUP, VSS_RESTORE_TO and VSS_RESTORE_STATUS in their
+ * environment.  Its one component, "hooks", has no files: it is what the
+ * backup records so that its restores involve the writer.
+ *
  * When vssd goes away the hooks frozen get "thaw" (abort) and the writer
  * registers again once vssd is back; --once: exit instead.
  *
@@ -36,6 +44,9 @@ struct hooks {
 	char *names[MAX_HOOKS];
 	int n;
 	int frozen;                /* how many hooks ran "freeze" successfully */
+	int prepared;              /* how many ran "pre-restore" successfully */
+	char env[3][4200];         /* VSS_RESTORE_* for the hooks of a restore */
+	int nenv;
 };
 
 static volatile sig_atomic_t stop;
@@ -110,6 +121,8 @@ static int run_hook(struct hooks *h, const char *name, const char *arg, char *wh
 		setpgid(0, 0);
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		signal(SIGPIPE, SIG_DFL);
+		for (int i = 0; i < h->nenv; i++)
+			putenv(h->env[i]);
 		execl(path, path, arg, (char *)NULL);
 		_exit(127);
 	}
@@ -192,9 +205,87 @@ static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void
 	return rc;
 }
 
+/* The restore's VSS_RESTORE_* for the hooks; @status NULL: none yet. */
+static void restore_env(struct hooks *h, struct vss_writer *w, const char *status)
+{
+	struct vss_writer_restore_info ri;
+
+	h->nenv = 0;
+	if (vss_writer_restore_info(w, &ri) < 0)
+		return;
+	snprintf(h->env[h->nenv++], sizeof(h->env[0]), "VSS_RESTORE_BACKUP=%s",
+		 ri.backup_id ? ri.backup_id : "");
+	snprintf(h->env[h->nenv++], sizeof(h->env[0]), "VSS_RESTORE_TO=%s", ri.to ? ri.to : "");
+	if (status)
+		snprintf(h->env[h->nenv++], sizeof(h->env[0]), "VSS_RESTORE_STATUS=%s", status);
+}
+
+/* "post-restore" to the hooks that ran "pre-restore"; the first failure in
+ * @first. */
+static int post_restore_hooks(struct hooks *h, char *first, size_t len)
+{
+	char why[512];
+	int rc = 0;
+
+	for (int i = 0; i < h->prepared; i++)
+		if (run_hook(h, h->names[i], "post-restore", why, sizeof(why)) < 0 && rc == 0) {
+			rc = -EIO;
+			snprintf(first, len, "%s", why);
+		}
+	h->prepared = 0;
+	h->nenv = 0;
+	return rc;
+}
+
+static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct hooks *h = data;
+	char why[512], ignored[512];
+	int rc;
+
+	scan(h);
+	h->prepared = 0;
+	restore_env(h, w, NULL);
+	for (int i = 0; i < h->n; i++) {
+		if ((rc = run_hook(h, h->names[i], "pre-restore", why, sizeof(why))) < 0) {
+			vss_writer_set_failure(w, rc == -ETIMEDOUT ? VSS_WF_TIMEOUT
+					       : VSS_WF_NONRETRYABLE, "%s", why);
+			restore_env(h, w, "aborted");
+			post_restore_hooks(h, ignored, sizeof(ignored));
+			return rc;
+		}
+		h->prepared = i + 1;
+	}
+	h->nenv = 0;
+	return 0;
+}
+
+static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct vss_writer_restore_component c;
+	const char *status = "all";
+	char first[512];
+
+	/* Its own component's status: what the restore did with the files. */
+	if (vss_writer_restore_component(w, 0, &c) == 0 && c.status != VSS_RS_UNDEFINED)
+		status = vss_file_restore_status_name(c.status);
+	restore_env(data, w, status);
+	if (post_restore_hooks(data, first, sizeof(first)) == 0)
+		return 0;
+	vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", first);
+	return -EIO;
+}
+
 static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
-	thaw_frozen(data);
+	struct hooks *h = data;
+	char ignored[512];
+
+	thaw_frozen(h);
+	if (h->prepared) {
+		restore_env(h, w, "aborted");
+		post_restore_hooks(h, ignored, sizeof(ignored));
+	}
 	return 0;
 }
 
@@ -213,7 +304,8 @@ static int usage(FILE *f)
 	fputs("usage: vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS] "
 	      "[--once]\n"
 	      "A vss writer: runs every executable in the hooks directory, in name order,\n"
-	      "with \"freeze\" before a shadow copy set's freeze and \"thaw\" after it.\n"
+	      "with \"freeze\" before a shadow copy set's freeze and \"thaw\" after it,\n"
+	      "and \"pre-restore\" and \"post-restore\" around restores of its backups.\n"
 	      "  --run-dir DIR      vssd's run directory (default $VSS_RUN_DIR or /run/vss)\n"
 	      "  --hooks-dir DIR    the hooks (default /etc/vss/hooks.d)\n"
 	      "  --timeout SECONDS  each hook may run this long, 1 to 3600 (default 30);\n"
@@ -231,6 +323,7 @@ int main(int argc, char **argv)
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
 		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
 	struct hooks h = { .dir = "/etc/vss/hooks.d", .timeout_s = 30 };
 	const char *run_dir = NULL;
@@ -281,6 +374,17 @@ int main(int argc, char **argv)
 		.writer_name = "hooks", .class_id = HOOKS_CLASS_ID, .instance_id = inst,
 		.instance_name = h.dir, .usage = VSS_UT_OTHER, .source = VSS_ST_OTHER },
 		&wmd, &err);
+	/* A component without files, so that a backup records the writer and
+	 * its restores involve it. */
+	if (rc == 0)
+		rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
+			.type = VSS_CT_FILE_GROUP, .name = "hooks", .caption = "the hooks' "
+			"pre-restore and post-restore", .selectable = true,
+			.selectable_for_restore = true }, &err);
+	if (rc == 0)
+		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
+			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
+			.writer_restore = VSS_WRE_ALWAYS }, &err);
 	if (rc == 0)
 		/* The hooks' own freeze is bounded by --timeout; leave room for it. */
 		rc = vss_writer_open(&(struct vss_writer_options){

@@ -8,6 +8,14 @@
  * in WAL or rollback journal mode); writers wait at most the freeze window.
  * Each database is one database component: its file and its WAL/journal.
  *
+ * Restores: at PreRestore each database restored to its own place is let
+ * go of (its WAL checkpointed into it and truncated, its connection
+ * closed), so that the restored files are what the next open reads; at
+ * PostRestore, or the Abort of a restore, it is opened again, and a
+ * database that fails quick_check after the restore fails PostRestore
+ * (recovery_failed).  A restore elsewhere (--to, an alternate location)
+ * leaves it open.
+ *
  * vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] [--once] DATABASE...
  * (--timeout: the freeze-to-thaw window this writer allows; default 60 s.
  * When vssd goes away the writer lets go of its locks (abort) and registers
@@ -34,7 +42,9 @@
 
 struct db {
 	char path[PATH_MAX];
-	sqlite3 *conn;
+	char lp[PATH_MAX];              /* its component: logical path and name */
+	const char *name;
+	sqlite3 *conn;                  /* NULL while a restore has it closed */
 	bool locked;
 };
 
@@ -101,7 +111,7 @@ static void unlock_all(struct dbs *s)
 	char why[512];
 
 	for (int i = 0; i < s->n; i++)
-		if (s->db[i].locked) {
+		if (s->db[i].locked && s->db[i].conn) {
 			if (exec_sql(&s->db[i], "ROLLBACK", why, sizeof(why)) < 0)
 				say("%s", why);
 			s->db[i].locked = false;
@@ -111,7 +121,7 @@ static void unlock_all(struct dbs *s)
 static void checkpoint(struct dbs *s)
 {
 	for (int i = 0; i < s->n; i++) {
-		int rc = sqlite3_wal_checkpoint_v2(s->db[i].conn, NULL, SQLITE_CHECKPOINT_PASSIVE,
+		int rc = !s->db[i].conn ? SQLITE_OK : sqlite3_wal_checkpoint_v2(s->db[i].conn, NULL, SQLITE_CHECKPOINT_PASSIVE,
 						   NULL, NULL);
 
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
@@ -133,6 +143,12 @@ static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, vo
 
 	checkpoint(s);
 	for (int i = 0; i < s->n; i++) {
+		if (!s->db[i].conn) {
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s is closed for a restore",
+					       s->db[i].path);
+			unlock_all(s);
+			return -EBUSY;
+		}
 		/* Waits for a writer in progress to commit, then keeps others out. */
 		if (exec_sql(&s->db[i], "BEGIN IMMEDIATE", why, sizeof(why)) < 0) {
 			unlock_all(s);
@@ -150,6 +166,123 @@ static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void
 	return 0;
 }
 
+static int db_open(struct db *d)
+{
+	if (sqlite3_open_v2(d->path, &d->conn, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		sqlite3_close(d->conn);
+		d->conn = NULL;
+		return -EIO;
+	}
+	sqlite3_busy_handler(d->conn, busy, NULL);
+	return 0;
+}
+
+/* Whether the restore in progress writes @d's files back to their place. */
+static bool restored_in_place(struct vss_writer *w, const struct db *d)
+{
+	struct vss_writer_restore_info ri;
+
+	if (vss_writer_restore_info(w, &ri) < 0 || ri.to)
+		return false;
+	for (size_t i = 0; i < ri.component_count; i++) {
+		struct vss_writer_restore_component c;
+
+		if (vss_writer_restore_component(w, i, &c) == 0 && c.original_location &&
+		    strcmp(c.logical_path, d->lp) == 0 && strcmp(c.name, d->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* PreRestore: every database restored in place is checkpointed whole into
+ * its file (its WAL truncated) and closed. */
+static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct dbs *s = data;
+	char why[PATH_MAX + 1024] = "";
+
+	unlock_all(s);
+	for (int i = 0; i < s->n; i++) {
+		struct db *d = &s->db[i];
+
+		if (!d->conn || !restored_in_place(w, d))
+			continue;
+		if (exec_sql(d, "PRAGMA wal_checkpoint(TRUNCATE)", why, sizeof(why)) < 0 ||
+		    sqlite3_close(d->conn) != SQLITE_OK) {
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s cannot be let go of for the "
+					       "restore: %s", d->path, why[0] ? why :
+					       sqlite3_errmsg(d->conn));
+			return -EBUSY;
+		}
+		d->conn = NULL;
+		say("%s: closed for the restore", d->path);
+	}
+	return 0;
+}
+
+/* Opens again what a restore closed; the first failure in @why. */
+static int reopen_all(struct dbs *s, bool check, char *why, size_t len)
+{
+	int rc = 0;
+
+	for (int i = 0; i < s->n; i++) {
+		struct db *d = &s->db[i];
+		char *msg = NULL;
+		int r = 0;
+
+		if (d->conn)
+			continue;
+		if (db_open(d) < 0) {
+			r = -EIO;
+			if (!rc)
+				snprintf(why, len, "%s cannot be opened after the restore", d->path);
+		} else if (check) {
+			sqlite3_stmt *st = NULL;
+
+			if (sqlite3_prepare_v2(d->conn, "PRAGMA quick_check", -1, &st, NULL) !=
+			    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+			    strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
+				r = -EIO;
+				if (asprintf(&msg, "%s", st && sqlite3_column_text(st, 0) ?
+					     (const char *)sqlite3_column_text(st, 0) :
+					     sqlite3_errmsg(d->conn)) < 0)
+					msg = NULL;
+				if (!rc)
+					snprintf(why, len, "the restored %s fails quick_check: %s",
+						 d->path, msg ? msg : "?");
+			}
+			sqlite3_finalize(st);
+		}
+		say("%s: %s after the restore", d->path, r < 0 ? "NOT usable" : "opened again");
+		free(msg);
+		rc = rc ? rc : r;
+	}
+	return rc;
+}
+
+static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	char why[1024];
+
+	if (reopen_all(data, true, why, sizeof(why)) == 0)
+		return 0;
+	vss_writer_set_failure(w, VSS_WF_RECOVERY_FAILED, "%s", why);
+	return -EIO;
+}
+
+/* Abort: a backup's lets go of the locks, a restore's opens again what it
+ * closed. */
+static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct vss_writer_restore_info ri;
+	char why[1024];
+
+	unlock_all(data);
+	if (vss_writer_restore_info(w, &ri) == 0 && reopen_all(data, false, why, sizeof(why)) < 0)
+		say("%s", why);
+	return 0;
+}
+
 /* Logical path of a database: its directory without the leading '/'. */
 static int add_component(struct vss_wmd *wmd, const char *path, struct vss_error *err)
 {
@@ -163,7 +296,8 @@ static int add_component(struct vss_wmd *wmd, const char *path, struct vss_error
 	snprintf(lp, sizeof(lp), "%s", dir + 1);
 	if ((rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
 		.type = VSS_CT_DATABASE, .logical_path = lp, .name = base,
-		.caption = "SQLite database", .selectable = true }, err)) < 0)
+		.caption = "SQLite database", .selectable = true,
+		.selectable_for_restore = true }, err)) < 0)
 		return rc;
 	if ((rc = vss_wmd_add_file_set(wmd, lp, base, &(struct vss_wmd_file_set){
 		.kind = VSS_FSK_DATABASE, .path = dir, .file_spec = base,
@@ -212,7 +346,8 @@ int main(int argc, char **argv)
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
 		.prepare_snapshot = on_prepare_snapshot, .freeze = on_freeze,
-		.thaw = on_thaw, .abort = on_thaw,
+		.thaw = on_thaw, .abort = on_abort,
+		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
 	static struct dbs s;
 	const char *run_dir = NULL;
@@ -272,18 +407,31 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_term);
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < s.n; i++) {
+		const char *base = strrchr(s.db[i].path, '/') + 1;
+
 		if (sqlite3_open_v2(s.db[i].path, &s.db[i].conn, SQLITE_OPEN_READWRITE, NULL) !=
 		    SQLITE_OK) {
 			say("%s: %s", s.db[i].path, sqlite3_errmsg(s.db[i].conn));
 			return 1;
 		}
 		sqlite3_busy_handler(s.db[i].conn, busy, NULL);
+		/* Its component, as add_component names it. */
+		snprintf(s.db[i].lp, sizeof(s.db[i].lp), "%.*s",
+			 base - s.db[i].path > 1 ? (int)(base - s.db[i].path - 2) : 0,
+			 s.db[i].path + 1);
+		s.db[i].name = base;
 	}
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, inst);
 	rc = vss_wmd_new(&(struct vss_wmd_identity){
 		.writer_name = "sqlite", .class_id = SQLITE_CLASS_ID, .instance_id = inst,
 		.usage = VSS_UT_USER_DATA, .source = VSS_ST_TRANSACTED_DB }, &wmd, &err);
+	/* It takes part in every restore of its databases (PreRestore closes
+	 * them, PostRestore opens them again). */
+	if (rc == 0)
+		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
+			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
+			.writer_restore = VSS_WRE_ALWAYS }, &err);
 	for (int i = 0; rc == 0 && i < s.n; i++)
 		rc = add_component(wmd, s.db[i].path, &err);
 	if (rc == 0)

@@ -614,54 +614,156 @@ int cmd_backup(int argc, char **argv)
 
 /* ---- vss restore ---- */
 
+static const char *const method_names[] = {
+	"", "restore_if_not_there", "restore_if_can_replace", "stop_restore_start",
+	"restore_to_alternate_location", "restore_at_reboot",
+	"restore_at_reboot_if_cannot_replace", "custom", "restore_stop_start",
+};
+
+/* What vss restore prints besides its count: each component, and each
+ * file a restore method left, staged or failed on. */
+struct restore_report {
+	bool json;
+	json_t *components, *files;
+};
+
+static void restored_file(void *arg, const struct vss_requester_restored_file *f)
+{
+	struct restore_report *rr = arg;
+
+	if (f->status == VSS_RS_ALL)
+		return;
+	if (rr->json)
+		json_array_append_new(rr->files, json_pack(
+			"{s:s, s:s?, s:s, s:s?}", "live", f->live, "path", f->path, "status",
+			vss_file_restore_status_name(f->status), "why", f->why));
+	else if (f->status == VSS_RS_STAGED)
+		printf("%s: staged for the next boot\n", cli_line(f->path));
+}
+
+static void restored_component(void *arg, const struct vss_requester_restored_component *c)
+{
+	struct restore_report *rr = arg;
+	const char *st = vss_file_restore_status_name(c->status);
+
+	if (rr->json) {
+		json_array_append_new(rr->components, json_pack(
+			"{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:s?}", "writer", c->writer,
+			"logical_path", c->logical_path, "name", c->name,
+			"method", method_names[c->method], "status", st,
+			"files", (json_int_t)c->files, "taken_by", c->taken_by,
+			"message", c->message));
+		return;
+	}
+	printf("Component %s:%s%s%s (%s): %s, %llu file%s%s%s\n", cli_line(c->writer),
+	       cli_line(c->logical_path), *c->logical_path ? "/" : "", cli_line(c->name),
+	       method_names[c->method], st, c->files, c->files == 1 ? "" : "s",
+	       c->message ? ": " : "", c->message ? cli_line(c->message) : "");
+}
+
+/* vss restore --at-boot: what restores staged for the next boot. */
+static int restore_at_boot(const struct cli_args *a)
+{
+	struct restore_report rr = { .json = a->json, .components = json_array(),
+				     .files = json_array() };
+	struct vss_error err = { 0 };
+	unsigned long long n = 0;
+	int rc = vss_requester_restore_at_boot(NULL, restored_file, &rr, &n, &err);
+
+	if (a->json) {
+		json_t *j = json_pack("{s:I, s:O}", "files", (json_int_t)n, "failed", rr.files);
+
+		cli_print_json(j);
+		json_decref(j);
+	} else {
+		printf("Put %llu staged file%s in place.\n", n, n == 1 ? "" : "s");
+	}
+	json_decref(rr.components);
+	json_decref(rr.files);
+	return rc < 0 ? cli_error(EXIT_FAILED, "restore --at-boot: %s", err.msg) : 0;
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "from", 0, true }, { "to", 0, true }, { "path", 0, true },
-		{ "quiet", 'q', false }, { NULL, 0, false },
+		{ "component", 0, true }, { "no-writers", 0, false },
+		{ "at-boot", 0, false }, { "quiet", 'q', false }, { NULL, 0, false },
 	};
-	const char *paths[MAX_TARGETS];
+	const char *paths[MAX_TARGETS], *comps[MAX_TARGETS];
 	char *abs_paths[MAX_TARGETS], *to = NULL;
-	struct vss_restore_params p = { .size = sizeof(p) };
-	struct vss_restore_result res;
+	struct vss_requester_restore_params p = VSS_REQUESTER_RESTORE_PARAMS_INIT;
+	struct vss_requester_restore_result res;
+	struct restore_report rr = { 0 };
 	struct vss_repo *repo;
 	struct vss_error err = { 0 };
 	struct progress pr;
 	struct cli_args a;
-	int rc, n;
+	int rc, n, nc;
 
-	if ((rc = cli_parse(&a, "restore", argc, argv, opts, 0, 1)) ||
-	    (rc = repo_open(cli_get(&a, "from"), 0, &repo)))
+	if ((rc = cli_parse(&a, "restore", argc, argv, opts, 0, 1)))
+		return rc;
+	if (cli_has(&a, "at-boot")) {
+		if (cli_has(&a, "from") || a.npos)
+			return cli_error(EXIT_USAGE, "restore --at-boot takes no repository");
+		return restore_at_boot(&a);
+	}
+	if ((rc = repo_open(cli_get(&a, "from"), 0, &repo)))
 		return rc;
 	n = cli_get_all(&a, "path", paths, MAX_TARGETS);
+	nc = cli_get_all(&a, "component", comps, MAX_TARGETS);
 	for (int k = 0; k < n; k++)
 		abs_paths[k] = cli_mount_point(paths[k]);
 	if (cli_has(&a, "to"))
 		to = cli_mount_point(cli_get(&a, "to"));
 	progress_init(&pr, &a);
+	rr.json = a.json;
+	rr.components = json_array();
+	rr.files = json_array();
+	p.run_dir = a.run_dir;
 	p.to = to;
 	p.paths = (const char *const *)abs_paths;
 	p.npaths = (size_t)n;
+	p.components = comps;
+	p.ncomponents = (size_t)nc;
+	p.no_writers = cli_has(&a, "no-writers");
 	p.progress = show_progress;
 	p.progress_arg = &pr;
-	rc = vss_repo_restore(repo, a.npos ? a.pos[0] : NULL, &p, &res, &err);
+	p.file = restored_file;
+	p.component = restored_component;
+	p.arg = &rr;
+	rc = vss_requester_restore(repo, a.npos ? a.pos[0] : NULL, &p, &res, &err);
 	vss_repo_close(repo);
 	for (int k = 0; k < n; k++)
 		free(abs_paths[k]);
 	free(to);
-	if (rc < 0)
-		return cli_error(EXIT_FAILED, "restore: %s", err.msg);
 	if (a.json) {
-		json_t *j = json_pack("{s:I, s:I}", "files", (json_int_t)res.files,
-				      "bytes", (json_int_t)res.bytes);
+		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:O, s:O}",
+				      "files", (json_int_t)res.files, "bytes", (json_int_t)res.bytes,
+				      "staged", (json_int_t)res.staged, "left", (json_int_t)res.left,
+				      "writers", (json_int_t)res.writers,
+				      "components", rr.components, "not_restored", rr.files);
 
+		if (rc < 0)
+			json_object_set_new(j, "error", json_string(err.msg));
 		cli_print_json(j);
 		json_decref(j);
-	} else {
+	} else if (rc == 0 || res.files) {
 		char b[32];
 
-		printf("Restored %llu entries (%s).\n", (unsigned long long)res.files,
-		       cli_bytes(res.bytes, b));
+		printf("Restored %llu entries (%s).\n", res.files, cli_bytes(res.bytes, b));
+		if (res.left)
+			printf("%llu file%s left as %s by %s restore method.\n", res.left,
+			       res.left == 1 ? "" : "s", res.left == 1 ? "it was" : "they were",
+			       res.left == 1 ? "its" : "their");
+		if (res.staged)
+			printf("%llu file%s staged for the next boot (vss restore --at-boot).\n",
+			       res.staged, res.staged == 1 ? "" : "s");
 	}
+	json_decref(rr.components);
+	json_decref(rr.files);
+	if (rc < 0)
+		return cli_error(rc == -ENOTCONN || rc == -ECONNRESET || rc == -EPIPE ?
+				 EXIT_UNREACHABLE : EXIT_FAILED, "restore: %s", err.msg);
 	return 0;
 }

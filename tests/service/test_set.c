@@ -17,6 +17,14 @@
  * falling silent past its lease.  And the transitions the state machine
  * refuses (backup.complete without a set among them), against a table
  * written here from doc/service.md.
+ *
+ * Restores (restore.begin, restore.prepare, restore.complete): the writers
+ * of the backup matched with those registered (by instance, by class for
+ * a new instance, none), pre_restore and post_restore in order; a writer
+ * failing pre_restore stops the restore and every writer gets abort; a
+ * post_restore failure is reported and the restore ends; a requester going
+ * away after pre_restore leaves every writer aborted; and the requests out
+ * of turn are refused, changing nothing.
  */
 #include <errno.h>
 #include <grp.h>
@@ -334,6 +342,7 @@ static const struct vss_transport_ops fake_transport_ops = {
 
 struct fake_writer {
 	char name[8];
+	char class_id[37];
 	char instance[37];
 	bool back_end;                       /* freezes after the front-end ones */
 	enum vss_writer_event_type fail_at;  /* 0: none */
@@ -354,7 +363,12 @@ static int on_event(struct vss_writer *w, const struct vss_writer_event *ev, voi
 {
 	struct fake_writer *fw = data;
 
-	note("%s %s", fw->name, ev->name);
+	struct vss_writer_restore_info ri;
+
+	if (vss_writer_restore_info(w, &ri) == 0)
+		note("%s %s %s:%zu", fw->name, ev->name, ri.backup_id, ri.component_count);
+	else
+		note("%s %s", fw->name, ev->name);
 	if (ev->type == fw->sleep_at)
 		usleep(fw->sleep_ms * 1000u);
 	if (ev->type == VSS_WE_FREEZE)
@@ -384,18 +398,18 @@ static void writer_start(struct fake_writer *fw)
 		.identify = on_event, .prepare_backup = on_event, .prepare_snapshot = on_event,
 		.freeze = on_event, .thaw = on_event, .post_snapshot = on_event,
 		.backup_complete = on_event, .abort = on_event,
+		.pre_restore = on_event, .post_restore = on_event,
 	};
-	char cls[37];
 	struct vss_wmd *wmd;
 	struct vss_error err;
 	uuid_t u;
 
 	uuid_generate_random(u);
-	uuid_unparse_lower(u, cls);
+	uuid_unparse_lower(u, fw->class_id);
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, fw->instance);
 	assert_int_equal(vss_wmd_new(&(struct vss_wmd_identity){
-		.writer_name = fw->name, .class_id = cls, .instance_id = fw->instance,
+		.writer_name = fw->name, .class_id = fw->class_id, .instance_id = fw->instance,
 		.usage = VSS_UT_USER_DATA,
 		.source = fw->back_end ? VSS_ST_TRANSACTED_DB : VSS_ST_OTHER }, &wmd, &err), 0);
 	assert_int_equal(vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
@@ -989,6 +1003,214 @@ static void sets_outside_a_backup(void **state)
 	nothing_left(2);
 }
 
+/* ---- restores ---- */
+
+/* The components document of a backup: w1 under its own instance, w2
+ * under another (it started again since), and a writer gone for good. */
+static json_t *restore_begin_args(void)
+{
+	char *doc = NULL;
+	json_t *args;
+
+	assert_true(asprintf(&doc,
+		"{\"format\": \"vss-backup-components\", \"version\": 1, \"backup_type\": "
+		"\"full\", \"writers\": ["
+		"{\"writer_class_id\": \"%s\", \"writer_instance_id\": \"%s\", "
+		" \"components\": [{\"name\": \"data\", \"backup_succeeded\": true}]},"
+		"{\"writer_class_id\": \"%s\", \"writer_instance_id\": "
+		" \"0badc0de-0000-4000-8000-000000000002\", \"components\": [{\"name\": \"data\"}]},"
+		"{\"writer_class_id\": \"0badc0de-0000-4000-8000-000000000003\", "
+		" \"writer_instance_id\": \"0badc0de-0000-4000-8000-000000000004\", "
+		" \"components\": [{\"name\": \"gone\"}]}]}",
+		writers[0].class_id, writers[0].instance, writers[1].class_id) > 0);
+	args = json_pack("{s:s}", "components", doc);
+	free(doc);
+	return args;
+}
+
+/* The "restore" argument: both writers' component "data" (@post: done). */
+static json_t *restore_arg_of(bool post, const char *status)
+{
+	json_t *comps = json_array();
+
+	for (size_t i = 0; i < 2; i++) {
+		json_t *c = json_pack("{s:s, s:s, s:s, s:b, s:[{s:s, s:s, s:b, s:s}]}",
+				      "writer_instance_id", writers[i].instance, "name", "data",
+				      "method", "restore_if_can_replace", "original_location", 1,
+				      "locations", "path", "/data", "file_spec", "*", "recursive", 1,
+				      "destination", "/data");
+
+		if (post)
+			json_object_update_new(c, json_pack("{s:s, s:i}", "status", status,
+							    "files", 2));
+		json_array_append_new(comps, c);
+	}
+	return json_pack("{s:{s:s, s:o}}", "restore", "backup", "B1", "components", comps);
+}
+
+static void whole_restore(void **state)
+{
+	struct vss_client *c;
+	json_t *r = NULL, *w, *lo;
+
+	writers_up();
+	c = requester();
+	call_ok(c, "restore.begin", restore_begin_args(), &r);
+	/* w1 by its instance, w2 by its class; the third has no writer now. */
+	w = json_object_get(r, "writers");
+	assert_int_equal(json_array_size(w), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(w, 1),
+							      "backup_instance")),
+			    "0badc0de-0000-4000-8000-000000000002");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(w, 1), "instance")),
+			    writers[1].instance);
+	lo = json_object_get(r, "left_out");
+	assert_int_equal(json_array_size(lo), 1);
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(lo, 0), "why")),
+			       "no writer of class 0badc0de-0000-4000-8000-000000000003"));
+	json_decref(r);
+	assert_true(logged("w1 identify") && logged("w2 identify"));
+	assert_false(logged("pre_restore"));
+	call_ok(c, "restore.prepare", restore_arg_of(false, NULL), NULL);
+	assert_true(logged("w1 pre_restore B1:1") && logged("w2 pre_restore B1:1"));
+	assert_false(logged("post_restore"));
+	call_ok(c, "restore.complete", restore_arg_of(true, "all"), &r);
+	assert_int_equal(json_array_size(json_object_get(r, "failures")), 0);
+	json_decref(r);
+	assert_true(before("w1 pre_restore", "w1 post_restore B1:1"));
+	assert_true(logged("w2 post_restore B1:1"));
+	assert_false(logged("abort"));
+	requester_close();
+	wait_slot_free();
+	nothing_left(0);
+}
+
+static void writer_fails_at_pre_restore(void **state)
+{
+	struct vss_error err = { 0 };
+	struct vss_client *c;
+
+	writers[1].fail_at = VSS_WE_PRE_RESTORE;
+	writers_up();
+	c = requester();
+	call_ok(c, "restore.begin", restore_begin_args(), NULL);
+	assert_int_equal(call(c, "restore.prepare", restore_arg_of(false, NULL), NULL, &err),
+			 -EIO);
+	assert_non_null(strstr(err.msg, "writer w2 failed at pre_restore: w2 fails at "
+			       "pre_restore"));
+	assert_non_null(strstr(err.msg, "the restore was stopped before anything was restored"));
+	/* Every writer gets abort (w1 may have let go of its data); the
+	 * restore is over. */
+	assert_true(before("w1 pre_restore", "w1 abort B1:1"));
+	assert_true(logged("w2 abort B1:1"));
+	assert_false(logged("post_restore"));
+	assert_int_equal(call(c, "restore.complete", restore_arg_of(true, "all"), NULL, &err),
+			 -ENOENT);
+	requester_close();
+	wait_slot_free();
+	nothing_left(0);
+}
+
+static void writer_fails_at_post_restore(void **state)
+{
+	struct vss_client *c;
+	json_t *r = NULL, *f, *w;
+	size_t i;
+
+	writers[1].fail_at = VSS_WE_POST_RESTORE;
+	writers_up();
+	c = requester();
+	call_ok(c, "restore.begin", restore_begin_args(), NULL);
+	call_ok(c, "restore.prepare", restore_arg_of(false, NULL), NULL);
+	call_ok(c, "restore.complete", restore_arg_of(true, "failed"), &r);
+	f = json_object_get(r, "failures");
+	assert_int_equal(json_array_size(f), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(f, 0), "name")),
+			    "w2");
+	json_array_foreach(json_object_get(r, "writers"), i, w)
+		if (strcmp(json_string_value(json_object_get(w, "name")), "w2") == 0) {
+			assert_int_equal(json_integer_value(json_object_get(w, "state")),
+					 VSS_WS_FAILED_AT_POST_RESTORE);
+			assert_string_equal(json_string_value(json_object_get(w, "error_kind")),
+					    "retryable");
+		}
+	json_decref(r);
+	assert_true(logged("w1 post_restore"));
+	assert_false(logged("abort"));
+	requester_close();
+	wait_slot_free();
+	nothing_left(0);
+}
+
+static void requester_goes_away_during_a_restore(void **state)
+{
+	struct vss_client *c;
+
+	writers_up();
+	c = requester();
+	call_ok(c, "restore.begin", restore_begin_args(), NULL);
+	call_ok(c, "restore.prepare", restore_arg_of(false, NULL), NULL);
+	requester_close();
+	wait_slot_free();
+	assert_true(before("w1 pre_restore", "w1 abort B1:1"));
+	assert_true(before("w2 pre_restore", "w2 abort B1:1"));
+	assert_false(logged("post_restore"));
+	nothing_left(0);
+}
+
+/* Out of turn: refused, nothing reaches a writer, the session goes on. */
+static void restore_refused_transitions(void **state)
+{
+	struct vss_error err = { 0 };
+	struct vss_client *c;
+	json_t *bad;
+
+	writers_up();
+	c = requester();
+	assert_int_equal(call(c, "restore.prepare", restore_arg_of(false, NULL), NULL, &err),
+			 -ENOENT);
+	/* A backup's session is not a restore's. */
+	call_ok(c, "backup.begin", NULL, NULL);
+	assert_int_equal(call(c, "restore.prepare", restore_arg_of(false, NULL), NULL, &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "is a backup, not a restore"));
+	assert_int_equal(call(c, "restore.begin", restore_begin_args(), NULL, &err), -EBUSY);
+	call_ok(c, "backup.abort", NULL, NULL);
+	forget();
+	call_ok(c, "restore.begin", restore_begin_args(), NULL);
+	/* No post_restore without pre_restore. */
+	assert_int_equal(call(c, "restore.complete", restore_arg_of(true, "all"), NULL, &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "no pre_restore went out"));
+	/* Nothing of a backup in a restore. */
+	assert_true(call(c, "backup.prepare", NULL, NULL, &err) < 0);
+	assert_true(call(c, "shadow.create", targets("a"), NULL, &err) < 0);
+	assert_true(call(c, "backup.complete", NULL, NULL, &err) < 0);
+	assert_false(logged("prepare a"));
+	/* A component the session does not have, a path that is not one. */
+	bad = restore_arg_of(false, NULL);
+	json_object_set_new(json_array_get(json_object_get(json_object_get(bad, "restore"),
+							   "components"), 0),
+			    "name", json_string("other"));
+	assert_int_equal(call(c, "restore.prepare", bad, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "no component \"other\""));
+	bad = restore_arg_of(false, NULL);
+	json_object_set_new(json_object_get(bad, "restore"), "to", json_string("rel/dir"));
+	assert_int_equal(call(c, "restore.prepare", bad, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "absolute path"));
+	assert_false(logged("pre_restore"));
+	assert_false(logged("backup_complete"));
+	/* The restore went on all along. */
+	call_ok(c, "restore.prepare", restore_arg_of(false, NULL), NULL);
+	assert_int_equal(call(c, "restore.prepare", restore_arg_of(false, NULL), NULL, &err),
+			 -EBUSY);
+	call_ok(c, "restore.complete", restore_arg_of(true, "all"), NULL);
+	assert_true(logged("w1 post_restore"));
+	requester_close();
+	wait_slot_free();
+	nothing_left(0);
+}
+
 /* ---- the table itself, against the one in doc/service.md ---- */
 
 static void transition_table(void **state)
@@ -998,7 +1220,8 @@ static void transition_table(void **state)
 		SF = SVC_BACKUP_SNAP_FREEZE, SC = SVC_BACKUP_SNAP_COMMIT,
 		ST = SVC_BACKUP_SNAP_THAW, SO = SVC_BACKUP_SNAP_POST, RE = SVC_BACKUP_READY,
 		CO = SVC_BACKUP_COMPLETE, AB = SVC_BACKUP_ABORTED, RL = SVC_BACKUP_RELEASED,
-		N = SVC_BACKUP_STATES;
+		RG = SVC_RESTORE_GATHERED, RP = SVC_RESTORE_PRE, RF = SVC_RESTORE_FILES,
+		RO = SVC_RESTORE_POST, RC = SVC_RESTORE_COMPLETE, N = SVC_BACKUP_STATES;
 	const enum svc_backup_state allowed[][2] = {
 		{ CR, GA }, { CR, SP }, { CR, AB }, { CR, RL },
 		{ GA, PR }, { GA, SP }, { GA, AB },
@@ -1007,6 +1230,9 @@ static void transition_table(void **state)
 		{ ST, SO }, { ST, AB }, { SO, RE }, { SO, AB },
 		{ RE, CO }, { RE, AB }, { RE, RL },
 		{ CO, RL }, { AB, RL },
+		/* a restore */
+		{ CR, RG }, { RG, RP }, { RG, AB }, { RP, RF }, { RP, AB }, { RF, RO },
+		{ RF, AB }, { RO, RC }, { RO, AB }, { RC, RL },
 	};
 
 	assert_int_equal(RL + 1, N);
@@ -1020,9 +1246,9 @@ static void transition_table(void **state)
 				fail_msg("%s -> %s: %s", svc_backup_state_name(from),
 					 svc_backup_state_name(to), want ? "refused" : "allowed");
 		}
-	/* Every state but the last two has a way to abort. */
+	/* Every state but the completes and the last two has a way to abort. */
 	for (enum svc_backup_state s = 0; s < N; s++)
-		assert_int_equal(svc_backup_may(s, AB), s != CO && s != AB && s != RL);
+		assert_int_equal(svc_backup_may(s, AB), s != CO && s != RC && s != AB && s != RL);
 	assert_false(svc_backup_may(N, CR));
 }
 
@@ -1096,6 +1322,11 @@ int main(void)
 		T(requester_goes_away_while_frozen),
 		T(requester_silent_past_its_lease),
 		T(sets_outside_a_backup),
+		T(whole_restore),
+		T(writer_fails_at_pre_restore),
+		T(writer_fails_at_post_restore),
+		T(requester_goes_away_during_a_restore),
+		T(restore_refused_transitions),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -10,8 +10,16 @@
  *     [--slow-at EV] [--stamp S|auto] [--partial] [--reconnect]
  *     [--schema HEX] [--set PATH:SPEC:MASK[:r] ...] [--exclude PATH:SPEC ...]
  *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
+ *     [--path DIR] [--method M] [--service UNIT] [--alt DIR=DEST]
+ *     [--writer-restore W]
  * Prints "ready" on stdout once registered; logs backup_shutdown only with
  * --shutdown (without, the library answers it).
+ *
+ * For restores: its one component, "data", is the files below --path
+ * (default /data); restore events log what the restore says ("NAME
+ * pre_restore backup=ID to=DIR data:METHOD:original|alternate:STATUS:FILES
+ * [:MESSAGE] ..."), the restore method and alternate location mappings are
+ * --method, --service and --alt.
  *
  * For backups of its components (one, "data"): --schema replaces its backup
  * schema (VSS_BS_* bits), each --set adds a file set (MASK: VSS_FSBT_* bits,
@@ -42,6 +50,7 @@ struct opts {
 	const char *name, *log, *run_dir, *fail_at, *kind, *hang_at, *crash_at, *stamp;
 	const char *slow_at;          /* answer 2.5 s late, once */
 	const char *cls;
+	const char *path, *method, *service, *alt, *writer_restore;
 	unsigned int timeout_ms;
 	bool partial;
 	bool reconnect;             /* register again when vssd comes back */
@@ -116,10 +125,34 @@ static void on_usr1(int sig)
 static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct opts *o = data;
-	char line[512];
+	char line[2048];
 	int fd, n;
 
 	n = snprintf(line, sizeof(line), "%s %s", o->name, ev->name);
+	if (ev->type == VSS_WE_PRE_RESTORE || ev->type == VSS_WE_POST_RESTORE ||
+	    ev->type == VSS_WE_ABORT) {
+		struct vss_writer_restore_info ri;
+
+		if (vss_writer_restore_info(w, &ri) == 0) {
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " backup=%s to=%s",
+				      ri.backup_id, ri.to ? ri.to : "-");
+			for (size_t i = 0; i < ri.component_count; i++) {
+				struct vss_writer_restore_component rc;
+				struct vss_wmd_file_spec loc;
+
+				vss_writer_restore_component(w, i, &rc);
+				n += snprintf(line + n, sizeof(line) - (size_t)n, " %s:%d:%s:%s:%llu%s%s",
+					      rc.name, (int)rc.method,
+					      rc.original_location ? "original" : "alternate",
+					      vss_file_restore_status_name(rc.status), rc.files,
+					      rc.message ? ":" : "", rc.message ? rc.message : "");
+				for (size_t j = 0; j < rc.location_count &&
+				     vss_writer_restore_location(w, i, j, &loc) == 0; j++)
+					n += snprintf(line + n, sizeof(line) - (size_t)n, " %s->%s",
+						      loc.path, loc.destination);
+			}
+		}
+	}
 	if (ev->type == VSS_WE_PREPARE_BACKUP && ev->components) {
 		size_t k = vss_bcd_component_count(ev->components);
 		char stamp[64];
@@ -189,8 +222,8 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	if (o->fail_at && strcmp(o->fail_at, ev->name) == 0) {
 		enum vss_writer_failure kind = VSS_WF_NONRETRYABLE;
 
-		if (o->kind && strcmp(o->kind, "retryable") == 0)
-			kind = VSS_WF_RETRYABLE;
+		if (o->kind && vss_writer_failure_from_name(o->kind) > 0)
+			kind = (enum vss_writer_failure)vss_writer_failure_from_name(o->kind);
 		vss_writer_set_failure(w, kind, "%s was told to fail at %s", o->name, ev->name);
 		return -EIO;
 	}
@@ -221,8 +254,16 @@ int main(int argc, char **argv)
 		.identify = handle, .prepare_backup = handle, .prepare_snapshot = handle,
 		.freeze = handle, .thaw = handle, .post_snapshot = handle,
 		.backup_complete = handle, .abort = handle,
+		.pre_restore = handle, .post_restore = handle,
 	};
-	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back" };
+	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back", .path = "/data",
+			  .method = "restore_if_can_replace", .writer_restore = "always" };
+	static const char *const methods[] = {
+		"", "restore_if_not_there", "restore_if_can_replace", "stop_restore_start",
+		"restore_to_alternate_location", "restore_at_reboot",
+		"restore_at_reboot_if_cannot_replace", "custom", "restore_stop_start",
+	};
+	enum vss_restore_method method = 0;
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
 	struct vss_wmd *wmd;
@@ -271,6 +312,11 @@ int main(int argc, char **argv)
 			o.excludes[o.nexcludes++] = v;
 		else if (strcmp(a, "--partial-from") == 0) o.partial_from = v;
 		else if (strcmp(a, "--differenced-from") == 0) o.differenced_from = v;
+		else if (strcmp(a, "--path") == 0) o.path = v;
+		else if (strcmp(a, "--method") == 0) o.method = v;
+		else if (strcmp(a, "--service") == 0) o.service = v;
+		else if (strcmp(a, "--alt") == 0) o.alt = v;
+		else if (strcmp(a, "--writer-restore") == 0) o.writer_restore = v;
 		else {
 			fprintf(stderr, "unknown option %s\n", a);
 			return 2;
@@ -300,7 +346,7 @@ int main(int argc, char **argv)
 			.type = VSS_CT_FILE_GROUP, .name = "data", .selectable = true }, &err);
 	if (rc == 0 && !o.nsets)
 		rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
-			.kind = VSS_FSK_FILES, .path = "/data", .file_spec = "*",
+			.kind = VSS_FSK_FILES, .path = o.path, .file_spec = "*",
 			.recursive = true, .backup_type_mask = VSS_FSBT_DEFAULT }, &err);
 	/* PATH:SPEC:MASK[:r] and PATH:SPEC. */
 	for (int i = 0; rc == 0 && i < o.nsets + o.nexcludes; i++) {
@@ -319,6 +365,25 @@ int main(int argc, char **argv)
 				.path = path, .file_spec = spec, .recursive = true }, &err);
 		free(copy);
 	}
+	for (int k = 1; k < (int)(sizeof(methods) / sizeof(methods[0])); k++)
+		if (strcmp(o.method, methods[k]) == 0)
+			method = k;
+	if (rc == 0 && o.alt) {
+		char from[4096];
+		const char *eq = strchr(o.alt, '=');
+
+		snprintf(from, sizeof(from), "%.*s", eq ? (int)(eq - o.alt) : 0, o.alt);
+		rc = vss_wmd_add_alternate_location_mapping(wmd, &(struct vss_wmd_file_spec){
+			.path = from, .file_spec = "*", .recursive = true,
+			.destination = eq ? eq + 1 : "" }, &err);
+	}
+	if (rc == 0)
+		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
+			.method = method, .service = o.service,
+			.user_procedure = method == VSS_RME_CUSTOM ? "copy the files by hand" : NULL,
+			.writer_restore = strcmp(o.writer_restore, "never") == 0 ? VSS_WRE_NEVER :
+					  strcmp(o.writer_restore, "if_replace_fails") == 0 ?
+					  VSS_WRE_IF_REPLACE_FAILS : VSS_WRE_ALWAYS }, &err);
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
 			.size = sizeof(struct vss_writer_options), .run_dir = o.run_dir,

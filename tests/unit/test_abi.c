@@ -196,6 +196,23 @@ static void writer_states_and_failures(void **state)
 	assert_int_equal(vss_writer_failure_from_name("out_of_resources"),
 			 VSS_WF_OUT_OF_RESOURCES);
 	assert_int_equal(vss_writer_failure_from_name("Timeout"), -EINVAL);
+	/* The restore side's kinds and the file restore statuses
+	 * (VSS_FILE_RESTORE_STATUS's numbers, and ours after them). */
+	assert_int_equal(VSS_WF_RECOVERY_FAILED, 6);
+	assert_int_equal(VSS_WF_PARTIAL_FAILURE, 7);
+	assert_string_equal(vss_writer_failure_name(VSS_WF_RECOVERY_FAILED), "recovery_failed");
+	assert_string_equal(vss_writer_failure_name(VSS_WF_PARTIAL_FAILURE), "partial_failure");
+	assert_int_equal(VSS_RS_NONE, 1);
+	assert_int_equal(VSS_RS_ALL, 2);
+	assert_int_equal(VSS_RS_FAILED, 3);
+	assert_int_equal(VSS_RS_STAGED, 4);
+	for (int k = VSS_RS_UNDEFINED; k <= VSS_RS_MAX; k++)
+		assert_int_equal(vss_file_restore_status_from_name(
+			vss_file_restore_status_name((enum vss_file_restore_status)k)), k);
+	assert_string_equal(vss_file_restore_status_name(VSS_RS_STAGED), "staged");
+	assert_null(vss_file_restore_status_name((enum vss_file_restore_status)(VSS_RS_MAX + 1)));
+	assert_int_equal(vss_file_restore_status_from_name("All"), -EINVAL);
+	assert_int_equal(vss_file_restore_status_from_name(NULL), -EINVAL);
 }
 
 int main(void)

@@ -6,7 +6,11 @@
  * the components document go back; a closed daemon ends vss_writer_run.
  * Losing vssd: the abort handler runs when the connection closes with a set
  * in flight, the watchdog gives up a freeze never thawed, and a writer
- * that reconnects registers again with the same document.
+ * that reconnects registers again with the same document.  Restores:
+ * pre_restore and post_restore reach their handlers with what is restored
+ * and where (vss_writer_restore_*), an abort that ends a restore says it
+ * is one, also when vssd goes away after pre_restore, and the restore-side
+ * failure kinds go back.
  */
 #include <errno.h>
 #include <poll.h>
@@ -123,6 +127,7 @@ static void test_events_round_trip(void **state)
 		.identify = handler, .prepare_backup = handler, .prepare_snapshot = handler,
 		.freeze = handler, .thaw = handler, .post_snapshot = handler,
 		.backup_complete = handler, .abort = handler,
+		.pre_restore = handler, .post_restore = handler,
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct fake f = { 0 };
@@ -199,6 +204,8 @@ struct loss {
 	char conn[256];            /* on_connection: "up " / "down " */
 	char first_doc[4096], second_doc[4096];
 	json_t *thaw_reply, *late_abort_reply;
+	json_t *restore_replies[4];
+	bool fail_pre_restore;
 	uint64_t abort_after_ms;   /* watchdog: from the freeze answer to abort */
 };
 
@@ -215,10 +222,39 @@ static uint64_t ms_now(void)
 static int loss_handler(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct loss *l = data;
+	struct vss_writer_restore_info ri;
 
-	(void)w;
 	pthread_mutex_lock(&l->lock);
 	strncat(l->log, ev->name, sizeof(l->log) - strlen(l->log) - 1);
+	if (vss_writer_restore_info(w, &ri) == 0) {
+		char extra[256];
+		size_t n = (size_t)snprintf(extra, sizeof(extra), "{%s|%s", ri.backup_id,
+					    ri.to ? ri.to : "-");
+
+		for (size_t i = 0; i < ri.component_count; i++) {
+			struct vss_writer_restore_component c;
+			struct vss_wmd_file_spec loc = { 0 };
+
+			assert_int_equal(vss_writer_restore_component(w, i, &c), 0);
+			vss_writer_restore_location(w, i, 0, &loc);
+			n += (size_t)snprintf(extra + n, sizeof(extra) - n, "|%s/%s:%d:%s:%s:%llu:%s:%s>%s",
+					      c.logical_path, c.name, (int)c.method,
+					      c.original_location ? "orig" : "alt",
+					      vss_file_restore_status_name(c.status), c.files,
+					      c.message ? c.message : "-", loc.path ? loc.path : "-",
+					      loc.destination ? loc.destination : "-");
+		}
+		assert_int_equal(vss_writer_restore_component(w, ri.component_count, &(struct
+				 vss_writer_restore_component){ 0 }), -ERANGE);
+		snprintf(extra + n, sizeof(extra) - n, "}");
+		strncat(l->log, extra, sizeof(l->log) - strlen(l->log) - 1);
+	}
+	if (ev->type == VSS_WE_PRE_RESTORE && l->fail_pre_restore) {
+		vss_writer_set_failure(w, VSS_WF_RECOVERY_FAILED, "cannot close the database");
+		pthread_mutex_unlock(&l->lock);
+		strncat(l->log, " ", sizeof(l->log) - strlen(l->log) - 1);
+		return -EBUSY;
+	}
 	if (ev->type == VSS_WE_ABORT) {
 		char extra[160];
 
@@ -317,6 +353,8 @@ static void loss_teardown(struct loss *l)
 	rmdir(l->dir);
 	json_decref(l->thaw_reply);
 	json_decref(l->late_abort_reply);
+	for (size_t i = 0; i < 4; i++)
+		json_decref(l->restore_replies[i]);
 	pthread_mutex_destroy(&l->lock);
 }
 
@@ -328,6 +366,7 @@ static struct vss_writer *loss_writer(struct loss *l, bool reconnect)
 		.prepare_snapshot = loss_handler, .freeze = loss_handler,
 		.thaw = loss_handler, .post_snapshot = loss_handler,
 		.backup_complete = loss_handler, .abort = loss_handler,
+		.pre_restore = loss_handler, .post_restore = loss_handler,
 	};
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
@@ -543,6 +582,101 @@ static void test_watchdog_gives_up_a_freeze_never_thawed(void **state)
 	loss_teardown(&l);
 }
 
+/* ---- restores ---- */
+
+/* A restore event with its "restore" argument; returns the answer. */
+static json_t *restore_event(int fd, const char *name, bool post)
+{
+	static int id = 500;
+	struct vss_error err;
+	json_t *comp = json_pack("{s:s, s:s, s:s, s:b, s:[{s:s, s:s, s:b, s:s}]}",
+				 "logical_path", "dbs", "name", "db", "method",
+				 "restore_to_alternate_location", "original_location", 0,
+				 "locations", "path", "/srv/db", "file_spec", "*", "recursive", 1,
+				 "destination", "/srv/elsewhere");
+	json_t *msg, *reply = NULL;
+
+	if (post)
+		json_object_update_new(comp, json_pack("{s:s, s:i, s:s}", "status", "failed",
+						       "files", 3, "message", "disk full"));
+	msg = json_pack("{s:i, s:i, s:s, s:{s:s, s:{s:s, s:s, s:[o]}}}", "version", 1,
+			"id", id++, "event", name, "args", "backup_type", "full", "restore",
+			"backup", "B1", "to", "/mnt/to", "components", comp);
+	assert_int_equal(vss_proto_send(fd, msg), 0);
+	json_decref(msg);
+	assert_int_equal(vss_proto_recv(fd, &reply, &err), 0);
+	return reply;
+}
+
+/* pre_restore, post_restore (a whole restore), then pre_restore and vssd
+ * going away: abort, and it knows the restore it ends. */
+static void *serve_restore(void *arg)
+{
+	struct loss *l = arg;
+	int fd = accept_register(l, l->first_doc, sizeof(l->first_doc));
+
+	l->restore_replies[0] = restore_event(fd, "pre_restore", false);
+	l->restore_replies[1] = restore_event(fd, "post_restore", true);
+	json_decref(event(fd, "identify", 0));
+	l->restore_replies[2] = restore_event(fd, "pre_restore", false);
+	close(fd);
+	return NULL;
+}
+
+static void test_restore_events(void **state)
+{
+	struct loss l;
+
+	(void)state;
+	loss_setup(&l);
+	assert_int_equal(run_against(&l, serve_restore, false), -ECONNRESET);
+	assert_string_equal(l.log,
+		"pre_restore{B1|/mnt/to|dbs/db:4:alt:undefined:0:-:/srv/db>/srv/elsewhere} "
+		"post_restore{B1|/mnt/to|dbs/db:4:alt:failed:3:disk full:/srv/db>/srv/elsewhere} "
+		"identify "
+		"pre_restore{B1|/mnt/to|dbs/db:4:alt:undefined:0:-:/srv/db>/srv/elsewhere} "
+		"abort{B1|/mnt/to|dbs/db:4:alt:undefined:0:-:/srv/db>/srv/elsewhere}"
+		"[-|vssd went away: the connection closed] ");
+	for (int i = 0; i < 3; i++)
+		assert_true(json_is_true(json_object_get(l.restore_replies[i], "ok")));
+	loss_teardown(&l);
+}
+
+/* A writer failing pre_restore: its kind and reason go back, and the abort
+ * that follows is a restore's. */
+static void *serve_restore_refused(void *arg)
+{
+	struct loss *l = arg;
+	int fd = accept_register(l, l->first_doc, sizeof(l->first_doc));
+
+	l->restore_replies[0] = restore_event(fd, "pre_restore", false);
+	l->thaw_reply = event(fd, "abort", 0);
+	json_decref(event(fd, "abort", 0));     /* a backup's: no restore */
+	close(fd);
+	return NULL;
+}
+
+static void test_restore_refused(void **state)
+{
+	struct loss l;
+	json_t *e;
+
+	(void)state;
+	loss_setup(&l);
+	l.fail_pre_restore = true;
+	assert_int_equal(run_against(&l, serve_restore_refused, false), -ECONNRESET);
+	e = json_object_get(l.restore_replies[0], "error");
+	assert_false(json_is_true(json_object_get(l.restore_replies[0], "ok")));
+	assert_string_equal(json_string_value(json_object_get(e, "kind")), "recovery_failed");
+	assert_string_equal(json_string_value(json_object_get(e, "message")),
+			    "cannot close the database");
+	assert_string_equal(l.log,
+		"pre_restore{B1|/mnt/to|dbs/db:4:alt:undefined:0:-:/srv/db>/srv/elsewhere} "
+		"abort{B1|/mnt/to|dbs/db:4:alt:undefined:0:-:/srv/db>/srv/elsewhere}[s1|-] "
+		"abort[s1|-] ");
+	loss_teardown(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +685,8 @@ int main(void)
 		cmocka_unit_test(test_reconnect_after_vssd_restart),
 		cmocka_unit_test(test_open_before_vssd),
 		cmocka_unit_test(test_watchdog_gives_up_a_freeze_never_thawed),
+		cmocka_unit_test(test_restore_events),
+		cmocka_unit_test(test_restore_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
