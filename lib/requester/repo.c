@@ -189,6 +189,12 @@ int vss_repo_open(const char *dir, unsigned int flags, struct vss_repo **out,
 		rc = vss_error_set(err, -errno, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
+	/* Two processes making the same repository at once: the second waits
+	 * until the first is done, then finds a repository, not a directory
+	 * half made (where the filesystem has no flock, it goes on without). */
+	if (flags & VSS_REPO_CREATE)
+		while (flock(r->dir_fd, LOCK_EX) < 0 && errno == EINTR)
+			;
 	rc = check_marker(r, err);
 	if (rc == -ENOENT) {
 		if (!(flags & VSS_REPO_CREATE)) {
@@ -219,6 +225,8 @@ int vss_repo_open(const char *dir, unsigned int flags, struct vss_repo **out,
 	r->lock_fd = openat(r->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (r->lock_fd < 0)
 		r->lock_fd = openat(r->dir_fd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (flags & VSS_REPO_CREATE)
+		flock(r->dir_fd, LOCK_UN);
 	*out = r;
 	return 0;
 fail:

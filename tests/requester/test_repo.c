@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -139,6 +140,43 @@ static void chain_of_backups(void **state)
 	vss_repo_close(r);
 }
 
+struct racer {
+	const char *dir;
+	int rc;
+};
+
+static void *make_at_once(void *arg)
+{
+	struct racer *rc = arg;
+	struct vss_repo *r;
+
+	rc->rc = vss_repo_open(rc->dir, VSS_REPO_CREATE, &r, NULL);
+	if (rc->rc == 0)
+		vss_repo_close(r);
+	return NULL;
+}
+
+/* Several processes' first backups into a new repository at once: each
+ * finds a repository, none a directory half made. */
+static void made_by_many_at_once(void **state)
+{
+	for (int round = 0; round < 20; round++) {
+		char dir[PATH_MAX];
+		struct racer rc[8];
+		pthread_t t[8];
+
+		snprintf(dir, sizeof(dir), "%s/race%d", base_dir, round);
+		for (int i = 0; i < 8; i++) {
+			rc[i].dir = dir;
+			assert_int_equal(pthread_create(&t[i], NULL, make_at_once, &rc[i]), 0);
+		}
+		for (int i = 0; i < 8; i++) {
+			pthread_join(t[i], NULL);
+			assert_int_equal(rc[i].rc, 0);
+		}
+	}
+}
+
 static void not_a_repository(void **state)
 {
 	char dir[PATH_MAX];
@@ -236,6 +274,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(chain_of_backups),
+		cmocka_unit_test(made_by_many_at_once),
 		cmocka_unit_test(not_a_repository),
 		cmocka_unit_test(damaged_manifest_is_refused),
 		cmocka_unit_test(entries_are_checked),
