@@ -71,7 +71,13 @@ attach() {  # attach FILE SIZE: the loop device in $dev, recorded for teardown
 
 make_btrfs() {
   attach "$T/btrfs.img" 1G
-  mkfs.btrfs -q -f "$dev" >/dev/null
+  # mkfs.btrfs gives up when some other mount is a FUSE mount whose server
+  # died ("cannot check mount status"): one another test is cleaning up.
+  local i out
+  for i in $(seq 60); do
+    out=$(mkfs.btrfs -q -f "$dev" 2>&1) && break
+    case $out in *"cannot check mount status"*) sleep 0.5 ;; *) echo "$out" >&2; exit 1 ;; esac
+  done
   blkid -s UUID -o value "$dev" >> "$T/.uuids" || true
   mkdir -p "$T/top" "$T/vol"
   # Per-mount flags and a compression option, so that a lost option shows.

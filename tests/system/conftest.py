@@ -88,6 +88,21 @@ def connect(d, timeout=10):
     return s
 
 
+def mkfs_btrfs(target, timeout=30):
+    """mkfs.btrfs -q -f @target.  mkfs.btrfs looks at every mount to check
+    that @target is not mounted, and gives up when one of them is a FUSE
+    mount whose server died ("Transport endpoint is not connected"): one
+    that another test is cleaning up right now.  That is tried again."""
+    deadline = time.time() + timeout
+    while True:
+        r = subprocess.run(["mkfs.btrfs", "-q", "-f", target], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        if "cannot check mount status" not in r.stderr or time.time() > deadline:
+            raise AssertionError("mkfs.btrfs %s: %s" % (target, r.stderr))
+        time.sleep(0.5)
+
+
 def sha256_file(path, size=None, chunk=1 << 20):
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, VSS
+from conftest import BUILD, VSS, mkfs_btrfs
 from test_fs import TREE_WRITER, manifest, wait_stopped
 
 FUSE_HELLO = os.path.abspath(os.path.join(BUILD, "tests", "btrfs", "fuse_hello"))
@@ -23,7 +23,7 @@ def make_btrfs(root, name="bt", size=300 << 20, img_dir=None):
     mnt = os.path.join(root, name)
     with open(img, "wb") as f:
         f.truncate(size)
-    subprocess.run(["mkfs.btrfs", "-q", "-f", img], check=True, capture_output=True)
+    mkfs_btrfs(img)
     os.makedirs(mnt, exist_ok=True)
     subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
     return mnt
@@ -149,7 +149,7 @@ def test_btrfs_under_a_member_of_the_set_is_refused(vssd):
     rb = os.path.join(vssd.root, "rb")
     os.mkdir(rb)
     try:
-        subprocess.run(["mkfs.btrfs", "-q", "-f", loop], check=True, capture_output=True)
+        mkfs_btrfs(loop)
         subprocess.run(["mount", loop, rb], check=True)
         r = vssd.vss("create", "shadow", "--for", "R", "--for", rb, check=False)
         assert r.returncode == 1 and "lives on volume R" in r.stderr, r.stderr
