@@ -62,6 +62,9 @@ enum vss_cow_event_type {
 	VSS_COW_EV_METADATA_ERROR,      /* the diff area's log cannot be written */
 	VSS_COW_EV_WRITE_ERROR,         /* an acknowledged write could not reach the
 					 * origin (the next flush fails) */
+	VSS_COW_EV_BOOKMARK_LOST,       /* a bookmark could not record a change (no
+					 * room, no memory): the next changes since it
+					 * are unknown; .shadow names it */
 };
 
 struct vss_cow_event {

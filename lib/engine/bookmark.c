@@ -43,6 +43,9 @@
  *    bookmark stays listed, with why, until it is deleted.  A checkpoint
  *    writes each map as BMAP records, after the COPY records (replay of a
  *    BMAP or MARK needs its bookmark; a COPY record marks nothing).
+ *    Making a bookmark syncs the origin: a write before the shadow's instant
+ *    that a power loss took back would differ from what the shadow read,
+ *    and nothing tracks it.
  *    Changed extents from B to shadow T: map(B) + entries in [B.seq, T.seq):
  *    while T is valid B is covered, so only folds of shadows older than T
  *    reach map(B).
@@ -331,7 +334,7 @@ void cow_bm_give_up(struct vss_cow_volume *vol, int error)
 				break;
 			if (!b->lost) {
 				bm_lose(vol, b, why);
-				cow_emit(vol, VSS_COW_EV_METADATA_ERROR, b->id, error,
+				cow_emit(vol, VSS_COW_EV_BOOKMARK_LOST, b->id, error,
 					 "changed-block tracking from shadow seq %u lost: %s; the "
 					 "next incremental reads everything", b->seq, lost_why(why));
 			}
@@ -485,13 +488,14 @@ int vss_cow_bookmark_create(struct vss_cow_volume *vol, const vss_cow_id id,
 
 	cow_settle(vol);
 	cow_wrlock(&vol->gate);
+	cow_drain(vol);
 	if (!(s = cow_shadow_by_id(vol, id, NULL))) {
 		r = vss_error_set(err, -ENOENT, "no such shadow");
+	} else if (cow_bm_by_id(vol, id, NULL)) {
+		r = vss_error_set(err, -EEXIST, "the shadow has a bookmark already");
 	} else if (s->invalid) {
 		r = vss_error_set(err, -EIO, "the shadow is invalid: the changes since it are "
 				  "unknown already");
-	} else if (cow_bm_by_id(vol, id, NULL)) {
-		r = vss_error_set(err, -EEXIST, "the shadow has a bookmark already");
 	} else if (vol->nbookmarks >= VSS_COW_MAX_BOOKMARKS) {
 		r = vss_error_set(err, -EMLINK, "the volume has %d bookmarks, the most it can have",
 				  VSS_COW_MAX_BOOKMARKS);
@@ -500,6 +504,10 @@ int vss_cow_bookmark_create(struct vss_cow_volume *vol, const vss_cow_id id,
 				  "had no room for its log when the volume was opened");
 	} else if (!(b = bm_new(vol, id, s->seq, s->created_ns))) {
 		r = vss_error_set(err, -ENOMEM, "out of memory");
+	} else if ((r = vss_file_sync(vol->origin)) != 0) {
+		/* What the shadow read must not be taken back by a power loss:
+		 * a write before its instant is tracked by nothing. */
+		vss_error_set(err, r, "cannot flush the volume: %s", strerror(-r));
 	} else {
 		rec.seq = s->seq;
 		rec.created_ns = s->created_ns;
