@@ -62,7 +62,7 @@ static const char *lost_why(uint32_t lost)
 {
 	switch (lost) {
 	case BM_LOST_UNCLEAN:
-		return "the volume was not closed cleanly while its changes were tracked in memory";
+		return "the volume was not closed cleanly";
 	case BM_LOST_NO_ROOM:
 		return "the diff area had no room to record a change";
 	case BM_LOST_FAILED:
@@ -675,7 +675,7 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 		goto out;
 	}
 	if (b && b->lost) {
-		r = vss_error_set(err, -ESTALE, "the changes since that shadow are unknown: %s",
+		r = vss_error_set(err, -ESTALE, "its changed-block tracking was lost: %s",
 				  lost_why(b->lost));
 		goto out;
 	}

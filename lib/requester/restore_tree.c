@@ -26,6 +26,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "requester/image_i.h"
 #include "requester/repo_i.h"
 
 struct dirmeta {
@@ -493,6 +494,10 @@ int vss_repo_restore(struct vss_repo *r, const char *id, const struct vss_restor
 	rs.id = full;
 	if (!(info = repo_read_info(r, full, err))) {
 		rc = err ? err->code : -EBADMSG;
+		goto out;
+	}
+	if (image_is(info)) {           /* a volume's blocks: image.c */
+		rc = image_restore(r, full, p, out, err);
 		goto out;
 	}
 	rs.sources = json_object_get(info, "sources");
