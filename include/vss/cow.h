@@ -231,9 +231,10 @@ int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
  */
 #define VSS_COW_MAX_BOOKMARKS 64
 
-/* Makes a bookmark of shadow @id (valid); durable on return.  -ENOENT,
- * -EIO (the shadow is invalid), -EEXIST (it has one), -EMLINK (past
- * VSS_COW_MAX_BOOKMARKS). */
+/* Makes a bookmark of shadow @id (valid); durable on return.  A volume has
+ * at most VSS_COW_MAX_BOOKMARKS: past it the oldest lost one goes, else the
+ * oldest whose shadow is gone (an event says so), else -EMLINK.  -ENOENT,
+ * -EIO (the shadow is invalid), -EEXIST (it has one). */
 int vss_cow_bookmark_create(struct vss_cow_volume *vol, const vss_cow_id id,
 			    struct vss_error *err);
 /* Deletes the bookmark named @id; durable on return.  -ENOENT if none. */

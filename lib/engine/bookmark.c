@@ -477,6 +477,45 @@ uint64_t cow_bm_bytes(struct vss_cow_volume *vol)
 
 /* ---- the API ---- */
 
+/*
+ * At VSS_COW_MAX_BOOKMARKS, deletes the oldest lost bookmark, else the
+ * oldest whose shadow is gone (whoever needed it reads everything next
+ * time: never wrong); -EMLINK if every one still has its shadow.  Gate
+ * exclusive.
+ */
+static int bm_make_room(struct vss_cow_volume *vol, struct vss_error *err)
+{
+	struct vss_rec rec = { .type = VSS_REC_BOOKMARK_DROP };
+	size_t pos = vol->nbookmarks;
+	uint64_t lsn;
+	int r;
+
+	assert(cow_held_excl(&vol->gate));
+	if (vol->nbookmarks < VSS_COW_MAX_BOOKMARKS)
+		return 0;
+	for (size_t i = 0; i < vol->nbookmarks && pos == vol->nbookmarks; i++)
+		if (vol->bookmarks[i]->lost)
+			pos = i;
+	for (size_t i = 0; i < vol->nbookmarks && pos == vol->nbookmarks; i++)
+		if (!cow_shadow_by_seq(vol, vol->bookmarks[i]->seq, NULL))
+			pos = i;
+	if (pos == vol->nbookmarks)
+		return vss_error_set(err, -EMLINK, "the volume has %d bookmarks of shadows it "
+				     "still has, the most it can have", VSS_COW_MAX_BOOKMARKS);
+	rec.seq = vol->bookmarks[pos]->seq;
+	cow_emit(vol, VSS_COW_EV_BOOKMARK_LOST, vol->bookmarks[pos]->id, -EMLINK,
+		 "bookmark of shadow seq %u deleted to make room for a new one (at most %d)",
+		 rec.seq, VSS_COW_MAX_BOOKMARKS);
+	bm_remove(vol, pos);
+	r = vol->sops->append(vol->store, &rec, &lsn);
+	if (r) {
+		cow_metadata_failed(vol, r);
+		return vss_error_set(err, r, "cannot record the deletion in the diff area: %s",
+				     strerror(-r));
+	}
+	return 0;
+}
+
 int vss_cow_bookmark_create(struct vss_cow_volume *vol, const vss_cow_id id,
 			    struct vss_error *err)
 {
@@ -496,12 +535,11 @@ int vss_cow_bookmark_create(struct vss_cow_volume *vol, const vss_cow_id id,
 	} else if (s->invalid) {
 		r = vss_error_set(err, -EIO, "the shadow is invalid: the changes since it are "
 				  "unknown already");
-	} else if (vol->nbookmarks >= VSS_COW_MAX_BOOKMARKS) {
-		r = vss_error_set(err, -EMLINK, "the volume has %d bookmarks, the most it can have",
-				  VSS_COW_MAX_BOOKMARKS);
 	} else if (!can_log(vol)) {
 		r = vss_error_set(err, -EIO, "the diff area takes no records: it has failed or "
 				  "had no room for its log when the volume was opened");
+	} else if ((r = bm_make_room(vol, err)) < 0) {
+		/* said why */
 	} else if (!(b = bm_new(vol, id, s->seq, s->created_ns))) {
 		r = vss_error_set(err, -ENOMEM, "out of memory");
 	} else if ((r = vss_file_sync(vol->origin)) != 0) {

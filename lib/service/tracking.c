@@ -262,7 +262,8 @@ int svc_op_volume_revert(struct vss_service *svc, const struct svc_caller *who, 
 		return vss_error_set(err, -EBUSY, "volume %s is mounted at %s: unmount it first "
 				     "(vss volume umount %s)", v->rec.name, v->mount_dir,
 				     v->rec.name);
-	if (svc_volume_open_count(svc, v) > 0)
+	/* A loop device lets go of the device a moment after its unmount. */
+	if (!svc_volume_wait_closed(svc, v))
 		return vss_error_set(err, -EBUSY, "the device of volume %s is open: close it "
 				     "first", v->rec.name);
 	if (s.sh->owner)

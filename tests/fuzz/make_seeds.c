@@ -247,8 +247,7 @@ static int make_tracking(const char *dir, int n)
 		cfg.block_size = 4096;
 		if (vss_cow_open_vfs(crashvfs_vfs(cv), "origin", "diff", &cfg, VSS_COW_CREATE,
 				     &vol, &err)) {
-			fprintf(stderr, "make-fuzz-seeds: %s
-", err.msg);
+			fprintf(stderr, "make-fuzz-seeds: %s\n", err.msg);
 			return 1;
 		}
 		for (int s = 0; s < 4; s++) {

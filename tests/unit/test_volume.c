@@ -962,6 +962,35 @@ static void bookmark_after_unclean_stop(void **state)
 	assert_int_equal(vss_cow_changed_extents(f->vol, a, NULL, &e, &n, &err), -ESTALE);
 }
 
+/* At most VSS_COW_MAX_BOOKMARKS: a new one past that takes the place of the
+ * oldest whose shadow is gone; with every shadow still there, -EMLINK. */
+static void bookmarks_make_room(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_bookmark_info *info;
+	struct vss_error err;
+	vss_cow_id id;
+	size_t n;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	for (int i = 1; i <= VSS_COW_MAX_BOOKMARKS + 1; i++)
+		take(f, i, 0);
+	for (int i = 1; i <= VSS_COW_MAX_BOOKMARKS; i++)
+		bookmark(f, i);
+	mkid(id, VSS_COW_MAX_BOOKMARKS + 1);
+	assert_int_equal(vss_cow_bookmark_create(f->vol, id, &err), -EMLINK);
+	drop(f, 3);
+	drop(f, 2);
+	bookmark(f, VSS_COW_MAX_BOOKMARKS + 1);
+	reopen(f);
+	assert_int_equal(vss_cow_bookmark_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, VSS_COW_MAX_BOOKMARKS);
+	assert_int_equal(info[0].id[0], 1);
+	assert_int_equal(info[1].id[0], 3);     /* 2 went: the oldest of a gone shadow */
+	assert_int_equal(info[n - 1].id[0], VSS_COW_MAX_BOOKMARKS + 1);
+	free(info);
+}
+
 static void revert_to_a_shadow(void **state)
 {
 	struct fx *f = *state;
@@ -1046,6 +1075,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bookmark_outlives_its_shadow, setup, teardown),
 		cmocka_unit_test_setup_teardown(bookmark_after_unclean_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(revert_to_a_shadow, setup, teardown),
+		cmocka_unit_test_setup_teardown(bookmarks_make_room, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
