@@ -221,9 +221,90 @@ struct vss_restore_result {
  * that does not match fails the restore, naming it.  A file is replaced
  * whole (written beside it, then renamed over it); what is not in the
  * backup is left as it is.
+ *
+ * An image backup (vss_repo_image_info) is restored to @p->to, a file or a
+ * block device: the chain it ends is laid from its full on, each extent
+ * checked against its checksum; a file that does not exist is made (written
+ * beside it, then renamed), one that exists must have the volume's size
+ * and a device at least that, and are written in place only once every
+ * extent of the chain checked.  @p->paths must be empty.
  */
 int vss_repo_restore(struct vss_repo *r, const char *id, const struct vss_restore_params *p,
 		     struct vss_restore_result *out, struct vss_error *err);
+
+/* ---- image backups: a volume's blocks (doc/backup-format.md, "Image backups") ---- */
+
+struct vss_backup_extent {
+	uint64_t offset;                /* bytes */
+	uint64_t length;
+};
+
+/*
+ * How an image backup learns which blocks changed since its base, and keeps
+ * what the next one will need: a requester answers from vssd (shadow.diff,
+ * bookmark.create, bookmark.delete; vss backup create --image does).  A
+ * shadow is named by its ID; its tracking outlives it (a bookmark).
+ */
+struct vss_image_tracker {
+	/* The extents written since shadow @since (the base's, maybe deleted
+	 * since) up to the shadow being read, into a malloc'd *@out; 0, or a
+	 * negative errno and why in @err: then every block is read, and the
+	 * backup is made full and says why. */
+	int (*changed)(void *arg, const char *since, struct vss_backup_extent **out,
+		       size_t *count, struct vss_error *err);
+	/* Keep tracking from the shadow being read after it is deleted
+	 * (called before the backup is published); 0 or -errno: the backup
+	 * fails. */
+	int (*keep)(void *arg, const char *shadow, struct vss_error *err);
+	/* This repository no longer needs tracking from @shadow (called after
+	 * the backup is published; may be NULL). */
+	void (*drop)(void *arg, const char *shadow);
+	void *arg;
+};
+
+struct vss_image_params {
+	size_t size;                    /* sizeof(struct vss_image_params) */
+	enum vss_backup_type type;      /* FULL, INCREMENTAL, DIFFERENTIAL or COPY */
+	const char *volume;             /* the volume's name: the backups of one volume chain */
+	const char *live;               /* recorded as its source: an absolute path (its device) */
+	const char *device;             /* what is read: the shadow's device, or any file */
+	const char *shadow;             /* the shadow's ID */
+	const char *set_id;             /* as in struct vss_backup_params */
+	uint64_t instant_ns;
+	const char *components;
+	const char *const *writer_metadata;
+	size_t nwriters;
+	const struct vss_image_tracker *tracker;        /* NULL: every block is read */
+	vss_backup_progress_fn progress;        /* bytes read so far */
+	void *progress_arg;
+};
+
+/* What an image backup holds beyond struct vss_backup_info. */
+struct vss_image_info {
+	char volume[68];
+	char shadow[40];                /* the shadow it was read from */
+	uint64_t size;                  /* the volume's bytes */
+	uint64_t bytes_read;            /* read from the shadow */
+	uint64_t extents;               /* lines of its manifest */
+	char why_full[256];             /* why an incremental or differential was made
+					 * full, or "" */
+};
+
+/*
+ * Makes an image backup of @p->device: a full reads every block; an
+ * incremental (differential) reads only the extents the tracker says were
+ * written since the newest image backup (full) of the same volume and size,
+ * and is made full, saying why in @image->why_full, when there is none or
+ * the tracker cannot tell.  @image may be NULL.
+ */
+int vss_repo_backup_image(struct vss_repo *r, const struct vss_image_params *p,
+			  struct vss_backup_info *out, struct vss_image_info *image,
+			  struct vss_error *err);
+
+/* Whether backup @id (a unique prefix; NULL: the newest) is an image
+ * backup: 1 (with *@out filled, if not NULL), 0 if it is a backup of files. */
+int vss_repo_image_info(struct vss_repo *r, const char *id, struct vss_image_info *out,
+			struct vss_error *err);
 
 #pragma GCC visibility pop
 

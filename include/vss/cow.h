@@ -62,6 +62,9 @@ enum vss_cow_event_type {
 	VSS_COW_EV_METADATA_ERROR,      /* the diff area's log cannot be written */
 	VSS_COW_EV_WRITE_ERROR,         /* an acknowledged write could not reach the
 					 * origin (the next flush fails) */
+	VSS_COW_EV_BOOKMARK_LOST,       /* a bookmark could not record a change (no
+					 * room, no memory): the next changes since it
+					 * are unknown; .shadow names it */
 };
 
 struct vss_cow_event {
@@ -202,14 +205,73 @@ struct vss_cow_extent {
 };
 
 /*
- * Lists, as sorted, merged extents, the blocks written between shadow @from
- * and shadow @to (@to NULL: between @from and now).  @from must be older
- * than @to.  A block may be listed although its content came back to what
- * it was; no written block is left out.  The array is malloc'd; caller frees.
+ * Lists, as sorted, merged extents, the blocks written between @from and
+ * shadow @to (@to NULL: between @from and now).  @from is a shadow, or a
+ * bookmark (below): the shadow it was made from may be deleted since.
+ * @from must be older than @to.  A block may be listed although its
+ * content came back to what it was; no written block is left out.
+ * -ENOENT if either is unknown, -EIO if @from is an invalid shadow with no
+ * bookmark, -ESTALE if @from's bookmark was lost (the message says why: read
+ * everything instead).  The array is malloc'd; caller frees.
  */
 int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
 			    const vss_cow_id to, struct vss_cow_extent **out,
 			    size_t *count, struct vss_error *err);
+
+/*
+ * Bookmarks: changed-block tracking that outlives a shadow.  A bookmark is
+ * made from a valid shadow and named by its id; it keeps which blocks were
+ * written since that shadow's instant after the shadow is deleted, through
+ * closes and reopens, for vss_cow_changed_extents().  While a shadow at or
+ * after it exists the COPY records say it, at no cost; with none, a write
+ * marks the block in the bookmark's map, which the log keeps without a sync.
+ * After a crash a bookmark that may have missed writes is lost (so it is
+ * when the diff area fails, or has no room to record a change): it is
+ * never wrong, only gone, and vss_cow_changed_extents() says why.
+ */
+#define VSS_COW_MAX_BOOKMARKS 64
+
+/* Makes a bookmark of shadow @id (valid); durable on return.  A volume has
+ * at most VSS_COW_MAX_BOOKMARKS: past it the oldest lost one goes, else the
+ * oldest whose shadow is gone (an event says so), else -EMLINK.  -ENOENT,
+ * -EIO (the shadow is invalid), -EEXIST (it has one). */
+int vss_cow_bookmark_create(struct vss_cow_volume *vol, const vss_cow_id id,
+			    struct vss_error *err);
+/* Deletes the bookmark named @id; durable on return.  -ENOENT if none. */
+int vss_cow_bookmark_delete(struct vss_cow_volume *vol, const vss_cow_id id,
+			    struct vss_error *err);
+
+enum vss_cow_bookmark_state {
+	VSS_COW_BOOKMARK_TRACKING = 1,
+	VSS_COW_BOOKMARK_LOST,      /* changes since it are unknown: read everything */
+};
+
+struct vss_cow_bookmark_info {
+	vss_cow_id id;              /* its shadow's */
+	uint32_t seq;               /* its shadow's */
+	enum vss_cow_bookmark_state state;
+	uint64_t created_ns;        /* its shadow's instant */
+	uint64_t marked_blocks;     /* blocks in its map (changes the COPY records keep are not) */
+	int shadow_exists;          /* its shadow is still there */
+	char why[96];               /* LOST: why, one line; else "" */
+};
+
+/* Lists the bookmarks, oldest first, into a malloc'd array the caller frees. */
+int vss_cow_bookmark_list(struct vss_cow_volume *vol, struct vss_cow_bookmark_info **out,
+			  size_t *count);
+
+/* ---- revert ---- */
+
+/*
+ * Rolls the volume back to shadow @id in place: the blocks written since
+ * its instant get their old content back from the diff area, in time
+ * proportional to their number.  Shadows newer than it are deleted; it and
+ * older ones stay exact; bookmarks see the blocks rewritten as written.
+ * Nothing may use the volume meanwhile (the caller unmounts it): writes and
+ * reads wait.  A crash in the middle finishes the revert at the next open.
+ * -ENOENT, -EIO if the shadow is invalid or the diff area failed.
+ */
+int vss_cow_revert(struct vss_cow_volume *vol, const vss_cow_id id, struct vss_error *err);
 
 /* ---- accounting ---- */
 

@@ -71,13 +71,16 @@ static int emit_state(void *arg)
 					.seq = vss_index_key_seq(k), .slot = vol->index.slots[i] };
 		r = vol->sops->append(vol->store, &rec, &lsn);
 	}
-	return r;
+	/* Bookmarks last: a COPY record replayed after one would mark nothing,
+	 * but their maps need the shadows' seqs known (design note 10). */
+	return r ? r : cow_bm_emit(vol);
 }
 
 /* At most the bytes of records emit_state() appends. */
 static uint64_t state_bytes(struct vss_cow_volume *vol)
 {
-	return (uint64_t)vol->index.count * 40 + (uint64_t)vol->nshadows * (64 + 24) + 24;
+	return (uint64_t)vol->index.count * 40 + (uint64_t)vol->nshadows * (64 + 24) + 24 +
+	       cow_bm_bytes(vol);
 }
 
 /* Rewrites the log when deletions left it mostly garbage. Gate exclusive. */
@@ -89,7 +92,7 @@ int cow_maybe_checkpoint(struct vss_cow_volume *vol)
 
 	assert(cow_held_excl(&vol->gate));
 	vol->sops->usage(vol->store, &u);
-	live = vol->index.count * 32 + vol->nshadows * 64 + 64;
+	live = vol->index.count * 32 + vol->nshadows * 64 + 64 + cow_bm_bytes(vol);
 	log_bytes = u.log_slots * vol->bs;
 	if (log_bytes <= 2 * live + (1u << 20))
 		return 0;
@@ -112,6 +115,25 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 	int r;
 
 	assert(cow_held_excl(&vol->gate));     /* open holds it */
+	/* Design note 10: the log was closed cleanly if CLOSE is its last. */
+	vol->replay_clean = rec->type == VSS_REC_CLOSE;
+	switch (rec->type) {
+	case VSS_REC_BOOKMARK:
+	case VSS_REC_BOOKMARK_DROP:
+	case VSS_REC_BOOKMARK_LOST:
+	case VSS_REC_BMAP:
+	case VSS_REC_MARK:
+		return cow_bm_replay(vol, rec);
+	case VSS_REC_REVERT:
+		return cow_revert_replay(vol, rec);
+	case VSS_REC_CLOSE:
+		return 0;
+	default:
+		break;
+	}
+	if (vol->replay_revert)
+		return vss_error_set(err, -EUCLEAN, "diff area is corrupt: a record follows an "
+				     "unfinished revert");
 	if (rec->type == VSS_REC_REDO) {
 		if (rec->block >= vol->nblocks || !rec->len || rec->off >= vol->bs ||
 		    rec->len > vol->bs - rec->off ||
@@ -164,6 +186,13 @@ static int replay_rec(void *arg, const struct vss_rec *rec)
 	case VSS_REC_SYNC:
 	case VSS_REC_REDO:
 	case VSS_REC_DONE:
+	case VSS_REC_BOOKMARK:
+	case VSS_REC_BOOKMARK_DROP:
+	case VSS_REC_BOOKMARK_LOST:
+	case VSS_REC_BMAP:
+	case VSS_REC_MARK:
+	case VSS_REC_CLOSE:
+	case VSS_REC_REVERT:
 		break;  /* the store's own, or handled above */
 	case VSS_REC_NEXT_SEQ:
 		if (rec->seq > VSS_INDEX_SEQ_MAX + 1)
@@ -189,6 +218,7 @@ static void volume_free(struct vss_cow_volume *vol)
 	for (size_t i = 0; i < vol->nshadows; i++)
 		free(vol->shadows[i]);
 	free(vol->shadows);
+	cow_bm_release(vol);
 	vss_index_release(&vol->index);
 	vss_redo_log_free(&vol->replay_redo);
 	pthread_mutex_destroy(&vol->fail_lock);
@@ -236,6 +266,7 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 	 * first checkpoint) is done as the rest of the engine does it: with
 	 * the gate exclusive. */
 	cow_wrlock(&vol->gate);
+	vol->opening = 1;
 	vss_prefetch_init(&vol->prefetch, cow_prefetch_slots, vol);
 	if (asprintf(&vol->failed_path, "%s.failed", diff_path) < 0) {
 		vol->failed_path = NULL;
@@ -352,6 +383,8 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 		if (m != -ENOENT && m != -ENOTDIR)
 			vol->sops->mark_failed(vol->store);
 	}
+	/* Design note 10: with the shadows as the log left them. */
+	cow_bm_after_replay(vol, vol->sops->failed(vol->store));
 	if (!vol->sops->failed(vol->store)) {
 		/* Design note 7: acknowledged writes that may not have reached
 		 * the origin.  Their slots stay taken until the checkpoint
@@ -364,6 +397,9 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 				r = vss_error_set(err, -EUCLEAN, "diff area is corrupt: slot %u is "
 						  "used twice or lies past its end",
 						  vol->replay_redo.v[i].slot);
+		/* Design note 11: after the queue, which was older. */
+		if (!r && vol->replay_revert)
+			r = cow_revert_resume(vol, err);
 		if (r)
 			goto fail;
 	} else {
@@ -425,6 +461,7 @@ static int open_volume(struct vss_vfs *vfs, const char *origin_path, const char 
 		if (vss_redo_start(&env, &vol->redo) != 0)
 			vol->redo = NULL;
 	}
+	vol->opening = 0;
 	cow_check(vol);
 	cow_unlock(&vol->gate);
 	*out = vol;
@@ -484,6 +521,10 @@ int vss_cow_close(struct vss_cow_volume *vol)
 		struct vss_rec rec = { .type = VSS_REC_NEXT_SEQ, .seq = vol->next_seq };
 		uint64_t lsn;
 		r2 = vol->sops->append(vol->store, &rec, &lsn);
+		/* The last record: every MARK is before it (design note 10). */
+		if (!r2)
+			r2 = vol->sops->append(vol->store, &(struct vss_rec){
+				.type = VSS_REC_CLOSE }, &lsn);
 		if (!r2)
 			r2 = vol->sops->commit(vol->store, lsn);
 		if (!r)

@@ -1,8 +1,7 @@
 /*
  * engine/shadow.c - shadows taken, deleted (their blocks handed down to the
- * next older shadow) and listed, the diff area's maximum, and the changed
- * blocks between two shadows.  Design note 2 (the index of notes is at the
- * head of volume.c).
+ * next older shadow) and listed, and the diff area's maximum.  Design note
+ * 2 (the index of notes is at the head of volume.c).
  *
  * DESIGN NOTE
  *
@@ -10,6 +9,8 @@
  *    next older shadow p if (b, p) is missing (p used to read it through s),
  *    otherwise freed.  Shadows older than p read through p, so they see the
  *    same bytes as before.  Replay applies a DELETE record the same way.
+ *    Bookmarks newer than p (or all, without p) that s's entries spoke for
+ *    get s's blocks in their maps first (design note 10, bookmark.c).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -60,6 +61,10 @@ int cow_shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots)
 	}
 	/* owned counts the shadow's entries, all of which were just found. */
 	assert(n == atomic_load(&s->owned));
+	cow_unlock(&vol->ixlock);
+	/* Design note 10: what the entries said of bookmarks newer than p. */
+	cow_bm_fold(vol, p ? p->seq : 0, s->seq, blocks, n);
+	cow_wrlock(&vol->ixlock);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t slot;
 		if (p && !vss_index_has(ix, blocks[i], p->seq)) {
@@ -184,7 +189,11 @@ static int create_shadow(struct vss_cow_volume *vol, const struct vss_cow_shadow
 	if (!r && lost_ns)
 		r = vol->sops->append(vol->store, &(struct vss_rec){
 			.type = VSS_REC_SHADOW_INVALID, .seq = rec.seq }, &lsn);
-	if (!r && (persistent || lost_ns))
+	/* A bookmark the new shadow covers relies on the COPY records from now
+	 * on: the MARK records before must be durable (design note 10). */
+	if (!r && (persistent || lost_ns ||
+		   (vol->bm_track > vol->newest_valid &&
+		    atomic_load(&vol->mark_lsn) > vol->sops->durable_lsn(vol->store))))
 		r = vol->sops->commit(vol->store, lsn);
 	if (r) {
 		cow_metadata_failed(vol, r);
@@ -296,92 +305,5 @@ int vss_cow_set_max_diff(struct vss_cow_volume *vol, uint64_t max_bytes,
 	}
 out:
 	cow_unlock(&vol->gate);
-	return r;
-}
-
-/* ---- changed-block tracking ---- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-int vss_cow_changed_extents(struct vss_cow_volume *vol, const vss_cow_id from,
-			    const vss_cow_id to, struct vss_cow_extent **out,
-			    size_t *count, struct vss_error *err)
-{
-	struct shadow *a, *b = NULL;
-	uint32_t lo, hi;
-	uint64_t *blocks = NULL;
-	size_t n = 0, cap = 0, ne = 0;
-	struct vss_cow_extent *ext = NULL;
-	int r = 0;
-
-	cow_settle(vol);
-	cow_rdlock(&vol->gate);
-	a = cow_shadow_by_id(vol, from, NULL);
-	if (to)
-		b = cow_shadow_by_id(vol, to, NULL);
-	if (!a || (to && !b)) {
-		r = vss_error_set(err, -ENOENT, "no such shadow");
-		goto out;
-	}
-	if (a->invalid) {
-		r = vss_error_set(err, -EIO, "the older shadow is invalid: its changes are unknown");
-		goto out;
-	}
-	lo = a->seq;
-	hi = b ? b->seq : UINT32_MAX;
-	if (lo >= hi) {
-		r = vss_error_set(err, -EINVAL, "the first shadow must be older than the second");
-		goto out;
-	}
-	cow_rdlock(&vol->ixlock);
-	for (size_t i = 0; i < vol->index.cap; i++) {
-		uint64_t k = vol->index.keys[i];
-		if (!k || vss_index_key_seq(k) < lo || vss_index_key_seq(k) >= hi)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 1024;
-			uint64_t *nb = realloc(blocks, cap * sizeof(*nb));
-			if (!nb) {
-				cow_unlock(&vol->ixlock);
-				r = vss_error_set(err, -ENOMEM, "out of memory");
-				goto out;
-			}
-			blocks = nb;
-		}
-		blocks[n++] = vss_index_key_block(k);
-	}
-	cow_unlock(&vol->ixlock);
-	if (n)
-		qsort(blocks, n, sizeof(*blocks), cmp_u64);
-	ext = calloc(n ? n : 1, sizeof(*ext));
-	if (!ext) {
-		r = vss_error_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		uint64_t o = blocks[i] << vol->bs_shift;
-		uint64_t l = (uint64_t)vol->bs;
-		if (o + l > vol->size)
-			l = vol->size - o;
-		if (ne && ext[ne - 1].offset + ext[ne - 1].length >= o) {
-			if (o + l > ext[ne - 1].offset + ext[ne - 1].length)
-				ext[ne - 1].length = o + l - ext[ne - 1].offset;
-			continue;
-		}
-		ext[ne].offset = o;
-		ext[ne].length = l;
-		ne++;
-	}
-	*out = ext;
-	*count = ne;
-	ext = NULL;
-out:
-	cow_unlock(&vol->gate);
-	free(blocks);
-	free(ext);
 	return r;
 }

@@ -15,6 +15,8 @@
  *   7. Persistent first writes: the redo queue         write.c (and redo.c)
  *   8. Shadow reads from a cold cache: readahead       read.c
  *   9. The diff area seen from outside                 open.c
+ *  10. Bookmarks: changed blocks that outlive shadows  bookmark.c
+ *  11. Revert                                          revert.c
  *
  * 1. The chain.  Shadows have a sequence number, increasing with creation.
  *    An index entry (block b, seq s) -> slot says: the content b had when
@@ -245,6 +247,7 @@ void cow_metadata_failed(struct vss_cow_volume *vol, int error)
 			 "shadow invalidated: the diff area's metadata cannot be written");
 	}
 	cow_recount(vol);
+	cow_bm_fail_all(vol);
 }
 
 /* ---- the redo queue's side (design note 7) ---- */

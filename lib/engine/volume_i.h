@@ -8,7 +8,9 @@
  *   open.c     open, replay, recovery, checkpoint, detach, close
  *   read.c     reads of the volume and of shadows, read plans, readahead
  *   write.c    the write path: copy-on-write, durability, making room
- *   shadow.c   shadows taken, deleted (hand-down), listed; changed extents
+ *   shadow.c   shadows taken, deleted (hand-down), listed
+ *   bookmark.c changed-block tracking: bookmarks, their maps, changed extents
+ *   revert.c   the volume rolled back to a shadow
  */
 #ifndef VSS_ENGINE_VOLUME_I_H
 #define VSS_ENGINE_VOLUME_I_H
@@ -63,6 +65,10 @@ struct vss_cow_volume {
 	uint32_t newest_valid;         /* seq of the newest valid shadow, 0 if none */
 	uint64_t room_gen;             /* bumped each time make_room() acts */
 	_Atomic int near_full;         /* NEAR_FULL reported, not yet cleared */
+	struct bookmark **bookmarks;   /* seq increasing (bookmark.c) */
+	size_t nbookmarks;
+	uint32_t bm_track;             /* highest seq of a bookmark not lost, 0 if none */
+	int opening;                   /* open: no record can be appended yet */
 
 	struct cow_rwlock ixlock;
 	struct vss_index index;
@@ -79,9 +85,36 @@ struct vss_cow_volume {
 	pthread_mutex_t fail_lock;     /* failed_noted */
 	int log_stale;                 /* open could not write a new log: the replayed one takes no records */
 
+	_Atomic uint64_t mark_lsn;     /* the highest lsn of a MARK record */
+
 	/* replay only */
 	struct vss_error *replay_err;
 	struct vss_redo_log replay_redo;
+	int replay_clean;              /* the log so far ends with a CLOSE record */
+	uint32_t replay_revert;        /* a revert begun and not ended, 0 if none */
+};
+
+/* A bookmark's map: a bit per block, in pages made when first needed. */
+#define BM_PAGE_WORDS 512              /* 4 KiB: 32768 blocks */
+#define BM_PAGE_BITS  (BM_PAGE_WORDS * 64)
+typedef _Atomic uint64_t bm_word;
+
+/* Why a bookmark was lost (its records' flags; 0: tracking). */
+enum bm_lost {
+	BM_LOST_UNCLEAN = 1,           /* not closed cleanly while the map held what no COPY did */
+	BM_LOST_NO_ROOM,               /* the diff area had no room to record a change */
+	BM_LOST_FAILED,                /* the diff area failed */
+	BM_LOST_NO_MEMORY,             /* no memory for its map */
+};
+
+struct bookmark {
+	vss_cow_id id;
+	uint32_t seq;                  /* its shadow's */
+	uint32_t lost;                 /* 0 or enum bm_lost (gate exclusive to change) */
+	uint64_t created_ns;
+	_Atomic(bm_word *) *pages;     /* npages pages, NULL until a bit is set */
+	size_t npages;
+	_Atomic uint64_t marked;       /* bits set */
 };
 
 struct vss_cow_shadow {
@@ -137,6 +170,40 @@ void cow_drain(struct vss_cow_volume *vol);
 int cow_shadow_remove(struct vss_cow_volume *vol, size_t pos, int free_slots);
 /* Deletes the shadow at @pos with its record.  Gate held exclusively. */
 int cow_delete_at(struct vss_cow_volume *vol, size_t pos);
+
+/* ---- bookmark.c ---- */
+
+struct bookmark *cow_bm_by_id(struct vss_cow_volume *vol, const vss_cow_id id, size_t *pos);
+/* Recomputes bm_track.  Gate exclusive. */
+void cow_bm_recount(struct vss_cow_volume *vol);
+/* Marks @n blocks in every bookmark not lost with @lo < seq <= @hi: they
+ * leave the index entries that said they changed (design note 10).  Gate
+ * exclusive. */
+void cow_bm_fold(struct vss_cow_volume *vol, uint32_t lo, uint32_t hi,
+		 const uint64_t *blocks, size_t n);
+/* The write path: marks blocks @first..@last in the bookmarks no valid
+ * shadow covers, logging a MARK record for each newly marked block.  0 or
+ * the -errno of what failed (then cow_bm_give_up()).  Gate shared. */
+int cow_bm_mark(struct vss_cow_volume *vol, uint64_t first, uint64_t last);
+/* Loses the bookmarks the write path could not mark (@error).  Takes the gate. */
+void cow_bm_give_up(struct vss_cow_volume *vol, int error);
+/* Every bookmark lost, in memory only (the diff area failed). Gate exclusive. */
+void cow_bm_fail_all(struct vss_cow_volume *vol);
+/* Replay of BOOKMARK, BOOKMARK_DROP, BOOKMARK_LOST, BMAP and MARK records. */
+int cow_bm_replay(struct vss_cow_volume *vol, const struct vss_rec *rec);
+/* After replay: which bookmarks may have missed writes (design note 10). */
+void cow_bm_after_replay(struct vss_cow_volume *vol, int failed);
+/* Checkpoint: appends every bookmark and its map / at most the bytes that takes. */
+int cow_bm_emit(struct vss_cow_volume *vol);
+uint64_t cow_bm_bytes(struct vss_cow_volume *vol);
+void cow_bm_release(struct vss_cow_volume *vol);
+
+/* ---- revert.c ---- */
+
+/* Replay of a REVERT record. */
+int cow_revert_replay(struct vss_cow_volume *vol, const struct vss_rec *rec);
+/* Open: finishes the revert a crash interrupted (replay_revert). */
+int cow_revert_resume(struct vss_cow_volume *vol, struct vss_error *err);
 
 /* ---- open.c ---- */
 

@@ -130,6 +130,7 @@ enum copy_result {
 	COPY_DONE = 0,          /* copied now, already copied, or not needed */
 	COPY_NO_ROOM,           /* no slot: make room and retry */
 	COPY_FAILED,            /* the copy could not be written */
+	COPY_UNMARKED,          /* a bookmark could not be marked: lose it and retry */
 };
 
 /*
@@ -266,11 +267,17 @@ ssize_t vss_cow_write(struct vss_cow_volume *vol, const void *buf, size_t len, u
 					break;
 			}
 		}
+		/* Design note 10: bookmarks no valid shadow covers. */
+		if (cr == COPY_DONE && vol->bm_track > vol->newest_valid &&
+		    (error = cow_bm_mark(vol, first, last)) != 0)
+			cr = COPY_UNMARKED;
 		if (cr == COPY_DONE)
 			break;
 		cow_unlock(&vol->gate);
 		if (cr == COPY_NO_ROOM)
 			make_room(vol, room_gen, error);
+		else if (cr == COPY_UNMARKED)
+			cow_bm_give_up(vol, error);
 		else
 			copy_failed(vol, b, error);
 		cow_rdlock(&vol->gate);

@@ -30,6 +30,7 @@
 
 #include <uuid/uuid.h>
 
+#include "requester/image_i.h"
 #include "requester/repo_i.h"
 
 static const char *const type_names[] = {
@@ -281,6 +282,85 @@ void repo_new_id(char out[VSS_BACKUP_ID_MAX])
 	uuid_generate_random(id);
 	uuid_unparse_lower(id, u);
 	snprintf(out + n, VSS_BACKUP_ID_MAX - n, "%.8s", u);
+}
+
+int repo_next_id(struct vss_repo *r, char out[VSS_BACKUP_ID_MAX], struct vss_error *err)
+{
+	for (int tries = 0; tries <= 2000; tries++) {
+		char newest[VSS_BACKUP_ID_MAX] = "";
+
+		repo_new_id(out);
+		if (repo_resolve(r, NULL, newest, NULL) < 0 || strcmp(out, newest) > 0)
+			return 0;
+		usleep(1000);
+	}
+	return vss_error_set(err, -EAGAIN, "the clock is behind the newest backup: cannot make "
+			     "an ID that sorts after it");
+}
+
+void repo_clean_tmp(struct vss_repo *r)
+{
+	int fd = openat(r->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			repo_rmtree(dirfd(d), de->d_name);
+	closedir(d);
+}
+
+int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
+		 const char *components, const char *const *writer_metadata, size_t nwriters,
+		 struct vss_error *err)
+{
+	char hex[SHA256_HEX], from[64], to[64], *text;
+	int fd, rc;
+
+	fd = openat(tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
+	rc = fd < 0 ? -errno : repo_hash_fd(fd, hex);
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		return vss_error_set(err, rc, "cannot read back the manifest: %s", strerror(-rc));
+	if (components && (rc = repo_write_file(tmp_fd, "components.json", components)) < 0)
+		return vss_error_set(err, rc, "cannot write the components document: %s",
+				     strerror(-rc));
+	if (nwriters && mkdirat(tmp_fd, "writers", 0755) < 0)
+		return vss_error_set(err, -errno, "cannot write the writers' documents: %s",
+				     strerror(errno));
+	for (size_t i = 0; i < nwriters; i++) {
+		char name[48];
+
+		snprintf(name, sizeof(name), "writers/%zu.json", i + 1);
+		if (writer_metadata[i] && (rc = repo_write_file(tmp_fd, name, writer_metadata[i])) < 0)
+			return vss_error_set(err, rc, "cannot write %s: %s", name, strerror(-rc));
+	}
+	if (json_object_set_new(info, "manifest_sha256", json_string(hex)) < 0 ||
+	    !(text = json_dumps(info, JSON_INDENT(1) | JSON_PRESERVE_ORDER)))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	rc = repo_write_file(tmp_fd, "backup.json", text);
+	free(text);
+	if (rc < 0)
+		return vss_error_set(err, rc, "cannot write backup.json: %s", strerror(-rc));
+	/* Everything written reaches the disk before the name that lists it. */
+	if (syncfs(tmp_fd) < 0)
+		return vss_error_set(err, -errno, "cannot sync the repository: %s", strerror(errno));
+	snprintf(from, sizeof(from), "tmp/%s", id);
+	snprintf(to, sizeof(to), "backups/%s", id);
+	if (renameat(r->dir_fd, from, r->dir_fd, to) < 0)
+		return vss_error_set(err, -errno, "cannot publish backup %s: %s", id,
+				     strerror(errno));
+	if ((fd = openat(r->dir_fd, "backups", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
 }
 
 /* A backup ID as this code makes them: nothing else is ever opened. */
@@ -667,6 +747,11 @@ int vss_repo_verify(struct vss_repo *r, const char *id,
 			continue;
 		}
 		v.id = ids[i];
+		if (image_is(j)) {
+			v.bad_count += image_verify(r, ids[i], j, bad, arg);
+			json_decref(j);
+			continue;
+		}
 		rc = manifest_each(r, ids[i],
 				   json_string_value(json_object_get(j, "manifest_sha256")),
 				   verify_entry, &v, &e);

@@ -68,6 +68,19 @@ void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
 int repo_write_file(int dir_fd, const char *name, const char *text);
 /* Removes a directory tree under @dir_fd (no symlink followed). */
 int repo_rmtree(int dir_fd, const char *name);
+/* Removes what killed backups and interrupted deletes left in tmp/ (the
+ * exclusive lock held: nothing else is writing there). */
+void repo_clean_tmp(struct vss_repo *r);
+/* A new backup's ID, under the exclusive lock: it sorts after the newest
+ * backup's, even if the clock stepped back (waits for it, up to 2 s). */
+int repo_next_id(struct vss_repo *r, char out[VSS_BACKUP_ID_MAX], struct vss_error *err);
+/* Publishes the backup @id written under tmp/@id (@tmp_fd): the documents
+ * (@components, @nwriters writer metadata documents, each may be NULL),
+ * backup.json from @info with "manifest_sha256" of its manifest.jsonl
+ * added, the filesystem synced, then tmp/@id renamed to backups/@id. */
+int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
+		 const char *components, const char *const *writer_metadata, size_t nwriters,
+		 struct vss_error *err);
 
 /* ---- backup_tree.c ---- */
 /* Reads the caller's struct vss_backup_params (it grows, as

@@ -45,6 +45,7 @@
 #include <vss/requester.h>
 
 #include "client/client_json.h"
+#include "requester/image_i.h"
 #include "requester/lease_i.h"
 #include "requester/restore_i.h"
 #include "util/struct_in.h"
@@ -1041,6 +1042,25 @@ static int run(struct rst *rs)
 	return rc;
 }
 
+/* An image of a volume: no writer has components in it, nothing to choose
+ * in it; written whole (image.c). */
+static int restore_image(struct rst *rs)
+{
+	struct vss_restore_params rp = { .size = sizeof(rp), .to = rs->p.to,
+					 .progress = rs->p.progress,
+					 .progress_arg = rs->p.progress_arg };
+	struct vss_restore_result res;
+	int rc;
+
+	if (rs->p.npaths || rs->p.ncomponents)
+		return vss_error_set(rs->err, -EINVAL, "backup %s is an image of a volume: it is "
+				     "restored whole (no --path, no --component)", rs->id);
+	rc = image_restore(rs->repo, rs->id, &rp, &res, rs->err);
+	rs->out->files = res.files;
+	rs->out->bytes = res.bytes;
+	return rc;
+}
+
 int vss_requester_restore(struct vss_repo *repo, const char *id,
 			  const struct vss_requester_restore_params *p,
 			  struct vss_requester_restore_result *out, struct vss_error *err)
@@ -1076,10 +1096,12 @@ int vss_requester_restore(struct vss_repo *repo, const char *id,
 	if ((rc = repo_lock(repo, LOCK_SH, err)) < 0)
 		goto out;
 	if ((rc = repo_resolve(repo, id, rs->id, err)) == 0) {
-		if ((rs->info = repo_read_info(repo, rs->id, err)))
-			rc = run(rs);
-		else
+		if (!(rs->info = repo_read_info(repo, rs->id, err)))
 			rc = err ? err->code : -EBADMSG;
+		else if (image_is(rs->info))
+			rc = restore_image(rs);
+		else
+			rc = run(rs);
 	}
 	repo_unlock(repo);
 out:

@@ -33,6 +33,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "requester/image_i.h"
 #include "requester/restore_i.h"
 
 struct dirmeta {
@@ -620,6 +621,12 @@ int restore_tree(struct vss_repo *r, const char *id, const struct vss_restore_pa
 	rs.pr.arg = p->progress_arg;
 	if (!(info = repo_read_info(r, id, err)))
 		return err ? err->code : -EBADMSG;
+	if (image_is(info)) {           /* a volume's blocks: image.c */
+		rc = h ? vss_error_set(err, -EOPNOTSUPP, "backup %s is an image of a volume: it "
+				       "is restored without writers (--no-writers)", id)
+		       : image_restore(r, id, p, out, err);
+		goto out;
+	}
 	rs.sources = json_object_get(info, "sources");
 	if ((rc = open_roots(&rs)) < 0)
 		goto out;

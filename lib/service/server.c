@@ -41,6 +41,7 @@
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/storage.h"
+#include "service/tracking.h"
 #include "service/volumes.h"
 #include "service/writers.h"
 
@@ -97,6 +98,12 @@ static const struct op {
 	{ "shadow.delete", svc_op_shadow_delete, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.expose", svc_op_shadow_expose, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.unexpose", svc_op_shadow_unexpose, SVC_ROLE_OPERATOR, false, NULL },
+	/* Changed blocks and revert: tracking.h. */
+	{ "shadow.diff", svc_op_shadow_diff, SVC_ROLE_OPERATOR, false, NULL },
+	{ "bookmark.create", svc_op_bookmark_create, SVC_ROLE_OPERATOR, false, NULL },
+	{ "bookmark.delete", svc_op_bookmark_delete, SVC_ROLE_OPERATOR, false, NULL },
+	{ "bookmark.list", svc_op_bookmark_list, SVC_ROLE_USER, false, NULL },
+	{ "volume.revert", svc_op_volume_revert, SVC_ROLE_ROOT, false, NULL },
 	{ "storage.list", svc_op_storage_list, SVC_ROLE_USER, false, NULL },
 	{ "storage.add", svc_op_storage_add, SVC_ROLE_ROOT, false, NULL },
 	{ "storage.resize", svc_op_storage_resize, SVC_ROLE_ROOT, false, NULL },

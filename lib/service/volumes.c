@@ -201,6 +201,9 @@ static void on_engine_event(void *arg, const struct vss_cow_event *ev)
 	case VSS_COW_EV_WRITE_ERROR:
 		vss_log("volume %s: %s", v->rec.name, ev->msg ? ev->msg : "write error");
 		return;
+	case VSS_COW_EV_BOOKMARK_LOST:
+		vss_log("volume %s: bookmark %s: %s", v->rec.name, id, ev->msg ? ev->msg : "lost");
+		return;
 	default:
 		return;
 	}

@@ -30,7 +30,20 @@ enum vss_rec_type {
 	VSS_REC_SYNC = 6,           /* (store's own) block: every record up to this lsn was durable */
 	VSS_REC_REDO = 7,           /* bytes [off, off+len) of block are to be written from slot */
 	VSS_REC_DONE = 8,           /* block: every REDO record up to this lsn is in the origin */
+	/* Version 3: changed-block tracking (engine/bookmark.c) and revert. */
+	VSS_REC_BOOKMARK = 9,       /* seq, flags (why lost, 0: tracking), created_ns, id */
+	VSS_REC_BOOKMARK_DROP = 10, /* seq: the bookmark is deleted */
+	VSS_REC_BOOKMARK_LOST = 11, /* seq, flags: why it can no longer be trusted */
+	VSS_REC_BMAP = 12,          /* seq, block (a multiple of 64), bits: 64 blocks of its map */
+	VSS_REC_MARK = 13,          /* block, seq: written; bookmarks newer than seq mark it */
+	VSS_REC_CLOSE = 14,         /* closed cleanly: nothing was written after this */
+	VSS_REC_REVERT = 15,        /* seq, flags (VSS_REVERT_*): the origin goes back to seq */
 };
+
+/* VSS_REC_REVERT's flags. */
+#define VSS_REVERT_BEGIN     0u  /* the origin is being rewritten from the shadow's blocks */
+#define VSS_REVERT_DONE      1u  /* ... it was: the shadow's blocks are the origin's now */
+#define VSS_REVERT_ABANDONED 2u  /* ... it failed part way: nothing is resumed */
 
 struct vss_rec {
 	enum vss_rec_type type;
@@ -39,7 +52,8 @@ struct vss_rec {
 	uint32_t slot;
 	uint32_t data_crc;          /* COPY: crc32c of the slot's content; REDO: of its len bytes */
 	uint32_t off, len;          /* REDO: the bytes of the block it writes */
-	uint64_t block;             /* COPY, REDO: the block; SYNC, DONE: the lsn */
+	uint64_t block;             /* COPY, REDO, BMAP, MARK: the block; SYNC, DONE: the lsn */
+	uint64_t bits;              /* BMAP: bit i is block + i */
 	uint64_t lsn;               /* replay: the record's own lsn */
 	uint64_t created_ns;
 	vss_cow_id id;
@@ -121,6 +135,11 @@ struct vss_store_ops {
 	 * -EINVAL before the first checkpoint() after open(): a replayed log
 	 * is never appended to, its torn tail may hide stale records. */
 	int (*append)(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn);
+	/* append() for a record that no slot reserved room for (MARK): the
+	 * log's reserve is topped up first, so that what making room appends
+	 * still fits after it.  -ENOSPC when the maximum or the filesystem
+	 * leaves no room for it: nothing is appended, the store goes on. */
+	int (*append_extra)(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn);
 	/* Returns once every record up to @lsn, and every slot written before
 	 * it was appended, is durable.  Concurrent callers share one flush. */
 	int (*commit)(struct vss_store *st, uint64_t lsn);

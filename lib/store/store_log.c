@@ -2,9 +2,13 @@
  * store/store_log.c - the diff-area file: slots for old block contents and
  * a log of the engine's metadata records, with group commit and recovery.
  *
- * ON-DISK FORMAT (version 2).  All integers little-endian.  CRC is CRC-32C.
- * Version 2 added the REDO and DONE records; a version 1 diff area is read
- * as is and written as version 2 from its first checkpoint on.
+ * ON-DISK FORMAT (version 3).  All integers little-endian.  CRC is CRC-32C.
+ * Version 2 added the REDO and DONE records, version 3 the records of
+ * changed-block tracking and revert (BOOKMARK to REVERT below; their
+ * meaning is the engine's, engine/bookmark.c and engine/revert.c).  A
+ * version 1 or 2 diff area is read as is and written as version 3 from its
+ * first checkpoint on (every open makes one); this code refuses versions
+ * above 3, so an older vss never misreads a record it does not know.
  *
  *   offset 0      superblock copy A (4096 bytes reserved, 128 used)
  *   offset 4096   superblock copy B
@@ -13,7 +17,7 @@
  *
  * Superblock:
  *     0  magic "VSSDIFF1"          64  log_first_lsn u64
- *     8  version u32 (2)           72  max_bytes u64 (all ones: unbounded)
+ *     8  version u32 (3)           72  max_bytes u64 (all ones: unbounded)
  *    12  flags u32 (1: FAILED)     80  uuid[16] of this diff area
  *    16  sb_seq u64                96  reserved (zero)
  *    24  block_size u32           124  crc u32 over bytes 0..123
@@ -48,6 +52,19 @@
  *                  write of those bytes to [off, off+len) of the block,
  *                  acknowledged but maybe not yet in the origin
  *   DONE (len 24): lsn u64: every REDO record up to it is in the origin
+ *   BOOKMARK (len 48): seq u32, flags u32 (0: tracking; else why it was
+ *                  lost), created_ns u64, id[16]: changed-block tracking
+ *                  from shadow seq, which may be deleted since
+ *   BOOKMARK_DROP, CLOSE (len 24): seq u32, zero u32 (CLOSE: seq zero)
+ *   BOOKMARK_LOST, REVERT (len 24): seq u32, flags u32 (LOST: why; REVERT:
+ *                  0 begin, 1 done, 2 abandoned)
+ *   BMAP (len 40): seq u32, zero u32, block u64 (a multiple of 64), bits u64:
+ *                  bit i set means block + i is in the bookmark's map
+ *   MARK (len 32): block u64, seq u32, zero u32: the block was written;
+ *                  every bookmark newer than shadow seq has it in its map
+ * A CLOSE record is the last one a clean close appends: a log that does
+ * not end with one was not closed cleanly, and the engine then trusts
+ * only the tracking that COPY records made durable (engine/bookmark.c).
  * LSNs increase by one per record and never repeat, across generations too.
  *
  * Ordering.  A slot's content is written before the record naming it is
@@ -117,7 +134,7 @@
 #define SB_SIZE        4096u
 #define SB_USED        128u
 #define SB_MAGIC       "VSSDIFF1"
-#define SB_VERSION     2u
+#define SB_VERSION     3u
 #define SB_VERSION_MIN 1u
 #define SB_FLAG_FAILED 0x1u
 #define SEG_MAGIC      "VSSL"
@@ -126,6 +143,8 @@
 #define REC_CREATE_LEN 64u
 #define REC_SMALL_LEN  24u
 #define REC_COPY_LEN   40u
+#define REC_BOOKMARK_LEN 48u
+#define REC_MARK_LEN   32u
 #define MAX_SLOTS      0xFFFFFFF0u  /* slots are u32 in records */
 #define LOG_SLACK      4096u        /* log bytes kept for making room (see head) */
 
@@ -289,9 +308,16 @@ static uint32_t rec_len(enum vss_rec_type t)
 	case VSS_REC_SHADOW_INVALID:
 	case VSS_REC_NEXT_SEQ:
 	case VSS_REC_SYNC:
-	case VSS_REC_DONE: return REC_SMALL_LEN;
+	case VSS_REC_DONE:
+	case VSS_REC_BOOKMARK_DROP:
+	case VSS_REC_BOOKMARK_LOST:
+	case VSS_REC_CLOSE:
+	case VSS_REC_REVERT: return REC_SMALL_LEN;
 	case VSS_REC_COPY:
-	case VSS_REC_REDO: return REC_COPY_LEN;
+	case VSS_REC_REDO:
+	case VSS_REC_BMAP: return REC_COPY_LEN;
+	case VSS_REC_BOOKMARK: return REC_BOOKMARK_LEN;
+	case VSS_REC_MARK: return REC_MARK_LEN;
 	}
 	return 0;
 }
@@ -333,6 +359,30 @@ static uint32_t rec_encode(unsigned char *p, const struct vss_rec *r, uint64_t l
 	case VSS_REC_SYNC:
 	case VSS_REC_DONE:
 		put64(p + 16, r->block);
+		break;
+	case VSS_REC_BOOKMARK:
+		put32(p + 16, r->seq);
+		put32(p + 20, r->flags);
+		put64(p + 24, r->created_ns);
+		memcpy(p + 32, r->id, 16);
+		break;
+	case VSS_REC_BOOKMARK_DROP:
+	case VSS_REC_CLOSE:
+		put32(p + 16, r->seq);
+		break;
+	case VSS_REC_BOOKMARK_LOST:
+	case VSS_REC_REVERT:
+		put32(p + 16, r->seq);
+		put32(p + 20, r->flags);
+		break;
+	case VSS_REC_BMAP:
+		put32(p + 16, r->seq);
+		put64(p + 24, r->block);
+		put64(p + 32, r->bits);
+		break;
+	case VSS_REC_MARK:
+		put64(p + 16, r->block);
+		put32(p + 24, r->seq);
 		break;
 	}
 	put32(p, vss_crc32c(0, p + 4, len - 4));
@@ -384,6 +434,30 @@ int vss_store_log_decode(const unsigned char *p, uint32_t avail,
 	case VSS_REC_SYNC:
 	case VSS_REC_DONE:
 		r->block = get64(p + 16);
+		break;
+	case VSS_REC_BOOKMARK:
+		r->seq = get32(p + 16);
+		r->flags = get32(p + 20);
+		r->created_ns = get64(p + 24);
+		memcpy(r->id, p + 32, 16);
+		break;
+	case VSS_REC_BOOKMARK_DROP:
+	case VSS_REC_CLOSE:
+		r->seq = get32(p + 16);
+		break;
+	case VSS_REC_BOOKMARK_LOST:
+	case VSS_REC_REVERT:
+		r->seq = get32(p + 16);
+		r->flags = get32(p + 20);
+		break;
+	case VSS_REC_BMAP:
+		r->seq = get32(p + 16);
+		r->block = get64(p + 24);
+		r->bits = get64(p + 32);
+		break;
+	case VSS_REC_MARK:
+		r->block = get64(p + 16);
+		r->seq = get32(p + 24);
 		break;
 	}
 	r->lsn = expect_lsn;
@@ -1526,6 +1600,28 @@ static int store_append(struct vss_store *st, const struct vss_rec *rec, uint64_
 	return r;
 }
 
+static int store_append_extra(struct vss_store *st, const struct vss_rec *rec, uint64_t *lsn)
+{
+	uint64_t need, grow;
+	int r;
+
+	lock(st);
+	need = log_need(st, 0) + rec_len(rec->type);
+	grow = pool_short(st, need);
+	if (st->failed)
+		r = -EIO;
+	else if (grow && over_max(st, st->used_slots + grow))
+		r = -ENOSPC;
+	else
+		r = pool_fill(st, need);
+	if (!r)
+		r = log_append(st, rec, lsn);
+	if (!r && st->nstaged >= STAGED_COMMIT)
+		r = log_write_out(st);
+	unlock(st);
+	return r;
+}
+
 static int store_write_out(struct vss_store *st)
 {
 	int r;
@@ -1711,6 +1807,7 @@ const struct vss_store_ops vss_store_log_ops = {
 	.read_slot = store_read_slot,
 	.read_slot_prep = store_read_slot_prep,
 	.append = store_append,
+	.append_extra = store_append_extra,
 	.write_out = store_write_out,
 	.commit = store_commit,
 	.durable_lsn = store_durable_lsn,

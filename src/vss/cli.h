@@ -112,5 +112,13 @@ int cmd_volume_list(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+/* cmd_image.c: vss backup create --image (cmd_backup dispatches on it). */
+bool cmd_image_wanted(int argc, char **argv);
+int cmd_image_create(int argc, char **argv);
+/* cmd_track.c */
+int cmd_diff(int argc, char **argv);
+int cmd_revert(int argc, char **argv);
+int cmd_bookmark_list(int argc, char **argv);
+int cmd_bookmark_delete(int argc, char **argv);
 
 #endif

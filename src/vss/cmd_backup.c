@@ -606,6 +606,8 @@ int cmd_backup(int argc, char **argv)
 	if (argc < 1)
 		return cli_error(EXIT_USAGE, "backup what? (create, list, show, verify, "
 				 "delete; see vss --help)");
+	if (strcmp(argv[0], "create") == 0 && cmd_image_wanted(argc - 1, argv + 1))
+		return cmd_image_create(argc - 1, argv + 1);    /* cmd_image.c */
 	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
 		if (strcmp(argv[0], subs[k].name) == 0)
 			return subs[k].fn(argc - 1, argv + 1);

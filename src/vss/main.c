@@ -33,6 +33,10 @@ static void usage(FILE *f)
 	      "                  --for TARGET --all | --all) [-q|--quiet]\n"
 	      "  expose SHADOW_ID DIR\n"
 	      "  unexpose DIR\n"
+	      "  diff SHADOW_ID [SHADOW_ID|now] [--json]\n"
+	      "  list bookmarks [--for TARGET] [--json]\n"
+	      "  delete bookmark SHADOW_ID\n"
+	      "  revert SHADOW_ID                     (root)\n"
 	      "Shadow storage (root; list: anyone):\n"
 	      "  list shadowstorage [--for VOLUME] [--json]\n"
 	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
@@ -45,7 +49,7 @@ static void usage(FILE *f)
 	      "       [--freeze-timeout SECONDS] [--in-place] [--components FILE]\n"
 	      "       -- COMMAND [ARGS...]\n"
 	      "Backups (operators; doc/backup-format.md):\n"
-	      "  backup create --to REPO [--for TARGET ...]\n"
+	      "  backup create --to REPO [--for TARGET ...] [--image]\n"
 	      "                [--type full|incremental|differential|copy]\n"
 	      "                [--component WRITER[:PATH] ...] [--no-writers]\n"
 	      "                [-q|--quiet] [--json]\n"
@@ -89,6 +93,8 @@ static const struct {
 	{ "exec", cmd_exec },
 	{ "backup", cmd_backup },
 	{ "restore", cmd_restore },
+	{ "diff", cmd_diff },
+	{ "revert", cmd_revert },
 };
 
 int main(int argc, char **argv)
@@ -156,19 +162,20 @@ int cmd_create(int argc, char **argv)
 int cmd_list(int argc, char **argv)
 {
 	static const char *const names[] = { "shadows", "shadowstorage", "writers",
-					     "providers", "volumes" };
+					     "providers", "volumes", "bookmarks" };
 	static int (*const fns[])(int, char **) = { cmd_shadow_list, cmd_storage_list,
-		cmd_writers_list, cmd_providers_list, cmd_volume_list };
+		cmd_writers_list, cmd_providers_list, cmd_volume_list, cmd_bookmark_list };
 
-	return sub(argc, argv, "list", names, fns, 5);
+	return sub(argc, argv, "list", names, fns, 6);
 }
 
 int cmd_delete(int argc, char **argv)
 {
-	static const char *const names[] = { "shadows", "shadowstorage" };
-	static int (*const fns[])(int, char **) = { cmd_shadow_delete, cmd_storage_delete };
+	static const char *const names[] = { "shadows", "shadowstorage", "bookmark" };
+	static int (*const fns[])(int, char **) = { cmd_shadow_delete, cmd_storage_delete,
+		cmd_bookmark_delete };
 
-	return sub(argc, argv, "delete", names, fns, 2);
+	return sub(argc, argv, "delete", names, fns, 3);
 }
 
 int cmd_add(int argc, char **argv)

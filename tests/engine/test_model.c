@@ -1,7 +1,9 @@
 /*
  * tests/engine/test_model.c - randomized model-based test of the copy-on-write
  * engine (include/vss/cow.h): after every step the volume and each shadow are
- * compared with a plain in-memory copy, on real files and on crashvfs.
+ * compared with a plain in-memory copy, on real files and on crashvfs; each
+ * bookmark's changed blocks with the blocks written since its shadow's
+ * instant, exactly, through deletions, reopenings and reverts.
  *
  * VSS_TEST_SEED=n repeats a run (the seed is printed); VSS_TEST_ROUNDS=n sets
  * the steps per case; VSS_TEST_VERBOSE=1 traces the steps.
@@ -33,6 +35,7 @@
 #include "testutil.h"
 
 #define MAX_LIVE     8     /* shadows kept alive at once */
+#define MAX_BOOKMARKS 6
 #define MAX_THREADS  4
 
 static uint64_t now_ns(void)
@@ -55,6 +58,14 @@ struct mshadow {
 	bool invalid;
 	unsigned char *data;        /* the volume at its instant */
 	struct vss_cow_shadow *h;   /* an open handle, or NULL */
+};
+
+/* A bookmark: the blocks written since its shadow's instant, by the model. */
+struct mbook {
+	vss_cow_id id;
+	uint32_t seq, gen;          /* its shadow's */
+	bool lost;                  /* the engine said so (only with a diff area limit) */
+	unsigned char *since;       /* a byte per block: written since */
 };
 
 /* The generations in which a block was written, ascending, no repeats. */
@@ -101,6 +112,8 @@ struct model {
 	uint32_t max_seq;           /* highest seq ever listed */
 	pthread_mutex_t hist_lock;
 	struct block_hist *hist;
+	struct mbook bm[MAX_BOOKMARKS];     /* oldest first; hist_lock for since[] */
+	unsigned int nbm;
 
 	pthread_mutex_t ev_lock;
 	struct event_rec *ev;
@@ -110,6 +123,7 @@ struct model {
 
 	/* what the run went through, printed at the end */
 	unsigned int n_created, n_deleted, n_dropped, n_invalid, n_reopen, n_conc, n_extents;
+	unsigned int n_bookmarks, n_reverts, n_lost;
 };
 
 static void model_fail(struct model *m, int line, const char *fmt, ...)
@@ -205,8 +219,11 @@ static void model_note_write(struct model *m, uint64_t off, uint64_t len, bool l
 		return;
 	if (locked)
 		pthread_mutex_lock(&m->hist_lock);
-	for (uint64_t b = off / m->bs; b <= (off + len - 1) / m->bs; b++)
+	for (uint64_t b = off / m->bs; b <= (off + len - 1) / m->bs; b++) {
 		hist_add(m, b, m->gen);
+		for (unsigned int i = 0; i < m->nbm; i++)
+			m->bm[i].since[b] = 1;
+	}
 	if (locked)
 		pthread_mutex_unlock(&m->hist_lock);
 }
@@ -327,6 +344,8 @@ static int teardown(void **state)
 		free(m->sh[i].data);
 	for (uint64_t b = 0; m->hist && b < m->nblocks; b++)
 		free(m->hist[b].gens);
+	for (unsigned int i = 0; i < m->nbm; i++)
+		free(m->bm[i].since);
 	free(m->hist);
 	free(m->ref);
 	free(m->ev);
@@ -497,6 +516,83 @@ static void verify_changed(struct model *m)
 	}
 }
 
+/* Reads the changed extents from @from (to @to) into a byte per block;
+ * returns the call's result. */
+static int changed_blocks(struct model *m, const vss_cow_id from, const vss_cow_id to,
+			  unsigned char *listed, struct vss_error *err)
+{
+	struct vss_cow_extent *ext = NULL;
+	size_t n = 0;
+	int r = vss_cow_changed_extents(m->vol, from, to, &ext, &n, err);
+
+	memset(listed, 0, m->nblocks);
+	for (size_t k = 0; r == 0 && k < n; k++)
+		for (uint64_t b = ext[k].offset / m->bs; b * m->bs < ext[k].offset + ext[k].length; b++)
+			listed[b] = 1;
+	free(ext);
+	return r;
+}
+
+/* Each bookmark lists exactly the blocks written since its shadow, up to
+ * now; up to a later shadow, at least those written before it and none
+ * written since neither.  Lost only with a diff area limit. */
+static void verify_bookmarks(struct model *m)
+{
+	struct vss_cow_bookmark_info *info = NULL;
+	unsigned char *listed = hold(m->held, malloc(m->nblocks));
+	size_t n = 0;
+	int r;
+
+	assert_non_null(listed);
+	r = vss_cow_bookmark_list(m->vol, &info, &n);
+	hold(m->held, info);
+	CHECK(m, r == 0 && n == m->nbm, "bookmark_list: %d, %zu listed, the model has %u", r, n,
+	      m->nbm);
+	for (unsigned int i = 0; i < m->nbm; i++) {
+		struct mbook *bk = &m->bm[i];
+		struct vss_error err = { 0 };
+
+		CHECK(m, !memcmp(info[i].id, bk->id, 16) && info[i].seq == bk->seq,
+		      "bookmark %u is listed as seq %u, the model has seq %u", i, info[i].seq, bk->seq);
+		r = changed_blocks(m, bk->id, NULL, listed, &err);
+		if (r == -ESTALE) {
+			CHECK(m, m->max_diff != VSS_COW_UNBOUNDED || bk->lost,
+			      "bookmark seq %u lost with no diff area limit: %s", bk->seq, err.msg);
+			CHECK(m, info[i].state == VSS_COW_BOOKMARK_LOST, "bookmark seq %u: -ESTALE "
+			      "but listed as tracking", bk->seq);
+			if (!bk->lost)
+				m->n_lost++;
+			bk->lost = true;
+			continue;
+		}
+		CHECK(m, r == 0 && !bk->lost, "changed extents of bookmark seq %u: %d (%s)%s", bk->seq,
+		      r, err.msg, bk->lost ? ", which was lost before" : "");
+		for (uint64_t b = 0; b < m->nblocks; b++)
+			CHECK(m, listed[b] == bk->since[b], "bookmark seq %u %s block %llu", bk->seq,
+			      listed[b] ? "lists" : "leaves out", (unsigned long long)b);
+		m->n_extents++;
+		for (unsigned int j = 0; j < m->nsh; j++) {
+			const struct mshadow *t = &m->sh[j];
+
+			if (t->seq <= bk->seq || t->invalid)
+				continue;
+			r = changed_blocks(m, bk->id, t->id, listed, &err);
+			CHECK(m, r == 0, "changed extents of bookmark seq %u to seq %u: %d (%s)",
+			      bk->seq, t->seq, r, err.msg);
+			for (uint64_t b = 0; b < m->nblocks; b++) {
+				CHECK(m, listed[b] || !hist_any(m, b, bk->gen, t->gen),
+				      "bookmark seq %u to seq %u leaves out block %llu", bk->seq,
+				      t->seq, (unsigned long long)b);
+				CHECK(m, !listed[b] || bk->since[b], "bookmark seq %u to seq %u lists "
+				      "block %llu, never written since", bk->seq, t->seq,
+				      (unsigned long long)b);
+			}
+		}
+	}
+	release(m->held, info, false);
+	release(m->held, listed, false);
+}
+
 static void verify_usage(struct model *m)
 {
 	struct vss_cow_shadow_info *info = NULL;
@@ -661,6 +757,8 @@ static void reconcile(struct model *m, bool reopened)
 		      "METADATA_ERROR event (%d) with no I/O fault", ev->error);
 		CHECK(m, limited || ev->type != VSS_COW_EV_DIFF_NEAR_FULL,
 		      "DIFF_NEAR_FULL event with no limit");
+		CHECK(m, limited || ev->type != VSS_COW_EV_BOOKMARK_LOST,
+		      "BOOKMARK_LOST event with no limit");
 		if (ev->type == VSS_COW_EV_SHADOW_DELETED || ev->type == VSS_COW_EV_SHADOW_INVALID) {
 			for (i = 0; i < m->nsh; i++) {
 				if (memcmp(m->sh[i].id, ev->id, sizeof(vss_cow_id)) != 0)
@@ -683,6 +781,7 @@ static void verify_all(struct model *m, bool reopened)
 	reconcile(m, reopened);
 	verify_contents(m);
 	verify_changed(m);
+	verify_bookmarks(m);
 	verify_usage(m);
 }
 
@@ -1053,6 +1152,98 @@ static void step_limit(struct model *m)
 	      (unsigned long long)u.used_bytes);
 }
 
+/* Makes a bookmark of a valid shadow, or deletes one. */
+static void step_bookmark(struct model *m)
+{
+	struct vss_error err = { 0 };
+	unsigned int i;
+	int r;
+
+	if (m->nbm && (m->nbm == MAX_BOOKMARKS || rng_below(&m->rng, 3) == 0)) {
+		m->step = "delete bookmark";
+		i = (unsigned int)rng_below(&m->rng, m->nbm);
+		r = vss_cow_bookmark_delete(m->vol, m->bm[i].id, &err);
+		CHECK(m, r == 0, "bookmark_delete seq %u: %d (%s)", m->bm[i].seq, r, err.msg);
+		free(m->bm[i].since);
+		memmove(&m->bm[i], &m->bm[i + 1], (m->nbm - i - 1) * sizeof(m->bm[0]));
+		m->nbm--;
+		return;
+	}
+	m->step = "bookmark";
+	if (!m->nsh)
+		return;
+	i = (unsigned int)rng_below(&m->rng, m->nsh);
+	const struct mshadow *s = &m->sh[i];
+	unsigned int at = 0;
+	bool has = false;
+
+	for (unsigned int k = 0; k < m->nbm; k++) {
+		has |= m->bm[k].seq == s->seq;
+		at += m->bm[k].seq < s->seq;
+	}
+	r = vss_cow_bookmark_create(m->vol, s->id, &err);
+	if (has || s->invalid) {
+		CHECK(m, r == (has ? -EEXIST : -EIO), "bookmark of seq %u (%s): %d, not %d",
+		      s->seq, has ? "has one" : "invalid", r, has ? -EEXIST : -EIO);
+		return;
+	}
+	CHECK(m, r == 0, "bookmark_create seq %u: %d (%s)", s->seq, r, err.msg);
+	memmove(&m->bm[at + 1], &m->bm[at], (m->nbm - at) * sizeof(m->bm[0]));
+	struct mbook *bk = &m->bm[at];
+	memcpy(bk->id, s->id, 16);
+	bk->seq = s->seq;
+	bk->gen = s->gen;
+	bk->lost = false;
+	bk->since = malloc(m->nblocks);
+	assert_non_null(bk->since);
+	for (uint64_t b = 0; b < m->nblocks; b++)
+		bk->since[b] = hist_any(m, b, s->gen, UINT32_MAX);
+	m->nbm++;
+	m->n_bookmarks++;
+	trace("round %u: bookmark seq %u\n", m->round, s->seq);
+}
+
+/* Rolls the volume back to a valid shadow: newer ones go, the rest stay. */
+static void step_revert(struct model *m)
+{
+	struct vss_error err = { 0 };
+	unsigned int i;
+	int r;
+
+	m->step = "revert";
+	if (!m->nsh)
+		return;
+	i = (unsigned int)rng_below(&m->rng, m->nsh);
+	struct mshadow *s = &m->sh[i];
+	r = vss_cow_revert(m->vol, s->id, &err);
+	if (s->invalid) {
+		CHECK(m, r == -EIO, "revert to invalid seq %u: %d, not -EIO", s->seq, r);
+		return;
+	}
+	CHECK(m, r == 0, "revert to seq %u: %d (%s)", s->seq, r, err.msg);
+	trace("round %u: revert to seq %u\n", m->round, s->seq);
+	for (unsigned int k = 0; k < m->nbm; k++) {
+		struct mbook *bk = &m->bm[k];
+
+		for (uint64_t b = 0; b < m->nblocks; b++) {
+			if (bk->seq > s->seq)           /* rewritten: written, for it */
+				bk->since[b] |= hist_any(m, b, s->gen, UINT32_MAX);
+			else                            /* the volume is s again */
+				bk->since[b] = hist_any(m, b, bk->gen, s->gen);
+		}
+	}
+	for (uint64_t b = 0; b < m->nblocks; b++) {
+		struct block_hist *h = &m->hist[b];
+
+		while (h->n && h->gens[h->n - 1] >= s->gen)
+			h->n--;
+	}
+	memcpy(m->ref, s->data, m->size);
+	while (m->nsh > i + 1)
+		remove_shadow(m, m->nsh - 1);
+	m->n_reverts++;
+}
+
 static void step_reopen(struct model *m)
 {
 	static const uint32_t other[] = { 4096, 16384, 65536, 1u << 20 };
@@ -1111,8 +1302,12 @@ static void run_case(void **state)
 				step_create(m);
 			else
 				step_delete(m);
-		} else if (pick < 82) {
+		} else if (pick < 78) {
 			step_delete(m);
+		} else if (pick < 84) {
+			step_bookmark(m);
+		} else if (pick < 86) {
+			step_revert(m);
 		} else if (pick < 92) {
 			step_limit(m);
 		} else {
@@ -1127,8 +1322,10 @@ static void run_case(void **state)
 	verify_all(m, true);
 	print_message("test_model: case %s: %u shadows created, %u deleted, %u dropped and "
 		      "%u invalidated by the limit; %u reopenings, %u concurrent phases, "
-		      "%u changed-extents checks\n", m->tc->name, m->n_created, m->n_deleted,
-		      m->n_dropped, m->n_invalid, m->n_reopen, m->n_conc, m->n_extents);
+		      "%u changed-extents checks; %u bookmarks (%u lost to the limit), "
+		      "%u reverts\n", m->tc->name, m->n_created, m->n_deleted,
+		      m->n_dropped, m->n_invalid, m->n_reopen, m->n_conc, m->n_extents,
+		      m->n_bookmarks, m->n_lost, m->n_reverts);
 }
 
 int main(void)

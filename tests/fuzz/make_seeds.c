@@ -1,8 +1,9 @@
 /*
  * tests/fuzz/make_seeds.c - writes a few real diff areas (persistent shadows,
- * deletions, several block sizes, and one left as a killed process leaves it,
- * with REDO records no DONE record covers) into DIR, as the fuzzer's seed
- * corpus.  Usage: make-fuzz-seeds DIR
+ * deletions, several block sizes, one left as a killed process leaves it,
+ * with REDO records no DONE record covers, and ones with bookmarks, their
+ * MARK and BMAP records, and reverts, done and cut by a power loss) into
+ * DIR, as the fuzzer's seed corpus.  Usage: make-fuzz-seeds DIR
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -223,6 +224,71 @@ static int make_killed(const char *dir, int n)
 	return r;
 }
 
+/*
+ * Bookmarks and revert: seed @n holds their records as a run appends them
+ * (BOOKMARK, MARK, BOOKMARK_LOST, BOOKMARK_DROP, REVERT, CLOSE), seed @n+1
+ * the same after a checkpoint (BMAP), seeds @n+2.. as power lost inside a
+ * revert left them (REVERT begun, not done).
+ */
+static int make_tracking(const char *dir, int n)
+{
+	struct crashvfs *cv;
+	struct vss_cow_config cfg = VSS_COW_CONFIG_INIT;
+	struct vss_cow_volume *vol;
+	struct vss_error err;
+	unsigned char buf[8192];
+	void *img;
+	size_t len;
+
+	for (int cut = 0; cut < 4; cut++) {
+		if (crashvfs_new(&cv))
+			return 1;
+		crashvfs_put(cv, "origin", NULL, 256u << 10);
+		cfg.block_size = 4096;
+		if (vss_cow_open_vfs(crashvfs_vfs(cv), "origin", "diff", &cfg, VSS_COW_CREATE,
+				     &vol, &err)) {
+			fprintf(stderr, "make-fuzz-seeds: %s\n", err.msg);
+			return 1;
+		}
+		for (int s = 0; s < 4; s++) {
+			struct vss_cow_shadow_params p = { .flags = s == 1 ? VSS_COW_SHADOW_PERSISTENT : 0 };
+			p.id[0] = (unsigned char)(s + 1);
+			vss_cow_shadow_create(vol, &p, NULL);
+			vss_cow_bookmark_create(vol, p.id, NULL);
+			memset(buf, 0x20 + s, sizeof(buf));
+			for (int w = 0; w < 6; w++)
+				vss_cow_write(vol, buf, sizeof(buf), (uint64_t)((s * 7 + w * 5) % 60) * 4096);
+		}
+		for (int d = 4; d >= 3; d--) {     /* uncovered: MARK records */
+			vss_cow_id id = { (unsigned char)d };
+			vss_cow_shadow_delete(vol, id, NULL);
+		}
+		memset(buf, 0x5e, sizeof(buf));
+		for (int w = 0; w < 8; w++)
+			vss_cow_write(vol, buf, 4096, (uint64_t)(w * 3) * 4096);
+		vss_cow_id drop = { 1 }, back = { 2 };
+		vss_cow_bookmark_delete(vol, drop, NULL);
+		if (cut)
+			crashvfs_crash_after(cv, (uint64_t)cut * 3, (uint64_t)cut);
+		vss_cow_revert(vol, back, NULL);
+		vss_cow_close(vol);
+		if (!cut) {     /* once more: the checkpoint's BMAP records */
+			if (crashvfs_get(cv, "diff", true, &img, &len) || save(dir, n, img, len))
+				return 1;
+			free(img);
+			if (vss_cow_open_vfs(crashvfs_vfs(cv), "origin", "diff", &cfg, 0, &vol, &err))
+				return 1;
+			vss_cow_write(vol, buf, 4096, 200 * 4096);
+			vss_cow_close(vol);
+		}
+		if (crashvfs_get(cv, "diff", true, &img, &len) || save(dir, n + 1 + cut, img, len))
+			return 1;
+		free(img);
+		crashvfs_free(cv);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -231,5 +297,5 @@ int main(int argc, char **argv)
 	}
 	return make(argv[1], 0, 4096, 0, 0) || make(argv[1], 1, 4096, 3, 1) ||
 	       make(argv[1], 2, 4096, 6, 2) || make(argv[1], 3, 16384, 2, 0) ||
-	       make_killed(argv[1], 4);
+	       make_killed(argv[1], 4) || make_tracking(argv[1], 5);
 }

@@ -2,7 +2,8 @@
  * tests/unit/test_store.c - the diff-area log store: records come back in
  * order across segments and checkpoints, a torn tail is cut cleanly, and
  * damaged superblocks or head segments are refused with a message.  Format
- * version 2: REDO and DONE records, and which versions open; when a freed,
+ * versions 2 and 3: REDO and DONE records, the records of changed-block
+ * tracking and revert, and which versions open; when a freed,
  * recycled or held slot may be handed out again, and what its space becomes.
  */
 #include <errno.h>
@@ -416,6 +417,73 @@ static void redo_and_done_round_trip(void **state)
 	ops->close(st);
 }
 
+/* Version 3: the records of changed-block tracking and revert come back
+ * with every field; a MARK that no room is kept for is appended by
+ * append_extra. */
+static void tracking_records_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct vss_store *st = fresh(f);
+	struct vss_rec in[] = {
+		{ .type = VSS_REC_BOOKMARK, .seq = 7, .flags = 2, .created_ns = 0x1122334455667788ull,
+		  .id = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 } },
+		{ .type = VSS_REC_BMAP, .seq = 7, .block = 0x40000040ull, .bits = 0x8000000000000001ull },
+		{ .type = VSS_REC_MARK, .block = 0x123456789ull, .seq = 6 },
+		{ .type = VSS_REC_BOOKMARK_LOST, .seq = 7, .flags = 3 },
+		{ .type = VSS_REC_BOOKMARK_DROP, .seq = 7 },
+		{ .type = VSS_REC_REVERT, .seq = 9, .flags = VSS_REVERT_ABANDONED },
+		{ .type = VSS_REC_CLOSE },
+	};
+	size_t n = sizeof(in) / sizeof(in[0]);
+	uint64_t lsn = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (in[i].type == VSS_REC_MARK)
+			assert_int_equal(ops->append_extra(st, &in[i], &lsn), 0);
+		else
+			lsn = add(st, in[i]);
+	}
+	assert_int_equal(ops->commit(st, lsn), 0);
+	ops->close(st);
+	assert_int_equal(open_replay(f, &st, NULL), 0);
+	assert_int_equal(f->ngot, n);
+	for (size_t i = 0; i < n; i++) {
+		const struct vss_rec *g = &f->got[i];
+
+		assert_int_equal(g->type, in[i].type);
+		assert_int_equal(g->seq, in[i].seq);
+		assert_int_equal(g->flags, in[i].flags);
+		assert_int_equal(g->block, in[i].block);
+		assert_int_equal(g->bits, in[i].bits);
+		assert_int_equal(g->created_ns, in[i].created_ns);
+		assert_memory_equal(g->id, in[i].id, 16);
+	}
+	ops->close(st);
+}
+
+/* append_extra keeps the reserve for making room: past the maximum it says
+ * -ENOSPC and the store goes on taking what it must (a DELETE record). */
+static void append_extra_stops_at_the_maximum(void **state)
+{
+	struct fx *f = *state;
+	struct vss_store *st = fresh(f);
+	struct vss_store_usage u;
+	uint64_t lsn = 0;
+	int r = 0;
+
+	ops->usage(st, &u);
+	assert_int_equal(ops->set_max(st, u.used_bytes + 2 * BS), 0);
+	for (uint64_t i = 0; i < 100000 && !r; i++)
+		r = ops->append_extra(st, &(struct vss_rec){ .type = VSS_REC_MARK, .block = i }, &lsn);
+	assert_int_equal(r, -ENOSPC);
+	assert_false(ops->failed(st));
+	assert_int_equal(ops->commit(st, add(st, (struct vss_rec){ .type = VSS_REC_SHADOW_DELETE,
+								      .seq = 1 })), 0);
+	ops->usage(st, &u);
+	assert_true(u.used_bytes <= u.max_bytes + BS);
+	ops->close(st);
+}
+
 static void put_le32(unsigned char *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -477,28 +545,33 @@ static void superblock_versions(void **state)
 	struct vss_error err;
 
 	format(f);
-	assert_int_equal(sb_version(f), 2);
+	assert_int_equal(sb_version(f), 3);
 	assert_int_equal(open_replay(f, &st, NULL), 0);
 	assert_int_equal(ops->commit(st, add(st, (struct vss_rec){ .type = VSS_REC_NEXT_SEQ, .seq = 4 })), 0);
 	ops->close(st);
 
-	/* Version 1 (no REDO or DONE records yet) is read as is, and written
-	 * as version 2 by its first checkpoint. */
-	set_sb_version(f, 1);
-	assert_int_equal(open_replay(f, &st, &err), 0);
-	assert_int_equal(f->ngot, 1);
-	assert_int_equal(f->got[0].seq, 4);
-	ops->close(st);
-	assert_int_equal(sb_version(f), 2);
+	/* Versions 1 (no REDO or DONE records yet) and 2 (no bookmarks) are
+	 * read as they are, and written as version 3 by their first
+	 * checkpoint. */
+	for (uint32_t v = 1; v <= 2; v++) {
+		set_sb_version(f, v);
+		assert_int_equal(open_replay(f, &st, &err), 0);
+		assert_int_equal(f->ngot, 1);
+		assert_int_equal(f->got[0].seq, 4);
+		assert_int_equal(ops->commit(st, add(st, (struct vss_rec){
+			.type = VSS_REC_NEXT_SEQ, .seq = 4 })), 0);
+		ops->close(st);
+		assert_int_equal(sb_version(f), 3);
+	}
 
 	/* A newer format (or a nonsense one) is refused, with a reason. */
-	set_sb_version(f, 3);
+	set_sb_version(f, 4);
 	assert_int_equal(open_replay(f, &st, &err), -EUCLEAN);
 	assert_non_null(strstr(err.msg, "version"));
 	set_sb_version(f, 0);
 	assert_int_equal(open_replay(f, &st, &err), -EUCLEAN);
 	assert_non_null(strstr(err.msg, "version"));
-	set_sb_version(f, 2);
+	set_sb_version(f, 3);
 	assert_int_equal(open_replay(f, &st, &err), 0);
 	ops->close(st);
 }
@@ -907,6 +980,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(head_segment_missing, setup, teardown),
 		cmocka_unit_test(decode_rejects_bad_records),
 		cmocka_unit_test_setup_teardown(redo_and_done_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(tracking_records_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(append_extra_stops_at_the_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(superblock_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(unvouched_redo_naming_stale_slot_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(write_out_survives_process_crash, setup, teardown),

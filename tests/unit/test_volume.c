@@ -5,8 +5,11 @@
  * shadow reads far longer than a block whose blocks alternate between the
  * origin and the diff area (the vectored whole-origin reads and their
  * limits), with io_uring and without; the diff-area readahead of a
- * sequential reader that meets slots not in the page cache; and what the
- * service guards a volume with (design note 9).
+ * sequential reader that meets slots not in the page cache; what the
+ * service guards a volume with (design note 9); bookmarks, which keep the
+ * changed blocks after their shadow is deleted, across a clean close and
+ * not across an unclean one unless a persistent shadow covered them
+ * (design note 10); and revert (design note 11).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <linux/magic.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -791,6 +795,267 @@ static void lost_shadows_and_detach(void **state)
 	take(f, 9, 0);
 }
 
+
+/* ---- bookmarks and revert (design notes 10 and 11) ---- */
+
+/* Whether the changed extents from @from (to @to, NULL: now) are exactly
+ * the blocks @want lists (ending with -1). */
+static void expect_changed(struct fx *f, int from, int to, const int *want)
+{
+	struct vss_cow_extent *e;
+	struct vss_error err;
+	unsigned char got[65] = { 0 }, exp[65] = { 0 };
+	vss_cow_id a, b;
+	size_t n;
+
+	mkid(a, from);
+	mkid(b, to);
+	if (vss_cow_changed_extents(f->vol, a, to ? b : NULL, &e, &n, &err))
+		fail_msg("changed extents from %d: %s", from, err.msg);
+	for (size_t i = 0; i < n; i++)
+		for (uint64_t o = e[i].offset; o < e[i].offset + e[i].length; o += BS)
+			got[o / BS] = 1;
+	free(e);
+	for (; *want >= 0; want++)
+		exp[*want] = 1;
+	for (int i = 0; i < 65; i++)
+		if (got[i] != exp[i])
+			fail_msg("changed from %d to %d: block %d is %s", from, to, i,
+				 got[i] ? "listed, never written" : "written, not listed");
+}
+
+static void bookmark(struct fx *f, int n)
+{
+	struct vss_error err;
+	vss_cow_id id;
+
+	mkid(id, n);
+	if (vss_cow_bookmark_create(f->vol, id, &err))
+		fail_msg("bookmark: %s", err.msg);
+}
+
+static void drop(struct fx *f, int n)
+{
+	vss_cow_id id;
+
+	mkid(id, n);
+	assert_int_equal(vss_cow_shadow_delete(f->vol, id, NULL), 0);
+}
+
+static void reopen(struct fx *f)
+{
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	open_vol(f, VSS_COW_UNBOUNDED);
+}
+
+static void bookmark_outlives_its_shadow(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_bookmark_info *info;
+	struct vss_error err;
+	vss_cow_id id;
+	size_t n;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	wr(f, 0, SIZE, 1);
+	take(f, 1, 0);
+	bookmark(f, 1);
+	mkid(id, 1);
+	assert_int_equal(vss_cow_bookmark_create(f->vol, id, &err), -EEXIST);
+	wr(f, 2 * BS, 2 * BS, 2);                      /* 2, 3: COPY records say it */
+	expect_changed(f, 1, 0, (int[]){ 2, 3, -1 });
+	drop(f, 1);                                     /* folded into the map */
+	expect_changed(f, 1, 0, (int[]){ 2, 3, -1 });
+	wr(f, 3 * BS + 5, 10, 3);                       /* 3 again */
+	wr(f, 40 * BS, 1, 3);                           /* 40: marked */
+	wr(f, SIZE - 1, 1, 3);                          /* 64, the partial block */
+	expect_changed(f, 1, 0, (int[]){ 2, 3, 40, 64, -1 });
+	reopen(f);                                      /* clean: kept */
+	expect_changed(f, 1, 0, (int[]){ 2, 3, 40, 64, -1 });
+	take(f, 2, 0);
+	wr(f, 41 * BS, 1, 4);
+	expect_changed(f, 1, 2, (int[]){ 2, 3, 40, 64, -1 });
+	expect_changed(f, 1, 0, (int[]){ 2, 3, 40, 41, 64, -1 });
+	expect_changed(f, 2, 0, (int[]){ 41, -1 });
+	reopen(f);                                      /* shadow 2 dropped: folded */
+	expect_changed(f, 1, 0, (int[]){ 2, 3, 40, 41, 64, -1 });
+	assert_int_equal(vss_cow_bookmark_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(info[0].id[0], 1);
+	assert_int_equal(info[0].state, VSS_COW_BOOKMARK_TRACKING);
+	assert_int_equal(info[0].shadow_exists, 0);
+	assert_int_equal(info[0].marked_blocks, 5);
+	free(info);
+	assert_int_equal(vss_cow_bookmark_delete(f->vol, id, &err), 0);
+	assert_int_equal(vss_cow_bookmark_delete(f->vol, id, &err), -ENOENT);
+	reopen(f);
+	assert_int_equal(vss_cow_bookmark_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 0);
+	free(info);
+	struct vss_cow_extent *e;
+	assert_int_equal(vss_cow_changed_extents(f->vol, id, NULL, &e, &n, &err), -ENOENT);
+}
+
+/* A child that writes and dies without closing: a process crash. */
+static void write_and_die(struct fx *f, uint64_t off, unsigned char v)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct vss_cow_volume *vol;
+		unsigned char b[100];
+
+		memset(b, v, sizeof(b));
+		if (vss_cow_open(f->origin, f->diff, NULL, 0, &vol, NULL) ||
+		    vss_cow_write(vol, b, sizeof(b), off) != (ssize_t)sizeof(b) ||
+		    vss_cow_flush(vol))
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void bookmark_after_unclean_stop(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_bookmark_info *info;
+	struct vss_cow_extent *e;
+	struct vss_error err;
+	vss_cow_id a;
+	size_t n;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	take(f, 1, 0);
+	bookmark(f, 1);
+	take(f, 2, VSS_COW_SHADOW_PERSISTENT);
+	bookmark(f, 2);
+	drop(f, 1);
+	wr(f, 5 * BS, 1, 1);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	/* Covered by the persistent shadow 2: the COPY records were committed
+	 * before the origin changed, so both bookmarks hold. */
+	write_and_die(f, 6 * BS, 2);
+	open_vol(f, VSS_COW_UNBOUNDED);
+	expect_changed(f, 1, 0, (int[]){ 5, 6, -1 });
+	expect_changed(f, 2, 0, (int[]){ 5, 6, -1 });
+	drop(f, 2);
+	assert_int_equal(vss_cow_close(f->vol), 0);
+	f->vol = NULL;
+	/* Nothing covers them now: marks are in memory until a clean close. */
+	write_and_die(f, 7 * BS, 3);
+	open_vol(f, VSS_COW_UNBOUNDED);
+	mkid(a, 1);
+	assert_int_equal(vss_cow_changed_extents(f->vol, a, NULL, &e, &n, &err), -ESTALE);
+	assert_non_null(strstr(err.msg, "not closed cleanly"));
+	assert_int_equal(vss_cow_bookmark_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(info[0].state, VSS_COW_BOOKMARK_LOST);
+	assert_int_equal(info[1].state, VSS_COW_BOOKMARK_LOST);
+	assert_non_null(strstr(info[1].why, "not closed cleanly"));
+	free(info);
+	reopen(f);                                      /* lost stays lost */
+	assert_int_equal(vss_cow_changed_extents(f->vol, a, NULL, &e, &n, &err), -ESTALE);
+}
+
+/* At most VSS_COW_MAX_BOOKMARKS: a new one past that takes the place of the
+ * oldest whose shadow is gone; with every shadow still there, -EMLINK. */
+static void bookmarks_make_room(void **state)
+{
+	struct fx *f = *state;
+	struct vss_cow_bookmark_info *info;
+	struct vss_error err;
+	vss_cow_id id;
+	size_t n;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	for (int i = 1; i <= VSS_COW_MAX_BOOKMARKS + 1; i++)
+		take(f, i, 0);
+	for (int i = 1; i <= VSS_COW_MAX_BOOKMARKS; i++)
+		bookmark(f, i);
+	mkid(id, VSS_COW_MAX_BOOKMARKS + 1);
+	assert_int_equal(vss_cow_bookmark_create(f->vol, id, &err), -EMLINK);
+	drop(f, 3);
+	drop(f, 2);
+	bookmark(f, VSS_COW_MAX_BOOKMARKS + 1);
+	reopen(f);
+	assert_int_equal(vss_cow_bookmark_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, VSS_COW_MAX_BOOKMARKS);
+	assert_int_equal(info[0].id[0], 1);
+	assert_int_equal(info[1].id[0], 3);     /* 2 went: the oldest of a gone shadow */
+	assert_int_equal(info[n - 1].id[0], VSS_COW_MAX_BOOKMARKS + 1);
+	free(info);
+}
+
+static void revert_to_a_shadow(void **state)
+{
+	struct fx *f = *state;
+	static unsigned char s1[SIZE], s2[SIZE];
+	unsigned char *v = malloc(SIZE);
+	struct vss_cow_shadow_info *info;
+	struct vss_error err;
+	vss_cow_id id;
+	size_t n;
+
+	open_vol(f, VSS_COW_UNBOUNDED);
+	wr(f, 0, SIZE, 1);
+	memcpy(s1, f->ref, SIZE);
+	take(f, 1, VSS_COW_SHADOW_PERSISTENT);
+	wr(f, 0, 4 * BS, 2);
+	memcpy(s2, f->ref, SIZE);
+	take(f, 2, 0);
+	bookmark(f, 2);
+	wr(f, 2 * BS, 4 * BS, 3);                       /* 2..5 */
+	take(f, 3, VSS_COW_SHADOW_PERSISTENT);
+	bookmark(f, 3);
+	wr(f, 10 * BS, 1, 4);                           /* 10 */
+	wr(f, SIZE - 10, 10, 4);                        /* 64 */
+	drop(f, 3);
+	mkid(id, 9);
+	assert_int_equal(vss_cow_revert(f->vol, id, &err), -ENOENT);
+	mkid(id, 2);
+	if (vss_cow_revert(f->vol, id, &err))
+		fail_msg("revert: %s", err.msg);
+	memcpy(f->ref, s2, SIZE);
+	assert_int_equal(vss_cow_read(f->vol, v, SIZE, 0), SIZE);
+	assert_memory_equal(v, s2, SIZE);
+	check_shadow(f, 1, s1);
+	check_shadow(f, 2, s2);
+	/* The volume is shadow 2 again; for bookmark 3 the blocks rewritten
+	 * are writes. */
+	expect_changed(f, 2, 0, (int[]){ -1 });
+	expect_changed(f, 1, 0, (int[]){ 0, 1, 2, 3, -1 });
+	expect_changed(f, 1, 2, (int[]){ 0, 1, 2, 3, -1 });
+	expect_changed(f, 3, 0, (int[]){ 2, 3, 4, 5, 10, 64, -1 });
+	wr(f, 20 * BS, 1, 5);
+	expect_changed(f, 2, 0, (int[]){ 20, -1 });
+	reopen(f);
+	assert_int_equal(vss_cow_read(f->vol, v, SIZE, 0), SIZE);
+	assert_memory_equal(v, f->ref, SIZE);
+	check_shadow(f, 1, s1);
+	assert_int_equal(vss_cow_shadow_list(f->vol, &info, &n), 0);
+	assert_int_equal(n, 1);                         /* 2 was not persistent */
+	free(info);
+	expect_changed(f, 2, 0, (int[]){ 20, -1 });
+	expect_changed(f, 3, 0, (int[]){ 2, 3, 4, 5, 10, 20, 64, -1 });
+	/* back to 1, deleting nothing newer but what is there */
+	mkid(id, 1);
+	assert_int_equal(vss_cow_revert(f->vol, id, &err), 0);
+	assert_int_equal(vss_cow_read(f->vol, v, SIZE, 0), SIZE);
+	assert_memory_equal(v, s1, SIZE);
+	memcpy(f->ref, s1, SIZE);
+	check_shadow(f, 1, s1);
+	reopen(f);
+	check_shadow(f, 1, s1);
+	assert_int_equal(vss_cow_read(f->vol, v, SIZE, 0), SIZE);
+	assert_memory_equal(v, s1, SIZE);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -807,6 +1072,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(readahead_out_of_order_and_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(guarded_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(lost_shadows_and_detach, setup, teardown),
+		cmocka_unit_test_setup_teardown(bookmark_outlives_its_shadow, setup, teardown),
+		cmocka_unit_test_setup_teardown(bookmark_after_unclean_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(revert_to_a_shadow, setup, teardown),
+		cmocka_unit_test_setup_teardown(bookmarks_make_room, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
