@@ -767,45 +767,21 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The documents, backup.json; then the sync and the rename that publish. */
+/* backup.json, then what publishes it (repo_publish). */
 static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 		   const char *full, struct vss_error *err)
 {
 	const struct vss_backup_params *p = w->p;
-	char hex[SHA256_HEX], from[64], to[64];
 	json_t *info, *src = json_array(), *dep = json_array();
-	char *text;
-	int fd, rc;
+	int rc;
 
-	fd = openat(w->tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || (rc = repo_hash_fd(fd, hex)) < 0) {
-		rc = fd < 0 ? -errno : rc;
-		if (fd >= 0)
-			close(fd);
-		return vss_error_set(err, rc, "cannot read back the manifest: %s", strerror(-rc));
-	}
-	close(fd);
-	if (p->components && (rc = repo_write_file(w->tmp_fd, "components.json", p->components)) < 0)
-		return vss_error_set(err, rc, "cannot write the components document: %s",
-				     strerror(-rc));
-	if (p->nwriters && mkdirat(w->tmp_fd, "writers", 0755) < 0)
-		return vss_error_set(err, -errno, "cannot write the writers' documents: %s",
-				     strerror(errno));
-	for (size_t i = 0; i < p->nwriters; i++) {
-		char name[48];
-
-		snprintf(name, sizeof(name), "writers/%zu.json", i + 1);
-		if (p->writer_metadata[i] &&
-		    (rc = repo_write_file(w->tmp_fd, name, p->writer_metadata[i])) < 0)
-			return vss_error_set(err, rc, "cannot write %s: %s", name, strerror(-rc));
-	}
 	for (size_t i = 0; i < p->nsources; i++)
 		json_array_append_new(src, json_string(p->sources[i].live));
 	for (size_t i = 0; i < w->ndepends; i++)
 		json_array_append_new(dep, json_string(w->depends[i]));
 	w->out->created_ns = now_ns();
 	info = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s, s:I, s:I, s:s?, s:o, s:I, s:I, s:I, "
-			 "s:I, s:o, s:s}",
+			 "s:I, s:o}",
 			 "format", "vss-backup", "version", w->v2 ? 2 : 1, "id", w->id,
 			 "type", type_name(type), "base", *base ? base : NULL,
 			 "full", *full ? full : w->id,
@@ -814,58 +790,21 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 			 "sources", src, "files", (json_int_t)w->out->files,
 			 "files_stored", (json_int_t)w->out->files_stored,
 			 "bytes_stored", (json_int_t)w->out->bytes_stored,
-			 "deleted", (json_int_t)w->out->deleted, "depends", dep,
-			 "manifest_sha256", hex);
-	if (info && w->v2)
+			 "deleted", (json_int_t)w->out->deleted, "depends", dep);
+	if (!info)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if (w->v2)
 		json_object_set_new(info, "components", w->rules ? rules_components_json(w->rules)
 							    : json_array());
-	text = info ? json_dumps(info, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(info);
-	if (!text)
-		return vss_error_set(err, -ENOMEM, "out of memory");
 	if (w->v2 && (rc = repo_raise_version(w->r, 2)) < 0) {
-		free(text);
+		json_decref(info);
 		return vss_error_set(err, rc, "cannot raise the repository's format to version 2: "
 				     "%s", strerror(-rc));
 	}
-	rc = repo_write_file(w->tmp_fd, "backup.json", text);
-	free(text);
-	if (rc < 0)
-		return vss_error_set(err, rc, "cannot write backup.json: %s", strerror(-rc));
-	/* Everything written reaches the disk before the name that lists it. */
-	if (syncfs(w->tmp_fd) < 0)
-		return vss_error_set(err, -errno, "cannot sync the repository: %s",
-				     strerror(errno));
-	snprintf(from, sizeof(from), "tmp/%s", w->id);
-	snprintf(to, sizeof(to), "backups/%s", w->id);
-	if (renameat(w->r->dir_fd, from, w->r->dir_fd, to) < 0)
-		return vss_error_set(err, -errno, "cannot publish backup %s: %s", w->id,
-				     strerror(errno));
-	fd = openat(w->r->dir_fd, "backups", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	return 0;
-}
-
-/* Removes what killed backups and interrupted deletes left (the lock is
- * held: nothing else is writing there). */
-static void clean_tmp(struct vss_repo *r)
-{
-	int fd = openat(r->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d;
-
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			repo_rmtree(dirfd(d), de->d_name);
-	closedir(d);
+	rc = repo_publish(w->r, w->tmp_fd, w->id, info, p->components, p->writer_metadata,
+			  p->nwriters, err);
+	json_decref(info);
+	return rc;
 }
 
 int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *out,
@@ -979,7 +918,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 		free(live);
 		return rc;
 	}
-	clean_tmp(r);
+	repo_clean_tmp(r);
 	if (pp.plan) {
 		/* The base the writers were told about (their previous stamps). */
 		type = pp.plan->type;
@@ -1023,22 +962,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	snprintf(out->base, sizeof(out->base), "%s", base);
 	out->instant_ns = pp.instant_ns;
 	out->nsources = pp.nsources;
-	/* IDs sort in the order backups were made: under the lock, a new one
-	 * comes after the newest (the clock may have stepped back). */
-	for (int tries = 0;; tries++) {
-		char newest[VSS_BACKUP_ID_MAX] = "";
-		struct vss_error e;
-
-		repo_new_id(w.id);
-		if (repo_resolve(r, NULL, newest, &e) < 0 || strcmp(w.id, newest) > 0)
-			break;
-		if (tries > 2000) {
-			rc = vss_error_set(err, -EAGAIN, "the clock is behind the newest backup "
-					   "%s: cannot make an ID that sorts after it", newest);
-			goto out;
-		}
-		usleep(1000);
-	}
+	if ((rc = repo_next_id(r, w.id, err)) < 0)
+		goto out;
 	snprintf(out->id, sizeof(out->id), "%s", w.id);
 	snprintf(path, sizeof(path), "tmp/%s", w.id);
 	if (mkdirat(r->dir_fd, path, 0755) < 0 ||
