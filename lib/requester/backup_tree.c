@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "requester/prefetch_i.h"
 #include "requester/repo_i.h"
 #include "util/struct_in.h"
 
@@ -44,6 +45,9 @@ struct walk {
 	char id[VSS_BACKUP_ID_MAX];
 	int tmp_fd;                     /* REPO/tmp/ID */
 	FILE *manifest;
+	struct repo_hash *manifest_hash;        /* of what was written to it */
+	struct repo_line line;
+	char manifest_sha[SHA256_HEX];
 	struct entry_index *base;       /* NULL for a full */
 	unsigned int src;               /* the source being walked */
 	dev_t src_dev;
@@ -80,12 +84,16 @@ static int64_t ns_of(const struct timespec *ts)
 
 static char *join(const char *rel, const char *name)
 {
+	size_t a = strlen(rel), b = strlen(name);
 	char *out;
 
-	if (!*rel)
+	if (!a)
 		return strdup(name);
-	if (asprintf(&out, "%s/%s", rel, name) < 0)
+	if (!(out = malloc(a + b + 2)))
 		return NULL;
+	memcpy(out, rel, a);
+	out[a] = '/';
+	memcpy(out + a + 1, name, b + 1);
 	return out;
 }
 
@@ -197,20 +205,17 @@ static void add_depend(struct walk *w, const char *in)
 
 static int emit(struct walk *w, const struct entry *e)
 {
-	json_t *j;
-	char *line;
-	int rc = 0;
+	int rc;
 
 	if (w->counting)
 		return 0;
-	j = entry_to_json(e);
-	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!line || fputs(line, w->manifest) < 0 || fputc('\n', w->manifest) < 0)
-		rc = line ? -errno : -ENOMEM;
-	free(line);
+	if ((rc = entry_line(e, &w->line)) < 0)
+		return rc;
+	if (fwrite(w->line.buf, 1, w->line.len, w->manifest) != w->line.len)
+		return -EIO;
+	repo_hash_update(w->manifest_hash, w->line.buf, w->line.len);
 	w->out->files += e->kind != EK_GONE;
-	return rc;
+	return 0;
 }
 
 /* Opens the file @name of @d (described by @e: e->path is its path in the
@@ -513,8 +518,13 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 		e.kind = EK_SOCK;
 		break;
 	}
-	if (e.kind != EK_SOCK && !w->counting &&
-	    (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
+	/* Extended attributes change ctime: an inode whose ctime is the
+	 * base's has the base's (two system calls a file saved). */
+	if (base && base->kind == e.kind && base->ino == e.ino && base->ctime == e.ctime &&
+	    base->mtime == e.mtime)
+		e.xattrs = json_incref(base->xattrs);
+	else if (e.kind != EK_SOCK && !w->counting &&
+		 (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
 		rc = fail_at(w, rel, rc, "cannot read the extended attributes of");
 		goto out;
 	}
@@ -642,6 +652,22 @@ out:
 	return rc;
 }
 
+/* Whether the walk will read the bytes of the file at @rel (prefetch.c
+ * asks, from its threads: the base is only looked at).  A full reads
+ * every file, far more than is worth asking for ahead. */
+static bool will_read(void *arg, const char *rel, const struct stat *st)
+{
+	const struct walk *w = arg;
+	const struct entry *b;
+
+	if (!w->base)
+		return false;
+	b = entry_index_find(w->base, w->src, rel);
+	return !b || b->kind != EK_FILE || b->size != (uint64_t)st->st_size ||
+	       b->mtime != ns_of(&st->st_mtim) || b->ctime != ns_of(&st->st_ctim) ||
+	       b->ino != st->st_ino;
+}
+
 static int walk_source(struct walk *w, unsigned int src, const char *read)
 {
 	struct dir root = { .name = "", .rel = "", .data_fd = -1 };
@@ -658,10 +684,16 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 				     w->p->sources[src - 1].live, strerror(errno), read);
 	w->src_dev = st.st_dev;
 	if (S_ISDIR(st.st_mode)) {
+		struct prefetch *ahead = NULL;
+
 		root.fd = open(read, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (root.fd < 0)
 			return fail_at(w, "", -errno, "cannot open");
+		/* On the first of the passes: the second finds it all cached. */
+		if (w->counting || !w->pr.fn)
+			prefetch_start(root.fd, st.st_dev, will_read, w, &ahead);
 		rc = visit(w, &root, "", "", &st);
+		prefetch_stop(ahead);
 	} else {
 		/* A file (or a symlink...) as the source: its directory is the
 		 * parent, looked at by name. */
@@ -781,7 +813,7 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 		json_array_append_new(dep, json_string(w->depends[i]));
 	w->out->created_ns = now_ns();
 	info = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s, s:I, s:I, s:s?, s:o, s:I, s:I, s:I, "
-			 "s:I, s:o}",
+			 "s:I, s:o, s:s}",
 			 "format", "vss-backup", "version", w->v2 ? 2 : 1, "id", w->id,
 			 "type", type_name(type), "base", *base ? base : NULL,
 			 "full", *full ? full : w->id,
@@ -790,7 +822,8 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 			 "sources", src, "files", (json_int_t)w->out->files,
 			 "files_stored", (json_int_t)w->out->files_stored,
 			 "bytes_stored", (json_int_t)w->out->bytes_stored,
-			 "deleted", (json_int_t)w->out->deleted, "depends", dep);
+			 "deleted", (json_int_t)w->out->deleted, "depends", dep,
+			 "manifest_sha256", w->manifest_sha);
 	if (!info)
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	if (w->v2)
@@ -972,6 +1005,11 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 		goto out;
 	}
 	fd = openat(w.tmp_fd, "manifest.jsonl", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd >= 0 && !(w.manifest_hash = repo_hash_new())) {
+		close(fd);
+		fd = -1;
+		errno = ENOMEM;
+	}
 	if (fd < 0 || !(w.manifest = fdopen(fd, "we"))) {
 		rc = vss_error_set(err, fd < 0 ? -errno : -ENOMEM, "cannot write the manifest: %s",
 				   strerror(fd < 0 ? errno : ENOMEM));
@@ -986,6 +1024,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	if (fclose(w.manifest) != 0 && rc == 0)
 		rc = vss_error_set(err, -errno, "cannot write the manifest: %s", strerror(errno));
 	w.manifest = NULL;
+	repo_hash_final(w.manifest_hash, w.manifest_sha);
+	w.manifest_hash = NULL;
 	if (rc < 0)
 		goto fail;
 	if ((rc = publish(&w, type, base, full, err)) < 0)
@@ -998,6 +1038,9 @@ fail:
 out:
 	if (w.manifest)
 		fclose(w.manifest);
+	if (w.manifest_hash)
+		repo_hash_final(w.manifest_hash, w.manifest_sha);
+	free(w.line.buf);
 	if (w.tmp_fd >= 0)
 		close(w.tmp_fd);
 	entry_index_free(w.base);

@@ -322,12 +322,18 @@ int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
 	char hex[SHA256_HEX], from[64], to[64], *text;
 	int fd, rc;
 
-	fd = openat(tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
-	rc = fd < 0 ? -errno : repo_hash_fd(fd, hex);
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
-		return vss_error_set(err, rc, "cannot read back the manifest: %s", strerror(-rc));
+	if (json_is_string(json_object_get(info, "manifest_sha256"))) {
+		snprintf(hex, sizeof(hex), "%s",
+			 json_string_value(json_object_get(info, "manifest_sha256")));
+	} else {
+		fd = openat(tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
+		rc = fd < 0 ? -errno : repo_hash_fd(fd, hex);
+		if (fd >= 0)
+			close(fd);
+		if (rc < 0)
+			return vss_error_set(err, rc, "cannot read back the manifest: %s",
+					     strerror(-rc));
+	}
 	if (components && (rc = repo_write_file(tmp_fd, "components.json", components)) < 0)
 		return vss_error_set(err, rc, "cannot write the components document: %s",
 				     strerror(-rc));

@@ -77,7 +77,8 @@ int repo_next_id(struct vss_repo *r, char out[VSS_BACKUP_ID_MAX], struct vss_err
 /* Publishes the backup @id written under tmp/@id (@tmp_fd): the documents
  * (@components, @nwriters writer metadata documents, each may be NULL),
  * backup.json from @info with "manifest_sha256" of its manifest.jsonl
- * added, the filesystem synced, then tmp/@id renamed to backups/@id. */
+ * (read back unless @info has it: the hash of what the writer wrote), the
+ * filesystem synced, then tmp/@id renamed to backups/@id. */
 int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
 		 const char *components, const char *const *writer_metadata, size_t nwriters,
 		 struct vss_error *err);
@@ -146,6 +147,19 @@ void entry_release(struct entry *e);
 json_t *entry_to_json(const struct entry *e);
 /* Parses one manifest line into @e; -EBADMSG if it is not one. */
 int entry_from_json(json_t *j, struct entry *e);
+/* The same from the line's text (@n bytes, which it may change): the
+ * common shape read directly, anything else through jansson, with the
+ * same result; -EBADMSG or -ENOMEM. */
+int entry_from_line(char *line, size_t n, struct entry *e);
+/* A manifest line being made: reused from one entry to the next. */
+struct repo_line {
+	char *buf;                      /* NUL-terminated, malloc'd */
+	size_t len, cap;
+	bool oom;
+};
+/* The manifest line of @e, with its newline, into @l (what entry_to_json
+ * gives, written directly when it can be); 0 or -ENOMEM. */
+int entry_line(const struct entry *e, struct repo_line *l);
 
 /* Reads the manifest of backup @id (after checking it against
  * @manifest_sha256), calling @fn for each entry; stops at @fn's first
