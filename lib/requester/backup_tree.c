@@ -63,6 +63,7 @@ struct walk {
 	bool only;                      /* only the components' files */
 	bool src_live;                  /* the source being walked is read live */
 	bool v2;                        /* the manifest needs format 2 */
+	bool log;                       /* a log backup: only log files are taken */
 	/* The first pass only counts what the second will store. */
 	bool counting;
 	uint64_t count_files, count_bytes;
@@ -430,6 +431,84 @@ static void add_depends(struct walk *w, const struct entry *e)
 		add_depend(w, json_string_value(json_object_get(l, "in")));
 }
 
+/* The base's entry @b, as it is, in this backup's manifest: a log backup
+ * keeps everything but the log files as the base had it. */
+static int emit_carried(struct walk *w, const struct entry *b)
+{
+	struct entry c = *b;
+	int rc;
+
+	if (w->counting)
+		return 0;
+	c.comp = 0;     /* numbered in the base's components, not this backup's */
+	if (c.kind == EK_FILE)
+		add_depends(w, b);
+	w->v2 |= c.layers != NULL;
+	if ((rc = emit(w, &c)) < 0)
+		return vss_error_set(w->err, rc, "cannot write the manifest: %s", strerror(-rc));
+	return 0;
+}
+
+/*
+ * A log backup (doc/backup-format.md, "Log backups"): what becomes of the
+ * entry @rel (@st now, @base in the base).  A file of a log file set of a
+ * component backed up as a log backup is taken as an incremental takes it
+ * (0, @m filled); so is a file of a component made full (its writer has
+ * no log backups).  Anything else (a file no component holds, a component's
+ * other file sets) is the base's entry, carried as it is (1), or nothing
+ * if the base had none.  A directory is the base's (carried, *@emit_it
+ * false), else its own only on the way to a file set (the walk goes in
+ * either way).  A negative errno on error.
+ */
+static int log_entry(struct walk *w, const char *rel, const struct stat *st,
+		     const struct entry *base, struct match *m, bool *emit_it)
+{
+	int rc;
+
+	if (S_ISDIR(st->st_mode)) {
+		char *live;
+
+		if (base && base->kind == EK_DIR) {
+			*emit_it = false;
+			return emit_carried(w, base);
+		}
+		if (!*rel || !w->rules)
+			return 0;
+		if (!(live = live_of(w, rel)))
+			return vss_error_set(w->err, -ENOMEM, "out of memory");
+		*emit_it = rules_dir_wanted(w->rules, live);
+		free(live);
+		return 0;
+	}
+	if ((rc = ask_writers(w, rel, m)) < 0)
+		return rc;
+	if (m->excluded)
+		return 1;
+	if (!m->comp || (m->log && m->sel == VSS_SEL_NONE)) {
+		rc = base ? emit_carried(w, base) : 0;
+		return rc < 0 ? rc : 1;
+	}
+	return rc;
+}
+
+/* Whether the base's entry @e is a log file of this log backup. */
+static bool log_file(struct walk *w, const struct entry *e)
+{
+	const char *live = w->p->sources[e->src - 1].live;
+	struct match m;
+	char *path;
+
+	if (!*e->path)
+		path = strdup(live);
+	else if (asprintf(&path, "%s%s%s", live, strcmp(live, "/") ? "/" : "", e->path) < 0)
+		path = NULL;
+	if (!path)
+		return false;
+	rules_match(w->rules, path, &m);
+	free(path);
+	return !m.excluded && m.comp && (!m.log || m.sel != VSS_SEL_NONE);
+}
+
 /* One entry: @name in @d (or the source itself: @name "" and @d its
  * directory, or for a file source the file's own descriptor in d->fd). */
 static int visit(struct walk *w, struct dir *d, const char *name, const char *rel,
@@ -442,12 +521,20 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 			   : w->counting ? entry_index_find(w->base, w->src, rel)
 			   : entry_index_find_seen(w->base, w->src, rel);
 	struct match m = { 0 };
+	bool emit_it = true, asked = false;
 	int rc = 0;
 
+	if (w->log) {
+		/* A log backup: the base's tree, with only the log files as they
+		 * are now (log_entry). */
+		if ((rc = log_entry(w, rel, st, base, &m, &emit_it)) != 0)
+			return rc < 0 ? rc : 0;
+		asked = true;
+	}
 	if (!S_ISDIR(st->st_mode)) {
-		if ((rc = ask_writers(w, rel, &m)) != 0)
+		if (!asked && (rc = ask_writers(w, rel, &m)) != 0)
 			return rc < 0 ? rc : 0;         /* left out: gone, if the base had it */
-	} else if (w->only && *rel) {
+	} else if (w->only && *rel && !w->log) {
 		char *live = live_of(w, rel);
 		bool wanted = live && rules_dir_wanted(w->rules, live);
 
@@ -552,7 +639,7 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 		w->pr.p.files++;
 		repo_progress_tick(&w->pr, false);
 	}
-	if ((rc = emit(w, &e)) < 0) {
+	if (emit_it && (rc = emit(w, &e)) < 0) {
 		rc = vss_error_set(w->err, rc, "cannot write the manifest: %s", strerror(-rc));
 		goto out;
 	}
@@ -772,6 +859,10 @@ static int emit_gone(struct walk *w)
 
 		if (g.v[i]->kind == EK_GONE)
 			continue;       /* gone already before the base */
+		if (w->log && (g.v[i]->src > w->p->nsources || !log_file(w, g.v[i]))) {
+			rc = emit_carried(w, g.v[i]);
+			continue;       /* not a log file: as the base had it */
+		}
 		rc = emit(w, &e);
 		w->out->deleted++;
 	}
@@ -787,6 +878,7 @@ static const char *type_name(enum vss_backup_type t)
 	case VSS_BT_INCREMENTAL: return "incremental";
 	case VSS_BT_DIFFERENTIAL: return "differential";
 	case VSS_BT_COPY: return "copy";
+	case VSS_BT_LOG: return "log";
 	default: return "full";
 	}
 }
@@ -853,9 +945,10 @@ int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *
 				"struct vss_backup_params", err)) < 0)
 		return rc;
 	if (out->type != VSS_BT_FULL && out->type != VSS_BT_INCREMENTAL &&
-	    out->type != VSS_BT_DIFFERENTIAL && out->type != VSS_BT_COPY)
+	    out->type != VSS_BT_DIFFERENTIAL && out->type != VSS_BT_COPY &&
+	    out->type != VSS_BT_LOG)
 		return vss_error_set(err, -EINVAL, "a file-level backup is full, incremental, "
-				     "differential or copy");
+				     "differential, log or copy");
 	if (out->nsources == 0 || out->nsources > MAX_SOURCES)
 		return vss_error_set(err, -EINVAL, "a backup has 1 to %d sources", MAX_SOURCES);
 	for (size_t i = 0; i < out->nsources; i++) {
@@ -959,8 +1052,10 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	} else if ((rc = repo_find_base(r, live, pp.nsources, type, base, sha, err)) < 0) {
 		goto out;
 	}
-	if (!base[0] && (type == VSS_BT_INCREMENTAL || type == VSS_BT_DIFFERENTIAL))
+	if (!base[0] && (type == VSS_BT_INCREMENTAL || type == VSS_BT_DIFFERENTIAL ||
+			 type == VSS_BT_LOG))
 		type = VSS_BT_FULL;     /* nothing to be relative to */
+	w.log = type == VSS_BT_LOG;
 	if (base[0]) {
 		json_t *j = repo_read_info(r, base, err);
 

@@ -542,7 +542,7 @@ int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
 	int rc;
 
 	base[0] = '\0';
-	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL)
+	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL && type != VSS_BT_LOG)
 		return 0;
 	if ((rc = repo_ids(r, &ids, &count, err)) < 0)
 		return rc;
@@ -552,7 +552,7 @@ int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
 
 		/* A damaged backup.json is skipped: never a base. */
 		if (j && t && repo_same_sources(j, live, n) && strcmp(t, "copy") != 0 &&
-		    (type == VSS_BT_INCREMENTAL || strcmp(t, "full") == 0)) {
+		    (type != VSS_BT_DIFFERENTIAL || strcmp(t, "full") == 0)) {
 			snprintf(base, VSS_BACKUP_ID_MAX, "%s", ids[i]);
 			snprintf(sha, SHA256_HEX, "%s",
 				 json_string_value(json_object_get(j, "manifest_sha256")));

@@ -53,8 +53,8 @@ int repo_resolve(struct vss_repo *r, const char *id, char out[VSS_BACKUP_ID_MAX]
 int repo_raise_version(struct vss_repo *r, int version);
 /* The base of a backup of @type of the sources @live (@n of them), into
  * @base ("" if none) and its manifest's checksum into @sha (the lock is
- * held).  Incremental: the newest backup of the same sources but a copy;
- * differential: their newest full. */
+ * held).  Incremental and log: the newest backup of the same sources but a
+ * copy; differential: their newest full. */
 int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
 		   enum vss_backup_type type, char base[VSS_BACKUP_ID_MAX], char sha[65],
 		   struct vss_error *err);
@@ -232,6 +232,8 @@ struct match {
 	bool excluded;                  /* a writer excludes it from every backup */
 	unsigned int comp;              /* the component holding it (1-based), or 0 */
 	enum vss_selection sel;         /* with comp: as vss_wmd_plan says */
+	bool log;                       /* with comp: its component is backed up as a log
+					 * backup (sel then says whether it is a log file) */
 	bool snapshot;                  /* with comp: must be read from a shadow */
 	const char *writer;             /* of comp, or of the partial file */
 	/* A partial file: the ranges its writer names (sorted, not touching). */

@@ -119,9 +119,10 @@ int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 /* cmd_backup.c, shared with cmd_image.c.  Each returns 0, or prints why
  * not and returns the exit code. */
-/* The --type of vss backup create (default full) into @bt, and --to given;
- * @what names the kind of backup in the message. */
-int backup_type_arg(const struct cli_args *a, const char *what, enum vss_backup_type *bt);
+/* The --type of vss backup create (default full; log only if @log_ok) into
+ * @bt, and --to given; @what names the kind of backup in the message. */
+int backup_type_arg(const struct cli_args *a, const char *what, bool log_ok,
+		    enum vss_backup_type *bt);
 /* A requester for a backup of type @bt: the writers' metadata gathered
  * (none with --no-writers), the components --component names selected
  * (all without it); @provider (if not NULL) forced. */

@@ -152,7 +152,8 @@ static int select_components(struct vss_requester *r, const struct cli_args *a,
 	return rc;
 }
 
-int backup_type_arg(const struct cli_args *a, const char *what, enum vss_backup_type *bt)
+int backup_type_arg(const struct cli_args *a, const char *what, bool log_ok,
+		    enum vss_backup_type *bt)
 {
 	const char *type = cli_has(a, "type") ? cli_get(a, "type") : "full";
 
@@ -160,9 +161,10 @@ int backup_type_arg(const struct cli_args *a, const char *what, enum vss_backup_
 	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
 		if (strcmp(type, type_names[k]) == 0)
 			*bt = k;
-	if (!*bt || *bt == VSS_BT_LOG)
+	if (!*bt || (*bt == VSS_BT_LOG && !log_ok))
 		return cli_error(EXIT_USAGE, "backup create: %s is full, incremental, "
-				 "differential or copy, not \"%s\"", what, type);
+				 "differential%s or copy, not \"%s\"", what, log_ok ? ", log" : "",
+				 type);
 	if (!cli_has(a, "to"))
 		return cli_error(EXIT_USAGE, "backup create: say where with --to REPO");
 	return 0;
@@ -313,7 +315,7 @@ static int backup_create(int argc, char **argv)
 
 	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0)))
 		return rc;
-	if ((rc = backup_type_arg(&a, "a backup of files", &bt)))
+	if ((rc = backup_type_arg(&a, "a backup of files", true, &bt)))
 		return rc;
 	if (cli_has(&a, "component") && cli_has(&a, "no-writers"))
 		return cli_error(EXIT_USAGE, "backup create: --component needs the writers "
@@ -464,7 +466,7 @@ static int backup_create(int argc, char **argv)
 		       cli_bytes(info.bytes_stored, b), (unsigned long long)info.deleted);
 		if (info.type != bt)
 			printf("(no earlier backup of the same sources to be %s to: made full)\n",
-			       bt == VSS_BT_INCREMENTAL ? "incremental" : "differential");
+			       type_names[bt]);
 	}
 	status = 0;
 out:

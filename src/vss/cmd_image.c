@@ -149,7 +149,7 @@ int cmd_image_create(int argc, char **argv)
 	bool ok = false;
 
 	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0)) ||
-	    (rc = backup_type_arg(&a, "an image backup", &bt))) {
+	    (rc = backup_type_arg(&a, "an image backup", false, &bt))) {
 		json_decref(done);
 		return rc;
 	}

@@ -301,5 +301,5 @@ def test_not_a_repository(vssd, fsvol, workdir):
     assert r.returncode == 1, r.stderr
     r = vssd.vss("restore", "--from", other, check=False)
     assert r.returncode == 1 and "not a vss backup repository" in r.stderr, r.stderr
-    r = vssd.vss("backup", "create", "--to", other, "--type", "log", check=False)
+    r = vssd.vss("backup", "create", "--to", other, "--type", "nosuch", check=False)
     assert r.returncode == 2, r.stderr

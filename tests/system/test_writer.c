@@ -8,7 +8,7 @@
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
  *     [--slow-at EV] [--stamp S|auto] [--partial] [--reconnect]
- *     [--schema HEX] [--set PATH:SPEC:MASK[:r] ...] [--exclude PATH:SPEC ...]
+ *     [--schema HEX] [--set PATH:SPEC:MASK[:r|-][:log] ...] [--exclude PATH:SPEC ...]
  *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
  *     [--path DIR] [--method M] [--service UNIT] [--alt DIR=DEST]
  *     [--writer-restore W]
@@ -23,7 +23,9 @@
  *
  * For backups of its components (one, "data"): --schema replaces its backup
  * schema (VSS_BS_* bits), each --set adds a file set (MASK: VSS_FSBT_* bits,
- * r: recursive; without any, /data * recursive with the default mask),
+ * r: recursive; log: a log file set, which makes "data" a database
+ * component and its other sets database files; without any, /data *
+ * recursive with the default mask),
  * --stamp auto sets "NAME-N" at the Nth prepare_backup, and at
  * prepare_backup it reads the partial files to name from FILE, one a line,
  * "DIR NAME OFFSET LENGTH [OFFSET LENGTH ...]", and the differenced files
@@ -258,6 +260,7 @@ int main(int argc, char **argv)
 	};
 	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back", .path = "/data",
 			  .method = "restore_if_can_replace", .writer_restore = "always" };
+	bool database = false;
 	static const char *const methods[] = {
 		"", "restore_if_not_there", "restore_if_can_replace", "stop_restore_start",
 		"restore_to_alternate_location", "restore_at_reboot",
@@ -341,9 +344,12 @@ int main(int argc, char **argv)
 		       VSS_BS_TIMESTAMPED | VSS_BS_LAST_MODIFY;
 	if (rc == 0)
 		rc = vss_wmd_set_backup_schema(wmd, o.schema_now, &err);
+	for (int i = 0; i < o.nsets; i++)
+		database |= strstr(o.sets[i], ":log") != NULL;
 	if (rc == 0)
 		rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
-			.type = VSS_CT_FILE_GROUP, .name = "data", .selectable = true }, &err);
+			.type = database ? VSS_CT_DATABASE : VSS_CT_FILE_GROUP, .name = "data",
+			.selectable = true }, &err);
 	if (rc == 0 && !o.nsets)
 		rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
 			.kind = VSS_FSK_FILES, .path = o.path, .file_spec = "*",
@@ -353,10 +359,13 @@ int main(int argc, char **argv)
 		char *copy = strdup(i < o.nsets ? o.sets[i] : o.excludes[i - o.nsets]), *save;
 		char *path = strtok_r(copy, ":", &save), *spec = strtok_r(NULL, ":", &save);
 		char *mask = strtok_r(NULL, ":", &save), *rec = strtok_r(NULL, ":", &save);
+		char *kind = strtok_r(NULL, ":", &save);
 
 		if (i < o.nsets)
 			rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
-				.kind = VSS_FSK_FILES, .path = path, .file_spec = spec,
+				.kind = !database ? VSS_FSK_FILES
+					: kind && strcmp(kind, "log") == 0 ? VSS_FSK_LOG
+					: VSS_FSK_DATABASE, .path = path, .file_spec = spec,
 				.recursive = rec && strcmp(rec, "r") == 0,
 				.backup_type_mask = mask ? (uint32_t)strtoul(mask, NULL, 0) : 0 },
 				&err);
