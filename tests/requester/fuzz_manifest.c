@@ -118,6 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 #else
+#include "write_seeds.h"
+
 int main(int argc, char **argv)
 {
 	static const char *const seeds[] = {
@@ -153,18 +155,6 @@ int main(int argc, char **argv)
 		"{ \"s\" : 1 , \"p\":\"l\",\"k\":\"l\",\"mode\":511,\"l\":\"a b\",\"c\":3}",
 	};
 
-	if (argc != 2)
-		return 2;
-	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
-		char path[4096];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/seed-%zu", argv[1], i);
-		if (!(f = fopen(path, "w")))
-			return 1;
-		fputs(seeds[i], f);
-		fclose(f);
-	}
-	return 0;
+	return write_seeds(argc, argv, seeds, sizeof(seeds) / sizeof(seeds[0]));
 }
 #endif
