@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -132,6 +133,16 @@ int backup_begin(const struct cli_args *a, enum vss_backup_type bt, bool partial
  * @fors, prepared for backup, @plan (if not NULL) checked, the shadows made. */
 int backup_take(struct vss_requester *req, const char *const *fors, int n,
 		const char *const *paths, size_t npaths, const struct vss_backup_plan *plan);
+/* Progress on standard error, one line rewritten in place, when it is a
+ * terminal and --quiet was not given: files and bytes done, of how many
+ * when the total is known, the rate, and then the time left. */
+struct progress {
+	struct timespec start;
+	bool on;
+};
+void backup_progress_init(struct progress *pr, const struct cli_args *a);
+/* A vss_backup_progress_fn; @arg is the struct progress. */
+void backup_show_progress(void *arg, const struct vss_backup_progress *p);
 /* Aborts @req unless @ok (its backup completed), and closes it. */
 void backup_end(struct vss_requester *req, bool ok);
 /* cmd_image.c: vss backup create --image (cmd_backup dispatches on it). */

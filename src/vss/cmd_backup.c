@@ -32,15 +32,7 @@ static void time_str(uint64_t ns, char out[40])
 	strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Progress on standard error, one line rewritten in place, when it is a
- * terminal and --quiet was not given: files and bytes done, of how many
- * when the total is known, the rate, and then the time left. */
-struct progress {
-	struct timespec start;
-	bool on;
-};
-
-static void show_progress(void *arg, const struct vss_backup_progress *p)
+void backup_show_progress(void *arg, const struct vss_backup_progress *p)
 {
 	struct progress *pr = arg;
 	struct timespec now;
@@ -57,7 +49,10 @@ static void show_progress(void *arg, const struct vss_backup_progress *p)
 	if (!p->done && p->total_bytes > p->bytes && rate > 0)
 		snprintf(left, sizeof(left), ", about %.0f s left",
 			 (double)(p->total_bytes - p->bytes) / rate);
-	if (p->total_files || p->total_bytes)
+	if (!p->files && !p->total_files && p->total_bytes)     /* an image: bytes only */
+		fprintf(stderr, "\r%s/%s, %s/s, %.0f s%s%s", cli_bytes(p->bytes, b),
+			cli_bytes(p->total_bytes, t), r, secs, left, p->done ? "\n" : "   ");
+	else if (p->total_files || p->total_bytes)
 		fprintf(stderr, "\r%llu/%llu files, %s/%s, %s/s, %.0f s%s%s",
 			(unsigned long long)p->files, (unsigned long long)p->total_files,
 			cli_bytes(p->bytes, b), cli_bytes(p->total_bytes, t), r, secs, left,
@@ -69,7 +64,7 @@ static void show_progress(void *arg, const struct vss_backup_progress *p)
 	fflush(stderr);
 }
 
-static void progress_init(struct progress *pr, const struct cli_args *a)
+void backup_progress_init(struct progress *pr, const struct cli_args *a)
 {
 	clock_gettime(CLOCK_MONOTONIC, &pr->start);
 	pr->on = !cli_has(a, "quiet") && isatty(2);
@@ -425,13 +420,13 @@ static int backup_create(int argc, char **argv)
 		vss_bcd_set_backup_succeeded(c, vss_backup_plan_component_type(plan, &ci) != 0);
 	}
 	documents(req, &bcd, &wmds, &nw);
-	progress_init(&pr, &a);
+	backup_progress_init(&pr, &a);
 	p.set_id = vss_requester_set_id(req);
 	p.instant_ns = (uint64_t)taken.tv_sec * 1000000000u + (uint64_t)taken.tv_nsec;
 	p.components = bcd;
 	p.writer_metadata = (const char *const *)wmds;
 	p.nwriters = nw;
-	p.progress = pr.on ? show_progress : NULL;
+	p.progress = pr.on ? backup_show_progress : NULL;
 	p.progress_arg = &pr;
 	p.plan = plan;
 	p.components_only = only;
@@ -756,7 +751,7 @@ int cmd_restore(int argc, char **argv)
 		abs_paths[k] = cli_mount_point(paths[k]);
 	if (cli_has(&a, "to"))
 		to = cli_mount_point(cli_get(&a, "to"));
-	progress_init(&pr, &a);
+	backup_progress_init(&pr, &a);
 	rr.json = a.json;
 	rr.components = json_array();
 	rr.files = json_array();
@@ -767,7 +762,7 @@ int cmd_restore(int argc, char **argv)
 	p.components = comps;
 	p.ncomponents = (size_t)nc;
 	p.no_writers = cli_has(&a, "no-writers");
-	p.progress = show_progress;
+	p.progress = backup_show_progress;
 	p.progress_arg = &pr;
 	p.file = restored_file;
 	p.component = restored_component;

@@ -96,20 +96,6 @@ static void tr_drop(void *arg, const char *shadow)
 	json_decref(res);
 }
 
-static void show_progress(void *arg, const struct vss_backup_progress *p)
-{
-	const struct timespec *start = arg;
-	struct timespec now;
-	char b[32], total[32];
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	fprintf(stderr, "\r%s of %s read, %.0f s%s", cli_bytes(p->bytes, b),
-		cli_bytes(p->total_bytes, total),
-		(double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9,
-		p->done ? "\n" : "   ");
-	fflush(stderr);
-}
-
 static json_t *image_json(const struct vss_backup_info *b, const struct vss_image_info *img,
 			  const char *live)
 {
@@ -141,7 +127,8 @@ int cmd_image_create(int argc, char **argv)
 	struct vss_requester *req = NULL;
 	struct vss_repo *repo = NULL;
 	struct vss_error err = { 0 };
-	struct timespec taken, start;
+	struct timespec taken;
+	struct progress pr;
 	struct cli_args a;
 	json_t *vols = NULL, *done = json_array();
 	enum vss_backup_type bt = 0;
@@ -195,10 +182,10 @@ int cmd_image_create(int argc, char **argv)
 		p.set_id = vss_requester_set_id(req);
 		p.instant_ns = (uint64_t)taken.tv_sec * 1000000000u + (uint64_t)taken.tv_nsec;
 		p.tracker = &tracker;
-		clock_gettime(CLOCK_MONOTONIC, &start);
-		if (!cli_has(&a, "quiet") && isatty(2)) {
-			p.progress = show_progress;
-			p.progress_arg = &start;
+		backup_progress_init(&pr, &a);
+		if (pr.on) {
+			p.progress = backup_show_progress;
+			p.progress_arg = &pr;
 		}
 		if (vss_repo_backup_image(repo, &p, &info, &img, &err) < 0) {
 			cli_error(EXIT_FAILED, "backup create: volume %s: %s", cli_line(sh.volume),

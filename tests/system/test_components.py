@@ -236,6 +236,30 @@ def test_log_backups_take_only_log_files_and_apply_in_order(vssd, mnt, workdir):
     assert r.returncode == 2
 
 
+def test_writer_refreshes_its_metadata_at_identify(vssd, mnt, workdir):
+    """A writer may give its metadata again in its reply to identify: the
+    backup then follows the document as it is now (a file set added since
+    it registered), and without --for its files' directories are sources."""
+    repo, rf = os.path.join(workdir, "repo"), os.path.join(workdir, "refresh")
+    write(os.path.join(mnt, "a", "f"), b"in the first file set")
+    write(os.path.join(mnt, "b", "g"), b"in the set added later")
+    log = start(vssd, "r", "--set", "%s/a:*:%#x:r" % (mnt, ALL_REQ), "--refresh-from", rf)
+    os.sync()
+    b = create(vssd, repo)
+    assert b["sources"] == [os.path.join(mnt, "a")], b
+    with open(rf, "w") as f:
+        f.write("%s/b:*:%#x:r\n" % (mnt, ALL_REQ))
+    b = create(vssd, repo)
+    assert b["sources"] == [os.path.join(mnt, "a"), os.path.join(mnt, "b")], b
+    with open(os.path.join(repo, "backups", b["id"], "manifest.jsonl")) as f:
+        m = {e["p"]: e for e in map(json.loads, f)}
+    assert m["g"]["c"] == 1 and m["g"]["in"] == b["id"], m
+    with open(os.path.join(repo, "backups", b["id"], "writers", "1.json")) as f:
+        assert "%s/b" % mnt in f.read()
+    assert [e[2:] for e in events(log) if e[1] == "identify"] == [[], ["refreshed"]]
+    assert "refreshed its metadata at identify" in vssd.log()
+
+
 def test_exclusive_writer_never_gets_a_mix(vssd, mnt, workdir):
     repo = os.path.join(workdir, "repo")
     write(os.path.join(mnt, "x", "f"), b"x")

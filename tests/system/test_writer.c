@@ -11,7 +11,10 @@
  *     [--schema HEX] [--set PATH:SPEC:MASK[:r|-][:log] ...] [--exclude PATH:SPEC ...]
  *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
  *     [--path DIR] [--method M] [--service UNIT] [--alt DIR=DEST]
- *     [--writer-restore W]
+ *     [--writer-restore W] [--refresh-from FILE]
+ * With --refresh-from, at each identify it adds to "data" the file sets
+ * FILE lists (PATH:SPEC:MASK[:r], one a line), if it exists, and gives
+ * vssd its metadata again (vss_writer_set_metadata).
  * Prints "ready" on stdout once registered; logs backup_shutdown only with
  * --shutdown (without, the library answers it).
  *
@@ -61,6 +64,8 @@ struct opts {
 	const char *sets[MAX_SETS], *excludes[MAX_SETS];
 	int nsets, nexcludes;
 	const char *partial_from, *differenced_from;
+	const char *refresh_from;
+	char *doc;                  /* the metadata registered */
 	unsigned int backups;       /* prepare_backup events so far */
 };
 
@@ -124,6 +129,38 @@ static void on_usr1(int sig)
 	resume = 1;
 }
 
+/* The metadata registered, with the file sets o->refresh_from lists. */
+static int refresh(struct vss_writer *w, const struct opts *o)
+{
+	FILE *f = fopen(o->refresh_from, "re");
+	struct vss_error err = { 0 };
+	struct vss_wmd *wmd;
+	char line[4096];
+	int rc;
+
+	if (!f)
+		return -ENOENT;
+	rc = vss_wmd_parse(o->doc, strlen(o->doc), 0, &wmd, &err);
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		char *save, *path = strtok_r(line, ":\n", &save), *spec = strtok_r(NULL, ":\n", &save);
+		char *mask = strtok_r(NULL, ":\n", &save), *rec = strtok_r(NULL, ":\n", &save);
+
+		if (path && spec)
+			rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
+				.kind = VSS_FSK_FILES, .path = path, .file_spec = spec,
+				.recursive = rec && strcmp(rec, "r") == 0,
+				.backup_type_mask = mask ? (uint32_t)strtoul(mask, NULL, 0) : 0 },
+				&err);
+	}
+	fclose(f);
+	if (rc == 0)
+		rc = vss_writer_set_metadata(w, wmd, &err);
+	vss_wmd_free(wmd);
+	if (rc < 0)
+		fprintf(stderr, "vss-test-writer: refresh: %s\n", err.msg);
+	return rc;
+}
+
 static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct opts *o = data;
@@ -131,6 +168,8 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	int fd, n;
 
 	n = snprintf(line, sizeof(line), "%s %s", o->name, ev->name);
+	if (ev->type == VSS_WE_IDENTIFY && o->refresh_from && refresh(w, o) == 0)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " refreshed");
 	if (ev->type == VSS_WE_PRE_RESTORE || ev->type == VSS_WE_POST_RESTORE ||
 	    ev->type == VSS_WE_ABORT) {
 		struct vss_writer_restore_info ri;
@@ -314,6 +353,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--exclude") == 0 && o.nexcludes < MAX_SETS)
 			o.excludes[o.nexcludes++] = v;
 		else if (strcmp(a, "--partial-from") == 0) o.partial_from = v;
+		else if (strcmp(a, "--refresh-from") == 0) o.refresh_from = v;
 		else if (strcmp(a, "--differenced-from") == 0) o.differenced_from = v;
 		else if (strcmp(a, "--path") == 0) o.path = v;
 		else if (strcmp(a, "--method") == 0) o.method = v;
@@ -394,6 +434,8 @@ int main(int argc, char **argv)
 					  strcmp(o.writer_restore, "if_replace_fails") == 0 ?
 					  VSS_WRE_IF_REPLACE_FAILS : VSS_WRE_ALWAYS }, &err);
 	if (rc == 0)
+		rc = vss_wmd_serialize(wmd, &o.doc, NULL, &err);
+	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
 			.size = sizeof(struct vss_writer_options), .run_dir = o.run_dir,
 			.timeout_ms = o.timeout_ms, .reconnect = o.reconnect,
@@ -401,11 +443,13 @@ int main(int argc, char **argv)
 	vss_wmd_free(wmd);
 	if (rc < 0) {
 		fprintf(stderr, "vss-test-writer: %s\n", err.msg);
+		free(o.doc);
 		return 1;
 	}
 	printf("ready\n");
 	fflush(stdout);
 	rc = vss_writer_run(w, &stop, &err);
 	vss_writer_close(w);
+	free(o.doc);
 	return rc < 0 && rc != -ECONNRESET ? 1 : 0;
 }
