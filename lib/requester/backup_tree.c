@@ -676,6 +676,34 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A full reads every file of directory @d in turn, each a round trip
+ * through the shadow's device when it is not cached: the kernel is asked
+ * for them all first (up to AHEAD_BYTES), so that it reads them side by
+ * side while the walk takes them one by one.  A hint: failures are
+ * ignored. */
+#define AHEAD_BYTES (64u << 20)
+
+static void ask_ahead(struct dir *d, char **names, size_t n)
+{
+	uint64_t asked = 0;
+
+	for (size_t i = 0; i < n && asked < AHEAD_BYTES; i++) {
+		struct stat st;
+		int fd;
+
+		if (fstatat(d->fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		fd = openat(d->fd, names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME |
+			    O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		posix_fadvise(fd, 0, st.st_size, POSIX_FADV_WILLNEED);
+		close(fd);
+		asked += (uint64_t)st.st_size;
+	}
+}
+
 static int walk_dir(struct walk *w, struct dir *d)
 {
 	int fd = dup(d->fd), rc = 0;
@@ -715,6 +743,8 @@ static int walk_dir(struct walk *w, struct dir *d)
 	}
 	if (n > 1)
 		qsort(names, n, sizeof(*names), cmp_name);
+	if (!w->base && !w->counting)
+		ask_ahead(d, names, n);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct stat st;
 		char *rel = join(d->rel, names[i]);
