@@ -37,6 +37,7 @@
 #include "service/backup.h"
 #include "service/caller.h"
 #include "service/log.h"
+#include "service/schedule.h"
 #include "service/server.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
@@ -109,6 +110,12 @@ static const struct op {
 	{ "storage.resize", svc_op_storage_resize, SVC_ROLE_ROOT, false, NULL },
 	{ "storage.delete", svc_op_storage_delete, SVC_ROLE_ROOT, false, NULL },
 	{ "providers.list", svc_op_providers_list, SVC_ROLE_USER, false, NULL },
+	/* Scheduled shadows: schedule.h.  Adding one makes vssd take sets as
+	 * root later, of targets it resolves then: root's. */
+	{ "schedule.add", svc_op_schedule_add, SVC_ROLE_ROOT, false, NULL },
+	{ "schedule.list", svc_op_schedule_list, SVC_ROLE_USER, false, NULL },
+	{ "schedule.delete", svc_op_schedule_delete, SVC_ROLE_ROOT, false, NULL },
+	{ "schedule.run", svc_op_schedule_run, SVC_ROLE_OPERATOR, true, NULL },
 	/* Writers' metadata names their files: not for every user. */
 	{ "writers.list", svc_op_writers_list, SVC_ROLE_USER, true, "metadata" },
 	/* Writers and requesters: writers.h. */

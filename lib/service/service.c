@@ -24,6 +24,7 @@
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/restore.h"
+#include "service/schedule.h"
 #include "service/server.h"
 #include "service/service_i.h"
 #include "service/set.h"
@@ -605,7 +606,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	restore = NULL;
 	if (rc < 0)
 		goto fail;
-	if ((rc = svc_server_start(svc, cfg, err)) < 0)
+	if ((rc = svc_schedules_start(svc, err)) < 0 ||
+	    (rc = svc_server_start(svc, cfg, err)) < 0)
 		goto fail;
 	vss_log("started (version %s, state %s, run %s)", VSS_VERSION, svc->state_dir,
 		svc->run_dir);
@@ -623,6 +625,7 @@ void vss_service_close(struct vss_service *svc)
 		return;
 	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
+	svc_schedules_stop(svc);
 	svc_lock(svc);
 	/* Their catalog records stay: the next start mounts them again (restore.c). */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)

@@ -313,7 +313,8 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 		state = "in-progress";
 	else
 		state = "valid";
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o,"
+			 " s:o}",
 			 "id", sh->rec.id, "set", sh->rec.set_id,
 			 "volume", shadow_origin(sh), "target", sh->rec.target,
 			 "created", created, "created_ns", (json_int_t)info->created_ns,
@@ -324,7 +325,9 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 			 "attributes", attrs, "state", state,
 			 "diff_bytes", (json_int_t)info->diff_bytes,
 			 "seq", (int)info->seq,
-			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null());
+			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null(),
+			 "schedule", *sh->rec.schedule ? json_string(sh->rec.schedule)
+							: json_null());
 }
 
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,

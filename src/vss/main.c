@@ -37,6 +37,13 @@ static void usage(FILE *f)
 	      "  list bookmarks [--for TARGET] [--json]\n"
 	      "  delete bookmark SHADOW_ID\n"
 	      "  revert SHADOW_ID                     (root)\n"
+	      "Scheduled shadows (add, delete: root; run: operator; list: anyone):\n"
+	      "  schedule add --for TARGET [--for TARGET ...] (--every DURATION |\n"
+	      "               --at TIME [--on DAYS]) --keep hourly=N,daily=N,weekly=N,...\n"
+	      "               [--persistent] [--no-writers] [--json]\n"
+	      "  schedule list [--json]\n"
+	      "  schedule delete ID\n"
+	      "  schedule run ID [--json]\n"
 	      "Shadow storage (root; list: anyone):\n"
 	      "  list shadowstorage [--for VOLUME] [--json]\n"
 	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
@@ -95,6 +102,7 @@ static const struct {
 	{ "restore", cmd_restore },
 	{ "diff", cmd_diff },
 	{ "revert", cmd_revert },
+	{ "schedule", cmd_schedule },
 };
 
 int main(int argc, char **argv)
