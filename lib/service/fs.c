@@ -212,6 +212,9 @@ static int open_here(const char *path, unsigned int how, uid_t owner)
 		flags |= O_DIRECTORY;
 		resolve = RESOLVE_NO_SYMLINKS;
 	}
+	/* Proof that the caller may read it: no O_PATH; a fifo does not block. */
+	if (how & VSS_FS_OPEN_READ)
+		flags = (flags & ~(uint64_t)O_PATH) | O_RDONLY | O_NONBLOCK | O_NOCTTY;
 	if (!(how & VSS_FS_OPEN_MKDIR)) {
 		fd = openat2_fd(AT_FDCWD, path, flags, resolve);
 	} else {

@@ -42,6 +42,7 @@ struct vss_fs_cred {
 #define VSS_FS_OPEN_MKDIR    0x2u /* create the last component first if missing (0755
 				   * as root, 0700 as a user); its parent must exist */
 #define VSS_FS_OPEN_OWNED    0x4u /* with a @cred: the directory must be the user's */
+#define VSS_FS_OPEN_READ     0x8u /* opened for reading (not O_PATH): @cred may read it */
 
 /*
  * Opens the absolute @path as @cred sees it (following symlinks unless

@@ -43,6 +43,7 @@
 #include "service/shadows.h"
 #include "service/storage.h"
 #include "service/tracking.h"
+#include "service/versions.h"
 #include "service/volumes.h"
 #include "service/writers.h"
 
@@ -99,6 +100,10 @@ static const struct op {
 	{ "shadow.delete", svc_op_shadow_delete, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.expose", svc_op_shadow_expose, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.unexpose", svc_op_shadow_unexpose, SVC_ROLE_OPERATOR, false, NULL },
+	/* A file's versions: versions.h (as the caller: who cannot read it
+	 * live sees none; a copy back is made with the caller's rights). */
+	{ "shadow.versions", svc_op_shadow_versions, SVC_ROLE_USER, true, NULL },
+	{ "shadow.restore_version", svc_op_shadow_restore_version, SVC_ROLE_USER, true, NULL },
 	/* Changed blocks and revert: tracking.h. */
 	{ "shadow.diff", svc_op_shadow_diff, SVC_ROLE_OPERATOR, false, NULL },
 	{ "bookmark.create", svc_op_bookmark_create, SVC_ROLE_OPERATOR, false, NULL },

@@ -618,6 +618,28 @@ int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, 
 	return rc;
 }
 
+int svc_shadow_expose_own(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
+{
+	char real[PATH_MAX];
+	json_t *res = NULL;
+	int rc, fd;
+
+	svc_assert_locked(svc);
+	if (sh->expose_dir)
+		return 0;
+	if ((rc = own_dir_open(svc, NULL, sh, &fd, real, err)) < 0)
+		return rc;
+	rc = svc_shadow_expose(svc, sh, fd, 0, &res, err);
+	close(fd);
+	json_decref(res);
+	if (rc < 0) {
+		own_dir_remove(real);
+		return rc;
+	}
+	sh->expose_own = true;
+	return 0;
+}
+
 int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			   struct vss_error *err)
 {

@@ -50,6 +50,10 @@ int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
  * image of a live filesystem (fs.h).  Records nothing in the catalog. */
 int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
 		      unsigned int flags, json_t **res, struct vss_error *err);
+/* Exposes @sh where vssd picks (RUN/exec/SET/ID, root's, 0700), unless it
+ * is exposed already: for vssd's own reading (versions.c).  Not recorded in
+ * the catalog: a restart does not bring it back.  svc->lock held. */
+int svc_shadow_expose_own(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
 /* Forgets where @sh is exposed; with @force, unmounts it first (lazily if
  * busy) and removes the directory if it was vssd's own (sh->expose_own).
  * Keeps the catalog's record. */

@@ -37,6 +37,9 @@ static void usage(FILE *f)
 	      "  list bookmarks [--for TARGET] [--json]\n"
 	      "  delete bookmark SHADOW_ID\n"
 	      "  revert SHADOW_ID                     (root)\n"
+	      "A file's earlier versions (anyone, as far as it may read them):\n"
+	      "  versions PATH [--json]\n"
+	      "  restore-version PATH --shadow ID [--to DEST] [--force] [--json]\n"
 	      "Scheduled shadows (add, delete: root; run: operator; list: anyone):\n"
 	      "  schedule add --for TARGET [--for TARGET ...] (--every DURATION |\n"
 	      "               --at TIME [--on DAYS]) --keep hourly=N,daily=N,weekly=N,...\n"
@@ -103,6 +106,8 @@ static const struct {
 	{ "diff", cmd_diff },
 	{ "revert", cmd_revert },
 	{ "schedule", cmd_schedule },
+	{ "versions", cmd_versions },
+	{ "restore-version", cmd_restore_version },
 };
 
 int main(int argc, char **argv)
