@@ -4,7 +4,8 @@
  * Schema, version 4 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
  *           storage_explicit, max_diff [-1 = unbounded], created_ns,
- *           diff_id [hex uuid, "" unknown], note ["" none])   the last two since 3
+ *           diff_id [hex uuid, "" unknown], note ["" none],   these two since 3
+ *           gmt [0 or 1: shadows exposed for Samba])       since 4
  *   shadows(id PK, set_id, volume, target, created_ns, attrs,
  *           schedule [its schedule's ID, "" none])       schedule since 4
  *   mounts(kind ["volume" | "shadow"], name [volume name | shadow ID],
@@ -17,8 +18,8 @@
  * transaction (1 -> 2 adds the empty mounts table: nothing was mounted as
  * far as the catalog knows; 2 -> 3 adds the two columns, empty: the diff
  * area's identity is learnt at its next open; 3 -> 4 adds the empty
- * schedules table and the shadows' schedule column, "": no shadow was
- * made by a schedule).  A newer catalog is refused,
+ * schedules table, the shadows' schedule column, "": no shadow was
+ * made by a schedule, and the volumes' gmt column, 0).  A newer catalog is refused,
  * so that an older vssd never leaves rows it does not know about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
@@ -101,7 +102,7 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
 		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
 		" created_ns INTEGER NOT NULL, diff_id TEXT NOT NULL DEFAULT '',"
-		" note TEXT NOT NULL DEFAULT '');"
+		" note TEXT NOT NULL DEFAULT '', gmt INTEGER NOT NULL DEFAULT 0);"
 		"CREATE TABLE IF NOT EXISTS shadows("
 		" id TEXT PRIMARY KEY, set_id TEXT NOT NULL, volume TEXT NOT NULL,"
 		" target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
@@ -125,7 +126,8 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		"ALTER TABLE volumes ADD COLUMN note TEXT NOT NULL DEFAULT '';";
 	/* Shadows tables before version 4 lack the schedule. */
 	static const char *to4 =
-		"ALTER TABLE shadows ADD COLUMN schedule TEXT NOT NULL DEFAULT '';";
+		"ALTER TABLE shadows ADD COLUMN schedule TEXT NOT NULL DEFAULT '';"
+		"ALTER TABLE volumes ADD COLUMN gmt INTEGER NOT NULL DEFAULT 0;";
 	struct vss_catalog *c = calloc(1, sizeof(*c));
 	sqlite3_stmt *st;
 	int version = 0, rc;
@@ -237,7 +239,8 @@ int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volum
 {
 	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO volumes(name, size, block_size,"
 				   " backing, owns_backing, diff_path, storage_explicit, max_diff,"
-				   " created_ns, diff_id, note) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
+				   " created_ns, diff_id, note, gmt) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+				   err);
 
 	if (!st)
 		return -EIO;
@@ -252,6 +255,7 @@ int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volum
 	sqlite3_bind_int64(st, 9, (int64_t)v->created_ns);
 	sqlite3_bind_text(st, 10, v->diff_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 11, v->note ? v->note : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 12, v->gmt);
 	return step_done(c, st, err, "saving a volume");
 }
 
@@ -317,6 +321,7 @@ static int volume_row(sqlite3_stmt *st, void *ctx)
 	v.created_ns = (uint64_t)sqlite3_column_int64(st, 8);
 	snprintf(v.diff_id, sizeof(v.diff_id), "%s", col_text(st, 9));
 	v.note = *col_text(st, 10) ? (char *)col_text(st, 10) : NULL;
+	v.gmt = sqlite3_column_int(st, 11) != 0;
 	return e->fn(e->arg, &v);
 }
 
@@ -327,7 +332,7 @@ int vss_catalog_volume_each(struct vss_catalog *c,
 	struct volume_each e = { fn, arg };
 
 	return each_row(c, "SELECT name, size, block_size, backing, owns_backing, diff_path,"
-			" storage_explicit, max_diff, created_ns, diff_id, note FROM volumes"
+			" storage_explicit, max_diff, created_ns, diff_id, note, gmt FROM volumes"
 			" ORDER BY name",
 			volume_row, &e, "reading the volumes", err);
 }

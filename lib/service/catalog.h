@@ -33,6 +33,7 @@ struct vss_catalog_volume {
 	uint64_t created_ns;
 	char diff_id[33];       /* the diff area's identity (its uuid, in hex), "" if not known yet */
 	char *note;             /* why the volume is degraded (its diff area was lost...), or NULL */
+	bool gmt;               /* its persistent shadows exposed under MOUNT/.snapshots (gmt.h) */
 };
 
 #define VSS_CATALOG_ATTR_PERSISTENT 0x1u

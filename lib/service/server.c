@@ -36,6 +36,7 @@
 #include "provider/provider.h"
 #include "service/backup.h"
 #include "service/caller.h"
+#include "service/gmt.h"
 #include "service/log.h"
 #include "service/schedule.h"
 #include "service/server.h"
@@ -94,6 +95,8 @@ static const struct op {
 	{ "volume.delete", svc_op_volume_delete, SVC_ROLE_ROOT, false, NULL },
 	{ "volume.mount", svc_op_volume_mount, SVC_ROLE_ROOT, false, NULL },
 	{ "volume.umount", svc_op_volume_umount, SVC_ROLE_ROOT, false, NULL },
+	/* Samba's Previous Versions: vssd mounts in the volume (gmt.h). */
+	{ "volume.gmt", svc_op_volume_gmt, SVC_ROLE_ROOT, false, NULL },
 	{ "shadow.create", svc_op_backup_shadow_create, SVC_ROLE_OPERATOR, true, NULL },
 	{ "set.complete", svc_op_set_complete, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.list", svc_op_shadow_list, SVC_ROLE_USER, false, NULL },

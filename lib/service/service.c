@@ -21,6 +21,7 @@
 
 #include "provider/provider.h"
 #include "service/backup.h"
+#include "service/gmt.h"
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/restore.h"
@@ -495,6 +496,8 @@ static void *housekeeper(void *arg)
 				svc_shadow_remove(svc, sh, NULL);
 			free(e);
 		}
+		/* Samba's snapshot directories follow the shadows (gmt.h). */
+		svc_gmt_sync(svc);
 		if (mono_ms() >= due) {
 			svc_check_diff_areas(svc);
 			due = mono_ms() + svc->check_ms;
@@ -600,6 +603,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	if (rc == 0) {
 		svc_providers_recover(svc);
 		svc_restore_run(svc, restore);
+		svc_gmt_sync(svc);
 	}
 	svc_unlock(svc);
 	svc_restore_free(restore);

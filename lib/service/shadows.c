@@ -22,6 +22,7 @@
 #include "service/args.h"
 #include "service/backup.h"
 #include "service/caller.h"
+#include "service/gmt.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/set.h"
@@ -114,6 +115,8 @@ void svc_shadow_unexpose(struct svc_shadow *sh, bool force)
 	sh->expose_id = 0;
 	sh->expose_loop[0] = '\0';
 	sh->expose_own = false;
+	sh->expose_gmt = false;
+	sh->expose_reading = false;
 }
 
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why)
@@ -233,6 +236,8 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 			 "frozen_ms", set->frozen_ms, "held_ms", set->held_ms,
 			 "shadows", out, "warnings", warnings, "complete", !owner);
 	svc_set_free(set);
+	if (!owner)
+		svc_gmt_sync(svc);
 out:
 	for (size_t i = 0; i < p.n && i < SVC_SET_MAX; i++)
 		free(seen[i]);
@@ -248,6 +253,7 @@ int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, j
 	if ((rc = svc_arg_str(args, "set", true, &set, err)) < 0 ||
 	    (rc = svc_backup_set_complete(svc, who->conn, set, &n, err)) < 0)
 		return rc;
+	svc_gmt_sync(svc);
 	*res = json_pack("{s:s, s:i}", "set", set, "shadows", n);
 	return 0;
 }
@@ -637,6 +643,7 @@ int svc_shadow_expose_own(struct vss_service *svc, struct svc_shadow *sh, struct
 		return rc;
 	}
 	sh->expose_own = true;
+	sh->expose_reading = true;
 	return 0;
 }
 

@@ -35,8 +35,11 @@ struct svc_shadow {
 	char *expose_dir;                       /* where exposed, or NULL */
 	uint64_t expose_id;                     /* that mount's ID (fs.h) */
 	char expose_loop[VSS_LOOP_NAME_MAX];    /* its loop device, or "" (a bind mount) */
-	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID: it goes
-						 * with the exposure */
+	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID (or its
+						 * @GMT directory): it goes with the exposure */
+	bool expose_gmt;                        /* exposed for Samba (gmt.h) */
+	bool expose_reading;                    /* exposed for vssd's own reading (versions.c) */
+	bool gmt_failed;                        /* could not be exposed for Samba: not again */
 	struct conn *owner;                     /* set in progress: its requester */
 };
 

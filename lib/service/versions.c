@@ -77,6 +77,14 @@ static const char *live_root(const struct svc_shadow *sh)
 	return sh->path ? sh->origin : NULL;
 }
 
+static bool is_mount(int fd, uint64_t id)
+{
+	struct statx sx;
+
+	return statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 &&
+	       (sx.stx_mask & STATX_MNT_ID) && sx.stx_mnt_id == id;
+}
+
 static size_t within(const char *path, const char *root)
 {
 	size_t n = strlen(root);
@@ -161,6 +169,15 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 				       RESOLVE_NO_SYMLINKS);
 		if (p[k].root < 0)
 			continue;
+		/* Still vssd's mount (by its ID), not a directory left behind
+		 * by an unmount outside vss: without the cost of
+		 * svc_refresh_mounts(), which reads every mount per exposure. */
+		if (sh->vol && !is_mount(p[k].root, sh->expose_id)) {
+			vss_log("versions: shadow %s: %s is no longer its mount; skipped",
+				sh->rec.id, dir);
+			close(p[k].root);
+			continue;
+		}
 		memcpy(p[k].id, sh->rec.id, sizeof(p[k].id));
 		memcpy(p[k].set, sh->rec.set_id, sizeof(p[k].set));
 		p[k].provider = sh->prov->name;
@@ -336,7 +353,6 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 	if ((rc = open_live(who, path, &live, real, err)) < 0)
 		return rc;
 	svc_lock(svc);
-	svc_refresh_mounts(svc);
 	rc = places_of(svc, real, NULL, &p, &n, &rel, vol, err);
 	svc_unlock(svc);
 	if (rc < 0 || fstat(live, &newer_st) < 0) {
@@ -664,7 +680,6 @@ int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_call
 		free(seen);
 	}
 	svc_lock(svc);
-	svc_refresh_mounts(svc);
 	rc = places_of(svc, real, id, &p, &n, &rel, vol, err);
 	svc_unlock(svc);
 	if (rc < 0)

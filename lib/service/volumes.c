@@ -23,6 +23,7 @@
 #include "provider/provider.h"
 #include "service/args.h"
 #include "service/caller.h"
+#include "service/gmt.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
@@ -991,6 +992,7 @@ int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 
 	if (!v->mount_dir)
 		return 0;
+	svc_gmt_release(svc, v);
 	if (force) {
 		if (vss_fs_is_mountpoint(v->mount_dir) && vss_fs_umount(v->mount_dir, NULL) < 0) {
 			vss_log("volume %s: %s is busy; synced and detached lazily", v->rec.name,

@@ -69,7 +69,8 @@ static void persists(void **state)
 	struct vss_catalog *c;
 	struct vss_error err;
 	struct vss_catalog_volume v = { "data", 1u << 30, 16384, "/srv/data.img", false,
-					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL };
+					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL,
+					true };
 	struct vss_catalog_shadow s = { "a", "set1", "data", "data", 10,
 					VSS_CATALOG_ATTR_PERSISTENT, "" };
 	char ids[64] = "";
@@ -130,7 +131,7 @@ static void mounts_follow_their_owners(void **state)
 	struct vss_catalog *c;
 	struct vss_error err;
 	struct vss_catalog_volume v = { "vol", 1u << 30, 16384, "/srv/v.img", false,
-					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL };
+					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL, false };
 	struct vss_catalog_shadow s = { "s1", "set1", "vol", "vol", 10,
 					VSS_CATALOG_ATTR_PERSISTENT, "" };
 	struct vss_catalog_mount m = { false, "vol", "/mnt/v", "noatime", "ext4" };
@@ -269,7 +270,7 @@ static void migrates_version_2(void **state)
 	struct vss_catalog_volume v = { "old", 1u << 30, 16384, "/srv/data.img", false,
 					"/srv/data.diff", true, 123456, 5,
 					"00112233445566778899aabbccddeeff",
-					"its diff area was lost" };
+					"its diff area was lost", false };
 
 	snprintf(v2_path, sizeof(v2_path), "%s/v2.db", dir);
 	make_db(v2_path, v2);
@@ -319,6 +320,12 @@ static int schedule_of(void *arg, const struct vss_catalog_shadow *s)
 static void migrates_version_3(void **state)
 {
 	static const char *v3 =
+		"CREATE TABLE volumes(name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+		" block_size INTEGER NOT NULL, backing TEXT NOT NULL,"
+		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
+		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
+		" created_ns INTEGER NOT NULL, diff_id TEXT NOT NULL DEFAULT '',"
+		" note TEXT NOT NULL DEFAULT '');"
 		"CREATE TABLE shadows(id TEXT PRIMARY KEY, set_id TEXT NOT NULL,"
 		" volume TEXT NOT NULL, target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
 		" attrs INTEGER NOT NULL);"
