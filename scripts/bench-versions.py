@@ -94,6 +94,12 @@ def main():
             a.provider, a.shadows, made, len(want)))
         print("vss versions: cold %.3f s; warm %s s" % (
             times[0], ", ".join("%.3f" % t for t in times[1:])))
+        # Any request under vssd's lock first checks every mount it made:
+        # with the shadows exposed, what that costs.
+        t0 = time.monotonic()
+        d.vss("volume", "list")
+        print("vss volume list with %d shadows exposed: %.3f s" % (
+            a.shadows if a.provider == "engine" else 0, time.monotonic() - t0))
         best = min(times[1:]) if a.runs else times[0]
         print("goal: under 1 s for %d shadows: warm %.3f s %s, cold %.3f s %s" % (
             a.shadows, best, "PASS" if best < 1 else "MISS", times[0],

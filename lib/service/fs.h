@@ -121,6 +121,15 @@ void vss_fs_umount_force(const char *dir);
 int vss_fs_freeze(const char *dir, struct vss_error *err);
 int vss_fs_thaw(const char *dir, struct vss_error *err);
 
+/* Every mount, read once from /proc/self/mountinfo, for many lookups
+ * (svc_refresh_mounts: one read, not one per mount); NULL if it cannot be
+ * read.  vss_fs_mounts_where() is vss_fs_mount_where() on it. */
+struct vss_fs_mounts;
+struct vss_fs_mounts *vss_fs_mounts_read(void);
+void vss_fs_mounts_free(struct vss_fs_mounts *m);
+int vss_fs_mounts_where(struct vss_fs_mounts *m, uint64_t id, char dir[PATH_MAX], char *source,
+			size_t size);
+
 /* True if @dir is a mount point (its own entry in /proc/self/mountinfo). */
 int vss_fs_is_mountpoint(const char *dir);
 

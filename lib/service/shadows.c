@@ -593,6 +593,9 @@ int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, 
 	if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
 		return rc;
 	sh = svc_shadow_find(svc, full);
+	/* vssd's own, for reading versions: the request takes its place. */
+	if (sh->expose_reading)
+		svc_shadow_unexpose(sh, true);
 	if (sh->expose_dir)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s", full,
 				     sh->expose_dir);

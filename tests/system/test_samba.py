@@ -146,7 +146,8 @@ def versions_for_samba(vssd, mnt):
     with open(f, "w") as x:
         x.write("live\n")
     shadows = vssd.shadows()
-    assert len(shadows) == 2 and [s["schedule"] for s in shadows] == [sid, sid]
+    # Two, or three if the runs straddled an hour.
+    assert len(shadows) in (2, 3) and all(s["schedule"] == sid for s in shadows)
     tokens = [gmt(s["created_ns"]) for s in shadows]
     assert sorted(os.listdir(os.path.join(mnt, ".snapshots"))) == sorted(tokens)
     assert all(s["exposed"] == os.path.join(mnt, ".snapshots", t)
@@ -170,7 +171,7 @@ def test_snapshot_directory_follows_the_shadows(vssd, workdir):
     assert st.st_uid == 0 and st.st_mode & 0o777 == 0o755
     # Non-persistent shadows are not exposed; a deleted one goes.
     vssd.shadow(mnt)
-    assert len(os.listdir(snap)) == 2
+    assert len(os.listdir(snap)) == len(shadows)
     vssd.vss("delete", "shadows", "--shadow", shadows[0]["id"])
     assert sorted(os.listdir(snap)) == sorted(tokens[1:])
     # Off and on again; kept across a restart; a clean unmount.

@@ -45,6 +45,13 @@ def test_engine_versions_and_restore(vssd, workdir):
     assert all(v["type"] == "file" for v in got)
     table = vssd.vss("versions", f).stdout
     assert ids[4] in table and ids[0] not in table
+    # vssd's own exposure for reading gives way to one asked for.
+    exp = os.path.join(workdir, "exp")
+    vssd.vss("expose", ids[4], exp)
+    with open(os.path.join(exp, "f"), "rb") as x:
+        assert x.read() == b"C" * 7
+    vssd.vss("unexpose", exp)
+    assert [v["shadow"] for v in versions(vssd, f)] == [ids[4], ids[3], ids[1]]
     # A directory: by its entries' names, types, sizes and times.
     assert [v["shadow"] for v in versions(vssd, mnt)] == [ids[4], ids[3], ids[2], ids[1]]
     # Copy back elsewhere, then in place (refused unless --force).
