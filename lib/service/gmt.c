@@ -40,6 +40,27 @@ static void gmt_name(uint64_t ns, char out[32])
 	strftime(out, 32, "@GMT-%Y.%m.%d-%H.%M.%S", &tm);
 }
 
+/* The shadow's instant as the engine keeps it (what vss list shadows
+ * shows), 0 if the engine has no valid shadow of that ID. */
+static uint64_t instant_of(const struct svc_shadow *sh)
+{
+	struct vss_cow_shadow_info *infos = NULL;
+	uint64_t ns = 0;
+	size_t k = 0;
+
+	if (!sh->vol->cow || vss_cow_shadow_list(sh->vol->cow, &infos, &k) < 0)
+		return 0;
+	for (size_t i = 0; i < k && !ns; i++) {
+		char id[37];
+
+		svc_id_str(infos[i].id, id);
+		if (strcmp(id, sh->rec.id) == 0 && infos[i].state != VSS_COW_SHADOW_INVALID)
+			ns = infos[i].created_ns;
+	}
+	free(infos);
+	return ns;
+}
+
 static bool wanted(const struct svc_shadow *sh)
 {
 	return sh->vol && sh->vol->rec.gmt && sh->vol->mount_dir && !sh->owner &&
@@ -67,10 +88,13 @@ static int snapdir_open(struct svc_volume *v, int *fd, struct vss_error *err)
 static int expose_gmt(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
 {
 	char name[32], real[PATH_MAX];
+	uint64_t ns = instant_of(sh);
 	json_t *res = NULL;
 	int sfd, fd, rc;
 
-	gmt_name(sh->rec.created_ns, name);
+	if (!ns)
+		return vss_error_set(err, -EIO, "the shadow is invalid");
+	gmt_name(ns, name);
 	if ((rc = snapdir_open(sh->vol, &sfd, err)) < 0)
 		return rc;
 	rc = vss_fs_private_dir(sfd, name, 0755, 0, 0, &fd);

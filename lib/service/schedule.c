@@ -449,15 +449,23 @@ void svc_schedules_stop(struct vss_service *svc)
 {
 	struct svc_scheduler *s = sched_of(svc);
 
+	if (!s || !s->running)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	s->running = false;
+}
+
+void svc_schedules_free(struct vss_service *svc)
+{
+	struct svc_scheduler *s = sched_of(svc);
+
 	if (!s)
 		return;
-	if (s->running) {
-		pthread_mutex_lock(&s->lock);
-		s->stop = true;
-		pthread_cond_signal(&s->cond);
-		pthread_mutex_unlock(&s->lock);
-		pthread_join(s->thread, NULL);
-	}
+	svc_schedules_stop(svc);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->run_lock);

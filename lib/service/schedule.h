@@ -16,9 +16,11 @@
 struct svc_caller;
 struct vss_service;
 
-/* Starts the scheduler's thread; stops it (waiting for a run in progress). */
+/* Starts the scheduler's thread; stops it (waiting for a run in progress);
+ * frees it, once no request can reach it (after the server stopped). */
 int svc_schedules_start(struct vss_service *svc, struct vss_error *err);
 void svc_schedules_stop(struct vss_service *svc);
+void svc_schedules_free(struct vss_service *svc);
 
 /* schedule.add (root): targets, every | at [+ on], keep, persistent,
  * no_writers; refused without a retention (it would only grow). */

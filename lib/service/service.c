@@ -627,9 +627,11 @@ void vss_service_close(struct vss_service *svc)
 {
 	if (!svc)
 		return;
+	/* A scheduled run in progress finishes first: it needs the writers. */
+	svc_schedules_stop(svc);
 	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
-	svc_schedules_stop(svc);
+	svc_schedules_free(svc);
 	svc_lock(svc);
 	/* Their catalog records stay: the next start mounts them again (restore.c). */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)

@@ -103,21 +103,19 @@ struct place {
 };
 
 /*
- * The shadows of the volume or subvolume that holds @real, newest first,
- * each with its root open (svc->lock held); *@rel: @real below it.
- * -ENOENT if no volume or shadowed subvolume holds it.
+ * The shadows of the volume or subvolume that holds @real, newest first
+ * (svc->lock held): their IDs, roots not open yet; *@rel: @real below it,
+ * @vol its name.  -ENOENT if no volume or shadowed subvolume holds it.
  */
-static int places_of(struct vss_service *svc, const char *real, const char *only,
-		     struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
-		     struct vss_error *err)
+static int places_find(struct vss_service *svc, const char *real, const char *only,
+		       struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
+		       struct vss_error *err)
 {
 	const char *best = NULL;
 	struct place *p;
 	size_t len = 0, k = 0, count = 0;
 
 	svc_assert_locked(svc);
-	*out = NULL;
-	*n = 0;
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
 		const char *r = live_root(sh);
 		size_t l = r ? within(real, r) : 0;
@@ -148,41 +146,17 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 	if (!(p = calloc(count, sizeof(*p))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	for (struct svc_shadow *sh = svc->shadows; sh && k < count; sh = sh->next) {
-		const char *dir;
-		struct vss_error e;
-
 		if (!live_root(sh) || strcmp(live_root(sh), best) != 0 || sh->owner)
 			continue;
 		if (only && strncmp(sh->rec.id, only, strlen(only)) != 0)
 			continue;
-		if (sh->vol) {
+		if (sh->vol)
 			snprintf(vol, PATH_MAX, "%s", sh->vol->rec.name);
-			if (svc_shadow_expose_own(svc, sh, &e) < 0) {
-				vss_log("versions: shadow %s cannot be read: %s", sh->rec.id, e.msg);
-				continue;
-			}
-			dir = sh->expose_dir;
-		} else {
-			dir = sh->path;
-		}
-		p[k].root = openat2_fd(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC,
-				       RESOLVE_NO_SYMLINKS);
-		if (p[k].root < 0)
-			continue;
-		/* Still vssd's mount (by its ID), not a directory left behind
-		 * by an unmount outside vss: without the cost of
-		 * svc_refresh_mounts(), which reads every mount per exposure. */
-		if (sh->vol && !is_mount(p[k].root, sh->expose_id)) {
-			vss_log("versions: shadow %s: %s is no longer its mount; skipped",
-				sh->rec.id, dir);
-			close(p[k].root);
-			continue;
-		}
 		memcpy(p[k].id, sh->rec.id, sizeof(p[k].id));
 		memcpy(p[k].set, sh->rec.set_id, sizeof(p[k].set));
 		p[k].provider = sh->prov->name;
 		p[k].created_ns = sh->rec.created_ns;
-		k++;
+		p[k++].root = -1;
 	}
 	/* Newest first. */
 	for (size_t i = 0; i < k / 2; i++) {
@@ -192,6 +166,66 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 		p[k - 1 - i] = t;
 	}
 	*out = p;
+	*n = k;
+	return 0;
+}
+
+/* Opens @p's root: the engine's shadow exposed first if it is not yet
+ * (svc->lock held; one at a time, so that other requests are not held
+ * up behind hundreds of mounts).  -1 if it is gone or cannot be read. */
+static int place_open(struct vss_service *svc, const struct place *p)
+{
+	struct svc_shadow *sh = svc_shadow_find(svc, p->id);
+	const char *dir;
+	struct vss_error e;
+	int fd;
+
+	svc_assert_locked(svc);
+	if (!sh)
+		return -1;
+	if (sh->vol) {
+		if (svc_shadow_expose_own(svc, sh, &e) < 0) {
+			vss_log("versions: shadow %s cannot be read: %s", sh->rec.id, e.msg);
+			return -1;
+		}
+		dir = sh->expose_dir;
+	} else {
+		dir = sh->path;
+	}
+	fd = openat2_fd(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS);
+	/* Still vssd's mount (by its ID), not a directory left behind by an
+	 * unmount outside vss. */
+	if (fd >= 0 && sh->vol && !is_mount(fd, sh->expose_id)) {
+		vss_log("versions: shadow %s: %s is no longer its mount; skipped", sh->rec.id,
+			dir);
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* places_find(), then each root opened, taking svc->lock for each. */
+static int places_of(struct vss_service *svc, const char *real, const char *only,
+		     struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
+		     struct vss_error *err)
+{
+	size_t k = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	svc_lock(svc);
+	rc = places_find(svc, real, only, out, n, rel, vol, err);
+	svc_unlock(svc);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < *n; i++) {
+		svc_lock(svc);
+		(*out)[i].root = place_open(svc, &(*out)[i]);
+		svc_unlock(svc);
+		if ((*out)[i].root >= 0)
+			(*out)[k++] = (*out)[i];
+	}
 	*n = k;
 	return 0;
 }
@@ -352,9 +386,7 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 		return rc;
 	if ((rc = open_live(who, path, &live, real, err)) < 0)
 		return rc;
-	svc_lock(svc);
 	rc = places_of(svc, real, NULL, &p, &n, &rel, vol, err);
-	svc_unlock(svc);
 	if (rc < 0 || fstat(live, &newer_st) < 0) {
 		close(live);
 		return rc < 0 ? rc : vss_error_set(err, -errno, "%s: %s", real, strerror(errno));
@@ -679,9 +711,7 @@ int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_call
 		}
 		free(seen);
 	}
-	svc_lock(svc);
 	rc = places_of(svc, real, id, &p, &n, &rel, vol, err);
-	svc_unlock(svc);
 	if (rc < 0)
 		return rc;
 	if (n != 1) {
