@@ -146,13 +146,17 @@ static int cmp_keyed(const void *a, const void *b)
 size_t svc_timeline_retain(const struct svc_timeline_rule *r, const int64_t *wall_ns, size_t n,
 			   bool *keep)
 {
-	struct keyed *k = n ? calloc(n, sizeof(*k)) : NULL;
-	bool *first = n ? calloc(n, sizeof(*first)) : NULL;
+	struct keyed *k;
+	bool *first;
 	size_t kept = 0;
 
+	if (!n)
+		return 0;
+	k = calloc(n, sizeof(*k));
+	first = calloc(n, sizeof(*first));
 	for (size_t i = 0; i < n; i++)
 		keep[i] = false;
-	if (n && (!k || !first)) {
+	if (!k || !first) {
 		/* Out of memory: delete nothing. */
 		for (size_t i = 0; i < n; i++)
 			keep[i] = true;
@@ -177,8 +181,7 @@ size_t svc_timeline_retain(const struct svc_timeline_rule *r, const int64_t *wal
 				left--;
 			}
 	}
-	if (n)
-		keep[n - 1] = true;
+	keep[n - 1] = true;
 	for (size_t i = 0; i < n; i++)
 		kept += keep[i];
 	free(k);

@@ -282,13 +282,16 @@ static uint64_t dir_sig(int fd)
 				break;
 			e = g;
 		}
-		e[n++] = (struct entry_sig){ strdup(de->d_name), st.st_mode & S_IFMT,
-					     S_ISDIR(st.st_mode) ? 0 : st.st_size, st.st_mtim };
+		e[n] = (struct entry_sig){ strdup(de->d_name), st.st_mode & S_IFMT,
+					   S_ISDIR(st.st_mode) ? 0 : st.st_size, st.st_mtim };
+		if (!e[n].name)
+			break;
+		n++;
 	}
 	closedir(d);
 	qsort(e, n, sizeof(*e), cmp_sig);
 	for (size_t i = 0; i < n; i++) {
-		const unsigned char *s = (const unsigned char *)(e[i].name ? e[i].name : "");
+		const unsigned char *s = (const unsigned char *)e[i].name;
 		uint64_t v[4] = { (uint64_t)e[i].type, (uint64_t)e[i].size,
 				  (uint64_t)e[i].mtime.tv_sec, (uint64_t)e[i].mtime.tv_nsec };
 
