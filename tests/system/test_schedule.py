@@ -3,6 +3,7 @@ timer, each run's retention deletes only shadows that schedule made, they
 survive a restart, and what is refused is refused (no retention, a path on
 no volume, bad values, roles).  The retention rule itself, over a year of
 fake time, is tests/service/test_timeline.c."""
+import calendar
 import grp
 import json
 import os
@@ -146,3 +147,39 @@ def test_roles(daemon_factory, workdir):
     r = as_([operators], "schedule", "run", sid, "--json")
     assert r.returncode == 0, r.stderr
     assert [s["set"] for s in d.shadows()] == [json.loads(r.stdout)["set"]]
+
+
+def run_times(d, sid):
+    """When vssd logged each run of @sid (seconds, wall clock)."""
+    out = []
+    for line in d.log().splitlines():
+        if "schedule %s: set " % sid in line and " taken;" in line:
+            stamp = line.split()[0].rstrip("Z")
+            out.append(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) +
+                       float("0" + stamp[19:]))
+    return out
+
+
+def test_missed_runs_are_made_up_by_one(daemon_factory):
+    d = daemon_factory(env={"VSS_TEST_EVERY_MIN_S": "1"})
+    d.create_volume("v", "16M")
+    sid = d.json("schedule", "add", "--for", "v", "--every", "2s", "--keep", "hourly=1",
+                 "--no-writers")["id"]
+    deadline = time.time() + 15
+    while len(run_times(d, sid)) < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    d.stop()
+    before = len(run_times(d, sid))
+    assert before >= 1, d.log()[-2000:]
+    time.sleep(7)                   # three runs missed
+    d.start()
+    deadline = time.time() + 15
+    while len(run_times(d, sid)) < before + 2 and time.time() < deadline:
+        time.sleep(0.1)
+    times = run_times(d, sid)[before - 1:]
+    # One run at once for all that were missed, then every 2 s again: no
+    # burst (each counts from the end of the one before).
+    assert len(times) >= 3, d.log()[-3000:]
+    assert times[1] - times[0] >= 7
+    assert all(b - a >= 1.9 for a, b in zip(times[1:], times[2:])), times
+    d.vss("schedule", "delete", sid)
