@@ -374,24 +374,63 @@ static int open_live(const struct svc_caller *who, const char *path, int *fd,
 	return rc;
 }
 
+/*
+ * A path that is gone now: its versions are listed if the caller may read
+ * the directory that held it (which lists its name anyway) and the path
+ * really does not exist (root looks: one the caller may not read is not
+ * gone).  *@real: the path as the caller reaches its directory.
+ */
+static int gone(const struct svc_caller *who, const char *path, char real[PATH_MAX],
+		struct vss_error *err)
+{
+	char parent[PATH_MAX], dir[PATH_MAX];
+	const char *base;
+	struct stat st;
+	char *slash;
+	int fd, rc;
+
+	snprintf(parent, sizeof(parent), "%s", path);
+	slash = strrchr(parent, '/');
+	if (!slash || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0)
+		return -ENOENT;
+	base = path + (slash - parent) + 1;
+	*slash = '\0';
+	if ((rc = open_live(who, parent[0] ? parent : "/", &fd, dir, err)) < 0)
+		return rc;
+	close(fd);
+	if ((size_t)snprintf(real, PATH_MAX, "%s/%s", strcmp(dir, "/") ? dir : "", base) >=
+	    PATH_MAX)
+		return vss_error_set(err, -ENAMETOOLONG, "%s: too long", path);
+	if (lstat(real, &st) == 0 || errno != ENOENT)
+		return -ENOENT;
+	return 0;
+}
+
 int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err)
 {
 	char real[PATH_MAX], vol[PATH_MAX];
 	struct place *p = NULL;
-	struct stat newer_st;
+	struct stat newer_st = { 0 };
 	const char *path, *rel;
+	struct vss_error first;
 	json_t *arr;
 	size_t n = 0;
-	int rc, live, newer;
+	int rc, live = -1, newer;
 
 	if ((rc = svc_arg_str(args, "path", true, &path, err)) < 0)
 		return rc;
-	if ((rc = open_live(who, path, &live, real, err)) < 0)
-		return rc;
+	if ((rc = open_live(who, path, &live, real, &first)) < 0) {
+		/* Gone now: compared with nothing, its newest version is one. */
+		if (rc != -ENOENT || gone(who, path, real, err) < 0) {
+			*err = first;
+			return rc;
+		}
+	}
 	rc = places_of(svc, real, NULL, &p, &n, &rel, vol, err);
-	if (rc < 0 || fstat(live, &newer_st) < 0) {
-		close(live);
+	if (rc < 0 || (live >= 0 && fstat(live, &newer_st) < 0)) {
+		if (live >= 0)
+			close(live);
 		return rc < 0 ? rc : vss_error_set(err, -errno, "%s: %s", real, strerror(errno));
 	}
 	arr = json_array();
@@ -402,19 +441,23 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 
 		if (fd < 0)
 			continue;       /* not there then */
-		if (fstat(fd, &st) < 0 || same_content(fd, &st, newer, &newer_st)) {
+		if (fstat(fd, &st) < 0 ||
+		    (newer >= 0 && same_content(fd, &st, newer, &newer_st))) {
 			/* The same content: the newer one stands for both. */
 			close(fd);
 			continue;
 		}
 		json_array_append_new(arr, version_json(&p[i], &st));
-		close(newer);
+		if (newer >= 0)
+			close(newer);
 		newer = fd;
 		newer_st = st;
 	}
-	close(newer);
+	if (newer >= 0)
+		close(newer);
 	places_free(p, n);
-	*res = json_pack("{s:s, s:s, s:o}", "path", real, "volume", vol, "versions", arr);
+	*res = json_pack("{s:s, s:s, s:o, s:b}", "path", real, "volume", vol, "versions", arr,
+			 "exists", live >= 0);
 	return 0;
 }
 

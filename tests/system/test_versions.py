@@ -83,7 +83,12 @@ def test_engine_versions_and_restore(vssd, workdir):
         assert x.read() == b"g1"
     assert os.stat(os.path.join(out, "deep", "g")).st_mode & 0o777 == 0o640
     assert os.readlink(os.path.join(out, "link")) == "deep/g"
-    # Gone live: restored in place.
+    # Gone live: its versions are still listed (its directory is readable),
+    # then it is restored in place.
+    gone = json.loads(vssd.vss("versions", sub, "--json").stdout)
+    assert gone["exists"] is False and [v["shadow"] for v in gone["versions"]] == [sid]
+    r = vssd.vss("versions", os.path.join(sub, "deep", "g"), check=False)
+    assert r.returncode == 1        # its directory is gone too
     vssd.vss("restore-version", sub, "--shadow", sid)
     assert os.path.isdir(os.path.join(sub, "deep"))
 
@@ -110,6 +115,13 @@ def test_who_may_see_versions(vssd, workdir):
 
     r = as_nobody("versions", secret)     # as for a path it cannot reach
     assert r.returncode == 1 and "you may not reach it" in r.stderr, r.stderr
+    hidden = os.path.join(mnt, "hidden")        # a directory nobody may not read
+    os.mkdir(hidden, 0o700)
+    write(os.path.join(hidden, "h"), b"h")
+    vssd.shadow(mnt)
+    os.unlink(os.path.join(hidden, "h"))
+    r = as_nobody("versions", os.path.join(hidden, "h"))
+    assert r.returncode == 1 and "you may not reach it" in r.stderr, r.stderr
     r = as_nobody("restore-version", secret, "--shadow", sid, "--to", out + "/x")
     assert r.returncode == 1 and "permission denied" in r.stderr, r.stderr
     # Readable now, not then: listed, but its old bytes are not the user's.
@@ -133,7 +145,10 @@ def test_bad_input(vssd, workdir):
     write(nowhere, b"y")
     r = vssd.vss("versions", nowhere, check=False)
     assert r.returncode == 1 and "not on a volume" in r.stderr, r.stderr
-    r = vssd.vss("versions", os.path.join(mnt, "missing"), check=False)
+    # Never there: looked for in the shadows, none found.
+    r = vssd.vss("versions", os.path.join(mnt, "missing"))
+    assert r.stdout.strip() == "No items found that satisfy the query."
+    r = vssd.vss("versions", os.path.join(mnt, "nodir", "missing"), check=False)
     assert r.returncode == 1 and "No such file" in r.stderr, r.stderr
     r = vssd.vss("restore-version", os.path.join(mnt, "f"), "--shadow", theirs, "--to",
                  os.path.join(workdir, "g"), check=False)
