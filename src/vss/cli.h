@@ -153,5 +153,10 @@ int cmd_diff(int argc, char **argv);
 int cmd_revert(int argc, char **argv);
 int cmd_bookmark_list(int argc, char **argv);
 int cmd_bookmark_delete(int argc, char **argv);
+/* cmd_schedule.c */
+int cmd_schedule(int argc, char **argv);
+/* cmd_versions.c */
+int cmd_versions(int argc, char **argv);
+int cmd_restore_version(int argc, char **argv);
 
 #endif
