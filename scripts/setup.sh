@@ -13,6 +13,7 @@ pkgs=(
   qemu-utils qemu-system-common
   restic borgbackup
   debhelper lintian
+  postgresql postgresql-contrib libpq-dev mariadb-server mariadb-client libmariadb-dev
 )
 
 missing=()
