@@ -68,6 +68,8 @@ holds vss /usr/sbin/vssd /usr/bin/vss /usr/bin/vss-writer-hooks /usr/bin/vss-wri
 holds vss-writer-postgresql /usr/bin/vss-writer-postgresql \
   /lib/systemd/system/vss-writer-postgresql.service \
   /usr/share/man/man8/vss-writer-postgresql.8
+holds vss-writer-mariadb /usr/bin/vss-writer-mariadb \
+  /lib/systemd/system/vss-writer-mariadb.service /usr/share/man/man8/vss-writer-mariadb.8
 holds libvss0 "/usr/lib/$arch/libvss.so.0" "/usr/lib/$arch/libvss.so.$ver"
 holds libvss-dev "/usr/lib/$arch/libvss.so" "/usr/lib/$arch/pkgconfig/vss.pc" \
   /usr/include/vss/requester.h /usr/include/vss/writer.h /usr/include/vss/version.h
@@ -93,7 +95,7 @@ echo "deb: layout checked in $out/root"
 export LD_LIBRARY_PATH=$out/root/usr/lib/$arch
 [ "$("$out/root/usr/sbin/vssd" --version)" = "vssd $ver" ] || fail "vssd --version"
 [ "$("$out/root/usr/bin/vss" --version)" = "vss $ver" ] || fail "vss --version"
-for w in vss-writer-hooks vss-writer-sqlite vss-writer-postgresql; do
+for w in vss-writer-hooks vss-writer-sqlite vss-writer-postgresql vss-writer-mariadb; do
   has "$(ldd "$out/root/usr/bin/$w")" "libvss.so.0 => $out/root/usr/lib/$arch/" ||
     fail "$w does not take libvss.so.0 from the tree"
 done

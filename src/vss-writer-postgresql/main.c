@@ -57,36 +57,18 @@ static struct pg_cluster *find(struct clusters *s, const char *lp, const char *n
 	return NULL;
 }
 
+static int stamp_of(void *data, const char *name, char *out, size_t olen, char *why,
+		    size_t wlen)
+{
+	struct pg_cluster *c = find(data, PG_LOGICAL_PATH, name);
+
+	return c ? pg_cluster_stamp(c, out, olen, why, wlen) : -ENOENT;
+}
+
 static int on_prepare_backup(struct vss_writer *w, const struct vss_writer_event *ev,
 			     void *data)
 {
-	struct clusters *s = data;
-	size_t n = ev->components ? vss_bcd_component_count(ev->components) : 0;
-
-	for (size_t i = 0; i < n; i++) {
-		struct vss_bcd_component *bc = vss_bcd_component_at(ev->components, i);
-		struct vss_bcd_component_info ci;
-		struct pg_cluster *c;
-		char stamp[128], why[PG_WHY];
-		struct vss_error err = { 0 };
-		int rc;
-
-		vss_bcd_component_info(bc, &ci);
-		if (!(c = find(s, ci.logical_path, ci.name)))
-			continue;
-		if ((rc = pg_cluster_stamp(c, stamp, sizeof(stamp), why, sizeof(why))) < 0) {
-			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s", why);
-			return rc;
-		}
-		if (vss_bcd_previous_backup_stamp(bc))
-			wcli_say("cluster %s: backup since %s, now %s", c->name,
-			    vss_bcd_previous_backup_stamp(bc), stamp);
-		if ((rc = vss_bcd_set_backup_stamp(bc, stamp, &err)) < 0) {
-			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", err.msg);
-			return rc;
-		}
-	}
-	return 0;
+	return wcli_set_stamps(w, ev, PG_LOGICAL_PATH, stamp_of, data);
 }
 
 static void end_all(struct clusters *s)
@@ -291,9 +273,9 @@ static int add_set(struct vss_wmd *wmd, const char *name, enum vss_file_set_kind
 		.backup_type_mask = VSS_FSBT_DEFAULT }, err);
 }
 
-static int add_component(struct vss_wmd *wmd, const struct pg_cluster *c,
-			 struct vss_error *err)
+static int add_component(struct vss_wmd *wmd, void *data, int n, struct vss_error *err)
 {
+	const struct pg_cluster *c = &((struct clusters *)data)->c[n];
 	static const char *const skip[] = { "postmaster.pid", "postmaster.opts" };
 	int rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
 		.type = VSS_CT_DATABASE, .logical_path = PG_LOGICAL_PATH, .name = c->name,
@@ -326,10 +308,12 @@ static bool valid_word(const char *s, const char *extra)
 
 /*
  * The configuration: one cluster a line, "NAME UNIT CONNINFO", UNIT "-"
- * for none; '#' starts a comment line.  0, or -EINVAL with the line.
+ * for none; '#' starts a comment line.  How many, or -errno with the
+ * line said.
  */
-static int read_config(const char *path, struct clusters *s)
+static int read_config(const char *path, void *data)
 {
+	struct clusters *s = data;
 	char line[2048];
 	int no = 0;
 	FILE *f = fopen(path, "re");
@@ -371,24 +355,12 @@ static int read_config(const char *path, struct clusters *s)
 		wcli_say("%s: no cluster", path);
 		return -EINVAL;
 	}
-	return 0;
+	return s->n;
 }
 
-static int usage(FILE *f)
+static int locate(void *data, int i, char *why, size_t len)
 {
-	fputs("usage: vss-writer-postgresql [--run-dir DIR] [--timeout SECONDS] [--once]\n"
-	      "                             [--config FILE]\n"
-	      "A vss writer for PostgreSQL clusters: an online backup (pg_backup_start,\n"
-	      "pg_backup_stop) around every shadow copy set.\n"
-	      "  --config FILE      the clusters, one a line: NAME UNIT|- CONNINFO\n"
-	      "                     (default " DEFAULT_CONFIG ")\n"
-	      "  --run-dir DIR      vssd's run directory (default $VSS_RUN_DIR or /run/vss)\n"
-	      "  --timeout SECONDS  the time each event may take, 1 to 3600 (default 60)\n"
-	      "  --once             exit when vssd goes away\n"
-	      "  -h, --help         print this and exit\n"
-	      "Exit codes: 0 stopped, 1 failed, 2 usage error.  More: man 8 "
-	      "vss-writer-postgresql.\n", f);
-	return 2;
+	return pg_cluster_describe(&((struct clusters *)data)->c[i], why, len);
 }
 
 static void cleanup(void *data)
@@ -405,56 +377,20 @@ int main(int argc, char **argv)
 		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
 	static struct clusters s;
-	const char *config = DEFAULT_CONFIG;
-	struct vss_error err = { 0 };
-	struct vss_wmd *wmd;
-	struct wcli cli;
-	char what[64];
-	int rc;
 
-	wcli_init(&cli, "vss-writer-postgresql");
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		}
-		if ((rc = wcli_option(&cli, argc, argv, &i)) == 1)
-			continue;
-		if (rc == 2)
-			return 2;
-		if (strcmp(argv[i], "--config") != 0 || i + 1 >= argc)
-			return usage(stderr);
-		config = argv[++i];
-	}
-	if (read_config(config, &s) < 0)
-		return 1;
-	for (int i = 0; i < s.n; i++) {
-		char why[PG_WHY];
-
-		if (pg_cluster_describe(&s.c[i], why, sizeof(why)) < 0) {
-			wcli_say("%s", why);
-			return 1;
-		}
-	}
-	rc = wcli_wmd_new("postgresql", PG_CLASS_ID, &wmd, &err);
-	if (rc == 0)
-		rc = vss_wmd_set_backup_schema(wmd, VSS_BS_INCREMENTAL | VSS_BS_TIMESTAMPED |
-					       VSS_BS_COPY | VSS_BS_LSN, &err);
-	/* It takes part in every restore: it stops the cluster and leaves it
-	 * its backup label. */
-	if (rc == 0)
-		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
+	return wcli_main(argc, argv, &(struct wcli_writer){
+		.prog = "vss-writer-postgresql", .name = "postgresql", .class_id = PG_CLASS_ID,
+		.schema = VSS_BS_INCREMENTAL | VSS_BS_TIMESTAMPED | VSS_BS_COPY | VSS_BS_LSN,
+		.default_config = DEFAULT_CONFIG, .noun = "cluster",
+		.about = "A vss writer for PostgreSQL clusters: an online backup (pg_backup_start,\n"
+			 "pg_backup_stop) around every shadow copy set.\n",
+		.config_help = "the clusters, one a line: NAME UNIT|- CONNINFO",
+		.handlers = &handlers, .data = &s, .load = read_config, .locate = locate,
+		.add = add_component,
+		/* It takes part in every restore: it stops the cluster and
+		 * leaves it its backup label. */
+		.restore = &(struct vss_wmd_restore_method){
 			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
-			.writer_restore = VSS_WRE_ALWAYS }, &err);
-	for (int i = 0; rc == 0 && i < s.n; i++)
-		rc = add_component(wmd, &s.c[i], &err);
-	if (rc < 0) {
-		wcli_say("%s", err.msg);
-		vss_wmd_free(wmd);
-		return 1;
-	}
-	snprintf(what, sizeof(what), "%d cluster%s", s.n, s.n == 1 ? "" : "s");
-	rc = wcli_run(&cli, wmd, &handlers, &s, what, cleanup);
-	vss_wmd_free(wmd);
-	return rc;
+			.writer_restore = VSS_WRE_ALWAYS },
+		.cleanup = cleanup });
 }

@@ -187,6 +187,8 @@ PROGRAMS = {
     "vss-writer-sqlite": os.path.join(BUILD, "src", "vss-writer-sqlite", "vss-writer-sqlite"),
     "vss-writer-postgresql": os.path.join(BUILD, "src", "vss-writer-postgresql",
                                           "vss-writer-postgresql"),
+    "vss-writer-mariadb": os.path.join(BUILD, "src", "vss-writer-mariadb",
+                                       "vss-writer-mariadb"),
 }
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*[a-z]|-[a-zA-Z])(?![\w-])")
 COMMON = {"--run-dir", "--json"}        # every vss command takes them

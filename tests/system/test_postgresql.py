@@ -71,27 +71,49 @@ class Server:
             return f.read()
 
 
-@pytest.fixture
-def pg(vssd, workdir):
-    """A cluster on a mounted vss volume ("pg"), with the pgbench tables;
-    yields (server, mount point, a factory of more servers)."""
+def database_volume(vssd, workdir, size, user, mode):
+    """A vss volume ("db", ext4) mounted at ROOT/mnt, and two directories
+    of @user (@mode): mnt/data for the server's data, ROOT/sock for its
+    socket and logs; the test's directories opened to @user on the way.
+    Returns (mount point, data, sock)."""
     os.chmod(workdir, 0o755)
     os.chmod(vssd.root, 0o755)
     mnt = os.path.join(vssd.root, "mnt")
-    vssd.create_volume("pg", "320M")
-    vssd.vss("volume", "mount", "pg", mnt, "--mkfs", "ext4")
-    sock = os.path.join(vssd.root, "pgsock")
-    data = os.path.join(mnt, "pgdata")
+    vssd.create_volume("db", size)
+    vssd.vss("volume", "mount", "db", mnt, "--mkfs", "ext4")
+    sock = os.path.join(vssd.root, "sock")
+    data = os.path.join(mnt, "data")
     for d in (sock, data):
-        os.mkdir(d, 0o700)
-        shutil.chown(d, "postgres", "postgres")
-    servers = []
+        os.mkdir(d, mode)
+        shutil.chown(d, user, user)
+    return mnt, data, sock
 
+
+def keeper(servers, make):
+    """make(data_dir, n), each server it makes kept in @servers."""
     def server(data_dir, n):
-        s = Server(data_dir, sock, PORT + n, os.path.join(sock, "log%d" % n))
-        servers.append(s)
-        return s
+        servers.append(make(data_dir, n))
+        return servers[-1]
+    return server
 
+
+def end_all(vssd, servers):
+    """The helpers (load, writers) killed, then every server stopped."""
+    for p in vssd.helpers:
+        if p.poll() is None:
+            p.kill()
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def pg(vssd, workdir):
+    """A cluster on a mounted vss volume, with the pgbench tables; yields
+    (server, mount point, a factory of more servers)."""
+    mnt, data, sock = database_volume(vssd, workdir, "320M", "postgres", 0o700)
+    servers = []
+    server = keeper(servers, lambda data_dir, n: Server(data_dir, sock, PORT + n,
+                                                         os.path.join(sock, "log%d" % n)))
     try:
         as_pg(os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust", "-U", "postgres",
               "--wal-segsize=1", "-N")
@@ -101,11 +123,7 @@ def pg(vssd, workdir):
               "-i", "-q", "-s", "1", "postgres")
         yield main, mnt, server
     finally:
-        for p in vssd.helpers:
-            if p.poll() is None:
-                p.kill()
-        for s in servers:
-            s.stop()
+        end_all(vssd, servers)
 
 
 def start_writer(d, main, user="postgres", wait=True):
@@ -139,6 +157,21 @@ def pgbench(d, main, seconds):
                     "-h", main.sock, "-p", str(main.port), "-U", "postgres", "-c", "4",
                     "-T", str(seconds), "-n", "postgres"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def shadow_copy(vssd, mnt, i, writers):
+    """A shadow of @mnt (with the writers or not); its data directory
+    copied to ROOT/copy@i, returned."""
+    sid = vssd.json("create", "shadow", "--for", mnt, "--json",
+                    *([] if writers else ["--no-writers"]))["shadows"][0]["id"]
+    exp = os.path.join(vssd.root, "exp%d" % i)
+    vssd.vss("expose", sid, exp)
+    try:
+        to = os.path.join(vssd.root, "copy%d" % i)
+        shutil.copytree(os.path.join(exp, "data"), to, symlinks=True)
+    finally:
+        vssd.vss("unexpose", exp)
+    return to
 
 
 def check_copy(copy, label_expected):
@@ -190,19 +223,10 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     # Two shadows with the writer, one without (crash-consistent).
     for i, writers in enumerate((True, True, False)):
         time.sleep(0.5)
-        args = ["create", "shadow", "--for", mnt, "--json"] + ([] if writers else
-                                                              ["--no-writers"])
-        sid = vssd.json(*args)["shadows"][0]["id"]
-        exp = os.path.join(vssd.root, "exp%d" % i)
-        vssd.vss("expose", sid, exp)
-        try:
-            to = os.path.join(vssd.root, "copy%d" % i)
-            shutil.copytree(os.path.join(exp, "pgdata"), to, symlinks=True)
-        finally:
-            vssd.vss("unexpose", exp)
+        to = shadow_copy(vssd, mnt, i, writers)
         assert os.path.exists(os.path.join(to, "vss_backup_label")) == writers
         # The live data directory keeps no label once the set is done.
-        assert not os.path.exists(os.path.join(mnt, "pgdata", "vss_backup_label"))
+        assert not os.path.exists(os.path.join(mnt, "data", "vss_backup_label"))
         os.remove(os.path.join(to, "postmaster.pid"))
         if writers:     # what a restore does (the writer's post_restore)
             os.rename(os.path.join(to, "vss_backup_label"), os.path.join(to, "backup_label"))
@@ -232,7 +256,7 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         r = vssd.json("restore", "--from", repo, bid, "--to", to)
         comp = [c for c in r["components"] if c["writer"] == "postgresql"]
         assert comp and comp[0]["status"] == "all", r
-        data = to + os.path.join(mnt, "pgdata")
+        data = to + os.path.join(mnt, "data")
         assert os.path.exists(os.path.join(data, "backup_label"))
         assert os.path.exists(os.path.join(data, "recovery.signal"))
         assert not os.path.exists(os.path.join(data, "postmaster.pid"))
@@ -262,6 +286,21 @@ def wait_for(cond, seconds, what):
     while not cond():
         assert time.time() < deadline, what()
         time.sleep(0.05)
+
+
+def fails_at_freeze(vssd, front, req, mnt, *said):
+    """The hung writer @front let go: the set of @req fails at freeze
+    saying each of @said, nothing is left of it and @mnt is not frozen."""
+    front.send_signal(signal.SIGUSR1)
+    out, err = req.communicate(timeout=60)
+    assert req.returncode == 1, (out, err)
+    assert all(s in err for s in said), err
+    assert vssd.shadows() == []
+    with open(os.path.join(mnt, "after"), "w") as f:
+        f.write("x")
+    subprocess.run(["sync", "-f", mnt], timeout=10, check=True)
+    front.kill()
+    front.wait()
 
 
 def shadow_in_background(d, mnt):
@@ -307,18 +346,9 @@ def test_server_stops_mid_backup_and_writer_killed(vssd, pg):
         "backup started") == starts + 1, 40,
         lambda: "no second backup started: " + open(wlog).read() + vssd.log()[-2000:])
     main.stop("fast")
-    front.send_signal(signal.SIGUSR1)
-    out, err = req.communicate(timeout=60)
-    assert req.returncode == 1, (out, err)
-    assert "writer postgresql failed at freeze" in err and "cluster main" in err, err
-    assert vssd.shadows() == []
-    with open(os.path.join(mnt, "after"), "w") as f:
-        f.write("x")
-    subprocess.run(["sync", "-f", mnt], timeout=10, check=True)
-    assert not os.path.exists(os.path.join(mnt, "pgdata", "vss_backup_label"))
+    fails_at_freeze(vssd, front, req, mnt, "writer postgresql failed at freeze", "cluster main")
+    assert not os.path.exists(os.path.join(mnt, "data", "vss_backup_label"))
     # The server back, the next set goes through.
-    front.kill()
-    front.wait()
     main.start()
     vssd.shadow(mnt)
     assert w.poll() is None
