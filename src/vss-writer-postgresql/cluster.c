@@ -89,6 +89,16 @@ int pg_cluster_describe(struct pg_cluster *c, char *why, size_t len)
 	}
 	rc = own_dir(c, "data directory", PQgetvalue(r, 0, 0), c->data_dir, why, len);
 	PQclear(r);
+	if (rc == 0) {
+		struct stat st;
+
+		if (stat(c->data_dir, &st) < 0)
+			rc = -errno;
+		c->data_dev = st.st_dev;
+		c->data_ino = st.st_ino;
+		c->labelled = true;     /* what a writer killed at freeze left */
+		pg_cluster_backup_end(c);
+	}
 	snprintf(path, sizeof(path), "%s/PG_VERSION", c->data_dir);
 	if (rc == 0 && access(path, F_OK) < 0) {
 		snprintf(why, len, "cluster %s: %s has no PG_VERSION", c->name, c->data_dir);
@@ -228,6 +238,23 @@ static int put_file(int dfd, const char *name, const char *text)
 	return rc;
 }
 
+/* The data directory the writer described, or -ESTALE if its path now
+ * leads elsewhere (its owner may rename what is in their directories;
+ * the writer, root, writes only where it described). */
+static int open_data_dir(const struct pg_cluster *c)
+{
+	int dfd = open(c->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+
+	if (dfd < 0)
+		return -errno;
+	if (fstat(dfd, &st) < 0 || st.st_dev != c->data_dev || st.st_ino != c->data_ino) {
+		close(dfd);
+		return -ESTALE;
+	}
+	return dfd;
+}
+
 int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
 {
 	PGresult *r;
@@ -246,8 +273,8 @@ int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
 	c->conn = NULL;
 	if (!r)
 		return -EIO;
-	dfd = open(c->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	rc = dfd < 0 ? -errno : 0;
+	dfd = open_data_dir(c);
+	rc = dfd < 0 ? dfd : 0;
 	if (rc == 0) {
 		c->labelled = true;
 		rc = put_file(dfd, PG_LABEL_FILE, PQgetvalue(r, 0, 1));
@@ -269,7 +296,7 @@ void pg_cluster_backup_end(struct pg_cluster *c)
 		c->conn = NULL;
 	}
 	if (c->labelled) {
-		int dfd = open(c->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int dfd = open_data_dir(c);
 
 		if (dfd >= 0) {
 			unlinkat(dfd, PG_LABEL_FILE, 0);

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <libpq-fe.h>
 
@@ -28,6 +29,8 @@ struct pg_cluster {
 	char conninfo[1024];            /* libpq connection string or service=... */
 	char unit[256];                 /* its systemd unit, "" for none */
 	char data_dir[PATH_MAX];        /* real path */
+	dev_t data_dev;                 /* and what it was then: a directory */
+	ino_t data_ino;                 /* swapped for another is refused */
 	char wal_dir[PATH_MAX];         /* real path of data_dir/pg_wal */
 	char tablespace[PG_MAX_TABLESPACES][PATH_MAX];
 	int ntablespaces;

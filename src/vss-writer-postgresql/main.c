@@ -240,7 +240,9 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 		struct vss_writer_restore_component r;
 		struct pg_cluster *c = restored(w, s, i, &r);
 
-		if (!c || (r.status != VSS_RS_ALL && r.status != VSS_RS_STAGED))
+		/* Staged files are put in place at the next boot, before any
+		 * writer runs: the label is left for the administrator. */
+		if (!c || r.status != VSS_RS_ALL)
 			continue;
 		if ((rc = prepare_restored(w, i, c, why, sizeof(why))) == 0)
 			wcli_say("cluster %s: restored with its backup label and recovery.signal",

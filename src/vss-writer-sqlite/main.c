@@ -130,10 +130,14 @@ static void unlock_all(struct dbs *s)
 static void checkpoint(struct dbs *s)
 {
 	for (int i = 0; i < s->n; i++) {
-		int rc = !s->db[i].ckpt ? SQLITE_OK :
-			sqlite3_exec(s->db[i].ckpt, "PRAGMA schema_version", NULL, NULL, NULL) ?:
-			sqlite3_wal_checkpoint_v2(s->db[i].ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
-						  NULL, NULL);
+		int rc = SQLITE_OK;
+
+		/* Reading first: see checkpoint_whole(). */
+		if (s->db[i].ckpt &&
+		    (rc = sqlite3_exec(s->db[i].ckpt, "PRAGMA schema_version", NULL, NULL,
+				       NULL)) == SQLITE_OK)
+			rc = sqlite3_wal_checkpoint_v2(s->db[i].ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
+						       NULL, NULL);
 
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			say("%s: checkpoint: %s", s->db[i].path, sqlite3_errmsg(s->db[i].ckpt));
