@@ -363,7 +363,8 @@ def test_server_stops_mid_backup_and_writer_killed(vssd, pg):
     assert w.poll() is None
 
 
-def test_role_without_rights(vssd, pg):
+def test_refusals_say_why(vssd, pg):
+    """A role without the rights, a standby, wal_level = minimal."""
     main, mnt, server = pg
     main.sql("CREATE ROLE plain LOGIN")
     # It cannot even learn where the data directory is: the writer says so.
@@ -381,3 +382,32 @@ def test_role_without_rights(vssd, pg):
     assert vssd.shadows() == []
     main.sql("GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO plain")
     vssd.shadow(mnt)
+    taken = len(vssd.shadows())
+    w.kill()
+    w.wait()
+    # A standby (in recovery) of the cluster: a set with a writer for it
+    # fails, saying to back up the primary.
+    standby = server(os.path.join(mnt, "standby"), 1)
+    os.mkdir(standby.data, 0o700)
+    shutil.chown(standby.data, "postgres", "postgres")
+    as_pg(os.path.join(PG_BIN, "pg_basebackup"), "-h", main.sock, "-p", str(main.port),
+          "-U", "postgres", "-D", standby.data, "-R", "-X", "stream", "-c", "fast")
+    standby.start()
+    assert standby.sql("SELECT pg_is_in_recovery()") == "t"
+    w, log = start_writer(vssd, standby)
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1
+    assert "cluster main is a standby (in recovery)" in r.stderr and "primary" in r.stderr, \
+        r.stderr
+    assert len(vssd.shadows()) == taken
+    w.kill()
+    w.wait()
+    standby.stop("fast")
+    # wal_level = minimal allows no online backup: said, nothing taken.
+    main.stop("fast")
+    main.start("-c wal_level=minimal -c max_wal_senders=0")
+    w, log = start_writer(vssd, main)
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1 and "wal_level is minimal" in r.stderr, r.stderr
+    assert len(vssd.shadows()) == taken
+    assert main.sql("SELECT count(*) FROM pgbench_branches") == "1"
