@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian packages (vss, libvss0, libvss-dev) as a distribution
-# would, and checks them:
+# Builds the Debian packages (vss, vss-writer-postgresql, vss-writer-mariadb,
+# libvss0, libvss-dev) as a distribution would, and checks them:
 #   1. dpkg-buildpackage -us -uc -b in a private copy of the checkout
 #      (build/deb/src; the .debs land in build/deb), whose own tests are the
 #      suites that need no root (debian/rules; DEB_BUILD_OPTIONS=nocheck
@@ -65,6 +65,11 @@ holds vss /usr/sbin/vssd /usr/bin/vss /usr/bin/vss-writer-hooks /usr/bin/vss-wri
   /lib/systemd/system/vssd.service /lib/systemd/system/vss-writer-hooks.service \
   /lib/systemd/system/vss-writer-sqlite@.service \
   /lib/systemd/system/vss-restore-at-boot.service /etc/vss/hooks.d/
+holds vss-writer-postgresql /usr/bin/vss-writer-postgresql \
+  /lib/systemd/system/vss-writer-postgresql.service \
+  /usr/share/man/man8/vss-writer-postgresql.8.gz
+holds vss-writer-mariadb /usr/bin/vss-writer-mariadb \
+  /lib/systemd/system/vss-writer-mariadb.service /usr/share/man/man8/vss-writer-mariadb.8.gz
 holds libvss0 "/usr/lib/$arch/libvss.so.0" "/usr/lib/$arch/libvss.so.$ver"
 holds libvss-dev "/usr/lib/$arch/libvss.so" "/usr/lib/$arch/pkgconfig/vss.pc" \
   /usr/include/vss/requester.h /usr/include/vss/writer.h /usr/include/vss/version.h
@@ -90,7 +95,7 @@ echo "deb: layout checked in $out/root"
 export LD_LIBRARY_PATH=$out/root/usr/lib/$arch
 [ "$("$out/root/usr/sbin/vssd" --version)" = "vssd $ver" ] || fail "vssd --version"
 [ "$("$out/root/usr/bin/vss" --version)" = "vss $ver" ] || fail "vss --version"
-for w in vss-writer-hooks vss-writer-sqlite; do
+for w in vss-writer-hooks vss-writer-sqlite vss-writer-postgresql vss-writer-mariadb; do
   has "$(ldd "$out/root/usr/bin/$w")" "libvss.so.0 => $out/root/usr/lib/$arch/" ||
     fail "$w does not take libvss.so.0 from the tree"
 done

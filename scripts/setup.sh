@@ -14,6 +14,7 @@ pkgs=(
   restic borgbackup
   samba samba-vfs-modules smbclient
   debhelper lintian
+  postgresql postgresql-contrib libpq-dev mariadb-server mariadb-client libmariadb-dev
 )
 
 missing=()

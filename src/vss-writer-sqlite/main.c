@@ -1,12 +1,20 @@
 /*
- * vss-writer-sqlite - a writer for SQLite databases.  Before the freeze it
- * checkpoints each database's WAL (PrepareForSnapshot, then again at
- * Freeze) and takes its write lock (BEGIN IMMEDIATE), holding it until Thaw
- * or Abort: no transaction is half-written when the shadow is taken, so the
- * shadow's database passes PRAGMA integrity_check and ends with a complete
- * transaction.  Readers are never blocked (a write lock does not stop them,
- * in WAL or rollback journal mode); writers wait at most the freeze window.
- * Each database is one database component: its file and its WAL/journal.
+ * vss-writer-sqlite - a writer for SQLite databases.  At PrepareForSnapshot
+ * it checkpoints each database's WAL (the slow part); at Freeze it takes the
+ * write lock (BEGIN IMMEDIATE on its first connection), then checkpoints
+ * the whole WAL into the database file through a second connection, and
+ * holds the lock until Thaw or Abort.  So no transaction is half-written
+ * when the shadow is taken, and the database file alone (without its -wal)
+ * holds every transaction committed before the freeze.  A checkpoint that
+ * needs no writer lock is the only kind that can run while the first
+ * connection holds it: PASSIVE (FULL, RESTART and TRUNCATE wait for the
+ * writer lock; a connection cannot checkpoint inside its own transaction,
+ * SQLITE_LOCKED).  PASSIVE stops at the oldest snapshot a reader still
+ * uses, so it is tried again until the WAL is all in the file, for at most
+ * LOCK_WAIT_MS; a reader holding an older snapshot that long fails the
+ * Freeze (retryable).  Other readers are never blocked; writers wait at
+ * most the freeze window.  Each database is one database component: its
+ * file and its WAL/journal.
  *
  * Restores: at PreRestore each database restored to its own place is let
  * go of (its WAL checkpointed into it and truncated, its connection
@@ -45,6 +53,7 @@ struct db {
 	char lp[PATH_MAX];              /* its component: logical path and name */
 	const char *name;
 	sqlite3 *conn;                  /* NULL while a restore has it closed */
+	sqlite3 *ckpt;                  /* checkpoints while conn holds the lock; NULL with conn */
 	bool locked;
 };
 
@@ -121,11 +130,60 @@ static void unlock_all(struct dbs *s)
 static void checkpoint(struct dbs *s)
 {
 	for (int i = 0; i < s->n; i++) {
-		int rc = !s->db[i].conn ? SQLITE_OK : sqlite3_wal_checkpoint_v2(s->db[i].conn, NULL, SQLITE_CHECKPOINT_PASSIVE,
-						   NULL, NULL);
+		int rc = SQLITE_OK;
+
+		/* Reading first: see checkpoint_whole(). */
+		if (s->db[i].ckpt &&
+		    (rc = sqlite3_exec(s->db[i].ckpt, "PRAGMA schema_version", NULL, NULL,
+				       NULL)) == SQLITE_OK)
+			rc = sqlite3_wal_checkpoint_v2(s->db[i].ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
+						       NULL, NULL);
 
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			say("%s: checkpoint: %s", s->db[i].path, sqlite3_errmsg(s->db[i].conn));
+			say("%s: checkpoint: %s", s->db[i].path, sqlite3_errmsg(s->db[i].ckpt));
+	}
+}
+
+/*
+ * With @d's write lock held: its WAL all copied into the database file
+ * (and the file synced), so that the file alone holds every commit.  No
+ * new frame can be added while the lock is held, so a checkpoint that
+ * reaches the end of the WAL is final.  -EBUSY with @why when a reader's
+ * snapshot keeps it from the end for LOCK_WAIT_MS.
+ */
+static int checkpoint_whole(struct db *d, char *why, size_t len)
+{
+	struct timespec start, now;
+	int log = 0, done = 0;
+
+	/* A connection that has read nothing yet does not know the database
+	 * is in WAL mode, and its checkpoint does nothing (-1 frames): one
+	 * read opens the WAL. */
+	if (sqlite3_exec(d->ckpt, "PRAGMA schema_version", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(why, len, "%s: %s", d->path, sqlite3_errmsg(d->ckpt));
+		return -EIO;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		int rc = sqlite3_wal_checkpoint_v2(d->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
+						   &log, &done);
+
+		/* -1/-1: not in WAL mode; the file is all there is. */
+		if ((rc == SQLITE_OK && done >= log) || (rc == SQLITE_OK && log < 0))
+			return 0;
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+			snprintf(why, len, "%s: checkpoint: %s", d->path, sqlite3_errmsg(d->ckpt));
+			return -EIO;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000L +
+		    (now.tv_nsec - start.tv_nsec) / 1000000L >= LOCK_WAIT_MS) {
+			snprintf(why, len, "%s: %d of the WAL's %d frames could be checkpointed "
+				 "into the database file in %d ms: a reader keeps an older "
+				 "snapshot open", d->path, done, log, LOCK_WAIT_MS);
+			return -EBUSY;
+		}
+		usleep(1000);
 	}
 }
 
@@ -141,8 +199,9 @@ static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, vo
 	struct dbs *s = data;
 	char why[1024];
 
-	checkpoint(s);
 	for (int i = 0; i < s->n; i++) {
+		int rc;
+
 		if (!s->db[i].conn) {
 			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s is closed for a restore",
 					       s->db[i].path);
@@ -156,6 +215,12 @@ static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, vo
 			return -EBUSY;
 		}
 		s->db[i].locked = true;
+		if ((rc = checkpoint_whole(&s->db[i], why, sizeof(why))) < 0) {
+			unlock_all(s);
+			vss_writer_set_failure(w, rc == -EBUSY ? VSS_WF_RETRYABLE :
+					       VSS_WF_NONRETRYABLE, "%s", why);
+			return rc;
+		}
 	}
 	return 0;
 }
@@ -166,14 +231,20 @@ static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void
 	return 0;
 }
 
-static int db_open(struct db *d)
+/* Opens @d's two connections; -EIO with @why. */
+static int db_open(struct db *d, char *why, size_t len)
 {
-	if (sqlite3_open_v2(d->path, &d->conn, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(d->path, &d->conn, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_open_v2(d->path, &d->ckpt, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		snprintf(why, len, "%s: %s", d->path,
+			 sqlite3_errmsg(d->ckpt ? d->ckpt : d->conn));
+		sqlite3_close(d->ckpt);
 		sqlite3_close(d->conn);
-		d->conn = NULL;
+		d->conn = d->ckpt = NULL;
 		return -EIO;
 	}
 	sqlite3_busy_handler(d->conn, busy, NULL);
+	sqlite3_busy_handler(d->ckpt, busy, NULL);
 	return 0;
 }
 
@@ -207,8 +278,10 @@ static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *e
 
 		if (!d->conn || !restored_in_place(w, d))
 			continue;
+		if (d->ckpt && sqlite3_close(d->ckpt) == SQLITE_OK)
+			d->ckpt = NULL;
 		if (exec_sql(d, "PRAGMA wal_checkpoint(TRUNCATE)", why, sizeof(why)) < 0 ||
-		    sqlite3_close(d->conn) != SQLITE_OK) {
+		    d->ckpt || sqlite3_close(d->conn) != SQLITE_OK) {
 			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s cannot be let go of for the "
 					       "restore: %s", d->path, why[0] ? why :
 					       sqlite3_errmsg(d->conn));
@@ -227,15 +300,17 @@ static int reopen_all(struct dbs *s, bool check, char *why, size_t len)
 
 	for (int i = 0; i < s->n; i++) {
 		struct db *d = &s->db[i];
-		char *msg = NULL;
+		char *msg = NULL, why_open[PATH_MAX + 256];
 		int r = 0;
 
 		if (d->conn)
 			continue;
-		if (db_open(d) < 0) {
+		if (db_open(d, why_open, sizeof(why_open)) < 0) {
 			r = -EIO;
 			if (!rc)
-				snprintf(why, len, "%s cannot be opened after the restore", d->path);
+				snprintf(why, len, "%s cannot be opened after the restore",
+					 d->path);
+			say("%s", why_open);
 		} else if (check) {
 			sqlite3_stmt *st = NULL;
 
@@ -409,12 +484,12 @@ int main(int argc, char **argv)
 	for (int i = 0; i < s.n; i++) {
 		const char *base = strrchr(s.db[i].path, '/') + 1;
 
-		if (sqlite3_open_v2(s.db[i].path, &s.db[i].conn, SQLITE_OPEN_READWRITE, NULL) !=
-		    SQLITE_OK) {
-			say("%s: %s", s.db[i].path, sqlite3_errmsg(s.db[i].conn));
+		char why[PATH_MAX + 256];
+
+		if (db_open(&s.db[i], why, sizeof(why)) < 0) {
+			say("%s", why);
 			return 1;
 		}
-		sqlite3_busy_handler(s.db[i].conn, busy, NULL);
 		/* Its component, as add_component names it. */
 		snprintf(s.db[i].lp, sizeof(s.db[i].lp), "%.*s",
 			 base - s.db[i].path > 1 ? (int)(base - s.db[i].path - 2) : 0,
@@ -450,8 +525,10 @@ int main(int argc, char **argv)
 	rc = vss_writer_run(w, &stop, &err);
 	unlock_all(&s);
 	vss_writer_close(w);
-	for (int i = 0; i < s.n; i++)
+	for (int i = 0; i < s.n; i++) {
+		sqlite3_close(s.db[i].ckpt);
 		sqlite3_close(s.db[i].conn);
+	}
 	if (rc < 0) {
 		say("%s", err.msg);
 		return 1;

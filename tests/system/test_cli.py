@@ -185,6 +185,10 @@ PROGRAMS = {
     "vssd": VSSD,
     "vss-writer-hooks": os.path.join(BUILD, "src", "vss-writer-hooks", "vss-writer-hooks"),
     "vss-writer-sqlite": os.path.join(BUILD, "src", "vss-writer-sqlite", "vss-writer-sqlite"),
+    "vss-writer-postgresql": os.path.join(BUILD, "src", "vss-writer-postgresql",
+                                          "vss-writer-postgresql"),
+    "vss-writer-mariadb": os.path.join(BUILD, "src", "vss-writer-mariadb",
+                                       "vss-writer-mariadb"),
 }
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*[a-z]|-[a-zA-Z])(?![\w-])")
 COMMON = {"--run-dir", "--json"}        # every vss command takes them
@@ -233,7 +237,11 @@ def source_options(prog):
     """The options the program's source parses: vss's option tables and
     strcmp()s, vssd's struct option and getopt string, the writers' strcmp()s."""
     found = set()
-    for path in glob.glob(os.path.join(SOURCE, "src", prog, "*.c")):
+    paths = glob.glob(os.path.join(SOURCE, "src", prog, "*.c"))
+    # The database writers take the common options in writer_cli.c.
+    if any("writer_cli.h" in open(p).read() for p in paths):
+        paths += glob.glob(os.path.join(SOURCE, "src", "writer-cli", "*.c"))
+    for path in paths:
         with open(path) as f:
             text = f.read()
         for name, short in re.findall(r'\{ "([a-z][a-z-]*)", (0|\'\w\'), (?:true|false) \}',

@@ -458,8 +458,13 @@ while True:
 def start_committing(d, db, mode):
     """A program committing to @db in a loop, and the SQLite writer for it,
     registered; returns the program's process."""
-    c = d.spawn([sys.executable, "-c", COMMITTER, db, mode], stdout=subprocess.PIPE,
-                text=True)
+    return start_committer(d, db, [COMMITTER, db, mode])
+
+
+def start_committer(d, db, args):
+    """The program `python3 -c ARGS...`, once it said ready, and the SQLite
+    writer for @db, registered; returns the program's process."""
+    c = d.spawn([sys.executable, "-c"] + args, stdout=subprocess.PIPE, text=True)
     assert c.stdout.readline().strip() == "ready"
     w = d.spawn([SQLITE_WRITER, "--run-dir", d.run, db],
                 stderr=open(os.path.join(d.root, "sqlite.log"), "ab"))
@@ -470,9 +475,27 @@ def start_committing(d, db, mode):
     return c
 
 
+def copy_from_shadows(d, ids, names=None):
+    """The files @names (default: all) of db/ in each shadow of @ids, copied
+    to a directory of their own; returns the directories."""
+    import shutil
+    copies = []
+    for i, sid in enumerate(ids):
+        exp = os.path.join(d.root, "exp%d" % i)
+        d.vss("expose", sid, exp)
+        try:
+            copy = os.path.join(d.root, "copy%d" % i)
+            os.mkdir(copy)
+            for name in names or os.listdir(os.path.join(exp, "db")):
+                shutil.copy(os.path.join(exp, "db", name), copy)
+        finally:
+            d.vss("unexpose", exp)
+        copies.append(copy)
+    return copies
+
+
 @pytest.mark.parametrize("mode", ["wal", "delete"])
 def test_sqlite_shadows_hold_consistent_databases(vssd, fsvol, mode):
-    import shutil
     import sqlite3
     dbdir = os.path.join(fsvol, "db")
     os.mkdir(dbdir)
@@ -492,16 +515,7 @@ def test_sqlite_shadows_hold_consistent_databases(vssd, fsvol, mode):
     c.kill()
     c.wait()
     counts = []
-    for i, sid in enumerate(ids):
-        exp = os.path.join(vssd.root, "exp%d" % i)
-        vssd.vss("expose", sid, exp)
-        try:
-            copy = os.path.join(vssd.root, "copy%d" % i)
-            os.mkdir(copy)
-            for name in os.listdir(os.path.join(exp, "db")):
-                shutil.copy(os.path.join(exp, "db", name), copy)
-        finally:
-            vssd.vss("unexpose", exp)
+    for copy in copy_from_shadows(vssd, ids):
         con = sqlite3.connect(os.path.join(copy, "app.db"))
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         nt, mt = con.execute("SELECT count(*), max(n) FROM t").fetchone()
@@ -519,6 +533,58 @@ def test_sqlite_shadows_hold_consistent_databases(vssd, fsvol, mode):
     assert comp["type"] == "database" and comp["name"] == "app.db"
     assert {fs["kind"] for fs in comp["file_sets"]} == {"database", "log"}
     assert any(fs["file_spec"] == "app.db-wal" for fs in comp["file_sets"])
+
+
+# The committer of the main-file test: after each commit is acknowledged it
+# writes the commit's number to a side file on the same filesystem (8
+# bytes, in place).  The filesystem freeze writes the page cache out, so
+# the shadow's side file holds a number whose commit, and all before it,
+# were acknowledged before the writer's freeze.
+ACK_COMMITTER = r"""
+import os, sqlite3, struct, sys
+db = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY, pad BLOB)")
+side = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(side, struct.pack("<Q", 0), 0)
+n = 0
+print("ready", flush=True)
+while True:
+    n += 1
+    db.execute("INSERT INTO t VALUES (?, randomblob(2000))", (n,))
+    os.pwrite(side, struct.pack("<Q", n), 0)
+"""
+
+
+def test_sqlite_main_file_alone_holds_every_acknowledged_commit(vssd, fsvol):
+    """A backup that keeps the database file and drops its -wal must still
+    hold every commit acknowledged before the freeze: the writer takes the
+    write lock, then checkpoints the whole WAL into the main file."""
+    import sqlite3
+    import struct
+    dbdir = os.path.join(fsvol, "db")
+    os.mkdir(dbdir)
+    db = os.path.join(dbdir, "app.db")
+    c = start_committer(vssd, db, [ACK_COMMITTER, db, os.path.join(dbdir, "acked")])
+    ids = []
+    for _ in range(5):
+        time.sleep(0.3)
+        ids.append(vssd.shadow(fsvol)["shadows"][0]["id"])
+    assert c.poll() is None
+    c.kill()
+    c.wait()
+    for i, copy in enumerate(copy_from_shadows(vssd, ids, ["app.db", "acked"])):
+        with open(os.path.join(copy, "acked"), "rb") as f:
+            acked = struct.unpack("<Q", f.read(8))[0]
+        assert not os.path.exists(os.path.join(copy, "app.db-wal"))
+        con = sqlite3.connect(os.path.join(copy, "app.db"))
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        n, top = con.execute("SELECT count(*), coalesce(max(n), 0) FROM t").fetchone()
+        con.close()
+        assert acked > 0
+        assert n == top, "a gap in the main file's commits"
+        assert top >= acked, ("shadow %d: the main file alone holds %d commits, %d were "
+                              "acknowledged before the freeze" % (i, top, acked))
 
 
 # ---- the requester API's example ----

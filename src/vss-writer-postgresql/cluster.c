@@ -1,0 +1,420 @@
+/*
+ * cluster.c - a PostgreSQL cluster's online backup for vss-writer-postgresql
+ * (cluster.h): libpq calls, the checks that make a refusal readable, and
+ * the label files written into a data directory, live or restored.
+ *
+ * Files are written as root into directories the database's owner can
+ * write: each is created with O_EXCL|O_NOFOLLOW relative to the directory
+ * opened once (a symlink planted under its name is not followed), then
+ * given to the directory's owner, who is the one to read it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cluster.h"
+
+#define MAX_CONF (1 << 20)      /* postgresql.auto.conf read at restore */
+
+static PGconn *connect_to(const struct pg_cluster *c, char *why, size_t len)
+{
+	/* Later values win: the cluster's string may set its own timeout. */
+	const char *const keys[] = { "connect_timeout", "application_name", "dbname", NULL };
+	const char *const vals[] = { "10", "vss-writer-postgresql", c->conninfo, NULL };
+	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+
+	if (conn && PQstatus(conn) == CONNECTION_OK)
+		return conn;
+	snprintf(why, len, "cluster %s: cannot connect: %s", c->name,
+		 conn ? PQerrorMessage(conn) : "out of memory");
+	why[strcspn(why, "\n")] = '\0';
+	PQfinish(conn);
+	return NULL;
+}
+
+/* @sql with @n text parameters; the result if it returned rows, else NULL
+ * with the server's message in @why. */
+static PGresult *query(const struct pg_cluster *c, PGconn *conn, const char *sql, int n,
+		       const char *const *params, char *why, size_t len)
+{
+	PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+
+	if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+		return r;
+	snprintf(why, len, "cluster %s: %s", c->name,
+		 r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+	why[strcspn(why, "\n")] = '\0';
+	PQclear(r);
+	return NULL;
+}
+
+/* @path's real path in @out, which must be a directory owned by someone
+ * else than root (a server refuses to run as root: a path that is not its
+ * own is a lie). */
+static int own_dir(const struct pg_cluster *c, const char *what, const char *path, char *out,
+		   char *why, size_t len)
+{
+	struct stat st;
+
+	if (path[0] != '/' || !realpath(path, out) || stat(out, &st) < 0) {
+		snprintf(why, len, "cluster %s: its %s %s: %s", c->name, what, path,
+			 path[0] != '/' ? "not an absolute path" : strerror(errno));
+		return -ENOENT;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid == 0) {
+		snprintf(why, len, "cluster %s: its %s %s is not a directory of the server's",
+			 c->name, what, out);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int pg_cluster_describe(struct pg_cluster *c, char *why, size_t len)
+{
+	char path[PATH_MAX + 16];
+	PGconn *conn = connect_to(c, why, len);
+	PGresult *r;
+	int rc = 0;
+
+	if (!conn)
+		return -ECONNREFUSED;
+	r = query(c, conn, "SELECT current_setting('data_directory')", 0, NULL, why, len);
+	if (!r) {
+		PQfinish(conn);
+		return -EACCES;
+	}
+	rc = own_dir(c, "data directory", PQgetvalue(r, 0, 0), c->data_dir, why, len);
+	PQclear(r);
+	if (rc == 0) {
+		struct stat st;
+
+		if (stat(c->data_dir, &st) < 0)
+			rc = -errno;
+		c->data_dev = st.st_dev;
+		c->data_ino = st.st_ino;
+		c->labelled = true;     /* what a writer killed at freeze left */
+		pg_cluster_backup_end(c);
+	}
+	snprintf(path, sizeof(path), "%s/PG_VERSION", c->data_dir);
+	if (rc == 0 && access(path, F_OK) < 0) {
+		snprintf(why, len, "cluster %s: %s has no PG_VERSION", c->name, c->data_dir);
+		rc = -ENOENT;
+	}
+	snprintf(path, sizeof(path), "%s/pg_wal", c->data_dir);
+	if (rc == 0)
+		rc = own_dir(c, "pg_wal", path, c->wal_dir, why, len);
+	r = rc ? NULL : query(c, conn, "SELECT coalesce(pg_tablespace_location(oid), '') "
+			      "FROM pg_tablespace WHERE spcname NOT IN ('pg_default', "
+			      "'pg_global') UNION ALL SELECT ''", 0, NULL, why, len);
+	if (rc == 0 && !r)
+		rc = -EIO;
+	c->ntablespaces = 0;
+	for (int i = 0; r && rc == 0 && i < PQntuples(r); i++) {
+		const char *loc = PQgetvalue(r, i, 0);
+
+		if (!loc[0])
+			continue;
+		if (c->ntablespaces == PG_MAX_TABLESPACES) {
+			snprintf(why, len, "cluster %s: more than %d tablespaces", c->name,
+				 PG_MAX_TABLESPACES);
+			rc = -E2BIG;
+			break;
+		}
+		rc = own_dir(c, "tablespace", loc, c->tablespace[c->ntablespaces++], why, len);
+	}
+	PQclear(r);
+	PQfinish(conn);
+	return rc;
+}
+
+int pg_cluster_stamp(struct pg_cluster *c, char *stamp, size_t slen, char *why, size_t len)
+{
+	PGconn *conn = connect_to(c, why, len);
+	PGresult *r;
+
+	if (!conn)
+		return -ECONNREFUSED;
+	r = query(c, conn, "SELECT pg_current_wal_lsn(), timeline_id FROM "
+		  "pg_control_checkpoint()", 0, NULL, why, len);
+	if (r)
+		snprintf(stamp, slen, "lsn=%s timeline=%s", PQgetvalue(r, 0, 0),
+			 PQgetvalue(r, 0, 1));
+	PQclear(r);
+	PQfinish(conn);
+	return r ? 0 : -EIO;
+}
+
+int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, size_t len)
+{
+	bool v15;
+	PGresult *r;
+	int rc = 0;
+
+	pg_cluster_backup_end(c);
+	if (!(c->conn = connect_to(c, why, len)))
+		return -ECONNREFUSED;
+	v15 = PQserverVersion(c->conn) >= 150000;
+	r = query(c, c->conn, v15 ?
+		  "SELECT pg_is_in_recovery(), current_setting('wal_level'), current_user, "
+		  "has_function_privilege('pg_backup_start(text, boolean)', 'EXECUTE') AND "
+		  "has_function_privilege('pg_backup_stop(boolean)', 'EXECUTE')" :
+		  "SELECT pg_is_in_recovery(), current_setting('wal_level'), current_user, "
+		  "has_function_privilege('pg_start_backup(text, boolean, boolean)', 'EXECUTE') "
+		  "AND has_function_privilege('pg_stop_backup(boolean, boolean)', 'EXECUTE')",
+		  0, NULL, why, len);
+	if (!r) {
+		rc = -EIO;
+	} else if (strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+		snprintf(why, len, "cluster %s is a standby (in recovery): vss-writer-postgresql "
+			 "backs up primaries only; back up its primary", c->name);
+		rc = -EOPNOTSUPP;
+	} else if (strcmp(PQgetvalue(r, 0, 1), "minimal") == 0) {
+		snprintf(why, len, "cluster %s: wal_level is minimal, which allows no online "
+			 "backup: set wal_level = replica (and restart the server)", c->name);
+		rc = -EOPNOTSUPP;
+	} else if (strcmp(PQgetvalue(r, 0, 3), "t") != 0) {
+		snprintf(why, len, "cluster %s: role %s may not run %s: it needs to be a "
+			 "superuser or be granted EXECUTE on both", c->name, PQgetvalue(r, 0, 2),
+			 v15 ? "pg_backup_start and pg_backup_stop" :
+			 "pg_start_backup and pg_stop_backup");
+		rc = -EACCES;
+	}
+	PQclear(r);
+	if (rc == 0) {
+		const char *const p[] = { label };
+
+		r = query(c, c->conn, v15 ? "SELECT pg_backup_start($1, true)" :
+			  "SELECT pg_start_backup($1, true, false)", 1, p, why, len);
+		rc = r ? 0 : -EIO;
+		PQclear(r);
+	}
+	if (rc < 0) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	return rc;
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, s, n);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		s += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* @name in directory @dfd, replaced by @text, owned as the directory. */
+static int put_file(int dfd, const char *name, const char *text)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (fstat(dfd, &st) < 0)
+		return -errno;
+	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	rc = write_all(fd, text, strlen(text));
+	if (rc == 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc < 0)
+		unlinkat(dfd, name, 0);
+	return rc;
+}
+
+/* The data directory the writer described, or -ESTALE if its path now
+ * leads elsewhere (its owner may rename what is in their directories;
+ * the writer, root, writes only where it described). */
+static int open_data_dir(const struct pg_cluster *c)
+{
+	int dfd = open(c->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+
+	if (dfd < 0)
+		return -errno;
+	if (fstat(dfd, &st) < 0 || st.st_dev != c->data_dev || st.st_ino != c->data_ino) {
+		close(dfd);
+		return -ESTALE;
+	}
+	return dfd;
+}
+
+int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
+{
+	PGresult *r;
+	int dfd, rc;
+
+	if (!c->conn) {
+		snprintf(why, len, "cluster %s: no backup in progress (prepare_snapshot did not "
+			 "start one)", c->name);
+		return -EINVAL;
+	}
+	r = query(c, c->conn, PQserverVersion(c->conn) >= 150000 ?
+		  "SELECT lsn, labelfile, spcmapfile FROM pg_backup_stop(false)" :
+		  "SELECT lsn, labelfile, spcmapfile FROM pg_stop_backup(false, false)",
+		  0, NULL, why, len);
+	PQfinish(c->conn);
+	c->conn = NULL;
+	if (!r)
+		return -EIO;
+	dfd = open_data_dir(c);
+	rc = dfd < 0 ? dfd : 0;
+	if (rc == 0) {
+		c->labelled = true;
+		rc = put_file(dfd, PG_LABEL_FILE, PQgetvalue(r, 0, 1));
+		if (rc == 0 && !PQgetisnull(r, 0, 2) && PQgetvalue(r, 0, 2)[0])
+			rc = put_file(dfd, PG_MAP_FILE, PQgetvalue(r, 0, 2));
+		close(dfd);
+	}
+	if (rc < 0)
+		snprintf(why, len, "cluster %s: cannot write the backup's label into %s: %s",
+			 c->name, c->data_dir, strerror(-rc));
+	PQclear(r);
+	return rc;
+}
+
+void pg_cluster_backup_end(struct pg_cluster *c)
+{
+	if (c->conn) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	if (c->labelled) {
+		int dfd = open_data_dir(c);
+
+		if (dfd >= 0) {
+			unlinkat(dfd, PG_LABEL_FILE, 0);
+			unlinkat(dfd, PG_MAP_FILE, 0);
+			close(dfd);
+		}
+		c->labelled = false;
+	}
+}
+
+bool pg_cluster_running(struct pg_cluster *c)
+{
+	const char *const keys[] = { "connect_timeout", "dbname", NULL };
+	const char *const vals[] = { "5", c->conninfo, NULL };
+
+	return PQpingParams(keys, vals, 1) == PQPING_OK;
+}
+
+/* Reads @name of @dfd (at most MAX_CONF bytes) into a string; NULL with
+ * errno, ENOENT when there is none. */
+static char *read_file(int dfd, const char *name)
+{
+	char *buf = NULL;
+	ssize_t n = 0, k;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (!(buf = malloc(MAX_CONF + 1)))
+		goto out;
+	while (n < MAX_CONF && (k = read(fd, buf + n, MAX_CONF - n)) > 0)
+		n += k;
+	buf[n] = '\0';
+out:
+	close(fd);
+	return buf;
+}
+
+/* tablespace_map's lines are "OID PATH": a path moved is written anew. */
+static int put_map(int dfd, const char *map, const char *const *from, const char *const *to,
+		   int n)
+{
+	size_t cap = strlen(map) + 1;
+	char *out, *o;
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		cap += strlen(to[i]) + 2;
+	cap *= 2;
+	if (!(o = out = calloc(1, cap)))
+		return -ENOMEM;
+	for (const char *l = map; *l;) {
+		const char *end = strchr(l, '\n'), *sp = strchr(l, ' ');
+		size_t ll = end ? (size_t)(end - l) : strlen(l);
+		int hit = -1;
+
+		for (int i = 0; sp && sp < l + ll && i < n; i++)
+			if (strlen(from[i]) == (size_t)(l + ll - sp - 1) &&
+			    memcmp(sp + 1, from[i], strlen(from[i])) == 0)
+				hit = i;
+		if (hit >= 0)
+			o += sprintf(o, "%.*s %s\n", (int)(sp - l), l, to[hit]);
+		else
+			o += sprintf(o, "%.*s\n", (int)ll, l);
+		l += ll + (end ? 1 : 0);
+	}
+	rc = put_file(dfd, "tablespace_map", out);
+	free(out);
+	return rc;
+}
+
+int pg_restored_prepare(const char *dir, const char *const *map_from,
+			const char *const *map_to, int nmap, char *why, size_t len)
+{
+	char *label = NULL, *map = NULL, *conf = NULL;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (dfd < 0) {
+		snprintf(why, len, "%s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	if (!(label = read_file(dfd, PG_LABEL_FILE))) {
+		rc = errno == ENOENT ? -ENOENT : -EIO;
+		snprintf(why, len, "%s has no %s: the backup was not taken with "
+			 "vss-writer-postgresql's freeze", dir, PG_LABEL_FILE);
+		goto out;
+	}
+	map = read_file(dfd, PG_MAP_FILE);
+	/* The restore_command PostgreSQL needs for a recovery: the WAL is all in
+	 * pg_wal, so one that finds nothing; one the cluster sets is kept. */
+	conf = read_file(dfd, "postgresql.auto.conf");
+	if ((rc = put_file(dfd, "backup_label", label)) < 0 ||
+	    (map && (rc = put_map(dfd, map, map_from, map_to, nmap)) < 0) ||
+	    (rc = put_file(dfd, "recovery.signal", "")) < 0)
+		goto fail;
+	if (!conf || !strstr(conf, "restore_command")) {
+		char *text = NULL;
+
+		if (asprintf(&text, "%s%s# vss-writer-postgresql: the backup's WAL is in "
+			     "pg_wal\nrestore_command = 'false'\n", conf ? conf : "",
+			     conf && conf[0] && conf[strlen(conf) - 1] != '\n' ? "\n" : "") < 0)
+			rc = -ENOMEM;
+		else
+			rc = put_file(dfd, "postgresql.auto.conf", text);
+		free(text);
+		if (rc < 0)
+			goto fail;
+	}
+	unlinkat(dfd, PG_LABEL_FILE, 0);
+	unlinkat(dfd, PG_MAP_FILE, 0);
+	goto out;
+fail:
+	snprintf(why, len, "%s: cannot write backup_label, tablespace_map, recovery.signal: %s",
+		 dir, strerror(-rc));
+out:
+	free(label);
+	free(map);
+	free(conf);
+	close(dfd);
+	return rc;
+}

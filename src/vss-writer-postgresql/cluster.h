@@ -1,0 +1,66 @@
+/*
+ * cluster.h - one PostgreSQL cluster as vss-writer-postgresql sees it: its
+ * connection (libpq), its online backup (pg_backup_start and
+ * pg_backup_stop on one connection) and the label files the backup leaves
+ * in its data directory for a restore.  main.c wires these to the writer
+ * events.
+ */
+#ifndef VSS_WRITER_POSTGRESQL_CLUSTER_H
+#define VSS_WRITER_POSTGRESQL_CLUSTER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+#define PG_MAX_TABLESPACES 64
+#define PG_WHY (2 * PATH_MAX + 512)
+
+/* The files a backup leaves in the data directory, in the shadow: what
+ * pg_backup_stop returned.  Under these names the live server never reads
+ * them; a restore renames them to backup_label and tablespace_map. */
+#define PG_LABEL_FILE "vss_backup_label"
+#define PG_MAP_FILE "vss_tablespace_map"
+
+struct pg_cluster {
+	char name[128];                 /* the component's name */
+	char conninfo[1024];            /* libpq connection string or service=... */
+	char unit[256];                 /* its systemd unit, "" for none */
+	char data_dir[PATH_MAX];        /* real path */
+	dev_t data_dev;                 /* and what it was then: a directory */
+	ino_t data_ino;                 /* swapped for another is refused */
+	char wal_dir[PATH_MAX];         /* real path of data_dir/pg_wal */
+	char tablespace[PG_MAX_TABLESPACES][PATH_MAX];
+	int ntablespaces;
+	PGconn *conn;                   /* from pg_backup_start to pg_backup_stop; else NULL */
+	bool labelled;                  /* the label files are in data_dir (until thaw) */
+	bool stopped_for_restore;       /* PreRestore stopped unit */
+};
+
+/* Connects and learns the data directory, pg_wal and the tablespaces;
+ * -errno with @why. */
+int pg_cluster_describe(struct pg_cluster *c, char *why, size_t len);
+/* The WAL position now, as a backup stamp ("lsn=X/Y timeline=T"). */
+int pg_cluster_stamp(struct pg_cluster *c, char *stamp, size_t slen, char *why, size_t len);
+/* Checks what an online backup needs (not a standby, wal_level, the
+ * rights), then pg_backup_start(@label, fast) on a connection kept open. */
+int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, size_t len);
+/* pg_backup_stop on that connection; writes its backup_label and
+ * tablespace_map into the data directory as PG_LABEL_FILE and PG_MAP_FILE
+ * (owned as the directory) and closes the connection. */
+int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len);
+/* Ends whatever is in progress: closing the connection ends the server's
+ * backup; removes the label files from the live data directory. */
+void pg_cluster_backup_end(struct pg_cluster *c);
+/* Whether the server accepts connections now. */
+bool pg_cluster_running(struct pg_cluster *c);
+/* In a restored data directory @dir: the label files under their own
+ * names (tablespace paths in @map_from[i] changed to @map_to[i]),
+ * recovery.signal, and a restore_command if none is set, so that the
+ * server starts with a recovery from the backup's label. */
+int pg_restored_prepare(const char *dir, const char *const *map_from,
+			const char *const *map_to, int nmap, char *why, size_t len);
+
+#endif

@@ -1,0 +1,398 @@
+/*
+ * vss-writer-postgresql - a writer for PostgreSQL clusters, with the
+ * server's own online backup (cluster.c).  Each cluster of the
+ * configuration is one database component: its data directory and
+ * tablespaces as database files, pg_wal as log files.
+ *
+ *   prepare_backup    a backup stamp per component: the WAL position now
+ *   prepare_snapshot  pg_backup_start(label, fast): the checkpoint, the
+ *                     slow part, on a connection kept open
+ *   freeze            pg_backup_stop on that connection; the backup_label
+ *                     and tablespace_map it returns go into the data
+ *                     directory as vss_backup_label and vss_tablespace_map,
+ *                     which the shadow holds.  Stopping before the shadow
+ *                     puts the end-of-backup record in the shadow's own
+ *                     pg_wal: the shadow alone recovers, no archive needed
+ *                     (the server goes on writing: it is never blocked)
+ *   thaw, abort       the connection closed (which ends a backup still in
+ *                     progress on the server), the label files removed
+ *   pre_restore       a cluster restored in place is stopped with its
+ *                     systemd unit; one running without a unit is refused
+ *   post_restore      backup_label, tablespace_map (paths moved as the
+ *                     restore moved them), recovery.signal and, unless the
+ *                     cluster sets one, restore_command = 'false' (the WAL
+ *                     is in pg_wal) in the restored data directory; the
+ *                     unit started again
+ *
+ * vss-writer-postgresql [--run-dir DIR] [--timeout SECONDS] [--once]
+ *                       [--config FILE]
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "writer_cli.h"
+
+#define PG_CLASS_ID "8b1e4f52-3a6d-4c0e-9f27-6d5a0c4b7e13"
+#define PG_LOGICAL_PATH "postgresql"
+#define MAX_CLUSTERS 16
+#define DEFAULT_CONFIG "/etc/vss/postgresql.conf"
+
+struct clusters {
+	struct pg_cluster c[MAX_CLUSTERS];
+	int n;
+};
+
+static struct pg_cluster *find(struct clusters *s, const char *lp, const char *name)
+{
+	if (!lp || strcmp(lp, PG_LOGICAL_PATH) != 0)
+		return NULL;
+	for (int i = 0; i < s->n; i++)
+		if (strcmp(s->c[i].name, name) == 0)
+			return &s->c[i];
+	return NULL;
+}
+
+static int stamp_of(void *data, const char *name, char *out, size_t olen, char *why,
+		    size_t wlen)
+{
+	struct pg_cluster *c = find(data, PG_LOGICAL_PATH, name);
+
+	return c ? pg_cluster_stamp(c, out, olen, why, wlen) : -ENOENT;
+}
+
+static int on_prepare_backup(struct vss_writer *w, const struct vss_writer_event *ev,
+			     void *data)
+{
+	return wcli_set_stamps(w, ev, PG_LOGICAL_PATH, stamp_of, data);
+}
+
+static void end_all(struct clusters *s)
+{
+	for (int i = 0; i < s->n; i++)
+		pg_cluster_backup_end(&s->c[i]);
+}
+
+static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
+			       void *data)
+{
+	struct clusters *s = data;
+	char label[128], why[PG_WHY];
+
+	snprintf(label, sizeof(label), "vss %s", ev->set_id ? ev->set_id : "shadow copy set");
+	for (int i = 0; i < s->n; i++) {
+		int rc = pg_cluster_backup_start(&s->c[i], label, why, sizeof(why));
+
+		if (rc < 0) {
+			end_all(s);
+			vss_writer_set_failure(w, rc == -ECONNREFUSED || rc == -EIO ?
+					       VSS_WF_RETRYABLE : VSS_WF_NONRETRYABLE, "%s", why);
+			return rc;
+		}
+		wcli_say("cluster %s: backup started", s->c[i].name);
+	}
+	return 0;
+}
+
+static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct clusters *s = data;
+	char why[PG_WHY];
+
+	for (int i = 0; i < s->n; i++) {
+		int rc = pg_cluster_backup_stop(&s->c[i], why, sizeof(why));
+
+		if (rc < 0) {
+			end_all(s);
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s", why);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	end_all(data);
+	return 0;
+}
+
+/* systemctl @verb @unit; 0 or -EIO with @why. */
+static int systemctl(const char *verb, const char *unit, char *why, size_t len)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execlp("systemctl", "systemctl", verb, "--", unit, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		snprintf(why, len, "systemctl %s %s failed", verb, unit);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Component @i of the restore, if it is one of ours. */
+static struct pg_cluster *restored(struct vss_writer *w, struct clusters *s, size_t i,
+				   struct vss_writer_restore_component *rc)
+{
+	if (vss_writer_restore_component(w, i, rc) < 0)
+		return NULL;
+	return find(s, rc->logical_path, rc->name);
+}
+
+static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct clusters *s = data;
+	struct vss_writer_restore_info ri;
+	char why[PG_WHY];
+
+	end_all(s);
+	if (vss_writer_restore_info(w, &ri) < 0 || ri.to)
+		return 0;   /* elsewhere: the live cluster is not touched */
+	for (size_t i = 0; i < ri.component_count; i++) {
+		struct vss_writer_restore_component rc;
+		struct pg_cluster *c = restored(w, s, i, &rc);
+
+		if (!c || !rc.original_location || !pg_cluster_running(c))
+			continue;
+		if (!c->unit[0]) {
+			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "cluster %s is running and "
+					       "has no systemd unit to stop it with: stop it "
+					       "before restoring it in place", c->name);
+			return -EBUSY;
+		}
+		if (systemctl("stop", c->unit, why, sizeof(why)) < 0 || pg_cluster_running(c)) {
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "cluster %s: %s", c->name,
+					       why[0] ? why : "still running after its unit stopped");
+			return -EBUSY;
+		}
+		c->stopped_for_restore = true;
+		wcli_say("cluster %s: stopped (%s) for the restore", c->name, c->unit);
+	}
+	return 0;
+}
+
+/* Starts again what pre_restore stopped; the first failure in @why. */
+static int start_stopped(struct clusters *s, char *why, size_t len)
+{
+	int rc = 0;
+
+	for (int i = 0; i < s->n; i++) {
+		char one[PG_WHY];
+
+		if (!s->c[i].stopped_for_restore)
+			continue;
+		s->c[i].stopped_for_restore = false;
+		if (systemctl("start", s->c[i].unit, one, sizeof(one)) < 0 && rc == 0) {
+			snprintf(why, len, "%s", one);
+			rc = -EIO;
+		}
+	}
+	return rc;
+}
+
+/* Where the restore put @c's files: the data directory's destination, and
+ * each tablespace's. */
+static int prepare_restored(struct vss_writer *w, size_t i, struct pg_cluster *c,
+			    char *why, size_t len)
+{
+	const char *from[PG_MAX_TABLESPACES], *to[PG_MAX_TABLESPACES];
+	struct vss_wmd_file_spec loc;
+	const char *dir = NULL;
+	int n = 0;
+
+	for (size_t j = 0; vss_writer_restore_location(w, i, j, &loc) == 0; j++) {
+		if (strcmp(loc.path, c->data_dir) == 0 && !dir)
+			dir = loc.destination;
+		for (int t = 0; t < c->ntablespaces; t++)
+			if (strcmp(loc.path, c->tablespace[t]) == 0 && n < PG_MAX_TABLESPACES) {
+				from[n] = loc.path;
+				to[n++] = loc.destination;
+			}
+	}
+	if (!dir) {
+		snprintf(why, len, "cluster %s: the restore does not say where %s went", c->name,
+			 c->data_dir);
+		return -EINVAL;
+	}
+	return pg_restored_prepare(dir, from, to, n, why, len);
+}
+
+static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *ev,
+			   void *data)
+{
+	struct clusters *s = data;
+	struct vss_writer_restore_info ri;
+	char why[PG_WHY] = "";
+	int rc = 0;
+
+	if (vss_writer_restore_info(w, &ri) < 0)
+		return 0;
+	for (size_t i = 0; i < ri.component_count && rc == 0; i++) {
+		struct vss_writer_restore_component r;
+		struct pg_cluster *c = restored(w, s, i, &r);
+
+		/* Staged files are put in place at the next boot, before any
+		 * writer runs: the label is left for the administrator. */
+		if (!c || r.status != VSS_RS_ALL)
+			continue;
+		if ((rc = prepare_restored(w, i, c, why, sizeof(why))) == 0)
+			wcli_say("cluster %s: restored with its backup label and recovery.signal",
+			    c->name);
+	}
+	if (rc == 0)
+		rc = start_stopped(s, why, sizeof(why));
+	else
+		start_stopped(s, (char[PG_WHY]){ 0 }, PG_WHY);
+	if (rc < 0)
+		vss_writer_set_failure(w, VSS_WF_RECOVERY_FAILED, "%s", why);
+	return rc;
+}
+
+static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	char why[PG_WHY];
+
+	end_all(data);
+	if (start_stopped(data, why, sizeof(why)) < 0)
+		wcli_say("%s", why);
+	return 0;
+}
+
+static int add_set(struct vss_wmd *wmd, const char *name, enum vss_file_set_kind kind,
+		   const char *path, struct vss_error *err)
+{
+	return vss_wmd_add_file_set(wmd, PG_LOGICAL_PATH, name, &(struct vss_wmd_file_set){
+		.kind = kind, .path = path, .file_spec = "*", .recursive = true,
+		.backup_type_mask = VSS_FSBT_DEFAULT }, err);
+}
+
+static int add_component(struct vss_wmd *wmd, void *data, int n, struct vss_error *err)
+{
+	const struct pg_cluster *c = &((struct clusters *)data)->c[n];
+	static const char *const skip[] = { "postmaster.pid", "postmaster.opts" };
+	int rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
+		.type = VSS_CT_DATABASE, .logical_path = PG_LOGICAL_PATH, .name = c->name,
+		.caption = "PostgreSQL cluster", .selectable = true,
+		.selectable_for_restore = true }, err);
+
+	if (rc == 0)
+		rc = add_set(wmd, c->name, VSS_FSK_DATABASE, c->data_dir, err);
+	for (int i = 0; rc == 0 && i < c->ntablespaces; i++)
+		rc = add_set(wmd, c->name, VSS_FSK_DATABASE, c->tablespace[i], err);
+	if (rc == 0)
+		rc = add_set(wmd, c->name, VSS_FSK_LOG, c->wal_dir, err);
+	/* What a running server leaves that a restored one must not find. */
+	for (size_t i = 0; rc == 0 && i < sizeof(skip) / sizeof(skip[0]); i++)
+		rc = vss_wmd_add_exclude_files(wmd, &(struct vss_wmd_file_spec){
+			.path = c->data_dir, .file_spec = skip[i] }, err);
+	return rc;
+}
+
+static bool valid_word(const char *s, const char *extra)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && !strchr(extra, *s))
+			return false;
+	return true;
+}
+
+/*
+ * The configuration: one cluster a line, "NAME UNIT CONNINFO", UNIT "-"
+ * for none; '#' starts a comment line.  How many, or -errno with the
+ * line said.
+ */
+static int read_config(const char *path, void *data)
+{
+	struct clusters *s = data;
+	char line[2048];
+	int no = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		wcli_say("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char name[sizeof(s->c[0].name)], unit[sizeof(s->c[0].unit)];
+		struct pg_cluster *c;
+		int off = 0;
+
+		no++;
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#')
+			continue;
+		if (sscanf(line, " %127s %255s %n", name, unit, &off) != 2 || !line[off] ||
+		    !valid_word(name, "._-") || !valid_word(unit, "@._:-\\") ||
+		    (strcmp(unit, "-") != 0 && !strstr(unit, ".service")) ||
+		    strlen(line + off) >= sizeof(c->conninfo)) {
+			wcli_say("%s:%d: expected NAME UNIT|- CONNINFO (NAME of letters, digits, "
+			    "'.', '_', '-'; UNIT a .service)", path, no);
+			fclose(f);
+			return -EINVAL;
+		}
+		if (s->n == MAX_CLUSTERS) {
+			wcli_say("%s: at most %d clusters", path, MAX_CLUSTERS);
+			fclose(f);
+			return -EINVAL;
+		}
+		c = &s->c[s->n++];
+		snprintf(c->name, sizeof(c->name), "%s", name);
+		snprintf(c->unit, sizeof(c->unit), "%s", strcmp(unit, "-") ? unit : "");
+		snprintf(c->conninfo, sizeof(c->conninfo), "%s", line + off);
+	}
+	fclose(f);
+	if (s->n == 0) {
+		wcli_say("%s: no cluster", path);
+		return -EINVAL;
+	}
+	return s->n;
+}
+
+static int locate(void *data, int i, char *why, size_t len)
+{
+	return pg_cluster_describe(&((struct clusters *)data)->c[i], why, len);
+}
+
+static void cleanup(void *data)
+{
+	end_all(data);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct vss_writer_handlers handlers = {
+		.size = sizeof(struct vss_writer_handlers),
+		.prepare_backup = on_prepare_backup, .prepare_snapshot = on_prepare_snapshot,
+		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
+	};
+	static struct clusters s;
+
+	return wcli_main(argc, argv, &(struct wcli_writer){
+		.prog = "vss-writer-postgresql", .name = "postgresql", .class_id = PG_CLASS_ID,
+		.schema = VSS_BS_INCREMENTAL | VSS_BS_TIMESTAMPED | VSS_BS_COPY | VSS_BS_LSN,
+		.default_config = DEFAULT_CONFIG, .noun = "cluster",
+		.about = "A vss writer for PostgreSQL clusters: an online backup (pg_backup_start,\n"
+			 "pg_backup_stop) around every shadow copy set.\n",
+		.config_help = "the clusters, one a line: NAME UNIT|- CONNINFO",
+		.handlers = &handlers, .data = &s, .load = read_config, .locate = locate,
+		.add = add_component,
+		/* It takes part in every restore: it stops the cluster and
+		 * leaves it its backup label. */
+		.restore = &(struct vss_wmd_restore_method){
+			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
+			.writer_restore = VSS_WRE_ALWAYS },
+		.cleanup = cleanup });
+}

@@ -1,0 +1,413 @@
+"""vss-writer-postgresql with a real PostgreSQL server (Debian's postgresql
+package): pgbench writing while shadows and backups are taken; each copy,
+started as a second server, recovers from its backup label and passes
+pgbench's invariant and amcheck; and the faults: the server stopping mid
+backup, the writer killed between pg_backup_start and pg_backup_stop, a
+role without the rights.  Every server runs as the user postgres on a
+socket directory of the test's own (no TCP), its data on a vss volume, and
+is stopped (immediate) when the test ends, however it ends.
+"""
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD
+
+PG_WRITER = os.path.abspath(os.path.join(BUILD, "src", "vss-writer-postgresql",
+                                         "vss-writer-postgresql"))
+TEST_WRITER = os.path.abspath(os.path.join(BUILD, "tests", "system", "vss-test-writer"))
+PG_BIN = (sorted(glob.glob("/usr/lib/postgresql/*/bin")) or [""])[-1]
+PORT = 55432
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(PG_BIN, "postgres")) or not os.path.exists(PG_WRITER),
+    reason="needs postgresql (scripts/setup.sh) and vss-writer-postgresql built")
+
+
+def as_pg(*argv, check=True, timeout=120, **kw):
+    r = subprocess.run(["runuser", "-u", "postgres", "--"] + list(argv),
+                       capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError("%s -> %d: %s%s" % (argv, r.returncode, r.stdout, r.stderr))
+    return r
+
+
+class Server:
+    """One postgres on @data, its socket in @sock; stopped by stop()."""
+
+    def __init__(self, data, sock, port, log):
+        self.data, self.sock, self.port, self.log = data, sock, port, log
+
+    def start(self, *opts, check=True):
+        o = "-k %s -p %d -c listen_addresses='' -c max_wal_size=64MB %s" % (
+            self.sock, self.port, " ".join(opts))
+        return as_pg(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-o", o, "-l",
+                     self.log, "-w", "-t", "60", "start", check=check)
+
+    def stop(self, mode="immediate"):
+        as_pg(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop",
+              check=False)
+        # pg_ctl gives up on a server it cannot signal: end it by its pid.
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                pid = int(f.readline())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    def sql(self, q, user="postgres", db="postgres", check=True):
+        r = as_pg(os.path.join(PG_BIN, "psql"), "-h", self.sock, "-p", str(self.port),
+                  "-U", user, "-d", db, "-AtX", "-v", "ON_ERROR_STOP=1", "-c", q,
+                  check=check)
+        return r.stdout.strip() if check else r
+
+    def logtext(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+def database_volume(vssd, workdir, size, user, mode):
+    """A vss volume ("db", ext4) mounted at ROOT/mnt, and two directories
+    of @user (@mode): mnt/data for the server's data, ROOT/sock for its
+    socket and logs; the test's directories opened to @user on the way.
+    Returns (mount point, data, sock)."""
+    os.chmod(workdir, 0o755)
+    os.chmod(vssd.root, 0o755)
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.create_volume("db", size)
+    vssd.vss("volume", "mount", "db", mnt, "--mkfs", "ext4")
+    sock = os.path.join(vssd.root, "sock")
+    data = os.path.join(mnt, "data")
+    for d in (sock, data):
+        os.mkdir(d, mode)
+        shutil.chown(d, user, user)
+    return mnt, data, sock
+
+
+def keeper(servers, make):
+    """make(data_dir, n), each server it makes kept in @servers."""
+    def server(data_dir, n):
+        servers.append(make(data_dir, n))
+        return servers[-1]
+    return server
+
+
+def end_all(vssd, servers):
+    """The helpers (load, writers) killed, then every server stopped."""
+    for p in vssd.helpers:
+        if p.poll() is None:
+            p.kill()
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def pg(vssd, workdir):
+    """A cluster on a mounted vss volume, with the pgbench tables; yields
+    (server, mount point, a factory of more servers)."""
+    mnt, data, sock = database_volume(vssd, workdir, "320M", "postgres", 0o700)
+    servers = []
+    server = keeper(servers, lambda data_dir, n: Server(data_dir, sock, PORT + n,
+                                                         os.path.join(sock, "log%d" % n)))
+    try:
+        as_pg(os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust", "-U", "postgres",
+              "--wal-segsize=1", "-N")
+        main = server(data, 0)
+        main.start()
+        as_pg(os.path.join(PG_BIN, "pgbench"), "-h", sock, "-p", str(PORT), "-U", "postgres",
+              "-i", "-q", "-s", "1", "postgres")
+        yield main, mnt, server
+    finally:
+        end_all(vssd, servers)
+
+
+def start_writer(d, main, user="postgres", wait=True):
+    conf = os.path.join(d.root, "pg-%s.conf" % user)
+    with open(conf, "w") as f:
+        f.write("# name unit conninfo\nmain - host=%s port=%d user=%s dbname=postgres\n"
+                % (main.sock, main.port, user))
+    log = os.path.join(d.root, "pgwriter-%s.log" % user)
+    return spawn_writer(d, "postgresql", [PG_WRITER, "--run-dir", d.run, "--config", conf,
+                                          "--once"], log, wait)
+
+
+def spawn_writer(d, name, argv, log, wait=True):
+    """Starts the writer @argv (standard error to @log) and, with @wait,
+    waits until a new instance of writer @name is registered."""
+    def instances():
+        return {x["instance"] for x in d.json("list", "writers")["writers"]
+                if x["name"] == name}
+    before = instances()
+    w = d.spawn(argv, stderr=open(log, "ab"))
+    deadline = time.time() + 15
+    while wait and not instances() - before:
+        assert w.poll() is None, open(log).read()
+        assert time.time() < deadline, open(log).read()
+        time.sleep(0.05)
+    return w, log
+
+
+def pgbench(d, main, seconds):
+    # Not through runuser: killing runuser would leave pgbench running.
+    return d.spawn([os.path.join(PG_BIN, "pgbench"), "-h", main.sock, "-p", str(main.port),
+                    "-U", "postgres", "-c", "4", "-T", str(seconds), "-n", "postgres"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def shadow_copy(vssd, mnt, i, writers):
+    """A shadow of @mnt (with the writers or not); its data directory
+    copied to ROOT/copy@i, returned."""
+    sid = vssd.json("create", "shadow", "--for", mnt, "--json",
+                    *([] if writers else ["--no-writers"]))["shadows"][0]["id"]
+    exp = os.path.join(vssd.root, "exp%d" % i)
+    vssd.vss("expose", sid, exp)
+    try:
+        to = os.path.join(vssd.root, "copy%d" % i)
+        shutil.copytree(os.path.join(exp, "data"), to, symlinks=True)
+    finally:
+        vssd.vss("unexpose", exp)
+    return to
+
+
+def check_copy(copy, label_expected):
+    """@copy (a data directory) started as a second server: it recovered
+    from its backup label (or by crash recovery) and holds pgbench's
+    invariant, and amcheck finds its indexes sound; returns the history
+    count."""
+    s = copy["server"]
+    shutil.chown(s.data, "postgres", "postgres")
+    subprocess.run(["chown", "-R", "postgres:postgres", s.data], check=True)
+    os.chmod(s.data, 0o700)
+    s.start()
+    # pg_ctl returns once connections are accepted: read-only ones while a
+    # recovery with recovery.signal still runs.
+    wait_for(lambda: s.sql("SELECT pg_is_in_recovery()") == "f", 30,
+             lambda: "still in recovery: " + s.logtext())
+    log = s.logtext()
+    if label_expected:
+        assert "starting backup recovery with redo LSN" in log, log
+        assert "completed backup recovery" in log, log
+    else:
+        assert "automatic recovery in progress" in log, log
+        assert "backup recovery" not in log, log
+    a, h, t, b, n = s.sql(
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
+        "(SELECT coalesce(sum(delta), 0) FROM pgbench_history), "
+        "(SELECT sum(tbalance) FROM pgbench_tellers), "
+        "(SELECT sum(bbalance) FROM pgbench_branches), "
+        "(SELECT count(*) FROM pgbench_history)").split("|")
+    assert a == h == t == b, (a, h, t, b)
+    s.sql("CREATE EXTENSION amcheck")
+    checked = s.sql("SELECT count(bt_index_check(c.oid, true)) FROM pg_index i JOIN pg_class c "
+                    "ON c.oid = i.indexrelid WHERE c.relname LIKE 'pgbench_%'")
+    assert int(checked) == 3      # accounts, branches, tellers primary keys
+    s.stop("fast")
+    return int(n)
+
+
+def history(main):
+    return int(main.sql("SELECT count(*) FROM pgbench_history"))
+
+
+def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
+    main, mnt, server = pg
+    w, wlog = start_writer(vssd, main)
+    bench = pgbench(vssd, main, 60)
+    time.sleep(1)
+    copies = []
+    # A shadow with the writer, one without (crash-consistent).
+    for i, writers in enumerate((True, False)):
+        time.sleep(0.5)
+        to = shadow_copy(vssd, mnt, i, writers)
+        assert os.path.exists(os.path.join(to, "vss_backup_label")) == writers
+        # The live data directory keeps no label once the set is done.
+        assert not os.path.exists(os.path.join(mnt, "data", "vss_backup_label"))
+        os.remove(os.path.join(to, "postmaster.pid"))
+        if writers:     # what a restore does (the writer's post_restore)
+            os.rename(os.path.join(to, "vss_backup_label"), os.path.join(to, "backup_label"))
+            open(os.path.join(to, "recovery.signal"), "w").close()
+            with open(os.path.join(to, "postgresql.auto.conf"), "a") as f:
+                f.write("restore_command = 'false'\n")
+        copies.append({"server": server(to, 1 + i), "label": writers})
+    # Backups: a full and an incremental, while pgbench goes on.
+    repo = os.path.join(workdir, "repo")
+    full = vssd.json("backup", "create", "--to", repo, "--for", mnt)["id"]
+    time.sleep(1)
+    before = history(main)
+    incr = vssd.json("backup", "create", "--to", repo, "--for", mnt, "--type",
+                     "incremental")["id"]
+    assert bench.poll() is None, "pgbench stopped early"
+    bench.kill()
+    bench.wait()
+    with open(wlog) as f:
+        text = f.read()
+    assert text.count("backup started") == 3, text
+    for c in copies:
+        assert check_copy(c, c["label"]) > 0
+    # Each backup restored elsewhere: the writer writes its label back.
+    counts = []
+    for i, bid in enumerate((full, incr)):
+        to = os.path.join(vssd.root, "restored%d" % i)
+        r = vssd.json("restore", "--from", repo, bid, "--to", to)
+        comp = [c for c in r["components"] if c["writer"] == "postgresql"]
+        assert comp and comp[0]["status"] == "all", r
+        data = to + os.path.join(mnt, "data")
+        assert os.path.exists(os.path.join(data, "backup_label"))
+        assert os.path.exists(os.path.join(data, "recovery.signal"))
+        assert not os.path.exists(os.path.join(data, "postmaster.pid"))
+        counts.append(check_copy({"server": server(data, 10 + i)}, True))
+    # The incremental restores to its own instant: at least what was
+    # committed before it started.
+    assert counts[1] >= before > counts[0] > 0, (counts, before)
+    with open(wlog) as f:
+        assert "restored with its backup label" in f.read()
+    # In place: refused while the cluster runs without a unit to stop it,
+    # nothing written; once it is stopped, restored and recovered.
+    live = history(main)
+    r = vssd.vss("restore", "--from", repo, incr, check=False)
+    assert r.returncode != 0 and "is running and has no systemd unit" in r.stderr, r.stderr
+    assert history(main) == live
+    main.stop("fast")
+    vssd.json("restore", "--from", repo, incr)
+    assert check_copy({"server": main}, True) >= counts[1]
+    assert w.poll() is None
+
+
+def hang_front_writer(d):
+    """A front-end writer that hangs at freeze (answers on SIGUSR1): the
+    PostgreSQL writer has started its backup and waits for its freeze."""
+    log = os.path.join(d.root, "events")
+    p = d.spawn([TEST_WRITER, "--run-dir", d.run, "--name", "front", "--log", log,
+                 "--class", "front", "--hang-at", "freeze", "--timeout", "30000"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p, log
+
+
+def wait_for(cond, seconds, what):
+    """Until cond() holds; fails after @seconds with what() said."""
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, what()
+        time.sleep(0.05)
+
+
+def fails_at_freeze(vssd, front, req, mnt, *said):
+    """The hung writer @front let go: the set of @req fails at freeze
+    saying each of @said, nothing is left of it and @mnt is not frozen."""
+    front.send_signal(signal.SIGUSR1)
+    out, err = req.communicate(timeout=60)
+    assert req.returncode == 1, (out, err)
+    assert all(s in err for s in said), err
+    assert vssd.shadows() == []
+    with open(os.path.join(mnt, "after"), "w") as f:
+        f.write("x")
+    subprocess.run(["sync", "-f", mnt], timeout=10, check=True)
+    front.kill()
+    front.wait()
+
+
+def shadow_in_background(d, mnt):
+    return subprocess.Popen(["/usr/bin/env", os.path.join(BUILD, "src", "vss", "vss"), "--run-dir",
+                             d.run, "create", "shadow", "--for", mnt], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_server_stops_mid_backup_and_writer_killed(vssd, pg):
+    main, mnt, server = pg
+    w, wlog = start_writer(vssd, main)
+    front, elog = hang_front_writer(vssd)
+
+    def started():
+        with open(wlog) as f:
+            return "backup started" in f.read()
+
+    # 1. The writer killed between pg_backup_start and pg_backup_stop: its
+    # connection's end ends the server's backup.
+    req = shadow_in_background(vssd, mnt)
+    wait_for(lambda: started() and os.path.exists(elog) and "freeze" in open(elog).read(),
+             40, lambda: "no backup started: " + open(wlog).read() + vssd.log()[-2000:])
+    w.kill()
+    w.wait()
+    wait_for(lambda: "aborting backup due to backend exiting before pg_backup_stop was "
+             "called" in main.logtext(), 10, lambda: "the server's backup was left in "
+             "progress: " + main.logtext())
+    front.send_signal(signal.SIGUSR1)
+    out, err = req.communicate(timeout=60)
+    assert req.returncode == 1, (out, err)
+    assert "writer postgresql failed" in err, err
+    assert vssd.shadows() == []
+    # 2. The server stops while the backup is in progress: the writer fails
+    # the set at freeze with the reason, nothing stays blocked.
+    front.kill()
+    front.wait()
+    w, wlog = start_writer(vssd, main)
+    front, elog = hang_front_writer(vssd)
+    open(elog, "w").close()
+    starts = open(wlog).read().count("backup started")
+    req = shadow_in_background(vssd, mnt)
+    wait_for(lambda: "freeze" in open(elog).read() and open(wlog).read().count(
+        "backup started") == starts + 1, 40,
+        lambda: "no second backup started: " + open(wlog).read() + vssd.log()[-2000:])
+    main.stop("fast")
+    fails_at_freeze(vssd, front, req, mnt, "writer postgresql failed at freeze", "cluster main")
+    assert not os.path.exists(os.path.join(mnt, "data", "vss_backup_label"))
+    # The server back, the next set goes through.
+    main.start()
+    vssd.shadow(mnt)
+    assert w.poll() is None
+
+
+def test_refusals_say_why(vssd, pg):
+    """A role without the rights, a standby, wal_level = minimal."""
+    main, mnt, server = pg
+    main.sql("CREATE ROLE plain LOGIN")
+    # It cannot even learn where the data directory is: the writer says so.
+    w, log = start_writer(vssd, main, "plain", wait=False)
+    assert w.wait(20) == 1
+    with open(log) as f:
+        text = f.read()
+    assert "data_directory" in text and "pg_read_all_settings" in text, text
+    # Allowed to read the settings but not to back up: the set fails with why.
+    main.sql("GRANT pg_read_all_settings TO plain")
+    w, log = start_writer(vssd, main, "plain")
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1
+    assert "role plain may not run pg_backup_start and pg_backup_stop" in r.stderr, r.stderr
+    assert vssd.shadows() == []
+    main.sql("GRANT EXECUTE ON FUNCTION pg_backup_start, pg_backup_stop TO plain")
+    vssd.shadow(mnt)
+    taken = len(vssd.shadows())
+    w.kill()
+    w.wait()
+    # A standby (in recovery) of the cluster: a set with a writer for it
+    # fails, saying to back up the primary.
+    standby = server(os.path.join(mnt, "standby"), 1)
+    os.mkdir(standby.data, 0o700)
+    shutil.chown(standby.data, "postgres", "postgres")
+    as_pg(os.path.join(PG_BIN, "pg_basebackup"), "-h", main.sock, "-p", str(main.port),
+          "-U", "postgres", "-D", standby.data, "-R", "-X", "stream", "-c", "fast")
+    standby.start()
+    assert standby.sql("SELECT pg_is_in_recovery()") == "t"
+    w, log = start_writer(vssd, standby)
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1
+    assert "cluster main is a standby (in recovery)" in r.stderr and "primary" in r.stderr, \
+        r.stderr
+    assert len(vssd.shadows()) == taken
+    w.kill()
+    w.wait()
+    standby.stop("fast")
+    # wal_level = minimal allows no online backup: said, nothing taken.
+    main.stop("fast")
+    main.start("-c wal_level=minimal -c max_wal_senders=0")
+    w, log = start_writer(vssd, main)
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1 and "wal_level is minimal" in r.stderr, r.stderr
+    assert len(vssd.shadows()) == taken
+    assert main.sql("SELECT count(*) FROM pgbench_branches") == "1"
