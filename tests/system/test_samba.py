@@ -75,6 +75,9 @@ def smbd(vssd):
         pytest.skip("no smbd or smbclient (Debian: samba, smbclient)")
     if not os.path.exists(shadow_copy2() or "/nonexistent"):
         pytest.skip("smbd has no vfs_shadow_copy2 module (Debian: samba-vfs-modules)")
+    # smbd serves nobody as nobody: the way to the share must be open.
+    for p in (os.path.dirname(vssd.root), vssd.root):
+        os.chmod(p, 0o755)
     t = os.path.join(vssd.root, "samba")
     for sub in ("lock", "state", "cache", "private", "pid", "ncalrpc"):
         os.makedirs(os.path.join(t, sub))
