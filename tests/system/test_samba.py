@@ -130,10 +130,7 @@ def versions_for_samba(vssd, mnt):
     shadows left, their @GMT tokens and what f held at each."""
     share = os.path.join(mnt, "share")
     os.mkdir(share)
-    # The path to the share open to others (smbd acts as the user): the
-    # test's own directories are 0700.
-    for p in (os.path.dirname(vssd.root), vssd.root, mnt):
-        os.chmod(p, 0o755)
+    os.chmod(mnt, 0o755)
     os.chmod(share, 0o777)
     f, secret = os.path.join(share, "f"), os.path.join(share, "secret")
     vssd.vss("expose", "--gmt", "v")
