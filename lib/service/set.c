@@ -20,8 +20,11 @@
  *   3. close the gate of every volume of the set (vol->gate for writing):
  *      writes in flight finish, new ones wait; every write acknowledged
  *      until now is in the engine;
- *   4. every member's provider commits (one engine shadow per volume, one
- *      btrfs snapshot per subvolume): the set's single instant;
+ *   4. every member whose provider holds its target does so (LVM: a
+ *      device-mapper suspend, which freezes the filesystem), then every
+ *      member's provider commits (one engine shadow per volume, one btrfs
+ *      snapshot per subvolume, one LVM snapshot per LV, which resumes it):
+ *      the set's single instant; what a failed commit left held is resumed;
  *   5. open the gates, FITHAW in reverse order, release the guardian;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
  * A member records how far it got (prepared, frozen, taken), and every way
@@ -200,14 +203,29 @@ static int commit_members(struct vss_service *svc, struct svc_set *set, struct v
 	for (size_t i = 0; i < set->n; i++)
 		if (set->m[i].gate)
 			pthread_rwlock_wrlock(set->m[i].gate);
+	/* Every hold before the first commit: one instant for the held ones too. */
+	for (size_t i = 0; i < set->n && rc == 0; i++) {
+		struct svc_member *m = &set->m[i];
+
+		if (m->prov->hold) {
+			rc = m->prov->hold(svc, m, err);
+			m->held = rc == 0;
+		}
+	}
 	for (size_t i = 0; i < set->n && rc == 0; i++) {
 		struct svc_member *m = &set->m[i];
 
 		assert(m->prepared && !m->taken);
 		assert(!m->freeze_dir || m->frozen);
+		assert(!m->prov->hold || m->held);
 		rc = m->prov->commit(svc, m, err);
 		m->taken = rc == 0;
 	}
+	for (size_t i = set->n; i-- > 0;)
+		if (set->m[i].held) {
+			set->m[i].prov->unhold(svc, &set->m[i]);
+			set->m[i].held = false;
+		}
 	for (size_t i = set->n; i-- > 0;)
 		if (set->m[i].gate)
 			pthread_rwlock_unlock(set->m[i].gate);

@@ -29,7 +29,7 @@ def _stop(signum, frame):
 
 
 def test_guest_suite():
-    cmd = [GUEST, "--timeout", str(TIMEOUT), "--",
+    cmd = [GUEST, "--timeout", str(TIMEOUT), "--mem", "1024", "--",
            "env", "VSS_BUILD_DIR=" + os.path.abspath(BUILD), "PYTHONDONTWRITEBYTECODE=1",
            "/usr/bin/python3", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
            GUEST_TESTS]
