@@ -142,6 +142,13 @@ struct vss_provider_ops {
 	/* Optional, with storage: grows it to @size bytes. */
 	int (*storage_resize)(struct vss_service *svc, struct svc_shadow *sh, uint64_t size,
 			      struct vss_error *err);
+	/* Optional: the extents written between shadows @from and @to (both
+	 * this provider's, of one origin; @from the older), in bytes, sorted
+	 * and merged (*@ext malloc'd), with the origin's size and the unit of
+	 * tracking; -EOPNOTSUPP for a pair it cannot compare. */
+	int (*changed)(struct vss_service *svc, const struct svc_shadow *from,
+		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
+		       uint64_t *size, uint64_t *unit, struct vss_error *err);
 	/* Optional: mounts @sh read-only, nosuid, nodev (and noexec unless
 	 * VSS_FS_EXEC in @flags) on the directory @dirfd (checked, nothing
 	 * mounted there: svc_mountpoint_open()), and sets sh->expose_*; NULL

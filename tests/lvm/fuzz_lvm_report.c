@@ -1,7 +1,8 @@
 /*
  * tests/lvm/fuzz_lvm_report.c - libFuzzer target for the LVM report parser
- * (provider/lvm/lvm.h): whatever lvm prints, vssd must neither crash nor
- * keep a name it would not pass to lvm.  Built a second time with
+ * and the thin_delta parser (provider/lvm/lvm.h): whatever lvm or
+ * thin_delta prints, vssd must neither crash nor keep a name it would not
+ * pass to lvm, nor an extent out of order.  Built a second time with
  * -DVSS_LVM_SEEDS as a program that writes real reports into a corpus.
  */
 #include <stdint.h>
@@ -30,6 +31,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		free(lv);
 	}
+	/* The same bytes as thin_delta's output: extents sorted, merged, in chunks. */
+	{
+		struct vss_lvm_extent *e;
+		uint64_t chunk;
+
+		if (vss_lvm_thin_delta_parse((const char *)data, size, &e, &n, &chunk, &err) == 0) {
+			for (size_t i = 0; i < n; i++)
+				if (e[i].length == 0 || e[i].offset % chunk || e[i].length % chunk ||
+				    (i && e[i].offset <= e[i - 1].offset + e[i - 1].length))
+					abort();
+			free(e);
+		}
+	}
 	return 0;
 }
 #else
@@ -42,6 +56,12 @@ int main(int argc, char **argv)
 		return 2;
 	snprintf(path, sizeof(path), "%s/real.json", argv[1]);
 	if (!(f = fopen(path, "w")) || fwrite(lvm_seed_real, 1, strlen(lvm_seed_real), f) == 0)
+		return 1;
+	if (fclose(f) != 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/thin_delta.xml", argv[1]);
+	if (!(f = fopen(path, "w")) ||
+	    fwrite(thin_delta_seed, 1, strlen(thin_delta_seed), f) == 0)
 		return 1;
 	return fclose(f) == 0 ? 0 : 1;
 }

@@ -15,4 +15,11 @@ static const char lvm_seed_real[] =
 	"                  {\"lv_name\":\"thin1\", \"vg_name\":\"vg0\", \"lv_uuid\":\"aRZNO3-vUvj-QCJq-djQY-hE8W-8nsE-kTCVEW\", \"lv_attr\":\"Vwi-aotz--\", \"lv_tags\":\"\", \"origin\":\"\", \"pool_lv\":\"pool\", \"segtype\":\"thin\", \"lv_size\":\"104857600\", \"vg_free\":\"281018368\", \"lv_kernel_major\":\"254\", \"lv_kernel_minor\":\"4\", \"snap_percent\":\"11.06\", \"data_percent\":\"11.06\", \"lv_snapshot_invalid\":\"0\"}\n"
 	"              ]\n          }\n      ]\n  }\n";
 
+/* thin_delta --metadata-snap --snap1 1 --snap2 2 (thin-provisioning-tools 0.9). */
+static const char thin_delta_seed[] =
+	"<superblock uuid=\"\" time=\"1\" transaction=\"4\" data_block_size=\"128\" "
+	"nr_data_blocks=\"3200\">\n  <diff left=\"1\" right=\"2\">\n"
+	"    <different begin=\"14\" length=\"2\"/>\n"
+	"    <right_only begin=\"16\" length=\"1\"/>\n  </diff>\n</superblock>\n";
+
 #endif

@@ -2,7 +2,8 @@
  * tests/lvm/test_lvm_report.c - the LVM report parser (provider/lvm/lvm.h)
  * on a real report and on crafted, hostile ones: names vss must never pass
  * to lvm are left out, what is not the report's shape is refused, tags say
- * what is vss's, and nothing is read past what was given.
+ * what is vss's, and nothing is read past what was given; and the parser
+ * of thin_delta's output the same way.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,6 +192,70 @@ static void percents_and_missing_fields(void **state)
 	free(lv);
 }
 
+static void thin_delta_output(void **state)
+{
+	/* thin_delta 0.9's output for a 64 KiB-chunk pool (data_block_size in sectors). */
+	static const char xml[] =
+		"<superblock uuid=\"\" time=\"1\" transaction=\"4\" data_block_size=\"128\" "
+		"nr_data_blocks=\"3200\">\n  <diff left=\"1\" right=\"2\">\n"
+		"    <different begin=\"14\" length=\"2\"/>\n"
+		"    <right_only begin=\"16\" length=\"1\"/>\n"
+		"    <left_only begin=\"3\" length=\"1\"/>\n"
+		"    <right_only begin=\"40\" length=\"48\"/>\n  </diff>\n</superblock>\n";
+	struct vss_error err = { 0 };
+	struct vss_lvm_extent *e;
+	uint64_t chunk;
+	size_t n;
+
+	assert_int_equal(vss_lvm_thin_delta_parse(xml, strlen(xml), &e, &n, &chunk, &err), 0);
+	assert_int_equal(chunk, 65536);
+	/* Sorted, and 14+2 and 16+1 merged. */
+	assert_int_equal(n, 3);
+	assert_int_equal(e[0].offset, 3 * 65536);
+	assert_int_equal(e[0].length, 65536);
+	assert_int_equal(e[1].offset, 14 * 65536);
+	assert_int_equal(e[1].length, 3 * 65536);
+	assert_int_equal(e[2].offset, 40 * 65536);
+	assert_int_equal(e[2].length, 48 * 65536);
+	free(e);
+}
+
+static void thin_delta_hostile(void **state)
+{
+	static const char *const bad[] = {
+		"", "<diff>", "<superblock data_block_size=\"0\">",
+		"<different begin=\"1\" length=\"1\"/>",   /* before any superblock */
+		"<superblock data_block_size=\"128\"><different begin=\"1\"/>",
+		"<superblock data_block_size=\"128\"><different begin=\"x\" length=\"1\"/>",
+		"<superblock data_block_size=\"128\"><different begin=\"1\" length=\"0\"/>",
+		"<superblock data_block_size=\"128\"><different begin=\"-1\" length=\"1\"/>",
+		"<superblock data_block_size=\"128\"><different begin=\"99999999999999999999\" "
+		"length=\"1\"/>",
+		"<superblock data_block_size=\"128\"><right_only begin=\"1\" "
+		"length=\"18446744073709551615\"/>",
+		"<superblock data_block_size=\"128\"><different begin=\"1\" length=\"1\"",
+		"<superblock data_block_size=\"4294967296\">",
+		/* a second superblock with another unit (found by the fuzz target) */
+		"<superblock data_block_size=\"128\"><different begin=\"1\" length=\"1\"/>"
+		"<superblock data_block_size=\"205\"><different begin=\"3\" length=\"1\"/>",
+	};
+	struct vss_error err = { 0 };
+	struct vss_lvm_extent *e = (void *)1;
+	uint64_t chunk;
+	size_t n = 3;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_true(vss_lvm_thin_delta_parse(bad[i], strlen(bad[i]), &e, &n, &chunk,
+						     &err) < 0);
+		assert_null(e);
+		assert_int_equal(n, 0);
+	}
+	/* A NUL inside: refused, not cut short. */
+	static const char nul[] = "<superblock data_block_size=\"8\">\0<x>";
+
+	assert_true(vss_lvm_thin_delta_parse(nul, sizeof(nul) - 1, &e, &n, &chunk, &err) < 0);
+}
+
 static void names(void **state)
 {
 	assert_true(vss_lvm_name_ok("vg0"));
@@ -213,6 +278,8 @@ int main(void)
 		cmocka_unit_test(wrong_shapes_refused),
 		cmocka_unit_test(not_nul_terminated),
 		cmocka_unit_test(percents_and_missing_fields),
+		cmocka_unit_test(thin_delta_output),
+		cmocka_unit_test(thin_delta_hostile),
 		cmocka_unit_test(names),
 	};
 

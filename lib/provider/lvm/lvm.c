@@ -33,7 +33,7 @@
 
 const char VSS_LVM_FIELDS[] = "lv_name,vg_name,lv_uuid,lv_attr,lv_tags,origin,pool_lv,segtype,"
 			      "lv_size,vg_free,lv_kernel_major,lv_kernel_minor,snap_percent,"
-			      "data_percent,lv_snapshot_invalid";
+			      "data_percent,lv_snapshot_invalid,thin_id";
 
 bool vss_lvm_name_ok(const char *s)
 {
@@ -161,6 +161,7 @@ static int parse_row(json_t *row, struct vss_lvm_lv *lv)
 	lv->vg_free = num_field(row, "vg_free", 0, LLONG_MAX, &v) == 0 ? (uint64_t)v : 0;
 	lv->major = num_field(row, "lv_kernel_major", -1, INT_MAX, &v) == 0 ? (int)v : -1;
 	lv->minor = num_field(row, "lv_kernel_minor", -1, INT_MAX, &v) == 0 ? (int)v : -1;
+	lv->thin_id = num_field(row, "thin_id", 0, 0xffffff, &v) == 0 ? (int)v : -1;
 	lv->snap_percent = pct_field(row, "snap_percent");
 	lv->data_percent = pct_field(row, "data_percent");
 	lv->snap_invalid = num_field(row, "lv_snapshot_invalid", 0, 1, &v) == 0 && v == 1;
@@ -281,8 +282,18 @@ static void tail_append(char *buf, size_t *len, size_t cap, const char *data, si
  * non-zero exit is -EIO (or -ENOSPC when lvm says so) with lvm's last line
  * of stderr in @err.
  */
+static int run_tool(const char *bin, const char *const *argv, bool lvm, char **out,
+		    size_t *out_len, struct vss_error *err);
+
 static int lvm_run(const char *const *argv, char **out, size_t *out_len,
 		   struct vss_error *err)
+{
+	return run_tool(LVM_BIN, argv, true, out, out_len, err);
+}
+
+/* Runs @bin with @argv after it (lvm: its command, then our --config). */
+static int run_tool(const char *bin, const char *const *argv, bool lvm, char **out,
+		    size_t *out_len, struct vss_error *err)
 {
 	const char *args[40];
 	char *envp[4], sysdir[PATH_MAX + 16];
@@ -293,14 +304,16 @@ static int lvm_run(const char *const *argv, char **out, size_t *out_len,
 	time_t deadline = time(NULL) + LVM_DEADLINE_S;
 	pid_t pid;
 
-	args[nargs++] = LVM_BIN;
+	args[nargs++] = bin;
 	for (size_t i = 0; argv[i]; i++) {
 		if (nargs + 4 >= sizeof(args) / sizeof(args[0]))
-			return vss_error_set(err, -E2BIG, "too many arguments for lvm");
+			return vss_error_set(err, -E2BIG, "too many arguments for %s", bin);
 		args[nargs++] = argv[i];
 	}
-	args[nargs++] = "--config";
-	args[nargs++] = LVM_CONFIG;
+	if (lvm) {
+		args[nargs++] = "--config";
+		args[nargs++] = LVM_CONFIG;
+	}
 	args[nargs] = NULL;
 	envp[nenv++] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 	envp[nenv++] = "LC_ALL=C";
@@ -323,7 +336,7 @@ static int lvm_run(const char *const *argv, char **out, size_t *out_len,
 		if (nul < 0 || dup2(nul, 0) < 0 || dup2(opipe[1], 1) < 0 || dup2(epipe[1], 2) < 0)
 			_exit(127);
 		close_range(3, ~0u, 0);
-		execve(LVM_BIN, (char *const *)args, envp);
+		execve(bin, (char *const *)args, envp);
 		_exit(127);
 	}
 	close(opipe[1]);
@@ -341,7 +354,7 @@ static int lvm_run(const char *const *argv, char **out, size_t *out_len,
 			continue;
 		if (pr <= 0) {
 			kill(pid, SIGKILL);
-			rc = vss_error_set(err, -ETIMEDOUT, "lvm %s: no answer after %d s", argv[0],
+			rc = vss_error_set(err, -ETIMEDOUT, "%s: no answer after %d s", argv[0],
 					   LVM_DEADLINE_S);
 			break;
 		}
@@ -385,7 +398,7 @@ static int lvm_run(const char *const *argv, char **out, size_t *out_len,
 
 		last_line(ebuf, line, sizeof(line));
 		rc = vss_error_set(err, strstr(ebuf, "nsufficient free space") ? -ENOSPC : -EIO,
-				   "lvm %s failed: %s", argv[0],
+				   "%s%s failed: %s", lvm ? "lvm " : "", argv[0],
 				   line[0] ? line : "no reason given");
 	}
 	if (rc == 0 && out) {
@@ -667,4 +680,208 @@ int vss_lvm_extend(const char *vg, const char *name, uint64_t size, struct vss_e
 	snprintf(full, sizeof(full), "%s/%s", vg, name);
 	snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)size);
 	return lvm_run(argv, NULL, NULL, err);
+}
+
+/* ---- changed blocks between thin snapshots ---- */
+
+#define THIN_DELTA_BIN "/usr/sbin/thin_delta"
+
+void vss_lvm_dm_name(const char *vg, const char *lv, const char *suffix, char *out, size_t size)
+{
+	const char *parts[2] = { vg, lv };
+	size_t k = 0;
+
+	for (int p = 0; p < 2; p++) {
+		for (const char *c = parts[p]; *c && k + 3 < size; c++) {
+			if (*c == '-')
+				out[k++] = '-';
+			out[k++] = *c;
+		}
+		if (p == 0 && k + 2 < size)
+			out[k++] = '-';
+	}
+	out[k] = '\0';
+	if (strlen(out) + strlen(suffix) < size)
+		strcat(out, suffix);
+}
+
+/* Sends @msg to sector 0 of the device-mapper device named @name. */
+static int dm_message(const char *name, const char *msg, struct vss_error *err)
+{
+	char buf[sizeof(struct dm_ioctl) + sizeof(struct dm_target_msg) + 64]
+		__attribute__((aligned(8)));
+	struct dm_ioctl *io = (struct dm_ioctl *)buf;
+	struct dm_target_msg *tm = (struct dm_target_msg *)(buf + sizeof(*io));
+	int fd, rc = 0;
+
+	if (strlen(name) >= sizeof(io->name) || strlen(msg) >= 64)
+		return vss_error_set(err, -ENAMETOOLONG, "device-mapper name too long");
+	memset(buf, 0, sizeof(buf));
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = sizeof(buf);
+	io->data_start = sizeof(*io);
+	memcpy(io->name, name, strlen(name) + 1);
+	tm->sector = 0;
+	memcpy(tm->message, msg, strlen(msg) + 1);
+	if ((fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC)) < 0)
+		return vss_error_set(err, -errno, "/dev/mapper/control: %s", strerror(errno));
+	if (ioctl(fd, DM_TARGET_MSG, io) < 0)
+		rc = vss_error_set(err, -errno, "%s: message %s: %s", name, msg, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+/* The number after @key=" in @tag (one XML element), or -EINVAL. */
+static int xml_num(const char *tag, const char *end, const char *key, uint64_t *out)
+{
+	char pat[32];
+	const char *p;
+	char *e;
+
+	snprintf(pat, sizeof(pat), " %s=\"", key);
+	if (!(p = strstr(tag, pat)) || p >= end)
+		return -EINVAL;
+	p += strlen(pat);
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(p, &e, 10);
+	return (errno || *e != '"' || e >= end) ? -EINVAL : 0;
+}
+
+static int cmp_ext(const void *x, const void *y)
+{
+	const struct vss_lvm_extent *a = x, *b = y;
+
+	return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+int vss_lvm_thin_delta_parse(const char *xml, size_t len, struct vss_lvm_extent **out,
+			     size_t *n, uint64_t *chunk, struct vss_error *err)
+{
+	struct vss_lvm_extent *v = NULL;
+	size_t count = 0, cap = 0;
+	uint64_t sectors = 0;
+	char *text;
+	const char *p;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!(text = malloc(len + 1)))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	memcpy(text, xml, len);
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		rc = vss_error_set(err, -EINVAL, "thin_delta: a NUL in its output");
+		goto out;
+	}
+	for (p = text; (p = strchr(p, '<'));) {
+		const char *end = strchr(p, '>');
+		uint64_t begin, length, bytes;
+
+		if (!end) {
+			rc = vss_error_set(err, -EINVAL, "thin_delta: an element is not closed");
+			goto out;
+		}
+		if (strncmp(p, "<superblock ", 12) == 0) {
+			if (sectors) {   /* one unit for every range */
+				rc = vss_error_set(err, -EINVAL, "thin_delta: two superblocks");
+				goto out;
+			}
+			if (xml_num(p, end, "data_block_size", &sectors) < 0 || sectors == 0 ||
+			    sectors > (1u << 21)) {
+				rc = vss_error_set(err, -EINVAL, "thin_delta: no data_block_size");
+				goto out;
+			}
+		} else if (strncmp(p, "<different ", 11) == 0 ||
+			   strncmp(p, "<right_only ", 12) == 0 ||
+			   strncmp(p, "<left_only ", 11) == 0) {
+			/* left_only: mapped in the older one, unmapped now (discarded): changed. */
+			if (!sectors || xml_num(p, end, "begin", &begin) < 0 ||
+			    xml_num(p, end, "length", &length) < 0 || length == 0 ||
+			    begin > UINT64_MAX / (sectors * 512) / 2 ||
+			    length > UINT64_MAX / (sectors * 512) / 2) {
+				rc = vss_error_set(err, -EINVAL, "thin_delta: a malformed range");
+				goto out;
+			}
+			bytes = sectors * 512;
+			if (count == cap) {
+				struct vss_lvm_extent *bigger;
+
+				cap = cap ? cap * 2 : 64;
+				if (!(bigger = realloc(v, cap * sizeof(*v)))) {
+					rc = vss_error_set(err, -ENOMEM, "out of memory");
+					goto out;
+				}
+				v = bigger;
+			}
+			v[count].offset = begin * bytes;
+			v[count++].length = length * bytes;
+		}
+		p = end + 1;
+	}
+	if (!sectors) {
+		rc = vss_error_set(err, -EINVAL, "thin_delta: no superblock");
+		goto out;
+	}
+	if (count > 1) {
+		size_t k = 0;
+
+		qsort(v, count, sizeof(*v), cmp_ext);
+		for (size_t i = 1; i < count; i++) {
+			if (v[i].offset <= v[k].offset + v[k].length) {
+				uint64_t e = v[i].offset + v[i].length;
+
+				if (e > v[k].offset + v[k].length)
+					v[k].length = e - v[k].offset;
+			} else {
+				v[++k] = v[i];
+			}
+		}
+		count = k + 1;
+	}
+	*chunk = sectors * 512;
+	*out = v;
+	*n = count;
+	v = NULL;
+out:
+	free(v);
+	free(text);
+	return rc;
+}
+
+int vss_lvm_thin_delta(const struct vss_lvm_lv *a, const struct vss_lvm_lv *b,
+		       struct vss_lvm_extent **out, size_t *n, uint64_t *chunk,
+		       struct vss_error *err)
+{
+	char tpool[DM_NAME_LEN], tmeta[DM_NAME_LEN + 16], id1[16], id2[16];
+	const char *argv[] = { "--metadata-snap", "--snap1", id1, "--snap2", id2, tmeta, NULL };
+	struct vss_error rerr;
+	char *xml = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!a->thin || !b->thin || a->thin_id < 0 || b->thin_id < 0 ||
+	    strcmp(a->vg, b->vg) != 0 || strcmp(a->pool, b->pool) != 0 || !a->pool[0])
+		return vss_error_set(err, -EINVAL, "%s/%s and %s/%s are not thin volumes of one "
+				     "pool", a->vg, a->name, b->vg, b->name);
+	if (!vss_lvm_name_ok(a->vg) || !vss_lvm_name_ok(a->pool))
+		return vss_error_set(err, -EINVAL, "not a logical volume name");
+	vss_lvm_dm_name(a->vg, a->pool, "-tpool", tpool, sizeof(tpool));
+	strcpy(tmeta, "/dev/mapper/");
+	vss_lvm_dm_name(a->vg, a->pool, "_tmeta", tmeta + 12, sizeof(tmeta) - 12);
+	snprintf(id1, sizeof(id1), "%d", a->thin_id);
+	snprintf(id2, sizeof(id2), "%d", b->thin_id);
+	if ((rc = dm_message(tpool, "reserve_metadata_snap", err)) < 0)
+		return rc;
+	rc = run_tool(THIN_DELTA_BIN, argv, false, &xml, &len, err);
+	if (dm_message(tpool, "release_metadata_snap", &rerr) < 0 && rc == 0)
+		rc = vss_error_set(err, rerr.code, "%s", rerr.msg);
+	if (rc == 0)
+		rc = vss_lvm_thin_delta_parse(xml, len, out, n, chunk, err);
+	free(xml);
+	return rc;
 }

@@ -47,6 +47,7 @@ struct vss_lvm_lv {
 	char pool[VSS_LVM_NAME_MAX];    /* a thin LV's pool, or "" */
 	char segtype[32];               /* "linear", "thin", "thin-pool", "striped", ... */
 	int major, minor;               /* the device while active, else -1 */
+	int thin_id;                    /* a thin LV's device ID in its pool, else -1 */
 	uint64_t size;                  /* bytes */
 	uint64_t vg_free;               /* bytes free in its VG */
 	double snap_percent;            /* a classic snapshot's storage used, in %; -1 if none */
@@ -119,6 +120,33 @@ int vss_lvm_unhold(dev_t dev, bool *was, struct vss_error *err);
 /* The "LVM-..." UUID of device-mapper device @dev from sysfs into @out;
  * -ENODEV if it is not a device-mapper device. */
 int vss_lvm_dm_uuid(dev_t dev, char *out, size_t size);
+
+/* One run of changed bytes. */
+struct vss_lvm_extent {
+	uint64_t offset, length;
+};
+
+/*
+ * The extents of thin LV @b that differ from thin LV @a (same pool; @a the
+ * older snapshot) according to the pool's own metadata: thin_delta over a
+ * metadata snapshot of the live pool (reserve_metadata_snap, released
+ * again whatever happens).  In bytes, sorted, merged, in units of the
+ * pool's chunk (*@chunk bytes).  A chunk written is listed even if its
+ * content came back to what it was.  *@out is malloc'd.
+ */
+int vss_lvm_thin_delta(const struct vss_lvm_lv *a, const struct vss_lvm_lv *b,
+		       struct vss_lvm_extent **out, size_t *n, uint64_t *chunk,
+		       struct vss_error *err);
+
+/* Parses thin_delta's XML (@len bytes) into sorted, merged byte extents;
+ * -EINVAL for anything but its shape. */
+int vss_lvm_thin_delta_parse(const char *xml, size_t len, struct vss_lvm_extent **out,
+			     size_t *n, uint64_t *chunk, struct vss_error *err);
+
+/* device-mapper's name of @vg/@lv followed by @suffix ("", "-tpool"):
+ * dashes in each part doubled, the parts joined by one. */
+void vss_lvm_dm_name(const char *vg, const char *lv, const char *suffix, char *out,
+		     size_t size);
 
 /* Formats/parses IDs as lower-case UUIDs (37 bytes with the NUL). */
 void vss_lvm_format_id(const unsigned char id[16], char out[37]);

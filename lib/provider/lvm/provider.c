@@ -53,20 +53,9 @@ struct lvm_member {
 /* /dev/mapper/VG-LV, dashes doubled as device-mapper names them. */
 static void dm_path(const char *vg, const char *lv, char *out, size_t size)
 {
-	size_t k = 0;
-	const char *parts[2] = { vg, lv };
+	size_t k = (size_t)snprintf(out, size, "/dev/mapper/");
 
-	k = (size_t)snprintf(out, size, "/dev/mapper/");
-	for (int p = 0; p < 2; p++) {
-		for (const char *s = parts[p]; *s && k + 3 < size; s++) {
-			if (*s == '-')
-				out[k++] = '-';
-			out[k++] = *s;
-		}
-		if (p == 0 && k + 2 < size)
-			out[k++] = '-';
-	}
-	out[k] = '\0';
+	vss_lvm_dm_name(vg, lv, "", out + k, size - k);
 }
 
 /* The filesystem holding @path, and whether its device is an LV (sysfs only). */
@@ -329,6 +318,45 @@ static int lvm_storage_resize(struct vss_service *svc, struct svc_shadow *sh, ui
 	return vss_lvm_extend(snap.vg, snap.name, size, err);
 }
 
+/* Changed blocks between two thin snapshots of one origin, from the pool's
+ * metadata (thin_delta). */
+static int lvm_changed(struct vss_service *svc, const struct svc_shadow *from,
+		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
+		       uint64_t *size, uint64_t *unit, struct vss_error *err)
+{
+	struct vss_lvm_lv a, b;
+	struct vss_lvm_extent *d;
+	vss_cow_id id;
+	int rc;
+
+	*ext = NULL;
+	*n = 0;
+	svc_id_parse(from->rec.id, id);
+	if ((rc = vss_lvm_find(NULL, id, &a, err)) < 0)
+		return rc;
+	svc_id_parse(to->rec.id, id);
+	if ((rc = vss_lvm_find(NULL, id, &b, err)) < 0)
+		return rc;
+	if (!a.thin || !b.thin || strcmp(a.vg, b.vg) != 0 || strcmp(a.origin, b.origin) != 0)
+		return vss_error_set(err, -EOPNOTSUPP, "shadow copies %s and %s are not thin "
+				     "snapshots of one LV: no changed blocks between them",
+				     from->rec.id, to->rec.id);
+	if ((rc = vss_lvm_thin_delta(&a, &b, &d, n, unit, err)) < 0)
+		return rc;
+	/* The same two fields: a vss_cow_extent array is what the service hands on. */
+	if (*n && !(*ext = calloc(*n, sizeof(**ext)))) {
+		free(d);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < *n; i++) {
+		(*ext)[i].offset = d[i].offset;
+		(*ext)[i].length = d[i].length;
+	}
+	free(d);
+	*size = b.size;
+	return 0;
+}
+
 /* ---- recovery ---- */
 
 static int lvm_recover(struct vss_service *svc, struct vss_error *err)
@@ -444,6 +472,7 @@ const struct vss_provider_ops svc_provider_lvm = {
 	.location = svc_provider_location_path,
 	.remove = lvm_remove,
 	.info = lvm_info,
+	.changed = lvm_changed,
 	.storage = lvm_storage,
 	.storage_resize = lvm_storage_resize,
 	.expose = lvm_expose,
