@@ -17,7 +17,7 @@ from conftest import BUILD
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GUEST = os.path.join(REPO, "scripts", "guest.sh")
 GUEST_TESTS = os.path.join(REPO, "tests", "guest")
-TIMEOUT = 780
+TIMEOUT = 500
 
 
 class Stopped(Exception):

@@ -611,6 +611,7 @@ int vss_lvm_snapshot(const struct vss_lvm_lv *origin, const unsigned char shadow
 		/* In bytes: lvcreate quietly shrinks a percentage to the room left. */
 		want = cow_size ? cow_size
 			 : (origin->size + VSS_LVM_COW_DIVISOR - 1) / VSS_LVM_COW_DIVISOR;
+		want = (want + 511) / 512 * 512;   /* lvm takes whole sectors */
 		snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)want);
 		argv[k++] = "--size";
 		argv[k++] = bytes;
@@ -678,7 +679,7 @@ int vss_lvm_extend(const char *vg, const char *name, uint64_t size, struct vss_e
 		return vss_error_set(err, -EINVAL, "%s/%s already holds %llu bytes: it only grows",
 				     vg, name, (unsigned long long)lv.size);
 	snprintf(full, sizeof(full), "%s/%s", vg, name);
-	snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)size);
+	snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)((size + 511) / 512 * 512));
 	return lvm_run(argv, NULL, NULL, err);
 }
 
