@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -59,6 +60,9 @@ struct svc_member {
 	const char *freeze_dir;        /* a mount point the coordinator FIFREEZEs around commit,
 	                                * or NULL */
 	const char *freeze_loop;       /* the loop device freeze_dir must still be mounted from */
+	dev_t hold_dev;                /* set by prepare if hold will suspend this
+	                                * device-mapper device (the guardian resumes it
+	                                * if vssd dies), else 0 */
 	void *priv;                    /* the provider's, from prepare until adopt or abort */
 	/* The coordinator's: */
 	bool prepared;                 /* prepare succeeded: abort or adopt must follow */

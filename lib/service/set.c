@@ -20,12 +20,14 @@
  *   3. close the gate of every volume of the set (vol->gate for writing):
  *      writes in flight finish, new ones wait; every write acknowledged
  *      until now is in the engine;
- *   4. every member whose provider holds its target does so (LVM: a
- *      device-mapper suspend, which freezes the filesystem), then every
- *      member's provider commits (one engine shadow per volume, one btrfs
+ *   2b. every member whose provider holds its target does so (LVM: a
+ *      device-mapper suspend, which freezes the filesystem; the guardian
+ *      resumes it if vssd dies);
+ *   4. every member's provider commits (one engine shadow per volume, one btrfs
  *      snapshot per subvolume, one LVM snapshot per LV, which resumes it):
- *      the set's single instant; what a failed commit left held is resumed;
- *   5. open the gates, FITHAW in reverse order, release the guardian;
+ *      the set's single instant;
+ *   5. open the gates, resume what a failed commit left held, FITHAW in
+ *      reverse order, release the guardian;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
  * A member records how far it got (prepared, frozen, taken), and every way
  * out goes through abort_set(), which undoes exactly that: the shadows
@@ -65,12 +67,12 @@
 
 /* ---- the real freezer: the guardian and FIFREEZE ---- */
 
-static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n, void **guard,
-		    struct vss_error *err)
+static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n,
+		    const dev_t *held, size_t nheld, void **guard, struct vss_error *err)
 {
 	struct vss_guardian_config cfg = {
 		.limit_ms = svc->freeze_limit_ms, .server = getpid(),
-		.device_tree = svc->dev_dir,
+		.device_tree = svc->dev_dir, .resume = held, .n_resume = nheld,
 	};
 
 	return vss_guardian_start(dirs, n, &cfg, (struct vss_guardian **)guard, err);
@@ -195,15 +197,12 @@ static int freeze_members(struct vss_service *svc, struct svc_set *set, struct v
 	return rc;
 }
 
-/* 3, 4: every gate closed, every member commits, the gates open again. */
-static int commit_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
+/* 2b. Every hold, after the freezes and before the first commit: one
+ * instant for the held members too (the guardian already covers them). */
+static int hold_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
 {
 	int rc = 0;
 
-	for (size_t i = 0; i < set->n; i++)
-		if (set->m[i].gate)
-			pthread_rwlock_wrlock(set->m[i].gate);
-	/* Every hold before the first commit: one instant for the held ones too. */
 	for (size_t i = 0; i < set->n && rc == 0; i++) {
 		struct svc_member *m = &set->m[i];
 
@@ -212,6 +211,27 @@ static int commit_members(struct vss_service *svc, struct svc_set *set, struct v
 			m->held = rc == 0;
 		}
 	}
+	return rc;
+}
+
+/* 5a. What a failed or skipped commit left held is resumed, newest first. */
+static void unhold_members(struct vss_service *svc, struct svc_set *set)
+{
+	for (size_t i = set->n; i-- > 0;)
+		if (set->m[i].held) {
+			set->m[i].prov->unhold(svc, &set->m[i]);
+			set->m[i].held = false;
+		}
+}
+
+/* 3, 4: every gate closed, every member commits, the gates open again. */
+static int commit_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < set->n; i++)
+		if (set->m[i].gate)
+			pthread_rwlock_wrlock(set->m[i].gate);
 	for (size_t i = 0; i < set->n && rc == 0; i++) {
 		struct svc_member *m = &set->m[i];
 
@@ -221,11 +241,6 @@ static int commit_members(struct vss_service *svc, struct svc_set *set, struct v
 		rc = m->prov->commit(svc, m, err);
 		m->taken = rc == 0;
 	}
-	for (size_t i = set->n; i-- > 0;)
-		if (set->m[i].held) {
-			set->m[i].prov->unhold(svc, &set->m[i]);
-			set->m[i].held = false;
-		}
 	for (size_t i = set->n; i-- > 0;)
 		if (set->m[i].gate)
 			pthread_rwlock_unlock(set->m[i].gate);
@@ -285,6 +300,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		 struct svc_set **out, struct vss_error *err)
 {
 	const char *dirs[SVC_SET_MAX];
+	dev_t held[SVC_SET_MAX];
+	size_t nheld = 0;
 	struct svc_set *set;
 	void *guard = NULL;
 	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
@@ -301,14 +318,20 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	svc_id_str(set->uuid, set->id);
 	if ((rc = prepare_members(svc, set, p, dirs, err)) < 0)
 		goto abort;
+	for (size_t i = 0; i < set->n; i++)
+		if (set->m[i].hold_dev)
+			held[nheld++] = set->m[i].hold_dev;
 	/* 2. freeze: the guardian first, so that nothing stays frozen whatever happens */
-	if (set->nfreeze > 0) {
-		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, &guard, err)) < 0)
+	if (set->nfreeze > 0 || nheld > 0) {
+		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard,
+					      err)) < 0)
 			goto abort;
 		t_freeze = mono_ns();
 		rc = freeze_members(svc, set, err);
 	}
-	if (rc == 0 && set->nfreeze > 0 && svc->test_freeze_hold_ms) {
+	if (rc == 0)
+		rc = hold_members(svc, set, err);
+	if (rc == 0 && (set->nfreeze > 0 || nheld > 0) && svc->test_freeze_hold_ms) {
 		vss_log("set %s: holding the freeze for %u ms (test hook)", set->id,
 			svc->test_freeze_hold_ms);
 		usleep(svc->test_freeze_hold_ms * 1000u);
@@ -318,9 +341,10 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	if (rc == 0)
 		rc = commit_members(svc, set, err);
 	t_open = mono_ns();
-	/* 5. thaw, whatever happened */
+	/* 5. resume and thaw, whatever happened */
+	unhold_members(svc, set);
 	thaw_members(svc, set);
-	if (set->nfreeze > 0) {
+	if (set->nfreeze > 0 || nheld > 0) {
 		t_thawed = mono_ns();
 		grc = svc->freezer->release(guard);
 	}
@@ -333,7 +357,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	/* 6. adopt */
 	if ((rc = adopt_members(svc, set, p, err)) < 0)
 		goto abort;
-	set->frozen_ms = set->nfreeze ? ms_between(t_freeze, t_thawed) : 0.0;
+	set->frozen_ms = set->nfreeze || nheld ? ms_between(t_freeze, t_thawed) : 0.0;
 	set->held_ms = ms_between(t_gate, t_open);
 	if (set->nfreeze > 0)
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
@@ -349,6 +373,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	*out = set;
 	return 0;
 abort:
+	unhold_members(svc, set);
 	thaw_members(svc, set);
 	abort_set(svc, set);
 	vss_log("set %s aborted: %s", set->id, err->msg);

@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 mounts_under = sys.modules["system_conftest"].mounts_under
+VSS = sys.modules["system_conftest"].VSS
 
 VG_SIZE = 1200 << 20
 
@@ -162,7 +163,8 @@ def timed_shadow(daemon, *targets, persistent=False, what=""):
 def test_classic_lvs(lvm, daemon):
     """A set over two classic LVs (ext4, xfs) is one instant; the shadow
     storage of each is listed and grows; one that overflows is invalid; a
-    VG without room is refused, naming it, and leaves the LV writable."""
+    VG without room is refused, naming it, and leaves the LV writable; an
+    LV held when vssd is killed is resumed by the guardian."""
     a = lvm.lv("a", "ext4", size="200m")
     b = lvm.lv("b", "xfs")
     which = daemon.json("list", "providers", "--for", a)
@@ -213,6 +215,24 @@ def test_classic_lvs(lvm, daemon):
     write(os.path.join(full, "ok"), "ok")      # live and writable again
     daemon.vss("delete", "shadows", "--all")
     assert not [n for n in lvm.lvs() if n.startswith("vss-")]
+
+    # vssd killed while it holds an LV suspended: the guardian resumes it.
+    daemon.extra_env["VSS_TEST_FREEZE_HOLD_MS"] = "8000"
+    daemon.restart()
+    st = os.stat("/dev/mapper/%s-a" % lvm.vg).st_rdev
+    flag = "/sys/dev/block/%d:%d/dm/suspended" % (os.major(st), os.minor(st))
+    taker = daemon.spawn([VSS, "--run-dir", daemon.run, "create", "shadow", "--for", a],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while open(flag).read().strip() != "1":
+        assert time.monotonic() < deadline and taker.poll() is None, daemon.log()
+        time.sleep(0.1)
+    daemon.kill9()
+    deadline = time.monotonic() + 10
+    while open(flag).read().strip() != "0":
+        assert time.monotonic() < deadline, "LV still suspended after vssd died"
+        time.sleep(0.1)
+    write(os.path.join(a, "after-kill"), "writable")
 
 
 def test_thin_lvs(lvm, daemon):

@@ -258,7 +258,8 @@ static const char *dir_name(const char *dir)
 	return strrchr(dir, '/') + 1;
 }
 
-static int fz_guard(struct vss_service *svc, const char *const *dirs, size_t n, void **guard,
+static int fz_guard(struct vss_service *svc, const char *const *dirs, size_t n,
+		    const dev_t *held, size_t nheld, void **guard,
 		    struct vss_error *err)
 {
 	note("guard %zu", n);

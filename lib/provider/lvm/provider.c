@@ -134,6 +134,8 @@ static int lvm_prepare(struct vss_service *svc, struct svc_member *m, struct vss
 		goto fail;
 	vss_fsinfo_release(&fi);
 	m->priv = lm;
+	if (!lm->origin.thin)
+		m->hold_dev = lm->dev;   /* lvm_hold suspends it: the guardian resumes it */
 	return 0;
 fail:
 	vss_fsinfo_release(&fi);
