@@ -56,16 +56,16 @@ class Lvm:
     def lvm(self, *args, check=True):
         return sh("lvm", *args, env=self.env, check=check)
 
-    def thin_pool(self, size="400m"):
-        self.lvm("lvcreate", "-qq", "-L", size, "-T", self.vg + "/pool")
+    def thin_pool(self, size="400m", name="pool"):
+        self.lvm("lvcreate", "-qq", "-L", size, "-T", self.vg + "/" + name)
 
-    def lv(self, name, fstype, size="320m", thin=False):
+    def lv(self, name, fstype, size="320m", thin=False, pool="pool", mkfs=()):
         if thin:
-            self.lvm("lvcreate", "-qq", "-V", size, "-T", self.vg + "/pool", "-n", name)
+            self.lvm("lvcreate", "-qq", "-V", size, "-T", self.vg + "/" + pool, "-n", name)
         else:
             self.lvm("lvcreate", "-qq", "-L", size, "-n", name, self.vg)
         dev = "/dev/mapper/%s-%s" % (self.vg, name)
-        sh("mkfs." + fstype, "-q", dev)
+        sh("mkfs." + fstype, "-q", *mkfs, dev)
         mnt = os.path.join(self.root, name)
         os.makedirs(mnt)
         sh("mount", dev, mnt)
@@ -78,7 +78,8 @@ class Lvm:
         return int(float(json.loads(r.stdout)["report"][0]["vg"][0]["vg_free"]))
 
     def lvs(self):
-        r = self.lvm("lvs", "--reportformat", "json", "-o", "lv_name,lv_tags,lv_attr", self.vg)
+        r = self.lvm("lvs", "--reportformat", "json", "-o",
+                     "lv_name,lv_tags,lv_attr,data_percent", self.vg)
         return {lv["lv_name"]: lv for lv in json.loads(r.stdout)["report"][0]["lv"]}
 
     def cleanup(self):
@@ -239,7 +240,8 @@ def test_thin_lvs(lvm, daemon):
     """Thin snapshots: exact instants; changed blocks between two from
     thin_delta are the blocks that differ; after kill -9 the snapshot that
     was not persistent is removed, the persistent one listed again and
-    still exact, and snapshots vss did not make are never touched."""
+    still exact, and snapshots vss did not make are never touched; a pool
+    near full is refused."""
     lvm.thin_pool()
     mnt = lvm.lv("t", "ext4", size="64m", thin=True)
     fill(mnt, "d", "one")
@@ -286,3 +288,20 @@ def test_thin_lvs(lvm, daemon):
     daemon.vss("delete", "shadows", "--all")
     lvs = lvm.lvs()
     assert "vss-" + keep not in lvs and foreign in lvs and "theirs" in lvs
+
+    # A pool near full takes no thin snapshot: refused before it fills, with the numbers.
+    lvm.thin_pool("40m", name="small")
+    near = lvm.lv("near", "ext4", size="64m", thin=True, pool="small",
+                  mkfs=("-E", "lazy_itable_init=0,lazy_journal_init=0"))
+    k = 0
+    while float(lvm.lvs()["small"]["data_percent"]) < 85:
+        assert k < 20
+        write_mib(os.path.join(near, "fill%d" % k), 2)
+        sh("sync")
+        k += 1
+    used = float(lvm.lvs()["small"]["data_percent"])
+    assert used < 98
+    r = daemon.vss("create", "shadow", "--for", near, check=False)
+    assert r.returncode != 0 and "small" in r.stderr and "% full" in r.stderr, r.stderr
+    print("pool near full: " + r.stderr.strip())
+    assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]

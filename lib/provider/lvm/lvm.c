@@ -452,6 +452,14 @@ int vss_lvm_list(const char *vg, struct vss_lvm_lv **out, size_t *n, struct vss_
 }
 
 static int find_one(const char *vg, const char *name, struct vss_lvm_lv *lv,
+		    struct vss_error *err);
+
+int vss_lvm_get(const char *vg, const char *name, struct vss_lvm_lv *lv, struct vss_error *err)
+{
+	return find_one(vg, name, lv, err);
+}
+
+static int find_one(const char *vg, const char *name, struct vss_lvm_lv *lv,
 		    struct vss_error *err)
 {
 	struct vss_lvm_lv *all;

@@ -37,6 +37,10 @@
 /* A classic snapshot's size when nothing else is said: 1/5 of its origin. */
 #define VSS_LVM_COW_DIVISOR 5
 
+/* A thin pool fuller than this (data, in %) takes no new thin snapshot:
+ * every overwrite of a block the snapshot shares then takes new space. */
+#define VSS_LVM_THIN_FULL_PCT 80.0
+
 /* One logical volume as `lvs --reportformat json --units b --binary` shows it. */
 struct vss_lvm_lv {
 	char vg[VSS_LVM_NAME_MAX];
@@ -95,6 +99,9 @@ int vss_lvm_of_dev(dev_t dev, struct vss_lvm_lv *lv, struct vss_error *err);
 int vss_lvm_snapshot(const struct vss_lvm_lv *origin, const unsigned char shadow_id[16],
 		     const unsigned char set_id[16], bool persistent, uint64_t cow_size,
 		     struct vss_lvm_lv *snap, struct vss_error *err);
+
+/* The LV @vg/@name as it is now; -ENOENT if none. */
+int vss_lvm_get(const char *vg, const char *name, struct vss_lvm_lv *lv, struct vss_error *err);
 
 /* The snapshot of @vg named vss-<@shadow_id>, as it is now; -ENOENT if none. */
 int vss_lvm_find(const char *vg, const unsigned char shadow_id[16], struct vss_lvm_lv *snap,

@@ -102,6 +102,26 @@ static void member_free(struct lvm_member *lm)
 	free(lm);
 }
 
+/* Refuses a thin snapshot in a pool near full, with the numbers. */
+static int check_pool(const struct svc_member *m, const struct vss_lvm_lv *origin,
+		      struct vss_error *err)
+{
+	struct vss_lvm_lv pool;
+	int rc;
+
+	if ((rc = vss_lvm_get(origin->vg, origin->pool, &pool, err)) < 0)
+		return rc;
+	if (pool.data_percent < VSS_LVM_THIN_FULL_PCT)
+		return 0;
+	return vss_error_set(err, -ENOSPC, "%s is on %s/%s, whose thin pool %s/%s is %.1f%% "
+			     "full (%.0f of %.0f MiB): a snapshot makes every overwrite take new "
+			     "space, so none is taken above %.0f%%; extend the pool (lvextend) "
+			     "first", m->target, origin->vg, origin->name, pool.vg, pool.name,
+			     pool.data_percent,
+			     (double)pool.size * pool.data_percent / 100.0 / 1048576.0,
+			     (double)pool.size / 1048576.0, VSS_LVM_THIN_FULL_PCT);
+}
+
 static int lvm_prepare(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
 {
 	struct vss_fsinfo fi = { 0 };
@@ -128,6 +148,8 @@ static int lvm_prepare(struct vss_service *svc, struct svc_member *m, struct vss
 				   m->target, lm->origin.vg, lm->origin.name, lm->origin.segtype);
 		goto fail;
 	}
+	if (lm->origin.thin && (rc = check_pool(m, &lm->origin, err)) < 0)
+		goto fail;
 	/* The row first: whatever happens next, recovery knows the snapshot is ours. */
 	svc_provider_row(m, &row);
 	if ((rc = vss_catalog_shadow_put(svc->cat, &row, err)) < 0)
