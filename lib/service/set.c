@@ -302,6 +302,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	const char *dirs[SVC_SET_MAX];
 	dev_t held[SVC_SET_MAX];
 	size_t nheld = 0;
+	char how[48] = "";
 	struct svc_set *set;
 	void *guard = NULL;
 	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
@@ -359,12 +360,14 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		goto abort;
 	set->frozen_ms = set->nfreeze || nheld ? ms_between(t_freeze, t_thawed) : 0.0;
 	set->held_ms = ms_between(t_gate, t_open);
-	if (set->nfreeze > 0)
-		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
+	if (nheld > 0)
+		snprintf(how, sizeof(how), " (%zu by a device suspend)", nheld);
+	if (set->nfreeze + nheld > 0)
+		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen%s "
 			"for %.3f ms, writes held for %.3f ms", set->id, set->n,
 			set->n == 1 ? "" : "s", p->persistent ? "persistent" : "not persistent",
-			p->no_writers ? ", no writers" : "", set->nfreeze,
-			set->nfreeze == 1 ? "" : "s", set->frozen_ms, set->held_ms);
+			p->no_writers ? ", no writers" : "", set->nfreeze + nheld,
+			set->nfreeze + nheld == 1 ? "" : "s", how, set->frozen_ms, set->held_ms);
 	else
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
 			"writes held for %.3f ms", set->id, set->n, set->n == 1 ? "" : "s",
