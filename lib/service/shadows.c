@@ -217,7 +217,7 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 		char dev[PATH_MAX];
 
 		sh->prov->location(svc, sh, dev, sizeof(dev));
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:s?}",
 						     "id", sh->rec.id,
 						     "target", m->target,
 						     "volume", shadow_origin(sh),
@@ -225,9 +225,12 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 						     "provider", sh->prov->name,
 						     "live", (sh->prov->caps & SVC_PROVIDER_LIVE) != 0,
 						     "target_path", sh->target_path
-						     ? json_string(sh->target_path) : json_null()));
+						     ? json_string(sh->target_path) : json_null(),
+						     "fallback", m->fallback));
 		if (m->warning)
 			json_array_append_new(warnings, json_string(m->warning));
+		if (m->fallback)
+			json_array_append_new(warnings, json_string(m->fallback));
 	}
 	*res = json_pack("{s:s, s:f, s:f, s:o, s:o, s:b}", "set", set->id,
 			 "frozen_ms", set->frozen_ms, "held_ms", set->held_ms,

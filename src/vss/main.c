@@ -50,7 +50,7 @@ static void usage(FILE *f)
 	      "       -- COMMAND [ARGS...]\n"
 	      "Backups (operators; doc/backup-format.md):\n"
 	      "  backup create --to REPO [--for TARGET ...] [--image]\n"
-	      "                [--type full|incremental|differential|copy]\n"
+	      "                [--type full|incremental|differential|log|copy]\n"
 	      "                [--component WRITER[:PATH] ...] [--no-writers]\n"
 	      "                [-q|--quiet] [--json]\n"
 	      "  backup list --in REPO [--json]\n"
