@@ -249,6 +249,74 @@ static void entries_are_checked(void **state)
 	}
 }
 
+/* The direct line reader reads what jansson reads, and refuses what it
+ * refuses, whichever of them takes the line; the writer's lines read back. */
+static void lines_read_as_jansson_reads_them(void **state)
+{
+	static const char *const lines[] = {
+		/* as backups write them */
+		"{\"s\":1,\"p\":\"d/f\",\"k\":\"f\",\"mode\":420,\"uid\":0,\"gid\":0,"
+		"\"mtime\":1796534434424752637,\"atime\":-9223372036854775808,"
+		"\"ctime\":9223372036854775807,\"ino\":131075,\"size\":2124,"
+		"\"in\":\"20261206T052050.108Z-32718ea2\",\"sha256\":"
+		"\"47a1bbcd57a6828a80cc1c5f0c6d201f1e3b93e3960bef4e40cab94aaccbdaba\"}\n",
+		" { \"k\" : \"d\" , \"s\" : 2 , \"p\" : \"\" } \r\n",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"h\",\"h\":\"b c\"}",
+		/* left to jansson: an escape, UTF-8, a key twice or unknown, a
+		 * real, an array */
+		"{\"s\":1,\"p\":\"a\\\"b\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"\xc3\xa9t\xc3\xa9\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a\",\"p\":\"b\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"d\",\"later\":true}",
+		"{\"s\":1.0,\"p\":\"a\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"d\",\"mode\":1e3}",
+		/* refused by both */
+		"{\"s\":1,\"p\":\"a\",\"k\":\"d\",\"mode\":9223372036854775808}",
+		"{\"s\":01,\"p\":\"a\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"../a\",\"k\":\"d\"}",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"d\"} x",
+		"{\"s\":1,\"p\":\"a\",\"k\":\"d\",}",
+		"{}",
+	};
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		json_t *j = json_loads(lines[i], 0, NULL), *a, *b;
+		char *copy = strdup(lines[i]), *ta, *tb;
+		struct entry e1, e2;
+		int r1 = j ? entry_from_json(j, &e1) : -EBADMSG;
+		int r2 = entry_from_line(copy, strlen(copy), &e2);
+
+		assert_int_equal(r1, r2);
+		if (r1 == 0) {
+			struct repo_line l = { 0 };
+			struct entry e3;
+
+			a = entry_to_json(&e1);
+			b = entry_to_json(&e2);
+			ta = json_dumps(a, JSON_SORT_KEYS);
+			tb = json_dumps(b, JSON_SORT_KEYS);
+			assert_string_equal(ta, tb);
+			assert_int_equal(entry_line(&e2, &l), 0);
+			assert_int_equal(entry_from_line(l.buf, l.len, &e3), 0);
+			free(tb);
+			json_decref(b);
+			b = entry_to_json(&e3);
+			tb = json_dumps(b, JSON_SORT_KEYS);
+			assert_string_equal(ta, tb);
+			free(ta);
+			free(tb);
+			free(l.buf);
+			json_decref(a);
+			json_decref(b);
+			entry_release(&e1);
+			entry_release(&e2);
+			entry_release(&e3);
+		}
+		json_decref(j);
+		free(copy);
+	}
+}
+
 static void base64_round_trips(void **state)
 {
 	const char *cases[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
@@ -278,6 +346,7 @@ int main(void)
 		cmocka_unit_test(not_a_repository),
 		cmocka_unit_test(damaged_manifest_is_refused),
 		cmocka_unit_test(entries_are_checked),
+		cmocka_unit_test(lines_read_as_jansson_reads_them),
 		cmocka_unit_test(base64_round_trips),
 	};
 
