@@ -159,9 +159,10 @@ def pgbench(d, main, seconds):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def shadow_copy(vssd, mnt, i, writers):
+def shadow_copy(vssd, mnt, i, writers, also=()):
     """A shadow of @mnt (with the writers or not); its data directory
-    copied to ROOT/copy@i, returned."""
+    copied to ROOT/copy@i (and each directory of @also to ROOT/copy@i-NAME),
+    returned."""
     sid = vssd.json("create", "shadow", "--for", mnt, "--json",
                     *([] if writers else ["--no-writers"]))["shadows"][0]["id"]
     exp = os.path.join(vssd.root, "exp%d" % i)
@@ -169,16 +170,18 @@ def shadow_copy(vssd, mnt, i, writers):
     try:
         to = os.path.join(vssd.root, "copy%d" % i)
         shutil.copytree(os.path.join(exp, "data"), to, symlinks=True)
+        for name in also:
+            shutil.copytree(os.path.join(exp, name), to + "-" + name, symlinks=True)
     finally:
         vssd.vss("unexpose", exp)
     return to
 
 
-def check_copy(copy, label_expected):
+def check_copy(copy, label_expected, also=None):
     """@copy (a data directory) started as a second server: it recovered
     from its backup label (or by crash recovery) and holds pgbench's
-    invariant, and amcheck finds its indexes sound; returns the history
-    count."""
+    invariant, and amcheck finds its indexes sound; @also(server) runs
+    then; returns the history count."""
     s = copy["server"]
     shutil.chown(s.data, "postgres", "postgres")
     subprocess.run(["chown", "-R", "postgres:postgres", s.data], check=True)
@@ -206,6 +209,8 @@ def check_copy(copy, label_expected):
     checked = s.sql("SELECT count(bt_index_check(c.oid, true)) FROM pg_index i JOIN pg_class c "
                     "ON c.oid = i.indexrelid WHERE c.relname LIKE 'pgbench_%'")
     assert int(checked) == 3      # accounts, branches, tellers primary keys
+    if also:
+        also(s)
     s.stop("fast")
     return int(n)
 
@@ -216,6 +221,12 @@ def history(main):
 
 def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     main, mnt, server = pg
+    # A tablespace outside the data directory is part of the component.
+    ts = os.path.join(mnt, "ts")
+    os.mkdir(ts, 0o700)
+    shutil.chown(ts, "postgres", "postgres")
+    main.sql("CREATE TABLESPACE ts LOCATION '%s'" % ts)
+    main.sql("CREATE TABLE t TABLESPACE ts AS SELECT generate_series(1, 1000) AS a")
     w, wlog = start_writer(vssd, main)
     bench = pgbench(vssd, main, 60)
     time.sleep(1)
@@ -223,12 +234,18 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     # A shadow with the writer, one without (crash-consistent).
     for i, writers in enumerate((True, False)):
         time.sleep(0.5)
-        to = shadow_copy(vssd, mnt, i, writers)
+        to = shadow_copy(vssd, mnt, i, writers, ["ts"])
         assert os.path.exists(os.path.join(to, "vss_backup_label")) == writers
         # The live data directory keeps no label once the set is done.
         assert not os.path.exists(os.path.join(mnt, "data", "vss_backup_label"))
         os.remove(os.path.join(to, "postmaster.pid"))
+        # Its tablespace is its own copy, never the live one.
+        subprocess.run(["chown", "-R", "postgres:postgres", to + "-ts"], check=True)
+        for link in os.listdir(os.path.join(to, "pg_tblspc")):
+            os.remove(os.path.join(to, "pg_tblspc", link))
+            os.symlink(to + "-ts", os.path.join(to, "pg_tblspc", link))
         if writers:     # what a restore does (the writer's post_restore)
+            os.remove(os.path.join(to, "vss_tablespace_map"))
             os.rename(os.path.join(to, "vss_backup_label"), os.path.join(to, "backup_label"))
             open(os.path.join(to, "recovery.signal"), "w").close()
             with open(os.path.join(to, "postgresql.auto.conf"), "a") as f:
@@ -249,7 +266,8 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     assert text.count("backup started") == 3, text
     for c in copies:
         assert check_copy(c, c["label"]) > 0
-    # Each backup restored elsewhere: the writer writes its label back.
+    # Each backup restored elsewhere: the writer writes its label back, and
+    # the tablespace map leads to the restored tablespace, never the live.
     counts = []
     for i, bid in enumerate((full, incr)):
         to = os.path.join(vssd.root, "restored%d" % i)
@@ -260,7 +278,16 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         assert os.path.exists(os.path.join(data, "backup_label"))
         assert os.path.exists(os.path.join(data, "recovery.signal"))
         assert not os.path.exists(os.path.join(data, "postmaster.pid"))
-        counts.append(check_copy({"server": server(data, 10 + i)}, True))
+        with open(os.path.join(data, "tablespace_map")) as f:
+            assert f.read().split()[1] == to + ts
+
+        def own_tablespace(s, ts_to=to + ts):
+            assert s.sql("SELECT pg_tablespace_location(oid) FROM pg_tablespace "
+                         "WHERE spcname = 'ts'") == ts_to
+            s.sql("INSERT INTO t SELECT generate_series(1, 500)")
+            assert s.sql("SELECT count(*) FROM t") == "1500"
+        counts.append(check_copy({"server": server(data, 10 + i)}, True, own_tablespace))
+    assert main.sql("SELECT count(*) FROM t") == "1000"
     # The incremental restores to its own instant: at least what was
     # committed before it started.
     assert counts[1] >= before > counts[0] > 0, (counts, before)
@@ -411,3 +438,4 @@ def test_refusals_say_why(vssd, pg):
     assert r.returncode == 1 and "wal_level is minimal" in r.stderr, r.stderr
     assert len(vssd.shadows()) == taken
     assert main.sql("SELECT count(*) FROM pgbench_branches") == "1"
+
