@@ -84,6 +84,18 @@ class Vssd:
                 self.proc.wait()
 
 
+def remove_all(d, root):
+    """Stops vssd (if it started), unmounts what is left under @root
+    (innermost first) and removes it."""
+    if d:
+        d.stop()
+    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+        mnt = line.split()[4]
+        if mnt.startswith(root + "/"):
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def backup(d, repo, typ, backing, diff):
     drop_cache(backing, diff)
     t0 = time.monotonic()
@@ -138,13 +150,7 @@ def main():
         print("target: an incremental takes at most 5%% of the full's time: %.2f%% %s" % (
             100 * worst_time, "PASS" if worst_time <= 0.05 else "MISS"))
     finally:
-        if d:
-            d.stop()
-        for line in open("/proc/self/mountinfo").read().splitlines():
-            mnt = line.split()[4]
-            if mnt.startswith(root + "/"):
-                subprocess.run(["umount", "-l", mnt], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_all(d, root)
     return 0
 
 

@@ -12,6 +12,7 @@ pkgs=(
   procps groff-base
   qemu-utils qemu-system-common
   restic borgbackup
+  samba samba-vfs-modules smbclient
   debhelper lintian
   postgresql postgresql-contrib libpq-dev mariadb-server mariadb-client libmariadb-dev
 )

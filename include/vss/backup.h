@@ -66,7 +66,8 @@ struct vss_backup_plan;
 
 struct vss_backup_params {
 	size_t size;                    /* sizeof(struct vss_backup_params) */
-	enum vss_backup_type type;      /* FULL, INCREMENTAL, DIFFERENTIAL or COPY */
+	enum vss_backup_type type;      /* FULL, INCREMENTAL, DIFFERENTIAL, LOG (with a plan:
+					 * only its log files are taken) or COPY */
 	const struct vss_backup_source *sources;
 	size_t nsources;
 	const char *set_id;             /* the shadow copy set read, or NULL */
@@ -150,7 +151,7 @@ int vss_repo_plan(struct vss_repo *r, const struct vss_backup_params *p,
 		  struct vss_backup_plan **out, struct vss_error *err);
 void vss_backup_plan_free(struct vss_backup_plan *plan);
 /* The backup the plan is relative to, or "" (a full or copy: then
- * vss_backup_plan_type says full if an incremental or differential was
+ * vss_backup_plan_type says full if an incremental, differential or log was
  * asked for with nothing to be relative to). */
 const char *vss_backup_plan_base(const struct vss_backup_plan *plan);
 enum vss_backup_type vss_backup_plan_type(const struct vss_backup_plan *plan);

@@ -195,6 +195,11 @@ const char *vss_requester_set_id(const struct vss_requester *r);
 size_t vss_requester_shadow_count(const struct vss_requester *r);
 int vss_requester_shadow(const struct vss_requester *r, size_t i,
 			 struct vss_requester_shadow *out);
+/* Why shadow @i is read live although a provider was picked for its target
+ * (that provider failed at prepare or commit and live reads were allowed:
+ * vss_requester_set_allow_live), one line naming the target, the provider
+ * and its error; NULL if it was not.  Valid until vss_requester_close. */
+const char *vss_requester_shadow_fallback(const struct vss_requester *r, size_t i);
 /* Mounts shadow @i's filesystem read-only, nosuid, nodev, noexec at @dir
  * (created if missing; for a caller other than root it must be the
  * caller's own), or with @dir NULL where vssd picks: RUN/exec/SET/ID, in a

@@ -192,6 +192,17 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err);
 int vss_writer_run(struct vss_writer *w, volatile sig_atomic_t *stop,
 		   struct vss_error *err);
 
+/*
+ * Replaces the writer's metadata document with @wmd (copied; the same class
+ * and instance IDs, else -EINVAL): vssd gets it with the reply to the next
+ * identify, so a handler of identify that calls this refreshes what the
+ * requester gathers then (a writer's files or components that changed
+ * since it registered); it is also what the writer registers with if it
+ * connects again.  From the writer's handlers or the thread that runs it.
+ */
+int vss_writer_set_metadata(struct vss_writer *w, const struct vss_wmd *wmd,
+			    struct vss_error *err);
+
 /* Called by a handler before it returns failure. */
 void vss_writer_set_failure(struct vss_writer *w, enum vss_writer_failure kind,
 			    const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -64,6 +64,9 @@ struct svc_member {
 	bool taken;                    /* commit succeeded: a shadow exists */
 	bool frozen;                   /* the coordinator FIFREEZE'd freeze_dir */
 	char *warning;                 /* owned: one line for the requester and the log, or NULL */
+	char *fallback;                /* owned: why it is read live although a provider was
+	                                * picked for it (that provider failed at prepare or
+	                                * commit; allow_live), or NULL */
 };
 
 /* Capabilities (vss_provider_ops.caps): what differs between providers. */

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "requester/prefetch_i.h"
 #include "requester/repo_i.h"
 #include "util/struct_in.h"
 
@@ -44,6 +45,9 @@ struct walk {
 	char id[VSS_BACKUP_ID_MAX];
 	int tmp_fd;                     /* REPO/tmp/ID */
 	FILE *manifest;
+	struct repo_hash *manifest_hash;        /* of what was written to it */
+	struct repo_line line;
+	char manifest_sha[SHA256_HEX];
 	struct entry_index *base;       /* NULL for a full */
 	unsigned int src;               /* the source being walked */
 	dev_t src_dev;
@@ -59,6 +63,7 @@ struct walk {
 	bool only;                      /* only the components' files */
 	bool src_live;                  /* the source being walked is read live */
 	bool v2;                        /* the manifest needs format 2 */
+	bool log;                       /* a log backup: only log files are taken */
 	/* The first pass only counts what the second will store. */
 	bool counting;
 	uint64_t count_files, count_bytes;
@@ -80,12 +85,16 @@ static int64_t ns_of(const struct timespec *ts)
 
 static char *join(const char *rel, const char *name)
 {
+	size_t a = strlen(rel), b = strlen(name);
 	char *out;
 
-	if (!*rel)
+	if (!a)
 		return strdup(name);
-	if (asprintf(&out, "%s/%s", rel, name) < 0)
+	if (!(out = malloc(a + b + 2)))
 		return NULL;
+	memcpy(out, rel, a);
+	out[a] = '/';
+	memcpy(out + a + 1, name, b + 1);
 	return out;
 }
 
@@ -197,20 +206,17 @@ static void add_depend(struct walk *w, const char *in)
 
 static int emit(struct walk *w, const struct entry *e)
 {
-	json_t *j;
-	char *line;
-	int rc = 0;
+	int rc;
 
 	if (w->counting)
 		return 0;
-	j = entry_to_json(e);
-	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!line || fputs(line, w->manifest) < 0 || fputc('\n', w->manifest) < 0)
-		rc = line ? -errno : -ENOMEM;
-	free(line);
+	if ((rc = entry_line(e, &w->line)) < 0)
+		return rc;
+	if (fwrite(w->line.buf, 1, w->line.len, w->manifest) != w->line.len)
+		return -EIO;
+	repo_hash_update(w->manifest_hash, w->line.buf, w->line.len);
 	w->out->files += e->kind != EK_GONE;
-	return rc;
+	return 0;
 }
 
 /* Opens the file @name of @d (described by @e: e->path is its path in the
@@ -425,6 +431,84 @@ static void add_depends(struct walk *w, const struct entry *e)
 		add_depend(w, json_string_value(json_object_get(l, "in")));
 }
 
+/* The base's entry @b, as it is, in this backup's manifest: a log backup
+ * keeps everything but the log files as the base had it. */
+static int emit_carried(struct walk *w, const struct entry *b)
+{
+	struct entry c = *b;
+	int rc;
+
+	if (w->counting)
+		return 0;
+	c.comp = 0;     /* numbered in the base's components, not this backup's */
+	if (c.kind == EK_FILE)
+		add_depends(w, b);
+	w->v2 |= c.layers != NULL;
+	if ((rc = emit(w, &c)) < 0)
+		return vss_error_set(w->err, rc, "cannot write the manifest: %s", strerror(-rc));
+	return 0;
+}
+
+/*
+ * A log backup (doc/backup-format.md, "Log backups"): what becomes of the
+ * entry @rel (@st now, @base in the base).  A file of a log file set of a
+ * component backed up as a log backup is taken as an incremental takes it
+ * (0, @m filled); so is a file of a component made full (its writer has
+ * no log backups).  Anything else (a file no component holds, a component's
+ * other file sets) is the base's entry, carried as it is (1), or nothing
+ * if the base had none.  A directory is the base's (carried, *@emit_it
+ * false), else its own only on the way to a file set (the walk goes in
+ * either way).  A negative errno on error.
+ */
+static int log_entry(struct walk *w, const char *rel, const struct stat *st,
+		     const struct entry *base, struct match *m, bool *emit_it)
+{
+	int rc;
+
+	if (S_ISDIR(st->st_mode)) {
+		char *live;
+
+		if (base && base->kind == EK_DIR) {
+			*emit_it = false;
+			return emit_carried(w, base);
+		}
+		if (!*rel || !w->rules)
+			return 0;
+		if (!(live = live_of(w, rel)))
+			return vss_error_set(w->err, -ENOMEM, "out of memory");
+		*emit_it = rules_dir_wanted(w->rules, live);
+		free(live);
+		return 0;
+	}
+	if ((rc = ask_writers(w, rel, m)) < 0)
+		return rc;
+	if (m->excluded)
+		return 1;
+	if (!m->comp || (m->log && m->sel == VSS_SEL_NONE)) {
+		rc = base ? emit_carried(w, base) : 0;
+		return rc < 0 ? rc : 1;
+	}
+	return rc;
+}
+
+/* Whether the base's entry @e is a log file of this log backup. */
+static bool log_file(struct walk *w, const struct entry *e)
+{
+	const char *live = w->p->sources[e->src - 1].live;
+	struct match m;
+	char *path;
+
+	if (!*e->path)
+		path = strdup(live);
+	else if (asprintf(&path, "%s%s%s", live, strcmp(live, "/") ? "/" : "", e->path) < 0)
+		path = NULL;
+	if (!path)
+		return false;
+	rules_match(w->rules, path, &m);
+	free(path);
+	return !m.excluded && m.comp && (!m.log || m.sel != VSS_SEL_NONE);
+}
+
 /* One entry: @name in @d (or the source itself: @name "" and @d its
  * directory, or for a file source the file's own descriptor in d->fd). */
 static int visit(struct walk *w, struct dir *d, const char *name, const char *rel,
@@ -437,12 +521,20 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 			   : w->counting ? entry_index_find(w->base, w->src, rel)
 			   : entry_index_find_seen(w->base, w->src, rel);
 	struct match m = { 0 };
+	bool emit_it = true, asked = false;
 	int rc = 0;
 
+	if (w->log) {
+		/* A log backup: the base's tree, with only the log files as they
+		 * are now (log_entry). */
+		if ((rc = log_entry(w, rel, st, base, &m, &emit_it)) != 0)
+			return rc < 0 ? rc : 0;
+		asked = true;
+	}
 	if (!S_ISDIR(st->st_mode)) {
-		if ((rc = ask_writers(w, rel, &m)) != 0)
+		if (!asked && (rc = ask_writers(w, rel, &m)) != 0)
 			return rc < 0 ? rc : 0;         /* left out: gone, if the base had it */
-	} else if (w->only && *rel) {
+	} else if (w->only && *rel && !w->log) {
 		char *live = live_of(w, rel);
 		bool wanted = live && rules_dir_wanted(w->rules, live);
 
@@ -513,8 +605,13 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 		e.kind = EK_SOCK;
 		break;
 	}
-	if (e.kind != EK_SOCK && !w->counting &&
-	    (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
+	/* Extended attributes change ctime: an inode whose ctime is the
+	 * base's has the base's (two system calls a file saved). */
+	if (base && base->kind == e.kind && base->ino == e.ino && base->ctime == e.ctime &&
+	    base->mtime == e.mtime)
+		e.xattrs = json_incref(base->xattrs);
+	else if (e.kind != EK_SOCK && !w->counting &&
+		 (rc = read_xattrs(d->fd, name, &e.xattrs)) < 0) {
 		rc = fail_at(w, rel, rc, "cannot read the extended attributes of");
 		goto out;
 	}
@@ -542,7 +639,7 @@ static int visit(struct walk *w, struct dir *d, const char *name, const char *re
 		w->pr.p.files++;
 		repo_progress_tick(&w->pr, false);
 	}
-	if ((rc = emit(w, &e)) < 0) {
+	if (emit_it && (rc = emit(w, &e)) < 0) {
 		rc = vss_error_set(w->err, rc, "cannot write the manifest: %s", strerror(-rc));
 		goto out;
 	}
@@ -577,6 +674,34 @@ out:
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A full reads every file of directory @d in turn, each a round trip
+ * through the shadow's device when it is not cached: the kernel is asked
+ * for them all first (up to AHEAD_BYTES), so that it reads them side by
+ * side while the walk takes them one by one.  A hint: failures are
+ * ignored. */
+#define AHEAD_BYTES (64u << 20)
+
+static void ask_ahead(struct dir *d, char **names, size_t n)
+{
+	uint64_t asked = 0;
+
+	for (size_t i = 0; i < n && asked < AHEAD_BYTES; i++) {
+		struct stat st;
+		int fd;
+
+		if (fstatat(d->fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		fd = openat(d->fd, names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME |
+			    O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		posix_fadvise(fd, 0, st.st_size, POSIX_FADV_WILLNEED);
+		close(fd);
+		asked += (uint64_t)st.st_size;
+	}
 }
 
 static int walk_dir(struct walk *w, struct dir *d)
@@ -618,6 +743,8 @@ static int walk_dir(struct walk *w, struct dir *d)
 	}
 	if (n > 1)
 		qsort(names, n, sizeof(*names), cmp_name);
+	if (!w->base && !w->counting)
+		ask_ahead(d, names, n);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct stat st;
 		char *rel = join(d->rel, names[i]);
@@ -642,6 +769,22 @@ out:
 	return rc;
 }
 
+/* Whether the walk will read the bytes of the file at @rel (prefetch.c
+ * asks, from its threads: the base is only looked at).  A full reads
+ * every file, far more than is worth asking for ahead. */
+static bool will_read(void *arg, const char *rel, const struct stat *st)
+{
+	const struct walk *w = arg;
+	const struct entry *b;
+
+	if (!w->base)
+		return false;
+	b = entry_index_find(w->base, w->src, rel);
+	return !b || b->kind != EK_FILE || b->size != (uint64_t)st->st_size ||
+	       b->mtime != ns_of(&st->st_mtim) || b->ctime != ns_of(&st->st_ctim) ||
+	       b->ino != st->st_ino;
+}
+
 static int walk_source(struct walk *w, unsigned int src, const char *read)
 {
 	struct dir root = { .name = "", .rel = "", .data_fd = -1 };
@@ -658,10 +801,16 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 				     w->p->sources[src - 1].live, strerror(errno), read);
 	w->src_dev = st.st_dev;
 	if (S_ISDIR(st.st_mode)) {
+		struct prefetch *ahead = NULL;
+
 		root.fd = open(read, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (root.fd < 0)
 			return fail_at(w, "", -errno, "cannot open");
+		/* On the first of the passes: the second finds it all cached. */
+		if (w->counting || !w->pr.fn)
+			prefetch_start(root.fd, st.st_dev, will_read, w, &ahead);
 		rc = visit(w, &root, "", "", &st);
+		prefetch_stop(ahead);
 	} else {
 		/* A file (or a symlink...) as the source: its directory is the
 		 * parent, looked at by name. */
@@ -740,6 +889,10 @@ static int emit_gone(struct walk *w)
 
 		if (g.v[i]->kind == EK_GONE)
 			continue;       /* gone already before the base */
+		if (w->log && (g.v[i]->src > w->p->nsources || !log_file(w, g.v[i]))) {
+			rc = emit_carried(w, g.v[i]);
+			continue;       /* not a log file: as the base had it */
+		}
 		rc = emit(w, &e);
 		w->out->deleted++;
 	}
@@ -755,6 +908,7 @@ static const char *type_name(enum vss_backup_type t)
 	case VSS_BT_INCREMENTAL: return "incremental";
 	case VSS_BT_DIFFERENTIAL: return "differential";
 	case VSS_BT_COPY: return "copy";
+	case VSS_BT_LOG: return "log";
 	default: return "full";
 	}
 }
@@ -767,38 +921,14 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The documents, backup.json; then the sync and the rename that publish. */
+/* backup.json, then what publishes it (repo_publish). */
 static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 		   const char *full, struct vss_error *err)
 {
 	const struct vss_backup_params *p = w->p;
-	char hex[SHA256_HEX], from[64], to[64];
 	json_t *info, *src = json_array(), *dep = json_array();
-	char *text;
-	int fd, rc;
+	int rc;
 
-	fd = openat(w->tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || (rc = repo_hash_fd(fd, hex)) < 0) {
-		rc = fd < 0 ? -errno : rc;
-		if (fd >= 0)
-			close(fd);
-		return vss_error_set(err, rc, "cannot read back the manifest: %s", strerror(-rc));
-	}
-	close(fd);
-	if (p->components && (rc = repo_write_file(w->tmp_fd, "components.json", p->components)) < 0)
-		return vss_error_set(err, rc, "cannot write the components document: %s",
-				     strerror(-rc));
-	if (p->nwriters && mkdirat(w->tmp_fd, "writers", 0755) < 0)
-		return vss_error_set(err, -errno, "cannot write the writers' documents: %s",
-				     strerror(errno));
-	for (size_t i = 0; i < p->nwriters; i++) {
-		char name[48];
-
-		snprintf(name, sizeof(name), "writers/%zu.json", i + 1);
-		if (p->writer_metadata[i] &&
-		    (rc = repo_write_file(w->tmp_fd, name, p->writer_metadata[i])) < 0)
-			return vss_error_set(err, rc, "cannot write %s: %s", name, strerror(-rc));
-	}
 	for (size_t i = 0; i < p->nsources; i++)
 		json_array_append_new(src, json_string(p->sources[i].live));
 	for (size_t i = 0; i < w->ndepends; i++)
@@ -815,57 +945,21 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 			 "files_stored", (json_int_t)w->out->files_stored,
 			 "bytes_stored", (json_int_t)w->out->bytes_stored,
 			 "deleted", (json_int_t)w->out->deleted, "depends", dep,
-			 "manifest_sha256", hex);
-	if (info && w->v2)
+			 "manifest_sha256", w->manifest_sha);
+	if (!info)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if (w->v2)
 		json_object_set_new(info, "components", w->rules ? rules_components_json(w->rules)
 							    : json_array());
-	text = info ? json_dumps(info, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(info);
-	if (!text)
-		return vss_error_set(err, -ENOMEM, "out of memory");
 	if (w->v2 && (rc = repo_raise_version(w->r, 2)) < 0) {
-		free(text);
+		json_decref(info);
 		return vss_error_set(err, rc, "cannot raise the repository's format to version 2: "
 				     "%s", strerror(-rc));
 	}
-	rc = repo_write_file(w->tmp_fd, "backup.json", text);
-	free(text);
-	if (rc < 0)
-		return vss_error_set(err, rc, "cannot write backup.json: %s", strerror(-rc));
-	/* Everything written reaches the disk before the name that lists it. */
-	if (syncfs(w->tmp_fd) < 0)
-		return vss_error_set(err, -errno, "cannot sync the repository: %s",
-				     strerror(errno));
-	snprintf(from, sizeof(from), "tmp/%s", w->id);
-	snprintf(to, sizeof(to), "backups/%s", w->id);
-	if (renameat(w->r->dir_fd, from, w->r->dir_fd, to) < 0)
-		return vss_error_set(err, -errno, "cannot publish backup %s: %s", w->id,
-				     strerror(errno));
-	fd = openat(w->r->dir_fd, "backups", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	return 0;
-}
-
-/* Removes what killed backups and interrupted deletes left (the lock is
- * held: nothing else is writing there). */
-static void clean_tmp(struct vss_repo *r)
-{
-	int fd = openat(r->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d;
-
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			repo_rmtree(dirfd(d), de->d_name);
-	closedir(d);
+	rc = repo_publish(w->r, w->tmp_fd, w->id, info, p->components, p->writer_metadata,
+			  p->nwriters, err);
+	json_decref(info);
+	return rc;
 }
 
 int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *out,
@@ -881,9 +975,10 @@ int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *
 				"struct vss_backup_params", err)) < 0)
 		return rc;
 	if (out->type != VSS_BT_FULL && out->type != VSS_BT_INCREMENTAL &&
-	    out->type != VSS_BT_DIFFERENTIAL && out->type != VSS_BT_COPY)
+	    out->type != VSS_BT_DIFFERENTIAL && out->type != VSS_BT_COPY &&
+	    out->type != VSS_BT_LOG)
 		return vss_error_set(err, -EINVAL, "a file-level backup is full, incremental, "
-				     "differential or copy");
+				     "differential, log or copy");
 	if (out->nsources == 0 || out->nsources > MAX_SOURCES)
 		return vss_error_set(err, -EINVAL, "a backup has 1 to %d sources", MAX_SOURCES);
 	for (size_t i = 0; i < out->nsources; i++) {
@@ -979,7 +1074,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 		free(live);
 		return rc;
 	}
-	clean_tmp(r);
+	repo_clean_tmp(r);
 	if (pp.plan) {
 		/* The base the writers were told about (their previous stamps). */
 		type = pp.plan->type;
@@ -987,8 +1082,10 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	} else if ((rc = repo_find_base(r, live, pp.nsources, type, base, sha, err)) < 0) {
 		goto out;
 	}
-	if (!base[0] && (type == VSS_BT_INCREMENTAL || type == VSS_BT_DIFFERENTIAL))
+	if (!base[0] && (type == VSS_BT_INCREMENTAL || type == VSS_BT_DIFFERENTIAL ||
+			 type == VSS_BT_LOG))
 		type = VSS_BT_FULL;     /* nothing to be relative to */
+	w.log = type == VSS_BT_LOG;
 	if (base[0]) {
 		json_t *j = repo_read_info(r, base, err);
 
@@ -1023,22 +1120,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	snprintf(out->base, sizeof(out->base), "%s", base);
 	out->instant_ns = pp.instant_ns;
 	out->nsources = pp.nsources;
-	/* IDs sort in the order backups were made: under the lock, a new one
-	 * comes after the newest (the clock may have stepped back). */
-	for (int tries = 0;; tries++) {
-		char newest[VSS_BACKUP_ID_MAX] = "";
-		struct vss_error e;
-
-		repo_new_id(w.id);
-		if (repo_resolve(r, NULL, newest, &e) < 0 || strcmp(w.id, newest) > 0)
-			break;
-		if (tries > 2000) {
-			rc = vss_error_set(err, -EAGAIN, "the clock is behind the newest backup "
-					   "%s: cannot make an ID that sorts after it", newest);
-			goto out;
-		}
-		usleep(1000);
-	}
+	if ((rc = repo_next_id(r, w.id, err)) < 0)
+		goto out;
 	snprintf(out->id, sizeof(out->id), "%s", w.id);
 	snprintf(path, sizeof(path), "tmp/%s", w.id);
 	if (mkdirat(r->dir_fd, path, 0755) < 0 ||
@@ -1047,6 +1130,11 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 		goto out;
 	}
 	fd = openat(w.tmp_fd, "manifest.jsonl", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd >= 0 && !(w.manifest_hash = repo_hash_new())) {
+		close(fd);
+		fd = -1;
+		errno = ENOMEM;
+	}
 	if (fd < 0 || !(w.manifest = fdopen(fd, "we"))) {
 		rc = vss_error_set(err, fd < 0 ? -errno : -ENOMEM, "cannot write the manifest: %s",
 				   strerror(fd < 0 ? errno : ENOMEM));
@@ -1061,6 +1149,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	if (fclose(w.manifest) != 0 && rc == 0)
 		rc = vss_error_set(err, -errno, "cannot write the manifest: %s", strerror(errno));
 	w.manifest = NULL;
+	repo_hash_final(w.manifest_hash, w.manifest_sha);
+	w.manifest_hash = NULL;
 	if (rc < 0)
 		goto fail;
 	if ((rc = publish(&w, type, base, full, err)) < 0)
@@ -1073,6 +1163,9 @@ fail:
 out:
 	if (w.manifest)
 		fclose(w.manifest);
+	if (w.manifest_hash)
+		repo_hash_final(w.manifest_hash, w.manifest_sha);
+	free(w.line.buf);
 	if (w.tmp_fd >= 0)
 		close(w.tmp_fd);
 	entry_index_free(w.base);

@@ -29,23 +29,16 @@
 #define NAME_MAX_ 64            /* a volume name */
 #define HINT_AHEAD 64           /* changed extents hinted to the device ahead of the read */
 
-/* One line of an image manifest: an extent, its bytes (checksummed) or zeros. */
-struct line {
-	uint64_t off, len;
-	bool zero;
-	char sha[SHA256_HEX];
-};
-
 struct lines {
-	struct line *v;
+	struct image_line *v;
 	size_t n, cap;
 };
 
-static int lines_add(struct lines *l, const struct line *x)
+static int lines_add(struct lines *l, const struct image_line *x)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 256;
-		struct line *nv = realloc(l->v, cap * sizeof(*nv));
+		struct image_line *nv = realloc(l->v, cap * sizeof(*nv));
 
 		if (!nv)
 			return -ENOMEM;
@@ -174,6 +167,33 @@ static bool is_hex64(const char *s)
 	return true;
 }
 
+int image_line_parse(const char *text, uint64_t size, uint64_t *end, struct image_line *out)
+{
+	json_t *j = json_loads(text, 0, NULL), *o = json_object_get(j, "o"),
+	       *n = json_object_get(j, "n");
+	const char *h = json_string_value(json_object_get(j, "sha256"));
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_integer(o) || !json_is_integer(n) || json_integer_value(o) < 0 ||
+	    json_integer_value(n) <= 0) {
+		rc = -EBADMSG;
+	} else {
+		out->off = (uint64_t)json_integer_value(o);
+		out->len = (uint64_t)json_integer_value(n);
+		out->zero = json_is_true(json_object_get(j, "zero"));
+		if (!out->zero && is_hex64(h))
+			memcpy(out->sha, h, SHA256_HEX);
+		if ((!out->zero && !is_hex64(h)) || out->off < *end || out->len > size ||
+		    out->off > size - out->len || (!out->zero && out->len > PIECE))
+			rc = -EBADMSG;
+		else
+			*end = out->off + out->len;
+	}
+	json_decref(j);
+	return rc;
+}
+
 /*
  * Reads the manifest of image backup @id, checked against @sha first, into
  * @out: lines sorted, disjoint, inside @size.  Nothing in it is trusted
@@ -204,28 +224,10 @@ static int manifest_read(struct vss_repo *r, const char *id, const char *sha, ui
 	}
 	rc = 0;
 	while (rc == 0 && getline(&text, &cap, f) > 0) {
-		json_t *j = json_loads(text, 0, NULL), *o = json_object_get(j, "o"),
-		       *n = json_object_get(j, "n");
-		const char *h = json_string_value(json_object_get(j, "sha256"));
-		struct line x = { 0 };
+		struct image_line x;
 
-		if (!json_is_integer(o) || !json_is_integer(n) || json_integer_value(o) < 0 ||
-		    json_integer_value(n) <= 0) {
-			rc = -EBADMSG;
-		} else {
-			x.off = (uint64_t)json_integer_value(o);
-			x.len = (uint64_t)json_integer_value(n);
-			x.zero = json_is_true(json_object_get(j, "zero"));
-			if (!x.zero && is_hex64(h))
-				memcpy(x.sha, h, SHA256_HEX);
-			if ((!x.zero && !is_hex64(h)) || x.off < end || x.len > size ||
-			    x.off > size - x.len || (!x.zero && x.len > PIECE))
-				rc = -EBADMSG;
-			if (!rc)
-				rc = lines_add(out, &x);
-			end = x.off + x.len;
-		}
-		json_decref(j);
+		if ((rc = image_line_parse(text, size, &end, &x)) == 0)
+			rc = lines_add(out, &x);
 	}
 	free(text);
 	fclose(f);
@@ -248,12 +250,12 @@ struct imaging {
 	int dev_fd, tmp_fd, image_fd;
 	FILE *manifest;
 	unsigned char *buf;
-	struct line pending;            /* a run of zeros not written yet (len 0: none) */
+	struct image_line pending;            /* a run of zeros not written yet (len 0: none) */
 	struct repo_progress pr;
 	uint64_t size;
 };
 
-static int emit(struct imaging *w, const struct line *x)
+static int emit(struct imaging *w, const struct image_line *x)
 {
 	json_t *j = x->zero ? json_pack("{s:I, s:I, s:b}", "o", (json_int_t)x->off,
 					"n", (json_int_t)x->len, "zero", 1)
@@ -281,14 +283,14 @@ static int add_zeros(struct imaging *w, uint64_t off, uint64_t len)
 	}
 	if (w->pending.len)
 		rc = emit(w, &w->pending);
-	w->pending = (struct line){ .off = off, .len = len, .zero = true };
+	w->pending = (struct image_line){ .off = off, .len = len, .zero = true };
 	return rc;
 }
 
 /* Reads [off, off+len) of the shadow (at most a piece) and stores it. */
 static int store_piece(struct imaging *w, uint64_t off, size_t len)
 {
-	struct line x = { .off = off, .len = len };
+	struct image_line x = { .off = off, .len = len };
 	struct repo_hash *h;
 	int rc = pread_all(w->dev_fd, w->buf, len, off);
 
@@ -672,7 +674,7 @@ int vss_repo_image_info(struct vss_repo *r, const char *id, struct vss_image_inf
 
 /* Reads the data extent @x of @fd (data/IMAGE of a backup) into @buf and
  * checks it: 0, or a reason. */
-static const char *check_line(int fd, const struct line *x, unsigned char *buf)
+static const char *check_line(int fd, const struct image_line *x, unsigned char *buf)
 {
 	struct repo_hash *h;
 	char hex[SHA256_HEX];
@@ -1006,7 +1008,7 @@ int image_restore(struct vss_repo *r, const char *id, const struct vss_restore_p
 	 * holds it. */
 	for (size_t i = nl; rc == 0 && i-- > 0;) {
 		for (size_t k = 0; rc == 0 && k < layers[i].l.n; k++) {
-			const struct line *x = &layers[i].l.v[k];
+			const struct image_line *x = &layers[i].l.v[k];
 			const char *why;
 
 			if (x->zero) {

@@ -297,9 +297,10 @@ static int plan_component(struct vss_backup_plan *plan, struct vss_bcd_component
 		return vss_bcd_set_previous_backup_stamp(c, NULL, err);
 	}
 	if ((t == VSS_BT_INCREMENTAL && !(schema & VSS_BS_INCREMENTAL)) ||
-	    (t == VSS_BT_DIFFERENTIAL && !(schema & VSS_BS_DIFFERENTIAL)))
+	    (t == VSS_BT_DIFFERENTIAL && !(schema & VSS_BS_DIFFERENTIAL)) ||
+	    (t == VSS_BT_LOG && !(schema & VSS_BS_LOG)))
 		t = VSS_BT_FULL;
-	if (t == VSS_BT_INCREMENTAL || t == VSS_BT_DIFFERENTIAL) {
+	if (t == VSS_BT_INCREMENTAL || t == VSS_BT_DIFFERENTIAL || t == VSS_BT_LOG) {
 		enum vss_backup_type bt = repo_component_type(base_info, ci.class_id, ci.instance_id,
 							      ci.logical_path, ci.name);
 
@@ -317,7 +318,7 @@ static int plan_component(struct vss_backup_plan *plan, struct vss_bcd_component
 	pc->type = t;
 	/* The stamp the base stored; none for a component backed up in full. */
 	return vss_bcd_set_previous_backup_stamp(c, (t == VSS_BT_INCREMENTAL ||
-						     t == VSS_BT_DIFFERENTIAL) &&
+						     t == VSS_BT_DIFFERENTIAL || t == VSS_BT_LOG) &&
 						 (schema & VSS_BS_TIMESTAMPED)
 						 ? vss_bcd_backup_stamp(bc) : NULL, err);
 }
@@ -355,8 +356,8 @@ int vss_repo_plan(struct vss_repo *r, const struct vss_backup_params *p,
 		goto out;
 	rc = repo_find_base(r, (const char *const *)plan->sources, plan->nsources, pp.type,
 			    plan->base, sha, err);
-	if (rc == 0 && !plan->base[0] &&
-	    (pp.type == VSS_BT_INCREMENTAL || pp.type == VSS_BT_DIFFERENTIAL))
+	if (rc == 0 && !plan->base[0] && (pp.type == VSS_BT_INCREMENTAL ||
+					  pp.type == VSS_BT_DIFFERENTIAL || pp.type == VSS_BT_LOG))
 		plan->type = VSS_BT_FULL;
 	if (rc == 0 && plan->base[0]) {
 		base_info = repo_read_info(r, plan->base, NULL);
@@ -516,6 +517,7 @@ struct rule_spec {                      /* a file set, an exclude, differenced f
 	unsigned int comp;              /* file sets: 1-based */
 	enum vss_selection sel;
 	bool snapshot;
+	bool log;                       /* file sets: of a component backed up as a log backup */
 	bool has_time;                  /* differenced files */
 	int64_t since_ns;
 	const char *writer;
@@ -667,7 +669,8 @@ static int add_component(struct rules *x, const struct plan_comp *pc, unsigned i
 			return rc;
 		if ((rc = add_spec(&x->sets, &x->nsets, &(struct rule_spec){
 			.recursive = fs.recursive, .comp = k, .sel = wp.selection,
-			.snapshot = wp.snapshot_required, .writer = writer },
+			.snapshot = wp.snapshot_required, .log = pc->type == VSS_BT_LOG,
+			.writer = writer },
 			fs.path, fs.file_spec)) < 0)
 			return vss_error_set(err, rc, "out of memory");
 	}
@@ -786,6 +789,7 @@ void rules_match(const struct rules *x, const char *path, struct match *m)
 		if (!m->comp || s->sel > m->sel) {
 			m->comp = s->comp;
 			m->sel = s->sel;
+			m->log = s->log;
 			m->writer = s->writer;
 		}
 		m->snapshot |= s->sel != VSS_SEL_NONE && s->snapshot;

@@ -322,12 +322,18 @@ int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
 	char hex[SHA256_HEX], from[64], to[64], *text;
 	int fd, rc;
 
-	fd = openat(tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
-	rc = fd < 0 ? -errno : repo_hash_fd(fd, hex);
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
-		return vss_error_set(err, rc, "cannot read back the manifest: %s", strerror(-rc));
+	if (json_is_string(json_object_get(info, "manifest_sha256"))) {
+		snprintf(hex, sizeof(hex), "%s",
+			 json_string_value(json_object_get(info, "manifest_sha256")));
+	} else {
+		fd = openat(tmp_fd, "manifest.jsonl", O_RDONLY | O_CLOEXEC);
+		rc = fd < 0 ? -errno : repo_hash_fd(fd, hex);
+		if (fd >= 0)
+			close(fd);
+		if (rc < 0)
+			return vss_error_set(err, rc, "cannot read back the manifest: %s",
+					     strerror(-rc));
+	}
 	if (components && (rc = repo_write_file(tmp_fd, "components.json", components)) < 0)
 		return vss_error_set(err, rc, "cannot write the components document: %s",
 				     strerror(-rc));
@@ -536,7 +542,7 @@ int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
 	int rc;
 
 	base[0] = '\0';
-	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL)
+	if (type != VSS_BT_INCREMENTAL && type != VSS_BT_DIFFERENTIAL && type != VSS_BT_LOG)
 		return 0;
 	if ((rc = repo_ids(r, &ids, &count, err)) < 0)
 		return rc;
@@ -546,7 +552,7 @@ int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
 
 		/* A damaged backup.json is skipped: never a base. */
 		if (j && t && repo_same_sources(j, live, n) && strcmp(t, "copy") != 0 &&
-		    (type == VSS_BT_INCREMENTAL || strcmp(t, "full") == 0)) {
+		    (type != VSS_BT_DIFFERENTIAL || strcmp(t, "full") == 0)) {
 			snprintf(base, VSS_BACKUP_ID_MAX, "%s", ids[i]);
 			snprintf(sha, SHA256_HEX, "%s",
 				 json_string_value(json_object_get(j, "manifest_sha256")));

@@ -53,8 +53,8 @@ int repo_resolve(struct vss_repo *r, const char *id, char out[VSS_BACKUP_ID_MAX]
 int repo_raise_version(struct vss_repo *r, int version);
 /* The base of a backup of @type of the sources @live (@n of them), into
  * @base ("" if none) and its manifest's checksum into @sha (the lock is
- * held).  Incremental: the newest backup of the same sources but a copy;
- * differential: their newest full. */
+ * held).  Incremental and log: the newest backup of the same sources but a
+ * copy; differential: their newest full. */
 int repo_find_base(struct vss_repo *r, const char *const *live, size_t n,
 		   enum vss_backup_type type, char base[VSS_BACKUP_ID_MAX], char sha[65],
 		   struct vss_error *err);
@@ -77,7 +77,8 @@ int repo_next_id(struct vss_repo *r, char out[VSS_BACKUP_ID_MAX], struct vss_err
 /* Publishes the backup @id written under tmp/@id (@tmp_fd): the documents
  * (@components, @nwriters writer metadata documents, each may be NULL),
  * backup.json from @info with "manifest_sha256" of its manifest.jsonl
- * added, the filesystem synced, then tmp/@id renamed to backups/@id. */
+ * (read back unless @info has it: the hash of what the writer wrote), the
+ * filesystem synced, then tmp/@id renamed to backups/@id. */
 int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
 		 const char *components, const char *const *writer_metadata, size_t nwriters,
 		 struct vss_error *err);
@@ -146,6 +147,19 @@ void entry_release(struct entry *e);
 json_t *entry_to_json(const struct entry *e);
 /* Parses one manifest line into @e; -EBADMSG if it is not one. */
 int entry_from_json(json_t *j, struct entry *e);
+/* The same from the line's text (@n bytes, which it may change): the
+ * common shape read directly, anything else through jansson, with the
+ * same result; -EBADMSG or -ENOMEM. */
+int entry_from_line(char *line, size_t n, struct entry *e);
+/* A manifest line being made: reused from one entry to the next. */
+struct repo_line {
+	char *buf;                      /* NUL-terminated, malloc'd */
+	size_t len, cap;
+	bool oom;
+};
+/* The manifest line of @e, with its newline, into @l (what entry_to_json
+ * gives, written directly when it can be); 0 or -ENOMEM. */
+int entry_line(const struct entry *e, struct repo_line *l);
 
 /* Reads the manifest of backup @id (after checking it against
  * @manifest_sha256), calling @fn for each entry; stops at @fn's first
@@ -218,6 +232,8 @@ struct match {
 	bool excluded;                  /* a writer excludes it from every backup */
 	unsigned int comp;              /* the component holding it (1-based), or 0 */
 	enum vss_selection sel;         /* with comp: as vss_wmd_plan says */
+	bool log;                       /* with comp: its component is backed up as a log
+					 * backup (sel then says whether it is a log file) */
 	bool snapshot;                  /* with comp: must be read from a shadow */
 	const char *writer;             /* of comp, or of the partial file */
 	/* A partial file: the ranges its writer names (sorted, not touching). */

@@ -39,6 +39,7 @@ struct req_shadow {
 	char *mount;                     /* the live path its root stands for, or NULL */
 	char *exposed;
 	char *provider, *target_path;
+	char *fallback;                  /* why it is read live after its provider failed */
 	bool live;
 };
 
@@ -152,6 +153,7 @@ static void free_shadows(struct vss_requester *r)
 		free(r->sh[i].exposed);
 		free(r->sh[i].provider);
 		free(r->sh[i].target_path);
+		free(r->sh[i].fallback);
 	}
 	memset(r->sh, 0, sizeof(r->sh));
 	r->nsh = 0;
@@ -670,6 +672,8 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 		sh->volume = strdup(json_string_value(json_object_get(s, "volume")));
 		sh->device = strdup(json_string_value(json_object_get(s, "device")));
 		sh->live = json_is_true(json_object_get(s, "live"));
+		if (json_is_string(json_object_get(s, "fallback")))
+			sh->fallback = strdup(json_string_value(json_object_get(s, "fallback")));
 		if (json_is_string(json_object_get(s, "provider")))
 			sh->provider = strdup(json_string_value(json_object_get(s, "provider")));
 		if (json_is_string(json_object_get(s, "target_path")))
@@ -712,6 +716,11 @@ int vss_requester_shadow(const struct vss_requester *r, size_t i,
 	out->target_path = r->sh[i].target_path;
 	out->live = r->sh[i].live;
 	return 0;
+}
+
+const char *vss_requester_shadow_fallback(const struct vss_requester *r, size_t i)
+{
+	return i < r->nsh ? r->sh[i].fallback : NULL;
 }
 
 int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,

@@ -1112,6 +1112,11 @@ static int identify(struct vss_service *svc, struct svc_backup *b,
 			.args = json_pack("{s:s}", "backup_type", type_names[b->type]) };
 	svc_writers_call(svc, EV_IDENTIFY, calls, n);
 	for (size_t i = 0, k = 0; i < n; i++) {
+		const char *doc = json_string_value(json_object_get(calls[i].result, "metadata"));
+
+		/* A writer may give its metadata again: what it is now. */
+		if (calls[i].rc == 0 && doc)
+			calls[i].rc = svc_writer_refresh(svc, calls[i].w, doc, &calls[i].err);
 		json_decref(calls[i].result);
 		if (calls[i].rc < 0 && !b->required[k]) {
 			if (on_drop)

@@ -1,17 +1,25 @@
 /*
  * service/catalog.c - the catalog in SQLite (see catalog.h).
  *
- * Schema, version 3 (PRAGMA user_version):
+ * Schema, version 4 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
  *           storage_explicit, max_diff [-1 = unbounded], created_ns,
- *           diff_id [hex uuid, "" unknown], note ["" none])   the last two since 3
- *   shadows(id PK, set_id, volume, target, created_ns, attrs)
+ *           diff_id [hex uuid, "" unknown], note ["" none],   these two since 3
+ *           gmt [0 or 1: shadows exposed for Samba])       since 4
+ *   shadows(id PK, set_id, volume, target, created_ns, attrs,
+ *           schedule [its schedule's ID, "" none])       schedule since 4
  *   mounts(kind ["volume" | "shadow"], name [volume name | shadow ID],
  *          dir, options, fstype, PK(kind, name))      since version 2
+ *   schedules(id PK, targets [JSON array], every_ns, at_min, days,
+ *             keep_hourly, keep_daily, keep_weekly, keep_monthly,
+ *             keep_yearly, attrs, created_ns, wall_ns, boot_ns, boot_id,
+ *             slot_ns, last_run_ns, last_error)          since version 4
  * Migration: open brings an older catalog up to this version in one
  * transaction (1 -> 2 adds the empty mounts table: nothing was mounted as
  * far as the catalog knows; 2 -> 3 adds the two columns, empty: the diff
- * area's identity is learnt at its next open).  A newer catalog is refused,
+ * area's identity is learnt at its next open; 3 -> 4 adds the empty
+ * schedules table, the shadows' schedule column, "": no shadow was
+ * made by a schedule, and the volumes' gmt column, 0).  A newer catalog is refused,
  * so that an older vssd never leaves rows it does not know about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
@@ -34,7 +42,7 @@
 
 #include "service/catalog.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 struct vss_catalog {
 	sqlite3 *db;
@@ -94,19 +102,32 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
 		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
 		" created_ns INTEGER NOT NULL, diff_id TEXT NOT NULL DEFAULT '',"
-		" note TEXT NOT NULL DEFAULT '');"
+		" note TEXT NOT NULL DEFAULT '', gmt INTEGER NOT NULL DEFAULT 0);"
 		"CREATE TABLE IF NOT EXISTS shadows("
 		" id TEXT PRIMARY KEY, set_id TEXT NOT NULL, volume TEXT NOT NULL,"
 		" target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
-		" attrs INTEGER NOT NULL);"
+		" attrs INTEGER NOT NULL, schedule TEXT NOT NULL DEFAULT '');"
 		"CREATE TABLE IF NOT EXISTS mounts("
 		" kind TEXT NOT NULL, name TEXT NOT NULL, dir TEXT NOT NULL,"
 		" options TEXT NOT NULL, fstype TEXT NOT NULL, PRIMARY KEY(kind, name));"
-		"PRAGMA user_version=3;";
+		"CREATE TABLE IF NOT EXISTS schedules("
+		" id TEXT PRIMARY KEY, targets TEXT NOT NULL, every_ns INTEGER NOT NULL,"
+		" at_min INTEGER NOT NULL, days INTEGER NOT NULL,"
+		" keep_hourly INTEGER NOT NULL, keep_daily INTEGER NOT NULL,"
+		" keep_weekly INTEGER NOT NULL, keep_monthly INTEGER NOT NULL,"
+		" keep_yearly INTEGER NOT NULL, attrs INTEGER NOT NULL,"
+		" created_ns INTEGER NOT NULL, wall_ns INTEGER NOT NULL,"
+		" boot_ns INTEGER NOT NULL, boot_id TEXT NOT NULL, slot_ns INTEGER NOT NULL,"
+		" last_run_ns INTEGER NOT NULL, last_error TEXT NOT NULL);"
+		"PRAGMA user_version=4;";
 	/* Version 1 and 2 volumes tables lack the columns of version 3. */
 	static const char *to3 =
 		"ALTER TABLE volumes ADD COLUMN diff_id TEXT NOT NULL DEFAULT '';"
 		"ALTER TABLE volumes ADD COLUMN note TEXT NOT NULL DEFAULT '';";
+	/* Shadows tables before version 4 lack the schedule. */
+	static const char *to4 =
+		"ALTER TABLE shadows ADD COLUMN schedule TEXT NOT NULL DEFAULT '';"
+		"ALTER TABLE volumes ADD COLUMN gmt INTEGER NOT NULL DEFAULT 0;";
 	struct vss_catalog *c = calloc(1, sizeof(*c));
 	sqlite3_stmt *st;
 	int version = 0, rc;
@@ -142,7 +163,8 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 	if (version < SCHEMA_VERSION) {
 		if ((rc = exec(c, "BEGIN IMMEDIATE", err)) < 0)
 			goto fail;
-		if ((version >= 1 && (rc = exec(c, to3, err)) < 0) ||
+		if ((version >= 1 && version < 3 && (rc = exec(c, to3, err)) < 0) ||
+		    (version >= 1 && (rc = exec(c, to4, err)) < 0) ||
 		    (rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -217,7 +239,8 @@ int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volum
 {
 	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO volumes(name, size, block_size,"
 				   " backing, owns_backing, diff_path, storage_explicit, max_diff,"
-				   " created_ns, diff_id, note) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
+				   " created_ns, diff_id, note, gmt) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+				   err);
 
 	if (!st)
 		return -EIO;
@@ -232,6 +255,7 @@ int vss_catalog_volume_put(struct vss_catalog *c, const struct vss_catalog_volum
 	sqlite3_bind_int64(st, 9, (int64_t)v->created_ns);
 	sqlite3_bind_text(st, 10, v->diff_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 11, v->note ? v->note : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 12, v->gmt);
 	return step_done(c, st, err, "saving a volume");
 }
 
@@ -297,6 +321,7 @@ static int volume_row(sqlite3_stmt *st, void *ctx)
 	v.created_ns = (uint64_t)sqlite3_column_int64(st, 8);
 	snprintf(v.diff_id, sizeof(v.diff_id), "%s", col_text(st, 9));
 	v.note = *col_text(st, 10) ? (char *)col_text(st, 10) : NULL;
+	v.gmt = sqlite3_column_int(st, 11) != 0;
 	return e->fn(e->arg, &v);
 }
 
@@ -307,7 +332,7 @@ int vss_catalog_volume_each(struct vss_catalog *c,
 	struct volume_each e = { fn, arg };
 
 	return each_row(c, "SELECT name, size, block_size, backing, owns_backing, diff_path,"
-			" storage_explicit, max_diff, created_ns, diff_id, note FROM volumes"
+			" storage_explicit, max_diff, created_ns, diff_id, note, gmt FROM volumes"
 			" ORDER BY name",
 			volume_row, &e, "reading the volumes", err);
 }
@@ -315,7 +340,8 @@ int vss_catalog_volume_each(struct vss_catalog *c,
 int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shadow *s,
 			   struct vss_error *err)
 {
-	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO shadows VALUES(?,?,?,?,?,?)", err);
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO shadows(id, set_id, volume, target,"
+				   " created_ns, attrs, schedule) VALUES(?,?,?,?,?,?,?)", err);
 
 	if (!st)
 		return -EIO;
@@ -325,6 +351,7 @@ int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shado
 	sqlite3_bind_text(st, 4, s->target ? s->target : s->volume, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, (int64_t)s->created_ns);
 	sqlite3_bind_int64(st, 6, s->attrs);
+	sqlite3_bind_text(st, 7, s->schedule, -1, SQLITE_STATIC);
 	return step_done(c, st, err, "saving a shadow");
 }
 
@@ -355,6 +382,7 @@ static int shadow_row(sqlite3_stmt *st, void *ctx)
 	sh.target = (char *)col_text(st, 3);
 	sh.created_ns = (uint64_t)sqlite3_column_int64(st, 4);
 	sh.attrs = (uint32_t)sqlite3_column_int64(st, 5);
+	snprintf(sh.schedule, sizeof(sh.schedule), "%s", col_text(st, 6));
 	return e->fn(e->arg, &sh);
 }
 
@@ -364,7 +392,7 @@ int vss_catalog_shadow_each(struct vss_catalog *c,
 {
 	struct shadow_each e = { fn, arg };
 
-	return each_row(c, "SELECT id, set_id, volume, target, created_ns, attrs"
+	return each_row(c, "SELECT id, set_id, volume, target, created_ns, attrs, schedule"
 			" FROM shadows ORDER BY created_ns", shadow_row, &e,
 			"reading the shadows", err);
 }
@@ -421,4 +449,83 @@ int vss_catalog_mount_each(struct vss_catalog *c,
 
 	return each_row(c, "SELECT kind, name, dir, options, fstype FROM mounts"
 			" ORDER BY dir, kind DESC", mount_row, &e, "reading the mounts", err);
+}
+
+int vss_catalog_schedule_put(struct vss_catalog *c, const struct vss_catalog_schedule *s,
+			     struct vss_error *err)
+{
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO schedules(id, targets, every_ns,"
+				   " at_min, days, keep_hourly, keep_daily, keep_weekly,"
+				   " keep_monthly, keep_yearly, attrs, created_ns, wall_ns, boot_ns,"
+				   " boot_id, slot_ns, last_run_ns, last_error)"
+				   " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, s->targets, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)s->every_ns);
+	sqlite3_bind_int(st, 4, s->at_min);
+	sqlite3_bind_int(st, 5, (int)s->days);
+	for (int i = 0; i < 5; i++)
+		sqlite3_bind_int(st, 6 + i, (int)s->keep[i]);
+	sqlite3_bind_int64(st, 11, s->attrs);
+	sqlite3_bind_int64(st, 12, (int64_t)s->created_ns);
+	sqlite3_bind_int64(st, 13, s->wall_ns);
+	sqlite3_bind_int64(st, 14, s->boot_ns);
+	sqlite3_bind_text(st, 15, s->boot_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 16, s->slot_ns);
+	sqlite3_bind_int64(st, 17, (int64_t)s->last_run_ns);
+	sqlite3_bind_text(st, 18, s->last_error ? s->last_error : "", -1, SQLITE_STATIC);
+	return step_done(c, st, err, "saving a schedule");
+}
+
+int vss_catalog_schedule_delete(struct vss_catalog *c, const char *id, struct vss_error *err)
+{
+	static const char *const sql[] = {
+		"UPDATE shadows SET schedule = '' WHERE schedule = ?",
+		"DELETE FROM schedules WHERE id = ?",
+	};
+
+	return delete_by_key(c, sql, sizeof(sql) / sizeof(sql[0]), id, err);
+}
+
+struct schedule_each {
+	int (*fn)(void *arg, const struct vss_catalog_schedule *s);
+	void *arg;
+};
+
+static int schedule_row(sqlite3_stmt *st, void *ctx)
+{
+	struct schedule_each *e = ctx;
+	struct vss_catalog_schedule s = { 0 };
+
+	snprintf(s.id, sizeof(s.id), "%s", col_text(st, 0));
+	s.targets = (char *)col_text(st, 1);
+	s.every_ns = (uint64_t)sqlite3_column_int64(st, 2);
+	s.at_min = sqlite3_column_int(st, 3);
+	s.days = (unsigned int)sqlite3_column_int(st, 4);
+	for (int i = 0; i < 5; i++)
+		s.keep[i] = (unsigned int)sqlite3_column_int(st, 5 + i);
+	s.attrs = (uint32_t)sqlite3_column_int64(st, 10);
+	s.created_ns = (uint64_t)sqlite3_column_int64(st, 11);
+	s.wall_ns = sqlite3_column_int64(st, 12);
+	s.boot_ns = sqlite3_column_int64(st, 13);
+	snprintf(s.boot_id, sizeof(s.boot_id), "%s", col_text(st, 14));
+	s.slot_ns = sqlite3_column_int64(st, 15);
+	s.last_run_ns = (uint64_t)sqlite3_column_int64(st, 16);
+	s.last_error = (char *)col_text(st, 17);
+	return e->fn(e->arg, &s);
+}
+
+int vss_catalog_schedule_each(struct vss_catalog *c,
+			      int (*fn)(void *arg, const struct vss_catalog_schedule *s),
+			      void *arg, struct vss_error *err)
+{
+	struct schedule_each e = { fn, arg };
+
+	return each_row(c, "SELECT id, targets, every_ns, at_min, days, keep_hourly, keep_daily,"
+			" keep_weekly, keep_monthly, keep_yearly, attrs, created_ns, wall_ns,"
+			" boot_ns, boot_id, slot_ns, last_run_ns, last_error FROM schedules"
+			" ORDER BY created_ns, id", schedule_row, &e, "reading the schedules", err);
 }

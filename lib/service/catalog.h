@@ -33,6 +33,7 @@ struct vss_catalog_volume {
 	uint64_t created_ns;
 	char diff_id[33];       /* the diff area's identity (its uuid, in hex), "" if not known yet */
 	char *note;             /* why the volume is degraded (its diff area was lost...), or NULL */
+	bool gmt;               /* its persistent shadows exposed under MOUNT/.snapshots (gmt.h) */
 };
 
 #define VSS_CATALOG_ATTR_PERSISTENT 0x1u
@@ -47,6 +48,7 @@ struct vss_catalog_shadow {
 	char *target;           /* as the requester gave it */
 	uint64_t created_ns;
 	uint32_t attrs;         /* VSS_CATALOG_ATTR_* */
+	char schedule[37];      /* the schedule that made it (its retention may delete it), or "" */
 };
 
 /* What vss mounted on the administrator's request: a volume ("vss volume
@@ -57,6 +59,23 @@ struct vss_catalog_mount {
 	char *dir;              /* absolute, resolved */
 	char *options;          /* volumes: as given (mount(8) syntax), "" for none; shadows: "" */
 	char fstype[16];        /* volumes: what it held when it was mounted; shadows: "" */
+};
+
+/* A scheduled shadow (schedule.h): what it takes, when, what it keeps, and
+ * where its timeline stands (timeline.h). */
+struct vss_catalog_schedule {
+	char id[37];
+	char *targets;          /* a JSON array of strings */
+	uint64_t every_ns;      /* > 0: every so long; 0: at at_min on days */
+	int at_min;
+	unsigned int days;
+	unsigned int keep[5];   /* hourly, daily, weekly, monthly, yearly */
+	uint32_t attrs;         /* VSS_CATALOG_ATTR_PERSISTENT, _NO_WRITERS */
+	uint64_t created_ns;
+	int64_t wall_ns, boot_ns, slot_ns;      /* struct svc_timeline_state */
+	char boot_id[37];
+	uint64_t last_run_ns;   /* wall time of the last run, 0 never */
+	char *last_error;       /* why the last run failed, "" if it did not */
 };
 
 int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_error *err);
@@ -93,5 +112,15 @@ int vss_catalog_mount_delete(struct vss_catalog *c, bool shadow, const char *nam
 int vss_catalog_mount_each(struct vss_catalog *c,
 			   int (*fn)(void *arg, const struct vss_catalog_mount *m),
 			   void *arg, struct vss_error *err);
+
+/* Inserts or replaces a schedule's row. */
+int vss_catalog_schedule_put(struct vss_catalog *c, const struct vss_catalog_schedule *s,
+			     struct vss_error *err);
+/* Deletes a schedule's row; the shadows it made stay, no longer its. */
+int vss_catalog_schedule_delete(struct vss_catalog *c, const char *id, struct vss_error *err);
+/* Calls @fn for every schedule, oldest first; the record is valid during the call. */
+int vss_catalog_schedule_each(struct vss_catalog *c,
+			      int (*fn)(void *arg, const struct vss_catalog_schedule *s),
+			      void *arg, struct vss_error *err);
 
 #endif

@@ -212,6 +212,9 @@ static int open_here(const char *path, unsigned int how, uid_t owner)
 		flags |= O_DIRECTORY;
 		resolve = RESOLVE_NO_SYMLINKS;
 	}
+	/* Proof that the caller may read it: no O_PATH; a fifo does not block. */
+	if (how & VSS_FS_OPEN_READ)
+		flags = (flags & ~(uint64_t)O_PATH) | O_RDONLY | O_NONBLOCK | O_NOCTTY;
 	if (!(how & VSS_FS_OPEN_MKDIR)) {
 		fd = openat2_fd(AT_FDCWD, path, flags, resolve);
 	} else {
@@ -913,6 +916,41 @@ void vss_fs_each_mount_of(const char *dev, void (*fn)(void *arg, const char *dir
 	struct mount_scan s = { .dev = dev, .fn = fn, .arg = arg };
 
 	scan_mounts(&s);
+}
+
+struct vss_fs_mounts *vss_fs_mounts_read(void)
+{
+	return (struct vss_fs_mounts *)mnt_new_table_from_file("/proc/self/mountinfo");
+}
+
+void vss_fs_mounts_free(struct vss_fs_mounts *m)
+{
+	if (m)
+		mnt_unref_table((struct libmnt_table *)m);
+}
+
+int vss_fs_mounts_where(struct vss_fs_mounts *m, uint64_t id, char dir[PATH_MAX], char *source,
+			size_t size)
+{
+	struct libmnt_iter *it;
+	struct libmnt_fs *fs;
+	int found = 0;
+
+	if (!m || !id)
+		return 0;
+	if (!(it = mnt_new_iter(MNT_ITER_FORWARD)))
+		return 0;
+	while (!found && mnt_table_next_fs((struct libmnt_table *)m, it, &fs) == 0) {
+		const char *src = mnt_fs_get_source(fs), *tgt = mnt_fs_get_target(fs);
+
+		if (!tgt || (uint64_t)mnt_fs_get_id(fs) != id)
+			continue;
+		found = 1;
+		snprintf(dir, PATH_MAX, "%s", tgt);
+		snprintf(source, size, "%s", src ? src : "");
+	}
+	mnt_free_iter(it);
+	return found;
 }
 
 int vss_fs_mount_where(uint64_t id, char dir[PATH_MAX], char *source, size_t size)

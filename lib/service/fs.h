@@ -42,6 +42,7 @@ struct vss_fs_cred {
 #define VSS_FS_OPEN_MKDIR    0x2u /* create the last component first if missing (0755
 				   * as root, 0700 as a user); its parent must exist */
 #define VSS_FS_OPEN_OWNED    0x4u /* with a @cred: the directory must be the user's */
+#define VSS_FS_OPEN_READ     0x8u /* opened for reading (not O_PATH): @cred may read it */
 
 /*
  * Opens the absolute @path as @cred sees it (following symlinks unless
@@ -119,6 +120,15 @@ void vss_fs_umount_force(const char *dir);
 /* FIFREEZE / FITHAW on the filesystem mounted at @dir (its root; no symlinks). */
 int vss_fs_freeze(const char *dir, struct vss_error *err);
 int vss_fs_thaw(const char *dir, struct vss_error *err);
+
+/* Every mount, read once from /proc/self/mountinfo, for many lookups
+ * (svc_refresh_mounts: one read, not one per mount); NULL if it cannot be
+ * read.  vss_fs_mounts_where() is vss_fs_mount_where() on it. */
+struct vss_fs_mounts;
+struct vss_fs_mounts *vss_fs_mounts_read(void);
+void vss_fs_mounts_free(struct vss_fs_mounts *m);
+int vss_fs_mounts_where(struct vss_fs_mounts *m, uint64_t id, char dir[PATH_MAX], char *source,
+			size_t size);
 
 /* True if @dir is a mount point (its own entry in /proc/self/mountinfo). */
 int vss_fs_is_mountpoint(const char *dir);

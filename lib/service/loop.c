@@ -97,6 +97,24 @@ int vss_loop_detach(const char *dev)
 	return rc;
 }
 
+int vss_loop_backing(const char *dev, char *out, size_t size)
+{
+	const char *name = strrchr(dev, '/');
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", name ? name + 1 : dev);
+	if (!(f = fopen(path, "re")))
+		return -ENOENT;
+	if (!fgets(out, (int)size, f)) {
+		fclose(f);
+		return -ENOENT;
+	}
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	return 0;
+}
+
 void vss_loop_each_under(const char *prefix,
 			 void (*fn)(void *arg, const char *dev, const char *backing),
 			 void *arg)

@@ -29,6 +29,9 @@ int vss_loop_detach(const char *dev);
  * Calls @fn for every loop device whose backing file lies under @prefix
  * ("/dev/loopN", backing path).  Used to find what a dead vssd left.
  */
+/* The file the loop device @dev (/dev/loopN) reads, into @out: 0, or
+ * -ENOENT if it has none (detached). */
+int vss_loop_backing(const char *dev, char *out, size_t size);
 void vss_loop_each_under(const char *prefix,
 			 void (*fn)(void *arg, const char *dev, const char *backing),
 			 void *arg);

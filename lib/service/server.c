@@ -36,12 +36,15 @@
 #include "provider/provider.h"
 #include "service/backup.h"
 #include "service/caller.h"
+#include "service/gmt.h"
 #include "service/log.h"
+#include "service/schedule.h"
 #include "service/server.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/storage.h"
 #include "service/tracking.h"
+#include "service/versions.h"
 #include "service/volumes.h"
 #include "service/writers.h"
 
@@ -92,12 +95,18 @@ static const struct op {
 	{ "volume.delete", svc_op_volume_delete, SVC_ROLE_ROOT, false, NULL },
 	{ "volume.mount", svc_op_volume_mount, SVC_ROLE_ROOT, false, NULL },
 	{ "volume.umount", svc_op_volume_umount, SVC_ROLE_ROOT, false, NULL },
+	/* Samba's Previous Versions: vssd mounts in the volume (gmt.h). */
+	{ "volume.gmt", svc_op_volume_gmt, SVC_ROLE_ROOT, false, NULL },
 	{ "shadow.create", svc_op_backup_shadow_create, SVC_ROLE_OPERATOR, true, NULL },
 	{ "set.complete", svc_op_set_complete, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.list", svc_op_shadow_list, SVC_ROLE_USER, false, NULL },
 	{ "shadow.delete", svc_op_shadow_delete, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.expose", svc_op_shadow_expose, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.unexpose", svc_op_shadow_unexpose, SVC_ROLE_OPERATOR, false, NULL },
+	/* A file's versions: versions.h (as the caller: who cannot read it
+	 * live sees none; a copy back is made with the caller's rights). */
+	{ "shadow.versions", svc_op_shadow_versions, SVC_ROLE_USER, true, NULL },
+	{ "shadow.restore_version", svc_op_shadow_restore_version, SVC_ROLE_USER, true, NULL },
 	/* Changed blocks and revert: tracking.h. */
 	{ "shadow.diff", svc_op_shadow_diff, SVC_ROLE_OPERATOR, false, NULL },
 	{ "bookmark.create", svc_op_bookmark_create, SVC_ROLE_OPERATOR, false, NULL },
@@ -109,6 +118,12 @@ static const struct op {
 	{ "storage.resize", svc_op_storage_resize, SVC_ROLE_ROOT, false, NULL },
 	{ "storage.delete", svc_op_storage_delete, SVC_ROLE_ROOT, false, NULL },
 	{ "providers.list", svc_op_providers_list, SVC_ROLE_USER, false, NULL },
+	/* Scheduled shadows: schedule.h.  Adding one makes vssd take sets as
+	 * root later, of targets it resolves then: root's. */
+	{ "schedule.add", svc_op_schedule_add, SVC_ROLE_ROOT, false, NULL },
+	{ "schedule.list", svc_op_schedule_list, SVC_ROLE_USER, false, NULL },
+	{ "schedule.delete", svc_op_schedule_delete, SVC_ROLE_ROOT, false, NULL },
+	{ "schedule.run", svc_op_schedule_run, SVC_ROLE_OPERATOR, true, NULL },
 	/* Writers' metadata names their files: not for every user. */
 	{ "writers.list", svc_op_writers_list, SVC_ROLE_USER, true, "metadata" },
 	/* Writers and requesters: writers.h. */

@@ -21,9 +21,11 @@
 
 #include "provider/provider.h"
 #include "service/backup.h"
+#include "service/gmt.h"
 #include "service/guardian.h"
 #include "service/log.h"
 #include "service/restore.h"
+#include "service/schedule.h"
 #include "service/server.h"
 #include "service/service_i.h"
 #include "service/set.h"
@@ -494,6 +496,8 @@ static void *housekeeper(void *arg)
 				svc_shadow_remove(svc, sh, NULL);
 			free(e);
 		}
+		/* Samba's snapshot directories follow the shadows (gmt.h). */
+		svc_gmt_sync(svc);
 		if (mono_ms() >= due) {
 			svc_check_diff_areas(svc);
 			due = mono_ms() + svc->check_ms;
@@ -599,13 +603,15 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	if (rc == 0) {
 		svc_providers_recover(svc);
 		svc_restore_run(svc, restore);
+		svc_gmt_sync(svc);
 	}
 	svc_unlock(svc);
 	svc_restore_free(restore);
 	restore = NULL;
 	if (rc < 0)
 		goto fail;
-	if ((rc = svc_server_start(svc, cfg, err)) < 0)
+	if ((rc = svc_schedules_start(svc, err)) < 0 ||
+	    (rc = svc_server_start(svc, cfg, err)) < 0)
 		goto fail;
 	vss_log("started (version %s, state %s, run %s)", VSS_VERSION, svc->state_dir,
 		svc->run_dir);
@@ -621,8 +627,11 @@ void vss_service_close(struct vss_service *svc)
 {
 	if (!svc)
 		return;
+	/* A scheduled run in progress finishes first: it needs the writers. */
+	svc_schedules_stop(svc);
 	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
+	svc_schedules_free(svc);
 	svc_lock(svc);
 	/* Their catalog records stay: the next start mounts them again (restore.c). */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)

@@ -47,6 +47,7 @@ struct svc_volume;
 struct svc_shadow;
 struct svc_server;
 struct svc_writer_registry;
+struct svc_scheduler;
 struct vss_provider_ops;
 struct svc_freezer_ops;
 
@@ -90,6 +91,7 @@ struct vss_service {
 
 	struct svc_server *server;
 	struct svc_writer_registry *wreg;       /* writers.h */
+	struct svc_scheduler *sched;            /* schedule.h */
 };
 
 /* ---- service.c ---- */

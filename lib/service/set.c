@@ -24,6 +24,9 @@
  *      btrfs snapshot per subvolume): the set's single instant;
  *   5. open the gates, FITHAW in reverse order, release the guardian;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
+ * With allow_live a member whose provider fails at prepare or commit is
+ * read live instead (fall_back; after a failed commit, once the set is
+ * thawed), the reply saying so for that member (m->fallback).
  * A member records how far it got (prepared, frozen, taken), and every way
  * out goes through abort_set(), which undoes exactly that: the shadows
  * already taken are deleted, the ones adopted removed.  Every path thaws
@@ -116,6 +119,7 @@ void svc_set_free(struct svc_set *set)
 		return;
 	for (size_t i = 0; i < set->n; i++) {
 		free(set->m[i].warning);
+		free(set->m[i].fallback);
 		free(set->m[i].device);
 	}
 	free(set);
@@ -141,6 +145,50 @@ static void abort_set(struct vss_service *svc, struct svc_set *set)
 	}
 }
 
+/*
+ * A member whose provider failed at @step ("prepare" or "commit", with @rc
+ * and @err saying why) is read live instead when the requester allows it
+ * (p->allow_live) and the live provider takes its target: m->fallback says
+ * so, for the reply and the log; never silently.  Called with the member
+ * not prepared (a failed prepare undoes itself; a failed commit is aborted
+ * first), outside the freeze.  0 once it is prepared live, else @rc.
+ */
+static int fall_back(struct vss_service *svc, struct svc_member *m,
+		     const struct svc_set_params *p, const char *step, int rc,
+		     struct vss_error *err)
+{
+	const struct vss_provider_ops *live = NULL;
+	const char *failed = m->prov->name;
+	char why[VSS_ERROR_MSG_MAX];
+	struct vss_error lerr = { 0 };
+
+	for (size_t i = 0; svc->providers[i]; i++)
+		if (svc->providers[i]->caps & SVC_PROVIDER_LIVE)
+			live = svc->providers[i];
+	if (!p->allow_live || !live || (m->prov->caps & SVC_PROVIDER_LIVE) ||
+	    live->supports(svc, m->target, &lerr) < 0)
+		return rc;
+	snprintf(why, sizeof(why), "%s", err->msg);
+	free(m->device);
+	m->device = NULL;
+	m->volume = NULL;
+	m->gate = NULL;
+	m->freeze_dir = m->freeze_loop = NULL;
+	m->priv = NULL;
+	m->prov = live;
+	if (live->prepare(svc, m, &lerr) < 0)
+		return rc;      /* the provider's failure is the one to report */
+	free(m->fallback);
+	if (asprintf(&m->fallback, "%s: provider %s failed at %s (%s): read live instead "
+		     "(--allow-live)", m->target, failed, step, why) < 0) {
+		m->fallback = NULL;
+		live->abort(svc, m);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	vss_log("%s", m->fallback);
+	return 0;
+}
+
 /* 1. A provider per target, each prepared; a gate belongs to one member.
  * The filesystems to freeze go into @dirs. */
 static int prepare_members(struct vss_service *svc, struct svc_set *set,
@@ -158,8 +206,10 @@ static int prepare_members(struct vss_service *svc, struct svc_set *set,
 		m->persistent = p->persistent;
 		m->no_writers = p->no_writers;
 		if ((rc = svc_provider_select(svc, m->target, p->provider, p->allow_live,
-					      &m->prov, &m->warning, err)) < 0 ||
-		    (rc = m->prov->prepare(svc, m, err)) < 0)
+					      &m->prov, &m->warning, err)) < 0)
+			return rc;
+		if ((rc = m->prov->prepare(svc, m, err)) < 0 &&
+		    (rc = fall_back(svc, m, p, "prepare", rc, err)) < 0)
 			return rc;
 		m->prepared = true;
 		if (m->warning)
@@ -192,8 +242,12 @@ static int freeze_members(struct vss_service *svc, struct svc_set *set, struct v
 	return rc;
 }
 
-/* 3, 4: every gate closed, every member commits, the gates open again. */
-static int commit_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
+/* 3, 4: every gate closed, every member commits, the gates open again.  A
+ * member whose commit fails while live reads are allowed is marked
+ * (@failed, with why) and the others go on: it falls back after the thaw
+ * (commit_fallbacks), nothing of it being made. */
+static int commit_members(struct vss_service *svc, struct svc_set *set,
+			  const struct svc_set_params *p, char **failed, struct vss_error *err)
 {
 	int rc = 0;
 
@@ -207,10 +261,37 @@ static int commit_members(struct vss_service *svc, struct svc_set *set, struct v
 		assert(!m->freeze_dir || m->frozen);
 		rc = m->prov->commit(svc, m, err);
 		m->taken = rc == 0;
+		if (rc < 0 && p->allow_live && !(m->prov->caps & SVC_PROVIDER_LIVE) &&
+		    (failed[i] = strdup(err->msg)))
+			rc = 0;
 	}
 	for (size_t i = set->n; i-- > 0;)
 		if (set->m[i].gate)
 			pthread_rwlock_unlock(set->m[i].gate);
+	return rc;
+}
+
+/* After the thaw: each member whose commit failed (@failed[i], why) is
+ * aborted and read live instead, or the set fails with its error. */
+static int commit_fallbacks(struct vss_service *svc, struct svc_set *set,
+			    const struct svc_set_params *p, char **failed, struct vss_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < set->n && rc == 0; i++) {
+		struct svc_member *m = &set->m[i];
+
+		if (!failed[i])
+			continue;
+		m->prov->abort(svc, m);
+		m->prepared = false;
+		vss_error_set(err, -EIO, "%s", failed[i]);
+		if ((rc = fall_back(svc, m, p, "commit", -EIO, err)) < 0)
+			break;
+		m->prepared = true;
+		if ((rc = m->prov->commit(svc, m, err)) == 0)
+			m->taken = true;
+	}
 	return rc;
 }
 
@@ -267,6 +348,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		 struct svc_set **out, struct vss_error *err)
 {
 	const char *dirs[SVC_SET_MAX];
+	char *failed[SVC_SET_MAX] = { NULL };  /* why each member's commit failed */
 	struct svc_set *set;
 	void *guard = NULL;
 	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
@@ -298,7 +380,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	/* 3, 4: the set's instant */
 	t_gate = mono_ns();
 	if (rc == 0)
-		rc = commit_members(svc, set, err);
+		rc = commit_members(svc, set, p, failed, err);
 	t_open = mono_ns();
 	/* 5. thaw, whatever happened */
 	thaw_members(svc, set);
@@ -310,6 +392,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
 		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
 				   "%u ms; the set was aborted", svc->freeze_limit_ms);
+	if (rc == 0)
+		rc = commit_fallbacks(svc, set, p, failed, err);
 	if (rc < 0)
 		goto abort;
 	/* 6. adopt */
@@ -329,11 +413,15 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 			p->persistent ? "persistent" : "not persistent",
 			p->no_writers ? ", no writers" : "", set->held_ms);
 	*out = set;
+	for (size_t i = 0; i < SVC_SET_MAX; i++)
+		free(failed[i]);
 	return 0;
 abort:
 	thaw_members(svc, set);
 	abort_set(svc, set);
 	vss_log("set %s aborted: %s", set->id, err->msg);
 	svc_set_free(set);
+	for (size_t i = 0; i < SVC_SET_MAX; i++)
+		free(failed[i]);
 	return rc;
 }

@@ -22,6 +22,7 @@
 #include "service/args.h"
 #include "service/backup.h"
 #include "service/caller.h"
+#include "service/gmt.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/set.h"
@@ -114,6 +115,8 @@ void svc_shadow_unexpose(struct svc_shadow *sh, bool force)
 	sh->expose_id = 0;
 	sh->expose_loop[0] = '\0';
 	sh->expose_own = false;
+	sh->expose_gmt = false;
+	sh->expose_reading = false;
 }
 
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why)
@@ -217,7 +220,7 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 		char dev[PATH_MAX];
 
 		sh->prov->location(svc, sh, dev, sizeof(dev));
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:s?}",
 						     "id", sh->rec.id,
 						     "target", m->target,
 						     "volume", shadow_origin(sh),
@@ -225,14 +228,19 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 						     "provider", sh->prov->name,
 						     "live", (sh->prov->caps & SVC_PROVIDER_LIVE) != 0,
 						     "target_path", sh->target_path
-						     ? json_string(sh->target_path) : json_null()));
+						     ? json_string(sh->target_path) : json_null(),
+						     "fallback", m->fallback));
 		if (m->warning)
 			json_array_append_new(warnings, json_string(m->warning));
+		if (m->fallback)
+			json_array_append_new(warnings, json_string(m->fallback));
 	}
 	*res = json_pack("{s:s, s:f, s:f, s:o, s:o, s:b}", "set", set->id,
 			 "frozen_ms", set->frozen_ms, "held_ms", set->held_ms,
 			 "shadows", out, "warnings", warnings, "complete", !owner);
 	svc_set_free(set);
+	if (!owner)
+		svc_gmt_sync(svc);
 out:
 	for (size_t i = 0; i < p.n && i < SVC_SET_MAX; i++)
 		free(seen[i]);
@@ -248,6 +256,7 @@ int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, j
 	if ((rc = svc_arg_str(args, "set", true, &set, err)) < 0 ||
 	    (rc = svc_backup_set_complete(svc, who->conn, set, &n, err)) < 0)
 		return rc;
+	svc_gmt_sync(svc);
 	*res = json_pack("{s:s, s:i}", "set", set, "shadows", n);
 	return 0;
 }
@@ -313,7 +322,8 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 		state = "in-progress";
 	else
 		state = "valid";
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o,"
+			 " s:o}",
 			 "id", sh->rec.id, "set", sh->rec.set_id,
 			 "volume", shadow_origin(sh), "target", sh->rec.target,
 			 "created", created, "created_ns", (json_int_t)info->created_ns,
@@ -324,7 +334,9 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 			 "attributes", attrs, "state", state,
 			 "diff_bytes", (json_int_t)info->diff_bytes,
 			 "seq", (int)info->seq,
-			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null());
+			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null(),
+			 "schedule", *sh->rec.schedule ? json_string(sh->rec.schedule)
+							: json_null());
 }
 
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
@@ -584,6 +596,9 @@ int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, 
 	if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
 		return rc;
 	sh = svc_shadow_find(svc, full);
+	/* vssd's own, for reading versions: the request takes its place. */
+	if (sh->expose_reading)
+		svc_shadow_unexpose(sh, true);
 	if (sh->expose_dir)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s", full,
 				     sh->expose_dir);
@@ -613,6 +628,29 @@ int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, 
 		*res = NULL;
 	}
 	return rc;
+}
+
+int svc_shadow_expose_own(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
+{
+	char real[PATH_MAX];
+	json_t *res = NULL;
+	int rc, fd;
+
+	svc_assert_locked(svc);
+	if (sh->expose_dir)
+		return 0;
+	if ((rc = own_dir_open(svc, NULL, sh, &fd, real, err)) < 0)
+		return rc;
+	rc = svc_shadow_expose(svc, sh, fd, 0, &res, err);
+	close(fd);
+	json_decref(res);
+	if (rc < 0) {
+		own_dir_remove(real);
+		return rc;
+	}
+	sh->expose_own = true;
+	sh->expose_reading = true;
+	return 0;
 }
 
 int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,

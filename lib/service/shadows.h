@@ -35,8 +35,11 @@ struct svc_shadow {
 	char *expose_dir;                       /* where exposed, or NULL */
 	uint64_t expose_id;                     /* that mount's ID (fs.h) */
 	char expose_loop[VSS_LOOP_NAME_MAX];    /* its loop device, or "" (a bind mount) */
-	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID: it goes
-						 * with the exposure */
+	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID (or its
+						 * @GMT directory): it goes with the exposure */
+	bool expose_gmt;                        /* exposed for Samba (gmt.h) */
+	bool expose_reading;                    /* exposed for vssd's own reading (versions.c) */
+	bool gmt_failed;                        /* could not be exposed for Samba: not again */
 	struct conn *owner;                     /* set in progress: its requester */
 };
 
@@ -50,6 +53,10 @@ int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
  * image of a live filesystem (fs.h).  Records nothing in the catalog. */
 int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
 		      unsigned int flags, json_t **res, struct vss_error *err);
+/* Exposes @sh where vssd picks (RUN/exec/SET/ID, root's, 0700), unless it
+ * is exposed already: for vssd's own reading (versions.c).  Not recorded in
+ * the catalog: a restart does not bring it back.  svc->lock held. */
+int svc_shadow_expose_own(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
 /* Forgets where @sh is exposed; with @force, unmounts it first (lazily if
  * busy) and removes the directory if it was vssd's own (sh->expose_own).
  * Keeps the catalog's record. */

@@ -23,6 +23,7 @@
 #include "provider/provider.h"
 #include "service/args.h"
 #include "service/caller.h"
+#include "service/gmt.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
@@ -851,40 +852,26 @@ static void forget_mount(struct svc_volume *v)
 	v->fstype[0] = '\0';
 }
 
-struct loop_check {
-	const char *loop;
-	bool found;
-};
-
-static void loop_match(void *arg, const char *dev, const char *backing)
-{
-	struct loop_check *c = arg;
-
-	if (strcmp(dev, c->loop) == 0)
-		c->found = true;
-}
-
 /*
- * Where the mount @id is now, if it is still the one vss made: from @loop
- * whose backing file is @file (vssd's device), or for a bind mount (@loop
- * "") of the directory @file.  Mount IDs and loop devices are both reused,
- * so the source is checked as well as the ID.
+ * Where the mount @id is now (in @tab, every mount read once), if it is
+ * still the one vss made: from @loop whose backing file is @file (vssd's
+ * device), or for a bind mount (@loop "") of the directory @file.  Mount
+ * IDs and loop devices are both reused, so the source is checked as well
+ * as the ID.
  */
-static bool mount_now(uint64_t id, const char *loop, const char *file, char now[PATH_MAX])
+static bool mount_now(struct vss_fs_mounts *tab, uint64_t id, const char *loop,
+		      const char *file, char now[PATH_MAX])
 {
-	char source[PATH_MAX];
+	char source[PATH_MAX], backing[PATH_MAX];
+	size_t n = strlen(file);
 	struct stat a, b;
 
-	if (!vss_fs_mount_where(id, now, source, sizeof(source)))
+	if (!vss_fs_mounts_where(tab, id, now, source, sizeof(source)))
 		return false;
-	if (loop[0]) {
-		struct loop_check c = { .loop = loop };
-
-		if (strcmp(source, loop) != 0)
-			return false;
-		vss_loop_each_under(file, loop_match, &c);
-		return c.found;
-	}
+	if (loop[0])
+		return strcmp(source, loop) == 0 &&
+		       vss_loop_backing(loop, backing, sizeof(backing)) == 0 &&
+		       strncmp(backing, file, n) == 0 && (backing[n] == '\0' || backing[n] == '/');
 	return stat(now, &a) == 0 && stat(file, &b) == 0 && a.st_dev == b.st_dev &&
 	       a.st_ino == b.st_ino;
 }
@@ -930,14 +917,15 @@ static void record_moved(struct vss_service *svc, bool shadow, const char *name,
  * swapped since, *@dir and the catalog's record follow it, so that vss
  * can still unmount it and the volume can be mounted again.
  */
-static bool still_mounted(struct vss_service *svc, bool shadow, const char *name,
-			  uint64_t id, const char *loop, const char *file, char **dir)
+static bool still_mounted(struct vss_service *svc, struct vss_fs_mounts *tab, bool shadow,
+			  const char *name, uint64_t id, const char *loop, const char *file,
+			  char **dir)
 {
 	char now[PATH_MAX], *moved;
 
 	if (!id)    /* the kernel gave no mount ID: by path, as it was */
 		return loop[0] ? vss_fs_mounted_from(loop, *dir) : vss_fs_is_mountpoint(*dir);
-	if (!mount_now(id, loop, file, now))
+	if (!mount_now(tab, id, loop, file, now))
 		return false;
 	if (strcmp(now, *dir) != 0 && (moved = strdup(now))) {
 		vss_log("%s %s: its mount moved from %s to %s; following it",
@@ -951,14 +939,20 @@ static bool still_mounted(struct vss_service *svc, bool shadow, const char *name
 
 void svc_refresh_mounts(struct vss_service *svc)
 {
+	struct vss_fs_mounts *tab = vss_fs_mounts_read();
 	char file[PATH_MAX];
 
 	svc_assert_locked(svc);
+	/* Mounts cannot be read: nothing is forgotten on that account. */
+	if (!tab) {
+		svc_check_diff_areas(svc);
+		return;
+	}
 	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
 		if (!v->mount_dir)
 			continue;
 		svc_volume_device_path(svc, v->rec.name, file, sizeof(file));
-		if (still_mounted(svc, false, v->rec.name, v->mount_id, v->mount_loop, file,
+		if (still_mounted(svc, tab, false, v->rec.name, v->mount_id, v->mount_loop, file,
 				  &v->mount_dir))
 			continue;
 		vss_log("volume %s: %s is no longer mounted from %s (unmounted outside vss); "
@@ -973,14 +967,15 @@ void svc_refresh_mounts(struct vss_service *svc)
 			sh->prov->location(svc, sh, file, sizeof(file));
 		else
 			snprintf(file, sizeof(file), "%s", sh->path ? sh->path : "");
-		if (still_mounted(svc, true, sh->rec.id, sh->expose_id, sh->expose_loop, file,
-				  &sh->expose_dir))
+		if (still_mounted(svc, tab, true, sh->rec.id, sh->expose_id, sh->expose_loop,
+				  file, &sh->expose_dir))
 			continue;
 		vss_log("shadow %s: %s is no longer mounted (unmounted outside vss); "
 			"forgetting it", sh->rec.id, sh->expose_dir);
 		vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
 		svc_shadow_unexpose(sh, false);
 	}
+	vss_fs_mounts_free(tab);
 	svc_check_diff_areas(svc);
 }
 
@@ -991,6 +986,7 @@ int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 
 	if (!v->mount_dir)
 		return 0;
+	svc_gmt_release(svc, v);
 	if (force) {
 		if (vss_fs_is_mountpoint(v->mount_dir) && vss_fs_umount(v->mount_dir, NULL) < 0) {
 			vss_log("volume %s: %s is busy; synced and detached lazily", v->rec.name,

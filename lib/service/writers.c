@@ -613,6 +613,42 @@ static enum svc_writer_class writer_class(const struct vss_wmd_identity *id)
 	return WC_FRONT_END;
 }
 
+int svc_writer_refresh(struct vss_service *svc, struct svc_writer *w, const char *doc,
+		       struct vss_error *err)
+{
+	struct svc_writer_registry *reg = svc->wreg;
+	struct vss_error derr = { 0 };
+	struct vss_wmd_identity id;
+	struct vss_wmd *wmd;
+	char *copy;
+	int rc = vss_wmd_parse(doc, strlen(doc), SVC_WRITER_METADATA_MAX, &wmd, &derr);
+
+	if (rc < 0)
+		return vss_error_set(err, rc, "writer %s: the metadata it gave at identify was "
+				     "refused: %s", w->name, rc == -EFBIG ? "too large" : derr.msg);
+	vss_wmd_identity(wmd, &id);
+	if (strcasecmp(id.class_id, w->class_id) || strcasecmp(id.instance_id, w->instance_id)) {
+		vss_wmd_free(wmd);
+		return vss_error_set(err, -EINVAL, "writer %s: the metadata it gave at identify "
+				     "has another class or instance ID", w->name);
+	}
+	if (!(copy = strdup(doc))) {
+		vss_wmd_free(wmd);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	svc_mutex_lock(&reg->lock);
+	vss_wmd_free(w->wmd);
+	free(w->metadata);
+	w->wmd = wmd;
+	w->metadata = copy;
+	snprintf(w->name, sizeof(w->name), "%s", id.writer_name);
+	w->wclass = writer_class(&id);
+	svc_mutex_unlock(&reg->lock);
+	vss_log("writer %s (instance %s) refreshed its metadata at identify", w->name,
+		w->instance_id);
+	return 0;
+}
+
 int svc_op_writer_register(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			   json_t **res, struct vss_error *err)
 {

@@ -115,6 +115,11 @@ struct svc_writer_registry {
 	bool reaper_running, reaper_stop; /* lock */
 };
 
+/* Replaces @w's metadata with @doc, which it gave in its reply to identify
+ * (same class and instance IDs, checked as at registration). */
+int svc_writer_refresh(struct vss_service *svc, struct svc_writer *w, const char *doc,
+		       struct vss_error *err);
+
 /* One event to one writer, for svc_writers_call. */
 struct svc_wcall {
 	struct svc_writer *w;

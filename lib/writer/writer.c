@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@ struct vss_writer {
 	struct vss_writer_handlers h;   /* the caller's, copied */
 	void *data;
 	char *doc;                      /* the metadata document, to register again */
+	bool doc_new;                   /* doc changed: sent with the next identify's reply */
 	char *run_dir;
 	unsigned int timeout_ms;
 	bool reconnect;
@@ -186,6 +188,36 @@ void vss_writer_close(struct vss_writer *w)
 int vss_writer_fd(const struct vss_writer *w)
 {
 	return w->fd;
+}
+
+int vss_writer_set_metadata(struct vss_writer *w, const struct vss_wmd *wmd,
+			    struct vss_error *err)
+{
+	struct vss_wmd *old = NULL;
+	struct vss_wmd_identity a, b;
+	char *doc;
+	int rc;
+
+	if ((rc = vss_wmd_serialize(wmd, &doc, NULL, err)) < 0)
+		return rc;
+	if ((rc = vss_wmd_parse(w->doc, strlen(w->doc), 0, &old, err)) < 0) {
+		free(doc);
+		return rc;
+	}
+	vss_wmd_identity(old, &a);
+	vss_wmd_identity(wmd, &b);
+	if (strcasecmp(a.class_id, b.class_id) || strcasecmp(a.instance_id, b.instance_id))
+		rc = vss_error_set(err, -EINVAL, "the metadata of a writer keeps its class and "
+				   "instance IDs");
+	vss_wmd_free(old);
+	if (rc < 0) {
+		free(doc);
+		return rc;
+	}
+	free(w->doc);
+	w->doc = doc;
+	w->doc_new = true;
+	return 0;
 }
 
 void vss_writer_set_failure(struct vss_writer *w, enum vss_writer_failure kind,
@@ -387,6 +419,12 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 		rc = send_reply(w, reply);
 	} else {
 		result = json_object();
+		/* A metadata document set since the last identify refreshes the
+		 * one vssd has (vss_writer_set_metadata). */
+		if (ev.type == VSS_WE_IDENTIFY && w->doc_new) {
+			json_object_set_new(result, "metadata", json_string(w->doc));
+			w->doc_new = false;
+		}
 		if (ev.type == VSS_WE_PREPARE_BACKUP && ev.components) {
 			char *text;
 

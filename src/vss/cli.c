@@ -194,7 +194,10 @@ char *cli_target(const char *target)
 	return strdup(target);
 }
 
-int cli_targets(const struct cli_args *a, const char **fors, int max, json_t **vols)
+/* The --for values given, or @take of each volume vssd serves that has a
+ * string @has; @none says why there are none. */
+static int given_or_volumes(const struct cli_args *a, const char **fors, int max, json_t **vols,
+			    const char *has, const char *take, const char *none)
 {
 	int n = cli_get_all(a, "for", fors, max), rc;
 	json_t *v;
@@ -206,12 +209,23 @@ int cli_targets(const struct cli_args *a, const char **fors, int max, json_t **v
 	if ((rc = cli_call(a, "volume.list", NULL, vols)))
 		return -rc;
 	json_array_foreach(json_object_get(*vols, "volumes"), i, v)
-		if (json_is_string(json_object_get(v, "mount")) && n < max)
-			fors[n++] = json_string_value(json_object_get(v, "mount"));
+		if (json_is_string(json_object_get(v, has)) && n < max)
+			fors[n++] = json_string_value(json_object_get(v, take));
 	if (n == 0)
-		return -cli_error(EXIT_FAILED, "%s: no --for TARGET given and no volume is "
-				  "mounted", a->cmd);
+		return -cli_error(EXIT_FAILED, "%s: %s", a->cmd, none);
 	return n;
+}
+
+int cli_targets(const struct cli_args *a, const char **fors, int max, json_t **vols)
+{
+	return given_or_volumes(a, fors, max, vols, "mount", "mount",
+				"no --for TARGET given and no volume is mounted");
+}
+
+int cli_volumes(const struct cli_args *a, const char **fors, int max, json_t **vols)
+{
+	return given_or_volumes(a, fors, max, vols, "device", "name",
+				"no --for VOLUME given and vssd serves no volume");
 }
 
 void cli_set_for(const struct cli_args *a, json_t *args, const char *key)

@@ -8,8 +8,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
+
+#include <vss/backup.h>
+#include <vss/requester.h>
 
 #define EXIT_FAILED      1
 #define EXIT_USAGE       2
@@ -67,6 +71,8 @@ char *cli_target(const char *target);
  * (at most @max; *@vols holds the strings of the latter, the caller frees
  * it), or minus the exit code after printing why there are none. */
 int cli_targets(const struct cli_args *a, const char **fors, int max, json_t **vols);
+/* The same with --for VOLUME, or every volume vssd serves, by name. */
+int cli_volumes(const struct cli_args *a, const char **fors, int max, json_t **vols);
 /* Sets @key in @args to the target given as --for, if it was given. */
 void cli_set_for(const struct cli_args *a, json_t *args, const char *key);
 
@@ -112,6 +118,33 @@ int cmd_volume_list(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+/* cmd_backup.c, shared with cmd_image.c.  Each returns 0, or prints why
+ * not and returns the exit code. */
+/* The --type of vss backup create (default full; log only if @log_ok) into
+ * @bt, and --to given; @what names the kind of backup in the message. */
+int backup_type_arg(const struct cli_args *a, const char *what, bool log_ok,
+		    enum vss_backup_type *bt);
+/* A requester for a backup of type @bt: the writers' metadata gathered
+ * (none with --no-writers), the components --component names selected
+ * (all without it); @provider (if not NULL) forced. */
+int backup_begin(const struct cli_args *a, enum vss_backup_type bt, bool partial,
+		 const char *provider, struct vss_requester **req);
+/* Takes the set: the volumes of @paths (if not NULL) or the @n targets
+ * @fors, prepared for backup, @plan (if not NULL) checked, the shadows made. */
+int backup_take(struct vss_requester *req, const char *const *fors, int n,
+		const char *const *paths, size_t npaths, const struct vss_backup_plan *plan);
+/* Progress on standard error, one line rewritten in place, when it is a
+ * terminal and --quiet was not given: files and bytes done, of how many
+ * when the total is known, the rate, and then the time left. */
+struct progress {
+	struct timespec start;
+	bool on;
+};
+void backup_progress_init(struct progress *pr, const struct cli_args *a);
+/* A vss_backup_progress_fn; @arg is the struct progress. */
+void backup_show_progress(void *arg, const struct vss_backup_progress *p);
+/* Aborts @req unless @ok (its backup completed), and closes it. */
+void backup_end(struct vss_requester *req, bool ok);
 /* cmd_image.c: vss backup create --image (cmd_backup dispatches on it). */
 bool cmd_image_wanted(int argc, char **argv);
 int cmd_image_create(int argc, char **argv);
@@ -120,5 +153,10 @@ int cmd_diff(int argc, char **argv);
 int cmd_revert(int argc, char **argv);
 int cmd_bookmark_list(int argc, char **argv);
 int cmd_bookmark_delete(int argc, char **argv);
+/* cmd_schedule.c */
+int cmd_schedule(int argc, char **argv);
+/* cmd_versions.c */
+int cmd_versions(int argc, char **argv);
+int cmd_restore_version(int argc, char **argv);
 
 #endif

@@ -32,15 +32,7 @@ static void time_str(uint64_t ns, char out[40])
 	strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Progress on standard error, one line rewritten in place, when it is a
- * terminal and --quiet was not given: files and bytes done, of how many
- * when the total is known, the rate, and then the time left. */
-struct progress {
-	struct timespec start;
-	bool on;
-};
-
-static void show_progress(void *arg, const struct vss_backup_progress *p)
+void backup_show_progress(void *arg, const struct vss_backup_progress *p)
 {
 	struct progress *pr = arg;
 	struct timespec now;
@@ -57,7 +49,10 @@ static void show_progress(void *arg, const struct vss_backup_progress *p)
 	if (!p->done && p->total_bytes > p->bytes && rate > 0)
 		snprintf(left, sizeof(left), ", about %.0f s left",
 			 (double)(p->total_bytes - p->bytes) / rate);
-	if (p->total_files || p->total_bytes)
+	if (!p->files && !p->total_files && p->total_bytes)     /* an image: bytes only */
+		fprintf(stderr, "\r%s/%s, %s/s, %.0f s%s%s", cli_bytes(p->bytes, b),
+			cli_bytes(p->total_bytes, t), r, secs, left, p->done ? "\n" : "   ");
+	else if (p->total_files || p->total_bytes)
 		fprintf(stderr, "\r%llu/%llu files, %s/%s, %s/s, %.0f s%s%s",
 			(unsigned long long)p->files, (unsigned long long)p->total_files,
 			cli_bytes(p->bytes, b), cli_bytes(p->total_bytes, t), r, secs, left,
@@ -69,7 +64,7 @@ static void show_progress(void *arg, const struct vss_backup_progress *p)
 	fflush(stderr);
 }
 
-static void progress_init(struct progress *pr, const struct cli_args *a)
+void backup_progress_init(struct progress *pr, const struct cli_args *a)
 {
 	clock_gettime(CLOCK_MONOTONIC, &pr->start);
 	pr->on = !cli_has(a, "quiet") && isatty(2);
@@ -152,6 +147,75 @@ static int select_components(struct vss_requester *r, const struct cli_args *a,
 	return rc;
 }
 
+int backup_type_arg(const struct cli_args *a, const char *what, bool log_ok,
+		    enum vss_backup_type *bt)
+{
+	const char *type = cli_has(a, "type") ? cli_get(a, "type") : "full";
+
+	*bt = 0;
+	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
+		if (strcmp(type, type_names[k]) == 0)
+			*bt = k;
+	if (!*bt || (*bt == VSS_BT_LOG && !log_ok))
+		return cli_error(EXIT_USAGE, "backup create: %s is full, incremental, "
+				 "differential%s or copy, not \"%s\"", what, log_ok ? ", log" : "",
+				 type);
+	if (!cli_has(a, "to"))
+		return cli_error(EXIT_USAGE, "backup create: say where with --to REPO");
+	return 0;
+}
+
+int backup_begin(const struct cli_args *a, enum vss_backup_type bt, bool partial,
+		 const char *provider, struct vss_requester **req)
+{
+	struct vss_error err = { 0 };
+	int rc;
+
+	*req = NULL;
+	if (vss_requester_open(vss_client_run_dir(a->run_dir), req, &err) < 0)
+		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
+	vss_requester_set_no_writers(*req, cli_has(a, "no-writers"));
+	rc = provider ? vss_requester_set_provider(*req, provider, &err) : 0;
+	if (rc == 0)
+		rc = vss_requester_set_backup_state(*req, bt, partial, &err);
+	if (rc == 0)
+		rc = vss_requester_gather_writer_metadata(*req, &err);
+	if (rc == 0)
+		rc = select_components(*req, a, &err);
+	return rc < 0 ? cli_error(EXIT_FAILED, "backup create: %s", err.msg) : 0;
+}
+
+void backup_end(struct vss_requester *req, bool ok)
+{
+	if (req && !ok)
+		vss_requester_abort(req, NULL);
+	vss_requester_close(req);
+}
+
+int backup_take(struct vss_requester *req, const char *const *fors, int n,
+		const char *const *paths, size_t npaths, const struct vss_backup_plan *plan)
+{
+	struct vss_error err = { 0 };
+	int rc = vss_requester_start_snapshot_set(req, &err);
+
+	if (rc == 0 && paths)
+		rc = vss_requester_add_paths_to_snapshot_set(req, paths, npaths, &err);
+	for (int k = 0; rc == 0 && !paths && k < n; k++) {
+		char *t = cli_target(fors[k]);
+
+		rc = t ? vss_requester_add_to_snapshot_set(req, t, &err)
+		       : vss_error_set(&err, -ENOMEM, "out of memory");
+		free(t);
+	}
+	if (rc == 0)
+		rc = vss_requester_prepare_for_backup(req, &err);
+	if (rc == 0 && plan)
+		rc = vss_backup_plan_check(plan, vss_requester_components(req), &err);
+	if (rc == 0)
+		rc = vss_requester_do_snapshot_set(req, &err);
+	return rc < 0 ? cli_error(EXIT_FAILED, "backup create: %s", err.msg) : 0;
+}
+
 /* The live path of each target: a volume's name becomes its mount point. */
 static int live_paths(const struct cli_args *a, const char **fors, int n, struct source *src)
 {
@@ -224,7 +288,7 @@ static int backup_create(int argc, char **argv)
 		{ "component", 0, true }, { "quiet", 'q', false }, { "no-writers", 0, false },
 		{ NULL, 0, false },
 	};
-	const char *fors[MAX_TARGETS], *type;
+	const char *fors[MAX_TARGETS];
 	const struct vss_wmd **w = NULL;
 	struct source src[MAX_TARGETS];
 	struct vss_backup_source bs[MAX_TARGETS];
@@ -246,33 +310,16 @@ static int backup_create(int argc, char **argv)
 
 	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0)))
 		return rc;
-	type = cli_has(&a, "type") ? cli_get(&a, "type") : "full";
-	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
-		if (strcmp(type, type_names[k]) == 0)
-			bt = k;
-	if (!bt || bt == VSS_BT_LOG)
-		return cli_error(EXIT_USAGE, "backup create: a backup of files is full, "
-				 "incremental, differential or copy, not \"%s\"", type);
-	if (!cli_has(&a, "to"))
-		return cli_error(EXIT_USAGE, "backup create: say where with --to REPO");
+	if ((rc = backup_type_arg(&a, "a backup of files", true, &bt)))
+		return rc;
 	if (cli_has(&a, "component") && cli_has(&a, "no-writers"))
 		return cli_error(EXIT_USAGE, "backup create: --component needs the writers "
 				 "(not --no-writers)");
 	memset(src, 0, sizeof(src));
 	if ((rc = repo_open(cli_get(&a, "to"), VSS_REPO_CREATE, &repo)))
 		return rc;
-	if (vss_requester_open(vss_client_run_dir(a.run_dir), &req, &err) < 0) {
-		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
-		goto out;
-	}
-	vss_requester_set_no_writers(req, cli_has(&a, "no-writers"));
-	rc = vss_requester_set_backup_state(req, bt, true, &err);
-	if (rc == 0)
-		rc = vss_requester_gather_writer_metadata(req, &err);
-	if (rc == 0)
-		rc = select_components(req, &a, &err);
-	if (rc < 0) {
-		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+	if ((rc = backup_begin(&a, bt, true, NULL, &req))) {
+		status = rc;
 		goto out;
 	}
 	nw = vss_requester_writer_count(req);
@@ -327,25 +374,13 @@ static int backup_create(int argc, char **argv)
 		status = rc;
 		goto out;
 	}
-	if (rc == 0)
-		rc = vss_requester_start_snapshot_set(req, &err);
-	if (rc == 0 && only)
-		rc = vss_requester_add_paths_to_snapshot_set(req, (const char *const *)paths,
-							     npaths, &err);
-	for (int k = 0; rc == 0 && !only && k < n; k++) {
-		char *t = cli_target(fors[k]);
-
-		rc = vss_requester_add_to_snapshot_set(req, t, &err);
-		free(t);
-	}
-	if (rc == 0)
-		rc = vss_requester_prepare_for_backup(req, &err);
-	if (rc == 0)
-		rc = vss_backup_plan_check(plan, vss_requester_components(req), &err);
-	if (rc == 0)
-		rc = vss_requester_do_snapshot_set(req, &err);
 	if (rc < 0) {
 		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		goto out;
+	}
+	if ((rc = backup_take(req, fors, n, only ? (const char *const *)paths : NULL, npaths,
+			      plan))) {
+		status = rc;
 		goto out;
 	}
 	clock_gettime(CLOCK_REALTIME, &taken);
@@ -385,13 +420,13 @@ static int backup_create(int argc, char **argv)
 		vss_bcd_set_backup_succeeded(c, vss_backup_plan_component_type(plan, &ci) != 0);
 	}
 	documents(req, &bcd, &wmds, &nw);
-	progress_init(&pr, &a);
+	backup_progress_init(&pr, &a);
 	p.set_id = vss_requester_set_id(req);
 	p.instant_ns = (uint64_t)taken.tv_sec * 1000000000u + (uint64_t)taken.tv_nsec;
 	p.components = bcd;
 	p.writer_metadata = (const char *const *)wmds;
 	p.nwriters = nw;
-	p.progress = pr.on ? show_progress : NULL;
+	p.progress = pr.on ? backup_show_progress : NULL;
 	p.progress_arg = &pr;
 	p.plan = plan;
 	p.components_only = only;
@@ -426,13 +461,11 @@ static int backup_create(int argc, char **argv)
 		       cli_bytes(info.bytes_stored, b), (unsigned long long)info.deleted);
 		if (info.type != bt)
 			printf("(no earlier backup of the same sources to be %s to: made full)\n",
-			       bt == VSS_BT_INCREMENTAL ? "incremental" : "differential");
+			       type_names[bt]);
 	}
 	status = 0;
 out:
-	if (req && !ok)
-		vss_requester_abort(req, NULL);
-	vss_requester_close(req);
+	backup_end(req, ok);
 	vss_repo_close(repo);
 	vss_backup_plan_free(plan);
 	for (int k = 0; k < n; k++) {
@@ -718,7 +751,7 @@ int cmd_restore(int argc, char **argv)
 		abs_paths[k] = cli_mount_point(paths[k]);
 	if (cli_has(&a, "to"))
 		to = cli_mount_point(cli_get(&a, "to"));
-	progress_init(&pr, &a);
+	backup_progress_init(&pr, &a);
 	rr.json = a.json;
 	rr.components = json_array();
 	rr.files = json_array();
@@ -729,7 +762,7 @@ int cmd_restore(int argc, char **argv)
 	p.components = comps;
 	p.ncomponents = (size_t)nc;
 	p.no_writers = cli_has(&a, "no-writers");
-	p.progress = show_progress;
+	p.progress = backup_show_progress;
 	p.progress_arg = &pr;
 	p.file = restored_file;
 	p.component = restored_component;

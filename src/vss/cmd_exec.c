@@ -273,6 +273,9 @@ int cmd_exec(int argc, char **argv)
 		t[j].shadow_id = strdup(sh.id);
 		t[j].device = strdup(sh.device);
 		t[j].live = sh.live;
+		if (vss_requester_shadow_fallback(r, (size_t)j))
+			fprintf(stderr, "vss: warning: %s\n",
+				cli_line(vss_requester_shadow_fallback(r, (size_t)j)));
 		if (sh.mount)
 			t[j].mount = strdup(sh.mount);
 		if (t[j].live || !t[j].mount)

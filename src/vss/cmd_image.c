@@ -96,20 +96,6 @@ static void tr_drop(void *arg, const char *shadow)
 	json_decref(res);
 }
 
-static void show_progress(void *arg, const struct vss_backup_progress *p)
-{
-	const struct timespec *start = arg;
-	struct timespec now;
-	char b[32], total[32];
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	fprintf(stderr, "\r%s of %s read, %.0f s%s", cli_bytes(p->bytes, b),
-		cli_bytes(p->total_bytes, total),
-		(double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9,
-		p->done ? "\n" : "   ");
-	fflush(stderr);
-}
-
 static json_t *image_json(const struct vss_backup_info *b, const struct vss_image_info *img,
 			  const char *live)
 {
@@ -121,27 +107,6 @@ static json_t *image_json(const struct vss_backup_info *b, const struct vss_imag
 			 "bytes_stored", (json_int_t)b->bytes_stored,
 			 "extents", (json_int_t)img->extents,
 			 "why_full", img->why_full[0] ? img->why_full : NULL, "sources", live);
-}
-
-/* The volumes to back up: --for each, or every volume vssd serves. */
-static int volumes(const struct cli_args *a, const char **fors, json_t **vols)
-{
-	int n = cli_get_all(a, "for", fors, MAX_VOLUMES), rc;
-	json_t *v;
-	size_t i;
-
-	*vols = NULL;
-	if (n > 0)
-		return n;
-	if ((rc = cli_call(a, "volume.list", NULL, vols)))
-		return -rc;
-	json_array_foreach(json_object_get(*vols, "volumes"), i, v)
-		if (json_is_string(json_object_get(v, "device")) && n < MAX_VOLUMES)
-			fors[n++] = json_string_value(json_object_get(v, "name"));
-	if (n == 0)
-		return -cli_error(EXIT_FAILED, "backup create --image: no --for VOLUME given and "
-				  "vssd serves no volume");
-	return n;
 }
 
 bool cmd_image_wanted(int argc, char **argv)
@@ -158,35 +123,24 @@ int cmd_image_create(int argc, char **argv)
 		{ "to", 0, true }, { "for", 0, true }, { "type", 0, true }, { "image", 0, false },
 		{ "quiet", 'q', false }, { "no-writers", 0, false }, { NULL, 0, false },
 	};
-	const char *fors[MAX_VOLUMES], *type;
+	const char *fors[MAX_VOLUMES];
 	struct vss_requester *req = NULL;
 	struct vss_repo *repo = NULL;
 	struct vss_error err = { 0 };
-	struct timespec taken, start;
+	struct timespec taken;
+	struct progress pr;
 	struct cli_args a;
 	json_t *vols = NULL, *done = json_array();
 	enum vss_backup_type bt = 0;
 	int rc, n = 0, status = EXIT_FAILED;
 	bool ok = false;
 
-	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0))) {
+	if ((rc = cli_parse(&a, "backup create", argc, argv, opts, 0, 0)) ||
+	    (rc = backup_type_arg(&a, "an image backup", false, &bt))) {
 		json_decref(done);
 		return rc;
 	}
-	type = cli_has(&a, "type") ? cli_get(&a, "type") : "full";
-	for (int k = VSS_BT_FULL; k <= VSS_BT_COPY; k++)
-		if (strcmp(type, type_names[k]) == 0)
-			bt = k;
-	if (!bt || bt == VSS_BT_LOG) {
-		json_decref(done);
-		return cli_error(EXIT_USAGE, "backup create: an image backup is full, incremental, "
-				 "differential or copy, not \"%s\"", type);
-	}
-	if (!cli_has(&a, "to")) {
-		json_decref(done);
-		return cli_error(EXIT_USAGE, "backup create: say where with --to REPO");
-	}
-	if ((n = volumes(&a, fors, &vols)) < 0) {
+	if ((n = cli_volumes(&a, fors, MAX_VOLUMES, &vols)) < 0) {
 		status = -n;
 		goto out;
 	}
@@ -194,31 +148,9 @@ int cmd_image_create(int argc, char **argv)
 		cli_error(EXIT_FAILED, "%s", err.msg);
 		goto out;
 	}
-	if (vss_requester_open(vss_client_run_dir(a.run_dir), &req, &err) < 0) {
-		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
-		goto out;
-	}
-	vss_requester_set_no_writers(req, cli_has(&a, "no-writers"));
-	vss_requester_set_provider(req, "vss-cow", NULL);
-	rc = vss_requester_set_backup_state(req, bt, false, &err);
-	if (rc == 0)
-		rc = vss_requester_gather_writer_metadata(req, &err);
-	if (rc == 0)
-		rc = vss_requester_select_all_components(req, &err);
-	if (rc == 0)
-		rc = vss_requester_start_snapshot_set(req, &err);
-	for (int k = 0; rc == 0 && k < n; k++) {
-		char *t = cli_target(fors[k]);
-
-		rc = vss_requester_add_to_snapshot_set(req, t, &err);
-		free(t);
-	}
-	if (rc == 0)
-		rc = vss_requester_prepare_for_backup(req, &err);
-	if (rc == 0)
-		rc = vss_requester_do_snapshot_set(req, &err);
-	if (rc < 0) {
-		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+	if ((rc = backup_begin(&a, bt, false, "vss-cow", &req)) ||
+	    (rc = backup_take(req, fors, n, NULL, 0, NULL))) {
+		status = rc;
 		goto out;
 	}
 	clock_gettime(CLOCK_REALTIME, &taken);
@@ -250,10 +182,10 @@ int cmd_image_create(int argc, char **argv)
 		p.set_id = vss_requester_set_id(req);
 		p.instant_ns = (uint64_t)taken.tv_sec * 1000000000u + (uint64_t)taken.tv_nsec;
 		p.tracker = &tracker;
-		clock_gettime(CLOCK_MONOTONIC, &start);
-		if (!cli_has(&a, "quiet") && isatty(2)) {
-			p.progress = show_progress;
-			p.progress_arg = &start;
+		backup_progress_init(&pr, &a);
+		if (pr.on) {
+			p.progress = backup_show_progress;
+			p.progress_arg = &pr;
 		}
 		if (vss_repo_backup_image(repo, &p, &info, &img, &err) < 0) {
 			cli_error(EXIT_FAILED, "backup create: volume %s: %s", cli_line(sh.volume),
@@ -286,9 +218,7 @@ int cmd_image_create(int argc, char **argv)
 	}
 	status = 0;
 out:
-	if (req && !ok)
-		vss_requester_abort(req, NULL);
-	vss_requester_close(req);
+	backup_end(req, ok);
 	vss_repo_close(repo);
 	json_decref(vols);
 	json_decref(done);

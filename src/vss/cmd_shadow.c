@@ -189,15 +189,48 @@ int cmd_shadow_delete(int argc, char **argv)
 	return 0;
 }
 
+/* vss expose --gmt VOLUME, vss unexpose --gmt VOLUME: the volume's
+ * persistent shadows under its snapshot directory, for Samba. */
+static int gmt(const struct cli_args *a, bool on)
+{
+	json_t *res;
+	int rc;
+
+	if (a->npos)
+		return cli_error(EXIT_USAGE, "%s --gmt VOLUME takes nothing else", a->cmd);
+	if ((rc = cli_call(a, "volume.gmt", json_pack("{s:s, s:b}", "name", cli_get(a, "gmt"),
+						      "on", on), &res)))
+		return rc;
+	if (a->json)
+		cli_print_json(res);
+	else if (on)
+		printf("Persistent shadow copies of volume %s exposed under %s (%lld now)\n",
+		       cli_line(json_string_value(json_object_get(res, "volume"))),
+		       json_is_string(json_object_get(res, "dir"))
+		       ? cli_line(json_string_value(json_object_get(res, "dir")))
+		       : "its mount point, once mounted",
+		       (long long)json_integer_value(json_object_get(res, "shadows")));
+	else
+		printf("Shadow copies of volume %s no longer exposed for Samba\n",
+		       cli_line(json_string_value(json_object_get(res, "volume"))));
+	json_decref(res);
+	return 0;
+}
+
 int cmd_expose(int argc, char **argv)
 {
+	static const struct cli_opt opts[] = { { "gmt", 0, true }, { NULL, 0, false } };
 	struct cli_args a;
 	json_t *res;
 	char *dir;
 	int rc;
 
-	if ((rc = cli_parse(&a, "expose", argc, argv, NULL, 2, 2)))
+	if ((rc = cli_parse(&a, "expose", argc, argv, opts, 0, 2)))
 		return rc;
+	if (cli_has(&a, "gmt"))
+		return gmt(&a, true);
+	if (a.npos != 2)
+		return cli_error(EXIT_USAGE, "expose: SHADOW_ID DIR, or --gmt VOLUME");
 	dir = cli_mount_point(a.pos[1]);
 	rc = cli_call(&a, "shadow.expose", json_pack("{s:s, s:s}", "shadow", a.pos[0],
 						     "dir", dir), &res);
@@ -218,13 +251,18 @@ int cmd_expose(int argc, char **argv)
 
 int cmd_unexpose(int argc, char **argv)
 {
+	static const struct cli_opt opts[] = { { "gmt", 0, true }, { NULL, 0, false } };
 	struct cli_args a;
 	json_t *res;
 	char *dir;
 	int rc;
 
-	if ((rc = cli_parse(&a, "unexpose", argc, argv, NULL, 1, 1)))
+	if ((rc = cli_parse(&a, "unexpose", argc, argv, opts, 0, 1)))
 		return rc;
+	if (cli_has(&a, "gmt"))
+		return gmt(&a, false);
+	if (a.npos != 1)
+		return cli_error(EXIT_USAGE, "unexpose: DIR, or --gmt VOLUME");
 	dir = cli_abs_path(a.pos[0]);
 	rc = cli_call(&a, "shadow.unexpose", json_pack("{s:s}", "dir", dir), &res);
 	free(dir);

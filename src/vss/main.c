@@ -31,12 +31,22 @@ static void usage(FILE *f)
 	      "  list shadows [--for TARGET] [--set SET_ID] [--json]\n"
 	      "  delete shadows (--shadow ID | --set SET_ID | --for TARGET --oldest |\n"
 	      "                  --for TARGET --all | --all) [-q|--quiet]\n"
-	      "  expose SHADOW_ID DIR\n"
-	      "  unexpose DIR\n"
+	      "  expose (SHADOW_ID DIR | --gmt VOLUME)  (--gmt: root)\n"
+	      "  unexpose (DIR | --gmt VOLUME)\n"
 	      "  diff SHADOW_ID [SHADOW_ID|now] [--json]\n"
 	      "  list bookmarks [--for TARGET] [--json]\n"
 	      "  delete bookmark SHADOW_ID\n"
 	      "  revert SHADOW_ID                     (root)\n"
+	      "A file's earlier versions (anyone, as far as it may read them):\n"
+	      "  versions PATH [--json]\n"
+	      "  restore-version PATH --shadow ID [--to DEST] [--force] [--json]\n"
+	      "Scheduled shadows (add, delete: root; run: operator; list: anyone):\n"
+	      "  schedule add --for TARGET [--for TARGET ...] (--every DURATION |\n"
+	      "               --at TIME [--on DAYS]) --keep hourly=N,daily=N,weekly=N,...\n"
+	      "               [--persistent] [--no-writers] [--json]\n"
+	      "  schedule list [--json]\n"
+	      "  schedule delete ID\n"
+	      "  schedule run ID [--json]\n"
 	      "Shadow storage (root; list: anyone):\n"
 	      "  list shadowstorage [--for VOLUME] [--json]\n"
 	      "  add shadowstorage --for VOLUME [--on DIR] [--maxsize SIZE]\n"
@@ -50,7 +60,7 @@ static void usage(FILE *f)
 	      "       -- COMMAND [ARGS...]\n"
 	      "Backups (operators; doc/backup-format.md):\n"
 	      "  backup create --to REPO [--for TARGET ...] [--image]\n"
-	      "                [--type full|incremental|differential|copy]\n"
+	      "                [--type full|incremental|differential|log|copy]\n"
 	      "                [--component WRITER[:PATH] ...] [--no-writers]\n"
 	      "                [-q|--quiet] [--json]\n"
 	      "  backup list --in REPO [--json]\n"
@@ -95,6 +105,9 @@ static const struct {
 	{ "restore", cmd_restore },
 	{ "diff", cmd_diff },
 	{ "revert", cmd_revert },
+	{ "schedule", cmd_schedule },
+	{ "versions", cmd_versions },
+	{ "restore-version", cmd_restore_version },
 };
 
 int main(int argc, char **argv)

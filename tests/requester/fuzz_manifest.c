@@ -4,7 +4,9 @@
  * repository anyone with write access to it may have crafted.  A line the
  * parser accepts names a path that stays inside its source (no "..", not
  * absolute, no empty component) and, written out again and read back,
- * gives the same line.
+ * gives the same line; the direct line reader (entry_from_line) and the
+ * one through jansson accept the same lines and read the same entries, and
+ * the line the backup writes (entry_line) reads back as its entry.
  *
  * Built with -DVSS_MANIFEST_SEEDS it is instead the seed maker that
  * tests/fuzz/run-fuzz.sh runs first: it writes one line of each kind.
@@ -32,21 +34,72 @@ static void stays_inside(const char *p)
 	}
 }
 
+/* The same entry, as a line sorted by key. */
+static char *canonical(const struct entry *e)
+{
+	json_t *j = entry_to_json(e);
+	char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	if (!text)
+		abort();
+	return text;
+}
+
+/* The line the writer makes of @e reads back as @e. */
+static void written_reads_back(const struct entry *e)
+{
+	struct repo_line l = { 0 };
+	struct entry back;
+	char *a, *b;
+
+	if (entry_line(e, &l) < 0 || l.len == 0 || l.buf[l.len - 1] != '\n' ||
+	    entry_from_line(l.buf, l.len, &back) < 0)
+		abort();
+	a = canonical(e);
+	b = canonical(&back);
+	if (strcmp(a, b) != 0)
+		abort();
+	free(a);
+	free(b);
+	free(l.buf);
+	entry_release(&back);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	json_t *j = json_loadb((const char *)data, size, 0, NULL), *out, *again;
-	struct entry e, e2;
-	char *a, *b;
+	char *line = malloc(size + 1), *a, *b;
+	struct entry e, e2, fast;
+	int fast_rc;
 
-	if (!j)
+	if (!line)
 		return 0;
-	if (entry_from_json(j, &e) < 0) {
+	/* The direct reader and jansson agree on every input: both refuse it,
+	 * or both read the same entry. */
+	memcpy(line, data, size);
+	line[size] = '\0';
+	fast_rc = entry_from_line(line, size, &fast);
+	free(line);
+	if (!j || entry_from_json(j, &e) < 0) {
+		if (fast_rc == 0)
+			abort();
 		json_decref(j);
 		return 0;
 	}
+	if (fast_rc < 0)
+		abort();
+	a = canonical(&e);
+	b = canonical(&fast);
+	if (strcmp(a, b) != 0)
+		abort();
+	free(a);
+	free(b);
+	entry_release(&fast);
 	stays_inside(e.path);
 	if (e.kind == EK_HARD)
 		stays_inside(e.link);
+	written_reads_back(&e);
 	out = entry_to_json(&e);
 	if (entry_from_json(out, &e2) < 0)
 		abort();
@@ -65,6 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 #else
+#include "write_seeds.h"
+
 int main(int argc, char **argv)
 {
 	static const char *const seeds[] = {
@@ -91,20 +146,15 @@ int main(int argc, char **argv)
 		"{\"s\":1,\"p\":\"null\",\"k\":\"c\",\"mode\":438,\"uid\":0,\"gid\":0,\"mtime\":1,"
 		"\"atime\":1,\"ctime\":1,\"ino\":4,\"rdev\":259}",
 		"{\"s\":1,\"p\":\"gone\",\"k\":\"-\"}",
+		/* As backups write them: big numbers, the direct reader's shape. */
+		"{\"s\":1,\"p\":\"d0000/f000000\",\"k\":\"f\",\"mode\":420,\"uid\":0,"
+		"\"gid\":0,\"mtime\":1796534434424752637,\"atime\":1796534434422925808,"
+		"\"ctime\":-9223372036854775808,\"ino\":131075,\"size\":2124,"
+		"\"in\":\"20261206T052050.108Z-32718ea2\",\"sha256\":"
+		"\"47a1bbcd57a6828a80cc1c5f0c6d201f1e3b93e3960bef4e40cab94aaccbdaba\"}\n",
+		"{ \"s\" : 1 , \"p\":\"l\",\"k\":\"l\",\"mode\":511,\"l\":\"a b\",\"c\":3}",
 	};
 
-	if (argc != 2)
-		return 2;
-	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
-		char path[4096];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/seed-%zu", argv[1], i);
-		if (!(f = fopen(path, "w")))
-			return 1;
-		fputs(seeds[i], f);
-		fclose(f);
-	}
-	return 0;
+	return write_seeds(argc, argv, seeds, sizeof(seeds) / sizeof(seeds[0]));
 }
 #endif

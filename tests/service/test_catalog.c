@@ -1,7 +1,7 @@
 /*
  * tests/service/test_catalog.c - the catalog keeps what it was told, across
  * closing and reopening; mounts go with the volume or shadow they are of;
- * version 1 and 2 catalogs are brought up to date and a schema from the
+ * version 1, 2 and 3 catalogs are brought up to date and a schema from the
  * future is refused.
  */
 #include <errno.h>
@@ -69,9 +69,10 @@ static void persists(void **state)
 	struct vss_catalog *c;
 	struct vss_error err;
 	struct vss_catalog_volume v = { "data", 1u << 30, 16384, "/srv/data.img", false,
-					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL };
+					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL,
+					true };
 	struct vss_catalog_shadow s = { "a", "set1", "data", "data", 10,
-					VSS_CATALOG_ATTR_PERSISTENT };
+					VSS_CATALOG_ATTR_PERSISTENT, "" };
 	char ids[64] = "";
 	int n = 0;
 
@@ -130,9 +131,9 @@ static void mounts_follow_their_owners(void **state)
 	struct vss_catalog *c;
 	struct vss_error err;
 	struct vss_catalog_volume v = { "vol", 1u << 30, 16384, "/srv/v.img", false,
-					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL };
+					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL, false };
 	struct vss_catalog_shadow s = { "s1", "set1", "vol", "vol", 10,
-					VSS_CATALOG_ATTR_PERSISTENT };
+					VSS_CATALOG_ATTR_PERSISTENT, "" };
 	struct vss_catalog_mount m = { false, "vol", "/mnt/v", "noatime", "ext4" };
 	char out[512] = "";
 
@@ -220,7 +221,7 @@ static void migrates_version_1(void **state)
 	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 3);
+	assert_int_equal(sqlite3_column_int(st, 0), 4);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
@@ -269,7 +270,7 @@ static void migrates_version_2(void **state)
 	struct vss_catalog_volume v = { "old", 1u << 30, 16384, "/srv/data.img", false,
 					"/srv/data.diff", true, 123456, 5,
 					"00112233445566778899aabbccddeeff",
-					"its diff area was lost" };
+					"its diff area was lost", false };
 
 	snprintf(v2_path, sizeof(v2_path), "%s/v2.db", dir);
 	make_db(v2_path, v2);
@@ -293,6 +294,76 @@ static void migrates_version_2(void **state)
 	vss_catalog_close(c);
 }
 
+static int collect_schedule(void *arg, const struct vss_catalog_schedule *s)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+
+	snprintf(out + len, 256 - len, "%s:%s:%llu:%u:%u:%s:%lld:%s ", s->id, s->targets,
+		 (unsigned long long)s->every_ns, s->keep[0], s->keep[4], s->boot_id,
+		 (long long)s->slot_ns, s->last_error);
+	return 0;
+}
+
+static int schedule_of(void *arg, const struct vss_catalog_shadow *s)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+
+	snprintf(out + len, 256 - len, "%s=%s ", s->id, s->schedule);
+	return 0;
+}
+
+/* Version 3 gains the schedules and the shadows' schedule, empty: every
+ * shadow taken before was made by hand or a backup, and no schedule may
+ * delete it. */
+static void migrates_version_3(void **state)
+{
+	static const char *v3 =
+		"CREATE TABLE volumes(name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+		" block_size INTEGER NOT NULL, backing TEXT NOT NULL,"
+		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
+		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
+		" created_ns INTEGER NOT NULL, diff_id TEXT NOT NULL DEFAULT '',"
+		" note TEXT NOT NULL DEFAULT '');"
+		"CREATE TABLE shadows(id TEXT PRIMARY KEY, set_id TEXT NOT NULL,"
+		" volume TEXT NOT NULL, target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
+		" attrs INTEGER NOT NULL);"
+		"INSERT INTO shadows VALUES('x', 'set', 'old', 'old', 7, 1);"
+		"PRAGMA user_version=3;";
+	struct vss_catalog_schedule sc = { "s1", "[\"/srv\"]", 3600000000000ull, 0, 0,
+					   { 24, 0, 0, 0, 2 }, 1, 9, 10, 11, 12, "boot",
+					   0, ""  };
+	struct vss_catalog_shadow sh = { "y", "set2", "old", "old", 8, 1, "s1" };
+	struct vss_catalog *c;
+	struct vss_error err;
+	char path3[80], out[256] = "";
+
+	snprintf(path3, sizeof(path3), "%s/v3.db", dir);
+	make_db(path3, v3);
+	assert_int_equal(vss_catalog_open(path3, &c, &err), 0);
+	assert_int_equal(vss_catalog_shadow_each(c, schedule_of, out, &err), 0);
+	assert_string_equal(out, "x= ");
+	assert_int_equal(vss_catalog_schedule_put(c, &sc, &err), 0);
+	assert_int_equal(vss_catalog_shadow_put(c, &sh, &err), 0);
+	vss_catalog_close(c);
+	assert_int_equal(vss_catalog_open(path3, &c, &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_schedule_each(c, collect_schedule, out, &err), 0);
+	assert_string_equal(out, "s1:[\"/srv\"]:3600000000000:24:2:boot:12: ");
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_shadow_each(c, schedule_of, out, &err), 0);
+	assert_string_equal(out, "x= y=s1 ");
+	/* Deleting the schedule leaves its shadows, no longer its. */
+	assert_int_equal(vss_catalog_schedule_delete(c, "s1", &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_schedule_each(c, collect_schedule, out, &err), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(vss_catalog_shadow_each(c, schedule_of, out, &err), 0);
+	assert_string_equal(out, "x= y= ");
+	vss_catalog_close(c);
+}
+
 static void refuses_future_schema(void **state)
 {
 	struct vss_catalog *c;
@@ -313,6 +384,7 @@ int main(void)
 		cmocka_unit_test(mounts_follow_their_owners),
 		cmocka_unit_test(migrates_version_1),
 		cmocka_unit_test(migrates_version_2),
+		cmocka_unit_test(migrates_version_3),
 		cmocka_unit_test(refuses_future_schema),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -155,7 +155,7 @@ static bool is(const char *knob, const char *target)
 
 static int fake_supports(struct vss_service *svc, const char *target, struct vss_error *err)
 {
-	if (vol_of(target) || strcmp(target, "plain") == 0)
+	if (vol_of(target) || strcmp(target, "plain") == 0 || strcmp(target, "/") == 0)
 		return 0;
 	return vss_error_set(err, -ENOENT, "no fake target \"%s\"", target);
 }
@@ -249,7 +249,10 @@ static const struct vss_provider_ops fake_provider = {
 	.remove = fake_remove, .paths = fake_paths,
 };
 
-static const struct vss_provider_ops *const fake_providers[] = { &fake_provider, NULL };
+/* The live provider is only ever taken with allow_live. */
+static const struct vss_provider_ops *const fake_providers[] = {
+	&fake_provider, &svc_provider_live, NULL
+};
 
 /* ---- a fake freezer ---- */
 
@@ -565,7 +568,9 @@ static void delete_shadows(void)
 
 /* Nothing frozen, gated or half made; the only snapshots and catalog rows
  * are those of the @shadows listed; no writer frozen. */
-static void nothing_left(int shadows)
+/* @made of the @shadows listed are the fake provider's (the others read
+ * live). */
+static void nothing_left_of(int shadows, int made)
 {
 	int rows = 0;
 	int64_t until = mono_ms() + 3000;
@@ -580,7 +585,7 @@ static void nothing_left(int shadows)
 		pthread_rwlock_unlock(&vols[i].gate);
 	}
 	assert_int_equal(listed(), shadows);
-	assert_int_equal(fk.made, shadows);
+	assert_int_equal(fk.made, made);
 	svc_lock(svc);
 	assert_int_equal(vss_catalog_shadow_each(svc->cat, count_row, &rows, NULL), 0);
 	svc_unlock(svc);
@@ -592,6 +597,11 @@ static void nothing_left(int shadows)
 				fail_msg("writer %s is still frozen", writers[i].name);
 			usleep(10000);
 		}
+}
+
+static void nothing_left(int shadows)
+{
+	nothing_left_of(shadows, shadows);
 }
 
 static int per_test_setup(void **state)
@@ -674,6 +684,63 @@ static void provider_fails_at_commit(void **state)
 	assert_string_equal(events, "prepare a;prepare b;prepare plain;guard 2;freeze a;"
 			    "freeze b;commit a;commit b;thaw b;thaw a;release;abort a taken;"
 			    "abort b;abort plain;");
+	nothing_left(0);
+}
+
+/* With allow_live a member whose provider fails is read live, the others
+ * go on, and the member says why; "/" is a path, which live takes. */
+static void provider_fails_read_live(const char *step)
+{
+	const char *t[] = { "a", "/" };
+	struct svc_set_params p = { .targets = t, .n = 2, .allow_live = true };
+	struct svc_set *set = NULL;
+	struct vss_error err = { 0 };
+	char why[160];
+
+	svc_lock(svc);
+	assert_int_equal(svc_set_take(svc, &p, &set, &err), 0);
+	assert_string_equal(set->shadows[0]->prov->name, "fake");
+	assert_null(set->m[0].fallback);
+	assert_string_equal(set->shadows[1]->prov->name, "live");
+	snprintf(why, sizeof(why), "/: provider fake failed at %s (fake %s of / failed): read "
+		 "live instead (--allow-live)", step, step);
+	assert_string_equal(set->m[1].fallback, why);
+	svc_set_free(set);
+	svc_unlock(svc);
+	nothing_left_of(2, 1);
+}
+
+static void provider_fails_at_prepare_read_live(void **state)
+{
+	fk.fail_prepare = "/";
+	provider_fails_read_live("prepare");
+	assert_string_equal(events, "prepare a;prepare /;guard 1;freeze a;commit a;thaw a;"
+			    "release;adopt a;");
+}
+
+static void provider_fails_at_commit_read_live(void **state)
+{
+	fk.fail_commit = "/";
+	provider_fails_read_live("commit");
+	/* Its failed commit is aborted after the thaw, nothing of it made. */
+	assert_string_equal(events, "prepare a;prepare /;guard 1;freeze a;commit a;commit /;"
+			    "thaw a;release;abort /;adopt a;");
+}
+
+/* Without allow_live the same failure fails the set (above); a failure
+ * that live cannot take over (not a path) fails it too. */
+static void provider_fails_live_cannot_take_it(void **state)
+{
+	const char *t[] = { "a", "b" };
+	struct svc_set_params p = { .targets = t, .n = 2, .allow_live = true };
+	struct svc_set *set = NULL;
+	struct vss_error err = { 0 };
+
+	fk.fail_commit = "b";
+	svc_lock(svc);
+	assert_int_equal(svc_set_take(svc, &p, &set, &err), -EIO);
+	svc_unlock(svc);
+	assert_string_equal(err.msg, "fake commit of b failed");
 	nothing_left(0);
 }
 
@@ -1304,6 +1371,9 @@ int main(void)
 		T(set_of_two_at_one_instant),
 		T(provider_fails_at_prepare),
 		T(provider_fails_at_commit),
+		T(provider_fails_at_prepare_read_live),
+		T(provider_fails_at_commit_read_live),
+		T(provider_fails_live_cannot_take_it),
 		T(filesystem_refuses_its_freeze),
 		T(guardian_does_not_start),
 		T(guardian_thawed_first),

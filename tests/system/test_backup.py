@@ -8,6 +8,7 @@ repositories that are not repositories."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -301,5 +302,47 @@ def test_not_a_repository(vssd, fsvol, workdir):
     assert r.returncode == 1, r.stderr
     r = vssd.vss("restore", "--from", other, check=False)
     assert r.returncode == 1 and "not a vss backup repository" in r.stderr, r.stderr
-    r = vssd.vss("backup", "create", "--to", other, "--type", "log", check=False)
+    r = vssd.vss("backup", "create", "--to", other, "--type", "nosuch", check=False)
     assert r.returncode == 2, r.stderr
+
+
+def on_a_terminal(vssd, *args):
+    """Runs vss with its standard error on a pseudo-terminal: (exit code,
+    what it wrote there)."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([VSS, "--run-dir", vssd.run] + list(args),
+                             stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:     # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        return p.wait(60), out.decode()
+    finally:
+        os.close(master)
+
+
+def test_progress_on_a_terminal_unless_quiet(vssd, fsvol, workdir):
+    repo, to = os.path.join(workdir, "repo"), os.path.join(workdir, "to")
+    populate(fsvol)
+    os.sync()
+    rc, err = on_a_terminal(vssd, "backup", "create", "--to", repo, "--for", fsvol)
+    # Counted first: files and bytes done of the totals, the rate, the time.
+    assert rc == 0 and re.search(r"\r(\d+)/\1 files, [^/]+/[^,]+, [^,]+/s, \d+ s\r?\n", err), err
+    rc, err = on_a_terminal(vssd, "backup", "create", "--to", repo, "--for", fsvol, "--quiet")
+    assert rc == 0 and err == "", err
+    rc, err = on_a_terminal(vssd, "restore", "--from", repo, "--to", to)
+    assert rc == 0 and re.search(r"\r\d+(/\d+)? files, .*/s, \d+ s\r?\n", err), err
+    rc, err = on_a_terminal(vssd, "restore", "--from", repo, "--to", to + "2", "-q")
+    assert rc == 0 and err == "", err
+    # Image backups too: bytes read of the volume's.
+    rc, err = on_a_terminal(vssd, "backup", "create", "--image", "--to", repo + "-img",
+                            "--for", "fs")
+    assert rc == 0 and re.search(r"\r[^\r]+/[^\r]+, [^,]+/s, \d+ s\r?\n", err), err

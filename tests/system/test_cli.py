@@ -296,7 +296,7 @@ def vss_commands():
     """From vss --help: {command: its options} and {alias: command}."""
     cmds, aliases, cur = {}, {}, None
     for line in help_text("vss").splitlines():
-        m = re.match(r"  ([a-z]+(?: [a-z]+)*)(?:\s|$)(.*)", line)
+        m = re.match(r"  ([a-z][a-z-]*(?: [a-z]+)*)(?:\s|$)(.*)", line)
         if m:
             cur, rest = m.group(1), m.group(2)
             alias = re.search(r"\(or: ([a-z ]+)\)", rest)

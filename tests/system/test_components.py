@@ -19,7 +19,7 @@ import pytest
 from test_writers import TEST_WRITER, Client, events, start_committing
 
 # VSS_BS_* and VSS_FSBT_* (include/vss/writer_doc.h)
-BS_DIFFERENTIAL, BS_INCREMENTAL, BS_EXCLUSIVE = 0x1, 0x2, 0x4
+BS_DIFFERENTIAL, BS_INCREMENTAL, BS_EXCLUSIVE, BS_LOG = 0x1, 0x2, 0x4, 0x8
 BS_TIMESTAMPED, BS_LAST_MODIFY = 0x20, 0x40
 FULL_REQ, DIFF_REQ, INCR_REQ = 0x1, 0x2, 0x4
 ALL_REQ = 0xF
@@ -167,6 +167,97 @@ def test_masks_stamps_partial_and_differenced(vssd, mnt, workdir):
         got.pop("tmp/t.tmp", None)
         assert got == ref, "backup %d: %s" % (n, sorted(set(got.items()) ^ set(ref.items())))
     assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
+
+
+def test_log_backups_take_only_log_files_and_apply_in_order(vssd, mnt, workdir):
+    """A log backup stores only the files of its writers' log file sets
+    changed since the previous backup; restoring it gives the tree of the
+    chain before it with the logs as they were at its instant (full, then
+    each log backup, in order), and an incremental after it takes the rest."""
+    repo = os.path.join(workdir, "repo")
+    write(os.path.join(mnt, "db", "data.db"), os.urandom(8192))
+    write(os.path.join(mnt, "wal", "0000"), os.urandom(3000))
+    write(os.path.join(mnt, "other", "p"), b"plain, no writer's")
+    log = start(vssd, "pg", "--schema", hex(BS_INCREMENTAL | BS_DIFFERENTIAL | BS_LOG),
+                "--set", "%s/db:*.db:%#x" % (mnt, ALL_REQ | ALL_SNAP),
+                "--set", "%s/wal:*:%#x:r:log" % (mnt, FULL_REQ), "--detail")
+    os.sync()
+    skip = ("lost+found",)
+    full_ref = record(mnt, skip)
+    full = create(vssd, repo, "--for", mnt)
+    # Without a base a log backup is made full; here it has the full.
+    write(os.path.join(mnt, "db", "data.db"), os.urandom(8192))
+    write(os.path.join(mnt, "wal", "0000"), os.urandom(100), "ab")
+    write(os.path.join(mnt, "wal", "0001"), os.urandom(2000))
+    write(os.path.join(mnt, "other", "p"), b"changed, but no log")
+    write(os.path.join(mnt, "other", "new"), b"new, but no log")
+    os.sync()
+    now = record(mnt, skip)
+    log1 = create(vssd, repo, "--for", mnt, "--type", "log")
+    assert log1["type"] == "log" and log1["base"] == full["id"], log1
+    assert [c["type"] for c in log1["components"]] == ["log"]
+    assert log1["files_stored"] == 2, log1
+    with open(os.path.join(repo, "backups", log1["id"], "manifest.jsonl")) as f:
+        m = {e["p"]: e for e in map(json.loads, f)}
+    stored = {p for p, e in m.items() if e.get("in") == log1["id"]}
+    assert stored == {"wal/0000", "wal/0001"}, stored
+    assert m["db/data.db"]["in"] == m["other/p"]["in"] == full["id"]
+    assert "other/new" not in m
+    # Its restore: the full's tree, the logs as they are now.
+    want1 = {k: v for k, v in full_ref.items() if not k.startswith("wal/")}
+    want1.update({k: v for k, v in now.items() if k.startswith("wal/")})
+    assert restored(vssd, repo, log1["id"], os.path.join(workdir, "r1"), mnt) == want1
+    # A log deleted and another written: the next log backup's base is the
+    # first, and its restore applies both in order.
+    os.unlink(os.path.join(mnt, "wal", "0000"))
+    write(os.path.join(mnt, "wal", "0002"), os.urandom(500))
+    os.sync()
+    now = record(mnt, skip)
+    log2 = create(vssd, repo, "--for", mnt, "--type", "log")
+    assert log2["base"] == log1["id"] and log2["files_stored"] == 1 and log2["deleted"] == 1
+    want2 = {k: v for k, v in want1.items() if not k.startswith("wal/")}
+    want2.update({k: v for k, v in now.items() if k.startswith("wal/")})
+    assert restored(vssd, repo, log2["id"], os.path.join(workdir, "r2"), mnt) == want2
+    # An incremental after them takes what they left: the database and the
+    # plain files; its restore is the tree now.
+    incr = create(vssd, repo, "--for", mnt, "--type", "incremental")
+    assert incr["base"] == log2["id"]
+    with open(os.path.join(repo, "backups", incr["id"], "manifest.jsonl")) as f:
+        m = {e["p"]: e for e in map(json.loads, f)}
+    stored = {p for p, e in m.items() if e.get("in") == incr["id"]}
+    assert {"db/data.db", "other/p", "other/new"} <= stored and "wal/0001" not in stored
+    assert restored(vssd, repo, incr["id"], os.path.join(workdir, "r3"), mnt) == now
+    # The writer was told each backup's type.
+    assert [p["type"] for p in prepares(log)] == ["1", "4", "4", "2"]  # VSS_BT_*
+    assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
+    # An image backup has no log files: a usage error.
+    r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--type", "log",
+                 "--image", check=False)
+    assert r.returncode == 2
+
+
+def test_writer_refreshes_its_metadata_at_identify(vssd, mnt, workdir):
+    """A writer may give its metadata again in its reply to identify: the
+    backup then follows the document as it is now (a file set added since
+    it registered), and without --for its files' directories are sources."""
+    repo, rf = os.path.join(workdir, "repo"), os.path.join(workdir, "refresh")
+    write(os.path.join(mnt, "a", "f"), b"in the first file set")
+    write(os.path.join(mnt, "b", "g"), b"in the set added later")
+    log = start(vssd, "r", "--set", "%s/a:*:%#x:r" % (mnt, ALL_REQ), "--refresh-from", rf)
+    os.sync()
+    b = create(vssd, repo)
+    assert b["sources"] == [os.path.join(mnt, "a")], b
+    with open(rf, "w") as f:
+        f.write("%s/b:*:%#x:r\n" % (mnt, ALL_REQ))
+    b = create(vssd, repo)
+    assert b["sources"] == [os.path.join(mnt, "a"), os.path.join(mnt, "b")], b
+    with open(os.path.join(repo, "backups", b["id"], "manifest.jsonl")) as f:
+        m = {e["p"]: e for e in map(json.loads, f)}
+    assert m["g"]["c"] == 1 and m["g"]["in"] == b["id"], m
+    with open(os.path.join(repo, "backups", b["id"], "writers", "1.json")) as f:
+        assert "%s/b" % mnt in f.read()
+    assert [e[2:] for e in events(log) if e[1] == "identify"] == [[], ["refreshed"]]
+    assert "refreshed its metadata at identify" in vssd.log()
 
 
 def test_exclusive_writer_never_gets_a_mix(vssd, mnt, workdir):

@@ -6,6 +6,7 @@ the guardian thawing after vssd dies, the hold bound, and the refusal to
 freeze a filesystem the service depends on.
 """
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -256,6 +257,32 @@ def test_refuses_to_freeze_what_the_service_needs(vssd):
     # A shadow storage on a vss volume is refused too.
     r = vssd.vss("add", "shadowstorage", "--for", "inner", "--on", mnt, check=False)
     assert r.returncode == 1
+    # With --allow-live the provider's failure at prepare leaves that member
+    # read live, and says so for it: in JSON, on standard error, in vss exec.
+    with open(os.path.join(mnt, "kept"), "w") as f:
+        f.write("live")
+    r = vssd.vss("create", "shadow", "--for", mnt, "--allow-live", "--json")
+    res = json.loads(r.stdout)
+    sh = res["shadows"][0]
+    assert sh["live"] and sh["provider"] == "live" and sh["target"] == mnt
+    assert "provider vss-cow failed at prepare" in sh["fallback"]
+    assert "refusing to freeze" in sh["fallback"] and mnt in sh["fallback"]
+    assert sh["fallback"] in res["warnings"]
+    assert "vss: warning: " + mnt + ": provider vss-cow failed at prepare" in r.stderr
+    assert "provider vss-cow failed at prepare" in vssd.log()
+    vssd.vss("delete", "shadows", "--all")
+    r = vssd.vss("create", "shadow", "--for", mnt, "--allow-live")
+    assert "provider vss-cow failed at prepare" in r.stderr
+    assert r.stdout.splitlines()[1].split()[1] == mnt
+    vssd.vss("delete", "shadows", "--all")
+    r = vssd.vss("exec", "--for", mnt, "--allow-live", "--no-writers", "--", "sh", "-c",
+                 'test "$VSS_SHADOW_LIVE_1" = 1 && cat "$VSS_SHADOW_TARGET_1/kept"')
+    assert r.stdout == "live" and "provider vss-cow failed at prepare" in r.stderr
+    # A member that needs no fallback has none.
+    res = vssd.json("create", "shadow", "--for", "inner", "--allow-live")
+    assert res["shadows"][0]["fallback"] is None and not res["shadows"][0]["live"]
+    vssd.vss("delete", "shadows", "--all")
+    assert vssd.shadows() == []
     vssd.vss("volume", "delete", "inner")
 
 

@@ -8,10 +8,13 @@
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
  *     [--slow-at EV] [--stamp S|auto] [--partial] [--reconnect]
- *     [--schema HEX] [--set PATH:SPEC:MASK[:r] ...] [--exclude PATH:SPEC ...]
+ *     [--schema HEX] [--set PATH:SPEC:MASK[:r|-][:log] ...] [--exclude PATH:SPEC ...]
  *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
  *     [--path DIR] [--method M] [--service UNIT] [--alt DIR=DEST]
- *     [--writer-restore W]
+ *     [--writer-restore W] [--refresh-from FILE]
+ * With --refresh-from, at each identify it adds to "data" the file sets
+ * FILE lists (PATH:SPEC:MASK[:r], one a line), if it exists, and gives
+ * vssd its metadata again (vss_writer_set_metadata).
  * Prints "ready" on stdout once registered; logs backup_shutdown only with
  * --shutdown (without, the library answers it).
  *
@@ -23,7 +26,9 @@
  *
  * For backups of its components (one, "data"): --schema replaces its backup
  * schema (VSS_BS_* bits), each --set adds a file set (MASK: VSS_FSBT_* bits,
- * r: recursive; without any, /data * recursive with the default mask),
+ * r: recursive; log: a log file set, which makes "data" a database
+ * component and its other sets database files; without any, /data *
+ * recursive with the default mask),
  * --stamp auto sets "NAME-N" at the Nth prepare_backup, and at
  * prepare_backup it reads the partial files to name from FILE, one a line,
  * "DIR NAME OFFSET LENGTH [OFFSET LENGTH ...]", and the differenced files
@@ -59,6 +64,8 @@ struct opts {
 	const char *sets[MAX_SETS], *excludes[MAX_SETS];
 	int nsets, nexcludes;
 	const char *partial_from, *differenced_from;
+	const char *refresh_from;
+	char *doc;                  /* the metadata registered */
 	unsigned int backups;       /* prepare_backup events so far */
 };
 
@@ -122,6 +129,38 @@ static void on_usr1(int sig)
 	resume = 1;
 }
 
+/* The metadata registered, with the file sets o->refresh_from lists. */
+static int refresh(struct vss_writer *w, const struct opts *o)
+{
+	FILE *f = fopen(o->refresh_from, "re");
+	struct vss_error err = { 0 };
+	struct vss_wmd *wmd;
+	char line[4096];
+	int rc;
+
+	if (!f)
+		return -ENOENT;
+	rc = vss_wmd_parse(o->doc, strlen(o->doc), 0, &wmd, &err);
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		char *save, *path = strtok_r(line, ":\n", &save), *spec = strtok_r(NULL, ":\n", &save);
+		char *mask = strtok_r(NULL, ":\n", &save), *rec = strtok_r(NULL, ":\n", &save);
+
+		if (path && spec)
+			rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
+				.kind = VSS_FSK_FILES, .path = path, .file_spec = spec,
+				.recursive = rec && strcmp(rec, "r") == 0,
+				.backup_type_mask = mask ? (uint32_t)strtoul(mask, NULL, 0) : 0 },
+				&err);
+	}
+	fclose(f);
+	if (rc == 0)
+		rc = vss_writer_set_metadata(w, wmd, &err);
+	vss_wmd_free(wmd);
+	if (rc < 0)
+		fprintf(stderr, "vss-test-writer: refresh: %s\n", err.msg);
+	return rc;
+}
+
 static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct opts *o = data;
@@ -129,6 +168,8 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	int fd, n;
 
 	n = snprintf(line, sizeof(line), "%s %s", o->name, ev->name);
+	if (ev->type == VSS_WE_IDENTIFY && o->refresh_from && refresh(w, o) == 0)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " refreshed");
 	if (ev->type == VSS_WE_PRE_RESTORE || ev->type == VSS_WE_POST_RESTORE ||
 	    ev->type == VSS_WE_ABORT) {
 		struct vss_writer_restore_info ri;
@@ -258,6 +299,7 @@ int main(int argc, char **argv)
 	};
 	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back", .path = "/data",
 			  .method = "restore_if_can_replace", .writer_restore = "always" };
+	bool database = false;
 	static const char *const methods[] = {
 		"", "restore_if_not_there", "restore_if_can_replace", "stop_restore_start",
 		"restore_to_alternate_location", "restore_at_reboot",
@@ -311,6 +353,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--exclude") == 0 && o.nexcludes < MAX_SETS)
 			o.excludes[o.nexcludes++] = v;
 		else if (strcmp(a, "--partial-from") == 0) o.partial_from = v;
+		else if (strcmp(a, "--refresh-from") == 0) o.refresh_from = v;
 		else if (strcmp(a, "--differenced-from") == 0) o.differenced_from = v;
 		else if (strcmp(a, "--path") == 0) o.path = v;
 		else if (strcmp(a, "--method") == 0) o.method = v;
@@ -341,9 +384,12 @@ int main(int argc, char **argv)
 		       VSS_BS_TIMESTAMPED | VSS_BS_LAST_MODIFY;
 	if (rc == 0)
 		rc = vss_wmd_set_backup_schema(wmd, o.schema_now, &err);
+	for (int i = 0; i < o.nsets; i++)
+		database |= strstr(o.sets[i], ":log") != NULL;
 	if (rc == 0)
 		rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
-			.type = VSS_CT_FILE_GROUP, .name = "data", .selectable = true }, &err);
+			.type = database ? VSS_CT_DATABASE : VSS_CT_FILE_GROUP, .name = "data",
+			.selectable = true }, &err);
 	if (rc == 0 && !o.nsets)
 		rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
 			.kind = VSS_FSK_FILES, .path = o.path, .file_spec = "*",
@@ -353,10 +399,13 @@ int main(int argc, char **argv)
 		char *copy = strdup(i < o.nsets ? o.sets[i] : o.excludes[i - o.nsets]), *save;
 		char *path = strtok_r(copy, ":", &save), *spec = strtok_r(NULL, ":", &save);
 		char *mask = strtok_r(NULL, ":", &save), *rec = strtok_r(NULL, ":", &save);
+		char *kind = strtok_r(NULL, ":", &save);
 
 		if (i < o.nsets)
 			rc = vss_wmd_add_file_set(wmd, NULL, "data", &(struct vss_wmd_file_set){
-				.kind = VSS_FSK_FILES, .path = path, .file_spec = spec,
+				.kind = !database ? VSS_FSK_FILES
+					: kind && strcmp(kind, "log") == 0 ? VSS_FSK_LOG
+					: VSS_FSK_DATABASE, .path = path, .file_spec = spec,
 				.recursive = rec && strcmp(rec, "r") == 0,
 				.backup_type_mask = mask ? (uint32_t)strtoul(mask, NULL, 0) : 0 },
 				&err);
@@ -385,6 +434,8 @@ int main(int argc, char **argv)
 					  strcmp(o.writer_restore, "if_replace_fails") == 0 ?
 					  VSS_WRE_IF_REPLACE_FAILS : VSS_WRE_ALWAYS }, &err);
 	if (rc == 0)
+		rc = vss_wmd_serialize(wmd, &o.doc, NULL, &err);
+	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
 			.size = sizeof(struct vss_writer_options), .run_dir = o.run_dir,
 			.timeout_ms = o.timeout_ms, .reconnect = o.reconnect,
@@ -392,11 +443,13 @@ int main(int argc, char **argv)
 	vss_wmd_free(wmd);
 	if (rc < 0) {
 		fprintf(stderr, "vss-test-writer: %s\n", err.msg);
+		free(o.doc);
 		return 1;
 	}
 	printf("ready\n");
 	fflush(stdout);
 	rc = vss_writer_run(w, &stop, &err);
 	vss_writer_close(w);
+	free(o.doc);
 	return rc < 0 && rc != -ECONNRESET ? 1 : 0;
 }

@@ -1,0 +1,215 @@
+/*
+ * requester/prefetch.c - reading ahead of a backup's walk (prefetch_i.h).
+ * The walk (backup_tree.c) is one thread of synchronous reads: on a
+ * shadow's filesystem each directory block, inode block and file it meets
+ * first is a round trip through the loop device, FUSE and vssd.  A few
+ * threads walk the same tree ahead of it, listing every directory, looking
+ * at every entry and asking the kernel for the bytes of the files the walk
+ * will read, so that those round trips run side by side and the walk finds
+ * what it needs in the caches.  Nothing here decides anything: a failure
+ * is ignored, and the walk reads everything itself as before.
+ *
+ * Directories are queued by their path under the source and opened with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), so no
+ * symlink is followed, nothing outside the source's filesystem is read, and
+ * the queue holds no descriptors however wide the tree.  Lock: p->lock
+ * protects the queue, busy and stop.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/openat2.h>
+
+#include "requester/prefetch_i.h"
+
+#define PREFETCH_THREADS 8
+
+struct prefetch {
+	int root_fd;
+	dev_t dev;
+	prefetch_changed_fn changed;
+	void *arg;
+	pthread_t threads[PREFETCH_THREADS];
+	int nthreads;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char **queue;                   /* directories to read, by path under root */
+	size_t n, cap;
+	int busy;                       /* threads reading a directory */
+	bool stop;
+};
+
+static int open_beneath(int root_fd, const char *rel, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+			   RESOLVE_NO_XDEV,
+	};
+
+	return (int)syscall(SYS_openat2, root_fd, *rel ? rel : ".", &how, sizeof(how));
+}
+
+/* Queues @rel (taken); with p->lock held. */
+static void push(struct prefetch *p, char *rel)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 256;
+		char **bigger = realloc(p->queue, cap * sizeof(*bigger));
+
+		if (!bigger) {
+			free(rel);
+			return;
+		}
+		p->queue = bigger;
+		p->cap = cap;
+	}
+	p->queue[p->n++] = rel;
+	pthread_cond_signal(&p->cond);
+}
+
+static bool stopping(struct prefetch *p)
+{
+	bool stop;
+
+	pthread_mutex_lock(&p->lock);
+	stop = p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return stop;
+}
+
+/* Lists directory @rel, looks at each entry, queues its directories and
+ * reads ahead the files the walk will read. */
+static void read_dir(struct prefetch *p, const char *rel)
+{
+	int fd = open_beneath(p->root_fd, rel, O_RDONLY | O_DIRECTORY), n = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+		char *sub;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if ((++n & 63) == 0 && stopping(p))
+			break;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    st.st_dev != p->dev)
+			continue;
+		if (!*rel)
+			sub = strdup(de->d_name);
+		else if (asprintf(&sub, "%s/%s", rel, de->d_name) < 0)
+			sub = NULL;
+		if (!sub)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			pthread_mutex_lock(&p->lock);
+			push(p, sub);
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+		if (S_ISREG(st.st_mode) && st.st_size > 0 && p->changed &&
+		    p->changed(p->arg, sub, &st)) {
+			int f = openat(dirfd(d), de->d_name,
+				       O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+
+			if (f >= 0) {
+				posix_fadvise(f, 0, st.st_size, POSIX_FADV_WILLNEED);
+				close(f);
+			}
+		}
+		free(sub);
+	}
+	closedir(d);
+}
+
+static void *worker(void *arg)
+{
+	struct prefetch *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		char *rel;
+
+		while (!p->stop && p->n == 0 && p->busy > 0)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop || p->n == 0)
+			break;          /* stopped, or the whole tree is read */
+		rel = p->queue[--p->n];
+		p->busy++;
+		pthread_mutex_unlock(&p->lock);
+		read_dir(p, rel);
+		free(rel);
+		pthread_mutex_lock(&p->lock);
+		p->busy--;
+		if (p->n == 0 && p->busy == 0)
+			pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int prefetch_start(int dir_fd, dev_t dev, prefetch_changed_fn changed, void *arg,
+		   struct prefetch **out)
+{
+	struct prefetch *p = calloc(1, sizeof(*p));
+	char *root = strdup("");
+
+	*out = NULL;
+	if (!p || !root) {
+		free(p);
+		free(root);
+		return -ENOMEM;
+	}
+	p->dev = dev;
+	p->changed = changed;
+	p->arg = arg;
+	if ((p->root_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		free(p);
+		free(root);
+		return -errno;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	push(p, root);
+	for (int i = 0; i < PREFETCH_THREADS; i++)
+		if (pthread_create(&p->threads[p->nthreads], NULL, worker, p) == 0)
+			p->nthreads++;
+	*out = p;
+	return 0;
+}
+
+void prefetch_stop(struct prefetch *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	for (size_t i = 0; i < p->n; i++)
+		free(p->queue[i]);
+	free(p->queue);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	close(p->root_fd);
+	free(p);
+}

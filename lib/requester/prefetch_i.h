@@ -1,0 +1,29 @@
+/*
+ * requester/prefetch_i.h - threads that read ahead of a backup's walk
+ * (prefetch.c): what the walk will look at is in the caches when it gets
+ * there.  A hint only: it changes no result.
+ */
+#ifndef VSS_REQUESTER_PREFETCH_I_H
+#define VSS_REQUESTER_PREFETCH_I_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* Whether the walk will read the bytes of the regular file at @rel (its
+ * path under the directory read ahead), as @st describes it.  Called from
+ * the prefetch threads, at the same time as the walk runs. */
+typedef bool (*prefetch_changed_fn)(void *arg, const char *rel, const struct stat *st);
+
+struct prefetch;
+
+/* Starts reading ahead of a walk of the directory @dir_fd (not taken) on
+ * the filesystem @dev: every directory listed, every entry looked at, the
+ * bytes of each file @changed (NULL: none) says will be read asked for.
+ * 0 or -errno (then there is nothing to stop). */
+int prefetch_start(int dir_fd, dev_t dev, prefetch_changed_fn changed, void *arg,
+		   struct prefetch **out);
+/* Stops the threads and frees @p (NULL: nothing). */
+void prefetch_stop(struct prefetch *p);
+
+#endif

@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""bench-versions: how long `vss versions` takes over many shadows.
+
+Makes a volume with a filesystem on it, under vssd: the built-in engine
+(ext4 on a vss volume; its shadows are exposed where vssd picks the first
+time they are read) or btrfs (a loop-mounted image, a subvolume; its
+snapshots are read in place); writes a file, and takes --shadows shadows
+(default 512), rewriting the file before every --every'th (default 32), so
+that --shadows / --every versions differ.  Then times `vss versions FILE`:
+once cold (the engine's shadows exposed by that call), then --runs times
+warm, and checks that it listed exactly the versions that differ.  The goal
+is under one second for 512 shadows.  Not a test: exits 0 whatever the
+figures, 1 if the listing is wrong.
+
+    sudo scripts/bench-versions.py [--build build] [--provider engine|btrfs]
+                                   [--shadows 512] [--every 32] [--runs 3]
+
+Needs root and /dev/fuse (btrfs: mkfs.btrfs).  Works in a private directory
+under /var/tmp (--dir) and removes everything it made, also on failure.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("bench_image",
+                                               os.path.join(HERE, "bench-image.py"))
+bench_image = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_image)
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+        os.fsync(f.fileno())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--provider", default="engine", choices=["engine", "btrfs"])
+    ap.add_argument("--shadows", default=512, type=int)
+    ap.add_argument("--every", default=32, type=int)
+    ap.add_argument("--runs", default=3, type=int)
+    ap.add_argument("--dir", default="/var/tmp")
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="vss-bench-versions-", dir=a.dir)
+    d = None
+    img_mnt = None
+    try:
+        d = bench_image.Vssd(os.path.abspath(a.build), root)
+        if a.provider == "engine":
+            d.vss("volume", "create", "vol", "--size", "512M")
+            mnt = os.path.join(root, "mnt")
+            d.vss("volume", "mount", "vol", mnt, "--mkfs", "ext4")
+            target = mnt
+        else:
+            img, img_mnt = os.path.join(root, "bt.img"), os.path.join(root, "bt")
+            with open(img, "wb") as f:
+                f.truncate(1 << 30)
+            subprocess.run(["mkfs.btrfs", "-q", "-f", img], check=True)
+            os.mkdir(img_mnt)
+            subprocess.run(["mount", "-o", "loop", img, img_mnt], check=True)
+            target = os.path.join(img_mnt, "sub")
+            subprocess.run(["btrfs", "subvolume", "create", target], check=True,
+                           capture_output=True)
+        f = os.path.join(target, "file")
+        want = []
+        t0 = time.monotonic()
+        for i in range(a.shadows):
+            if i % a.every == 0:
+                write(f, b"version %d\n" % i * 100)
+            out = json.loads(d.vss("create", "shadow", "--for", target, "--no-writers",
+                                   "--json").stdout)
+            if i % a.every == a.every - 1 or i == a.shadows - 1:
+                want.append(out["shadows"][0]["id"])
+        made = time.monotonic() - t0
+        write(f, b"live\n")
+        want.reverse()
+        times = []
+        for r in range(1 + a.runs):
+            t0 = time.monotonic()
+            got = json.loads(d.vss("versions", f, "--json").stdout)["versions"]
+            times.append(time.monotonic() - t0)
+            if [v["shadow"] for v in got] != want:
+                print("bench-versions: listed %d versions, expected %d" % (len(got), len(want)))
+                return 1
+        print("%s: %d shadows taken in %.1f s; %d versions differ" % (
+            a.provider, a.shadows, made, len(want)))
+        print("vss versions: cold %.3f s; warm %s s" % (
+            times[0], ", ".join("%.3f" % t for t in times[1:])))
+        # Any request under vssd's lock first checks every mount it made:
+        # with the shadows exposed, what that costs.
+        t0 = time.monotonic()
+        d.vss("volume", "list")
+        print("vss volume list with %d shadows exposed: %.3f s" % (
+            a.shadows if a.provider == "engine" else 0, time.monotonic() - t0))
+        best = min(times[1:]) if a.runs else times[0]
+        print("goal: under 1 s for %d shadows: warm %.3f s %s, cold %.3f s %s" % (
+            a.shadows, best, "PASS" if best < 1 else "MISS", times[0],
+            "PASS" if times[0] < 1 else "MISS"))
+    finally:
+        if d:
+            d.vss("delete", "shadows", "--all", "--quiet", check=False)
+        if img_mnt:
+            subprocess.run(["umount", img_mnt], capture_output=True)
+        bench_image.remove_all(d, root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
