@@ -44,8 +44,9 @@ class Server:
         self.data, self.sock, self.port, self.log = data, sock, port, log
 
     def start(self, *opts, check=True):
-        o = "-k %s -p %d -c listen_addresses='' -c max_wal_size=64MB %s" % (
-            self.sock, self.port, " ".join(opts))
+        # wal_keep_size: a log backup needs the WAL since the previous one.
+        o = ("-k %s -p %d -c listen_addresses='' -c max_wal_size=64MB -c wal_keep_size=128MB "
+             "%s" % (self.sock, self.port, " ".join(opts)))
         return as_pg(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-o", o, "-l",
                      self.log, "-w", "-t", "60", "start", check=check)
 
@@ -251,25 +252,29 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
             with open(os.path.join(to, "postgresql.auto.conf"), "a") as f:
                 f.write("restore_command = 'false'\n")
         copies.append({"server": server(to, 1 + i), "label": writers})
-    # Backups: a full and an incremental, while pgbench goes on.
+    # Backups: a full and two log backups (the WAL since the previous one),
+    # while pgbench goes on.
     repo = os.path.join(workdir, "repo")
     full = vssd.json("backup", "create", "--to", repo, "--for", mnt)["id"]
-    time.sleep(1)
-    before = history(main)
-    incr = vssd.json("backup", "create", "--to", repo, "--for", mnt, "--type",
-                     "incremental")["id"]
+    for _ in range(2):
+        time.sleep(1)
+        before = history(main)
+        last_log = vssd.json("backup", "create", "--to", repo, "--for", mnt, "--type",
+                         "log")["id"]
+    with open(os.path.join(repo, "backups", last_log, "backup.json")) as f:
+        assert '"log"' in f.read()
     assert bench.poll() is None, "pgbench stopped early"
     bench.kill()
     bench.wait()
     with open(wlog) as f:
         text = f.read()
-    assert text.count("backup started") == 3, text
+    assert text.count("backup started") == 4, text     # a shadow, the 3 backups
     for c in copies:
         assert check_copy(c, c["label"]) > 0
     # Each backup restored elsewhere: the writer writes its label back, and
     # the tablespace map leads to the restored tablespace, never the live.
     counts = []
-    for i, bid in enumerate((full, incr)):
+    for i, bid in enumerate((full, last_log)):
         to = os.path.join(vssd.root, "restored%d" % i)
         r = vssd.json("restore", "--from", repo, bid, "--to", to)
         comp = [c for c in r["components"] if c["writer"] == "postgresql"]
@@ -288,19 +293,19 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
             assert s.sql("SELECT count(*) FROM t") == "1500"
         counts.append(check_copy({"server": server(data, 10 + i)}, True, own_tablespace))
     assert main.sql("SELECT count(*) FROM t") == "1000"
-    # The incremental restores to its own instant: at least what was
-    # committed before it started.
+    # The full and the log backups restore to the last one's instant: at
+    # least what was committed before it started.
     assert counts[1] >= before > counts[0] > 0, (counts, before)
     with open(wlog) as f:
         assert "restored with its backup label" in f.read()
     # In place: refused while the cluster runs without a unit to stop it,
     # nothing written; once it is stopped, restored and recovered.
     live = history(main)
-    r = vssd.vss("restore", "--from", repo, incr, check=False)
+    r = vssd.vss("restore", "--from", repo, last_log, check=False)
     assert r.returncode != 0 and "is running and has no systemd unit" in r.stderr, r.stderr
     assert history(main) == live
     main.stop("fast")
-    vssd.json("restore", "--from", repo, incr)
+    vssd.json("restore", "--from", repo, last_log)
     assert check_copy({"server": main}, True) >= counts[1]
     assert w.poll() is None
 
