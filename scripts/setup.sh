@@ -10,7 +10,8 @@ pkgs=(
   libsqlite3-dev sqlite3 libcmocka-dev libssl-dev liburing-dev python3 python3-pytest
   e2fsprogs xfsprogs btrfs-progs util-linux fio rsync systemd
   procps groff-base
-  qemu-utils qemu-system-common
+  qemu-utils qemu-system-common qemu-system-x86 busybox-static
+  lvm2 thin-provisioning-tools
   restic borgbackup
   samba samba-vfs-modules smbclient
   debhelper lintian
@@ -30,4 +31,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The guest (scripts/guest.sh) boots Debian 12's own kernel, for what this
+# machine's may lack (device-mapper, NBD): one linux-image package, fetched
+# once into a cache, never installed.
+kcache=${VSS_GUEST_CACHE:-/var/cache/vss-test/kernel}
+if ! ls "$kcache"/linux-image-6.1.0-*-amd64_*.deb >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  kpkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | cut -d' ' -f1 |
+         sort -V | tail -n 1)
+  if [ -n "$kpkg" ]; then
+    mkdir -p "$kcache"
+    echo "setup: fetching $kpkg into $kcache (for scripts/guest.sh)" >&2
+    (cd "$kcache" && apt-get download -q "$kpkg" >/dev/null 2>&1) ||
+      echo "setup: could not fetch $kpkg: the tests in the guest will be skipped" >&2
+  fi
 fi

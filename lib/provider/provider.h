@@ -4,13 +4,14 @@
  * them (the service never asks which provider it is), and the registry that
  * picks one per target (registry.c).  The providers: built-in (builtin.c,
  * the copy-on-write engine), btrfs (btrfs/provider.c over the mechanism in
- * btrfs/btrfs.c), live (live.c).
+ * btrfs/btrfs.c), LVM (lvm/provider.c over lvm/lvm.c), live (live.c).
  *
  * The set coordinator (service/set.h) drives each member of a set through
  * them, under svc->lock:
  *
  *	select (supports) -> prepare -> [gates closed, filesystems frozen]
- *	-> commit -> [thawed, gates open] -> adopt
+ *	-> hold (every member that has it) -> commit -> unhold
+ *	-> [thawed, gates open] -> adopt
  *
  * and abort, from prepare on, for every member of a set that fails; a
  * shadow later ends with remove.  At start each provider's recover finds
@@ -23,6 +24,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -58,11 +60,15 @@ struct svc_member {
 	const char *freeze_dir;        /* a mount point the coordinator FIFREEZEs around commit,
 	                                * or NULL */
 	const char *freeze_loop;       /* the loop device freeze_dir must still be mounted from */
+	dev_t hold_dev;                /* set by prepare if hold will suspend this
+	                                * device-mapper device (the guardian resumes it
+	                                * if vssd dies), else 0 */
 	void *priv;                    /* the provider's, from prepare until adopt or abort */
 	/* The coordinator's: */
 	bool prepared;                 /* prepare succeeded: abort or adopt must follow */
 	bool taken;                    /* commit succeeded: a shadow exists */
 	bool frozen;                   /* the coordinator FIFREEZE'd freeze_dir */
+	bool held;                     /* the provider's hold succeeded: unhold must follow */
 	char *warning;                 /* owned: one line for the requester and the log, or NULL */
 	char *fallback;                /* owned: why it is read live although a provider was
 	                                * picked for it (that provider failed at prepare or
@@ -107,9 +113,17 @@ struct vss_provider_ops {
 	 * On failure nothing is left to undo (m->device and m->warning are the
 	 * coordinator's to free). */
 	int (*prepare)(struct vss_service *svc, struct svc_member *m, struct vss_error *err);
+	/* Optional: inside the freeze window, before any member of the set
+	 * commits: stops writes to m's target below its filesystem, freezing it
+	 * (LVM: a device-mapper suspend), for providers whose commit cannot run
+	 * on a filesystem the coordinator froze.  commit may end the hold. */
+	int (*hold)(struct vss_service *svc, struct svc_member *m, struct vss_error *err);
 	/* Inside the freeze window: makes the shadow.  Fast; no I/O to the
 	 * frozen filesystems.  On failure no shadow exists. */
 	int (*commit)(struct vss_service *svc, struct svc_member *m, struct vss_error *err);
+	/* Optional, with hold: after every commit of the set, whatever they did:
+	 * ends the hold if commit did not. */
+	void (*unhold)(struct vss_service *svc, struct svc_member *m);
 	/* The set is aborted: deletes the shadow if m->taken, undoes prepare. */
 	void (*abort)(struct vss_service *svc, struct svc_member *m);
 	/* After the thaw: fills @sh from @m (sh->vol, sh->path, sh->origin,
@@ -123,6 +137,25 @@ struct vss_provider_ops {
 	/* Deletes what the provider made for @sh (not its catalog row, not its
 	 * place in the service's list). */
 	int (*remove)(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
+	/* Optional: what the provider knows now of @sh for "list shadows": sets
+	 * @info->state to VSS_COW_SHADOW_INVALID if it could not be kept exact,
+	 * and @info->diff_bytes to the shadow storage it uses. */
+	void (*info)(struct vss_service *svc, const struct svc_shadow *sh,
+		     struct vss_cow_shadow_info *info);
+	/* Optional: the shadow storage @sh holds of its own (LVM: a classic
+	 * snapshot's copy-on-write space) as a row of "list shadowstorage"
+	 * (volume, location, used, allocated, max, explicit, shadows), or NULL. */
+	json_t *(*storage)(struct vss_service *svc, const struct svc_shadow *sh);
+	/* Optional, with storage: grows it to @size bytes. */
+	int (*storage_resize)(struct vss_service *svc, struct svc_shadow *sh, uint64_t size,
+			      struct vss_error *err);
+	/* Optional: the extents written between shadows @from and @to (both
+	 * this provider's, of one origin; @from the older), in bytes, sorted
+	 * and merged (*@ext malloc'd), with the origin's size and the unit of
+	 * tracking; -EOPNOTSUPP for a pair it cannot compare. */
+	int (*changed)(struct vss_service *svc, const struct svc_shadow *from,
+		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
+		       uint64_t *size, uint64_t *unit, struct vss_error *err);
 	/* Optional: mounts @sh read-only, nosuid, nodev (and noexec unless
 	 * VSS_FS_EXEC in @flags) on the directory @dirfd (checked, nothing
 	 * mounted there: svc_mountpoint_open()), and sets sh->expose_*; NULL
@@ -145,6 +178,7 @@ struct vss_provider_ops {
 extern const struct vss_provider_ops svc_provider_builtin;
 extern const struct vss_provider_ops svc_provider_btrfs;
 extern const struct vss_provider_ops svc_provider_live;
+extern const struct vss_provider_ops svc_provider_lvm;
 
 /* vssd's providers, highest priority first, NULL-terminated: what
  * svc->providers is unless a test gives its own (service.h). */
@@ -196,6 +230,20 @@ void svc_provider_rows_release(struct svc_rows *r);
 
 /* Appends @sh (made by a provider's recover) to the service's list. */
 void svc_provider_list_add(struct vss_service *svc, struct svc_shadow *sh);
+
+/* A location (provider ops) that is sh->path: the snapshot's device or
+ * directory. */
+void svc_provider_location_path(struct vss_service *svc, const struct svc_shadow *sh,
+				char *out, size_t len);
+
+/* The catalog row of @m as a provider writes it in prepare, before it makes
+ * anything (target not owned: @m's). */
+void svc_provider_row(const struct svc_member *m, struct vss_catalog_shadow *row);
+
+/* The mount points of every mount @want says yes to, as a JSON array: what
+ * a provider's paths returns. */
+struct vss_fsinfo;
+json_t *svc_provider_mounts(bool (*want)(const struct vss_fsinfo *fi));
 
 /* The mount point of the filesystem @path is on (malloc'd), or NULL. */
 char *svc_provider_mount_of(const char *path);

@@ -25,6 +25,7 @@
 const struct vss_provider_ops *const svc_providers[] = {
 	&svc_provider_builtin,
 	&svc_provider_btrfs,
+	&svc_provider_lvm,
 	&svc_provider_live,
 	NULL,
 };
@@ -281,6 +282,46 @@ void svc_provider_rows_release(struct svc_rows *r)
 		free(r->rows[i].target);
 	free(r->rows);
 	memset(r, 0, sizeof(*r));
+}
+
+void svc_provider_row(const struct svc_member *m, struct vss_catalog_shadow *row)
+{
+	memset(row, 0, sizeof(*row));
+	svc_id_str(m->id, row->id);
+	svc_id_str(m->set_id, row->set_id);
+	row->target = (char *)m->target;
+	row->created_ns = svc_now_ns();
+	row->attrs = m->prov->catalog_attr |
+		     (m->persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
+		     (m->no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0);
+}
+
+void svc_provider_location_path(struct vss_service *svc, const struct svc_shadow *sh,
+				char *out, size_t len)
+{
+	snprintf(out, len, "%s", sh->path ? sh->path : "");
+}
+
+struct mounts {
+	json_t *arr;
+	bool (*want)(const struct vss_fsinfo *fi);
+};
+
+static int add_mount(void *arg, const struct vss_fsinfo *fi)
+{
+	struct mounts *m = arg;
+
+	if (m->want(fi))
+		json_array_append_new(m->arr, json_string(fi->mount_point));
+	return 0;
+}
+
+json_t *svc_provider_mounts(bool (*want)(const struct vss_fsinfo *fi))
+{
+	struct mounts m = { json_array(), want };
+
+	vss_fsinfo_foreach(add_mount, &m, NULL);
+	return m.arr;
 }
 
 void svc_provider_list_add(struct vss_service *svc, struct svc_shadow *sh)

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/dm-ioctl.h>
 #include <linux/fs.h>
 #include <poll.h>
 #include <sched.h>
@@ -42,6 +43,10 @@ struct plan {
 	char abort_path[128];           /* FUSECTL_DIR/N/abort, or "" */
 	char msg_cont[160];
 	char msg_abort[PATH_MAX + 256];
+	/* Device-mapper devices held suspended (LVM): resumed with the thaw. */
+	struct dm_ioctl resume[VSS_GUARDIAN_MAX_DIRS];
+	size_t n_resume;
+	int dm_fd;                      /* /dev/mapper/control, opened in the guardian */
 };
 
 static void say(const char *msg)
@@ -65,7 +70,8 @@ static void on_stop_signal(int sig)
 	told_to_stop = 1;
 }
 
-static void thaw_each(const int *fds, const char *const *dirs, size_t n, const char *why)
+static void thaw_each(const int *fds, const char *const *dirs, size_t n, const char *why,
+		      struct plan *p)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (fds[i] < 0)
@@ -76,6 +82,14 @@ static void thaw_each(const int *fds, const char *const *dirs, size_t n, const c
 			say("\n");
 		}
 	}
+	/* A resume of a device not suspended does nothing: no need to know
+	 * how far vssd got. */
+	for (size_t i = 0; p->dm_fd >= 0 && i < p->n_resume; i++)
+		if (ioctl(p->dm_fd, DM_DEV_SUSPEND, &p->resume[i]) == 0 &&
+		    (p->resume[i].flags & DM_SUSPEND_FLAG) == 0) {
+			say(why);
+			say("a device-mapper device it held (resumed)\n");
+		}
 }
 
 /* Waits up to @ms for end of file on @fd (the thawer exited); true if so. */
@@ -155,13 +169,13 @@ static bool abort_fuse(const struct plan *p)
  * hold vssd's end of the pipes open.
  */
 static void thaw_all(const int *fds, const char *const *dirs, size_t n, const char *why,
-		     const struct plan *p, int cmd_fd, int ack_fd)
+		     struct plan *p, int cmd_fd, int ack_fd)
 {
 	int done[2];
 	pid_t t;
 
 	if (pipe2(done, O_CLOEXEC) < 0) {
-		thaw_each(fds, dirs, n, why);
+		thaw_each(fds, dirs, n, why, p);
 		return;
 	}
 	t = fork();
@@ -169,13 +183,13 @@ static void thaw_all(const int *fds, const char *const *dirs, size_t n, const ch
 		close(done[0]);
 		close(cmd_fd);
 		close(ack_fd);
-		thaw_each(fds, dirs, n, why);
+		thaw_each(fds, dirs, n, why, p);
 		_exit(0);
 	}
 	close(done[1]);
 	if (t < 0) {
 		close(done[0]);
-		thaw_each(fds, dirs, n, why);
+		thaw_each(fds, dirs, n, why, p);
 		return;
 	}
 	if (wait_eof(done[0], VSS_GUARDIAN_THAW_WAIT_MS))
@@ -204,7 +218,7 @@ reap:
 static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 						     const char *const *dirs, size_t n,
 						     unsigned int limit_ms,
-						     const struct plan *plan)
+						     struct plan *plan)
 {
 	int fds[VSS_GUARDIAN_MAX_DIRS];
 	int64_t deadline = now_ms() + limit_ms;
@@ -233,6 +247,7 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 	prctl(PR_SET_NAME, "vss-guardian", 0, 0, 0);
 	for (size_t i = 0; i < n; i++)
 		fds[i] = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	plan->dm_fd = plan->n_resume ? open("/dev/mapper/control", O_RDWR | O_CLOEXEC) : -1;
 	(void)!write(ack_fd, "R", 1);
 	for (;;) {
 		int64_t left = deadline - now_ms();
@@ -288,6 +303,14 @@ static void make_plan(const struct vss_guardian_config *cfg, struct plan *p)
 		conn = (major(st.st_dev) << 20) | minor(st.st_dev);
 		snprintf(p->abort_path, sizeof(p->abort_path), FUSECTL_DIR "/%u/abort", conn);
 	}
+	for (size_t i = 0; i < cfg->n_resume && i < VSS_GUARDIAN_MAX_DIRS; i++) {
+		struct dm_ioctl *io = &p->resume[p->n_resume++];
+
+		io->version[0] = DM_VERSION_MAJOR;
+		io->data_size = sizeof(*io);
+		io->data_start = sizeof(*io);
+		io->dev = makedev(major(cfg->resume[i]), minor(cfg->resume[i]));
+	}
 	snprintf(p->msg_abort, sizeof(p->msg_abort), "vss-guardian: a thaw is still blocked "
 		 "after %d ms; aborting the FUSE connection of %s (%s) and killing vssd "
 		 "(pid %d) so that its service manager starts it again\n",
@@ -306,7 +329,7 @@ int vss_guardian_start(const char *const *dirs, size_t n,
 	ssize_t r;
 
 	*out = NULL;
-	if (n > VSS_GUARDIAN_MAX_DIRS)
+	if (n > VSS_GUARDIAN_MAX_DIRS || cfg->n_resume > VSS_GUARDIAN_MAX_DIRS)
 		return vss_error_set(err, -E2BIG, "at most %d filesystems can be frozen at once",
 				     VSS_GUARDIAN_MAX_DIRS);
 	make_plan(cfg, &plan);

@@ -36,6 +36,10 @@
  * vssd is only signalled while it is still the guardian's parent (no other
  * process that reused its PID).
  *
+ * Device-mapper devices a set holds suspended (an LVM provider's hold, which
+ * also freezes their filesystems) are resumed the same way, after the
+ * thaws: a resume of a device that is not suspended does nothing.
+ *
  * Protocol on the pipes: vssd → guardian "D" when it has thawed everything
  * (the guardian exits); guardian → vssd "R" once it holds every mount point,
  * then "T" if it had to thaw on timeout.
@@ -61,6 +65,9 @@ struct vss_guardian_config {
 	pid_t server;                   /* vssd: continued or killed if a thaw blocks */
 	const char *device_tree;        /* the FUSE mount behind the frozen filesystems
 	                                 * (RUN/dev), or NULL: no connection to abort */
+	const dev_t *resume;            /* device-mapper devices the set holds suspended
+	                                 * (LVM): resumed with the thaw; n_resume of them */
+	size_t n_resume;
 };
 
 /* Starts a guardian for @dirs (mount points about to be frozen) and waits

@@ -290,19 +290,19 @@ static int run_one(struct vss_service *svc, const char *id, json_t **res, struct
 	read_clock(s, &clk);
 	svc_lock(svc);
 	shadows = json_object_get(out, "shadows");
-	json_array_foreach(shadows, i, one) {
-		struct svc_shadow *sh = svc_shadow_find(svc, json_string_value(json_object_get(one,
-									"id")));
-		struct vss_error ce;
-
-		if (!sh)
-			continue;
-		memcpy(sh->rec.schedule, rec.id, sizeof(sh->rec.schedule));
-		if (vss_catalog_shadow_put(svc->cat, &sh->rec, &ce) < 0)
-			vss_log("schedule %s: shadow %s: %s", rec.id, sh->rec.id, ce.msg);
-	}
-	/* Deleted meanwhile: its shadows stay, as those of a deleted schedule. */
+	/* Deleted meanwhile: its set stays, an ordinary one. */
 	if (find(svc, rec.id, &now_rec, NULL) == 0) {
+		json_array_foreach(shadows, i, one) {
+			struct svc_shadow *sh = svc_shadow_find(svc, json_string_value(
+								 json_object_get(one, "id")));
+			struct vss_error ce;
+
+			if (!sh)
+				continue;
+			memcpy(sh->rec.schedule, rec.id, sizeof(sh->rec.schedule));
+			if (vss_catalog_shadow_put(svc->cat, &sh->rec, &ce) < 0)
+				vss_log("schedule %s: shadow %s: %s", rec.id, sh->rec.id, ce.msg);
+		}
 		rule_of(&now_rec, &rule);
 		state_of(&now_rec, &st);
 		svc_timeline_ran(&rule, &st, &clk);

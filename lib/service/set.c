@@ -20,9 +20,14 @@
  *   3. close the gate of every volume of the set (vol->gate for writing):
  *      writes in flight finish, new ones wait; every write acknowledged
  *      until now is in the engine;
- *   4. every member's provider commits (one engine shadow per volume, one
- *      btrfs snapshot per subvolume): the set's single instant;
- *   5. open the gates, FITHAW in reverse order, release the guardian;
+ *   2b. every member whose provider holds its target does so (LVM: a
+ *      device-mapper suspend, which freezes the filesystem; the guardian
+ *      resumes it if vssd dies);
+ *   4. every member's provider commits (one engine shadow per volume, one btrfs
+ *      snapshot per subvolume, one LVM snapshot per LV, which resumes it):
+ *      the set's single instant;
+ *   5. open the gates, resume what a failed commit left held, FITHAW in
+ *      reverse order, release the guardian;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
  * With allow_live a member whose provider fails at prepare or commit is
  * read live instead (fall_back; after a failed commit, once the set is
@@ -65,12 +70,12 @@
 
 /* ---- the real freezer: the guardian and FIFREEZE ---- */
 
-static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n, void **guard,
-		    struct vss_error *err)
+static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n,
+		    const dev_t *held, size_t nheld, void **guard, struct vss_error *err)
 {
 	struct vss_guardian_config cfg = {
 		.limit_ms = svc->freeze_limit_ms, .server = getpid(),
-		.device_tree = svc->dev_dir,
+		.device_tree = svc->dev_dir, .resume = held, .n_resume = nheld,
 	};
 
 	return vss_guardian_start(dirs, n, &cfg, (struct vss_guardian **)guard, err);
@@ -174,6 +179,7 @@ static int fall_back(struct vss_service *svc, struct svc_member *m,
 	m->volume = NULL;
 	m->gate = NULL;
 	m->freeze_dir = m->freeze_loop = NULL;
+	m->hold_dev = 0;
 	m->priv = NULL;
 	m->prov = live;
 	if (live->prepare(svc, m, &lerr) < 0)
@@ -242,6 +248,33 @@ static int freeze_members(struct vss_service *svc, struct svc_set *set, struct v
 	return rc;
 }
 
+/* 2b. Every hold, after the freezes and before the first commit: one
+ * instant for the held members too (the guardian already covers them). */
+static int hold_members(struct vss_service *svc, struct svc_set *set, struct vss_error *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < set->n && rc == 0; i++) {
+		struct svc_member *m = &set->m[i];
+
+		if (m->prov->hold) {
+			rc = m->prov->hold(svc, m, err);
+			m->held = rc == 0;
+		}
+	}
+	return rc;
+}
+
+/* 5a. What a failed or skipped commit left held is resumed, newest first. */
+static void unhold_members(struct vss_service *svc, struct svc_set *set)
+{
+	for (size_t i = set->n; i-- > 0;)
+		if (set->m[i].held) {
+			set->m[i].prov->unhold(svc, &set->m[i]);
+			set->m[i].held = false;
+		}
+}
+
 /* 3, 4: every gate closed, every member commits, the gates open again.  A
  * member whose commit fails while live reads are allowed is marked
  * (@failed, with why) and the others go on: it falls back after the thaw
@@ -259,6 +292,7 @@ static int commit_members(struct vss_service *svc, struct svc_set *set,
 
 		assert(m->prepared && !m->taken);
 		assert(!m->freeze_dir || m->frozen);
+		assert(!m->prov->hold || m->held);
 		rc = m->prov->commit(svc, m, err);
 		m->taken = rc == 0;
 		if (rc < 0 && p->allow_live && !(m->prov->caps & SVC_PROVIDER_LIVE) &&
@@ -348,6 +382,9 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		 struct svc_set **out, struct vss_error *err)
 {
 	const char *dirs[SVC_SET_MAX];
+	dev_t held[SVC_SET_MAX];
+	size_t nheld = 0;
+	char how[48] = "";
 	char *failed[SVC_SET_MAX] = { NULL };  /* why each member's commit failed */
 	struct svc_set *set;
 	void *guard = NULL;
@@ -365,14 +402,20 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	svc_id_str(set->uuid, set->id);
 	if ((rc = prepare_members(svc, set, p, dirs, err)) < 0)
 		goto abort;
+	for (size_t i = 0; i < set->n; i++)
+		if (set->m[i].hold_dev)
+			held[nheld++] = set->m[i].hold_dev;
 	/* 2. freeze: the guardian first, so that nothing stays frozen whatever happens */
-	if (set->nfreeze > 0) {
-		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, &guard, err)) < 0)
+	if (set->nfreeze > 0 || nheld > 0) {
+		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard,
+					      err)) < 0)
 			goto abort;
 		t_freeze = mono_ns();
 		rc = freeze_members(svc, set, err);
 	}
-	if (rc == 0 && set->nfreeze > 0 && svc->test_freeze_hold_ms) {
+	if (rc == 0)
+		rc = hold_members(svc, set, err);
+	if (rc == 0 && (set->nfreeze > 0 || nheld > 0) && svc->test_freeze_hold_ms) {
 		vss_log("set %s: holding the freeze for %u ms (test hook)", set->id,
 			svc->test_freeze_hold_ms);
 		usleep(svc->test_freeze_hold_ms * 1000u);
@@ -382,9 +425,10 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	if (rc == 0)
 		rc = commit_members(svc, set, p, failed, err);
 	t_open = mono_ns();
-	/* 5. thaw, whatever happened */
+	/* 5. resume and thaw, whatever happened */
+	unhold_members(svc, set);
 	thaw_members(svc, set);
-	if (set->nfreeze > 0) {
+	if (set->nfreeze > 0 || nheld > 0) {
 		t_thawed = mono_ns();
 		grc = svc->freezer->release(guard);
 	}
@@ -399,14 +443,16 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	/* 6. adopt */
 	if ((rc = adopt_members(svc, set, p, err)) < 0)
 		goto abort;
-	set->frozen_ms = set->nfreeze ? ms_between(t_freeze, t_thawed) : 0.0;
+	set->frozen_ms = set->nfreeze || nheld ? ms_between(t_freeze, t_thawed) : 0.0;
 	set->held_ms = ms_between(t_gate, t_open);
-	if (set->nfreeze > 0)
-		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen "
+	if (nheld > 0)
+		snprintf(how, sizeof(how), " (%zu by a device suspend)", nheld);
+	if (set->nfreeze + nheld > 0)
+		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen%s "
 			"for %.3f ms, writes held for %.3f ms", set->id, set->n,
 			set->n == 1 ? "" : "s", p->persistent ? "persistent" : "not persistent",
-			p->no_writers ? ", no writers" : "", set->nfreeze,
-			set->nfreeze == 1 ? "" : "s", set->frozen_ms, set->held_ms);
+			p->no_writers ? ", no writers" : "", set->nfreeze + nheld,
+			set->nfreeze + nheld == 1 ? "" : "s", how, set->frozen_ms, set->held_ms);
 	else
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
 			"writes held for %.3f ms", set->id, set->n, set->n == 1 ? "" : "s",
@@ -417,6 +463,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		free(failed[i]);
 	return 0;
 abort:
+	unhold_members(svc, set);
 	thaw_members(svc, set);
 	abort_set(svc, set);
 	vss_log("set %s aborted: %s", set->id, err->msg);

@@ -27,11 +27,12 @@ struct vss_service;
  * (the guardian and FIFREEZE) unless a test gave its own.
  */
 struct svc_freezer_ops {
-	/* Before the first freeze: starts what thaws @dirs on its own if vssd
-	 * dies or the freeze lasts past svc->freeze_limit_ms (the guardian),
-	 * and waits until it holds them.  *@guard is for release. */
-	int (*guard)(struct vss_service *svc, const char *const *dirs, size_t n, void **guard,
-		     struct vss_error *err);
+	/* Before the first freeze or hold: starts what thaws @dirs and resumes
+	 * the held device-mapper devices @held on its own if vssd dies or the
+	 * freeze lasts past svc->freeze_limit_ms (the guardian), and waits
+	 * until it holds them.  *@guard is for release. */
+	int (*guard)(struct vss_service *svc, const char *const *dirs, size_t n,
+		     const dev_t *held, size_t nheld, void **guard, struct vss_error *err);
 	/* FIFREEZE of the mount point @dir, refused unless it is still
 	 * mounted from the loop device @loop (the volume @volume's). */
 	int (*freeze)(const char *dir, const char *loop, const char *volume,

@@ -396,6 +396,8 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 			continue;
 		if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 			continue;
+		if (sh->prov->info)
+			sh->prov->info(svc, sh, &info);
 		if (!(bigger = svc_grow(items, &cap, count, sizeof(*items)))) {
 			rc = vss_error_set(err, -ENOMEM, "out of memory");
 			goto fail;

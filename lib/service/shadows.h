@@ -34,7 +34,8 @@ struct svc_shadow {
 	struct vss_catalog_shadow rec;          /* rec.target owned */
 	char *expose_dir;                       /* where exposed, or NULL */
 	uint64_t expose_id;                     /* that mount's ID (fs.h) */
-	char expose_loop[VSS_LOOP_NAME_MAX];    /* its loop device, or "" (a bind mount) */
+	char expose_loop[VSS_LOOP_NAME_MAX];    /* its loop device, or "" (a bind mount of
+						 * path, or path's block device mounted) */
 	bool expose_own;                        /* expose_dir is vssd's RUN/exec/SET/ID (or its
 						 * @GMT directory): it goes with the exposure */
 	bool expose_gmt;                        /* exposed for Samba (gmt.h) */

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine/cow_i.h"
+#include "provider/provider.h"
 #include "service/args.h"
 #include "service/caller.h"
 #include "service/log.h"
@@ -176,7 +177,7 @@ int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, j
 {
 	const char *target;
 	struct svc_volume *only = NULL;
-	char *seen;
+	char *seen, *mount = NULL;
 	json_t *arr;
 	int rc;
 
@@ -187,12 +188,15 @@ int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, j
 		if ((rc = svc_caller_path(who, target, &seen, err)) < 0)
 			return rc;
 		rc = svc_resolve_target(svc, seen, &only, err);
+		/* Not a volume: a path whose shadows hold storage of their own (LVM). */
+		if (rc < 0 && seen[0] == '/' && (mount = svc_provider_mount_of(seen)))
+			rc = 0;
 		free(seen);
 		if (rc < 0)
 			return rc;
 	}
 	arr = json_array();
-	for (struct svc_volume *v = svc->volumes; v; v = v->next) {
+	for (struct svc_volume *v = svc->volumes; v && !mount; v = v->next) {
 		json_t *o;
 
 		if (only && v != only)
@@ -203,8 +207,65 @@ int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, j
 		}
 		json_array_append_new(arr, o);
 	}
+	for (struct svc_shadow *sh = svc->shadows; sh && !only; sh = sh->next) {
+		json_t *o;
+
+		if (!sh->prov->storage || (mount && (!sh->origin || strcmp(sh->origin, mount))))
+			continue;
+		if ((o = sh->prov->storage(svc, sh)))
+			json_array_append_new(arr, o);
+	}
+	free(mount);
 	*res = json_pack("{s:o}", "shadowstorage", arr);
 	return 0;
+}
+
+/*
+ * resize for a path that is not a volume: the storage of every shadow of
+ * it that holds its own (an LVM classic snapshot) grows to "maxsize"
+ * bytes.  -ENOENT if there is none.
+ */
+static int resize_shadows(struct vss_service *svc, const char *path, json_t *args,
+			  json_t **res, struct vss_error *err)
+{
+	json_t *m = json_object_get(args, "maxsize");
+	char *mount = svc_provider_mount_of(path);
+	int rc = 0, n = 0;
+
+	if (!mount)
+		return vss_error_set(err, -ENOENT, "%s: no such volume or mount", path);
+	if (!json_is_integer(m) || json_integer_value(m) <= 0) {
+		free(mount);
+		return vss_error_set(err, -EINVAL, "the shadow storage of shadows of %s is "
+				     "resized to a size in bytes (not N%% or UNBOUNDED)", path);
+	}
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
+		json_t *before;
+
+		if (!sh->prov->storage_resize || !sh->prov->storage || !sh->origin ||
+		    strcmp(sh->origin, mount) != 0 || !(before = sh->prov->storage(svc, sh)))
+			continue;   /* none of its own (a thin snapshot) */
+		json_decref(before);
+		if ((rc = sh->prov->storage_resize(svc, sh, (uint64_t)json_integer_value(m),
+						   err)) < 0)
+			break;
+		vss_log("shadow %s: shadow storage grown to %lld bytes", sh->rec.id,
+			(long long)json_integer_value(m));
+		json_decref(*res);
+		*res = sh->prov->storage(svc, sh);
+		n++;
+	}
+	free(mount);
+	if (rc == 0 && n == 0)
+		rc = vss_error_set(err, -ENOENT, "%s is no volume, and no shadow of it has shadow "
+				   "storage of its own", path);
+	if (rc == 0 && !*res)
+		rc = vss_error_set(err, -EIO, "cannot read the shadow storage of %s", path);
+	if (rc < 0) {
+		json_decref(*res);
+		*res = NULL;
+	}
+	return rc;
 }
 
 /*
@@ -386,8 +447,10 @@ int svc_op_storage_resize(struct vss_service *svc, const struct svc_caller *who,
 
 	if ((rc = svc_arg_str(args, "for", true, &target, err)) < 0)
 		return rc;
-	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0)
-		return rc;
+	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0) {
+		*res = NULL;
+		return target[0] == '/' ? resize_shadows(svc, target, args, res, err) : rc;
+	}
 	if ((rc = parse_max(args, v, &max_given, &max, err)) < 0)
 		return rc;
 	if (!max_given)

@@ -100,6 +100,71 @@ static int resolve(struct vss_service *svc, const char *prefix, bool shadows_onl
 	return 0;
 }
 
+/* @ext as [[offset, length], ...], their sum into *@total; frees @ext. */
+static json_t *extents_json(struct vss_cow_extent *ext, size_t n, uint64_t *total)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++) {
+		json_array_append_new(arr, json_pack("[I, I]", (json_int_t)ext[i].offset,
+						     (json_int_t)ext[i].length));
+		*total += ext[i].length;
+	}
+	free(ext);
+	return arr;
+}
+
+/* The live shadow @prefix names, or NULL (none, ambiguous, or too short). */
+static struct svc_shadow *shadow_named(struct vss_service *svc, const char *prefix)
+{
+	struct svc_shadow *found = NULL;
+	size_t n = strlen(prefix);
+
+	if (n < 8 || n > 36)
+		return NULL;
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (strncasecmp(sh->rec.id, prefix, n) == 0) {
+			if (found)
+				return NULL;
+			found = sh;
+		}
+	return found;
+}
+
+/*
+ * shadow.diff between two shadows of a provider that knows their changed
+ * blocks itself (LVM thin snapshots: the pool's metadata); 1 if @a is not
+ * such a shadow (the engine's tracking answers).
+ */
+static int diff_by_provider(struct vss_service *svc, const char *a, const char *b,
+			    json_t **res, struct vss_error *err)
+{
+	struct svc_shadow *from = shadow_named(svc, a), *to;
+	struct vss_cow_extent *ext = NULL;
+	uint64_t size = 0, unit = 0, total = 0;
+	size_t n = 0;
+	json_t *arr;
+	int rc;
+
+	if (!from || !from->prov->changed)
+		return 1;
+	if (!b || strcmp(b, "now") == 0)
+		return vss_error_set(err, -EOPNOTSUPP, "shadow copy %s (%s): changed blocks only "
+				     "between two of its shadow copies, not up to now", from->rec.id,
+				     from->prov->name);
+	if (!(to = shadow_named(svc, b)) || to->prov != from->prov)
+		return vss_error_set(err, -EINVAL, "%s is not a shadow copy of the same provider "
+				     "as %s", b, from->rec.id);
+	if ((rc = from->prov->changed(svc, from, to, &ext, &n, &size, &unit, err)) < 0)
+		return rc;
+	arr = extents_json(ext, n, &total);
+	*res = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:o}", "from", from->rec.id,
+			 "to", to->rec.id, "volume", from->origin ? from->origin : "",
+			 "size", (json_int_t)size, "block_size", (json_int_t)unit,
+			 "bookmark", 0, "changed_bytes", (json_int_t)total, "extents", arr);
+	return *res ? 0 : vss_error_set(err, -ENOMEM, "out of memory");
+}
+
 int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 		       json_t **res, struct vss_error *err)
 {
@@ -113,8 +178,11 @@ int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, js
 	int rc;
 
 	if ((rc = svc_arg_str(args, "from", true, &a, err)) < 0 ||
-	    (rc = svc_arg_str(args, "to", false, &b, err)) < 0 ||
-	    (rc = resolve(svc, a, false, &from, err)) < 0)
+	    (rc = svc_arg_str(args, "to", false, &b, err)) < 0)
+		return rc;
+	if ((rc = diff_by_provider(svc, a, b, res, err)) != 1)
+		return rc;
+	if ((rc = resolve(svc, a, false, &from, err)) < 0)
 		return rc;
 	if (b && strcmp(b, "now") != 0) {
 		if ((rc = resolve(svc, b, true, &to, err)) < 0)
@@ -133,13 +201,7 @@ int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, js
 		memcpy(why, err->msg, sizeof(why));
 		return vss_error_set(err, rc, "shadow copy %s: %s", from.id, why);
 	}
-	arr = json_array();
-	for (size_t i = 0; arr && i < n; i++) {
-		json_array_append_new(arr, json_pack("[I, I]", (json_int_t)ext[i].offset,
-						     (json_int_t)ext[i].length));
-		total += ext[i].length;
-	}
-	free(ext);
+	arr = extents_json(ext, n, &total);
 	*res = json_pack("{s:s, s:s?, s:s, s:I, s:I, s:b, s:I, s:o}", "from", from.id,
 			 "to", to.id[0] ? to.id : NULL, "volume", from.vol->rec.name,
 			 "size", (json_int_t)vss_cow_size(from.vol->cow),

@@ -420,6 +420,8 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 
 	if ((rc = svc_arg_str(args, "path", true, &path, err)) < 0)
 		return rc;
+	if (strlen(path) >= PATH_MAX)
+		return vss_error_set(err, -ENAMETOOLONG, "the path is too long");
 	if ((rc = open_live(who, path, &live, real, &first)) < 0) {
 		/* Gone now: compared with nothing, its newest version is one. */
 		if (rc != -ENOENT || gone(who, path, real, err) < 0) {
@@ -737,6 +739,8 @@ int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_call
 		return rc;
 	if (path[0] != '/' || (to && to[0] != '/'))
 		return vss_error_set(err, -EINVAL, "paths must be absolute");
+	if (strlen(path) >= PATH_MAX || (to && strlen(to) >= PATH_MAX))
+		return vss_error_set(err, -ENAMETOOLONG, "a path is too long");
 	if (strlen(id) < 8 || strlen(id) > 36)
 		return vss_error_set(err, -EINVAL, "a shadow ID, or a unique prefix of at least 8 "
 				     "characters of one");

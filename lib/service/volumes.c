@@ -872,8 +872,12 @@ static bool mount_now(struct vss_fs_mounts *tab, uint64_t id, const char *loop,
 		return strcmp(source, loop) == 0 &&
 		       vss_loop_backing(loop, backing, sizeof(backing)) == 0 &&
 		       strncmp(backing, file, n) == 0 && (backing[n] == '\0' || backing[n] == '/');
-	return stat(now, &a) == 0 && stat(file, &b) == 0 && a.st_dev == b.st_dev &&
-	       a.st_ino == b.st_ino;
+	if (stat(now, &a) < 0 || stat(file, &b) < 0)
+		return false;
+	/* A block device mounted directly (an LVM snapshot): its filesystem's. */
+	if (S_ISBLK(b.st_mode))
+		return a.st_dev == b.st_rdev;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 struct moved {
@@ -912,8 +916,8 @@ static void record_moved(struct vss_service *svc, bool shadow, const char *name,
 }
 
 /*
- * Whether the mount @id that vss made (of @name: from @loop on @file, or a
- * bind mount of @file) is still there.  If its directory was renamed or
+ * Whether the mount @id that vss made (of @name: from @loop on @file, a
+ * bind mount of @file, or of the block device @file itself) is still there.  If its directory was renamed or
  * swapped since, *@dir and the catalog's record follow it, so that vss
  * can still unmount it and the volume can be mounted again.
  */

@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -131,7 +132,9 @@ struct fake_vol {
 static struct fake_vol vols[] = { { .name = "a" }, { .name = "b" }, { .name = "c" } };
 
 static struct {
-	const char *fail_prepare, *fail_commit, *fail_adopt, *fail_freeze;
+	const char *fail_prepare, *fail_commit, *fail_adopt, *fail_freeze, *fail_hold;
+	int suspended;                 /* held members not resumed yet (their device) */
+	int holds_wanted, holds_done;  /* of the set being taken */
 	bool fail_guard, guard_times_out;
 	unsigned int freeze_sleep_ms;
 	int prepared;                  /* prepared, not yet adopted or aborted */
@@ -195,6 +198,7 @@ static int fake_commit(struct vss_service *svc, struct svc_member *m, struct vss
 	if (m->freeze_dir)
 		expect(fk.frozen > 0, "commit with its filesystem thawed");
 	expect(m->prepared && !m->taken, "commit of a member not prepared");
+	expect(fk.holds_done == fk.holds_wanted, "commit before every member was held");
 	note("commit %s", m->target);
 	if (is(fk.fail_commit, m->target))
 		return vss_error_set(err, -EIO, "fake commit of %s failed", m->target);
@@ -249,9 +253,71 @@ static const struct vss_provider_ops fake_provider = {
 	.remove = fake_remove, .paths = fake_paths,
 };
 
+/* A provider that holds its targets itself ("h1", "h2"), as LVM's suspends
+ * an LV: every hold after the freezes and before the first commit, commit
+ * resuming its own, unhold resuming what a failed commit left. */
+static int held_supports(struct vss_service *svc, const char *target, struct vss_error *err)
+{
+	if (target[0] == 'h' && (target[1] == '1' || target[1] == '2') && !target[2])
+		return 0;
+	return vss_error_set(err, -ENOENT, "no held target \"%s\"", target);
+}
+
+static int held_prepare(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
+{
+	int rc = fake_prepare(svc, m, err);
+
+	if (rc == 0) {
+		m->hold_dev = makedev(250, (unsigned int)(m->target[1] - '0'));
+		fk.holds_wanted++;
+	}
+	return rc;
+}
+
+static int held_hold(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
+{
+	note("hold %s", m->target);
+	expect(fk.guards > 0, "hold without a guardian");
+	if (is(fk.fail_hold, m->target))
+		return vss_error_set(err, -EBUSY, "fake hold of %s failed", m->target);
+	fk.suspended++;
+	fk.holds_done++;
+	return 0;
+}
+
+static int held_commit(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
+{
+	int rc = fake_commit(svc, m, err);
+
+	/* lvcreate resumes the LV it snapshots, whether or not it succeeds. */
+	fk.suspended--;
+	m->priv = (void *)1;
+	return rc;
+}
+
+static void held_unhold(struct vss_service *svc, struct svc_member *m)
+{
+	bool resumed = m->priv == NULL;
+
+	note("unhold %s%s", m->target, resumed ? " resumed" : "");
+	if (resumed)
+		fk.suspended--;
+	m->priv = NULL;
+}
+
+static const struct vss_provider_ops held_provider = {
+	.name = "held", .id = "00000000-0000-4000-8000-000000000002", .version = "1",
+	.kind = "software", .priority = 50, .caps = 0, .catalog_attr = 0,
+	.shadow_attr = "plex",
+	.supports = held_supports, .prepare = held_prepare, .hold = held_hold,
+	.commit = held_commit, .unhold = held_unhold,
+	.abort = fake_abort, .adopt = fake_adopt, .location = fake_location,
+	.remove = fake_remove, .paths = fake_paths,
+};
+
 /* The live provider is only ever taken with allow_live. */
 static const struct vss_provider_ops *const fake_providers[] = {
-	&fake_provider, &svc_provider_live, NULL
+	&fake_provider, &held_provider, &svc_provider_live, NULL
 };
 
 /* ---- a fake freezer ---- */
@@ -261,10 +327,12 @@ static const char *dir_name(const char *dir)
 	return strrchr(dir, '/') + 1;
 }
 
-static int fz_guard(struct vss_service *svc, const char *const *dirs, size_t n, void **guard,
+static int fz_guard(struct vss_service *svc, const char *const *dirs, size_t n,
+		    const dev_t *held, size_t nheld, void **guard,
 		    struct vss_error *err)
 {
-	note("guard %zu", n);
+	note(nheld ? "guard %zu held %zu" : "guard %zu", n, nheld);
+	expect(nheld == (size_t)fk.holds_wanted, "a held device the guardian does not know");
 	if (fk.fail_guard)
 		return vss_error_set(err, -EIO, "fake guardian did not start");
 	fk.guards++;
@@ -578,6 +646,7 @@ static void nothing_left_of(int shadows, int made)
 	if (violation)
 		fail_msg("%s", violation);
 	assert_int_equal(fk.frozen, 0);
+	assert_int_equal(fk.suspended, 0);
 	assert_int_equal(fk.guards, 0);
 	assert_int_equal(fk.prepared, 0);
 	for (size_t i = 0; i < sizeof(vols) / sizeof(vols[0]); i++) {
@@ -659,6 +728,45 @@ static void set_of_two_at_one_instant(void **state)
 	assert_string_equal(events, "prepare a;prepare b;guard 2;freeze a;freeze b;commit a;"
 			    "commit b;thaw b;thaw a;release;adopt a;adopt b;");
 	nothing_left(2);
+}
+
+static void held_members_one_instant(void **state)
+{
+	const char *t[] = { "a", "h1", "h2" };
+	struct vss_error err = { 0 };
+
+	assert_int_equal(take(t, 3, &err), 0);
+	/* Frozen, then held, all before the first commit; thawed after. */
+	assert_string_equal(events, "prepare a;prepare h1;prepare h2;guard 1 held 2;freeze a;"
+			    "hold h1;hold h2;commit a;commit h1;commit h2;unhold h2;unhold h1;"
+			    "thaw a;release;adopt a;adopt h1;adopt h2;");
+	nothing_left(3);
+}
+
+static void held_member_fails_at_commit(void **state)
+{
+	const char *t[] = { "h1", "h2" };
+	struct vss_error err = { 0 };
+
+	fk.fail_commit = "h1";
+	assert_int_equal(take(t, 2, &err), -EIO);
+	/* h2 never committed: still held, resumed by unhold. */
+	assert_string_equal(events, "prepare h1;prepare h2;guard 0 held 2;hold h1;hold h2;"
+			    "commit h1;unhold h2 resumed;unhold h1;release;abort h1;abort h2;");
+	nothing_left(0);
+}
+
+static void hold_fails(void **state)
+{
+	const char *t[] = { "a", "h1", "h2" };
+	struct vss_error err = { 0 };
+
+	fk.fail_hold = "h2";
+	assert_int_equal(take(t, 3, &err), -EBUSY);
+	assert_string_equal(events, "prepare a;prepare h1;prepare h2;guard 1 held 2;freeze a;"
+			    "hold h1;hold h2;unhold h1 resumed;thaw a;release;abort a;abort h1;"
+			    "abort h2;");
+	nothing_left(0);
 }
 
 static void provider_fails_at_prepare(void **state)
@@ -1369,6 +1477,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(transition_table),
 		T(set_of_two_at_one_instant),
+		T(held_members_one_instant),
+		T(held_member_fails_at_commit),
+		T(hold_fails),
 		T(provider_fails_at_prepare),
 		T(provider_fails_at_commit),
 		T(provider_fails_at_prepare_read_live),

@@ -75,6 +75,9 @@ def smbd(vssd):
         pytest.skip("no smbd or smbclient (Debian: samba, smbclient)")
     if not os.path.exists(shadow_copy2() or "/nonexistent"):
         pytest.skip("smbd has no vfs_shadow_copy2 module (Debian: samba-vfs-modules)")
+    # smbd serves nobody as nobody: the way to the share must be open.
+    for p in (os.path.dirname(vssd.root), vssd.root):
+        os.chmod(p, 0o755)
     t = os.path.join(vssd.root, "samba")
     for sub in ("lock", "state", "cache", "private", "pid", "ncalrpc"):
         os.makedirs(os.path.join(t, sub))
@@ -127,10 +130,7 @@ def versions_for_samba(vssd, mnt):
     shadows left, their @GMT tokens and what f held at each."""
     share = os.path.join(mnt, "share")
     os.mkdir(share)
-    # The path to the share open to others (smbd acts as the user): the
-    # test's own directories are 0700.
-    for p in (os.path.dirname(vssd.root), vssd.root, mnt):
-        os.chmod(p, 0o755)
+    os.chmod(mnt, 0o755)
     os.chmod(share, 0o777)
     f, secret = os.path.join(share, "f"), os.path.join(share, "secret")
     vssd.vss("expose", "--gmt", "v")

@@ -155,6 +155,9 @@ def test_bad_input(vssd, workdir):
     assert r.returncode == 1 and "no shadow copy" in r.stderr, r.stderr
     r = vssd.vss("restore-version", os.path.join(mnt, "f"), check=False)
     assert r.returncode == 2
+    for cmd in (["versions"], ["restore-version", "--shadow", theirs]):
+        r = vssd.vss(*cmd, "/" + "x" * 5000, check=False)
+        assert r.returncode == 1 and "too long" in r.stderr, r.stderr
     # A volume without shadows has no versions.
     write(os.path.join(other, "h"), b"h")
     vssd.vss("delete", "shadows", "--for", other, "--all")

@@ -56,18 +56,6 @@ static int btrfs_supports(struct vss_service *svc, const char *target, struct vs
 	return rc;
 }
 
-static void row_of(const struct svc_member *m, struct vss_catalog_shadow *row)
-{
-	memset(row, 0, sizeof(*row));
-	svc_id_str(m->id, row->id);
-	svc_id_str(m->set_id, row->set_id);
-	row->target = (char *)m->target;
-	row->created_ns = svc_now_ns();
-	row->attrs = VSS_CATALOG_ATTR_BTRFS |
-		     (m->persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
-		     (m->no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0);
-}
-
 static int btrfs_prepare(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
 {
 	struct vss_btrfs_snapshot_params p = { .persistent = m->persistent };
@@ -92,7 +80,7 @@ static int btrfs_prepare(struct vss_service *svc, struct svc_member *m, struct v
 		m->warning = strdup(line);
 	}
 	/* The row first: whatever happens next, recovery knows the snapshot is ours. */
-	row_of(m, &row);
+	svc_provider_row(m, &row);
 	if ((rc = vss_catalog_shadow_put(svc->cat, &row, err)) < 0) {
 		vss_btrfs_snapshot_free(snap);
 		free(m->warning);
@@ -136,12 +124,6 @@ static int btrfs_adopt(struct vss_service *svc, struct svc_member *m, struct svc
 	vss_btrfs_snapshot_free(snap);
 	m->priv = NULL;
 	return rc;
-}
-
-static void btrfs_location(struct vss_service *svc, const struct svc_shadow *sh, char *out,
-			   size_t len)
-{
-	snprintf(out, len, "%s", sh->path ? sh->path : "");
 }
 
 static int btrfs_remove(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
@@ -278,21 +260,14 @@ out:
 	return rc;
 }
 
-static int add_btrfs_mount(void *arg, const struct vss_fsinfo *fi)
+static bool is_btrfs_mount(const struct vss_fsinfo *fi)
 {
-	json_t *arr = arg;
-
-	if (fi->cls == VSS_FSINFO_BTRFS && !strstr(fi->mount_point, "/" VSS_BTRFS_SNAPSHOT_DIR))
-		json_array_append_new(arr, json_string(fi->mount_point));
-	return 0;
+	return fi->cls == VSS_FSINFO_BTRFS && !strstr(fi->mount_point, "/" VSS_BTRFS_SNAPSHOT_DIR);
 }
 
 static json_t *btrfs_paths(struct vss_service *svc)
 {
-	json_t *arr = json_array();
-
-	vss_fsinfo_foreach(add_btrfs_mount, arr, NULL);
-	return arr;
+	return svc_provider_mounts(is_btrfs_mount);
 }
 
 const struct vss_provider_ops svc_provider_btrfs = {
@@ -309,7 +284,7 @@ const struct vss_provider_ops svc_provider_btrfs = {
 	.commit = btrfs_commit,
 	.abort = btrfs_abort,
 	.adopt = btrfs_adopt,
-	.location = btrfs_location,
+	.location = svc_provider_location_path,
 	.remove = btrfs_remove,
 	.expose = btrfs_expose,
 	.recover = btrfs_recover,
