@@ -184,8 +184,8 @@ static int position(const struct server *s, MYSQL *m, char *out, size_t olen, ch
 	return 0;
 }
 
-static int stamp_of(void *data, const char *name, char *out, size_t olen, char *why,
-		    size_t wlen)
+static int stamp_of(void *data, const char *name, const char *prev,
+		    enum vss_backup_type type, char *out, size_t olen, char *why, size_t wlen)
 {
 	struct servers *ss = data;
 

@@ -148,6 +148,39 @@ int pg_cluster_stamp(struct pg_cluster *c, char *stamp, size_t slen, char *why, 
 	return r ? 0 : -EIO;
 }
 
+int pg_cluster_wal_since(struct pg_cluster *c, const char *prev, char *why, size_t len)
+{
+	char lsn[64] = "", path[2 * PATH_MAX];
+	PGconn *conn;
+	PGresult *r;
+	int rc = 0;
+
+	if (sscanf(prev, "lsn=%63[0-9A-Fa-f/]", lsn) != 1) {
+		snprintf(why, len, "cluster %s: the previous stamp is not one of this writer's: "
+			 "%.200s", c->name, prev);
+		return -EINVAL;
+	}
+	if (!(conn = connect_to(c, why, len)))
+		return -ECONNREFUSED;
+	r = query(c, conn, "SELECT pg_walfile_name($1::pg_lsn)", 1,
+		  (const char *const[]){ lsn }, why, len);
+	if (!r) {
+		rc = -EIO;
+	} else {
+		snprintf(path, sizeof(path), "%s/%s", c->wal_dir, PQgetvalue(r, 0, 0));
+		if (access(path, F_OK) < 0) {
+			snprintf(why, len, "cluster %s: a log backup needs the WAL since the previous "
+				 "backup (%s, segment %s), which is gone from pg_wal: keep it "
+				 "(wal_keep_size, a replication slot) or take a full backup",
+				 c->name, lsn, PQgetvalue(r, 0, 0));
+			rc = -ENOENT;
+		}
+	}
+	PQclear(r);
+	PQfinish(conn);
+	return rc;
+}
+
 int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, size_t len)
 {
 	bool v15;

@@ -44,6 +44,9 @@ struct pg_cluster {
 int pg_cluster_describe(struct pg_cluster *c, char *why, size_t len);
 /* The WAL position now, as a backup stamp ("lsn=X/Y timeline=T"). */
 int pg_cluster_stamp(struct pg_cluster *c, char *stamp, size_t slen, char *why, size_t len);
+/* Whether the WAL segment holding @prev's position (a stamp) is still in
+ * pg_wal: 0, or -ENOENT with @why. */
+int pg_cluster_wal_since(struct pg_cluster *c, const char *prev, char *why, size_t len);
 /* Checks what an online backup needs (not a standby, wal_level, the
  * rights), then pg_backup_start(@label, fast) on a connection kept open. */
 int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, size_t len);

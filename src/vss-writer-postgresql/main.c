@@ -57,12 +57,19 @@ static struct pg_cluster *find(struct clusters *s, const char *lp, const char *n
 	return NULL;
 }
 
-static int stamp_of(void *data, const char *name, char *out, size_t olen, char *why,
-		    size_t wlen)
+/* A log backup stores the WAL since the previous stamp: that WAL must
+ * still be in pg_wal. */
+static int stamp_of(void *data, const char *name, const char *prev,
+		    enum vss_backup_type type, char *out, size_t olen, char *why, size_t wlen)
 {
 	struct pg_cluster *c = find(data, PG_LOGICAL_PATH, name);
+	int rc;
 
-	return c ? pg_cluster_stamp(c, out, olen, why, wlen) : -ENOENT;
+	if (!c)
+		return -ENOENT;
+	if (type == VSS_BT_LOG && prev && (rc = pg_cluster_wal_since(c, prev, why, wlen)) < 0)
+		return rc;
+	return pg_cluster_stamp(c, out, olen, why, wlen);
 }
 
 static int on_prepare_backup(struct vss_writer *w, const struct vss_writer_event *ev,
@@ -382,7 +389,8 @@ int main(int argc, char **argv)
 
 	return wcli_main(argc, argv, &(struct wcli_writer){
 		.prog = "vss-writer-postgresql", .name = "postgresql", .class_id = PG_CLASS_ID,
-		.schema = VSS_BS_INCREMENTAL | VSS_BS_TIMESTAMPED | VSS_BS_COPY | VSS_BS_LSN,
+		.schema = VSS_BS_INCREMENTAL | VSS_BS_TIMESTAMPED | VSS_BS_COPY | VSS_BS_LSN |
+			  VSS_BS_LOG,
 		.default_config = DEFAULT_CONFIG, .noun = "cluster",
 		.about = "A vss writer for PostgreSQL clusters: an online backup (pg_backup_start,\n"
 			 "pg_backup_stop) around every shadow copy set.\n",

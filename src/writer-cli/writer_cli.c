@@ -136,7 +136,9 @@ int wcli_set_stamps(struct vss_writer *w, const struct vss_writer_event *ev,
 		vss_bcd_component_info(bc, &ci);
 		if (!ci.logical_path || strcmp(ci.logical_path, logical_path) != 0)
 			continue;
-		rc = stamp(data, ci.name, text, sizeof(text), why, sizeof(why));
+		rc = stamp(data, ci.name, vss_bcd_previous_backup_stamp(bc),
+			   vss_bcd_backup_type(ev->components), text, sizeof(text), why,
+			   sizeof(why));
 		if (rc == -ENOENT)
 			continue;
 		if (rc == 0 && vss_bcd_previous_backup_stamp(bc))

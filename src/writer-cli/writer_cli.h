@@ -40,8 +40,10 @@ struct wcli_writer {
 /* "PROG: ..." and a newline on standard error. */
 void wcli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A stamp function: the stamp of the component @name (of @data) in @out,
- * or -errno with @why; -ENOENT: not one of ours. */
-typedef int (*wcli_stamp_fn)(void *data, const char *name, char *out, size_t olen,
+ * or -errno with @why; -ENOENT: not one of ours.  @prev is the stamp of
+ * the backup this one builds on (NULL for none), @type the backup's. */
+typedef int (*wcli_stamp_fn)(void *data, const char *name, const char *prev,
+			     enum vss_backup_type type, char *out, size_t olen,
 			     char *why, size_t wlen);
 #define WCLI_STAMP_MAX 1024
 #define WCLI_WHY_MAX 8704

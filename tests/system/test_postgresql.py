@@ -44,8 +44,9 @@ class Server:
         self.data, self.sock, self.port, self.log = data, sock, port, log
 
     def start(self, *opts, check=True):
-        o = "-k %s -p %d -c listen_addresses='' -c max_wal_size=64MB %s" % (
-            self.sock, self.port, " ".join(opts))
+        # wal_keep_size: a log backup needs the WAL since the previous one.
+        o = ("-k %s -p %d -c listen_addresses='' -c max_wal_size=64MB -c wal_keep_size=128MB "
+             "%s" % (self.sock, self.port, " ".join(opts)))
         return as_pg(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-o", o, "-l",
                      self.log, "-w", "-t", "60", "start", check=check)
 
@@ -159,9 +160,10 @@ def pgbench(d, main, seconds):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def shadow_copy(vssd, mnt, i, writers):
+def shadow_copy(vssd, mnt, i, writers, also=()):
     """A shadow of @mnt (with the writers or not); its data directory
-    copied to ROOT/copy@i, returned."""
+    copied to ROOT/copy@i (and each directory of @also to ROOT/copy@i-NAME),
+    returned."""
     sid = vssd.json("create", "shadow", "--for", mnt, "--json",
                     *([] if writers else ["--no-writers"]))["shadows"][0]["id"]
     exp = os.path.join(vssd.root, "exp%d" % i)
@@ -169,16 +171,18 @@ def shadow_copy(vssd, mnt, i, writers):
     try:
         to = os.path.join(vssd.root, "copy%d" % i)
         shutil.copytree(os.path.join(exp, "data"), to, symlinks=True)
+        for name in also:
+            shutil.copytree(os.path.join(exp, name), to + "-" + name, symlinks=True)
     finally:
         vssd.vss("unexpose", exp)
     return to
 
 
-def check_copy(copy, label_expected):
+def check_copy(copy, label_expected, also=None):
     """@copy (a data directory) started as a second server: it recovered
     from its backup label (or by crash recovery) and holds pgbench's
-    invariant, and amcheck finds its indexes sound; returns the history
-    count."""
+    invariant, and amcheck finds its indexes sound; @also(server) runs
+    then; returns the history count."""
     s = copy["server"]
     shutil.chown(s.data, "postgres", "postgres")
     subprocess.run(["chown", "-R", "postgres:postgres", s.data], check=True)
@@ -206,6 +210,8 @@ def check_copy(copy, label_expected):
     checked = s.sql("SELECT count(bt_index_check(c.oid, true)) FROM pg_index i JOIN pg_class c "
                     "ON c.oid = i.indexrelid WHERE c.relname LIKE 'pgbench_%'")
     assert int(checked) == 3      # accounts, branches, tellers primary keys
+    if also:
+        also(s)
     s.stop("fast")
     return int(n)
 
@@ -216,6 +222,12 @@ def history(main):
 
 def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     main, mnt, server = pg
+    # A tablespace outside the data directory is part of the component.
+    ts = os.path.join(mnt, "ts")
+    os.mkdir(ts, 0o700)
+    shutil.chown(ts, "postgres", "postgres")
+    main.sql("CREATE TABLESPACE ts LOCATION '%s'" % ts)
+    main.sql("CREATE TABLE t TABLESPACE ts AS SELECT generate_series(1, 1000) AS a")
     w, wlog = start_writer(vssd, main)
     bench = pgbench(vssd, main, 60)
     time.sleep(1)
@@ -223,35 +235,46 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     # A shadow with the writer, one without (crash-consistent).
     for i, writers in enumerate((True, False)):
         time.sleep(0.5)
-        to = shadow_copy(vssd, mnt, i, writers)
+        to = shadow_copy(vssd, mnt, i, writers, ["ts"])
         assert os.path.exists(os.path.join(to, "vss_backup_label")) == writers
         # The live data directory keeps no label once the set is done.
         assert not os.path.exists(os.path.join(mnt, "data", "vss_backup_label"))
         os.remove(os.path.join(to, "postmaster.pid"))
+        # Its tablespace is its own copy, never the live one.
+        subprocess.run(["chown", "-R", "postgres:postgres", to + "-ts"], check=True)
+        for link in os.listdir(os.path.join(to, "pg_tblspc")):
+            os.remove(os.path.join(to, "pg_tblspc", link))
+            os.symlink(to + "-ts", os.path.join(to, "pg_tblspc", link))
         if writers:     # what a restore does (the writer's post_restore)
+            os.remove(os.path.join(to, "vss_tablespace_map"))
             os.rename(os.path.join(to, "vss_backup_label"), os.path.join(to, "backup_label"))
             open(os.path.join(to, "recovery.signal"), "w").close()
             with open(os.path.join(to, "postgresql.auto.conf"), "a") as f:
                 f.write("restore_command = 'false'\n")
         copies.append({"server": server(to, 1 + i), "label": writers})
-    # Backups: a full and an incremental, while pgbench goes on.
+    # Backups: a full and two log backups (the WAL since the previous one),
+    # while pgbench goes on.
     repo = os.path.join(workdir, "repo")
     full = vssd.json("backup", "create", "--to", repo, "--for", mnt)["id"]
-    time.sleep(1)
-    before = history(main)
-    incr = vssd.json("backup", "create", "--to", repo, "--for", mnt, "--type",
-                     "incremental")["id"]
+    for _ in range(2):
+        time.sleep(1)
+        before = history(main)
+        last_log = vssd.json("backup", "create", "--to", repo, "--for", mnt, "--type",
+                         "log")["id"]
+    with open(os.path.join(repo, "backups", last_log, "backup.json")) as f:
+        assert '"log"' in f.read()
     assert bench.poll() is None, "pgbench stopped early"
     bench.kill()
     bench.wait()
     with open(wlog) as f:
         text = f.read()
-    assert text.count("backup started") == 3, text
+    assert text.count("backup started") == 4, text     # a shadow, the 3 backups
     for c in copies:
         assert check_copy(c, c["label"]) > 0
-    # Each backup restored elsewhere: the writer writes its label back.
+    # Each backup restored elsewhere: the writer writes its label back, and
+    # the tablespace map leads to the restored tablespace, never the live.
     counts = []
-    for i, bid in enumerate((full, incr)):
+    for i, bid in enumerate((full, last_log)):
         to = os.path.join(vssd.root, "restored%d" % i)
         r = vssd.json("restore", "--from", repo, bid, "--to", to)
         comp = [c for c in r["components"] if c["writer"] == "postgresql"]
@@ -260,20 +283,29 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         assert os.path.exists(os.path.join(data, "backup_label"))
         assert os.path.exists(os.path.join(data, "recovery.signal"))
         assert not os.path.exists(os.path.join(data, "postmaster.pid"))
-        counts.append(check_copy({"server": server(data, 10 + i)}, True))
-    # The incremental restores to its own instant: at least what was
-    # committed before it started.
+        with open(os.path.join(data, "tablespace_map")) as f:
+            assert f.read().split()[1] == to + ts
+
+        def own_tablespace(s, ts_to=to + ts):
+            assert s.sql("SELECT pg_tablespace_location(oid) FROM pg_tablespace "
+                         "WHERE spcname = 'ts'") == ts_to
+            s.sql("INSERT INTO t SELECT generate_series(1, 500)")
+            assert s.sql("SELECT count(*) FROM t") == "1500"
+        counts.append(check_copy({"server": server(data, 10 + i)}, True, own_tablespace))
+    assert main.sql("SELECT count(*) FROM t") == "1000"
+    # The full and the log backups restore to the last one's instant: at
+    # least what was committed before it started.
     assert counts[1] >= before > counts[0] > 0, (counts, before)
     with open(wlog) as f:
         assert "restored with its backup label" in f.read()
     # In place: refused while the cluster runs without a unit to stop it,
     # nothing written; once it is stopped, restored and recovered.
     live = history(main)
-    r = vssd.vss("restore", "--from", repo, incr, check=False)
+    r = vssd.vss("restore", "--from", repo, last_log, check=False)
     assert r.returncode != 0 and "is running and has no systemd unit" in r.stderr, r.stderr
     assert history(main) == live
     main.stop("fast")
-    vssd.json("restore", "--from", repo, incr)
+    vssd.json("restore", "--from", repo, last_log)
     assert check_copy({"server": main}, True) >= counts[1]
     assert w.poll() is None
 
@@ -411,3 +443,4 @@ def test_refusals_say_why(vssd, pg):
     assert r.returncode == 1 and "wal_level is minimal" in r.stderr, r.stderr
     assert len(vssd.shadows()) == taken
     assert main.sql("SELECT count(*) FROM pgbench_branches") == "1"
+
