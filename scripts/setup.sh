@@ -12,6 +12,7 @@ pkgs=(
   procps groff-base
   qemu-utils qemu-system-common
   restic borgbackup
+  librbd-dev ceph-mon ceph-osd ceph-common
   debhelper lintian
 )
 
