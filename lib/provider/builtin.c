@@ -28,8 +28,14 @@ static int builtin_supports(struct vss_service *svc, const char *target,
 			    struct vss_error *err)
 {
 	struct svc_volume *v;
+	int rc;
 
-	return svc_resolve_target(svc, target, &v, err);
+	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0)
+		return rc;
+	if (!v->cow)
+		return vss_error_set(err, -ENOTSUP, "volume %s has no copy-on-write engine: its "
+				     "storage makes its shadows", v->rec.name);
+	return 0;
 }
 
 /*

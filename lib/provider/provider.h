@@ -4,7 +4,8 @@
  * them (the service never asks which provider it is), and the registry that
  * picks one per target (registry.c).  The providers: built-in (builtin.c,
  * the copy-on-write engine), btrfs (btrfs/provider.c over the mechanism in
- * btrfs/btrfs.c), live (live.c).
+ * btrfs/btrfs.c), live (live.c), rbd (rbd/provider.c over rbd/rbd.c, when
+ * built with librbd).
  *
  * The set coordinator (service/set.h) drives each member of a set through
  * them, under svc->lock:
@@ -142,6 +143,9 @@ struct vss_provider_ops {
 extern const struct vss_provider_ops svc_provider_builtin;
 extern const struct vss_provider_ops svc_provider_btrfs;
 extern const struct vss_provider_ops svc_provider_live;
+#ifdef VSS_HAVE_RBD
+extern const struct vss_provider_ops svc_provider_rbd;
+#endif
 
 /* vssd's providers, highest priority first, NULL-terminated: what
  * svc->providers is unless a test gives its own (service.h). */

@@ -39,6 +39,7 @@ struct vss_catalog_volume {
 #define VSS_CATALOG_ATTR_NO_WRITERS 0x2u
 #define VSS_CATALOG_ATTR_BTRFS      0x4u   /* made by the btrfs provider (volume "") */
 #define VSS_CATALOG_ATTR_LIVE       0x8u   /* the live filesystem, read as is (volume "") */
+#define VSS_CATALOG_ATTR_RBD        0x10u  /* an RBD snapshot of an RBD volume (rbd/provider.c) */
 
 struct vss_catalog_shadow {
 	char id[37];

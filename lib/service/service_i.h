@@ -49,6 +49,7 @@ struct svc_server;
 struct svc_writer_registry;
 struct vss_provider_ops;
 struct svc_freezer_ops;
+struct svc_rbd;
 
 /* An event of the engine, queued for the housekeeper (service.c). */
 struct svc_event {
@@ -90,6 +91,7 @@ struct vss_service {
 
 	struct svc_server *server;
 	struct svc_writer_registry *wreg;       /* writers.h */
+	struct svc_rbd *rbd;                    /* provider/rbd/provider.h, or NULL */
 };
 
 /* ---- service.c ---- */

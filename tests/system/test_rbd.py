@@ -1,6 +1,9 @@
-"""A real single-node Ceph cluster (ceph_cluster.py), started once for the
-file, for the RBD tests."""
+"""RBD volumes against a real single-node Ceph cluster (ceph_cluster.py),
+started once for the file: volumes on RBD images, shadows as RBD snapshots,
+sets as one group snapshot, restarts, foreign snapshots and orphans."""
+import json
 import os
+import time
 
 import pytest
 
@@ -54,3 +57,177 @@ def test_fixture_teardown_kills_every_daemon():
         assert not os.path.exists("/proc/%d" % pid)
     assert not os.path.exists(root)
 
+
+# ---- vssd on the cluster ----
+
+def image_snaps(ceph, image):
+    return json.loads(ceph.rbd("snap", "ls", "--all", "--format", "json",
+                               POOL + "/" + image).stdout)
+
+
+@pytest.fixture
+def rvssd(ceph, daemon_factory):
+    return daemon_factory(args=["--ceph-conf", ceph.conf])
+
+
+def read_dev(path, size):
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def test_raw_shadow_reads_old_bytes_exactly(ceph, rvssd):
+    v = rvssd.vss("volume", "create", "raw", "--rbd", POOL + "/raw", "--size", "16M")
+    v = rvssd.volume("raw")
+    assert v["backing"] == "rbd:%s/raw" % POOL and v["size"] == 16 << 20
+    old = os.urandom(16 << 20)
+    dev = rvssd.device("raw")
+    with open(dev, "r+b") as f:
+        f.write(old)
+        f.flush()
+        os.fsync(f.fileno())
+    sh = rvssd.shadow("raw")["shadows"][0]
+    with open(dev, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\xa5" * (1 << 20))
+        os.fsync(f.fileno())
+    assert read_dev(sh["device"], 16 << 20) == old
+    # The volume reads the new bytes, from the cluster itself too.
+    out = os.path.join(rvssd.root, "export")
+    ceph.rbd("export", POOL + "/raw", out)
+    with open(out, "rb") as f:
+        now = f.read()
+    assert now[4096:4096 + (1 << 20)] == b"\xa5" * (1 << 20)
+    assert now[:4096] == old[:4096]
+
+
+def test_ext4_on_rbd_shadow_keeps_the_file(ceph, rvssd):
+    rvssd.vss("volume", "create", "fs", "--rbd", POOL + "/fs", "--size", "64M")
+    mnt = os.path.join(rvssd.root, "mnt")
+    rvssd.vss("volume", "mount", "fs", mnt, "--mkfs", "ext4")
+    data = os.urandom(3 << 20)
+    with open(os.path.join(mnt, "f"), "wb") as f:
+        f.write(data)
+    sh = rvssd.shadow(mnt)["shadows"][0]
+    with open(os.path.join(mnt, "f"), "wb") as f:
+        f.write(b"new")
+    exp = os.path.join(rvssd.root, "exp")
+    rvssd.vss("expose", sh["id"], exp)
+    with open(os.path.join(exp, "f"), "rb") as f:
+        assert f.read() == data
+    rvssd.vss("unexpose", exp)
+    rvssd.vss("delete", "shadows", "--shadow", sh["id"])
+    assert image_snaps(ceph, "fs") == []
+    rvssd.vss("volume", "umount", "fs")
+
+
+def test_set_over_two_rbd_volumes_is_one_group_snapshot(ceph, rvssd):
+    for name in ("ga", "gb"):
+        rvssd.vss("volume", "create", name, "--rbd", POOL + "/" + name, "--size", "8M")
+    s = rvssd.shadow("ga", "gb", persistent=True)
+    assert len(s["shadows"]) == 2
+    snaps = {n: image_snaps(ceph, n) for n in ("ga", "gb")}
+    for n, ss in snaps.items():
+        assert len(ss) == 1, ss
+        assert ss[0]["namespace"]["type"] == "group", ss
+    ga, gb = snaps["ga"][0]["namespace"], snaps["gb"][0]["namespace"]
+    # One group snapshot: the same group and group snapshot on both images.
+    assert (ga["group"], ga["group snap"]) == (gb["group"], gb["group snap"])
+    assert ga["group snap"] == "vss-" + s["set"]
+    groups = json.loads(ceph.rbd("group", "snap", "ls", "--format", "json",
+                                 POOL + "/" + ga["group"].split("/")[-1]).stdout)
+    assert [g["snapshot"] for g in groups] == ["vss-" + s["set"]]
+    # The images left the group: the next set can take them again.
+    s2 = rvssd.shadow("ga", "gb")
+    assert len(image_snaps(ceph, "ga")) == 2
+    rvssd.vss("delete", "shadows", "--set", s2["set"])
+    rvssd.vss("delete", "shadows", "--set", s["set"])
+    assert image_snaps(ceph, "ga") == [] and image_snaps(ceph, "gb") == []
+    assert "vss." not in ceph.rbd("group", "ls", POOL).stdout
+
+
+def test_restart_finds_shadows_orphans_go_foreign_stay(ceph, rvssd):
+    rvssd.vss("volume", "create", "rs", "--rbd", POOL + "/rs", "--size", "8M")
+    dev = rvssd.device("rs")
+    old = os.urandom(1 << 20)
+    with open(dev, "r+b") as f:
+        f.write(old)
+        os.fsync(f.fileno())
+    ceph.rbd("snap", "create", POOL + "/rs@foreign")
+    ceph.rbd("snap", "create", POOL + "/rs@vss-lookalike")
+    keep = rvssd.shadow("rs", persistent=True)["shadows"][0]
+    drop = rvssd.shadow("rs")["shadows"][0]
+    with open(dev, "r+b") as f:
+        f.write(b"\0" * (1 << 20))
+        os.fsync(f.fileno())
+    names = lambda: sorted(s["name"] for s in image_snaps(ceph, "rs"))
+    assert len(names()) == 4
+    # Killed: the not-persistent shadow's snapshot stays behind, an orphan.
+    rvssd.kill9()
+    rvssd.start()
+    ids = [s["id"] for s in rvssd.shadows()]
+    assert ids == [keep["id"]]
+    assert read_dev(os.path.join(rvssd.run, "dev", "shadows", keep["id"]), 1 << 20) == old
+    left = names()
+    assert "foreign" in left and "vss-lookalike" in left and len(left) == 3, left
+    assert "orphan" in rvssd.log() and drop["id"] in rvssd.log()
+    # A clean restart keeps it too; deleting it leaves the foreign ones.
+    rvssd.restart()
+    assert [s["id"] for s in rvssd.shadows()] == [keep["id"]]
+    rvssd.vss("delete", "shadows", "--shadow", keep["id"])
+    assert names() == ["foreign", "vss-lookalike"]
+    meta = ceph.rbd("image-meta", "list", POOL + "/rs").stdout
+    assert "vss." not in meta
+
+
+@pytest.mark.parametrize("spec", ["nopool", "/img", "pool/", "-p/img", "p/.img",
+                                  "p/im g", "p/a;touch x", "p/a/b", "p/" + "x" * 97,
+                                  "p/$(id)"])
+def test_hostile_image_names_are_refused(ceph, rvssd, spec):
+    r = rvssd.vss("volume", "create", "bad", "--rbd", spec, "--size", "8M", check=False)
+    assert r.returncode != 0 and "invalid RBD image" in r.stderr, r.stderr
+    assert rvssd.json("volume", "list")["volumes"] == []
+
+
+def test_snapshot_limit_is_a_clear_error(ceph, rvssd):
+    rvssd.vss("volume", "create", "lim", "--rbd", POOL + "/lim", "--size", "8M")
+    ceph.rbd("snap", "limit", "set", "--limit", "1", POOL + "/lim")
+    taken = rvssd.shadow("lim")
+    first = taken["shadows"][0]
+    r = rvssd.vss("create", "shadow", "--for", "lim", check=False)
+    assert r.returncode != 0 and "as many as its limit allows (rbd snap limit)" in r.stderr, r.stderr
+    # Nothing of the failed set is left: one snapshot, no group but the first's.
+    assert len(image_snaps(ceph, "lim")) == 1
+    assert [s["id"] for s in rvssd.shadows()] == [first["id"]]
+    groups = ceph.rbd("group", "ls", POOL).stdout.split()
+    assert groups == ["vss." + taken["set"]], groups
+    rvssd.vss("delete", "shadows", "--shadow", first["id"])
+    assert ceph.rbd("group", "ls", POOL).stdout.split() == []
+
+
+def test_cluster_away_at_start_then_back(ceph, rvssd):
+    """Last: it stops the monitor.  vssd starts without the cluster, serves
+    its other volumes, lists the RBD one offline, and serves it once the
+    cluster answers again."""
+    rvssd.vss("volume", "create", "away", "--rbd", POOL + "/away", "--size", "8M")
+    data = os.urandom(1 << 20)
+    with open(rvssd.device("away"), "r+b") as f:
+        f.write(data)
+        os.fsync(f.fileno())
+    rvssd.vss("volume", "create", "local", "--size", "8M")
+    rvssd.stop()
+    ceph.kill(ceph.mon)
+    try:
+        rvssd.start()
+        vols = {v["name"]: v for v in rvssd.json("volume", "list")["volumes"]}
+        assert vols["local"]["state"] == "online"
+        assert vols["away"]["state"] == "offline" and vols["away"]["reason"], vols["away"]
+        with open(rvssd.device("local"), "r+b") as f:
+            f.write(b"x" * 4096)
+    finally:
+        ceph.start_mon()
+    deadline = time.time() + 60
+    while rvssd.volume("away")["state"] != "online":
+        assert time.time() < deadline, rvssd.log()[-2000:]
+        time.sleep(0.5)
+    assert read_dev(rvssd.device("away"), 1 << 20) == data
+    assert "answers again" in rvssd.log()
