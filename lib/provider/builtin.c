@@ -156,6 +156,7 @@ const struct vss_provider_ops svc_provider_builtin = {
 	.remove = builtin_remove,
 	.expose = NULL,
 	.recover = NULL,
+	.changed = NULL,
 	.origin_of = NULL,
 	.paths = builtin_paths,
 };

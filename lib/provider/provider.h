@@ -136,6 +136,13 @@ struct vss_provider_ops {
 	 * provider would be of (malloc'd: btrfs, the root of its subvolume), or
 	 * NULL if it would not take @path. */
 	char *(*origin_of)(const char *path);
+	/* Optional: the extents of the volume written between shadow @from and
+	 * shadow @to (NULL: now), both this provider's and of the same volume,
+	 * in *@ext (malloc'd, *@n of them, sorted); *@size is the volume's size.
+	 * A superset is allowed (never less than what changed). */
+	int (*changed)(struct vss_service *svc, const struct svc_shadow *from,
+		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
+		       uint64_t *size, struct vss_error *err);
 	/* What it would take now (mount points, volumes), for "list providers". */
 	json_t *(*paths)(struct vss_service *svc);
 };

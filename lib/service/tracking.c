@@ -100,6 +100,63 @@ static int resolve(struct vss_service *svc, const char *prefix, bool shadows_onl
 	return 0;
 }
 
+/* shadow.diff's extents, freed: [[offset, length], ...]; their sum in *@total. */
+static json_t *extents_json(struct vss_cow_extent *ext, size_t n, uint64_t *total)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++) {
+		json_array_append_new(arr, json_pack("[I, I]", (json_int_t)ext[i].offset,
+						     (json_int_t)ext[i].length));
+		*total += ext[i].length;
+	}
+	free(ext);
+	return arr;
+}
+
+/* The live shadow a prefix of at least 8 characters names, if exactly one
+ * does and its provider tells changed blocks itself (provider.h, changed). */
+static struct svc_shadow *provider_shadow(struct vss_service *svc, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	struct svc_shadow *found = NULL;
+
+	if (n < 8 || n > 36)
+		return NULL;
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (strncasecmp(sh->rec.id, prefix, n) == 0) {
+			if (found)
+				return NULL;
+			found = sh;
+		}
+	return found && found->prov->changed ? found : NULL;
+}
+
+/* shadow.diff between shadows whose provider tells changed blocks itself. */
+static int provider_diff(struct vss_service *svc, struct svc_shadow *from, const char *b,
+			 json_t **res, struct vss_error *err)
+{
+	struct svc_shadow *to = NULL;
+	struct vss_cow_extent *ext;
+	uint64_t size = 0, total = 0;
+	json_t *arr;
+	size_t n;
+	int rc;
+
+	if (b && strcmp(b, "now") != 0 &&
+	    (!(to = provider_shadow(svc, b)) || to->prov != from->prov))
+		return vss_error_set(err, -EINVAL, "\"%s\" is not a shadow copy of the %s "
+				     "provider, as %s is", b, from->prov->name, from->rec.id);
+	if ((rc = from->prov->changed(svc, from, to, &ext, &n, &size, err)) < 0)
+		return rc;
+	arr = extents_json(ext, n, &total);
+	*res = json_pack("{s:s, s:s?, s:s, s:I, s:I, s:b, s:I, s:o}", "from", from->rec.id,
+			 "to", to ? to->rec.id : NULL, "volume", from->rec.volume,
+			 "size", (json_int_t)size, "block_size", (json_int_t)4096,
+			 "bookmark", false, "changed_bytes", (json_int_t)total, "extents", arr);
+	return *res ? 0 : vss_error_set(err, -ENOMEM, "out of memory");
+}
+
 int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 		       json_t **res, struct vss_error *err)
 {
@@ -113,8 +170,11 @@ int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, js
 	int rc;
 
 	if ((rc = svc_arg_str(args, "from", true, &a, err)) < 0 ||
-	    (rc = svc_arg_str(args, "to", false, &b, err)) < 0 ||
-	    (rc = resolve(svc, a, false, &from, err)) < 0)
+	    (rc = svc_arg_str(args, "to", false, &b, err)) < 0)
+		return rc;
+	if (provider_shadow(svc, a))
+		return provider_diff(svc, provider_shadow(svc, a), b, res, err);
+	if ((rc = resolve(svc, a, false, &from, err)) < 0)
 		return rc;
 	if (b && strcmp(b, "now") != 0) {
 		if ((rc = resolve(svc, b, true, &to, err)) < 0)
@@ -133,13 +193,7 @@ int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, js
 		memcpy(why, err->msg, sizeof(why));
 		return vss_error_set(err, rc, "shadow copy %s: %s", from.id, why);
 	}
-	arr = json_array();
-	for (size_t i = 0; arr && i < n; i++) {
-		json_array_append_new(arr, json_pack("[I, I]", (json_int_t)ext[i].offset,
-						     (json_int_t)ext[i].length));
-		total += ext[i].length;
-	}
-	free(ext);
+	arr = extents_json(ext, n, &total);
 	*res = json_pack("{s:s, s:s?, s:s, s:I, s:I, s:b, s:I, s:o}", "from", from.id,
 			 "to", to.id[0] ? to.id : NULL, "volume", from.vol->rec.name,
 			 "size", (json_int_t)vss_cow_size(from.vol->cow),

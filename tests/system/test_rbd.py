@@ -98,6 +98,22 @@ def test_raw_shadow_reads_old_bytes_exactly(ceph, rvssd):
         now = f.read()
     assert now[4096:4096 + (1 << 20)] == b"\xa5" * (1 << 20)
     assert now[:4096] == old[:4096]
+    # Changed blocks come from the cluster (rbd_diff_iterate2): the 1 MiB
+    # written, not the 16 MiB volume; and old bytes with the changed extents
+    # laid over them are the new shadow exactly.
+    sh2 = rvssd.shadow("raw")["shadows"][0]
+    d = rvssd.json("diff", sh["id"], sh2["id"])
+    assert d["volume"] == "raw" and d["size"] == 16 << 20
+    assert d["changed_bytes"] < 4 << 20, d
+    assert any(o <= 4096 and o + n >= 4096 + (1 << 20) for o, n in d["extents"]), d
+    new = bytearray(old)
+    for o, n in d["extents"]:
+        with open(sh2["device"], "rb") as f:
+            f.seek(o)
+            new[o:o + n] = f.read(n)
+    assert bytes(new) == read_dev(sh2["device"], 16 << 20) == now
+    # Against now: nothing written since the second shadow.
+    assert rvssd.json("diff", sh2["id"])["changed_bytes"] == 0
 
 
 def test_ext4_on_rbd_shadow_keeps_the_file(ceph, rvssd):
@@ -133,6 +149,9 @@ def test_set_over_two_rbd_volumes_is_one_group_snapshot(ceph, rvssd):
     # One group snapshot: the same group and group snapshot on both images.
     assert (ga["group"], ga["group snap"]) == (gb["group"], gb["group snap"])
     assert ga["group snap"] == "vss-" + s["set"]
+    # Ceph 16 cannot diff from a group snapshot: every block counts.
+    d = rvssd.json("diff", s["shadows"][0]["id"])
+    assert d["changed_bytes"] == 8 << 20
     groups = json.loads(ceph.rbd("group", "snap", "ls", "--format", "json",
                                  POOL + "/" + ga["group"].split("/")[-1]).stdout)
     assert [g["snapshot"] for g in groups] == ["vss-" + s["set"]]
@@ -195,13 +214,14 @@ def test_snapshot_limit_is_a_clear_error(ceph, rvssd):
     first = taken["shadows"][0]
     r = rvssd.vss("create", "shadow", "--for", "lim", check=False)
     assert r.returncode != 0 and "as many as its limit allows (rbd snap limit)" in r.stderr, r.stderr
-    # Nothing of the failed set is left: one snapshot, no group but the first's.
+    # Nothing of the failed set is left: one snapshot, and no group (a
+    # single-volume set takes a snapshot of its own, named vss-SET).
     assert len(image_snaps(ceph, "lim")) == 1
     assert [s["id"] for s in rvssd.shadows()] == [first["id"]]
-    groups = ceph.rbd("group", "ls", POOL).stdout.split()
-    assert groups == ["vss." + taken["set"]], groups
-    rvssd.vss("delete", "shadows", "--shadow", first["id"])
+    assert [s["name"] for s in image_snaps(ceph, "lim")] == ["vss-" + taken["set"]]
     assert ceph.rbd("group", "ls", POOL).stdout.split() == []
+    rvssd.vss("delete", "shadows", "--shadow", first["id"])
+    assert image_snaps(ceph, "lim") == []
 
 
 def test_cluster_away_at_start_then_back(ceph, rvssd):

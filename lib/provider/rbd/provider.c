@@ -55,6 +55,7 @@ struct svc_rbd {
 	struct rbd_member *pend[SVC_SET_MAX];
 	size_t npend;
 	bool snapped;
+	bool single;                            /* one member: a user snapshot, no group one */
 	int snap_rc;
 	char snap_msg[VSS_ERROR_MSG_MAX];
 };
@@ -347,7 +348,11 @@ static int rbd_commit(struct vss_service *svc, struct svc_member *m, struct vss_
 		for (size_t i = 0; i < r->npend; i++)
 			imgs[i] = r->pend[i]->img;
 		r->snapped = true;
-		r->snap_rc = vss_rbd_group_snap(imgs, r->npend, group, gsnap, ids, &e);
+		/* One image: a snapshot of its own, which rbd_diff_iterate2 can
+		 * start from (Ceph 16 diffs only from user snapshots). */
+		r->single = r->npend == 1;
+		r->snap_rc = r->single ? vss_rbd_snap_create(imgs[0], gsnap, &ids[0], &e)
+				       : vss_rbd_group_snap(imgs, r->npend, group, gsnap, ids, &e);
 		memcpy(r->snap_msg, e.msg, sizeof(r->snap_msg));
 		for (size_t i = 0; r->snap_rc == 0 && i < r->npend; i++)
 			r->pend[i]->snap_id = ids[i];
@@ -431,7 +436,10 @@ static int rbd_adopt(struct vss_service *svc, struct svc_member *m, struct svc_s
 		goto out;
 	snprintf(key, sizeof(key), "vss.set.%s", sid);
 	vss_rbd_meta_remove(rm->img, key);
-	vss_rbd_group_del(vss_rbd_image_cluster(rm->img), home, group, rm->img);
+	if (r->single)
+		vss_rbd_group_remove(vss_rbd_image_cluster(rm->img), home, group);
+	else
+		vss_rbd_group_del(vss_rbd_image_cluster(rm->img), home, group, rm->img);
 	rc = serve_snap(svc, sh, rm->img, rm->snap_id, err);
 out:
 	if (rc < 0 && !sh->path)
@@ -502,6 +510,83 @@ static int rbd_remove(struct vss_service *svc, struct svc_shadow *sh, struct vss
 	return drop_snap(svc, img, sh->rec.id, snap_id, sh->rec.set_id, pool, sh->rec.id, err);
 }
 
+struct extents {
+	struct vss_cow_extent *v;
+	size_t n, cap;
+};
+
+/* Every extent the cluster reports, written or discarded (then zeros). */
+static int add_extent(void *arg, uint64_t off, uint64_t len, bool exists)
+{
+	struct extents *x = arg;
+	struct vss_cow_extent *bigger = svc_grow(x->v, &x->cap, x->n, sizeof(*x->v));
+
+	if (!bigger)
+		return -ENOMEM;
+	x->v = bigger;
+	x->v[x->n].offset = off;
+	x->v[x->n++].length = len;
+	return 0;
+}
+
+/*
+ * From the cluster: rbd_diff_iterate2 from @from's snapshot to @to's (a
+ * handle at it) or the image now, with the object map's fast diff where
+ * the image has one.  Ceph 16 diffs only from user snapshots, which a
+ * single-volume set takes; from a group snapshot the answer is the whole
+ * volume (a superset, never less).
+ */
+static int rbd_changed(struct vss_service *svc, const struct svc_shadow *from,
+		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
+		       uint64_t *size, struct vss_error *err)
+{
+	struct svc_volume *v = svc_volume_find(svc, from->rec.volume);
+	struct vss_rbd_image *img = volume_image(v), *at = NULL;
+	struct extents x = { 0 };
+	struct vss_rbd_snap *snaps = NULL;
+	const char *from_name = NULL;
+	uint64_t fid, tid = 0;
+	size_t ns;
+	int rc;
+
+	*ext = NULL;
+	*n = 0;
+	if (!img)
+		return vss_error_set(err, -EIO, "volume %s is not served", from->rec.volume);
+	if (to && strcmp(to->rec.volume, from->rec.volume) != 0)
+		return vss_error_set(err, -EINVAL, "shadow copies %s and %s are of different "
+				     "volumes", from->rec.id, to->rec.id);
+	if (!path_snap_id(from->path, &fid) || (to && !path_snap_id(to->path, &tid)))
+		return vss_error_set(err, -EINVAL, "shadow copy %s: no RBD snapshot", from->rec.id);
+	if ((rc = vss_rbd_snap_list(img, &snaps, &ns, err)) < 0)
+		return rc;
+	for (size_t i = 0; i < ns; i++)
+		if (snaps[i].id == fid && !snaps[i].group)
+			from_name = snaps[i].name;
+	if (to && (rc = vss_rbd_snap_open(img, tid, &at, err)) < 0)
+		goto out;
+	*size = vss_rbd_image_size(at ? at : img);
+	if (!from_name) {
+		vss_log("shadow %s is part of an RBD group snapshot, which Ceph cannot diff "
+			"from: every block counts as changed", from->rec.id);
+		rc = add_extent(&x, 0, *size, true);
+	} else {
+		rc = vss_rbd_diff(at ? at : img, from_name, add_extent, &x, err);
+	}
+	if (rc < 0) {
+		free(x.v);
+		if (rc == -ENOMEM)
+			vss_error_set(err, rc, "out of memory");
+		goto out;
+	}
+	*ext = x.v;
+	*n = x.n;
+out:
+	vss_rbd_image_close(at);
+	free(snaps);
+	return rc;
+}
+
 static json_t *rbd_paths(struct vss_service *svc)
 {
 	json_t *arr = json_array();
@@ -541,8 +626,8 @@ static const struct vss_rbd_snap *find_snap(const struct vss_rbd_snap *s, size_t
 					    const char *gsnap)
 {
 	for (size_t i = 0; i < n; i++)
-		if ((id == UINT64_MAX || s[i].id == id) && s[i].group &&
-		    strcmp(s[i].group_snap, gsnap) == 0)
+		if ((id == UINT64_MAX || s[i].id == id) &&
+		    strcmp(s[i].group ? s[i].group_snap : s[i].name, gsnap) == 0)
 			return &s[i];
 	return NULL;
 }
@@ -585,6 +670,8 @@ static void recover_volume(struct vss_service *svc, struct svc_volume *v, struct
 					v->rec.name, s->name, sid);
 				if (vss_rbd_snap_remove(img, s->id, &e) < 0 && e.code != -ENOENT)
 					break;
+				((struct vss_rbd_snap *)s)->id = UINT64_MAX - 1;
+				((struct vss_rbd_snap *)s)->name[0] = '\0';
 				((struct vss_rbd_snap *)s)->group = false;
 			}
 			vss_rbd_meta_remove(img, key);
@@ -729,6 +816,7 @@ const struct vss_provider_ops svc_provider_rbd = {
 	.remove = rbd_remove,
 	.expose = NULL,
 	.recover = rbd_recover,
+	.changed = rbd_changed,
 	.origin_of = NULL,
 	.paths = rbd_paths,
 };

@@ -332,6 +332,19 @@ int vss_rbd_group_snap(struct vss_rbd_image *const *imgs, size_t n, const char *
 	return 0;
 }
 
+int vss_rbd_snap_create(struct vss_rbd_image *img, const char *snap, uint64_t *snap_id,
+			struct vss_error *err)
+{
+	int rc = rbd_snap_create(img->img, snap);
+
+	if (rc == 0)
+		rc = rbd_snap_get_id(img->img, snap, snap_id);
+	if (rc < 0)
+		return vss_error_set(err, rc, "RBD snapshot %s/%s@%s: %s", img->pool, img->name,
+				     snap, strerror(-rc));
+	return 0;
+}
+
 int vss_rbd_snap_room(struct vss_rbd_image *img, struct vss_error *err)
 {
 	struct vss_rbd_snap *s;

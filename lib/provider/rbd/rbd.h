@@ -81,6 +81,9 @@ int vss_rbd_group_snap(struct vss_rbd_image *const *imgs, size_t n, const char *
 int vss_rbd_group_remove(struct vss_rbd_cluster *c, const char *pool, const char *group);
 struct vss_rbd_cluster *vss_rbd_image_cluster(const struct vss_rbd_image *img);
 
+/* A snapshot @snap of @img alone (user namespace); its ID in *@snap_id. */
+int vss_rbd_snap_create(struct vss_rbd_image *img, const char *snap, uint64_t *snap_id,
+			struct vss_error *err);
 /* -EDQUOT, saying so, if @img has as many snapshots as its limit allows
  * (rbd snap limit): the cluster would refuse one more. */
 int vss_rbd_snap_room(struct vss_rbd_image *img, struct vss_error *err);
