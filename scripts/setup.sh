@@ -12,7 +12,7 @@ pkgs=(
   procps groff-base
   qemu-utils qemu-system-common
   restic borgbackup
-  librbd-dev ceph-mon ceph-osd ceph-common
+  librbd-dev ceph-mon ceph-osd ceph-common rbd-fuse
   debhelper lintian
 )
 
