@@ -284,7 +284,15 @@ def test_cluster_away_at_start_then_back(ceph, rvssd):
     rvssd.stop()
     ceph.kill(ceph.mon)
     try:
+        t = time.time()
         rvssd.start()
+        assert time.time() - t < 10, "vssd waited for the cluster at start"
+        # Retries (every 5 s, 3 s each) never hold up the control socket.
+        for _ in range(8):
+            t = time.time()
+            rvssd.json("volume", "list")
+            assert time.time() - t < 1.5
+            time.sleep(1)
         vols = {v["name"]: v for v in rvssd.json("volume", "list")["volumes"]}
         assert vols["local"]["state"] == "online"
         assert vols["away"]["state"] == "offline" and vols["away"]["reason"], vols["away"]

@@ -49,6 +49,10 @@ struct svc_rbd {
 	char *conf, *id;
 	struct vss_rbd_cluster *c;              /* NULL until it first answers */
 	uint64_t next_retry_ms;
+	/* The last failed connect and why: calls within RETRY_MS of it fail at
+	 * once (at start, N offline volumes cost one timeout, not N). */
+	uint64_t failed_ms;
+	struct vss_error failed;
 	/* The set being taken (svc->lock: one at a time). */
 	unsigned char set_id[16];
 	char home[VSS_RBD_NAME_MAX + 1];        /* the pool of the set's group */
@@ -163,8 +167,13 @@ static int cluster(struct vss_service *svc, struct vss_rbd_cluster **out, struct
 
 	if (!r)
 		return vss_error_set(err, -ENOTSUP, "RBD is not set up in this vssd");
-	if (!r->c && (rc = vss_rbd_connect(r->conf, r->id, CONNECT_TIMEOUT_S, &r->c, err)) < 0)
+	if (!r->c && r->failed_ms && mono_ms() < r->failed_ms + RETRY_MS)
+		return vss_error_set(err, r->failed.code, "%s", r->failed.msg);
+	if (!r->c && (rc = vss_rbd_connect(r->conf, r->id, CONNECT_TIMEOUT_S, &r->c, err)) < 0) {
+		r->failed_ms = mono_ms();
+		r->failed = *err;
 		return rc;
+	}
 	*out = r->c;
 	return 0;
 }
@@ -773,6 +782,26 @@ void svc_rbd_retry(struct vss_service *svc)
 	if (!r || !any || mono_ms() < r->next_retry_ms)
 		return;
 	r->next_retry_ms = mono_ms() + RETRY_MS;
+	if (!r->c) {
+		/* Outside svc->lock: waiting for monitors that do not answer must
+		 * not hold up every control operation. */
+		struct vss_rbd_cluster *c;
+		struct vss_error e;
+		int rc;
+
+		svc_unlock(svc);
+		rc = vss_rbd_connect(r->conf, r->id, CONNECT_TIMEOUT_S, &c, &e);
+		svc_lock(svc);
+		if (rc < 0) {
+			r->failed_ms = mono_ms();
+			r->failed = e;
+			return;
+		}
+		if (r->c)
+			vss_rbd_disconnect(c);      /* another connected meanwhile */
+		else
+			r->c = c;
+	}
 	for (pp = &svc->offline; *pp;) {
 		struct svc_volume *v = *pp;
 		struct vss_error e;
