@@ -157,6 +157,8 @@ const struct vss_provider_ops svc_provider_builtin = {
 	.expose = NULL,
 	.recover = NULL,
 	.changed = NULL,
+	.keep = NULL,
+	.forget = NULL,
 	.origin_of = NULL,
 	.paths = builtin_paths,
 };

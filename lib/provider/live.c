@@ -137,6 +137,8 @@ const struct vss_provider_ops svc_provider_live = {
 	.expose = live_expose,
 	.recover = live_recover,
 	.changed = NULL,
+	.keep = NULL,
+	.forget = NULL,
 	.origin_of = NULL,
 	.paths = live_paths,
 };

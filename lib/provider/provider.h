@@ -136,13 +136,20 @@ struct vss_provider_ops {
 	 * provider would be of (malloc'd: btrfs, the root of its subvolume), or
 	 * NULL if it would not take @path. */
 	char *(*origin_of)(const char *path);
-	/* Optional: the extents of the volume written between shadow @from and
-	 * shadow @to (NULL: now), both this provider's and of the same volume,
-	 * in *@ext (malloc'd, *@n of them, sorted); *@size is the volume's size.
-	 * A superset is allowed (never less than what changed). */
-	int (*changed)(struct vss_service *svc, const struct svc_shadow *from,
-		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
-		       uint64_t *size, struct vss_error *err);
+	/* Optional: the extents of the volume written between @from (the full
+	 * ID of one of its shadows, or of a bookmark keep left) and shadow @to
+	 * (NULL: now), of the same volume, in *@ext (malloc'd, *@n of them,
+	 * sorted); *@size is the volume's size.  A superset is allowed (never
+	 * less than what changed).  -ENOENT if @from is none of its own. */
+	int (*changed)(struct vss_service *svc, const char *from, const struct svc_shadow *to,
+		       struct vss_cow_extent **ext, size_t *n, uint64_t *size,
+		       struct vss_error *err);
+	/* Optional, with changed: keeps @sh's instant as a bookmark that
+	 * changed can start from after @sh is removed (0 if kept already). */
+	int (*keep)(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
+	/* Optional, with keep: deletes the bookmark @id (a full ID); -ENOENT
+	 * if it has none of that ID. */
+	int (*forget)(struct vss_service *svc, const char *id, struct vss_error *err);
 	/* What it would take now (mount points, volumes), for "list providers". */
 	json_t *(*paths)(struct vss_service *svc);
 };

@@ -225,8 +225,9 @@ def test_hostile_image_names_are_refused(ceph, rvssd, spec):
 
 
 def test_image_backup_of_an_rbd_volume(ceph, rvssd):
-    """Image backups read RBD shadows; with no bookmark kept, an
-    incremental reads everything and says why, and restores exactly."""
+    """Image backups read RBD shadows; a bookmark keeps the full's snapshot
+    past its shadow, so the incremental reads only what the cluster says
+    changed (rbd_diff_iterate2), and restores exactly."""
     size = 8 << 20
     rvssd.vss("volume", "create", "img", "--rbd", POOL + "/img", "--size", "8M")
     dev = rvssd.device("img")
@@ -240,18 +241,30 @@ def test_image_backup_of_an_rbd_volume(ceph, rvssd):
                          "--type", typ, "--no-writers")
         return out["backups"][0]
 
-    backup("full")
+    full = backup("full")
+    assert rvssd.shadows() == []
+    # Only the bookmark's snapshot is left of the full's set.
+    assert full["type"] == "full" and len(image_snaps(ceph, "img")) == 1
     with open(dev, "r+b") as f:
         f.seek(1 << 20)
         f.write(b"\x77" * 4096)
         os.fsync(f.fileno())
     inc = backup("incremental")
-    assert inc["why_full"], inc
+    assert not inc.get("why_full"), inc
+    assert inc["type"] == "incremental" and inc["bytes_read"] < 1 << 20, inc
     to = os.path.join(rvssd.root, "restored")
     with open(to, "wb") as f:
         f.truncate(size)
     rvssd.vss("restore", "--from", repo, inc["id"], "--to", to)
     assert read_dev(to, size) == read_dev(dev, size)
+    # The repository keeps the bookmarks of its newest and newest full: two
+    # snapshots at most, whatever the number of backups.
+    backup("incremental")
+    assert len(image_snaps(ceph, "img")) <= 2
+    # A restart keeps them (not shadows: not orphans).
+    rvssd.restart()
+    assert len(image_snaps(ceph, "img")) <= 2
+    assert not backup("incremental").get("why_full")
 
 
 def test_snapshot_limit_is_a_clear_error(ceph, rvssd):

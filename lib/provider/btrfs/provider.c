@@ -314,6 +314,8 @@ const struct vss_provider_ops svc_provider_btrfs = {
 	.expose = btrfs_expose,
 	.recover = btrfs_recover,
 	.changed = NULL,
+	.keep = NULL,
+	.forget = NULL,
 	.origin_of = btrfs_origin_of,
 	.paths = btrfs_paths,
 };

@@ -476,8 +476,37 @@ static bool path_snap_id(const char *path, uint64_t *id)
 	return *end == '\0';
 }
 
+#define BOOKMARK_PREFIX "vss.bookmark."
+
+static bool find_bookmark(struct vss_service *svc, const char *id, struct svc_volume **vol,
+			  uint64_t *snap_id, char val[160]);
+
+struct set_use {
+	const char *set_id, *skip;
+	bool used;
+};
+
+static void bookmark_of_set(void *arg, const char *key, const char *val)
+{
+	struct set_use *u = arg;
+
+	if (strcmp(key + strlen(BOOKMARK_PREFIX), u->skip) != 0 && strstr(val, u->set_id))
+		u->used = true;
+}
+
+/* Whether a bookmark other than @skip keeps a snapshot of set @set_id. */
+static bool set_bookmarked(struct vss_service *svc, const char *set_id, const char *skip)
+{
+	struct set_use u = { set_id, skip, false };
+
+	for (struct svc_volume *v = svc->volumes; v && !u.used; v = v->next)
+		if (volume_image(v))
+			vss_rbd_meta_each(volume_image(v), BOOKMARK_PREFIX, bookmark_of_set, &u, NULL);
+	return u.used;
+}
+
 /* Deletes an image's snapshot and its mark; the group once no other
- * shadow of the set needs it. */
+ * shadow or bookmark of the set needs it. */
 static int drop_snap(struct vss_service *svc, struct vss_rbd_image *img, const char *shadow_id,
 		     uint64_t snap_id, const char *set_id, const char *pool, const char *skip,
 		     struct vss_error *err)
@@ -493,10 +522,29 @@ static int drop_snap(struct vss_service *svc, struct vss_rbd_image *img, const c
 		if (o->prov == &svc_provider_rbd && strcmp(o->rec.id, skip) != 0 &&
 		    strcmp(o->rec.set_id, set_id) == 0)
 			return 0;
+	if (set_bookmarked(svc, set_id, skip))
+		return 0;
 	snprintf(group, sizeof(group), "%s%s", VSS_RBD_GROUP_PREFIX, set_id);
 	if ((rc = vss_rbd_group_remove(vss_rbd_image_cluster(img), pool, group)) < 0)
 		vss_log("RBD group %s/%s: cannot remove it: %s", pool, group, strerror(-rc));
 	return 0;
+}
+
+/* bookmark.delete: the mark goes, and the snapshot unless its shadow lives. */
+static int rbd_forget(struct vss_service *svc, const char *id, struct vss_error *err)
+{
+	char key[64], val[160], sid[37] = "", pool[VSS_RBD_NAME_MAX + 1] = "";
+	struct svc_volume *v;
+	uint64_t snap_id;
+
+	if (!find_bookmark(svc, id, &v, &snap_id, val))
+		return -ENOENT;
+	snprintf(key, sizeof(key), "%s%s", BOOKMARK_PREFIX, id);
+	vss_rbd_meta_remove(volume_image(v), key);
+	if (svc_shadow_find(svc, id))
+		return 0;
+	sscanf(val, "%*s %36s %96s", sid, pool);
+	return drop_snap(svc, volume_image(v), id, snap_id, sid, pool, id, err);
 }
 
 static int rbd_remove(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
@@ -512,11 +560,55 @@ static int rbd_remove(struct vss_service *svc, struct svc_shadow *sh, struct vss
 				     "%s stays in the cluster", sh->rec.volume, sh->rec.id);
 	if (!path_snap_id(sh->path, &snap_id))
 		return 0;
+	snprintf(key, sizeof(key), "%s%s", BOOKMARK_PREFIX, sh->rec.id);
+	if (vss_rbd_meta_get(img, key, val, sizeof(val)) >= 0) {
+		/* A bookmark keeps the snapshot: only the shadow's mark goes. */
+		snprintf(key, sizeof(key), "%s%s", VSS_RBD_META_PREFIX, sh->rec.id);
+		vss_rbd_meta_remove(img, key);
+		return 0;
+	}
 	snprintf(key, sizeof(key), "%s%s", VSS_RBD_META_PREFIX, sh->rec.id);
 	snprintf(pool, sizeof(pool), "%s", vss_rbd_image_pool(img));
 	if (vss_rbd_meta_get(img, key, val, sizeof(val)) >= 0)
 		sscanf(val, "%" SCNu64 " %36s %96s", &meta_id, sid, pool);
 	return drop_snap(svc, img, sh->rec.id, snap_id, sh->rec.set_id, pool, sh->rec.id, err);
+}
+
+/* The RBD volume holding bookmark @id (its mark "vss.bookmark.ID", value
+ * as a shadow's), its snapshot's ID, and the mark's value. */
+static bool find_bookmark(struct vss_service *svc, const char *id, struct svc_volume **vol,
+			  uint64_t *snap_id, char val[160])
+{
+	char key[64], buf[160];
+
+	snprintf(key, sizeof(key), "%s%s", BOOKMARK_PREFIX, id);
+	for (struct svc_volume *v = svc->volumes; v; v = v->next)
+		if (volume_image(v) && vss_rbd_meta_get(volume_image(v), key, buf, sizeof(buf)) >= 0 &&
+		    sscanf(buf, "%" SCNu64, snap_id) == 1) {
+			*vol = v;
+			if (val)
+				memcpy(val, buf, sizeof(buf));
+			return true;
+		}
+	return false;
+}
+
+/* bookmark.create: the shadow's mark is copied as a bookmark's, which
+ * keeps its snapshot when the shadow goes (rbd_remove). */
+static int rbd_keep(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err)
+{
+	struct vss_rbd_image *img = volume_image(svc_volume_find(svc, sh->rec.volume));
+	char key[64], val[160];
+	int rc;
+
+	if (!img)
+		return vss_error_set(err, -EIO, "volume %s is not served", sh->rec.volume);
+	snprintf(key, sizeof(key), "%s%s", VSS_RBD_META_PREFIX, sh->rec.id);
+	if ((rc = vss_rbd_meta_get(img, key, val, sizeof(val))) < 0)
+		return vss_error_set(err, rc, "shadow copy %s: its mark is gone: %s", sh->rec.id,
+				     strerror(-rc));
+	snprintf(key, sizeof(key), "%s%s", BOOKMARK_PREFIX, sh->rec.id);
+	return vss_rbd_meta_set(img, key, val, err);
 }
 
 struct extents {
@@ -545,28 +637,36 @@ static int add_extent(void *arg, uint64_t off, uint64_t len, bool exists)
  * single-volume set takes; from a group snapshot the answer is the whole
  * volume (a superset, never less).
  */
-static int rbd_changed(struct vss_service *svc, const struct svc_shadow *from,
+static int rbd_changed(struct vss_service *svc, const char *from_id,
 		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
 		       uint64_t *size, struct vss_error *err)
 {
-	struct svc_volume *v = svc_volume_find(svc, from->rec.volume);
-	struct vss_rbd_image *img = volume_image(v), *at = NULL;
+	const struct svc_shadow *from = svc_shadow_find(svc, from_id);
+	struct svc_volume *v = NULL;
+	struct vss_rbd_image *img, *at = NULL;
 	struct extents x = { 0 };
 	struct vss_rbd_snap *snaps = NULL;
 	const char *from_name = NULL;
-	uint64_t fid, tid = 0;
+	uint64_t fid = 0, tid = 0;
 	size_t ns;
 	int rc;
 
 	*ext = NULL;
 	*n = 0;
-	if (!img)
-		return vss_error_set(err, -EIO, "volume %s is not served", from->rec.volume);
-	if (to && strcmp(to->rec.volume, from->rec.volume) != 0)
-		return vss_error_set(err, -EINVAL, "shadow copies %s and %s are of different "
-				     "volumes", from->rec.id, to->rec.id);
-	if (!path_snap_id(from->path, &fid) || (to && !path_snap_id(to->path, &tid)))
-		return vss_error_set(err, -EINVAL, "shadow copy %s: no RBD snapshot", from->rec.id);
+	if (from && from->prov == &svc_provider_rbd) {
+		v = svc_volume_find(svc, from->rec.volume);
+		if (!path_snap_id(from->path, &fid))
+			return vss_error_set(err, -EINVAL, "shadow copy %s: no RBD snapshot", from_id);
+	} else if (!find_bookmark(svc, from_id, &v, &fid, NULL)) {
+		return -ENOENT;
+	}
+	if (!(img = volume_image(v)))
+		return vss_error_set(err, -EIO, "the volume of %s is not served", from_id);
+	if (to && strcmp(to->rec.volume, v->rec.name) != 0)
+		return vss_error_set(err, -EINVAL, "%s and shadow copy %s are of different "
+				     "volumes", from_id, to->rec.id);
+	if (to && !path_snap_id(to->path, &tid))
+		return vss_error_set(err, -EINVAL, "shadow copy %s: no RBD snapshot", to->rec.id);
 	if ((rc = vss_rbd_snap_list(img, &snaps, &ns, err)) < 0)
 		return rc;
 	for (size_t i = 0; i < ns; i++)
@@ -577,7 +677,7 @@ static int rbd_changed(struct vss_service *svc, const struct svc_shadow *from,
 	*size = vss_rbd_image_size(at ? at : img);
 	if (!from_name) {
 		vss_log("shadow %s is part of an RBD group snapshot, which Ceph cannot diff "
-			"from: every block counts as changed", from->rec.id);
+			"from: every block counts as changed", from_id);
 		rc = add_extent(&x, 0, *size, true);
 	} else {
 		rc = vss_rbd_diff(at ? at : img, from_name, add_extent, &x, err);
@@ -686,6 +786,14 @@ static void recover_volume(struct vss_service *svc, struct svc_volume *v, struct
 			vss_rbd_meta_remove(img, key);
 			continue;
 		}
+		if (strncmp(key, BOOKMARK_PREFIX, strlen(BOOKMARK_PREFIX)) == 0) {
+			/* A bookmark keeps its snapshot; gone with it, it goes too. */
+			if (sscanf(ms.m[i].val, "%" SCNu64 " %36s", &snap_id, sid) == 2 &&
+			    (snprintf(gsnap, sizeof(gsnap), "%s%s", VSS_RBD_SNAP_PREFIX, sid), 1) &&
+			    !find_snap(snaps, nsnaps, snap_id, gsnap))
+				vss_rbd_meta_remove(img, key);
+			continue;
+		}
 		if (strncmp(key, VSS_RBD_META_PREFIX, strlen(VSS_RBD_META_PREFIX)) != 0)
 			continue;
 		const char *id = key + strlen(VSS_RBD_META_PREFIX);
@@ -705,6 +813,16 @@ static void recover_volume(struct vss_service *svc, struct svc_volume *v, struct
 		if (svc_shadow_find(svc, id)) {
 			if (row)
 				row->id[0] = '\0';
+			continue;
+		}
+		if ((!row || !(row->attrs & VSS_CATALOG_ATTR_PERSISTENT)) &&
+		    find_bookmark(svc, id, &(struct svc_volume *){ NULL }, &(uint64_t){ 0 }, NULL)) {
+			/* Its bookmark keeps the snapshot: only the shadow goes. */
+			vss_rbd_meta_remove(img, key);
+			if (row) {
+				vss_catalog_shadow_delete(svc->cat, id, NULL);
+				row->id[0] = '\0';
+			}
 			continue;
 		}
 		if (!row || !(row->attrs & VSS_CATALOG_ATTR_PERSISTENT)) {
@@ -846,6 +964,8 @@ const struct vss_provider_ops svc_provider_rbd = {
 	.expose = NULL,
 	.recover = rbd_recover,
 	.changed = rbd_changed,
+	.keep = rbd_keep,
+	.forget = rbd_forget,
 	.origin_of = NULL,
 	.paths = rbd_paths,
 };
