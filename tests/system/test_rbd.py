@@ -196,6 +196,10 @@ def test_restart_finds_shadows_orphans_go_foreign_stay(ceph, rvssd):
     ceph.rbd("snap", "create", POOL + "/rs@vss-" + cut)
     names = lambda: sorted(s["name"] for s in image_snaps(ceph, "rs"))
     assert len(names()) == 5
+    # The set cut short left the image in its group: any later set would
+    # be refused it ("in another group") until the next start removes it.
+    ceph.rbd("group", "create", POOL + "/vss." + cut)
+    ceph.rbd("group", "image", "add", POOL + "/vss." + cut, POOL + "/rs")
     # Killed: the not-persistent shadow's snapshot stays behind, an orphan.
     rvssd.kill9()
     rvssd.start()
@@ -206,6 +210,7 @@ def test_restart_finds_shadows_orphans_go_foreign_stay(ceph, rvssd):
     assert "foreign" in left and "vss-lookalike" in left and len(left) == 3, left
     assert "orphan" in rvssd.log() and drop["id"] in rvssd.log()
     assert "a set cut short (%s)" % cut in rvssd.log()
+    assert "vss." + cut not in ceph.rbd("group", "ls", POOL).stdout
     # A clean restart keeps it too; deleting it leaves the foreign ones.
     rvssd.restart()
     assert [s["id"] for s in rvssd.shadows()] == [keep["id"]]

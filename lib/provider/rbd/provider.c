@@ -783,6 +783,10 @@ static void recover_volume(struct vss_service *svc, struct svc_volume *v, struct
 				((struct vss_rbd_snap *)s)->name[0] = '\0';
 				((struct vss_rbd_snap *)s)->group = false;
 			}
+			/* Its group too, which may still hold the image: left, it
+			 * would refuse the image to every later set. */
+			snprintf(gsnap, sizeof(gsnap), "%s%s", VSS_RBD_GROUP_PREFIX, sid);
+			vss_rbd_group_remove(vss_rbd_image_cluster(img), pool, gsnap);
 			vss_rbd_meta_remove(img, key);
 			continue;
 		}
