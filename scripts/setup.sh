@@ -14,6 +14,7 @@ pkgs=(
   lvm2 thin-provisioning-tools
   restic borgbackup
   samba samba-vfs-modules smbclient
+  librbd-dev ceph-mon ceph-osd ceph-common rbd-fuse
   debhelper lintian
   postgresql postgresql-contrib libpq-dev mariadb-server mariadb-client libmariadb-dev
 )

@@ -28,8 +28,14 @@ static int builtin_supports(struct vss_service *svc, const char *target,
 			    struct vss_error *err)
 {
 	struct svc_volume *v;
+	int rc;
 
-	return svc_resolve_target(svc, target, &v, err);
+	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0)
+		return rc;
+	if (!v->cow)
+		return vss_error_set(err, -ENOTSUP, "volume %s has no copy-on-write engine: its "
+				     "storage makes its shadows", v->rec.name);
+	return 0;
 }
 
 /*
@@ -150,6 +156,9 @@ const struct vss_provider_ops svc_provider_builtin = {
 	.remove = builtin_remove,
 	.expose = NULL,
 	.recover = NULL,
+	.changed = NULL,
+	.keep = NULL,
+	.forget = NULL,
 	.origin_of = NULL,
 	.paths = builtin_paths,
 };

@@ -136,6 +136,9 @@ const struct vss_provider_ops svc_provider_live = {
 	.remove = live_remove,
 	.expose = live_expose,
 	.recover = live_recover,
+	.changed = NULL,
+	.keep = NULL,
+	.forget = NULL,
 	.origin_of = NULL,
 	.paths = live_paths,
 };

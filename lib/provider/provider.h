@@ -4,7 +4,8 @@
  * them (the service never asks which provider it is), and the registry that
  * picks one per target (registry.c).  The providers: built-in (builtin.c,
  * the copy-on-write engine), btrfs (btrfs/provider.c over the mechanism in
- * btrfs/btrfs.c), LVM (lvm/provider.c over lvm/lvm.c), live (live.c).
+ * btrfs/btrfs.c), LVM (lvm/provider.c over lvm/lvm.c), live (live.c), rbd
+ * (rbd/provider.c over rbd/rbd.c, when built with librbd).
  *
  * The set coordinator (service/set.h) drives each member of a set through
  * them, under svc->lock:
@@ -149,13 +150,6 @@ struct vss_provider_ops {
 	/* Optional, with storage: grows it to @size bytes. */
 	int (*storage_resize)(struct vss_service *svc, struct svc_shadow *sh, uint64_t size,
 			      struct vss_error *err);
-	/* Optional: the extents written between shadows @from and @to (both
-	 * this provider's, of one origin; @from the older), in bytes, sorted
-	 * and merged (*@ext malloc'd), with the origin's size and the unit of
-	 * tracking; -EOPNOTSUPP for a pair it cannot compare. */
-	int (*changed)(struct vss_service *svc, const struct svc_shadow *from,
-		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
-		       uint64_t *size, uint64_t *unit, struct vss_error *err);
 	/* Optional: mounts @sh read-only, nosuid, nodev (and noexec unless
 	 * VSS_FS_EXEC in @flags) on the directory @dirfd (checked, nothing
 	 * mounted there: svc_mountpoint_open()), and sets sh->expose_*; NULL
@@ -171,6 +165,22 @@ struct vss_provider_ops {
 	 * provider would be of (malloc'd: btrfs, the root of its subvolume), or
 	 * NULL if it would not take @path. */
 	char *(*origin_of)(const char *path);
+	/* Optional: the extents of the volume written between @from (the full
+	 * ID of one of its shadows, or of a bookmark keep left) and shadow @to
+	 * (NULL: now), of the same volume, in bytes, in *@ext (malloc'd, *@n of
+	 * them, sorted and merged); *@size is the volume's size, *@unit the
+	 * unit of tracking.  A superset is allowed (never less than what
+	 * changed).  -ENOENT if @from is none of its own; -EOPNOTSUPP for a
+	 * pair it cannot compare (LVM: not two thin snapshots of one LV). */
+	int (*changed)(struct vss_service *svc, const char *from, const struct svc_shadow *to,
+		       struct vss_cow_extent **ext, size_t *n, uint64_t *size, uint64_t *unit,
+		       struct vss_error *err);
+	/* Optional, with changed: keeps @sh's instant as a bookmark that
+	 * changed can start from after @sh is removed (0 if kept already). */
+	int (*keep)(struct vss_service *svc, struct svc_shadow *sh, struct vss_error *err);
+	/* Optional, with keep: deletes the bookmark @id (a full ID); -ENOENT
+	 * if it has none of that ID. */
+	int (*forget)(struct vss_service *svc, const char *id, struct vss_error *err);
 	/* What it would take now (mount points, volumes), for "list providers". */
 	json_t *(*paths)(struct vss_service *svc);
 };
@@ -179,6 +189,9 @@ extern const struct vss_provider_ops svc_provider_builtin;
 extern const struct vss_provider_ops svc_provider_btrfs;
 extern const struct vss_provider_ops svc_provider_live;
 extern const struct vss_provider_ops svc_provider_lvm;
+#ifdef VSS_HAVE_RBD
+extern const struct vss_provider_ops svc_provider_rbd;
+#endif
 
 /* vssd's providers, highest priority first, NULL-terminated: what
  * svc->providers is unless a test gives its own (service.h). */

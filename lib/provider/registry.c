@@ -23,6 +23,9 @@
 #include "service/shadows.h"
 
 const struct vss_provider_ops *const svc_providers[] = {
+#ifdef VSS_HAVE_RBD
+	&svc_provider_rbd,
+#endif
 	&svc_provider_builtin,
 	&svc_provider_btrfs,
 	&svc_provider_lvm,

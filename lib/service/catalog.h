@@ -41,6 +41,7 @@ struct vss_catalog_volume {
 #define VSS_CATALOG_ATTR_BTRFS      0x4u   /* made by the btrfs provider (volume "") */
 #define VSS_CATALOG_ATTR_LIVE       0x8u   /* the live filesystem, read as is (volume "") */
 #define VSS_CATALOG_ATTR_LVM        0x10u  /* made by the LVM provider (volume "") */
+#define VSS_CATALOG_ATTR_RBD        0x20u  /* an RBD snapshot of an RBD volume (rbd/provider.c) */
 
 struct vss_catalog_shadow {
 	char id[37];

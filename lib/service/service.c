@@ -20,6 +20,7 @@
 #include <vss/version.h>
 
 #include "provider/provider.h"
+#include "provider/rbd/provider.h"
 #include "service/backup.h"
 #include "service/gmt.h"
 #include "service/guardian.h"
@@ -253,6 +254,13 @@ static void load_volume(struct vss_service *svc, const struct vss_catalog_volume
 		vss_log("volume %s cannot be opened and is not served: out of memory", rec->name);
 		return;
 	}
+	if (svc_rbd_is_backing(rec->backing)) {
+		/* No engine: the cluster keeps its shadows.  Unreachable, it is
+		 * listed offline and retried (svc_rbd_retry). */
+		if (svc_rbd_volume_open(svc, v, &err) == 0)
+			return;
+		goto offline;
+	}
 	if ((rc = svc_volume_open_origin(v, &err)) < 0)
 		goto offline;
 	rc = svc_volume_cow_open(v, rec->diff_path, 0, &v->cow, &err);
@@ -338,7 +346,7 @@ static int reconcile_shadows(struct vss_service *svc, struct vss_error *err)
 		struct vss_cow_shadow_info *infos = NULL;
 		size_t k = 0;
 
-		if (vss_cow_shadow_list(v->cow, &infos, &k) < 0)
+		if (!v->cow || vss_cow_shadow_list(v->cow, &infos, &k) < 0)
 			continue;
 		for (size_t i = 0; i < k; i++) {
 			struct svc_shadow *sh = calloc(1, sizeof(*sh));
@@ -387,7 +395,10 @@ static int reconcile_shadows(struct vss_service *svc, struct vss_error *err)
 	for (size_t j = 0; j < r.count; j++) {
 		struct vss_catalog_shadow *row = &r.rows[j];
 
-		if (!row->id[0] || !svc_volume_find(svc, row->volume))
+		struct svc_volume *rv = svc_volume_find(svc, row->volume);
+
+		/* Rows of volumes without an engine are their provider's (recover). */
+		if (!row->id[0] || !rv || !rv->cow)
 			continue;
 		vss_catalog_shadow_delete(svc->cat, row->id, NULL);
 		vss_log("shadow %s of volume %s deleted: %s", row->id, row->volume,
@@ -498,6 +509,7 @@ static void *housekeeper(void *arg)
 		}
 		/* Samba's snapshot directories follow the shadows (gmt.h). */
 		svc_gmt_sync(svc);
+		svc_rbd_retry(svc);
 		if (mono_ms() >= due) {
 			svc_check_diff_areas(svc);
 			due = mono_ms() + svc->check_ms;
@@ -542,7 +554,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	svc->freezer = cfg->test_freezer ? cfg->test_freezer : &svc_freezer_fs;
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);
-	if ((rc = svc_writers_init(svc, err)) < 0)
+	if ((rc = svc_writers_init(svc, err)) < 0 ||
+	    (rc = svc_rbd_init(svc, cfg->ceph_conf, cfg->ceph_id, err)) < 0)
 		goto fail;
 	if ((rc = make_dir(cfg->state_dir, 0700, err)) < 0 ||
 	    (rc = make_dir(cfg->run_dir, 0755, err)) < 0)
@@ -703,6 +716,7 @@ void vss_service_close(struct vss_service *svc)
 		svc->ev_head = e->next;
 		free(e);
 	}
+	svc_rbd_release(svc);
 	vss_catalog_close(svc->cat);
 	if (svc->run_lock_fd >= 0) {
 		char sock[PATH_MAX];

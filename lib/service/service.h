@@ -49,6 +49,10 @@ struct vss_service_config {
 	 * may last.  0: the defaults (writers.h). */
 	unsigned int hold_lease_ms;
 	unsigned long long hold_max_ms;
+	/* RBD volumes (provider/rbd): the cluster's ceph.conf (NULL: Ceph's
+	 * default search) and the client ID (NULL: "admin"). */
+	const char *ceph_conf;
+	const char *ceph_id;
 	/* Tests only (tests/service/test_set.c: the coordinator and backups
 	 * without root): the providers instead of vssd's (provider.h: highest
 	 * priority first, NULL-terminated), the freezer instead of the guardian

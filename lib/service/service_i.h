@@ -50,6 +50,7 @@ struct svc_writer_registry;
 struct svc_scheduler;
 struct vss_provider_ops;
 struct svc_freezer_ops;
+struct svc_rbd;
 
 /* An event of the engine, queued for the housekeeper (service.c). */
 struct svc_event {
@@ -92,6 +93,7 @@ struct vss_service {
 	struct svc_server *server;
 	struct svc_writer_registry *wreg;       /* writers.h */
 	struct svc_scheduler *sched;            /* schedule.h */
+	struct svc_rbd *rbd;                    /* provider/rbd/provider.h, or NULL */
 };
 
 /* ---- service.c ---- */

@@ -42,8 +42,8 @@ static const char *shadow_origin(const struct svc_shadow *sh)
 static bool shadow_matches(const struct svc_shadow *sh, const struct svc_volume *vol,
 			   const char *mount)
 {
-	if (sh->vol)
-		return sh->vol == vol;
+	if (sh->vol || (vol && sh->rec.volume[0]))
+		return svc_shadow_of(sh, vol);
 	return mount && sh->origin && strcmp(sh->origin, mount) == 0;
 }
 
@@ -76,12 +76,19 @@ struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id)
 	return NULL;
 }
 
+bool svc_shadow_of(const struct svc_shadow *sh, const struct svc_volume *v)
+{
+	if (sh->vol)
+		return sh->vol == v;
+	return v && sh->rec.volume[0] && strcmp(sh->rec.volume, v->rec.name) == 0;
+}
+
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v)
 {
 	int n = 0;
 
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
-		if (sh->vol == v)
+		if (svc_shadow_of(sh, v))
 			n++;
 	return n;
 }
@@ -359,7 +366,7 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 		struct vss_cow_shadow_info *infos = NULL;
 		size_t k = 0;
 
-		if (target && v != only)
+		if ((target && v != only) || !v->cow)
 			continue;
 		if ((rc = vss_cow_shadow_list(v->cow, &infos, &k)) < 0) {
 			rc = vss_error_set(err, rc, "cannot list the shadows of %s: %s",

@@ -48,6 +48,9 @@ struct svc_shadow {
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why);
 struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id);
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
+/* Whether @sh is a shadow of the volume @v (the built-in's, or another
+ * provider's whose catalog row names @v). */
+bool svc_shadow_of(const struct svc_shadow *sh, const struct svc_volume *v);
 /* Mounts @sh read-only, nosuid, nodev (and noexec unless VSS_FS_EXEC in
  * @flags) on the directory @dirfd (svc_mountpoint_open()): the provider's
  * expose, or a read-only loop device and the filesystem's options for an

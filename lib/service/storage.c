@@ -152,6 +152,15 @@ static void fresh_path(struct vss_service *svc, struct svc_volume *v, const char
 		snprintf(out, FRESH_MAX, "%s/%s-%s.vssdiff", dir, v->rec.name, svc_short_tag());
 }
 
+/* A volume without an engine (provider/rbd) has no diff area to manage. */
+static int has_diff_area(const struct svc_volume *v, struct vss_error *err)
+{
+	if (!v->cow)
+		return vss_error_set(err, -EOPNOTSUPP, "volume %s has no diff area: its storage "
+				     "makes its shadows", v->rec.name);
+	return 0;
+}
+
 static json_t *storage_json(struct svc_volume *v, struct vss_error *err)
 {
 	struct vss_cow_usage u;
@@ -199,7 +208,7 @@ int svc_op_storage_list(struct vss_service *svc, const struct svc_caller *who, j
 	for (struct svc_volume *v = svc->volumes; v && !mount; v = v->next) {
 		json_t *o;
 
-		if (only && v != only)
+		if ((only && v != only) || !v->cow)
 			continue;
 		if (!(o = storage_json(v, err))) {
 			json_decref(arr);
@@ -392,7 +401,8 @@ int svc_op_storage_add(struct vss_service *svc, const struct svc_caller *who, js
 	if ((rc = svc_arg_str(args, "for", true, &target, err)) < 0 ||
 	    (rc = svc_arg_str(args, "on", false, &on, err)) < 0)
 		return rc;
-	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0)
+	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0 ||
+	    (rc = has_diff_area(v, err)) < 0)
 		return rc;
 	if ((rc = parse_max(args, v, &max_given, &max, err)) < 0)
 		return rc;
@@ -451,6 +461,8 @@ int svc_op_storage_resize(struct vss_service *svc, const struct svc_caller *who,
 		*res = NULL;
 		return target[0] == '/' ? resize_shadows(svc, target, args, res, err) : rc;
 	}
+	if ((rc = has_diff_area(v, err)) < 0)
+		return rc;
 	if ((rc = parse_max(args, v, &max_given, &max, err)) < 0)
 		return rc;
 	if (!max_given)
@@ -479,7 +491,8 @@ int svc_op_storage_delete(struct vss_service *svc, const struct svc_caller *who,
 
 	if ((rc = svc_arg_str(args, "for", true, &target, err)) < 0)
 		return rc;
-	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0)
+	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0 ||
+	    (rc = has_diff_area(v, err)) < 0)
 		return rc;
 	if (!v->rec.storage_explicit)
 		return vss_error_set(err, -ENOENT, "volume %s has no shadow storage added",

@@ -100,7 +100,7 @@ static int resolve(struct vss_service *svc, const char *prefix, bool shadows_onl
 	return 0;
 }
 
-/* @ext as [[offset, length], ...], their sum into *@total; frees @ext. */
+/* shadow.diff's extents, freed: [[offset, length], ...]; their sum in *@total. */
 static json_t *extents_json(struct vss_cow_extent *ext, size_t n, uint64_t *total)
 {
 	json_t *arr = json_array();
@@ -114,11 +114,12 @@ static json_t *extents_json(struct vss_cow_extent *ext, size_t n, uint64_t *tota
 	return arr;
 }
 
-/* The live shadow @prefix names, or NULL (none, ambiguous, or too short). */
-static struct svc_shadow *shadow_named(struct vss_service *svc, const char *prefix)
+/* The live shadow a prefix of at least 8 characters names, if exactly one
+ * does and its provider tells changed blocks itself (provider.h, changed). */
+static struct svc_shadow *provider_shadow(struct vss_service *svc, const char *prefix)
 {
-	struct svc_shadow *found = NULL;
 	size_t n = strlen(prefix);
+	struct svc_shadow *found = NULL;
 
 	if (n < 8 || n > 36)
 		return NULL;
@@ -128,41 +129,59 @@ static struct svc_shadow *shadow_named(struct vss_service *svc, const char *pref
 				return NULL;
 			found = sh;
 		}
-	return found;
+	return found && found->prov->changed ? found : NULL;
 }
 
-/*
- * shadow.diff between two shadows of a provider that knows their changed
- * blocks itself (LVM thin snapshots: the pool's metadata); 1 if @a is not
- * such a shadow (the engine's tracking answers).
- */
-static int diff_by_provider(struct vss_service *svc, const char *a, const char *b,
-			    json_t **res, struct vss_error *err)
+/* shadow.diff from @from (a full ID: @sh, a live shadow of @prov, or one of
+ * its bookmarks) by a provider that tells changed blocks itself; -ENOENT
+ * if @from is not @prov's. */
+static int provider_diff(struct vss_service *svc, const struct vss_provider_ops *prov,
+			 const char *from, const struct svc_shadow *sh, const char *b,
+			 json_t **res, struct vss_error *err)
 {
-	struct svc_shadow *from = shadow_named(svc, a), *to;
-	struct vss_cow_extent *ext = NULL;
+	struct svc_shadow *to = NULL;
+	struct vss_cow_extent *ext;
 	uint64_t size = 0, unit = 0, total = 0;
-	size_t n = 0;
 	json_t *arr;
+	size_t n;
 	int rc;
 
-	if (!from || !from->prov->changed)
-		return 1;
-	if (!b || strcmp(b, "now") == 0)
-		return vss_error_set(err, -EOPNOTSUPP, "shadow copy %s (%s): changed blocks only "
-				     "between two of its shadow copies, not up to now", from->rec.id,
-				     from->prov->name);
-	if (!(to = shadow_named(svc, b)) || to->prov != from->prov)
-		return vss_error_set(err, -EINVAL, "%s is not a shadow copy of the same provider "
-				     "as %s", b, from->rec.id);
-	if ((rc = from->prov->changed(svc, from, to, &ext, &n, &size, &unit, err)) < 0)
+	if (b && strcmp(b, "now") != 0 &&
+	    (!(to = provider_shadow(svc, b)) || to->prov != prov)) {
+		if (!sh)
+			return -ENOENT;     /* a bookmark of @prov's is diffed to @prov's shadows */
+		return vss_error_set(err, -EINVAL, "\"%s\" is not a shadow copy of the %s "
+				     "provider, as %s is", b, prov->name, from);
+	}
+	if ((rc = prov->changed(svc, from, to, &ext, &n, &size, &unit, err)) < 0)
 		return rc;
 	arr = extents_json(ext, n, &total);
-	*res = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:o}", "from", from->rec.id,
-			 "to", to->rec.id, "volume", from->origin ? from->origin : "",
+	*res = json_pack("{s:s, s:s?, s:s, s:I, s:I, s:b, s:I, s:o}", "from", from,
+			 "to", to ? to->rec.id : NULL,
+			 "volume", to ? to->rec.volume : sh ? sh->rec.volume : "",
 			 "size", (json_int_t)size, "block_size", (json_int_t)unit,
-			 "bookmark", 0, "changed_bytes", (json_int_t)total, "extents", arr);
+			 "bookmark", sh == NULL, "changed_bytes", (json_int_t)total, "extents", arr);
 	return *res ? 0 : vss_error_set(err, -ENOMEM, "out of memory");
+}
+
+/* A provider's bookmark of the full ID @id, for shadow.diff: that
+ * provider, or NULL. */
+static const struct vss_provider_ops *bookmark_provider(struct vss_service *svc, const char *id,
+							const char *b, json_t **res, int *rc,
+							struct vss_error *err)
+{
+	if (strlen(id) != 36)
+		return NULL;
+	for (size_t i = 0; svc->providers[i]; i++) {
+		const struct vss_provider_ops *p = svc->providers[i];
+
+		if (!p->changed || !p->keep)
+			continue;
+		*rc = provider_diff(svc, p, id, NULL, b, res, err);
+		if (*rc != -ENOENT)
+			return p;
+	}
+	return NULL;
 }
 
 int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, json_t *args,
@@ -180,7 +199,12 @@ int svc_op_shadow_diff(struct vss_service *svc, const struct svc_caller *who, js
 	if ((rc = svc_arg_str(args, "from", true, &a, err)) < 0 ||
 	    (rc = svc_arg_str(args, "to", false, &b, err)) < 0)
 		return rc;
-	if ((rc = diff_by_provider(svc, a, b, res, err)) != 1)
+	if (provider_shadow(svc, a)) {
+		struct svc_shadow *sh = provider_shadow(svc, a);
+
+		return provider_diff(svc, sh->prov, sh->rec.id, sh, b, res, err);
+	}
+	if (bookmark_provider(svc, a, b, res, &rc, err))
 		return rc;
 	if ((rc = resolve(svc, a, false, &from, err)) < 0)
 		return rc;
@@ -219,8 +243,19 @@ int svc_op_bookmark_create(struct vss_service *svc, const struct svc_caller *who
 	vss_cow_id id;
 	int rc;
 
-	if ((rc = svc_arg_str(args, "shadow", true, &a, err)) < 0 ||
-	    (rc = resolve(svc, a, true, &s, err)) < 0)
+	if ((rc = svc_arg_str(args, "shadow", true, &a, err)) < 0)
+		return rc;
+	if (provider_shadow(svc, a) && provider_shadow(svc, a)->prov->keep) {
+		struct svc_shadow *sh = provider_shadow(svc, a);
+
+		if ((rc = sh->prov->keep(svc, sh, err)) < 0)
+			return rc;
+		vss_log("bookmark %s of volume %s made: its snapshot is kept after the shadow",
+			sh->rec.id, sh->rec.volume);
+		*res = json_pack("{s:s, s:s}", "bookmark", sh->rec.id, "volume", sh->rec.volume);
+		return 0;
+	}
+	if ((rc = resolve(svc, a, true, &s, err)) < 0)
 		return rc;
 	/* A shadow of a held set is one already: a requester keeps tracking
 	 * from the shadow it is reading, before its backup completes. */
@@ -241,8 +276,18 @@ int svc_op_bookmark_delete(struct vss_service *svc, const struct svc_caller *who
 	vss_cow_id id;
 	int rc;
 
-	if ((rc = svc_arg_str(args, "bookmark", true, &a, err)) < 0 ||
-	    (rc = resolve(svc, a, false, &b, err)) < 0)
+	if ((rc = svc_arg_str(args, "bookmark", true, &a, err)) < 0)
+		return rc;
+	for (size_t i = 0; strlen(a) == 36 && svc->providers[i]; i++)
+		if (svc->providers[i]->forget &&
+		    (rc = svc->providers[i]->forget(svc, a, err)) != -ENOENT) {
+			if (rc == 0) {
+				vss_log("bookmark %s deleted", a);
+				*res = json_pack("{s:s}", "deleted", a);
+			}
+			return rc;
+		}
+	if ((rc = resolve(svc, a, false, &b, err)) < 0)
 		return rc;
 	if (!b.bookmark)
 		return vss_error_set(err, -ENOENT, "shadow copy %s has no bookmark", b.id);

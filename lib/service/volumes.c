@@ -26,6 +26,7 @@
 #include "service/gmt.h"
 #include "service/log.h"
 #include "service/service_i.h"
+#include "provider/rbd/provider.h"
 #include "service/shadows.h"
 #include "service/storage.h"
 #include "service/volumes.h"
@@ -38,7 +39,8 @@ static ssize_t vdev_read(void *ctx, void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
-	n = v->cow ? vss_cow_read(v->cow, buf, len, off) : -EIO;
+	n = v->direct ? v->direct->read(v->direct_ctx, buf, len, off)
+		: v->cow ? vss_cow_read(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return n;
 }
@@ -49,7 +51,8 @@ static ssize_t vdev_write(void *ctx, const void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
-	n = v->cow ? vss_cow_write(v->cow, buf, len, off) : -EIO;
+	n = v->direct ? v->direct->write(v->direct_ctx, buf, len, off)
+		: v->cow ? vss_cow_write(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return n;
 }
@@ -60,7 +63,8 @@ static int vdev_flush(void *ctx)
 	int rc;
 
 	pthread_rwlock_rdlock(&v->gate);
-	rc = v->cow ? vss_cow_flush(v->cow) : -EIO;
+	rc = v->direct ? v->direct->flush(v->direct_ctx)
+		: v->cow ? vss_cow_flush(v->cow) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
 	return rc;
 }
@@ -156,9 +160,11 @@ void svc_volume_put(struct svc_volume *v)
 			vss_log("volume %s: closing the engine failed: %s", v->rec.name,
 				strerror(-rc));
 	}
+	if (v->direct && v->direct->release)
+		v->direct->release(v->direct_ctx);
 	if (v->origin_fd >= 0)
 		close(v->origin_fd);
-	if (v->deleted) {
+	if (v->deleted && !v->direct) {
 		/* A detached diff area's path is no longer its file. */
 		svc_diff_unlink(v->svc, v->rec.diff_path, !v->detached);
 		if (v->rec.owns_backing)
@@ -347,8 +353,10 @@ int svc_volume_serve(struct vss_service *svc, struct svc_volume *v, struct vss_e
 {
 	int rc;
 
-	v->rec.size = vss_cow_size(v->cow);
-	v->rec.block_size = vss_cow_block_size(v->cow);
+	if (v->cow) {
+		v->rec.size = vss_cow_size(v->cow);
+		v->rec.block_size = vss_cow_block_size(v->cow);
+	}
 	svc_volume_get(v);
 	rc = svc->tr->ops->add(svc->tr, VSS_DEVICE_VOLUME, v->rec.name, v->rec.size,
 			       &svc_volume_device_ops, v, err);
@@ -483,11 +491,11 @@ static json_t *volume_json(struct vss_service *svc, struct svc_volume *v)
 			 "size", (json_int_t)v->rec.size,
 			 "block_size", (json_int_t)v->rec.block_size,
 			 "backing", v->rec.backing,
-			 "device", v->cow ? json_string(dev) : json_null(),
+			 "device", v->cow || v->direct ? json_string(dev) : json_null(),
 			 "mount", v->mount_dir ? json_string(v->mount_dir) : json_null(),
 			 "fstype", v->mount_dir ? json_string(v->fstype) : json_null(),
 			 "loop", v->mount_dir ? json_string(v->mount_loop) : json_null(),
-			 "shadows", v->cow ? svc_shadow_count(svc, v)
+			 "shadows", v->cow || v->direct ? svc_shadow_count(svc, v)
 					   : catalog_shadow_count(svc, v->rec.name),
 			 "diff_area", v->rec.diff_path,
 			 "state", state,
@@ -728,11 +736,41 @@ static struct svc_volume *offline_find(struct vss_service *svc, const char *name
 	return NULL;
 }
 
+/* "volume create NAME --rbd POOL/IMAGE": the image is the origin, with no
+ * diff area (provider/rbd). */
+static int create_rbd(struct vss_service *svc, const char *name, const char *spec,
+		      const char *backing, uint64_t size, json_t **res, struct vss_error *err)
+{
+	struct svc_volume *v;
+	int rc;
+
+	if (backing)
+		return vss_error_set(err, -EINVAL, "a volume has a backing file or an RBD image, "
+				     "not both");
+	if ((rc = svc_rbd_volume_create(svc, name, spec, size, &v, err)) < 0)
+		return rc;
+	if ((rc = vss_catalog_volume_put(svc->cat, &v->rec, err)) < 0) {
+		svc->tr->ops->remove(svc->tr, VSS_DEVICE_VOLUME, name);
+		for (struct svc_volume **pp = &svc->volumes; *pp; pp = &(*pp)->next)
+			if (*pp == v) {
+				*pp = v->next;
+				break;
+			}
+		svc_volume_put(v);
+		return rc;
+	}
+	vss_log("volume %s created on RBD image %s: %llu bytes", name, spec,
+		(unsigned long long)v->rec.size);
+	*res = volume_json(svc, v);
+	json_object_set_new(*res, "warnings", json_array());
+	return 0;
+}
+
 int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	struct vss_catalog_volume rec = { 0 };
-	const char *name, *backing;
+	const char *name, *backing, *rbd;
 	char backing_real[PATH_MAX], path[PATH_MAX], diff[PATH_MAX], tag[9];
 	uint64_t size = 0, block_size = VSS_COW_BLOCK_DEFAULT;
 	struct svc_volume *v;
@@ -741,6 +779,7 @@ int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, 
 
 	if ((rc = svc_arg_str(args, "name", true, &name, err)) < 0 ||
 	    (rc = svc_arg_str(args, "backing", false, &backing, err)) < 0 ||
+	    (rc = svc_arg_str(args, "rbd", false, &rbd, err)) < 0 ||
 	    (rc = svc_arg_u64(args, "size", false, &size, err)) < 0 ||
 	    (rc = svc_arg_u64(args, "block_size", false, &block_size, err)) < 0 ||
 	    (rc = check_name(name, err)) < 0)
@@ -750,6 +789,8 @@ int svc_op_volume_create(struct vss_service *svc, const struct svc_caller *who, 
 				     "served: %s; delete it first)", name, v->offline_why);
 	if (svc_volume_find(svc, name) || in_catalog(svc, name))
 		return vss_error_set(err, -EEXIST, "a volume named \"%s\" already exists", name);
+	if (rbd)
+		return create_rbd(svc, name, rbd, backing, size, res, err);
 	if (block_size < VSS_COW_BLOCK_MIN || block_size > VSS_COW_BLOCK_MAX ||
 	    (block_size & (block_size - 1)))
 		return vss_error_set(err, -EINVAL, "block size %llu is not a power of two "
@@ -1079,7 +1120,7 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 	}
 	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 		next = sh->next;
-		if (sh->vol == v)
+		if (svc_shadow_of(sh, v))
 			svc_shadow_remove(svc, sh, "its volume was deleted");
 	}
 	if ((rc = vss_catalog_volume_delete(svc->cat, name, err)) < 0)

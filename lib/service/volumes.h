@@ -41,6 +41,12 @@ struct svc_volume {
 	 * exclusive for a block device (nobody mounts it behind vss's back),
 	 * and what the backing checks compare with; -1 if none. */
 	int origin_fd;
+	/* A volume without an engine (cow NULL: its storage makes its shadows,
+	 * provider/rbd): its device's I/O goes straight to these, under the
+	 * gate; released with the volume.  NULL otherwise.  Set before the
+	 * volume is served, never changed. */
+	const struct vss_device_ops *direct;
+	void *direct_ctx;
 	uint64_t diff_dev, diff_ino;            /* svc->lock: the diff area file the engine has open */
 	bool detached;                          /* svc->lock: that file is no longer at rec.diff_path */
 	char *offline_why;                      /* offline volumes (svc->offline): why not served */

@@ -82,7 +82,9 @@ static int tr_keep(void *arg, const char *shadow, struct vss_error *err)
 	int rc = call(t->a, "bookmark.create", json_pack("{s:s}", "shadow", shadow), &res, err);
 
 	json_decref(res);
-	return rc == -EEXIST ? 0 : rc;
+	/* A shadow whose provider keeps no bookmarks (RBD, for now): nothing
+	 * to keep; the next incremental reads everything and says why. */
+	return rc == -EEXIST || rc == -EOPNOTSUPP ? 0 : rc;
 }
 
 static void tr_drop(void *arg, const char *shadow)
@@ -148,7 +150,9 @@ int cmd_image_create(int argc, char **argv)
 		cli_error(EXIT_FAILED, "%s", err.msg);
 		goto out;
 	}
-	if ((rc = backup_begin(&a, bt, false, "vss-cow", &req)) ||
+	/* No provider forced: a volume's own takes it (vss-cow, or rbd for a
+	 * volume on an RBD image); anything else is refused below. */
+	if ((rc = backup_begin(&a, bt, false, NULL, &req)) ||
 	    (rc = backup_take(req, fors, n, NULL, 0, NULL))) {
 		status = rc;
 		goto out;
@@ -167,9 +171,9 @@ int cmd_image_create(int argc, char **argv)
 			cli_error(EXIT_FAILED, "backup create: no shadow for %s", fors[k]);
 			goto out;
 		}
-		if (!sh.volume || !sh.device || strcmp(sh.provider, "vss-cow") != 0) {
+		if (!sh.volume || !sh.volume[0] || !sh.device) {
 			cli_error(EXIT_FAILED, "backup create: %s is not a vss volume: an image "
-				  "backup reads a vss-cow shadow's device", fors[k]);
+				  "backup reads the device of a volume's shadow", fors[k]);
 			goto out;
 		}
 		snprintf(live, sizeof(live), "%s/dev/volumes/%s", vss_client_run_dir(a.run_dir),

@@ -28,8 +28,9 @@ static int parse_size_opt(const struct cli_args *a, const char *name, json_t *ar
 /*
  * A size vssd would refuse as such is a usage error (exit 2), as one that
  * does not parse is: a block size that is not a power of two from 4K to
- * 1M, and without --backing a size that is 0 or not a multiple of 4K
- * (with --backing the backing's size wins).
+ * 1M, and without --backing or --rbd a size that is 0 or not a multiple
+ * of 4K (with --backing the backing's size wins; with --rbd a size creates
+ * the image if it does not exist).
  */
 static int check_sizes(const struct cli_args *a, uint64_t size, uint64_t block_size)
 {
@@ -37,7 +38,7 @@ static int check_sizes(const struct cli_args *a, uint64_t size, uint64_t block_s
 	    (block_size & (block_size - 1)))
 		return cli_error(EXIT_USAGE, "%s: --block-size: \"%s\" is not a power of two "
 				 "from 4K to 1M", a->cmd, cli_get(a, "block-size"));
-	if (!cli_has(a, "backing") && (size == 0 || size % 4096))
+	if (!cli_has(a, "backing") && (size % 4096 || (size == 0 && !cli_has(a, "rbd"))))
 		return cli_error(EXIT_USAGE, "%s: --size: \"%s\" is not a positive multiple "
 				 "of 4K", a->cmd, cli_get(a, "size"));
 	return 0;
@@ -47,7 +48,7 @@ static int volume_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "size", 0, true }, { "backing", 0, true }, { "block-size", 0, true },
-		{ NULL, 0, false },
+		{ "rbd", 0, true }, { NULL, 0, false },
 	};
 	struct cli_args a;
 	json_t *args, *res;
@@ -57,8 +58,12 @@ static int volume_create(int argc, char **argv)
 
 	if ((rc = cli_parse(&a, "volume create", argc, argv, opts, 1, 1)))
 		return rc;
-	if (!cli_has(&a, "size") && !cli_has(&a, "backing"))
-		return cli_error(EXIT_USAGE, "volume create: --size is needed without --backing");
+	if (cli_has(&a, "rbd") && (cli_has(&a, "backing") || cli_has(&a, "block-size")))
+		return cli_error(EXIT_USAGE, "volume create: --rbd takes neither --backing nor "
+				 "--block-size");
+	if (!cli_has(&a, "size") && !cli_has(&a, "backing") && !cli_has(&a, "rbd"))
+		return cli_error(EXIT_USAGE, "volume create: --size is needed without --backing "
+				 "or --rbd");
 	args = json_pack("{s:s}", "name", a.pos[0]);
 	if ((rc = parse_size_opt(&a, "size", args, "size", &size)) ||
 	    (rc = parse_size_opt(&a, "block-size", args, "block_size", &block_size)) ||
@@ -66,6 +71,8 @@ static int volume_create(int argc, char **argv)
 		json_decref(args);
 		return rc;
 	}
+	if (cli_has(&a, "rbd"))
+		json_object_set_new(args, "rbd", json_string(cli_get(&a, "rbd")));
 	if (cli_has(&a, "backing")) {
 		char *p = cli_abs_path(cli_get(&a, "backing"));
 

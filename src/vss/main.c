@@ -20,6 +20,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "Volumes (root; list: anyone):\n"
 	      "  volume create NAME --size SIZE [--backing PATH] [--block-size SIZE]\n"
+	      "                | NAME --rbd POOL/IMAGE [--size SIZE]\n"
 	      "  volume list [--json]                 (or: list volumes)\n"
 	      "  volume delete NAME [--force]\n"
 	      "  volume mount NAME DIR [--mkfs ext4|xfs|btrfs] [-o|--options OPTIONS]\n"

@@ -22,6 +22,7 @@ static void usage(FILE *f)
 		"            [--max-connections N] [--max-connections-per-user N]\n"
 		"            [--reserved-connections N] [--idle-timeout SECONDS]\n"
 		"            [--frame-timeout SECONDS] [--hold-lease SECONDS] [--hold-max SECONDS]\n"
+		"            [--ceph-conf FILE] [--ceph-id ID]\n"
 		"  --state-dir DIR         catalog, volume backing files, diff areas "
 		"(default $VSS_STATE_DIR or %s)\n"
 		"  --run-dir DIR           socket, devices (default $VSS_RUN_DIR or %s)\n"
@@ -50,6 +51,10 @@ static void usage(FILE *f)
 		"lease\n"
 		"                          (default %u)\n"
 		"  --hold-max SECONDS      no backup or held set lasts longer (default %llu)\n"
+		"RBD volumes (doc/providers.md, \"RBD\"):\n"
+		"  --ceph-conf FILE        the Ceph cluster's config, an absolute path "
+		"(default: Ceph's)\n"
+		"  --ceph-id ID            the Ceph client ID (default admin)\n"
 		"  -h, --help              print this and exit\n"
 		"  --version               print the version and exit\n"
 		"Stays in the foreground and logs to standard error; SIGTERM or SIGINT stops\n"
@@ -111,6 +116,8 @@ int main(int argc, char **argv)
 		{ "frame-timeout", required_argument, NULL, 'F' },
 		{ "hold-lease", required_argument, NULL, 'l' },
 		{ "hold-max", required_argument, NULL, 'm' },
+		{ "ceph-conf", required_argument, NULL, 'c' },
+		{ "ceph-id", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -169,6 +176,12 @@ int main(int argc, char **argv)
 				cfg.hold_lease_ms = (unsigned int)hold;
 			else
 				cfg.hold_max_ms = hold;
+			break;
+		case 'c':
+			cfg.ceph_conf = optarg;
+			break;
+		case 'i':
+			cfg.ceph_id = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -164,6 +164,14 @@ def test_bad_sizes_are_usage_errors(vssd):
         f.truncate(8 << 20)
     vssd.vss("volume", "create", "b", "--backing", img, "--size", "1000")
     assert vssd.volume("b")["size"] == 8 << 20
+    # --rbd takes neither --backing nor --block-size, and a size that is
+    # given must be a multiple of 4K; without librbd or a cluster vssd says so.
+    for extra, msg in [(["--backing", img], "--rbd takes neither"),
+                       (["--block-size", "4K"], "--rbd takes neither"),
+                       (["--size", "1000"], "--size")]:
+        r = vssd.vss("volume", "create", "r", "--rbd", "p/i", *extra, check=False)
+        assert r.returncode == 2 and msg in r.stderr, (extra, r.stderr)
+    assert [v["name"] for v in vssd.json("volume", "list")["volumes"]] == ["lo", "hi", "b"]
 
 
 def test_a_file_whose_tests_all_skip_exits_77(workdir):

@@ -288,6 +288,9 @@ const struct vss_provider_ops svc_provider_btrfs = {
 	.remove = btrfs_remove,
 	.expose = btrfs_expose,
 	.recover = btrfs_recover,
+	.changed = NULL,
+	.keep = NULL,
+	.forget = NULL,
 	.origin_of = btrfs_origin_of,
 	.paths = btrfs_paths,
 };

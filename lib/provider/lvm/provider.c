@@ -344,10 +344,11 @@ static int lvm_storage_resize(struct vss_service *svc, struct svc_shadow *sh, ui
 
 /* Changed blocks between two thin snapshots of one origin, from the pool's
  * metadata (thin_delta). */
-static int lvm_changed(struct vss_service *svc, const struct svc_shadow *from,
+static int lvm_changed(struct vss_service *svc, const char *from_id,
 		       const struct svc_shadow *to, struct vss_cow_extent **ext, size_t *n,
 		       uint64_t *size, uint64_t *unit, struct vss_error *err)
 {
+	const struct svc_shadow *from = svc_shadow_find(svc, from_id);
 	struct vss_lvm_lv a, b;
 	struct vss_lvm_extent *d;
 	vss_cow_id id;
@@ -355,6 +356,11 @@ static int lvm_changed(struct vss_service *svc, const struct svc_shadow *from,
 
 	*ext = NULL;
 	*n = 0;
+	if (!from || from->prov != &svc_provider_lvm)
+		return -ENOENT;     /* no bookmarks: only its own live shadows */
+	if (!to)
+		return vss_error_set(err, -EOPNOTSUPP, "shadow copy %s (lvm): changed blocks only "
+				     "between two of its shadow copies, not up to now", from->rec.id);
 	svc_id_parse(from->rec.id, id);
 	if ((rc = vss_lvm_find(NULL, id, &a, err)) < 0)
 		return rc;
