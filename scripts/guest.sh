@@ -138,6 +138,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 printf '%q ' "$@" >"$run/cmd"
+# The guest's /tmp, /run and /var/{lib,log,tmp} are its own tmpfs: a
+# checkout below one of them (a CI clone in /tmp) is shared apart, read-only,
+# and mounted at its own path over the tmpfs.
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+repo_share=()
+repo_mount=
+case "$repo/" in
+/tmp/* | /run/* | /var/lib/* | /var/log/* | /var/tmp/*)
+  repo_share=(-virtfs "local,path=$repo,mount_tag=hostrepo,security_model=none,readonly=on,multidevs=remap")
+  repo_mount="mkdir -p $(printf '%q' "$repo") && mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose hostrepo $(printf '%q' "$repo")"
+  ;;
+esac
 cat >"$run/stage2" <<EOF
 #!/bin/sh
 # The guest's second stage, from the host's root: modules, environment, CMD.
@@ -148,8 +160,9 @@ while read -r m; do
   busybox insmod $(printf '%q' "$kroot/root/lib/modules/$kver")/"\$m" || echo "guest: insmod \$m failed" >&2
 done <$(printf '%q' "$kroot/guest-modules")
 ln -sf /proc/self/fd /dev/fd 2>/dev/null
+${repo_mount:-:}
 date +%s.%N >/run/vss-guest/t-ready
-cd $(printf '%q' "$PWD") && . /run/vss-guest/cmd >/run/vss-guest/output 2>&1 </dev/null
+{ cd $(printf '%q' "$PWD") && . /run/vss-guest/cmd; } >/run/vss-guest/output 2>&1 </dev/null
 echo \$? >/run/vss-guest/rc
 sync
 poweroff -f
@@ -161,7 +174,7 @@ qemu-system-x86_64 -accel tcg -smp 1 -m "$mem" -nodefaults -nographic -no-reboot
   -append "console=ttyS0 panic=-1 quiet loglevel=4" \
   -serial "file:$run/console" -monitor none \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-  -virtfs "local,path=$run,mount_tag=hostout,security_model=none" &
+  -virtfs "local,path=$run,mount_tag=hostout,security_model=none" "${repo_share[@]}" &
 qpid=$!
 status=0
 timeout_left=$timeout_s
