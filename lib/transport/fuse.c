@@ -21,7 +21,9 @@
  *    returned before it was asked for.
  * The FUSE bdi's dirty pages are bounded (ft_limit_dirty), so that a slow
  * or stopped diff area holds at most that much above the engine and the
- * kernel's dirty-page throttling of other devices is not dragged in.
+ * kernel's dirty-page throttling of other devices is not dragged in; its
+ * readahead is MAX_WRITE, so a cached read reaches a device in requests
+ * as large as a write's.
  *
  * Locking: t->lock protects the node list and every node's nlookup, opens
  * and removed fields.  Reads and writes on an open handle take no lock: the
@@ -588,6 +590,30 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The mount's bdi (/sys/class/bdi/MAJ:MIN, its st_dev): FUSE starts it at
+ * max_ratio 1 with strict_limit, a few tens of MiB on most machines, which
+ * throttles writers long before write-back gets going.  strict_limit is
+ * kept on (the bound holds even when the rest of the machine is clean);
+ * max_bytes sets the bound.
+ */
+static int bdi_write(struct fuse_transport *t, const char *what, uint64_t value)
+{
+	char path[128], text[32];
+	int fd, len;
+	ssize_t w;
+
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/%s", major(t->dev), minor(t->dev),
+		 what);
+	len = snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	w = write(fd, text, (size_t)len);
+	close(fd);
+	return w == len ? 0 : w < 0 ? -errno : -EIO;
+}
+
 static int ft_start(struct vss_transport *base, const char *root, struct vss_error *err)
 {
 	struct fuse_transport *t = (struct fuse_transport *)base;
@@ -621,33 +647,13 @@ static int ft_start(struct vss_transport *base, const char *root, struct vss_err
 	}
 	t->loop_running = true;
 	/* Served now, so stat() is answered: the bdi is named after st_dev. */
-	if (stat(root, &st) == 0 && major(st.st_dev) == 0)
+	if (stat(root, &st) == 0 && major(st.st_dev) == 0) {
 		t->dev = st.st_dev;
+		/* Readahead in requests as large as a write's (a shadow read
+		 * batches its pieces per request); a hint: errors ignored. */
+		(void)bdi_write(t, "read_ahead_kb", MAX_WRITE >> 10);
+	}
 	return 0;
-}
-
-/*
- * The mount's bdi (/sys/class/bdi/MAJ:MIN, its st_dev): FUSE starts it at
- * max_ratio 1 with strict_limit, a few tens of MiB on most machines, which
- * throttles writers long before write-back gets going.  strict_limit is
- * kept on (the bound holds even when the rest of the machine is clean);
- * max_bytes sets the bound.
- */
-static int bdi_write(struct fuse_transport *t, const char *what, uint64_t value)
-{
-	char path[128], text[32];
-	int fd, len;
-	ssize_t w;
-
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/%s", major(t->dev), minor(t->dev),
-		 what);
-	len = snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	w = write(fd, text, (size_t)len);
-	close(fd);
-	return w == len ? 0 : w < 0 ? -errno : -EIO;
 }
 
 static int ft_limit_dirty(struct vss_transport *base, uint64_t bytes)
