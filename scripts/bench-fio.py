@@ -1,14 +1,20 @@
 #!/usr/bin/python3
 """bench-fio: what a shadow copy costs a filesystem's random writes.
 
-Runs fio (random 4 KiB writes, direct I/O, libaio, iodepth 16) on ext4 over
+Runs fio (random 4 KiB writes, direct I/O, libaio, iodepth 16, end_fsync=1;
+IOPS are the writes over the wall time of the run, final fsync included)
+on ext4 over
   1. a vss volume (vssd, FUSE device, loop device): no shadow, 1 shadow,
      64 shadows, then 1 persistent shadow;
   2. a plain file on a loop device (no FUSE, no engine): the floor;
   3. qemu-storage-daemon exporting a qcow2 image through FUSE, then with
      1 and 64 external snapshots (QMP blockdev-snapshot-sync).
 and prints IOPS with ratios to each stack's own no-snapshot run and to the
-plain loop device.  Then it reads: the file (sequential 1 MiB direct reads)
+plain loop device; then sequential 1 MiB direct writes (iodepth 4,
+end_fsync=1, MiB/s over the wall time) on each stack with one shadow
+(snapshot) and on the plain loop device.  Under the vss volume's random
+writes it takes sets one after another and prints the freeze time's median,
+p99 and maximum.  Then it reads: the file (sequential 1 MiB direct reads)
 from the live volume and from two exposed shadows, one with about a quarter
 of the file's blocks copied since it was taken and one with about 3%, each
 cold (every cache dropped first: `drop_caches`) and warm (the engine's files
@@ -18,6 +24,7 @@ this part.  Between two of the 64 shadows (snapshots) a burst of
 that the runs differ only in what is measured.
 
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
+                              [--no-reads] [--freezes 40] [--read-passes 5]
 
 Needs root, fio, mkfs.ext4, losetup, qemu-img and qemu-storage-daemon (the
 qemu rows are skipped without them).  Works in a private temporary
@@ -43,17 +50,58 @@ def run(*cmd, **kw):
     return subprocess.run([str(c) for c in cmd], **kw)
 
 
-def fio(path, runtime, size, name="bench"):
-    """Returns write IOPS of random 4 KiB direct writes at iodepth 16."""
+def fio(path, runtime, size, name="bench", rw="randwrite", bs="4k", iodepth=16):
+    """Random 4 KiB direct writes at iodepth 16 (or @rw, @bs, @iodepth) for
+    @runtime seconds and a final fsync: writes (or MiB for 1M blocks) per
+    second of the wall time, the fsync included (a cache that only
+    postpones the writes gains nothing)."""
     common = ["fio", "--name=" + name, "--filename=" + path, "--size=" + size,
               "--ioengine=libaio", "--direct=1", "--output-format=json"]
     if not os.path.exists(path):   # lay the file out: the runs then overwrite
         run(*common, "--rw=write", "--bs=1M", "--iodepth=4", capture_output=True)
-    run(*common, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--time_based",
-        "--runtime=3", capture_output=True)  # warm-up
-    out = run(*common, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--time_based",
-              "--runtime=%d" % runtime, capture_output=True, text=True).stdout
-    return json.loads(out[out.index("{"):])["jobs"][0]["write"]["iops"]
+    run(*common, "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % iodepth, "--time_based",
+        "--runtime=3", "--end_fsync=1", capture_output=True)  # warm-up
+    # What earlier runs left dirty on the host (a diff area is not synced
+    # by a flush while no shadow is persistent) is not this run's to pay.
+    run("sync")
+    t0 = time.monotonic()
+    out = run(*common, "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % iodepth,
+              "--time_based", "--runtime=%d" % runtime, "--end_fsync=1",
+              capture_output=True, text=True).stdout
+    wall = time.monotonic() - t0
+    w = json.loads(out[out.index("{"):])["jobs"][0]["write"]
+    if bs == "1M":
+        return w["io_bytes"] / 2 ** 20 / wall
+    return w["total_ios"] / wall
+
+
+def fio_seq(path, runtime, size):
+    """MiB/s of sequential 1 MiB direct writes at iodepth 4, final fsync included."""
+    return fio(path, runtime, size, name="seq", rw="write", bs="1M", iodepth=4)
+
+
+def freezes_under_load(v, mnt, f, args):
+    """frozen_ms of sets taken one after another while fio writes @f."""
+    p = subprocess.Popen(["fio", "--name=load", "--filename=" + f, "--size=" + args.size,
+                          "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
+                          "--iodepth=16", "--time_based", "--runtime=600"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    frozen = []
+    try:
+        time.sleep(3)
+        for _ in range(args.freezes):
+            out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
+            frozen.append(out["frozen_ms"])
+            v("delete", "shadows", "--all", "--quiet")
+            time.sleep(0.2)
+    finally:
+        stop_process(p, signal.SIGINT)
+    return frozen
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def fio_burst(path, size, name="burst", amount="8M"):
@@ -163,7 +211,7 @@ def stop_process(p, sig=signal.SIGTERM):
             p.wait()
 
 
-def bench_vss(args, work, cl):
+def bench_vss(args, work, cl, seq):
     vssd = os.path.join(args.build, "src", "vssd", "vssd")
     vss = os.path.join(args.build, "src", "vss", "vss")
     run_dir, state = os.path.join(work, "vss-run"), os.path.join(work, "vss-state")
@@ -206,14 +254,23 @@ def bench_vss(args, work, cl):
     v("delete", "shadows", "--all", "--quiet")
     v("create", "shadow", "--for", mnt, "--persistent", "--json")
     rows.append(("vss volume (persistent)", 1, fio(f, args.runtime, args.size)))
-    print("vss: freeze time per set: min %.1f ms, median %.1f ms, max %.1f ms; "
+    print("vss: freeze time per set, idle: min %.1f ms, median %.1f ms, max %.1f ms; "
           "diff area used %.0f MiB" % (min(frozen), sorted(frozen)[len(frozen) // 2],
                                       max(frozen), st["used"] / 2 ** 20))
-    bench_vss_reads(args, work, cl, v, mnt, f)
+    v("delete", "shadows", "--all", "--quiet")
+    v("create", "shadow", "--for", mnt, "--json")
+    seq.append(("vss volume", 1, fio_seq(f, args.runtime, args.size)))
+    v("delete", "shadows", "--all", "--quiet")
+    frozen = freezes_under_load(v, mnt, f, args)
+    print("vss: freeze time per set under fio randwrite (%d sets): median %.1f ms, "
+          "p99 %.1f ms, max %.1f ms" % (len(frozen), pct(frozen, 0.5), pct(frozen, 0.99),
+                                       max(frozen)), flush=True)
+    if not args.no_reads:
+        bench_vss_reads(args, work, cl, v, mnt, f)
     return rows
 
 
-def bench_loop(args, work, cl):
+def bench_loop(args, work, cl, seq):
     img, mnt = os.path.join(work, "plain.img"), os.path.join(work, "plain-mnt")
     run("truncate", "-s", args.volume, img)
     dev = run("losetup", "--find", "--show", "--direct-io=on", "--sector-size", "4096",
@@ -223,7 +280,10 @@ def bench_loop(args, work, cl):
     os.mkdir(mnt)
     run("mount", dev, mnt)
     cl.add(umount, mnt)
-    return [("plain loop file", 0, fio(os.path.join(mnt, "fio.dat"), args.runtime, args.size))]
+    f = os.path.join(mnt, "fio.dat")
+    rows = [("plain loop file", 0, fio(f, args.runtime, args.size))]
+    seq.append(("plain loop file", 0, fio_seq(f, args.runtime, args.size)))
+    return rows
 
 
 class QMP:
@@ -250,7 +310,7 @@ class QMP:
                 raise RuntimeError("QMP %s: %s" % (name, r["error"]))
 
 
-def bench_qemu(args, work, cl):
+def bench_qemu(args, work, cl, seq):
     if not shutil.which("qemu-storage-daemon") or not shutil.which("qemu-img"):
         print("qemu-storage-daemon or qemu-img missing: no qemu rows", file=sys.stderr)
         return []
@@ -296,7 +356,10 @@ def bench_qemu(args, work, cl):
               "snapshot-file": os.path.join(work, "snap%d.qcow2" % i),
               "snapshot-node-name": "snap%d" % i, "format": "qcow2"})
         top = "snap%d" % i
-        if i in (1, 64):
+        if i == 1:
+            rows.append(("qemu qcow2 FUSE", i, fio(f, args.runtime, args.size)))
+            seq.append(("qemu qcow2 FUSE", i, fio_seq(f, args.runtime, args.size)))
+        if i == 64:
             rows.append(("qemu qcow2 FUSE", i, fio(f, args.runtime, args.size)))
     return rows
 
@@ -312,6 +375,8 @@ def main():
     ap.add_argument("--reads", action="store_true",
                     help="only the vss read measurements")
     ap.add_argument("--read-passes", type=int, default=5, help="passes of the reads")
+    ap.add_argument("--no-reads", action="store_true", help="skip the vss read measurements")
+    ap.add_argument("--freezes", type=int, default=40, help="sets taken under load")
     args = ap.parse_args()
     if args.reads:
         args.only = ["vss"]
@@ -322,25 +387,38 @@ def main():
     cl = Cleanup()
     cl.add(shutil.rmtree, work, True)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
-    rows = []
+    rows, seq = [], []
     try:
         for name, fn in (("vss", bench_vss), ("loop", bench_loop), ("qemu", bench_qemu)):
             if not args.only or name in args.only:
-                rows += fn(args, work, cl)
+                rows += fn(args, work, cl, seq)
+                print("%s: %s; sequential: %s" % (name, rows, seq), file=sys.stderr,
+                      flush=True)
     finally:
         cl.run()
     if not rows:
         return
     floor = next((r[2] for r in rows if r[0] == "plain loop file"), None)
+    qemu1 = next((r[2] for r in rows if r[0] == "qemu qcow2 FUSE" and r[1] == 1), None)
     base = {}
-    print("\nfio randwrite 4k, direct, libaio, iodepth 16, %d s, file %s, on ext4:"
-          % (args.runtime, args.size))
-    print("%-24s %9s %10s %12s %12s" % ("stack", "shadows", "IOPS", "vs own 0", "vs loop"))
+    print("\nfio randwrite 4k, direct, libaio, iodepth 16, %d s + end_fsync, file %s, "
+          "on ext4; IOPS over the wall time:" % (args.runtime, args.size))
+    print("%-24s %9s %10s %12s %12s %12s" % ("stack", "shadows", "IOPS", "vs own 0",
+                                            "vs loop", "vs qemu 1"))
     for stack, n, iops in rows:
         key = stack.split(" (")[0]      # a variant is compared with its stack's 0
         base.setdefault(key, iops)
-        print("%-24s %9d %10.0f %12.2f %12s" % (stack, n, iops, iops / base[key],
-              "%.2f" % (iops / floor) if floor else "-"))
+        print("%-24s %9d %10.0f %12.2f %12s %12s" % (
+            stack, n, iops, iops / base[key], "%.2f" % (iops / floor) if floor else "-",
+            "%.2f" % (iops / qemu1) if qemu1 else "-"))
+    if seq:
+        sfloor = next((r[2] for r in seq if r[0] == "plain loop file"), None)
+        print("\nfio write 1M (sequential), direct, libaio, iodepth 4, %d s + end_fsync, "
+              "MiB/s over the wall time:" % args.runtime)
+        print("%-24s %9s %10s %12s" % ("stack", "shadows", "MiB/s", "vs loop"))
+        for stack, n, mibs in seq:
+            print("%-24s %9d %10.0f %12s" % (stack, n, mibs,
+                  "%.2f" % (mibs / sfloor) if sfloor else "-"))
 
 
 if __name__ == "__main__":

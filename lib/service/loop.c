@@ -4,9 +4,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <linux/loop.h>
@@ -27,21 +30,16 @@ static int configure(int loop_fd, int file_fd, const char *file, bool read_only,
 	return ioctl(loop_fd, LOOP_CONFIGURE, &cfg) < 0 ? -errno : 0;
 }
 
-int vss_loop_attach(const char *file, bool read_only, char dev[VSS_LOOP_NAME_MAX],
-		    int *fd, struct vss_error *err)
+int vss_loop_attach(int file_fd, const char *file, bool read_only, bool dio,
+		    char dev[VSS_LOOP_NAME_MAX], int *fd, struct vss_error *err)
 {
-	int ctl, file_fd, loop_fd = -1, rc = 0;
+	int ctl, loop_fd = -1, rc = 0;
 
 	*fd = -1;
-	file_fd = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (file_fd < 0)
-		return vss_error_set(err, -errno, "cannot open %s: %s", file, strerror(errno));
 	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0) {
-		rc = vss_error_set(err, -errno, "cannot open /dev/loop-control: %s",
-				   strerror(errno));
-		goto out;
-	}
+	if (ctl < 0)
+		return vss_error_set(err, -errno, "cannot open /dev/loop-control: %s",
+				     strerror(errno));
 	/* Another process may take the free device first: try a few times. */
 	for (int tries = 0; tries < 16; tries++) {
 		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
@@ -59,8 +57,8 @@ int vss_loop_attach(const char *file, bool read_only, char dev[VSS_LOOP_NAME_MAX
 				continue;
 			break;
 		}
-		rc = configure(loop_fd, file_fd, file, read_only, true);
-		if (rc == -EINVAL)  /* no direct I/O on this file: buffered then */
+		rc = configure(loop_fd, file_fd, file, read_only, dio);
+		if (rc == -EINVAL && dio)  /* no direct I/O on this file: buffered then */
 			rc = configure(loop_fd, file_fd, file, read_only, false);
 		if (rc == 0)
 			break;
@@ -79,8 +77,35 @@ int vss_loop_attach(const char *file, bool read_only, char dev[VSS_LOOP_NAME_MAX
 		rc = vss_error_set(err, -EBUSY, "cannot find a free loop device");
 	}
 	close(ctl);
-out:
-	close(file_fd);
+	return rc;
+}
+
+int vss_loop_limit_dirty(const char *dev, uint64_t bytes)
+{
+	struct stat st;
+	int rc = 0;
+
+	if (stat(dev, &st) < 0)
+		return -errno;
+	if (!S_ISBLK(st.st_mode))
+		return -ENOTBLK;
+	/* The kernel's defaults for a block device: max_ratio 100, no strict
+	 * limit; writing max_ratio also sets max_bytes to match. */
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		char path[96], text[32];
+		int fd, len;
+
+		snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/%s", major(st.st_rdev),
+			 minor(st.st_rdev), i == 0 ? "strict_limit" :
+			 bytes ? "max_bytes" : "max_ratio");
+		len = snprintf(text, sizeof(text), "%" PRIu64 "\n",
+			       i == 0 ? (bytes ? 1 : 0) : bytes ? bytes : 100);
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+			return -errno;
+		if (write(fd, text, (size_t)len) != len)
+			rc = -errno;
+		close(fd);
+	}
 	return rc;
 }
 

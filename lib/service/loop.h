@@ -8,19 +8,32 @@
 #define VSS_SERVICE_LOOP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <vss/error.h>
 
 #define VSS_LOOP_NAME_MAX 32
 
 /*
- * Attaches @file to a free loop device (LOOP_CTL_GET_FREE + LOOP_CONFIGURE,
- * 4 KiB logical blocks, direct I/O when the file allows it).  On success
- * @dev holds "/dev/loopN" and *@fd an open descriptor on it, which keeps the
- * device alive until the caller has mounted it and closes the descriptor.
+ * Attaches @file_fd (the caller's, still open after; @file is its path,
+ * recorded as the backing file) to a free loop device (LOOP_CTL_GET_FREE +
+ * LOOP_CONFIGURE, 4 KiB logical blocks, direct I/O if @dio and the file
+ * allows it, else through the page cache).  On success @dev holds
+ * "/dev/loopN" and *@fd an open descriptor on it, which keeps the device
+ * alive until the caller has mounted it and closes the descriptor.
  */
-int vss_loop_attach(const char *file, bool read_only, char dev[VSS_LOOP_NAME_MAX],
-		    int *fd, struct vss_error *err);
+int vss_loop_attach(int file_fd, const char *file, bool read_only, bool dio,
+		    char dev[VSS_LOOP_NAME_MAX], int *fd, struct vss_error *err);
+
+/*
+ * Bounds what the filesystem on the loop device @dev may hold dirty to
+ * @bytes, always (its bdi's max_bytes and strict_limit): so that a stopped
+ * or slow vssd holds back that much, not the machine's whole dirty limit,
+ * which would stall writers to every other device.  With 0, gives the
+ * device the kernel's defaults back (loop devices outlive their use, and
+ * the next user expects those).  0 or -errno.
+ */
+int vss_loop_limit_dirty(const char *dev, uint64_t bytes);
 
 /* Detaches a loop device now (LOOP_CLR_FD); -ENXIO if already free. */
 int vss_loop_detach(const char *dev);

@@ -604,6 +604,9 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		svc->tr = NULL;
 		goto fail;
 	}
+	if (svc->tr->ops->limit_dirty && (rc = svc->tr->ops->limit_dirty(svc->tr, 0)) < 0)
+		vss_log("the device tree keeps the kernel's bound on its dirty pages (%s): "
+			"writes to mounted volumes are slower", strerror(-rc));
 	if ((rc = pthread_create(&svc->ev_thread, NULL, housekeeper, svc)) != 0) {
 		rc = vss_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));
 		goto fail;

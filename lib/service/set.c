@@ -14,9 +14,13 @@
  *      the very filesystem it froze); refuse a volume twice.  Other
  *      providers' filesystems are never frozen (a btrfs snapshot of a frozen
  *      btrfs waits for the thaw);
- *   2. start the guardian for the filesystems to freeze (guardian.h), then
- *      FIFREEZE each: the filesystem flushes itself through its loop device
- *      and our device into the engine, so it is clean on the volume;
+ *   2. settle the filesystems to freeze (freezer->settle: their dirty pages,
+ *      and the device tree's page cache under them, written back with the
+ *      tree's dirty bound lowered, so that the freeze has little to write),
+ *      start the guardian for them (guardian.h), then FIFREEZE each: the
+ *      filesystem flushes itself through its loop device and our device
+ *      (the writeback cache's dirty pages, then FSYNC) into the engine, and
+ *      the loop device is flushed once more, so it is clean on the volume;
  *   3. close the gate of every volume of the set (vol->gate for writing):
  *      writes in flight finish, new ones wait; every write acknowledged
  *      until now is in the engine;
@@ -27,7 +31,7 @@
  *      snapshot per subvolume, one LVM snapshot per LV, which resumes it):
  *      the set's single instant;
  *   5. open the gates, resume what a failed commit left held, FITHAW in
- *      reverse order, release the guardian;
+ *      reverse order, release the guardian, lift the lowered dirty bound;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
  * With allow_live a member whose provider fails at prepare or commit is
  * read live instead (fall_back; after a failed commit, once the set is
@@ -53,6 +57,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,14 +86,64 @@ static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n,
 	return vss_guardian_start(dirs, n, &cfg, (struct vss_guardian **)guard, err);
 }
 
+/*
+ * What the device tree may hold dirty while a set is settled and frozen:
+ * what FIFREEZE's flush, inside the freeze, may still have to write back
+ * (doc/service.md, "Freeze time").
+ */
+#define SETTLE_DIRTY_BYTES (16u << 20)
+
+static void fs_settle(struct vss_service *svc, const char *const *dirs, size_t n, bool on)
+{
+	struct vss_transport *tr = svc->tr;
+	int rc;
+
+	if (!tr->ops->limit_dirty)
+		return;
+	if ((rc = tr->ops->limit_dirty(tr, on ? SETTLE_DIRTY_BYTES : 0)) < 0) {
+		vss_log("cannot %s the dirty bound of the device tree: %s", on ? "lower" : "lift",
+			strerror(-rc));
+		if (on)
+			return;
+	}
+	for (size_t i = 0; on && i < n; i++) {
+		int fd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		/* Freezing checks the mount properly; this is only a head start. */
+		if (fd >= 0) {
+			syncfs(fd);
+			close(fd);
+		}
+	}
+}
+
 static int fs_freeze(const char *dir, const char *loop, const char *volume,
 		     struct vss_error *err)
 {
+	int rc, fd;
+
 	/* Only ever freeze what vss mounted on its own volume. */
 	if (!vss_fs_mounted_from(loop, dir))
 		return vss_error_set(err, -ESTALE, "%s is no longer mounted from volume %s", dir,
 				     volume);
-	return vss_fs_freeze(dir, err);
+	if ((rc = vss_fs_freeze(dir, err)) < 0)
+		return rc;
+	/* The loop device's flush fsyncs our device file: the kernel writes
+	 * its dirty pages back, then the engine flushes.  FIFREEZE did it
+	 * already unless the filesystem was mounted without barriers; this is
+	 * cheap when there is nothing left. */
+	fd = open(loop, O_RDONLY | O_CLOEXEC);
+	rc = fd < 0 || fsync(fd) < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0) {
+		vss_error_set(err, rc, "cannot flush %s (volume %s) once frozen: %s", loop,
+			      volume, strerror(-rc));
+		if (vss_fs_thaw(dir, NULL) < 0)
+			vss_log("volume %s: %s stays frozen until the guardian thaws it", volume,
+				dir);
+	}
+	return rc;
 }
 
 static int fs_release(void *guard)
@@ -97,6 +152,7 @@ static int fs_release(void *guard)
 }
 
 const struct svc_freezer_ops svc_freezer_fs = {
+	.settle = fs_settle,
 	.guard = fs_guard,
 	.freeze = fs_freeze,
 	.thaw = vss_fs_thaw,
@@ -389,6 +445,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	struct svc_set *set;
 	void *guard = NULL;
 	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
+	bool settled = false;
 	int rc, grc = 0;
 
 	svc_assert_locked(svc);
@@ -405,7 +462,11 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	for (size_t i = 0; i < set->n; i++)
 		if (set->m[i].hold_dev)
 			held[nheld++] = set->m[i].hold_dev;
-	/* 2. freeze: the guardian first, so that nothing stays frozen whatever happens */
+	/* 2. freeze: settled, then the guardian, so that nothing stays frozen
+	 * whatever happens */
+	settled = set->nfreeze > 0 && svc->freezer->settle;
+	if (settled)
+		svc->freezer->settle(svc, dirs, set->nfreeze, true);
 	if (set->nfreeze > 0 || nheld > 0) {
 		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard,
 					      err)) < 0)
@@ -432,6 +493,9 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		t_thawed = mono_ns();
 		grc = svc->freezer->release(guard);
 	}
+	if (settled)
+		svc->freezer->settle(svc, dirs, set->nfreeze, false);
+	settled = false;
 	if (rc == 0 && (grc == -ETIMEDOUT ||
 			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
 		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
@@ -465,6 +529,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 abort:
 	unhold_members(svc, set);
 	thaw_members(svc, set);
+	if (settled)
+		svc->freezer->settle(svc, dirs, set->nfreeze, false);
 	abort_set(svc, set);
 	vss_log("set %s aborted: %s", set->id, err->msg);
 	svc_set_free(set);

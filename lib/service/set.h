@@ -27,6 +27,12 @@ struct vss_service;
  * (the guardian and FIFREEZE) unless a test gave its own.
  */
 struct svc_freezer_ops {
+	/* Before the guardian and the freeze, with @on, and after the thaw,
+	 * without: writes back what is cached above the engine for @dirs with
+	 * the device tree's dirty pages bounded low, so that the freeze has
+	 * little left to write; without @on, lifts that bound again.  Failing
+	 * only costs freeze time: returns nothing.  May be NULL. */
+	void (*settle)(struct vss_service *svc, const char *const *dirs, size_t n, bool on);
 	/* Before the first freeze or hold: starts what thaws @dirs and resumes
 	 * the held device-mapper devices @held on its own if vssd dies or the
 	 * freeze lasts past svc->freeze_limit_ms (the guardian), and waits
@@ -34,7 +40,9 @@ struct svc_freezer_ops {
 	int (*guard)(struct vss_service *svc, const char *const *dirs, size_t n,
 		     const dev_t *held, size_t nheld, void **guard, struct vss_error *err);
 	/* FIFREEZE of the mount point @dir, refused unless it is still
-	 * mounted from the loop device @loop (the volume @volume's). */
+	 * mounted from the loop device @loop (the volume @volume's), then a
+	 * flush of @loop, so that nothing the filesystem wrote is left in a
+	 * cache above the engine (whatever its barrier options). */
 	int (*freeze)(const char *dir, const char *loop, const char *volume,
 		      struct vss_error *err);
 	/* FITHAW of @dir. */

@@ -499,7 +499,7 @@ int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
 		return sh->prov->expose(svc, sh, dirfd, flags, res, err);
 	sh->prov->location(svc, sh, dev, sizeof(dev));
 	snprintf(what, sizeof(what), "shadow %s", sh->rec.id);
-	if ((rc = svc_mount_device(dev, flags | VSS_FS_SHADOW, dirfd, NULL, NULL, NULL, what,
+	if ((rc = svc_mount_device(svc, dev, flags | VSS_FS_SHADOW, dirfd, NULL, NULL, NULL, what,
 				   loop, &fstype, &m, err)) < 0)
 		return rc;
 	if (!(sh->expose_dir = strdup(m.dir))) {

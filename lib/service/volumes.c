@@ -1027,6 +1027,7 @@ void svc_refresh_mounts(struct vss_service *svc)
 int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 		      struct vss_error *err)
 {
+	bool lazy = false;
 	int rc;
 
 	if (!v->mount_dir)
@@ -1037,10 +1038,15 @@ int svc_volume_umount(struct vss_service *svc, struct svc_volume *v, bool force,
 			vss_log("volume %s: %s is busy; synced and detached lazily", v->rec.name,
 				v->mount_dir);
 			vss_fs_umount_force(v->mount_dir);
+			lazy = true;
 		}
 	} else if ((rc = vss_fs_umount(v->mount_dir, err)) < 0) {
 		return rc;
 	}
+	/* Unless still in use (lazily detached): the loop device outlives us. */
+	if (!lazy && (rc = vss_loop_limit_dirty(v->mount_loop, 0)) < 0)
+		vss_log("volume %s: %s keeps vssd's bound on its dirty pages: %s", v->rec.name,
+			v->mount_loop, strerror(-rc));
 	vss_log("volume %s unmounted from %s", v->rec.name, v->mount_dir);
 	forget_mount(v);
 	return 0;
@@ -1138,16 +1144,36 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 	return 0;
 }
 
-int svc_mount_device(const char *file, unsigned int flags, int dirfd, const char *mkfs,
-		     const char *fstype, const char *options, const char *what,
-		     char loop[VSS_LOOP_NAME_MAX], const char **found,
+/*
+ * What a filesystem on a volume may hold dirty (in its loop device's bdi),
+ * above what the device tree may (transport/fuse.c): doc/service.md.
+ */
+#define LOOP_DIRTY_MAX_BYTES (256ull << 20)
+
+int svc_mount_device(struct vss_service *svc, const char *file, unsigned int flags,
+		     int dirfd, const char *mkfs, const char *fstype, const char *options,
+		     const char *what, char loop[VSS_LOOP_NAME_MAX], const char **found,
 		     struct vss_fs_mounted *mounted, struct vss_error *err)
 {
 	bool shadow = flags & VSS_FS_SHADOW;
-	int rc, fd;
+	int oflags = shadow ? O_RDONLY : O_RDWR;
+	int rc, fd, file_fd;
 
-	if ((rc = vss_loop_attach(file, shadow, loop, &fd, err)) < 0)
+	/* Through the page cache when the transport offers it (the write
+	 * path and caching, doc/service.md), else direct as before. */
+	if (svc->tr->ops->open_cached)
+		rc = svc->tr->ops->open_cached(svc->tr, file, oflags, &file_fd);
+	else
+		rc = (file_fd = open(file, oflags | O_CLOEXEC)) < 0 ? -errno : 0;
+	if (rc < 0)
+		return vss_error_set(err, rc, "cannot open %s: %s", file, strerror(-rc));
+	rc = vss_loop_attach(file_fd, file, shadow, !svc->tr->ops->open_cached, loop, &fd, err);
+	close(file_fd);
+	if (rc < 0)
 		return rc;
+	if (!shadow && (rc = vss_loop_limit_dirty(loop, LOOP_DIRTY_MAX_BYTES)) < 0)
+		vss_log("%s: the filesystem on %s keeps the kernel's bound on its dirty pages: %s",
+			what, loop, strerror(-rc));
 	if (mkfs && (rc = vss_fs_mkfs(mkfs, loop, err)) < 0)
 		goto out;
 	if (!(*found = vss_fs_detect(loop)))
@@ -1182,7 +1208,7 @@ int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *
 		return rc;
 	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
 	snprintf(what, sizeof(what), "volume %s", v->rec.name);
-	rc = svc_mount_device(dev, 0, dirfd, mkfs, fstype, options, what, loop, &found, &m, err);
+	rc = svc_mount_device(svc, dev, 0, dirfd, mkfs, fstype, options, what, loop, &found, &m, err);
 	close(dirfd);
 	if (rc < 0)
 		return rc;

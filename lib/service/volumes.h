@@ -101,16 +101,17 @@ int svc_resolve_target(struct vss_service *svc, const char *target,
  * operation. */
 void svc_refresh_mounts(struct vss_service *svc);
 /*
- * Attaches @file to a loop device (read-only with VSS_FS_SHADOW in @flags),
+ * Attaches @file, a device in svc->tr's tree, opened through the page cache
+ * (open_cached), to a loop device (read-only with VSS_FS_SHADOW in @flags),
  * makes a @mkfs filesystem on it unless NULL, and mounts what it holds on
  * the directory @dirfd (svc_mountpoint_open()) with @options and @flags
  * (fs.h: a shadow is read-only, nosuid, nodev, noexec unless VSS_FS_EXEC),
  * refusing anything but ext4, xfs or btrfs, or but @fstype if not NULL.
  * @what names it in messages.  The loop device goes away with the mount.
  */
-int svc_mount_device(const char *file, unsigned int flags, int dirfd, const char *mkfs,
-		     const char *fstype, const char *options, const char *what,
-		     char loop[VSS_LOOP_NAME_MAX], const char **found,
+int svc_mount_device(struct vss_service *svc, const char *file, unsigned int flags,
+		     int dirfd, const char *mkfs, const char *fstype, const char *options,
+		     const char *what, char loop[VSS_LOOP_NAME_MAX], const char **found,
 		     struct vss_fs_mounted *mounted, struct vss_error *err);
 /* Mounts @v at @dir (made first with SVC_MOUNT_MKDIR in @how, else it must
  * exist; svc_mountpoint_open()): a loop device on its device, mkfs.@mkfs

@@ -3,24 +3,45 @@
  * multi-threaded).  Inodes: 1 the root, 2 "volumes", 3 "shadows", then one
  * per device, never reused while the daemon runs.
  *
- * Caching: every device file is opened with direct_io and the mount has no
- * writeback cache, so a write is acknowledged to the kernel only after the
- * device's write() returned, and nothing acknowledged sits in a cache above
- * the engine when a shadow is taken.  fsync (which is also what a loop
- * device turns a filesystem's flush into) calls the device's flush().
+ * Caching (doc/service.md, "The write path and caching"): the mount has the
+ * FUSE writeback cache, and a device file has two kinds of opens.
+ *  - Cached: the open a loop device sits on, made by vssd itself through
+ *    ft_open_cached() (the opener's thread is what tells it apart).  It goes
+ *    through the page cache: a write is acknowledged once it is a dirty
+ *    page, the kernel writes dirty pages back in large requests, and a
+ *    flush of the loop device (what a filesystem's flush, sync or FIFREEZE
+ *    becomes) fsyncs the file: the kernel writes every dirty page back and
+ *    only then sends FSYNC, which calls the device's flush().  keep_cache
+ *    is off, so each such open starts with an empty cache: nothing read
+ *    before a revert or a restore of the origin survives into the next
+ *    mount.
+ *  - Direct: every other open (a raw volume's users, vss itself, tools) is
+ *    direct_io, as before: a write is acknowledged only after the device's
+ *    write() returned, so a shadow of a raw volume holds every write that
+ *    returned before it was asked for.
+ * The FUSE bdi's dirty pages are bounded (ft_limit_dirty), so that a slow
+ * or stopped diff area holds at most that much above the engine and the
+ * kernel's dirty-page throttling of other devices is not dragged in; its
+ * readahead is MAX_WRITE, so a cached read reaches a device in requests
+ * as large as a write's.
  *
  * Locking: t->lock protects the node list and every node's nlookup, opens
  * and removed fields.  Reads and writes on an open handle take no lock: the
  * handle holds the node (opens > 0), so its ops and ctx stay valid.
+ * t->cached_lock serializes cached opens; t->cached_tid is the thread making
+ * one (0: none), read without the lock by op_open.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +57,14 @@
 
 #define ATTR_TIMEOUT 3600.0   /* a device's attributes never change */
 #define MAX_WRITE    (1u << 20)
+/*
+ * The most the device tree may hold dirty in the page cache, all devices
+ * together (they share the mount's bdi): what a flush, and so a freeze,
+ * may have to write back.  doc/service.md has the measurements.
+ */
+#define DIRTY_MAX_BYTES (1ull << 30)
+/* Where that is more than the machine's own dirty limit: a share of it. */
+#define DIRTY_MAX_RATIO 25
 
 struct fnode {
 	struct fnode *next;
@@ -66,6 +95,9 @@ struct fuse_transport {
 	bool loop_done;
 	char *root;
 	struct timespec start;
+	dev_t dev;                      /* the mount's, for its bdi; 0 until known */
+	pthread_mutex_t cached_lock;
+	_Atomic pid_t cached_tid;       /* the thread in ft_open_cached(), or 0 */
 };
 
 static struct fuse_transport *ft_of(fuse_req_t req)
@@ -150,8 +182,9 @@ static void node_attr(const struct fnode *n, struct stat *st)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	/* No writeback cache: see the comment at the top. */
-	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* See the comment at the top: only cached opens use it. */
+	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
@@ -379,7 +412,9 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_transport *t = ft_of(req);
+	pid_t tid = atomic_load(&t->cached_tid);
 	struct fnode *n;
+	bool cached;
 	int err = 0;
 
 	if (ino < INO_FIRST) {
@@ -400,8 +435,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)n;
-	fi->direct_io = 1;
-	fi->keep_cache = 0;
+	cached = tid != 0 && fuse_req_ctx(req)->pid == tid;
+	fi->direct_io = !cached;
+	fi->keep_cache = 0;     /* a cached open starts clean (the top) */
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* The opener was interrupted: the kernel will send no release. */
 		const struct vss_device_ops *ops;
@@ -554,12 +590,37 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The mount's bdi (/sys/class/bdi/MAJ:MIN, its st_dev): FUSE starts it at
+ * max_ratio 1 with strict_limit, a few tens of MiB on most machines, which
+ * throttles writers long before write-back gets going.  strict_limit is
+ * kept on (the bound holds even when the rest of the machine is clean);
+ * max_bytes sets the bound.
+ */
+static int bdi_write(struct fuse_transport *t, const char *what, uint64_t value)
+{
+	char path[128], text[32];
+	int fd, len;
+	ssize_t w;
+
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/%s", major(t->dev), minor(t->dev),
+		 what);
+	len = snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	w = write(fd, text, (size_t)len);
+	close(fd);
+	return w == len ? 0 : w < 0 ? -errno : -EIO;
+}
+
 static int ft_start(struct vss_transport *base, const char *root, struct vss_error *err)
 {
 	struct fuse_transport *t = (struct fuse_transport *)base;
 	char *argv[] = { "vssd", "-o",
 		"default_permissions,fsname=vss,subtype=vss", NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct stat st;
 	int rc;
 
 	if (mkdir(root, 0755) < 0 && errno != EEXIST)
@@ -585,7 +646,45 @@ static int ft_start(struct vss_transport *base, const char *root, struct vss_err
 		return vss_error_set(err, -rc, "cannot start the FUSE thread: %s", strerror(rc));
 	}
 	t->loop_running = true;
+	/* Served now, so stat() is answered: the bdi is named after st_dev. */
+	if (stat(root, &st) == 0 && major(st.st_dev) == 0) {
+		t->dev = st.st_dev;
+		/* Readahead in requests as large as a write's (a shadow read
+		 * batches its pieces per request); a hint: errors ignored. */
+		(void)bdi_write(t, "read_ahead_kb", MAX_WRITE >> 10);
+	}
 	return 0;
+}
+
+static int ft_limit_dirty(struct vss_transport *base, uint64_t bytes)
+{
+	struct fuse_transport *t = (struct fuse_transport *)base;
+
+	int rc;
+
+	if (!t->dev)
+		return -ENODEV;
+	if ((rc = bdi_write(t, "strict_limit", 1)) < 0)
+		return rc;
+	rc = bdi_write(t, "max_bytes", bytes ? bytes : DIRTY_MAX_BYTES);
+	if (rc == -EINVAL && !bytes)
+		rc = bdi_write(t, "max_ratio", DIRTY_MAX_RATIO);
+	return rc;
+}
+
+static int ft_open_cached(struct vss_transport *base, const char *path, int flags, int *fd)
+{
+	struct fuse_transport *t = (struct fuse_transport *)base;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->cached_lock);
+	atomic_store(&t->cached_tid, gettid());
+	*fd = open(path, flags | O_CLOEXEC);
+	if (*fd < 0)
+		rc = -errno;
+	atomic_store(&t->cached_tid, 0);
+	pthread_mutex_unlock(&t->cached_lock);
+	return rc;
 }
 
 static int ft_add(struct vss_transport *base, enum vss_device_kind kind,
@@ -696,6 +795,7 @@ static void ft_stop(struct vss_transport *base)
 		free(n);
 	}
 	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->cached_lock);
 	free(t->root);
 	free(t);
 }
@@ -705,6 +805,8 @@ static const struct vss_transport_ops fuse_transport_ops = {
 	.start = ft_start,
 	.add = ft_add,
 	.remove = ft_remove,
+	.open_cached = ft_open_cached,
+	.limit_dirty = ft_limit_dirty,
 	.open_count = ft_open_count,
 	.stop = ft_stop,
 };
@@ -718,6 +820,7 @@ struct vss_transport *vss_transport_fuse_new(void)
 	t->base.ops = &fuse_transport_ops;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->done_lock, NULL);
+	pthread_mutex_init(&t->cached_lock, NULL);
 	pthread_cond_init(&t->done_cond, NULL);
 	t->next_ino = INO_FIRST;
 	clock_gettime(CLOCK_REALTIME, &t->start);

@@ -49,6 +49,15 @@ struct vss_transport_ops {
 	 * -ENODEV; release() follows once it is idle.  -ENOENT if unknown. */
 	int (*remove)(struct vss_transport *t, enum vss_device_kind kind,
 		      const char *name);
+	/* Opens @path, a device file in this tree, with open(2) @flags, for a
+	 * loop device to sit on: through the kernel's page cache (for a volume
+	 * the FUSE writeback cache), unlike every other open, which is direct.
+	 * The descriptor (*@fd) is the caller's.  0 or -errno. */
+	int (*open_cached)(struct vss_transport *t, const char *path, int flags, int *fd);
+	/* Bounds what the tree may hold dirty in the page cache to @bytes, or to
+	 * its usual bound with 0 (what a set lowers before a freeze).  0 or
+	 * -errno.  May be NULL. */
+	int (*limit_dirty)(struct vss_transport *t, uint64_t bytes);
 	/* Open handles of a device now (0 if unknown). */
 	unsigned int (*open_count)(struct vss_transport *t, enum vss_device_kind kind,
 				   const char *name);
