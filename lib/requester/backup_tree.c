@@ -948,6 +948,16 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 			 "manifest_sha256", w->manifest_sha);
 	if (!info)
 		return vss_error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; p->live && i < p->nsources; i++)
+		if (p->live[i]) {
+			json_t *live = json_array();
+
+			for (size_t k = 0; k < p->nsources; k++)
+				json_array_append_new(live, p->live[k] ? json_string(p->live[k])
+									: json_null());
+			json_object_set_new(info, "live", live);
+			break;
+		}
 	if (w->v2)
 		json_object_set_new(info, "components", w->rules ? rules_components_json(w->rules)
 							    : json_array());

@@ -28,6 +28,7 @@ struct vss_repo {
 	int lock_fd;                    /* REPO/lock */
 	int version;                    /* of the format, as its marker says */
 	char *sources_buf[64];          /* vss_repo_show's .sources, owned */
+	char *live_buf[64];             /* vss_repo_show_live's, owned (NULL: from a shadow) */
 };
 
 /* ---- repo.c ---- */
