@@ -151,6 +151,9 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
  * as, and in @bcd each component's previous backup stamp (the stamp the
  * base stored for it; cleared where the component is backed up in full).
  * *@out goes into vss_backup_params.plan, and is freed by the caller.
+ * -ENOMSG for a log backup when no component @bcd selects has a log file
+ * set: it would hold nothing its base does not (a log backup without a
+ * plan is -EINVAL in vss_repo_backup).
  */
 int vss_repo_plan(struct vss_repo *r, const struct vss_backup_params *p,
 		  const struct vss_wmd *const *wmds, size_t nwmds, struct vss_bcd *bcd,

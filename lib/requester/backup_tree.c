@@ -1068,6 +1068,9 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	memset(out, 0, sizeof(*out));
 	if ((rc = repo_params_in(params, &pp, err)) < 0)
 		return rc;
+	if (pp.type == VSS_BT_LOG && !pp.plan)
+		return vss_error_set(err, -EINVAL, "a log backup takes only the writers' log "
+				     "file sets: it needs their plan (vss_repo_plan)");
 	type = pp.type;
 	if ((rc = writers_rules(&w, err)) < 0)
 		return rc;

@@ -345,6 +345,10 @@ static int backup_create(int argc, char **argv)
 	if (cli_has(&a, "component") && cli_has(&a, "no-writers"))
 		return cli_error(EXIT_USAGE, "backup create: --component needs the writers "
 				 "(not --no-writers)");
+	if (bt == VSS_BT_LOG && cli_has(&a, "no-writers"))
+		return cli_error(EXIT_USAGE, "backup create: a log backup takes only the "
+				 "writers' log file sets: not with --no-writers (make an "
+				 "incremental instead)");
 	memset(src, 0, sizeof(src));
 	if ((rc = repo_open(cli_get(&a, "to"), VSS_REPO_CREATE, &repo)))
 		return rc;
@@ -405,7 +409,8 @@ static int backup_create(int argc, char **argv)
 		goto out;
 	}
 	if (rc < 0) {
-		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		status = cli_error(rc == -ENOMSG ? EXIT_USAGE : EXIT_FAILED, "backup create: %s",
+				   err.msg);
 		goto out;
 	}
 	if ((rc = backup_take(req, fors, n, only ? (const char *const *)paths : NULL, npaths,
