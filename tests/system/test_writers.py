@@ -381,9 +381,9 @@ def hooks_dir(root, hooks):
     return d
 
 
-def start_hooks(d, hdir, timeout="5"):
-    p = d.spawn([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir, "--timeout", timeout],
-                stderr=open(os.path.join(d.root, "hooks.log"), "ab"))
+def start_hooks(d, hdir, timeout="5", *extra):
+    p = d.spawn([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir, "--timeout", timeout]
+                + list(extra), stderr=open(os.path.join(d.root, "hooks.log"), "ab"))
     deadline = time.time() + 10
     while "hooks" not in writers(d):
         assert time.time() < deadline and p.poll() is None, "vss-writer-hooks did not start"
@@ -404,6 +404,42 @@ def test_hooks_run_in_name_order(vssd, fsvol):
     vssd.shadow(fsvol)
     with open(out) as f:
         assert f.read().split("\n")[:-1] == ["a freeze", "b freeze", "a thaw", "b thaw"]
+
+
+def test_hooks_files_read_again_at_identify(vssd, fsvol, workdir):
+    """--files FILE: the hooks component's file sets, read again at every
+    identify: a change between two backups is in the second one's writer
+    metadata and files; a FILE that does not parse fails the writer at
+    identify, naming the line."""
+    repo, files = os.path.join(workdir, "repo"), os.path.join(workdir, "files")
+    for d in ("a", "b"):
+        os.makedirs(os.path.join(fsvol, d))
+        with open(os.path.join(fsvol, d, "f"), "w") as f:
+            f.write("in " + d)
+    with open(files, "w") as f:
+        f.write("# the application's data\n%s/a\n" % fsvol)
+    start_hooks(vssd, hooks_dir(vssd.root, {}), "5", "--files", files)
+
+    def backed_up():
+        b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
+        with open(os.path.join(repo, "backups", b["id"], "writers", "1.json")) as f:
+            wmd = json.load(f)
+        with open(os.path.join(repo, "backups", b["id"], "manifest.jsonl")) as f:
+            comp = {e["p"] for e in map(json.loads, f) if e.get("c")}
+        sets = [(fs["path"], fs["file_spec"], fs["recursive"])
+                for c in wmd["components"] for fs in c["file_sets"]]
+        return sets, comp
+
+    assert backed_up() == ([(fsvol + "/a", "*", False)], {"a/f"})
+    with open(files, "w") as f:
+        f.write("%s/b * recursive\n" % fsvol)
+    assert backed_up() == ([(fsvol + "/b", "*", True)], {"b/f"})
+    with open(files, "w") as f:
+        f.write("relative/path\n")
+    vssd.vss("backup", "create", "--to", repo, "--for", fsvol, check=False)
+    w = writers(vssd)["hooks"]
+    assert w["state_name"] == "failed_at_identify", w
+    assert files + ":1:" in w["last_error"] and "absolute" in w["last_error"], w
 
 
 @pytest.mark.parametrize("how", ["fail", "hang"])
