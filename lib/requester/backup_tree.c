@@ -212,8 +212,9 @@ static int emit(struct walk *w, const struct entry *e)
 		return 0;
 	if ((rc = entry_line(e, &w->line)) < 0)
 		return rc;
+	errno = 0;
 	if (fwrite(w->line.buf, 1, w->line.len, w->manifest) != w->line.len)
-		return -EIO;
+		return errno ? -errno : -EIO;   /* ENOSPC: the repository is full */
 	repo_hash_update(w->manifest_hash, w->line.buf, w->line.len);
 	w->out->files += e->kind != EK_GONE;
 	return 0;
@@ -1173,6 +1174,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 fail:
 	snprintf(path, sizeof(path), "tmp/%s", w.id);
 	repo_rmtree(r->dir_fd, path);
+	rc = repo_full_error(r, rc, err);
 out:
 	if (w.manifest)
 		fclose(w.manifest);

@@ -300,6 +300,18 @@ int repo_next_id(struct vss_repo *r, char out[VSS_BACKUP_ID_MAX], struct vss_err
 			     "an ID that sorts after it");
 }
 
+int repo_full_error(struct vss_repo *r, int rc, struct vss_error *err)
+{
+	char msg[VSS_ERROR_MSG_MAX];
+
+	if ((rc != -ENOSPC && rc != -EDQUOT) || !err)
+		return rc;
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	return vss_error_set(err, rc, "the repository %s is full (%s): nothing of this backup "
+			     "was kept; free space there and back up again (%s)", r->dir,
+			     strerror(-rc), msg);
+}
+
 void repo_clean_tmp(struct vss_repo *r)
 {
 	int fd = openat(r->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -69,6 +69,9 @@ void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
 int repo_write_file(int dir_fd, const char *name, const char *text);
 /* Removes a directory tree under @dir_fd (no symlink followed). */
 int repo_rmtree(int dir_fd, const char *name);
+/* A backup that failed with @rc: a full repository (ENOSPC, EDQUOT) is
+ * said to be one, naming it, with what @err said after it; returns @rc. */
+int repo_full_error(struct vss_repo *r, int rc, struct vss_error *err);
 /* Removes what killed backups and interrupted deletes left in tmp/ (the
  * exclusive lock held: nothing else is writing there). */
 void repo_clean_tmp(struct vss_repo *r);

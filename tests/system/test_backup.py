@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import VSS
+from conftest import VSS, mounts_under
 from test_fs import host_of_a_volume
 
 
@@ -390,3 +390,41 @@ def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
         assert vssd.shadows() == []
     finally:
         vssd.vss("volume", "delete", "inner", "--force", check=False)
+
+
+def small_fs(workdir, name, size):
+    """A tmpfs of @size mounted at WORKDIR/@name (the workdir fixture
+    unmounts it): a place that fills."""
+    path = os.path.join(workdir, name)
+    os.makedirs(path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "vsstest", path],
+                   check=True)
+    return path
+
+
+def test_a_full_repository_fails_cleanly_and_the_next_backup_works(vssd, fsvol, workdir):
+    """The repository's filesystem fills in the middle of a backup: the
+    backup fails naming the repository and ENOSPC, nothing lists, tmp/ is
+    empty, the volume is not left frozen, no shadow or exposure stays; once
+    there is room the next backup works."""
+    from test_fs import write_returns
+    repo = os.path.join(small_fs(workdir, "small", "2M"), "repo")
+    populate(fsvol)
+    with open(os.path.join(fsvol, "big"), "wb") as f:
+        f.write(os.urandom(6 << 20))
+    os.sync()
+    r = vssd.vss("backup", "create", "--to", repo, "--for", fsvol, check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("vss: error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "the repository %s is full" % repo in r.stderr, r.stderr
+    assert "No space left on device" in r.stderr, r.stderr
+    assert vssd.json("backup", "list", "--in", repo)["backups"] == []
+    assert os.listdir(os.path.join(repo, "tmp")) == []
+    assert write_returns(os.path.join(fsvol, "after"), 5), "the volume stayed frozen"
+    assert vssd.shadows() == []
+    assert mounts_under(os.path.join(vssd.run, "exec")) == []   # nothing exposed
+    assert vssd.json("status")["backup"] is None
+    subprocess.run(["mount", "-o", "remount,size=64M", os.path.dirname(repo)], check=True)
+    b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
+    assert [x["id"] for x in vssd.json("backup", "list", "--in", repo)["backups"]] == [b["id"]]
+    assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
