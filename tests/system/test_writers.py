@@ -502,13 +502,18 @@ def start_committer(d, db, args):
     writer for @db, registered; returns the program's process."""
     c = d.spawn([sys.executable, "-c"] + args, stdout=subprocess.PIPE, text=True)
     assert c.stdout.readline().strip() == "ready"
+    start_sqlite_writer(d, db)
+    return c
+
+
+def start_sqlite_writer(d, db):
+    """The SQLite writer for @db, once registered."""
     w = d.spawn([SQLITE_WRITER, "--run-dir", d.run, db],
                 stderr=open(os.path.join(d.root, "sqlite.log"), "ab"))
     deadline = time.time() + 10
     while "sqlite" not in writers(d):
         assert time.time() < deadline and w.poll() is None
         time.sleep(0.05)
-    return c
 
 
 def copy_from_shadows(d, ids, names=None):
@@ -528,6 +533,37 @@ def copy_from_shadows(d, ids, names=None):
             d.vss("unexpose", exp)
         copies.append(copy)
     return copies
+
+
+def test_sqlite_writer_follows_a_moved_database_at_identify(vssd, fsvol, workdir):
+    """The DATABASE given is a symlink: pointed at another database between
+    two backups, the second backup's writer metadata names where it points
+    now; a database gone fails the writer at identify, naming it."""
+    import sqlite3
+    repo = os.path.join(workdir, "repo")
+    for d in ("one", "two"):
+        os.makedirs(os.path.join(fsvol, d))
+        con = sqlite3.connect(os.path.join(fsvol, d, "app.db"))
+        con.execute("create table t (x)")
+        con.commit()
+        con.close()
+    link = os.path.join(workdir, "app.db")
+    os.symlink(os.path.join(fsvol, "one", "app.db"), link)
+    start_sqlite_writer(vssd, link)
+
+    def file_sets():
+        b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
+        with open(os.path.join(repo, "backups", b["id"], "writers", "1.json")) as f:
+            return {fs["path"] for c in json.load(f)["components"] for fs in c["file_sets"]}
+
+    assert file_sets() == {os.path.join(fsvol, "one")}
+    os.unlink(link)
+    os.symlink(os.path.join(fsvol, "two", "app.db"), link)
+    assert file_sets() == {os.path.join(fsvol, "two")}
+    os.unlink(link)
+    vssd.vss("backup", "create", "--to", repo, "--for", fsvol, check=False)
+    st = writers(vssd)["sqlite"]
+    assert st["state_name"] == "failed_at_identify" and link in st["last_error"], st
 
 
 @pytest.mark.parametrize("mode", ["wal", "delete"])
