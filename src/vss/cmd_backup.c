@@ -282,6 +282,8 @@ static int all_covered(const struct vss_backup_plan *plan, const struct vss_bcd 
 	return 0;
 }
 
+#define NO_PROVIDER "no provider can shadow it: read live instead (--allow-live)"
+
 /* Why the source at @path is read live: the provider's failure for the set
  * member that holds it, or no provider could shadow it (--allow-live). */
 static const char *live_why(struct vss_requester *req, const char *path)
@@ -296,7 +298,7 @@ static const char *live_why(struct vss_requester *req, const char *path)
 		if (strncmp(path, sh.target, n) == 0 && (path[n] == '\0' || path[n] == '/'))
 			return vss_requester_shadow_fallback(req, k)
 			       ? vss_requester_shadow_fallback(req, k)
-			       : "no provider can shadow it: read live (--allow-live)";
+			       : NO_PROVIDER;
 	}
 	return "read live (--allow-live)";
 }
@@ -427,6 +429,8 @@ static int backup_create(int argc, char **argv)
 		if (vss_requester_shadow_fallback(req, k))
 			fprintf(stderr, "vss: warning: %s\n",
 				cli_line(vss_requester_shadow_fallback(req, k)));
+		else if (sh.live)
+			fprintf(stderr, "vss: warning: %s: %s\n", cli_line(sh.target), NO_PROVIDER);
 		if (!sh.live && !sh.mount) {
 			cli_error(EXIT_FAILED, "backup create: %s is a volume with no filesystem "
 				  "mounted: a backup of files needs one", sh.target);

@@ -387,6 +387,13 @@ def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
         assert b2["live"] == [None] and "warning" not in r.stderr, r.stderr
         assert vssd.json("backup", "show", "--in", repo, b2["id"])["live"] == [None]
         assert "read live" not in vssd.vss("backup", "show", "--in", repo, b2["id"]).stdout
+        # A target no provider can shadow at all (a tmpfs) is said to be too.
+        tmp = small_fs(workdir, "tmp", "1M")
+        r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--for", tmp,
+                     "--no-writers", "--allow-live", "--json")
+        b3 = json.loads(r.stdout)
+        assert b3["live"][0] is None and "no provider can shadow it" in b3["live"][1]
+        assert "vss: warning: %s: no provider can shadow it" % tmp in r.stderr, r.stderr
         assert vssd.shadows() == []
     finally:
         vssd.vss("volume", "delete", "inner", "--force", check=False)
