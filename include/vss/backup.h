@@ -87,6 +87,12 @@ struct vss_backup_params {
 	/* Only the selected components' files are backed up: the sources are
 	 * the directories that hold them (vss_backup_component_paths). */
 	bool components_only;
+	/* Added later.  Why each source (in the order of @sources) is read
+	 * live instead of from a shadow (its provider failed and live reads
+	 * were allowed: vss_requester_shadow_fallback), or NULL for a source
+	 * read from a shadow; NULL: every one is.  Kept with the backup
+	 * ("live" in backup.json), so that whoever reads it later knows. */
+	const char *const *live;
 };
 
 #define VSS_BACKUP_ID_MAX 32            /* "YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx" and its NUL */
@@ -145,6 +151,9 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *p,
  * as, and in @bcd each component's previous backup stamp (the stamp the
  * base stored for it; cleared where the component is backed up in full).
  * *@out goes into vss_backup_params.plan, and is freed by the caller.
+ * -ENOMSG for a log backup when no component @bcd selects has a log file
+ * set: it would hold nothing its base does not (a log backup without a
+ * plan is -EINVAL in vss_repo_backup).
  */
 int vss_repo_plan(struct vss_repo *r, const struct vss_backup_params *p,
 		  const struct vss_wmd *const *wmds, size_t nwmds, struct vss_bcd *bcd,
@@ -181,6 +190,10 @@ int vss_repo_list(struct vss_repo *r, struct vss_backup_info **out, size_t *coun
 /* One backup (@id may be a unique prefix; NULL: the newest). */
 int vss_repo_show(struct vss_repo *r, const char *id, struct vss_backup_info *out,
 		  struct vss_error *err);
+/* Why source @i of the backup vss_repo_show filled last was read live, not
+ * from a shadow (vss_backup_params.live), or NULL if it was read from one.
+ * Valid until the next call on @r. */
+const char *vss_repo_show_live(const struct vss_repo *r, size_t i);
 
 /*
  * Re-reads every byte the backup @id (NULL: every backup) stores and its

@@ -212,8 +212,9 @@ static int emit(struct walk *w, const struct entry *e)
 		return 0;
 	if ((rc = entry_line(e, &w->line)) < 0)
 		return rc;
+	errno = 0;
 	if (fwrite(w->line.buf, 1, w->line.len, w->manifest) != w->line.len)
-		return -EIO;
+		return errno ? -errno : -EIO;   /* ENOSPC: the repository is full */
 	repo_hash_update(w->manifest_hash, w->line.buf, w->line.len);
 	w->out->files += e->kind != EK_GONE;
 	return 0;
@@ -948,6 +949,16 @@ static int publish(struct walk *w, enum vss_backup_type type, const char *base,
 			 "manifest_sha256", w->manifest_sha);
 	if (!info)
 		return vss_error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; p->live && i < p->nsources; i++)
+		if (p->live[i]) {
+			json_t *live = json_array();
+
+			for (size_t k = 0; k < p->nsources; k++)
+				json_array_append_new(live, p->live[k] ? json_string(p->live[k])
+									: json_null());
+			json_object_set_new(info, "live", live);
+			break;
+		}
 	if (w->v2)
 		json_object_set_new(info, "components", w->rules ? rules_components_json(w->rules)
 							    : json_array());
@@ -1058,6 +1069,9 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 	memset(out, 0, sizeof(*out));
 	if ((rc = repo_params_in(params, &pp, err)) < 0)
 		return rc;
+	if (pp.type == VSS_BT_LOG && !pp.plan)
+		return vss_error_set(err, -EINVAL, "a log backup takes only the writers' log "
+				     "file sets: it needs their plan (vss_repo_plan)");
 	type = pp.type;
 	if ((rc = writers_rules(&w, err)) < 0)
 		return rc;
@@ -1160,6 +1174,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 fail:
 	snprintf(path, sizeof(path), "tmp/%s", w.id);
 	repo_rmtree(r->dir_fd, path);
+	rc = repo_full_error(r, rc, err);
 out:
 	if (w.manifest)
 		fclose(w.manifest);

@@ -613,6 +613,7 @@ fail:
 	snprintf(path, sizeof(path), "tmp/%s", w.id);
 	if (w.id[0])
 		repo_rmtree(r->dir_fd, path);
+	rc = repo_full_error(r, rc, err);
 out:
 	if (published && type != VSS_BT_COPY && p->tracker && p->tracker->drop) {
 		/* What this repository no longer needs: its newest backup's and

@@ -270,6 +270,21 @@ static bool covered(const struct vss_backup_plan *plan, const struct vss_wmd *wm
 	return true;
 }
 
+/* Whether component @ci of @wmd has a log file set: what a log backup takes. */
+static bool has_log_set(const struct vss_wmd *wmd, const struct vss_bcd_component_info *ci)
+{
+	int comp = wmd ? vss_wmd_find_component(wmd, ci->logical_path, ci->name) : -ENOENT;
+
+	for (size_t i = 0; comp >= 0 && i < vss_wmd_file_set_count(wmd, (size_t)comp); i++) {
+		struct vss_wmd_file_set fs;
+
+		vss_wmd_file_set(wmd, (size_t)comp, i, &fs);
+		if (fs.kind == VSS_FSK_LOG)
+			return true;
+	}
+	return false;
+}
+
 /* Decides one component's type and previous stamp. */
 static int plan_component(struct vss_backup_plan *plan, struct vss_bcd_component *c,
 			  const struct vss_wmd *wmd, json_t *base_info,
@@ -338,6 +353,22 @@ int vss_repo_plan(struct vss_repo *r, const struct vss_backup_params *p,
 	*out = NULL;
 	if ((rc = repo_params_in(p, &pp, err)) < 0)
 		return rc;
+	/* A log backup with no log file set to take would be its base again. */
+	if (pp.type == VSS_BT_LOG) {
+		bool any = false;
+
+		for (size_t i = 0; i < n && !any; i++) {
+			struct vss_bcd_component_info ci;
+
+			vss_bcd_component_info(vss_bcd_component_at(bcd, i), &ci);
+			any = has_log_set(find_wmd(wmds, nwmds, ci.class_id, ci.instance_id), &ci);
+		}
+		if (!any)
+			return vss_error_set(err, -ENOMSG, "a log backup takes only the writers' "
+					     "log file sets, and none of the selected components "
+					     "has one: it would be its base again (make an "
+					     "incremental instead)");
+	}
 	if (!(plan = calloc(1, sizeof(*plan))) ||
 	    !(plan->sources = calloc(pp.nsources, sizeof(char *))) ||
 	    !(plan->c = calloc(n ? n : 1, sizeof(*plan->c)))) {

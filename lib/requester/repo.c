@@ -243,8 +243,10 @@ void vss_repo_close(struct vss_repo *r)
 		close(r->lock_fd);
 	if (r->dir_fd >= 0)
 		close(r->dir_fd);
-	for (size_t i = 0; i < sizeof(r->sources_buf) / sizeof(r->sources_buf[0]); i++)
+	for (size_t i = 0; i < sizeof(r->sources_buf) / sizeof(r->sources_buf[0]); i++) {
 		free(r->sources_buf[i]);
+		free(r->live_buf[i]);
+	}
 	free(r->dir);
 	free(r);
 }
@@ -296,6 +298,18 @@ int repo_next_id(struct vss_repo *r, char out[VSS_BACKUP_ID_MAX], struct vss_err
 	}
 	return vss_error_set(err, -EAGAIN, "the clock is behind the newest backup: cannot make "
 			     "an ID that sorts after it");
+}
+
+int repo_full_error(struct vss_repo *r, int rc, struct vss_error *err)
+{
+	char msg[VSS_ERROR_MSG_MAX];
+
+	if ((rc != -ENOSPC && rc != -EDQUOT) || !err)
+		return rc;
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	return vss_error_set(err, rc, "the repository %s is full (%s): nothing of this backup "
+			     "was kept; free space there and back up again (%s)", r->dir,
+			     strerror(-rc), msg);
 }
 
 void repo_clean_tmp(struct vss_repo *r)
@@ -490,7 +504,7 @@ json_t *repo_read_info(struct vss_repo *r, const char *id, struct vss_error *err
 {
 	char path[128];
 	json_error_t jerr;
-	json_t *j, *src, *v;
+	json_t *j, *src, *live, *v;
 	size_t i;
 	int fd;
 
@@ -514,6 +528,19 @@ json_t *repo_read_info(struct vss_repo *r, const char *id, struct vss_error *err
 	}
 	json_array_foreach(src, i, v)
 		if (!json_is_string(v) || !repo_live_path_ok(json_string_value(v))) {
+			json_decref(j);
+			vss_error_set(err, -EBADMSG, "backup %s: its backup.json is damaged", id);
+			return NULL;
+		}
+	/* "live": one null or reason per source, if there at all. */
+	if ((live = json_object_get(j, "live")) &&
+	    (!json_is_array(live) || json_array_size(live) != json_array_size(src))) {
+		json_decref(j);
+		vss_error_set(err, -EBADMSG, "backup %s: its backup.json is damaged", id);
+		return NULL;
+	}
+	json_array_foreach(live, i, v)
+		if (!json_is_null(v) && !json_is_string(v)) {
 			json_decref(j);
 			vss_error_set(err, -EBADMSG, "backup %s: its backup.json is damaged", id);
 			return NULL;
@@ -642,17 +669,26 @@ int vss_repo_show(struct vss_repo *r, const char *id, struct vss_backup_info *ou
 	repo_info_from_json(j, out);
 	for (i = 0; i < max; i++) {
 		free(r->sources_buf[i]);
-		r->sources_buf[i] = NULL;
+		free(r->live_buf[i]);
+		r->sources_buf[i] = r->live_buf[i] = NULL;
 	}
 	json_array_foreach(json_object_get(j, "sources"), i, v)
 		if (i < max)
 			r->sources_buf[i] = strdup(json_string_value(v) ?: "");
+	json_array_foreach(json_object_get(j, "live"), i, v)
+		if (i < max && json_is_string(v))
+			r->live_buf[i] = strdup(json_string_value(v));
 	out->nsources = out->nsources < max ? out->nsources : max;
 	out->sources = (const char *const *)r->sources_buf;
 	json_decref(j);
 out:
 	repo_unlock(r);
 	return rc;
+}
+
+const char *vss_repo_show_live(const struct vss_repo *r, size_t i)
+{
+	return i < sizeof(r->live_buf) / sizeof(r->live_buf[0]) ? r->live_buf[i] : NULL;
 }
 
 /* ---- verify ---- */

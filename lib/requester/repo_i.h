@@ -28,6 +28,7 @@ struct vss_repo {
 	int lock_fd;                    /* REPO/lock */
 	int version;                    /* of the format, as its marker says */
 	char *sources_buf[64];          /* vss_repo_show's .sources, owned */
+	char *live_buf[64];             /* vss_repo_show_live's, owned (NULL: from a shadow) */
 };
 
 /* ---- repo.c ---- */
@@ -68,6 +69,9 @@ void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
 int repo_write_file(int dir_fd, const char *name, const char *text);
 /* Removes a directory tree under @dir_fd (no symlink followed). */
 int repo_rmtree(int dir_fd, const char *name);
+/* A backup that failed with @rc: a full repository (ENOSPC, EDQUOT) is
+ * said to be one, naming it, with what @err said after it; returns @rc. */
+int repo_full_error(struct vss_repo *r, int rc, struct vss_error *err);
 /* Removes what killed backups and interrupted deletes left in tmp/ (the
  * exclusive lock held: nothing else is writing there). */
 void repo_clean_tmp(struct vss_repo *r);

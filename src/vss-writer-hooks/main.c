@@ -11,16 +11,21 @@
  * that had run it get "post-restore" with VSS_RESTORE_STATUS=aborted) and
  * "post-restore" after, to the hooks that ran "pre-restore", with
  * VSS_RESTORE_BACKUP, VSS_RESTORE_TO and VSS_RESTORE_STATUS in their
- * environment.  Its one component, "hooks", has no files: it is what the
- * backup records so that its restores involve the writer.
+ * environment.  Its one component, "hooks", is what the backup records so
+ * that its restores involve the writer; with --files FILE it also holds the
+ * file sets FILE lists, read again at every identify (the metadata given
+ * again: vss_writer_set_metadata), so that each backup takes them as they
+ * are listed then.
  *
  * When vssd goes away the hooks frozen get "thaw" (abort) and the writer
  * registers again once vssd is back; --once: exit instead.
  *
  * vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS] [--once]
+ *                  [--files FILE]
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,9 +42,12 @@
 
 #define HOOKS_CLASS_ID "1c3a5e7f-2b4d-4f60-8a9b-0c1d2e3f4a01"
 #define MAX_HOOKS 256
+#define MAX_FILE_SETS 64
 
 struct hooks {
 	const char *dir;
+	const char *files;         /* --files FILE, or NULL */
+	char instance[37];
 	unsigned int timeout_s;
 	char *names[MAX_HOOKS];
 	int n;
@@ -289,6 +297,108 @@ static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, voi
 	return 0;
 }
 
+/*
+ * One line of --files: "DIR [SPEC] [recursive]" (SPEC default "*"), DIR
+ * absolute; blank lines and "#" comments skipped.  0, 1 for a line with
+ * no file set, or -EINVAL with @why.
+ */
+static int file_set_line(char *line, struct vss_wmd_file_set *fs, char *why, size_t len)
+{
+	char *save, *dir = strtok_r(line, " \t\n", &save), *spec, *rec, *more;
+
+	if (!dir || dir[0] == '#')
+		return 1;
+	spec = strtok_r(NULL, " \t\n", &save);
+	rec = strtok_r(NULL, " \t\n", &save);
+	more = strtok_r(NULL, " \t\n", &save);
+	if (spec && strcmp(spec, "recursive") == 0 && !rec) {
+		rec = spec;
+		spec = NULL;
+	}
+	if (dir[0] != '/' || strlen(dir) >= PATH_MAX || (rec && strcmp(rec, "recursive")) ||
+	    more) {
+		snprintf(why, len, "\"DIR [SPEC] [recursive]\" with DIR absolute");
+		return -EINVAL;
+	}
+	*fs = (struct vss_wmd_file_set){ .kind = VSS_FSK_FILES, .path = dir,
+					 .file_spec = spec ? spec : "*", .recursive = rec != NULL,
+					 .backup_type_mask = VSS_FSBT_DEFAULT };
+	return 0;
+}
+
+/* The writer's metadata: its component, with the file sets --files lists
+ * now.  0, or a negative errno with @err saying why. */
+static int metadata(const struct hooks *h, struct vss_wmd **out, struct vss_error *err)
+{
+	char line[PATH_MAX + 512], why[128];
+	struct vss_wmd *wmd;
+	FILE *f = NULL;
+	int rc, n = 0, lineno = 0;
+
+	*out = NULL;
+	rc = vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = "hooks", .class_id = HOOKS_CLASS_ID, .instance_id = h->instance,
+		.instance_name = h->dir, .usage = VSS_UT_OTHER, .source = VSS_ST_OTHER },
+		&wmd, err);
+	if (rc < 0)
+		return rc;
+	/* A component, with or without files, so that a backup records the
+	 * writer and its restores involve it. */
+	rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
+		.type = VSS_CT_FILE_GROUP, .name = "hooks", .caption = "the hooks' "
+		"pre-restore and post-restore", .selectable = true,
+		.selectable_for_restore = true }, err);
+	if (rc == 0)
+		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
+			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
+			.writer_restore = VSS_WRE_ALWAYS }, err);
+	if (rc == 0 && h->files && !(f = fopen(h->files, "re")))
+		rc = vss_error_set(err, -errno, "%s: %s", h->files, strerror(errno));
+	while (rc == 0 && f && fgets(line, sizeof(line), f)) {
+		struct vss_wmd_file_set fs;
+		int r;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f))
+			rc = vss_error_set(err, -EINVAL, "%s:%d: line too long", h->files, lineno);
+		else if ((r = file_set_line(line, &fs, why, sizeof(why))) < 0)
+			rc = vss_error_set(err, r, "%s:%d: %s", h->files, lineno, why);
+		else if (r == 0 && ++n > MAX_FILE_SETS)
+			rc = vss_error_set(err, -E2BIG, "%s: more than %d file sets", h->files,
+					   MAX_FILE_SETS);
+		else if (r == 0)
+			rc = vss_wmd_add_file_set(wmd, NULL, "hooks", &fs, err);
+	}
+	if (f)
+		fclose(f);
+	if (rc < 0) {
+		vss_wmd_free(wmd);
+		return rc;
+	}
+	*out = wmd;
+	return 0;
+}
+
+/* Identify: --files read again, the metadata given again. */
+static int on_identify(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct vss_error err = { 0 };
+	struct vss_wmd *wmd;
+	int rc;
+
+	if (!((struct hooks *)data)->files)
+		return 0;
+	if ((rc = metadata(data, &wmd, &err)) == 0) {
+		rc = vss_writer_set_metadata(w, wmd, &err);
+		vss_wmd_free(wmd);
+	}
+	if (rc < 0) {
+		say("%s", err.msg);
+		vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", err.msg);
+	}
+	return rc;
+}
+
 static void on_connection(struct vss_writer *w, bool up, const char *why, void *data)
 {
 	(void)w;
@@ -303,6 +413,7 @@ static int usage(FILE *f)
 {
 	fputs("usage: vss-writer-hooks [--run-dir DIR] [--hooks-dir DIR] [--timeout SECONDS] "
 	      "[--once]\n"
+	      "                        [--files FILE]\n"
 	      "A vss writer: runs every executable in the hooks directory, in name order,\n"
 	      "with \"freeze\" before a shadow copy set's freeze and \"thaw\" after it,\n"
 	      "and \"pre-restore\" and \"post-restore\" around restores of its backups.\n"
@@ -312,6 +423,8 @@ static int usage(FILE *f)
 	      "                     one that fails or runs longer aborts the set\n"
 	      "  --once             exit when vssd goes away (default: register again\n"
 	      "                     when it is back)\n"
+	      "  --files FILE       file sets of its component, a line each: \"DIR [SPEC]\n"
+	      "                     [recursive]\"; read again whenever a backup starts\n"
 	      "  -h, --help         print this and exit\n"
 	      "Stops on SIGTERM or SIGINT.  Exit codes: 0 stopped, 1 failed (or, with\n"
 	      "--once, vssd went away), 2 usage error.  More: man 8 vss-writer-hooks.\n", f);
@@ -322,7 +435,7 @@ int main(int argc, char **argv)
 {
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
-		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+		.identify = on_identify, .freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
 		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
 	struct hooks h = { .dir = "/etc/vss/hooks.d", .timeout_s = 30 };
@@ -331,7 +444,6 @@ int main(int argc, char **argv)
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
 	struct vss_wmd *wmd;
-	char inst[37];
 	uuid_t u;
 	int rc;
 
@@ -352,6 +464,8 @@ int main(int argc, char **argv)
 			run_dir = argv[++i];
 		} else if (strcmp(a, "--hooks-dir") == 0) {
 			h.dir = argv[++i];
+		} else if (strcmp(a, "--files") == 0) {
+			h.files = argv[++i];
 		} else if (strcmp(a, "--timeout") == 0) {
 			char *end;
 			long v = strtol(argv[++i], &end, 10);
@@ -369,22 +483,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_term);
 	signal(SIGPIPE, SIG_IGN);
 	uuid_generate_random(u);
-	uuid_unparse_lower(u, inst);
-	rc = vss_wmd_new(&(struct vss_wmd_identity){
-		.writer_name = "hooks", .class_id = HOOKS_CLASS_ID, .instance_id = inst,
-		.instance_name = h.dir, .usage = VSS_UT_OTHER, .source = VSS_ST_OTHER },
-		&wmd, &err);
-	/* A component without files, so that a backup records the writer and
-	 * its restores involve it. */
-	if (rc == 0)
-		rc = vss_wmd_add_component(wmd, &(struct vss_wmd_component_info){
-			.type = VSS_CT_FILE_GROUP, .name = "hooks", .caption = "the hooks' "
-			"pre-restore and post-restore", .selectable = true,
-			.selectable_for_restore = true }, &err);
-	if (rc == 0)
-		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
-			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
-			.writer_restore = VSS_WRE_ALWAYS }, &err);
+	uuid_unparse_lower(u, h.instance);
+	rc = metadata(&h, &wmd, &err);
 	if (rc == 0)
 		/* The hooks' own freeze is bounded by --timeout; leave room for it. */
 		rc = vss_writer_open(&(struct vss_writer_options){

@@ -24,6 +24,12 @@
  * (recovery_failed).  A restore elsewhere (--to, an alternate location)
  * leaves it open.
  *
+ * At every identify each DATABASE is resolved again as it was given: one
+ * that now resolves elsewhere (a symlink pointed at another file, a
+ * directory moved) is opened there and the metadata given again
+ * (vss_writer_set_metadata), so the backup takes the files it is now; one
+ * that is gone fails the writer at identify, naming it.
+ *
  * vss-writer-sqlite [--run-dir DIR] [--timeout SECONDS] [--once] DATABASE...
  * (--timeout: the freeze-to-thaw window this writer allows; default 60 s.
  * When vssd goes away the writer lets go of its locks (abort) and registers
@@ -49,7 +55,8 @@
 #define LOCK_WAIT_MS 10000
 
 struct db {
-	char path[PATH_MAX];
+	char given[PATH_MAX];           /* as on the command line */
+	char path[PATH_MAX];            /* what it resolved to */
 	char lp[PATH_MAX];              /* its component: logical path and name */
 	const char *name;
 	sqlite3 *conn;                  /* NULL while a restore has it closed */
@@ -60,6 +67,7 @@ struct db {
 struct dbs {
 	struct db db[MAX_DBS];
 	int n;
+	char instance[37];
 };
 
 static volatile sig_atomic_t stop;
@@ -389,6 +397,86 @@ static int add_component(struct vss_wmd *wmd, const char *path, struct vss_error
 		.backup_type_mask = VSS_FSBT_DEFAULT }, err);
 }
 
+/* @d's component: logical path its directory without the leading '/',
+ * name its file's (as add_component names it). */
+static void db_names(struct db *d)
+{
+	const char *base = strrchr(d->path, '/') + 1;
+
+	snprintf(d->lp, sizeof(d->lp), "%.*s",
+		 base - d->path > 1 ? (int)(base - d->path - 2) : 0, d->path + 1);
+	d->name = base;
+}
+
+/* The writer's metadata: a component per database, at its path now. */
+static int metadata(const struct dbs *s, struct vss_wmd **out, struct vss_error *err)
+{
+	struct vss_wmd *wmd;
+	int rc = vss_wmd_new(&(struct vss_wmd_identity){
+		.writer_name = "sqlite", .class_id = SQLITE_CLASS_ID, .instance_id = s->instance,
+		.usage = VSS_UT_USER_DATA, .source = VSS_ST_TRANSACTED_DB }, &wmd, err);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	/* It takes part in every restore of its databases (PreRestore closes
+	 * them, PostRestore opens them again). */
+	rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
+		.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
+		.writer_restore = VSS_WRE_ALWAYS }, err);
+	for (int i = 0; rc == 0 && i < s->n; i++)
+		rc = add_component(wmd, s->db[i].path, err);
+	if (rc < 0) {
+		vss_wmd_free(wmd);
+		return rc;
+	}
+	*out = wmd;
+	return 0;
+}
+
+/* Identify: each database resolved again; one that moved is opened where it
+ * is now and the metadata given again. */
+static int on_identify(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct dbs *s = data;
+	struct vss_error err = { 0 };
+	struct vss_wmd *wmd;
+	bool moved = false;
+	int rc = 0;
+
+	for (int i = 0; rc == 0 && i < s->n; i++) {
+		struct db *d = &s->db[i];
+		char now[PATH_MAX], why[PATH_MAX + 256];
+
+		if (!realpath(d->given, now)) {
+			rc = -errno;
+			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "database %s: %s", d->given,
+					       strerror(errno));
+			break;
+		}
+		if (strcmp(now, d->path) == 0 || !d->conn || d->locked)
+			continue;
+		say("%s is %s now: opening it there", d->given, now);
+		sqlite3_close(d->ckpt);
+		sqlite3_close(d->conn);
+		d->conn = d->ckpt = NULL;
+		snprintf(d->path, sizeof(d->path), "%s", now);
+		db_names(d);
+		moved = true;
+		if ((rc = db_open(d, why, sizeof(why))) < 0)
+			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", why);
+	}
+	if (rc < 0 || !moved)
+		return rc;
+	if ((rc = metadata(s, &wmd, &err)) == 0) {
+		rc = vss_writer_set_metadata(w, wmd, &err);
+		vss_wmd_free(wmd);
+	}
+	if (rc < 0)
+		vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", err.msg);
+	return rc;
+}
+
 static void on_connection(struct vss_writer *w, bool up, const char *why, void *data)
 {
 	(void)w;
@@ -420,7 +508,7 @@ int main(int argc, char **argv)
 {
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
-		.prepare_snapshot = on_prepare_snapshot, .freeze = on_freeze,
+		.identify = on_identify, .prepare_snapshot = on_prepare_snapshot, .freeze = on_freeze,
 		.thaw = on_thaw, .abort = on_abort,
 		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
@@ -431,7 +519,6 @@ int main(int argc, char **argv)
 	struct vss_error err = { 0 };
 	struct vss_writer *w;
 	struct vss_wmd *wmd;
-	char inst[37];
 	uuid_t u;
 	int rc;
 
@@ -470,6 +557,7 @@ int main(int argc, char **argv)
 			say("at most %d databases", MAX_DBS);
 			return 2;
 		}
+		snprintf(s.db[s.n].given, sizeof(s.db[s.n].given), "%s", argv[i]);
 		if (!realpath(argv[i], s.db[s.n].path)) {
 			say("%s: %s", argv[i], strerror(errno));
 			return 1;
@@ -482,33 +570,17 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_term);
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < s.n; i++) {
-		const char *base = strrchr(s.db[i].path, '/') + 1;
-
 		char why[PATH_MAX + 256];
 
 		if (db_open(&s.db[i], why, sizeof(why)) < 0) {
 			say("%s", why);
 			return 1;
 		}
-		/* Its component, as add_component names it. */
-		snprintf(s.db[i].lp, sizeof(s.db[i].lp), "%.*s",
-			 base - s.db[i].path > 1 ? (int)(base - s.db[i].path - 2) : 0,
-			 s.db[i].path + 1);
-		s.db[i].name = base;
+		db_names(&s.db[i]);
 	}
 	uuid_generate_random(u);
-	uuid_unparse_lower(u, inst);
-	rc = vss_wmd_new(&(struct vss_wmd_identity){
-		.writer_name = "sqlite", .class_id = SQLITE_CLASS_ID, .instance_id = inst,
-		.usage = VSS_UT_USER_DATA, .source = VSS_ST_TRANSACTED_DB }, &wmd, &err);
-	/* It takes part in every restore of its databases (PreRestore closes
-	 * them, PostRestore opens them again). */
-	if (rc == 0)
-		rc = vss_wmd_set_restore_method(wmd, &(struct vss_wmd_restore_method){
-			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
-			.writer_restore = VSS_WRE_ALWAYS }, &err);
-	for (int i = 0; rc == 0 && i < s.n; i++)
-		rc = add_component(wmd, s.db[i].path, &err);
+	uuid_unparse_lower(u, s.instance);
+	rc = metadata(&s, &wmd, &err);
 	if (rc == 0)
 		rc = vss_writer_open(&(struct vss_writer_options){
 			.size = sizeof(struct vss_writer_options), .run_dir = run_dir,

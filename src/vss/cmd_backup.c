@@ -175,6 +175,7 @@ int backup_begin(const struct cli_args *a, enum vss_backup_type bt, bool partial
 	if (vss_requester_open(vss_client_run_dir(a->run_dir), req, &err) < 0)
 		return cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
 	vss_requester_set_no_writers(*req, cli_has(a, "no-writers"));
+	vss_requester_set_allow_live(*req, cli_has(a, "allow-live"));
 	rc = provider ? vss_requester_set_provider(*req, provider, &err) : 0;
 	if (rc == 0)
 		rc = vss_requester_set_backup_state(*req, bt, partial, &err);
@@ -281,14 +282,45 @@ static int all_covered(const struct vss_backup_plan *plan, const struct vss_bcd 
 	return 0;
 }
 
+#define NO_PROVIDER "no provider can shadow it: read live instead (--allow-live)"
+
+/* Why the source at @path is read live: the provider's failure for the set
+ * member that holds it, or no provider could shadow it (--allow-live). */
+static const char *live_why(struct vss_requester *req, const char *path)
+{
+	for (size_t k = 0; k < vss_requester_shadow_count(req); k++) {
+		struct vss_requester_shadow sh;
+		size_t n;
+
+		if (vss_requester_shadow(req, k, &sh) < 0 || !sh.live)
+			continue;
+		n = strlen(sh.target);
+		if (strncmp(path, sh.target, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+			return vss_requester_shadow_fallback(req, k)
+			       ? vss_requester_shadow_fallback(req, k)
+			       : NO_PROVIDER;
+	}
+	return "read live (--allow-live)";
+}
+
+/* --json's "live": per source, null or why it was read live. */
+static json_t *live_json(const char *const *live, size_t n)
+{
+	json_t *out = json_array();
+
+	for (size_t k = 0; k < n; k++)
+		json_array_append_new(out, live[k] ? json_string(live[k]) : json_null());
+	return out;
+}
+
 static int backup_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "to", 0, true }, { "for", 0, true }, { "type", 0, true },
 		{ "component", 0, true }, { "quiet", 'q', false }, { "no-writers", 0, false },
-		{ NULL, 0, false },
+		{ "allow-live", 0, false }, { NULL, 0, false },
 	};
-	const char *fors[MAX_TARGETS];
+	const char *fors[MAX_TARGETS], *live[MAX_TARGETS] = { NULL };
 	const struct vss_wmd **w = NULL;
 	struct source src[MAX_TARGETS];
 	struct vss_backup_source bs[MAX_TARGETS];
@@ -315,6 +347,10 @@ static int backup_create(int argc, char **argv)
 	if (cli_has(&a, "component") && cli_has(&a, "no-writers"))
 		return cli_error(EXIT_USAGE, "backup create: --component needs the writers "
 				 "(not --no-writers)");
+	if (bt == VSS_BT_LOG && cli_has(&a, "no-writers"))
+		return cli_error(EXIT_USAGE, "backup create: a log backup takes only the "
+				 "writers' log file sets: not with --no-writers (make an "
+				 "incremental instead)");
 	memset(src, 0, sizeof(src));
 	if ((rc = repo_open(cli_get(&a, "to"), VSS_REPO_CREATE, &repo)))
 		return rc;
@@ -375,7 +411,8 @@ static int backup_create(int argc, char **argv)
 		goto out;
 	}
 	if (rc < 0) {
-		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		status = cli_error(rc == -ENOMSG ? EXIT_USAGE : EXIT_FAILED, "backup create: %s",
+				   err.msg);
 		goto out;
 	}
 	if ((rc = backup_take(req, fors, n, only ? (const char *const *)paths : NULL, npaths,
@@ -389,6 +426,11 @@ static int backup_create(int argc, char **argv)
 
 		if ((rc = vss_requester_shadow(req, k, &sh)) < 0)
 			break;
+		if (vss_requester_shadow_fallback(req, k))
+			fprintf(stderr, "vss: warning: %s\n",
+				cli_line(vss_requester_shadow_fallback(req, k)));
+		else if (sh.live)
+			fprintf(stderr, "vss: warning: %s: %s\n", cli_line(sh.target), NO_PROVIDER);
 		if (!sh.live && !sh.mount) {
 			cli_error(EXIT_FAILED, "backup create: %s is a volume with no filesystem "
 				  "mounted: a backup of files needs one", sh.target);
@@ -405,6 +447,8 @@ static int backup_create(int argc, char **argv)
 			break;
 		src[k].read = strdup(read);
 		bs[k].read = src[k].read;
+		if (strcmp(read, src[k].live) == 0)
+			live[k] = live_why(req, src[k].live);
 	}
 	if (rc < 0) {
 		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
@@ -430,6 +474,7 @@ static int backup_create(int argc, char **argv)
 	p.progress_arg = &pr;
 	p.plan = plan;
 	p.components_only = only;
+	p.live = live;
 	if (vss_repo_backup(repo, &p, &info, &err) < 0) {
 		cli_error(EXIT_FAILED, "backup create: %s", err.msg);
 		goto out;
@@ -448,6 +493,7 @@ static int backup_create(int argc, char **argv)
 		for (int k = 0; k < n; k++)
 			json_array_append_new(sources, json_string(src[k].live));
 		json_object_set_new(j, "sources", sources);
+		json_object_set_new(j, "live", live_json(live, (size_t)n));
 		json_object_set_new(j, "components",
 				    components_json(plan, vss_requester_components(req)));
 		cli_print_json(j);
@@ -559,6 +605,14 @@ static int backup_show(int argc, char **argv)
 		return cli_error(EXIT_FAILED, "%s", err.msg);
 	}
 	j = info_json(&info);
+	{
+		const char *live[MAX_TARGETS];
+
+		for (size_t i = 0; i < info.nsources && i < MAX_TARGETS; i++)
+			live[i] = vss_repo_show_live(repo, i);
+		json_object_set_new(j, "live", live_json(live, info.nsources < MAX_TARGETS ?
+							 info.nsources : MAX_TARGETS));
+	}
 	if (a.json) {
 		cli_print_json(j);
 	} else {
@@ -570,8 +624,12 @@ static int backup_show(int argc, char **argv)
 		       json_string_value(json_object_get(j, "created")),
 		       (unsigned long long)info.files, (unsigned long long)info.files_stored,
 		       cli_bytes(info.bytes_stored, b), (unsigned long long)info.deleted);
-		for (size_t i = 0; i < info.nsources; i++)
+		for (size_t i = 0; i < info.nsources; i++) {
 			printf("source %zu: %s\n", i + 1, cli_line(info.sources[i]));
+			if (vss_repo_show_live(repo, i))
+				printf("  read live, not from a shadow: %s\n",
+				       cli_line(vss_repo_show_live(repo, i)));
+		}
 	}
 	json_decref(j);
 	vss_repo_close(repo);

@@ -63,7 +63,7 @@ static void usage(FILE *f)
 	      "  backup create --to REPO [--for TARGET ...] [--image]\n"
 	      "                [--type full|incremental|differential|log|copy]\n"
 	      "                [--component WRITER[:PATH] ...] [--no-writers]\n"
-	      "                [-q|--quiet] [--json]\n"
+	      "                [--allow-live] [-q|--quiet] [--json]\n"
 	      "  backup list --in REPO [--json]\n"
 	      "  backup show --in REPO ID [--json]\n"
 	      "  backup verify --in REPO [ID]\n"

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import VSS
+from conftest import VSS, mounts_under
+from test_fs import host_of_a_volume
 
 
 def tree_manifest(root):
@@ -346,3 +347,91 @@ def test_progress_on_a_terminal_unless_quiet(vssd, fsvol, workdir):
     rc, err = on_a_terminal(vssd, "backup", "create", "--image", "--to", repo + "-img",
                             "--for", "fs")
     assert rc == 0 and re.search(r"\r[^\r]+/[^\r]+, [^,]+/s, \d+ s\r?\n", err), err
+
+
+def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
+    """A target whose provider fails at prepare (vss-cow refuses to freeze a
+    filesystem holding another volume's backing file, as in test_fs.py):
+    refused without --allow-live, read live with it, reported for that
+    member (a warning, JSON) and kept with the backup for `backup show`."""
+    mnt, repo = host_of_a_volume(vssd, "64M", 4 << 20), os.path.join(workdir, "repo")
+    os.makedirs(os.path.join(mnt, "d"))
+    with open(os.path.join(mnt, "d", "kept"), "w") as f:
+        f.write("live")
+    try:
+        r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--no-writers",
+                     check=False)
+        assert r.returncode == 1 and "refusing to freeze" in r.stderr, r.stderr
+        assert vssd.json("backup", "list", "--in", repo)["backups"] == []
+        r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--no-writers",
+                     "--allow-live", "--json")
+        b = json.loads(r.stdout)
+        assert "vss: warning: " + mnt + ": provider vss-cow failed at prepare" in r.stderr
+        assert b["sources"] == [mnt] and len(b["live"]) == 1
+        assert "provider vss-cow failed at prepare" in b["live"][0]
+        assert "refusing to freeze" in b["live"][0]
+        shown = vssd.json("backup", "show", "--in", repo, b["id"])
+        assert shown["live"] == b["live"]
+        text = vssd.vss("backup", "show", "--in", repo, b["id"]).stdout
+        assert "read live, not from a shadow: " + mnt + ": provider vss-cow" in text, text
+        to = os.path.join(workdir, "to")
+        vssd.vss("restore", "--from", repo, b["id"], "--to", to, "--path",
+                 os.path.join(mnt, "d"))
+        assert open(os.path.join(to + mnt, "d", "kept")).read() == "live"
+        # Once nothing keeps it from a shadow, it is read from one: no
+        # reason, none shown.
+        vssd.vss("volume", "delete", "inner")
+        r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--no-writers",
+                     "--allow-live", "--json")
+        b2 = json.loads(r.stdout)
+        assert b2["live"] == [None] and "warning" not in r.stderr, r.stderr
+        assert vssd.json("backup", "show", "--in", repo, b2["id"])["live"] == [None]
+        assert "read live" not in vssd.vss("backup", "show", "--in", repo, b2["id"]).stdout
+        # A target no provider can shadow at all (a tmpfs) is said to be too.
+        tmp = small_fs(workdir, "tmp", "1M")
+        r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--for", tmp,
+                     "--no-writers", "--allow-live", "--json")
+        b3 = json.loads(r.stdout)
+        assert b3["live"][0] is None and "no provider can shadow it" in b3["live"][1]
+        assert "vss: warning: %s: no provider can shadow it" % tmp in r.stderr, r.stderr
+        assert vssd.shadows() == []
+    finally:
+        vssd.vss("volume", "delete", "inner", "--force", check=False)
+
+
+def small_fs(workdir, name, size):
+    """A tmpfs of @size mounted at WORKDIR/@name (the workdir fixture
+    unmounts it): a place that fills."""
+    path = os.path.join(workdir, name)
+    os.makedirs(path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "vsstest", path],
+                   check=True)
+    return path
+
+
+def test_a_full_repository_fails_cleanly_and_the_next_backup_works(vssd, fsvol, workdir):
+    """The repository's filesystem fills in the middle of a backup: the
+    backup fails naming the repository and ENOSPC, nothing lists, tmp/ is
+    empty, the volume is not left frozen, no shadow or exposure stays; once
+    there is room the next backup works."""
+    from test_fs import write_returns
+    repo = os.path.join(small_fs(workdir, "small", "2M"), "repo")
+    populate(fsvol)
+    with open(os.path.join(fsvol, "big"), "wb") as f:
+        f.write(os.urandom(6 << 20))
+    os.sync()
+    r = vssd.vss("backup", "create", "--to", repo, "--for", fsvol, check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("vss: error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "the repository %s is full" % repo in r.stderr, r.stderr
+    assert "No space left on device" in r.stderr, r.stderr
+    assert vssd.json("backup", "list", "--in", repo)["backups"] == []
+    assert os.listdir(os.path.join(repo, "tmp")) == []
+    assert write_returns(os.path.join(fsvol, "after"), 5), "the volume stayed frozen"
+    assert vssd.shadows() == []
+    assert mounts_under(os.path.join(vssd.run, "exec")) == []   # nothing exposed
+    assert vssd.json("status")["backup"] is None
+    subprocess.run(["mount", "-o", "remount,size=64M", os.path.dirname(repo)], check=True)
+    b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
+    assert [x["id"] for x in vssd.json("backup", "list", "--in", repo)["backups"]] == [b["id"]]
+    assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout

@@ -236,6 +236,29 @@ def test_log_backups_take_only_log_files_and_apply_in_order(vssd, mnt, workdir):
     assert r.returncode == 2
 
 
+def test_log_backup_with_nothing_to_take_is_refused(vssd, mnt, workdir):
+    """A log backup that could only be its base again: without writers, or
+    when no selected component has a log file set.  A usage error (exit 2),
+    nothing made, no set left behind."""
+    repo = os.path.join(workdir, "repo")
+    write(os.path.join(mnt, "db", "data.db"), os.urandom(4096))
+    start(vssd, "nolog", "--schema", hex(BS_INCREMENTAL),
+          "--set", "%s/db:*.db:%#x" % (mnt, ALL_REQ))
+    os.sync()
+    full = create(vssd, repo, "--for", mnt)
+    r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--type", "log",
+                 "--no-writers", check=False)
+    assert r.returncode == 2 and "not with --no-writers" in r.stderr, r.stderr
+    r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--type", "log",
+                 check=False)
+    assert r.returncode == 2, r.stderr
+    assert "none of the selected components has one" in r.stderr, r.stderr
+    assert [b["id"] for b in vssd.json("backup", "list", "--in", repo)["backups"]] == \
+        [full["id"]]
+    assert os.listdir(os.path.join(repo, "tmp")) == [] and vssd.shadows() == []
+    assert vssd.json("status")["backup"] is None
+
+
 def test_writer_refreshes_its_metadata_at_identify(vssd, mnt, workdir):
     """A writer may give its metadata again in its reply to identify: the
     backup then follows the document as it is now (a file set added since

@@ -242,14 +242,22 @@ def test_freeze_hold_is_bounded(daemon_factory):
     assert write_returns(os.path.join(mnt, "after"), 5)
 
 
-def test_refuses_to_freeze_what_the_service_needs(vssd):
+def host_of_a_volume(vssd, size="128M", inner=16 << 20):
+    """Volume "host" mounted at ROOT/mnt, holding the backing file of volume
+    "inner": vss-cow refuses to freeze it (the service needs it), so its
+    provider fails at prepare.  Returns the mount point."""
     mnt = os.path.join(vssd.root, "mnt")
-    vssd.create_volume("host", "128M")
+    vssd.create_volume("host", size)
     vssd.vss("volume", "mount", "host", mnt, "--mkfs", "ext4")
     backing = os.path.join(mnt, "inner.img")
     with open(backing, "wb") as f:
-        f.truncate(16 << 20)
+        f.truncate(inner)
     vssd.vss("volume", "create", "inner", "--backing", backing)
+    return mnt
+
+
+def test_refuses_to_freeze_what_the_service_needs(vssd):
+    mnt = host_of_a_volume(vssd)
     r = vssd.vss("create", "shadow", "--for", mnt, check=False)
     assert r.returncode == 1
     assert "refusing to freeze" in r.stderr

@@ -381,9 +381,9 @@ def hooks_dir(root, hooks):
     return d
 
 
-def start_hooks(d, hdir, timeout="5"):
-    p = d.spawn([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir, "--timeout", timeout],
-                stderr=open(os.path.join(d.root, "hooks.log"), "ab"))
+def start_hooks(d, hdir, timeout="5", *extra):
+    p = d.spawn([HOOKS, "--run-dir", d.run, "--hooks-dir", hdir, "--timeout", timeout]
+                + list(extra), stderr=open(os.path.join(d.root, "hooks.log"), "ab"))
     deadline = time.time() + 10
     while "hooks" not in writers(d):
         assert time.time() < deadline and p.poll() is None, "vss-writer-hooks did not start"
@@ -404,6 +404,42 @@ def test_hooks_run_in_name_order(vssd, fsvol):
     vssd.shadow(fsvol)
     with open(out) as f:
         assert f.read().split("\n")[:-1] == ["a freeze", "b freeze", "a thaw", "b thaw"]
+
+
+def test_hooks_files_read_again_at_identify(vssd, fsvol, workdir):
+    """--files FILE: the hooks component's file sets, read again at every
+    identify: a change between two backups is in the second one's writer
+    metadata and files; a FILE that does not parse fails the writer at
+    identify, naming the line."""
+    repo, files = os.path.join(workdir, "repo"), os.path.join(workdir, "files")
+    for d in ("a", "b"):
+        os.makedirs(os.path.join(fsvol, d))
+        with open(os.path.join(fsvol, d, "f"), "w") as f:
+            f.write("in " + d)
+    with open(files, "w") as f:
+        f.write("# the application's data\n%s/a\n" % fsvol)
+    start_hooks(vssd, hooks_dir(vssd.root, {}), "5", "--files", files)
+
+    def backed_up():
+        b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
+        with open(os.path.join(repo, "backups", b["id"], "writers", "1.json")) as f:
+            wmd = json.load(f)
+        with open(os.path.join(repo, "backups", b["id"], "manifest.jsonl")) as f:
+            comp = {e["p"] for e in map(json.loads, f) if e.get("c")}
+        sets = [(fs["path"], fs["file_spec"], fs["recursive"])
+                for c in wmd["components"] for fs in c["file_sets"]]
+        return sets, comp
+
+    assert backed_up() == ([(fsvol + "/a", "*", False)], {"a/f"})
+    with open(files, "w") as f:
+        f.write("%s/b * recursive\n" % fsvol)
+    assert backed_up() == ([(fsvol + "/b", "*", True)], {"b/f"})
+    with open(files, "w") as f:
+        f.write("relative/path\n")
+    vssd.vss("backup", "create", "--to", repo, "--for", fsvol, check=False)
+    w = writers(vssd)["hooks"]
+    assert w["state_name"] == "failed_at_identify", w
+    assert files + ":1:" in w["last_error"] and "absolute" in w["last_error"], w
 
 
 @pytest.mark.parametrize("how", ["fail", "hang"])
@@ -466,13 +502,18 @@ def start_committer(d, db, args):
     writer for @db, registered; returns the program's process."""
     c = d.spawn([sys.executable, "-c"] + args, stdout=subprocess.PIPE, text=True)
     assert c.stdout.readline().strip() == "ready"
+    start_sqlite_writer(d, db)
+    return c
+
+
+def start_sqlite_writer(d, db):
+    """The SQLite writer for @db, once registered."""
     w = d.spawn([SQLITE_WRITER, "--run-dir", d.run, db],
                 stderr=open(os.path.join(d.root, "sqlite.log"), "ab"))
     deadline = time.time() + 10
     while "sqlite" not in writers(d):
         assert time.time() < deadline and w.poll() is None
         time.sleep(0.05)
-    return c
 
 
 def copy_from_shadows(d, ids, names=None):
@@ -492,6 +533,37 @@ def copy_from_shadows(d, ids, names=None):
             d.vss("unexpose", exp)
         copies.append(copy)
     return copies
+
+
+def test_sqlite_writer_follows_a_moved_database_at_identify(vssd, fsvol, workdir):
+    """The DATABASE given is a symlink: pointed at another database between
+    two backups, the second backup's writer metadata names where it points
+    now; a database gone fails the writer at identify, naming it."""
+    import sqlite3
+    repo = os.path.join(workdir, "repo")
+    for d in ("one", "two"):
+        os.makedirs(os.path.join(fsvol, d))
+        con = sqlite3.connect(os.path.join(fsvol, d, "app.db"))
+        con.execute("create table t (x)")
+        con.commit()
+        con.close()
+    link = os.path.join(workdir, "app.db")
+    os.symlink(os.path.join(fsvol, "one", "app.db"), link)
+    start_sqlite_writer(vssd, link)
+
+    def file_sets():
+        b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
+        with open(os.path.join(repo, "backups", b["id"], "writers", "1.json")) as f:
+            return {fs["path"] for c in json.load(f)["components"] for fs in c["file_sets"]}
+
+    assert file_sets() == {os.path.join(fsvol, "one")}
+    os.unlink(link)
+    os.symlink(os.path.join(fsvol, "two", "app.db"), link)
+    assert file_sets() == {os.path.join(fsvol, "two")}
+    os.unlink(link)
+    vssd.vss("backup", "create", "--to", repo, "--for", fsvol, check=False)
+    st = writers(vssd)["sqlite"]
+    assert st["state_name"] == "failed_at_identify" and link in st["last_error"], st
 
 
 @pytest.mark.parametrize("mode", ["wal", "delete"])
