@@ -241,7 +241,8 @@ def test_thin_lvs(lvm, daemon):
     thin_delta are the blocks that differ; after kill -9 the snapshot that
     was not persistent is removed, the persistent one listed again and
     still exact, and snapshots vss did not make are never touched; a pool
-    near full is refused."""
+    near full is refused; two thin LVs in a set are refused, one thin and
+    one classic are one instant."""
     lvm.thin_pool()
     mnt = lvm.lv("t", "ext4", size="64m", thin=True)
     fill(mnt, "d", "one")
@@ -289,10 +290,19 @@ def test_thin_lvs(lvm, daemon):
     lvs = lvm.lvs()
     assert "vss-" + keep not in lvs and foreign in lvs and "theirs" in lvs
 
-    # A pool near full takes no thin snapshot: refused before it fills, with the numbers.
     lvm.thin_pool("40m", name="small")
     near = lvm.lv("near", "ext4", size="64m", thin=True, pool="small",
                   mkfs=("-E", "lazy_itable_init=0,lazy_journal_init=0"))
+    # Two thin LVs in one set would be two instants: refused, naming both,
+    # before anything is made or frozen.
+    r = daemon.vss("create", "shadow", "--for", mnt, "--for", near, check=False)
+    assert r.returncode != 0, r.stdout
+    assert "thin LV %s/t" % lvm.vg in r.stderr and "thin LV %s/near" % lvm.vg in r.stderr
+    assert "at most one thin LV" in r.stderr, r.stderr
+    assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
+    write(os.path.join(mnt, "ok"), "writable")
+
+    # A pool near full takes no thin snapshot: refused before it fills, with the numbers.
     k = 0
     while float(lvm.lvs()["small"]["data_percent"]) < 85:
         assert k < 20
@@ -305,3 +315,42 @@ def test_thin_lvs(lvm, daemon):
     assert r.returncode != 0 and "small" in r.stderr and "% full" in r.stderr, r.stderr
     print("pool near full: " + r.stderr.strip())
     assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
+
+    # One thin LV with a classic one is one instant: the thin one is
+    # snapshotted while the classic one is held.  A writer bumps a counter
+    # on the classic LV, then on the thin one, each durable before the
+    # next: a shadow with the thin counter ahead of the classic one would
+    # hold a write without the one it followed.  The classic LV is named
+    # first, so committing in the order given would show it.
+    cl = lvm.lv("c", "ext4", size="64m")
+    writer = daemon.spawn([sys.executable, "-c", COUNTER, cl, mnt])
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.path.join(mnt, "ctr")):
+        assert time.monotonic() < deadline and writer.poll() is None
+        time.sleep(0.1)
+    s = timed_shadow(daemon, cl, mnt, what="classic + thin set")
+    time.sleep(0.5)
+    writer.kill()
+    writer.wait()
+    got = [int(open(os.path.join(expose(daemon, x["id"], lvm.root), "ctr")).read())
+           for x in s["shadows"]]
+    print("classic + thin set: counters %d (classic), %d (thin)" % tuple(got))
+    assert got[1] <= got[0], got
+    assert got[1] > 0
+    daemon.vss("delete", "shadows", "--set", s["set"])
+    assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
+
+
+# Writes n to A/ctr, then to B/ctr, each fsync'd, n = 1, 2, ... until killed.
+COUNTER = """
+import os, sys
+n = 0
+while True:
+    n += 1
+    for d in sys.argv[1:]:
+        fd = os.open(os.path.join(d, "ctr.tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.write(fd, b"%d" % n)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(os.path.join(d, "ctr.tmp"), os.path.join(d, "ctr"))
+"""
