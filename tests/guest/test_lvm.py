@@ -162,7 +162,8 @@ def timed_shadow(daemon, *targets, persistent=False, what=""):
 # vssd start costs seconds): classic LVs, then thin ones.
 
 def test_classic_lvs(lvm, daemon):
-    """A set over two classic LVs (ext4, xfs) is one instant; the shadow
+    """A set over two classic LVs (ext4, xfs) is one instant (their PV is
+    refused as a volume's backing, held by device mapper); the shadow
     storage of each is listed and grows; one that overflows is invalid; a
     VG without room is refused, naming it, and leaves the LV writable; an
     LV held when vssd is killed is resumed by the guardian."""
@@ -171,6 +172,10 @@ def test_classic_lvs(lvm, daemon):
     which = daemon.json("list", "providers", "--for", a)
     assert which["selected"] == "lvm", which
     assert {a, b} <= set([p for p in which["providers"] if p["name"] == "lvm"][0]["paths"])
+    # The PV under them is held by device mapper: refused as a volume's
+    # backing, naming the holder.
+    r = daemon.vss("volume", "create", "pv", "--backing", lvm.loop, check=False)
+    assert r.returncode == 1 and "is held by dm-" in r.stderr and lvm.vg in r.stderr, r.stderr
     fill(a, "d", "a-before")
     fill(b, "d", "b-before")
     before = (tree(a), tree(b))
