@@ -257,16 +257,19 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 		 * thread that forked it ends: its parent is this process instead,
 		 * which lives until vssd closes its end of @life (unexport, or
 		 * vssd died), then ends nbdkit and waits for it. */
-		struct pollfd pl = { life[0], POLLIN, 0 };
+		struct pollfd pl = { 3, POLLIN, 0 };
 		int nul = open("/dev/null", O_RDWR);
 		sigset_t none;
 		pid_t srv;
 
-		close(life[1]);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(logfd, 2) < 0)
+		if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(logfd, 2) < 0 ||
+		    dup2(life[0], 3) < 0)
 			_exit(127);
+		/* Nothing else of vssd's stays open here (a volume's origin held
+		 * O_EXCL, the FUSE device, vssd's socket, @life's other end). */
+		close_range(4, ~0u, 0);
 		if ((srv = fork()) < 0)
 			_exit(127);
 		if (srv == 0) {

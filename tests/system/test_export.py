@@ -70,6 +70,13 @@ def running(pid):
 
 
 def test_export_copy_and_changed_map(vssd, workdir):
+    # A volume on a block device, open O_EXCL by vssd while exports start.
+    img = os.path.join(vssd.root, "blk.img")
+    with open(img, "wb") as f:
+        f.truncate(SIZE)
+    loop = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    vssd.vss("volume", "create", "blk", "--backing", loop)
     vssd.create_volume("raw", str(SIZE))
     dev = vssd.device("raw")
     rng = random.Random(15)
@@ -87,6 +94,12 @@ def test_export_copy_and_changed_map(vssd, workdir):
     assert os.stat(xa["socket"]).st_mode & 0o777 == 0o600
     listed = {x["shadow"]: x for x in vssd.json("list", "exports")["exports"]}
     assert set(listed) == {a, b}
+
+    # Nothing of vssd's stays open in what runs nbdkit: once the volume is
+    # deleted, its device is free.
+    vssd.vss("volume", "delete", "blk")
+    os.close(os.open(loop, os.O_RDONLY | os.O_EXCL))
+    subprocess.run(["losetup", "-d", loop], check=True)
 
     # The copies equal each shadow's instant, the map's holes read as they are.
     assert copy(xa, os.path.join(workdir, "a.img")) == at_a
