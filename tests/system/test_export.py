@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import time
 
@@ -59,6 +60,13 @@ def copy(x, dest):
     r = subprocess.run(["nbdcopy", uri(x), dest], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return read_all(dest)
+
+
+def free_port():
+    # Others test on this machine too: not NBD's 10809, a port free now.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def running(pid):
@@ -130,9 +138,10 @@ def test_export_copy_and_changed_map(vssd, workdir):
     vssd.vss("delete", "shadows", "--shadow", b)
     assert not running(xb["pid"]) and not os.path.exists(xb["socket"])
     assert vssd.json("list", "exports")["exports"] == []
-    xa = vssd.json("export", a, "--port", "10809")
+    port = free_port()
+    xa = vssd.json("export", a, "--port", str(port))
     assert xa["address"] == "127.0.0.1" and "every local user" in xa["warning"]
-    subprocess.run(["nbdinfo", "--size", "nbd://127.0.0.1:10809"], check=True,
+    subprocess.run(["nbdinfo", "--size", "nbd://127.0.0.1:%d" % port], check=True,
                    capture_output=True, timeout=30)
     vssd.stop()
     assert not running(xa["pid"])
@@ -161,7 +170,7 @@ def test_export_roles(daemon_factory, workdir, operators):  # noqa: F811
         return vssd.vss(*args, user=NOBODY, groups=[operators], check=False)
 
     # Only root chooses where to listen.
-    r = op("export", s, "--port", "10810")
+    r = op("export", s, "--port", str(free_port()))
     assert r.returncode == 1 and "only root" in r.stderr, r.stderr
     r = op("export", s, "--socket", os.path.join(workdir, "s.sock"))
     assert r.returncode == 1 and "only root" in r.stderr, r.stderr
