@@ -64,6 +64,12 @@ struct svc_member {
 	dev_t hold_dev;                /* set by prepare if hold will suspend this
 	                                * device-mapper device (the guardian resumes it
 	                                * if vssd dies), else 0 */
+	const char *own_instant;       /* set by prepare if nothing can hold the target still
+	                                * while the set is taken, so its commit is an instant
+	                                * of its own (an LVM thin LV: "thin LV VG/LV"), else
+	                                * NULL; points into priv.
+	                                * A set takes at most one, committed first, while every
+	                                * other member is still frozen, gated or held */
 	void *priv;                    /* the provider's, from prepare until adopt or abort */
 	/* The coordinator's: */
 	bool prepared;                 /* prepare succeeded: abort or adopt must follow */

@@ -36,6 +36,7 @@
 #include "provider/provider.h"
 #include "service/backup.h"
 #include "service/caller.h"
+#include "service/export.h"
 #include "service/gmt.h"
 #include "service/log.h"
 #include "service/schedule.h"
@@ -103,6 +104,10 @@ static const struct op {
 	{ "shadow.delete", svc_op_shadow_delete, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.expose", svc_op_shadow_expose, SVC_ROLE_OPERATOR, false, NULL },
 	{ "shadow.unexpose", svc_op_shadow_unexpose, SVC_ROLE_OPERATOR, false, NULL },
+	/* Over NBD (export.h): the caller must reach the shadow's origin. */
+	{ "shadow.export", svc_op_shadow_export, SVC_ROLE_OPERATOR, false, NULL },
+	{ "shadow.unexport", svc_op_shadow_unexport, SVC_ROLE_OPERATOR, false, NULL },
+	{ "export.list", svc_op_export_list, SVC_ROLE_USER, false, NULL },
 	/* A file's versions: versions.h (as the caller: who cannot read it
 	 * live sees none; a copy back is made with the caller's rights). */
 	{ "shadow.versions", svc_op_shadow_versions, SVC_ROLE_USER, true, NULL },

@@ -22,6 +22,7 @@
 #include "provider/provider.h"
 #include "provider/rbd/provider.h"
 #include "service/backup.h"
+#include "service/export.h"
 #include "service/gmt.h"
 #include "service/guardian.h"
 #include "service/log.h"
@@ -649,6 +650,7 @@ void vss_service_close(struct vss_service *svc)
 	svc_server_stop(svc);
 	svc_schedules_free(svc);
 	svc_lock(svc);
+	svc_exports_end_all(svc);
 	/* Their catalog records stay: the next start mounts them again (restore.c). */
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
 		if (sh->expose_dir) {

@@ -45,6 +45,7 @@
 struct svc_caller;
 struct svc_volume;
 struct svc_shadow;
+struct svc_export;
 struct svc_server;
 struct svc_writer_registry;
 struct svc_scheduler;
@@ -77,6 +78,7 @@ struct vss_service {
 	struct svc_volume *volumes;
 	struct svc_volume *offline;             /* svc->lock: in the catalog, not served (cow NULL) */
 	struct svc_shadow *shadows;             /* oldest first */
+	struct svc_export *exports;             /* served over NBD (export.h) */
 	unsigned int check_ms;                  /* the housekeeper looks at the diff areas this often */
 	/* The providers, highest priority first, NULL-terminated: svc_providers
 	 * (provider.h) unless a test gave its own; never changed. */

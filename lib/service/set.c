@@ -29,7 +29,12 @@
  *      resumes it if vssd dies);
  *   4. every member's provider commits (one engine shadow per volume, one btrfs
  *      snapshot per subvolume, one LVM snapshot per LV, which resumes it):
- *      the set's single instant;
+ *      the set's single instant.  A member nothing can hold (m->own_instant:
+ *      a thin LV, which lvcreate must suspend itself) commits first, while
+ *      every other member is still frozen, gated or held, so no write its
+ *      shadow holds can depend on one the others miss; a set takes at most
+ *      one such member (refused at step 1, before anything is frozen); then
+ *      the members whose commit resumes nothing, then the held ones;
  *   5. open the gates, resume what a failed commit left held, FITHAW in
  *      reverse order, release the guardian, lift the lowered dirty bound;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
@@ -236,6 +241,7 @@ static int fall_back(struct vss_service *svc, struct svc_member *m,
 	m->gate = NULL;
 	m->freeze_dir = m->freeze_loop = NULL;
 	m->hold_dev = 0;
+	m->own_instant = NULL;
 	m->priv = NULL;
 	m->prov = live;
 	if (live->prepare(svc, m, &lerr) < 0)
@@ -282,6 +288,15 @@ static int prepare_members(struct vss_service *svc, struct svc_set *set,
 				return vss_error_set(err, -EINVAL, "volume %s is in the set twice "
 						     "(%s and %s)", m->volume ? m->volume : "",
 						     set->m[j].target, m->target);
+		for (size_t j = 0; m->own_instant && j < i; j++)
+			if (set->m[j].own_instant)
+				return vss_error_set(err, -EINVAL, "%s (%s) and %s (%s) cannot be "
+						     "in one set: neither can be held still while "
+						     "the other is snapshotted, so the set would be "
+						     "two instants, not one; take them in separate "
+						     "sets (a set takes at most one thin LV)",
+						     set->m[j].target, set->m[j].own_instant,
+						     m->target, m->own_instant);
 		if (m->freeze_dir)
 			dirs[set->nfreeze++] = m->freeze_dir;
 	}
@@ -343,9 +358,16 @@ static int commit_members(struct vss_service *svc, struct svc_set *set,
 	for (size_t i = 0; i < set->n; i++)
 		if (set->m[i].gate)
 			pthread_rwlock_wrlock(set->m[i].gate);
-	for (size_t i = 0; i < set->n && rc == 0; i++) {
+	for (size_t k = 0; k < 3 * set->n && rc == 0; k++) {
+		size_t i = k % set->n;
 		struct svc_member *m = &set->m[i];
 
+		/* In three passes: the member that makes its own instant, then the
+		 * others whose commit ends nothing, then the held ones (a classic
+		 * LV's commit resumes it): until the last pass nothing of the set
+		 * takes writes, so the one un-held member's instant is the set's. */
+		if (k / set->n != (m->own_instant ? 0u : !m->prov->hold ? 1u : 2u))
+			continue;
 		assert(m->prepared && !m->taken);
 		assert(!m->freeze_dir || m->frozen);
 		assert(!m->prov->hold || m->held);

@@ -22,6 +22,7 @@
 #include "service/args.h"
 #include "service/backup.h"
 #include "service/caller.h"
+#include "service/export.h"
 #include "service/gmt.h"
 #include "service/log.h"
 #include "service/service_i.h"
@@ -132,6 +133,7 @@ void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const cha
 	int rc;
 
 	svc_assert_locked(svc);
+	svc_exports_end_of(svc, sh->rec.id);
 	svc_shadow_unexpose(sh, true);
 	rc = sh->prov->remove(svc, sh, &err);
 	if (rc < 0)
@@ -697,4 +699,16 @@ int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who
 	*res = json_pack("{s:s, s:s}", "shadow", sh->rec.id, "dir", real);
 	svc_shadow_unexpose(sh, false);
 	return 0;
+}
+
+int svc_shadow_resolve(struct vss_service *svc, const char *prefix, char out[37],
+		       struct vss_error *err)
+{
+	return resolve_prefix(svc, prefix, false, out, err);
+}
+
+int svc_shadow_check_reach(const struct svc_caller *who, const struct svc_shadow *sh,
+			   struct vss_error *err)
+{
+	return check_reach(who, sh, err);
 }

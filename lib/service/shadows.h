@@ -47,6 +47,14 @@ struct svc_shadow {
 /* Removes a shadow everywhere (exposure, device, engine, catalog, list); logs @why. */
 void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const char *why);
 struct svc_shadow *svc_shadow_find(struct vss_service *svc, const char *id);
+/* The full ID of the shadow a prefix of at least 8 characters names, or
+ * -ENOENT/-EINVAL with why. */
+int svc_shadow_resolve(struct vss_service *svc, const char *prefix, char out[37],
+		       struct vss_error *err);
+/* 0 if @who may read @sh's data (root, or it reaches what @sh is of, as
+ * for expose), else -EACCES with why. */
+int svc_shadow_check_reach(const struct svc_caller *who, const struct svc_shadow *sh,
+			   struct vss_error *err);
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
 /* Whether @sh is a shadow of the volume @v (the built-in's, or another
  * provider's whose catalog row names @v). */

@@ -315,6 +315,119 @@ struct svc_volume *svc_volume_new(struct vss_service *svc, const struct vss_cata
 	return v;
 }
 
+/* Whether block device @dev is mounted (/proc/self/mountinfo): where, in @out. */
+static bool mounted_at(dev_t dev, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], mnt[4096];
+	unsigned int ma, mi;
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi, mnt) == 3 &&
+		    makedev(ma, mi) == dev) {
+			snprintf(out, len, "is mounted at %.400s", mnt);
+			found = true;
+		}
+	fclose(f);
+	return found;
+}
+
+/* The first holder of @dev in sysfs (device mapper, md, bcache), in @out. */
+static bool held_by(dev_t dev, char *out, size_t len)
+{
+	char dir[64], name[300], dm[300] = "";
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/sys/dev/block/%u:%u/holders", major(dev), minor(dev));
+	if (!(d = opendir(dir)))
+		return false;
+	while (!found && (e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(name, sizeof(name), "/sys/class/block/%.200s/dm/name", e->d_name);
+		if ((f = fopen(name, "re"))) {
+			if (!fgets(dm, sizeof(dm), f))
+				dm[0] = '\0';
+			dm[strcspn(dm, "\n")] = '\0';
+			fclose(f);
+		}
+		snprintf(out, len, "is held by %.200s%s%.200s%s", e->d_name, dm[0] ? " (" : "",
+			 dm, dm[0] ? ", device mapper: an LVM volume, a mapping or a crypt device "
+			 "on it)" : "");
+		found = true;
+	}
+	closedir(d);
+	return found;
+}
+
+/* Whether @dev is an active swap area (/proc/swaps), in @out. */
+static bool swap_on(dev_t dev, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/swaps", "re");
+	char line[4096], path[4096];
+	struct stat st;
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%4095s", path) == 1 && path[0] == '/' && stat(path, &st) == 0 &&
+		    S_ISBLK(st.st_mode) && st.st_rdev == dev) {
+			snprintf(out, len, "is in use as swap");
+			found = true;
+		}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Why block device @dev cannot be opened exclusively: mounted (where),
+ * held (by what), swap, or one of its partitions so; else another
+ * exclusive opener.  For the refusal's message.
+ */
+static void busy_why(dev_t dev, char *out, size_t len)
+{
+	char dir[64], part[600], why[512];
+	struct dirent *e;
+	DIR *d;
+
+	if (mounted_at(dev, out, len) || held_by(dev, out, len) || swap_on(dev, out, len))
+		return;
+	snprintf(dir, sizeof(dir), "/sys/dev/block/%u:%u", major(dev), minor(dev));
+	if ((d = opendir(dir))) {
+		while ((e = readdir(d))) {
+			unsigned int ma, mi;
+			FILE *f;
+			int n;
+
+			snprintf(part, sizeof(part), "%s/%.200s/partition", dir, e->d_name);
+			if (e->d_name[0] == '.' || access(part, F_OK) < 0)
+				continue;
+			snprintf(part, sizeof(part), "%s/%.200s/dev", dir, e->d_name);
+			if (!(f = fopen(part, "re")))
+				continue;
+			n = fscanf(f, "%u:%u", &ma, &mi);
+			fclose(f);
+			if (n == 2 && (mounted_at(makedev(ma, mi), why, sizeof(why)) ||
+				       held_by(makedev(ma, mi), why, sizeof(why)) ||
+				       swap_on(makedev(ma, mi), why, sizeof(why)))) {
+				snprintf(out, len, "has partition %.200s, which %s", e->d_name, why);
+				closedir(d);
+				return;
+			}
+		}
+		closedir(d);
+	}
+	snprintf(out, len, "is open exclusively by another program");
+}
+
 int svc_volume_open_origin(struct svc_volume *v, struct vss_error *err)
 {
 	const char *path = v->rec.backing;
@@ -329,9 +442,13 @@ int svc_volume_open_origin(struct svc_volume *v, struct vss_error *err)
 		 * md, swap, another exclusive opener), and keeps anyone from
 		 * mounting it while vss serves it. */
 		fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
-		if (fd < 0 && errno == EBUSY)
-			return vss_error_set(err, -EBUSY, "the origin %s is mounted or in use by "
-					     "something else", path);
+		if (fd < 0 && errno == EBUSY) {
+			char why[1024];
+
+			busy_why(st.st_rdev, why, sizeof(why));
+			return vss_error_set(err, -EBUSY, "the origin %s is in use: it %s; "
+					     "unmount or release it first", path, why);
+		}
 	} else if (S_ISREG(st.st_mode)) {
 		fd = open(path, O_RDWR | O_CLOEXEC);
 	} else {

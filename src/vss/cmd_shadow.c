@@ -277,3 +277,111 @@ int cmd_unexpose(int argc, char **argv)
 	json_decref(res);
 	return 0;
 }
+
+/* One line for an export: where it listens, and what its block status is. */
+static void print_export(json_t *x)
+{
+	json_t *sock = json_object_get(x, "socket");
+	const char *since = json_string_value(json_object_get(x, "changed_since"));
+
+	if (json_is_string(sock))
+		printf("%s nbd+unix:///?socket=%s", json_string_value(json_object_get(x, "shadow")),
+		       cli_line(json_string_value(sock)));
+	else
+		printf("%s nbd://127.0.0.1:%lld", json_string_value(json_object_get(x, "shadow")),
+		       (long long)json_integer_value(json_object_get(x, "port")));
+	if (since)
+		printf(" (base:allocation: data = changed since %s, %lld bytes)", since,
+		       (long long)json_integer_value(json_object_get(x, "changed_bytes")));
+	if (!json_is_true(json_object_get(x, "running")))
+		printf(" [nbdkit no longer runs]");
+	printf("\n");
+}
+
+int cmd_export(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "socket", 0, true }, { "port", 0, true }, { "changed-since", 0, true },
+		{ NULL, 0, false }
+	};
+	struct cli_args a;
+	json_t *args, *res;
+	char *sock = NULL, *end;
+	unsigned long port = 0;
+	int rc;
+
+	if ((rc = cli_parse(&a, "export", argc, argv, opts, 1, 1)))
+		return rc;
+	if (cli_has(&a, "port")) {
+		errno = 0;
+		port = strtoul(cli_get(&a, "port"), &end, 10);
+		if (errno || *end || port == 0 || port > 65535)
+			return cli_error(EXIT_USAGE, "export: --port takes 1 to 65535");
+	}
+	if (cli_has(&a, "socket") && cli_has(&a, "port"))
+		return cli_error(EXIT_USAGE, "export: --socket or --port, not both");
+	if (cli_has(&a, "socket"))
+		sock = cli_abs_path(cli_get(&a, "socket"));
+	args = json_pack("{s:s, s:s?, s:s?}", "shadow", a.pos[0], "socket", sock,
+			 "since", cli_get(&a, "changed-since"));
+	if (args && port)
+		json_object_set_new(args, "port", json_integer((json_int_t)port));
+	free(sock);
+	if ((rc = cli_call(&a, "shadow.export", args, &res)))
+		return rc;
+	if (a.json) {
+		cli_print_json(res);
+	} else {
+		printf("Shadow copy exported read-only over NBD: ");
+		print_export(res);
+		if (json_is_string(json_object_get(res, "warning")))
+			fprintf(stderr, "vss: warning: %s\n",
+				json_string_value(json_object_get(res, "warning")));
+	}
+	json_decref(res);
+	return 0;
+}
+
+int cmd_unexport(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = { { NULL, 0, false } };
+	struct cli_args a;
+	json_t *res;
+	int rc;
+
+	if ((rc = cli_parse(&a, "unexport", argc, argv, opts, 1, 1)))
+		return rc;
+	if ((rc = cli_call(&a, "shadow.unexport", json_pack("{s:s}", "shadow", a.pos[0]),
+			   &res)))
+		return rc;
+	if (a.json)
+		cli_print_json(res);
+	else
+		printf("Shadow copy %s no longer exported\n",
+		       json_string_value(json_object_get(res, "shadow")));
+	json_decref(res);
+	return 0;
+}
+
+int cmd_export_list(int argc, char **argv)
+{
+	static const struct cli_opt opts[] = { { NULL, 0, false } };
+	struct cli_args a;
+	json_t *res, *x;
+	size_t i;
+	int rc;
+
+	if ((rc = cli_parse(&a, "list exports", argc, argv, opts, 0, 0)))
+		return rc;
+	if ((rc = cli_call(&a, "export.list", json_object(), &res)))
+		return rc;
+	if (a.json)
+		cli_print_json(res);
+	else if (json_array_size(json_object_get(res, "exports")) == 0)
+		printf("No shadow copy is exported\n");
+	else
+		json_array_foreach(json_object_get(res, "exports"), i, x)
+			print_export(x);
+	json_decref(res);
+	return 0;
+}

@@ -34,6 +34,10 @@ static void usage(FILE *f)
 	      "                  --for TARGET --all | --all) [-q|--quiet]\n"
 	      "  expose (SHADOW_ID DIR | --gmt VOLUME)  (--gmt: root)\n"
 	      "  unexpose (DIR | --gmt VOLUME)\n"
+	      "  export SHADOW_ID [--socket PATH | --port N] [--changed-since SHADOW_ID]\n"
+	      "         (read-only over NBD; --socket PATH, --port: root)\n"
+	      "  unexport SHADOW_ID\n"
+	      "  list exports [--json]\n"
 	      "  diff SHADOW_ID [SHADOW_ID|now] [--json]\n"
 	      "  list bookmarks [--for TARGET] [--json]\n"
 	      "  delete bookmark SHADOW_ID\n"
@@ -99,6 +103,8 @@ static const struct {
 	{ "delete", cmd_delete },
 	{ "expose", cmd_expose },
 	{ "unexpose", cmd_unexpose },
+	{ "export", cmd_export },
+	{ "unexport", cmd_unexport },
 	{ "add", cmd_add },
 	{ "resize", cmd_resize },
 	{ "exec", cmd_exec },
@@ -176,11 +182,12 @@ int cmd_create(int argc, char **argv)
 int cmd_list(int argc, char **argv)
 {
 	static const char *const names[] = { "shadows", "shadowstorage", "writers",
-					     "providers", "volumes", "bookmarks" };
+					     "providers", "volumes", "bookmarks", "exports" };
 	static int (*const fns[])(int, char **) = { cmd_shadow_list, cmd_storage_list,
-		cmd_writers_list, cmd_providers_list, cmd_volume_list, cmd_bookmark_list };
+		cmd_writers_list, cmd_providers_list, cmd_volume_list, cmd_bookmark_list,
+		cmd_export_list };
 
-	return sub(argc, argv, "list", names, fns, 6);
+	return sub(argc, argv, "list", names, fns, 7);
 }
 
 int cmd_delete(int argc, char **argv)

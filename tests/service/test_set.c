@@ -158,7 +158,8 @@ static bool is(const char *knob, const char *target)
 
 static int fake_supports(struct vss_service *svc, const char *target, struct vss_error *err)
 {
-	if (vol_of(target) || strcmp(target, "plain") == 0 || strcmp(target, "/") == 0)
+	if (vol_of(target) || strcmp(target, "plain") == 0 || strcmp(target, "/") == 0 ||
+	    strcmp(target, "u1") == 0 || strcmp(target, "u2") == 0)
 		return 0;
 	return vss_error_set(err, -ENOENT, "no fake target \"%s\"", target);
 }
@@ -176,6 +177,9 @@ static int fake_prepare(struct vss_service *svc, struct svc_member *m, struct vs
 		m->freeze_dir = v->dir;
 		m->freeze_loop = v->loop;
 	}
+	/* "u1", "u2": nothing holds them still (as a thin LV) */
+	if (m->target[0] == 'u')
+		m->own_instant = strcmp(m->target, "u1") == 0 ? "own u1" : "own u2";
 	fk.prepared++;
 	return 0;
 }
@@ -199,6 +203,10 @@ static int fake_commit(struct vss_service *svc, struct svc_member *m, struct vss
 		expect(fk.frozen > 0, "commit with its filesystem thawed");
 	expect(m->prepared && !m->taken, "commit of a member not prepared");
 	expect(fk.holds_done == fk.holds_wanted, "commit before every member was held");
+	/* Its instant is the set's only while nothing else was made or resumed. */
+	if (m->own_instant)
+		expect(fk.made == 0 && fk.suspended == fk.holds_wanted,
+		       "a member with its own instant committed after another");
 	note("commit %s", m->target);
 	if (is(fk.fail_commit, m->target))
 		return vss_error_set(err, -EIO, "fake commit of %s failed", m->target);
@@ -741,6 +749,36 @@ static void held_members_one_instant(void **state)
 			    "hold h1;hold h2;commit a;commit h1;commit h2;unhold h2;unhold h1;"
 			    "thaw a;release;adopt a;adopt h1;adopt h2;");
 	nothing_left(3);
+}
+
+/* A member nothing holds commits first, while the others are still held,
+ * frozen and gated: one instant. */
+static void own_instant_commits_first(void **state)
+{
+	const char *t[] = { "h1", "a", "u1", "plain" };
+	struct vss_error err = { 0 };
+
+	assert_int_equal(take(t, 4, &err), 0);
+	assert_string_equal(events, "prepare h1;prepare a;prepare u1;prepare plain;"
+			    "guard 1 held 1;freeze a;hold h1;commit u1;commit a;commit plain;"
+			    "commit h1;unhold h1;thaw a;release;adopt h1;adopt a;adopt u1;"
+			    "adopt plain;");
+	nothing_left(4);
+}
+
+/* Two would be two instants: refused before anything is frozen. */
+static void two_own_instants_refused(void **state)
+{
+	const char *t[] = { "u1", "a", "u2" };
+	struct vss_error err = { 0 };
+
+	assert_int_equal(take(t, 3, &err), -EINVAL);
+	assert_string_equal(err.msg, "u1 (own u1) and u2 (own u2) cannot be in one set: "
+			    "neither can be held still while the other is snapshotted, so the "
+			    "set would be two instants, not one; take them in separate sets (a "
+			    "set takes at most one thin LV)");
+	assert_string_equal(events, "prepare u1;prepare a;prepare u2;abort u1;abort a;abort u2;");
+	nothing_left(0);
 }
 
 static void held_member_fails_at_commit(void **state)
@@ -1478,6 +1516,8 @@ int main(void)
 		cmocka_unit_test(transition_table),
 		T(set_of_two_at_one_instant),
 		T(held_members_one_instant),
+		T(own_instant_commits_first),
+		T(two_own_instants_refused),
 		T(held_member_fails_at_commit),
 		T(hold_fails),
 		T(provider_fails_at_prepare),

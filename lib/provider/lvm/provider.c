@@ -14,9 +14,10 @@
  * snapshots it and resumes it; unhold resumes whatever a failed commit
  * left.  Every classic LV is suspended before the first is resumed: one
  * instant for them.  A thin LV cannot be held so (lvm_hold): its lvcreate
- * suspends (freezes) it on its own, one after another, so a set of several
- * thin LVs is several instants a fraction of a second apart
- * (doc/providers.md says so).
+ * suspends (freezes) it on its own.  So prepare marks it (m->own_instant):
+ * the coordinator commits it first, while every other member is still
+ * held, frozen or gated, which keeps the set one instant, and refuses a
+ * set with two (doc/providers.md, "The instant").
  *
  * Which snapshots are this instance's: the catalog, as for btrfs.  prepare
  * writes the row before lvcreate, so whatever kill -9 interrupts leaves a
@@ -48,6 +49,7 @@ struct lvm_member {
 	struct vss_lvm_lv snap;
 	dev_t dev;
 	char *mount_point;
+	char what[2 * VSS_LVM_NAME_MAX + 16];  /* "thin LV VG/LV": m->own_instant */
 };
 
 /* /dev/mapper/VG-LV, dashes doubled as device-mapper names them. */
@@ -156,8 +158,13 @@ static int lvm_prepare(struct vss_service *svc, struct svc_member *m, struct vss
 		goto fail;
 	vss_fsinfo_release(&fi);
 	m->priv = lm;
-	if (!lm->origin.thin)
+	if (!lm->origin.thin) {
 		m->hold_dev = lm->dev;   /* lvm_hold suspends it: the guardian resumes it */
+	} else {
+		snprintf(lm->what, sizeof(lm->what), "thin LV %s/%s", lm->origin.vg,
+			 lm->origin.name);
+		m->own_instant = lm->what;
+	}
 	return 0;
 fail:
 	vss_fsinfo_release(&fi);
@@ -207,6 +214,7 @@ static void lvm_abort(struct vss_service *svc, struct svc_member *m)
 	m->taken = false;
 	member_free(lm);
 	m->priv = NULL;
+	m->own_instant = NULL;
 	svc_id_str(m->id, id);
 	vss_catalog_shadow_delete(svc->cat, id, NULL);
 }
@@ -229,6 +237,7 @@ static int lvm_adopt(struct vss_service *svc, struct svc_member *m, struct svc_s
 			lm->origin.vg, lm->origin.name);
 	member_free(lm);
 	m->priv = NULL;
+	m->own_instant = NULL;
 	return rc;
 }
 

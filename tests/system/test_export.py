@@ -1,0 +1,190 @@
+"""vss export: shadows served read-only over NBD by nbdkit, checked with
+clients no one here wrote (libnbd's nbdinfo and nbdcopy).  A copy of an
+export equals the volume's bytes at the shadow's instant (read from the
+volume's own device right before the shadow, no writer running), also when
+the export's block status is the changed-block map (its holes must still
+be read); the map's data extents are exactly the blocks written between
+the two shadows.  nbdkit ends with unexport, with its shadow and with
+vssd (also after kill -9); an operator's socket is its own, and a TCP port is root's.
+"""
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from test_roles import NOBODY, operators, reachable  # noqa: F401 (a fixture)
+
+BS = 16384
+SIZE = 8 << 20
+
+pytestmark = pytest.mark.skipif(not (shutil.which("nbdkit") and shutil.which("nbdcopy")),
+                                reason="nbdkit or nbdcopy (libnbd-bin) missing: "
+                                       "scripts/setup.sh installs them")
+
+
+def read_all(path, size=SIZE):
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def write_blocks(dev, rng, count):
+    touched = set()
+    fd = os.open(dev, os.O_WRONLY)
+    try:
+        for _ in range(count):
+            b = rng.randrange(0, SIZE // BS)
+            os.pwrite(fd, rng.randbytes(BS), b * BS)
+            touched.add(b)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return touched
+
+
+def uri(x):
+    return "nbd+unix:///?socket=" + x["socket"]
+
+
+def nbd_map(x):
+    r = subprocess.run(["nbdinfo", "--map", "--json", uri(x)], capture_output=True,
+                       text=True, timeout=30, check=True)
+    return json.loads(r.stdout)
+
+
+def copy(x, dest):
+    r = subprocess.run(["nbdcopy", uri(x), dest], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return read_all(dest)
+
+
+def free_port():
+    # Others test on this machine too: not NBD's 10809, a port free now.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def running(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_export_copy_and_changed_map(vssd, workdir):
+    # A volume on a block device, open O_EXCL by vssd while exports start.
+    img = os.path.join(vssd.root, "blk.img")
+    with open(img, "wb") as f:
+        f.truncate(SIZE)
+    loop = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    vssd.vss("volume", "create", "blk", "--backing", loop)
+    vssd.create_volume("raw", str(SIZE))
+    dev = vssd.device("raw")
+    rng = random.Random(15)
+    write_blocks(dev, rng, 40)
+    at_a = read_all(dev)
+    a = vssd.shadow("raw")["shadows"][0]["id"]
+    written = write_blocks(dev, rng, 12)
+    at_b = read_all(dev)
+    b = vssd.shadow("raw")["shadows"][0]["id"]
+    write_blocks(dev, rng, 12)          # after b: in neither shadow
+
+    xa = vssd.json("export", a)
+    xb = vssd.json("export", b[:8], "--changed-since", a[:8])
+    assert xa["running"] and xb["running"] and xb["changed_since"] == a
+    assert os.stat(xa["socket"]).st_mode & 0o777 == 0o600
+    listed = {x["shadow"]: x for x in vssd.json("list", "exports")["exports"]}
+    assert set(listed) == {a, b}
+
+    # Nothing of vssd's stays open in what runs nbdkit: once the volume is
+    # deleted, its device is free.
+    vssd.vss("volume", "delete", "blk")
+    os.close(os.open(loop, os.O_RDONLY | os.O_EXCL))
+    subprocess.run(["losetup", "-d", loop], check=True)
+
+    # The copies equal each shadow's instant, the map's holes read as they are.
+    assert copy(xa, os.path.join(workdir, "a.img")) == at_a
+    assert copy(xb, os.path.join(workdir, "b.img")) == at_b
+    # Read-only: a write through NBD is refused.
+    r = subprocess.run(["nbdcopy", os.path.join(workdir, "a.img"), uri(xb)],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0
+
+    # base:allocation of b's export: data exactly where blocks were written.
+    data = set()
+    for e in nbd_map(xb):
+        assert e["offset"] % BS == 0 and e["length"] % BS == 0
+        if e["type"] & 1 == 0:
+            data.update(range(e["offset"] // BS, (e["offset"] + e["length"]) // BS))
+        else:
+            assert e["type"] & 2 == 0       # a hole, never promised to be zero
+    assert data == written, (sorted(data), sorted(written))
+    assert xb["changed_bytes"] == len(written) * BS
+    print("export: %d of %d blocks changed; nbdcopy of both exports equal their instants"
+          % (len(written), SIZE // BS))
+
+    # Unexport, delete, stop: nbdkit goes each time, and so does its socket.
+    vssd.vss("unexport", a)
+    assert not running(xa["pid"]) and not os.path.exists(xa["socket"])
+    r = vssd.vss("unexport", a, check=False)
+    assert r.returncode == 1 and "not exported" in r.stderr
+    vssd.vss("delete", "shadows", "--shadow", b)
+    assert not running(xb["pid"]) and not os.path.exists(xb["socket"])
+    assert vssd.json("list", "exports")["exports"] == []
+    port = free_port()
+    xa = vssd.json("export", a, "--port", str(port))
+    assert xa["address"] == "127.0.0.1" and "every local user" in xa["warning"]
+    subprocess.run(["nbdinfo", "--size", "nbd://127.0.0.1:%d" % port], check=True,
+                   capture_output=True, timeout=30)
+    vssd.stop()
+    assert not running(xa["pid"])
+    # kill -9 of vssd: its end of the keeper's pipe closes, nbdkit ends.
+    vssd.start()
+    x = vssd.json("export", vssd.shadow("raw")["shadows"][0]["id"])
+    with open(os.path.join(os.path.dirname(x["socket"]), "pid")) as f:
+        server = int(f.read())
+    assert running(server)
+    vssd.kill9()
+    deadline = time.monotonic() + 10
+    while running(server) or running(x["pid"]):
+        assert time.monotonic() < deadline, "nbdkit outlived vssd"
+        time.sleep(0.1)
+
+
+def test_export_roles(daemon_factory, workdir, operators):  # noqa: F811
+    vssd = daemon_factory(args=["--operator-group", "users"])
+    reachable(vssd, workdir)
+    vssd.create_volume("v", "32M")
+    # An operator reads only what it reaches: a mounted volume's shadows.
+    vssd.vss("volume", "mount", "v", os.path.join(workdir, "m"), "--mkfs", "ext4")
+    s = vssd.shadow("v")["shadows"][0]["id"]
+
+    def op(*args):
+        return vssd.vss(*args, user=NOBODY, groups=[operators], check=False)
+
+    # Only root chooses where to listen.
+    r = op("export", s, "--port", str(free_port()))
+    assert r.returncode == 1 and "only root" in r.stderr, r.stderr
+    r = op("export", s, "--socket", os.path.join(workdir, "s.sock"))
+    assert r.returncode == 1 and "only root" in r.stderr, r.stderr
+    # An operator who reaches the volume gets a socket only it may connect to.
+    r = op("export", s, "--json")
+    assert r.returncode == 0, r.stderr
+    x = json.loads(r.stdout)
+    st = os.stat(x["socket"])
+    assert st.st_uid == NOBODY and st.st_mode & 0o777 == 0o600
+    r = vssd.vss("unexport", s, user=12345, groups=[operators], check=False)
+    assert r.returncode == 1 and "another user" in r.stderr, r.stderr
+    r = op("unexport", s)
+    assert r.returncode == 0, r.stderr
+    assert not running(x["pid"])
+    # A user who is not an operator exports nothing.
+    r = vssd.vss("export", s, user=NOBODY, check=False)
+    assert r.returncode == 1
