@@ -21,15 +21,27 @@ setup() {  # setup DIR [meson options...]
   fi
 }
 
-echo "== build (-Werror)"
+# Each stage's wall time, printed as it ends and again at the end: CI has
+# 20 minutes on 2 cores, and this is where to look when it grows.
+stage_name= stage_start=$SECONDS stage_times=
+stage() {
+  if [ -n "$stage_name" ]; then
+    stage_times+="$(printf '%5d s  %s' $((SECONDS - stage_start)) "$stage_name")"$'\n'
+    printf '   (%s: %d s)\n' "$stage_name" $((SECONDS - stage_start))
+  fi
+  stage_name=$1 stage_start=$SECONDS
+  [ -z "$1" ] || echo "== $1"
+}
+
+stage "build (-Werror)"
 setup build/ci -Dwerror=true
 ninja -C build/ci
-echo "== tests"
+stage "tests"
 # test_stress's hostile and unlucky clients for 60 s here (120 s by hand).
 VSS_STRESS_SECONDS=${VSS_STRESS_SECONDS:-60} \
   meson test -C build/ci --print-errorlogs --no-suite fuzz
 
-echo "== AddressSanitizer + UBSan"
+stage "AddressSanitizer + UBSan"
 setup build/asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
   -Dc_args=-fno-sanitize-recover=undefined
 ninja -C build/asan
@@ -45,17 +57,20 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 # A short run of every target in CI (they run two at a time); a longer
 # campaign is FUZZ_SECONDS=600 scripts/test.sh, or tests/fuzz/run-fuzz.sh.
 export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-echo "== fuzz (${FUZZ_SECONDS} s a target)"
+stage "fuzz (${FUZZ_SECONDS} s a target)"
 CC=clang setup build/fuzz -Dfuzz=true
 ninja -C build/fuzz
 meson test -C build/fuzz --print-errorlogs --suite fuzz
 
-echo "== Debian packages"
+stage "Debian packages"
 # The suites the package build would run (unit, writer, dist) ran above in
 # build/ci from the same sources: the package is built without them.
 DEB_BUILD_OPTIONS="nocheck ${DEB_BUILD_OPTIONS:-}" scripts/deb.sh
 
 # One closing line over every suite that ran (the package build's too).
+stage ""
+printf '%s%5d s  in all\n' "$stage_times" "$SECONDS"
+
 /usr/bin/python3 - build/ci build/asan build/fuzz build/deb/src/obj-* <<'PY'
 import json, sys, os
 passed = failed = skipped = 0
