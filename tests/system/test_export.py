@@ -188,6 +188,14 @@ def test_export_roles(daemon_factory, workdir, operators):  # noqa: F811
     r = op("unexport", s)
     assert r.returncode == 0, r.stderr
     assert not running(x["pid"])
+    # The live volume too, mounted where it reaches; not one that is not.
+    r = op("export", "v", "--json")
+    assert r.returncode == 0, r.stderr
+    assert os.stat(json.loads(r.stdout)["socket"]).st_uid == NOBODY
+    assert op("unexport", "v").returncode == 0
+    vssd.create_volume("unmounted", "16M")
+    r = op("export", "unmounted")
+    assert r.returncode == 1 and "only root may export it" in r.stderr, r.stderr
     # A user who is not an operator exports nothing.
     r = vssd.vss("export", s, user=NOBODY, check=False)
     assert r.returncode == 1
