@@ -7,7 +7,8 @@ time they are read) or btrfs (a loop-mounted image, a subvolume; its
 snapshots are read in place); writes a file, and takes --shadows shadows
 (default 512), rewriting the file before every --every'th (default 32), so
 that --shadows / --every versions differ.  Then times `vss versions FILE`:
-once cold (the engine's shadows exposed by that call), then --runs times
+once cold (the engine's shadows exposed by that call, but those equal to
+a newer one), then --runs times
 warm, and checks that it listed exactly the versions that differ.  The goal
 is under one second for 512 shadows.  Not a test: exits 0 whatever the
 figures, 1 if the listing is wrong.
@@ -95,11 +96,14 @@ def main():
         print("vss versions: cold %.3f s; warm %s s" % (
             times[0], ", ".join("%.3f" % t for t in times[1:])))
         # Any request under vssd's lock first checks every mount it made:
-        # with the shadows exposed, what that costs.
+        # with the shadows exposed, what that costs.  The engine's shadows
+        # equal to a newer one are not exposed at all.
+        exposed = sum(1 for s in json.loads(d.vss("list", "shadows", "--json").stdout)
+                      ["shadows"] if s["exposed"])
         t0 = time.monotonic()
         d.vss("volume", "list")
         print("vss volume list with %d shadows exposed: %.3f s" % (
-            a.shadows if a.provider == "engine" else 0, time.monotonic() - t0))
+            exposed, time.monotonic() - t0))
         best = min(times[1:]) if a.runs else times[0]
         print("goal: under 1 s for %d shadows: warm %.3f s %s, cold %.3f s %s" % (
             a.shadows, best, "PASS" if best < 1 else "MISS", times[0],

@@ -1,7 +1,7 @@
 /*
  * service/catalog.c - the catalog in SQLite (see catalog.h).
  *
- * Schema, version 4 (PRAGMA user_version):
+ * Schema, version 5 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
  *           storage_explicit, max_diff [-1 = unbounded], created_ns,
  *           diff_id [hex uuid, "" unknown], note ["" none],   these two since 3
@@ -14,12 +14,17 @@
  *             keep_hourly, keep_daily, keep_weekly, keep_monthly,
  *             keep_yearly, attrs, created_ns, wall_ns, boot_ns, boot_id,
  *             slot_ns, last_run_ns, last_error)          since version 4
+ *   exports(kind ["volume" | "shadow"], name, since [base shadow ID, ""],
+ *           socket [path, "" for a port], port [0 for a socket], owner
+ *           [uid], tls [certificate directory, ""], PK(kind, name))
+ *                                                        since version 5
  * Migration: open brings an older catalog up to this version in one
  * transaction (1 -> 2 adds the empty mounts table: nothing was mounted as
  * far as the catalog knows; 2 -> 3 adds the two columns, empty: the diff
  * area's identity is learnt at its next open; 3 -> 4 adds the empty
  * schedules table, the shadows' schedule column, "": no shadow was
- * made by a schedule, and the volumes' gmt column, 0).  A newer catalog is refused,
+ * made by a schedule, and the volumes' gmt column, 0; 4 -> 5 adds the
+ * empty exports table: nothing was exported as far as it knows).  A newer catalog is refused,
  * so that an older vssd never leaves rows it does not know about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
@@ -42,7 +47,7 @@
 
 #include "service/catalog.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 struct vss_catalog {
 	sqlite3 *db;
@@ -119,7 +124,11 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		" created_ns INTEGER NOT NULL, wall_ns INTEGER NOT NULL,"
 		" boot_ns INTEGER NOT NULL, boot_id TEXT NOT NULL, slot_ns INTEGER NOT NULL,"
 		" last_run_ns INTEGER NOT NULL, last_error TEXT NOT NULL);"
-		"PRAGMA user_version=4;";
+		"CREATE TABLE IF NOT EXISTS exports("
+		" kind TEXT NOT NULL, name TEXT NOT NULL, since TEXT NOT NULL,"
+		" socket TEXT NOT NULL, port INTEGER NOT NULL, owner INTEGER NOT NULL,"
+		" tls TEXT NOT NULL, PRIMARY KEY(kind, name));"
+		"PRAGMA user_version=5;";
 	/* Version 1 and 2 volumes tables lack the columns of version 3. */
 	static const char *to3 =
 		"ALTER TABLE volumes ADD COLUMN diff_id TEXT NOT NULL DEFAULT '';"
@@ -164,7 +173,7 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		if ((rc = exec(c, "BEGIN IMMEDIATE", err)) < 0)
 			goto fail;
 		if ((version >= 1 && version < 3 && (rc = exec(c, to3, err)) < 0) ||
-		    (version >= 1 && (rc = exec(c, to4, err)) < 0) ||
+		    (version >= 1 && version < 4 && (rc = exec(c, to4, err)) < 0) ||
 		    (rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -265,6 +274,9 @@ int vss_catalog_volume_delete(struct vss_catalog *c, const char *name,
 	static const char *const sql[] = {
 		("DELETE FROM mounts WHERE kind = 'shadow'"
 		 " AND name IN (SELECT id FROM shadows WHERE volume = ?)"),
+		("DELETE FROM exports WHERE kind = 'shadow'"
+		 " AND name IN (SELECT id FROM shadows WHERE volume = ?)"),
+		"DELETE FROM exports WHERE kind = 'volume' AND name = ?",
 		"DELETE FROM shadows WHERE volume = ?",
 		"DELETE FROM mounts WHERE kind = 'volume' AND name = ?",
 		"DELETE FROM volumes WHERE name = ?",
@@ -360,6 +372,7 @@ int vss_catalog_shadow_delete(struct vss_catalog *c, const char *id,
 {
 	static const char *const sql[] = {
 		"DELETE FROM mounts WHERE kind = 'shadow' AND name = ?",
+		"DELETE FROM exports WHERE kind = 'shadow' AND name = ?",
 		"DELETE FROM shadows WHERE id = ?",
 	};
 
@@ -528,4 +541,63 @@ int vss_catalog_schedule_each(struct vss_catalog *c,
 			" keep_weekly, keep_monthly, keep_yearly, attrs, created_ns, wall_ns,"
 			" boot_ns, boot_id, slot_ns, last_run_ns, last_error FROM schedules"
 			" ORDER BY created_ns, id", schedule_row, &e, "reading the schedules", err);
+}
+
+int vss_catalog_export_put(struct vss_catalog *c, const struct vss_catalog_export *x,
+			   struct vss_error *err)
+{
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO exports VALUES(?,?,?,?,?,?,?)",
+				   err);
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, x->volume ? "volume" : "shadow", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, x->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, x->since, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, x->socket ? x->socket : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, x->port);
+	sqlite3_bind_int64(st, 6, x->owner);
+	sqlite3_bind_text(st, 7, x->tls ? x->tls : "", -1, SQLITE_STATIC);
+	return step_done(c, st, err, "saving an export");
+}
+
+int vss_catalog_export_delete(struct vss_catalog *c, bool volume, const char *name,
+			      struct vss_error *err)
+{
+	static const char *const sql[2][1] = {
+		{ "DELETE FROM exports WHERE kind = 'shadow' AND name = ?" },
+		{ "DELETE FROM exports WHERE kind = 'volume' AND name = ?" },
+	};
+
+	return delete_by_key(c, sql[volume], 1, name, err);
+}
+
+struct export_each {
+	int (*fn)(void *arg, const struct vss_catalog_export *x);
+	void *arg;
+};
+
+static int export_row(sqlite3_stmt *st, void *ctx)
+{
+	struct export_each *e = ctx;
+	struct vss_catalog_export x = { 0 };
+
+	x.volume = strcmp(col_text(st, 0), "volume") == 0;
+	snprintf(x.name, sizeof(x.name), "%s", col_text(st, 1));
+	snprintf(x.since, sizeof(x.since), "%s", col_text(st, 2));
+	x.socket = (char *)col_text(st, 3);
+	x.port = (unsigned int)sqlite3_column_int64(st, 4);
+	x.owner = (uint32_t)sqlite3_column_int64(st, 5);
+	x.tls = (char *)col_text(st, 6);
+	return e->fn(e->arg, &x);
+}
+
+int vss_catalog_export_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_export *x),
+			    void *arg, struct vss_error *err)
+{
+	struct export_each e = { fn, arg };
+
+	return each_row(c, "SELECT kind, name, since, socket, port, owner, tls FROM exports"
+			" ORDER BY kind, name", export_row, &e, "reading the exports", err);
 }

@@ -5,7 +5,8 @@
  * taken for, its attributes).  The engine's diff area stays the truth about
  * which shadows exist; the catalog is reconciled with it on start.  It also
  * records what the administrator mounted (volume mounts, exposed shadows),
- * so that a restart brings them back (service.c, restore_mounts()).
+ * so that a restart brings them back (service.c, restore_mounts()), and
+ * what it serves over NBD (export.c).
  *
  * Stored in an SQLite database (STATE/catalog.db, WAL, synchronous=FULL):
  * every call below is one transaction, durable when it returns.
@@ -80,6 +81,17 @@ struct vss_catalog_schedule {
 	char *last_error;       /* why the last run failed, "" if it did not */
 };
 
+/* What vssd serves over NBD (export.h), so that a restart serves it again. */
+struct vss_catalog_export {
+	bool volume;            /* name is a volume's, else a shadow's ID */
+	char name[65];
+	char since[37];         /* the base of its changed-block map, or "" */
+	char *socket;           /* the Unix socket, "" for a port */
+	unsigned int port;      /* TCP, or 0 */
+	uint32_t owner;         /* the uid that asked */
+	char *tls;              /* the certificate directory, "" without TLS */
+};
+
 int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_error *err);
 void vss_catalog_close(struct vss_catalog *c);
 
@@ -124,5 +136,16 @@ int vss_catalog_schedule_delete(struct vss_catalog *c, const char *id, struct vs
 int vss_catalog_schedule_each(struct vss_catalog *c,
 			      int (*fn)(void *arg, const struct vss_catalog_schedule *s),
 			      void *arg, struct vss_error *err);
+
+/* Inserts or replaces the export of @x's volume or shadow (one each). */
+int vss_catalog_export_put(struct vss_catalog *c, const struct vss_catalog_export *x,
+			   struct vss_error *err);
+/* Deletes the export of a shadow (or, if @volume, a volume) @name, if any. */
+int vss_catalog_export_delete(struct vss_catalog *c, bool volume, const char *name,
+			      struct vss_error *err);
+/* Calls @fn for every export; the record is valid during the call. */
+int vss_catalog_export_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_export *x),
+			    void *arg, struct vss_error *err);
 
 #endif

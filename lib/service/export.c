@@ -1,12 +1,21 @@
 /*
- * service/export.c - a shadow served read-only over NBD (export.h) by
- * Debian's nbdkit: its file plugin on the shadow's device, --readonly, as
+ * service/export.c - a shadow, or a live volume, served read-only over NBD
+ * (export.h) by Debian's nbdkit: its file plugin on the device, --readonly, as
  * the child of a keeper process of vssd's, which ends it when vssd closes
  * a pipe (unexport, or vssd died, even by kill -9: start_nbdkit), run with a fixed argv, a clean environment, stdin from
  * /dev/null and no other descriptor.  The Unix socket is in a directory of
  * vssd's (RUN/exports/ID, 0755 root) and belongs to the caller, 0600: only
- * the caller and root connect.  A TCP port is bound to 127.0.0.1 only, and
- * only for root (every local user can connect to it).
+ * the caller and root connect.  A TCP port is root's: bound to 127.0.0.1
+ * only (every local user can connect to it), unless root gives a TLS
+ * certificate directory: then every address, TLS required, and only a
+ * client whose certificate that directory's CA signed is served
+ * (--tls-verify-peer).
+ *
+ * Restarts: each export is a catalog row from its start to its unexport
+ * (or its shadow's or volume's deletion); vssd's stop ends nbdkit but
+ * keeps the row, and the next start serves root's exports again
+ * (svc_exports_restore).  Another user's is logged as gone and forgotten:
+ * whether they may still read it is theirs to show by asking again.
  *
  * Changed blocks: nbdkit 1.32 lets a plugin or filter answer block status
  * for base:allocation only, not a metadata context of its own (qemu's
@@ -33,11 +42,13 @@
 #include "provider/provider.h"
 #include "service/args.h"
 #include "service/caller.h"
+#include "service/catalog.h"
 #include "service/export.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/tracking.h"
+#include "service/volumes.h"
 
 #define NBDKIT_BIN "/usr/bin/nbdkit"
 #define EXPORT_READY_MS 10000          /* nbdkit's start, until its pidfile */
@@ -85,6 +96,17 @@ static void end_one(struct svc_export *x)
 	rmdir(x->dir);
 }
 
+/* What @x serves, for messages and the catalog: a shadow's ID or a volume's name. */
+static const char *name_of(const struct svc_export *x)
+{
+	return x->volume[0] ? x->volume : x->shadow;
+}
+
+static const char *kind_of(const struct svc_export *x)
+{
+	return x->volume[0] ? "volume" : "shadow";
+}
+
 static void unlink_export(struct vss_service *svc, struct svc_export *x)
 {
 	for (struct svc_export **pp = &svc->exports; *pp; pp = &(*pp)->next)
@@ -94,20 +116,30 @@ static void unlink_export(struct vss_service *svc, struct svc_export *x)
 		}
 }
 
-void svc_exports_end_of(struct vss_service *svc, const char *id)
+void svc_exports_end_of(struct vss_service *svc, bool volume, const char *name)
 {
 	struct svc_export *x, *next;
 
 	svc_assert_locked(svc);
 	for (x = svc->exports; x; x = next) {
 		next = x->next;
-		if (strcmp(x->shadow, id) != 0)
+		if (!!x->volume[0] != volume || strcmp(name_of(x), name) != 0)
 			continue;
 		unlink_export(svc, x);
 		end_one(x);
-		vss_log("shadow %s: no longer exported (it is deleted)", id);
+		vss_catalog_export_delete(svc->cat, volume, name, NULL);
+		vss_log("%s %s: no longer exported (it is deleted)", kind_of(x), name);
 		free(x);
 	}
+}
+
+bool svc_exports_has_volume(struct vss_service *svc, const char *name)
+{
+	svc_assert_locked(svc);
+	for (struct svc_export *x = svc->exports; x; x = x->next)
+		if (x->volume[0] && strcmp(x->volume, name) == 0)
+			return true;
+	return false;
 }
 
 void svc_exports_end_all(struct vss_service *svc)
@@ -115,10 +147,15 @@ void svc_exports_end_all(struct vss_service *svc)
 	svc_assert_locked(svc);
 	while (svc->exports) {
 		struct svc_export *x = svc->exports;
+		struct svc_shadow *sh = x->shadow[0] ? svc_shadow_find(svc, x->shadow) : NULL;
 
 		svc->exports = x->next;
 		end_one(x);
-		vss_log("shadow %s: no longer exported (vssd stops)", x->shadow);
+		vss_log("%s %s: no longer exported (vssd stops): %s", kind_of(x), name_of(x),
+			sh && !(sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT)
+			? "the shadow copy is not persistent, it goes too"
+			: x->owner ? "its owner must export it again after the next start"
+				   : "the next start serves it again");
 		free(x);
 	}
 }
@@ -164,11 +201,14 @@ static int write_map(const char *path, json_t *extents, uint64_t size, uint64_t 
 	return 0;
 }
 
-/* The changed blocks from @since to @id, as "vss diff" lists them. */
+/* The changed blocks from @since to the shadow (or to now, for a volume),
+ * as "vss diff" lists them. */
 static int changed_map(struct vss_service *svc, struct svc_export *x, const char *path,
 		       struct vss_error *err)
 {
-	json_t *args = json_pack("{s:s, s:s}", "from", x->since, "to", x->shadow), *res = NULL;
+	json_t *args = json_pack("{s:s, s:s?}", "from", x->since,
+				 "to", x->volume[0] ? NULL : x->shadow), *res = NULL;
+	const char *of;
 	int rc;
 
 	if (!args)
@@ -177,6 +217,12 @@ static int changed_map(struct vss_service *svc, struct svc_export *x, const char
 	json_decref(args);
 	if (rc < 0)
 		return rc;
+	of = json_string_value(json_object_get(res, "volume"));
+	if (x->volume[0] && (!of || strcmp(of, x->volume) != 0)) {
+		json_decref(res);
+		return vss_error_set(err, -EINVAL, "%s is not a shadow copy of volume %s",
+				     x->since, x->volume);
+	}
 	rc = write_map(path, json_object_get(res, "extents"),
 		       (uint64_t)json_integer_value(json_object_get(res, "size")),
 		       &x->changed_bytes, err);
@@ -206,7 +252,7 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 {
 	char pidf[PATH_MAX + 16], logf[PATH_MAX + 16], mapf[PATH_MAX + 32];
 	char file[PATH_MAX + 16], port[16], why[512];
-	const char *argv[24];
+	const char *argv[28];
 	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
 	size_t n = 0;
 	pid_t pid;
@@ -223,9 +269,17 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 	argv[n++] = "--log=stderr";
 	argv[n++] = "--pidfile";
 	argv[n++] = pidf;
+	if (x->tls[0]) {
+		argv[n++] = "--tls=require";
+		argv[n++] = "--tls-certificates";
+		argv[n++] = x->tls;
+		argv[n++] = "--tls-verify-peer";
+	}
 	if (x->port) {
-		argv[n++] = "--ipaddr";
-		argv[n++] = "127.0.0.1";
+		if (!x->tls[0]) {
+			argv[n++] = "--ipaddr";
+			argv[n++] = "127.0.0.1";
+		}
 		argv[n++] = "--port";
 		argv[n++] = port;
 	} else {
@@ -302,14 +356,14 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 		sleep_ms(20);
 	}
 	read_log(x, why, sizeof(why));
-	return vss_error_set(err, -EIO, "nbdkit did not start serving shadow %s%s%s",
-			     x->shadow, why[0] ? ": " : "", why);
+	return vss_error_set(err, -EIO, "nbdkit did not start serving %s %s%s%s", kind_of(x),
+			     name_of(x), why[0] ? ": " : "", why);
 }
 
 /* Where to listen: a socket vssd makes for the caller, a path root names,
- * or a port of 127.0.0.1 (root). */
+ * or a port (root); with TLS from root's certificate directory, or not. */
 static int where(const struct svc_caller *who, struct svc_export *x, const char *socket,
-		 uint64_t port, struct vss_error *err)
+		 uint64_t port, const char *tls, struct vss_error *err)
 {
 	bool root = !who || who->uid == 0;
 	struct stat st;
@@ -317,6 +371,16 @@ static int where(const struct svc_caller *who, struct svc_export *x, const char 
 	if (socket && port)
 		return vss_error_set(err, -EINVAL, "an export listens on a socket or on a port, "
 				     "not both");
+	if (tls) {
+		if (!root)
+			return vss_error_set(err, -EACCES, "permission denied: only root may "
+					     "name a TLS certificate directory");
+		if (tls[0] != '/' || strlen(tls) >= sizeof(x->tls) || stat(tls, &st) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			return vss_error_set(err, -EINVAL, "the TLS certificates must be an "
+					     "absolute path of a directory: %s", tls);
+		snprintf(x->tls, sizeof(x->tls), "%s", tls);
+	}
 	if (port) {
 		if (!root)
 			return vss_error_set(err, -EACCES, "permission denied: only root may "
@@ -327,13 +391,8 @@ static int where(const struct svc_caller *who, struct svc_export *x, const char 
 		x->port = (unsigned int)port;
 		return 0;
 	}
-	if (!socket) {
-		if ((size_t)snprintf(x->socket, sizeof(x->socket), "%.4000s/nbd.sock", x->dir) >=
-		    108)
-			return vss_error_set(err, -ENAMETOOLONG, "%s/nbd.sock is too long for a "
-					     "socket: pass --socket", x->dir);
-		return 0;
-	}
+	if (!socket)
+		return 0;       /* export_start() makes one in the export's directory */
 	if (!root)
 		return vss_error_set(err, -EACCES, "permission denied: only root may name the "
 				     "socket (an operator's is made under vssd's run directory)");
@@ -348,69 +407,110 @@ static int where(const struct svc_caller *who, struct svc_export *x, const char 
 
 static json_t *export_json(struct svc_export *x)
 {
-	json_t *o = json_pack("{s:s, s:s?, s:s?, s:I, s:s, s:b, s:I}",
-			      "shadow", x->shadow, "changed_since", x->since[0] ? x->since : NULL,
+	json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:I, s:s, s:b, s:I}",
+			      "shadow", x->shadow[0] ? x->shadow : NULL,
+			      "volume", x->volume[0] ? x->volume : NULL,
+			      "changed_since", x->since[0] ? x->since : NULL,
 			      "socket", x->socket[0] ? x->socket : NULL,
 			      "pid", (json_int_t)x->pid, "device", x->device, "running", alive(x),
 			      "changed_bytes", (json_int_t)x->changed_bytes);
 
 	if (o && x->port) {
-		json_object_set_new(o, "address", json_string("127.0.0.1"));
+		json_object_set_new(o, "address", json_string(x->tls[0] ? "" : "127.0.0.1"));
 		json_object_set_new(o, "port", json_integer((json_int_t)x->port));
 	}
+	if (o && x->tls[0])
+		json_object_set_new(o, "tls_certificates", json_string(x->tls));
 	return o;
 }
 
-int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-			 json_t **res, struct vss_error *err)
+/*
+ * What @args names: "shadow" (an ID or a prefix of one), "volume" (a
+ * name), or "target" (either; refused if it names both).  Fills @x's
+ * shadow or volume.
+ */
+static int target_of(struct vss_service *svc, json_t *args, struct svc_export *x,
+		     struct vss_error *err)
 {
-	const char *id, *socket, *since;
-	uint64_t port = 0;
-	char full[37], base[37];
-	struct svc_export *x;
-	struct svc_shadow *sh;
-	struct stat st;
-	char exports[PATH_MAX];
+	const char *sh, *vol, *t;
+	struct vss_error e;
+	char full[37];
 	int rc;
 
-	if ((rc = svc_arg_str(args, "shadow", true, &id, err)) < 0 ||
-	    (rc = svc_arg_str(args, "socket", false, &socket, err)) < 0 ||
-	    (rc = svc_arg_str(args, "since", false, &since, err)) < 0 ||
-	    (rc = svc_arg_u64(args, "port", false, &port, err)) < 0)
+	if ((rc = svc_arg_str(args, "shadow", false, &sh, err)) < 0 ||
+	    (rc = svc_arg_str(args, "volume", false, &vol, err)) < 0 ||
+	    (rc = svc_arg_str(args, "target", false, &t, err)) < 0)
 		return rc;
-	if ((rc = svc_shadow_resolve(svc, id, full, err)) < 0)
+	if (!!sh + !!vol + !!t != 1)
+		return vss_error_set(err, -EINVAL, "name one shadow copy or volume");
+	if (vol || (t && svc_volume_find(svc, t))) {
+		const char *name = vol ? vol : t;
+
+		if (!svc_volume_find(svc, name))
+			return vss_error_set(err, -ENOENT, "no volume named \"%s\"", name);
+		if (t && strlen(t) >= 8 && svc_shadow_resolve(svc, t, full, &e) == 0)
+			return vss_error_set(err, -EINVAL, "\"%s\" names volume %s and shadow "
+					     "copy %s: name it with --json's \"volume\" or "
+					     "\"shadow\"", t, t, full);
+		snprintf(x->volume, sizeof(x->volume), "%s", name);
+		return 0;
+	}
+	if (t && svc_shadow_resolve(svc, t, full, &e) < 0)
+		return vss_error_set(err, e.code == -EINVAL && strlen(t) >= 8 ? -EINVAL : -ENOENT,
+				     "no volume named \"%s\", nor a shadow copy with that ID%s%s",
+				     t, strlen(t) >= 8 ? ": " : "", strlen(t) >= 8 ? e.msg : "");
+	if (sh && (rc = svc_shadow_resolve(svc, sh, full, err)) < 0)
 		return rc;
-	if (access(NBDKIT_BIN, X_OK) < 0)
-		return vss_error_set(err, -ENOENT, "%s is not there: install nbdkit (Debian: "
-				     "nbdkit) to export shadows over NBD", NBDKIT_BIN);
-	sh = svc_shadow_find(svc, full);
-	if ((rc = svc_shadow_check_reach(who, sh, err)) < 0)
-		return rc;
-	for (x = svc->exports; x; x = x->next)
-		if (strcmp(x->shadow, full) == 0)
-			return vss_error_set(err, -EBUSY, "shadow %s is exported already (%s)",
-					     full, x->socket[0] ? x->socket : "a TCP port");
-	if (since && (rc = svc_shadow_resolve(svc, since, base, err)) < 0)
-		return rc;
-	if (since && strcmp(base, full) == 0)
-		return vss_error_set(err, -EINVAL, "--changed-since names the shadow itself");
-	if (!(x = calloc(1, sizeof(*x))))
-		return vss_error_set(err, -ENOMEM, "out of memory");
-	x->life = -1;
 	snprintf(x->shadow, sizeof(x->shadow), "%s", full);
-	if (since)
-		snprintf(x->since, sizeof(x->since), "%s", base);
-	x->owner = who ? who->uid : 0;
-	sh->prov->location(svc, sh, x->device, sizeof(x->device));
+	return 0;
+}
+
+/* 0 if @who may read what @x serves: root, or an operator who reaches the
+ * shadow's live side, or the volume's mount point. */
+static int check_reach(struct vss_service *svc, const struct svc_caller *who,
+		       const struct svc_export *x, struct vss_error *err)
+{
+	struct svc_volume *v;
+
+	if (x->shadow[0])
+		return svc_shadow_check_reach(who, svc_shadow_find(svc, x->shadow), err);
+	if (!who || who->uid == 0)
+		return 0;
+	v = svc_volume_find(svc, x->volume);
+	if (!v->mount_dir)
+		return vss_error_set(err, -EACCES, "permission denied: volume %s is not mounted, "
+				     "so only root may export it", x->volume);
+	return svc_caller_reaches(who, v->mount_dir, x->volume, err);
+}
+
+/* nbdkit for @x (its target, owner and where to listen set), in @x->dir;
+ * @x freed on failure.  In svc->exports and the catalog if it started. */
+static int export_start(struct vss_service *svc, struct svc_export *x, struct vss_error *err)
+{
+	struct vss_catalog_export rec = { 0 };
+	char exports[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	if (x->shadow[0]) {
+		struct svc_shadow *sh = svc_shadow_find(svc, x->shadow);
+
+		sh->prov->location(svc, sh, x->device, sizeof(x->device));
+	} else {
+		svc_volume_device_path(svc, x->volume, x->device, sizeof(x->device));
+	}
 	if (stat(x->device, &st) < 0 || !(S_ISBLK(st.st_mode) || S_ISREG(st.st_mode))) {
-		rc = vss_error_set(err, -EOPNOTSUPP, "shadow %s is %s, not a device: only a "
+		rc = vss_error_set(err, -EOPNOTSUPP, "%s %s is %s, not a device: only a "
 				   "shadow with a device (vss volumes, LVM) can be exported",
-				   full, x->device);
+				   kind_of(x), name_of(x), x->device);
 		free(x);
 		return rc;
 	}
 	snprintf(exports, sizeof(exports), "%.4000s/exports", svc->run_dir);
-	snprintf(x->dir, sizeof(x->dir), "%.4000s/%s", exports, full);
+	if (x->volume[0])
+		snprintf(x->dir, sizeof(x->dir), "%.4000s/volume-%s", exports, x->volume);
+	else
+		snprintf(x->dir, sizeof(x->dir), "%.4000s/%s", exports, x->shadow);
 	if (mkdir(exports, 0755) < 0 && errno != EEXIST) {
 		rc = vss_error_set(err, -errno, "%s: %s", exports, strerror(errno));
 		free(x);
@@ -428,16 +528,20 @@ int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, 
 		free(x);
 		return rc;
 	}
-	if ((rc = where(who, x, socket, port, err)) < 0)
+	if (!x->port && !x->socket[0] &&
+	    (size_t)snprintf(x->socket, sizeof(x->socket), "%.4000s/nbd.sock", x->dir) >= 108) {
+		rc = vss_error_set(err, -ENAMETOOLONG, "%s/nbd.sock is too long for a socket: "
+				   "pass --socket", x->dir);
 		goto fail;
-	if (since) {
+	}
+	if (x->since[0]) {
 		char map[PATH_MAX + 16];
 
 		snprintf(map, sizeof(map), "%s/changed", x->dir);
 		if ((rc = changed_map(svc, x, map, err)) < 0)
 			goto fail;
 	}
-	if ((rc = start_nbdkit(x, since != NULL, err)) < 0)
+	if ((rc = start_nbdkit(x, x->since[0] != '\0', err)) < 0)
 		goto fail;
 	/* nbdkit makes it 0755 (no one else may connect: that needs write), then
 	 * it is the caller's alone. */
@@ -446,20 +550,22 @@ int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, 
 		rc = vss_error_set(err, -errno, "%s: %s", x->socket, strerror(errno));
 		goto fail;
 	}
+	rec.volume = x->volume[0] != '\0';
+	snprintf(rec.name, sizeof(rec.name), "%s", name_of(x));
+	memcpy(rec.since, x->since, sizeof(rec.since));
+	rec.socket = x->socket;
+	rec.port = x->port;
+	rec.owner = x->owner;
+	rec.tls = x->tls;
+	if ((rc = vss_catalog_export_put(svc->cat, &rec, err)) < 0)
+		goto fail;
 	x->next = svc->exports;
 	svc->exports = x;
-	vss_log("shadow %s exported read-only over NBD on %s%s (nbdkit %d)%s%s", full,
-		x->port ? "127.0.0.1 port " : "", x->port ? "" : x->socket, (int)x->pid,
-		since ? ", block status: changed since " : "", since ? x->since : "");
-	if (!(*res = export_json(x))) {
-		unlink_export(svc, x);
-		rc = vss_error_set(err, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	if (x->port)
-		json_object_set_new(*res, "warning", json_string("bound to 127.0.0.1 without "
-								 "TLS: every local user can "
-								 "read this shadow"));
+	vss_log("%s %s exported read-only over NBD on %s%s%s (nbdkit %d)%s%s%s", kind_of(x),
+		name_of(x), x->port ? (x->tls[0] ? "every address, port " : "127.0.0.1 port ")
+				    : "", x->port ? "" : x->socket, x->tls[0] ? ", TLS" : "",
+		(int)x->pid, x->since[0] ? ", block status: changed since " : "", x->since,
+		x->volume[0] ? " (live: its bytes change while they are read)" : "");
 	return 0;
 fail:
 	end_one(x);
@@ -467,29 +573,87 @@ fail:
 	return rc;
 }
 
+int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+			 json_t **res, struct vss_error *err)
+{
+	const char *socket, *since, *tls;
+	uint64_t port = 0;
+	struct svc_export *x, *y;
+	char base[37];
+	int rc;
+
+	if ((rc = svc_arg_str(args, "socket", false, &socket, err)) < 0 ||
+	    (rc = svc_arg_str(args, "since", false, &since, err)) < 0 ||
+	    (rc = svc_arg_str(args, "tls", false, &tls, err)) < 0 ||
+	    (rc = svc_arg_u64(args, "port", false, &port, err)) < 0)
+		return rc;
+	if (!(x = calloc(1, sizeof(*x))))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	x->life = -1;
+	x->owner = who ? who->uid : 0;
+	if ((rc = target_of(svc, args, x, err)) < 0)
+		goto fail;
+	if (access(NBDKIT_BIN, X_OK) < 0) {
+		rc = vss_error_set(err, -ENOENT, "%s is not there: install nbdkit (Debian: "
+				   "nbdkit) to export shadows over NBD", NBDKIT_BIN);
+		goto fail;
+	}
+	if ((rc = check_reach(svc, who, x, err)) < 0)
+		goto fail;
+	for (y = svc->exports; y; y = y->next)
+		if (strcmp(y->shadow, x->shadow) == 0 && strcmp(y->volume, x->volume) == 0) {
+			rc = vss_error_set(err, -EBUSY, "%s %s is exported already (%s)",
+					   kind_of(x), name_of(x),
+					   y->socket[0] ? y->socket : "a TCP port");
+			goto fail;
+		}
+	if (since && (rc = svc_shadow_resolve(svc, since, base, err)) < 0)
+		goto fail;
+	if (since && strcmp(base, x->shadow) == 0) {
+		rc = vss_error_set(err, -EINVAL, "--changed-since names the shadow itself");
+		goto fail;
+	}
+	if (since)
+		snprintf(x->since, sizeof(x->since), "%s", base);
+	if ((rc = where(who, x, socket, port, tls, err)) < 0)
+		goto fail;
+	if ((rc = export_start(svc, x, err)) < 0)
+		return rc;
+	if (!(*res = export_json(x)))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if (x->port && !x->tls[0])
+		json_object_set_new(*res, "warning", json_string("bound to 127.0.0.1 without "
+								 "TLS: every local user can "
+								 "read this shadow"));
+	return 0;
+fail:
+	free(x);
+	return rc;
+}
+
 int svc_op_shadow_unexport(struct vss_service *svc, const struct svc_caller *who,
 			   json_t *args, json_t **res, struct vss_error *err)
 {
-	const char *id;
-	char full[37];
-	struct svc_export *x;
+	struct svc_export key = { 0 }, *x;
 	int rc;
 
-	if ((rc = svc_arg_str(args, "shadow", true, &id, err)) < 0 ||
-	    (rc = svc_shadow_resolve(svc, id, full, err)) < 0)
+	if ((rc = target_of(svc, args, &key, err)) < 0)
 		return rc;
 	for (x = svc->exports; x; x = x->next)
-		if (strcmp(x->shadow, full) == 0)
+		if (strcmp(x->shadow, key.shadow) == 0 && strcmp(x->volume, key.volume) == 0)
 			break;
 	if (!x)
-		return vss_error_set(err, -ENOENT, "shadow %s is not exported", full);
+		return vss_error_set(err, -ENOENT, "%s %s is not exported", kind_of(&key),
+				     name_of(&key));
 	if (who && who->uid != 0 && who->uid != x->owner)
-		return vss_error_set(err, -EACCES, "permission denied: shadow %s was exported "
-				     "by another user", full);
+		return vss_error_set(err, -EACCES, "permission denied: %s %s was exported "
+				     "by another user", kind_of(x), name_of(x));
 	unlink_export(svc, x);
 	end_one(x);
-	vss_log("shadow %s: no longer exported", full);
-	*res = json_pack("{s:s}", "shadow", full);
+	vss_catalog_export_delete(svc->cat, x->volume[0] != '\0', name_of(x), NULL);
+	vss_log("%s %s: no longer exported", kind_of(x), name_of(x));
+	*res = json_pack("{s:s?, s:s?}", "shadow", x->shadow[0] ? x->shadow : NULL,
+			 "volume", x->volume[0] ? x->volume : NULL);
 	free(x);
 	return 0;
 }
@@ -503,4 +667,85 @@ int svc_op_export_list(struct vss_service *svc, const struct svc_caller *who, js
 		json_array_append_new(arr, export_json(x));
 	*res = arr ? json_pack("{s:o}", "exports", arr) : NULL;
 	return *res ? 0 : vss_error_set(err, -ENOMEM, "out of memory");
+}
+
+/* ---- at start ---- */
+
+struct saved {
+	struct vss_catalog_export *rec;         /* strings owned */
+	size_t n;
+};
+
+static int save_one(void *arg, const struct vss_catalog_export *x)
+{
+	struct saved *s = arg;
+	struct vss_catalog_export *g = realloc(s->rec, (s->n + 1) * sizeof(*g));
+
+	if (!g)
+		return -ENOMEM;
+	s->rec = g;
+	g[s->n] = *x;
+	g[s->n].socket = strdup(x->socket);
+	g[s->n].tls = strdup(x->tls);
+	s->n++;
+	return 0;
+}
+
+/* One row back: -errno and why if it cannot be served again. */
+static int restore_one(struct vss_service *svc, const struct vss_catalog_export *r,
+		       struct vss_error *err)
+{
+	json_t *args;
+	struct svc_export *x;
+	struct stat st;
+	int rc;
+
+	if (!r->socket || !r->tls)
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	if (r->owner != 0)
+		return vss_error_set(err, -EACCES, "exported by uid %u, who must ask again "
+				     "(vssd does not decide for them whether they still may)",
+				     (unsigned int)r->owner);
+	if (!(x = calloc(1, sizeof(*x))))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	x->life = -1;
+	args = json_pack("{s:s}", r->volume ? "volume" : "shadow", r->name);
+	rc = args ? target_of(svc, args, x, err) : vss_error_set(err, -ENOMEM, "out of memory");
+	json_decref(args);
+	if (rc == 0 && r->since[0] && !svc_shadow_find(svc, r->since))
+		rc = vss_error_set(err, -ENOENT, "its base, shadow copy %s, is gone", r->since);
+	if (rc < 0) {
+		free(x);
+		return rc;
+	}
+	memcpy(x->since, r->since, sizeof(x->since));
+	x->port = r->port;
+	snprintf(x->tls, sizeof(x->tls), "%s", r->tls);
+	/* A socket root named, left by the nbdkit that ended with vssd. */
+	if (r->socket[0] && lstat(r->socket, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(r->socket);
+	snprintf(x->socket, sizeof(x->socket), "%s", r->socket);
+	return export_start(svc, x, err);
+}
+
+void svc_exports_restore(struct vss_service *svc)
+{
+	struct saved s = { NULL, 0 };
+	struct vss_error e;
+
+	svc_assert_locked(svc);
+	if (vss_catalog_export_each(svc->cat, save_one, &s, &e) < 0)
+		vss_log("exports: %s", e.msg);
+	for (size_t i = 0; i < s.n; i++) {
+		const char *kind = s.rec[i].volume ? "volume" : "shadow";
+
+		if (restore_one(svc, &s.rec[i], &e) < 0) {
+			vss_log("%s %s: its export is gone after the restart: %s", kind,
+				s.rec[i].name, e.msg);
+			vss_catalog_export_delete(svc->cat, s.rec[i].volume, s.rec[i].name, NULL);
+		}
+		free(s.rec[i].socket);
+		free(s.rec[i].tls);
+	}
+	free(s.rec);
 }

@@ -278,6 +278,9 @@ static int run_one(struct vss_service *svc, const char *id, json_t **res, struct
 	svc_unlock(svc);
 	if (rc < 0)
 		goto unlock;
+	/* With the line that ends it ("taken" or "no set taken"), what shows
+	 * that runs never overlap (tests/system/test_schedule.py). */
+	vss_log("schedule %s: run begins", rec.id);
 	args = json_pack("{s:o, s:b, s:b}", "targets", json_loads(rec.targets, 0, NULL),
 			 "persistent", (rec.attrs & VSS_CATALOG_ATTR_PERSISTENT) != 0,
 			 "no_writers", (rec.attrs & VSS_CATALOG_ATTR_NO_WRITERS) != 0);

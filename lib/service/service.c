@@ -621,6 +621,7 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		svc_providers_recover(svc);
 		svc_restore_run(svc, restore);
 		svc_gmt_sync(svc);
+		svc_exports_restore(svc);
 	}
 	svc_unlock(svc);
 	svc_restore_free(restore);

@@ -133,7 +133,7 @@ void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const cha
 	int rc;
 
 	svc_assert_locked(svc);
-	svc_exports_end_of(svc, sh->rec.id);
+	svc_exports_end_of(svc, false, sh->rec.id);
 	svc_shadow_unexpose(sh, true);
 	rc = sh->prov->remove(svc, sh, &err);
 	if (rc < 0)

@@ -5,7 +5,9 @@
  * VSS_FS_OPEN_READ: proof that the caller may read it now), the shadows
  * whose live side holds it are found (a volume's mount point, a btrfs
  * subvolume), each is made readable (the engine's exposed where vssd
- * picks, btrfs snapshots as they are) and its root opened; then, without
+ * picks, btrfs snapshots as they are) and its root opened, unless it is
+ * the same device as a newer one already open (same_device(): then it
+ * holds the same version, and is passed over unmounted); then, without
  * svc->lock, the version in each shadow is opened beneath that root (no
  * symlink followed, no other mount crossed) and compared with the next
  * newer one, the newest with the live file: size and type first, equal
@@ -36,6 +38,8 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+#include <vss/cow.h>
 
 #include "provider/provider.h"
 #include "service/args.h"
@@ -100,6 +104,7 @@ struct place {
 	const char *provider;
 	uint64_t created_ns;
 	int root;                       /* O_PATH of the shadow's root, or -1 */
+	bool same;                      /* reads as a newer place does (same_device()) */
 };
 
 /*
@@ -204,12 +209,112 @@ static int place_open(struct vss_service *svc, const struct place *p)
 	return fd;
 }
 
-/* places_find(), then each root opened, taking svc->lock for each. */
+/*
+ * ext4's superblock fields that a filesystem frozen for a shadow rewrites
+ * each time and that no lookup, stat or read depends on: free counts,
+ * mount and write times, the mount count, kbytes written, and the
+ * checksum over them (offsets in the superblock, at byte 1024 of the
+ * device; e2fsprogs' struct ext2_super_block).
+ */
+static const struct { uint16_t off, len; } ext4_volatile[] = {
+	{ 0x0c, 4 }, { 0x10, 4 }, { 0x2c, 4 }, { 0x30, 4 }, { 0x34, 2 }, { 0x40, 4 },
+	{ 0x158, 4 }, { 0x178, 8 }, { 0x3fc, 4 },
+};
+
+#define SAME_DEVICE_MAX (1u << 20)      /* bytes compared at most, else mounted */
+
+/* Blanks, in @buf (the bytes at @off of a device), ext4's volatile
+ * superblock fields. */
+static void mask_ext4(unsigned char *buf, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i < sizeof(ext4_volatile) / sizeof(ext4_volatile[0]); i++) {
+		uint64_t a = 1024 + ext4_volatile[i].off;
+
+		for (uint64_t b = a; b < a + ext4_volatile[i].len; b++)
+			if (b >= off && b < off + len)
+				buf[b - off] = 0;
+	}
+}
+
+bool svc_versions_same_bytes(unsigned char *x, unsigned char *y, uint64_t off, size_t len)
+{
+	/* Only an ext4 superblock, in both (its magic at 1080), has fields to
+	 * pass over. */
+	if (off <= 1080 && off + len >= 1082 && x[1080 - off] == 0x53 &&
+	    x[1081 - off] == 0xef && y[1080 - off] == 0x53 && y[1081 - off] == 0xef) {
+		mask_ext4(x, off, len);
+		mask_ext4(y, off, len);
+	}
+	return memcmp(x, y, len) == 0;
+}
+
+/*
+ * Whether the engine's shadow @older reads exactly as @newer of the same
+ * volume, or differs only in ext4's volatile superblock fields: then a
+ * mount of it would show every file as @newer's does, and its version of
+ * any path is @newer's.  The blocks written between them are the only
+ * places they may differ (vss_cow_changed_extents: none left out); each is
+ * read from both and compared.  An ext4 volume frozen for shadows taken
+ * with nothing written between them differs in its first block only, its
+ * superblock's write time and checksum (bench/RESULTS.md), so a file's
+ * unchanged versions cost no mount each.  False whenever in doubt: not
+ * ext4, too much written, anything unreadable.  svc->lock held.
+ */
+static bool same_device(struct vss_service *svc, const char *newer, const char *older)
+{
+	struct svc_shadow *a = svc_shadow_find(svc, newer), *b = svc_shadow_find(svc, older);
+	struct vss_cow_shadow *ra = NULL, *rb = NULL;
+	struct vss_cow_extent *ext = NULL;
+	unsigned char *x = NULL, *y = NULL;
+	vss_cow_id ia, ib;
+	struct vss_error e;
+	uint64_t total = 0;
+	bool same = false;
+	size_t n = 0;
+
+	svc_assert_locked(svc);
+	if (!a || !b || !a->vol || a->vol != b->vol || !a->vol->cow)
+		return false;
+	svc_id_parse(newer, ia);
+	svc_id_parse(older, ib);
+	if (vss_cow_changed_extents(a->vol->cow, ib, ia, &ext, &n, &e) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		total += ext[i].length;
+	if (total > SAME_DEVICE_MAX || !(x = malloc(SAME_DEVICE_MAX)) ||
+	    !(y = malloc(SAME_DEVICE_MAX)) || vss_cow_shadow_open(a->vol->cow, ia, &ra) < 0 ||
+	    vss_cow_shadow_open(a->vol->cow, ib, &rb) < 0)
+		goto out;
+	same = true;
+	for (size_t i = 0; same && i < n; i++) {
+		uint64_t off = ext[i].offset, len = ext[i].length;
+
+		if (vss_cow_shadow_read(ra, x, len, off) != (ssize_t)len ||
+		    vss_cow_shadow_read(rb, y, len, off) != (ssize_t)len) {
+			same = false;
+			break;
+		}
+		same = svc_versions_same_bytes(x, y, off, len);
+	}
+out:
+	if (rb)
+		vss_cow_shadow_close(rb);
+	if (ra)
+		vss_cow_shadow_close(ra);
+	free(x);
+	free(y);
+	free(ext);
+	return same;
+}
+
+/* places_find(), then each root opened, taking svc->lock for each, newest
+ * first: a shadow the same as the newest one open so far is passed over. */
 static int places_of(struct vss_service *svc, const char *real, const char *only,
 		     struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
 		     struct vss_error *err)
 {
-	size_t k = 0;
+	size_t k = 0, ref = 0;
+	bool have_ref = false;
 	int rc;
 
 	*out = NULL;
@@ -220,11 +325,18 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < *n; i++) {
+		struct place *p = &(*out)[i];
+
 		svc_lock(svc);
-		(*out)[i].root = place_open(svc, &(*out)[i]);
+		p->same = have_ref && same_device(svc, (*out)[ref].id, p->id);
+		p->root = p->same ? -1 : place_open(svc, p);
 		svc_unlock(svc);
-		if ((*out)[i].root >= 0)
-			(*out)[k++] = (*out)[i];
+		if (p->root >= 0) {
+			ref = k;
+			have_ref = true;
+		}
+		if (p->root >= 0 || p->same)
+			(*out)[k++] = *p;
 	}
 	*n = k;
 	return 0;
@@ -439,8 +551,11 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 	newer = live;
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
-		int fd = open_beneath(p[i].root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+		int fd;
 
+		if (p[i].same)
+			continue;       /* what a newer one holds, compared already */
+		fd = open_beneath(p[i].root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 		if (fd < 0)
 			continue;       /* not there then */
 		if (fstat(fd, &st) < 0 ||

@@ -15,6 +15,10 @@
 #ifndef VSS_SERVICE_VERSIONS_H
 #define VSS_SERVICE_VERSIONS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include <vss/error.h>
@@ -28,5 +32,13 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 /* shadow.restore_version (anyone): path, shadow, to?, force? -> files, bytes. */
 int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_caller *who,
 				  json_t *args, json_t **res, struct vss_error *err);
+
+/* Whether @x and @y, the same @len bytes at @off of two shadows of one
+ * volume, are equal but for ext4's superblock fields that each freeze
+ * rewrites and no lookup, stat or read uses (free counts, times, mount
+ * count, kbytes written, checksum): those are blanked in both when both
+ * hold ext4's superblock magic.  What makes a shadow's version of a path
+ * the next newer one's without mounting it (versions.c). */
+bool svc_versions_same_bytes(unsigned char *x, unsigned char *y, uint64_t off, size_t len);
 
 #endif

@@ -24,6 +24,7 @@
 #include "service/args.h"
 #include "service/caller.h"
 #include "service/gmt.h"
+#include "service/export.h"
 #include "service/log.h"
 #include "service/service_i.h"
 #include "provider/rbd/provider.h"
@@ -1230,10 +1231,15 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 		if ((rc = svc_volume_umount(svc, v, false, err)) < 0)
 			return rc;
 	}
+	if (svc_exports_has_volume(svc, name) && !force)
+		return vss_error_set(err, -EBUSY, "volume %s is exported over NBD; unexport it "
+				     "first (or use --force)", name);
 	n = svc_shadow_count(svc, v);
 	if (n > 0 && !force)
 		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s; delete them "
 				     "first (or use --force)", name, n, n == 1 ? "y" : "ies");
+	/* With --force: its nbdkit is a user of its device like any other. */
+	svc_exports_end_of(svc, true, name);
 	if (!svc_volume_wait_closed(svc, v)) {
 		if (!force)
 			return vss_error_set(err, -EBUSY, "the device of volume %s is open "

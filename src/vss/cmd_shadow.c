@@ -278,21 +278,37 @@ int cmd_unexpose(int argc, char **argv)
 	return 0;
 }
 
+/* What an export serves: a shadow's ID or a volume's name. */
+static const char *export_name(json_t *x)
+{
+	json_t *sh = json_object_get(x, "shadow");
+
+	return json_is_string(sh) ? json_string_value(sh)
+				  : json_string_value(json_object_get(x, "volume"));
+}
+
 /* One line for an export: where it listens, and what its block status is. */
 static void print_export(json_t *x)
 {
 	json_t *sock = json_object_get(x, "socket");
 	const char *since = json_string_value(json_object_get(x, "changed_since"));
+	bool tls = json_is_string(json_object_get(x, "tls_certificates"));
 
 	if (json_is_string(sock))
-		printf("%s nbd+unix:///?socket=%s", json_string_value(json_object_get(x, "shadow")),
+		printf("%s %s:///?socket=%s", export_name(x), tls ? "nbds+unix" : "nbd+unix",
 		       cli_line(json_string_value(sock)));
 	else
-		printf("%s nbd://127.0.0.1:%lld", json_string_value(json_object_get(x, "shadow")),
+		printf("%s %s://%s:%lld", export_name(x), tls ? "nbds" : "nbd",
+		       tls ? "HOST" : "127.0.0.1",
 		       (long long)json_integer_value(json_object_get(x, "port")));
+	if (tls)
+		printf(" (TLS, clients certified by the CA in %s)",
+		       cli_line(json_string_value(json_object_get(x, "tls_certificates"))));
 	if (since)
 		printf(" (base:allocation: data = changed since %s, %lld bytes)", since,
 		       (long long)json_integer_value(json_object_get(x, "changed_bytes")));
+	if (json_is_string(json_object_get(x, "volume")))
+		printf(" [live]");
 	if (!json_is_true(json_object_get(x, "running")))
 		printf(" [nbdkit no longer runs]");
 	printf("\n");
@@ -302,11 +318,11 @@ int cmd_export(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "socket", 0, true }, { "port", 0, true }, { "changed-since", 0, true },
-		{ NULL, 0, false }
+		{ "tls-certificates", 0, true }, { NULL, 0, false }
 	};
 	struct cli_args a;
 	json_t *args, *res;
-	char *sock = NULL, *end;
+	char *sock = NULL, *tls = NULL, *end;
 	unsigned long port = 0;
 	int rc;
 
@@ -322,17 +338,21 @@ int cmd_export(int argc, char **argv)
 		return cli_error(EXIT_USAGE, "export: --socket or --port, not both");
 	if (cli_has(&a, "socket"))
 		sock = cli_abs_path(cli_get(&a, "socket"));
-	args = json_pack("{s:s, s:s?, s:s?}", "shadow", a.pos[0], "socket", sock,
-			 "since", cli_get(&a, "changed-since"));
+	if (cli_has(&a, "tls-certificates"))
+		tls = cli_abs_path(cli_get(&a, "tls-certificates"));
+	args = json_pack("{s:s, s:s?, s:s?, s:s?}", "target", a.pos[0], "socket", sock,
+			 "since", cli_get(&a, "changed-since"), "tls", tls);
 	if (args && port)
 		json_object_set_new(args, "port", json_integer((json_int_t)port));
 	free(sock);
+	free(tls);
 	if ((rc = cli_call(&a, "shadow.export", args, &res)))
 		return rc;
 	if (a.json) {
 		cli_print_json(res);
 	} else {
-		printf("Shadow copy exported read-only over NBD: ");
+		printf("%s exported read-only over NBD: ",
+		       json_is_string(json_object_get(res, "volume")) ? "Volume" : "Shadow copy");
 		print_export(res);
 		if (json_is_string(json_object_get(res, "warning")))
 			fprintf(stderr, "vss: warning: %s\n",
@@ -351,14 +371,15 @@ int cmd_unexport(int argc, char **argv)
 
 	if ((rc = cli_parse(&a, "unexport", argc, argv, opts, 1, 1)))
 		return rc;
-	if ((rc = cli_call(&a, "shadow.unexport", json_pack("{s:s}", "shadow", a.pos[0]),
+	if ((rc = cli_call(&a, "shadow.unexport", json_pack("{s:s}", "target", a.pos[0]),
 			   &res)))
 		return rc;
 	if (a.json)
 		cli_print_json(res);
 	else
-		printf("Shadow copy %s no longer exported\n",
-		       json_string_value(json_object_get(res, "shadow")));
+		printf("%s %s no longer exported\n",
+		       json_is_string(json_object_get(res, "volume")) ? "Volume" : "Shadow copy",
+		       export_name(res));
 	json_decref(res);
 	return 0;
 }

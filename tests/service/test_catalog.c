@@ -221,7 +221,7 @@ static void migrates_version_1(void **state)
 	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 4);
+	assert_int_equal(sqlite3_column_int(st, 0), 5);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
@@ -364,6 +364,50 @@ static void migrates_version_3(void **state)
 	vss_catalog_close(c);
 }
 
+static int collect_export(void *arg, const struct vss_catalog_export *x)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%s:%s:%s:%s:%u:%u:%s ",
+		 x->volume ? "v" : "s", x->name, x->since, x->socket, x->port,
+		 (unsigned int)x->owner, x->tls);
+	return 0;
+}
+
+/* A version 4 catalog gets the empty exports table; exports go with their
+ * shadow or volume. */
+static void exports_follow_their_owners(void **state)
+{
+	struct vss_catalog_volume v = { .name = "vol", .size = 1, .block_size = 16384,
+					.backing = "/b", .diff_path = "/d" };
+	struct vss_catalog_shadow sh = { "s1", "set", "vol", "vol", 8, 1, "" };
+	struct vss_catalog_export xs = { false, "s1", "s0", "/run/x.sock", 0, 1000, "" };
+	struct vss_catalog_export xv = { true, "vol", "", "", 10809, 0, "/etc/pki/nbd" };
+	struct vss_catalog *c;
+	struct vss_error err;
+	char db[80], out[256] = "";
+
+	snprintf(db, sizeof(db), "%s/exports.db", dir);
+	assert_int_equal(vss_catalog_open(db, &c, &err), 0);
+	assert_int_equal(vss_catalog_volume_put(c, &v, &err), 0);
+	assert_int_equal(vss_catalog_shadow_put(c, &sh, &err), 0);
+	assert_int_equal(vss_catalog_export_put(c, &xs, &err), 0);
+	assert_int_equal(vss_catalog_export_put(c, &xv, &err), 0);
+	vss_catalog_close(c);
+	assert_int_equal(vss_catalog_open(db, &c, &err), 0);
+	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
+	assert_string_equal(out, "s:s1:s0:/run/x.sock:0:1000: v:vol:::10809:0:/etc/pki/nbd ");
+	assert_int_equal(vss_catalog_shadow_delete(c, "s1", &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
+	assert_string_equal(out, "v:vol:::10809:0:/etc/pki/nbd ");
+	assert_int_equal(vss_catalog_export_delete(c, true, "vol", &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
+	assert_string_equal(out, "");
+	vss_catalog_close(c);
+}
+
 static void refuses_future_schema(void **state)
 {
 	struct vss_catalog *c;
@@ -385,6 +429,7 @@ int main(void)
 		cmocka_unit_test(migrates_version_1),
 		cmocka_unit_test(migrates_version_2),
 		cmocka_unit_test(migrates_version_3),
+		cmocka_unit_test(exports_follow_their_owners),
 		cmocka_unit_test(refuses_future_schema),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -6,6 +6,9 @@ the export's block status is the changed-block map (its holes must still
 be read); the map's data extents are exactly the blocks written between
 the two shadows.  nbdkit ends with unexport, with its shadow and with
 vssd (also after kill -9); an operator's socket is its own, and a TCP port is root's.
+A live volume is exported too; root's exports come back after a restart
+(a non-persistent shadow's goes with it, and the log says so); with TLS,
+only a client with a certificate from the export's CA is served.
 """
 import json
 import os
@@ -185,6 +188,107 @@ def test_export_roles(daemon_factory, workdir, operators):  # noqa: F811
     r = op("unexport", s)
     assert r.returncode == 0, r.stderr
     assert not running(x["pid"])
+    # The live volume too, mounted where it reaches; not one that is not.
+    r = op("export", "v", "--json")
+    assert r.returncode == 0, r.stderr
+    assert os.stat(json.loads(r.stdout)["socket"]).st_uid == NOBODY
+    assert op("unexport", "v").returncode == 0
+    vssd.create_volume("unmounted", "16M")
+    r = op("export", "unmounted")
+    assert r.returncode == 1 and "only root may export it" in r.stderr, r.stderr
     # A user who is not an operator exports nothing.
     r = vssd.vss("export", s, user=NOBODY, check=False)
+    assert r.returncode == 1
+
+
+def test_export_volume_and_restart(vssd, workdir):
+    vssd.create_volume("raw", str(SIZE))
+    dev = vssd.device("raw")
+    rng = random.Random(16)
+    write_blocks(dev, rng, 20)
+    p = vssd.shadow("raw", persistent=True)["shadows"][0]["id"]
+    written = write_blocks(dev, rng, 9)
+    now = read_all(dev)
+    # The live volume, with the blocks written since p as its map.
+    xv = vssd.json("export", "raw", "--changed-since", p[:8])
+    assert xv["volume"] == "raw" and xv["shadow"] is None and xv["changed_since"] == p
+    assert copy(xv, os.path.join(workdir, "v.img")) == now
+    data = {b for e in nbd_map(xv) if e["type"] & 1 == 0
+            for b in range(e["offset"] // BS, (e["offset"] + e["length"]) // BS)}
+    assert data == written
+    r = vssd.vss("volume", "delete", "raw", check=False)
+    assert r.returncode == 1 and "exported over NBD" in r.stderr, r.stderr
+    r = vssd.vss("export", "nothing", check=False)
+    assert r.returncode == 1 and 'no volume named "nothing"' in r.stderr, r.stderr
+    xp = vssd.json("export", p)
+    gone = vssd.shadow("raw")["shadows"][0]["id"]
+    vssd.json("export", gone)
+    # A restart serves root's exports again, at the same sockets; the
+    # non-persistent shadow's goes with its shadow.
+    vssd.restart()
+    assert "the shadow copy is not persistent, it goes too" in vssd.log()
+    listed = {x.get("shadow") or x["volume"]: x for x in vssd.json("list", "exports")["exports"]}
+    assert set(listed) == {"raw", p} and all(x["running"] for x in listed.values())
+    assert listed[p]["socket"] == xp["socket"] and listed["raw"]["changed_since"] == p
+    assert copy(listed["raw"], os.path.join(workdir, "v2.img")) == now
+    # kill -9 too; unexport then forgets them for good.
+    vssd.kill9()
+    vssd.start()
+    assert len(vssd.json("list", "exports")["exports"]) == 2
+    assert vssd.vss("unexport", "raw").stdout == "Volume raw no longer exported\n"
+    vssd.vss("unexport", p[:8])
+    vssd.restart()
+    assert vssd.json("list", "exports")["exports"] == []
+
+
+def make_pki(d):
+    """A CA, a server certificate for localhost and a client certificate
+    (openssl), as nbdkit and libnbd read them from a directory."""
+    srv, cli, ca = (os.path.join(d, n) for n in ("srv", "cli", "ca"))
+    for x in (srv, cli, ca):
+        os.makedirs(x)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def ssl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+    ssl("req", "-x509", *ec, "-keyout", ca + "/key.pem", "-out", ca + "/ca-cert.pem",
+        "-days", "2", "-subj", "/CN=vss-test-ca")
+    for who, dirname, ext in (("server", srv, "subjectAltName=DNS:localhost\n"
+                               "extendedKeyUsage=serverAuth\n"),
+                              ("client", cli, "extendedKeyUsage=clientAuth\n")):
+        with open(os.path.join(d, who + ".ext"), "w") as f:
+            f.write(ext)
+        ssl("req", *ec, "-keyout", "%s/%s-key.pem" % (dirname, who), "-out",
+            "%s/%s.csr" % (d, who), "-subj", "/CN=" + who)
+        ssl("x509", "-req", "-in", "%s/%s.csr" % (d, who), "-CA", ca + "/ca-cert.pem",
+            "-CAkey", ca + "/key.pem", "-CAcreateserial", "-days", "2", "-out",
+            "%s/%s-cert.pem" % (dirname, who), "-extfile", os.path.join(d, who + ".ext"))
+        shutil.copy(ca + "/ca-cert.pem", dirname)
+    return srv, cli, ca
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl missing")
+def test_export_tls(vssd, workdir):
+    srv, cli, ca = make_pki(os.path.join(workdir, "pki"))
+    vssd.create_volume("raw", str(SIZE))
+    write_blocks(vssd.device("raw"), random.Random(17), 10)
+    s = vssd.shadow("raw")["shadows"][0]["id"]
+    port = free_port()
+    r = vssd.vss("export", s, "--port", port, "--tls-certificates", srv)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "nbds://HOST:%d (TLS, clients certified by the CA in %s)" % (port, srv) in r.stdout
+    x = vssd.json("list", "exports")["exports"][0]
+    assert x["tls_certificates"] == srv and x["address"] == ""
+
+    def size(uri):
+        return subprocess.run(["nbdinfo", "--size", uri], capture_output=True, text=True,
+                              timeout=30)
+
+    r = size("nbds://localhost:%d/?tls-certificates=%s" % (port, cli))
+    assert r.returncode == 0 and int(r.stdout) == SIZE, r.stderr
+    # Without TLS, or without a client certificate from that CA: nothing.
+    assert size("nbd://127.0.0.1:%d" % port).returncode != 0
+    assert size("nbds://localhost:%d/?tls-certificates=%s" % (port, ca)).returncode != 0
+    r = vssd.vss("export", s, "--tls-certificates", "relative", check=False)
     assert r.returncode == 1

@@ -7,9 +7,12 @@ import calendar
 import grp
 import json
 import os
+import subprocess
 import time
 
 import pytest
+
+from conftest import BUILD
 
 NOBODY = 65534
 
@@ -183,3 +186,49 @@ def test_missed_runs_are_made_up_by_one(daemon_factory):
     assert times[1] - times[0] >= 7
     assert all(b - a >= 1.9 for a, b in zip(times[1:], times[2:])), times
     d.vss("schedule", "delete", sid)
+
+
+def test_two_schedules_on_one_volume_never_run_at_once(daemon_factory):
+    """Both due every second on vssd's timer, and each also run by hand,
+    both at once, while a writer's freeze takes half a second: each run's
+    "run begins" line is followed by its own end before the next begins,
+    and none failed for the other being busy."""
+    d = daemon_factory(env={"VSS_TEST_EVERY_MIN_S": "1"})
+    mnt = mounted(d)
+    hdir = os.path.join(d.root, "hooks.d")
+    os.mkdir(hdir)
+    with open(os.path.join(hdir, "10-slow"), "w") as f:
+        f.write('#!/bin/sh\n[ "$1" = freeze ] && sleep 0.5\nexit 0\n')
+    os.chmod(os.path.join(hdir, "10-slow"), 0o755)
+    d.spawn([os.path.join(BUILD, "src", "vss-writer-hooks", "vss-writer-hooks"), "--run-dir",
+             d.run, "--hooks-dir", hdir, "--timeout", "10"],
+            stderr=open(os.path.join(d.root, "hooks.log"), "ab"))
+    deadline = time.time() + 10
+    while "hooks" not in {w["name"] for w in d.json("list", "writers")["writers"]}:
+        assert time.time() < deadline, "vss-writer-hooks did not start"
+        time.sleep(0.05)
+    ids = [d.json("schedule", "add", "--for", mnt, "--every", "1s", "--keep", "hourly=2")["id"]
+           for _ in range(2)]
+    by_hand = [subprocess.Popen([os.path.join(BUILD, "src", "vss", "vss"), "--run-dir", d.run,
+                                 "schedule", "run", sid], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for sid in ids * 2]
+    for p in by_hand:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    deadline = time.time() + 20
+    while min(len(run_times(d, sid)) for sid in ids) < 4 and time.time() < deadline:
+        time.sleep(0.2)
+    for sid in ids:
+        d.vss("schedule", "delete", sid)
+    running, runs = None, 0
+    for line in d.log().splitlines():
+        if "vssd: schedule " not in line:
+            continue
+        sid = line.split("vssd: schedule ")[1].split(":")[0]
+        if line.endswith(": run begins"):
+            assert running is None, "%s began while %s ran" % (sid, running)
+            running = sid
+        elif " taken;" in line or "no set taken" in line:
+            assert running == sid and "no set taken" not in line, line
+            running, runs = None, runs + 1
+    assert runs >= 8, d.log()[-3000:]

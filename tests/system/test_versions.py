@@ -1,7 +1,9 @@
 """A file's earlier versions (vss versions, vss restore-version) on the
 built-in engine's shadows (ext4) and on btrfs snapshots: only versions that
 differ are listed, newest first, checked against what the test wrote
-before each shadow; a copy back brings content, mode, times and xattrs;
+before each shadow; a shadow with nothing written since the one before it
+is listed from that one, unmounted, and one whose superblock changed
+otherwise is mounted; a copy back brings content, mode, times and xattrs;
 who cannot read a file live sees none of its versions, and a copy is made
 with the caller's rights only; bad input is refused."""
 import json
@@ -91,6 +93,31 @@ def test_engine_versions_and_restore(vssd, workdir):
     assert r.returncode == 1        # its directory is gone too
     vssd.vss("restore-version", sub, "--shadow", sid)
     assert os.path.isdir(os.path.join(sub, "deep"))
+
+
+def test_idle_shadows_are_not_mounted(vssd):
+    """Shadows taken with nothing written between them differ in ext4's
+    superblock write time and checksum only: their versions are the next
+    newer one's, found without a mount.  A label is another superblock
+    field: the shadow before it is mounted and compared."""
+    mnt = mounted(vssd)
+    f = os.path.join(mnt, "f")
+    write(f, b"A" * 100, 1000)
+    idle = [vssd.shadow(mnt)["shadows"][0]["id"] for _ in range(4)]
+    write(f, b"B" * 100, 2000)
+    b = vssd.shadow(mnt)["shadows"][0]["id"]
+    dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE", mnt], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    subprocess.run(["tune2fs", "-L", "relabelled", dev], check=True, capture_output=True)
+    labelled = vssd.shadow(mnt)["shadows"][0]["id"]
+    write(f, b"C" * 100, 3000)
+    assert [v["shadow"] for v in versions(vssd, f)] == [labelled, idle[-1]]
+    assert {s["id"] for s in vssd.shadows() if s["exposed"]} == {labelled, b, idle[-1]}
+    # Asked for by name, an idle one is mounted and holds what it did.
+    to = os.path.join(vssd.root, "back")
+    vssd.vss("restore-version", f, "--shadow", idle[0], "--to", to)
+    with open(to, "rb") as x:
+        assert x.read() == b"A" * 100
 
 
 def test_who_may_see_versions(vssd, workdir):
