@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,7 @@ int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, 
 	int rc = 0;
 
 	pg_cluster_backup_end(c);
+	pg_cluster_label_forget(c);
 	if (!(c->conn = connect_to(c, why, len)))
 		return -ECONNREFUSED;
 	v15 = PQserverVersion(c->conn) >= 150000;
@@ -306,8 +308,14 @@ int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
 	c->conn = NULL;
 	if (!r)
 		return -EIO;
+	pg_cluster_label_forget(c);
+	c->label = strdup(PQgetvalue(r, 0, 1));
+	if (!PQgetisnull(r, 0, 2) && PQgetvalue(r, 0, 2)[0])
+		c->map = strdup(PQgetvalue(r, 0, 2));
 	dfd = open_data_dir(c);
 	rc = dfd < 0 ? dfd : 0;
+	if (rc == 0 && !c->label)
+		rc = -ENOMEM;
 	if (rc == 0) {
 		c->labelled = true;
 		rc = put_file(dfd, PG_LABEL_FILE, PQgetvalue(r, 0, 1));
@@ -320,6 +328,79 @@ int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
 			 c->name, c->data_dir, strerror(-rc));
 	PQclear(r);
 	return rc;
+}
+
+void pg_cluster_label_forget(struct pg_cluster *c)
+{
+	free(c->label);
+	free(c->map);
+	c->label = c->map = NULL;
+}
+
+#define PG_METADATA_HEAD "vss-writer-postgresql 1\n"
+
+int pg_metadata_format(const char *label, const char *map, char **out)
+{
+	int n = map ? asprintf(out, PG_METADATA_HEAD "backup_label %zu\n%stablespace_map %zu\n%s",
+			       strlen(label), label, strlen(map), map) :
+		asprintf(out, PG_METADATA_HEAD "backup_label %zu\n%s", strlen(label), label);
+
+	if (n < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* "NAME N\n" and N bytes at *@p: a new string, *@p moved past it; NULL if
+ * it is not there. */
+static char *metadata_part(const char **p, const char *name)
+{
+	size_t nl = strlen(name), n = 0, avail;
+	const char *q = *p;
+	char *out;
+
+	if (strncmp(q, name, nl) != 0 || q[nl] != ' ')
+		return NULL;
+	q += nl + 1;
+	if (*q < '0' || *q > '9')
+		return NULL;
+	for (; *q >= '0' && *q <= '9'; q++) {
+		if (n > (SIZE_MAX - 9) / 10)
+			return NULL;
+		n = n * 10 + (size_t)(*q - '0');
+	}
+	if (*q++ != '\n')
+		return NULL;
+	avail = strlen(q);
+	if (n > avail || !(out = strndup(q, n)))
+		return NULL;
+	*p = q + n;
+	return out;
+}
+
+int pg_metadata_parse(const char *text, char **label, char **map)
+{
+	const char *p = text;
+
+	*label = *map = NULL;
+	if (strncmp(p, PG_METADATA_HEAD, strlen(PG_METADATA_HEAD)) != 0)
+		return -EBADMSG;
+	p += strlen(PG_METADATA_HEAD);
+	if (!(*label = metadata_part(&p, "backup_label")))
+		return -EBADMSG;
+	if (*p && !(*map = metadata_part(&p, "tablespace_map"))) {
+		free(*label);
+		*label = NULL;
+		return -EBADMSG;
+	}
+	if (*p) {
+		free(*label);
+		free(*map);
+		*label = *map = NULL;
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 void pg_cluster_backup_end(struct pg_cluster *c)
@@ -401,8 +482,9 @@ static int put_map(int dfd, const char *map, const char *const *from, const char
 	return rc;
 }
 
-int pg_restored_prepare(const char *dir, const char *const *map_from,
-			const char *const *map_to, int nmap, char *why, size_t len)
+int pg_restored_prepare(const char *dir, const char *given_label, const char *given_map,
+			const char *const *map_from, const char *const *map_to, int nmap,
+			char *why, size_t len)
 {
 	char *label = NULL, *map = NULL, *conf = NULL;
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
@@ -411,13 +493,21 @@ int pg_restored_prepare(const char *dir, const char *const *map_from,
 		snprintf(why, len, "%s: %s", dir, strerror(errno));
 		return -errno;
 	}
-	if (!(label = read_file(dfd, PG_LABEL_FILE))) {
+	if (given_label) {
+		label = strdup(given_label);
+		map = given_map ? strdup(given_map) : NULL;
+		if (!label || (given_map && !map)) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	} else if (!(label = read_file(dfd, PG_LABEL_FILE))) {
 		rc = errno == ENOENT ? -ENOENT : -EIO;
-		snprintf(why, len, "%s has no %s: the backup was not taken with "
-			 "vss-writer-postgresql's freeze", dir, PG_LABEL_FILE);
+		snprintf(why, len, "%s has no %s and the backup no metadata: the backup was "
+			 "not taken with vss-writer-postgresql's freeze", dir, PG_LABEL_FILE);
 		goto out;
+	} else {
+		map = read_file(dfd, PG_MAP_FILE);
 	}
-	map = read_file(dfd, PG_MAP_FILE);
 	/* The restore_command PostgreSQL needs for a recovery: the WAL is all in
 	 * pg_wal, so one that finds nothing; one the cluster sets is kept. */
 	conf = read_file(dfd, "postgresql.auto.conf");

@@ -16,13 +16,18 @@
  *                     (the server goes on writing: it is never blocked)
  *   thaw, abort       the connection closed (which ends a backup still in
  *                     progress on the server), the label files removed
+ *   post_snapshot     in a backup but a log backup: the label and map as
+ *                     each component's backup metadata (cluster.h), kept
+ *                     with the backup and handed back at restore
  *   pre_restore       a cluster restored in place is stopped with its
  *                     systemd unit; one running without a unit is refused
- *   post_restore      backup_label, tablespace_map (paths moved as the
- *                     restore moved them), recovery.signal and, unless the
- *                     cluster sets one, restore_command = 'false' (the WAL
- *                     is in pg_wal) in the restored data directory; the
- *                     unit started again
+ *   post_restore      backup_label, tablespace_map (from the backup
+ *                     metadata; for a log backup, or one without it, from
+ *                     the label files restored with the data files; paths
+ *                     moved as the restore moved them), recovery.signal
+ *                     and, unless the cluster sets one, restore_command =
+ *                     'false' (the WAL is in pg_wal) in the restored data
+ *                     directory; the unit started again
  *
  * vss-writer-postgresql [--run-dir DIR] [--timeout SECONDS] [--once]
  *                       [--config FILE]
@@ -84,6 +89,12 @@ static void end_all(struct clusters *s)
 		pg_cluster_backup_end(&s->c[i]);
 }
 
+static void forget_all(struct clusters *s)
+{
+	for (int i = 0; i < s->n; i++)
+		pg_cluster_label_forget(&s->c[i]);
+}
+
 static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
 			       void *data)
 {
@@ -125,6 +136,52 @@ static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, vo
 static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	end_all(data);
+	return 0;
+}
+
+/* The component of @bcd that is cluster @c, or NULL. */
+static struct vss_bcd_component *component_of(const struct vss_bcd *bcd,
+					      const struct pg_cluster *c)
+{
+	for (size_t i = 0; bcd && i < vss_bcd_component_count(bcd); i++) {
+		struct vss_bcd_component *comp = vss_bcd_component_at(bcd, i);
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(comp, &ci);
+		if (ci.logical_path && strcmp(ci.logical_path, PG_LOGICAL_PATH) == 0 &&
+		    strcmp(ci.name, c->name) == 0)
+			return comp;
+	}
+	return NULL;
+}
+
+static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
+			    void *data)
+{
+	struct clusters *s = data;
+
+	/* A log backup keeps pg_wal only: its restore starts from the label
+	 * of the backup whose data files it restores, never from its own. */
+	if (ev->components && vss_bcd_backup_type(ev->components) == VSS_BT_LOG)
+		return 0;
+	for (int i = 0; i < s->n; i++) {
+		struct vss_bcd_component *comp = component_of(ev->components, &s->c[i]);
+		struct vss_error err = { 0 };
+		char *text;
+		int rc;
+
+		if (!comp || !s->c[i].label)
+			continue;
+		if ((rc = pg_metadata_format(s->c[i].label, s->c[i].map, &text)) == 0) {
+			rc = vss_bcd_set_backup_metadata(comp, text, &err);
+			free(text);
+		}
+		/* A restore can still use the label files in the data. */
+		if (rc < 0)
+			wcli_say("cluster %s: the backup label is not kept as backup metadata: %s",
+				 s->c[i].name, err.msg[0] ? err.msg : strerror(-rc));
+		pg_cluster_label_forget(&s->c[i]);
+	}
 	return 0;
 }
 
@@ -207,14 +264,18 @@ static int start_stopped(struct clusters *s, char *why, size_t len)
 }
 
 /* Where the restore put @c's files: the data directory's destination, and
- * each tablespace's. */
-static int prepare_restored(struct vss_writer *w, size_t i, struct pg_cluster *c,
-			    char *why, size_t len)
+ * each tablespace's; the label from the backup metadata in @bcd, if the
+ * backup kept it (*@from_metadata). */
+static int prepare_restored(struct vss_writer *w, const struct vss_bcd *bcd, size_t i,
+			    struct pg_cluster *c, bool *from_metadata, char *why, size_t len)
 {
 	const char *from[PG_MAX_TABLESPACES], *to[PG_MAX_TABLESPACES];
+	struct vss_bcd_component *comp = component_of(bcd, c);
+	const char *meta = comp ? vss_bcd_backup_metadata(comp) : NULL;
+	char *label = NULL, *map = NULL;
 	struct vss_wmd_file_spec loc;
 	const char *dir = NULL;
-	int n = 0;
+	int n = 0, rc;
 
 	for (size_t j = 0; vss_writer_restore_location(w, i, j, &loc) == 0; j++) {
 		if (strcmp(loc.path, c->data_dir) == 0 && !dir)
@@ -230,7 +291,16 @@ static int prepare_restored(struct vss_writer *w, size_t i, struct pg_cluster *c
 			 c->data_dir);
 		return -EINVAL;
 	}
-	return pg_restored_prepare(dir, from, to, n, why, len);
+	if (meta && pg_metadata_parse(meta, &label, &map) < 0) {
+		snprintf(why, len, "cluster %s: the backup's metadata is not a label this writer "
+			 "wrote", c->name);
+		return -EBADMSG;
+	}
+	*from_metadata = label != NULL;
+	rc = pg_restored_prepare(dir, label, map, from, to, n, why, len);
+	free(label);
+	free(map);
+	return rc;
 }
 
 static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *ev,
@@ -249,11 +319,14 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 
 		/* Staged files are put in place at the next boot, before any
 		 * writer runs: the label is left for the administrator. */
+		bool meta = false;
+
 		if (!c || r.status != VSS_RS_ALL)
 			continue;
-		if ((rc = prepare_restored(w, i, c, why, sizeof(why))) == 0)
-			wcli_say("cluster %s: restored with its backup label and recovery.signal",
-			    c->name);
+		if ((rc = prepare_restored(w, ev->components, i, c, &meta, why, sizeof(why))) == 0)
+			wcli_say("cluster %s: restored with its backup label (%s) and "
+				 "recovery.signal", c->name, meta ? "from the backup metadata" :
+				 "from the files restored");
 	}
 	if (rc == 0)
 		rc = start_stopped(s, why, sizeof(why));
@@ -266,9 +339,11 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 
 static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
+	struct clusters *s = data;
 	char why[PG_WHY];
 
-	end_all(data);
+	end_all(s);
+	forget_all(s);
 	if (start_stopped(data, why, sizeof(why)) < 0)
 		wcli_say("%s", why);
 	return 0;
@@ -374,7 +449,10 @@ static int locate(void *data, int i, char *why, size_t len)
 
 static void cleanup(void *data)
 {
-	end_all(data);
+	struct clusters *s = data;
+
+	end_all(s);
+	forget_all(s);
 }
 
 int main(int argc, char **argv)
@@ -382,7 +460,8 @@ int main(int argc, char **argv)
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
 		.prepare_backup = on_prepare_backup, .prepare_snapshot = on_prepare_snapshot,
-		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+		.freeze = on_freeze, .thaw = on_thaw, .post_snapshot = on_post_snapshot,
+		.abort = on_abort,
 		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
 	static struct clusters s;

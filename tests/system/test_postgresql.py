@@ -8,6 +8,7 @@ socket directory of the test's own (no TCP), its data on a vss volume, and
 is stopped (immediate) when the test ends, however it ends.
 """
 import glob
+import json
 import os
 import shutil
 import signal
@@ -216,6 +217,16 @@ def check_copy(copy, label_expected, also=None):
     return int(n)
 
 
+def backup_metadata(repo, bid):
+    """The backup metadata of the cluster's component in backup @bid."""
+    with open(os.path.join(repo, "backups", bid, "components.json")) as f:
+        doc = json.load(f)
+    comps = [c for w in doc["writers"] for c in w["components"]
+             if c.get("logical_path") == "postgresql"]
+    assert len(comps) == 1, doc
+    return comps[0].get("backup_metadata")
+
+
 def history(main):
     return int(main.sql("SELECT count(*) FROM pgbench_history"))
 
@@ -263,6 +274,18 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
                          "log")["id"]
     with open(os.path.join(repo, "backups", last_log, "backup.json")) as f:
         assert '"log"' in f.read()
+    # The full backup keeps the label pg_backup_stop returned as the
+    # component's backup metadata; a log backup none (its data files, and
+    # so their label, are its base's).
+    meta = backup_metadata(repo, full)
+    head, rest = meta.split("\n", 1)
+    assert head == "vss-writer-postgresql 1", meta
+    size, rest = rest.split("\n", 1)
+    assert size.startswith("backup_label "), meta
+    label = rest[:int(size.split()[1])]
+    assert label.startswith("START WAL LOCATION") and "LABEL: vss " in label, meta
+    assert rest[len(label):].startswith("tablespace_map "), meta
+    assert backup_metadata(repo, last_log) is None
     assert bench.poll() is None, "pgbench stopped early"
     bench.kill()
     bench.wait()
@@ -280,7 +303,9 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         comp = [c for c in r["components"] if c["writer"] == "postgresql"]
         assert comp and comp[0]["status"] == "all", r
         data = to + os.path.join(mnt, "data")
-        assert os.path.exists(os.path.join(data, "backup_label"))
+        with open(os.path.join(data, "backup_label")) as f:
+            if bid == full:     # the label the backup kept as its metadata
+                assert f.read() == label
         assert os.path.exists(os.path.join(data, "recovery.signal"))
         assert not os.path.exists(os.path.join(data, "postmaster.pid"))
         with open(os.path.join(data, "tablespace_map")) as f:
@@ -297,7 +322,9 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     # least what was committed before it started.
     assert counts[1] >= before > counts[0] > 0, (counts, before)
     with open(wlog) as f:
-        assert "restored with its backup label" in f.read()
+        text = f.read()
+    assert "restored with its backup label (from the backup metadata)" in text, text
+    assert "restored with its backup label (from the files restored)" in text, text
     # In place: refused while the cluster runs without a unit to stop it,
     # nothing written; once it is stopped, restored and recovered.
     live = history(main)
