@@ -13,8 +13,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <grp.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -540,4 +542,109 @@ out:
 	free(conf);
 	close(dfd);
 	return rc;
+}
+
+/* Runs @argv[0] with @argv as @uid/@gid, no descriptor of the writer's
+ * but /dev/null on 0-2; 0 if it exited 0, else -EIO with @why. */
+static int run_as(uid_t uid, gid_t gid, char *const *argv, char *why, size_t len)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 ||
+		    setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0 ||
+		    chdir("/") < 0)
+			_exit(126);
+		closefrom(3);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+		snprintf(why, len, "%s: %s", argv[0], strerror(errno));
+		return -EIO;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(why, len, "%s %s failed (%s %d)", argv[0], argv[1],
+			 WIFEXITED(status) ? "exit status" : "signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* From postmaster.opts ("PROGRAM" "ARG"...: what pg_ctl restart reads):
+ * its options in c->ctl_opts, the pg_ctl beside PROGRAM in c->ctl_path,
+ * which must be root's and written by nobody else (the file is the
+ * server's user's to write; the writer runs what it names, but as that
+ * user). */
+static int read_opts(struct pg_cluster *c, int dfd, char *why, size_t len)
+{
+	char *text = read_file(dfd, "postmaster.opts"), *args, *slash;
+	struct stat st;
+
+	free(c->ctl_opts);
+	c->ctl_opts = NULL;
+	if (!text) {
+		snprintf(why, len, "%s/postmaster.opts: %s", c->data_dir, strerror(errno));
+		return -ENOENT;
+	}
+	text[strcspn(text, "\n")] = '\0';
+	args = strstr(text, " \"");
+	slash = args ? memrchr(text, '/', (size_t)(args - text)) : NULL;
+	if (text[0] != '/' || !args || !slash ||
+	    (size_t)(slash - text) + sizeof("/pg_ctl") > sizeof(c->ctl_path)) {
+		snprintf(why, len, "%s/postmaster.opts does not name the server's program",
+			 c->data_dir);
+		free(text);
+		return -EINVAL;
+	}
+	snprintf(c->ctl_path, sizeof(c->ctl_path), "%.*s/pg_ctl", (int)(slash - text), text);
+	c->ctl_opts = strdup(args + 1);
+	free(text);
+	if (!c->ctl_opts)
+		return -ENOMEM;
+	if (stat(c->ctl_path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & 022)) {
+		snprintf(why, len, "%s is not a program of root's beside the server's",
+			 c->ctl_path);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int pg_cluster_ctl_stop(struct pg_cluster *c, char *why, size_t len)
+{
+	int dfd = open_data_dir(c), rc;
+	struct stat st;
+
+	if (dfd < 0) {
+		snprintf(why, len, "%s: %s", c->data_dir, strerror(-dfd));
+		return dfd;
+	}
+	rc = fstat(dfd, &st) < 0 ? -errno : read_opts(c, dfd, why, len);
+	close(dfd);
+	if (rc < 0)
+		return rc;
+	c->ctl_uid = st.st_uid;
+	c->ctl_gid = st.st_gid;
+	return run_as(c->ctl_uid, c->ctl_gid, (char *const[]){
+		c->ctl_path, "stop", "-D", c->data_dir, "-m", "fast", "-w", "-t", "60", NULL },
+		why, len);
+}
+
+int pg_cluster_ctl_start(struct pg_cluster *c, char *why, size_t len)
+{
+	char *argv[] = { c->ctl_path, "start", "-D", c->data_dir, "-w", "-t", "60", "-o",
+			 c->ctl_opts, "-l", c->ctl_log, NULL };
+
+	if (!c->ctl_opts) {
+		snprintf(why, len, "cluster %s: not stopped by this writer", c->name);
+		return -EINVAL;
+	}
+	if (!c->ctl_log[0])
+		argv[9] = NULL;
+	return run_as(c->ctl_uid, c->ctl_gid, argv, why, len);
 }

@@ -38,7 +38,14 @@ struct pg_cluster {
 	char *label, *map;              /* what pg_backup_stop returned (map NULL if
 					 * empty), until the next start or an abort */
 	bool labelled;                  /* the label files are in data_dir (until thaw) */
-	bool stopped_for_restore;       /* PreRestore stopped unit */
+	/* unit "pg_ctl[:LOG]": stopped and started with the cluster's own pg_ctl
+	 * (LOG: pg_ctl's -l) instead of a systemd unit */
+	bool pg_ctl;
+	char ctl_log[PATH_MAX];         /* "" for none */
+	char *ctl_opts;                 /* postmaster.opts' options, kept at stop */
+	char ctl_path[PATH_MAX];        /* the pg_ctl beside the running postgres */
+	uid_t ctl_uid;                  /* the data directory's owner then */
+	gid_t ctl_gid;
 };
 
 /* Connects and learns the data directory, pg_wal and the tablespaces;
@@ -80,6 +87,14 @@ int pg_metadata_format(const char *label, const char *map, char **out);
 int pg_metadata_parse(const char *text, char **label, char **map);
 /* Whether the server accepts connections now. */
 bool pg_cluster_running(struct pg_cluster *c);
+/* pg_ctl stop -m fast, as the data directory's owner, with the pg_ctl of
+ * the running server's own installation; its command line (postmaster.opts)
+ * is kept for pg_ctl_start.  0 or -errno with @why. */
+int pg_cluster_ctl_stop(struct pg_cluster *c, char *why, size_t len);
+/* pg_ctl start with that command line (and -l ctl_log), waiting for it to
+ * accept connections (a recovery is then under way or done). */
+int pg_cluster_ctl_start(struct pg_cluster *c, char *why, size_t len);
+
 /* In a restored data directory @dir: the label files under their own
  * names (tablespace paths in @map_from[i] changed to @map_to[i]),
  * recovery.signal, and a restore_command if none is set, so that the

@@ -20,14 +20,15 @@
  *                     each component's backup metadata (cluster.h), kept
  *                     with the backup and handed back at restore
  *   pre_restore       a cluster restored in place is stopped with its
- *                     systemd unit; one running without a unit is refused
+ *                     systemd unit or its own pg_ctl (cluster.c); one
+ *                     running with neither is refused
  *   post_restore      backup_label, tablespace_map (from the backup
  *                     metadata; for a log backup, or one without it, from
  *                     the label files restored with the data files; paths
  *                     moved as the restore moved them), recovery.signal
  *                     and, unless the cluster sets one, restore_command =
  *                     'false' (the WAL is in pg_wal) in the restored data
- *                     directory; the unit started again
+ *                     directory; the cluster started again
  *
  * vss-writer-postgresql [--run-dir DIR] [--timeout SECONDS] [--once]
  *                       [--config FILE]
@@ -50,6 +51,7 @@
 struct clusters {
 	struct pg_cluster c[MAX_CLUSTERS];
 	int n;
+	struct wcli_restore restore;    /* stopped and started around restores */
 };
 
 static struct pg_cluster *find(struct clusters *s, const char *lp, const char *name)
@@ -185,24 +187,6 @@ static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event 
 	return 0;
 }
 
-/* systemctl @verb @unit; 0 or -EIO with @why. */
-static int systemctl(const char *verb, const char *unit, char *why, size_t len)
-{
-	int status;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		execlp("systemctl", "systemctl", verb, "--", unit, (char *)NULL);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0) {
-		snprintf(why, len, "systemctl %s %s failed", verb, unit);
-		return -EIO;
-	}
-	return 0;
-}
-
 /* Component @i of the restore, if it is one of ours. */
 static struct pg_cluster *restored(struct vss_writer *w, struct clusters *s, size_t i,
 				   struct vss_writer_restore_component *rc)
@@ -212,55 +196,54 @@ static struct pg_cluster *restored(struct vss_writer *w, struct clusters *s, siz
 	return find(s, rc->logical_path, rc->name);
 }
 
+/* What stops and starts the clusters around a restore in place
+ * (struct wcli_restore): the unit, or the cluster's own pg_ctl. */
+static int served_find(void *data, const char *name)
+{
+	struct pg_cluster *c = find(data, PG_LOGICAL_PATH, name);
+
+	return c ? (int)(c - ((struct clusters *)data)->c) : -1;
+}
+
+static const char *served_name(void *data, int i)
+{
+	return ((struct clusters *)data)->c[i].name;
+}
+
+static bool served_running(void *data, int i)
+{
+	return pg_cluster_running(&((struct clusters *)data)->c[i]);
+}
+
+static const char *served_manager(void *data, int i)
+{
+	struct pg_cluster *c = &((struct clusters *)data)->c[i];
+
+	return c->pg_ctl ? "pg_ctl" : c->unit;
+}
+
+static int served_stop(void *data, int i, char *why, size_t len)
+{
+	struct pg_cluster *c = &((struct clusters *)data)->c[i];
+
+	return c->pg_ctl ? pg_cluster_ctl_stop(c, why, len) :
+		wcli_systemctl("stop", c->unit, why, len);
+}
+
+static int served_start(void *data, int i, char *why, size_t len)
+{
+	struct pg_cluster *c = &((struct clusters *)data)->c[i];
+
+	return c->pg_ctl ? pg_cluster_ctl_start(c, why, len) :
+		wcli_systemctl("start", c->unit, why, len);
+}
+
 static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct clusters *s = data;
-	struct vss_writer_restore_info ri;
-	char why[PG_WHY];
 
 	end_all(s);
-	if (vss_writer_restore_info(w, &ri) < 0 || ri.to)
-		return 0;   /* elsewhere: the live cluster is not touched */
-	for (size_t i = 0; i < ri.component_count; i++) {
-		struct vss_writer_restore_component rc;
-		struct pg_cluster *c = restored(w, s, i, &rc);
-
-		if (!c || !rc.original_location || !pg_cluster_running(c))
-			continue;
-		if (!c->unit[0]) {
-			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "cluster %s is running and "
-					       "has no systemd unit to stop it with: stop it "
-					       "before restoring it in place", c->name);
-			return -EBUSY;
-		}
-		if (systemctl("stop", c->unit, why, sizeof(why)) < 0 || pg_cluster_running(c)) {
-			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "cluster %s: %s", c->name,
-					       why[0] ? why : "still running after its unit stopped");
-			return -EBUSY;
-		}
-		c->stopped_for_restore = true;
-		wcli_say("cluster %s: stopped (%s) for the restore", c->name, c->unit);
-	}
-	return 0;
-}
-
-/* Starts again what pre_restore stopped; the first failure in @why. */
-static int start_stopped(struct clusters *s, char *why, size_t len)
-{
-	int rc = 0;
-
-	for (int i = 0; i < s->n; i++) {
-		char one[PG_WHY];
-
-		if (!s->c[i].stopped_for_restore)
-			continue;
-		s->c[i].stopped_for_restore = false;
-		if (systemctl("start", s->c[i].unit, one, sizeof(one)) < 0 && rc == 0) {
-			snprintf(why, len, "%s", one);
-			rc = -EIO;
-		}
-	}
-	return rc;
+	return wcli_pre_restore(w, &s->restore);
 }
 
 /* Where the restore put @c's files: the data directory's destination, and
@@ -329,9 +312,9 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 				 "from the files restored");
 	}
 	if (rc == 0)
-		rc = start_stopped(s, why, sizeof(why));
+		rc = wcli_start_stopped(&s->restore, why, sizeof(why));
 	else
-		start_stopped(s, (char[PG_WHY]){ 0 }, PG_WHY);
+		wcli_start_stopped(&s->restore, (char[PG_WHY]){ 0 }, PG_WHY);
 	if (rc < 0)
 		vss_writer_set_failure(w, VSS_WF_RECOVERY_FAILED, "%s", why);
 	return rc;
@@ -344,7 +327,7 @@ static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, voi
 
 	end_all(s);
 	forget_all(s);
-	if (start_stopped(data, why, sizeof(why)) < 0)
+	if (wcli_start_stopped(&s->restore, why, sizeof(why)) < 0)
 		wcli_say("%s", why);
 	return 0;
 }
@@ -390,9 +373,20 @@ static bool valid_word(const char *s, const char *extra)
 	return true;
 }
 
+/* A systemd unit (NAME.service), "pg_ctl", "pg_ctl:/LOG", or "-". */
+static bool valid_unit(const char *u)
+{
+	if (strcmp(u, "-") == 0 || strcmp(u, "pg_ctl") == 0)
+		return true;
+	if (strncmp(u, "pg_ctl:/", 8) == 0)
+		return !strstr(u, "/../") && valid_word(u + 7, "/._-");
+	return valid_word(u, "@._:-\\") && strstr(u, ".service");
+}
+
 /*
- * The configuration: one cluster a line, "NAME UNIT CONNINFO", UNIT "-"
- * for none; '#' starts a comment line.  How many, or -errno with the
+ * The configuration: one cluster a line, "NAME UNIT CONNINFO", UNIT a
+ * systemd unit, "pg_ctl" (the cluster's own, as the data directory's
+ * owner; ":LOG" its log file) or "-" for none; '#' starts a comment line.  How many, or -errno with the
  * line said.
  */
 static int read_config(const char *path, void *data)
@@ -416,11 +410,11 @@ static int read_config(const char *path, void *data)
 		if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#')
 			continue;
 		if (sscanf(line, " %127s %255s %n", name, unit, &off) != 2 || !line[off] ||
-		    !valid_word(name, "._-") || !valid_word(unit, "@._:-\\") ||
-		    (strcmp(unit, "-") != 0 && !strstr(unit, ".service")) ||
+		    !valid_word(name, "._-") || !valid_unit(unit) ||
 		    strlen(line + off) >= sizeof(c->conninfo)) {
-			wcli_say("%s:%d: expected NAME UNIT|- CONNINFO (NAME of letters, digits, "
-			    "'.', '_', '-'; UNIT a .service)", path, no);
+			wcli_say("%s:%d: expected NAME UNIT|pg_ctl[:LOG]|- CONNINFO (NAME of "
+				 "letters, digits, '.', '_', '-'; UNIT a .service; LOG an absolute "
+				 "path)", path, no);
 			fclose(f);
 			return -EINVAL;
 		}
@@ -431,7 +425,11 @@ static int read_config(const char *path, void *data)
 		}
 		c = &s->c[s->n++];
 		snprintf(c->name, sizeof(c->name), "%s", name);
-		snprintf(c->unit, sizeof(c->unit), "%s", strcmp(unit, "-") ? unit : "");
+		c->pg_ctl = strncmp(unit, "pg_ctl", 6) == 0;
+		if (c->pg_ctl && unit[6] == ':')
+			snprintf(c->ctl_log, sizeof(c->ctl_log), "%s", unit + 7);
+		snprintf(c->unit, sizeof(c->unit), "%s", strcmp(unit, "-") && !c->pg_ctl ?
+			 unit : "");
 		snprintf(c->conninfo, sizeof(c->conninfo), "%s", line + off);
 	}
 	fclose(f);
@@ -453,6 +451,8 @@ static void cleanup(void *data)
 
 	end_all(s);
 	forget_all(s);
+	for (int i = 0; i < s->n; i++)
+		free(s->c[i].ctl_opts);
 }
 
 int main(int argc, char **argv)
@@ -464,7 +464,10 @@ int main(int argc, char **argv)
 		.abort = on_abort,
 		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
-	static struct clusters s;
+	static struct clusters s = { .restore = {
+		.logical_path = PG_LOGICAL_PATH, .noun = "cluster", .data = &s,
+		.find = served_find, .name = served_name, .running = served_running,
+		.manager = served_manager, .stop = served_stop, .start = served_start } };
 
 	return wcli_main(argc, argv, &(struct wcli_writer){
 		.prog = "vss-writer-postgresql", .name = "postgresql", .class_id = PG_CLASS_ID,
@@ -473,7 +476,7 @@ int main(int argc, char **argv)
 		.default_config = DEFAULT_CONFIG, .noun = "cluster",
 		.about = "A vss writer for PostgreSQL clusters: an online backup (pg_backup_start,\n"
 			 "pg_backup_stop) around every shadow copy set.\n",
-		.config_help = "the clusters, one a line: NAME UNIT|- CONNINFO",
+		.config_help = "the clusters, one a line: NAME UNIT|pg_ctl[:LOG]|- CONNINFO",
 		.handlers = &handlers, .data = &s, .load = read_config, .locate = locate,
 		.add = add_component,
 		/* It takes part in every restore: it stops the cluster and

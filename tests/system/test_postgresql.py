@@ -128,11 +128,11 @@ def pg(vssd, workdir):
         end_all(vssd, servers)
 
 
-def start_writer(d, main, user="postgres", wait=True):
+def start_writer(d, main, user="postgres", wait=True, unit="-"):
     conf = os.path.join(d.root, "pg-%s.conf" % user)
     with open(conf, "w") as f:
-        f.write("# name unit conninfo\nmain - host=%s port=%d user=%s dbname=postgres\n"
-                % (main.sock, main.port, user))
+        f.write("# name unit conninfo\nmain %s host=%s port=%d user=%s dbname=postgres\n"
+                % (unit, main.sock, main.port, user))
     log = os.path.join(d.root, "pgwriter-%s.log" % user)
     return spawn_writer(d, "postgresql", [PG_WRITER, "--run-dir", d.run, "--config", conf,
                                           "--once"], log, wait)
@@ -335,14 +335,34 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     vssd.json("restore", "--from", repo, last_log)
     assert check_copy({"server": main}, True) >= counts[1]
     assert w.poll() is None
+    # Managed by pg_ctl: the writer stops the running cluster, the restore
+    # writes it back, the writer starts it again (its log where it says)
+    # and it recovers from the label.
+    w.kill()
+    w.wait()
+    main.start()
+    mark = len(main.logtext())
+    w, wlog = start_writer(vssd, main, unit="pg_ctl:" + main.log)
+    vssd.json("restore", "--from", repo, full)
+    wait_for(lambda: main.sql("SELECT pg_is_in_recovery()", check=False).stdout.strip()
+             == "f", 30, lambda: "not up after the restore: " + main.logtext()[mark:])
+    assert "completed backup recovery" in main.logtext()[mark:], main.logtext()[mark:]
+    assert os.path.exists(os.path.join(main.data, "backup_label.old"))
+    assert history(main) == counts[0]
+    with open(wlog) as f:
+        text = f.read()
+    assert "cluster main: stopped (pg_ctl) for the restore" in text, text
+    assert "cluster main: started again (pg_ctl)" in text, text
 
 
-def hang_front_writer(d):
+def hang_front_writer(d, cls="front"):
     """A front-end writer that hangs at freeze (answers on SIGUSR1): the
-    PostgreSQL writer has started its backup and waits for its freeze."""
+    PostgreSQL writer has started its backup and waits for its freeze.
+    With @cls "system", one frozen after the databases: they hold their
+    freeze while it hangs."""
     log = os.path.join(d.root, "events")
-    p = d.spawn([TEST_WRITER, "--run-dir", d.run, "--name", "front", "--log", log,
-                 "--class", "front", "--hang-at", "freeze", "--timeout", "30000"],
+    p = d.spawn([TEST_WRITER, "--run-dir", d.run, "--name", cls, "--log", log,
+                 "--class", cls, "--hang-at", "freeze", "--timeout", "30000"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p, log
