@@ -11,6 +11,8 @@
  *                     while InnoDB keeps committing
  *   freeze            BACKUP STAGE BLOCK_COMMIT: commits wait until thaw;
  *                     the binary log position at the instant is logged
+ *   post_snapshot     in a backup, that position as each component's
+ *                     backup stamp (prepare_backup's was a lower bound)
  *   thaw              BACKUP STAGE END
  *   abort             the connection closed (the server ends the stage)
  *   pre_restore       a server restored in place that runs is stopped with
@@ -59,6 +61,7 @@ struct server {
 	enum { LOCK_AUTO, LOCK_STAGES, LOCK_FTWRL } lock;   /* lock=, configured */
 	MYSQL *conn;                    /* from prepare_snapshot to thaw or abort */
 	bool stages;                    /* BACKUP STAGE, not FTWRL */
+	char frozen_at[1200];           /* the position at freeze, until post_snapshot */
 };
 
 struct servers {
@@ -273,6 +276,12 @@ static int each(struct vss_writer *w, struct servers *ss, bool open, const char 
 	return 0;
 }
 
+static void forget_positions(struct servers *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		ss->s[i].frozen_at[0] = '\0';
+}
+
 /* The statements of each event as pairs: with backup stages, and
  * without; each column ends at its first NULL. */
 static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
@@ -283,6 +292,7 @@ static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_eve
 		"BACKUP STAGE BLOCK_DDL", NULL, NULL, NULL,
 	};
 
+	forget_positions(data);
 	return each(w, data, true, sqls);
 }
 
@@ -295,12 +305,35 @@ static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, vo
 	int rc = each(w, ss, false, sqls);
 
 	for (int i = 0; rc == 0 && i < ss->n; i++) {
-		char pos[1200], why[WHY];
+		struct server *s = &ss->s[i];
+		char why[WHY];
 
-		if (position(&ss->s[i], ss->s[i].conn, pos, sizeof(pos), why, sizeof(why)) == 0)
-			wcli_say("server %s: frozen at %s", ss->s[i].name, pos);
+		if (position(s, s->conn, s->frozen_at, sizeof(s->frozen_at), why,
+			     sizeof(why)) == 0)
+			wcli_say("server %s: frozen at %s", s->name, s->frozen_at);
+		else
+			s->frozen_at[0] = '\0';
 	}
 	return rc;
+}
+
+/* In a backup: the position at the instant as the stamp. */
+static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
+			    void *data)
+{
+	struct servers *ss = data;
+
+	for (int i = 0; i < ss->n; i++) {
+		struct server *s = &ss->s[i];
+		struct vss_bcd_component *c = wcli_component(ev->components,
+							     MARIADB_LOGICAL_PATH, s->name);
+		struct vss_error err = { 0 };
+
+		if (c && s->frozen_at[0] && vss_bcd_set_backup_stamp(c, s->frozen_at, &err) < 0)
+			wcli_say("server %s: %s", s->name, err.msg);
+	}
+	forget_positions(ss);
+	return 0;
 }
 
 static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
@@ -381,6 +414,7 @@ static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, voi
 	char why[WHY];
 
 	end_all(ss);
+	forget_positions(ss);
 	if (wcli_start_stopped(&ss->restore, why, sizeof(why)) < 0)
 		wcli_say("%s", why);
 	return 0;
@@ -510,8 +544,8 @@ int main(int argc, char **argv)
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
 		.prepare_backup = on_prepare_backup, .prepare_snapshot = on_prepare_snapshot,
-		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
-		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
+		.freeze = on_freeze, .thaw = on_thaw, .post_snapshot = on_post_snapshot,
+		.abort = on_abort, .pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
 	static struct servers ss = { .restore = {
 		.logical_path = MARIADB_LOGICAL_PATH, .noun = "server", .data = &ss,

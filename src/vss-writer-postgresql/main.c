@@ -141,22 +141,6 @@ static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void
 	return 0;
 }
 
-/* The component of @bcd that is cluster @c, or NULL. */
-static struct vss_bcd_component *component_of(const struct vss_bcd *bcd,
-					      const struct pg_cluster *c)
-{
-	for (size_t i = 0; bcd && i < vss_bcd_component_count(bcd); i++) {
-		struct vss_bcd_component *comp = vss_bcd_component_at(bcd, i);
-		struct vss_bcd_component_info ci;
-
-		vss_bcd_component_info(comp, &ci);
-		if (ci.logical_path && strcmp(ci.logical_path, PG_LOGICAL_PATH) == 0 &&
-		    strcmp(ci.name, c->name) == 0)
-			return comp;
-	}
-	return NULL;
-}
-
 static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
 			    void *data)
 {
@@ -167,7 +151,7 @@ static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event 
 	if (ev->components && vss_bcd_backup_type(ev->components) == VSS_BT_LOG)
 		return 0;
 	for (int i = 0; i < s->n; i++) {
-		struct vss_bcd_component *comp = component_of(ev->components, &s->c[i]);
+		struct vss_bcd_component *comp = wcli_component(ev->components, PG_LOGICAL_PATH, s->c[i].name);
 		struct vss_error err = { 0 };
 		char *text;
 		int rc;
@@ -253,7 +237,7 @@ static int prepare_restored(struct vss_writer *w, const struct vss_bcd *bcd, siz
 			    struct pg_cluster *c, bool *from_metadata, char *why, size_t len)
 {
 	const char *from[PG_MAX_TABLESPACES], *to[PG_MAX_TABLESPACES];
-	struct vss_bcd_component *comp = component_of(bcd, c);
+	struct vss_bcd_component *comp = wcli_component(bcd, PG_LOGICAL_PATH, c->name);
 	const char *meta = comp ? vss_bcd_backup_metadata(comp) : NULL;
 	char *label = NULL, *map = NULL;
 	struct vss_wmd_file_spec loc;

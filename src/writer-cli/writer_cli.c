@@ -156,6 +156,21 @@ int wcli_set_stamps(struct vss_writer *w, const struct vss_writer_event *ev,
 	return 0;
 }
 
+struct vss_bcd_component *wcli_component(const struct vss_bcd *bcd, const char *logical_path,
+					 const char *name)
+{
+	for (size_t i = 0; bcd && i < vss_bcd_component_count(bcd); i++) {
+		struct vss_bcd_component *comp = vss_bcd_component_at(bcd, i);
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(comp, &ci);
+		if (ci.logical_path && strcmp(ci.logical_path, logical_path) == 0 &&
+		    strcmp(ci.name, name) == 0)
+			return comp;
+	}
+	return NULL;
+}
+
 int wcli_systemctl(const char *verb, const char *unit, char *why, size_t len)
 {
 	int status;

@@ -53,6 +53,10 @@ typedef int (*wcli_stamp_fn)(void *data, const char *name, const char *prev,
 int wcli_set_stamps(struct vss_writer *w, const struct vss_writer_event *ev,
 		    const char *logical_path, wcli_stamp_fn stamp, void *data);
 
+/* The component (@logical_path, @name) of @bcd (may be NULL), or NULL. */
+struct vss_bcd_component *wcli_component(const struct vss_bcd *bcd, const char *logical_path,
+					 const char *name);
+
 /* systemctl @verb @unit; 0 or -EIO with @why. */
 int wcli_systemctl(const char *verb, const char *unit, char *why, size_t len);
 

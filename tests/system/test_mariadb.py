@@ -6,6 +6,7 @@ the set with the reason and leaves nothing blocked.  Every server runs as
 the user mysql without networking, on a socket of the test's own, its data
 on a vss volume, and is killed when the test ends, however it ends.
 """
+import json
 import os
 import signal
 import subprocess
@@ -233,8 +234,22 @@ def test_ftwrl_rights_and_restore(vssd, maria, workdir):
         assert f.read().count("server main: frozen at binlog=binlog.") == 2
     check_copy(server, to, 1)
     # 3. Restore in place: refused while the server runs (no unit).
+    # Taken under transfers: its stamp is the binary log position at the
+    # instant (post_snapshot), past the one at prepare_backup.
     repo = os.path.join(workdir, "repo")
+    load = vssd.spawn([sys.executable, "-c", TRANSFERS, main.sock, str(ACCOUNTS)])
+    time.sleep(0.3)
     bid = vssd.json("backup", "create", "--to", repo, "--for", mnt)["id"]
+    load.kill()
+    load.wait()
+    with open(wlog) as f:
+        frozen = [l.split("frozen at ", 1)[1] for l in f.read().splitlines()
+                  if "server main: frozen at " in l]
+    with open(os.path.join(repo, "backups", bid, "components.json")) as f:
+        comps = [c for w_ in json.load(f)["writers"] for c in w_["components"]
+                 if c.get("logical_path") == "mariadb"]
+    assert len(frozen) == 3 and [c.get("backup_stamp") for c in comps] == [frozen[-1]], \
+        (frozen, comps)
     main.sql("INSERT INTO accounts VALUES (%d, 0)" % ACCOUNTS)
     r = vssd.vss("restore", "--from", repo, bid, check=False)
     assert r.returncode != 0, r.stdout
