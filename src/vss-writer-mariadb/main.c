@@ -70,6 +70,9 @@ struct servers {
 	struct wcli_restore restore;    /* stopped and started around restores */
 };
 
+/* The client's error of the last connect_to() that failed. */
+static unsigned int connect_errno;
+
 static MYSQL *connect_to(const struct server *s, char *why, size_t len)
 {
 	MYSQL *m = mysql_init(NULL);
@@ -86,6 +89,7 @@ static MYSQL *connect_to(const struct server *s, char *why, size_t len)
 				s->password[0] ? s->password : NULL, NULL, s->port,
 				s->socket[0] ? s->socket : NULL, 0)) {
 		snprintf(why, len, "server %s: cannot connect: %s", s->name, mysql_error(m));
+		connect_errno = mysql_errno(m);
 		mysql_close(m);
 		return NULL;
 	}
@@ -364,13 +368,18 @@ static const char *served_name(void *data, int i)
 	return ((struct servers *)data)->s[i].name;
 }
 
+/* Running unless nothing answers: one that refuses the account (a
+ * password changed) still has its files open. */
 static bool served_running(void *data, int i)
 {
 	char why[WHY];
 	MYSQL *m = connect_to(&((struct servers *)data)->s[i], why, sizeof(why));
 
 	mysql_close(m);
-	return m != NULL;
+	/* CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_SERVER_GONE_ERROR,
+	 * CR_SERVER_LOST: no server there. */
+	return m || (connect_errno != 2002 && connect_errno != 2003 &&
+		     connect_errno != 2006 && connect_errno != 2013);
 }
 
 static const char *served_manager(void *data, int i)

@@ -234,8 +234,14 @@ def test_ftwrl_rights_and_restore(vssd, maria, workdir):
         assert f.read().count("server main: frozen at binlog=binlog.") == 2
     check_copy(server, to, 1)
     # 3. Restore in place: refused while the server runs (no unit).
-    # Taken under transfers: its stamp is the binary log position at the
-    # instant (post_snapshot), past the one at prepare_backup.
+    # Taken under transfers, by a writer whose account is dropped after:
+    # its stamp is the binary log position at the instant (post_snapshot),
+    # past the one at prepare_backup.
+    w.kill()
+    w.wait()
+    main.sql("CREATE USER gone@localhost; GRANT RELOAD, BINLOG MONITOR ON *.* TO "
+             "gone@localhost", db=None)
+    w, wlog = start_writer(vssd, main, "user=gone lock=ftwrl")
     repo = os.path.join(workdir, "repo")
     load = vssd.spawn([sys.executable, "-c", TRANSFERS, main.sock, str(ACCOUNTS)])
     time.sleep(0.3)
@@ -251,6 +257,8 @@ def test_ftwrl_rights_and_restore(vssd, maria, workdir):
     assert len(frozen) == 3 and [c.get("backup_stamp") for c in comps] == [frozen[-1]], \
         (frozen, comps)
     main.sql("INSERT INTO accounts VALUES (%d, 0)" % ACCOUNTS)
+    # A server that refuses the writer's account still runs.
+    main.sql("DROP USER gone@localhost", db=None)
     r = vssd.vss("restore", "--from", repo, bid, check=False)
     assert r.returncode != 0, r.stdout
     assert "server main is running and has no systemd unit to stop it with" in r.stderr, \
