@@ -578,6 +578,8 @@ static void documented_example(void **state)
 	assert_string_equal(vss_bcd_backup_stamp(c), "lsn:0/3000060");
 	assert_string_equal(vss_bcd_previous_backup_stamp(c), "lsn:0/2000028");
 	assert_string_equal(vss_bcd_backup_options(c), "compress=zstd");
+	assert_string_equal(vss_bcd_backup_metadata(c), "START WAL LOCATION: 0/3000028\n"
+			    "CHECKPOINT LOCATION: 0/3000060\n");
 	assert_int_equal(vss_bcd_partial_file(c, 0, &pf), 0);
 	assert_int_equal(pf.range_count, 2);
 	assert_int_equal(pf.ranges[0].offset, 65536);
