@@ -16,7 +16,9 @@
  * requester going away after each step and in the middle of one, or
  * falling silent past its lease.  And the transitions the state machine
  * refuses (backup.complete without a set among them), against a table
- * written here from doc/service.md.
+ * written here from doc/service.md.  The components document a writer
+ * hands back at post_snapshot: its backup metadata reaches the requester,
+ * one that selects more components is refused and fails that writer.
  *
  * Restores (restore.begin, restore.prepare, restore.complete): the writers
  * of the backup matched with those registered (by instance, by class for
