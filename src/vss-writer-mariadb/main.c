@@ -11,9 +11,9 @@
  *                     while InnoDB keeps committing
  *   freeze            BACKUP STAGE BLOCK_COMMIT: commits wait until thaw;
  *                     the binary log position at the instant is logged
+ *   thaw              BACKUP STAGE END
  *   post_snapshot     in a backup, that position as each component's
  *                     backup stamp (prepare_backup's was a lower bound)
- *   thaw              BACKUP STAGE END
  *   abort             the connection closed (the server ends the stage)
  *   pre_restore       a server restored in place that runs is stopped with
  *                     its systemd unit; one without a unit is refused
@@ -22,8 +22,9 @@
  * A server without backup stages (MariaDB before 10.4, MySQL), or one
  * configured with lock=ftwrl, gets FLUSH TABLES at prepare_snapshot,
  * FLUSH TABLES WITH READ LOCK at freeze and UNLOCK TABLES at thaw
- * instead, and the writer says so.  Each server is one database component: its data
- * directory (database files) and the InnoDB log directory (log files).
+ * instead, and the writer says so.  Each server is one database
+ * component: its data directory (database files) and the InnoDB log
+ * directory (log files).
  * The shadow is crash-consistent for InnoDB with every commit of the
  * instant; a copy started as a server recovers like after a crash.
  *
@@ -489,8 +490,8 @@ static bool set_key(struct server *s, const char *kv)
 
 /*
  * The configuration: one server a line, "NAME UNIT|- KEY=VALUE...", keys
- * socket, host, port, user, password, defaults-file; '#' starts a comment
- * line.  How many, or -errno with the line said.
+ * socket, host, port, user, password, defaults-file, lock (auto, stages,
+ * ftwrl); '#' starts a comment line.  How many, or -errno with the line said.
  */
 static int read_config(const char *path, void *data)
 {
