@@ -353,6 +353,20 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         text = f.read()
     assert "cluster main: stopped (pg_ctl) for the restore" in text, text
     assert "cluster main: started again (pg_ctl)" in text, text
+    # Metadata that is not this writer's (a repository edited): the restore
+    # elsewhere says so, and no label is written from it.
+    path = os.path.join(repo, "backups", full, "components.json")
+    with open(path) as f:
+        doc = json.load(f)
+    for c in (c for wr in doc["writers"] for c in wr["components"]):
+        c["backup_metadata"] = "vss-writer-postgresql 1\nbackup_label 99999\nSTART WAL"
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    to = os.path.join(vssd.root, "restored-bad")
+    r = vssd.vss("restore", "--from", repo, full, "--to", to, check=False)
+    assert r.returncode != 0, r.stdout
+    assert "the backup's metadata is not a label this writer wrote" in r.stderr, r.stderr
+    assert not os.path.exists(to + os.path.join(mnt, "data", "backup_label"))
 
 
 def hang_front_writer(d, cls="front"):
