@@ -19,9 +19,10 @@
  *   post_snapshot     in a backup but a log backup: the label and map as
  *                     each component's backup metadata (cluster.h), kept
  *                     with the backup and handed back at restore
- *   pre_restore       a cluster restored in place is stopped with its
- *                     systemd unit or its own pg_ctl (cluster.c); one
- *                     running with neither is refused
+ *   pre_restore       backup metadata that is not this writer's label
+ *                     stops the restore; a cluster restored in place is
+ *                     stopped with its systemd unit or its own pg_ctl
+ *                     (cluster.c); one running with neither is refused
  *   post_restore      backup_label, tablespace_map (from the backup
  *                     metadata; for a log backup, or one without it, from
  *                     the label files restored with the data files; paths
@@ -222,11 +223,40 @@ static int served_start(void *data, int i, char *why, size_t len)
 		wcli_systemctl("start", c->unit, why, len);
 }
 
+/* The label and map of cluster @c's backup metadata in @bcd: 0 (*@label
+ * NULL if the backup kept none), or -EBADMSG with @why. */
+static int metadata_of(const struct vss_bcd *bcd, const struct pg_cluster *c, char **label,
+		       char **map, char *why, size_t len)
+{
+	struct vss_bcd_component *comp = wcli_component(bcd, PG_LOGICAL_PATH, c->name);
+	const char *meta = comp ? vss_bcd_backup_metadata(comp) : NULL;
+
+	*label = *map = NULL;
+	if (meta && pg_metadata_parse(meta, label, map) < 0) {
+		snprintf(why, len, "cluster %s: the backup's metadata is not a label this writer "
+			 "wrote", c->name);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct clusters *s = data;
 
 	end_all(s);
+	/* A label that cannot be written back stops the restore before it
+	 * writes anything. */
+	for (int i = 0; i < s->n; i++) {
+		char *label, *map, why[PG_WHY];
+
+		if (metadata_of(ev->components, &s->c[i], &label, &map, why, sizeof(why)) < 0) {
+			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", why);
+			return -EBADMSG;
+		}
+		free(label);
+		free(map);
+	}
 	return wcli_pre_restore(w, &s->restore);
 }
 
@@ -237,8 +267,6 @@ static int prepare_restored(struct vss_writer *w, const struct vss_bcd *bcd, siz
 			    struct pg_cluster *c, bool *from_metadata, char *why, size_t len)
 {
 	const char *from[PG_MAX_TABLESPACES], *to[PG_MAX_TABLESPACES];
-	struct vss_bcd_component *comp = wcli_component(bcd, PG_LOGICAL_PATH, c->name);
-	const char *meta = comp ? vss_bcd_backup_metadata(comp) : NULL;
 	char *label = NULL, *map = NULL;
 	struct vss_wmd_file_spec loc;
 	const char *dir = NULL;
@@ -258,11 +286,8 @@ static int prepare_restored(struct vss_writer *w, const struct vss_bcd *bcd, siz
 			 c->data_dir);
 		return -EINVAL;
 	}
-	if (meta && pg_metadata_parse(meta, &label, &map) < 0) {
-		snprintf(why, len, "cluster %s: the backup's metadata is not a label this writer "
-			 "wrote", c->name);
-		return -EBADMSG;
-	}
+	if ((rc = metadata_of(bcd, c, &label, &map, why, len)) < 0)
+		return rc;
 	*from_metadata = label != NULL;
 	rc = pg_restored_prepare(dir, label, map, from, to, n, why, len);
 	free(label);
