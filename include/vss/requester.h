@@ -19,6 +19,8 @@
  *                                      partial and differenced files)
  *   vss_requester_do_snapshot_set      DoSnapshotSet: prepare-for-snapshot,
  *                                      freeze, shadows, thaw, post-snapshot
+ *                                      (the writers may change the document
+ *                                      again: backup metadata)
  *   vss_requester_expose + vss_requester_translate_path: read the files
  *                                      from the shadows (path redirection)
  *   vss_bcd_set_backup_succeeded per component, then
@@ -147,7 +149,9 @@ int vss_requester_writer_status(const struct vss_requester *r, size_t i,
 				struct vss_requester_writer *out);
 
 /* The backup components document the requester fills before
- * PrepareForBackup and reads after it (NULL before gathering). */
+ * PrepareForBackup and reads after it and after DoSnapshotSet, which
+ * replaces it with the writers' last word (NULL before gathering): a
+ * pointer taken before either is stale after it. */
 struct vss_bcd *vss_requester_components(struct vss_requester *r);
 int vss_requester_select_all_components(struct vss_requester *r, struct vss_error *err);
 

@@ -12,7 +12,12 @@
  *   prepare_snapshot  get ready to freeze (slow work belongs here)
  *   freeze            stop writing to disk; the window runs until thaw
  *   thaw              write again
- *   post_snapshot     the shadows exist (ev->set_id)
+ *   post_snapshot     the shadows exist (ev->set_id); in a backup,
+ *                     ev->components again, which may be changed as at
+ *                     prepare_backup: vss_bcd_set_backup_metadata() keeps
+ *                     what a restore of this backup needs (the requester
+ *                     stores it with the backup; pre_restore and
+ *                     post_restore get it back in ev->components)
  *   backup_complete   the requester read the shadows (ev->components has
  *                     backup_succeeded per component)
  *   abort             the backup or set was abandoned: undo freeze, forget it
@@ -117,9 +122,10 @@ struct vss_writer_event {
 	const char *set_id;            /* thaw, post_snapshot, backup_complete, abort,
 					* backup_shutdown (once a set was taken); else NULL */
 	enum vss_backup_type backup_type; /* 0 when the set is not part of a backup */
-	/* prepare_backup and backup_complete: this writer's part of the backup
-	 * components document (NULL if none).  Changes made in prepare_backup
-	 * (stamps, partial and differenced files) go back to the requester.
+	/* prepare_backup, post_snapshot (in a backup) and backup_complete: this
+	 * writer's part of the backup components document (NULL if none).
+	 * Changes made in prepare_backup and post_snapshot (stamps, partial
+	 * and differenced files, backup metadata) go back to the requester.
 	 * pre_restore and post_restore: its part of the document the backup
 	 * being restored kept (stamps and all; read only). */
 	struct vss_bcd *components;

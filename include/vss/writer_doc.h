@@ -401,6 +401,11 @@ int vss_bcd_set_previous_backup_stamp(struct vss_bcd_component *c,
 void vss_bcd_set_backup_succeeded(struct vss_bcd_component *c, bool succeeded);
 int vss_bcd_set_backup_options(struct vss_bcd_component *c, const char *options,
 			       struct vss_error *err);
+/* What the writer needs at restore, kept with the backup and handed back
+ * at PreRestore and PostRestore (SetBackupMetadata): set by the writer at
+ * prepare_backup or post_snapshot; its format is the writer's own. */
+int vss_bcd_set_backup_metadata(struct vss_bcd_component *c, const char *metadata,
+				struct vss_error *err);
 int vss_bcd_set_pre_restore_failure_msg(struct vss_bcd_component *c,
 					const char *msg, struct vss_error *err);
 int vss_bcd_set_post_restore_failure_msg(struct vss_bcd_component *c,
@@ -418,6 +423,7 @@ const char *vss_bcd_backup_stamp(const struct vss_bcd_component *c);
 const char *vss_bcd_previous_backup_stamp(const struct vss_bcd_component *c);
 bool vss_bcd_backup_succeeded(const struct vss_bcd_component *c);
 const char *vss_bcd_backup_options(const struct vss_bcd_component *c);
+const char *vss_bcd_backup_metadata(const struct vss_bcd_component *c);
 const char *vss_bcd_pre_restore_failure_msg(const struct vss_bcd_component *c);
 const char *vss_bcd_post_restore_failure_msg(const struct vss_bcd_component *c);
 size_t vss_bcd_partial_file_count(const struct vss_bcd_component *c);

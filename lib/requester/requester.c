@@ -634,6 +634,8 @@ static char *mount_of(json_t *vols, const char *volume)
 int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err)
 {
 	json_t *targets = json_array(), *res, *vols = NULL, *s;
+	struct vss_bcd *back = NULL;
+	const char *text;
 	size_t i;
 	int rc;
 
@@ -663,6 +665,13 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 	update_states(r, res);
 	snprintf(r->set_id, sizeof(r->set_id), "%s",
 		 json_string_value(json_object_get(res, "set")));
+	/* The document as the writers left it at PostSnapshot (backup
+	 * metadata); one that does not parse leaves ours. */
+	text = json_string_value(json_object_get(res, "components"));
+	if (text && vss_bcd_parse(text, strlen(text), 0, &back, NULL) == 0) {
+		vss_bcd_free(r->bcd);
+		r->bcd = back;
+	}
 	call(r, "volume.list", NULL, &vols, NULL);
 	json_array_foreach(json_object_get(res, "shadows"), i, s) {
 		struct req_shadow *sh = &r->sh[r->nsh++];

@@ -1281,6 +1281,24 @@ static int accept_writer_bcd(struct svc_backup *b, struct svc_writer *w, const c
 	return 0;
 }
 
+/* The document a writer answered @ev with, into b->bcd; one refused fails
+ * the writer at @ev (the document keeps what it had), said in @e. */
+static int take_back_bcd(struct vss_service *svc, struct svc_backup *b, struct svc_writer *w,
+			 enum svc_wevent ev, const char *back, struct vss_error *e)
+{
+	char msg[VSS_ERROR_MSG_MAX];
+	int r = accept_writer_bcd(b, w, back, e);
+
+	if (r == 0)
+		return 0;
+	snprintf(msg, sizeof(msg), "it returned a backup components document that was "
+		 "refused: %.400s", e->msg);
+	svc_writer_set_state(svc, w, ev == EV_PREPARE_BACKUP ? WS_FAILED_AT_PREPARE_BACKUP :
+			     WS_FAILED_AT_POST_SNAPSHOT, "nonretryable", msg);
+	return vss_error_set(e, r, "writer %s failed at %s: %s", w->name, svc_event_name(ev),
+			     msg);
+}
+
 /* @c has no session: why (once), if vssd ended it, else -ENOENT and @what. */
 static int no_session(struct vss_service *svc, struct conn *c, const char *what,
 		      struct vss_error *err)
@@ -1373,16 +1391,8 @@ static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, 
 		struct vss_error *e = &calls[i].err;
 		int r = calls[i].rc;
 
-		if (r == 0 && back && (r = accept_writer_bcd(b, w, back, e)) < 0) {
-			char msg[VSS_ERROR_MSG_MAX];
-
-			snprintf(msg, sizeof(msg), "it returned a backup components document "
-				 "that was refused: %.400s", e->msg);
-			svc_writer_set_state(svc, w, WS_FAILED_AT_PREPARE_BACKUP, "nonretryable",
-					     msg);
-			vss_error_set(e, r, "writer %s failed at prepare_backup: %s", w->name,
-				      msg);
-		}
+		if (r == 0 && back)
+			r = take_back_bcd(svc, b, w, EV_PREPARE_BACKUP, back, e);
 		json_decref(calls[i].result);
 		if (r == 0) {
 			k++;
@@ -1468,6 +1478,40 @@ static int call_all(struct vss_service *svc, struct svc_backup *b, enum svc_weve
 			rc = vss_error_set(err, calls[k].rc, "%s", calls[k].err.msg);
 	}
 	return rc;
+}
+
+/* PostSnapshot, to every writer at once (a failure is only reported):
+ * each gets its entry of the components document, if the backup has one,
+ * and may hand it back changed (its backup metadata, known only now).
+ * Writers that answered get @ok_state. */
+static void post_snapshot(struct vss_service *svc, struct svc_backup *b, json_t *shadows,
+			  int ok_state)
+{
+	struct svc_wcall calls[SVC_WRITERS_MAX];
+
+	for (size_t k = 0; k < b->nw; k++) {
+		char *sub = b->bcd ? bcd_for_writer(b->bcd, b->w[k]) : NULL;
+
+		calls[k] = (struct svc_wcall){
+			.w = b->w[k], .timeout_ms = deadline_for(b, b->w[k]),
+			.args = json_pack("{s:s, s:O, s:s?}", "set", b->set_id, "shadows",
+					  shadows, "components", sub) };
+		free(sub);
+	}
+	svc_writers_call(svc, EV_POST_SNAPSHOT, calls, b->nw);
+	for (size_t k = 0; k < b->nw; k++) {
+		const char *back = json_string_value(json_object_get(calls[k].result,
+								     "components"));
+		int r = calls[k].rc;
+
+		if (r == 0 && back && b->bcd &&
+		    (r = take_back_bcd(svc, b, b->w[k], EV_POST_SNAPSHOT, back,
+				       &calls[k].err)) < 0)
+			vss_log("%s", calls[k].err.msg);
+		json_decref(calls[k].result);
+		if (r == 0)
+			svc_writer_set_state(svc, b->w[k], ok_state, NULL, NULL);
+	}
 }
 
 /* shadow.create: with the caller's session (taken with hold, its set), or
@@ -1564,12 +1608,16 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	}
 	/* PostSnapshot: a failure is reported, the set stays. */
 	backup_enter(svc, b, SVC_BACKUP_SNAP_POST);
-	call_all(svc, b, EV_POST_SNAPSHOT,
-		 json_pack("{s:s, s:O}", "set", b->set_id, "shadows",
-			   json_object_get(out, "shadows")),
-		 own ? WS_STABLE : WS_WAITING_FOR_BACKUP_COMPLETE, NULL);
+	post_snapshot(svc, b, json_object_get(out, "shadows"),
+		      own ? WS_STABLE : WS_WAITING_FOR_BACKUP_COMPLETE);
 	backup_enter(svc, b, SVC_BACKUP_READY);
 	json_object_set_new(out, "writers", writers_json(svc, b, false));
+	if (b->bcd) {
+		char *text = json_dumps(b->bcd, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		json_object_set_new(out, "components", json_string(text ? text : ""));
+		free(text);
+	}
 	if (own) {
 		json_object_set(out, "skipped", b->skipped);
 		if (held) {

@@ -30,7 +30,7 @@ struct vss_bcd_component {
 	struct vss_bcd *bcd;
 	size_t wi, ci;  /* $.writers[wi].components[ci] */
 	char *logical_path, *name;
-	char *stamp, *prev_stamp, *options, *pre_msg, *post_msg;
+	char *stamp, *prev_stamp, *options, *metadata, *pre_msg, *post_msg;
 	bool succeeded;
 	struct bcd_partial *partials;
 	size_t npartials, cappartials;
@@ -183,6 +183,7 @@ static void component_free(struct vss_bcd_component *cp)
 	free(cp->stamp);
 	free(cp->prev_stamp);
 	free(cp->options);
+	free(cp->metadata);
 	free(cp->pre_msg);
 	free(cp->post_msg);
 	free(cp);
@@ -458,6 +459,8 @@ COMPONENT_SETTER(vss_bcd_set_previous_backup_stamp, "previous_backup_stamp",
 		 prev_stamp, VSS_DOC_STAMP_MAX, 0)
 COMPONENT_SETTER(vss_bcd_set_backup_options, "backup_options", options,
 		 VSS_DOC_TEXT_MAX, DOC_CTL_OK)
+COMPONENT_SETTER(vss_bcd_set_backup_metadata, "backup_metadata", metadata,
+		 VSS_DOC_TEXT_MAX, DOC_CTL_OK)
 COMPONENT_SETTER(vss_bcd_set_pre_restore_failure_msg,
 		 "pre_restore_failure_message", pre_msg, VSS_DOC_TEXT_MAX, DOC_CTL_OK)
 COMPONENT_SETTER(vss_bcd_set_post_restore_failure_msg,
@@ -666,6 +669,11 @@ bool vss_bcd_backup_succeeded(const struct vss_bcd_component *c)
 const char *vss_bcd_backup_options(const struct vss_bcd_component *c)
 {
 	return c->options;
+}
+
+const char *vss_bcd_backup_metadata(const struct vss_bcd_component *c)
+{
+	return c->metadata;
 }
 
 const char *vss_bcd_pre_restore_failure_msg(const struct vss_bcd_component *c)
@@ -909,6 +917,7 @@ static json_t *component_json(const struct vss_bcd_component *cp)
 	     doc_put_str(o, "backup_stamp", cp->stamp) &&
 	     doc_put_str(o, "previous_backup_stamp", cp->prev_stamp) &&
 	     doc_put_str(o, "backup_options", cp->options) &&
+	     doc_put_str(o, "backup_metadata", cp->metadata) &&
 	     doc_put_str(o, "pre_restore_failure_message", cp->pre_msg) &&
 	     doc_put_str(o, "post_restore_failure_message", cp->post_msg) &&
 	     doc_put(o, "partial_files", json_incref(pf)) &&
@@ -981,8 +990,9 @@ static const char *const writer_members[] = {
 };
 static const char *const component_members[] = {
 	"logical_path", "name", "backup_succeeded", "backup_stamp",
-	"previous_backup_stamp", "backup_options", "pre_restore_failure_message",
-	"post_restore_failure_message", "partial_files", "differenced_files", NULL,
+	"previous_backup_stamp", "backup_options", "backup_metadata",
+	"pre_restore_failure_message", "post_restore_failure_message", "partial_files",
+	"differenced_files", NULL,
 };
 static const char *const partial_members[] = {
 	"path", "filename", "ranges", "metadata", NULL,
@@ -1086,6 +1096,7 @@ static const struct text_member text_members[] = {
 	{ "backup_stamp", vss_bcd_set_backup_stamp },
 	{ "previous_backup_stamp", vss_bcd_set_previous_backup_stamp },
 	{ "backup_options", vss_bcd_set_backup_options },
+	{ "backup_metadata", vss_bcd_set_backup_metadata },
 	{ "pre_restore_failure_message", vss_bcd_set_pre_restore_failure_msg },
 	{ "post_restore_failure_message", vss_bcd_set_post_restore_failure_msg },
 };

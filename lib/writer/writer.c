@@ -425,7 +425,8 @@ int vss_writer_dispatch(struct vss_writer *w, struct vss_error *err)
 			json_object_set_new(result, "metadata", json_string(w->doc));
 			w->doc_new = false;
 		}
-		if (ev.type == VSS_WE_PREPARE_BACKUP && ev.components) {
+		if ((ev.type == VSS_WE_PREPARE_BACKUP || ev.type == VSS_WE_POST_SNAPSHOT) &&
+		    ev.components) {
 			char *text;
 
 			if (vss_bcd_serialize(ev.components, &text, NULL, err) == 0) {

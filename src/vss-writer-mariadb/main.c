@@ -12,12 +12,19 @@
  *   freeze            BACKUP STAGE BLOCK_COMMIT: commits wait until thaw;
  *                     the binary log position at the instant is logged
  *   thaw              BACKUP STAGE END
+ *   post_snapshot     in a backup, that position as each component's
+ *                     backup stamp (prepare_backup's was a lower bound)
  *   abort             the connection closed (the server ends the stage)
+ *   pre_restore       a server restored in place that runs is stopped with
+ *                     its systemd unit; one without a unit is refused
+ *   post_restore      the unit started again
  *
- * A server without backup stages (MariaDB before 10.4, MySQL) gets FLUSH
- * TABLES WITH READ LOCK at freeze and UNLOCK TABLES at thaw instead, and
- * the writer says so.  Each server is one database component: its data
- * directory (database files) and the InnoDB log directory (log files).
+ * A server without backup stages (MariaDB before 10.4, MySQL), or one
+ * configured with lock=ftwrl, gets FLUSH TABLES at prepare_snapshot,
+ * FLUSH TABLES WITH READ LOCK at freeze and UNLOCK TABLES at thaw
+ * instead, and the writer says so.  Each server is one database
+ * component: its data directory (database files) and the InnoDB log
+ * directory (log files).
  * The shadow is crash-consistent for InnoDB with every commit of the
  * instant; a copy started as a server recovers like after a crash.
  *
@@ -51,14 +58,21 @@ struct server {
 	char defaults_file[PATH_MAX];   /* read for the client's options, "" for none */
 	char data_dir[PATH_MAX];        /* real path */
 	char log_dir[PATH_MAX];         /* InnoDB's log directory, real path */
+	char unit[256];                 /* its systemd unit, "" for none */
+	enum { LOCK_AUTO, LOCK_STAGES, LOCK_FTWRL } lock;   /* lock=, configured */
 	MYSQL *conn;                    /* from prepare_snapshot to thaw or abort */
 	bool stages;                    /* BACKUP STAGE, not FTWRL */
+	char frozen_at[1200];           /* the position at freeze, until post_snapshot */
 };
 
 struct servers {
 	struct server s[MAX_SERVERS];
 	int n;
+	struct wcli_restore restore;    /* stopped and started around restores */
 };
+
+/* The client's error of the last connect_to() that failed. */
+static unsigned int connect_errno;
 
 static MYSQL *connect_to(const struct server *s, char *why, size_t len)
 {
@@ -76,20 +90,29 @@ static MYSQL *connect_to(const struct server *s, char *why, size_t len)
 				s->password[0] ? s->password : NULL, NULL, s->port,
 				s->socket[0] ? s->socket : NULL, 0)) {
 		snprintf(why, len, "server %s: cannot connect: %s", s->name, mysql_error(m));
+		connect_errno = mysql_errno(m);
 		mysql_close(m);
 		return NULL;
 	}
 	return m;
 }
 
-/* @sql on @m; -EIO with the server's message in @why. */
+/* @sql on @m; -EIO with the server's message in @why, -EACCES when the
+ * account lacks a privilege (said which the writer needs). */
 static int run(const struct server *s, MYSQL *m, const char *sql, char *why, size_t len)
 {
 	MYSQL_RES *r;
 
 	if (mysql_query(m, sql) != 0) {
-		snprintf(why, len, "server %s: %s: %s", s->name, sql, mysql_error(m));
-		return -EIO;
+		/* ER_SPECIFIC_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR,
+		 * ER_ACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR */
+		unsigned int e = mysql_errno(m);
+		bool denied = e == 1227 || e == 1044 || e == 1045 || e == 1142;
+
+		snprintf(why, len, "server %s: %s: %s%s", s->name, sql, mysql_error(m),
+			 denied ? " (vss-writer-mariadb's account needs the RELOAD privilege: "
+			 "GRANT RELOAD ON *.* TO ...)" : "");
+		return denied ? -EACCES : -EIO;
 	}
 	if ((r = mysql_store_result(m)))
 		mysql_free_result(r);
@@ -156,10 +179,16 @@ static int describe(struct server *s, char *why, size_t len)
 	/* BACKUP STAGE came with MariaDB 10.4.1. */
 	s->stages = strstr(mysql_get_server_info(m), "MariaDB") &&
 		    mysql_get_server_version(m) >= 100401;
-	if (rc == 0 && !s->stages)
-		wcli_say("server %s (%s) has no BACKUP STAGE: FLUSH TABLES WITH READ LOCK at "
-			 "freeze instead, which blocks every write until thaw", s->name,
+	if (rc == 0 && !s->stages && s->lock == LOCK_STAGES) {
+		snprintf(why, len, "server %s (%s) has no BACKUP STAGE (lock=stages)", s->name,
 			 mysql_get_server_info(m));
+		rc = -EOPNOTSUPP;
+	}
+	if (rc == 0 && (!s->stages || s->lock == LOCK_FTWRL))
+		wcli_say("server %s (%s) %s: FLUSH TABLES WITH READ LOCK at freeze instead, "
+			 "which blocks every write until thaw", s->name, mysql_get_server_info(m),
+			 s->stages ? "is configured with lock=ftwrl" : "has no BACKUP STAGE");
+	s->stages &= s->lock != LOCK_FTWRL;
 	mysql_close(m);
 	return rc;
 }
@@ -244,11 +273,18 @@ static int each(struct vss_writer *w, struct servers *ss, bool open, const char 
 			rc = run(s, s->conn, sqls[2 * k + !s->stages], why, sizeof(why));
 		if (rc < 0) {
 			end_all(ss);
-			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s", why);
+			vss_writer_set_failure(w, rc == -EACCES ? VSS_WF_NONRETRYABLE :
+					       VSS_WF_RETRYABLE, "%s", why);
 			return rc;
 		}
 	}
 	return 0;
+}
+
+static void forget_positions(struct servers *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		ss->s[i].frozen_at[0] = '\0';
 }
 
 /* The statements of each event as pairs: with backup stages, and
@@ -261,6 +297,7 @@ static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_eve
 		"BACKUP STAGE BLOCK_DDL", NULL, NULL, NULL,
 	};
 
+	forget_positions(data);
 	return each(w, data, true, sqls);
 }
 
@@ -273,12 +310,35 @@ static int on_freeze(struct vss_writer *w, const struct vss_writer_event *ev, vo
 	int rc = each(w, ss, false, sqls);
 
 	for (int i = 0; rc == 0 && i < ss->n; i++) {
-		char pos[1200], why[WHY];
+		struct server *s = &ss->s[i];
+		char why[WHY];
 
-		if (position(&ss->s[i], ss->s[i].conn, pos, sizeof(pos), why, sizeof(why)) == 0)
-			wcli_say("server %s: frozen at %s", ss->s[i].name, pos);
+		if (position(s, s->conn, s->frozen_at, sizeof(s->frozen_at), why,
+			     sizeof(why)) == 0)
+			wcli_say("server %s: frozen at %s", s->name, s->frozen_at);
+		else
+			s->frozen_at[0] = '\0';
 	}
 	return rc;
+}
+
+/* In a backup: the position at the instant as the stamp. */
+static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
+			    void *data)
+{
+	struct servers *ss = data;
+
+	for (int i = 0; i < ss->n; i++) {
+		struct server *s = &ss->s[i];
+		struct vss_bcd_component *c = wcli_component(ev->components,
+							     MARIADB_LOGICAL_PATH, s->name);
+		struct vss_error err = { 0 };
+
+		if (c && s->frozen_at[0] && vss_bcd_set_backup_stamp(c, s->frozen_at, &err) < 0)
+			wcli_say("server %s: %s", s->name, err.msg);
+	}
+	forget_positions(ss);
+	return 0;
 }
 
 static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
@@ -292,9 +352,81 @@ static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void
 	return rc;
 }
 
+/* What stops and starts the servers around a restore in place
+ * (struct wcli_restore): their units. */
+static int served_find(void *data, const char *name)
+{
+	struct servers *ss = data;
+
+	for (int i = 0; i < ss->n; i++)
+		if (strcmp(ss->s[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+static const char *served_name(void *data, int i)
+{
+	return ((struct servers *)data)->s[i].name;
+}
+
+/* Running unless nothing answers: one that refuses the account (a
+ * password changed) still has its files open. */
+static bool served_running(void *data, int i)
+{
+	char why[WHY];
+	MYSQL *m = connect_to(&((struct servers *)data)->s[i], why, sizeof(why));
+
+	mysql_close(m);
+	/* CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_SERVER_GONE_ERROR,
+	 * CR_SERVER_LOST: no server there. */
+	return m || (connect_errno != 2002 && connect_errno != 2003 &&
+		     connect_errno != 2006 && connect_errno != 2013);
+}
+
+static const char *served_manager(void *data, int i)
+{
+	return ((struct servers *)data)->s[i].unit;
+}
+
+static int served_stop(void *data, int i, char *why, size_t len)
+{
+	return wcli_systemctl("stop", ((struct servers *)data)->s[i].unit, why, len);
+}
+
+static int served_start(void *data, int i, char *why, size_t len)
+{
+	return wcli_systemctl("start", ((struct servers *)data)->s[i].unit, why, len);
+}
+
+static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+{
+	struct servers *ss = data;
+
+	end_all(ss);
+	return wcli_pre_restore(w, &ss->restore);
+}
+
+static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *ev,
+			   void *data)
+{
+	struct servers *ss = data;
+	char why[WHY];
+	int rc = wcli_start_stopped(&ss->restore, why, sizeof(why));
+
+	if (rc < 0)
+		vss_writer_set_failure(w, VSS_WF_RECOVERY_FAILED, "%s", why);
+	return rc;
+}
+
 static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
-	end_all(data);
+	struct servers *ss = data;
+	char why[WHY];
+
+	end_all(ss);
+	forget_positions(ss);
+	if (wcli_start_stopped(&ss->restore, why, sizeof(why)) < 0)
+		wcli_say("%s", why);
 	return 0;
 }
 
@@ -333,6 +465,11 @@ static bool set_key(struct server *s, const char *kv)
 		  sizeof(((struct server *)0)->defaults_file) },
 	};
 
+	if (strncmp(kv, "lock=", 5) == 0) {
+		s->lock = strcmp(kv + 5, "stages") == 0 ? LOCK_STAGES :
+			  strcmp(kv + 5, "ftwrl") == 0 ? LOCK_FTWRL : LOCK_AUTO;
+		return s->lock != LOCK_AUTO || strcmp(kv + 5, "auto") == 0;
+	}
 	if (strncmp(kv, "port=", 5) == 0) {
 		char *end;
 		long v = strtol(kv + 5, &end, 10);
@@ -353,8 +490,8 @@ static bool set_key(struct server *s, const char *kv)
 
 /*
  * The configuration: one server a line, "NAME UNIT|- KEY=VALUE...", keys
- * socket, host, port, user, password, defaults-file; '#' starts a comment
- * line.  How many, or -errno with the line said.
+ * socket, host, port, user, password, defaults-file, lock (auto, stages,
+ * ftwrl); '#' starts a comment line.  How many, or -errno with the line said.
  */
 static int read_config(const char *path, void *data)
 {
@@ -378,13 +515,17 @@ static int read_config(const char *path, void *data)
 		unit = strtok_r(NULL, " \t", &save);
 		if (ss->n == MAX_SERVERS || !unit || strlen(name) >= sizeof(s->name) ||
 		    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			   "0123456789._-") != strlen(name)) {
+			   "0123456789._-") != strlen(name) || strlen(unit) >= sizeof(s->unit) ||
+		    (strcmp(unit, "-") != 0 && (!strstr(unit, ".service") ||
+		     strspn(unit, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789@._:-\\") != strlen(unit)))) {
 			rc = -EINVAL;
 			break;
 		}
 		s = &ss->s[ss->n++];
 		memset(s, 0, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%s", name);
+		snprintf(s->unit, sizeof(s->unit), "%s", strcmp(unit, "-") ? unit : "");
 		snprintf(s->host, sizeof(s->host), "localhost");
 		while (rc == 0 && (kv = strtok_r(NULL, " \t", &save)))
 			if (!set_key(s, kv))
@@ -393,8 +534,9 @@ static int read_config(const char *path, void *data)
 	fclose(f);
 	if (rc < 0)
 		wcli_say("%s:%d: expected NAME UNIT|- KEY=VALUE... (at most %d servers; NAME of "
-			 "letters, digits, '.', '_', '-'; keys socket, host, port, user, password, "
-			 "defaults-file)", path, no, MAX_SERVERS);
+			 "letters, digits, '.', '_', '-'; UNIT a .service; keys socket, host, "
+			 "port, user, password, defaults-file, lock=auto|stages|ftwrl)", path, no,
+			 MAX_SERVERS);
 	else if (ss->n == 0)
 		wcli_say("%s: no server", path);
 	if (rc < 0 || ss->n == 0)
@@ -412,9 +554,13 @@ int main(int argc, char **argv)
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
 		.prepare_backup = on_prepare_backup, .prepare_snapshot = on_prepare_snapshot,
-		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+		.freeze = on_freeze, .thaw = on_thaw, .post_snapshot = on_post_snapshot,
+		.abort = on_abort, .pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
-	static struct servers ss;
+	static struct servers ss = { .restore = {
+		.logical_path = MARIADB_LOGICAL_PATH, .noun = "server", .data = &ss,
+		.find = served_find, .name = served_name, .running = served_running,
+		.manager = served_manager, .stop = served_stop, .start = served_start } };
 	/* Stamps need "timestamped", which needs incremental: an incremental
 	 * of the repository is a whole consistent copy too. */
 	int rc = wcli_main(argc, argv, &(struct wcli_writer){
@@ -426,6 +572,11 @@ int main(int argc, char **argv)
 		.config_help = "the servers, one a line: NAME UNIT|- KEY=VALUE...",
 		.handlers = &handlers, .data = &ss, .load = read_config, .locate = locate,
 		.add = add_component,
+		/* It takes part in every restore: it stops the server (or refuses)
+		 * before its files are written. */
+		.restore = &(struct vss_wmd_restore_method){
+			.method = VSS_RME_RESTORE_IF_CAN_REPLACE,
+			.writer_restore = VSS_WRE_ALWAYS },
 		.cleanup = end_all });
 
 	mysql_library_end();

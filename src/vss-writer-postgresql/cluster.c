@@ -10,10 +10,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <grp.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -188,6 +191,7 @@ int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, 
 	int rc = 0;
 
 	pg_cluster_backup_end(c);
+	pg_cluster_label_forget(c);
 	if (!(c->conn = connect_to(c, why, len)))
 		return -ECONNREFUSED;
 	v15 = PQserverVersion(c->conn) >= 150000;
@@ -306,8 +310,14 @@ int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
 	c->conn = NULL;
 	if (!r)
 		return -EIO;
+	pg_cluster_label_forget(c);
+	c->label = strdup(PQgetvalue(r, 0, 1));
+	if (!PQgetisnull(r, 0, 2) && PQgetvalue(r, 0, 2)[0])
+		c->map = strdup(PQgetvalue(r, 0, 2));
 	dfd = open_data_dir(c);
 	rc = dfd < 0 ? dfd : 0;
+	if (rc == 0 && !c->label)
+		rc = -ENOMEM;
 	if (rc == 0) {
 		c->labelled = true;
 		rc = put_file(dfd, PG_LABEL_FILE, PQgetvalue(r, 0, 1));
@@ -320,6 +330,79 @@ int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len)
 			 c->name, c->data_dir, strerror(-rc));
 	PQclear(r);
 	return rc;
+}
+
+void pg_cluster_label_forget(struct pg_cluster *c)
+{
+	free(c->label);
+	free(c->map);
+	c->label = c->map = NULL;
+}
+
+#define PG_METADATA_HEAD "vss-writer-postgresql 1\n"
+
+int pg_metadata_format(const char *label, const char *map, char **out)
+{
+	int n = map ? asprintf(out, PG_METADATA_HEAD "backup_label %zu\n%stablespace_map %zu\n%s",
+			       strlen(label), label, strlen(map), map) :
+		asprintf(out, PG_METADATA_HEAD "backup_label %zu\n%s", strlen(label), label);
+
+	if (n < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* "NAME N\n" and N bytes at *@p: a new string, *@p moved past it; NULL if
+ * it is not there. */
+static char *metadata_part(const char **p, const char *name)
+{
+	size_t nl = strlen(name), n = 0, avail;
+	const char *q = *p;
+	char *out;
+
+	if (strncmp(q, name, nl) != 0 || q[nl] != ' ')
+		return NULL;
+	q += nl + 1;
+	if (*q < '0' || *q > '9')
+		return NULL;
+	for (; *q >= '0' && *q <= '9'; q++) {
+		if (n > (SIZE_MAX - 9) / 10)
+			return NULL;
+		n = n * 10 + (size_t)(*q - '0');
+	}
+	if (*q++ != '\n')
+		return NULL;
+	avail = strlen(q);
+	if (n > avail || !(out = strndup(q, n)))
+		return NULL;
+	*p = q + n;
+	return out;
+}
+
+int pg_metadata_parse(const char *text, char **label, char **map)
+{
+	const char *p = text;
+
+	*label = *map = NULL;
+	if (strncmp(p, PG_METADATA_HEAD, strlen(PG_METADATA_HEAD)) != 0)
+		return -EBADMSG;
+	p += strlen(PG_METADATA_HEAD);
+	if (!(*label = metadata_part(&p, "backup_label")))
+		return -EBADMSG;
+	if (*p && !(*map = metadata_part(&p, "tablespace_map"))) {
+		free(*label);
+		*label = NULL;
+		return -EBADMSG;
+	}
+	if (*p) {
+		free(*label);
+		free(*map);
+		*label = *map = NULL;
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 void pg_cluster_backup_end(struct pg_cluster *c)
@@ -401,8 +484,9 @@ static int put_map(int dfd, const char *map, const char *const *from, const char
 	return rc;
 }
 
-int pg_restored_prepare(const char *dir, const char *const *map_from,
-			const char *const *map_to, int nmap, char *why, size_t len)
+int pg_restored_prepare(const char *dir, const char *given_label, const char *given_map,
+			const char *const *map_from, const char *const *map_to, int nmap,
+			char *why, size_t len)
 {
 	char *label = NULL, *map = NULL, *conf = NULL;
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
@@ -411,13 +495,21 @@ int pg_restored_prepare(const char *dir, const char *const *map_from,
 		snprintf(why, len, "%s: %s", dir, strerror(errno));
 		return -errno;
 	}
-	if (!(label = read_file(dfd, PG_LABEL_FILE))) {
+	if (given_label) {
+		label = strdup(given_label);
+		map = given_map ? strdup(given_map) : NULL;
+		if (!label || (given_map && !map)) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	} else if (!(label = read_file(dfd, PG_LABEL_FILE))) {
 		rc = errno == ENOENT ? -ENOENT : -EIO;
-		snprintf(why, len, "%s has no %s: the backup was not taken with "
-			 "vss-writer-postgresql's freeze", dir, PG_LABEL_FILE);
+		snprintf(why, len, "%s has no %s and the backup no metadata: the backup was "
+			 "not taken with vss-writer-postgresql's freeze", dir, PG_LABEL_FILE);
 		goto out;
+	} else {
+		map = read_file(dfd, PG_MAP_FILE);
 	}
-	map = read_file(dfd, PG_MAP_FILE);
 	/* The restore_command PostgreSQL needs for a recovery: the WAL is all in
 	 * pg_wal, so one that finds nothing; one the cluster sets is kept. */
 	conf = read_file(dfd, "postgresql.auto.conf");
@@ -450,4 +542,109 @@ out:
 	free(conf);
 	close(dfd);
 	return rc;
+}
+
+/* Runs @argv[0] with @argv as @uid/@gid, no descriptor of the writer's
+ * but /dev/null on 0-2; 0 if it exited 0, else -EIO with @why. */
+static int run_as(uid_t uid, gid_t gid, char *const *argv, char *why, size_t len)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 ||
+		    setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0 ||
+		    chdir("/") < 0)
+			_exit(126);
+		closefrom(3);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+		snprintf(why, len, "%s: %s", argv[0], strerror(errno));
+		return -EIO;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(why, len, "%s %s failed (%s %d)", argv[0], argv[1],
+			 WIFEXITED(status) ? "exit status" : "signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* From postmaster.opts ("PROGRAM" "ARG"...: what pg_ctl restart reads):
+ * its options in c->ctl_opts, the pg_ctl beside PROGRAM in c->ctl_path,
+ * which must be root's and written by nobody else (the file is the
+ * server's user's to write; the writer runs what it names, but as that
+ * user). */
+static int read_opts(struct pg_cluster *c, int dfd, char *why, size_t len)
+{
+	char *text = read_file(dfd, "postmaster.opts"), *args, *slash;
+	struct stat st;
+
+	free(c->ctl_opts);
+	c->ctl_opts = NULL;
+	if (!text) {
+		snprintf(why, len, "%s/postmaster.opts: %s", c->data_dir, strerror(errno));
+		return -ENOENT;
+	}
+	text[strcspn(text, "\n")] = '\0';
+	args = strstr(text, " \"");
+	slash = args ? memrchr(text, '/', (size_t)(args - text)) : NULL;
+	if (text[0] != '/' || !args || !slash ||
+	    (size_t)(slash - text) + sizeof("/pg_ctl") > sizeof(c->ctl_path)) {
+		snprintf(why, len, "%s/postmaster.opts does not name the server's program",
+			 c->data_dir);
+		free(text);
+		return -EINVAL;
+	}
+	snprintf(c->ctl_path, sizeof(c->ctl_path), "%.*s/pg_ctl", (int)(slash - text), text);
+	c->ctl_opts = strdup(args + 1);
+	free(text);
+	if (!c->ctl_opts)
+		return -ENOMEM;
+	if (stat(c->ctl_path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & 022)) {
+		snprintf(why, len, "%s is not a program of root's beside the server's",
+			 c->ctl_path);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int pg_cluster_ctl_stop(struct pg_cluster *c, char *why, size_t len)
+{
+	int dfd = open_data_dir(c), rc;
+	struct stat st;
+
+	if (dfd < 0) {
+		snprintf(why, len, "%s: %s", c->data_dir, strerror(-dfd));
+		return dfd;
+	}
+	rc = fstat(dfd, &st) < 0 ? -errno : read_opts(c, dfd, why, len);
+	close(dfd);
+	if (rc < 0)
+		return rc;
+	c->ctl_uid = st.st_uid;
+	c->ctl_gid = st.st_gid;
+	return run_as(c->ctl_uid, c->ctl_gid, (char *const[]){
+		c->ctl_path, "stop", "-D", c->data_dir, "-m", "fast", "-w", "-t", "60", NULL },
+		why, len);
+}
+
+int pg_cluster_ctl_start(struct pg_cluster *c, char *why, size_t len)
+{
+	char *argv[] = { c->ctl_path, "start", "-D", c->data_dir, "-w", "-t", "60", "-o",
+			 c->ctl_opts, "-l", c->ctl_log, NULL };
+
+	if (!c->ctl_opts) {
+		snprintf(why, len, "cluster %s: not stopped by this writer", c->name);
+		return -EINVAL;
+	}
+	if (!c->ctl_log[0])
+		argv[9] = NULL;
+	return run_as(c->ctl_uid, c->ctl_gid, argv, why, len);
 }

@@ -35,8 +35,17 @@ struct pg_cluster {
 	char tablespace[PG_MAX_TABLESPACES][PATH_MAX];
 	int ntablespaces;
 	PGconn *conn;                   /* from pg_backup_start to pg_backup_stop; else NULL */
+	char *label, *map;              /* what pg_backup_stop returned (map NULL if
+					 * empty), until the next start or an abort */
 	bool labelled;                  /* the label files are in data_dir (until thaw) */
-	bool stopped_for_restore;       /* PreRestore stopped unit */
+	/* unit "pg_ctl[:LOG]": stopped and started with the cluster's own pg_ctl
+	 * (LOG: pg_ctl's -l) instead of a systemd unit */
+	bool pg_ctl;
+	char ctl_log[PATH_MAX];         /* "" for none */
+	char *ctl_opts;                 /* postmaster.opts' options, kept at stop */
+	char ctl_path[PATH_MAX];        /* the pg_ctl beside the running postgres */
+	uid_t ctl_uid;                  /* the data directory's owner then */
+	gid_t ctl_gid;
 };
 
 /* Connects and learns the data directory, pg_wal and the tablespaces;
@@ -57,13 +66,43 @@ int pg_cluster_backup_stop(struct pg_cluster *c, char *why, size_t len);
 /* Ends whatever is in progress: closing the connection ends the server's
  * backup; removes the label files from the live data directory. */
 void pg_cluster_backup_end(struct pg_cluster *c);
+/* Forgets the label and map the last pg_backup_stop returned. */
+void pg_cluster_label_forget(struct pg_cluster *c);
+
+/*
+ * The backup metadata of a component (the components document's
+ * backup_metadata, kept with the backup and handed back at restore): the
+ * label files pg_backup_stop returned, length-prefixed so that any bytes
+ * survive:
+ *
+ *   vss-writer-postgresql 1\n
+ *   backup_label N\n  then N bytes
+ *   tablespace_map M\n then M bytes      (absent without tablespaces)
+ *
+ * Format: a new string in *@out (free()).  Parse: 0 with *@label and *@map
+ * (NULL if absent) new strings, or -EBADMSG for anything else (the
+ * document came back from a repository: hostile).
+ */
+int pg_metadata_format(const char *label, const char *map, char **out);
+int pg_metadata_parse(const char *text, char **label, char **map);
 /* Whether the server accepts connections now. */
 bool pg_cluster_running(struct pg_cluster *c);
+/* pg_ctl stop -m fast, as the data directory's owner, with the pg_ctl of
+ * the running server's own installation; its command line (postmaster.opts)
+ * is kept for pg_ctl_start.  0 or -errno with @why. */
+int pg_cluster_ctl_stop(struct pg_cluster *c, char *why, size_t len);
+/* pg_ctl start with that command line (and -l ctl_log), waiting for it to
+ * accept connections (a recovery is then under way or done). */
+int pg_cluster_ctl_start(struct pg_cluster *c, char *why, size_t len);
+
 /* In a restored data directory @dir: the label files under their own
  * names (tablespace paths in @map_from[i] changed to @map_to[i]),
  * recovery.signal, and a restore_command if none is set, so that the
- * server starts with a recovery from the backup's label. */
-int pg_restored_prepare(const char *dir, const char *const *map_from,
-			const char *const *map_to, int nmap, char *why, size_t len);
+ * server starts with a recovery from the backup's label.  The label and
+ * map are @label and @map (the backup metadata) if @label is not NULL,
+ * else the PG_LABEL_FILE and PG_MAP_FILE restored with the data. */
+int pg_restored_prepare(const char *dir, const char *label, const char *map,
+			const char *const *map_from, const char *const *map_to, int nmap,
+			char *why, size_t len);
 
 #endif

@@ -16,13 +16,20 @@
  *                     (the server goes on writing: it is never blocked)
  *   thaw, abort       the connection closed (which ends a backup still in
  *                     progress on the server), the label files removed
- *   pre_restore       a cluster restored in place is stopped with its
- *                     systemd unit; one running without a unit is refused
- *   post_restore      backup_label, tablespace_map (paths moved as the
- *                     restore moved them), recovery.signal and, unless the
- *                     cluster sets one, restore_command = 'false' (the WAL
- *                     is in pg_wal) in the restored data directory; the
- *                     unit started again
+ *   post_snapshot     in a backup but a log backup: the label and map as
+ *                     each component's backup metadata (cluster.h), kept
+ *                     with the backup and handed back at restore
+ *   pre_restore       backup metadata that is not this writer's label
+ *                     stops the restore; a cluster restored in place is
+ *                     stopped with its systemd unit or its own pg_ctl
+ *                     (cluster.c); one running with neither is refused
+ *   post_restore      backup_label, tablespace_map (from the backup
+ *                     metadata; for a log backup, or one without it, from
+ *                     the label files restored with the data files; paths
+ *                     moved as the restore moved them), recovery.signal
+ *                     and, unless the cluster sets one, restore_command =
+ *                     'false' (the WAL is in pg_wal) in the restored data
+ *                     directory; the cluster started again
  *
  * vss-writer-postgresql [--run-dir DIR] [--timeout SECONDS] [--once]
  *                       [--config FILE]
@@ -45,6 +52,7 @@
 struct clusters {
 	struct pg_cluster c[MAX_CLUSTERS];
 	int n;
+	struct wcli_restore restore;    /* stopped and started around restores */
 };
 
 static struct pg_cluster *find(struct clusters *s, const char *lp, const char *name)
@@ -82,6 +90,12 @@ static void end_all(struct clusters *s)
 {
 	for (int i = 0; i < s->n; i++)
 		pg_cluster_backup_end(&s->c[i]);
+}
+
+static void forget_all(struct clusters *s)
+{
+	for (int i = 0; i < s->n; i++)
+		pg_cluster_label_forget(&s->c[i]);
 }
 
 static int on_prepare_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
@@ -128,20 +142,32 @@ static int on_thaw(struct vss_writer *w, const struct vss_writer_event *ev, void
 	return 0;
 }
 
-/* systemctl @verb @unit; 0 or -EIO with @why. */
-static int systemctl(const char *verb, const char *unit, char *why, size_t len)
+static int on_post_snapshot(struct vss_writer *w, const struct vss_writer_event *ev,
+			    void *data)
 {
-	int status;
-	pid_t pid = fork();
+	struct clusters *s = data;
 
-	if (pid == 0) {
-		execlp("systemctl", "systemctl", verb, "--", unit, (char *)NULL);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0) {
-		snprintf(why, len, "systemctl %s %s failed", verb, unit);
-		return -EIO;
+	/* A log backup keeps pg_wal only: its restore starts from the label
+	 * of the backup whose data files it restores, never from its own. */
+	if (ev->components && vss_bcd_backup_type(ev->components) == VSS_BT_LOG)
+		return 0;
+	for (int i = 0; i < s->n; i++) {
+		struct vss_bcd_component *comp = wcli_component(ev->components, PG_LOGICAL_PATH, s->c[i].name);
+		struct vss_error err = { 0 };
+		char *text;
+		int rc;
+
+		if (!comp || !s->c[i].label)
+			continue;
+		if ((rc = pg_metadata_format(s->c[i].label, s->c[i].map, &text)) == 0) {
+			rc = vss_bcd_set_backup_metadata(comp, text, &err);
+			free(text);
+		}
+		/* A restore can still use the label files in the data. */
+		if (rc < 0)
+			wcli_say("cluster %s: the backup label is not kept as backup metadata: %s",
+				 s->c[i].name, err.msg[0] ? err.msg : strerror(-rc));
+		pg_cluster_label_forget(&s->c[i]);
 	}
 	return 0;
 }
@@ -155,66 +181,96 @@ static struct pg_cluster *restored(struct vss_writer *w, struct clusters *s, siz
 	return find(s, rc->logical_path, rc->name);
 }
 
-static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
+/* What stops and starts the clusters around a restore in place
+ * (struct wcli_restore): the unit, or the cluster's own pg_ctl. */
+static int served_find(void *data, const char *name)
 {
-	struct clusters *s = data;
-	struct vss_writer_restore_info ri;
-	char why[PG_WHY];
+	struct pg_cluster *c = find(data, PG_LOGICAL_PATH, name);
 
-	end_all(s);
-	if (vss_writer_restore_info(w, &ri) < 0 || ri.to)
-		return 0;   /* elsewhere: the live cluster is not touched */
-	for (size_t i = 0; i < ri.component_count; i++) {
-		struct vss_writer_restore_component rc;
-		struct pg_cluster *c = restored(w, s, i, &rc);
+	return c ? (int)(c - ((struct clusters *)data)->c) : -1;
+}
 
-		if (!c || !rc.original_location || !pg_cluster_running(c))
-			continue;
-		if (!c->unit[0]) {
-			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "cluster %s is running and "
-					       "has no systemd unit to stop it with: stop it "
-					       "before restoring it in place", c->name);
-			return -EBUSY;
-		}
-		if (systemctl("stop", c->unit, why, sizeof(why)) < 0 || pg_cluster_running(c)) {
-			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "cluster %s: %s", c->name,
-					       why[0] ? why : "still running after its unit stopped");
-			return -EBUSY;
-		}
-		c->stopped_for_restore = true;
-		wcli_say("cluster %s: stopped (%s) for the restore", c->name, c->unit);
+static const char *served_name(void *data, int i)
+{
+	return ((struct clusters *)data)->c[i].name;
+}
+
+static bool served_running(void *data, int i)
+{
+	return pg_cluster_running(&((struct clusters *)data)->c[i]);
+}
+
+static const char *served_manager(void *data, int i)
+{
+	struct pg_cluster *c = &((struct clusters *)data)->c[i];
+
+	return c->pg_ctl ? "pg_ctl" : c->unit;
+}
+
+static int served_stop(void *data, int i, char *why, size_t len)
+{
+	struct pg_cluster *c = &((struct clusters *)data)->c[i];
+
+	return c->pg_ctl ? pg_cluster_ctl_stop(c, why, len) :
+		wcli_systemctl("stop", c->unit, why, len);
+}
+
+static int served_start(void *data, int i, char *why, size_t len)
+{
+	struct pg_cluster *c = &((struct clusters *)data)->c[i];
+
+	return c->pg_ctl ? pg_cluster_ctl_start(c, why, len) :
+		wcli_systemctl("start", c->unit, why, len);
+}
+
+/* The label and map of cluster @c's backup metadata in @bcd: 0 (*@label
+ * NULL if the backup kept none), or -EBADMSG with @why. */
+static int metadata_of(const struct vss_bcd *bcd, const struct pg_cluster *c, char **label,
+		       char **map, char *why, size_t len)
+{
+	struct vss_bcd_component *comp = wcli_component(bcd, PG_LOGICAL_PATH, c->name);
+	const char *meta = comp ? vss_bcd_backup_metadata(comp) : NULL;
+
+	*label = *map = NULL;
+	if (meta && pg_metadata_parse(meta, label, map) < 0) {
+		snprintf(why, len, "cluster %s: the backup's metadata is not a label this writer "
+			 "wrote", c->name);
+		return -EBADMSG;
 	}
 	return 0;
 }
 
-/* Starts again what pre_restore stopped; the first failure in @why. */
-static int start_stopped(struct clusters *s, char *why, size_t len)
+static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
-	int rc = 0;
+	struct clusters *s = data;
 
+	end_all(s);
+	/* A label that cannot be written back stops the restore before it
+	 * writes anything. */
 	for (int i = 0; i < s->n; i++) {
-		char one[PG_WHY];
+		char *label, *map, why[PG_WHY];
 
-		if (!s->c[i].stopped_for_restore)
-			continue;
-		s->c[i].stopped_for_restore = false;
-		if (systemctl("start", s->c[i].unit, one, sizeof(one)) < 0 && rc == 0) {
-			snprintf(why, len, "%s", one);
-			rc = -EIO;
+		if (metadata_of(ev->components, &s->c[i], &label, &map, why, sizeof(why)) < 0) {
+			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s", why);
+			return -EBADMSG;
 		}
+		free(label);
+		free(map);
 	}
-	return rc;
+	return wcli_pre_restore(w, &s->restore);
 }
 
 /* Where the restore put @c's files: the data directory's destination, and
- * each tablespace's. */
-static int prepare_restored(struct vss_writer *w, size_t i, struct pg_cluster *c,
-			    char *why, size_t len)
+ * each tablespace's; the label from the backup metadata in @bcd, if the
+ * backup kept it (*@from_metadata). */
+static int prepare_restored(struct vss_writer *w, const struct vss_bcd *bcd, size_t i,
+			    struct pg_cluster *c, bool *from_metadata, char *why, size_t len)
 {
 	const char *from[PG_MAX_TABLESPACES], *to[PG_MAX_TABLESPACES];
+	char *label = NULL, *map = NULL;
 	struct vss_wmd_file_spec loc;
 	const char *dir = NULL;
-	int n = 0;
+	int n = 0, rc;
 
 	for (size_t j = 0; vss_writer_restore_location(w, i, j, &loc) == 0; j++) {
 		if (strcmp(loc.path, c->data_dir) == 0 && !dir)
@@ -230,7 +286,13 @@ static int prepare_restored(struct vss_writer *w, size_t i, struct pg_cluster *c
 			 c->data_dir);
 		return -EINVAL;
 	}
-	return pg_restored_prepare(dir, from, to, n, why, len);
+	if ((rc = metadata_of(bcd, c, &label, &map, why, len)) < 0)
+		return rc;
+	*from_metadata = label != NULL;
+	rc = pg_restored_prepare(dir, label, map, from, to, n, why, len);
+	free(label);
+	free(map);
+	return rc;
 }
 
 static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *ev,
@@ -249,16 +311,19 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 
 		/* Staged files are put in place at the next boot, before any
 		 * writer runs: the label is left for the administrator. */
+		bool meta = false;
+
 		if (!c || r.status != VSS_RS_ALL)
 			continue;
-		if ((rc = prepare_restored(w, i, c, why, sizeof(why))) == 0)
-			wcli_say("cluster %s: restored with its backup label and recovery.signal",
-			    c->name);
+		if ((rc = prepare_restored(w, ev->components, i, c, &meta, why, sizeof(why))) == 0)
+			wcli_say("cluster %s: restored with its backup label (%s) and "
+				 "recovery.signal", c->name, meta ? "from the backup metadata" :
+				 "from the files restored");
 	}
 	if (rc == 0)
-		rc = start_stopped(s, why, sizeof(why));
+		rc = wcli_start_stopped(&s->restore, why, sizeof(why));
 	else
-		start_stopped(s, (char[PG_WHY]){ 0 }, PG_WHY);
+		wcli_start_stopped(&s->restore, (char[PG_WHY]){ 0 }, PG_WHY);
 	if (rc < 0)
 		vss_writer_set_failure(w, VSS_WF_RECOVERY_FAILED, "%s", why);
 	return rc;
@@ -266,10 +331,12 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 
 static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
+	struct clusters *s = data;
 	char why[PG_WHY];
 
-	end_all(data);
-	if (start_stopped(data, why, sizeof(why)) < 0)
+	end_all(s);
+	forget_all(s);
+	if (wcli_start_stopped(&s->restore, why, sizeof(why)) < 0)
 		wcli_say("%s", why);
 	return 0;
 }
@@ -315,9 +382,20 @@ static bool valid_word(const char *s, const char *extra)
 	return true;
 }
 
+/* A systemd unit (NAME.service), "pg_ctl", "pg_ctl:/LOG", or "-". */
+static bool valid_unit(const char *u)
+{
+	if (strcmp(u, "-") == 0 || strcmp(u, "pg_ctl") == 0)
+		return true;
+	if (strncmp(u, "pg_ctl:/", 8) == 0)
+		return !strstr(u, "/../") && valid_word(u + 7, "/._-");
+	return valid_word(u, "@._:-\\") && strstr(u, ".service");
+}
+
 /*
- * The configuration: one cluster a line, "NAME UNIT CONNINFO", UNIT "-"
- * for none; '#' starts a comment line.  How many, or -errno with the
+ * The configuration: one cluster a line, "NAME UNIT CONNINFO", UNIT a
+ * systemd unit, "pg_ctl" (the cluster's own, as the data directory's
+ * owner; ":LOG" its log file) or "-" for none; '#' starts a comment line.  How many, or -errno with the
  * line said.
  */
 static int read_config(const char *path, void *data)
@@ -341,11 +419,11 @@ static int read_config(const char *path, void *data)
 		if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#')
 			continue;
 		if (sscanf(line, " %127s %255s %n", name, unit, &off) != 2 || !line[off] ||
-		    !valid_word(name, "._-") || !valid_word(unit, "@._:-\\") ||
-		    (strcmp(unit, "-") != 0 && !strstr(unit, ".service")) ||
+		    !valid_word(name, "._-") || !valid_unit(unit) ||
 		    strlen(line + off) >= sizeof(c->conninfo)) {
-			wcli_say("%s:%d: expected NAME UNIT|- CONNINFO (NAME of letters, digits, "
-			    "'.', '_', '-'; UNIT a .service)", path, no);
+			wcli_say("%s:%d: expected NAME UNIT|pg_ctl[:LOG]|- CONNINFO (NAME of "
+				 "letters, digits, '.', '_', '-'; UNIT a .service; LOG an absolute "
+				 "path)", path, no);
 			fclose(f);
 			return -EINVAL;
 		}
@@ -356,7 +434,11 @@ static int read_config(const char *path, void *data)
 		}
 		c = &s->c[s->n++];
 		snprintf(c->name, sizeof(c->name), "%s", name);
-		snprintf(c->unit, sizeof(c->unit), "%s", strcmp(unit, "-") ? unit : "");
+		c->pg_ctl = strncmp(unit, "pg_ctl", 6) == 0;
+		if (c->pg_ctl && unit[6] == ':')
+			snprintf(c->ctl_log, sizeof(c->ctl_log), "%s", unit + 7);
+		snprintf(c->unit, sizeof(c->unit), "%s", strcmp(unit, "-") && !c->pg_ctl ?
+			 unit : "");
 		snprintf(c->conninfo, sizeof(c->conninfo), "%s", line + off);
 	}
 	fclose(f);
@@ -374,7 +456,12 @@ static int locate(void *data, int i, char *why, size_t len)
 
 static void cleanup(void *data)
 {
-	end_all(data);
+	struct clusters *s = data;
+
+	end_all(s);
+	forget_all(s);
+	for (int i = 0; i < s->n; i++)
+		free(s->c[i].ctl_opts);
 }
 
 int main(int argc, char **argv)
@@ -382,10 +469,14 @@ int main(int argc, char **argv)
 	static const struct vss_writer_handlers handlers = {
 		.size = sizeof(struct vss_writer_handlers),
 		.prepare_backup = on_prepare_backup, .prepare_snapshot = on_prepare_snapshot,
-		.freeze = on_freeze, .thaw = on_thaw, .abort = on_abort,
+		.freeze = on_freeze, .thaw = on_thaw, .post_snapshot = on_post_snapshot,
+		.abort = on_abort,
 		.pre_restore = on_pre_restore, .post_restore = on_post_restore,
 	};
-	static struct clusters s;
+	static struct clusters s = { .restore = {
+		.logical_path = PG_LOGICAL_PATH, .noun = "cluster", .data = &s,
+		.find = served_find, .name = served_name, .running = served_running,
+		.manager = served_manager, .stop = served_stop, .start = served_start } };
 
 	return wcli_main(argc, argv, &(struct wcli_writer){
 		.prog = "vss-writer-postgresql", .name = "postgresql", .class_id = PG_CLASS_ID,
@@ -394,7 +485,7 @@ int main(int argc, char **argv)
 		.default_config = DEFAULT_CONFIG, .noun = "cluster",
 		.about = "A vss writer for PostgreSQL clusters: an online backup (pg_backup_start,\n"
 			 "pg_backup_stop) around every shadow copy set.\n",
-		.config_help = "the clusters, one a line: NAME UNIT|- CONNINFO",
+		.config_help = "the clusters, one a line: NAME UNIT|pg_ctl[:LOG]|- CONNINFO",
 		.handlers = &handlers, .data = &s, .load = read_config, .locate = locate,
 		.add = add_component,
 		/* It takes part in every restore: it stops the cluster and

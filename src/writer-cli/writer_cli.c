@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <uuid/uuid.h>
 
@@ -152,6 +154,94 @@ int wcli_set_stamps(struct vss_writer *w, const struct vss_writer_event *ev,
 		}
 	}
 	return 0;
+}
+
+struct vss_bcd_component *wcli_component(const struct vss_bcd *bcd, const char *logical_path,
+					 const char *name)
+{
+	for (size_t i = 0; bcd && i < vss_bcd_component_count(bcd); i++) {
+		struct vss_bcd_component *comp = vss_bcd_component_at(bcd, i);
+		struct vss_bcd_component_info ci;
+
+		vss_bcd_component_info(comp, &ci);
+		if (ci.logical_path && strcmp(ci.logical_path, logical_path) == 0 &&
+		    strcmp(ci.name, name) == 0)
+			return comp;
+	}
+	return NULL;
+}
+
+int wcli_systemctl(const char *verb, const char *unit, char *why, size_t len)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execlp("systemctl", "systemctl", verb, "--", unit, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		snprintf(why, len, "systemctl %s %s failed", verb, unit);
+		return -EIO;
+	}
+	return 0;
+}
+
+int wcli_pre_restore(struct vss_writer *w, struct wcli_restore *r)
+{
+	struct vss_writer_restore_info ri;
+	static char why[WCLI_WHY_MAX];
+
+	if (vss_writer_restore_info(w, &ri) < 0 || ri.to)
+		return 0;   /* elsewhere: the live ones are not touched */
+	for (size_t i = 0; i < ri.component_count; i++) {
+		struct vss_writer_restore_component rc;
+		int k;
+
+		if (vss_writer_restore_component(w, i, &rc) < 0 ||
+		    strcmp(rc.logical_path, r->logical_path) != 0 || !rc.original_location ||
+		    (k = r->find(r->data, rc.name)) < 0 || k >= WCLI_SERVED_MAX ||
+		    !r->running(r->data, k))
+			continue;
+		if (!r->manager(r->data, k)[0]) {
+			vss_writer_set_failure(w, VSS_WF_NONRETRYABLE, "%s %s is running and has "
+					       "no systemd unit to stop it with: stop it before "
+					       "restoring it in place", r->noun, rc.name);
+			return -EBUSY;
+		}
+		why[0] = '\0';
+		if (r->stop(r->data, k, why, sizeof(why)) < 0 || r->running(r->data, k)) {
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s %s: %s", r->noun, rc.name,
+					       why[0] ? why : "still running after it was stopped");
+			return -EBUSY;
+		}
+		r->stopped[k] = true;
+		wcli_say("%s %s: stopped (%s) for the restore", r->noun, rc.name,
+			 r->manager(r->data, k));
+	}
+	return 0;
+}
+
+int wcli_start_stopped(struct wcli_restore *r, char *why, size_t len)
+{
+	int rc = 0;
+
+	for (int k = 0; k < WCLI_SERVED_MAX; k++) {
+		static char one[WCLI_WHY_MAX];
+
+		if (!r->stopped[k])
+			continue;
+		r->stopped[k] = false;
+		if (r->start(r->data, k, one, sizeof(one)) == 0) {
+			wcli_say("%s %s: started again (%s)", r->noun, r->name(r->data, k),
+				 r->manager(r->data, k));
+		} else if (rc == 0) {
+			snprintf(why, len, "%s", one);
+			rc = -EIO;
+		}
+	}
+	return rc;
 }
 
 static void on_connection(struct vss_writer *w, bool up, const char *why, void *data)

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include <vss/writer.h>
@@ -51,6 +52,42 @@ typedef int (*wcli_stamp_fn)(void *data, const char *name, const char *prev,
  * stamp (the previous one is logged). */
 int wcli_set_stamps(struct vss_writer *w, const struct vss_writer_event *ev,
 		    const char *logical_path, wcli_stamp_fn stamp, void *data);
+
+/* The component (@logical_path, @name) of @bcd (may be NULL), or NULL. */
+struct vss_bcd_component *wcli_component(const struct vss_bcd *bcd, const char *logical_path,
+					 const char *name);
+
+/* systemctl @verb @unit; 0 or -EIO with @why. */
+int wcli_systemctl(const char *verb, const char *unit, char *why, size_t len);
+
+/*
+ * Taking part in restores in place: what the program serves (clusters,
+ * servers), each stopped at pre_restore if it runs and its component is
+ * restored to its live place, started again at post_restore or abort.
+ * One it has nothing to stop with is refused while it runs: its files
+ * must not change under it.
+ */
+#define WCLI_SERVED_MAX 32
+struct wcli_restore {
+	const char *logical_path;       /* of the components */
+	const char *noun;               /* "cluster" */
+	void *data;                     /* the callbacks' */
+	/* The index of the one named @name, or -1. */
+	int (*find)(void *data, const char *name);
+	const char *(*name)(void *data, int i);
+	bool (*running)(void *data, int i);
+	/* What stops and starts @i, for messages; "" for nothing. */
+	const char *(*manager)(void *data, int i);
+	/* Stop or start @i with it: 0 or -errno with @why. */
+	int (*stop)(void *data, int i, char *why, size_t len);
+	int (*start)(void *data, int i, char *why, size_t len);
+	bool stopped[WCLI_SERVED_MAX];  /* by pre_restore, not started since */
+};
+/* pre_restore: stops what is restored in place and runs; a failure is set
+ * on @w (what was stopped stays stopped until wcli_start_stopped). */
+int wcli_pre_restore(struct vss_writer *w, struct wcli_restore *r);
+/* Starts what pre_restore stopped; the first failure in @why. */
+int wcli_start_stopped(struct wcli_restore *r, char *why, size_t len);
 
 /* The program: --run-dir, --timeout, --once, --config FILE, -h, --help;
  * load, describe, register, dispatch until SIGTERM or SIGINT (or vssd

@@ -16,7 +16,9 @@
  * requester going away after each step and in the middle of one, or
  * falling silent past its lease.  And the transitions the state machine
  * refuses (backup.complete without a set among them), against a table
- * written here from doc/service.md.
+ * written here from doc/service.md.  The components document a writer
+ * hands back at post_snapshot: its backup metadata reaches the requester,
+ * one that selects more components is refused and fails that writer.
  *
  * Restores (restore.begin, restore.prepare, restore.complete): the writers
  * of the backup matched with those registered (by instance, by class for
@@ -427,6 +429,9 @@ struct fake_writer {
 	enum vss_writer_event_type fail_at;  /* 0: none */
 	enum vss_writer_event_type sleep_at;
 	unsigned int sleep_ms;
+	/* post_snapshot in a backup: 1 sets its backup metadata, 2 also
+	 * selects a component of its own (which vssd refuses) */
+	int post_meta;
 	volatile bool frozen;
 	struct vss_writer *w;
 	pthread_t thread;
@@ -457,6 +462,17 @@ static int on_event(struct vss_writer *w, const struct vss_writer_event *ev, voi
 	if (ev->type == fw->fail_at) {
 		vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s fails at %s", fw->name, ev->name);
 		return -EIO;
+	}
+	if (ev->type == VSS_WE_POST_SNAPSHOT && fw->post_meta && ev->components) {
+		char meta[32];
+
+		snprintf(meta, sizeof(meta), "meta of %s", fw->name);
+		assert_int_equal(vss_bcd_set_backup_metadata(vss_bcd_component_at(
+			ev->components, 0), meta, NULL), 0);
+		if (fw->post_meta == 2)
+			assert_int_equal(vss_bcd_add_component(ev->components,
+				&(struct vss_bcd_component_info){ .class_id = fw->class_id,
+				.instance_id = fw->instance, .name = "extra" }, NULL, NULL), 0);
 	}
 	return 0;
 }
@@ -688,6 +704,7 @@ static int per_test_setup(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		writers[i].fail_at = writers[i].sleep_at = 0;
 		writers[i].sleep_ms = 0;
+		writers[i].post_meta = 0;
 	}
 	svc->freeze_limit_ms = 10000;
 	forget();
@@ -1008,6 +1025,50 @@ static void whole_backup(void **state)
 	assert_true(before("w1 thaw", "w1 post_snapshot"));
 	assert_true(before("w1 post_snapshot", "w1 backup_complete"));
 	assert_false(logged("abort"));
+	nothing_left(1);
+}
+
+/* At post_snapshot a writer sets its backup metadata: the requester gets
+ * it with the set and at backup.complete; one that changes which
+ * components are selected is refused and failed, its entry as it was,
+ * the set kept. */
+static void post_snapshot_metadata(void **state)
+{
+	struct vss_client *c;
+	json_t *r = NULL, *w;
+	bool found = false;
+	const char *doc;
+	size_t i;
+
+	writers[0].post_meta = 1;
+	writers[1].post_meta = 2;
+	writers_up();
+	c = requester();
+	call_ok(c, "backup.begin", NULL, NULL);
+	call_ok(c, "backup.prepare", NULL, NULL);
+	call_ok(c, "shadow.create", targets("a"), &r);
+	doc = json_string_value(json_object_get(r, "components"));
+	assert_non_null(doc);
+	assert_non_null(strstr(doc, "\"backup_metadata\": \"meta of w1\""));
+	assert_null(strstr(doc, "meta of w2"));
+	assert_null(strstr(doc, "extra"));
+	json_array_foreach(json_object_get(r, "writers"), i, w)
+		if (strcmp(json_string_value(json_object_get(w, "name")), "w2") == 0) {
+			found = true;
+			assert_string_equal(json_string_value(json_object_get(w, "state_name")),
+					    "failed_at_post_snapshot");
+			assert_non_null(strstr(json_string_value(json_object_get(
+				w, "last_error")), "returned a backup components document that was "
+					   "refused"));
+		}
+	assert_true(found);
+	json_decref(r);
+	assert_int_equal(listed(), 1);
+	call_ok(c, "backup.complete", NULL, &r);
+	assert_non_null(strstr(json_string_value(json_object_get(r, "components")),
+			       "\"backup_metadata\": \"meta of w1\""));
+	json_decref(r);
+	requester_close();
 	nothing_left(1);
 }
 
@@ -1534,6 +1595,7 @@ int main(void)
 		T(nothing_to_freeze),
 		T(whole_backup),
 		T(refused_transitions),
+		T(post_snapshot_metadata),
 		T(writer_fails_at_freeze),
 		T(provider_fails_inside_a_backup),
 		T(thaw_runs_out_of_the_window),

@@ -6,7 +6,9 @@ the set with the reason and leaves nothing blocked.  Every server runs as
 the user mysql without networking, on a socket of the test's own, its data
 on a vss volume, and is killed when the test ends, however it ends.
 """
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -112,12 +114,31 @@ def maria(vssd, workdir):
         end_all(vssd, servers)
 
 
-def start_writer(d, main):
+def start_writer(d, main, options="user=root", wait=True):
     conf = os.path.join(d.root, "mariadb.conf")
     with open(conf, "w") as f:
-        f.write("# name unit options\nmain - socket=%s user=root\n" % main.sock)
+        f.write("# name unit options\nmain - socket=%s %s\n" % (main.sock, options))
     return spawn_writer(d, "mariadb", [MARIADB_WRITER, "--run-dir", d.run, "--config", conf,
-                                       "--once"], os.path.join(d.root, "mariadb-writer.log"))
+                                       "--once"], os.path.join(d.root, "mariadb-writer.log"),
+                        wait)
+
+
+def not_blocked(main):
+    """DDL and a commit go through at once: nothing of a backup is held."""
+    main.sql("SET SESSION lock_wait_timeout = 2; CREATE TABLE probe (a INT) ENGINE=InnoDB; "
+             "START TRANSACTION; UPDATE accounts SET bal = bal WHERE id = 1; COMMIT; "
+             "DROP TABLE probe")
+
+
+def check_copy(server, to, n):
+    """The data directory @to started as server @n: every transfer whole."""
+    subprocess.run(["chown", "-R", "mysql:mysql", to], check=True)
+    s = server(to, n).start()
+    total, count = s.sql("SELECT sum(bal), count(*) FROM accounts").split()
+    assert (int(total), int(count)) == (START * ACCOUNTS, ACCOUNTS), (n, total, count)
+    check = s.sql("CHECK TABLE accounts EXTENDED").split("\t")
+    assert check[-1] == "OK", check
+    s.stop()
 
 
 def test_shadows_hold_every_transfer_whole(vssd, maria):
@@ -142,13 +163,7 @@ def test_shadows_hold_every_transfer_whole(vssd, maria):
         text = f.read()
     assert text.count("server main: frozen at binlog=binlog.") == 2, text
     for i, to in enumerate(copies):
-        subprocess.run(["chown", "-R", "mysql:mysql", to], check=True)
-        s = server(to, 1 + i).start()
-        total, n = s.sql("SELECT sum(bal), count(*) FROM accounts").split()
-        assert (int(total), int(n)) == (START * ACCOUNTS, ACCOUNTS), (i, total, n)
-        check = s.sql("CHECK TABLE accounts EXTENDED").split("\t")
-        assert check[-1] == "OK", check
-        s.stop()
+        check_copy(server, to, 1 + i)
     assert main.sql("SELECT sum(bal) FROM accounts") == str(START * ACCOUNTS)
     assert w.poll() is None
 
@@ -168,4 +183,91 @@ def test_server_stops_mid_backup(vssd, maria):
     main.start()
     vssd.shadow(mnt)
     main.sql("UPDATE accounts SET bal = bal WHERE id = 1")
+    assert w.poll() is None
+
+
+def test_ftwrl_rights_and_restore(vssd, maria, workdir):
+    """FLUSH TABLES WITH READ LOCK (lock=ftwrl, what a server without
+    backup stages gets) holds every write while frozen and its shadows
+    hold every transfer whole; an account without RELOAD fails the set
+    saying so, nothing held; a restore in place of a running server with
+    nothing to stop it is refused, nothing written, and once it is stopped
+    the backup comes back."""
+    main, mnt, server = maria
+    # 1. No RELOAD.
+    main.sql("CREATE USER plain@localhost; GRANT SELECT, UPDATE ON bank.* TO plain@localhost",
+             db=None)
+    w, wlog = start_writer(vssd, main, "user=plain")
+    r = vssd.vss("create", "shadow", "--for", mnt, check=False)
+    assert r.returncode == 1, r.stdout
+    assert "writer mariadb failed at prepare_snapshot" in r.stderr, r.stderr
+    assert "BACKUP STAGE START: Access denied" in r.stderr and "RELOAD" in r.stderr, r.stderr
+    assert vssd.shadows() == []
+    not_blocked(main)
+    w.kill()
+    w.wait()
+    # 2. FTWRL: while a system writer after it hangs at freeze, even an
+    # uncommitted UPDATE waits (BACKUP STAGE BLOCK_COMMIT would let it run).
+    w, wlog = start_writer(vssd, main, "user=root lock=ftwrl")
+    with open(wlog) as f:
+        assert "is configured with lock=ftwrl: FLUSH TABLES WITH READ LOCK" in f.read()
+    hang, elog = hang_front_writer(vssd, "system")
+    req = shadow_in_background(vssd, mnt)
+    wait_for(lambda: os.path.exists(elog) and "freeze" in open(elog).read(), 40,
+             lambda: "no freeze: " + open(wlog).read())
+    r = main.sql("SET SESSION lock_wait_timeout = 1; START TRANSACTION; "
+                 "UPDATE accounts SET bal = bal + 1 WHERE id = 1", check=False)
+    assert r.returncode != 0 and "Lock wait timeout" in r.stderr, (r.stdout, r.stderr)
+    hang.send_signal(signal.SIGUSR1)
+    out, err = req.communicate(timeout=60)
+    assert req.returncode == 0, err
+    hang.kill()
+    hang.wait()
+    not_blocked(main)
+    load = vssd.spawn([sys.executable, "-c", TRANSFERS, main.sock, str(ACCOUNTS)])
+    time.sleep(0.5)
+    to = shadow_copy(vssd, mnt, 0, True)
+    assert load.poll() is None, "the load stopped early"
+    load.kill()
+    load.wait()
+    with open(wlog) as f:
+        assert f.read().count("server main: frozen at binlog=binlog.") == 2
+    check_copy(server, to, 1)
+    # 3. Restore in place: refused while the server runs (no unit).
+    # Taken under transfers, by a writer whose account is dropped after:
+    # its stamp is the binary log position at the instant (post_snapshot),
+    # past the one at prepare_backup.
+    w.kill()
+    w.wait()
+    main.sql("CREATE USER gone@localhost; GRANT RELOAD, BINLOG MONITOR ON *.* TO "
+             "gone@localhost", db=None)
+    w, wlog = start_writer(vssd, main, "user=gone lock=ftwrl")
+    repo = os.path.join(workdir, "repo")
+    load = vssd.spawn([sys.executable, "-c", TRANSFERS, main.sock, str(ACCOUNTS)])
+    time.sleep(0.3)
+    bid = vssd.json("backup", "create", "--to", repo, "--for", mnt)["id"]
+    load.kill()
+    load.wait()
+    with open(wlog) as f:
+        frozen = [l.split("frozen at ", 1)[1] for l in f.read().splitlines()
+                  if "server main: frozen at " in l]
+    with open(os.path.join(repo, "backups", bid, "components.json")) as f:
+        comps = [c for w_ in json.load(f)["writers"] for c in w_["components"]
+                 if c.get("logical_path") == "mariadb"]
+    assert len(frozen) == 3 and [c.get("backup_stamp") for c in comps] == [frozen[-1]], \
+        (frozen, comps)
+    main.sql("INSERT INTO accounts VALUES (%d, 0)" % ACCOUNTS)
+    # A server that refuses the writer's account still runs.
+    main.sql("DROP USER gone@localhost", db=None)
+    r = vssd.vss("restore", "--from", repo, bid, check=False)
+    assert r.returncode != 0, r.stdout
+    assert "server main is running and has no systemd unit to stop it with" in r.stderr, \
+        r.stderr
+    assert main.sql("SELECT count(*) FROM accounts") == str(ACCOUNTS + 1)
+    main.stop()
+    vssd.json("restore", "--from", repo, bid)
+    main.start()
+    assert main.sql("SELECT sum(bal), count(*) FROM accounts").split() == \
+        [str(START * ACCOUNTS), str(ACCOUNTS)]
+    assert main.sql("CHECK TABLE accounts EXTENDED").split("\t")[-1] == "OK"
     assert w.poll() is None

@@ -8,6 +8,7 @@ socket directory of the test's own (no TCP), its data on a vss volume, and
 is stopped (immediate) when the test ends, however it ends.
 """
 import glob
+import json
 import os
 import shutil
 import signal
@@ -127,11 +128,11 @@ def pg(vssd, workdir):
         end_all(vssd, servers)
 
 
-def start_writer(d, main, user="postgres", wait=True):
+def start_writer(d, main, user="postgres", wait=True, unit="-"):
     conf = os.path.join(d.root, "pg-%s.conf" % user)
     with open(conf, "w") as f:
-        f.write("# name unit conninfo\nmain - host=%s port=%d user=%s dbname=postgres\n"
-                % (main.sock, main.port, user))
+        f.write("# name unit conninfo\nmain %s host=%s port=%d user=%s dbname=postgres\n"
+                % (unit, main.sock, main.port, user))
     log = os.path.join(d.root, "pgwriter-%s.log" % user)
     return spawn_writer(d, "postgresql", [PG_WRITER, "--run-dir", d.run, "--config", conf,
                                           "--once"], log, wait)
@@ -178,21 +179,23 @@ def shadow_copy(vssd, mnt, i, writers, also=()):
     return to
 
 
-def check_copy(copy, label_expected, also=None):
-    """@copy (a data directory) started as a second server: it recovered
-    from its backup label (or by crash recovery) and holds pgbench's
-    invariant, and amcheck finds its indexes sound; @also(server) runs
-    then; returns the history count."""
+def check_copy(copy, label_expected, also=None, running_since=None):
+    """@copy (a data directory) started as a second server (or running
+    already, its log from offset @running_since): it recovered from its
+    backup label (or by crash recovery) and holds pgbench's invariant, and
+    amcheck finds its indexes sound; @also(server) runs then; returns the
+    history count."""
     s = copy["server"]
-    shutil.chown(s.data, "postgres", "postgres")
-    subprocess.run(["chown", "-R", "postgres:postgres", s.data], check=True)
-    os.chmod(s.data, 0o700)
-    s.start()
+    if running_since is None:
+        shutil.chown(s.data, "postgres", "postgres")
+        subprocess.run(["chown", "-R", "postgres:postgres", s.data], check=True)
+        os.chmod(s.data, 0o700)
+        s.start()
     # pg_ctl returns once connections are accepted: read-only ones while a
     # recovery with recovery.signal still runs.
-    wait_for(lambda: s.sql("SELECT pg_is_in_recovery()") == "f", 30,
-             lambda: "still in recovery: " + s.logtext())
-    log = s.logtext()
+    wait_for(lambda: s.sql("SELECT pg_is_in_recovery()", check=False).stdout.strip() == "f",
+             30, lambda: "still in recovery: " + s.logtext())
+    log = s.logtext()[running_since or 0:]
     if label_expected:
         assert "starting backup recovery with redo LSN" in log, log
         assert "completed backup recovery" in log, log
@@ -214,6 +217,16 @@ def check_copy(copy, label_expected, also=None):
         also(s)
     s.stop("fast")
     return int(n)
+
+
+def backup_metadata(repo, bid):
+    """The backup metadata of the cluster's component in backup @bid."""
+    with open(os.path.join(repo, "backups", bid, "components.json")) as f:
+        doc = json.load(f)
+    comps = [c for w in doc["writers"] for c in w["components"]
+             if c.get("logical_path") == "postgresql"]
+    assert len(comps) == 1, doc
+    return comps[0].get("backup_metadata")
 
 
 def history(main):
@@ -263,6 +276,18 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
                          "log")["id"]
     with open(os.path.join(repo, "backups", last_log, "backup.json")) as f:
         assert '"log"' in f.read()
+    # The full backup keeps the label pg_backup_stop returned as the
+    # component's backup metadata; a log backup none (its data files, and
+    # so their label, are its base's).
+    meta = backup_metadata(repo, full)
+    head, rest = meta.split("\n", 1)
+    assert head == "vss-writer-postgresql 1", meta
+    size, rest = rest.split("\n", 1)
+    assert size.startswith("backup_label "), meta
+    label = rest[:int(size.split()[1])]
+    assert label.startswith("START WAL LOCATION") and "LABEL: vss " in label, meta
+    assert rest[len(label):].startswith("tablespace_map "), meta
+    assert backup_metadata(repo, last_log) is None
     assert bench.poll() is None, "pgbench stopped early"
     bench.kill()
     bench.wait()
@@ -280,7 +305,9 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         comp = [c for c in r["components"] if c["writer"] == "postgresql"]
         assert comp and comp[0]["status"] == "all", r
         data = to + os.path.join(mnt, "data")
-        assert os.path.exists(os.path.join(data, "backup_label"))
+        with open(os.path.join(data, "backup_label")) as f:
+            if bid == full:     # the label the backup kept as its metadata
+                assert f.read() == label
         assert os.path.exists(os.path.join(data, "recovery.signal"))
         assert not os.path.exists(os.path.join(data, "postmaster.pid"))
         with open(os.path.join(data, "tablespace_map")) as f:
@@ -297,25 +324,54 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
     # least what was committed before it started.
     assert counts[1] >= before > counts[0] > 0, (counts, before)
     with open(wlog) as f:
-        assert "restored with its backup label" in f.read()
+        text = f.read()
+    assert "restored with its backup label (from the backup metadata)" in text, text
+    assert "restored with its backup label (from the files restored)" in text, text
     # In place: refused while the cluster runs without a unit to stop it,
-    # nothing written; once it is stopped, restored and recovered.
+    # nothing written.
     live = history(main)
     r = vssd.vss("restore", "--from", repo, last_log, check=False)
     assert r.returncode != 0 and "is running and has no systemd unit" in r.stderr, r.stderr
     assert history(main) == live
-    main.stop("fast")
+    # Managed by pg_ctl: the writer stops the running cluster, the restore
+    # writes it back, the writer starts it again (its log where it says)
+    # and it recovers from the label.
+    w.kill()
+    w.wait()
+    mark = len(main.logtext())
+    w, wlog = start_writer(vssd, main, unit="pg_ctl:" + main.log)
     vssd.json("restore", "--from", repo, last_log)
-    assert check_copy({"server": main}, True) >= counts[1]
-    assert w.poll() is None
+    assert os.path.exists(os.path.join(main.data, "backup_label.old"))
+    with open(wlog) as f:
+        text = f.read()
+    assert "cluster main: stopped (pg_ctl) for the restore" in text, text
+    assert "cluster main: started again (pg_ctl)" in text, text
+    assert check_copy({"server": main}, True, running_since=mark) >= counts[1]
+    # Metadata that is not this writer's (a repository edited): the restore
+    # stops before it writes anything.
+    path = os.path.join(repo, "backups", full, "components.json")
+    with open(path) as f:
+        doc = json.load(f)
+    for c in (c for wr in doc["writers"] for c in wr["components"]):
+        c["backup_metadata"] = "vss-writer-postgresql 1\nbackup_label 99999\nSTART WAL"
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    to = os.path.join(vssd.root, "restored-bad")
+    r = vssd.vss("restore", "--from", repo, full, "--to", to, check=False)
+    assert r.returncode != 0, r.stdout
+    assert "the backup's metadata is not a label this writer wrote" in r.stderr, r.stderr
+    assert "before anything was restored" in r.stderr, r.stderr
+    assert not os.path.exists(to + mnt)
 
 
-def hang_front_writer(d):
+def hang_front_writer(d, cls="front"):
     """A front-end writer that hangs at freeze (answers on SIGUSR1): the
-    PostgreSQL writer has started its backup and waits for its freeze."""
+    PostgreSQL writer has started its backup and waits for its freeze.
+    With @cls "system", one frozen after the databases: they hold their
+    freeze while it hangs."""
     log = os.path.join(d.root, "events")
-    p = d.spawn([TEST_WRITER, "--run-dir", d.run, "--name", "front", "--log", log,
-                 "--class", "front", "--hang-at", "freeze", "--timeout", "30000"],
+    p = d.spawn([TEST_WRITER, "--run-dir", d.run, "--name", cls, "--log", log,
+                 "--class", cls, "--hang-at", "freeze", "--timeout", "30000"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p, log

@@ -286,6 +286,7 @@ static void string_limits(void **state)
 		{ C0 "backup_stamp", 4096, C0_MSG "backup_stamp: is 4097 bytes, over the limit of 4096" },
 		{ C0 "previous_backup_stamp", 4096, C0_MSG "previous_backup_stamp: is 4097 bytes, over the limit of 4096" },
 		{ C0 "backup_options", 65536, C0_MSG "backup_options: is 65537 bytes, over the limit of 65536" },
+		{ C0 "backup_metadata", 65536, C0_MSG "backup_metadata: is 65537 bytes, over the limit of 65536" },
 		{ PF0 "metadata", 65536, PF0_MSG "metadata: is 65537 bytes, over the limit of 65536" },
 		{ "writers/0/components/1/name", 1024, "$.writers[0].components[1].name: is 1025 bytes, over the limit of 1024" },
 	};
@@ -421,6 +422,7 @@ static void builder_round_trip(void **state)
 	assert_int_equal(vss_bcd_set_backup_stamp(c1, "stamp-2", &err), 0);
 	assert_int_equal(vss_bcd_set_previous_backup_stamp(c1, "stamp-1", &err), 0);
 	assert_int_equal(vss_bcd_set_backup_options(c1, "opt", &err), 0);
+	assert_int_equal(vss_bcd_set_backup_metadata(c1, "label\nSTART WAL 0/2\n", &err), 0);
 	assert_int_equal(vss_bcd_set_pre_restore_failure_msg(c1, "pre", &err), 0);
 	assert_int_equal(vss_bcd_set_post_restore_failure_msg(c1, "post", &err), 0);
 	assert_int_equal(vss_bcd_set_backup_options(c1, NULL, &err), 0);
@@ -448,6 +450,7 @@ static void builder_round_trip(void **state)
 	assert_string_equal(vss_bcd_backup_stamp(c), "stamp-2");
 	assert_string_equal(vss_bcd_previous_backup_stamp(c), "stamp-1");
 	assert_null(vss_bcd_backup_options(c));
+	assert_string_equal(vss_bcd_backup_metadata(c), "label\nSTART WAL 0/2\n");
 	assert_string_equal(vss_bcd_pre_restore_failure_msg(c), "pre");
 	assert_string_equal(vss_bcd_post_restore_failure_msg(c), "post");
 	assert_true(vss_bcd_backup_succeeded(c));
@@ -575,6 +578,8 @@ static void documented_example(void **state)
 	assert_string_equal(vss_bcd_backup_stamp(c), "lsn:0/3000060");
 	assert_string_equal(vss_bcd_previous_backup_stamp(c), "lsn:0/2000028");
 	assert_string_equal(vss_bcd_backup_options(c), "compress=zstd");
+	assert_string_equal(vss_bcd_backup_metadata(c), "START WAL LOCATION: 0/3000028\n"
+			    "CHECKPOINT LOCATION: 0/3000060\n");
 	assert_int_equal(vss_bcd_partial_file(c, 0, &pf), 0);
 	assert_int_equal(pf.range_count, 2);
 	assert_int_equal(pf.ranges[0].offset, 65536);

@@ -2,8 +2,8 @@
  * tests/writer/test_writer_lib.c - the writer library (vss/writer.h) against
  * a fake vssd on a socket in a private directory: registration carries the
  * metadata document; each event reaches its handler with its arguments; a
- * failure goes back with its kind and reason; prepare_backup's changes to
- * the components document go back; a closed daemon ends vss_writer_run.
+ * failure goes back with its kind and reason; prepare_backup's and
+ * post_snapshot's changes to the components document go back; a closed daemon ends vss_writer_run.
  * Losing vssd: the abort handler runs when the connection closes with a set
  * in flight, the watchdog gives up a freeze never thawed, and a writer
  * that reconnects registers again with the same document.  Restores:
@@ -67,6 +67,12 @@ static int handler(struct vss_writer *w, const struct vss_writer_event *ev, void
 		assert_string_equal(vss_bcd_previous_backup_stamp(c), "old");
 		assert_int_equal(vss_bcd_set_backup_stamp(c, "new", NULL), 0);
 	}
+	if (ev->type == VSS_WE_POST_SNAPSHOT) {
+		assert_non_null(ev->components);
+		assert_int_equal(vss_bcd_set_backup_metadata(vss_bcd_component_at(ev->components,
+										 0),
+							     "label at the instant", NULL), 0);
+	}
 	if (ev->type == VSS_WE_THAW)
 		assert_string_equal(ev->set_id, "set-1");
 	if (ev->type == VSS_WE_FREEZE) {
@@ -88,6 +94,7 @@ static void *serve(void *arg)
 		{ "prepare_backup", bcd_doc },
 		{ "freeze", NULL },
 		{ "thaw", NULL },
+		{ "post_snapshot", bcd_doc },
 		{ "no_such_event", NULL },
 	};
 
@@ -162,8 +169,8 @@ static void test_events_round_trip(void **state)
 
 	assert_non_null(strstr(f.registered, "\"writer_name\": \"t\""));
 	/* The backup was in flight when the fake closed: abort ran. */
-	assert_string_equal(seen, "identify prepare_backup freeze thaw abort ");
-	assert_int_equal(f.nreplies, 5);
+	assert_string_equal(seen, "identify prepare_backup freeze thaw post_snapshot abort ");
+	assert_int_equal(f.nreplies, 6);
 	assert_true(json_is_true(json_object_get(f.replies[0], "ok")));
 	assert_int_equal(json_integer_value(json_object_get(f.replies[0], "id")), 10);
 	/* prepare_backup: the stamp went back in the document. */
@@ -182,9 +189,17 @@ static void test_events_round_trip(void **state)
 	assert_string_equal(json_string_value(json_object_get(e, "message")), "busy 7");
 	assert_string_equal(json_string_value(json_object_get(e, "code")), "EBUSY");
 	assert_true(json_is_true(json_object_get(f.replies[3], "ok")));
+	/* post_snapshot: the backup metadata went back in the document. */
+	{
+		const char *doc = json_string_value(json_object_get(
+			json_object_get(f.replies[4], "result"), "components"));
+
+		assert_non_null(doc);
+		assert_non_null(strstr(doc, "\"backup_metadata\": \"label at the instant\""));
+	}
 	/* An event the library does not know is answered, not fatal. */
 	assert_string_equal(json_string_value(json_object_get(
-		json_object_get(f.replies[4], "error"), "code")), "ENOSYS");
+		json_object_get(f.replies[5], "error"), "code")), "ENOSYS");
 	for (int i = 0; i < f.nreplies; i++)
 		json_decref(f.replies[i]);
 	close(f.listen_fd);
