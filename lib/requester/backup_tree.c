@@ -66,6 +66,10 @@ struct walk {
 	bool log;                       /* a log backup: only log files are taken */
 	/* The first pass only counts what the second will store. */
 	bool counting;
+	/* Reading ahead of the first source, started before the base is
+	 * loaded (start_ahead); walk_source takes it. */
+	struct prefetch *ahead;
+	dev_t ahead_dev;
 	uint64_t count_files, count_bytes;
 };
 
@@ -808,8 +812,13 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 		if (root.fd < 0)
 			return fail_at(w, "", -errno, "cannot open");
 		/* On the first of the passes: the second finds it all cached. */
-		if (w->counting || !w->pr.fn)
+		if (w->ahead && src == 1 && w->ahead_dev == st.st_dev) {
+			ahead = w->ahead;
+			w->ahead = NULL;
+			prefetch_set_changed(ahead, will_read, w);
+		} else if (w->counting || !w->pr.fn) {
 			prefetch_start(root.fd, st.st_dev, will_read, w, &ahead);
+		}
 		rc = visit(w, &root, "", "", &st);
 		prefetch_stop(ahead);
 	} else {
@@ -837,6 +846,22 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 	if (root.data_fd >= 0)
 		close(root.data_fd);
 	return rc;
+}
+
+/* Starts reading ahead of the first source, a directory, so that its
+ * tree comes into the caches while the base is loaded: which files the
+ * walk reads is said once it is (walk_source).  A hint: failures are
+ * ignored. */
+static void start_ahead(struct walk *w)
+{
+	struct stat st;
+	int fd = open(w->p->sources[0].read, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && prefetch_start(fd, st.st_dev, NULL, NULL, &w->ahead) == 0)
+		w->ahead_dev = st.st_dev;
+	close(fd);
 }
 
 /* ---- the base ---- */
@@ -1100,6 +1125,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 			 type == VSS_BT_LOG))
 		type = VSS_BT_FULL;     /* nothing to be relative to */
 	w.log = type == VSS_BT_LOG;
+	start_ahead(&w);
 	if (base[0]) {
 		json_t *j = repo_read_info(r, base, err);
 
@@ -1183,6 +1209,7 @@ out:
 	free(w.line.buf);
 	if (w.tmp_fd >= 0)
 		close(w.tmp_fd);
+	prefetch_stop(w.ahead);
 	entry_index_free(w.base);
 	for (size_t i = 0; i < w.nlinks; i++)
 		free(w.links[i].path);

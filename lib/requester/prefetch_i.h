@@ -19,10 +19,15 @@ struct prefetch;
 
 /* Starts reading ahead of a walk of the directory @dir_fd (not taken) on
  * the filesystem @dev: every directory listed, every entry looked at, the
- * bytes of each file @changed (NULL: none) says will be read asked for.
- * 0 or -errno (then there is nothing to stop). */
+ * bytes of each file @changed says will be read asked for.  With @changed
+ * NULL the files met are kept until prefetch_set_changed says.  0 or
+ * -errno (then there is nothing to stop). */
 int prefetch_start(int dir_fd, dev_t dev, prefetch_changed_fn changed, void *arg,
 		   struct prefetch **out);
+/* Says, once, which files the walk will read (@changed NULL: none), for
+ * those met so far and those to come; nothing if prefetch_start had a
+ * @changed.  @p NULL: nothing. */
+void prefetch_set_changed(struct prefetch *p, prefetch_changed_fn changed, void *arg);
 /* Stops the threads and frees @p (NULL: nothing). */
 void prefetch_stop(struct prefetch *p);
 
