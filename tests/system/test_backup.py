@@ -353,7 +353,8 @@ def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
     """A target whose provider fails at prepare (vss-cow refuses to freeze a
     filesystem holding another volume's backing file, as in test_fs.py):
     refused without --allow-live, read live with it, reported for that
-    member (a warning, JSON) and kept with the backup for `backup show`."""
+    member (a warning, JSON) and kept with the backup for `backup show` and
+    `backup list`."""
     mnt, repo = host_of_a_volume(vssd, "64M", 4 << 20), os.path.join(workdir, "repo")
     os.makedirs(os.path.join(mnt, "d"))
     with open(os.path.join(mnt, "d", "kept"), "w") as f:
@@ -394,6 +395,11 @@ def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
         b3 = json.loads(r.stdout)
         assert b3["live"][0] is None and "no provider can shadow it" in b3["live"][1]
         assert "vss: warning: %s: no provider can shadow it" % tmp in r.stderr, r.stderr
+        # backup list --json says it of each backup, as show does.
+        listed = vssd.json("backup", "list", "--in", repo)["backups"]
+        assert [(x["id"], x["sources"], x["live"]) for x in listed] == [
+            (b["id"], [mnt], b["live"]), (b2["id"], [mnt], [None]),
+            (b3["id"], [mnt, tmp], b3["live"])], listed
         assert vssd.shadows() == []
     finally:
         vssd.vss("volume", "delete", "inner", "--force", check=False)
