@@ -441,3 +441,44 @@ def test_a_full_repository_fails_cleanly_and_the_next_backup_works(vssd, fsvol, 
     b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
     assert [x["id"] for x in vssd.json("backup", "list", "--in", repo)["backups"]] == [b["id"]]
     assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
+
+
+def test_a_full_destination_fails_a_restore_cleanly_and_the_next_works(vssd, fsvol, workdir):
+    """Restoring into a filesystem that fills: the restore fails naming the
+    destination and ENOSPC; each file is either the good one it replaces,
+    untouched, or the backup's, whole (written under a temporary name and
+    renamed), and no temporary file stays; once there is room the same
+    restore gives the backup's tree."""
+    names = ["f%02d" % i for i in range(12)]
+    for n in names:
+        with open(os.path.join(fsvol, n), "wb") as f:
+            f.write(os.urandom(256 << 10))
+    os.sync()
+    repo = os.path.join(workdir, "repo")
+    b = backup(vssd, repo, fsvol, "full")
+    want = tree_manifest(fsvol)
+    to = small_fs(workdir, "small", "2M")
+    dest = to + fsvol
+    os.makedirs(dest)
+    old = {}
+    for n in names:
+        old[n] = os.urandom(64 << 10)
+        with open(os.path.join(dest, n), "wb") as f:
+            f.write(old[n])
+    r = vssd.vss("restore", "--from", repo, b["id"], "--to", to, check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("vss: error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "the destination %s is full" % to in r.stderr, r.stderr
+    assert "No space left on device" in r.stderr, r.stderr
+    assert sorted(os.listdir(dest)) == names, os.listdir(dest)   # no temporary file
+    replaced = 0
+    for n in names:
+        with open(os.path.join(dest, n), "rb") as f:
+            got = f.read()
+        if got != old[n]:
+            assert hashlib.sha256(got).hexdigest() == want[n]["sha"], n + ": half-written"
+            replaced += 1
+    assert 0 < replaced < len(names), replaced
+    subprocess.run(["mount", "-o", "remount,size=64M", to], check=True)
+    vssd.vss("restore", "--from", repo, b["id"], "--to", to)
+    assert diff(tree_manifest(dest), want) == ""
