@@ -17,7 +17,11 @@
  * read the directories the walk comes to next, not the last ones listed.
  * Until the walk can say which files it will read (prefetch_set_changed:
  * it loads its base meanwhile), the files met are kept, and asked about
- * then.  Lock: p->lock protects the queue, files, changed, busy and stop.
+ * then.  Of a tree that cannot change (a shadow's), each directory's
+ * listing and its entries' lstat are kept for the walk to take
+ * (prefetch_take_dir), so that it lists and looks at nothing twice.
+ * Lock: p->lock protects the queue, files, listings, changed, busy and
+ * stop.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,13 +40,22 @@
 #include "requester/prefetch_i.h"
 
 #define PREFETCH_THREADS 8
-/* Files kept until the walk can say whether it reads them: beyond this
- * many, the rest are not read ahead. */
-#define MAX_KEPT (1u << 20)
+/* Files kept until the walk can say whether it reads them, and entries
+ * of listings kept for the walk: beyond this many of each (some 40 MiB),
+ * the rest are not read ahead, or are listed again by the walk. */
+#define MAX_KEPT (1u << 18)
 
 struct kept {
 	char *rel;
 	struct stat st;
+};
+
+/* One directory's entries, read whole. */
+struct listing {
+	struct listing *next;           /* in its bucket */
+	char *rel;
+	struct prefetch_dirent *v;
+	size_t n;
 };
 
 struct prefetch {
@@ -59,6 +72,9 @@ struct prefetch {
 	struct kept *files;             /* met before changed was set, not yet asked */
 	size_t nfiles, files_cap, files_done;
 	bool changed_set;               /* prefetch_start's or prefetch_set_changed's */
+	bool keep_dirs;                 /* listings kept for prefetch_take_dir */
+	struct listing **buckets;       /* by the hash of rel */
+	size_t nbuckets, nlistings, listed; /* listed: entries kept in all */
 	int busy;                       /* threads reading a directory */
 	bool stop;
 };
@@ -173,6 +189,97 @@ static void keep(struct prefetch *p, char *rel, const struct stat *st)
 	free(rel);
 }
 
+static size_t bucket_of(const char *rel, size_t nbuckets)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const unsigned char *c = (const unsigned char *)rel; *c; c++)
+		h = (h ^ *c) * 1099511628211ull;
+	h ^= h >> 29;
+	return (size_t)(h * 0xbf58476d1ce4e5b9ull >> 17) & (nbuckets - 1);
+}
+
+void prefetch_dirents_free(struct prefetch_dirent *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+/* Keeps the listing @v (@n entries, taken) of directory @rel for the walk;
+ * beyond MAX_KEPT entries kept, it is dropped (the walk lists it). */
+static void keep_listing(struct prefetch *p, const char *rel, struct prefetch_dirent *v,
+			 size_t n)
+{
+	struct listing *l = malloc(sizeof(*l));
+
+	pthread_mutex_lock(&p->lock);
+	if (p->nlistings >= p->nbuckets) {
+		size_t nb = p->nbuckets ? 2 * p->nbuckets : 1024;
+		struct listing **bigger = calloc(nb, sizeof(*bigger));
+
+		for (size_t i = 0; bigger && i < p->nbuckets; i++)
+			while (p->buckets[i]) {
+				struct listing *m = p->buckets[i];
+				size_t b = bucket_of(m->rel, nb);
+
+				p->buckets[i] = m->next;
+				m->next = bigger[b];
+				bigger[b] = m;
+			}
+		if (bigger) {
+			free(p->buckets);
+			p->buckets = bigger;
+			p->nbuckets = nb;
+		}
+	}
+	if (l && p->nbuckets && p->listed + n <= MAX_KEPT && (l->rel = strdup(rel))) {
+		size_t b = bucket_of(rel, p->nbuckets);
+
+		l->v = v;
+		l->n = n;
+		l->next = p->buckets[b];
+		p->buckets[b] = l;
+		p->nlistings++;
+		p->listed += n;
+		l = NULL;
+		v = NULL;
+		n = 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(l);
+	prefetch_dirents_free(v, n);
+}
+
+struct prefetch_dirent *prefetch_take_dir(struct prefetch *p, const char *rel, size_t *n)
+{
+	struct prefetch_dirent *v = NULL;
+
+	*n = 0;
+	if (!p)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->nbuckets) {
+		struct listing **at = &p->buckets[bucket_of(rel, p->nbuckets)];
+
+		for (; *at && strcmp((*at)->rel, rel) != 0; at = &(*at)->next)
+			;
+		if (*at) {
+			struct listing *l = *at;
+
+			*at = l->next;
+			v = l->v;
+			*n = l->n;
+			p->nlistings--;
+			p->listed -= l->n;
+			free(l->rel);
+			free(l);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
 static bool stopping(struct prefetch *p)
 {
 	bool stop;
@@ -184,10 +291,14 @@ static bool stopping(struct prefetch *p)
 }
 
 /* Lists directory @rel, looks at each entry, queues its directories and
- * reads ahead the files the walk will read. */
+ * reads ahead the files the walk will read; keeps the listing if it is
+ * wanted and whole. */
 static void read_dir(struct prefetch *p, const char *rel)
 {
 	int fd = open_beneath(p->root_fd, rel, O_RDONLY | O_DIRECTORY), n = 0;
+	struct prefetch_dirent *v = NULL;
+	size_t nv = 0, cap = 0;
+	bool whole = p->keep_dirs;
 	struct dirent *de;
 	DIR *d;
 
@@ -203,11 +314,31 @@ static void read_dir(struct prefetch *p, const char *rel)
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if ((++n & 63) == 0 && stopping(p))
+		if ((++n & 63) == 0 && stopping(p)) {
+			whole = false;
 			break;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    st.st_dev != p->dev)
+		}
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			whole = false;
 			continue;
+		}
+		if (whole && nv == cap) {
+			struct prefetch_dirent *bigger = realloc(v, (cap = cap ? 2 * cap : 64) *
+								 sizeof(*bigger));
+
+			if (bigger)
+				v = bigger;
+			else
+				whole = false;
+		}
+		if (whole && (v[nv].name = strdup(de->d_name))) {
+			v[nv].st = st;
+			nv++;
+		} else {
+			whole = false;
+		}
+		if (st.st_dev != p->dev)
+			continue;       /* another filesystem: not read */
 		if (!*rel)
 			sub = strdup(de->d_name);
 		else if (asprintf(&sub, "%s/%s", rel, de->d_name) < 0)
@@ -236,6 +367,10 @@ static void read_dir(struct prefetch *p, const char *rel)
 		free(sub);
 	}
 	closedir(d);
+	if (whole)
+		keep_listing(p, rel, v, nv);
+	else
+		prefetch_dirents_free(v, nv);
 }
 
 static void *worker(void *arg)
@@ -285,8 +420,8 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int prefetch_start(int dir_fd, dev_t dev, prefetch_changed_fn changed, void *arg,
-		   struct prefetch **out)
+int prefetch_start(int dir_fd, dev_t dev, bool keep_dirs, prefetch_changed_fn changed,
+		   void *arg, struct prefetch **out)
 {
 	struct prefetch *p = calloc(1, sizeof(*p));
 	char *root = strdup("");
@@ -301,6 +436,7 @@ int prefetch_start(int dir_fd, dev_t dev, prefetch_changed_fn changed, void *arg
 	p->changed = changed;
 	p->arg = arg;
 	p->changed_set = changed != NULL;
+	p->keep_dirs = keep_dirs;
 	if ((p->root_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
 		free(p);
 		free(root);
@@ -346,6 +482,16 @@ void prefetch_stop(struct prefetch *p)
 	for (size_t i = p->files_done; i < p->nfiles; i++)
 		free(p->files[i].rel);
 	free(p->files);
+	for (size_t i = 0; i < p->nbuckets; i++)
+		while (p->buckets[i]) {
+			struct listing *l = p->buckets[i];
+
+			p->buckets[i] = l->next;
+			prefetch_dirents_free(l->v, l->n);
+			free(l->rel);
+			free(l);
+		}
+	free(p->buckets);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);
 	close(p->root_fd);
