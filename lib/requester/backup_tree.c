@@ -45,6 +45,7 @@ struct walk {
 	char id[VSS_BACKUP_ID_MAX];
 	int tmp_fd;                     /* REPO/tmp/ID */
 	FILE *manifest;
+	char *manifest_buf;             /* its buffer: few large writes */
 	struct repo_hash *manifest_hash;        /* of what was written to it */
 	struct repo_line line;
 	char manifest_sha[SHA256_HEX];
@@ -66,6 +67,13 @@ struct walk {
 	bool log;                       /* a log backup: only log files are taken */
 	/* The first pass only counts what the second will store. */
 	bool counting;
+	/* Reading ahead of the first source, started before the base is
+	 * loaded (start_ahead); walk_source takes it. */
+	struct prefetch *ahead;
+	dev_t ahead_dev;
+	/* The source's prefetch, whose listings walk_dir takes: NULL when it
+	 * is read live (a listing could be older than what the walk reads). */
+	struct prefetch *listed;
 	uint64_t count_files, count_bytes;
 };
 
@@ -705,7 +713,8 @@ static void ask_ahead(struct dir *d, char **names, size_t n)
 	}
 }
 
-static int walk_dir(struct walk *w, struct dir *d)
+/* The names in directory @d, unsorted, into *@out (malloc'd, each too). */
+static int list_dir(struct walk *w, struct dir *d, char ***out, size_t *count)
 {
 	int fd = dup(d->fd), rc = 0;
 	char **names = NULL;
@@ -738,13 +747,40 @@ static int walk_dir(struct walk *w, struct dir *d)
 		n++;
 	}
 	closedir(dir);
-	if (rc < 0) {
-		rc = vss_error_set(w->err, rc, "out of memory");
-		goto out;
+	*out = names;
+	*count = n;
+	return rc < 0 ? vss_error_set(w->err, rc, "out of memory") : 0;
+}
+
+static int cmp_dirent(const void *a, const void *b)
+{
+	return strcmp(((const struct prefetch_dirent *)a)->name,
+		      ((const struct prefetch_dirent *)b)->name);
+}
+
+static int walk_dir(struct walk *w, struct dir *d)
+{
+	struct prefetch_dirent *kept;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	/* A shadow's directory a prefetch thread has read whole: its names
+	 * and lstat, which cannot have changed since, spare the walk listing
+	 * it and looking at each entry again. */
+	if ((kept = prefetch_take_dir(w->listed, d->rel, &n))) {
+		if (n > 1)
+			qsort(kept, n, sizeof(*kept), cmp_dirent);
+		if (!(names = malloc((n ? n : 1) * sizeof(*names))))
+			rc = vss_error_set(w->err, -ENOMEM, "out of memory");
+		for (size_t i = 0; names && i < n; i++)
+			names[i] = kept[i].name;
+	} else {
+		rc = list_dir(w, d, &names, &n);
+		if (n > 1)
+			qsort(names, n, sizeof(*names), cmp_name);
 	}
-	if (n > 1)
-		qsort(names, n, sizeof(*names), cmp_name);
-	if (!w->base && !w->counting)
+	if (rc == 0 && !w->base && !w->counting)
 		ask_ahead(d, names, n);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct stat st;
@@ -754,7 +790,9 @@ static int walk_dir(struct walk *w, struct dir *d)
 			rc = vss_error_set(w->err, -ENOMEM, "out of memory");
 			break;
 		}
-		if (fstatat(d->fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (kept) {
+			rc = visit(w, d, names[i], rel, &kept[i].st);
+		} else if (fstatat(d->fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			/* Gone since it was listed: only when reading live. */
 			if (errno != ENOENT)
 				rc = fail_at(w, rel, -errno, "cannot look at");
@@ -763,9 +801,12 @@ static int walk_dir(struct walk *w, struct dir *d)
 		}
 		free(rel);
 	}
-out:
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
+	if (kept) {
+		prefetch_dirents_free(kept, n);
+	} else {
+		for (size_t i = 0; names && i < n; i++)
+			free(names[i]);
+	}
 	free(names);
 	return rc;
 }
@@ -808,9 +849,16 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 		if (root.fd < 0)
 			return fail_at(w, "", -errno, "cannot open");
 		/* On the first of the passes: the second finds it all cached. */
-		if (w->counting || !w->pr.fn)
-			prefetch_start(root.fd, st.st_dev, will_read, w, &ahead);
+		if (w->ahead && src == 1 && w->ahead_dev == st.st_dev) {
+			ahead = w->ahead;
+			w->ahead = NULL;
+			prefetch_set_changed(ahead, will_read, w);
+		} else if (w->counting || !w->pr.fn) {
+			prefetch_start(root.fd, st.st_dev, !w->src_live, will_read, w, &ahead);
+		}
+		w->listed = w->src_live ? NULL : ahead;
 		rc = visit(w, &root, "", "", &st);
+		w->listed = NULL;
 		prefetch_stop(ahead);
 	} else {
 		/* A file (or a symlink...) as the source: its directory is the
@@ -837,6 +885,25 @@ static int walk_source(struct walk *w, unsigned int src, const char *read)
 	if (root.data_fd >= 0)
 		close(root.data_fd);
 	return rc;
+}
+
+/* Starts reading ahead of the first source, a directory, so that its
+ * tree comes into the caches while the base is loaded: which files the
+ * walk reads is said once it is (walk_source).  A hint: failures are
+ * ignored. */
+static void start_ahead(struct walk *w)
+{
+	struct stat st;
+	int fd = open(w->p->sources[0].read, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	/* A source read live keeps no listings: the walk looks for itself. */
+	if (fstat(fd, &st) == 0 &&
+	    prefetch_start(fd, st.st_dev, strcmp(w->p->sources[0].read, w->p->sources[0].live) != 0,
+			   NULL, NULL, &w->ahead) == 0)
+		w->ahead_dev = st.st_dev;
+	close(fd);
 }
 
 /* ---- the base ---- */
@@ -1100,6 +1167,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 			 type == VSS_BT_LOG))
 		type = VSS_BT_FULL;     /* nothing to be relative to */
 	w.log = type == VSS_BT_LOG;
+	start_ahead(&w);
 	if (base[0]) {
 		json_t *j = repo_read_info(r, base, err);
 
@@ -1156,6 +1224,8 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 			close(fd);
 		goto fail;
 	}
+	if ((w.manifest_buf = malloc(MANIFEST_BUF)))
+		setvbuf(w.manifest, w.manifest_buf, _IOFBF, MANIFEST_BUF);
 	for (size_t i = 0; i < pp.nsources && rc == 0; i++)
 		rc = walk_source(&w, (unsigned int)i + 1, pp.sources[i].read);
 	if (rc == 0 && w.base)
@@ -1178,11 +1248,13 @@ fail:
 out:
 	if (w.manifest)
 		fclose(w.manifest);
+	free(w.manifest_buf);
 	if (w.manifest_hash)
 		repo_hash_final(w.manifest_hash, w.manifest_sha);
 	free(w.line.buf);
 	if (w.tmp_fd >= 0)
 		close(w.tmp_fd);
+	prefetch_stop(w.ahead);
 	entry_index_free(w.base);
 	for (size_t i = 0; i < w.nlinks; i++)
 		free(w.links[i].path);

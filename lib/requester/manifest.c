@@ -967,7 +967,7 @@ int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha25
 		  int (*fn)(void *arg, struct entry *e), void *arg, struct vss_error *err)
 {
 	char path[256], hex[SHA256_HEX];
-	char *line = NULL;
+	char *line = NULL, *buf;
 	size_t cap = 0;
 	ssize_t n;
 	unsigned long lineno = 0;
@@ -993,6 +993,8 @@ int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha25
 		close(fd);
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	}
+	if ((buf = malloc(MANIFEST_BUF)))
+		setvbuf(f, buf, _IOFBF, MANIFEST_BUF);
 	while ((n = getline(&line, &cap, f)) > 0) {
 		struct entry e;
 
@@ -1010,6 +1012,7 @@ int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha25
 	}
 	free(line);
 	fclose(f);
+	free(buf);
 	return rc;
 }
 

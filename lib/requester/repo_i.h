@@ -95,6 +95,9 @@ int repo_params_in(const struct vss_backup_params *p, struct vss_backup_params *
 
 /* ---- checksums and copies (manifest.c) ---- */
 #define SHA256_HEX 65
+/* The stdio buffer of a manifest read or written: a few large system calls
+ * for its many short lines. */
+#define MANIFEST_BUF (1u << 20)
 /* A stream of bytes into a SHA-256 (OpenSSL's). */
 struct repo_hash;
 struct repo_hash *repo_hash_new(void);

@@ -294,6 +294,15 @@ static int fail(struct restore *rs, const struct entry *e, int rc, const char *w
 {
 	const char *live = live_of(rs, e->src);
 
+	/* A full destination is no fault of this entry's: say where, and
+	 * that what was not restored yet is as it was (a file is renamed
+	 * into place only once whole). */
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		return vss_error_set(rs->err, rc, "the destination %s is full (%s): cannot "
+				     "restore %s%s%s (%s); the files not restored yet are as they "
+				     "were: make room and restore again",
+				     rs->p->to ? rs->p->to : live ? live : "?", strerror(-rc),
+				     live ? live : "?", *e->path ? "/" : "", e->path, what);
 	return vss_error_set(rs->err, rc, "cannot restore %s%s%s: %s%s%s", live ? live : "?",
 			     *e->path ? "/" : "", e->path, what, rc ? ": " : "",
 			     rc ? strerror(-rc) : "");

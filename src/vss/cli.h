@@ -136,6 +136,13 @@ int backup_begin(const struct cli_args *a, enum vss_backup_type bt, bool partial
  * @fors, prepared for backup, @plan (if not NULL) checked, the shadows made. */
 int backup_take(struct vss_requester *req, const char *const *fors, int n,
 		const char *const *paths, size_t npaths, const struct vss_backup_plan *plan);
+/* Without --for, the targets of @cmd: the directories of the selected
+ * components' files (the set takes the volumes they are on), at most
+ * @max, into *@paths (malloc'd strings; free each, then the array), *@n 0
+ * when no component is selected.  0, or prints why not and returns the
+ * exit code (no file of the components exists, too many places). */
+int component_targets(const char *cmd, struct vss_requester *req, size_t max, char ***paths,
+		      size_t *n);
 /* Progress on standard error, one line rewritten in place, when it is a
  * terminal and --quiet was not given: files and bytes done, of how many
  * when the total is known, the rate, and then the time left. */

@@ -368,20 +368,12 @@ static int backup_create(int argc, char **argv)
 	{
 		/* No target: the volumes holding the selected components' files
 		 * (or, with no component, every mounted volume). */
-		if (!cli_has(&a, "for") &&
-		    vss_bcd_component_count(vss_requester_components(req)) &&
-		    (rc = vss_backup_component_paths(vss_requester_components(req), w, nw,
-						     &paths, &npaths, &err)) < 0) {
-			cli_error(EXIT_FAILED, "backup create: %s", err.msg);
+		if (!cli_has(&a, "for") && (rc = component_targets("backup create", req, MAX_TARGETS,
+								   &paths, &npaths))) {
+			status = rc;
 			goto out;
 		}
-		if (!cli_has(&a, "for") && vss_bcd_component_count(vss_requester_components(req))) {
-			if (npaths == 0 || npaths > MAX_TARGETS) {
-				cli_error(EXIT_FAILED, "backup create: %s", npaths ? "the components' "
-					  "files are in too many places: say where with --for" :
-					  "none of the selected components' files exist");
-				goto out;
-			}
+		if (npaths) {
 			only = true;
 			n = (int)npaths;
 			for (int k = 0; k < n; k++)
@@ -530,7 +522,55 @@ out:
 	return status;
 }
 
+int component_targets(const char *cmd, struct vss_requester *req, size_t max, char ***paths,
+		      size_t *n)
+{
+	struct vss_bcd *bcd = vss_requester_components(req);
+	size_t nw = vss_requester_writer_count(req);
+	const struct vss_wmd **w;
+	struct vss_error err = { 0 };
+	int rc;
+
+	*paths = NULL;
+	*n = 0;
+	if (!vss_bcd_component_count(bcd))
+		return 0;
+	if (!(w = calloc(nw ? nw : 1, sizeof(*w))))
+		return cli_error(EXIT_FAILED, "%s: out of memory", cmd);
+	for (size_t i = 0; i < nw; i++)
+		w[i] = vss_requester_writer_metadata(req, i);
+	rc = vss_backup_component_paths(bcd, w, nw, paths, n, &err);
+	free(w);
+	if (rc < 0)
+		return cli_error(EXIT_FAILED, "%s: %s", cmd, err.msg);
+	if (*n == 0 || *n > max) {
+		rc = cli_error(EXIT_FAILED, "%s: %s", cmd, *n ? "the components' files are in too "
+			       "many places: say where with --for" : "none of the selected "
+			       "components' files exist");
+		for (size_t i = 0; i < *n; i++)
+			free((*paths)[i]);
+		free(*paths);
+		*paths = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
 /* ---- vss backup list, show ---- */
+
+/* The backup vss_repo_show filled last in @info, as JSON: its fields, and
+ * per source null or why it was read live (--allow-live). */
+static json_t *shown_json(const struct vss_repo *repo, const struct vss_backup_info *info)
+{
+	const char *live[MAX_TARGETS];
+	size_t n = info->nsources < MAX_TARGETS ? info->nsources : MAX_TARGETS;
+	json_t *j = info_json(info);
+
+	for (size_t i = 0; i < n; i++)
+		live[i] = vss_repo_show_live(repo, i);
+	json_object_set_new(j, "live", live_json(live, n));
+	return j;
+}
 
 static int backup_list(int argc, char **argv)
 {
@@ -547,15 +587,26 @@ static int backup_list(int argc, char **argv)
 	if ((rc = cli_parse(&a, "backup list", argc, argv, opts, 0, 0)) ||
 	    (rc = repo_open(cli_get(&a, "in"), 0, &repo)))
 		return rc;
-	rc = vss_repo_list(repo, &infos, &n, &err);
-	vss_repo_close(repo);
-	if (rc < 0)
+	if ((rc = vss_repo_list(repo, &infos, &n, &err)) < 0) {
+		vss_repo_close(repo);
 		return cli_error(EXIT_FAILED, "%s", err.msg);
+	}
 	if (a.json) {
 		json_t *arr = json_array(), *doc;
 
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, info_json(&infos[i]));
+		/* Each as vss backup show has it: its sources, and which were
+		 * read live. */
+		for (size_t i = 0; i < n; i++) {
+			struct vss_backup_info one;
+
+			if (vss_repo_show(repo, infos[i].id, &one, &err) < 0) {
+				json_decref(arr);
+				free(infos);
+				vss_repo_close(repo);
+				return cli_error(EXIT_FAILED, "%s", err.msg);
+			}
+			json_array_append_new(arr, shown_json(repo, &one));
+		}
 		doc = json_pack("{s:o}", "backups", arr);
 		cli_print_json(doc);
 		json_decref(doc);
@@ -584,6 +635,7 @@ static int backup_list(int argc, char **argv)
 		cli_table_print(t);
 	}
 	free(infos);
+	vss_repo_close(repo);
 	return 0;
 }
 
@@ -604,15 +656,7 @@ static int backup_show(int argc, char **argv)
 		vss_repo_close(repo);
 		return cli_error(EXIT_FAILED, "%s", err.msg);
 	}
-	j = info_json(&info);
-	{
-		const char *live[MAX_TARGETS];
-
-		for (size_t i = 0; i < info.nsources && i < MAX_TARGETS; i++)
-			live[i] = vss_repo_show_live(repo, i);
-		json_object_set_new(j, "live", live_json(live, info.nsources < MAX_TARGETS ?
-							 info.nsources : MAX_TARGETS));
-	}
+	j = shown_json(repo, &info);
 	if (a.json) {
 		cli_print_json(j);
 	} else {

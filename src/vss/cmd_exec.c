@@ -163,6 +163,56 @@ static int run_command(struct vss_requester *r, char **cmd, bool in_place)
 	return 128 + WTERMSIG(status);
 }
 
+/* The targets into @t: --for's; without it the directories of the
+ * selected components' files, one a filesystem (the set's volumes are
+ * those holding them, as VSS has it), or with no component every mounted
+ * volume.  Their number, or minus the exit code (said already). */
+static int targets(const struct cli_args *a, struct vss_requester *r, struct target *t)
+{
+	const char *fors[MAX_TARGETS];
+	json_t *vols = NULL;
+	char **paths;
+	size_t npaths;
+	dev_t devs[MAX_TARGETS];
+	int n = 0, rc;
+
+	if (!cli_has(a, "for") &&
+	    (rc = component_targets("exec", r, MAX_TARGETS, &paths, &npaths)))
+		return -rc;
+	if (cli_has(a, "for") || npaths == 0) {
+		if ((n = cli_targets(a, fors, MAX_TARGETS, &vols)) < 0)
+			return n;
+		for (int k = 0; k < n; k++) {
+			t[k].given = strdup(fors[k]);
+			t[k].abs = cli_target(fors[k]);
+		}
+		json_decref(vols);
+		return n;
+	}
+	for (size_t i = 0; i < npaths; i++) {
+		struct stat st;
+		bool have = false;
+
+		if (stat(paths[i], &st) < 0) {
+			rc = cli_error(EXIT_FAILED, "exec: %s: %s", cli_line(paths[i]),
+				       strerror(errno));
+			n = -rc;
+			break;
+		}
+		for (int k = 0; k < n; k++)
+			have |= devs[k] == st.st_dev;
+		if (have)
+			continue;
+		devs[n] = st.st_dev;
+		t[n].given = strdup(paths[i]);
+		t[n++].abs = strdup(paths[i]);
+	}
+	for (size_t i = 0; i < npaths; i++)
+		free(paths[i]);
+	free(paths);
+	return n;
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
@@ -174,12 +224,11 @@ int cmd_exec(int argc, char **argv)
 	};
 	static const char *const types[] = { "", "full", "incremental", "differential",
 					      "log", "copy" };
-	const char *fors[MAX_TARGETS], *excl[MAX_TARGETS];
+	const char *excl[MAX_TARGETS];
 	struct target t[MAX_TARGETS];
 	struct vss_requester *r = NULL;
 	struct vss_error err = { 0 };
 	struct cli_args a;
-	json_t *vols = NULL;
 	char **cmd, var[64];
 	const char *run_dir, *type, *set = "";
 	enum vss_backup_type bt = 0;
@@ -218,16 +267,7 @@ int cmd_exec(int argc, char **argv)
 	nex = cli_get_all(&a, "exclude-writer", excl, MAX_TARGETS);
 	memset(t, 0, sizeof(t));
 	run_dir = vss_client_run_dir(a.run_dir);
-	/* No --for: every mounted volume. */
-	if ((n = cli_targets(&a, fors, MAX_TARGETS, &vols)) < 0) {
-		status = -n;
-		n = 0;
-		goto out;
-	}
-	for (int k = 0; k < n; k++) {
-		t[k].given = strdup(fors[k]);
-		t[k].abs = cli_target(fors[k]);
-	}
+	n = 0;
 	/* The backup: the requester API's sequence (vss/requester.h). */
 	if ((rc = vss_requester_open(run_dir, &r, &err)) < 0) {
 		status = cli_error(EXIT_UNREACHABLE, "%s (is vssd running?)", err.msg);
@@ -248,6 +288,15 @@ int cmd_exec(int argc, char **argv)
 		rc = vss_requester_select_all_components(r, &err);
 	if (rc == 0 && cli_has(&a, "components"))
 		rc = load_components(r, cli_get(&a, "components"), &err);
+	if (rc < 0) {
+		status = step_failed(rc, &err);
+		goto out;
+	}
+	if ((n = targets(&a, r, t)) < 0) {
+		status = -n;
+		n = 0;
+		goto out;
+	}
 	if (rc == 0)
 		rc = vss_requester_start_snapshot_set(r, &err);
 	for (int k = 0; rc == 0 && k < n; k++)
@@ -357,6 +406,5 @@ out:
 		free(t[j].shadow_id);
 		free(t[j].device);
 	}
-	json_decref(vols);
 	return status;
 }

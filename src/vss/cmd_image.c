@@ -123,7 +123,8 @@ int cmd_image_create(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "to", 0, true }, { "for", 0, true }, { "type", 0, true }, { "image", 0, false },
-		{ "quiet", 'q', false }, { "no-writers", 0, false }, { NULL, 0, false },
+		{ "quiet", 'q', false }, { "no-writers", 0, false }, { "allow-live", 0, false },
+		{ NULL, 0, false },
 	};
 	const char *fors[MAX_VOLUMES];
 	struct vss_requester *req = NULL;
@@ -141,6 +142,17 @@ int cmd_image_create(int argc, char **argv)
 	    (rc = backup_type_arg(&a, "an image backup", false, &bt))) {
 		json_decref(done);
 		return rc;
+	}
+	/* A member read live is right for files (each file is read whole, at
+	 * one moment), not for an image: its blocks would be read at many
+	 * moments while the filesystem writes, and no bookmark would say what
+	 * the next incremental must read (doc/cli.md). */
+	if (cli_has(&a, "allow-live")) {
+		json_decref(done);
+		return cli_error(EXIT_USAGE, "backup create: --allow-live is for backups of files, "
+				 "not --image: a volume's blocks read live, while its filesystem "
+				 "writes, are not an image of one instant (it may not even mount), "
+				 "and nothing would track what the next incremental must read");
 	}
 	if ((n = cli_volumes(&a, fors, MAX_VOLUMES, &vols)) < 0) {
 		status = -n;

@@ -353,7 +353,8 @@ def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
     """A target whose provider fails at prepare (vss-cow refuses to freeze a
     filesystem holding another volume's backing file, as in test_fs.py):
     refused without --allow-live, read live with it, reported for that
-    member (a warning, JSON) and kept with the backup for `backup show`."""
+    member (a warning, JSON) and kept with the backup for `backup show` and
+    `backup list`."""
     mnt, repo = host_of_a_volume(vssd, "64M", 4 << 20), os.path.join(workdir, "repo")
     os.makedirs(os.path.join(mnt, "d"))
     with open(os.path.join(mnt, "d", "kept"), "w") as f:
@@ -394,6 +395,11 @@ def test_allow_live_reads_a_failing_member_live_and_says_so(vssd, workdir):
         b3 = json.loads(r.stdout)
         assert b3["live"][0] is None and "no provider can shadow it" in b3["live"][1]
         assert "vss: warning: %s: no provider can shadow it" % tmp in r.stderr, r.stderr
+        # backup list --json says it of each backup, as show does.
+        listed = vssd.json("backup", "list", "--in", repo)["backups"]
+        assert [(x["id"], x["sources"], x["live"]) for x in listed] == [
+            (b["id"], [mnt], b["live"]), (b2["id"], [mnt], [None]),
+            (b3["id"], [mnt, tmp], b3["live"])], listed
         assert vssd.shadows() == []
     finally:
         vssd.vss("volume", "delete", "inner", "--force", check=False)
@@ -435,3 +441,44 @@ def test_a_full_repository_fails_cleanly_and_the_next_backup_works(vssd, fsvol, 
     b = vssd.json("backup", "create", "--to", repo, "--for", fsvol)
     assert [x["id"] for x in vssd.json("backup", "list", "--in", repo)["backups"]] == [b["id"]]
     assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
+
+
+def test_a_full_destination_fails_a_restore_cleanly_and_the_next_works(vssd, fsvol, workdir):
+    """Restoring into a filesystem that fills: the restore fails naming the
+    destination and ENOSPC; each file is either the good one it replaces,
+    untouched, or the backup's, whole (written under a temporary name and
+    renamed), and no temporary file stays; once there is room the same
+    restore gives the backup's tree."""
+    names = ["f%02d" % i for i in range(12)]
+    for n in names:
+        with open(os.path.join(fsvol, n), "wb") as f:
+            f.write(os.urandom(256 << 10))
+    os.sync()
+    repo = os.path.join(workdir, "repo")
+    b = backup(vssd, repo, fsvol, "full")
+    want = tree_manifest(fsvol)
+    to = small_fs(workdir, "small", "2M")
+    dest = to + fsvol
+    os.makedirs(dest)
+    old = {}
+    for n in names:
+        old[n] = os.urandom(64 << 10)
+        with open(os.path.join(dest, n), "wb") as f:
+            f.write(old[n])
+    r = vssd.vss("restore", "--from", repo, b["id"], "--to", to, check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("vss: error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "the destination %s is full" % to in r.stderr, r.stderr
+    assert "No space left on device" in r.stderr, r.stderr
+    assert sorted(os.listdir(dest)) == names, os.listdir(dest)   # no temporary file
+    replaced = 0
+    for n in names:
+        with open(os.path.join(dest, n), "rb") as f:
+            got = f.read()
+        if got != old[n]:
+            assert hashlib.sha256(got).hexdigest() == want[n]["sha"], n + ": half-written"
+            replaced += 1
+    assert 0 < replaced < len(names), replaced
+    subprocess.run(["mount", "-o", "remount,size=64M", to], check=True)
+    vssd.vss("restore", "--from", repo, b["id"], "--to", to)
+    assert diff(tree_manifest(dest), want) == ""

@@ -283,6 +283,34 @@ def test_writer_refreshes_its_metadata_at_identify(vssd, mnt, workdir):
     assert "refreshed its metadata at identify" in vssd.log()
 
 
+def test_exec_without_for_takes_the_components_volumes(vssd, mnt, workdir):
+    """vss exec with no --for, as a requester should: the set holds the
+    volumes of the selected components' files (their directories are the
+    targets, one a filesystem), not every mounted volume; with no
+    component (--no-writers) every mounted volume."""
+    other = os.path.join(vssd.root, "other")
+    vssd.create_volume("other", "64M")
+    vssd.vss("volume", "mount", "other", other, "--mkfs", "ext4")
+    write(os.path.join(mnt, "a", "f"), b"a")
+    write(os.path.join(mnt, "b", "g"), b"b")
+    start(vssd, "w", "--set", "%s/a:*:%#x:r" % (mnt, ALL_REQ),
+          "--set", "%s/b:*:%#x:r" % (mnt, ALL_REQ))
+    out = os.path.join(workdir, "env")
+    show = "env | grep ^VSS_ | sort > %s; cat \"$VSS_SHADOW_TARGET_1/f\"" % out
+
+    def seen():
+        with open(out) as f:
+            return dict(line.rstrip("\n").split("=", 1) for line in f)
+
+    r = vssd.vss("exec", "--", "sh", "-c", show)
+    env = seen()
+    assert r.stdout == "a" and env["VSS_ORIGIN_PATH_1"] == os.path.join(mnt, "a"), env
+    assert "VSS_ORIGIN_PATH_2" not in env, env
+    vssd.vss("exec", "--no-writers", "--", "sh", "-c", "env | grep ^VSS_ | sort > " + out)
+    assert {seen()["VSS_ORIGIN_PATH_%d" % i] for i in (1, 2)} == {mnt, other}
+    assert vssd.shadows() == []
+
+
 def test_exclusive_writer_never_gets_a_mix(vssd, mnt, workdir):
     repo = os.path.join(workdir, "repo")
     write(os.path.join(mnt, "x", "f"), b"x")

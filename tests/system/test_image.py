@@ -72,6 +72,12 @@ def test_image_chain_tracking_restart_and_kill(vssd, workdir):
     write_blocks(dev, size, rng, 200)
     refs = {}
 
+    # An image read live is refused, saying why, and nothing is made.
+    r = vssd.vss("backup", "create", "--image", "--to", repo, "--for", "raw",
+                 "--no-writers", "--allow-live", check=False)
+    assert r.returncode == 2 and "not an image of one instant" in r.stderr, r.stderr
+    assert vssd.shadows() == [] and not os.path.exists(repo)
+
     full = image_backup(vssd, repo, "full")
     refs[full["id"]] = origin_hash(vssd, "raw")
     assert full["type"] == "full" and full["bytes_read"] == size
