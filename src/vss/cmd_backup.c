@@ -392,6 +392,10 @@ static int backup_create(int argc, char **argv)
 				n = 0;
 				goto out;
 			}
+			if ((status = cli_local_only(&a, fors, n))) {
+				n = 0;
+				goto out;
+			}
 			if ((rc = live_paths(&a, fors, n, src))) {
 				status = rc;
 				goto out;

@@ -224,6 +224,10 @@ int cmd_exec(int argc, char **argv)
 		n = 0;
 		goto out;
 	}
+	if ((status = cli_local_only(&a, fors, n))) {
+		n = 0;
+		goto out;
+	}
 	for (int k = 0; k < n; k++) {
 		t[k].given = strdup(fors[k]);
 		t[k].abs = cli_target(fors[k]);
