@@ -117,6 +117,13 @@ def test_one_window_across_hosts(daemon_factory):
     assert len(h.b.shadows()) == 3
     h.a.vss("delete", "shadows", "--all")
     assert h.a.shadows() == [] and h.b.shadows() == []
+    # A set that is not persistent goes with the coordinator's stop, on
+    # every host; a persistent one stays, listed on both.
+    h.create()
+    kept = json.loads(h.create("--persistent").stdout)
+    h.a.restart()
+    assert sorted(sh["id"] for sh in h.a.shadows()) == sorted(sh["id"] for sh in kept["shadows"])
+    assert [sh["id"] for sh in h.b.shadows()] == [kept["shadows"][1]["id"]]
 
 
 def test_a_peer_out_of_reach_keeps_its_member_listed(daemon_factory):
