@@ -392,7 +392,8 @@ static int backup_create(int argc, char **argv)
 				n = 0;
 				goto out;
 			}
-			if ((status = cli_local_only(&a, fors, n))) {
+			if ((rc = cli_local_only(&a, fors, n))) {
+				status = rc;
 				n = 0;
 				goto out;
 			}

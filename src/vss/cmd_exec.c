@@ -224,7 +224,8 @@ int cmd_exec(int argc, char **argv)
 		n = 0;
 		goto out;
 	}
-	if ((status = cli_local_only(&a, fors, n))) {
+	if ((rc = cli_local_only(&a, fors, n))) {
+		status = rc;
 		n = 0;
 		goto out;
 	}
