@@ -146,6 +146,24 @@ def test_a_peer_out_of_reach_keeps_its_member_listed(daemon_factory):
     assert h.a.shadows() == [] and h.b.shadows() == []
 
 
+def test_one_peer_failing_aborts_the_others(daemon_factory):
+    """Two peers: C refuses (no such volume) while B is prepared and waits
+    for the word to freeze: B is told to abort, and nothing is left
+    anywhere; then a set over all three hosts' targets but C's works."""
+    h = Hosts(daemon_factory)
+    c = daemon_factory("c", args=["--host-name", "hostc"])
+    with open(h.peers, "a") as f:
+        f.write("hostc %s\n" % os.path.join(c.run, "vssd.sock"))
+    r = h.a.vss("create", "shadow", "--for", h.mnt["a"], "--for", "hostb:data",
+                "--for", "hostc:nothing", check=False)
+    assert r.returncode == 1 and "host hostc: no volume named" in r.stderr, r.stderr
+    wait_log(h.b, "the coordinator (hosta) aborted the set")
+    assert h.a.shadows() == [] and h.b.shadows() == [] and c.shadows() == []
+    assert write_returns(os.path.join(h.mnt["b"], "after"), 3), "B still frozen"
+    s = json.loads(h.create().stdout)
+    assert len(s["shadows"]) == 2 and len(h.b.shadows()) == 1
+
+
 def test_peer_killed_inside_the_set(daemon_factory):
     """B dies while frozen: A's set fails at once, A is thawed, B's
     guardian thaws B, nothing is listed on either host."""
