@@ -29,7 +29,7 @@ import pytest
 from conftest import VSS, frame, recv_frame
 from test_deadlines import wait_for
 from test_fs import PAIR_WRITER, write_returns
-from test_writers import events, start_writer
+from test_writers import Client, events, start_writer
 
 NOBODY = 65534
 
@@ -144,6 +144,34 @@ def test_a_peer_out_of_reach_keeps_its_member_listed(daemon_factory):
     assert [sh["id"] for sh in h.b.shadows()] == [bid]
     h.a.vss("delete", "shadows", "--shadow", bid[:8])
     assert h.a.shadows() == [] and h.b.shadows() == []
+
+
+def test_a_backup_across_hosts(daemon_factory):
+    """A requester's backup whose set spans hosts: its other hosts' members
+    are in progress until backup.complete, and backup.abort or the
+    requester going away deletes them there too."""
+    h = Hosts(daemon_factory)
+
+    def begin(c):
+        assert c.call("backup.begin")["ok"] and c.call("backup.prepare")["ok"]
+        r = c.call("shadow.create", targets=[h.mnt["a"], "hostb:data"])
+        assert r["ok"], r
+        assert [sh["state"] for sh in h.a.shadows() if sh["host"]] == ["in-progress"]
+        assert len(h.b.shadows()) == 1
+
+    c = Client(h.a)
+    begin(c)
+    assert c.call("backup.abort")["ok"]
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    begin(c)
+    c.close()
+    assert wait_for(lambda: h.a.shadows() == [] and h.b.shadows() == [])
+    c = Client(h.a)
+    begin(c)
+    assert c.call("backup.complete")["ok"]
+    c.close()
+    assert [sh["state"] for sh in h.a.shadows() if sh["host"]] == ["remote"]
+    assert len(h.b.shadows()) == 1
 
 
 def test_one_peer_failing_aborts_the_others(daemon_factory):
