@@ -131,6 +131,7 @@
 #include "service/backup.h"
 #include "service/caller.h"
 #include "service/log.h"
+#include "service/peer.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/volumes.h"
@@ -609,6 +610,7 @@ static void delete_set(struct vss_service *svc, const char *set, const char *why
 		if (strcmp(sh->rec.set_id, set) == 0)
 			svc_shadow_remove(svc, sh, why);
 	}
+	svc_remotes_drop(svc, NULL, set, why);
 	svc_unlock(svc);
 }
 
@@ -839,6 +841,7 @@ static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
 		if (sh->owner == c && strcmp(sh->rec.set_id, set) == 0)
 			svc_shadow_remove(svc, sh, why);
 	}
+	svc_remotes_drop(svc, c, set, why);
 	svc_unlock(svc);
 }
 
@@ -993,6 +996,7 @@ int svc_backup_set_complete(struct vss_service *svc, struct conn *c, const char 
 			sh->owner = NULL;
 			(*n)++;
 		}
+	*n += svc_remotes_complete(svc, c, set);
 	svc_mutex_lock(&reg->lock);
 	if (*n == 0) {
 		/* Held past its deadline, vssd deleted it (and said why once). */
@@ -1517,7 +1521,8 @@ static void post_snapshot(struct vss_service *svc, struct svc_backup *b, json_t 
 /* shadow.create: with the caller's session (taken with hold, its set), or
  * with a session of its own for the length of the call. */
 static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
-			 struct svc_backup *b, json_t *args, json_t **res, struct vss_error *err)
+			 struct svc_backup *b, json_t *args, const struct svc_set_sync *sync,
+			 json_t **res, struct vss_error *err)
 {
 	struct conn *c = who->conn;
 	bool own = !b->owner, hold_set = false;
@@ -1566,7 +1571,7 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	backup_enter(svc, b, SVC_BACKUP_SNAP_COMMIT);
 	svc_lock(svc);
 	svc_refresh_mounts(svc);
-	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, &out, err);
+	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, sync, &out, err);
 	svc_unlock(svc);
 	if (rc < 0)
 		goto fail;
@@ -1640,6 +1645,13 @@ fail:
 int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who,
 				json_t *args, json_t **res, struct vss_error *err)
 {
+	return svc_backup_shadow_create_sync(svc, who, args, NULL, res, err);
+}
+
+int svc_backup_shadow_create_sync(struct vss_service *svc, const struct svc_caller *who,
+				  json_t *args, const struct svc_set_sync *sync, json_t **res,
+				  struct vss_error *err)
+{
 	struct conn *c = who->conn;
 	struct svc_backup *b = session_take(svc, c);
 	bool no_writers;
@@ -1648,6 +1660,12 @@ int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller
 
 	if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0)
 		goto out;
+	/* Another host's part of a set is a set of its own here, never a backup's. */
+	if (b && sync) {
+		rc = vss_error_set(err, -EBUSY, "this connection holds a backup: another "
+				   "host's set is taken on a connection of its own");
+		goto out;
+	}
 	if (b && (rc = backup_check(b->state, SVC_BACKUP_SNAP_PREPARE, "shadow.create",
 				    b->set_id, err)) < 0)
 		goto out;
@@ -1657,7 +1675,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller
 				svc_writer_enlist(svc, b->w[k], false);
 			b->nw = 0;
 		}
-		rc = shadow_create(svc, who, b, args, res, err);
+		rc = shadow_create(svc, who, b, args, NULL, res, err);
 		/* A failed set ended the backup (snapshot_fail). */
 		if (rc < 0)
 			return rc;
@@ -1679,7 +1697,7 @@ int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller
 		session_end(svc, b);
 		return rc;
 	}
-	return shadow_create(svc, who, b, args, res, err);
+	return shadow_create(svc, who, b, args, sync, res, err);
 out:
 	if (b)
 		session_put(svc, b);
@@ -1751,6 +1769,7 @@ static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
 		if (sh->owner == c && strcmp(sh->rec.set_id, b->set_id) == 0)
 			sh->owner = NULL;
+	svc_remotes_complete(svc, c, b->set_id);
 	svc_unlock(svc);
 	writers = writers_json(svc, b, false);
 	text = b->bcd ? json_dumps(b->bcd, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;

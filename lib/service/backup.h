@@ -15,6 +15,7 @@
 
 struct conn;
 struct svc_caller;
+struct svc_set_sync;
 struct vss_service;
 
 /*
@@ -87,6 +88,11 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 /* shadow.create with writers around the set (svc_shadow_create, under svc->lock). */
 int svc_op_backup_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 				json_t **res, struct vss_error *err);
+/* The same, for another host's part of a set (peer.c: peer.set), with the
+ * hooks @sync (set.h) that meet the coordinator at each step. */
+int svc_backup_shadow_create_sync(struct vss_service *svc, const struct svc_caller *who,
+				  json_t *args, const struct svc_set_sync *sync, json_t **res,
+				  struct vss_error *err);
 /* A restore with the writers of the backup (backup.c, "restores"): the
  * session is a backup's in all but its states; backup.abort, backup.status
  * and the deadlines are the same. */

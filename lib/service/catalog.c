@@ -1,13 +1,18 @@
 /*
  * service/catalog.c - the catalog in SQLite (see catalog.h).
  *
- * Schema, version 5 (PRAGMA user_version):
+ * Schema, version 6 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
  *           storage_explicit, max_diff [-1 = unbounded], created_ns,
  *           diff_id [hex uuid, "" unknown], note ["" none],   these two since 3
  *           gmt [0 or 1: shadows exposed for Samba])       since 4
  *   shadows(id PK, set_id, volume, target, created_ns, attrs,
- *           schedule [its schedule's ID, "" none])       schedule since 4
+ *           schedule [its schedule's ID, "" none],       schedule since 4
+ *           coordinator [the host that coordinated its set, "" this one])
+ *                                                       coordinator since 6
+ *   remote_shadows(host, id, set_id, target, volume, created_ns, attrs,
+ *                  PK(host, id))   another host's members of sets this
+ *                                  host coordinated (peer.h); since 6
  *   mounts(kind ["volume" | "shadow"], name [volume name | shadow ID],
  *          dir, options, fstype, PK(kind, name))      since version 2
  *   schedules(id PK, targets [JSON array], every_ns, at_min, days,
@@ -24,8 +29,11 @@
  * area's identity is learnt at its next open; 3 -> 4 adds the empty
  * schedules table, the shadows' schedule column, "": no shadow was
  * made by a schedule, and the volumes' gmt column, 0; 4 -> 5 adds the
- * empty exports table: nothing was exported as far as it knows).  A newer catalog is refused,
- * so that an older vssd never leaves rows it does not know about stale.
+ * empty exports table: nothing was exported as far as it knows; 5 -> 6
+ * adds the shadows' coordinator, "": every shadow so far was of this
+ * host's own sets, and the empty remote_shadows table).  A newer catalog
+ * is refused, so that an older vssd never leaves rows it does not know
+ * about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
  * survives a crash of vssd or of the machine.
  * Permissions: the catalog names every backing file, diff area and mount
@@ -47,7 +55,7 @@
 
 #include "service/catalog.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 struct vss_catalog {
 	sqlite3 *db;
@@ -111,7 +119,12 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		"CREATE TABLE IF NOT EXISTS shadows("
 		" id TEXT PRIMARY KEY, set_id TEXT NOT NULL, volume TEXT NOT NULL,"
 		" target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
-		" attrs INTEGER NOT NULL, schedule TEXT NOT NULL DEFAULT '');"
+		" attrs INTEGER NOT NULL, schedule TEXT NOT NULL DEFAULT '',"
+		" coordinator TEXT NOT NULL DEFAULT '');"
+		"CREATE TABLE IF NOT EXISTS remote_shadows("
+		" host TEXT NOT NULL, id TEXT NOT NULL, set_id TEXT NOT NULL,"
+		" target TEXT NOT NULL, volume TEXT NOT NULL, created_ns INTEGER NOT NULL,"
+		" attrs INTEGER NOT NULL, PRIMARY KEY(host, id));"
 		"CREATE TABLE IF NOT EXISTS mounts("
 		" kind TEXT NOT NULL, name TEXT NOT NULL, dir TEXT NOT NULL,"
 		" options TEXT NOT NULL, fstype TEXT NOT NULL, PRIMARY KEY(kind, name));"
@@ -128,7 +141,7 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		" kind TEXT NOT NULL, name TEXT NOT NULL, since TEXT NOT NULL,"
 		" socket TEXT NOT NULL, port INTEGER NOT NULL, owner INTEGER NOT NULL,"
 		" tls TEXT NOT NULL, PRIMARY KEY(kind, name));"
-		"PRAGMA user_version=5;";
+		"PRAGMA user_version=6;";
 	/* Version 1 and 2 volumes tables lack the columns of version 3. */
 	static const char *to3 =
 		"ALTER TABLE volumes ADD COLUMN diff_id TEXT NOT NULL DEFAULT '';"
@@ -137,6 +150,9 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 	static const char *to4 =
 		"ALTER TABLE shadows ADD COLUMN schedule TEXT NOT NULL DEFAULT '';"
 		"ALTER TABLE volumes ADD COLUMN gmt INTEGER NOT NULL DEFAULT 0;";
+	/* Shadows tables before version 6 lack the coordinator. */
+	static const char *to6 =
+		"ALTER TABLE shadows ADD COLUMN coordinator TEXT NOT NULL DEFAULT '';";
 	struct vss_catalog *c = calloc(1, sizeof(*c));
 	sqlite3_stmt *st;
 	int version = 0, rc;
@@ -174,6 +190,7 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 			goto fail;
 		if ((version >= 1 && version < 3 && (rc = exec(c, to3, err)) < 0) ||
 		    (version >= 1 && version < 4 && (rc = exec(c, to4, err)) < 0) ||
+		    (version >= 1 && version < 6 && (rc = exec(c, to6, err)) < 0) ||
 		    (rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -353,7 +370,8 @@ int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shado
 			   struct vss_error *err)
 {
 	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO shadows(id, set_id, volume, target,"
-				   " created_ns, attrs, schedule) VALUES(?,?,?,?,?,?,?)", err);
+				   " created_ns, attrs, schedule, coordinator)"
+				   " VALUES(?,?,?,?,?,?,?,?)", err);
 
 	if (!st)
 		return -EIO;
@@ -364,6 +382,7 @@ int vss_catalog_shadow_put(struct vss_catalog *c, const struct vss_catalog_shado
 	sqlite3_bind_int64(st, 5, (int64_t)s->created_ns);
 	sqlite3_bind_int64(st, 6, s->attrs);
 	sqlite3_bind_text(st, 7, s->schedule, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, s->coordinator, -1, SQLITE_STATIC);
 	return step_done(c, st, err, "saving a shadow");
 }
 
@@ -396,6 +415,7 @@ static int shadow_row(sqlite3_stmt *st, void *ctx)
 	sh.created_ns = (uint64_t)sqlite3_column_int64(st, 4);
 	sh.attrs = (uint32_t)sqlite3_column_int64(st, 5);
 	snprintf(sh.schedule, sizeof(sh.schedule), "%s", col_text(st, 6));
+	snprintf(sh.coordinator, sizeof(sh.coordinator), "%s", col_text(st, 7));
 	return e->fn(e->arg, &sh);
 }
 
@@ -405,9 +425,71 @@ int vss_catalog_shadow_each(struct vss_catalog *c,
 {
 	struct shadow_each e = { fn, arg };
 
-	return each_row(c, "SELECT id, set_id, volume, target, created_ns, attrs, schedule"
-			" FROM shadows ORDER BY created_ns", shadow_row, &e,
+	return each_row(c, "SELECT id, set_id, volume, target, created_ns, attrs, schedule,"
+			" coordinator FROM shadows ORDER BY created_ns", shadow_row, &e,
 			"reading the shadows", err);
+}
+
+int vss_catalog_remote_put(struct vss_catalog *c, const struct vss_catalog_remote *r,
+			   struct vss_error *err)
+{
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO remote_shadows(host, id, set_id,"
+				   " target, volume, created_ns, attrs) VALUES(?,?,?,?,?,?,?)", err);
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, r->host, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->set_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, r->target ? r->target : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, r->volume ? r->volume : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (int64_t)r->created_ns);
+	sqlite3_bind_int64(st, 7, r->attrs);
+	return step_done(c, st, err, "saving another host's shadow");
+}
+
+int vss_catalog_remote_delete(struct vss_catalog *c, const char *host, const char *id,
+			      struct vss_error *err)
+{
+	sqlite3_stmt *st = prepare(c, "DELETE FROM remote_shadows WHERE host = ? AND id = ?",
+				   err);
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	return step_done(c, st, err, "deleting another host's shadow");
+}
+
+struct remote_each {
+	int (*fn)(void *arg, const struct vss_catalog_remote *r);
+	void *arg;
+};
+
+static int remote_row(sqlite3_stmt *st, void *ctx)
+{
+	struct remote_each *e = ctx;
+	struct vss_catalog_remote r = { 0 };
+
+	snprintf(r.host, sizeof(r.host), "%s", col_text(st, 0));
+	snprintf(r.id, sizeof(r.id), "%s", col_text(st, 1));
+	snprintf(r.set_id, sizeof(r.set_id), "%s", col_text(st, 2));
+	r.target = (char *)col_text(st, 3);
+	r.volume = (char *)col_text(st, 4);
+	r.created_ns = (uint64_t)sqlite3_column_int64(st, 5);
+	r.attrs = (uint32_t)sqlite3_column_int64(st, 6);
+	return e->fn(e->arg, &r);
+}
+
+int vss_catalog_remote_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_remote *r),
+			    void *arg, struct vss_error *err)
+{
+	struct remote_each e = { fn, arg };
+
+	return each_row(c, "SELECT host, id, set_id, target, volume, created_ns, attrs"
+			" FROM remote_shadows ORDER BY created_ns, host, id", remote_row, &e,
+			"reading other hosts' shadows", err);
 }
 
 int vss_catalog_mount_put(struct vss_catalog *c, const struct vss_catalog_mount *m,

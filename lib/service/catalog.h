@@ -44,6 +44,8 @@ struct vss_catalog_volume {
 #define VSS_CATALOG_ATTR_LVM        0x10u  /* made by the LVM provider (volume "") */
 #define VSS_CATALOG_ATTR_RBD        0x20u  /* an RBD snapshot of an RBD volume (rbd/provider.c) */
 
+#define VSS_CATALOG_HOST_MAX 63   /* a host's name in a set that spans hosts */
+
 struct vss_catalog_shadow {
 	char id[37];
 	char set_id[37];
@@ -52,6 +54,23 @@ struct vss_catalog_shadow {
 	uint64_t created_ns;
 	uint32_t attrs;         /* VSS_CATALOG_ATTR_* */
 	char schedule[37];      /* the schedule that made it (its retention may delete it), or "" */
+	/* Its set spans hosts and was coordinated by this host (peer.h), or "". */
+	char coordinator[VSS_CATALOG_HOST_MAX + 1];
+};
+
+/*
+ * A member of a set this host coordinated that lives on another host (a
+ * peer, peer.h): what the coordinator knows of it, so that "list shadows"
+ * shows it and deleting the set deletes it there too.
+ */
+struct vss_catalog_remote {
+	char id[37];            /* its ID on that host */
+	char set_id[37];
+	char host[VSS_CATALOG_HOST_MAX + 1];   /* the peer's name (the peers file) */
+	char *target;           /* as the requester gave it, without the host */
+	char *volume;           /* what the peer said it is of (its volume or origin) */
+	uint64_t created_ns;
+	uint32_t attrs;         /* VSS_CATALOG_ATTR_PERSISTENT, _NO_WRITERS */
 };
 
 /* What vss mounted on the administrator's request: a volume ("vss volume
@@ -113,6 +132,18 @@ int vss_catalog_shadow_delete(struct vss_catalog *c, const char *id,
 			      struct vss_error *err);
 int vss_catalog_shadow_each(struct vss_catalog *c,
 			    int (*fn)(void *arg, const struct vss_catalog_shadow *s),
+			    void *arg, struct vss_error *err);
+
+/* Inserts or replaces the record of another host's member @r. */
+int vss_catalog_remote_put(struct vss_catalog *c, const struct vss_catalog_remote *r,
+			   struct vss_error *err);
+/* Deletes the record of member @id of host @host. */
+int vss_catalog_remote_delete(struct vss_catalog *c, const char *host, const char *id,
+			      struct vss_error *err);
+/* Calls @fn for every record of another host's member, oldest first; the
+ * record is valid during the call. */
+int vss_catalog_remote_each(struct vss_catalog *c,
+			    int (*fn)(void *arg, const struct vss_catalog_remote *r),
 			    void *arg, struct vss_error *err);
 
 /* Inserts or replaces the mount of @m's volume or shadow (one each). */

@@ -39,6 +39,7 @@
 #include "service/export.h"
 #include "service/gmt.h"
 #include "service/log.h"
+#include "service/peer.h"
 #include "service/schedule.h"
 #include "service/server.h"
 #include "service/service_i.h"
@@ -143,11 +144,19 @@ static const struct op {
 	{ "restore.prepare", svc_op_restore_prepare, SVC_ROLE_OPERATOR, true, NULL },
 	{ "restore.complete", svc_op_restore_complete, SVC_ROLE_OPERATOR, true, NULL },
 	{ "restore.abort", svc_op_backup_abort, SVC_ROLE_OPERATOR, true, NULL },
+	/* Another host's vssd coordinating a set across hosts (peer.h): it
+	 * reaches this socket through SSH, logged in as root. */
+	{ "peer.set", svc_op_peer_set, SVC_ROLE_ROOT, true, NULL },
 };
 
 void svc_conn_hand_off(struct conn *c, void *writer)
 {
 	c->writer = writer;
+}
+
+int svc_conn_fd(const struct conn *c)
+{
+	return c->fd;
 }
 
 /*
@@ -270,7 +279,11 @@ static json_t *handle(struct conn *c, json_t *msg)
 		return vss_proto_reply_error(id, -ENOSYS, err.msg);
 	}
 	if (c->who.role < op->need) {
-		if (op->need == SVC_ROLE_ROOT)
+		if (strncmp(op->name, "peer.", 5) == 0)
+			snprintf(err.msg, sizeof(err.msg), "permission denied: peer requests are "
+				 "taken only from root (another host's vssd, through an SSH login "
+				 "as root on this host: doc/peers.md)");
+		else if (op->need == SVC_ROLE_ROOT)
 			snprintf(err.msg, sizeof(err.msg), "permission denied: only root may do "
 				 "this (it chooses files, devices, mount points or options for vssd)");
 		else

@@ -18,5 +18,8 @@ int svc_server_start(struct vss_service *svc, const struct vss_service_config *c
 void svc_server_stop(struct vss_service *svc);
 /* writer.register succeeded: after its reply, hand the connection to @writer. */
 void svc_conn_hand_off(struct conn *c, void *writer);
+/* @c's socket, for a request that speaks more than one reply on it (peer.set:
+ * the steps of a set across hosts, peer.h), from its own handler only. */
+int svc_conn_fd(const struct conn *c);
 
 #endif

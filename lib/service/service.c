@@ -26,6 +26,7 @@
 #include "service/gmt.h"
 #include "service/guardian.h"
 #include "service/log.h"
+#include "service/peer.h"
 #include "service/restore.h"
 #include "service/schedule.h"
 #include "service/server.h"
@@ -529,6 +530,32 @@ static char *absolute(const char *dir)
 	return realpath(dir, real) ? strdup(real) : NULL;
 }
 
+/* This host's name as its peers know it: @given, or the first label of the
+ * system's host name (a peer checks it as peer_msg.h says). */
+static int host_name(struct vss_service *svc, const char *given, struct vss_error *err)
+{
+	char buf[256] = "";
+	size_t n;
+
+	if (given) {
+		if (!svc_peer_name_ok(given, strlen(given)))
+			return vss_error_set(err, -EINVAL, "the host name \"%s\" must be 1 to %d "
+					     "letters, digits, '.', '_' or '-', beginning with a "
+					     "letter or a digit", given, SVC_PEER_NAME_MAX);
+		snprintf(svc->host_name, sizeof(svc->host_name), "%s", given);
+		return 0;
+	}
+	if (gethostname(buf, sizeof(buf) - 1) < 0)
+		buf[0] = '\0';
+	n = strcspn(buf, ".");
+	if (!svc_peer_name_ok(buf, n))
+		snprintf(buf, sizeof(buf), "localhost");
+	else
+		buf[n] = '\0';
+	snprintf(svc->host_name, sizeof(svc->host_name), "%s", buf);
+	return 0;
+}
+
 int vss_service_open(const struct vss_service_config *cfg, struct vss_service **out,
 		     struct vss_error *err)
 {
@@ -570,10 +597,14 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	snprintf(path, sizeof(path), "%s/dev", svc->run_dir);
 	svc->dev_dir = strdup(path);
 	svc->operator_group = strdup(cfg->operator_group ? cfg->operator_group : "vss");
-	if (!svc->dev_dir || !svc->operator_group) {
+	svc->peers_path = strdup(cfg->peers_path ? cfg->peers_path : SVC_PEERS_PATH);
+	if (!svc->dev_dir || !svc->operator_group || !svc->peers_path) {
 		rc = vss_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	if ((rc = host_name(svc, cfg->host_name, err)) < 0)
+		goto fail;
+	svc->peer_timeout_ms = cfg->peer_timeout_ms ? cfg->peer_timeout_ms : SVC_PEER_TIMEOUT_MS;
 	if ((rc = take_lock(svc->state_dir, "state directory", &svc->state_lock_fd, err)) < 0 ||
 	    (rc = take_lock(svc->run_dir, "run directory", &svc->run_lock_fd, err)) < 0)
 		goto fail;
@@ -617,6 +648,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	rc = load_volumes(svc, err);
 	if (rc == 0)
 		rc = reconcile_shadows(svc, err);
+	if (rc == 0)
+		rc = svc_remotes_load(svc, err);
 	if (rc == 0) {
 		svc_providers_recover(svc);
 		svc_restore_run(svc, restore);
@@ -682,6 +715,8 @@ void vss_service_close(struct vss_service *svc)
 				"not persistent", sh->rec.id,
 				sh->vol ? sh->vol->rec.name : sh->rec.target);
 		}
+	/* Other hosts' members of sets that are not persistent go the same way. */
+	svc_remotes_close(svc);
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		svc_volume_wait_closed(svc, v);
 	svc_unlock(svc);
@@ -738,6 +773,7 @@ void vss_service_close(struct vss_service *svc)
 	free(svc->run_dir);
 	free(svc->dev_dir);
 	free(svc->operator_group);
+	free(svc->peers_path);
 	svc_writers_free(svc);
 	free(svc);
 }

@@ -49,6 +49,13 @@ struct vss_service_config {
 	 * may last.  0: the defaults (writers.h). */
 	unsigned int hold_lease_ms;
 	unsigned long long hold_max_ms;
+	/* Sets that span hosts (peer.h): the peers file (NULL: /etc/vss/peers.conf),
+	 * this host's name as its peers know it (NULL: the first label of
+	 * gethostname's), how long a peer may take to answer outside a freeze
+	 * (0: 30 s). */
+	const char *peers_path;
+	const char *host_name;
+	unsigned int peer_timeout_ms;
 	/* RBD volumes (provider/rbd): the cluster's ceph.conf (NULL: Ceph's
 	 * default search) and the client ID (NULL: "admin"). */
 	const char *ceph_conf;

@@ -52,6 +52,7 @@ struct svc_scheduler;
 struct vss_provider_ops;
 struct svc_freezer_ops;
 struct svc_rbd;
+struct svc_remote;
 
 /* An event of the engine, queued for the housekeeper (service.c). */
 struct svc_event {
@@ -96,6 +97,12 @@ struct vss_service {
 	struct svc_writer_registry *wreg;       /* writers.h */
 	struct svc_scheduler *sched;            /* schedule.h */
 	struct svc_rbd *rbd;                    /* provider/rbd/provider.h, or NULL */
+	/* Sets that span hosts (peer.h): */
+	char *peers_path;                       /* the peers file */
+	char host_name[64];                     /* this host's name, as its peers know it */
+	unsigned int peer_timeout_ms;           /* a peer's answer, before and after a freeze */
+	struct svc_remote *remotes;             /* svc->lock: other hosts' members of this
+	                                         * host's sets */
 };
 
 /* ---- service.c ---- */

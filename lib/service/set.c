@@ -38,6 +38,11 @@
  *   5. open the gates, resume what a failed commit left held, FITHAW in
  *      reverse order, release the guardian, lift the lowered dirty bound;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
+ * A set that spans hosts (p->sync: peer.h) meets the other hosts at each
+ * step (set.h, enum svc_set_step): after 1, before and after 2, before and
+ * after 4, before 5.  A step that fails (a peer failed, went away or did
+ * not answer in time) aborts the set here like a local failure, and the
+ * other hosts are told (sync->abort) so that they abort theirs.
  * With allow_live a member whose provider fails at prepare or commit is
  * read live instead (fall_back; after a failed commit, once the set is
  * thawed), the reply saying so for that member (m->fallback).
@@ -165,6 +170,13 @@ const struct svc_freezer_ops svc_freezer_fs = {
 };
 
 /* ---- the coordinator ---- */
+
+/* The meeting with the set's other hosts at @step, if the set spans hosts. */
+static int sync_step(const struct svc_set_params *p, const struct svc_set *set,
+		     enum svc_set_step step, int64_t deadline_ms, struct vss_error *err)
+{
+	return p->sync ? p->sync->step(p->sync->ctx, set, step, deadline_ms, err) : 0;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -440,6 +452,9 @@ static int adopt_members(struct vss_service *svc, struct svc_set *set,
 		if (m->volume)
 			snprintf(sh->rec.volume, sizeof(sh->rec.volume), "%s", m->volume);
 		sh->rec.created_ns = svc_now_ns();
+		if (p->sync && p->sync->coordinator)
+			snprintf(sh->rec.coordinator, sizeof(sh->rec.coordinator), "%s",
+				 p->sync->coordinator);
 		sh->rec.attrs = (p->persistent ? VSS_CATALOG_ATTR_PERSISTENT : 0) |
 				(p->no_writers ? VSS_CATALOG_ATTR_NO_WRITERS : 0) |
 				m->prov->catalog_attr;
@@ -467,19 +482,29 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	struct svc_set *set;
 	void *guard = NULL;
 	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
+	int64_t deadline_ms;
 	bool settled = false;
 	int rc, grc = 0;
 
 	svc_assert_locked(svc);
 	*out = NULL;
-	if (p->n == 0 || p->n > SVC_SET_MAX)
+	if (p->n > SVC_SET_MAX || (p->n == 0 && !p->sync))
 		return vss_error_set(err, -E2BIG, "a set holds 1 to %d targets", SVC_SET_MAX);
 	if (!(set = calloc(1, sizeof(*set))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	set->n = p->n;
-	uuid_generate_random(set->uuid);
+	if (p->sync && p->sync->set_id) {
+		if (svc_id_parse(p->sync->set_id, set->uuid) < 0) {
+			free(set);
+			return vss_error_set(err, -EINVAL, "\"%s\" is not a set ID",
+					     p->sync->set_id);
+		}
+	} else {
+		uuid_generate_random(set->uuid);
+	}
 	svc_id_str(set->uuid, set->id);
-	if ((rc = prepare_members(svc, set, p, dirs, err)) < 0)
+	if ((rc = prepare_members(svc, set, p, dirs, err)) < 0 ||
+	    (rc = sync_step(p, set, SVC_SET_PREPARED, 0, err)) < 0)
 		goto abort;
 	for (size_t i = 0; i < set->n; i++)
 		if (set->m[i].hold_dev)
@@ -489,13 +514,13 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	settled = set->nfreeze > 0 && svc->freezer->settle;
 	if (settled)
 		svc->freezer->settle(svc, dirs, set->nfreeze, true);
-	if (set->nfreeze > 0 || nheld > 0) {
-		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard,
-					      err)) < 0)
-			goto abort;
-		t_freeze = mono_ns();
+	if ((set->nfreeze > 0 || nheld > 0) &&
+	    (rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard, err)) < 0)
+		goto abort;
+	t_freeze = mono_ns();
+	deadline_ms = (int64_t)(t_freeze / 1000000u) + svc->freeze_limit_ms;
+	if ((rc = sync_step(p, set, SVC_SET_FREEZE, deadline_ms, err)) == 0)
 		rc = freeze_members(svc, set, err);
-	}
 	if (rc == 0)
 		rc = hold_members(svc, set, err);
 	if (rc == 0 && (set->nfreeze > 0 || nheld > 0) && svc->test_freeze_hold_ms) {
@@ -503,11 +528,15 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 			svc->test_freeze_hold_ms);
 		usleep(svc->test_freeze_hold_ms * 1000u);
 	}
+	if (rc == 0 && (rc = sync_step(p, set, SVC_SET_FROZEN, deadline_ms, err)) == 0)
+		rc = sync_step(p, set, SVC_SET_COMMIT, deadline_ms, err);
 	/* 3, 4: the set's instant */
 	t_gate = mono_ns();
 	if (rc == 0)
 		rc = commit_members(svc, set, p, failed, err);
 	t_open = mono_ns();
+	if (rc == 0 && (rc = sync_step(p, set, SVC_SET_COMMITTED, deadline_ms, err)) == 0)
+		rc = sync_step(p, set, SVC_SET_THAW, deadline_ms, err);
 	/* 5. resume and thaw, whatever happened */
 	unhold_members(svc, set);
 	thaw_members(svc, set);
@@ -518,8 +547,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	if (settled)
 		svc->freezer->settle(svc, dirs, set->nfreeze, false);
 	settled = false;
-	if (rc == 0 && (grc == -ETIMEDOUT ||
-			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms))
+	if (rc == 0 && (grc == -ETIMEDOUT || ((set->nfreeze > 0 || nheld > 0) &&
+			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms)))
 		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems stayed frozen longer than "
 				   "%u ms; the set was aborted", svc->freeze_limit_ms);
 	if (rc == 0)
@@ -549,6 +578,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		free(failed[i]);
 	return 0;
 abort:
+	if (p->sync && p->sync->abort)
+		p->sync->abort(p->sync->ctx, set, err->msg);
 	unhold_members(svc, set);
 	thaw_members(svc, set);
 	if (settled)

@@ -55,14 +55,51 @@ struct svc_freezer_ops {
 
 extern const struct svc_freezer_ops svc_freezer_fs;
 
+/*
+ * A set that spans hosts (peer.h): the steps at which the coordinator and
+ * each peer meet.  The coordinator's hook tells the peers to do what it is
+ * about to do itself (freeze, commit, thaw) and waits for them to have done
+ * it (prepared, frozen, committed); a peer's hook says what it has done and
+ * waits for the coordinator's word to go on.  So every host is frozen
+ * before any commits, and every host has committed before any thaws: each
+ * host's shadows lie inside one window in which all are frozen.
+ */
+enum svc_set_step {
+	SVC_SET_PREPARED,       /* every local member prepared; nothing frozen yet */
+	SVC_SET_FREEZE,         /* the guardian holds what is to freeze; about to freeze */
+	SVC_SET_FROZEN,         /* every local filesystem frozen, every hold held */
+	SVC_SET_COMMIT,         /* about to commit */
+	SVC_SET_COMMITTED,      /* every local member committed; still frozen */
+	SVC_SET_THAW,           /* about to thaw */
+};
+
+struct svc_set;
+
+struct svc_set_sync {
+	/* At @step of @set: 0 to go on, or a negative errno and why (the set
+	 * is aborted).  @deadline_ms (CLOCK_MONOTONIC, ms) is when this host's
+	 * freeze bound runs out, from SVC_SET_FREEZE on (0 before). */
+	int (*step)(void *ctx, const struct svc_set *set, enum svc_set_step step,
+		    int64_t deadline_ms, struct vss_error *err);
+	/* The set is being aborted (after a failed step or a local failure):
+	 * tells the other hosts, without waiting for them.  Optional. */
+	void (*abort)(void *ctx, const struct svc_set *set, const char *why);
+	void *ctx;
+	const char *set_id;             /* the set's ID (a peer: the coordinator's), or NULL */
+	const char *coordinator;        /* a peer: the coordinator's host name, recorded with
+	                                 * each shadow (catalog.h); else NULL */
+};
+
 /* What a set is asked for, as the handler read it. */
 struct svc_set_params {
 	const char *const *targets;      /* as the requester sees them (svc_caller_path) */
-	size_t n;                        /* 1 to SVC_SET_MAX */
+	size_t n;                        /* 1 to SVC_SET_MAX (0 with @sync: every target
+	                                  * is another host's) */
 	const char *provider;            /* forced for every target, or NULL */
 	bool persistent, no_writers, allow_live;
 	struct conn *owner;              /* held by this connection (shadows in progress
 	                                  * until it completes the set), or NULL */
+	const struct svc_set_sync *sync; /* a set that spans hosts (above), or NULL */
 };
 
 /* A set that was taken: its shadows are in the service's list. */
@@ -86,6 +123,8 @@ struct svc_set {
  *   4. every member's provider commits: the set's single instant;
  *   5. open the gates, FITHAW in reverse order, release the guardian;
  *   6. adopt: each member becomes a listed shadow with its catalog row.
+ * With p->sync, its step is called at each step of svc_set_step (a set
+ * across hosts: peer.h); a step that fails aborts the set like any failure.
  * Any failure, before 6 or in it, aborts the set: every member prepared is
  * aborted (its shadow, if taken, deleted), every shadow adopted removed,
  * and nothing is left frozen or gated.  A freeze that lasted past

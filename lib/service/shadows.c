@@ -25,6 +25,7 @@
 #include "service/export.h"
 #include "service/gmt.h"
 #include "service/log.h"
+#include "service/peer.h"
 #include "service/service_i.h"
 #include "service/set.h"
 #include "service/shadows.h"
@@ -155,40 +156,125 @@ void svc_shadow_remove(struct vss_service *svc, struct svc_shadow *sh, const cha
 	free(sh);
 }
 
-/* Finds the shadow (or, with @set, the set) a prefix of at least 8 characters names. */
-static int resolve_prefix(struct vss_service *svc, const char *prefix, bool set,
+/* @cand counts for the prefix @prefix (@n bytes): *@found is the one it
+ * names, or -EINVAL if it names two. */
+static int match_prefix(const char *cand, const char *prefix, size_t n, const char **found,
+			const char *what, struct vss_error *err)
+{
+	if (strncasecmp(cand, prefix, n) != 0)
+		return 0;
+	if (*found && strcmp(*found, cand) != 0)
+		return vss_error_set(err, -EINVAL, "%s ID prefix %s is ambiguous", what, prefix);
+	*found = cand;
+	return 0;
+}
+
+/* Finds the shadow (or, with @set, the set) a prefix of at least 8
+ * characters names; with @remote, other hosts' members of this host's sets
+ * count too. */
+static int resolve_prefix(struct vss_service *svc, const char *prefix, bool set, bool remote,
 			  char out[37], struct vss_error *err)
 {
 	const char *what = set ? "shadow copy set" : "shadow copy";
 	const char *found = NULL;
 	size_t n = strlen(prefix);
+	int rc = 0;
 
 	if (n < 8 || n > 36)
 		return vss_error_set(err, -EINVAL, "\"%s\" is not a %s ID or a prefix of at "
 				     "least 8 characters", prefix, what);
-	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
-		const char *cand = set ? sh->rec.set_id : sh->rec.id;
-
-		if (strncasecmp(cand, prefix, n) != 0)
-			continue;
-		if (found && strcmp(found, cand) != 0)
-			return vss_error_set(err, -EINVAL, "%s ID prefix %s is ambiguous", what,
-					     prefix);
-		found = cand;
-	}
+	for (struct svc_shadow *sh = svc->shadows; sh && rc == 0; sh = sh->next)
+		rc = match_prefix(set ? sh->rec.set_id : sh->rec.id, prefix, n, &found, what, err);
+	/* Other hosts' members: a set of remote ones only, or one to delete. */
+	for (struct svc_remote *r = remote ? svc->remotes : NULL; r && rc == 0; r = r->next)
+		rc = match_prefix(set ? r->rec.set_id : r->rec.id, prefix, n, &found, what, err);
+	if (rc < 0)
+		return rc;
 	if (!found)
 		return vss_error_set(err, -ENOENT, "no %s %s", what, prefix);
 	memcpy(out, found, 37);
 	return 0;
 }
 
-int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-		      struct conn *owner, json_t **res, struct vss_error *err)
+/*
+ * The targets of shadow.create: this host's as @who sees them (@seen, also
+ * in @list, *@n of them), other hosts' (HOST:TARGET) into *@ps, made when
+ * there is one: root's only, and never on a host that is itself another's
+ * part of a set (@peer).
+ */
+static int read_targets(struct vss_service *svc, const struct svc_caller *who, json_t *targets,
+			bool peer, char **seen, const char **list, size_t *n_local,
+			struct svc_peer_set **ps, struct vss_error *err)
 {
-	json_t *targets = json_object_get(args, "targets"), *out, *warnings;
+	size_t n = json_array_size(targets);
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char *t = json_string_value(json_array_get(targets, i)), *rest;
+		char host[SVC_PEER_NAME_MAX + 1];
+
+		if (!t || !*t)
+			return vss_error_set(err, -EINVAL, "argument \"targets\" must be a "
+					     "non-empty array of strings");
+		if (!svc_peer_target_split(t, host, &rest)) {
+			rc = svc_caller_path(who, t, &seen[*n_local], err);
+			list[*n_local] = seen[*n_local];
+			(*n_local)++;
+			continue;
+		}
+		if (peer)
+			return vss_error_set(err, -EINVAL, "%s: another host's target in a set "
+					     "this host takes for a coordinator", t);
+		if (!who || who->role < SVC_ROLE_ROOT)
+			return vss_error_set(err, -EACCES, "permission denied: only root may take "
+					     "a set with another host's targets (%s)", t);
+		if (!*ps && (rc = svc_peer_set_new(svc, ps, err)) < 0)
+			return rc;
+		rc = svc_peer_set_add(*ps, t, err);
+	}
+	return rc;
+}
+
+/* The reply's shadows in the order of @targets: this host's from @set,
+ * the others' from @remote (each matched by its "target", as given). */
+static json_t *in_order(json_t *targets, json_t *local, json_t *remote)
+{
+	json_t *out = json_array();
+	size_t next = 0;
+	char host[SVC_PEER_NAME_MAX + 1];
+	const char *rest;
+
+	for (size_t i = 0; i < json_array_size(targets); i++) {
+		const char *t = json_string_value(json_array_get(targets, i));
+
+		if (!svc_peer_target_split(t, host, &rest)) {
+			json_array_append(out, json_array_get(local, next++));
+			continue;
+		}
+		for (size_t k = 0; k < json_array_size(remote); k++) {
+			json_t *sh = json_array_get(remote, k);
+
+			if (strcmp(json_string_value(json_object_get(sh, "target")), t) == 0) {
+				json_array_append(out, sh);
+				json_array_remove(remote, k);
+				break;
+			}
+		}
+	}
+	json_decref(local);
+	json_decref(remote);
+	return out;
+}
+
+int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
+		      struct conn *owner, const struct svc_set_sync *sync, json_t **res,
+		      struct vss_error *err)
+{
+	json_t *targets = json_object_get(args, "targets"), *out, *warnings, *remote;
 	const char *seen_targets[SVC_SET_MAX];
 	char *seen[SVC_SET_MAX] = { NULL };     /* the targets as the caller sees them */
-	struct svc_set_params p = { .targets = seen_targets, .owner = owner };
+	struct svc_set_params p = { .targets = seen_targets, .owner = owner, .sync = sync };
+	struct svc_peer_set *ps = NULL;          /* other hosts' targets */
 	struct svc_set *set = NULL;
 	int rc;
 
@@ -204,23 +290,24 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 	if (!json_is_array(targets) || json_array_size(targets) == 0)
 		return vss_error_set(err, -EINVAL, "argument \"targets\" must be a non-empty "
 				     "array of strings");
-	p.n = json_array_size(targets);
-	if (p.n > SVC_SET_MAX)
+	if (json_array_size(targets) > SVC_SET_MAX)
 		return vss_error_set(err, -E2BIG, "a set holds at most %d targets", SVC_SET_MAX);
-	for (size_t i = 0; i < p.n && rc == 0; i++) {
-		const char *t = json_string_value(json_array_get(targets, i));
-
-		if (!t || !*t)
-			rc = vss_error_set(err, -EINVAL, "argument \"targets\" must be a "
-					   "non-empty array of strings");
-		else
-			rc = svc_caller_path(who, t, &seen[i], err);
-		seen_targets[i] = seen[i];
-	}
+	rc = read_targets(svc, who, targets, sync != NULL, seen, seen_targets, &p.n, &ps, err);
+	if (rc == 0 && ps)
+		p.sync = svc_peer_set_sync(ps, p.persistent, p.no_writers);
 	if (rc == 0)
 		rc = svc_set_take(svc, &p, &set, err);
 	if (rc < 0)
 		goto out;
+	remote = json_array();
+	if (ps && (rc = svc_peer_set_finish(ps, set, owner, remote, err)) < 0) {
+		for (size_t i = 0; i < set->n; i++)
+			svc_shadow_remove(svc, set->shadows[i], "its set failed on another host");
+		vss_log("set %s aborted: %s", set->id, err->msg);
+		json_decref(remote);
+		svc_set_free(set);
+		goto out;
+	}
 	out = json_array();
 	warnings = json_array();
 	for (size_t i = 0; i < set->n; i++) {
@@ -246,11 +333,13 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 	}
 	*res = json_pack("{s:s, s:f, s:f, s:o, s:o, s:b}", "set", set->id,
 			 "frozen_ms", set->frozen_ms, "held_ms", set->held_ms,
-			 "shadows", out, "warnings", warnings, "complete", !owner);
+			 "shadows", in_order(targets, out, remote), "warnings", warnings,
+			 "complete", !owner);
 	svc_set_free(set);
 	if (!owner)
 		svc_gmt_sync(svc);
 out:
+	svc_peer_set_free(ps);
 	for (size_t i = 0; i < p.n && i < SVC_SET_MAX; i++)
 		free(seen[i]);
 	return rc;
@@ -277,6 +366,7 @@ bool svc_conn_holds_set(struct vss_service *svc, struct conn *c)
 	svc_lock(svc);
 	for (struct svc_shadow *sh = svc->shadows; sh && !held; sh = sh->next)
 		held = sh->owner == c;
+	held = held || svc_remotes_held_by(svc, c);
 	svc_unlock(svc);
 	return held;
 }
@@ -290,6 +380,7 @@ void svc_conn_gone(struct vss_service *svc, struct conn *c)
 			svc_shadow_remove(svc, sh, "its requester went away before the set "
 					  "was complete");
 	}
+	svc_remotes_drop(svc, c, NULL, "its requester went away before the set was complete");
 	svc_unlock(svc);
 }
 
@@ -332,7 +423,7 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 	else
 		state = "valid";
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o,"
-			 " s:o}",
+			 " s:o, s:n, s:o}",
 			 "id", sh->rec.id, "set", sh->rec.set_id,
 			 "volume", shadow_origin(sh), "target", sh->rec.target,
 			 "created", created, "created_ns", (json_int_t)info->created_ns,
@@ -345,7 +436,9 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 			 "seq", (int)info->seq,
 			 "exposed", sh->expose_dir ? json_string(sh->expose_dir) : json_null(),
 			 "schedule", *sh->rec.schedule ? json_string(sh->rec.schedule)
-							: json_null());
+							: json_null(),
+			 "host", "coordinator", *sh->rec.coordinator
+			 ? json_string(sh->rec.coordinator) : json_null());
 }
 
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
@@ -416,6 +509,19 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 		items[count].seq = 0;
 		items[count++].obj = shadow_json(svc, sh, &info);
 	}
+	/* Other hosts' members of this host's sets: as recorded here. */
+	for (struct svc_remote *r = svc->remotes; r && !target; r = r->next) {
+		if (set && strncasecmp(r->rec.set_id, set, strlen(set)) != 0)
+			continue;
+		if (!(bigger = svc_grow(items, &cap, count, sizeof(*items)))) {
+			rc = vss_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		items = bigger;
+		items[count].created_ns = r->rec.created_ns;
+		items[count].seq = 0;
+		items[count++].obj = svc_remote_json(r);
+	}
 	free(only_mount);
 	if (count > 1)
 		qsort(items, count, sizeof(*items), cmp_listed);
@@ -433,6 +539,23 @@ fail:
 	return rc;
 }
 
+/* Deletes another host's member @r there: 1, or 0 with why in @kept. */
+static int delete_remote(struct vss_service *svc, struct svc_remote *r, const char *why,
+			 json_t *kept)
+{
+	struct vss_error e;
+	char id[37], host[SVC_PEER_NAME_MAX + 1];
+
+	memcpy(id, r->rec.id, sizeof(id));
+	snprintf(host, sizeof(host), "%s", r->rec.host);
+	if (svc_remote_delete(svc, r, why, &e) == 0)
+		return 1;
+	vss_log("%s", e.msg);
+	json_array_append_new(kept, json_pack("{s:s, s:s, s:s, s:s}", "id", id, "host", host,
+					      "set", r->rec.set_id, "why", e.msg));
+	return 0;
+}
+
 int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
@@ -440,6 +563,8 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 	bool oldest, all;
 	struct svc_volume *vol = NULL;
 	char full[37], *mount = NULL;
+	json_t *kept, *warnings, *k;
+	size_t i;
 	int rc, modes, n = 0;
 
 	if ((rc = svc_arg_str(args, "shadow", false, &id, err)) < 0 ||
@@ -454,20 +579,35 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 				     "for with oldest or all, or all");
 	if (target && (rc = resolve_for(svc, who, target, &vol, &mount, err)) < 0)
 		return rc;
+	kept = json_array();
 	if (id) {
-		if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
+		if ((rc = resolve_prefix(svc, id, false, true, full, err)) < 0) {
+			json_decref(kept);
 			return rc;
-		svc_shadow_remove(svc, svc_shadow_find(svc, full), "deleted on request");
-		n = 1;
+		}
+		if (svc_shadow_find(svc, full)) {
+			svc_shadow_remove(svc, svc_shadow_find(svc, full), "deleted on request");
+			n = 1;
+		} else {
+			n = delete_remote(svc, svc_remote_find(svc, full), "deleted on request",
+					  kept);
+		}
 	} else if (set) {
-		if ((rc = resolve_prefix(svc, set, true, full, err)) < 0)
+		if ((rc = resolve_prefix(svc, set, true, true, full, err)) < 0) {
+			json_decref(kept);
 			return rc;
+		}
 		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 			next = sh->next;
 			if (strcmp(sh->rec.set_id, full) == 0) {
 				svc_shadow_remove(svc, sh, "deleted on request (its set)");
 				n++;
 			}
+		}
+		for (struct svc_remote *r = svc->remotes, *next; r; r = next) {
+			next = r->next;
+			if (strcmp(r->rec.set_id, full) == 0)
+				n += delete_remote(svc, r, "deleted on request (its set)", kept);
 		}
 	} else {
 		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
@@ -480,9 +620,17 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 			if (oldest)
 				break;
 		}
+		/* --all: what "list shadows" shows, other hosts' members too. */
+		for (struct svc_remote *r = svc->remotes, *next; r && !target; r = next) {
+			next = r->next;
+			n += delete_remote(svc, r, "deleted on request", kept);
+		}
 	}
 	free(mount);
-	*res = json_pack("{s:i}", "deleted", n);
+	warnings = json_array();
+	json_array_foreach(kept, i, k)
+		json_array_append(warnings, json_object_get(k, "why"));
+	*res = json_pack("{s:i, s:o, s:o}", "deleted", n, "kept", kept, "warnings", warnings);
 	return 0;
 }
 
@@ -604,7 +752,7 @@ int svc_op_shadow_expose(struct vss_service *svc, const struct svc_caller *who, 
 	if (exec && who && who->uid != 0)
 		return vss_error_set(err, -EACCES, "permission denied: only root may expose "
 				     "a shadow with its programs allowed to run (exec)");
-	if ((rc = resolve_prefix(svc, id, false, full, err)) < 0)
+	if ((rc = resolve_prefix(svc, id, false, false, full, err)) < 0)
 		return rc;
 	sh = svc_shadow_find(svc, full);
 	/* vssd's own, for reading versions: the request takes its place. */
@@ -704,7 +852,7 @@ int svc_op_shadow_unexpose(struct vss_service *svc, const struct svc_caller *who
 int svc_shadow_resolve(struct vss_service *svc, const char *prefix, char out[37],
 		       struct vss_error *err)
 {
-	return resolve_prefix(svc, prefix, false, out, err);
+	return resolve_prefix(svc, prefix, false, false, out, err);
 }
 
 int svc_shadow_check_reach(const struct svc_caller *who, const struct svc_shadow *sh,

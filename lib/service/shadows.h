@@ -19,6 +19,7 @@
 
 struct conn;
 struct svc_caller;
+struct svc_set_sync;
 struct svc_volume;
 struct vss_provider_ops;
 struct vss_service;
@@ -81,10 +82,13 @@ void svc_conn_gone(struct vss_service *svc, struct conn *c);
  * shadow.create's set (svc->lock held): reads @args (targets, persistent,
  * no_writers, allow_live, provider) with the targets as @who sees them,
  * takes the set (set.h), held by @owner until it completes it (NULL:
- * complete at once), and replies in *@res.
+ * complete at once), and replies in *@res.  Targets HOST:TARGET are other
+ * hosts' (peer.h: root's only); with @sync this host is itself another
+ * host's part of a set (peer.set), which takes none.
  */
 int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-		      struct conn *owner, json_t **res, struct vss_error *err);
+		      struct conn *owner, const struct svc_set_sync *sync, json_t **res,
+		      struct vss_error *err);
 int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,

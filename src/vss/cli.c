@@ -2,6 +2,7 @@
  * vss/cli.c - argument parsing, daemon calls and printing for the commands
  * (see cli.h).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -187,8 +188,35 @@ char *cli_abs_path(const char *path)
 	return cli_mount_point(path);
 }
 
+bool cli_remote_target(const char *target)
+{
+	size_t n = strcspn(target, ":/");
+
+	/* HOST:TARGET: HOST as vssd takes a host's name (doc/peers.md). */
+	if (target[n] != ':' || !target[n + 1] || n == 0 || n > 63 ||
+	    !isalnum((unsigned char)target[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)target[i]) && !strchr("._-", target[i]))
+			return false;
+	return true;
+}
+
+int cli_local_only(const struct cli_args *a, const char *const *fors, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (cli_remote_target(fors[k]))
+			return cli_error(EXIT_USAGE, "%s: %s is another host's target: %s reads "
+					 "this host's shadows only (sets across hosts: vss create "
+					 "shadow --for HOST:TARGET; doc/peers.md)", a->cmd, fors[k],
+					 a->cmd);
+	return 0;
+}
+
 char *cli_target(const char *target)
 {
+	if (cli_remote_target(target))
+		return strdup(target);
 	if (strchr(target, '/') || strcmp(target, ".") == 0 || strcmp(target, "..") == 0)
 		return cli_abs_path(target);
 	return strdup(target);

@@ -65,8 +65,14 @@ char *cli_abs_path(const char *path);
  * any symlink in it: a mount point, which vssd refuses to reach through a
  * symlink (malloc'd). */
 char *cli_mount_point(const char *path);
-/* A target: a volume name stays as it is, anything path-like becomes absolute. */
+/* A target: a volume name and another host's HOST:TARGET stay as they are,
+ * anything path-like becomes absolute. */
 char *cli_target(const char *target);
+/* Whether @target is HOST:TARGET, another host's (doc/peers.md). */
+bool cli_remote_target(const char *target);
+/* 0, or EXIT_USAGE after saying why, if one of @fors is another host's:
+ * for commands that read the shadows here (exec, backup create). */
+int cli_local_only(const struct cli_args *a, const char *const *fors, int n);
 /* The --for TARGETs given, or every mounted volume's mount point: how many
  * (at most @max; *@vols holds the strings of the latter, the caller frees
  * it), or minus the exit code after printing why there are none. */

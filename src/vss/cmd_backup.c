@@ -384,6 +384,11 @@ static int backup_create(int argc, char **argv)
 				n = 0;
 				goto out;
 			}
+			if ((rc = cli_local_only(&a, fors, n))) {
+				status = rc;
+				n = 0;
+				goto out;
+			}
 			if ((rc = live_paths(&a, fors, n, src))) {
 				status = rc;
 				goto out;

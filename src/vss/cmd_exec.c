@@ -182,6 +182,10 @@ static int targets(const struct cli_args *a, struct vss_requester *r, struct tar
 	if (cli_has(a, "for") || npaths == 0) {
 		if ((n = cli_targets(a, fors, MAX_TARGETS, &vols)) < 0)
 			return n;
+		if ((rc = cli_local_only(a, fors, n))) {
+			json_decref(vols);
+			return -rc;
+		}
 		for (int k = 0; k < n; k++) {
 			t[k].given = strdup(fors[k]);
 			t[k].abs = cli_target(fors[k]);

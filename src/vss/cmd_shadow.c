@@ -85,10 +85,15 @@ int cmd_shadow_create(int argc, char **argv)
 		cli_print_json(res);
 	} else {
 		printf("%s\n", json_string_value(json_object_get(res, "set")));
-		json_array_foreach(json_object_get(res, "shadows"), i, sh)
-			printf("%s %s %s\n", cli_line(json_string_value(json_object_get(sh, "id"))),
+		json_array_foreach(json_object_get(res, "shadows"), i, sh) {
+			const char *host = json_string_value(json_object_get(sh, "host"));
+
+			printf("%s %s %s%s%s\n",
+			       cli_line(json_string_value(json_object_get(sh, "id"))),
 			       cli_line(json_string_value(json_object_get(sh, "target"))),
+			       host ? cli_line(host) : "", host ? ":" : "",
 			       cli_line(json_string_value(json_object_get(sh, "device"))));
+		}
 	}
 	json_decref(res);
 	return 0;
@@ -122,8 +127,8 @@ int cmd_shadow_list(int argc, char **argv)
 		struct cli_table *t = cli_table_new(8, hdr);
 
 		json_array_foreach(json_object_get(res, "shadows"), i, sh) {
-			char diff[32], attrs[256] = "";
-			const char *row[8];
+			char diff[32], attrs[256] = "", volume[512];
+			const char *row[8], *host = json_string_value(json_object_get(sh, "host"));
 			json_t *w;
 			size_t k;
 
@@ -136,7 +141,10 @@ int cmd_shadow_list(int argc, char **argv)
 				  diff);
 			row[0] = json_string_value(json_object_get(sh, "id"));
 			row[1] = json_string_value(json_object_get(sh, "set"));
-			row[2] = json_string_value(json_object_get(sh, "volume"));
+			/* Another host's member of a set this host coordinated. */
+			snprintf(volume, sizeof(volume), "%s%s%s", host ? host : "", host ? ":" : "",
+				 json_string_value(json_object_get(sh, "volume")));
+			row[2] = volume;
 			row[3] = json_string_value(json_object_get(sh, "created"));
 			row[4] = json_string_value(json_object_get(sh, "state"));
 			row[5] = diff;
@@ -185,8 +193,11 @@ int cmd_shadow_delete(int argc, char **argv)
 		cli_print_json(res);
 	else if (!cli_has(&a, "quiet"))
 		printf("Deleted %lld shadow cop%s.\n", n, n == 1 ? "y" : "ies");
+	/* Other hosts' members that could not be deleted there (each said why
+	 * as a warning) stay listed: not done. */
+	rc = json_array_size(json_object_get(res, "kept")) ? EXIT_FAILED : 0;
 	json_decref(res);
-	return 0;
+	return rc;
 }
 
 /* vss expose --gmt VOLUME, vss unexpose --gmt VOLUME: the volume's

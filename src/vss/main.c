@@ -86,6 +86,7 @@ static void usage(FILE *f)
 	      "and --json (vssd's answer as one JSON document; exec ignores it).\n"
 	      "Sizes: bytes or K, M, G, T (powers of 1024); shadow storage also takes\n"
 	      "UNBOUNDED and N% of the volume.  IDs: a unique prefix of 8 or more.\n"
+	      "create shadow also takes HOST:TARGET, another host's (root; doc/peers.md).\n"
 	      "Roles: root; operator (a member of vssd's operator group, by default\n"
 	      "vss); anyone (any user who can reach the socket).\n"
 	      "Exit codes: 0 success, 1 failed, 2 usage error, 3 vssd not reachable;\n"

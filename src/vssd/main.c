@@ -14,6 +14,7 @@
 #include <vss/client.h>
 #include <vss/version.h>
 
+#include "service/peer.h"
 #include "service/service.h"
 
 static void usage(FILE *f)
@@ -23,6 +24,7 @@ static void usage(FILE *f)
 		"            [--reserved-connections N] [--idle-timeout SECONDS]\n"
 		"            [--frame-timeout SECONDS] [--hold-lease SECONDS] [--hold-max SECONDS]\n"
 		"            [--ceph-conf FILE] [--ceph-id ID]\n"
+		"            [--peers FILE] [--host-name NAME] [--peer-timeout SECONDS]\n"
 		"  --state-dir DIR         catalog, volume backing files, diff areas "
 		"(default $VSS_STATE_DIR or %s)\n"
 		"  --run-dir DIR           socket, devices (default $VSS_RUN_DIR or %s)\n"
@@ -55,6 +57,13 @@ static void usage(FILE *f)
 		"  --ceph-conf FILE        the Ceph cluster's config, an absolute path "
 		"(default: Ceph's)\n"
 		"  --ceph-id ID            the Ceph client ID (default admin)\n"
+		"Sets across hosts (doc/peers.md):\n"
+		"  --peers FILE            the other hosts and the sockets that reach their vssd\n"
+		"                          (default %s)\n"
+		"  --host-name NAME        this host's name as its peers know it (default: the\n"
+		"                          first label of the system's host name)\n"
+		"  --peer-timeout SECONDS  how long another host may take to answer, but inside\n"
+		"                          a freeze, where the freeze bound counts (default %g)\n"
 		"  -h, --help              print this and exit\n"
 		"  --version               print the version and exit\n"
 		"Stays in the foreground and logs to standard error; SIGTERM or SIGINT stops\n"
@@ -63,7 +72,8 @@ static void usage(FILE *f)
 		VSS_DEFAULT_STATE_DIR, VSS_DEFAULT_RUN_DIR, VSS_SERVICE_MAX_CONNS,
 		VSS_SERVICE_MAX_CONNS_PER_USER, VSS_SERVICE_RESERVED_CONNS,
 		VSS_SERVICE_IDLE_TIMEOUT_MS / 1000.0, VSS_SERVICE_FRAME_TIMEOUT_MS / 1000.0,
-		VSS_HOLD_LEASE_MS / 1000u, VSS_HOLD_MAX_MS / 1000ull);
+		VSS_HOLD_LEASE_MS / 1000u, VSS_HOLD_MAX_MS / 1000ull, SVC_PEERS_PATH,
+		SVC_PEER_TIMEOUT_MS / 1000.0);
 }
 
 /* A count from 1 to 65536: 0 if @s is not one. */
@@ -118,6 +128,9 @@ int main(int argc, char **argv)
 		{ "hold-max", required_argument, NULL, 'm' },
 		{ "ceph-conf", required_argument, NULL, 'c' },
 		{ "ceph-id", required_argument, NULL, 'i' },
+		{ "peers", required_argument, NULL, 'P' },
+		{ "host-name", required_argument, NULL, 'H' },
+		{ "peer-timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -182,6 +195,15 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			cfg.ceph_id = optarg;
+			break;
+		case 'P':
+			cfg.peers_path = optarg;
+			break;
+		case 'H':
+			cfg.host_name = optarg;
+			break;
+		case 'T':
+			ms = &cfg.peer_timeout_ms;
 			break;
 		case 'h':
 			usage(stdout);

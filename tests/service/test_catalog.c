@@ -1,8 +1,8 @@
 /*
  * tests/service/test_catalog.c - the catalog keeps what it was told, across
  * closing and reopening; mounts go with the volume or shadow they are of;
- * version 1, 2 and 3 catalogs are brought up to date and a schema from the
- * future is refused.
+ * version 1, 2, 3 and 4 catalogs are brought up to date and a schema from
+ * the future is refused; other hosts' members of a set are kept.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -72,7 +72,7 @@ static void persists(void **state)
 					"/srv/data.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL,
 					true };
 	struct vss_catalog_shadow s = { "a", "set1", "data", "data", 10,
-					VSS_CATALOG_ATTR_PERSISTENT, "" };
+					VSS_CATALOG_ATTR_PERSISTENT, "", "" };
 	char ids[64] = "";
 	int n = 0;
 
@@ -133,7 +133,7 @@ static void mounts_follow_their_owners(void **state)
 	struct vss_catalog_volume v = { "vol", 1u << 30, 16384, "/srv/v.img", false,
 					"/srv/v.diff", false, VSS_COW_UNBOUNDED, 1, "", NULL, false };
 	struct vss_catalog_shadow s = { "s1", "set1", "vol", "vol", 10,
-					VSS_CATALOG_ATTR_PERSISTENT, "" };
+					VSS_CATALOG_ATTR_PERSISTENT, "", "" };
 	struct vss_catalog_mount m = { false, "vol", "/mnt/v", "noatime", "ext4" };
 	char out[512] = "";
 
@@ -221,7 +221,7 @@ static void migrates_version_1(void **state)
 	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 5);
+	assert_int_equal(sqlite3_column_int(st, 0), 6);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
@@ -334,7 +334,7 @@ static void migrates_version_3(void **state)
 	struct vss_catalog_schedule sc = { "s1", "[\"/srv\"]", 3600000000000ull, 0, 0,
 					   { 24, 0, 0, 0, 2 }, 1, 9, 10, 11, 12, "boot",
 					   0, ""  };
-	struct vss_catalog_shadow sh = { "y", "set2", "old", "old", 8, 1, "s1" };
+	struct vss_catalog_shadow sh = { "y", "set2", "old", "old", 8, 1, "s1", "" };
 	struct vss_catalog *c;
 	struct vss_error err;
 	char path3[80], out[256] = "";
@@ -380,7 +380,7 @@ static void exports_follow_their_owners(void **state)
 {
 	struct vss_catalog_volume v = { .name = "vol", .size = 1, .block_size = 16384,
 					.backing = "/b", .diff_path = "/d" };
-	struct vss_catalog_shadow sh = { "s1", "set", "vol", "vol", 8, 1, "" };
+	struct vss_catalog_shadow sh = { "s1", "set", "vol", "vol", 8, 1, "", "" };
 	struct vss_catalog_export xs = { false, "s1", "s0", "/run/x.sock", 0, 1000, "" };
 	struct vss_catalog_export xv = { true, "vol", "", "", 10809, 0, "/etc/pki/nbd" };
 	struct vss_catalog *c;
@@ -408,6 +408,88 @@ static void exports_follow_their_owners(void **state)
 	vss_catalog_close(c);
 }
 
+static int coordinator_of(void *arg, const struct vss_catalog_shadow *s)
+{
+	char *out = arg;
+
+	strcat(out, s->id);
+	strcat(out, "@");
+	strcat(out, s->coordinator);
+	strcat(out, " ");
+	return 0;
+}
+
+static int collect_remote(void *arg, const struct vss_catalog_remote *r)
+{
+	char *out = arg;
+	char line[256];
+
+	snprintf(line, sizeof(line), "%s:%s[%s,%s,%s,%llu,%u] ", r->host, r->id, r->set_id,
+		 r->target, r->volume, (unsigned long long)r->created_ns, r->attrs);
+	strcat(out, line);
+	return 0;
+}
+
+/* A version 4 catalog gains the exports table and (version 6) the
+ * shadows' coordinator, empty (every shadow so far was of this host's own
+ * sets), and the records of other hosts' members of this host's sets, kept
+ * across reopening, each deleted alone. */
+static void migrates_version_4(void **state)
+{
+	static const char *v4 =
+		"CREATE TABLE shadows(id TEXT PRIMARY KEY, set_id TEXT NOT NULL,"
+		" volume TEXT NOT NULL, target TEXT NOT NULL, created_ns INTEGER NOT NULL,"
+		" attrs INTEGER NOT NULL, schedule TEXT NOT NULL DEFAULT '');"
+		"CREATE TABLE volumes(name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+		" block_size INTEGER NOT NULL, backing TEXT NOT NULL,"
+		" owns_backing INTEGER NOT NULL, diff_path TEXT NOT NULL,"
+		" storage_explicit INTEGER NOT NULL, max_diff INTEGER NOT NULL,"
+		" created_ns INTEGER NOT NULL, diff_id TEXT NOT NULL DEFAULT '',"
+		" note TEXT NOT NULL DEFAULT '', gmt INTEGER NOT NULL DEFAULT 0);"
+		"INSERT INTO shadows VALUES('x', 'set', 'old', 'old', 7, 1, '');"
+		"PRAGMA user_version=4;";
+	struct vss_catalog_shadow sh = { "y", "set2", "old", "old", 8, 1, "", "hosta" };
+	struct vss_catalog_remote r = { "r1", "set3", "hostb", "data", "data", 9,
+					VSS_CATALOG_ATTR_PERSISTENT };
+	struct vss_catalog *c;
+	struct vss_error err;
+	char path4[80], out[512] = "";
+
+	snprintf(path4, sizeof(path4), "%s/v4.db", dir);
+	make_db(path4, v4);
+	assert_int_equal(vss_catalog_open(path4, &c, &err), 0);
+	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(vss_catalog_shadow_each(c, coordinator_of, out, &err), 0);
+	assert_string_equal(out, "x@ ");
+	assert_int_equal(vss_catalog_shadow_put(c, &sh, &err), 0);
+	assert_int_equal(vss_catalog_remote_put(c, &r, &err), 0);
+	snprintf(r.id, sizeof(r.id), "r2");
+	r.target = "/srv/x";
+	r.volume = "/srv";
+	r.created_ns = 10;
+	r.attrs = 0;
+	assert_int_equal(vss_catalog_remote_put(c, &r, &err), 0);
+	/* The same ID on another host is another member. */
+	snprintf(r.host, sizeof(r.host), "hostc");
+	r.created_ns = 11;
+	assert_int_equal(vss_catalog_remote_put(c, &r, &err), 0);
+	vss_catalog_close(c);
+	assert_int_equal(vss_catalog_open(path4, &c, &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_shadow_each(c, coordinator_of, out, &err), 0);
+	assert_string_equal(out, "x@ y@hosta ");
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_remote_each(c, collect_remote, out, &err), 0);
+	assert_string_equal(out, "hostb:r1[set3,data,data,9,1] hostb:r2[set3,/srv/x,/srv,10,0] "
+			    "hostc:r2[set3,/srv/x,/srv,11,0] ");
+	assert_int_equal(vss_catalog_remote_delete(c, "hostb", "r2", &err), 0);
+	out[0] = '\0';
+	assert_int_equal(vss_catalog_remote_each(c, collect_remote, out, &err), 0);
+	assert_string_equal(out, "hostb:r1[set3,data,data,9,1] hostc:r2[set3,/srv/x,/srv,11,0] ");
+	vss_catalog_close(c);
+}
+
 static void refuses_future_schema(void **state)
 {
 	struct vss_catalog *c;
@@ -430,6 +512,7 @@ int main(void)
 		cmocka_unit_test(migrates_version_2),
 		cmocka_unit_test(migrates_version_3),
 		cmocka_unit_test(exports_follow_their_owners),
+		cmocka_unit_test(migrates_version_4),
 		cmocka_unit_test(refuses_future_schema),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

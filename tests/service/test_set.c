@@ -993,6 +993,124 @@ static void nothing_to_freeze(void **state)
 	nothing_left(1);
 }
 
+/* ---- a set across hosts: the steps it meets the other hosts at (set.h) ---- */
+
+static struct {
+	int fail_at;                   /* the step that fails, or -1 */
+	int aborted;                   /* how often the other hosts were told to abort */
+	int64_t deadline;              /* the deadline the freeze steps got */
+} sy;
+
+static int sync_step(void *ctx, const struct svc_set *set, enum svc_set_step step,
+		     int64_t deadline_ms, struct vss_error *err)
+{
+	static const char *const names[] = { "prepared", "freeze", "frozen", "commit",
+					     "committed", "thaw" };
+
+	note("step %s", names[step]);
+	/* Every host frozen before any commits: the freeze steps are bounded. */
+	expect(step == SVC_SET_PREPARED ? deadline_ms == 0 : deadline_ms > mono_ms(),
+	       "a step past the freeze bound, or without it");
+	if (step != SVC_SET_PREPARED)
+		sy.deadline = deadline_ms;
+	if ((int)step == sy.fail_at)
+		return vss_error_set(err, -EIO, "host b failed at %s", names[step]);
+	return 0;
+}
+
+static void sync_abort(void *ctx, const struct svc_set *set, const char *why)
+{
+	note("others abort");
+	sy.aborted++;
+}
+
+#define OTHER_SET "0b8f0d5e-8c2e-4a51-9d0e-1f2a3b4c5d6e"
+
+/* Takes a set of @targets meeting the other hosts; its ID is OTHER_SET. */
+static int take_across(const char *const *targets, size_t n, struct vss_error *err)
+{
+	struct svc_set_sync sync = { .step = sync_step, .abort = sync_abort,
+				     .set_id = OTHER_SET, .coordinator = "hosta" };
+	struct svc_set_params p = { .targets = targets, .n = n, .sync = &sync };
+	struct svc_set *set = NULL;
+	int rc;
+
+	svc_lock(svc);
+	rc = svc_set_take(svc, &p, &set, err);
+	if (rc == 0) {
+		assert_string_equal(set->id, OTHER_SET);
+		for (size_t i = 0; i < n; i++)
+			assert_string_equal(set->shadows[i]->rec.coordinator, "hosta");
+	}
+	svc_set_free(set);
+	svc_unlock(svc);
+	return rc;
+}
+
+static void set_across_hosts_meets_them_at_each_step(void **state)
+{
+	const char *t[] = { "a", "b" };
+	struct vss_error err = { 0 };
+
+	sy.fail_at = -1;
+	sy.aborted = 0;
+	assert_int_equal(take_across(t, 2, &err), 0);
+	/* The others freeze with this host, commit once all are frozen, thaw
+	 * once all have committed. */
+	assert_string_equal(events, "prepare a;prepare b;step prepared;guard 2;step freeze;"
+			    "freeze a;freeze b;step frozen;step commit;commit a;commit b;"
+			    "step committed;step thaw;thaw b;thaw a;release;adopt a;adopt b;");
+	assert_true(sy.deadline <= mono_ms() + (int64_t)svc->freeze_limit_ms);
+	assert_int_equal(sy.aborted, 0);
+	nothing_left(2);
+}
+
+/* Another host failing at any step aborts the set here (nothing of it
+ * commits once a step before the commit failed), tells the others once
+ * this host is thawed, and leaves nothing frozen, gated or made. */
+static void another_host_fails_at_each_step(void **state)
+{
+	static const char *const want[] = {
+		"prepare a;step prepared;others abort;abort a;",
+		"prepare a;step prepared;guard 1;step freeze;release;others abort;abort a;",
+		"prepare a;step prepared;guard 1;step freeze;freeze a;step frozen;thaw a;"
+		"release;others abort;abort a;",
+		"prepare a;step prepared;guard 1;step freeze;freeze a;step frozen;step commit;"
+		"thaw a;release;others abort;abort a;",
+		"prepare a;step prepared;guard 1;step freeze;freeze a;step frozen;step commit;"
+		"commit a;step committed;thaw a;release;others abort;abort a taken;",
+		"prepare a;step prepared;guard 1;step freeze;freeze a;step frozen;step commit;"
+		"commit a;step committed;step thaw;thaw a;release;others abort;abort a taken;",
+	};
+	const char *t[] = { "a" };
+
+	for (int step = SVC_SET_PREPARED; step <= SVC_SET_THAW; step++) {
+		struct vss_error err = { 0 };
+
+		forget();
+		sy.fail_at = step;
+		sy.aborted = 0;
+		assert_int_equal(take_across(t, 1, &err), -EIO);
+		assert_non_null(strstr(err.msg, "host b failed"));
+		assert_string_equal(events, want[step]);
+		assert_int_equal(sy.aborted, 1);
+		nothing_left(0);
+	}
+}
+
+/* Every target on other hosts: nothing here to prepare, freeze or adopt,
+ * the steps all the same. */
+static void only_other_hosts_targets(void **state)
+{
+	struct vss_error err = { 0 };
+
+	sy.fail_at = -1;
+	assert_int_equal(take_across(NULL, 0, &err), 0);
+	assert_string_equal(events, "step prepared;step freeze;step frozen;step commit;"
+			    "step committed;step thaw;");
+	nothing_left(0);
+}
+
 /* ---- a backup through vssd, with writers ---- */
 
 static json_t *targets(const char *t)
@@ -1592,6 +1710,9 @@ int main(void)
 		T(freeze_past_its_bound),
 		T(provider_fails_at_adopt),
 		T(volume_twice_in_a_set),
+		T(set_across_hosts_meets_them_at_each_step),
+		T(another_host_fails_at_each_step),
+		T(only_other_hosts_targets),
 		T(nothing_to_freeze),
 		T(whole_backup),
 		T(refused_transitions),

@@ -124,14 +124,8 @@ def test_filesystem_shadows_match_manifests(vssd, fstype):
     assert os.path.isdir(data)
 
 
-def test_two_filesystems_in_one_set(vssd):
-    """A writer creates file i in A, fsyncs, then file i in B: a set may
-    never hold B's file i without A's."""
-    ma, mb = os.path.join(vssd.root, "ma"), os.path.join(vssd.root, "mb")
-    for name, m in (("A", ma), ("B", mb)):
-        vssd.create_volume(name, "128M")
-        vssd.vss("volume", "mount", name, m, "--mkfs", "ext4")
-    writer = r"""
+# Creates file i in A, fsyncs it, then file i in B, for i = 1, 2, ...
+PAIR_WRITER = r"""
 import os, sys
 a, b = sys.argv[1], sys.argv[2]
 i = 0
@@ -143,7 +137,16 @@ while True:
         os.fsync(fd)
         os.close(fd)
 """
-    w = vssd.spawn([sys.executable, "-c", writer, ma, mb])
+
+
+def test_two_filesystems_in_one_set(vssd):
+    """A writer creates file i in A, fsyncs, then file i in B: a set may
+    never hold B's file i without A's."""
+    ma, mb = os.path.join(vssd.root, "ma"), os.path.join(vssd.root, "mb")
+    for name, m in (("A", ma), ("B", mb)):
+        vssd.create_volume(name, "128M")
+        vssd.vss("volume", "mount", name, m, "--mkfs", "ext4")
+    w = vssd.spawn([sys.executable, "-c", PAIR_WRITER, ma, mb])
     time.sleep(0.3)
     sets = [vssd.shadow(ma, mb) for _ in range(5)]
     w.kill()

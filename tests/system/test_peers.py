@@ -1,0 +1,411 @@
+"""Shadow copy sets across hosts (doc/peers.md): two vssd on one machine,
+each with its own state and run directories and an ext4 filesystem on its
+own volume; host A reaches host B's vssd through the socket its peers file
+names (here B's own RUN/vssd.sock, standing in for the SSH-forwarded one).
+
+- one window: a writer writes file i into A's filesystem and then into
+  B's; no set ever holds B's file i without A's;
+- the members are listed where the set was coordinated (with their host)
+  and on their host (with their coordinator); deleting the set on A deletes
+  B's member, or says it could not and keeps it listed;
+- faults: B killed or stopped inside the set, A killed or stopped while B
+  is frozen, a peer that sends what no vssd would: the set fails
+  everywhere, every filesystem is thawed within its bound, nothing is
+  listed anywhere;
+- only root takes sets with other hosts' targets, and a peer takes peer
+  requests only from root.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import VSS, frame, recv_frame
+from test_deadlines import wait_for
+from test_fs import PAIR_WRITER, write_returns
+from test_writers import Client, events, start_writer
+
+NOBODY = 65534
+
+
+class Hosts:
+    """Host A (coordinator) and host B (peer), each with volume "data"
+    mounted at ROOT/mnt."""
+
+    def __init__(self, daemon_factory, a_env=None, b_env=None, a_args=()):
+        self.b = daemon_factory("b", env=b_env, args=["--host-name", "hostb"])
+        self.a = daemon_factory("a", env=a_env, start=False,
+                                args=["--host-name", "hosta", "--peers", None,
+                                      "--peer-timeout", "4"] + list(a_args))
+        self.peers = os.path.join(self.a.root, "peers.conf")
+        self.a.extra_args[self.a.extra_args.index(None)] = self.peers
+        with open(self.peers, "w") as f:
+            f.write("# name socket\nhostb %s\n" % os.path.join(self.b.run, "vssd.sock"))
+        self.a.start()
+        self.mnt = {}
+        for name, d in (("a", self.a), ("b", self.b)):
+            m = os.path.join(d.root, "mnt")
+            d.create_volume("data", "96M")
+            d.vss("volume", "mount", "data", m, "--mkfs", "ext4")
+            self.mnt[name] = m
+
+    def create(self, *extra, check=True):
+        return self.a.vss("create", "shadow", "--for", self.mnt["a"], "--for", "hostb:data",
+                          *extra, "--json", check=check)
+
+    def spawn_create(self, *extra):
+        return self.a.spawn([VSS, "--run-dir", self.a.run, "create", "shadow",
+                             "--for", self.mnt["a"], "--for", "hostb:data"] + list(extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_log(d, text, timeout=15):
+    assert wait_for(lambda: text in d.log(), timeout), d.log()[-3000:]
+
+
+def exposed_files(d, shadow_id, where):
+    d.vss("expose", shadow_id, where)
+    try:
+        return {f for f in os.listdir(where) if f.startswith("f")}
+    finally:
+        d.vss("unexpose", where)
+
+
+def test_one_window_across_hosts(daemon_factory):
+    """A writer writes file i to A, then to B: a set never holds B's file i
+    without A's (every host frozen before any commits, all committed
+    before any thaws).  B's writer takes part; the members are listed on
+    both hosts; deleting the set on A deletes B's member."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.b.root, "events")
+    start_writer(h.b, "w", log)
+    w = h.a.spawn([sys.executable, "-c", PAIR_WRITER, h.mnt["a"], h.mnt["b"]])
+    time.sleep(0.3)
+    sets = [json.loads(h.create().stdout) for _ in range(4)]
+    w.kill()
+    w.wait()
+    for k, s in enumerate(sets):
+        ids = {sh["target"]: sh for sh in s["shadows"]}
+        assert [sh["target"] for sh in s["shadows"]] == [h.mnt["a"], "hostb:data"]
+        assert ids["hostb:data"]["host"] == "hostb"
+        fa = exposed_files(h.a, ids[h.mnt["a"]]["id"], os.path.join(h.a.root, "e%d" % k))
+        fb = exposed_files(h.b, ids["hostb:data"]["id"], os.path.join(h.b.root, "e%d" % k))
+        assert fa, "the writer had written nothing by this set"
+        assert fb <= fa, sorted(fb - fa)[:5]
+    # B's writer went through the set's events, in order.
+    got = [e[1] for e in events(log) if e[0] == "w"]
+    assert got == ["prepare_snapshot", "freeze", "thaw", "post_snapshot"] * 4, got
+    # A lists B's members with their host, B its own with its coordinator.
+    s = sets[0]
+    remote = [sh for sh in h.a.shadows("--set", s["set"]) if sh["host"]]
+    assert [(sh["host"], sh["id"], sh["state"]) for sh in remote] == \
+        [("hostb", s["shadows"][1]["id"], "remote")]
+    assert "hostb:data" in h.a.vss("list", "shadows").stdout
+    mine = h.b.shadows("--set", s["set"])
+    assert [(sh["id"], sh["coordinator"]) for sh in mine] == \
+        [(s["shadows"][1]["id"], "hosta")]
+    # Deleting the set on A deletes B's member too.
+    r = h.a.vss("delete", "shadows", "--set", s["set"])
+    assert "Deleted 2 shadow copies" in r.stdout
+    assert h.b.shadows("--set", s["set"]) == []
+    assert len(h.b.shadows()) == 3
+    h.a.vss("delete", "shadows", "--all")
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    # A set that is not persistent goes with the coordinator's stop, on
+    # every host; a persistent one stays, listed on both.
+    h.create()
+    kept = json.loads(h.create("--persistent").stdout)
+    h.a.restart()
+    assert sorted(sh["id"] for sh in h.a.shadows()) == sorted(sh["id"] for sh in kept["shadows"])
+    assert [sh["id"] for sh in h.b.shadows()] == [kept["shadows"][1]["id"]]
+
+
+def test_a_peer_out_of_reach_keeps_its_member_listed(daemon_factory):
+    h = Hosts(daemon_factory)
+    s = json.loads(h.create("--persistent").stdout)
+    bid = s["shadows"][1]["id"]
+    h.b.stop()
+    r = h.a.vss("delete", "shadows", "--set", s["set"], check=False)
+    assert r.returncode == 1, r.stderr
+    assert "Deleted 1 shadow copy" in r.stdout
+    assert "shadow %s on host hostb could not be deleted" % bid in r.stderr
+    assert "stays listed" in r.stderr
+    assert [sh["id"] for sh in h.a.shadows()] == [bid]
+    # Still recorded after a restart of A; deleted once B is back.
+    h.a.restart()
+    assert [sh["id"] for sh in h.a.shadows()] == [bid]
+    h.b.start()
+    assert [sh["id"] for sh in h.b.shadows()] == [bid]
+    h.a.vss("delete", "shadows", "--shadow", bid[:8])
+    assert h.a.shadows() == [] and h.b.shadows() == []
+
+
+def test_a_backup_across_hosts(daemon_factory):
+    """A requester's backup whose set spans hosts: its other hosts' members
+    are in progress until backup.complete, and backup.abort or the
+    requester going away deletes them there too."""
+    h = Hosts(daemon_factory)
+
+    def begin(c):
+        assert c.call("backup.begin")["ok"] and c.call("backup.prepare")["ok"]
+        r = c.call("shadow.create", targets=[h.mnt["a"], "hostb:data"])
+        assert r["ok"], r
+        assert [sh["state"] for sh in h.a.shadows() if sh["host"]] == ["in-progress"]
+        assert len(h.b.shadows()) == 1
+
+    c = Client(h.a)
+    begin(c)
+    assert c.call("backup.abort")["ok"]
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    begin(c)
+    c.close()
+    assert wait_for(lambda: h.a.shadows() == [] and h.b.shadows() == [])
+    c = Client(h.a)
+    begin(c)
+    assert c.call("backup.complete")["ok"]
+    c.close()
+    assert [sh["state"] for sh in h.a.shadows() if sh["host"]] == ["remote"]
+    assert len(h.b.shadows()) == 1
+
+
+def test_one_peer_failing_aborts_the_others(daemon_factory):
+    """Two peers: C refuses (no such volume) while B is prepared and waits
+    for the word to freeze: B is told to abort, and nothing is left
+    anywhere; then a set over all three hosts' targets but C's works."""
+    h = Hosts(daemon_factory)
+    c = daemon_factory("c", args=["--host-name", "hostc"])
+    with open(h.peers, "a") as f:
+        f.write("hostc %s\n" % os.path.join(c.run, "vssd.sock"))
+    r = h.a.vss("create", "shadow", "--for", h.mnt["a"], "--for", "hostb:data",
+                "--for", "hostc:nothing", check=False)
+    assert r.returncode == 1 and "host hostc: no volume named" in r.stderr, r.stderr
+    wait_log(h.b, "the coordinator (hosta) aborted the set")
+    assert h.a.shadows() == [] and h.b.shadows() == [] and c.shadows() == []
+    assert write_returns(os.path.join(h.mnt["b"], "after"), 3), "B still frozen"
+    s = json.loads(h.create().stdout)
+    assert len(s["shadows"]) == 2 and len(h.b.shadows()) == 1
+
+
+def test_peer_killed_inside_the_set(daemon_factory):
+    """B dies while frozen: A's set fails at once, A is thawed, B's
+    guardian thaws B, nothing is listed on either host."""
+    h = Hosts(daemon_factory, b_env={"VSS_TEST_FREEZE_HOLD_MS": "4000"})
+    c = h.spawn_create()
+    wait_log(h.b, "holding the freeze")
+    assert not write_returns(os.path.join(h.mnt["b"], "during"), 0.3), "B not frozen"
+    t0 = time.time()
+    h.b.kill9()
+    out, errs = c.communicate(timeout=10)
+    assert c.returncode == 1, errs
+    assert "hostb" in errs and "closed the connection" in errs, errs
+    assert time.time() - t0 < 3
+    assert write_returns(os.path.join(h.mnt["a"], "after"), 3), "A still frozen"
+    assert write_returns(os.path.join(h.mnt["b"], "after"), 5), "B still frozen"
+    assert h.a.shadows() == []
+    h.b.start()
+    assert h.b.shadows() == []
+
+
+def test_peer_that_never_answers(daemon_factory):
+    """B stopped while frozen: A gives up at its freeze bound and thaws; B's
+    guardian thaws B at B's bound; once B runs again it aborts its part:
+    nothing is listed anywhere."""
+    h = Hosts(daemon_factory, a_env={"VSS_TEST_FREEZE_LIMIT_MS": "2500"},
+              b_env={"VSS_TEST_FREEZE_HOLD_MS": "1500", "VSS_TEST_FREEZE_LIMIT_MS": "2500"})
+    c = h.spawn_create()
+    wait_log(h.b, "holding the freeze")
+    h.b.proc.send_signal(signal.SIGSTOP)
+    t0 = time.time()
+    try:
+        out, errs = c.communicate(timeout=15)
+        took = time.time() - t0
+        assert c.returncode == 1, errs
+        assert "host hostb did not say it was frozen in time" in errs, errs
+        assert took < 4, took
+        assert write_returns(os.path.join(h.mnt["a"], "after"), 3), "A still frozen"
+        assert h.a.shadows() == []
+    finally:
+        h.b.proc.send_signal(signal.SIGCONT)
+    assert write_returns(os.path.join(h.mnt["b"], "after"), 5), "B still frozen"
+    assert wait_for(lambda: "aborted" in h.b.log()), h.b.log()
+    assert h.b.shadows() == []
+    # Both take the next set as if nothing happened.
+    s = json.loads(h.create().stdout)
+    assert len(s["shadows"]) == 2 and len(h.b.shadows()) == 1
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_coordinator_gone_while_peer_frozen(daemon_factory, how):
+    """A dies (or stops) while B is frozen waiting for its word: B thaws on
+    its own, at once when A's connection closes, at its own freeze bound
+    when A only goes silent, and keeps nothing."""
+    h = Hosts(daemon_factory, a_env={"VSS_TEST_FREEZE_HOLD_MS": "8000"},
+              b_env={"VSS_TEST_FREEZE_LIMIT_MS": "2000"})
+    c = h.spawn_create()
+    wait_log(h.a, "holding the freeze")
+    assert not write_returns(os.path.join(h.mnt["b"], "during"), 0.3), "B not frozen"
+    t0 = time.time()
+    if how == "kill":
+        h.a.kill9()
+    else:
+        h.a.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert write_returns(os.path.join(h.mnt["b"], "after"), 6), "B still frozen"
+        took = time.time() - t0
+        assert took < (2 if how == "kill" else 5), took
+        wait_log(h.b, "aborted")
+        assert ("went away" if how == "kill" else "did not say \"commit\" in time") \
+            in h.b.log()
+        assert wait_for(lambda: h.b.shadows() == [])
+    finally:
+        if how == "stop":
+            h.a.proc.send_signal(signal.SIGCONT)
+    c.communicate(timeout=20)
+    assert c.returncode != 0
+    if how == "kill":
+        h.a.start()
+    assert h.a.shadows() == []
+    assert write_returns(os.path.join(h.mnt["a"], "after"), 5), "A still frozen"
+
+
+def test_only_root_takes_sets_with_other_hosts(daemon_factory, workdir):
+    import grp
+    try:
+        operators = grp.getgrnam("users").gr_gid
+    except KeyError:
+        pytest.skip("no group 'users' to stand for the operator group")
+    h = Hosts(daemon_factory, a_args=["--operator-group", "users"])
+    for p in (workdir, h.a.root, h.b.root):
+        os.chmod(p, 0o755)
+    r = h.a.vss("create", "shadow", "--for", "hostb:data", user=NOBODY, groups=[operators],
+                check=False)
+    assert r.returncode == 1
+    assert "only root may take a set with another host's targets" in r.stderr, r.stderr
+    # A host the peers file does not name, and this host's own name.
+    r = h.a.vss("create", "shadow", "--for", "nohost:data", check=False)
+    assert r.returncode == 1 and "host nohost is not in the peers file" in r.stderr
+    r = h.a.vss("create", "shadow", "--for", "hosta:data", check=False)
+    assert r.returncode == 1 and "names this host" in r.stderr
+    # What the peer refuses, it says; A says which host.
+    r = h.a.vss("create", "shadow", "--for", h.mnt["a"], "--for", "hostb:nothing",
+                check=False)
+    assert r.returncode == 1 and "host hostb: no volume named \"nothing\"" in r.stderr, \
+        r.stderr
+    assert write_returns(os.path.join(h.mnt["a"], "after"), 3), "A still frozen"
+    # Commands that read shadows here take this host's targets only.
+    for cmd in (["exec", "--for", "hostb:data", "--", "true"],
+                ["backup", "create", "--to", os.path.join(h.a.root, "repo"),
+                 "--for", "hostb:data"]):
+        r = h.a.vss(*cmd, check=False)
+        assert r.returncode == 2 and "another host's target" in r.stderr, (cmd, r.stderr)
+    # A peer request from anyone but root, straight to B's socket.
+    probe = r"""
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+b = json.dumps({"version": 1, "id": 1, "op": "peer.set", "args": {
+    "set": "0" * 8 + "-0000-4000-8000-" + "0" * 12, "coordinator": "x",
+    "targets": ["data"]}}).encode()
+s.sendall(struct.pack(">I", len(b)) + b)
+n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+print(s.recv(n, socket.MSG_WAITALL).decode())
+"""
+    r = subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                        "--clear-groups", sys.executable, "-c", probe,
+                        os.path.join(h.b.run, "vssd.sock")],
+                       capture_output=True, text=True, timeout=10)
+    reply = json.loads(r.stdout)
+    assert reply["error"]["code"] == "EACCES", reply
+    assert "peer requests are taken only from root" in reply["error"]["message"]
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    assert "coordinated by host x," not in h.b.log()
+
+
+def step(name):
+    return {"version": 1, "step": name}
+
+
+def liar_peer(path, script, final):
+    """A peer on @path that answers as @script says: (what it waits for, an
+    op or a step; what it sends back).  The set ID of peer.set is copied into
+    @final's result.  Returns the thread and what it received, in order
+    (None: the connection closed)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+    got = []
+
+    def run():
+        try:
+            c, _ = srv.accept()
+        finally:
+            srv.close()
+        c.settimeout(20)
+        try:
+            for expect, send in script + [(None, None)] * 4:
+                msg = recv_frame(c)
+                got.append(None if msg is None else (msg.get("op") or msg.get("step")))
+                if msg is None or expect is None or got[-1] != expect:
+                    if msg is None:
+                        return
+                    continue
+                if msg.get("op") == "peer.set":
+                    final["result"]["set"] = msg["args"]["set"]
+                c.sendall(frame(send))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, got
+
+
+@pytest.mark.parametrize("bad", ["path-as-id", "other-target", "early-reply", "huge"])
+def test_a_peer_that_lies_fails_the_set(daemon_factory, bad):
+    """What a peer sends is checked: an ID that is no ID, a member of
+    another target, a reply before the freeze, a message over the limit:
+    the set fails, A is thawed, lists nothing and completes nothing."""
+    a = daemon_factory("a", start=False, args=["--host-name", "hosta", "--peers", None,
+                                                 "--peer-timeout", "3"])
+    peers = os.path.join(a.root, "peers.conf")
+    a.extra_args[a.extra_args.index(None)] = peers
+    sock = os.path.join(a.root, "liar.sock")
+    with open(peers, "w") as f:
+        f.write("liar %s\n" % sock)
+    a.start()
+    mnt = os.path.join(a.root, "mnt")
+    a.create_volume("data", "96M")
+    a.vss("volume", "mount", "data", mnt, "--mkfs", "ext4")
+    member = {"id": "0b8f0d5e-8c2e-4a51-9d0e-1f2a3b4c5d6e", "target": "data",
+              "volume": "data", "device": "/dev/x", "provider": "vss-cow"}
+    if bad == "path-as-id":
+        member["id"] = "../../../etc/passwd"
+    elif bad == "other-target":
+        member["target"] = "/etc"
+    final = {"version": 1, "id": 1, "ok": True, "result": {"set": None, "shadows": [member]}}
+    script = [("peer.set", step("prepared")), ("freeze", step("frozen")),
+              ("commit", step("committed")), ("thaw", final)]
+    if bad == "early-reply":
+        script = [("peer.set", step("prepared")), ("freeze", final)]
+    elif bad == "huge":
+        script = [("peer.set", step("prepared")),
+                  ("freeze", {"version": 1, "step": "frozen", "pad": "x" * (300 << 10)})]
+    t, got = liar_peer(sock, script, final)
+    r = a.vss("create", "shadow", "--for", mnt, "--for", "liar:data", check=False, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "host liar" in r.stderr, r.stderr
+    t.join(10)
+    # Told to abort, or cut off (the huge message: while it was being sent).
+    assert got and got[-1] in ((None, "abort", "freeze") if bad == "huge"
+                               else (None, "abort")), got
+    assert "set.complete" not in got, got
+    assert a.shadows() == []
+    assert write_returns(os.path.join(mnt, "after"), 3), "A still frozen"
