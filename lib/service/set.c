@@ -18,7 +18,10 @@
  *      and the device tree's page cache under them, written back with the
  *      tree's dirty bound lowered, so that the freeze has little to write),
  *      start the guardian for them (guardian.h), settle them again (what
- *      was dirtied while the guardian started), then FIFREEZE each: the
+ *      was dirtied while the guardian started; a settle that took half
+ *      the guardian's bound aborts the set before anything is frozen,
+ *      since a bound that passed before FIFREEZE would leave what we
+ *      freeze unguarded), then FIFREEZE each: the
  *      filesystem flushes itself through its loop device and our device
  *      (the writeback cache's dirty pages, then FSYNC) into the engine, and
  *      the loop device is flushed once more, so it is clean on the volume;
@@ -502,7 +505,17 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		if (settled)
 			svc->freezer->settle(svc, dirs, set->nfreeze, true);
 		t_freeze = mono_ns();
-		rc = freeze_members(svc, set, err);
+		/* The guardian's bound runs from its start: one that has
+		 * passed before FIFREEZE would leave nothing to thaw what we
+		 * freeze after it (a thaw during a freeze waits for it). */
+		if (ms_between(t_guarded, t_freeze) > svc->freeze_limit_ms / 2)
+			rc = vss_error_set(err, -ETIMEDOUT, "the filesystems took %.0f ms to write "
+					   "back their cached data, more than half the %u ms "
+					   "they may stay frozen; the set was aborted before "
+					   "freezing them", ms_between(t_guarded, t_freeze),
+					   svc->freeze_limit_ms);
+		else
+			rc = freeze_members(svc, set, err);
 		t_frozen = mono_ns();
 	}
 	if (rc == 0)
