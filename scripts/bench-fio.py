@@ -14,9 +14,12 @@ plain loop device; then sequential 1 MiB direct writes (iodepth 4,
 end_fsync=1, MiB/s over the wall time) on each stack with one shadow
 (snapshot) and on the plain loop device.  Under the vss volume's random
 writes it takes sets one after another and prints the freeze time's median,
-p99 and maximum.  Then it reads: the file (sequential 1 MiB direct reads)
-from the live volume and from two exposed shadows, one with about a quarter
-of the file's blocks copied since it was taken and one with about 3%, each
+p99 and maximum, and the median and p99 of each step of those sets as
+vssd's log gives them (settle, guardian, second settle, FIFREEZE, commit,
+thaw; `--freezes-only` does only this part, `--log` keeps the log).
+Then it reads: the file (sequential 1 MiB direct reads) from the live
+volume and from two exposed shadows, one with about a quarter of the
+file's blocks copied since it was taken and one with about 3%, each
 cold (every cache dropped first: `drop_caches`) and warm (the engine's files
 in the page cache), with ratios to the live volume; `--reads` does only
 this part.  Between two of the 64 shadows (snapshots) a burst of
@@ -25,6 +28,7 @@ that the runs differ only in what is measured.
 
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
                               [--no-reads] [--freezes 40] [--read-passes 5]
+                              [--freezes-only] [--log FILE]
 
 Needs root, fio, mkfs.ext4, losetup, qemu-img and qemu-storage-daemon (the
 qemu rows are skipped without them).  Works in a private temporary
@@ -34,6 +38,7 @@ failure or Ctrl-C.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,6 +102,26 @@ def freezes_under_load(v, mnt, f, args):
     finally:
         stop_process(p, signal.SIGINT)
     return frozen
+
+
+STEPS = re.compile(r"\(before: settle ([0-9.]+) ms, guardian ([0-9.]+) ms, settle ([0-9.]+) ms; "
+                   r"freeze ([0-9.]+) ms, commit ([0-9.]+) ms, thaw ([0-9.]+) ms\)")
+
+
+def print_freezes(frozen, log):
+    """The freeze times, and the steps of the same sets from vssd's @log."""
+    print("vss: freeze time per set under fio randwrite (%d sets): median %.1f ms, "
+          "p99 %.1f ms, max %.1f ms" % (len(frozen), pct(frozen, 0.5), pct(frozen, 0.99),
+                                       max(frozen)), flush=True)
+    with open(log, errors="replace") as fh:
+        steps = [[float(x) for x in m.groups()] for m in STEPS.finditer(fh.read())]
+    steps = steps[-len(frozen):]
+    if len(steps) == len(frozen):
+        names = ("settle", "guardian", "settle again", "freeze", "commit", "thaw")
+        print("vss: the same sets' steps (vssd's log), median / p99 ms: " + ", ".join(
+            "%s %.1f / %.1f" % (n, pct([s[i] for s in steps], 0.5),
+                                pct([s[i] for s in steps], 0.99))
+            for i, n in enumerate(names)), flush=True)
 
 
 def pct(xs, q):
@@ -216,6 +241,8 @@ def bench_vss(args, work, cl, seq):
     vss = os.path.join(args.build, "src", "vss", "vss")
     run_dir, state = os.path.join(work, "vss-run"), os.path.join(work, "vss-state")
     log = open(os.path.join(work, "vssd.log"), "w")
+    if args.log:    # copied once vssd has stopped (cleanups run newest first)
+        cl.add(shutil.copy, os.path.join(work, "vssd.log"), args.log)
     p = subprocess.Popen([vssd, "--run-dir", run_dir, "--state-dir", state],
                          stdout=log, stderr=log)
     cl.add(stop_process, p)
@@ -234,6 +261,12 @@ def bench_vss(args, work, cl, seq):
     f = os.path.join(mnt, "fio.dat")
     if args.reads:
         bench_vss_reads(args, work, cl, v, mnt, f)
+        return []
+    if args.freezes_only:
+        run("fio", "--name=layout", "--filename=" + f, "--size=" + args.size,
+            "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
+            capture_output=True)
+        print_freezes(freezes_under_load(v, mnt, f, args), log.name)
         return []
     rows = [("vss volume", 0, fio(f, args.runtime, args.size))]
     frozen = []
@@ -261,10 +294,7 @@ def bench_vss(args, work, cl, seq):
     v("create", "shadow", "--for", mnt, "--json")
     seq.append(("vss volume", 1, fio_seq(f, args.runtime, args.size)))
     v("delete", "shadows", "--all", "--quiet")
-    frozen = freezes_under_load(v, mnt, f, args)
-    print("vss: freeze time per set under fio randwrite (%d sets): median %.1f ms, "
-          "p99 %.1f ms, max %.1f ms" % (len(frozen), pct(frozen, 0.5), pct(frozen, 0.99),
-                                       max(frozen)), flush=True)
+    print_freezes(freezes_under_load(v, mnt, f, args), log.name)
     if not args.no_reads:
         bench_vss_reads(args, work, cl, v, mnt, f)
     return rows
@@ -377,8 +407,11 @@ def main():
     ap.add_argument("--read-passes", type=int, default=5, help="passes of the reads")
     ap.add_argument("--no-reads", action="store_true", help="skip the vss read measurements")
     ap.add_argument("--freezes", type=int, default=40, help="sets taken under load")
+    ap.add_argument("--freezes-only", action="store_true",
+                    help="only the sets under load (vss alone)")
+    ap.add_argument("--log", default=None, help="keep vssd's log there")
     args = ap.parse_args()
-    if args.reads:
+    if args.reads or args.freezes_only:
         args.only = ["vss"]
     if os.geteuid() != 0:
         sys.exit("bench-fio: needs root")

@@ -17,7 +17,11 @@
  *   2. settle the filesystems to freeze (freezer->settle: their dirty pages,
  *      and the device tree's page cache under them, written back with the
  *      tree's dirty bound lowered, so that the freeze has little to write),
- *      start the guardian for them (guardian.h), then FIFREEZE each: the
+ *      start the guardian for them (guardian.h), settle them again (what
+ *      was dirtied while the guardian started; a settle that took half
+ *      the guardian's bound aborts the set before anything is frozen,
+ *      since a bound that passed before FIFREEZE would leave what we
+ *      freeze unguarded), then FIFREEZE each: the
  *      filesystem flushes itself through its loop device and our device
  *      (the writeback cache's dirty pages, then FSYNC) into the engine, and
  *      the loop device is flushed once more, so it is clean on the volume;
@@ -101,7 +105,7 @@ static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n,
  * what FIFREEZE's flush, inside the freeze, may still have to write back
  * (doc/service.md, "Freeze time").
  */
-#define SETTLE_DIRTY_BYTES (16u << 20)
+#define SETTLE_DIRTY_BYTES (256u << 10)
 
 static void fs_settle(struct vss_service *svc, const char *const *dirs, size_t n, bool on)
 {
@@ -481,7 +485,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	char *failed[SVC_SET_MAX] = { NULL };  /* why each member's commit failed */
 	struct svc_set *set;
 	void *guard = NULL;
-	uint64_t t_freeze = 0, t_thawed = 0, t_gate, t_open;
+	uint64_t t_settle, t_settled, t_guarded = 0, t_freeze = 0, t_frozen = 0, t_thawed = 0;
+	uint64_t t_gate, t_open;
 	int64_t deadline_ms;
 	bool settled = false;
 	int rc, grc = 0;
@@ -510,17 +515,37 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		if (set->m[i].hold_dev)
 			held[nheld++] = set->m[i].hold_dev;
 	/* 2. freeze: settled, then the guardian, so that nothing stays frozen
-	 * whatever happens */
+	 * whatever happens, then settled again: what was dirtied while the
+	 * guardian started is written back too, not inside the freeze */
 	settled = set->nfreeze > 0 && svc->freezer->settle;
+	t_settle = mono_ns();
 	if (settled)
 		svc->freezer->settle(svc, dirs, set->nfreeze, true);
-	if ((set->nfreeze > 0 || nheld > 0) &&
-	    (rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard, err)) < 0)
-		goto abort;
+	t_settled = mono_ns();
+	if (set->nfreeze > 0 || nheld > 0) {
+		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard,
+					      err)) < 0)
+			goto abort;
+		t_guarded = mono_ns();
+		if (settled)
+			svc->freezer->settle(svc, dirs, set->nfreeze, true);
+	}
 	t_freeze = mono_ns();
-	deadline_ms = (int64_t)(t_freeze / 1000000u) + svc->freeze_limit_ms;
-	if ((rc = sync_step(p, set, SVC_SET_FREEZE, deadline_ms, err)) == 0)
+	/* Other hosts' members (peer.h) are told to thaw by the guardian's
+	 * bound here, which runs from its start. */
+	deadline_ms = (int64_t)((t_guarded ? t_guarded : t_freeze) / 1000000u) +
+		      svc->freeze_limit_ms;
+	/* One that has passed before FIFREEZE would leave nothing to thaw
+	 * what we freeze after it (a thaw during a freeze waits for it). */
+	if (t_guarded && ms_between(t_guarded, t_freeze) > svc->freeze_limit_ms / 2)
+		rc = vss_error_set(err, -ETIMEDOUT, "the filesystems took %.0f ms to write "
+				   "back their cached data, more than half the %u ms "
+				   "they may stay frozen; the set was aborted before "
+				   "freezing them", ms_between(t_guarded, t_freeze),
+				   svc->freeze_limit_ms);
+	else if ((rc = sync_step(p, set, SVC_SET_FREEZE, deadline_ms, err)) == 0)
 		rc = freeze_members(svc, set, err);
+	t_frozen = mono_ns();
 	if (rc == 0)
 		rc = hold_members(svc, set, err);
 	if (rc == 0 && (set->nfreeze > 0 || nheld > 0) && svc->test_freeze_hold_ms) {
@@ -564,10 +589,15 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		snprintf(how, sizeof(how), " (%zu by a device suspend)", nheld);
 	if (set->nfreeze + nheld > 0)
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen%s "
-			"for %.3f ms, writes held for %.3f ms", set->id, set->n,
-			set->n == 1 ? "" : "s", p->persistent ? "persistent" : "not persistent",
+			"for %.3f ms, writes held for %.3f ms (before: settle %.3f ms, guardian "
+			"%.3f ms, settle %.3f ms; freeze %.3f ms, commit %.3f ms, thaw %.3f ms)",
+			set->id, set->n, set->n == 1 ? "" : "s",
+			p->persistent ? "persistent" : "not persistent",
 			p->no_writers ? ", no writers" : "", set->nfreeze + nheld,
-			set->nfreeze + nheld == 1 ? "" : "s", how, set->frozen_ms, set->held_ms);
+			set->nfreeze + nheld == 1 ? "" : "s", how, set->frozen_ms, set->held_ms,
+			ms_between(t_settle, t_settled), ms_between(t_settled, t_guarded),
+			ms_between(t_guarded, t_freeze), ms_between(t_freeze, t_frozen),
+			ms_between(t_gate, t_open), ms_between(t_open, t_thawed));
 	else
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
 			"writes held for %.3f ms", set->id, set->n, set->n == 1 ? "" : "s",

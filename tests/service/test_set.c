@@ -139,6 +139,7 @@ static struct {
 	int holds_wanted, holds_done;  /* of the set being taken */
 	bool fail_guard, guard_times_out;
 	unsigned int freeze_sleep_ms;
+	unsigned int settle_sleep_ms;  /* each settle that lowers the bound */
 	int prepared;                  /* prepared, not yet adopted or aborted */
 	int made;                      /* snapshots that exist */
 	int frozen;                    /* filesystems frozen now */
@@ -381,6 +382,19 @@ static int fz_release(void *guard)
 
 static const struct svc_freezer_ops fake_freezer = {
 	.guard = fz_guard, .freeze = fz_freeze, .thaw = fz_thaw, .release = fz_release,
+};
+
+static void fz_settle(struct vss_service *svc, const char *const *dirs, size_t n, bool on)
+{
+	note("settle %s", on ? "on" : "off");
+	if (on && fk.settle_sleep_ms)
+		usleep(fk.settle_sleep_ms * 1000u);
+}
+
+/* The same, settling too (the real one's steps around the guardian). */
+static const struct svc_freezer_ops settling_freezer = {
+	.settle = fz_settle, .guard = fz_guard, .freeze = fz_freeze, .thaw = fz_thaw,
+	.release = fz_release,
 };
 
 /* ---- a fake transport: no devices are served ---- */
@@ -707,6 +721,7 @@ static int per_test_setup(void **state)
 		writers[i].post_meta = 0;
 	}
 	svc->freeze_limit_ms = 10000;
+	svc->freezer = &fake_freezer;   /* whatever a failed test left */
 	forget();
 	return 0;
 }
@@ -955,6 +970,26 @@ static void freeze_past_its_bound(void **state)
 	assert_string_equal(events, "prepare a;guard 1;freeze a;commit a;thaw a;release;"
 			    "abort a taken;");
 	nothing_left(0);
+}
+
+static void settled_before_and_after_the_guardian(void **state)
+{
+	const char *t[] = { "a" };
+	struct vss_error err = { 0 };
+	svc->freezer = &settling_freezer;
+	assert_int_equal(take(t, 1, &err), 0);
+	assert_string_equal(events, "prepare a;settle on;guard 1;settle on;freeze a;commit a;"
+			    "thaw a;release;settle off;adopt a;");
+	/* A settle past half the guardian's bound: nothing is frozen after
+	 * the bound may have passed. */
+	forget();
+	svc->freeze_limit_ms = 100;
+	fk.settle_sleep_ms = 60;
+	assert_int_equal(take(t, 1, &err), -ETIMEDOUT);
+	assert_non_null(strstr(err.msg, "aborted before freezing"));
+	assert_false(logged("freeze a"));
+	assert_true(before("release", "settle off"));
+	nothing_left(1);            /* the first set's shadow */
 }
 
 static void provider_fails_at_adopt(void **state)
@@ -1708,6 +1743,7 @@ int main(void)
 		T(guardian_does_not_start),
 		T(guardian_thawed_first),
 		T(freeze_past_its_bound),
+		T(settled_before_and_after_the_guardian),
 		T(provider_fails_at_adopt),
 		T(volume_twice_in_a_set),
 		T(set_across_hosts_meets_them_at_each_step),
