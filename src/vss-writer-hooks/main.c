@@ -142,7 +142,10 @@ static int run_hook(struct hooks *h, const char *name, const char *arg, char *wh
 		if (r == pid)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec >= (time_t)h->timeout_s) {
+		/* In milliseconds: whole seconds alone would count a hook
+		 * started at x.99 s as a second old 10 ms later. */
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    (long long)h->timeout_s * 1000) {
 			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);

@@ -40,6 +40,7 @@
 struct fx {
 	char dir[64], origin[96], diff[96];
 	struct vss_cow_volume *vol;
+	struct vss_cow_shadow *sh;      /* the test's open handle, or NULL */
 	unsigned char ref[SIZE];
 };
 
@@ -64,6 +65,10 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	char mark[128];
 
+	/* A test that failed with a handle open: the volume cannot be closed
+	 * before it is (and its assert() would kill the process before cmocka
+	 * said which check failed). */
+	vss_cow_shadow_close(f->sh);
 	if (f->vol)
 		vss_cow_close(f->vol);
 	unlink(f->origin);
@@ -83,6 +88,31 @@ static void open_vol(struct fx *f, uint64_t max)
 	int r = vss_cow_open(f->origin, f->diff, &cfg, VSS_COW_CREATE, &f->vol, &err);
 	if (r)
 		fail_msg("open: %s", err.msg);
+}
+
+/* Closes the volume: freed even when closing fails, so f->vol goes first
+ * (teardown would close it again). */
+static void close_vol(struct fx *f)
+{
+	int r = vss_cow_close(f->vol);
+
+	f->vol = NULL;
+	assert_int_equal(r, 0);
+}
+
+/* Opens a handle to shadow @id, kept in f->sh for teardown: at most one
+ * at a time. */
+static struct vss_cow_shadow *open_shadow(struct fx *f, const vss_cow_id id)
+{
+	assert_null(f->sh);
+	assert_int_equal(vss_cow_shadow_open(f->vol, id, &f->sh), 0);
+	return f->sh;
+}
+
+static void close_shadow(struct fx *f)
+{
+	vss_cow_shadow_close(f->sh);
+	f->sh = NULL;
 }
 
 static void wr(struct fx *f, uint64_t off, size_t len, unsigned char v)
@@ -116,7 +146,7 @@ static void check_shadow(struct fx *f, int n, const unsigned char *expect)
 	vss_cow_id id;
 	unsigned char *b = malloc(SIZE);
 	mkid(id, n);
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	/* whole, and in odd pieces */
 	assert_int_equal(vss_cow_shadow_read(sh, b, SIZE, 0), SIZE);
 	assert_memory_equal(b, expect, SIZE);
@@ -126,7 +156,7 @@ static void check_shadow(struct fx *f, int n, const unsigned char *expect)
 		assert_memory_equal(b, expect + off, len);
 	}
 	assert_int_equal(vss_cow_shadow_read(sh, b, 10, SIZE), 0);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 	free(b);
 }
 
@@ -177,10 +207,10 @@ static void handle_of_deleted_shadow_is_stale(void **state)
 	open_vol(f, VSS_COW_UNBOUNDED);
 	take(f, 1, 0);
 	mkid(id, 1);
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	assert_int_equal(vss_cow_shadow_delete(f->vol, id, NULL), 0);
 	assert_int_equal(vss_cow_shadow_read(sh, b, 10, 0), -ESTALE);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 }
 
 static void persistent_survive_close_nonpersistent_do_not(void **state)
@@ -197,8 +227,7 @@ static void persistent_survive_close_nonpersistent_do_not(void **state)
 	memcpy(s3, f->ref, SIZE);
 	take(f, 3, VSS_COW_SHADOW_PERSISTENT);
 	wr(f, 0, SIZE, 8);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	open_vol(f, VSS_COW_UNBOUNDED);
 	struct vss_cow_shadow_info *info;
 	size_t n;
@@ -213,8 +242,7 @@ static void persistent_survive_close_nonpersistent_do_not(void **state)
 	check_shadow(f, 3, s3);
 	/* and once more, with the reopened log */
 	wr(f, 0, BS, 9);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	open_vol(f, VSS_COW_UNBOUNDED);
 	check_shadow(f, 1, s1);
 	check_shadow(f, 3, s3);
@@ -249,9 +277,9 @@ static void limit_deletes_oldest_then_invalidates(void **state)
 	vss_cow_id id;
 	char b[16];
 	mkid(id, 2);
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	assert_int_equal(vss_cow_shadow_read(sh, b, 16, 0), -EIO);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 	unsigned char *v = malloc(SIZE);
 	assert_int_equal(vss_cow_read(f->vol, v, SIZE, 0), SIZE);
 	assert_memory_equal(v, f->ref, SIZE);
@@ -312,8 +340,7 @@ static void refusals(void **state)
 	assert_int_equal(vss_cow_shadow_create(f->vol, &p, &err), -EEXIST);
 	memset(p.id, 0, 16);
 	assert_int_equal(vss_cow_shadow_create(f->vol, &p, &err), -EINVAL);
-	vss_cow_close(f->vol);
-	f->vol = NULL;
+	close_vol(f);
 	/* a diff area made for another size is refused */
 	assert_int_equal(truncate(f->origin, SIZE + BS), 0);
 	assert_int_equal(vss_cow_open(f->origin, f->diff, NULL, 0, &v, &err), -EINVAL);
@@ -345,10 +372,10 @@ static void many_shadows(void **state)
 		struct vss_cow_shadow *sh;
 		vss_cow_id id = { (unsigned char)n, (unsigned char)(n >> 8), 1 };
 		unsigned char b[64];
-		assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+		sh = open_shadow(f, id);
 		assert_int_equal(vss_cow_shadow_read(sh, b, 64, (uint64_t)(n % 64) * BS), 64);
 		assert_memory_equal(b, snaps[n], 64);
-		vss_cow_shadow_close(sh);
+		close_shadow(f);
 	}
 }
 
@@ -425,7 +452,7 @@ static void mixed_reads(struct fx *f, uint32_t bs, uint32_t run)
 	rng_fill(&rng, now + size - 1000, 1000);
 	assert_int_equal(vss_cow_write(f->vol, now + size - 1000, 1000, size - 1000), 1000);
 
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	had_uring = uring_works(f->origin);
 	for (int on = 1; on >= 0; on--) {
 		vss_uring_enable(on);
@@ -450,7 +477,7 @@ static void mixed_reads(struct fx *f, uint32_t bs, uint32_t run)
 			assert_int_equal(uring_works(f->origin), had_uring);
 	}
 	vss_uring_enable(1);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 	free(before);
 	free(now);
 	free(b);
@@ -562,7 +589,7 @@ static void readahead_of_a_cold_stream(void **state)
 		skip();
 	b = malloc(1u << 20);
 	mkid(id, 1);
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	done0 = vss_cow_readahead_wait(f->vol, NULL);
 	assert_int_equal(vss_cow_shadow_read(sh, b, 1u << 20, 0), 1 << 20);
 	assert_memory_equal(b, before, 1u << 20);
@@ -587,7 +614,7 @@ static void readahead_of_a_cold_stream(void **state)
 		assert_memory_equal(b, before + off, 1u << 20);
 	}
 	assert_int_equal(vss_cow_readahead_wait(f->vol, NULL), done1);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 	free(before);
 	free(b);
 	free(order);
@@ -618,7 +645,7 @@ static void readahead_out_of_order_and_random(void **state)
 	mkid(id, 1);
 
 	/* Jumps: cold, but no stream. */
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	done0 = vss_cow_readahead_wait(f->vol, &hinted0);
 	for (size_t i = 0; i < sizeof(jumps_mib) / sizeof(jumps_mib[0]); i++) {
 		uint64_t off = (uint64_t)jumps_mib[i] << 20;
@@ -628,11 +655,11 @@ static void readahead_out_of_order_and_random(void **state)
 	}
 	assert_int_equal(vss_cow_readahead_wait(f->vol, &hinted1), done0);
 	assert_int_equal(hinted1, hinted0);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 
 	/* Swapped pairs from 8 MiB: 8M+128K, 8M, 8M+384K, 8M+256K, ... */
 	assert_int_equal(drop_cache(f->diff), 0);
-	assert_int_equal(vss_cow_shadow_open(f->vol, id, &sh), 0);
+	sh = open_shadow(f, id);
 	for (uint64_t pair = 8u << 20; pair < (9u << 20); pair += 2 * req) {
 		for (int k = 1; k >= 0; k--) {
 			uint64_t off = pair + (uint64_t)k * req;
@@ -650,7 +677,7 @@ static void readahead_out_of_order_and_random(void **state)
 			expect += BS;
 	assert_true(hinted1 - hinted0 >= expect / 10 * 9);
 	assert_true(hinted1 - hinted0 <= expect);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 	free(before);
 	free(b);
 	free(order);
@@ -711,8 +738,7 @@ static void guarded_open(void **state)
 	vss_cow_diff_identity(f->vol, id, &dev, &ino);
 	assert_int_equal(stat(f->diff, &st), 0);
 	assert_true(dev == (uint64_t)st.st_dev && ino == (uint64_t)st.st_ino);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 
 	o1 = slurp(f->origin, &on1);
 	d1 = slurp(f->diff, &dn1);
@@ -733,12 +759,11 @@ static void guarded_open(void **state)
 	g.marks[1] = mark;
 	assert_int_equal(vss_cow_open_guarded(f->origin, f->diff, &cfg, 0, &g, &f->vol, &err), 0);
 	assert_int_equal(state_of(f, 1, NULL), VSS_COW_SHADOW_VALID);
-	assert_int_equal(vss_cow_close(f->vol), 0);
+	close_vol(f);
 	close(open(mark, O_CREAT | O_WRONLY, 0600));
 	assert_int_equal(vss_cow_open_guarded(f->origin, f->diff, &cfg, 0, &g, &f->vol, &err), 0);
 	assert_int_equal(state_of(f, 1, NULL), VSS_COW_SHADOW_INVALID);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	/* Sticky: the diff area itself says so now. */
 	unlink(mark);
 	open_vol(f, VSS_COW_UNBOUNDED);
@@ -770,15 +795,14 @@ static void lost_shadows_and_detach(void **state)
 	assert_int_equal(n, 1);
 	assert_true(info[0].state == VSS_COW_SHADOW_INVALID && info[0].created_ns == 12345);
 	free(info);
-	assert_int_equal(vss_cow_shadow_open(f->vol, p.id, &sh), 0);
+	sh = open_shadow(f, p.id);
 	assert_int_equal(vss_cow_shadow_read(sh, b, sizeof(b), 0), -EIO);
-	vss_cow_shadow_close(sh);
+	close_shadow(f);
 	wr(f, 0, SIZE, 3);
 	memcpy(s8, f->ref, SIZE);
 	take(f, 8, VSS_COW_SHADOW_PERSISTENT);
 	wr(f, 0, 2 * BS, 4);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	open_vol(f, VSS_COW_UNBOUNDED);
 	assert_int_equal(state_of(f, 7, NULL), VSS_COW_SHADOW_INVALID);
 	assert_int_equal(state_of(f, 8, &flags), VSS_COW_SHADOW_VALID);
@@ -844,8 +868,7 @@ static void drop(struct fx *f, int n)
 
 static void reopen(struct fx *f)
 {
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	open_vol(f, VSS_COW_UNBOUNDED);
 }
 
@@ -935,8 +958,7 @@ static void bookmark_after_unclean_stop(void **state)
 	bookmark(f, 2);
 	drop(f, 1);
 	wr(f, 5 * BS, 1, 1);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	/* Covered by the persistent shadow 2: the COPY records were committed
 	 * before the origin changed, so both bookmarks hold. */
 	write_and_die(f, 6 * BS, 2);
@@ -944,8 +966,7 @@ static void bookmark_after_unclean_stop(void **state)
 	expect_changed(f, 1, 0, (int[]){ 5, 6, -1 });
 	expect_changed(f, 2, 0, (int[]){ 5, 6, -1 });
 	drop(f, 2);
-	assert_int_equal(vss_cow_close(f->vol), 0);
-	f->vol = NULL;
+	close_vol(f);
 	/* Nothing covers them now: marks are in memory until a clean close. */
 	write_and_die(f, 7 * BS, 3);
 	open_vol(f, VSS_COW_UNBOUNDED);
