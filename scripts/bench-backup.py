@@ -13,6 +13,12 @@ copy; restic: a backup whose parent is the previous snapshot). Prints the
 seconds of each and the ratios vss/rsync and vss/restic per round.
 
     sudo scripts/bench-backup.py [--build build] [--files 100000] [--rounds 3]
+                                 [--compare OTHER_BUILD]
+
+--compare measures a second build's `vss` in the same run: each round then
+makes two changes, one for each build (which goes first alternates), each
+followed by that build's incremental and by rsync's and restic's of the
+same change (vssd is --build's).
 
 Needs root, rsync and restic. Works in a private temporary directory (--dir
 to choose where) and removes everything it made, also on failure or ^C.
@@ -50,6 +56,8 @@ def main():
     ap.add_argument("--files", type=int, default=100000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--volume", default="4G", help="size of the vss volume")
+    ap.add_argument("--compare", default=None,
+                    help="a second build whose vss takes every other incremental")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench-backup: needs root")
@@ -59,6 +67,10 @@ def main():
     build = os.path.abspath(args.build)
     vssd = os.path.join(build, "src", "vssd", "vssd")
     vss = os.path.join(build, "src", "vss", "vss")
+    builds = [("this", vss)]
+    if args.compare:
+        builds.append(("other", os.path.join(os.path.abspath(args.compare), "src", "vss",
+                                             "vss")))
     work = tempfile.mkdtemp(prefix="vss-bench-", dir=args.dir or "/var/tmp")
     run_dir, state = os.path.join(work, "run"), os.path.join(work, "state")
     mnt = os.path.join(work, "mnt")
@@ -103,20 +115,23 @@ def main():
         }
         print("full backup of %d files: vss %.2f s, rsync %.2f s, restic %.2f s" % (
             args.files, full["vss"], full["rsync"], full["restic"]))
-        print("%-6s %10s %10s %10s %12s %12s" % ("round", "vss s", "rsync s", "restic s",
-                                                "vss/rsync", "vss/restic"))
+        print("%-6s %-6s %10s %10s %10s %12s %12s" % (
+            "round", "build", "vss s", "rsync s", "restic s", "vss/rsync", "vss/restic"))
         for r in range(args.rounds):
-            for f in rng.sample(files, max(1, args.files // 100)):
-                size = os.path.getsize(f)
-                with open(f, "wb") as fh:
-                    fh.write(rng.randbytes(size))
-            run("sync")
-            t_vss = timed(vss, "--run-dir", run_dir, "backup", "create", "--to", repo,
-                          "--for", tree, "--type", "incremental", "--no-writers", "--quiet")
-            t_rsync = timed("rsync", "-a", "--delete", tree + "/", copy + "/")
-            t_restic = timed("restic", "backup", "--quiet", tree, env=env)
-            print("%-6d %10.2f %10.2f %10.2f %12.2f %12.2f" % (
-                r + 1, t_vss, t_rsync, t_restic, t_vss / t_rsync, t_vss / t_restic))
+            for name, binary in builds[r % 2:] + builds[:r % 2]:
+                for f in rng.sample(files, max(1, args.files // 100)):
+                    size = os.path.getsize(f)
+                    with open(f, "wb") as fh:
+                        fh.write(rng.randbytes(size))
+                run("sync")
+                t_vss = timed(binary, "--run-dir", run_dir, "backup", "create", "--to", repo,
+                              "--for", tree, "--type", "incremental", "--no-writers",
+                              "--quiet")
+                t_rsync = timed("rsync", "-a", "--delete", tree + "/", copy + "/")
+                t_restic = timed("restic", "backup", "--quiet", tree, env=env)
+                print("%-6d %-6s %10.2f %10.2f %10.2f %12.2f %12.2f (load %.1f)" % (
+                    r + 1, name, t_vss, t_rsync, t_restic, t_vss / t_rsync,
+                    t_vss / t_restic, os.getloadavg()[0]), flush=True)
     finally:
         if mounted:
             v("volume", "umount", "bench", check=False)

@@ -906,13 +906,6 @@ static void start_ahead(struct walk *w)
 	close(fd);
 }
 
-/* ---- the base ---- */
-
-static int index_entry(void *arg, struct entry *e)
-{
-	return entry_index_add(arg, e);
-}
-
 /* ---- what is gone ---- */
 
 struct gone {
@@ -1183,11 +1176,7 @@ int vss_repo_backup(struct vss_repo *r, const struct vss_backup_params *params,
 		snprintf(sha, sizeof(sha), "%s",
 			 json_string_value(json_object_get(j, "manifest_sha256")));
 		json_decref(j);
-		if (!(w.base = entry_index_new())) {
-			rc = vss_error_set(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = manifest_each(r, base, sha, index_entry, w.base, err)) < 0) {
+		if ((rc = manifest_index(r, base, sha, &w.base, err)) < 0) {
 			char msg[VSS_ERROR_MSG_MAX];
 
 			snprintf(msg, sizeof(msg), "%s", err ? err->msg : "");

@@ -126,7 +126,8 @@ enum entry_kind {
 	EK_BLK = 'b', EK_FIFO = 'p', EK_SOCK = 's', EK_GONE = '-',
 };
 
-/* One line of a manifest.  Strings are owned by the entry. */
+/* One line of a manifest.  Strings are owned by the entry, but for path
+ * and link when it is borrowed. */
 struct entry {
 	unsigned int src;               /* 1-based */
 	char *path;                     /* inside the source; "" for the source itself */
@@ -147,6 +148,9 @@ struct entry {
 	 * ranges laid over it: [{"in", "size", "sha256", "data"?}, {"in",
 	 * "size", "sha256", "ranges"}, ...]; NULL for a file stored whole. */
 	json_t *layers;
+	/* path and link point into a buffer that outlives the entry (the
+	 * manifest an entry_index keeps): entry_release leaves them. */
+	bool borrowed;
 };
 
 void entry_release(struct entry *e);
@@ -191,9 +195,17 @@ void repo_data_path(const char *in, unsigned int src, const char *path, char *ou
 
 /* A lookup of entries by (source, path): the base of a backup. */
 struct entry_index;
-struct entry_index *entry_index_new(void);
-/* Takes ownership of @e's contents (the caller's struct is cleared). */
-int entry_index_add(struct entry_index *x, struct entry *e);
+/* Reads the manifest of backup @id (after checking it against
+ * @manifest_sha256) into a new index *@out; a line met again replaces the
+ * first.  The entries found in it live until entry_index_free; any number
+ * of threads may look them up at once (entry_index_find). */
+int manifest_index(struct vss_repo *r, const char *id, const char *manifest_sha256,
+		   struct entry_index **out, struct vss_error *err);
+/* The same from the manifest's bytes @text (@len of them, malloc'd: the
+ * index takes them, also on failure): -EBADMSG with *@bad_line the first
+ * line (1-based) that is not an entry, or -ENOMEM. */
+int entry_index_parse(char *text, size_t len, struct entry_index **out,
+		      unsigned long *bad_line);
 struct entry *entry_index_find(struct entry_index *x, unsigned int src, const char *path);
 /* Calls @fn for every entry not marked as seen (entry_index_find_seen). */
 void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),

@@ -6,11 +6,15 @@
  * absolute, no empty component) and, written out again and read back,
  * gives the same line; the direct line reader (entry_from_line) and the
  * one through jansson accept the same lines and read the same entries, and
- * the line the backup writes (entry_line) reads back as its entry.
+ * the line the backup writes (entry_line) reads back as its entry.  The
+ * whole input, read as a manifest into a backup's base (entry_index_parse:
+ * lines read in place, several a run), gives the entries its lines give.
  *
  * Built with -DVSS_MANIFEST_SEEDS it is instead the seed maker that
  * tests/fuzz/run-fuzz.sh runs first: it writes one line of each kind.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +70,103 @@ static void written_reads_back(const struct entry *e)
 	entry_release(&back);
 }
 
+static void none_unseen(void *arg, struct entry *e)
+{
+	(void)arg;
+	(void)e;
+	abort();        /* every path was looked up */
+}
+
+/* The whole input as a manifest read into an index (entry_index_parse,
+ * which reads lines in place and borrows their strings): it is refused
+ * exactly when one of its lines is, naming the first; else every line's
+ * path finds the entry of the last line with that path, which reads as
+ * that line does on its own. */
+static void index_agrees(const uint8_t *data, size_t size)
+{
+	char *text = malloc(size + 1), **canon = NULL, *a;
+	struct { size_t off, len; } *lines = NULL;
+	size_t nlines = 0, first_bad = 0;
+	struct entry_index *x;
+	unsigned long bad_line;
+	int rc;
+
+	if (!text)
+		return;
+	memcpy(text, data, size);
+	for (const uint8_t *c = data, *end = data + size; c < end; nlines++) {
+		const uint8_t *nl = memchr(c, '\n', (size_t)(end - c));
+
+		c = nl ? nl + 1 : end;
+	}
+	if (nlines > 2000) {            /* the check below is quadratic */
+		free(text);
+		return;
+	}
+	rc = entry_index_parse(text, size, &x, &bad_line);
+	if (rc == -ENOMEM)
+		return;
+	if (!(canon = calloc(nlines + 1, sizeof(*canon))) ||
+	    !(lines = calloc(nlines + 1, sizeof(*lines))))
+		abort();
+	for (size_t i = 0, off = 0; i < nlines; i++) {
+		const uint8_t *nl = memchr(data + off, '\n', size - off);
+
+		lines[i].off = off;
+		lines[i].len = nl ? (size_t)(nl - data) + 1 - off : size - off;
+		off += lines[i].len;
+	}
+	/* Every line on its own (pass 0), then looked up in the index (1). */
+	for (int pass = 0; pass < 2 && !first_bad; pass++) {
+		for (size_t i = 0; i < nlines; i++) {
+			char *line = malloc(lines[i].len + 1);
+			struct entry e, *found;
+			bool later = false;
+
+			if (!line)
+				abort();
+			memcpy(line, data + lines[i].off, lines[i].len);
+			line[lines[i].len] = '\0';
+			if (entry_from_line(line, lines[i].len, &e) < 0) {
+				if (pass == 1)
+					abort();
+				if (!first_bad)
+					first_bad = i + 1;
+				free(line);
+				continue;
+			}
+			if (pass == 0) {
+				canon[i] = canonical(&e);
+			} else {
+				if (!(found = entry_index_find_seen(x, e.src, e.path)))
+					abort();
+				stays_inside(found->path);
+				if (found->kind == EK_HARD)
+					stays_inside(found->link);
+				a = canonical(found);
+				/* Its own line's entry, or a later line's of its path. */
+				for (size_t k = i; k < nlines && !later; k++)
+					later = strcmp(a, canon[k]) == 0;
+				if (!later)
+					abort();
+				free(a);
+			}
+			entry_release(&e);
+			free(line);
+		}
+		/* Refused exactly when a line is, naming the first. */
+		if (pass == 0 && (first_bad ? rc != -EBADMSG || bad_line != first_bad : rc != 0))
+			abort();
+	}
+	if (!first_bad)
+		entry_index_unseen(x, none_unseen, NULL);
+	entry_index_free(x);
+	for (size_t i = 0; i < nlines; i++)
+		free(canon[i]);
+	free(canon);
+	free(lines);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	json_t *j = json_loadb((const char *)data, size, 0, NULL), *out, *again;
@@ -73,6 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct entry e, e2, fast;
 	int fast_rc;
 
+	index_agrees(data, size);
 	if (!line)
 		return 0;
 	/* The direct reader and jansson agree on every input: both refuse it,
@@ -153,6 +255,12 @@ int main(int argc, char **argv)
 		"\"in\":\"20261206T052050.108Z-32718ea2\",\"sha256\":"
 		"\"47a1bbcd57a6828a80cc1c5f0c6d201f1e3b93e3960bef4e40cab94aaccbdaba\"}\n",
 		"{ \"s\" : 1 , \"p\":\"l\",\"k\":\"l\",\"mode\":511,\"l\":\"a b\",\"c\":3}",
+		/* A manifest of several lines, one path twice (the last wins). */
+		"{\"s\":1,\"p\":\"\",\"k\":\"d\",\"mode\":493,\"ino\":2}\n"
+		"{\"s\":1,\"p\":\"a\",\"k\":\"l\",\"mode\":511,\"l\":\"b\"}\n"
+		"{\"s\":1,\"p64\":\"/w==\",\"k\":\"-\"}\n"
+		"{\"s\":1,\"p\":\"a\",\"k\":\"h\",\"h\":\"c/d\"}\n"
+		"{\"s\":2,\"p\":\"a\",\"k\":\"-\"}",
 	};
 
 	return write_seeds(argc, argv, seeds, sizeof(seeds) / sizeof(seeds[0]));

@@ -219,6 +219,17 @@ static void damaged_manifest_is_refused(void **state)
 	assert_int_equal(vss_repo_restore(r, b.id, &p, &res, &err), -EBADMSG);
 	assert_non_null(strstr(err.msg, "checksum"));
 	assert_int_equal(vss_repo_verify(r, b.id, NULL, NULL, &err), -EBADMSG);
+	/* An incremental on it, which reads it as its base, refuses too. */
+	{
+		struct vss_backup_source bs = { src, src };
+		struct vss_backup_params bp = { .size = sizeof(bp), .type = VSS_BT_INCREMENTAL,
+						.sources = &bs, .nsources = 1 };
+		struct vss_backup_info inc;
+
+		assert_int_equal(vss_repo_backup(r, &bp, &inc, &err), -EBADMSG);
+		assert_non_null(strstr(err.msg, "the base of this backup is damaged"));
+		assert_non_null(strstr(err.msg, "checksum"));
+	}
 	/* A prefix that names nothing, and an empty one. */
 	assert_int_equal(vss_repo_restore(r, "1999", &p, &res, &err), -ENOENT);
 	vss_repo_close(r);
@@ -247,6 +258,46 @@ static void entries_are_checked(void **state)
 		assert_int_equal(entry_from_json(j, &e), -EBADMSG);
 		json_decref(j);
 	}
+}
+
+/* A base read whole into an index: the last line of a path wins, a line
+ * without its newline counts, a bad line is named by its number. */
+static void base_index_reads_every_line(void **state)
+{
+	static const char good[] =
+		"{\"s\":1,\"p\":\"\",\"k\":\"d\",\"mode\":493,\"ino\":2}\n"
+		"{\"s\":1,\"p\":\"a\",\"k\":\"l\",\"mode\":511,\"l\":\"b\"}\n"
+		"{\"s\":1,\"p\":\"\xc3\xa9\",\"k\":\"d\",\"x\":{\"user.a\":\"AA==\"}}\n"
+		"{\"s\":1,\"p\":\"a\",\"k\":\"h\",\"h\":\"c/d\"}\n"
+		"{\"s\":2,\"p\":\"a\",\"k\":\"-\"}";
+	static const char bad[] =
+		"{\"s\":1,\"p\":\"\",\"k\":\"d\"}\n"
+		"{\"s\":1,\"p\":\"a\",\"k\":\"d\"}\n"
+		"{\"s\":1,\"p\":\"../a\",\"k\":\"d\"}\n"
+		"{\"s\":1,\"p\":\"b\",\"k\":\"d\"}\n";
+	struct entry_index *x;
+	unsigned long line;
+	struct entry *e;
+
+	(void)state;
+	assert_int_equal(entry_index_parse(strdup(good), strlen(good), &x, &line), 0);
+	assert_non_null(e = entry_index_find(x, 1, "a"));
+	assert_int_equal(e->kind, EK_HARD);
+	assert_string_equal(e->link, "c/d");
+	assert_non_null(e = entry_index_find(x, 1, "\xc3\xa9"));
+	assert_non_null(e->xattrs);
+	assert_non_null(e = entry_index_find(x, 2, "a"));
+	assert_int_equal(e->kind, EK_GONE);
+	assert_non_null(entry_index_find(x, 1, ""));
+	assert_null(entry_index_find(x, 2, ""));
+	entry_index_free(x);
+	assert_int_equal(entry_index_parse(strdup(bad), strlen(bad), &x, &line), -EBADMSG);
+	assert_null(x);
+	assert_int_equal(line, 3);
+	assert_int_equal(entry_index_parse(strdup("\n"), 1, &x, &line), -EBADMSG);
+	assert_int_equal(line, 1);
+	assert_int_equal(entry_index_parse(strdup(""), 0, &x, &line), 0);
+	entry_index_free(x);
 }
 
 /* The direct line reader reads what jansson reads, and refuses what it
@@ -347,6 +398,7 @@ int main(void)
 		cmocka_unit_test(damaged_manifest_is_refused),
 		cmocka_unit_test(entries_are_checked),
 		cmocka_unit_test(lines_read_as_jansson_reads_them),
+		cmocka_unit_test(base_index_reads_every_line),
 		cmocka_unit_test(base64_round_trips),
 	};
 
