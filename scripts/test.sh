@@ -59,8 +59,17 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 stage "fuzz (${FUZZ_SECONDS} s a target)"
 CC=clang setup build/fuzz -Dfuzz=true
-ninja -C build/fuzz
-meson test -C build/fuzz --print-errorlogs --suite fuzz
+# Only the fuzz targets and their seed makers: the rest of this clang
+# build is never run (half the stage's build time).
+fuzz_programs=$(meson introspect build/fuzz --tests | /usr/bin/python3 -c '
+import json, sys
+names = set()
+for t in json.load(sys.stdin):
+    if any(s == "fuzz" or s.endswith(":fuzz") for s in t["suite"]):
+        names.update(d.split("@@")[1].rsplit("@", 1)[0] for d in t["depends"])
+print(" ".join(sorted(names)))')
+meson compile -C build/fuzz $fuzz_programs
+meson test -C build/fuzz --no-rebuild --print-errorlogs --suite fuzz
 
 stage "Debian packages"
 # The suites the package build would run (unit, writer, dist) ran above in
