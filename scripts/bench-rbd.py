@@ -62,7 +62,7 @@ def main():
     ceph = CephCluster(root=os.path.join(root, "ceph"), memstore_mb=2048)
     run = os.path.join(root, "run")
     vssd = None
-    mounts, helpers = [], []
+    mounts, loops, helpers = [], [], []
 
     def vss(*args):
         return subprocess.run([vss_bin, "--run-dir", run] + list(args), capture_output=True,
@@ -105,6 +105,7 @@ def main():
             mounts.append(fm)
             loop = subprocess.run(["losetup", "-f", "--show", os.path.join(fm, "f")],
                                   capture_output=True, text=True, check=True).stdout.strip()
+            loops.append(loop)
             subprocess.run(["mkfs.ext4", "-q", loop], check=True)
             em = os.path.join(root, "fmnt")
             os.makedirs(em)
@@ -114,6 +115,8 @@ def main():
             print("ext4 on RBD via rbd-fuse: %8.0f IOPS, mean completion %.0f us" % (iops, lat))
             subprocess.run(["umount", em], check=True)
             mounts.remove(em)
+            subprocess.run(["losetup", "-d", loop], check=True)
+            loops.remove(loop)
         else:
             print("rbd-fuse: not installed (Debian: rbd-fuse), skipped")
         ceph.rbd("create", "--size", "512M", POOL + "/b")
@@ -148,6 +151,11 @@ def main():
     finally:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", m], capture_output=True)
+        # The loop device on rbd-fuse's file goes by its name: once that
+        # mount is gone its backing file reads "/f", which the root check
+        # below does not match.
+        for dev in loops:
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
         for p in helpers:
             p.send_signal(signal.SIGTERM)
             try:
