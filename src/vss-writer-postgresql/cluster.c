@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "cluster.h"
 
@@ -647,4 +650,163 @@ int pg_cluster_ctl_start(struct pg_cluster *c, char *why, size_t len)
 	if (!c->ctl_log[0])
 		argv[9] = NULL;
 	return run_as(c->ctl_uid, c->ctl_gid, argv, why, len);
+}
+
+/* Closes @d and each of the descriptors that is one (>= 0). */
+static void close_dirs(DIR *d, int fd1, int fd2, int fd3)
+{
+	if (d)
+		closedir(d);
+	for (int i = 0, fd[3] = { fd1, fd2, fd3 }; i < 3; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+}
+
+/*
+ * A restore in place replays only the WAL it restores: the live pg_wal's
+ * segments, newer than the backup, would roll the cluster on past the
+ * backup's instant (to the moment it was stopped, replaying the very change
+ * the restore may be undoing).  They are moved, not deleted, into a
+ * directory beside pg_wal, PG_WAL.vss-before-restore-YYYYMMDDTHHMMSSZ (on
+ * pg_wal's filesystem, so each is a rename), for an administrator who
+ * wants to roll forward by hand; an empty archive_status is left for the
+ * server.  Earlier such directories are left alone.
+ */
+int pg_cluster_wal_aside(const struct pg_cluster *c, char *aside, size_t alen, int *moved,
+			 char *why, size_t len)
+{
+	char parent[PATH_MAX], name[NAME_MAX + 1];
+	const char *base = strrchr(c->wal_dir, '/');
+	int pfd = -1, wfd = -1, afd = -1, rc = 0;
+	struct stat st;
+	struct tm tm;
+	time_t now = time(NULL);
+	DIR *d = NULL;
+	struct dirent *e;
+
+	*moved = 0;
+	if (!base || base == c->wal_dir || (size_t)(base - c->wal_dir) >= sizeof(parent)) {
+		snprintf(why, len, "cluster %s: pg_wal at %s", c->name, c->wal_dir);
+		return -EINVAL;
+	}
+	memcpy(parent, c->wal_dir, base - c->wal_dir);
+	parent[base - c->wal_dir] = '\0';
+	gmtime_r(&now, &tm);
+	snprintf(name, sizeof(name), "%s.vss-before-restore-%04d%02d%02dT%02d%02d%02dZ", base + 1,
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if ((pfd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    (wfd = openat(pfd, base + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    fstat(wfd, &st) < 0) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: %s: %s", c->name, c->wal_dir, strerror(-rc));
+		goto out;
+	}
+	if (st.st_uid == 0) {
+		rc = -EPERM;
+		snprintf(why, len, "cluster %s: %s is not a directory of the server's", c->name,
+			 c->wal_dir);
+		goto out;
+	}
+	if (!(d = fdopendir(dup(wfd)))) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: %s: %s", c->name, c->wal_dir, strerror(-rc));
+		goto out;
+	}
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (afd < 0) {
+			if (mkdirat(pfd, name, 0700) < 0 ||
+			    fchownat(pfd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    (afd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					  O_CLOEXEC)) < 0) {
+				rc = -errno;
+				snprintf(why, len, "cluster %s: %s/%s: %s", c->name, parent, name,
+					 strerror(-rc));
+				goto out;
+			}
+		}
+		if (renameat(wfd, e->d_name, afd, e->d_name) < 0) {
+			rc = -errno;
+			snprintf(why, len, "cluster %s: moving %s/%s aside to %s/%s: %s", c->name,
+				 c->wal_dir, e->d_name, parent, name, strerror(-rc));
+			goto out;
+		}
+		++*moved;
+	}
+	if (*moved && (mkdirat(wfd, "archive_status", 0700) < 0 ||
+		       fchownat(wfd, "archive_status", st.st_uid, st.st_gid,
+				AT_SYMLINK_NOFOLLOW) < 0)) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: %s/archive_status: %s", c->name, c->wal_dir,
+			 strerror(-rc));
+		goto out;
+	}
+	if (*moved && (fsync(afd) < 0 || fsync(wfd) < 0 || fsync(pfd) < 0)) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: syncing %s: %s", c->name, parent, strerror(-rc));
+		goto out;
+	}
+	snprintf(aside, alen, "%s/%s", parent, name);
+out:
+	close_dirs(d, afd, wfd, pfd);
+	return rc;
+}
+
+/* Whether pg_wal (@wfd) holds nothing but the archive_status wal_aside
+ * made, or nothing at all. */
+static bool wal_dir_untouched(int wfd)
+{
+	DIR *d = fdopendir(dup(wfd));
+	struct dirent *e;
+	bool only = d != NULL;
+
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    strcmp(e->d_name, "archive_status"))
+			only = false;
+	if (d)
+		closedir(d);
+	return only;
+}
+
+int pg_cluster_wal_back(const struct pg_cluster *c, const char *aside, char *why, size_t len)
+{
+	int wfd = open(c->wal_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int afd = open(aside, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+	DIR *d = NULL;
+	struct dirent *e;
+
+	if (wfd < 0 || afd < 0 || !(d = fdopendir(dup(afd)))) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: %s: %s", c->name, wfd < 0 ? c->wal_dir : aside,
+			 strerror(-rc));
+		goto out;
+	}
+	/* The empty archive_status wal_aside left; anything else there now was
+	 * restored, and the WAL set aside stays where it is. */
+	if (!wal_dir_untouched(wfd) ||
+	    (unlinkat(wfd, "archive_status", AT_REMOVEDIR) < 0 && errno != ENOENT)) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: %s/archive_status is not as the restore left it; "
+			 "the WAL it had before is in %s", c->name, c->wal_dir, aside);
+		goto out;
+	}
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (renameat2(afd, e->d_name, wfd, e->d_name, RENAME_NOREPLACE) < 0) {
+			rc = -errno;
+			snprintf(why, len, "cluster %s: moving %s/%s back: %s; the rest is still "
+				 "there", c->name, aside, e->d_name, strerror(-rc));
+			goto out;
+		}
+	}
+	if (fsync(wfd) < 0 || rmdir(aside) < 0) {
+		rc = -errno;
+		snprintf(why, len, "cluster %s: %s: %s", c->name, aside, strerror(-rc));
+	}
+out:
+	close_dirs(d, afd, wfd, -1);
+	return rc;
 }

@@ -56,6 +56,15 @@ int pg_cluster_stamp(struct pg_cluster *c, char *stamp, size_t slen, char *why, 
 /* Whether the WAL segment holding @prev's position (a stamp) is still in
  * pg_wal: 0, or -ENOENT with @why. */
 int pg_cluster_wal_since(struct pg_cluster *c, const char *prev, char *why, size_t len);
+/* Before a restore in place of @c (stopped): every entry of its pg_wal
+ * moved into a new directory beside it (its path in @aside, how many in
+ * *@moved), so that recovery replays only the WAL restored.  0 or -errno
+ * with @why. */
+int pg_cluster_wal_aside(const struct pg_cluster *c, char *aside, size_t alen, int *moved,
+			 char *why, size_t len);
+/* A restore that wrote nothing aborted: what wal_aside moved into @aside
+ * moved back.  0 or -errno with @why (what could not be moved stays). */
+int pg_cluster_wal_back(const struct pg_cluster *c, const char *aside, char *why, size_t len);
 /* Checks what an online backup needs (not a standby, wal_level, the
  * rights), then pg_backup_start(@label, fast) on a connection kept open. */
 int pg_cluster_backup_start(struct pg_cluster *c, const char *label, char *why, size_t len);

@@ -22,7 +22,12 @@
  *   pre_restore       backup metadata that is not this writer's label
  *                     stops the restore; a cluster restored in place is
  *                     stopped with its systemd unit or its own pg_ctl
- *                     (cluster.c); one running with neither is refused
+ *                     (cluster.c); one running with neither is refused;
+ *                     the live pg_wal of one restored in place moved aside
+ *                     (PG_WAL.vss-before-restore-TIME beside it), so that
+ *                     recovery stops at the backup's instant instead of
+ *                     replaying what came after it (moved back if the
+ *                     restore writes none of its files)
  *   post_restore      backup_label, tablespace_map (from the backup
  *                     metadata; for a log backup, or one without it, from
  *                     the label files restored with the data files; paths
@@ -53,6 +58,7 @@ struct clusters {
 	struct pg_cluster c[MAX_CLUSTERS];
 	int n;
 	struct wcli_restore restore;    /* stopped and started around restores */
+	char wal_aside[MAX_CLUSTERS][PATH_MAX]; /* a restore in place's, or "" */
 };
 
 static struct pg_cluster *find(struct clusters *s, const char *lp, const char *name)
@@ -240,9 +246,63 @@ static int metadata_of(const struct vss_bcd *bcd, const struct pg_cluster *c, ch
 	return 0;
 }
 
+/* The clusters restored in place (stopped by now) get only the WAL the
+ * restore writes: their live pg_wal moved aside (cluster.c). */
+static int set_wal_aside(struct vss_writer *w, struct clusters *s)
+{
+	struct vss_writer_restore_info ri;
+
+	if (vss_writer_restore_info(w, &ri) < 0 || ri.to)
+		return 0;
+	for (size_t i = 0; i < ri.component_count; i++) {
+		struct vss_writer_restore_component rc;
+		struct pg_cluster *c;
+		char why[PG_WHY];
+		int moved, r;
+
+		if (vss_writer_restore_component(w, i, &rc) < 0 || !rc.original_location ||
+		    !(c = find(s, rc.logical_path, rc.name)) || pg_cluster_running(c))
+			continue;
+		r = pg_cluster_wal_aside(c, s->wal_aside[c - s->c], PATH_MAX, &moved, why,
+					 sizeof(why));
+		if (r < 0) {
+			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s", why);
+			return r;
+		}
+		if (moved)
+			wcli_say("cluster %s: the %d entries of its pg_wal moved to %s: the restored "
+				 "cluster replays only the backup's WAL", c->name, moved,
+				 s->wal_aside[c - s->c]);
+	}
+	return 0;
+}
+
+/* A restore that did not write cluster @i's files (or staged them for the
+ * next boot): the WAL set aside goes back. */
+static void wal_back_one(struct clusters *s, int i)
+{
+	char why[PG_WHY];
+
+	if (!s->wal_aside[i][0])
+		return;
+	if (pg_cluster_wal_back(&s->c[i], s->wal_aside[i], why, sizeof(why)) < 0)
+		wcli_say("%s", why);
+	else
+		wcli_say("cluster %s: its pg_wal moved back from %s", s->c[i].name,
+			 s->wal_aside[i]);
+	s->wal_aside[i][0] = '\0';
+}
+
+static void wal_back(struct clusters *s)
+{
+	for (int i = 0; i < s->n; i++)
+		wal_back_one(s, i);
+}
+
 static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *ev, void *data)
 {
 	struct clusters *s = data;
+	int rc;
 
 	end_all(s);
 	/* A label that cannot be written back stops the restore before it
@@ -257,7 +317,9 @@ static int on_pre_restore(struct vss_writer *w, const struct vss_writer_event *e
 		free(label);
 		free(map);
 	}
-	return wcli_pre_restore(w, &s->restore);
+	if ((rc = wcli_pre_restore(w, &s->restore)) < 0)
+		return rc;
+	return set_wal_aside(w, s);
 }
 
 /* Where the restore put @c's files: the data directory's destination, and
@@ -305,6 +367,15 @@ static int on_post_restore(struct vss_writer *w, const struct vss_writer_event *
 
 	if (vss_writer_restore_info(w, &ri) < 0)
 		return 0;
+	for (size_t i = 0; i < ri.component_count; i++) {
+		struct vss_writer_restore_component r;
+		struct pg_cluster *c = restored(w, s, i, &r);
+
+		if (c && (r.status == VSS_RS_NONE || r.status == VSS_RS_STAGED))
+			wal_back_one(s, (int)(c - s->c));
+	}
+	for (int i = 0; i < s->n; i++)
+		s->wal_aside[i][0] = '\0';   /* kept for the administrator */
 	for (size_t i = 0; i < ri.component_count && rc == 0; i++) {
 		struct vss_writer_restore_component r;
 		struct pg_cluster *c = restored(w, s, i, &r);
@@ -336,6 +407,7 @@ static int on_abort(struct vss_writer *w, const struct vss_writer_event *ev, voi
 
 	end_all(s);
 	forget_all(s);
+	wal_back(s);
 	if (wcli_start_stopped(&s->restore, why, sizeof(why)) < 0)
 		wcli_say("%s", why);
 	return 0;

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import BUILD
+import systemd_ns
 
 PG_WRITER = os.path.abspath(os.path.join(BUILD, "src", "vss-writer-postgresql",
                                          "vss-writer-postgresql"))
@@ -128,14 +129,16 @@ def pg(vssd, workdir):
         end_all(vssd, servers)
 
 
-def start_writer(d, main, user="postgres", wait=True, unit="-"):
+def start_writer(d, main, user="postgres", wait=True, unit="-", via=None):
+    """The writer for @main (@unit its manager), started by @via (a
+    Systemd's command()) or here."""
     conf = os.path.join(d.root, "pg-%s.conf" % user)
     with open(conf, "w") as f:
         f.write("# name unit conninfo\nmain %s host=%s port=%d user=%s dbname=postgres\n"
                 % (unit, main.sock, main.port, user))
     log = os.path.join(d.root, "pgwriter-%s.log" % user)
-    return spawn_writer(d, "postgresql", [PG_WRITER, "--run-dir", d.run, "--config", conf,
-                                          "--once"], log, wait)
+    argv = [PG_WRITER, "--run-dir", d.run, "--config", conf, "--once"]
+    return spawn_writer(d, "postgresql", via(argv) if via else argv, log, wait)
 
 
 def spawn_writer(d, name, argv, log, wait=True):
@@ -346,7 +349,12 @@ def test_shadows_and_backups_recover_under_pgbench(vssd, pg, workdir):
         text = f.read()
     assert "cluster main: stopped (pg_ctl) for the restore" in text, text
     assert "cluster main: started again (pg_ctl)" in text, text
-    assert check_copy({"server": main}, True, running_since=mark) >= counts[1]
+    # Exactly the backup's instant: the live WAL written after it was
+    # moved aside, not replayed.
+    assert check_copy({"server": main}, True, running_since=mark) == counts[1]
+    with open(wlog) as f:
+        assert "entries of its pg_wal moved to %s/pg_wal.vss-before-restore-" % main.data \
+            in f.read()
     # Metadata that is not this writer's (a repository edited): the restore
     # stops before it writes anything.
     path = os.path.join(repo, "backups", full, "components.json")
@@ -404,6 +412,73 @@ def shadow_in_background(d, mnt):
     return subprocess.Popen(["/usr/bin/env", os.path.join(BUILD, "src", "vss", "vss"), "--run-dir",
                              d.run, "create", "shadow", "--for", mnt], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+PG_UNIT = "vss-test-pg.service"
+
+
+@pytest.mark.skipif(systemd_ns.available() is not None, reason=str(systemd_ns.available()))
+def test_restore_in_place_through_its_systemd_unit(vssd, pg, workdir):
+    """The cluster run by a systemd unit (a systemd of the test's own,
+    tests/system/systemd_ns.py): restored in place, the writer stops it
+    with systemctl, the backup's files and label are written back, systemctl
+    starts it and it recovers to the backup's instant."""
+    main, mnt, server = pg
+    main.sql("CREATE TABLE kept AS SELECT generate_series(1, 100) AS a")
+    main.stop("fast")
+    opts = ("-k %s -p %d -c listen_addresses='' -c max_wal_size=64MB -c wal_keep_size=128MB"
+            % (main.sock, main.port))
+    pg_ctl = os.path.join(PG_BIN, "pg_ctl")
+    unit = ("[Unit]\nDescription=the test's PostgreSQL cluster\nDefaultDependencies=no\n"
+            "[Service]\nType=forking\nUser=postgres\n"
+            "ExecStart=%s -D %s -o \"%s\" -l %s -w -t 60 start\n"
+            "ExecStop=%s -D %s -m fast -w -t 60 stop\nTimeoutSec=90\n"
+            % (pg_ctl, main.data, opts, main.log, pg_ctl, main.data))
+    sd = systemd_ns.Systemd(workdir, {PG_UNIT: unit}, os.path.join(workdir, "systemd.log"))
+    try:
+        sd.start()
+        assert sd.run(["systemctl", "is-active", PG_UNIT], check=False).stdout.strip() == \
+            "active", sd.run(["systemctl", "status", PG_UNIT], check=False).stdout
+        w, wlog = start_writer(vssd, main, unit=PG_UNIT, via=sd.command)
+        repo = os.path.join(workdir, "repo")
+        bid = vssd.json("backup", "create", "--to", repo, "--for", mnt)["id"]
+        main.sql("CREATE TABLE after_backup (a int)")
+        main.sql("INSERT INTO kept SELECT generate_series(101, 200)")
+        mark = len(main.logtext())
+        r = vssd.json("restore", "--from", repo, bid)
+        comp = [c for c in r["components"] if c["writer"] == "postgresql"]
+        assert comp and comp[0]["status"] == "all", r
+        with open(wlog) as f:
+            text = f.read()
+        assert "cluster main: stopped (%s) for the restore" % PG_UNIT in text, text
+        assert "cluster main: started again (%s)" % PG_UNIT in text, text
+        # systemd stopped and started it (not a pg_ctl of the writer's).
+        assert sd.run(["systemctl", "is-active", PG_UNIT], check=False).stdout.strip() == \
+            "active"
+        journal = sd.run(["systemctl", "show", "-P", "NRestarts,ExecMainStartTimestamp",
+                          PG_UNIT]).stdout
+        assert journal.strip(), journal
+        wait_for(lambda: main.sql("SELECT pg_is_in_recovery()", check=False)
+                 .stdout.strip() == "f", 30, lambda: "still in recovery: " + main.logtext())
+        log = main.logtext()[mark:]
+        assert "starting backup recovery with redo LSN" in log, log
+        assert "completed backup recovery" in log, log
+        # The backup's instant: what came after it is gone, and the WAL
+        # that held it is kept aside, not replayed.
+        assert main.sql("SELECT count(*) FROM kept") == "100"
+        assert main.sql("SELECT count(*) FROM pg_class WHERE relname = 'after_backup'") == "0"
+        aside = glob.glob(os.path.join(main.data, "pg_wal.vss-before-restore-*"))
+        assert len(aside) == 1 and "moved to %s" % aside[0] in text, (aside, text)
+        assert any(len(n) == 24 for n in os.listdir(aside[0])), os.listdir(aside[0])
+        assert w.poll() is None, text
+    finally:
+        sd.stop()
+        # The server died with the namespace; its pid file names a process
+        # of that namespace, which pg_ctl must not signal here.
+        try:
+            os.remove(os.path.join(main.data, "postmaster.pid"))
+        except FileNotFoundError:
+            pass
 
 
 def test_server_stops_mid_backup_and_writer_killed(vssd, pg):
