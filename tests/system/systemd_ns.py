@@ -133,10 +133,10 @@ class Systemd:
         """The argv that runs @argv inside the namespaces."""
         return ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-p", "-C", "--"] + list(argv)
 
-    def run(self, argv, check=True, timeout=60):
+    def run(self, argv, check=True, timeout=60, env=None):
         """@argv inside the namespaces, to its end."""
         r = subprocess.run(self.command(argv), capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, env=env)
         if check and r.returncode != 0:
             raise AssertionError("%s -> %d: %s%s" % (argv, r.returncode, r.stdout, r.stderr))
         return r

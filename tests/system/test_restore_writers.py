@@ -28,6 +28,7 @@ import pytest
 
 from conftest import BUILD, VSS
 from test_backup import tree_manifest, diff
+import systemd_ns
 from test_writers import (COMMITTER, HOOKS, SQLITE_WRITER, events, hooks_dir, start_writer,
                           writers)
 
@@ -244,6 +245,48 @@ def test_post_restore_failure_is_reported(vssd, fsvol, workdir):
 
 
 # ---- restore methods ----
+
+@pytest.mark.skipif(systemd_ns.available() is not None, reason=str(systemd_ns.available()))
+@pytest.mark.parametrize("method", ["stop_restore_start", "restore_stop_start"])
+def test_service_methods_through_systemd(vssd, fsvol, workdir, method):
+    """The service a writer names, run by a systemd of the test's own
+    (systemd_ns.py; vss restore runs beside it so that its systemctl
+    reaches it): stopped before the files and started after them, or
+    restarted after them, by systemd itself, whose unit logs the first
+    bytes of a file of the component each time it stops or starts."""
+    repo = os.path.join(workdir, "repo")
+    data, log = data_writer(vssd, fsvol, "w", "--method", method,
+                            "--service", "app.service")
+    a = os.path.join(data, "a")
+    at_backup = tree_manifest(data)
+    seen = os.path.join(workdir, "app.log")
+    say = "/bin/sh -c 'echo \"%%s $(head -c 5 %s)\" >> %s'" % (a, seen)
+    unit = ("[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+            "ExecStart=%s\nExecStop=%s\n" % (say % "start", say % "stop"))
+    sd = systemd_ns.Systemd(workdir, {"app.service": unit}, os.path.join(workdir, "sd.log"))
+    try:
+        sd.start()
+        bid = backup(vssd, repo, fsvol)["id"]
+        write(a, b"a changed\n")
+        os.unlink(os.path.join(data, "sub", "b"))
+        os.unlink(seen)
+        env = env_of(vssd)
+        env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+        r = sd.run([VSS, "--run-dir", vssd.run, "restore", "--from", repo, bid, "--json"],
+                   check=False, env=env, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        comp = json.loads(r.stdout)["components"][0]
+        assert comp["status"] == "all" and comp["files"] == 2, comp
+        assert diff(at_backup, tree_manifest(data)) == ""
+        if method == "stop_restore_start":
+            assert lines(seen) == ["stop a cha", "start a at "]
+        else:
+            assert lines(seen) == ["stop a at ", "start a at "]
+        assert sd.run(["systemctl", "is-active", "app.service"],
+                      check=False).stdout.strip() == "active"
+    finally:
+        sd.stop()
+
 
 METHODS = ["restore_if_not_there", "restore_if_can_replace", "stop_restore_start",
            "restore_stop_start", "restore_to_alternate_location", "restore_at_reboot",
