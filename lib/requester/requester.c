@@ -121,12 +121,22 @@ static void renew_stop(struct vss_requester *r)
 }
 
 /* Keeps the writers' latest states from a reply's "writers". */
+static void update_states_of(struct vss_requester *r, json_t *writers);
+
+/* The writers still in the backup and those a step dropped (failed at
+ * identify or prepare_backup, not required: "dropped"). */
 static void update_states(struct vss_requester *r, json_t *res)
+{
+	update_states_of(r, json_object_get(res, "writers"));
+	update_states_of(r, json_object_get(res, "dropped"));
+}
+
+static void update_states_of(struct vss_requester *r, json_t *writers)
 {
 	json_t *w;
 	size_t i;
 
-	json_array_foreach(json_object_get(res, "writers"), i, w) {
+	json_array_foreach(writers, i, w) {
 		const char *inst = json_string_value(json_object_get(w, "instance"));
 
 		for (size_t k = 0; k < r->nw; k++) {

@@ -1317,6 +1317,7 @@ static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, 
 {
 	struct svc_wcall calls[SVC_WRITERS_MAX];
 	struct vss_bcd *bcd = NULL;
+	json_t *dropped;
 	const char *given;
 	char *text;
 	size_t n;
@@ -1388,6 +1389,7 @@ static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, 
 	}
 	svc_writers_call(svc, EV_PREPARE_BACKUP, calls, n);
 	rc = 0;
+	dropped = json_array();
 	for (size_t i = 0, k = 0; i < n; i++) {
 		struct svc_writer *w = calls[i].w;
 		const char *back = json_string_value(json_object_get(calls[i].result,
@@ -1408,20 +1410,25 @@ static int prepare(struct vss_service *svc, struct svc_backup *b, json_t *args, 
 			k++;
 			continue;
 		}
-		/* An optional writer that failed leaves the backup with its components. */
+		/* An optional writer that failed leaves the backup with its
+		 * components; the requester is told which, and why. */
 		{
 			int j = bcd_entry(b->bcd, w);
 
 			if (j >= 0)
 				json_array_remove(json_object_get(b->bcd, "writers"), (size_t)j);
 		}
+		json_array_append_new(dropped, svc_writer_json(svc, w, false));
 		drop_writer(svc, b, k);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		json_decref(dropped);
 		return rc;
+	}
 	backup_enter(svc, b, SVC_BACKUP_PREPARED);
 	text = json_dumps(b->bcd, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	*res = json_pack("{s:s, s:o}", "components", text, "writers", writers_json(svc, b, false));
+	*res = json_pack("{s:s, s:o, s:o}", "components", text, "writers",
+			 writers_json(svc, b, false), "dropped", dropped);
 	free(text);
 	return 0;
 }

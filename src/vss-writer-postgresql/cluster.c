@@ -179,7 +179,7 @@ int pg_cluster_wal_since(struct pg_cluster *c, const char *prev, char *why, size
 				 "backup (%s, segment %s), which is gone from pg_wal: keep it "
 				 "(wal_keep_size, a replication slot) or take a full backup",
 				 c->name, lsn, PQgetvalue(r, 0, 0));
-			rc = -ENOENT;
+			rc = -ENODATA;
 		}
 	}
 	PQclear(r);

@@ -81,9 +81,11 @@ static int stamp_of(void *data, const char *name, const char *prev,
 
 	if (!c)
 		return -ENOENT;
-	if (type == VSS_BT_LOG && prev && (rc = pg_cluster_wal_since(c, prev, why, wlen)) < 0)
-		return rc;
-	return pg_cluster_stamp(c, out, olen, why, wlen);
+	if (type != VSS_BT_LOG || !prev || (rc = pg_cluster_wal_since(c, prev, why, wlen)) == 0)
+		rc = pg_cluster_stamp(c, out, olen, why, wlen);
+	/* -ENOENT tells wcli_set_stamps "not one of ours", which it skips: a
+	 * cluster of ours that fails must fail the backup. */
+	return rc == -ENOENT ? -ENODATA : rc;
 }
 
 static int on_prepare_backup(struct vss_writer *w, const struct vss_writer_event *ev,

@@ -147,6 +147,52 @@ static int select_components(struct vss_requester *r, const struct cli_args *a,
 	return rc;
 }
 
+/* The writers of components asked for by name (--component WRITER[:PATH])
+ * are required: one that fails fails the backup instead of being left out
+ * with its components. */
+static int require_named_writers(struct vss_requester *r, const struct cli_args *a,
+				 struct vss_error *err)
+{
+	const char *given[MAX_TARGETS];
+	int n = cli_get_all(a, "component", given, MAX_TARGETS), rc = 0;
+
+	for (int k = 0; rc == 0 && k < n; k++) {
+		char *writer = strndup(given[k], strcspn(given[k], ":"));
+
+		rc = writer ? vss_requester_require_writer(r, writer, err)
+			    : vss_error_set(err, -ENOMEM, "out of memory");
+		free(writer);
+	}
+	return rc;
+}
+
+/* After PrepareForBackup: each writer left out of the backup (failed at
+ * identify or prepare_backup, not required) said on standard error; a log
+ * backup that has no component left fails (it would store nothing). */
+static int report_dropped(struct vss_requester *req, struct vss_error *err)
+{
+	const struct vss_bcd *bcd = vss_requester_components(req);
+	size_t dropped = 0;
+
+	for (size_t i = 0; i < vss_requester_writer_count(req); i++) {
+		struct vss_requester_writer w;
+
+		if (vss_requester_writer_status(req, i, &w) < 0 ||
+		    (w.state != VSS_WS_FAILED_AT_IDENTIFY &&
+		     w.state != VSS_WS_FAILED_AT_PREPARE_BACKUP))
+			continue;
+		dropped++;
+		fprintf(stderr, "vss: warning: writer %s %s: %s; its components are not in this "
+			"backup\n", w.name ? w.name : "?", w.state_name ? w.state_name : "failed",
+			w.last_error && *w.last_error ? w.last_error : "no reason given");
+	}
+	if (dropped && bcd && vss_bcd_backup_type(bcd) == VSS_BT_LOG &&
+	    vss_bcd_component_count(bcd) == 0)
+		return vss_error_set(err, -ENODATA, "a log backup with no component left: every "
+				     "writer that had one failed (said above)");
+	return 0;
+}
+
 int backup_type_arg(const struct cli_args *a, const char *what, bool log_ok,
 		    enum vss_backup_type *bt)
 {
@@ -180,6 +226,8 @@ int backup_begin(const struct cli_args *a, enum vss_backup_type bt, bool partial
 	if (rc == 0)
 		rc = vss_requester_set_backup_state(*req, bt, partial, &err);
 	if (rc == 0)
+		rc = require_named_writers(*req, a, &err);
+	if (rc == 0)
 		rc = vss_requester_gather_writer_metadata(*req, &err);
 	if (rc == 0)
 		rc = select_components(*req, a, &err);
@@ -210,6 +258,8 @@ int backup_take(struct vss_requester *req, const char *const *fors, int n,
 	}
 	if (rc == 0)
 		rc = vss_requester_prepare_for_backup(req, &err);
+	if (rc == 0)
+		rc = report_dropped(req, &err);
 	if (rc == 0 && plan)
 		rc = vss_backup_plan_check(plan, vss_requester_components(req), &err);
 	if (rc == 0)

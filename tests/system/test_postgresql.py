@@ -566,6 +566,32 @@ def test_refusals_say_why(vssd, pg):
     w.kill()
     w.wait()
     standby.stop("fast")
+    # A log backup whose WAL since the previous backup was recycled (no
+    # wal_keep_size): refused, saying what to keep, nothing published.
+    main.stop("fast")
+    main.start("-c wal_keep_size=0 -c min_wal_size=2MB -c max_wal_size=4MB")
+    w, log = start_writer(vssd, main)
+    repo = os.path.join(vssd.root, "repo-gone")
+    vssd.json("backup", "create", "--to", repo, "--for", mnt)
+    for _ in range(3):
+        main.sql("CREATE TABLE churn AS SELECT generate_series(1, 100000) AS a")
+        main.sql("DROP TABLE churn")
+        main.sql("SELECT pg_switch_wal()")
+        main.sql("CHECKPOINT")
+    r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--type", "log", check=False)
+    assert r.returncode != 0, r.stdout
+    assert "warning: writer postgresql failed_at_prepare_backup: cluster main: a log backup " \
+        "needs the WAL since the previous backup" in r.stderr and "which is gone from " \
+        "pg_wal" in r.stderr and "a log backup with no component left" in r.stderr, r.stderr
+    # Asked for by name, the writer is required: its failure is the backup's.
+    r = vssd.vss("backup", "create", "--to", repo, "--for", mnt, "--type", "log",
+                 "--component", "postgresql", check=False)
+    assert r.returncode != 0 and "warning" not in r.stderr, r.stderr
+    assert "backup create: writer postgresql failed at prepare_backup: cluster main: a log " \
+        "backup needs the WAL" in r.stderr, r.stderr
+    assert len(vssd.json("backup", "list", "--in", repo)["backups"]) == 1
+    w.kill()
+    w.wait()
     # wal_level = minimal allows no online backup: said, nothing taken.
     main.stop("fast")
     main.start("-c wal_level=minimal -c max_wal_senders=0")
