@@ -289,6 +289,32 @@ def test_snapshot_limit_is_a_clear_error(ceph, rvssd):
     assert image_snaps(ceph, "lim") == []
 
 
+def test_snapshot_limit_in_a_group_set_leaves_nothing(ceph, rvssd):
+    """A set over two RBD volumes, the second at its snapshot limit: the
+    set fails naming that image, after the first was prepared (its group
+    made, the image in it): no snapshot, no group, no mark is left, and the
+    first volume's next set is taken as if nothing happened."""
+    for name in ("la", "lb"):
+        rvssd.vss("volume", "create", name, "--rbd", POOL + "/" + name, "--size", "8M")
+    ceph.rbd("snap", "create", POOL + "/lb@foreign")
+    ceph.rbd("snap", "limit", "set", "--limit", "1", POOL + "/lb")
+    r = rvssd.vss("create", "shadow", "--for", "la", "--for", "lb", check=False)
+    assert r.returncode != 0, r.stdout
+    assert "RBD image %s/lb has 1 snapshots, as many as its limit allows" % POOL in r.stderr, \
+        r.stderr
+    assert rvssd.shadows() == []
+    assert image_snaps(ceph, "la") == []
+    assert [s["name"] for s in image_snaps(ceph, "lb")] == ["foreign"]
+    assert ceph.rbd("group", "ls", POOL).stdout.split() == []
+    for name in ("la", "lb"):
+        assert "vss." not in ceph.rbd("image-meta", "list", POOL + "/" + name).stdout
+    s = rvssd.shadow("la")
+    assert [x["name"] for x in image_snaps(ceph, "la")] == ["vss-" + s["set"]]
+    rvssd.vss("delete", "shadows", "--set", s["set"])
+    for name in ("la", "lb"):
+        rvssd.vss("volume", "delete", name)
+
+
 # Appends record i (64 bytes) to FILE, fsyncs, then prints i: what it printed
 # was acknowledged durable.
 SEQ_WRITER = r"""
