@@ -499,3 +499,40 @@ def test_exec_across_hosts_peer_killed(daemon_factory):
     assert h.b.shadows() == []
     # A takes the next backup with B as if nothing happened.
     assert exec_across(h, "true").returncode == 0
+
+
+def test_backup_across_hosts_lease(daemon_factory):
+    """A requester's backup across hosts lives as long as its lease here:
+    backup.status is passed on to the peer's backup (whose lease is the
+    requester's), so a requester that keeps asking completes it on both
+    hosts; one that goes silent past its lease is aborted on both."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.b.root, "events")
+    start_writer(h.b, "wb", log)
+    c = Client(h.a)
+
+    def begin():
+        assert c.call("backup.begin", lease_ms=1000)["ok"]
+        assert c.call("backup.prepare")["ok"]
+        r = c.call("shadow.create", targets=[h.mnt["a"], "hostb:data"])
+        assert r["ok"], r
+        assert len(h.b.shadows()) == 1
+
+    begin()
+    for _ in range(5):          # 2.5 s: more than twice the lease
+        time.sleep(0.5)
+        r = c.call("backup.status")
+        assert r["ok"] and r["result"]["active"], r
+    r = c.call("backup.complete")
+    assert r["ok"], r
+    assert [e[1] for e in events(log)][-1] == "backup_complete", events(log)
+    assert len(h.b.shadows()) == 1
+    assert c.call("shadow.delete", set=r["result"]["set"])["ok"]
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    # Silent past the lease: the reaper aborts it here, and so there.
+    begin()
+    assert wait_for(lambda: h.b.shadows() == [] and h.a.shadows() == [], 10)
+    assert [e[1] for e in events(log)][-1] == "abort", events(log)
+    r = c.call("backup.status")
+    assert r["ok"] and not r["result"]["active"] and r["result"]["ended"], r
+    c.close()
