@@ -105,6 +105,9 @@ struct vss_requester_shadow {
 	const char *provider;      /* "vss-cow", "btrfs", "live" */
 	const char *target_path;   /* btrfs, live: the target inside the shadow; else NULL */
 	bool live;                 /* read live: no shadow was made (allow live) */
+	const char *host;          /* another host's member (a target HOST:TARGET,
+				    * doc/peers.md): that host, where @device is;
+				    * NULL for this host's */
 };
 
 /* @run_dir NULL: $VSS_RUN_DIR or /run/vss. */

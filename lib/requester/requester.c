@@ -40,6 +40,7 @@ struct req_shadow {
 	char *exposed;
 	char *provider, *target_path;
 	char *fallback;                  /* why it is read live after its provider failed */
+	char *host;                      /* another host's member: that host; else NULL */
 	bool live;
 };
 
@@ -164,6 +165,7 @@ static void free_shadows(struct vss_requester *r)
 		free(r->sh[i].provider);
 		free(r->sh[i].target_path);
 		free(r->sh[i].fallback);
+		free(r->sh[i].host);
 	}
 	memset(r->sh, 0, sizeof(r->sh));
 	r->nsh = 0;
@@ -698,7 +700,10 @@ int vss_requester_do_snapshot_set(struct vss_requester *r, struct vss_error *err
 		if (json_is_string(json_object_get(s, "target_path")))
 			sh->target_path = strdup(json_string_value(json_object_get(s,
 										 "target_path")));
-		if (sh->live)
+		if (json_is_string(json_object_get(s, "host")))
+			sh->host = strdup(json_string_value(json_object_get(s, "host")));
+		/* Another host's member is read on its host, never mounted here. */
+		if (sh->live || sh->host)
 			sh->mount = NULL;
 		else if (sh->volume[0] == '/')
 			sh->mount = strdup(sh->volume);     /* a btrfs subvolume's root */
@@ -734,6 +739,7 @@ int vss_requester_shadow(const struct vss_requester *r, size_t i,
 	out->provider = r->sh[i].provider ? r->sh[i].provider : "vss-cow";
 	out->target_path = r->sh[i].target_path;
 	out->live = r->sh[i].live;
+	out->host = r->sh[i].host;
 	return 0;
 }
 
@@ -753,6 +759,9 @@ int vss_requester_expose(struct vss_requester *r, size_t i, const char *dir,
 	if (r->sh[i].exposed)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s",
 				     r->sh[i].id, r->sh[i].exposed);
+	if (r->sh[i].host)
+		return vss_error_set(err, -EINVAL, "shadow %s is on host %s: it is exposed "
+				     "there, not here", r->sh[i].id, r->sh[i].host);
 	rc = call(r, "shadow.expose", json_pack("{s:s, s:s?}", "shadow", r->sh[i].id,
 						"dir", dir), &res, err);
 	if (rc < 0)

@@ -173,6 +173,8 @@ struct svc_backup {
 					   * a restore's: the writers taking part */
 	struct restore_match *match;      /* restore.begin, while it matches writers */
 	char set_id[37];                  /* "" until the set is taken */
+	struct svc_peer_links *links;     /* its set's other hosts, each with a backup of
+					   * its own until this one ends (peer.h), or NULL */
 };
 
 /* A set taken with "hold" outside a session, until set.complete. */
@@ -600,11 +602,16 @@ static void abort_writers(struct vss_service *svc, struct svc_backup *b, const c
 	}
 }
 
-static void delete_set(struct vss_service *svc, const char *set, const char *why)
+/* Deletes @b's set, after its other hosts' backups were told to abort. */
+static void delete_set(struct vss_service *svc, struct svc_backup *b, const char *why)
 {
+	const char *set = b->set_id;
+	struct vss_error e;
+
 	if (!*set)
 		return;
 	svc_lock(svc);
+	svc_peer_links_end(svc, &b->links, set, false, false, why, &e);
 	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 		next = sh->next;
 		if (strcmp(sh->rec.set_id, set) == 0)
@@ -624,7 +631,7 @@ static void abort_session(struct vss_service *svc, struct svc_backup *b, const c
 	backup_enter(svc, b, SVC_BACKUP_ABORTED);
 	vss_log("%s aborted: %s", kind_of(b), why);
 	abort_writers(svc, b, why);
-	delete_set(svc, b->set_id, why);
+	delete_set(svc, b, why);
 	session_end(svc, b);
 }
 
@@ -788,7 +795,7 @@ static void end_without_owner(struct vss_service *svc, struct svc_backup *b, int
 			 kind_of(b), why);
 	vss_log("%s (session %llu) aborted: %s", kind_of(b), (unsigned long long)b->id, why);
 	abort_writers(svc, b, msg);
-	delete_set(svc, b->set_id, msg);
+	delete_set(svc, b, msg);
 	for (size_t k = 0; k < b->nw; k++)
 		svc_writer_enlist(svc, b->w[k], false);
 	svc_mutex_lock(&reg->lock);
@@ -1461,7 +1468,7 @@ static int snapshot_fail(struct vss_service *svc, struct svc_backup *b, int rc,
 	snprintf(why, sizeof(why), "%s%s", err->msg,
 		 strstr(err->msg, "the set was aborted") ? "" : "; the set was aborted");
 	abort_writers(svc, b, err->msg);
-	delete_set(svc, b->set_id, why);
+	delete_set(svc, b, why);
 	vss_log("set aborted: %s", err->msg);
 	vss_error_set(err, rc, "%s", why);
 	session_end(svc, b);
@@ -1535,6 +1542,10 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	bool own = !b->owner, hold_set = false;
 	struct svc_set_hold *held = NULL;     /* own, with "hold": what keeps the set */
 	struct hold hold = { 0 };
+	/* A requester's backup: other hosts' writers take part in it too. */
+	struct svc_peer_backup peers = {
+		.type = type_names[b->type], .lease_ms = b->hold.lease_ms,
+		.hold_ms = b->hold.limit_ms, .timeout_ms = b->timeout_ms };
 	json_t *out = NULL;
 	int64_t deadline;
 	unsigned int window;
@@ -1578,10 +1589,12 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	backup_enter(svc, b, SVC_BACKUP_SNAP_COMMIT);
 	svc_lock(svc);
 	svc_refresh_mounts(svc);
-	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, sync, &out, err);
+	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, sync,
+			       !own && !sync ? &peers : NULL, &out, err);
 	svc_unlock(svc);
 	if (rc < 0)
 		goto fail;
+	b->links = peers.links;
 	snprintf(b->set_id, sizeof(b->set_id), "%s",
 		 json_string_value(json_object_get(out, "set")));
 	/* Thaw, in reverse order: every writer, then abort if any failed. */
@@ -1667,12 +1680,6 @@ int svc_backup_shadow_create_sync(struct vss_service *svc, const struct svc_call
 
 	if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0)
 		goto out;
-	/* Another host's part of a set is a set of its own here, never a backup's. */
-	if (b && sync) {
-		rc = vss_error_set(err, -EBUSY, "this connection holds a backup: another "
-				   "host's set is taken on a connection of its own");
-		goto out;
-	}
 	if (b && (rc = backup_check(b->state, SVC_BACKUP_SNAP_PREPARE, "shadow.create",
 				    b->set_id, err)) < 0)
 		goto out;
@@ -1682,7 +1689,9 @@ int svc_backup_shadow_create_sync(struct vss_service *svc, const struct svc_call
 				svc_writer_enlist(svc, b->w[k], false);
 			b->nw = 0;
 		}
-		rc = shadow_create(svc, who, b, args, NULL, res, err);
+		/* With @sync: another host's backup, begun on this connection
+		 * (peer.h, struct svc_peer_backup). */
+		rc = shadow_create(svc, who, b, args, sync, res, err);
 		/* A failed set ended the backup (snapshot_fail). */
 		if (rc < 0)
 			return rc;
@@ -1723,8 +1732,9 @@ static void set_all_succeeded(json_t *bcd, bool ok)
 			json_object_set_new(comp, "backup_succeeded", json_boolean(ok));
 }
 
+/* backup.complete; *@ended when a host failed it, which ended @b (aborted). */
 static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *b,
-		    json_t *args, json_t **res, struct vss_error *err)
+		    json_t *args, json_t **res, bool *ended, struct vss_error *err)
 {
 	struct svc_wcall calls[SVC_WRITERS_MAX];
 	const char *given;
@@ -1755,6 +1765,23 @@ static int complete(struct vss_service *svc, struct conn *c, struct svc_backup *
 		b->bcd = json_loads(given, 0, NULL);
 	} else if (b->bcd) {
 		set_all_succeeded(b->bcd, succeeded);
+	}
+	/* The other hosts first: one that cannot complete aborts the backup
+	 * everywhere (those that completed already keep their members, deleted
+	 * with the set). */
+	if (b->links) {
+		svc_lock(svc);
+		rc = svc_peer_links_end(svc, &b->links, b->set_id, true, succeeded, NULL, err);
+		svc_unlock(svc);
+		if (rc < 0) {
+			char why[VSS_ERROR_MSG_MAX];
+
+			snprintf(why, sizeof(why), "%s", err->msg);
+			abort_session(svc, b, why);
+			*ended = true;
+			return vss_error_set(err, rc, "%s; the backup was aborted: its writers got "
+					     "abort and its set was deleted", why);
+		}
 	}
 	/* BackupComplete, to every writer at once: a failure is only reported. */
 	backup_enter(svc, b, SVC_BACKUP_COMPLETE);
@@ -1792,13 +1819,14 @@ int svc_op_backup_complete(struct vss_service *svc, const struct svc_caller *who
 			   json_t **res, struct vss_error *err)
 {
 	struct svc_backup *b = session_take(svc, who->conn);
+	bool ended = false;
 	int rc;
 
 	if (!b)
 		return no_session(svc, who->conn, "no backup in progress on this connection",
 				  err);
-	rc = complete(svc, who->conn, b, args, res, err);
-	if (rc < 0)
+	rc = complete(svc, who->conn, b, args, res, &ended, err);
+	if (rc < 0 && !ended)
 		session_put(svc, b);
 	return rc;
 }
@@ -1899,6 +1927,7 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	}
 	hold = hold_json(&b->hold, true);
 	svc_mutex_unlock(&reg->lock);
+	svc_peer_links_renew(svc, b->links);
 	json_object_update_new(hold, json_pack("{s:b, s:I, s:s, s:s, s:o, s:O}", "active", 1,
 					   "session", (json_int_t)b->id,
 					   "type", type_names[b->type], "set", b->set_id,

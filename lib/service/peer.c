@@ -218,6 +218,30 @@ static int peer_call(struct vss_service *svc, const char *name, const char *op, 
 	return rc;
 }
 
+/* One request on a set's connection to @host and its reply by @deadline:
+ * 0 and *@reply (owned) with *@result borrowed from it, or why not. */
+static int link_call(int fd, const char *host, const char *op, json_t *args, int64_t deadline,
+		     json_t **reply, json_t **result, struct vss_error *err)
+{
+	enum svc_peer_step step;
+	struct vss_error e = { 0 };
+	int rc;
+
+	*reply = *result = NULL;
+	if ((rc = link_send(fd, vss_proto_request(1, op, args), host, err)) < 0 ||
+	    (rc = link_recv(fd, deadline, host, reply, err)) < 0)
+		return rc;
+	rc = svc_peer_msg_parse(*reply, &step, result, &e);
+	if (rc == 0)
+		return 0;
+	json_decref(*reply);
+	*reply = *result = NULL;
+	if (rc == 1 || rc == -EPROTO)
+		return vss_error_set(err, -EPROTO, "host %s did not reply to %s: %s", host, op,
+				     rc == 1 ? "a step came instead" : e.msg);
+	return vss_error_set(err, rc, "host %s: %s: %s", host, op, e.msg);
+}
+
 /* ---- the coordinator ---- */
 
 struct peer_host {
@@ -234,7 +258,17 @@ struct svc_peer_set {
 	struct peer_host h[SVC_PEERS_MAX];
 	size_t nh, ntargets;
 	bool persistent, no_writers;
+	struct svc_peer_backup *bk;           /* a requester's backup, or NULL */
 	struct svc_set_sync sync;
+};
+
+/* The connections of a backup across hosts, after its set was taken. */
+struct svc_peer_links {
+	size_t n;
+	struct {
+		char host[SVC_PEER_NAME_MAX + 1];
+		int fd;
+	} h[SVC_PEERS_MAX];
 };
 
 int svc_peer_set_new(struct vss_service *svc, struct svc_peer_set **out, struct vss_error *err)
@@ -337,6 +371,31 @@ static int expect(struct peer_host *h, enum svc_peer_step want, int64_t deadline
 	return rc;
 }
 
+/* A requester's backup: @h's own backup on the set's connection, its
+ * writers identified and prepared for backup (every component), before
+ * peer.set takes its part of the set in it. */
+static int begin_backup(struct svc_peer_set *ps, struct peer_host *h, struct vss_error *err)
+{
+	struct vss_service *svc = ps->svc;
+	const struct svc_peer_backup *bk = ps->bk;
+	json_t *reply, *result;
+	int rc;
+
+	rc = link_call(h->fd, h->peer->name, "backup.begin", json_pack(
+			"{s:s, s:b, s:I, s:I, s:I, s:I}", "type", bk->type, "no_writers",
+			ps->no_writers, "timeout_ms", (json_int_t)bk->timeout_ms, "wait_ms",
+			(json_int_t)(svc->peer_timeout_ms / 2), "lease_ms",
+			(json_int_t)bk->lease_ms, "hold_ms", (json_int_t)bk->hold_ms),
+		       mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
+	json_decref(reply);
+	if (rc < 0)
+		return rc;
+	rc = link_call(h->fd, h->peer->name, "backup.prepare", NULL,
+		       mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
+	json_decref(reply);
+	return rc;
+}
+
 /* Sends peer.set to every host, then waits for each to be prepared. */
 static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struct vss_error *err)
 {
@@ -351,6 +410,7 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 		for (size_t k = 0; k < h->n; k++)
 			json_array_append_new(targets, json_string(h->targets[k]));
 		if ((rc = link_open(h->peer, &h->fd, err)) < 0 ||
+		    (ps->bk && (rc = begin_backup(ps, h, err)) < 0) ||
 		    (rc = link_send(h->fd, vss_proto_request(1, "peer.set", json_pack(
 				"{s:s, s:s, s:o, s:b, s:b, s:I}", "set", set->id,
 				"coordinator", svc->host_name, "targets", targets,
@@ -442,6 +502,12 @@ const struct svc_set_sync *svc_peer_set_sync(struct svc_peer_set *ps, bool persi
 	ps->no_writers = no_writers;
 	ps->sync = (struct svc_set_sync){ .step = coord_step, .abort = coord_abort, .ctx = ps };
 	return &ps->sync;
+}
+
+void svc_peer_set_backup(struct svc_peer_set *ps, struct svc_peer_backup *bk)
+{
+	ps->bk = bk;
+	bk->links = NULL;
 }
 
 static void remote_free(struct svc_remote *r)
@@ -572,7 +638,22 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 			rc = record(ps, h, set, m, owner, shadows, err);
 		json_decref(msg);
 	}
-	for (size_t i = 0; i < ps->nh && rc == 0; i++) {
+	/* A backup: each host keeps its part, held by its backup there, until
+	 * backup.complete or backup.abort (svc_peer_links_end). */
+	if (rc == 0 && ps->bk) {
+		struct svc_peer_links *l = calloc(1, sizeof(*l));
+
+		if (!l)
+			rc = vss_error_set(err, -ENOMEM, "out of memory");
+		for (size_t i = 0; l && i < ps->nh; i++) {
+			snprintf(l->h[i].host, sizeof(l->h[i].host), "%s", ps->h[i].peer->name);
+			l->h[i].fd = ps->h[i].fd;
+			ps->h[i].fd = -1;
+			l->n++;
+		}
+		ps->bk->links = l;
+	}
+	for (size_t i = 0; i < ps->nh && rc == 0 && !ps->bk; i++) {
 		struct peer_host *h = &ps->h[i];
 		enum svc_peer_step step;
 		struct vss_error e = { 0 };
@@ -615,6 +696,82 @@ void svc_peer_set_free(struct svc_peer_set *ps)
 			free(ps->h[i].targets[k]);
 	}
 	free(ps);
+}
+
+/* ---- the end of a backup across hosts ---- */
+
+int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, const char *set,
+		       bool complete, bool succeeded, const char *why, struct vss_error *err)
+{
+	struct svc_peer_links *l = *links;
+	int rc = 0;
+
+	svc_assert_locked(svc);
+	if (!l)
+		return 0;
+	for (size_t i = 0; i < l->n; i++) {
+		const char *host = l->h[i].host;
+		bool completing = complete && rc == 0;
+		struct vss_error e = { 0 };
+		json_t *reply, *result;
+		int r;
+
+		if (l->h[i].fd < 0) {
+			reply = NULL;
+			r = vss_error_set(&e, -EIO, "host %s: its connection was lost while the "
+					  "backup held its shadows", host);
+		} else {
+			r = link_call(l->h[i].fd, host, completing ? "backup.complete"
+				      : "backup.abort", completing ? json_pack("{s:b}", "succeeded",
+									succeeded) : NULL,
+				      mono_ms() + svc->peer_timeout_ms, &reply, &result, &e);
+			close(l->h[i].fd);
+		}
+		json_decref(reply);
+		if (completing && r == 0)
+			continue;       /* its members stay, as this host's do */
+		if (completing) {
+			rc = vss_error_set(err, r, "the backup could not be completed on host %s: "
+					   "%s", host, e.msg);
+			why = err->msg;
+		} else if (r < 0) {
+			vss_log("set %s: host %s was not told to abort its backup (%s); its "
+				"connection closed, which aborts it there", set, host, e.msg);
+		}
+		/* Aborted there, or its connection closed (which aborts it there),
+		 * or its vssd is gone (a set not completed does not outlive it). */
+		for (struct svc_remote *m = svc->remotes, *next; m; m = next) {
+			next = m->next;
+			if (strcmp(m->rec.set_id, set) != 0 || strcmp(m->rec.host, host) != 0)
+				continue;
+			vss_log("shadow %s on host %s (set %s) deleted there with its backup: %s",
+				m->rec.id, host, set, why ? why : "aborted");
+			remote_forget(svc, m);
+		}
+	}
+	free(l);
+	*links = NULL;
+	return rc;
+}
+
+void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links)
+{
+	for (size_t i = 0; links && i < links->n; i++) {
+		struct vss_error e = { 0 };
+		json_t *reply, *result;
+
+		if (links->h[i].fd < 0)
+			continue;
+		/* A connection that failed may be half read: closed, which aborts
+		 * the backup there, and the backup's end says so. */
+		if (link_call(links->h[i].fd, links->h[i].host, "backup.status", NULL,
+			      mono_ms() + svc->peer_timeout_ms, &reply, &result, &e) < 0) {
+			vss_log("backup across hosts: %s", e.msg);
+			close(links->h[i].fd);
+			links->h[i].fd = -1;
+		}
+		json_decref(reply);
+	}
 }
 
 /* ---- a peer ---- */

@@ -48,6 +48,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -74,6 +75,23 @@ struct svc_remote {
 
 /* ---- the coordinator: a set with other hosts' targets ---- */
 struct svc_peer_set;
+struct svc_peer_links;
+
+/*
+ * A requester's backup whose set has other hosts' targets: each peer runs
+ * a backup of its own on the set's connection (backup.begin, so its
+ * writers Identify; backup.prepare with every component; then peer.set in
+ * that session), and keeps the set and the session until the coordinator
+ * says backup.complete or backup.abort there (svc_peer_links_end); the
+ * connection closing first aborts it there (its writers get Abort, its
+ * part of the set is deleted).
+ */
+struct svc_peer_backup {
+	const char *type;                 /* backup.begin's "type" */
+	uint64_t lease_ms, hold_ms;       /* the coordinator's session's */
+	unsigned int timeout_ms;          /* each writer event's deadline */
+	struct svc_peer_links *links;     /* out: owned by the session, until it ends */
+};
 
 int svc_peer_set_new(struct vss_service *svc, struct svc_peer_set **out, struct vss_error *err);
 /* Adds @target (HOST:TARGET, svc_peer_target_split) to the set: its host
@@ -83,6 +101,9 @@ size_t svc_peer_set_count(const struct svc_peer_set *ps);
 /* The hooks for svc_set_take (set.h), valid as long as @ps. */
 const struct svc_set_sync *svc_peer_set_sync(struct svc_peer_set *ps, bool persistent,
 					     bool no_writers);
+/* Makes the set a requester's backup on every peer (@bk lives as long as @ps):
+ * before svc_set_take. */
+void svc_peer_set_backup(struct svc_peer_set *ps, struct svc_peer_backup *bk);
 /*
  * After svc_set_take adopted the local members of @set: reads each peer's
  * reply, records its members (owned by @owner while the set is held) and
@@ -95,6 +116,20 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 /* Closes what is still open: a peer that was not told to complete deletes
  * what it made. */
 void svc_peer_set_free(struct svc_peer_set *ps);
+
+/*
+ * The end of a backup across hosts (svc->lock held): backup.complete
+ * (@complete, with @succeeded) or backup.abort on each peer's connection,
+ * then the connections are closed and *@links freed.  A host that does not
+ * complete (gone, refusing, late) fails the call naming it, and the hosts
+ * after it are told to abort; the members of @set on a host that aborted or
+ * went away are forgotten here (its backup's end deleted them there).
+ */
+int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, const char *set,
+		       bool complete, bool succeeded, const char *why, struct vss_error *err);
+/* backup.status on each peer's connection: their leases run again from now;
+ * a failure is only logged (the end of the backup finds it). */
+void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links);
 
 /* ---- a peer: peer.set (root only) ---- */
 int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_t *args,

@@ -267,8 +267,8 @@ static json_t *in_order(json_t *targets, json_t *local, json_t *remote)
 }
 
 int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-		      struct conn *owner, const struct svc_set_sync *sync, json_t **res,
-		      struct vss_error *err)
+		      struct conn *owner, const struct svc_set_sync *sync,
+		      struct svc_peer_backup *bk, json_t **res, struct vss_error *err)
 {
 	json_t *targets = json_object_get(args, "targets"), *out, *warnings, *remote;
 	const char *seen_targets[SVC_SET_MAX];
@@ -295,6 +295,8 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 	rc = read_targets(svc, who, targets, sync != NULL, seen, seen_targets, &p.n, &ps, err);
 	if (rc == 0 && ps)
 		p.sync = svc_peer_set_sync(ps, p.persistent, p.no_writers);
+	if (rc == 0 && ps && bk)
+		svc_peer_set_backup(ps, bk);
 	if (rc == 0)
 		rc = svc_set_take(svc, &p, &set, err);
 	if (rc < 0)

@@ -19,6 +19,7 @@
 
 struct conn;
 struct svc_caller;
+struct svc_peer_backup;
 struct svc_set_sync;
 struct svc_volume;
 struct vss_provider_ops;
@@ -84,11 +85,13 @@ void svc_conn_gone(struct vss_service *svc, struct conn *c);
  * takes the set (set.h), held by @owner until it completes it (NULL:
  * complete at once), and replies in *@res.  Targets HOST:TARGET are other
  * hosts' (peer.h: root's only); with @sync this host is itself another
- * host's part of a set (peer.set), which takes none.
+ * host's part of a set (peer.set), which takes none.  @bk (or NULL): the set
+ * is a requester's backup, which every other host takes part in as a
+ * backup of its own (peer.h, struct svc_peer_backup; bk->links set).
  */
 int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
-		      struct conn *owner, const struct svc_set_sync *sync, json_t **res,
-		      struct vss_error *err);
+		      struct conn *owner, const struct svc_set_sync *sync,
+		      struct svc_peer_backup *bk, json_t **res, struct vss_error *err);
 int svc_op_set_complete(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			json_t **res, struct vss_error *err);
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args,

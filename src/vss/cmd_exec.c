@@ -7,8 +7,11 @@
  * (exit 0) or abort, unexpose, delete non-persistent shadows, and exit with
  * COMMAND's status.  With --in-place COMMAND sees each target's shadow at
  * the target's own path (vss_requester_run_in_place), so backup programs
- * record the live paths.  The whole backup runs on one connection: if this
- * process dies, vssd aborts the backup and deletes the set.
+ * record the live paths.  Another host's target (HOST:TARGET) is that
+ * host's part of the backup, its writers taking part there; COMMAND gets
+ * its host and its shadow device on that host (VSS_SHADOW_HOST_n).  The
+ * whole backup runs on one connection: if this process dies, vssd aborts the
+ * backup and deletes the set.
  */
 #include <errno.h>
 #include <limits.h>
@@ -33,6 +36,7 @@ struct target {
 	bool live;            /* no provider can shadow it: read live */
 	char *mount;          /* the live path its shadow's root stands for, or NULL */
 	char *shadow_id, *device;
+	char *host;           /* another host's member: read there, at device */
 	size_t index;         /* its shadow in the requester's set */
 	char dir[PATH_MAX];   /* where its shadow is exposed, or "" */
 };
@@ -182,10 +186,16 @@ static int targets(const struct cli_args *a, struct vss_requester *r, struct tar
 	if (cli_has(a, "for") || npaths == 0) {
 		if ((n = cli_targets(a, fors, MAX_TARGETS, &vols)) < 0)
 			return n;
-		if ((rc = cli_local_only(a, fors, n))) {
-			json_decref(vols);
-			return -rc;
-		}
+		/* --in-place shows shadows at their targets' paths, here. */
+		for (int k = 0; cli_has(a, "in-place") && k < n; k++)
+			if (cli_remote_target(fors[k])) {
+				json_decref(vols);
+				return -cli_error(EXIT_USAGE, "exec --in-place: %s is another host's "
+						  "target: --in-place shows this host's shadows at "
+						  "their own paths (without it, COMMAND gets another "
+						  "host's shadow as its device there: doc/peers.md)",
+						  fors[k]);
+			}
 		for (int k = 0; k < n; k++) {
 			t[k].given = strdup(fors[k]);
 			t[k].abs = cli_target(fors[k]);
@@ -326,13 +336,16 @@ int cmd_exec(int argc, char **argv)
 		t[j].shadow_id = strdup(sh.id);
 		t[j].device = strdup(sh.device);
 		t[j].live = sh.live;
+		if (sh.host)
+			t[j].host = strdup(sh.host);
 		if (vss_requester_shadow_fallback(r, (size_t)j))
 			fprintf(stderr, "vss: warning: %s\n",
 				cli_line(vss_requester_shadow_fallback(r, (size_t)j)));
 		if (sh.mount)
 			t[j].mount = strdup(sh.mount);
 		if (t[j].live || !t[j].mount)
-			continue;   /* read live; or a raw volume: the device is the shadow */
+			continue;   /* read live; a raw volume or another host's member:
+				     * the device is the shadow */
 		/* vssd picks the directory: RUN/exec/SET/ID, under a directory of
 		 * this user's, mode 0700, removed with the exposure. */
 		if ((rc = vss_requester_expose(r, t[j].index, NULL, &err)) < 0 ||
@@ -372,6 +385,8 @@ int cmd_exec(int argc, char **argv)
 		put_var(script, VAR("VSS_SHADOW_TARGET_%d"), inside);
 		if (t[j].live)
 			put_var(script, VAR("VSS_SHADOW_LIVE_%d"), "1");
+		if (t[j].host)
+			put_var(script, VAR("VSS_SHADOW_HOST_%d"), t[j].host);
 #undef VAR
 	}
 	if (cli_has(&a, "in-place"))
@@ -409,6 +424,7 @@ out:
 		free(t[j].mount);
 		free(t[j].shadow_id);
 		free(t[j].device);
+		free(t[j].host);
 	}
 	return status;
 }

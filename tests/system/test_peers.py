@@ -298,12 +298,15 @@ def test_only_root_takes_sets_with_other_hosts(daemon_factory, workdir):
     assert r.returncode == 1 and "host hostb: no volume named \"nothing\"" in r.stderr, \
         r.stderr
     assert write_returns(os.path.join(h.mnt["a"], "after"), 3), "A still frozen"
-    # Commands that read shadows here take this host's targets only.
-    for cmd in (["exec", "--for", "hostb:data", "--", "true"],
-                ["backup", "create", "--to", os.path.join(h.a.root, "repo"),
-                 "--for", "hostb:data"]):
-        r = h.a.vss(*cmd, check=False)
-        assert r.returncode == 2 and "another host's target" in r.stderr, (cmd, r.stderr)
+    # vss backup create reads shadows here: this host's targets only; vss
+    # exec takes another host's only for root.
+    r = h.a.vss("backup", "create", "--to", os.path.join(h.a.root, "repo"), "--for",
+                "hostb:data", check=False)
+    assert r.returncode == 2 and "another host's target" in r.stderr, r.stderr
+    r = h.a.vss("exec", "--for", "hostb:data", "--", "true", user=NOBODY,
+                groups=[operators], check=False)
+    assert r.returncode == 1, r.stderr
+    assert "only root may take a set with another host's targets" in r.stderr, r.stderr
     # A peer request from anyone but root, straight to B's socket.
     probe = r"""
 import json, socket, struct, sys
@@ -409,3 +412,127 @@ def test_a_peer_that_lies_fails_the_set(daemon_factory, bad):
     assert "set.complete" not in got, got
     assert a.shadows() == []
     assert write_returns(os.path.join(mnt, "after"), 3), "A still frozen"
+
+
+def nothing_exposed(d):
+    where = os.path.join(d.run, "exec")
+    return where not in open("/proc/self/mounts").read() and \
+        (not os.path.isdir(where) or os.listdir(where) == [])
+
+
+def exec_across(h, script, *extra, check=False):
+    return h.a.vss("exec", "--for", h.mnt["a"], "--for", "hostb:data", *extra, "--",
+                   "sh", "-c", script, check=check, timeout=60)
+
+
+def test_exec_across_hosts(daemon_factory):
+    """vss exec with another host's target: one backup on both hosts, each
+    host's writers through every event to backup-complete; COMMAND reads
+    this host's shadow where it is mounted and the other host's as its
+    device there (here the same machine); nothing stays on either host."""
+    h = Hosts(daemon_factory)
+    logs = {n: os.path.join(d.root, "events") for n, d in (("a", h.a), ("b", h.b))}
+    start_writer(h.a, "wa", logs["a"])
+    start_writer(h.b, "wb", logs["b"])
+    for n in "ab":
+        with open(os.path.join(h.mnt[n], n + ".txt"), "w") as f:
+            f.write("before %s\n" % n)
+    out = os.path.join(h.a.root, "out")
+    os.mkdir(out)
+    # COMMAND changes B's live file first: the device must still read the shadow.
+    script = ('set -e; echo after > %s/b.txt; sync; env | grep ^VSS_ | sort > %s/env; '
+              'cat "$VSS_SHADOW_TARGET_1/a.txt" > %s/a; '
+              'debugfs -R "cat /b.txt" "$VSS_SHADOW_DEVICE_2" > %s/b 2>/dev/null; '
+              'cp %s %s/events-b' % (h.mnt["b"], out, out, out, logs["b"], out))
+    r = exec_across(h, script)
+    assert r.returncode == 0, r.stderr
+    env = dict(l.split("=", 1) for l in open(os.path.join(out, "env")).read().splitlines())
+    assert env["VSS_SHADOW_HOST_2"] == "hostb" and "VSS_SHADOW_HOST_1" not in env, env
+    assert env["VSS_ORIGIN_PATH_2"] == "hostb:data" and env["VSS_SHADOW_PATH_2"] == ""
+    assert env["VSS_SHADOW_TARGET_2"] == env["VSS_SHADOW_DEVICE_2"]
+    assert env["VSS_SHADOW_DEVICE_2"] == os.path.join(h.b.run, "dev", "shadows",
+                                                      env["VSS_SHADOW_ID_2"])
+    assert open(os.path.join(out, "a")).read() == "before a\n"
+    assert open(os.path.join(out, "b")).read() == "before b\n"
+    seq = ["identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
+           "post_snapshot"]
+    # B's writer had been through the snapshot's events when COMMAND ran, and
+    # got backup-complete after it.
+    assert [e[1] for e in events(os.path.join(out, "events-b"))] == seq
+    for n in "ab":
+        got = events(logs[n])
+        assert [e[1] for e in got] == seq + ["backup_complete"], (n, got)
+        assert got[-1][2:] == ["succeeded=1"], got
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    # COMMAND failing: abort on both hosts, nothing left.
+    r = exec_across(h, "exit 3")
+    assert r.returncode == 3, r.stderr
+    for n in "ab":
+        got = [e[1] for e in events(logs[n])]
+        assert got[len(seq) + 1:] == seq + ["abort"], (n, got)
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    assert nothing_exposed(h.a)
+    # --in-place shows shadows at their paths here: this host's only.
+    r = exec_across(h, "true", "--in-place")
+    assert r.returncode == 2 and "another host's target" in r.stderr, r.stderr
+
+
+def test_exec_across_hosts_peer_killed(daemon_factory):
+    """B's vssd killed while COMMAND runs: vss exec fails naming B, A's
+    writer gets abort, A keeps nothing (no shadow, no record of B's, no
+    mount); B, started again, lists nothing."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    t0 = time.time()
+    r = exec_across(h, "kill -9 %d; sleep 0.2" % h.b.proc.pid)
+    took = time.time() - t0
+    h.b.proc.wait()
+    assert r.returncode == 1, r.stderr
+    assert "the backup could not be completed on host hostb" in r.stderr, r.stderr
+    assert "the backup was aborted" in r.stderr, r.stderr
+    assert took < 10, took
+    assert [e[1] for e in events(log)][-2:] == ["post_snapshot", "abort"], events(log)
+    assert h.a.shadows() == []
+    assert nothing_exposed(h.a)
+    h.b.start()
+    assert h.b.shadows() == []
+    # A takes the next backup with B as if nothing happened.
+    assert exec_across(h, "true").returncode == 0
+
+
+def test_backup_across_hosts_lease(daemon_factory):
+    """A requester's backup across hosts lives as long as its lease here:
+    backup.status is passed on to the peer's backup (whose lease is the
+    requester's), so a requester that keeps asking completes it on both
+    hosts; one that goes silent past its lease is aborted on both."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.b.root, "events")
+    start_writer(h.b, "wb", log)
+    c = Client(h.a)
+
+    def begin():
+        assert c.call("backup.begin", lease_ms=1000)["ok"]
+        assert c.call("backup.prepare")["ok"]
+        r = c.call("shadow.create", targets=[h.mnt["a"], "hostb:data"])
+        assert r["ok"], r
+        assert len(h.b.shadows()) == 1
+
+    begin()
+    for _ in range(5):          # 2.5 s: more than twice the lease
+        time.sleep(0.5)
+        r = c.call("backup.status")
+        assert r["ok"] and r["result"]["active"], r
+    r = c.call("backup.complete")
+    assert r["ok"], r
+    assert [e[1] for e in events(log)][-1] == "backup_complete", events(log)
+    assert len(h.b.shadows()) == 1
+    assert c.call("shadow.delete", set=r["result"]["set"])["ok"]
+    assert h.a.shadows() == [] and h.b.shadows() == []
+    # Silent past the lease: the reaper aborts it here, and so there.
+    begin()
+    assert wait_for(lambda: h.b.shadows() == [] and h.a.shadows() == [], 10)
+    assert [e[1] for e in events(log)][-1] == "abort", events(log)
+    r = c.call("backup.status")
+    assert r["ok"] and not r["result"]["active"] and r["result"]["ended"], r
+    c.close()

@@ -289,6 +289,107 @@ def test_snapshot_limit_is_a_clear_error(ceph, rvssd):
     assert image_snaps(ceph, "lim") == []
 
 
+def test_snapshot_limit_in_a_group_set_leaves_nothing(ceph, rvssd):
+    """A set over two RBD volumes, the second at its snapshot limit: the
+    set fails naming that image, after the first was prepared (its group
+    made, the image in it): no snapshot, no group, no mark is left, and the
+    first volume's next set is taken as if nothing happened."""
+    for name in ("la", "lb"):
+        rvssd.vss("volume", "create", name, "--rbd", POOL + "/" + name, "--size", "8M")
+    ceph.rbd("snap", "create", POOL + "/lb@foreign")
+    ceph.rbd("snap", "limit", "set", "--limit", "1", POOL + "/lb")
+    r = rvssd.vss("create", "shadow", "--for", "la", "--for", "lb", check=False)
+    assert r.returncode != 0, r.stdout
+    assert "RBD image %s/lb has 1 snapshots, as many as its limit allows" % POOL in r.stderr, \
+        r.stderr
+    assert rvssd.shadows() == []
+    assert image_snaps(ceph, "la") == []
+    assert [s["name"] for s in image_snaps(ceph, "lb")] == ["foreign"]
+    assert ceph.rbd("group", "ls", POOL).stdout.split() == []
+    for name in ("la", "lb"):
+        assert "vss." not in ceph.rbd("image-meta", "list", POOL + "/" + name).stdout
+    s = rvssd.shadow("la")
+    assert [x["name"] for x in image_snaps(ceph, "la")] == ["vss-" + s["set"]]
+    rvssd.vss("delete", "shadows", "--set", s["set"])
+    for name in ("la", "lb"):
+        rvssd.vss("volume", "delete", name)
+
+
+# Appends record i (64 bytes) to FILE, fsyncs, then prints i: what it printed
+# was acknowledged durable.
+SEQ_WRITER = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+i = 0
+while True:
+    os.write(fd, b"%063d\n" % i)
+    os.fsync(fd)
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def test_osd_stopped_under_a_mounted_writer(ceph, rvssd):
+    """The OSD stopped (SIGSTOP: the memstore OSD keeps nothing across a
+    kill) while ext4 on an RBD volume is written and fsynced: the writer
+    waits, the log says which image waits and then that the cluster answers
+    again; the writer goes on, and every record it had fsynced is in the
+    image, read from the cluster itself (rbd export) once unmounted."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    rvssd.vss("volume", "create", "osdf", "--rbd", POOL + "/osdf", "--size", "32M")
+    mnt = os.path.join(rvssd.root, "mnt-osdf")
+    rvssd.vss("volume", "mount", "osdf", mnt, "--mkfs", "ext4")
+    w = rvssd.spawn([sys.executable, "-c", SEQ_WRITER, os.path.join(mnt, "log")],
+                    stdout=subprocess.PIPE, text=True)
+    acked = []
+    reader = threading.Thread(target=lambda: [acked.append(int(l)) for l in w.stdout],
+                              daemon=True)
+    reader.start()
+    stopped = False
+    try:
+        deadline = time.time() + 10
+        while len(acked) < 20:
+            assert time.time() < deadline and w.poll() is None, "the writer does not write"
+            time.sleep(0.1)
+        os.kill(ceph.osd.pid, signal.SIGSTOP)
+        stopped = True
+        time.sleep(1)
+        during = len(acked)
+        deadline = time.time() + 15
+        while "has waited" not in rvssd.log():
+            assert time.time() < deadline, rvssd.log()[-2000:]
+            time.sleep(0.2)
+        assert "RBD image %s/osdf: a " % POOL in rvssd.log(), rvssd.log()[-2000:]
+        # Nothing was acknowledged while the OSD was stopped.
+        assert len(acked) == during and w.poll() is None, (len(acked), during)
+        os.kill(ceph.osd.pid, signal.SIGCONT)
+        stopped = False
+        deadline = time.time() + 20
+        while len(acked) < during + 20:
+            assert time.time() < deadline and w.poll() is None, rvssd.log()[-2000:]
+            time.sleep(0.1)
+        assert "RBD image %s/osdf: the cluster answers again" % POOL in rvssd.log()
+    finally:
+        if stopped:
+            os.kill(ceph.osd.pid, signal.SIGCONT)
+        w.kill()
+        w.wait()
+        reader.join(5)
+    rvssd.vss("volume", "umount", "osdf")
+    img = os.path.join(rvssd.root, "osdf.img")
+    ceph.rbd("export", POOL + "/osdf", img)
+    r = subprocess.run(["debugfs", "-R", "cat /log", img], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    on_disk = set(int(l) for l in r.stdout.split())
+    missing = sorted(set(acked) - on_disk)
+    assert acked and not missing, "acknowledged records lost: %s" % missing[:10]
+    rvssd.vss("volume", "delete", "osdf")
+
+
 def test_cluster_away_at_start_then_back(ceph, rvssd):
     """Last: it stops the monitor.  vssd starts without the cluster, serves
     its other volumes, lists the RBD one offline, and serves it once the

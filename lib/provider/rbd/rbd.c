@@ -2,19 +2,30 @@
  * provider/rbd/rbd.c - Ceph RBD images through librbd's C API (rbd.h).
  * Synchronous calls throughout: the callers are the transport's worker
  * threads (one request each, any number at once, which librbd allows on one
- * handle) and the service under its lock.
+ * handle) and the service under its lock.  A volume's I/O waits as long as
+ * the cluster makes it (an OSD down or stopped: librbd waits for it, as the
+ * config's rados_osd_op_timeout says), and says so: each read, write and
+ * flush is librbd's asynchronous call waited for in slices of
+ * RBD_WAIT_SAY_MS, so that a wait that long is logged (at most once a slice
+ * per image, naming it), and so is the end of the wait.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
 #include "provider/rbd/rbd.h"
+#include "service/log.h"
+
+#define RBD_WAIT_SAY_MS 5000   /* an I/O waiting this long for the cluster is logged */
 
 struct vss_rbd_cluster {
 	rados_t rados;
@@ -27,6 +38,7 @@ struct vss_rbd_image {
 	uint64_t size;
 	char pool[VSS_RBD_NAME_MAX + 1];
 	char name[VSS_RBD_NAME_MAX + 1];
+	atomic_llong said_ms;       /* when a wait was last logged; 0: none since the last end */
 };
 
 int vss_rbd_connect(const char *conf, const char *id, unsigned int timeout_s,
@@ -223,25 +235,114 @@ const char *vss_rbd_image_name(const struct vss_rbd_image *img)
 	return img->name;
 }
 
+/* ---- I/O: librbd's asynchronous calls, waited for in slices ---- */
+
+enum io_op { IO_READ, IO_WRITE, IO_FLUSH };
+
+static const char *const io_names[] = { "a read", "a write", "a flush" };
+
+struct io_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;        /* CLOCK_MONOTONIC */
+	bool done;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* librbd's thread: the I/O is over. */
+static void io_done(rbd_completion_t c, void *arg)
+{
+	struct io_wait *w = arg;
+
+	(void)c;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* @img's I/O @op, waited for as long as it takes; logs a wait of
+ * RBD_WAIT_SAY_MS (once a slice per image) and its end.  Its result. */
+static ssize_t io(struct vss_rbd_image *img, enum io_op op, void *buf, size_t len, uint64_t off)
+{
+	struct io_wait w = { .done = false };
+	pthread_condattr_t ca;
+	rbd_completion_t c;
+	int64_t t0 = now_ms();
+	bool said = false;
+	ssize_t rc;
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if ((rc = rbd_aio_create_completion(&w, io_done, &c)) < 0)
+		goto out;
+	rc = op == IO_READ ? rbd_aio_read(img->img, off, len, buf, c)
+	     : op == IO_WRITE ? rbd_aio_write(img->img, off, len, buf, c)
+	     : rbd_aio_flush(img->img, c);
+	if (rc < 0) {
+		rbd_aio_release(c);
+		goto out;
+	}
+	pthread_mutex_lock(&w.lock);
+	while (!w.done) {
+		int64_t due = now_ms() + RBD_WAIT_SAY_MS, last;
+		struct timespec ts = { .tv_sec = due / 1000, .tv_nsec = (due % 1000) * 1000000 };
+
+		if (pthread_cond_timedwait(&w.cond, &w.lock, &ts) != ETIMEDOUT || w.done)
+			continue;
+		last = atomic_load(&img->said_ms);
+		if (now_ms() - last >= RBD_WAIT_SAY_MS &&
+		    atomic_compare_exchange_strong(&img->said_ms, &last, now_ms())) {
+			vss_log("RBD image %s/%s: %s at %" PRIu64 " has waited %lld s for the "
+				"cluster (an OSD down or stopped?); it waits until the cluster "
+				"answers", img->pool, img->name, io_names[op], off,
+				(long long)((now_ms() - t0) / 1000));
+		}
+		said = true;
+	}
+	pthread_mutex_unlock(&w.lock);
+	rc = rbd_aio_get_return_value(c);
+	rbd_aio_release(c);
+	if (op == IO_WRITE && rc >= 0)
+		rc = (ssize_t)len;      /* librbd's completion of a write says 0 */
+	if (said && atomic_exchange(&img->said_ms, 0) != 0)
+		vss_log("RBD image %s/%s: the cluster answers again: %s waited %lld s (%s)",
+			img->pool, img->name, io_names[op], (long long)((now_ms() - t0) / 1000),
+			rc < 0 ? strerror((int)-rc) : "done");
+out:
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return rc;
+}
+
 ssize_t vss_rbd_read(struct vss_rbd_image *img, void *buf, size_t len, uint64_t off)
 {
 	if (off >= img->size)
 		return 0;
 	if (len > img->size - off)
 		len = (size_t)(img->size - off);
-	return rbd_read(img->img, off, len, buf);
+	return io(img, IO_READ, buf, len, off);
 }
 
 ssize_t vss_rbd_write(struct vss_rbd_image *img, const void *buf, size_t len, uint64_t off)
 {
 	if (off >= img->size || len > img->size - off)
 		return -ENOSPC;
-	return rbd_write(img->img, off, len, buf);
+	return io(img, IO_WRITE, (void *)buf, len, off);
 }
 
 int vss_rbd_flush(struct vss_rbd_image *img)
 {
-	return rbd_flush(img->img);
+	return (int)io(img, IO_FLUSH, NULL, 0, 0);
 }
 
 struct vss_rbd_cluster *vss_rbd_image_cluster(const struct vss_rbd_image *img)
