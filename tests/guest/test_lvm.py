@@ -17,6 +17,8 @@ import uuid
 
 import pytest
 
+import nbd_client
+
 mounts_under = sys.modules["system_conftest"].mounts_under
 VSS = sys.modules["system_conftest"].VSS
 
@@ -152,30 +154,25 @@ def chunks_differing(dev_a, dev_b, size, unit):
 
 
 def nbd_mount_matches(daemon, shadow, root, expected):
-    """The kernel's NBD client reads @shadow through vss export: qemu-nbd
-    (qemu-utils; Debian's nbd-client is not installed here) attaches the
-    export to /dev/nbd0, whose ext4 mounts read-only and holds @expected.
-    Detached and unexported whatever happens."""
+    """The kernel's NBD client reads @shadow through vss export: nbd-client
+    attaches the export to a free /dev/nbdN, whose ext4 mounts read-only
+    and holds @expected.  Detached and unexported whatever happens."""
     x = daemon.json("export", shadow)
     mnt = os.path.join(root, "nbd-" + shadow[:8])
     os.makedirs(mnt)
     t0 = time.monotonic()
-    sh("qemu-nbd", "--read-only", "--connect", "/dev/nbd0", "--image-opts",
-       "driver=nbd,server.type=unix,server.path=" + x["socket"])
+    n = nbd_client.free_device()
     try:
-        deadline = time.monotonic() + 20
-        while int(open("/sys/block/nbd0/size").read()) == 0:
-            assert time.monotonic() < deadline, "/dev/nbd0 has no size"
-            time.sleep(0.1)
-        sh("mount", "-t", "ext4", "-o", "ro,noload", "/dev/nbd0", mnt)
+        dev = nbd_client.attach(x["socket"], n)
+        sh("mount", "-t", "ext4", "-o", "ro,noload", dev, mnt)
         try:
             assert tree(mnt) == expected
         finally:
             sh("umount", mnt, check=False)
-        print("kernel NBD client: shadow mounted from /dev/nbd0 and equal, %.2f s"
-              % (time.monotonic() - t0))
+        print("kernel NBD client: shadow mounted from %s and equal, %.2f s"
+              % (dev, time.monotonic() - t0))
     finally:
-        sh("qemu-nbd", "--disconnect", "/dev/nbd0", check=False)
+        nbd_client.detach(n)
         daemon.vss("unexport", shadow, check=False)
 
 
