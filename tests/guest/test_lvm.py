@@ -1,7 +1,8 @@
 """The LVM provider on real logical volumes: a VG on a loop device under the
 test's private directory, with a thin pool, thin LVs and classic LVs, ext4
 and xfs.  Each shadow is checked against what its filesystem held at its
-instant (files written before it, others after); a set over two LVs; the
+instant (files written before it, others after); a set over two LVs, and
+one of every kind (classic LV, thin LV, vss volume, btrfs); the
 shadow storage of classic snapshots listed and grown, an overflowed one
 invalid, a VG without room refused; changed blocks from thin_delta against
 the snapshot devices themselves; kill -9 of vssd, then orphans removed and
@@ -20,6 +21,7 @@ import pytest
 import nbd_client
 
 mounts_under = sys.modules["system_conftest"].mounts_under
+mkfs_btrfs = sys.modules["system_conftest"].mkfs_btrfs
 VSS = sys.modules["system_conftest"].VSS
 
 VG_SIZE = 1200 << 20
@@ -272,8 +274,8 @@ def test_thin_lvs(lvm, daemon):
     was not persistent is removed, the persistent one listed again and
     still exact (exposed, and through vss export and the kernel's NBD
     client), and snapshots vss did not make are never touched; a pool
-    near full is refused; two thin LVs in a set are refused, one thin and
-    one classic are one instant."""
+    near full is refused; two thin LVs in a set are refused; one thin LV,
+    one classic LV, a vss volume and a btrfs subvolume are one instant."""
     lvm.thin_pool()
     mnt = lvm.lv("t", "ext4", size="64m", thin=True)
     fill(mnt, "d", "one")
@@ -348,38 +350,56 @@ def test_thin_lvs(lvm, daemon):
     print("pool near full: " + r.stderr.strip())
     assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
 
-    # One thin LV with a classic one is one instant: the thin one is
-    # snapshotted while the classic one is held.  A writer bumps a counter
-    # on the classic LV, then on the thin one, each durable before the
-    # next: a shadow with the thin counter ahead of the classic one would
-    # hold a write without the one it followed.  The classic LV is named
-    # first, so committing in the order given would show it.
+    # One thin LV with a classic one, a vss volume and a btrfs subvolume is
+    # one instant: the thin one is snapshotted while the others are held.
+    # A writer bumps a counter on each in turn (classic LV, vss volume,
+    # btrfs, thin LV), each durable before the next: one instant holds a
+    # prefix of those writes, so the counters, in that order, never rise
+    # and differ by at most one.  The classic LV is named first, so
+    # committing in the order given would show it.
     cl = lvm.lv("c", "ext4", size="64m")
+    vol = os.path.join(daemon.root, "vol")
+    daemon.create_volume("v", "64M")
+    daemon.vss("volume", "mount", "v", vol, "--mkfs", "ext4")
+    bt = os.path.join(lvm.root, "bt")
+    img = bt + ".img"
+    with open(img, "wb") as f:
+        f.truncate(128 << 20)
+    mkfs_btrfs(img)
+    os.makedirs(bt)
+    sh("mount", "-o", "loop", img, bt)
+    sh("btrfs", "subvolume", "create", os.path.join(bt, "sub"))
+    members = [cl, vol, os.path.join(bt, "sub"), mnt]
     # Two lvcreates inside the freeze, under TCG and a busy writer, took
     # 9.2 s of vss create shadow once: close to the 10 s bound made for
     # real hardware, so the emulated run gets 30 s.
     daemon.extra_env["VSS_TEST_FREEZE_LIMIT_MS"] = "30000"
     daemon.restart()
-    writer = daemon.spawn([sys.executable, "-c", COUNTER, cl, mnt])
+    writer = daemon.spawn([sys.executable, "-c", COUNTER] + members)
     deadline = time.monotonic() + 30
     while not os.path.exists(os.path.join(mnt, "ctr")):
         assert time.monotonic() < deadline and writer.poll() is None
         time.sleep(0.1)
-    s = timed_shadow(daemon, cl, mnt, what="classic + thin set")
+    s = timed_shadow(daemon, *members, what="classic + vss + btrfs + thin set")
     time.sleep(0.5)
     writer.kill()
     writer.wait()
-    got = [int(open(os.path.join(expose(daemon, x["id"], lvm.root), "ctr")).read())
+    assert [x["target"] for x in s["shadows"]] == members, s
+    assert [x["provider"] for x in s["shadows"]] == ["lvm", "vss-cow", "btrfs", "lvm"], s
+    got = [int(open(os.path.join(x["device"] if x["provider"] == "btrfs"
+                                 else expose(daemon, x["id"], lvm.root), "ctr")).read())
            for x in s["shadows"]]
-    print("classic + thin set: counters %d (classic), %d (thin); frozen %.0f ms"
-          % (got[0], got[1], s["frozen_ms"]))
-    assert got[1] <= got[0], got
-    assert got[1] > 0
+    print("classic + vss + btrfs + thin set: counters %s; frozen %.0f ms"
+          % (got, s["frozen_ms"]))
+    assert got == sorted(got, reverse=True) and got[0] - got[-1] <= 1, got
+    assert got[-1] > 0
     daemon.vss("delete", "shadows", "--set", s["set"])
     assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
+    snaps = os.path.join(bt, ".vss-snapshots")
+    assert not os.path.isdir(snaps) or not os.listdir(snaps)
 
 
-# Writes n to A/ctr, then to B/ctr, each fsync'd, n = 1, 2, ... until killed.
+# Writes n to A/ctr, then to B/ctr, ... each fsync'd, n = 1, 2, ... until killed.
 COUNTER = """
 import os, sys
 n = 0
