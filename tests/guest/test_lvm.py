@@ -9,8 +9,10 @@ the snapshot devices themselves; kill -9 of vssd, then orphans removed and
 persistent shadows listed again; a snapshot vss did not make is never
 touched.  The VG and its loop device go even on failure.
 """
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,12 @@ import pytest
 import nbd_client
 
 mounts_under = sys.modules["system_conftest"].mounts_under
+# The filesystem tests' busy tree writer (tests/system/test_fs.py).
+_spec = importlib.util.spec_from_file_location(
+    "system_test_fs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system",
+                                   "test_fs.py"))
+test_fs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_fs)
 mkfs_btrfs = sys.modules["system_conftest"].mkfs_btrfs
 VSS = sys.modules["system_conftest"].VSS
 
@@ -178,6 +186,36 @@ def nbd_mount_matches(daemon, shadow, root, expected):
         daemon.vss("unexport", shadow, check=False)
 
 
+def busy_trees(daemon, mnts, seconds):
+    """test_fs's TREE_WRITER on MNT/busy of each of @mnts, @seconds after
+    each has written 10 files (python starts slowly under TCG), then
+    stopped (SIGSTOP) where it is; the writers, for stop()."""
+    ws = [daemon.spawn([sys.executable, "-c", test_fs.TREE_WRITER, os.path.join(m, "busy"),
+                        str(k)]) for k, m in enumerate(mnts)]
+    deadline = time.monotonic() + 60
+    for m in mnts:
+        while sum(len(f) for _, _, f in os.walk(os.path.join(m, "busy"))) < 10:
+            assert time.monotonic() < deadline and all(w.poll() is None for w in ws)
+            time.sleep(0.1)
+    time.sleep(seconds)
+    for w in ws:
+        assert w.poll() is None, "the busy tree writer died"
+        w.send_signal(signal.SIGSTOP)
+    for w in ws:
+        test_fs.wait_stopped(w.pid)
+    print("busy trees: %s" % ", ".join("%d files, %.1f MiB" % (
+        sum(len(f) for _, _, f in os.walk(os.path.join(m, "busy"))),
+        sum(os.path.getsize(os.path.join(d, n)) for d, _, f in
+            os.walk(os.path.join(m, "busy")) for n in f) / 1048576) for m in mnts))
+    return ws
+
+
+def stop(writers):
+    for w in writers:
+        w.kill()
+        w.wait()
+
+
 def timed_shadow(daemon, *targets, persistent=False, what=""):
     t0 = time.monotonic()
     s = daemon.shadow(*targets, persistent=persistent)
@@ -189,7 +227,8 @@ def timed_shadow(daemon, *targets, persistent=False, what=""):
 # vssd start costs seconds): classic LVs, then thin ones.
 
 def test_classic_lvs(lvm, daemon):
-    """A set over two classic LVs (ext4, xfs) is one instant (their PV is
+    """A set over two classic LVs (ext4, xfs), each under a busy tree, is
+    one instant (their PV is
     refused as a volume's backing, held by device mapper); the shadow
     storage of each is listed and grows; one that overflows is invalid; a
     VG without room is refused, naming it, and leaves the LV writable; an
@@ -205,8 +244,13 @@ def test_classic_lvs(lvm, daemon):
     assert r.returncode == 1 and "is held by dm-" in r.stderr and lvm.vg in r.stderr, r.stderr
     fill(a, "d", "a-before")
     fill(b, "d", "b-before")
+    # A busy tree on each (as the filesystem tests do), stopped where it is
+    # (files open, dirty data in the page cache): what they hold now is
+    # what the set must hold.
+    writers = busy_trees(daemon, [a, b], 1.0)
     before = (tree(a), tree(b))
     s = timed_shadow(daemon, a, b, what="classic ext4 + xfs set")
+    stop(writers)
     fill(a, "d", "a-after")
     fill(b, "d", "b-after")
     ids = [x["id"] for x in s["shadows"]]
@@ -269,7 +313,7 @@ def test_classic_lvs(lvm, daemon):
 
 
 def test_thin_lvs(lvm, daemon):
-    """Thin snapshots: exact instants; changed blocks between two from
+    """Thin snapshots: exact instants (under a busy tree); changed blocks between two from
     thin_delta are the blocks that differ; after kill -9 the snapshot that
     was not persistent is removed, the persistent one listed again and
     still exact (exposed, and through vss export and the kernel's NBD
@@ -279,8 +323,10 @@ def test_thin_lvs(lvm, daemon):
     lvm.thin_pool()
     mnt = lvm.lv("t", "ext4", size="64m", thin=True)
     fill(mnt, "d", "one")
+    writers = busy_trees(daemon, [mnt], 0.5)
     before = tree(mnt)
     keep = timed_shadow(daemon, mnt, persistent=True, what="thin ext4")["shadows"][0]["id"]
+    stop(writers)
     write_mib(os.path.join(mnt, "new"), 3)
     sh("sync")
     gone = daemon.shadow(mnt)["shadows"][0]["id"]
