@@ -4,7 +4,7 @@
 # guest sees this machine's root read-only over 9p (so the checkout and its
 # build are at the same paths), has tmpfs on /tmp, /run, /var/lib, /var/log
 # and /var/tmp (/var/cache stays: the kernel is there), and the
-# modules dm-thin-pool dm-snapshot nbd loop ext4 xfs fuse loaded.
+# modules dm-thin-pool dm-snapshot nbd loop ext4 xfs btrfs fuse loaded.
 #
 #   scripts/guest.sh [--timeout S] [--mem MB] [--keep-log FILE] -- CMD [ARG...]
 #
@@ -89,7 +89,7 @@ prepare_kernel() {
   # What the guest loads after switch_root (crc32c first: libcrc32c asks the
   # crypto API for it, and there is no modprobe to load it on demand).
   module_order "$tmp/root" crc32c_generic dm-thin-pool dm-snapshot dm-zero nbd loop \
-    ext4 xfs fuse >"$tmp/guest-modules"
+    ext4 xfs btrfs fuse >"$tmp/guest-modules"
   cat >"$tmp/initrd/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

@@ -1,7 +1,7 @@
 /*
  * service/catalog.c - the catalog in SQLite (see catalog.h).
  *
- * Schema, version 6 (PRAGMA user_version):
+ * Schema, version 7 (PRAGMA user_version):
  *   volumes(name PK, size, block_size, backing, owns_backing, diff_path,
  *           storage_explicit, max_diff [-1 = unbounded], created_ns,
  *           diff_id [hex uuid, "" unknown], note ["" none],   these two since 3
@@ -21,8 +21,10 @@
  *             slot_ns, last_run_ns, last_error)          since version 4
  *   exports(kind ["volume" | "shadow"], name, since [base shadow ID, ""],
  *           socket [path, "" for a port], port [0 for a socket], owner
- *           [uid], tls [certificate directory, ""], PK(kind, name))
- *                                                        since version 5
+ *           [uid], tls [certificate directory, ""], PK(kind, name),
+ *           address [with a port: where it listens, "" every address])
+ *                                                        since version 5;
+ *                                                        address since 7
  * Migration: open brings an older catalog up to this version in one
  * transaction (1 -> 2 adds the empty mounts table: nothing was mounted as
  * far as the catalog knows; 2 -> 3 adds the two columns, empty: the diff
@@ -31,7 +33,9 @@
  * made by a schedule, and the volumes' gmt column, 0; 4 -> 5 adds the
  * empty exports table: nothing was exported as far as it knows; 5 -> 6
  * adds the shadows' coordinator, "": every shadow so far was of this
- * host's own sets, and the empty remote_shadows table).  A newer catalog
+ * host's own sets, and the empty remote_shadows table; 6 -> 7 adds the
+ * exports' address: 127.0.0.1 for a port without TLS, "" (every address)
+ * for one with TLS, where those listened before --listen).  A newer catalog
  * is refused, so that an older vssd never leaves rows it does not know
  * about stale.
  * Durability: WAL journal with synchronous=FULL, so a committed change
@@ -55,7 +59,7 @@
 
 #include "service/catalog.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 struct vss_catalog {
 	sqlite3 *db;
@@ -140,8 +144,9 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		"CREATE TABLE IF NOT EXISTS exports("
 		" kind TEXT NOT NULL, name TEXT NOT NULL, since TEXT NOT NULL,"
 		" socket TEXT NOT NULL, port INTEGER NOT NULL, owner INTEGER NOT NULL,"
-		" tls TEXT NOT NULL, PRIMARY KEY(kind, name));"
-		"PRAGMA user_version=6;";
+		" tls TEXT NOT NULL, address TEXT NOT NULL DEFAULT '',"
+		" PRIMARY KEY(kind, name));"
+		"PRAGMA user_version=7;";
 	/* Version 1 and 2 volumes tables lack the columns of version 3. */
 	static const char *to3 =
 		"ALTER TABLE volumes ADD COLUMN diff_id TEXT NOT NULL DEFAULT '';"
@@ -153,6 +158,11 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 	/* Shadows tables before version 6 lack the coordinator. */
 	static const char *to6 =
 		"ALTER TABLE shadows ADD COLUMN coordinator TEXT NOT NULL DEFAULT '';";
+	/* Exports tables of versions 5 and 6 lack the address: where each
+	 * listened then (a port without TLS: 127.0.0.1; with TLS: every one). */
+	static const char *to7 =
+		"ALTER TABLE exports ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+		"UPDATE exports SET address = '127.0.0.1' WHERE port != 0 AND tls = '';";
 	struct vss_catalog *c = calloc(1, sizeof(*c));
 	sqlite3_stmt *st;
 	int version = 0, rc;
@@ -191,6 +201,7 @@ int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_erro
 		if ((version >= 1 && version < 3 && (rc = exec(c, to3, err)) < 0) ||
 		    (version >= 1 && version < 4 && (rc = exec(c, to4, err)) < 0) ||
 		    (version >= 1 && version < 6 && (rc = exec(c, to6, err)) < 0) ||
+		    (version >= 5 && version < 7 && (rc = exec(c, to7, err)) < 0) ||
 		    (rc = exec(c, schema, err)) < 0 || (rc = exec(c, "COMMIT", err)) < 0) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -628,7 +639,7 @@ int vss_catalog_schedule_each(struct vss_catalog *c,
 int vss_catalog_export_put(struct vss_catalog *c, const struct vss_catalog_export *x,
 			   struct vss_error *err)
 {
-	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO exports VALUES(?,?,?,?,?,?,?)",
+	sqlite3_stmt *st = prepare(c, "INSERT OR REPLACE INTO exports VALUES(?,?,?,?,?,?,?,?)",
 				   err);
 
 	if (!st)
@@ -640,6 +651,7 @@ int vss_catalog_export_put(struct vss_catalog *c, const struct vss_catalog_expor
 	sqlite3_bind_int64(st, 5, x->port);
 	sqlite3_bind_int64(st, 6, x->owner);
 	sqlite3_bind_text(st, 7, x->tls ? x->tls : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, x->address, -1, SQLITE_STATIC);
 	return step_done(c, st, err, "saving an export");
 }
 
@@ -671,6 +683,7 @@ static int export_row(sqlite3_stmt *st, void *ctx)
 	x.port = (unsigned int)sqlite3_column_int64(st, 4);
 	x.owner = (uint32_t)sqlite3_column_int64(st, 5);
 	x.tls = (char *)col_text(st, 6);
+	snprintf(x.address, sizeof(x.address), "%s", col_text(st, 7));
 	return e->fn(e->arg, &x);
 }
 
@@ -680,6 +693,7 @@ int vss_catalog_export_each(struct vss_catalog *c,
 {
 	struct export_each e = { fn, arg };
 
-	return each_row(c, "SELECT kind, name, since, socket, port, owner, tls FROM exports"
+	return each_row(c, "SELECT kind, name, since, socket, port, owner, tls, address"
+			" FROM exports"
 			" ORDER BY kind, name", export_row, &e, "reading the exports", err);
 }

@@ -109,6 +109,7 @@ struct vss_catalog_export {
 	unsigned int port;      /* TCP, or 0 */
 	uint32_t owner;         /* the uid that asked */
 	char *tls;              /* the certificate directory, "" without TLS */
+	char address[46];       /* with a port: the address it listens on, "" every one */
 };
 
 int vss_catalog_open(const char *path, struct vss_catalog **out, struct vss_error *err);

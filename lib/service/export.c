@@ -6,10 +6,11 @@
  * /dev/null and no other descriptor.  The Unix socket is in a directory of
  * vssd's (RUN/exports/ID, 0755 root) and belongs to the caller, 0600: only
  * the caller and root connect.  A TCP port is root's: bound to 127.0.0.1
- * only (every local user can connect to it), unless root gives a TLS
- * certificate directory: then every address, TLS required, and only a
- * client whose certificate that directory's CA signed is served
- * (--tls-verify-peer).
+ * unless root names another address (--listen: a numeric one, or "any"
+ * for every address).  Without TLS only a loopback address (every local
+ * user can connect to it); with a TLS certificate directory any, TLS
+ * required, and only a client whose certificate that directory's CA
+ * signed is served (--tls-verify-peer).
  *
  * Restarts: each export is a catalog row from its start to its unexport
  * (or its shadow's or volume's deletion); vssd's stop ends nbdkit but
@@ -25,6 +26,7 @@
  * other range as a hole without the zero flag (their bytes are still read
  * as they are, never promised to be zero).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -276,9 +278,9 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 		argv[n++] = "--tls-verify-peer";
 	}
 	if (x->port) {
-		if (!x->tls[0]) {
+		if (x->address[0]) {
 			argv[n++] = "--ipaddr";
-			argv[n++] = "127.0.0.1";
+			argv[n++] = x->address;
 		}
 		argv[n++] = "--port";
 		argv[n++] = port;
@@ -360,17 +362,50 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 			     name_of(x), why[0] ? ": " : "", why);
 }
 
-/* Where to listen: a socket vssd makes for the caller, a path root names,
- * or a port (root); with TLS from root's certificate directory, or not. */
-static int where(const struct svc_caller *who, struct svc_export *x, const char *socket,
-		 uint64_t port, const char *tls, struct vss_error *err)
+/* @listen as nbdkit's --ipaddr in @out (numeric, as inet_ntop writes it; ""
+ * for "any": every address), and whether it is a loopback address. */
+static int listen_address(const char *listen, char *out, size_t size, bool *loopback,
+			  struct vss_error *err)
 {
-	bool root = !who || who->uid == 0;
+	unsigned char a[16];
+
+	*loopback = false;
+	if (strcmp(listen, "any") == 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	if (inet_pton(AF_INET, listen, a) == 1) {
+		*loopback = a[0] == 127;
+		if (inet_ntop(AF_INET, a, out, (socklen_t)size))
+			return 0;
+	} else if (inet_pton(AF_INET6, listen, a) == 1) {
+		static const unsigned char one[16] = { [15] = 1 };
+		static const unsigned char v4[12] = { [10] = 0xff, [11] = 0xff };
+
+		*loopback = memcmp(a, one, 16) == 0 || (memcmp(a, v4, 12) == 0 && a[12] == 127);
+		if (inet_ntop(AF_INET6, a, out, (socklen_t)size))
+			return 0;
+	}
+	return vss_error_set(err, -EINVAL, "--listen takes a numeric IPv4 or IPv6 address "
+			     "of this machine, or \"any\": not \"%.64s\"", listen);
+}
+
+/* Where to listen: a socket vssd makes for the caller, a path root names,
+ * or a port (root) on an address; with TLS from root's certificate
+ * directory, or not. */
+static int where(const struct svc_caller *who, struct svc_export *x, const char *socket,
+		 uint64_t port, const char *listen, const char *tls, struct vss_error *err)
+{
+	bool root = !who || who->uid == 0, loopback;
 	struct stat st;
+	int rc;
 
 	if (socket && port)
 		return vss_error_set(err, -EINVAL, "an export listens on a socket or on a port, "
 				     "not both");
+	if (listen && !port)
+		return vss_error_set(err, -EINVAL, "--listen names the address of a TCP port: "
+				     "give --port too");
 	if (tls) {
 		if (!root)
 			return vss_error_set(err, -EACCES, "permission denied: only root may "
@@ -388,6 +423,14 @@ static int where(const struct svc_caller *who, struct svc_export *x, const char 
 					     "connect to 127.0.0.1)");
 		if (port > 65535)
 			return vss_error_set(err, -EINVAL, "port %" PRIu64 " is not 1-65535", port);
+		if ((rc = listen_address(listen ? listen : "127.0.0.1", x->address,
+					 sizeof(x->address), &loopback, err)) < 0)
+			return rc;
+		if (!loopback && !x->tls[0])
+			return vss_error_set(err, -EINVAL, "without TLS an export listens on a "
+					     "loopback address only (127.0.0.0/8, ::1), not on "
+					     "%s: give --tls-certificates DIR", x->address[0] ?
+					     x->address : "every address");
 		x->port = (unsigned int)port;
 		return 0;
 	}
@@ -416,7 +459,7 @@ static json_t *export_json(struct svc_export *x)
 			      "changed_bytes", (json_int_t)x->changed_bytes);
 
 	if (o && x->port) {
-		json_object_set_new(o, "address", json_string(x->tls[0] ? "" : "127.0.0.1"));
+		json_object_set_new(o, "address", json_string(x->address));
 		json_object_set_new(o, "port", json_integer((json_int_t)x->port));
 	}
 	if (o && x->tls[0])
@@ -488,7 +531,7 @@ static int check_reach(struct vss_service *svc, const struct svc_caller *who,
 static int export_start(struct vss_service *svc, struct svc_export *x, struct vss_error *err)
 {
 	struct vss_catalog_export rec = { 0 };
-	char exports[PATH_MAX];
+	char exports[PATH_MAX], port_text[16];
 	struct stat st;
 	int rc;
 
@@ -557,13 +600,15 @@ static int export_start(struct vss_service *svc, struct svc_export *x, struct vs
 	rec.port = x->port;
 	rec.owner = x->owner;
 	rec.tls = x->tls;
+	memcpy(rec.address, x->address, sizeof(rec.address));
 	if ((rc = vss_catalog_export_put(svc->cat, &rec, err)) < 0)
 		goto fail;
 	x->next = svc->exports;
 	svc->exports = x;
-	vss_log("%s %s exported read-only over NBD on %s%s%s (nbdkit %d)%s%s%s", kind_of(x),
-		name_of(x), x->port ? (x->tls[0] ? "every address, port " : "127.0.0.1 port ")
-				    : "", x->port ? "" : x->socket, x->tls[0] ? ", TLS" : "",
+	snprintf(port_text, sizeof(port_text), "%u", x->port);
+	vss_log("%s %s exported read-only over NBD on %s%s%s%s (nbdkit %d)%s%s%s", kind_of(x),
+		name_of(x), !x->port ? "" : x->address[0] ? x->address : "every address",
+		x->port ? " port " : "", x->port ? port_text : x->socket, x->tls[0] ? ", TLS" : "",
 		(int)x->pid, x->since[0] ? ", block status: changed since " : "", x->since,
 		x->volume[0] ? " (live: its bytes change while they are read)" : "");
 	return 0;
@@ -576,7 +621,7 @@ fail:
 int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err)
 {
-	const char *socket, *since, *tls;
+	const char *socket, *since, *tls, *listen;
 	uint64_t port = 0;
 	struct svc_export *x, *y;
 	char base[37];
@@ -585,6 +630,7 @@ int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, 
 	if ((rc = svc_arg_str(args, "socket", false, &socket, err)) < 0 ||
 	    (rc = svc_arg_str(args, "since", false, &since, err)) < 0 ||
 	    (rc = svc_arg_str(args, "tls", false, &tls, err)) < 0 ||
+	    (rc = svc_arg_str(args, "listen", false, &listen, err)) < 0 ||
 	    (rc = svc_arg_u64(args, "port", false, &port, err)) < 0)
 		return rc;
 	if (!(x = calloc(1, sizeof(*x))))
@@ -615,16 +661,19 @@ int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, 
 	}
 	if (since)
 		snprintf(x->since, sizeof(x->since), "%s", base);
-	if ((rc = where(who, x, socket, port, tls, err)) < 0)
+	if ((rc = where(who, x, socket, port, listen, tls, err)) < 0)
 		goto fail;
 	if ((rc = export_start(svc, x, err)) < 0)
 		return rc;
 	if (!(*res = export_json(x)))
 		return vss_error_set(err, -ENOMEM, "out of memory");
-	if (x->port && !x->tls[0])
-		json_object_set_new(*res, "warning", json_string("bound to 127.0.0.1 without "
-								 "TLS: every local user can "
-								 "read this shadow"));
+	if (x->port && !x->tls[0]) {
+		char w[128];
+
+		snprintf(w, sizeof(w), "bound to %s without TLS: every local user can read "
+			 "this %s", x->address, kind_of(x));
+		json_object_set_new(*res, "warning", json_string(w));
+	}
 	return 0;
 fail:
 	free(x);
@@ -721,6 +770,7 @@ static int restore_one(struct vss_service *svc, const struct vss_catalog_export 
 	memcpy(x->since, r->since, sizeof(x->since));
 	x->port = r->port;
 	snprintf(x->tls, sizeof(x->tls), "%s", r->tls);
+	memcpy(x->address, r->address, sizeof(x->address));
 	/* A socket root named, left by the nbdkit that ended with vssd. */
 	if (r->socket[0] && lstat(r->socket, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(r->socket);

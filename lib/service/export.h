@@ -27,7 +27,9 @@ struct svc_export {
 	int life;                       /* vssd's end of the pipe whose closing ends the
 	                                 * keeper and nbdkit, or -1 */
 	uid_t owner;                    /* who asked: the socket is theirs */
-	unsigned int port;              /* TCP (127.0.0.1 without TLS), or 0 */
+	unsigned int port;              /* TCP, or 0 */
+	char address[46];               /* with a port: where it listens (numeric;
+	                                 * a loopback one without TLS), "" every address */
 	char tls[4096];                 /* certificate directory (TLS required), or "" */
 	char dir[4096];                 /* RUN/exports/ID: pidfile, log, map (vssd's) */
 	char socket[4096];              /* the Unix socket, or "" */
@@ -35,7 +37,7 @@ struct svc_export {
 	uint64_t changed_bytes;         /* in the map */
 };
 
-/* shadow.export: {shadow | volume | target, socket?, port?, since?, tls?}
+/* shadow.export: {shadow | volume | target, socket?, port?, listen?, since?, tls?}
  * -> where it is served (target: a volume's name or a shadow's ID). */
 int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 			 json_t **res, struct vss_error *err);

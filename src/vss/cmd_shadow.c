@@ -304,13 +304,17 @@ static void print_export(json_t *x)
 	json_t *sock = json_object_get(x, "socket");
 	const char *since = json_string_value(json_object_get(x, "changed_since"));
 	bool tls = json_is_string(json_object_get(x, "tls_certificates"));
+	const char *addr = json_string_value(json_object_get(x, "address"));
 
+	if (!addr)
+		addr = "";
 	if (json_is_string(sock))
 		printf("%s %s:///?socket=%s", export_name(x), tls ? "nbds+unix" : "nbd+unix",
 		       cli_line(json_string_value(sock)));
 	else
-		printf("%s %s://%s:%lld", export_name(x), tls ? "nbds" : "nbd",
-		       tls ? "HOST" : "127.0.0.1",
+		printf("%s %s://%s%s%s:%lld", export_name(x), tls ? "nbds" : "nbd",
+		       strchr(addr, ':') ? "[" : "", addr[0] ? addr : "HOST",
+		       strchr(addr, ':') ? "]" : "",
 		       (long long)json_integer_value(json_object_get(x, "port")));
 	if (tls)
 		printf(" (TLS, clients certified by the CA in %s)",
@@ -329,7 +333,7 @@ int cmd_export(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "socket", 0, true }, { "port", 0, true }, { "changed-since", 0, true },
-		{ "tls-certificates", 0, true }, { NULL, 0, false }
+		{ "tls-certificates", 0, true }, { "listen", 0, true }, { NULL, 0, false }
 	};
 	struct cli_args a;
 	json_t *args, *res;
@@ -347,12 +351,15 @@ int cmd_export(int argc, char **argv)
 	}
 	if (cli_has(&a, "socket") && cli_has(&a, "port"))
 		return cli_error(EXIT_USAGE, "export: --socket or --port, not both");
+	if (cli_has(&a, "listen") && !cli_has(&a, "port"))
+		return cli_error(EXIT_USAGE, "export: --listen ADDR goes with --port N");
 	if (cli_has(&a, "socket"))
 		sock = cli_abs_path(cli_get(&a, "socket"));
 	if (cli_has(&a, "tls-certificates"))
 		tls = cli_abs_path(cli_get(&a, "tls-certificates"));
-	args = json_pack("{s:s, s:s?, s:s?, s:s?}", "target", a.pos[0], "socket", sock,
-			 "since", cli_get(&a, "changed-since"), "tls", tls);
+	args = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "target", a.pos[0], "socket", sock,
+			 "since", cli_get(&a, "changed-since"), "tls", tls,
+			 "listen", cli_get(&a, "listen"));
 	if (args && port)
 		json_object_set_new(args, "port", json_integer((json_int_t)port));
 	free(sock);

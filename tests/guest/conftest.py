@@ -17,6 +17,9 @@ system = importlib.util.module_from_spec(_spec)
 sys.modules["system_conftest"] = system
 _spec.loader.exec_module(system)
 daemon_factory, vssd, workdir = system.daemon_factory, system.vssd, system.workdir
+# What the system tests' own modules import from "conftest", which is this
+# one here: so that a guest test can use their writers (test_fs's busy tree).
+VSS = system.VSS
 
 
 def pytest_collection_modifyitems(config, items):

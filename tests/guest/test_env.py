@@ -6,7 +6,8 @@ import subprocess
 def test_kernel_has_what_the_host_lacks():
     with open("/proc/modules") as f:
         mods = {line.split()[0] for line in f}
-    assert {"dm_thin_pool", "dm_snapshot", "nbd", "loop", "ext4", "xfs", "fuse"} <= mods
+    assert {"dm_thin_pool", "dm_snapshot", "nbd", "loop", "ext4", "xfs", "btrfs",
+            "fuse"} <= mods
     assert os.path.exists("/dev/mapper/control") and os.path.exists("/dev/fuse")
 
 

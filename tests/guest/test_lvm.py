@@ -1,15 +1,18 @@
 """The LVM provider on real logical volumes: a VG on a loop device under the
 test's private directory, with a thin pool, thin LVs and classic LVs, ext4
 and xfs.  Each shadow is checked against what its filesystem held at its
-instant (files written before it, others after); a set over two LVs; the
+instant (files written before it, others after); a set over two LVs, and
+one of every kind (classic LV, thin LV, vss volume, btrfs); the
 shadow storage of classic snapshots listed and grown, an overflowed one
 invalid, a VG without room refused; changed blocks from thin_delta against
 the snapshot devices themselves; kill -9 of vssd, then orphans removed and
 persistent shadows listed again; a snapshot vss did not make is never
 touched.  The VG and its loop device go even on failure.
 """
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +20,16 @@ import uuid
 
 import pytest
 
+import nbd_client
+
 mounts_under = sys.modules["system_conftest"].mounts_under
+# The filesystem tests' busy tree writer (tests/system/test_fs.py).
+_spec = importlib.util.spec_from_file_location(
+    "system_test_fs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system",
+                                   "test_fs.py"))
+test_fs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_fs)
+mkfs_btrfs = sys.modules["system_conftest"].mkfs_btrfs
 VSS = sys.modules["system_conftest"].VSS
 
 VG_SIZE = 1200 << 20
@@ -152,31 +164,56 @@ def chunks_differing(dev_a, dev_b, size, unit):
 
 
 def nbd_mount_matches(daemon, shadow, root, expected):
-    """The kernel's NBD client reads @shadow through vss export: qemu-nbd
-    (qemu-utils; Debian's nbd-client is not installed here) attaches the
-    export to /dev/nbd0, whose ext4 mounts read-only and holds @expected.
-    Detached and unexported whatever happens."""
+    """The kernel's NBD client reads @shadow through vss export: nbd-client
+    attaches the export to a free /dev/nbdN, whose ext4 mounts read-only
+    and holds @expected.  Detached and unexported whatever happens."""
     x = daemon.json("export", shadow)
     mnt = os.path.join(root, "nbd-" + shadow[:8])
     os.makedirs(mnt)
     t0 = time.monotonic()
-    sh("qemu-nbd", "--read-only", "--connect", "/dev/nbd0", "--image-opts",
-       "driver=nbd,server.type=unix,server.path=" + x["socket"])
+    n = nbd_client.free_device()
     try:
-        deadline = time.monotonic() + 20
-        while int(open("/sys/block/nbd0/size").read()) == 0:
-            assert time.monotonic() < deadline, "/dev/nbd0 has no size"
-            time.sleep(0.1)
-        sh("mount", "-t", "ext4", "-o", "ro,noload", "/dev/nbd0", mnt)
+        dev = nbd_client.attach(x["socket"], n)
+        sh("mount", "-t", "ext4", "-o", "ro,noload", dev, mnt)
         try:
             assert tree(mnt) == expected
         finally:
             sh("umount", mnt, check=False)
-        print("kernel NBD client: shadow mounted from /dev/nbd0 and equal, %.2f s"
-              % (time.monotonic() - t0))
+        print("kernel NBD client: shadow mounted from %s and equal, %.2f s"
+              % (dev, time.monotonic() - t0))
     finally:
-        sh("qemu-nbd", "--disconnect", "/dev/nbd0", check=False)
+        nbd_client.detach(n)
         daemon.vss("unexport", shadow, check=False)
+
+
+def busy_trees(daemon, mnts, seconds):
+    """test_fs's TREE_WRITER on MNT/busy of each of @mnts, @seconds after
+    each has written 10 files (python starts slowly under TCG), then
+    stopped (SIGSTOP) where it is; the writers, for stop()."""
+    ws = [daemon.spawn([sys.executable, "-c", test_fs.TREE_WRITER, os.path.join(m, "busy"),
+                        str(k)]) for k, m in enumerate(mnts)]
+    deadline = time.monotonic() + 60
+    for m in mnts:
+        while sum(len(f) for _, _, f in os.walk(os.path.join(m, "busy"))) < 10:
+            assert time.monotonic() < deadline and all(w.poll() is None for w in ws)
+            time.sleep(0.1)
+    time.sleep(seconds)
+    for w in ws:
+        assert w.poll() is None, "the busy tree writer died"
+        w.send_signal(signal.SIGSTOP)
+    for w in ws:
+        test_fs.wait_stopped(w.pid)
+    print("busy trees: %s" % ", ".join("%d files, %.1f MiB" % (
+        sum(len(f) for _, _, f in os.walk(os.path.join(m, "busy"))),
+        sum(os.path.getsize(os.path.join(d, n)) for d, _, f in
+            os.walk(os.path.join(m, "busy")) for n in f) / 1048576) for m in mnts))
+    return ws
+
+
+def stop(writers):
+    for w in writers:
+        w.kill()
+        w.wait()
 
 
 def timed_shadow(daemon, *targets, persistent=False, what=""):
@@ -190,7 +227,8 @@ def timed_shadow(daemon, *targets, persistent=False, what=""):
 # vssd start costs seconds): classic LVs, then thin ones.
 
 def test_classic_lvs(lvm, daemon):
-    """A set over two classic LVs (ext4, xfs) is one instant (their PV is
+    """A set over two classic LVs (ext4, xfs), each under a busy tree, is
+    one instant (their PV is
     refused as a volume's backing, held by device mapper); the shadow
     storage of each is listed and grows; one that overflows is invalid; a
     VG without room is refused, naming it, and leaves the LV writable; an
@@ -206,8 +244,13 @@ def test_classic_lvs(lvm, daemon):
     assert r.returncode == 1 and "is held by dm-" in r.stderr and lvm.vg in r.stderr, r.stderr
     fill(a, "d", "a-before")
     fill(b, "d", "b-before")
+    # A busy tree on each (as the filesystem tests do), stopped where it is
+    # (files open, dirty data in the page cache): what they hold now is
+    # what the set must hold.
+    writers = busy_trees(daemon, [a, b], 1.0)
     before = (tree(a), tree(b))
     s = timed_shadow(daemon, a, b, what="classic ext4 + xfs set")
+    stop(writers)
     fill(a, "d", "a-after")
     fill(b, "d", "b-after")
     ids = [x["id"] for x in s["shadows"]]
@@ -270,18 +313,20 @@ def test_classic_lvs(lvm, daemon):
 
 
 def test_thin_lvs(lvm, daemon):
-    """Thin snapshots: exact instants; changed blocks between two from
+    """Thin snapshots: exact instants (under a busy tree); changed blocks between two from
     thin_delta are the blocks that differ; after kill -9 the snapshot that
     was not persistent is removed, the persistent one listed again and
     still exact (exposed, and through vss export and the kernel's NBD
     client), and snapshots vss did not make are never touched; a pool
-    near full is refused; two thin LVs in a set are refused, one thin and
-    one classic are one instant."""
+    near full is refused; two thin LVs in a set are refused; one thin LV,
+    one classic LV, a vss volume and a btrfs subvolume are one instant."""
     lvm.thin_pool()
     mnt = lvm.lv("t", "ext4", size="64m", thin=True)
     fill(mnt, "d", "one")
+    writers = busy_trees(daemon, [mnt], 0.5)
     before = tree(mnt)
     keep = timed_shadow(daemon, mnt, persistent=True, what="thin ext4")["shadows"][0]["id"]
+    stop(writers)
     write_mib(os.path.join(mnt, "new"), 3)
     sh("sync")
     gone = daemon.shadow(mnt)["shadows"][0]["id"]
@@ -351,38 +396,56 @@ def test_thin_lvs(lvm, daemon):
     print("pool near full: " + r.stderr.strip())
     assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
 
-    # One thin LV with a classic one is one instant: the thin one is
-    # snapshotted while the classic one is held.  A writer bumps a counter
-    # on the classic LV, then on the thin one, each durable before the
-    # next: a shadow with the thin counter ahead of the classic one would
-    # hold a write without the one it followed.  The classic LV is named
-    # first, so committing in the order given would show it.
+    # One thin LV with a classic one, a vss volume and a btrfs subvolume is
+    # one instant: the thin one is snapshotted while the others are held.
+    # A writer bumps a counter on each in turn (classic LV, vss volume,
+    # btrfs, thin LV), each durable before the next: one instant holds a
+    # prefix of those writes, so the counters, in that order, never rise
+    # and differ by at most one.  The classic LV is named first, so
+    # committing in the order given would show it.
     cl = lvm.lv("c", "ext4", size="64m")
+    vol = os.path.join(daemon.root, "vol")
+    daemon.create_volume("v", "64M")
+    daemon.vss("volume", "mount", "v", vol, "--mkfs", "ext4")
+    bt = os.path.join(lvm.root, "bt")
+    img = bt + ".img"
+    with open(img, "wb") as f:
+        f.truncate(128 << 20)
+    mkfs_btrfs(img)
+    os.makedirs(bt)
+    sh("mount", "-o", "loop", img, bt)
+    sh("btrfs", "subvolume", "create", os.path.join(bt, "sub"))
+    members = [cl, vol, os.path.join(bt, "sub"), mnt]
     # Two lvcreates inside the freeze, under TCG and a busy writer, took
     # 9.2 s of vss create shadow once: close to the 10 s bound made for
     # real hardware, so the emulated run gets 30 s.
     daemon.extra_env["VSS_TEST_FREEZE_LIMIT_MS"] = "30000"
     daemon.restart()
-    writer = daemon.spawn([sys.executable, "-c", COUNTER, cl, mnt])
+    writer = daemon.spawn([sys.executable, "-c", COUNTER] + members)
     deadline = time.monotonic() + 30
     while not os.path.exists(os.path.join(mnt, "ctr")):
         assert time.monotonic() < deadline and writer.poll() is None
         time.sleep(0.1)
-    s = timed_shadow(daemon, cl, mnt, what="classic + thin set")
+    s = timed_shadow(daemon, *members, what="classic + vss + btrfs + thin set")
     time.sleep(0.5)
     writer.kill()
     writer.wait()
-    got = [int(open(os.path.join(expose(daemon, x["id"], lvm.root), "ctr")).read())
+    assert [x["target"] for x in s["shadows"]] == members, s
+    assert [x["provider"] for x in s["shadows"]] == ["lvm", "vss-cow", "btrfs", "lvm"], s
+    got = [int(open(os.path.join(x["device"] if x["provider"] == "btrfs"
+                                 else expose(daemon, x["id"], lvm.root), "ctr")).read())
            for x in s["shadows"]]
-    print("classic + thin set: counters %d (classic), %d (thin); frozen %.0f ms"
-          % (got[0], got[1], s["frozen_ms"]))
-    assert got[1] <= got[0], got
-    assert got[1] > 0
+    print("classic + vss + btrfs + thin set: counters %s; frozen %.0f ms"
+          % (got, s["frozen_ms"]))
+    assert got == sorted(got, reverse=True) and got[0] - got[-1] <= 1, got
+    assert got[-1] > 0
     daemon.vss("delete", "shadows", "--set", s["set"])
     assert not [n for n in lvm.lvs() if n.startswith("vss-") and n != foreign]
+    snaps = os.path.join(bt, ".vss-snapshots")
+    assert not os.path.isdir(snaps) or not os.listdir(snaps)
 
 
-# Writes n to A/ctr, then to B/ctr, each fsync'd, n = 1, 2, ... until killed.
+# Writes n to A/ctr, then to B/ctr, ... each fsync'd, n = 1, 2, ... until killed.
 COUNTER = """
 import os, sys
 n = 0

@@ -221,7 +221,7 @@ static void migrates_version_1(void **state)
 	assert_int_equal(sqlite3_open(v1_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 6);
+	assert_int_equal(sqlite3_column_int(st, 0), 7);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	assert_int_equal(vss_catalog_open(v1_path, &c, &err), 0);
@@ -368,9 +368,9 @@ static int collect_export(void *arg, const struct vss_catalog_export *x)
 {
 	char *out = arg;
 
-	snprintf(out + strlen(out), 256 - strlen(out), "%s:%s:%s:%s:%u:%u:%s ",
+	snprintf(out + strlen(out), 256 - strlen(out), "%s:%s:%s:%s:%u:%u:%s@%s ",
 		 x->volume ? "v" : "s", x->name, x->since, x->socket, x->port,
-		 (unsigned int)x->owner, x->tls);
+		 (unsigned int)x->owner, x->tls, x->address);
 	return 0;
 }
 
@@ -381,8 +381,8 @@ static void exports_follow_their_owners(void **state)
 	struct vss_catalog_volume v = { .name = "vol", .size = 1, .block_size = 16384,
 					.backing = "/b", .diff_path = "/d" };
 	struct vss_catalog_shadow sh = { "s1", "set", "vol", "vol", 8, 1, "", "" };
-	struct vss_catalog_export xs = { false, "s1", "s0", "/run/x.sock", 0, 1000, "" };
-	struct vss_catalog_export xv = { true, "vol", "", "", 10809, 0, "/etc/pki/nbd" };
+	struct vss_catalog_export xs = { false, "s1", "s0", "/run/x.sock", 0, 1000, "", "" };
+	struct vss_catalog_export xv = { true, "vol", "", "", 10809, 0, "/etc/pki/nbd", "::1" };
 	struct vss_catalog *c;
 	struct vss_error err;
 	char db[80], out[256] = "";
@@ -396,11 +396,11 @@ static void exports_follow_their_owners(void **state)
 	vss_catalog_close(c);
 	assert_int_equal(vss_catalog_open(db, &c, &err), 0);
 	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
-	assert_string_equal(out, "s:s1:s0:/run/x.sock:0:1000: v:vol:::10809:0:/etc/pki/nbd ");
+	assert_string_equal(out, "s:s1:s0:/run/x.sock:0:1000:@ v:vol:::10809:0:/etc/pki/nbd@::1 ");
 	assert_int_equal(vss_catalog_shadow_delete(c, "s1", &err), 0);
 	out[0] = '\0';
 	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
-	assert_string_equal(out, "v:vol:::10809:0:/etc/pki/nbd ");
+	assert_string_equal(out, "v:vol:::10809:0:/etc/pki/nbd@::1 ");
 	assert_int_equal(vss_catalog_export_delete(c, true, "vol", &err), 0);
 	out[0] = '\0';
 	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
@@ -490,6 +490,32 @@ static void migrates_version_4(void **state)
 	vss_catalog_close(c);
 }
 
+/* A version 6 catalog's exports gain the address they listened on then:
+ * a port without TLS 127.0.0.1, one with TLS every address (""), a socket
+ * none. */
+static void migrates_version_6(void **state)
+{
+	static const char *v6 =
+		"CREATE TABLE exports(kind TEXT NOT NULL, name TEXT NOT NULL,"
+		" since TEXT NOT NULL, socket TEXT NOT NULL, port INTEGER NOT NULL,"
+		" owner INTEGER NOT NULL, tls TEXT NOT NULL, PRIMARY KEY(kind, name));"
+		"INSERT INTO exports VALUES('shadow', 'a', '', '', 10809, 0, '');"
+		"INSERT INTO exports VALUES('shadow', 'b', '', '', 10810, 0, '/pki');"
+		"INSERT INTO exports VALUES('volume', 'c', '', '/run/c.sock', 0, 0, '');"
+		"PRAGMA user_version=6;";
+	struct vss_catalog *c;
+	struct vss_error err;
+	char path6[80], out[256] = "";
+
+	snprintf(path6, sizeof(path6), "%s/v6.db", dir);
+	make_db(path6, v6);
+	assert_int_equal(vss_catalog_open(path6, &c, &err), 0);
+	assert_int_equal(vss_catalog_export_each(c, collect_export, out, &err), 0);
+	assert_string_equal(out, "s:a:::10809:0:@127.0.0.1 s:b:::10810:0:/pki@ "
+			    "v:c::/run/c.sock:0:0:@ ");
+	vss_catalog_close(c);
+}
+
 static void refuses_future_schema(void **state)
 {
 	struct vss_catalog *c;
@@ -513,6 +539,7 @@ int main(void)
 		cmocka_unit_test(migrates_version_3),
 		cmocka_unit_test(exports_follow_their_owners),
 		cmocka_unit_test(migrates_version_4),
+		cmocka_unit_test(migrates_version_6),
 		cmocka_unit_test(refuses_future_schema),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

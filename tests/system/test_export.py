@@ -8,7 +8,9 @@ the two shadows.  nbdkit ends with unexport, with its shadow and with
 vssd (also after kill -9); an operator's socket is its own, and a TCP port is root's.
 A live volume is exported too; root's exports come back after a restart
 (a non-persistent shadow's goes with it, and the log says so); with TLS,
-only a client with a certificate from the export's CA is served.
+only a client with a certificate from the export's CA is served.  A port
+listens on 127.0.0.1, TLS or not, or on the one address --listen names
+(another local address is refused), a loopback one only without TLS.
 """
 import json
 import os
@@ -59,8 +61,9 @@ def nbd_map(x):
     return json.loads(r.stdout)
 
 
-def copy(x, dest):
-    r = subprocess.run(["nbdcopy", uri(x), dest], capture_output=True, text=True, timeout=60)
+def copy(x, dest, source=None):
+    r = subprocess.run(["nbdcopy", source or uri(x), dest], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr
     return read_all(dest)
 
@@ -70,6 +73,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def connects(addr, port):
+    """True if a TCP connection to @addr:@port is accepted, False if refused."""
+    try:
+        socket.create_connection((addr, port), timeout=10).close()
+        return True
+    except ConnectionRefusedError:
+        return False
 
 
 def running(pid):
@@ -277,9 +289,12 @@ def test_export_tls(vssd, workdir):
     port = free_port()
     r = vssd.vss("export", s, "--port", port, "--tls-certificates", srv)
     assert r.returncode == 0 and r.stderr == "", r.stderr
-    assert "nbds://HOST:%d (TLS, clients certified by the CA in %s)" % (port, srv) in r.stdout
+    # With TLS too, 127.0.0.1 only unless --listen says otherwise.
+    assert "nbds://127.0.0.1:%d (TLS, clients certified by the CA in %s)" % (port, srv) \
+        in r.stdout
     x = vssd.json("list", "exports")["exports"][0]
-    assert x["tls_certificates"] == srv and x["address"] == ""
+    assert x["tls_certificates"] == srv and x["address"] == "127.0.0.1"
+    assert not connects("127.0.0.2", port)
 
     def size(uri):
         return subprocess.run(["nbdinfo", "--size", uri], capture_output=True, text=True,
@@ -292,3 +307,50 @@ def test_export_tls(vssd, workdir):
     assert size("nbds://localhost:%d/?tls-certificates=%s" % (port, ca)).returncode != 0
     r = vssd.vss("export", s, "--tls-certificates", "relative", check=False)
     assert r.returncode == 1
+    # --listen any: every address, what another machine connects to.
+    vssd.vss("unexport", s)
+    r = vssd.vss("export", s, "--port", port, "--listen", "any", "--tls-certificates", srv)
+    assert "nbds://HOST:%d (TLS" % port in r.stdout, r.stdout
+    assert vssd.json("list", "exports")["exports"][0]["address"] == ""
+    assert connects("127.0.0.2", port)
+    r = size("nbds://localhost:%d/?tls-certificates=%s" % (port, cli))
+    assert r.returncode == 0 and int(r.stdout) == SIZE, r.stderr
+
+
+def test_export_listen(vssd, workdir):
+    """--listen ADDR: the port listens there and nowhere else, also after a
+    restart; without TLS only on a loopback address."""
+    vssd.create_volume("raw", str(SIZE))
+    dev = vssd.device("raw")
+    write_blocks(dev, random.Random(18), 10)
+    at = read_all(dev)
+    s = vssd.shadow("raw", persistent=True)["shadows"][0]["id"]
+    port = free_port()
+    r = vssd.vss("export", s, "--port", port, "--listen", "127.0.0.2")
+    assert "%s nbd://127.0.0.2:%d" % (s, port) in r.stdout, r.stdout
+    assert r.stderr == ("vss: warning: bound to 127.0.0.2 without TLS: every local user "
+                        "can read this shadow\n"), r.stderr
+    assert vssd.json("list", "exports")["exports"][0]["address"] == "127.0.0.2"
+    for _ in range(2):
+        # Served on the address named; another local address is refused.
+        assert not connects("127.0.0.1", port)
+        assert copy({"socket": None}, os.path.join(workdir, "c.img"), "nbd://127.0.0.2:%d"
+                    % port) == at
+        vssd.restart()
+    # IPv6's loopback, written as inet_ntop writes it.
+    vssd.vss("unexport", s)
+    port6 = free_port()
+    r = vssd.json("export", s, "--port", port6, "--listen", "0:0::1")
+    assert r["address"] == "::1"
+    assert "nbd://[::1]:%d" % port6 in vssd.vss("list", "exports").stdout
+    assert not connects("127.0.0.1", port6) and connects("::1", port6)
+    vssd.vss("unexport", s)
+    # Without TLS, nothing but a loopback address; no host names; a port first.
+    for addr, why in (("0.0.0.0", "loopback address only"), ("any", "loopback address only"),
+                      ("::", "loopback address only"), ("192.0.2.1", "loopback address only"),
+                      ("localhost", "numeric IPv4 or IPv6"), ("127.1", "numeric IPv4")):
+        r = vssd.vss("export", s, "--port", port, "--listen", addr, check=False)
+        assert r.returncode == 1 and why in r.stderr, (addr, r.stderr)
+    r = vssd.vss("export", s, "--listen", "127.0.0.1", check=False)
+    assert r.returncode == 2 and "--listen ADDR goes with --port" in r.stderr, r.stderr
+    assert vssd.json("list", "exports")["exports"] == []
