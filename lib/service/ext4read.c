@@ -10,7 +10,8 @@
  * gid and uid, and sets no_new_privs and not dumpable before it reads a
  * byte of a filesystem.  Then, per request (a 12-byte message: magic,
  * sequence number, whether a digest is wanted; the device's descriptor
- * passed with it, SCM_RIGHTS), it opens the filesystem on that
+ * passed with it, SCM_RIGHTS; the digest wanted: none, of a file up to
+ * that many bytes, or of any), it opens the filesystem on that
  * descriptor (libext2fs' unixfd manager: it opens nothing by name), looks
  * the path up from the root (no symlink followed: as the mount path's
  * RESOLVE_NO_SYMLINKS, O_NOFOLLOW), closes the descriptor, and answers
@@ -201,8 +202,9 @@ out:
 	EVP_MD_CTX_free(md);
 }
 
-/* @rel in the filesystem on @fd. */
-static void probe(int fd, const char *rel, bool digest, struct svc_ext4_info *out)
+/* @rel in the filesystem on @fd; a file's digest if it has at most
+ * @digest bytes. */
+static void probe(int fd, const char *rel, uint32_t digest, struct svc_ext4_info *out)
 {
 	struct ext2_inode_large in;
 	ext2_ino_t ino = EXT2_ROOT_INO;
@@ -291,7 +293,8 @@ static void probe(int fd, const char *rel, bool digest, struct svc_ext4_info *ou
 	}
 	if (type == S_IFDIR)
 		dir_signature(fs, ino, out);
-	else if (type == S_IFREG && digest)
+	else if (type == S_IFREG && digest != SVC_EXT4_DIGEST_NONE &&
+		 (digest == SVC_EXT4_DIGEST_ALL || out->size <= digest))
 		file_digest(fs, ino, out->size, out);
 out:
 	ext2fs_close_free(&fs);
@@ -387,7 +390,7 @@ static void child_main(int sock, const char *rel, uid_t uid, gid_t gid, rlim_t a
 		if (*test) {
 			child_test(test, &info, ans);
 		} else {
-			probe(fd, rel, want != 0, &info);
+			probe(fd, rel, want, &info);
 			svc_ext4_msg_encode(&info, ans);
 		}
 		close(fd);
@@ -492,7 +495,7 @@ static int child_failed(struct svc_ext4_reader *r, const char *what, struct vss_
 	return vss_error_set(err, -EIO, "its reader %s", what);
 }
 
-int svc_ext4_reader_read(struct svc_ext4_reader *r, int dev, bool digest,
+int svc_ext4_reader_read(struct svc_ext4_reader *r, int dev, uint32_t digest,
 			 struct svc_ext4_info *info, struct vss_error *err)
 {
 	unsigned char req[REQ_LEN], ans[SVC_EXT4_MSG_LEN + 1];

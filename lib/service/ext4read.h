@@ -92,12 +92,17 @@ struct svc_ext4_reader;
 /* A reader of the path @rel (relative to the filesystem's root, no dots)
  * in the filesystems it will be handed.  No child yet. */
 int svc_ext4_reader_new(const char *rel, struct svc_ext4_reader **out, struct vss_error *err);
+/* Digests asked of svc_ext4_reader_read: none, or of a file of any size. */
+#define SVC_EXT4_DIGEST_NONE 0u
+#define SVC_EXT4_DIGEST_ALL UINT32_MAX
+
 /* Reads @rel in the filesystem on @dev (an open, readable descriptor of
- * a shadow's device; not closed), with the file's digest if @digest:
+ * a shadow's device; not closed), with the digest of a file of at most
+ * @digest bytes (SVC_EXT4_DIGEST_NONE, _ALL):
  * 0 and *@info, or -errno and why in @err if the child died, took longer
  * than its bound or answered what does not parse (it is killed; the next
  * call starts another, up to three per reader). */
-int svc_ext4_reader_read(struct svc_ext4_reader *r, int dev, bool digest,
+int svc_ext4_reader_read(struct svc_ext4_reader *r, int dev, uint32_t digest,
 			 struct svc_ext4_info *info, struct vss_error *err);
 /* Ends the child (if any) and frees @r. */
 void svc_ext4_reader_free(struct svc_ext4_reader *r);

@@ -114,6 +114,8 @@ enum read_how {
 };
 
 #define MOUNT_FEW 8             /* shadows a listing mounts rather than reads */
+#define DIGEST_EAGER (1u << 20) /* a file's digest taken with its inode up to this
+				 * size, a few blocks more: not asked again */
 
 /* One shadow to look in, made while svc->lock is held. */
 struct place {
@@ -379,7 +381,7 @@ static int direct_read(struct svc_ext4_reader *rd, struct place *p, int dev, jso
 	struct vss_error e;
 	char why[700];
 
-	if (svc_ext4_reader_read(rd, dev, false, &p->info, &e) < 0) {
+	if (svc_ext4_reader_read(rd, dev, DIGEST_EAGER, &p->info, &e) < 0) {
 		snprintf(why, sizeof(why), "reading its ext4 filesystem failed: %s", e.msg);
 		unreadable(errs, p->id, why);
 		close(dev);
@@ -577,6 +579,8 @@ static void ver_of_info(struct ver *v, struct place *p)
 	v->st.st_size = (off_t)p->info.size;
 	v->st.st_mtim.tv_sec = (time_t)p->info.mtime_sec;
 	v->st.st_mtim.tv_nsec = p->info.mtime_nsec;
+	v->have_digest = p->info.has_digest;
+	memcpy(v->digest, p->info.digest, sizeof(v->digest));
 }
 
 /* Turns @v, read directly, into one open through a mount of its shadow
@@ -613,7 +617,7 @@ static int ver_digest(struct vss_service *svc, struct svc_ext4_reader *rd, struc
 	if (v->have_digest)
 		return 0;
 	if (v->fd < 0 && rd) {
-		if (svc_ext4_reader_read(rd, v->p->dev, true, &info, &e) == 0 &&
+		if (svc_ext4_reader_read(rd, v->p->dev, SVC_EXT4_DIGEST_ALL, &info, &e) == 0 &&
 		    info.status == SVC_EXT4_FOUND && info.has_digest && info.mode == v->p->info.mode &&
 		    info.size == v->p->info.size) {
 			memcpy(v->digest, info.digest, sizeof(v->digest));
