@@ -18,7 +18,9 @@
  * a crash-consistent shadow of a volume that was not frozen), one libext2fs
  * does not know the features of, one with encryption or casefolded names,
  * and anything not ext2/3/4 are answered SVC_EXT4_MOUNT: read it through
- * a mount, where the kernel replays the journal in memory.
+ * a mount, as before.  (That mount is read-only with noload, as every
+ * shadow's is, so it does not replay the journal either: such a shadow
+ * reads as its home blocks hold it, the same as before this reader.)
  */
 #ifndef VSS_SERVICE_EXT4READ_H
 #define VSS_SERVICE_EXT4READ_H

@@ -85,8 +85,8 @@ def test_every_shadow_differs(vssd):
 
 
 def test_journal_needs_recovery_is_mounted(vssd):
-    """The RECOVER flag set in a shadow's superblock: read through a mount,
-    where the kernel takes care of the journal; the listing still right.
+    """The RECOVER flag set in a shadow's superblock: not read directly but
+    through a mount, as before this reader; the listing still right.
     (ext4 without a journal keeps the flag through a freeze, which clears
     it on a journalled one, so the flag is set in the live superblock,
     through the device, before the shadow.)"""
