@@ -7,8 +7,9 @@
  * error on /dev/null), dies with its parent, sets its limits (address
  * space: what it has plus 256 MiB; CPU 60 s; 8 descriptors; no file
  * written, no core, no process made), drops every group, takes nobody's
- * gid and uid, and sets no_new_privs and not dumpable before it reads a
- * byte of a filesystem.  Then, per request (a 12-byte message: magic,
+ * gid and uid, sets no_new_privs and not dumpable, and a seccomp filter
+ * that refuses opening, sockets, exec, fork, ptrace and kill
+ * (deny_new_channels()) before it reads a byte of a filesystem.  Then, per request (a 12-byte message: magic,
  * sequence number, whether a digest is wanted; the device's descriptor
  * passed with it, SCM_RIGHTS; the digest wanted: none, of a file up to
  * that many bytes, or of any), it opens the filesystem on that
@@ -38,6 +39,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/syscall.h>
 
 #include <et/com_err.h>
 #include <ext2fs/ext2fs.h>
@@ -306,6 +313,42 @@ static void child_exit_on(bool failed)
 		_exit(127);
 }
 
+/*
+ * The last thing the sandbox does: a seccomp filter that refuses (EPERM)
+ * every way to a new channel or process: opening a file, making a
+ * socket or connecting one, executing, forking, tracing, reading another
+ * process's memory, mounting, io_uring; and any call of another
+ * architecture's ABI (i386, x32).  What is left reads the descriptors it
+ * was handed and answers on its socket.
+ */
+static int deny_new_channels(void)
+{
+#define DENY(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+		 BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1),      /* x32 */
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		DENY(SYS_open), DENY(SYS_openat), DENY(SYS_openat2), DENY(SYS_creat),
+		DENY(SYS_open_by_handle_at), DENY(SYS_socket), DENY(SYS_socketpair),
+		DENY(SYS_connect), DENY(SYS_bind), DENY(SYS_listen), DENY(SYS_accept),
+		DENY(SYS_accept4), DENY(SYS_execve), DENY(SYS_execveat), DENY(SYS_fork),
+		DENY(SYS_vfork), DENY(SYS_clone), DENY(SYS_clone3), DENY(SYS_ptrace),
+		DENY(SYS_process_vm_readv), DENY(SYS_process_vm_writev), DENY(SYS_mount),
+		DENY(SYS_pidfd_open), DENY(SYS_pidfd_getfd), DENY(SYS_io_uring_setup),
+		DENY(SYS_memfd_create), DENY(SYS_userfaultfd), DENY(SYS_bpf),
+		DENY(SYS_perf_event_open), DENY(SYS_kill), DENY(SYS_tkill), DENY(SYS_tgkill),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+#undef DENY
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
 /* Everything the child gives up before it reads a byte. */
 static void sandbox(int sock, uid_t uid, gid_t gid, rlim_t as)
 {
@@ -335,6 +378,7 @@ static void sandbox(int sock, uid_t uid, gid_t gid, rlim_t as)
 	child_exit_on(setrlimit(RLIMIT_NPROC, &(struct rlimit){ 0, 0 }) < 0 ||
 		      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
 		      prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0);
+	child_exit_on(deny_new_channels() < 0);
 }
 
 /* For the tests (VSS_TEST_EXT4_CHILD), after the sandbox is up: a child
@@ -346,15 +390,19 @@ static void child_test(const char *test, struct svc_ext4_info *info, unsigned ch
 	if (strcmp(test, "hang") == 0)
 		for (;;)
 			pause();
-	if (strcmp(test, "crash") == 0)
-		raise(SIGSEGV);
+	if (strcmp(test, "crash") == 0) {
+		volatile uintptr_t zero = 0;
+
+		*(volatile int *)zero = 1;      /* SIGSEGV: raise() is refused */
+	}
 	getrlimit(RLIMIT_NOFILE, &nofile);
 	info->status = SVC_EXT4_BAD;
 	snprintf(info->msg, sizeof(info->msg), "uid=%u gid=%u groups=%d nnp=%d dumpable=%d "
-		 "nofile=%llu opens=%d", (unsigned int)getuid(), (unsigned int)getgid(),
+		 "nofile=%llu opens=%d sockets=%d", (unsigned int)getuid(), (unsigned int)getgid(),
 		 getgroups(0, NULL), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
 		 prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), (unsigned long long)nofile.rlim_cur,
-		 open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0);
+		 open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0,
+		 socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0) >= 0);
 	svc_ext4_msg_encode(info, ans);
 	if (strcmp(test, "garbage") == 0)
 		ans[8] = 7;     /* no such status */

@@ -157,10 +157,12 @@ def test_reader_child_failures(daemon_factory):
     """A child that hangs is killed at its time limit, one that crashes or
     answers garbage is said; after three, no more for that listing; vssd
     answers on.  And the child runs as nobody, without groups or new
-    privileges, not dumpable, with 8 descriptors at most."""
+    privileges, not dumpable, with 8 descriptors at most, and can neither
+    open a file nor make a socket (seccomp)."""
     for mode, said in (("hang", "took longer than 300 ms"), ("crash", "signal 11"),
                        ("garbage", "answered what does not parse"),
-                       ("whoami", "uid=65534 gid=65534 groups=0 nnp=1 dumpable=0 nofile=8")):
+                       ("whoami", "uid=65534 gid=65534 groups=0 nnp=1 dumpable=0 nofile=8 "
+                                  "opens=0 sockets=0")):
         d = daemon_factory(mode, env={"VSS_TEST_EXT4_CHILD": mode,
                                       "VSS_TEST_EXT4_LIMIT_MS": "300"})
         mnt = mounted(d)
