@@ -66,6 +66,15 @@ def test_every_shadow_differs(vssd):
     # Each shadow's d has one more entry than the one before; the newest's
     # is the live one's.
     assert [v["shadow"] for v in d_dir["versions"]] == list(reversed(ids[:-1]))
+    # Mixed: two shadows exposed (read through their mounts), the others
+    # read directly, compared across each other.
+    exp = [os.path.join(vssd.root, "exp%d" % i) for i in (5, 8)]
+    vssd.vss("expose", ids[5], exp[0])
+    vssd.vss("expose", ids[8], exp[1])
+    assert listing(vssd, f, "direct")["versions"] == direct["versions"]
+    assert listing(vssd, sub, "direct")["versions"] == d_dir["versions"]
+    for e in exp:
+        vssd.vss("unexpose", e)
     # The mount path's answer, field for field (sizes, times to the ns,
     # modes, owners), and the default (more than 8 shadows: direct).
     mount = listing(vssd, f, "mount")
