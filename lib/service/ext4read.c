@@ -235,10 +235,11 @@ static void probe(int fd, const char *rel, uint32_t digest, struct svc_ext4_info
 		say(out, SVC_EXT4_MOUNT, "its journal needs recovery%s", NULL);
 		goto out;
 	}
+	/* Inline data: ext2fs_lookup() does not look into an inline directory. */
 	if (ext2fs_has_feature_journal_dev(fs->super) || ext2fs_has_feature_encrypt(fs->super) ||
-	    ext2fs_has_feature_casefold(fs->super)) {
-		say(out, SVC_EXT4_MOUNT, "an external journal, encryption or casefolded "
-		    "names%s", NULL);
+	    ext2fs_has_feature_casefold(fs->super) || ext2fs_has_feature_inline_data(fs->super)) {
+		say(out, SVC_EXT4_MOUNT, "an external journal, encryption, casefolded names or "
+		    "inline data%s", NULL);
 		goto out;
 	}
 	if (read_inode(fs, ino, &in) < 0 || !LINUX_S_ISDIR(in.i_mode)) {

@@ -16,7 +16,8 @@
  * Which shadows are read here and which through a mount: versions.c.
  * A filesystem whose journal needs recovery (the RECOVER incompat flag:
  * a crash-consistent shadow of a volume that was not frozen), one libext2fs
- * does not know the features of, one with encryption or casefolded names,
+ * does not know the features of, one with encryption, casefolded names or
+ * inline data,
  * and anything not ext2/3/4 are answered SVC_EXT4_MOUNT: read it through
  * a mount, as before.  (That mount is read-only with noload, as every
  * shadow's is, so it does not replay the journal either: such a shadow

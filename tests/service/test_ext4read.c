@@ -4,7 +4,7 @@
  * the nanoseconds are compared with the kernel's in test_versions_direct.py) and SHA-256
  * as written, a directory with its entries, a missing path absent; a
  * journal that needs recovery (with a journal, the flag set by debugfs)
- * sent to the mount path; not ext4 sent to the mount path; a crafted
+ * sent to the mount path; inline data and not ext4 sent to the mount path; a crafted
  * inode said to be damaged.  Needs root (the child takes nobody's uid)
  * and e2fsprogs: else skipped (77).
  */
@@ -109,6 +109,17 @@ static void journal_needs_recovery(void **state)
 	assert_non_null(strstr(info.msg, "journal needs recovery"));
 }
 
+static void inline_data(void **state)
+{
+	struct svc_ext4_info info;
+
+	(void)state;
+	make_image("-O inline_data");
+	assert_int_equal(read_path("d/f", 0, &info), 0);
+	assert_int_equal(info.status, SVC_EXT4_MOUNT);
+	assert_non_null(strstr(info.msg, "inline data"));
+}
+
 static void not_ext4(void **state)
 {
 	struct svc_ext4_info info;
@@ -166,6 +177,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(reads_what_was_written),
 		cmocka_unit_test(journal_needs_recovery),
+		cmocka_unit_test(inline_data),
 		cmocka_unit_test(not_ext4),
 		cmocka_unit_test(crafted_inode),
 	};
