@@ -8,6 +8,7 @@ pkgs=(
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   libfuse3-dev fuse3 libjansson-dev uuid-dev libmount-dev libbtrfsutil-dev
   libsqlite3-dev sqlite3 libcmocka-dev libssl-dev liburing-dev python3 python3-pytest
+  libext2fs-dev comerr-dev
   e2fsprogs xfsprogs btrfs-progs util-linux fio rsync systemd
   procps groff-base
   qemu-utils qemu-system-common qemu-system-x86 busybox-static

@@ -13,7 +13,12 @@
  * newer one, the newest with the live file: size and type first, equal
  * size and modification time count as the same, else the bytes decide; a
  * directory by its entries' names, types, sizes and modification times.
- * Only versions that differ are listed.
+ * Only versions that differ are listed.  On a volume with more than
+ * MOUNT_FEW shadows (or asked: "read"), the engine's ext4 shadows not
+ * exposed yet are read from their devices without a mount, by a child
+ * without privileges (ext4read.h; direct_open() says which, and what is
+ * mounted instead: a journal that needs recovery, xfs, ...); what neither
+ * way can read is said in "unreadable", never compared as if it matched.
  *
  * Copying back: a child process takes the caller's groups, gid and uid
  * (root stays root), opens the version beneath the shadow's root as the
@@ -39,11 +44,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include <vss/cow.h>
 
 #include "provider/provider.h"
 #include "service/args.h"
 #include "service/caller.h"
+#include "service/ext4read.h"
 #include "service/fs.h"
 #include "service/log.h"
 #include "service/service_i.h"
@@ -98,12 +106,25 @@ static size_t within(const char *path, const char *root)
 	return 0;
 }
 
+/* How a listing reads the engine's shadows (the request's "read"). */
+enum read_how {
+	READ_AUTO,              /* directly when the volume has more than MOUNT_FEW */
+	READ_MOUNT,             /* every shadow through a mount, as before */
+	READ_DIRECT,            /* every ext4 shadow not mounted yet directly */
+};
+
+#define MOUNT_FEW 8             /* shadows a listing mounts rather than reads */
+#define DIGEST_EAGER (1u << 20) /* a file's digest taken with its inode up to this
+				 * size, a few blocks more: not asked again */
+
 /* One shadow to look in, made while svc->lock is held. */
 struct place {
 	char id[37], set[37];
 	const char *provider;
 	uint64_t created_ns;
 	int root;                       /* O_PATH of the shadow's root, or -1 */
+	int dev;                        /* its device, read directly (ext4read.h), or -1 */
+	struct svc_ext4_info info;      /* what the reader found there (dev >= 0) */
 	bool same;                      /* reads as a newer place does (same_device()) */
 };
 
@@ -161,6 +182,7 @@ static int places_find(struct vss_service *svc, const char *real, const char *on
 		memcpy(p[k].set, sh->rec.set_id, sizeof(p[k].set));
 		p[k].provider = sh->prov->name;
 		p[k].created_ns = sh->rec.created_ns;
+		p[k].dev = -1;
 		p[k++].root = -1;
 	}
 	/* Newest first. */
@@ -307,13 +329,89 @@ out:
 	return same;
 }
 
-/* places_find(), then each root opened, taking svc->lock for each, newest
- * first: a shadow the same as the newest one open so far is passed over. */
+static void places_free(struct place *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].root >= 0)
+			close(p[i].root);
+		if (p[i].dev >= 0)
+			close(p[i].dev);
+	}
+	free(p);
+}
+
+/*
+ * Whether the listing reads @p's shadow directly (ext4read.h) rather than
+ * through a mount: only the engine's shadows (a device vssd serves), not
+ * one exposed already (its mount costs nothing more), and, unless asked
+ * for, only on a volume with more than MOUNT_FEW shadows (fewer cost
+ * little to mount, and stay mounted for later listings and copies back).
+ * If so, *@dev: its device, open for reading.  svc->lock held.
+ */
+static bool direct_open(struct vss_service *svc, const struct place *p, enum read_how how,
+			size_t count, int *dev)
+{
+	struct svc_shadow *sh = svc_shadow_find(svc, p->id);
+	char path[PATH_MAX];
+
+	svc_assert_locked(svc);
+	*dev = -1;
+	if (!sh || !sh->vol || sh->expose_dir || how == READ_MOUNT ||
+	    (how == READ_AUTO && count <= MOUNT_FEW))
+		return false;
+	sh->prov->location(svc, sh, path, sizeof(path));
+	*dev = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (*dev < 0)
+		vss_log("versions: shadow %s: %s: %s; read through a mount", sh->rec.id, path,
+			strerror(errno));
+	return *dev >= 0;
+}
+
+static void unreadable(json_t *errs, const char *id, const char *why)
+{
+	vss_log("versions: shadow %s cannot be read: %s", id, why);
+	if (errs)
+		json_array_append_new(errs, json_pack("{s:s, s:s}", "shadow", id, "error", why));
+}
+
+/* Reads @p directly: 1 if done (p->dev, p->info), 0 if it is to be
+ * mounted instead, -1 if it cannot be read (in @errs). */
+static int direct_read(struct svc_ext4_reader *rd, struct place *p, int dev, json_t *errs)
+{
+	struct vss_error e;
+	char why[700];
+
+	if (svc_ext4_reader_read(rd, dev, DIGEST_EAGER, &p->info, &e) < 0) {
+		snprintf(why, sizeof(why), "reading its ext4 filesystem failed: %s", e.msg);
+		unreadable(errs, p->id, why);
+		close(dev);
+		return -1;
+	}
+	if (p->info.status == SVC_EXT4_MOUNT) {
+		vss_log("versions: shadow %s read through a mount: %s", p->id, p->info.msg);
+		close(dev);
+		return 0;
+	}
+	if (p->info.status == SVC_EXT4_BAD) {
+		snprintf(why, sizeof(why), "its ext4 filesystem is damaged: %s", p->info.msg);
+		unreadable(errs, p->id, why);
+		close(dev);
+		return -1;
+	}
+	p->dev = dev;
+	return 1;
+}
+
+/* places_find(), then each place read, taking svc->lock for each, newest
+ * first: a shadow the same as the newest one read so far is passed over;
+ * else read directly (direct_open()) or its root opened (mounted).  With
+ * @rd, what cannot be read goes into @errs. */
 static int places_of(struct vss_service *svc, const char *real, const char *only,
+		     enum read_how how, struct svc_ext4_reader **rd, json_t *errs,
 		     struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
 		     struct vss_error *err)
 {
-	size_t k = 0, ref = 0;
+	size_t k = 0, ref = 0, count;
 	bool have_ref = false;
 	int rc;
 
@@ -324,56 +422,55 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 	svc_unlock(svc);
 	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < *n; i++) {
+	count = *n;
+	for (size_t i = 0; i < count; i++) {
 		struct place *p = &(*out)[i];
+		bool direct;
+		int dev = -1, got = 0;
 
 		svc_lock(svc);
 		p->same = have_ref && same_device(svc, (*out)[ref].id, p->id);
-		p->root = p->same ? -1 : place_open(svc, p);
+		direct = !p->same && rd && direct_open(svc, p, how, count, &dev);
 		svc_unlock(svc);
-		if (p->root >= 0) {
+		if (direct) {
+			if (!*rd && svc_ext4_reader_new(*rel, rd, err) < 0) {
+				close(dev);
+				places_free(*out, k);
+				*out = NULL;
+				*n = 0;
+				return -ENOMEM;
+			}
+			got = direct_read(*rd, p, dev, errs);
+		}
+		if (!p->same && got == 0) {
+			svc_lock(svc);
+			p->root = place_open(svc, p);
+			svc_unlock(svc);
+		}
+		if (p->root >= 0 || p->dev >= 0) {
 			ref = k;
 			have_ref = true;
 		}
-		if (p->root >= 0 || p->same)
+		if (p->root >= 0 || p->dev >= 0 || p->same)
 			(*out)[k++] = *p;
 	}
 	*n = k;
 	return 0;
 }
 
-static void places_free(struct place *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i].root >= 0)
-			close(p[i].root);
-	free(p);
-}
-
 /* ---- comparing ---- */
 
-struct entry_sig {
-	char *name;
-	mode_t type;
-	off_t size;
-	struct timespec mtime;
-};
-
-static int cmp_sig(const void *a, const void *b)
-{
-	return strcmp(((const struct entry_sig *)a)->name, ((const struct entry_sig *)b)->name);
-}
-
 /* A directory's entries (names, types, sizes, modification times) in one
- * number: FNV-1a over them in name order; 0 if it cannot be read. */
+ * number (svc_dirsig(), as the direct reader computes it); 0 if it
+ * cannot be read. */
 static uint64_t dir_sig(int fd)
 {
 	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	struct entry_sig *e = NULL;
+	struct svc_dirent_sig *e = NULL;
 	size_t n = 0, cap = 0;
-	uint64_t h = 1469598103934665603ull;
 	struct dirent *de;
+	uint64_t h;
 
 	if (!d) {
 		if (dfd >= 0)
@@ -388,33 +485,24 @@ static uint64_t dir_sig(int fd)
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		if (n == cap) {
-			struct entry_sig *g = realloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*g));
+			struct svc_dirent_sig *g = realloc(e, (cap = cap ? cap * 2 : 64) *
+							   sizeof(*g));
 
 			if (!g)
 				break;
 			e = g;
 		}
-		e[n] = (struct entry_sig){ strdup(de->d_name), st.st_mode & S_IFMT,
-					   S_ISDIR(st.st_mode) ? 0 : st.st_size, st.st_mtim };
+		e[n] = (struct svc_dirent_sig){ strdup(de->d_name), st.st_mode & S_IFMT,
+						S_ISDIR(st.st_mode) ? 0 : st.st_size,
+						st.st_mtim.tv_sec, st.st_mtim.tv_nsec };
 		if (!e[n].name)
 			break;
 		n++;
 	}
 	closedir(d);
-	qsort(e, n, sizeof(*e), cmp_sig);
-	for (size_t i = 0; i < n; i++) {
-		const unsigned char *s = (const unsigned char *)e[i].name;
-		uint64_t v[4] = { (uint64_t)e[i].type, (uint64_t)e[i].size,
-				  (uint64_t)e[i].mtime.tv_sec, (uint64_t)e[i].mtime.tv_nsec };
-
-		for (; *s; s++)
-			h = (h ^ *s) * 1099511628211ull;
-		h = (h ^ 0xff) * 1099511628211ull;
-		for (int j = 0; j < 4; j++)
-			for (int b = 0; b < 8; b++)
-				h = (h ^ ((v[j] >> (8 * b)) & 0xff)) * 1099511628211ull;
+	h = svc_dirsig(e, n);
+	for (size_t i = 0; i < n; i++)
 		free(e[i].name);
-	}
 	free(e);
 	return h;
 }
@@ -437,18 +525,143 @@ static bool same_bytes(int a, int b, off_t size)
 	return same;
 }
 
-/* Whether the versions @a and @b hold the same content. */
-static bool same_content(int a, const struct stat *sa, int b, const struct stat *sb)
+/* SHA-256 of the @size bytes of @fd (as the direct reader digests). */
+static int fd_digest(int fd, off_t size, unsigned char out[SVC_EXT4_DIGEST_LEN])
 {
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	char *buf = malloc(CHUNK);
+	unsigned int len = 0;
+	off_t off = 0;
+	int rc = -ENOMEM;
+
+	if (md && buf && EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		rc = 0;
+		while (off < size) {
+			ssize_t n = pread(fd, buf, (size_t)(size - off < (off_t)CHUNK ? size - off
+							    : (off_t)CHUNK), off);
+
+			if (n <= 0) {
+				rc = n < 0 ? -errno : -EIO;
+				break;
+			}
+			EVP_DigestUpdate(md, buf, (size_t)n);
+			off += n;
+		}
+		if (!rc && (!EVP_DigestFinal_ex(md, out, &len) || len != SVC_EXT4_DIGEST_LEN))
+			rc = -EIO;
+	}
+	free(buf);
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+/*
+ * One version as the comparison sees it: open (the live file, or the file
+ * in a mounted shadow: fd), or read directly (p, its device p->dev).  A
+ * digest is taken only when sizes match and times do not.
+ */
+struct ver {
+	struct stat st;
+	int fd;                         /* or -1 */
+	struct place *p;                /* read directly (fd < 0), or NULL */
+	bool have_digest;
+	unsigned char digest[SVC_EXT4_DIGEST_LEN];
+};
+
+static void ver_of_info(struct ver *v, struct place *p)
+{
+	memset(v, 0, sizeof(*v));
+	v->fd = -1;
+	v->p = p;
+	v->st.st_mode = p->info.mode;
+	v->st.st_uid = p->info.uid;
+	v->st.st_gid = p->info.gid;
+	v->st.st_size = (off_t)p->info.size;
+	v->st.st_mtim.tv_sec = (time_t)p->info.mtime_sec;
+	v->st.st_mtim.tv_nsec = p->info.mtime_nsec;
+	v->have_digest = p->info.has_digest;
+	memcpy(v->digest, p->info.digest, sizeof(v->digest));
+}
+
+/* Turns @v, read directly, into one open through a mount of its shadow
+ * (the reader failed it): 0, or -1 if that cannot be either. */
+static int ver_mount(struct vss_service *svc, struct ver *v, const char *rel)
+{
+	struct stat st;
+	int fd;
+
+	if (v->p->root < 0) {
+		svc_lock(svc);
+		v->p->root = place_open(svc, v->p);
+		svc_unlock(svc);
+	}
+	if (v->p->root < 0)
+		return -1;
+	fd = open_beneath(v->p->root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) < 0 || (st.st_mode & S_IFMT) != (v->st.st_mode & S_IFMT) ||
+	    st.st_size != v->st.st_size) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	v->fd = fd;
+	return 0;
+}
+
+static int ver_digest(struct vss_service *svc, struct svc_ext4_reader *rd, struct ver *v,
+		      const char *rel, json_t *errs)
+{
+	struct svc_ext4_info info;
+	struct vss_error e;
+
+	if (v->have_digest)
+		return 0;
+	if (v->fd < 0 && rd) {
+		if (svc_ext4_reader_read(rd, v->p->dev, SVC_EXT4_DIGEST_ALL, &info, &e) == 0 &&
+		    info.status == SVC_EXT4_FOUND && info.has_digest && info.mode == v->p->info.mode &&
+		    info.size == v->p->info.size) {
+			memcpy(v->digest, info.digest, sizeof(v->digest));
+			v->have_digest = true;
+			return 0;
+		}
+		if (errs)
+			vss_log("versions: shadow %s: its file's bytes cannot be read directly (%s); "
+				"read through a mount", v->p->id, info.status == SVC_EXT4_FOUND ?
+				e.msg : info.msg);
+	}
+	if (v->fd < 0 && ver_mount(svc, v, rel) < 0)
+		return -1;
+	if (fd_digest(v->fd, v->st.st_size, v->digest) < 0)
+		return -1;
+	v->have_digest = true;
+	return 0;
+}
+
+/* Whether the versions @a and @b hold the same content; -1 if that cannot
+ * be told (the older, @a, cannot be read). */
+static int same_content(struct vss_service *svc, struct svc_ext4_reader *rd, const char *rel,
+			struct ver *a, struct ver *b, json_t *errs)
+{
+	const struct stat *sa = &a->st, *sb = &b->st;
+
 	if ((sa->st_mode & S_IFMT) != (sb->st_mode & S_IFMT))
-		return false;
+		return 0;
 	if (S_ISDIR(sa->st_mode))
-		return dir_sig(a) == dir_sig(b);
+		return (a->fd >= 0 ? dir_sig(a->fd) : a->p->info.dirsig) ==
+		       (b->fd >= 0 ? dir_sig(b->fd) : b->p->info.dirsig);
 	if (sa->st_size != sb->st_size)
-		return false;
+		return 0;
 	if (sa->st_mtim.tv_sec == sb->st_mtim.tv_sec && sa->st_mtim.tv_nsec == sb->st_mtim.tv_nsec)
-		return true;
-	return S_ISREG(sa->st_mode) && same_bytes(a, b, sa->st_size);
+		return 1;
+	if (!S_ISREG(sa->st_mode))
+		return 0;
+	if (a->fd >= 0 && b->fd >= 0)
+		return same_bytes(a->fd, b->fd, sa->st_size);
+	if (ver_digest(svc, rd, b, rel, errs) < 0)
+		return 0;       /* the newer cannot be read again: the older stands */
+	if (ver_digest(svc, rd, a, rel, errs) < 0)
+		return -1;
+	return memcmp(a->digest, b->digest, sizeof(a->digest)) == 0;
 }
 
 static const char *type_name(mode_t m)
@@ -522,18 +735,30 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 			   json_t **res, struct vss_error *err)
 {
 	char real[PATH_MAX], vol[PATH_MAX];
+	struct svc_ext4_reader *rd = NULL;
 	struct place *p = NULL;
-	struct stat newer_st = { 0 };
-	const char *path, *rel;
+	struct ver newer = { .fd = -1 };
+	const char *path, *rel, *read = NULL;
+	enum read_how how = READ_AUTO;
 	struct vss_error first;
-	json_t *arr;
+	json_t *arr, *errs;
 	size_t n = 0;
-	int rc, live = -1, newer;
+	int rc, live = -1;
 
-	if ((rc = svc_arg_str(args, "path", true, &path, err)) < 0)
+	if ((rc = svc_arg_str(args, "path", true, &path, err)) < 0 ||
+	    (rc = svc_arg_str(args, "read", false, &read, err)) < 0)
 		return rc;
 	if (strlen(path) >= PATH_MAX)
 		return vss_error_set(err, -ENAMETOOLONG, "the path is too long");
+	if (read && strcmp(read, "auto") != 0) {
+		if (strcmp(read, "mount") == 0)
+			how = READ_MOUNT;
+		else if (strcmp(read, "direct") == 0)
+			how = READ_DIRECT;
+		else
+			return vss_error_set(err, -EINVAL, "argument \"read\" must be auto, mount "
+					     "or direct");
+	}
 	if ((rc = open_live(who, path, &live, real, &first)) < 0) {
 		/* Gone now: compared with nothing, its newest version is one. */
 		if (rc != -ENOENT || gone(who, path, real, err) < 0) {
@@ -541,40 +766,58 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 			return rc;
 		}
 	}
-	rc = places_of(svc, real, NULL, &p, &n, &rel, vol, err);
-	if (rc < 0 || (live >= 0 && fstat(live, &newer_st) < 0)) {
+	errs = json_array();
+	rc = places_of(svc, real, NULL, how, &rd, errs, &p, &n, &rel, vol, err);
+	if (rc < 0 || (live >= 0 && fstat(live, &newer.st) < 0)) {
 		if (live >= 0)
 			close(live);
+		json_decref(errs);
+		svc_ext4_reader_free(rd);
+		places_free(p, n);
 		return rc < 0 ? rc : vss_error_set(err, -errno, "%s: %s", real, strerror(errno));
 	}
 	arr = json_array();
-	newer = live;
+	newer.fd = live;
 	for (size_t i = 0; i < n; i++) {
-		struct stat st;
-		int fd;
+		struct ver v = { .fd = -1 };
+		int same;
 
 		if (p[i].same)
 			continue;       /* what a newer one holds, compared already */
-		fd = open_beneath(p[i].root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-		if (fd < 0)
-			continue;       /* not there then */
-		if (fstat(fd, &st) < 0 ||
-		    (newer >= 0 && same_content(fd, &st, newer, &newer_st))) {
+		if (p[i].dev >= 0) {
+			if (p[i].info.status != SVC_EXT4_FOUND)
+				continue;       /* not there then */
+			ver_of_info(&v, &p[i]);
+		} else {
+			v.fd = open_beneath(p[i].root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+			if (v.fd < 0)
+				continue;       /* not there then */
+			if (fstat(v.fd, &v.st) < 0) {
+				close(v.fd);
+				continue;
+			}
+		}
+		same = newer.fd >= 0 || newer.p ? same_content(svc, rd, rel, &v, &newer, errs) : 0;
+		if (same) {
 			/* The same content: the newer one stands for both. */
-			close(fd);
+			if (same < 0)
+				unreadable(errs, p[i].id, "its file's bytes could be read neither "
+					   "directly nor through a mount");
+			if (v.fd >= 0)
+				close(v.fd);
 			continue;
 		}
-		json_array_append_new(arr, version_json(&p[i], &st));
-		if (newer >= 0)
-			close(newer);
-		newer = fd;
-		newer_st = st;
+		json_array_append_new(arr, version_json(&p[i], &v.st));
+		if (newer.fd >= 0)
+			close(newer.fd);
+		newer = v;
 	}
-	if (newer >= 0)
-		close(newer);
+	if (newer.fd >= 0)
+		close(newer.fd);
+	svc_ext4_reader_free(rd);
 	places_free(p, n);
-	*res = json_pack("{s:s, s:s, s:o, s:b}", "path", real, "volume", vol, "versions", arr,
-			 "exists", live >= 0);
+	*res = json_pack("{s:s, s:s, s:o, s:b, s:o}", "path", real, "volume", vol,
+			 "versions", arr, "exists", live >= 0, "unreadable", errs);
 	return 0;
 }
 
@@ -876,7 +1119,7 @@ int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_call
 		}
 		free(seen);
 	}
-	rc = places_of(svc, real, id, &p, &n, &rel, vol, err);
+	rc = places_of(svc, real, id, READ_MOUNT, NULL, NULL, &p, &n, &rel, vol, err);
 	if (rc < 0)
 		return rc;
 	if (n != 1) {

@@ -13,19 +13,29 @@
 int cmd_versions(int argc, char **argv)
 {
 	static const char *const hdr[] = { "SHADOW", "CREATED", "TYPE", "SIZE", "MODIFIED" };
+	static const struct cli_opt opts[] = { { "read", 0, true }, { NULL, 0, false } };
 	struct cli_args a;
 	json_t *res, *arr, *v;
 	char *path;
 	size_t i;
 	int rc;
 
-	if ((rc = cli_parse(&a, "versions", argc, argv, NULL, 1, 1)))
+	if ((rc = cli_parse(&a, "versions", argc, argv, opts, 1, 1)))
 		return rc;
+	if (cli_has(&a, "read") && strcmp(cli_get(&a, "read"), "auto") != 0 &&
+	    strcmp(cli_get(&a, "read"), "mount") != 0 && strcmp(cli_get(&a, "read"), "direct") != 0)
+		return cli_error(EXIT_USAGE, "versions: --read is auto, mount or direct");
 	path = cli_abs_path(a.pos[0]);
-	rc = cli_call(&a, "shadow.versions", json_pack("{s:s}", "path", path), &res);
+	rc = cli_call(&a, "shadow.versions", json_pack("{s:s, s:s?}", "path", path, "read",
+						       cli_get(&a, "read")), &res);
 	free(path);
 	if (rc)
 		return rc;
+	/* Shadows that could not be read: said, never silently left out. */
+	json_array_foreach(json_object_get(res, "unreadable"), i, v)
+		fprintf(stderr, "vss: warning: shadow copy %s cannot be read: %s\n",
+			cli_line(json_string_value(json_object_get(v, "shadow"))),
+			cli_line(json_string_value(json_object_get(v, "error"))));
 	arr = json_object_get(res, "versions");
 	if (a.json) {
 		cli_print_json(res);

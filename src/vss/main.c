@@ -45,7 +45,7 @@ static void usage(FILE *f)
 	      "  delete bookmark SHADOW_ID\n"
 	      "  revert SHADOW_ID                     (root)\n"
 	      "A file's earlier versions (anyone, as far as it may read them):\n"
-	      "  versions PATH [--json]\n"
+	      "  versions PATH [--read auto|mount|direct] [--json]\n"
 	      "  restore-version PATH --shadow ID [--to DEST] [--force] [--json]\n"
 	      "Scheduled shadows (add, delete: root; run: operator; list: anyone):\n"
 	      "  schedule add --for TARGET [--for TARGET ...] (--every DURATION |\n"

@@ -1,0 +1,608 @@
+/*
+ * service/ext4read.c - a path's inode in an ext4 shadow, read with
+ * libext2fs in a child without privileges (ext4read.h).
+ *
+ * The child: forked by vssd for one listing; closes every descriptor but
+ * its end of a SOCK_SEQPACKET socket pair (standard input, output and
+ * error on /dev/null), dies with its parent, sets its limits (address
+ * space: what it has plus 256 MiB; CPU 60 s; 8 descriptors; no file
+ * written, no core, no process made), drops every group, takes nobody's
+ * gid and uid, sets no_new_privs and not dumpable, and a seccomp filter
+ * that refuses opening, sockets, exec, fork, ptrace and kill
+ * (deny_new_channels()) before it reads a byte of a filesystem.  Then, per request (a 12-byte message: magic,
+ * sequence number, whether a digest is wanted; the device's descriptor
+ * passed with it, SCM_RIGHTS; the digest wanted: none, of a file up to
+ * that many bytes, or of any), it opens the filesystem on that
+ * descriptor (libext2fs' unixfd manager: it opens nothing by name), looks
+ * the path up from the root (no symlink followed: as the mount path's
+ * RESOLVE_NO_SYMLINKS, O_NOFOLLOW), closes the descriptor, and answers
+ * one SVC_EXT4_MSG_LEN message.
+ *
+ * vssd: sends, then waits for the answer at most READ_LIMIT_MS (ext4read
+ * time limit; VSS_TEST_EXT4_LIMIT_MS for tests), and kills the child if
+ * it does not come; anything but one answer that parses is the child's
+ * failure, never a listing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+
+#include <et/com_err.h>
+#include <ext2fs/ext2fs.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "service/ext4read.h"
+
+#define REQ_MAGIC 0x51345856u           /* "VX4Q" */
+#define REQ_LEN 12
+#define READ_LIMIT_MS 20000             /* one answer, a digest included */
+#define CHILDREN_MAX 3                  /* per reader: then it gives up */
+#define DIR_ENTRIES_MAX (1u << 20)
+#define AS_EXTRA (256ull << 20)
+
+struct svc_ext4_reader {
+	char *rel;
+	pid_t pid;                      /* the child, or 0 */
+	int sock;                       /* vssd's end, or -1 */
+	uint32_t seq;
+	int started;                    /* children made so far */
+	uid_t uid;
+	gid_t gid;
+	int limit_ms;
+	char test[16];                  /* VSS_TEST_EXT4_CHILD: what the child does instead */
+};
+
+/* ---- the child ---- */
+
+static void say(struct svc_ext4_info *out, int status, const char *fmt, const char *arg)
+{
+	out->status = status;
+	snprintf(out->msg, sizeof(out->msg), fmt, arg ? arg : "");
+}
+
+static int read_inode(ext2_filsys fs, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+	memset(in, 0, sizeof(*in));
+	return ext2fs_read_inode_full(fs, ino, (struct ext2_inode *)in, sizeof(*in)) ? -EIO : 0;
+}
+
+/* The kernel's reading of i_mtime and its extra field (ext4_decode_extra_time). */
+static void mtime_of(ext2_filsys fs, const struct ext2_inode_large *in, int64_t *sec,
+		     uint32_t *nsec)
+{
+	size_t need = offsetof(struct ext2_inode_large, i_mtime_extra) + 4;
+
+	*sec = (int32_t)in->i_mtime;
+	*nsec = 0;
+	if (EXT2_INODE_SIZE(fs->super) > EXT2_GOOD_OLD_INODE_SIZE &&
+	    (size_t)EXT2_GOOD_OLD_INODE_SIZE + in->i_extra_isize >= need &&
+	    (size_t)EXT2_INODE_SIZE(fs->super) >= need) {
+		*sec += (int64_t)(in->i_mtime_extra & 3u) << 32;
+		*nsec = in->i_mtime_extra >> 2;
+	}
+}
+
+struct dir_walk {
+	ext2_filsys fs;
+	struct svc_dirent_sig *e;
+	size_t n, cap;
+	int rc;
+};
+
+static int dir_entry(struct ext2_dir_entry *d, int offset, int blocksize, char *buf, void *priv)
+{
+	struct dir_walk *w = priv;
+	int len = ext2fs_dirent_name_len(d);
+	struct ext2_inode_large in;
+	uint32_t nsec;
+	int64_t sec;
+
+	(void)offset;
+	(void)blocksize;
+	(void)buf;
+	if ((len == 1 && d->name[0] == '.') || (len == 2 && d->name[0] == '.' && d->name[1] == '.'))
+		return 0;
+	/* What fstatat could not stat is left out, as the mount path does. */
+	if (!d->inode || d->inode > w->fs->super->s_inodes_count ||
+	    read_inode(w->fs, d->inode, &in) < 0)
+		return 0;
+	if (w->n == w->cap) {
+		struct svc_dirent_sig *g;
+
+		if (w->cap >= DIR_ENTRIES_MAX) {
+			w->rc = -E2BIG;
+			return DIRENT_ABORT;
+		}
+		g = realloc(w->e, (w->cap = w->cap ? w->cap * 2 : 64) * sizeof(*g));
+		if (!g) {
+			w->rc = -ENOMEM;
+			return DIRENT_ABORT;
+		}
+		w->e = g;
+	}
+	mtime_of(w->fs, &in, &sec, &nsec);
+	w->e[w->n] = (struct svc_dirent_sig){
+		.name = strndup(d->name, (size_t)len), .type = in.i_mode & S_IFMT,
+		.size = LINUX_S_ISDIR(in.i_mode) ? 0 : (int64_t)EXT2_I_SIZE(&in),
+		.sec = sec, .nsec = nsec,
+	};
+	if (!w->e[w->n].name) {
+		w->rc = -ENOMEM;
+		return DIRENT_ABORT;
+	}
+	w->n++;
+	return 0;
+}
+
+static void dir_signature(ext2_filsys fs, ext2_ino_t ino, struct svc_ext4_info *out)
+{
+	struct dir_walk w = { .fs = fs };
+	errcode_t e = ext2fs_dir_iterate(fs, ino, 0, NULL, dir_entry, &w);
+
+	if (e || w.rc)
+		say(out, SVC_EXT4_BAD, "cannot read the directory's entries: %s",
+		    w.rc ? strerror(-w.rc) : error_message(e));
+	else
+		out->dirsig = svc_dirsig(w.e, w.n);
+	out->has_dirsig = !e && !w.rc;
+	for (size_t i = 0; i < w.n; i++)
+		free(w.e[i].name);
+	free(w.e);
+}
+
+static void file_digest(ext2_filsys fs, ext2_ino_t ino, uint64_t size, struct svc_ext4_info *out)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char *buf = malloc(1u << 16);
+	ext2_file_t f = NULL;
+	uint64_t done = 0;
+	unsigned int len = 0;
+	errcode_t e = 0;
+
+	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		say(out, SVC_EXT4_BAD, "out of memory%s", NULL);
+		goto out;
+	}
+	if ((e = ext2fs_file_open(fs, ino, 0, &f))) {
+		say(out, SVC_EXT4_BAD, "cannot open the file: %s", error_message(e));
+		goto out;
+	}
+	while (done < size) {
+		unsigned int got = 0;
+
+		if ((e = ext2fs_file_read(f, buf, 1u << 16, &got)) || !got)
+			break;
+		EVP_DigestUpdate(md, buf, got);
+		done += got;
+	}
+	if (e || done != size) {
+		say(out, SVC_EXT4_BAD, "cannot read the file's bytes: %s",
+		    e ? error_message(e) : "shorter than its size");
+		goto out;
+	}
+	EVP_DigestFinal_ex(md, out->digest, &len);
+	out->has_digest = len == SVC_EXT4_DIGEST_LEN;
+out:
+	if (f)
+		ext2fs_file_close(f);
+	free(buf);
+	EVP_MD_CTX_free(md);
+}
+
+/* @rel in the filesystem on @fd; a file's digest if it has at most
+ * @digest bytes. */
+static void probe(int fd, const char *rel, uint32_t digest, struct svc_ext4_info *out)
+{
+	struct ext2_inode_large in;
+	ext2_ino_t ino = EXT2_ROOT_INO;
+	ext2_filsys fs = NULL;
+	char name[16], part[256];
+	uint32_t type;
+	errcode_t e;
+
+	snprintf(name, sizeof(name), "%d", fd);
+	e = ext2fs_open(name, EXT2_FLAG_64BITS, 0, 0, unixfd_io_manager, &fs);
+	if (e == EXT2_ET_BAD_MAGIC || e == EXT2_ET_UNSUPP_FEATURE ||
+	    e == EXT2_ET_RO_UNSUPP_FEATURE || e == EXT2_ET_REV_TOO_HIGH) {
+		say(out, SVC_EXT4_MOUNT, "%s", error_message(e));
+		return;
+	}
+	if (e) {
+		say(out, SVC_EXT4_BAD, "cannot open its filesystem: %s", error_message(e));
+		return;
+	}
+	if (ext2fs_has_feature_journal_needs_recovery(fs->super)) {
+		say(out, SVC_EXT4_MOUNT, "its journal needs recovery%s", NULL);
+		goto out;
+	}
+	/* Inline data: ext2fs_lookup() does not look into an inline directory. */
+	if (ext2fs_has_feature_journal_dev(fs->super) || ext2fs_has_feature_encrypt(fs->super) ||
+	    ext2fs_has_feature_casefold(fs->super) || ext2fs_has_feature_inline_data(fs->super)) {
+		say(out, SVC_EXT4_MOUNT, "an external journal, encryption, casefolded names or "
+		    "inline data%s", NULL);
+		goto out;
+	}
+	if (read_inode(fs, ino, &in) < 0 || !LINUX_S_ISDIR(in.i_mode)) {
+		say(out, SVC_EXT4_BAD, "its root directory cannot be read%s", NULL);
+		goto out;
+	}
+	for (const char *p = rel; *p;) {
+		size_t len = strcspn(p, "/");
+		ext2_ino_t next;
+
+		if (!len) {
+			p++;
+			continue;
+		}
+		if (!LINUX_S_ISDIR(in.i_mode) || len >= sizeof(part) ||
+		    (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) {
+			out->status = SVC_EXT4_ABSENT;
+			goto out;
+		}
+		memcpy(part, p, len);
+		part[len] = '\0';
+		e = ext2fs_lookup(fs, ino, part, (int)len, NULL, &next);
+		if (e == EXT2_ET_FILE_NOT_FOUND) {
+			out->status = SVC_EXT4_ABSENT;
+			goto out;
+		}
+		if (e || !next || next > fs->super->s_inodes_count || read_inode(fs, next, &in) < 0) {
+			say(out, SVC_EXT4_BAD, "cannot look up a name in it: %s",
+			    e ? error_message(e) : "a bad inode number or inode");
+			goto out;
+		}
+		if (!in.i_links_count) {
+			say(out, SVC_EXT4_BAD, "a name in it leads to an unused inode%s", NULL);
+			goto out;
+		}
+		ino = next;
+		p += len;
+		/* A symlink, on the way or at the end, is not followed. */
+		if (LINUX_S_ISLNK(in.i_mode)) {
+			out->status = SVC_EXT4_ABSENT;
+			goto out;
+		}
+	}
+	type = in.i_mode & S_IFMT;
+	if (type != S_IFREG && type != S_IFDIR && type != S_IFIFO) {
+		/* Devices and sockets do not open on a nodev mount either. */
+		out->status = SVC_EXT4_ABSENT;
+		goto out;
+	}
+	out->status = SVC_EXT4_FOUND;
+	out->mode = in.i_mode;
+	out->uid = inode_uid(in);
+	out->gid = inode_gid(in);
+	out->size = EXT2_I_SIZE(&in);
+	mtime_of(fs, &in, &out->mtime_sec, &out->mtime_nsec);
+	if (out->size > (uint64_t)INT64_MAX || out->mtime_nsec >= 1000000000u) {
+		say(out, SVC_EXT4_BAD, "its inode's size or time is out of range%s", NULL);
+		goto out;
+	}
+	if (type == S_IFDIR)
+		dir_signature(fs, ino, out);
+	else if (type == S_IFREG && digest != SVC_EXT4_DIGEST_NONE &&
+		 (digest == SVC_EXT4_DIGEST_ALL || out->size <= digest))
+		file_digest(fs, ino, out->size, out);
+out:
+	ext2fs_close_free(&fs);
+}
+
+static void child_exit_on(bool failed)
+{
+	if (failed)
+		_exit(127);
+}
+
+/*
+ * The last thing the sandbox does: a seccomp filter that refuses (EPERM)
+ * every way to a new channel or process: opening a file, making a
+ * socket or connecting one, executing, forking, tracing, reading another
+ * process's memory, mounting, io_uring; and any call of another
+ * architecture's ABI (i386, x32).  What is left reads the descriptors it
+ * was handed and answers on its socket.
+ */
+static int deny_new_channels(void)
+{
+#define DENY(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+		 BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1),      /* x32 */
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		DENY(SYS_open), DENY(SYS_openat), DENY(SYS_openat2), DENY(SYS_creat),
+		DENY(SYS_open_by_handle_at), DENY(SYS_socket), DENY(SYS_socketpair),
+		DENY(SYS_connect), DENY(SYS_bind), DENY(SYS_listen), DENY(SYS_accept),
+		DENY(SYS_accept4), DENY(SYS_execve), DENY(SYS_execveat), DENY(SYS_fork),
+		DENY(SYS_vfork), DENY(SYS_clone), DENY(SYS_clone3), DENY(SYS_ptrace),
+		DENY(SYS_process_vm_readv), DENY(SYS_process_vm_writev), DENY(SYS_mount),
+		DENY(SYS_pidfd_open), DENY(SYS_pidfd_getfd), DENY(SYS_io_uring_setup),
+		DENY(SYS_memfd_create), DENY(SYS_userfaultfd), DENY(SYS_bpf),
+		DENY(SYS_perf_event_open), DENY(SYS_kill), DENY(SYS_tkill), DENY(SYS_tgkill),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+#undef DENY
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
+/* Everything the child gives up before it reads a byte. */
+static void sandbox(int sock, uid_t uid, gid_t gid, rlim_t as)
+{
+	int s = fcntl(sock, F_DUPFD_CLOEXEC, 10), null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	EVP_MD_CTX *md;
+
+	child_exit_on(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || null < 0 || s < 0);
+	child_exit_on(dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+		      dup2(s, 3) < 0);
+	close_range(4, ~0u, 0);
+	/* What the libraries would load on first use, loaded now: no file of
+	 * theirs is opened once the child reads a filesystem. */
+	initialize_ext2_error_table();
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+	md = EVP_MD_CTX_new();
+	child_exit_on(!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL));
+	EVP_MD_CTX_free(md);
+	child_exit_on(setrlimit(RLIMIT_AS, &(struct rlimit){ as, as }) < 0 ||
+		      setrlimit(RLIMIT_CPU, &(struct rlimit){ 60, 60 }) < 0 ||
+		      setrlimit(RLIMIT_NOFILE, &(struct rlimit){ 8, 8 }) < 0 ||
+		      setrlimit(RLIMIT_FSIZE, &(struct rlimit){ 0, 0 }) < 0 ||
+		      setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 }) < 0 ||
+		      setrlimit(RLIMIT_MEMLOCK, &(struct rlimit){ 0, 0 }) < 0);
+	child_exit_on(setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		      setresuid(uid, uid, uid) < 0);
+	child_exit_on(getuid() != uid || geteuid() != uid || getegid() != gid);
+	child_exit_on(setrlimit(RLIMIT_NPROC, &(struct rlimit){ 0, 0 }) < 0 ||
+		      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+		      prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0);
+	child_exit_on(deny_new_channels() < 0);
+}
+
+/* For the tests (VSS_TEST_EXT4_CHILD), after the sandbox is up: a child
+ * that hangs, crashes, answers garbage, or says what it may do. */
+static void child_test(const char *test, struct svc_ext4_info *info, unsigned char *ans)
+{
+	struct rlimit nofile = { 0 };
+
+	if (strcmp(test, "hang") == 0)
+		for (;;)
+			pause();
+	if (strcmp(test, "crash") == 0) {
+		volatile uintptr_t zero = 0;
+
+		*(volatile int *)zero = 1;      /* SIGSEGV: raise() is refused */
+	}
+	getrlimit(RLIMIT_NOFILE, &nofile);
+	info->status = SVC_EXT4_BAD;
+	snprintf(info->msg, sizeof(info->msg), "uid=%u gid=%u groups=%d nnp=%d dumpable=%d "
+		 "nofile=%llu opens=%d sockets=%d", (unsigned int)getuid(), (unsigned int)getgid(),
+		 getgroups(0, NULL), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
+		 prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), (unsigned long long)nofile.rlim_cur,
+		 open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0,
+		 socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0) >= 0);
+	svc_ext4_msg_encode(info, ans);
+	if (strcmp(test, "garbage") == 0)
+		ans[8] = 7;     /* no such status */
+}
+
+static void child_main(int sock, const char *rel, uid_t uid, gid_t gid, rlim_t as,
+		       const char *test)
+{
+	sandbox(sock, uid, gid, as);
+	for (;;) {
+		unsigned char req[REQ_LEN + 1], ans[SVC_EXT4_MSG_LEN];
+		char cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { req, sizeof(req) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+				     .msg_controllen = sizeof(cbuf) };
+		struct svc_ext4_info info = { 0 };
+		struct cmsghdr *c;
+		uint32_t magic, want;
+		ssize_t n = recvmsg(3, &mh, MSG_CMSG_CLOEXEC);
+		int fd = -1;
+
+		if (n <= 0)
+			_exit(n < 0 ? 126 : 0);
+		c = CMSG_FIRSTHDR(&mh);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		memcpy(&magic, req, 4);
+		memcpy(&info.seq, req + 4, 4);
+		memcpy(&want, req + 8, 4);
+		if (n != REQ_LEN || magic != REQ_MAGIC || fd < 0 || (mh.msg_flags & MSG_CTRUNC))
+			_exit(125);
+		if (*test) {
+			child_test(test, &info, ans);
+		} else {
+			probe(fd, rel, want, &info);
+			svc_ext4_msg_encode(&info, ans);
+		}
+		close(fd);
+		if (send(3, ans, sizeof(ans), MSG_NOSIGNAL) != (ssize_t)sizeof(ans))
+			_exit(124);
+	}
+}
+
+/* ---- vssd's side ---- */
+
+int svc_ext4_reader_new(const char *rel, struct svc_ext4_reader **out, struct vss_error *err)
+{
+	struct svc_ext4_reader *r = calloc(1, sizeof(*r));
+	struct passwd pw, *found = NULL;
+	const char *limit = getenv("VSS_TEST_EXT4_LIMIT_MS");
+	char buf[1024];
+
+	if (!r || !(r->rel = strdup(rel))) {
+		free(r);
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	}
+	r->sock = -1;
+	r->uid = r->gid = 65534;
+	if (getpwnam_r("nobody", &pw, buf, sizeof(buf), &found) == 0 && found && pw.pw_uid) {
+		r->uid = pw.pw_uid;
+		r->gid = pw.pw_gid;
+	}
+	r->limit_ms = limit && atoi(limit) > 0 ? atoi(limit) : READ_LIMIT_MS;
+	snprintf(r->test, sizeof(r->test), "%s", getenv("VSS_TEST_EXT4_CHILD") ?
+		 getenv("VSS_TEST_EXT4_CHILD") : "");
+	*out = r;
+	return 0;
+}
+
+static void stop_child(struct svc_ext4_reader *r, int *status)
+{
+	if (r->sock >= 0)
+		close(r->sock);
+	r->sock = -1;
+	if (r->pid > 0) {
+		kill(r->pid, SIGKILL);
+		while (waitpid(r->pid, status, 0) < 0 && errno == EINTR)
+			;
+	}
+	r->pid = 0;
+}
+
+/* The address space the child may use: what vssd maps now, and more. */
+static rlim_t as_limit(void)
+{
+	unsigned long long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (f) {
+		if (fscanf(f, "%llu", &pages) != 1)
+			pages = 0;
+		fclose(f);
+	}
+	return (rlim_t)(pages * (unsigned long long)sysconf(_SC_PAGESIZE) + AS_EXTRA);
+}
+
+static int start_child(struct svc_ext4_reader *r, struct vss_error *err)
+{
+	int sv[2];
+	rlim_t as;
+	pid_t pid;
+
+	if (r->started >= CHILDREN_MAX)
+		return vss_error_set(err, -ECHILD, "its reader failed %d times in this listing: "
+				     "not started again", CHILDREN_MAX);
+	as = as_limit();
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return vss_error_set(err, -errno, "socketpair: %s", strerror(errno));
+	pid = fork();
+	if (pid == 0) {
+		child_main(sv[1], r->rel, r->uid, r->gid, as, r->test);
+		_exit(0);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return vss_error_set(err, -errno, "fork: %s", strerror(errno));
+	}
+	r->started++;
+	r->pid = pid;
+	r->sock = sv[0];
+	return 0;
+}
+
+/* Why the child is gone, for the error. */
+static int child_failed(struct svc_ext4_reader *r, const char *what, struct vss_error *err)
+{
+	int status = 0;
+
+	stop_child(r, &status);
+	if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
+		return vss_error_set(err, -EIO, "its reader %s (killed by signal %d)", what,
+				     WTERMSIG(status));
+	if (WIFEXITED(status) && WEXITSTATUS(status))
+		return vss_error_set(err, -EIO, "its reader %s (exit status %d)", what,
+				     WEXITSTATUS(status));
+	return vss_error_set(err, -EIO, "its reader %s", what);
+}
+
+int svc_ext4_reader_read(struct svc_ext4_reader *r, int dev, uint32_t digest,
+			 struct svc_ext4_info *info, struct vss_error *err)
+{
+	unsigned char req[REQ_LEN], ans[SVC_EXT4_MSG_LEN + 1];
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { req, sizeof(req) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	uint32_t magic = REQ_MAGIC, want = digest;
+	struct timespec t0, t1;
+	struct pollfd pfd;
+	ssize_t n;
+	int rc, left;
+
+	if (!r->pid && (rc = start_child(r, err)) < 0)
+		return rc;
+	r->seq++;
+	memcpy(req, &magic, 4);
+	memcpy(req + 4, &r->seq, 4);
+	memcpy(req + 8, &want, 4);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &dev, sizeof(int));
+	if (sendmsg(r->sock, &mh, MSG_NOSIGNAL) != REQ_LEN)
+		return child_failed(r, "could not be asked", err);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left = r->limit_ms - (int)((t1.tv_sec - t0.tv_sec) * 1000 +
+					   (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0) {
+			stop_child(r, NULL);
+			return vss_error_set(err, -ETIMEDOUT, "its reader took longer than %d ms: "
+					     "killed", r->limit_ms);
+		}
+		pfd = (struct pollfd){ .fd = r->sock, .events = POLLIN };
+		rc = poll(&pfd, 1, left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc > 0)
+			break;
+		if (rc < 0)
+			return child_failed(r, "could not be heard", err);
+	}
+	n = recv(r->sock, ans, sizeof(ans), MSG_DONTWAIT | MSG_TRUNC);
+	if (n <= 0)
+		return child_failed(r, "died", err);
+	if (svc_ext4_msg_parse(ans, (size_t)n, r->seq, info) < 0)
+		return child_failed(r, "answered what does not parse", err);
+	return 0;
+}
+
+void svc_ext4_reader_free(struct svc_ext4_reader *r)
+{
+	if (!r)
+		return;
+	stop_child(r, NULL);
+	free(r->rel);
+	free(r);
+}
