@@ -17,9 +17,10 @@ writes it takes sets one after another and prints the freeze time's median,
 p99 and maximum, and the median and p99 of each step of those sets as
 vssd's log gives them (settle, guardian, second settle, FIFREEZE, commit,
 thaw, what the kernel wrote back and the engine's flushes in the freeze;
-`--freezes-only` does only this part, then freezes ext4 on the plain loop
-file under the same load, the floor: `--no-floor` leaves that out; `--log`
-keeps the log).
+`--freezes-only` does only this part, and freezes ext4 on the plain loop
+file under the same load in turn with the sets (each fio runs only in its
+turn), the floor the filesystem sets: `--no-floor` leaves that out;
+`--log` keeps the log).
 Then it reads: the file (sequential 1 MiB direct reads) from the live
 volume and from two exposed shadows, one with about a quarter of the
 file's blocks copied since it was taken and one with about 3%, each
@@ -89,23 +90,70 @@ def fio_seq(path, runtime, size):
     return fio(path, runtime, size, name="seq", rw="write", bs="1M", iodepth=4)
 
 
-def freezes_under_load(v, mnt, f, args):
-    """frozen_ms of sets taken one after another while fio writes @f."""
-    p = subprocess.Popen(["fio", "--name=load", "--filename=" + f, "--size=" + args.size,
-                          "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
-                          "--iodepth=16", "--time_based", "--runtime=600"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    frozen = []
+def fio_load(f, args):
+    """fio's random 4 KiB direct writes to @f, running until stopped."""
+    return subprocess.Popen(["fio", "--name=load", "--filename=" + f, "--size=" + args.size,
+                             "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
+                             "--iodepth=16", "--time_based", "--runtime=900"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+FIFREEZE, FITHAW = 0xC0045877, 0xC0045878
+
+
+def plain_freeze(mnt):
+    """A syncfs of @mnt (as a set's settle does), then FIFREEZE and FITHAW
+    timed: (both, FIFREEZE alone) in ms."""
+    run("sync", "-f", mnt)
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        t0 = time.monotonic()
+        fcntl.ioctl(fd, FIFREEZE, 0)
+        try:
+            t1 = time.monotonic()
+        finally:
+            fcntl.ioctl(fd, FITHAW, 0)
+        t2 = time.monotonic()
+    finally:
+        os.close(fd)
+    return (t2 - t0) * 1000, (t1 - t0) * 1000
+
+
+def freezes_under_load(v, mnt, f, args, plain=None):
+    """frozen_ms of sets taken one after another while fio writes @f.  With
+    @plain (the mount point and file of ext4 on the plain loop file), also
+    that filesystem's freezes (plain_freeze) under its own fio, taken in
+    turn with the sets, each fio running only in its turn (SIGSTOP,
+    SIGCONT) and for a second before its freeze: both see the machine
+    alike.  Returns (frozen_ms of the sets, plain_freeze's of the floor)."""
+    p = fio_load(f, args)
+    q = fio_load(plain[1], args) if plain else None
+    frozen, floor = [], []
     try:
         time.sleep(3)
+        if q:
+            p.send_signal(signal.SIGSTOP)
         for _ in range(args.freezes):
+            if q:
+                q.send_signal(signal.SIGSTOP)
+                p.send_signal(signal.SIGCONT)
+                time.sleep(1)
             out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
             frozen.append(out["frozen_ms"])
             v("delete", "shadows", "--all", "--quiet")
-            time.sleep(0.2)
+            if q:
+                p.send_signal(signal.SIGSTOP)
+                q.send_signal(signal.SIGCONT)
+                time.sleep(1)
+                floor.append(plain_freeze(plain[0]))
+            else:
+                time.sleep(0.2)
     finally:
-        stop_process(p, signal.SIGINT)
-    return frozen
+        for x in (p, q):
+            if x:
+                x.send_signal(signal.SIGCONT)
+                stop_process(x, signal.SIGINT)
+    return frozen, floor
 
 
 STEPS = re.compile(r"\(before: settle ([0-9.]+) ms, guardian ([0-9.]+) ms, settle ([0-9.]+) ms; "
@@ -283,9 +331,16 @@ def bench_vss(args, work, cl, seq):
         run("fio", "--name=layout", "--filename=" + f, "--size=" + args.size,
             "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
             capture_output=True)
-        print_freezes(freezes_under_load(v, mnt, f, args), log.name)
+        plain = None
         if not args.no_floor:
-            plain_freezes(args, work, cl)
+            plain = plain_loop(args, work, cl)
+            run("fio", "--name=layout", "--filename=" + plain[1], "--size=" + args.size,
+                "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
+                capture_output=True)
+        frozen, floor = freezes_under_load(v, mnt, f, args, plain)
+        print_freezes(frozen, log.name)
+        if floor:
+            print_floor(floor)
         return []
     rows = [("vss volume", 0, fio(f, args.runtime, args.size))]
     frozen = []
@@ -313,7 +368,7 @@ def bench_vss(args, work, cl, seq):
     v("create", "shadow", "--for", mnt, "--json")
     seq.append(("vss volume", 1, fio_seq(f, args.runtime, args.size)))
     v("delete", "shadows", "--all", "--quiet")
-    print_freezes(freezes_under_load(v, mnt, f, args), log.name)
+    print_freezes(freezes_under_load(v, mnt, f, args)[0], log.name)
     if not args.no_reads:
         bench_vss_reads(args, work, cl, v, mnt, f)
     return rows
@@ -333,45 +388,13 @@ def plain_loop(args, work, cl):
     return mnt, os.path.join(mnt, "fio.dat")
 
 
-FIFREEZE, FITHAW = 0xC0045877, 0xC0045878
-
-
-def plain_freezes(args, work, cl):
-    """The floor of the freeze time: ext4 on the plain loop file under the
-    same fio load, each freeze after a second of load and a syncfs (as a
-    set's settle does), FIFREEZE then FITHAW timed, nothing between."""
-    mnt, f = plain_loop(args, work, cl)
-    run("fio", "--name=layout", "--filename=" + f, "--size=" + args.size,
-        "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
-        capture_output=True)
-    p = subprocess.Popen(["fio", "--name=load", "--filename=" + f, "--size=" + args.size,
-                          "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
-                          "--iodepth=16", "--time_based", "--runtime=600"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    frozen = []
-    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        time.sleep(3)
-        for _ in range(args.freezes):
-            time.sleep(1)
-            run("sync", "-f", mnt)
-            t0 = time.monotonic()
-            fcntl.ioctl(fd, FIFREEZE, 0)
-            try:
-                t1 = time.monotonic()
-            finally:
-                fcntl.ioctl(fd, FITHAW, 0)
-            t2 = time.monotonic()
-            frozen.append(((t2 - t0) * 1000, (t1 - t0) * 1000))
-    finally:
-        os.close(fd)
-        stop_process(p, signal.SIGINT)
-    total = [x[0] for x in frozen]
-    print("plain loop file: FIFREEZE + FITHAW of ext4 under the same fio load (%d freezes, "
-          "a syncfs before each): median %.1f ms, p99 %.1f ms, max %.1f ms; FIFREEZE alone "
-          "median %.1f ms, p99 %.1f ms" % (
+def print_floor(floor):
+    total = [x[0] for x in floor]
+    print("plain loop file: FIFREEZE + FITHAW of ext4 under the same fio load, in turn with "
+          "the sets (%d freezes, a syncfs before each): median %.1f ms, p99 %.1f ms, max "
+          "%.1f ms; FIFREEZE alone median %.1f ms, p99 %.1f ms" % (
               len(total), pct(total, 0.5), pct(total, 0.99), max(total),
-              pct([x[1] for x in frozen], 0.5), pct([x[1] for x in frozen], 0.99)),
+              pct([x[1] for x in floor], 0.5), pct([x[1] for x in floor], 0.99)),
           flush=True)
 
 
