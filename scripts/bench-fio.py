@@ -16,7 +16,11 @@ end_fsync=1, MiB/s over the wall time) on each stack with one shadow
 writes it takes sets one after another and prints the freeze time's median,
 p99 and maximum, and the median and p99 of each step of those sets as
 vssd's log gives them (settle, guardian, second settle, FIFREEZE, commit,
-thaw; `--freezes-only` does only this part, `--log` keeps the log).
+thaw, what the kernel wrote back and the engine's flushes in the freeze;
+`--freezes-only` does only this part, and freezes ext4 on the plain loop
+file under the same load in turn with the sets (each fio runs only in its
+turn), the floor the filesystem sets: `--no-floor` leaves that out;
+`--log` keeps the log).
 Then it reads: the file (sequential 1 MiB direct reads) from the live
 volume and from two exposed shadows, one with about a quarter of the
 file's blocks copied since it was taken and one with about 3%, each
@@ -28,7 +32,7 @@ that the runs differ only in what is measured.
 
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
                               [--no-reads] [--freezes 40] [--read-passes 5]
-                              [--freezes-only] [--log FILE]
+                              [--freezes-only] [--no-floor] [--log FILE]
 
 Needs root, fio, mkfs.ext4, losetup, qemu-img and qemu-storage-daemon (the
 qemu rows are skipped without them).  Works in a private temporary
@@ -36,6 +40,7 @@ directory (--dir to choose where) and removes everything it made, also on
 failure or Ctrl-C.
 """
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -85,43 +90,103 @@ def fio_seq(path, runtime, size):
     return fio(path, runtime, size, name="seq", rw="write", bs="1M", iodepth=4)
 
 
-def freezes_under_load(v, mnt, f, args):
-    """frozen_ms of sets taken one after another while fio writes @f."""
-    p = subprocess.Popen(["fio", "--name=load", "--filename=" + f, "--size=" + args.size,
-                          "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
-                          "--iodepth=16", "--time_based", "--runtime=600"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    frozen = []
+def fio_load(f, args):
+    """fio's random 4 KiB direct writes to @f, running until stopped."""
+    return subprocess.Popen(["fio", "--name=load", "--filename=" + f, "--size=" + args.size,
+                             "--ioengine=libaio", "--direct=1", "--rw=randwrite", "--bs=4k",
+                             "--iodepth=16", "--time_based", "--runtime=900"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+FIFREEZE, FITHAW = 0xC0045877, 0xC0045878
+
+
+def plain_freeze(mnt):
+    """A syncfs of @mnt (as a set's settle does), then FIFREEZE and FITHAW
+    timed: (both, FIFREEZE alone) in ms."""
+    run("sync", "-f", mnt)
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        t0 = time.monotonic()
+        fcntl.ioctl(fd, FIFREEZE, 0)
+        try:
+            t1 = time.monotonic()
+        finally:
+            fcntl.ioctl(fd, FITHAW, 0)
+        t2 = time.monotonic()
+    finally:
+        os.close(fd)
+    return (t2 - t0) * 1000, (t1 - t0) * 1000
+
+
+def freezes_under_load(v, mnt, f, args, plain=None):
+    """frozen_ms of sets taken one after another while fio writes @f.  With
+    @plain (the mount point and file of ext4 on the plain loop file), also
+    that filesystem's freezes (plain_freeze) under its own fio, taken in
+    turn with the sets, each fio running only in its turn (SIGSTOP,
+    SIGCONT) and for a second before its freeze: both see the machine
+    alike.  Returns (frozen_ms of the sets, plain_freeze's of the floor)."""
+    p = fio_load(f, args)
+    q = fio_load(plain[1], args) if plain else None
+    frozen, floor = [], []
     try:
         time.sleep(3)
+        if q:
+            p.send_signal(signal.SIGSTOP)
         for _ in range(args.freezes):
+            if q:
+                q.send_signal(signal.SIGSTOP)
+                p.send_signal(signal.SIGCONT)
+                time.sleep(1)
             out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
             frozen.append(out["frozen_ms"])
             v("delete", "shadows", "--all", "--quiet")
-            time.sleep(0.2)
+            if q:
+                p.send_signal(signal.SIGSTOP)
+                q.send_signal(signal.SIGCONT)
+                time.sleep(1)
+                floor.append(plain_freeze(plain[0]))
+            else:
+                time.sleep(0.2)
     finally:
-        stop_process(p, signal.SIGINT)
-    return frozen
+        for x in (p, q):
+            if x:
+                x.send_signal(signal.SIGCONT)
+                stop_process(x, signal.SIGINT)
+    return frozen, floor
 
 
 STEPS = re.compile(r"\(before: settle ([0-9.]+) ms, guardian ([0-9.]+) ms, settle ([0-9.]+) ms; "
-                   r"freeze ([0-9.]+) ms, commit ([0-9.]+) ms, thaw ([0-9.]+) ms\)")
+                   r"freeze ([0-9.]+) ms, commit ([0-9.]+) ms, thaw ([0-9.]+) ms; "
+                   r"settles wrote back ([0-9.]+) KiB; in the freeze ([0-9.]+) KiB written "
+                   r"back, ([0-9]+) flushes of the engine in ([0-9.]+) ms, the longest "
+                   r"([0-9.]+) ms; in the thaw ([0-9]+) flushes in ([0-9.]+) ms\)")
+STEP_NAMES = ("settle", "guardian", "settle again", "FIFREEZE (and the loop flush)",
+              "commit", "thaw", "KiB written back by the settles",
+              "KiB written back in the freeze", "engine flushes in the freeze",
+              "ms in them", "the longest", "engine flushes in the thaw", "ms in them")
 
 
 def print_freezes(frozen, log):
-    """The freeze times, and the steps of the same sets from vssd's @log."""
+    """The freeze times, and the steps of the same sets from vssd's @log:
+    per step median / p99, and the worst sets step by step."""
     print("vss: freeze time per set under fio randwrite (%d sets): median %.1f ms, "
           "p99 %.1f ms, max %.1f ms" % (len(frozen), pct(frozen, 0.5), pct(frozen, 0.99),
                                        max(frozen)), flush=True)
     with open(log, errors="replace") as fh:
         steps = [[float(x) for x in m.groups()] for m in STEPS.finditer(fh.read())]
     steps = steps[-len(frozen):]
-    if len(steps) == len(frozen):
-        names = ("settle", "guardian", "settle again", "freeze", "commit", "thaw")
-        print("vss: the same sets' steps (vssd's log), median / p99 ms: " + ", ".join(
-            "%s %.1f / %.1f" % (n, pct([s[i] for s in steps], 0.5),
-                                pct([s[i] for s in steps], 0.99))
-            for i, n in enumerate(names)), flush=True)
+    if len(steps) != len(frozen):
+        print("vss: vssd's log has the steps of %d of the %d sets" % (len(steps), len(frozen)))
+        return
+    print("vss: the same sets' steps (vssd's log), median / p99 (ms unless said): " +
+          ", ".join("%s %.1f / %.1f" % (n, pct([s[i] for s in steps], 0.5),
+                                         pct([s[i] for s in steps], 0.99))
+                    for i, n in enumerate(STEP_NAMES)), flush=True)
+    worst = sorted(range(len(frozen)), key=lambda i: -frozen[i])[:3]
+    for i in worst:
+        print("vss: set %d frozen %.1f ms: " % (i + 1, frozen[i]) + ", ".join(
+            "%s %.1f" % (n, steps[i][k]) for k, n in enumerate(STEP_NAMES)), flush=True)
 
 
 def pct(xs, q):
@@ -266,7 +331,16 @@ def bench_vss(args, work, cl, seq):
         run("fio", "--name=layout", "--filename=" + f, "--size=" + args.size,
             "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
             capture_output=True)
-        print_freezes(freezes_under_load(v, mnt, f, args), log.name)
+        plain = None
+        if not args.no_floor:
+            plain = plain_loop(args, work, cl)
+            run("fio", "--name=layout", "--filename=" + plain[1], "--size=" + args.size,
+                "--ioengine=libaio", "--direct=1", "--rw=write", "--bs=1M", "--iodepth=4",
+                capture_output=True)
+        frozen, floor = freezes_under_load(v, mnt, f, args, plain)
+        print_freezes(frozen, log.name)
+        if floor:
+            print_floor(floor)
         return []
     rows = [("vss volume", 0, fio(f, args.runtime, args.size))]
     frozen = []
@@ -294,13 +368,14 @@ def bench_vss(args, work, cl, seq):
     v("create", "shadow", "--for", mnt, "--json")
     seq.append(("vss volume", 1, fio_seq(f, args.runtime, args.size)))
     v("delete", "shadows", "--all", "--quiet")
-    print_freezes(freezes_under_load(v, mnt, f, args), log.name)
+    print_freezes(freezes_under_load(v, mnt, f, args)[0], log.name)
     if not args.no_reads:
         bench_vss_reads(args, work, cl, v, mnt, f)
     return rows
 
 
-def bench_loop(args, work, cl, seq):
+def plain_loop(args, work, cl):
+    """ext4 on a plain file on a direct-I/O loop device: (mount point, file)."""
     img, mnt = os.path.join(work, "plain.img"), os.path.join(work, "plain-mnt")
     run("truncate", "-s", args.volume, img)
     dev = run("losetup", "--find", "--show", "--direct-io=on", "--sector-size", "4096",
@@ -310,7 +385,21 @@ def bench_loop(args, work, cl, seq):
     os.mkdir(mnt)
     run("mount", dev, mnt)
     cl.add(umount, mnt)
-    f = os.path.join(mnt, "fio.dat")
+    return mnt, os.path.join(mnt, "fio.dat")
+
+
+def print_floor(floor):
+    total = [x[0] for x in floor]
+    print("plain loop file: FIFREEZE + FITHAW of ext4 under the same fio load, in turn with "
+          "the sets (%d freezes, a syncfs before each): median %.1f ms, p99 %.1f ms, max "
+          "%.1f ms; FIFREEZE alone median %.1f ms, p99 %.1f ms" % (
+              len(total), pct(total, 0.5), pct(total, 0.99), max(total),
+              pct([x[1] for x in floor], 0.5), pct([x[1] for x in floor], 0.99)),
+          flush=True)
+
+
+def bench_loop(args, work, cl, seq):
+    mnt, f = plain_loop(args, work, cl)
     rows = [("plain loop file", 0, fio(f, args.runtime, args.size))]
     seq.append(("plain loop file", 0, fio_seq(f, args.runtime, args.size)))
     return rows
@@ -410,6 +499,8 @@ def main():
     ap.add_argument("--freezes-only", action="store_true",
                     help="only the sets under load (vss alone)")
     ap.add_argument("--log", default=None, help="keep vssd's log there")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="with --freezes-only: not the plain loop file's freezes after")
     args = ap.parse_args()
     if args.reads or args.freezes_only:
         args.only = ["vss"]

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,9 +15,26 @@
 #include "io/uring.h"
 #include "io/vfs.h"
 
+/*
+ * A sync with nothing written since the last one that succeeded returns at
+ * once, without an fdatasync: a freeze flushes the filesystem's device ten
+ * or so times (journal commit, checkpoint, superblock), a few of them with
+ * nothing new for the origin, and each fdatasync costs the host a cache
+ * flush of its disk (doc/service.md, "Freeze time").  @written counts every
+ * call that may change the file, once it is done and before it returns to
+ * its caller; a sync reads it before its fdatasync begins and, once that
+ * succeeded, records it in @synced: every call counted then was done
+ * before the fdatasync began, so it is durable, and one still in flight is
+ * counted after, so the next sync does not skip it.  Every change of a
+ * file goes through its one vss_file (the engine opens each of its files
+ * once); a file just opened counts as changed (a vssd killed before its
+ * flush may have left dirty pages of it).
+ */
 struct posix_file {
 	struct vss_file base;
 	int fd;
+	atomic_uint_least64_t written;  /* calls that may have changed the file */
+	atomic_uint_least64_t synced;   /* @written as the last good sync began */
 	int is_blk;
 };
 
@@ -45,55 +63,86 @@ static int posix_pread(struct vss_file *f, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Something may have changed the file: the next sync must reach the disk. */
+static void changed(struct vss_file *f)
+{
+	atomic_fetch_add_explicit(&PF(f)->written, 1, memory_order_release);
+}
+
 static int posix_pwrite(struct vss_file *f, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
+	int r = 0;
 
 	while (len) {
 		ssize_t n = pwrite(PF(f)->fd, p, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			r = -errno;
+			break;
 		}
-		if (n == 0)
-			return -ENOSPC;
+		if (n == 0) {
+			r = -ENOSPC;
+			break;
+		}
 		p += n;
 		off += (uint64_t)n;
 		len -= (size_t)n;
 	}
-	return 0;
+	changed(f);
+	return r;
 }
 
 static int posix_sync(struct vss_file *f)
 {
-	return fdatasync(PF(f)->fd) < 0 ? -errno : 0;
+	uint64_t gen = atomic_load_explicit(&PF(f)->written, memory_order_acquire);
+	uint64_t done = atomic_load_explicit(&PF(f)->synced, memory_order_acquire);
+
+	if (gen == done)
+		return 0;
+	if (fdatasync(PF(f)->fd) < 0)
+		return -errno;
+	/* Syncs may end out of order: keep the newest count. */
+	while (done < gen && !atomic_compare_exchange_weak_explicit(&PF(f)->synced, &done, gen,
+								    memory_order_release,
+								    memory_order_acquire))
+		;
+	return 0;
 }
 
 static int posix_punch(struct vss_file *f, uint64_t off, uint64_t len)
 {
+	int r;
+
 	if (PF(f)->is_blk)
 		return -EOPNOTSUPP;
-	if (fallocate(PF(f)->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)off, (off_t)len) < 0)
-		return -errno;
-	return 0;
+	r = fallocate(PF(f)->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	changed(f);
+	return r;
 }
 
 static int posix_reserve(struct vss_file *f, uint64_t off, uint64_t len)
 {
+	int r;
+
 	if (PF(f)->is_blk)
 		return 0;       /* a device's blocks are all there */
-	if (fallocate(PF(f)->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0)
-		return -errno;
-	return 0;
+	r = fallocate(PF(f)->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	changed(f);
+	return r;
 }
 
 static int posix_truncate(struct vss_file *f, uint64_t size)
 {
+	int r;
+
 	if (PF(f)->is_blk)
 		return -EOPNOTSUPP;
-	return ftruncate(PF(f)->fd, (off_t)size) < 0 ? -errno : 0;
+	r = ftruncate(PF(f)->fd, (off_t)size) < 0 ? -errno : 0;
+	changed(f);
+	return r;
 }
 
 static int posix_size(struct vss_file *f, uint64_t *size)
@@ -186,6 +235,10 @@ static int posix_open(struct vss_vfs *vfs, const char *path, int flags,
 	}
 	pf->base.ops = &posix_file_ops;
 	pf->fd = fd;
+	/* What was written before this open may not be durable yet (a vssd
+	 * killed before its flush): the first sync always reaches the disk. */
+	atomic_init(&pf->written, 1);
+	atomic_init(&pf->synced, 0);
 	pf->is_blk = S_ISBLK(st.st_mode);
 	vss_uring_hold();       /* rings are kept while files are open */
 	*out = &pf->base;

@@ -86,6 +86,7 @@
 #include "service/service_i.h"
 #include "service/set.h"
 #include "service/shadows.h"
+#include "service/volumes.h"
 
 /* ---- the real freezer: the guardian and FIFREEZE ---- */
 
@@ -193,6 +194,35 @@ static uint64_t mono_ns(void)
 static double ms_between(uint64_t a, uint64_t b)
 {
 	return (double)(b - a) / 1e6;
+}
+
+/* What the devices of the set's volumes did (struct svc_volume_io), summed:
+ * taken between the set's steps for its log line. */
+struct set_io {
+	uint64_t bytes, flushes, flush_ns, flush_max_ns;
+};
+
+/* The sums now; with @clear, the longest flush starts again from 0. */
+static struct set_io set_io_now(struct vss_service *svc, const struct svc_set *set, bool clear)
+{
+	struct set_io io = { 0 };
+
+	for (size_t i = 0; i < set->n; i++) {
+		struct svc_volume *v = set->m[i].volume ? svc_volume_find(svc, set->m[i].volume)
+						      : NULL;
+		uint64_t max;
+
+		if (!v)
+			continue;
+		io.bytes += atomic_load_explicit(&v->io.write_bytes, memory_order_relaxed);
+		io.flushes += atomic_load_explicit(&v->io.flushes, memory_order_relaxed);
+		io.flush_ns += atomic_load_explicit(&v->io.flush_ns, memory_order_relaxed);
+		max = clear ? atomic_exchange_explicit(&v->io.flush_max_ns, 0, memory_order_relaxed)
+			    : atomic_load_explicit(&v->io.flush_max_ns, memory_order_relaxed);
+		if (max > io.flush_max_ns)
+			io.flush_max_ns = max;
+	}
+	return io;
 }
 
 void svc_set_free(struct svc_set *set)
@@ -487,6 +517,8 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	void *guard = NULL;
 	uint64_t t_settle, t_settled, t_guarded = 0, t_freeze = 0, t_frozen = 0, t_thawed = 0;
 	uint64_t t_gate, t_open;
+	struct set_io io_settle = { 0 }, io_freeze = { 0 }, io_frozen = { 0 }, io_open = { 0 };
+	struct set_io io_thawed = { 0 };
 	int64_t deadline_ms;
 	bool settled = false;
 	int rc, grc = 0;
@@ -518,6 +550,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	 * whatever happens, then settled again: what was dirtied while the
 	 * guardian started is written back too, not inside the freeze */
 	settled = set->nfreeze > 0 && svc->freezer->settle;
+	io_settle = set_io_now(svc, set, false);
 	t_settle = mono_ns();
 	if (settled)
 		svc->freezer->settle(svc, dirs, set->nfreeze, true);
@@ -530,6 +563,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		if (settled)
 			svc->freezer->settle(svc, dirs, set->nfreeze, true);
 	}
+	io_freeze = set_io_now(svc, set, true);
 	t_freeze = mono_ns();
 	/* Other hosts' members (peer.h) are told to thaw by the guardian's
 	 * bound here, which runs from its start. */
@@ -546,6 +580,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	else if ((rc = sync_step(p, set, SVC_SET_FREEZE, deadline_ms, err)) == 0)
 		rc = freeze_members(svc, set, err);
 	t_frozen = mono_ns();
+	io_frozen = set_io_now(svc, set, false);
 	if (rc == 0)
 		rc = hold_members(svc, set, err);
 	if (rc == 0 && (set->nfreeze > 0 || nheld > 0) && svc->test_freeze_hold_ms) {
@@ -560,6 +595,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	if (rc == 0)
 		rc = commit_members(svc, set, p, failed, err);
 	t_open = mono_ns();
+	io_open = set_io_now(svc, set, false);
 	if (rc == 0 && (rc = sync_step(p, set, SVC_SET_COMMITTED, deadline_ms, err)) == 0)
 		rc = sync_step(p, set, SVC_SET_THAW, deadline_ms, err);
 	/* 5. resume and thaw, whatever happened */
@@ -567,6 +603,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	thaw_members(svc, set);
 	if (set->nfreeze > 0 || nheld > 0) {
 		t_thawed = mono_ns();
+		io_thawed = set_io_now(svc, set, false);
 		grc = svc->freezer->release(guard);
 	}
 	if (settled)
@@ -590,14 +627,24 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	if (set->nfreeze + nheld > 0)
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), %zu filesystem%s frozen%s "
 			"for %.3f ms, writes held for %.3f ms (before: settle %.3f ms, guardian "
-			"%.3f ms, settle %.3f ms; freeze %.3f ms, commit %.3f ms, thaw %.3f ms)",
+			"%.3f ms, settle %.3f ms; freeze %.3f ms, commit %.3f ms, thaw %.3f ms; "
+			"settles wrote back %.0f KiB; in the freeze %.0f KiB written back, %llu "
+			"flushes of the engine in %.3f ms, the longest %.3f ms; in the thaw "
+			"%llu flushes in %.3f ms)",
 			set->id, set->n, set->n == 1 ? "" : "s",
 			p->persistent ? "persistent" : "not persistent",
 			p->no_writers ? ", no writers" : "", set->nfreeze + nheld,
 			set->nfreeze + nheld == 1 ? "" : "s", how, set->frozen_ms, set->held_ms,
 			ms_between(t_settle, t_settled), ms_between(t_settled, t_guarded),
 			ms_between(t_guarded, t_freeze), ms_between(t_freeze, t_frozen),
-			ms_between(t_gate, t_open), ms_between(t_open, t_thawed));
+			ms_between(t_gate, t_open), ms_between(t_open, t_thawed),
+			(double)(io_freeze.bytes - io_settle.bytes) / 1024.0,
+			(double)(io_frozen.bytes - io_freeze.bytes) / 1024.0,
+			(unsigned long long)(io_frozen.flushes - io_freeze.flushes),
+			(double)(io_frozen.flush_ns - io_freeze.flush_ns) / 1e6,
+			(double)io_frozen.flush_max_ns / 1e6,
+			(unsigned long long)(io_thawed.flushes - io_open.flushes),
+			(double)(io_thawed.flush_ns - io_open.flush_ns) / 1e6);
 	else
 		vss_log("shadow set %s created: %zu shadow%s (%s%s), no filesystem frozen, "
 			"writes held for %.3f ms", set->id, set->n, set->n == 1 ? "" : "s",

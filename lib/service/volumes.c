@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/cow_i.h"
@@ -55,18 +56,37 @@ static ssize_t vdev_write(void *ctx, const void *buf, size_t len, uint64_t off)
 	n = v->direct ? v->direct->write(v->direct_ctx, buf, len, off)
 		: v->cow ? vss_cow_write(v->cow, buf, len, off) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
+	if (n > 0)
+		atomic_fetch_add_explicit(&v->io.write_bytes, (uint64_t)n, memory_order_relaxed);
 	return n;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int vdev_flush(void *ctx)
 {
 	struct svc_volume *v = ctx;
+	uint64_t t0 = mono_ns(), ns, max;
 	int rc;
 
 	pthread_rwlock_rdlock(&v->gate);
 	rc = v->direct ? v->direct->flush(v->direct_ctx)
 		: v->cow ? vss_cow_flush(v->cow) : -EIO;
 	pthread_rwlock_unlock(&v->gate);
+	ns = mono_ns() - t0;
+	atomic_fetch_add_explicit(&v->io.flushes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&v->io.flush_ns, ns, memory_order_relaxed);
+	max = atomic_load_explicit(&v->io.flush_max_ns, memory_order_relaxed);
+	while (ns > max && !atomic_compare_exchange_weak_explicit(&v->io.flush_max_ns, &max, ns,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+		;
 	return rc;
 }
 

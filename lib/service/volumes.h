@@ -27,6 +27,19 @@ struct svc_caller;
 struct svc_shadow;
 struct vss_service;
 
+/*
+ * What a volume's device did since it was served, counted on its I/O path
+ * (relaxed atomics, no lock) for the log line of a set (set.c): how much
+ * the kernel wrote back and how long the engine's flushes took, step by
+ * step of the set (doc/service.md, "Freeze time").
+ */
+struct svc_volume_io {
+	atomic_uint_least64_t write_bytes;      /* bytes of writes that succeeded */
+	atomic_uint_least64_t flushes;          /* flushes (fsync of the device) */
+	atomic_uint_least64_t flush_ns;         /* their time, summed */
+	atomic_uint_least64_t flush_max_ns;     /* the longest one */
+};
+
 struct svc_volume {
 	struct svc_volume *next;                /* svc->lock */
 	struct vss_service *svc;
@@ -54,6 +67,7 @@ struct svc_volume {
 	uint64_t mount_id;                      /* svc->lock: that mount's ID (fs.h) */
 	char mount_loop[VSS_LOOP_NAME_MAX];
 	char fstype[16];
+	struct svc_volume_io io;                /* what its device did (relaxed atomics) */
 };
 
 extern const struct vss_device_ops svc_volume_device_ops;

@@ -21,11 +21,16 @@ persistent shadow taken among them: the volume after the restart may have
 lost what no fdatasync covered, nothing else, under the same rules, and
 the shadow still holds its instant.
 
-What the tests do not see: the `fdatasync` of the origin in the engine's
-flush (only a crash of the host loses the host's page cache;
-tests/engine's crash simulator covers that).
+The third test sees the `fdatasync` of the origin in the engine's flush,
+which a kill -9 of vssd cannot (the host's page cache survives it): the
+volume is backed by a disk with a volatile write cache that the test owns
+(vss-test-volatile-disk, a FUSE file: only an fsync of it puts writes in
+its durable image, what a power loss of the host would leave), and after
+an fsync of the raw volume, then of a file on ext4 on it, returned, that
+image must hold the bytes.
 """
 import fcntl
+import mmap
 import os
 import random
 import struct
@@ -33,6 +38,10 @@ import subprocess
 import sys
 import time
 
+from conftest import BUILD
+
+VOLATILE_DISK = os.path.abspath(os.path.join(BUILD, "tests", "system",
+                                             "vss-test-volatile-disk"))
 BLOCK = 4096
 NBLOCKS = 2048          # an 8 MiB file
 THREADS = 4             # thread t writes the blocks b with b % THREADS == t
@@ -285,3 +294,94 @@ def test_a_crash_never_reorders_writes_across_a_flush(vssd):
     errors = check_image(data, t_start, t_end, writes, flushes)
     assert not errors, "the persistent shadow after kill -9 (seed %d): %d blocks wrong, " \
         "first: %s" % (seed, len(errors), "; ".join(errors[:5]))
+
+
+def start_volatile_disk(vssd, size):
+    """A disk with a volatile write cache (volatile_disk.c) of @size bytes:
+    (its file, the file of what a power loss would leave of it, its log of
+    fsyncs)."""
+    d, mnt = os.path.join(vssd.root, "vdisk"), os.path.join(vssd.root, "vdisk-mnt")
+    os.mkdir(d)
+    os.mkdir(mnt)
+    p = vssd.spawn([VOLATILE_DISK, d, str(size), mnt], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not os.path.ismount(mnt):
+        assert p.poll() is None, "vss-test-volatile-disk failed: %s" % p.stderr.read()
+        assert time.monotonic() < deadline, "vss-test-volatile-disk did not mount"
+        time.sleep(0.02)
+    return os.path.join(mnt, "disk"), os.path.join(d, "durable"), os.path.join(d, "fsyncs")
+
+
+def durable_lacks(durable, pieces):
+    """The (offset, bytes) of @pieces that the durable image does not hold."""
+    with open(durable, "rb", buffering=0) as fh:
+        return [(off, data) for off, data in pieces
+                if os.pread(fh.fileno(), len(data), off) != data]
+
+
+def fsyncs(log):
+    with open(log) as fh:
+        return fh.read().count("\n")
+
+
+def test_a_returned_flush_is_durable_in_the_origin(vssd):
+    """An fsync that returned, of the raw volume (a direct open) and of a
+    file on ext4 on it (the loop device and the FUSE writeback cache), is
+    in what a power loss of the host would leave of the origin: the
+    engine's flush fdatasyncs it."""
+    size = 64 << 20
+    disk, durable, log = start_volatile_disk(vssd, size)
+    mnt = os.path.join(vssd.root, "mnt")
+    vssd.vss("volume", "create", "v", "--backing", disk)
+    rng = random.Random()
+    mounted = False
+    try:
+        # The raw volume: writes that returned are held by the disk's cache
+        # (else nothing here could fail) until the fsync.
+        pieces = [(b * BLOCK, rng.randbytes(BLOCK))
+                  for b in rng.sample(range(size // BLOCK), 16)]
+        fd = os.open(vssd.device("v"), os.O_RDWR | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, BLOCK)
+            for off, data in pieces:
+                buf[:] = data
+                assert os.pwrite(fd, buf, off) == BLOCK
+            assert durable_lacks(durable, pieces) == pieces, \
+                "the disk made writes durable before any flush: it tests nothing"
+            n = fsyncs(log)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        lost = durable_lacks(durable, pieces)
+        assert not lost, "an fsync of the raw volume returned, yet %d of %d blocks " \
+            "written before it are not durable in the origin (first at byte %d; the " \
+            "origin was fsynced %d times meanwhile)" % (
+                len(lost), len(pieces), lost[0][0], fsyncs(log) - n)
+        # ext4 on the volume: a file fsynced is durable where ext4 put it.
+        vssd.vss("volume", "mount", "v", mnt, "--mkfs", "ext4")
+        mounted = True
+        f = os.path.join(mnt, "f")
+        data = rng.randbytes(64 * BLOCK)
+        with open(f, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            ext = extents(f)
+            pieces = []
+            for logical, physical, length in ext:
+                length = min(length, len(data) - logical)
+                pieces += [(physical + o, data[logical + o:logical + o + BLOCK])
+                           for o in range(0, length, BLOCK)]
+            assert sum(len(p) for _, p in pieces) == len(data)
+            n = fsyncs(log)
+            os.fsync(fh.fileno())
+        lost = durable_lacks(durable, pieces)
+        assert not lost, "an fsync of a file on ext4 on the volume returned, yet %d of " \
+            "its %d blocks are not durable in the origin (first at byte %d; the origin " \
+            "was fsynced %d times meanwhile)" % (len(lost), len(pieces), lost[0][0],
+                                                 fsyncs(log) - n)
+    finally:
+        if mounted:
+            vssd.vss("volume", "umount", "v", check=False)
+        vssd.vss("volume", "delete", "v", check=False)
+        vssd.stop()
+        subprocess.run(["umount", os.path.dirname(disk)], capture_output=True)
