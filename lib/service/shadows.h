@@ -42,6 +42,10 @@ struct svc_shadow {
 	bool expose_gmt;                        /* exposed for Samba (gmt.h) */
 	bool expose_reading;                    /* exposed for vssd's own reading (versions.c) */
 	bool gmt_failed;                        /* could not be exposed for Samba: not again */
+	bool retiring;                          /* its mount detached, deleted by retire.c:
+						 * not exposed or deleted again, not listed */
+	bool retire_held;                       /* ... until found still in use: listed,
+						 * "deleting" */
 	struct conn *owner;                     /* set in progress: its requester */
 };
 
