@@ -96,6 +96,14 @@ int svc_shadow_count(struct vss_service *svc, struct svc_volume *v)
 	return n;
 }
 
+const char *svc_shadow_count_why(struct vss_service *svc, struct svc_volume *v)
+{
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (svc_shadow_of(sh, v) && sh->retiring && !sh->retire_held)
+			return " (being deleted after a backup: try again in a moment)";
+	return "";
+}
+
 /* Removes vssd's own exposure directory RUN/exec/SET/ID, and SET if empty. */
 static void own_dir_remove(const char *dir)
 {
@@ -618,6 +626,14 @@ static int delete_set(struct vss_service *svc, const char *full, bool detach, in
 			if (rc == 0) {
 				(*later)++;
 				continue;
+			}
+			/* As shadow.unexpose, then delete: a moment to let go. */
+			if (sh->expose_dir && vss_fs_umount(sh->expose_dir, NULL) == 0) {
+				vss_log("shadow %s unexposed from %s", sh->rec.id, sh->expose_dir);
+				vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
+				if (sh->expose_own)
+					own_dir_remove(sh->expose_dir);
+				svc_shadow_unexpose(sh, false);
 			}
 		}
 		svc_shadow_remove(svc, sh, "deleted on request (its set)");

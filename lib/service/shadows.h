@@ -61,6 +61,9 @@ int svc_shadow_resolve(struct vss_service *svc, const char *prefix, char out[37]
 int svc_shadow_check_reach(const struct svc_caller *who, const struct svc_shadow *sh,
 			   struct vss_error *err);
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
+/* "" or, when some of svc_shadow_count()'s are being deleted in the
+ * background (retire.h), a clause that says so, for a refusal. */
+const char *svc_shadow_count_why(struct vss_service *svc, struct svc_volume *v);
 /* Whether @sh is a shadow of the volume @v (the built-in's, or another
  * provider's whose catalog row names @v). */
 bool svc_shadow_of(const struct svc_shadow *sh, const struct svc_volume *v);
