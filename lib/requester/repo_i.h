@@ -214,7 +214,8 @@ struct entry *entry_index_find(struct entry_index *x, unsigned int src, const ch
 /* Calls @fn for every entry not marked as seen (entry_index_find_seen). */
 void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
 			void *arg);
-/* entry_index_find, and the entry found is marked as seen. */
+/* entry_index_find, and the entry found is marked as seen: one thread
+ * at a time (it also keeps its place, to try the next entry first). */
 struct entry *entry_index_find_seen(struct entry_index *x, unsigned int src, const char *path);
 void entry_index_free(struct entry_index *x);
 
