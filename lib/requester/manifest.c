@@ -1052,7 +1052,6 @@ int manifest_each(struct vss_repo *r, const char *id, const char *manifest_sha25
 struct slot {
 	uint64_t hash;
 	uint32_t at;                    /* 1 + the entry's index in v; 0: empty */
-	bool seen;
 };
 
 struct entry_index {
@@ -1062,6 +1061,8 @@ struct entry_index {
 	size_t n, vcap;
 	struct slot *slots;             /* a region */
 	size_t cap, count;              /* cap: a power of two, at least twice count */
+	bool *seen;                     /* per entry of v: entry_index_find_seen's (n) */
+	size_t next;                    /* after the entry entry_index_find_seen found last */
 };
 
 /* Memory an index fills at once (some 55 MiB for 100,000 files): mapped
@@ -1184,7 +1185,6 @@ static int index_add(struct entry_index *x, struct entry *e)
 		s->hash = h;
 		x->count++;
 	}
-	s->seen = false;
 	memset(e, 0, sizeof(*e));
 	return 0;
 }
@@ -1302,6 +1302,8 @@ static int index_parse(struct entry_index *x, size_t len, unsigned long *bad_lin
 		}
 		c += n;
 	}
+	if (!(x->seen = calloc(x->n ? x->n : 1, sizeof(*x->seen))))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -1362,21 +1364,35 @@ struct entry *entry_index_find(struct entry_index *x, unsigned int src, const ch
 	return s->at ? &x->v[s->at - 1] : NULL;
 }
 
+/*
+ * A walk meets the base's entries mostly in the base's own order (both
+ * depth first, names sorted), so the entry after the one found last is
+ * tried before the table: v holds each (src, path) once, so either way
+ * finds the same entry, and the hash and the probes (cache misses in a
+ * table of megabytes) are mostly saved.  x->next is this function's alone:
+ * entry_index_find, which other threads call, does not touch it.
+ */
 struct entry *entry_index_find_seen(struct entry_index *x, unsigned int src, const char *path)
 {
-	struct slot *s = find_slot(x, hash_of(src, path), src, path);
+	size_t k = x->next;
+	struct slot *s;
 
-	if (!s->at)
-		return NULL;
-	s->seen = true;
-	return &x->v[s->at - 1];
+	if (k >= x->n || x->v[k].src != src || strcmp(x->v[k].path, path) != 0) {
+		s = find_slot(x, hash_of(src, path), src, path);
+		if (!s->at)
+			return NULL;
+		k = s->at - 1;
+	}
+	x->next = k + 1;
+	x->seen[k] = true;
+	return &x->v[k];
 }
 
 void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
 			void *arg)
 {
 	for (size_t i = 0; i < x->cap; i++)
-		if (x->slots[i].at && !x->slots[i].seen)
+		if (x->slots[i].at && !x->seen[x->slots[i].at - 1])
 			fn(arg, &x->v[x->slots[i].at - 1]);
 }
 
@@ -1388,6 +1404,7 @@ void entry_index_free(struct entry_index *x)
 		entry_release(&x->v[i]);
 	region_free(x->v, x->vcap * sizeof(*x->v));
 	region_free(x->slots, x->cap * sizeof(*x->slots));
+	free(x->seen);
 	if (x->text_size)
 		region_free(x->text, x->text_size);
 	else

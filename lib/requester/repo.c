@@ -38,11 +38,27 @@ static const char *const type_names[] = {
 	[VSS_BT_DIFFERENTIAL] = "differential", [VSS_BT_LOG] = "log", [VSS_BT_COPY] = "copy",
 };
 
+/* Writes @text whole to @fd: 0 or -errno. */
+static int write_all(int fd, const char *text)
+{
+	size_t len = strlen(text), done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, text + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 int repo_write_file(int dir_fd, const char *name, const char *text)
 {
 	char tmp[256];
-	size_t len = strlen(text), done = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
 	const char *base = strrchr(name, '/');
 
@@ -52,17 +68,7 @@ int repo_write_file(int dir_fd, const char *name, const char *text)
 	fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return -errno;
-	while (done < len) {
-		ssize_t n = write(fd, text + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		done += (size_t)n;
-	}
+	rc = write_all(fd, text);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);
@@ -70,6 +76,21 @@ int repo_write_file(int dir_fd, const char *name, const char *text)
 		rc = -errno;
 	if (rc < 0)
 		unlinkat(dir_fd, tmp, 0);
+	return rc;
+}
+
+int repo_write_new(int dir_fd, const char *name, const char *text)
+{
+	int fd, rc;
+
+	fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return -errno;
+	rc = write_all(fd, text);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc < 0)
+		unlinkat(dir_fd, name, 0);
 	return rc;
 }
 
@@ -348,7 +369,7 @@ int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
 			return vss_error_set(err, rc, "cannot read back the manifest: %s",
 					     strerror(-rc));
 	}
-	if (components && (rc = repo_write_file(tmp_fd, "components.json", components)) < 0)
+	if (components && (rc = repo_write_new(tmp_fd, "components.json", components)) < 0)
 		return vss_error_set(err, rc, "cannot write the components document: %s",
 				     strerror(-rc));
 	if (nwriters && mkdirat(tmp_fd, "writers", 0755) < 0)
@@ -358,13 +379,13 @@ int repo_publish(struct vss_repo *r, int tmp_fd, const char *id, json_t *info,
 		char name[48];
 
 		snprintf(name, sizeof(name), "writers/%zu.json", i + 1);
-		if (writer_metadata[i] && (rc = repo_write_file(tmp_fd, name, writer_metadata[i])) < 0)
+		if (writer_metadata[i] && (rc = repo_write_new(tmp_fd, name, writer_metadata[i])) < 0)
 			return vss_error_set(err, rc, "cannot write %s: %s", name, strerror(-rc));
 	}
 	if (json_object_set_new(info, "manifest_sha256", json_string(hex)) < 0 ||
 	    !(text = json_dumps(info, JSON_INDENT(1) | JSON_PRESERVE_ORDER)))
 		return vss_error_set(err, -ENOMEM, "out of memory");
-	rc = repo_write_file(tmp_fd, "backup.json", text);
+	rc = repo_write_new(tmp_fd, "backup.json", text);
 	free(text);
 	if (rc < 0)
 		return vss_error_set(err, rc, "cannot write backup.json: %s", strerror(-rc));

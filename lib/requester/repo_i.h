@@ -67,6 +67,10 @@ void repo_new_id(char out[VSS_BACKUP_ID_MAX]);
 /* Writes @text to @name under @dir_fd, whole and synced, through a
  * temporary name (never a half-written file under @name). */
 int repo_write_file(int dir_fd, const char *name, const char *text);
+/* Writes @text to the new file @name under @dir_fd, neither synced nor
+ * renamed: for a backup's own files in REPO/tmp/ID, which the syncfs before
+ * its publication makes durable (doc/backup-format.md, "Making a backup"). */
+int repo_write_new(int dir_fd, const char *name, const char *text);
 /* Removes a directory tree under @dir_fd (no symlink followed). */
 int repo_rmtree(int dir_fd, const char *name);
 /* A backup that failed with @rc: a full repository (ENOSPC, EDQUOT) is
@@ -210,7 +214,8 @@ struct entry *entry_index_find(struct entry_index *x, unsigned int src, const ch
 /* Calls @fn for every entry not marked as seen (entry_index_find_seen). */
 void entry_index_unseen(struct entry_index *x, void (*fn)(void *arg, struct entry *e),
 			void *arg);
-/* entry_index_find, and the entry found is marked as seen. */
+/* entry_index_find, and the entry found is marked as seen: one thread
+ * at a time (it also keeps its place, to try the next entry first). */
 struct entry *entry_index_find_seen(struct entry_index *x, unsigned int src, const char *path);
 void entry_index_free(struct entry_index *x);
 

@@ -176,7 +176,17 @@ void vss_requester_close(struct vss_requester *r)
 	if (!r)
 		return;
 	renew_stop(r);
-	for (size_t i = 0; i < r->nsh; i++)
+	/*
+	 * A complete set that goes: its exposures are detached and its
+	 * shadows deleted by vssd after it replies (shadow.delete's "detach"):
+	 * the filesystems' teardown (every inode a backup's walk read) is not
+	 * the requester's wait.  Else, or if that fails, unexposed first.
+	 */
+	if (!(r->begun && !r->completed) && r->set_id[0] && !r->persistent && !r->keep &&
+	    call(r, "shadow.delete", json_pack("{s:s, s:b}", "set", r->set_id, "detach", 1),
+		 NULL, NULL) == 0)
+		r->set_id[0] = '\0';
+	for (size_t i = 0; r->set_id[0] && i < r->nsh; i++)
 		if (r->sh[i].exposed)
 			call(r, "shadow.unexpose", json_pack("{s:s}", "dir", r->sh[i].exposed),
 			     NULL, NULL);

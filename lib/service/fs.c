@@ -761,6 +761,21 @@ int vss_fs_harden(const char *dir, unsigned int flags, uint64_t *id, struct vss_
 	return rc;
 }
 
+/* The parent of @dir, opened without following symlinks (O_PATH), and
+ * @dir's last component in *@base. */
+static int umount_parent(const char *dir, char parent[PATH_MAX], const char **base,
+			 struct vss_error *err)
+{
+	int pfd, rc;
+
+	if ((rc = split_path(dir, parent, base)) < 0)
+		return vss_error_set(err, rc, "cannot unmount %s", dir);
+	pfd = openat2_fd(AT_FDCWD, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS);
+	if (pfd < 0)
+		return vss_error_set(err, pfd, "cannot unmount %s: %s", dir, strerror(-pfd));
+	return pfd;
+}
+
 /*
  * umount2() takes a path, and a descriptor on the mount would keep it busy.
  * So the parent is opened without following symlinks and the mount named
@@ -774,11 +789,8 @@ static int umount_at(const char *dir, int mflags, struct vss_error *err)
 	const char *base;
 	int pfd, fd, rc;
 
-	if ((rc = split_path(dir, parent, &base)) < 0)
-		return vss_error_set(err, rc, "cannot unmount %s", dir);
-	pfd = openat2_fd(AT_FDCWD, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS);
-	if (pfd < 0)
-		return vss_error_set(err, pfd, "cannot unmount %s: %s", dir, strerror(-pfd));
+	if ((pfd = umount_parent(dir, parent, &base, err)) < 0)
+		return pfd;
 	fd = openat2_fd(pfd, base, O_PATH | O_DIRECTORY | O_CLOEXEC,
 			RESOLVE_NO_SYMLINKS);
 	rc = fd < 0 ? fd : is_mount_root(fd);
@@ -812,6 +824,63 @@ int vss_fs_umount(const char *dir, struct vss_error *err)
 		usleep(50000);
 	}
 	return vss_error_set(err, -EBUSY, "cannot unmount %s: it is in use", dir);
+}
+
+/* The ID of the mount @fd is on, or 0 if unknown. */
+static uint64_t mount_id(int fd)
+{
+	struct statx sx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 && (sx.stx_mask & STATX_MNT_ID))
+		return sx.stx_mnt_id;
+	return 0;
+}
+
+/*
+ * The root of the mount at @dir (no symlinks), checked to be the mount
+ * @id (when not 0): O_PATH into *@fd.
+ */
+static int open_root_of(int pfd, const char *base, uint64_t id, int *fd)
+{
+	int rc;
+
+	*fd = openat2_fd(pfd, base, O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS);
+	if (*fd < 0)
+		return *fd;
+	rc = is_mount_root(*fd);
+	if (rc == 0 || (rc > 0 && id && mount_id(*fd) != id))
+		rc = -EINVAL;
+	if (rc < 0 && rc != -EOPNOTSUPP) {
+		close(*fd);
+		*fd = -1;
+		return rc;
+	}
+	return 0;
+}
+
+int vss_fs_umount_detach(const char *dir, uint64_t id, int *hold, struct vss_error *err)
+{
+	char parent[PATH_MAX], p[PATH_MAX + 32];
+	const char *base;
+	int pfd, fd, rc;
+
+	*hold = -1;
+	if ((pfd = umount_parent(dir, parent, &base, err)) < 0)
+		return pfd;
+	if ((rc = open_root_of(pfd, base, id, &fd)) < 0) {
+		close(pfd);
+		return vss_error_set(err, rc, "cannot unmount %s: %s", dir, rc == -EINVAL
+				     ? "it is not the mount that was made there" : strerror(-rc));
+	}
+	snprintf(p, sizeof(p), "/proc/self/fd/%d/%s", pfd, base);
+	rc = umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
+	close(pfd);
+	if (rc < 0) {
+		close(fd);
+		return vss_error_set(err, rc, "cannot unmount %s: %s", dir, strerror(-rc));
+	}
+	*hold = fd;
+	return 0;
 }
 
 void vss_fs_umount_force(const char *dir)

@@ -114,6 +114,16 @@ int vss_fs_harden(const char *dir, unsigned int flags, uint64_t *id, struct vss_
  * it is in use, -EINVAL if nothing is mounted there. */
 int vss_fs_umount(const char *dir, struct vss_error *err);
 
+/*
+ * Detaches the mount @id (0: any) whose root is @dir (no symlinks) at
+ * once, used or not, but keeps its filesystem alive: *@hold is a
+ * descriptor on its root.  Closing *@hold does the unmount's slow part
+ * (the filesystem's teardown, its inodes evicted) in the thread that
+ * closes it, unless something else still uses the filesystem: then it
+ * goes when that lets go.
+ */
+int vss_fs_umount_detach(const char *dir, uint64_t id, int *hold, struct vss_error *err);
+
 /* Unmounts @dir even if busy: syncs it, then detaches it lazily. */
 void vss_fs_umount_force(const char *dir);
 

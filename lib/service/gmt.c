@@ -63,7 +63,7 @@ static uint64_t instant_of(const struct svc_shadow *sh)
 
 static bool wanted(const struct svc_shadow *sh)
 {
-	return sh->vol && sh->vol->rec.gmt && sh->vol->mount_dir && !sh->owner &&
+	return sh->vol && sh->vol->rec.gmt && sh->vol->mount_dir && !sh->owner && !sh->retiring &&
 	       (sh->rec.attrs & VSS_CATALOG_ATTR_PERSISTENT) && !sh->gmt_failed;
 }
 

@@ -28,6 +28,7 @@
 #include "service/log.h"
 #include "service/peer.h"
 #include "service/restore.h"
+#include "service/retire.h"
 #include "service/schedule.h"
 #include "service/server.h"
 #include "service/service_i.h"
@@ -130,7 +131,7 @@ int svc_op_status(struct vss_service *svc, const struct svc_caller *who, json_t 
 	for (struct svc_volume *v = svc->volumes; v; v = v->next)
 		volumes++;
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
-		shadows++;
+		shadows += !sh->retiring || sh->retire_held;
 	*res = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}",
 			 "version", VSS_VERSION, "protocol", 1, "volumes", volumes,
 			 "shadows", shadows, "writers", svc_writers_count(svc), "pid", (int)getpid(),
@@ -582,6 +583,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 	svc->freezer = cfg->test_freezer ? cfg->test_freezer : &svc_freezer_fs;
 	pthread_mutex_init(&svc->ev_lock, NULL);
 	pthread_cond_init(&svc->ev_cond, NULL);
+	pthread_mutex_init(&svc->retire_lock, NULL);
+	pthread_cond_init(&svc->retire_cond, NULL);
 	if ((rc = svc_writers_init(svc, err)) < 0 ||
 	    (rc = svc_rbd_init(svc, cfg->ceph_conf, cfg->ceph_id, err)) < 0)
 		goto fail;
@@ -644,6 +647,8 @@ int vss_service_open(const struct vss_service_config *cfg, struct vss_service **
 		goto fail;
 	}
 	svc->ev_running = true;
+	if ((rc = svc_retire_start(svc, err)) < 0)
+		goto fail;
 	svc_lock(svc);
 	rc = load_volumes(svc, err);
 	if (rc == 0)
@@ -682,6 +687,8 @@ void vss_service_close(struct vss_service *svc)
 	svc_schedules_stop(svc);
 	svc_writers_shutdown(svc);
 	svc_server_stop(svc);
+	/* The shadows deleted in the background go first: nothing left mounted. */
+	svc_retire_stop(svc);
 	svc_schedules_free(svc);
 	svc_lock(svc);
 	svc_exports_end_all(svc);

@@ -53,6 +53,7 @@ struct vss_provider_ops;
 struct svc_freezer_ops;
 struct svc_rbd;
 struct svc_remote;
+struct svc_retiring;
 
 /* An event of the engine, queued for the housekeeper (service.c). */
 struct svc_event {
@@ -92,6 +93,13 @@ struct vss_service {
 	bool ev_stop;
 	pthread_t ev_thread;
 	bool ev_running;
+
+	pthread_mutex_t retire_lock;            /* the shadows retire.c deletes */
+	pthread_cond_t retire_cond;
+	struct svc_retiring *retire_head;       /* retire_lock */
+	bool retire_stop;                       /* retire_lock */
+	pthread_t retire_thread;
+	bool retire_running;
 
 	struct svc_server *server;
 	struct svc_writer_registry *wreg;       /* writers.h */

@@ -26,6 +26,7 @@
 #include "service/gmt.h"
 #include "service/log.h"
 #include "service/peer.h"
+#include "service/retire.h"
 #include "service/service_i.h"
 #include "service/set.h"
 #include "service/shadows.h"
@@ -93,6 +94,14 @@ int svc_shadow_count(struct vss_service *svc, struct svc_volume *v)
 		if (svc_shadow_of(sh, v))
 			n++;
 	return n;
+}
+
+const char *svc_shadow_count_why(struct vss_service *svc, struct svc_volume *v)
+{
+	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
+		if (svc_shadow_of(sh, v) && sh->retiring && !sh->retire_held)
+			return " (being deleted after a backup: try again in a moment)";
+	return "";
 }
 
 /* Removes vssd's own exposure directory RUN/exec/SET/ID, and SET if empty. */
@@ -183,8 +192,11 @@ static int resolve_prefix(struct vss_service *svc, const char *prefix, bool set,
 	if (n < 8 || n > 36)
 		return vss_error_set(err, -EINVAL, "\"%s\" is not a %s ID or a prefix of at "
 				     "least 8 characters", prefix, what);
+	/* A retiring shadow (retire.h) is deleted as far as requests go. */
 	for (struct svc_shadow *sh = svc->shadows; sh && rc == 0; sh = sh->next)
-		rc = match_prefix(set ? sh->rec.set_id : sh->rec.id, prefix, n, &found, what, err);
+		if (!sh->retiring)
+			rc = match_prefix(set ? sh->rec.set_id : sh->rec.id, prefix, n, &found,
+					  what, err);
 	/* Other hosts' members: a set of remote ones only, or one to delete. */
 	for (struct svc_remote *r = remote ? svc->remotes : NULL; r && rc == 0; r = r->next)
 		rc = match_prefix(set ? r->rec.set_id : r->rec.id, prefix, n, &found, what, err);
@@ -422,6 +434,8 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 		state = "invalid";
 	else if (sh->owner)
 		state = "in-progress";
+	else if (sh->retiring)
+		state = "deleting";     /* its filesystem still in use (retire.h) */
 	else
 		state = "valid";
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o,"
@@ -476,7 +490,7 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 
 			svc_id_str(infos[i].id, id);
 			sh = svc_shadow_find(svc, id);
-			if (!sh)
+			if (!sh || (sh->retiring && !sh->retire_held))
 				continue;   /* being taken or deleted right now */
 			if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 				continue;
@@ -496,7 +510,8 @@ int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, js
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next) {
 		struct vss_cow_shadow_info info = { .created_ns = sh->rec.created_ns };
 
-		if (sh->vol || (target && !shadow_matches(sh, only, only_mount)))
+		if (sh->vol || (sh->retiring && !sh->retire_held) ||
+		    (target && !shadow_matches(sh, only, only_mount)))
 			continue;
 		if (set && strncasecmp(sh->rec.set_id, set, strlen(set)) != 0)
 			continue;
@@ -558,11 +573,82 @@ static int delete_remote(struct vss_service *svc, struct svc_remote *r, const ch
 	return 0;
 }
 
+/*
+ * shadow.delete's "detach": @sh's mount is detached at once, its filesystem
+ * kept alive by a descriptor that retire.c closes, and the shadow marked
+ * retiring and queued there: deleted once the filesystem is gone.  0 if
+ * queued; 1 if it could not be queued (its filesystem let go here: delete
+ * it now); -errno if it cannot be detached (not exposed through a loop
+ * device: delete it now, as without "detach").
+ */
+static int detach_exposed(struct vss_service *svc, struct svc_shadow *sh)
+{
+	char backing[4096], loop[VSS_LOOP_NAME_MAX];
+	struct vss_error e;
+	int hold, rc;
+
+	if (!sh->expose_dir || !sh->expose_loop[0] || sh->expose_gmt || sh->expose_reading)
+		return -EINVAL;
+	snprintf(loop, sizeof(loop), "%s", sh->expose_loop);
+	if ((rc = vss_loop_backing(loop, backing, sizeof(backing))) < 0)
+		return rc;
+	if ((rc = vss_fs_umount_detach(sh->expose_dir, sh->expose_id, &hold, &e)) < 0) {
+		vss_log("shadow %s: %s: unmounted and deleted now instead", sh->rec.id, e.msg);
+		return rc;
+	}
+	vss_log("shadow %s unexposed from %s (detached: deleted once its filesystem is "
+		"released)", sh->rec.id, sh->expose_dir);
+	if (vss_catalog_mount_delete(svc->cat, true, sh->rec.id, &e) < 0)
+		vss_log("shadow %s: %s", sh->rec.id, e.msg);
+	if (sh->expose_own)
+		own_dir_remove(sh->expose_dir);
+	svc_shadow_unexpose(sh, false);
+	if ((rc = svc_retire_queue(svc, sh->rec.id, loop, backing, hold, &e)) < 0) {
+		close(hold);            /* the filesystem goes now */
+		return 1;
+	}
+	sh->retiring = true;
+	return 0;
+}
+
+/* Deletes the shadows of the set @full: with @detach, those exposed are
+ * detached and deleted later (detach_exposed); *@later counts them. */
+static int delete_set(struct vss_service *svc, const char *full, bool detach, int *later)
+{
+	int n = 0;
+
+	for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
+		next = sh->next;
+		if (sh->retiring || strcmp(sh->rec.set_id, full) != 0)
+			continue;
+		n++;
+		if (detach && sh->expose_dir) {
+			int rc = detach_exposed(svc, sh);
+
+			if (rc == 0) {
+				(*later)++;
+				continue;
+			}
+			/* As shadow.unexpose, then delete: a moment to let go. */
+			if (sh->expose_dir && vss_fs_umount(sh->expose_dir, NULL) == 0) {
+				vss_log("shadow %s unexposed from %s", sh->rec.id, sh->expose_dir);
+				vss_catalog_mount_delete(svc->cat, true, sh->rec.id, NULL);
+				if (sh->expose_own)
+					own_dir_remove(sh->expose_dir);
+				svc_shadow_unexpose(sh, false);
+			}
+		}
+		svc_shadow_remove(svc, sh, "deleted on request (its set)");
+	}
+	return n;
+}
+
 int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 			 struct vss_error *err)
 {
 	const char *id, *set, *target;
-	bool oldest, all;
+	bool oldest, all, detach;
+	int later = 0;
 	struct svc_volume *vol = NULL;
 	char full[37], *mount = NULL;
 	json_t *kept, *warnings, *k;
@@ -573,12 +659,15 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 	    (rc = svc_arg_str(args, "set", false, &set, err)) < 0 ||
 	    (rc = svc_arg_str(args, "for", false, &target, err)) < 0 ||
 	    (rc = svc_arg_bool(args, "oldest", &oldest, err)) < 0 ||
-	    (rc = svc_arg_bool(args, "all", &all, err)) < 0)
+	    (rc = svc_arg_bool(args, "all", &all, err)) < 0 ||
+	    (rc = svc_arg_bool(args, "detach", &detach, err)) < 0)
 		return rc;
 	modes = !!id + !!set + (target ? 1 : all);
 	if (modes != 1 || (target && oldest == all))
 		return vss_error_set(err, -EINVAL, "say which shadows to delete: shadow, set, "
 				     "for with oldest or all, or all");
+	if (detach && !set)
+		return vss_error_set(err, -EINVAL, "\"detach\" is for a set's shadows (set)");
 	if (target && (rc = resolve_for(svc, who, target, &vol, &mount, err)) < 0)
 		return rc;
 	kept = json_array();
@@ -599,13 +688,7 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 			json_decref(kept);
 			return rc;
 		}
-		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
-			next = sh->next;
-			if (strcmp(sh->rec.set_id, full) == 0) {
-				svc_shadow_remove(svc, sh, "deleted on request (its set)");
-				n++;
-			}
-		}
+		n = delete_set(svc, full, detach, &later);
 		for (struct svc_remote *r = svc->remotes, *next; r; r = next) {
 			next = r->next;
 			if (strcmp(r->rec.set_id, full) == 0)
@@ -614,7 +697,7 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 	} else {
 		for (struct svc_shadow *sh = svc->shadows, *next; sh; sh = next) {
 			next = sh->next;
-			if (target && !shadow_matches(sh, vol, mount))
+			if (sh->retiring || (target && !shadow_matches(sh, vol, mount)))
 				continue;
 			svc_shadow_remove(svc, sh, oldest ? "deleted on request (oldest)"
 							  : "deleted on request");
@@ -632,7 +715,8 @@ int svc_op_shadow_delete(struct vss_service *svc, const struct svc_caller *who, 
 	warnings = json_array();
 	json_array_foreach(kept, i, k)
 		json_array_append(warnings, json_object_get(k, "why"));
-	*res = json_pack("{s:i, s:o, s:o}", "deleted", n, "kept", kept, "warnings", warnings);
+	*res = json_pack("{s:i, s:i, s:o, s:o}", "deleted", n, "later", later, "kept", kept,
+			 "warnings", warnings);
 	return 0;
 }
 
@@ -644,6 +728,8 @@ int svc_shadow_expose(struct vss_service *svc, struct svc_shadow *sh, int dirfd,
 	const char *fstype;
 	int rc;
 
+	if (sh->retiring)
+		return vss_error_set(err, -ENOENT, "shadow %s is being deleted", sh->rec.id);
 	if (sh->expose_dir)
 		return vss_error_set(err, -EBUSY, "shadow %s is already exposed at %s",
 				     sh->rec.id, sh->expose_dir);

@@ -43,6 +43,10 @@ struct svc_shadow {
 	bool expose_gmt;                        /* exposed for Samba (gmt.h) */
 	bool expose_reading;                    /* exposed for vssd's own reading (versions.c) */
 	bool gmt_failed;                        /* could not be exposed for Samba: not again */
+	bool retiring;                          /* its mount detached, deleted by retire.c:
+						 * not exposed or deleted again, not listed */
+	bool retire_held;                       /* ... until found still in use: listed,
+						 * "deleting" */
 	struct conn *owner;                     /* set in progress: its requester */
 };
 
@@ -58,6 +62,9 @@ int svc_shadow_resolve(struct vss_service *svc, const char *prefix, char out[37]
 int svc_shadow_check_reach(const struct svc_caller *who, const struct svc_shadow *sh,
 			   struct vss_error *err);
 int svc_shadow_count(struct vss_service *svc, struct svc_volume *v);
+/* "" or, when some of svc_shadow_count()'s are being deleted in the
+ * background (retire.h), a clause that says so, for a refusal. */
+const char *svc_shadow_count_why(struct vss_service *svc, struct svc_volume *v);
 /* Whether @sh is a shadow of the volume @v (the built-in's, or another
  * provider's whose catalog row names @v). */
 bool svc_shadow_of(const struct svc_shadow *sh, const struct svc_volume *v);

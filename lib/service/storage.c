@@ -499,8 +499,9 @@ int svc_op_storage_delete(struct vss_service *svc, const struct svc_caller *who,
 				     v->rec.name);
 	n = svc_shadow_count(svc, v);
 	if (n > 0)
-		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s; delete them "
-				     "first", v->rec.name, n, n == 1 ? "y" : "ies");
+		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s%s; delete "
+				     "them first", v->rec.name, n, n == 1 ? "y" : "ies",
+				     svc_shadow_count_why(svc, v));
 	if ((rc = set_max(svc, v, VSS_COW_UNBOUNDED, err)) < 0)
 		return rc;
 	snprintf(path, sizeof(path), "%s/diff/", svc->state_dir);

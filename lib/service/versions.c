@@ -164,7 +164,8 @@ static int places_find(struct vss_service *svc, const char *real, const char *on
 	snprintf(vol, PATH_MAX, "%s", best);
 	*rel = real + len + (real[len] == '/');
 	for (struct svc_shadow *sh = svc->shadows; sh; sh = sh->next)
-		count += live_root(sh) && strcmp(live_root(sh), best) == 0 && !sh->owner;
+		count += live_root(sh) && strcmp(live_root(sh), best) == 0 && !sh->owner &&
+			 !sh->retiring;
 	if (count > VERSIONS_MAX)
 		count = VERSIONS_MAX;
 	if (!count)
@@ -172,7 +173,8 @@ static int places_find(struct vss_service *svc, const char *real, const char *on
 	if (!(p = calloc(count, sizeof(*p))))
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	for (struct svc_shadow *sh = svc->shadows; sh && k < count; sh = sh->next) {
-		if (!live_root(sh) || strcmp(live_root(sh), best) != 0 || sh->owner)
+		if (!live_root(sh) || strcmp(live_root(sh), best) != 0 || sh->owner ||
+		    sh->retiring)
 			continue;
 		if (only && strncmp(sh->rec.id, only, strlen(only)) != 0)
 			continue;

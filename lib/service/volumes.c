@@ -1256,8 +1256,9 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 				     "first (or use --force)", name);
 	n = svc_shadow_count(svc, v);
 	if (n > 0 && !force)
-		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s; delete them "
-				     "first (or use --force)", name, n, n == 1 ? "y" : "ies");
+		return vss_error_set(err, -EBUSY, "volume %s has %d shadow cop%s%s; delete "
+				     "them first (or use --force)", name, n, n == 1 ? "y" : "ies",
+				     svc_shadow_count_why(svc, v));
 	/* With --force: its nbdkit is a user of its device like any other. */
 	svc_exports_end_of(svc, true, name);
 	if (!svc_volume_wait_closed(svc, v)) {

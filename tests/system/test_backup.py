@@ -4,7 +4,8 @@ backups of a changing tree on ext4 and xfs, each restore compared with an
 independent manifest of the tree at the backup's instant (made here with
 os.lstat, not by vss); damage found by verify and by restore; deletes that
 keep what later backups need; a killed backup that leaves nothing listed;
-repositories that are not repositories."""
+repositories that are not repositories; a backup's shadow let go by vssd
+after the backup returned, never while something still reads it."""
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import VSS, mounts_under
+from conftest import VSS, connect, frame, loops_under, mounts_under, recv_frame
 from test_fs import host_of_a_volume
 
 
@@ -289,6 +290,64 @@ def test_a_killed_backup_leaves_nothing_listed(vssd, fsvol, workdir):
     while vssd.shadows() and time.time() < deadline:
         time.sleep(0.1)
     assert vssd.shadows() == []
+
+
+def wait_until(what, limit=20):
+    deadline = time.time() + limit
+    while not what() and time.time() < deadline:
+        time.sleep(0.05)
+    return what()
+
+
+def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, workdir):
+    """vss backup create returns before vssd lets the shadow's filesystem go
+    (shadow.delete with "detach", retire.c): once it has returned nothing is
+    listed or mounted, the next backup and a delete work at once, and the
+    shadow's loop device goes soon after.  A shadow whose filesystem is
+    still read when its set is deleted so stays until that stops."""
+    repo = os.path.join(workdir, "repo")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    populate(fsvol)
+    first = backup(vssd, repo, fsvol, "full")
+    assert vssd.shadows() == []
+    assert mounts_under(os.path.join(vssd.run, "exec")) == []
+    with open(os.path.join(fsvol, "grows"), "ab") as f:
+        f.write(b"more")
+    second = backup(vssd, repo, fsvol, "incremental")
+    assert second["type"] == "incremental" and second["files_stored"] >= 1
+    vssd.vss("backup", "delete", "--in", repo, second["id"])
+    assert [b["id"] for b in vssd.json("backup", "list", "--in", repo)["backups"]] == \
+        [first["id"]]
+    assert vssd.shadows() == []
+    assert wait_until(lambda: loops_under(shadows_dev) == []), loops_under(shadows_dev)
+    assert vssd.log().count("once unmounted") == 2
+
+    # A set whose shadow is read (a file open in it) when it is deleted.
+    set_ = vssd.shadow(fsvol)
+    sid = set_["shadows"][0]["id"]
+    exp = os.path.join(workdir, "exp")
+    vssd.vss("expose", sid, exp)
+    held = open(os.path.join(exp, "grows"), "rb")
+    try:
+        s = connect(vssd)
+        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
+                         "args": {"set": set_["set"], "detach": True}}))
+        r = recv_frame(s)
+        s.close()
+        assert r["ok"] and r["result"]["deleted"] == 1 and r["result"]["later"] == 1, r
+        assert mounts_under(exp) == []
+        # Kept, and listed as being deleted, while the file is open.
+        assert wait_until(lambda: [x["state"] for x in vssd.shadows()] == ["deleting"]), \
+            vssd.shadows()
+        assert loops_under(shadows_dev) != []
+        assert held.read().endswith(b"more")
+        r = vssd.vss("delete", "shadows", "--set", set_["set"], check=False)
+        assert r.returncode != 0            # already being deleted
+    finally:
+        held.close()
+    assert wait_until(lambda: vssd.shadows() == [] and loops_under(shadows_dev) == []), \
+        (vssd.shadows(), loops_under(shadows_dev))
+    assert "once its filesystem was no longer in use" in vssd.log()
 
 
 def test_not_a_repository(vssd, fsvol, workdir):
