@@ -268,7 +268,11 @@ def test_systemd_unit_is_valid(tmp_path):
     for name, unit_name, binary in (
             ("vss-writer-hooks.service", "vss-writer-hooks.service", "vss-writer-hooks"),
             ("vss-writer-sqlite@.service", "vss-writer-sqlite@srv-app.db.service",
-             "vss-writer-sqlite")):
+             "vss-writer-sqlite"),
+            ("vss-writer-postgresql.service", "vss-writer-postgresql.service",
+             "vss-writer-postgresql"),
+            ("vss-writer-mariadb.service", "vss-writer-mariadb.service",
+             "vss-writer-mariadb")):
         unit = open(os.path.join(BUILD, name)).read()
         assert "After=vssd.service" in unit
         exec_line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
