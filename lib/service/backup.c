@@ -136,6 +136,7 @@
 #include "service/shadows.h"
 #include "service/volumes.h"
 #include "service/writers.h"
+#include "service/clock.h"
 #include "writer/writer_doc_i.h"
 
 #define SLOT_WAIT_MS 60000u
@@ -312,14 +313,6 @@ static void backup_enter(struct vss_service *svc, struct svc_backup *b,
 	svc_mutex_unlock(&svc->wreg->lock);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the slot ---- */
 
 /* Takes the slot for @b (waiting up to @wait_ms), in use by its caller. */
@@ -350,7 +343,7 @@ static int slot_acquire(struct vss_service *svc, struct svc_backup *b, uint64_t 
 	b->id = ++reg->sessions;
 	b->in_use = true;
 	b->hold.since_ns = svc_now_ns();
-	b->hold.since_ms = b->hold.heard_ms = now_ms();
+	b->hold.since_ms = b->hold.heard_ms = svc_mono_ms();
 	reg->cur = b;
 	pthread_cond_signal(&reg->reaper_cond);
 	svc_mutex_unlock(&reg->lock);
@@ -406,7 +399,7 @@ static void session_put(struct vss_service *svc, struct svc_backup *b)
 
 	svc_mutex_lock(&reg->lock);
 	b->in_use = false;
-	b->hold.heard_ms = now_ms();
+	b->hold.heard_ms = svc_mono_ms();
 	pthread_cond_broadcast(&reg->hold_cond);
 	pthread_cond_signal(&reg->reaper_cond);
 	svc_mutex_unlock(&reg->lock);
@@ -677,7 +670,7 @@ static int hold_args(struct vss_service *svc, const struct svc_caller *who, json
 	h->uid = who->uid;
 	h->pid = who->pid;
 	h->since_ns = svc_now_ns();
-	h->since_ms = h->heard_ms = now_ms();
+	h->since_ms = h->heard_ms = svc_mono_ms();
 	h->lease_ms = lease;
 	h->limit_ms = limit;
 	return 0;
@@ -706,7 +699,7 @@ static void hold_expired_why(const struct hold *h, int64_t now, char *out, size_
 /* @h for status: who, since and until when (reg->lock held). */
 static json_t *hold_json(const struct hold *h, bool until)
 {
-	int64_t now = now_ms(), left = hold_until(h) - now;
+	int64_t now = svc_mono_ms(), left = hold_until(h) - now;
 	char since[40], at[40];
 
 	svc_time_str(h->since_ns, since);
@@ -828,7 +821,7 @@ static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
 	svc_mutex_lock(&reg->lock);
 	for (struct svc_set_hold **pp = &reg->sets; *pp; pp = &(*pp)->next)
 		if ((*pp)->conn == c && strcmp((*pp)->set_id, set) == 0 &&
-		    hold_until(&(*pp)->hold) <= now_ms()) {
+		    hold_until(&(*pp)->hold) <= svc_mono_ms()) {
 			h = *pp;
 			*pp = h->next;
 			break;
@@ -838,7 +831,7 @@ static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
 		svc_unlock(svc);
 		return;
 	}
-	hold_expired_why(&h->hold, now_ms(), why, sizeof(why));
+	hold_expired_why(&h->hold, svc_mono_ms(), why, sizeof(why));
 	snprintf(msg, sizeof(msg), "set %s was deleted before set.complete: %s", set, why);
 	notice_add(reg, c, set, -ETIMEDOUT, msg);
 	set_hold_end(reg, h, SVC_BACKUP_ABORTED);
@@ -863,7 +856,7 @@ static void *reaper_main(void *arg)
 	while (!reg->reaper_stop) {
 		struct svc_backup *b = reg->cur;
 		struct svc_set_hold *h;
-		int64_t now = now_ms(), next = INT64_MAX;
+		int64_t now = svc_mono_ms(), next = INT64_MAX;
 
 		if (b && b->owner && !b->in_use && !b->ending) {
 			if (hold_until(&b->hold) <= now) {
@@ -907,7 +900,7 @@ int svc_backup_reaper_start(struct vss_service *svc, struct vss_error *err)
 	pthread_condattr_t attr;
 	int rc;
 
-	/* The reaper's deadlines are monotonic, as now_ms(). */
+	/* The reaper's deadlines are monotonic, as svc_mono_ms(). */
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&reg->reaper_cond, &attr);
@@ -965,7 +958,7 @@ static void set_hold_add(struct vss_service *svc, struct svc_set_hold *h, struct
 	snprintf(h->set_id, sizeof(h->set_id), "%s", set);
 	h->hold = *hold;
 	h->hold.since_ns = svc_now_ns();
-	h->hold.since_ms = h->hold.heard_ms = now_ms();
+	h->hold.since_ms = h->hold.heard_ms = svc_mono_ms();
 	h->state = SVC_BACKUP_READY;
 	svc_mutex_lock(&svc->wreg->lock);
 	h->next = svc->wreg->sets;
@@ -1571,10 +1564,10 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	for (size_t k = 0; k < b->nw; k++)
 		if (b->w[k]->timeout_ms < window)
 			window = b->w[k]->timeout_ms;
-	deadline = now_ms() + window;
+	deadline = svc_mono_ms() + window;
 	for (size_t k = 0; k < b->nw; k++) {
 		struct svc_writer *w = b->w[k];
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - svc_mono_ms();
 
 		if (left <= 0)
 			left = 1;
@@ -1602,7 +1595,7 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	rc = 0;
 	for (size_t k = b->nw; k-- > 0;) {
 		struct svc_writer *w = b->w[k];
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - svc_mono_ms();
 		struct vss_error e;
 		int r;
 
@@ -1914,7 +1907,7 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	svc_mutex_lock(&reg->lock);
 	for (struct svc_set_hold *h = reg->sets; h; h = h->next)
 		if (h->conn == c)
-			h->hold.heard_ms = now_ms();
+			h->hold.heard_ms = svc_mono_ms();
 	pthread_cond_signal(&reg->reaper_cond);
 	if (!b) {
 		int rc = notice_find(reg, c, NULL, false, &e);

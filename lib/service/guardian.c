@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/clock.h"
 #include "service/guardian.h"
 
 #define FUSECTL_DIR "/sys/fs/fuse/connections"
@@ -52,14 +53,6 @@ struct plan {
 static void say(const char *msg)
 {
 	(void)!write(STDERR_FILENO, msg, strlen(msg));
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static volatile sig_atomic_t told_to_stop;
@@ -95,12 +88,12 @@ static void thaw_each(const int *fds, const char *const *dirs, size_t n, const c
 /* Waits up to @ms for end of file on @fd (the thawer exited); true if so. */
 static bool wait_eof(int fd, int ms)
 {
-	int64_t deadline = now_ms() + ms;
+	int64_t deadline = svc_mono_ms() + ms;
 	char c;
 
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - svc_mono_ms();
 		int r;
 
 		if (left < 0)
@@ -221,7 +214,7 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 						     struct plan *plan)
 {
 	int fds[VSS_GUARDIAN_MAX_DIRS];
-	int64_t deadline = now_ms() + limit_ms;
+	int64_t deadline = svc_mono_ms() + limit_ms;
 	struct pollfd pfd = { .fd = cmd_fd, .events = POLLIN };
 	sigset_t none;
 	char c = 0;
@@ -250,7 +243,7 @@ static __attribute__((noreturn)) void guardian_main(int cmd_fd, int ack_fd,
 	plan->dm_fd = plan->n_resume ? open("/dev/mapper/control", O_RDWR | O_CLOEXEC) : -1;
 	(void)!write(ack_fd, "R", 1);
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - svc_mono_ms();
 		int r;
 
 		if (left <= 0) {

@@ -26,16 +26,9 @@
 #include "service/service_i.h"
 #include "service/set.h"
 #include "service/shadows.h"
+#include "service/clock.h"
 
 #define SEND_MS 2000            /* a step message to a peer: it is small */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the peers file ---- */
 
@@ -153,7 +146,7 @@ static int link_recv(int fd, int64_t deadline, const char *host, json_t **msg,
 
 	*msg = NULL;
 	for (;;) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - svc_mono_ms();
 		int n;
 
 		if (left <= 0)
@@ -165,7 +158,7 @@ static int link_recv(int fd, int64_t deadline, const char *host, json_t **msg,
 		if (n < 0 && errno != EINTR)
 			return vss_error_set(err, -errno, "host %s: %s", host, strerror(errno));
 	}
-	o.timeout_ms = (int)(deadline - mono_ms() > 1 ? deadline - mono_ms() : 1);
+	o.timeout_ms = (int)(deadline - svc_mono_ms() > 1 ? deadline - svc_mono_ms() : 1);
 	if ((rc = vss_proto_recv_opts(fd, &o, msg, &e)) < 0)
 		return vss_error_set(err, rc == -EBADMSG ? -EPROTO : lost(rc), "host %s: %s",
 				     host, e.msg);
@@ -201,7 +194,7 @@ static int peer_call(struct vss_service *svc, const char *name, const char *op, 
 		return rc;
 	}
 	if ((rc = link_send(fd, vss_proto_request(1, op, args), name, err)) == 0 &&
-	    (rc = link_recv(fd, mono_ms() + svc->peer_timeout_ms, name, reply, err)) == 0) {
+	    (rc = link_recv(fd, svc_mono_ms() + svc->peer_timeout_ms, name, reply, err)) == 0) {
 		rc = svc_peer_msg_parse(*reply, &step, result, &e);
 		if (rc == 1)
 			rc = -EPROTO;
@@ -386,12 +379,12 @@ static int begin_backup(struct svc_peer_set *ps, struct peer_host *h, struct vss
 			ps->no_writers, "timeout_ms", (json_int_t)bk->timeout_ms, "wait_ms",
 			(json_int_t)(svc->peer_timeout_ms / 2), "lease_ms",
 			(json_int_t)bk->lease_ms, "hold_ms", (json_int_t)bk->hold_ms),
-		       mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
+		       svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
 	json_decref(reply);
 	if (rc < 0)
 		return rc;
 	rc = link_call(h->fd, h->peer->name, "backup.prepare", NULL,
-		       mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
+		       svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
 	json_decref(reply);
 	return rc;
 }
@@ -422,7 +415,7 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 			return rc;
 		}
 	}
-	deadline = mono_ms() + svc->peer_timeout_ms;
+	deadline = svc_mono_ms() + svc->peer_timeout_ms;
 	for (size_t i = 0; i < ps->nh; i++)
 		if ((rc = expect(&ps->h[i], SVC_PEER_PREPARED, deadline, err)) < 0)
 			return rc;
@@ -612,7 +605,7 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 			json_t *shadows, struct vss_error *err)
 {
 	struct svc_peer_member m[SVC_PEER_TARGETS_MAX];
-	int64_t deadline = mono_ms() + ps->svc->peer_timeout_ms;
+	int64_t deadline = svc_mono_ms() + ps->svc->peer_timeout_ms;
 	int rc = 0;
 
 	svc_assert_locked(ps->svc);
@@ -724,7 +717,7 @@ int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, c
 			r = link_call(l->h[i].fd, host, completing ? "backup.complete"
 				      : "backup.abort", completing ? json_pack("{s:b}", "succeeded",
 									succeeded) : NULL,
-				      mono_ms() + svc->peer_timeout_ms, &reply, &result, &e);
+				      svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, &e);
 			close(l->h[i].fd);
 		}
 		json_decref(reply);
@@ -765,7 +758,7 @@ void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links)
 		/* A connection that failed may be half read: closed, which aborts
 		 * the backup there, and the backup's end says so. */
 		if (link_call(links->h[i].fd, links->h[i].host, "backup.status", NULL,
-			      mono_ms() + svc->peer_timeout_ms, &reply, &result, &e) < 0) {
+			      svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, &e) < 0) {
 			vss_log("backup across hosts: %s", e.msg);
 			close(links->h[i].fd);
 			links->h[i].fd = -1;
@@ -797,7 +790,7 @@ static int side_step(void *ctx, const struct svc_set *set, enum svc_set_step ste
 	case SVC_SET_PREPARED:
 		say = SVC_PEER_PREPARED;
 		want = SVC_PEER_FREEZE;
-		deadline = mono_ms() + side->wait_ms;
+		deadline = svc_mono_ms() + side->wait_ms;
 		break;
 	case SVC_SET_FROZEN:
 		say = SVC_PEER_FROZEN;

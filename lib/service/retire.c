@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/clock.h"
 #include "service/log.h"
 #include "service/loop.h"
 #include "service/retire.h"
@@ -53,14 +54,6 @@ struct svc_retiring {
 	int hold;                       /* -1 once closed */
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Whether @r's loop device still reads its shadow. */
 static bool still_reads(const struct svc_retiring *r)
 {
@@ -77,15 +70,15 @@ static bool still_reads(const struct svc_retiring *r)
  */
 static bool retire_one(struct vss_service *svc, struct svc_retiring *r, bool first)
 {
-	uint64_t t0 = mono_ms(), closed = t0;
+	int64_t t0 = svc_mono_ms(), closed = t0;
 	struct svc_shadow *sh;
 	bool busy;
 
 	if (first) {
 		close(r->hold);         /* the filesystem's teardown happens here */
 		r->hold = -1;
-		closed = mono_ms();
-		while ((busy = still_reads(r)) && mono_ms() < closed + RELEASE_WAIT_MS)
+		closed = svc_mono_ms();
+		while ((busy = still_reads(r)) && svc_mono_ms() < closed + RELEASE_WAIT_MS)
 			usleep(10000);
 	} else {
 		busy = still_reads(r);
@@ -105,7 +98,7 @@ static bool retire_one(struct vss_service *svc, struct svc_retiring *r, bool fir
 			snprintf(why, sizeof(why), "deleted on request (its set), once unmounted "
 				 "(%llu ms, released %llu ms later)",
 				 (unsigned long long)(closed - t0),
-				 (unsigned long long)(mono_ms() - closed));
+				 (unsigned long long)(svc_mono_ms() - closed));
 		else
 			snprintf(why, sizeof(why), "deleted on request (its set), once its "
 				 "filesystem was no longer in use");

@@ -685,6 +685,7 @@ int pg_cluster_wal_aside(const struct pg_cluster *c, char *aside, size_t alen, i
 	struct dirent *e;
 
 	*moved = 0;
+	aside[0] = '\0';
 	if (!base || base == c->wal_dir || (size_t)(base - c->wal_dir) >= sizeof(parent)) {
 		snprintf(why, len, "cluster %s: pg_wal at %s", c->name, c->wal_dir);
 		return -EINVAL;
@@ -725,6 +726,9 @@ int pg_cluster_wal_aside(const struct pg_cluster *c, char *aside, size_t alen, i
 					 strerror(-rc));
 				goto out;
 			}
+			/* Said as soon as it exists: what a failure below
+			 * leaves there is moved back from it (wal_back). */
+			snprintf(aside, alen, "%s/%s", parent, name);
 		}
 		if (renameat(wfd, e->d_name, afd, e->d_name) < 0) {
 			rc = -errno;
@@ -747,7 +751,6 @@ int pg_cluster_wal_aside(const struct pg_cluster *c, char *aside, size_t alen, i
 		snprintf(why, len, "cluster %s: syncing %s: %s", c->name, parent, strerror(-rc));
 		goto out;
 	}
-	snprintf(aside, alen, "%s/%s", parent, name);
 out:
 	close_dirs(d, afd, wfd, pfd);
 	return rc;

@@ -57,9 +57,10 @@ int pg_cluster_stamp(struct pg_cluster *c, char *stamp, size_t slen, char *why, 
  * pg_wal: 0, or -ENOENT with @why. */
 int pg_cluster_wal_since(struct pg_cluster *c, const char *prev, char *why, size_t len);
 /* Before a restore in place of @c (stopped): every entry of its pg_wal
- * moved into a new directory beside it (its path in @aside, how many in
- * *@moved), so that recovery replays only the WAL restored.  0 or -errno
- * with @why. */
+ * moved into a new directory beside it (its path in @aside, "" when there
+ * was nothing to move; how many in *@moved), so that recovery replays only
+ * the WAL restored.  0 or -errno with @why; after a failure @aside names
+ * the directory if it was made (what is in it goes back by wal_back). */
 int pg_cluster_wal_aside(const struct pg_cluster *c, char *aside, size_t alen, int *moved,
 			 char *why, size_t len);
 /* A restore that wrote nothing aborted: what wal_aside moved into @aside

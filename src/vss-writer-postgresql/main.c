@@ -248,6 +248,8 @@ static int metadata_of(const struct vss_bcd *bcd, const struct pg_cluster *c, ch
 	return 0;
 }
 
+static void wal_back_one(struct clusters *s, int i);
+
 /* The clusters restored in place (stopped by now) get only the WAL the
  * restore writes: their live pg_wal moved aside (cluster.c). */
 static int set_wal_aside(struct vss_writer *w, struct clusters *s)
@@ -269,6 +271,7 @@ static int set_wal_aside(struct vss_writer *w, struct clusters *s)
 					 sizeof(why));
 		if (r < 0) {
 			vss_writer_set_failure(w, VSS_WF_RETRYABLE, "%s", why);
+			wal_back_one(s, (int)(c - s->c));     /* what was moved, back */
 			return r;
 		}
 		if (moved)
