@@ -61,7 +61,7 @@ holds() {  # holds PACKAGE PATH... : each PATH is in PACKAGE's .deb
     grep -qx -- "$p" <<<"$list" || fail "$pkg does not hold $p"
   done
 }
-holds vss /usr/sbin/vssd /usr/bin/vss /usr/bin/vss-writer-hooks /usr/bin/vss-writer-sqlite \
+holds vss /usr/sbin/vssd /usr/sbin/mount.vss /usr/bin/vss /usr/bin/vss-writer-hooks /usr/bin/vss-writer-sqlite \
   /lib/systemd/system/vssd.service /lib/systemd/system/vss-writer-hooks.service \
   /lib/systemd/system/vss-writer-sqlite@.service \
   /lib/systemd/system/vss-restore-at-boot.service /etc/vss/hooks.d/

@@ -7,15 +7,66 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <vss/client.h>
 #include <vss/version.h>
 
 #include "service/peer.h"
 #include "service/service.h"
+
+/*
+ * Tells the service manager how vssd is doing (sd_notify(3)'s protocol:
+ * one datagram of "KEY=VALUE" lines to the socket in $NOTIFY_SOCKET, a
+ * path or "@" for the abstract namespace), so that vssd.service, of
+ * Type=notify, is started only once the volumes are served and mounted
+ * again, and units ordered after it (a volume's fstab line, a database on
+ * a vss volume) find them.  Nothing to do without $NOTIFY_SOCKET; a
+ * failure is logged, never fatal.
+ */
+static char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+/* Reads $NOTIFY_SOCKET and removes it, first thing: no child vssd starts
+ * (nbdkit, a writer) inherits it and speaks for vssd. */
+static void notify_setup(void)
+{
+	const char *env = getenv("NOTIFY_SOCKET");
+
+	if (!env)
+		return;
+	if (strlen(env) >= sizeof(notify_path) || (env[0] != '/' && env[0] != '@'))
+		fprintf(stderr, "vssd: NOTIFY_SOCKET \"%s\" is not a socket path; "
+			"not telling the service manager\n", env);
+	else
+		snprintf(notify_path, sizeof(notify_path), "%s", env);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+static void notify(const char *state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = strlen(notify_path);
+	int fd;
+
+	if (!n)
+		return;
+	memcpy(sa.sun_path, notify_path, n);
+	if (notify_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		fprintf(stderr, "vssd: cannot tell the service manager \"%s\": %s\n", state,
+			strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
 
 static void usage(FILE *f)
 {
@@ -143,6 +194,7 @@ int main(int argc, char **argv)
 	unsigned long long hold;
 	int c, sig, opt = 0;
 
+	notify_setup();
 	cfg.state_dir = getenv("VSS_STATE_DIR");
 	cfg.run_dir = getenv("VSS_RUN_DIR");
 	if (getenv("VSS_TEST_FREEZE_HOLD_MS"))
@@ -256,11 +308,14 @@ int main(int argc, char **argv)
 
 	if (vss_service_open(&cfg, &svc, &err) < 0) {
 		fprintf(stderr, "vssd: error: %s\n", err.msg);
+		notify("ERRNO=5\nSTATUS=failed to start (see the log)");
 		return 1;
 	}
+	notify("READY=1\nSTATUS=serving");
 	do
 		sigwait(&set, &sig);
 	while (sig == SIGHUP);
+	notify("STOPPING=1\nSTATUS=stopping: thawing, unmounting");
 	vss_service_close(svc);
 	return 0;
 }

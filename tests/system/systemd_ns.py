@@ -28,12 +28,17 @@ SYSTEMD = "/lib/systemd/systemd"
 CGROUP_ROOTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup")
 
 # Runs as the namespaces' first process (unshare --fork): $1 the new root,
-# $2 the test's directory, $3 the directory of unit files.
+# $2 the test's directory, $3 the directory of unit files, $4 a directory
+# whose programs are laid over /usr/sbin (mount(8)'s helpers are looked for
+# there), or "".
 INIT = r"""
 set -eu
-root=$1 work=$2 units=$3
+root=$1 work=$2 units=$3 sbin=$4
 mount --rbind / "$root"
 mount -o remount,bind,ro "$root"
+if [ -n "$sbin" ]; then
+  mount -t overlay overlay -o "ro,lowerdir=$sbin:$root/usr/sbin" "$root/usr/sbin"
+fi
 mount --rbind "$root$work" "$root$work"
 mount -o remount,bind,rw "$root$work"
 mount -t tmpfs -o mode=755 tmpfs "$root/run"
@@ -64,9 +69,11 @@ def available():
 
 class Systemd:
     """systemd in namespaces of its own; @units maps file names to their
-    text (a vss-test.target wanting all of them is added)."""
+    text (a vss-test.target wanting all of them is added); the programs in
+    the directory @sbin, if given, are seen in its /usr/sbin (and /sbin)."""
 
-    def __init__(self, workdir, units, log):
+    def __init__(self, workdir, units, log, sbin=None):
+        self.sbin = os.path.realpath(sbin) if sbin else ""
         self.workdir = os.path.realpath(workdir)
         self.dir = os.path.join(self.workdir, "systemd")
         self.units = os.path.join(self.dir, "units")
@@ -101,7 +108,7 @@ class Systemd:
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", enter + 'exec unshare --pid --fork --mount --uts --ipc --cgroup '
              '--propagation private /bin/sh "$0" "$@"', script,
-             os.path.join(self.dir, "root"), self.workdir, self.units],
+             os.path.join(self.dir, "root"), self.workdir, self.units, self.sbin],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout
         while True:

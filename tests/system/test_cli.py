@@ -191,6 +191,7 @@ SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROGRAMS = {
     "vss": VSS,
     "vssd": VSSD,
+    "mount.vss": os.path.join(BUILD, "src", "mount.vss", "mount.vss"),
     "vss-writer-hooks": os.path.join(BUILD, "src", "vss-writer-hooks", "vss-writer-hooks"),
     "vss-writer-sqlite": os.path.join(BUILD, "src", "vss-writer-sqlite", "vss-writer-sqlite"),
     "vss-writer-postgresql": os.path.join(BUILD, "src", "vss-writer-postgresql",
