@@ -248,8 +248,13 @@ static int changed_map(struct vss_service *svc, struct svc_export *x, const char
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	rc = svc_op_shadow_diff(svc, NULL, args, &res, err);
 	json_decref(args);
-	if (rc < 0)
-		return rc;
+	if (rc < 0) {
+		char why[sizeof(err->msg)];
+
+		memcpy(why, err->msg, sizeof(why));
+		return vss_error_set(err, rc, "--changed-since %s (an older shadow copy of the "
+				     "same volume): %s", x->since, why);
+	}
 	of = json_string_value(json_object_get(res, "volume"));
 	if (x->volume[0] && (!of || strcmp(of, x->volume) != 0)) {
 		json_decref(res);
