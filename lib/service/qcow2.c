@@ -189,7 +189,10 @@ int svc_qcow2_bitmap_write(const char *path, uint64_t size, const char *backing,
 		return vss_error_set(err, -ENAMETOOLONG, "a bitmap name of 1-%d bytes and a "
 				     "backing path of 1-%d bytes: not %zu and %zu",
 				     NAME_MAX_LEN, BACKING_MAX, name_len, strlen(backing));
-	if (g < 512 || g > ((uint64_t)1 << 31) || (g & (g - 1)))
+	/* A block of another size (a thin pool's chunk of 192 KiB, say): the
+	 * largest power of two dividing it, so its extents stay exact. */
+	g &= -g;
+	if (g < 512 || g > ((uint64_t)1 << 31))
 		g = 512;
 	for (;;) {
 		bits = div_up(size, g);

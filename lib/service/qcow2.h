@@ -15,10 +15,10 @@
 /*
  * Writes @path (created: it must not exist; 0600) as a qcow2 image of
  * @size bytes with no data clusters, backed by @backing (raw) and carrying
- * one disabled persistent bitmap @name whose set bits are the granules (of
- * *@granularity bytes, a power of two from 512, doubled until the bitmap fits
- * qemu's limits; the granularity used is returned there) that @ext[0..@n)
- * touch.  Extents must be in order, inside @size, not overlapping.  0 or
+ * one disabled persistent bitmap @name whose set bits are the granules that
+ * @ext[0..@n) touch: of *@granularity bytes (the largest power of two that
+ * divides it, at least 512, doubled until the bitmap fits qemu's limits;
+ * the granularity used is returned there).  Extents must be in order, inside @size, not overlapping.  0 or
  * -errno with why in @err (a partial file is removed).
  */
 int svc_qcow2_bitmap_write(const char *path, uint64_t size, const char *backing,

@@ -76,6 +76,13 @@ static void test_small_and_sparse(void **state)
 	assert_int_equal(svc_qcow2_bitmap_write(path, 8 << 20, backing, "e", &g, NULL, 0,
 						&err), 0);
 	check_image(path, "e", 16384);
+	/* A thin pool's chunk of 192 KiB: bits of 64 KiB. */
+	snprintf(path, sizeof(path), "%s/chunk.qcow2", dir);
+	g = 196608;
+	assert_int_equal(svc_qcow2_bitmap_write(path, 8 << 20, backing, "c", &g, NULL, 0,
+						&err), 0);
+	assert_int_equal(g, 65536);
+	check_image(path, "c", 65536);
 }
 
 static void test_large(void **state)

@@ -413,6 +413,7 @@ def test_export_volume_and_restart(vssd, workdir):
     data = {b for e in nbd_map(xv) if e["type"] & 1 == 0
             for b in range(e["offset"] // BS, (e["offset"] + e["length"]) // BS)}
     assert data == written
+    assert dirty(xv, p) == merged((n * BS, BS) for n in written)
     r = vssd.vss("volume", "delete", "raw", check=False)
     assert r.returncode == 1 and "exported over NBD" in r.stderr, r.stderr
     r = vssd.vss("export", "nothing", check=False)
@@ -428,6 +429,7 @@ def test_export_volume_and_restart(vssd, workdir):
     assert set(listed) == {"raw", p} and all(x["running"] for x in listed.values())
     assert listed[p]["socket"] == xp["socket"] and listed["raw"]["changed_since"] == p
     assert copy(listed["raw"], os.path.join(workdir, "v2.img")) == now
+    assert dirty(listed["raw"], p) == merged((n * BS, BS) for n in written)
     # kill -9 too; unexport then forgets them for good.
     vssd.kill9()
     vssd.start()
