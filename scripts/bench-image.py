@@ -96,6 +96,20 @@ def remove_all(d, root):
     shutil.rmtree(root, ignore_errors=True)
 
 
+def random_volume(build, root, size):
+    """vssd under @root, with volume "vol" of @size random bytes (16 KiB
+    blocks) on ROOT/backing.img: (the Vssd, the backing file's path)."""
+    backing = os.path.join(root, "backing.img")
+    subprocess.run(["sh", "-c", "head -c %d /dev/urandom > %s" % (size, backing)], check=True)
+    d = Vssd(os.path.abspath(build), root)
+    try:
+        d.vss("volume", "create", "vol", "--backing", backing, "--block-size", str(BS))
+    except BaseException:
+        d.stop()                # the caller's cleanup never saw it
+        raise
+    return d, backing
+
+
 def backup(d, repo, typ, backing, diff):
     drop_cache(backing, diff)
     t0 = time.monotonic()
@@ -115,11 +129,7 @@ def main():
     root = tempfile.mkdtemp(prefix="vss-bench-image-", dir=a.dir)
     d = None
     try:
-        backing = os.path.join(root, "backing.img")
-        subprocess.run(["sh", "-c", "head -c %d /dev/urandom > %s" % (a.size, backing)],
-                       check=True)
-        d = Vssd(os.path.abspath(a.build), root)
-        d.vss("volume", "create", "vol", "--backing", backing, "--block-size", str(BS))
+        d, backing = random_volume(a.build, root, a.size)
         vol = json.loads(d.vss("volume", "list", "--json").stdout)["volumes"][0]
         diff = vol["diff_area"]
         repo = os.path.join(root, "repo")

@@ -12,7 +12,7 @@ pkgs=(
   e2fsprogs xfsprogs btrfs-progs util-linux fio rsync systemd
   procps groff-base
   qemu-utils qemu-system-common qemu-system-x86 busybox-static
-  lvm2 thin-provisioning-tools nbdkit libnbd-bin nbd-client
+  lvm2 thin-provisioning-tools nbdkit libnbd-bin python3-libnbd nbd-client
   restic borgbackup
   samba samba-vfs-modules smbclient
   librbd-dev ceph-mon ceph-osd ceph-common rbd-fuse

@@ -2,7 +2,7 @@
  * service/export.c - a shadow, or a live volume, served read-only over NBD
  * (export.h) by Debian's nbdkit: its file plugin on the device, --readonly, as
  * the child of a keeper process of vssd's, which ends it when vssd closes
- * a pipe (unexport, or vssd died, even by kill -9: start_nbdkit), run with a fixed argv, a clean environment, stdin from
+ * a pipe (unexport, or vssd died, even by kill -9: start_servers), run with a fixed argv, a clean environment, stdin from
  * /dev/null and no other descriptor.  The Unix socket is in a directory of
  * vssd's (RUN/exports/ID, 0755 root) and belongs to the caller, 0600: only
  * the caller and root connect.  A TCP port is root's: bound to 127.0.0.1
@@ -18,13 +18,20 @@
  * (svc_exports_restore).  Another user's is logged as gone and forgotten:
  * whether they may still read it is theirs to show by asking again.
  *
- * Changed blocks: nbdkit 1.32 lets a plugin or filter answer block status
- * for base:allocation only, not a metadata context of its own (qemu's
- * qemu:dirty-bitmap:NAME), so with a base shadow the export's
- * base:allocation *is* the map: its extentlist filter reads a list, written
- * here, that covers the whole device: the changed blocks as data, every
- * other range as a hole without the zero flag (their bytes are still read
- * as they are, never promised to be zero).
+ * Changed blocks (--changed-since BASE): nbdkit 1.32 lets a plugin or
+ * filter answer block status for base:allocation only, so nbdkit's
+ * extentlist filter makes the changed blocks its base:allocation (a list,
+ * written here, covering the whole device: the changed blocks as data,
+ * every other range as a hole without the zero flag: their bytes are still
+ * read as they are, never promised to be zero), on a socket of its own in
+ * the export's directory (DIR/nbdkit.sock, root's alone); and Debian's
+ * qemu-storage-daemon, started by the same keeper once nbdkit listens,
+ * serves the client: a qcow2 image with no data clusters (DIR/changed.qcow2,
+ * root's, 0600, written by qcow2.c at each start) over that socket as its
+ * backing, whose persistent bitmap, named after BASE's ID, is the same map,
+ * offered as the metadata context qemu:dirty-bitmap:BASE beside the
+ * base:allocation that passes through.  Both run as root, read-only, with
+ * the same argv discipline; the socket, port, address and TLS are qemu's.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,12 +55,14 @@
 #include "service/catalog.h"
 #include "service/export.h"
 #include "service/log.h"
+#include "service/qcow2.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/tracking.h"
 #include "service/volumes.h"
 
 #define NBDKIT_BIN "/usr/bin/nbdkit"
+#define QSD_BIN "/usr/bin/qemu-storage-daemon"
 #define EXPORT_READY_MS 10000          /* nbdkit's start, until its pidfile */
 
 static void sleep_ms(unsigned int ms)
@@ -91,7 +101,8 @@ static void end_one(struct svc_export *x)
 	if (x->socket[0] && lstat(x->socket, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(x->socket);
 	for (const char *const *f = (const char *const[]){ "pid", "log", "changed", "nbd.sock",
-							      NULL }; *f; f++) {
+							      "nbdkit.sock", "changed.qcow2",
+							      "qsd.pid", NULL }; *f; f++) {
 		snprintf(p, sizeof(p), "%s/%s", x->dir, *f);
 		unlink(p);
 	}
@@ -203,31 +214,65 @@ static int write_map(const char *path, json_t *extents, uint64_t size, uint64_t 
 	return 0;
 }
 
+/* The changed extents of a shadow.diff answer, for the qcow2 bitmap. */
+static int extents_of(json_t *arr, struct vss_cow_extent **out, size_t *n, struct vss_error *err)
+{
+	size_t i;
+	json_t *e;
+
+	*n = json_array_size(arr);
+	if (!(*out = calloc(*n ? *n : 1, sizeof(**out))))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	json_array_foreach(arr, i, e) {
+		(*out)[i].offset = (uint64_t)json_integer_value(json_array_get(e, 0));
+		(*out)[i].length = (uint64_t)json_integer_value(json_array_get(e, 1));
+	}
+	return 0;
+}
+
 /* The changed blocks from @since to the shadow (or to now, for a volume),
- * as "vss diff" lists them. */
+ * as "vss diff" lists them: nbdkit's extent list at @path, and the qcow2
+ * image whose bitmap qemu serves at @qcow2. */
 static int changed_map(struct vss_service *svc, struct svc_export *x, const char *path,
-		       struct vss_error *err)
+		       const char *qcow2, struct vss_error *err)
 {
 	json_t *args = json_pack("{s:s, s:s?}", "from", x->since,
 				 "to", x->volume[0] ? NULL : x->shadow), *res = NULL;
+	struct vss_cow_extent *ext = NULL;
+	uint64_t size;
 	const char *of;
+	size_t n;
 	int rc;
 
 	if (!args)
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	rc = svc_op_shadow_diff(svc, NULL, args, &res, err);
 	json_decref(args);
-	if (rc < 0)
-		return rc;
+	if (rc < 0) {
+		char why[sizeof(err->msg)];
+
+		memcpy(why, err->msg, sizeof(why));
+		return vss_error_set(err, rc, "--changed-since %s (an older shadow copy of the "
+				     "same volume): %s", x->since, why);
+	}
 	of = json_string_value(json_object_get(res, "volume"));
 	if (x->volume[0] && (!of || strcmp(of, x->volume) != 0)) {
 		json_decref(res);
 		return vss_error_set(err, -EINVAL, "%s is not a shadow copy of volume %s",
 				     x->since, x->volume);
 	}
-	rc = write_map(path, json_object_get(res, "extents"),
-		       (uint64_t)json_integer_value(json_object_get(res, "size")),
-		       &x->changed_bytes, err);
+	size = (uint64_t)json_integer_value(json_object_get(res, "size"));
+	rc = write_map(path, json_object_get(res, "extents"), size, &x->changed_bytes, err);
+	if (rc == 0)
+		rc = extents_of(json_object_get(res, "extents"), &ext, &n, err);
+	if (rc == 0) {
+		json_int_t bs = json_integer_value(json_object_get(res, "block_size"));
+
+		x->granularity = bs > 0 && bs <= UINT32_MAX ? (uint32_t)bs : 0;
+		rc = svc_qcow2_bitmap_write(qcow2, size, x->device, x->since, &x->granularity,
+					    ext, n, err);
+	}
+	free(ext);
 	json_decref(res);
 	return rc;
 }
@@ -250,53 +295,167 @@ static void read_log(const struct svc_export *x, char *out, size_t size)
 			*c = ' ';
 }
 
-static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
+/* @in into @out with every comma doubled, as qemu's option syntax wants a
+ * value; false if it does not fit. */
+static bool qemu_escape(const char *in, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *in; in++) {
+		if (n + 3 > size)
+			return false;
+		out[n++] = *in;
+		if (*in == ',')
+			out[n++] = ',';
+	}
+	out[n] = '\0';
+	return true;
+}
+
+/* qemu-storage-daemon's argv for @x (with a changed-block map), in @buf
+ * (strings) and @argv; -ENAMETOOLONG if a path does not fit. */
+struct qsd_args {
+	char base[PATH_MAX + 128], top[2 * PATH_MAX + 128], tls[2 * PATH_MAX + 96];
+	char server[2 * PATH_MAX + 128], export[256], pidf[PATH_MAX + 16];
+	const char *argv[16];
+};
+
+static int qsd_argv(const struct svc_export *x, struct qsd_args *q, struct vss_error *err)
+{
+	char dir[2 * PATH_MAX], sock[2 * PATH_MAX], tls[2 * PATH_MAX];
+	size_t n = 0;
+	int w = 0;
+
+	if (!qemu_escape(x->dir, dir, sizeof(dir)) ||
+	    !qemu_escape(x->socket, sock, sizeof(sock)) || !qemu_escape(x->tls, tls, sizeof(tls)))
+		return vss_error_set(err, -ENAMETOOLONG, "%s: path too long", x->dir);
+	snprintf(q->pidf, sizeof(q->pidf), "%s/qsd.pid", x->dir);
+	w |= snprintf(q->base, sizeof(q->base), "driver=nbd,node-name=map-base,server.type=unix,"
+		      "server.path=%s/nbdkit.sock,read-only=on", dir) >= (int)sizeof(q->base);
+	w |= snprintf(q->top, sizeof(q->top), "driver=qcow2,node-name=map,read-only=on,"
+		      "file.driver=file,file.filename=%s/changed.qcow2,file.read-only=on,"
+		      "backing=map-base", dir) >= (int)sizeof(q->top);
+	if (x->port)
+		w |= snprintf(q->server, sizeof(q->server), "addr.type=inet,addr.host=%s,"
+			      "addr.port=%u%s", x->address[0] ? x->address : "::", x->port,
+			      x->tls[0] ? ",tls-creds=tls" : "") >= (int)sizeof(q->server);
+	else
+		w |= snprintf(q->server, sizeof(q->server), "addr.type=unix,addr.path=%s",
+			      sock) >= (int)sizeof(q->server);
+	if (x->tls[0])
+		w |= snprintf(q->tls, sizeof(q->tls), "tls-creds-x509,id=tls,dir=%s,"
+			      "endpoint=server,verify-peer=on", tls) >= (int)sizeof(q->tls);
+	w |= snprintf(q->export, sizeof(q->export), "type=nbd,id=export,node-name=map,name=,"
+		      "writable=off,bitmaps.0=%s", x->since) >= (int)sizeof(q->export);
+	if (w)
+		return vss_error_set(err, -ENAMETOOLONG, "%s: path too long", x->dir);
+	q->argv[n++] = QSD_BIN;
+	q->argv[n++] = "--blockdev";
+	q->argv[n++] = q->base;
+	q->argv[n++] = "--blockdev";
+	q->argv[n++] = q->top;
+	if (x->tls[0]) {
+		q->argv[n++] = "--object";
+		q->argv[n++] = q->tls;
+	}
+	q->argv[n++] = "--nbd-server";
+	q->argv[n++] = q->server;
+	q->argv[n++] = "--export";
+	q->argv[n++] = q->export;
+	q->argv[n++] = "--pidfile";
+	q->argv[n++] = q->pidf;
+	q->argv[n] = NULL;
+	return 0;
+}
+
+/* In the keeper (async-signal-safe calls only): runs @argv as a child with
+ * /dev/null, the log and nothing else open; its pid or -1. */
+static pid_t spawn(const char *const *argv, char *const *envp)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		close_range(3, ~0u, 0);
+		umask(077);
+		/* If the keeper is killed, its servers end too. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		execve(argv[0], (char *const *)argv, envp);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
+ * The servers of @x under a keeper process: nbdkit, and with a changed-block
+ * map qemu-storage-daemon in front of it (started once nbdkit's pidfile
+ * exists).  Ready when the front one's pidfile exists: nbdkit's "pid", or
+ * qemu's "qsd.pid", each written once it listens.
+ */
+static int start_servers(struct svc_export *x, bool map, struct vss_error *err)
 {
 	char pidf[PATH_MAX + 16], logf[PATH_MAX + 16], mapf[PATH_MAX + 32];
-	char file[PATH_MAX + 16], port[16], why[512];
+	char file[PATH_MAX + 16], port[16], why[512], inner[PATH_MAX + 16];
 	const char *argv[28];
 	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+	struct qsd_args *q = NULL;
 	size_t n = 0;
 	pid_t pid;
-	int logfd, life[2];
+	int logfd, life[2], rc;
 
 	snprintf(pidf, sizeof(pidf), "%s/pid", x->dir);
 	snprintf(logf, sizeof(logf), "%s/log", x->dir);
 	snprintf(mapf, sizeof(mapf), "extentlist=%s/changed", x->dir);
 	snprintf(file, sizeof(file), "file=%s", x->device);
 	snprintf(port, sizeof(port), "%u", x->port);
+	snprintf(inner, sizeof(inner), "%s/nbdkit.sock", x->dir);
+	if (map) {
+		if (!(q = calloc(1, sizeof(*q))))
+			return vss_error_set(err, -ENOMEM, "out of memory");
+		if ((rc = qsd_argv(x, q, err)) < 0) {
+			free(q);
+			return rc;
+		}
+	}
 	argv[n++] = NBDKIT_BIN;
 	argv[n++] = "--foreground";
 	argv[n++] = "--readonly";
 	argv[n++] = "--log=stderr";
 	argv[n++] = "--pidfile";
 	argv[n++] = pidf;
-	if (x->tls[0]) {
-		argv[n++] = "--tls=require";
-		argv[n++] = "--tls-certificates";
-		argv[n++] = x->tls;
-		argv[n++] = "--tls-verify-peer";
-	}
-	if (x->port) {
-		if (x->address[0]) {
-			argv[n++] = "--ipaddr";
-			argv[n++] = x->address;
-		}
-		argv[n++] = "--port";
-		argv[n++] = port;
-	} else {
+	if (map) {
+		/* Behind qemu: root's socket, no TLS, no port. */
 		argv[n++] = "--unix";
-		argv[n++] = x->socket;
-	}
-	if (map)
+		argv[n++] = inner;
 		argv[n++] = "--filter=extentlist";
+	} else {
+		if (x->tls[0]) {
+			argv[n++] = "--tls=require";
+			argv[n++] = "--tls-certificates";
+			argv[n++] = x->tls;
+			argv[n++] = "--tls-verify-peer";
+		}
+		if (x->port) {
+			if (x->address[0]) {
+				argv[n++] = "--ipaddr";
+				argv[n++] = x->address;
+			}
+			argv[n++] = "--port";
+			argv[n++] = port;
+		} else {
+			argv[n++] = "--unix";
+			argv[n++] = x->socket;
+		}
+	}
 	argv[n++] = "file";
 	argv[n++] = file;
 	if (map)
 		argv[n++] = mapf;
 	argv[n] = NULL;
-	if (pipe2(life, O_CLOEXEC) < 0)
-		return vss_error_set(err, -errno, "pipe: %s", strerror(errno));
+	if (pipe2(life, O_CLOEXEC) < 0) {
+		rc = vss_error_set(err, -errno, "pipe: %s", strerror(errno));
+		free(q);
+		return rc;
+	}
 	logfd = open(logf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (logfd < 0 || (pid = fork()) < 0) {
 		int e = errno;
@@ -305,6 +464,7 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 			close(logfd);
 		close(life[0]);
 		close(life[1]);
+		free(q);
 		return vss_error_set(err, -e, "%s: %s", logfd < 0 ? logf : "fork", strerror(e));
 	}
 	if (pid == 0) {
@@ -312,11 +472,12 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 		 * nbdkit sets PR_SET_PDEATHSIG on itself, which fires when the
 		 * thread that forked it ends: its parent is this process instead,
 		 * which lives until vssd closes its end of @life (unexport, or
-		 * vssd died), then ends nbdkit and waits for it. */
+		 * vssd died), then ends its servers and waits for them. */
 		struct pollfd pl = { 3, POLLIN, 0 };
 		int nul = open("/dev/null", O_RDWR);
+		pid_t srv, front = 0;
 		sigset_t none;
-		pid_t srv;
+		int st;
 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -326,21 +487,28 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 		/* Nothing else of vssd's stays open here (a volume's origin held
 		 * O_EXCL, the FUSE device, vssd's socket, @life's other end). */
 		close_range(4, ~0u, 0);
-		if ((srv = fork()) < 0)
+		if ((srv = spawn(argv, envp)) < 0)
 			_exit(127);
-		if (srv == 0) {
-			close_range(3, ~0u, 0);
-			umask(077);
-			execve(NBDKIT_BIN, (char *const *)argv, envp);
-			_exit(127);
-		}
 		for (;;) {
-			int st;
-
-			if (waitpid(srv, &st, WNOHANG) == srv)
+			if (waitpid(srv, &st, WNOHANG) == srv) {
+				if (front > 0) {
+					kill(front, SIGTERM);
+					waitpid(front, NULL, 0);
+				}
 				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128);
-			if (poll(&pl, 1, 100) > 0 && (pl.revents & (POLLHUP | POLLERR)))
+			}
+			if (front > 0 && waitpid(front, &st, WNOHANG) == front)
 				break;
+			if (q && front == 0 && access(pidf, F_OK) == 0 &&
+			    (front = spawn(q->argv, envp)) < 0)
+				break;
+			if (poll(&pl, 1, q && front == 0 ? 10 : 100) > 0 &&
+			    (pl.revents & (POLLHUP | POLLERR)))
+				break;
+		}
+		if (front > 0) {
+			kill(front, SIGTERM);
+			waitpid(front, NULL, 0);
 		}
 		kill(srv, SIGTERM);
 		waitpid(srv, NULL, 0);
@@ -351,14 +519,18 @@ static int start_nbdkit(struct svc_export *x, bool map, struct vss_error *err)
 	x->life = life[1];
 	x->pid = pid;
 	for (unsigned int ms = 0; ms < EXPORT_READY_MS; ms += 20) {
-		if (access(pidf, F_OK) == 0)
+		if (access(q ? q->pidf : pidf, F_OK) == 0) {
+			free(q);
 			return 0;
+		}
 		if (!alive(x))
 			break;
 		sleep_ms(20);
 	}
+	free(q);
 	read_log(x, why, sizeof(why));
-	return vss_error_set(err, -EIO, "nbdkit did not start serving %s %s%s%s", kind_of(x),
+	return vss_error_set(err, -EIO, "%s did not start serving %s %s%s%s",
+			     map ? "qemu-storage-daemon (over nbdkit)" : "nbdkit", kind_of(x),
 			     name_of(x), why[0] ? ": " : "", why);
 }
 
@@ -464,6 +636,13 @@ static json_t *export_json(struct svc_export *x)
 	}
 	if (o && x->tls[0])
 		json_object_set_new(o, "tls_certificates", json_string(x->tls));
+	if (o && x->since[0]) {
+		char ctx[64];
+
+		snprintf(ctx, sizeof(ctx), "qemu:dirty-bitmap:%s", x->since);
+		json_object_set_new(o, "metadata_context", json_string(ctx));
+		json_object_set_new(o, "granularity", json_integer((json_int_t)x->granularity));
+	}
 	return o;
 }
 
@@ -580,11 +759,14 @@ static int export_start(struct vss_service *svc, struct svc_export *x, struct vs
 	if (x->since[0]) {
 		char map[PATH_MAX + 16];
 
+		char qcow2[PATH_MAX + 16];
+
 		snprintf(map, sizeof(map), "%s/changed", x->dir);
-		if ((rc = changed_map(svc, x, map, err)) < 0)
+		snprintf(qcow2, sizeof(qcow2), "%s/changed.qcow2", x->dir);
+		if ((rc = changed_map(svc, x, map, qcow2, err)) < 0)
 			goto fail;
 	}
-	if ((rc = start_nbdkit(x, x->since[0] != '\0', err)) < 0)
+	if ((rc = start_servers(x, x->since[0] != '\0', err)) < 0)
 		goto fail;
 	/* nbdkit makes it 0755 (no one else may connect: that needs write), then
 	 * it is the caller's alone. */
@@ -642,6 +824,12 @@ int svc_op_shadow_export(struct vss_service *svc, const struct svc_caller *who, 
 	if (access(NBDKIT_BIN, X_OK) < 0) {
 		rc = vss_error_set(err, -ENOENT, "%s is not there: install nbdkit (Debian: "
 				   "nbdkit) to export shadows over NBD", NBDKIT_BIN);
+		goto fail;
+	}
+	if (since && access(QSD_BIN, X_OK) < 0) {
+		rc = vss_error_set(err, -ENOENT, "%s is not there: install qemu-system-common "
+				   "(Debian) to export a changed-block map (--changed-since)",
+				   QSD_BIN);
 		goto fail;
 	}
 	if ((rc = check_reach(svc, who, x, err)) < 0)

@@ -1,6 +1,7 @@
 /*
  * service/export.h - shadows and live volumes served read-only over NBD
- * (export.c): one nbdkit per export, a child of vssd, ended by unexport,
+ * (export.c): one nbdkit per export (and a qemu-storage-daemon in front of
+ * it for a changed-block map), a child of vssd, ended by unexport,
  * by the shadow's deletion and by vssd's exit; recorded in the catalog, so
  * that the next start serves root's again.  doc/cli.md ("vss export") is
  * the user's side, doc/security.md who may.
@@ -35,6 +36,7 @@ struct svc_export {
 	char socket[4096];              /* the Unix socket, or "" */
 	char device[4096];              /* what nbdkit reads */
 	uint64_t changed_bytes;         /* in the map */
+	uint32_t granularity;           /* of the qcow2 bitmap (bytes), with @since */
 };
 
 /* shadow.export: {shadow | volume | target, socket?, port?, listen?, since?, tls?}

@@ -320,12 +320,14 @@ static void print_export(json_t *x)
 		printf(" (TLS, clients certified by the CA in %s)",
 		       cli_line(json_string_value(json_object_get(x, "tls_certificates"))));
 	if (since)
-		printf(" (base:allocation: data = changed since %s, %lld bytes)", since,
-		       (long long)json_integer_value(json_object_get(x, "changed_bytes")));
+		printf(" (changed since %s: %lld bytes, the dirty extents of %s and the data "
+		       "of base:allocation)", since,
+		       (long long)json_integer_value(json_object_get(x, "changed_bytes")),
+		       cli_line(json_string_value(json_object_get(x, "metadata_context"))));
 	if (json_is_string(json_object_get(x, "volume")))
 		printf(" [live]");
 	if (!json_is_true(json_object_get(x, "running")))
-		printf(" [nbdkit no longer runs]");
+		printf(" [%s no longer runs]", since ? "its server" : "nbdkit");
 	printf("\n");
 }
 

@@ -6,6 +6,12 @@ the export's block status is the changed-block map (its holes must still
 be read); the map's data extents are exactly the blocks written between
 the two shadows.  nbdkit ends with unexport, with its shadow and with
 vssd (also after kill -9); an operator's socket is its own, and a TCP port is root's.
+With --changed-since BASE the same map is the metadata context
+qemu:dirty-bitmap:BASE (qemu-storage-daemon over nbdkit): its dirty extents
+are the blocks written, byte for byte, and a client (libnbd's Python
+binding, else qemu-io) that copies only them onto BASE's copy gets the
+shadow; a base of another volume or a newer one is refused, and a
+tampered bitmap file is written anew at the next start.
 A live volume is exported too; root's exports come back after a restart
 (a non-persistent shadow's goes with it, and the log says so); with TLS,
 only a client with a certificate from the export's CA is served.  A port
@@ -59,6 +65,74 @@ def nbd_map(x):
     r = subprocess.run(["nbdinfo", "--map", "--json", uri(x)], capture_output=True,
                        text=True, timeout=30, check=True)
     return json.loads(r.stdout)
+
+
+def merged(ranges):
+    """Byte ranges (offset, length) merged into sorted, disjoint [start, end)."""
+    out = []
+    for off, length in sorted(ranges):
+        if out and off <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], off + length)
+        else:
+            out.append([off, off + length])
+    return out
+
+
+def dirty(x, base, target=None):
+    """The dirty extents of qemu:dirty-bitmap:BASE, as nbdinfo reads them."""
+    ctx = "qemu:dirty-bitmap:" + base
+    r = subprocess.run(["nbdinfo", "--map=" + ctx, "--json", target or uri(x)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return merged((e["offset"], e["length"]) for e in json.loads(r.stdout) if e["type"] & 1)
+
+
+def apply_dirty(target, ctx, image):
+    """An incremental client: reads only what @ctx's block status marks dirty
+    and writes it into @image (a copy of the base); the ranges it applied."""
+    done = []
+    try:
+        import nbd
+    except ImportError:
+        nbd = None
+    with open(image, "r+b") as out:
+        if nbd:
+            h = nbd.NBD()
+            h.add_meta_context(ctx)
+            h.connect_uri(target)
+            assert h.can_meta_context(ctx)
+            size, off = h.get_size(), 0
+            while off < size:
+                found = []
+
+                def seen(meta, offset, entries, err, found=found):
+                    if meta == ctx:
+                        found.extend(entries)
+                    return 0
+                h.block_status(min(size - off, 1 << 30), off, seen)
+                for i in range(0, len(found), 2):
+                    if found[i + 1] & 1:
+                        out.seek(off)
+                        out.write(h.pread(found[i], off))
+                        done.append((off, found[i]))
+                    off += found[i]
+            h.shutdown()
+        else:
+            # qemu's own client reads what nbdinfo's map names (hex dump).
+            path = target.split("socket=", 1)[1]
+            for start, end in dirty(None, ctx.split(":", 2)[2], target):
+                r = subprocess.run(["qemu-io", "-r", "-f", "raw", "-c",
+                                    "read -v %d %d" % (start, end - start),
+                                    "nbd:unix:" + path], capture_output=True, text=True,
+                                   timeout=60, check=True)
+                data = bytes.fromhex("".join(line.split(":", 1)[1][:49]
+                                             for line in r.stdout.splitlines()
+                                             if line[:8].isalnum() and ":" in line))
+                assert len(data) == end - start
+                out.seek(start)
+                out.write(data)
+                done.append((start, end - start))
+    return merged(done)
 
 
 def copy(x, dest, source=None):
@@ -173,6 +247,106 @@ def test_export_copy_and_changed_map(vssd, workdir):
         time.sleep(0.1)
 
 
+def test_export_dirty_bitmap(vssd, workdir):
+    """--changed-since BASE: qemu:dirty-bitmap:BASE is exactly the blocks
+    written since BASE, base:allocation as before, and an incremental client
+    gets the shadow from BASE's copy."""
+    vssd.create_volume("raw", str(SIZE))
+    dev = vssd.device("raw")
+    rng = random.Random(19)
+    write_blocks(dev, rng, 40)
+    at_a = read_all(dev)
+    a = vssd.shadow("raw", persistent=True)["shadows"][0]["id"]
+    written = write_blocks(dev, rng, 14)
+    at_b = read_all(dev)
+    b = vssd.shadow("raw", persistent=True)["shadows"][0]["id"]
+    write_blocks(dev, rng, 14)          # after b: in neither shadow
+    want = merged((n * BS, BS) for n in written)
+
+    xa = vssd.json("export", a)
+    xb = vssd.json("export", b, "--changed-since", a[:8])
+    ctx = "qemu:dirty-bitmap:" + a
+    assert xb["metadata_context"] == ctx and xb["granularity"] == BS, xb
+    assert os.stat(xb["socket"]).st_mode & 0o777 == 0o600
+    # Only the socket is the client's: nbdkit's, behind qemu, is root's
+    # (connecting takes write permission).
+    inner = os.stat(os.path.join(os.path.dirname(xb["socket"]), "nbdkit.sock"))
+    assert inner.st_uid == 0 and inner.st_mode & 0o022 == 0
+    r = subprocess.run(["nbdinfo", "--list", "--json", uri(xb)], capture_output=True,
+                       text=True, timeout=30, check=True)
+    ctxs = json.loads(r.stdout)["exports"][0]["contexts"]
+    assert set(ctxs) >= {"base:allocation", ctx}, ctxs
+    assert "%s (changed since %s: %d bytes, the dirty extents of %s" % (
+        uri(xb)[len("nbd+unix://"):], a, len(written) * BS, ctx) in \
+        vssd.vss("list", "exports").stdout
+
+    assert dirty(xb, a) == want, (dirty(xb, a), want)
+    # base:allocation as before: data exactly where blocks were written.
+    data = {n for e in nbd_map(xb) if e["type"] & 1 == 0
+            for n in range(e["offset"] // BS, (e["offset"] + e["length"]) // BS)}
+    assert data == written
+    # A copy of BASE (nbdcopy of its export), then only the dirty extents.
+    img = os.path.join(workdir, "incr.img")
+    assert copy(xa, img) == at_a
+    assert apply_dirty(uri(xb), ctx, img) == want
+    assert read_all(img) == at_b
+    assert copy(xb, os.path.join(workdir, "b.img")) == at_b
+    print("dirty bitmap: %d of %d blocks dirty, incremental copy equals the shadow"
+          % (len(written), SIZE // BS))
+
+    # A base of another volume, or one newer than the shadow: refused.
+    vssd.create_volume("other", str(SIZE))
+    o = vssd.shadow("other")["shadows"][0]["id"]
+    vssd.vss("unexport", a)
+    for shadow, base, why in ((a, o, "different volumes"), (a, b, "must be older than")):
+        r = vssd.vss("export", shadow, "--changed-since", base, check=False)
+        assert r.returncode == 1 and why in r.stderr and "--changed-since " + base \
+            in r.stderr, (base, r.stderr)
+    assert [x["shadow"] for x in vssd.json("list", "exports")["exports"]] == [b]
+
+    # A tampered bitmap file: kill -9 (the servers end, the file stays),
+    # its first 8192 bits set; the next start writes it anew from the shadows.
+    qcow2 = os.path.join(os.path.dirname(xb["socket"]), "changed.qcow2")
+    with open(os.path.join(os.path.dirname(xb["socket"]), "qsd.pid")) as f:
+        qsd = int(f.read())
+    vssd.kill9()
+    deadline = time.monotonic() + 10
+    while running(qsd):
+        assert time.monotonic() < deadline, "qemu-storage-daemon outlived vssd"
+        time.sleep(0.1)
+    with open(qcow2, "r+b") as f:
+        # A valid image with other bits: the bitmaps extension names the
+        # directory, its entry the table, whose first entry the bits.
+        head = f.read(4096)
+        ext = head.index(bytes.fromhex("23852875"))
+        f.seek(int.from_bytes(head[ext + 24:ext + 32], "big"))
+        f.seek(int.from_bytes(f.read(8), "big"))
+        bits = int.from_bytes(f.read(8), "big")
+        assert bits
+        f.seek(bits)
+        f.write(b"\xff" * 1024)
+    vssd.start()
+    x = vssd.json("list", "exports")["exports"][0]
+    assert x["running"] and x["metadata_context"] == ctx
+    assert dirty(x, a) == want
+    r = subprocess.run(["qemu-img", "check", "-f", "qcow2", qcow2], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and "No errors" in r.stdout, r.stdout + r.stderr
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", qcow2],
+                                     capture_output=True, text=True, timeout=30,
+                                     check=True).stdout)
+    assert [(m["name"], m["granularity"]) for m in
+            info["format-specific"]["data"]["bitmaps"]] == [(a, BS)]
+
+    # On a TCP port: 127.0.0.1 only without TLS, said so.
+    vssd.vss("unexport", b)
+    port = free_port()
+    r = vssd.vss("export", b, "--changed-since", a, "--port", port)
+    assert "bound to 127.0.0.1 without TLS" in r.stderr, r.stderr
+    assert dirty(None, a, "nbd://127.0.0.1:%d" % port) == want
+    assert not connects("127.0.0.2", port)
+
+
 def test_export_roles(daemon_factory, workdir, operators):  # noqa: F811
     vssd = daemon_factory(args=["--operator-group", "users"])
     reachable(vssd, workdir)
@@ -200,6 +374,17 @@ def test_export_roles(daemon_factory, workdir, operators):  # noqa: F811
     r = op("unexport", s)
     assert r.returncode == 0, r.stderr
     assert not running(x["pid"])
+    # With a changed-block map (qemu's socket): the operator's alone too.
+    s2 = vssd.shadow("v")["shadows"][0]["id"]
+    r = op("export", s2, "--changed-since", s, "--json")
+    assert r.returncode == 0, r.stderr
+    x = json.loads(r.stdout)
+    st = os.stat(x["socket"])
+    assert st.st_uid == NOBODY and st.st_mode & 0o777 == 0o600
+    assert x["metadata_context"] == "qemu:dirty-bitmap:" + s
+    subprocess.run(["nbdinfo", "--map=qemu:dirty-bitmap:" + s, uri(x)], check=True,
+                   capture_output=True, timeout=30)
+    assert op("unexport", s2).returncode == 0 and not running(x["pid"])
     # The live volume too, mounted where it reaches; not one that is not.
     r = op("export", "v", "--json")
     assert r.returncode == 0, r.stderr
@@ -228,6 +413,7 @@ def test_export_volume_and_restart(vssd, workdir):
     data = {b for e in nbd_map(xv) if e["type"] & 1 == 0
             for b in range(e["offset"] // BS, (e["offset"] + e["length"]) // BS)}
     assert data == written
+    assert dirty(xv, p) == merged((n * BS, BS) for n in written)
     r = vssd.vss("volume", "delete", "raw", check=False)
     assert r.returncode == 1 and "exported over NBD" in r.stderr, r.stderr
     r = vssd.vss("export", "nothing", check=False)
@@ -243,6 +429,7 @@ def test_export_volume_and_restart(vssd, workdir):
     assert set(listed) == {"raw", p} and all(x["running"] for x in listed.values())
     assert listed[p]["socket"] == xp["socket"] and listed["raw"]["changed_since"] == p
     assert copy(listed["raw"], os.path.join(workdir, "v2.img")) == now
+    assert dirty(listed["raw"], p) == merged((n * BS, BS) for n in written)
     # kill -9 too; unexport then forgets them for good.
     vssd.kill9()
     vssd.start()
@@ -307,6 +494,20 @@ def test_export_tls(vssd, workdir):
     assert size("nbds://localhost:%d/?tls-certificates=%s" % (port, ca)).returncode != 0
     r = vssd.vss("export", s, "--tls-certificates", "relative", check=False)
     assert r.returncode == 1
+    # A changed-block map (qemu serves it) under the same TLS rules.
+    s2 = vssd.shadow("raw")["shadows"][0]["id"]
+    port2 = free_port()
+    r = vssd.vss("export", s2, "--changed-since", s, "--port", port2, "--tls-certificates",
+                 srv)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["nbdinfo", "--map=qemu:dirty-bitmap:" + s, "--json",
+                        "nbds://localhost:%d/?tls-certificates=%s" % (port2, cli)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and json.loads(r.stdout), r.stderr
+    assert size("nbd://127.0.0.1:%d" % port2).returncode != 0
+    assert size("nbds://localhost:%d/?tls-certificates=%s" % (port2, ca)).returncode != 0
+    assert not connects("127.0.0.2", port2)
+    vssd.vss("unexport", s2)
     # --listen any: every address, what another machine connects to.
     vssd.vss("unexport", s)
     r = vssd.vss("export", s, "--port", port, "--listen", "any", "--tls-certificates", srv)
