@@ -166,12 +166,15 @@ def test_reader_child_failures(daemon_factory):
     """A child that hangs is killed at its time limit, one that crashes or
     answers garbage is said; after three, no more for that listing; vssd
     answers on.  And the child runs as nobody, without groups or new
-    privileges, not dumpable, with 8 descriptors at most, and can neither
-    open a file nor make a socket (seccomp)."""
+    privileges, not dumpable, with 8 descriptors at most; its seccomp
+    filter is an allow-list: a socket, an open and even a getcwd (which a
+    deny-list of new channels lets through) kill it, and vssd says why."""
+    sigsys = "killed by its sandbox for a system call outside its allow-list (SIGSYS)"
     for mode, said in (("hang", "took longer than 300 ms"), ("crash", "signal 11"),
                        ("garbage", "answered what does not parse"),
-                       ("whoami", "uid=65534 gid=65534 groups=0 nnp=1 dumpable=0 nofile=8 "
-                                  "opens=0 sockets=0")):
+                       ("whoami", "uid=65534 gid=65534 groups=0 nnp=1 dumpable=0 nofile=8"),
+                       ("escape-socket", sigsys), ("escape-open", sigsys),
+                       ("escape-getcwd", sigsys)):
         d = daemon_factory(mode, env={"VSS_TEST_EXT4_CHILD": mode,
                                       "VSS_TEST_EXT4_LIMIT_MS": "300"})
         mnt = mounted(d)
@@ -187,5 +190,8 @@ def test_reader_child_failures(daemon_factory):
         assert said in got["unreadable"][0]["error"], got
         if mode != "whoami":
             assert "failed 3 times" in got["unreadable"][3]["error"], got
+        if mode.startswith("escape-"):
+            assert "was let through" not in r.stdout
+            assert sigsys in d.log(), d.log()
         d.vss("status")
         d.vss("delete", "shadows", "--all", "--quiet")
