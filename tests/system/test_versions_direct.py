@@ -193,6 +193,13 @@ def test_reader_child_failures(daemon_factory):
         if mode.startswith("escape-"):
             assert "was let through" not in r.stdout
             assert sigsys in d.log(), d.log()
+        if mode in ("garbage", "escape-socket"):
+            # A copy back read directly fails the same way, said.
+            r = d.vss("restore-version", f, "--shadow", ids[0], "--to", f + ".r", "--read",
+                      "direct", check=False)
+            assert r.returncode == 1 and "shadow copy %s cannot be read: " % ids[0] in r.stderr \
+                and said in r.stderr, r.stderr
+            assert not os.path.exists(f + ".r")
         d.vss("status")
         d.vss("delete", "shadows", "--all", "--quiet")
 
@@ -224,7 +231,7 @@ def tree_of(root):
     return out
 
 
-def test_restore_direct_equals_mount(vssd):
+def test_restore_direct_equals_mount(vssd, workdir):
     """vss restore-version reading the version straight from the shadow's
     device (root, ext4, clean journal): a file and a directory tree with a
     symlink, xattrs (user. and a POSIX ACL), owners, a mode no one may
@@ -307,3 +314,15 @@ def test_restore_direct_equals_mount(vssd):
                             "--to", os.path.join(mnt, "auto9"), "--json").stdout)
     assert r["read"] == "direct"
     assert open(os.path.join(mnt, "auto9"), "rb").read() == b"live"
+    # Another user's copy goes through a mount, whatever it asks: the
+    # kernel checks its rights on the version.
+    for p in (workdir, vssd.root, mnt):        # the socket and the mount, for others
+        os.chmod(p, 0o755)
+    u = os.path.join(mnt, "u")
+    os.mkdir(u)
+    os.chown(u, 1234, 1234)
+    r = json.loads(vssd.vss("restore-version", os.path.join(t, "a"), "--shadow", more[-2],
+                            "--to", os.path.join(u, "a"), "--read", "direct", "--json",
+                            user=1234).stdout)
+    assert r["read"] == "mount"
+    assert open(os.path.join(u, "a"), "rb").read() == b"live"
