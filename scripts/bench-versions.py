@@ -21,8 +21,11 @@ warm; both checked against the shadows taken, and against each other.
 `--every 1 --compare` is the case where the file differs in every shadow.
 
     sudo scripts/bench-versions.py [--build build] [--provider engine|btrfs]
-                                   [--shadows 512] [--every 32] [--runs 3]
-                                   [--compare]
+                                   [--fs ext4|xfs] [--shadows 512] [--every 32]
+                                   [--runs 3] [--compare]
+
+--fs: the filesystem made on the engine's volume (default ext4); xfs
+shadows are always read through mounts (no reader reads xfs).
 
 Needs root and /dev/fuse (btrfs: mkfs.btrfs).  Works in a private directory
 under /var/tmp (--dir) and removes everything it made, also on failure.
@@ -60,6 +63,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--provider", default="engine", choices=["engine", "btrfs"])
+    ap.add_argument("--fs", default="ext4", choices=["ext4", "xfs"],
+                    help="the filesystem on the engine's volume")
     ap.add_argument("--shadows", default=512, type=int)
     ap.add_argument("--every", default=32, type=int)
     ap.add_argument("--runs", default=3, type=int)
@@ -77,7 +82,7 @@ def main():
         if a.provider == "engine":
             d.vss("volume", "create", "vol", "--size", "512M")
             mnt = os.path.join(root, "mnt")
-            d.vss("volume", "mount", "vol", mnt, "--mkfs", "ext4")
+            d.vss("volume", "mount", "vol", mnt, "--mkfs", a.fs)
             target = mnt
         else:
             img, img_mnt = os.path.join(root, "bt.img"), os.path.join(root, "bt")
@@ -102,8 +107,9 @@ def main():
         made = time.monotonic() - t0
         write(f, b"live\n")
         want.reverse()
-        print("%s: %d shadows taken in %.1f s; %d versions differ" % (
-            a.provider, a.shadows, made, len(want)))
+        print("%s%s: %d shadows taken in %.1f s; %d versions differ" % (
+            a.provider, " (%s)" % a.fs if a.provider == "engine" else "", a.shadows, made,
+            len(want)))
         listings = {}
         for how in (["direct", "mount"] if a.compare else ["auto"]):
             times, cpus = [], []

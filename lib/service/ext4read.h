@@ -110,4 +110,78 @@ int svc_ext4_reader_read(struct svc_ext4_reader *r, int dev, uint32_t digest,
 /* Ends the child (if any) and frees @r. */
 void svc_ext4_reader_free(struct svc_ext4_reader *r);
 
+/*
+ * A version copied back without a mount (versions.c): the reader walks
+ * @rel and sends it as a stream of frames, one SOCK_SEQPACKET message
+ * each, in this order: the path's ENTRY (its name empty), its XATTRs,
+ * then for a file its DATA (exactly its size), for a directory each
+ * entry the same way, recursively, then POP; last one END (status FOUND,
+ * or ABSENT, MOUNT, BAD and why, which may also come in place of any
+ * frame).  Only files, directories and symlinks are sent (a symlink's
+ * target is its ENTRY's payload, after the name).
+ *
+ * A frame's bytes (host byte order):
+ *   0 magic "VX4F"   4 seq u32       8 kind u32      12 status i32 (END)
+ *  16 mode u32      20 uid u32      24 gid u32      28 name_len u32
+ *  32 size u64 (ENTRY: a file's size, a symlink's target length; XATTR:
+ *     the value's length; DATA: the bytes that follow)
+ *  40 atime_sec i64 48 mtime_sec i64 56 atime_nsec u32 60 mtime_nsec u32
+ *  64 payload: ENTRY name[name_len] (target[size]); XATTR name[name_len]
+ *     value[size]; DATA bytes[size]; END msg, NUL-terminated
+ */
+enum svc_ext4_frame_kind {
+	SVC_EXT4_ENTRY = 1,
+	SVC_EXT4_XATTR = 2,
+	SVC_EXT4_DATA = 3,
+	SVC_EXT4_POP = 4,
+	SVC_EXT4_END = 5,
+};
+
+#define SVC_EXT4_FRAME_HEAD 64
+#define SVC_EXT4_DATA_MAX (1u << 16)            /* DATA bytes in one frame */
+#define SVC_EXT4_XATTR_NAME_MAX 255
+#define SVC_EXT4_XATTR_VALUE_MAX (1u << 16)     /* as the kernel's XATTR_SIZE_MAX */
+#define SVC_EXT4_LINK_MAX 4095                  /* a symlink's target */
+#define SVC_EXT4_FRAME_MAX (SVC_EXT4_FRAME_HEAD + 256 + SVC_EXT4_XATTR_VALUE_MAX)
+
+/* One frame, as parsed: name and data point into the parsed buffer. */
+struct svc_ext4_frame {
+	uint32_t kind;
+	int status;                     /* END */
+	uint32_t mode, uid, gid;        /* ENTRY */
+	uint64_t size;
+	int64_t atime_sec, mtime_sec;
+	uint32_t atime_nsec, mtime_nsec;
+	const unsigned char *name;      /* ENTRY, XATTR: name_len bytes, no NUL in them */
+	size_t name_len;
+	const unsigned char *data;      /* XATTR value, DATA bytes, symlink target */
+	size_t data_len;
+	char msg[SVC_EXT4_TEXT_MAX];    /* END: printable ASCII */
+};
+
+/* Encodes @f (name, data as given) into @out (SVC_EXT4_FRAME_MAX bytes):
+ * its length, or 0 if it does not fit a frame. */
+size_t svc_ext4_frame_encode(const struct svc_ext4_frame *f, uint32_t seq, unsigned char *out);
+/* Checks and decodes @len bytes of one frame for request @seq: -EPROTO
+ * unless well formed: a known kind, the length exactly the header and its
+ * payload; an ENTRY a file, directory or symlink with permission bits
+ * only, its name empty or one component (at most 255 bytes, no '/', no
+ * NUL, not "." or ".."), a symlink's target 1 to SVC_EXT4_LINK_MAX bytes
+ * without NUL, nanoseconds under a second; an XATTR name 1 to 255 bytes
+ * without NUL, a value of at most SVC_EXT4_XATTR_VALUE_MAX; DATA 1 to
+ * SVC_EXT4_DATA_MAX bytes; an END a known status and its text within its
+ * field, made printable.  Whether the frames come in the right order is
+ * the reader's (versions.c) to check. */
+int svc_ext4_frame_parse(const unsigned char *buf, size_t len, uint32_t seq,
+			 struct svc_ext4_frame *out);
+
+/* Asks @r's child for the tree at its path in the filesystem on @dev
+ * (not closed): 0 and the socket to read its frames from (@r's, valid
+ * until the next call on @r), the sequence number they carry and how
+ * long to wait for each at most; or -errno and why in @err.  Whoever
+ * reads the frames checks them (svc_ext4_frame_parse) and their order;
+ * the child is ended with @r. */
+int svc_ext4_reader_tree(struct svc_ext4_reader *r, int dev, int *sock, uint32_t *seq,
+			 int *limit_ms, struct vss_error *err);
+
 #endif

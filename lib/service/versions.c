@@ -26,18 +26,24 @@
  * then renamed over it; a directory entry by entry, descriptors only, no
  * symlink followed on either side.  Modes, owners (as far as the caller
  * may give them), times and extended attributes go with each entry.  An
- * existing target is replaced only with force.
+ * existing target is replaced only with force.  For root, a version a
+ * listing would read directly (direct_open(), the reader's probe) is
+ * read from the direct reader instead of a mount: the same child copies
+ * it from the reader's frames (ext4read.h), checked one by one and in
+ * their order (stream_*()), with the same rules and result.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -113,6 +119,22 @@ enum read_how {
 	READ_DIRECT,            /* every ext4 shadow not mounted yet directly */
 };
 
+/* The request's "read" (absent: auto). */
+static int read_how_of(const char *read, enum read_how *how, struct vss_error *err)
+{
+	*how = READ_AUTO;
+	if (!read || strcmp(read, "auto") == 0)
+		return 0;
+	if (strcmp(read, "mount") == 0)
+		*how = READ_MOUNT;
+	else if (strcmp(read, "direct") == 0)
+		*how = READ_DIRECT;
+	else
+		return vss_error_set(err, -EINVAL, "argument \"read\" must be auto, mount or "
+				     "direct");
+	return 0;
+}
+
 #define MOUNT_FEW 8             /* shadows a listing mounts rather than reads */
 #define DIGEST_EAGER (1u << 20) /* a file's digest taken with its inode up to this
 				 * size, a few blocks more: not asked again */
@@ -130,12 +152,13 @@ struct place {
 
 /*
  * The shadows of the volume or subvolume that holds @real, newest first
- * (svc->lock held): their IDs, roots not open yet; *@rel: @real below it,
- * @vol its name.  -ENOENT if no volume or shadowed subvolume holds it.
+ * (svc->lock held): their IDs, roots not open yet (only those whose ID
+ * begins with @only, if given; *@total: how many there are in all);
+ * *@rel: @real below it, @vol its name.  -ENOENT if no volume or shadowed subvolume holds it.
  */
 static int places_find(struct vss_service *svc, const char *real, const char *only,
-		       struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
-		       struct vss_error *err)
+		       struct place **out, size_t *n, size_t *total, const char **rel,
+		       char vol[PATH_MAX], struct vss_error *err)
 {
 	const char *best = NULL;
 	struct place *p;
@@ -168,6 +191,7 @@ static int places_find(struct vss_service *svc, const char *real, const char *on
 			 !sh->retiring;
 	if (count > VERSIONS_MAX)
 		count = VERSIONS_MAX;
+	*total = count;
 	if (!count)
 		return 0;
 	if (!(p = calloc(count, sizeof(*p))))
@@ -413,14 +437,14 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 		     struct place **out, size_t *n, const char **rel, char vol[PATH_MAX],
 		     struct vss_error *err)
 {
-	size_t k = 0, ref = 0, count;
+	size_t k = 0, ref = 0, count = 0, total = 0;
 	bool have_ref = false;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	svc_lock(svc);
-	rc = places_find(svc, real, only, out, n, rel, vol, err);
+	rc = places_find(svc, real, only, out, n, &total, rel, vol, err);
 	svc_unlock(svc);
 	if (rc < 0)
 		return rc;
@@ -432,7 +456,7 @@ static int places_of(struct vss_service *svc, const char *real, const char *only
 
 		svc_lock(svc);
 		p->same = have_ref && same_device(svc, (*out)[ref].id, p->id);
-		direct = !p->same && rd && direct_open(svc, p, how, count, &dev);
+		direct = !p->same && rd && direct_open(svc, p, how, total, &dev);
 		svc_unlock(svc);
 		if (direct) {
 			if (!*rd && svc_ext4_reader_new(*rel, rd, err) < 0) {
@@ -752,15 +776,8 @@ int svc_op_shadow_versions(struct vss_service *svc, const struct svc_caller *who
 		return rc;
 	if (strlen(path) >= PATH_MAX)
 		return vss_error_set(err, -ENAMETOOLONG, "the path is too long");
-	if (read && strcmp(read, "auto") != 0) {
-		if (strcmp(read, "mount") == 0)
-			how = READ_MOUNT;
-		else if (strcmp(read, "direct") == 0)
-			how = READ_DIRECT;
-		else
-			return vss_error_set(err, -EINVAL, "argument \"read\" must be auto, mount "
-					     "or direct");
-	}
+	if ((rc = read_how_of(read, &how, err)) < 0)
+		return rc;
 	if ((rc = open_live(who, path, &live, real, &first)) < 0) {
 		/* Gone now: compared with nothing, its newest version is one. */
 		if (rc != -ENOENT || gone(who, path, real, err) < 0) {
@@ -909,22 +926,22 @@ static int copy_bytes(int src, int out, off_t size, uint64_t *done)
 	return rc;
 }
 
-static int copy_file(struct copy *c, int src, const struct stat *st, int pfd, const char *name)
+/* A file beside @name in @pfd to write the copy into: its descriptor
+ * (its name in @tmp), or fail(). */
+static int temp_create(struct copy *c, int pfd, const char *name, char tmp[64])
 {
-	char tmp[64];
-	int out, rc;
+	int out;
 
-	snprintf(tmp, sizeof(tmp), ".vss-restore.%d.%llu", (int)getpid(),
-		 (unsigned long long)c->files);
+	snprintf(tmp, 64, ".vss-restore.%d.%llu", (int)getpid(), (unsigned long long)c->files);
 	out = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0)
-		return fail(c, -errno, "cannot create beside", name);
-	if ((rc = copy_bytes(src, out, st->st_size, &c->bytes)) < 0) {
-		close(out);
-		unlinkat(pfd, tmp, 0);
-		return fail(c, rc, "cannot copy", name);
-	}
-	copy_meta(src, out, st);
+	return out < 0 ? fail(c, -errno, "cannot create beside", name) : out;
+}
+
+/* @out, written, closed and renamed from @tmp over @name. */
+static int temp_put(struct copy *c, int pfd, const char *tmp, const char *name, int out)
+{
+	int rc;
+
 	if (close(out) < 0 || renameat(pfd, tmp, pfd, name) < 0) {
 		rc = -errno;
 		unlinkat(pfd, tmp, 0);
@@ -934,6 +951,36 @@ static int copy_file(struct copy *c, int src, const struct stat *st, int pfd, co
 	return 0;
 }
 
+static int copy_file(struct copy *c, int src, const struct stat *st, int pfd, const char *name)
+{
+	char tmp[64];
+	int out, rc;
+
+	if ((out = temp_create(c, pfd, name, tmp)) < 0)
+		return out;
+	if ((rc = copy_bytes(src, out, st->st_size, &c->bytes)) < 0) {
+		close(out);
+		unlinkat(pfd, tmp, 0);
+		return fail(c, rc, "cannot copy", name);
+	}
+	copy_meta(src, out, st);
+	return temp_put(c, pfd, tmp, name, out);
+}
+
+/* The directory @name in @pfd, made (mode 0700 until its own is set) if
+ * it is not there, open; or fail(). */
+static int dir_make(struct copy *c, int pfd, const char *name, int depth)
+{
+	int dfd;
+
+	if (depth > 256)
+		return fail(c, -ELOOP, "too deep at", name);
+	if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST)
+		return fail(c, -errno, "cannot make", name);
+	dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return dfd < 0 ? fail(c, -errno, "cannot open", name) : dfd;
+}
+
 static int copy_dir(struct copy *c, int src, const struct stat *st, int pfd, const char *name,
 		    bool force, int depth)
 {
@@ -941,13 +988,8 @@ static int copy_dir(struct copy *c, int src, const struct stat *st, int pfd, con
 	DIR *d;
 	struct dirent *de;
 
-	if (depth > 256)
-		return fail(c, -ELOOP, "too deep at", name);
-	if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST)
-		return fail(c, -errno, "cannot make", name);
-	dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0)
-		return fail(c, -errno, "cannot open", name);
+	if ((dfd = dir_make(c, pfd, name, depth)) < 0)
+		return dfd;
 	sdup = openat(src, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sdup < 0 || !(d = fdopendir(sdup))) {
 		if (sdup >= 0)
@@ -1012,15 +1054,270 @@ static int copy_entry(struct copy *c, int src, const struct stat *st, int pfd, c
 	return fail(c, -EINVAL, "not a file or directory:", name);
 }
 
-/* The child's work: as the caller from here on. */
-static void restore_as(struct copy *c, const struct vss_fs_cred *cred, int root, const char *rel,
-		       const char *live, const char *dest, bool force)
+/* ---- copying back from the direct reader's frames (ext4read.h) ---- */
+
+#define XATTRS_MAX 1024                 /* on one entry */
+#define XATTR_BYTES_MAX (4u << 20)      /* their names and values, on one entry */
+
+/* The frames of one version as they come, checked: the current one in f
+ * (its name and data in buf, until the next). */
+struct stream {
+	int sock;
+	uint32_t seq;
+	int limit_ms;
+	unsigned char *buf;             /* SVC_EXT4_FRAME_MAX + 1 */
+	struct svc_ext4_frame f;
+	int depth;
+};
+
+static int stream_fail(struct copy *c, int rc, const char *why)
+{
+	if (!c->rc) {
+		c->rc = rc;
+		snprintf(c->msg, sizeof(c->msg), "reading the version directly: %.400s", why);
+	}
+	return c->rc;
+}
+
+/* The next frame into s->f: 0, or the copy's failure.  An END that says
+ * the reader failed is the copy's failure too, with what it said. */
+static int stream_next(struct copy *c, struct stream *s)
+{
+	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
+	ssize_t n;
+	int rc;
+
+	while ((rc = poll(&pfd, 1, s->limit_ms)) < 0 && errno == EINTR)
+		;
+	if (rc == 0)
+		return stream_fail(c, -ETIMEDOUT, "its reader took too long");
+	n = rc < 0 ? -1 : recv(s->sock, s->buf, SVC_EXT4_FRAME_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
+	if (n <= 0)
+		return stream_fail(c, -EIO, "its reader died");
+	if (svc_ext4_frame_parse(s->buf, (size_t)n, s->seq, &s->f) < 0)
+		return stream_fail(c, -EPROTO, "its reader sent what does not parse");
+	if (s->f.kind == SVC_EXT4_END && s->f.status != SVC_EXT4_FOUND) {
+		char why[400];
+
+		snprintf(why, sizeof(why), "%s: %s", s->f.status == SVC_EXT4_BAD
+			 ? "its ext4 filesystem is damaged" : "it cannot be read here",
+			 s->f.msg);
+		return stream_fail(c, s->f.status == SVC_EXT4_BAD ? -EIO : -EAGAIN, why);
+	}
+	return 0;
+}
+
+/* An entry's extended attributes, kept until they are set. */
+struct xattr_list {
+	size_t n, bytes;
+	char *name[XATTRS_MAX];
+	unsigned char *value[XATTRS_MAX];
+	size_t len[XATTRS_MAX];
+};
+
+static void xattrs_free(struct xattr_list *x)
+{
+	for (size_t i = 0; i < x->n; i++) {
+		free(x->name[i]);
+		free(x->value[i]);
+	}
+	x->n = 0;
+}
+
+/* The XATTR frames after an entry, into @x; s->f: the frame after them. */
+static int stream_xattrs(struct copy *c, struct stream *s, struct xattr_list *x)
+{
+	int rc;
+
+	while (!(rc = stream_next(c, s)) && s->f.kind == SVC_EXT4_XATTR) {
+		size_t i = x->n;
+
+		x->bytes += s->f.name_len + s->f.data_len;
+		if (i == XATTRS_MAX || x->bytes > XATTR_BYTES_MAX)
+			return stream_fail(c, -E2BIG, "too many extended attributes on one entry");
+		x->name[i] = strndup((const char *)s->f.name, s->f.name_len);
+		x->value[i] = malloc(s->f.data_len ? s->f.data_len : 1);
+		if (!x->name[i] || !x->value[i]) {
+			free(x->name[i]);
+			free(x->value[i]);
+			return stream_fail(c, -ENOMEM, "out of memory");
+		}
+		memcpy(x->value[i], s->f.data, s->f.data_len);
+		x->len[i] = s->f.data_len;
+		x->n++;
+	}
+	return rc;
+}
+
+/* What copy_meta() does from an open version, from the frames. */
+static void stream_meta(int fd, const struct svc_ext4_frame *e, const struct xattr_list *x)
+{
+	(void)!fchown(fd, e->uid, e->gid);
+	(void)!fchmod(fd, e->mode & 07777);
+	/* What the caller may not set (trusted., security.) is left out. */
+	for (size_t i = 0; i < x->n; i++)
+		(void)!fsetxattr(fd, x->name[i], x->value[i], x->len[i], 0);
+	futimens(fd, (struct timespec[]){ { e->atime_sec, e->atime_nsec },
+					  { e->mtime_sec, e->mtime_nsec } });
+}
+
+static int stream_entry(struct copy *c, struct stream *s, int pfd, const char *name, bool force);
+
+/* A file's DATA into a file beside @name, renamed over it (copy_file()). */
+static int stream_file(struct copy *c, struct stream *s, const struct svc_ext4_frame *e,
+		       const struct xattr_list *x, int pfd, const char *name)
+{
+	uint64_t off = 0;
+	char tmp[64];
+	int out, rc = 0;
+
+	if ((out = temp_create(c, pfd, name, tmp)) < 0)
+		return out;
+	/* s->f: the frame after the xattrs: DATA until the size is reached. */
+	while (off < e->size) {
+		if (s->f.kind != SVC_EXT4_DATA || s->f.data_len > e->size - off) {
+			rc = stream_fail(c, -EPROTO, "its reader sent a file's bytes wrong");
+			break;
+		}
+		for (size_t put = 0; put < s->f.data_len;) {
+			ssize_t w = pwrite(out, s->f.data + put, s->f.data_len - put,
+					   (off_t)(off + put));
+
+			if (w <= 0) {
+				rc = fail(c, w < 0 ? -errno : -EIO, "cannot copy", name);
+				break;
+			}
+			put += (size_t)w;
+		}
+		if (rc < 0)
+			break;
+		off += s->f.data_len;
+		c->bytes += s->f.data_len;
+		if ((rc = stream_next(c, s)) < 0)
+			break;
+	}
+	if (rc < 0) {
+		close(out);
+		unlinkat(pfd, tmp, 0);
+		return rc;
+	}
+	stream_meta(out, e, x);
+	return temp_put(c, pfd, tmp, name, out);
+}
+
+/* A directory's entries until its POP (copy_dir()); s->f: after the POP. */
+static int stream_dir(struct copy *c, struct stream *s, const struct svc_ext4_frame *e,
+		      const struct xattr_list *x, int pfd, const char *name, bool force)
+{
+	int dfd, rc = 0;
+
+	if ((dfd = dir_make(c, pfd, name, s->depth)) < 0)
+		return dfd;
+	s->depth++;
+	while (!rc && s->f.kind == SVC_EXT4_ENTRY) {
+		char child[256];
+
+		if (!s->f.name_len) {
+			rc = stream_fail(c, -EPROTO, "its reader sent an entry without a name");
+			break;
+		}
+		memcpy(child, s->f.name, s->f.name_len);
+		child[s->f.name_len] = '\0';
+		rc = stream_entry(c, s, dfd, child, force);
+	}
+	if (!rc && s->f.kind != SVC_EXT4_POP)
+		rc = stream_fail(c, -EPROTO, "its reader sent a directory wrong");
+	if (!rc) {
+		stream_meta(dfd, e, x);
+		c->files++;
+		rc = stream_next(c, s);
+	}
+	close(dfd);
+	s->depth--;
+	return rc;
+}
+
+/* The entry in s->f, with all its frames, as @name in @pfd: s->f is the
+ * frame after them on return. */
+static int stream_entry(struct copy *c, struct stream *s, int pfd, const char *name, bool force)
+{
+	struct svc_ext4_frame e = s->f;
+	struct xattr_list *x = calloc(1, sizeof(*x));
+	char target[SVC_EXT4_LINK_MAX + 1];
+	int rc;
+
+	if (!x)
+		return stream_fail(c, -ENOMEM, "out of memory");
+	if (S_ISLNK(e.mode)) {
+		memcpy(target, e.data, e.data_len);
+		target[e.data_len] = '\0';
+	}
+	e.name = e.data = NULL;
+	if ((rc = stream_xattrs(c, s, x)) < 0)
+		goto out;
+	if (S_ISREG(e.mode)) {
+		rc = stream_file(c, s, &e, x, pfd, name);
+	} else if (S_ISDIR(e.mode)) {
+		rc = stream_dir(c, s, &e, x, pfd, name, force);
+	} else {
+		/* A symlink, as copy_dir() makes one. */
+		if (force)
+			unlinkat(pfd, name, 0);
+		if (symlinkat(target, pfd, name) < 0) {
+			rc = fail(c, -errno, "cannot make the symlink", name);
+			goto out;
+		}
+		(void)!fchownat(pfd, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
+		utimensat(pfd, name, (struct timespec[]){ { e.atime_sec, e.atime_nsec },
+							  { e.mtime_sec, e.mtime_nsec } },
+			  AT_SYMLINK_NOFOLLOW);
+		c->files++;
+	}
+out:
+	xattrs_free(x);
+	free(x);
+	return rc;
+}
+
+/* Where the copy goes: @dest's parent open in *@pfd, its last name in
+ * *@base; -EEXIST (said) if it exists and @force is not given. */
+static int dest_open(struct copy *c, const char *dest, const struct stat *st, bool force,
+		     int *pfd, char base[NAME_MAX + 1])
 {
 	char parent[PATH_MAX];
-	struct stat st, dst;
-	const char *base;
+	struct stat dst;
 	char *slash;
-	int src, pfd, lfd;
+
+	snprintf(parent, sizeof(parent), "%s", dest);
+	slash = strrchr(parent, '/');
+	snprintf(base, NAME_MAX + 1, "%s", slash + 1);
+	*slash = '\0';
+	*pfd = open(parent[0] ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*pfd < 0)
+		return fail(c, -errno, "cannot reach", parent[0] ? parent : "/");
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+		return fail(c, -EINVAL, "not a place to restore to:", dest);
+	if (fstatat(*pfd, base, &dst, AT_SYMLINK_NOFOLLOW) == 0 && !force) {
+		bool newer = dst.st_mtim.tv_sec > st->st_mtim.tv_sec ||
+			     (dst.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+			      dst.st_mtim.tv_nsec > st->st_mtim.tv_nsec);
+
+		c->rc = -EEXIST;
+		snprintf(c->msg, sizeof(c->msg), "%.400s exists%s: not replaced without --force",
+			 dest, newer ? " and is newer than that version" : "");
+		return c->rc;
+	}
+	return 0;
+}
+
+/* The child's work: as the caller from here on.  The version is read
+ * beneath @root (a mount) or, with @s, from the direct reader's frames. */
+static void restore_as(struct copy *c, const struct vss_fs_cred *cred, int root, const char *rel,
+		       const char *live, const char *dest, bool force, struct stream *s)
+{
+	char base[NAME_MAX + 1];
+	struct stat st = { 0 };
+	int src = -1, pfd = -1, lfd;
 
 	if (cred && (setgroups((size_t)cred->ngroups, cred->groups) < 0 ||
 		     setresgid(cred->gid, cred->gid, cred->gid) < 0 ||
@@ -1038,64 +1335,80 @@ static void restore_as(struct copy *c, const struct vss_fs_cred *cred, int root,
 	}
 	if (lfd >= 0)
 		close(lfd);
-	src = open_beneath(root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-	if (src < 0) {
-		c->rc = src == -EACCES ? -EACCES : -ENOENT;
-		snprintf(c->msg, sizeof(c->msg), src == -EACCES
-			 ? "permission denied: you could not read %.400s in that shadow copy"
-			 : "%.400s is not in that shadow copy", live);
-		return;
-	}
-	if (fstat(src, &st) < 0) {
-		fail(c, -errno, "cannot read", live);
-		close(src);
-		return;
-	}
-	snprintf(parent, sizeof(parent), "%s", dest);
-	slash = strrchr(parent, '/');
-	base = slash + 1;
-	*slash = '\0';
-	pfd = open(parent[0] ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (pfd < 0) {
-		fail(c, -errno, "cannot reach", parent[0] ? parent : "/");
-		close(src);
-		return;
-	}
-	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-		fail(c, -EINVAL, "not a place to restore to:", dest);
-	} else if (fstatat(pfd, base, &dst, AT_SYMLINK_NOFOLLOW) == 0 && !force) {
-		bool newer = dst.st_mtim.tv_sec > st.st_mtim.tv_sec ||
-			     (dst.st_mtim.tv_sec == st.st_mtim.tv_sec &&
-			      dst.st_mtim.tv_nsec > st.st_mtim.tv_nsec);
-
-		c->rc = -EEXIST;
-		snprintf(c->msg, sizeof(c->msg), "%.400s exists%s: not replaced without --force",
-			 dest, newer ? " and is newer than that version" : "");
+	if (s) {
+		/* The path's own ENTRY first (its name empty), or why not. */
+		if (stream_next(c, s) < 0)
+			return;
+		if (s->f.kind == SVC_EXT4_END || s->f.kind != SVC_EXT4_ENTRY || s->f.name_len ||
+		    S_ISLNK(s->f.mode)) {
+			stream_fail(c, -EPROTO, "its reader did not send the version");
+			return;
+		}
+		st.st_mtim = (struct timespec){ s->f.mtime_sec, s->f.mtime_nsec };
 	} else {
-		copy_entry(c, src, &st, pfd, base, force, 0);
+		src = open_beneath(root, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+		if (src < 0) {
+			c->rc = src == -EACCES ? -EACCES : -ENOENT;
+			snprintf(c->msg, sizeof(c->msg), src == -EACCES
+				 ? "permission denied: you could not read %.400s in that shadow copy"
+				 : "%.400s is not in that shadow copy", live);
+			return;
+		}
+		if (fstat(src, &st) < 0) {
+			fail(c, -errno, "cannot read", live);
+			close(src);
+			return;
+		}
 	}
-	close(pfd);
-	close(src);
+	if (dest_open(c, dest, &st, force, &pfd, base) == 0) {
+		if (!s)
+			copy_entry(c, src, &st, pfd, base, force, 0);
+		else if (stream_entry(c, s, pfd, base, force) == 0 &&
+			 (s->f.kind != SVC_EXT4_END || s->f.status != SVC_EXT4_FOUND))
+			stream_fail(c, -EPROTO, "its reader sent more than the version");
+	}
+	if (pfd >= 0)
+		close(pfd);
+	if (src >= 0)
+		close(src);
+}
+
+/* Closes every descriptor from 3 but @a and @b. */
+static void close_all_but(int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a;
+
+	if (lo > 3)
+		close_range(3, (unsigned int)lo - 1, 0);
+	if (hi > lo + 1)
+		close_range((unsigned int)lo + 1, (unsigned int)hi - 1, 0);
+	close_range((unsigned int)hi + 1, ~0u, 0);
 }
 
 int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_caller *who,
 				  json_t *args, json_t **res, struct vss_error *err)
 {
-	const char *path, *id, *to, *rel;
+	const char *path, *id, *to, *rel, *read_arg = NULL;
 	char real[PATH_MAX], vol[PATH_MAX], dest[PATH_MAX];
 	struct vss_fs_cred buf;
 	const struct vss_fs_cred *cred = svc_caller_cred(who, &buf);
+	struct svc_ext4_reader *rd = NULL;
+	struct stream st = { .sock = -1 };
 	struct place *p = NULL;
 	struct copy c = { 0 };
+	enum read_how how = READ_AUTO;
+	json_t *errs = NULL;
 	size_t n = 0;
-	bool force;
+	bool force, direct;
 	int rc, pipefd[2];
 	pid_t pid;
 
 	if ((rc = svc_arg_str(args, "path", true, &path, err)) < 0 ||
 	    (rc = svc_arg_str(args, "shadow", true, &id, err)) < 0 ||
 	    (rc = svc_arg_str(args, "to", false, &to, err)) < 0 ||
-	    (rc = svc_arg_bool(args, "force", &force, err)) < 0)
+	    (rc = svc_arg_bool(args, "force", &force, err)) < 0 ||
+	    (rc = svc_arg_str(args, "read", false, &read_arg, err)) < 0 ||
+	    (rc = read_how_of(read_arg, &how, err)) < 0)
 		return rc;
 	if (path[0] != '/' || (to && to[0] != '/'))
 		return vss_error_set(err, -EINVAL, "paths must be absolute");
@@ -1121,55 +1434,95 @@ int svc_op_shadow_restore_version(struct vss_service *svc, const struct svc_call
 		}
 		free(seen);
 	}
-	rc = places_of(svc, real, id, READ_MOUNT, NULL, NULL, &p, &n, &rel, vol, err);
+	/* Read directly as a listing would, but only for root: another
+	 * caller's rights on the version are checked by the kernel, through
+	 * a mount. */
+	if (cred)
+		how = READ_MOUNT;
+	errs = json_array();
+	rc = places_of(svc, real, id, how, how == READ_MOUNT ? NULL : &rd, errs, &p, &n, &rel,
+		       vol, err);
 	if (rc < 0)
-		return rc;
+		goto out;
+	if (n == 1 && p[0].dev >= 0 && p[0].info.status == SVC_EXT4_FOUND &&
+	    !S_ISREG(p[0].info.mode) && !S_ISDIR(p[0].info.mode)) {
+		/* A fifo: the mount path says what it is not. */
+		close(p[0].dev);
+		p[0].dev = -1;
+		svc_lock(svc);
+		p[0].root = place_open(svc, &p[0]);
+		svc_unlock(svc);
+	}
+	if (n == 1 && p[0].dev < 0 && p[0].root < 0) {
+		rc = vss_error_set(err, -EIO, "shadow copy %s cannot be read", p[0].id);
+		goto out;
+	}
 	if (n != 1) {
-		places_free(p, n);
-		return vss_error_set(err, n ? -EINVAL : -ENOENT, n ? "%s names more than one "
-				     "shadow copy" : "no shadow copy %s of the volume that holds %s",
-				     id, real);
+		json_t *u = json_array_get(errs, 0);
+
+		if (u)
+			rc = vss_error_set(err, -EIO, "shadow copy %s cannot be read: %s",
+					   json_string_value(json_object_get(u, "shadow")),
+					   json_string_value(json_object_get(u, "error")));
+		else
+			rc = vss_error_set(err, n ? -EINVAL : -ENOENT, n ? "%s names more than one "
+					   "shadow copy" : "no shadow copy %s of the volume that "
+					   "holds %s", id, real);
+		goto out;
+	}
+	direct = p[0].dev >= 0;
+	if (direct && p[0].info.status != SVC_EXT4_FOUND) {
+		rc = vss_error_set(err, -ENOENT, "%s is not in that shadow copy", real);
+		goto out;
+	}
+	if (direct && ((rc = svc_ext4_reader_tree(rd, p[0].dev, &st.sock, &st.seq, &st.limit_ms,
+						  err)) < 0 ||
+		       !(st.buf = malloc(SVC_EXT4_FRAME_MAX + 1)))) {
+		rc = rc < 0 ? rc : vss_error_set(err, -ENOMEM, "out of memory");
+		goto out;
 	}
 	snprintf(dest, sizeof(dest), "%s", to ? to : real);
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		places_free(p, n);
-		return vss_error_set(err, -errno, "pipe: %s", strerror(errno));
+		rc = vss_error_set(err, -errno, "pipe: %s", strerror(errno));
+		goto out;
 	}
 	pid = fork();
 	if (pid == 0) {
-		int lo = p[0].root < pipefd[1] ? p[0].root : pipefd[1];
-		int hi = p[0].root < pipefd[1] ? pipefd[1] : p[0].root;
-
-		/* Nothing of vssd's but the shadow's root and the answer. */
+		/* Nothing of vssd's but the shadow's root (or the reader's
+		 * socket) and the answer. */
 		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-		if (lo > 3)
-			close_range(3, (unsigned int)lo - 1, 0);
-		if (hi > lo + 1)
-			close_range((unsigned int)lo + 1, (unsigned int)hi - 1, 0);
-		close_range((unsigned int)hi + 1, ~0u, 0);
-		restore_as(&c, cred, p[0].root, rel, real, dest, force);
+		close_all_but(direct ? st.sock : p[0].root, pipefd[1]);
+		restore_as(&c, cred, p[0].root, rel, real, dest, force, direct ? &st : NULL);
 		(void)!write(pipefd[1], &c, sizeof(c));
 		_exit(0);
 	}
 	close(pipefd[1]);
 	if (pid < 0) {
-		rc = -errno;
+		rc = vss_error_set(err, -errno, "fork: %s", strerror(errno));
 		close(pipefd[0]);
-		places_free(p, n);
-		return vss_error_set(err, rc, "fork: %s", strerror(-rc));
+		goto out;
 	}
 	if (read(pipefd[0], &c, sizeof(c)) != (ssize_t)sizeof(c))
 		c = (struct copy){ .rc = -EIO, .msg = "the copy ended without a word" };
 	close(pipefd[0]);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
-	places_free(p, n);
 	c.msg[sizeof(c.msg) - 1] = '\0';
-	if (c.rc < 0)
-		return vss_error_set(err, c.rc, "%s", c.msg);
-	vss_log("shadow %s: %s restored to %s for uid %u (%llu entries)", id, real, dest,
-		(unsigned int)(who ? who->uid : 0), (unsigned long long)c.files);
-	*res = json_pack("{s:s, s:s, s:I, s:I}", "path", real, "to", dest,
-			 "files", (json_int_t)c.files, "bytes", (json_int_t)c.bytes);
-	return 0;
+	if (c.rc < 0) {
+		rc = vss_error_set(err, c.rc, "%s", c.msg);
+		goto out;
+	}
+	vss_log("shadow %s: %s restored to %s for uid %u (%llu entries, read %s)", id, real, dest,
+		(unsigned int)(who ? who->uid : 0), (unsigned long long)c.files,
+		direct ? "directly" : "through a mount");
+	*res = json_pack("{s:s, s:s, s:I, s:I, s:s}", "path", real, "to", dest,
+			 "files", (json_int_t)c.files, "bytes", (json_int_t)c.bytes,
+			 "read", direct ? "direct" : "mount");
+	rc = 0;
+out:
+	free(st.buf);
+	svc_ext4_reader_free(rd);
+	places_free(p, n);
+	json_decref(errs);
+	return rc;
 }

@@ -67,7 +67,7 @@ int cmd_restore_version(int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "shadow", 0, true }, { "to", 0, true }, { "force", 0, false },
-		{ NULL, 0, false },
+		{ "read", 0, true }, { NULL, 0, false },
 	};
 	struct cli_args a;
 	json_t *res;
@@ -78,12 +78,16 @@ int cmd_restore_version(int argc, char **argv)
 		return rc;
 	if (!cli_has(&a, "shadow"))
 		return cli_error(EXIT_USAGE, "restore-version: --shadow ID is needed");
+	if (cli_has(&a, "read") && strcmp(cli_get(&a, "read"), "auto") != 0 &&
+	    strcmp(cli_get(&a, "read"), "mount") != 0 && strcmp(cli_get(&a, "read"), "direct") != 0)
+		return cli_error(EXIT_USAGE, "restore-version: --read is auto, mount or direct");
 	path = cli_abs_path(a.pos[0]);
 	if (cli_has(&a, "to"))
 		to = cli_abs_path(cli_get(&a, "to"));
 	rc = cli_call(&a, "shadow.restore_version",
-		      json_pack("{s:s, s:s, s:s?, s:b}", "path", path, "shadow",
-				cli_get(&a, "shadow"), "to", to, "force", cli_has(&a, "force")),
+		      json_pack("{s:s, s:s, s:s?, s:b, s:s?}", "path", path, "shadow",
+				cli_get(&a, "shadow"), "to", to, "force", cli_has(&a, "force"),
+				"read", cli_get(&a, "read")),
 		      &res);
 	free(path);
 	free(to);

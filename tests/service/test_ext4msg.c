@@ -6,7 +6,12 @@
  * not open, nanoseconds of a second or more, a digest on a directory or a
  * directory without its entries are refused; control bytes in the text
  * are made printable.  And a directory's signature does not depend on the
- * order its entries come in, but on each of their fields.
+ * order its entries come in, but on each of their fields.  The frames of
+ * a version copied back (svc_ext4_frame_parse) come back as encoded, and
+ * are refused with a wrong length, magic, sequence number or kind, a
+ * name with '/' or NUL or a dot name, a device, a symlink without target
+ * or with NUL in it, bytes after a file's entry, too much DATA, an
+ * xattr's length that does not add up, an END without its NUL.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -134,6 +139,102 @@ static void dirsig_fields(void **state)
 	assert_true(svc_dirsig(x, 1) != h);
 }
 
+static unsigned char frame[SVC_EXT4_FRAME_MAX + 1];
+
+static int frame_rt(const struct svc_ext4_frame *in, struct svc_ext4_frame *out)
+{
+	size_t n = svc_ext4_frame_encode(in, 9, frame);
+
+	assert_true(n >= SVC_EXT4_FRAME_HEAD);
+	return svc_ext4_frame_parse(frame, n, 9, out);
+}
+
+static void frames(void **state)
+{
+	static unsigned char big[SVC_EXT4_DATA_MAX + 1];
+	struct svc_ext4_frame in = { .kind = SVC_EXT4_ENTRY, .mode = S_IFLNK | 0777, .uid = 5,
+				     .gid = 6, .size = 4, .atime_sec = -1, .atime_nsec = 7,
+				     .mtime_sec = 1700000000, .mtime_nsec = 999999999,
+				     .name = (const unsigned char *)"link", .name_len = 4,
+				     .data = (const unsigned char *)"../a", .data_len = 4 }, out;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(frame_rt(&in, &out), 0);
+	assert_int_equal(out.kind, SVC_EXT4_ENTRY);
+	assert_int_equal(out.mode, S_IFLNK | 0777);
+	assert_int_equal(out.uid, 5);
+	assert_int_equal(out.atime_sec, -1);
+	assert_int_equal(out.mtime_nsec, 999999999);
+	assert_memory_equal(out.name, "link", 4);
+	assert_int_equal(out.data_len, 4);
+	assert_memory_equal(out.data, "../a", 4);
+	n = svc_ext4_frame_encode(&in, 9, frame);
+	assert_int_equal(svc_ext4_frame_parse(frame, n, 8, &out), -EPROTO);
+	assert_int_equal(svc_ext4_frame_parse(frame, n - 1, 9, &out), -EPROTO);
+	assert_int_equal(svc_ext4_frame_parse(frame, SVC_EXT4_FRAME_HEAD - 1, 9, &out), -EPROTO);
+	frame[0] ^= 1;
+	assert_int_equal(svc_ext4_frame_parse(frame, n, 9, &out), -EPROTO);
+	frame[0] ^= 1;
+	frame[8] = 9;                                   /* kind */
+	assert_int_equal(svc_ext4_frame_parse(frame, n, 9, &out), -EPROTO);
+	in.data = (const unsigned char *)"a\0b/";       /* a NUL in the target */
+	in.data_len = in.size = 4;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.data_len = in.size = 0;                      /* no target */
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.data = (const unsigned char *)"../a";
+	in.data_len = in.size = 4;
+	in.name = (const unsigned char *)"a/b";
+	in.name_len = 3;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.name = (const unsigned char *)"..";
+	in.name_len = 2;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.name = (const unsigned char *)"a\0";
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.name = (const unsigned char *)"ok";
+	in.mode = S_IFCHR | 0600;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.mode = S_IFREG | 0600;                       /* bytes after a file's entry */
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.data_len = 0;
+	in.size = 1ull << 40;
+	assert_int_equal(frame_rt(&in, &out), 0);
+	in.mtime_nsec = 1000000000u;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in = (struct svc_ext4_frame){ .kind = SVC_EXT4_DATA, .data = big,
+				      .data_len = SVC_EXT4_DATA_MAX, .size = SVC_EXT4_DATA_MAX };
+	assert_int_equal(frame_rt(&in, &out), 0);
+	assert_int_equal(out.data_len, SVC_EXT4_DATA_MAX);
+	in.data_len = in.size = SVC_EXT4_DATA_MAX + 1;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.data_len = 10;                               /* size says otherwise */
+	in.size = 11;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in = (struct svc_ext4_frame){ .kind = SVC_EXT4_XATTR,
+				      .name = (const unsigned char *)"user.a", .name_len = 6,
+				      .data = (const unsigned char *)"v", .data_len = 1, .size = 1 };
+	assert_int_equal(frame_rt(&in, &out), 0);
+	assert_memory_equal(out.data, "v", 1);
+	in.size = 2;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in.size = 1;
+	in.name_len = 0;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+	in = (struct svc_ext4_frame){ .kind = SVC_EXT4_POP };
+	assert_int_equal(frame_rt(&in, &out), 0);
+	in = (struct svc_ext4_frame){ .kind = SVC_EXT4_END, .status = SVC_EXT4_BAD,
+				      .msg = "bad\x1b" };
+	assert_int_equal(frame_rt(&in, &out), 0);
+	assert_string_equal(out.msg, "bad?");
+	n = svc_ext4_frame_encode(&in, 9, frame);
+	frame[n - 1] = 'x';                             /* no NUL */
+	assert_int_equal(svc_ext4_frame_parse(frame, n, 9, &out), -EPROTO);
+	in.status = 4;
+	assert_int_equal(frame_rt(&in, &out), -EPROTO);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -141,6 +242,7 @@ int main(void)
 		cmocka_unit_test(refused),
 		cmocka_unit_test(text_made_printable),
 		cmocka_unit_test(dirsig_fields),
+		cmocka_unit_test(frames),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -166,12 +166,15 @@ def test_reader_child_failures(daemon_factory):
     """A child that hangs is killed at its time limit, one that crashes or
     answers garbage is said; after three, no more for that listing; vssd
     answers on.  And the child runs as nobody, without groups or new
-    privileges, not dumpable, with 8 descriptors at most, and can neither
-    open a file nor make a socket (seccomp)."""
+    privileges, not dumpable, with 8 descriptors at most; its seccomp
+    filter is an allow-list: a socket, an open and even a getcwd (which a
+    deny-list of new channels lets through) kill it, and vssd says why."""
+    sigsys = "killed by its sandbox for a system call outside its allow-list (SIGSYS)"
     for mode, said in (("hang", "took longer than 300 ms"), ("crash", "signal 11"),
                        ("garbage", "answered what does not parse"),
-                       ("whoami", "uid=65534 gid=65534 groups=0 nnp=1 dumpable=0 nofile=8 "
-                                  "opens=0 sockets=0")):
+                       ("whoami", "uid=65534 gid=65534 groups=0 nnp=1 dumpable=0 nofile=8"),
+                       ("escape-socket", sigsys), ("escape-open", sigsys),
+                       ("escape-getcwd", sigsys)):
         d = daemon_factory(mode, env={"VSS_TEST_EXT4_CHILD": mode,
                                       "VSS_TEST_EXT4_LIMIT_MS": "300"})
         mnt = mounted(d)
@@ -187,5 +190,139 @@ def test_reader_child_failures(daemon_factory):
         assert said in got["unreadable"][0]["error"], got
         if mode != "whoami":
             assert "failed 3 times" in got["unreadable"][3]["error"], got
+        if mode.startswith("escape-"):
+            assert "was let through" not in r.stdout
+            assert sigsys in d.log(), d.log()
+        if mode in ("garbage", "escape-socket"):
+            # A copy back read directly fails the same way, said.
+            r = d.vss("restore-version", f, "--shadow", ids[0], "--to", f + ".r", "--read",
+                      "direct", check=False)
+            assert r.returncode == 1 and "shadow copy %s cannot be read: " % ids[0] in r.stderr \
+                and said in r.stderr, r.stderr
+            assert not os.path.exists(f + ".r")
         d.vss("status")
         d.vss("delete", "shadows", "--all", "--quiet")
+
+
+def acl(*entries):
+    """A POSIX ACL as the kernel takes it in system.posix_acl_access."""
+    import struct
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+def tree_of(root):
+    """Every entry below @root: type, mode, owner, size, times to the ns,
+    xattrs, content or target; independent of how vss copied it."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in [""] + dirs + files:
+            p = os.path.join(dirpath, name) if name else dirpath
+            if not name and dirpath != root:
+                continue
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            x = {} if os.path.islink(p) else {
+                k: os.getxattr(p, k) for k in sorted(os.listxattr(p))}
+            body = (os.readlink(p) if os.path.islink(p) else
+                    open(p, "rb").read() if os.path.isfile(p) else None)
+            out[rel] = (st.st_mode, st.st_uid, st.st_gid,
+                        None if os.path.isdir(p) else st.st_size,
+                        st.st_atime_ns, st.st_mtime_ns, x, body)
+    return out
+
+
+def test_restore_direct_equals_mount(vssd, workdir):
+    """vss restore-version reading the version straight from the shadow's
+    device (root, ext4, clean journal): a file and a directory tree with a
+    symlink, xattrs (user. and a POSIX ACL), owners, a mode no one may
+    read, a file of several frames; the same, byte for byte and in every
+    field, as through a mount; and as the tree was."""
+    mnt = mounted(vssd)
+    t = os.path.join(mnt, "t")
+    sub = os.path.join(t, "sub")
+    os.makedirs(sub)
+    big = os.urandom(200000)
+    write(os.path.join(t, "a"), big, 10**18 + 1)
+    os.chown(os.path.join(t, "a"), 1234, 5678)
+    os.chmod(os.path.join(t, "a"), 0o640)
+    os.setxattr(os.path.join(t, "a"), "user.color", b"blue")
+    os.setxattr(os.path.join(t, "a"), "system.posix_acl_access",
+                acl((1, 6, 0xffffffff), (2, 4, 4321), (4, 4, 0xffffffff),
+                    (0x10, 4, 0xffffffff), (0x20, 0, 0xffffffff)))
+    write(os.path.join(t, "secret"), b"nobody reads this", 2 * 10**18)
+    os.chmod(os.path.join(t, "secret"), 0)
+    write(os.path.join(sub, "empty"), b"", 3 * 10**18 + 999999999)
+    os.symlink("../a", os.path.join(sub, "link"))
+    os.lchown(os.path.join(sub, "link"), 77, 88)
+    os.utime(os.path.join(sub, "link"), ns=(5 * 10**18, 6 * 10**18), follow_symlinks=False)
+    os.mkfifo(os.path.join(sub, "fifo"))
+    os.chmod(sub, 0o751)
+    os.setxattr(sub, "user.d", b"1")
+    os.utime(sub, ns=(7 * 10**18, 8 * 10**18 + 3))
+    os.utime(t, ns=(9 * 10**18, 10 * 10**18))
+    want = tree_of(t)
+    sid = vssd.shadow(mnt)["shadows"][0]["id"]
+    # Changed since: what is restored is the shadow's.  Reading the copies
+    # must not move their atimes (the test's own mount).
+    write(os.path.join(t, "a"), b"live")
+    subprocess.run(["mount", "-o", "remount,noatime", mnt], check=True)
+    got = {}
+    for how in ("direct", "mount"):
+        dest = os.path.join(mnt, "out-" + how)
+        r = json.loads(vssd.vss("restore-version", t, "--shadow", sid, "--to", dest,
+                                "--read", how, "--json").stdout)
+        assert r["read"] == how and r["files"] == 6 and r["bytes"] == len(big) + 17, r
+        got[how] = tree_of(dest)
+        if how == "direct":
+            # Never over what exists, unless told.
+            r = vssd.vss("restore-version", t, "--shadow", sid, "--to", dest, "--read", how,
+                         check=False)
+            assert r.returncode == 1 and "exists" in r.stderr, r.stderr
+            r = json.loads(vssd.vss("restore-version", t, "--shadow", sid, "--to", dest,
+                                    "--force", "--read", how, "--json").stdout)
+            assert r["read"] == how and tree_of(dest) == got[how]
+            r = vssd.vss("restore-version", os.path.join(t, "none"), "--shadow", sid,
+                         "--read", how, check=False)
+            assert r.returncode == 1 and "not in that shadow copy" in r.stderr, r.stderr
+        f = json.loads(vssd.vss("restore-version", os.path.join(t, "a"), "--shadow", sid,
+                                "--to", dest + ".a", "--read", how, "--json").stdout)
+        assert f["read"] == how and f["bytes"] == len(big)
+        got[how + ".a"] = tree_of(dest + ".a")
+    assert got["direct"] == got["mount"]
+    assert got["direct.a"] == got["mount.a"]
+    assert "shadow %s: %s restored to %s for uid 0 (6 entries, read directly)" % (
+        sid, t, os.path.join(mnt, "out-direct")) in vssd.log()
+    # As the tree was (atimes aside: reading it moved them), the fifo left out.
+    strip = {k: v[:4] + v[5:] for k, v in want.items() if k != "sub/fifo"}
+    assert {k: v[:4] + v[5:] for k, v in got["direct"].items()} == strip
+    assert got["direct"]["a"][6]["user.color"] == b"blue"
+    assert "system.posix_acl_access" in got["direct"]["a"][6]
+    assert got["direct"]["secret"][0] & 0o7777 == 0
+    # A shadow exposed already (the mount path's restores exposed it) is
+    # read through its mount, as a listing reads it, even asked to read
+    # directly; auto with one shadow: a mount.
+    r = json.loads(vssd.vss("restore-version", t, "--shadow", sid, "--to", dest, "--force",
+                            "--read", "direct", "--json").stdout)
+    assert r["read"] == "mount" and tree_of(dest) == got["mount"]
+    r = json.loads(vssd.vss("restore-version", os.path.join(t, "a"), "--shadow", sid,
+                            "--to", os.path.join(mnt, "auto"), "--json").stdout)
+    assert r["read"] == "mount"
+    # With more than 8 shadows on the volume, auto reads directly, as
+    # vss versions does.
+    more = [vssd.shadow(mnt)["shadows"][0]["id"] for _ in range(8)]
+    r = json.loads(vssd.vss("restore-version", os.path.join(t, "a"), "--shadow", more[-1],
+                            "--to", os.path.join(mnt, "auto9"), "--json").stdout)
+    assert r["read"] == "direct"
+    assert open(os.path.join(mnt, "auto9"), "rb").read() == b"live"
+    # Another user's copy goes through a mount, whatever it asks: the
+    # kernel checks its rights on the version.
+    for p in (workdir, vssd.root, mnt):        # the socket and the mount, for others
+        os.chmod(p, 0o755)
+    u = os.path.join(mnt, "u")
+    os.mkdir(u)
+    os.chown(u, 1234, 1234)
+    r = json.loads(vssd.vss("restore-version", os.path.join(t, "a"), "--shadow", more[-2],
+                            "--to", os.path.join(u, "a"), "--read", "direct", "--json",
+                            user=1234).stdout)
+    assert r["read"] == "mount"
+    assert open(os.path.join(u, "a"), "rb").read() == b"live"
