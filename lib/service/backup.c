@@ -1551,6 +1551,18 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 		session_end(svc, b);
 		return rc;
 	}
+	/* The other hosts' backups are begun and prepared before any writer
+	 * here prepares for the snapshot: every host's writers are prepared
+	 * for backup before any freezes, and a host that refuses fails the set
+	 * with nothing frozen anywhere. */
+	if (!own && !sync) {
+		bool no_writers = false;
+
+		if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
+		    (rc = svc_peer_backup_begin(svc, who, json_object_get(args, "targets"),
+						no_writers, &peers, err)) < 0)
+			goto fail;
+	}
 	/* PrepareForSnapshot */
 	backup_enter(svc, b, SVC_BACKUP_SNAP_PREPARE);
 	rc = call_all(svc, b, EV_PREPARE_SNAPSHOT,
@@ -1585,6 +1597,8 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, sync,
 			       !own && !sync ? &peers : NULL, &out, err);
 	svc_unlock(svc);
+	svc_peer_set_free(peers.ps);     /* its connections are in peers.links now */
+	peers.ps = NULL;
 	if (rc < 0)
 		goto fail;
 	b->links = peers.links;
@@ -1652,6 +1666,8 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	return 0;
 fail:
 	free(held);
+	/* Their connections closing abort the other hosts' backups begun. */
+	svc_peer_set_free(peers.ps);
 	return snapshot_fail(svc, b, rc, err);
 }
 

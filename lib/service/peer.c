@@ -364,28 +364,107 @@ static int expect(struct peer_host *h, enum svc_peer_step want, int64_t deadline
 	return rc;
 }
 
-/* A requester's backup: @h's own backup on the set's connection, its
- * writers identified and prepared for backup (every component), before
- * peer.set takes its part of the set in it. */
-static int begin_backup(struct svc_peer_set *ps, struct peer_host *h, struct vss_error *err)
+/* The reply to @op on @host's connection by @deadline: 0, or why not. */
+static int link_reply(int fd, const char *host, const char *op, int64_t deadline,
+		      struct vss_error *err)
 {
-	struct vss_service *svc = ps->svc;
-	const struct svc_peer_backup *bk = ps->bk;
+	enum svc_peer_step step;
+	struct vss_error e = { 0 };
 	json_t *reply, *result;
 	int rc;
 
-	rc = link_call(h->fd, h->peer->name, "backup.begin", json_pack(
-			"{s:s, s:b, s:I, s:I, s:I, s:I}", "type", bk->type, "no_writers",
-			ps->no_writers, "timeout_ms", (json_int_t)bk->timeout_ms, "wait_ms",
-			(json_int_t)(svc->peer_timeout_ms / 2), "lease_ms",
-			(json_int_t)bk->lease_ms, "hold_ms", (json_int_t)bk->hold_ms),
-		       svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
-	json_decref(reply);
-	if (rc < 0)
+	if ((rc = link_recv(fd, deadline, host, &reply, err)) < 0)
 		return rc;
-	rc = link_call(h->fd, h->peer->name, "backup.prepare", NULL,
-		       svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
+	rc = svc_peer_msg_parse(reply, &step, &result, &e);
 	json_decref(reply);
+	if (rc == 0)
+		return 0;
+	if (rc == 1 || rc == -EPROTO)
+		return vss_error_set(err, -EPROTO, "host %s did not reply to %s: %s", host, op,
+				     rc == 1 ? "a step came instead" : e.msg);
+	return vss_error_set(err, rc, "host %s: %s: %s", host, op, e.msg);
+}
+
+/*
+ * A requester's backup: each host's own backup on the set's connection,
+ * its writers identified (backup.begin) and prepared for backup (every
+ * component, backup.prepare), before peer.set takes its part of the set in
+ * it.  Each step goes to every host at once, then their replies are read:
+ * the hosts' writers work side by side.
+ */
+static int begin_backups(struct svc_peer_set *ps, struct vss_error *err)
+{
+	struct vss_service *svc = ps->svc;
+	const struct svc_peer_backup *bk = ps->bk;
+	static const char *const ops[] = { "backup.begin", "backup.prepare" };
+	int64_t deadline;
+	int rc;
+
+	for (size_t i = 0; i < ps->nh; i++)
+		if ((rc = link_open(ps->h[i].peer, &ps->h[i].fd, err)) < 0)
+			return rc;
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; i < ps->nh; i++) {
+			struct peer_host *h = &ps->h[i];
+			json_t *args = k ? NULL : json_pack(
+				"{s:s, s:b, s:I, s:I, s:I, s:I}", "type", bk->type, "no_writers",
+				ps->no_writers, "timeout_ms", (json_int_t)bk->timeout_ms, "wait_ms",
+				(json_int_t)(svc->peer_timeout_ms / 2), "lease_ms",
+				(json_int_t)bk->lease_ms, "hold_ms", (json_int_t)bk->hold_ms);
+
+			if ((rc = link_send(h->fd, vss_proto_request(1, ops[k], args), h->peer->name,
+					    err)) < 0)
+				return rc;
+		}
+		deadline = svc_mono_ms() + svc->peer_timeout_ms;
+		for (size_t i = 0; i < ps->nh; i++)
+			if ((rc = link_reply(ps->h[i].fd, ps->h[i].peer->name, ops[k], deadline,
+					     err)) < 0)
+				return rc;
+	}
+	return 0;
+}
+
+int svc_peer_backup_begin(struct vss_service *svc, const struct svc_caller *who,
+			  json_t *targets, bool no_writers, struct svc_peer_backup *bk,
+			  struct vss_error *err)
+{
+	struct svc_peer_set *ps = NULL;
+	json_t *t;
+	size_t i;
+	int rc = 0;
+
+	bk->ps = NULL;
+	bk->links = NULL;
+	json_array_foreach(targets, i, t) {
+		char host[SVC_PEER_NAME_MAX + 1];
+		const char *rest, *s = json_string_value(t);
+
+		/* Anything else is refused with the set's other arguments. */
+		if (!s || !svc_peer_target_split(s, host, &rest))
+			continue;
+		if (!who || who->role < SVC_ROLE_ROOT) {
+			rc = vss_error_set(err, -EACCES, "permission denied: only root may take "
+					   "a set with another host's targets (%s)", s);
+			goto fail;
+		}
+		if ((!ps && (rc = svc_peer_set_new(svc, &ps, err)) < 0) ||
+		    (rc = svc_peer_set_add(ps, s, err)) < 0)
+			goto fail;
+	}
+	if (!ps)
+		return 0;
+	ps->bk = bk;
+	ps->no_writers = no_writers;
+	if ((rc = begin_backups(ps, err)) < 0)
+		goto fail;
+	vss_log("backup across hosts: begun and prepared on %zu other host%s", ps->nh,
+		ps->nh == 1 ? "" : "s");
+	bk->ps = ps;
+	return 0;
+fail:
+	/* Their connections closing abort what was begun there. */
+	svc_peer_set_free(ps);
 	return rc;
 }
 
@@ -402,8 +481,8 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 
 		for (size_t k = 0; k < h->n; k++)
 			json_array_append_new(targets, json_string(h->targets[k]));
-		if ((rc = link_open(h->peer, &h->fd, err)) < 0 ||
-		    (ps->bk && (rc = begin_backup(ps, h, err)) < 0) ||
+		/* A requester's backup was begun there already (begin_backups). */
+		if ((h->fd < 0 && (rc = link_open(h->peer, &h->fd, err)) < 0) ||
 		    (rc = link_send(h->fd, vss_proto_request(1, "peer.set", json_pack(
 				"{s:s, s:s, s:o, s:b, s:b, s:I}", "set", set->id,
 				"coordinator", svc->host_name, "targets", targets,

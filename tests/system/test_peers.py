@@ -480,6 +480,28 @@ def test_exec_across_hosts(daemon_factory):
     assert r.returncode == 2 and "another host's target" in r.stderr, r.stderr
 
 
+def test_exec_across_hosts_prepares_every_host_before_any_freeze(daemon_factory):
+    """Every host's writers are identified and prepared for backup before
+    any host's writers freeze: B's writer takes 3 s over identify and
+    prepare_backup (1.5 s each), longer than A's freeze window of 2 s, and
+    the backup goes through; the one log both writers share shows every
+    identify and prepare_backup before the first freeze."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    start_writer(h.b, "wb", log, "--slow-at", "identify,prepare_backup", "--slow-ms", "1500")
+    r = exec_across(h, "true", "--freeze-timeout", "2")
+    assert r.returncode == 0, r.stderr
+    got = [tuple(e[:2]) for e in events(log)]
+    first = [e[1] for e in got].index("freeze")
+    for w in ("wa", "wb"):
+        assert (w, "identify") in got[:first] and (w, "prepare_backup") in got[:first], got
+        assert [e[1] for e in got if e[0] == w] == [
+            "identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
+            "post_snapshot", "backup_complete"], got
+    assert h.a.shadows() == [] and h.b.shadows() == []
+
+
 def test_exec_across_hosts_peer_killed(daemon_factory):
     """B's vssd killed while COMMAND runs: vss exec fails naming B, A's
     writer gets abort, A keeps nothing (no shadow, no record of B's, no
