@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,13 +257,30 @@ struct svc_peer_set {
 	struct svc_set_sync sync;
 };
 
-/* The connections of a backup across hosts, after its set was taken. */
+/*
+ * The connections of a backup across hosts, after its set was taken, and
+ * the thread that watches them (svc_peer_links_watch) while the backup
+ * holds its set: between requests a peer sends nothing, so a connection
+ * that becomes readable was closed (the peer's vssd died, the forwarding
+ * was cut) or is out of step; either way that host is lost.  A request on
+ * the connections (renew, the end) first marks them busy, so that the
+ * watcher does not take its reply for a loss.
+ */
 struct svc_peer_links {
 	size_t n;
 	struct {
 		char host[SVC_PEER_NAME_MAX + 1];
-		int fd;
+		int fd;                       /* -1 once lost (mu) */
 	} h[SVC_PEERS_MAX];
+	pthread_mutex_t mu;
+	pthread_cond_t cond;                  /* busy went false */
+	bool busy, stop;                      /* mu */
+	bool watching;
+	int wake[2];                          /* wakes the watcher's poll */
+	pthread_t thread;
+	char lost[VSS_ERROR_MSG_MAX];         /* mu: why a host was lost, or "" */
+	void (*on_lost)(void *ctx);
+	void *ctx;
 };
 
 int svc_peer_set_new(struct vss_service *svc, struct svc_peer_set **out, struct vss_error *err)
@@ -715,8 +734,13 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 	if (rc == 0 && ps->bk) {
 		struct svc_peer_links *l = calloc(1, sizeof(*l));
 
-		if (!l)
+		if (!l) {
 			rc = vss_error_set(err, -ENOMEM, "out of memory");
+		} else {
+			pthread_mutex_init(&l->mu, NULL);
+			pthread_cond_init(&l->cond, NULL);
+			l->wake[0] = l->wake[1] = -1;
+		}
 		for (size_t i = 0; l && i < ps->nh; i++) {
 			snprintf(l->h[i].host, sizeof(l->h[i].host), "%s", ps->h[i].peer->name);
 			l->h[i].fd = ps->h[i].fd;
@@ -770,6 +794,138 @@ void svc_peer_set_free(struct svc_peer_set *ps)
 	free(ps);
 }
 
+/* ---- watching a backup's other hosts ---- */
+
+static void wake_watcher(struct svc_peer_links *l)
+{
+	if (l->wake[1] >= 0)
+		(void)!write(l->wake[1], "", 1);
+}
+
+/* A request on @l's connections begins (@busy) or ends. */
+static void links_busy(struct svc_peer_links *l, bool busy)
+{
+	pthread_mutex_lock(&l->mu);
+	l->busy = busy;
+	if (busy)
+		wake_watcher(l);
+	else
+		pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* Whether the connection @fd, readable while no request is out, was lost:
+ * why, or NULL (nothing after all). */
+static const char *gone_why(int fd, short revents)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0)
+		return "it sent what it was not asked for";
+	if (n == 0 || (revents & (POLLHUP | POLLRDHUP)))
+		return "it closed the connection";
+	if (errno == EAGAIN || errno == EINTR)
+		return NULL;
+	return strerror(errno);
+}
+
+static void *watch_main(void *arg)
+{
+	struct svc_peer_links *l = arg;
+	bool lost;
+
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop && !l->lost[0]) {
+		struct pollfd p[SVC_PEERS_MAX + 1];
+		char drain[16];
+
+		while (l->busy && !l->stop)
+			pthread_cond_wait(&l->cond, &l->mu);
+		if (l->stop)
+			break;
+		p[0] = (struct pollfd){ l->wake[0], POLLIN, 0 };
+		for (size_t i = 0; i < l->n; i++)
+			p[i + 1] = (struct pollfd){ l->h[i].fd, POLLIN | POLLRDHUP, 0 };
+		pthread_mutex_unlock(&l->mu);
+		if (poll(p, l->n + 1, -1) < 0 && errno != EINTR)
+			vss_log("backup across hosts: poll: %s", strerror(errno));
+		while (read(l->wake[0], drain, sizeof(drain)) > 0)
+			;
+		pthread_mutex_lock(&l->mu);
+		if (l->busy || l->stop)
+			continue;
+		for (size_t i = 0; i < l->n && !l->lost[0]; i++) {
+			const char *why;
+
+			if (l->h[i].fd < 0 || !p[i + 1].revents ||
+			    !(why = gone_why(l->h[i].fd, p[i + 1].revents)))
+				continue;
+			snprintf(l->lost, sizeof(l->lost), "host %s was lost while the backup held "
+				 "its shadows: %s", l->h[i].host, why);
+			vss_log("backup across hosts: %s", l->lost);
+			close(l->h[i].fd);
+			l->h[i].fd = -1;
+		}
+	}
+	lost = l->lost[0] && !l->stop;
+	pthread_mutex_unlock(&l->mu);
+	if (lost && l->on_lost)
+		l->on_lost(l->ctx);
+	return NULL;
+}
+
+int svc_peer_links_watch(struct svc_peer_links *l, void (*on_lost)(void *ctx), void *ctx,
+			 struct vss_error *err)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (!l)
+		return 0;
+	if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		l->wake[0] = l->wake[1] = -1;
+		return vss_error_set(err, -errno, "cannot watch the other hosts' connections: "
+				     "pipe: %s", strerror(errno));
+	}
+	l->on_lost = on_lost;
+	l->ctx = ctx;
+	/* Signals are the main thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&l->thread, NULL, watch_main, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return vss_error_set(err, -rc, "cannot watch the other hosts' connections: %s",
+				     strerror(rc));
+	l->watching = true;
+	return 0;
+}
+
+static void watch_stop(struct svc_peer_links *l)
+{
+	if (!l->watching)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = true;
+	wake_watcher(l);
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->thread, NULL);
+	l->watching = false;
+}
+
+static void links_free(struct svc_peer_links *l)
+{
+	watch_stop(l);
+	for (size_t k = 0; k < 2; k++)
+		if (l->wake[k] >= 0)
+			close(l->wake[k]);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cond);
+	free(l);
+}
+
 /* ---- the end of a backup across hosts ---- */
 
 int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, const char *set,
@@ -781,6 +937,7 @@ int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, c
 	svc_assert_locked(svc);
 	if (!l)
 		return 0;
+	watch_stop(l);
 	for (size_t i = 0; i < l->n; i++) {
 		const char *host = l->h[i].host;
 		bool completing = complete && rc == 0;
@@ -821,29 +978,58 @@ int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, c
 			remote_forget(svc, m);
 		}
 	}
-	free(l);
+	links_free(l);
 	*links = NULL;
 	return rc;
 }
 
-void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links)
+int svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *l,
+			 struct vss_error *err)
 {
-	for (size_t i = 0; links && i < links->n; i++) {
+	char why[VSS_ERROR_MSG_MAX + 128] = "";
+
+	if (!l)
+		return 0;
+	links_busy(l, true);
+	for (size_t i = 0; i < l->n; i++) {
 		struct vss_error e = { 0 };
 		json_t *reply, *result;
 
-		if (links->h[i].fd < 0)
+		if (l->h[i].fd < 0)
 			continue;
-		/* A connection that failed may be half read: closed, which aborts
-		 * the backup there, and the backup's end says so. */
-		if (link_call(links->h[i].fd, links->h[i].host, "backup.status", NULL,
+		/* A connection that failed may be half read: closed (which aborts
+		 * the backup there), and the host is lost. */
+		if (link_call(l->h[i].fd, l->h[i].host, "backup.status", NULL,
 			      svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, &e) < 0) {
 			vss_log("backup across hosts: %s", e.msg);
-			close(links->h[i].fd);
-			links->h[i].fd = -1;
+			if (!why[0])
+				snprintf(why, sizeof(why), "host %s was lost while the backup held "
+					 "its shadows: backup.status: %s", l->h[i].host, e.msg);
+			close(l->h[i].fd);
+			l->h[i].fd = -1;
 		}
 		json_decref(reply);
 	}
+	pthread_mutex_lock(&l->mu);
+	if (why[0] && !l->lost[0])
+		snprintf(l->lost, sizeof(l->lost), "%.*s", (int)sizeof(l->lost) - 1, why);
+	pthread_mutex_unlock(&l->mu);
+	links_busy(l, false);
+	return svc_peer_links_lost(l, err) ? -EIO : 0;
+}
+
+bool svc_peer_links_lost(struct svc_peer_links *l, struct vss_error *err)
+{
+	bool lost;
+
+	if (!l)
+		return false;
+	pthread_mutex_lock(&l->mu);
+	lost = l->lost[0] != 0;
+	if (lost)
+		vss_error_set(err, -EIO, "%s", l->lost);
+	pthread_mutex_unlock(&l->mu);
+	return lost;
 }
 
 /* ---- a peer ---- */

@@ -144,9 +144,23 @@ void svc_peer_set_free(struct svc_peer_set *ps);
  */
 int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, const char *set,
 		       bool complete, bool succeeded, const char *why, struct vss_error *err);
-/* backup.status on each peer's connection: their leases run again from now;
- * a failure is only logged (the end of the backup finds it). */
-void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links);
+/*
+ * While the backup holds its set, a thread watches @links: a peer's
+ * connection closing (its vssd gone, the forwarding cut) or sending what it
+ * was not asked for makes that host lost, and @on_lost(@ctx) is called
+ * once, from that thread, with no lock of the service held; the backup is
+ * then to be aborted everywhere (svc_peer_links_lost says why).  Stopped by
+ * svc_peer_links_end.
+ */
+int svc_peer_links_watch(struct svc_peer_links *links, void (*on_lost)(void *ctx), void *ctx,
+			 struct vss_error *err);
+/* backup.status on each peer's connection: their leases run again from now.
+ * A host that does not answer in the peer timeout is lost: -EIO and why. */
+int svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links,
+			 struct vss_error *err);
+/* Whether a host of @links was lost (the watcher, or a missed backup.status
+ * answer), and why in @err. */
+bool svc_peer_links_lost(struct svc_peer_links *links, struct vss_error *err);
 
 /* ---- a peer: peer.set (root only) ---- */
 int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_t *args,
