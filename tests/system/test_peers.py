@@ -502,6 +502,25 @@ def test_exec_across_hosts_prepares_every_host_before_any_freeze(daemon_factory)
     assert h.a.shadows() == [] and h.b.shadows() == []
 
 
+def test_exec_across_hosts_peer_refuses_before_any_freeze(daemon_factory):
+    """B's backup slot is held by another requester: B refuses backup.begin
+    (after half A's peer timeout), and the backup fails naming B with
+    nothing frozen anywhere: A's writer got identify and prepare_backup,
+    then abort, never prepare_snapshot or freeze; B's writer got nothing."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    start_writer(h.b, "wb", log)
+    other = Client(h.b)
+    assert other.call("backup.begin", no_writers=True)["ok"]
+    r = exec_across(h, "true")
+    other.close()
+    assert r.returncode == 1 and "host hostb" in r.stderr, r.stderr
+    got = [tuple(e[:2]) for e in events(log)]
+    assert got == [("wa", "identify"), ("wa", "prepare_backup"), ("wa", "abort")], got
+    assert h.a.shadows() == [] and h.b.shadows() == []
+
+
 def exec_spawn(h, script):
     return h.a.spawn([VSS, "--run-dir", h.a.run, "exec", "--for", h.mnt["a"], "--for",
                       "hostb:data", "--", "sh", "-c", script],
