@@ -582,6 +582,36 @@ def test_exec_across_hosts_peer_killed(daemon_factory):
     assert exec_across(h, "true").returncode == 0
 
 
+def test_exec_across_three_hosts_one_lost(daemon_factory):
+    """Hosts A, B and C; B's vssd killed while COMMAND runs: the other peer's
+    writer (C's) and A's get abort while COMMAND still runs, before
+    COMMAND's SIGTERM; C keeps nothing."""
+    h = Hosts(daemon_factory)
+    c = daemon_factory("c", args=["--host-name", "hostc"])
+    with open(h.peers, "a") as f:
+        f.write("hostc %s\n" % os.path.join(c.run, "vssd.sock"))
+    c.create_volume("data", "96M")
+    c.vss("volume", "mount", "data", os.path.join(c.root, "mnt"), "--mkfs", "ext4")
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    start_writer(c, "wc", log)
+    p = h.a.spawn([VSS, "--run-dir", h.a.run, "exec", "--for", h.mnt["a"], "--for",
+                   "hostb:data", "--for", "hostc:data", "--", "sh", "-c",
+                   LONG_COMMAND.format(log=log)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: ("command", "running") in [tuple(e[:2]) for e in events(log)],
+                    20), events(log)
+    h.b.proc.kill()
+    h.b.proc.wait()
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and "host hostb was lost" in err, err
+    got = [tuple(e[:2]) for e in events(log)]
+    after = got[got.index(("command", "running")) + 1:]
+    assert sorted(after[:2]) == [("wa", "abort"), ("wc", "abort")], got
+    assert after[2:] == [("command", "term")], got
+    assert c.shadows() == [] and h.a.shadows() == []
+
+
 def test_exec_across_hosts_peer_silent(daemon_factory):
     """B's vssd stopped while COMMAND runs: its connection stays open, but
     it misses the backup.status that vss exec's watch passes on (every
