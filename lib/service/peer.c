@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "provider/rbd/provider.h"
 #include "service/backup.h"
 #include "service/caller.h"
 #include "service/log.h"
@@ -350,9 +351,10 @@ static void host_close(struct peer_host *h)
 	h->fd = -1;
 }
 
-/* The next message of @h must be the step @want: 0, or why not. */
+/* The next message of @h must be the step @want: 0, or why not; with
+ * @keep, the message is the caller's (*@keep) on success. */
 static int expect(struct peer_host *h, enum svc_peer_step want, int64_t deadline,
-		  struct vss_error *err)
+		  json_t **keep, struct vss_error *err)
 {
 	const char *name = h->peer->name;
 	enum svc_peer_step got;
@@ -379,8 +381,31 @@ static int expect(struct peer_host *h, enum svc_peer_step want, int64_t deadline
 				   svc_peer_step_name(want), rc ? e.msg : "it replied early");
 	else
 		rc = vss_error_set(err, rc, "host %s: %s", name, e.msg);
-	json_decref(msg);
+	if (rc == 0 && keep)
+		*keep = msg;
+	else
+		json_decref(msg);
 	return rc;
+}
+
+/* @h's RBD images in its "prepared" @msg (on this host's cluster, which it
+ * checked): each joins the set's one group here, before anyone freezes. */
+static int add_rbd(struct svc_peer_set *ps, struct peer_host *h, const struct svc_set *set,
+		   json_t *msg, struct vss_error *err)
+{
+	struct svc_peer_rbd imgs[SVC_PEER_TARGETS_MAX];
+	struct vss_error e = { 0 };
+	size_t n;
+	int rc;
+
+	if ((rc = svc_peer_rbd_parse(msg, false, imgs, h->n, &n, &e)) < 0)
+		return vss_error_set(err, rc, "host %s said it was prepared, but: %s",
+				     h->peer->name, e.msg);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = svc_rbd_remote_add(ps->svc, set->uuid, h->peer->name, &imgs[i],
+					     err)) < 0)
+			return rc;
+	return 0;
 }
 
 /* The reply to @op on @host's connection by @deadline: 0, or why not. */
@@ -494,6 +519,10 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 	int64_t deadline;
 	int rc;
 
+	char fsid[37];
+	struct vss_error e;
+	bool rbd = svc_rbd_fsid(svc, fsid, &e) == 0;
+
 	for (size_t i = 0; i < ps->nh; i++) {
 		struct peer_host *h = &ps->h[i];
 		json_t *targets = json_array();
@@ -503,10 +532,11 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 		/* A requester's backup was begun there already (begin_backups). */
 		if ((h->fd < 0 && (rc = link_open(h->peer, &h->fd, err)) < 0) ||
 		    (rc = link_send(h->fd, vss_proto_request(1, "peer.set", json_pack(
-				"{s:s, s:s, s:o, s:b, s:b, s:I}", "set", set->id,
+				"{s:s, s:s, s:o, s:b, s:b, s:I, s:s*}", "set", set->id,
 				"coordinator", svc->host_name, "targets", targets,
 				"persistent", ps->persistent, "no_writers", ps->no_writers,
-				"wait_ms", (json_int_t)svc->peer_timeout_ms)),
+				"wait_ms", (json_int_t)svc->peer_timeout_ms,
+				"rbd_fsid", rbd ? fsid : NULL)),
 				h->peer->name, err)) < 0) {
 			if (h->fd < 0)
 				json_decref(targets);
@@ -514,20 +544,34 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 		}
 	}
 	deadline = svc_mono_ms() + svc->peer_timeout_ms;
-	for (size_t i = 0; i < ps->nh; i++)
-		if ((rc = expect(&ps->h[i], SVC_PEER_PREPARED, deadline, err)) < 0)
+	for (size_t i = 0; i < ps->nh; i++) {
+		json_t *msg = NULL;
+
+		rc = expect(&ps->h[i], SVC_PEER_PREPARED, deadline, &msg, err);
+		if (rc == 0)
+			rc = add_rbd(ps, &ps->h[i], set, msg, err);
+		json_decref(msg);
+		if (rc < 0)
 			return rc;
+	}
 	return 0;
 }
 
+/* Tells every peer @step; "thaw" names each host's RBD snapshots taken in
+ * the set's one group snapshot here. */
 static int tell_all(struct svc_peer_set *ps, enum svc_peer_step step, struct vss_error *err)
 {
 	int rc;
 
-	for (size_t i = 0; i < ps->nh; i++)
-		if ((rc = link_send(ps->h[i].fd, svc_peer_step_msg(step), ps->h[i].peer->name,
-				    err)) < 0)
+	for (size_t i = 0; i < ps->nh; i++) {
+		json_t *msg = svc_peer_step_msg(step), *rbd;
+
+		if (step == SVC_PEER_THAW &&
+		    (rbd = svc_rbd_remote_taken(ps->svc, ps->h[i].peer->name)))
+			json_object_set_new(msg, "rbd", rbd);
+		if ((rc = link_send(ps->h[i].fd, msg, ps->h[i].peer->name, err)) < 0)
 			return rc;
+	}
 	return 0;
 }
 
@@ -537,7 +581,7 @@ static int expect_all(struct svc_peer_set *ps, enum svc_peer_step want, int64_t 
 	int rc;
 
 	for (size_t i = 0; i < ps->nh; i++)
-		if ((rc = expect(&ps->h[i], want, deadline, err)) < 0)
+		if ((rc = expect(&ps->h[i], want, deadline, NULL, err)) < 0)
 			return rc;
 	return 0;
 }
@@ -556,8 +600,13 @@ static int coord_step(void *ctx, const struct svc_set *set, enum svc_set_step st
 		return expect_all(ps, SVC_PEER_FROZEN, deadline, err);
 	case SVC_SET_COMMIT:
 		return tell_all(ps, SVC_PEER_COMMIT, err);
-	case SVC_SET_COMMITTED:
-		return expect_all(ps, SVC_PEER_COMMITTED, deadline, err);
+	case SVC_SET_COMMITTED: {
+		/* Other hosts' RBD images: the one group snapshot, if this host's
+		 * own RBD members did not take it with their commit. */
+		int rc = svc_rbd_remote_commit(ps->svc, err);
+
+		return rc < 0 ? rc : expect_all(ps, SVC_PEER_COMMITTED, deadline, err);
+	}
 	case SVC_SET_THAW:
 		return tell_all(ps, SVC_PEER_THAW, err);
 	}
@@ -571,6 +620,7 @@ static void coord_abort(void *ctx, const struct svc_set *set, const char *why)
 	struct svc_peer_set *ps = ctx;
 	size_t told = 0;
 
+	svc_rbd_remote_end(ps->svc, true);
 	for (size_t i = 0; i < ps->nh; i++) {
 		struct peer_host *h = &ps->h[i];
 		json_t *msg = svc_peer_step_msg(SVC_PEER_ABORT);
@@ -707,6 +757,9 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 	int rc = 0;
 
 	svc_assert_locked(ps->svc);
+	/* Other hosts' RBD images leave the set's group (which keeps the
+	 * snapshot's record). */
+	svc_rbd_remote_end(ps->svc, false);
 	for (size_t i = 0; i < ps->nh && rc == 0; i++) {
 		struct peer_host *h = &ps->h[i];
 		enum svc_peer_step step;
@@ -1035,9 +1088,11 @@ bool svc_peer_links_lost(struct svc_peer_links *l, struct vss_error *err)
 /* ---- a peer ---- */
 
 struct peer_side {
+	struct vss_service *svc;
 	int fd;
 	const char *coordinator;
 	unsigned int wait_ms;
+	bool rbd;                       /* its RBD members in the coordinator's group */
 };
 
 /* Says what this host has done, then waits for the coordinator's word. */
@@ -1069,7 +1124,11 @@ static int side_step(void *ctx, const struct svc_set *set, enum svc_set_step ste
 		return 0;
 	}
 	snprintf(who, sizeof(who), "the coordinator (%s)", side->coordinator);
-	if ((rc = link_send(side->fd, svc_peer_step_msg(say), side->coordinator, err)) < 0)
+	msg = svc_peer_step_msg(say);
+	/* Its RBD images for the coordinator's one group snapshot. */
+	if (step == SVC_SET_PREPARED && side->rbd)
+		json_object_set_new(msg, "rbd", svc_rbd_cross_members(side->svc));
+	if ((rc = link_send(side->fd, msg, side->coordinator, err)) < 0)
 		return vss_error_set(err, rc, "%s went away before this host was %s", who,
 				     svc_peer_step_name(say));
 	rc = link_recv(side->fd, deadline, side->coordinator, &msg, &e);
@@ -1080,6 +1139,20 @@ static int side_step(void *ctx, const struct svc_set *set, enum svc_set_step ste
 		return vss_error_set(err, rc, "%s went away before it said \"%s\" (set %s): %s",
 				     who, svc_peer_step_name(want), set->id, e.msg);
 	rc = svc_peer_msg_parse(msg, &got, &result, &e);
+	if (rc == 1 && got == want && want == SVC_PEER_THAW) {
+		struct svc_peer_rbd taken[SVC_PEER_TARGETS_MAX];
+		size_t n;
+
+		/* The snapshots of its RBD images in the coordinator's group
+		 * snapshot. */
+		if ((rc = svc_peer_rbd_parse(msg, true, taken, SVC_PEER_TARGETS_MAX, &n,
+					     &e)) < 0 ||
+		    (rc = svc_rbd_cross_taken(side->svc, taken, n, &e)) < 0) {
+			json_decref(msg);
+			return vss_error_set(err, rc, "%s: %s", who, e.msg);
+		}
+		rc = 1;
+	}
 	json_decref(msg);
 	if (rc == 1 && got == want)
 		return 0;
@@ -1111,8 +1184,20 @@ int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_
 	svc_unlock(svc);
 	if (known)
 		return vss_error_set(err, -EEXIST, "set %s exists here already", req.set);
-	side = (struct peer_side){ .fd = svc_conn_fd(who->conn), .coordinator = req.coordinator,
-				   .wait_ms = req.wait_ms };
+	side = (struct peer_side){ .svc = svc, .fd = svc_conn_fd(who->conn),
+				   .coordinator = req.coordinator, .wait_ms = req.wait_ms };
+	/* The same Ceph cluster (by its fsid, never by names): this host's RBD
+	 * members go into the coordinator's one group snapshot. */
+	if (req.rbd_fsid[0]) {
+		char fsid[37];
+		struct vss_error e;
+
+		svc_lock(svc);
+		side.rbd = svc_rbd_fsid(svc, fsid, &e) == 0 && strcmp(fsid, req.rbd_fsid) == 0;
+		if (side.rbd)
+			svc_rbd_cross(svc, req.set);
+		svc_unlock(svc);
+	}
 	sync.set_id = req.set;
 	sync.coordinator = req.coordinator;
 	targets = json_array();
@@ -1125,6 +1210,11 @@ int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_
 		req.n, req.n == 1 ? "" : "s");
 	rc = svc_backup_shadow_create_sync(svc, who, sargs, &sync, res, err);
 	json_decref(sargs);
+	if (side.rbd) {
+		svc_lock(svc);
+		svc_rbd_cross(svc, NULL);
+		svc_unlock(svc);
+	}
 	return rc;
 }
 
@@ -1222,9 +1312,14 @@ int svc_remote_delete(struct vss_service *svc, struct svc_remote *r, const char 
 	/* Already gone there (deleted on that host, or not persistent and that
 	 * vssd restarted): what was asked is done. */
 	if (rc == 0 || (rc == -ENOENT && theirs)) {
+		char set[37];
+
 		vss_log("shadow %s on host %s (set %s) deleted: %s", r->rec.id, r->rec.host,
 			r->rec.set_id, why);
+		memcpy(set, r->rec.set_id, sizeof(set));
 		remote_forget(svc, r);
+		/* The set's one RBD group, once no member of it is left. */
+		svc_rbd_set_released(svc, set);
 		return 0;
 	}
 	r->owner = NULL;
