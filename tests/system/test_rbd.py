@@ -479,6 +479,16 @@ def test_set_across_hosts_is_one_rbd_group_snapshot(ceph, daemon_factory):
     a.vss("delete", "shadows", "--set", s["set"])
     assert image_snaps(ceph, "xa") == [] and image_snaps(ceph, "xb") == []
     assert "vss." not in ceph.rbd("group", "ls", POOL).stdout
+    # One host's RBD volume and the other's built-in one: B is on the same
+    # cluster but has no RBD member in this set; A's image alone is its
+    # own snapshot, B's volume its own shadow; both go with the set.
+    b.create_volume("bi", "32M")
+    s = json.loads(a.vss("create", "shadow", "--for", mnt["a"], "--for", "hostb:bi",
+                         "--json").stdout)
+    assert [sh["provider"] for sh in s["shadows"]] == ["rbd", "vss-cow"], s
+    assert [x["namespace"]["type"] for x in image_snaps(ceph, "xa")] == ["user"]
+    a.vss("delete", "shadows", "--set", s["set"])
+    assert image_snaps(ceph, "xa") == [] and b.shadows() == []
     # An image is in at most one group: B's in a group of its
     # administrator's fails the set before anyone freezes, naming it, and
     # leaves nothing.
