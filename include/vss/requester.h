@@ -247,6 +247,11 @@ int vss_requester_run_in_place(struct vss_requester *r, char *const argv[], int 
 int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
 				  struct vss_error *err);
 int vss_requester_abort(struct vss_requester *r, struct vss_error *err);
+/* Whether the backup is still in progress on vssd (one backup.status, which
+ * also renews its lease): 0, or -ECANCELED and why vssd ended it (its lease
+ * or limit ran out, root aborted it, another host of the set was lost while
+ * it held its shadows); vss_requester_abort then only cleans up here. */
+int vss_requester_backup_status(struct vss_requester *r, struct vss_error *err);
 /* Keep the set at close (for a persistent set nothing needs keeping). */
 void vss_requester_keep_set(struct vss_requester *r);
 

@@ -852,6 +852,27 @@ int vss_requester_backup_complete(struct vss_requester *r, bool succeeded,
 	return 0;
 }
 
+int vss_requester_backup_status(struct vss_requester *r, struct vss_error *err)
+{
+	const char *ended;
+	json_t *res;
+	int rc;
+
+	if (!r->begun || r->completed)
+		return vss_error_set(err, -EINVAL, "no backup in progress");
+	if ((rc = call(r, "backup.status", NULL, &res, err)) < 0)
+		return rc;
+	if (json_is_true(json_object_get(res, "active"))) {
+		json_decref(res);
+		return 0;
+	}
+	ended = json_string_value(json_object_get(res, "ended"));
+	rc = vss_error_set(err, -ECANCELED, "%s", ended ? ended : "the backup is no longer in "
+			   "progress on vssd");
+	json_decref(res);
+	return rc;
+}
+
 int vss_requester_abort(struct vss_requester *r, struct vss_error *err)
 {
 	json_t *res;

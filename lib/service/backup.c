@@ -115,6 +115,12 @@
  * times, the held sets and the notices; removing a held set also takes
  * svc->lock first, so that set.complete, the reaper and a closing
  * connection agree on who ends it.  Lock order: svc->lock, then reg->lock.
+ *
+ * A backup across hosts (peer.h) is also ended by the reaper, as soon as
+ * its owner is not in a request, when another host of its set is lost
+ * while it holds its shadows (the watcher of its peers' connections wakes
+ * the reaper); a backup.status that finds a host lost ends it at once and
+ * says so in its reply.
  */
 #include <assert.h>
 #include <errno.h>
@@ -845,8 +851,20 @@ static void expire_set(struct vss_service *svc, struct conn *c, const char *set)
 	svc_unlock(svc);
 }
 
-/* The reaper: ends the holds whose deadline passed, and sleeps until the
- * next one (woken when one may have moved). */
+/* The watcher of a backup's other hosts lost one (peer.h): the reaper
+ * aborts the backup as soon as no request of its owner runs. */
+static void peer_lost(void *ctx)
+{
+	struct vss_service *svc = ctx;
+
+	svc_mutex_lock(&svc->wreg->lock);
+	pthread_cond_signal(&svc->wreg->reaper_cond);
+	svc_mutex_unlock(&svc->wreg->lock);
+}
+
+/* The reaper: ends the holds whose deadline passed, and the backup whose
+ * other host was lost, and sleeps until the next deadline (woken when one
+ * may have moved, or a host was lost). */
 static void *reaper_main(void *arg)
 {
 	struct vss_service *svc = arg;
@@ -859,6 +877,12 @@ static void *reaper_main(void *arg)
 		int64_t now = svc_mono_ms(), next = INT64_MAX;
 
 		if (b && b->owner && !b->in_use && !b->ending) {
+			struct vss_error lost;
+
+			if (svc_peer_links_lost(b->links, &lost)) {
+				end_without_owner(svc, b, -EIO, lost.msg);
+				continue;
+			}
 			if (hold_until(&b->hold) <= now) {
 				char why[256];
 
@@ -1551,6 +1575,18 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 		session_end(svc, b);
 		return rc;
 	}
+	/* The other hosts' backups are begun and prepared before any writer
+	 * here prepares for the snapshot: every host's writers are prepared
+	 * for backup before any freezes, and a host that refuses fails the set
+	 * with nothing frozen anywhere. */
+	if (!own && !sync) {
+		bool no_writers = false;
+
+		if ((rc = svc_arg_bool(args, "no_writers", &no_writers, err)) < 0 ||
+		    (rc = svc_peer_backup_begin(svc, who, json_object_get(args, "targets"),
+						no_writers, &peers, err)) < 0)
+			goto fail;
+	}
 	/* PrepareForSnapshot */
 	backup_enter(svc, b, SVC_BACKUP_SNAP_PREPARE);
 	rc = call_all(svc, b, EV_PREPARE_SNAPSHOT,
@@ -1585,9 +1621,18 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	rc = svc_shadow_create(svc, who, args, !own || hold_set ? c : NULL, sync,
 			       !own && !sync ? &peers : NULL, &out, err);
 	svc_unlock(svc);
+	svc_peer_set_free(peers.ps);     /* its connections are in peers.links now */
+	peers.ps = NULL;
 	if (rc < 0)
 		goto fail;
 	b->links = peers.links;
+	if (b->links) {
+		struct vss_error e;
+
+		/* A host lost from now on aborts the backup at once (the reaper). */
+		if (svc_peer_links_watch(b->links, peer_lost, svc, &e) < 0)
+			vss_log("backup: %s; a host lost is found at the backup's end", e.msg);
+	}
 	snprintf(b->set_id, sizeof(b->set_id), "%s",
 		 json_string_value(json_object_get(out, "set")));
 	/* Thaw, in reverse order: every writer, then abort if any failed. */
@@ -1652,6 +1697,8 @@ static int shadow_create(struct vss_service *svc, const struct svc_caller *who,
 	return 0;
 fail:
 	free(held);
+	/* Their connections closing abort the other hosts' backups begun. */
+	svc_peer_set_free(peers.ps);
 	return snapshot_fail(svc, b, rc, err);
 }
 
@@ -1920,7 +1967,23 @@ int svc_op_backup_status(struct vss_service *svc, const struct svc_caller *who, 
 	}
 	hold = hold_json(&b->hold, true);
 	svc_mutex_unlock(&reg->lock);
-	svc_peer_links_renew(svc, b->links);
+	if (svc_peer_links_renew(svc, b->links, &e) < 0) {
+		/* A host lost: the backup is aborted everywhere now, and this
+		 * reply says so as the next call would. */
+		json_decref(hold);
+		svc_mutex_lock(&reg->lock);
+		b->in_use = false;
+		end_without_owner(svc, b, -EIO, e.msg);
+		pthread_cond_broadcast(&reg->hold_cond);
+		notice_find(reg, c, NULL, false, &e);
+		svc_mutex_unlock(&reg->lock);
+		json_decref(holds);
+		holds = svc_backup_holds_json(svc);
+		*res = json_pack("{s:b, s:s, s:O}", "active", 0, "ended", e.msg, "holder",
+				 json_object_get(holds, "backup"));
+		json_decref(holds);
+		return 0;
+	}
 	json_object_update_new(hold, json_pack("{s:b, s:I, s:s, s:s, s:o, s:O}", "active", 1,
 					   "session", (json_int_t)b->id,
 					   "type", type_names[b->type], "set", b->set_id,

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "provider/rbd/provider.h"
 #include "service/backup.h"
 #include "service/caller.h"
 #include "service/log.h"
@@ -255,13 +258,30 @@ struct svc_peer_set {
 	struct svc_set_sync sync;
 };
 
-/* The connections of a backup across hosts, after its set was taken. */
+/*
+ * The connections of a backup across hosts, after its set was taken, and
+ * the thread that watches them (svc_peer_links_watch) while the backup
+ * holds its set: between requests a peer sends nothing, so a connection
+ * that becomes readable was closed (the peer's vssd died, the forwarding
+ * was cut) or is out of step; either way that host is lost.  A request on
+ * the connections (renew, the end) first marks them busy, so that the
+ * watcher does not take its reply for a loss.
+ */
 struct svc_peer_links {
 	size_t n;
 	struct {
 		char host[SVC_PEER_NAME_MAX + 1];
-		int fd;
+		int fd;                       /* -1 once lost (mu) */
 	} h[SVC_PEERS_MAX];
+	pthread_mutex_t mu;
+	pthread_cond_t cond;                  /* busy went false */
+	bool busy, stop;                      /* mu */
+	bool watching;
+	int wake[2];                          /* wakes the watcher's poll */
+	pthread_t thread;
+	char lost[VSS_ERROR_MSG_MAX];         /* mu: why a host was lost, or "" */
+	void (*on_lost)(void *ctx);
+	void *ctx;
 };
 
 int svc_peer_set_new(struct vss_service *svc, struct svc_peer_set **out, struct vss_error *err)
@@ -331,9 +351,10 @@ static void host_close(struct peer_host *h)
 	h->fd = -1;
 }
 
-/* The next message of @h must be the step @want: 0, or why not. */
+/* The next message of @h must be the step @want: 0, or why not; with
+ * @keep, the message is the caller's (*@keep) on success. */
 static int expect(struct peer_host *h, enum svc_peer_step want, int64_t deadline,
-		  struct vss_error *err)
+		  json_t **keep, struct vss_error *err)
 {
 	const char *name = h->peer->name;
 	enum svc_peer_step got;
@@ -360,32 +381,134 @@ static int expect(struct peer_host *h, enum svc_peer_step want, int64_t deadline
 				   svc_peer_step_name(want), rc ? e.msg : "it replied early");
 	else
 		rc = vss_error_set(err, rc, "host %s: %s", name, e.msg);
-	json_decref(msg);
+	if (rc == 0 && keep)
+		*keep = msg;
+	else
+		json_decref(msg);
 	return rc;
 }
 
-/* A requester's backup: @h's own backup on the set's connection, its
- * writers identified and prepared for backup (every component), before
- * peer.set takes its part of the set in it. */
-static int begin_backup(struct svc_peer_set *ps, struct peer_host *h, struct vss_error *err)
+/* @h's RBD images in its "prepared" @msg (on this host's cluster, which it
+ * checked): each joins the set's one group here, before anyone freezes. */
+static int add_rbd(struct svc_peer_set *ps, struct peer_host *h, const struct svc_set *set,
+		   json_t *msg, struct vss_error *err)
 {
-	struct vss_service *svc = ps->svc;
-	const struct svc_peer_backup *bk = ps->bk;
+	struct svc_peer_rbd imgs[SVC_PEER_TARGETS_MAX];
+	struct vss_error e = { 0 };
+	size_t n;
+	int rc;
+
+	if ((rc = svc_peer_rbd_parse(msg, false, imgs, h->n, &n, &e)) < 0)
+		return vss_error_set(err, rc, "host %s said it was prepared, but: %s",
+				     h->peer->name, e.msg);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = svc_rbd_remote_add(ps->svc, set->uuid, h->peer->name, &imgs[i],
+					     err)) < 0)
+			return rc;
+	return 0;
+}
+
+/* The reply to @op on @host's connection by @deadline: 0, or why not. */
+static int link_reply(int fd, const char *host, const char *op, int64_t deadline,
+		      struct vss_error *err)
+{
+	enum svc_peer_step step;
+	struct vss_error e = { 0 };
 	json_t *reply, *result;
 	int rc;
 
-	rc = link_call(h->fd, h->peer->name, "backup.begin", json_pack(
-			"{s:s, s:b, s:I, s:I, s:I, s:I}", "type", bk->type, "no_writers",
-			ps->no_writers, "timeout_ms", (json_int_t)bk->timeout_ms, "wait_ms",
-			(json_int_t)(svc->peer_timeout_ms / 2), "lease_ms",
-			(json_int_t)bk->lease_ms, "hold_ms", (json_int_t)bk->hold_ms),
-		       svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
-	json_decref(reply);
-	if (rc < 0)
+	if ((rc = link_recv(fd, deadline, host, &reply, err)) < 0)
 		return rc;
-	rc = link_call(h->fd, h->peer->name, "backup.prepare", NULL,
-		       svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, err);
+	rc = svc_peer_msg_parse(reply, &step, &result, &e);
 	json_decref(reply);
+	if (rc == 0)
+		return 0;
+	if (rc == 1 || rc == -EPROTO)
+		return vss_error_set(err, -EPROTO, "host %s did not reply to %s: %s", host, op,
+				     rc == 1 ? "a step came instead" : e.msg);
+	return vss_error_set(err, rc, "host %s: %s: %s", host, op, e.msg);
+}
+
+/*
+ * A requester's backup: each host's own backup on the set's connection,
+ * its writers identified (backup.begin) and prepared for backup (every
+ * component, backup.prepare), before peer.set takes its part of the set in
+ * it.  Each step goes to every host at once, then their replies are read:
+ * the hosts' writers work side by side.
+ */
+static int begin_backups(struct svc_peer_set *ps, struct vss_error *err)
+{
+	struct vss_service *svc = ps->svc;
+	const struct svc_peer_backup *bk = ps->bk;
+	static const char *const ops[] = { "backup.begin", "backup.prepare" };
+	int64_t deadline;
+	int rc;
+
+	for (size_t i = 0; i < ps->nh; i++)
+		if ((rc = link_open(ps->h[i].peer, &ps->h[i].fd, err)) < 0)
+			return rc;
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; i < ps->nh; i++) {
+			struct peer_host *h = &ps->h[i];
+			json_t *args = k ? NULL : json_pack(
+				"{s:s, s:b, s:I, s:I, s:I, s:I}", "type", bk->type, "no_writers",
+				ps->no_writers, "timeout_ms", (json_int_t)bk->timeout_ms, "wait_ms",
+				(json_int_t)(svc->peer_timeout_ms / 2), "lease_ms",
+				(json_int_t)bk->lease_ms, "hold_ms", (json_int_t)bk->hold_ms);
+
+			if ((rc = link_send(h->fd, vss_proto_request(1, ops[k], args), h->peer->name,
+					    err)) < 0)
+				return rc;
+		}
+		deadline = svc_mono_ms() + svc->peer_timeout_ms;
+		for (size_t i = 0; i < ps->nh; i++)
+			if ((rc = link_reply(ps->h[i].fd, ps->h[i].peer->name, ops[k], deadline,
+					     err)) < 0)
+				return rc;
+	}
+	return 0;
+}
+
+int svc_peer_backup_begin(struct vss_service *svc, const struct svc_caller *who,
+			  json_t *targets, bool no_writers, struct svc_peer_backup *bk,
+			  struct vss_error *err)
+{
+	struct svc_peer_set *ps = NULL;
+	json_t *t;
+	size_t i;
+	int rc = 0;
+
+	bk->ps = NULL;
+	bk->links = NULL;
+	json_array_foreach(targets, i, t) {
+		char host[SVC_PEER_NAME_MAX + 1];
+		const char *rest, *s = json_string_value(t);
+
+		/* Anything else is refused with the set's other arguments. */
+		if (!s || !svc_peer_target_split(s, host, &rest))
+			continue;
+		if (!who || who->role < SVC_ROLE_ROOT) {
+			rc = vss_error_set(err, -EACCES, "permission denied: only root may take "
+					   "a set with another host's targets (%s)", s);
+			goto fail;
+		}
+		if ((!ps && (rc = svc_peer_set_new(svc, &ps, err)) < 0) ||
+		    (rc = svc_peer_set_add(ps, s, err)) < 0)
+			goto fail;
+	}
+	if (!ps)
+		return 0;
+	ps->bk = bk;
+	ps->no_writers = no_writers;
+	if ((rc = begin_backups(ps, err)) < 0)
+		goto fail;
+	vss_log("backup across hosts: begun and prepared on %zu other host%s", ps->nh,
+		ps->nh == 1 ? "" : "s");
+	bk->ps = ps;
+	return 0;
+fail:
+	/* Their connections closing abort what was begun there. */
+	svc_peer_set_free(ps);
 	return rc;
 }
 
@@ -396,19 +519,24 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 	int64_t deadline;
 	int rc;
 
+	char fsid[37];
+	struct vss_error e;
+	bool rbd = svc_rbd_fsid(svc, fsid, &e) == 0;
+
 	for (size_t i = 0; i < ps->nh; i++) {
 		struct peer_host *h = &ps->h[i];
 		json_t *targets = json_array();
 
 		for (size_t k = 0; k < h->n; k++)
 			json_array_append_new(targets, json_string(h->targets[k]));
-		if ((rc = link_open(h->peer, &h->fd, err)) < 0 ||
-		    (ps->bk && (rc = begin_backup(ps, h, err)) < 0) ||
+		/* A requester's backup was begun there already (begin_backups). */
+		if ((h->fd < 0 && (rc = link_open(h->peer, &h->fd, err)) < 0) ||
 		    (rc = link_send(h->fd, vss_proto_request(1, "peer.set", json_pack(
-				"{s:s, s:s, s:o, s:b, s:b, s:I}", "set", set->id,
+				"{s:s, s:s, s:o, s:b, s:b, s:I, s:s*}", "set", set->id,
 				"coordinator", svc->host_name, "targets", targets,
 				"persistent", ps->persistent, "no_writers", ps->no_writers,
-				"wait_ms", (json_int_t)svc->peer_timeout_ms)),
+				"wait_ms", (json_int_t)svc->peer_timeout_ms,
+				"rbd_fsid", rbd ? fsid : NULL)),
 				h->peer->name, err)) < 0) {
 			if (h->fd < 0)
 				json_decref(targets);
@@ -416,20 +544,34 @@ static int start_peers(struct svc_peer_set *ps, const struct svc_set *set, struc
 		}
 	}
 	deadline = svc_mono_ms() + svc->peer_timeout_ms;
-	for (size_t i = 0; i < ps->nh; i++)
-		if ((rc = expect(&ps->h[i], SVC_PEER_PREPARED, deadline, err)) < 0)
+	for (size_t i = 0; i < ps->nh; i++) {
+		json_t *msg = NULL;
+
+		rc = expect(&ps->h[i], SVC_PEER_PREPARED, deadline, &msg, err);
+		if (rc == 0)
+			rc = add_rbd(ps, &ps->h[i], set, msg, err);
+		json_decref(msg);
+		if (rc < 0)
 			return rc;
+	}
 	return 0;
 }
 
+/* Tells every peer @step; "thaw" names each host's RBD snapshots taken in
+ * the set's one group snapshot here. */
 static int tell_all(struct svc_peer_set *ps, enum svc_peer_step step, struct vss_error *err)
 {
 	int rc;
 
-	for (size_t i = 0; i < ps->nh; i++)
-		if ((rc = link_send(ps->h[i].fd, svc_peer_step_msg(step), ps->h[i].peer->name,
-				    err)) < 0)
+	for (size_t i = 0; i < ps->nh; i++) {
+		json_t *msg = svc_peer_step_msg(step), *rbd;
+
+		if (step == SVC_PEER_THAW &&
+		    (rbd = svc_rbd_remote_taken(ps->svc, ps->h[i].peer->name)))
+			json_object_set_new(msg, "rbd", rbd);
+		if ((rc = link_send(ps->h[i].fd, msg, ps->h[i].peer->name, err)) < 0)
 			return rc;
+	}
 	return 0;
 }
 
@@ -439,7 +581,7 @@ static int expect_all(struct svc_peer_set *ps, enum svc_peer_step want, int64_t 
 	int rc;
 
 	for (size_t i = 0; i < ps->nh; i++)
-		if ((rc = expect(&ps->h[i], want, deadline, err)) < 0)
+		if ((rc = expect(&ps->h[i], want, deadline, NULL, err)) < 0)
 			return rc;
 	return 0;
 }
@@ -458,8 +600,13 @@ static int coord_step(void *ctx, const struct svc_set *set, enum svc_set_step st
 		return expect_all(ps, SVC_PEER_FROZEN, deadline, err);
 	case SVC_SET_COMMIT:
 		return tell_all(ps, SVC_PEER_COMMIT, err);
-	case SVC_SET_COMMITTED:
-		return expect_all(ps, SVC_PEER_COMMITTED, deadline, err);
+	case SVC_SET_COMMITTED: {
+		/* Other hosts' RBD images: the one group snapshot, if this host's
+		 * own RBD members did not take it with their commit. */
+		int rc = svc_rbd_remote_commit(ps->svc, err);
+
+		return rc < 0 ? rc : expect_all(ps, SVC_PEER_COMMITTED, deadline, err);
+	}
 	case SVC_SET_THAW:
 		return tell_all(ps, SVC_PEER_THAW, err);
 	}
@@ -473,6 +620,7 @@ static void coord_abort(void *ctx, const struct svc_set *set, const char *why)
 	struct svc_peer_set *ps = ctx;
 	size_t told = 0;
 
+	svc_rbd_remote_end(ps->svc, true);
 	for (size_t i = 0; i < ps->nh; i++) {
 		struct peer_host *h = &ps->h[i];
 		json_t *msg = svc_peer_step_msg(SVC_PEER_ABORT);
@@ -609,6 +757,9 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 	int rc = 0;
 
 	svc_assert_locked(ps->svc);
+	/* Other hosts' RBD images leave the set's group (which keeps the
+	 * snapshot's record). */
+	svc_rbd_remote_end(ps->svc, false);
 	for (size_t i = 0; i < ps->nh && rc == 0; i++) {
 		struct peer_host *h = &ps->h[i];
 		enum svc_peer_step step;
@@ -636,8 +787,13 @@ int svc_peer_set_finish(struct svc_peer_set *ps, const struct svc_set *set, stru
 	if (rc == 0 && ps->bk) {
 		struct svc_peer_links *l = calloc(1, sizeof(*l));
 
-		if (!l)
+		if (!l) {
 			rc = vss_error_set(err, -ENOMEM, "out of memory");
+		} else {
+			pthread_mutex_init(&l->mu, NULL);
+			pthread_cond_init(&l->cond, NULL);
+			l->wake[0] = l->wake[1] = -1;
+		}
 		for (size_t i = 0; l && i < ps->nh; i++) {
 			snprintf(l->h[i].host, sizeof(l->h[i].host), "%s", ps->h[i].peer->name);
 			l->h[i].fd = ps->h[i].fd;
@@ -691,6 +847,138 @@ void svc_peer_set_free(struct svc_peer_set *ps)
 	free(ps);
 }
 
+/* ---- watching a backup's other hosts ---- */
+
+static void wake_watcher(struct svc_peer_links *l)
+{
+	if (l->wake[1] >= 0)
+		(void)!write(l->wake[1], "", 1);
+}
+
+/* A request on @l's connections begins (@busy) or ends. */
+static void links_busy(struct svc_peer_links *l, bool busy)
+{
+	pthread_mutex_lock(&l->mu);
+	l->busy = busy;
+	if (busy)
+		wake_watcher(l);
+	else
+		pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* Whether the connection @fd, readable while no request is out, was lost:
+ * why, or NULL (nothing after all). */
+static const char *gone_why(int fd, short revents)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0)
+		return "it sent what it was not asked for";
+	if (n == 0 || (revents & (POLLHUP | POLLRDHUP)))
+		return "it closed the connection";
+	if (errno == EAGAIN || errno == EINTR)
+		return NULL;
+	return strerror(errno);
+}
+
+static void *watch_main(void *arg)
+{
+	struct svc_peer_links *l = arg;
+	bool lost;
+
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop && !l->lost[0]) {
+		struct pollfd p[SVC_PEERS_MAX + 1];
+		char drain[16];
+
+		while (l->busy && !l->stop)
+			pthread_cond_wait(&l->cond, &l->mu);
+		if (l->stop)
+			break;
+		p[0] = (struct pollfd){ l->wake[0], POLLIN, 0 };
+		for (size_t i = 0; i < l->n; i++)
+			p[i + 1] = (struct pollfd){ l->h[i].fd, POLLIN | POLLRDHUP, 0 };
+		pthread_mutex_unlock(&l->mu);
+		if (poll(p, l->n + 1, -1) < 0 && errno != EINTR)
+			vss_log("backup across hosts: poll: %s", strerror(errno));
+		while (read(l->wake[0], drain, sizeof(drain)) > 0)
+			;
+		pthread_mutex_lock(&l->mu);
+		if (l->busy || l->stop)
+			continue;
+		for (size_t i = 0; i < l->n && !l->lost[0]; i++) {
+			const char *why;
+
+			if (l->h[i].fd < 0 || !p[i + 1].revents ||
+			    !(why = gone_why(l->h[i].fd, p[i + 1].revents)))
+				continue;
+			snprintf(l->lost, sizeof(l->lost), "host %s was lost while the backup held "
+				 "its shadows: %s", l->h[i].host, why);
+			vss_log("backup across hosts: %s", l->lost);
+			close(l->h[i].fd);
+			l->h[i].fd = -1;
+		}
+	}
+	lost = l->lost[0] && !l->stop;
+	pthread_mutex_unlock(&l->mu);
+	if (lost && l->on_lost)
+		l->on_lost(l->ctx);
+	return NULL;
+}
+
+int svc_peer_links_watch(struct svc_peer_links *l, void (*on_lost)(void *ctx), void *ctx,
+			 struct vss_error *err)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (!l)
+		return 0;
+	if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		l->wake[0] = l->wake[1] = -1;
+		return vss_error_set(err, -errno, "cannot watch the other hosts' connections: "
+				     "pipe: %s", strerror(errno));
+	}
+	l->on_lost = on_lost;
+	l->ctx = ctx;
+	/* Signals are the main thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&l->thread, NULL, watch_main, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return vss_error_set(err, -rc, "cannot watch the other hosts' connections: %s",
+				     strerror(rc));
+	l->watching = true;
+	return 0;
+}
+
+static void watch_stop(struct svc_peer_links *l)
+{
+	if (!l->watching)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = true;
+	wake_watcher(l);
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->thread, NULL);
+	l->watching = false;
+}
+
+static void links_free(struct svc_peer_links *l)
+{
+	watch_stop(l);
+	for (size_t k = 0; k < 2; k++)
+		if (l->wake[k] >= 0)
+			close(l->wake[k]);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cond);
+	free(l);
+}
+
 /* ---- the end of a backup across hosts ---- */
 
 int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, const char *set,
@@ -702,6 +990,7 @@ int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, c
 	svc_assert_locked(svc);
 	if (!l)
 		return 0;
+	watch_stop(l);
 	for (size_t i = 0; i < l->n; i++) {
 		const char *host = l->h[i].host;
 		bool completing = complete && rc == 0;
@@ -742,37 +1031,68 @@ int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, c
 			remote_forget(svc, m);
 		}
 	}
-	free(l);
+	links_free(l);
 	*links = NULL;
 	return rc;
 }
 
-void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links)
+int svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *l,
+			 struct vss_error *err)
 {
-	for (size_t i = 0; links && i < links->n; i++) {
+	char why[VSS_ERROR_MSG_MAX + 128] = "";
+
+	if (!l)
+		return 0;
+	links_busy(l, true);
+	for (size_t i = 0; i < l->n; i++) {
 		struct vss_error e = { 0 };
 		json_t *reply, *result;
 
-		if (links->h[i].fd < 0)
+		if (l->h[i].fd < 0)
 			continue;
-		/* A connection that failed may be half read: closed, which aborts
-		 * the backup there, and the backup's end says so. */
-		if (link_call(links->h[i].fd, links->h[i].host, "backup.status", NULL,
+		/* A connection that failed may be half read: closed (which aborts
+		 * the backup there), and the host is lost. */
+		if (link_call(l->h[i].fd, l->h[i].host, "backup.status", NULL,
 			      svc_mono_ms() + svc->peer_timeout_ms, &reply, &result, &e) < 0) {
 			vss_log("backup across hosts: %s", e.msg);
-			close(links->h[i].fd);
-			links->h[i].fd = -1;
+			if (!why[0])
+				snprintf(why, sizeof(why), "host %s was lost while the backup held "
+					 "its shadows: backup.status: %s", l->h[i].host, e.msg);
+			close(l->h[i].fd);
+			l->h[i].fd = -1;
 		}
 		json_decref(reply);
 	}
+	pthread_mutex_lock(&l->mu);
+	if (why[0] && !l->lost[0])
+		snprintf(l->lost, sizeof(l->lost), "%.*s", (int)sizeof(l->lost) - 1, why);
+	pthread_mutex_unlock(&l->mu);
+	links_busy(l, false);
+	return svc_peer_links_lost(l, err) ? -EIO : 0;
+}
+
+bool svc_peer_links_lost(struct svc_peer_links *l, struct vss_error *err)
+{
+	bool lost;
+
+	if (!l)
+		return false;
+	pthread_mutex_lock(&l->mu);
+	lost = l->lost[0] != 0;
+	if (lost)
+		vss_error_set(err, -EIO, "%s", l->lost);
+	pthread_mutex_unlock(&l->mu);
+	return lost;
 }
 
 /* ---- a peer ---- */
 
 struct peer_side {
+	struct vss_service *svc;
 	int fd;
 	const char *coordinator;
 	unsigned int wait_ms;
+	bool rbd;                       /* its RBD members in the coordinator's group */
 };
 
 /* Says what this host has done, then waits for the coordinator's word. */
@@ -804,7 +1124,11 @@ static int side_step(void *ctx, const struct svc_set *set, enum svc_set_step ste
 		return 0;
 	}
 	snprintf(who, sizeof(who), "the coordinator (%s)", side->coordinator);
-	if ((rc = link_send(side->fd, svc_peer_step_msg(say), side->coordinator, err)) < 0)
+	msg = svc_peer_step_msg(say);
+	/* Its RBD images for the coordinator's one group snapshot. */
+	if (step == SVC_SET_PREPARED && side->rbd)
+		json_object_set_new(msg, "rbd", svc_rbd_cross_members(side->svc));
+	if ((rc = link_send(side->fd, msg, side->coordinator, err)) < 0)
 		return vss_error_set(err, rc, "%s went away before this host was %s", who,
 				     svc_peer_step_name(say));
 	rc = link_recv(side->fd, deadline, side->coordinator, &msg, &e);
@@ -815,6 +1139,20 @@ static int side_step(void *ctx, const struct svc_set *set, enum svc_set_step ste
 		return vss_error_set(err, rc, "%s went away before it said \"%s\" (set %s): %s",
 				     who, svc_peer_step_name(want), set->id, e.msg);
 	rc = svc_peer_msg_parse(msg, &got, &result, &e);
+	if (rc == 1 && got == want && want == SVC_PEER_THAW) {
+		struct svc_peer_rbd taken[SVC_PEER_TARGETS_MAX];
+		size_t n;
+
+		/* The snapshots of its RBD images in the coordinator's group
+		 * snapshot. */
+		if ((rc = svc_peer_rbd_parse(msg, true, taken, SVC_PEER_TARGETS_MAX, &n,
+					     &e)) < 0 ||
+		    (rc = svc_rbd_cross_taken(side->svc, taken, n, &e)) < 0) {
+			json_decref(msg);
+			return vss_error_set(err, rc, "%s: %s", who, e.msg);
+		}
+		rc = 1;
+	}
 	json_decref(msg);
 	if (rc == 1 && got == want)
 		return 0;
@@ -846,8 +1184,20 @@ int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_
 	svc_unlock(svc);
 	if (known)
 		return vss_error_set(err, -EEXIST, "set %s exists here already", req.set);
-	side = (struct peer_side){ .fd = svc_conn_fd(who->conn), .coordinator = req.coordinator,
-				   .wait_ms = req.wait_ms };
+	side = (struct peer_side){ .svc = svc, .fd = svc_conn_fd(who->conn),
+				   .coordinator = req.coordinator, .wait_ms = req.wait_ms };
+	/* The same Ceph cluster (by its fsid, never by names): this host's RBD
+	 * members go into the coordinator's one group snapshot. */
+	if (req.rbd_fsid[0]) {
+		char fsid[37];
+		struct vss_error e;
+
+		svc_lock(svc);
+		side.rbd = svc_rbd_fsid(svc, fsid, &e) == 0 && strcmp(fsid, req.rbd_fsid) == 0;
+		if (side.rbd)
+			svc_rbd_cross(svc, req.set);
+		svc_unlock(svc);
+	}
 	sync.set_id = req.set;
 	sync.coordinator = req.coordinator;
 	targets = json_array();
@@ -860,6 +1210,11 @@ int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_
 		req.n, req.n == 1 ? "" : "s");
 	rc = svc_backup_shadow_create_sync(svc, who, sargs, &sync, res, err);
 	json_decref(sargs);
+	if (side.rbd) {
+		svc_lock(svc);
+		svc_rbd_cross(svc, NULL);
+		svc_unlock(svc);
+	}
 	return rc;
 }
 
@@ -957,9 +1312,14 @@ int svc_remote_delete(struct vss_service *svc, struct svc_remote *r, const char 
 	/* Already gone there (deleted on that host, or not persistent and that
 	 * vssd restarted): what was asked is done. */
 	if (rc == 0 || (rc == -ENOENT && theirs)) {
+		char set[37];
+
 		vss_log("shadow %s on host %s (set %s) deleted: %s", r->rec.id, r->rec.host,
 			r->rec.set_id, why);
+		memcpy(set, r->rec.set_id, sizeof(set));
 		remote_forget(svc, r);
+		/* The set's one RBD group, once no member of it is left. */
+		svc_rbd_set_released(svc, set);
 		return 0;
 	}
 	r->owner = NULL;

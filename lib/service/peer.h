@@ -80,16 +80,20 @@ struct svc_peer_links;
 /*
  * A requester's backup whose set has other hosts' targets: each peer runs
  * a backup of its own on the set's connection (backup.begin, so its
- * writers Identify; backup.prepare with every component; then peer.set in
- * that session), and keeps the set and the session until the coordinator
- * says backup.complete or backup.abort there (svc_peer_links_end); the
- * connection closing first aborts it there (its writers get Abort, its
- * part of the set is deleted).
+ * writers Identify; backup.prepare with every component), begun before
+ * this host's writers get PrepareForSnapshot (svc_peer_backup_begin), so
+ * that no host's writers freeze before every host's are prepared for
+ * backup; then peer.set in that session; each keeps the set and the
+ * session until the coordinator says backup.complete or backup.abort there
+ * (svc_peer_links_end); the connection closing first aborts it there (its
+ * writers get Abort, its part of the set is deleted).
  */
 struct svc_peer_backup {
 	const char *type;                 /* backup.begin's "type" */
 	uint64_t lease_ms, hold_ms;       /* the coordinator's session's */
 	unsigned int timeout_ms;          /* each writer event's deadline */
+	struct svc_peer_set *ps;          /* begun, until the set takes it; owned: the
+					   * caller's to svc_peer_set_free */
 	struct svc_peer_links *links;     /* out: owned by the session, until it ends */
 };
 
@@ -104,6 +108,19 @@ const struct svc_set_sync *svc_peer_set_sync(struct svc_peer_set *ps, bool persi
 /* Makes the set a requester's backup on every peer (@bk lives as long as @ps):
  * before svc_set_take. */
 void svc_peer_set_backup(struct svc_peer_set *ps, struct svc_peer_backup *bk);
+/*
+ * A requester's backup with other hosts' targets among @targets (shadow.create's
+ * "targets"; root's only): before this host's writers get PrepareForSnapshot,
+ * connects to each of their hosts and begins the backup there
+ * (backup.begin: its writers Identify; backup.prepare: PrepareForBackup),
+ * all hosts at once, each bounded by the peer timeout.  bk->ps is then the
+ * set's peers, begun (NULL when every target is this host's).  On failure
+ * nothing is left begun anywhere (a closed connection aborts a peer's
+ * backup) and the error names the host.  Without svc->lock.
+ */
+int svc_peer_backup_begin(struct vss_service *svc, const struct svc_caller *who,
+			  json_t *targets, bool no_writers, struct svc_peer_backup *bk,
+			  struct vss_error *err);
 /*
  * After svc_set_take adopted the local members of @set: reads each peer's
  * reply, records its members (owned by @owner while the set is held) and
@@ -127,9 +144,23 @@ void svc_peer_set_free(struct svc_peer_set *ps);
  */
 int svc_peer_links_end(struct vss_service *svc, struct svc_peer_links **links, const char *set,
 		       bool complete, bool succeeded, const char *why, struct vss_error *err);
-/* backup.status on each peer's connection: their leases run again from now;
- * a failure is only logged (the end of the backup finds it). */
-void svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links);
+/*
+ * While the backup holds its set, a thread watches @links: a peer's
+ * connection closing (its vssd gone, the forwarding cut) or sending what it
+ * was not asked for makes that host lost, and @on_lost(@ctx) is called
+ * once, from that thread, with no lock of the service held; the backup is
+ * then to be aborted everywhere (svc_peer_links_lost says why).  Stopped by
+ * svc_peer_links_end.
+ */
+int svc_peer_links_watch(struct svc_peer_links *links, void (*on_lost)(void *ctx), void *ctx,
+			 struct vss_error *err);
+/* backup.status on each peer's connection: their leases run again from now.
+ * A host that does not answer in the peer timeout is lost: -EIO and why. */
+int svc_peer_links_renew(struct vss_service *svc, struct svc_peer_links *links,
+			 struct vss_error *err);
+/* Whether a host of @links was lost (the watcher, or a missed backup.status
+ * answer), and why in @err. */
+bool svc_peer_links_lost(struct svc_peer_links *links, struct vss_error *err);
 
 /* ---- a peer: peer.set (root only) ---- */
 int svc_op_peer_set(struct vss_service *svc, const struct svc_caller *who, json_t *args,

@@ -209,6 +209,14 @@ int svc_peer_set_req_parse(json_t *args, struct svc_peer_set_req *req, struct vs
 					     "absolute path (of this host)", i + 1);
 		req->targets[i] = t;
 	}
+	if (json_object_get(args, "rbd_fsid")) {
+		const char *fsid = json_string_value(json_object_get(args, "rbd_fsid"));
+
+		if (!svc_peer_id_ok(fsid))
+			return vss_error_set(err, -EINVAL, "argument \"rbd_fsid\" must be a Ceph "
+					     "cluster's fsid");
+		memcpy(req->rbd_fsid, fsid, sizeof(req->rbd_fsid));
+	}
 	if (wait) {
 		if (!json_is_integer(wait) || json_integer_value(wait) < 1 ||
 		    json_integer_value(wait) > SVC_PEER_WAIT_MAX_MS)
@@ -294,5 +302,72 @@ int svc_peer_result_parse(json_t *result, const char *set, const char *const *ta
 			return vss_error_set(err, -EPROTO, "shadow %s lacks its volume, device or "
 					     "provider", id);
 	}
+	return 0;
+}
+
+/* An RBD pool or image name as vss takes them (rbd.c's rule). */
+static bool rbd_name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > SVC_PEER_RBD_NAME_MAX || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+static bool rbd_id_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > SVC_PEER_RBD_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+int svc_peer_rbd_parse(json_t *msg, bool snaps, struct svc_peer_rbd *out, size_t max,
+		       size_t *n, struct vss_error *err)
+{
+	json_t *arr = json_object_get(msg, "rbd"), *e;
+	size_t i;
+
+	*n = 0;
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > max)
+		return vss_error_set(err, -EPROTO, "\"rbd\" must be an array of at most %zu "
+				     "images", max);
+	json_array_foreach(arr, i, e) {
+		struct svc_peer_rbd *r = &out[i];
+		const char *pool = json_string_value(json_object_get(e, "pool"));
+		const char *image = json_string_value(json_object_get(e, "image"));
+		const char *id = json_string_value(json_object_get(e, "image_id"));
+		json_t *snap = json_object_get(e, "snap_id");
+
+		if (!json_is_object(e) || !rbd_name_ok(pool) || !rbd_name_ok(image))
+			return vss_error_set(err, -EPROTO, "RBD image %zu: no pool and image that "
+					     "vss would take", i + 1);
+		if (snaps && (!json_is_integer(snap) || json_integer_value(snap) < 1))
+			return vss_error_set(err, -EPROTO, "RBD image %zu: no snapshot ID", i + 1);
+		if (!snaps && !rbd_id_ok(id))
+			return vss_error_set(err, -EPROTO, "RBD image %zu: no image ID", i + 1);
+		memset(r, 0, sizeof(*r));
+		snprintf(r->pool, sizeof(r->pool), "%s", pool);
+		snprintf(r->image, sizeof(r->image), "%s", image);
+		if (snaps)
+			r->snap_id = (uint64_t)json_integer_value(snap);
+		else
+			snprintf(r->image_id, sizeof(r->image_id), "%s", id);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(out[k].pool, r->pool) == 0 && strcmp(out[k].image, r->image) == 0)
+				return vss_error_set(err, -EPROTO, "RBD image %s/%s twice", pool,
+						     image);
+	}
+	*n = i;
 	return 0;
 }

@@ -74,6 +74,7 @@ struct svc_peer_set_req {
 	size_t n;
 	bool persistent, no_writers;
 	unsigned int wait_ms;                          /* 1 to SVC_PEER_WAIT_MAX_MS */
+	char rbd_fsid[37];                             /* the coordinator's Ceph cluster, or "" */
 };
 
 int svc_peer_set_req_parse(json_t *args, struct svc_peer_set_req *req, struct vss_error *err);
@@ -115,6 +116,31 @@ struct svc_peer_member {
  */
 int svc_peer_result_parse(json_t *result, const char *set, const char *const *targets,
 			  size_t n, struct svc_peer_member *out, struct vss_error *err);
+
+/*
+ * One RBD image of a set that spans hosts on one Ceph cluster (doc/peers.md,
+ * "One RBD group snapshot across hosts"): a peer's member in its "prepared"
+ * (pool, image, image_id), or that image's snapshot in the coordinator's
+ * "thaw" (pool, image, snap_id).
+ */
+#define SVC_PEER_RBD_NAME_MAX 96
+#define SVC_PEER_RBD_ID_MAX   32
+struct svc_peer_rbd {
+	char pool[SVC_PEER_RBD_NAME_MAX + 1];
+	char image[SVC_PEER_RBD_NAME_MAX + 1];
+	char image_id[SVC_PEER_RBD_ID_MAX + 1];      /* "prepared" */
+	uint64_t snap_id;                            /* "thaw": at least 1 */
+};
+
+/*
+ * @msg's "rbd" (absent: *@n is 0): an array of at most @max objects, each
+ * with "pool" and "image" (1 to 96 letters, digits, '.', '_' or '-', not
+ * beginning with '.' or '-', as vss takes RBD names), and with @snaps an
+ * integer "snap_id" of at least 1, else an "image_id" of 1 to 32 lower-case
+ * letters and digits; no image twice.  -EPROTO with why for anything else.
+ */
+int svc_peer_rbd_parse(json_t *msg, bool snaps, struct svc_peer_rbd *out, size_t max,
+		       size_t *n, struct vss_error *err);
 
 /* Whether @s is a shadow or set ID as vssd writes them (a UUID, lower case). */
 bool svc_peer_id_ok(const char *s);

@@ -212,10 +212,10 @@ static int resolve_prefix(struct vss_service *svc, const char *prefix, bool set,
  * The targets of shadow.create: this host's as @who sees them (@seen, also
  * in @list, *@n of them), other hosts' (HOST:TARGET) into *@ps, made when
  * there is one: root's only, and never on a host that is itself another's
- * part of a set (@peer).
+ * part of a set (@peer); with @begun, *@ps holds them already.
  */
 static int read_targets(struct vss_service *svc, const struct svc_caller *who, json_t *targets,
-			bool peer, char **seen, const char **list, size_t *n_local,
+			bool peer, bool begun, char **seen, const char **list, size_t *n_local,
 			struct svc_peer_set **ps, struct vss_error *err)
 {
 	size_t n = json_array_size(targets);
@@ -237,6 +237,8 @@ static int read_targets(struct vss_service *svc, const struct svc_caller *who, j
 		if (peer)
 			return vss_error_set(err, -EINVAL, "%s: another host's target in a set "
 					     "this host takes for a coordinator", t);
+		if (begun)
+			continue;       /* in *@ps already (svc_peer_backup_begin) */
 		if (!who || who->role < SVC_ROLE_ROOT)
 			return vss_error_set(err, -EACCES, "permission denied: only root may take "
 					     "a set with another host's targets (%s)", t);
@@ -286,7 +288,8 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 	const char *seen_targets[SVC_SET_MAX];
 	char *seen[SVC_SET_MAX] = { NULL };     /* the targets as the caller sees them */
 	struct svc_set_params p = { .targets = seen_targets, .owner = owner, .sync = sync };
-	struct svc_peer_set *ps = NULL;          /* other hosts' targets */
+	/* Other hosts' targets; a requester's backup began them already. */
+	struct svc_peer_set *ps = bk ? bk->ps : NULL;
 	struct svc_set *set = NULL;
 	int rc;
 
@@ -304,7 +307,8 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 				     "array of strings");
 	if (json_array_size(targets) > SVC_SET_MAX)
 		return vss_error_set(err, -E2BIG, "a set holds at most %d targets", SVC_SET_MAX);
-	rc = read_targets(svc, who, targets, sync != NULL, seen, seen_targets, &p.n, &ps, err);
+	rc = read_targets(svc, who, targets, sync != NULL, ps != NULL, seen, seen_targets, &p.n,
+			  &ps, err);
 	if (rc == 0 && ps)
 		p.sync = svc_peer_set_sync(ps, p.persistent, p.no_writers);
 	if (rc == 0 && ps && bk)
@@ -353,7 +357,8 @@ int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, jso
 	if (!owner)
 		svc_gmt_sync(svc);
 out:
-	svc_peer_set_free(ps);
+	if (!bk || ps != bk->ps)
+		svc_peer_set_free(ps);
 	for (size_t i = 0; i < p.n && i < SVC_SET_MAX; i++)
 		free(seen[i]);
 	return rc;

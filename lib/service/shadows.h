@@ -94,7 +94,8 @@ void svc_conn_gone(struct vss_service *svc, struct conn *c);
  * hosts' (peer.h: root's only); with @sync this host is itself another
  * host's part of a set (peer.set), which takes none.  @bk (or NULL): the set
  * is a requester's backup, which every other host takes part in as a
- * backup of its own (peer.h, struct svc_peer_backup; bk->links set).
+ * backup of its own (peer.h, struct svc_peer_backup: bk->ps begun by
+ * svc_peer_backup_begin, still the caller's; bk->links set).
  */
 int svc_shadow_create(struct vss_service *svc, const struct svc_caller *who, json_t *args,
 		      struct conn *owner, const struct svc_set_sync *sync,

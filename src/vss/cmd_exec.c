@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -125,16 +126,85 @@ static int save_components(struct vss_requester *r, const char *file)
 	return rc < 0 ? EXIT_FAILED : 0;
 }
 
+/* How often vss asks whether the backup is still in progress while COMMAND
+ * runs: vssd may end it meanwhile (another host of the set lost, the lease
+ * or limit run out, root's abort). */
+#define WATCH_MS 1000
+
+/* A signal vss got while COMMAND runs, for COMMAND's process group. */
+static volatile sig_atomic_t pass_on;
+
+static void on_signal(int sig)
+{
+	pass_on = sig;
+}
+
+/* The signals vss passes on to COMMAND (and SIGTTOU, ignored: vss hands
+ * the terminal back while in the background); their old actions in @old. */
+static const int taken[4] = { SIGINT, SIGTERM, SIGHUP, SIGTTOU };
+
+static void signals_take(struct sigaction old[4])
+{
+	struct sigaction pass = { .sa_handler = on_signal }, ign = { .sa_handler = SIG_IGN };
+
+	for (int i = 0; i < 4; i++)
+		sigaction(taken[i], taken[i] == SIGTTOU ? &ign : &pass, &old[i]);
+}
+
+static void signals_give_back(const struct sigaction old[4])
+{
+	for (int i = 0; i < 4; i++)
+		sigaction(taken[i], &old[i], NULL);
+}
+
+/*
+ * Waits for COMMAND (@pid, leader of its own process group), passing on to
+ * its group the SIGINT, SIGTERM and SIGHUP that vss gets, and every
+ * WATCH_MS asks whether the backup is still in progress: once vssd has
+ * ended it, its shadows are gone, so COMMAND's group gets SIGTERM (what a
+ * backup program expects when it is to stop) and *@ended is set, the
+ * reason in @err.  Returns COMMAND's wait status.
+ */
+static int wait_command(struct vss_requester *r, pid_t pid, bool *ended, struct vss_error *err)
+{
+	int status = 0;
+
+	*ended = false;
+	for (;;) {
+		pid_t got = 0;
+
+		for (int ms = 0; ms < WATCH_MS && got == 0; ms += 50) {
+			if (pass_on) {
+				kill(-pid, pass_on);
+				pass_on = 0;
+			}
+			got = waitpid(pid, &status, WNOHANG);
+			if (got == 0)
+				usleep(50000);
+			else if (got < 0 && errno == EINTR)
+				got = 0;
+		}
+		if (got == pid || got < 0)
+			return status;
+		if (!*ended && vss_requester_backup_status(r, err) == -ECANCELED) {
+			*ended = true;
+			kill(-pid, SIGTERM);
+		}
+	}
+}
+
 /* Runs COMMAND (in place: vss_requester_run_in_place); its exit status as
- * a shell gives it, or -1 if it did not run. */
+ * a shell gives it, or -1 if it did not run or the backup ended under it
+ * (said already). */
 static int run_command(struct vss_requester *r, char **cmd, bool in_place)
 {
-	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_term;
-	pid_t pid;
-	int status;
+	struct sigaction old[4];
+	struct vss_error err = { 0 };
+	bool ended = false, term;
+	int status = 0, fork_errno;
+	pid_t pid, parent;
 
 	if (in_place) {
-		struct vss_error err = { 0 };
 		int rc;
 
 		/* The command gets SIGPIPE as usual (vss ignores it). */
@@ -146,22 +216,44 @@ static int run_command(struct vss_requester *r, char **cmd, bool in_place)
 		return status;
 	}
 	fflush(NULL);
+	/* COMMAND leads a process group of its own, which gets SIGTERM if the
+	 * backup ends under it; on a terminal it is the foreground group while
+	 * it runs, so that ^C and reading the terminal reach it as before. */
+	term = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
+	pass_on = 0;
+	signals_take(old);
+	parent = getpid();
 	pid = fork();
-	if (pid < 0)
-		return cli_error(EXIT_FAILED, "fork: %s", strerror(errno)), -1;
+	fork_errno = errno;
 	if (pid == 0) {
+		/* Out of vss's process group, COMMAND would outlive a vss killed
+		 * with its group: it gets SIGTERM when vss dies. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(128 + SIGTERM);
+		setpgid(0, 0);
+		if (term)
+			tcsetpgrp(STDIN_FILENO, getpid());
+		signals_give_back(old);
 		signal(SIGPIPE, SIG_DFL);
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "vss: error: cannot run %s: %s\n", cmd[0], strerror(errno));
 		_exit(127);
 	}
-	/* The command gets the terminal's signals; we stay to clean up. */
-	sigaction(SIGINT, &ign, &old_int);
-	sigaction(SIGTERM, &ign, &old_term);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	if (pid > 0) {
+		setpgid(pid, pid);
+		if (term)
+			tcsetpgrp(STDIN_FILENO, pid);
+		status = wait_command(r, pid, &ended, &err);
+		if (term)
+			tcsetpgrp(STDIN_FILENO, getpgrp());
+	}
+	signals_give_back(old);
+	if (pid < 0)
+		return cli_error(EXIT_FAILED, "fork: %s", strerror(fork_errno)), -1;
+	if (ended)
+		return cli_error(EXIT_FAILED, "%s (COMMAND's process group was sent SIGTERM)",
+				 err.msg), -1;
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);

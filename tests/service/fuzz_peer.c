@@ -3,8 +3,9 @@
  * send in a set across hosts, and the peers file (service/peer_msg.h): the
  * input is read as a peers file, and, parsed as JSON the way vssd takes a
  * message (duplicate names refused), as a step or reply, as peer.set's
- * arguments and as its result for a set of up to four targets; each string
- * of it is tried as a HOST:TARGET.
+ * arguments and as its result for a set of up to four targets, and for the
+ * RBD images of a "prepared" or a "thaw"; each string of it is tried as a
+ * HOST:TARGET.
  *
  * Built a second time with -DVSS_PEER_SEEDS as a program that writes a
  * seed corpus (what two vssd really say to each other, a peers file) into
@@ -55,6 +56,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (svc_peer_msg_parse(msg, &step, &result, &err) == 0)
 		for (size_t n = 0; n <= 4; n++)
 			(void)svc_peer_result_parse(result, SET, targets, n, m, &err);
+	{
+		struct svc_peer_rbd rbd[SVC_PEER_TARGETS_MAX];
+		size_t nr;
+
+		(void)svc_peer_rbd_parse(msg, false, rbd, SVC_PEER_TARGETS_MAX, &nr, &err);
+		(void)svc_peer_rbd_parse(msg, true, rbd, SVC_PEER_TARGETS_MAX, &nr, &err);
+	}
 	(void)svc_peer_set_req_parse(json_object_get(msg, "args"), &req, &err);
 	(void)svc_peer_set_req_parse(msg, &req, &err);
 	for (size_t n = 0; n <= 4; n++)
@@ -85,6 +93,10 @@ int main(int argc, char **argv)
 		"\"no_writers\":false,\"wait_ms\":30000}}",
 		"{\"version\":1,\"step\":\"prepared\"}",
 		"{\"version\":1,\"step\":\"freeze\"}",
+		"{\"version\":1,\"step\":\"prepared\",\"rbd\":[{\"pool\":\"rbd\",\"image\":"
+		"\"db\",\"image_id\":\"10a26b8b4567\"}]}",
+		"{\"version\":1,\"step\":\"thaw\",\"rbd\":[{\"pool\":\"rbd\",\"image\":\"db\","
+		"\"snap_id\":4}]}",
 		"{\"version\":1,\"step\":\"abort\"}",
 		"{\"version\":1,\"id\":1,\"ok\":true,\"result\":{\"set\":\"" SET "\",\"frozen_ms\":3.5,"
 		"\"held_ms\":0.1,\"shadows\":[{\"id\":\"11111111-2222-4333-8444-555555555555\","

@@ -160,6 +160,8 @@ static void peer_set_arguments(void **state)
 		", \"wait_ms\": 0",
 		", \"wait_ms\": 600001",
 		", \"wait_ms\": \"1\"",
+		", \"rbd_fsid\": \"cluster\"",
+		", \"rbd_fsid\": 1",
 	};
 	struct svc_peer_set_req r;
 	struct vss_error err;
@@ -178,6 +180,10 @@ static void peer_set_arguments(void **state)
 	json_decref(a);
 	assert_int_equal(req("", &a, &r, &err), 0);
 	assert_int_equal(r.wait_ms, 60000);
+	assert_string_equal(r.rbd_fsid, "");
+	json_decref(a);
+	assert_int_equal(req(", \"rbd_fsid\": \"" SET "\"", &a, &r, &err), 0);
+	assert_string_equal(r.rbd_fsid, SET);
 	json_decref(a);
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		/* The later member wins (jansson keeps the last of a name). */
@@ -304,6 +310,60 @@ static void results(void **state)
 	last = NULL;
 }
 
+/* The RBD images of a "prepared" and of a "thaw". */
+static void rbd_images(void **state)
+{
+	static const char *const refused[] = {
+		"\"rbd\": {}",
+		"\"rbd\": [1]",
+		"\"rbd\": [{\"pool\": \"rbd\"}]",
+		"\"rbd\": [{\"pool\": \"../x\", \"image\": \"db\", \"image_id\": \"1a\"}]",
+		"\"rbd\": [{\"pool\": \"rbd\", \"image\": \"-db\", \"image_id\": \"1a\"}]",
+		"\"rbd\": [{\"pool\": \"rbd\", \"image\": \"db\", \"image_id\": \"1A\"}]",
+		"\"rbd\": [{\"pool\": \"rbd\", \"image\": \"db\"}]",
+		"\"rbd\": [{\"pool\": \"rbd\", \"image\": \"db\", \"image_id\": \"1a\"}, "
+		"{\"pool\": \"rbd\", \"image\": \"db\", \"image_id\": \"2b\"}]",
+		"\"rbd\": [{\"pool\": \"a\", \"image\": \"b\", \"image_id\": \"1\"}, "
+		"{\"pool\": \"a\", \"image\": \"c\", \"image_id\": \"2\"}, "
+		"{\"pool\": \"a\", \"image\": \"d\", \"image_id\": \"3\"}]",
+	};
+	struct svc_peer_rbd r[2];
+	struct vss_error err;
+	char text[512];
+	size_t n = 9;
+	json_t *m;
+
+	(void)state;
+	m = parse("{\"version\": 1, \"step\": \"prepared\"}");
+	assert_int_equal(svc_peer_rbd_parse(m, false, r, 2, &n, &err), 0);
+	assert_int_equal(n, 0);
+	json_decref(m);
+	m = parse("{\"rbd\": [{\"pool\": \"rbd\", \"image\": \"db.1\", \"image_id\": "
+		  "\"10a26b8b4567\"}]}");
+	assert_int_equal(svc_peer_rbd_parse(m, false, r, 2, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(r[0].pool, "rbd");
+	assert_string_equal(r[0].image, "db.1");
+	assert_string_equal(r[0].image_id, "10a26b8b4567");
+	/* A "thaw" needs a snapshot ID. */
+	assert_int_equal(svc_peer_rbd_parse(m, true, r, 2, &n, &err), -EPROTO);
+	json_decref(m);
+	m = parse("{\"rbd\": [{\"pool\": \"rbd\", \"image\": \"db\", \"snap_id\": 7}]}");
+	assert_int_equal(svc_peer_rbd_parse(m, true, r, 2, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].snap_id, 7);
+	json_decref(m);
+	m = parse("{\"rbd\": [{\"pool\": \"rbd\", \"image\": \"db\", \"snap_id\": 0}]}");
+	assert_int_equal(svc_peer_rbd_parse(m, true, r, 2, &n, &err), -EPROTO);
+	json_decref(m);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(text, sizeof(text), "{%s}", refused[i]);
+		m = parse(text);
+		assert_int_equal(svc_peer_rbd_parse(m, false, r, 2, &n, &err), -EPROTO);
+		json_decref(m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +373,7 @@ int main(void)
 		cmocka_unit_test(peer_set_arguments),
 		cmocka_unit_test(steps_and_replies),
 		cmocka_unit_test(results),
+		cmocka_unit_test(rbd_images),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

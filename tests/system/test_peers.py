@@ -480,28 +480,151 @@ def test_exec_across_hosts(daemon_factory):
     assert r.returncode == 2 and "another host's target" in r.stderr, r.stderr
 
 
-def test_exec_across_hosts_peer_killed(daemon_factory):
-    """B's vssd killed while COMMAND runs: vss exec fails naming B, A's
-    writer gets abort, A keeps nothing (no shadow, no record of B's, no
-    mount); B, started again, lists nothing."""
+def test_exec_across_hosts_prepares_every_host_before_any_freeze(daemon_factory):
+    """Every host's writers are identified and prepared for backup before
+    any host's writers freeze: B's writer takes 3 s over identify and
+    prepare_backup (1.5 s each), longer than A's freeze window of 2 s, and
+    the backup goes through; the one log both writers share shows every
+    identify and prepare_backup before the first freeze."""
     h = Hosts(daemon_factory)
     log = os.path.join(h.a.root, "events")
     start_writer(h.a, "wa", log)
+    start_writer(h.b, "wb", log, "--slow-at", "identify,prepare_backup", "--slow-ms", "1500")
+    r = exec_across(h, "true", "--freeze-timeout", "2")
+    assert r.returncode == 0, r.stderr
+    got = [tuple(e[:2]) for e in events(log)]
+    first = [e[1] for e in got].index("freeze")
+    for w in ("wa", "wb"):
+        assert (w, "identify") in got[:first] and (w, "prepare_backup") in got[:first], got
+        assert [e[1] for e in got if e[0] == w] == [
+            "identify", "prepare_backup", "prepare_snapshot", "freeze", "thaw",
+            "post_snapshot", "backup_complete"], got
+    assert h.a.shadows() == [] and h.b.shadows() == []
+
+
+def test_exec_across_hosts_peer_refuses_before_any_freeze(daemon_factory):
+    """B's backup slot is held by another requester: B refuses backup.begin
+    (after half A's peer timeout), and the backup fails naming B with
+    nothing frozen anywhere: A's writer got identify and prepare_backup,
+    then abort, never prepare_snapshot or freeze; B's writer got nothing."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    start_writer(h.b, "wb", log)
+    other = Client(h.b)
+    assert other.call("backup.begin", no_writers=True)["ok"]
+    r = exec_across(h, "true")
+    other.close()
+    assert r.returncode == 1 and "host hostb" in r.stderr, r.stderr
+    got = [tuple(e[:2]) for e in events(log)]
+    assert got == [("wa", "identify"), ("wa", "prepare_backup"), ("wa", "abort")], got
+    assert h.a.shadows() == [] and h.b.shadows() == []
+
+
+def exec_spawn(h, script):
+    return h.a.spawn([VSS, "--run-dir", h.a.run, "exec", "--for", h.mnt["a"], "--for",
+                      "hostb:data", "--", "sh", "-c", script],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# COMMAND for a lost host: says it runs, sleeps 30 s unless SIGTERM comes,
+# says how it ended; its lines go to the writer's log, so that one file
+# orders them with A's writer's events.
+LONG_COMMAND = ("trap 'echo command term >> {log}; exit 143' TERM; "
+                "echo command running >> {log}; sleep 30 & wait; echo command end >> {log}")
+
+
+def exec_while_host_lost(daemon_factory, lose):
+    """Hosts, A's writer, and vss exec whose COMMAND runs while lose(h)
+    loses B: (h, its writer's log, vss exec, when B was lost)."""
+    h = Hosts(daemon_factory)
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    p = exec_spawn(h, LONG_COMMAND.format(log=log))
+    assert wait_for(lambda: "running" in [e[1] for e in events(log)], 20), events(log)
     t0 = time.time()
-    r = exec_across(h, "kill -9 %d; sleep 0.2" % h.b.proc.pid)
+    lose(h)
+    return h, log, p, t0
+
+
+def lost_host_aborts(h, log, p, t0, why):
+    """Checks what follows a host lost while COMMAND runs."""
+    out, err = p.communicate(timeout=30)
     took = time.time() - t0
-    h.b.proc.wait()
-    assert r.returncode == 1, r.stderr
-    assert "the backup could not be completed on host hostb" in r.stderr, r.stderr
-    assert "the backup was aborted" in r.stderr, r.stderr
-    assert took < 10, took
-    assert [e[1] for e in events(log)][-2:] == ["post_snapshot", "abort"], events(log)
+    got = [e[1] for e in events(log)]
+    # A's writer got abort while COMMAND still ran; then COMMAND's group got
+    # SIGTERM, and vss exec failed naming the host.
+    assert got[-4:] == ["post_snapshot", "running", "abort", "term"], events(log)
+    assert "end" not in got, events(log)
+    assert p.returncode == 1, err
+    assert "host hostb was lost while the backup held its shadows" in err, err
+    assert why in err and "SIGTERM" in err, err
+    assert took < 12, took
     assert h.a.shadows() == []
     assert nothing_exposed(h.a)
+
+
+def test_exec_across_hosts_peer_killed(daemon_factory):
+    """B's vssd killed while COMMAND runs: A finds it at once (B's connection
+    closed), aborts the backup on this host while COMMAND still runs (A's
+    writer gets abort, the set is deleted, B's member forgotten), vss exec
+    sends COMMAND's process group SIGTERM and fails naming B; B, started
+    again, lists nothing."""
+    def kill(h):
+        h.b.proc.kill()
+        h.b.proc.wait()
+
+    h, log, p, t0 = exec_while_host_lost(daemon_factory, kill)
+    lost_host_aborts(h, log, p, t0, "it closed the connection")
     h.b.start()
     assert h.b.shadows() == []
     # A takes the next backup with B as if nothing happened.
     assert exec_across(h, "true").returncode == 0
+
+
+def test_exec_across_three_hosts_one_lost(daemon_factory):
+    """Hosts A, B and C; B's vssd killed while COMMAND runs: the other peer's
+    writer (C's) and A's get abort while COMMAND still runs, before
+    COMMAND's SIGTERM; C keeps nothing."""
+    h = Hosts(daemon_factory)
+    c = daemon_factory("c", args=["--host-name", "hostc"])
+    with open(h.peers, "a") as f:
+        f.write("hostc %s\n" % os.path.join(c.run, "vssd.sock"))
+    c.create_volume("data", "96M")
+    c.vss("volume", "mount", "data", os.path.join(c.root, "mnt"), "--mkfs", "ext4")
+    log = os.path.join(h.a.root, "events")
+    start_writer(h.a, "wa", log)
+    start_writer(c, "wc", log)
+    p = h.a.spawn([VSS, "--run-dir", h.a.run, "exec", "--for", h.mnt["a"], "--for",
+                   "hostb:data", "--for", "hostc:data", "--", "sh", "-c",
+                   LONG_COMMAND.format(log=log)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: ("command", "running") in [tuple(e[:2]) for e in events(log)],
+                    20), events(log)
+    h.b.proc.kill()
+    h.b.proc.wait()
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and "host hostb was lost" in err, err
+    got = [tuple(e[:2]) for e in events(log)]
+    after = got[got.index(("command", "running")) + 1:]
+    assert sorted(after[:2]) == [("wa", "abort"), ("wc", "abort")], got
+    assert after[2:] == [("command", "term")], got
+    assert c.shadows() == [] and h.a.shadows() == []
+
+
+def test_exec_across_hosts_peer_silent(daemon_factory):
+    """B's vssd stopped while COMMAND runs: its connection stays open, but
+    it misses the backup.status that vss exec's watch passes on (every
+    second), so within the peer timeout (4 s here) the backup is aborted
+    as for a host that died; B's own bound frees what it held once it runs
+    again."""
+    h, log, p, t0 = exec_while_host_lost(
+        daemon_factory, lambda h: os.kill(h.b.proc.pid, signal.SIGSTOP))
+    try:
+        lost_host_aborts(h, log, p, t0, "did not answer in time")
+    finally:
+        os.kill(h.b.proc.pid, signal.SIGCONT)
+    assert wait_for(lambda: h.b.shadows() == [], 10), h.b.shadows()
 
 
 def test_backup_across_hosts_lease(daemon_factory):

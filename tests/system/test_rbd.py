@@ -425,3 +425,80 @@ def test_cluster_away_at_start_then_back(ceph, rvssd):
         time.sleep(0.5)
     assert read_dev(rvssd.device("away"), 1 << 20) == data
     assert "answers again" in rvssd.log()
+
+
+def test_set_across_hosts_is_one_rbd_group_snapshot(ceph, daemon_factory):
+    """Two vssd ("hosts" A and B, as test_peers.py's) on one cluster, an RBD
+    volume with ext4 on each and the pair writer across them: the set across
+    hosts is one RBD group snapshot covering both images (A takes it with
+    B's image, which B named with its ID; B records its member as that
+    group snapshot's image snapshot); each host lists its member; the pair
+    writer holds; deleting the set on A leaves no snapshot and no group."""
+    import sys
+    from test_fs import PAIR_WRITER
+    from test_peers import exposed_files
+    b = daemon_factory("b", args=["--ceph-conf", ceph.conf, "--host-name", "hostb"])
+    a = daemon_factory("a", start=False, args=["--ceph-conf", ceph.conf, "--host-name",
+                                               "hosta", "--peers", None])
+    peers = os.path.join(a.root, "peers.conf")
+    a.extra_args[a.extra_args.index(None)] = peers
+    with open(peers, "w") as f:
+        f.write("hostb %s\n" % os.path.join(b.run, "vssd.sock"))
+    a.start()
+    mnt = {}
+    for n, d in (("a", a), ("b", b)):
+        d.vss("volume", "create", "x" + n, "--rbd", POOL + "/x" + n, "--size", "64M")
+        mnt[n] = os.path.join(d.root, "mnt")
+        d.vss("volume", "mount", "x" + n, mnt[n], "--mkfs", "ext4")
+    w = a.spawn([sys.executable, "-c", PAIR_WRITER, mnt["a"], mnt["b"]])
+    try:
+        time.sleep(0.5)
+        s = json.loads(a.vss("create", "shadow", "--for", mnt["a"], "--for", "hostb:xb",
+                             "--json").stdout)
+    finally:
+        w.kill()
+        w.wait()
+    group = "vss." + s["set"]
+    gsnaps = json.loads(ceph.rbd("group", "snap", "ls", "--format", "json",
+                                 POOL + "/" + group).stdout)
+    assert [g["snapshot"] for g in gsnaps] == ["vss-" + s["set"]]
+    for n in "ab":
+        ss = image_snaps(ceph, "x" + n)
+        assert len(ss) == 1 and ss[0]["namespace"]["type"] == "group", (n, ss)
+        assert ss[0]["namespace"]["group snap"] == "vss-" + s["set"], ss
+        assert ss[0]["namespace"]["group"].split("/")[-1] == group, ss
+    ids = {sh["target"]: sh["id"] for sh in s["shadows"]}
+    assert [sh["id"] for sh in b.shadows("--set", s["set"])] == [ids["hostb:xb"]]
+    assert [sh["id"] for sh in a.shadows("--set", s["set"]) if not sh["host"]] == \
+        [ids[mnt["a"]]]
+    fa = exposed_files(a, ids[mnt["a"]], os.path.join(a.root, "e"))
+    fb = exposed_files(b, ids["hostb:xb"], os.path.join(b.root, "e"))
+    assert fa, "the writer had written nothing by the set"
+    assert fb <= fa, sorted(fb - fa)[:5]
+    # The images left the group: nothing of the set is left once deleted.
+    a.vss("delete", "shadows", "--set", s["set"])
+    assert image_snaps(ceph, "xa") == [] and image_snaps(ceph, "xb") == []
+    assert "vss." not in ceph.rbd("group", "ls", POOL).stdout
+    # One host's RBD volume and the other's built-in one: B is on the same
+    # cluster but has no RBD member in this set; A's image alone is its
+    # own snapshot, B's volume its own shadow; both go with the set.
+    b.create_volume("bi", "32M")
+    s = json.loads(a.vss("create", "shadow", "--for", mnt["a"], "--for", "hostb:bi",
+                         "--json").stdout)
+    assert [sh["provider"] for sh in s["shadows"]] == ["rbd", "vss-cow"], s
+    assert [x["namespace"]["type"] for x in image_snaps(ceph, "xa")] == ["user"]
+    a.vss("delete", "shadows", "--set", s["set"])
+    assert image_snaps(ceph, "xa") == [] and b.shadows() == []
+    # An image is in at most one group: B's in a group of its
+    # administrator's fails the set before anyone freezes, naming it, and
+    # leaves nothing.
+    ceph.rbd("group", "create", POOL + "/mine")
+    ceph.rbd("group", "image", "add", POOL + "/mine", POOL + "/xb")
+    r = a.vss("create", "shadow", "--for", mnt["a"], "--for", "hostb:xb", check=False)
+    assert r.returncode == 1 and "xb" in r.stderr and "another group" in r.stderr, r.stderr
+    assert a.shadows() == [] and b.shadows() == []
+    assert image_snaps(ceph, "xa") == [] and image_snaps(ceph, "xb") == []
+    assert ceph.rbd("group", "ls", POOL).stdout.split() == ["mine"]
+    ceph.rbd("group", "rm", POOL + "/mine")
+    for n, d in (("a", a), ("b", b)):
+        d.vss("volume", "delete", "x" + n, "--force")

@@ -7,7 +7,7 @@
  *
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
  *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
- *     [--slow-at EV] [--stamp S|auto] [--partial] [--reconnect]
+ *     [--slow-at EV[,EV...] [--slow-ms MS]] [--stamp S|auto] [--partial] [--reconnect]
  *     [--schema HEX] [--set PATH:SPEC:MASK[:r|-][:log] ...] [--exclude PATH:SPEC ...]
  *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
  *     [--path DIR] [--method M] [--service UNIT] [--alt DIR=DEST]
@@ -53,7 +53,8 @@
 
 struct opts {
 	const char *name, *log, *run_dir, *fail_at, *kind, *hang_at, *crash_at, *stamp;
-	const char *slow_at;          /* answer 2.5 s late, once */
+	char slow_at[256];            /* ",EV,EV,": answer each slow_ms late, once */
+	unsigned int slow_ms;         /* default 2500 */
 	const char *cls;
 	const char *path, *method, *service, *alt, *writer_restore;
 	unsigned int timeout_ms;
@@ -250,9 +251,15 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	}
 	if (o->crash_at && strcmp(o->crash_at, ev->name) == 0)
 		kill(getpid(), SIGKILL);
-	if (o->slow_at && strcmp(o->slow_at, ev->name) == 0) {
-		o->slow_at = NULL;
-		usleep(2500000);
+	if (o->slow_at[0]) {
+		char key[64], *at;
+
+		snprintf(key, sizeof(key), ",%s,", ev->name);
+		if ((at = strstr(o->slow_at, key))) {
+			/* Once: the event's name is blanked out of the list. */
+			memset(at + 1, ' ', strlen(key) - 2);
+			usleep(o->slow_ms * 1000u);
+		}
 	}
 	if (o->hang_at && strcmp(o->hang_at, ev->name) == 0) {
 		while (!stop && !resume)
@@ -298,7 +305,8 @@ int main(int argc, char **argv)
 		.pre_restore = handle, .post_restore = handle,
 	};
 	struct opts o = { .name = "test", .log = "/dev/null", .cls = "back", .path = "/data",
-			  .method = "restore_if_can_replace", .writer_restore = "always" };
+			  .method = "restore_if_can_replace", .writer_restore = "always",
+			  .slow_ms = 2500 };
 	bool database = false;
 	static const char *const methods[] = {
 		"", "restore_if_not_there", "restore_if_can_replace", "stop_restore_start",
@@ -344,7 +352,9 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--kind") == 0) o.kind = v;
 		else if (strcmp(a, "--hang-at") == 0) o.hang_at = v;
 		else if (strcmp(a, "--crash-at") == 0) o.crash_at = v;
-		else if (strcmp(a, "--slow-at") == 0) o.slow_at = v;
+		else if (strcmp(a, "--slow-at") == 0)
+			snprintf(o.slow_at, sizeof(o.slow_at), ",%s,", v);
+		else if (strcmp(a, "--slow-ms") == 0) o.slow_ms = (unsigned)atoi(v);
 		else if (strcmp(a, "--stamp") == 0) o.stamp = v;
 		else if (strcmp(a, "--class") == 0) o.cls = v;
 		else if (strcmp(a, "--timeout") == 0) o.timeout_ms = (unsigned)atoi(v);

@@ -29,6 +29,8 @@
 #include "provider/rbd/provider.h"
 #include "provider/rbd/rbd.h"
 #include "service/log.h"
+#include "service/peer.h"
+#include "service/peer_msg.h"
 #include "service/service_i.h"
 #include "service/set.h"
 #include "service/shadows.h"
@@ -40,9 +42,19 @@
 #define RETRY_MS 5000
 
 struct rbd_member {
-	struct svc_volume *v;
-	struct vss_rbd_image *img;
+	struct svc_volume *v;                   /* NULL: another host's image (remote) */
+	struct vss_rbd_image *img;              /* remote: opened here, owned */
 	uint64_t snap_id;
+	char host[SVC_PEER_NAME_MAX + 1];       /* remote: its host */
+	char image_id[SVC_PEER_RBD_ID_MAX + 1]; /* a peer's cross-host member: its image's ID */
+};
+
+/* A group this coordinator made for a set across hosts, kept while other
+ * hosts' members of the set are recorded here (its pool; svc->lock). */
+#define CROSS_GROUPS 16
+struct cross_group {
+	char set[37];
+	char pool[VSS_RBD_NAME_MAX + 1];
 };
 
 struct svc_rbd {
@@ -62,6 +74,11 @@ struct svc_rbd {
 	bool single;                            /* one member: a user snapshot, no group one */
 	int snap_rc;
 	char snap_msg[VSS_ERROR_MSG_MAX];
+	/* A peer: the set whose RBD members are in another host's group
+	 * ("cross-host mode"), or "". */
+	char cross[37];
+	struct cross_group groups[CROSS_GROUPS];
+	size_t next_group;
 };
 
 static uint64_t mono_ms(void)
@@ -310,14 +327,23 @@ static int rbd_prepare(struct vss_service *svc, struct svc_member *m, struct vss
 		goto fail;
 	set_names(m->set_id, group, gsnap, sid);
 	snprintf(key, sizeof(key), "vss.set.%s", sid);
-	if (r->npend == 0) {
+	if (strcmp(r->cross, sid) == 0) {
+		/* Another host's group takes it (svc_rbd_cross): no group here;
+		 * the mark says so ("-": the group is not this host's). */
+		snprintf(r->home, sizeof(r->home), "-");
+		if ((rc = vss_rbd_image_id(rm->img, rm->image_id, sizeof(rm->image_id),
+					   err)) < 0 ||
+		    (rc = vss_rbd_meta_set(rm->img, key, "-", err)) < 0)
+			goto fail;
+	} else if (r->npend == 0) {
 		if ((rc = vss_rbd_group_create(rm->img, group, err)) < 0)
 			goto fail;
 		snprintf(r->home, sizeof(r->home), "%s", vss_rbd_image_pool(rm->img));
 	}
-	if ((rc = vss_rbd_meta_set(rm->img, key, r->home, err)) < 0 ||
-	    (rc = vss_rbd_group_add(r->npend ? r->pend[0]->img : rm->img, group, rm->img,
-				    err)) < 0) {
+	if (strcmp(r->cross, sid) != 0 &&
+	    ((rc = vss_rbd_meta_set(rm->img, key, r->home, err)) < 0 ||
+	     (rc = vss_rbd_group_add(r->npend ? r->pend[0]->img : rm->img, group, rm->img,
+				     err)) < 0)) {
 		vss_rbd_meta_remove(rm->img, key);
 		if (r->npend == 0)
 			vss_rbd_group_remove(vss_rbd_image_cluster(rm->img), r->home, group);
@@ -340,35 +366,46 @@ fail:
 	return rc;
 }
 
-/* Inside the window: the set's first RBD member takes the one group
- * snapshot of them all; the others find theirs taken. */
-static int rbd_commit(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
+/* The one group snapshot of every image of the set, this host's and (a
+ * coordinator) other hosts'; once. */
+static int take_snap(struct svc_rbd *r, const unsigned char set_id[16])
 {
-	struct svc_rbd *r = svc->rbd;
-	struct rbd_member *rm = m->priv;
-
 	if (!r->snapped) {
 		struct vss_rbd_image *imgs[SVC_SET_MAX];
 		uint64_t ids[SVC_SET_MAX];
 		char group[48], gsnap[48], sid[37];
 		struct vss_error e = { 0 };
 
-		set_names(m->set_id, group, gsnap, sid);
+		set_names(set_id, group, gsnap, sid);
 		for (size_t i = 0; i < r->npend; i++)
 			imgs[i] = r->pend[i]->img;
 		r->snapped = true;
 		/* One image: a snapshot of its own, which rbd_diff_iterate2 can
 		 * start from (Ceph 16 diffs only from user snapshots). */
-		r->single = r->npend == 1;
+		r->single = r->npend == 1 && r->pend[0]->v;
 		r->snap_rc = r->single ? vss_rbd_snap_create(imgs[0], gsnap, &ids[0], &e)
 				       : vss_rbd_group_snap(imgs, r->npend, group, gsnap, ids, &e);
 		memcpy(r->snap_msg, e.msg, sizeof(r->snap_msg));
 		for (size_t i = 0; r->snap_rc == 0 && i < r->npend; i++)
 			r->pend[i]->snap_id = ids[i];
 	}
-	if (r->snap_rc < 0)
+	return r->snap_rc;
+}
+
+/* Inside the window: the set's first RBD member takes the one group
+ * snapshot of them all; the others find theirs taken.  A peer's members in
+ * cross-host mode are taken by the coordinator's (their IDs come with its
+ * "thaw": svc_rbd_cross_taken). */
+static int rbd_commit(struct vss_service *svc, struct svc_member *m, struct vss_error *err)
+{
+	struct svc_rbd *r = svc->rbd;
+	char sid[37];
+
+	svc_id_str(m->set_id, sid);
+	if (strcmp(r->cross, sid) == 0)
+		return 0;
+	if (take_snap(r, m->set_id) < 0)
 		return vss_error_set(err, r->snap_rc, "%s", r->snap_msg);
-	(void)rm;
 	return 0;
 }
 
@@ -389,10 +426,12 @@ static void rbd_abort(struct vss_service *svc, struct svc_member *m)
 		return;
 	set_names(m->set_id, group, gsnap, sid);
 	snprintf(key, sizeof(key), "vss.set.%s", sid);
-	if (m->taken)
+	if (m->taken && rm->snap_id)
 		vss_rbd_snap_remove(rm->img, rm->snap_id, NULL);
-	/* The group, its snapshot and every image's membership go at once. */
-	vss_rbd_group_remove(vss_rbd_image_cluster(rm->img), r->home, group);
+	/* The group, its snapshot and every image's membership go at once
+	 * (another host's group: that host removes it). */
+	if (strcmp(r->home, "-") != 0)
+		vss_rbd_group_remove(vss_rbd_image_cluster(rm->img), r->home, group);
 	vss_rbd_meta_remove(rm->img, key);
 	forget_pending(r, rm);
 	m->taken = false;
@@ -434,6 +473,12 @@ static int rbd_adopt(struct vss_service *svc, struct svc_member *m, struct svc_s
 
 	m->priv = NULL;
 	set_names(m->set_id, group, gsnap, sid);
+	if (!rm->snap_id) {
+		rc = vss_error_set(err, -EPROTO, "RBD image %s/%s: the coordinator did not say "
+				   "which snapshot of group %s it is", vss_rbd_image_pool(rm->img),
+				   vss_rbd_image_name(rm->img), group);
+		goto out;
+	}
 	snap_path(rm->img, rm->snap_id, path, sizeof(path));
 	if (!(sh->path = strdup(path))) {
 		rc = vss_error_set(err, -ENOMEM, "out of memory");
@@ -445,7 +490,9 @@ static int rbd_adopt(struct vss_service *svc, struct svc_member *m, struct svc_s
 		goto out;
 	snprintf(key, sizeof(key), "vss.set.%s", sid);
 	vss_rbd_meta_remove(rm->img, key);
-	if (r->single)
+	if (strcmp(home, "-") == 0)
+		;       /* another host's group: it takes the image out */
+	else if (r->single)
 		vss_rbd_group_remove(vss_rbd_image_cluster(rm->img), home, group);
 	else
 		vss_rbd_group_del(vss_rbd_image_cluster(rm->img), home, group, rm->img);
@@ -518,12 +565,20 @@ static int drop_snap(struct vss_service *svc, struct vss_rbd_image *img, const c
 		return rc;
 	snprintf(key, sizeof(key), "%s%s", VSS_RBD_META_PREFIX, shadow_id);
 	vss_rbd_meta_remove(img, key);
+	/* Another host's group ("-") is that host's to remove. */
+	if (strcmp(pool, "-") == 0)
+		return 0;
 	for (struct svc_shadow *o = svc->shadows; o; o = o->next)
 		if (o->prov == &svc_provider_rbd && strcmp(o->rec.id, skip) != 0 &&
 		    strcmp(o->rec.set_id, set_id) == 0)
 			return 0;
 	if (set_bookmarked(svc, set_id, skip))
 		return 0;
+	/* Other hosts' members in the group: removing it would remove their
+	 * snapshots (svc_rbd_set_released removes it after them). */
+	for (struct svc_remote *o = svc->remotes; o; o = o->next)
+		if (strcmp(o->rec.set_id, set_id) == 0)
+			return 0;
 	snprintf(group, sizeof(group), "%s%s", VSS_RBD_GROUP_PREFIX, set_id);
 	if ((rc = vss_rbd_group_remove(vss_rbd_image_cluster(img), pool, group)) < 0)
 		vss_log("RBD group %s/%s: cannot remove it: %s", pool, group, strerror(-rc));
@@ -787,7 +842,8 @@ static void recover_volume(struct vss_service *svc, struct svc_volume *v, struct
 			/* Its group too, which may still hold the image: left, it
 			 * would refuse the image to every later set. */
 			snprintf(gsnap, sizeof(gsnap), "%s%s", VSS_RBD_GROUP_PREFIX, sid);
-			vss_rbd_group_remove(vss_rbd_image_cluster(img), pool, gsnap);
+			if (strcmp(pool, "-") != 0)
+				vss_rbd_group_remove(vss_rbd_image_cluster(img), pool, gsnap);
 			vss_rbd_meta_remove(img, key);
 			continue;
 		}
@@ -974,3 +1030,236 @@ const struct vss_provider_ops svc_provider_rbd = {
 	.origin_of = NULL,
 	.paths = rbd_paths,
 };
+
+/* ---- one group snapshot across hosts (doc/peers.md) ---- */
+
+int svc_rbd_fsid(struct vss_service *svc, char fsid[37], struct vss_error *err)
+{
+	struct svc_rbd *r = svc->rbd;
+
+	/* Only a cluster already reached: a set never waits for monitors here. */
+	if (!r || !r->c)
+		return vss_error_set(err, -ENOTCONN, "no Ceph cluster reached by this vssd");
+	return vss_rbd_cluster_fsid(r->c, fsid, err);
+}
+
+void svc_rbd_cross(struct vss_service *svc, const char *set_id)
+{
+	struct svc_rbd *r = svc->rbd;
+
+	if (r)
+		snprintf(r->cross, sizeof(r->cross), "%s", set_id ? set_id : "");
+}
+
+json_t *svc_rbd_cross_members(struct vss_service *svc)
+{
+	struct svc_rbd *r = svc->rbd;
+	json_t *arr = json_array();
+
+	for (size_t i = 0; r && r->cross[0] && i < r->npend; i++) {
+		const struct rbd_member *rm = r->pend[i];
+
+		if (rm && rm->v)
+			json_array_append_new(arr, json_pack(
+				"{s:s, s:s, s:s}", "pool", vss_rbd_image_pool(rm->img), "image",
+				vss_rbd_image_name(rm->img), "image_id", rm->image_id));
+	}
+	return arr;
+}
+
+int svc_rbd_cross_taken(struct vss_service *svc, const struct svc_peer_rbd *taken, size_t n,
+			struct vss_error *err)
+{
+	struct svc_rbd *r = svc->rbd;
+	char group[48], gsnap[48], sid[37];
+
+	if (!r || !r->cross[0])
+		return n ? vss_error_set(err, -EPROTO, "the coordinator named RBD snapshots in a "
+					 "set whose RBD members are this host's own") : 0;
+	set_names(r->set_id, group, gsnap, sid);
+	for (size_t k = 0; k < n; k++) {
+		struct rbd_member *rm = NULL;
+		struct vss_rbd_snap *s;
+		size_t ns;
+		bool found = false;
+		int rc;
+
+		for (size_t i = 0; i < r->npend && !rm; i++)
+			if (r->pend[i] && r->pend[i]->v &&
+			    strcmp(vss_rbd_image_pool(r->pend[i]->img), taken[k].pool) == 0 &&
+			    strcmp(vss_rbd_image_name(r->pend[i]->img), taken[k].image) == 0)
+				rm = r->pend[i];
+		if (!rm)
+			return vss_error_set(err, -EPROTO, "the coordinator named RBD image %s/%s, "
+					     "which is no member of set %s here", taken[k].pool,
+					     taken[k].image, sid);
+		/* Only a snapshot of the set's own group snapshot is taken as the
+		 * member: never one the coordinator merely named. */
+		if ((rc = vss_rbd_snap_list(rm->img, &s, &ns, err)) < 0)
+			return rc;
+		for (size_t i = 0; i < ns; i++)
+			found |= s[i].id == taken[k].snap_id && s[i].group &&
+				 strcmp(s[i].group_name, group) == 0 &&
+				 strcmp(s[i].group_snap, gsnap) == 0;
+		free(s);
+		if (!found)
+			return vss_error_set(err, -EPROTO, "RBD image %s/%s has no snapshot %" PRIu64
+					     " of group snapshot %s@%s", taken[k].pool,
+					     taken[k].image, taken[k].snap_id, group, gsnap);
+		rm->snap_id = taken[k].snap_id;
+	}
+	return 0;
+}
+
+int svc_rbd_remote_add(struct vss_service *svc, const unsigned char set_id[16], const char *host,
+		       const struct svc_peer_rbd *img, struct vss_error *err)
+{
+	struct svc_rbd *r = svc->rbd;
+	char group[48], gsnap[48], sid[37], id[SVC_PEER_RBD_ID_MAX + 1];
+	struct vss_rbd_cluster *c;
+	struct rbd_member *rm;
+	bool created;
+	int rc;
+
+	if ((rc = cluster(svc, &c, err)) < 0)
+		return rc;
+	if (memcmp(r->set_id, set_id, 16) != 0) {
+		memcpy(r->set_id, set_id, 16);
+		r->npend = 0;
+		r->snapped = false;
+	}
+	if (r->npend == SVC_SET_MAX)
+		return vss_error_set(err, -E2BIG, "more than %d RBD images in one set", SVC_SET_MAX);
+	if (!(rm = calloc(1, sizeof(*rm))))
+		return vss_error_set(err, -ENOMEM, "out of memory");
+	snprintf(rm->host, sizeof(rm->host), "%s", host);
+	set_names(set_id, group, gsnap, sid);
+	if ((rc = vss_rbd_image_open(c, img->pool, img->image, 0, &created, &rm->img, err)) < 0)
+		goto fail;
+	if ((rc = vss_rbd_image_id(rm->img, id, sizeof(id), err)) < 0)
+		goto fail;
+	if (strcmp(id, img->image_id) != 0) {
+		rc = vss_error_set(err, -ESTALE, "host %s's RBD image %s/%s is not the one it "
+				   "prepared (ID %s, here %s)", host, img->pool, img->image,
+				   img->image_id, id);
+		goto fail;
+	}
+	if (r->npend == 0) {
+		if ((rc = vss_rbd_group_create(rm->img, group, err)) < 0)
+			goto fail;
+		snprintf(r->home, sizeof(r->home), "%s", img->pool);
+	}
+	/* An image is in at most one group: one in another fails here, before
+	 * anyone freezes. */
+	if ((rc = vss_rbd_group_add(r->npend ? r->pend[0]->img : rm->img, group, rm->img,
+				    err)) < 0) {
+		if (r->npend == 0)
+			vss_rbd_group_remove(c, r->home, group);
+		goto fail;
+	}
+	r->pend[r->npend++] = rm;
+	for (size_t i = 0; i < CROSS_GROUPS; i++)
+		if (strcmp(r->groups[i].set, sid) == 0)
+			return 0;
+	snprintf(r->groups[r->next_group].set, sizeof(r->groups[0].set), "%s", sid);
+	snprintf(r->groups[r->next_group].pool, sizeof(r->groups[0].pool), "%s", r->home);
+	r->next_group = (r->next_group + 1) % CROSS_GROUPS;
+	return 0;
+fail:
+	if (rm->img)
+		vss_rbd_image_close(rm->img);
+	free(rm);
+	return rc;
+}
+
+static bool any_remote(const struct svc_rbd *r)
+{
+	for (size_t i = 0; r && i < r->npend; i++)
+		if (r->pend[i] && !r->pend[i]->v)
+			return true;
+	return false;
+}
+
+int svc_rbd_remote_commit(struct vss_service *svc, struct vss_error *err)
+{
+	struct svc_rbd *r = svc->rbd;
+
+	if (!any_remote(r))
+		return 0;
+	if (take_snap(r, r->set_id) < 0)
+		return vss_error_set(err, r->snap_rc, "%s", r->snap_msg);
+	return 0;
+}
+
+json_t *svc_rbd_remote_taken(struct vss_service *svc, const char *host)
+{
+	struct svc_rbd *r = svc->rbd;
+	json_t *arr = NULL;
+
+	for (size_t i = 0; r && r->snapped && r->snap_rc == 0 && i < r->npend; i++) {
+		const struct rbd_member *rm = r->pend[i];
+
+		if (!rm || rm->v || strcmp(rm->host, host) != 0)
+			continue;
+		if (!arr)
+			arr = json_array();
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "pool",
+						     vss_rbd_image_pool(rm->img), "image",
+						     vss_rbd_image_name(rm->img), "snap_id",
+						     (json_int_t)rm->snap_id));
+	}
+	return arr;
+}
+
+void svc_rbd_remote_end(struct vss_service *svc, bool failed)
+{
+	struct svc_rbd *r = svc->rbd;
+	char group[48], gsnap[48], sid[37];
+
+	if (!any_remote(r))
+		return;
+	set_names(r->set_id, group, gsnap, sid);
+	if (failed)
+		vss_rbd_group_remove(r->c, r->home, group);
+	for (size_t i = 0; i < r->npend; i++) {
+		struct rbd_member *rm = r->pend[i];
+
+		if (!rm || rm->v)
+			continue;
+		/* The group keeps its snapshot's record; the image leaves it. */
+		if (!failed)
+			vss_rbd_group_del(r->c, r->home, group, rm->img);
+		vss_rbd_image_close(rm->img);
+		free(rm);
+		r->pend[i] = NULL;
+	}
+}
+
+void svc_rbd_set_released(struct vss_service *svc, const char *set_id)
+{
+	struct svc_rbd *r = svc->rbd;
+	char group[48];
+
+	if (!r || !r->c)
+		return;
+	for (struct svc_shadow *o = svc->shadows; o; o = o->next)
+		if (strcmp(o->rec.set_id, set_id) == 0)
+			return;
+	for (struct svc_remote *o = svc->remotes; o; o = o->next)
+		if (strcmp(o->rec.set_id, set_id) == 0)
+			return;
+	if (set_bookmarked(svc, set_id, ""))
+		return;
+	for (size_t i = 0; i < CROSS_GROUPS; i++) {
+		struct cross_group *g = &r->groups[i];
+		int rc;
+
+		if (strcmp(g->set, set_id) != 0)
+			continue;
+		snprintf(group, sizeof(group), "%s%s", VSS_RBD_GROUP_PREFIX, set_id);
+		if ((rc = vss_rbd_group_remove(r->c, g->pool, group)) < 0)
+			vss_log("RBD group %s/%s: cannot remove it: %s", g->pool, group,
+				strerror(-rc));
+		g->set[0] = '\0';
+	}
+}

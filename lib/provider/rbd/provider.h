@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include <vss/error.h>
 
 struct vss_service;
@@ -43,5 +45,35 @@ int svc_rbd_volume_open(struct vss_service *svc, struct svc_volume *v, struct vs
 /* Retries the offline RBD volumes (the housekeeper, every few seconds):
  * those the cluster now answers for are served and their shadows found. */
 void svc_rbd_retry(struct vss_service *svc);
+
+/*
+ * One group snapshot across hosts (doc/peers.md, service/peer.c), svc->lock
+ * held.  The coordinator sends its cluster's fsid (svc_rbd_fsid); a peer
+ * on the same cluster takes its next set's RBD members in cross-host mode
+ * (svc_rbd_cross: no group of its own, marks "-"), says them in its
+ * "prepared" (svc_rbd_cross_members), and takes as each member's
+ * snapshot the one the coordinator names in its "thaw", once it has checked
+ * it is the set's group snapshot's (svc_rbd_cross_taken).  The coordinator
+ * adds each such image to the set's one group (svc_rbd_remote_add), takes
+ * the group snapshot (with its own RBD members' commit, or
+ * svc_rbd_remote_commit), names each host's snapshots
+ * (svc_rbd_remote_taken), and takes the images out of the group after the
+ * thaw, or removes the group on a failure (svc_rbd_remote_end); the group
+ * goes once the set's last member on any host was deleted from here
+ * (svc_rbd_set_released).
+ */
+struct svc_peer_rbd;
+int svc_rbd_fsid(struct vss_service *svc, char fsid[37], struct vss_error *err);
+void svc_rbd_cross(struct vss_service *svc, const char *set_id);
+json_t *svc_rbd_cross_members(struct vss_service *svc);
+int svc_rbd_cross_taken(struct vss_service *svc, const struct svc_peer_rbd *taken, size_t n,
+			struct vss_error *err);
+int svc_rbd_remote_add(struct vss_service *svc, const unsigned char set_id[16], const char *host,
+		       const struct svc_peer_rbd *img, struct vss_error *err);
+int svc_rbd_remote_commit(struct vss_service *svc, struct vss_error *err);
+/* @host's images and their snapshot IDs ([{pool, image, snap_id}]), or NULL. */
+json_t *svc_rbd_remote_taken(struct vss_service *svc, const char *host);
+void svc_rbd_remote_end(struct vss_service *svc, bool failed);
+void svc_rbd_set_released(struct vss_service *svc, const char *set_id);
 
 #endif

@@ -350,6 +350,27 @@ struct vss_rbd_cluster *vss_rbd_image_cluster(const struct vss_rbd_image *img)
 	return img->c;
 }
 
+int vss_rbd_cluster_fsid(struct vss_rbd_cluster *c, char fsid[37], struct vss_error *err)
+{
+	int rc = rados_cluster_fsid(c->rados, fsid, 37);
+
+	if (rc < 0)
+		return vss_error_set(err, rc, "cannot read the Ceph cluster's fsid: %s",
+				     strerror(-rc));
+	fsid[36] = 0;
+	return 0;
+}
+
+int vss_rbd_image_id(struct vss_rbd_image *img, char *out, size_t len, struct vss_error *err)
+{
+	int rc = rbd_get_id(img->img, out, len);
+
+	if (rc < 0)
+		return vss_error_set(err, rc, "RBD image %s/%s: cannot read its ID: %s", img->pool,
+				     img->name, strerror(-rc));
+	return 0;
+}
+
 int vss_rbd_group_create(struct vss_rbd_image *home, const char *group, struct vss_error *err)
 {
 	int rc = rbd_group_create(home->io, group);

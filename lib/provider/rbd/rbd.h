@@ -63,6 +63,12 @@ ssize_t vss_rbd_read(struct vss_rbd_image *img, void *buf, size_t len, uint64_t 
 ssize_t vss_rbd_write(struct vss_rbd_image *img, const void *buf, size_t len, uint64_t off);
 int vss_rbd_flush(struct vss_rbd_image *img);
 
+/* The cluster's identity (its fsid: a UUID as text): images of different
+ * clusters may have the same pool and image names. */
+int vss_rbd_cluster_fsid(struct vss_rbd_cluster *c, char fsid[37], struct vss_error *err);
+/* @img's image ID (rbd info's "id", which a rename keeps). */
+int vss_rbd_image_id(struct vss_rbd_image *img, char *out, size_t len, struct vss_error *err);
+
 /*
  * Group snapshots: the group @group lives in @home's pool; images are added
  * before the set's instant, one group snapshot @snap taken at it (one
