@@ -33,6 +33,7 @@
 #include "service/args.h"
 #include "service/caller.h"
 #include "service/log.h"
+#include "service/retire.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/storage.h"
@@ -491,7 +492,13 @@ int svc_op_storage_delete(struct vss_service *svc, const struct svc_caller *who,
 
 	if ((rc = svc_arg_str(args, "for", true, &target, err)) < 0)
 		return rc;
-	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0 ||
+	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0)
+		return rc;
+	/* Its shadows deleted after a backup that returned may still be going;
+	 * the lock is let go meanwhile, so the target is looked up again. */
+	snprintf(path, sizeof(path), "%s", v->rec.name);
+	if ((rc = svc_retire_wait(svc, path, err)) < 0 ||
+	    (rc = svc_resolve_target(svc, target, &v, err)) < 0 ||
 	    (rc = has_diff_area(v, err)) < 0)
 		return rc;
 	if (!v->rec.storage_explicit)

@@ -5,7 +5,9 @@ independent manifest of the tree at the backup's instant (made here with
 os.lstat, not by vss); damage found by verify and by restore; deletes that
 keep what later backups need; a killed backup that leaves nothing listed;
 repositories that are not repositories; a backup's shadow let go by vssd
-after the backup returned, never while something still reads it."""
+after the backup returned, never while something still reads it (what
+reads it named, a restart of vssd finishing the job, a volume delete
+waiting for it)."""
 import hashlib
 import json
 import os
@@ -20,6 +22,7 @@ import pytest
 
 from conftest import VSS, connect, frame, loops_under, mounts_under, recv_frame
 from test_fs import host_of_a_volume
+from test_writers import TEST_WRITER, events
 
 
 def tree_manifest(root):
@@ -348,6 +351,142 @@ def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, 
     assert wait_until(lambda: vssd.shadows() == [] and loops_under(shadows_dev) == []), \
         (vssd.shadows(), loops_under(shadows_dev))
     assert "once its filesystem was no longer in use" in vssd.log()
+
+
+def backup_read_meanwhile(vssd, fsvol, repo):
+    """A backup during which this process opens a file in the backup's own
+    exposed shadow (a test writer holds the set at backup_complete meanwhile),
+    kept open after the backup returned: returns the open file."""
+    os.makedirs(os.path.join(fsvol, "data"))
+    with open(os.path.join(fsvol, "data", "f"), "wb") as f:
+        f.write(b"data")
+    log = os.path.join(vssd.root, "events")
+    w = vssd.spawn([TEST_WRITER, "--run-dir", vssd.run, "--name", "w", "--log", log,
+                    "--hang-at", "backup_complete", "--set", "%s/data:*:%#x:r" % (fsvol, 0xF0F)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert w.stdout.readline().strip() == "ready", w.stderr.read()
+    b = vssd.spawn([VSS, "--run-dir", vssd.run, "backup", "create", "--to", repo, "--for", fsvol,
+                    "--quiet", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: ["w", "backup_complete"] in [e[:2] for e in events(log)]), \
+        (events(log), vssd.log())
+    exposed = mounts_under(os.path.join(vssd.run, "exec"))
+    assert len(exposed) == 1, exposed
+    held = open(os.path.join(exposed[0], "grows"), "rb")
+    w.send_signal(signal.SIGUSR1)
+    out, errs = b.communicate(timeout=60)
+    assert b.returncode == 0, errs
+    assert json.loads(out)["files_stored"] >= 1
+    return held
+
+
+def bound(loop):
+    """Whether the loop device @loop still reads a file (from its last
+    vssd's device tree, whose path it may no longer show under our run
+    directory once that tree is gone)."""
+    return os.path.exists("/sys/block/%s/loop/backing_file" % os.path.basename(loop))
+
+
+def holders(vssd):
+    return [(x["state"], [(h["pid"], h["command"]) for h in x["held_by"]])
+            for x in vssd.shadows()]
+
+
+def test_a_reader_of_a_backups_shadow_is_named_and_a_restart_finishes(vssd, fsvol, workdir):
+    """A file opened in the backup's own shadow while it runs, kept open
+    after vss backup create returned: the shadow is listed "deleting", with
+    this process named as what uses it, and goes once the file is closed;
+    vssd killed with -9 meanwhile leaves nothing at its next start (the
+    shadow dropped, its loop device gone once the file is closed)."""
+    repo = os.path.join(workdir, "repo")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    me = (os.getpid(), open("/proc/self/comm").read().strip())
+    populate(fsvol)
+    held = backup_read_meanwhile(vssd, fsvol, repo)
+    try:
+        assert wait_until(lambda: holders(vssd) == [("deleting", [me])]), holders(vssd)
+        assert "by PID %d (%s)" % me in vssd.log()
+        table = vssd.vss("list", "shadows").stdout
+        assert "deleting" in table, table
+        assert held.read() == b"start\n"
+        loops = loops_under(shadows_dev)
+        assert len(loops) == 1, loops
+        vssd.kill9()
+        vssd.start()
+        assert vssd.shadows() == []
+        assert vssd.volume("fs")["shadows"] == 0
+        assert "is still in use (by PID %d (%s)" % me in vssd.log()
+        assert bound(loops[0])                      # this process still uses it
+    finally:
+        held.close()
+    assert wait_until(lambda: not bound(loops[0])), loops
+    with open(os.path.join(fsvol, "grows"), "ab") as f:
+        f.write(b"after")
+    assert backup(vssd, repo, fsvol, "incremental")["files_stored"] >= 1
+    assert wait_until(lambda: vssd.shadows() == [] and loops_under(shadows_dev) == [])
+
+
+def test_a_shadow_read_past_hold_max_is_deleted_anyway(daemon_factory, workdir):
+    """A shadow still read after its set was deleted does not keep its diff
+    area growing forever: after vssd's --hold-max it is deleted anyway,
+    what read it named in the log."""
+    vssd = daemon_factory(args=["--hold-lease", "1", "--hold-max", "2"])
+    mnt = mounted(vssd, "ext4")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    populate(mnt)
+    set_ = vssd.shadow(mnt)
+    exp = os.path.join(workdir, "exp")
+    vssd.vss("expose", set_["shadows"][0]["id"], exp)
+    held = open(os.path.join(exp, "grows"), "rb")
+    try:
+        loops = loops_under(shadows_dev)
+        s = connect(vssd)
+        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
+                         "args": {"set": set_["set"], "detach": True}}))
+        r = recv_frame(s)
+        s.close()
+        assert r["ok"] and r["result"]["later"] == 1, r
+        assert wait_until(lambda: [x["state"] for x in vssd.shadows()] == ["deleting"])
+        assert wait_until(lambda: vssd.shadows() == [], 10), vssd.shadows()
+        assert "was still in use after --hold-max (2 s), by PID %d (" % os.getpid() \
+            in vssd.log()
+    finally:
+        held.close()
+    assert wait_until(lambda: not any(bound(x) for x in loops)), loops
+
+
+def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, workdir):
+    """backup create, then volume delete: the delete waits for the backup's
+    shadow to be let go in the background; when something still uses it
+    after the bound (5 s), the refusal names that process, and a delete
+    that waits while it lets go succeeds."""
+    repo = os.path.join(workdir, "repo")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    populate(fsvol)
+    backup(vssd, repo, fsvol, "full")
+    vssd.vss("volume", "umount", "fs")
+    vssd.vss("volume", "delete", "fs")
+    assert vssd.shadows() == []
+
+    vssd.create_volume("fs", "160M")
+    vssd.vss("volume", "mount", "fs", fsvol, "--mkfs", "ext4")
+    populate(fsvol)
+    held = backup_read_meanwhile(vssd, fsvol, os.path.join(workdir, "repo2"))
+    try:
+        vssd.vss("volume", "umount", "fs")
+        r = vssd.vss("volume", "delete", "fs", check=False)
+        assert r.returncode == 1, r
+        assert "still in use through its detached mount after 5 s, by PID %d (" % os.getpid() \
+            in r.stderr, r.stderr
+        d = vssd.spawn([VSS, "--run-dir", vssd.run, "volume", "delete", "fs"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        assert d.poll() is None             # waiting
+    finally:
+        held.close()
+    out, errs = d.communicate(timeout=30)
+    assert d.returncode == 0, errs
+    assert vssd.json("volume", "list")["volumes"] == []
+    assert wait_until(lambda: loops_under(shadows_dev) == []), loops_under(shadows_dev)
 
 
 def test_not_a_repository(vssd, fsvol, workdir):
