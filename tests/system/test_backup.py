@@ -1,8 +1,8 @@
 """Backups into a repository and their restores (vss backup, vss restore;
 doc/backup-format.md): chains of full, incremental and differential
-backups of a changing tree on ext4 and xfs, each restore compared with an
-independent manifest of the tree at the backup's instant (made here with
-os.lstat, not by vss); damage found by verify and by restore; deletes that
+backups of a changing tree on ext4 and xfs, written to all along, each
+restore compared with an independent manifest of the backup's own shadow
+(made here with os.lstat, not by vss; ACLs and extended attributes too); damage found by verify and by restore; deletes that
 keep what later backups need; a killed backup that leaves nothing listed;
 repositories that are not repositories; a backup's shadow let go by vssd
 after the backup returned, never while something still reads it (what
@@ -15,7 +15,9 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -94,6 +96,15 @@ def change(root, step):
     os.chmod(os.path.join(root, "shrinks"), 0o600 + step % 8)
 
 
+def acl(*entries):
+    """A POSIX ACL as the kernel takes it in system.posix_acl_*: version 2,
+    then (tag, permissions, id) entries, sorted (linux/posix_acl_xattr.h)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER, ANY = 1, 2, 4, 8, 0x10, 0x20, 0xFFFFFFFF
+
+
 def populate(root):
     os.makedirs(os.path.join(root, "a/b/c"))
     for i in range(30):
@@ -115,6 +126,14 @@ def populate(root):
     os.chown(os.path.join(root, "a/b"), 65534, 100)
     os.chmod(os.path.join(root, "a/b/c"), 0o2750)
     os.utime(os.path.join(root, "a/b/c/f3"), ns=(1_000_000_000, 2_000_000_123))
+    # ACLs: a named user and group on a file, a default ACL on a directory.
+    os.setxattr(os.path.join(root, "a/b/c/f1"), "system.posix_acl_access",
+                acl((USER_OBJ, 6, ANY), (USER, 4, 65534), (GROUP_OBJ, 4, ANY), (GROUP, 6, 100),
+                    (MASK, 6, ANY), (OTHER, 0, ANY)))
+    os.makedirs(os.path.join(root, "shared"))
+    os.setxattr(os.path.join(root, "shared"), "system.posix_acl_default",
+                acl((USER_OBJ, 7, ANY), (USER, 5, 65534), (GROUP_OBJ, 5, ANY), (MASK, 5, ANY),
+                    (OTHER, 0, ANY)))
 
 
 def mounted(vssd, fstype):
@@ -137,37 +156,96 @@ def restore(vssd, repo, bid, to):
     return vssd.json("restore", "--from", repo, bid, "--to", to)
 
 
+class Busy:
+    """A process's writes in ROOT/busy while backups run: a log appended to,
+    a file made and the previous one deleted, a file renamed, in a loop."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "busy")
+        os.makedirs(self.dir)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        open(os.path.join(self.dir, "a"), "wb").close()
+        n = 0
+        while not self.stop.is_set():
+            with open(os.path.join(self.dir, "log"), "ab") as f:
+                f.write(b"line %d\n" % n)
+            with open(os.path.join(self.dir, "new-%d" % n), "wb") as f:
+                f.write(os.urandom(100 + n % 3000))
+            if n:
+                os.unlink(os.path.join(self.dir, "new-%d" % (n - 1)))
+            src, dst = ("a", "b") if n % 2 == 0 else ("b", "a")
+            os.rename(os.path.join(self.dir, src), os.path.join(self.dir, dst))
+            n += 1
+            time.sleep(0.002)
+
+    def end(self):
+        self.stop.set()
+        self.thread.join()
+
+
 @pytest.mark.parametrize("fstype", ["ext4", "xfs"])
 def test_chain_restores_each_instant(vssd, fstype, workdir):
+    """A full, five incrementals and a differential of a tree changed between
+    them and written to all along (Busy): each restore is exactly the tree
+    of its backup's shadow, as this test reads it from the shadow itself
+    (a writer holds each backup at backup_complete meanwhile)."""
     fsvol = mounted(vssd, fstype)
     repo = os.path.join(workdir, "repo")
     populate(fsvol)
+    os.makedirs(os.path.join(fsvol, "data"))
+    log = os.path.join(workdir, "events")
+    w = vssd.spawn([TEST_WRITER, "--run-dir", vssd.run, "--name", "w", "--log", log,
+                    "--hang-at", "backup_complete", "--hang-again",
+                    "--set", "%s/data:*:%#x:r" % (fsvol, 0xF00)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert w.stdout.readline().strip() == "ready", w.stderr.read()
+    busy = Busy(fsvol)
     refs, ids = [], []
     plan = ["full"] + ["incremental"] * 5 + ["differential"]
-    for step, type_ in enumerate(plan):
-        if step:
-            change(fsvol, step)
-        os.sync()
-        refs.append(tree_manifest(fsvol))
-        b = backup(vssd, repo, fsvol, type_)
-        assert b["type"] == type_, b
-        ids.append(b["id"])
-        if type_ == "incremental":
-            # Only what changed is read again: a handful, not the 30 of a/b/c.
-            assert b["files_stored"] <= 8, b
-            if step >= 2:       # renamed (and from step 3 on, doomed) files are gone
-                assert b["deleted"] >= 1, b
-            assert b["base"] == ids[-2]
-        if type_ == "differential":
-            assert b["base"] == ids[0]
+    try:
+        for step, type_ in enumerate(plan):
+            if step:
+                change(fsvol, step)
+            b = vssd.spawn([VSS, "--run-dir", vssd.run, "backup", "create", "--to", repo,
+                            "--for", fsvol, "--type", type_, "--quiet", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert wait_until(lambda: [e[:2] for e in events(log)].count(
+                ["w", "backup_complete"]) == step + 1, 60), (events(log), b.poll())
+            exposed = mounts_under(os.path.join(vssd.run, "exec"))
+            assert len(exposed) == 1, exposed
+            refs.append(tree_manifest(exposed[0]))
+            w.send_signal(signal.SIGUSR1)
+            out, errs = b.communicate(timeout=120)
+            assert b.returncode == 0, errs
+            b = json.loads(out)
+            assert b["type"] == type_, b
+            ids.append(b["id"])
+            if type_ == "incremental":
+                # Only what changed is read again: a handful (and busy/'s
+                # three), not the 30 of a/b/c.
+                assert b["files_stored"] <= 11, b
+                if step >= 2:   # renamed (and from step 3 on, doomed) files are gone
+                    assert b["deleted"] >= 1, b
+                assert b["base"] == ids[-2]
+            if type_ == "differential":
+                assert b["base"] == ids[0]
+    finally:
+        busy.end()
+    assert "system.posix_acl_access" in refs[0]["a/b/c/f1"]["xattrs"]
+    assert "system.posix_acl_default" in refs[0]["shared"]["xattrs"]
     listed = vssd.json("backup", "list", "--in", repo)["backups"]
     assert [b["id"] for b in listed] == ids
-    assert vssd.shadows() == []     # the sets are gone with the backups
+    assert wait_until(lambda: vssd.shadows() == [])     # the sets are gone with the backups
     for n, (bid, ref) in enumerate(zip(ids, refs)):
         to = os.path.join(workdir, "r%d" % n)
         restore(vssd, repo, bid, to)
         got = tree_manifest(to + fsvol)
         assert got == ref, "backup %d (%s):\n%s" % (n, plan[n], diff(ref, got))
+        assert any(k.startswith("busy/new-") for k in got), sorted(got)
     # Holes survive: the 20 MiB sparse file takes a few blocks.
     assert blocks_of(os.path.join(workdir, "r0") + fsvol + "/sparse") < 1024
     assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
