@@ -189,8 +189,8 @@ class Busy:
 
 @pytest.mark.parametrize("fstype", ["ext4", "xfs"])
 def test_chain_restores_each_instant(vssd, fstype, workdir):
-    """A full, five incrementals and a differential of a tree changed between
-    them and written to all along (Busy): each restore is exactly the tree
+    """A full, five incrementals, a differential and an incremental of a
+    tree changed between them and written to all along (Busy): each restore is exactly the tree
     of its backup's shadow, as this test reads it from the shadow itself
     (a writer holds each backup at backup_complete meanwhile)."""
     fsvol = mounted(vssd, fstype)
@@ -205,7 +205,8 @@ def test_chain_restores_each_instant(vssd, fstype, workdir):
     assert w.stdout.readline().strip() == "ready", w.stderr.read()
     busy = Busy(fsvol)
     refs, ids = [], []
-    plan = ["full"] + ["incremental"] * 5 + ["differential"]
+    # The last incremental's base is the differential: the newest of any type.
+    plan = ["full"] + ["incremental"] * 5 + ["differential", "incremental"]
     try:
         for step, type_ in enumerate(plan):
             if step:
