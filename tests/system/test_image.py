@@ -5,13 +5,14 @@ the volume at its backup's instant byte for byte (the reference is a hash of
 the volume's backing file, read without the engine, right before each
 backup, no writer running); an incremental reads only the blocks written
 since its base; tracking survives the base shadow's deletion (every backup
-deletes its set) and a vssd restart, and after kill -9 the next incremental
-reads everything and says so.  vss diff lists what was written; vss revert
+deletes its set) and a vssd restart, and after kill -9 or the loss of the
+diff area that held it the next incremental reads everything and says so.  vss diff lists what was written; vss revert
 rolls a mounted-then-unmounted ext4 volume back to a shadow, byte for byte.
 """
 import os
 import random
 import subprocess
+import time
 
 import pytest
 
@@ -148,6 +149,35 @@ def test_image_chain_tracking_restart_and_kill(vssd, workdir):
         f.truncate(size // 2)
     r = vssd.vss("restore", "--from", repo, chain[1]["id"], "--to", other, check=False)
     assert r.returncode == 1 and "bytes" in r.stderr
+
+
+def test_a_lost_diff_area_makes_the_next_incremental_full(vssd, workdir):
+    """The diff area that held the tracking is deleted under vssd: the next
+    image incremental cannot trust it, reads everything and says so, and
+    restores the volume exactly."""
+    repo = os.path.join(workdir, "repo")
+    vssd.create_volume("raw", "32M")
+    size = vssd.volume("raw")["size"]
+    rng = random.Random(7)
+    write_blocks(vssd.device("raw"), size, rng, 20)
+    full = image_backup(vssd, repo, "full")
+    diff = vssd.volume("raw")["diff_area"]
+    os.unlink(diff)
+    write_blocks(vssd.device("raw"), size, rng, 5)
+    deadline = time.time() + 10
+    while vssd.volume("raw")["state"] != "online" or vssd.volume("raw")["diff_area"] == diff:
+        assert time.time() < deadline, vssd.volume("raw")
+        time.sleep(0.05)
+    write_blocks(vssd.device("raw"), size, rng, 5)
+    ref = origin_hash(vssd, "raw")
+    out = vssd.vss("backup", "create", "--image", "--to", repo, "--for", "raw", "--type",
+                   "incremental", "--no-writers").stdout
+    last = vssd.json("backup", "list", "--in", repo)["backups"][-1]
+    assert last["type"] == "full" and last["id"] != full["id"], (last, out)
+    assert "the changes since backup %s are unknown" % full["id"] in out and "made full" in out, out
+    to = os.path.join(workdir, "restored")
+    restore_to(vssd, repo, last["id"], to)
+    assert sha256_file(to) == ref
 
 
 def reachable(d, workdir):
