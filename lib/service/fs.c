@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -885,14 +886,20 @@ int vss_fs_umount_detach(const char *dir, uint64_t id, int *hold, struct vss_err
 	return 0;
 }
 
-/* Whether the descriptor, directory or device at @path of /proc uses @dev. */
+/*
+ * Whether the descriptor, directory or device at @path of /proc uses @dev.
+ * The file is any process's, on any filesystem (a user's FUSE one whose
+ * daemon never answers): AT_STATX_DONT_SYNC takes what the kernel has
+ * cached, asking no filesystem (the device numbers are the superblock's).
+ */
 static bool uses_dev(int dirfd, const char *path, dev_t dev)
 {
-	struct stat st;
+	struct statx st;
 
-	if (fstatat(dirfd, path, &st, 0) < 0)
+	if (statx(dirfd, path, AT_STATX_DONT_SYNC, STATX_TYPE, &st) < 0)
 		return false;
-	return st.st_dev == dev || (S_ISBLK(st.st_mode) && st.st_rdev == dev);
+	return makedev(st.stx_dev_major, st.stx_dev_minor) == dev ||
+	       (S_ISBLK(st.stx_mode) && makedev(st.stx_rdev_major, st.stx_rdev_minor) == dev);
 }
 
 static bool pid_uses_dev(int procfd, const char *pid, dev_t dev)
