@@ -507,24 +507,28 @@ def test_a_reader_of_a_backups_shadow_is_named_and_a_restart_finishes(vssd, fsvo
 def test_a_shadow_read_past_hold_max_is_deleted_anyway(daemon_factory, workdir):
     """A shadow still read after its set was deleted does not keep its diff
     area growing forever: after vssd's --hold-max it is deleted anyway,
-    what read it named in the log."""
+    what read it named in the log.  The reader here holds the shadow's
+    loop device itself, not a file in its filesystem."""
     vssd = daemon_factory(args=["--hold-lease", "1", "--hold-max", "2"])
+    me = open("/proc/self/comm").read().strip()
     mnt = mounted(vssd, "ext4")
     shadows_dev = os.path.join(vssd.run, "dev", "shadows")
     populate(mnt)
     set_ = vssd.shadow(mnt)
     exp = os.path.join(workdir, "exp")
     vssd.vss("expose", set_["shadows"][0]["id"], exp)
-    held = open(os.path.join(exp, "grows"), "rb")
+    loops = loops_under(shadows_dev)
+    assert len(loops) == 1, loops
+    held = open(loops[0], "rb")
     try:
-        loops = loops_under(shadows_dev)
         s = connect(vssd)
         s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
                          "args": {"set": set_["set"], "detach": True}}))
         r = recv_frame(s)
         s.close()
         assert r["ok"] and r["result"]["later"] == 1, r
-        assert wait_until(lambda: [x["state"] for x in vssd.shadows()] == ["deleting"])
+        assert wait_until(lambda: holders(vssd) == [("deleting", [(os.getpid(), me)])]), \
+            holders(vssd)
         assert wait_until(lambda: vssd.shadows() == [], 10), vssd.shadows()
         assert "was still in use after --hold-max (2 s), by PID %d (" % os.getpid() \
             in vssd.log()
