@@ -7,7 +7,8 @@ backup, no writer running); an incremental reads only the blocks written
 since its base; tracking survives the base shadow's deletion (every backup
 deletes its set) and a vssd restart, and after kill -9 or the loss of the
 diff area that held it the next incremental reads everything and says so.  vss diff lists what was written; vss revert
-rolls a mounted-then-unmounted ext4 volume back to a shadow, byte for byte.
+rolls a mounted-then-unmounted ext4 volume back to a shadow, byte for byte,
+writing back only the blocks changed since it.
 """
 import os
 import random
@@ -284,8 +285,18 @@ def test_revert_ext4_volume(vssd, workdir):
     r = vssd.vss("revert", target, check=False)
     assert r.returncode == 1 and "mounted" in r.stderr
     vssd.vss("volume", "umount", "fs")
+    changed = vssd.json("diff", target, "now")["changed_bytes"]
+    out = vssd.json("revert", target[:8])
+    assert out["shadow"] == target and out["deleted"] == 1, out
+    # Written back: exactly the blocks changed since the shadow (vss diff's
+    # count, before), a small part of the volume; the revert's time is
+    # proportional to that, not to the volume.
+    assert out["rewritten"] == changed and 0 < changed < size // 16, (out, changed, size)
+    assert "(%d bytes written back, 1 newer deleted)" % changed in vssd.log()
+    # Again: nothing changed since, nothing to write back.
     out = vssd.vss("revert", target[:8]).stdout
-    assert "reverted to shadow copy %s" % target in out and "1 newer" in out, out
+    assert out == "Volume fs reverted to shadow copy %s (0 B written back, 0 newer shadow " \
+        "copies deleted)\n" % target, out
     # Byte for byte the shadow's; the newer shadow is gone, the older exact.
     assert sha256_file(vssd.device("fs"), size) == target_hash
     ids = [s["id"] for s in vssd.shadows("--for", "fs")]
