@@ -25,7 +25,7 @@
  * shadow keeps its diff area growing with every write to its volume.
  *
  * Requests that need the volume's shadows gone (volume.delete,
- * storage.delete) wait for those being let go, held or not
+ * storage.add, storage.delete) wait for those being let go, held or not
  * (svc_retire_wait), up to WAIT_MS, and name what still uses those held.
  *
  * The queue is under retire_lock, which this thread never holds while it

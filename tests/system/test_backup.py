@@ -538,14 +538,18 @@ def test_a_shadow_read_past_hold_max_is_deleted_anyway(daemon_factory, workdir):
 
 
 def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, workdir):
-    """backup create, then volume delete: the delete waits for the backup's
-    shadow to be let go in the background; when something still uses it
+    """backup create, then vss add shadowstorage (a move) or volume delete:
+    they wait for the backup's shadow to be let go in the background; when something still uses it
     after the bound (5 s), the refusal names that process, and a delete
     that waits while it lets go succeeds."""
     repo = os.path.join(workdir, "repo")
     shadows_dev = os.path.join(vssd.run, "dev", "shadows")
     populate(fsvol)
     backup(vssd, repo, fsvol, "full")
+    store = os.path.join(workdir, "store")
+    os.makedirs(store)
+    vssd.vss("add", "shadowstorage", "--for", "fs", "--on", store)    # moves it: no shadow
+    backup(vssd, repo, fsvol, "incremental")
     vssd.vss("volume", "umount", "fs")
     vssd.vss("volume", "delete", "fs")
     assert vssd.shadows() == []
