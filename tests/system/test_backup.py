@@ -381,6 +381,18 @@ def wait_until(what, limit=20):
     return what()
 
 
+def delete_detached(vssd, set_id):
+    """shadow.delete of a set with "detach", as the requester library ends
+    a backup's set; returns the reply."""
+    s = connect(vssd)
+    try:
+        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
+                         "args": {"set": set_id, "detach": True}}))
+        return recv_frame(s)
+    finally:
+        s.close()
+
+
 def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, workdir):
     """vss backup create returns before vssd lets the shadow's filesystem go
     (shadow.delete with "detach", retire.c): once it has returned nothing is
@@ -411,11 +423,7 @@ def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, 
     vssd.vss("expose", sid, exp)
     held = open(os.path.join(exp, "grows"), "rb")
     try:
-        s = connect(vssd)
-        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
-                         "args": {"set": set_["set"], "detach": True}}))
-        r = recv_frame(s)
-        s.close()
+        r = delete_detached(vssd, set_["set"])
         assert r["ok"] and r["result"]["deleted"] == 1 and r["result"]["later"] == 1, r
         assert mounts_under(exp) == []
         # Kept, and listed as being deleted, while the file is open.
@@ -521,11 +529,7 @@ def test_a_shadow_read_past_hold_max_is_deleted_anyway(daemon_factory, workdir):
     assert len(loops) == 1, loops
     held = open(loops[0], "rb")
     try:
-        s = connect(vssd)
-        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
-                         "args": {"set": set_["set"], "detach": True}}))
-        r = recv_frame(s)
-        s.close()
+        r = delete_detached(vssd, set_["set"])
         assert r["ok"] and r["result"]["later"] == 1, r
         assert wait_until(lambda: holders(vssd) == [("deleting", [(os.getpid(), me)])]), \
             holders(vssd)
@@ -545,11 +549,26 @@ def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, wo
     repo = os.path.join(workdir, "repo")
     shadows_dev = os.path.join(vssd.run, "dev", "shadows")
     populate(fsvol)
-    backup(vssd, repo, fsvol, "full")
-    store = os.path.join(workdir, "store")
+    # Moving the diff area waits too: a set deleted with "detach" (as a
+    # backup's) while a file of its exposed shadow is open, closed meanwhile.
+    set_ = vssd.shadow(fsvol)
+    exp, store = os.path.join(workdir, "exp"), os.path.join(workdir, "store")
     os.makedirs(store)
-    vssd.vss("add", "shadowstorage", "--for", "fs", "--on", store)    # moves it: no shadow
-    backup(vssd, repo, fsvol, "incremental")
+    vssd.vss("expose", set_["shadows"][0]["id"], exp)
+    held = open(os.path.join(exp, "grows"), "rb")
+    try:
+        assert delete_detached(vssd, set_["set"])["ok"]
+        a = vssd.spawn([VSS, "--run-dir", vssd.run, "add", "shadowstorage", "--for", "fs",
+                        "--on", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        assert a.poll() is None             # waiting
+    finally:
+        held.close()
+    out, errs = a.communicate(timeout=30)
+    assert a.returncode == 0, errs
+    assert vssd.volume("fs")["diff_area"].startswith(store + "/")
+    # The script: backup, unmount, delete.
+    backup(vssd, repo, fsvol, "full")
     vssd.vss("volume", "umount", "fs")
     vssd.vss("volume", "delete", "fs")
     assert vssd.shadows() == []
