@@ -541,6 +541,20 @@ def test_a_shadow_read_past_hold_max_is_deleted_anyway(daemon_factory, workdir):
     assert wait_until(lambda: not any(bound(x) for x in loops)), loops
 
 
+def waits_for_the_close(vssd, held, *args):
+    """vss ARGS, started while @held keeps a shadow being deleted: still
+    waiting 0.5 s later; succeeds once @held is closed (here)."""
+    try:
+        p = vssd.spawn([VSS, "--run-dir", vssd.run] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        assert p.poll() is None, p.communicate()
+    finally:
+        held.close()
+    out, errs = p.communicate(timeout=30)
+    assert p.returncode == 0, errs
+
+
 def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, workdir):
     """backup create, then vss add shadowstorage (a move) or volume delete:
     they wait for the backup's shadow to be let go in the background; when something still uses it
@@ -555,17 +569,9 @@ def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, wo
     exp, store = os.path.join(workdir, "exp"), os.path.join(workdir, "store")
     os.makedirs(store)
     vssd.vss("expose", set_["shadows"][0]["id"], exp)
-    held = open(os.path.join(exp, "grows"), "rb")
-    try:
+    with open(os.path.join(exp, "grows"), "rb") as held:
         assert delete_detached(vssd, set_["set"])["ok"]
-        a = vssd.spawn([VSS, "--run-dir", vssd.run, "add", "shadowstorage", "--for", "fs",
-                        "--on", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        assert a.poll() is None             # waiting
-    finally:
-        held.close()
-    out, errs = a.communicate(timeout=30)
-    assert a.returncode == 0, errs
+        waits_for_the_close(vssd, held, "add", "shadowstorage", "--for", "fs", "--on", store)
     assert vssd.volume("fs")["diff_area"].startswith(store + "/")
     # The script: backup, unmount, delete.
     backup(vssd, repo, fsvol, "full")
@@ -576,21 +582,13 @@ def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, wo
     vssd.create_volume("fs", "160M")
     vssd.vss("volume", "mount", "fs", fsvol, "--mkfs", "ext4")
     populate(fsvol)
-    held = backup_read_meanwhile(vssd, fsvol, os.path.join(workdir, "repo2"))
-    try:
+    with backup_read_meanwhile(vssd, fsvol, os.path.join(workdir, "repo2")) as held:
         vssd.vss("volume", "umount", "fs")
         r = vssd.vss("volume", "delete", "fs", check=False)
         assert r.returncode == 1, r
         assert "still in use through its detached mount after 5 s, by PID %d (" % os.getpid() \
             in r.stderr, r.stderr
-        d = vssd.spawn([VSS, "--run-dir", vssd.run, "volume", "delete", "fs"],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        assert d.poll() is None             # waiting
-    finally:
-        held.close()
-    out, errs = d.communicate(timeout=30)
-    assert d.returncode == 0, errs
+        waits_for_the_close(vssd, held, "volume", "delete", "fs")
     assert vssd.json("volume", "list")["volumes"] == []
     assert wait_until(lambda: loops_under(shadows_dev) == []), loops_under(shadows_dev)
 
