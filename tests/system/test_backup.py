@@ -2,12 +2,13 @@
 doc/backup-format.md): chains of full, incremental and differential
 backups of a changing tree on ext4 and xfs, written to all along, each
 restore compared with an independent manifest of the backup's own shadow
-(made here with os.lstat, not by vss; ACLs and extended attributes too); damage found by verify and by restore; deletes that
-keep what later backups need; a killed backup that leaves nothing listed;
-repositories that are not repositories; a backup's shadow let go by vssd
-after the backup returned, never while something still reads it (what
-reads it named, a restart of vssd finishing the job, a volume delete
-waiting for it)."""
+(made here with os.lstat, not by vss; ACLs and extended attributes
+too); damage found by verify and by restore; deletes that keep what later
+backups need; a killed backup that leaves nothing listed; repositories
+that are not repositories; a backup's shadow let go by vssd after the
+backup returned, never while something still reads it (what reads it
+named, a restart of vssd finishing the job, a volume delete waiting for
+it)."""
 import hashlib
 import json
 import os
