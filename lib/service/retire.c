@@ -17,7 +17,9 @@
  *
  * A shadow whose filesystem is still in use after that is held: listed
  * again (state "deleting", sh->retire_held, with the processes that use
- * it in sh->retire_by, looked for every RESCAN_MS), looked at every
+ * it in sh->retire_by, looked for every RESCAN_MS at first, then less
+ * often: every tenth of the time it has been held, at most RESCAN_MAX_MS,
+ * so that a walk of /proc does not cost vssd CPU all day), looked at every
  * RECHECK_MS and deleted once its loop device lets it go.  So no shadow is deleted while something still
  * reads it, but for one bound: a shadow held longer than vssd's
  * --hold-max (what any hold on a set may last) is deleted anyway, its
@@ -59,6 +61,7 @@
 #define RELEASE_WAIT_MS 2000
 #define RECHECK_MS      250     /* a held shadow's loop device looked at */
 #define RESCAN_MS       1000    /* ... and who uses it looked for in /proc */
+#define RESCAN_MAX_MS   60000
 #define WAIT_MS         5000    /* svc_retire_wait: RELEASE_WAIT_MS and a slow unmount */
 
 struct svc_retiring {
@@ -123,7 +126,10 @@ static bool retire_one(struct vss_service *svc, struct svc_retiring *r, bool fir
 	}
 	if (busy) {
 		/* Looked for without svc->lock: /proc can be long to walk. */
-		if ((rescan = svc_mono_ms() - r->scanned_at >= RESCAN_MS)) {
+		int64_t now = svc_mono_ms(), every = r->held_since ? (now - r->held_since) / 10 : 0;
+
+		every = every < RESCAN_MS ? RESCAN_MS : every > RESCAN_MAX_MS ? RESCAN_MAX_MS : every;
+		if ((rescan = now - r->scanned_at >= every)) {
 			n = vss_fs_holders(r->dev, by, 4);
 			r->scanned_at = svc_mono_ms();
 		}
