@@ -14,7 +14,10 @@ seconds of each and the ratios vss/rsync and vss/restic per round.  vssd
 lets the shadow's filesystem go and deletes the shadow after `vss` has
 returned (shadow.delete's "detach"): that is waited for, untimed, before
 rsync starts (so that it does not share the CPU with it), and printed as
-"after s" (the seconds from vss's return until its loop device is gone).
+"after s" (the seconds from vss's return until its loop device is gone)
+and "vssd ms" (the CPU vssd's threads took meanwhile, user and system,
+from their /proc/PID/task/*/schedstat: mostly the kernel's teardown of the
+shadow's filesystem, which happens in vssd's thread that lets it go).
 
     sudo scripts/bench-backup.py [--build build] [--files 100000] [--rounds 3]
                                  [--compare OTHER_BUILD]
@@ -69,6 +72,18 @@ def wait_released(run_dir, limit=60):
             break
         time.sleep(0.01)
     return time.monotonic() - t
+
+
+def cpu_ns(pid):
+    """CPU time of every thread of @pid so far (ns, user and system)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
 
 
 def main():
@@ -137,9 +152,9 @@ def main():
         }
         print("full backup of %d files: vss %.2f s, rsync %.2f s, restic %.2f s" % (
             args.files, full["vss"], full["rsync"], full["restic"]))
-        print("%-6s %-6s %10s %8s %10s %10s %12s %12s" % (
-            "round", "build", "vss s", "after s", "rsync s", "restic s", "vss/rsync",
-            "vss/restic"))
+        print("%-6s %-6s %10s %8s %8s %10s %10s %12s %12s" % (
+            "round", "build", "vss s", "after s", "vssd ms", "rsync s", "restic s",
+            "vss/rsync", "vss/restic"))
         for r in range(args.rounds):
             for name, binary in builds[r % 2:] + builds[:r % 2]:
                 for f in rng.sample(files, max(1, args.files // 100)):
@@ -150,12 +165,14 @@ def main():
                 t_vss = timed(binary, "--run-dir", run_dir, "backup", "create", "--to", repo,
                               "--for", tree, "--type", "incremental", "--no-writers",
                               "--quiet")
+                c_after = cpu_ns(p.pid)
                 t_after = wait_released(run_dir)
+                c_after = (cpu_ns(p.pid) - c_after) / 1e6
                 t_rsync = timed("rsync", "-a", "--delete", tree + "/", copy + "/")
                 t_restic = timed("restic", "backup", "--quiet", tree, env=env)
-                print("%-6d %-6s %10.2f %8.2f %10.2f %10.2f %12.2f %12.2f (load %.1f)" % (
-                    r + 1, name, t_vss, t_after, t_rsync, t_restic, t_vss / t_rsync,
-                    t_vss / t_restic, os.getloadavg()[0]), flush=True)
+                print("%-6d %-6s %10.2f %8.2f %8.0f %10.2f %10.2f %12.2f %12.2f (load %.1f)" % (
+                    r + 1, name, t_vss, t_after, c_after, t_rsync, t_restic,
+                    t_vss / t_rsync, t_vss / t_restic, os.getloadavg()[0]), flush=True)
     finally:
         if mounted:
             v("volume", "umount", "bench", check=False)

@@ -6,6 +6,7 @@
  * descriptor of the directory that was checked; paths are opened with
  * openat2(RESOLVE_NO_SYMLINKS).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -14,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -881,6 +884,100 @@ int vss_fs_umount_detach(const char *dir, uint64_t id, int *hold, struct vss_err
 	}
 	*hold = fd;
 	return 0;
+}
+
+/*
+ * Whether the descriptor, directory or device at @path of /proc uses @dev.
+ * The file is any process's, on any filesystem (a user's FUSE one whose
+ * daemon never answers): AT_STATX_DONT_SYNC takes what the kernel has
+ * cached, asking no filesystem (the device numbers are the superblock's).
+ */
+static bool uses_dev(int dirfd, const char *path, dev_t dev)
+{
+	struct statx st;
+
+	if (statx(dirfd, path, AT_STATX_DONT_SYNC, STATX_TYPE, &st) < 0)
+		return false;
+	return makedev(st.stx_dev_major, st.stx_dev_minor) == dev ||
+	       (S_ISBLK(st.stx_mode) && makedev(st.stx_rdev_major, st.stx_rdev_minor) == dev);
+}
+
+static bool pid_uses_dev(int procfd, const char *pid, dev_t dev)
+{
+	char p[NAME_MAX + 16];
+	struct dirent *de;
+	bool found = false;
+	DIR *d;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/cwd", pid);
+	if (uses_dev(procfd, p, dev))
+		return true;
+	snprintf(p, sizeof(p), "%s/root", pid);
+	if (uses_dev(procfd, p, dev))
+		return true;
+	snprintf(p, sizeof(p), "%s/fd", pid);
+	if ((fd = openat(procfd, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return false;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return false;
+	}
+	while (!found && (de = readdir(d)))
+		found = de->d_name[0] != '.' && uses_dev(fd, de->d_name, dev);
+	closedir(d);
+	return found;
+}
+
+int vss_fs_holders(dev_t dev, struct vss_fs_holder *out, size_t max)
+{
+	struct dirent *de;
+	int procfd, listfd, n = 0;
+	DIR *d;
+
+	if ((procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	if ((listfd = fcntl(procfd, F_DUPFD_CLOEXEC, 0)) < 0 || !(d = fdopendir(listfd))) {
+		int rc = -errno;
+
+		if (listfd >= 0)
+			close(listfd);
+		close(procfd);
+		return rc;
+	}
+	while ((de = readdir(d))) {
+		char p[NAME_MAX + 16], comm[64] = "";
+		size_t len;
+		FILE *f;
+		int fd;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9' ||
+		    strspn(de->d_name, "0123456789") != strlen(de->d_name) ||
+		    !pid_uses_dev(procfd, de->d_name, dev))
+			continue;
+		if ((size_t)n < max) {
+			out[n].pid = (pid_t)atoi(de->d_name);
+			snprintf(p, sizeof(p), "%s/comm", de->d_name);
+			if ((fd = openat(procfd, p, O_RDONLY | O_CLOEXEC)) >= 0 &&
+			    (f = fdopen(fd, "re"))) {
+				if (!fgets(comm, sizeof(comm), f))
+					comm[0] = '\0';
+				fclose(f);
+			} else if (fd >= 0) {
+				close(fd);
+			}
+			comm[strcspn(comm, "\n")] = '\0';
+			len = strlen(comm);
+			for (size_t i = 0; i < len; i++)      /* a process names itself */
+				if (comm[i] < 0x20 || comm[i] > 0x7e)
+					comm[i] = '?';
+			snprintf(out[n].comm, sizeof(out[n].comm), "%s", comm);
+		}
+		n++;
+	}
+	closedir(d);
+	close(procfd);
+	return n;
 }
 
 void vss_fs_umount_force(const char *dir)

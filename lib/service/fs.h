@@ -124,6 +124,21 @@ int vss_fs_umount(const char *dir, struct vss_error *err);
  */
 int vss_fs_umount_detach(const char *dir, uint64_t id, int *hold, struct vss_error *err);
 
+/* A process found using a filesystem or a device (vss_fs_holders). */
+struct vss_fs_holder {
+	pid_t pid;
+	char comm[17];                  /* its command name, non-printable bytes as '?' */
+};
+
+/*
+ * The processes that use the filesystem whose device is @dev (an open
+ * file, a working or root directory in it) or the block device @dev
+ * itself (opened), looked for in /proc: up to @max into @out; returns how
+ * many were found (can be more than @max), or -errno if /proc cannot be
+ * read.  A file only mapped, or a mount in another namespace, is not seen.
+ */
+int vss_fs_holders(dev_t dev, struct vss_fs_holder *out, size_t max);
+
 /* Unmounts @dir even if busy: syncs it, then detaches it lazily. */
 void vss_fs_umount_force(const char *dir);
 

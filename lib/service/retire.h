@@ -26,6 +26,14 @@ void svc_retire_stop(struct vss_service *svc);
  * deletes the shadow; while something else still holds the filesystem,
  * the shadow is kept (listed again, "deleting") and looked at again.
  */
+/*
+ * Waits (svc->lock held, dropped while waiting) until no shadow of the
+ * volume @name is being let go (held or not), up to 5 s; then 0, or
+ * -EBUSY with why: still being unmounted, or held (still in use, the
+ * processes named).  The
+ * caller looks @name up again afterwards: it may have gone meanwhile.
+ */
+int svc_retire_wait(struct vss_service *svc, const char *name, struct vss_error *err);
 int svc_retire_queue(struct vss_service *svc, const char *id, const char *loop,
 		     const char *backing, int hold, struct vss_error *err);
 

@@ -191,11 +191,34 @@ static void detach_mount(void *arg, const char *dir)
 		vss_log("cleanup: unmounted %s, left by a previous vssd", dir);
 }
 
+/*
+ * A loop device whose filesystem is still in use (a shadow's a backup had
+ * let go while something read it, the mount already detached) cannot go
+ * yet: LOOP_CLR_FD only marks it to clear itself when its last user lets
+ * go, which is said, with that user.
+ */
 static void clean_loop(void *arg, const char *dev, const char *backing)
 {
+	struct vss_fs_holder by[4];
+	struct stat st;
+	char now[4096];
+	int n;
+
 	vss_fs_each_mount_of(dev, detach_mount, NULL);
-	if (vss_loop_detach(dev) == 0)
+	if (vss_loop_detach(dev) < 0)
+		return;
+	if (vss_loop_backing(dev, now, sizeof(now)) < 0 || strcmp(now, backing) != 0) {
 		vss_log("cleanup: detached %s (%s), left by a previous vssd", dev, backing);
+		return;
+	}
+	n = stat(dev, &st) == 0 ? vss_fs_holders(st.st_rdev, by, 1) : 0;
+	if (n > 0)
+		vss_log("cleanup: %s (%s), left by a previous vssd, is still in use (by PID %d "
+			"(%s)%s): it goes when that lets go", dev, backing, (int)by[0].pid,
+			by[0].comm, n > 1 ? " and others" : "");
+	else
+		vss_log("cleanup: %s (%s), left by a previous vssd, is still in use: it goes "
+			"when that lets go", dev, backing);
 }
 
 /*

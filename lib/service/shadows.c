@@ -422,7 +422,7 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 			   const struct vss_cow_shadow_info *info)
 {
 	char dev[PATH_MAX], created[40];
-	json_t *attrs = json_array();
+	json_t *attrs = json_array(), *held_by;
 	const char *state;
 
 	sh->prov->location(svc, sh, dev, sizeof(dev));
@@ -443,8 +443,13 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 		state = "deleting";     /* its filesystem still in use (retire.h) */
 	else
 		state = "valid";
+	/* A shadow being deleted: what still uses it (retire.c), as last looked. */
+	held_by = json_array();
+	for (int i = 0; sh->retiring && i < sh->retire_by_n && i < 4; i++)
+		json_array_append_new(held_by, json_pack("{s:i, s:s}", "pid", (int)sh->retire_by[i].pid,
+							 "command", sh->retire_by[i].comm));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:i, s:o,"
-			 " s:o, s:n, s:o}",
+			 " s:o, s:n, s:o, s:o}",
 			 "id", sh->rec.id, "set", sh->rec.set_id,
 			 "volume", shadow_origin(sh), "target", sh->rec.target,
 			 "created", created, "created_ns", (json_int_t)info->created_ns,
@@ -459,7 +464,7 @@ static json_t *shadow_json(struct vss_service *svc, struct svc_shadow *sh,
 			 "schedule", *sh->rec.schedule ? json_string(sh->rec.schedule)
 							: json_null(),
 			 "host", "coordinator", *sh->rec.coordinator
-			 ? json_string(sh->rec.coordinator) : json_null());
+			 ? json_string(sh->rec.coordinator) : json_null(), "held_by", held_by);
 }
 
 int svc_op_shadow_list(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,

@@ -15,6 +15,7 @@
 #include <vss/error.h>
 
 #include "service/catalog.h"
+#include "service/fs.h"
 #include "service/loop.h"
 
 struct conn;
@@ -47,6 +48,8 @@ struct svc_shadow {
 						 * not exposed or deleted again, not listed */
 	bool retire_held;                       /* ... until found still in use: listed,
 						 * "deleting" */
+	struct vss_fs_holder retire_by[4];      /* then what uses it (fs.h), as last looked */
+	int retire_by_n;                        /* how many found (can be more than 4) */
 	struct conn *owner;                     /* set in progress: its requester */
 };
 

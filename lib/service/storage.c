@@ -33,6 +33,7 @@
 #include "service/args.h"
 #include "service/caller.h"
 #include "service/log.h"
+#include "service/retire.h"
 #include "service/service_i.h"
 #include "service/shadows.h"
 #include "service/storage.h"
@@ -388,6 +389,25 @@ static int move_diff_area(struct vss_service *svc, struct svc_volume *v,
 	return 0;
 }
 
+/*
+ * The volume @target names, once its shadows deleted after a backup that
+ * returned are gone (svc_retire_wait: svc->lock is let go meanwhile, so
+ * the target is looked up again after).
+ */
+static int resolve_settled(struct vss_service *svc, const char *target, struct svc_volume **v,
+			   struct vss_error *err)
+{
+	char name[256];
+	int rc;
+
+	if ((rc = svc_resolve_target(svc, target, v, err)) < 0)
+		return rc;
+	snprintf(name, sizeof(name), "%s", (*v)->rec.name);
+	if ((rc = svc_retire_wait(svc, name, err)) < 0)
+		return rc;
+	return svc_resolve_target(svc, target, v, err);
+}
+
 int svc_op_storage_add(struct vss_service *svc, const struct svc_caller *who, json_t *args, json_t **res,
 		       struct vss_error *err)
 {
@@ -401,7 +421,7 @@ int svc_op_storage_add(struct vss_service *svc, const struct svc_caller *who, js
 	if ((rc = svc_arg_str(args, "for", true, &target, err)) < 0 ||
 	    (rc = svc_arg_str(args, "on", false, &on, err)) < 0)
 		return rc;
-	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0 ||
+	if ((rc = resolve_settled(svc, target, &v, err)) < 0 ||
 	    (rc = has_diff_area(v, err)) < 0)
 		return rc;
 	if ((rc = parse_max(args, v, &max_given, &max, err)) < 0)
@@ -491,7 +511,7 @@ int svc_op_storage_delete(struct vss_service *svc, const struct svc_caller *who,
 
 	if ((rc = svc_arg_str(args, "for", true, &target, err)) < 0)
 		return rc;
-	if ((rc = svc_resolve_target(svc, target, &v, err)) < 0 ||
+	if ((rc = resolve_settled(svc, target, &v, err)) < 0 ||
 	    (rc = has_diff_area(v, err)) < 0)
 		return rc;
 	if (!v->rec.storage_explicit)

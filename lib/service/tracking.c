@@ -353,7 +353,9 @@ int svc_op_volume_revert(struct vss_service *svc, const struct svc_caller *who, 
 			 json_t **res, struct vss_error *err)
 {
 	struct svc_shadow *newer[VSS_COW_MAX_SHADOWS];
-	size_t nnewer = 0;
+	struct vss_cow_shadow_info *infos = NULL;
+	uint64_t rewritten = 0;
+	size_t nnewer = 0, k = 0;
 	struct svc_volume *v;
 	struct named s;
 	const char *a;
@@ -390,6 +392,14 @@ int svc_op_volume_revert(struct vss_service *svc, const struct svc_caller *who, 
 	for (size_t i = nnewer; i-- > 0;)
 		svc_shadow_remove(svc, newer[i], why);
 	svc_id_parse(s.id, id);
+	/* What the revert writes back: the shadow's own blocks, every block
+	 * written since its instant now that the newer ones handed theirs
+	 * down (design note 11), so its time is proportional to this. */
+	if (vss_cow_shadow_list(v->cow, &infos, &k) == 0)
+		for (size_t i = 0; i < k; i++)
+			if (memcmp(infos[i].id, id, sizeof(vss_cow_id)) == 0)
+				rewritten = infos[i].diff_bytes;
+	free(infos);
 	/* Whatever opens the device meanwhile waits (its I/O takes the gate). */
 	pthread_rwlock_wrlock(&v->gate);
 	rc = vss_cow_revert(v->cow, id, err);
@@ -399,8 +409,9 @@ int svc_op_volume_revert(struct vss_service *svc, const struct svc_caller *who, 
 			err->msg);
 		return rc;
 	}
-	vss_log("%s (%zu newer deleted)", why, nnewer);
-	*res = json_pack("{s:s, s:s, s:I}", "volume", v->rec.name, "shadow", s.id,
-			 "deleted", (json_int_t)nnewer);
+	vss_log("%s (%llu bytes written back, %zu newer deleted)", why,
+		(unsigned long long)rewritten, nnewer);
+	*res = json_pack("{s:s, s:s, s:I, s:I}", "volume", v->rec.name, "shadow", s.id,
+			 "deleted", (json_int_t)nnewer, "rewritten", (json_int_t)rewritten);
 	return 0;
 }

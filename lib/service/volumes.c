@@ -27,6 +27,7 @@
 #include "service/gmt.h"
 #include "service/export.h"
 #include "service/log.h"
+#include "service/retire.h"
 #include "service/service_i.h"
 #include "provider/rbd/provider.h"
 #include "service/shadows.h"
@@ -1240,6 +1241,9 @@ int svc_op_volume_delete(struct vss_service *svc, const struct svc_caller *who, 
 		return rc;
 	if (offline_find(svc, name))
 		return delete_offline(svc, offline_find(svc, name), force, res, err);
+	/* Its shadows deleted after a backup that returned may still be going. */
+	if (!force && (rc = svc_retire_wait(svc, name, err)) < 0)
+		return rc;
 	v = svc_volume_find(svc, name);
 	if (!v)
 		return vss_error_set(err, -ENOENT, "no volume named \"%s\"", name);

@@ -47,12 +47,18 @@ int cmd_revert(int argc, char **argv)
 	if ((rc = cli_call(&a, "volume.revert", json_pack("{s:s}", "shadow", a.pos[0]), &res)))
 		return rc;
 	n = json_integer_value(json_object_get(res, "deleted"));
-	if (a.json)
+	if (a.json) {
 		cli_print_json(res);
-	else
-		printf("Volume %s reverted to shadow copy %s (%lld newer shadow cop%s deleted)\n",
+	} else {
+		char b[32];
+
+		printf("Volume %s reverted to shadow copy %s (%s written back, %lld newer "
+		       "shadow cop%s deleted)\n",
 		       cli_line(json_string_value(json_object_get(res, "volume"))),
-		       json_string_value(json_object_get(res, "shadow")), n, n == 1 ? "y" : "ies");
+		       json_string_value(json_object_get(res, "shadow")),
+		       cli_bytes((uint64_t)json_integer_value(json_object_get(res, "rewritten")), b),
+		       n, n == 1 ? "y" : "ies");
+	}
 	json_decref(res);
 	return 0;
 }

@@ -6,7 +6,10 @@
 #     nothing but <vss/...> and the C library, and never jansson;
 #   - examples/requester_demo.c builds out of tree with the flags of the
 #     installed vss.pc, links libvss.so.0 and starts with every symbol
-#     bound (LD_BIND_NOW), printing its usage.
+#     bound (LD_BIND_NOW), printing its usage;
+#   - examples/backup_demo.c builds likewise and, with the installed
+#     libvss alone, backs up a small tree (full, then incremental) into a
+#     repository and restores it: the restored tree is the tree (diff -r).
 #
 # installed.sh SOURCE_DIR BUILD_DIR        (meson test, suite dist)
 # installed.sh SOURCE_DIR --root ROOT      (scripts/deb.sh: a dpkg -x tree)
@@ -72,3 +75,17 @@ LD_BIND_NOW=1 LD_LIBRARY_PATH=$libdir "$tmp/requester_demo" >"$tmp/out" 2>&1 || 
 grep -q '^usage: requester_demo' "$tmp/out" && [ $rc -eq 2 ] ||
   fail "requester_demo did not start with the installed libvss (exit $rc): $(cat "$tmp/out")"
 echo "requester_demo built out of tree against $root; runs with $libdir/libvss.so.0"
+
+# shellcheck disable=SC2086  # the flags are words
+cc -std=c17 -Wall -Wextra -Werror $cflags -o "$tmp/backup_demo" \
+  "$src/examples/backup_demo.c" $libs
+mkdir -p "$tmp/tree/sub"
+printf 'first\n' >"$tmp/tree/a"
+head -c 100000 /dev/urandom >"$tmp/tree/sub/b"
+ln -s a "$tmp/tree/link"
+LD_BIND_NOW=1 LD_LIBRARY_PATH=$libdir "$tmp/backup_demo" "$tmp/repo" "$tmp/tree" \
+  "$tmp/restored" >"$tmp/out" 2>&1 ||
+  fail "backup_demo failed with the installed libvss: $(cat "$tmp/out")"
+diff -r --no-dereference "$tmp/tree" "$tmp/restored$tmp/tree" ||
+  fail "backup_demo's restore differs from its tree: $(cat "$tmp/out")"
+echo "backup_demo built out of tree; backed up and restored a tree with $libdir/libvss.so.0"

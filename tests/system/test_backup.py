@@ -1,11 +1,14 @@
 """Backups into a repository and their restores (vss backup, vss restore;
 doc/backup-format.md): chains of full, incremental and differential
-backups of a changing tree on ext4 and xfs, each restore compared with an
-independent manifest of the tree at the backup's instant (made here with
-os.lstat, not by vss); damage found by verify and by restore; deletes that
-keep what later backups need; a killed backup that leaves nothing listed;
-repositories that are not repositories; a backup's shadow let go by vssd
-after the backup returned, never while something still reads it."""
+backups of a changing tree on ext4 and xfs, written to all along, each
+restore compared with an independent manifest of the backup's own shadow
+(made here with os.lstat, not by vss; ACLs and extended attributes
+too); damage found by verify and by restore; deletes that keep what later
+backups need; a killed backup that leaves nothing listed; repositories
+that are not repositories; a backup's shadow let go by vssd after the
+backup returned, never while something still reads it (what reads it
+named, a restart of vssd finishing the job, a volume delete waiting for
+it)."""
 import hashlib
 import json
 import os
@@ -13,13 +16,16 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
+import threading
 import time
 
 import pytest
 
 from conftest import VSS, connect, frame, loops_under, mounts_under, recv_frame
 from test_fs import host_of_a_volume
+from test_writers import TEST_WRITER, events
 
 
 def tree_manifest(root):
@@ -91,6 +97,15 @@ def change(root, step):
     os.chmod(os.path.join(root, "shrinks"), 0o600 + step % 8)
 
 
+def acl(*entries):
+    """A POSIX ACL as the kernel takes it in system.posix_acl_*: version 2,
+    then (tag, permissions, id) entries, sorted (linux/posix_acl_xattr.h)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER, ANY = 1, 2, 4, 8, 0x10, 0x20, 0xFFFFFFFF
+
+
 def populate(root):
     os.makedirs(os.path.join(root, "a/b/c"))
     for i in range(30):
@@ -112,6 +127,14 @@ def populate(root):
     os.chown(os.path.join(root, "a/b"), 65534, 100)
     os.chmod(os.path.join(root, "a/b/c"), 0o2750)
     os.utime(os.path.join(root, "a/b/c/f3"), ns=(1_000_000_000, 2_000_000_123))
+    # ACLs: a named user and group on a file, a default ACL on a directory.
+    os.setxattr(os.path.join(root, "a/b/c/f1"), "system.posix_acl_access",
+                acl((USER_OBJ, 6, ANY), (USER, 4, 65534), (GROUP_OBJ, 4, ANY), (GROUP, 6, 100),
+                    (MASK, 6, ANY), (OTHER, 0, ANY)))
+    os.makedirs(os.path.join(root, "shared"))
+    os.setxattr(os.path.join(root, "shared"), "system.posix_acl_default",
+                acl((USER_OBJ, 7, ANY), (USER, 5, 65534), (GROUP_OBJ, 5, ANY), (MASK, 5, ANY),
+                    (OTHER, 0, ANY)))
 
 
 def mounted(vssd, fstype):
@@ -134,37 +157,97 @@ def restore(vssd, repo, bid, to):
     return vssd.json("restore", "--from", repo, bid, "--to", to)
 
 
+class Busy:
+    """A process's writes in ROOT/busy while backups run: a log appended to,
+    a file made and the previous one deleted, a file renamed, in a loop."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "busy")
+        os.makedirs(self.dir)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        open(os.path.join(self.dir, "a"), "wb").close()
+        n = 0
+        while not self.stop.is_set():
+            with open(os.path.join(self.dir, "log"), "ab") as f:
+                f.write(b"line %d\n" % n)
+            with open(os.path.join(self.dir, "new-%d" % n), "wb") as f:
+                f.write(os.urandom(100 + n % 3000))
+            if n:
+                os.unlink(os.path.join(self.dir, "new-%d" % (n - 1)))
+            src, dst = ("a", "b") if n % 2 == 0 else ("b", "a")
+            os.rename(os.path.join(self.dir, src), os.path.join(self.dir, dst))
+            n += 1
+            time.sleep(0.002)
+
+    def end(self):
+        self.stop.set()
+        self.thread.join()
+
+
 @pytest.mark.parametrize("fstype", ["ext4", "xfs"])
 def test_chain_restores_each_instant(vssd, fstype, workdir):
+    """A full, five incrementals, a differential and an incremental of a
+    tree changed between them and written to all along (Busy): each restore is exactly the tree
+    of its backup's shadow, as this test reads it from the shadow itself
+    (a writer holds each backup at backup_complete meanwhile)."""
     fsvol = mounted(vssd, fstype)
     repo = os.path.join(workdir, "repo")
     populate(fsvol)
+    os.makedirs(os.path.join(fsvol, "data"))
+    log = os.path.join(workdir, "events")
+    w = vssd.spawn([TEST_WRITER, "--run-dir", vssd.run, "--name", "w", "--log", log,
+                    "--hang-at", "backup_complete", "--hang-again",
+                    "--set", "%s/data:*:%#x:r" % (fsvol, 0xF00)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert w.stdout.readline().strip() == "ready", w.stderr.read()
+    busy = Busy(fsvol)
     refs, ids = [], []
-    plan = ["full"] + ["incremental"] * 5 + ["differential"]
-    for step, type_ in enumerate(plan):
-        if step:
-            change(fsvol, step)
-        os.sync()
-        refs.append(tree_manifest(fsvol))
-        b = backup(vssd, repo, fsvol, type_)
-        assert b["type"] == type_, b
-        ids.append(b["id"])
-        if type_ == "incremental":
-            # Only what changed is read again: a handful, not the 30 of a/b/c.
-            assert b["files_stored"] <= 8, b
-            if step >= 2:       # renamed (and from step 3 on, doomed) files are gone
-                assert b["deleted"] >= 1, b
-            assert b["base"] == ids[-2]
-        if type_ == "differential":
-            assert b["base"] == ids[0]
+    # The last incremental's base is the differential: the newest of any type.
+    plan = ["full"] + ["incremental"] * 5 + ["differential", "incremental"]
+    try:
+        for step, type_ in enumerate(plan):
+            if step:
+                change(fsvol, step)
+            b = vssd.spawn([VSS, "--run-dir", vssd.run, "backup", "create", "--to", repo,
+                            "--for", fsvol, "--type", type_, "--quiet", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert wait_until(lambda: [e[:2] for e in events(log)].count(
+                ["w", "backup_complete"]) == step + 1, 60), (events(log), b.poll())
+            exposed = mounts_under(os.path.join(vssd.run, "exec"))
+            assert len(exposed) == 1, exposed
+            refs.append(tree_manifest(exposed[0]))
+            w.send_signal(signal.SIGUSR1)
+            out, errs = b.communicate(timeout=120)
+            assert b.returncode == 0, errs
+            b = json.loads(out)
+            assert b["type"] == type_, b
+            ids.append(b["id"])
+            if type_ == "incremental":
+                # Only what changed is read again: a handful (and busy/'s
+                # three), not the 30 of a/b/c.
+                assert b["files_stored"] <= 11, b
+                if step >= 2:   # renamed (and from step 3 on, doomed) files are gone
+                    assert b["deleted"] >= 1, b
+                assert b["base"] == ids[-2]
+            if type_ == "differential":
+                assert b["base"] == ids[0]
+    finally:
+        busy.end()
+    assert "system.posix_acl_access" in refs[0]["a/b/c/f1"]["xattrs"]
+    assert "system.posix_acl_default" in refs[0]["shared"]["xattrs"]
     listed = vssd.json("backup", "list", "--in", repo)["backups"]
     assert [b["id"] for b in listed] == ids
-    assert vssd.shadows() == []     # the sets are gone with the backups
+    assert wait_until(lambda: vssd.shadows() == [])     # the sets are gone with the backups
     for n, (bid, ref) in enumerate(zip(ids, refs)):
         to = os.path.join(workdir, "r%d" % n)
         restore(vssd, repo, bid, to)
         got = tree_manifest(to + fsvol)
         assert got == ref, "backup %d (%s):\n%s" % (n, plan[n], diff(ref, got))
+        assert any(k.startswith("busy/new-") for k in got), sorted(got)
     # Holes survive: the 20 MiB sparse file takes a few blocks.
     assert blocks_of(os.path.join(workdir, "r0") + fsvol + "/sparse") < 1024
     assert "Every stored byte" in vssd.vss("backup", "verify", "--in", repo).stdout
@@ -299,6 +382,18 @@ def wait_until(what, limit=20):
     return what()
 
 
+def delete_detached(vssd, set_id):
+    """shadow.delete of a set with "detach", as the requester library ends
+    a backup's set; returns the reply."""
+    s = connect(vssd)
+    try:
+        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
+                         "args": {"set": set_id, "detach": True}}))
+        return recv_frame(s)
+    finally:
+        s.close()
+
+
 def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, workdir):
     """vss backup create returns before vssd lets the shadow's filesystem go
     (shadow.delete with "detach", retire.c): once it has returned nothing is
@@ -329,11 +424,7 @@ def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, 
     vssd.vss("expose", sid, exp)
     held = open(os.path.join(exp, "grows"), "rb")
     try:
-        s = connect(vssd)
-        s.sendall(frame({"version": 1, "id": 1, "op": "shadow.delete",
-                         "args": {"set": set_["set"], "detach": True}}))
-        r = recv_frame(s)
-        s.close()
+        r = delete_detached(vssd, set_["set"])
         assert r["ok"] and r["result"]["deleted"] == 1 and r["result"]["later"] == 1, r
         assert mounts_under(exp) == []
         # Kept, and listed as being deleted, while the file is open.
@@ -348,6 +439,159 @@ def test_the_shadow_goes_after_the_backup_returns_never_while_read(vssd, fsvol, 
     assert wait_until(lambda: vssd.shadows() == [] and loops_under(shadows_dev) == []), \
         (vssd.shadows(), loops_under(shadows_dev))
     assert "once its filesystem was no longer in use" in vssd.log()
+
+
+def backup_read_meanwhile(vssd, fsvol, repo):
+    """A backup during which this process opens a file in the backup's own
+    exposed shadow (a test writer holds the set at backup_complete meanwhile),
+    kept open after the backup returned: returns the open file."""
+    os.makedirs(os.path.join(fsvol, "data"))
+    with open(os.path.join(fsvol, "data", "f"), "wb") as f:
+        f.write(b"data")
+    log = os.path.join(vssd.root, "events")
+    w = vssd.spawn([TEST_WRITER, "--run-dir", vssd.run, "--name", "w", "--log", log,
+                    "--hang-at", "backup_complete", "--set", "%s/data:*:%#x:r" % (fsvol, 0xF0F)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert w.stdout.readline().strip() == "ready", w.stderr.read()
+    b = vssd.spawn([VSS, "--run-dir", vssd.run, "backup", "create", "--to", repo, "--for", fsvol,
+                    "--quiet", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: ["w", "backup_complete"] in [e[:2] for e in events(log)]), \
+        (events(log), vssd.log())
+    exposed = mounts_under(os.path.join(vssd.run, "exec"))
+    assert len(exposed) == 1, exposed
+    held = open(os.path.join(exposed[0], "grows"), "rb")
+    w.send_signal(signal.SIGUSR1)
+    out, errs = b.communicate(timeout=60)
+    assert b.returncode == 0, errs
+    assert json.loads(out)["files_stored"] >= 1
+    return held
+
+
+def bound(loop):
+    """Whether the loop device @loop still reads a file (from its last
+    vssd's device tree, whose path it may no longer show under our run
+    directory once that tree is gone)."""
+    return os.path.exists("/sys/block/%s/loop/backing_file" % os.path.basename(loop))
+
+
+def holders(vssd):
+    return [(x["state"], [(h["pid"], h["command"]) for h in x["held_by"]])
+            for x in vssd.shadows()]
+
+
+def test_a_reader_of_a_backups_shadow_is_named_and_a_restart_finishes(vssd, fsvol, workdir):
+    """A file opened in the backup's own shadow while it runs, kept open
+    after vss backup create returned: the shadow is listed "deleting", with
+    this process named as what uses it, and goes once the file is closed;
+    vssd killed with -9 meanwhile leaves nothing at its next start (the
+    shadow dropped, its loop device gone once the file is closed)."""
+    repo = os.path.join(workdir, "repo")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    me = (os.getpid(), open("/proc/self/comm").read().strip())
+    populate(fsvol)
+    held = backup_read_meanwhile(vssd, fsvol, repo)
+    try:
+        assert wait_until(lambda: holders(vssd) == [("deleting", [me])]), holders(vssd)
+        assert "by PID %d (%s)" % me in vssd.log()
+        table = vssd.vss("list", "shadows").stdout
+        assert "deleting" in table, table
+        assert held.read() == b"start\n"
+        loops = loops_under(shadows_dev)
+        assert len(loops) == 1, loops
+        vssd.kill9()
+        vssd.start()
+        assert vssd.shadows() == []
+        assert vssd.volume("fs")["shadows"] == 0
+        assert "is still in use (by PID %d (%s)" % me in vssd.log()
+        assert bound(loops[0])                      # this process still uses it
+    finally:
+        held.close()
+    assert wait_until(lambda: not bound(loops[0])), loops
+    with open(os.path.join(fsvol, "grows"), "ab") as f:
+        f.write(b"after")
+    assert backup(vssd, repo, fsvol, "incremental")["files_stored"] >= 1
+    assert wait_until(lambda: vssd.shadows() == [] and loops_under(shadows_dev) == [])
+
+
+def test_a_shadow_read_past_hold_max_is_deleted_anyway(daemon_factory, workdir):
+    """A shadow still read after its set was deleted does not keep its diff
+    area growing forever: after vssd's --hold-max it is deleted anyway,
+    what read it named in the log.  The reader here holds the shadow's
+    loop device itself, not a file in its filesystem."""
+    vssd = daemon_factory(args=["--hold-lease", "1", "--hold-max", "2"])
+    me = open("/proc/self/comm").read().strip()
+    mnt = mounted(vssd, "ext4")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    populate(mnt)
+    set_ = vssd.shadow(mnt)
+    exp = os.path.join(workdir, "exp")
+    vssd.vss("expose", set_["shadows"][0]["id"], exp)
+    loops = loops_under(shadows_dev)
+    assert len(loops) == 1, loops
+    held = open(loops[0], "rb")
+    try:
+        r = delete_detached(vssd, set_["set"])
+        assert r["ok"] and r["result"]["later"] == 1, r
+        assert wait_until(lambda: holders(vssd) == [("deleting", [(os.getpid(), me)])]), \
+            holders(vssd)
+        assert wait_until(lambda: vssd.shadows() == [], 10), vssd.shadows()
+        assert "was still in use after --hold-max (2 s), by PID %d (" % os.getpid() \
+            in vssd.log()
+    finally:
+        held.close()
+    assert wait_until(lambda: not any(bound(x) for x in loops)), loops
+
+
+def waits_for_the_close(vssd, held, *args):
+    """vss ARGS, started while @held keeps a shadow being deleted: still
+    waiting 0.5 s later; succeeds once @held is closed (here)."""
+    try:
+        p = vssd.spawn([VSS, "--run-dir", vssd.run] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        assert p.poll() is None, p.communicate()
+    finally:
+        held.close()
+    out, errs = p.communicate(timeout=30)
+    assert p.returncode == 0, errs
+
+
+def test_volume_delete_right_after_a_backup_waits_for_its_shadow(vssd, fsvol, workdir):
+    """backup create, then vss add shadowstorage (a move) or volume delete:
+    they wait for the backup's shadow to be let go in the background; when something still uses it
+    after the bound (5 s), the refusal names that process, and a delete
+    that waits while it lets go succeeds."""
+    repo = os.path.join(workdir, "repo")
+    shadows_dev = os.path.join(vssd.run, "dev", "shadows")
+    populate(fsvol)
+    # Moving the diff area waits too: a set deleted with "detach" (as a
+    # backup's) while a file of its exposed shadow is open, closed meanwhile.
+    set_ = vssd.shadow(fsvol)
+    exp, store = os.path.join(workdir, "exp"), os.path.join(workdir, "store")
+    os.makedirs(store)
+    vssd.vss("expose", set_["shadows"][0]["id"], exp)
+    with open(os.path.join(exp, "grows"), "rb") as held:
+        assert delete_detached(vssd, set_["set"])["ok"]
+        waits_for_the_close(vssd, held, "add", "shadowstorage", "--for", "fs", "--on", store)
+    assert vssd.volume("fs")["diff_area"].startswith(store + "/")
+    # The script: backup, unmount, delete.
+    backup(vssd, repo, fsvol, "full")
+    vssd.vss("volume", "umount", "fs")
+    vssd.vss("volume", "delete", "fs")
+    assert vssd.shadows() == []
+
+    vssd.create_volume("fs", "160M")
+    vssd.vss("volume", "mount", "fs", fsvol, "--mkfs", "ext4")
+    populate(fsvol)
+    with backup_read_meanwhile(vssd, fsvol, os.path.join(workdir, "repo2")) as held:
+        vssd.vss("volume", "umount", "fs")
+        r = vssd.vss("volume", "delete", "fs", check=False)
+        assert r.returncode == 1, r
+        assert "still in use through its detached mount after 5 s, by PID %d (" % os.getpid() \
+            in r.stderr, r.stderr
+        waits_for_the_close(vssd, held, "volume", "delete", "fs")
+    assert vssd.json("volume", "list")["volumes"] == []
+    assert wait_until(lambda: loops_under(shadows_dev) == []), loops_under(shadows_dev)
 
 
 def test_not_a_repository(vssd, fsvol, workdir):

@@ -5,13 +5,15 @@ the volume at its backup's instant byte for byte (the reference is a hash of
 the volume's backing file, read without the engine, right before each
 backup, no writer running); an incremental reads only the blocks written
 since its base; tracking survives the base shadow's deletion (every backup
-deletes its set) and a vssd restart, and after kill -9 the next incremental
-reads everything and says so.  vss diff lists what was written; vss revert
-rolls a mounted-then-unmounted ext4 volume back to a shadow, byte for byte.
+deletes its set) and a vssd restart, and after kill -9 or the loss of the
+diff area that held it the next incremental reads everything and says so.  vss diff lists what was written; vss revert
+rolls a mounted-then-unmounted ext4 volume back to a shadow, byte for byte,
+writing back only the blocks changed since it.
 """
 import os
 import random
 import subprocess
+import time
 
 import pytest
 
@@ -150,6 +152,35 @@ def test_image_chain_tracking_restart_and_kill(vssd, workdir):
     assert r.returncode == 1 and "bytes" in r.stderr
 
 
+def test_a_lost_diff_area_makes_the_next_incremental_full(vssd, workdir):
+    """The diff area that held the tracking is deleted under vssd: the next
+    image incremental cannot trust it, reads everything and says so, and
+    restores the volume exactly."""
+    repo = os.path.join(workdir, "repo")
+    vssd.create_volume("raw", "32M")
+    size = vssd.volume("raw")["size"]
+    rng = random.Random(7)
+    write_blocks(vssd.device("raw"), size, rng, 20)
+    full = image_backup(vssd, repo, "full")
+    diff = vssd.volume("raw")["diff_area"]
+    os.unlink(diff)
+    write_blocks(vssd.device("raw"), size, rng, 5)
+    deadline = time.time() + 10
+    while vssd.volume("raw")["state"] != "online" or vssd.volume("raw")["diff_area"] == diff:
+        assert time.time() < deadline, vssd.volume("raw")
+        time.sleep(0.05)
+    write_blocks(vssd.device("raw"), size, rng, 5)
+    ref = origin_hash(vssd, "raw")
+    out = vssd.vss("backup", "create", "--image", "--to", repo, "--for", "raw", "--type",
+                   "incremental", "--no-writers").stdout
+    last = vssd.json("backup", "list", "--in", repo)["backups"][-1]
+    assert last["type"] == "full" and last["id"] != full["id"], (last, out)
+    assert "the changes since backup %s are unknown" % full["id"] in out and "made full" in out, out
+    to = os.path.join(workdir, "restored")
+    restore_to(vssd, repo, last["id"], to)
+    assert sha256_file(to) == ref
+
+
 def reachable(d, workdir):
     # Another user reaches the socket only through directories it may enter.
     for p in (workdir, d.root):
@@ -254,8 +285,18 @@ def test_revert_ext4_volume(vssd, workdir):
     r = vssd.vss("revert", target, check=False)
     assert r.returncode == 1 and "mounted" in r.stderr
     vssd.vss("volume", "umount", "fs")
+    changed = vssd.json("diff", target, "now")["changed_bytes"]
+    out = vssd.json("revert", target[:8])
+    assert out["shadow"] == target and out["deleted"] == 1, out
+    # Written back: exactly the blocks changed since the shadow (vss diff's
+    # count, before), a small part of the volume; the revert's time is
+    # proportional to that, not to the volume.
+    assert out["rewritten"] == changed and 0 < changed < size // 16, (out, changed, size)
+    assert "(%d bytes written back, 1 newer deleted)" % changed in vssd.log()
+    # Again: nothing changed since, nothing to write back.
     out = vssd.vss("revert", target[:8]).stdout
-    assert "reverted to shadow copy %s" % target in out and "1 newer" in out, out
+    assert out == "Volume fs reverted to shadow copy %s (0 B written back, 0 newer shadow " \
+        "copies deleted)\n" % target, out
     # Byte for byte the shadow's; the newer shadow is gone, the older exact.
     assert sha256_file(vssd.device("fs"), size) == target_hash
     ids = [s["id"] for s in vssd.shadows("--for", "fs")]

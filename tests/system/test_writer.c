@@ -3,10 +3,11 @@
  * logs every event it gets ("NAME EVENT") to a file, and can be told to
  * fail, hang or crash at one event, and to set a backup stamp and partial
  * and differenced files at prepare_backup.  A writer hanging at an event
- * answers it once it gets SIGUSR1 (and hangs no more).
+ * answers it once it gets SIGUSR1 (and hangs no more; with --hang-again,
+ * it hangs at each such event, answering each at a SIGUSR1).
  *
  * vss-test-writer --name N --log FILE [--run-dir DIR] [--class back|front|system]
- *     [--fail-at EV [--kind K]] [--hang-at EV] [--crash-at EV] [--timeout MS]
+ *     [--fail-at EV [--kind K]] [--hang-at EV [--hang-again]] [--crash-at EV] [--timeout MS]
  *     [--slow-at EV[,EV...] [--slow-ms MS]] [--stamp S|auto] [--partial] [--reconnect]
  *     [--schema HEX] [--set PATH:SPEC:MASK[:r|-][:log] ...] [--exclude PATH:SPEC ...]
  *     [--partial-from FILE] [--differenced-from FILE] [--detail] [--shutdown]
@@ -58,7 +59,7 @@ struct opts {
 	const char *cls;
 	const char *path, *method, *service, *alt, *writer_restore;
 	unsigned int timeout_ms;
-	bool partial;
+	bool partial, hang_again;
 	bool reconnect;             /* register again when vssd comes back */
 	bool detail;
 	uint32_t schema, schema_now;  /* asked for; the one registered */
@@ -264,8 +265,9 @@ static int handle(struct vss_writer *w, const struct vss_writer_event *ev, void 
 	if (o->hang_at && strcmp(o->hang_at, ev->name) == 0) {
 		while (!stop && !resume)
 			usleep(20000);
-		if (resume)
+		if (resume && !o->hang_again)
 			o->hang_at = NULL;
+		resume = 0;
 	}
 	if (o->fail_at && strcmp(o->fail_at, ev->name) == 0) {
 		enum vss_writer_failure kind = VSS_WF_NONRETRYABLE;
@@ -334,6 +336,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--detail") == 0) {
 			o.detail = true;
+			continue;
+		}
+		if (strcmp(a, "--hang-again") == 0) {
+			o.hang_again = true;
 			continue;
 		}
 		if (strcmp(a, "--shutdown") == 0) {
