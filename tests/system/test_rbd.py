@@ -479,6 +479,19 @@ def test_set_across_hosts_is_one_rbd_group_snapshot(ceph, daemon_factory):
     a.vss("delete", "shadows", "--set", s["set"])
     assert image_snaps(ceph, "xa") == [] and image_snaps(ceph, "xb") == []
     assert "vss." not in ceph.rbd("group", "ls", POOL).stdout
+    # The set's last member another host's, deleted after A restarted (A
+    # no longer remembers where it made the group): the group goes too.
+    s = json.loads(a.vss("create", "shadow", "--persistent", "--for", mnt["a"], "--for",
+                         "hostb:xb", "--json").stdout)
+    ids = {sh["target"]: sh["id"] for sh in s["shadows"]}
+    a.vss("delete", "shadows", "--shadow", ids[mnt["a"]])
+    assert ("vss." + s["set"]) in ceph.rbd("group", "ls", POOL).stdout.split()
+    a.restart()
+    a.vss("delete", "shadows", "--shadow", ids["hostb:xb"])
+    assert image_snaps(ceph, "xa") == [] and image_snaps(ceph, "xb") == []
+    assert "vss." not in ceph.rbd("group", "ls", POOL).stdout
+    assert "RBD group %s/vss.%s of set %s removed after its last member" % (
+        POOL, s["set"], s["set"]) in a.log()
     # One host's RBD volume and the other's built-in one: B is on the same
     # cluster but has no RBD member in this set; A's image alone is its
     # own snapshot, B's volume its own shadow; both go with the set.

@@ -1250,16 +1250,31 @@ void svc_rbd_set_released(struct vss_service *svc, const char *set_id)
 			return;
 	if (set_bookmarked(svc, set_id, ""))
 		return;
+	snprintf(group, sizeof(group), "%s%s", VSS_RBD_GROUP_PREFIX, set_id);
 	for (size_t i = 0; i < CROSS_GROUPS; i++) {
 		struct cross_group *g = &r->groups[i];
 		int rc;
 
 		if (strcmp(g->set, set_id) != 0)
 			continue;
-		snprintf(group, sizeof(group), "%s%s", VSS_RBD_GROUP_PREFIX, set_id);
 		if ((rc = vss_rbd_group_remove(r->c, g->pool, group)) < 0)
 			vss_log("RBD group %s/%s: cannot remove it: %s", g->pool, group,
 				strerror(-rc));
 		g->set[0] = '\0';
+		return;
 	}
+	/*
+	 * Not remembered: made before a restart, or pushed out of the 16 kept.
+	 * The set's ID names it, and nothing of the set is left here, so
+	 * wherever a group of that name is, it is this set's, and no member
+	 * needs it any more.
+	 */
+	char pool[VSS_RBD_NAME_MAX + 1];
+	int rc = vss_rbd_group_remove_anywhere(r->c, group, pool);
+
+	if (rc < 0)
+		vss_log("RBD group %s: cannot remove it: %s", group, strerror(-rc));
+	else if (pool[0])
+		vss_log("RBD group %s/%s of set %s removed after its last member", pool, group,
+			set_id);
 }

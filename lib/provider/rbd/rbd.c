@@ -416,6 +416,52 @@ int vss_rbd_group_remove(struct vss_rbd_cluster *c, const char *pool, const char
 	return rc == -ENOENT ? 0 : rc;
 }
 
+int vss_rbd_group_remove_anywhere(struct vss_rbd_cluster *c, const char *group,
+				  char pool[VSS_RBD_NAME_MAX + 1])
+{
+	char *buf = NULL;
+	int len = 4096, rc;
+
+	pool[0] = '\0';
+	/* rados_pool_list: NUL-separated names, an empty one last; -ERANGE-free,
+	 * it returns the length it needs when @len is short. */
+	for (;;) {
+		char *nb = realloc(buf, (size_t)len);
+
+		if (!nb) {
+			free(buf);
+			return -ENOMEM;
+		}
+		buf = nb;
+		rc = rados_pool_list(c->rados, buf, (size_t)len);
+		if (rc < 0) {
+			free(buf);
+			return rc;
+		}
+		if (rc <= len)
+			break;
+		len = rc;
+	}
+	rc = 0;
+	for (const char *p = buf; *p && p < buf + len; p += strlen(p) + 1) {
+		rados_ioctx_t io;
+		int r;
+
+		if (strlen(p) > VSS_RBD_NAME_MAX || rados_ioctx_create(c->rados, p, &io) < 0)
+			continue;
+		r = rbd_group_remove(io, group);
+		rados_ioctx_destroy(io);
+		if (r == 0) {
+			snprintf(pool, VSS_RBD_NAME_MAX + 1, "%s", p);
+			break;
+		}
+		if (r != -ENOENT && rc == 0)
+			rc = r;
+	}
+	free(buf);
+	return rc;
+}
+
 /* The ID of @img's snapshot of group snapshot @gsnap of @group. */
 static int find_group_snap(struct vss_rbd_image *img, const char *group, const char *gsnap,
 			   uint64_t *id, struct vss_error *err)

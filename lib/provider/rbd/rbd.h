@@ -85,6 +85,13 @@ int vss_rbd_group_snap(struct vss_rbd_image *const *imgs, size_t n, const char *
 		       const char *snap, uint64_t *snap_ids, struct vss_error *err);
 /* Removes @group of pool @pool, and what is left of its snapshots; 0 if gone. */
 int vss_rbd_group_remove(struct vss_rbd_cluster *c, const char *pool, const char *group);
+/*
+ * Removes @group from whichever pool of the cluster holds it (for a group
+ * whose pool was not recorded); the pool it was in goes to @pool (""
+ * when none held it).  Returns 0 or the first error of a removal.
+ */
+int vss_rbd_group_remove_anywhere(struct vss_rbd_cluster *c, const char *group,
+				  char pool[VSS_RBD_NAME_MAX + 1]);
 struct vss_rbd_cluster *vss_rbd_image_cluster(const struct vss_rbd_image *img);
 
 /* A snapshot @snap of @img alone (user namespace); its ID in *@snap_id. */
