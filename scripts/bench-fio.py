@@ -32,7 +32,12 @@ that the runs differ only in what is measured.
 
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
                               [--no-reads] [--freezes 40] [--read-passes 5]
-                              [--freezes-only] [--no-floor] [--log FILE]
+                              [--freezes-only] [--no-floor] [--log FILE] [--count]
+
+`--count` also prints, for the random and the sequential run with one
+shadow, the FUSE requests vssd got (opcode and length) and its preads
+and pwrites by size, counted with perf's tracepoints (not timed: load
+does not change them).
 
 Needs root, fio, mkfs.ext4, losetup, qemu-img and qemu-storage-daemon (the
 qemu rows are skipped without them).  Works in a private temporary
@@ -40,6 +45,7 @@ directory (--dir to choose where) and removes everything it made, also on
 failure or Ctrl-C.
 """
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -60,7 +66,55 @@ def run(*cmd, **kw):
     return subprocess.run([str(c) for c in cmd], **kw)
 
 
-def fio(path, runtime, size, name="bench", rw="randwrite", bs="4k", iodepth=16):
+class Count:
+    """`--count`: what vssd was asked and did during one measured fio run,
+    counted by the kernel's tracepoints (perf), whatever the load: the
+    FUSE requests of vssd's own connection by opcode and size, and vssd's
+    pread/pwrite calls by size."""
+
+    EVENTS = ("fuse:fuse_request_send", "syscalls:sys_enter_pwrite64",
+              "syscalls:sys_enter_pread64")
+
+    def __init__(self, work, pid, conn, what):
+        self.data = os.path.join(work, "count.data")
+        self.pid, self.conn, self.what = str(pid), conn, what
+
+    def __enter__(self):
+        cmd = ["perf", "record", "-q", "-a", "-o", self.data]
+        for e in self.EVENTS:
+            cmd += ["-e", e]
+        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)       # perf is recording
+        return self
+
+    def __exit__(self, *exc):
+        self.p.send_signal(signal.SIGINT)
+        self.p.wait()
+        out = run("perf", "script", "-i", self.data, "-F", "pid,event,trace",
+                  capture_output=True, text=True, check=False).stdout
+        os.unlink(self.data)
+        counts = {}
+        for line in out.splitlines():
+            m = re.search(r"connection (\d+) req \d+ opcode \d+ \((\w+)\) len (\d+)", line)
+            if m:
+                if int(m.group(1)) == self.conn:
+                    # len is the request's: its headers (80 bytes for a
+                    # write) and, for a write, the data
+                    k = (m.group(2), int(m.group(3)))
+                    counts[k] = counts.get(k, 0) + 1
+                continue
+            m = re.match(r"\s*(\d+)\s+syscalls:sys_enter_(pread64|pwrite64):.*count: (0x[0-9a-f]+)",
+                         line)
+            if m and m.group(1) == self.pid:
+                k = ("vssd " + m.group(2), int(m.group(3), 16))
+                counts[k] = counts.get(k, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
+        print("vss: counted during the measured run (%s): " % self.what +
+              ", ".join("%d %s of %d bytes" % (n, k[0], k[1]) for k, n in top), flush=True)
+        return False
+
+
+def fio(path, runtime, size, name="bench", rw="randwrite", bs="4k", iodepth=16, count=None):
     """Random 4 KiB direct writes at iodepth 16 (or @rw, @bs, @iodepth) for
     @runtime seconds and a final fsync: writes (or MiB for 1M blocks) per
     second of the wall time, the fsync included (a cache that only
@@ -74,20 +128,21 @@ def fio(path, runtime, size, name="bench", rw="randwrite", bs="4k", iodepth=16):
     # What earlier runs left dirty on the host (a diff area is not synced
     # by a flush while no shadow is persistent) is not this run's to pay.
     run("sync")
-    t0 = time.monotonic()
-    out = run(*common, "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % iodepth,
-              "--time_based", "--runtime=%d" % runtime, "--end_fsync=1",
-              capture_output=True, text=True).stdout
-    wall = time.monotonic() - t0
+    with count or contextlib.nullcontext():
+        t0 = time.monotonic()
+        out = run(*common, "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % iodepth,
+                  "--time_based", "--runtime=%d" % runtime, "--end_fsync=1",
+                  capture_output=True, text=True).stdout
+        wall = time.monotonic() - t0
     w = json.loads(out[out.index("{"):])["jobs"][0]["write"]
     if bs == "1M":
         return w["io_bytes"] / 2 ** 20 / wall
     return w["total_ios"] / wall
 
 
-def fio_seq(path, runtime, size):
+def fio_seq(path, runtime, size, count=None):
     """MiB/s of sequential 1 MiB direct writes at iodepth 4, final fsync included."""
-    return fio(path, runtime, size, name="seq", rw="write", bs="1M", iodepth=4)
+    return fio(path, runtime, size, name="seq", rw="write", bs="1M", iodepth=4, count=count)
 
 
 def fio_load(f, args):
@@ -342,11 +397,18 @@ def bench_vss(args, work, cl, seq):
         if floor:
             print_floor(floor)
         return []
+    def count(what):
+        if not args.count:
+            return None
+        st = os.stat(os.path.join(run_dir, "dev"))
+        return Count(work, p.pid, os.minor(st.st_dev), what)
+
     rows = [("vss volume", 0, fio(f, args.runtime, args.size))]
     frozen = []
     out = json.loads(v("create", "shadow", "--for", mnt, "--json").stdout)
     frozen.append(out["frozen_ms"])
-    rows.append(("vss volume", 1, fio(f, args.runtime, args.size)))
+    rows.append(("vss volume", 1, fio(f, args.runtime, args.size,
+                                      count=count("random 4 KiB writes, 1 shadow"))))
     for i in range(2, 65):
         # Each shadow owns copies of its own, as it would in real use (the
         # 1-shadow run's writes are the first's).
@@ -366,7 +428,8 @@ def bench_vss(args, work, cl, seq):
                                       max(frozen), st["used"] / 2 ** 20))
     v("delete", "shadows", "--all", "--quiet")
     v("create", "shadow", "--for", mnt, "--json")
-    seq.append(("vss volume", 1, fio_seq(f, args.runtime, args.size)))
+    seq.append(("vss volume", 1, fio_seq(f, args.runtime, args.size,
+                                         count=count("sequential 1 MiB writes, 1 shadow"))))
     v("delete", "shadows", "--all", "--quiet")
     print_freezes(freezes_under_load(v, mnt, f, args)[0], log.name)
     if not args.no_reads:
@@ -499,6 +562,9 @@ def main():
     ap.add_argument("--freezes-only", action="store_true",
                     help="only the sets under load (vss alone)")
     ap.add_argument("--log", default=None, help="keep vssd's log there")
+    ap.add_argument("--count", action="store_true",
+                    help="count vssd's FUSE requests and preads/pwrites by size in the "
+                         "1-shadow runs (needs perf)")
     ap.add_argument("--no-floor", action="store_true",
                     help="with --freezes-only: not the plain loop file's freezes after")
     args = ap.parse_args()

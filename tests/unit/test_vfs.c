@@ -3,8 +3,9 @@
  * reads over two files, some past their ends, some vectored, return what
  * pread would, through io_uring and without it; probed reads count the
  * page-cache misses; io_uring's own answers (short reads, errors); no ring
- * outlives the last open file; and where seccomp forbids io_uring, batches
- * read with pread all the same.
+ * outlives the last open file; where seccomp forbids io_uring, batches
+ * read with pread all the same; and writes cut into 256 KiB pieces land
+ * whole.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -449,6 +450,41 @@ static void fallback_when_forbidden(void **state)
 #endif
 }
 
+/*
+ * posix_pwrite cuts a write at every multiple of 256 KiB (its PIECE): a
+ * write from an odd offset across several such boundaries, one from 0
+ * over the whole file and one past its end land whole, byte for byte.
+ */
+static void pwrite_in_pieces_is_whole(void **state)
+{
+	struct fx *f = *state;
+	const size_t len = (700u << 10) + 5, head = (512u << 10) + 1, grow = (600u << 10) + 11;
+	const size_t size = file_size[0], end = size - 9;
+	const uint64_t at = 100003;
+	unsigned char *want = malloc(size + grow), *got = malloc(size + grow + 1);
+	uint64_t rng = 7;
+	int fd;
+
+	assert_non_null(want);
+	assert_non_null(got);
+	open_all(f);
+	memcpy(want, f->data[0], size);
+	rng_fill(&rng, want + at, len);
+	assert_int_equal(vss_file_pwrite(f->file[0], want + at, len, at), 0);
+	rng_fill(&rng, want, head);
+	assert_int_equal(vss_file_pwrite(f->file[0], want, head, 0), 0);
+	rng_fill(&rng, want + end, size + grow - end);
+	assert_int_equal(vss_file_pwrite(f->file[0], want + end, size + grow - end, end), 0);
+	close_all(f);
+	fd = open(f->path[0], O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, got, size + grow + 1, 0), (ssize_t)(size + grow));
+	close(fd);
+	assert_memory_equal(got, want, size + grow);
+	free(want);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +493,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(probes_count_misses, setup, teardown),
 		cmocka_unit_test_setup_teardown(rings_go_with_the_last_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(fallback_when_forbidden, setup, teardown),
+		cmocka_unit_test_setup_teardown(pwrite_in_pieces_is_whole, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
