@@ -438,17 +438,24 @@ int vss_rbd_group_remove_anywhere(struct vss_rbd_cluster *c, const char *group,
 			free(buf);
 			return rc;
 		}
-		if (rc <= len)
+		if (rc <= len) {
+			len = rc;       /* what it wrote */
 			break;
+		}
 		len = rc;
 	}
 	rc = 0;
-	for (const char *p = buf; *p && p < buf + len; p += strlen(p) + 1) {
+	for (const char *p = buf, *end = buf + len; p < end && *p;) {
+		size_t n = strnlen(p, (size_t)(end - p));
 		rados_ioctx_t io;
 		int r;
 
-		if (strlen(p) > VSS_RBD_NAME_MAX || rados_ioctx_create(c->rados, p, &io) < 0)
+		if (n == (size_t)(end - p))
+			break;          /* not terminated: not a name */
+		if (n > VSS_RBD_NAME_MAX || rados_ioctx_create(c->rados, p, &io) < 0) {
+			p += n + 1;
 			continue;
+		}
 		r = rbd_group_remove(io, group);
 		rados_ioctx_destroy(io);
 		if (r == 0) {
@@ -457,6 +464,7 @@ int vss_rbd_group_remove_anywhere(struct vss_rbd_cluster *c, const char *group,
 		}
 		if (r != -ENOENT && rc == 0)
 			rc = r;
+		p += n + 1;
 	}
 	free(buf);
 	return rc;
