@@ -109,6 +109,33 @@ int vss_loop_limit_dirty(const char *dev, uint64_t bytes)
 	return rc;
 }
 
+int vss_loop_set_direct(const char *dev, bool on)
+{
+	char path[96], text[8] = "";
+	struct stat st;
+	int fd, rc = 0;
+
+	if (stat(dev, &st) < 0)
+		return -errno;
+	if (!S_ISBLK(st.st_mode))
+		return -ENOTBLK;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/loop/dio", major(st.st_rdev),
+		 minor(st.st_rdev));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		ssize_t n = read(fd, text, sizeof(text) - 1);
+
+		close(fd);
+		if (n > 0 && (text[0] == '1') == on)
+			return 1;
+	}
+	if ((fd = open(dev, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (ioctl(fd, LOOP_SET_DIRECT_IO, on ? 1ul : 0ul) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 int vss_loop_detach(const char *dev)
 {
 	int fd = open(dev, O_RDONLY | O_CLOEXEC);

@@ -35,6 +35,16 @@ int vss_loop_attach(int file_fd, const char *file, bool read_only, bool dio,
  */
 int vss_loop_limit_dirty(const char *dev, uint64_t bytes);
 
+/*
+ * Switches the loop device @dev to direct I/O (@on) or back through the
+ * page cache (LOOP_SET_DIRECT_IO).  Switching on, the kernel first fsyncs
+ * the backing file, then waits for the requests in flight; from then on
+ * every write is acknowledged only once the backing file's owner (the
+ * engine) returned, and nothing new is cached above it.  0 if @dev was
+ * switched, 1 if it already was so (nothing done), or -errno.
+ */
+int vss_loop_set_direct(const char *dev, bool on);
+
 /* Detaches a loop device now (LOOP_CLR_FD); -ENXIO if already free. */
 int vss_loop_detach(const char *dev);
 

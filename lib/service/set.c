@@ -14,9 +14,10 @@
  *      the very filesystem it froze); refuse a volume twice.  Other
  *      providers' filesystems are never frozen (a btrfs snapshot of a frozen
  *      btrfs waits for the thaw);
- *   2. settle the filesystems to freeze (freezer->settle: their dirty pages,
- *      and the device tree's page cache under them, written back with the
- *      tree's dirty bound lowered, so that the freeze has little to write),
+ *   2. settle the filesystems to freeze (freezer->settle: their loop
+ *      devices switched to direct I/O, which writes the device tree's page
+ *      cache under them back, and their own dirty pages synced, so that
+ *      the freeze has little to write),
  *      start the guardian for them (guardian.h), settle them again (what
  *      was dirtied while the guardian started; a settle that took half
  *      the guardian's bound aborts the set before anything is frozen,
@@ -40,7 +41,8 @@
  *      one such member (refused at step 1, before anything is frozen); then
  *      the members whose commit resumes nothing, then the held ones;
  *   5. open the gates, resume what a failed commit left held, FITHAW in
- *      reverse order, release the guardian, lift the lowered dirty bound;
+ *      reverse order, release the guardian, give the loop devices their
+ *      cache back;
  *   6. adopt the shadows (devices, catalog rows, the service's list).
  * A set that spans hosts (p->sync: peer.h) meets the other hosts at each
  * step (set.h, enum svc_set_step): after 1, before and after 2, before and
@@ -83,6 +85,7 @@
 #include "service/fs.h"
 #include "service/guardian.h"
 #include "service/log.h"
+#include "service/loop.h"
 #include "service/service_i.h"
 #include "service/set.h"
 #include "service/shadows.h"
@@ -102,24 +105,38 @@ static int fs_guard(struct vss_service *svc, const char *const *dirs, size_t n,
 }
 
 /*
- * What the device tree may hold dirty while a set is settled and frozen:
- * what FIFREEZE's flush, inside the freeze, may still have to write back
- * (doc/service.md, "Freeze time").
+ * The settle (doc/service.md, "Freeze time").  A mounted volume's loop
+ * device writes through the device tree's page cache (the write path and
+ * caching); for the settle it is switched to direct I/O, so that its
+ * writes reach the engine before they are acknowledged and nothing new is
+ * dirtied above it while the filesystem syncs: the freeze finds the cache
+ * clean.  Bounding the tree's dirty pages low instead (how it was done
+ * before) throttled every writer of the tree in balance_dirty_pages, and
+ * each such throttled period lowered the bdi's dirty_ratelimit, which
+ * recovers only slowly: after some tens of sets, writes to every vss
+ * volume ran at a fraction of their speed.
  */
-#define SETTLE_DIRTY_BYTES (256u << 10)
-
-static void fs_settle(struct vss_service *svc, const char *const *dirs, size_t n, bool on)
+static void fs_settle(struct vss_service *svc, const char *const *dirs,
+		      const char *const *loops, bool *switched, size_t n, bool on)
 {
-	struct vss_transport *tr = svc->tr;
 	int rc;
 
-	if (!tr->ops->limit_dirty)
-		return;
-	if ((rc = tr->ops->limit_dirty(tr, on ? SETTLE_DIRTY_BYTES : 0)) < 0) {
-		vss_log("cannot %s the dirty bound of the device tree: %s", on ? "lower" : "lift",
-			strerror(-rc));
-		if (on)
-			return;
+	(void)svc;
+	for (size_t i = 0; i < n; i++) {
+		if (!loops[i] || (!on && !switched[i]) || (on && switched[i]))
+			continue;
+		/* Only ever the loop device of what vss mounted (a loop device
+		 * freed by an unmount may be someone else's by now). */
+		if (on && !vss_fs_mounted_from(loops[i], dirs[i]))
+			continue;
+		rc = vss_loop_set_direct(loops[i], on);
+		if (rc < 0)
+			vss_log("cannot switch %s %s direct I/O: %s", loops[i],
+				on ? "to" : "back from", strerror(-rc));
+		else if (on)
+			switched[i] = rc == 0;
+		else
+			switched[i] = false;
 	}
 	for (size_t i = 0; on && i < n; i++) {
 		int fd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -508,7 +525,8 @@ static int adopt_members(struct vss_service *svc, struct svc_set *set,
 int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		 struct svc_set **out, struct vss_error *err)
 {
-	const char *dirs[SVC_SET_MAX];
+	const char *dirs[SVC_SET_MAX], *loops[SVC_SET_MAX];
+	bool switched[SVC_SET_MAX] = { false };
 	dev_t held[SVC_SET_MAX];
 	size_t nheld = 0;
 	char how[48] = "";
@@ -543,9 +561,12 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	if ((rc = prepare_members(svc, set, p, dirs, err)) < 0 ||
 	    (rc = sync_step(p, set, SVC_SET_PREPARED, 0, err)) < 0)
 		goto abort;
-	for (size_t i = 0; i < set->n; i++)
+	for (size_t i = 0, j = 0; i < set->n; i++) {
 		if (set->m[i].hold_dev)
 			held[nheld++] = set->m[i].hold_dev;
+		if (set->m[i].freeze_dir)  /* in the order of dirs */
+			loops[j++] = set->m[i].freeze_loop;
+	}
 	/* 2. freeze: settled, then the guardian, so that nothing stays frozen
 	 * whatever happens, then settled again: what was dirtied while the
 	 * guardian started is written back too, not inside the freeze */
@@ -553,7 +574,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 	io_settle = set_io_now(svc, set, false);
 	t_settle = mono_ns();
 	if (settled)
-		svc->freezer->settle(svc, dirs, set->nfreeze, true);
+		svc->freezer->settle(svc, dirs, loops, switched, set->nfreeze, true);
 	t_settled = mono_ns();
 	if (set->nfreeze > 0 || nheld > 0) {
 		if ((rc = svc->freezer->guard(svc, dirs, set->nfreeze, held, nheld, &guard,
@@ -561,7 +582,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 			goto abort;
 		t_guarded = mono_ns();
 		if (settled)
-			svc->freezer->settle(svc, dirs, set->nfreeze, true);
+			svc->freezer->settle(svc, dirs, loops, switched, set->nfreeze, true);
 	}
 	io_freeze = set_io_now(svc, set, true);
 	t_freeze = mono_ns();
@@ -607,7 +628,7 @@ int svc_set_take(struct vss_service *svc, const struct svc_set_params *p,
 		grc = svc->freezer->release(guard);
 	}
 	if (settled)
-		svc->freezer->settle(svc, dirs, set->nfreeze, false);
+		svc->freezer->settle(svc, dirs, loops, switched, set->nfreeze, false);
 	settled = false;
 	if (rc == 0 && (grc == -ETIMEDOUT || ((set->nfreeze > 0 || nheld > 0) &&
 			ms_between(t_freeze, t_thawed) > svc->freeze_limit_ms)))
@@ -660,7 +681,7 @@ abort:
 	unhold_members(svc, set);
 	thaw_members(svc, set);
 	if (settled)
-		svc->freezer->settle(svc, dirs, set->nfreeze, false);
+		svc->freezer->settle(svc, dirs, loops, switched, set->nfreeze, false);
 	abort_set(svc, set);
 	vss_log("set %s aborted: %s", set->id, err->msg);
 	svc_set_free(set);

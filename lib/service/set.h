@@ -27,13 +27,16 @@ struct vss_service;
  * (the guardian and FIFREEZE) unless a test gave its own.
  */
 struct svc_freezer_ops {
-	/* Before the guardian starts and again once it holds @dirs, with @on,
-	 * and after the thaw, without: writes back what is cached above the
-	 * engine for @dirs with the device tree's dirty pages bounded low, so
-	 * that the freeze has little left to write; without @on, lifts that
-	 * bound again.  Failing only costs freeze time: returns nothing.  May
+	/* Before the guardian starts and again once it holds @dirs, with @on:
+	 * makes each of their loop devices @loops (NULL: none) write through,
+	 * so that nothing new is cached above the engine for them (the switch
+	 * writes back what was; @switched[i] records that this set switched
+	 * @loops[i]), and syncs @dirs, so that the freeze has little left to
+	 * write.  After the thaw, without @on: gives the switched ones their
+	 * cache back.  Failing only costs freeze time: returns nothing.  May
 	 * be NULL. */
-	void (*settle)(struct vss_service *svc, const char *const *dirs, size_t n, bool on);
+	void (*settle)(struct vss_service *svc, const char *const *dirs,
+		       const char *const *loops, bool *switched, size_t n, bool on);
 	/* Before the first freeze or hold: starts what thaws @dirs and resumes
 	 * the held device-mapper devices @held on its own if vssd dies or the
 	 * freeze lasts past svc->freeze_limit_ms (the guardian), and waits

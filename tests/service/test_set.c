@@ -384,8 +384,24 @@ static const struct svc_freezer_ops fake_freezer = {
 	.guard = fz_guard, .freeze = fz_freeze, .thaw = fz_thaw, .release = fz_release,
 };
 
-static void fz_settle(struct vss_service *svc, const char *const *dirs, size_t n, bool on)
+static void fz_settle(struct vss_service *svc, const char *const *dirs,
+		      const char *const *loops, bool *switched, size_t n, bool on)
 {
+	(void)svc;
+	(void)dirs;
+	/* Each loop device is switched once by the first settle and given
+	 * back once after the thaw, and only if this set switched it. */
+	for (size_t i = 0; i < n; i++) {
+		expect(loops[i] && strncmp(loops[i], "loop-", 5) == 0,
+		       "settled without the member's loop device");
+		if (on && !switched[i]) {
+			note("direct %s", loops[i]);
+			switched[i] = true;
+		} else if (!on && switched[i]) {
+			note("cached %s", loops[i]);
+			switched[i] = false;
+		}
+	}
 	note("settle %s", on ? "on" : "off");
 	if (on && fk.settle_sleep_ms)
 		usleep(fk.settle_sleep_ms * 1000u);
@@ -978,8 +994,8 @@ static void settled_before_and_after_the_guardian(void **state)
 	struct vss_error err = { 0 };
 	svc->freezer = &settling_freezer;
 	assert_int_equal(take(t, 1, &err), 0);
-	assert_string_equal(events, "prepare a;settle on;guard 1;settle on;freeze a;commit a;"
-			    "thaw a;release;settle off;adopt a;");
+	assert_string_equal(events, "prepare a;direct loop-a;settle on;guard 1;settle on;"
+			    "freeze a;commit a;thaw a;release;cached loop-a;settle off;adopt a;");
 	/* A settle past half the guardian's bound: nothing is frozen after
 	 * the bound may have passed. */
 	forget();
@@ -989,6 +1005,7 @@ static void settled_before_and_after_the_guardian(void **state)
 	assert_non_null(strstr(err.msg, "aborted before freezing"));
 	assert_false(logged("freeze a"));
 	assert_true(before("release", "settle off"));
+	assert_true(logged("cached loop-a"));
 	nothing_left(1);            /* the first set's shadow */
 }
 

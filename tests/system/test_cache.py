@@ -8,13 +8,17 @@ cache, every other open of a device is direct.  What must still hold:
 - a raw volume's shadow holds every write that returned before the shadow
   was asked for (its writers' opens are direct, never cached);
 - what a stopped vssd leaves dirty above it is bounded, and other devices'
-  writers do not wait for it.
+  writers do not wait for it;
+- a set settles a volume by making its loop device write through for the
+  set (direct I/O) and gives the cache back after, without touching the
+  tree's dirty bound (lowering it ground the tree's write rate down).
 The shadows of filesystems under a writer are test_fs.py's; a set of two
 raw volumes is test_raw.py's and test_stress.py's; a revert under the
 cache test_image.py's (the remount reads the reverted bytes).
 """
 import glob
 import hashlib
+import json
 import os
 import random
 import signal
@@ -22,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from conftest import sha256_file
+from conftest import VSS, sha256_file
 
 BLOCK = 4096
 
@@ -37,6 +41,17 @@ def image_blocks(path):
                 return out
             for i in range(0, len(b), BLOCK):
                 out.add(hashlib.sha256(b[i:i + BLOCK]).digest())
+
+
+def shadow_file(d, sid, name):
+    """The bytes of file @name in shadow @sid of vssd @d (exposed, read, unexposed)."""
+    exp = os.path.join(d.root, "exp")
+    d.vss("expose", sid, exp)
+    try:
+        with open(os.path.join(exp, name), "rb") as fh:
+            return fh.read()
+    finally:
+        d.vss("unexpose", exp)
 
 
 def blocks_of(data):
@@ -72,13 +87,7 @@ def test_fsync_is_durable_when_vssd_is_killed(vssd):
     assert missing == 0, "%d of 256 fsynced blocks are not in the origin" % missing
     # The diff area held the copies: the persistent shadow reads the old.
     vssd.start()
-    exp = os.path.join(vssd.root, "exp")
-    vssd.vss("expose", sid, exp)
-    try:
-        with open(os.path.join(exp, "f"), "rb") as fh:
-            assert fh.read() == old
-    finally:
-        vssd.vss("unexpose", exp)
+    assert shadow_file(vssd, sid, "f") == old
 
 
 WRITER = r"""
@@ -185,3 +194,32 @@ def test_stopped_vssd_holds_back_a_bounded_amount(vssd, workdir):
         vssd.proc.send_signal(signal.SIGCONT)
     dd.kill()
     dd.wait()
+
+
+def test_set_writes_through_while_it_settles(daemon_factory):
+    d = daemon_factory(env={"VSS_TEST_FREEZE_HOLD_MS": "1500"})
+    mnt = os.path.join(d.root, "mnt")
+    d.create_volume("s", "256M")
+    d.vss("volume", "mount", "s", mnt, "--mkfs", "ext4")
+    loop = d.volume("s")["loop"]
+    dio = "/sys/block/%s/loop/dio" % os.path.basename(loop)
+    tree = bdi_of(os.path.join(d.run, "dev"))
+    bound = read_int(tree + "/max_bytes")
+    assert read_int(dio) == 0, "a mounted volume's loop device is not cached"
+    data = os.urandom(8 << 20)
+    with open(os.path.join(mnt, "f"), "wb") as fh:   # dirty, not synced
+        fh.write(data)
+    c = d.spawn([VSS, "--run-dir", d.run, "create", "shadow", "--for", mnt, "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while "holding the freeze" not in d.log():
+        assert time.time() < deadline and c.poll() is None, c.stderr.read() if c.poll() else ""
+        time.sleep(0.02)
+    assert read_int(dio) == 1, "the loop device kept its cache through the set"
+    # (read back through the kernel's ratio: equal within its rounding)
+    assert read_int(tree + "/max_bytes") > bound // 2, "the set lowered the tree's dirty bound"
+    out, err = c.communicate(timeout=30)
+    assert c.returncode == 0, err
+    assert read_int(dio) == 0, "the loop device was not given its cache back"
+    # what was dirty when the set began is in the shadow
+    assert shadow_file(d, json.loads(out)["shadows"][0]["id"], "f") == data
