@@ -72,7 +72,7 @@ static int builtin_prepare(struct vss_service *svc, struct svc_member *m,
 		return vss_error_set(err, -ENOMEM, "out of memory");
 	m->priv = v;
 	m->volume = v->rec.name;
-	m->gate = &v->gate;
+	m->gate = &v->wgate;
 	m->freeze_dir = v->mount_dir;
 	m->freeze_loop = v->mount_loop;
 	return 0;

@@ -10,9 +10,12 @@
  *   "svc->lock".  It is held across slow work (mkfs, freeze), never taken
  *   on the I/O path.
  * - vol->gate (a writer-preferring rwlock) is taken for reading by every
- *   read and write of the volume's device, and for writing by the
- *   coordinator while it takes a shadow set (all the set's volumes at once:
- *   the set's single instant) and while a diff area is moved.
+ *   read, write and flush of the volume's device, and for writing while a
+ *   diff area is moved or tracking starts (everything waits).
+ * - vol->wgate (the same kind) is taken for reading inside vol->gate by
+ *   every write and flush, and for writing by the coordinator while it
+ *   takes a shadow set (all the set's volumes at once: the set's single
+ *   instant): writes wait, reads go on.  Lock order: gate, then wgate.
  * - vol->refs counts the service's list and every device (the volume's and
  *   its shadows') that may still call into vol->cow; the last put closes
  *   the engine, from whatever thread drops it (volumes.h).

@@ -26,9 +26,9 @@
  *      filesystem flushes itself through its loop device and our device
  *      (the writeback cache's dirty pages, then FSYNC) into the engine, and
  *      the loop device is flushed once more, so it is clean on the volume;
- *   3. close the gate of every volume of the set (vol->gate for writing):
- *      writes in flight finish, new ones wait; every write acknowledged
- *      until now is in the engine;
+ *   3. close the gate of every volume of the set (vol->wgate for writing):
+ *      writes in flight finish, new ones wait, reads go on; every write
+ *      acknowledged until now is in the engine;
  *   2b. every member whose provider holds its target does so (LVM: a
  *      device-mapper suspend, which freezes the filesystem; the guardian
  *      resumes it if vssd dies);

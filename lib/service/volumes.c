@@ -54,8 +54,10 @@ static ssize_t vdev_write(void *ctx, const void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&v->gate);
+	pthread_rwlock_rdlock(&v->wgate);
 	n = v->direct ? v->direct->write(v->direct_ctx, buf, len, off)
 		: v->cow ? vss_cow_write(v->cow, buf, len, off) : -EIO;
+	pthread_rwlock_unlock(&v->wgate);
 	pthread_rwlock_unlock(&v->gate);
 	if (n > 0)
 		atomic_fetch_add_explicit(&v->io.write_bytes, (uint64_t)n, memory_order_relaxed);
@@ -77,8 +79,10 @@ static int vdev_flush(void *ctx)
 	int rc;
 
 	pthread_rwlock_rdlock(&v->gate);
+	pthread_rwlock_rdlock(&v->wgate);
 	rc = v->direct ? v->direct->flush(v->direct_ctx)
 		: v->cow ? vss_cow_flush(v->cow) : -EIO;
+	pthread_rwlock_unlock(&v->wgate);
 	pthread_rwlock_unlock(&v->gate);
 	ns = mono_ns() - t0;
 	atomic_fetch_add_explicit(&v->io.flushes, 1, memory_order_relaxed);
@@ -193,6 +197,7 @@ void svc_volume_put(struct svc_volume *v)
 			unlink(v->rec.backing);
 	}
 	pthread_rwlock_destroy(&v->gate);
+	pthread_rwlock_destroy(&v->wgate);
 	free(v->rec.backing);
 	free(v->rec.diff_path);
 	free(v->rec.note);
@@ -328,6 +333,7 @@ struct svc_volume *svc_volume_new(struct vss_service *svc, const struct vss_cata
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&v->gate, &attr);
+	pthread_rwlock_init(&v->wgate, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	atomic_init(&v->refs, 1);
 	if (!v->rec.backing || !v->rec.diff_path || (rec->note && !v->rec.note)) {

@@ -46,6 +46,11 @@ struct svc_volume {
 	struct vss_catalog_volume rec;          /* svc->lock; strings owned */
 	struct vss_cow_volume *cow;             /* replaced only under gate (write); NULL offline */
 	pthread_rwlock_t gate;
+	/* Taken for reading by every write and flush of the device (inside
+	 * gate), for writing by a set around its commit: writes wait, reads
+	 * go on (a thin LV's lvcreate, which a set runs with its volumes'
+	 * writes held, reads every loop device's label). */
+	pthread_rwlock_t wgate;
 	/* The service's list and every device that may still call into cow
 	 * (svc_volume_get, svc_volume_put); never back from 0. */
 	atomic_int refs;

@@ -357,7 +357,7 @@ static int rbd_prepare(struct vss_service *svc, struct svc_member *m, struct vss
 	r->pend[r->npend++] = rm;
 	m->priv = rm;
 	m->volume = v->rec.name;
-	m->gate = &v->gate;
+	m->gate = &v->wgate;
 	m->freeze_dir = v->mount_dir;
 	m->freeze_loop = v->mount_loop;
 	return 0;
