@@ -55,8 +55,8 @@ struct vss_transport_ops {
 	 * The descriptor (*@fd) is the caller's.  0 or -errno. */
 	int (*open_cached)(struct vss_transport *t, const char *path, int flags, int *fd);
 	/* Bounds what the tree may hold dirty in the page cache to @bytes, or to
-	 * its usual bound with 0 (what a set lowers before a freeze).  0 or
-	 * -errno.  May be NULL. */
+	 * its usual bound with 0 (what vssd sets at start; a set does not lower
+	 * it, doc/service.md "Freeze time").  0 or -errno.  May be NULL. */
 	int (*limit_dirty)(struct vss_transport *t, uint64_t bytes);
 	/* Open handles of a device now (0 if unknown). */
 	unsigned int (*open_count)(struct vss_transport *t, enum vss_device_kind kind,

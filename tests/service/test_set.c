@@ -139,7 +139,7 @@ static struct {
 	int holds_wanted, holds_done;  /* of the set being taken */
 	bool fail_guard, guard_times_out;
 	unsigned int freeze_sleep_ms;
-	unsigned int settle_sleep_ms;  /* each settle that lowers the bound */
+	unsigned int settle_sleep_ms;  /* each settle that switches the loops */
 	int prepared;                  /* prepared, not yet adopted or aborted */
 	int made;                      /* snapshots that exist */
 	int frozen;                    /* filesystems frozen now */
