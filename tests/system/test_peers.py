@@ -252,9 +252,8 @@ def test_coordinator_gone_while_peer_frozen(daemon_factory, how):
               b_env={"VSS_TEST_FREEZE_LIMIT_MS": "4000"})
     c = h.spawn_create()
     wait_log(h.a, "holding the freeze")
-    # B freezes on A's word, as A does: by now, or moments later (its
-    # settle writes back what mkfs left cached, a fresh ext4's lazy init
-    # goes on meanwhile).
+    # B freezes on A's word, as A does: by now, or moments later (up to
+    # ~1 s seen with the new settle; why that long is not measured).
     deadline = time.time() + 2.5
     while write_returns(os.path.join(h.mnt["b"], "during"), 0.3):
         assert time.time() < deadline, "B not frozen"
