@@ -6,7 +6,10 @@ IOPS are the writes over the wall time of the run, final fsync included)
 on ext4 over
   1. a vss volume (vssd, FUSE device, loop device): no shadow, 1 shadow,
      64 shadows, then 1 persistent shadow;
-  2. a plain file on a loop device (no FUSE, no engine): the floor;
+  2. a plain file on a loop device (no FUSE, no engine): the floor; then a
+     file in RAM (tmpfs) on a buffered loop device: the ceiling, what the
+     loop driver does with nothing behind it, which no design under a loop
+     device (vss's included) can pass (`--no-ceiling` leaves it out);
   3. qemu-storage-daemon exporting a qcow2 image through FUSE, then with
      1 and 64 external snapshots (QMP blockdev-snapshot-sync).
 and prints IOPS with ratios to each stack's own no-snapshot run and to the
@@ -32,7 +35,8 @@ that the runs differ only in what is measured.
 
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
                               [--no-reads] [--freezes 40] [--read-passes 5]
-                              [--freezes-only] [--no-floor] [--log FILE] [--count]
+                              [--freezes-only] [--no-floor] [--no-ceiling] [--log FILE]
+                              [--count]
 
 `--count` also prints, for the random and the sequential run with one
 shadow, the FUSE requests vssd got (opcode and length) and its preads
@@ -437,18 +441,30 @@ def bench_vss(args, work, cl, seq):
     return rows
 
 
-def plain_loop(args, work, cl):
-    """ext4 on a plain file on a direct-I/O loop device: (mount point, file)."""
-    img, mnt = os.path.join(work, "plain.img"), os.path.join(work, "plain-mnt")
+def plain_loop(args, work, cl, name="plain", direct=True):
+    """ext4 on a plain file in @work on a loop device, direct I/O unless
+    @direct is False: (mount point, file)."""
+    img, mnt = os.path.join(work, name + ".img"), os.path.join(work, name + "-mnt")
     run("truncate", "-s", args.volume, img)
-    dev = run("losetup", "--find", "--show", "--direct-io=on", "--sector-size", "4096",
-              img, capture_output=True, text=True).stdout.strip()
+    dev = run("losetup", "--find", "--show", "--direct-io=" + ("on" if direct else "off"),
+              "--sector-size", "4096", img, capture_output=True, text=True).stdout.strip()
     cl.add(losetup_detach, dev)
     run("mkfs.ext4", "-q", "-E", "nodiscard", dev)
     os.mkdir(mnt)
     run("mount", dev, mnt)
     cl.add(umount, mnt)
     return mnt, os.path.join(mnt, "fio.dat")
+
+
+def ram_loop(args, work, cl):
+    """ext4 on a buffered loop device over a file in RAM (tmpfs): the loop
+    driver with nothing behind it, what no design under a loop device can
+    pass.  (mount point, file)."""
+    ram = os.path.join(work, "ram")
+    os.mkdir(ram)
+    run("mount", "-t", "tmpfs", "vss-bench-ram", ram)   # bound: half the RAM
+    cl.add(umount, ram)
+    return plain_loop(args, ram, cl, name="ram", direct=False)
 
 
 def print_floor(floor):
@@ -465,6 +481,9 @@ def bench_loop(args, work, cl, seq):
     mnt, f = plain_loop(args, work, cl)
     rows = [("plain loop file", 0, fio(f, args.runtime, args.size))]
     seq.append(("plain loop file", 0, fio_seq(f, args.runtime, args.size)))
+    if not args.no_ceiling:
+        mnt, f = ram_loop(args, work, cl)
+        rows.append(("loop on RAM (ceiling)", 0, fio(f, args.runtime, args.size)))
     return rows
 
 
@@ -565,6 +584,8 @@ def main():
     ap.add_argument("--count", action="store_true",
                     help="count vssd's FUSE requests and preads/pwrites by size in the "
                          "1-shadow runs (needs perf)")
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="not the loop device over a file in RAM")
     ap.add_argument("--no-floor", action="store_true",
                     help="with --freezes-only: not the plain loop file's freezes after")
     args = ap.parse_args()
@@ -601,6 +622,12 @@ def main():
         print("%-24s %9d %10.0f %12.2f %12s %12s" % (
             stack, n, iops, iops / base[key], "%.2f" % (iops / floor) if floor else "-",
             "%.2f" % (iops / qemu1) if qemu1 else "-"))
+    ceiling = next((r[2] for r in rows if r[0] == "loop on RAM (ceiling)"), None)
+    vss1 = next((r[2] for r in rows if r[0] == "vss volume" and r[1] == 1), None)
+    if ceiling and floor:
+        print("the loop device over RAM is %.2fx the plain loop file%s" % (
+            ceiling / floor, "; vss with 1 shadow is %.2f of it" % (vss1 / ceiling)
+            if vss1 else ""))
     if seq:
         sfloor = next((r[2] for r in seq if r[0] == "plain loop file"), None)
         print("\nfio write 1M (sequential), direct, libaio, iodepth 4, %d s + end_fsync, "
