@@ -41,8 +41,9 @@ ninja -C build/ci
 # What the later stages run is built while the tests run, at the lowest
 # CPU and I/O priority (nice 19, idle class): the ASan tree, the fuzz
 # targets and the Debian packages (scripts/deb.sh, which checks them too).
-# The system tests mostly wait on vssd, other daemons and the disk, and so
-# leave CPU idle; this took ~190 s of compiling out of CI's 20 minutes.
+# The system tests that run one at a time come first (tests/system/
+# meson.build) and use about half a core; this took ~190 s of CI's 20
+# minutes when it ran after them.
 # The later stages wait for it, and print its log (build/background.log).
 export FUZZ_SECONDS=${FUZZ_SECONDS:-12}
 fuzz_programs() {  # the fuzz targets and their seed makers of build/fuzz
