@@ -79,6 +79,7 @@ background_wait() {  # the background builds' end; fails if they failed
   if [ -z "$background_rc" ]; then
     background_rc=0
     wait $background || background_rc=$?
+    background=    # reaped: its PID may now be another process's
   fi
   if [ "$background_rc" != 0 ]; then
     cat build/background.log
@@ -91,7 +92,13 @@ kill_tree() {  # kill_tree PID: PID and everything it started
   for c in $(pgrep -P "$1"); do kill_tree "$c"; done
   kill "$1" 2>/dev/null || true
 }
-trap 'kill_tree $background' EXIT
+background_stop() {  # at exit: the builds, if this shell's child still runs them
+  if [ -n "$background" ] &&
+     [ "$(ps -o ppid= -p "$background" 2>/dev/null | tr -d ' ')" = "$$" ]; then
+    kill_tree "$background"
+  fi
+}
+trap background_stop EXIT
 
 stage "tests"
 # test_stress's hostile and unlucky clients for 45 s here (120 s by hand).
