@@ -8,9 +8,10 @@ on ext4 over
      64 shadows, the newest of them alone (the 63 others deleted: the
      64-vs-1 of two adjacent runs), then 1 persistent shadow;
   2. a plain file on a loop device (no FUSE, no engine): the floor; then a
-     file in RAM (tmpfs) on a buffered loop device: the ceiling, what the
-     loop driver does with nothing behind it, which no design under a loop
-     device (vss's included) can pass (`--no-ceiling` leaves it out);
+     file in RAM (tmpfs) on a buffered loop device: the "ceiling", what the
+     loop driver does with no storage behind it (a single run of any stack
+     may land above or below it by the run-to-run spread; `--no-ceiling`
+     leaves it out);
   3. qemu-storage-daemon exporting a qcow2 image through FUSE, then with
      1 and 64 external snapshots (QMP blockdev-snapshot-sync).
 and prints IOPS with ratios to each stack's own no-snapshot run and to the
@@ -465,8 +466,7 @@ def plain_loop(args, work, cl, name="plain", direct=True):
 
 def ram_loop(args, work, cl):
     """ext4 on a buffered loop device over a file in RAM (tmpfs): the loop
-    driver with nothing behind it, what no design under a loop device can
-    pass.  (mount point, file)."""
+    driver with no storage behind it.  (mount point, file)."""
     ram = os.path.join(work, "ram")
     os.mkdir(ram)
     run("mount", "-t", "tmpfs", "vss-bench-ram", ram)   # bound: half the RAM
