@@ -94,7 +94,7 @@ static int run(char *const argv[], char *out, size_t outlen)
 	return -EINTR;
 }
 
-int vss_fs_mkfs(const char *fstype, const char *dev, struct vss_error *err)
+int vss_fs_mkfs(const char *fstype, const char *dev, bool zeroed, struct vss_error *err)
 {
 	char out[2048], prog[32];
 	char *argv[8];
@@ -107,16 +107,23 @@ int vss_fs_mkfs(const char *fstype, const char *dev, struct vss_error *err)
 	argv[i++] = prog;
 	if (strcmp(fstype, "ext4") == 0) {
 		/*
-		 * lazy_itable_init=0: mkfs zeroes the inode tables (~1.5% of
-		 * the volume) itself.  Left to the kernel's lazy init, they are
-		 * zeroed after the mount, in the background, for seconds to
-		 * minutes, and every shadow taken meanwhile copies those blocks
-		 * into its diff area (and a set's settle writes them through).
+		 * The inode tables (~1.5% of the volume) must be zeroed before
+		 * any shadow is taken.  Left to the kernel's lazy init, they
+		 * are zeroed after the mount, in the background, for seconds
+		 * to minutes, and every shadow taken meanwhile copies those
+		 * blocks into its diff area (and a set's settle writes them
+		 * through).  So: on a device that reads all zeros already (a
+		 * new volume), assume_storage_prezeroed=1 (e2fsprogs 1.47):
+		 * mkfs writes neither the inode tables nor the journal and
+		 * marks every group's table zeroed, so the kernel has nothing
+		 * left to do either; elsewhere lazy_itable_init=0, mkfs
+		 * zeroes the tables itself.
 		 */
 		argv[i++] = "-q";
 		argv[i++] = "-F";
 		argv[i++] = "-E";
-		argv[i++] = "nodiscard,lazy_itable_init=0";
+		argv[i++] = zeroed ? "nodiscard,assume_storage_prezeroed=1"
+				   : "nodiscard,lazy_itable_init=0";
 	} else {
 		argv[i++] = "-q";
 		argv[i++] = "-f";

@@ -20,8 +20,12 @@
 /* True for the filesystems vssd knows how to make and to mount from a shadow. */
 int vss_fs_supported(const char *fstype);
 
-/* Runs mkfs.@fstype on @dev, without discard; its output goes into @err on failure. */
-int vss_fs_mkfs(const char *fstype, const char *dev, struct vss_error *err);
+/*
+ * Runs mkfs.@fstype on @dev, without discard; its output goes into @err on
+ * failure.  @zeroed: @dev is known to read all zeros, so mkfs need not
+ * write zeros (ext4's inode tables and journal); false when unsure.
+ */
+int vss_fs_mkfs(const char *fstype, const char *dev, bool zeroed, struct vss_error *err);
 
 /* Reads @dev's superblock: "ext4", "xfs", "btrfs", or NULL if none of these. */
 const char *vss_fs_detect(const char *dev);

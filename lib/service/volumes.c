@@ -1328,8 +1328,9 @@ int svc_mount_device(struct vss_service *svc, const char *file, unsigned int fla
 	if (!shadow && (rc = vss_loop_limit_dirty(loop, LOOP_DIRTY_MAX_BYTES)) < 0)
 		vss_log("%s: the filesystem on %s keeps the kernel's bound on its dirty pages: %s",
 			what, loop, strerror(-rc));
-	if (mkfs && (rc = vss_fs_mkfs(mkfs, loop, err)) < 0)
+	if (mkfs && (rc = vss_fs_mkfs(mkfs, loop, flags & SVC_DEVICE_ZEROED, err)) < 0)
 		goto out;
+	flags &= ~SVC_DEVICE_ZEROED;
 	if (!(*found = vss_fs_detect(loop)))
 		rc = vss_error_set(err, -EINVAL, "%s holds no ext4, xfs or btrfs filesystem%s",
 				   what, shadow ? " to mount" : " (make one with --mkfs)");
@@ -1341,6 +1342,29 @@ int svc_mount_device(struct vss_service *svc, const char *file, unsigned int fla
 out:
 	close(fd);  /* autoclear: the loop device now lives as long as the mount */
 	return rc;
+}
+
+/*
+ * Whether the device of @v reads all zeros, so that a mkfs on it need not
+ * write zeros (vss_fs_mkfs): an engine's volume whose origin is a regular
+ * file with no data in it at all (SEEK_DATA finds none), once the engine's
+ * redo queue (a persistent shadow's first writes) is in it.  False when
+ * unsure: a block device, a filesystem without SEEK_DATA (all data), a
+ * volume of another provider.
+ */
+static bool volume_reads_zeros(struct svc_volume *v)
+{
+	struct stat st;
+	bool zeros = false;
+
+	pthread_rwlock_rdlock(&v->gate);
+	pthread_rwlock_rdlock(&v->wgate);
+	if (v->cow && !v->direct && v->origin_fd >= 0 && fstat(v->origin_fd, &st) == 0 &&
+	    S_ISREG(st.st_mode) && vss_cow_flush(v->cow) == 0)
+		zeros = lseek(v->origin_fd, 0, SEEK_DATA) < 0 && errno == ENXIO;
+	pthread_rwlock_unlock(&v->wgate);
+	pthread_rwlock_unlock(&v->gate);
+	return zeros;
 }
 
 int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *dir,
@@ -1362,7 +1386,8 @@ int svc_volume_mount(struct vss_service *svc, struct svc_volume *v, const char *
 		return rc;
 	svc_volume_device_path(svc, v->rec.name, dev, sizeof(dev));
 	snprintf(what, sizeof(what), "volume %s", v->rec.name);
-	rc = svc_mount_device(svc, dev, 0, dirfd, mkfs, fstype, options, what, loop, &found, &m, err);
+	rc = svc_mount_device(svc, dev, mkfs && volume_reads_zeros(v) ? SVC_DEVICE_ZEROED : 0,
+			      dirfd, mkfs, fstype, options, what, loop, &found, &m, err);
 	close(dirfd);
 	if (rc < 0)
 		return rc;

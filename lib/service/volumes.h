@@ -126,8 +126,11 @@ void svc_refresh_mounts(struct vss_service *svc);
  * the directory @dirfd (svc_mountpoint_open()) with @options and @flags
  * (fs.h: a shadow is read-only, nosuid, nodev, noexec unless VSS_FS_EXEC),
  * refusing anything but ext4, xfs or btrfs, or but @fstype if not NULL.
- * @what names it in messages.  The loop device goes away with the mount.
+ * SVC_DEVICE_ZEROED in @flags: @file reads all zeros (vss_fs_mkfs's
+ * @zeroed).  @what names it in messages.  The loop device goes away with
+ * the mount.
  */
+#define SVC_DEVICE_ZEROED 0x100u
 int svc_mount_device(struct vss_service *svc, const char *file, unsigned int flags,
 		     int dirfd, const char *mkfs, const char *fstype, const char *options,
 		     const char *what, char loop[VSS_LOOP_NAME_MAX], const char **found,
