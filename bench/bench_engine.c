@@ -865,6 +865,7 @@ static void measure_reads(const struct opts *o, struct read_result *res, bool co
 		res->changed[k] = changed_blocks(vol, ids[k], k == RD_OLDEST ? changed : NULL);
 		sh[k] = shadow_open(vol, ids[k]);
 	}
+	res->changed[RD_VOLUME] = 0;       /* the live volume: no diff area */
 	res->changed[RD_FLOOR] = res->changed[RD_OLDEST];
 	res->changed[RD_NEWEST_IO] = res->changed[RD_NEWEST];
 	res->changed[RD_OLDEST_IO] = res->changed[RD_OLDEST];

@@ -17,7 +17,11 @@ on ext4 over
 and prints IOPS with ratios to each stack's own no-snapshot run and to the
 plain loop device; then sequential 1 MiB direct writes (iodepth 4,
 end_fsync=1, MiB/s over the wall time) on each stack with one shadow
-(snapshot) and on the plain loop device.  Under the vss volume's random
+(snapshot) and on the plain loop device.  Then the random writes again in
+`--rounds` rounds (3; 0 for none) that go round the plain loop file, the
+loop on RAM and the vss volume with one shadow, with the medians of the
+rounds' ratios: a single row above lands a fifth above or below the next
+run of the same stack on the test VM.  Under the vss volume's random
 writes it takes sets one after another and prints the freeze time's median,
 p99 and maximum, and the median and p99 of each step of those sets as
 vssd's log gives them (settle, guardian, second settle, FIFREEZE, commit,
@@ -38,7 +42,7 @@ that the runs differ only in what is measured.
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
                               [--no-reads] [--freezes 40] [--read-passes 5]
                               [--freezes-only] [--no-floor] [--no-ceiling] [--log FILE]
-                              [--count]
+                              [--rounds 3] [--count]
 
 `--count` also prints, for the random and the sequential run with one
 shadow, the FUSE requests vssd got (opcode and length) and its preads
@@ -362,7 +366,7 @@ def stop_process(p, sig=signal.SIGTERM):
             p.wait()
 
 
-def bench_vss(args, work, cl, seq):
+def bench_vss(args, work, cl, seq, ctx):
     vssd = os.path.join(args.build, "src", "vssd", "vssd")
     vss = os.path.join(args.build, "src", "vss", "vss")
     run_dir, state = os.path.join(work, "vss-run"), os.path.join(work, "vss-state")
@@ -444,8 +448,9 @@ def bench_vss(args, work, cl, seq):
                                          count=count("sequential 1 MiB writes, 1 shadow"))))
     v("delete", "shadows", "--all", "--quiet")
     print_freezes(freezes_under_load(v, mnt, f, args)[0], log.name)
-    if not args.no_reads:
-        bench_vss_reads(args, work, cl, v, mnt, f)
+    ctx["vss"] = (v, mnt, f)
+    if not args.no_reads:   # after the rounds, if any (main)
+        ctx["vss reads"] = lambda: bench_vss_reads(args, work, cl, v, mnt, f)
     return rows
 
 
@@ -484,14 +489,56 @@ def print_floor(floor):
           flush=True)
 
 
-def bench_loop(args, work, cl, seq):
+def bench_loop(args, work, cl, seq, ctx):
     mnt, f = plain_loop(args, work, cl)
+    ctx["plain loop file"] = f
     rows = [("plain loop file", 0, fio(f, args.runtime, args.size))]
     seq.append(("plain loop file", 0, fio_seq(f, args.runtime, args.size)))
     if not args.no_ceiling:
         mnt, f = ram_loop(args, work, cl)
+        ctx["loop on RAM"] = f
         rows.append(("loop on RAM (ceiling)", 0, fio(f, args.runtime, args.size)))
     return rows
+
+
+def rounds(args, ctx):
+    """The random writes again, in @args.rounds rounds that go round the
+    plain loop file, the loop on RAM and the vss volume with one new
+    shadow, so that the machine's drift hits all three alike; prints each
+    round and the medians of the per-round ratios.  One run of a stack
+    differs from the next by about a fifth on the test VM: a single row
+    above cannot settle a 1.5x, the median of these ratios can."""
+    v, mnt, f = ctx["vss"]
+    v("delete", "shadows", "--all", "--quiet")
+    v("create", "shadow", "--for", mnt, "--json")
+    stacks = [("plain loop file", ctx["plain loop file"])]
+    if "loop on RAM" in ctx:
+        stacks.append(("loop on RAM", ctx["loop on RAM"]))
+    stacks.append(("vss volume, 1 shadow", f))
+    got = {name: [] for name, _ in stacks}
+    print("\nrandom 4 KiB writes in %d alternating rounds (as above), IOPS:" % args.rounds,
+          flush=True)
+    for r in range(args.rounds):
+        for name, path in stacks:
+            got[name].append(fio(path, args.runtime, args.size))
+        print("round %d: " % (r + 1) + ", ".join(
+            "%s %.0f" % (name, got[name][-1]) for name, _ in stacks), flush=True)
+
+    def med(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    plain = got["plain loop file"]
+    for name, _ in stacks[1:]:
+        ratios = [a / b for a, b in zip(got[name], plain)]
+        print("%s: median %.0f IOPS, %.2fx the plain loop file (median of the rounds' "
+              "ratios; %s)" % (name, med(got[name]), med(ratios),
+                               " ".join("%.2f" % x for x in ratios)), flush=True)
+    if "loop on RAM" in got:
+        ratios = [a / b for a, b in zip(got["vss volume, 1 shadow"], got["loop on RAM"])]
+        print("vss volume, 1 shadow: %.2f of the loop on RAM (median; %s)" % (
+            med(ratios), " ".join("%.2f" % x for x in ratios)), flush=True)
 
 
 class QMP:
@@ -518,7 +565,7 @@ class QMP:
                 raise RuntimeError("QMP %s: %s" % (name, r["error"]))
 
 
-def bench_qemu(args, work, cl, seq):
+def bench_qemu(args, work, cl, seq, ctx):
     if not shutil.which("qemu-storage-daemon") or not shutil.which("qemu-img"):
         print("qemu-storage-daemon or qemu-img missing: no qemu rows", file=sys.stderr)
         return []
@@ -593,6 +640,9 @@ def main():
                          "1-shadow runs (needs perf)")
     ap.add_argument("--no-ceiling", action="store_true",
                     help="not the loop device over a file in RAM")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating rounds of plain loop file, loop on RAM and vss with "
+                         "1 shadow after the rows (0: none)")
     ap.add_argument("--no-floor", action="store_true",
                     help="with --freezes-only: not the plain loop file's freezes after")
     args = ap.parse_args()
@@ -605,13 +655,17 @@ def main():
     cl = Cleanup()
     cl.add(shutil.rmtree, work, True)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
-    rows, seq = [], []
+    rows, seq, ctx = [], [], {}
     try:
         for name, fn in (("vss", bench_vss), ("loop", bench_loop), ("qemu", bench_qemu)):
             if not args.only or name in args.only:
-                rows += fn(args, work, cl, seq)
+                rows += fn(args, work, cl, seq, ctx)
                 print("%s: %s; sequential: %s" % (name, rows, seq), file=sys.stderr,
                       flush=True)
+        if args.rounds > 0 and "vss" in ctx and "plain loop file" in ctx:
+            rounds(args, ctx)
+        if "vss reads" in ctx:
+            ctx["vss reads"]()
     finally:
         cl.run()
     if not rows:
