@@ -20,8 +20,9 @@ end_fsync=1, MiB/s over the wall time) on each stack with one shadow
 (snapshot) and on the plain loop device.  Then the random writes again in
 `--rounds` rounds (3; 0 for none) that go round the plain loop file, the
 loop on RAM and the vss volume with one shadow, with the medians of the
-rounds' ratios: a single row above lands a fifth above or below the next
-run of the same stack on the test VM.  Under the vss volume's random
+rounds' ratios: a single row above landed a fifth above or below the next
+run of the same stack on the test VM (6-8% with page reporting down,
+below).  Under the vss volume's random
 writes it takes sets one after another and prints the freeze time's median,
 p99 and maximum, and the median and p99 of each step of those sets as
 vssd's log gives them (settle, guardian, second settle, FIFREEZE, commit,
@@ -42,7 +43,12 @@ that the runs differ only in what is measured.
     sudo scripts/bench-fio.py [--build build] [--runtime 20] [--size 1G] [--reads]
                               [--no-reads] [--freezes 40] [--read-passes 5]
                               [--freezes-only] [--no-floor] [--no-ceiling] [--log FILE]
-                              [--rounds 3] [--count]
+                              [--rounds 3] [--count] [--keep-page-reporting]
+
+In a guest with free page reporting (virtio-balloon), the run turns it
+down (page_reporting_order at the kernel's highest) and gives the setting
+back at the end: with it, a run's result moved by about a fifth with where
+its page cache landed (`--keep-page-reporting` leaves it as it is).
 
 `--count` also prints, for the random and the sequential run with one
 shadow, the FUSE requests vssd got (opcode and length) and its preads
@@ -479,6 +485,42 @@ def ram_loop(args, work, cl):
     return plain_loop(args, ram, cl, name="ram", direct=False)
 
 
+PAGE_REPORTING = "/sys/module/page_reporting/parameters/page_reporting_order"
+
+
+def page_reporting_off(cl):
+    """A guest with free page reporting (virtio-balloon) hands the pages it
+    frees back to the host, a couple of seconds later, in 2 MiB pieces; a
+    page allocated again then faults in the host on its first touch.  Every
+    run frees and allocates page cache by the GiB (and `drop_caches` before
+    each cold read frees it all), so whether a run lands on reported pages
+    moved its result by a fifth on the test VM (6-8% with reporting off).
+    So it is set to the highest order the kernel takes (11 on the test
+    VM's 6.18: only pieces of 8 MiB or more are reported, none in practice)
+    for the run, and given back at the end."""
+    try:
+        with open(PAGE_REPORTING) as f:
+            old = f.read().strip()
+    except OSError:
+        return          # no free page reporting here
+    for order in range(32, int(old), -1):
+        try:
+            with open(PAGE_REPORTING, "w") as f:
+                f.write("%d\n" % order)
+            break
+        except OSError:
+            continue    # above the kernel's maximum
+    else:
+        return
+    print("free page reporting: order %d for the run (%s was %s; given back at the end)"
+          % (order, PAGE_REPORTING, old), flush=True)
+
+    def restore():
+        with open(PAGE_REPORTING, "w") as f:
+            f.write(old + "\n")
+    cl.add(restore)
+
+
 def print_floor(floor):
     total = [x[0] for x in floor]
     print("plain loop file: FIFREEZE + FITHAW of ext4 under the same fio load, in turn with "
@@ -506,8 +548,9 @@ def rounds(args, ctx):
     plain loop file, the loop on RAM and the vss volume with one new
     shadow, so that the machine's drift hits all three alike; prints each
     round and the medians of the per-round ratios.  One run of a stack
-    differs from the next by about a fifth on the test VM: a single row
-    above cannot settle a 1.5x, the median of these ratios can."""
+    differed from the next by about a fifth on the test VM (6-8% with
+    page_reporting_off()): a single row above cannot settle a 1.5x, the
+    median of these ratios can."""
     v, mnt, f = ctx["vss"]
     v("delete", "shadows", "--all", "--quiet")
     v("create", "shadow", "--for", mnt, "--json")
@@ -643,6 +686,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating rounds of plain loop file, loop on RAM and vss with "
                          "1 shadow after the rows (0: none)")
+    ap.add_argument("--keep-page-reporting", action="store_true",
+                    help="leave the guest's free page reporting as it is (see the docstring)")
     ap.add_argument("--no-floor", action="store_true",
                     help="with --freezes-only: not the plain loop file's freezes after")
     args = ap.parse_args()
@@ -655,6 +700,8 @@ def main():
     cl = Cleanup()
     cl.add(shutil.rmtree, work, True)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+    if not args.keep_page_reporting:
+        page_reporting_off(cl)
     rows, seq, ctx = [], [], {}
     try:
         for name, fn in (("vss", bench_vss), ("loop", bench_loop), ("qemu", bench_qemu)):
