@@ -230,6 +230,16 @@ def test_in_place_interrupted(vssd, busy):
     assert subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True).stdout == b""
 
 
+def callers_dispositions():
+    """The caller of vss exec in the test below: SIGHUP ignored (as under
+    nohup), the others it checks at their default whatever the test runner
+    was started with (a shell's background job ignores SIGINT and
+    SIGQUIT)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def test_in_place_command_gets_the_callers_signal_dispositions(vssd, busy):
     """Under nohup the command still ignores SIGHUP; SIGINT and SIGTERM
     (which vss exec ignores while it waits) are the caller's (default)."""
@@ -237,8 +247,7 @@ def test_in_place_command_gets_the_callers_signal_dispositions(vssd, busy):
     w.kill()
     r = subprocess.run([VSS, "--run-dir", vssd.run, "exec", "--for", data, "--in-place",
                         "--", "sh", "-c", "grep SigIgn /proc/$$/status"],
-                       capture_output=True, text=True,
-                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+                       capture_output=True, text=True, preexec_fn=callers_dispositions)
     assert r.returncode == 0, r.stderr
     ign = int(r.stdout.split()[1], 16)
     bit = lambda s: (ign >> (s - 1)) & 1
