@@ -19,7 +19,7 @@ _spec.loader.exec_module(system)
 daemon_factory, vssd, workdir = system.daemon_factory, system.vssd, system.workdir
 # What the system tests' own modules import from "conftest", which is this
 # one here: so that a guest test can use their writers (test_fs's busy tree).
-VSS = system.VSS
+VSS, ext4_groups = system.VSS, system.ext4_groups
 
 
 def pytest_collection_modifyitems(config, items):

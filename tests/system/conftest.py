@@ -103,6 +103,21 @@ def mkfs_btrfs(target, timeout=30):
         time.sleep(0.5)
 
 
+def ext4_groups(dev):
+    """dumpe2fs of @dev: (block size, [(group's flags line, first, last
+    block of its inode table)])."""
+    out = subprocess.run(["dumpe2fs", dev], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    bsize = next(int(l.split(":")[1]) for l in out if l.startswith("Block size:"))
+    groups = []
+    for i, l in enumerate(out):
+        if l.startswith("Group ") and l.split()[1][:-1].isdigit():
+            table = next(x for x in out[i:] if "Inode table at" in x)
+            first, last = table.split("Inode table at")[1].split()[0].split("-")
+            groups.append((l, int(first), int(last)))
+    return bsize, groups
+
+
 def sha256_file(path, size=None, chunk=1 << 20):
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:

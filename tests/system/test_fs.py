@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import VSS
+from conftest import VSS, ext4_groups
 
 TREE_WRITER = r"""
 import os, random, sys
@@ -312,21 +312,6 @@ def test_unmounted_behind_our_back_is_never_frozen(vssd):
     assert "unmounted outside vss" in vssd.log()
     vssd.vss("volume", "mount", "x", mnt)
     vssd.shadow(mnt)
-
-
-def ext4_groups(dev):
-    """dumpe2fs of @dev: (block size, [(group's flags line, first, last
-    block of its inode table)])."""
-    out = subprocess.run(["dumpe2fs", dev], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    bsize = next(int(l.split(":")[1]) for l in out if l.startswith("Block size:"))
-    groups = []
-    for i, l in enumerate(out):
-        if l.startswith("Group ") and l.split()[1][:-1].isdigit():
-            table = next(x for x in out[i:] if "Inode table at" in x)
-            first, last = table.split("Inode table at")[1].split()[0].split("-")
-            groups.append((l, int(first), int(last)))
-    return bsize, groups
 
 
 def test_mkfs_ext4_leaves_no_zeroing_behind(vssd, workdir):
